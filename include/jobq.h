@@ -1,0 +1,421 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * jobq.h - the whole public API of libjobq.
+ *
+ * A handle (jobq_t) is one connection to a jobqd manager. Every function
+ * returns 0 (or a count) on success and a negative errno, or one of the
+ * JOBQ_E* values below, on failure; jobq_strerror() turns either into text.
+ *
+ * Timeouts are in seconds as a double: a negative value waits forever, 0
+ * tries once and returns -EAGAIN instead of waiting, a positive value waits
+ * at most that long and then returns -ETIMEDOUT.
+ *
+ * Threads: a handle may be shared by the threads of one process. Requests
+ * are serialized by the library and every completion goes to the thread
+ * that waits for it. A handle must not be used across fork(): the child
+ * opens its own.
+ */
+#ifndef JOBQ_H
+#define JOBQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define JOBQ_API __attribute__((visibility("default")))
+
+#define JOBQ_VERSION_MAJOR 0
+#define JOBQ_VERSION_MINOR 1
+#define JOBQ_VERSION_PATCH 0
+#define JOBQ_VERSION_STRING "0.1.0"
+
+typedef struct jobq jobq_t;
+struct json_t; /* jansson */
+
+/* ------------------------------------------------------------------------
+ * Errors: -errno, or one of these (a range no errno uses).
+ */
+enum {
+	JOBQ_EBASE = -10000,
+	JOBQ_ENOMANAGER = -10001, /* no manager answers in the instance directory */
+	JOBQ_EVERSION = -10002,	  /* client and manager speak different layouts */
+	JOBQ_EMISMATCH = -10003,  /* compare-and-swap: the value was not the expected one */
+	JOBQ_EKIND = -10004,	  /* a lock of that name exists with another kind */
+	JOBQ_ENOTNUM = -10005,	  /* increment of a value that is not a decimal integer */
+	JOBQ_ECLOSED = -10006,	  /* the manager went away or dropped this client */
+	JOBQ_EFULL = -10007,	  /* the store has no room (jobqd --memory) */
+	JOBQ_ELIMIT = -10008,	  /* a table is full: queues, locks, keys or clients */
+	JOBQ_ELAST = -10009,
+};
+
+/*
+ * jobq_strerror - text for a return value of this library.
+ * @err: a negative errno or JOBQ_E* value.
+ * Returns a static string; never NULL.
+ */
+JOBQ_API const char *jobq_strerror(int err);
+
+/* ------------------------------------------------------------------------
+ * Objects: bytes with a type tag. The empty object (len 0) is valid.
+ */
+enum jobq_type {
+	JOBQ_T_NONE = 0,  /* Python's None: no payload */
+	JOBQ_T_BYTES = 1, /* opaque bytes */
+	JOBQ_T_JSON = 2,  /* UTF-8 JSON text */
+	JOBQ_T_TEXT = 3,  /* UTF-8 text */
+	JOBQ_T_USER = 256 /* the first type number free for applications */
+};
+
+typedef struct jobq_obj {
+	uint32_t type;	/* enum jobq_type or a user type */
+	uint32_t flags; /* reserved, 0 */
+	size_t len;
+	void *data;	/* malloc'd by the library; NUL-terminated one byte past len */
+} jobq_obj_t;
+
+/* jobq_obj_free - free obj->data and clear the object. NULL is fine. */
+JOBQ_API void jobq_obj_free(jobq_obj_t *obj);
+
+/*
+ * jobq_obj_json - parse a JSON object's payload with jansson.
+ * Returns 0 and a new reference in *out, -EINVAL when the payload is not
+ * valid JSON (the object is left untouched).
+ */
+JOBQ_API int jobq_obj_json(const jobq_obj_t *obj, struct json_t **out);
+
+/* ------------------------------------------------------------------------
+ * Connecting.
+ */
+
+/*
+ * jobq_default_dir - the instance directory used when none is named:
+ * $JOBQ_DIR, else $XDG_RUNTIME_DIR/jobq, else /tmp/jobq-$UID.
+ * Returns 0, or -ENAMETOOLONG when buf (of len bytes) is too small.
+ */
+JOBQ_API int jobq_default_dir(char *buf, size_t len);
+
+/*
+ * jobq_open - connect to the manager of instance directory @dir (NULL: the
+ * default directory) and fill *qp with a new handle.
+ * Returns 0; JOBQ_ENOMANAGER when nothing answers there; JOBQ_EVERSION when
+ * the manager speaks another layout; -EACCES when the manager refuses this
+ * user; JOBQ_ELIMIT when it has no room for another client; other -errno.
+ * On failure *qp is untouched.
+ */
+JOBQ_API int jobq_open(jobq_t **qp, const char *dir);
+
+/*
+ * jobq_close - disconnect and free the handle. Requests still in flight are
+ * abandoned: their callbacks never run. Locks the handle holds are released
+ * by the manager; objects it was being handed go back to their queues.
+ */
+JOBQ_API void jobq_close(jobq_t *q);
+
+/* jobq_dir - the instance directory this handle is connected to. */
+JOBQ_API const char *jobq_dir(const jobq_t *q);
+
+/* jobq_max_object - the largest object the manager accepts, in bytes. */
+JOBQ_API size_t jobq_max_object(const jobq_t *q);
+
+/* jobq_ping - one round trip through the manager. Returns 0 or -errno. */
+JOBQ_API int jobq_ping(jobq_t *q);
+
+/*
+ * jobq_shutdown - ask the manager to stop: gracefully (@now = 0: running
+ * work drains first) or at once. Returns 0 once the manager has accepted.
+ */
+JOBQ_API int jobq_shutdown(jobq_t *q, int now);
+
+/* ------------------------------------------------------------------------
+ * Event-loop integration and asynchronous calls.
+ *
+ * Every blocking call below is a thin wrapper over an asynchronous one. An
+ * application with its own event loop polls jobq_fd() for POLLIN and calls
+ * jobq_process() when it is readable; that runs the callbacks of every
+ * finished request in the calling thread.
+ */
+
+/*
+ * A completion callback. @res is what the blocking call would have returned.
+ * @obj is set for gets that succeeded, else NULL; the library frees it after
+ * the callback returns, unless the callback takes obj->data (and sets it to
+ * NULL). A callback is never called after jobq_close(), and never for a
+ * request whose submission itself returned an error.
+ */
+typedef void (*jobq_cb)(jobq_t *q, int res, jobq_obj_t *obj, void *arg);
+
+/*
+ * jobq_fd - a descriptor that becomes readable when completions are waiting.
+ * Calling it switches the handle to always signal the descriptor.
+ */
+JOBQ_API int jobq_fd(jobq_t *q);
+
+/*
+ * jobq_process - run the callbacks of finished requests without blocking.
+ * Returns how many ran, or -errno (JOBQ_ECLOSED when the manager is gone).
+ */
+JOBQ_API int jobq_process(jobq_t *q);
+
+/*
+ * jobq_wait_idle - block until no asynchronous request of this handle is in
+ * flight, running callbacks as they finish, or until @timeout passes.
+ * Returns 0, -ETIMEDOUT or -errno.
+ */
+JOBQ_API int jobq_wait_idle(jobq_t *q, double timeout);
+
+/* ------------------------------------------------------------------------
+ * Queues. Naming a queue that does not exist creates it, unbounded.
+ * Objects come out in the order they went in.
+ */
+struct jobq_queue_opts {
+	uint64_t max_depth; /* most objects held; 0: unbounded */
+	uint64_t max_bytes; /* most payload bytes held; 0: unbounded */
+};
+
+/*
+ * jobq_queue_open - create a queue, or change the limits of an existing one.
+ * @opts may be NULL (unbounded). Returns 0, -EINVAL for a bad name (empty or
+ * longer than 63 bytes), JOBQ_ELIMIT when the queue table is full.
+ */
+JOBQ_API int jobq_queue_open(jobq_t *q, const char *name,
+			     const struct jobq_queue_opts *opts);
+
+/*
+ * jobq_put - copy @len bytes at @data onto queue @queue as an object of
+ * @type. Blocks while the queue is at its limits or the store is full.
+ * Returns 0; -E2BIG when len exceeds jobq_max_object(); -EAGAIN (timeout 0)
+ * when it would block on a queue limit, JOBQ_EFULL when it would block on
+ * a full store; -ETIMEDOUT.
+ */
+JOBQ_API int jobq_put(jobq_t *q, const char *queue, uint32_t type,
+		      const void *data, size_t len, double timeout);
+
+/* jobq_put_json - jobq_put() of a JSON value as JOBQ_T_JSON. */
+JOBQ_API int jobq_put_json(jobq_t *q, const char *queue,
+			   const struct json_t *value, double timeout);
+
+/*
+ * jobq_put_many - put @n objects in one batch (one wake-up of the manager).
+ * Returns how many were put (they are the first ones, in order), or -errno
+ * when none was.
+ */
+JOBQ_API int jobq_put_many(jobq_t *q, const char *queue,
+			   const jobq_obj_t *objs, size_t n, double timeout);
+
+/*
+ * jobq_get - take the oldest object off @queue into *out (free it with
+ * jobq_obj_free()). Returns 0, -EAGAIN (timeout 0, queue empty), -ETIMEDOUT.
+ */
+JOBQ_API int jobq_get(jobq_t *q, const char *queue, jobq_obj_t *out,
+		      double timeout);
+
+/* jobq_get_json - jobq_get() and parse; -EINVAL when it is not JSON (the
+ * object is consumed all the same). */
+JOBQ_API int jobq_get_json(jobq_t *q, const char *queue,
+			   struct json_t **out, double timeout);
+
+/*
+ * jobq_get_many - take up to @max objects: waits (per @timeout) for the
+ * first, then takes what else is there without waiting. Returns how many
+ * were stored in out[0..], or -errno.
+ */
+JOBQ_API int jobq_get_many(jobq_t *q, const char *queue, jobq_obj_t *out,
+			   size_t max, double timeout);
+
+/* Asynchronous put and get: the callback gets what jobq_put()/jobq_get()
+ * would have returned. Returns 0 once submitted, or -errno (no callback). */
+JOBQ_API int jobq_put_async(jobq_t *q, const char *queue, uint32_t type,
+			    const void *data, size_t len, double timeout,
+			    jobq_cb cb, void *arg);
+JOBQ_API int jobq_get_async(jobq_t *q, const char *queue, double timeout,
+			    jobq_cb cb, void *arg);
+
+/*
+ * JoinableQueue: every put makes one unit of unfinished work; task_done
+ * finishes one; join waits until none is unfinished. task_done more often
+ * than objects were put returns -EINVAL.
+ */
+JOBQ_API int jobq_task_done(jobq_t *q, const char *queue);
+JOBQ_API int jobq_join(jobq_t *q, const char *queue, double timeout);
+
+/* What `jobq queues` shows; read from the store without a round trip. */
+struct jobq_queue_info {
+	char name[64];
+	uint64_t depth;
+	uint64_t bytes;
+	uint64_t max_depth;
+	uint64_t max_bytes;
+	uint32_t getters; /* blocked in get */
+	uint32_t putters; /* blocked in put */
+	uint64_t total_put;
+	uint64_t total_get;
+	uint64_t unfinished;
+};
+
+/*
+ * jobq_queues - fill *out with a malloc'd array of every queue (free() it)
+ * and *n with its length. Returns 0 or -ENOMEM.
+ */
+JOBQ_API int jobq_queues(jobq_t *q, struct jobq_queue_info **out, size_t *n);
+
+/* jobq_queue_info - one queue by name; -ENOENT when there is none. */
+JOBQ_API int jobq_queue_info(jobq_t *q, const char *name,
+			     struct jobq_queue_info *out);
+
+/* ------------------------------------------------------------------------
+ * Key/value store. Keys are 1 to 255 bytes; values are objects.
+ */
+JOBQ_API int jobq_kv_set(jobq_t *q, const char *key, uint32_t type,
+			 const void *data, size_t len);
+
+/*
+ * jobq_kv_get - copy the value of @key into *out (jobq_obj_free() it).
+ * Reads the store directly: no round trip to the manager.
+ * Returns 0 or -ENOENT.
+ */
+JOBQ_API int jobq_kv_get(jobq_t *q, const char *key, jobq_obj_t *out);
+
+/*
+ * jobq_kv_get_buf - like jobq_kv_get() into a caller's buffer of @cap bytes.
+ * Returns the value's length (which may exceed cap: then only cap bytes
+ * were copied), or -ENOENT. *type, when not NULL, gets the type.
+ */
+JOBQ_API ssize_t jobq_kv_get_buf(jobq_t *q, const char *key, void *buf,
+				 size_t cap, uint32_t *type);
+
+/* jobq_kv_del - Returns 0 or -ENOENT. */
+JOBQ_API int jobq_kv_del(jobq_t *q, const char *key);
+
+/*
+ * jobq_kv_incr - atomically add @by to the decimal integer stored at @key
+ * (a missing key counts as 0) and store the new value in *out if not NULL.
+ * Returns 0, JOBQ_ENOTNUM when the value is not a decimal integer,
+ * -ERANGE on overflow.
+ */
+JOBQ_API int jobq_kv_incr(jobq_t *q, const char *key, int64_t by,
+			  int64_t *out);
+
+/*
+ * jobq_kv_cas - set @key to the new value only if its current value is
+ * exactly @expect (@elen bytes), or, when @expect is NULL, only if the key
+ * does not exist. Returns 0 or JOBQ_EMISMATCH.
+ */
+JOBQ_API int jobq_kv_cas(jobq_t *q, const char *key, const void *expect,
+			 size_t elen, uint32_t type, const void *data,
+			 size_t len);
+
+/*
+ * jobq_kv_list - call @cb for every key that starts with @prefix (NULL or
+ * "": all keys), in no particular order, reading the store directly. The
+ * key and value are valid during the call only. A non-zero return from
+ * @cb stops the walk and is returned.
+ */
+typedef int (*jobq_kv_cb)(const char *key, const jobq_obj_t *value,
+			  void *arg);
+JOBQ_API int jobq_kv_list(jobq_t *q, const char *prefix, jobq_kv_cb cb,
+			  void *arg);
+
+/* ------------------------------------------------------------------------
+ * Named locks. A lock belongs to the thread that took it (through this
+ * handle); when the handle's process dies or closes the handle, the manager
+ * releases everything it held. The manager sees every holder and waiter:
+ * a request that would close a cycle of processes waiting on each other
+ * fails at once with -EDEADLK instead of hanging.
+ */
+enum jobq_lock_kind {
+	JOBQ_LOCK = 1,	    /* one holder */
+	JOBQ_RLOCK = 2,	    /* one holder, who may take it again */
+	JOBQ_SEMAPHORE = 3, /* up to `value` holders */
+	JOBQ_EVENT = 4,	    /* a flag to wait for */
+};
+
+/*
+ * jobq_lock_create - create lock @name of @kind (@value: a semaphore's
+ * initial count, else ignored). Creating one that exists with the same kind
+ * is fine; another kind gives JOBQ_EKIND. Acquiring a lock that does not
+ * exist creates a plain JOBQ_LOCK.
+ */
+JOBQ_API int jobq_lock_create(jobq_t *q, const char *name, int kind,
+			      unsigned value);
+
+/*
+ * jobq_lock_acquire - Returns 0, -EAGAIN (timeout 0), -ETIMEDOUT, -EDEADLK
+ * (waiting would deadlock), JOBQ_EKIND for an event, or -EDEADLK when the
+ * calling thread already holds a JOBQ_LOCK.
+ */
+JOBQ_API int jobq_lock_acquire(jobq_t *q, const char *name, double timeout);
+
+/* jobq_lock_release - Returns 0 or -EPERM when the caller does not hold it. */
+JOBQ_API int jobq_lock_release(jobq_t *q, const char *name);
+
+/*
+ * jobq_lock_many - take @n locks as one request, in one global order
+ * (sorted by the manager), all or none: on failure nothing is held.
+ */
+JOBQ_API int jobq_lock_many(jobq_t *q, const char *const *names, size_t n,
+			    double timeout);
+
+/* jobq_unlock_many - release locks taken with jobq_lock_many(). */
+JOBQ_API int jobq_unlock_many(jobq_t *q, const char *const *names, size_t n);
+
+/* Events: set wakes every waiter; wait returns at once while set. */
+JOBQ_API int jobq_event_set(jobq_t *q, const char *name);
+JOBQ_API int jobq_event_clear(jobq_t *q, const char *name);
+JOBQ_API int jobq_event_wait(jobq_t *q, const char *name, double timeout);
+
+/* What `jobq locks` shows; read from the store without a round trip. */
+struct jobq_lock_info {
+	char name[64];
+	int kind;		/* enum jobq_lock_kind */
+	unsigned limit;		/* semaphore value, else 1 */
+	unsigned held;		/* units held (RLock: depth) */
+	unsigned waiters;
+	pid_t holder;		/* a holder's pid, 0 when free */
+	int is_set;		/* events */
+	uint64_t held_since_ns; /* CLOCK_REALTIME */
+};
+
+JOBQ_API int jobq_locks(jobq_t *q, struct jobq_lock_info **out, size_t *n);
+
+/* ------------------------------------------------------------------------
+ * Statistics, read from the store without a round trip.
+ */
+struct jobq_stats {
+	pid_t manager_pid;
+	uint64_t started_ns; /* CLOCK_REALTIME */
+	uint64_t generation;
+	uint64_t memory_total; /* bytes of heap for objects */
+	uint64_t memory_used;
+	uint64_t max_object;
+	uint32_t clients;
+	uint32_t queues;
+	uint32_t locks;
+	uint32_t keys;
+	uint64_t puts, gets;
+	uint64_t kv_sets, kv_dels;
+	uint64_t lock_acquires, lock_timeouts, deadlocks;
+	uint64_t clients_total, clients_died, requeued, bad_requests;
+	uint64_t submitted, done, failed, retried, dead;
+};
+
+JOBQ_API int jobq_stats(jobq_t *q, struct jobq_stats *out);
+
+/* ------------------------------------------------------------------------
+ * Helpers shared by the tools.
+ */
+
+/*
+ * jobq_parse_size - "64K", "16M", "1G", "123" to bytes (powers of 1024).
+ * Returns 0 or -EINVAL.
+ */
+JOBQ_API int jobq_parse_size(const char *s, uint64_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

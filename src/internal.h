@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * internal.h - helpers shared by libjobq, jobqd and the jobq CLI.
+ * Nothing here is exported from the shared library (jobq__ prefix).
+ */
+#ifndef JOBQ_INTERNAL_H
+#define JOBQ_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "jobq.h"
+#include "proto.h"
+
+#define JOBQ__NSEC_PER_SEC 1000000000ULL
+
+/* CLOCK_MONOTONIC and CLOCK_REALTIME in nanoseconds. */
+uint64_t jobq__now_ns(void);
+uint64_t jobq__realtime_ns(void);
+
+/*
+ * jobq__timeout_ns - a public timeout in seconds (double) to the wire form:
+ * < 0 forever (-1), 0 try once, else nanoseconds (at least 1).
+ */
+int64_t jobq__timeout_ns(double seconds);
+
+/*
+ * jobq__resolve_dir - the instance directory: @dir when not NULL, else
+ * jobq_default_dir(). Returns 0 or -ENAMETOOLONG.
+ */
+int jobq__resolve_dir(const char *dir, char *buf, size_t len);
+
+/*
+ * jobq__format_time - RFC 3339 UTC with microseconds,
+ * "2026-11-25T13:54:05.123456Z", from CLOCK_REALTIME nanoseconds.
+ * @buf must hold 32 bytes.
+ */
+void jobq__format_time(uint64_t realtime_ns, char *buf, size_t len);
+
+/*
+ * jobq__format_size - "16 MiB", "512 KiB", "100 B": a byte count for
+ * messages. @buf must hold 32 bytes.
+ */
+void jobq__format_size(uint64_t bytes, char *buf, size_t len);
+
+/* Validates a queue or lock name: 1..JOBQ_NAME_MAX bytes, no
+ * control characters. Returns 0 or -EINVAL. */
+int jobq__check_name(const char *name);
+
+#endif

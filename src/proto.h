@@ -1,0 +1,382 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * proto.h - the layout that jobqd and libjobq share.
+ *
+ * Two kinds of shared memory exist:
+ *
+ *  - The store: one memfd created by jobqd. jobqd maps it read-write and is
+ *    the only writer of every byte in it; clients receive a read-only file
+ *    descriptor and map it PROT_READ. It holds the queue, lock and key/value
+ *    tables and the heap that objects live in. Clients read it without a
+ *    round trip, using the per-record sequence counters (seqlock) below.
+ *
+ *  - A client region: one memfd per connected client, mapped read-write by
+ *    that client and by jobqd. It holds a submission ring (client -> manager),
+ *    a completion ring (manager -> client) and a payload arena that only the
+ *    client writes. Every word has exactly one writer, named next to it.
+ *    jobqd treats everything in a region as untrusted: it copies an entry out
+ *    once, validates it and bounds-checks every offset before use.
+ *
+ * All references inside shared memory are byte offsets from the start of the
+ * mapping, never pointers. Offset 0 is never a valid object, so it means
+ * "none".
+ *
+ * The control socket (SOCK_SEQPACKET, DIR/jobqd.sock) carries only the
+ * handshake: struct jobq_hello from the client, struct jobq_welcome from the
+ * manager with four descriptors attached (SCM_RIGHTS, in this order): the
+ * store (read-only), the client region, the submission eventfd (client writes
+ * to wake the manager) and the completion eventfd (manager writes to wake the
+ * client). After that the socket stays open only so that each side notices
+ * the other's death.
+ */
+#ifndef JOBQ_PROTO_H
+#define JOBQ_PROTO_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ------------------------------------------------------------------------
+ * Atomics. Shared words are touched only through these helpers.
+ */
+#define load_acquire(p) atomic_load_explicit((p), memory_order_acquire)
+#define load_relaxed(p) atomic_load_explicit((p), memory_order_relaxed)
+#define store_release(p, v) atomic_store_explicit((p), (v), memory_order_release)
+#define store_relaxed(p, v) atomic_store_explicit((p), (v), memory_order_relaxed)
+#define full_fence() atomic_thread_fence(memory_order_seq_cst)
+
+#define JOBQ_CACHELINE 64
+
+/* ------------------------------------------------------------------------
+ * Versioning. A client refuses a store or region whose magic or layout
+ * version differs from its own, and the manager refuses a hello whose
+ * version differs, each with JOBQ_EVERSION.
+ */
+#define JOBQ_STORE_MAGIC 0x4d4f5453514a424aULL /* "JBQJSTOM" */
+#define JOBQ_REGION_MAGIC 0x4e474552514a424aULL /* "JBQJREGN" */
+#define JOBQ_HELLO_MAGIC 0x6f6c6568u
+#define JOBQ_LAYOUT_VERSION 1u
+
+#define JOBQ_NAME_MAX 63 /* queue and lock names, bytes without the NUL */
+#define JOBQ_KEY_MAX 255 /* key/value keys */
+#define JOBQ_SOCKET_NAME "jobqd.sock"
+#define JOBQ_PID_NAME "jobqd.pid"
+#define JOBQ_LOCK_NAME "jobqd.lock"
+
+/* ------------------------------------------------------------------------
+ * Seqlock on a record. The manager (only writer) calls seq_write_begin(),
+ * changes the record, then seq_write_end(). A reader takes seq_read_begin(),
+ * copies what it needs, and accepts the copy only if seq_read_retry() says
+ * no. Readers never write. Offsets read under the lock must still be
+ * bounds-checked before they are followed: a torn read can yield any value.
+ */
+static inline void seq_write_begin(_Atomic uint32_t *seq)
+{
+	store_relaxed(seq, load_relaxed(seq) + 1);
+	atomic_thread_fence(memory_order_release);
+}
+
+static inline void seq_write_end(_Atomic uint32_t *seq)
+{
+	store_release(seq, load_relaxed(seq) + 1);
+}
+
+static inline uint32_t seq_read_begin(const _Atomic uint32_t *seq)
+{
+	uint32_t s;
+
+	while ((s = load_acquire(seq)) & 1)
+		__builtin_ia32_pause();
+	return s;
+}
+
+static inline int seq_read_retry(const _Atomic uint32_t *seq, uint32_t s)
+{
+	atomic_thread_fence(memory_order_acquire);
+	return load_relaxed(seq) != s;
+}
+
+/* ------------------------------------------------------------------------
+ * The store. Every field is written by the manager only.
+ */
+struct jobq_counters {
+	_Atomic uint64_t puts;
+	_Atomic uint64_t gets;
+	_Atomic uint64_t kv_sets;
+	_Atomic uint64_t kv_dels;
+	_Atomic uint64_t lock_acquires;
+	_Atomic uint64_t lock_timeouts;
+	_Atomic uint64_t deadlocks;
+	_Atomic uint64_t clients_total;
+	_Atomic uint64_t clients_died;	/* went away without closing */
+	_Atomic uint64_t requeued;	/* objects put back after a client died */
+	_Atomic uint64_t bad_requests;	/* refused ring entries */
+	_Atomic uint64_t submitted;	/* jobs */
+	_Atomic uint64_t done;
+	_Atomic uint64_t failed;
+	_Atomic uint64_t retried;
+	_Atomic uint64_t dead;
+	_Atomic uint64_t reserved[16];
+};
+
+struct jobq_store_hdr {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t hdr_size;	/* sizeof(struct jobq_store_hdr) */
+	uint64_t size;		/* bytes in the whole mapping */
+	uint64_t generation;	/* changes every time a manager starts */
+	uint64_t max_object;	/* --max-object */
+	int32_t manager_pid;
+	uint32_t max_clients;
+	uint64_t started_ns;	/* CLOCK_REALTIME at start */
+
+	uint32_t max_queues;	/* records in the queue table */
+	uint32_t max_locks;	/* records in the lock table */
+	uint32_t kv_slots;	/* slots in the key/value table, a power of two */
+	uint32_t pad0;
+	uint64_t queues_off;	/* struct jobq_queue_rec[max_queues] */
+	uint64_t locks_off;	/* struct jobq_lock_rec[max_locks] */
+	uint64_t kv_off;	/* struct jobq_kv_slot[kv_slots] */
+	uint64_t heap_off;	/* the allocator's range */
+	uint64_t heap_size;
+
+	/* Live figures, updated with relaxed stores. */
+	_Atomic uint64_t heap_used;	/* bytes handed out, headers included */
+	_Atomic uint32_t nclients;
+	_Atomic uint32_t nqueues;	/* records in use: ids 0..nqueues-1 */
+	_Atomic uint32_t nlocks;	/* records in use: ids 0..nlocks-1 */
+	_Atomic uint32_t nkeys;
+	_Atomic uint32_t shutting_down;
+	uint32_t pad1;
+	struct jobq_counters counters;
+};
+
+/*
+ * A queue. Records are handed out in order and never reused, so a queue id
+ * is the record's index and stays valid for the manager's lifetime.
+ * Objects are items on a singly linked list in the heap, oldest at head.
+ */
+struct jobq_queue_rec {
+	_Atomic uint32_t seq;	/* seqlock over everything below */
+	uint32_t in_use;
+	char name[JOBQ_NAME_MAX + 1];
+	uint64_t depth;		/* objects queued */
+	uint64_t bytes;		/* payload bytes queued */
+	uint64_t max_depth;	/* 0: unbounded */
+	uint64_t max_bytes;	/* 0: unbounded */
+	uint32_t getters;	/* clients blocked in get */
+	uint32_t putters;	/* clients blocked in put */
+	uint64_t total_put;
+	uint64_t total_get;
+	uint64_t unfinished;	/* put but not yet task_done (JoinableQueue) */
+	uint64_t head;		/* offset of the first struct jobq_item, 0: empty */
+	uint64_t tail;		/* offset of the last one */
+	uint32_t paused;
+	uint32_t pad;
+};
+
+/* An object on a queue; its payload follows the header. */
+struct jobq_item {
+	uint64_t next;		/* offset of the next item, 0: none */
+	uint32_t len;		/* payload bytes */
+	uint32_t type;		/* enum jobq_type or a user type */
+};
+
+/*
+ * The key/value table: open addressing with linear probing over kv_slots
+ * slots. A slot points at a blob holding the key and the value together;
+ * setting a key writes a new blob and frees the old one inside one write
+ * section of the slot's seqlock, so a reader that raced the change retries.
+ * A deleted slot becomes a tombstone (probing goes on past it; inserts reuse
+ * it).
+ */
+enum jobq_kv_state {
+	JOBQ_KV_EMPTY = 0,
+	JOBQ_KV_USED = 1,
+	JOBQ_KV_TOMB = 2,
+};
+
+struct jobq_kv_slot {
+	_Atomic uint32_t seq;	/* seqlock over state, hash and blob */
+	uint32_t state;		/* enum jobq_kv_state */
+	uint32_t hash;		/* jobq__hash() of the key */
+	uint32_t pad;
+	uint64_t blob;		/* offset of struct jobq_kv_blob */
+};
+
+struct jobq_kv_blob {
+	uint32_t klen;
+	uint32_t vlen;
+	uint32_t type;
+	uint32_t pad;
+	/* klen key bytes, then vlen value bytes */
+};
+
+/* Lock kinds, also the JOBQ_LOCK_* values of the public API. */
+enum jobq_lock_kind_wire {
+	JOBQ_WIRE_LOCK = 1,
+	JOBQ_WIRE_RLOCK = 2,
+	JOBQ_WIRE_SEMAPHORE = 3,
+	JOBQ_WIRE_EVENT = 4,
+};
+
+/* A named lock: what `jobq locks` shows. The manager keeps the holder and
+ * waiter lists in its own memory; this record is the public view. */
+struct jobq_lock_rec {
+	_Atomic uint32_t seq;	/* seqlock over everything below */
+	uint32_t in_use;
+	char name[JOBQ_NAME_MAX + 1];
+	uint32_t kind;		/* enum jobq_lock_kind_wire */
+	uint32_t limit;		/* Semaphore: its initial value; else 1 */
+	uint32_t held;		/* units held (RLock: recursion depth) */
+	uint32_t waiters;
+	int32_t holder_pid;	/* first holder, 0: free */
+	uint32_t is_set;	/* Event */
+	uint64_t held_since_ns;	/* CLOCK_REALTIME when first taken */
+	uint64_t acquires;
+};
+
+/* ------------------------------------------------------------------------
+ * A client region.
+ *
+ *   [struct jobq_region_hdr][sq entries][cq entries][arena]
+ *
+ * Submission ring: the client fills sqes[tail & mask] and publishes with a
+ * release store of tail; the manager reads entries up to tail and publishes
+ * its progress in head. Completion ring: the reverse.
+ *
+ * Wake-ups: a sleeper sets NEED_WAKEUP in the flags word of the ring it
+ * consumes, issues a full fence, and checks the ring again before it sleeps.
+ * A producer publishes its tail, issues a full fence, and writes the eventfd
+ * only if it then sees NEED_WAKEUP. Either the sleeper sees the new tail or
+ * the producer sees the flag, so no wake-up is lost, and a busy consumer
+ * costs its producer no system call.
+ *
+ * Delivery: a completion that hands over an object (a get) carries the
+ * object's store offset. The client copies the bytes out and only then moves
+ * cq head past the entry; the manager frees the object once it sees that.
+ * If the client dies first, the object goes back to the head of its queue.
+ */
+#define JOBQ_RING_NEED_WAKEUP (1u << 0)
+
+struct jobq_ring_ctl {
+	_Atomic uint32_t head;	/* consumer writes */
+	uint8_t pad0[JOBQ_CACHELINE - 4];
+	_Atomic uint32_t tail;	/* producer writes */
+	uint8_t pad1[JOBQ_CACHELINE - 4];
+	_Atomic uint32_t flags;	/* consumer writes: JOBQ_RING_NEED_WAKEUP */
+	uint8_t pad2[JOBQ_CACHELINE - 4];
+};
+
+struct jobq_region_hdr {
+	uint64_t magic;		/* manager writes these at creation */
+	uint32_t version;
+	uint32_t client_id;
+	uint64_t size;
+	uint32_t sq_entries;	/* power of two */
+	uint32_t cq_entries;	/* power of two, >= 2 * sq_entries */
+	uint64_t sq_off;	/* struct jobq_sqe[sq_entries] */
+	uint64_t cq_off;	/* struct jobq_cqe[cq_entries] */
+	uint64_t arena_off;
+	uint64_t arena_size;
+	/* client produces, manager consumes */
+	_Alignas(JOBQ_CACHELINE) struct jobq_ring_ctl sq;
+	/* manager produces, client consumes */
+	_Alignas(JOBQ_CACHELINE) struct jobq_ring_ctl cq;
+};
+
+/* Request opcodes. */
+enum jobq_op {
+	JOBQ_OP_NOP = 0,
+	JOBQ_OP_Q_OPEN,		/* arena: name; arg0 max_depth, arg1 max_bytes -> res = queue id */
+	JOBQ_OP_Q_PUT,		/* id, arena: payload, type, timeout */
+	JOBQ_OP_Q_GET,		/* id, timeout, arg0: most objects to take (>= 1) */
+	JOBQ_OP_Q_TASK_DONE,	/* id, arg0: count */
+	JOBQ_OP_Q_JOIN,		/* id, timeout */
+	JOBQ_OP_Q_SET,		/* id, arg0 max_depth, arg1 max_bytes (UINT64_MAX: leave) */
+	JOBQ_OP_KV_SET,		/* arena: key then value, arg0: key length, type */
+	JOBQ_OP_KV_DEL,		/* arena: key */
+	JOBQ_OP_KV_INCR,	/* arena: key, arg0: delta (int64) -> val: new value */
+	JOBQ_OP_KV_CAS,		/* arena: key, expected, new; arg0: key length,
+				 * arg1: expected length, flags: JOBQ_SQE_ABSENT */
+	JOBQ_OP_L_OPEN,		/* arena: name; arg0: kind, arg1: semaphore value -> res = lock id */
+	JOBQ_OP_L_ACQUIRE,	/* id, owner, timeout */
+	JOBQ_OP_L_RELEASE,	/* id, owner */
+	JOBQ_OP_L_MANY,		/* arena: uint32_t ids[], owner, timeout */
+	JOBQ_OP_EV_SET,		/* id */
+	JOBQ_OP_EV_CLEAR,	/* id */
+	JOBQ_OP_EV_WAIT,	/* id, timeout */
+	JOBQ_OP_SHUTDOWN,	/* arg0: 1 = now */
+	JOBQ_OP__COUNT,
+};
+
+#define JOBQ_SQE_ABSENT (1u << 0) /* KV_CAS: expect the key to be absent */
+#define JOBQ_SQE_CREATE (1u << 1) /* Q_OPEN / L_OPEN: create when missing */
+
+/* A request. Written by the client; read once by the manager. */
+struct jobq_sqe {
+	uint8_t op;		/* enum jobq_op */
+	uint8_t flags;		/* JOBQ_SQE_* */
+	uint16_t pad;
+	uint32_t id;		/* queue or lock id */
+	uint64_t user_data;	/* echoed in the completion */
+	uint64_t arena_off;	/* payload, relative to the region start */
+	uint32_t arena_len;
+	uint32_t type;		/* object type tag */
+	int64_t timeout_ns;	/* < 0: forever, 0: try once, > 0: relative */
+	uint64_t arg0;
+	uint64_t arg1;
+	uint64_t owner;		/* lock owner within the client (thread id) */
+};
+
+#define JOBQ_CQE_MORE (1u << 0)	/* more completions follow for this request */
+#define JOBQ_CQE_OBJECT (1u << 1) /* val/len/type describe an object in the store */
+
+/* A completion. Written by the manager. */
+struct jobq_cqe {
+	uint64_t user_data;
+	int32_t res;		/* 0 or more on success, -errno or JOBQ_E* */
+	uint32_t flags;		/* JOBQ_CQE_* */
+	uint64_t val;		/* store offset of the payload, or a value */
+	uint32_t len;
+	uint32_t type;
+};
+
+_Static_assert(sizeof(struct jobq_sqe) == 64, "sqe is one cache line");
+_Static_assert(sizeof(struct jobq_cqe) == 32, "cqe is half a cache line");
+
+/* ------------------------------------------------------------------------
+ * Handshake over the control socket.
+ */
+struct jobq_hello {
+	uint32_t magic;		/* JOBQ_HELLO_MAGIC */
+	uint32_t version;	/* JOBQ_LAYOUT_VERSION */
+	int32_t pid;		/* informational; the manager trusts SO_PEERCRED */
+	uint32_t flags;
+	char name[32];		/* what `jobq workers` and logs call the client */
+};
+
+struct jobq_welcome {
+	uint32_t magic;
+	uint32_t version;
+	int32_t status;		/* 0, or -errno / JOBQ_E* with msg saying why */
+	uint32_t client_id;
+	uint64_t store_size;
+	uint64_t region_size;
+	char msg[160];
+};
+
+/* FNV-1a; the manager and clients must hash keys the same way. */
+static inline uint32_t jobq__hash(const void *p, size_t n)
+{
+	const unsigned char *s = p;
+	uint32_t h = 2166136261u;
+
+	while (n--) {
+		h ^= *s++;
+		h *= 16777619u;
+	}
+	return h;
+}
+
+#endif
