@@ -1,0 +1,209 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * jobq-bench-kv - key/value store operations per second, one process.
+ *
+ *   -m get     jobq_kv_get_buf() reads: the keys are set first, then read
+ *              round-robin for -D seconds. A read goes straight to the
+ *              read-only store mapping (seqlock), no round trip.
+ *   -m set     jobq_kv_set(), one at a time: every set waits for its answer.
+ *   -m set-mt  jobq_kv_set() from -t threads sharing one handle, so that
+ *              up to -t sets are in flight at once and the manager can
+ *              answer them in batches. (The public API has no asynchronous
+ *              set; threads on one handle are how an application keeps many
+ *              sets in flight.)
+ *
+ * Keys are "bench:<i>" for i in 0..-r-1, values -s bytes. Every value read
+ * is checked for its length and first byte.
+ */
+#include <getopt.h>
+#include <pthread.h>
+
+#include "bench.h"
+
+enum mode { M_GET, M_SET, M_SET_MT };
+
+struct cfg {
+	const char *dir;
+	enum mode mode;
+	long n;
+	long keys;
+	size_t size;
+	int threads;
+	double secs;
+	char (*key)[32];
+	char *value;
+};
+
+struct worker {
+	const struct cfg *c;
+	jobq_t *q;
+	long from, to;
+	int err;
+	pthread_t tid;
+};
+
+static int set_range(jobq_t *q, const struct cfg *c, long from, long to)
+{
+	for (long i = from; i < to; i++) {
+		int r = jobq_kv_set(q, c->key[i % c->keys], JOBQ_T_BYTES,
+				    c->value, c->size);
+
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static void *set_thread(void *arg)
+{
+	struct worker *w = arg;
+
+	w->err = set_range(w->q, w->c, w->from, w->to);
+	return NULL;
+}
+
+/* Reads for c->secs seconds; returns how many reads were done. The clock is
+ * looked at once per 1024 reads so that it costs nothing measurable. */
+static long read_loop(jobq_t *q, const struct cfg *c, double *secs)
+{
+	char *buf = malloc(c->size + 1);
+	uint64_t t0 = bench_now_ns(), now = t0;
+	uint64_t end = t0 + (uint64_t)(c->secs * 1e9);
+	long done = 0, k = 0;
+
+	if (!buf)
+		bench_die(-ENOMEM, "read buffer");
+	while (now < end) {
+		for (int j = 0; j < 1024; j++) {
+			uint32_t type;
+			ssize_t r = jobq_kv_get_buf(q, c->key[k], buf,
+						    c->size + 1, &type);
+
+			if (r != (ssize_t)c->size || buf[0] != 'v' ||
+			    type != JOBQ_T_BYTES)
+				bench_die(r < 0 ? (int)r : 0,
+					  "kv get \"%s\" returned %zd bytes",
+					  c->key[k], r);
+			if (++k == c->keys)
+				k = 0;
+		}
+		done += 1024;
+		now = bench_now_ns();
+	}
+	*secs = (double)(now - t0) / 1e9;
+	free(buf);
+	return done;
+}
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: jobq-bench-kv [--dir DIR] [-m get|set|set-mt] [-n OPS] [-r KEYS]\n"
+		"                     [-s BYTES] [-t THREADS] [-D SECS] [-T SECS]\n"
+		"Prints RESULT lines get_ops_per_s or set_ops_per_s.\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "dir", required_argument, NULL, 'd' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	static const char *const names[] = { "get", "set", "set-mt" };
+	struct cfg c = { .mode = M_GET, .n = 200000, .keys = 1000,
+			 .size = 64, .threads = 16, .secs = 2 };
+	struct worker *w;
+	unsigned limit = 20;
+	uint64_t t0, t1;
+	double secs = 0;
+	long ops = 0;
+	jobq_t *q;
+	int opt, r;
+
+	while ((opt = getopt_long(argc, argv, "d:m:n:r:s:t:D:T:h", longopts,
+				  NULL)) != -1) {
+		switch (opt) {
+		case 'd': c.dir = optarg; break;
+		case 'm':
+			if (!strcmp(optarg, "get"))
+				c.mode = M_GET;
+			else if (!strcmp(optarg, "set"))
+				c.mode = M_SET;
+			else if (!strcmp(optarg, "set-mt"))
+				c.mode = M_SET_MT;
+			else
+				usage();
+			break;
+		case 'n': c.n = bench_arg_long(optarg, 'n'); break;
+		case 'r': c.keys = bench_arg_long(optarg, 'r'); break;
+		case 's': c.size = (size_t)bench_arg_long(optarg, 's'); break;
+		case 't': c.threads = (int)bench_arg_long(optarg, 't'); break;
+		case 'D': c.secs = (double)bench_arg_long(optarg, 'D'); break;
+		case 'T': limit = (unsigned)bench_arg_long(optarg, 'T'); break;
+		default: usage();
+		}
+	}
+	if (optind != argc || c.threads > 1024)
+		usage();
+	bench_time_limit(limit);
+
+	c.key = calloc((size_t)c.keys, sizeof(*c.key));
+	c.value = malloc(c.size);
+	if (!c.key || !c.value)
+		bench_die(-ENOMEM, "allocating %ld keys", c.keys);
+	for (long i = 0; i < c.keys; i++)
+		snprintf(c.key[i], sizeof(c.key[i]), "bench:%ld", i);
+	memset(c.value, 'x', c.size);
+	c.value[0] = 'v';
+
+	q = bench_open(c.dir);
+	switch (c.mode) {
+	case M_GET:
+		if ((r = set_range(q, &c, 0, c.keys)) < 0)
+			bench_die(r, "jobq_kv_set");
+		ops = read_loop(q, &c, &secs);
+		break;
+	case M_SET:
+		t0 = bench_now_ns();
+		if ((r = set_range(q, &c, 0, c.n)) < 0)
+			bench_die(r, "jobq_kv_set");
+		t1 = bench_now_ns();
+		ops = c.n;
+		secs = (double)(t1 - t0) / 1e9;
+		break;
+	case M_SET_MT:
+		w = calloc((size_t)c.threads, sizeof(*w));
+		if (!w)
+			bench_die(-ENOMEM, "threads");
+		t0 = bench_now_ns();
+		for (int i = 0; i < c.threads; i++) {
+			w[i].c = &c;
+			w[i].q = q;
+			w[i].from = c.n * i / c.threads;
+			w[i].to = c.n * (i + 1) / c.threads;
+			r = pthread_create(&w[i].tid, NULL, set_thread, &w[i]);
+			if (r)
+				bench_die(-r, "pthread_create");
+		}
+		for (int i = 0; i < c.threads; i++) {
+			pthread_join(w[i].tid, NULL);
+			if (w[i].err < 0)
+				bench_die(w[i].err, "jobq_kv_set (thread %d)",
+					  i);
+		}
+		t1 = bench_now_ns();
+		ops = c.n;
+		secs = (double)(t1 - t0) / 1e9;
+		break;
+	}
+	jobq_close(q);
+	alarm(0);
+
+	printf("RESULT metric=%s_ops_per_s value=%.1f n=%ld keys=%ld size=%zu threads=%d mode=%s secs=%.3f\n",
+	       c.mode == M_GET ? "get" : "set", (double)ops / secs, ops,
+	       c.keys, c.size, c.mode == M_SET_MT ? c.threads : 1,
+	       names[c.mode], secs);
+	return 0;
+}
