@@ -300,12 +300,11 @@ uint64_t jobq__heap_alloc(struct jobq__heap *h, uint64_t size)
 
 /* A freed offset that does not name a block in use means the manager's own
  * bookkeeping is broken; carrying on would corrupt the store silently. */
-static void heap_bad_free(const struct jobq__heap *h, uint64_t off,
-			  const char *why)
+__attribute__((noreturn)) static void heap_bad_free(uint64_t off,
+						    const char *why)
 {
 	fprintf(stderr, "jobqd: heap: free of offset %llu: %s\n",
 		(unsigned long long)off, why);
-	(void)h;
 	abort();
 }
 
@@ -316,16 +315,17 @@ void jobq__heap_free(struct jobq__heap *h, uint64_t off)
 
 	if (!off)
 		return;
-	if (off % HEAP_ALIGN || off < h->start + HEAP_HDR ||
-	    off > h->end - HEAP_HDR)
-		heap_bad_free(h, off, "outside the heap");
+	if (off % HEAP_ALIGN)
+		heap_bad_free(off, "not 16-byte aligned");
+	if (off < h->start + HEAP_HDR || off > h->end - HEAP_HDR)
+		heap_bad_free(off, "outside the heap");
 	boff = off - HEAP_HDR;
 	b = blk_at(h, boff);
 	if (blk_is_free(b))
-		heap_bad_free(h, off, "already free");
+		heap_bad_free(off, "already free");
 	size = blk_size(b);
 	if (size < HEAP_MIN_BLOCK || size > h->end - boff)
-		heap_bad_free(h, off, "not a block");
+		heap_bad_free(off, "not a block");
 	h->used -= size;
 
 	next = blk_at(h, boff + size);
