@@ -141,7 +141,8 @@ void jobq__format_size(uint64_t bytes, char *buf, size_t len)
 	unsigned u = 0;
 	double v = (double)bytes;
 
-	while (v >= 1024 && u < 4) {
+	/* Move up a unit when "%.1f" would round to 1024.0 in this one. */
+	while (v >= 1023.95 && u < 4) {
 		v /= 1024;
 		u++;
 	}
