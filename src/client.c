@@ -1,1 +1,1136 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * client.c - the connection to jobqd: handshake, rings, arena, waiting.
+ *
+ * A request is a submission-ring entry (sqe) whose payload sits in this
+ * client's arena; its answer is one or more completion-ring entries (cqe)
+ * carrying the request's user_data. Three budgets keep the rings safe:
+ *
+ *  - the submission ring never holds more than sq_entries unread entries
+ *    (we wait for the manager's head before reusing a slot);
+ *  - the completions of every request in flight fit in the completion ring
+ *    at once: a request reserves as many entries as it can produce (a get
+ *    of n objects reserves n) and the sum never exceeds cq_entries, so the
+ *    manager can always post and the ring can never overflow;
+ *  - arena bytes stay allocated until the request's final completion, as
+ *    the manager may read the payload any time before it answers.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client.h"
+
+#define HANDSHAKE_NS (5 * JOBQ__NSEC_PER_SEC)
+#define SPIN_START_NS 30000u
+#define SPIN_MIN_NS 2000u
+#define SPIN_MAX_NS 100000u
+/* A sleeper re-checks at least this often, so that a lost wake-up costs
+ * a delay and never a hang. */
+#define MAX_SLEEP_MS 1000
+#define ARENA_ALIGN 8u
+
+static __thread char errmsg[192];
+
+const char *jobq__last_error_msg(void)
+{
+	return errmsg;
+}
+
+void jobq__set_error_msg(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(errmsg, sizeof(errmsg), fmt, ap);
+	va_end(ap);
+}
+
+/* ------------------------------------------------------------------------
+ * Name caches: open addressing, linear probing, grown at half load.
+ */
+static uint32_t name_hash(const char *name)
+{
+	return jobq__hash(name, strlen(name));
+}
+
+int jobq__name_get(jobq_t *q, struct jobq__namemap *m, const char *name,
+		   uint32_t *id)
+{
+	uint32_t h, i;
+
+	(void)q;
+	if (!m->cap)
+		return -ENOENT;
+	h = name_hash(name);
+	for (i = h & (m->cap - 1); m->ents[i].name; i = (i + 1) & (m->cap - 1)) {
+		if (m->ents[i].hash == h && !strcmp(m->ents[i].name, name)) {
+			*id = m->ents[i].id;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+static void name_insert(struct jobq__namemap *m, char *name, uint32_t h,
+			uint32_t id)
+{
+	uint32_t i = h & (m->cap - 1);
+
+	while (m->ents[i].name)
+		i = (i + 1) & (m->cap - 1);
+	m->ents[i].name = name;
+	m->ents[i].hash = h;
+	m->ents[i].id = id;
+	m->n++;
+}
+
+void jobq__name_put(jobq_t *q, struct jobq__namemap *m, const char *name,
+		    uint32_t id)
+{
+	uint32_t old;
+	char *copy;
+
+	if (!jobq__name_get(q, m, name, &old))
+		return;
+	if ((m->n + 1) * 2 > m->cap) {
+		struct jobq__namemap bigger = { 0 };
+
+		bigger.cap = m->cap ? m->cap * 2 : 64;
+		bigger.ents = calloc(bigger.cap, sizeof(*bigger.ents));
+		if (!bigger.ents)
+			return; /* a cache: missing an entry costs a lookup */
+		for (uint32_t i = 0; i < m->cap; i++)
+			if (m->ents[i].name)
+				name_insert(&bigger, m->ents[i].name,
+					    m->ents[i].hash, m->ents[i].id);
+		free(m->ents);
+		*m = bigger;
+	}
+	copy = strdup(name);
+	if (copy)
+		name_insert(m, copy, name_hash(name), id);
+}
+
+static void name_free(struct jobq__namemap *m)
+{
+	for (uint32_t i = 0; i < m->cap; i++)
+		free(m->ents[i].name);
+	free(m->ents);
+	memset(m, 0, sizeof(*m));
+}
+
+/* ------------------------------------------------------------------------
+ * Handshake.
+ */
+static int connect_socket(jobq_t *q)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int n, fd;
+
+	n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", q->dir,
+		     JOBQ_SOCKET_NAME);
+	if (n < 0 || (size_t)n >= sizeof(sa.sun_path)) {
+		jobq__set_error_msg("instance directory path too long: %s",
+				    q->dir);
+		return -ENAMETOOLONG;
+	}
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int err = errno;
+
+		close(fd);
+		if (err == ENOENT || err == ECONNREFUSED || err == ENOTDIR) {
+			jobq__set_error_msg("no manager answers in %s (start "
+					    "one with: jobqd --dir %s)",
+					    q->dir, q->dir);
+			return JOBQ_ENOMANAGER;
+		}
+		jobq__set_error_msg("cannot connect to %s: %s", sa.sun_path,
+				    strerror(err));
+		return -err;
+	}
+	q->sock = fd;
+	return 0;
+}
+
+/* Receives the welcome and its descriptors, waiting at most 5 s in all. */
+static int recv_welcome(jobq_t *q, struct jobq_welcome *w, int fds[4],
+			int *nfds)
+{
+	union {
+		char buf[CMSG_SPACE(4 * sizeof(int))];
+		struct cmsghdr align;
+	} cbuf;
+	uint64_t deadline = jobq__now_ns() + HANDSHAKE_NS;
+	struct iovec iov = { .iov_base = w, .iov_len = sizeof(*w) };
+	struct msghdr msg = {
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = cbuf.buf,
+		.msg_controllen = sizeof(cbuf.buf),
+	};
+	struct cmsghdr *c;
+	ssize_t n;
+
+	*nfds = 0;
+	for (;;) {
+		struct pollfd p = { .fd = q->sock, .events = POLLIN };
+		uint64_t now = jobq__now_ns();
+		int r;
+
+		if (now >= deadline) {
+			jobq__set_error_msg("the manager in %s did not answer "
+					    "within 5 s", q->dir);
+			return -ETIMEDOUT;
+		}
+		r = poll(&p, 1, (int)((deadline - now) / 1000000 + 1));
+		if (r < 0 && errno != EINTR)
+			return -errno;
+		if (r > 0)
+			break;
+	}
+	do
+		n = recvmsg(q->sock, &msg, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	for (c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+		size_t k;
+
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < k; i++) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
+			if (*nfds < 4)
+				fds[(*nfds)++] = fd;
+			else
+				close(fd);
+		}
+	}
+	if (n == 0) {
+		jobq__set_error_msg("the manager in %s closed the connection "
+				    "during the handshake", q->dir);
+		return JOBQ_ECLOSED;
+	}
+	if ((size_t)n < sizeof(*w) || (msg.msg_flags & MSG_CTRUNC)) {
+		jobq__set_error_msg("malformed welcome from the manager in %s",
+				    q->dir);
+		return -EPROTO;
+	}
+	return 0;
+}
+
+static bool pow2(uint32_t v)
+{
+	return v && !(v & (v - 1));
+}
+
+/* Is [off, off + len) inside a mapping of @size bytes? */
+static bool in_range(uint64_t off, uint64_t len, uint64_t size)
+{
+	return off <= size && len <= size - off;
+}
+
+static int map_store(jobq_t *q, int fd)
+{
+	const struct jobq_store_hdr *h;
+	struct stat st;
+	void *p;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if ((uint64_t)st.st_size < sizeof(*h))
+		return -EPROTO;
+	p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	q->store = p;
+	q->store_mapped = q->store_size = (uint64_t)st.st_size;
+	h = p;
+	q->sh = h;
+	if (h->magic != JOBQ_STORE_MAGIC || h->version != JOBQ_LAYOUT_VERSION ||
+	    h->hdr_size != sizeof(*h)) {
+		jobq__set_error_msg("the store of the manager in %s has another "
+				    "layout (version %u, this library %u)",
+				    q->dir, h->version, JOBQ_LAYOUT_VERSION);
+		return JOBQ_EVERSION;
+	}
+	if (h->size > q->store_size || !pow2(h->kv_slots) ||
+	    !in_range(h->queues_off,
+		      (uint64_t)h->max_queues * sizeof(struct jobq_queue_rec),
+		      h->size) ||
+	    !in_range(h->locks_off,
+		      (uint64_t)h->max_locks * sizeof(struct jobq_lock_rec),
+		      h->size) ||
+	    !in_range(h->kv_off,
+		      (uint64_t)h->kv_slots * sizeof(struct jobq_kv_slot),
+		      h->size)) {
+		jobq__set_error_msg("the store of the manager in %s is "
+				    "inconsistent", q->dir);
+		return JOBQ_EVERSION;
+	}
+	/* Offsets read from the store are checked against the size the
+	 * header promises, never beyond what is mapped. */
+	q->store_size = h->size;
+	q->queues = (const void *)(q->store + h->queues_off);
+	q->locks = (const void *)(q->store + h->locks_off);
+	q->kv = (const void *)(q->store + h->kv_off);
+	q->kv_mask = h->kv_slots - 1;
+	q->max_queues = h->max_queues;
+	q->max_locks = h->max_locks;
+	q->max_object = h->max_object;
+	return 0;
+}
+
+static int map_region(jobq_t *q, int fd)
+{
+	struct jobq_region_hdr *h;
+	struct stat st;
+	void *p;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if ((uint64_t)st.st_size < sizeof(*h))
+		return -EPROTO;
+	p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+		 fd, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	q->region = p;
+	q->region_size = (uint64_t)st.st_size;
+	h = p;
+	q->rh = h;
+	if (h->magic != JOBQ_REGION_MAGIC || h->version != JOBQ_LAYOUT_VERSION) {
+		jobq__set_error_msg("the client region from the manager in %s "
+				    "has another layout", q->dir);
+		return JOBQ_EVERSION;
+	}
+	if (h->size > q->region_size || !pow2(h->sq_entries) ||
+	    !pow2(h->cq_entries) || h->cq_entries < h->sq_entries ||
+	    h->sq_off % 8 || h->cq_off % 8 ||
+	    !in_range(h->sq_off,
+		      (uint64_t)h->sq_entries * sizeof(struct jobq_sqe),
+		      h->size) ||
+	    !in_range(h->cq_off,
+		      (uint64_t)h->cq_entries * sizeof(struct jobq_cqe),
+		      h->size) ||
+	    !in_range(h->arena_off, h->arena_size, h->size) ||
+	    h->arena_size < 64) {
+		jobq__set_error_msg("the client region from the manager in %s "
+				    "is inconsistent", q->dir);
+		return JOBQ_EVERSION;
+	}
+	q->sqes = (void *)(q->region + h->sq_off);
+	q->cqes = (void *)(q->region + h->cq_off);
+	q->sq_entries = h->sq_entries;
+	q->cq_entries = h->cq_entries;
+	q->arena = q->region + h->arena_off;
+	q->arena_off = h->arena_off;
+	q->arena_size = h->arena_size;
+	q->sq_tail = load_relaxed(&h->sq.tail);
+	q->cq_head = load_relaxed(&h->cq.head);
+	return 0;
+}
+
+static int init_tables(jobq_t *q)
+{
+	q->slots = calloc(q->cq_entries, sizeof(*q->slots));
+	q->free_slots = calloc(q->cq_entries, sizeof(*q->free_slots));
+	q->chunks = calloc(q->cq_entries, sizeof(*q->chunks));
+	if (!q->slots || !q->free_slots || !q->chunks)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < q->cq_entries; i++)
+		q->free_slots[i] = q->cq_entries - 1 - i;
+	q->nfree = q->cq_entries;
+	return 0;
+}
+
+static void handle_free(jobq_t *q)
+{
+	struct jobq_req *r = q->done_head;
+
+	while (r) {
+		struct jobq_req *next = r->next_done;
+
+		jobq_obj_free(&r->obj1);
+		free(r);
+		r = next;
+	}
+	/* Asynchronous requests still in flight are abandoned. */
+	if (q->slots)
+		for (uint32_t i = 0; i < q->cq_entries; i++)
+			if (q->slots[i] && q->slots[i]->async) {
+				jobq_obj_free(&q->slots[i]->obj1);
+				free(q->slots[i]);
+			}
+	if (q->store)
+		munmap((void *)q->store, (size_t)q->store_mapped);
+	if (q->region)
+		munmap(q->region, q->region_size);
+	if (q->sock >= 0)
+		close(q->sock);
+	if (q->sq_efd >= 0)
+		close(q->sq_efd);
+	if (q->cq_efd >= 0)
+		close(q->cq_efd);
+	free(q->slots);
+	free(q->free_slots);
+	free(q->chunks);
+	name_free(&q->qnames);
+	name_free(&q->lnames);
+	pthread_mutex_destroy(&q->mu);
+	pthread_cond_destroy(&q->cv);
+	free(q);
+}
+
+int jobq_open(jobq_t **qp, const char *dir)
+{
+	struct jobq_hello hello = {
+		.magic = JOBQ_HELLO_MAGIC,
+		.version = JOBQ_LAYOUT_VERSION,
+		.pid = getpid(),
+	};
+	struct jobq_welcome w = { 0 };
+	int fds[4] = { -1, -1, -1, -1 };
+	int nfds = 0, err;
+	pthread_condattr_t ca;
+	jobq_t *q;
+	ssize_t n;
+
+	errmsg[0] = '\0';
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	q->sock = q->sq_efd = q->cq_efd = -1;
+	q->spin_ns = SPIN_START_NS;
+	pthread_mutex_init(&q->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&q->cv, &ca);
+	pthread_condattr_destroy(&ca);
+
+	err = jobq__resolve_dir(dir, q->dir, sizeof(q->dir));
+	if (err)
+		goto fail;
+	err = connect_socket(q);
+	if (err)
+		goto fail;
+
+	snprintf(hello.name, sizeof(hello.name), "%s",
+		 program_invocation_short_name);
+	do
+		n = send(q->sock, &hello, sizeof(hello), MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		err = errno == EPIPE || errno == ECONNRESET ? JOBQ_ENOMANAGER
+							    : -errno;
+		goto fail;
+	}
+
+	err = recv_welcome(q, &w, fds, &nfds);
+	if (err)
+		goto fail;
+	w.msg[sizeof(w.msg) - 1] = '\0';
+	if (w.magic != JOBQ_HELLO_MAGIC || w.version != JOBQ_LAYOUT_VERSION) {
+		jobq__set_error_msg("the manager in %s speaks layout version %u, "
+				    "this library %u", q->dir, w.version,
+				    JOBQ_LAYOUT_VERSION);
+		err = JOBQ_EVERSION;
+		goto fail;
+	}
+	if (w.status < 0) {
+		jobq__set_error_msg("%s", w.msg);
+		err = w.status;
+		goto fail;
+	}
+	if (nfds != 4) {
+		jobq__set_error_msg("the manager in %s sent %d descriptors, "
+				    "not 4", q->dir, nfds);
+		err = -EPROTO;
+		goto fail;
+	}
+	err = map_store(q, fds[0]);
+	if (!err)
+		err = map_region(q, fds[1]);
+	if (!err)
+		err = init_tables(q);
+	if (err)
+		goto fail;
+	close(fds[0]);
+	close(fds[1]);
+	q->sq_efd = fds[2];
+	q->cq_efd = fds[3];
+	/* Reads of the completion eventfd must never block: several threads
+	 * (a sleeping leader, jobq_process) may drain it. */
+	fcntl(q->cq_efd, F_SETFL, fcntl(q->cq_efd, F_GETFL) | O_NONBLOCK);
+	*qp = q;
+	return 0;
+
+fail:
+	for (int i = 0; i < nfds; i++)
+		if (fds[i] >= 0 && fds[i] != q->sq_efd && fds[i] != q->cq_efd)
+			close(fds[i]);
+	handle_free(q);
+	return err;
+}
+
+void jobq_close(jobq_t *q)
+{
+	if (q)
+		handle_free(q);
+}
+
+const char *jobq_dir(const jobq_t *q)
+{
+	return q->dir;
+}
+
+size_t jobq_max_object(const jobq_t *q)
+{
+	return (size_t)q->max_object;
+}
+
+/* ------------------------------------------------------------------------
+ * Arena: a ring of chunks in byte positions that only grow. A chunk never
+ * straddles the arena's end: the tail of the arena that is too short is
+ * added to the chunk as padding.
+ */
+static int arena_alloc(jobq_t *q, uint64_t len, uint64_t *off, int32_t *chunk)
+{
+	uint64_t start = q->alloc_pos, at, pad = 0, end;
+
+	len = (len + ARENA_ALIGN - 1) & ~(uint64_t)(ARENA_ALIGN - 1);
+	if (len > q->arena_size)
+		return -E2BIG;
+	at = start % q->arena_size;
+	if (at + len > q->arena_size)
+		pad = q->arena_size - at;
+	end = start + pad + len;
+	if (end - q->free_pos > q->arena_size ||
+	    q->chunk_tail - q->chunk_head >= q->cq_entries)
+		return -EAGAIN;
+	*off = (start + pad) % q->arena_size;
+	*chunk = (int32_t)(q->chunk_tail % q->cq_entries);
+	q->chunks[*chunk].end = end;
+	q->chunks[*chunk].live = true;
+	q->chunk_tail++;
+	q->alloc_pos = end;
+	return 0;
+}
+
+static void arena_free(jobq_t *q, int32_t chunk)
+{
+	q->chunks[chunk].live = false;
+	while (q->chunk_head != q->chunk_tail &&
+	       !q->chunks[q->chunk_head % q->cq_entries].live) {
+		q->free_pos = q->chunks[q->chunk_head % q->cq_entries].end;
+		q->chunk_head++;
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * Completions.
+ */
+int jobq__copy_object(jobq_t *q, uint64_t off, uint32_t len, uint32_t type,
+		      jobq_obj_t *out)
+{
+	char *p;
+
+	if (!in_range(off, len, q->store_size) || (len && off == 0))
+		return -EIO;
+	p = malloc((size_t)len + 1);
+	if (!p)
+		return -ENOMEM;
+	memcpy(p, q->store + off, len);
+	p[len] = '\0';
+	out->type = type;
+	out->flags = 0;
+	out->len = len;
+	out->data = p;
+	return 0;
+}
+
+static void finish_req(jobq_t *q, struct jobq_req *r, int res, uint64_t val)
+{
+	uint32_t slot = (uint32_t)r->user_data;
+
+	r->res = res;
+	r->val = val;
+	r->done = true;
+	q->slots[slot] = NULL;
+	q->free_slots[q->nfree++] = slot;
+	q->reserved -= r->reserve;
+	if (r->chunk >= 0)
+		arena_free(q, r->chunk);
+	r->chunk = -1;
+	if (r->async) {
+		r->next_done = NULL;
+		if (q->done_tail)
+			q->done_tail->next_done = r;
+		else
+			q->done_head = r;
+		q->done_tail = r;
+	}
+}
+
+/* The manager is gone: every request in flight fails. */
+static void fail_all_locked(jobq_t *q)
+{
+	for (uint32_t i = 0; i < q->cq_entries; i++)
+		if (q->slots[i])
+			finish_req(q, q->slots[i], JOBQ_ECLOSED, 0);
+	pthread_cond_broadcast(&q->cv);
+}
+
+static void mark_closed_locked(jobq_t *q)
+{
+	atomic_store(&q->closed, true);
+	fail_all_locked(q);
+}
+
+/*
+ * Consumes every completion the manager has posted. Objects are copied out
+ * of the store before cq.head moves past their entry: moving the head is
+ * what lets the manager free them. Returns how many entries were consumed.
+ * Called with q->mu held.
+ */
+static int reap_locked(jobq_t *q)
+{
+	uint32_t head = q->cq_head, tail = load_acquire(&q->rh->cq.tail);
+	uint32_t mask = q->cq_entries - 1;
+	int n = 0;
+	bool async_done = false;
+
+	if (tail - head > q->cq_entries) {
+		/* A manager that overruns the ring is broken; stop trusting
+		 * this connection rather than read garbage. */
+		mark_closed_locked(q);
+		return 0;
+	}
+	while (head != tail) {
+		struct jobq_cqe c = q->cqes[head & mask];
+		uint32_t slot = (uint32_t)c.user_data;
+		struct jobq_req *r = NULL;
+
+		if (slot < q->cq_entries && q->slots[slot] &&
+		    q->slots[slot]->user_data == c.user_data)
+			r = q->slots[slot];
+		if (r && (c.flags & JOBQ_CQE_OBJECT)) {
+			if (r->nobj < r->maxobj) {
+				int err = jobq__copy_object(q, c.val, c.len,
+							    c.type,
+							    &r->objs[r->nobj]);
+
+				/* Out of memory: stop here, leaving the
+				 * object unacknowledged, and retry later. */
+				if (err == -ENOMEM)
+					break;
+				if (err)
+					r->copy_err = err;
+				else
+					r->nobj++;
+			}
+		}
+		if (r && !(c.flags & JOBQ_CQE_MORE)) {
+			finish_req(q, r, c.res, c.val);
+			if (r->async)
+				async_done = true;
+		}
+		head++;
+		n++;
+	}
+	if (n) {
+		q->cq_head = head;
+		store_release(&q->rh->cq.head, head);
+		pthread_cond_broadcast(&q->cv);
+		/* A thread other than the event loop's consumed completions
+		 * whose callbacks are due: make the descriptor readable so the
+		 * loop comes to run them. */
+		if (async_done && atomic_load(&q->always_wake)) {
+			uint64_t one = 1;
+
+			if (write(q->cq_efd, &one, sizeof(one)) < 0) {
+				/* Already readable when it overflows. */
+			}
+		}
+	}
+	return n;
+}
+
+static bool cq_ready(jobq_t *q)
+{
+	return load_acquire(&q->rh->cq.tail) != load_relaxed(&q->rh->cq.head);
+}
+
+/* Has the manager's end of the control socket gone away? */
+static bool socket_dead(jobq_t *q)
+{
+	char b;
+	ssize_t n = recv(q->sock, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	if (n == 0)
+		return true;
+	if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+		return true;
+	return false;
+}
+
+static void drain_efd(jobq_t *q)
+{
+	uint64_t v;
+
+	if (read(q->cq_efd, &v, sizeof(v)) < 0) {
+		/* EAGAIN: another thread drained it first. */
+	}
+}
+
+/*
+ * Waits, without q->mu, until the completion ring has something, the
+ * manager dies, or @max_ns passes: polls for a while, then announces that
+ * it sleeps (NEED_WAKEUP), fences, checks again and sleeps on the eventfd
+ * and the socket. Only the leader calls this, so the flag has one writer
+ * at a time; jobq_fd() may set it concurrently, hence atomic updates.
+ */
+static void sleep_cq(jobq_t *q, uint64_t max_ns)
+{
+	uint64_t start = jobq__now_ns(), now = start;
+	struct pollfd p[2];
+	int ms, r;
+
+	while (now - start < q->spin_ns) {
+		for (int i = 0; i < 64; i++) {
+			if (cq_ready(q)) {
+				if (q->spin_ns < SPIN_MAX_NS)
+					q->spin_ns += q->spin_ns / 4 + 500;
+				return;
+			}
+			__builtin_ia32_pause();
+		}
+		now = jobq__now_ns();
+	}
+	if (q->spin_ns > SPIN_MIN_NS)
+		q->spin_ns -= q->spin_ns / 4;
+	if (max_ns <= now - start)
+		return;
+	max_ns -= now - start;
+
+	atomic_fetch_or(&q->rh->cq.flags, JOBQ_RING_NEED_WAKEUP);
+	full_fence();
+	if (!cq_ready(q)) {
+		ms = (int)((max_ns + 999999) / 1000000);
+		if (ms > MAX_SLEEP_MS)
+			ms = MAX_SLEEP_MS;
+		p[0] = (struct pollfd){ .fd = q->cq_efd, .events = POLLIN };
+		p[1] = (struct pollfd){ .fd = q->sock, .events = POLLIN };
+		r = poll(p, 2, ms);
+		if (r > 0 && (p[0].revents & POLLIN))
+			drain_efd(q);
+		if (r > 0 && p[1].revents && socket_dead(q))
+			atomic_store(&q->closed, true);
+	}
+	if (!atomic_load(&q->always_wake)) {
+		atomic_fetch_and(&q->rh->cq.flags, ~JOBQ_RING_NEED_WAKEUP);
+		/* jobq_fd() may have raced with the clear above. */
+		if (atomic_load(&q->always_wake))
+			atomic_fetch_or(&q->rh->cq.flags, JOBQ_RING_NEED_WAKEUP);
+	}
+}
+
+/*
+ * Waits with q->mu held until @pred is true, the manager is gone
+ * (JOBQ_ECLOSED) or @deadline (monotonic ns, 0: none) passes (-ETIMEDOUT).
+ * @max_sleep_ns bounds each sleep, for conditions that no completion
+ * announces (room in the submission ring). Completions are reaped on the
+ * way, whoever they belong to.
+ */
+static int wait_locked(jobq_t *q, bool (*pred)(jobq_t *, void *), void *arg,
+		       uint64_t deadline, uint64_t max_sleep_ns)
+{
+	for (;;) {
+		uint64_t now, sleep_ns = max_sleep_ns;
+
+		reap_locked(q);
+		if (pred(q, arg))
+			return 0;
+		if (atomic_load(&q->closed)) {
+			/* Take what the manager posted before it went. */
+			reap_locked(q);
+			if (pred(q, arg))
+				return 0;
+			mark_closed_locked(q);
+			return JOBQ_ECLOSED;
+		}
+		now = jobq__now_ns();
+		if (deadline) {
+			if (now >= deadline)
+				return -ETIMEDOUT;
+			if (deadline - now < sleep_ns)
+				sleep_ns = deadline - now;
+		}
+		if (!q->leader) {
+			q->leader = true;
+			pthread_mutex_unlock(&q->mu);
+			sleep_cq(q, sleep_ns);
+			pthread_mutex_lock(&q->mu);
+			q->leader = false;
+			/* Hand the role over: a follower re-checks and one of
+			 * them becomes the next leader. */
+			pthread_cond_broadcast(&q->cv);
+		} else {
+			struct timespec ts;
+			uint64_t until;
+
+			if (sleep_ns > (uint64_t)MAX_SLEEP_MS * 1000000)
+				sleep_ns = (uint64_t)MAX_SLEEP_MS * 1000000;
+			until = now + sleep_ns;
+			ts.tv_sec = (time_t)(until / JOBQ__NSEC_PER_SEC);
+			ts.tv_nsec = (long)(until % JOBQ__NSEC_PER_SEC);
+			pthread_cond_timedwait(&q->cv, &q->mu, &ts);
+		}
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * Submission.
+ */
+struct room_need {
+	uint32_t reserve;
+	uint64_t bytes;
+};
+
+static bool sq_has_room(jobq_t *q)
+{
+	return q->sq_tail - load_acquire(&q->rh->sq.head) < q->sq_entries;
+}
+
+static bool arena_has_room(jobq_t *q, uint64_t len)
+{
+	uint64_t at, pad = 0;
+
+	if (!len)
+		return true;
+	len = (len + ARENA_ALIGN - 1) & ~(uint64_t)(ARENA_ALIGN - 1);
+	at = q->alloc_pos % q->arena_size;
+	if (at + len > q->arena_size)
+		pad = q->arena_size - at;
+	return q->alloc_pos + pad + len - q->free_pos <= q->arena_size &&
+	       q->chunk_tail - q->chunk_head < q->cq_entries;
+}
+
+static bool room_pred(jobq_t *q, void *arg)
+{
+	const struct room_need *need = arg;
+
+	return q->reserved + need->reserve <= q->cq_entries && q->nfree &&
+	       sq_has_room(q) && arena_has_room(q, need->bytes);
+}
+
+/* Publishes the entries written so far and wakes the manager if it sleeps. */
+static void publish_locked(jobq_t *q)
+{
+	if (load_relaxed(&q->rh->sq.tail) == q->sq_tail)
+		return;
+	store_release(&q->rh->sq.tail, q->sq_tail);
+	full_fence();
+	if (load_relaxed(&q->rh->sq.flags) & JOBQ_RING_NEED_WAKEUP) {
+		uint64_t one = 1;
+
+		if (write(q->sq_efd, &one, sizeof(one)) < 0) {
+			/* EAGAIN: the counter is saturated, so already
+			 * readable; other errors surface as a dead socket. */
+		}
+	}
+}
+
+static uint64_t op_bytes(const struct jobq__op *op)
+{
+	uint64_t len = 0;
+
+	for (int i = 0; i < op->niov; i++)
+		len += op->iov[i].iov_len;
+	return len;
+}
+
+void jobq__op_init(struct jobq__op *op, struct jobq_req *req, uint8_t opcode,
+		   const void *data, size_t len)
+{
+	memset(op, 0, sizeof(*op));
+	op->sqe.op = opcode;
+	op->req = req;
+	if (len) {
+		op->iov[0].iov_base = (void *)data;
+		op->iov[0].iov_len = len;
+		op->niov = 1;
+	}
+}
+
+static int submit_one_locked(jobq_t *q, struct jobq__op *op)
+{
+	struct jobq_req *r = op->req;
+	struct room_need need = {
+		.reserve = r->maxobj > 1 ? r->maxobj : 1,
+		.bytes = op_bytes(op),
+	};
+	struct jobq_sqe *sqe;
+	uint64_t off = 0;
+	uint32_t slot;
+	int err;
+
+	if (need.bytes > q->arena_size || need.bytes > UINT32_MAX)
+		return -E2BIG;
+	if (need.reserve > q->cq_entries)
+		return -EINVAL;
+	if (atomic_load(&q->closed))
+		return JOBQ_ECLOSED;
+	if (!room_pred(q, &need)) {
+		/* Entries already written must reach the manager before we
+		 * wait for it, or we could wait for ourselves. */
+		publish_locked(q);
+		err = wait_locked(q, room_pred, &need, 0, 1000000);
+		if (err)
+			return err;
+	}
+
+	r->chunk = -1;
+	if (need.bytes) {
+		uint8_t *dst;
+
+		err = arena_alloc(q, need.bytes, &off, &r->chunk);
+		if (err)
+			return err; /* room_pred said yes: cannot happen */
+		dst = q->arena + off;
+		for (int i = 0; i < op->niov; i++) {
+			if (!op->iov[i].iov_len)
+				continue;
+			memcpy(dst, op->iov[i].iov_base, op->iov[i].iov_len);
+			dst += op->iov[i].iov_len;
+		}
+	}
+	slot = q->free_slots[--q->nfree];
+	q->gen++;
+	r->user_data = (uint64_t)q->gen << 32 | slot;
+	r->reserve = need.reserve;
+	r->done = false;
+	q->slots[slot] = r;
+	q->reserved += need.reserve;
+	if (r->async)
+		q->async_pending++;
+
+	sqe = &q->sqes[q->sq_tail & (q->sq_entries - 1)];
+	*sqe = op->sqe;
+	sqe->user_data = r->user_data;
+	sqe->arena_off = need.bytes ? q->arena_off + off : 0;
+	sqe->arena_len = (uint32_t)need.bytes;
+	q->sq_tail++;
+	return 0;
+}
+
+int jobq__submit(jobq_t *q, struct jobq__op *ops, size_t n)
+{
+	size_t i;
+	int err = 0;
+
+	pthread_mutex_lock(&q->mu);
+	for (i = 0; i < n; i++) {
+		err = submit_one_locked(q, &ops[i]);
+		if (err)
+			break;
+	}
+	publish_locked(q);
+	pthread_mutex_unlock(&q->mu);
+	return i ? (int)i : err;
+}
+
+struct reqs_arg {
+	struct jobq_req **reqs;
+	size_t n;
+};
+
+static bool reqs_done(jobq_t *q, void *arg)
+{
+	struct reqs_arg *a = arg;
+
+	(void)q;
+	while (a->n && a->reqs[a->n - 1]->done)
+		a->n--;
+	return a->n == 0;
+}
+
+int jobq__wait(jobq_t *q, struct jobq_req **reqs, size_t n)
+{
+	struct reqs_arg a = { reqs, n };
+	int err;
+
+	pthread_mutex_lock(&q->mu);
+	err = wait_locked(q, reqs_done, &a, 0, UINT64_MAX);
+	pthread_mutex_unlock(&q->mu);
+	return err;
+}
+
+int jobq__call(jobq_t *q, struct jobq__op *op)
+{
+	struct jobq_req *r = op->req;
+	int err;
+
+	err = jobq__submit(q, op, 1);
+	if (err < 0)
+		return err;
+	jobq__wait(q, &r, 1);
+	return r->res;
+}
+
+/* ------------------------------------------------------------------------
+ * Round trips and the event-loop interface.
+ */
+int jobq_ping(jobq_t *q)
+{
+	struct jobq_req r = { 0 };
+	struct jobq__op op;
+	int err;
+
+	jobq__op_init(&op, &r, JOBQ_OP_NOP, NULL, 0);
+	err = jobq__call(q, &op);
+	return err < 0 ? err : 0;
+}
+
+int jobq_shutdown(jobq_t *q, int now)
+{
+	struct jobq_req r = { 0 };
+	struct jobq__op op;
+	int err;
+
+	jobq__op_init(&op, &r, JOBQ_OP_SHUTDOWN, NULL, 0);
+	op.sqe.arg0 = now ? 1 : 0;
+	err = jobq__call(q, &op);
+	return err < 0 ? err : 0;
+}
+
+int jobq_fd(jobq_t *q)
+{
+	atomic_store(&q->always_wake, true);
+	atomic_fetch_or(&q->rh->cq.flags, JOBQ_RING_NEED_WAKEUP);
+	full_fence();
+	/* Completions posted before the flag was visible announced nothing;
+	 * make the descriptor readable so that they are not overlooked. */
+	if (cq_ready(q)) {
+		uint64_t one = 1;
+
+		if (write(q->cq_efd, &one, sizeof(one)) < 0) {
+			/* Saturated: readable already. */
+		}
+	}
+	return q->cq_efd;
+}
+
+/* Runs the callbacks of finished asynchronous requests, without q->mu. */
+static int run_callbacks(jobq_t *q)
+{
+	struct jobq_req *r;
+	int ran = 0;
+
+	pthread_mutex_lock(&q->mu);
+	r = q->done_head;
+	q->done_head = q->done_tail = NULL;
+	pthread_mutex_unlock(&q->mu);
+	while (r) {
+		struct jobq_req *next = r->next_done;
+		int res = r->res;
+		jobq_obj_t *obj = NULL;
+
+		if (r->maxobj) {
+			if (r->nobj) {
+				res = 0;
+				obj = &r->obj1;
+			} else if (res >= 0) {
+				res = r->copy_err ? r->copy_err : -EPROTO;
+			}
+		}
+		if (r->cb)
+			r->cb(q, res, obj, r->arg);
+		jobq_obj_free(&r->obj1);
+		free(r);
+		ran++;
+		r = next;
+	}
+	if (ran) {
+		pthread_mutex_lock(&q->mu);
+		q->async_pending -= (uint32_t)ran;
+		pthread_cond_broadcast(&q->cv);
+		pthread_mutex_unlock(&q->mu);
+	}
+	return ran;
+}
+
+int jobq_process(jobq_t *q)
+{
+	int ran;
+
+	/* Reset the descriptor before reaping: completions posted after the
+	 * reap make it readable again. */
+	drain_efd(q);
+	pthread_mutex_lock(&q->mu);
+	reap_locked(q);
+	if (!atomic_load(&q->closed) && socket_dead(q))
+		atomic_store(&q->closed, true);
+	if (atomic_load(&q->closed)) {
+		reap_locked(q);
+		mark_closed_locked(q);
+	}
+	pthread_mutex_unlock(&q->mu);
+	ran = run_callbacks(q);
+	if (!ran && atomic_load(&q->closed))
+		return JOBQ_ECLOSED;
+	return ran;
+}
+
+static bool idle_or_callbacks(jobq_t *q, void *arg)
+{
+	(void)arg;
+	return q->done_head || !q->async_pending;
+}
+
+int jobq_wait_idle(jobq_t *q, double timeout)
+{
+	int64_t t = jobq__timeout_ns(timeout);
+	uint64_t deadline = t < 0 ? 0 : jobq__now_ns() + (uint64_t)t;
+	int err = 0;
+
+	for (;;) {
+		run_callbacks(q);
+		pthread_mutex_lock(&q->mu);
+		if (!q->async_pending) {
+			pthread_mutex_unlock(&q->mu);
+			return 0;
+		}
+		if (t == 0) {
+			pthread_mutex_unlock(&q->mu);
+			return -ETIMEDOUT;
+		}
+		err = wait_locked(q, idle_or_callbacks, NULL, deadline,
+				  UINT64_MAX);
+		pthread_mutex_unlock(&q->mu);
+		if (err == JOBQ_ECLOSED) {
+			/* Every request failed: run their callbacks. */
+			run_callbacks(q);
+			return err;
+		}
+		if (err)
+			return err;
+	}
+}

@@ -47,4 +47,12 @@ void jobq__format_size(uint64_t bytes, char *buf, size_t len);
  * control characters. Returns 0 or -EINVAL. */
 int jobq__check_name(const char *name);
 
+/*
+ * jobq__last_error_msg - why the calling thread's last jobq_open() failed,
+ * in one line (the manager's message when it refused the client), or ""
+ * when there is nothing to add to jobq_strerror(). Thread-local; valid
+ * until the thread's next jobq_open().
+ */
+const char *jobq__last_error_msg(void);
+
 #endif

@@ -1,0 +1,201 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * client.h - the client handle of libjobq, private to src/.
+ *
+ * A handle owns one connection: the control socket (kept open only so that
+ * each side notices the other's death), the read-only store mapping, the
+ * client region (submission ring, completion ring, payload arena) and the
+ * two eventfds.
+ *
+ * Locking: q->mu serializes the submission ring, the arena allocator, the
+ * request table, the completion ring head and the name caches. The store
+ * is read without it (seqlocks). At most one thread at a time sleeps on the
+ * completion eventfd (the leader); the others wait on q->cv and are woken
+ * whenever a completion is reaped or the leader steps down.
+ */
+#ifndef JOBQ_CLIENT_H
+#define JOBQ_CLIENT_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "internal.h"
+
+/*
+ * One request in flight. For a blocking call it lives on the caller's
+ * stack; for an asynchronous one it is malloc'd and freed after its
+ * callback ran. All fields are guarded by q->mu.
+ */
+struct jobq_req {
+	uint64_t user_data; /* slot index | generation << 32 */
+	uint32_t reserve;   /* completion entries reserved for it */
+	int32_t chunk;	    /* arena chunk index, -1: none */
+	bool done;
+	bool async;
+	int res;	    /* res of the final completion */
+	uint64_t val;	    /* val of the final completion */
+	jobq_obj_t *objs;   /* where delivered objects go */
+	uint32_t nobj;
+	uint32_t maxobj;
+	int copy_err;	    /* an object could not be copied out */
+	jobq_obj_t obj1;    /* storage for an asynchronous get */
+	jobq_cb cb;
+	void *arg;
+	struct jobq_req *next_done; /* finished asynchronous requests */
+};
+
+/*
+ * A request to submit: the sqe (user_data, arena_off and arena_len are
+ * filled in by the submitter), up to three payload pieces that are copied
+ * contiguously into the arena, and the record that receives the answer.
+ */
+struct jobq__op {
+	struct jobq_sqe sqe;
+	struct iovec iov[3];
+	int niov;
+	struct jobq_req *req;
+};
+
+/* A name -> id cache (queues, locks). Ids are never reused while the
+ * manager lives, so entries never go stale within one connection. */
+struct jobq__name_ent {
+	char *name;
+	uint32_t hash;
+	uint32_t id;
+};
+
+struct jobq__namemap {
+	struct jobq__name_ent *ents;
+	uint32_t cap; /* power of two, or 0 */
+	uint32_t n;
+};
+
+/* An arena chunk: [start, end) in monotonically growing byte positions. */
+struct jobq__chunk {
+	uint64_t end;
+	bool live;
+};
+
+struct jobq {
+	char dir[PATH_MAX];
+	int sock;
+	int sq_efd;
+	int cq_efd;
+
+	/* The store, read-only. Everything but the live figures and the
+	 * records' contents is constant, so it is copied here at open. */
+	const uint8_t *store;
+	uint64_t store_size;	/* what the header promises, <= mapped */
+	uint64_t store_mapped;
+	const struct jobq_store_hdr *sh;
+	const struct jobq_kv_slot *kv;
+	uint32_t kv_mask;
+	uint32_t max_queues;
+	uint32_t max_locks;
+	uint64_t max_object;
+	const struct jobq_queue_rec *queues;
+	const struct jobq_lock_rec *locks;
+
+	/* The region, read-write. */
+	uint8_t *region;
+	uint64_t region_size;
+	struct jobq_region_hdr *rh;
+	struct jobq_sqe *sqes;
+	struct jobq_cqe *cqes;
+	uint32_t sq_entries;
+	uint32_t cq_entries;
+	uint32_t sq_tail;	/* private copy of sq.tail: we are its writer */
+	uint32_t cq_head;	/* private copy of cq.head: we are its writer */
+	uint8_t *arena;
+	uint64_t arena_off;	/* relative to the region start */
+	uint64_t arena_size;
+
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool leader;		/* a thread sleeps on the eventfd */
+	_Atomic bool closed;	/* the manager went away: nothing more comes */
+	_Atomic bool always_wake; /* jobq_fd() was called */
+	uint32_t spin_ns;	/* adaptive polling before sleeping */
+
+	/* Request table: at most cq_entries requests are in flight, since
+	 * each reserves at least one completion entry. */
+	struct jobq_req **slots;
+	uint32_t *free_slots;
+	uint32_t nfree;
+	uint32_t gen;
+	uint32_t reserved;	/* completion entries reserved in flight */
+
+	/* Arena ring allocator: chunks are handed out at alloc_pos and given
+	 * back in any order; free_pos advances over the oldest freed ones. */
+	struct jobq__chunk *chunks; /* ring of cq_entries records */
+	uint32_t chunk_head;	/* oldest chunk (index count, not wrapped) */
+	uint32_t chunk_tail;
+	uint64_t alloc_pos;
+	uint64_t free_pos;
+
+	/* Finished asynchronous requests whose callbacks have not run. */
+	struct jobq_req *done_head;
+	struct jobq_req *done_tail;
+	uint32_t async_pending;	/* submitted, callback not yet run */
+
+	struct jobq__namemap qnames;
+	struct jobq__namemap lnames;
+};
+
+/*
+ * jobq__submit - put @n requests on the submission ring, in order, and
+ * wake the manager once. Waits (without a bound) while the ring, the arena
+ * or the completion budget is full. Each op's req must be zeroed except
+ * objs/maxobj/cb/arg/async. Returns how many were submitted (all of them,
+ * unless an error stopped it), or a negative error when none was:
+ * JOBQ_ECLOSED, -E2BIG (payload larger than the arena), -ENOMEM.
+ * Called without q->mu.
+ */
+int jobq__submit(jobq_t *q, struct jobq__op *ops, size_t n);
+
+/*
+ * jobq__wait - wait until each of @n requests finished. Returns 0, or
+ * JOBQ_ECLOSED when the manager went away (those that did not finish have
+ * res JOBQ_ECLOSED). Called without q->mu.
+ */
+int jobq__wait(jobq_t *q, struct jobq_req **reqs, size_t n);
+
+/* jobq__call - submit one request and wait for it; returns its res. */
+int jobq__call(jobq_t *q, struct jobq__op *op);
+
+/* jobq__op_init - a zeroed op of @opcode with one payload piece. */
+void jobq__op_init(struct jobq__op *op, struct jobq_req *req, uint8_t opcode,
+		   const void *data, size_t len);
+
+/* Name caches, guarded by q->mu. Return 0 and *id, or -ENOENT. */
+int jobq__name_get(jobq_t *q, struct jobq__namemap *m, const char *name,
+		   uint32_t *id);
+void jobq__name_put(jobq_t *q, struct jobq__namemap *m, const char *name,
+		    uint32_t id);
+
+/* Copies @len bytes at store offset @off into a new object; -EIO when the
+ * range is outside the store. Used for completions that carry objects. */
+int jobq__copy_object(jobq_t *q, uint64_t off, uint32_t len, uint32_t type,
+		      jobq_obj_t *out);
+
+/*
+ * Store lookups without a round trip (store_read.c): the id of the queue or
+ * lock called @name, read under each record's seqlock. Return 0 or -ENOENT.
+ */
+int jobq__store_find_queue(jobq_t *q, const char *name, uint32_t *id);
+int jobq__store_find_lock(jobq_t *q, const char *name, uint32_t *id);
+
+/*
+ * jobq__queue_resolve - the id of queue @name: from the cache, else the
+ * store, else created with Q_OPEN (unbounded). Returns 0 or -errno.
+ */
+int jobq__queue_resolve(jobq_t *q, const char *name, uint32_t *id);
+
+/* Sets the thread's last error message (what jobq__last_error_msg gives). */
+void jobq__set_error_msg(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+
+#endif
