@@ -1,1 +1,224 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * lock.c - named locks, semaphores and events.
+ *
+ * The manager keeps holders and waiters; the library only names the lock
+ * (by its id, the index of its record in the store, cached per handle like
+ * queue ids) and the owner: the calling thread's id, so that a lock taken
+ * by one thread of a handle is not released by another by mistake.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "client.h"
+
+static int lock_open(jobq_t *q, const char *name, int kind, unsigned value,
+		     uint32_t *id)
+{
+	struct jobq_req r = { 0 };
+	struct jobq__op op;
+	int res;
+
+	jobq__op_init(&op, &r, JOBQ_OP_L_OPEN, name, strlen(name));
+	op.sqe.flags = JOBQ_SQE_CREATE;
+	op.sqe.arg0 = (uint64_t)kind;
+	op.sqe.arg1 = value;
+	res = jobq__call(q, &op);
+	if (res < 0)
+		return res;
+	if ((uint32_t)res >= q->max_locks)
+		return -EPROTO;
+	pthread_mutex_lock(&q->mu);
+	jobq__name_put(q, &q->lnames, name, (uint32_t)res);
+	pthread_mutex_unlock(&q->mu);
+	if (id)
+		*id = (uint32_t)res;
+	return 0;
+}
+
+/*
+ * The id of lock @name: cached, else from the store, else (when @kind is
+ * not 0) created as @kind. Returns 0, -EINVAL or -ENOENT (not created).
+ */
+static int lock_resolve(jobq_t *q, const char *name, int kind, uint32_t *id)
+{
+	int err = jobq__check_name(name);
+
+	if (err)
+		return err;
+	pthread_mutex_lock(&q->mu);
+	err = jobq__name_get(q, &q->lnames, name, id);
+	pthread_mutex_unlock(&q->mu);
+	if (!err)
+		return 0;
+	if (!jobq__store_find_lock(q, name, id)) {
+		pthread_mutex_lock(&q->mu);
+		jobq__name_put(q, &q->lnames, name, *id);
+		pthread_mutex_unlock(&q->mu);
+		return 0;
+	}
+	if (!kind)
+		return -ENOENT;
+	return lock_open(q, name, kind, 1, id);
+}
+
+int jobq_lock_create(jobq_t *q, const char *name, int kind, unsigned value)
+{
+	int err = jobq__check_name(name);
+
+	if (err)
+		return err;
+	if (kind < JOBQ_LOCK || kind > JOBQ_EVENT)
+		return -EINVAL;
+	if (kind != JOBQ_SEMAPHORE)
+		value = 1;
+	return lock_open(q, name, kind, value, NULL);
+}
+
+static int lock_call(jobq_t *q, uint8_t opcode, uint32_t id, int64_t tmo)
+{
+	struct jobq_req r = { 0 };
+	struct jobq__op op;
+	int res;
+
+	jobq__op_init(&op, &r, opcode, NULL, 0);
+	op.sqe.id = id;
+	op.sqe.owner = (uint64_t)gettid();
+	op.sqe.timeout_ns = tmo;
+	res = jobq__call(q, &op);
+	return res < 0 ? res : 0;
+}
+
+int jobq_lock_acquire(jobq_t *q, const char *name, double timeout)
+{
+	uint32_t id;
+	int err = lock_resolve(q, name, JOBQ_LOCK, &id);
+
+	if (err)
+		return err;
+	return lock_call(q, JOBQ_OP_L_ACQUIRE, id, jobq__timeout_ns(timeout));
+}
+
+int jobq_lock_release(jobq_t *q, const char *name)
+{
+	uint32_t id;
+	int err = lock_resolve(q, name, 0, &id);
+
+	/* A lock that does not exist is not held by the caller. */
+	if (err)
+		return err == -ENOENT ? -EPERM : err;
+	return lock_call(q, JOBQ_OP_L_RELEASE, id, 0);
+}
+
+int jobq_lock_many(jobq_t *q, const char *const *names, size_t n,
+		   double timeout)
+{
+	struct jobq_req r = { 0 };
+	struct jobq__op op;
+	uint32_t *ids;
+	int err = 0;
+
+	if (!n)
+		return 0;
+	if (!names || n > UINT32_MAX / sizeof(uint32_t))
+		return -EINVAL;
+	ids = calloc(n, sizeof(*ids));
+	if (!ids)
+		return -ENOMEM;
+	for (size_t i = 0; i < n && !err; i++)
+		err = lock_resolve(q, names[i], JOBQ_LOCK, &ids[i]);
+	if (!err) {
+		/* The manager sorts the ids: one global order for everyone,
+		 * whatever order the caller named them in. */
+		jobq__op_init(&op, &r, JOBQ_OP_L_MANY, ids, n * sizeof(*ids));
+		op.sqe.owner = (uint64_t)gettid();
+		op.sqe.timeout_ns = jobq__timeout_ns(timeout);
+		err = jobq__call(q, &op);
+		if (err > 0)
+			err = 0;
+	}
+	free(ids);
+	return err;
+}
+
+int jobq_unlock_many(jobq_t *q, const char *const *names, size_t n)
+{
+	struct jobq_req *reqs, **rp;
+	struct jobq__op *ops;
+	uint64_t owner = (uint64_t)gettid();
+	size_t k = 0;
+	int err = 0, sent;
+
+	if (!n)
+		return 0;
+	if (!names)
+		return -EINVAL;
+	reqs = calloc(n, sizeof(*reqs));
+	ops = calloc(n, sizeof(*ops));
+	rp = calloc(n, sizeof(*rp));
+	if (!reqs || !ops || !rp) {
+		err = -ENOMEM;
+		goto out;
+	}
+	/* Every release goes in one batch; the first error is reported, and
+	 * the others are released all the same. */
+	for (size_t i = 0; i < n; i++) {
+		uint32_t id;
+		int e = lock_resolve(q, names[i], 0, &id);
+
+		if (e) {
+			if (!err)
+				err = e == -ENOENT ? -EPERM : e;
+			continue;
+		}
+		jobq__op_init(&ops[k], &reqs[k], JOBQ_OP_L_RELEASE, NULL, 0);
+		ops[k].sqe.id = id;
+		ops[k].sqe.owner = owner;
+		rp[k] = &reqs[k];
+		k++;
+	}
+	if (!k)
+		goto out;
+	sent = jobq__submit(q, ops, k);
+	if (sent < 0) {
+		err = sent;
+		goto out;
+	}
+	jobq__wait(q, rp, (size_t)sent);
+	for (int i = 0; i < sent; i++)
+		if (reqs[i].res < 0 && !err)
+			err = reqs[i].res;
+out:
+	free(reqs);
+	free(ops);
+	free(rp);
+	return err;
+}
+
+static int event_call(jobq_t *q, const char *name, uint8_t opcode,
+		      int64_t tmo)
+{
+	uint32_t id;
+	int err = lock_resolve(q, name, JOBQ_EVENT, &id);
+
+	if (err)
+		return err;
+	return lock_call(q, opcode, id, tmo);
+}
+
+int jobq_event_set(jobq_t *q, const char *name)
+{
+	return event_call(q, name, JOBQ_OP_EV_SET, 0);
+}
+
+int jobq_event_clear(jobq_t *q, const char *name)
+{
+	return event_call(q, name, JOBQ_OP_EV_CLEAR, 0);
+}
+
+int jobq_event_wait(jobq_t *q, const char *name, double timeout)
+{
+	return event_call(q, name, JOBQ_OP_EV_WAIT, jobq__timeout_ns(timeout));
+}
