@@ -1,1 +1,449 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * jobq.c - the jobq command line: the option and command tables, the
+ * parser, --help and main().
+ *
+ * The parser is written by hand because the contract (CLI.md) lets options
+ * stand anywhere on the line, before or after the command and its
+ * arguments, except after "--", which hands the rest to a command run by
+ * `jobq lock` (and later `jobq run`) untouched. getopt's permutation cannot
+ * say "stop at --, but keep what follows as the command's argv".
+ *
+ * The walk is one pass over argv: a word starting with "--" is looked up in
+ * the one table of every option (so its value, if it takes one, is known
+ * before the command is), other words are positional. The first positional
+ * words name the command; only then is each option checked against what the
+ * command accepts, so `jobq --nowait get q` and `jobq get q --nowait` are
+ * the same and `jobq queues --nowait` is a usage error.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+const struct cli_optdef cli_opts[OPT__COUNT] = {
+	[OPT_HELP] = { "help", false, NULL, "show help and exit" },
+	[OPT_VERSION] = { "version", false, NULL, "show the version and exit" },
+	[OPT_DIR] = { "dir", true, "DIR", "the instance directory" },
+	[OPT_JSON] = { "json", false, NULL, "print one JSON document" },
+	[OPT_QUIET] = { "quiet", false, NULL,
+			"print nothing but results and errors" },
+	[OPT_TIMEOUT] = { "timeout", true, "S",
+			  "wait at most S seconds (fractions allowed)" },
+	[OPT_NOWAIT] = { "nowait", false, NULL,
+			 "do not wait: same as --timeout 0" },
+	[OPT_NOW] = { "now", false, NULL, "stop at once, without draining" },
+	[OPT_MAX_DEPTH] = { "max-depth", true, "N",
+			    "most objects the queue holds (0: unbounded)" },
+	[OPT_MAX_BYTES] = { "max-bytes", true, "SIZE",
+			    "most payload bytes it holds (0: unbounded)" },
+	[OPT_PARALLEL] = { "parallel", true, "N",
+			   "how many of the queue's jobs run at once" },
+};
+
+#define T OPT_BIT(OPT_TIMEOUT) | OPT_BIT(OPT_NOWAIT)
+
+static int cmd_help(struct cli *c);
+
+/*
+ * The commands, in the order --help lists them. Job commands (submit, run,
+ * wait, show, logs, ls, cancel, retry, kick, pause, resume, workers, top)
+ * slot in as further rows; `queue set --parallel` is parsed already so that
+ * its message can say what it is for.
+ */
+static const struct cli_cmd commands[] = {
+	{ NULL, "ping", cmd_ping, 0, 0, 0, CMD_CONNECT, "",
+	  "is a manager there: version, pid, uptime", NULL },
+	{ NULL, "put", cmd_put, T, 1, 2, CMD_CONNECT,
+	  "QUEUE [DATA] [--timeout S] [--nowait]", "put one object on a queue",
+	  "Puts DATA when given ('' is the empty object), else everything read\n"
+	  "from stdin, as bytes. Waits while the queue is at its limits or the\n"
+	  "store is full. Exit 3 when that lasts past --timeout (or at once\n"
+	  "with --nowait)." },
+	{ NULL, "get", cmd_get, T, 1, 1, CMD_CONNECT,
+	  "QUEUE [--timeout S] [--nowait]",
+	  "take one object and write its bytes to stdout",
+	  "Writes the object's bytes exactly, with no newline added. With\n"
+	  "--json prints {\"queue\",\"type\",\"size\",\"data\"} (\"data_base64\" when\n"
+	  "the bytes are not UTF-8). Exit 3 when nothing arrives in time." },
+	{ NULL, "queues", cmd_queues, 0, 0, 0, CMD_CONNECT, "",
+	  "each queue: depth, bytes, waiting getters and putters, totals",
+	  NULL },
+	{ "queue", "set", cmd_queue_set,
+	  OPT_BIT(OPT_MAX_DEPTH) | OPT_BIT(OPT_MAX_BYTES) |
+		  OPT_BIT(OPT_PARALLEL),
+	  1, 1, CMD_CONNECT, "QUEUE [--max-depth N] [--max-bytes SIZE]",
+	  "set a queue's limits (creates it)",
+	  "A limit left out keeps its value; 0 means unbounded. SIZE takes\n"
+	  "the suffixes K, M, G." },
+	{ "kv", "set", cmd_kv_set, 0, 1, 2, CMD_CONNECT, "KEY [VALUE]",
+	  "store VALUE (else stdin) under KEY", NULL },
+	{ "kv", "get", cmd_kv_get, 0, 1, 1, CMD_CONNECT, "KEY",
+	  "print the value of KEY (exit 3 when there is none)",
+	  "Prints the bare value. With --json prints {\"key\",\"type\",\"size\",\n"
+	  "\"value\"} (\"value_base64\" when the bytes are not UTF-8)." },
+	{ "kv", "del", cmd_kv_del, 0, 1, 1, CMD_CONNECT, "KEY", "delete KEY",
+	  NULL },
+	{ "kv", "incr", cmd_kv_incr, 0, 1, 2, CMD_CONNECT, "KEY [BY]",
+	  "add BY (default 1) to a decimal value; print the new value",
+	  "A missing key counts as 0. BY may be negative." },
+	{ "kv", "ls", cmd_kv_ls, 0, 0, 1, CMD_CONNECT, "[PREFIX]",
+	  "list keys (that start with PREFIX)", NULL },
+	{ NULL, "lock", cmd_lock, T, 1, 1, CMD_CONNECT | CMD_ARGV,
+	  "NAME [--timeout S] [--nowait] -- CMD [ARG...]",
+	  "run CMD while holding the named lock",
+	  "Takes the lock (exit 3 when --timeout passes first), runs CMD,\n"
+	  "releases the lock and exits with CMD's status (128+N when a signal\n"
+	  "N ended it; 127 when CMD cannot be found). The lock belongs to this\n"
+	  "jobq process: if it is killed, the manager releases the lock." },
+	{ NULL, "locks", cmd_locks, 0, 0, 0, CMD_CONNECT, "",
+	  "each lock: kind, holder (pid), how long held, waiters", NULL },
+	{ NULL, "stats", cmd_stats, 0, 0, 0, CMD_CONNECT, "",
+	  "counters and memory: used, free, clients, queues, locks, keys",
+	  NULL },
+	{ NULL, "shutdown", cmd_shutdown, OPT_BIT(OPT_NOW) | T, 0, 0,
+	  CMD_CONNECT, "[--now] [--timeout S] [--nowait]", "stop the manager",
+	  "Gracefully unless --now. Waits until the manager has exited (at\n"
+	  "most --timeout S, default 30; --nowait returns once it accepted)." },
+	{ NULL, "help", cmd_help, 0, 0, 2, 0, "[COMMAND]",
+	  "help for the program or a command", NULL },
+};
+
+#undef T
+
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static const char *prog = "jobq";
+
+/* ---- help -------------------------------------------------------------- */
+
+static void print_cmd_name(FILE *f, const struct cli_cmd *cmd)
+{
+	if (cmd->group)
+		fprintf(f, "%s %s", cmd->group, cmd->name);
+	else
+		fprintf(f, "%s", cmd->name);
+}
+
+static void print_usage_line(FILE *f, const struct cli_cmd *cmd)
+{
+	fprintf(f, "usage: %s ", prog);
+	print_cmd_name(f, cmd);
+	if (*cmd->usage)
+		fprintf(f, " %s", cmd->usage);
+	fprintf(f, " [--dir DIR] [--json] [--quiet]\n");
+}
+
+static void print_options(FILE *f, uint32_t mask)
+{
+	for (int i = 0; i < OPT__COUNT; i++) {
+		const struct cli_optdef *o = &cli_opts[i];
+		char left[40];
+
+		if (!(mask & OPT_BIT(i)))
+			continue;
+		snprintf(left, sizeof(left), "--%s%s%s", o->name,
+			 o->has_arg ? " " : "", o->has_arg ? o->arg : "");
+		fprintf(f, "  %-18s %s\n", left, o->help);
+	}
+}
+
+static void print_cmd_help(const struct cli_cmd *cmd)
+{
+	print_usage_line(stdout, cmd);
+	printf("\n%s.\n", cmd->summary);
+	if (cmd->help)
+		printf("\n%s\n", cmd->help);
+	printf("\noptions:\n");
+	print_options(stdout, cmd->opts | OPTS_GLOBAL);
+}
+
+static void print_group_help(FILE *f, const char *group)
+{
+	fprintf(f, "usage: %s %s COMMAND [ARGS] [options]\n\ncommands:\n",
+		prog, group);
+	for (size_t i = 0; i < NCOMMANDS; i++) {
+		const struct cli_cmd *cmd = &commands[i];
+		char left[64];
+
+		if (!cmd->group || strcmp(cmd->group, group))
+			continue;
+		snprintf(left, sizeof(left), "%s %s", cmd->name, cmd->usage);
+		fprintf(f, "  %-26s %s\n", left, cmd->summary);
+	}
+	fprintf(f, "\n'%s %s COMMAND --help' tells more.\n", prog, group);
+}
+
+static void print_main_help(FILE *f)
+{
+	fprintf(f,
+		"usage: %s COMMAND [ARGS] [options]\n"
+		"\n"
+		"The command line of jobq: queues, a key/value store and locks\n"
+		"shared through a jobqd manager.\n"
+		"\n"
+		"commands:\n",
+		prog);
+	for (size_t i = 0; i < NCOMMANDS; i++) {
+		const struct cli_cmd *cmd = &commands[i];
+		char left[64];
+
+		if (cmd->group)
+			snprintf(left, sizeof(left), "%s %s", cmd->group,
+				 cmd->name);
+		else
+			snprintf(left, sizeof(left), "%s", cmd->name);
+		fprintf(f, "  %-12s %s\n", left, cmd->summary);
+	}
+	fprintf(f,
+		"\n"
+		"global options (anywhere on the line, but not after --):\n");
+	print_options(f, OPTS_GLOBAL | OPT_BIT(OPT_VERSION));
+	fprintf(f,
+		"\n"
+		"The instance directory is --dir, else $JOBQ_DIR, else\n"
+		"$XDG_RUNTIME_DIR/jobq, else /tmp/jobq-$UID.\n"
+		"\n"
+		"exit codes: 0 ok, 1 error, 2 usage, 3 timed out or nothing there,\n"
+		"4 a waited-for job did not succeed.\n"
+		"\n"
+		"'%s COMMAND --help' tells more about a command.\n",
+		prog);
+}
+
+static bool is_group(const char *word)
+{
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		if (commands[i].group && !strcmp(commands[i].group, word))
+			return true;
+	return false;
+}
+
+/*
+ * find_command - the command named by @words (1 or 2 of them). *used gets
+ * how many words the name took. NULL when there is none.
+ */
+static const struct cli_cmd *find_command(char **words, int n, int *used)
+{
+	if (n < 1)
+		return NULL;
+	for (size_t i = 0; i < NCOMMANDS; i++) {
+		const struct cli_cmd *cmd = &commands[i];
+
+		if (!cmd->group && !strcmp(cmd->name, words[0])) {
+			*used = 1;
+			return cmd;
+		}
+		if (cmd->group && n >= 2 && !strcmp(cmd->group, words[0]) &&
+		    !strcmp(cmd->name, words[1])) {
+			*used = 2;
+			return cmd;
+		}
+	}
+	return NULL;
+}
+
+/* `jobq help [COMMAND]`: the same text as --help. */
+static int cmd_help(struct cli *c)
+{
+	const struct cli_cmd *cmd;
+	int used;
+
+	if (c->nargs == 0) {
+		print_main_help(stdout);
+		return EXIT_OK;
+	}
+	cmd = find_command(c->args, c->nargs, &used);
+	if (cmd && used == c->nargs) {
+		print_cmd_help(cmd);
+		return EXIT_OK;
+	}
+	if (c->nargs == 1 && is_group(c->args[0])) {
+		print_group_help(stdout, c->args[0]);
+		return EXIT_OK;
+	}
+	return cli_usage(c, "no command \"%s%s%s\"", c->args[0],
+			 c->nargs > 1 ? " " : "", c->nargs > 1 ? c->args[1] : "");
+}
+
+/* ---- parsing ----------------------------------------------------------- */
+
+static int find_option(const char *name, size_t len)
+{
+	for (int i = 0; i < OPT__COUNT; i++)
+		if (strlen(cli_opts[i].name) == len &&
+		    !strncmp(cli_opts[i].name, name, len))
+			return i;
+	return -1;
+}
+
+/* A word that is an argument though it starts with '-': "-" and "-5". */
+static bool is_dash_argument(const char *s)
+{
+	return s[1] == '\0' || (s[1] >= '0' && s[1] <= '9') || s[1] == '.';
+}
+
+int main(int argc, char **argv)
+{
+	struct cli cli = { 0 };
+	struct cli *c = &cli;
+	char **words, **tail;
+	int nwords = 0, ntail = 0, used = 0, rc;
+	bool after_dd = false;
+
+	words = calloc((size_t)argc + 1, sizeof(*words));
+	tail = calloc((size_t)argc + 1, sizeof(*tail));
+	if (!words || !tail)
+		return cli_error("out of memory");
+
+	for (int i = 1; i < argc; i++) {
+		char *arg = argv[i];
+		const char *eq;
+		size_t len;
+		int opt;
+
+		if (after_dd) {
+			tail[ntail++] = arg;
+			continue;
+		}
+		if (!strcmp(arg, "--")) {
+			after_dd = true;
+			continue;
+		}
+		if (arg[0] != '-' || is_dash_argument(arg)) {
+			words[nwords++] = arg;
+			continue;
+		}
+		if (!strcmp(arg, "-h")) {
+			c->optval[OPT_HELP] = "";
+			continue;
+		}
+		if (arg[1] != '-')
+			return cli_usage(NULL, "unknown option \"%s\"", arg);
+		eq = strchr(arg + 2, '=');
+		len = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
+		opt = find_option(arg + 2, len);
+		if (opt < 0)
+			return cli_usage(NULL, "unknown option \"%.*s\"",
+					 (int)len + 2, arg);
+		if (cli_opts[opt].has_arg) {
+			if (eq)
+				c->optval[opt] = eq + 1;
+			else if (i + 1 < argc)
+				c->optval[opt] = argv[++i];
+			else
+				return cli_usage(NULL,
+						 "option --%s needs a value (%s)",
+						 cli_opts[opt].name,
+						 cli_opts[opt].arg);
+		} else {
+			if (eq)
+				return cli_usage(NULL,
+						 "option --%s takes no value",
+						 cli_opts[opt].name);
+			c->optval[opt] = "";
+		}
+	}
+	c->json = c->optval[OPT_JSON] != NULL;
+	c->quiet = c->optval[OPT_QUIET] != NULL;
+
+	if (c->optval[OPT_VERSION]) {
+		if (c->json)
+			return cli_print_json(json_pack(
+				"{s:s}", "version", JOBQ_VERSION_STRING));
+		printf("jobq %s\n", JOBQ_VERSION_STRING);
+		return cli_flush();
+	}
+	if (nwords == 0) {
+		if (c->optval[OPT_HELP]) {
+			print_main_help(stdout);
+			return cli_flush();
+		}
+		if (ntail == 0) {
+			print_main_help(stderr);
+			return EXIT_USAGE;
+		}
+	}
+
+	c->cmd = find_command(words, nwords, &used);
+	if (!c->cmd) {
+		if (nwords >= 1 && is_group(words[0])) {
+			if (nwords == 1 && c->optval[OPT_HELP]) {
+				print_group_help(stdout, words[0]);
+				return cli_flush();
+			}
+			if (nwords == 1) {
+				print_group_help(stderr, words[0]);
+				return EXIT_USAGE;
+			}
+			return cli_usage(NULL, "unknown command \"%s %s\"",
+					 words[0], words[1]);
+		}
+		return cli_usage(NULL, "unknown command \"%s\"",
+				 nwords ? words[0] : tail[0]);
+	}
+	if (c->optval[OPT_HELP] && c->cmd->run != cmd_help) {
+		print_cmd_help(c->cmd);
+		return cli_flush();
+	}
+	for (int i = 0; i < OPT__COUNT; i++)
+		if (c->optval[i] && !(OPT_BIT(i) & (OPTS_GLOBAL | c->cmd->opts)))
+			return cli_usage(c, "option --%s does not apply here",
+					 cli_opts[i].name);
+
+	/* After "--": the command to run, or plain arguments. */
+	c->args = words + used;
+	c->nargs = nwords - used;
+	if (c->cmd->flags & CMD_ARGV) {
+		c->argv = tail;
+		c->nargv = ntail;
+		if (ntail == 0)
+			return cli_usage(c, "missing the command to run after --");
+	} else {
+		for (int i = 0; i < ntail; i++)
+			c->args[c->nargs++] = tail[i];
+	}
+	if (c->nargs < c->cmd->min_args)
+		return cli_usage(c, "missing argument: %s", c->cmd->usage);
+	if (c->cmd->max_args >= 0 && c->nargs > c->cmd->max_args)
+		return cli_usage(c, "unexpected argument \"%s\"",
+				 c->args[c->cmd->max_args]);
+
+	if (jobq__resolve_dir(c->optval[OPT_DIR], c->dir, sizeof(c->dir)))
+		return cli_usage(c, "instance directory name too long");
+	if (c->optval[OPT_DIR] && !*c->optval[OPT_DIR])
+		return cli_usage(c, "--dir needs a directory");
+
+	rc = c->cmd->run(c);
+	if (c->q)
+		jobq_close(c->q);
+	free(words);
+	free(tail);
+	if (fflush(stdout) && rc == EXIT_OK)
+		rc = cli_error("writing to stdout: %s", strerror(errno));
+	return rc;
+}
+
+/* The usage message, with the line that says where help is. */
+int cli_usage(const struct cli *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	if (c && c->cmd) {
+		print_usage_line(stderr, c->cmd);
+		fprintf(stderr, "('%s ", prog);
+		print_cmd_name(stderr, c->cmd);
+		fprintf(stderr, " --help' tells more)\n");
+	} else {
+		fprintf(stderr, "('%s --help' lists the commands)\n", prog);
+	}
+	return EXIT_USAGE;
+}

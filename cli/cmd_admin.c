@@ -1,0 +1,220 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cmd_admin.c - jobq ping, stats and shutdown: the manager itself.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+int cmd_ping(struct cli *c)
+{
+	struct jobq_stats st;
+	char up[32];
+	double uptime;
+	int rc;
+
+	if ((rc = cli_connect(c)))
+		return rc;
+	rc = jobq_ping(c->q);
+	if (rc)
+		return cli_fail(c, "ping", rc);
+	rc = jobq_stats(c->q, &st);
+	if (rc)
+		return cli_fail(c, "ping", rc);
+	uptime = cli_since(st.started_ns);
+	if (c->json)
+		return cli_print_json(json_pack(
+			"{s:s,s:s,s:i,s:o,s:f}", "dir", c->dir, "version",
+			JOBQ_VERSION_STRING, "pid", (int)st.manager_pid,
+			"started", cli_json_time(st.started_ns), "uptime",
+			uptime));
+	if (c->quiet)
+		return EXIT_OK;
+	cli_format_duration(uptime, up, sizeof(up));
+	printf("jobqd %s in %s: pid %d, up %s\n", JOBQ_VERSION_STRING, c->dir,
+	       (int)st.manager_pid, up);
+	return cli_flush();
+}
+
+int cmd_stats(struct cli *c)
+{
+	struct jobq_stats st;
+	uint64_t free_bytes;
+	double uptime;
+	json_t *doc;
+	int rc;
+
+	if ((rc = cli_connect(c)))
+		return rc;
+	rc = jobq_stats(c->q, &st);
+	if (rc)
+		return cli_fail(c, "stats", rc);
+	uptime = cli_since(st.started_ns);
+	free_bytes = st.memory_total > st.memory_used
+			     ? st.memory_total - st.memory_used
+			     : 0;
+	if (c->json) {
+		doc = json_pack("{s:s,s:s,s:i,s:o,s:f,s:o}", "dir", c->dir,
+				"version", JOBQ_VERSION_STRING, "manager_pid",
+				(int)st.manager_pid, "started",
+				cli_json_time(st.started_ns), "uptime", uptime,
+				"generation", cli_json_u64(st.generation));
+		if (doc &&
+		    json_object_update_new(
+			    doc,
+			    json_pack("{s:o,s:o,s:o,s:o,s:I,s:I,s:I,s:I}",
+				      "memory_total",
+				      cli_json_u64(st.memory_total),
+				      "memory_used",
+				      cli_json_u64(st.memory_used),
+				      "memory_free", cli_json_u64(free_bytes),
+				      "max_object", cli_json_u64(st.max_object),
+				      "clients", (json_int_t)st.clients,
+				      "queues", (json_int_t)st.queues, "locks",
+				      (json_int_t)st.locks, "keys",
+				      (json_int_t)st.keys))) {
+			json_decref(doc);
+			doc = NULL;
+		}
+		if (doc &&
+		    json_object_update_new(
+			    doc,
+			    json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,"
+				      "s:o,s:o}",
+				      "puts", cli_json_u64(st.puts), "gets",
+				      cli_json_u64(st.gets), "kv_sets",
+				      cli_json_u64(st.kv_sets), "kv_dels",
+				      cli_json_u64(st.kv_dels),
+				      "lock_acquires",
+				      cli_json_u64(st.lock_acquires),
+				      "lock_timeouts",
+				      cli_json_u64(st.lock_timeouts),
+				      "deadlocks", cli_json_u64(st.deadlocks),
+				      "clients_total",
+				      cli_json_u64(st.clients_total),
+				      "clients_died",
+				      cli_json_u64(st.clients_died),
+				      "requeued", cli_json_u64(st.requeued),
+				      "bad_requests",
+				      cli_json_u64(st.bad_requests)))) {
+			json_decref(doc);
+			doc = NULL;
+		}
+		if (doc &&
+		    json_object_update_new(
+			    doc, json_pack("{s:o,s:o,s:o,s:o,s:o}",
+					   "submitted",
+					   cli_json_u64(st.submitted), "done",
+					   cli_json_u64(st.done), "failed",
+					   cli_json_u64(st.failed), "retried",
+					   cli_json_u64(st.retried), "dead",
+					   cli_json_u64(st.dead)))) {
+			json_decref(doc);
+			doc = NULL;
+		}
+		return cli_print_json(doc);
+	}
+
+	char up[32], used[32], total[32], freeb[32], maxo[32];
+
+	cli_format_duration(uptime, up, sizeof(up));
+	jobq__format_size(st.memory_used, used, sizeof(used));
+	jobq__format_size(st.memory_total, total, sizeof(total));
+	jobq__format_size(free_bytes, freeb, sizeof(freeb));
+	jobq__format_size(st.max_object, maxo, sizeof(maxo));
+	printf("manager     pid %d in %s, up %s, version %s\n",
+	       (int)st.manager_pid, c->dir, up, JOBQ_VERSION_STRING);
+	printf("memory      %s used, %s free, %s total (%" PRIu64 " / %" PRIu64
+	       " / %" PRIu64 " bytes); max object %s\n",
+	       used, freeb, total, st.memory_used, free_bytes, st.memory_total,
+	       maxo);
+	printf("clients     %u connected, %" PRIu64 " in total, %" PRIu64
+	       " died\n",
+	       st.clients, st.clients_total, st.clients_died);
+	printf("tables      %u queues, %u locks, %u keys\n", st.queues,
+	       st.locks, st.keys);
+	printf("queues      %" PRIu64 " puts, %" PRIu64 " gets, %" PRIu64
+	       " requeued\n",
+	       st.puts, st.gets, st.requeued);
+	printf("kv          %" PRIu64 " sets, %" PRIu64 " dels\n", st.kv_sets,
+	       st.kv_dels);
+	printf("locks       %" PRIu64 " acquires, %" PRIu64 " timeouts, %" PRIu64
+	       " deadlocks refused\n",
+	       st.lock_acquires, st.lock_timeouts, st.deadlocks);
+	printf("jobs        %" PRIu64 " submitted, %" PRIu64 " done, %" PRIu64
+	       " failed, %" PRIu64 " retried, %" PRIu64 " dead\n",
+	       st.submitted, st.done, st.failed, st.retried, st.dead);
+	printf("requests    %" PRIu64 " refused as malformed\n",
+	       st.bad_requests);
+	return cli_flush();
+}
+
+/*
+ * gone - has process @pid exited? A zombie counts as gone: a manager that
+ * is some shell's unreaped child has stopped all the same.
+ */
+static bool gone(pid_t pid)
+{
+	char path[64], buf[256], *p;
+	FILE *f;
+	bool zombie = false;
+
+	if (kill(pid, 0) < 0 && errno == ESRCH)
+		return true;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return errno == ENOENT;
+	if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')))
+		zombie = p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
+	fclose(f);
+	return zombie;
+}
+
+int cmd_shutdown(struct cli *c)
+{
+	struct jobq_stats st;
+	bool now = c->optval[OPT_NOW] != NULL;
+	double timeout, waited = 0;
+	pid_t pid = 0;
+	int rc;
+
+	if ((rc = cli_timeout(c, 30, &timeout)))
+		return rc;
+	if ((rc = cli_connect(c)))
+		return rc;
+	if (!jobq_stats(c->q, &st))
+		pid = st.manager_pid;
+	rc = jobq_shutdown(c->q, now);
+	if (rc)
+		return cli_fail(c, "shutdown", rc);
+	/* Let go of the store so that nothing of ours keeps it mapped. */
+	jobq_close(c->q);
+	c->q = NULL;
+	if (timeout == 0 || pid <= 0)
+		return EXIT_OK;
+	/*
+	 * Wait for the process to go, so that `jobq shutdown && jobqd ...`
+	 * does not race the old manager for the directory.
+	 */
+	while (!gone(pid)) {
+		struct timespec ts = { 0, 20 * 1000 * 1000 };
+
+		if (waited >= timeout)
+			return cli_timeout_msg(c,
+					       "manager pid %d in %s accepted "
+					       "the shutdown but still runs "
+					       "after %gs",
+					       (int)pid, c->dir, timeout);
+		nanosleep(&ts, NULL);
+		waited += 0.02;
+	}
+	return EXIT_OK;
+}

@@ -1,0 +1,255 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cmd_lock.c - jobq lock NAME -- CMD, and jobq locks.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+/* The command being run, for the signal handler to pass signals on to. */
+static volatile sig_atomic_t child_pid;
+
+static void forward_signal(int sig)
+{
+	if (child_pid > 0)
+		kill((pid_t)child_pid, sig);
+}
+
+static const char *kind_name(int kind)
+{
+	switch (kind) {
+	case JOBQ_LOCK:
+		return "lock";
+	case JOBQ_RLOCK:
+		return "rlock";
+	case JOBQ_SEMAPHORE:
+		return "semaphore";
+	case JOBQ_EVENT:
+		return "event";
+	default:
+		return "unknown";
+	}
+}
+
+/* The lock's holder, for a timeout message: 0 when not known. */
+static pid_t holder_of(const struct cli *c, const char *name)
+{
+	struct jobq_lock_info *ls = NULL;
+	size_t n = 0;
+	pid_t pid = 0;
+
+	if (jobq_locks(c->q, &ls, &n))
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(ls[i].name, name))
+			pid = ls[i].holder;
+	free(ls);
+	return pid;
+}
+
+/*
+ * run_child - fork and exec c->argv; wait for it. Returns the exit code
+ * jobq should leave with: the command's status, 128+N for signal N, 127
+ * when it cannot be found, 126 when it cannot be run.
+ */
+static int run_child(const struct cli *c)
+{
+	struct sigaction fwd = { .sa_handler = forward_signal };
+	struct sigaction ign = { .sa_handler = SIG_IGN };
+	struct sigaction old_int, old_quit, old_term, old_hup;
+	int status, err;
+	pid_t pid;
+
+	fflush(stdout);
+	fflush(stderr);
+	/*
+	 * While the command runs, a terminal's ^C or ^\ goes to it and to us
+	 * alike (one process group): we let it decide and report what it
+	 * did, as system() does. SIGTERM and SIGHUP sent to jobq alone are
+	 * passed on, so killing jobq stops the command too, and jobq exits
+	 * (releasing the lock) once it has.
+	 */
+	sigemptyset(&fwd.sa_mask);
+	sigemptyset(&ign.sa_mask);
+	sigaction(SIGINT, &ign, &old_int);
+	sigaction(SIGQUIT, &ign, &old_quit);
+	sigaction(SIGTERM, &fwd, &old_term);
+	sigaction(SIGHUP, &fwd, &old_hup);
+
+	pid = fork();
+	if (pid < 0) {
+		err = errno;
+		cli_error("lock \"%s\": cannot start %s: %s", c->args[0],
+			  c->argv[0], strerror(err));
+		status = EXIT_ERROR;
+		goto out;
+	}
+	if (pid == 0) {
+		sigaction(SIGINT, &old_int, NULL);
+		sigaction(SIGQUIT, &old_quit, NULL);
+		sigaction(SIGTERM, &old_term, NULL);
+		sigaction(SIGHUP, &old_hup, NULL);
+		execvp(c->argv[0], c->argv);
+		err = errno;
+		dprintf(STDERR_FILENO, "jobq: %s: %s\n", c->argv[0],
+			strerror(err));
+		_exit(err == ENOENT ? 127 : 126);
+	}
+	child_pid = pid;
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR) {
+			err = errno;
+			cli_error("lock \"%s\": waiting for %s: %s", c->args[0],
+				  c->argv[0], strerror(err));
+			status = EXIT_ERROR;
+			goto out;
+		}
+	}
+	if (WIFEXITED(status))
+		status = WEXITSTATUS(status);
+	else if (WIFSIGNALED(status))
+		status = 128 + WTERMSIG(status);
+	else
+		status = EXIT_ERROR;
+out:
+	child_pid = 0;
+	sigaction(SIGINT, &old_int, NULL);
+	sigaction(SIGQUIT, &old_quit, NULL);
+	sigaction(SIGTERM, &old_term, NULL);
+	sigaction(SIGHUP, &old_hup, NULL);
+	return status;
+}
+
+int cmd_lock(struct cli *c)
+{
+	const char *name = c->args[0];
+	char what[96];
+	double timeout;
+	int rc, status;
+
+	if ((rc = cli_check_name(c, "lock", name)) ||
+	    (rc = cli_timeout(c, -1, &timeout)))
+		return rc;
+	snprintf(what, sizeof(what), "lock \"%s\"", name);
+	if ((rc = cli_connect(c)))
+		return rc;
+	rc = jobq_lock_acquire(c->q, name, timeout);
+	switch (rc) {
+	case 0:
+		break;
+	case -EAGAIN:
+	case -ETIMEDOUT: {
+		pid_t holder = holder_of(c, name);
+		char by[32] = "";
+
+		if (holder)
+			snprintf(by, sizeof(by), " by pid %d", (int)holder);
+		if (rc == -EAGAIN)
+			return cli_timeout_msg(c, "%s: held%s", what, by);
+		return cli_timeout_msg(c, "%s: still held%s after %gs", what,
+				       by, timeout);
+	}
+	case JOBQ_EKIND:
+		return cli_error("%s: is an event or a semaphore of another "
+				 "kind, not a lock to hold",
+				 what);
+	case -EDEADLK:
+		return cli_error("%s: waiting for it would deadlock", what);
+	case JOBQ_ELIMIT:
+		return cli_error("%s: the lock table of the manager is full",
+				 what);
+	default:
+		return cli_fail(c, what, rc);
+	}
+
+	status = run_child(c);
+
+	rc = jobq_lock_release(c->q, name);
+	if (rc && !c->quiet)
+		cli_error("%s: releasing: %s (the manager frees it when this "
+			  "process exits)",
+			  what, jobq_strerror(rc));
+	return status;
+}
+
+static int cmp_lock(const void *a, const void *b)
+{
+	return strcmp(((const struct jobq_lock_info *)a)->name,
+		      ((const struct jobq_lock_info *)b)->name);
+}
+
+int cmd_locks(struct cli *c)
+{
+	struct jobq_lock_info *ls = NULL;
+	size_t n = 0;
+	int rc, w = 4;
+
+	if ((rc = cli_connect(c)))
+		return rc;
+	rc = jobq_locks(c->q, &ls, &n);
+	if (rc)
+		return cli_fail(c, "locks", rc);
+	if (n > 1)
+		qsort(ls, n, sizeof(*ls), cmp_lock);
+	if (c->json) {
+		json_t *arr = json_array(), *doc = json_pack("{s:o}", "locks",
+							    arr);
+
+		for (size_t i = 0; doc && i < n; i++) {
+			struct jobq_lock_info *l = &ls[i];
+			bool held = l->held > 0;
+			json_t *o = json_pack(
+				"{s:s,s:s,s:I,s:I,s:I,s:o,s:o,s:o,s:b}",
+				"name", l->name, "kind", kind_name(l->kind),
+				"limit", (json_int_t)l->limit, "held",
+				(json_int_t)l->held, "waiters",
+				(json_int_t)l->waiters, "holder",
+				l->holder ? json_integer(l->holder)
+					  : json_null(),
+				"held_since",
+				held ? cli_json_time(l->held_since_ns)
+				     : json_null(),
+				"held_for",
+				held ? json_real(cli_since(l->held_since_ns))
+				     : json_null(),
+				"is_set", l->is_set != 0);
+
+			if (!o || json_array_append_new(arr, o)) {
+				json_decref(doc);
+				doc = NULL;
+			}
+		}
+		free(ls);
+		return cli_print_json(doc);
+	}
+	for (size_t i = 0; i < n; i++)
+		if ((int)strlen(ls[i].name) > w)
+			w = (int)strlen(ls[i].name);
+	if (!c->quiet || n)
+		printf("%-*s %-9s %8s %10s %8s\n", w, "LOCK", "KIND", "HOLDER",
+		       "HELD(s)", "WAITERS");
+	for (size_t i = 0; i < n; i++) {
+		struct jobq_lock_info *l = &ls[i];
+		char holder[16] = "-", held[24] = "-";
+
+		if (l->kind == JOBQ_EVENT)
+			snprintf(holder, sizeof(holder), "%s",
+				 l->is_set ? "set" : "clear");
+		else if (l->holder)
+			snprintf(holder, sizeof(holder), "%d", (int)l->holder);
+		if (l->held && l->kind != JOBQ_EVENT)
+			snprintf(held, sizeof(held), "%.1f",
+				 cli_since(l->held_since_ns));
+		printf("%-*s %-9s %8s %10s %8u\n", w, l->name,
+		       kind_name(l->kind), holder, held, l->waiters);
+	}
+	free(ls);
+	return cli_flush();
+}
