@@ -610,7 +610,7 @@ static void mark_closed_locked(jobq_t *q)
  * what lets the manager free them. Returns how many entries were consumed.
  * Called with q->mu held.
  */
-static int reap_locked(jobq_t *q)
+static int reap_locked(jobq_t *q, bool in_process)
 {
 	uint32_t head = q->cq_head, tail = load_acquire(&q->rh->cq.tail);
 	uint32_t mask = q->cq_entries - 1;
@@ -662,7 +662,7 @@ static int reap_locked(jobq_t *q)
 		/* A thread other than the event loop's consumed completions
 		 * whose callbacks are due: make the descriptor readable so the
 		 * loop comes to run them. */
-		if (async_done && atomic_load(&q->always_wake)) {
+		if (async_done && !in_process && atomic_load(&q->always_wake)) {
 			uint64_t one = 1;
 
 			if (write(q->cq_efd, &one, sizeof(one)) < 0) {
@@ -765,12 +765,12 @@ static int wait_locked(jobq_t *q, bool (*pred)(jobq_t *, void *), void *arg,
 	for (;;) {
 		uint64_t now, sleep_ns = max_sleep_ns;
 
-		reap_locked(q);
+		reap_locked(q, false);
 		if (pred(q, arg))
 			return 0;
 		if (atomic_load(&q->closed)) {
 			/* Take what the manager posted before it went. */
-			reap_locked(q);
+			reap_locked(q, false);
 			if (pred(q, arg))
 				return 0;
 			mark_closed_locked(q);
@@ -1060,6 +1060,8 @@ static int run_callbacks(jobq_t *q)
 			} else if (res >= 0) {
 				res = r->copy_err ? r->copy_err : -EPROTO;
 			}
+		} else if (res > 0) {
+			res = 0;
 		}
 		if (r->cb)
 			r->cb(q, res, obj, r->arg);
@@ -1085,11 +1087,11 @@ int jobq_process(jobq_t *q)
 	 * reap make it readable again. */
 	drain_efd(q);
 	pthread_mutex_lock(&q->mu);
-	reap_locked(q);
+	reap_locked(q, true);
 	if (!atomic_load(&q->closed) && socket_dead(q))
 		atomic_store(&q->closed, true);
 	if (atomic_load(&q->closed)) {
-		reap_locked(q);
+		reap_locked(q, true);
 		mark_closed_locked(q);
 	}
 	pthread_mutex_unlock(&q->mu);
