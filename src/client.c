@@ -39,6 +39,13 @@
  * a delay and never a hang. */
 #define MAX_SLEEP_MS 1000
 #define ARENA_ALIGN 8u
+/*
+ * Chunk records per completion entry. At most cq_entries chunks are live,
+ * but chunks are given back in order only: a freed chunk behind a live one
+ * (a put blocked on a full queue) keeps its record until the older one is
+ * freed. Spare records let other requests go on meanwhile.
+ */
+#define CHUNKS_PER_CQE 16u
 
 static __thread char errmsg[192];
 
@@ -352,7 +359,8 @@ static int init_tables(jobq_t *q)
 {
 	q->slots = calloc(q->cq_entries, sizeof(*q->slots));
 	q->free_slots = calloc(q->cq_entries, sizeof(*q->free_slots));
-	q->chunks = calloc(q->cq_entries, sizeof(*q->chunks));
+	q->nchunks = q->cq_entries * CHUNKS_PER_CQE;
+	q->chunks = calloc(q->nchunks, sizeof(*q->chunks));
 	if (!q->slots || !q->free_slots || !q->chunks)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < q->cq_entries; i++)
@@ -523,10 +531,10 @@ static int arena_alloc(jobq_t *q, uint64_t len, uint64_t *off, int32_t *chunk)
 		pad = q->arena_size - at;
 	end = start + pad + len;
 	if (end - q->free_pos > q->arena_size ||
-	    q->chunk_tail - q->chunk_head >= q->cq_entries)
+	    q->chunk_tail - q->chunk_head >= q->nchunks)
 		return -EAGAIN;
 	*off = (start + pad) % q->arena_size;
-	*chunk = (int32_t)(q->chunk_tail % q->cq_entries);
+	*chunk = (int32_t)(q->chunk_tail % q->nchunks);
 	q->chunks[*chunk].end = end;
 	q->chunks[*chunk].live = true;
 	q->chunk_tail++;
@@ -538,8 +546,8 @@ static void arena_free(jobq_t *q, int32_t chunk)
 {
 	q->chunks[chunk].live = false;
 	while (q->chunk_head != q->chunk_tail &&
-	       !q->chunks[q->chunk_head % q->cq_entries].live) {
-		q->free_pos = q->chunks[q->chunk_head % q->cq_entries].end;
+	       !q->chunks[q->chunk_head % q->nchunks].live) {
+		q->free_pos = q->chunks[q->chunk_head % q->nchunks].end;
 		q->chunk_head++;
 	}
 }
@@ -830,7 +838,7 @@ static bool arena_has_room(jobq_t *q, uint64_t len)
 	if (at + len > q->arena_size)
 		pad = q->arena_size - at;
 	return q->alloc_pos + pad + len - q->free_pos <= q->arena_size &&
-	       q->chunk_tail - q->chunk_head < q->cq_entries;
+	       q->chunk_tail - q->chunk_head < q->nchunks;
 }
 
 static bool room_pred(jobq_t *q, void *arg)

@@ -130,7 +130,8 @@ struct jobq {
 
 	/* Arena ring allocator: chunks are handed out at alloc_pos and given
 	 * back in any order; free_pos advances over the oldest freed ones. */
-	struct jobq__chunk *chunks; /* ring of cq_entries records */
+	struct jobq__chunk *chunks; /* ring of nchunks records */
+	uint32_t nchunks;
 	uint32_t chunk_head;	/* oldest chunk (index count, not wrapped) */
 	uint32_t chunk_tail;
 	uint64_t alloc_pos;
