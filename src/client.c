@@ -686,17 +686,24 @@ static bool cq_ready(jobq_t *q)
 	return load_acquire(&q->rh->cq.tail) != load_relaxed(&q->rh->cq.head);
 }
 
-/* Has the manager's end of the control socket gone away? */
+/*
+ * Has the manager's end of the control socket gone away? After the
+ * handshake nothing is expected on it; anything that comes is read and
+ * dropped, so that a readable socket cannot keep a sleeper spinning.
+ */
 static bool socket_dead(jobq_t *q)
 {
-	char b;
-	ssize_t n = recv(q->sock, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	char b[64];
 
-	if (n == 0)
-		return true;
-	if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-		return true;
-	return false;
+	for (;;) {
+		ssize_t n = recv(q->sock, b, sizeof(b), MSG_DONTWAIT);
+
+		if (n == 0)
+			return true;
+		if (n < 0)
+			return errno != EAGAIN && errno != EWOULDBLOCK &&
+			       errno != EINTR;
+	}
 }
 
 static void drain_efd(jobq_t *q)
