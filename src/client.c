@@ -31,14 +31,14 @@
 
 #include "client.h"
 
-#define HANDSHAKE_NS (5 * JOBQ__NSEC_PER_SEC)
+#define HANDSHAKE_NS  (5 * JOBQ__NSEC_PER_SEC)
 #define SPIN_START_NS 30000u
-#define SPIN_MIN_NS 2000u
-#define SPIN_MAX_NS 100000u
+#define SPIN_MIN_NS   2000u
+#define SPIN_MAX_NS   100000u
 /* A sleeper re-checks at least this often, so that a lost wake-up costs
  * a delay and never a hang. */
 #define MAX_SLEEP_MS 1000
-#define ARENA_ALIGN 8u
+#define ARENA_ALIGN  8u
 /*
  * Chunk records per completion entry. At most cq_entries chunks are live,
  * but chunks are given back in order only: a freed chunk behind a live one
@@ -80,7 +80,8 @@ int jobq__name_get(jobq_t *q, struct jobq__namemap *m, const char *name,
 	if (!m->cap)
 		return -ENOENT;
 	h = name_hash(name);
-	for (i = h & (m->cap - 1); m->ents[i].name; i = (i + 1) & (m->cap - 1)) {
+	for (i = h & (m->cap - 1); m->ents[i].name;
+	     i = (i + 1) & (m->cap - 1)) {
 		if (m->ents[i].hash == h && !strcmp(m->ents[i].name, name)) {
 			*id = m->ents[i].id;
 			return 0;
@@ -111,7 +112,7 @@ void jobq__name_put(jobq_t *q, struct jobq__namemap *m, const char *name,
 	if (!jobq__name_get(q, m, name, &old))
 		return;
 	if ((m->n + 1) * 2 > m->cap) {
-		struct jobq__namemap bigger = { 0 };
+		struct jobq__namemap bigger = {0};
 
 		bigger.cap = m->cap ? m->cap * 2 : 64;
 		bigger.ents = calloc(bigger.cap, sizeof(*bigger.ents));
@@ -142,7 +143,7 @@ static void name_free(struct jobq__namemap *m)
  */
 static int connect_socket(jobq_t *q)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int n, fd;
 
 	n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", q->dir,
@@ -182,25 +183,26 @@ static int recv_welcome(jobq_t *q, struct jobq_welcome *w, int fds[4],
 		struct cmsghdr align;
 	} cbuf;
 	uint64_t deadline = jobq__now_ns() + HANDSHAKE_NS;
-	struct iovec iov = { .iov_base = w, .iov_len = sizeof(*w) };
+	struct iovec iov = {.iov_base = w, .iov_len = sizeof(*w)};
 	struct msghdr msg = {
-		.msg_iov = &iov,
-		.msg_iovlen = 1,
-		.msg_control = cbuf.buf,
-		.msg_controllen = sizeof(cbuf.buf),
+	    .msg_iov = &iov,
+	    .msg_iovlen = 1,
+	    .msg_control = cbuf.buf,
+	    .msg_controllen = sizeof(cbuf.buf),
 	};
 	struct cmsghdr *c;
 	ssize_t n;
 
 	*nfds = 0;
 	for (;;) {
-		struct pollfd p = { .fd = q->sock, .events = POLLIN };
+		struct pollfd p = {.fd = q->sock, .events = POLLIN};
 		uint64_t now = jobq__now_ns();
 		int r;
 
 		if (now >= deadline) {
 			jobq__set_error_msg("the manager in %s did not answer "
-					    "within 5 s", q->dir);
+					    "within 5 s",
+					    q->dir);
 			return -ETIMEDOUT;
 		}
 		r = poll(&p, 1, (int)((deadline - now) / 1000000 + 1));
@@ -232,7 +234,8 @@ static int recv_welcome(jobq_t *q, struct jobq_welcome *w, int fds[4],
 	}
 	if (n == 0) {
 		jobq__set_error_msg("the manager in %s closed the connection "
-				    "during the handshake", q->dir);
+				    "during the handshake",
+				    q->dir);
 		return JOBQ_ECLOSED;
 	}
 	if ((size_t)n < sizeof(*w) || (msg.msg_flags & MSG_CTRUNC)) {
@@ -273,9 +276,10 @@ static int map_store(jobq_t *q, int fd)
 	q->sh = h;
 	if (h->magic != JOBQ_STORE_MAGIC || h->version != JOBQ_LAYOUT_VERSION ||
 	    h->hdr_size != sizeof(*h)) {
-		jobq__set_error_msg("the store of the manager in %s has another "
-				    "layout (version %u, this library %u)",
-				    q->dir, h->version, JOBQ_LAYOUT_VERSION);
+		jobq__set_error_msg(
+		    "the store of the manager in %s has another "
+		    "layout (version %u, this library %u)",
+		    q->dir, h->version, JOBQ_LAYOUT_VERSION);
 		return JOBQ_EVERSION;
 	}
 	if (h->size > q->store_size || !pow2(h->kv_slots) ||
@@ -289,7 +293,8 @@ static int map_store(jobq_t *q, int fd)
 		      (uint64_t)h->kv_slots * sizeof(struct jobq_kv_slot),
 		      h->size)) {
 		jobq__set_error_msg("the store of the manager in %s is "
-				    "inconsistent", q->dir);
+				    "inconsistent",
+				    q->dir);
 		return JOBQ_EVERSION;
 	}
 	/* Offsets read from the store are checked against the size the
@@ -323,9 +328,11 @@ static int map_region(jobq_t *q, int fd)
 	q->region_size = (uint64_t)st.st_size;
 	h = p;
 	q->rh = h;
-	if (h->magic != JOBQ_REGION_MAGIC || h->version != JOBQ_LAYOUT_VERSION) {
+	if (h->magic != JOBQ_REGION_MAGIC ||
+	    h->version != JOBQ_LAYOUT_VERSION) {
 		jobq__set_error_msg("the client region from the manager in %s "
-				    "has another layout", q->dir);
+				    "has another layout",
+				    q->dir);
 		return JOBQ_EVERSION;
 	}
 	if (h->size > q->region_size || !pow2(h->sq_entries) ||
@@ -340,7 +347,8 @@ static int map_region(jobq_t *q, int fd)
 	    !in_range(h->arena_off, h->arena_size, h->size) ||
 	    h->arena_size < 64) {
 		jobq__set_error_msg("the client region from the manager in %s "
-				    "is inconsistent", q->dir);
+				    "is inconsistent",
+				    q->dir);
 		return JOBQ_EVERSION;
 	}
 	q->sqes = (void *)(q->region + h->sq_off);
@@ -410,12 +418,12 @@ static void handle_free(jobq_t *q)
 int jobq_open(jobq_t **qp, const char *dir)
 {
 	struct jobq_hello hello = {
-		.magic = JOBQ_HELLO_MAGIC,
-		.version = JOBQ_LAYOUT_VERSION,
-		.pid = getpid(),
+	    .magic = JOBQ_HELLO_MAGIC,
+	    .version = JOBQ_LAYOUT_VERSION,
+	    .pid = getpid(),
 	};
-	struct jobq_welcome w = { 0 };
-	int fds[4] = { -1, -1, -1, -1 };
+	struct jobq_welcome w = {0};
+	int fds[4] = {-1, -1, -1, -1};
 	int nfds = 0, err;
 	pthread_condattr_t ca;
 	jobq_t *q;
@@ -456,9 +464,10 @@ int jobq_open(jobq_t **qp, const char *dir)
 		goto fail;
 	w.msg[sizeof(w.msg) - 1] = '\0';
 	if (w.magic != JOBQ_HELLO_MAGIC || w.version != JOBQ_LAYOUT_VERSION) {
-		jobq__set_error_msg("the manager in %s speaks layout version %u, "
-				    "this library %u", q->dir, w.version,
-				    JOBQ_LAYOUT_VERSION);
+		jobq__set_error_msg(
+		    "the manager in %s speaks layout version %u, "
+		    "this library %u",
+		    q->dir, w.version, JOBQ_LAYOUT_VERSION);
 		err = JOBQ_EVERSION;
 		goto fail;
 	}
@@ -469,7 +478,8 @@ int jobq_open(jobq_t **qp, const char *dir)
 	}
 	if (nfds != 4) {
 		jobq__set_error_msg("the manager in %s sent %d descriptors, "
-				    "not 4", q->dir, nfds);
+				    "not 4",
+				    q->dir, nfds);
 		err = -EPROTO;
 		goto fail;
 	}
@@ -641,9 +651,8 @@ static int reap_locked(jobq_t *q, bool in_process)
 			r = q->slots[slot];
 		if (r && (c.flags & JOBQ_CQE_OBJECT)) {
 			if (r->nobj < r->maxobj) {
-				int err = jobq__copy_object(q, c.val, c.len,
-							    c.type,
-							    &r->objs[r->nobj]);
+				int err = jobq__copy_object(
+				    q, c.val, c.len, c.type, &r->objs[r->nobj]);
 
 				/* Out of memory: stop here, leaving the
 				 * object unacknowledged, and retry later. */
@@ -751,8 +760,8 @@ static void sleep_cq(jobq_t *q, uint64_t max_ns)
 		ms = (int)((max_ns + 999999) / 1000000);
 		if (ms > MAX_SLEEP_MS)
 			ms = MAX_SLEEP_MS;
-		p[0] = (struct pollfd){ .fd = q->cq_efd, .events = POLLIN };
-		p[1] = (struct pollfd){ .fd = q->sock, .events = POLLIN };
+		p[0] = (struct pollfd){.fd = q->cq_efd, .events = POLLIN};
+		p[1] = (struct pollfd){.fd = q->sock, .events = POLLIN};
 		r = poll(p, 2, ms);
 		if (r > 0 && (p[0].revents & POLLIN))
 			drain_efd(q);
@@ -763,7 +772,8 @@ static void sleep_cq(jobq_t *q, uint64_t max_ns)
 		atomic_fetch_and(&q->rh->cq.flags, ~JOBQ_RING_NEED_WAKEUP);
 		/* jobq_fd() may have raced with the clear above. */
 		if (atomic_load(&q->always_wake))
-			atomic_fetch_or(&q->rh->cq.flags, JOBQ_RING_NEED_WAKEUP);
+			atomic_fetch_or(&q->rh->cq.flags,
+					JOBQ_RING_NEED_WAKEUP);
 	}
 }
 
@@ -899,8 +909,8 @@ static int submit_one_locked(jobq_t *q, struct jobq__op *op)
 {
 	struct jobq_req *r = op->req;
 	struct room_need need = {
-		.reserve = r->maxobj > 1 ? r->maxobj : 1,
-		.bytes = op_bytes(op),
+	    .reserve = r->maxobj > 1 ? r->maxobj : 1,
+	    .bytes = op_bytes(op),
 	};
 	struct jobq_sqe *sqe;
 	uint64_t off = 0;
@@ -989,7 +999,7 @@ static bool reqs_done(jobq_t *q, void *arg)
 
 int jobq__wait(jobq_t *q, struct jobq_req **reqs, size_t n)
 {
-	struct reqs_arg a = { reqs, n };
+	struct reqs_arg a = {reqs, n};
 	int err;
 
 	pthread_mutex_lock(&q->mu);
@@ -1015,7 +1025,7 @@ int jobq__call(jobq_t *q, struct jobq__op *op)
  */
 int jobq_ping(jobq_t *q)
 {
-	struct jobq_req r = { 0 };
+	struct jobq_req r = {0};
 	struct jobq__op op;
 	int err;
 
@@ -1026,7 +1036,7 @@ int jobq_ping(jobq_t *q)
 
 int jobq_shutdown(jobq_t *q, int now)
 {
-	struct jobq_req r = { 0 };
+	struct jobq_req r = {0};
 	struct jobq__op op;
 	int err;
 

@@ -35,13 +35,13 @@ struct jobq_req {
 	int32_t chunk;	    /* arena chunk index, -1: none */
 	bool done;
 	bool async;
-	int res;	    /* res of the final completion */
-	uint64_t val;	    /* val of the final completion */
-	jobq_obj_t *objs;   /* where delivered objects go */
+	int res;	  /* res of the final completion */
+	uint64_t val;	  /* val of the final completion */
+	jobq_obj_t *objs; /* where delivered objects go */
 	uint32_t nobj;
 	uint32_t maxobj;
-	int copy_err;	    /* an object could not be copied out */
-	jobq_obj_t obj1;    /* storage for an asynchronous get */
+	int copy_err;	 /* an object could not be copied out */
+	jobq_obj_t obj1; /* storage for an asynchronous get */
 	jobq_cb cb;
 	void *arg;
 	struct jobq_req *next_done; /* finished asynchronous requests */
@@ -88,7 +88,7 @@ struct jobq {
 	/* The store, read-only. Everything but the live figures and the
 	 * records' contents is constant, so it is copied here at open. */
 	const uint8_t *store;
-	uint64_t store_size;	/* what the header promises, <= mapped */
+	uint64_t store_size; /* what the header promises, <= mapped */
 	uint64_t store_mapped;
 	const struct jobq_store_hdr *sh;
 	const struct jobq_kv_slot *kv;
@@ -107,18 +107,18 @@ struct jobq {
 	struct jobq_cqe *cqes;
 	uint32_t sq_entries;
 	uint32_t cq_entries;
-	uint32_t sq_tail;	/* private copy of sq.tail: we are its writer */
-	uint32_t cq_head;	/* private copy of cq.head: we are its writer */
+	uint32_t sq_tail; /* private copy of sq.tail: we are its writer */
+	uint32_t cq_head; /* private copy of cq.head: we are its writer */
 	uint8_t *arena;
-	uint64_t arena_off;	/* relative to the region start */
+	uint64_t arena_off; /* relative to the region start */
 	uint64_t arena_size;
 
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	bool leader;		/* a thread sleeps on the eventfd */
-	_Atomic bool closed;	/* the manager went away: nothing more comes */
+	bool leader;	     /* a thread sleeps on the eventfd */
+	_Atomic bool closed; /* the manager went away: nothing more comes */
 	_Atomic bool always_wake; /* jobq_fd() was called */
-	uint32_t spin_ns;	/* adaptive polling before sleeping */
+	uint32_t spin_ns;	  /* adaptive polling before sleeping */
 
 	/* Request table: at most cq_entries requests are in flight, since
 	 * each reserves at least one completion entry. */
@@ -126,13 +126,13 @@ struct jobq {
 	uint32_t *free_slots;
 	uint32_t nfree;
 	uint32_t gen;
-	uint32_t reserved;	/* completion entries reserved in flight */
+	uint32_t reserved; /* completion entries reserved in flight */
 
 	/* Arena ring allocator: chunks are handed out at alloc_pos and given
 	 * back in any order; free_pos advances over the oldest freed ones. */
 	struct jobq__chunk *chunks; /* ring of nchunks records */
 	uint32_t nchunks;
-	uint32_t chunk_head;	/* oldest chunk (index count, not wrapped) */
+	uint32_t chunk_head; /* oldest chunk (index count, not wrapped) */
 	uint32_t chunk_tail;
 	uint64_t alloc_pos;
 	uint64_t free_pos;
@@ -140,7 +140,7 @@ struct jobq {
 	/* Finished asynchronous requests whose callbacks have not run. */
 	struct jobq_req *done_head;
 	struct jobq_req *done_tail;
-	uint32_t async_pending;	/* submitted, callback not yet run */
+	uint32_t async_pending; /* submitted, callback not yet run */
 
 	struct jobq__namemap qnames;
 	struct jobq__namemap lnames;
@@ -197,6 +197,6 @@ int jobq__queue_resolve(jobq_t *q, const char *name, uint32_t *id);
 
 /* Sets the thread's last error message (what jobq__last_error_msg gives). */
 void jobq__set_error_msg(const char *fmt, ...)
-	__attribute__((format(printf, 1, 2)));
+    __attribute__((format(printf, 1, 2)));
 
 #endif

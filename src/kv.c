@@ -243,7 +243,7 @@ static int kv_request(jobq_t *q, struct jobq__op *op, uint64_t *val)
 int jobq_kv_set(jobq_t *q, const char *key, uint32_t type, const void *data,
 		size_t len)
 {
-	struct jobq_req r = { 0 };
+	struct jobq_req r = {0};
 	struct jobq__op op;
 	size_t klen;
 	int err = check_key(key, &klen);
@@ -267,7 +267,7 @@ int jobq_kv_set(jobq_t *q, const char *key, uint32_t type, const void *data,
 
 int jobq_kv_del(jobq_t *q, const char *key)
 {
-	struct jobq_req r = { 0 };
+	struct jobq_req r = {0};
 	struct jobq__op op;
 	size_t klen;
 	int err = check_key(key, &klen);
@@ -281,7 +281,7 @@ int jobq_kv_del(jobq_t *q, const char *key)
 
 int jobq_kv_incr(jobq_t *q, const char *key, int64_t by, int64_t *out)
 {
-	struct jobq_req r = { 0 };
+	struct jobq_req r = {0};
 	struct jobq__op op;
 	uint64_t val;
 	size_t klen;
@@ -300,7 +300,7 @@ int jobq_kv_incr(jobq_t *q, const char *key, int64_t by, int64_t *out)
 int jobq_kv_cas(jobq_t *q, const char *key, const void *expect, size_t elen,
 		uint32_t type, const void *data, size_t len)
 {
-	struct jobq_req r = { 0 };
+	struct jobq_req r = {0};
 	struct jobq__op op;
 	size_t klen;
 	int err = check_key(key, &klen);

@@ -17,7 +17,7 @@
 static int lock_open(jobq_t *q, const char *name, int kind, unsigned value,
 		     uint32_t *id)
 {
-	struct jobq_req r = { 0 };
+	struct jobq_req r = {0};
 	struct jobq__op op;
 	int res;
 
@@ -79,7 +79,7 @@ int jobq_lock_create(jobq_t *q, const char *name, int kind, unsigned value)
 
 static int lock_call(jobq_t *q, uint8_t opcode, uint32_t id, int64_t tmo)
 {
-	struct jobq_req r = { 0 };
+	struct jobq_req r = {0};
 	struct jobq__op op;
 	int res;
 
@@ -115,7 +115,7 @@ int jobq_lock_release(jobq_t *q, const char *name)
 int jobq_lock_many(jobq_t *q, const char *const *names, size_t n,
 		   double timeout)
 {
-	struct jobq_req r = { 0 };
+	struct jobq_req r = {0};
 	struct jobq__op op;
 	uint32_t *ids;
 	int err = 0;
@@ -197,8 +197,7 @@ out:
 	return err;
 }
 
-static int event_call(jobq_t *q, const char *name, uint8_t opcode,
-		      int64_t tmo)
+static int event_call(jobq_t *q, const char *name, uint8_t opcode, int64_t tmo)
 {
 	uint32_t id;
 	int err = lock_resolve(q, name, JOBQ_EVENT, &id);

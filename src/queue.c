@@ -18,7 +18,7 @@
 static int queue_open(jobq_t *q, const char *name, uint64_t max_depth,
 		      uint64_t max_bytes, uint32_t *id)
 {
-	struct jobq_req r = { 0 };
+	struct jobq_req r = {0};
 	struct jobq__op op;
 	int res;
 
@@ -94,7 +94,7 @@ static void put_op(struct jobq__op *op, struct jobq_req *r, uint32_t id,
 int jobq_put(jobq_t *q, const char *queue, uint32_t type, const void *data,
 	     size_t len, double timeout)
 {
-	struct jobq_req r = { 0 };
+	struct jobq_req r = {0};
 	struct jobq__op op;
 	uint32_t id;
 	int err;
@@ -202,7 +202,7 @@ static size_t get_cap(jobq_t *q)
 int jobq_get_many(jobq_t *q, const char *queue, jobq_obj_t *out, size_t max,
 		  double timeout)
 {
-	struct jobq_req r = { 0 };
+	struct jobq_req r = {0};
 	struct jobq__op op;
 	uint32_t id;
 	int err;
@@ -309,7 +309,7 @@ int jobq_get_async(jobq_t *q, const char *queue, double timeout, jobq_cb cb,
 
 int jobq_task_done(jobq_t *q, const char *queue)
 {
-	struct jobq_req r = { 0 };
+	struct jobq_req r = {0};
 	struct jobq__op op;
 	uint32_t id;
 	int err;
@@ -326,7 +326,7 @@ int jobq_task_done(jobq_t *q, const char *queue)
 
 int jobq_join(jobq_t *q, const char *queue, double timeout)
 {
-	struct jobq_req r = { 0 };
+	struct jobq_req r = {0};
 	struct jobq__op op;
 	uint32_t id;
 	int err;
