@@ -57,9 +57,10 @@ int jobq__queue_resolve(jobq_t *q, const char *name, uint32_t *id)
 		pthread_mutex_unlock(&q->mu);
 		return 0;
 	}
-	/* Not there yet: create it. Creating one that another client made
-	 * meanwhile just returns its id. */
-	return queue_open(q, name, 0, 0, id);
+	/* Not there yet: create it, unbounded. If another client made it
+	 * meanwhile, this returns its id and leaves its limits alone
+	 * (UINT64_MAX: leave). */
+	return queue_open(q, name, UINT64_MAX, UINT64_MAX, id);
 }
 
 int jobq_queue_open(jobq_t *q, const char *name,
