@@ -1,1 +1,273 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * kv.c - the key/value table: open addressing with linear probing over
+ * kv_slots slots, each pointing at a heap blob holding key and value.
+ *
+ * Clients look keys up in their read-only mapping with the same probe:
+ * start at hash & (kv_slots - 1), skip tombstones, stop at an empty slot.
+ * So a slot never goes from USED or TOMB back to EMPTY while the manager
+ * runs, and every change to a slot happens inside its seqlock write
+ * section: a reader that raced it retries.
+ *
+ * The table never fills: a new key that would take an EMPTY slot is
+ * refused with JOBQ_ELIMIT once used + tombstones reach 7/8 of the slots,
+ * which keeps every probe ending at an empty slot.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "jobqd.h"
+
+static uint32_t ntombs;		/* slots in JOBQ_KV_TOMB */
+
+static struct jobq_kv_slot *slot_at(uint32_t i)
+{
+	return &jobq__m.st.kv[i];
+}
+
+static struct jobq_kv_blob *blob_at(uint64_t off)
+{
+	return jq_ptr(off);
+}
+
+/*
+ * lookup - find @key. Returns the slot index holding it, or -1 with *ins
+ * set to where an insert should go (the first tombstone on the probe, else
+ * the empty slot that ended it).
+ */
+static int64_t lookup(const uint8_t *key, uint32_t klen, uint32_t hash,
+		      int64_t *ins)
+{
+	uint32_t n = jq_hdr()->kv_slots, mask = n - 1;
+	int64_t tomb = -1;
+
+	for (uint32_t k = 0; k < n; k++) {
+		uint32_t i = (hash + k) & mask;
+		struct jobq_kv_slot *sl = slot_at(i);
+
+		if (sl->state == JOBQ_KV_EMPTY) {
+			*ins = tomb >= 0 ? tomb : i;
+			return -1;
+		}
+		if (sl->state == JOBQ_KV_TOMB) {
+			if (tomb < 0)
+				tomb = i;
+			continue;
+		}
+		if (sl->hash == hash) {
+			struct jobq_kv_blob *b = blob_at(sl->blob);
+
+			if (b->klen == klen &&
+			    !memcmp(b + 1, key, klen))
+				return i;
+		}
+	}
+	*ins = tomb;
+	return -1;
+}
+
+/* A new blob with @key and @val, or 0 when the heap is full. */
+static uint64_t blob_new(const uint8_t *key, uint32_t klen,
+			 const uint8_t *val, uint32_t vlen, uint32_t type)
+{
+	uint64_t off = jobq__alloc(sizeof(struct jobq_kv_blob) +
+				   (uint64_t)klen + vlen);
+	struct jobq_kv_blob *b;
+
+	if (!off)
+		return 0;
+	b = blob_at(off);
+	b->klen = klen;
+	b->vlen = vlen;
+	b->type = type;
+	b->pad = 0;
+	memcpy((uint8_t *)(b + 1), key, klen);
+	memcpy((uint8_t *)(b + 1) + klen, val, vlen);
+	return off;
+}
+
+/*
+ * store_value - set @key to @val: into slot @at if it holds the key (>= 0),
+ * else a new key at insert position @ins. Returns 0, JOBQ_EFULL or
+ * JOBQ_ELIMIT.
+ */
+static int store_value(int64_t at, int64_t ins, const uint8_t *key,
+		       uint32_t klen, uint32_t hash, const uint8_t *val,
+		       uint32_t vlen, uint32_t type)
+{
+	struct jobq_store_hdr *h = jq_hdr();
+	struct jobq_kv_slot *sl;
+	uint64_t blob, old = 0;
+
+	if (at < 0) {
+		if (ins < 0)
+			return JOBQ_ELIMIT;
+		/* A tombstone is reused for free; an empty slot counts. */
+		if (slot_at((uint32_t)ins)->state == JOBQ_KV_EMPTY &&
+		    (uint64_t)load_relaxed(&h->nkeys) + ntombs + 1 >
+			    (uint64_t)h->kv_slots / 8 * 7)
+			return JOBQ_ELIMIT;
+	}
+	blob = blob_new(key, klen, val, vlen, type);
+	if (!blob)
+		return JOBQ_EFULL;
+	sl = slot_at((uint32_t)(at >= 0 ? at : ins));
+	seq_write_begin(&sl->seq);
+	if (at >= 0) {
+		old = sl->blob;
+	} else {
+		if (sl->state == JOBQ_KV_TOMB)
+			ntombs--;
+		sl->state = JOBQ_KV_USED;
+		sl->hash = hash;
+	}
+	sl->blob = blob;
+	/* Freed inside the write section: a reader copying the old blob
+	 * sees the sequence change and retries. */
+	jobq__free(old);
+	seq_write_end(&sl->seq);
+	if (at < 0)
+		store_relaxed(&h->nkeys, load_relaxed(&h->nkeys) + 1);
+	jq_count(kv_sets);
+	return 0;
+}
+
+int jobq__op_kv_set(struct jq_client *c, const struct jobq_sqe *s)
+{
+	const uint8_t *p = jobq__arena(c, s->arena_off);
+	uint32_t klen, vlen, hash;
+	int64_t at, ins;
+
+	if (s->arg0 < 1 || s->arg0 > JOBQ_KEY_MAX || s->arg0 > s->arena_len)
+		return jobq__bad(-EINVAL);
+	klen = (uint32_t)s->arg0;
+	vlen = s->arena_len - klen;
+	if (vlen > jq_hdr()->max_object)
+		return -E2BIG;
+	hash = jobq__hash(p, klen);
+	at = lookup(p, klen, hash, &ins);
+	return store_value(at, ins, p, klen, hash, p + klen, vlen, s->type);
+}
+
+int jobq__op_kv_del(struct jq_client *c, const struct jobq_sqe *s)
+{
+	const uint8_t *p = jobq__arena(c, s->arena_off);
+	struct jobq_store_hdr *h = jq_hdr();
+	struct jobq_kv_slot *sl;
+	uint32_t hash;
+	int64_t at, ins;
+	uint64_t old;
+
+	if (s->arena_len < 1 || s->arena_len > JOBQ_KEY_MAX)
+		return jobq__bad(-EINVAL);
+	hash = jobq__hash(p, s->arena_len);
+	at = lookup(p, s->arena_len, hash, &ins);
+	if (at < 0)
+		return -ENOENT;
+	sl = slot_at((uint32_t)at);
+	seq_write_begin(&sl->seq);
+	old = sl->blob;
+	sl->state = JOBQ_KV_TOMB;
+	sl->blob = 0;
+	jobq__free(old);
+	seq_write_end(&sl->seq);
+	ntombs++;
+	store_relaxed(&h->nkeys, load_relaxed(&h->nkeys) - 1);
+	jq_count(kv_dels);
+	return 0;
+}
+
+/* Parses an optional '-' and 1..n decimal digits. Returns 0, JOBQ_ENOTNUM
+ * or -ERANGE. */
+static int parse_int(const uint8_t *p, uint32_t n, int64_t *out)
+{
+	bool neg = false;
+	uint64_t v = 0, lim;
+	uint32_t i = 0;
+
+	if (n && p[0] == '-') {
+		neg = true;
+		i = 1;
+	}
+	if (i == n)
+		return JOBQ_ENOTNUM;
+	lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+	for (; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return JOBQ_ENOTNUM;
+		if (v > (lim - (uint64_t)(p[i] - '0')) / 10)
+			return -ERANGE;
+		v = v * 10 + (uint64_t)(p[i] - '0');
+	}
+	*out = neg ? (int64_t)(0 - v) : (int64_t)v;
+	return 0;
+}
+
+int jobq__op_kv_incr(struct jq_client *c, const struct jobq_sqe *s)
+{
+	const uint8_t *p = jobq__arena(c, s->arena_off);
+	uint8_t key[JOBQ_KEY_MAX];
+	uint32_t klen = s->arena_len, hash;
+	int64_t at, ins, cur = 0, delta = (int64_t)s->arg0, nv;
+	char text[24];
+	int ret, n;
+
+	if (klen < 1 || klen > JOBQ_KEY_MAX)
+		return jobq__bad(-EINVAL);
+	memcpy(key, p, klen);
+	hash = jobq__hash(key, klen);
+	at = lookup(key, klen, hash, &ins);
+	if (at >= 0) {
+		struct jobq_kv_blob *b = blob_at(slot_at((uint32_t)at)->blob);
+
+		ret = parse_int((const uint8_t *)(b + 1) + b->klen, b->vlen,
+				&cur);
+		if (ret)
+			return ret;
+	}
+	if (__builtin_add_overflow(cur, delta, &nv))
+		return -ERANGE;
+	n = snprintf(text, sizeof(text), "%lld", (long long)nv);
+	ret = store_value(at, ins, key, klen, hash, (const uint8_t *)text,
+			  (uint32_t)n, JOBQ_T_TEXT);
+	if (ret)
+		return ret;
+	jobq__post(c, s->user_data, 0, 0, (uint64_t)nv, 0, 0);
+	return JQ_NOREPLY;
+}
+
+int jobq__op_kv_cas(struct jq_client *c, const struct jobq_sqe *s)
+{
+	const uint8_t *p = jobq__arena(c, s->arena_off);
+	uint64_t klen = s->arg0, elen = s->arg1;
+	const uint8_t *exp, *nv;
+	uint32_t hash, nlen;
+	int64_t at, ins;
+
+	if (klen < 1 || klen > JOBQ_KEY_MAX || elen > s->arena_len ||
+	    klen + elen > s->arena_len)
+		return jobq__bad(-EINVAL);
+	exp = p + klen;
+	nv = exp + elen;
+	nlen = (uint32_t)(s->arena_len - klen - elen);
+	if (nlen > jq_hdr()->max_object)
+		return -E2BIG;
+	hash = jobq__hash(p, (uint32_t)klen);
+	at = lookup(p, (uint32_t)klen, hash, &ins);
+	if (s->flags & JOBQ_SQE_ABSENT) {
+		if (at >= 0)
+			return JOBQ_EMISMATCH;
+	} else {
+		struct jobq_kv_blob *b;
+
+		if (at < 0)
+			return JOBQ_EMISMATCH;
+		b = blob_at(slot_at((uint32_t)at)->blob);
+		if (b->vlen != elen ||
+		    memcmp((const uint8_t *)(b + 1) + b->klen, exp, elen))
+			return JOBQ_EMISMATCH;
+	}
+	return store_value(at, ins, p, (uint32_t)klen, hash, nv, nlen,
+			   s->type);
+}

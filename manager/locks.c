@@ -1,1 +1,483 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * locks.c - named Lock, RLock, Semaphore and Event.
+ *
+ * The record in the store is the public view (kind, held, waiters, a
+ * holder's pid); who holds what and who waits lives here. An owner is a
+ * (client, owner id) pair: the library passes its thread id, so two
+ * threads of one process are different owners.
+ *
+ * Waiters of every lock are on one FIFO list, each naming the locks it
+ * needs (one for acquire, up to 64 for lock_many); a waiter is granted all
+ * of its locks at once or none, so nobody ever holds part of a set. When
+ * locks are released the list is walked in order and every waiter whose
+ * locks are now all free for it is granted.
+ *
+ * Deadlock detection: before a request waits, follow the wait-for graph
+ * from the locks it would wait for to their holders, to the locks those
+ * holders wait for, and so on. Reaching the requesting owner means that
+ * waiting would close a cycle, so the request fails with -EDEADLK instead.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jobqd.h"
+
+struct jq_holder {
+	struct jq_client *c;
+	uint64_t owner;
+	uint32_t count;		/* units (RLock: depth) */
+};
+
+struct jq_lock {
+	struct jq_holder *h;	/* in the order they took it */
+	uint32_t nh, caph;
+	uint32_t nwait;		/* waiters that name this lock */
+	uint32_t visit;		/* deadlock walk mark */
+	struct jq_list evwait;	/* Event: waiters */
+};
+
+static struct jq_lock *LK;
+static struct jq_list lock_waiters;
+static uint32_t epoch;
+
+int jobq__locks_init(uint32_t max_locks)
+{
+	LK = calloc(max_locks, sizeof(*LK));
+	if (!LK)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < max_locks; i++)
+		jq_list_init(&LK[i].evwait);
+	jq_list_init(&lock_waiters);
+	return 0;
+}
+
+static struct jobq_lock_rec *rec(uint32_t id)
+{
+	return &jobq__m.st.locks[id];
+}
+
+static bool valid_id(uint32_t id)
+{
+	return id < load_relaxed(&jq_hdr()->nlocks);
+}
+
+/* Publishes the holders and waiters of lock @id in its record. */
+static void sync_rec(uint32_t id, bool acquired)
+{
+	struct jobq_lock_rec *r = rec(id);
+	struct jq_lock *l = &LK[id];
+	uint32_t held = 0;
+
+	for (uint32_t i = 0; i < l->nh; i++)
+		held += l->h[i].count;
+	seq_write_begin(&r->seq);
+	if (held && !r->held)
+		r->held_since_ns = jobq__realtime_ns();
+	else if (!held)
+		r->held_since_ns = 0;
+	r->held = held;
+	r->waiters = l->nwait;
+	r->holder_pid = l->nh ? l->h[0].c->pid : 0;
+	if (acquired)
+		r->acquires++;
+	seq_write_end(&r->seq);
+}
+
+static int64_t find_holder(struct jq_lock *l, struct jq_client *c,
+			   uint64_t owner)
+{
+	for (uint32_t i = 0; i < l->nh; i++)
+		if (l->h[i].c == c && l->h[i].owner == owner)
+			return i;
+	return -1;
+}
+
+/* 0: @owner of @c can take a unit of lock @id now; 1: it must wait;
+ * -EDEADLK: it already holds this plain lock. */
+static int can_take(uint32_t id, struct jq_client *c, uint64_t owner)
+{
+	struct jobq_lock_rec *r = rec(id);
+	struct jq_lock *l = &LK[id];
+	uint32_t held = 0;
+
+	switch (r->kind) {
+	case JOBQ_WIRE_LOCK:
+		if (!l->nh)
+			return 0;
+		return find_holder(l, c, owner) >= 0 ? -EDEADLK : 1;
+	case JOBQ_WIRE_RLOCK:
+		if (!l->nh)
+			return 0;
+		return find_holder(l, c, owner) >= 0 ? 0 : 1;
+	case JOBQ_WIRE_SEMAPHORE:
+		for (uint32_t i = 0; i < l->nh; i++)
+			held += l->h[i].count;
+		return held < r->limit ? 0 : 1;
+	}
+	return 1;
+}
+
+static int reserve(struct jq_lock *l)
+{
+	if (l->nh == l->caph) {
+		uint32_t ncap = l->caph ? 2 * l->caph : 4;
+		struct jq_holder *n = realloc(l->h, ncap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		l->h = n;
+		l->caph = ncap;
+	}
+	return 0;
+}
+
+/* Takes a unit of lock @id for @owner of @c (can_take() said 0 and
+ * reserve() succeeded). */
+static void take(uint32_t id, struct jq_client *c, uint64_t owner)
+{
+	struct jq_lock *l = &LK[id];
+	int64_t i = find_holder(l, c, owner);
+
+	if (i >= 0) {
+		l->h[i].count++;
+	} else {
+		l->h[l->nh].c = c;
+		l->h[l->nh].owner = owner;
+		l->h[l->nh].count = 1;
+		l->nh++;
+	}
+	sync_rec(id, true);
+	jq_count(lock_acquires);
+}
+
+/* Checks and takes every lock in @ids (sorted) for @owner at once.
+ * Returns 0 (all taken), 1 (must wait; nothing taken) or -errno. */
+static int take_all(const uint32_t *ids, uint32_t n, struct jq_client *c,
+		    uint64_t owner)
+{
+	int wait = 0;
+
+	for (uint32_t i = 0; i < n; i++) {
+		int r = can_take(ids[i], c, owner);
+
+		if (r < 0)
+			return r;
+		if (r)
+			wait = 1;
+		else if (reserve(&LK[ids[i]]))
+			return -ENOMEM;
+	}
+	if (wait)
+		return 1;
+	for (uint32_t i = 0; i < n; i++)
+		take(ids[i], c, owner);
+	return 0;
+}
+
+/* Whether following holders of lock @id (and what they wait for) reaches
+ * @owner of @c. */
+static bool reaches(uint32_t id, struct jq_client *c, uint64_t owner,
+		    bool top)
+{
+	struct jq_lock *l = &LK[id];
+
+	if (l->visit == epoch)
+		return false;
+	l->visit = epoch;
+	for (uint32_t i = 0; i < l->nh; i++) {
+		struct jq_holder *hd = &l->h[i];
+
+		if (hd->c == c && hd->owner == owner) {
+			/*
+			 * Waiting for more units of a semaphore we hold part
+			 * of is fine while someone else holds the rest.
+			 */
+			if (top && rec(id)->kind == JOBQ_WIRE_SEMAPHORE &&
+			    l->nh > 1)
+				continue;
+			return true;
+		}
+		for (struct jq_list *p = lock_waiters.next;
+		     p != &lock_waiters; p = p->next) {
+			struct jq_waiter *w = jq_entry(p, struct jq_waiter,
+						       onode);
+
+			if (w->c != hd->c || w->sqe.owner != hd->owner)
+				continue;
+			for (uint32_t k = 0; k < w->nids; k++)
+				if (reaches(w->ids[k], c, owner, false))
+					return true;
+		}
+	}
+	return false;
+}
+
+static bool would_deadlock(const uint32_t *ids, uint32_t n,
+			   struct jq_client *c, uint64_t owner)
+{
+	epoch++;
+	for (uint32_t i = 0; i < n; i++) {
+		if (can_take(ids[i], c, owner) == 0)
+			continue;
+		if (reaches(ids[i], c, owner, true))
+			return true;
+	}
+	return false;
+}
+
+static void set_nwait(const uint32_t *ids, uint32_t n, int delta)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		LK[ids[i]].nwait += (uint32_t)delta;
+		sync_rec(ids[i], false);
+	}
+}
+
+/* Grants waiters, oldest first, whose locks are now all free for them. */
+static void grant(void)
+{
+	struct jq_list *p, *nx;
+
+	for (p = lock_waiters.next; p != &lock_waiters; p = nx) {
+		struct jq_waiter *w = jq_entry(p, struct jq_waiter, onode);
+		int r;
+
+		nx = p->next;
+		if (!jobq__client_alive(w->c))
+			continue;
+		r = take_all(w->ids, w->nids, w->c, w->sqe.owner);
+		if (r == 1)
+			continue;
+		jobq__wait_done(w, r, 0);
+	}
+}
+
+/* Parks a lock request that could not be granted: -EAGAIN for timeout 0,
+ * -EDEADLK when waiting would close a cycle. */
+static int lock_wait(struct jq_client *c, const struct jobq_sqe *s,
+		     const uint32_t *ids, uint32_t n)
+{
+	struct jq_waiter *w;
+	int err;
+
+	if (s->timeout_ns == 0)
+		return -EAGAIN;
+	if (would_deadlock(ids, n, c, s->owner)) {
+		jq_count(deadlocks);
+		jobq__log(1, "deadlock refused: pid %d owner %llu", (int)c->pid,
+			  (unsigned long long)s->owner);
+		return -EDEADLK;
+	}
+	w = jobq__wait_new(c, s, JQ_W_LOCK, &err);
+	if (!w)
+		return err;
+	memcpy(w->ids, ids, n * sizeof(*ids));
+	w->nids = n;
+	jq_list_add_tail(&w->onode, &lock_waiters);
+	set_nwait(ids, n, 1);
+	return JQ_NOREPLY;
+}
+
+void jobq__lock_wait_detach(struct jq_waiter *w)
+{
+	if (jq_list_empty(&w->onode))
+		return;
+	jq_list_del(&w->onode);
+	if (w->kind == JQ_W_EVENT)
+		set_nwait(&w->sqe.id, 1, -1);
+	else
+		set_nwait(w->ids, w->nids, -1);
+}
+
+/* Removes one unit held by @owner of @c from lock @id. */
+static int release_one(uint32_t id, struct jq_client *c, uint64_t owner)
+{
+	struct jq_lock *l = &LK[id];
+	int64_t i = find_holder(l, c, owner);
+
+	if (i < 0)
+		return -EPERM;
+	if (--l->h[i].count == 0) {
+		memmove(&l->h[i], &l->h[i + 1],
+			(l->nh - (uint32_t)i - 1) * sizeof(*l->h));
+		l->nh--;
+	}
+	sync_rec(id, false);
+	return 0;
+}
+
+void jobq__locks_drop_client(struct jq_client *c)
+{
+	uint32_t n = load_relaxed(&jq_hdr()->nlocks);
+	bool any = false;
+
+	for (uint32_t id = 0; id < n; id++) {
+		struct jq_lock *l = &LK[id];
+		uint32_t k = 0;
+
+		for (uint32_t i = 0; i < l->nh; i++)
+			if (l->h[i].c != c)
+				l->h[k++] = l->h[i];
+		if (k != l->nh) {
+			l->nh = k;
+			sync_rec(id, false);
+			any = true;
+		}
+	}
+	if (any)
+		grant();
+}
+
+int jobq__op_l_open(struct jq_client *c, const struct jobq_sqe *s)
+{
+	struct jobq_store_hdr *h = jq_hdr();
+	uint32_t n = load_relaxed(&h->nlocks), i;
+	char name[JOBQ_NAME_MAX + 1];
+	struct jobq_lock_rec *r;
+
+	if (jobq__arena_name(c, s, name) || s->arg0 < JOBQ_WIRE_LOCK ||
+	    s->arg0 > JOBQ_WIRE_EVENT)
+		return jobq__bad(-EINVAL);
+	if (s->arg0 == JOBQ_WIRE_SEMAPHORE &&
+	    (s->arg1 < 1 || s->arg1 > UINT32_MAX))
+		return jobq__bad(-EINVAL);
+	for (i = 0; i < n; i++) {
+		if (!strcmp(rec(i)->name, name))
+			return rec(i)->kind == s->arg0 ? (int)i : JOBQ_EKIND;
+	}
+	if (!(s->flags & JOBQ_SQE_CREATE))
+		return -ENOENT;
+	if (n >= h->max_locks)
+		return JOBQ_ELIMIT;
+	r = rec(n);
+	seq_write_begin(&r->seq);
+	r->in_use = 1;
+	memcpy(r->name, name, sizeof(r->name));
+	r->kind = (uint32_t)s->arg0;
+	r->limit = s->arg0 == JOBQ_WIRE_SEMAPHORE ? (uint32_t)s->arg1 : 1;
+	seq_write_end(&r->seq);
+	store_release(&h->nlocks, n + 1);
+	jobq__log(1, "lock %u \"%s\" created (kind %u)", n, name, r->kind);
+	return (int)n;
+}
+
+int jobq__op_l_acquire(struct jq_client *c, const struct jobq_sqe *s)
+{
+	uint32_t id = s->id;
+	int r;
+
+	if (!valid_id(id))
+		return jobq__bad(-EINVAL);
+	if (rec(id)->kind == JOBQ_WIRE_EVENT)
+		return JOBQ_EKIND;
+	r = take_all(&id, 1, c, s->owner);
+	if (r <= 0)
+		return r;
+	return lock_wait(c, s, &id, 1);
+}
+
+int jobq__op_l_release(struct jq_client *c, const struct jobq_sqe *s)
+{
+	int r;
+
+	if (!valid_id(s->id))
+		return jobq__bad(-EINVAL);
+	if (rec(s->id)->kind == JOBQ_WIRE_EVENT)
+		return JOBQ_EKIND;
+	r = release_one(s->id, c, s->owner);
+	if (r == 0)
+		grant();
+	return r;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int jobq__op_l_many(struct jq_client *c, const struct jobq_sqe *s)
+{
+	uint32_t ids[JQ_MANY_MAX], n = s->arena_len / 4;
+	int r;
+
+	if (s->arena_len % 4 || n < 1 || n > JQ_MANY_MAX)
+		return jobq__bad(-EINVAL);
+	memcpy(ids, jobq__arena(c, s->arena_off), n * 4);
+	/* One global order: sorted by id. */
+	qsort(ids, n, sizeof(*ids), cmp_u32);
+	for (uint32_t i = 0; i < n; i++) {
+		if (!valid_id(ids[i]) || (i && ids[i] == ids[i - 1]))
+			return jobq__bad(-EINVAL);
+		if (rec(ids[i])->kind == JOBQ_WIRE_EVENT)
+			return JOBQ_EKIND;
+	}
+	r = take_all(ids, n, c, s->owner);
+	if (r <= 0)
+		return r;
+	return lock_wait(c, s, ids, n);
+}
+
+static int event_check(uint32_t id)
+{
+	if (!valid_id(id))
+		return jobq__bad(-EINVAL);
+	return rec(id)->kind == JOBQ_WIRE_EVENT ? 0 : JOBQ_EKIND;
+}
+
+static void event_store(uint32_t id, uint32_t set)
+{
+	struct jobq_lock_rec *r = rec(id);
+
+	seq_write_begin(&r->seq);
+	r->is_set = set;
+	seq_write_end(&r->seq);
+}
+
+int jobq__op_ev_set(struct jq_client *c, const struct jobq_sqe *s)
+{
+	struct jq_lock *l;
+	int r = event_check(s->id);
+
+	if (r)
+		return r;
+	l = &LK[s->id];
+	event_store(s->id, 1);
+	while (!jq_list_empty(&l->evwait))
+		jobq__wait_done(jq_entry(l->evwait.next, struct jq_waiter,
+					 onode),
+				0, 0);
+	return 0;
+}
+
+int jobq__op_ev_clear(struct jq_client *c, const struct jobq_sqe *s)
+{
+	int r = event_check(s->id);
+
+	if (r)
+		return r;
+	event_store(s->id, 0);
+	return 0;
+}
+
+int jobq__op_ev_wait(struct jq_client *c, const struct jobq_sqe *s)
+{
+	struct jq_waiter *w;
+	int r = event_check(s->id), err;
+
+	if (r)
+		return r;
+	if (rec(s->id)->is_set)
+		return 0;
+	if (s->timeout_ns == 0)
+		return -EAGAIN;
+	w = jobq__wait_new(c, s, JQ_W_EVENT, &err);
+	if (!w)
+		return err;
+	jq_list_add_tail(&w->onode, &LK[s->id].evwait);
+	set_nwait(&s->id, 1, 1);
+	return JQ_NOREPLY;
+}

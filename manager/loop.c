@@ -1,1 +1,1335 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * loop.c - the event loop of jobqd: one io_uring for the control socket,
+ * signals and every client's eventfd, socket and pidfd; the client rings;
+ * completions, waiters and their timers.
+ *
+ * The shape of one turn:
+ *
+ *   1. reap io_uring completions (new connections, hellos, signals, wake-ups,
+ *      peers that went away);
+ *   2. sweep every live client: free the objects it has acknowledged, move
+ *      overflowed completions into its cq, consume its sq;
+ *   3. expire timers; serve putters if heap space came back;
+ *   4. drop broken clients; write the cq eventfd of every client that got
+ *      completions and asked to be woken.
+ *
+ * After a turn with work the loop keeps sweeping without sleeping for an
+ * adaptive spin window, so a busy client pays no system call per request.
+ * When the window passes idle it sets NEED_WAKEUP in every sq, fences,
+ * checks every sq tail once more and only then sleeps in the kernel.
+ */
+#include <errno.h>
+#include <grp.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <liburing.h>
+
+#include "jobqd.h"
+
+#define ALIGN_UP(x, a) (((x) + (a)-1) & ~((uint64_t)(a)-1))
+
+#define JQ_SQ_ENTRIES 256u
+#define JQ_CQ_ENTRIES 1024u
+#define JQ_OVF_MAX 4096u	/* overflowed completions before we give up */
+#define JQ_SPIN_MIN_NS 10000ull
+#define JQ_SPIN_START_NS 50000ull
+#define JQ_SPIN_MAX_NS 1000000ull
+#define JQ_STALL_POLL_NS 1000000ull
+
+/* What an io_uring request was for: kind in the top byte, then the client
+ * slot, then the slot's generation, so a completion that arrives after its
+ * slot was reused is recognised and ignored. */
+enum {
+	UD_ACCEPT = 1,
+	UD_SIGNAL,
+	UD_HELLO,	/* recv of struct jobq_hello */
+	UD_SQ,		/* poll on the client's sq eventfd */
+	UD_SOCK,	/* recv on the client's socket: returns when it closes */
+	UD_PID,		/* poll on the client's pidfd */
+	UD_CANCEL,
+};
+
+static inline uint64_t ud_make(unsigned kind, uint32_t slot, uint32_t gen)
+{
+	return (uint64_t)kind << 56 | (uint64_t)(slot & 0xffffff) << 32 | gen;
+}
+
+struct jq_mgr jobq__m;
+
+static struct {
+	struct io_uring ring;
+	int lfd;		/* the listening socket */
+	int sfd;		/* signalfd */
+	struct signalfd_siginfo si;
+	struct jq_list live;	/* clients in JQ_C_LIVE */
+	struct jq_list wakes;	/* clients that got completions this turn */
+	struct jq_waiter **th;	/* timer heap, earliest deadline first */
+	size_t tn, tcap;
+	uint64_t next_id;
+	void (*on_hup)(void);
+	bool work;		/* something happened this turn */
+} L;
+
+/* ------------------------------------------------------------------------
+ * io_uring submission helpers.
+ */
+static struct io_uring_sqe *get_sqe(void)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&L.ring);
+
+	if (!sqe) {
+		io_uring_submit(&L.ring);
+		sqe = io_uring_get_sqe(&L.ring);
+	}
+	if (!sqe) {
+		/* The ring was sized for every client; not reachable. */
+		jobq__log(0, "io_uring submission queue full");
+		abort();
+	}
+	return sqe;
+}
+
+static void arm_accept(void)
+{
+	struct io_uring_sqe *sqe = get_sqe();
+
+	io_uring_prep_accept(sqe, L.lfd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, ud_make(UD_ACCEPT, 0, 0));
+}
+
+static void arm_signal(void)
+{
+	struct io_uring_sqe *sqe = get_sqe();
+
+	io_uring_prep_read(sqe, L.sfd, &L.si, sizeof(L.si), 0);
+	io_uring_sqe_set_data64(sqe, ud_make(UD_SIGNAL, 0, 0));
+}
+
+static void arm_client(struct jq_client *c, unsigned kind)
+{
+	struct io_uring_sqe *sqe = get_sqe();
+
+	switch (kind) {
+	case UD_HELLO:
+		io_uring_prep_recv(sqe, c->sock, &c->hello, sizeof(c->hello),
+				   0);
+		break;
+	case UD_SQ:
+		io_uring_prep_poll_add(sqe, c->sq_efd, POLLIN);
+		break;
+	case UD_SOCK:
+		io_uring_prep_recv(sqe, c->sock, c->recv_buf,
+				   sizeof(c->recv_buf), 0);
+		break;
+	case UD_PID:
+		io_uring_prep_poll_add(sqe, c->pidfd, POLLIN);
+		break;
+	}
+	io_uring_sqe_set_data64(sqe, ud_make(kind, c->slot, c->gen));
+	c->inflight++;
+}
+
+static void cancel_client(struct jq_client *c, unsigned kind)
+{
+	struct io_uring_sqe *sqe = get_sqe();
+
+	io_uring_prep_cancel64(sqe, ud_make(kind, c->slot, c->gen), 0);
+	io_uring_sqe_set_data64(sqe, ud_make(UD_CANCEL, 0, 0));
+}
+
+/* ------------------------------------------------------------------------
+ * Timers: a binary min-heap of waiters by deadline.
+ */
+static void th_set(size_t i, struct jq_waiter *w)
+{
+	L.th[i] = w;
+	w->tidx = (int64_t)i;
+}
+
+static void th_up(size_t i)
+{
+	struct jq_waiter *w = L.th[i];
+
+	while (i > 0) {
+		size_t p = (i - 1) / 2;
+
+		if (L.th[p]->deadline <= w->deadline)
+			break;
+		th_set(i, L.th[p]);
+		i = p;
+	}
+	th_set(i, w);
+}
+
+static void th_down(size_t i)
+{
+	struct jq_waiter *w = L.th[i];
+
+	for (;;) {
+		size_t l = 2 * i + 1, m = i;
+		uint64_t best = w->deadline;
+
+		if (l < L.tn && L.th[l]->deadline < best) {
+			m = l;
+			best = L.th[l]->deadline;
+		}
+		if (l + 1 < L.tn && L.th[l + 1]->deadline < best)
+			m = l + 1;
+		if (m == i)
+			break;
+		th_set(i, L.th[m]);
+		i = m;
+	}
+	th_set(i, w);
+}
+
+static int th_push(struct jq_waiter *w)
+{
+	if (L.tn == L.tcap) {
+		size_t ncap = L.tcap ? 2 * L.tcap : 64;
+		struct jq_waiter **n = realloc(L.th, ncap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		L.th = n;
+		L.tcap = ncap;
+	}
+	L.th[L.tn] = w;
+	w->tidx = (int64_t)L.tn++;
+	th_up(L.tn - 1);
+	return 0;
+}
+
+static void th_remove(struct jq_waiter *w)
+{
+	size_t i = (size_t)w->tidx;
+
+	if (w->tidx < 0)
+		return;
+	w->tidx = -1;
+	L.tn--;
+	if (i == L.tn)
+		return;
+	th_set(i, L.th[L.tn]);
+	th_up(i);
+	th_down((size_t)L.th[i]->tidx);
+}
+
+/* ------------------------------------------------------------------------
+ * Completions.
+ */
+
+/* Free cq slots as this client's published head says; 0 when the head is
+ * not believable (a client can write anything there). */
+static uint32_t cq_room(struct jq_client *c)
+{
+	uint32_t head = load_acquire(&c->hdr->cq.head);
+	uint32_t used = c->cq_tail - head;
+
+	if (used > c->cq_entries)
+		return 0;
+	return c->cq_entries - used;
+}
+
+static void mark_wake(struct jq_client *c)
+{
+	if (!c->wake) {
+		c->wake = true;
+		jq_list_add_tail(&c->wnode, &L.wakes);
+	}
+}
+
+/* Grows a FIFO array kept as [head, head + n) of capacity *cap. */
+static int fifo_grow(void **arr, uint32_t *head, uint32_t n, uint32_t *cap,
+		     size_t elem, uint32_t max)
+{
+	uint32_t ncap;
+	uint8_t *na;
+
+	if (*head + n < *cap)
+		return 0;
+	if (*head > 0) {
+		/* Slide the live part to the front first. */
+		memmove(*arr, (uint8_t *)*arr + (size_t)*head * elem,
+			(size_t)n * elem);
+		*head = 0;
+		if (n < *cap)
+			return 0;
+	}
+	if (*cap >= max)
+		return -ENOSPC;
+	ncap = *cap ? 2 * *cap : 64;
+	if (ncap > max)
+		ncap = max;
+	na = realloc(*arr, (size_t)ncap * elem);
+	if (!na)
+		return -ENOMEM;
+	*arr = na;
+	*cap = ncap;
+	return 0;
+}
+
+static void flush_overflow(struct jq_client *c)
+{
+	uint32_t room, mask = c->cq_entries - 1;
+	bool moved = false;
+
+	if (!c->novf)
+		return;
+	room = cq_room(c);
+	while (c->novf && room) {
+		c->cq[c->cq_tail & mask] = c->ovf[c->ohead];
+		c->cq_tail++;
+		c->ohead++;
+		c->novf--;
+		room--;
+		moved = true;
+	}
+	if (!c->novf)
+		c->ohead = 0;
+	if (moved) {
+		store_release(&c->hdr->cq.tail, c->cq_tail);
+		mark_wake(c);
+		L.work = true;
+	}
+}
+
+void jobq__post(struct jq_client *c, uint64_t user_data, int32_t res,
+		uint32_t flags, uint64_t val, uint32_t len, uint32_t type)
+{
+	struct jobq_cqe e = {
+		.user_data = user_data,
+		.res = res,
+		.flags = flags,
+		.val = val,
+		.len = len,
+		.type = type,
+	};
+
+	if (c->state != JQ_C_LIVE)
+		return;
+	c->cq_gen++;
+	if (!c->novf && cq_room(c)) {
+		c->cq[c->cq_tail & (c->cq_entries - 1)] = e;
+		c->cq_tail++;
+		store_release(&c->hdr->cq.tail, c->cq_tail);
+		mark_wake(c);
+		return;
+	}
+	/*
+	 * No room: keep it until the client consumes. Order is kept (once
+	 * anything overflowed, everything after goes behind it), so each
+	 * completion lands at position cq_gen - 1 as counted above.
+	 */
+	if (c->novf >= JQ_OVF_MAX ||
+	    fifo_grow((void **)&c->ovf, &c->ohead, c->novf, &c->ocap,
+		      sizeof(*c->ovf), JQ_OVF_MAX + 1)) {
+		if (!c->broken)
+			jobq__log(0, "client %u (pid %d): %u completions "
+				  "not consumed; dropping it",
+				  c->slot, (int)c->pid, c->novf);
+		c->broken = true;
+		return;
+	}
+	c->ovf[c->ohead + c->novf++] = e;
+}
+
+void jobq__hand(struct jq_client *c, uint64_t user_data, uint32_t qid,
+		uint64_t item, bool more)
+{
+	const struct jobq_item *it = jq_ptr(item);
+	struct jq_handed *h;
+
+	if (c->broken || c->state != JQ_C_LIVE ||
+	    fifo_grow((void **)&c->handed, &c->hhead, c->nhanded, &c->hcap,
+		      sizeof(*c->handed), JQ_CQ_ENTRIES + 2 * JQ_OVF_MAX)) {
+		/* Keep the object: back to its queue. */
+		jobq__queue_requeue(qid, item);
+		c->broken = true;
+		return;
+	}
+	h = &c->handed[c->hhead + c->nhanded++];
+	h->item = item;
+	h->qid = qid;
+	h->pos = c->cq_gen;
+	jobq__post(c, user_data, 0,
+		   JOBQ_CQE_OBJECT | (more ? JOBQ_CQE_MORE : 0),
+		   item + sizeof(struct jobq_item), it->len, it->type);
+}
+
+/* Frees the objects whose completions the client has consumed. */
+static void reap_handed(struct jq_client *c)
+{
+	uint32_t head;
+
+	if (!c->nhanded)
+		return;
+	head = load_acquire(&c->hdr->cq.head);
+	if (c->cq_tail - head > c->cq_entries)
+		return;
+	while (c->nhanded) {
+		struct jq_handed *h = &c->handed[c->hhead];
+
+		if ((int32_t)(head - h->pos) <= 0)
+			break;
+		jobq__free(h->item);
+		c->hhead++;
+		c->nhanded--;
+	}
+	if (!c->nhanded)
+		c->hhead = 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Waiters.
+ */
+struct jq_waiter *jobq__wait_new(struct jq_client *c,
+				 const struct jobq_sqe *s, int kind, int *err)
+{
+	struct jq_waiter *w;
+
+	if (jobq__m.stopping) {
+		*err = JOBQ_ECLOSED;
+		return NULL;
+	}
+	w = calloc(1, sizeof(*w));
+	if (!w) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	w->c = c;
+	w->sqe = *s;
+	w->kind = kind;
+	w->tidx = -1;
+	jq_list_init(&w->onode);
+	if (s->timeout_ns > 0) {
+		uint64_t now = jobq__now_ns();
+
+		w->deadline = now + (uint64_t)s->timeout_ns;
+		if (w->deadline < now)
+			w->deadline = UINT64_MAX;
+		if (th_push(w)) {
+			free(w);
+			*err = -ENOMEM;
+			return NULL;
+		}
+	}
+	jq_list_add_tail(&w->cnode, &c->waiters);
+	return w;
+}
+
+static void wait_detach(struct jq_waiter *w)
+{
+	switch (w->kind) {
+	case JQ_W_GET:
+	case JQ_W_PUT:
+	case JQ_W_JOIN:
+		jobq__queue_wait_detach(w);
+		break;
+	default:
+		jobq__lock_wait_detach(w);
+		break;
+	}
+	th_remove(w);
+	jq_list_del(&w->cnode);
+}
+
+void jobq__wait_free(struct jq_waiter *w)
+{
+	wait_detach(w);
+	free(w);
+}
+
+void jobq__wait_done(struct jq_waiter *w, int32_t res, uint64_t val)
+{
+	struct jq_client *c = w->c;
+	uint64_t ud = w->sqe.user_data;
+
+	wait_detach(w);
+	free(w);
+	jobq__post(c, ud, res, 0, val, 0, 0);
+}
+
+static void timers_run(void)
+{
+	uint64_t now;
+
+	if (!L.tn)
+		return;
+	now = jobq__now_ns();
+	while (L.tn && L.th[0]->deadline <= now) {
+		struct jq_waiter *w = L.th[0];
+
+		if (w->kind == JQ_W_LOCK || w->kind == JQ_W_EVENT)
+			jq_count(lock_timeouts);
+		jobq__wait_done(w, -ETIMEDOUT, 0);
+		L.work = true;
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * Request validation and dispatch.
+ */
+const uint8_t *jobq__arena(struct jq_client *c, uint64_t off)
+{
+	return c->region + off;
+}
+
+bool jobq__client_alive(const struct jq_client *c)
+{
+	return c->state == JQ_C_LIVE && !c->broken;
+}
+
+int jobq__arena_name(struct jq_client *c, const struct jobq_sqe *s,
+		     char *buf)
+{
+	const uint8_t *p = jobq__arena(c, s->arena_off);
+
+	if (s->arena_len < 1 || s->arena_len > JOBQ_NAME_MAX)
+		return -EINVAL;
+	memcpy(buf, p, s->arena_len);
+	buf[s->arena_len] = '\0';
+	for (uint32_t i = 0; i < s->arena_len; i++) {
+		unsigned char ch = (unsigned char)buf[i];
+
+		if (ch < 0x20 || ch == 0x7f)
+			return -EINVAL;
+	}
+	return 0;
+}
+
+static int op_nop(struct jq_client *c, const struct jobq_sqe *s)
+{
+	return 0;
+}
+
+static int op_shutdown(struct jq_client *c, const struct jobq_sqe *s)
+{
+	jobq__log(0, "shutdown requested by pid %d%s", (int)c->pid,
+		  s->arg0 == 1 ? " (now)" : "");
+	jobq__m.stopping = true;
+	if (s->arg0 == 1)
+		jobq__m.stop_now = true;
+	return 0;
+}
+
+typedef int (*jq_op_fn)(struct jq_client *c, const struct jobq_sqe *s);
+
+/* The dispatch table: later ops (jobs, workers) add a row each. @arena
+ * says the op reads the arena, so its reference is bounds-checked first. */
+static const struct {
+	jq_op_fn fn;
+	bool arena;
+} ops[JOBQ_OP__COUNT] = {
+	[JOBQ_OP_NOP] = { op_nop, false },
+	[JOBQ_OP_Q_OPEN] = { jobq__op_q_open, true },
+	[JOBQ_OP_Q_PUT] = { jobq__op_q_put, true },
+	[JOBQ_OP_Q_GET] = { jobq__op_q_get, false },
+	[JOBQ_OP_Q_TASK_DONE] = { jobq__op_q_task_done, false },
+	[JOBQ_OP_Q_JOIN] = { jobq__op_q_join, false },
+	[JOBQ_OP_Q_SET] = { jobq__op_q_set, false },
+	[JOBQ_OP_KV_SET] = { jobq__op_kv_set, true },
+	[JOBQ_OP_KV_DEL] = { jobq__op_kv_del, true },
+	[JOBQ_OP_KV_INCR] = { jobq__op_kv_incr, true },
+	[JOBQ_OP_KV_CAS] = { jobq__op_kv_cas, true },
+	[JOBQ_OP_L_OPEN] = { jobq__op_l_open, true },
+	[JOBQ_OP_L_ACQUIRE] = { jobq__op_l_acquire, false },
+	[JOBQ_OP_L_RELEASE] = { jobq__op_l_release, false },
+	[JOBQ_OP_L_MANY] = { jobq__op_l_many, true },
+	[JOBQ_OP_EV_SET] = { jobq__op_ev_set, false },
+	[JOBQ_OP_EV_CLEAR] = { jobq__op_ev_clear, false },
+	[JOBQ_OP_EV_WAIT] = { jobq__op_ev_wait, false },
+	[JOBQ_OP_SHUTDOWN] = { op_shutdown, false },
+};
+
+int jobq__bad(int err)
+{
+	jq_count(bad_requests);
+	return err;
+}
+
+static void dispatch(struct jq_client *c, const struct jobq_sqe *s)
+{
+	int res;
+
+	if (s->op >= JOBQ_OP__COUNT || !ops[s->op].fn) {
+		res = jobq__bad(-EOPNOTSUPP);
+	} else if (ops[s->op].arena &&
+		   (s->arena_off < c->arena_off ||
+		    s->arena_off > c->arena_off + c->arena_size ||
+		    s->arena_len > c->arena_off + c->arena_size -
+					   s->arena_off)) {
+		res = jobq__bad(-EFAULT);
+	} else {
+		res = ops[s->op].fn(c, s);
+	}
+	if (res != JQ_NOREPLY)
+		jobq__post(c, s->user_data, res, 0, 0, 0, 0);
+}
+
+/* Completions a request can produce at once: it may be consumed only
+ * when the cq has that much room. */
+static uint32_t cq_need(const struct jq_client *c, const struct jobq_sqe *s)
+{
+	if (s->op == JOBQ_OP_Q_GET)
+		return s->arg0 == 0 ? 1 : s->arg0 > c->cq_entries ?
+				      c->cq_entries : (uint32_t)s->arg0;
+	return 1;
+}
+
+/* Consumes this client's sq. Returns how many entries it took. */
+static unsigned process_sq(struct jq_client *c)
+{
+	uint32_t tail, mask = c->sq_entries - 1;
+	unsigned n = 0;
+
+	tail = load_acquire(&c->hdr->sq.tail);
+	if (tail - c->sq_head > c->sq_entries) {
+		jobq__log(0, "client %u (pid %d): sq tail %u is %u ahead of "
+			  "head; dropping it", c->slot, (int)c->pid, tail,
+			  tail - c->sq_head);
+		c->broken = true;
+		return 0;
+	}
+	while (c->sq_head != tail && !c->broken) {
+		struct jobq_sqe s;
+
+		/*
+		 * Copy the entry out once; everything below reads the copy.
+		 * The compiler fence keeps the copy from being folded into
+		 * later reads of shared memory.
+		 */
+		memcpy(&s, &c->sq[c->sq_head & mask], sizeof(s));
+		atomic_signal_fence(memory_order_seq_cst);
+		if (c->novf || cq_room(c) < cq_need(c, &s))
+			break;
+		c->sq_head++;
+		dispatch(c, &s);
+		store_release(&c->hdr->sq.head, c->sq_head);
+		n++;
+	}
+	return n;
+}
+
+/* ------------------------------------------------------------------------
+ * Clients: accept, handshake, death.
+ */
+static bool in_group(uid_t uid, gid_t pgid, gid_t want)
+{
+	struct passwd *pw;
+	gid_t groups[256];
+	int ng = 256;
+
+	if (pgid == want)
+		return true;
+	pw = getpwuid(uid);
+	if (!pw)
+		return false;
+	if (getgrouplist(pw->pw_name, pw->pw_gid, groups, &ng) < 0)
+		return false;
+	for (int i = 0; i < ng; i++)
+		if (groups[i] == want)
+			return true;
+	return false;
+}
+
+static void send_welcome(int fd, int32_t status, uint32_t client_id,
+			 uint64_t region_size, const char *msg,
+			 const int *fds, unsigned nfds)
+{
+	struct jobq_welcome wl = {
+		.magic = JOBQ_HELLO_MAGIC,
+		.version = JOBQ_LAYOUT_VERSION,
+		.status = status,
+		.client_id = client_id,
+		.store_size = jobq__m.st.size,
+		.region_size = region_size,
+	};
+	union {
+		char buf[CMSG_SPACE(4 * sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { .iov_base = &wl, .iov_len = sizeof(wl) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	if (msg)
+		snprintf(wl.msg, sizeof(wl.msg), "%s", msg);
+	if (nfds) {
+		struct cmsghdr *cm;
+
+		memset(&u, 0, sizeof(u));
+		mh.msg_control = u.buf;
+		mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+		cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+		memcpy(CMSG_DATA(cm), fds, nfds * sizeof(int));
+	}
+	if (sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+		jobq__log(1, "welcome not sent: %s", strerror(errno));
+}
+
+static void slot_release(struct jq_client *c)
+{
+	if (c->state == JQ_C_DEAD && c->inflight == 0) {
+		c->state = JQ_C_FREE;
+		c->gen++;
+	}
+}
+
+/*
+ * client_drop - the client is gone (or broken): drop its waiters, release
+ * its locks, put the objects it had not acknowledged back at the head of
+ * their queues in their original order, and free its region. The slot is
+ * reused once every io_uring request naming it has completed.
+ */
+static void client_drop(struct jq_client *c, bool died)
+{
+	struct jq_mgr *m = &jobq__m;
+
+	if (c->state == JQ_C_FREE || c->state == JQ_C_DEAD)
+		return;
+	if (c->state == JQ_C_LIVE) {
+		uint32_t n = c->nhanded;
+
+		while (!jq_list_empty(&c->waiters))
+			jobq__wait_free(jq_entry(c->waiters.next,
+						 struct jq_waiter, cnode));
+		jobq__locks_drop_client(c);
+		/* Newest first, each to the head: the oldest ends up first. */
+		for (uint32_t i = n; i-- > 0;) {
+			struct jq_handed *h = &c->handed[c->hhead + i];
+
+			jobq__queue_requeue(h->qid, h->item);
+		}
+		for (uint32_t i = 0; i < n; i++)
+			jobq__queue_serve(c->handed[c->hhead + i].qid);
+		if (n)
+			store_relaxed(&jq_hdr()->counters.requeued,
+				      load_relaxed(&jq_hdr()->counters.requeued)
+					      + n);
+		c->nhanded = 0;
+		free(c->handed);
+		free(c->ovf);
+		c->handed = NULL;
+		c->ovf = NULL;
+		c->hcap = c->ocap = c->novf = c->hhead = c->ohead = 0;
+		munmap(c->region, c->region_size);
+		c->region = NULL;
+		close(c->sq_efd);
+		close(c->cq_efd);
+		c->sq_efd = c->cq_efd = -1;
+		if (c->wake) {
+			jq_list_del(&c->wnode);
+			c->wake = false;
+		}
+		jq_list_del(&c->lnode);
+		m->nlive--;
+		store_relaxed(&jq_hdr()->nclients, m->nlive);
+		if (died)
+			jq_count(clients_died);
+		jobq__log(1, "client %u (pid %d, %s) %s", c->slot, (int)c->pid,
+			  c->name, died ? "died" : "left");
+		cancel_client(c, UD_SQ);
+		cancel_client(c, UD_PID);
+	}
+	cancel_client(c, UD_HELLO);
+	cancel_client(c, UD_SOCK);
+	if (c->sock >= 0)
+		close(c->sock);
+	if (c->pidfd >= 0)
+		close(c->pidfd);
+	c->sock = c->pidfd = -1;
+	c->state = JQ_C_DEAD;
+	c->broken = false;
+	slot_release(c);
+}
+
+static void on_accept(int fd)
+{
+	struct jq_mgr *m = &jobq__m;
+	struct jq_client *c = NULL;
+	struct ucred cr;
+	socklen_t crlen = sizeof(cr);
+	char msg[160];
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) < 0) {
+		close(fd);
+		return;
+	}
+	if (cr.uid != geteuid() && cr.uid != 0 &&
+	    !(m->o.group && in_group(cr.uid, cr.gid, m->o.gid))) {
+		snprintf(msg, sizeof(msg),
+			 "jobqd in %.80s serves uid %u%s%.32s, not uid %u",
+			 m->o.dir, (unsigned)geteuid(),
+			 m->o.group ? " and group " : "",
+			 m->o.group ? m->o.group : "", (unsigned)cr.uid);
+		send_welcome(fd, -EACCES, 0, 0, msg, NULL, 0);
+		jobq__log(0, "refused pid %d: uid %u not allowed", (int)cr.pid,
+			  (unsigned)cr.uid);
+		close(fd);
+		return;
+	}
+	if (m->stopping) {
+		send_welcome(fd, JOBQ_ECLOSED, 0, 0, "jobqd is shutting down",
+			     NULL, 0);
+		close(fd);
+		return;
+	}
+	for (uint32_t i = 0; i < m->o.max_clients; i++) {
+		if (m->clients[i].state == JQ_C_FREE) {
+			c = &m->clients[i];
+			break;
+		}
+	}
+	if (!c) {
+		snprintf(msg, sizeof(msg),
+			 "jobqd has %u clients, its limit (jobqd "
+			 "--max-clients)", m->o.max_clients);
+		send_welcome(fd, JOBQ_ELIMIT, 0, 0, msg, NULL, 0);
+		close(fd);
+		return;
+	}
+	c->state = JQ_C_HELLO;
+	c->sock = fd;
+	c->pidfd = c->sq_efd = c->cq_efd = c->region_fd = -1;
+	c->pid = cr.pid;
+	c->uid = cr.uid;
+	c->gid = cr.gid;
+	arm_client(c, UD_HELLO);
+}
+
+/* Creates the region memfd and eventfds of @c and maps the region. */
+static int region_create(struct jq_client *c, char *msg, size_t msglen)
+{
+	uint64_t hdr_sz = ALIGN_UP(sizeof(struct jobq_region_hdr), 64);
+	uint64_t sq_off = hdr_sz;
+	uint64_t cq_off = sq_off + JQ_SQ_ENTRIES * sizeof(struct jobq_sqe);
+	uint64_t arena_off = ALIGN_UP(cq_off + JQ_CQ_ENTRIES *
+					       sizeof(struct jobq_cqe), 4096);
+	uint64_t arena = 2 * jobq__m.o.max_object + (1u << 20);
+	struct jobq_region_hdr *h;
+	int fd;
+
+	if (arena < (8u << 20))
+		arena = 8u << 20;
+	arena = ALIGN_UP(arena, 4096);
+	c->region_size = arena_off + arena;
+
+	fd = memfd_create("jobq-client", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0)
+		goto fail;
+	c->region_fd = fd;
+	if (ftruncate(fd, (off_t)c->region_size) < 0)
+		goto fail;
+	/* The client maps it read-write but must not be able to resize it
+	 * under us (a shrink would make our accesses fault). */
+	if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL))
+		goto fail;
+	c->region = mmap(NULL, c->region_size, PROT_READ | PROT_WRITE,
+			 MAP_SHARED, fd, 0);
+	if (c->region == MAP_FAILED) {
+		c->region = NULL;
+		goto fail;
+	}
+	c->sq_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	c->cq_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (c->sq_efd < 0 || c->cq_efd < 0)
+		goto fail;
+
+	h = c->hdr = (struct jobq_region_hdr *)c->region;
+	h->version = JOBQ_LAYOUT_VERSION;
+	h->client_id = (uint32_t)++L.next_id;
+	h->size = c->region_size;
+	h->sq_entries = JQ_SQ_ENTRIES;
+	h->cq_entries = JQ_CQ_ENTRIES;
+	h->sq_off = sq_off;
+	h->cq_off = cq_off;
+	h->arena_off = arena_off;
+	h->arena_size = arena;
+	h->magic = JOBQ_REGION_MAGIC;
+	c->sq = (struct jobq_sqe *)(c->region + sq_off);
+	c->cq = (struct jobq_cqe *)(c->region + cq_off);
+	c->arena_off = arena_off;
+	c->arena_size = arena;
+	c->sq_entries = JQ_SQ_ENTRIES;
+	c->cq_entries = JQ_CQ_ENTRIES;
+	c->sq_head = c->cq_tail = c->cq_gen = 0;
+	return 0;
+fail:
+	snprintf(msg, msglen, "jobqd could not set up the client region: %s",
+		 strerror(errno));
+	return -errno;
+}
+
+static void region_undo(struct jq_client *c)
+{
+	if (c->region)
+		munmap(c->region, c->region_size);
+	c->region = NULL;
+	if (c->region_fd >= 0)
+		close(c->region_fd);
+	if (c->sq_efd >= 0)
+		close(c->sq_efd);
+	if (c->cq_efd >= 0)
+		close(c->cq_efd);
+	c->region_fd = c->sq_efd = c->cq_efd = -1;
+}
+
+static void on_hello(struct jq_client *c, int res)
+{
+	struct jq_mgr *m = &jobq__m;
+	struct jobq_hello *hl = &c->hello;
+	char msg[160];
+	int fds[4], ret;
+
+	if (res != (int)sizeof(*hl)) {
+		jobq__log(1, "pid %d: no hello (%d); closing", (int)c->pid, res);
+		client_drop(c, false);
+		return;
+	}
+	if (hl->magic != JOBQ_HELLO_MAGIC || hl->version != JOBQ_LAYOUT_VERSION) {
+		snprintf(msg, sizeof(msg),
+			 "client speaks layout version %u, jobqd %s speaks %u",
+			 hl->magic == JOBQ_HELLO_MAGIC ? hl->version : 0,
+			 JOBQ_VERSION_STRING, JOBQ_LAYOUT_VERSION);
+		send_welcome(c->sock, JOBQ_EVERSION, 0, 0, msg, NULL, 0);
+		client_drop(c, false);
+		return;
+	}
+	memcpy(c->name, hl->name, sizeof(hl->name));
+	c->name[sizeof(hl->name)] = '\0';
+	for (char *p = c->name; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	ret = region_create(c, msg, sizeof(msg));
+	if (ret) {
+		send_welcome(c->sock, ret, 0, 0, msg, NULL, 0);
+		region_undo(c);
+		client_drop(c, false);
+		return;
+	}
+	fds[0] = m->st.ro_fd;
+	fds[1] = c->region_fd;
+	fds[2] = c->sq_efd;
+	fds[3] = c->cq_efd;
+	send_welcome(c->sock, 0, c->hdr->client_id, c->region_size, NULL, fds,
+		     4);
+	/* The mapping keeps the region alive; the client has its own fd. */
+	close(c->region_fd);
+	c->region_fd = -1;
+	c->pidfd = (int)syscall(SYS_pidfd_open, c->pid, 0);
+
+	jq_list_init(&c->waiters);
+	c->state = JQ_C_LIVE;
+	c->broken = false;
+	c->wake = false;
+	jq_list_add_tail(&c->lnode, &L.live);
+	m->nlive++;
+	store_relaxed(&jq_hdr()->nclients, m->nlive);
+	jq_count(clients_total);
+	arm_client(c, UD_SQ);
+	arm_client(c, UD_SOCK);
+	if (c->pidfd >= 0)
+		arm_client(c, UD_PID);
+	jobq__log(1, "client %u connected: pid %d uid %u \"%s\"", c->slot,
+		  (int)c->pid, (unsigned)c->uid, c->name);
+}
+
+/* Whether the client left work behind: then its going away is a death. */
+static bool client_busy(struct jq_client *c)
+{
+	return !jq_list_empty(&c->waiters) || c->nhanded ||
+	       load_acquire(&c->hdr->sq.tail) != c->sq_head;
+}
+
+static void on_signal(void)
+{
+	switch (L.si.ssi_signo) {
+	case SIGTERM:
+	case SIGINT:
+		jobq__log(0, "signal %u: shutting down", L.si.ssi_signo);
+		jobq__m.stopping = true;
+		break;
+	case SIGHUP:
+		if (L.on_hup)
+			L.on_hup();
+		break;
+	}
+}
+
+static void handle_cqe(const struct io_uring_cqe *cqe)
+{
+	uint64_t ud = io_uring_cqe_get_data64(cqe);
+	unsigned kind = (unsigned)(ud >> 56);
+	uint32_t slot = (uint32_t)(ud >> 32) & 0xffffff;
+	uint32_t gen = (uint32_t)ud;
+	struct jq_client *c;
+
+	switch (kind) {
+	case UD_ACCEPT:
+		if (!jobq__m.stopping)
+			arm_accept();
+		if (cqe->res >= 0)
+			on_accept(cqe->res);
+		else if (cqe->res != -ECANCELED)
+			jobq__log(0, "accept: %s", strerror(-cqe->res));
+		return;
+	case UD_SIGNAL:
+		if (cqe->res == (int)sizeof(L.si))
+			on_signal();
+		arm_signal();
+		return;
+	case UD_CANCEL:
+		return;
+	}
+	if (slot >= jobq__m.o.max_clients)
+		return;
+	c = &jobq__m.clients[slot];
+	c->inflight--;
+	if (c->gen != gen || c->state == JQ_C_DEAD || c->state == JQ_C_FREE) {
+		slot_release(c);
+		return;
+	}
+	L.work = true;
+	switch (kind) {
+	case UD_HELLO:
+		if (c->state == JQ_C_HELLO)
+			on_hello(c, cqe->res);
+		break;
+	case UD_SQ:
+		if (c->state != JQ_C_LIVE)
+			break;
+		if (cqe->res < 0 && cqe->res != -EINTR) {
+			client_drop(c, true);
+			break;
+		}
+		/* Drain the counter; the sweep does the work. */
+		{
+			uint64_t v;
+
+			if (read(c->sq_efd, &v, sizeof(v)) < 0 &&
+			    errno != EAGAIN)
+				jobq__log(1, "sq eventfd: %s", strerror(errno));
+		}
+		arm_client(c, UD_SQ);
+		break;
+	case UD_SOCK:
+		if (c->state != JQ_C_LIVE)
+			break;
+		if (cqe->res > 0) {
+			/* Nothing is expected after the hello; ignore it. */
+			arm_client(c, UD_SOCK);
+			break;
+		}
+		client_drop(c, client_busy(c));
+		break;
+	case UD_PID:
+		if (c->state == JQ_C_LIVE && cqe->res >= 0)
+			client_drop(c, true);
+		break;
+	}
+}
+
+/* Handles every io_uring completion there is, without waiting. */
+static bool reap_cqes(void)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+
+	io_uring_for_each_cqe(&L.ring, head, cqe) {
+		handle_cqe(cqe);
+		n++;
+	}
+	if (n)
+		io_uring_cq_advance(&L.ring, n);
+	return n > 0;
+}
+
+/* ------------------------------------------------------------------------
+ * The loop.
+ */
+static bool sweep(void)
+{
+	struct jq_list *p, *nx;
+	bool work = false;
+
+	for (p = L.live.next; p != &L.live; p = nx) {
+		struct jq_client *c = jq_entry(p, struct jq_client, lnode);
+
+		nx = p->next;
+		reap_handed(c);
+		flush_overflow(c);
+		if (process_sq(c))
+			work = true;
+	}
+	return work;
+}
+
+static void end_turn(void)
+{
+	struct jq_list *p, *nx;
+	uint64_t one = 1;
+
+	if (jobq__m.st.freed) {
+		jobq__m.st.freed = false;
+		jobq__queues_kick();
+	}
+	for (p = L.live.next; p != &L.live; p = nx) {
+		struct jq_client *c = jq_entry(p, struct jq_client, lnode);
+
+		nx = p->next;
+		if (c->broken) {
+			/* A dropped client can unlink the next one too when
+			 * requeued objects go to its waiters: restart. */
+			client_drop(c, true);
+			nx = L.live.next;
+		}
+	}
+	if (jq_list_empty(&L.wakes))
+		return;
+	/* Pairs with the client's fence between setting NEED_WAKEUP and
+	 * re-checking the cq tail. */
+	full_fence();
+	while (!jq_list_empty(&L.wakes)) {
+		struct jq_client *c = jq_entry(L.wakes.next, struct jq_client,
+					       wnode);
+
+		jq_list_del(&c->wnode);
+		c->wake = false;
+		if (load_relaxed(&c->hdr->cq.flags) & JOBQ_RING_NEED_WAKEUP)
+			if (write(c->cq_efd, &one, sizeof(one)) < 0 &&
+			    errno != EAGAIN)
+				jobq__log(1, "cq eventfd: %s", strerror(errno));
+	}
+}
+
+static void set_need_wakeup(bool on)
+{
+	for (struct jq_list *p = L.live.next; p != &L.live; p = p->next) {
+		struct jq_client *c = jq_entry(p, struct jq_client, lnode);
+		uint32_t f = load_relaxed(&c->hdr->sq.flags);
+
+		store_relaxed(&c->hdr->sq.flags,
+			      on ? f | JOBQ_RING_NEED_WAKEUP
+				 : f & ~JOBQ_RING_NEED_WAKEUP);
+	}
+}
+
+/*
+ * Whether sleeping now could miss something: an sq with entries we can
+ * take. *stalled is set when a client has entries but no cq room, or
+ * objects waiting for acknowledgement while putters wait for space: its
+ * progress does not wake us, so the sleep must be short.
+ */
+static bool anything_pending(bool *stalled)
+{
+	*stalled = false;
+	for (struct jq_list *p = L.live.next; p != &L.live; p = p->next) {
+		struct jq_client *c = jq_entry(p, struct jq_client, lnode);
+
+		if (c->novf || (c->nhanded && jobq__queues_blocked()))
+			*stalled = true;
+		if (load_acquire(&c->hdr->sq.tail) != c->sq_head) {
+			if (c->novf || !cq_room(c))
+				*stalled = true;
+			else
+				return true;
+		}
+	}
+	return io_uring_cq_ready(&L.ring) > 0;
+}
+
+/* Graceful stop: answer what is in flight, fail every waiter, wake all. */
+static void shutdown_clients(void)
+{
+	struct jq_list *p;
+	uint64_t one = 1;
+
+	store_relaxed(&jq_hdr()->shutting_down, 1);
+	for (p = L.live.next; p != &L.live; p = p->next) {
+		struct jq_client *c = jq_entry(p, struct jq_client, lnode);
+
+		while (!jq_list_empty(&c->waiters))
+			jobq__wait_done(jq_entry(c->waiters.next,
+						 struct jq_waiter, cnode),
+					JOBQ_ECLOSED, 0);
+	}
+	if (!jobq__m.stop_now)
+		sweep();
+	for (p = L.live.next; p != &L.live; p = p->next) {
+		struct jq_client *c = jq_entry(p, struct jq_client, lnode);
+
+		flush_overflow(c);
+	}
+	full_fence();
+	for (p = L.live.next; p != &L.live; p = p->next) {
+		struct jq_client *c = jq_entry(p, struct jq_client, lnode);
+
+		if (write(c->cq_efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+			jobq__log(1, "cq eventfd: %s", strerror(errno));
+	}
+	while (!jq_list_empty(&L.live)) {
+		struct jq_client *c = jq_entry(L.live.next, struct jq_client,
+					       lnode);
+
+		client_drop(c, false);
+	}
+}
+
+int jobq__loop_init(int lfd, int sfd, void (*on_hup)(void), char *err,
+		    size_t errlen)
+{
+	struct jq_mgr *m = &jobq__m;
+	unsigned entries = 4 * m->o.max_clients + 64;
+	int ret;
+
+	if (entries > 32768)
+		entries = 32768;
+	memset(&L, 0, sizeof(L));
+	L.lfd = lfd;
+	L.sfd = sfd;
+	L.on_hup = on_hup;
+	jq_list_init(&L.live);
+	jq_list_init(&L.wakes);
+	ret = io_uring_queue_init(entries, &L.ring, 0);
+	if (ret < 0) {
+		if (ret == -ENOSYS || ret == -EPERM)
+			snprintf(err, errlen,
+				 "io_uring is not available (%s): it is "
+				 "disabled by the kernel.io_uring_disabled "
+				 "sysctl or by a container's seccomp profile; "
+				 "set kernel.io_uring_disabled=0 or allow "
+				 "io_uring_setup/io_uring_enter",
+				 strerror(-ret));
+		else
+			snprintf(err, errlen, "io_uring_queue_init: %s",
+				 strerror(-ret));
+		return ret;
+	}
+	m->clients = calloc(m->o.max_clients, sizeof(*m->clients));
+	if (!m->clients) {
+		io_uring_queue_exit(&L.ring);
+		snprintf(err, errlen, "out of memory for %u clients",
+			 m->o.max_clients);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < m->o.max_clients; i++) {
+		m->clients[i].slot = i;
+		m->clients[i].sock = m->clients[i].pidfd = -1;
+		m->clients[i].sq_efd = m->clients[i].cq_efd = -1;
+		m->clients[i].region_fd = -1;
+	}
+	arm_accept();
+	arm_signal();
+	io_uring_submit(&L.ring);
+	return 0;
+}
+
+int jobq__loop_run(void)
+{
+	uint64_t spin = JQ_SPIN_START_NS, last_work = jobq__now_ns();
+
+	for (;;) {
+		bool stalled;
+		uint64_t now;
+
+		L.work = false;
+		if (io_uring_sq_ready(&L.ring))
+			io_uring_submit(&L.ring);
+		if (reap_cqes())
+			L.work = true;
+		if (sweep())
+			L.work = true;
+		timers_run();
+		end_turn();
+		if (jobq__m.stopping) {
+			shutdown_clients();
+			return 0;
+		}
+		now = jobq__now_ns();
+		if (L.work) {
+			last_work = now;
+			continue;
+		}
+		if (now - last_work < spin) {
+			__builtin_ia32_pause();
+			continue;
+		}
+
+		/* Going to sleep: ask for wake-ups, then look once more. */
+		set_need_wakeup(true);
+		full_fence();
+		if (anything_pending(&stalled)) {
+			set_need_wakeup(false);
+			last_work = jobq__now_ns();
+			continue;
+		}
+		{
+			struct __kernel_timespec ts, *tsp = NULL;
+			struct io_uring_cqe *cqe;
+			uint64_t wait = UINT64_MAX, slept;
+
+			if (L.tn)
+				wait = L.th[0]->deadline > now ?
+					       L.th[0]->deadline - now : 0;
+			if (stalled && wait > JQ_STALL_POLL_NS)
+				wait = JQ_STALL_POLL_NS;
+			if (wait != UINT64_MAX) {
+				ts.tv_sec = (long long)(wait / JOBQ__NSEC_PER_SEC);
+				ts.tv_nsec = (long long)(wait %
+							 JOBQ__NSEC_PER_SEC);
+				tsp = &ts;
+			}
+			io_uring_submit(&L.ring);
+			if (tsp)
+				io_uring_wait_cqe_timeout(&L.ring, &cqe, tsp);
+			else
+				io_uring_wait_cqe(&L.ring, &cqe);
+			set_need_wakeup(false);
+			/*
+			 * Adapt the spin window: a wake-up soon after we went
+			 * to sleep means we gave up too early.
+			 */
+			slept = jobq__now_ns() - now;
+			if (slept < 4 * spin && spin < JQ_SPIN_MAX_NS)
+				spin *= 2;
+			else if (slept > 64 * spin && spin > JQ_SPIN_MIN_NS)
+				spin /= 2;
+			last_work = jobq__now_ns();
+		}
+	}
+}
+
+void jobq__loop_fini(void)
+{
+	struct jq_mgr *m = &jobq__m;
+
+	io_uring_queue_exit(&L.ring);
+	for (uint32_t i = 0; m->clients && i < m->o.max_clients; i++) {
+		struct jq_client *c = &m->clients[i];
+
+		if (c->sock >= 0)
+			close(c->sock);
+		if (c->pidfd >= 0)
+			close(c->pidfd);
+	}
+	while (L.tn)
+		th_remove(L.th[0]);
+	free(L.th);
+	free(m->clients);
+	m->clients = NULL;
+}

@@ -1,1 +1,387 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * queues.c - named FIFO queues of objects in the store.
+ *
+ * A queue's public state (depth, bytes, limits, totals, the item list) is
+ * its record in the store, changed only inside the record's seqlock write
+ * section. Its waiters live here, in the manager's memory:
+ *
+ *   getters - gets that found the queue empty; a put hands its new object
+ *             straight to the oldest one, so a queue with getters is empty;
+ *   putters - puts that found the queue at a limit or the heap full; their
+ *             payload stays in the client's arena until they are served,
+ *             oldest first, when a get or a freed object makes room;
+ *   joiners - joins waiting for `unfinished` to reach 0.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jobqd.h"
+
+struct jq_queue {
+	struct jq_list getters, putters, joiners;
+};
+
+static struct jq_queue *Q;
+static uint32_t nputwait;	/* putters over all queues */
+
+void jobq__queues_init(uint32_t max_queues)
+{
+	Q = calloc(max_queues, sizeof(*Q));
+	if (!Q)
+		abort();
+	for (uint32_t i = 0; i < max_queues; i++) {
+		jq_list_init(&Q[i].getters);
+		jq_list_init(&Q[i].putters);
+		jq_list_init(&Q[i].joiners);
+	}
+}
+
+static struct jobq_queue_rec *rec(uint32_t qid)
+{
+	return &jobq__m.st.queues[qid];
+}
+
+static bool valid_qid(uint32_t qid)
+{
+	return qid < load_relaxed(&jq_hdr()->nqueues);
+}
+
+/* Whether one more object of @len bytes would pass the queue's limits. An
+ * empty queue takes any object, so a too-big one cannot block forever. */
+static bool over_limit(const struct jobq_queue_rec *r, uint64_t len)
+{
+	if (r->max_depth && r->depth >= r->max_depth)
+		return true;
+	if (r->max_bytes && r->depth > 0 && r->bytes + len > r->max_bytes)
+		return true;
+	return false;
+}
+
+/* The oldest getter whose client can still take an object, or NULL. */
+static struct jq_waiter *first_getter(struct jq_queue *q)
+{
+	for (struct jq_list *p = q->getters.next; p != &q->getters;
+	     p = p->next) {
+		struct jq_waiter *w = jq_entry(p, struct jq_waiter, onode);
+
+		if (jobq__client_alive(w->c))
+			return w;
+	}
+	return NULL;
+}
+
+/* A new object enters queue @qid: to the oldest getter, else the tail. */
+static void commit(uint32_t qid, uint64_t item)
+{
+	struct jobq_queue_rec *r = rec(qid);
+	struct jobq_item *it = jq_ptr(item);
+	struct jq_waiter *w = first_getter(&Q[qid]);
+
+	seq_write_begin(&r->seq);
+	r->total_put++;
+	r->unfinished++;
+	if (w) {
+		r->total_get++;
+	} else {
+		it->next = 0;
+		if (r->tail)
+			((struct jobq_item *)jq_ptr(r->tail))->next = item;
+		else
+			r->head = item;
+		r->tail = item;
+		r->depth++;
+		r->bytes += it->len;
+	}
+	seq_write_end(&r->seq);
+	jq_count(puts);
+	if (w) {
+		jq_count(gets);
+		jobq__hand(w->c, w->sqe.user_data, qid, item, false);
+		jobq__wait_free(w);
+	}
+}
+
+/* Takes the head object off queue @qid (which must not be empty). */
+static uint64_t pop(uint32_t qid)
+{
+	struct jobq_queue_rec *r = rec(qid);
+	uint64_t item = r->head;
+	struct jobq_item *it = jq_ptr(item);
+
+	seq_write_begin(&r->seq);
+	r->head = it->next;
+	if (!r->head)
+		r->tail = 0;
+	r->depth--;
+	r->bytes -= it->len;
+	r->total_get++;
+	seq_write_end(&r->seq);
+	jq_count(gets);
+	return item;
+}
+
+enum { PUT_OK = 0, PUT_LIMIT, PUT_FULL };
+
+/* Stores a copy of @data as a new object of queue @qid if it fits. */
+static int try_put(uint32_t qid, const uint8_t *data, uint32_t len,
+		   uint32_t type)
+{
+	struct jobq_item *it;
+	uint64_t item;
+
+	if (jq_list_empty(&Q[qid].getters) && over_limit(rec(qid), len))
+		return PUT_LIMIT;
+	item = jobq__alloc(sizeof(struct jobq_item) + len);
+	if (!item)
+		return PUT_FULL;
+	it = jq_ptr(item);
+	it->next = 0;
+	it->len = len;
+	it->type = type;
+	memcpy(it + 1, data, len);
+	commit(qid, item);
+	return PUT_OK;
+}
+
+static void set_waiting(uint32_t qid, int kind, int delta)
+{
+	struct jobq_queue_rec *r = rec(qid);
+
+	seq_write_begin(&r->seq);
+	if (kind == JQ_W_GET)
+		r->getters += (uint32_t)delta;
+	else
+		r->putters += (uint32_t)delta;
+	seq_write_end(&r->seq);
+}
+
+/* Serves the putters of queue @qid in order while their objects fit. */
+static void serve_putters(uint32_t qid)
+{
+	struct jq_queue *q = &Q[qid];
+
+	while (!jq_list_empty(&q->putters)) {
+		struct jq_waiter *w = jq_entry(q->putters.next,
+					       struct jq_waiter, onode);
+
+		if (!jobq__client_alive(w->c)) {
+			/* Dropped at the end of this turn; skip it now. */
+			jobq__wait_free(w);
+			continue;
+		}
+		if (try_put(qid, jobq__arena(w->c, w->sqe.arena_off),
+			    w->sqe.arena_len, w->sqe.type) != PUT_OK)
+			break;
+		jobq__wait_done(w, 0, 0);
+	}
+}
+
+void jobq__queue_serve(uint32_t qid)
+{
+	struct jq_queue *q = &Q[qid];
+	struct jq_waiter *w;
+
+	while (rec(qid)->depth && (w = first_getter(q))) {
+		jobq__hand(w->c, w->sqe.user_data, qid, pop(qid), false);
+		jobq__wait_free(w);
+	}
+	serve_putters(qid);
+}
+
+void jobq__queue_requeue(uint32_t qid, uint64_t item)
+{
+	struct jobq_queue_rec *r = rec(qid);
+	struct jobq_item *it = jq_ptr(item);
+
+	seq_write_begin(&r->seq);
+	it->next = r->head;
+	r->head = item;
+	if (!r->tail)
+		r->tail = item;
+	r->depth++;
+	r->bytes += it->len;
+	seq_write_end(&r->seq);
+}
+
+void jobq__queues_kick(void)
+{
+	uint32_t n = load_relaxed(&jq_hdr()->nqueues);
+
+	for (uint32_t i = 0; i < n && nputwait; i++)
+		if (!jq_list_empty(&Q[i].putters))
+			serve_putters(i);
+}
+
+bool jobq__queues_blocked(void)
+{
+	return nputwait > 0;
+}
+
+void jobq__queue_wait_detach(struct jq_waiter *w)
+{
+	uint32_t qid = w->sqe.id;
+
+	if (jq_list_empty(&w->onode))
+		return;
+	jq_list_del(&w->onode);
+	if (w->kind == JQ_W_GET) {
+		set_waiting(qid, JQ_W_GET, -1);
+	} else if (w->kind == JQ_W_PUT) {
+		set_waiting(qid, JQ_W_PUT, -1);
+		nputwait--;
+	}
+}
+
+/* Applies limits from arg0/arg1 (UINT64_MAX: leave) to queue @qid. */
+static void set_limits(uint32_t qid, const struct jobq_sqe *s)
+{
+	struct jobq_queue_rec *r = rec(qid);
+
+	seq_write_begin(&r->seq);
+	if (s->arg0 != UINT64_MAX)
+		r->max_depth = s->arg0;
+	if (s->arg1 != UINT64_MAX)
+		r->max_bytes = s->arg1;
+	seq_write_end(&r->seq);
+	/* Raised limits may let putters in. */
+	serve_putters(qid);
+}
+
+int jobq__op_q_open(struct jq_client *c, const struct jobq_sqe *s)
+{
+	struct jobq_store_hdr *h = jq_hdr();
+	uint32_t n = load_relaxed(&h->nqueues), i;
+	char name[JOBQ_NAME_MAX + 1];
+	struct jobq_queue_rec *r;
+
+	if (jobq__arena_name(c, s, name))
+		return jobq__bad(-EINVAL);
+	for (i = 0; i < n; i++)
+		if (!strcmp(rec(i)->name, name))
+			break;
+	if (i == n) {
+		if (!(s->flags & JOBQ_SQE_CREATE))
+			return -ENOENT;
+		if (n >= h->max_queues)
+			return JOBQ_ELIMIT;
+		r = rec(n);
+		seq_write_begin(&r->seq);
+		r->in_use = 1;
+		memcpy(r->name, name, sizeof(r->name));
+		seq_write_end(&r->seq);
+		/* The record is complete before readers count it. */
+		store_release(&h->nqueues, n + 1);
+		jobq__log(1, "queue %u \"%s\" created", n, name);
+	}
+	set_limits(i, s);
+	return (int)i;
+}
+
+int jobq__op_q_set(struct jq_client *c, const struct jobq_sqe *s)
+{
+	if (!valid_qid(s->id))
+		return jobq__bad(-EINVAL);
+	set_limits(s->id, s);
+	return 0;
+}
+
+int jobq__op_q_put(struct jq_client *c, const struct jobq_sqe *s)
+{
+	uint32_t qid = s->id;
+	struct jq_waiter *w;
+	int why = PUT_LIMIT, err;
+
+	if (!valid_qid(qid))
+		return jobq__bad(-EINVAL);
+	if (s->arena_len > jq_hdr()->max_object)
+		return -E2BIG;
+	/* FIFO: a put waits behind the putters already waiting. */
+	if (jq_list_empty(&Q[qid].putters)) {
+		why = try_put(qid, jobq__arena(c, s->arena_off), s->arena_len,
+			      s->type);
+		if (why == PUT_OK)
+			return 0;
+	}
+	if (s->timeout_ns == 0)
+		return why == PUT_FULL ? JOBQ_EFULL : -EAGAIN;
+	w = jobq__wait_new(c, s, JQ_W_PUT, &err);
+	if (!w)
+		return err;
+	jq_list_add_tail(&w->onode, &Q[qid].putters);
+	set_waiting(qid, JQ_W_PUT, 1);
+	nputwait++;
+	return JQ_NOREPLY;
+}
+
+int jobq__op_q_get(struct jq_client *c, const struct jobq_sqe *s)
+{
+	uint32_t qid = s->id;
+	uint64_t want = s->arg0;
+	struct jq_waiter *w;
+	int err;
+
+	if (!valid_qid(qid))
+		return jobq__bad(-EINVAL);
+	if (want == 0)
+		want = 1;
+	if (want > c->cq_entries)
+		want = c->cq_entries;
+	if (rec(qid)->depth) {
+		uint64_t k = rec(qid)->depth < want ? rec(qid)->depth : want;
+
+		for (uint64_t i = 0; i < k; i++)
+			jobq__hand(c, s->user_data, qid, pop(qid), i + 1 < k);
+		serve_putters(qid);
+		return JQ_NOREPLY;
+	}
+	if (s->timeout_ns == 0)
+		return -EAGAIN;
+	w = jobq__wait_new(c, s, JQ_W_GET, &err);
+	if (!w)
+		return err;
+	jq_list_add_tail(&w->onode, &Q[qid].getters);
+	set_waiting(qid, JQ_W_GET, 1);
+	return JQ_NOREPLY;
+}
+
+int jobq__op_q_task_done(struct jq_client *c, const struct jobq_sqe *s)
+{
+	struct jobq_queue_rec *r;
+	struct jq_queue *q;
+
+	if (!valid_qid(s->id) || s->arg0 == 0)
+		return jobq__bad(-EINVAL);
+	r = rec(s->id);
+	q = &Q[s->id];
+	if (s->arg0 > r->unfinished)
+		return -EINVAL;
+	seq_write_begin(&r->seq);
+	r->unfinished -= s->arg0;
+	seq_write_end(&r->seq);
+	if (r->unfinished == 0)
+		while (!jq_list_empty(&q->joiners))
+			jobq__wait_done(jq_entry(q->joiners.next,
+						 struct jq_waiter, onode),
+					0, 0);
+	return 0;
+}
+
+int jobq__op_q_join(struct jq_client *c, const struct jobq_sqe *s)
+{
+	struct jq_waiter *w;
+	int err;
+
+	if (!valid_qid(s->id))
+		return jobq__bad(-EINVAL);
+	if (rec(s->id)->unfinished == 0)
+		return 0;
+	if (s->timeout_ns == 0)
+		return -EAGAIN;
+	w = jobq__wait_new(c, s, JQ_W_JOIN, &err);
+	if (!w)
+		return err;
+	jq_list_add_tail(&w->onode, &Q[s->id].joiners);
+	return JQ_NOREPLY;
+}

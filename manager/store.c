@@ -1,1 +1,190 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * store.c - the shared-memory store: one sealed memfd laid out as
+ *
+ *   [struct jobq_store_hdr][queue table][lock table][kv table][heap]
+ *
+ * jobqd maps it read-write and is its only writer. Clients get a separate
+ * read-only descriptor (a reopening of the memfd through /proc/self/fd), so
+ * the descriptor they hold cannot be mapped writable.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "jobqd.h"
+
+#define ALIGN_UP(x, a) (((x) + (a)-1) & ~((uint64_t)(a)-1))
+
+#define JQ_MAX_QUEUES 4096
+#define JQ_MAX_LOCKS 4096
+
+/* The smallest power of two >= @v. */
+static uint32_t pow2_at_least(uint64_t v)
+{
+	uint32_t p = 1;
+
+	while (p < v && p < (1u << 30))
+		p <<= 1;
+	return p;
+}
+
+static uint64_t random64(void)
+{
+	uint64_t v = 0;
+
+	if (getrandom(&v, sizeof(v), 0) != sizeof(v))
+		v = jobq__now_ns() ^ ((uint64_t)getpid() << 32);
+	return v;
+}
+
+/*
+ * jobq__store_create - create, size, seal and map the store, lay out its
+ * tables and start the heap. Returns 0, or -errno with a message in @err.
+ */
+int jobq__store_create(const struct jq_opts *o, char *err, size_t errlen)
+{
+	struct jq_store *st = &jobq__m.st;
+	struct jobq_store_hdr *h;
+	uint64_t off, kv_slots;
+	char path[64];
+	int ret;
+
+	st->fd = st->ro_fd = -1;
+	st->size = ALIGN_UP(o->memory, 4096);
+	st->fd = memfd_create("jobq-store", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (st->fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "memfd_create: %s", strerror(errno));
+		return ret;
+	}
+	if (ftruncate(st->fd, (off_t)st->size) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "sizing the store to %llu bytes: %s",
+			 (unsigned long long)st->size, strerror(errno));
+		return ret;
+	}
+	/* Sealed against size changes: nobody can truncate it under us. */
+	if (fcntl(st->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "sealing the store: %s", strerror(errno));
+		return ret;
+	}
+	st->base = mmap(NULL, st->size, PROT_READ | PROT_WRITE, MAP_SHARED,
+			st->fd, 0);
+	if (st->base == MAP_FAILED) {
+		ret = -errno;
+		st->base = NULL;
+		snprintf(err, errlen, "mapping the store: %s", strerror(errno));
+		return ret;
+	}
+	/*
+	 * Our mapping exists; from now on no new writable mapping can be
+	 * made, so even a client that reopened its descriptor through /proc
+	 * cannot write. Older kernels lack the seal: not fatal.
+	 */
+#ifdef F_SEAL_FUTURE_WRITE
+	(void)fcntl(st->fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE | F_SEAL_SEAL);
+#endif
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", st->fd);
+	st->ro_fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (st->ro_fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "reopening the store read-only (%s): %s",
+			 path, strerror(errno));
+		return ret;
+	}
+
+	kv_slots = pow2_at_least(st->size / 2048);
+	if (kv_slots < 1024)
+		kv_slots = 1024;
+
+	h = st->hdr = (struct jobq_store_hdr *)st->base;
+	off = ALIGN_UP(sizeof(*h), JOBQ_CACHELINE);
+	h->queues_off = off;
+	off = ALIGN_UP(off + JQ_MAX_QUEUES * sizeof(struct jobq_queue_rec),
+		       JOBQ_CACHELINE);
+	h->locks_off = off;
+	off = ALIGN_UP(off + JQ_MAX_LOCKS * sizeof(struct jobq_lock_rec),
+		       JOBQ_CACHELINE);
+	h->kv_off = off;
+	off = ALIGN_UP(off + kv_slots * sizeof(struct jobq_kv_slot), 4096);
+	h->heap_off = off;
+	if (off + (1u << 20) > st->size) {
+		snprintf(err, errlen,
+			 "--memory %llu is too small for the tables "
+			 "(need more than %llu bytes)",
+			 (unsigned long long)o->memory,
+			 (unsigned long long)(off + (1u << 20)));
+		return -EINVAL;
+	}
+	h->heap_size = st->size - off;
+	h->max_queues = JQ_MAX_QUEUES;
+	h->max_locks = JQ_MAX_LOCKS;
+	h->kv_slots = (uint32_t)kv_slots;
+	h->size = st->size;
+	h->generation = random64();
+	h->max_object = o->max_object;
+	h->manager_pid = getpid();
+	h->max_clients = o->max_clients;
+	h->started_ns = jobq__realtime_ns();
+	h->hdr_size = sizeof(*h);
+	h->version = JOBQ_LAYOUT_VERSION;
+
+	st->queues = (struct jobq_queue_rec *)(st->base + h->queues_off);
+	st->locks = (struct jobq_lock_rec *)(st->base + h->locks_off);
+	st->kv = (struct jobq_kv_slot *)(st->base + h->kv_off);
+	st->heap = jobq__heap_create(st->base, h->heap_off, h->heap_size);
+	if (!st->heap) {
+		snprintf(err, errlen, "cannot start the heap over %llu bytes",
+			 (unsigned long long)h->heap_size);
+		return -ENOMEM;
+	}
+	store_relaxed(&h->heap_used, jobq__heap_used(st->heap));
+	/* The magic goes last: a reader that sees it sees the layout. */
+	atomic_thread_fence(memory_order_release);
+	h->magic = JOBQ_STORE_MAGIC;
+	return 0;
+}
+
+void jobq__store_destroy(void)
+{
+	struct jq_store *st = &jobq__m.st;
+
+	if (st->heap)
+		jobq__heap_destroy(st->heap);
+	if (st->base)
+		munmap(st->base, st->size);
+	if (st->ro_fd >= 0)
+		close(st->ro_fd);
+	if (st->fd >= 0)
+		close(st->fd);
+	memset(st, 0, sizeof(*st));
+	st->fd = st->ro_fd = -1;
+}
+
+uint64_t jobq__alloc(uint64_t size)
+{
+	struct jq_store *st = &jobq__m.st;
+	uint64_t off = jobq__heap_alloc(st->heap, size);
+
+	if (off)
+		store_relaxed(&st->hdr->heap_used,
+			      jobq__heap_used(st->heap));
+	return off;
+}
+
+void jobq__free(uint64_t off)
+{
+	struct jq_store *st = &jobq__m.st;
+
+	if (!off)
+		return;
+	jobq__heap_free(st->heap, off);
+	store_relaxed(&st->hdr->heap_used, jobq__heap_used(st->heap));
+	st->freed = true;
+}

@@ -1,0 +1,296 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * jobqd.h - the manager's own state, shared by its source files.
+ *
+ * jobqd is single-threaded: one io_uring event loop (loop.c) owns every
+ * client, and the op handlers (queues.c, kv.c, locks.c) run inside it. No
+ * structure here needs a lock. The store (store.c) is written by this
+ * process only; clients map it read-only.
+ */
+#ifndef JOBQD_H
+#define JOBQD_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "heap.h"
+#include "internal.h"
+
+/* ------------------------------------------------------------------------
+ * A small intrusive doubly linked list (circular, with a head node).
+ */
+struct jq_list {
+	struct jq_list *next, *prev;
+};
+
+static inline void jq_list_init(struct jq_list *l)
+{
+	l->next = l->prev = l;
+}
+
+static inline bool jq_list_empty(const struct jq_list *l)
+{
+	return l->next == l;
+}
+
+static inline void jq_list_add_tail(struct jq_list *n, struct jq_list *head)
+{
+	n->prev = head->prev;
+	n->next = head;
+	head->prev->next = n;
+	head->prev = n;
+}
+
+/* Unlinks @n and leaves it as an empty list, so a second del is harmless. */
+static inline void jq_list_del(struct jq_list *n)
+{
+	n->prev->next = n->next;
+	n->next->prev = n->prev;
+	n->next = n->prev = n;
+}
+
+#define jq_entry(p, type, member) \
+	((type *)((char *)(p) - offsetof(type, member)))
+
+/* ------------------------------------------------------------------------
+ * Options (main.c fills them, everyone reads them).
+ */
+struct jq_opts {
+	char dir[PATH_MAX];
+	uint64_t memory;
+	uint64_t max_object;
+	uint32_t max_clients;
+	const char *group;	/* NULL: no --group */
+	gid_t gid;
+	bool daemon;
+	const char *log;
+	bool verbose;
+};
+
+/* ------------------------------------------------------------------------
+ * The store (store.c).
+ */
+struct jq_store {
+	int fd;			/* the memfd, read-write */
+	int ro_fd;		/* a read-only reopening, sent to clients */
+	uint8_t *base;
+	uint64_t size;
+	struct jobq_store_hdr *hdr;
+	struct jobq_queue_rec *queues;
+	struct jobq_lock_rec *locks;
+	struct jobq_kv_slot *kv;
+	struct jobq__heap *heap;
+	bool freed;		/* heap space was given back since last look */
+};
+
+/* ------------------------------------------------------------------------
+ * Waiters: requests that could not finish at once. Each is on its client's
+ * list (so a dying client drops them), on the list of the object it waits
+ * for (FIFO order), and in the timer heap when it has a deadline.
+ */
+enum jq_wait_kind {
+	JQ_W_GET,
+	JQ_W_PUT,
+	JQ_W_JOIN,
+	JQ_W_LOCK,	/* L_ACQUIRE and L_MANY */
+	JQ_W_EVENT,
+};
+
+#define JQ_MANY_MAX 64
+
+struct jq_client;
+
+struct jq_waiter {
+	struct jq_list cnode;	/* on the client's waiters */
+	struct jq_list onode;	/* on the queue's, lock table's or event's list */
+	struct jq_client *c;
+	struct jobq_sqe sqe;	/* the request, copied once and validated */
+	uint64_t deadline;	/* CLOCK_MONOTONIC ns; 0: none */
+	int64_t tidx;		/* index in the timer heap, -1: none */
+	int kind;		/* enum jq_wait_kind */
+	uint32_t nids;		/* locks waited for (sorted, no duplicates) */
+	uint32_t ids[JQ_MANY_MAX];
+};
+
+/* ------------------------------------------------------------------------
+ * Clients (loop.c).
+ */
+enum jq_client_state {
+	JQ_C_FREE = 0,
+	JQ_C_HELLO,	/* accepted, waiting for struct jobq_hello */
+	JQ_C_LIVE,
+	JQ_C_DEAD,	/* gone; the slot waits for its io_uring requests */
+};
+
+/* An object handed out by a get and not yet acknowledged (cq head past). */
+struct jq_handed {
+	uint64_t item;		/* store offset of struct jobq_item */
+	uint32_t qid;
+	uint32_t pos;		/* cq position of its completion */
+};
+
+struct jq_client {
+	uint32_t slot;
+	uint32_t gen;		/* bumped when the slot is freed */
+	int state;		/* enum jq_client_state */
+	uint32_t inflight;	/* io_uring requests that name this slot */
+	int sock, pidfd, sq_efd, cq_efd, region_fd;
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	char name[33];
+
+	uint8_t *region;
+	uint64_t region_size;
+	struct jobq_region_hdr *hdr;
+	struct jobq_sqe *sq;
+	struct jobq_cqe *cq;
+	uint64_t arena_off, arena_size;
+	uint32_t sq_entries, cq_entries;
+
+	uint32_t sq_head;	/* ours: what we have consumed */
+	uint32_t cq_tail;	/* ours: what we have published */
+	uint32_t cq_gen;	/* completions made: cq_tail + overflow */
+
+	struct jq_list waiters;
+	struct jq_handed *handed; /* FIFO in [hhead, hhead + nhanded) */
+	uint32_t hhead, nhanded, hcap;
+	struct jobq_cqe *ovf;	/* completions waiting for cq room, FIFO */
+	uint32_t ohead, novf, ocap;
+
+	bool wake;		/* on the wake list this turn */
+	bool broken;		/* to be dropped at the end of the turn */
+	bool live_link;		/* on the live list */
+	struct jq_list lnode;	/* on the live list */
+	struct jq_list wnode;	/* on the wake list */
+
+	/* Buffers io_uring writes into. */
+	uint64_t efd_buf;
+	uint8_t recv_buf[16];
+	struct jobq_hello hello;
+};
+
+/* ------------------------------------------------------------------------
+ * The manager.
+ */
+struct jq_mgr {
+	struct jq_opts o;
+	struct jq_store st;
+	struct jq_client *clients;	/* [o.max_clients] */
+	uint32_t nlive;
+	bool stopping;
+	bool stop_now;
+};
+
+extern struct jq_mgr jobq__m;
+
+/* Marks what an op handler returns when it has posted its own completion
+ * or parked the request as a waiter. */
+#define JQ_NOREPLY INT32_MIN
+
+static inline void *jq_ptr(uint64_t off)
+{
+	return jobq__m.st.base + off;
+}
+
+static inline struct jobq_store_hdr *jq_hdr(void)
+{
+	return jobq__m.st.hdr;
+}
+
+#define jq_count(field) \
+	store_relaxed(&jq_hdr()->counters.field, \
+		      load_relaxed(&jq_hdr()->counters.field) + 1)
+
+/* loop.c: the event loop. @lfd listens, @sfd is a signalfd for SIGTERM,
+ * SIGINT and SIGHUP; @on_hup runs on SIGHUP. init returns 0 or -errno with
+ * a message in @err; run returns 0 after a graceful stop. */
+int jobq__loop_init(int lfd, int sfd, void (*on_hup)(void), char *err,
+		    size_t errlen);
+int jobq__loop_run(void);
+void jobq__loop_fini(void);
+/* Counts a refused ring entry and returns @err. */
+int jobq__bad(int err);
+
+/* main.c: log a line (level 0 always, 1 with --verbose). */
+void jobq__log(int level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* store.c */
+int jobq__store_create(const struct jq_opts *o, char *err, size_t errlen);
+void jobq__store_destroy(void);
+/* Heap through the store: keeps hdr->heap_used current; 0 when full. */
+uint64_t jobq__alloc(uint64_t size);
+void jobq__free(uint64_t off);
+
+/* loop.c: completions and waiters, for the op handlers. */
+void jobq__post(struct jq_client *c, uint64_t user_data, int32_t res,
+		uint32_t flags, uint64_t val, uint32_t len, uint32_t type);
+/* Hands the object at @item (of queue @qid) to @c in a completion. */
+void jobq__hand(struct jq_client *c, uint64_t user_data, uint32_t qid,
+		uint64_t item, bool more);
+/*
+ * jobq__wait_new - park request @s of @c. Returns the waiter (linked on
+ * the client and the timer heap; the caller links onode) or NULL, with
+ * *err set: JOBQ_ECLOSED while shutting down, -ENOMEM.
+ */
+struct jq_waiter *jobq__wait_new(struct jq_client *c,
+				 const struct jobq_sqe *s, int kind, int *err);
+/* Completes @w with a result, unlinks it everywhere and frees it. */
+void jobq__wait_done(struct jq_waiter *w, int32_t res, uint64_t val);
+/* Unlinks and frees @w without a completion (its client is gone). */
+void jobq__wait_free(struct jq_waiter *w);
+/* A copy of @len bytes at arena offset @off of @c (validated earlier). */
+const uint8_t *jobq__arena(struct jq_client *c, uint64_t off);
+bool jobq__client_alive(const struct jq_client *c);
+
+/* queues.c */
+int jobq__op_q_open(struct jq_client *c, const struct jobq_sqe *s);
+int jobq__op_q_put(struct jq_client *c, const struct jobq_sqe *s);
+int jobq__op_q_get(struct jq_client *c, const struct jobq_sqe *s);
+int jobq__op_q_task_done(struct jq_client *c, const struct jobq_sqe *s);
+int jobq__op_q_join(struct jq_client *c, const struct jobq_sqe *s);
+int jobq__op_q_set(struct jq_client *c, const struct jobq_sqe *s);
+void jobq__queues_init(uint32_t max_queues);
+/* Detach a queue waiter from its queue (before it is completed/freed). */
+void jobq__queue_wait_detach(struct jq_waiter *w);
+/* Puts an unacknowledged object back at the head of its queue. */
+void jobq__queue_requeue(uint32_t qid, uint64_t item);
+/* Serve waiting putters of every queue after heap space came back. */
+void jobq__queues_kick(void);
+/* Hand objects of queue @qid to its waiting getters, oldest first. */
+void jobq__queue_serve(uint32_t qid);
+/* Whether some putter waits (so freed heap space matters at once). */
+bool jobq__queues_blocked(void);
+
+/* kv.c */
+int jobq__op_kv_set(struct jq_client *c, const struct jobq_sqe *s);
+int jobq__op_kv_del(struct jq_client *c, const struct jobq_sqe *s);
+int jobq__op_kv_incr(struct jq_client *c, const struct jobq_sqe *s);
+int jobq__op_kv_cas(struct jq_client *c, const struct jobq_sqe *s);
+
+/* locks.c */
+int jobq__op_l_open(struct jq_client *c, const struct jobq_sqe *s);
+int jobq__op_l_acquire(struct jq_client *c, const struct jobq_sqe *s);
+int jobq__op_l_release(struct jq_client *c, const struct jobq_sqe *s);
+int jobq__op_l_many(struct jq_client *c, const struct jobq_sqe *s);
+int jobq__op_ev_set(struct jq_client *c, const struct jobq_sqe *s);
+int jobq__op_ev_clear(struct jq_client *c, const struct jobq_sqe *s);
+int jobq__op_ev_wait(struct jq_client *c, const struct jobq_sqe *s);
+int jobq__locks_init(uint32_t max_locks);
+void jobq__lock_wait_detach(struct jq_waiter *w);
+/* Releases everything @c holds and grants the freed locks to waiters. */
+void jobq__locks_drop_client(struct jq_client *c);
+
+/*
+ * Names in the arena (queues, locks): 1..JOBQ_NAME_MAX bytes, no NUL or
+ * control characters. Copies into @buf (JOBQ_NAME_MAX + 1 bytes).
+ * Returns 0 or -EINVAL.
+ */
+int jobq__arena_name(struct jq_client *c, const struct jobq_sqe *s,
+		     char *buf);
+
+#endif
