@@ -960,7 +960,9 @@ static int submit_one_locked(jobq_t *q, struct jobq__op *op)
 	sqe = &q->sqes[q->sq_tail & (q->sq_entries - 1)];
 	*sqe = op->sqe;
 	sqe->user_data = r->user_data;
-	sqe->arena_off = need.bytes ? q->arena_off + off : 0;
+	/* An empty payload still points into the arena: the manager checks
+	 * every reference of an op that takes a payload, empty or not. */
+	sqe->arena_off = q->arena_off + off;
 	sqe->arena_len = (uint32_t)need.bytes;
 	q->sq_tail++;
 	return 0;
