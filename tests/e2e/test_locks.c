@@ -1,0 +1,298 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_locks.c - named locks against a real manager: Lock, RLock
+ * re-entry, a Semaphore(n) with n+1 takers, Events, kinds, timeouts and
+ * who may release what.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include "harness.h"
+
+static jobq_t *open_q(void **state)
+{
+	struct jqt_mgr *m = *state;
+	jobq_t *q = NULL;
+
+	assert_rc(jobq_open(&q, m->dir), 0);
+	return q;
+}
+
+static int lock_info(jobq_t *q, const char *name, struct jobq_lock_info *out)
+{
+	struct jobq_lock_info *list = NULL;
+	size_t n = 0;
+	int found = -ENOENT;
+
+	if (jobq_locks(q, &list, &n) < 0)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		if (!strcmp(list[i].name, name)) {
+			*out = list[i];
+			found = 0;
+		}
+	}
+	free(list);
+	return found;
+}
+
+struct hold_arg {
+	const char *name;
+	double hold;
+	struct jqt_barrier *b;
+};
+
+/* Take a lock, tell the parent (barrier), hold it a while, release. */
+static int hold_lock(int idx, void *arg)
+{
+	struct hold_arg *h = arg;
+	jobq_t *q = jqt_open_or_die(jqt_cur);
+
+	CK_RC(jobq_lock_acquire(q, h->name, 10), 0);
+	CK_RC(jqt_barrier_wait(h->b, 10), 0);
+	jqt_sleep(h->hold);
+	CK_RC(jobq_lock_release(q, h->name), 0);
+	jobq_close(q);
+	return 0;
+}
+
+static void test_plain_lock(void **state)
+{
+	jobq_t *q = open_q(state);
+	struct jqt_barrier *b = jqt_shared(sizeof(*b));
+	struct hold_arg h = {"plain", 0.5, b};
+	struct jobq_lock_info info;
+	double t0;
+	pid_t pid;
+
+	assert_rc(jobq_lock_release(q, "plain"), -EPERM);
+	assert_rc(jobq_lock_acquire(q, "plain", 0), 0);
+	assert_rc(lock_info(q, "plain", &info), 0);
+	assert_int_equal(info.kind, JOBQ_LOCK);
+	assert_int_equal(info.held, 1);
+	assert_int_equal(info.holder, getpid());
+	assert_true(info.held_since_ns > 0);
+	/* The same thread taking a plain lock again would wait forever. */
+	assert_rc(jobq_lock_acquire(q, "plain", 1), -EDEADLK);
+	assert_rc(jobq_lock_release(q, "plain"), 0);
+	assert_rc(jobq_lock_release(q, "plain"), -EPERM);
+	assert_rc(lock_info(q, "plain", &info), 0);
+	assert_int_equal(info.held, 0);
+	assert_int_equal(info.holder, 0);
+
+	/* Held by another process: try once, time out, then get it once it
+	 * is released. */
+	jqt_barrier_init(b, 2);
+	pid = jqt_fork(hold_lock, 0, &h);
+	assert_true(pid > 0);
+	assert_rc(jqt_barrier_wait(b, 10), 0);
+	assert_rc(jobq_lock_acquire(q, "plain", 0), -EAGAIN);
+	assert_rc(jobq_lock_release(q, "plain"), -EPERM);
+	t0 = jqt_now();
+	assert_rc(jobq_lock_acquire(q, "plain", 0.1), -ETIMEDOUT);
+	assert_true(jqt_now() - t0 >= 0.08);
+	assert_rc(lock_info(q, "plain", &info), 0);
+	assert_int_equal(info.holder, pid);
+	assert_rc(jobq_lock_acquire(q, "plain", 10), 0);
+	assert_true(jqt_now() - t0 >= 0.3);
+	assert_int_equal(jqt_wait_all(&pid, 1, 10, NULL), 0);
+	assert_rc(jobq_lock_release(q, "plain"), 0);
+	jobq_close(q);
+}
+
+static void test_rlock(void **state)
+{
+	jobq_t *q = open_q(state);
+	struct jqt_barrier *b = jqt_shared(sizeof(*b));
+	struct hold_arg h = {"rl", 0.2, b};
+	struct jobq_lock_info info;
+	pid_t pid;
+
+	assert_rc(jobq_lock_create(q, "rl", JOBQ_RLOCK, 0), 0);
+	assert_rc(jobq_lock_create(q, "rl", JOBQ_RLOCK, 0), 0);
+	assert_rc(jobq_lock_create(q, "rl", JOBQ_LOCK, 0), JOBQ_EKIND);
+	assert_rc(jobq_lock_acquire(q, "rl", 0), 0);
+	assert_rc(jobq_lock_acquire(q, "rl", 0), 0);
+	assert_rc(jobq_lock_acquire(q, "rl", 0), 0);
+	assert_rc(lock_info(q, "rl", &info), 0);
+	assert_int_equal(info.kind, JOBQ_RLOCK);
+	assert_int_equal(info.held, 3);
+	assert_rc(jobq_lock_release(q, "rl"), 0);
+	assert_rc(jobq_lock_release(q, "rl"), 0);
+
+	/* Still held once: another process cannot have it. */
+	jqt_barrier_init(b, 2);
+	pid = jqt_fork(hold_lock, 0, &h);
+	assert_true(pid > 0);
+	jqt_sleep(0.3);
+	assert_rc(lock_info(q, "rl", &info), 0);
+	assert_int_equal(info.holder, getpid());
+	assert_int_equal(info.held, 1);
+	assert_int_equal(info.waiters, 1);
+	assert_rc(jobq_lock_release(q, "rl"), 0);
+	assert_rc(jqt_barrier_wait(b, 10), 0);
+	assert_rc(jobq_lock_release(q, "rl"), -EPERM);
+	assert_int_equal(jqt_wait_all(&pid, 1, 10, NULL), 0);
+	jobq_close(q);
+}
+
+struct sem_shared {
+	_Atomic int inside;
+	_Atomic int max_inside;
+	_Atomic int got;
+};
+
+static int sem_taker(int idx, void *arg)
+{
+	struct sem_shared *s = arg;
+	jobq_t *q = jqt_open_or_die(jqt_cur);
+	int now, max;
+
+	CK_RC(jobq_lock_acquire(q, "sem", 20), 0);
+	now = atomic_fetch_add(&s->inside, 1) + 1;
+	max = atomic_load(&s->max_inside);
+	while (now > max &&
+	       !atomic_compare_exchange_weak(&s->max_inside, &max, now))
+		;
+	atomic_fetch_add(&s->got, 1);
+	jqt_sleep(0.4);
+	atomic_fetch_sub(&s->inside, 1);
+	CK_RC(jobq_lock_release(q, "sem"), 0);
+	jobq_close(q);
+	return 0;
+}
+
+static void test_semaphore(void **state)
+{
+	jobq_t *q = open_q(state);
+	struct sem_shared *s = jqt_shared(sizeof(*s));
+	struct jobq_lock_info info;
+	enum { N = 3 };
+	pid_t pids[N + 1];
+	double end;
+
+	assert_rc(jobq_lock_create(q, "sem", JOBQ_SEMAPHORE, N), 0);
+	assert_rc(jobq_lock_create(q, "sem", JOBQ_EVENT, 0), JOBQ_EKIND);
+	assert_int_equal(jqt_fork_n(N + 1, sem_taker, s, pids), 0);
+
+	/* n of the n+1 get in; the last one waits. */
+	end = jqt_now() + 10;
+	while (atomic_load(&s->got) < N && jqt_now() < end)
+		jqt_sleep(0.01);
+	assert_int_equal(atomic_load(&s->got), N);
+	jqt_sleep(0.1);
+	assert_rc(lock_info(q, "sem", &info), 0);
+	assert_int_equal(info.kind, JOBQ_SEMAPHORE);
+	assert_int_equal(info.limit, N);
+	if (atomic_load(&s->got) == N) {
+		assert_int_equal(info.held, N);
+		assert_int_equal(info.waiters, 1);
+	}
+	assert_int_equal(jqt_wait_all(pids, N + 1, 30, NULL), 0);
+	assert_int_equal(atomic_load(&s->got), N + 1);
+	assert_int_equal(atomic_load(&s->max_inside), N);
+	assert_rc(lock_info(q, "sem", &info), 0);
+	assert_int_equal(info.held, 0);
+	jobq_close(q);
+}
+
+static int event_waiter(int idx, void *arg)
+{
+	jobq_t *q = jqt_open_or_die(jqt_cur);
+	double t0 = jqt_now();
+
+	CK_RC(jobq_event_wait(q, "ev", 10), 0);
+	/* The parent sets the event 0.3 s after starting us. */
+	CK(jqt_now() - t0 >= 0.1);
+	jobq_close(q);
+	return 0;
+}
+
+static void test_event(void **state)
+{
+	jobq_t *q = open_q(state);
+	struct jobq_lock_info info;
+	pid_t pids[3];
+
+	assert_rc(jobq_lock_create(q, "ev", JOBQ_EVENT, 0), 0);
+	assert_rc(jobq_event_wait(q, "ev", 0), -EAGAIN);
+	assert_rc(jobq_event_wait(q, "ev", 0.1), -ETIMEDOUT);
+	assert_rc(jobq_lock_acquire(q, "ev", 0), JOBQ_EKIND);
+
+	/* set wakes every waiter. */
+	assert_int_equal(jqt_fork_n(3, event_waiter, NULL, pids), 0);
+	jqt_sleep(0.3);
+	assert_rc(lock_info(q, "ev", &info), 0);
+	assert_int_equal(info.kind, JOBQ_EVENT);
+	assert_int_equal(info.is_set, 0);
+	assert_rc(jobq_event_set(q, "ev"), 0);
+	assert_int_equal(jqt_wait_all(pids, 3, 10, NULL), 0);
+
+	/* While set, wait returns at once, any number of times. */
+	assert_rc(jobq_event_wait(q, "ev", 0), 0);
+	assert_rc(jobq_event_wait(q, "ev", 0), 0);
+	assert_rc(lock_info(q, "ev", &info), 0);
+	assert_int_equal(info.is_set, 1);
+	assert_rc(jobq_event_set(q, "ev"), 0);
+	assert_rc(jobq_event_clear(q, "ev"), 0);
+	assert_rc(jobq_event_wait(q, "ev", 0.1), -ETIMEDOUT);
+	assert_rc(lock_info(q, "ev", &info), 0);
+	assert_int_equal(info.is_set, 0);
+	jobq_close(q);
+}
+
+static void test_many_locks(void **state)
+{
+	jobq_t *q = open_q(state);
+	const char *names[] = {"m-c", "m-a", "m-b"};
+	const char *two[] = {"m-a", "m-d"};
+	struct jobq_lock_info info;
+
+	assert_rc(jobq_lock_many(q, names, 3, 1), 0);
+	for (int i = 0; i < 3; i++) {
+		assert_rc(lock_info(q, names[i], &info), 0);
+		assert_int_equal(info.held, 1);
+	}
+	assert_rc(jobq_unlock_many(q, names, 3), 0);
+	for (int i = 0; i < 3; i++) {
+		assert_rc(lock_info(q, names[i], &info), 0);
+		assert_int_equal(info.held, 0);
+	}
+
+	/* All or none: with m-a held by someone else, m-d is not taken. */
+	{
+		jobq_t *other = open_q(state);
+
+		assert_rc(jobq_lock_acquire(other, "m-a", 0), 0);
+		assert_rc(jobq_lock_many(q, two, 2, 0.2), -ETIMEDOUT);
+		assert_rc(lock_info(q, "m-d", &info), 0);
+		assert_int_equal(info.held, 0);
+		assert_rc(jobq_lock_acquire(other, "m-d", 0), 0);
+		jobq_close(other);
+	}
+	/* Closing the handle released both. */
+	assert_rc(jobq_lock_many(q, two, 2, 5), 0);
+	assert_rc(jobq_unlock_many(q, two, 2), 0);
+	jobq_close(q);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, jqt_setup, jqt_teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    T(test_plain_lock), T(test_rlock),	    T(test_semaphore),
+	    T(test_event),	T(test_many_locks),
+	};
+
+	jqt_init();
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
