@@ -13,10 +13,11 @@
 
 #include <jansson.h>
 
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+
+#include <cmocka.h>
 
 #include "harness.h"
 
