@@ -321,7 +321,7 @@ int cli_print_json(json_t *doc)
 
 	if (!doc)
 		return cli_error("out of memory building the JSON output");
-	rc = json_dumpf(doc, stdout, JSON_COMPACT);
+	rc = json_dumpf(doc, stdout, JSON_COMPACT | JSON_REAL_PRECISION(10));
 	json_decref(doc);
 	if (rc || fputc('\n', stdout) == EOF)
 		return cli_error("writing to stdout: %s", strerror(errno));
