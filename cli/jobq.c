@@ -286,18 +286,15 @@ static bool is_dash_argument(const char *s)
 	return s[1] == '\0' || (s[1] >= '0' && s[1] <= '9') || s[1] == '.';
 }
 
-int main(int argc, char **argv)
+/*
+ * run - parse @argv into @c and run the command. @words and @tail have
+ * room for argc + 1 pointers each. Returns the exit code.
+ */
+static int run(struct cli *c, int argc, char **argv, char **words,
+	       char **tail)
 {
-	struct cli cli = { 0 };
-	struct cli *c = &cli;
-	char **words, **tail;
-	int nwords = 0, ntail = 0, used = 0, rc;
+	int nwords = 0, ntail = 0, used = 0;
 	bool after_dd = false;
-
-	words = calloc((size_t)argc + 1, sizeof(*words));
-	tail = calloc((size_t)argc + 1, sizeof(*tail));
-	if (!words || !tail)
-		return cli_error("out of memory");
 
 	for (int i = 1; i < argc; i++) {
 		char *arg = argv[i];
@@ -417,9 +414,21 @@ int main(int argc, char **argv)
 	if (c->optval[OPT_DIR] && !*c->optval[OPT_DIR])
 		return cli_usage(c, "--dir needs a directory");
 
-	rc = c->cmd->run(c);
-	if (c->q)
-		jobq_close(c->q);
+	return c->cmd->run(c);
+}
+
+int main(int argc, char **argv)
+{
+	struct cli c = { 0 };
+	char **words = calloc((size_t)argc + 1, sizeof(*words));
+	char **tail = calloc((size_t)argc + 1, sizeof(*tail));
+	int rc;
+
+	if (!words || !tail)
+		return cli_error("out of memory");
+	rc = run(&c, argc, argv, words, tail);
+	if (c.q)
+		jobq_close(c.q);
 	free(words);
 	free(tail);
 	if (fflush(stdout) && rc == EXIT_OK)
