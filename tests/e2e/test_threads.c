@@ -100,8 +100,22 @@ static void *thread_main(void *arg)
 		long c;
 
 		rc = jobq_lock_acquire(t->q, "tl", 20);
-		if (rc)
+		if (rc) {
+			/* Say what the store shows about the lock. */
+			struct jobq_lock_info *l = NULL;
+			size_t n = 0;
+
+			jobq_locks(t->q, &l, &n);
+			for (size_t k = 0; k < n; k++)
+				if (!strcmp(l[k].name, "tl"))
+					TFAIL(t,
+					      "acquire %d: %s (lock: held %u "
+					      "by pid %d, %u waiters)",
+					      i, jobq_strerror(rc), l[k].held,
+					      (int)l[k].holder, l[k].waiters);
+			free(l);
 			TFAIL(t, "acquire %d: %s", i, jobq_strerror(rc));
+		}
 		c = *t->counter;
 		if (i % 10 == 0)
 			usleep(100);
