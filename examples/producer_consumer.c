@@ -340,6 +340,7 @@ int main(int argc, char **argv)
 	}
 	secs = now_s() - t0;
 	jobq_close(q);
+	free(pids);
 
 	for (long i = 0; i < ncons; i++) {
 		got += tallies[i].objects;
@@ -364,6 +365,8 @@ int main(int argc, char **argv)
 	       nprod, ncons, depth, got, bytes, secs,
 	       secs > 0 ? (double)got / secs : 0,
 	       secs > 0 ? (double)bytes / secs / 1048576 : 0);
+	munmap(tallies, (size_t)ncons * sizeof(*tallies));
+	munmap(seen, (size_t)count + 1);
 	if (failed || bad || missing || twice || got != (uint64_t)count) {
 		printf("FAILED: %" PRIu64 " corrupt or out of order, %" PRIu64
 		       " missing, %" PRIu64 " delivered twice, %d processes "

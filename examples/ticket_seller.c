@@ -255,6 +255,7 @@ int main(int argc, char **argv)
 	}
 	printf("%d of %d tickets sold, %ld left, %d sellers sold none\n",
 	       total, tickets, left, none);
+	free(results);
 	if (failed || total != tickets || left != 0 || negative) {
 		printf("FAILED: %s\n",
 		       total > tickets ? "tickets were sold twice"
