@@ -19,6 +19,9 @@
  *   producer_consumer [--dir DIR] [--producers P] [--consumers C]
  *                     [--count N] [--max-size BYTES] [--depth D]
  *
+ * Defaults: 4 producers, 4 consumers, 10000 objects of 0 to 64 KiB, at
+ * most 1000 on the queue at once (about 32 MiB: it fits the default store).
+ *
  * Prints a summary and the rate; exits 0 when every check passed, 1 when
  * one failed, 2 on a bad argument.
  */
@@ -228,7 +231,7 @@ static void usage(void)
 int main(int argc, char **argv)
 {
 	const char *dir = NULL;
-	long nprod = 4, ncons = 4, count = 20000, max_size = 4096, depth = 1000;
+	long nprod = 4, ncons = 4, count = 10000, max_size = 65536, depth = 1000;
 	struct jobq_queue_opts opts = { 0 };
 	struct tally *tallies;
 	pid_t *pids;
