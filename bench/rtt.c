@@ -16,6 +16,7 @@
  * the sequence number it carries).
  */
 #include <getopt.h>
+#include <stdbool.h>
 #include <sys/wait.h>
 
 #include "bench.h"
@@ -104,6 +105,7 @@ int main(int argc, char **argv)
 	uint64_t *lat, deadline;
 	char *buf, extra[128];
 	long i, got = 0;
+	bool counting = false;
 	jobq_t *q;
 	int opt, r;
 
@@ -170,16 +172,20 @@ int main(int argc, char **argv)
 	}
 
 	/* Sequence numbers count from 0 through the warm-up, so that -1
-	 * stays free for the quit object. */
-	deadline = 0;
-	for (i = 0; i < c.warmup + c.n; i++) {
+	 * stays free for the quit object. The warm-up ends after -w samples
+	 * or one second, whichever comes first: on a loaded machine a sample
+	 * can take milliseconds. */
+	deadline = bench_now_ns() + 1000000000ull;
+	for (i = 0; got < c.n; i++) {
 		uint64_t t0 = bench_now_ns(), t1;
 		long seq = -1;
 
-		if (i == c.warmup)
+		if (!counting && (i >= c.warmup || t0 >= deadline)) {
+			counting = true;
 			deadline = t0 + (uint64_t)(c.max_secs * 1e9);
-		else if (i > c.warmup && t0 > deadline)
+		} else if (counting && t0 > deadline) {
 			break;
+		}
 		switch (c.mode) {
 		case M_PING:
 			if ((r = jobq_ping(q)) < 0)
@@ -198,7 +204,7 @@ int main(int argc, char **argv)
 		t1 = bench_now_ns();
 		if (seq != i)
 			bench_die(0, "sample %ld came back as %ld", i, seq);
-		if (i >= c.warmup)
+		if (counting)
 			lat[got++] = t1 - t0;
 	}
 
