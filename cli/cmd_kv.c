@@ -29,8 +29,8 @@ static int kv_fail(const struct cli *c, const char *key, int err)
 				 what, b);
 	}
 	case JOBQ_EFULL:
-		return cli_error("%s: the store is full (start jobqd with a "
-				 "larger --memory)",
+		return cli_error("%s: the store is full (jobqd --memory SIZE "
+				 "makes a larger store)",
 				 what);
 	case JOBQ_ELIMIT:
 		return cli_error("%s: the key table of the manager is full",
@@ -217,11 +217,20 @@ int cmd_kv_ls(struct cli *c)
 	arr = json_array();
 	doc = json_pack("{s:o}", "keys", arr);
 	for (size_t i = 0; doc && i < l.n; i++) {
-		json_t *o = json_pack(
-			"{s:s,s:I,s:s}", "key", l.v[i].key, "size",
-			(json_int_t)l.v[i].size, "type",
-			cli_type_name(l.v[i].type, tbuf, sizeof(tbuf)));
+		json_t *o = json_object();
 
+		/* A key that is not UTF-8 comes out as "key_base64". */
+		if (o &&
+		    (cli_json_data(o, "key", l.v[i].key, strlen(l.v[i].key)) ||
+		     json_object_set_new(o, "size",
+					 json_integer((json_int_t)l.v[i].size)) ||
+		     json_object_set_new(o, "type",
+					 json_string(cli_type_name(
+						 l.v[i].type, tbuf,
+						 sizeof(tbuf)))))) {
+			json_decref(o);
+			o = NULL;
+		}
 		if (!o || json_array_append_new(arr, o)) {
 			json_decref(doc);
 			doc = NULL;

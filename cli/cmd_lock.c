@@ -232,7 +232,7 @@ int cmd_locks(struct cli *c)
 	for (size_t i = 0; i < n; i++)
 		if ((int)strlen(ls[i].name) > w)
 			w = (int)strlen(ls[i].name);
-	if (!c->quiet || n)
+	if (!c->quiet)
 		printf("%-*s %-9s %8s %10s %8s\n", w, "LOCK", "KIND", "HOLDER",
 		       "HELD(s)", "WAITERS");
 	for (size_t i = 0; i < n; i++) {

@@ -63,13 +63,14 @@ static int put_blocked(const struct cli *c, const char *queue, size_t len,
 		jobq__format_size(st.memory_total, total, sizeof(total));
 		return cli_timeout_msg(c,
 				       "queue \"%s\": the store is full (%s of "
-				       "%s used)%s; nothing put (start jobqd "
-				       "with a larger --memory)",
+				       "%s used)%s; nothing put (jobqd --memory "
+				       "SIZE makes a larger store)",
 				       queue, used, total, after);
 	}
 	return cli_timeout_msg(c,
-			       "queue \"%s\": no room%s; nothing put (jobqd "
-			       "--memory)",
+			       "queue \"%s\": the store is full%s; nothing "
+			       "put (jobqd --memory SIZE makes a larger "
+			       "store)",
 			       queue, after);
 }
 
@@ -217,7 +218,7 @@ int cmd_queues(struct cli *c)
 	for (size_t i = 0; i < n; i++)
 		if ((int)strlen(qs[i].name) > w)
 			w = (int)strlen(qs[i].name);
-	if (!c->quiet || n)
+	if (!c->quiet)
 		printf("%-*s %10s %12s %8s %8s %12s %12s\n", w, "QUEUE",
 		       "DEPTH", "BYTES", "GETTERS", "PUTTERS", "PUT", "GOT");
 	for (size_t i = 0; i < n; i++) {

@@ -30,7 +30,7 @@ const struct cli_optdef cli_opts[OPT__COUNT] = {
 	[OPT_DIR] = { "dir", true, "DIR", "the instance directory" },
 	[OPT_JSON] = { "json", false, NULL, "print one JSON document" },
 	[OPT_QUIET] = { "quiet", false, NULL,
-			"print nothing but results and errors" },
+			"no headers or chatter: results and errors only" },
 	[OPT_TIMEOUT] = { "timeout", true, "S",
 			  "wait at most S seconds (fractions allowed)" },
 	[OPT_NOWAIT] = { "nowait", false, NULL,
