@@ -50,14 +50,14 @@ enum cli_opt {
 };
 
 #define OPT_BIT(o) (1u << (o))
-#define OPTS_GLOBAL                                                     \
-	(OPT_BIT(OPT_HELP) | OPT_BIT(OPT_DIR) | OPT_BIT(OPT_JSON) |     \
+#define OPTS_GLOBAL                                                            \
+	(OPT_BIT(OPT_HELP) | OPT_BIT(OPT_DIR) | OPT_BIT(OPT_JSON) |            \
 	 OPT_BIT(OPT_QUIET))
 
 struct cli_optdef {
 	const char *name; /* without the leading "--" */
 	bool has_arg;
-	const char *arg;  /* what the value is, for help: "S", "N" */
+	const char *arg; /* what the value is, for help: "S", "N" */
 	const char *help;
 };
 
@@ -70,7 +70,7 @@ extern const struct cli_optdef cli_opts[OPT__COUNT];
  * a manager runs.
  */
 #define CMD_CONNECT (1u << 0)
-#define CMD_ARGV (1u << 1)    /* takes "-- CMD [ARG...]" */
+#define CMD_ARGV    (1u << 1) /* takes "-- CMD [ARG...]" */
 
 struct cli;
 
@@ -78,13 +78,13 @@ struct cli_cmd {
 	const char *group; /* "kv", "queue", or NULL for a one-word command */
 	const char *name;
 	int (*run)(struct cli *c);
-	uint32_t opts;	   /* OPT_BIT()s accepted besides OPTS_GLOBAL */
+	uint32_t opts; /* OPT_BIT()s accepted besides OPTS_GLOBAL */
 	int min_args;
 	int max_args;	   /* -1: any number */
 	unsigned flags;	   /* CMD_* */
 	const char *usage; /* the arguments, as the usage line shows them */
 	const char *summary;
-	const char *help;  /* paragraphs after the usage line; may be NULL */
+	const char *help; /* paragraphs after the usage line; may be NULL */
 };
 
 /* One invocation: what the parser found, and the connection. */
@@ -93,9 +93,9 @@ struct cli {
 	const char *optval[OPT__COUNT]; /* NULL: not given; "" for flags */
 	bool json;
 	bool quiet;
-	char **args;	/* the command's arguments, command words excluded */
+	char **args; /* the command's arguments, command words excluded */
 	int nargs;
-	char **argv;	/* after "--" for CMD_ARGV commands, NULL-terminated */
+	char **argv; /* after "--" for CMD_ARGV commands, NULL-terminated */
 	int nargv;
 	char dir[PATH_MAX]; /* the instance directory, resolved */
 	jobq_t *q;	    /* set by cli_connect(); closed by main() */
@@ -108,14 +108,14 @@ int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* A usage error: the message and a pointer to --help; returns EXIT_USAGE. */
 int cli_usage(const struct cli *c, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 /*
  * cli_timeout_msg - a timeout or "nothing there": printed unless --quiet,
  * since scripts that poll expect it. Returns EXIT_TIMEOUT.
  */
 int cli_timeout_msg(const struct cli *c, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 /*
  * cli_fail - the message for a library error @err about @what ("queue
@@ -127,9 +127,9 @@ int cli_fail(const struct cli *c, const char *what, int err);
 /* ---- connection ------------------------------------------------------- */
 
 /*
- * cli_connect - open c->q on c->dir, unless it is open already. On failure prints one line (naming the
- * directory, and how to start a manager when none runs) and returns
- * EXIT_ERROR; returns 0 on success.
+ * cli_connect - open c->q on c->dir, unless it is open already. On failure
+ * prints one line (naming the directory, and how to start a manager when none
+ * runs) and returns EXIT_ERROR; returns 0 on success.
  */
 int cli_connect(struct cli *c);
 

@@ -31,10 +31,9 @@ int cmd_ping(struct cli *c)
 	uptime = cli_since(st.started_ns);
 	if (c->json)
 		return cli_print_json(json_pack(
-			"{s:s,s:s,s:i,s:o,s:f}", "dir", c->dir, "version",
-			JOBQ_VERSION_STRING, "pid", (int)st.manager_pid,
-			"started", cli_json_time(st.started_ns), "uptime",
-			uptime));
+		    "{s:s,s:s,s:i,s:o,s:f}", "dir", c->dir, "version",
+		    JOBQ_VERSION_STRING, "pid", (int)st.manager_pid, "started",
+		    cli_json_time(st.started_ns), "uptime", uptime));
 	if (c->quiet)
 		return EXIT_OK;
 	cli_format_duration(uptime, up, sizeof(up));
@@ -58,8 +57,8 @@ int cmd_stats(struct cli *c)
 		return cli_fail(c, "stats", rc);
 	uptime = cli_since(st.started_ns);
 	free_bytes = st.memory_total > st.memory_used
-			     ? st.memory_total - st.memory_used
-			     : 0;
+			 ? st.memory_total - st.memory_used
+			 : 0;
 	if (c->json) {
 		doc = json_pack("{s:s,s:s,s:i,s:o,s:f,s:o}", "dir", c->dir,
 				"version", JOBQ_VERSION_STRING, "manager_pid",
@@ -68,54 +67,47 @@ int cmd_stats(struct cli *c)
 				"generation", cli_json_u64(st.generation));
 		if (doc &&
 		    json_object_update_new(
-			    doc,
-			    json_pack("{s:o,s:o,s:o,s:o,s:I,s:I,s:I,s:I}",
-				      "memory_total",
-				      cli_json_u64(st.memory_total),
-				      "memory_used",
-				      cli_json_u64(st.memory_used),
-				      "memory_free", cli_json_u64(free_bytes),
-				      "max_object", cli_json_u64(st.max_object),
-				      "clients", (json_int_t)st.clients,
-				      "queues", (json_int_t)st.queues, "locks",
-				      (json_int_t)st.locks, "keys",
-				      (json_int_t)st.keys))) {
+			doc,
+			json_pack("{s:o,s:o,s:o,s:o,s:I,s:I,s:I,s:I}",
+				  "memory_total", cli_json_u64(st.memory_total),
+				  "memory_used", cli_json_u64(st.memory_used),
+				  "memory_free", cli_json_u64(free_bytes),
+				  "max_object", cli_json_u64(st.max_object),
+				  "clients", (json_int_t)st.clients, "queues",
+				  (json_int_t)st.queues, "locks",
+				  (json_int_t)st.locks, "keys",
+				  (json_int_t)st.keys))) {
 			json_decref(doc);
 			doc = NULL;
 		}
 		if (doc &&
 		    json_object_update_new(
-			    doc,
-			    json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,"
-				      "s:o,s:o}",
-				      "puts", cli_json_u64(st.puts), "gets",
-				      cli_json_u64(st.gets), "kv_sets",
-				      cli_json_u64(st.kv_sets), "kv_dels",
-				      cli_json_u64(st.kv_dels),
-				      "lock_acquires",
-				      cli_json_u64(st.lock_acquires),
-				      "lock_timeouts",
-				      cli_json_u64(st.lock_timeouts),
-				      "deadlocks", cli_json_u64(st.deadlocks),
-				      "clients_total",
-				      cli_json_u64(st.clients_total),
-				      "clients_died",
-				      cli_json_u64(st.clients_died),
-				      "requeued", cli_json_u64(st.requeued),
-				      "bad_requests",
-				      cli_json_u64(st.bad_requests)))) {
+			doc,
+			json_pack(
+			    "{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,"
+			    "s:o,s:o}",
+			    "puts", cli_json_u64(st.puts), "gets",
+			    cli_json_u64(st.gets), "kv_sets",
+			    cli_json_u64(st.kv_sets), "kv_dels",
+			    cli_json_u64(st.kv_dels), "lock_acquires",
+			    cli_json_u64(st.lock_acquires), "lock_timeouts",
+			    cli_json_u64(st.lock_timeouts), "deadlocks",
+			    cli_json_u64(st.deadlocks), "clients_total",
+			    cli_json_u64(st.clients_total), "clients_died",
+			    cli_json_u64(st.clients_died), "requeued",
+			    cli_json_u64(st.requeued), "bad_requests",
+			    cli_json_u64(st.bad_requests)))) {
 			json_decref(doc);
 			doc = NULL;
 		}
 		if (doc &&
 		    json_object_update_new(
-			    doc, json_pack("{s:o,s:o,s:o,s:o,s:o}",
-					   "submitted",
-					   cli_json_u64(st.submitted), "done",
-					   cli_json_u64(st.done), "failed",
-					   cli_json_u64(st.failed), "retried",
-					   cli_json_u64(st.retried), "dead",
-					   cli_json_u64(st.dead)))) {
+			doc, json_pack("{s:o,s:o,s:o,s:o,s:o}", "submitted",
+				       cli_json_u64(st.submitted), "done",
+				       cli_json_u64(st.done), "failed",
+				       cli_json_u64(st.failed), "retried",
+				       cli_json_u64(st.retried), "dead",
+				       cli_json_u64(st.dead)))) {
 			json_decref(doc);
 			doc = NULL;
 		}
@@ -145,8 +137,8 @@ int cmd_stats(struct cli *c)
 	       st.puts, st.gets, st.requeued);
 	printf("kv          %" PRIu64 " sets, %" PRIu64 " dels\n", st.kv_sets,
 	       st.kv_dels);
-	printf("locks       %" PRIu64 " acquires, %" PRIu64 " timeouts, %" PRIu64
-	       " deadlocks refused\n",
+	printf("locks       %" PRIu64 " acquires, %" PRIu64
+	       " timeouts, %" PRIu64 " deadlocks refused\n",
 	       st.lock_acquires, st.lock_timeouts, st.deadlocks);
 	printf("jobs        %" PRIu64 " submitted, %" PRIu64 " done, %" PRIu64
 	       " failed, %" PRIu64 " retried, %" PRIu64 " dead\n",
@@ -205,7 +197,7 @@ int cmd_shutdown(struct cli *c)
 	 * does not race the old manager for the directory.
 	 */
 	while (!gone(pid)) {
-		struct timespec ts = { 0, 20 * 1000 * 1000 };
+		struct timespec ts = {0, 20 * 1000 * 1000};
 
 		if (waited >= timeout)
 			return cli_timeout_msg(c,

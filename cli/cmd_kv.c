@@ -72,7 +72,7 @@ int cmd_kv_set(struct cli *c)
 int cmd_kv_get(struct cli *c)
 {
 	const char *key = c->args[0];
-	jobq_obj_t obj = { 0 };
+	jobq_obj_t obj = {0};
 	char tbuf[16];
 	json_t *doc;
 	int rc;
@@ -94,7 +94,8 @@ int cmd_kv_get(struct cli *c)
 			rc = cli_write_all(STDOUT_FILENO, "\n", 1);
 		jobq_obj_free(&obj);
 		if (rc)
-			return cli_error("writing to stdout: %s", strerror(-rc));
+			return cli_error("writing to stdout: %s",
+					 strerror(-rc));
 		return EXIT_OK;
 	}
 	doc = json_pack("{s:s,s:s,s:I}", "key", key, "type",
@@ -130,7 +131,8 @@ int cmd_kv_incr(struct cli *c)
 	if ((rc = cli_check_key(c, key)))
 		return rc;
 	if (c->nargs > 1 && cli_parse_i64(c->args[1], &by))
-		return cli_usage(c, "BY \"%s\": not a whole number", c->args[1]);
+		return cli_usage(c, "BY \"%s\": not a whole number",
+				 c->args[1]);
 	if ((rc = cli_connect(c)))
 		return rc;
 	rc = jobq_kv_incr(c->q, key, by, &val);
@@ -193,7 +195,7 @@ static int cmp_entry(const void *a, const void *b)
 int cmd_kv_ls(struct cli *c)
 {
 	const char *prefix = c->nargs ? c->args[0] : NULL;
-	struct kv_list l = { 0 };
+	struct kv_list l = {0};
 	json_t *doc = NULL, *arr;
 	char tbuf[16];
 	int rc;
@@ -222,12 +224,12 @@ int cmd_kv_ls(struct cli *c)
 		/* A key that is not UTF-8 comes out as "key_base64". */
 		if (o &&
 		    (cli_json_data(o, "key", l.v[i].key, strlen(l.v[i].key)) ||
-		     json_object_set_new(o, "size",
-					 json_integer((json_int_t)l.v[i].size)) ||
-		     json_object_set_new(o, "type",
-					 json_string(cli_type_name(
-						 l.v[i].type, tbuf,
-						 sizeof(tbuf)))))) {
+		     json_object_set_new(
+			 o, "size", json_integer((json_int_t)l.v[i].size)) ||
+		     json_object_set_new(
+			 o, "type",
+			 json_string(cli_type_name(l.v[i].type, tbuf,
+						   sizeof(tbuf)))))) {
 			json_decref(o);
 			o = NULL;
 		}

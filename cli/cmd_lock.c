@@ -61,8 +61,8 @@ static pid_t holder_of(const struct cli *c, const char *name)
  */
 static int run_child(const struct cli *c)
 {
-	struct sigaction fwd = { .sa_handler = forward_signal };
-	struct sigaction ign = { .sa_handler = SIG_IGN };
+	struct sigaction fwd = {.sa_handler = forward_signal};
+	struct sigaction ign = {.sa_handler = SIG_IGN};
 	struct sigaction old_int, old_quit, old_term, old_hup;
 	int status, err;
 	pid_t pid;
@@ -199,27 +199,25 @@ int cmd_locks(struct cli *c)
 	if (n > 1)
 		qsort(ls, n, sizeof(*ls), cmp_lock);
 	if (c->json) {
-		json_t *arr = json_array(), *doc = json_pack("{s:o}", "locks",
-							    arr);
+		json_t *arr = json_array(),
+		       *doc = json_pack("{s:o}", "locks", arr);
 
 		for (size_t i = 0; doc && i < n; i++) {
 			struct jobq_lock_info *l = &ls[i];
 			bool held = l->held > 0;
 			json_t *o = json_pack(
-				"{s:s,s:s,s:I,s:I,s:I,s:o,s:o,s:o,s:b}",
-				"name", l->name, "kind", kind_name(l->kind),
-				"limit", (json_int_t)l->limit, "held",
-				(json_int_t)l->held, "waiters",
-				(json_int_t)l->waiters, "holder",
-				l->holder ? json_integer(l->holder)
-					  : json_null(),
-				"held_since",
-				held ? cli_json_time(l->held_since_ns)
-				     : json_null(),
-				"held_for",
-				held ? json_real(cli_since(l->held_since_ns))
-				     : json_null(),
-				"is_set", l->is_set != 0);
+			    "{s:s,s:s,s:I,s:I,s:I,s:o,s:o,s:o,s:b}", "name",
+			    l->name, "kind", kind_name(l->kind), "limit",
+			    (json_int_t)l->limit, "held", (json_int_t)l->held,
+			    "waiters", (json_int_t)l->waiters, "holder",
+			    l->holder ? json_integer(l->holder) : json_null(),
+			    "held_since",
+			    held ? cli_json_time(l->held_since_ns)
+				 : json_null(),
+			    "held_for",
+			    held ? json_real(cli_since(l->held_since_ns))
+				 : json_null(),
+			    "is_set", l->is_set != 0);
 
 			if (!o || json_array_append_new(arr, o)) {
 				json_decref(doc);

@@ -45,27 +45,28 @@ static int put_blocked(const struct cli *c, const char *queue, size_t len,
 	if (err != JOBQ_EFULL && !jobq_queue_info(c->q, queue, &qi)) {
 		if (qi.max_depth && qi.depth >= qi.max_depth)
 			return cli_timeout_msg(
-				c,
-				"queue \"%s\": full at max-depth %" PRIu64
-				"%s; nothing put (jobq queue set --max-depth)",
-				queue, qi.max_depth, after);
+			    c,
+			    "queue \"%s\": full at max-depth %" PRIu64
+			    "%s; nothing put (jobq queue set --max-depth)",
+			    queue, qi.max_depth, after);
 		if (qi.max_bytes && qi.bytes + len > qi.max_bytes)
 			return cli_timeout_msg(
-				c,
-				"queue \"%s\": full at max-bytes %" PRIu64
-				"%s; nothing put (jobq queue set --max-bytes)",
-				queue, qi.max_bytes, after);
+			    c,
+			    "queue \"%s\": full at max-bytes %" PRIu64
+			    "%s; nothing put (jobq queue set --max-bytes)",
+			    queue, qi.max_bytes, after);
 	}
 	if (!jobq_stats(c->q, &st)) {
 		char used[32], total[32];
 
 		jobq__format_size(st.memory_used, used, sizeof(used));
 		jobq__format_size(st.memory_total, total, sizeof(total));
-		return cli_timeout_msg(c,
-				       "queue \"%s\": the store is full (%s of "
-				       "%s used)%s; nothing put (jobqd --memory "
-				       "SIZE makes a larger store)",
-				       queue, used, total, after);
+		return cli_timeout_msg(
+		    c,
+		    "queue \"%s\": the store is full (%s of "
+		    "%s used)%s; nothing put (jobqd --memory "
+		    "SIZE makes a larger store)",
+		    queue, used, total, after);
 	}
 	return cli_timeout_msg(c,
 			       "queue \"%s\": the store is full%s; nothing "
@@ -127,7 +128,7 @@ out:
 int cmd_get(struct cli *c)
 {
 	const char *queue = c->args[0];
-	jobq_obj_t obj = { 0 };
+	jobq_obj_t obj = {0};
 	char what[96], tbuf[16];
 	double timeout;
 	json_t *doc;
@@ -142,8 +143,8 @@ int cmd_get(struct cli *c)
 	if (rc == -EAGAIN)
 		return cli_timeout_msg(c, "queue \"%s\": empty", queue);
 	if (rc == -ETIMEDOUT)
-		return cli_timeout_msg(c, "queue \"%s\": nothing arrived in %gs",
-				       queue, timeout);
+		return cli_timeout_msg(
+		    c, "queue \"%s\": nothing arrived in %gs", queue, timeout);
 	if (rc) {
 		qwhat(what, sizeof(what), queue);
 		return cli_fail(c, what, rc);
@@ -189,23 +190,22 @@ int cmd_queues(struct cli *c)
 	if (n > 1)
 		qsort(qs, n, sizeof(*qs), cmp_queue);
 	if (c->json) {
-		json_t *arr = json_array(), *doc = json_pack("{s:o}", "queues",
-							    arr);
+		json_t *arr = json_array(),
+		       *doc = json_pack("{s:o}", "queues", arr);
 
 		for (size_t i = 0; doc && i < n; i++) {
 			struct jobq_queue_info *qi = &qs[i];
 			json_t *o = json_pack(
-				"{s:s,s:o,s:o,s:o,s:o,s:I,s:I,s:o,s:o,s:o}",
-				"name", qi->name, "depth",
-				cli_json_u64(qi->depth), "bytes",
-				cli_json_u64(qi->bytes), "max_depth",
-				cli_json_u64(qi->max_depth), "max_bytes",
-				cli_json_u64(qi->max_bytes), "getters",
-				(json_int_t)qi->getters, "putters",
-				(json_int_t)qi->putters, "total_put",
-				cli_json_u64(qi->total_put), "total_get",
-				cli_json_u64(qi->total_get), "unfinished",
-				cli_json_u64(qi->unfinished));
+			    "{s:s,s:o,s:o,s:o,s:o,s:I,s:I,s:o,s:o,s:o}", "name",
+			    qi->name, "depth", cli_json_u64(qi->depth), "bytes",
+			    cli_json_u64(qi->bytes), "max_depth",
+			    cli_json_u64(qi->max_depth), "max_bytes",
+			    cli_json_u64(qi->max_bytes), "getters",
+			    (json_int_t)qi->getters, "putters",
+			    (json_int_t)qi->putters, "total_put",
+			    cli_json_u64(qi->total_put), "total_get",
+			    cli_json_u64(qi->total_get), "unfinished",
+			    cli_json_u64(qi->unfinished));
 
 			if (!o || json_array_append_new(arr, o)) {
 				json_decref(doc);
@@ -238,7 +238,7 @@ int cmd_queue_set(struct cli *c)
 	const char *queue = c->args[0];
 	const char *depth = c->optval[OPT_MAX_DEPTH];
 	const char *bytes = c->optval[OPT_MAX_BYTES];
-	struct jobq_queue_opts opts = { 0 };
+	struct jobq_queue_opts opts = {0};
 	struct jobq_queue_info qi;
 	char what[96];
 	int rc;
@@ -246,10 +246,10 @@ int cmd_queue_set(struct cli *c)
 	if ((rc = cli_check_name(c, "queue", queue)))
 		return rc;
 	if (c->optval[OPT_PARALLEL])
-		return cli_usage(c,
-				 "--parallel limits how many of a queue's jobs "
-				 "run at once, and this jobq has no job "
-				 "commands yet; use --max-depth or --max-bytes");
+		return cli_usage(
+		    c, "--parallel limits how many of a queue's jobs "
+		       "run at once, and this jobq has no job "
+		       "commands yet; use --max-depth or --max-bytes");
 	if (!depth && !bytes)
 		return cli_usage(c, "say which limit: --max-depth N or "
 				    "--max-bytes SIZE");

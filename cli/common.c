@@ -88,8 +88,8 @@ static void fdset_read(struct fdset *s)
 		if (fd == dirfd(d))
 			continue;
 		if (s->n == cap) {
-			int *p = realloc(s->fds, (cap ? cap * 2 : 16) *
-							 sizeof(*p));
+			int *p =
+			    realloc(s->fds, (cap ? cap * 2 : 16) * sizeof(*p));
 
 			if (!p)
 				break;
@@ -216,7 +216,8 @@ int cli_timeout(const struct cli *c, double dflt, double *out)
 	const char *s = c->optval[OPT_TIMEOUT];
 
 	if (c->optval[OPT_NOWAIT] && s)
-		return cli_usage(c, "--nowait and --timeout exclude each other");
+		return cli_usage(c,
+				 "--nowait and --timeout exclude each other");
 	if (c->optval[OPT_NOWAIT]) {
 		*out = 0;
 		return 0;
@@ -347,15 +348,15 @@ json_t *cli_json_u64(uint64_t v)
 static char *base64(const unsigned char *p, size_t len)
 {
 	static const char tab[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	char *out = malloc((len + 2) / 3 * 4 + 1), *o = out;
 	size_t i;
 
 	if (!out)
 		return NULL;
 	for (i = 0; i + 2 < len; i += 3) {
-		uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 |
-			     p[i + 2];
+		uint32_t v =
+		    (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
 
 		*o++ = tab[v >> 18];
 		*o++ = tab[(v >> 12) & 63];
@@ -420,7 +421,8 @@ void cli_format_duration(double s, char *buf, size_t len)
 	if (s < 60)
 		snprintf(buf, len, "%.1fs", s);
 	else if (t < 3600)
-		snprintf(buf, len, "%" PRIu64 "m%02" PRIu64 "s", t / 60, t % 60);
+		snprintf(buf, len, "%" PRIu64 "m%02" PRIu64 "s", t / 60,
+			 t % 60);
 	else if (t < 86400)
 		snprintf(buf, len, "%" PRIu64 "h%02" PRIu64 "m", t / 3600,
 			 t % 3600 / 60);

@@ -25,23 +25,22 @@
 #include "cli.h"
 
 const struct cli_optdef cli_opts[OPT__COUNT] = {
-	[OPT_HELP] = { "help", false, NULL, "show help and exit" },
-	[OPT_VERSION] = { "version", false, NULL, "show the version and exit" },
-	[OPT_DIR] = { "dir", true, "DIR", "the instance directory" },
-	[OPT_JSON] = { "json", false, NULL, "print one JSON document" },
-	[OPT_QUIET] = { "quiet", false, NULL,
-			"no headers or chatter: results and errors only" },
-	[OPT_TIMEOUT] = { "timeout", true, "S",
-			  "wait at most S seconds (fractions allowed)" },
-	[OPT_NOWAIT] = { "nowait", false, NULL,
-			 "do not wait: same as --timeout 0" },
-	[OPT_NOW] = { "now", false, NULL, "stop at once, without draining" },
-	[OPT_MAX_DEPTH] = { "max-depth", true, "N",
-			    "most objects the queue holds (0: unbounded)" },
-	[OPT_MAX_BYTES] = { "max-bytes", true, "SIZE",
-			    "most payload bytes it holds (0: unbounded)" },
-	[OPT_PARALLEL] = { "parallel", true, "N",
-			   "how many of the queue's jobs run at once" },
+    [OPT_HELP] = {"help", false, NULL, "show help and exit"},
+    [OPT_VERSION] = {"version", false, NULL, "show the version and exit"},
+    [OPT_DIR] = {"dir", true, "DIR", "the instance directory"},
+    [OPT_JSON] = {"json", false, NULL, "print one JSON document"},
+    [OPT_QUIET] = {"quiet", false, NULL,
+		   "no headers or chatter: results and errors only"},
+    [OPT_TIMEOUT] = {"timeout", true, "S",
+		     "wait at most S seconds (fractions allowed)"},
+    [OPT_NOWAIT] = {"nowait", false, NULL, "do not wait: same as --timeout 0"},
+    [OPT_NOW] = {"now", false, NULL, "stop at once, without draining"},
+    [OPT_MAX_DEPTH] = {"max-depth", true, "N",
+		       "most objects the queue holds (0: unbounded)"},
+    [OPT_MAX_BYTES] = {"max-bytes", true, "SIZE",
+		       "most payload bytes it holds (0: unbounded)"},
+    [OPT_PARALLEL] = {"parallel", true, "N",
+		      "how many of the queue's jobs run at once"},
 };
 
 #define T OPT_BIT(OPT_TIMEOUT) | OPT_BIT(OPT_NOWAIT)
@@ -55,61 +54,58 @@ static int cmd_help(struct cli *c);
  * its message can say what it is for.
  */
 static const struct cli_cmd commands[] = {
-	{ NULL, "ping", cmd_ping, 0, 0, 0, CMD_CONNECT, "",
-	  "is a manager there: version, pid, uptime", NULL },
-	{ NULL, "put", cmd_put, T, 1, 2, CMD_CONNECT,
-	  "QUEUE [DATA] [--timeout S] [--nowait]", "put one object on a queue",
-	  "Puts DATA when given ('' is the empty object), else everything read\n"
-	  "from stdin, as bytes. Waits while the queue is at its limits or the\n"
-	  "store is full. Exit 3 when that lasts past --timeout (or at once\n"
-	  "with --nowait)." },
-	{ NULL, "get", cmd_get, T, 1, 1, CMD_CONNECT,
-	  "QUEUE [--timeout S] [--nowait]",
-	  "take one object and write its bytes to stdout",
-	  "Writes the object's bytes exactly, with no newline added. With\n"
-	  "--json prints {\"queue\",\"type\",\"size\",\"data\"} (\"data_base64\" when\n"
-	  "the bytes are not UTF-8). Exit 3 when nothing arrives in time." },
-	{ NULL, "queues", cmd_queues, 0, 0, 0, CMD_CONNECT, "",
-	  "each queue: depth, bytes, waiting getters and putters, totals",
-	  NULL },
-	{ "queue", "set", cmd_queue_set,
-	  OPT_BIT(OPT_MAX_DEPTH) | OPT_BIT(OPT_MAX_BYTES) |
-		  OPT_BIT(OPT_PARALLEL),
-	  1, 1, CMD_CONNECT, "QUEUE [--max-depth N] [--max-bytes SIZE]",
-	  "set a queue's limits (creates it)",
-	  "A limit left out keeps its value; 0 means unbounded. SIZE takes\n"
-	  "the suffixes K, M, G." },
-	{ "kv", "set", cmd_kv_set, 0, 1, 2, CMD_CONNECT, "KEY [VALUE]",
-	  "store VALUE (else stdin) under KEY", NULL },
-	{ "kv", "get", cmd_kv_get, 0, 1, 1, CMD_CONNECT, "KEY",
-	  "print the value of KEY (exit 3 when there is none)",
-	  "Prints the bare value. With --json prints {\"key\",\"type\",\"size\",\n"
-	  "\"value\"} (\"value_base64\" when the bytes are not UTF-8)." },
-	{ "kv", "del", cmd_kv_del, 0, 1, 1, CMD_CONNECT, "KEY", "delete KEY",
-	  NULL },
-	{ "kv", "incr", cmd_kv_incr, 0, 1, 2, CMD_CONNECT, "KEY [BY]",
-	  "add BY (default 1) to a decimal value; print the new value",
-	  "A missing key counts as 0. BY may be negative." },
-	{ "kv", "ls", cmd_kv_ls, 0, 0, 1, CMD_CONNECT, "[PREFIX]",
-	  "list keys (that start with PREFIX)", NULL },
-	{ NULL, "lock", cmd_lock, T, 1, 1, CMD_CONNECT | CMD_ARGV,
-	  "NAME [--timeout S] [--nowait] -- CMD [ARG...]",
-	  "run CMD while holding the named lock",
-	  "Takes the lock (exit 3 when --timeout passes first), runs CMD,\n"
-	  "releases the lock and exits with CMD's status (128+N when a signal\n"
-	  "N ended it; 127 when CMD cannot be found). The lock belongs to this\n"
-	  "jobq process: if it is killed, the manager releases the lock." },
-	{ NULL, "locks", cmd_locks, 0, 0, 0, CMD_CONNECT, "",
-	  "each lock: kind, holder (pid), how long held, waiters", NULL },
-	{ NULL, "stats", cmd_stats, 0, 0, 0, CMD_CONNECT, "",
-	  "counters and memory: used, free, clients, queues, locks, keys",
-	  NULL },
-	{ NULL, "shutdown", cmd_shutdown, OPT_BIT(OPT_NOW) | T, 0, 0,
-	  CMD_CONNECT, "[--now] [--timeout S] [--nowait]", "stop the manager",
-	  "Gracefully unless --now. Waits until the manager has exited (at\n"
-	  "most --timeout S, default 30; --nowait returns once it accepted)." },
-	{ NULL, "help", cmd_help, 0, 0, 2, 0, "[COMMAND]",
-	  "help for the program or a command", NULL },
+    {NULL, "ping", cmd_ping, 0, 0, 0, CMD_CONNECT, "",
+     "is a manager there: version, pid, uptime", NULL},
+    {NULL, "put", cmd_put, T, 1, 2, CMD_CONNECT,
+     "QUEUE [DATA] [--timeout S] [--nowait]", "put one object on a queue",
+     "Puts DATA when given ('' is the empty object), else everything read\n"
+     "from stdin, as bytes. Waits while the queue is at its limits or the\n"
+     "store is full. Exit 3 when that lasts past --timeout (or at once\n"
+     "with --nowait)."},
+    {NULL, "get", cmd_get, T, 1, 1, CMD_CONNECT,
+     "QUEUE [--timeout S] [--nowait]",
+     "take one object and write its bytes to stdout",
+     "Writes the object's bytes exactly, with no newline added. With\n"
+     "--json prints {\"queue\",\"type\",\"size\",\"data\"} (\"data_base64\" "
+     "when\n"
+     "the bytes are not UTF-8). Exit 3 when nothing arrives in time."},
+    {NULL, "queues", cmd_queues, 0, 0, 0, CMD_CONNECT, "",
+     "each queue: depth, bytes, waiting getters and putters, totals", NULL},
+    {"queue", "set", cmd_queue_set,
+     OPT_BIT(OPT_MAX_DEPTH) | OPT_BIT(OPT_MAX_BYTES) | OPT_BIT(OPT_PARALLEL), 1,
+     1, CMD_CONNECT, "QUEUE [--max-depth N] [--max-bytes SIZE]",
+     "set a queue's limits (creates it)",
+     "A limit left out keeps its value; 0 means unbounded. SIZE takes\n"
+     "the suffixes K, M, G."},
+    {"kv", "set", cmd_kv_set, 0, 1, 2, CMD_CONNECT, "KEY [VALUE]",
+     "store VALUE (else stdin) under KEY", NULL},
+    {"kv", "get", cmd_kv_get, 0, 1, 1, CMD_CONNECT, "KEY",
+     "print the value of KEY (exit 3 when there is none)",
+     "Prints the bare value. With --json prints {\"key\",\"type\",\"size\",\n"
+     "\"value\"} (\"value_base64\" when the bytes are not UTF-8)."},
+    {"kv", "del", cmd_kv_del, 0, 1, 1, CMD_CONNECT, "KEY", "delete KEY", NULL},
+    {"kv", "incr", cmd_kv_incr, 0, 1, 2, CMD_CONNECT, "KEY [BY]",
+     "add BY (default 1) to a decimal value; print the new value",
+     "A missing key counts as 0. BY may be negative."},
+    {"kv", "ls", cmd_kv_ls, 0, 0, 1, CMD_CONNECT, "[PREFIX]",
+     "list keys (that start with PREFIX)", NULL},
+    {NULL, "lock", cmd_lock, T, 1, 1, CMD_CONNECT | CMD_ARGV,
+     "NAME [--timeout S] [--nowait] -- CMD [ARG...]",
+     "run CMD while holding the named lock",
+     "Takes the lock (exit 3 when --timeout passes first), runs CMD,\n"
+     "releases the lock and exits with CMD's status (128+N when a signal\n"
+     "N ended it; 127 when CMD cannot be found). The lock belongs to this\n"
+     "jobq process: if it is killed, the manager releases the lock."},
+    {NULL, "locks", cmd_locks, 0, 0, 0, CMD_CONNECT, "",
+     "each lock: kind, holder (pid), how long held, waiters", NULL},
+    {NULL, "stats", cmd_stats, 0, 0, 0, CMD_CONNECT, "",
+     "counters and memory: used, free, clients, queues, locks, keys", NULL},
+    {NULL, "shutdown", cmd_shutdown, OPT_BIT(OPT_NOW) | T, 0, 0, CMD_CONNECT,
+     "[--now] [--timeout S] [--nowait]", "stop the manager",
+     "Gracefully unless --now. Waits until the manager has exited (at\n"
+     "most --timeout S, default 30; --nowait returns once it accepted)."},
+    {NULL, "help", cmd_help, 0, 0, 2, 0, "[COMMAND]",
+     "help for the program or a command", NULL},
 };
 
 #undef T
@@ -163,8 +159,8 @@ static void print_cmd_help(const struct cli_cmd *cmd)
 
 static void print_group_help(FILE *f, const char *group)
 {
-	fprintf(f, "usage: %s %s COMMAND [ARGS] [options]\n\ncommands:\n",
-		prog, group);
+	fprintf(f, "usage: %s %s COMMAND [ARGS] [options]\n\ncommands:\n", prog,
+		group);
 	for (size_t i = 0; i < NCOMMANDS; i++) {
 		const struct cli_cmd *cmd = &commands[i];
 		char left[64];
@@ -179,14 +175,15 @@ static void print_group_help(FILE *f, const char *group)
 
 static void print_main_help(FILE *f)
 {
-	fprintf(f,
-		"usage: %s COMMAND [ARGS] [options]\n"
-		"\n"
-		"The command line of jobq: queues, a key/value store and locks\n"
-		"shared through a jobqd manager.\n"
-		"\n"
-		"commands:\n",
-		prog);
+	fprintf(
+	    f,
+	    "usage: %s COMMAND [ARGS] [options]\n"
+	    "\n"
+	    "The command line of jobq: queues, a key/value store and locks\n"
+	    "shared through a jobqd manager.\n"
+	    "\n"
+	    "commands:\n",
+	    prog);
 	for (size_t i = 0; i < NCOMMANDS; i++) {
 		const struct cli_cmd *cmd = &commands[i];
 		char left[64];
@@ -207,7 +204,8 @@ static void print_main_help(FILE *f)
 		"The instance directory is --dir, else $JOBQ_DIR, else\n"
 		"$XDG_RUNTIME_DIR/jobq, else /tmp/jobq-$UID.\n"
 		"\n"
-		"exit codes: 0 ok, 1 error, 2 usage, 3 timed out or nothing there,\n"
+		"exit codes: 0 ok, 1 error, 2 usage, 3 timed out or nothing "
+		"there,\n"
 		"4 a waited-for job did not succeed.\n"
 		"\n"
 		"'%s COMMAND --help' tells more about a command.\n",
@@ -266,7 +264,8 @@ static int cmd_help(struct cli *c)
 		return EXIT_OK;
 	}
 	return cli_usage(c, "no command \"%s%s%s\"", c->args[0],
-			 c->nargs > 1 ? " " : "", c->nargs > 1 ? c->args[1] : "");
+			 c->nargs > 1 ? " " : "",
+			 c->nargs > 1 ? c->args[1] : "");
 }
 
 /* ---- parsing ----------------------------------------------------------- */
@@ -290,8 +289,7 @@ static bool is_dash_argument(const char *s)
  * run - parse @argv into @c and run the command. @words and @tail have
  * room for argc + 1 pointers each. Returns the exit code.
  */
-static int run(struct cli *c, int argc, char **argv, char **words,
-	       char **tail)
+static int run(struct cli *c, int argc, char **argv, char **words, char **tail)
 {
 	int nwords = 0, ntail = 0, used = 0;
 	bool after_dd = false;
@@ -332,10 +330,9 @@ static int run(struct cli *c, int argc, char **argv, char **words,
 			else if (i + 1 < argc)
 				c->optval[opt] = argv[++i];
 			else
-				return cli_usage(NULL,
-						 "option --%s needs a value (%s)",
-						 cli_opts[opt].name,
-						 cli_opts[opt].arg);
+				return cli_usage(
+				    NULL, "option --%s needs a value (%s)",
+				    cli_opts[opt].name, cli_opts[opt].arg);
 		} else {
 			if (eq)
 				return cli_usage(NULL,
@@ -349,8 +346,8 @@ static int run(struct cli *c, int argc, char **argv, char **words,
 
 	if (c->optval[OPT_VERSION]) {
 		if (c->json)
-			return cli_print_json(json_pack(
-				"{s:s}", "version", JOBQ_VERSION_STRING));
+			return cli_print_json(
+			    json_pack("{s:s}", "version", JOBQ_VERSION_STRING));
 		printf("jobq %s\n", JOBQ_VERSION_STRING);
 		return cli_flush();
 	}
@@ -387,7 +384,8 @@ static int run(struct cli *c, int argc, char **argv, char **words,
 		return cli_flush();
 	}
 	for (int i = 0; i < OPT__COUNT; i++)
-		if (c->optval[i] && !(OPT_BIT(i) & (OPTS_GLOBAL | c->cmd->opts)))
+		if (c->optval[i] &&
+		    !(OPT_BIT(i) & (OPTS_GLOBAL | c->cmd->opts)))
 			return cli_usage(c, "option --%s does not apply here",
 					 cli_opts[i].name);
 
@@ -398,7 +396,8 @@ static int run(struct cli *c, int argc, char **argv, char **words,
 		c->argv = tail;
 		c->nargv = ntail;
 		if (ntail == 0)
-			return cli_usage(c, "missing the command to run after --");
+			return cli_usage(c,
+					 "missing the command to run after --");
 	} else {
 		for (int i = 0; i < ntail; i++)
 			c->args[c->nargs++] = tail[i];
@@ -419,7 +418,7 @@ static int run(struct cli *c, int argc, char **argv, char **words,
 
 int main(int argc, char **argv)
 {
-	struct cli c = { 0 };
+	struct cli c = {0};
 	char **words = calloc((size_t)argc + 1, sizeof(*words));
 	char **tail = calloc((size_t)argc + 1, sizeof(*tail));
 	int rc;

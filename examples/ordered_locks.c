@@ -33,16 +33,16 @@
 
 /* How a process of the first part ended: its exit status. */
 enum {
-	GOT_BOTH = 0,	   /* took both locks without trouble */
-	BACKED_OFF = 10,   /* met -EDEADLK, backed off, then took both */
-	FAILED = 1,	   /* anything else */
+	GOT_BOTH = 0,	 /* took both locks without trouble */
+	BACKED_OFF = 10, /* met -EDEADLK, backed off, then took both */
+	FAILED = 1,	 /* anything else */
 };
 
 static char lock_a[64], lock_b[64], counter[64];
 
 static void sleep_ms(long ms)
 {
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
 
 	nanosleep(&ts, NULL);
 }
@@ -184,8 +184,9 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
 			rounds = atoi(argv[++i]);
 		else {
-			fprintf(stderr,
-				"usage: ordered_locks [--dir DIR] [--rounds N]\n");
+			fprintf(
+			    stderr,
+			    "usage: ordered_locks [--dir DIR] [--rounds N]\n");
 			return 2;
 		}
 	}
@@ -247,8 +248,8 @@ int main(int argc, char **argv)
 	       rounds);
 	fflush(stdout);
 	{
-		const char *order1[] = { lock_a, lock_b };
-		const char *order2[] = { lock_b, lock_a };
+		const char *order1[] = {lock_a, lock_b};
+		const char *order2[] = {lock_b, lock_a};
 		char buf[32];
 		ssize_t n;
 		long total = -1;

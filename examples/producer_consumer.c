@@ -103,7 +103,7 @@ static int open_retry(jobq_t **q, const char *dir)
 	int rc = 0;
 
 	for (int i = 0; i < 200; i++) {
-		struct timespec ts = { 0, 50 * 1000 * 1000 };
+		struct timespec ts = {0, 50 * 1000 * 1000};
 
 		rc = jobq_open(q, dir);
 		if (rc != JOBQ_ELIMIT)
@@ -131,7 +131,7 @@ static int producer(const char *dir, const char *queue, uint32_t p,
 		return 1;
 	}
 	for (uint64_t i = p; i < count; i += nprod) {
-		struct header h = { MAGIC, p, seq++, i, len_of(i, max_size), 0 };
+		struct header h = {MAGIC, p, seq++, i, len_of(i, max_size), 0};
 
 		memcpy(buf, &h, sizeof(h));
 		fill(buf + sizeof(h), h.len, i);
@@ -160,8 +160,7 @@ static int check(const jobq_obj_t *obj, uint32_t nprod, uint64_t count,
 	memcpy(&h, obj->data, sizeof(h));
 	if (h.magic != MAGIC || h.producer >= nprod || h.index >= count ||
 	    h.index % nprod != h.producer ||
-	    h.len != len_of(h.index, max_size) ||
-	    obj->len != sizeof(h) + h.len)
+	    h.len != len_of(h.index, max_size) || obj->len != sizeof(h) + h.len)
 		return -1;
 	fill(scratch, h.len, h.index);
 	if (memcmp(scratch, (char *)obj->data + sizeof(h), h.len))
@@ -192,7 +191,7 @@ static int consumer(const char *dir, const char *queue, uint32_t nprod,
 		return 1;
 	}
 	for (;;) {
-		jobq_obj_t obj = { 0 };
+		jobq_obj_t obj = {0};
 		struct header h;
 
 		rc = jobq_get(q, queue, &obj, 60);
@@ -231,8 +230,9 @@ static void usage(void)
 int main(int argc, char **argv)
 {
 	const char *dir = NULL;
-	long nprod = 4, ncons = 4, count = 10000, max_size = 65536, depth = 1000;
-	struct jobq_queue_opts opts = { 0 };
+	long nprod = 4, ncons = 4, count = 10000, max_size = 65536,
+	     depth = 1000;
+	struct jobq_queue_opts opts = {0};
 	struct tally *tallies;
 	pid_t *pids;
 	unsigned char *seen;
@@ -268,8 +268,9 @@ int main(int argc, char **argv)
 		usage();
 
 	/* Shared with the children: what they saw, object by object. */
-	tallies = mmap(NULL, (size_t)ncons * sizeof(*tallies),
-		       PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	tallies =
+	    mmap(NULL, (size_t)ncons * sizeof(*tallies), PROT_READ | PROT_WRITE,
+		 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	seen = mmap(NULL, (size_t)count + 1, PROT_READ | PROT_WRITE,
 		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (tallies == MAP_FAILED || seen == MAP_FAILED) {
@@ -309,9 +310,8 @@ int main(int argc, char **argv)
 			continue;
 		}
 		if (i < nprod)
-			_exit(producer(dir, queue, (uint32_t)i,
-				       (uint32_t)nprod, (uint64_t)count,
-				       (uint32_t)max_size));
+			_exit(producer(dir, queue, (uint32_t)i, (uint32_t)nprod,
+				       (uint64_t)count, (uint32_t)max_size));
 		_exit(consumer(dir, queue, (uint32_t)nprod, (uint64_t)count,
 			       (uint32_t)max_size, &tallies[i - nprod], seen));
 	}
@@ -354,8 +354,7 @@ int main(int argc, char **argv)
 				i, jobq_strerror(tallies[i].error));
 			failed++;
 		}
-		printf("consumer %ld: %" PRIu64 " objects, %" PRIu64
-		       " bytes\n",
+		printf("consumer %ld: %" PRIu64 " objects, %" PRIu64 " bytes\n",
 		       i, tallies[i].objects, tallies[i].bytes);
 	}
 	for (long i = 0; i < count; i++) {

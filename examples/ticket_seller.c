@@ -36,8 +36,8 @@ struct result {
 
 static void sleep_ms(double ms)
 {
-	struct timespec ts = { (time_t)(ms / 1000),
-			       (long)((ms - (time_t)(ms / 1000) * 1000) * 1e6) };
+	struct timespec ts = {(time_t)(ms / 1000),
+			      (long)((ms - (time_t)(ms / 1000) * 1000) * 1e6)};
 
 	nanosleep(&ts, NULL);
 }
@@ -77,7 +77,7 @@ static int read_count(jobq_t *q, const char *key, long *out)
 static struct result seller(int id, const char *dir, const char *key,
 			    const char *lock, int unsafe)
 {
-	struct result r = { .seller = id };
+	struct result r = {.seller = id};
 	jobq_t *q;
 	int rc;
 
@@ -253,15 +253,15 @@ int main(int argc, char **argv)
 		jobq_kv_del(q, key);
 		jobq_close(q);
 	}
-	printf("%d of %d tickets sold, %ld left, %d sellers sold none\n",
-	       total, tickets, left, none);
+	printf("%d of %d tickets sold, %ld left, %d sellers sold none\n", total,
+	       tickets, left, none);
 	free(results);
 	if (failed || total != tickets || left != 0 || negative) {
-		printf("FAILED: %s\n",
-		       total > tickets ? "tickets were sold twice"
-		       : negative      ? "the count went below zero"
-		       : failed        ? "a seller failed"
-				       : "tickets are left over");
+		printf("FAILED: %s\n", total > tickets
+					   ? "tickets were sold twice"
+				       : negative ? "the count went below zero"
+				       : failed	  ? "a seller failed"
+						  : "tickets are left over");
 		return 1;
 	}
 	printf("ok: every ticket sold exactly once\n");
