@@ -64,6 +64,7 @@ static int run_child(const struct cli *c)
 	struct sigaction fwd = {.sa_handler = forward_signal};
 	struct sigaction ign = {.sa_handler = SIG_IGN};
 	struct sigaction old_int, old_quit, old_term, old_hup;
+	sigset_t block, old_mask;
 	int status, err;
 	pid_t pid;
 
@@ -83,9 +84,18 @@ static int run_child(const struct cli *c)
 	sigaction(SIGTERM, &fwd, &old_term);
 	sigaction(SIGHUP, &fwd, &old_hup);
 
+	/*
+	 * SIGTERM and SIGHUP stay blocked until child_pid is set, so one that
+	 * arrives around fork() is passed on rather than lost.
+	 */
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGHUP);
+	sigprocmask(SIG_BLOCK, &block, &old_mask);
 	pid = fork();
 	if (pid < 0) {
 		err = errno;
+		sigprocmask(SIG_SETMASK, &old_mask, NULL);
 		cli_error("lock \"%s\": cannot start %s: %s", c->args[0],
 			  c->argv[0], strerror(err));
 		status = EXIT_ERROR;
@@ -96,6 +106,7 @@ static int run_child(const struct cli *c)
 		sigaction(SIGQUIT, &old_quit, NULL);
 		sigaction(SIGTERM, &old_term, NULL);
 		sigaction(SIGHUP, &old_hup, NULL);
+		sigprocmask(SIG_SETMASK, &old_mask, NULL);
 		execvp(c->argv[0], c->argv);
 		err = errno;
 		dprintf(STDERR_FILENO, "jobq: %s: %s\n", c->argv[0],
@@ -103,6 +114,7 @@ static int run_child(const struct cli *c)
 		_exit(err == ENOENT ? 127 : 126);
 	}
 	child_pid = pid;
+	sigprocmask(SIG_SETMASK, &old_mask, NULL);
 	while (waitpid(pid, &status, 0) < 0) {
 		if (errno != EINTR) {
 			err = errno;
