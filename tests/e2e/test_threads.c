@@ -19,7 +19,7 @@
 
 #include "harness.h"
 
-enum { NTHREADS = 4, PER_THREAD = 1000 };
+enum { NTHREADS = 4, PER_THREAD = 1000, LOCK_ROUNDS = 300 };
 
 struct thr {
 	jobq_t *q;
@@ -96,7 +96,7 @@ static void *thread_main(void *arg)
 	}
 	/* A lock belongs to the thread that took it: these threads of one
 	 * handle exclude each other. */
-	for (int i = 0; i < 100; i++) {
+	for (int i = 0; i < LOCK_ROUNDS; i++) {
 		long c;
 
 		rc = jobq_lock_acquire(t->q, "tl", 20);
@@ -154,7 +154,7 @@ static void test_shared_handle(void **state)
 		assert_false(t[i].failed);
 	for (int i = 0; i < NTHREADS * PER_THREAD; i++)
 		assert_int_equal(atomic_load(&seen[i]), 1);
-	assert_int_equal(counter, NTHREADS * 100);
+	assert_int_equal(counter, NTHREADS * LOCK_ROUNDS);
 	assert_rc(jobq_queue_info(q, "shared", &info), 0);
 	assert_int_equal(info.depth, 0);
 	free(seen);
