@@ -35,6 +35,7 @@ struct cfg {
 	int producers;
 	int consumers;
 	int batch;
+	double wait;	/* timeout of every put and get; < 0: none */
 };
 
 /* Written by the children, read by the parent once they have exited. */
@@ -55,12 +56,13 @@ static void fill(char *buf, size_t size, char tag, long seq)
 /* Puts @count objects of @objs[0..count) as batches, retrying the rest of a
  * batch that went in only partly. */
 static void put_batch(jobq_t *q, const char *queue, jobq_obj_t *objs,
-		      size_t count)
+		      size_t count, double wait)
 {
 	size_t done = 0;
 
 	while (done < count) {
-		int r = jobq_put_many(q, queue, objs + done, count - done, -1);
+		int r = jobq_put_many(q, queue, objs + done, count - done,
+				      wait);
 
 		if (r <= 0)
 			bench_die(r, "jobq_put_many on \"%s\"", queue);
@@ -93,7 +95,7 @@ static void producer(const struct cfg *c, struct shared *sh,
 		for (i = 0; i < count; i++) {
 			fill(bufs, c->size, 'D', i);
 			r = jobq_put(q, c->queue, JOBQ_T_BYTES, bufs, c->size,
-				     -1);
+				     c->wait);
 			if (r < 0)
 				bench_die(r, "jobq_put on \"%s\"", c->queue);
 		}
@@ -105,7 +107,7 @@ static void producer(const struct cfg *c, struct shared *sh,
 
 			for (k = 0; k < m; k++)
 				fill(objs[k].data, c->size, 'D', i + (long)k);
-			put_batch(q, c->queue, objs, m);
+			put_batch(q, c->queue, objs, m, c->wait);
 			i += (long)m;
 		}
 	}
@@ -120,7 +122,7 @@ static void producer(const struct cfg *c, struct shared *sh,
 		while (quits > 0) {
 			size_t m = quits < (long)nbuf ? (size_t)quits : nbuf;
 
-			put_batch(q, c->queue, objs, m);
+			put_batch(q, c->queue, objs, m, c->wait);
 			quits -= (long)m;
 		}
 	}
@@ -155,13 +157,13 @@ static void consumer(const struct cfg *c, struct shared *sh,
 
 	while (!quit) {
 		if (c->batch == 1) {
-			r = jobq_get(q, c->queue, &objs[0], -1);
+			r = jobq_get(q, c->queue, &objs[0], c->wait);
 			if (r < 0)
 				bench_die(r, "jobq_get on \"%s\"", c->queue);
 			r = 1;
 		} else {
 			r = jobq_get_many(q, c->queue, objs, (size_t)c->batch,
-					  -1);
+					  c->wait);
 			if (r <= 0)
 				bench_die(r, "jobq_get_many on \"%s\"",
 					  c->queue);
@@ -184,10 +186,11 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: jobq-bench-queue [--dir DIR] [-n MSGS] [-s BYTES] [-p PRODUCERS]\n"
-		"                        [-c CONSUMERS] [-b BATCH] [-k QUEUE] [-T SECS]\n"
+		"                        [-c CONSUMERS] [-b BATCH] [-k QUEUE] [-W SECS] [-T SECS]\n"
 		"Puts MSGS objects of BYTES through one queue of the jobqd in DIR and\n"
 		"prints RESULT lines (msgs_per_s, MiB_per_s). -b 1: jobq_put/jobq_get;\n"
-		"-b N: jobq_put_many/jobq_get_many with batches of N.\n");
+		"-b N: jobq_put_many/jobq_get_many with batches of N. -W: the timeout of\n"
+		"every put and get (default: none).\n");
 	exit(2);
 }
 
@@ -199,7 +202,7 @@ int main(int argc, char **argv)
 		{ 0 },
 	};
 	struct cfg c = { .n = 200000, .size = 64, .producers = 1,
-			 .consumers = 1, .batch = 1 };
+			 .consumers = 1, .batch = 1, .wait = -1 };
 	struct bench_barrier bar;
 	struct shared *sh;
 	char qname[64];
@@ -210,7 +213,7 @@ int main(int argc, char **argv)
 	jobq_t *q;
 	double secs;
 
-	while ((opt = getopt_long(argc, argv, "d:n:s:p:c:b:k:T:h", longopts,
+	while ((opt = getopt_long(argc, argv, "d:n:s:p:c:b:k:W:T:h", longopts,
 				  NULL)) != -1) {
 		switch (opt) {
 		case 'd': c.dir = optarg; break;
@@ -220,6 +223,7 @@ int main(int argc, char **argv)
 		case 'c': c.consumers = (int)bench_arg_long(optarg, 'c'); break;
 		case 'b': c.batch = (int)bench_arg_long(optarg, 'b'); break;
 		case 'k': c.queue = optarg; break;
+		case 'W': c.wait = (double)bench_arg_long(optarg, 'W'); break;
 		case 'T': limit = (unsigned)bench_arg_long(optarg, 'T'); break;
 		default: usage();
 		}

@@ -9,6 +9,10 @@
  *                process hand-offs per sample; what a job round trip with a
  *                worker in between costs at least.
  *   -m ping      jobq_ping(): one empty request, the floor of the above.
+ *   -m block     no measurement: block in jobq_get() with no timeout on an
+ *                empty queue until an object comes or the process is
+ *                killed, so that bench/run can see what a waiting client
+ *                and its manager cost while nothing happens.
  *
  * Samples are taken one at a time (nothing else outstanding) after a
  * warm-up that is not counted; the run ends after -n samples or -D seconds,
@@ -21,7 +25,11 @@
 
 #include "bench.h"
 
-enum mode { M_LOCAL, M_PINGPONG, M_PING };
+enum mode { M_LOCAL, M_PINGPONG, M_PING, M_BLOCK };
+
+/* The timeout of every put and get (-W); negative: wait without a bound,
+ * as a worker waits for work. */
+static double wait_secs = -1;
 
 struct cfg {
 	const char *dir;
@@ -39,7 +47,7 @@ static long get_checked(jobq_t *q, const char *queue, size_t size)
 {
 	jobq_obj_t o;
 	long seq = 0;
-	int r = jobq_get(q, queue, &o, -1);
+	int r = jobq_get(q, queue, &o, wait_secs);
 
 	if (r < 0)
 		bench_die(r, "jobq_get on \"%s\"", queue);
@@ -59,7 +67,7 @@ static void put_seq(jobq_t *q, const char *queue, char *buf, size_t size,
 
 	if (size >= sizeof(seq))
 		memcpy(buf, &seq, sizeof(seq));
-	r = jobq_put(q, queue, JOBQ_T_BYTES, buf, size, -1);
+	r = jobq_put(q, queue, JOBQ_T_BYTES, buf, size, wait_secs);
 	if (r < 0)
 		bench_die(r, "jobq_put on \"%s\"", queue);
 }
@@ -84,8 +92,9 @@ static void echo(const struct cfg *c, struct bench_barrier *bar)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: jobq-bench-rtt [--dir DIR] [-m local|pingpong|ping] [-n SAMPLES]\n"
-		"                      [-w WARMUP] [-s BYTES] [-D MAX_SECS] [-T SECS]\n"
+		"usage: jobq-bench-rtt [--dir DIR] [-m local|pingpong|ping|block] [-n SAMPLES]\n"
+		"                      [-w WARMUP] [-s BYTES] [-D MAX_SECS] [-W SECS] [-T SECS]\n"
+		"-W: the timeout of every put and get (default: none).\n"
 		"Prints RESULT lines p50_us, p99_us, max_us, mean_us, rtt_per_s.\n");
 	exit(2);
 }
@@ -97,7 +106,8 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	static const char *const names[] = { "local", "pingpong", "ping" };
+	static const char *const names[] = { "local", "pingpong", "ping",
+					     "block" };
 	struct cfg c = { .mode = M_LOCAL, .n = 100000, .warmup = 2000,
 			 .size = 64, .max_secs = 5 };
 	struct bench_barrier bar;
@@ -109,7 +119,7 @@ int main(int argc, char **argv)
 	jobq_t *q;
 	int opt, r;
 
-	while ((opt = getopt_long(argc, argv, "d:m:n:w:s:D:T:h", longopts,
+	while ((opt = getopt_long(argc, argv, "d:m:n:w:s:D:W:T:h", longopts,
 				  NULL)) != -1) {
 		switch (opt) {
 		case 'd': c.dir = optarg; break;
@@ -120,6 +130,8 @@ int main(int argc, char **argv)
 				c.mode = M_PINGPONG;
 			else if (!strcmp(optarg, "ping"))
 				c.mode = M_PING;
+			else if (!strcmp(optarg, "block"))
+				c.mode = M_BLOCK;
 			else
 				usage();
 			break;
@@ -127,6 +139,7 @@ int main(int argc, char **argv)
 		case 'w': c.warmup = bench_arg_long(optarg, 'w'); break;
 		case 's': c.size = (size_t)bench_arg_long(optarg, 's'); break;
 		case 'D': c.max_secs = (double)bench_arg_long(optarg, 'D'); break;
+		case 'W': wait_secs = (double)bench_arg_long(optarg, 'W'); break;
 		case 'T': limit = (unsigned)bench_arg_long(optarg, 'T'); break;
 		default: usage();
 		}
@@ -138,6 +151,19 @@ int main(int argc, char **argv)
 	snprintf(c.ping, sizeof(c.ping), "rtt-ping-%d", (int)getpid());
 	snprintf(c.pong, sizeof(c.pong), "rtt-pong-%d", (int)getpid());
 	bench_time_limit(limit);
+
+	if (c.mode == M_BLOCK) {
+		jobq_obj_t o;
+
+		alarm(0);
+		q = bench_open(c.dir);
+		r = jobq_get(q, "idle", &o, wait_secs);
+		if (r < 0)
+			bench_die(r, "jobq_get on \"idle\"");
+		jobq_obj_free(&o);
+		jobq_close(q);
+		return 0;
+	}
 
 	lat = calloc((size_t)c.n, sizeof(*lat));
 	buf = calloc(1, c.size + 1);
@@ -197,6 +223,7 @@ int main(int argc, char **argv)
 			seq = get_checked(q, c.ping, c.size);
 			break;
 		case M_PINGPONG:
+		default:
 			put_seq(q, c.ping, buf, c.size, i);
 			seq = get_checked(q, c.pong, c.size);
 			break;
