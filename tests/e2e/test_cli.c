@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_cli.c - the command-line contract of /work/shared/CLI.md, checked
+ * test_cli.c - the command-line contract (the team's CLI.md), checked
  * by running the real jobq and jobqd programs: output, exit codes, --json,
  * option placement, shutdown, a second manager refused, --daemon, --help.
  */
