@@ -284,6 +284,7 @@ int jobq__locks_init(uint32_t max_locks);
 void jobq__lock_wait_detach(struct jq_waiter *w);
 /* Releases everything @c holds and grants the freed locks to waiters. */
 void jobq__locks_drop_client(struct jq_client *c);
+bool jobq__locks_held_by(const struct jq_client *c);
 
 /*
  * Names in the arena (queues, locks): 1..JOBQ_NAME_MAX bytes, no NUL or

@@ -308,6 +308,17 @@ static int release_one(uint32_t id, struct jq_client *c, uint64_t owner)
 	return 0;
 }
 
+bool jobq__locks_held_by(const struct jq_client *c)
+{
+	uint32_t n = load_relaxed(&jq_hdr()->nlocks);
+
+	for (uint32_t id = 0; id < n; id++)
+		for (uint32_t i = 0; i < LK[id].nh; i++)
+			if (LK[id].h[i].c == c)
+				return true;
+	return false;
+}
+
 void jobq__locks_drop_client(struct jq_client *c)
 {
 	uint32_t n = load_relaxed(&jq_hdr()->nlocks);

@@ -613,6 +613,10 @@ static unsigned process_sq(struct jq_client *c)
 		 */
 		memcpy(&s, &c->sq[c->sq_head & mask], sizeof(s));
 		atomic_signal_fence(memory_order_seq_cst);
+		/* An empty payload names no bytes: any offset will do, so
+		 * point it at the arena's start and skip the check. */
+		if (s.arena_len == 0)
+			s.arena_off = c->arena_off;
 		if (c->novf || cq_room(c) < cq_need(c, &s))
 			break;
 		c->sq_head++;
@@ -703,8 +707,11 @@ static void client_drop(struct jq_client *c, bool died)
 	if (c->state == JQ_C_FREE || c->state == JQ_C_DEAD)
 		return;
 	if (c->state == JQ_C_LIVE) {
-		uint32_t n = c->nhanded;
+		uint32_t n;
 
+		/* What it acknowledged before it went is delivered. */
+		reap_handed(c);
+		n = c->nhanded;
 		while (!jq_list_empty(&c->waiters))
 			jobq__wait_free(jq_entry(c->waiters.next,
 						 struct jq_waiter, cnode));
@@ -949,11 +956,14 @@ static void on_hello(struct jq_client *c, int res)
 		  (int)c->pid, (unsigned)c->uid, c->name);
 }
 
-/* Whether the client left work behind: then its going away is a death. */
+/* Whether the client left work behind (requests, objects, locks): then its
+ * going away is counted as a death. A clean close leaves nothing. */
 static bool client_busy(struct jq_client *c)
 {
+	reap_handed(c);
 	return !jq_list_empty(&c->waiters) || c->nhanded ||
-	       load_acquire(&c->hdr->sq.tail) != c->sq_head;
+	       load_acquire(&c->hdr->sq.tail) != c->sq_head ||
+	       jobq__locks_held_by(c);
 }
 
 static void on_signal(void)
