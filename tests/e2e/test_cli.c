@@ -249,6 +249,10 @@ static void test_kv(void **state)
 	assert_int_equal(o.code, 0);
 	json_decref(parse_json(&o));
 	jqt_out_free(&o);
+	CLI(&o, "kv", "incr", "hits", "0", "--json");
+	assert_int_equal(o.code, 0);
+	json_decref(parse_json(&o));
+	jqt_out_free(&o);
 
 	CLI(&o, "kv", "del", "color");
 	assert_int_equal(o.code, 0);
