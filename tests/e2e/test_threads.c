@@ -150,6 +150,19 @@ static void test_shared_handle(void **state)
 	for (int i = 0; i < NTHREADS; i++)
 		if (t[i].failed)
 			print_error("thread %d: %s\n", i, t[i].why);
+	{
+		/* For diagnosis: grants the manager counted against the
+		 * critical sections that ran. */
+		struct jobq_stats st;
+
+		if (jobq_stats(q, &st) == 0)
+			print_message("lock acquires counted by the manager: "
+				      "%llu; critical sections run: %ld; "
+				      "lock timeouts: %llu\n",
+				      (unsigned long long)st.lock_acquires,
+				      counter,
+				      (unsigned long long)st.lock_timeouts);
+	}
 	for (int i = 0; i < NTHREADS; i++)
 		assert_false(t[i].failed);
 	for (int i = 0; i < NTHREADS * PER_THREAD; i++)
