@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <poll.h>
+#include <sched.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -43,9 +44,9 @@
 #define JQ_SQ_ENTRIES 256u
 #define JQ_CQ_ENTRIES 1024u
 #define JQ_OVF_MAX 4096u	/* overflowed completions before we give up */
-#define JQ_SPIN_MIN_NS 10000ull
+#define JQ_SPIN_MIN_NS 2000ull
 #define JQ_SPIN_START_NS 50000ull
-#define JQ_SPIN_MAX_NS 1000000ull
+#define JQ_SPIN_MAX_NS 200000ull
 #define JQ_STALL_POLL_NS 1000000ull
 
 /* What an io_uring request was for: kind in the top byte, then the client
@@ -1252,6 +1253,7 @@ int jobq__loop_init(int lfd, int sfd, void (*on_hup)(void), char *err,
 int jobq__loop_run(void)
 {
 	uint64_t spin = JQ_SPIN_START_NS, last_work = jobq__now_ns();
+	bool spinning = false;
 
 	for (;;) {
 		bool stalled;
@@ -1272,13 +1274,37 @@ int jobq__loop_run(void)
 		}
 		now = jobq__now_ns();
 		if (L.work) {
+			/*
+			 * Work found while spinning: the window paid off, so
+			 * widen it a little. Misses narrow it below. On a
+			 * machine with more busy processes than cores our
+			 * spinning keeps the very client we wait for off the
+			 * CPU, spins stop paying off and the window shrinks
+			 * to almost nothing by itself.
+			 */
+			if (spinning && spin < JQ_SPIN_MAX_NS)
+				spin += spin / 2;
+			spinning = false;
 			last_work = now;
 			continue;
 		}
 		if (now - last_work < spin) {
-			__builtin_ia32_pause();
+			spinning = true;
+			/*
+			 * Spin, but let the clients we wait for run: on a
+			 * machine with fewer cores than busy processes a
+			 * spinner that never yields costs its peers a whole
+			 * scheduler slice (milliseconds) per round trip.
+			 */
+			for (int i = 0; i < 8; i++)
+				__builtin_ia32_pause();
+			sched_yield();
 			continue;
 		}
+
+		if (spinning && spin > JQ_SPIN_MIN_NS)
+			spin -= spin / 4;
+		spinning = false;
 
 		/* Going to sleep: ask for wake-ups, then look once more. */
 		set_need_wakeup(true);
@@ -1291,7 +1317,7 @@ int jobq__loop_run(void)
 		{
 			struct __kernel_timespec ts, *tsp = NULL;
 			struct io_uring_cqe *cqe;
-			uint64_t wait = UINT64_MAX, slept;
+			uint64_t wait = UINT64_MAX;
 
 			if (L.tn)
 				wait = L.th[0]->deadline > now ?
@@ -1310,15 +1336,6 @@ int jobq__loop_run(void)
 			else
 				io_uring_wait_cqe(&L.ring, &cqe);
 			set_need_wakeup(false);
-			/*
-			 * Adapt the spin window: a wake-up soon after we went
-			 * to sleep means we gave up too early.
-			 */
-			slept = jobq__now_ns() - now;
-			if (slept < 4 * spin && spin < JQ_SPIN_MAX_NS)
-				spin *= 2;
-			else if (slept > 64 * spin && spin > JQ_SPIN_MIN_NS)
-				spin /= 2;
 			last_work = jobq__now_ns();
 		}
 	}
