@@ -5,13 +5,15 @@
  *
  * Clients look keys up in their read-only mapping with the same probe:
  * start at hash & (kv_slots - 1), skip tombstones, stop at an empty slot.
- * So a slot never goes from USED or TOMB back to EMPTY while the manager
- * runs, and every change to a slot happens inside its seqlock write
- * section: a reader that raced it retries.
+ * So a slot goes back to EMPTY only when no probe can need to pass it
+ * (a tombstone right before an empty slot), and every change to a slot
+ * happens inside its seqlock write section: a reader that raced it
+ * retries.
  *
  * The table never fills: a new key that would take an EMPTY slot is
  * refused with JOBQ_ELIMIT once used + tombstones reach 7/8 of the slots,
- * which keeps every probe ending at an empty slot.
+ * which keeps every probe ending at an empty slot. A tombstone becomes
+ * empty again as soon as the slot after it is empty (see kv_del).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -136,6 +138,7 @@ static int store_value(int64_t at, int64_t ins, const uint8_t *key,
 int jobq__op_kv_set(struct jq_client *c, const struct jobq_sqe *s)
 {
 	const uint8_t *p = jobq__arena(c, s->arena_off);
+	uint8_t key[JOBQ_KEY_MAX];
 	uint32_t klen, vlen, hash;
 	int64_t at, ins;
 
@@ -145,24 +148,28 @@ int jobq__op_kv_set(struct jq_client *c, const struct jobq_sqe *s)
 	vlen = s->arena_len - klen;
 	if (vlen > jq_hdr()->max_object)
 		return -E2BIG;
-	hash = jobq__hash(p, klen);
-	at = lookup(p, klen, hash, &ins);
-	return store_value(at, ins, p, klen, hash, p + klen, vlen, s->type);
+	/* The key is hashed, compared and stored: read it from the arena
+	 * once, so the three agree whatever the client writes meanwhile. */
+	memcpy(key, p, klen);
+	hash = jobq__hash(key, klen);
+	at = lookup(key, klen, hash, &ins);
+	return store_value(at, ins, key, klen, hash, p + klen, vlen, s->type);
 }
 
 int jobq__op_kv_del(struct jq_client *c, const struct jobq_sqe *s)
 {
-	const uint8_t *p = jobq__arena(c, s->arena_off);
 	struct jobq_store_hdr *h = jq_hdr();
+	uint32_t hash, mask = h->kv_slots - 1, i;
+	uint8_t key[JOBQ_KEY_MAX];
 	struct jobq_kv_slot *sl;
-	uint32_t hash;
 	int64_t at, ins;
 	uint64_t old;
 
 	if (s->arena_len < 1 || s->arena_len > JOBQ_KEY_MAX)
 		return jobq__bad(-EINVAL);
-	hash = jobq__hash(p, s->arena_len);
-	at = lookup(p, s->arena_len, hash, &ins);
+	memcpy(key, jobq__arena(c, s->arena_off), s->arena_len);
+	hash = jobq__hash(key, s->arena_len);
+	at = lookup(key, s->arena_len, hash, &ins);
 	if (at < 0)
 		return -ENOENT;
 	sl = slot_at((uint32_t)at);
@@ -173,6 +180,21 @@ int jobq__op_kv_del(struct jq_client *c, const struct jobq_sqe *s)
 	jobq__free(old);
 	seq_write_end(&sl->seq);
 	ntombs++;
+	/*
+	 * Tombstones followed by an empty slot can become empty again: no
+	 * probe that reaches them goes on past that empty slot, so no key
+	 * lies behind them. This keeps deletes from filling the table.
+	 */
+	i = (uint32_t)at;
+	while (slot_at((i + 1) & mask)->state == JOBQ_KV_EMPTY &&
+	       slot_at(i)->state == JOBQ_KV_TOMB) {
+		sl = slot_at(i);
+		seq_write_begin(&sl->seq);
+		sl->state = JOBQ_KV_EMPTY;
+		seq_write_end(&sl->seq);
+		ntombs--;
+		i = (i - 1) & mask;
+	}
 	store_relaxed(&h->nkeys, load_relaxed(&h->nkeys) - 1);
 	jq_count(kv_dels);
 	return 0;
@@ -241,6 +263,7 @@ int jobq__op_kv_cas(struct jq_client *c, const struct jobq_sqe *s)
 {
 	const uint8_t *p = jobq__arena(c, s->arena_off);
 	uint64_t klen = s->arg0, elen = s->arg1;
+	uint8_t key[JOBQ_KEY_MAX];
 	const uint8_t *exp, *nv;
 	uint32_t hash, nlen;
 	int64_t at, ins;
@@ -253,8 +276,9 @@ int jobq__op_kv_cas(struct jq_client *c, const struct jobq_sqe *s)
 	nlen = (uint32_t)(s->arena_len - klen - elen);
 	if (nlen > jq_hdr()->max_object)
 		return -E2BIG;
-	hash = jobq__hash(p, (uint32_t)klen);
-	at = lookup(p, (uint32_t)klen, hash, &ins);
+	memcpy(key, p, klen);
+	hash = jobq__hash(key, (uint32_t)klen);
+	at = lookup(key, (uint32_t)klen, hash, &ins);
 	if (s->flags & JOBQ_SQE_ABSENT) {
 		if (at >= 0)
 			return JOBQ_EMISMATCH;
@@ -268,6 +292,6 @@ int jobq__op_kv_cas(struct jq_client *c, const struct jobq_sqe *s)
 		    memcmp((const uint8_t *)(b + 1) + b->klen, exp, elen))
 			return JOBQ_EMISMATCH;
 	}
-	return store_value(at, ins, p, (uint32_t)klen, hash, nv, nlen,
+	return store_value(at, ins, key, (uint32_t)klen, hash, nv, nlen,
 			   s->type);
 }
