@@ -154,8 +154,10 @@ static void raw_rmtree(int parent, const char *name, int depth)
 
 void jqt_rmtree(const char *path)
 {
-	if (path && *path)
+	if (path && *path) {
 		raw_rmtree(AT_FDCWD, path, 0);
+		untrack_dir(path);
+	}
 }
 
 /* Kill everything and remove every directory; async-signal-safe. */
@@ -426,7 +428,6 @@ int jqt_mgr_stop(struct jqt_mgr *m)
 	}
 	if (m->top[0]) {
 		jqt_rmtree(m->top);
-		untrack_dir(m->top);
 		m->top[0] = 0;
 	}
 	return status;
