@@ -28,10 +28,15 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 step() { printf '\n== %s\n' "$*"; }
-show() { printf '$ %s\n' "$*"; "$@"; }
+show() {
+	local shown=() a
+	for a in "$@"; do shown+=("$(printf '%q' "$a")"); done
+	printf '$ %s\n' "${shown[*]}"
+	"$@"
+}
 
-step "start a manager (64 MiB store) in $inst"
-"$jobqd" --dir "$inst/jobq" --memory 64M --daemon
+step "start a manager (128 MiB store) in $inst"
+"$jobqd" --dir "$inst/jobq" --memory 128M --daemon
 pid=$(cat "$inst/jobq/jobqd.pid")
 export JOBQ_DIR=$inst/jobq
 show "$jobq" ping
@@ -57,7 +62,7 @@ show "$jobq" lock build -- sh -c 'echo "holding the build lock"; sleep 0.2'
 step "the ticket seller: 100 processes, 50 tickets, one lock"
 show "$ex/ticket_seller" --dir "$JOBQ_DIR"
 
-step "producer/consumer: 4 producers, 4 consumers, 200,000 objects of 0..64 KiB"
+step "producer/consumer: 4 producers, 4 consumers, objects of 0..64 KiB through a bounded queue"
 show "$ex/producer_consumer" --dir "$JOBQ_DIR"
 
 step "ordered locks: opposite lock orders end in -EDEADLK, not a hang"
