@@ -49,7 +49,8 @@ enum {
 	JOBQ_ECLOSED = -10006,	  /* the manager went away or dropped this client */
 	JOBQ_EFULL = -10007,	  /* the store has no room (jobqd --memory) */
 	JOBQ_ELIMIT = -10008,	  /* a table is full: queues, locks, keys or clients */
-	JOBQ_ELAST = -10009,
+	JOBQ_EJOBFAILED = -10009, /* the job ended dead: its attempts failed */
+	JOBQ_ELAST = -10010,
 };
 
 /*
@@ -403,6 +404,233 @@ struct jobq_stats {
 };
 
 JOBQ_API int jobq_stats(jobq_t *q, struct jobq_stats *out);
+
+/* ------------------------------------------------------------------------
+ * Jobs: the Pool and Executor of jobq.
+ *
+ * A job is a typed request (type name + args object) that a worker serving
+ * that type runs; its id is a future. States go
+ *   waiting (on --after) -> delayed -> ready -> running ->
+ *   succeeded | failed (a retry is pending) | dead | cancelled
+ * and only the manager changes them. An attempt is counted when the job is
+ * handed to a worker, so a job that kills its worker every time ends dead
+ * after its attempts. Finished jobs stay readable for jobqd --keep.
+ */
+enum jobq_job_state {
+	JOBQ_JOB_WAITING = 1,
+	JOBQ_JOB_DELAYED = 2,
+	JOBQ_JOB_READY = 3,
+	JOBQ_JOB_RUNNING = 4,
+	JOBQ_JOB_SUCCEEDED = 5,
+	JOBQ_JOB_FAILED = 6,
+	JOBQ_JOB_DEAD = 7,
+	JOBQ_JOB_CANCELLED = 8,
+};
+
+/* jobq_job_state_name - "ready", "running", ...; "unknown" otherwise. */
+JOBQ_API const char *jobq_job_state_name(int state);
+
+/* Submit options; a zeroed struct (or NULL) means the defaults. */
+struct jobq_submit_opts {
+	const char *queue;	/* NULL: "default" */
+	int priority;		/* higher runs first; default 0 */
+	double delay;		/* seconds before it becomes ready */
+	double timeout;		/* the lease in seconds; 0: 300 */
+	int retries;		/* attempts after the first; < 0: none; 0: 3 */
+	int no_retry;		/* set: exactly one attempt */
+	const char *unique;	/* a live job with this key is returned instead */
+	const uint64_t *after;	/* run only after these succeeded */
+	size_t nafter;		/* at most 64 */
+};
+
+/*
+ * jobq_submit - submit a job of @type with @args (@len bytes of @args_type)
+ * and store its id in *id. Returns 0; 1 when @opts->unique named a live job
+ * (its id is stored); -E2BIG for args over jobq_max_object(); -EINVAL for a
+ * bad type name (1..47 bytes) or options; -ENOENT when an @after id is
+ * unknown; JOBQ_EFULL / JOBQ_ELIMIT when the store or job table is full.
+ */
+JOBQ_API int jobq_submit(jobq_t *q, const char *type, uint32_t args_type,
+			 const void *args, size_t len,
+			 const struct jobq_submit_opts *opts, uint64_t *id);
+
+/* jobq_submit_json - jobq_submit() with a JSON value as args. */
+JOBQ_API int jobq_submit_json(jobq_t *q, const char *type,
+			      const struct json_t *args,
+			      const struct jobq_submit_opts *opts, uint64_t *id);
+
+/*
+ * jobq_submit_many - submit @n jobs of one type in one batch (one wake-up),
+ * ids[i] for args[i]. Returns how many were submitted (the first ones), or
+ * -errno when none was.
+ */
+JOBQ_API int jobq_submit_many(jobq_t *q, const char *type,
+			      const jobq_obj_t *args, size_t n,
+			      const struct jobq_submit_opts *opts,
+			      uint64_t *ids);
+
+/*
+ * jobq_job_wait - wait until job @id is final. Returns 0 when it
+ * succeeded, JOBQ_EJOBFAILED when it is dead, -ECANCELED when cancelled,
+ * -ENOENT for an unknown (or expired) id, -ETIMEDOUT / -EAGAIN.
+ */
+JOBQ_API int jobq_job_wait(jobq_t *q, uint64_t id, double timeout);
+
+/*
+ * jobq_wait_any / jobq_wait_all - wait for one or all of @n jobs to be
+ * final. wait_any stores the index of a final job in *which and returns
+ * what jobq_job_wait() returns for it; wait_all returns 0 when all
+ * succeeded, else the first failure's code in input order.
+ */
+JOBQ_API int jobq_wait_any(jobq_t *q, const uint64_t *ids, size_t n,
+			   double timeout, size_t *which);
+JOBQ_API int jobq_wait_all(jobq_t *q, const uint64_t *ids, size_t n,
+			   double timeout);
+
+/*
+ * A done callback: run from jobq_process() (or any blocking call of the
+ * handle) once job @id is final; @res as jobq_job_wait() returns it.
+ */
+typedef void (*jobq_job_cb)(jobq_t *q, uint64_t id, int res, void *arg);
+
+/* jobq_job_on_done - register @cb for job @id. Returns 0 or -errno (then
+ * the callback never runs). */
+JOBQ_API int jobq_job_on_done(jobq_t *q, uint64_t id, jobq_job_cb cb,
+			      void *arg);
+
+/*
+ * jobq_job_result - copy the job's result (succeeded) or its error text
+ * (failed, dead, cancelled; JOBQ_T_TEXT) into *out. Reads the store: no
+ * round trip. Returns 0, -ENOENT, -EAGAIN when the job is not final yet.
+ */
+JOBQ_API int jobq_job_result(jobq_t *q, uint64_t id, jobq_obj_t *out);
+
+/*
+ * jobq_apply - submit and wait; the result (or error text) goes to *out.
+ * Returns what jobq_job_wait() returns.
+ */
+JOBQ_API int jobq_apply(jobq_t *q, const char *type, uint32_t args_type,
+			const void *args, size_t len,
+			const struct jobq_submit_opts *opts, jobq_obj_t *out,
+			double timeout);
+
+/*
+ * jobq_map - one job of @type per input, at most @window in flight (0: 256),
+ * results[i] for inputs[i]. Returns 0 when all succeeded, else the first
+ * failure's code in input order (results of the others are still filled;
+ * a failed one holds its error text).
+ */
+JOBQ_API int jobq_map(jobq_t *q, const char *type, const jobq_obj_t *inputs,
+		      size_t n, size_t window,
+		      const struct jobq_submit_opts *opts, jobq_obj_t *results,
+		      double timeout);
+
+/* Cancel (queued: removed; running: the worker is told), retry a failed,
+ * dead or cancelled job, kick one dead job (id) or all (id 0: returns how
+ * many). -ENOENT for an unknown id, -EALREADY when there is nothing to do. */
+JOBQ_API int jobq_cancel(jobq_t *q, uint64_t id);
+JOBQ_API int jobq_retry(jobq_t *q, uint64_t id);
+JOBQ_API int jobq_kick(jobq_t *q, uint64_t id);
+
+/* Stop and restart handing out a queue's jobs; limit how many run at once
+ * (0: no limit). */
+JOBQ_API int jobq_pause(jobq_t *q, const char *queue);
+JOBQ_API int jobq_resume(jobq_t *q, const char *queue);
+JOBQ_API int jobq_queue_parallel(jobq_t *q, const char *queue,
+				 unsigned parallel);
+
+/* What `jobq show` prints; read from the store without a round trip. */
+struct jobq_job_info {
+	uint64_t id;
+	char type[48];
+	char queue[64];
+	int state;		/* enum jobq_job_state */
+	int priority;
+	unsigned attempts, max_attempts;
+	pid_t worker;		/* who runs it or ran it last, 0: nobody */
+	double progress;	/* percent */
+	uint64_t created_ns, started_ns, finished_ns, run_at_ns; /* REALTIME, 0: not yet */
+	double lease;		/* seconds */
+	int type_has_worker;	/* a live worker serves this type */
+};
+
+JOBQ_API int jobq_job_info(jobq_t *q, uint64_t id, struct jobq_job_info *out);
+
+/* jobq_job_args - copy the job's args into *out; -ENOENT. */
+JOBQ_API int jobq_job_args_of(jobq_t *q, uint64_t id, jobq_obj_t *out);
+
+/*
+ * jobq_jobs - jobs newest first, filtered by @state (0: any) and @type
+ * (NULL: any), at most @limit (0: all); a malloc'd array in *out.
+ */
+JOBQ_API int jobq_jobs(jobq_t *q, int state, const char *type, size_t limit,
+		       struct jobq_job_info **out, size_t *n);
+
+/* What `jobq workers` shows. */
+struct jobq_worker_info {
+	pid_t pid;
+	char types[128];
+	unsigned capacity, running;
+	uint64_t done, failed;
+	uint64_t started_ns;
+	int supervised, daemon;
+};
+
+JOBQ_API int jobq_workers(jobq_t *q, struct jobq_worker_info **out,
+			  size_t *n);
+
+/* ------------------------------------------------------------------------
+ * Workers: register a handler per job type, then run.
+ */
+typedef struct jobq_worker jobq_worker_t;
+typedef struct jobq_job jobq_job_t;
+
+/*
+ * A handler runs one job. It returns 0 for success (the result is what it
+ * passed to jobq_job_succeed(), else none), or a negative errno for a
+ * retryable failure (the error text is what it passed to jobq_job_fail(),
+ * else jobq_strerror() of the return value).
+ */
+typedef int (*jobq_handler)(jobq_job_t *job, void *arg);
+
+struct jobq_worker_opts {
+	unsigned concurrency;	/* jobs at once; 0: 1 */
+	int daemon;		/* dies with the manager */
+};
+
+/* jobq_worker_new - a worker over handle @q (which it does not own). */
+JOBQ_API int jobq_worker_new(jobq_worker_t **wp, jobq_t *q,
+			     const struct jobq_worker_opts *opts);
+/* jobq_worker_handle - serve @type with @fn; before jobq_worker_run(). */
+JOBQ_API int jobq_worker_handle(jobq_worker_t *w, const char *type,
+				jobq_handler fn, void *arg);
+/* jobq_worker_builtin - serve the built-in types (echo, sleep, fail). */
+JOBQ_API int jobq_worker_builtin(jobq_worker_t *w);
+/*
+ * jobq_worker_run - take and run jobs until jobq_worker_stop() or the
+ * manager asks it to stop. Returns 0 after a graceful stop, or -errno
+ * (JOBQ_ECLOSED when the manager went away).
+ */
+JOBQ_API int jobq_worker_run(jobq_worker_t *w);
+/* jobq_worker_stop - take no more jobs, let running ones finish; safe from
+ * a signal handler and from a handler. */
+JOBQ_API void jobq_worker_stop(jobq_worker_t *w);
+JOBQ_API void jobq_worker_free(jobq_worker_t *w);
+
+/* Inside a handler. The args object is owned by the library. */
+JOBQ_API uint64_t jobq_job_id(const jobq_job_t *job);
+JOBQ_API const char *jobq_job_type(const jobq_job_t *job);
+JOBQ_API const jobq_obj_t *jobq_job_args(const jobq_job_t *job);
+JOBQ_API unsigned jobq_job_attempt(const jobq_job_t *job);
+JOBQ_API int jobq_job_succeed(jobq_job_t *job, uint32_t type,
+			      const void *data, size_t len);
+JOBQ_API int jobq_job_fail(jobq_job_t *job, int final, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+JOBQ_API int jobq_job_progress(jobq_job_t *job, double percent,
+			       const char *msg);
+JOBQ_API int jobq_job_extend(jobq_job_t *job, double seconds);
+/* Whether a cancel of this job arrived: a handler should return soon. */
+JOBQ_API int jobq_job_cancelled(const jobq_job_t *job);
 
 /* ------------------------------------------------------------------------
  * Helpers shared by the tools.

@@ -55,7 +55,7 @@
 #define JOBQ_STORE_MAGIC 0x4d4f5453514a424aULL /* "JBQJSTOM" */
 #define JOBQ_REGION_MAGIC 0x4e474552514a424aULL /* "JBQJREGN" */
 #define JOBQ_HELLO_MAGIC 0x6f6c6568u
-#define JOBQ_LAYOUT_VERSION 1u
+#define JOBQ_LAYOUT_VERSION 2u
 
 #define JOBQ_NAME_MAX 63 /* queue and lock names, bytes without the NUL */
 #define JOBQ_KEY_MAX 255 /* key/value keys */
@@ -149,6 +149,20 @@ struct jobq_store_hdr {
 	_Atomic uint32_t shutting_down;
 	uint32_t pad1;
 	struct jobq_counters counters;
+
+	/* Jobs (layout version 2). */
+	uint32_t max_jobs;	/* records in the job table */
+	uint32_t jobidx_slots;	/* slots in the job index, a power of two */
+	uint64_t jobs_off;	/* struct jobq_job_rec[max_jobs] */
+	uint64_t jobidx_off;	/* _Atomic uint64_t[jobidx_slots] */
+	uint64_t types_off;	/* struct jobq_type_rec[max_types] */
+	uint64_t workers_off;	/* struct jobq_worker_rec[max_clients] */
+	uint32_t max_types;
+	_Atomic uint32_t ntypes; /* records in use: ids 0..ntypes-1 */
+	_Atomic uint64_t njobs;	/* job records in use */
+	_Atomic uint64_t next_job_id; /* the id the next job gets; ids start at 1 */
+	uint64_t keep_ns;	/* jobqd --keep: how long finished jobs stay */
+	_Atomic uint32_t jobs_by_state[16]; /* indexed by enum jobq_job_state_wire */
 };
 
 /*
@@ -171,8 +185,11 @@ struct jobq_queue_rec {
 	uint64_t unfinished;	/* put but not yet task_done (JoinableQueue) */
 	uint64_t head;		/* offset of the first struct jobq_item, 0: empty */
 	uint64_t tail;		/* offset of the last one */
-	uint32_t paused;
+	uint32_t paused;	/* jobs: not handed out while set */
+	uint32_t parallel;	/* jobs: most running at once, 0: no limit */
+	uint32_t running;	/* jobs of this queue running now */
 	uint32_t pad;
+	uint64_t ready;		/* jobs of this queue ready to run */
 };
 
 /* An object on a queue; its payload follows the header. */
@@ -235,6 +252,109 @@ struct jobq_lock_rec {
 	uint64_t held_since_ns;	/* CLOCK_REALTIME when first taken */
 	uint64_t acquires;
 };
+
+/* ------------------------------------------------------------------------
+ * Jobs. A job record lives in a fixed table; the index maps a job id to its
+ * record so that clients find a job without a round trip:
+ *
+ *   index slot = (id << 24) | (record + 1), 0 = empty, UINT64_MAX = deleted
+ *
+ * probed linearly from jobq__job_hash(id) & (jobidx_slots - 1). A slot is
+ * one 64-bit word written with a release store, so it needs no seqlock; a
+ * reader then checks rec->id == id under the record's seqlock (the record
+ * may have been freed and reused in between). Ids start at 1, grow by one
+ * and are never reused while the store lives.
+ */
+enum jobq_job_state_wire {
+	JOBQ_JS_FREE = 0,	/* record not in use */
+	JOBQ_JS_WAITING = 1,	/* on --after dependencies */
+	JOBQ_JS_DELAYED = 2,	/* until run_at_ns (a --delay, or a retry's backoff) */
+	JOBQ_JS_READY = 3,
+	JOBQ_JS_RUNNING = 4,
+	JOBQ_JS_SUCCEEDED = 5,
+	JOBQ_JS_FAILED = 6,	/* failed, a retry is pending (goes DELAYED) */
+	JOBQ_JS_DEAD = 7,	/* failed for good: attempts used up or a final error */
+	JOBQ_JS_CANCELLED = 8,
+};
+
+#define JOBQ_JF_CANCELLING (1u << 0) /* cancel asked while running */
+#define JOBQ_JF_UNIQUE (1u << 1)     /* holds a unique key */
+
+struct jobq_job_rec {
+	_Atomic uint32_t seq;	/* seqlock over everything below */
+	uint8_t state;		/* enum jobq_job_state_wire */
+	uint8_t flags;		/* JOBQ_JF_* */
+	uint16_t type_id;	/* index into the type table */
+	uint64_t id;		/* 0: free */
+	uint32_t queue_id;
+	int32_t priority;	/* higher runs first */
+	uint16_t attempts;	/* handed out so far (counted when handed out) */
+	uint16_t max_attempts;
+	int32_t worker_pid;	/* who runs it (or ran it last) */
+	uint32_t worker_client;	/* client id of that worker */
+	uint32_t progress;	/* 0..10000: percent * 100 */
+	uint64_t created_ns;	/* CLOCK_REALTIME */
+	uint64_t started_ns;	/* last handed out, 0: never */
+	uint64_t finished_ns;	/* became final, 0: not yet */
+	uint64_t run_at_ns;	/* DELAYED: CLOCK_REALTIME when it becomes ready */
+	uint64_t lease_ns;	/* the lease length (--timeout) */
+	uint64_t args;		/* struct jobq_item: the args object */
+	uint64_t result;	/* struct jobq_item: the result, or the error text
+				 * (JOBQ_T_TEXT) of a failed, dead or cancelled job */
+	uint64_t note;		/* struct jobq_item: progress message, 0: none */
+	uint64_t after;		/* struct jobq_item: uint64_t ids it waits for */
+};
+
+/* A job type that someone submitted or a worker serves. Never reused. */
+#define JOBQ_TYPE_MAX 47
+struct jobq_type_rec {
+	_Atomic uint32_t seq;
+	uint32_t in_use;
+	char name[JOBQ_TYPE_MAX + 1];
+	uint32_t workers;	/* live workers serving it */
+	uint32_t pad;
+	uint64_t ready;		/* jobs of this type ready to run */
+	uint64_t running;
+};
+
+/* A worker: a client that registered job types. Indexed by client id. */
+struct jobq_worker_rec {
+	_Atomic uint32_t seq;
+	uint32_t in_use;
+	int32_t pid;
+	uint32_t capacity;	/* jobs it runs at once */
+	uint32_t running;
+	uint32_t flags;		/* JOBQ_WF_* */
+	uint64_t started_ns;	/* CLOCK_REALTIME */
+	uint64_t done;
+	uint64_t failed;
+	char types[128];	/* comma-separated, cut at a whole name */
+};
+
+#define JOBQ_WF_SUPERVISED (1u << 0) /* started by jobqd */
+#define JOBQ_WF_DAEMON (1u << 1)     /* dies with the manager */
+#define JOBQ_WF_BUILTIN (1u << 2)    /* serves the built-in types */
+
+/* The head of a JOB_SUBMIT arena, followed by the type name, the unique
+ * key, nafter uint64_t job ids (8-byte aligned from the arena start of
+ * this struct) and the args bytes, in that order. */
+struct jobq_submit_wire {
+	uint32_t type_len;	/* 1..JOBQ_TYPE_MAX */
+	uint32_t unique_len;	/* 0..JOBQ_KEY_MAX */
+	uint32_t nafter;	/* 0..64 */
+	uint32_t args_len;
+	int32_t priority;
+	uint32_t max_attempts;	/* >= 1 (retries + 1) */
+	uint32_t queue_id;	/* from Q_OPEN */
+	uint32_t flags;		/* reserved, 0 */
+	int64_t delay_ns;	/* >= 0 */
+	int64_t lease_ns;	/* > 0 */
+};
+
+static inline uint32_t jobq__job_hash(uint64_t id)
+{
+	return (uint32_t)((id * 0x9e3779b97f4a7c15ULL) >> 32);
+}
 
 /* ------------------------------------------------------------------------
  * A client region.
@@ -307,11 +427,32 @@ enum jobq_op {
 	JOBQ_OP_EV_CLEAR,	/* id */
 	JOBQ_OP_EV_WAIT,	/* id, timeout */
 	JOBQ_OP_SHUTDOWN,	/* arg0: 1 = now */
+	/* Jobs (layout version 2). A "job ref" is arg0 = job id. */
+	JOBQ_OP_JOB_SUBMIT,	/* arena: struct jobq_submit_wire..., type = args type
+				 * -> val = job id; res = 1 when --unique found a live one */
+	JOBQ_OP_JOB_WAIT,	/* arg0 id, timeout -> res = final state (JOBQ_JS_*) */
+	JOBQ_OP_JOB_CANCEL,	/* arg0 id -> 0, -ENOENT, -EALREADY (final already) */
+	JOBQ_OP_JOB_RETRY,	/* arg0 id: a failed, dead or cancelled job runs again */
+	JOBQ_OP_JOB_KICK,	/* arg0 id, or 0: every dead job -> res = how many */
+	JOBQ_OP_Q_PAUSE,	/* id: queue; arg0: 1 pause, 0 resume */
+	JOBQ_OP_Q_PARALLEL,	/* id: queue; arg0: most running jobs, 0: no limit */
+	JOBQ_OP_W_REGISTER,	/* arena: type names, each NUL-terminated; arg0: capacity;
+				 * arg1: JOBQ_WF_* the worker claims (DAEMON, BUILTIN) */
+	JOBQ_OP_W_RESERVE,	/* timeout, arg0: most jobs -> one cqe per job, flags
+				 * JOBQ_CQE_JOB (+ MORE): val = id, len = attempt, type = type id */
+	JOBQ_OP_W_DONE,		/* arg0 id, arg1 attempt; arena: result (type = its type);
+				 * flags JOBQ_SQE_FAIL (arena: error text), JOBQ_SQE_FINAL
+				 * (no retry) -> 0, or -ESTALE when the lease was lost */
+	JOBQ_OP_W_PROGRESS,	/* arg0 id, arg1 attempt, id: percent*100; arena: message */
+	JOBQ_OP_W_EXTEND,	/* arg0 id, arg1 attempt, timeout_ns: new lease from now */
+	JOBQ_OP_W_STOPPING,	/* the worker takes no more jobs (graceful stop) */
 	JOBQ_OP__COUNT,
 };
 
 #define JOBQ_SQE_ABSENT (1u << 0) /* KV_CAS: expect the key to be absent */
 #define JOBQ_SQE_CREATE (1u << 1) /* Q_OPEN / L_OPEN: create when missing */
+#define JOBQ_SQE_FAIL (1u << 2)	  /* W_DONE: the job failed */
+#define JOBQ_SQE_FINAL (1u << 3)  /* W_DONE: and must not be retried */
 
 /* A request. Written by the client; read once by the manager. */
 struct jobq_sqe {
@@ -331,6 +472,22 @@ struct jobq_sqe {
 
 #define JOBQ_CQE_MORE (1u << 0)	/* more completions follow for this request */
 #define JOBQ_CQE_OBJECT (1u << 1) /* val/len/type describe an object in the store */
+#define JOBQ_CQE_JOB (1u << 2)	  /* W_RESERVE: a job handed to this worker */
+#define JOBQ_CQE_NOTICE (1u << 3) /* unsolicited (user_data JOBQ_UD_NOTICE) */
+
+/*
+ * Notices: completions the manager sends without a request, user_data
+ * JOBQ_UD_NOTICE, flags JOBQ_CQE_NOTICE, res = the notice:
+ *  JOBQ_NOTICE_CANCEL  val = job id: stop running it (the manager kills
+ *                      the worker when it has not answered within the
+ *                      cancel grace period)
+ *  JOBQ_NOTICE_STOP    the manager is shutting down: finish or hand back
+ *                      running jobs (val = grace period in ns) and exit
+ * A client must leave room in its completion ring for 16 notices.
+ */
+#define JOBQ_UD_NOTICE UINT64_MAX
+#define JOBQ_NOTICE_CANCEL 1
+#define JOBQ_NOTICE_STOP 2
 
 /* A completion. Written by the manager. */
 struct jobq_cqe {
