@@ -235,6 +235,63 @@ static int consumer(int idx, void *arg)
 	return 0;
 }
 
+static uint64_t progress(struct pc_shared *s)
+{
+	uint64_t n = atomic_load(&s->consumed);
+
+	for (int i = 0; i < PRODUCERS; i++)
+		n += atomic_load(&s->produced[i]);
+	return n;
+}
+
+/*
+ * Wait for the producers for at most 100 s, telling a stall (no object
+ * put or taken for 30 s) from slowness, and saying how far they got.
+ */
+static void wait_producers(struct pc_shared *s, pid_t *prod)
+{
+	double start = jqt_now(), last_move = start;
+	uint64_t last = progress(s);
+	int left = PRODUCERS, st;
+
+	while (left) {
+		uint64_t now_p = progress(s);
+
+		if (now_p != last) {
+			last = now_p;
+			last_move = jqt_now();
+		}
+		for (int i = 0; i < PRODUCERS; i++) {
+			if (prod[i] > 0 && jqt_wait_pid(prod[i], 0, &st) == 0) {
+				if (!jqt_status_ok(st))
+					print_error("producer %d failed (wait "
+						    "status %#x)\n",
+						    i, st);
+				assert_true(jqt_status_ok(st));
+				prod[i] = 0;
+				left--;
+			}
+		}
+		if (left &&
+		    (jqt_now() - last_move > 30 || jqt_now() - start > 100)) {
+			print_error(
+			    "%s after %.0f s: produced %u %u %u %u of "
+			    "%u each, consumed %llu\n",
+			    jqt_now() - last_move > 30 ? "stalled" : "too slow",
+			    jqt_now() - start, atomic_load(&s->produced[0]),
+			    atomic_load(&s->produced[1]),
+			    atomic_load(&s->produced[2]),
+			    atomic_load(&s->produced[3]), s->per_producer,
+			    (unsigned long long)atomic_load(&s->consumed));
+			for (int i = 0; i < PRODUCERS; i++)
+				if (prod[i] > 0)
+					jqt_kill_child(prod[i]);
+			fail();
+		}
+		jqt_sleep(0.05);
+	}
+}
+
 static void test_producer_consumer(void **state)
 {
 	struct jqt_mgr *m = *state;
@@ -260,7 +317,7 @@ static void test_producer_consumer(void **state)
 	assert_int_equal(jqt_fork_n(CONSUMERS, consumer, s, cons), 0);
 	assert_int_equal(jqt_fork_n(PRODUCERS, producer, s, prod), 0);
 
-	assert_int_equal(jqt_wait_all(prod, PRODUCERS, 100, NULL), 0);
+	wait_producers(s, prod);
 	for (int i = 0; i < CONSUMERS; i++)
 		assert_rc(jobq_put(q, "pc", JOBQ_T_NONE, NULL, 0, 10), 0);
 	assert_int_equal(jqt_wait_all(cons, CONSUMERS, 30, NULL), 0);
