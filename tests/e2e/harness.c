@@ -324,24 +324,15 @@ static void forget_mgr(struct jqt_mgr *m)
 			jqt_mgrs[i] = NULL;
 }
 
-int jqt_mgr_start(struct jqt_mgr *m, const char *const *args)
+/* Fork and exec jobqd on m->dir and wait until it serves (see .h). */
+static int spawn(struct jqt_mgr *m, const char *const *args)
 {
 	const char *argv[64];
 	int n = 0;
 	double end;
 	pid_t pid;
 
-	memset(m, 0, sizeof(*m));
 	m->exit_status = -1;
-	if (jqt_tmpdir(m->top, sizeof(m->top)) < 0) {
-		perror("jqt: mkdtemp");
-		return -1;
-	}
-	if ((size_t)snprintf(m->dir, sizeof(m->dir), "%.*s/jobq",
-			     (int)(sizeof(m->dir) - 8),
-			     m->top) >= sizeof(m->dir))
-		return -1;
-
 	argv[n++] = jqt_jobqd_path();
 	argv[n++] = "--dir";
 	argv[n++] = m->dir;
@@ -401,6 +392,32 @@ int jqt_mgr_start(struct jqt_mgr *m, const char *const *args)
 		}
 		jqt_sleep(0.02);
 	}
+}
+
+int jqt_mgr_start(struct jqt_mgr *m, const char *const *args)
+{
+	memset(m, 0, sizeof(*m));
+	if (jqt_tmpdir(m->top, sizeof(m->top)) < 0) {
+		perror("jqt: mkdtemp");
+		return -1;
+	}
+	if ((size_t)snprintf(m->dir, sizeof(m->dir), "%.*s/jobq",
+			     (int)(sizeof(m->dir) - 8),
+			     m->top) >= sizeof(m->dir))
+		return -1;
+	return spawn(m, args);
+}
+
+int jqt_mgr_restart(struct jqt_mgr *m, const char *const *args)
+{
+	if (m->pid > 0 && jqt_mgr_alive(m))
+		return -1;
+	if (m->pid > 0) {
+		kill(-m->pid, SIGKILL);
+		forget_mgr(m);
+		m->pid = 0;
+	}
+	return spawn(m, args);
 }
 
 int jqt_mgr_stop(struct jqt_mgr *m)

@@ -64,6 +64,13 @@ const char *jqt_jobq_path(void);
 int jqt_mgr_start(struct jqt_mgr *m, const char *const *args);
 
 /*
+ * jqt_mgr_restart - start a manager again in the same directory, once the
+ * previous one has exited (it may have been killed: what it left behind
+ * is the new one's to clean up). Returns as jqt_mgr_start().
+ */
+int jqt_mgr_restart(struct jqt_mgr *m, const char *const *args);
+
+/*
  * jqt_mgr_stop - SIGTERM the manager's group, wait at most 10 s, then
  * SIGKILL it, and remove the directory. Returns the manager's wait status
  * (or the one recorded earlier by jqt_mgr_wait_exit()), -1 when it had to

@@ -4,11 +4,13 @@
  * by running the real jobq and jobqd programs: output, exit codes, --json,
  * option placement, shutdown, a second manager refused, --daemon, --help.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -490,6 +492,107 @@ static void test_help(void **state)
 	}
 }
 
+static void test_queue_set(void **state)
+{
+	struct jqt_mgr *m = *state;
+	struct jqt_out o;
+
+	CLI(&o, "queue", "set", "qs", "--max-depth", "1");
+	assert_int_equal(o.code, 0);
+	jqt_out_free(&o);
+	CLI(&o, "put", "qs", "a");
+	assert_int_equal(o.code, 0);
+	jqt_out_free(&o);
+	/* Full: with --nowait that is "nothing done", exit 3. */
+	CLI(&o, "put", "qs", "b", "--nowait");
+	assert_int_equal(o.code, 3);
+	jqt_out_free(&o);
+	CLI(&o, "put", "qs", "b", "--timeout", "0.2");
+	assert_int_equal(o.code, 3);
+	jqt_out_free(&o);
+	CLI(&o, "get", "qs");
+	assert_int_equal(o.code, 0);
+	assert_string_equal(o.out, "a");
+	jqt_out_free(&o);
+	CLI(&o, "get", "qs", "--nowait");
+	assert_int_equal(o.code, 3);
+	jqt_out_free(&o);
+}
+
+/* The instance directory is 0700 and everything in it 0600. */
+static void test_dir_modes(void **state)
+{
+	struct jqt_mgr *m = *state;
+	char path[PATH_MAX + 300];
+	struct dirent *d;
+	struct stat st;
+	DIR *dp;
+	int files = 0;
+
+	assert_int_equal(stat(m->dir, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0700);
+	dp = opendir(m->dir);
+	assert_non_null(dp);
+	while ((d = readdir(dp))) {
+		if (d->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", m->dir, d->d_name);
+		assert_int_equal(lstat(path, &st), 0);
+		if ((st.st_mode & 07777) & ~0600)
+			print_error("%s has mode %o\n", path,
+				    st.st_mode & 07777);
+		assert_int_equal((st.st_mode & 07777) & ~0600, 0);
+		files++;
+	}
+	closedir(dp);
+	assert_true(files >= 2); /* the socket and the pid file at least */
+}
+
+/* A directory that others may write to is refused. */
+static void test_open_dir_refused(void **state)
+{
+	char top[PATH_MAX], dir[PATH_MAX + 8];
+	const char *argv[] = {jqt_jobqd_path(), "--dir", dir, NULL};
+	struct jqt_out o;
+
+	assert_int_equal(jqt_tmpdir(top, sizeof(top)), 0);
+	snprintf(dir, sizeof(dir), "%s/open", top);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	assert_int_equal(chmod(dir, 0777), 0);
+	assert_int_equal(jqt_run(argv[0], argv, NULL, 0, 10, &o), 0);
+	if (o.code == 0 || o.code == -1)
+		print_error("jobqd on a mode 0777 directory: exit %d\n",
+			    o.code);
+	assert_true(o.code != 0 && o.code != -1);
+	assert_non_null(strstr(o.err, dir));
+	jqt_out_free(&o);
+	jqt_rmtree(top);
+}
+
+/* A manager killed with SIGKILL leaves its socket and pid file; the next
+ * one on the same directory cleans them up and starts. */
+static void test_restart_after_kill(void **state)
+{
+	struct jqt_mgr *m = *state;
+	char pidfile[PATH_MAX + 32];
+	struct jqt_out o;
+	FILE *f;
+	int pid = 0;
+
+	kill(-m->pid, SIGKILL);
+	assert_int_equal(jqt_mgr_wait_exit(m, 10), 0);
+	assert_int_equal(jqt_mgr_restart(m, NULL), 0);
+	CLI(&o, "ping");
+	assert_int_equal(o.code, 0);
+	jqt_out_free(&o);
+	snprintf(pidfile, sizeof(pidfile), "%s/%s", m->dir, JOBQ_PID_NAME);
+	f = fopen(pidfile, "r");
+	assert_non_null(f);
+	assert_int_equal(fscanf(f, "%d", &pid), 1);
+	fclose(f);
+	assert_int_equal(pid, m->pid);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, jqt_setup, jqt_teardown)
 
 /* After `jobq shutdown` the manager is gone by design; the test itself
@@ -514,6 +617,10 @@ int main(void)
 	    T(test_second_manager),
 	    cmocka_unit_test(test_daemon),
 	    cmocka_unit_test(test_help),
+	    T(test_queue_set),
+	    T(test_dir_modes),
+	    cmocka_unit_test(test_open_dir_refused),
+	    T(test_restart_after_kill),
 	};
 
 	jqt_init();
