@@ -498,6 +498,9 @@ int jobq__arena_name(struct jq_client *c, const struct jobq_sqe *s,
 {
 	const uint8_t *p = jobq__arena(c, s->arena_off);
 
+	/* Whole buffer cleared: it is copied into a record as it is, and
+	 * nothing of our stack may show through the store. */
+	memset(buf, 0, JOBQ_NAME_MAX + 1);
 	if (s->arena_len < 1 || s->arena_len > JOBQ_NAME_MAX)
 		return -EINVAL;
 	memcpy(buf, p, s->arena_len);
