@@ -482,10 +482,12 @@ int main(int argc, char **argv)
 		fail("jobqd: %s", err);
 	}
 	write_pid_file(&m->o);
+	/* After the parent is released: a daemon logs to --log or nowhere,
+	 * never to the terminal it was started from. */
+	report_ready();
 	jobq__log(0, "ready in %s: pid %d, memory %llu, max-object %llu",
 		  m->o.dir, (int)getpid(), (unsigned long long)m->st.size,
 		  (unsigned long long)m->o.max_object);
-	report_ready();
 
 	ret = jobq__loop_run();
 
