@@ -391,7 +391,8 @@ static void handle_free(jobq_t *q)
 	/* Asynchronous requests still in flight are abandoned. */
 	if (q->slots)
 		for (uint32_t i = 0; i < q->cq_entries; i++)
-			if (q->slots[i] && q->slots[i]->async) {
+			if (q->slots[i] &&
+			    (q->slots[i]->async || q->slots[i]->detached)) {
 				jobq_obj_free(&q->slots[i]->obj1);
 				free(q->slots[i]);
 			}
@@ -597,6 +598,10 @@ static void finish_req(jobq_t *q, struct jobq_req *r, int res, uint64_t val)
 	if (r->chunk >= 0)
 		arena_free(q, r->chunk);
 	r->chunk = -1;
+	if (r->detached) {
+		free(r);
+		return;
+	}
 	if (r->async) {
 		r->next_done = NULL;
 		if (q->done_tail)
@@ -646,6 +651,13 @@ static int reap_locked(jobq_t *q, bool in_process)
 		uint32_t slot = (uint32_t)c.user_data;
 		struct jobq_req *r = NULL;
 
+		if (c.user_data == JOBQ_UD_NOTICE) {
+			if (q->notice_fn)
+				q->notice_fn(q, &c, q->notice_arg);
+			head++;
+			n++;
+			continue;
+		}
 		if (slot < q->cq_entries && q->slots[slot] &&
 		    q->slots[slot]->user_data == c.user_data)
 			r = q->slots[slot];
@@ -664,9 +676,13 @@ static int reap_locked(jobq_t *q, bool in_process)
 					r->nobj++;
 			}
 		}
+		if (r && (c.flags & JOBQ_CQE_JOB) && r->njobs < r->maxjobs)
+			r->jobs[r->njobs++] = c;
 		if (r && !(c.flags & JOBQ_CQE_MORE)) {
+			bool was_async = r->async;
+
 			finish_req(q, r, c.res, c.val);
-			if (r->async)
+			if (was_async)
 				async_done = true;
 		}
 		head++;
@@ -858,11 +874,21 @@ static bool arena_has_room(jobq_t *q, uint64_t len)
 	       q->chunk_tail - q->chunk_head < q->nchunks;
 }
 
+/* Completion entries requests may reserve: the rest is for notices. */
+static uint32_t cq_budget(jobq_t *q)
+{
+	uint32_t keep = JOBQ__NOTICE_ROOM;
+
+	if (keep > q->cq_entries / 4)
+		keep = q->cq_entries / 4;
+	return q->cq_entries - keep;
+}
+
 static bool room_pred(jobq_t *q, void *arg)
 {
 	const struct room_need *need = arg;
 
-	return q->reserved + need->reserve <= q->cq_entries && q->nfree &&
+	return q->reserved + need->reserve <= cq_budget(q) && q->nfree &&
 	       sq_has_room(q) && arena_has_room(q, need->bytes);
 }
 
@@ -912,6 +938,9 @@ static int submit_one_locked(jobq_t *q, struct jobq__op *op)
 	    .reserve = r->maxobj > 1 ? r->maxobj : 1,
 	    .bytes = op_bytes(op),
 	};
+
+	if (r->maxjobs > need.reserve)
+		need.reserve = r->maxjobs;
 	struct jobq_sqe *sqe;
 	uint64_t off = 0;
 	uint32_t slot;
@@ -919,7 +948,7 @@ static int submit_one_locked(jobq_t *q, struct jobq__op *op)
 
 	if (need.bytes > q->arena_size || need.bytes > UINT32_MAX)
 		return -E2BIG;
-	if (need.reserve > q->cq_entries)
+	if (need.reserve > cq_budget(q))
 		return -EINVAL;
 	if (atomic_load(&q->closed))
 		return JOBQ_ECLOSED;
@@ -954,6 +983,7 @@ static int submit_one_locked(jobq_t *q, struct jobq__op *op)
 	r->done = false;
 	q->slots[slot] = r;
 	q->reserved += need.reserve;
+	r->njobs = 0;
 	if (r->async)
 		q->async_pending++;
 
@@ -1008,6 +1038,44 @@ int jobq__wait(jobq_t *q, struct jobq_req **reqs, size_t n)
 	err = wait_locked(q, reqs_done, &a, 0, UINT64_MAX);
 	pthread_mutex_unlock(&q->mu);
 	return err;
+}
+
+int jobq__wait_until(jobq_t *q, bool (*pred)(jobq_t *, void *), void *arg,
+		     uint64_t deadline)
+{
+	int err;
+
+	pthread_mutex_lock(&q->mu);
+	err = wait_locked(q, pred, arg, deadline, UINT64_MAX);
+	pthread_mutex_unlock(&q->mu);
+	return err;
+}
+
+void jobq__poll(jobq_t *q)
+{
+	pthread_mutex_lock(&q->mu);
+	reap_locked(q, false);
+	pthread_mutex_unlock(&q->mu);
+}
+
+bool jobq__detach(jobq_t *q, struct jobq_req *r)
+{
+	bool in_flight;
+
+	pthread_mutex_lock(&q->mu);
+	in_flight = !r->done;
+	if (in_flight)
+		r->detached = true;
+	pthread_mutex_unlock(&q->mu);
+	return in_flight;
+}
+
+void jobq__set_notice_hook(jobq_t *q, jobq__notice_fn fn, void *arg)
+{
+	pthread_mutex_lock(&q->mu);
+	q->notice_fn = fn;
+	q->notice_arg = arg;
+	pthread_mutex_unlock(&q->mu);
 }
 
 int jobq__call(jobq_t *q, struct jobq__op *op)
@@ -1087,7 +1155,7 @@ static int run_callbacks(jobq_t *q)
 			} else if (res >= 0) {
 				res = r->copy_err ? r->copy_err : -EPROTO;
 			}
-		} else if (res > 0) {
+		} else if (res > 0 && !r->keep_res) {
 			res = 0;
 		}
 		if (r->cb)

@@ -45,7 +45,26 @@ struct jobq_req {
 	jobq_cb cb;
 	void *arg;
 	struct jobq_req *next_done; /* finished asynchronous requests */
+	/* W_RESERVE: the JOBQ_CQE_JOB completions are copied here, at most
+	 * maxjobs of them (the request reserves that many entries). */
+	struct jobq_cqe *jobs;
+	uint32_t njobs;
+	uint32_t maxjobs;
+	bool keep_res;	/* the callback gets res > 0 as it came (JOB_WAIT) */
+	bool detached;	/* nobody waits: freed when its completion comes */
 };
+
+/*
+ * Completion entries kept free for notices (user_data JOBQ_UD_NOTICE),
+ * which the manager posts without a request: requests in flight never
+ * reserve these.
+ */
+#define JOBQ__NOTICE_ROOM 16u
+
+/* Called with q->mu held for every notice reaped; must be short and must
+ * not call back into the handle. */
+typedef void (*jobq__notice_fn)(jobq_t *q, const struct jobq_cqe *c,
+				void *arg);
 
 /*
  * A request to submit: the sqe (user_data, arena_off and arena_len are
@@ -144,6 +163,9 @@ struct jobq {
 
 	struct jobq__namemap qnames;
 	struct jobq__namemap lnames;
+
+	jobq__notice_fn notice_fn; /* guarded by q->mu */
+	void *notice_arg;
 };
 
 /*
@@ -166,6 +188,29 @@ int jobq__wait(jobq_t *q, struct jobq_req **reqs, size_t n);
 
 /* jobq__call - submit one request and wait for it; returns its res. */
 int jobq__call(jobq_t *q, struct jobq__op *op);
+
+/*
+ * jobq__wait_until - wait with q->mu taken inside until @pred (called with
+ * q->mu held) is true, the manager is gone (JOBQ_ECLOSED) or @deadline
+ * (monotonic ns, 0: none) passes (-ETIMEDOUT). Called without q->mu.
+ */
+int jobq__wait_until(jobq_t *q, bool (*pred)(jobq_t *, void *), void *arg,
+		     uint64_t deadline);
+
+/* jobq__poll - consume what the manager posted, without waiting (notices
+ * reach their hook). Called without q->mu. */
+void jobq__poll(jobq_t *q);
+
+/*
+ * jobq__detach - give up waiting for request @r, which must be malloc'd
+ * and not async. Returns true when it is still in flight: it is then
+ * freed when its completion comes (or with the handle). Returns false
+ * when it already finished: the caller frees it.
+ */
+bool jobq__detach(jobq_t *q, struct jobq_req *r);
+
+/* jobq__set_notice_hook - route notices to @fn (NULL: drop them). */
+void jobq__set_notice_hook(jobq_t *q, jobq__notice_fn fn, void *arg);
 
 /* jobq__op_init - a zeroed op of @opcode with one payload piece. */
 void jobq__op_init(struct jobq__op *op, struct jobq_req *req, uint8_t opcode,
