@@ -473,7 +473,7 @@ static void timers_run(void)
 	while (L.tn && L.th[0]->deadline <= now) {
 		struct jq_waiter *w = L.th[0];
 
-		if (w->kind == JQ_W_LOCK || w->kind == JQ_W_EVENT)
+		if (w->kind == JQ_W_LOCK)
 			jq_count(lock_timeouts);
 		jobq__wait_done(w, -ETIMEDOUT, 0);
 		L.work = true;
