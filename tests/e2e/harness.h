@@ -44,11 +44,15 @@ double jqt_now(void);
 void jqt_sleep(double s);
 
 /*
- * jqt_init - call first in main(): checks that the programs exist and that
+ * jqt_init - call first in main(): checks that jobqd exists and that
  * io_uring works (else prints why and exits JQT_SKIP), installs the cleanup
  * handlers, and makes output unbuffered.
  */
 void jqt_init(void);
+
+/* jqt_init() for programs that also run the jobq command line: skips
+ * when $JOBQ_TEST_JOBQ is not an executable. */
+void jqt_init_cli(void);
 
 /* Paths of jobqd and jobq from the environment. */
 const char *jqt_jobqd_path(void);

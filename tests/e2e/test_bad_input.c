@@ -664,6 +664,6 @@ int main(void)
 					    teardown),
 	};
 
-	jqt_init();
+	jqt_init_cli();
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -623,6 +623,6 @@ int main(void)
 	    T(test_restart_after_kill),
 	};
 
-	jqt_init();
+	jqt_init_cli();
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
