@@ -235,6 +235,33 @@ int jobq__store_find_queue(jobq_t *q, const char *name, uint32_t *id);
 int jobq__store_find_lock(jobq_t *q, const char *name, uint32_t *id);
 
 /*
+ * Jobs in the store (store_read.c), read under each record's seqlock.
+ *
+ * jobq__job_lookup - find job @id through the job index and copy its record
+ * into *copy; with @which JOBQ__ITEM_ARGS or JOBQ__ITEM_RESULT also copy
+ * that item into *item (a new object; type JOBQ_T_NONE and len 0 when the
+ * record has none), consistent with the record. Returns 0, -ENOENT (unknown,
+ * expired, or the job tables are absent), -ENOMEM, -EIO.
+ */
+#define JOBQ__ITEM_ARGS 1
+#define JOBQ__ITEM_RESULT 2
+int jobq__job_lookup(jobq_t *q, uint64_t id, struct jobq_job_rec *copy,
+		     int which, jobq_obj_t *item);
+/* Records in the job table (0: none), and record @rec: 0 or -ENOENT (free). */
+uint32_t jobq__job_records(jobq_t *q);
+int jobq__job_scan(jobq_t *q, uint32_t rec, struct jobq_job_rec *copy);
+/* The name of type @type_id and how many live workers serve it. */
+int jobq__type_read(jobq_t *q, uint32_t type_id, char name[JOBQ_TYPE_MAX + 1],
+		    uint32_t *workers);
+/* The name of queue @queue_id. Returns 0 or -ENOENT. */
+int jobq__queue_name(jobq_t *q, uint32_t queue_id,
+		     char name[JOBQ_NAME_MAX + 1]);
+/* Worker records, indexed by client id: 0 or -ENOENT (not a worker). */
+uint32_t jobq__worker_records(jobq_t *q);
+int jobq__worker_read(jobq_t *q, uint32_t client,
+		      struct jobq_worker_rec *copy);
+
+/*
  * jobq__queue_resolve - the id of queue @name: from the cache, else the
  * store, else created with Q_OPEN (unbounded). Returns 0 or -errno.
  */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * store_read.c - what can be read from the store without asking the
- * manager: the queue and lock tables and the counters.
+ * manager: the queue, lock, job, type and worker tables and the counters.
  *
  * The manager writes every record inside its seqlock. A reader copies what
  * it needs into private memory and keeps the copy only when the sequence
@@ -9,6 +9,7 @@
  * (names are NUL-terminated here, whatever the store holds).
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -203,4 +204,232 @@ int jobq_stats(jobq_t *q, struct jobq_stats *out)
 	out->retried = load_relaxed(&c->retried);
 	out->dead = load_relaxed(&c->dead);
 	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Jobs. The job, type and worker tables are only as trustworthy as the
+ * header that places them, so every lookup checks the placement first (a
+ * few compares; the header's constant part never changes while mapped).
+ */
+static bool range_ok(jobq_t *q, uint64_t off, uint64_t len)
+{
+	return off <= q->store_size && len <= q->store_size - off;
+}
+
+static bool job_tables_ok(jobq_t *q)
+{
+	const struct jobq_store_hdr *h = q->sh;
+	uint32_t slots = h->jobidx_slots;
+
+	return h->max_jobs && slots && !(slots & (slots - 1)) &&
+	       !(h->jobs_off % 8) && !(h->jobidx_off % 8) &&
+	       range_ok(q, h->jobs_off,
+			(uint64_t)h->max_jobs * sizeof(struct jobq_job_rec)) &&
+	       range_ok(q, h->jobidx_off, (uint64_t)slots * sizeof(uint64_t)) &&
+	       range_ok(q, h->types_off,
+			(uint64_t)h->max_types * sizeof(struct jobq_type_rec)) &&
+	       range_ok(q, h->workers_off,
+			(uint64_t)h->max_clients *
+			    sizeof(struct jobq_worker_rec));
+}
+
+static const struct jobq_job_rec *job_table(jobq_t *q)
+{
+	return (const void *)(q->store + q->sh->jobs_off);
+}
+
+/*
+ * Copies record @rec and, when @which is not NULL, the item its field
+ * names (args or result) into @item, all inside one read section, so the
+ * bytes belong to the record as copied. The manager frees an args or
+ * result item only inside a write section of its record, hence a copy that
+ * survived seq_read_retry() is whole. Returns 0, -ENOMEM, or -EIO when the
+ * item's offset is outside the store.
+ */
+static int read_job(jobq_t *q, const struct jobq_job_rec *rec,
+		    struct jobq_job_rec *copy, int which, jobq_obj_t *item)
+{
+	char *buf = NULL;
+	size_t cap = 0;
+	uint32_t s;
+	int err;
+
+	for (;;) {
+		uint64_t off = 0;
+
+		err = 0;
+		s = seq_read_begin(&rec->seq);
+		memcpy((char *)copy + sizeof(copy->seq),
+		       (const char *)rec + sizeof(rec->seq),
+		       sizeof(*rec) - sizeof(rec->seq));
+		if (which == JOBQ__ITEM_ARGS)
+			off = copy->args;
+		else if (which == JOBQ__ITEM_RESULT)
+			off = copy->result;
+		if (item)
+			item->len = 0;
+		if (item && off) {
+			struct jobq_item it;
+
+			if (!range_ok(q, off, sizeof(it))) {
+				err = -EIO;
+			} else {
+				memcpy(&it, q->store + off, sizeof(it));
+				/* A torn read can show any length: no item
+				 * exceeds max-object, so a larger one is
+				 * refused rather than allocated. */
+				if (!range_ok(q, off + sizeof(it), it.len) ||
+				    it.len > q->max_object) {
+					err = -EIO;
+				} else if ((size_t)it.len + 1 > cap) {
+					char *nb = realloc(buf,
+							   (size_t)it.len + 1);
+
+					if (!nb) {
+						free(buf);
+						return -ENOMEM;
+					}
+					buf = nb;
+					cap = (size_t)it.len + 1;
+				}
+				if (!err) {
+					memcpy(buf, q->store + off + sizeof(it),
+					       it.len);
+					item->len = it.len;
+					item->type = it.type;
+				}
+			}
+		}
+		if (!seq_read_retry(&rec->seq, s))
+			break;
+	}
+	if (err) {
+		free(buf);
+		return err;
+	}
+	if (item) {
+		if (!buf) {
+			buf = malloc(1);
+			if (!buf)
+				return -ENOMEM;
+			item->type = JOBQ_T_NONE;
+		}
+		buf[item->len] = '\0';
+		item->data = buf;
+		item->flags = 0;
+	}
+	return 0;
+}
+
+int jobq__job_lookup(jobq_t *q, uint64_t id, struct jobq_job_rec *copy,
+		     int which, jobq_obj_t *item)
+{
+	const struct jobq_store_hdr *h = q->sh;
+	const _Atomic uint64_t *idx;
+	uint32_t mask, i, n;
+
+	if (!id || id >= (1ULL << 40) || !job_tables_ok(q))
+		return -ENOENT;
+	idx = (const void *)(q->store + h->jobidx_off);
+	mask = h->jobidx_slots - 1;
+	i = jobq__job_hash(id) & mask;
+	for (n = 0; n <= mask; n++, i = (i + 1) & mask) {
+		uint64_t v = load_acquire(&idx[i]);
+		uint64_t r;
+		int err;
+
+		if (!v)
+			break;
+		if (v == UINT64_MAX || v >> 24 != id)
+			continue;
+		r = (v & 0xffffff) - 1;
+		if (r >= h->max_jobs)
+			return -ENOENT;
+		err = read_job(q, &job_table(q)[r], copy, which, item);
+		if (err)
+			return err;
+		if (copy->id == id && copy->state != JOBQ_JS_FREE)
+			return 0;
+		/* Freed and reused since the slot was read. */
+		if (item)
+			jobq_obj_free(item);
+		return -ENOENT;
+	}
+	return -ENOENT;
+}
+
+int jobq__job_scan(jobq_t *q, uint32_t rec, struct jobq_job_rec *copy)
+{
+	if (!job_tables_ok(q) || rec >= q->sh->max_jobs)
+		return -ENOENT;
+	read_job(q, &job_table(q)[rec], copy, 0, NULL);
+	return copy->id && copy->state != JOBQ_JS_FREE ? 0 : -ENOENT;
+}
+
+uint32_t jobq__job_records(jobq_t *q)
+{
+	return job_tables_ok(q) ? q->sh->max_jobs : 0;
+}
+
+int jobq__type_read(jobq_t *q, uint32_t type_id, char name[JOBQ_TYPE_MAX + 1],
+		    uint32_t *workers)
+{
+	const struct jobq_type_rec *t;
+	struct jobq_type_rec c;
+	uint32_t s;
+
+	if (!job_tables_ok(q) || type_id >= q->sh->max_types ||
+	    type_id >= load_acquire(&q->sh->ntypes))
+		return -ENOENT;
+	t = (const void *)(q->store + q->sh->types_off);
+	t += type_id;
+	do {
+		s = seq_read_begin(&t->seq);
+		memcpy((char *)&c + sizeof(c.seq), (const char *)t + sizeof(t->seq),
+		       sizeof(c) - sizeof(c.seq));
+	} while (seq_read_retry(&t->seq, s));
+	if (!c.in_use)
+		return -ENOENT;
+	c.name[JOBQ_TYPE_MAX] = '\0';
+	memcpy(name, c.name, JOBQ_TYPE_MAX + 1);
+	if (workers)
+		*workers = c.workers;
+	return 0;
+}
+
+int jobq__queue_name(jobq_t *q, uint32_t queue_id, char name[JOBQ_NAME_MAX + 1])
+{
+	struct jobq_queue_rec c;
+
+	if (queue_id >= used_records(&q->sh->nqueues, q->max_queues))
+		return -ENOENT;
+	read_queue(&q->queues[queue_id], &c);
+	if (!c.in_use)
+		return -ENOENT;
+	memcpy(name, c.name, JOBQ_NAME_MAX + 1);
+	return 0;
+}
+
+uint32_t jobq__worker_records(jobq_t *q)
+{
+	return job_tables_ok(q) ? q->sh->max_clients : 0;
+}
+
+int jobq__worker_read(jobq_t *q, uint32_t client, struct jobq_worker_rec *copy)
+{
+	const struct jobq_worker_rec *w;
+	uint32_t s;
+
+	if (!job_tables_ok(q) || client >= q->sh->max_clients)
+		return -ENOENT;
+	w = (const void *)(q->store + q->sh->workers_off);
+	w += client;
+	do {
+		s = seq_read_begin(&w->seq);
+		memcpy((char *)copy + sizeof(copy->seq),
+		       (const char *)w + sizeof(w->seq),
+		       sizeof(*copy) - sizeof(copy->seq));
+	} while (seq_read_retry(&w->seq, s));
+	copy->types[sizeof(copy->types) - 1] = '\0';
+	return copy->in_use ? 0 : -ENOENT;
 }
