@@ -22,7 +22,6 @@
 #include <errno.h>
 #include <grp.h>
 #include <poll.h>
-#include <sched.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -44,7 +43,7 @@
 #define JQ_SQ_ENTRIES 256u
 #define JQ_CQ_ENTRIES 1024u
 #define JQ_OVF_MAX 4096u	/* overflowed completions before we give up */
-#define JQ_SPIN_MIN_NS 2000ull
+#define JQ_SPIN_MIN_NS 10000ull
 #define JQ_SPIN_START_NS 50000ull
 #define JQ_SPIN_MAX_NS 200000ull
 #define JQ_STALL_POLL_NS 1000000ull
@@ -1293,15 +1292,7 @@ int jobq__loop_run(void)
 		}
 		if (now - last_work < spin) {
 			spinning = true;
-			/*
-			 * Spin, but let the clients we wait for run: on a
-			 * machine with fewer cores than busy processes a
-			 * spinner that never yields costs its peers a whole
-			 * scheduler slice (milliseconds) per round trip.
-			 */
-			for (int i = 0; i < 8; i++)
-				__builtin_ia32_pause();
-			sched_yield();
+			__builtin_ia32_pause();
 			continue;
 		}
 
