@@ -97,23 +97,29 @@ static long read_loop(jobq_t *q, const struct cfg *c, double *secs)
 
 static void usage(void)
 {
-	fprintf(stderr,
-		"usage: jobq-bench-kv [--dir DIR] [-m get|set|set-mt] [-n OPS] [-r KEYS]\n"
-		"                     [-s BYTES] [-t THREADS] [-D SECS] [-T SECS]\n"
-		"Prints RESULT lines get_ops_per_s or set_ops_per_s.\n");
+	fprintf(
+	    stderr,
+	    "usage: jobq-bench-kv [--dir DIR] [-m get|set|set-mt] [-n OPS] [-r "
+	    "KEYS]\n"
+	    "                     [-s BYTES] [-t THREADS] [-D SECS] [-T SECS]\n"
+	    "Prints RESULT lines get_ops_per_s or set_ops_per_s.\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "dir", required_argument, NULL, 'd' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+	    {"dir", required_argument, NULL, 'd'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
-	static const char *const names[] = { "get", "set", "set-mt" };
-	struct cfg c = { .mode = M_GET, .n = 200000, .keys = 1000,
-			 .size = 64, .threads = 16, .secs = 2 };
+	static const char *const names[] = {"get", "set", "set-mt"};
+	struct cfg c = {.mode = M_GET,
+			.n = 200000,
+			.keys = 1000,
+			.size = 64,
+			.threads = 16,
+			.secs = 2};
 	struct worker *w;
 	unsigned limit = 20;
 	uint64_t t0, t1;
@@ -125,7 +131,9 @@ int main(int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, "d:m:n:r:s:t:D:T:h", longopts,
 				  NULL)) != -1) {
 		switch (opt) {
-		case 'd': c.dir = optarg; break;
+		case 'd':
+			c.dir = optarg;
+			break;
 		case 'm':
 			if (!strcmp(optarg, "get"))
 				c.mode = M_GET;
@@ -136,13 +144,26 @@ int main(int argc, char **argv)
 			else
 				usage();
 			break;
-		case 'n': c.n = bench_arg_long(optarg, 'n'); break;
-		case 'r': c.keys = bench_arg_long(optarg, 'r'); break;
-		case 's': c.size = (size_t)bench_arg_long(optarg, 's'); break;
-		case 't': c.threads = (int)bench_arg_long(optarg, 't'); break;
-		case 'D': c.secs = (double)bench_arg_long(optarg, 'D'); break;
-		case 'T': limit = (unsigned)bench_arg_long(optarg, 'T'); break;
-		default: usage();
+		case 'n':
+			c.n = bench_arg_long(optarg, 'n');
+			break;
+		case 'r':
+			c.keys = bench_arg_long(optarg, 'r');
+			break;
+		case 's':
+			c.size = (size_t)bench_arg_long(optarg, 's');
+			break;
+		case 't':
+			c.threads = (int)bench_arg_long(optarg, 't');
+			break;
+		case 'D':
+			c.secs = (double)bench_arg_long(optarg, 'D');
+			break;
+		case 'T':
+			limit = (unsigned)bench_arg_long(optarg, 'T');
+			break;
+		default:
+			usage();
 		}
 	}
 	if (optind != argc || c.threads > 1024)
@@ -201,9 +222,9 @@ int main(int argc, char **argv)
 	jobq_close(q);
 	alarm(0);
 
-	printf("RESULT metric=%s_ops_per_s value=%.1f n=%ld keys=%ld size=%zu threads=%d mode=%s secs=%.3f\n",
-	       c.mode == M_GET ? "get" : "set", (double)ops / secs, ops,
-	       c.keys, c.size, c.mode == M_SET_MT ? c.threads : 1,
-	       names[c.mode], secs);
+	printf("RESULT metric=%s_ops_per_s value=%.1f n=%ld keys=%ld size=%zu "
+	       "threads=%d mode=%s secs=%.3f\n",
+	       c.mode == M_GET ? "get" : "set", (double)ops / secs, ops, c.keys,
+	       c.size, c.mode == M_SET_MT ? c.threads : 1, names[c.mode], secs);
 	return 0;
 }

@@ -35,7 +35,7 @@ struct cfg {
 	int producers;
 	int consumers;
 	int batch;
-	double wait;	/* timeout of every put and get; < 0: none */
+	double wait; /* timeout of every put and get; < 0: none */
 };
 
 /* Written by the children, read by the parent once they have exited. */
@@ -61,8 +61,8 @@ static void put_batch(jobq_t *q, const char *queue, jobq_obj_t *objs,
 	size_t done = 0;
 
 	while (done < count) {
-		int r = jobq_put_many(q, queue, objs + done, count - done,
-				      wait);
+		int r =
+		    jobq_put_many(q, queue, objs + done, count - done, wait);
 
 		if (r <= 0)
 			bench_die(r, "jobq_put_many on \"%s\"", queue);
@@ -101,9 +101,9 @@ static void producer(const struct cfg *c, struct shared *sh,
 		}
 	} else {
 		while (i < count) {
-			size_t k, m = (size_t)(count - i) < nbuf ?
-					      (size_t)(count - i) :
-					      nbuf;
+			size_t k, m = (size_t)(count - i) < nbuf
+					  ? (size_t)(count - i)
+					  : nbuf;
 
 			for (k = 0; k < m; k++)
 				fill(objs[k].data, c->size, 'D', i + (long)k);
@@ -184,25 +184,33 @@ static void consumer(const struct cfg *c, struct shared *sh,
 
 static void usage(void)
 {
-	fprintf(stderr,
-		"usage: jobq-bench-queue [--dir DIR] [-n MSGS] [-s BYTES] [-p PRODUCERS]\n"
-		"                        [-c CONSUMERS] [-b BATCH] [-k QUEUE] [-W SECS] [-T SECS]\n"
-		"Puts MSGS objects of BYTES through one queue of the jobqd in DIR and\n"
-		"prints RESULT lines (msgs_per_s, MiB_per_s). -b 1: jobq_put/jobq_get;\n"
-		"-b N: jobq_put_many/jobq_get_many with batches of N. -W: the timeout of\n"
-		"every put and get (default: none).\n");
+	fprintf(stderr, "usage: jobq-bench-queue [--dir DIR] [-n MSGS] [-s "
+			"BYTES] [-p PRODUCERS]\n"
+			"                        [-c CONSUMERS] [-b BATCH] [-k "
+			"QUEUE] [-W SECS] [-T SECS]\n"
+			"Puts MSGS objects of BYTES through one queue of the "
+			"jobqd in DIR and\n"
+			"prints RESULT lines (msgs_per_s, MiB_per_s). -b 1: "
+			"jobq_put/jobq_get;\n"
+			"-b N: jobq_put_many/jobq_get_many with batches of N. "
+			"-W: the timeout of\n"
+			"every put and get (default: none).\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "dir", required_argument, NULL, 'd' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+	    {"dir", required_argument, NULL, 'd'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
-	struct cfg c = { .n = 200000, .size = 64, .producers = 1,
-			 .consumers = 1, .batch = 1, .wait = -1 };
+	struct cfg c = {.n = 200000,
+			.size = 64,
+			.producers = 1,
+			.consumers = 1,
+			.batch = 1,
+			.wait = -1};
 	struct bench_barrier bar;
 	struct shared *sh;
 	char qname[64];
@@ -216,16 +224,35 @@ int main(int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, "d:n:s:p:c:b:k:W:T:h", longopts,
 				  NULL)) != -1) {
 		switch (opt) {
-		case 'd': c.dir = optarg; break;
-		case 'n': c.n = bench_arg_long(optarg, 'n'); break;
-		case 's': c.size = (size_t)bench_arg_long(optarg, 's'); break;
-		case 'p': c.producers = (int)bench_arg_long(optarg, 'p'); break;
-		case 'c': c.consumers = (int)bench_arg_long(optarg, 'c'); break;
-		case 'b': c.batch = (int)bench_arg_long(optarg, 'b'); break;
-		case 'k': c.queue = optarg; break;
-		case 'W': c.wait = (double)bench_arg_long(optarg, 'W'); break;
-		case 'T': limit = (unsigned)bench_arg_long(optarg, 'T'); break;
-		default: usage();
+		case 'd':
+			c.dir = optarg;
+			break;
+		case 'n':
+			c.n = bench_arg_long(optarg, 'n');
+			break;
+		case 's':
+			c.size = (size_t)bench_arg_long(optarg, 's');
+			break;
+		case 'p':
+			c.producers = (int)bench_arg_long(optarg, 'p');
+			break;
+		case 'c':
+			c.consumers = (int)bench_arg_long(optarg, 'c');
+			break;
+		case 'b':
+			c.batch = (int)bench_arg_long(optarg, 'b');
+			break;
+		case 'k':
+			c.queue = optarg;
+			break;
+		case 'W':
+			c.wait = (double)bench_arg_long(optarg, 'W');
+			break;
+		case 'T':
+			limit = (unsigned)bench_arg_long(optarg, 'T');
+			break;
+		default:
+			usage();
 		}
 	}
 	if (optind != argc || c.producers + c.consumers > BENCH_MAX_KIDS ||
@@ -297,14 +324,18 @@ int main(int argc, char **argv)
 		bad += sh->bad[i];
 	}
 	if (total != c.n || bad)
-		bench_die(0, "consumers received %ld messages (%ld malformed), expected %ld",
+		bench_die(0,
+			  "consumers received %ld messages (%ld malformed), "
+			  "expected %ld",
 			  total, bad, c.n);
 
 	secs = (double)(t_end - t0) / 1e9;
-	printf("RESULT metric=msgs_per_s value=%.1f n=%ld size=%zu p=%d c=%d batch=%d secs=%.3f\n",
+	printf("RESULT metric=msgs_per_s value=%.1f n=%ld size=%zu p=%d c=%d "
+	       "batch=%d secs=%.3f\n",
 	       (double)c.n / secs, c.n, c.size, c.producers, c.consumers,
 	       c.batch, secs);
-	printf("RESULT metric=MiB_per_s value=%.1f n=%ld size=%zu p=%d c=%d batch=%d secs=%.3f\n",
+	printf("RESULT metric=MiB_per_s value=%.1f n=%ld size=%zu p=%d c=%d "
+	       "batch=%d secs=%.3f\n",
 	       (double)c.n * (double)c.size / secs / 1048576.0, c.n, c.size,
 	       c.producers, c.consumers, c.batch, secs);
 	return 0;

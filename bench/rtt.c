@@ -92,24 +92,30 @@ static void echo(const struct cfg *c, struct bench_barrier *bar)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: jobq-bench-rtt [--dir DIR] [-m local|pingpong|ping|block] [-n SAMPLES]\n"
-		"                      [-w WARMUP] [-s BYTES] [-D MAX_SECS] [-W SECS] [-T SECS]\n"
+		"usage: jobq-bench-rtt [--dir DIR] [-m "
+		"local|pingpong|ping|block] [-n SAMPLES]\n"
+		"                      [-w WARMUP] [-s BYTES] [-D MAX_SECS] "
+		"[-W SECS] [-T SECS]\n"
 		"-W: the timeout of every put and get (default: none).\n"
-		"Prints RESULT lines p50_us, p99_us, max_us, mean_us, rtt_per_s.\n");
+		"Prints RESULT lines p50_us, p99_us, max_us, mean_us, "
+		"rtt_per_s.\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "dir", required_argument, NULL, 'd' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+	    {"dir", required_argument, NULL, 'd'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
-	static const char *const names[] = { "local", "pingpong", "ping",
-					     "block" };
-	struct cfg c = { .mode = M_LOCAL, .n = 100000, .warmup = 2000,
-			 .size = 64, .max_secs = 5 };
+	static const char *const names[] = {"local", "pingpong", "ping",
+					    "block"};
+	struct cfg c = {.mode = M_LOCAL,
+			.n = 100000,
+			.warmup = 2000,
+			.size = 64,
+			.max_secs = 5};
 	struct bench_barrier bar;
 	unsigned limit = 20;
 	uint64_t *lat, deadline;
@@ -122,7 +128,9 @@ int main(int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, "d:m:n:w:s:D:W:T:h", longopts,
 				  NULL)) != -1) {
 		switch (opt) {
-		case 'd': c.dir = optarg; break;
+		case 'd':
+			c.dir = optarg;
+			break;
 		case 'm':
 			if (!strcmp(optarg, "local"))
 				c.mode = M_LOCAL;
@@ -135,13 +143,26 @@ int main(int argc, char **argv)
 			else
 				usage();
 			break;
-		case 'n': c.n = bench_arg_long(optarg, 'n'); break;
-		case 'w': c.warmup = bench_arg_long(optarg, 'w'); break;
-		case 's': c.size = (size_t)bench_arg_long(optarg, 's'); break;
-		case 'D': c.max_secs = (double)bench_arg_long(optarg, 'D'); break;
-		case 'W': wait_secs = (double)bench_arg_long(optarg, 'W'); break;
-		case 'T': limit = (unsigned)bench_arg_long(optarg, 'T'); break;
-		default: usage();
+		case 'n':
+			c.n = bench_arg_long(optarg, 'n');
+			break;
+		case 'w':
+			c.warmup = bench_arg_long(optarg, 'w');
+			break;
+		case 's':
+			c.size = (size_t)bench_arg_long(optarg, 's');
+			break;
+		case 'D':
+			c.max_secs = (double)bench_arg_long(optarg, 'D');
+			break;
+		case 'W':
+			wait_secs = (double)bench_arg_long(optarg, 'W');
+			break;
+		case 'T':
+			limit = (unsigned)bench_arg_long(optarg, 'T');
+			break;
+		default:
+			usage();
 		}
 	}
 	if (optind != argc)
@@ -190,7 +211,8 @@ int main(int argc, char **argv)
 		bench_kids[bench_nkids++] = pid;
 		q = bench_open(c.dir);
 		if (!bench_barrier_release(&bar, 1))
-			bench_die(0, "the echo process died before it was ready");
+			bench_die(0,
+				  "the echo process died before it was ready");
 	} else {
 		q = bench_open(c.dir);
 		if ((r = jobq_queue_open(q, c.ping, NULL)) < 0)
