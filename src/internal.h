@@ -55,4 +55,12 @@ int jobq__check_name(const char *name);
  */
 const char *jobq__last_error_msg(void);
 
+/*
+ * jobq__worker_main - the built-in worker process, which jobqd runs as
+ * "jobqd --as-worker --dir DIR [--concurrency N] [--daemon]": serves echo,
+ * sleep and fail until SIGTERM/SIGINT or the manager's stop notice.
+ * Returns the process exit status: 0, 1 (error, said on stderr), 2 (usage).
+ */
+int jobq__worker_main(int argc, char **argv);
+
 #endif

@@ -1,0 +1,1069 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * job.c - the jobs API of a client: submit, wait (one, any, all, with a
+ * callback), apply, map, results and job state read from the store, and
+ * the job controls (cancel, retry, kick, pause, resume, parallel).
+ *
+ * A job id is a future. Whether it is final is first looked up in the
+ * store, which the manager writes before it answers anything, so a job
+ * that is already final costs no round trip; otherwise a JOB_WAIT request
+ * stays with the manager until the job is final or its timeout passes.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "client.h"
+
+#define DEFAULT_QUEUE	 "default"
+#define DEFAULT_LEASE_NS (300 * JOBQ__NSEC_PER_SEC)
+#define DEFAULT_RETRIES	 3
+#define MAX_AFTER	 64
+#define MAX_ATTEMPTS	 65535 /* the record counts attempts in 16 bits */
+#define DEFAULT_WINDOW	 256
+/*
+ * jobq_wait_any() abandons the waits of the jobs that did not finish
+ * first. Each of those keeps a completion entry reserved until the manager
+ * answers it, so they are sent with at most this timeout and sent again
+ * while the caller's own timeout lasts: an abandoned wait lives no longer.
+ */
+#define ANY_SLICE_NS (2 * JOBQ__NSEC_PER_SEC)
+/* Waits sent at once by jobq_wait_all(), well inside the completion ring. */
+#define ALL_CHUNK 256
+
+static const char *const state_names[] = {
+	[JOBQ_JOB_WAITING] = "waiting",	    [JOBQ_JOB_DELAYED] = "delayed",
+	[JOBQ_JOB_READY] = "ready",	    [JOBQ_JOB_RUNNING] = "running",
+	[JOBQ_JOB_SUCCEEDED] = "succeeded", [JOBQ_JOB_FAILED] = "failed",
+	[JOBQ_JOB_DEAD] = "dead",	    [JOBQ_JOB_CANCELLED] = "cancelled",
+};
+
+const char *jobq_job_state_name(int state)
+{
+	if (state > 0 && state <= JOBQ_JOB_CANCELLED)
+		return state_names[state];
+	return "unknown";
+}
+
+static bool is_final(int state)
+{
+	return state == JOBQ_JS_SUCCEEDED || state == JOBQ_JS_DEAD ||
+	       state == JOBQ_JS_CANCELLED;
+}
+
+/* What jobq_job_wait() returns for a job in final @state. */
+static int final_res(int state)
+{
+	switch (state) {
+	case JOBQ_JS_SUCCEEDED:
+		return 0;
+	case JOBQ_JS_DEAD:
+		return JOBQ_EJOBFAILED;
+	case JOBQ_JS_CANCELLED:
+		return -ECANCELED;
+	default:
+		return -EPROTO;
+	}
+}
+
+/* The answer of a JOB_WAIT (res = the final state, or -errno). */
+static int wait_res(int res)
+{
+	if (res < 0)
+		return res;
+	return is_final(res) ? final_res(res) : -EPROTO;
+}
+
+static bool is_wait_timeout(int res)
+{
+	return res == -ETIMEDOUT || res == -EAGAIN;
+}
+
+/* ------------------------------------------------------------------------
+ * Submitting.
+ */
+
+/*
+ * Everything of a submit but the args, checked once: the wire head
+ * (args_len filled per job) and the bytes that follow it up to the args.
+ */
+struct submit_tmpl {
+	struct jobq_submit_wire w;
+	uint8_t *tail; /* type, unique key, padding, after ids */
+	size_t tail_len;
+};
+
+static int check_type_name(const char *type, size_t *len)
+{
+	size_t n;
+
+	if (!type)
+		return -EINVAL;
+	n = strlen(type);
+	if (n < 1 || n > JOBQ_TYPE_MAX)
+		return -EINVAL;
+	/* Workers list their types comma-separated in the store. */
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)type[i] < 0x20 || type[i] == 0x7f ||
+		    type[i] == ',')
+			return -EINVAL;
+	*len = n;
+	return 0;
+}
+
+static int tmpl_init(jobq_t *q, const char *type,
+		     const struct jobq_submit_opts *o, struct submit_tmpl *t)
+{
+	static const struct jobq_submit_opts none;
+	size_t type_len, unique_len = 0, head, pad;
+	uint32_t qid;
+	int err, attempts;
+
+	memset(t, 0, sizeof(*t));
+	if (!o)
+		o = &none;
+	err = check_type_name(type, &type_len);
+	if (err)
+		return err;
+	if (o->unique) {
+		unique_len = strlen(o->unique);
+		if (unique_len < 1 || unique_len > JOBQ_KEY_MAX)
+			return -EINVAL;
+	}
+	if (o->nafter > MAX_AFTER || (o->nafter && !o->after))
+		return -EINVAL;
+	if (isnan(o->delay) || o->delay < 0 || isnan(o->timeout) ||
+	    o->timeout < 0)
+		return -EINVAL;
+	for (size_t i = 0; i < o->nafter; i++)
+		if (!o->after[i])
+			return -ENOENT; /* ids start at 1 */
+	if (o->no_retry || o->retries < 0)
+		attempts = 1;
+	else if (o->retries == 0)
+		attempts = DEFAULT_RETRIES + 1;
+	else
+		attempts = o->retries >= MAX_ATTEMPTS ? MAX_ATTEMPTS
+						      : o->retries + 1;
+	err = jobq__queue_resolve(q, o->queue ? o->queue : DEFAULT_QUEUE,
+				  &qid);
+	if (err)
+		return err;
+
+	t->w.type_len = (uint32_t)type_len;
+	t->w.unique_len = (uint32_t)unique_len;
+	t->w.nafter = (uint32_t)o->nafter;
+	t->w.priority = o->priority;
+	t->w.max_attempts = (uint32_t)attempts;
+	t->w.queue_id = qid;
+	t->w.delay_ns = o->delay > 0 ? jobq__timeout_ns(o->delay) : 0;
+	if (t->w.delay_ns < 0)
+		return -EINVAL; /* beyond what 64-bit nanoseconds hold */
+	t->w.lease_ns = o->timeout > 0 ? jobq__timeout_ns(o->timeout)
+				       : (int64_t)DEFAULT_LEASE_NS;
+	if (t->w.lease_ns <= 0)
+		return -EINVAL;
+
+	/* The after ids are 8-byte aligned from the start of the wire head. */
+	head = sizeof(t->w) + type_len + unique_len;
+	pad = (8 - head % 8) % 8;
+	t->tail_len = type_len + unique_len + (o->nafter ? pad : 0) +
+		      o->nafter * sizeof(uint64_t);
+	t->tail = calloc(1, t->tail_len);
+	if (!t->tail)
+		return -ENOMEM;
+	memcpy(t->tail, type, type_len);
+	if (unique_len)
+		memcpy(t->tail + type_len, o->unique, unique_len);
+	if (o->nafter)
+		memcpy(t->tail + type_len + unique_len + pad, o->after,
+		       o->nafter * sizeof(uint64_t));
+	return 0;
+}
+
+static void tmpl_free(struct submit_tmpl *t)
+{
+	free(t->tail);
+	t->tail = NULL;
+}
+
+static int check_args(jobq_t *q, const void *args, size_t len)
+{
+	if (len && !args)
+		return -EINVAL;
+	if (len > q->max_object || len > UINT32_MAX)
+		return -E2BIG;
+	return 0;
+}
+
+/* Builds the op of one submit; @w is where its wire head lives until the
+ * op is submitted (the payload is copied into the arena then). */
+static void submit_op(struct jobq__op *op, struct jobq_req *r,
+		      const struct submit_tmpl *t, struct jobq_submit_wire *w,
+		      uint32_t args_type, const void *args, size_t len)
+{
+	*w = t->w;
+	w->args_len = (uint32_t)len;
+	jobq__op_init(op, r, JOBQ_OP_JOB_SUBMIT, w, sizeof(*w));
+	op->iov[1].iov_base = t->tail;
+	op->iov[1].iov_len = t->tail_len;
+	op->iov[2].iov_base = (void *)args;
+	op->iov[2].iov_len = len;
+	op->niov = 3;
+	op->sqe.type = args_type;
+}
+
+int jobq_submit(jobq_t *q, const char *type, uint32_t args_type,
+		const void *args, size_t len,
+		const struct jobq_submit_opts *opts, uint64_t *id)
+{
+	struct jobq_submit_wire w;
+	struct submit_tmpl t;
+	struct jobq_req r = {0};
+	struct jobq__op op;
+	int err;
+
+	err = check_args(q, args, len);
+	if (err)
+		return err;
+	err = tmpl_init(q, type, opts, &t);
+	if (err)
+		return err;
+	submit_op(&op, &r, &t, &w, args_type, args, len);
+	err = jobq__call(q, &op);
+	tmpl_free(&t);
+	if (err < 0)
+		return err;
+	if (id)
+		*id = r.val;
+	return err > 0 ? 1 : 0;
+}
+
+int jobq_submit_json(jobq_t *q, const char *type, const struct json_t *args,
+		     const struct jobq_submit_opts *opts, uint64_t *id)
+{
+	char *s;
+	int err;
+
+	if (!args)
+		return -EINVAL;
+	s = json_dumps(args, JSON_COMPACT | JSON_ENCODE_ANY);
+	if (!s)
+		return -ENOMEM;
+	err = jobq_submit(q, type, JOBQ_T_JSON, s, strlen(s), opts, id);
+	free(s);
+	return err;
+}
+
+int jobq_submit_many(jobq_t *q, const char *type, const jobq_obj_t *args,
+		     size_t n, const struct jobq_submit_opts *opts,
+		     uint64_t *ids)
+{
+	struct jobq_submit_wire *ws = NULL;
+	struct jobq_req *reqs = NULL, **rp = NULL;
+	struct jobq__op *ops = NULL;
+	struct submit_tmpl t;
+	size_t ok, i;
+	int err, sent;
+
+	if (!n)
+		return 0;
+	if (!args || !ids || n > INT32_MAX)
+		return -EINVAL;
+	/* Only a leading run of acceptable jobs is sent, so that what was
+	 * submitted is always "the first ones". */
+	for (ok = 0; ok < n; ok++)
+		if (check_args(q, args[ok].data, args[ok].len))
+			break;
+	if (!ok)
+		return check_args(q, args[0].data, args[0].len);
+	err = tmpl_init(q, type, opts, &t);
+	if (err)
+		return err;
+	ws = calloc(ok, sizeof(*ws));
+	reqs = calloc(ok, sizeof(*reqs));
+	rp = calloc(ok, sizeof(*rp));
+	ops = calloc(ok, sizeof(*ops));
+	if (!ws || !reqs || !rp || !ops) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < ok; i++) {
+		submit_op(&ops[i], &reqs[i], &t, &ws[i], args[i].type,
+			  args[i].data, args[i].len);
+		rp[i] = &reqs[i];
+	}
+	/* One submission: the entries go out with one tail store and one
+	 * wake-up, in as few pieces as the rings allow. */
+	sent = jobq__submit(q, ops, ok);
+	if (sent < 0) {
+		err = sent;
+		goto out;
+	}
+	jobq__wait(q, rp, (size_t)sent);
+	for (i = 0; i < (size_t)sent; i++) {
+		if (reqs[i].res < 0)
+			break;
+		ids[i] = reqs[i].val;
+	}
+	err = i ? (int)i : reqs[0].res;
+out:
+	tmpl_free(&t);
+	free(ws);
+	free(reqs);
+	free(rp);
+	free(ops);
+	return err;
+}
+
+/* ------------------------------------------------------------------------
+ * Waiting.
+ */
+
+/* The job's state from the store: 0 and *state, or -ENOENT. */
+static int store_state(jobq_t *q, uint64_t id, int *state)
+{
+	struct jobq_job_rec c;
+	int err = jobq__job_lookup(q, id, &c, 0, NULL);
+
+	if (!err)
+		*state = c.state;
+	return err;
+}
+
+static void wait_op(struct jobq__op *op, struct jobq_req *r, uint64_t id,
+		    int64_t tmo)
+{
+	jobq__op_init(op, r, JOBQ_OP_JOB_WAIT, NULL, 0);
+	op->sqe.arg0 = id;
+	op->sqe.timeout_ns = tmo;
+}
+
+int jobq_job_wait(jobq_t *q, uint64_t id, double timeout)
+{
+	int64_t tmo = jobq__timeout_ns(timeout);
+	struct jobq_req r = {0};
+	struct jobq__op op;
+	int state, res;
+
+	/* An unknown id still goes to the manager, which has the last word
+	 * (and the store may lack the job tables). */
+	if (!store_state(q, id, &state)) {
+		if (is_final(state))
+			return final_res(state);
+		if (tmo == 0)
+			return -EAGAIN;
+	}
+	wait_op(&op, &r, id, tmo);
+	res = jobq__call(q, &op);
+	return wait_res(res);
+}
+
+struct any_arg {
+	struct jobq_req **reqs;
+	size_t n;
+};
+
+static bool any_done(jobq_t *q, void *arg)
+{
+	struct any_arg *a = arg;
+
+	(void)q;
+	for (size_t i = 0; i < a->n; i++)
+		if (a->reqs[i] && a->reqs[i]->done)
+			return true;
+	return false;
+}
+
+/* Lets go of the waits still in flight; frees the finished ones. */
+static void release_reqs(jobq_t *q, struct jobq_req **reqs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (reqs[i] && !jobq__detach(q, reqs[i]))
+			free(reqs[i]);
+		reqs[i] = NULL;
+	}
+}
+
+int jobq_wait_any(jobq_t *q, const uint64_t *ids, size_t n, double timeout,
+		  size_t *which)
+{
+	int64_t tmo = jobq__timeout_ns(timeout);
+	uint64_t deadline = tmo > 0 ? jobq__now_ns() + (uint64_t)tmo : 0;
+	struct jobq_req **reqs;
+	struct jobq__op *ops;
+	int err = 0;
+
+	if (!n || !ids)
+		return -EINVAL;
+	reqs = calloc(n, sizeof(*reqs));
+	ops = calloc(n, sizeof(*ops));
+	if (!reqs || !ops) {
+		free(reqs);
+		free(ops);
+		return -ENOMEM;
+	}
+	for (;;) {
+		struct any_arg a = {reqs, 0};
+		int64_t slice = ANY_SLICE_NS;
+		size_t i, k = 0;
+		int sent;
+
+		for (i = 0; i < n; i++) {
+			int state;
+
+			if (!store_state(q, ids[i], &state) &&
+			    is_final(state)) {
+				if (which)
+					*which = i;
+				err = final_res(state);
+				goto out;
+			}
+		}
+		if (tmo == 0) {
+			err = -EAGAIN;
+			goto out;
+		}
+		if (deadline) {
+			uint64_t now = jobq__now_ns();
+
+			if (now >= deadline) {
+				err = -ETIMEDOUT;
+				goto out;
+			}
+			if (deadline - now < (uint64_t)slice)
+				slice = (int64_t)(deadline - now);
+		}
+		for (i = 0; i < n; i++) {
+			reqs[i] = calloc(1, sizeof(*reqs[i]));
+			if (!reqs[i]) {
+				err = -ENOMEM;
+				break;
+			}
+			wait_op(&ops[i], reqs[i], ids[i], slice);
+			k++;
+		}
+		sent = k ? jobq__submit(q, ops, k) : err;
+		if (sent < 0) {
+			err = sent;
+			for (i = 0; i < k; i++) {
+				free(reqs[i]);
+				reqs[i] = NULL;
+			}
+			goto out;
+		}
+		for (i = (size_t)sent; i < k; i++) {
+			free(reqs[i]);
+			reqs[i] = NULL;
+		}
+		a.n = (size_t)sent;
+		err = jobq__wait_until(q, any_done, &a, 0);
+		if (err) {
+			release_reqs(q, reqs, a.n);
+			goto out;
+		}
+		/* The first finished one in input order that is an answer,
+		 * not the end of a slice. */
+		pthread_mutex_lock(&q->mu);
+		for (i = 0; i < a.n; i++)
+			if (reqs[i]->done && !is_wait_timeout(reqs[i]->res))
+				break;
+		if (i < a.n)
+			err = wait_res(reqs[i]->res);
+		pthread_mutex_unlock(&q->mu);
+		release_reqs(q, reqs, a.n);
+		if (i < a.n) {
+			if (which)
+				*which = i;
+			goto out;
+		}
+		err = 0;
+	}
+out:
+	free(reqs);
+	free(ops);
+	return err;
+}
+
+int jobq_wait_all(jobq_t *q, const uint64_t *ids, size_t n, double timeout)
+{
+	int64_t tmo = jobq__timeout_ns(timeout);
+	uint64_t deadline = tmo > 0 ? jobq__now_ns() + (uint64_t)tmo : 0;
+	struct jobq_req reqs[ALL_CHUNK], *rp[ALL_CHUNK];
+	struct jobq__op ops[ALL_CHUNK];
+	size_t idx[ALL_CHUNK];
+	int first = 0;
+	size_t i = 0;
+
+	if (n && !ids)
+		return -EINVAL;
+	while (i < n) {
+		size_t k = 0;
+		int64_t left = tmo;
+		int sent;
+
+		/* The final ones cost nothing; the others wait in chunks,
+		 * each with what is left of the caller's timeout. */
+		for (; i < n && k < ALL_CHUNK; i++) {
+			int state;
+
+			if (!store_state(q, ids[i], &state)) {
+				if (is_final(state)) {
+					if (!first)
+						first = final_res(state);
+					continue;
+				}
+				if (tmo == 0) {
+					if (!first)
+						first = -EAGAIN;
+					continue;
+				}
+			}
+			idx[k++] = i;
+		}
+		if (!k)
+			continue;
+		if (deadline) {
+			uint64_t now = jobq__now_ns();
+
+			left = now >= deadline ? 0 : (int64_t)(deadline - now);
+		}
+		for (size_t j = 0; j < k; j++) {
+			memset(&reqs[j], 0, sizeof(reqs[j]));
+			wait_op(&ops[j], &reqs[j], ids[idx[j]], left);
+			rp[j] = &reqs[j];
+		}
+		sent = jobq__submit(q, ops, k);
+		if (sent < 0)
+			return first ? first : sent;
+		jobq__wait(q, rp, (size_t)sent);
+		/* Input order: a chunk holds increasing indexes. */
+		for (size_t j = 0; j < (size_t)sent && !first; j++)
+			first = wait_res(reqs[j].res);
+		if ((size_t)sent < k && !first)
+			first = -ENOMEM;
+	}
+	return first;
+}
+
+/* A done callback and its JOB_WAIT, in one allocation: the client frees
+ * the request (the first member) after the callback ran. */
+struct on_done {
+	struct jobq_req r;
+	jobq_job_cb cb;
+	void *arg;
+	uint64_t id;
+};
+
+static void on_done_cb(jobq_t *q, int res, jobq_obj_t *obj, void *arg)
+{
+	struct on_done *d = arg;
+
+	(void)obj;
+	d->cb(q, d->id, wait_res(res), d->arg);
+}
+
+int jobq_job_on_done(jobq_t *q, uint64_t id, jobq_job_cb cb, void *arg)
+{
+	struct on_done *d;
+	struct jobq__op op;
+	int n;
+
+	if (!cb)
+		return -EINVAL;
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	d->cb = cb;
+	d->arg = arg;
+	d->id = id;
+	d->r.async = true;
+	d->r.keep_res = true;
+	d->r.cb = on_done_cb;
+	d->r.arg = d;
+	wait_op(&op, &d->r, id, -1);
+	n = jobq__submit(q, &op, 1);
+	if (n < 0) {
+		free(d);
+		return n;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Results and state from the store.
+ */
+int jobq_job_result(jobq_t *q, uint64_t id, jobq_obj_t *out)
+{
+	struct jobq_job_rec c;
+	jobq_obj_t o = {0};
+	int err;
+
+	if (!out)
+		return -EINVAL;
+	err = jobq__job_lookup(q, id, &c, JOBQ__ITEM_RESULT, &o);
+	if (err)
+		return err;
+	if (!is_final(c.state)) {
+		jobq_obj_free(&o);
+		return -EAGAIN;
+	}
+	*out = o;
+	return 0;
+}
+
+int jobq_job_args_of(jobq_t *q, uint64_t id, jobq_obj_t *out)
+{
+	struct jobq_job_rec c;
+
+	if (!out)
+		return -EINVAL;
+	return jobq__job_lookup(q, id, &c, JOBQ__ITEM_ARGS, out);
+}
+
+static void fill_info(jobq_t *q, const struct jobq_job_rec *c,
+		      struct jobq_job_info *out)
+{
+	char qname[JOBQ_NAME_MAX + 1];
+	uint32_t workers = 0;
+
+	memset(out, 0, sizeof(*out));
+	out->id = c->id;
+	if (jobq__type_read(q, c->type_id, out->type, &workers))
+		out->type[0] = '\0';
+	if (!jobq__queue_name(q, c->queue_id, qname))
+		memcpy(out->queue, qname, sizeof(qname));
+	out->state = c->state;
+	out->priority = c->priority;
+	out->attempts = c->attempts;
+	out->max_attempts = c->max_attempts;
+	out->worker = c->worker_pid;
+	out->progress = c->progress / 100.0;
+	out->created_ns = c->created_ns;
+	out->started_ns = c->started_ns;
+	out->finished_ns = c->finished_ns;
+	out->run_at_ns = c->run_at_ns;
+	out->lease = (double)c->lease_ns / 1e9;
+	out->type_has_worker = workers > 0;
+}
+
+int jobq_job_info(jobq_t *q, uint64_t id, struct jobq_job_info *out)
+{
+	struct jobq_job_rec c;
+	int err;
+
+	if (!out)
+		return -EINVAL;
+	err = jobq__job_lookup(q, id, &c, 0, NULL);
+	if (err)
+		return err;
+	fill_info(q, &c, out);
+	return 0;
+}
+
+static int by_id_desc(const void *a, const void *b)
+{
+	const struct jobq_job_info *x = a, *y = b;
+
+	return x->id < y->id ? 1 : x->id > y->id ? -1 : 0;
+}
+
+int jobq_jobs(jobq_t *q, int state, const char *type, size_t limit,
+	      struct jobq_job_info **out, size_t *n)
+{
+	uint32_t max = jobq__job_records(q), type_id = UINT32_MAX;
+	struct jobq_job_info *v;
+	struct jobq_job_rec c;
+	size_t k = 0;
+
+	if (!out || !n)
+		return -EINVAL;
+	if (type) {
+		char name[JOBQ_TYPE_MAX + 1];
+
+		/* Type ids are never reused: find the one of that name. */
+		for (uint32_t t = 0; !jobq__type_read(q, t, name, NULL); t++)
+			if (!strcmp(name, type)) {
+				type_id = t;
+				break;
+			}
+		if (type_id == UINT32_MAX)
+			max = 0;
+	}
+	/* One spare element, so that an empty list is still a pointer the
+	 * caller can free(). */
+	v = calloc((size_t)max + 1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < max; i++) {
+		if (jobq__job_scan(q, i, &c))
+			continue;
+		if (state && c.state != state)
+			continue;
+		if (type && c.type_id != type_id)
+			continue;
+		fill_info(q, &c, &v[k++]);
+	}
+	qsort(v, k, sizeof(*v), by_id_desc);
+	if (limit && k > limit)
+		k = limit;
+	*out = v;
+	*n = k;
+	return 0;
+}
+
+int jobq_workers(jobq_t *q, struct jobq_worker_info **out, size_t *n)
+{
+	uint32_t max = jobq__worker_records(q);
+	struct jobq_worker_info *v;
+	struct jobq_worker_rec c;
+	size_t k = 0;
+
+	if (!out || !n)
+		return -EINVAL;
+	v = calloc((size_t)max + 1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < max; i++) {
+		struct jobq_worker_info *wi = &v[k];
+
+		if (jobq__worker_read(q, i, &c))
+			continue;
+		wi->pid = c.pid;
+		memcpy(wi->types, c.types, sizeof(wi->types));
+		wi->capacity = c.capacity;
+		wi->running = c.running;
+		wi->done = c.done;
+		wi->failed = c.failed;
+		wi->started_ns = c.started_ns;
+		wi->supervised = !!(c.flags & JOBQ_WF_SUPERVISED);
+		wi->daemon = !!(c.flags & JOBQ_WF_DAEMON);
+		k++;
+	}
+	*out = v;
+	*n = k;
+	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Submit and wait.
+ */
+
+/* A final job's result or error text into *out; an empty object when it
+ * cannot be read (expired meanwhile). */
+static void take_result(jobq_t *q, uint64_t id, jobq_obj_t *out)
+{
+	if (jobq_job_result(q, id, out))
+		memset(out, 0, sizeof(*out));
+}
+
+static bool has_result(int res)
+{
+	return res == 0 || res == JOBQ_EJOBFAILED || res == -ECANCELED;
+}
+
+int jobq_apply(jobq_t *q, const char *type, uint32_t args_type,
+	       const void *args, size_t len,
+	       const struct jobq_submit_opts *opts, jobq_obj_t *out,
+	       double timeout)
+{
+	uint64_t id;
+	int err;
+
+	if (out)
+		memset(out, 0, sizeof(*out));
+	err = jobq_submit(q, type, args_type, args, len, opts, &id);
+	if (err < 0)
+		return err;
+	err = jobq_job_wait(q, id, timeout);
+	if (out && has_result(err))
+		take_result(q, id, out);
+	return err;
+}
+
+static void text_obj(jobq_obj_t *o, int err)
+{
+	const char *s = jobq_strerror(err);
+	size_t n = strlen(s);
+
+	o->data = malloc(n + 1);
+	if (!o->data)
+		return;
+	memcpy(o->data, s, n + 1);
+	o->len = n;
+	o->type = JOBQ_T_TEXT;
+	o->flags = 0;
+}
+
+/*
+ * One job of jobq_map() in flight: first its JOB_SUBMIT, then its
+ * JOB_WAIT, then M_DONE until its result is copied out. A slot with send
+ * set has an op waiting to go out; otherwise its request is in flight.
+ */
+enum { M_IDLE, M_SUBMIT, M_WAIT, M_DONE };
+
+struct mslot {
+	struct jobq_req r;
+	struct jobq_submit_wire w;
+	size_t idx;
+	uint64_t id;
+	int phase;
+	bool send;
+};
+
+struct map_arg {
+	struct mslot *s;
+	size_t n;
+};
+
+static bool map_any_done(jobq_t *q, void *arg)
+{
+	struct map_arg *a = arg;
+
+	(void)q;
+	for (size_t i = 0; i < a->n; i++)
+		if (a->s[i].phase != M_IDLE && !a->s[i].send && a->s[i].r.done)
+			return true;
+	return false;
+}
+
+int jobq_map(jobq_t *q, const char *type, const jobq_obj_t *inputs,
+	     size_t n, size_t window, const struct jobq_submit_opts *opts,
+	     jobq_obj_t *results, double timeout)
+{
+	int64_t tmo = jobq__timeout_ns(timeout);
+	uint64_t deadline = tmo > 0 ? jobq__now_ns() + (uint64_t)tmo : 0;
+	struct submit_tmpl t;
+	struct mslot *s = NULL, **order = NULL;
+	struct jobq__op *ops = NULL;
+	size_t next = 0, busy = 0;
+	int *codes = NULL, err, first = 0;
+	bool closed = false;
+
+	if (!n)
+		return 0;
+	if (!inputs || !results)
+		return -EINVAL;
+	memset(results, 0, n * sizeof(*results));
+	if (!window)
+		window = DEFAULT_WINDOW;
+	if (window > n)
+		window = n;
+	/* Each slot has at most one request in flight; the completion ring
+	 * bounds how many can be. */
+	if (window > q->cq_entries / 2)
+		window = q->cq_entries / 2;
+	err = tmpl_init(q, type, opts, &t);
+	if (err)
+		return err;
+	s = calloc(window, sizeof(*s));
+	order = calloc(window, sizeof(*order));
+	ops = calloc(window, sizeof(*ops));
+	codes = calloc(n, sizeof(*codes));
+	if (!s || !order || !ops || !codes) {
+		err = -ENOMEM;
+		goto out;
+	}
+
+	while (next < n || busy) {
+		struct map_arg a = {s, window};
+		size_t nops = 0;
+		int sent = 0;
+
+		/* Fill idle slots with the next inputs. */
+		for (size_t i = 0; i < window && next < n; i++) {
+			struct mslot *m = &s[i];
+			const jobq_obj_t *in = &inputs[next];
+
+			if (m->phase != M_IDLE)
+				continue;
+			m->idx = next++;
+			err = check_args(q, in->data, in->len);
+			if (!err && closed)
+				err = JOBQ_ECLOSED;
+			if (!err && deadline && jobq__now_ns() >= deadline)
+				err = -ETIMEDOUT;
+			if (err) {
+				codes[m->idx] = err;
+				text_obj(&results[m->idx], err);
+				continue;
+			}
+			m->phase = M_SUBMIT;
+			m->send = true;
+			busy++;
+		}
+		/* Every op ready to go, in one submission. */
+		for (size_t i = 0; i < window; i++) {
+			struct mslot *m = &s[i];
+
+			if (!m->send)
+				continue;
+			memset(&m->r, 0, sizeof(m->r));
+			if (m->phase == M_SUBMIT) {
+				const jobq_obj_t *in = &inputs[m->idx];
+
+				submit_op(&ops[nops], &m->r, &t, &m->w,
+					  in->type, in->data, in->len);
+			} else {
+				int64_t left = tmo;
+
+				if (deadline) {
+					uint64_t now = jobq__now_ns();
+
+					left = now >= deadline
+						   ? 0
+						   : (int64_t)(deadline - now);
+				}
+				wait_op(&ops[nops], &m->r, m->id, left);
+			}
+			order[nops++] = m;
+		}
+		if (nops) {
+			sent = jobq__submit(q, ops, nops);
+			if (sent < 0) {
+				/* The first op failed: that job fails, the
+				 * rest go out in the next round. */
+				struct mslot *m = order[0];
+
+				codes[m->idx] = sent;
+				text_obj(&results[m->idx], sent);
+				m->send = false;
+				m->phase = M_IDLE;
+				busy--;
+				if (sent == JOBQ_ECLOSED)
+					closed = true;
+				sent = 0;
+			}
+			for (int i = 0; i < sent; i++)
+				order[i]->send = false;
+		}
+		if (!busy)
+			continue;
+		if (sent || !nops) {
+			err = jobq__wait_until(q, map_any_done, &a, 0);
+			if (err == JOBQ_ECLOSED)
+				closed = true;
+		}
+
+		pthread_mutex_lock(&q->mu);
+		for (size_t i = 0; i < window; i++) {
+			struct mslot *m = &s[i];
+			int res;
+
+			if (m->phase == M_IDLE || m->send || !m->r.done)
+				continue;
+			res = m->r.res;
+			if (m->phase == M_SUBMIT && res >= 0) {
+				m->id = m->r.val;
+				m->phase = M_WAIT;
+				m->send = !closed;
+				if (!closed)
+					continue;
+				res = JOBQ_ECLOSED;
+			}
+			if (m->phase == M_WAIT)
+				codes[m->idx] = wait_res(res);
+			else
+				codes[m->idx] = res;
+			if (m->phase == M_SUBMIT)
+				m->id = 0;
+			m->phase = M_DONE;
+		}
+		pthread_mutex_unlock(&q->mu);
+		/* Results are read outside q->mu: the store needs no lock. */
+		for (size_t i = 0; i < window; i++) {
+			struct mslot *m = &s[i];
+
+			if (m->phase != M_DONE)
+				continue;
+			if (m->id && has_result(codes[m->idx]))
+				take_result(q, m->id, &results[m->idx]);
+			else
+				text_obj(&results[m->idx], codes[m->idx]);
+			m->phase = M_IDLE;
+			busy--;
+		}
+	}
+	for (size_t i = 0; i < n && !first; i++)
+		first = codes[i];
+	err = first;
+out:
+	tmpl_free(&t);
+	free(s);
+	free(order);
+	free(ops);
+	free(codes);
+	return err;
+}
+
+/* ------------------------------------------------------------------------
+ * Controls.
+ */
+static int job_call(jobq_t *q, uint8_t opcode, uint64_t id)
+{
+	struct jobq_req r = {0};
+	struct jobq__op op;
+
+	jobq__op_init(&op, &r, opcode, NULL, 0);
+	op.sqe.arg0 = id;
+	return jobq__call(q, &op);
+}
+
+int jobq_cancel(jobq_t *q, uint64_t id)
+{
+	int res = job_call(q, JOBQ_OP_JOB_CANCEL, id);
+
+	return res < 0 ? res : 0;
+}
+
+int jobq_retry(jobq_t *q, uint64_t id)
+{
+	int res = job_call(q, JOBQ_OP_JOB_RETRY, id);
+
+	return res < 0 ? res : 0;
+}
+
+int jobq_kick(jobq_t *q, uint64_t id)
+{
+	int res = job_call(q, JOBQ_OP_JOB_KICK, id);
+
+	if (res < 0)
+		return res;
+	return id ? 0 : res;
+}
+
+static int queue_call(jobq_t *q, uint8_t opcode, const char *queue,
+		      uint64_t arg0)
+{
+	struct jobq_req r = {0};
+	struct jobq__op op;
+	uint32_t qid;
+	int err;
+
+	err = jobq__queue_resolve(q, queue, &qid);
+	if (err)
+		return err;
+	jobq__op_init(&op, &r, opcode, NULL, 0);
+	op.sqe.id = qid;
+	op.sqe.arg0 = arg0;
+	err = jobq__call(q, &op);
+	return err < 0 ? err : 0;
+}
+
+int jobq_pause(jobq_t *q, const char *queue)
+{
+	return queue_call(q, JOBQ_OP_Q_PAUSE, queue, 1);
+}
+
+int jobq_resume(jobq_t *q, const char *queue)
+{
+	return queue_call(q, JOBQ_OP_Q_PAUSE, queue, 0);
+}
+
+int jobq_queue_parallel(jobq_t *q, const char *queue, unsigned parallel)
+{
+	return queue_call(q, JOBQ_OP_Q_PARALLEL, queue, parallel);
+}
