@@ -678,7 +678,12 @@ int jobq_worker_run(jobq_worker_t *w)
 			break;
 		if (w->reserving && w->rreq.done) {
 			err = take_reservation(w);
-			if (err)
+			/* A manager that is shutting down refuses to hand out
+			 * more (JOBQ_ECLOSED as the answer, the connection
+			 * still up): that is a stop too. */
+			if (err == JOBQ_ECLOSED && !atomic_load(&w->q->closed))
+				atomic_store(&w->stop, 1);
+			else if (err)
 				break;
 		}
 	}
