@@ -612,6 +612,16 @@ static void finish_req(jobq_t *q, struct jobq_req *r, int res, uint64_t val)
 	}
 }
 
+/* Makes the completion eventfd readable, as the manager would. */
+static void kick_efd(jobq_t *q)
+{
+	uint64_t one = 1;
+
+	if (write(q->cq_efd, &one, sizeof(one)) < 0) {
+		/* EAGAIN: the counter is saturated, so already readable. */
+	}
+}
+
 /* The manager is gone: every request in flight fails. */
 static void fail_all_locked(jobq_t *q)
 {
@@ -692,16 +702,21 @@ static int reap_locked(jobq_t *q, bool in_process)
 		q->cq_head = head;
 		store_release(&q->rh->cq.head, head);
 		pthread_cond_broadcast(&q->cv);
+		/*
+		 * The leader sleeps outside q->mu, so whoever holds it now is
+		 * not the leader. Those completions may include the leader's
+		 * own, and the leader, having seen an empty ring, may already
+		 * sleep on the eventfd with nothing left to announce them:
+		 * kick it so that it looks again.
+		 */
+		if (q->leader)
+			kick_efd(q);
 		/* A thread other than the event loop's consumed completions
 		 * whose callbacks are due: make the descriptor readable so the
 		 * loop comes to run them. */
-		if (async_done && !in_process && atomic_load(&q->always_wake)) {
-			uint64_t one = 1;
-
-			if (write(q->cq_efd, &one, sizeof(one)) < 0) {
-				/* Already readable when it overflows. */
-			}
-		}
+		else if (async_done && !in_process &&
+			 atomic_load(&q->always_wake))
+			kick_efd(q);
 	}
 	return n;
 }
@@ -773,9 +788,11 @@ static void sleep_cq(jobq_t *q, uint64_t max_ns)
 	atomic_fetch_or(&q->rh->cq.flags, JOBQ_RING_NEED_WAKEUP);
 	full_fence();
 	if (!cq_ready(q)) {
-		ms = (int)((max_ns + 999999) / 1000000);
-		if (ms > MAX_SLEEP_MS)
-			ms = MAX_SLEEP_MS;
+		/* Bounded in 64 bits first: a wait "forever" must still
+		 * become a 1 s poll, never a negative (infinite) one. */
+		ms = max_ns / 1000000 >= MAX_SLEEP_MS
+			 ? MAX_SLEEP_MS
+			 : (int)((max_ns + 999999) / 1000000);
 		p[0] = (struct pollfd){.fd = q->cq_efd, .events = POLLIN};
 		p[1] = (struct pollfd){.fd = q->sock, .events = POLLIN};
 		r = poll(p, 2, ms);
