@@ -68,6 +68,14 @@ struct jq_opts {
 	bool daemon;
 	const char *log;
 	bool verbose;
+	/* Jobs and supervision. */
+	uint32_t max_jobs;	/* 0: memory / 1024 */
+	uint64_t keep_ns;	/* --keep: how long finished jobs stay */
+	uint32_t workers;	/* --workers N: built-in worker processes */
+	bool workers_nondaemon;	/* --workers-nondaemon */
+	const char **worker_cmds; /* --worker CMD, each run by sh -c */
+	uint32_t nworker_cmds;
+	uint64_t grace_ns;	/* --grace: shutdown drain period */
 };
 
 /* ------------------------------------------------------------------------
@@ -83,6 +91,10 @@ struct jq_store {
 	struct jobq_lock_rec *locks;
 	struct jobq_kv_slot *kv;
 	struct jobq__heap *heap;
+	struct jobq_job_rec *jobs;	/* [hdr->max_jobs] */
+	_Atomic uint64_t *jobidx;	/* [hdr->jobidx_slots] */
+	struct jobq_type_rec *types;	/* [hdr->max_types] */
+	struct jobq_worker_rec *workers; /* [max_clients], by client slot */
 	bool freed;		/* heap space was given back since last look */
 };
 
@@ -97,6 +109,9 @@ enum jq_wait_kind {
 	JQ_W_JOIN,
 	JQ_W_LOCK,	/* L_ACQUIRE and L_MANY */
 	JQ_W_EVENT,
+	JQ_W_JOB,	/* JOB_WAIT (jobs.c) */
+	JQ_W_RESERVE,	/* W_RESERVE (jobs.c) */
+	JQ_W_TIMER,	/* a module's own timer, never a client's request */
 };
 
 #define JQ_MANY_MAX 64
@@ -285,6 +300,60 @@ void jobq__lock_wait_detach(struct jq_waiter *w);
 /* Releases everything @c holds and grants the freed locks to waiters. */
 void jobq__locks_drop_client(struct jq_client *c);
 bool jobq__locks_held_by(const struct jq_client *c);
+
+/* loop.c: one timer per module in the loop's timer heap. @deadline is
+ * CLOCK_MONOTONIC ns; 0 disarms. When it passes, the module's fire
+ * function runs once (jobq__jobs_timer(), jobq__supervise_timer()). */
+enum jq_timer_id {
+	JQ_TIMER_JOBS = 0,
+	JQ_TIMER_SUPERVISE,
+	JQ_TIMER__COUNT,
+};
+void jobq__timer_arm(int which, uint64_t deadline);
+/* loop.c: polls pidfd @fd; jobq__supervise_exited(@idx) runs when it
+ * becomes readable (the child exited). */
+void jobq__loop_watch_child(int fd, uint32_t idx);
+
+/* jobs.c: jobs, types and workers. */
+int jobq__jobs_init(void);
+int jobq__op_job_submit(struct jq_client *c, const struct jobq_sqe *s);
+int jobq__op_job_wait(struct jq_client *c, const struct jobq_sqe *s);
+int jobq__op_job_cancel(struct jq_client *c, const struct jobq_sqe *s);
+int jobq__op_job_retry(struct jq_client *c, const struct jobq_sqe *s);
+int jobq__op_job_kick(struct jq_client *c, const struct jobq_sqe *s);
+int jobq__op_q_pause(struct jq_client *c, const struct jobq_sqe *s);
+int jobq__op_q_parallel(struct jq_client *c, const struct jobq_sqe *s);
+int jobq__op_w_register(struct jq_client *c, const struct jobq_sqe *s);
+int jobq__op_w_reserve(struct jq_client *c, const struct jobq_sqe *s);
+int jobq__op_w_done(struct jq_client *c, const struct jobq_sqe *s);
+int jobq__op_w_progress(struct jq_client *c, const struct jobq_sqe *s);
+int jobq__op_w_extend(struct jq_client *c, const struct jobq_sqe *s);
+int jobq__op_w_stopping(struct jq_client *c, const struct jobq_sqe *s);
+/* Unlinks a JQ_W_JOB or JQ_W_RESERVE waiter from the jobs' lists. */
+void jobq__job_wait_detach(struct jq_waiter *w);
+/* Client @c is gone: its running jobs fail that attempt (or end
+ * cancelled), its types lose a worker, its worker record clears. */
+void jobq__jobs_drop_client(struct jq_client *c);
+void jobq__jobs_timer(void);
+/* Shutdown: tells every registered worker to stop (JOBQ_NOTICE_STOP). */
+void jobq__jobs_notify_stop(uint64_t grace_ns);
+/* Jobs running on workers that are not daemon workers. */
+uint32_t jobq__jobs_running_nondaemon(void);
+
+/* supervise.c: built-in and --worker processes. */
+int jobq__supervise_start(void);
+void jobq__supervise_exited(uint32_t idx);
+void jobq__supervise_timer(void);
+/* Whether @pid (a registering worker) is one of ours: then *flags gets
+ * JOBQ_WF_SUPERVISED and JOBQ_WF_DAEMON as we started it. */
+void jobq__supervise_flags(pid_t pid, uint32_t *flags);
+/*
+ * jobq__supervise_drained - called every turn once jobqd is stopping.
+ * The first call starts the stop (notices, signals, the grace timer).
+ * Returns true when the loop may close every client and exit: every child
+ * is gone and reaped.
+ */
+bool jobq__supervise_drained(void);
 
 /*
  * Names in the arena (queues, locks): 1..JOBQ_NAME_MAX bytes, no NUL or

@@ -2,7 +2,8 @@
 /*
  * store.c - the shared-memory store: one sealed memfd laid out as
  *
- *   [struct jobq_store_hdr][queue table][lock table][kv table][heap]
+ *   [struct jobq_store_hdr][queue table][lock table][kv table]
+ *   [job table][job index][type table][worker table][heap]
  *
  * jobqd maps it read-write and is its only writer. Clients get a separate
  * read-only descriptor (a reopening of the memfd through /proc/self/fd), so
@@ -22,6 +23,24 @@
 
 #define JQ_MAX_QUEUES 4096
 #define JQ_MAX_LOCKS 4096
+#define JQ_MAX_TYPES 1024
+/* An index slot holds the record number + 1 in 24 bits. */
+#define JQ_MAX_JOBS ((1u << 24) - 2)
+
+/* The job table's size: --max-jobs, else one record per KiB of store
+ * (a multiple of 1024), at least 1024. */
+static uint32_t max_jobs_of(const struct jq_opts *o)
+{
+	uint64_t n = o->max_jobs;
+
+	if (!n)
+		n = (o->memory / 1024) & ~(uint64_t)1023;
+	if (n < 1024)
+		n = 1024;
+	if (n > JQ_MAX_JOBS)
+		n = JQ_MAX_JOBS;
+	return (uint32_t)n;
+}
 
 /* The smallest power of two >= @v. */
 static uint32_t pow2_at_least(uint64_t v)
@@ -50,7 +69,7 @@ int jobq__store_create(const struct jq_opts *o, char *err, size_t errlen)
 {
 	struct jq_store *st = &jobq__m.st;
 	struct jobq_store_hdr *h;
-	uint64_t off, kv_slots;
+	uint64_t off, kv_slots, max_jobs, jobidx_slots;
 	char path[64];
 	int ret;
 
@@ -112,7 +131,21 @@ int jobq__store_create(const struct jq_opts *o, char *err, size_t errlen)
 	off = ALIGN_UP(off + JQ_MAX_LOCKS * sizeof(struct jobq_lock_rec),
 		       JOBQ_CACHELINE);
 	h->kv_off = off;
-	off = ALIGN_UP(off + kv_slots * sizeof(struct jobq_kv_slot), 4096);
+	off = ALIGN_UP(off + kv_slots * sizeof(struct jobq_kv_slot),
+		       JOBQ_CACHELINE);
+	max_jobs = max_jobs_of(o);
+	jobidx_slots = pow2_at_least(2 * max_jobs);
+	h->jobs_off = off;
+	off = ALIGN_UP(off + max_jobs * sizeof(struct jobq_job_rec),
+		       JOBQ_CACHELINE);
+	h->jobidx_off = off;
+	off = ALIGN_UP(off + jobidx_slots * sizeof(uint64_t), JOBQ_CACHELINE);
+	h->types_off = off;
+	off = ALIGN_UP(off + JQ_MAX_TYPES * sizeof(struct jobq_type_rec),
+		       JOBQ_CACHELINE);
+	h->workers_off = off;
+	off = ALIGN_UP(off + (uint64_t)o->max_clients *
+				     sizeof(struct jobq_worker_rec), 4096);
 	h->heap_off = off;
 	if (off + (1u << 20) > st->size) {
 		snprintf(err, errlen,
@@ -126,6 +159,11 @@ int jobq__store_create(const struct jq_opts *o, char *err, size_t errlen)
 	h->max_queues = JQ_MAX_QUEUES;
 	h->max_locks = JQ_MAX_LOCKS;
 	h->kv_slots = (uint32_t)kv_slots;
+	h->max_jobs = (uint32_t)max_jobs;
+	h->jobidx_slots = (uint32_t)jobidx_slots;
+	h->max_types = JQ_MAX_TYPES;
+	h->keep_ns = o->keep_ns;
+	store_relaxed(&h->next_job_id, 1);
 	h->size = st->size;
 	h->generation = random64();
 	h->max_object = o->max_object;
@@ -138,6 +176,10 @@ int jobq__store_create(const struct jq_opts *o, char *err, size_t errlen)
 	st->queues = (struct jobq_queue_rec *)(st->base + h->queues_off);
 	st->locks = (struct jobq_lock_rec *)(st->base + h->locks_off);
 	st->kv = (struct jobq_kv_slot *)(st->base + h->kv_off);
+	st->jobs = (struct jobq_job_rec *)(st->base + h->jobs_off);
+	st->jobidx = (_Atomic uint64_t *)(st->base + h->jobidx_off);
+	st->types = (struct jobq_type_rec *)(st->base + h->types_off);
+	st->workers = (struct jobq_worker_rec *)(st->base + h->workers_off);
 	st->heap = jobq__heap_create(st->base, h->heap_off, h->heap_size);
 	if (!st->heap) {
 		snprintf(err, errlen, "cannot start the heap over %llu bytes",
