@@ -59,6 +59,7 @@ enum {
 	UD_SOCK,	/* recv on the client's socket: returns when it closes */
 	UD_PID,		/* poll on the client's pidfd */
 	UD_CANCEL,
+	UD_CHILD,	/* poll on a supervised child's pidfd (slot: its index) */
 };
 
 static inline uint64_t ud_make(unsigned kind, uint32_t slot, uint32_t gen)
@@ -225,6 +226,28 @@ static void th_remove(struct jq_waiter *w)
 	th_set(i, L.th[L.tn]);
 	th_up(i);
 	th_down((size_t)L.th[i]->tidx);
+}
+
+/*
+ * Module timers: jobs.c and supervise.c each keep their own deadlines and
+ * put only their earliest one here, as a waiter of kind JQ_W_TIMER that no
+ * client owns.
+ */
+static struct jq_waiter mod_timers[JQ_TIMER__COUNT] = {
+	[JQ_TIMER_JOBS] = { .tidx = -1, .kind = JQ_W_TIMER },
+	[JQ_TIMER_SUPERVISE] = { .tidx = -1, .kind = JQ_W_TIMER },
+};
+
+void jobq__timer_arm(int which, uint64_t deadline)
+{
+	struct jq_waiter *t = &mod_timers[which];
+
+	if (t->tidx >= 0 && t->deadline == deadline)
+		return;
+	th_remove(t);
+	t->deadline = deadline;
+	if (deadline && th_push(t))
+		jobq__log(0, "out of memory for a timer");
 }
 
 /* ------------------------------------------------------------------------
@@ -438,6 +461,10 @@ static void wait_detach(struct jq_waiter *w)
 	case JQ_W_JOIN:
 		jobq__queue_wait_detach(w);
 		break;
+	case JQ_W_JOB:
+	case JQ_W_RESERVE:
+		jobq__job_wait_detach(w);
+		break;
 	default:
 		jobq__lock_wait_detach(w);
 		break;
@@ -472,6 +499,15 @@ static void timers_run(void)
 	while (L.tn && L.th[0]->deadline <= now) {
 		struct jq_waiter *w = L.th[0];
 
+		if (w->kind == JQ_W_TIMER) {
+			th_remove(w);
+			if (w == &mod_timers[JQ_TIMER_JOBS])
+				jobq__jobs_timer();
+			else
+				jobq__supervise_timer();
+			L.work = true;
+			continue;
+		}
 		if (w->kind == JQ_W_LOCK)
 			jq_count(lock_timeouts);
 		jobq__wait_done(w, -ETIMEDOUT, 0);
@@ -555,6 +591,19 @@ static const struct {
 	[JOBQ_OP_EV_CLEAR] = { jobq__op_ev_clear, false },
 	[JOBQ_OP_EV_WAIT] = { jobq__op_ev_wait, false },
 	[JOBQ_OP_SHUTDOWN] = { op_shutdown, false },
+	[JOBQ_OP_JOB_SUBMIT] = { jobq__op_job_submit, true },
+	[JOBQ_OP_JOB_WAIT] = { jobq__op_job_wait, false },
+	[JOBQ_OP_JOB_CANCEL] = { jobq__op_job_cancel, false },
+	[JOBQ_OP_JOB_RETRY] = { jobq__op_job_retry, false },
+	[JOBQ_OP_JOB_KICK] = { jobq__op_job_kick, false },
+	[JOBQ_OP_Q_PAUSE] = { jobq__op_q_pause, false },
+	[JOBQ_OP_Q_PARALLEL] = { jobq__op_q_parallel, false },
+	[JOBQ_OP_W_REGISTER] = { jobq__op_w_register, true },
+	[JOBQ_OP_W_RESERVE] = { jobq__op_w_reserve, false },
+	[JOBQ_OP_W_DONE] = { jobq__op_w_done, true },
+	[JOBQ_OP_W_PROGRESS] = { jobq__op_w_progress, true },
+	[JOBQ_OP_W_EXTEND] = { jobq__op_w_extend, false },
+	[JOBQ_OP_W_STOPPING] = { jobq__op_w_stopping, false },
 };
 
 int jobq__bad(int err)
@@ -586,7 +635,7 @@ static void dispatch(struct jq_client *c, const struct jobq_sqe *s)
  * when the cq has that much room. */
 static uint32_t cq_need(const struct jq_client *c, const struct jobq_sqe *s)
 {
-	if (s->op == JOBQ_OP_Q_GET)
+	if (s->op == JOBQ_OP_Q_GET || s->op == JOBQ_OP_W_RESERVE)
 		return s->arg0 == 0 ? 1 : s->arg0 > c->cq_entries ?
 				      c->cq_entries : (uint32_t)s->arg0;
 	return 1;
@@ -628,6 +677,14 @@ static unsigned process_sq(struct jq_client *c)
 		n++;
 	}
 	return n;
+}
+
+void jobq__loop_watch_child(int fd, uint32_t idx)
+{
+	struct io_uring_sqe *sqe = get_sqe();
+
+	io_uring_prep_poll_add(sqe, fd, POLLIN);
+	io_uring_sqe_set_data64(sqe, ud_make(UD_CHILD, idx, 0));
 }
 
 /* ------------------------------------------------------------------------
@@ -719,6 +776,8 @@ static void client_drop(struct jq_client *c, bool died)
 			jobq__wait_free(jq_entry(c->waiters.next,
 						 struct jq_waiter, cnode));
 		jobq__locks_drop_client(c);
+		/* Its running jobs fail this attempt; its types lose it. */
+		jobq__jobs_drop_client(c);
 		/* Newest first, each to the head: the oldest ends up first. */
 		for (uint32_t i = n; i-- > 0;) {
 			struct jq_handed *h = &c->handed[c->hhead + i];
@@ -1008,6 +1067,9 @@ static void handle_cqe(const struct io_uring_cqe *cqe)
 		return;
 	case UD_CANCEL:
 		return;
+	case UD_CHILD:
+		jobq__supervise_exited(slot);
+		return;
 	}
 	if (slot >= jobq__m.o.max_clients)
 		return;
@@ -1271,8 +1333,12 @@ int jobq__loop_run(void)
 		timers_run();
 		end_turn();
 		if (jobq__m.stopping) {
-			shutdown_clients();
-			return 0;
+			/* Workers drain first, served by this loop. */
+			if (jobq__supervise_drained()) {
+				shutdown_clients();
+				return 0;
+			}
+			end_turn();
 		}
 		now = jobq__now_ns();
 		if (L.work) {

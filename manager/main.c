@@ -80,7 +80,9 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: jobqd [--dir DIR] [--memory SIZE] [--max-object SIZE]\n"
 		"             [--max-clients N] [--group GROUP] [--daemon]\n"
-		"             [--log FILE] [--verbose]\n"
+		"             [--log FILE] [--verbose] [--max-jobs N] [--keep S]\n"
+		"             [--workers N] [--workers-nondaemon] [--worker CMD]...\n"
+		"             [--grace S]\n"
 		"\n"
 		"The jobq manager: owns the shared-memory store, queues, keys\n"
 		"and locks of one instance directory.\n"
@@ -94,6 +96,12 @@ static void usage(FILE *f)
 		"  --daemon           run in the background; return once ready\n"
 		"  --log FILE         log here (SIGHUP reopens it)\n"
 		"  --verbose          log every client and object created\n"
+		"  --max-jobs N       job records (default: one per KiB of memory)\n"
+		"  --keep S           keep finished jobs S seconds (default 3600)\n"
+		"  --workers N        start N built-in worker processes (daemon)\n"
+		"  --workers-nondaemon  built-in workers drain on shutdown\n"
+		"  --worker CMD       start and supervise `sh -c CMD` (repeatable)\n"
+		"  --grace S          shutdown drain period (default 10)\n"
 		"  --help, --version\n");
 }
 
@@ -117,6 +125,12 @@ static void parse_opts(int argc, char **argv, struct jq_opts *o)
 		{ "daemon", no_argument, NULL, 'D' },
 		{ "log", required_argument, NULL, 'l' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "max-jobs", required_argument, NULL, 'J' },
+		{ "keep", required_argument, NULL, 'K' },
+		{ "workers", required_argument, NULL, 'W' },
+		{ "workers-nondaemon", no_argument, NULL, 'N' },
+		{ "worker", required_argument, NULL, 'C' },
+		{ "grace", required_argument, NULL, 'G' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
@@ -127,10 +141,13 @@ static void parse_opts(int argc, char **argv, struct jq_opts *o)
 	o->memory = 256ull << 20;
 	o->max_object = 16ull << 20;
 	o->max_clients = 1024;
+	o->keep_ns = 3600 * JOBQ__NSEC_PER_SEC;
+	o->grace_ns = 10 * JOBQ__NSEC_PER_SEC;
 	opterr = 0;
 	while ((ch = getopt_long(argc, argv, ":", lo, NULL)) != -1) {
 		char *end;
 		unsigned long v;
+		double d;
 
 		switch (ch) {
 		case 'd':
@@ -167,6 +184,52 @@ static void parse_opts(int argc, char **argv, struct jq_opts *o)
 		case 'v':
 			o->verbose = true;
 			break;
+		case 'J':
+			errno = 0;
+			v = strtoul(optarg, &end, 10);
+			if (errno || *end || v < 1 || v > (1ul << 24) - 2)
+				bad_usage("--max-jobs %s: not a number from 1 "
+					  "to 16777214", optarg);
+			o->max_jobs = (uint32_t)v;
+			break;
+		case 'K':
+		case 'G':
+			errno = 0;
+			d = strtod(optarg, &end);
+			if (errno || *end || end == optarg || !(d >= 0) ||
+			    d > 1e9)
+				bad_usage(ch == 'K' ? "--keep %s: not a number "
+						      "of seconds" :
+						      "--grace %s: not a number "
+						      "of seconds", optarg);
+			if (ch == 'K')
+				o->keep_ns = (uint64_t)(d * 1e9);
+			else
+				o->grace_ns = (uint64_t)(d * 1e9);
+			break;
+		case 'W':
+			errno = 0;
+			v = strtoul(optarg, &end, 10);
+			if (errno || *end || v > 1024)
+				bad_usage("--workers %s: not a number from 0 "
+					  "to 1024", optarg);
+			o->workers = (uint32_t)v;
+			break;
+		case 'N':
+			o->workers_nondaemon = true;
+			break;
+		case 'C': {
+			const char **n = realloc(o->worker_cmds,
+						 (o->nworker_cmds + 1) *
+							 sizeof(*n));
+
+			if (!n || !*optarg)
+				bad_usage("--worker %s: needs a command",
+					  optarg);
+			n[o->nworker_cmds++] = optarg;
+			o->worker_cmds = n;
+			break;
+		}
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -443,6 +506,10 @@ int main(int argc, char **argv)
 	sigset_t ss;
 	int lfd, sfd, ret;
 
+	/* A built-in worker started by a manager: this executable again. */
+	if (argc > 1 && !strcmp(argv[1], "--as-worker")) {
+		return jobq__worker_main(argc, argv);
+	}
 	parse_opts(argc, argv, &m->o);
 	umask(m->o.group ? 007 : 077);
 	signal(SIGPIPE, SIG_IGN);
@@ -474,6 +541,8 @@ int main(int argc, char **argv)
 	jobq__queues_init(jq_hdr()->max_queues);
 	if (jobq__locks_init(jq_hdr()->max_locks))
 		fail("jobqd: out of memory for the lock table");
+	if (jobq__jobs_init())
+		fail("jobqd: out of memory for the job tables");
 
 	lfd = open_socket(&m->o);
 	ret = jobq__loop_init(lfd, sfd, reopen_log, err, sizeof(err));
@@ -482,6 +551,8 @@ int main(int argc, char **argv)
 		fail("jobqd: %s", err);
 	}
 	write_pid_file(&m->o);
+	if (jobq__supervise_start())
+		fail("jobqd: out of memory for the worker table");
 	/* After the parent is released: a daemon logs to --log or nowhere,
 	 * never to the terminal it was started from. */
 	report_ready();

@@ -1,0 +1,362 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * supervise.c - the worker processes jobqd starts itself: `--workers N`
+ * built-in workers (this executable again, `--as-worker`) and `--worker
+ * CMD` programs (`sh -c CMD`).
+ *
+ * Every child gets a pidfd, polled by the io_uring loop; when it becomes
+ * readable the child is reaped with waitid(P_PIDFD) at once, so no child is
+ * ever left a zombie. Nobody else can reap our children, so the pid a pidfd
+ * is opened on right after fork() is still the child's.
+ *
+ * Daemon workers (the built-in ones unless --workers-nondaemon) die with
+ * the manager even when it is killed: PR_SET_PDEATHSIG. On shutdown they
+ * are killed at once; non-daemon workers get JOBQ_NOTICE_STOP and SIGTERM
+ * and are waited for up to the grace period while the loop goes on serving
+ * their W_DONE, then killed.
+ *
+ * A child that exits while jobqd is not stopping is started again after a
+ * backoff (1 s, doubling to 30 s; back to 1 s after a run longer than
+ * 10 s). One that fails 5 times in a row within 10 s of its start is
+ * reported in the log and left stopped.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "jobqd.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+#define NSEC JOBQ__NSEC_PER_SEC
+#define SV_BACKOFF_MIN (1 * NSEC)
+#define SV_BACKOFF_MAX (30 * NSEC)
+#define SV_QUICK_NS (10 * NSEC)	/* a run shorter than this is a quick crash */
+#define SV_QUICK_MAX 5
+
+struct child {
+	const char *cmd;	/* NULL: a built-in worker */
+	bool daemon;
+	bool alive;
+	bool given_up;
+	pid_t pid;
+	int pidfd;
+	uint64_t started;	/* CLOCK_MONOTONIC */
+	uint64_t restart_at;	/* 0: no restart pending */
+	uint64_t backoff;
+	unsigned quick;		/* quick crashes in a row */
+	unsigned n;		/* starts so far */
+};
+
+static struct {
+	struct child *ch;
+	uint32_t n;
+	bool stop_started;
+	uint64_t grace_at;
+} V;
+
+static const char *child_name(const struct child *ch, char *buf, size_t len)
+{
+	if (ch->cmd)
+		snprintf(buf, len, "worker \"%.60s\"", ch->cmd);
+	else
+		snprintf(buf, len, "built-in worker %u",
+			 (unsigned)(ch - V.ch) + 1);
+	return buf;
+}
+
+static void arm(void)
+{
+	uint64_t at = 0;
+
+	for (uint32_t i = 0; i < V.n; i++)
+		if (V.ch[i].restart_at && (!at || V.ch[i].restart_at < at))
+			at = V.ch[i].restart_at;
+	/* A grace deadline already passed is seen by the next
+	 * jobq__supervise_drained(); armed again it would fire forever. */
+	if (V.stop_started && V.grace_at > jobq__now_ns() &&
+	    (!at || V.grace_at < at))
+		at = V.grace_at;
+	jobq__timer_arm(JQ_TIMER_SUPERVISE, at);
+}
+
+/* In the child after fork(): becomes the worker. Never returns. */
+static void __attribute__((noreturn)) child_exec(const struct child *ch,
+						 pid_t parent)
+{
+	const char *dir = jobq__m.o.dir;
+	sigset_t ss;
+
+	/* The manager blocks the signals it reads from a signalfd; a mask
+	 * survives exec, and the worker must see SIGTERM. */
+	sigemptyset(&ss);
+	sigprocmask(SIG_SETMASK, &ss, NULL);
+	signal(SIGPIPE, SIG_DFL);
+	if (ch->daemon) {
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+			_exit(126);
+		/* The manager died before prctl took hold. */
+		if (getppid() != parent)
+			_exit(1);
+	}
+	setenv("JOBQ_DIR", dir, 1);
+	if (ch->cmd)
+		execl("/bin/sh", "sh", "-c", ch->cmd, (char *)NULL);
+	else
+		execl("/proc/self/exe", "jobqd", "--as-worker", "--dir", dir,
+		      ch->daemon ? "--daemon" : (char *)NULL, (char *)NULL);
+	_exit(127);
+}
+
+/* Starts child @ch. Returns 0 or -errno (logged). */
+static int spawn(struct child *ch)
+{
+	pid_t parent = getpid(), pid;
+	char name[96];
+	int fd;
+
+	ch->restart_at = 0;
+	pid = fork();
+	if (pid < 0) {
+		int e = errno;
+
+		jobq__log(0, "starting %s: fork: %s",
+			  child_name(ch, name, sizeof(name)), strerror(e));
+		return -e;
+	}
+	if (pid == 0)
+		child_exec(ch, parent);
+	fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (fd < 0) {
+		int e = errno;
+
+		/* Without a pidfd we could not notice its exit: undo. */
+		jobq__log(0, "starting %s: pidfd_open: %s",
+			  child_name(ch, name, sizeof(name)), strerror(e));
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		return -e;
+	}
+	ch->pid = pid;
+	ch->pidfd = fd;
+	ch->alive = true;
+	ch->started = jobq__now_ns();
+	ch->n++;
+	jobq__loop_watch_child(fd, (uint32_t)(ch - V.ch));
+	jobq__log(1, "started %s: pid %d", child_name(ch, name, sizeof(name)),
+		  (int)pid);
+	return 0;
+}
+
+/* Reaps @ch; @block waits for it. Returns whether it was reaped. */
+static bool reap(struct child *ch, bool block, siginfo_t *si)
+{
+	memset(si, 0, sizeof(*si));
+	if (!ch->alive)
+		return false;
+	if (waitid((idtype_t)P_PIDFD, (id_t)ch->pidfd, si,
+		   WEXITED | (block ? 0 : WNOHANG)) < 0) {
+		if (errno != ECHILD)
+			return false;
+	} else if (si->si_pid == 0) {
+		return false;	/* not yet */
+	}
+	close(ch->pidfd);
+	ch->pidfd = -1;
+	ch->alive = false;
+	return true;
+}
+
+static void describe_exit(const siginfo_t *si, char *buf, size_t len)
+{
+	if (si->si_code == CLD_EXITED)
+		snprintf(buf, len, "exited with status %d", si->si_status);
+	else
+		snprintf(buf, len, "killed by signal %d (%s)", si->si_status,
+			 strsignal(si->si_status));
+}
+
+int jobq__supervise_start(void)
+{
+	const struct jq_opts *o = &jobq__m.o;
+	uint32_t n = o->workers + o->nworker_cmds;
+
+	memset(&V, 0, sizeof(V));
+	if (!n)
+		return 0;
+	V.ch = calloc(n, sizeof(*V.ch));
+	if (!V.ch)
+		return -ENOMEM;
+	V.n = n;
+	for (uint32_t i = 0; i < n; i++) {
+		struct child *ch = &V.ch[i];
+
+		ch->pidfd = -1;
+		ch->backoff = SV_BACKOFF_MIN;
+		if (i < o->workers) {
+			ch->daemon = !o->workers_nondaemon;
+		} else {
+			ch->cmd = o->worker_cmds[i - o->workers];
+			ch->daemon = false;
+		}
+		if (spawn(ch))
+			ch->restart_at = jobq__now_ns() + ch->backoff;
+	}
+	arm();
+	return 0;
+}
+
+void jobq__supervise_exited(uint32_t idx)
+{
+	struct child *ch;
+	char name[96], how[96];
+	siginfo_t si;
+	uint64_t now, ran;
+
+	if (idx >= V.n)
+		return;
+	ch = &V.ch[idx];
+	if (!reap(ch, false, &si))
+		return;
+	describe_exit(&si, how, sizeof(how));
+	child_name(ch, name, sizeof(name));
+	if (jobq__m.stopping) {
+		jobq__log(1, "%s (pid %d) %s", name, (int)si.si_pid, how);
+		return;
+	}
+	now = jobq__now_ns();
+	ran = now - ch->started;
+	if (ran < SV_QUICK_NS) {
+		ch->quick++;
+	} else {
+		ch->quick = 0;
+		ch->backoff = SV_BACKOFF_MIN;
+	}
+	if (ch->quick >= SV_QUICK_MAX) {
+		ch->given_up = true;
+		jobq__log(0, "%s (pid %d) %s; it failed %u times within %llu s "
+			  "of starting, so it is not started again",
+			  name, (int)si.si_pid, how, ch->quick,
+			  (unsigned long long)(SV_QUICK_NS / NSEC));
+		return;
+	}
+	jobq__log(0, "%s (pid %d) %s after %.1f s; starting it again in "
+		  "%.0f s", name, (int)si.si_pid, how, (double)ran / 1e9,
+		  (double)ch->backoff / 1e9);
+	ch->restart_at = now + ch->backoff;
+	ch->backoff *= 2;
+	if (ch->backoff > SV_BACKOFF_MAX)
+		ch->backoff = SV_BACKOFF_MAX;
+	arm();
+}
+
+void jobq__supervise_timer(void)
+{
+	uint64_t now = jobq__now_ns();
+
+	for (uint32_t i = 0; i < V.n && !jobq__m.stopping; i++) {
+		struct child *ch = &V.ch[i];
+
+		if (ch->restart_at && ch->restart_at <= now && spawn(ch))
+			ch->restart_at = now + ch->backoff;
+	}
+	/* The grace deadline needs no action here: jobq__supervise_drained()
+	 * runs every turn while stopping and sees that it passed. */
+	arm();
+}
+
+void jobq__supervise_flags(pid_t pid, uint32_t *flags)
+{
+	char path[64], buf[512], *p;
+	pid_t ppid = 0;
+	FILE *f;
+
+	/* `sh -c CMD` may run CMD as its child rather than exec it. */
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "re");
+	if (f) {
+		if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')))
+			if (sscanf(p + 1, " %*c %d", &ppid) != 1)
+				ppid = 0;
+		fclose(f);
+	}
+	for (uint32_t i = 0; i < V.n; i++) {
+		const struct child *ch = &V.ch[i];
+
+		if (!ch->alive || (ch->pid != pid && ch->pid != ppid))
+			continue;
+		*flags |= JOBQ_WF_SUPERVISED;
+		if (ch->daemon)
+			*flags |= JOBQ_WF_DAEMON;
+		else
+			*flags &= ~(uint32_t)JOBQ_WF_DAEMON;
+		return;
+	}
+}
+
+/* SIGKILLs every live child matching @daemon_only and reaps it. */
+static void kill_and_reap(bool daemon_only)
+{
+	char name[96], how[96];
+	siginfo_t si;
+
+	for (uint32_t i = 0; i < V.n; i++) {
+		struct child *ch = &V.ch[i];
+
+		if (!ch->alive || (daemon_only && !ch->daemon))
+			continue;
+		kill(ch->pid, SIGKILL);
+		if (reap(ch, true, &si)) {
+			describe_exit(&si, how, sizeof(how));
+			jobq__log(1, "%s (pid %d) %s",
+				  child_name(ch, name, sizeof(name)),
+				  (int)ch->pid, how);
+		}
+	}
+}
+
+bool jobq__supervise_drained(void)
+{
+	const struct jq_opts *o = &jobq__m.o;
+	uint64_t now = jobq__now_ns();
+	bool left = false;
+
+	if (!V.stop_started) {
+		V.stop_started = true;
+		V.grace_at = now + o->grace_ns;
+		for (uint32_t i = 0; i < V.n; i++)
+			V.ch[i].restart_at = 0;
+		jobq__jobs_notify_stop(o->grace_ns);
+		/* Daemon workers do not drain: they go at once. */
+		kill_and_reap(jobq__m.stop_now ? false : true);
+		for (uint32_t i = 0; i < V.n; i++)
+			if (V.ch[i].alive)
+				kill(V.ch[i].pid, SIGTERM);
+		arm();
+	}
+	if (jobq__m.stop_now) {
+		kill_and_reap(false);
+		return true;
+	}
+	for (uint32_t i = 0; i < V.n; i++)
+		left |= V.ch[i].alive;
+	if (!left && jobq__jobs_running_nondaemon() == 0)
+		return true;
+	if (now >= V.grace_at) {
+		if (left)
+			jobq__log(0, "grace period of %.1f s over: killing the "
+				  "workers that are left",
+				  (double)o->grace_ns / 1e9);
+		kill_and_reap(false);
+		return true;
+	}
+	return false;
+}
