@@ -167,10 +167,12 @@ static int tmpl_init(jobq_t *q, const char *type,
 	if (t->w.lease_ns <= 0)
 		return -EINVAL;
 
-	/* The after ids are 8-byte aligned from the start of the wire head. */
+	/* The after ids are 8-byte aligned from the start of the wire head;
+	 * the padding is there even when there are none, so the args start
+	 * at the same place either way. */
 	head = sizeof(t->w) + type_len + unique_len;
 	pad = (8 - head % 8) % 8;
-	t->tail_len = type_len + unique_len + (o->nafter ? pad : 0) +
+	t->tail_len = type_len + unique_len + pad +
 		      o->nafter * sizeof(uint64_t);
 	t->tail = calloc(1, t->tail_len);
 	if (!t->tail)
