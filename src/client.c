@@ -847,6 +847,10 @@ static int wait_locked(jobq_t *q, bool (*pred)(jobq_t *, void *), void *arg,
 			sleep_cq(q, sleep_ns);
 			pthread_mutex_lock(&q->mu);
 			q->leader = false;
+			/* The leader drained the eventfd; an event loop that
+			 * polls jobq_fd() must still see callbacks due. */
+			if (q->done_head && atomic_load(&q->always_wake))
+				kick_efd(q);
 			/* Hand the role over: a follower re-checks and one of
 			 * them becomes the next leader. */
 			pthread_cond_broadcast(&q->cv);
