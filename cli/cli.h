@@ -46,6 +46,19 @@ enum cli_opt {
 	OPT_MAX_DEPTH,
 	OPT_MAX_BYTES,
 	OPT_PARALLEL,
+	OPT_PRIORITY, /* the job options (cmd_job.c) */
+	OPT_DELAY,
+	OPT_RETRIES,
+	OPT_QUEUE,
+	OPT_AFTER,
+	OPT_UNIQUE,
+	OPT_DURABLE,
+	OPT_STATE,
+	OPT_TYPE,
+	OPT_LIMIT,
+	OPT_ALL,
+	OPT_TYPES,
+	OPT_CONCURRENCY,
 	OPT__COUNT,
 };
 
@@ -208,5 +221,17 @@ int cmd_kv_incr(struct cli *c);
 int cmd_kv_ls(struct cli *c);
 int cmd_lock(struct cli *c);
 int cmd_locks(struct cli *c);
+int cmd_submit(struct cli *c);
+int cmd_wait(struct cli *c);
+int cmd_show(struct cli *c);
+int cmd_ls(struct cli *c);
+int cmd_cancel(struct cli *c);
+int cmd_retry(struct cli *c);
+int cmd_kick(struct cli *c);
+int cmd_pause(struct cli *c);
+int cmd_resume(struct cli *c);
+int cmd_queue_set_all(struct cli *c); /* --parallel, then cmd_queue_set() */
+int cmd_workers(struct cli *c);
+int cmd_worker(struct cli *c);
 
 #endif

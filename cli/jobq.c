@@ -41,17 +41,38 @@ const struct cli_optdef cli_opts[OPT__COUNT] = {
 		       "most payload bytes it holds (0: unbounded)"},
     [OPT_PARALLEL] = {"parallel", true, "N",
 		      "how many of the queue's jobs run at once"},
+    [OPT_PRIORITY] = {"priority", true, "N", "higher runs first (default 0)"},
+    [OPT_DELAY] = {"delay", true, "S", "ready only after S seconds"},
+    [OPT_RETRIES] = {"retries", true, "N",
+		     "attempts after the first (default 3, backoff from 1 s)"},
+    [OPT_QUEUE] = {"queue", true, "Q", "the job queue (default \"default\")"},
+    [OPT_AFTER] = {"after", true, "ID[,ID...]",
+		   "run only after those jobs succeeded"},
+    [OPT_UNIQUE] = {"unique", true, "KEY",
+		    "while a job with KEY is not final, return its id"},
+    [OPT_DURABLE] = {"durable", false, NULL,
+		     "return once the job is on disk (needs the journal)"},
+    [OPT_STATE] = {"state", true, "S", "only jobs in state S"},
+    [OPT_TYPE] = {"type", true, "T", "only jobs of type T"},
+    [OPT_LIMIT] = {"limit", true, "N", "at most N jobs"},
+    [OPT_ALL] = {"all", false, NULL, "every dead job"},
+    [OPT_TYPES] = {"types", true, "T[,T...]",
+		   "serve only these built-in types (echo, sleep, fail)"},
+    [OPT_CONCURRENCY] = {"concurrency", true, "N", "jobs at once (default 1)"},
 };
 
 #define T OPT_BIT(OPT_TIMEOUT) | OPT_BIT(OPT_NOWAIT)
 
 static int cmd_help(struct cli *c);
 
+#define SUBMIT_OPTS                                                            \
+	(OPT_BIT(OPT_PRIORITY) | OPT_BIT(OPT_DELAY) | OPT_BIT(OPT_TIMEOUT) |   \
+	 OPT_BIT(OPT_RETRIES) | OPT_BIT(OPT_QUEUE) | OPT_BIT(OPT_AFTER) |      \
+	 OPT_BIT(OPT_UNIQUE) | OPT_BIT(OPT_DURABLE))
+
 /*
- * The commands, in the order --help lists them. Job commands (submit, run,
- * wait, show, logs, ls, cancel, retry, kick, pause, resume, workers, top)
- * slot in as further rows; `queue set --parallel` is parsed already so that
- * its message can say what it is for.
+ * The commands, in the order --help lists them. `run` and `logs` come with
+ * the exec job type.
  */
 static const struct cli_cmd commands[] = {
     {NULL, "ping", cmd_ping, 0, 0, 0, CMD_CONNECT, "",
@@ -71,12 +92,13 @@ static const struct cli_cmd commands[] = {
      "the bytes are not UTF-8). Exit 3 when nothing arrives in time."},
     {NULL, "queues", cmd_queues, 0, 0, 0, CMD_CONNECT, "",
      "each queue: depth, bytes, waiting getters and putters, totals", NULL},
-    {"queue", "set", cmd_queue_set,
+    {"queue", "set", cmd_queue_set_all,
      OPT_BIT(OPT_MAX_DEPTH) | OPT_BIT(OPT_MAX_BYTES) | OPT_BIT(OPT_PARALLEL), 1,
-     1, CMD_CONNECT, "QUEUE [--max-depth N] [--max-bytes SIZE]",
+     1, CMD_CONNECT, "QUEUE [--max-depth N] [--max-bytes SIZE] [--parallel N]",
      "set a queue's limits (creates it)",
      "A limit left out keeps its value; 0 means unbounded. SIZE takes\n"
-     "the suffixes K, M, G."},
+     "the suffixes K, M, G. --parallel N: at most N of the queue's jobs\n"
+     "run at once."},
     {"kv", "set", cmd_kv_set, 0, 1, 2, CMD_CONNECT, "KEY [VALUE]",
      "store VALUE (else stdin) under KEY", NULL},
     {"kv", "get", cmd_kv_get, 0, 1, 1, CMD_CONNECT, "KEY",
@@ -98,6 +120,54 @@ static const struct cli_cmd commands[] = {
      "jobq process: if it is killed, the manager releases the lock."},
     {NULL, "locks", cmd_locks, 0, 0, 0, CMD_CONNECT, "",
      "each lock: kind, holder (pid), how long held, waiters", NULL},
+    {NULL, "submit", cmd_submit, SUBMIT_OPTS, 1, 2, CMD_CONNECT,
+     "TYPE [ARGS_JSON] [--priority N] [--delay S] [--timeout S] [--retries "
+     "N] [--queue Q] [--after ID[,ID...]] [--unique KEY]",
+     "submit a job; print its id",
+     "ARGS_JSON (default {}) must be JSON: anything else is exit 2.\n"
+     "--timeout S is the lease (default 300): a job running longer is\n"
+     "taken back and counts as a failed attempt. --retries 0: one attempt\n"
+     "only. With --unique KEY, while a job with KEY is not final its id is\n"
+     "printed instead (--json says \"existing\": true).\n"
+     "--durable (return once the job is on disk) needs the journal, which\n"
+     "this manager does not have yet: it is refused with exit 2."},
+    {NULL, "wait", cmd_wait, T, 1, -1, CMD_CONNECT,
+     "ID... [--timeout S] [--nowait]",
+     "wait until each job is final; print each result",
+     "Results print in the order of the ids: JSON as one line, bytes as\n"
+     "they are. Exit 0 when all succeeded, 4 when any is dead or was\n"
+     "cancelled (its error on stderr), 3 when --timeout passes first,\n"
+     "1 for an unknown id. On a terminal a progress bar shows on stderr\n"
+     "while waiting for many."},
+    {NULL, "show", cmd_show, 0, 1, 1, CMD_CONNECT, "ID",
+     "every field of one job",
+     "With --json the job object: id, type, queue, state, priority,\n"
+     "attempts, args, result or error, created, started, finished (RFC\n"
+     "3339, null when unset) and more."},
+    {NULL, "ls", cmd_ls,
+     OPT_BIT(OPT_STATE) | OPT_BIT(OPT_TYPE) | OPT_BIT(OPT_LIMIT), 0, 0,
+     CMD_CONNECT, "[--state S] [--type T] [--limit N]", "jobs, newest first",
+     "States: waiting, delayed, ready, running, succeeded, failed, dead,\n"
+     "cancelled. With --json {\"jobs\": [...]}."},
+    {NULL, "cancel", cmd_cancel, 0, 1, -1, CMD_CONNECT, "ID...",
+     "cancel queued or running jobs",
+     "A queued job is cancelled at once; a running one's worker is told,\n"
+     "and killed when it does not stop within 5 seconds."},
+    {NULL, "retry", cmd_retry, 0, 1, -1, CMD_CONNECT, "ID...",
+     "run failed, dead or cancelled jobs again (attempts from 0)", NULL},
+    {NULL, "kick", cmd_kick, OPT_BIT(OPT_ALL), 0, 1, CMD_CONNECT,
+     "[ID | --all]", "make a dead job (or every one) ready again", NULL},
+    {NULL, "pause", cmd_pause, 0, 1, 1, CMD_CONNECT, "QUEUE",
+     "stop handing out a queue's jobs", NULL},
+    {NULL, "resume", cmd_resume, 0, 1, 1, CMD_CONNECT, "QUEUE",
+     "hand out a paused queue's jobs again", NULL},
+    {NULL, "workers", cmd_workers, 0, 0, 0, CMD_CONNECT, "",
+     "each worker: pid, job types, running jobs, done, failed, uptime", NULL},
+    {NULL, "worker", cmd_worker, OPT_BIT(OPT_TYPES) | OPT_BIT(OPT_CONCURRENCY),
+     0, 0, CMD_CONNECT, "[--types echo,sleep,fail] [--concurrency N]",
+     "run a worker for the built-in job types here",
+     "Serves until SIGTERM or SIGINT (then finishes its running jobs) or\n"
+     "until the manager stops."},
     {NULL, "stats", cmd_stats, 0, 0, 0, CMD_CONNECT, "",
      "counters and memory: used, free, clients, queues, locks, keys", NULL},
     {NULL, "shutdown", cmd_shutdown, OPT_BIT(OPT_NOW) | T, 0, 0, CMD_CONNECT,
@@ -109,6 +179,7 @@ static const struct cli_cmd commands[] = {
 };
 
 #undef T
+#undef SUBMIT_OPTS
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -175,15 +246,15 @@ static void print_group_help(FILE *f, const char *group)
 
 static void print_main_help(FILE *f)
 {
-	fprintf(
-	    f,
-	    "usage: %s COMMAND [ARGS] [options]\n"
-	    "\n"
-	    "The command line of jobq: queues, a key/value store and locks\n"
-	    "shared through a jobqd manager.\n"
-	    "\n"
-	    "commands:\n",
-	    prog);
+	fprintf(f,
+		"usage: %s COMMAND [ARGS] [options]\n"
+		"\n"
+		"The command line of jobq: jobs, queues, a key/value store and "
+		"locks\n"
+		"shared through a jobqd manager.\n"
+		"\n"
+		"commands:\n",
+		prog);
 	for (size_t i = 0; i < NCOMMANDS; i++) {
 		const struct cli_cmd *cmd = &commands[i];
 		char left[64];

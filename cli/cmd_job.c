@@ -1,0 +1,1062 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cmd_job.c - the job commands: submit, wait, show, ls, cancel, retry,
+ * kick, pause, resume, queue set --parallel, workers and worker.
+ *
+ * Everything that only reads (show, ls, workers, the progress of wait)
+ * reads the store through the library without a round trip; what changes
+ * a job goes to the manager, which alone moves jobs between states.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static bool state_final(int state)
+{
+	return state == JOBQ_JOB_SUCCEEDED || state == JOBQ_JOB_DEAD ||
+	       state == JOBQ_JOB_CANCELLED;
+}
+
+/* A job id on the command line: a whole number >= 1. */
+static int parse_id(const struct cli *c, const char *s, uint64_t *id)
+{
+	if (cli_parse_u64(s, id) || *id == 0)
+		return cli_usage(c, "\"%s\" is not a job id (a number from 1)",
+				 s);
+	return 0;
+}
+
+/* Every argument as a job id into a malloc'd array; EXIT_USAGE or 0. */
+static int parse_ids(const struct cli *c, uint64_t **out)
+{
+	uint64_t *ids = calloc((size_t)c->nargs + 1, sizeof(*ids));
+	int rc;
+
+	if (!ids)
+		return cli_error("out of memory");
+	for (int i = 0; i < c->nargs; i++) {
+		if ((rc = parse_id(c, c->args[i], &ids[i]))) {
+			free(ids);
+			return rc;
+		}
+	}
+	*out = ids;
+	return 0;
+}
+
+static int no_job(uint64_t id)
+{
+	return cli_error("no job %" PRIu64, id);
+}
+
+static int parse_state(const char *s)
+{
+	for (int st = JOBQ_JOB_WAITING; st <= JOBQ_JOB_CANCELLED; st++)
+		if (!strcmp(s, jobq_job_state_name(st)))
+			return st;
+	return 0;
+}
+
+/*
+ * obj_json - an object as a JSON value: JSON payloads as the value they
+ * hold, text and bytes as a string (or, when not UTF-8, a base64 string
+ * under "<name>_base64", which cli_json_data() sets on @into).
+ */
+static int set_obj(json_t *into, const char *name, const jobq_obj_t *o)
+{
+	if (o->type == JOBQ_T_NONE)
+		return json_object_set_new(into, name, json_null()) ? -ENOMEM
+								    : 0;
+	if (o->type == JOBQ_T_JSON && o->len) {
+		json_t *v = json_loadb(o->data, o->len, JSON_DECODE_ANY, NULL);
+
+		if (v)
+			return json_object_set_new(into, name, v) ? -ENOMEM : 0;
+	}
+	return cli_json_data(into, name, o->data, o->len);
+}
+
+/* Print an object's payload on stdout: JSON as one line, else the bytes. */
+static int print_obj(const jobq_obj_t *o)
+{
+	if (o->type == JOBQ_T_JSON && o->len) {
+		json_t *v = json_loadb(o->data, o->len, JSON_DECODE_ANY, NULL);
+
+		if (v) {
+			int rc = json_dumpf(v, stdout,
+					    JSON_COMPACT | JSON_ENCODE_ANY |
+						JSON_REAL_PRECISION(10));
+
+			json_decref(v);
+			if (rc || fputc('\n', stdout) == EOF)
+				return -EIO;
+			return 0;
+		}
+	}
+	if (o->len && fwrite(o->data, 1, o->len, stdout) != o->len)
+		return -EIO;
+	return 0;
+}
+
+/*
+ * job_json - the job object of CLI.md: id, type, queue, state, priority,
+ * attempts, args, result or error, the times (RFC 3339, null when unset),
+ * and the rest of what the store knows. NULL when out of memory.
+ */
+static json_t *job_json(struct cli *c, const struct jobq_job_info *ji)
+{
+	jobq_obj_t o = {0};
+	json_t *j;
+	int rc;
+
+	j = json_pack("{s:o,s:s,s:s,s:s,s:i,s:i,s:i}", "id",
+		      cli_json_u64(ji->id), "type", ji->type, "queue",
+		      ji->queue, "state", jobq_job_state_name(ji->state),
+		      "priority", ji->priority, "attempts", (int)ji->attempts,
+		      "max_attempts", (int)ji->max_attempts);
+	if (!j)
+		return NULL;
+	if (json_object_update_new(
+		j, json_pack("{s:o,s:o,s:o,s:o,s:f,s:f,s:b}", "created",
+			     cli_json_time(ji->created_ns), "started",
+			     cli_json_time(ji->started_ns), "finished",
+			     cli_json_time(ji->finished_ns), "run_at",
+			     cli_json_time(ji->run_at_ns), "lease", ji->lease,
+			     "progress", ji->progress, "type_has_worker",
+			     ji->type_has_worker))) {
+		json_decref(j);
+		return NULL;
+	}
+	if (json_object_set_new(j, "worker",
+				ji->worker ? json_integer(ji->worker)
+					   : json_null())) {
+		json_decref(j);
+		return NULL;
+	}
+	rc = jobq_job_args_of(c->q, ji->id, &o);
+	if (rc == 0) {
+		rc = set_obj(j, "args", &o);
+		jobq_obj_free(&o);
+	} else {
+		rc = json_object_set_new(j, "args", json_null()) ? -ENOMEM : 0;
+	}
+	if (rc) {
+		json_decref(j);
+		return NULL;
+	}
+	rc = jobq_job_result(c->q, ji->id, &o);
+	if (rc == 0) {
+		if (ji->state == JOBQ_JOB_SUCCEEDED)
+			rc = set_obj(j, "result", &o);
+		else
+			rc = cli_json_data(j, "error", o.data, o.len);
+		jobq_obj_free(&o);
+	} else {
+		rc = 0;
+	}
+	if (!rc && ji->state == JOBQ_JOB_SUCCEEDED &&
+	    !json_object_get(j, "result"))
+		rc =
+		    json_object_set_new(j, "result", json_null()) ? -ENOMEM : 0;
+	if (!rc && ji->state != JOBQ_JOB_SUCCEEDED &&
+	    !json_object_get(j, "error") && !json_object_get(j, "error_base64"))
+		rc = json_object_set_new(j, "error", json_null()) ? -ENOMEM : 0;
+	if (rc) {
+		json_decref(j);
+		return NULL;
+	}
+	return j;
+}
+
+/* ---- submit ------------------------------------------------------------- */
+
+/* "--after 3,4,5" into @ids (room for 64). Returns how many, or -EINVAL. */
+static int parse_after(const char *s, uint64_t *ids)
+{
+	char *copy = strdup(s), *save = NULL, *tok;
+	int n = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	for (tok = strtok_r(copy, ",", &save); tok;
+	     tok = strtok_r(NULL, ",", &save)) {
+		if (n == 64 || cli_parse_u64(tok, &ids[n]) || ids[n] == 0) {
+			free(copy);
+			return -EINVAL;
+		}
+		n++;
+	}
+	free(copy);
+	return n ? n : -EINVAL;
+}
+
+int cmd_submit(struct cli *c)
+{
+	const char *type = c->args[0];
+	const char *args = c->nargs > 1 ? c->args[1] : "{}";
+	struct jobq_submit_opts opts = {0};
+	uint64_t after[64], id = 0;
+	json_error_t jerr;
+	json_t *parsed;
+	const char *v;
+	char what[96];
+	int rc;
+
+	if (c->optval[OPT_DURABLE])
+		return cli_usage(c, "--durable returns once the job is on "
+				    "disk, and this manager has no journal "
+				    "yet: submit without --durable");
+	if (!*type || strlen(type) > JOBQ_TYPE_MAX)
+		return cli_usage(c, "job type \"%s\" is invalid: 1 to %d bytes",
+				 type, JOBQ_TYPE_MAX);
+	parsed = json_loads(args, JSON_DECODE_ANY, &jerr);
+	if (!parsed)
+		return cli_usage(c,
+				 "ARGS_JSON is not JSON: %s (line %d, column "
+				 "%d); quote it for the shell, like '{\"ms\": "
+				 "100}'",
+				 jerr.text, jerr.line, jerr.column);
+	json_decref(parsed);
+
+	if ((v = c->optval[OPT_PRIORITY])) {
+		int64_t p;
+
+		if (cli_parse_i64(v, &p) || p < INT32_MIN || p > INT32_MAX)
+			return cli_usage(c,
+					 "--priority \"%s\": not a whole "
+					 "number",
+					 v);
+		opts.priority = (int)p;
+	}
+	if ((v = c->optval[OPT_DELAY]) && cli_parse_seconds(v, &opts.delay))
+		return cli_usage(c, "--delay \"%s\": not a number of seconds",
+				 v);
+	if ((v = c->optval[OPT_TIMEOUT])) {
+		if (cli_parse_seconds(v, &opts.timeout) || opts.timeout <= 0)
+			return cli_usage(c,
+					 "--timeout \"%s\": the lease must be "
+					 "a number of seconds above 0",
+					 v);
+	}
+	if ((v = c->optval[OPT_RETRIES])) {
+		uint64_t r;
+
+		if (cli_parse_u64(v, &r) || r > 65534)
+			return cli_usage(c,
+					 "--retries \"%s\": a whole number "
+					 "from 0 to 65534",
+					 v);
+		if (r == 0)
+			opts.no_retry = 1;
+		else
+			opts.retries = (int)r;
+	}
+	if ((v = c->optval[OPT_QUEUE])) {
+		if ((rc = cli_check_name(c, "queue", v)))
+			return rc;
+		opts.queue = v;
+	}
+	if ((v = c->optval[OPT_AFTER])) {
+		rc = parse_after(v, after);
+		if (rc < 0)
+			return cli_usage(c,
+					 "--after \"%s\": job ids separated by "
+					 "commas, at most 64",
+					 v);
+		opts.after = after;
+		opts.nafter = (size_t)rc;
+	}
+	if ((v = c->optval[OPT_UNIQUE])) {
+		if ((rc = cli_check_key(c, v)))
+			return rc;
+		opts.unique = v;
+	}
+
+	if ((rc = cli_connect(c)))
+		return rc;
+	rc = jobq_submit(c->q, type, JOBQ_T_JSON, args, strlen(args), &opts,
+			 &id);
+	snprintf(what, sizeof(what), "submit %s", type);
+	if (rc == -ENOENT)
+		return cli_error("%s: a job named in --after does not exist "
+				 "(or has expired)",
+				 what);
+	if (rc == -E2BIG)
+		return cli_error("%s: args of %zu bytes exceed max-object "
+				 "(jobqd --max-object)",
+				 what, strlen(args));
+	if (rc == JOBQ_EFULL)
+		return cli_error("%s: the store is full (jobqd --memory SIZE "
+				 "makes a larger store)",
+				 what);
+	if (rc == JOBQ_ELIMIT)
+		return cli_error("%s: the job table of the manager is full",
+				 what);
+	if (rc < 0)
+		return cli_fail(c, what, rc);
+	if (c->json)
+		return cli_print_json(json_pack(
+		    "{s:o,s:b}", "id", cli_json_u64(id), "existing", rc == 1));
+	printf("%" PRIu64 "\n", id);
+	return cli_flush();
+}
+
+/* ---- wait --------------------------------------------------------------- */
+
+struct waiter {
+	uint64_t *ids;
+	int n;
+	bool tty; /* a progress bar on stderr */
+	bool bar_shown;
+	int last_final;	  /* what the last progress line said */
+	double last_line; /* when it said it (monotonic seconds) */
+};
+
+static double mono_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* How many of the jobs are final, from the store. */
+static int count_final(struct cli *c, const struct waiter *w)
+{
+	struct jobq_job_info ji;
+	int n = 0;
+
+	for (int i = 0; i < w->n; i++)
+		if (jobq_job_info(c->q, w->ids[i], &ji) ||
+		    state_final(ji.state))
+			n++;
+	return n;
+}
+
+/*
+ * progress - on a terminal a bar redrawn in place, "[#####.....] 5/10";
+ * elsewhere a plain line now and then (at most once a second, and only
+ * when the count moved), so that logs stay readable.
+ */
+static void progress(struct cli *c, struct waiter *w, bool force)
+{
+	int done, width = 30, fill;
+	double now = mono_now();
+
+	if (c->quiet || c->json || w->n < 2)
+		return;
+	if (!force && now - w->last_line < (w->tty ? 0.1 : 1.0))
+		return;
+	done = count_final(c, w);
+	if (!w->tty) {
+		if (done != w->last_final && done < w->n)
+			fprintf(stderr, "jobq: %d/%d final\n", done, w->n);
+		w->last_final = done;
+		w->last_line = now;
+		return;
+	}
+	fill = w->n ? (int)((long long)done * width / w->n) : width;
+	fputc('\r', stderr);
+	fputc('[', stderr);
+	for (int i = 0; i < width; i++)
+		fputc(i < fill ? '#' : '.', stderr);
+	fprintf(stderr, "] %d/%d", done, w->n);
+	fflush(stderr);
+	w->bar_shown = true;
+	w->last_final = done;
+	w->last_line = now;
+}
+
+/* Take the bar off the line (before a result or a message is printed);
+ * the next progress() draws it again below. */
+static void progress_end(struct waiter *w)
+{
+	if (w->bar_shown) {
+		fputs("\r\033[K", stderr);
+		w->bar_shown = false;
+	}
+}
+
+int cmd_wait(struct cli *c)
+{
+	struct waiter w = {0};
+	struct jobq_job_info ji;
+	json_t *list = NULL;
+	double timeout, deadline;
+	int rc, worst = EXIT_OK;
+
+	if ((rc = cli_timeout(c, -1, &timeout)))
+		return rc;
+	if ((rc = parse_ids(c, &w.ids)))
+		return rc;
+	w.n = c->nargs;
+	w.tty = isatty(STDERR_FILENO);
+	w.last_final = -1;
+	if ((rc = cli_connect(c)))
+		goto out;
+	for (int i = 0; i < w.n; i++) {
+		if (jobq_job_info(c->q, w.ids[i], &ji)) {
+			rc = no_job(w.ids[i]);
+			goto out;
+		}
+	}
+	if (c->json && !(list = json_array())) {
+		rc = cli_error("out of memory");
+		goto out;
+	}
+	deadline = timeout < 0 ? INFINITY : mono_now() + timeout;
+
+	/*
+	 * The jobs are waited for in the order given, so that results print
+	 * in that order. Each wait is cut into slices of 0.1 s, between
+	 * which the progress bar is redrawn from the store.
+	 */
+	for (int i = 0; i < w.n; i++) {
+		uint64_t id = w.ids[i];
+		jobq_obj_t o = {0};
+		int res;
+
+		for (;;) {
+			double left = deadline - mono_now();
+			double slice = left < 0.1 ? left : 0.1;
+
+			if (slice <= 0) {
+				progress_end(&w);
+				rc = cli_timeout_msg(
+				    c, "job %" PRIu64 " not final after %gs",
+				    id, timeout);
+				goto out;
+			}
+			res = jobq_job_wait(c->q, id, slice);
+			if (res != -ETIMEDOUT && res != -EAGAIN)
+				break;
+			progress(c, &w, false);
+		}
+		progress(c, &w, false);
+		if (res == -ENOENT) {
+			progress_end(&w);
+			rc = no_job(id);
+			goto out;
+		}
+		if (res != 0 && res != JOBQ_EJOBFAILED && res != -ECANCELED) {
+			progress_end(&w);
+			rc = cli_fail(c, "wait", res);
+			goto out;
+		}
+		if (res != 0)
+			worst = EXIT_JOB;
+		rc = jobq_job_result(c->q, id, &o);
+		if (rc && rc != -ENOENT) {
+			progress_end(&w);
+			rc = cli_fail(c, "wait", rc);
+			goto out;
+		}
+		if (c->json) {
+			json_t *e = json_pack("{s:o,s:s}", "id",
+					      cli_json_u64(id), "state",
+					      res == 0		  ? "succeeded"
+					      : res == -ECANCELED ? "cancelled"
+								  : "dead");
+
+			if (!e || json_array_append_new(list, e) ||
+			    set_obj(e, res == 0 ? "result" : "error", &o)) {
+				jobq_obj_free(&o);
+				rc = cli_error("out of memory");
+				goto out;
+			}
+		} else if (res == 0) {
+			progress_end(&w);
+			if (print_obj(&o)) {
+				jobq_obj_free(&o);
+				rc = cli_error("writing to stdout: %s",
+					       strerror(errno));
+				goto out;
+			}
+			fflush(stdout);
+		} else {
+			progress_end(&w);
+			cli_error("job %" PRIu64 " %s%s%.*s", id,
+				  res == -ECANCELED ? "was cancelled"
+						    : "is dead",
+				  o.len ? ": " : "", (int)o.len,
+				  o.len ? (const char *)o.data : "");
+		}
+		jobq_obj_free(&o);
+	}
+	if (w.bar_shown)
+		fputc('\n', stderr); /* the last bar stays */
+	rc = worst;
+	if (c->json) {
+		int prc = cli_print_json(json_pack("{s:o}", "jobs", list));
+
+		list = NULL;
+		if (prc)
+			rc = prc;
+	} else if (cli_flush()) {
+		rc = EXIT_ERROR;
+	}
+out:
+	json_decref(list);
+	free(w.ids);
+	return rc;
+}
+
+/* ---- show --------------------------------------------------------------- */
+
+static void print_time(const char *label, uint64_t ns)
+{
+	char buf[40];
+
+	if (!ns) {
+		printf("%-10s -\n", label);
+		return;
+	}
+	jobq__format_time(ns, buf, sizeof(buf));
+	printf("%-10s %s\n", label, buf);
+}
+
+/* Print an object for people: JSON compact, text and bytes as they are
+ * when printable UTF-8, else its size. */
+static void print_field_obj(const char *label, const jobq_obj_t *o)
+{
+	json_t *tmp = json_object();
+
+	printf("%-10s ", label);
+	if (o->type == JOBQ_T_JSON && o->len) {
+		json_t *v = json_loadb(o->data, o->len, JSON_DECODE_ANY, NULL);
+
+		if (v) {
+			json_dumpf(v, stdout,
+				   JSON_COMPACT | JSON_ENCODE_ANY |
+				       JSON_REAL_PRECISION(10));
+			json_decref(v);
+			putchar('\n');
+			json_decref(tmp);
+			return;
+		}
+	}
+	if (tmp && !cli_json_data(tmp, "v", o->data, o->len) &&
+	    json_object_get(tmp, "v"))
+		printf("%.*s\n", (int)o->len, o->len ? (char *)o->data : "");
+	else
+		printf("(%zu bytes, not text)\n", o->len);
+	json_decref(tmp);
+}
+
+int cmd_show(struct cli *c)
+{
+	struct jobq_job_info ji;
+	jobq_obj_t o = {0};
+	uint64_t id;
+	int rc;
+
+	if ((rc = parse_id(c, c->args[0], &id)))
+		return rc;
+	if ((rc = cli_connect(c)))
+		return rc;
+	rc = jobq_job_info(c->q, id, &ji);
+	if (rc == -ENOENT)
+		return no_job(id);
+	if (rc)
+		return cli_fail(c, "show", rc);
+	if (c->json) {
+		json_t *j = job_json(c, &ji);
+
+		if (j && !state_final(ji.state) && !ji.type_has_worker) {
+			char note[128];
+
+			snprintf(note, sizeof(note), "no worker serves type %s",
+				 ji.type);
+			json_object_set_new(j, "note", json_string(note));
+		}
+		return cli_print_json(j);
+	}
+	printf("%-10s %" PRIu64 "\n", "id", ji.id);
+	printf("%-10s %s\n", "type", ji.type);
+	printf("%-10s %s\n", "queue", ji.queue);
+	printf("%-10s %s%s\n", "state", jobq_job_state_name(ji.state),
+	       (ji.state == JOBQ_JOB_FAILED && ji.run_at_ns)
+		   ? " (a retry is pending)"
+		   : "");
+	printf("%-10s %d\n", "priority", ji.priority);
+	printf("%-10s %u of %u\n", "attempts", ji.attempts, ji.max_attempts);
+	printf("%-10s %gs\n", "lease", ji.lease);
+	if (ji.worker)
+		printf("%-10s pid %d\n", "worker", (int)ji.worker);
+	else
+		printf("%-10s -\n", "worker");
+	if (ji.state == JOBQ_JOB_RUNNING)
+		printf("%-10s %.1f%%\n", "progress", ji.progress);
+	print_time("created", ji.created_ns);
+	print_time("run at", ji.run_at_ns);
+	print_time("started", ji.started_ns);
+	print_time("finished", ji.finished_ns);
+	if (jobq_job_args_of(c->q, id, &o) == 0) {
+		print_field_obj("args", &o);
+		jobq_obj_free(&o);
+	}
+	if (jobq_job_result(c->q, id, &o) == 0) {
+		print_field_obj(
+		    ji.state == JOBQ_JOB_SUCCEEDED ? "result" : "error", &o);
+		jobq_obj_free(&o);
+	}
+	if (!state_final(ji.state) && !ji.type_has_worker)
+		printf("note:      no worker serves type %s (start one: jobq "
+		       "worker, jobqd --workers N or --worker CMD)\n",
+		       ji.type);
+	return cli_flush();
+}
+
+/* ---- ls ----------------------------------------------------------------- */
+
+int cmd_ls(struct cli *c)
+{
+	const char *sv = c->optval[OPT_STATE], *type = c->optval[OPT_TYPE];
+	const char *lv = c->optval[OPT_LIMIT];
+	struct jobq_job_info *jobs = NULL;
+	uint64_t limit = 0;
+	size_t n = 0;
+	int state = 0, rc;
+
+	if (sv && !(state = parse_state(sv)))
+		return cli_usage(c,
+				 "--state \"%s\": one of waiting, delayed, "
+				 "ready, running, succeeded, failed, dead, "
+				 "cancelled",
+				 sv);
+	if (lv && cli_parse_u64(lv, &limit))
+		return cli_usage(c, "--limit \"%s\": not a whole number", lv);
+	if ((rc = cli_connect(c)))
+		return rc;
+	rc = jobq_jobs(c->q, state, type, (size_t)limit, &jobs, &n);
+	if (rc)
+		return cli_fail(c, "ls", rc);
+	if (c->json) {
+		json_t *arr = json_array();
+
+		for (size_t i = 0; arr && i < n; i++) {
+			json_t *j = job_json(c, &jobs[i]);
+
+			if (!j || json_array_append_new(arr, j)) {
+				json_decref(arr);
+				arr = NULL;
+			}
+		}
+		free(jobs);
+		return cli_print_json(arr ? json_pack("{s:o}", "jobs", arr)
+					  : NULL);
+	}
+	if (!c->quiet)
+		printf("%-8s %-10s %-16s %-12s %5s %8s %8s\n", "ID", "STATE",
+		       "TYPE", "QUEUE", "PRI", "ATTEMPTS", "AGE");
+	for (size_t i = 0; i < n; i++) {
+		char age[32], att[24];
+
+		cli_format_duration(cli_since(jobs[i].created_ns), age,
+				    sizeof(age));
+		snprintf(att, sizeof(att), "%u/%u", jobs[i].attempts,
+			 jobs[i].max_attempts);
+		printf("%-8" PRIu64 " %-10s %-16s %-12s %5d %8s %8s\n",
+		       jobs[i].id, jobq_job_state_name(jobs[i].state),
+		       jobs[i].type, jobs[i].queue, jobs[i].priority, att, age);
+	}
+	free(jobs);
+	return cli_flush();
+}
+
+/* ---- cancel, retry, kick ------------------------------------------------ */
+
+/*
+ * per_id - run @op on every id; the exit code is the worst one. A job that
+ * is already final (or has nothing to retry) is an error with a message
+ * that says which state it is in.
+ */
+static int per_id(struct cli *c, int (*op)(jobq_t *, uint64_t),
+		  const char *verb, const char *already)
+{
+	uint64_t *ids;
+	json_t *arr = NULL;
+	int rc, worst = EXIT_OK;
+
+	if ((rc = parse_ids(c, &ids)))
+		return rc;
+	if ((rc = cli_connect(c))) {
+		free(ids);
+		return rc;
+	}
+	if (c->json)
+		arr = json_array();
+	for (int i = 0; i < c->nargs; i++) {
+		struct jobq_job_info ji;
+		const char *res = "ok";
+
+		rc = op(c->q, ids[i]);
+		if (rc == -ENOENT) {
+			worst = no_job(ids[i]);
+			res = "no such job";
+		} else if (rc == -EALREADY) {
+			const char *st = "final";
+
+			if (!jobq_job_info(c->q, ids[i], &ji))
+				st = jobq_job_state_name(ji.state);
+			worst = cli_error("job %" PRIu64 " is %s: %s", ids[i],
+					  st, already);
+			res = st;
+		} else if (rc < 0) {
+			char what[64];
+
+			snprintf(what, sizeof(what), "%s %" PRIu64, verb,
+				 ids[i]);
+			worst = cli_fail(c, what, rc);
+			res = jobq_strerror(rc);
+		}
+		if (arr)
+			json_array_append_new(
+			    arr, json_pack("{s:o,s:b,s:s}", "id",
+					   cli_json_u64(ids[i]), "ok", rc >= 0,
+					   "result", res));
+	}
+	free(ids);
+	if (c->json) {
+		rc = cli_print_json(json_pack("{s:o}", "jobs", arr));
+		return worst ? worst : rc;
+	}
+	return worst;
+}
+
+int cmd_cancel(struct cli *c)
+{
+	return per_id(c, jobq_cancel, "cancel", "nothing to cancel");
+}
+
+int cmd_retry(struct cli *c)
+{
+	return per_id(c, jobq_retry, "retry",
+		      "only failed, dead or cancelled jobs can be retried");
+}
+
+int cmd_kick(struct cli *c)
+{
+	uint64_t id = 0;
+	int rc;
+
+	if (c->optval[OPT_ALL] && c->nargs)
+		return cli_usage(c, "either a job id or --all, not both");
+	if (!c->optval[OPT_ALL] && !c->nargs)
+		return cli_usage(c, "say which: a job id, or --all for every "
+				    "dead job");
+	if (c->nargs)
+		return per_id(c, jobq_kick, "kick",
+			      "only dead jobs can be kicked (jobq retry runs "
+			      "failed and cancelled ones again)");
+	if ((rc = cli_connect(c)))
+		return rc;
+	rc = jobq_kick(c->q, id);
+	if (rc < 0)
+		return cli_fail(c, "kick --all", rc);
+	if (c->json)
+		return cli_print_json(json_pack("{s:i}", "kicked", rc));
+	if (!c->quiet)
+		printf("%d dead job%s ready again\n", rc, rc == 1 ? "" : "s");
+	return cli_flush();
+}
+
+/* ---- queues of jobs ----------------------------------------------------- */
+
+static int pause_resume(struct cli *c, bool pause)
+{
+	const char *queue = c->args[0];
+	char what[96];
+	int rc;
+
+	if ((rc = cli_check_name(c, "queue", queue)))
+		return rc;
+	if ((rc = cli_connect(c)))
+		return rc;
+	rc = pause ? jobq_pause(c->q, queue) : jobq_resume(c->q, queue);
+	snprintf(what, sizeof(what), "queue \"%s\"", queue);
+	if (rc == JOBQ_ELIMIT)
+		return cli_error("%s: the queue table of the manager is full",
+				 what);
+	if (rc)
+		return cli_fail(c, what, rc);
+	return EXIT_OK;
+}
+
+int cmd_pause(struct cli *c)
+{
+	return pause_resume(c, true);
+}
+
+int cmd_resume(struct cli *c)
+{
+	return pause_resume(c, false);
+}
+
+/*
+ * `queue set`: --parallel is a job setting and is done here; the object
+ * limits (--max-depth, --max-bytes) go on to cmd_queue_set().
+ */
+int cmd_queue_set_all(struct cli *c)
+{
+	const char *pv = c->optval[OPT_PARALLEL];
+	const char *queue = c->args[0];
+	uint64_t parallel;
+	char what[96];
+	int rc;
+
+	if (!pv)
+		return cmd_queue_set(c);
+	if ((rc = cli_check_name(c, "queue", queue)))
+		return rc;
+	if (cli_parse_u64(pv, &parallel) || parallel > UINT32_MAX)
+		return cli_usage(c,
+				 "--parallel \"%s\": a whole number (0: no "
+				 "limit)",
+				 pv);
+	if ((rc = cli_connect(c)))
+		return rc;
+	if (c->optval[OPT_MAX_DEPTH] || c->optval[OPT_MAX_BYTES]) {
+		c->optval[OPT_PARALLEL] = NULL;
+		if ((rc = cmd_queue_set(c)))
+			return rc;
+	}
+	rc = jobq_queue_parallel(c->q, queue, (unsigned)parallel);
+	snprintf(what, sizeof(what), "queue \"%s\"", queue);
+	if (rc == JOBQ_ELIMIT)
+		return cli_error("%s: the queue table of the manager is full",
+				 what);
+	if (rc)
+		return cli_fail(c, what, rc);
+	return EXIT_OK;
+}
+
+/* ---- workers ------------------------------------------------------------ */
+
+int cmd_workers(struct cli *c)
+{
+	struct jobq_worker_info *ws = NULL;
+	size_t n = 0;
+	int rc;
+
+	if ((rc = cli_connect(c)))
+		return rc;
+	rc = jobq_workers(c->q, &ws, &n);
+	if (rc)
+		return cli_fail(c, "workers", rc);
+	if (c->json) {
+		json_t *arr = json_array();
+
+		for (size_t i = 0; arr && i < n; i++) {
+			json_t *types = json_array();
+			char buf[sizeof(ws[i].types)], *save = NULL, *t;
+			json_t *w;
+
+			snprintf(buf, sizeof(buf), "%s", ws[i].types);
+			for (t = strtok_r(buf, ",", &save); types && t;
+			     t = strtok_r(NULL, ",", &save))
+				json_array_append_new(types, json_string(t));
+			w = json_pack(
+			    "{s:i,s:o,s:i,s:i,s:o,s:o,s:o,s:f,s:b,s:b}", "pid",
+			    (int)ws[i].pid, "types", types, "capacity",
+			    (int)ws[i].capacity, "running", (int)ws[i].running,
+			    "done", cli_json_u64(ws[i].done), "failed",
+			    cli_json_u64(ws[i].failed), "started",
+			    cli_json_time(ws[i].started_ns), "uptime",
+			    cli_since(ws[i].started_ns), "supervised",
+			    ws[i].supervised, "daemon", ws[i].daemon);
+			if (!w || json_array_append_new(arr, w)) {
+				json_decref(arr);
+				arr = NULL;
+			}
+		}
+		free(ws);
+		return cli_print_json(arr ? json_pack("{s:o}", "workers", arr)
+					  : NULL);
+	}
+	if (!c->quiet)
+		printf("%-8s %-24s %8s %8s %8s %8s  %s\n", "PID", "TYPES",
+		       "RUNNING", "DONE", "FAILED", "UP", "KIND");
+	for (size_t i = 0; i < n; i++) {
+		char up[32], run[24];
+
+		cli_format_duration(cli_since(ws[i].started_ns), up,
+				    sizeof(up));
+		snprintf(run, sizeof(run), "%u/%u", ws[i].running,
+			 ws[i].capacity);
+		printf("%-8d %-24s %8s %8" PRIu64 " %8" PRIu64 " %8s  %s%s\n",
+		       (int)ws[i].pid, ws[i].types, run, ws[i].done,
+		       ws[i].failed, up,
+		       ws[i].supervised ? "supervised" : "own",
+		       ws[i].daemon ? ",daemon" : "");
+	}
+	free(ws);
+	return cli_flush();
+}
+
+/* ---- worker: a built-in worker run from a shell -------------------------- */
+
+static jobq_worker_t *the_worker;
+
+static void on_stop_signal(int sig)
+{
+	(void)sig;
+	if (the_worker)
+		jobq_worker_stop(the_worker);
+}
+
+/*
+ * The built-in types, served one by one when --types names a subset (the
+ * library's jobq_worker_builtin() serves all three). They follow CLI.md:
+ * echo returns its args, sleep {"ms": N} sleeps and returns
+ * {"slept_ms": N}, fail {"error": "..."} fails with that error.
+ */
+static int h_echo(jobq_job_t *job, void *arg)
+{
+	const jobq_obj_t *a = jobq_job_args(job);
+
+	(void)arg;
+	return jobq_job_succeed(job, a->type, a->data, a->len);
+}
+
+static int h_sleep(jobq_job_t *job, void *arg)
+{
+	const jobq_obj_t *a = jobq_job_args(job);
+	json_t *v = NULL;
+	json_int_t ms = 0;
+	char out[64];
+	double end;
+
+	(void)arg;
+	if (jobq_obj_json(a, &v) == 0) {
+		ms = json_integer_value(json_object_get(v, "ms"));
+		json_decref(v);
+	}
+	if (ms < 0)
+		ms = 0;
+	/* In slices, so that a cancel stops it within 10 ms. */
+	end = mono_now() + (double)ms / 1000;
+	while (mono_now() < end && !jobq_job_cancelled(job)) {
+		double left = end - mono_now();
+		struct timespec ts = {
+		    0, (long)((left < 0.01 ? left : 0.01) * 1e9)};
+
+		nanosleep(&ts, NULL);
+	}
+	if (jobq_job_cancelled(job))
+		return jobq_job_fail(job, 1, "cancelled"), -ECANCELED;
+	snprintf(out, sizeof(out), "{\"slept_ms\":%lld}", (long long)ms);
+	return jobq_job_succeed(job, JOBQ_T_JSON, out, strlen(out));
+}
+
+static int h_fail(jobq_job_t *job, void *arg)
+{
+	const jobq_obj_t *a = jobq_job_args(job);
+	const char *msg = "failed as asked";
+	json_t *v = NULL;
+	int rc;
+
+	(void)arg;
+	if (jobq_obj_json(a, &v) == 0 &&
+	    json_is_string(json_object_get(v, "error")))
+		msg = json_string_value(json_object_get(v, "error"));
+	jobq_job_fail(job, 0, "%s", msg);
+	rc = -EIO;
+	json_decref(v);
+	return rc;
+}
+
+int cmd_worker(struct cli *c)
+{
+	static const struct {
+		const char *name;
+		jobq_handler fn;
+	} builtin[] = {{"echo", h_echo}, {"sleep", h_sleep}, {"fail", h_fail}};
+	struct jobq_worker_opts wo = {0};
+	const char *tv = c->optval[OPT_TYPES], *cv = c->optval[OPT_CONCURRENCY];
+	struct sigaction sa = {0};
+	jobq_worker_t *w = NULL;
+	uint64_t conc = 1;
+	char *types = NULL, *save = NULL, *t;
+	int rc;
+
+	if (cv && (cli_parse_u64(cv, &conc) || conc == 0 || conc > 4096))
+		return cli_usage(c,
+				 "--concurrency \"%s\": a whole number from "
+				 "1 to 4096",
+				 cv);
+	wo.concurrency = (unsigned)conc;
+	if (tv) {
+		if (!(types = strdup(tv)))
+			return cli_error("out of memory");
+		for (t = strtok_r(types, ",", &save); t;
+		     t = strtok_r(NULL, ",", &save)) {
+			size_t i;
+
+			for (i = 0; i < 3; i++)
+				if (!strcmp(t, builtin[i].name))
+					break;
+			if (i == 3) {
+				rc = cli_usage(c,
+					       "--types: \"%s\" is not a "
+					       "built-in type (echo, sleep, "
+					       "fail)",
+					       t);
+				free(types);
+				return rc;
+			}
+		}
+		free(types);
+		types = NULL;
+	}
+	if ((rc = cli_connect(c)))
+		return rc;
+	rc = jobq_worker_new(&w, c->q, &wo);
+	if (rc)
+		return cli_fail(c, "worker", rc);
+	if (!tv) {
+		rc = jobq_worker_builtin(w);
+	} else {
+		types = strdup(tv);
+		rc = types ? 0 : -ENOMEM;
+		for (t = types ? strtok_r(types, ",", &save) : NULL; t && !rc;
+		     t = strtok_r(NULL, ",", &save))
+			for (size_t i = 0; i < 3; i++)
+				if (!strcmp(t, builtin[i].name))
+					rc = jobq_worker_handle(
+					    w, t, builtin[i].fn, NULL);
+		free(types);
+	}
+	if (rc) {
+		jobq_worker_free(w);
+		return cli_fail(c, "worker", rc);
+	}
+	the_worker = w;
+	sa.sa_handler = on_stop_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	if (!c->quiet && !c->json)
+		fprintf(stderr, "jobq: worker %d serving %s, %u at once\n",
+			(int)getpid(), tv ? tv : "echo,sleep,fail",
+			wo.concurrency);
+	rc = jobq_worker_run(w);
+	the_worker = NULL;
+	jobq_worker_free(w);
+	if (rc == JOBQ_ECLOSED)
+		return cli_error("worker: the manager in %s went away", c->dir);
+	if (rc)
+		return cli_fail(c, "worker", rc);
+	return EXIT_OK;
+}
