@@ -666,9 +666,16 @@ int jobq_job_info(jobq_t *q, uint64_t id, struct jobq_job_info *out)
 	return 0;
 }
 
+/* A job found by the scan of jobq_jobs(): small, so that a large table
+ * costs little memory before the limit applies. */
+struct found {
+	uint64_t id;
+	uint32_t rec;
+};
+
 static int by_id_desc(const void *a, const void *b)
 {
-	const struct jobq_job_info *x = a, *y = b;
+	const struct found *x = a, *y = b;
 
 	return x->id < y->id ? 1 : x->id > y->id ? -1 : 0;
 }
@@ -679,7 +686,8 @@ int jobq_jobs(jobq_t *q, int state, const char *type, size_t limit,
 	uint32_t max = jobq__job_records(q), type_id = UINT32_MAX;
 	struct jobq_job_info *v;
 	struct jobq_job_rec c;
-	size_t k = 0;
+	struct found *f = NULL;
+	size_t nf = 0, capf = 0, k = 0;
 
 	if (!out || !n)
 		return -EINVAL;
@@ -695,23 +703,44 @@ int jobq_jobs(jobq_t *q, int state, const char *type, size_t limit,
 		if (type_id == UINT32_MAX)
 			max = 0;
 	}
-	/* One spare element, so that an empty list is still a pointer the
-	 * caller can free(). */
-	v = calloc((size_t)max + 1, sizeof(*v));
-	if (!v)
-		return -ENOMEM;
 	for (uint32_t i = 0; i < max; i++) {
 		if (jobq__job_scan(q, i, &c))
 			continue;
-		if (state && c.state != state)
+		if ((state && c.state != state) ||
+		    (type && c.type_id != type_id))
 			continue;
-		if (type && c.type_id != type_id)
+		if (nf == capf) {
+			size_t nc = capf ? 2 * capf : 256;
+			struct found *nfp = realloc(f, nc * sizeof(*f));
+
+			if (!nfp) {
+				free(f);
+				return -ENOMEM;
+			}
+			f = nfp;
+			capf = nc;
+		}
+		f[nf].id = c.id;
+		f[nf++].rec = i;
+	}
+	if (nf)
+		qsort(f, nf, sizeof(*f), by_id_desc);
+	if (limit && nf > limit)
+		nf = limit;
+	/* One spare element, so that an empty list is still a pointer the
+	 * caller can free(). */
+	v = calloc(nf + 1, sizeof(*v));
+	if (!v) {
+		free(f);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < nf; i++) {
+		/* Read again: a job freed since the scan is left out. */
+		if (jobq__job_scan(q, f[i].rec, &c) || c.id != f[i].id)
 			continue;
 		fill_info(q, &c, &v[k++]);
 	}
-	qsort(v, k, sizeof(*v), by_id_desc);
-	if (limit && k > limit)
-		k = limit;
+	free(f);
 	*out = v;
 	*n = k;
 	return 0;

@@ -56,6 +56,16 @@ enum slot_state {
 	SLOT_SENT,    /* W_DONE in flight */
 };
 
+/*
+ * A W_RESERVE and room for the jobs it brings, in one allocation (the
+ * request first): a reservation still in flight when jobq_worker_run()
+ * returns is handed to the client, which frees it when it is answered.
+ */
+struct reservation {
+	struct jobq_req r;
+	struct jobq_cqe jobs[];
+};
+
 struct jobq_job {
 	struct jobq_worker *w;
 	_Atomic uint64_t id; /* 0 while the slot is free; the hook reads it */
@@ -95,9 +105,8 @@ struct jobq_worker {
 	uint64_t cancels[RECENT_CANCELS];
 	unsigned ncancels;
 
-	struct jobq_req rreq;	  /* the W_RESERVE in flight */
-	struct jobq_cqe *rjobs;	  /* its job completions */
-	bool reserving;
+	struct reservation *res; /* the W_RESERVE */
+	bool reserving;		 /* ... is in flight */
 };
 
 /* ------------------------------------------------------------------------
@@ -120,10 +129,7 @@ int jobq_worker_new(jobq_worker_t **wp, jobq_t *q,
 	w->capacity = cap;
 	w->daemon = opts ? opts->daemon : 0;
 	w->jobs = calloc(cap, sizeof(*w->jobs));
-	w->rjobs = calloc(cap, sizeof(*w->rjobs));
-	if (!w->jobs || !w->rjobs) {
-		free(w->jobs);
-		free(w->rjobs);
+	if (!w->jobs) {
 		free(w);
 		return -ENOMEM;
 	}
@@ -147,7 +153,7 @@ void jobq_worker_free(jobq_worker_t *w)
 	free(w->handlers);
 	free(w->type_map);
 	free(w->jobs);
-	free(w->rjobs);
+	free(w->res);
 	free(w);
 }
 
@@ -548,7 +554,7 @@ static bool reserved_or_stop(jobq_t *q, void *arg)
 	struct jobq_worker *w = arg;
 
 	(void)q;
-	return w->rreq.done || atomic_load(&w->stop);
+	return w->res->r.done || atomic_load(&w->stop);
 }
 
 static int do_register(struct jobq_worker *w)
@@ -590,13 +596,13 @@ static int do_register(struct jobq_worker *w)
  */
 static int take_reservation(struct jobq_worker *w)
 {
-	int err = collect_done(w), res = w->rreq.res;
+	int err = collect_done(w), res = w->res->r.res;
 
 	w->reserving = false;
 	if (err)
 		return err;
-	for (uint32_t i = 0; i < w->rreq.njobs; i++)
-		run_job(w, &w->rjobs[i]);
+	for (uint32_t i = 0; i < w->res->r.njobs; i++)
+		run_job(w, &w->res->jobs[i]);
 	if (res < 0 && res != -ETIMEDOUT && res != -EAGAIN)
 		return res;
 	return 0;
@@ -620,7 +626,7 @@ static int stop_gracefully(struct jobq_worker *w)
 		return err;
 	err = jobq__wait(w->q, &rp, 1);
 	if (!err && w->reserving) {
-		struct jobq_req *rr = &w->rreq;
+		struct jobq_req *rr = &w->res->r;
 
 		err = jobq__wait(w->q, &rr, 1);
 		/* However the reservation ended (the manager may refuse it
@@ -636,12 +642,34 @@ static int stop_gracefully(struct jobq_worker *w)
 	return err;
 }
 
+/*
+ * Leaves nothing of this worker in the handle's request table: outcomes
+ * in flight are waited for (answered at once, or failed when the manager
+ * is gone), a reservation in flight is handed over to the client.
+ */
+static void finish_run(struct jobq_worker *w)
+{
+	collect_done(w);
+	if (w->reserving) {
+		w->reserving = false;
+		if (jobq__detach(w->q, &w->res->r))
+			w->res = NULL;
+	}
+	jobq__set_notice_hook(w->q, NULL, NULL);
+}
+
 int jobq_worker_run(jobq_worker_t *w)
 {
 	int err = 0;
 
 	if (!w)
 		return -EINVAL;
+	if (!w->res) {
+		w->res = malloc(sizeof(*w->res) +
+				w->capacity * sizeof(w->res->jobs[0]));
+		if (!w->res)
+			return -ENOMEM;
+	}
 	if (!w->registered) {
 		err = do_register(w);
 		if (err)
@@ -658,10 +686,11 @@ int jobq_worker_run(jobq_worker_t *w)
 		}
 		want = free_slots(w);
 		if (!w->reserving && want) {
-			memset(&w->rreq, 0, sizeof(w->rreq));
-			w->rreq.jobs = w->rjobs;
-			w->rreq.maxjobs = want;
-			jobq__op_init(&op, &w->rreq, JOBQ_OP_W_RESERVE, NULL, 0);
+			memset(&w->res->r, 0, sizeof(w->res->r));
+			w->res->r.jobs = w->res->jobs;
+			w->res->r.maxjobs = want;
+			jobq__op_init(&op, &w->res->r, JOBQ_OP_W_RESERVE, NULL,
+				      0);
 			op.sqe.arg0 = want;
 			op.sqe.timeout_ns = RESERVE_SLICE_NS;
 			err = send_round(w, &op);
@@ -676,7 +705,7 @@ int jobq_worker_run(jobq_worker_t *w)
 		err = jobq__wait_until(w->q, reserved_or_stop, w, 0);
 		if (err)
 			break;
-		if (w->reserving && w->rreq.done) {
+		if (w->reserving && w->res->r.done) {
 			err = take_reservation(w);
 			/* A manager that is shutting down refuses to hand out
 			 * more (JOBQ_ECLOSED as the answer, the connection
@@ -687,7 +716,7 @@ int jobq_worker_run(jobq_worker_t *w)
 				break;
 		}
 	}
-	jobq__set_notice_hook(w->q, NULL, NULL);
+	finish_run(w);
 	return err;
 }
 
