@@ -214,8 +214,11 @@ static int recv_welcome(jobq_t *q, struct jobq_welcome *w, int fds[4],
 	do
 		n = recvmsg(q->sock, &msg, MSG_CMSG_CLOEXEC);
 	while (n < 0 && errno == EINTR);
+	/* A manager killed between our connect and its accept resets the
+	 * connection: that is "no manager", like a refused connect. */
 	if (n < 0)
-		return -errno;
+		return errno == ECONNRESET || errno == EPIPE ? JOBQ_ENOMANAGER
+							      : -errno;
 	for (c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
 		size_t k;
 
@@ -236,7 +239,7 @@ static int recv_welcome(jobq_t *q, struct jobq_welcome *w, int fds[4],
 		jobq__set_error_msg("the manager in %s closed the connection "
 				    "during the handshake",
 				    q->dir);
-		return JOBQ_ECLOSED;
+		return JOBQ_ENOMANAGER;
 	}
 	if ((size_t)n < sizeof(*w) || (msg.msg_flags & MSG_CTRUNC)) {
 		jobq__set_error_msg("malformed welcome from the manager in %s",
