@@ -168,10 +168,9 @@ static int tmpl_init(jobq_t *q, const char *type,
 		return -EINVAL;
 
 	/* The after ids are 8-byte aligned from the start of the wire head;
-	 * the padding is there even when there are none, so the args start
-	 * at the same place either way. */
+	 * without ids there is no padding (as the manager reads it). */
 	head = sizeof(t->w) + type_len + unique_len;
-	pad = (8 - head % 8) % 8;
+	pad = o->nafter ? (8 - head % 8) % 8 : 0;
 	t->tail_len = type_len + unique_len + pad +
 		      o->nafter * sizeof(uint64_t);
 	t->tail = calloc(1, t->tail_len);
