@@ -1101,3 +1101,85 @@ int64_t jqt_raw_q_open(struct jqt_raw *r, const char *name)
 		return -EPROTO;
 	return cqe.res;
 }
+
+/* ------------------------------------------------------------------------
+ * Jobs.
+ */
+
+int jqt_setup_workers(void **state)
+{
+	static struct jqt_mgr mgr;
+	static const char *const args[] = {"--workers", "2", NULL};
+
+	if (jqt_mgr_start(&mgr, args) < 0)
+		return -1;
+	jqt_cur = &mgr;
+	*state = jqt_cur;
+	return 0;
+}
+
+int jqt_job_state(jobq_t *q, uint64_t id)
+{
+	struct jobq_job_info ji;
+	int rc = jobq_job_info(q, id, &ji);
+
+	return rc < 0 ? rc : ji.state;
+}
+
+int jqt_job_wait_state(jobq_t *q, uint64_t id, int state, double timeout)
+{
+	double end = jqt_now() + timeout;
+	int st;
+
+	for (;;) {
+		st = jqt_job_state(q, id);
+		if (st == state)
+			return 0;
+		if (jqt_now() >= end)
+			return -ETIMEDOUT;
+		jqt_sleep(0.005);
+	}
+}
+
+int jqt_proc_children(pid_t ppid, pid_t *pids, char *states, int max)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -errno;
+	while ((e = readdir(d))) {
+		char path[300], buf[512], *p;
+		int fd, ppid_of;
+		ssize_t len;
+		char st;
+
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		len = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (len <= 0)
+			continue;
+		buf[len] = '\0';
+		/* "pid (comm) S ppid ...": comm may hold spaces and ')'. */
+		p = strrchr(buf, ')');
+		if (!p || sscanf(p + 1, " %c %d", &st, &ppid_of) != 2)
+			continue;
+		if (ppid_of != ppid)
+			continue;
+		if (n < max) {
+			if (pids)
+				pids[n] = (pid_t)atoi(e->d_name);
+			if (states)
+				states[n] = st;
+		}
+		n++;
+	}
+	closedir(d);
+	return n;
+}

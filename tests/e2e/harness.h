@@ -274,6 +274,27 @@ static inline uint64_t jqt_rand(uint64_t *s)
 void jqt_fill(void *buf, size_t len, uint64_t seed);
 
 /* ------------------------------------------------------------------------
+ * Jobs.
+ */
+
+/* cmocka setup like jqt_setup(), with `jobqd --workers 2`. */
+int jqt_setup_workers(void **state);
+
+/* The job's state (enum jobq_job_state) from the store, or -errno. */
+int jqt_job_state(jobq_t *q, uint64_t id);
+
+/* Poll the store until job @id is in @state: 0, or -ETIMEDOUT. */
+int jqt_job_wait_state(jobq_t *q, uint64_t id, int state, double timeout);
+
+/*
+ * jqt_proc_children - the processes whose parent is @ppid, from /proc:
+ * up to @max pids and their state letters ('Z': zombie) into @pids and
+ * @states (either may be NULL). Returns how many there are (may exceed
+ * @max), or -errno.
+ */
+int jqt_proc_children(pid_t ppid, pid_t *pids, char *states, int max);
+
+/* ------------------------------------------------------------------------
  * Checks.
  *
  * assert_rc: for the test process (needs cmocka.h): the value of @expr
