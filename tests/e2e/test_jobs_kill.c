@@ -1,0 +1,171 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_jobs_kill.c - 10,000 echo jobs through the two built-in workers of
+ * `jobqd --workers 2` while another process SIGKILLs a random worker every
+ * 200 ms. Every job must end succeeded with its args as result, none may
+ * be lost, and the jobs run more than once (attempts beyond the first)
+ * must be no more than the kills: a worker holds one job at a time, so a
+ * kill can cost at most the one job it was running. Afterwards the
+ * manager must have reaped every killed worker (no zombie children).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+enum { NJOBS = 10000, BATCH = 100 };
+
+struct shared {
+	_Atomic int stop;
+	_Atomic int kills;
+};
+
+/* The killer: every 200 ms one worker of the manager, picked at random. */
+static int killer(int idx, void *arg)
+{
+	struct shared *s = arg;
+	jobq_t *q = jqt_open_or_die(jqt_cur);
+	uint64_t seed = (uint64_t)getpid();
+
+	while (!atomic_load(&s->stop)) {
+		struct jobq_worker_info *ws = NULL;
+		size_t n = 0;
+
+		jqt_sleep(0.2);
+		if (jobq_workers(q, &ws, &n) == 0 && n > 0) {
+			pid_t pid = ws[jqt_rand(&seed) % n].pid;
+
+			if (pid > 0 && pid != jqt_cur->pid &&
+			    kill(pid, SIGKILL) == 0)
+				atomic_fetch_add(&s->kills, 1);
+		}
+		free(ws);
+	}
+	jobq_close(q);
+	return 0;
+}
+
+static void test_kill_workers(void **state)
+{
+	struct jqt_mgr *m = *state;
+	struct shared *s = jqt_shared(sizeof(*s));
+	uint64_t *ids = calloc(NJOBS, sizeof(*ids));
+	jobq_obj_t *args = calloc(NJOBS, sizeof(*args));
+	char(*text)[32] = calloc(NJOBS, 32);
+	jobq_t *q = NULL;
+	struct jobq_stats st;
+	uint64_t reruns = 0, lost = 0, wrong = 0;
+	double t0, end;
+	int zombies, rc;
+	pid_t kp;
+
+	assert_non_null(ids);
+	assert_non_null(args);
+	assert_non_null(text);
+	assert_rc(jobq_open(&q, m->dir), 0);
+	for (int i = 0; i < NJOBS; i++) {
+		snprintf(text[i], 32, "{\"i\":%d}", i);
+		args[i].type = JOBQ_T_JSON;
+		args[i].data = text[i];
+		args[i].len = strlen(text[i]);
+	}
+
+	kp = jqt_fork(killer, 0, s);
+	assert_true(kp > 0);
+	t0 = jqt_now();
+	/*
+	 * Paced, so that the jobs flow for about 2 s and the killer strikes
+	 * about ten times while they do: all at once, 10,000 echo jobs are
+	 * through in a fraction of a second.
+	 */
+	for (int i = 0; i < NJOBS; i += BATCH) {
+		rc =
+		    jobq_submit_many(q, "echo", &args[i], BATCH, NULL, &ids[i]);
+		assert_rc(rc, BATCH);
+		jqt_sleep(2.0 * BATCH / NJOBS);
+	}
+	rc = jobq_wait_all(q, ids, NJOBS, 240);
+	atomic_store(&s->stop, 1);
+	assert_int_equal(jqt_wait_all(&kp, 1, 10, NULL), 0);
+	print_message("%d jobs in %.2f s with %d workers killed\n", NJOBS,
+		      jqt_now() - t0, atomic_load(&s->kills));
+
+	for (int i = 0; i < NJOBS; i++) {
+		struct jobq_job_info ji;
+		jobq_obj_t o = {0};
+
+		if (jobq_job_info(q, ids[i], &ji) ||
+		    ji.state != JOBQ_JOB_SUCCEEDED) {
+			if (lost++ < 5)
+				print_error("job %llu: state %s\n",
+					    (unsigned long long)ids[i],
+					    jobq_job_state_name(ji.state));
+			continue;
+		}
+		reruns += ji.attempts - 1;
+		if (jobq_job_result(q, ids[i], &o) || o.len != args[i].len ||
+		    memcmp(o.data, args[i].data, o.len))
+			wrong++;
+		jobq_obj_free(&o);
+	}
+	assert_rc(jobq_stats(q, &st), 0);
+	print_message(
+	    "not succeeded %llu, wrong results %llu, run again "
+	    "%llu, kills %d; submitted %llu done %llu retried %llu "
+	    "dead %llu\n",
+	    (unsigned long long)lost, (unsigned long long)wrong,
+	    (unsigned long long)reruns, atomic_load(&s->kills),
+	    (unsigned long long)st.submitted, (unsigned long long)st.done,
+	    (unsigned long long)st.retried, (unsigned long long)st.dead);
+	assert_rc(rc, 0);
+	assert_int_equal(lost, 0);
+	assert_int_equal(wrong, 0);
+	assert_true(atomic_load(&s->kills) >= 3);
+	assert_true(reruns <= (uint64_t)atomic_load(&s->kills));
+	assert_int_equal(st.submitted, NJOBS);
+	assert_int_equal(st.dead, 0);
+
+	/* Every killed worker reaped by the manager. */
+	end = jqt_now() + 2;
+	do {
+		char states[64];
+		int n = jqt_proc_children(m->pid, NULL, states, 64);
+
+		zombies = 0;
+		for (int i = 0; i < n && i < 64; i++)
+			zombies += states[i] == 'Z';
+		if (!zombies)
+			break;
+		jqt_sleep(0.05);
+	} while (jqt_now() < end);
+	assert_int_equal(zombies, 0);
+
+	jobq_close(q);
+	free(ids);
+	free(args);
+	free(text);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_kill_workers,
+					    jqt_setup_workers, jqt_teardown),
+	};
+
+	jqt_init();
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
