@@ -3,7 +3,7 @@
  * test_jobs.c - the job lifecycle against a real manager, with workers
  * forked by the test (the library's worker API) or speaking the ring
  * protocol directly: priorities, delays, --after, cancel of queued,
- * running and stubborn jobs, retry and kick, a job that crashes its
+ * running and deaf jobs, retry and kick, a job that crashes its
  * worker every time (poison pill), and lease expiry with the first
  * worker's late answer refused (-ESTALE).
  */
@@ -80,7 +80,7 @@ static int h_flaky(jobq_job_t *job, void *arg)
 }
 
 /* Runs 60 s whatever happens: a cancel must end in a kill. */
-static int h_stubborn(jobq_job_t *job, void *arg)
+static int h_deaf(jobq_job_t *job, void *arg)
 {
 	atomic_fetch_add(&rec->started, 1);
 	jqt_sleep(60);
@@ -383,7 +383,7 @@ static void test_cancel_running(void **state)
 
 /* A running job whose worker does not listen: the worker is killed after
  * the 5 s grace period and the job is cancelled. */
-static void test_cancel_stubborn(void **state)
+static void test_cancel_deaf(void **state)
 {
 	jobq_t *q = open_q(state);
 	uint64_t id;
@@ -392,9 +392,9 @@ static void test_cancel_stubborn(void **state)
 	pid_t w;
 
 	rec = jqt_shared(sizeof(*rec));
-	w = start_worker(0, "stubborn", h_stubborn, 1);
-	wait_served(q, "stubborn", 1);
-	id = submit(q, "stubborn", "{}", NULL);
+	w = start_worker(0, "deaf", h_deaf, 1);
+	wait_served(q, "deaf", 1);
+	id = submit(q, "deaf", "{}", NULL);
 	assert_rc(jqt_job_wait_state(q, id, JOBQ_JOB_RUNNING, 10), 0);
 	/* In the handler: a cancel before it starts would end it at once. */
 	t0 = jqt_now() + 10;
@@ -405,7 +405,7 @@ static void test_cancel_stubborn(void **state)
 	assert_rc(jobq_cancel(q, id), 0);
 	assert_int_equal(jobq_job_wait(q, id, 15), -ECANCELED);
 	took = jqt_now() - t0;
-	print_message("stubborn job cancelled after %.2f s\n", took);
+	print_message("deaf job cancelled after %.2f s\n", took);
 	assert_true(took >= 4.5 && took < 10);
 	assert_rc(jqt_wait_pid(w, 5, &st), 0);
 	assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
@@ -607,11 +607,9 @@ static void test_lease_expiry(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    T(test_priority),	    T(test_delay),
-	    T(test_after),	    T(test_cancel_queued),
-	    T(test_cancel_running), T(test_cancel_stubborn),
-	    T(test_retry_kick),	    T(test_poison_pill),
-	    T(test_lease_expiry),
+	    T(test_priority),	   T(test_delay),	   T(test_after),
+	    T(test_cancel_queued), T(test_cancel_running), T(test_cancel_deaf),
+	    T(test_retry_kick),	   T(test_poison_pill),	   T(test_lease_expiry),
 	};
 
 	jqt_init();
