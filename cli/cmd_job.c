@@ -485,12 +485,17 @@ int cmd_wait(struct cli *c)
 			}
 			fflush(stdout);
 		} else {
+			/* A cancelled job's error text is often just
+			 * "cancelled": not worth saying twice. */
+			bool say = o.len && !(res == -ECANCELED && o.len == 9 &&
+					      !memcmp(o.data, "cancelled", 9));
+
 			progress_end(&w);
 			cli_error("job %" PRIu64 " %s%s%.*s", id,
 				  res == -ECANCELED ? "was cancelled"
 						    : "is dead",
-				  o.len ? ": " : "", (int)o.len,
-				  o.len ? (const char *)o.data : "");
+				  say ? ": " : "", say ? (int)o.len : 0,
+				  say ? (const char *)o.data : "");
 		}
 		jobq_obj_free(&o);
 	}
