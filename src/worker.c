@@ -23,12 +23,23 @@
  * reaps completions: a cancel sets the job's cancelled flag (and is kept
  * in a short list, for a job handed out in the same batch and not started
  * yet); a stop notice is jobq_worker_stop().
+ *
+ * A daemon worker dies with the manager, as a daemon process does with
+ * its parent: a watcher thread looks for the stop notice and for the
+ * manager's end of the socket closing, and if either comes while a
+ * handler runs, the process is killed (SIGKILL, as PR_SET_PDEATHSIG would
+ * do), the job unfinished; the manager counts that attempt as failed.
+ * An idle daemon worker just returns from jobq_worker_run().
  */
 #include <errno.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,6 +53,8 @@
 #define MAX_CAPACITY	 256
 #define RECENT_CANCELS	 64
 #define SLEEP_SLICE_MS	 10
+/* How often a daemon worker's watcher looks for a stop notice. */
+#define WATCH_MS 100
 
 struct handler {
 	char type[JOBQ_TYPE_MAX + 1];
@@ -99,7 +112,12 @@ struct jobq_worker {
 	struct jobq_job *jobs; /* capacity slots */
 
 	_Atomic int stop;
+	_Atomic int stop_notice; /* the manager said stop */
+	_Atomic int in_handler;	 /* a handler runs now */
 	uint64_t stale; /* outcomes the manager refused (-ESTALE) */
+
+	pthread_t watcher; /* daemon workers only */
+	int watch_efd;	   /* ends the watcher; -1: no watcher */
 
 	pthread_mutex_t mu; /* the recent cancels and slot ids vs the hook */
 	uint64_t cancels[RECENT_CANCELS];
@@ -135,6 +153,7 @@ int jobq_worker_new(jobq_worker_t **wp, jobq_t *q,
 	}
 	for (unsigned i = 0; i < cap; i++)
 		w->jobs[i].w = w;
+	w->watch_efd = -1;
 	pthread_mutex_init(&w->mu, NULL);
 	*wp = w;
 	return 0;
@@ -338,6 +357,7 @@ static void on_notice(jobq_t *q, const struct jobq_cqe *c, void *arg)
 	if (c->res == JOBQ_NOTICE_STOP) {
 		/* The caller reaps and then re-checks what it waits for,
 		 * so the flag alone is enough here. */
+		atomic_store(&w->stop_notice, 1);
 		atomic_store(&w->stop, 1);
 		return;
 	}
@@ -453,7 +473,9 @@ static void run_job(struct jobq_worker *w, const struct jobq_cqe *c)
 		jobq_job_fail(job, 1, "cancelled before it started");
 		goto done;
 	}
+	atomic_store(&w->in_handler, 1);
 	rc = job->h->fn(job, job->h->arg);
+	atomic_store(&w->in_handler, 0);
 	if (rc < 0 && !job->failed)
 		jobq_job_fail(job, 0, "%s", jobq_strerror(rc));
 done:
@@ -642,6 +664,84 @@ static int stop_gracefully(struct jobq_worker *w)
 	return err;
 }
 
+/* Has the manager's end of the control socket closed? Anything it sent
+ * is read and dropped, as the client does, so poll() cannot spin on it. */
+static bool manager_gone(jobq_t *q)
+{
+	char b[64];
+
+	for (;;) {
+		ssize_t n = recv(q->sock, b, sizeof(b), MSG_DONTWAIT);
+
+		if (n == 0)
+			return true;
+		if (n < 0)
+			return errno != EAGAIN && errno != EWOULDBLOCK &&
+			       errno != EINTR;
+	}
+}
+
+/*
+ * The watcher of a daemon worker. While a handler runs nobody else reaps,
+ * so it looks for notices itself every WATCH_MS; the socket tells at once
+ * when the manager is gone.
+ */
+static void *watch(void *arg)
+{
+	struct jobq_worker *w = arg;
+
+	for (;;) {
+		struct pollfd p[2] = {
+			{.fd = w->watch_efd, .events = POLLIN},
+			{.fd = w->q->sock, .events = POLLIN},
+		};
+		bool gone = false;
+		int r = poll(p, 2, WATCH_MS);
+
+		if (r > 0 && p[0].revents)
+			return NULL;
+		if (r > 0 && p[1].revents)
+			gone = manager_gone(w->q);
+		if (!gone)
+			jobq__poll(w->q);
+		if ((gone || atomic_load(&w->stop_notice)) &&
+		    atomic_load(&w->in_handler))
+			kill(getpid(), SIGKILL);
+		if (gone)
+			return NULL; /* the worker's loop sees it too */
+	}
+}
+
+static int watch_start(struct jobq_worker *w)
+{
+	int err;
+
+	w->watch_efd = eventfd(0, EFD_CLOEXEC);
+	if (w->watch_efd < 0)
+		return -errno;
+	err = pthread_create(&w->watcher, NULL, watch, w);
+	if (err) {
+		close(w->watch_efd);
+		w->watch_efd = -1;
+		return -err;
+	}
+	return 0;
+}
+
+static void watch_stop(struct jobq_worker *w)
+{
+	uint64_t one = 1;
+
+	if (w->watch_efd < 0)
+		return;
+	if (write(w->watch_efd, &one, sizeof(one)) < 0) {
+		/* Cannot fail on a fresh eventfd: the thread is joined. */
+	}
+	pthread_join(w->watcher, NULL);
+	close(w->watch_efd);
+	w->watch_efd = -1;
+}
+
 /*
  * Leaves nothing of this worker in the handle's request table: outcomes
  * in flight are waited for (answered at once, or failed when the manager
@@ -649,6 +749,7 @@ static int stop_gracefully(struct jobq_worker *w)
  */
 static void finish_run(struct jobq_worker *w)
 {
+	watch_stop(w);
 	collect_done(w);
 	if (w->reserving) {
 		w->reserving = false;
@@ -676,6 +777,13 @@ int jobq_worker_run(jobq_worker_t *w)
 			return err;
 	}
 	jobq__set_notice_hook(w->q, on_notice, w);
+	if (w->daemon && w->watch_efd < 0) {
+		err = watch_start(w);
+		if (err) {
+			jobq__set_notice_hook(w->q, NULL, NULL);
+			return err;
+		}
+	}
 	for (;;) {
 		struct jobq__op op;
 		unsigned want;
