@@ -7,6 +7,10 @@
  * must be no more than the kills: a worker holds one job at a time, so a
  * kill can cost at most the one job it was running. Afterwards the
  * manager must have reaped every killed worker (no zombie children).
+ *
+ * The same again with two workers of the test's own that count each run
+ * of a job in the key/value store, so that runs are counted where they
+ * happen, not inferred from the attempts.
  */
 #include <errno.h>
 #include <signal.h>
@@ -159,11 +163,130 @@ static void test_kill_workers(void **state)
 	free(text);
 }
 
+/* ---- the same with runs counted by the workers themselves -------------- */
+
+/* Counts its runs of a job in the key "run.<id>", then echoes. */
+static int h_counted(jobq_job_t *job, void *arg)
+{
+	jobq_t *q = arg;
+	const jobq_obj_t *a = jobq_job_args(job);
+	char key[40];
+
+	snprintf(key, sizeof(key), "run.%llu",
+		 (unsigned long long)jobq_job_id(job));
+	if (jobq_kv_incr(q, key, 1, NULL))
+		return -EIO;
+	return jobq_job_succeed(job, a->type, a->data, a->len);
+}
+
+static int counted_worker(int idx, void *arg)
+{
+	jobq_t *q = jqt_open_or_die(jqt_cur);
+	jobq_worker_t *w;
+
+	CK_RC(jobq_worker_new(&w, q, NULL), 0);
+	CK_RC(jobq_worker_handle(w, "counted", h_counted, q), 0);
+	jobq_worker_run(w);
+	jobq_worker_free(w);
+	jobq_close(q);
+	return 0;
+}
+
+/*
+ * Two workers of the test's own, one of them SIGKILLed every 200 ms and
+ * replaced at once, while 10,000 jobs flow. Each run of a job is counted
+ * in the store by the handler: every job ran at least once, and the runs
+ * beyond the first are no more than the kills.
+ */
+static void test_kill_counted(void **state)
+{
+	struct jqt_mgr *m = *state;
+	uint64_t *ids = calloc(NJOBS, sizeof(*ids));
+	jobq_obj_t *args = calloc(NJOBS, sizeof(*args));
+	uint64_t seed = 42, twice = 0, never = 0, sum = 0;
+	jobq_t *q = NULL;
+	struct jobq_stats st;
+	pid_t w[2];
+	int kills = 0, submitted = 0, rc;
+	double t0, next, end;
+
+	assert_non_null(ids);
+	assert_non_null(args);
+	assert_rc(jobq_open(&q, m->dir), 0);
+	for (int i = 0; i < NJOBS; i++) {
+		args[i].type = JOBQ_T_BYTES;
+		args[i].data = &ids[i]; /* any 8 bytes */
+		args[i].len = 8;
+	}
+	for (int i = 0; i < 2; i++) {
+		w[i] = jqt_fork(counted_worker, i, NULL);
+		assert_true(w[i] > 0);
+	}
+
+	t0 = jqt_now();
+	next = t0 + 0.2;
+	end = t0 + 240;
+	for (;;) {
+		if (submitted < NJOBS) {
+			rc = jobq_submit_many(q, "counted", &args[submitted],
+					      BATCH, NULL, &ids[submitted]);
+			assert_rc(rc, BATCH);
+			submitted += BATCH;
+		}
+		assert_rc(jobq_stats(q, &st), 0);
+		if (submitted == NJOBS && st.done + st.dead >= NJOBS)
+			break;
+		assert_true(jqt_now() < end);
+		jqt_sleep(2.0 * BATCH / NJOBS);
+		if (jqt_now() >= next) {
+			int k = (int)(jqt_rand(&seed) % 2);
+
+			jqt_kill_child(w[k]);
+			kills++;
+			w[k] = jqt_fork(counted_worker, k, NULL);
+			assert_true(w[k] > 0);
+			next += 0.2;
+		}
+	}
+	print_message("%d jobs in %.2f s with %d workers killed\n", NJOBS,
+		      jqt_now() - t0, kills);
+
+	for (int i = 0; i < NJOBS; i++) {
+		char key[40];
+		int64_t runs = 0;
+
+		assert_int_equal(jqt_job_state(q, ids[i]), JOBQ_JOB_SUCCEEDED);
+		snprintf(key, sizeof(key), "run.%llu",
+			 (unsigned long long)ids[i]);
+		/* incr by 0 reads the count. */
+		assert_rc(jobq_kv_incr(q, key, 0, &runs), 0);
+		if (runs < 1)
+			never++;
+		if (runs > 1)
+			twice += (uint64_t)(runs - 1);
+		sum += (uint64_t)runs;
+	}
+	print_message("runs %llu, never run %llu, run again %llu, kills %d\n",
+		      (unsigned long long)sum, (unsigned long long)never,
+		      (unsigned long long)twice, kills);
+	assert_int_equal(never, 0);
+	assert_true(kills >= 5);
+	assert_true(twice <= (uint64_t)kills);
+
+	for (int i = 0; i < 2; i++)
+		jqt_kill_child(w[i]);
+	jobq_close(q);
+	free(ids);
+	free(args);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_kill_workers,
 					    jqt_setup_workers, jqt_teardown),
+	    cmocka_unit_test_setup_teardown(test_kill_counted, jqt_setup,
+					    jqt_teardown),
 	};
 
 	jqt_init();
