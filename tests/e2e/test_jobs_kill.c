@@ -176,6 +176,9 @@ static int h_counted(jobq_job_t *job, void *arg)
 		 (unsigned long long)jobq_job_id(job));
 	if (jobq_kv_incr(q, key, 1, NULL))
 		return -EIO;
+	/* Busy for a while after counting, so that kills land between the
+	 * count and the answer: those runs must come back and count twice. */
+	jqt_sleep(0.0003);
 	return jobq_job_succeed(job, a->type, a->data, a->len);
 }
 
