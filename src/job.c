@@ -35,10 +35,10 @@
 #define ALL_CHUNK 256
 
 static const char *const state_names[] = {
-	[JOBQ_JOB_WAITING] = "waiting",	    [JOBQ_JOB_DELAYED] = "delayed",
-	[JOBQ_JOB_READY] = "ready",	    [JOBQ_JOB_RUNNING] = "running",
-	[JOBQ_JOB_SUCCEEDED] = "succeeded", [JOBQ_JOB_FAILED] = "failed",
-	[JOBQ_JOB_DEAD] = "dead",	    [JOBQ_JOB_CANCELLED] = "cancelled",
+    [JOBQ_JOB_WAITING] = "waiting",	[JOBQ_JOB_DELAYED] = "delayed",
+    [JOBQ_JOB_READY] = "ready",		[JOBQ_JOB_RUNNING] = "running",
+    [JOBQ_JOB_SUCCEEDED] = "succeeded", [JOBQ_JOB_FAILED] = "failed",
+    [JOBQ_JOB_DEAD] = "dead",		[JOBQ_JOB_CANCELLED] = "cancelled",
 };
 
 const char *jobq_job_state_name(int state)
@@ -146,10 +146,9 @@ static int tmpl_init(jobq_t *q, const char *type,
 	else if (o->retries == 0)
 		attempts = DEFAULT_RETRIES + 1;
 	else
-		attempts = o->retries >= MAX_ATTEMPTS ? MAX_ATTEMPTS
-						      : o->retries + 1;
-	err = jobq__queue_resolve(q, o->queue ? o->queue : DEFAULT_QUEUE,
-				  &qid);
+		attempts =
+		    o->retries >= MAX_ATTEMPTS ? MAX_ATTEMPTS : o->retries + 1;
+	err = jobq__queue_resolve(q, o->queue ? o->queue : DEFAULT_QUEUE, &qid);
 	if (err)
 		return err;
 
@@ -171,8 +170,8 @@ static int tmpl_init(jobq_t *q, const char *type,
 	 * without ids there is no padding (as the manager reads it). */
 	head = sizeof(t->w) + type_len + unique_len;
 	pad = o->nafter ? (8 - head % 8) % 8 : 0;
-	t->tail_len = type_len + unique_len + pad +
-		      o->nafter * sizeof(uint64_t);
+	t->tail_len =
+	    type_len + unique_len + pad + o->nafter * sizeof(uint64_t);
 	t->tail = calloc(1, t->tail_len);
 	if (!t->tail)
 		return -ENOMEM;
@@ -860,8 +859,8 @@ static bool map_any_done(jobq_t *q, void *arg)
 	return false;
 }
 
-int jobq_map(jobq_t *q, const char *type, const jobq_obj_t *inputs,
-	     size_t n, size_t window, const struct jobq_submit_opts *opts,
+int jobq_map(jobq_t *q, const char *type, const jobq_obj_t *inputs, size_t n,
+	     size_t window, const struct jobq_submit_opts *opts,
 	     jobq_obj_t *results, double timeout)
 {
 	int64_t tmo = jobq__timeout_ns(timeout);

@@ -227,7 +227,8 @@ static bool job_tables_ok(jobq_t *q)
 			(uint64_t)h->max_jobs * sizeof(struct jobq_job_rec)) &&
 	       range_ok(q, h->jobidx_off, (uint64_t)slots * sizeof(uint64_t)) &&
 	       range_ok(q, h->types_off,
-			(uint64_t)h->max_types * sizeof(struct jobq_type_rec)) &&
+			(uint64_t)h->max_types *
+			    sizeof(struct jobq_type_rec)) &&
 	       range_ok(q, h->workers_off,
 			(uint64_t)h->max_clients *
 			    sizeof(struct jobq_worker_rec));
@@ -282,8 +283,8 @@ static int read_job(jobq_t *q, const struct jobq_job_rec *rec,
 				    it.len > q->max_object) {
 					err = -EIO;
 				} else if ((size_t)it.len + 1 > cap) {
-					char *nb = realloc(buf,
-							   (size_t)it.len + 1);
+					char *nb =
+					    realloc(buf, (size_t)it.len + 1);
 
 					if (!nb) {
 						free(buf);
@@ -385,7 +386,8 @@ int jobq__type_read(jobq_t *q, uint32_t type_id, char name[JOBQ_TYPE_MAX + 1],
 	t += type_id;
 	do {
 		s = seq_read_begin(&t->seq);
-		memcpy((char *)&c + sizeof(c.seq), (const char *)t + sizeof(t->seq),
+		memcpy((char *)&c + sizeof(c.seq),
+		       (const char *)t + sizeof(t->seq),
 		       sizeof(c) - sizeof(c.seq));
 	} while (seq_read_retry(&t->seq, s));
 	if (!c.in_use)

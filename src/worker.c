@@ -114,7 +114,7 @@ struct jobq_worker {
 	_Atomic int stop;
 	_Atomic int stop_notice; /* the manager said stop */
 	_Atomic int in_handler;	 /* a handler runs now */
-	uint64_t stale; /* outcomes the manager refused (-ESTALE) */
+	uint64_t stale;		 /* outcomes the manager refused (-ESTALE) */
 
 	pthread_t watcher; /* daemon workers only */
 	int watch_efd;	   /* ends the watcher; -1: no watcher */
@@ -458,12 +458,13 @@ static void run_job(struct jobq_worker *w, const struct jobq_cqe *c)
 	memset(&job->args, 0, sizeof(job->args));
 
 	if (!job->h) {
-		jobq_job_fail(job, 1, "this worker has no handler for job "
-				      "type %u", c->type);
+		jobq_job_fail(job, 1,
+			      "this worker has no handler for job "
+			      "type %u",
+			      c->type);
 		goto done;
 	}
-	err = jobq__job_lookup(w->q, c->val, &rec, JOBQ__ITEM_ARGS,
-			       &job->args);
+	err = jobq__job_lookup(w->q, c->val, &rec, JOBQ__ITEM_ARGS, &job->args);
 	if (err) {
 		jobq_job_fail(job, 0, "cannot read the args of job %llu: %s",
 			      (unsigned long long)c->val, jobq_strerror(err));
@@ -489,16 +490,15 @@ static void done_op(jobq_job_t *job, struct jobq__op *op)
 	if (job->failed) {
 		const char *e = job->error ? job->error : "the job failed";
 
-		jobq__op_init(op, &job->done_req, JOBQ_OP_W_DONE, e,
-			      strlen(e));
+		jobq__op_init(op, &job->done_req, JOBQ_OP_W_DONE, e, strlen(e));
 		op->sqe.type = JOBQ_T_TEXT;
-		op->sqe.flags = JOBQ_SQE_FAIL |
-				(job->final ? JOBQ_SQE_FINAL : 0);
+		op->sqe.flags =
+		    JOBQ_SQE_FAIL | (job->final ? JOBQ_SQE_FINAL : 0);
 	} else {
 		jobq__op_init(op, &job->done_req, JOBQ_OP_W_DONE,
 			      job->result.data, job->result.len);
-		op->sqe.type = job->result.data ? job->result.type
-						: JOBQ_T_NONE;
+		op->sqe.type =
+		    job->result.data ? job->result.type : JOBQ_T_NONE;
 	}
 	op->sqe.arg0 = atomic_load(&job->id);
 	op->sqe.arg1 = job->attempt;
@@ -692,8 +692,8 @@ static void *watch(void *arg)
 
 	for (;;) {
 		struct pollfd p[2] = {
-			{.fd = w->watch_efd, .events = POLLIN},
-			{.fd = w->q->sock, .events = POLLIN},
+		    {.fd = w->watch_efd, .events = POLLIN},
+		    {.fd = w->q->sock, .events = POLLIN},
 		};
 		bool gone = false;
 		int r = poll(p, 2, WATCH_MS);
@@ -875,9 +875,10 @@ static int sleep_handler(jobq_job_t *job, void *arg)
 	ms = json_object_get(v, "ms");
 	if (!json_is_integer(ms) || json_integer_value(ms) < 0) {
 		json_decref(v);
-		return jobq_job_fail(job, 1, "sleep: args need \"ms\": a "
-					     "whole number of milliseconds "
-					     ">= 0, as in {\"ms\": 100}");
+		return jobq_job_fail(job, 1,
+				     "sleep: args need \"ms\": a "
+				     "whole number of milliseconds "
+				     ">= 0, as in {\"ms\": 100}");
 	}
 	total = left = json_integer_value(ms);
 	json_decref(v);
@@ -885,13 +886,14 @@ static int sleep_handler(jobq_job_t *job, void *arg)
 	while (left > 0) {
 		long long slice = left < SLEEP_SLICE_MS ? left : SLEEP_SLICE_MS;
 		struct timespec ts = {
-			.tv_sec = 0,
-			.tv_nsec = (long)slice * 1000000L,
+		    .tv_sec = 0,
+		    .tv_nsec = (long)slice * 1000000L,
 		};
 
 		if (jobq_job_cancelled(job))
-			return jobq_job_fail(job, 1, "sleep: cancelled after "
-						     "%lld ms",
+			return jobq_job_fail(job, 1,
+					     "sleep: cancelled after "
+					     "%lld ms",
 					     total - left);
 		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 			; /* a signal: sleep what is left of the slice */
@@ -913,7 +915,8 @@ static int fail_handler(jobq_job_t *job, void *arg)
 	e = json_object_get(v, "error");
 	if (e && !json_is_string(e)) {
 		json_decref(v);
-		return jobq_job_fail(job, 1, "fail: \"error\" must be a string");
+		return jobq_job_fail(job, 1,
+				     "fail: \"error\" must be a string");
 	}
 	rc = jobq_job_fail(job, 0, "%s",
 			   e ? json_string_value(e) : "failed as asked");
