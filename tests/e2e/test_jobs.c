@@ -359,6 +359,29 @@ static void test_cancel_queued(void **state)
 	jobq_close(q);
 }
 
+/* A job of a type nobody serves stays ready until a worker for it comes. */
+static void test_unknown_type(void **state)
+{
+	jobq_t *q = open_q(state);
+	uint64_t id;
+	pid_t w;
+
+	rec = jqt_shared(sizeof(*rec));
+	id = submit(q, "late-type", "{\"x\": 1}", NULL);
+	jqt_sleep(0.3);
+	assert_int_equal(jqt_job_state(q, id), JOBQ_JOB_READY);
+	assert_int_equal(info(q, id).type_has_worker, 0);
+	assert_int_equal(info(q, id).attempts, 0);
+	assert_int_equal(jobq_job_wait(q, id, 0.1), -ETIMEDOUT);
+
+	w = start_worker(0, "late-type", h_record, 1);
+	assert_rc(jobq_job_wait(q, id, 10), 0);
+	assert_int_equal(info(q, id).type_has_worker, 1);
+	assert_int_equal(atomic_load(&rec->n), 1);
+	stop_worker(w);
+	jobq_close(q);
+}
+
 /* A running job whose worker listens: cancelled soon. */
 static void test_cancel_running(void **state)
 {
@@ -610,6 +633,7 @@ int main(void)
 	    T(test_priority),	   T(test_delay),	   T(test_after),
 	    T(test_cancel_queued), T(test_cancel_running), T(test_cancel_deaf),
 	    T(test_retry_kick),	   T(test_poison_pill),	   T(test_lease_expiry),
+	    T(test_unknown_type),
 	};
 
 	jqt_init();
