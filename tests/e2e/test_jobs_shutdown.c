@@ -143,6 +143,10 @@ static void test_graceful(void **state)
 	assert_rc(jqt_job_wait_state(q, a, JOBQ_JOB_RUNNING, 10), 0);
 	assert_rc(jqt_job_wait_state(q, b, JOBQ_JOB_RUNNING, 10), 0);
 	jobq_close(q);
+	/* While it runs, the manager's children are its two workers, alive. */
+	left = jqt_proc_children(m->pid, pids, states, 16);
+	assert_int_equal(left, 2);
+	assert_true(states[0] != 'Z' && states[1] != 'Z');
 
 	/* The manager alone gets the signal, as from `kill PID`. */
 	assert_int_equal(kill(m->pid, SIGTERM), 0);
