@@ -204,6 +204,62 @@ static void test_manager_killed(void **state)
 	assert_int_equal(jqt_mgr_restart(m, NULL), 0);
 }
 
+/*
+ * The manager's own workers: daemon ones (the default) are killed at once
+ * on SIGTERM, their sleep unfinished; with --workers-nondaemon the manager
+ * waits for the running sleep to end. The time to exit tells which.
+ */
+static double builtin_shutdown(const char *const *args, int ms)
+{
+	struct jqt_mgr m;
+	jobq_t *q = NULL;
+	char json[32];
+	pid_t pid;
+	uint64_t id;
+	double t0, took;
+
+	assert_int_equal(jqt_mgr_start(&m, args), 0);
+	assert_rc(jobq_open(&q, m.dir), 0);
+	assert_int_equal(wait_supervised(q, &pid, 1), 1);
+	snprintf(json, sizeof(json), "{\"ms\": %d}", ms);
+	assert_rc(
+	    jobq_submit(q, "sleep", JOBQ_T_JSON, json, strlen(json), NULL, &id),
+	    0);
+	assert_rc(jqt_job_wait_state(q, id, JOBQ_JOB_RUNNING, 10), 0);
+	jobq_close(q);
+	t0 = jqt_now();
+	assert_int_equal(kill(m.pid, SIGTERM), 0);
+	assert_rc(jqt_mgr_wait_exit(&m, 20), 0);
+	took = jqt_now() - t0;
+	assert_true(jqt_status_ok(m.exit_status));
+	assert_true(gone(pid, 2));
+	jqt_mgr_stop(&m);
+	return took;
+}
+
+static void test_builtin_daemon(void **state)
+{
+	static const char *const args[] = {"--workers", "1", NULL};
+	double took = builtin_shutdown(args, 5000);
+
+	print_message("daemon built-in worker: manager gone %.3f s after "
+		      "SIGTERM, a 5 s sleep running\n",
+		      took);
+	assert_true(took < 2);
+}
+
+static void test_builtin_nondaemon(void **state)
+{
+	static const char *const args[] = {"--workers", "1",
+					   "--workers-nondaemon", NULL};
+	double took = builtin_shutdown(args, 1500);
+
+	print_message("non-daemon built-in worker: manager gone %.3f s after "
+		      "SIGTERM, a 1.5 s sleep running\n",
+		      took);
+	assert_true(took >= 1.0);
+}
+
 #define W(f) cmocka_unit_test_setup_teardown(f, jqt_setup_workers, jqt_teardown)
 
 int main(void)
@@ -211,6 +267,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    W(test_graceful),
 	    W(test_manager_killed),
+	    cmocka_unit_test(test_builtin_daemon),
+	    cmocka_unit_test(test_builtin_nondaemon),
 	};
 
 	jqt_init();
