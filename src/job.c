@@ -33,6 +33,8 @@
 #define ANY_SLICE_NS (2 * JOBQ__NSEC_PER_SEC)
 /* Waits sent at once by jobq_wait_all(), well inside the completion ring. */
 #define ALL_CHUNK 256
+/* Submits jobq_submit_many() prepares at once. */
+#define MANY_CHUNK 4096
 
 static const char *const state_names[] = {
     [JOBQ_JOB_WAITING] = "waiting",	[JOBQ_JOB_DELAYED] = "delayed",
@@ -266,8 +268,8 @@ int jobq_submit_many(jobq_t *q, const char *type, const jobq_obj_t *args,
 	struct jobq_req *reqs = NULL, **rp = NULL;
 	struct jobq__op *ops = NULL;
 	struct submit_tmpl t;
-	size_t ok, i;
-	int err, sent;
+	size_t ok, done = 0, chunk;
+	int err;
 
 	if (!n)
 		return 0;
@@ -283,40 +285,57 @@ int jobq_submit_many(jobq_t *q, const char *type, const jobq_obj_t *args,
 	err = tmpl_init(q, type, opts, &t);
 	if (err)
 		return err;
-	ws = calloc(ok, sizeof(*ws));
-	reqs = calloc(ok, sizeof(*reqs));
-	rp = calloc(ok, sizeof(*rp));
-	ops = calloc(ok, sizeof(*ops));
+	/* The request records of a chunk at a time: a batch of millions
+	 * must not cost hundreds of bytes per job at once. */
+	chunk = ok < MANY_CHUNK ? ok : MANY_CHUNK;
+	ws = calloc(chunk, sizeof(*ws));
+	reqs = calloc(chunk, sizeof(*reqs));
+	rp = calloc(chunk, sizeof(*rp));
+	ops = calloc(chunk, sizeof(*ops));
 	if (!ws || !reqs || !rp || !ops) {
 		err = -ENOMEM;
 		goto out;
 	}
-	for (i = 0; i < ok; i++) {
-		submit_op(&ops[i], &reqs[i], &t, &ws[i], args[i].type,
-			  args[i].data, args[i].len);
-		rp[i] = &reqs[i];
+	while (done < ok) {
+		size_t k = ok - done < chunk ? ok - done : chunk, i;
+		int sent;
+
+		for (i = 0; i < k; i++) {
+			const jobq_obj_t *a = &args[done + i];
+
+			memset(&reqs[i], 0, sizeof(reqs[i]));
+			submit_op(&ops[i], &reqs[i], &t, &ws[i], a->type,
+				  a->data, a->len);
+			rp[i] = &reqs[i];
+		}
+		/* One submission: the entries go out with one tail store
+		 * and one wake-up, in as few pieces as the rings allow. */
+		sent = jobq__submit(q, ops, k);
+		if (sent < 0) {
+			err = done ? 0 : sent;
+			goto out;
+		}
+		jobq__wait(q, rp, (size_t)sent);
+		for (i = 0; i < (size_t)sent; i++) {
+			if (reqs[i].res < 0)
+				break;
+			ids[done + i] = reqs[i].val;
+		}
+		if (i < k) {
+			err = done + i ? 0 : reqs[i < (size_t)sent ? i : 0].res;
+			done += i;
+			goto out;
+		}
+		done += k;
 	}
-	/* One submission: the entries go out with one tail store and one
-	 * wake-up, in as few pieces as the rings allow. */
-	sent = jobq__submit(q, ops, ok);
-	if (sent < 0) {
-		err = sent;
-		goto out;
-	}
-	jobq__wait(q, rp, (size_t)sent);
-	for (i = 0; i < (size_t)sent; i++) {
-		if (reqs[i].res < 0)
-			break;
-		ids[i] = reqs[i].val;
-	}
-	err = i ? (int)i : reqs[0].res;
+	err = 0;
 out:
 	tmpl_free(&t);
 	free(ws);
 	free(reqs);
 	free(rp);
 	free(ops);
-	return err;
+	return done ? (int)done : err;
 }
 
 /* ------------------------------------------------------------------------
