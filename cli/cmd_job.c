@@ -431,6 +431,11 @@ int cmd_wait(struct cli *c)
 			double left = deadline - mono_now();
 			double slice = left < 0.1 ? left : 0.1;
 
+			/* Past the deadline one look is still taken (timeout
+			 * 0), so --nowait reports a job that is final. */
+			res = jobq_job_wait(c->q, id, slice > 0 ? slice : 0);
+			if (res != -ETIMEDOUT && res != -EAGAIN)
+				break;
 			if (slice <= 0) {
 				progress_end(&w);
 				rc = cli_timeout_msg(
@@ -438,9 +443,6 @@ int cmd_wait(struct cli *c)
 				    id, timeout);
 				goto out;
 			}
-			res = jobq_job_wait(c->q, id, slice);
-			if (res != -ETIMEDOUT && res != -EAGAIN)
-				break;
 			progress(c, &w, false);
 		}
 		progress(c, &w, false);
