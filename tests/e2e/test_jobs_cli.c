@@ -133,6 +133,11 @@ static void test_submit_wait_show(void **state)
 	/* JSON as one line. */
 	assert_string_equal(o.out, "{\"a\":[1,2],\"s\":\"x\"}\n");
 	jqt_out_free(&o);
+	/* A final job needs no waiting: --nowait still reports it. */
+	CLI(&o, "wait", a, "--nowait");
+	assert_int_equal(o.code, 0);
+	assert_string_equal(o.out, "{\"a\":[1,2],\"s\":\"x\"}\n");
+	jqt_out_free(&o);
 
 	/* Several ids: results in the order given; not a terminal, so no
 	 * progress bar escapes on stderr. */
