@@ -813,7 +813,12 @@ int jobq_worker_run(jobq_worker_t *w)
 		err = jobq__wait_until(w->q, reserved_or_stop, w, 0);
 		if (err)
 			break;
-		if (w->reserving && w->res->r.done) {
+		/* Unless a stop came (its path waits for the reservation
+		 * itself), the predicate saw the reservation done under
+		 * q->mu, in this thread: its jobs can be read. */
+		if (atomic_load(&w->stop))
+			continue;
+		if (w->reserving) {
 			err = take_reservation(w);
 			/* A manager that is shutting down refuses to hand out
 			 * more (JOBQ_ECLOSED as the answer, the connection
