@@ -477,6 +477,83 @@ static void test_pause_parallel(void **state)
 	jqt_out_free(&o);
 }
 
+/* A string member of a `jobq show ID --json`, copied. */
+static char *show_field(struct jqt_mgr *m, const char *id, const char *key)
+{
+	struct jqt_out o;
+	json_t *j, *v;
+	char *r;
+
+	CLI(&o, "show", id, "--json");
+	assert_int_equal(o.code, 0);
+	j = parse_json(&o);
+	v = json_object_get(j, key);
+	r = malloc(64);
+	assert_non_null(r);
+	if (json_is_string(v))
+		snprintf(r, 64, "%s", json_string_value(v));
+	else if (json_is_integer(v))
+		snprintf(r, 64, "%lld", (long long)json_integer_value(v));
+	else
+		snprintf(r, 64, "%s", json_is_null(v) ? "null" : "other");
+	json_decref(j);
+	jqt_out_free(&o);
+	return r;
+}
+
+#define ASSERT_FIELD(id, key, want)                                            \
+	do {                                                                   \
+		char *v_ = show_field(m, (id), (key));                         \
+		if (strcmp(v_, (want)))                                        \
+			print_error("job %s: %s is %s, expected %s\n", (id),   \
+				    (key), v_, (want));                        \
+		assert_string_equal(v_, (want));                               \
+		free(v_);                                                      \
+	} while (0)
+
+static void test_submit_options(void **state)
+{
+	struct jqt_mgr *m = *state;
+	struct jqt_out o;
+	char d[24], a[24], b[24], r[24], after[48];
+
+	wait_workers(m, 2);
+	idstr(d, SUBMIT("echo", "{}", "--delay", "0.5"));
+	ASSERT_FIELD(d, "state", "delayed");
+	{
+		char *run_at = show_field(m, d, "run_at");
+
+		assert_int_equal(strlen(run_at), 27);
+		free(run_at);
+	}
+	idstr(a, SUBMIT("sleep", "{\"ms\": 300}"));
+	snprintf(after, sizeof(after), "%s,%s", a, d);
+	idstr(b, SUBMIT("echo", "\"after\"", "--after", after));
+	ASSERT_FIELD(b, "state", "waiting");
+	CLI(&o, "wait", b, "--timeout", "10");
+	assert_int_equal(o.code, 0);
+	assert_string_equal(o.out, "\"after\"\n");
+	jqt_out_free(&o);
+	ASSERT_FIELD(d, "state", "succeeded");
+	ASSERT_FIELD(a, "state", "succeeded");
+
+	idstr(r, SUBMIT("nobody", "{}", "--retries", "2", "--timeout", "7.5",
+			"--queue", "elsewhere", "--priority", "-4"));
+	ASSERT_FIELD(r, "max_attempts", "3");
+	ASSERT_FIELD(r, "priority", "-4");
+	ASSERT_FIELD(r, "queue", "elsewhere");
+	ASSERT_FIELD(r, "state", "ready");
+	CLI(&o, "submit", "echo", "{}", "--timeout", "0");
+	assert_int_equal(o.code, 2);
+	jqt_out_free(&o);
+	CLI(&o, "submit", "echo", "{}", "--retries", "-1");
+	assert_int_equal(o.code, 2);
+	jqt_out_free(&o);
+	CLI(&o, "submit", "echo", "{}", "--nowait");
+	assert_int_equal(o.code, 2);
+	jqt_out_free(&o);
+}
+
 /* `jobq worker` serves jobs from a shell and stops on SIGTERM. */
 static int run_cli_worker(int idx, void *arg)
 {
@@ -519,7 +596,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    W(test_submit_wait_show), W(test_fail_timeout_cancel),
 	    T(test_bad_input),	      W(test_ls_workers),
-	    W(test_pause_parallel),   T(test_cli_worker),
+	    W(test_pause_parallel),   W(test_submit_options),
+	    T(test_cli_worker),
 	};
 
 	jqt_init();
