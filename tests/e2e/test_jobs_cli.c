@@ -8,6 +8,8 @@
  * job, --durable without a journal.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -554,6 +556,70 @@ static void test_submit_options(void **state)
 	jqt_out_free(&o);
 }
 
+/*
+ * `jobq wait` for many jobs with stderr on a terminal draws a progress bar
+ * ("[#####.....] 1/3", redrawn after a carriage return) there.
+ */
+static void test_wait_progress_bar(void **state)
+{
+	struct jqt_mgr *m = *state;
+	char ids[3][24], buf[8192];
+	size_t len = 0;
+	int pty, st;
+	double end;
+	pid_t pid;
+
+	wait_workers(m, 2);
+	for (int i = 0; i < 3; i++)
+		idstr(ids[i], SUBMIT("sleep", i == 0   ? "{\"ms\": 300}"
+					      : i == 1 ? "{\"ms\": 600}"
+						       : "{\"ms\": 900}"));
+	pty = posix_openpt(O_RDWR | O_NOCTTY);
+	assert_true(pty >= 0);
+	assert_int_equal(grantpt(pty), 0);
+	assert_int_equal(unlockpt(pty), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int tty = open(ptsname(pty), O_RDWR | O_NOCTTY);
+		int null = open("/dev/null", O_WRONLY);
+
+		if (tty < 0 || null < 0)
+			_exit(126);
+		dup2(null, STDOUT_FILENO);
+		dup2(tty, STDERR_FILENO);
+		execl(jqt_jobq_path(), "jobq", "--dir", m->dir, "wait", ids[0],
+		      ids[1], ids[2], "--timeout", "20", (char *)NULL);
+		_exit(127);
+	}
+	jqt_track_pid(pid);
+	/* Read until the child is gone and the terminal has nothing more. */
+	end = jqt_now() + 25;
+	for (;;) {
+		struct pollfd p = {.fd = pty, .events = POLLIN};
+		ssize_t n;
+
+		if (poll(&p, 1, 100) > 0 && len < sizeof(buf) - 1) {
+			n = read(pty, buf + len, sizeof(buf) - 1 - len);
+			if (n > 0) {
+				len += (size_t)n;
+				continue;
+			}
+			if (n < 0 && errno != EAGAIN && errno != EINTR)
+				break; /* EIO: the other side is closed */
+		}
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			break;
+		assert_true(jqt_now() < end);
+	}
+	jqt_untrack_pid(pid);
+	close(pty);
+	buf[len] = '\0';
+	assert_non_null(strchr(buf, '\r'));
+	assert_non_null(strstr(buf, "/3"));
+	assert_non_null(strstr(buf, "[#"));
+}
+
 /* `jobq worker` serves jobs from a shell and stops on SIGTERM. */
 static int run_cli_worker(int idx, void *arg)
 {
@@ -594,10 +660,10 @@ static void test_cli_worker(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    W(test_submit_wait_show), W(test_fail_timeout_cancel),
-	    T(test_bad_input),	      W(test_ls_workers),
-	    W(test_pause_parallel),   W(test_submit_options),
-	    T(test_cli_worker),
+	    W(test_submit_wait_show),  W(test_fail_timeout_cancel),
+	    T(test_bad_input),	       W(test_ls_workers),
+	    W(test_pause_parallel),    W(test_submit_options),
+	    W(test_wait_progress_bar), T(test_cli_worker),
 	};
 
 	jqt_init();
