@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,9 +68,10 @@ static int parse_state(const char *s)
 }
 
 /*
- * obj_json - an object as a JSON value: JSON payloads as the value they
- * hold, text and bytes as a string (or, when not UTF-8, a base64 string
- * under "<name>_base64", which cli_json_data() sets on @into).
+ * set_obj - set member @name of @into to object @o: a JSON payload as the
+ * value it holds, text and bytes as a string (or, when not UTF-8, a base64
+ * string under "<name>_base64", which cli_json_data() sets), none as null.
+ * Returns 0 or -ENOMEM.
  */
 static int set_obj(json_t *into, const char *name, const jobq_obj_t *o)
 {
