@@ -1004,6 +1004,10 @@ int cmd_worker(struct cli *c)
 				 "1 to 4096",
 				 cv);
 	wo.concurrency = (unsigned)conc;
+	if (tv && !strpbrk(tv, "abcdefghijklmnopqrstuvwxyz"))
+		return cli_usage(c,
+				 "--types: name at least one of echo, sleep, "
+				 "fail");
 	if (tv) {
 		if (!(types = strdup(tv)))
 			return cli_error("out of memory");
