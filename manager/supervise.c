@@ -100,6 +100,9 @@ static void __attribute__((noreturn)) child_exec(const struct child *ch,
 	sigemptyset(&ss);
 	sigprocmask(SIG_SETMASK, &ss, NULL);
 	signal(SIGPIPE, SIG_DFL);
+	/* A group of its own: `sh -c CMD` may fork CMD, and signals to the
+	 * worker go to the whole group so nothing it started is left. */
+	setpgid(0, 0);
 	if (ch->daemon) {
 		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
 			_exit(126);
@@ -145,6 +148,8 @@ static int spawn(struct child *ch)
 		waitpid(pid, NULL, 0);
 		return -e;
 	}
+	/* Also here, so the group exists before we might signal it. */
+	setpgid(pid, pid);
 	ch->pid = pid;
 	ch->pidfd = fd;
 	ch->alive = true;
@@ -226,6 +231,9 @@ void jobq__supervise_exited(uint32_t idx)
 	ch = &V.ch[idx];
 	if (!reap(ch, false, &si))
 		return;
+	/* What it started must not outlive it (the group id stays ours
+	 * while any member lives, so this reaches no one else). */
+	kill(-si.si_pid, SIGKILL);
 	describe_exit(&si, how, sizeof(how));
 	child_name(ch, name, sizeof(name));
 	if (jobq__m.stopping) {
@@ -313,6 +321,7 @@ static void kill_and_reap(bool daemon_only)
 
 		if (!ch->alive || (daemon_only && !ch->daemon))
 			continue;
+		kill(-ch->pid, SIGKILL);
 		kill(ch->pid, SIGKILL);
 		if (reap(ch, true, &si)) {
 			describe_exit(&si, how, sizeof(how));
@@ -339,7 +348,7 @@ bool jobq__supervise_drained(void)
 		kill_and_reap(jobq__m.stop_now ? false : true);
 		for (uint32_t i = 0; i < V.n; i++)
 			if (V.ch[i].alive)
-				kill(V.ch[i].pid, SIGTERM);
+				kill(-V.ch[i].pid, SIGTERM);
 		arm();
 	}
 	if (jobq__m.stop_now) {
