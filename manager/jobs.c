@@ -117,6 +117,7 @@ static struct {
 	uint32_t finq_n, finq_cap;
 	bool need_serve;
 	uint64_t rng;
+	uint32_t tombs;			/* tombstones in the job index */
 } S;
 
 /* ------------------------------------------------------------------------
@@ -191,8 +192,12 @@ static void idx_insert(uint64_t id, uint32_t r)
 	for (;;) {
 		uint64_t v = load_relaxed(&x[i]);
 
-		if (v == 0 || v == IDX_TOMB)
+		if (v == 0)
 			break;
+		if (v == IDX_TOMB) {
+			S.tombs--;
+			break;
+		}
 		i = (i + 1) & m;
 	}
 	store_release(&x[i], id << 24 | (uint64_t)(r + 1));
@@ -234,6 +239,48 @@ static uint32_t lookup(uint64_t id)
 }
 
 /*
+ * idx_sweep - turn every tombstone that no probe needs back into an empty
+ * slot. A live entry at q, d = q - home(q) slots from its home, is found
+ * by probes that cross q-d..q, so a tombstone is needed only when such a
+ * span covers it. Walking backwards from an empty slot, c is how far the
+ * spans of the entries seen since the last empty slot still reach; a
+ * tombstone where c < 0 is crossed by no live entry's probe, and emptying
+ * it cannot hide an entry from a reader probing at the same time. O(slots),
+ * run when tombstones pass an eighth of the slots (there is always an
+ * empty slot then: live entries are at most half of them).
+ */
+static void idx_sweep(void)
+{
+	_Atomic uint64_t *x = jobq__m.st.jobidx;
+	uint32_t m = idx_mask(), e0 = 0;
+	int64_t c = -1;
+
+	while (load_relaxed(&x[e0]) != 0)
+		if (++e0 > m)
+			return;
+	for (uint32_t k = 1; k <= m; k++) {
+		uint32_t p = (e0 - k) & m;
+		uint64_t v = load_relaxed(&x[p]);
+
+		if (v == 0) {
+			c = -1;
+		} else if (v == IDX_TOMB) {
+			if (c < 0) {
+				store_release(&x[p], 0);
+				S.tombs--;
+			}
+		} else {
+			int64_t d = (p - jobq__job_hash(v >> 24)) & m;
+
+			if (d > c)
+				c = d;
+		}
+		if (c >= 0)
+			c--;
+	}
+}
+
+/*
  * idx_delete - remove @id. The slot becomes a tombstone, unless the next
  * slot is empty: then no probe can need it (nothing lies behind it in its
  * cluster), and it and the tombstones right before it become empty again,
@@ -249,6 +296,8 @@ static void idx_delete(uint64_t id)
 		return;
 	if (load_relaxed(&x[(i + 1) & m]) != 0) {
 		store_release(&x[i], IDX_TOMB);
+		if (++S.tombs > (m + 1) / 8)
+			idx_sweep();
 		return;
 	}
 	store_release(&x[i], 0);
@@ -257,6 +306,7 @@ static void idx_delete(uint64_t id)
 		if (load_relaxed(&x[i]) != IDX_TOMB)
 			break;
 		store_release(&x[i], 0);
+		S.tombs--;
 	}
 }
 
@@ -1307,7 +1357,7 @@ int jobq__op_job_wait(struct jq_client *c, const struct jobq_sqe *s)
 {
 	uint32_t r = lookup(s->arg0);
 	struct jq_waiter *w;
-	int err;
+	int err = -ENOMEM;
 
 	if (r == NONE)
 		return -ENOENT;
@@ -1542,7 +1592,7 @@ int jobq__op_w_reserve(struct jq_client *c, const struct jobq_sqe *s)
 {
 	struct jworker *wk = &S.W[c->slot];
 	struct jq_waiter *w;
-	int err;
+	int err = -ENOMEM;
 
 	if (!wk->reg)
 		return jobq__bad(-EINVAL);
