@@ -1,0 +1,590 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_jobs_mgr.c - the manager's job machinery without a running daemon:
+ * a real store (store.c, heap.c) and jobs.c itself, included here so its
+ * static pieces (ready heaps, backoff, index) are reachable, with the event
+ * loop replaced by the seams below: completions are recorded instead of
+ * written to a ring, waiters live on plain lists, and the timer only
+ * remembers its deadline.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "jobs.c"
+
+/* ------------------------------------------------------------------------
+ * Seams: what loop.c, main.c and supervise.c provide to jobs.c.
+ */
+struct jq_mgr jobq__m;
+
+struct posted {
+	uint32_t slot;
+	uint64_t ud;
+	int32_t res;
+	uint32_t flags;
+	uint64_t val;
+	uint32_t len, type;
+};
+
+static struct posted posts[4096];
+static unsigned nposts;
+static uint64_t timer_deadline;
+
+void jobq__log(int level, const char *fmt, ...)
+{
+	(void)level;
+	(void)fmt;
+}
+
+void jobq__post(struct jq_client *c, uint64_t user_data, int32_t res,
+		uint32_t flags, uint64_t val, uint32_t len, uint32_t type)
+{
+	assert_true(nposts < 4096);
+	posts[nposts++] = (struct posted){ c->slot, user_data, res, flags,
+					   val, len, type };
+}
+
+struct jq_waiter *jobq__wait_new(struct jq_client *c,
+				 const struct jobq_sqe *s, int kind, int *err)
+{
+	struct jq_waiter *w = calloc(1, sizeof(*w));
+
+	assert_non_null(w);
+	w->c = c;
+	w->sqe = *s;
+	w->kind = kind;
+	w->tidx = -1;
+	jq_list_init(&w->onode);
+	jq_list_add_tail(&w->cnode, &c->waiters);
+	(void)err;
+	return w;
+}
+
+void jobq__wait_free(struct jq_waiter *w)
+{
+	jobq__job_wait_detach(w);
+	jq_list_del(&w->cnode);
+	free(w);
+}
+
+void jobq__wait_done(struct jq_waiter *w, int32_t res, uint64_t val)
+{
+	struct jq_client *c = w->c;
+	uint64_t ud = w->sqe.user_data;
+
+	jobq__wait_free(w);
+	jobq__post(c, ud, res, 0, val, 0, 0);
+}
+
+const uint8_t *jobq__arena(struct jq_client *c, uint64_t off)
+{
+	return c->region + off;
+}
+
+bool jobq__client_alive(const struct jq_client *c)
+{
+	return c->state == JQ_C_LIVE;
+}
+
+int jobq__bad(int err)
+{
+	return err;
+}
+
+void jobq__timer_arm(int which, uint64_t deadline)
+{
+	if (which == JQ_TIMER_JOBS)
+		timer_deadline = deadline;
+}
+
+void jobq__supervise_flags(pid_t pid, uint32_t *flags)
+{
+	(void)pid;
+	(void)flags;
+}
+
+/* ------------------------------------------------------------------------
+ * Fixture: a store, a queue "default" (id 0), four clients.
+ */
+#define NCLIENTS 4
+static struct jq_client clients[NCLIENTS];
+static uint8_t regions[NCLIENTS][8192];
+
+static int setup(void **state)
+{
+	struct jq_opts *o = &jobq__m.o;
+	char err[256];
+
+	memset(&jobq__m, 0, sizeof(jobq__m));
+	o->memory = 32ull << 20;
+	o->max_object = 1u << 20;
+	o->max_clients = NCLIENTS;
+	o->max_jobs = 4096;
+	o->keep_ns = 3600 * NSEC;
+	assert_int_equal(jobq__store_create(o, err, sizeof(err)), 0);
+	strcpy(jobq__m.st.queues[0].name, "default");
+	jobq__m.st.queues[0].in_use = 1;
+	store_relaxed(&jq_hdr()->nqueues, 1);
+	assert_int_equal(jobq__jobs_init(), 0);
+	jobq__m.clients = clients;
+	for (uint32_t i = 0; i < NCLIENTS; i++) {
+		memset(&clients[i], 0, sizeof(clients[i]));
+		clients[i].slot = i;
+		clients[i].state = JQ_C_LIVE;
+		clients[i].pid = 1000 + (pid_t)i;
+		clients[i].region = regions[i];
+		jq_list_init(&clients[i].waiters);
+	}
+	nposts = 0;
+	(void)state;
+	return 0;
+}
+
+/* Gives back what jobs.c allocated, so leak checkers see a clean run. */
+static void jobs_free(void)
+{
+	struct chash *hs[] = { &S.uq, &S.deps };
+
+	for (uint32_t t = 0; t < jq_hdr()->max_types; t++) {
+		while (S.lanes[t]) {
+			struct lane *l = S.lanes[t];
+
+			S.lanes[t] = l->next;
+			free(l->h);
+			free(l);
+		}
+	}
+	for (unsigned k = 0; k < 2; k++) {
+		for (uint32_t i = 0; i <= hs[k]->mask; i++) {
+			void *p = hs[k]->b[i];
+
+			while (p) {
+				void *nx = *(void **)p;
+
+				free(p);
+				p = nx;
+			}
+		}
+		free(hs[k]->b);
+	}
+	for (uint32_t i = 0; i < NCLIENTS; i++)
+		while (!jq_list_empty(&clients[i].waiters))
+			jobq__wait_free(jq_entry(clients[i].waiters.next,
+						 struct jq_waiter, cnode));
+	free(S.P);
+	free(S.lanes);
+	free(S.type_hash);
+	free(S.W);
+	free(S.tq);
+	free(S.finq);
+	free(S.finq_state);
+}
+
+static int teardown(void **state)
+{
+	jobs_free();
+	jobq__store_destroy();
+	(void)state;
+	return 0;
+}
+
+struct sub {
+	const char *type;
+	int32_t prio;
+	int64_t delay_ns, lease_ns;
+	uint32_t max_attempts;
+	const char *unique;
+	const uint64_t *after;
+	uint32_t nafter;
+};
+
+/* Submits from client 0; returns the result and the id in *id. */
+static int submit(const struct sub *o, uint64_t *id)
+{
+	struct jq_client *c = &clients[0];
+	struct jobq_submit_wire w = {
+		.type_len = (uint32_t)strlen(o->type),
+		.unique_len = o->unique ? (uint32_t)strlen(o->unique) : 0,
+		.nafter = o->nafter,
+		.args_len = 4,
+		.priority = o->prio,
+		.max_attempts = o->max_attempts ? o->max_attempts : 4,
+		.delay_ns = o->delay_ns,
+		.lease_ns = o->lease_ns ? o->lease_ns : 300 * (int64_t)NSEC,
+	};
+	struct jobq_sqe s = { .op = JOBQ_OP_JOB_SUBMIT, .type = JOBQ_T_TEXT };
+	size_t off = sizeof(w);
+	int res;
+
+	memcpy(c->region, &w, sizeof(w));
+	memcpy(c->region + off, o->type, w.type_len);
+	off += w.type_len;
+	if (w.unique_len)
+		memcpy(c->region + off, o->unique, w.unique_len);
+	off += w.unique_len;
+	if (o->nafter) {
+		off = (off + 7) & ~(size_t)7;
+		memcpy(c->region + off, o->after, 8 * o->nafter);
+		off += 8 * o->nafter;
+	}
+	memcpy(c->region + off, "args", 4);
+	s.arena_len = (uint32_t)(off + 4);
+	res = jobq__op_job_submit(c, &s);
+	if (res == JQ_NOREPLY) {
+		res = posts[nposts - 1].res;
+		*id = posts[nposts - 1].val;
+	}
+	return res;
+}
+
+/* Runs an op that takes no arena for client @slot; a self-posted answer is
+ * returned as its res. */
+static int op(int (*fn)(struct jq_client *, const struct jobq_sqe *),
+	      uint32_t slot, struct jobq_sqe s)
+{
+	unsigned before = nposts;
+	int res = fn(&clients[slot], &s);
+
+	if (res == JQ_NOREPLY && nposts > before)
+		res = posts[nposts - 1].res;
+	return res;
+}
+
+static void reg(uint32_t slot, const char *names, uint32_t len, uint32_t cap)
+{
+	struct jobq_sqe s = { .op = JOBQ_OP_W_REGISTER, .arena_len = len,
+			      .arg0 = cap };
+
+	memcpy(clients[slot].region, names, len);
+	assert_int_equal(jobq__op_w_register(&clients[slot], &s), 0);
+}
+
+static unsigned state_of(uint64_t id)
+{
+	uint32_t r = lookup(id);
+
+	return r == NONE ? 0 : J(r)->state;
+}
+
+/* ------------------------------------------------------------------------
+ * Tests.
+ */
+static void test_backoff(void **state)
+{
+	(void)state;
+	assert_int_equal(backoff_ns(1, 1.0), NSEC);
+	assert_int_equal(backoff_ns(2, 1.0), 2 * NSEC);
+	assert_int_equal(backoff_ns(3, 1.0), 4 * NSEC);
+	assert_int_equal(backoff_ns(9, 1.0), 256 * NSEC);
+	assert_int_equal(backoff_ns(10, 1.0), 300 * NSEC);
+	assert_int_equal(backoff_ns(60000, 1.0), 300 * NSEC);
+	assert_int_equal(backoff_ns(1, 0.5), NSEC / 2);
+	assert_int_equal(backoff_ns(2, 1.5), 3 * NSEC);
+}
+
+/* Priority descending, then id ascending; a reserve hands them in that
+ * order, every completion but the last flagged MORE. */
+static void test_priority_order(void **state)
+{
+	static const int32_t prio[] = { 0, 5, -1, 5, 0, 10 };
+	static const uint64_t want[] = { 6, 2, 4, 1, 5, 3 };
+	uint64_t id;
+	unsigned first;
+
+	(void)state;
+	for (unsigned i = 0; i < 6; i++) {
+		struct sub o = { .type = "t", .prio = prio[i] };
+
+		assert_int_equal(submit(&o, &id), 0);
+		assert_int_equal(id, i + 1);
+		assert_int_equal(state_of(id), JOBQ_JS_READY);
+	}
+	assert_int_equal(jobq__m.st.types[0].ready, 6);
+	assert_int_equal(jobq__m.st.types[0].workers, 0);
+	reg(1, "t", 2, 8);
+	assert_int_equal(jobq__m.st.types[0].workers, 1);
+	first = nposts;
+	assert_int_equal(op(jobq__op_w_reserve, 1,
+			    (struct jobq_sqe){ .op = JOBQ_OP_W_RESERVE,
+					       .arg0 = 8 }),
+			 0);
+	assert_int_equal(nposts - first, 6);
+	for (unsigned i = 0; i < 6; i++) {
+		const struct posted *p = &posts[first + i];
+
+		assert_int_equal(p->val, want[i]);
+		assert_int_equal(p->len, 1); /* the attempt */
+		assert_true(p->flags & JOBQ_CQE_JOB);
+		assert_int_equal(!!(p->flags & JOBQ_CQE_MORE), i < 5);
+		assert_int_equal(state_of(want[i]), JOBQ_JS_RUNNING);
+	}
+	assert_int_equal(jobq__m.st.workers[1].running, 6);
+	assert_int_equal(jobq__m.st.queues[0].running, 6);
+	assert_int_equal(jq_hdr()->jobs_by_state[JOBQ_JS_RUNNING], 6);
+}
+
+/* Never more than capacity - running; a parked reserve is served when a
+ * job comes. */
+static void test_capacity_and_parking(void **state)
+{
+	struct sub o = { .type = "t" };
+	uint64_t id;
+	unsigned first;
+
+	(void)state;
+	reg(1, "t", 2, 1);
+	assert_int_equal(submit(&o, &id), 0);
+	assert_int_equal(submit(&o, &id), 0);
+	first = nposts;
+	op(jobq__op_w_reserve, 1,
+	   (struct jobq_sqe){ .op = JOBQ_OP_W_RESERVE, .arg0 = 5 });
+	assert_int_equal(nposts - first, 1);
+	assert_int_equal(posts[first].val, 1);
+	/* Full: try-once says so, a blocking one parks. */
+	assert_int_equal(op(jobq__op_w_reserve, 1,
+			    (struct jobq_sqe){ .op = JOBQ_OP_W_RESERVE,
+					       .arg0 = 1 }),
+			 -EAGAIN);
+	assert_int_equal(op(jobq__op_w_reserve, 1,
+			    (struct jobq_sqe){ .op = JOBQ_OP_W_RESERVE,
+					       .arg0 = 1, .user_data = 77,
+					       .timeout_ns = -1 }),
+			 JQ_NOREPLY);
+	/* Job 1 done: its slot frees and the parked reserve gets job 2. */
+	first = nposts;
+	assert_int_equal(op(jobq__op_w_done, 1,
+			    (struct jobq_sqe){ .op = JOBQ_OP_W_DONE,
+					       .arg0 = 1, .arg1 = 1 }),
+			 0);
+	assert_int_equal(state_of(1), JOBQ_JS_SUCCEEDED);
+	assert_int_equal(nposts - first, 1);
+	assert_int_equal(posts[first].ud, 77);
+	assert_int_equal(posts[first].val, 2);
+	assert_int_equal(load_relaxed(&jq_hdr()->counters.done), 1);
+}
+
+static void test_pause_and_parallel(void **state)
+{
+	struct sub o = { .type = "t" };
+	uint64_t id;
+	unsigned first;
+
+	(void)state;
+	for (int i = 0; i < 3; i++)
+		submit(&o, &id);
+	reg(1, "t", 2, 8);
+	op(jobq__op_q_pause, 0,
+	   (struct jobq_sqe){ .op = JOBQ_OP_Q_PAUSE, .id = 0, .arg0 = 1 });
+	assert_int_equal(op(jobq__op_w_reserve, 1,
+			    (struct jobq_sqe){ .op = JOBQ_OP_W_RESERVE,
+					       .arg0 = 8 }),
+			 -EAGAIN);
+	op(jobq__op_q_parallel, 0,
+	   (struct jobq_sqe){ .op = JOBQ_OP_Q_PARALLEL, .id = 0, .arg0 = 2 });
+	op(jobq__op_q_pause, 0,
+	   (struct jobq_sqe){ .op = JOBQ_OP_Q_PAUSE, .id = 0, .arg0 = 0 });
+	first = nposts;
+	op(jobq__op_w_reserve, 1,
+	   (struct jobq_sqe){ .op = JOBQ_OP_W_RESERVE, .arg0 = 8 });
+	assert_int_equal(nposts - first, 2);
+	assert_int_equal(jobq__m.st.queues[0].running, 2);
+	assert_int_equal(jobq__m.st.queues[0].ready, 1);
+}
+
+/* A lease that runs out fails the attempt; the late answer is refused. */
+static void test_lease_expiry(void **state)
+{
+	struct sub o = { .type = "t", .lease_ns = 1 };
+	uint64_t id;
+
+	(void)state;
+	submit(&o, &id);
+	reg(1, "t", 2, 1);
+	op(jobq__op_w_reserve, 1,
+	   (struct jobq_sqe){ .op = JOBQ_OP_W_RESERVE, .arg0 = 1 });
+	assert_int_equal(state_of(id), JOBQ_JS_RUNNING);
+	assert_true(timer_deadline != 0);
+	jobq__jobs_timer();
+	assert_int_equal(state_of(id), JOBQ_JS_FAILED);
+	assert_true(J(lookup(id))->run_at_ns > jobq__realtime_ns());
+	assert_int_equal(jobq__m.st.workers[1].running, 0);
+	assert_int_equal(op(jobq__op_w_done, 1,
+			    (struct jobq_sqe){ .op = JOBQ_OP_W_DONE,
+					       .arg0 = id, .arg1 = 1 }),
+			 -ESTALE);
+	assert_int_equal(load_relaxed(&jq_hdr()->counters.failed), 1);
+	assert_int_equal(load_relaxed(&jq_hdr()->counters.retried), 1);
+}
+
+/* A dying worker fails its running jobs; the last attempt ends dead. */
+static void test_worker_death(void **state)
+{
+	struct sub o = { .type = "t", .max_attempts = 1 };
+	struct jobq_item *it;
+	uint64_t id;
+
+	(void)state;
+	submit(&o, &id);
+	reg(1, "t", 2, 1);
+	op(jobq__op_w_reserve, 1,
+	   (struct jobq_sqe){ .op = JOBQ_OP_W_RESERVE, .arg0 = 1 });
+	jobq__jobs_drop_client(&clients[1]);
+	assert_int_equal(state_of(id), JOBQ_JS_DEAD);
+	it = jq_ptr(J(lookup(id))->result);
+	assert_int_equal(it->len, strlen("worker died"));
+	assert_memory_equal(it + 1, "worker died", it->len);
+	assert_int_equal(jobq__m.st.types[0].workers, 0);
+	assert_int_equal(jobq__m.st.workers[1].in_use, 0);
+	assert_int_equal(load_relaxed(&jq_hdr()->counters.dead), 1);
+}
+
+static void test_cancel_retry_kick(void **state)
+{
+	struct sub o = { .type = "t", .max_attempts = 1 };
+	struct jobq_sqe s = { .arg0 = 1 };
+	uint64_t id;
+
+	(void)state;
+	submit(&o, &id);
+	assert_int_equal(op(jobq__op_job_cancel, 0, s), 0);
+	assert_int_equal(state_of(1), JOBQ_JS_CANCELLED);
+	assert_int_equal(op(jobq__op_job_cancel, 0, s), -EALREADY);
+	assert_int_equal(op(jobq__op_job_wait, 0, s), JOBQ_JS_CANCELLED);
+	assert_int_equal(op(jobq__op_job_kick, 0, s), -EALREADY);
+	assert_int_equal(op(jobq__op_job_retry, 0, s), 0);
+	assert_int_equal(state_of(1), JOBQ_JS_READY);
+	/* Running: the worker is told; its answer makes it cancelled. */
+	reg(1, "t", 2, 1);
+	op(jobq__op_w_reserve, 1,
+	   (struct jobq_sqe){ .op = JOBQ_OP_W_RESERVE, .arg0 = 1 });
+	assert_int_equal(op(jobq__op_job_cancel, 0, s), 0);
+	assert_int_equal(posts[nposts - 1].ud, JOBQ_UD_NOTICE);
+	assert_int_equal(posts[nposts - 1].res, JOBQ_NOTICE_CANCEL);
+	assert_int_equal(state_of(1), JOBQ_JS_RUNNING);
+	op(jobq__op_w_done, 1,
+	   (struct jobq_sqe){ .op = JOBQ_OP_W_DONE, .arg0 = 1, .arg1 = 1 });
+	assert_int_equal(state_of(1), JOBQ_JS_CANCELLED);
+	/* Dead ones come back with kick. */
+	submit(&o, &id);
+	submit(&o, &id);
+	op(jobq__op_w_reserve, 1,
+	   (struct jobq_sqe){ .op = JOBQ_OP_W_RESERVE, .arg0 = 1 });
+	op(jobq__op_w_done, 1,
+	   (struct jobq_sqe){ .op = JOBQ_OP_W_DONE, .arg0 = 2, .arg1 = 1,
+			      .flags = JOBQ_SQE_FAIL });
+	assert_int_equal(state_of(2), JOBQ_JS_DEAD);
+	assert_int_equal(op(jobq__op_job_kick, 0,
+			    (struct jobq_sqe){ .op = JOBQ_OP_JOB_KICK }),
+			 1);
+	assert_int_equal(state_of(2), JOBQ_JS_READY);
+	assert_int_equal(J(lookup(2))->attempts, 0);
+	assert_int_equal(op(jobq__op_job_cancel, 0,
+			    (struct jobq_sqe){ .arg0 = 99 }),
+			 -ENOENT);
+}
+
+static void test_after_and_unique(void **state)
+{
+	struct sub a = { .type = "t" };
+	uint64_t ida, idb, idc, idu, idu2, bad = 999;
+	struct sub b = { .type = "t", .after = &ida, .nafter = 1 };
+	struct sub c = { .type = "t", .after = &idb, .nafter = 1 };
+	struct sub x = { .type = "t", .after = &bad, .nafter = 1 };
+	struct sub u = { .type = "t", .unique = "key" };
+	struct jobq_item *it;
+
+	(void)state;
+	submit(&a, &ida);
+	submit(&b, &idb);
+	submit(&c, &idc);
+	assert_int_equal(state_of(idb), JOBQ_JS_WAITING);
+	assert_int_equal(submit(&x, &bad), -ENOENT);
+	op(jobq__op_job_cancel, 0, (struct jobq_sqe){ .arg0 = ida });
+	assert_int_equal(state_of(idb), JOBQ_JS_DEAD);
+	assert_int_equal(state_of(idc), JOBQ_JS_DEAD);
+	it = jq_ptr(J(lookup(idc))->result);
+	assert_memory_equal(it + 1, "dependency 2 failed", it->len);
+
+	/* A dependency that succeeds releases its dependent. */
+	submit(&a, &ida);
+	submit(&b, &idb);
+	reg(1, "t", 2, 1);
+	op(jobq__op_w_reserve, 1,
+	   (struct jobq_sqe){ .op = JOBQ_OP_W_RESERVE, .arg0 = 1 });
+	assert_int_equal(posts[nposts - 1].val, ida);
+	op(jobq__op_w_done, 1,
+	   (struct jobq_sqe){ .op = JOBQ_OP_W_DONE, .arg0 = ida, .arg1 = 1 });
+	assert_int_equal(state_of(idb), JOBQ_JS_READY);
+
+	assert_int_equal(submit(&u, &idu), 0);
+	assert_int_equal(submit(&u, &idu2), 1);
+	assert_int_equal(idu2, idu);
+	op(jobq__op_job_cancel, 0, (struct jobq_sqe){ .arg0 = idu });
+	assert_int_equal(submit(&u, &idu2), 0);
+	assert_true(idu2 > idu);
+}
+
+/* The index stays exact and short under many inserts and deletes. */
+static void test_index(void **state)
+{
+	uint32_t slots = jq_hdr()->jobidx_slots, live = 0, tombs = 0;
+	static uint8_t in[200001];
+
+	(void)state;
+	for (uint64_t id = 1; id <= 200000; id++) {
+		idx_insert(id, (uint32_t)(id % 4000));
+		in[id] = 1;
+		/* A window of 3000 live ids, and every seventh step one
+		 * younger id goes early: deletes out of insertion order. */
+		for (uint64_t old = id > 3000 ? id - 3000 : 0; old;
+		     old = (id % 7 == 0 && old + 1000 < id) ? old + 1000 : 0) {
+			if (in[old]) {
+				idx_delete(old);
+				in[old] = 0;
+			}
+		}
+	}
+	for (uint64_t id = 1; id <= 200000; id++)
+		assert_int_equal(idx_slot(id) != NONE, in[id]);
+	for (uint32_t i = 0; i < slots; i++) {
+		uint64_t v = jobq__m.st.jobidx[i];
+
+		live += v && v != IDX_TOMB;
+		tombs += v == IDX_TOMB;
+	}
+	assert_true(live <= 4000);
+	assert_true(tombs <= slots / 8);
+	assert_int_equal(tombs, S.tombs);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_backoff),
+		cmocka_unit_test_setup_teardown(test_priority_order, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_capacity_and_parking,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pause_and_parallel, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_lease_expiry, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_worker_death, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_retry_kick, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_after_and_unique, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_index, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
