@@ -834,11 +834,9 @@ int cmd_queue_set_all(struct cli *c)
 				 pv);
 	if ((rc = cli_connect(c)))
 		return rc;
-	if (c->optval[OPT_MAX_DEPTH] || c->optval[OPT_MAX_BYTES]) {
-		c->optval[OPT_PARALLEL] = NULL;
-		if ((rc = cmd_queue_set(c)))
-			return rc;
-	}
+	if ((c->optval[OPT_MAX_DEPTH] || c->optval[OPT_MAX_BYTES]) &&
+	    (rc = cmd_queue_set(c)))
+		return rc;
 	rc = jobq_queue_parallel(c->q, queue, (unsigned)parallel);
 	snprintf(what, sizeof(what), "queue \"%s\"", queue);
 	if (rc == JOBQ_ELIMIT)

@@ -245,14 +245,9 @@ int cmd_queue_set(struct cli *c)
 
 	if ((rc = cli_check_name(c, "queue", queue)))
 		return rc;
-	if (c->optval[OPT_PARALLEL])
-		return cli_usage(
-		    c, "--parallel limits how many of a queue's jobs "
-		       "run at once, and this jobq has no job "
-		       "commands yet; use --max-depth or --max-bytes");
 	if (!depth && !bytes)
-		return cli_usage(c, "say which limit: --max-depth N or "
-				    "--max-bytes SIZE");
+		return cli_usage(c, "say which limit: --max-depth N, "
+				    "--max-bytes SIZE or --parallel N");
 	if (depth && cli_parse_u64(depth, &opts.max_depth))
 		return cli_usage(c, "--max-depth \"%s\": not a whole number",
 				 depth);
