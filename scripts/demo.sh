@@ -35,8 +35,8 @@ show() {
 	"$@"
 }
 
-step "start a manager (128 MiB store) in $inst"
-"$jobqd" --dir "$inst/jobq" --memory 128M --daemon
+step "start a manager (128 MiB store, 2 built-in workers) in $inst"
+"$jobqd" --dir "$inst/jobq" --memory 128M --workers 2 --daemon
 pid=$(cat "$inst/jobq/jobqd.pid")
 export JOBQ_DIR=$inst/jobq
 show "$jobq" ping
@@ -67,6 +67,26 @@ show "$ex/producer_consumer" --dir "$JOBQ_DIR"
 
 step "ordered locks: opposite lock orders end in -EDEADLK, not a hang"
 show "$ex/ordered_locks" --dir "$JOBQ_DIR"
+
+step "jobs from the shell: submit, wait for the results, look at them"
+# submit ARGS...: show the command and the id it prints; keep the id in $id.
+submit() {
+	local out
+	out=$(show "$jobq" submit "$@")
+	echo "$out"
+	id=${out##*$'\n'}
+}
+submit echo '{"hello": "world"}'; a=$id
+submit sleep '{"ms": 200}' --priority 5; b=$id
+submit fail '{"error": "disk on fire"}' --retries 0; c=$id
+show "$jobq" wait "$a" "$b" "$c" || echo "(exit $?: one job failed, as asked)"
+show "$jobq" show "$c"
+show "$jobq" workers
+show "$jobq" ls
+
+step "jobs from C: apply and apply_async with callbacks, then map over a range"
+show "$ex/apply" --dir "$JOBQ_DIR"
+show "$ex/map" --dir "$JOBQ_DIR"
 
 step "what the manager counted"
 show "$jobq" stats
