@@ -30,7 +30,13 @@ trap cleanup EXIT INT TERM
 step() { printf '\n== %s\n' "$*"; }
 show() {
 	local shown=() a
-	for a in "$@"; do shown+=("$(printf '%q' "$a")"); done
+	for a in "$@"; do
+		if [[ $a =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then
+			shown+=("$a")
+		else
+			shown+=("'${a//\'/\'\\\'\'}'")
+		fi
+	done
 	printf '$ %s\n' "${shown[*]}"
 	"$@"
 }
