@@ -34,7 +34,7 @@ struct posted {
 	uint32_t len, type;
 };
 
-static struct posted posts[4096];
+static struct posted posts[16384];
 static unsigned nposts;
 static uint64_t timer_deadline;
 
@@ -47,7 +47,7 @@ void jobq__log(int level, const char *fmt, ...)
 void jobq__post(struct jq_client *c, uint64_t user_data, int32_t res,
 		uint32_t flags, uint64_t val, uint32_t len, uint32_t type)
 {
-	assert_true(nposts < 4096);
+	assert_true(nposts < 16384);
 	posts[nposts++] = (struct posted){ c->slot, user_data, res, flags,
 					   val, len, type };
 }
@@ -331,6 +331,50 @@ static void test_priority_order(void **state)
 	assert_int_equal(jq_hdr()->jobs_by_state[JOBQ_JS_RUNNING], 6);
 }
 
+/* Random priorities and cancellations: what comes out is every job not
+ * cancelled, best first. */
+static void test_heap_random(void **state)
+{
+	enum { N = 3000 };
+	static int32_t prio[N + 1];
+	static bool cancelled[N + 1];
+	int32_t lastp = INT32_MAX;
+	uint64_t id, lastid = 0;
+	unsigned first, got = 0, want = 0;
+
+	(void)state;
+	srand(7);
+	for (unsigned i = 1; i <= N; i++) {
+		struct sub o = { .type = "t", .prio = rand() % 7 - 3 };
+
+		prio[i] = o.prio;
+		assert_int_equal(submit(&o, &id), 0);
+		assert_int_equal(id, i);
+	}
+	for (unsigned i = 1; i <= N; i++) {
+		cancelled[i] = rand() % 4 == 0;
+		if (cancelled[i])
+			op(jobq__op_job_cancel, 0,
+			   (struct jobq_sqe){ .arg0 = i });
+		else
+			want++;
+	}
+	reg(1, "t", 2, 4096);
+	first = nposts;
+	op(jobq__op_w_reserve, 1,
+	   (struct jobq_sqe){ .op = JOBQ_OP_W_RESERVE, .arg0 = 4096 });
+	for (unsigned k = first; k < nposts; k++) {
+		uint64_t v = posts[k].val;
+
+		assert_false(cancelled[v]);
+		assert_true(prio[v] < lastp || (prio[v] == lastp && v > lastid));
+		lastp = prio[v];
+		lastid = v;
+		got++;
+	}
+	assert_int_equal(got, want);
+}
+
 /* Never more than capacity - running; a parked reserve is served when a
  * job comes. */
 static void test_capacity_and_parking(void **state)
@@ -570,6 +614,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_backoff),
 		cmocka_unit_test_setup_teardown(test_priority_order, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_heap_random, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_capacity_and_parking,
 						setup, teardown),
