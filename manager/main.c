@@ -90,7 +90,8 @@ static void usage(FILE *f)
 		"  --dir DIR          instance directory (default: $JOBQ_DIR,\n"
 		"                     $XDG_RUNTIME_DIR/jobq, /tmp/jobq-$UID)\n"
 		"  --memory SIZE      store size (default 256M)\n"
-		"  --max-object SIZE  largest object (default 16M, < memory/4)\n"
+		"  --max-object SIZE  largest object (default 16M, or memory/8\n"
+		"                     when that is less; < memory/4)\n"
 		"  --max-clients N    most connected clients (default 1024)\n"
 		"  --group GROUP      also serve members of GROUP\n"
 		"  --daemon           run in the background; return once ready\n"
@@ -136,6 +137,7 @@ static void parse_opts(int argc, char **argv, struct jq_opts *o)
 		{ 0 },
 	};
 	const char *dir = NULL;
+	bool max_object_set = false;
 	int ch;
 
 	o->memory = 256ull << 20;
@@ -163,6 +165,7 @@ static void parse_opts(int argc, char **argv, struct jq_opts *o)
 			if (jobq_parse_size(optarg, &o->max_object))
 				bad_usage("--max-object %s: not a size (1M, 16M)",
 					  optarg);
+			max_object_set = true;
 			break;
 		case 'c':
 			errno = 0;
@@ -245,6 +248,10 @@ static void parse_opts(int argc, char **argv, struct jq_opts *o)
 	}
 	if (optind < argc)
 		bad_usage("unexpected argument %s", argv[optind]);
+	/* The default max-object shrinks with a small store; one named on
+	 * the command line is checked as given. */
+	if (!max_object_set && o->max_object >= o->memory / 4)
+		o->max_object = o->memory / 8;
 	if (o->max_object >= o->memory / 4)
 		bad_usage("--max-object must be less than a quarter of "
 			  "--memory (%s)", "jobqd --memory SIZE --max-object SIZE");
