@@ -558,14 +558,18 @@ int main(int argc, char **argv)
 		fail("jobqd: %s", err);
 	}
 	write_pid_file(&m->o);
-	if (jobq__supervise_start())
-		fail("jobqd: out of memory for the worker table");
 	/* After the parent is released: a daemon logs to --log or nowhere,
 	 * never to the terminal it was started from. */
 	report_ready();
 	jobq__log(0, "ready in %s: pid %d, memory %llu, max-object %llu",
 		  m->o.dir, (int)getpid(), (unsigned long long)m->st.size,
 		  (unsigned long long)m->o.max_object);
+	/* Workers start once the parent of a --daemon manager is released:
+	 * they must not hold its terminal or the pipe of whoever waits for
+	 * its output. */
+	if (jobq__supervise_start())
+		jobq__log(0, "out of memory for the worker table: no worker "
+			  "processes started");
 
 	ret = jobq__loop_run();
 
