@@ -217,6 +217,7 @@ int main(int argc, char **argv)
 		t1 = bench_now_ns();
 		ops = c.n;
 		secs = (double)(t1 - t0) / 1e9;
+		free(w);
 		break;
 	}
 	jobq_close(q);
@@ -226,5 +227,7 @@ int main(int argc, char **argv)
 	       "threads=%d mode=%s secs=%.3f\n",
 	       c.mode == M_GET ? "get" : "set", (double)ops / secs, ops, c.keys,
 	       c.size, c.mode == M_SET_MT ? c.threads : 1, names[c.mode], secs);
+	free(c.key);
+	free(c.value);
 	return 0;
 }

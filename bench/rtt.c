@@ -280,5 +280,7 @@ int main(int argc, char **argv)
 		printf("RESULT metric=rtt_per_s value=%.1f n=%ld %s\n",
 		       sum > 0 ? (double)got * 1e9 / sum : 0.0, got, extra);
 	}
+	free(lat);
+	free(buf);
 	return 0;
 }
