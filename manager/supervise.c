@@ -15,6 +15,12 @@
  * and are waited for up to the grace period while the loop goes on serving
  * their W_DONE, then killed.
  *
+ * A worker runs in a process group of its own, and jobqd is a child
+ * subreaper: what the worker started (`sh -c CMD` may fork CMD) is killed
+ * with its group when the worker ends, comes to jobqd when orphaned, and
+ * is reaped here by group (waitid(P_PGID)) instead of lingering as a
+ * zombie of an init that may not reap.
+ *
  * A child that exits while jobqd is not stopping is started again after a
  * backoff (1 s, doubling to 30 s; back to 1 s after a run longer than
  * 10 s). One that fails 5 times in a row within 10 s of its start is
@@ -41,6 +47,7 @@
 #define SV_BACKOFF_MAX (30 * NSEC)
 #define SV_QUICK_NS (10 * NSEC)	/* a run shorter than this is a quick crash */
 #define SV_QUICK_MAX 5
+#define SV_ORPHAN_POLL_NS (50 * 1000 * 1000ull)
 
 struct child {
 	const char *cmd;	/* NULL: a built-in worker */
@@ -61,6 +68,8 @@ static struct {
 	uint32_t n;
 	bool stop_started;
 	uint64_t grace_at;
+	pid_t *groups;		/* groups of ended workers with members left */
+	uint32_t ngroups, cgroups;
 } V;
 
 static const char *child_name(const struct child *ch, char *buf, size_t len)
@@ -85,6 +94,12 @@ static void arm(void)
 	if (V.stop_started && V.grace_at > jobq__now_ns() &&
 	    (!at || V.grace_at < at))
 		at = V.grace_at;
+	if (V.ngroups) {
+		uint64_t poll = jobq__now_ns() + SV_ORPHAN_POLL_NS;
+
+		if (!at || poll < at)
+			at = poll;
+	}
 	jobq__timer_arm(JQ_TIMER_SUPERVISE, at);
 }
 
@@ -161,6 +176,56 @@ static int spawn(struct child *ch)
 	return 0;
 }
 
+/*
+ * reap_group - reap the children of ours left in process group @pgid (a
+ * worker's, killed already). Returns true when none is left; without
+ * @block, false while some has not died yet.
+ */
+static bool reap_group(pid_t pgid, bool block)
+{
+	for (;;) {
+		siginfo_t si;
+
+		memset(&si, 0, sizeof(si));
+		if (waitid(P_PGID, (id_t)pgid, &si,
+			   WEXITED | (block ? 0 : WNOHANG)) < 0) {
+			if (errno == EINTR)
+				continue;
+			return true; /* ECHILD: none of ours is left */
+		}
+		if (si.si_pid == 0)
+			return false;
+	}
+}
+
+/* Ends what is left of ended worker @pgid's group, now or later. */
+static void end_group(pid_t pgid)
+{
+	kill(-pgid, SIGKILL);
+	if (reap_group(pgid, false))
+		return;
+	if (V.ngroups == V.cgroups) {
+		uint32_t nc = V.cgroups ? 2 * V.cgroups : 8;
+		pid_t *n = realloc(V.groups, nc * sizeof(*n));
+
+		if (!n)
+			return; /* left to init */
+		V.groups = n;
+		V.cgroups = nc;
+	}
+	V.groups[V.ngroups++] = pgid;
+}
+
+static void sweep_groups(bool block)
+{
+	for (uint32_t i = 0; i < V.ngroups;) {
+		if (reap_group(V.groups[i], block))
+			V.groups[i] = V.groups[--V.ngroups];
+		else
+			i++;
+	}
+}
+
 /* Reaps @ch; @block waits for it. Returns whether it was reaped. */
 static bool reap(struct child *ch, bool block, siginfo_t *si)
 {
@@ -201,6 +266,10 @@ int jobq__supervise_start(void)
 	if (!V.ch)
 		return -ENOMEM;
 	V.n = n;
+	/* Orphans of our workers come to us to be reaped (see the top). */
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
+		jobq__log(0, "cannot become a child subreaper: %s; what "
+			  "workers start is reaped by init", strerror(errno));
 	for (uint32_t i = 0; i < n; i++) {
 		struct child *ch = &V.ch[i];
 
@@ -233,7 +302,7 @@ void jobq__supervise_exited(uint32_t idx)
 		return;
 	/* What it started must not outlive it (the group id stays ours
 	 * while any member lives, so this reaches no one else). */
-	kill(-si.si_pid, SIGKILL);
+	end_group(ch->pid);
 	describe_exit(&si, how, sizeof(how));
 	child_name(ch, name, sizeof(name));
 	if (jobq__m.stopping) {
@@ -270,6 +339,7 @@ void jobq__supervise_timer(void)
 {
 	uint64_t now = jobq__now_ns();
 
+	sweep_groups(false);
 	for (uint32_t i = 0; i < V.n && !jobq__m.stopping; i++) {
 		struct child *ch = &V.ch[i];
 
@@ -329,6 +399,13 @@ static void kill_and_reap(bool daemon_only)
 				  child_name(ch, name, sizeof(name)),
 				  (int)ch->pid, how);
 		}
+		/* Killed with it: its orphans die and come to us. */
+		reap_group(ch->pid, true);
+	}
+	if (!daemon_only) {
+		for (uint32_t i = 0; i < V.ngroups; i++)
+			kill(-V.groups[i], SIGKILL);
+		sweep_groups(true);
 	}
 }
 
