@@ -31,6 +31,13 @@
  * while the caller's own timeout lasts: an abandoned wait lives no longer.
  */
 #define ANY_SLICE_NS (2 * JOBQ__NSEC_PER_SEC)
+/*
+ * At most this many of jobq_wait_any()'s jobs have a wait in flight (the
+ * first ones), so that a long list cannot fill the completion ring; the
+ * others are looked up in the store after each, then shorter, slice.
+ */
+#define ANY_MAX		   256
+#define ANY_SHORT_SLICE_NS (50 * 1000000LL)
 /* Waits sent at once by jobq_wait_all(), well inside the completion ring. */
 #define ALL_CHUNK 256
 /* Submits jobq_submit_many() prepares at once. */
@@ -418,8 +425,8 @@ int jobq_wait_any(jobq_t *q, const uint64_t *ids, size_t n, double timeout,
 
 	if (!n || !ids)
 		return -EINVAL;
-	reqs = calloc(n, sizeof(*reqs));
-	ops = calloc(n, sizeof(*ops));
+	reqs = calloc(n > ANY_MAX ? ANY_MAX : n, sizeof(*reqs));
+	ops = calloc(n > ANY_MAX ? ANY_MAX : n, sizeof(*ops));
 	if (!reqs || !ops) {
 		free(reqs);
 		free(ops);
@@ -427,8 +434,8 @@ int jobq_wait_any(jobq_t *q, const uint64_t *ids, size_t n, double timeout,
 	}
 	for (;;) {
 		struct any_arg a = {reqs, 0};
-		int64_t slice = ANY_SLICE_NS;
-		size_t i, k = 0;
+		int64_t slice = n > ANY_MAX ? ANY_SHORT_SLICE_NS : ANY_SLICE_NS;
+		size_t i, k = 0, watched = n > ANY_MAX ? ANY_MAX : n;
 		int sent;
 
 		for (i = 0; i < n; i++) {
@@ -456,7 +463,7 @@ int jobq_wait_any(jobq_t *q, const uint64_t *ids, size_t n, double timeout,
 			if (deadline - now < (uint64_t)slice)
 				slice = (int64_t)(deadline - now);
 		}
-		for (i = 0; i < n; i++) {
+		for (i = 0; i < watched; i++) {
 			reqs[i] = calloc(1, sizeof(*reqs[i]));
 			if (!reqs[i]) {
 				err = -ENOMEM;
