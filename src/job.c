@@ -555,7 +555,9 @@ int jobq_wait_all(jobq_t *q, const uint64_t *ids, size_t n, double timeout)
 		if (deadline) {
 			uint64_t now = jobq__now_ns();
 
-			left = now >= deadline ? 0 : (int64_t)(deadline - now);
+			/* 1 ns, not 0: past the deadline the answer is
+			 * -ETIMEDOUT, as asked, not try-once's -EAGAIN. */
+			left = now >= deadline ? 1 : (int64_t)(deadline - now);
 		}
 		for (size_t j = 0; j < k; j++) {
 			memset(&reqs[j], 0, sizeof(reqs[j]));
@@ -969,7 +971,7 @@ int jobq_map(jobq_t *q, const char *type, const jobq_obj_t *inputs, size_t n,
 					uint64_t now = jobq__now_ns();
 
 					left = now >= deadline
-						   ? 0
+						   ? 1
 						   : (int64_t)(deadline - now);
 				}
 				wait_op(&ops[nops], &m->r, m->id, left);
