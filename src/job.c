@@ -927,8 +927,16 @@ int jobq_map(jobq_t *q, const char *type, const jobq_obj_t *inputs, size_t n,
 
 	while (next < n || busy) {
 		struct map_arg a = {s, window};
+		uint64_t now = deadline ? jobq__now_ns() : 0;
+		int64_t left = tmo;
 		size_t nops = 0;
 		int sent = 0;
+
+		/* What is left of the timeout, for this round's waits; 1 ns,
+		 * not 0, past the deadline: the answer is then -ETIMEDOUT, as
+		 * asked, not try-once's -EAGAIN. */
+		if (deadline)
+			left = now >= deadline ? 1 : (int64_t)(deadline - now);
 
 		/* Fill idle slots with the next inputs. */
 		for (size_t i = 0; i < window && next < n; i++) {
@@ -941,7 +949,7 @@ int jobq_map(jobq_t *q, const char *type, const jobq_obj_t *inputs, size_t n,
 			err = check_args(q, in->data, in->len);
 			if (!err && closed)
 				err = JOBQ_ECLOSED;
-			if (!err && deadline && jobq__now_ns() >= deadline)
+			if (!err && deadline && now >= deadline)
 				err = -ETIMEDOUT;
 			if (err) {
 				codes[m->idx] = err;
@@ -965,15 +973,6 @@ int jobq_map(jobq_t *q, const char *type, const jobq_obj_t *inputs, size_t n,
 				submit_op(&ops[nops], &m->r, &t, &m->w,
 					  in->type, in->data, in->len);
 			} else {
-				int64_t left = tmo;
-
-				if (deadline) {
-					uint64_t now = jobq__now_ns();
-
-					left = now >= deadline
-						   ? 1
-						   : (int64_t)(deadline - now);
-				}
 				wait_op(&ops[nops], &m->r, m->id, left);
 			}
 			order[nops++] = m;
