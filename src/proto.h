@@ -291,7 +291,9 @@ struct jobq_job_rec {
 	uint16_t attempts;	/* handed out so far (counted when handed out) */
 	uint16_t max_attempts;
 	int32_t worker_pid;	/* who runs it (or ran it last) */
-	uint32_t worker_client;	/* client id of that worker */
+	uint32_t worker_client;	/* that worker's index in the worker table
+				 * (its connection slot, not the region's
+				 * client_id), UINT32_MAX: never run */
 	uint32_t progress;	/* 0..10000: percent * 100 */
 	uint64_t created_ns;	/* CLOCK_REALTIME */
 	uint64_t started_ns;	/* last handed out, 0: never */
@@ -317,7 +319,8 @@ struct jobq_type_rec {
 	uint64_t running;
 };
 
-/* A worker: a client that registered job types. Indexed by client id. */
+/* A worker: a client that registered job types. Indexed by the client's
+ * connection slot (< max_clients), which a later client may reuse. */
 struct jobq_worker_rec {
 	_Atomic uint32_t seq;
 	uint32_t in_use;
@@ -446,7 +449,24 @@ enum jobq_op {
 	JOBQ_OP_W_PROGRESS,	/* arg0 id, arg1 attempt, id: percent*100; arena: message */
 	JOBQ_OP_W_EXTEND,	/* arg0 id, arg1 attempt, timeout_ns: new lease from now */
 	JOBQ_OP_W_STOPPING,	/* the worker takes no more jobs (graceful stop) */
+	JOBQ_OP_Q_PUT_MANY,	/* id, timeout, arg0: objects; arena: arg0 records of
+				 * struct jobq_put_rec + payload -> res = how many were
+				 * put (the first ones, >= 1), or -errno when none was */
 	JOBQ_OP__COUNT,
+};
+
+/*
+ * A Q_PUT_MANY arena: arg0 records back to back, each a struct jobq_put_rec
+ * followed by its len payload bytes, the next record starting at the next
+ * multiple of 8 from the arena start of the first. The request waits (per
+ * its timeout, behind earlier putters) only until its first object fits;
+ * then it puts, in order, as many as fit and answers with that count, so
+ * that what was put is always a leading run. A record that does not fit in
+ * the arena range or is over the object limit ends the run there.
+ */
+struct jobq_put_rec {
+	uint32_t len;		/* payload bytes */
+	uint32_t type;		/* object type tag */
 };
 
 #define JOBQ_SQE_ABSENT (1u << 0) /* KV_CAS: expect the key to be absent */
