@@ -265,6 +265,7 @@ bool jobq__client_alive(const struct jq_client *c);
 /* queues.c */
 int jobq__op_q_open(struct jq_client *c, const struct jobq_sqe *s);
 int jobq__op_q_put(struct jq_client *c, const struct jobq_sqe *s);
+int jobq__op_q_put_many(struct jq_client *c, const struct jobq_sqe *s);
 int jobq__op_q_get(struct jq_client *c, const struct jobq_sqe *s);
 int jobq__op_q_task_done(struct jq_client *c, const struct jobq_sqe *s);
 int jobq__op_q_join(struct jq_client *c, const struct jobq_sqe *s);

@@ -604,6 +604,7 @@ static const struct {
 	[JOBQ_OP_W_PROGRESS] = { jobq__op_w_progress, true },
 	[JOBQ_OP_W_EXTEND] = { jobq__op_w_extend, false },
 	[JOBQ_OP_W_STOPPING] = { jobq__op_w_stopping, false },
+	[JOBQ_OP_Q_PUT_MANY] = { jobq__op_q_put_many, true },
 };
 
 int jobq__bad(int err)

@@ -59,6 +59,29 @@ static bool over_limit(const struct jobq_queue_rec *r, uint64_t len)
 	return false;
 }
 
+/* The same for a queue that would hold @depth objects of @bytes. */
+static bool over_limit_at(const struct jobq_queue_rec *r, uint64_t depth,
+			  uint64_t bytes, uint64_t len)
+{
+	if (r->max_depth && depth >= r->max_depth)
+		return true;
+	if (r->max_bytes && depth > 0 && bytes + len > r->max_bytes)
+		return true;
+	return false;
+}
+
+/* How many objects getter @w asked for (as jobq__op_q_get clamps it). */
+static uint64_t getter_want(const struct jq_waiter *w)
+{
+	uint64_t want = w->sqe.arg0;
+
+	if (want == 0)
+		want = 1;
+	if (want > w->c->cq_entries)
+		want = w->c->cq_entries;
+	return want;
+}
+
 /* The oldest getter whose client can still take an object, or NULL. */
 static struct jq_waiter *first_getter(struct jq_queue *q)
 {
@@ -122,7 +145,9 @@ static uint64_t pop(uint32_t qid)
 	return item;
 }
 
-enum { PUT_OK = 0, PUT_LIMIT, PUT_FULL };
+/* Why a put stopped: PUT_BAD and PUT_TOOBIG only come from a Q_PUT_MANY
+ * record that is out of its arena range or over the object limit. */
+enum { PUT_OK = 0, PUT_LIMIT, PUT_FULL, PUT_BAD, PUT_TOOBIG };
 
 /* Stores a copy of @data as a new object of queue @qid if it fits. */
 static int try_put(uint32_t qid, const uint8_t *data, uint32_t len,
@@ -143,6 +168,117 @@ static int try_put(uint32_t qid, const uint8_t *data, uint32_t len,
 	memcpy(it + 1, data, len);
 	commit(qid, item);
 	return PUT_OK;
+}
+
+/*
+ * Puts the records of Q_PUT_MANY request @s (validated range in @c's arena)
+ * on queue @qid, in order, while they fit. Returns how many went in; *why
+ * says what stopped the run (PUT_OK: every record went in). Each record
+ * header is read from the shared arena once and checked before use.
+ *
+ * Objects go in runs: a run for the oldest getter is as long as that
+ * getter asked for (a queue with getters is empty, so no limit applies and
+ * the getter gets them in one answer); a run for the tail is as long as the
+ * limits allow. Each run is one write section of the queue's seqlock.
+ */
+static uint32_t put_run(struct jq_client *c, uint32_t qid,
+			const struct jobq_sqe *s, int *why)
+{
+	struct jobq_queue_rec *r = rec(qid);
+	const uint8_t *base = jobq__arena(c, s->arena_off);
+	uint64_t pos = 0, end = s->arena_len, max = jq_hdr()->max_object;
+	uint32_t n = 0;
+
+	*why = PUT_OK;
+	while (n < s->arg0 && *why == PUT_OK) {
+		struct jq_waiter *w = first_getter(&Q[qid]);
+		uint64_t want = w ? getter_want(w) : UINT64_MAX;
+		uint64_t first = 0, last = 0, k = 0, bytes = 0;
+
+		while (n + k < s->arg0 && k < want) {
+			struct jobq_put_rec h;
+			struct jobq_item *it;
+			uint64_t item;
+
+			if (pos > end || end - pos < sizeof(h)) {
+				*why = PUT_BAD;
+				break;
+			}
+			memcpy(&h, base + pos, sizeof(h));
+			/* Use the copy only: the client may rewrite its
+			 * arena meanwhile. */
+			atomic_signal_fence(memory_order_seq_cst);
+			if (h.len > max) {
+				*why = PUT_TOOBIG;
+				break;
+			}
+			if (h.len > end - pos - sizeof(h)) {
+				*why = PUT_BAD;
+				break;
+			}
+			if (!w && over_limit_at(r, r->depth + k, r->bytes + bytes,
+						h.len)) {
+				*why = PUT_LIMIT;
+				break;
+			}
+			item = jobq__alloc(sizeof(struct jobq_item) + h.len);
+			if (!item) {
+				*why = PUT_FULL;
+				break;
+			}
+			it = jq_ptr(item);
+			it->next = 0;
+			it->len = h.len;
+			it->type = h.type;
+			memcpy(it + 1, base + pos + sizeof(h), h.len);
+			if (last)
+				((struct jobq_item *)jq_ptr(last))->next = item;
+			else
+				first = item;
+			last = item;
+			k++;
+			bytes += h.len;
+			pos = (pos + sizeof(h) + h.len + 7) & ~(uint64_t)7;
+		}
+		if (!k)
+			break;
+		seq_write_begin(&r->seq);
+		r->total_put += k;
+		r->unfinished += k;
+		if (w) {
+			r->total_get += k;
+		} else {
+			if (r->tail)
+				((struct jobq_item *)jq_ptr(r->tail))->next =
+				    first;
+			else
+				r->head = first;
+			r->tail = last;
+			r->depth += k;
+			r->bytes += bytes;
+		}
+		seq_write_end(&r->seq);
+		store_relaxed(&jq_hdr()->counters.puts,
+			      load_relaxed(&jq_hdr()->counters.puts) + k);
+		if (w) {
+			store_relaxed(&jq_hdr()->counters.gets,
+				      load_relaxed(&jq_hdr()->counters.gets) +
+					  k);
+			for (uint64_t item = first; item;) {
+				/* Read before handing: a hand that fails
+				 * requeues the item and rewrites its link. */
+				uint64_t next =
+				    ((struct jobq_item *)jq_ptr(item))->next;
+
+				jobq__hand(w->c, w->sqe.user_data, qid, item,
+					   next != 0);
+				item = next;
+			}
+			jobq__wait_free(w);
+		}
+		n += (uint32_t)k;
+	}
+	return n;
 }
 
 static void set_waiting(uint32_t qid, int kind, int delta)
@@ -171,6 +307,23 @@ static void serve_putters(uint32_t qid)
 			jobq__wait_free(w);
 			continue;
 		}
+		if (w->sqe.op == JOBQ_OP_Q_PUT_MANY) {
+			int why;
+			uint32_t n = put_run(w->c, qid, &w->sqe, &why);
+
+			/* A batch waits only for its first object; once some
+			 * went in it answers, and the rest is the client's to
+			 * send again. */
+			if (n)
+				jobq__wait_done(w, (int32_t)n, 0);
+			else if (why == PUT_BAD)
+				jobq__wait_done(w, jobq__bad(-EINVAL), 0);
+			else if (why == PUT_TOOBIG)
+				jobq__wait_done(w, -E2BIG, 0);
+			if (why == PUT_LIMIT || why == PUT_FULL)
+				break;
+			continue;
+		}
 		if (try_put(qid, jobq__arena(w->c, w->sqe.arena_off),
 			    w->sqe.arena_len, w->sqe.type) != PUT_OK)
 			break;
@@ -184,7 +337,14 @@ void jobq__queue_serve(uint32_t qid)
 	struct jq_waiter *w;
 
 	while (rec(qid)->depth && (w = first_getter(q))) {
-		jobq__hand(w->c, w->sqe.user_data, qid, pop(qid), false);
+		uint64_t k = getter_want(w);
+
+		/* A getter takes what it asked for, as far as there is. */
+		if (k > rec(qid)->depth)
+			k = rec(qid)->depth;
+		for (uint64_t i = 0; i < k; i++)
+			jobq__hand(w->c, w->sqe.user_data, qid, pop(qid),
+				   i + 1 < k);
 		jobq__wait_free(w);
 	}
 	serve_putters(qid);
@@ -303,6 +463,35 @@ int jobq__op_q_put(struct jq_client *c, const struct jobq_sqe *s)
 			      s->type);
 		if (why == PUT_OK)
 			return 0;
+	}
+	if (s->timeout_ns == 0)
+		return why == PUT_FULL ? JOBQ_EFULL : -EAGAIN;
+	w = jobq__wait_new(c, s, JQ_W_PUT, &err);
+	if (!w)
+		return err;
+	jq_list_add_tail(&w->onode, &Q[qid].putters);
+	set_waiting(qid, JQ_W_PUT, 1);
+	nputwait++;
+	return JQ_NOREPLY;
+}
+
+int jobq__op_q_put_many(struct jq_client *c, const struct jobq_sqe *s)
+{
+	uint32_t qid = s->id, n;
+	struct jq_waiter *w;
+	int why = PUT_LIMIT, err;
+
+	if (!valid_qid(qid) || s->arg0 == 0 || s->arg0 > INT32_MAX)
+		return jobq__bad(-EINVAL);
+	/* FIFO: a batch waits behind the putters already waiting. */
+	if (jq_list_empty(&Q[qid].putters)) {
+		n = put_run(c, qid, s, &why);
+		if (n)
+			return (int)n;
+		if (why == PUT_BAD)
+			return jobq__bad(-EINVAL);
+		if (why == PUT_TOOBIG)
+			return -E2BIG;
 	}
 	if (s->timeout_ns == 0)
 		return why == PUT_FULL ? JOBQ_EFULL : -EAGAIN;

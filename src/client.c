@@ -933,12 +933,26 @@ static void publish_locked(jobq_t *q)
 	}
 }
 
+/* The payload pieces of @op, and how many there are in *n. */
+static const struct iovec *op_iov(const struct jobq__op *op, int *n)
+{
+	if (op->iovv) {
+		*n = op->iovc;
+		return op->iovv;
+	}
+	*n = op->niov;
+	return op->iov;
+}
+
 static uint64_t op_bytes(const struct jobq__op *op)
 {
+	const struct iovec *v;
 	uint64_t len = 0;
+	int n;
 
-	for (int i = 0; i < op->niov; i++)
-		len += op->iov[i].iov_len;
+	v = op_iov(op, &n);
+	for (int i = 0; i < n; i++)
+		len += v[i].iov_len;
 	return len;
 }
 
@@ -987,17 +1001,20 @@ static int submit_one_locked(jobq_t *q, struct jobq__op *op)
 
 	r->chunk = -1;
 	if (need.bytes) {
+		const struct iovec *v;
 		uint8_t *dst;
+		int nv;
 
 		err = arena_alloc(q, need.bytes, &off, &r->chunk);
 		if (err)
 			return err; /* room_pred said yes: cannot happen */
 		dst = q->arena + off;
-		for (int i = 0; i < op->niov; i++) {
-			if (!op->iov[i].iov_len)
+		v = op_iov(op, &nv);
+		for (int i = 0; i < nv; i++) {
+			if (!v[i].iov_len)
 				continue;
-			memcpy(dst, op->iov[i].iov_base, op->iov[i].iov_len);
-			dst += op->iov[i].iov_len;
+			memcpy(dst, v[i].iov_base, v[i].iov_len);
+			dst += v[i].iov_len;
 		}
 	}
 	slot = q->free_slots[--q->nfree];

@@ -70,11 +70,15 @@ typedef void (*jobq__notice_fn)(jobq_t *q, const struct jobq_cqe *c,
  * A request to submit: the sqe (user_data, arena_off and arena_len are
  * filled in by the submitter), up to three payload pieces that are copied
  * contiguously into the arena, and the record that receives the answer.
+ * A longer list of pieces (a packed batch) goes in iovv[0..iovc) instead:
+ * when iovv is set, iov and niov are not looked at.
  */
 struct jobq__op {
 	struct jobq_sqe sqe;
 	struct iovec iov[3];
 	int niov;
+	const struct iovec *iovv;
+	int iovc;
 	struct jobq_req *req;
 };
 

@@ -126,15 +126,67 @@ int jobq_put_json(jobq_t *q, const char *queue, const struct json_t *value,
 	return err;
 }
 
+/* Objects in one Q_PUT_MANY request at most: its piece list lives on the
+ * stack (three pieces an object: record header, payload, padding). */
+#define PUT_MANY_MAX 128
+
+/*
+ * Sends objs[0..n) (all acceptable) as one Q_PUT_MANY request, or as many
+ * of the first ones as fit in @limit bytes (at least one). Returns how many
+ * the manager put (a leading run, >= 1) or -errno when none was.
+ */
+static int put_many_req(jobq_t *q, uint32_t id, const jobq_obj_t *objs,
+			size_t n, uint64_t limit, int64_t tmo)
+{
+	static const uint8_t zeros[8];
+	struct jobq_put_rec hdr[PUT_MANY_MAX];
+	struct iovec iov[3 * PUT_MANY_MAX];
+	struct jobq_req r = {0};
+	struct jobq__op op;
+	uint64_t bytes = 0;
+	size_t k;
+	int nv = 0, res;
+
+	for (k = 0; k < n && k < PUT_MANY_MAX; k++) {
+		uint64_t len = objs[k].len;
+		uint64_t pad = (8 - (len & 7)) & 7;
+
+		if (k && bytes + sizeof(hdr[0]) + len + pad > limit)
+			break;
+		bytes += sizeof(hdr[0]) + len + pad;
+		hdr[k].len = (uint32_t)len;
+		hdr[k].type = objs[k].type;
+		iov[nv].iov_base = &hdr[k];
+		iov[nv++].iov_len = sizeof(hdr[k]);
+		if (len) {
+			iov[nv].iov_base = objs[k].data;
+			iov[nv++].iov_len = len;
+		}
+		if (pad) {
+			iov[nv].iov_base = (void *)zeros;
+			iov[nv++].iov_len = pad;
+		}
+	}
+	jobq__op_init(&op, &r, JOBQ_OP_Q_PUT_MANY, NULL, 0);
+	op.iovv = iov;
+	op.iovc = nv;
+	op.sqe.id = id;
+	op.sqe.arg0 = k;
+	op.sqe.timeout_ns = tmo;
+	res = jobq__call(q, &op);
+	if (res == 0 || res > (int)k)
+		return -EPROTO; /* the manager broke the contract */
+	return res;
+}
+
 int jobq_put_many(jobq_t *q, const char *queue, const jobq_obj_t *objs,
 		  size_t n, double timeout)
 {
 	int64_t tmo = jobq__timeout_ns(timeout);
-	struct jobq_req *reqs, **rp;
-	struct jobq__op *ops;
-	size_t ok, i;
+	uint64_t deadline = 0;
+	size_t ok, done = 0;
 	uint32_t id;
-	int err, sent;
+	int err;
 
 	if (!n)
 		return 0;
@@ -150,37 +202,33 @@ int jobq_put_many(jobq_t *q, const char *queue, const jobq_obj_t *objs,
 	err = jobq__queue_resolve(q, queue, &id);
 	if (err)
 		return err;
+	if (tmo > 0)
+		deadline = jobq__now_ns() + (uint64_t)tmo;
 
-	reqs = calloc(ok, sizeof(*reqs));
-	ops = calloc(ok, sizeof(*ops));
-	rp = calloc(ok, sizeof(*rp));
-	if (!reqs || !ops || !rp) {
-		err = -ENOMEM;
-		goto out;
+	/*
+	 * Packed batches, one after the other: the manager copies a whole
+	 * batch in one request and answers once. A batch that went in only
+	 * partly (a limit was reached) is followed by one for the rest, which
+	 * waits for room as a single put would, within what is left of the
+	 * timeout. Batches are not pipelined, so that a partial one cannot be
+	 * overtaken by the next: what was put stays a leading run.
+	 */
+	while (done < ok) {
+		int64_t t = tmo;
+		int res;
+
+		if (deadline) {
+			uint64_t now = jobq__now_ns();
+
+			t = now < deadline ? (int64_t)(deadline - now) : 0;
+		}
+		res = put_many_req(q, id, objs + done, ok - done,
+				   q->arena_size / 4, t);
+		if (res < 0)
+			return done ? (int)done : res;
+		done += (size_t)res;
 	}
-	for (i = 0; i < ok; i++) {
-		put_op(&ops[i], &reqs[i], id, objs[i].type, objs[i].data,
-		       objs[i].len, tmo);
-		rp[i] = &reqs[i];
-	}
-	/* One submission: every entry published with one tail store and
-	 * the manager woken once, unless the rings are too small for the
-	 * batch, in which case it goes in as few pieces as they allow. */
-	sent = jobq__submit(q, ops, ok);
-	if (sent < 0) {
-		err = sent;
-		goto out;
-	}
-	jobq__wait(q, rp, (size_t)sent);
-	for (i = 0; i < (size_t)sent; i++)
-		if (reqs[i].res < 0)
-			break;
-	err = i ? (int)i : reqs[0].res;
-out:
-	free(reqs);
-	free(ops);
-	free(rp);
-	return err;
+	return (int)done;
 }
 
 static void get_op(jobq_t *q, struct jobq__op *op, struct jobq_req *r,
