@@ -23,6 +23,7 @@
 #include <grp.h>
 #include <poll.h>
 #include <pwd.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1358,8 +1359,14 @@ int jobq__loop_run(void)
 			continue;
 		}
 		if (now - last_work < spin) {
+			/*
+			 * Give the CPU away while we poll: with more busy
+			 * processes than cores (clients that spin too), the
+			 * client we wait for may be runnable on this very CPU.
+			 * With nothing else runnable this returns at once.
+			 */
 			spinning = true;
-			__builtin_ia32_pause();
+			sched_yield();
 			continue;
 		}
 

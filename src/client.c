@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -780,6 +781,9 @@ static void sleep_cq(jobq_t *q, uint64_t max_ns)
 			}
 			__builtin_ia32_pause();
 		}
+		/* The manager (or the process feeding it) may be waiting
+		 * for this CPU: polling must not keep it off. */
+		sched_yield();
 		now = jobq__now_ns();
 	}
 	if (q->spin_ns > SPIN_MIN_NS)
