@@ -458,10 +458,12 @@ static void run_job(struct jobq_worker *w, const struct jobq_cqe *c)
 	memset(&job->args, 0, sizeof(job->args));
 
 	if (!job->h) {
-		jobq_job_fail(job, 1,
-			      "this worker has no handler for job "
-			      "type %u",
-			      c->type);
+		char name[JOBQ_TYPE_MAX + 1];
+
+		if (jobq__type_read(w->q, c->type, name, NULL))
+			snprintf(name, sizeof(name), "#%u", c->type);
+		jobq_job_fail(job, 1, "this worker has no handler for type %s",
+			      name);
 		goto done;
 	}
 	err = jobq__job_lookup(w->q, c->val, &rec, JOBQ__ITEM_ARGS, &job->args);
