@@ -274,6 +274,15 @@ JOBQ_API int jobq_kv_set(jobq_t *q, const char *key, uint32_t type,
 			 const void *data, size_t len);
 
 /*
+ * jobq_kv_set_async - jobq_kv_set() without waiting: many sets can be in
+ * flight, and they are applied in the order they were submitted. @cb (may
+ * be NULL) gets the result. Returns 0 once submitted, or -errno.
+ */
+JOBQ_API int jobq_kv_set_async(jobq_t *q, const char *key, uint32_t type,
+			       const void *data, size_t len, jobq_cb cb,
+			       void *arg);
+
+/*
  * jobq_kv_get - copy the value of @key into *out (jobq_obj_free() it).
  * Reads the store directly: no round trip to the manager.
  * Returns 0 or -ENOENT.

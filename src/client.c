@@ -1059,6 +1059,17 @@ int jobq__submit(jobq_t *q, struct jobq__op *ops, size_t n)
 	return i ? (int)i : err;
 }
 
+int jobq__submit_async(jobq_t *q, struct jobq__op *op)
+{
+	int n = jobq__submit(q, op, 1);
+
+	if (n < 0) {
+		free(op->req);
+		return n;
+	}
+	return 0;
+}
+
 struct reqs_arg {
 	struct jobq_req **reqs;
 	size_t n;

@@ -184,6 +184,13 @@ struct jobq {
 int jobq__submit(jobq_t *q, struct jobq__op *ops, size_t n);
 
 /*
+ * jobq__submit_async - submit one asynchronous op whose req was calloc'd
+ * with async set; on failure the req is freed (its callback never runs).
+ * Returns 0 or what jobq__submit() returns.
+ */
+int jobq__submit_async(jobq_t *q, struct jobq__op *op);
+
+/*
  * jobq__wait - wait until each of @n requests finished. Returns 0, or
  * JOBQ_ECLOSED when the manager went away (those that did not finish have
  * res JOBQ_ECLOSED). Called without q->mu.

@@ -240,11 +240,11 @@ static int kv_request(jobq_t *q, struct jobq__op *op, uint64_t *val)
 	return res < 0 ? res : 0;
 }
 
-int jobq_kv_set(jobq_t *q, const char *key, uint32_t type, const void *data,
-		size_t len)
+/* The KV_SET request for @key = @data; checks what the manager would. */
+static int kv_set_op(jobq_t *q, struct jobq__op *op, struct jobq_req *r,
+		     const char *key, uint32_t type, const void *data,
+		     size_t len)
 {
-	struct jobq_req r = {0};
-	struct jobq__op op;
 	size_t klen;
 	int err = check_key(key, &klen);
 
@@ -254,15 +254,45 @@ int jobq_kv_set(jobq_t *q, const char *key, uint32_t type, const void *data,
 		return -EINVAL;
 	if (len > q->max_object || len > UINT32_MAX)
 		return -E2BIG;
-	jobq__op_init(&op, &r, JOBQ_OP_KV_SET, key, klen);
+	jobq__op_init(op, r, JOBQ_OP_KV_SET, key, klen);
 	if (len) {
-		op.iov[1].iov_base = (void *)data;
-		op.iov[1].iov_len = len;
-		op.niov = 2;
+		op->iov[1].iov_base = (void *)data;
+		op->iov[1].iov_len = len;
+		op->niov = 2;
 	}
-	op.sqe.arg0 = klen;
-	op.sqe.type = type;
-	return kv_request(q, &op, NULL);
+	op->sqe.arg0 = klen;
+	op->sqe.type = type;
+	return 0;
+}
+
+int jobq_kv_set(jobq_t *q, const char *key, uint32_t type, const void *data,
+		size_t len)
+{
+	struct jobq_req r = {0};
+	struct jobq__op op;
+	int err = kv_set_op(q, &op, &r, key, type, data, len);
+
+	return err ? err : kv_request(q, &op, NULL);
+}
+
+int jobq_kv_set_async(jobq_t *q, const char *key, uint32_t type,
+		      const void *data, size_t len, jobq_cb cb, void *arg)
+{
+	struct jobq_req *r = calloc(1, sizeof(*r));
+	struct jobq__op op;
+	int err;
+
+	if (!r)
+		return -ENOMEM;
+	err = kv_set_op(q, &op, r, key, type, data, len);
+	if (err) {
+		free(r);
+		return err;
+	}
+	r->async = true;
+	r->cb = cb;
+	r->arg = arg;
+	return jobq__submit_async(q, &op);
 }
 
 int jobq_kv_del(jobq_t *q, const char *key)

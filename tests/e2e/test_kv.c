@@ -270,13 +270,56 @@ static void test_incr_processes(void **state)
 	jobq_close(q);
 }
 
+static void count_set(jobq_t *q, int res, jobq_obj_t *obj, void *arg)
+{
+	int *n = arg;
+
+	(void)q;
+	(void)obj;
+	if (res == 0)
+		(*n)++;
+	else
+		*n = -1000000;
+}
+
+/* Many sets in flight on one key: applied in order, every callback runs. */
+static void test_set_async(void **state)
+{
+	jobq_t *q = open_q(state);
+	char val[32], key[300];
+	int done = 0, n = 2000;
+
+	for (int i = 0; i < n; i++) {
+		int len = snprintf(val, sizeof(val), "v%d", i);
+
+		assert_rc(jobq_kv_set_async(q, "pipelined", JOBQ_T_TEXT, val,
+					    (size_t)len, count_set, &done),
+			  0);
+	}
+	/* A NULL callback is fine, and a bad key fails at once. */
+	assert_rc(jobq_kv_set_async(q, "quiet", JOBQ_T_TEXT, "x", 1, NULL,
+				    NULL),
+		  0);
+	memset(key, 'k', sizeof(key) - 1);
+	key[sizeof(key) - 1] = 0;
+	assert_rc(jobq_kv_set_async(q, key, JOBQ_T_TEXT, "x", 1, count_set,
+				    &done),
+		  -EINVAL);
+	assert_rc(jobq_wait_idle(q, 30), 0);
+	assert_int_equal(done, n);
+	snprintf(val, sizeof(val), "v%d", n - 1);
+	expect_kv(q, "pipelined", JOBQ_T_TEXT, val, strlen(val));
+	expect_kv(q, "quiet", JOBQ_T_TEXT, "x", 1);
+	jobq_close(q);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, jqt_setup, jqt_teardown)
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    T(test_set_get_del), T(test_incr),		 T(test_cas),
-	    T(test_list),	 T(test_incr_processes),
+	    T(test_list),	 T(test_incr_processes), T(test_set_async),
 	};
 
 	jqt_init();
