@@ -48,8 +48,10 @@
 #include "client.h"
 
 /* A reservation waits at most this long in the manager before it is sent
- * again; it bounds how long a stop waits for an unanswered one. */
-#define RESERVE_SLICE_NS (2 * JOBQ__NSEC_PER_SEC)
+ * again. The manager answers a parked one as soon as the worker sends
+ * W_STOPPING; the slice only bounds how long a stop would wait for a
+ * manager that did not, at the cost of one idle round trip per slice. */
+#define RESERVE_SLICE_NS (10 * JOBQ__NSEC_PER_SEC)
 #define MAX_CAPACITY	 256
 #define RECENT_CANCELS	 64
 #define SLEEP_SLICE_MS	 10
