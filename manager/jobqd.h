@@ -275,6 +275,8 @@ void jobq__queues_init(uint32_t max_queues);
 void jobq__queue_wait_detach(struct jq_waiter *w);
 /* Puts an unacknowledged object back at the head of its queue. */
 void jobq__queue_requeue(uint32_t qid, uint64_t item);
+/* Gives back the memory of a queue object that was consumed. */
+void jobq__queue_item_free(uint64_t item);
 /* Serve waiting putters of every queue after heap space came back. */
 void jobq__queues_kick(void);
 /* Hand objects of queue @qid to its waiting getters, oldest first. */

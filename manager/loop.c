@@ -408,7 +408,7 @@ static void reap_handed(struct jq_client *c)
 
 		if ((int32_t)(head - h->pos) <= 0)
 			break;
-		jobq__free(h->item);
+		jobq__queue_item_free(h->item);
 		c->hhead++;
 		c->nhanded--;
 	}

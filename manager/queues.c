@@ -149,25 +149,111 @@ static uint64_t pop(uint32_t qid)
  * record that is out of its arena range or over the object limit. */
 enum { PUT_OK = 0, PUT_LIMIT, PUT_FULL, PUT_BAD, PUT_TOOBIG };
 
+/*
+ * Object blocks. The objects that one put brings share one heap block, so
+ * that a batch costs one allocation and one free rather than one per object:
+ *
+ *   [struct qblock][obj 0][obj 1]...   obj: [uint64_t block][jobq_item][payload]
+ *
+ * each obj 8-byte aligned. The item offset is what queues link and clients
+ * are handed (its payload follows it, as for any struct jobq_item); the word
+ * before it names the block. The block counts its objects not yet freed and
+ * goes back to the heap with the last one, so an object's memory is held at
+ * most until the other objects of its put are consumed. Only jobqd writes
+ * the store, so these words cannot be tampered with.
+ */
+struct qblock {
+	uint64_t live;		/* objects of this block not yet freed */
+	uint64_t pad;
+};
+
+#define BLOCK_BYTES (64u << 10) /* a block of several objects at most */
+#define RUN_MAX 256u		/* objects staged at once by a batch */
+
+static uint64_t obj_size(uint32_t len)
+{
+	return sizeof(uint64_t) + sizeof(struct jobq_item) +
+	       (((uint64_t)len + 7) & ~(uint64_t)7);
+}
+
+/*
+ * Allocates one block for @k objects of @lens/@types, writes their headers
+ * (next 0) and their item offsets into @items. Returns false when the heap
+ * has no room for it.
+ */
+static bool block_alloc(const uint32_t *lens, const uint32_t *types,
+			uint32_t k, uint64_t *items)
+{
+	uint64_t size = sizeof(struct qblock), b, at;
+
+	for (uint32_t i = 0; i < k; i++)
+		size += obj_size(lens[i]);
+	b = jobq__alloc(size);
+	if (!b)
+		return false;
+	((struct qblock *)jq_ptr(b))->live = k;
+	at = b + sizeof(struct qblock);
+	for (uint32_t i = 0; i < k; i++) {
+		struct jobq_item *it = jq_ptr(at + sizeof(uint64_t));
+
+		*(uint64_t *)jq_ptr(at) = b;
+		it->next = 0;
+		it->len = lens[i];
+		it->type = types[i];
+		items[i] = at + sizeof(uint64_t);
+		at += obj_size(lens[i]);
+	}
+	return true;
+}
+
+void jobq__queue_item_free(uint64_t item)
+{
+	uint64_t b = *(uint64_t *)jq_ptr(item - sizeof(uint64_t));
+	struct qblock *qb = jq_ptr(b);
+
+	if (--qb->live == 0)
+		jobq__free(b);
+}
+
 /* Stores a copy of @data as a new object of queue @qid if it fits. */
 static int try_put(uint32_t qid, const uint8_t *data, uint32_t len,
 		   uint32_t type)
 {
-	struct jobq_item *it;
 	uint64_t item;
 
 	if (jq_list_empty(&Q[qid].getters) && over_limit(rec(qid), len))
 		return PUT_LIMIT;
-	item = jobq__alloc(sizeof(struct jobq_item) + len);
-	if (!item)
+	if (!block_alloc(&len, &type, 1, &item))
 		return PUT_FULL;
-	it = jq_ptr(item);
-	it->next = 0;
-	it->len = len;
-	it->type = type;
-	memcpy(it + 1, data, len);
+	memcpy((struct jobq_item *)jq_ptr(item) + 1, data, len);
 	commit(qid, item);
 	return PUT_OK;
+}
+
+/*
+ * Allocates blocks for the @k staged objects of @lens/@types, several
+ * objects a block (up to BLOCK_BYTES), fewer when the heap has no room for
+ * a bigger one. Returns how many objects got memory: a leading run.
+ */
+static uint32_t run_alloc(const uint32_t *lens, const uint32_t *types,
+			  uint32_t k, uint64_t *items)
+{
+	uint32_t i = 0;
+
+	while (i < k) {
+		uint64_t size = sizeof(struct qblock) + obj_size(lens[i]);
+		uint32_t j = 1;
+
+		while (i + j < k && size + obj_size(lens[i + j]) <= BLOCK_BYTES)
+			size += obj_size(lens[i + j++]);
+		while (!block_alloc(lens + i, types + i, j, items + i)) {
+			if (j == 1)
+				return i;
+			j /= 2;
+		}
+		i += j;
+	}
+	return k;
 }
 
 /*
@@ -187,18 +273,20 @@ static uint32_t put_run(struct jq_client *c, uint32_t qid,
 	struct jobq_queue_rec *r = rec(qid);
 	const uint8_t *base = jobq__arena(c, s->arena_off);
 	uint64_t pos = 0, end = s->arena_len, max = jq_hdr()->max_object;
+	uint32_t lens[RUN_MAX], types[RUN_MAX];
+	uint64_t srcs[RUN_MAX], items[RUN_MAX];
 	uint32_t n = 0;
 
 	*why = PUT_OK;
 	while (n < s->arg0 && *why == PUT_OK) {
 		struct jq_waiter *w = first_getter(&Q[qid]);
 		uint64_t want = w ? getter_want(w) : UINT64_MAX;
-		uint64_t first = 0, last = 0, k = 0, bytes = 0;
+		uint64_t bytes = 0;
+		uint32_t k = 0, got;
 
-		while (n + k < s->arg0 && k < want) {
+		/* Stage: read and check the headers of the run. */
+		while (n + k < s->arg0 && k < want && k < RUN_MAX) {
 			struct jobq_put_rec h;
-			struct jobq_item *it;
-			uint64_t item;
 
 			if (pos > end || end - pos < sizeof(h)) {
 				*why = PUT_BAD;
@@ -221,27 +309,34 @@ static uint32_t put_run(struct jq_client *c, uint32_t qid,
 				*why = PUT_LIMIT;
 				break;
 			}
-			item = jobq__alloc(sizeof(struct jobq_item) + h.len);
-			if (!item) {
-				*why = PUT_FULL;
-				break;
-			}
-			it = jq_ptr(item);
-			it->next = 0;
-			it->len = h.len;
-			it->type = h.type;
-			memcpy(it + 1, base + pos + sizeof(h), h.len);
-			if (last)
-				((struct jobq_item *)jq_ptr(last))->next = item;
-			else
-				first = item;
-			last = item;
-			k++;
+			lens[k] = h.len;
+			types[k] = h.type;
+			srcs[k] = pos;
 			bytes += h.len;
+			k++;
 			pos = (pos + sizeof(h) + h.len + 7) & ~(uint64_t)7;
 		}
 		if (!k)
 			break;
+		got = run_alloc(lens, types, k, items);
+		if (got < k) {
+			/* The heap is full: the rest is not put now. */
+			*why = PUT_FULL;
+			if (!got)
+				break;
+			k = got;
+			bytes = 0;
+			for (uint32_t i = 0; i < k; i++)
+				bytes += lens[i];
+		}
+		for (uint32_t i = 0; i < k; i++) {
+			struct jobq_item *it = jq_ptr(items[i]);
+
+			memcpy(it + 1, base + srcs[i] + sizeof(struct jobq_put_rec),
+			       lens[i]);
+			if (i + 1 < k)
+				it->next = items[i + 1];
+		}
 		seq_write_begin(&r->seq);
 		r->total_put += k;
 		r->unfinished += k;
@@ -250,10 +345,10 @@ static uint32_t put_run(struct jq_client *c, uint32_t qid,
 		} else {
 			if (r->tail)
 				((struct jobq_item *)jq_ptr(r->tail))->next =
-				    first;
+				    items[0];
 			else
-				r->head = first;
-			r->tail = last;
+				r->head = items[0];
+			r->tail = items[k - 1];
 			r->depth += k;
 			r->bytes += bytes;
 		}
@@ -264,19 +359,12 @@ static uint32_t put_run(struct jq_client *c, uint32_t qid,
 			store_relaxed(&jq_hdr()->counters.gets,
 				      load_relaxed(&jq_hdr()->counters.gets) +
 					  k);
-			for (uint64_t item = first; item;) {
-				/* Read before handing: a hand that fails
-				 * requeues the item and rewrites its link. */
-				uint64_t next =
-				    ((struct jobq_item *)jq_ptr(item))->next;
-
-				jobq__hand(w->c, w->sqe.user_data, qid, item,
-					   next != 0);
-				item = next;
-			}
+			for (uint32_t i = 0; i < k; i++)
+				jobq__hand(w->c, w->sqe.user_data, qid,
+					   items[i], i + 1 < k);
 			jobq__wait_free(w);
 		}
-		n += (uint32_t)k;
+		n += k;
 	}
 	return n;
 }
