@@ -183,6 +183,15 @@ int cli_write_all(int fd, const void *buf, size_t len);
  */
 int cli_print_json(json_t *doc);
 
+/*
+ * A JSON listing, {"KEY": [...]}, as every inspection command prints one:
+ * cli_list_new() starts it (NULL when out of memory) and gives the array;
+ * cli_list_push() appends @item, and on any failure (a NULL item included)
+ * drops the whole document, so the caller's cli_print_json() reports it.
+ */
+json_t *cli_list_new(const char *key, json_t **arr);
+void cli_list_push(json_t **doc, json_t *arr, json_t *item);
+
 /* cli_flush - flush stdout; EXIT_ERROR with a message if it fails. */
 int cli_flush(void);
 

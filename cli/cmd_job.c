@@ -650,19 +650,12 @@ int cmd_ls(struct cli *c)
 	if (rc)
 		return cli_fail(c, "ls", rc);
 	if (c->json) {
-		json_t *arr = json_array();
+		json_t *arr, *doc = cli_list_new("jobs", &arr);
 
-		for (size_t i = 0; arr && i < n; i++) {
-			json_t *j = job_json(c, &jobs[i]);
-
-			if (!j || json_array_append_new(arr, j)) {
-				json_decref(arr);
-				arr = NULL;
-			}
-		}
+		for (size_t i = 0; doc && i < n; i++)
+			cli_list_push(&doc, arr, job_json(c, &jobs[i]));
 		free(jobs);
-		return cli_print_json(arr ? json_pack("{s:o}", "jobs", arr)
-					  : NULL);
+		return cli_print_json(doc);
 	}
 	if (!c->quiet)
 		printf("%-8s %-10s %-16s %-12s %5s %8s %8s\n", "ID", "STATE",
@@ -861,9 +854,9 @@ int cmd_workers(struct cli *c)
 	if (rc)
 		return cli_fail(c, "workers", rc);
 	if (c->json) {
-		json_t *arr = json_array();
+		json_t *arr, *doc = cli_list_new("workers", &arr);
 
-		for (size_t i = 0; arr && i < n; i++) {
+		for (size_t i = 0; doc && i < n; i++) {
 			json_t *types = json_array();
 			char buf[sizeof(ws[i].types)], *save = NULL, *t;
 			json_t *w;
@@ -881,14 +874,10 @@ int cmd_workers(struct cli *c)
 			    cli_json_time(ws[i].started_ns), "uptime",
 			    cli_since(ws[i].started_ns), "supervised",
 			    ws[i].supervised, "daemon", ws[i].daemon);
-			if (!w || json_array_append_new(arr, w)) {
-				json_decref(arr);
-				arr = NULL;
-			}
+			cli_list_push(&doc, arr, w);
 		}
 		free(ws);
-		return cli_print_json(arr ? json_pack("{s:o}", "workers", arr)
-					  : NULL);
+		return cli_print_json(doc);
 	}
 	if (!c->quiet)
 		printf("%-8s %-24s %8s %8s %8s %8s  %s\n", "PID", "TYPES",

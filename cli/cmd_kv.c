@@ -216,8 +216,7 @@ int cmd_kv_ls(struct cli *c)
 		rc = cli_flush();
 		goto out;
 	}
-	arr = json_array();
-	doc = json_pack("{s:o}", "keys", arr);
+	doc = cli_list_new("keys", &arr);
 	for (size_t i = 0; doc && i < l.n; i++) {
 		json_t *o = json_object();
 
@@ -233,10 +232,7 @@ int cmd_kv_ls(struct cli *c)
 			json_decref(o);
 			o = NULL;
 		}
-		if (!o || json_array_append_new(arr, o)) {
-			json_decref(doc);
-			doc = NULL;
-		}
+		cli_list_push(&doc, arr, o);
 	}
 	rc = cli_print_json(doc);
 out:

@@ -211,8 +211,7 @@ int cmd_locks(struct cli *c)
 	if (n > 1)
 		qsort(ls, n, sizeof(*ls), cmp_lock);
 	if (c->json) {
-		json_t *arr = json_array(),
-		       *doc = json_pack("{s:o}", "locks", arr);
+		json_t *arr, *doc = cli_list_new("locks", &arr);
 
 		for (size_t i = 0; doc && i < n; i++) {
 			struct jobq_lock_info *l = &ls[i];
@@ -231,10 +230,7 @@ int cmd_locks(struct cli *c)
 				 : json_null(),
 			    "is_set", l->is_set != 0);
 
-			if (!o || json_array_append_new(arr, o)) {
-				json_decref(doc);
-				doc = NULL;
-			}
+			cli_list_push(&doc, arr, o);
 		}
 		free(ls);
 		return cli_print_json(doc);

@@ -190,8 +190,7 @@ int cmd_queues(struct cli *c)
 	if (n > 1)
 		qsort(qs, n, sizeof(*qs), cmp_queue);
 	if (c->json) {
-		json_t *arr = json_array(),
-		       *doc = json_pack("{s:o}", "queues", arr);
+		json_t *arr, *doc = cli_list_new("queues", &arr);
 
 		for (size_t i = 0; doc && i < n; i++) {
 			struct jobq_queue_info *qi = &qs[i];
@@ -207,10 +206,7 @@ int cmd_queues(struct cli *c)
 			    cli_json_u64(qi->total_get), "unfinished",
 			    cli_json_u64(qi->unfinished));
 
-			if (!o || json_array_append_new(arr, o)) {
-				json_decref(doc);
-				doc = NULL;
-			}
+			cli_list_push(&doc, arr, o);
 		}
 		free(qs);
 		return cli_print_json(doc);

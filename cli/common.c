@@ -329,6 +329,20 @@ int cli_print_json(json_t *doc)
 	return cli_flush();
 }
 
+json_t *cli_list_new(const char *key, json_t **arr)
+{
+	*arr = json_array();
+	return json_pack("{s:o}", key, *arr);
+}
+
+void cli_list_push(json_t **doc, json_t *arr, json_t *item)
+{
+	if (*doc && item && !json_array_append_new(arr, item))
+		return;
+	json_decref(*doc);
+	*doc = NULL;
+}
+
 json_t *cli_json_time(uint64_t realtime_ns)
 {
 	char buf[40];
