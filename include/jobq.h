@@ -497,8 +497,8 @@ JOBQ_API int jobq_wait_all(jobq_t *q, const uint64_t *ids, size_t n,
 			   double timeout);
 
 /*
- * A done callback: run from jobq_process() (or any blocking call of the
- * handle) once job @id is final; @res as jobq_job_wait() returns it.
+ * A done callback: run from jobq_process() or jobq_wait_idle() once job @id
+ * is final; @res as jobq_job_wait() returns it.
  */
 typedef void (*jobq_job_cb)(jobq_t *q, uint64_t id, int res, void *arg);
 
@@ -633,6 +633,8 @@ JOBQ_API const jobq_obj_t *jobq_job_args(const jobq_job_t *job);
 JOBQ_API unsigned jobq_job_attempt(const jobq_job_t *job);
 JOBQ_API int jobq_job_succeed(jobq_job_t *job, uint32_t type,
 			      const void *data, size_t len);
+/* jobq_job_fail - record the error text (a retry follows unless @final).
+ * Returns -EIO, so a handler can end with `return jobq_job_fail(...)`. */
 JOBQ_API int jobq_job_fail(jobq_job_t *job, int final, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 JOBQ_API int jobq_job_progress(jobq_job_t *job, double percent,
