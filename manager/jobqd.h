@@ -347,9 +347,11 @@ uint32_t jobq__jobs_running_nondaemon(void);
 int jobq__supervise_start(void);
 void jobq__supervise_exited(uint32_t idx);
 void jobq__supervise_timer(void);
-/* Whether @pid (a registering worker) is one of ours: then *flags gets
- * JOBQ_WF_SUPERVISED and JOBQ_WF_DAEMON as we started it. */
-void jobq__supervise_flags(pid_t pid, uint32_t *flags);
+/* A worker @pid registered. If it is one of ours, *flags gets
+ * JOBQ_WF_SUPERVISED and JOBQ_WF_DAEMON as we started it, and the child
+ * counts as started well (its deaths no longer count as crashing at
+ * start). */
+void jobq__supervise_registered(pid_t pid, uint32_t *flags);
 /*
  * jobq__supervise_drained - called every turn once jobqd is stopping.
  * The first call starts the stop (notices, signals, the grace timer).

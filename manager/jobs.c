@@ -1570,7 +1570,7 @@ int jobq__op_w_register(struct jq_client *c, const struct jobq_sqe *s)
 		off += l + 1;
 	}
 	flags = (uint32_t)s->arg1 & (JOBQ_WF_DAEMON | JOBQ_WF_BUILTIN);
-	jobq__supervise_flags(c->pid, &flags);
+	jobq__supervise_registered(c->pid, &flags);
 
 	memset(wk, 0, sizeof(*wk));
 	wk->reg = true;

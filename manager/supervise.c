@@ -23,8 +23,9 @@
  *
  * A child that exits while jobqd is not stopping is started again after a
  * backoff (1 s, doubling to 30 s; back to 1 s after a run longer than
- * 10 s). One that fails 5 times in a row within 10 s of its start is
- * reported in the log and left stopped.
+ * 10 s). One that fails 5 times in a row within 10 s of its start, each
+ * time before it registered as a worker, is reported in the log and left
+ * stopped.
  */
 #include <errno.h>
 #include <signal.h>
@@ -60,6 +61,7 @@ struct child {
 	uint64_t restart_at;	/* 0: no restart pending */
 	uint64_t backoff;
 	unsigned quick;		/* quick crashes in a row */
+	bool served;		/* registered as a worker since its start */
 	unsigned n;		/* starts so far */
 };
 
@@ -169,6 +171,7 @@ static int spawn(struct child *ch)
 	ch->pidfd = fd;
 	ch->alive = true;
 	ch->started = jobq__now_ns();
+	ch->served = false;
 	ch->n++;
 	jobq__loop_watch_child(fd, (uint32_t)(ch - V.ch));
 	jobq__log(1, "started %s: pid %d", child_name(ch, name, sizeof(name)),
@@ -311,7 +314,9 @@ void jobq__supervise_exited(uint32_t idx)
 	}
 	now = jobq__now_ns();
 	ran = now - ch->started;
-	if (ran < SV_QUICK_NS) {
+	/* Only a child that dies before it ever served counts towards giving
+	 * up: one killed while serving jobs is not crashing at start. */
+	if (ran < SV_QUICK_NS && !ch->served) {
 		ch->quick++;
 	} else {
 		ch->quick = 0;
@@ -351,7 +356,7 @@ void jobq__supervise_timer(void)
 	arm();
 }
 
-void jobq__supervise_flags(pid_t pid, uint32_t *flags)
+void jobq__supervise_registered(pid_t pid, uint32_t *flags)
 {
 	char path[64], buf[512], *p;
 	pid_t ppid = 0;
@@ -367,10 +372,11 @@ void jobq__supervise_flags(pid_t pid, uint32_t *flags)
 		fclose(f);
 	}
 	for (uint32_t i = 0; i < V.n; i++) {
-		const struct child *ch = &V.ch[i];
+		struct child *ch = &V.ch[i];
 
 		if (!ch->alive || (ch->pid != pid && ch->pid != ppid))
 			continue;
+		ch->served = true;
 		*flags |= JOBQ_WF_SUPERVISED;
 		if (ch->daemon)
 			*flags |= JOBQ_WF_DAEMON;

@@ -260,6 +260,37 @@ static void test_builtin_nondaemon(void **state)
 	assert_true(took >= 1.0);
 }
 
+/*
+ * A supervised worker that fails at start is restarted with backoff (1 s,
+ * 2 s, ...), not in a tight loop: it starts about three times in 3.5 s.
+ */
+static void test_crash_at_start(void **state)
+{
+	char dir[256], log[320], cmd[400];
+	const char *args[] = {"--worker", cmd, NULL};
+	struct jqt_mgr m;
+	struct jqt_out o = {0};
+	const char *cat[] = {"cat", log, NULL};
+	int starts;
+
+	(void)state;
+	assert_int_equal(jqt_tmpdir(dir, sizeof(dir)), 0);
+	snprintf(log, sizeof(log), "%s/starts", dir);
+	snprintf(cmd, sizeof(cmd), "echo start >> '%s'; exit 3", log);
+	assert_int_equal(jqt_mgr_start(&m, args), 0);
+	jqt_sleep(3.5);
+	assert_int_equal(jqt_run("/bin/cat", cat, NULL, 0, 10, &o), 0);
+	starts = jqt_count_lines(o.out);
+	print_message("a worker failing at start was started %d times in "
+		      "3.5 s\n",
+		      starts);
+	assert_true(starts >= 2 && starts <= 4);
+	assert_true(jqt_mgr_alive(&m));
+	jqt_out_free(&o);
+	jqt_mgr_stop(&m);
+	jqt_rmtree(dir);
+}
+
 #define W(f) cmocka_unit_test_setup_teardown(f, jqt_setup_workers, jqt_teardown)
 
 int main(void)
@@ -269,6 +300,7 @@ int main(void)
 	    W(test_manager_killed),
 	    cmocka_unit_test(test_builtin_daemon),
 	    cmocka_unit_test(test_builtin_nondaemon),
+	    cmocka_unit_test(test_crash_at_start),
 	};
 
 	jqt_init();

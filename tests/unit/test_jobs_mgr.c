@@ -105,7 +105,7 @@ void jobq__timer_arm(int which, uint64_t deadline)
 		timer_deadline = deadline;
 }
 
-void jobq__supervise_flags(pid_t pid, uint32_t *flags)
+void jobq__supervise_registered(pid_t pid, uint32_t *flags)
 {
 	(void)pid;
 	(void)flags;
