@@ -730,12 +730,7 @@ static bool cq_ready(jobq_t *q)
 	return load_acquire(&q->rh->cq.tail) != load_relaxed(&q->rh->cq.head);
 }
 
-/*
- * Has the manager's end of the control socket gone away? After the
- * handshake nothing is expected on it; anything that comes is read and
- * dropped, so that a readable socket cannot keep a sleeper spinning.
- */
-static bool socket_dead(jobq_t *q)
+bool jobq__socket_dead(jobq_t *q)
 {
 	char b[64];
 
@@ -805,7 +800,7 @@ static void sleep_cq(jobq_t *q, uint64_t max_ns)
 		r = poll(p, 2, ms);
 		if (r > 0 && (p[0].revents & POLLIN))
 			drain_efd(q);
-		if (r > 0 && p[1].revents && socket_dead(q))
+		if (r > 0 && p[1].revents && jobq__socket_dead(q))
 			atomic_store(&q->closed, true);
 	}
 	if (!atomic_load(&q->always_wake)) {
@@ -1239,7 +1234,7 @@ int jobq_process(jobq_t *q)
 	drain_efd(q);
 	pthread_mutex_lock(&q->mu);
 	reap_locked(q, true);
-	if (!atomic_load(&q->closed) && socket_dead(q))
+	if (!atomic_load(&q->closed) && jobq__socket_dead(q))
 		atomic_store(&q->closed, true);
 	if (atomic_load(&q->closed)) {
 		reap_locked(q, true);

@@ -184,6 +184,14 @@ struct jobq {
 int jobq__submit(jobq_t *q, struct jobq__op *ops, size_t n);
 
 /*
+ * jobq__socket_dead - has the manager's end of the control socket gone
+ * away? After the handshake nothing is expected on it; anything that comes
+ * is read and dropped, so that a readable socket cannot keep a poller
+ * spinning.
+ */
+bool jobq__socket_dead(jobq_t *q);
+
+/*
  * jobq__submit_async - submit one asynchronous op whose req was calloc'd
  * with async set; on failure the req is freed (its callback never runs).
  * Returns 0 or what jobq__submit() returns.

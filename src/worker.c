@@ -668,23 +668,6 @@ static int stop_gracefully(struct jobq_worker *w)
 	return err;
 }
 
-/* Has the manager's end of the control socket closed? Anything it sent
- * is read and dropped, as the client does, so poll() cannot spin on it. */
-static bool manager_gone(jobq_t *q)
-{
-	char b[64];
-
-	for (;;) {
-		ssize_t n = recv(q->sock, b, sizeof(b), MSG_DONTWAIT);
-
-		if (n == 0)
-			return true;
-		if (n < 0)
-			return errno != EAGAIN && errno != EWOULDBLOCK &&
-			       errno != EINTR;
-	}
-}
-
 /*
  * The watcher of a daemon worker. While a handler runs nobody else reaps,
  * so it looks for notices itself every WATCH_MS; the socket tells at once
@@ -705,7 +688,7 @@ static void *watch(void *arg)
 		if (r > 0 && p[0].revents)
 			return NULL;
 		if (r > 0 && p[1].revents)
-			gone = manager_gone(w->q);
+			gone = jobq__socket_dead(w->q);
 		if (!gone)
 			jobq__poll(w->q);
 		if ((gone || atomic_load(&w->stop_notice)) &&
