@@ -230,6 +230,26 @@ static int try_put(uint32_t qid, const uint8_t *data, uint32_t len,
 	return PUT_OK;
 }
 
+/* Hands objects of queue @qid to its getters, oldest first, while both
+ * last. */
+static void serve_getters(uint32_t qid)
+{
+	struct jq_queue *q = &Q[qid];
+	struct jq_waiter *w;
+
+	while (rec(qid)->depth && (w = first_getter(q))) {
+		uint64_t k = getter_want(w);
+
+		/* A getter takes what it asked for, as far as there is. */
+		if (k > rec(qid)->depth)
+			k = rec(qid)->depth;
+		for (uint64_t i = 0; i < k; i++)
+			jobq__hand(w->c, w->sqe.user_data, qid, pop(qid),
+				   i + 1 < k);
+		jobq__wait_free(w);
+	}
+}
+
 /*
  * Allocates blocks for the @k staged objects of @lens/@types, several
  * objects a block (up to BLOCK_BYTES), fewer when the heap has no room for
@@ -283,6 +303,7 @@ static uint32_t put_run(struct jq_client *c, uint32_t qid,
 		uint64_t want = w ? getter_want(w) : UINT64_MAX;
 		uint64_t bytes = 0;
 		uint32_t k = 0, got;
+		bool requeued = false;
 
 		/* Stage: read and check the headers of the run. */
 		while (n + k < s->arg0 && k < want && k < RUN_MAX) {
@@ -359,10 +380,25 @@ static uint32_t put_run(struct jq_client *c, uint32_t qid,
 			store_relaxed(&jq_hdr()->counters.gets,
 				      load_relaxed(&jq_hdr()->counters.gets) +
 					  k);
-			for (uint32_t i = 0; i < k; i++)
+			for (uint32_t i = 0; i < k; i++) {
+				if (!jobq__client_alive(w->c)) {
+					/* A hand that failed dropped the
+					 * client: the rest goes back to the
+					 * head, last first, keeping order. */
+					for (uint32_t j = k; j-- > i;)
+						jobq__queue_requeue(qid,
+								    items[j]);
+					requeued = true;
+					break;
+				}
 				jobq__hand(w->c, w->sqe.user_data, qid,
 					   items[i], i + 1 < k);
+			}
 			jobq__wait_free(w);
+			/* Other getters take those before anything newer,
+			 * so that a queue with getters stays empty. */
+			if (requeued)
+				serve_getters(qid);
 		}
 		n += k;
 	}
@@ -421,20 +457,7 @@ static void serve_putters(uint32_t qid)
 
 void jobq__queue_serve(uint32_t qid)
 {
-	struct jq_queue *q = &Q[qid];
-	struct jq_waiter *w;
-
-	while (rec(qid)->depth && (w = first_getter(q))) {
-		uint64_t k = getter_want(w);
-
-		/* A getter takes what it asked for, as far as there is. */
-		if (k > rec(qid)->depth)
-			k = rec(qid)->depth;
-		for (uint64_t i = 0; i < k; i++)
-			jobq__hand(w->c, w->sqe.user_data, qid, pop(qid),
-				   i + 1 < k);
-		jobq__wait_free(w);
-	}
+	serve_getters(qid);
 	serve_putters(qid);
 }
 
