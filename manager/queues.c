@@ -153,7 +153,8 @@ enum { PUT_OK = 0, PUT_LIMIT, PUT_FULL, PUT_BAD, PUT_TOOBIG };
  * Object blocks. The objects that one put brings share one heap block, so
  * that a batch costs one allocation and one free rather than one per object:
  *
- *   [struct qblock][obj 0][obj 1]...   obj: [uint64_t block][jobq_item][payload]
+ *   [struct qblock][obj 0][obj 1]...
+ *   obj: [uint64_t block offset][struct jobq_item][payload]
  *
  * each obj 8-byte aligned. The item offset is what queues link and clients
  * are handed (its payload follows it, as for any struct jobq_item); the word
@@ -163,12 +164,12 @@ enum { PUT_OK = 0, PUT_LIMIT, PUT_FULL, PUT_BAD, PUT_TOOBIG };
  * the store, so these words cannot be tampered with.
  */
 struct qblock {
-	uint64_t live;		/* objects of this block not yet freed */
+	uint64_t live; /* objects of this block not yet freed */
 	uint64_t pad;
 };
 
 #define BLOCK_BYTES (64u << 10) /* a block of several objects at most */
-#define RUN_MAX 256u		/* objects staged at once by a batch */
+#define RUN_MAX	    256u	/* objects staged at once by a batch */
 
 static uint64_t obj_size(uint32_t len)
 {
@@ -181,8 +182,8 @@ static uint64_t obj_size(uint32_t len)
  * (next 0) and their item offsets into @items. Returns false when the heap
  * has no room for it.
  */
-static bool block_alloc(const uint32_t *lens, const uint32_t *types,
-			uint32_t k, uint64_t *items)
+static bool block_alloc(const uint32_t *lens, const uint32_t *types, uint32_t k,
+			uint64_t *items)
 {
 	uint64_t size = sizeof(struct qblock), b, at;
 
@@ -325,8 +326,8 @@ static uint32_t put_run(struct jq_client *c, uint32_t qid,
 				*why = PUT_BAD;
 				break;
 			}
-			if (!w && over_limit_at(r, r->depth + k, r->bytes + bytes,
-						h.len)) {
+			if (!w && over_limit_at(r, r->depth + k,
+						r->bytes + bytes, h.len)) {
 				*why = PUT_LIMIT;
 				break;
 			}
@@ -353,7 +354,8 @@ static uint32_t put_run(struct jq_client *c, uint32_t qid,
 		for (uint32_t i = 0; i < k; i++) {
 			struct jobq_item *it = jq_ptr(items[i]);
 
-			memcpy(it + 1, base + srcs[i] + sizeof(struct jobq_put_rec),
+			memcpy(it + 1,
+			       base + srcs[i] + sizeof(struct jobq_put_rec),
 			       lens[i]);
 			if (i + 1 < k)
 				it->next = items[i + 1];
