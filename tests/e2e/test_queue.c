@@ -291,6 +291,72 @@ static void test_many(void **state)
 	jobq_close(q);
 }
 
+/* Takes 300 objects off "narrow", checking they come numbered in order. */
+static int consume_numbered(int idx, void *arg)
+{
+	jobq_t *q = jqt_open_or_die(jqt_cur);
+
+	for (int want = 0; want < 300;) {
+		jobq_obj_t o[16] = {{0}};
+		int n = jobq_get_many(q, "narrow", o, 16, 10);
+
+		CK_RC(n < 1 ? n : 0, 0);
+		for (int i = 0; i < n; i++, want++) {
+			CK(o[i].len == sizeof(int) &&
+			   !memcmp(o[i].data, &want, sizeof(int)));
+			jobq_obj_free(&o[i]);
+		}
+	}
+	jobq_close(q);
+	return 0;
+}
+
+/*
+ * put_many against limits: with timeout 0 it puts what fits (the first
+ * ones) and says how many; blocking, a batch far larger than the queue
+ * goes through a depth of 5 in order as a consumer makes room; and a batch
+ * larger than one request keeps its order.
+ */
+static void test_many_limits(void **state)
+{
+	struct jobq_queue_opts lim = {.max_depth = 5};
+	jobq_t *q = open_q(state);
+	static int nums[1000];
+	static jobq_obj_t in[1000], out[1000];
+	pid_t pid;
+
+	for (int i = 0; i < 1000; i++) {
+		nums[i] = i;
+		in[i] = (jobq_obj_t){
+		    .type = JOBQ_T_BYTES, .len = sizeof(int), .data = &nums[i]};
+	}
+	assert_rc(jobq_queue_open(q, "narrow", &lim), 0);
+	assert_rc(jobq_put_many(q, "narrow", in, 8, 0), 5);
+	assert_rc(jobq_put_many(q, "narrow", in + 5, 3, 0), -EAGAIN);
+	assert_rc(jobq_get_many(q, "narrow", out, 16, 0), 5);
+	for (int i = 0; i < 5; i++) {
+		assert_memory_equal(out[i].data, &nums[i], sizeof(int));
+		jobq_obj_free(&out[i]);
+	}
+
+	pid = jqt_fork(consume_numbered, 0, NULL);
+	assert_true(pid > 0);
+	assert_rc(jobq_put_many(q, "narrow", in, 300, 20), 300);
+	assert_int_equal(jqt_wait_all(&pid, 1, 20, NULL), 0);
+
+	assert_rc(jobq_put_many(q, "wide", in, 1000, 0), 1000);
+	/* get_many may hand out fewer than asked: take until all are in. */
+	for (int got = 0, n; got < 1000; got += n) {
+		n = jobq_get_many(q, "wide", out + got, 1000 - (size_t)got, 0);
+		assert_true(n > 0);
+	}
+	for (int i = 0; i < 1000; i++) {
+		assert_memory_equal(out[i].data, &nums[i], sizeof(int));
+		jobq_obj_free(&out[i]);
+	}
+	jobq_close(q);
+}
+
 struct async_state {
 	int done;
 	int put_res[8];
@@ -447,6 +513,7 @@ int main(void)
 	    T(test_fifo),     T(test_empty_and_none), T(test_blocking_get),
 	    T(test_timeouts), T(test_bounded),	      T(test_joinable),
 	    T(test_many),     T(test_async),	      T(test_listing),
+	    T(test_many_limits),
 	};
 
 	jqt_init();
