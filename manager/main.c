@@ -101,6 +101,9 @@ static void usage(FILE *f)
 		"  --keep S           keep finished jobs S seconds (default 3600)\n"
 		"  --workers N        start N built-in worker processes (daemon)\n"
 		"  --workers-nondaemon  built-in workers drain on shutdown\n"
+		"  --worker-concurrency C  jobs each built-in worker runs at "
+		"once (1..256,\n"
+		"                     default 1; more for many short jobs)\n"
 		"  --worker CMD       start and supervise `sh -c CMD` (repeatable)\n"
 		"  --grace S          shutdown drain period (default 10)\n"
 		"  --help, --version\n");
@@ -130,6 +133,7 @@ static void parse_opts(int argc, char **argv, struct jq_opts *o)
 		{ "keep", required_argument, NULL, 'K' },
 		{ "workers", required_argument, NULL, 'W' },
 		{ "workers-nondaemon", no_argument, NULL, 'N' },
+		{ "worker-concurrency", required_argument, NULL, 'X' },
 		{ "worker", required_argument, NULL, 'C' },
 		{ "grace", required_argument, NULL, 'G' },
 		{ "help", no_argument, NULL, 'h' },
@@ -220,6 +224,14 @@ static void parse_opts(int argc, char **argv, struct jq_opts *o)
 			break;
 		case 'N':
 			o->workers_nondaemon = true;
+			break;
+		case 'X':
+			errno = 0;
+			v = strtoul(optarg, &end, 10);
+			if (errno || *end || v < 1 || v > 256)
+				bad_usage("--worker-concurrency %s: not a number "
+					  "from 1 to 256", optarg);
+			o->worker_concurrency = (uint32_t)v;
 			break;
 		case 'C': {
 			const char **n = realloc(o->worker_cmds,

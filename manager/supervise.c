@@ -130,9 +130,18 @@ static void __attribute__((noreturn)) child_exec(const struct child *ch,
 	setenv("JOBQ_DIR", dir, 1);
 	if (ch->cmd)
 		execl("/bin/sh", "sh", "-c", ch->cmd, (char *)NULL);
-	else
+	else {
+		/* --worker-concurrency: each built-in worker reserves that
+		 * many jobs at once (the manager never hands it more). */
+		char conc[16];
+
+		snprintf(conc, sizeof(conc), "%u",
+			 jobq__m.o.worker_concurrency ?
+				 jobq__m.o.worker_concurrency : 1);
 		execl("/proc/self/exe", "jobqd", "--as-worker", "--dir", dir,
+		      "--concurrency", conc,
 		      ch->daemon ? "--daemon" : (char *)NULL, (char *)NULL);
+	}
 	_exit(127);
 }
 
