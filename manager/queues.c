@@ -48,18 +48,11 @@ static bool valid_qid(uint32_t qid)
 	return qid < load_relaxed(&jq_hdr()->nqueues);
 }
 
-/* Whether one more object of @len bytes would pass the queue's limits. An
- * empty queue takes any object, so a too-big one cannot block forever. */
-static bool over_limit(const struct jobq_queue_rec *r, uint64_t len)
-{
-	if (r->max_depth && r->depth >= r->max_depth)
-		return true;
-	if (r->max_bytes && r->depth > 0 && r->bytes + len > r->max_bytes)
-		return true;
-	return false;
-}
-
-/* The same for a queue that would hold @depth objects of @bytes. */
+/*
+ * Whether one more object of @len bytes would pass the limits of queue @r
+ * once it holds @depth objects of @bytes. An empty queue takes any object,
+ * so a too-big one cannot block forever.
+ */
 static bool over_limit_at(const struct jobq_queue_rec *r, uint64_t depth,
 			  uint64_t bytes, uint64_t len)
 {
@@ -70,16 +63,18 @@ static bool over_limit_at(const struct jobq_queue_rec *r, uint64_t depth,
 	return false;
 }
 
-/* How many objects getter @w asked for (as jobq__op_q_get clamps it). */
+/* How many objects a get of @c asks for with @arg0: at least one, and no
+ * more than its completion ring holds. */
+static uint64_t get_want(const struct jq_client *c, uint64_t arg0)
+{
+	if (arg0 == 0)
+		return 1;
+	return arg0 > c->cq_entries ? c->cq_entries : arg0;
+}
+
 static uint64_t getter_want(const struct jq_waiter *w)
 {
-	uint64_t want = w->sqe.arg0;
-
-	if (want == 0)
-		want = 1;
-	if (want > w->c->cq_entries)
-		want = w->c->cq_entries;
-	return want;
+	return get_want(w->c, w->sqe.arg0);
 }
 
 /* The oldest getter whose client can still take an object, or NULL. */
@@ -93,6 +88,23 @@ static struct jq_waiter *first_getter(struct jq_queue *q)
 			return w;
 	}
 	return NULL;
+}
+
+/*
+ * Links the chain @first..@last (@k objects, @bytes of payload, already
+ * linked among themselves, @last's next 0) behind the tail of queue @r.
+ * Called inside the record's write section.
+ */
+static void append_locked(struct jobq_queue_rec *r, uint64_t first,
+			  uint64_t last, uint64_t k, uint64_t bytes)
+{
+	if (r->tail)
+		((struct jobq_item *)jq_ptr(r->tail))->next = first;
+	else
+		r->head = first;
+	r->tail = last;
+	r->depth += k;
+	r->bytes += bytes;
 }
 
 /* A new object enters queue @qid: to the oldest getter, else the tail. */
@@ -109,13 +121,7 @@ static void commit(uint32_t qid, uint64_t item)
 		r->total_get++;
 	} else {
 		it->next = 0;
-		if (r->tail)
-			((struct jobq_item *)jq_ptr(r->tail))->next = item;
-		else
-			r->head = item;
-		r->tail = item;
-		r->depth++;
-		r->bytes += it->len;
+		append_locked(r, item, item, 1, it->len);
 	}
 	seq_write_end(&r->seq);
 	jq_count(puts);
@@ -222,7 +228,8 @@ static int try_put(uint32_t qid, const uint8_t *data, uint32_t len,
 {
 	uint64_t item;
 
-	if (jq_list_empty(&Q[qid].getters) && over_limit(rec(qid), len))
+	if (jq_list_empty(&Q[qid].getters) &&
+	    over_limit_at(rec(qid), rec(qid)->depth, rec(qid)->bytes, len))
 		return PUT_LIMIT;
 	if (!block_alloc(&len, &type, 1, &item))
 		return PUT_FULL;
@@ -363,18 +370,10 @@ static uint32_t put_run(struct jq_client *c, uint32_t qid,
 		seq_write_begin(&r->seq);
 		r->total_put += k;
 		r->unfinished += k;
-		if (w) {
+		if (w)
 			r->total_get += k;
-		} else {
-			if (r->tail)
-				((struct jobq_item *)jq_ptr(r->tail))->next =
-				    items[0];
-			else
-				r->head = items[0];
-			r->tail = items[k - 1];
-			r->depth += k;
-			r->bytes += bytes;
-		}
+		else
+			append_locked(r, items[0], items[k - 1], k, bytes);
 		seq_write_end(&r->seq);
 		store_relaxed(&jq_hdr()->counters.puts,
 			      load_relaxed(&jq_hdr()->counters.puts) + k);
@@ -560,11 +559,31 @@ int jobq__op_q_set(struct jq_client *c, const struct jobq_sqe *s)
 	return 0;
 }
 
+/*
+ * A put or batch @s of @c that did not go in (@why: PUT_LIMIT or PUT_FULL)
+ * waits at the back of its queue's putters, unless its timeout is 0.
+ * Returns what the request answers now.
+ */
+static int park_putter(struct jq_client *c, const struct jobq_sqe *s, int why)
+{
+	struct jq_waiter *w;
+	int err;
+
+	if (s->timeout_ns == 0)
+		return why == PUT_FULL ? JOBQ_EFULL : -EAGAIN;
+	w = jobq__wait_new(c, s, JQ_W_PUT, &err);
+	if (!w)
+		return err;
+	jq_list_add_tail(&w->onode, &Q[s->id].putters);
+	set_waiting(s->id, JQ_W_PUT, 1);
+	nputwait++;
+	return JQ_NOREPLY;
+}
+
 int jobq__op_q_put(struct jq_client *c, const struct jobq_sqe *s)
 {
 	uint32_t qid = s->id;
-	struct jq_waiter *w;
-	int why = PUT_LIMIT, err;
+	int why = PUT_LIMIT;
 
 	if (!valid_qid(qid))
 		return jobq__bad(-EINVAL);
@@ -577,22 +596,13 @@ int jobq__op_q_put(struct jq_client *c, const struct jobq_sqe *s)
 		if (why == PUT_OK)
 			return 0;
 	}
-	if (s->timeout_ns == 0)
-		return why == PUT_FULL ? JOBQ_EFULL : -EAGAIN;
-	w = jobq__wait_new(c, s, JQ_W_PUT, &err);
-	if (!w)
-		return err;
-	jq_list_add_tail(&w->onode, &Q[qid].putters);
-	set_waiting(qid, JQ_W_PUT, 1);
-	nputwait++;
-	return JQ_NOREPLY;
+	return park_putter(c, s, why);
 }
 
 int jobq__op_q_put_many(struct jq_client *c, const struct jobq_sqe *s)
 {
 	uint32_t qid = s->id, n;
-	struct jq_waiter *w;
-	int why = PUT_LIMIT, err;
+	int why = PUT_LIMIT;
 
 	if (!valid_qid(qid) || s->arg0 == 0 || s->arg0 > INT32_MAX)
 		return jobq__bad(-EINVAL);
@@ -606,30 +616,18 @@ int jobq__op_q_put_many(struct jq_client *c, const struct jobq_sqe *s)
 		if (why == PUT_TOOBIG)
 			return -E2BIG;
 	}
-	if (s->timeout_ns == 0)
-		return why == PUT_FULL ? JOBQ_EFULL : -EAGAIN;
-	w = jobq__wait_new(c, s, JQ_W_PUT, &err);
-	if (!w)
-		return err;
-	jq_list_add_tail(&w->onode, &Q[qid].putters);
-	set_waiting(qid, JQ_W_PUT, 1);
-	nputwait++;
-	return JQ_NOREPLY;
+	return park_putter(c, s, why);
 }
 
 int jobq__op_q_get(struct jq_client *c, const struct jobq_sqe *s)
 {
 	uint32_t qid = s->id;
-	uint64_t want = s->arg0;
+	uint64_t want = get_want(c, s->arg0);
 	struct jq_waiter *w;
 	int err;
 
 	if (!valid_qid(qid))
 		return jobq__bad(-EINVAL);
-	if (want == 0)
-		want = 1;
-	if (want > c->cq_entries)
-		want = c->cq_entries;
 	if (rec(qid)->depth) {
 		uint64_t k = rec(qid)->depth < want ? rec(qid)->depth : want;
 
