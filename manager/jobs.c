@@ -118,6 +118,7 @@ static struct {
 	bool need_serve;
 	uint64_t rng;
 	uint32_t tombs;			/* tombstones in the job index */
+	uint32_t tombs_kept;		/* tombstones the last sweep kept */
 	uint64_t keep_id, keep_at;	/* oldest finished job, its expiry */
 } S;
 
@@ -279,6 +280,25 @@ static void idx_sweep(void)
 		if (c >= 0)
 			c--;
 	}
+	S.tombs_kept = S.tombs;
+}
+
+/*
+ * Whether the index wants a sweep: an eighth of the slots in tombstones
+ * more than the last sweep had to keep. A full table (live entries at half
+ * the slots) keeps about a quarter of the slots in tombstones that probes
+ * cross, so a fixed limit of an eighth would sweep all slots at every
+ * delete; counting from what was kept makes a sweep cost at most eight
+ * slot visits per delete. Tombstones stay under 3/8 of the slots, so with
+ * live entries at most half, an eighth or more stays empty and probes end.
+ */
+static bool idx_wants_sweep(uint32_t m)
+{
+	uint32_t eighth = (m + 1) / 8, limit = S.tombs_kept + eighth;
+
+	if (limit > 3 * eighth)
+		limit = 3 * eighth;
+	return S.tombs > limit;
 }
 
 /*
@@ -297,7 +317,8 @@ static void idx_delete(uint64_t id)
 		return;
 	if (load_relaxed(&x[(i + 1) & m]) != 0) {
 		store_release(&x[i], IDX_TOMB);
-		if (++S.tombs > (m + 1) / 8)
+		S.tombs++;
+		if (idx_wants_sweep(m))
 			idx_sweep();
 		return;
 	}
