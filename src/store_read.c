@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,62 +24,82 @@ static uint32_t used_records(const _Atomic uint32_t *n, uint32_t max)
 	return v < max ? v : max;
 }
 
-static void read_queue(const struct jobq_queue_rec *rec,
-		       struct jobq_queue_rec *copy)
+/*
+ * Copies the first @size bytes of the record at @src, whose first member is
+ * its seqlock word, into @dst (all but that word) in one read section.
+ * Every table record in the store starts with its seqlock.
+ */
+static void seq_copy(void *dst, const void *src, size_t size)
 {
+	const _Atomic uint32_t *seq = src;
 	uint32_t s;
 
 	do {
-		s = seq_read_begin(&rec->seq);
-		memcpy((char *)copy + sizeof(copy->seq),
-		       (const char *)rec + sizeof(rec->seq),
-		       sizeof(*rec) - sizeof(rec->seq));
-	} while (seq_read_retry(&rec->seq, s));
+		s = seq_read_begin(seq);
+		memcpy((char *)dst + sizeof(*seq),
+		       (const char *)src + sizeof(*seq), size - sizeof(*seq));
+	} while (seq_read_retry(seq, s));
+}
+
+static void read_queue(const struct jobq_queue_rec *rec,
+		       struct jobq_queue_rec *copy)
+{
+	seq_copy(copy, rec, sizeof(*rec));
 	copy->name[JOBQ_NAME_MAX] = '\0';
 }
 
 static void read_lock(const struct jobq_lock_rec *rec,
 		      struct jobq_lock_rec *copy)
 {
-	uint32_t s;
-
-	do {
-		s = seq_read_begin(&rec->seq);
-		memcpy((char *)copy + sizeof(copy->seq),
-		       (const char *)rec + sizeof(rec->seq),
-		       sizeof(*rec) - sizeof(rec->seq));
-	} while (seq_read_retry(&rec->seq, s));
+	seq_copy(copy, rec, sizeof(*rec));
 	copy->name[JOBQ_NAME_MAX] = '\0';
+}
+
+/* The head that queue and lock records share: a name lookup copies only
+ * this much of each record. */
+struct named_head {
+	_Atomic uint32_t seq;
+	uint32_t in_use;
+	char name[JOBQ_NAME_MAX + 1];
+};
+
+_Static_assert(offsetof(struct jobq_queue_rec, name) ==
+		   offsetof(struct named_head, name),
+	       "a queue record starts like struct named_head");
+_Static_assert(offsetof(struct jobq_lock_rec, name) ==
+		   offsetof(struct named_head, name),
+	       "a lock record starts like struct named_head");
+
+/* The index of the record in use called @name among the first @n records
+ * of @table (records of @stride bytes). Returns 0 or -ENOENT. */
+static int find_named(const void *table, size_t stride, uint32_t n,
+		      const char *name, uint32_t *id)
+{
+	struct named_head c;
+
+	for (uint32_t i = 0; i < n; i++) {
+		seq_copy(&c, (const char *)table + (size_t)i * stride,
+			 sizeof(c));
+		c.name[JOBQ_NAME_MAX] = '\0';
+		if (c.in_use && !strcmp(c.name, name)) {
+			*id = i;
+			return 0;
+		}
+	}
+	return -ENOENT;
 }
 
 int jobq__store_find_queue(jobq_t *q, const char *name, uint32_t *id)
 {
-	uint32_t n = used_records(&q->sh->nqueues, q->max_queues);
-	struct jobq_queue_rec c;
-
-	for (uint32_t i = 0; i < n; i++) {
-		read_queue(&q->queues[i], &c);
-		if (c.in_use && !strcmp(c.name, name)) {
-			*id = i;
-			return 0;
-		}
-	}
-	return -ENOENT;
+	return find_named(q->queues, sizeof(*q->queues),
+			  used_records(&q->sh->nqueues, q->max_queues), name,
+			  id);
 }
 
 int jobq__store_find_lock(jobq_t *q, const char *name, uint32_t *id)
 {
-	uint32_t n = used_records(&q->sh->nlocks, q->max_locks);
-	struct jobq_lock_rec c;
-
-	for (uint32_t i = 0; i < n; i++) {
-		read_lock(&q->locks[i], &c);
-		if (c.in_use && !strcmp(c.name, name)) {
-			*id = i;
-			return 0;
-		}
-	}
-	return -ENOENT;
+	return find_named(q->locks, sizeof(*q->locks),
+			  used_records(&q->sh->nlocks, q->max_locks), name, id);
 }
 
 static void queue_info(const struct jobq_queue_rec *c,
@@ -377,19 +398,12 @@ int jobq__type_read(jobq_t *q, uint32_t type_id, char name[JOBQ_TYPE_MAX + 1],
 {
 	const struct jobq_type_rec *t;
 	struct jobq_type_rec c;
-	uint32_t s;
 
 	if (!job_tables_ok(q) || type_id >= q->sh->max_types ||
 	    type_id >= load_acquire(&q->sh->ntypes))
 		return -ENOENT;
 	t = (const void *)(q->store + q->sh->types_off);
-	t += type_id;
-	do {
-		s = seq_read_begin(&t->seq);
-		memcpy((char *)&c + sizeof(c.seq),
-		       (const char *)t + sizeof(t->seq),
-		       sizeof(c) - sizeof(c.seq));
-	} while (seq_read_retry(&t->seq, s));
+	seq_copy(&c, t + type_id, sizeof(c));
 	if (!c.in_use)
 		return -ENOENT;
 	c.name[JOBQ_TYPE_MAX] = '\0';
@@ -420,18 +434,11 @@ uint32_t jobq__worker_records(jobq_t *q)
 int jobq__worker_read(jobq_t *q, uint32_t client, struct jobq_worker_rec *copy)
 {
 	const struct jobq_worker_rec *w;
-	uint32_t s;
 
 	if (!job_tables_ok(q) || client >= q->sh->max_clients)
 		return -ENOENT;
 	w = (const void *)(q->store + q->sh->workers_off);
-	w += client;
-	do {
-		s = seq_read_begin(&w->seq);
-		memcpy((char *)copy + sizeof(copy->seq),
-		       (const char *)w + sizeof(w->seq),
-		       sizeof(*copy) - sizeof(copy->seq));
-	} while (seq_read_retry(&w->seq, s));
+	seq_copy(copy, w + client, sizeof(*copy));
 	copy->types[sizeof(copy->types) - 1] = '\0';
 	return copy->in_use ? 0 : -ENOENT;
 }
