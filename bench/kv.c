@@ -8,9 +8,10 @@
  *   -m set     jobq_kv_set(), one at a time: every set waits for its answer.
  *   -m set-mt  jobq_kv_set() from -t threads sharing one handle, so that
  *              up to -t sets are in flight at once and the manager can
- *              answer them in batches. (The public API has no asynchronous
- *              set; threads on one handle are how an application keeps many
- *              sets in flight.)
+ *              answer them in batches.
+ *   -m set-async  jobq_kv_set_async() from one thread, pipelined like
+ *              redis-benchmark -P: -w sets submitted, then
+ *              jobq_wait_idle() until all of them are answered, and again.
  *
  * Keys are "bench:<i>" for i in 0..-r-1, values -s bytes. Every value read
  * is checked for its length and first byte.
@@ -20,7 +21,7 @@
 
 #include "bench.h"
 
-enum mode { M_GET, M_SET, M_SET_MT };
+enum mode { M_GET, M_SET, M_SET_MT, M_SET_ASYNC };
 
 struct cfg {
 	const char *dir;
@@ -29,6 +30,7 @@ struct cfg {
 	long keys;
 	size_t size;
 	int threads;
+	long window; /* set-async: sets per pipelined round */
 	double secs;
 	char (*key)[32];
 	char *value;
@@ -52,6 +54,48 @@ static int set_range(jobq_t *q, const struct cfg *c, long from, long to)
 			return r;
 	}
 	return 0;
+}
+
+/* set-async: the first error a callback saw, and how many answered. */
+struct async_state {
+	int err;
+	long answered;
+};
+
+static void on_set(jobq_t *q, int res, jobq_obj_t *obj, void *arg)
+{
+	struct async_state *st = arg;
+
+	(void)q;
+	(void)obj;
+	if (res < 0 && !st->err)
+		st->err = res;
+	st->answered++;
+}
+
+/* Sets keys @from..@to-1 in rounds of c->window asynchronous sets, each
+ * round waited for as a whole (what redis-benchmark -P does). */
+static int set_async_range(jobq_t *q, const struct cfg *c, long from, long to)
+{
+	struct async_state st = {0};
+
+	for (long i = from; i < to;) {
+		long end = to - i < c->window ? to : i + c->window;
+		int r;
+
+		for (; i < end; i++) {
+			r = jobq_kv_set_async(q, c->key[i % c->keys],
+					      JOBQ_T_BYTES, c->value, c->size,
+					      on_set, &st);
+			if (r < 0)
+				return r;
+		}
+		if ((r = jobq_wait_idle(q, 10)) < 0)
+			return r;
+		if (st.err)
+			return st.err;
+	}
+	return st.answered == to - from ? 0 : -EPROTO;
 }
 
 static void *set_thread(void *arg)
@@ -99,9 +143,11 @@ static void usage(void)
 {
 	fprintf(
 	    stderr,
-	    "usage: jobq-bench-kv [--dir DIR] [-m get|set|set-mt] [-n OPS] [-r "
-	    "KEYS]\n"
-	    "                     [-s BYTES] [-t THREADS] [-D SECS] [-T SECS]\n"
+	    "usage: jobq-bench-kv [--dir DIR] [-m get|set|set-mt|set-async] "
+	    "[-n OPS]\n"
+	    "                     [-r KEYS] [-s BYTES] [-t THREADS] [-w "
+	    "WINDOW]\n"
+	    "                     [-D SECS] [-T SECS]\n"
 	    "Prints RESULT lines get_ops_per_s or set_ops_per_s.\n");
 	exit(2);
 }
@@ -113,12 +159,14 @@ int main(int argc, char **argv)
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
-	static const char *const names[] = {"get", "set", "set-mt"};
+	static const char *const names[] = {"get", "set", "set-mt",
+					    "set-async"};
 	struct cfg c = {.mode = M_GET,
 			.n = 200000,
 			.keys = 1000,
 			.size = 64,
 			.threads = 16,
+			.window = 16,
 			.secs = 2};
 	struct worker *w;
 	unsigned limit = 20;
@@ -128,7 +176,7 @@ int main(int argc, char **argv)
 	jobq_t *q;
 	int opt, r;
 
-	while ((opt = getopt_long(argc, argv, "d:m:n:r:s:t:D:T:h", longopts,
+	while ((opt = getopt_long(argc, argv, "d:m:n:r:s:t:w:D:T:h", longopts,
 				  NULL)) != -1) {
 		switch (opt) {
 		case 'd':
@@ -141,6 +189,8 @@ int main(int argc, char **argv)
 				c.mode = M_SET;
 			else if (!strcmp(optarg, "set-mt"))
 				c.mode = M_SET_MT;
+			else if (!strcmp(optarg, "set-async"))
+				c.mode = M_SET_ASYNC;
 			else
 				usage();
 			break;
@@ -155,6 +205,9 @@ int main(int argc, char **argv)
 			break;
 		case 't':
 			c.threads = (int)bench_arg_long(optarg, 't');
+			break;
+		case 'w':
+			c.window = bench_arg_long(optarg, 'w');
 			break;
 		case 'D':
 			c.secs = (double)bench_arg_long(optarg, 'D');
@@ -194,6 +247,14 @@ int main(int argc, char **argv)
 		ops = c.n;
 		secs = (double)(t1 - t0) / 1e9;
 		break;
+	case M_SET_ASYNC:
+		t0 = bench_now_ns();
+		if ((r = set_async_range(q, &c, 0, c.n)) < 0)
+			bench_die(r, "jobq_kv_set_async");
+		t1 = bench_now_ns();
+		ops = c.n;
+		secs = (double)(t1 - t0) / 1e9;
+		break;
 	case M_SET_MT:
 		w = calloc((size_t)c.threads, sizeof(*w));
 		if (!w)
@@ -224,9 +285,10 @@ int main(int argc, char **argv)
 	alarm(0);
 
 	printf("RESULT metric=%s_ops_per_s value=%.1f n=%ld keys=%ld size=%zu "
-	       "threads=%d mode=%s secs=%.3f\n",
+	       "threads=%d window=%ld mode=%s secs=%.3f\n",
 	       c.mode == M_GET ? "get" : "set", (double)ops / secs, ops, c.keys,
-	       c.size, c.mode == M_SET_MT ? c.threads : 1, names[c.mode], secs);
+	       c.size, c.mode == M_SET_MT ? c.threads : 1,
+	       c.mode == M_SET_ASYNC ? c.window : 1, names[c.mode], secs);
 	free(c.key);
 	free(c.value);
 	return 0;
