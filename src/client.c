@@ -1054,6 +1054,18 @@ int jobq__submit(jobq_t *q, struct jobq__op *ops, size_t n)
 	return i ? (int)i : err;
 }
 
+struct jobq_req *jobq__async_req(jobq_cb cb, void *arg)
+{
+	struct jobq_req *r = calloc(1, sizeof(*r));
+
+	if (r) {
+		r->async = true;
+		r->cb = cb;
+		r->arg = arg;
+	}
+	return r;
+}
+
 int jobq__submit_async(jobq_t *q, struct jobq__op *op)
 {
 	int n = jobq__submit(q, op, 1);

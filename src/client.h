@@ -192,8 +192,15 @@ int jobq__submit(jobq_t *q, struct jobq__op *ops, size_t n);
 bool jobq__socket_dead(jobq_t *q);
 
 /*
- * jobq__submit_async - submit one asynchronous op whose req was calloc'd
- * with async set; on failure the req is freed (its callback never runs).
+ * jobq__async_req - a new zeroed request, async, whose callback is
+ * @cb(@arg) (@cb may be NULL); NULL when out of memory. Hand it to
+ * jobq__submit_async(), or free() it.
+ */
+struct jobq_req *jobq__async_req(jobq_cb cb, void *arg);
+
+/*
+ * jobq__submit_async - submit one asynchronous op whose req came from
+ * jobq__async_req(); on failure the req is freed (its callback never runs).
  * Returns 0 or what jobq__submit() returns.
  */
 int jobq__submit_async(jobq_t *q, struct jobq__op *op);

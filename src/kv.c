@@ -278,7 +278,7 @@ int jobq_kv_set(jobq_t *q, const char *key, uint32_t type, const void *data,
 int jobq_kv_set_async(jobq_t *q, const char *key, uint32_t type,
 		      const void *data, size_t len, jobq_cb cb, void *arg)
 {
-	struct jobq_req *r = calloc(1, sizeof(*r));
+	struct jobq_req *r = jobq__async_req(cb, arg);
 	struct jobq__op op;
 	int err;
 
@@ -289,9 +289,6 @@ int jobq_kv_set_async(jobq_t *q, const char *key, uint32_t type,
 		free(r);
 		return err;
 	}
-	r->async = true;
-	r->cb = cb;
-	r->arg = arg;
 	return jobq__submit_async(q, &op);
 }
 

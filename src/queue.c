@@ -231,8 +231,8 @@ int jobq_put_many(jobq_t *q, const char *queue, const jobq_obj_t *objs,
 	return (int)done;
 }
 
-static void get_op(jobq_t *q, struct jobq__op *op, struct jobq_req *r,
-		   uint32_t id, size_t max, int64_t tmo)
+static void get_op(struct jobq__op *op, struct jobq_req *r, uint32_t id,
+		   size_t max, int64_t tmo)
 {
 	jobq__op_init(op, r, JOBQ_OP_Q_GET, NULL, 0);
 	op->sqe.id = id;
@@ -265,7 +265,7 @@ int jobq_get_many(jobq_t *q, const char *queue, jobq_obj_t *out, size_t max,
 		max = get_cap(q);
 	memset(out, 0, max * sizeof(*out));
 	r.objs = out;
-	get_op(q, &op, &r, id, max, jobq__timeout_ns(timeout));
+	get_op(&op, &r, id, max, jobq__timeout_ns(timeout));
 	err = jobq__call(q, &op);
 	if (r.nobj)
 		return (int)r.nobj;
@@ -299,17 +299,6 @@ int jobq_get_json(jobq_t *q, const char *queue, struct json_t **out,
 	return err;
 }
 
-static int submit_async(jobq_t *q, struct jobq__op *op)
-{
-	int n = jobq__submit(q, op, 1);
-
-	if (n < 0) {
-		free(op->req);
-		return n;
-	}
-	return 0;
-}
-
 int jobq_put_async(jobq_t *q, const char *queue, uint32_t type,
 		   const void *data, size_t len, double timeout, jobq_cb cb,
 		   void *arg)
@@ -324,14 +313,11 @@ int jobq_put_async(jobq_t *q, const char *queue, uint32_t type,
 		err = jobq__queue_resolve(q, queue, &id);
 	if (err)
 		return err;
-	r = calloc(1, sizeof(*r));
+	r = jobq__async_req(cb, arg);
 	if (!r)
 		return -ENOMEM;
-	r->async = true;
-	r->cb = cb;
-	r->arg = arg;
 	put_op(&op, r, id, type, data, len, jobq__timeout_ns(timeout));
-	return submit_async(q, &op);
+	return jobq__submit_async(q, &op);
 }
 
 int jobq_get_async(jobq_t *q, const char *queue, double timeout, jobq_cb cb,
@@ -345,47 +331,41 @@ int jobq_get_async(jobq_t *q, const char *queue, double timeout, jobq_cb cb,
 	err = jobq__queue_resolve(q, queue, &id);
 	if (err)
 		return err;
-	r = calloc(1, sizeof(*r));
+	r = jobq__async_req(cb, arg);
 	if (!r)
 		return -ENOMEM;
-	r->async = true;
-	r->cb = cb;
-	r->arg = arg;
 	r->objs = &r->obj1;
-	get_op(q, &op, r, id, 1, jobq__timeout_ns(timeout));
-	return submit_async(q, &op);
+	get_op(&op, r, id, 1, jobq__timeout_ns(timeout));
+	return jobq__submit_async(q, &op);
+}
+
+/* One Q_TASK_DONE or Q_JOIN round trip on queue @queue; 0 or -errno. */
+static int queue_call(jobq_t *q, const char *queue, uint8_t opcode,
+		      uint64_t arg0, int64_t tmo)
+{
+	struct jobq_req r = {0};
+	struct jobq__op op;
+	uint32_t id;
+	int err;
+
+	err = jobq__queue_resolve(q, queue, &id);
+	if (err)
+		return err;
+	jobq__op_init(&op, &r, opcode, NULL, 0);
+	op.sqe.id = id;
+	op.sqe.arg0 = arg0;
+	op.sqe.timeout_ns = tmo;
+	err = jobq__call(q, &op);
+	return err < 0 ? err : 0;
 }
 
 int jobq_task_done(jobq_t *q, const char *queue)
 {
-	struct jobq_req r = {0};
-	struct jobq__op op;
-	uint32_t id;
-	int err;
-
-	err = jobq__queue_resolve(q, queue, &id);
-	if (err)
-		return err;
-	jobq__op_init(&op, &r, JOBQ_OP_Q_TASK_DONE, NULL, 0);
-	op.sqe.id = id;
-	op.sqe.arg0 = 1;
-	err = jobq__call(q, &op);
-	return err < 0 ? err : 0;
+	return queue_call(q, queue, JOBQ_OP_Q_TASK_DONE, 1, 0);
 }
 
 int jobq_join(jobq_t *q, const char *queue, double timeout)
 {
-	struct jobq_req r = {0};
-	struct jobq__op op;
-	uint32_t id;
-	int err;
-
-	err = jobq__queue_resolve(q, queue, &id);
-	if (err)
-		return err;
-	jobq__op_init(&op, &r, JOBQ_OP_Q_JOIN, NULL, 0);
-	op.sqe.id = id;
-	op.sqe.timeout_ns = jobq__timeout_ns(timeout);
-	err = jobq__call(q, &op);
-	return err < 0 ? err : 0;
+	return queue_call(q, queue, JOBQ_OP_Q_JOIN, 0,
+			  jobq__timeout_ns(timeout));
 }
