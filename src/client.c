@@ -534,21 +534,34 @@ size_t jobq_max_object(const jobq_t *q)
  * straddles the arena's end: the tail of the arena that is too short is
  * added to the chunk as padding.
  */
-static int arena_alloc(jobq_t *q, uint64_t len, uint64_t *off, int32_t *chunk)
+/*
+ * Where @len bytes would go: at arena offset *off, the chunk ending at byte
+ * position *end. Returns whether they fit now, in bytes and in chunk
+ * records.
+ */
+static bool arena_fit(jobq_t *q, uint64_t len, uint64_t *off, uint64_t *end)
 {
-	uint64_t start = q->alloc_pos, at, pad = 0, end;
+	uint64_t pad = 0;
 
 	len = (len + ARENA_ALIGN - 1) & ~(uint64_t)(ARENA_ALIGN - 1);
-	if (len > q->arena_size)
-		return -E2BIG;
-	at = start % q->arena_size;
-	if (at + len > q->arena_size)
-		pad = q->arena_size - at;
-	end = start + pad + len;
-	if (end - q->free_pos > q->arena_size ||
-	    q->chunk_tail - q->chunk_head >= q->nchunks)
+	*off = q->alloc_pos % q->arena_size;
+	if (*off + len > q->arena_size) {
+		pad = q->arena_size - *off;
+		*off = 0;
+	}
+	*end = q->alloc_pos + pad + len;
+	return *end - q->free_pos <= q->arena_size &&
+	       q->chunk_tail - q->chunk_head < q->nchunks;
+}
+
+/* Takes @len bytes: their arena offset in *off, their chunk in *chunk.
+ * Returns 0 or -EAGAIN when they do not fit now. */
+static int arena_alloc(jobq_t *q, uint64_t len, uint64_t *off, int32_t *chunk)
+{
+	uint64_t end;
+
+	if (!arena_fit(q, len, off, &end))
 		return -EAGAIN;
-	*off = (start + pad) % q->arena_size;
 	*chunk = (int32_t)(q->chunk_tail % q->nchunks);
 	q->chunks[*chunk].end = end;
 	q->chunks[*chunk].live = true;
@@ -885,16 +898,9 @@ static bool sq_has_room(jobq_t *q)
 
 static bool arena_has_room(jobq_t *q, uint64_t len)
 {
-	uint64_t at, pad = 0;
+	uint64_t off, end;
 
-	if (!len)
-		return true;
-	len = (len + ARENA_ALIGN - 1) & ~(uint64_t)(ARENA_ALIGN - 1);
-	at = q->alloc_pos % q->arena_size;
-	if (at + len > q->arena_size)
-		pad = q->arena_size - at;
-	return q->alloc_pos + pad + len - q->free_pos <= q->arena_size &&
-	       q->chunk_tail - q->chunk_head < q->nchunks;
+	return !len || arena_fit(q, len, &off, &end);
 }
 
 /* Completion entries requests may reserve: the rest is for notices. */
@@ -1186,13 +1192,8 @@ int jobq_fd(jobq_t *q)
 	full_fence();
 	/* Completions posted before the flag was visible announced nothing;
 	 * make the descriptor readable so that they are not overlooked. */
-	if (cq_ready(q)) {
-		uint64_t one = 1;
-
-		if (write(q->cq_efd, &one, sizeof(one)) < 0) {
-			/* Saturated: readable already. */
-		}
-	}
+	if (cq_ready(q))
+		kick_efd(q);
 	return q->cq_efd;
 }
 
