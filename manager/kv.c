@@ -69,6 +69,21 @@ static int64_t lookup(const uint8_t *key, uint32_t klen, uint32_t hash,
 	return -1;
 }
 
+/*
+ * Copies the @klen key bytes at the start of request @s's arena into @key
+ * (read once, so that hashing, comparing and storing agree whatever the
+ * client writes meanwhile), hashes them into *hash and looks them up, as
+ * lookup() does.
+ */
+static int64_t lookup_arena_key(struct jq_client *c, const struct jobq_sqe *s,
+				uint32_t klen, uint8_t *key, uint32_t *hash,
+				int64_t *ins)
+{
+	memcpy(key, jobq__arena(c, s->arena_off), klen);
+	*hash = jobq__hash(key, klen);
+	return lookup(key, klen, *hash, ins);
+}
+
 /* A new blob with @key and @val, or 0 when the heap is full. */
 static uint64_t blob_new(const uint8_t *key, uint32_t klen,
 			 const uint8_t *val, uint32_t vlen, uint32_t type)
@@ -148,11 +163,7 @@ int jobq__op_kv_set(struct jq_client *c, const struct jobq_sqe *s)
 	vlen = s->arena_len - klen;
 	if (vlen > jq_hdr()->max_object)
 		return -E2BIG;
-	/* The key is hashed, compared and stored: read it from the arena
-	 * once, so the three agree whatever the client writes meanwhile. */
-	memcpy(key, p, klen);
-	hash = jobq__hash(key, klen);
-	at = lookup(key, klen, hash, &ins);
+	at = lookup_arena_key(c, s, klen, key, &hash, &ins);
 	return store_value(at, ins, key, klen, hash, p + klen, vlen, s->type);
 }
 
@@ -167,9 +178,7 @@ int jobq__op_kv_del(struct jq_client *c, const struct jobq_sqe *s)
 
 	if (s->arena_len < 1 || s->arena_len > JOBQ_KEY_MAX)
 		return jobq__bad(-EINVAL);
-	memcpy(key, jobq__arena(c, s->arena_off), s->arena_len);
-	hash = jobq__hash(key, s->arena_len);
-	at = lookup(key, s->arena_len, hash, &ins);
+	at = lookup_arena_key(c, s, s->arena_len, key, &hash, &ins);
 	if (at < 0)
 		return -ENOENT;
 	sl = slot_at((uint32_t)at);
@@ -228,7 +237,6 @@ static int parse_int(const uint8_t *p, uint32_t n, int64_t *out)
 
 int jobq__op_kv_incr(struct jq_client *c, const struct jobq_sqe *s)
 {
-	const uint8_t *p = jobq__arena(c, s->arena_off);
 	uint8_t key[JOBQ_KEY_MAX];
 	uint32_t klen = s->arena_len, hash;
 	int64_t at, ins, cur = 0, delta = (int64_t)s->arg0, nv;
@@ -237,9 +245,7 @@ int jobq__op_kv_incr(struct jq_client *c, const struct jobq_sqe *s)
 
 	if (klen < 1 || klen > JOBQ_KEY_MAX)
 		return jobq__bad(-EINVAL);
-	memcpy(key, p, klen);
-	hash = jobq__hash(key, klen);
-	at = lookup(key, klen, hash, &ins);
+	at = lookup_arena_key(c, s, klen, key, &hash, &ins);
 	if (at >= 0) {
 		struct jobq_kv_blob *b = blob_at(slot_at((uint32_t)at)->blob);
 
@@ -276,9 +282,7 @@ int jobq__op_kv_cas(struct jq_client *c, const struct jobq_sqe *s)
 	nlen = (uint32_t)(s->arena_len - klen - elen);
 	if (nlen > jq_hdr()->max_object)
 		return -E2BIG;
-	memcpy(key, p, klen);
-	hash = jobq__hash(key, (uint32_t)klen);
-	at = lookup(key, (uint32_t)klen, hash, &ins);
+	at = lookup_arena_key(c, s, (uint32_t)klen, key, &hash, &ins);
 	if (s->flags & JOBQ_SQE_ABSENT) {
 		if (at >= 0)
 			return JOBQ_EMISMATCH;
