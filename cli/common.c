@@ -16,16 +16,22 @@
 
 #include "cli.h"
 
+/* "jobq: " and the message on stderr, after what stdout holds. */
+static void say(const char *fmt, va_list ap)
+{
+	fflush(stdout);
+	fputs("jobq: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
 int cli_error(const char *fmt, ...)
 {
 	va_list ap;
 
-	fflush(stdout);
-	fputs("jobq: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	say(fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	return EXIT_ERROR;
 }
 
@@ -35,12 +41,9 @@ int cli_timeout_msg(const struct cli *c, const char *fmt, ...)
 
 	if (c->quiet)
 		return EXIT_TIMEOUT;
-	fflush(stdout);
-	fputs("jobq: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	say(fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	return EXIT_TIMEOUT;
 }
 
