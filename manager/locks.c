@@ -63,15 +63,23 @@ static bool valid_id(uint32_t id)
 	return id < load_relaxed(&jq_hdr()->nlocks);
 }
 
+/* Units of lock @l held, over all its holders (RLock: the depth). */
+static uint32_t units_held(const struct jq_lock *l)
+{
+	uint32_t held = 0;
+
+	for (uint32_t i = 0; i < l->nh; i++)
+		held += l->h[i].count;
+	return held;
+}
+
 /* Publishes the holders and waiters of lock @id in its record. */
 static void sync_rec(uint32_t id, bool acquired)
 {
 	struct jobq_lock_rec *r = rec(id);
 	struct jq_lock *l = &LK[id];
-	uint32_t held = 0;
+	uint32_t held = units_held(l);
 
-	for (uint32_t i = 0; i < l->nh; i++)
-		held += l->h[i].count;
 	seq_write_begin(&r->seq);
 	if (held && !r->held)
 		r->held_since_ns = jobq__realtime_ns();
@@ -100,7 +108,6 @@ static int can_take(uint32_t id, struct jq_client *c, uint64_t owner)
 {
 	struct jobq_lock_rec *r = rec(id);
 	struct jq_lock *l = &LK[id];
-	uint32_t held = 0;
 
 	switch (r->kind) {
 	case JOBQ_WIRE_LOCK:
@@ -112,9 +119,7 @@ static int can_take(uint32_t id, struct jq_client *c, uint64_t owner)
 			return 0;
 		return find_holder(l, c, owner) >= 0 ? 0 : 1;
 	case JOBQ_WIRE_SEMAPHORE:
-		for (uint32_t i = 0; i < l->nh; i++)
-			held += l->h[i].count;
-		return held < r->limit ? 0 : 1;
+		return units_held(l) < r->limit ? 0 : 1;
 	}
 	return 1;
 }
