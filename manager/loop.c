@@ -893,7 +893,7 @@ static int region_create(struct jq_client *c, char *msg, size_t msglen)
 					       sizeof(struct jobq_cqe), 4096);
 	uint64_t arena = 2 * jobq__m.o.max_object + (1u << 20);
 	struct jobq_region_hdr *h;
-	int fd;
+	int fd, err;
 
 	if (arena < (8u << 20))
 		arena = 8u << 20;
@@ -941,9 +941,11 @@ static int region_create(struct jq_client *c, char *msg, size_t msglen)
 	c->sq_head = c->cq_tail = c->cq_gen = 0;
 	return 0;
 fail:
+	/* errno first: snprintf() may change it. */
+	err = errno;
 	snprintf(msg, msglen, "jobqd could not set up the client region: %s",
-		 strerror(errno));
-	return -errno;
+		 strerror(err));
+	return -err;
 }
 
 static void region_undo(struct jq_client *c)
