@@ -1036,8 +1036,8 @@ static int submit_one_locked(jobq_t *q, struct jobq__op *op)
 	sqe = &q->sqes[q->sq_tail & (q->sq_entries - 1)];
 	*sqe = op->sqe;
 	sqe->user_data = r->user_data;
-	/* An empty payload still points into the arena: the manager checks
-	 * every reference of an op that takes a payload, empty or not. */
+	/* An empty payload names no bytes: the manager ignores its offset
+	 * (it checks the range only when arena_len is not 0). */
 	sqe->arena_off = q->arena_off + off;
 	sqe->arena_len = (uint32_t)need.bytes;
 	q->sq_tail++;

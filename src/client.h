@@ -176,9 +176,10 @@ struct jobq {
  * jobq__submit - put @n requests on the submission ring, in order, and
  * wake the manager once. Waits (without a bound) while the ring, the arena
  * or the completion budget is full. Each op's req must be zeroed except
- * objs/maxobj/cb/arg/async. Returns how many were submitted (all of them,
- * unless an error stopped it), or a negative error when none was:
- * JOBQ_ECLOSED, -E2BIG (payload larger than the arena), -ENOMEM.
+ * objs/maxobj/jobs/maxjobs/keep_res/cb/arg/async. Returns how many were
+ * submitted (all of them, unless an error stopped it), or a negative error
+ * when none was: JOBQ_ECLOSED, -E2BIG (payload larger than the arena),
+ * -EINVAL (it would reserve more completions than a client may).
  * Called without q->mu.
  */
 int jobq__submit(jobq_t *q, struct jobq__op *ops, size_t n);
