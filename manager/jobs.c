@@ -12,9 +12,9 @@
  *            (free list, a worker's running list, or the finished list,
  *            again at most one), the count of unfinished dependencies and
  *            the hash of its unique key;
- *   lanes    the ready jobs, one binary heap of record numbers per (type,
- *            queue) pair, best first: priority descending, then id
- *            ascending. A lane is open when its queue is not paused and
+ *   lanes    the ready jobs per (type, queue) pair, best first: priority
+ *            descending, then id ascending; an in-order run (a ring) plus a
+ *            binary heap for the jobs that arrive out of order. A lane is open when its queue is not paused and
  *            below its parallel limit; a reserving worker takes the best
  *            head of the open lanes of the types it registered;
  *   timers   one min-heap of (deadline, record) for delayed jobs, retry
@@ -57,12 +57,34 @@ struct jpriv {
 	uint32_t ukh;		/* hash of its unique key (JOBQ_JF_UNIQUE) */
 };
 
+/*
+ * A lane holds the READY jobs of one type and queue in two parts: a run
+ * (a ring, in order: each entry worse than the one before) and a binary
+ * heap. A job goes to the run when it is worse than the run's last entry
+ * (the usual case: equal priorities and growing ids), else to the heap;
+ * the best job is the better of the run's first entry and the heap's top.
+ * Run entries never move, so taking the first one or cancelling one costs
+ * O(1) (a cancelled one leaves a NONE that the head skips), and only jobs
+ * that come out of order (higher priorities, retries) pay for the heap.
+ */
 struct lane {
-	uint32_t *h;		/* record numbers, a binary heap */
-	uint32_t n, cap;
+	/* One block (freed with h): the heap of record numbers in h[0..cap),
+	 * then the run's ring of fcap slots, position k at
+	 * h[cap + (k & (fcap - 1))] for fhead <= k < ftail. */
+	uint32_t *h;
+	uint32_t hn, cap;	/* heap entries, heap capacity */
+	uint32_t n;		/* ready jobs: heap + live run entries */
+	uint32_t fhead, ftail, fcap; /* ring positions (wrap), capacity */
+	/* The key of the entry pushed last to the run (it may have left
+	 * since; every entry still in the run is at least as good). */
+	int32_t fback_prio;
+	uint64_t fback_id;
 	uint32_t type, queue;
 	struct lane *next;	/* the type's next lane */
 };
+
+/* P[].pos of a run entry: LANE_RUN | its ring position (31 bits). */
+#define LANE_RUN 0x80000000u
 
 struct tent {
 	uint64_t at;		/* CLOCK_MONOTONIC ns */
@@ -621,40 +643,98 @@ static struct lane *lane_of(uint32_t type, uint32_t queue, bool create)
 	return l;
 }
 
-static int lane_push(struct lane *l, uint32_t r)
+/* The run's slot of ring position @k. */
+static uint32_t *run_slot(const struct lane *l, uint32_t k)
 {
-	if (l->n == l->cap) {
-		uint32_t ncap = l->cap ? 2 * l->cap : 16;
-		uint32_t *n = realloc(l->h, ncap * sizeof(*n));
+	return &l->h[l->cap + (k & (l->fcap - 1))];
+}
 
-		if (!n)
-			return -ENOMEM;
-		l->h = n;
-		l->cap = ncap;
-	}
-	l->h[l->n++] = r;
-	lane_up(l, l->n - 1);
+/* Moves lane @l to a block of a heap of @cap and a ring of @fcap (a power
+ * of two, at least the run's window) slots; every run entry keeps its ring
+ * position, every heap entry its index. 0 or -ENOMEM. */
+static int lane_resize(struct lane *l, uint32_t cap, uint32_t fcap)
+{
+	uint32_t *n = malloc(((size_t)cap + fcap) * sizeof(*n));
+
+	if (!n)
+		return -ENOMEM;
+	if (l->hn)
+		memcpy(n, l->h, l->hn * sizeof(*n));
+	for (uint32_t k = l->fhead; k != l->ftail; k++)
+		n[cap + (k & (fcap - 1))] = *run_slot(l, k);
+	free(l->h);
+	l->h = n;
+	l->cap = cap;
+	l->fcap = fcap;
 	return 0;
 }
 
+static int run_push(struct lane *l, uint32_t r)
+{
+	uint32_t k = l->ftail;
+
+	if (k - l->fhead == l->fcap &&
+	    lane_resize(l, l->cap, l->fcap ? 2 * l->fcap : 64))
+		return -ENOMEM;
+	*run_slot(l, k) = r;
+	S.P[r].pos = LANE_RUN | (k & ~LANE_RUN);
+	l->ftail = k + 1;
+	l->fback_prio = J(r)->priority;
+	l->fback_id = J(r)->id;
+	return 0;
+}
+
+static int lane_push(struct lane *l, uint32_t r)
+{
+	const struct jobq_job_rec *j = J(r);
+
+	/* Worse than the run's last key: the run stays in order. */
+	if (l->fhead == l->ftail || j->priority < l->fback_prio ||
+	    (j->priority == l->fback_prio && j->id > l->fback_id)) {
+		if (run_push(l, r))
+			return -ENOMEM;
+		l->n++;
+		return 0;
+	}
+	if (l->hn == l->cap &&
+	    lane_resize(l, l->cap ? 2 * l->cap : 16, l->fcap))
+		return -ENOMEM;
+	l->h[l->hn++] = r;
+	lane_up(l, l->hn - 1);
+	l->n++;
+	return 0;
+}
+
+/* The best ready job of non-empty lane @l. */
+static uint32_t lane_top(const struct lane *l)
+{
+	uint32_t f = l->fhead != l->ftail ? *run_slot(l, l->fhead) : NONE;
+
+	if (!l->hn)
+		return f;
+	if (f == NONE || better(l->h[0], f))
+		return l->h[0];
+	return f;
+}
+
 /*
- * lane_remove - take out the entry at @i. The hole sinks to a leaf along
- * the better children (one comparison per level, each a record read that
- * likely misses the cache), then the last entry fills it and rises. With
- * ids growing, the last entry is usually among the worst, so it rises
+ * heap_remove - take out the heap entry at @i. The hole sinks to a leaf
+ * along the better children (one comparison per level, each a record read
+ * that likely misses the cache), then the last entry fills it and rises.
+ * With ids growing, the last entry is usually among the worst, so it rises
  * little: about half the comparisons of a plain sift-down from the top.
  */
-static void lane_remove(struct lane *l, uint32_t i)
+static void heap_remove(struct lane *l, uint32_t i)
 {
-	uint32_t last = l->h[--l->n];
+	uint32_t last = l->h[--l->hn];
 
-	if (i != l->n) {
+	if (i != l->hn) {
 		for (;;) {
 			uint32_t c = 2 * i + 1;
 
-			if (c >= l->n)
+			if (c >= l->hn)
 				break;
-			if (c + 1 < l->n && better(l->h[c + 1], l->h[c]))
+			if (c + 1 < l->hn && better(l->h[c + 1], l->h[c]))
 				c++;
 			lane_set(l, i, l->h[c]);
 			i = c;
@@ -662,15 +742,54 @@ static void lane_remove(struct lane *l, uint32_t i)
 		lane_set(l, i, last);
 		lane_up(l, i);
 	}
-	/* Give memory back once a big lane has drained. */
-	if (l->cap > 1024 && l->n < l->cap / 4) {
-		uint32_t *n = realloc(l->h, (l->cap / 2) * sizeof(*n));
+	/* Give memory back once a big heap has drained. */
+	if (l->cap > 1024 && l->hn < l->cap / 4)
+		(void)lane_resize(l, l->cap / 2, l->fcap);
+}
 
-		if (n) {
-			l->h = n;
-			l->cap /= 2;
-		}
+/* Takes run entry at ring position @k out: it becomes NONE, and the head
+ * skips every NONE so that the first entry is always a job. */
+static void run_remove(struct lane *l, uint32_t k)
+{
+	*run_slot(l, k) = NONE;
+	while (l->fhead != l->ftail && *run_slot(l, l->fhead) == NONE)
+		l->fhead++;
+	/* Give memory back once a big run has drained. */
+	if (l->fcap > 1024 && l->ftail - l->fhead < l->fcap / 4)
+		(void)lane_resize(l, l->cap, l->fcap / 2);
+}
+
+/* Whether READY job @r is in lane @l where P[r].pos says. */
+static bool lane_has(const struct lane *l, uint32_t r)
+{
+	uint32_t pos = S.P[r].pos;
+
+	if (pos & LANE_RUN) {
+		uint32_t k = pos & ~LANE_RUN;
+
+		/* k - fhead, in 31-bit ring positions, within the window */
+		return l->fcap && ((k - l->fhead) & ~LANE_RUN) <
+					  ((l->ftail - l->fhead) & ~LANE_RUN) &&
+		       *run_slot(l, k) == r;
 	}
+	return pos < l->hn && l->h[pos] == r;
+}
+
+/* Takes job @r (in lane @l, see lane_has()) out of the lane. */
+static void lane_remove(struct lane *l, uint32_t r)
+{
+	uint32_t pos = S.P[r].pos;
+
+	if (pos & LANE_RUN) {
+		/* The full ring position: the window is shorter than 2^31. */
+		uint32_t k = l->fhead + ((pos - l->fhead) & ~LANE_RUN);
+
+		run_remove(l, k);
+	} else {
+		heap_remove(l, pos);
+	}
+	l->n--;
+	S.P[r].pos = NONE;
 }
 
 static bool lane_open(const struct lane *l)
@@ -734,8 +853,8 @@ static void unready(uint32_t r)
 	struct jobq_job_rec *j = J(r);
 	struct lane *l = lane_of(j->type_id, j->queue_id, false);
 
-	if (l && S.P[r].pos < l->n && l->h[S.P[r].pos] == r)
-		lane_remove(l, S.P[r].pos);
+	if (l && lane_has(l, r))
+		lane_remove(l, r);
 	t_adj(j->type_id, -1, 0);
 	q_adj(j->queue_id, -1, 0);
 }
@@ -948,7 +1067,7 @@ static void hand_out(struct jq_client *c, struct lane *l, uint32_t r,
 	struct jworker *wk = &S.W[c->slot];
 	struct jobq_worker_rec *wr = &jobq__m.st.workers[c->slot];
 
-	lane_remove(l, S.P[r].pos);
+	lane_remove(l, r);
 	seq_write_begin(&j->seq);
 	set_state(j, JOBQ_JS_RUNNING);
 	j->attempts++;
@@ -980,7 +1099,7 @@ static struct lane *best_lane(const struct jworker *wk)
 	for (uint32_t i = 0; i < wk->ntypes; i++)
 		for (struct lane *l = S.lanes[wk->types[i]]; l; l = l->next)
 			if (lane_open(l) &&
-			    (!best || better(l->h[0], best->h[0])))
+			    (!best || better(lane_top(l), lane_top(best))))
 				best = l;
 	return best;
 }
@@ -1006,7 +1125,7 @@ static uint32_t give(struct jq_client *c, uint64_t ud, uint64_t max)
 	real = jobq__realtime_ns();
 	mono = jobq__now_ns();
 	while (n < max && (l = best_lane(wk))) {
-		uint32_t r = l->h[0];
+		uint32_t r = lane_top(l);
 
 		if (prev != NONE)
 			jobq__post(c, ud, 0, JOBQ_CQE_JOB | JOBQ_CQE_MORE,
