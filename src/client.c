@@ -131,6 +131,51 @@ void jobq__name_put(jobq_t *q, struct jobq__namemap *m, const char *name,
 		name_insert(m, copy, name_hash(name), id);
 }
 
+int jobq__name_find(jobq_t *q, struct jobq__namemap *m,
+		    int (*find)(jobq_t *, const char *, uint32_t *),
+		    const char *name, uint32_t *id)
+{
+	int err;
+
+	pthread_mutex_lock(&q->mu);
+	err = jobq__name_get(q, m, name, id);
+	pthread_mutex_unlock(&q->mu);
+	if (!err)
+		return 0;
+	err = find(q, name, id);
+	if (err)
+		return err;
+	pthread_mutex_lock(&q->mu);
+	jobq__name_put(q, m, name, *id);
+	pthread_mutex_unlock(&q->mu);
+	return 0;
+}
+
+int jobq__name_open(jobq_t *q, struct jobq__namemap *m, uint32_t max,
+		    uint8_t opcode, const char *name, uint64_t arg0,
+		    uint64_t arg1, uint32_t *id)
+{
+	struct jobq_req r = {0};
+	struct jobq__op op;
+	int res;
+
+	jobq__op_init(&op, &r, opcode, name, strlen(name));
+	op.sqe.flags = JOBQ_SQE_CREATE;
+	op.sqe.arg0 = arg0;
+	op.sqe.arg1 = arg1;
+	res = jobq__call(q, &op);
+	if (res < 0)
+		return res;
+	if ((uint32_t)res >= max)
+		return -EPROTO;
+	pthread_mutex_lock(&q->mu);
+	jobq__name_put(q, m, name, (uint32_t)res);
+	pthread_mutex_unlock(&q->mu);
+	if (id)
+		*id = (uint32_t)res;
+	return 0;
+}
+
 static void name_free(struct jobq__namemap *m)
 {
 	for (uint32_t i = 0; i < m->cap; i++)

@@ -249,6 +249,25 @@ int jobq__name_get(jobq_t *q, struct jobq__namemap *m, const char *name,
 void jobq__name_put(jobq_t *q, struct jobq__namemap *m, const char *name,
 		    uint32_t id);
 
+/*
+ * jobq__name_find - the id of @name in cache @m, else from the store through
+ * @find (jobq__store_find_queue or _lock), then cached. Returns 0 or what
+ * @find returns. Called without q->mu.
+ */
+int jobq__name_find(jobq_t *q, struct jobq__namemap *m,
+		    int (*find)(jobq_t *, const char *, uint32_t *),
+		    const char *name, uint32_t *id);
+
+/*
+ * jobq__name_open - send Q_OPEN or L_OPEN (@opcode, with JOBQ_SQE_CREATE)
+ * for @name with @arg0/@arg1, check the id against @max (the table's size)
+ * and cache it in @m. *id gets it when @id is not NULL. Returns 0, the
+ * manager's error, or -EPROTO for an id out of range. Called without q->mu.
+ */
+int jobq__name_open(jobq_t *q, struct jobq__namemap *m, uint32_t max,
+		    uint8_t opcode, const char *name, uint64_t arg0,
+		    uint64_t arg1, uint32_t *id);
+
 /* Copies @len bytes at store offset @off into a new object; -EIO when the
  * range is outside the store. Used for completions that carry objects. */
 int jobq__copy_object(jobq_t *q, uint64_t off, uint32_t len, uint32_t type,

@@ -14,28 +14,12 @@
 
 #include "client.h"
 
+/* Opens (creating it when missing) lock @name of @kind and caches its id. */
 static int lock_open(jobq_t *q, const char *name, int kind, unsigned value,
 		     uint32_t *id)
 {
-	struct jobq_req r = {0};
-	struct jobq__op op;
-	int res;
-
-	jobq__op_init(&op, &r, JOBQ_OP_L_OPEN, name, strlen(name));
-	op.sqe.flags = JOBQ_SQE_CREATE;
-	op.sqe.arg0 = (uint64_t)kind;
-	op.sqe.arg1 = value;
-	res = jobq__call(q, &op);
-	if (res < 0)
-		return res;
-	if ((uint32_t)res >= q->max_locks)
-		return -EPROTO;
-	pthread_mutex_lock(&q->mu);
-	jobq__name_put(q, &q->lnames, name, (uint32_t)res);
-	pthread_mutex_unlock(&q->mu);
-	if (id)
-		*id = (uint32_t)res;
-	return 0;
+	return jobq__name_open(q, &q->lnames, q->max_locks, JOBQ_OP_L_OPEN,
+			       name, (uint64_t)kind, value, id);
 }
 
 /*
@@ -48,17 +32,8 @@ static int lock_resolve(jobq_t *q, const char *name, int kind, uint32_t *id)
 
 	if (err)
 		return err;
-	pthread_mutex_lock(&q->mu);
-	err = jobq__name_get(q, &q->lnames, name, id);
-	pthread_mutex_unlock(&q->mu);
-	if (!err)
+	if (!jobq__name_find(q, &q->lnames, jobq__store_find_lock, name, id))
 		return 0;
-	if (!jobq__store_find_lock(q, name, id)) {
-		pthread_mutex_lock(&q->mu);
-		jobq__name_put(q, &q->lnames, name, *id);
-		pthread_mutex_unlock(&q->mu);
-		return 0;
-	}
 	if (!kind)
 		return -ENOENT;
 	return lock_open(q, name, kind, 1, id);

@@ -15,28 +15,13 @@
 
 #include "client.h"
 
+/* Opens (creating it when missing) queue @name with these limits
+ * (UINT64_MAX: leave them) and caches its id. */
 static int queue_open(jobq_t *q, const char *name, uint64_t max_depth,
 		      uint64_t max_bytes, uint32_t *id)
 {
-	struct jobq_req r = {0};
-	struct jobq__op op;
-	int res;
-
-	jobq__op_init(&op, &r, JOBQ_OP_Q_OPEN, name, strlen(name));
-	op.sqe.flags = JOBQ_SQE_CREATE;
-	op.sqe.arg0 = max_depth;
-	op.sqe.arg1 = max_bytes;
-	res = jobq__call(q, &op);
-	if (res < 0)
-		return res;
-	if ((uint32_t)res >= q->max_queues)
-		return -EPROTO;
-	pthread_mutex_lock(&q->mu);
-	jobq__name_put(q, &q->qnames, name, (uint32_t)res);
-	pthread_mutex_unlock(&q->mu);
-	if (id)
-		*id = (uint32_t)res;
-	return 0;
+	return jobq__name_open(q, &q->qnames, q->max_queues, JOBQ_OP_Q_OPEN,
+			       name, max_depth, max_bytes, id);
 }
 
 int jobq__queue_resolve(jobq_t *q, const char *name, uint32_t *id)
@@ -46,17 +31,8 @@ int jobq__queue_resolve(jobq_t *q, const char *name, uint32_t *id)
 	err = jobq__check_name(name);
 	if (err)
 		return err;
-	pthread_mutex_lock(&q->mu);
-	err = jobq__name_get(q, &q->qnames, name, id);
-	pthread_mutex_unlock(&q->mu);
-	if (!err)
+	if (!jobq__name_find(q, &q->qnames, jobq__store_find_queue, name, id))
 		return 0;
-	if (!jobq__store_find_queue(q, name, id)) {
-		pthread_mutex_lock(&q->mu);
-		jobq__name_put(q, &q->qnames, name, *id);
-		pthread_mutex_unlock(&q->mu);
-		return 0;
-	}
 	/* Not there yet: create it, unbounded. If another client made it
 	 * meanwhile, this returns its id and leaves its limits alone
 	 * (UINT64_MAX: leave). */

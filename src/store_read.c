@@ -149,10 +149,7 @@ int jobq_queue_info(jobq_t *q, const char *name, struct jobq_queue_info *out)
 	err = jobq__check_name(name);
 	if (err)
 		return err;
-	pthread_mutex_lock(&q->mu);
-	err = jobq__name_get(q, &q->qnames, name, &id);
-	pthread_mutex_unlock(&q->mu);
-	if (err && jobq__store_find_queue(q, name, &id))
+	if (jobq__name_find(q, &q->qnames, jobq__store_find_queue, name, &id))
 		return -ENOENT;
 	read_queue(&q->queues[id], &c);
 	if (!c.in_use || strcmp(c.name, name))
