@@ -346,6 +346,22 @@ static int map_store(jobq_t *q, int fd)
 				    q->dir);
 		return JOBQ_EVERSION;
 	}
+	/* The job, job index, type and worker tables: misplaced ones make
+	 * every job lookup fail with -ENOENT rather than refuse the store. */
+	q->jobs_ok =
+	    h->max_jobs && pow2(h->jobidx_slots) && !(h->jobs_off % 8) &&
+	    !(h->jobidx_off % 8) &&
+	    in_range(h->jobs_off,
+		     (uint64_t)h->max_jobs * sizeof(struct jobq_job_rec),
+		     h->size) &&
+	    in_range(h->jobidx_off,
+		     (uint64_t)h->jobidx_slots * sizeof(uint64_t), h->size) &&
+	    in_range(h->types_off,
+		     (uint64_t)h->max_types * sizeof(struct jobq_type_rec),
+		     h->size) &&
+	    in_range(h->workers_off,
+		     (uint64_t)h->max_clients * sizeof(struct jobq_worker_rec),
+		     h->size);
 	/* Offsets read from the store are checked against the size the
 	 * header promises, never beyond what is mapped. */
 	q->store_size = h->size;

@@ -121,6 +121,7 @@ struct jobq {
 	uint64_t max_object;
 	const struct jobq_queue_rec *queues;
 	const struct jobq_lock_rec *locks;
+	bool jobs_ok; /* the job tables lie inside the store (checked once) */
 
 	/* The region, read-write. */
 	uint8_t *region;

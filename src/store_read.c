@@ -226,30 +226,13 @@ int jobq_stats(jobq_t *q, struct jobq_stats *out)
 
 /* ------------------------------------------------------------------------
  * Jobs. The job, type and worker tables are only as trustworthy as the
- * header that places them, so every lookup checks the placement first (a
- * few compares; the header's constant part never changes while mapped).
+ * header that places them: jobq_open() checked the placement once
+ * (q->jobs_ok; the header's constant part never changes while mapped), and
+ * every lookup here refuses to read them when it failed.
  */
 static bool range_ok(jobq_t *q, uint64_t off, uint64_t len)
 {
 	return off <= q->store_size && len <= q->store_size - off;
-}
-
-static bool job_tables_ok(jobq_t *q)
-{
-	const struct jobq_store_hdr *h = q->sh;
-	uint32_t slots = h->jobidx_slots;
-
-	return h->max_jobs && slots && !(slots & (slots - 1)) &&
-	       !(h->jobs_off % 8) && !(h->jobidx_off % 8) &&
-	       range_ok(q, h->jobs_off,
-			(uint64_t)h->max_jobs * sizeof(struct jobq_job_rec)) &&
-	       range_ok(q, h->jobidx_off, (uint64_t)slots * sizeof(uint64_t)) &&
-	       range_ok(q, h->types_off,
-			(uint64_t)h->max_types *
-			    sizeof(struct jobq_type_rec)) &&
-	       range_ok(q, h->workers_off,
-			(uint64_t)h->max_clients *
-			    sizeof(struct jobq_worker_rec));
 }
 
 static const struct jobq_job_rec *job_table(jobq_t *q)
@@ -347,7 +330,7 @@ int jobq__job_lookup(jobq_t *q, uint64_t id, struct jobq_job_rec *copy,
 	const _Atomic uint64_t *idx;
 	uint32_t mask, i, n;
 
-	if (!id || id >= (1ULL << 40) || !job_tables_ok(q))
+	if (!id || id >= (1ULL << 40) || !q->jobs_ok)
 		return -ENOENT;
 	idx = (const void *)(q->store + h->jobidx_off);
 	mask = h->jobidx_slots - 1;
@@ -379,7 +362,7 @@ int jobq__job_lookup(jobq_t *q, uint64_t id, struct jobq_job_rec *copy,
 
 int jobq__job_scan(jobq_t *q, uint32_t rec, struct jobq_job_rec *copy)
 {
-	if (!job_tables_ok(q) || rec >= q->sh->max_jobs)
+	if (!q->jobs_ok || rec >= q->sh->max_jobs)
 		return -ENOENT;
 	read_job(q, &job_table(q)[rec], copy, 0, NULL);
 	return copy->id && copy->state != JOBQ_JS_FREE ? 0 : -ENOENT;
@@ -387,7 +370,7 @@ int jobq__job_scan(jobq_t *q, uint32_t rec, struct jobq_job_rec *copy)
 
 uint32_t jobq__job_records(jobq_t *q)
 {
-	return job_tables_ok(q) ? q->sh->max_jobs : 0;
+	return q->jobs_ok ? q->sh->max_jobs : 0;
 }
 
 int jobq__type_read(jobq_t *q, uint32_t type_id, char name[JOBQ_TYPE_MAX + 1],
@@ -396,7 +379,7 @@ int jobq__type_read(jobq_t *q, uint32_t type_id, char name[JOBQ_TYPE_MAX + 1],
 	const struct jobq_type_rec *t;
 	struct jobq_type_rec c;
 
-	if (!job_tables_ok(q) || type_id >= q->sh->max_types ||
+	if (!q->jobs_ok || type_id >= q->sh->max_types ||
 	    type_id >= load_acquire(&q->sh->ntypes))
 		return -ENOENT;
 	t = (const void *)(q->store + q->sh->types_off);
@@ -425,14 +408,14 @@ int jobq__queue_name(jobq_t *q, uint32_t queue_id, char name[JOBQ_NAME_MAX + 1])
 
 uint32_t jobq__worker_records(jobq_t *q)
 {
-	return job_tables_ok(q) ? q->sh->max_clients : 0;
+	return q->jobs_ok ? q->sh->max_clients : 0;
 }
 
 int jobq__worker_read(jobq_t *q, uint32_t client, struct jobq_worker_rec *copy)
 {
 	const struct jobq_worker_rec *w;
 
-	if (!job_tables_ok(q) || client >= q->sh->max_clients)
+	if (!q->jobs_ok || client >= q->sh->max_clients)
 		return -ENOENT;
 	w = (const void *)(q->store + q->sh->workers_off);
 	seq_copy(copy, w + client, sizeof(*copy));
