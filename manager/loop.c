@@ -519,11 +519,19 @@ static void timers_run(void)
 /* ------------------------------------------------------------------------
  * Request validation and dispatch.
  */
+/*
+ * jobq__arena - a pointer to region offset @off of @c, which dispatch()
+ * bounds-checked with the request's arena_len. Not a copy: the bytes are
+ * shared with the client, which may rewrite them at any time, so a handler
+ * copies anything it checks before it relies on it.
+ */
 const uint8_t *jobq__arena(struct jq_client *c, uint64_t off)
 {
 	return c->region + off;
 }
 
+/* jobq__client_alive - whether completions can still reach @c: it is live
+ * and not marked broken (a broken one is dropped at the end of the turn). */
 bool jobq__client_alive(const struct jq_client *c)
 {
 	return c->state == JQ_C_LIVE && !c->broken;
@@ -1328,6 +1336,7 @@ int jobq__loop_run(void)
 		uint64_t now;
 
 		L.work = false;
+		jobq__m.turn++;
 		if (io_uring_sq_ready(&L.ring))
 			io_uring_submit(&L.ring);
 		if (reap_cqes())

@@ -8,9 +8,11 @@
  *
  *   getters - gets that found the queue empty; a put hands its new object
  *             straight to the oldest one, so a queue with getters is empty;
- *   putters - puts that found the queue at a limit or the heap full; their
- *             payload stays in the client's arena until they are served,
- *             oldest first, when a get or a freed object makes room;
+ *   putters - puts and Q_PUT_MANY batches that found the queue at a limit
+ *             or the heap full; their payload stays in the client's arena
+ *             until they are served, oldest first, when a get or a freed
+ *             object makes room (a batch then answers with how many of
+ *             its objects went in);
  *   joiners - joins waiting for `unfinished` to reach 0.
  */
 #include <errno.h>
@@ -26,6 +28,8 @@ struct jq_queue {
 static struct jq_queue *Q;
 static uint32_t nputwait;	/* putters over all queues */
 
+/* jobq__queues_init - the waiter lists of @max_queues queues; aborts when
+ * out of memory (called once at start). */
 void jobq__queues_init(uint32_t max_queues)
 {
 	Q = calloc(max_queues, sizeof(*Q));
@@ -213,6 +217,8 @@ static bool block_alloc(const uint32_t *lens, const uint32_t *types, uint32_t k,
 	return true;
 }
 
+/* jobq__queue_item_free - an object handed out was consumed: its block goes
+ * back to the heap with the last of its objects. */
 void jobq__queue_item_free(uint64_t item)
 {
 	uint64_t b = *(uint64_t *)jq_ptr(item - sizeof(uint64_t));
@@ -456,12 +462,16 @@ static void serve_putters(uint32_t qid)
 	}
 }
 
+/* jobq__queue_serve - after objects came back to queue @qid: hand them to
+ * its getters, then let in the putters that now fit. */
 void jobq__queue_serve(uint32_t qid)
 {
 	serve_getters(qid);
 	serve_putters(qid);
 }
 
+/* jobq__queue_requeue - put @item (an object of queue @qid that was handed
+ * out but not acknowledged) back at the head; getters are not served here. */
 void jobq__queue_requeue(uint32_t qid, uint64_t item)
 {
 	struct jobq_queue_rec *r = rec(qid);
@@ -477,6 +487,8 @@ void jobq__queue_requeue(uint32_t qid, uint64_t item)
 	seq_write_end(&r->seq);
 }
 
+/* jobq__queues_kick - heap space came back: serve the putters of every
+ * queue that has some. */
 void jobq__queues_kick(void)
 {
 	uint32_t n = load_relaxed(&jq_hdr()->nqueues);
@@ -486,11 +498,15 @@ void jobq__queues_kick(void)
 			serve_putters(i);
 }
 
+/* jobq__queues_blocked - whether a putter waits anywhere, so that freed
+ * heap space should be offered at once. */
 bool jobq__queues_blocked(void)
 {
 	return nputwait > 0;
 }
 
+/* jobq__queue_wait_detach - unlink getter, putter or joiner @w from its
+ * queue and fix the record's waiter counts; a no-op when not linked. */
 void jobq__queue_wait_detach(struct jq_waiter *w)
 {
 	uint32_t qid = w->sqe.id;
@@ -521,6 +537,12 @@ static void set_limits(uint32_t qid, const struct jobq_sqe *s)
 	serve_putters(qid);
 }
 
+/*
+ * The op handlers below take a request @s of @c that dispatch() has
+ * bounds-checked (arena range only; ids and arguments are checked here)
+ * and return the res to post, or JQ_NOREPLY when they answered (objects)
+ * or parked the request.
+ */
 int jobq__op_q_open(struct jq_client *c, const struct jobq_sqe *s)
 {
 	struct jobq_store_hdr *h = jq_hdr();
