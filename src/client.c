@@ -72,12 +72,11 @@ static uint32_t name_hash(const char *name)
 	return jobq__hash(name, strlen(name));
 }
 
-int jobq__name_get(jobq_t *q, struct jobq__namemap *m, const char *name,
-		   uint32_t *id)
+/* The id cached for @name in @m: 0 and *id, or -ENOENT. Under q->mu. */
+static int name_get(struct jobq__namemap *m, const char *name, uint32_t *id)
 {
 	uint32_t h, i;
 
-	(void)q;
 	if (!m->cap)
 		return -ENOENT;
 	h = name_hash(name);
@@ -104,13 +103,14 @@ static void name_insert(struct jobq__namemap *m, char *name, uint32_t h,
 	m->n++;
 }
 
-void jobq__name_put(jobq_t *q, struct jobq__namemap *m, const char *name,
-		    uint32_t id)
+/* Caches @name -> @id in @m unless it is there; a failed allocation only
+ * costs a later lookup. Under q->mu. */
+static void name_put(struct jobq__namemap *m, const char *name, uint32_t id)
 {
 	uint32_t old;
 	char *copy;
 
-	if (!jobq__name_get(q, m, name, &old))
+	if (!name_get(m, name, &old))
 		return;
 	if ((m->n + 1) * 2 > m->cap) {
 		struct jobq__namemap bigger = {0};
@@ -138,7 +138,7 @@ int jobq__name_find(jobq_t *q, struct jobq__namemap *m,
 	int err;
 
 	pthread_mutex_lock(&q->mu);
-	err = jobq__name_get(q, m, name, id);
+	err = name_get(m, name, id);
 	pthread_mutex_unlock(&q->mu);
 	if (!err)
 		return 0;
@@ -146,7 +146,7 @@ int jobq__name_find(jobq_t *q, struct jobq__namemap *m,
 	if (err)
 		return err;
 	pthread_mutex_lock(&q->mu);
-	jobq__name_put(q, m, name, *id);
+	name_put(m, name, *id);
 	pthread_mutex_unlock(&q->mu);
 	return 0;
 }
@@ -169,7 +169,7 @@ int jobq__name_open(jobq_t *q, struct jobq__namemap *m, uint32_t max,
 	if ((uint32_t)res >= max)
 		return -EPROTO;
 	pthread_mutex_lock(&q->mu);
-	jobq__name_put(q, m, name, (uint32_t)res);
+	name_put(m, name, (uint32_t)res);
 	pthread_mutex_unlock(&q->mu);
 	if (id)
 		*id = (uint32_t)res;

@@ -244,12 +244,6 @@ void jobq__set_notice_hook(jobq_t *q, jobq__notice_fn fn, void *arg);
 void jobq__op_init(struct jobq__op *op, struct jobq_req *req, uint8_t opcode,
 		   const void *data, size_t len);
 
-/* Name caches, guarded by q->mu. Return 0 and *id, or -ENOENT. */
-int jobq__name_get(jobq_t *q, struct jobq__namemap *m, const char *name,
-		   uint32_t *id);
-void jobq__name_put(jobq_t *q, struct jobq__namemap *m, const char *name,
-		    uint32_t id);
-
 /*
  * jobq__name_find - the id of @name in cache @m, else from the store through
  * @find (jobq__store_find_queue or _lock), then cached. Returns 0 or what
