@@ -199,6 +199,9 @@ struct jq_mgr {
 	uint32_t nlive;
 	bool stopping;
 	bool stop_now;
+	/* Turns of the loop so far (0: no loop runs): what a module reads of
+	 * the clocks may be kept for the rest of the turn. */
+	uint64_t turn;
 };
 
 extern struct jq_mgr jobq__m;

@@ -147,6 +147,36 @@ static struct {
 /* ------------------------------------------------------------------------
  * Small helpers.
  */
+/*
+ * The clocks, read once per turn of the loop: a burst of requests in one
+ * turn shares one reading instead of a few per job. A turn is short (one
+ * pass over the rings), so a time kept for it is early by at most that;
+ * deadlines computed from it fire no later for it. Without a running loop
+ * (turn 0) every call reads the clock.
+ */
+static uint64_t clk_turn, clk_real_ns, clk_mono_ns;
+
+static void clk_read(void)
+{
+	clk_real_ns = jobq__realtime_ns();
+	clk_mono_ns = jobq__now_ns();
+	clk_turn = jobq__m.turn;
+}
+
+static uint64_t clk_real(void)
+{
+	if (!jobq__m.turn || clk_turn != jobq__m.turn)
+		clk_read();
+	return clk_real_ns;
+}
+
+static uint64_t clk_mono(void)
+{
+	if (!jobq__m.turn || clk_turn != jobq__m.turn)
+		clk_read();
+	return clk_mono_ns;
+}
+
 static struct jobq_job_rec *J(uint32_t r)
 {
 	return &jobq__m.st.jobs[r];
@@ -819,9 +849,9 @@ static void to_ready(uint32_t r)
 			  (unsigned long long)j->id);
 		seq_write_begin(&j->seq);
 		set_state(j, JOBQ_JS_DELAYED);
-		j->run_at_ns = jobq__realtime_ns() + NSEC;
+		j->run_at_ns = clk_real() + NSEC;
 		seq_write_end(&j->seq);
-		timer_set(r, jobq__now_ns() + NSEC);
+		timer_set(r, clk_mono() + NSEC);
 		return;
 	}
 	t_adj(j->type_id, 1, 0);
@@ -834,7 +864,7 @@ static void to_ready(uint32_t r)
 static void to_later(uint32_t r, unsigned state, uint64_t run_at)
 {
 	struct jobq_job_rec *j = J(r);
-	uint64_t real = jobq__realtime_ns();
+	uint64_t real = clk_real();
 
 	if (run_at <= real && state == JOBQ_JS_DELAYED) {
 		to_ready(r);
@@ -844,7 +874,7 @@ static void to_later(uint32_t r, unsigned state, uint64_t run_at)
 	set_state(j, state);
 	j->run_at_ns = run_at;
 	seq_write_end(&j->seq);
-	timer_set(r, jobq__now_ns() + (run_at > real ? run_at - real : 0));
+	timer_set(r, clk_mono() + (run_at > real ? run_at - real : 0));
 }
 
 /* Removes a READY job from its lane. */
@@ -920,7 +950,7 @@ static void to_final(uint32_t r, unsigned state, uint64_t text)
 	old = j->result;
 	set_state(j, state);
 	j->result = text;
-	j->finished_ns = jobq__realtime_ns();
+	j->finished_ns = clk_real();
 	j->flags &= (uint8_t)~JOBQ_JF_CANCELLING;
 	jobq__free(old);
 	seq_write_end(&j->seq);
@@ -1010,7 +1040,7 @@ static void attempt_failed(uint32_t r, uint64_t text, bool final)
 	jobq__free(old);
 	seq_write_end(&j->seq);
 	jq_count(retried);
-	to_later(r, JOBQ_JS_FAILED, jobq__realtime_ns() + wait);
+	to_later(r, JOBQ_JS_FAILED, clk_real() + wait);
 }
 
 /*
@@ -1122,8 +1152,8 @@ static uint32_t give(struct jq_client *c, uint64_t ud, uint64_t max)
 		max = wk->capacity - wk->running;
 	if (!max)
 		return 0;
-	real = jobq__realtime_ns();
-	mono = jobq__now_ns();
+	real = clk_real();
+	mono = clk_mono();
 	while (n < max && (l = best_lane(wk))) {
 		uint32_t r = lane_top(l);
 
@@ -1160,7 +1190,7 @@ static void release_waiting(uint32_t r)
 {
 	struct jobq_job_rec *j = J(r);
 
-	if (j->run_at_ns > jobq__realtime_ns())
+	if (j->run_at_ns > clk_real())
 		to_later(r, JOBQ_JS_DELAYED, j->run_at_ns);
 	else
 		to_ready(r);
@@ -1217,10 +1247,10 @@ static uint64_t next_deadline(void)
 		if (S.keep_id != J(S.fin_head)->id) {
 			uint64_t exp = J(S.fin_head)->finished_ns +
 				       jq_hdr()->keep_ns;
-			uint64_t real = jobq__realtime_ns();
+			uint64_t real = clk_real();
 
 			S.keep_id = J(S.fin_head)->id;
-			S.keep_at = jobq__now_ns() +
+			S.keep_at = clk_mono() +
 				    (exp > real ? exp - real : 0);
 		}
 		if (!at || S.keep_at < at)
@@ -1250,7 +1280,12 @@ static void settle(void)
 
 void jobq__jobs_timer(void)
 {
-	uint64_t now = jobq__now_ns(), real = jobq__realtime_ns();
+	uint64_t now, real;
+
+	/* The loop fired us for a deadline it saw pass: read afresh. */
+	clk_read();
+	now = clk_mono_ns;
+	real = clk_real_ns;
 
 	S.armed = 0;
 	S.keep_id = 0;
@@ -1344,7 +1379,7 @@ int jobq__op_job_submit(struct jq_client *c, const struct jobq_sqe *s)
 	struct jobq_submit_wire wv;
 	char type[JOBQ_TYPE_MAX + 1], key[JOBQ_KEY_MAX + 1];
 	uint64_t after[64], aoff, need, args, after_item = 0, id;
-	uint64_t real = jobq__realtime_ns(), failed_dep = 0;
+	uint64_t real = clk_real(), failed_dep = 0;
 	uint32_t pending = 0, r;
 	struct jobq_job_rec *j;
 	int tid;
@@ -1546,7 +1581,7 @@ int jobq__op_job_cancel(struct jq_client *c, const struct jobq_sqe *s)
 			jobq__post(&jobq__m.clients[slot], JOBQ_UD_NOTICE,
 				   JOBQ_NOTICE_CANCEL, JOBQ_CQE_NOTICE, j->id,
 				   0, 0);
-		timer_set(r, jobq__now_ns() + JQ_CANCEL_GRACE_NS);
+		timer_set(r, clk_mono() + JQ_CANCEL_GRACE_NS);
 		settle();
 		return 0;
 	}
@@ -1732,7 +1767,7 @@ int jobq__op_w_register(struct jq_client *c, const struct jobq_sqe *s)
 	wr->capacity = cap;
 	wr->running = 0;
 	wr->flags = flags;
-	wr->started_ns = jobq__realtime_ns();
+	wr->started_ns = clk_real();
 	wr->done = wr->failed = 0;
 	memcpy(wr->types, list, sizeof(list));
 	seq_write_end(&wr->seq);

@@ -1336,6 +1336,7 @@ int jobq__loop_run(void)
 		uint64_t now;
 
 		L.work = false;
+		jobq__m.turn++;
 		if (io_uring_sq_ready(&L.ring))
 			io_uring_submit(&L.ring);
 		if (reap_cqes())
