@@ -1353,7 +1353,9 @@ static int type_get(const char *name, uint32_t len)
 
 	for (; S.type_hash[i]; i = (i + 1) & m) {
 		t = &jobq__m.st.types[S.type_hash[i] - 1];
-		if (!strncmp(t->name, name, len) && t->name[len] == '\0')
+		/* len < sizeof(t->name) (check_type_name): a plain memcmp,
+		 * the name's end checked apart. */
+		if (t->name[len] == '\0' && !memcmp(t->name, name, len))
 			return S.type_hash[i] - 1;
 	}
 	id = load_relaxed(&h->ntypes);
