@@ -412,6 +412,23 @@ static uint32_t put_run(struct jq_client *c, uint32_t qid,
 	return n;
 }
 
+/*
+ * What a Q_PUT_MANY answers after put_run() put @n of its objects and
+ * stopped for @why: the count once any went in (a batch waits only for its
+ * first object; the rest is the client's to send again), an error for a
+ * first record that can never go in, or 0 when it waits for room.
+ */
+static int batch_answer(uint32_t n, int why)
+{
+	if (n)
+		return (int)n;
+	if (why == PUT_BAD)
+		return jobq__bad(-EINVAL);
+	if (why == PUT_TOOBIG)
+		return -E2BIG;
+	return 0;
+}
+
 static void set_waiting(uint32_t qid, int kind, int delta)
 {
 	struct jobq_queue_rec *r = rec(qid);
@@ -439,18 +456,12 @@ static void serve_putters(uint32_t qid)
 			continue;
 		}
 		if (w->sqe.op == JOBQ_OP_Q_PUT_MANY) {
-			int why;
-			uint32_t n = put_run(w->c, qid, &w->sqe, &why);
+			int why, res;
 
-			/* A batch waits only for its first object; once some
-			 * went in it answers, and the rest is the client's to
-			 * send again. */
-			if (n)
-				jobq__wait_done(w, (int32_t)n, 0);
-			else if (why == PUT_BAD)
-				jobq__wait_done(w, jobq__bad(-EINVAL), 0);
-			else if (why == PUT_TOOBIG)
-				jobq__wait_done(w, -E2BIG, 0);
+			res = batch_answer(put_run(w->c, qid, &w->sqe, &why),
+					   why);
+			if (res)
+				jobq__wait_done(w, res, 0);
 			if (why == PUT_LIMIT || why == PUT_FULL)
 				break;
 			continue;
@@ -623,20 +634,16 @@ int jobq__op_q_put(struct jq_client *c, const struct jobq_sqe *s)
 
 int jobq__op_q_put_many(struct jq_client *c, const struct jobq_sqe *s)
 {
-	uint32_t qid = s->id, n;
-	int why = PUT_LIMIT;
+	uint32_t qid = s->id;
+	int why = PUT_LIMIT, res;
 
 	if (!valid_qid(qid) || s->arg0 == 0 || s->arg0 > INT32_MAX)
 		return jobq__bad(-EINVAL);
 	/* FIFO: a batch waits behind the putters already waiting. */
 	if (jq_list_empty(&Q[qid].putters)) {
-		n = put_run(c, qid, s, &why);
-		if (n)
-			return (int)n;
-		if (why == PUT_BAD)
-			return jobq__bad(-EINVAL);
-		if (why == PUT_TOOBIG)
-			return -E2BIG;
+		res = batch_answer(put_run(c, qid, s, &why), why);
+		if (res)
+			return res;
 	}
 	return park_putter(c, s, why);
 }
