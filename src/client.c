@@ -306,21 +306,38 @@ static bool in_range(uint64_t off, uint64_t len, uint64_t size)
 	return off <= size && len <= size - off;
 }
 
-static int map_store(jobq_t *q, int fd)
+/*
+ * Maps all of @fd shared with @prot into *p and its size into *size.
+ * Returns 0, -EPROTO when it is smaller than @min bytes, or -errno.
+ */
+static int map_fd(int fd, int prot, size_t min, void **p, uint64_t *size)
 {
-	const struct jobq_store_hdr *h;
 	struct stat st;
-	void *p;
+	void *m;
 
 	if (fstat(fd, &st) < 0)
 		return -errno;
-	if ((uint64_t)st.st_size < sizeof(*h))
+	if ((uint64_t)st.st_size < min)
 		return -EPROTO;
-	p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
-	if (p == MAP_FAILED)
+	m = mmap(NULL, (size_t)st.st_size, prot, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED)
 		return -errno;
+	*p = m;
+	*size = (uint64_t)st.st_size;
+	return 0;
+}
+
+static int map_store(jobq_t *q, int fd)
+{
+	const struct jobq_store_hdr *h;
+	void *p;
+	int err;
+
+	err = map_fd(fd, PROT_READ, sizeof(*h), &p, &q->store_mapped);
+	if (err)
+		return err;
 	q->store = p;
-	q->store_mapped = q->store_size = (uint64_t)st.st_size;
+	q->store_size = q->store_mapped;
 	h = p;
 	q->sh = h;
 	if (h->magic != JOBQ_STORE_MAGIC || h->version != JOBQ_LAYOUT_VERSION ||
@@ -378,19 +395,14 @@ static int map_store(jobq_t *q, int fd)
 static int map_region(jobq_t *q, int fd)
 {
 	struct jobq_region_hdr *h;
-	struct stat st;
 	void *p;
+	int err;
 
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	if ((uint64_t)st.st_size < sizeof(*h))
-		return -EPROTO;
-	p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED,
-		 fd, 0);
-	if (p == MAP_FAILED)
-		return -errno;
+	err =
+	    map_fd(fd, PROT_READ | PROT_WRITE, sizeof(*h), &p, &q->region_size);
+	if (err)
+		return err;
 	q->region = p;
-	q->region_size = (uint64_t)st.st_size;
 	h = p;
 	q->rh = h;
 	if (h->magic != JOBQ_REGION_MAGIC ||
