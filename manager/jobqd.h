@@ -262,7 +262,9 @@ struct jq_waiter *jobq__wait_new(struct jq_client *c,
 void jobq__wait_done(struct jq_waiter *w, int32_t res, uint64_t val);
 /* Unlinks and frees @w without a completion (its client is gone). */
 void jobq__wait_free(struct jq_waiter *w);
-/* A copy of @len bytes at arena offset @off of @c (validated earlier). */
+/* A pointer into @c's arena at offset @off (validated earlier). The client
+ * can change those bytes at any time: copy what you use once, then check
+ * the copy. */
 const uint8_t *jobq__arena(struct jq_client *c, uint64_t off);
 bool jobq__client_alive(const struct jq_client *c);
 
@@ -283,7 +285,8 @@ void jobq__queue_requeue(uint32_t qid, uint64_t item);
 void jobq__queue_item_free(uint64_t item);
 /* Serve waiting putters of every queue after heap space came back. */
 void jobq__queues_kick(void);
-/* Hand objects of queue @qid to its waiting getters, oldest first. */
+/* Serve queue @qid's waiters: objects to its getters and room to its
+ * putters, oldest first. */
 void jobq__queue_serve(uint32_t qid);
 /* Whether some putter waits (so freed heap space matters at once). */
 bool jobq__queues_blocked(void);
