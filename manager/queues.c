@@ -457,9 +457,10 @@ static void serve_putters(uint32_t qid)
 		}
 		if (w->sqe.op == JOBQ_OP_Q_PUT_MANY) {
 			int why, res;
+			/* put_run sets why: call it before why is read. */
+			uint32_t n = put_run(w->c, qid, &w->sqe, &why);
 
-			res = batch_answer(put_run(w->c, qid, &w->sqe, &why),
-					   why);
+			res = batch_answer(n, why);
 			if (res)
 				jobq__wait_done(w, res, 0);
 			if (why == PUT_LIMIT || why == PUT_FULL)
@@ -641,7 +642,10 @@ int jobq__op_q_put_many(struct jq_client *c, const struct jobq_sqe *s)
 		return jobq__bad(-EINVAL);
 	/* FIFO: a batch waits behind the putters already waiting. */
 	if (jq_list_empty(&Q[qid].putters)) {
-		res = batch_answer(put_run(c, qid, s, &why), why);
+		/* put_run sets why: call it before why is read. */
+		uint32_t n = put_run(c, qid, s, &why);
+
+		res = batch_answer(n, why);
 		if (res)
 			return res;
 	}
