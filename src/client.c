@@ -330,7 +330,7 @@ static int map_fd(int fd, int prot, size_t min, void **p, uint64_t *size)
 static int map_store(jobq_t *q, int fd)
 {
 	const struct jobq_store_hdr *h;
-	void *p;
+	void *p = NULL;
 	int err;
 
 	err = map_fd(fd, PROT_READ, sizeof(*h), &p, &q->store_mapped);
@@ -395,7 +395,7 @@ static int map_store(jobq_t *q, int fd)
 static int map_region(jobq_t *q, int fd)
 {
 	struct jobq_region_hdr *h;
-	void *p;
+	void *p = NULL;
 	int err;
 
 	err =
