@@ -357,6 +357,29 @@ static void test_many_limits(void **state)
 	jobq_close(q);
 }
 
+static void count_done(jobq_t *q, int res, jobq_obj_t *obj, void *arg)
+{
+	(void)q;
+	(void)obj;
+	*(int *)arg += res == 0;
+}
+
+/* jobq_wait_idle(q, 0) runs the callbacks of requests already finished
+ * instead of giving up without looking. */
+static void test_wait_idle_now(void **state)
+{
+	jobq_t *q = open_q(state);
+	int done = 0;
+
+	assert_rc(jobq_put_async(q, "idle", JOBQ_T_BYTES, "x", 1, 0,
+				 count_done, &done),
+		  0);
+	jqt_sleep(0.2);
+	assert_rc(jobq_wait_idle(q, 0), 0);
+	assert_int_equal(done, 1);
+	jobq_close(q);
+}
+
 struct async_state {
 	int done;
 	int put_res[8];
@@ -513,7 +536,7 @@ int main(void)
 	    T(test_fifo),     T(test_empty_and_none), T(test_blocking_get),
 	    T(test_timeouts), T(test_bounded),	      T(test_joinable),
 	    T(test_many),     T(test_async),	      T(test_listing),
-	    T(test_many_limits),
+	    T(test_many_limits), T(test_wait_idle_now),
 	};
 
 	jqt_init();
