@@ -8,6 +8,11 @@ cd "$top"
 . scripts/lib.sh
 
 need_packages
+# The demo's release build first: the optimizer finds warnings (and so
+# errors, with -Werror) that the sanitizer build does not.
+configure build/release --buildtype=release -Dtests=false
+ninja -C build/release -j "$(nproc)"
+
 dir=build/test
 configure "$dir" -Dtests=true -Db_sanitize=address,undefined \
 	-Db_lundef=false --buildtype=debugoptimized
