@@ -47,15 +47,22 @@
 #define JQ_WAIT_BUCKETS 1024u	/* JOB_WAIT waiters, hashed by job id */
 #define IDX_TOMB UINT64_MAX
 #define AUX_WAITED (1u << 31)	/* a JOB_WAIT waiter may be parked on it */
-#define AUX_DEPS 0xffu		/* unfinished dependencies (WAITING) */
+#define AUX_DEPS 0x7fu		/* unfinished dependencies (WAITING), <= 64 */
+/* The low 24 bits of the unique key's hash (JOBQ_JF_UNIQUE): all that its
+ * bucket needs, as the key table has at most 2^24 buckets (ch_grow). */
+#define AUX_UKH_SHIFT 7
+#define AUX_UKH (0xffffffu << AUX_UKH_SHIFT)
 
-/* Manager-private data of one job record. */
+/* Manager-private data of one job record: 16 bytes, paid by every record
+ * in use, so fields share a word where their ranges allow. */
 struct jpriv {
 	uint32_t pos;		/* index in its lane or in the timer heap */
 	uint32_t prev, next;	/* free, running or finished list */
 	uint32_t aux;		/* AUX_* */
-	uint32_t ukh;		/* hash of its unique key (JOBQ_JF_UNIQUE) */
 };
+
+_Static_assert(64 <= AUX_DEPS, "a job waits for at most 64 others");
+_Static_assert((AUX_UKH & (AUX_WAITED | AUX_DEPS)) == 0, "aux fields overlap");
 
 /*
  * A lane holds the READY jobs of one type and queue in two parts: a run
@@ -395,7 +402,8 @@ static int ch_init(struct chash *h, uint32_t n)
 	return h->b ? 0 : -ENOMEM;
 }
 
-/* Every node starts with its next pointer; @hash_of gives a node's hash. */
+/* Every node starts with its next pointer; @hash_of gives a node's hash.
+ * A table never passes 2^24 buckets: uq_drop() keeps 24 bits of a hash. */
 static void ch_grow(struct chash *h, uint32_t (*hash_of)(void *))
 {
 	uint32_t nb = 2 * (h->mask + 1);
@@ -448,7 +456,8 @@ static struct uq *uq_find(const char *key, uint32_t len, uint32_t hash)
 
 static void uq_drop(uint32_t r)
 {
-	struct uq **pp = (struct uq **)&S.uq.b[S.P[r].ukh & S.uq.mask];
+	uint32_t ukh = (S.P[r].aux & AUX_UKH) >> AUX_UKH_SHIFT;
+	struct uq **pp = (struct uq **)&S.uq.b[ukh & S.uq.mask];
 
 	for (; *pp; pp = &(*pp)->next) {
 		if ((*pp)->rec == r) {
@@ -1493,7 +1502,7 @@ int jobq__op_job_submit(struct jq_client *c, const struct jobq_sqe *s)
 			u->next = S.uq.b[u->hash & S.uq.mask];
 			S.uq.b[u->hash & S.uq.mask] = u;
 			S.uq.n++;
-			S.P[r].ukh = u->hash;
+			S.P[r].aux |= (u->hash << AUX_UKH_SHIFT) & AUX_UKH;
 			ch_grow(&S.uq, uq_hash_of);
 		} else {
 			seq_write_begin(&j->seq);
