@@ -57,7 +57,8 @@
  * in use, so fields share a word where their ranges allow. */
 struct jpriv {
 	uint32_t pos;		/* index in its lane or in the timer heap */
-	uint32_t prev, next;	/* free, running or finished list */
+	uint32_t prev, next;	/* free, running or finished list, or the
+				 * run of its lane while READY */
 	uint32_t aux;		/* AUX_* */
 };
 
@@ -66,22 +67,20 @@ _Static_assert((AUX_UKH & (AUX_WAITED | AUX_DEPS)) == 0, "aux fields overlap");
 
 /*
  * A lane holds the READY jobs of one type and queue in two parts: a run
- * (a ring, in order: each entry worse than the one before) and a binary
- * heap. A job goes to the run when it is worse than the run's last entry
- * (the usual case: equal priorities and growing ids), else to the heap;
- * the best job is the better of the run's first entry and the heap's top.
- * Run entries never move, so taking the first one or cancelling one costs
- * O(1) (a cancelled one leaves a NONE that the head skips), and only jobs
- * that come out of order (higher priorities, retries) pay for the heap.
+ * (in order: each entry worse than the one before) and a binary heap. A
+ * job goes to the run when it is worse than the run's last entry (the
+ * usual case: equal priorities and growing ids), else to the heap; the
+ * best job is the better of the run's first entry and the heap's top.
+ * The run is a list through P[].prev/next, which a READY job uses for
+ * nothing else, so it costs no memory beyond P: taking the first entry or
+ * cancelling any costs O(1), and only jobs that come out of order (higher
+ * priorities, retries) pay for the heap.
  */
 struct lane {
-	/* One block (freed with h): the heap of record numbers in h[0..cap),
-	 * then the run's ring of fcap slots, position k at
-	 * h[cap + (k & (fcap - 1))] for fhead <= k < ftail. */
-	uint32_t *h;
+	uint32_t *h;		/* the heap of record numbers, h[0..cap) */
 	uint32_t hn, cap;	/* heap entries, heap capacity */
-	uint32_t n;		/* ready jobs: heap + live run entries */
-	uint32_t fhead, ftail, fcap; /* ring positions (wrap), capacity */
+	uint32_t n;		/* ready jobs: heap + run entries */
+	uint32_t rhead, rtail;	/* the run's first and last, NONE: empty */
 	/* The key of the entry pushed last to the run (it may have left
 	 * since; every entry still in the run is at least as good). */
 	int32_t fback_prio;
@@ -90,7 +89,7 @@ struct lane {
 	struct lane *next;	/* the type's next lane */
 };
 
-/* P[].pos of a run entry: LANE_RUN | its ring position (31 bits). */
+/* P[].pos of a run entry (a heap entry's pos is its index, far below). */
 #define LANE_RUN 0x80000000u
 
 struct tent {
@@ -677,50 +676,34 @@ static struct lane *lane_of(uint32_t type, uint32_t queue, bool create)
 		return NULL;
 	l->type = type;
 	l->queue = queue;
+	l->rhead = l->rtail = NONE;
 	l->next = S.lanes[type];
 	S.lanes[type] = l;
 	return l;
 }
 
-/* The run's slot of ring position @k. */
-static uint32_t *run_slot(const struct lane *l, uint32_t k)
+/* Moves the heap of lane @l to a block of @cap (at least hn) slots; every
+ * entry keeps its index. 0 or -ENOMEM. */
+static int lane_resize(struct lane *l, uint32_t cap)
 {
-	return &l->h[l->cap + (k & (l->fcap - 1))];
-}
-
-/* Moves lane @l to a block of a heap of @cap and a ring of @fcap (a power
- * of two, at least the run's window) slots; every run entry keeps its ring
- * position, every heap entry its index. 0 or -ENOMEM. */
-static int lane_resize(struct lane *l, uint32_t cap, uint32_t fcap)
-{
-	uint32_t *n = malloc(((size_t)cap + fcap) * sizeof(*n));
+	uint32_t *n = malloc((size_t)cap * sizeof(*n));
 
 	if (!n)
 		return -ENOMEM;
 	if (l->hn)
 		memcpy(n, l->h, l->hn * sizeof(*n));
-	for (uint32_t k = l->fhead; k != l->ftail; k++)
-		n[cap + (k & (fcap - 1))] = *run_slot(l, k);
 	free(l->h);
 	l->h = n;
 	l->cap = cap;
-	l->fcap = fcap;
 	return 0;
 }
 
-static int run_push(struct lane *l, uint32_t r)
+static void run_push(struct lane *l, uint32_t r)
 {
-	uint32_t k = l->ftail;
-
-	if (k - l->fhead == l->fcap &&
-	    lane_resize(l, l->cap, l->fcap ? 2 * l->fcap : 64))
-		return -ENOMEM;
-	*run_slot(l, k) = r;
-	S.P[r].pos = LANE_RUN | (k & ~LANE_RUN);
-	l->ftail = k + 1;
+	list_add_tail(&l->rhead, &l->rtail, r);
+	S.P[r].pos = LANE_RUN;
 	l->fback_prio = J(r)->priority;
 	l->fback_id = J(r)->id;
-	return 0;
 }
 
 static int lane_push(struct lane *l, uint32_t r)
@@ -728,15 +711,13 @@ static int lane_push(struct lane *l, uint32_t r)
 	const struct jobq_job_rec *j = J(r);
 
 	/* Worse than the run's last key: the run stays in order. */
-	if (l->fhead == l->ftail || j->priority < l->fback_prio ||
+	if (l->rhead == NONE || j->priority < l->fback_prio ||
 	    (j->priority == l->fback_prio && j->id > l->fback_id)) {
-		if (run_push(l, r))
-			return -ENOMEM;
+		run_push(l, r);
 		l->n++;
 		return 0;
 	}
-	if (l->hn == l->cap &&
-	    lane_resize(l, l->cap ? 2 * l->cap : 16, l->fcap))
+	if (l->hn == l->cap && lane_resize(l, l->cap ? 2 * l->cap : 16))
 		return -ENOMEM;
 	l->h[l->hn++] = r;
 	lane_up(l, l->hn - 1);
@@ -747,7 +728,7 @@ static int lane_push(struct lane *l, uint32_t r)
 /* The best ready job of non-empty lane @l. */
 static uint32_t lane_top(const struct lane *l)
 {
-	uint32_t f = l->fhead != l->ftail ? *run_slot(l, l->fhead) : NONE;
+	uint32_t f = l->rhead;
 
 	if (!l->hn)
 		return f;
@@ -783,19 +764,7 @@ static void heap_remove(struct lane *l, uint32_t i)
 	}
 	/* Give memory back once a big heap has drained. */
 	if (l->cap > 1024 && l->hn < l->cap / 4)
-		(void)lane_resize(l, l->cap / 2, l->fcap);
-}
-
-/* Takes run entry at ring position @k out: it becomes NONE, and the head
- * skips every NONE so that the first entry is always a job. */
-static void run_remove(struct lane *l, uint32_t k)
-{
-	*run_slot(l, k) = NONE;
-	while (l->fhead != l->ftail && *run_slot(l, l->fhead) == NONE)
-		l->fhead++;
-	/* Give memory back once a big run has drained. */
-	if (l->fcap > 1024 && l->ftail - l->fhead < l->fcap / 4)
-		(void)lane_resize(l, l->cap, l->fcap / 2);
+		(void)lane_resize(l, l->cap / 2);
 }
 
 /* Whether READY job @r is in lane @l where P[r].pos says. */
@@ -803,13 +772,11 @@ static bool lane_has(const struct lane *l, uint32_t r)
 {
 	uint32_t pos = S.P[r].pos;
 
-	if (pos & LANE_RUN) {
-		uint32_t k = pos & ~LANE_RUN;
+	if (pos == LANE_RUN) {
+		uint32_t p = S.P[r].prev;
 
-		/* k - fhead, in 31-bit ring positions, within the window */
-		return l->fcap && ((k - l->fhead) & ~LANE_RUN) <
-					  ((l->ftail - l->fhead) & ~LANE_RUN) &&
-		       *run_slot(l, k) == r;
+		return p == NONE ? l->rhead == r :
+				   S.P[p].next == r && S.P[p].pos == LANE_RUN;
 	}
 	return pos < l->hn && l->h[pos] == r;
 }
@@ -819,11 +786,8 @@ static void lane_remove(struct lane *l, uint32_t r)
 {
 	uint32_t pos = S.P[r].pos;
 
-	if (pos & LANE_RUN) {
-		/* The full ring position: the window is shorter than 2^31. */
-		uint32_t k = l->fhead + ((pos - l->fhead) & ~LANE_RUN);
-
-		run_remove(l, k);
+	if (pos == LANE_RUN) {
+		list_del(&l->rhead, &l->rtail, r);
 	} else {
 		heap_remove(l, pos);
 	}
