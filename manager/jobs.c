@@ -505,6 +505,19 @@ static uint64_t text_new(const char *s)
 	return item_new(s, (uint32_t)strlen(s), JOBQ_T_TEXT);
 }
 
+/* The args of a job: @len bytes in a heap block of their own, no item
+ * header (see struct jobq_job_rec). @len > 0. The offset or 0 when full. */
+static uint64_t args_new(const void *data, uint32_t len)
+{
+	uint64_t off;
+
+	while (!(off = jobq__alloc(len)))
+		if (!evict_one())
+			return 0;
+	memcpy(jq_ptr(off), data, len);
+	return off;
+}
+
 /* ------------------------------------------------------------------------
  * Lists through P[].prev/next.
  */
@@ -1032,10 +1045,10 @@ static void free_record(uint32_t r)
 	jobq__free(j->args);
 	jobq__free(j->result);
 	jobq__free(j->note);
-	jobq__free(j->after);
 	j->id = 0;
 	j->flags = 0;
-	j->args = j->result = j->note = j->after = 0;
+	j->args = j->result = j->note = 0;
+	j->args_len = j->args_type = 0;
 	seq_write_end(&j->seq);
 	S.P[r] = (struct jpriv){ .pos = NONE, .prev = NONE,
 				 .next = S.free_head };
@@ -1353,7 +1366,7 @@ int jobq__op_job_submit(struct jq_client *c, const struct jobq_sqe *s)
 	const uint8_t *a = jobq__arena(c, s->arena_off);
 	struct jobq_submit_wire wv;
 	char type[JOBQ_TYPE_MAX + 1], key[JOBQ_KEY_MAX + 1];
-	uint64_t after[64], aoff, need, args, after_item = 0, id;
+	uint64_t after[64], aoff, need, args = 0, id;
 	uint64_t real = clk_real(), failed_dep = 0;
 	uint32_t pending = 0, r;
 	struct jobq_job_rec *j;
@@ -1417,11 +1430,11 @@ int jobq__op_job_submit(struct jq_client *c, const struct jobq_sqe *s)
 	r = record_new();
 	if (r == NONE)
 		return JOBQ_ELIMIT;
-	args = item_new(a + aoff + 8ull * wv.nafter, wv.args_len, s->type);
-	if (wv.nafter && args)
-		after_item = item_new(after, 8 * wv.nafter, JOBQ_T_BYTES);
-	if (!args || (wv.nafter && !after_item)) {
-		jobq__free(args);
+	/* The ids it waits for live in S.deps while they are unfinished;
+	 * the record keeps none of them. */
+	if (wv.args_len)
+		args = args_new(a + aoff + 8ull * wv.nafter, wv.args_len);
+	if (wv.args_len && !args) {
 		S.P[r].next = S.free_head;
 		S.free_head = r;
 		return JOBQ_EFULL;
@@ -1448,7 +1461,8 @@ int jobq__op_job_submit(struct jq_client *c, const struct jobq_sqe *s)
 	j->lease_ns = (uint64_t)wv.lease_ns;
 	j->args = args;
 	j->result = j->note = 0;
-	j->after = after_item;
+	j->args_len = wv.args_len;
+	j->args_type = s->type;
 	set_state(j, JOBQ_JS_WAITING);
 	seq_write_end(&j->seq);
 	idx_insert(id, r);

@@ -55,7 +55,7 @@
 #define JOBQ_STORE_MAGIC 0x4d4f5453514a424aULL /* "JBQJSTOM" */
 #define JOBQ_REGION_MAGIC 0x4e474552514a424aULL /* "JBQJREGN" */
 #define JOBQ_HELLO_MAGIC 0x6f6c6568u
-#define JOBQ_LAYOUT_VERSION 3u /* 3: job index hash in blocks of eight */
+#define JOBQ_LAYOUT_VERSION 4u /* 4: job args without an item header */
 
 #define JOBQ_NAME_MAX 63 /* queue and lock names, bytes without the NUL */
 #define JOBQ_KEY_MAX 255 /* key/value keys */
@@ -300,12 +300,18 @@ struct jobq_job_rec {
 	uint64_t finished_ns;	/* became final, 0: not yet */
 	uint64_t run_at_ns;	/* DELAYED: CLOCK_REALTIME when it becomes ready */
 	uint64_t lease_ns;	/* the lease length (--timeout) */
-	uint64_t args;		/* struct jobq_item: the args object */
+	/* The args: args_len bytes at this offset, a heap block of their own
+	 * without a struct jobq_item header (args are on no list, and every
+	 * queued job pays for the header); 0 when args_len is 0. */
+	uint64_t args;
 	uint64_t result;	/* struct jobq_item: the result, or the error text
 				 * (JOBQ_T_TEXT) of a failed, dead or cancelled job */
 	uint64_t note;		/* struct jobq_item: progress message, 0: none */
-	uint64_t after;		/* struct jobq_item: uint64_t ids it waits for */
+	uint32_t args_len;
+	uint32_t args_type;	/* enum jobq_type or a user type */
 };
+
+_Static_assert(sizeof(struct jobq_job_rec) == 112, "a job record's size");
 
 /* A job type that someone submitted or a worker serves. Never reused. */
 #define JOBQ_TYPE_MAX 47

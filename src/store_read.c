@@ -241,12 +241,13 @@ static const struct jobq_job_rec *job_table(jobq_t *q)
 }
 
 /*
- * Copies record @rec and, when @which is not NULL, the item its field
- * names (args or result) into @item, all inside one read section, so the
- * bytes belong to the record as copied. The manager frees an args or
- * result item only inside a write section of its record, hence a copy that
- * survived seq_read_retry() is whole. Returns 0, -ENOMEM, or -EIO when the
- * item's offset is outside the store.
+ * Copies record @rec and, when @which is not NULL, the object its fields
+ * name (the args: args_len bytes at args, no item header; or the result
+ * item) into @item, all inside one read section, so the bytes belong to
+ * the record as copied. The manager frees args or a result only inside a
+ * write section of its record, hence a copy that survived seq_read_retry()
+ * is whole. Returns 0, -ENOMEM, or -EIO when the object is outside the
+ * store.
  */
 static int read_job(jobq_t *q, const struct jobq_job_rec *rec,
 		    struct jobq_job_rec *copy, int which, jobq_obj_t *item)
@@ -257,50 +258,63 @@ static int read_job(jobq_t *q, const struct jobq_job_rec *rec,
 	int err;
 
 	for (;;) {
-		uint64_t off = 0;
+		struct jobq_item it = { 0 };
+		uint64_t off = 0;	/* of the payload, 0: no object */
 
 		err = 0;
 		s = seq_read_begin(&rec->seq);
 		memcpy((char *)copy + sizeof(copy->seq),
 		       (const char *)rec + sizeof(rec->seq),
 		       sizeof(*rec) - sizeof(rec->seq));
-		if (which == JOBQ__ITEM_ARGS)
-			off = copy->args;
-		else if (which == JOBQ__ITEM_RESULT)
-			off = copy->result;
 		if (item)
 			item->len = 0;
-		if (item && off) {
-			struct jobq_item it;
-
-			if (!range_ok(q, off, sizeof(it))) {
+		if (!item) {
+			/* the record only */
+		} else if (which == JOBQ__ITEM_ARGS) {
+			/* Empty args have no block: the offset stays 0 and
+			 * the copy below reads nothing. */
+			it.len = copy->args_len;
+			it.type = copy->args_type;
+			off = copy->args;
+			if (!off && it.len)
 				err = -EIO;
-			} else {
+		} else if (which == JOBQ__ITEM_RESULT && copy->result) {
+			off = copy->result;
+			if (!range_ok(q, off, sizeof(it)))
+				err = -EIO;
+			else
 				memcpy(&it, q->store + off, sizeof(it));
-				/* A torn read can show any length: no item
-				 * exceeds max-object, so a larger one is
-				 * refused rather than allocated. */
-				if (!range_ok(q, off + sizeof(it), it.len) ||
-				    it.len > q->max_object) {
-					err = -EIO;
-				} else if ((size_t)it.len + 1 > cap) {
-					char *nb =
-					    realloc(buf, (size_t)it.len + 1);
+			off += sizeof(it);
+		}
+		/* A torn read can show any length: no object exceeds
+		 * max-object, so a larger one is refused rather than
+		 * allocated. */
+		if (!err && off &&
+		    (!range_ok(q, off, it.len) || it.len > q->max_object))
+			err = -EIO;
+		if (!err && off) {
+			if ((size_t)it.len + 1 > cap) {
+				char *nb = realloc(buf, (size_t)it.len + 1);
 
-					if (!nb) {
-						free(buf);
-						return -ENOMEM;
-					}
-					buf = nb;
-					cap = (size_t)it.len + 1;
+				if (!nb) {
+					free(buf);
+					return -ENOMEM;
 				}
-				if (!err) {
-					memcpy(buf, q->store + off + sizeof(it),
-					       it.len);
-					item->len = it.len;
-					item->type = it.type;
-				}
+				buf = nb;
+				cap = (size_t)it.len + 1;
 			}
+			memcpy(buf, q->store + off, it.len);
+			item->len = it.len;
+			item->type = it.type;
+		} else if (!err && item && which == JOBQ__ITEM_ARGS) {
+			/* Empty args: no bytes, but their type. */
+			if (!buf) {
+				buf = malloc(1);
+				if (!buf)
+					return -ENOMEM;
+				cap = 1;
+			}
+			item->type = it.type;
 		}
 		if (!seq_read_retry(&rec->seq, s))
 			break;
