@@ -651,6 +651,18 @@ static void arena_free(jobq_t *q, int32_t chunk)
 		q->free_pos = q->chunks[q->chunk_head % q->nchunks].end;
 		q->chunk_head++;
 	}
+	/*
+	 * Empty: the next chunk starts at the arena's beginning again, so a
+	 * stream of small requests keeps reusing the same few pages instead
+	 * of walking through all of the arena (every page it touches stays in
+	 * this process's and the manager's memory).
+	 */
+	if (q->chunk_head == q->chunk_tail) {
+		uint64_t next = (q->alloc_pos + q->arena_size - 1) /
+				q->arena_size * q->arena_size;
+
+		q->alloc_pos = q->free_pos = next;
+	}
 }
 
 /* ------------------------------------------------------------------------
