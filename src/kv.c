@@ -240,13 +240,27 @@ static int kv_request(jobq_t *q, struct jobq__op *op, uint64_t *val)
 	return res < 0 ? res : 0;
 }
 
+/* A request of @opcode whose arena starts with @key (its length in arg0).
+ * Returns 0, or what check_key() returns. */
+static int key_op(struct jobq__op *op, struct jobq_req *r, uint8_t opcode,
+		  const char *key)
+{
+	size_t klen;
+	int err = check_key(key, &klen);
+
+	if (err)
+		return err;
+	jobq__op_init(op, r, opcode, key, klen);
+	op->sqe.arg0 = klen;
+	return 0;
+}
+
 /* The KV_SET request for @key = @data; checks what the manager would. */
 static int kv_set_op(jobq_t *q, struct jobq__op *op, struct jobq_req *r,
 		     const char *key, uint32_t type, const void *data,
 		     size_t len)
 {
-	size_t klen;
-	int err = check_key(key, &klen);
+	int err = key_op(op, r, JOBQ_OP_KV_SET, key);
 
 	if (err)
 		return err;
@@ -254,13 +268,11 @@ static int kv_set_op(jobq_t *q, struct jobq__op *op, struct jobq_req *r,
 		return -EINVAL;
 	if (len > q->max_object || len > UINT32_MAX)
 		return -E2BIG;
-	jobq__op_init(op, r, JOBQ_OP_KV_SET, key, klen);
 	if (len) {
 		op->iov[1].iov_base = (void *)data;
 		op->iov[1].iov_len = len;
 		op->niov = 2;
 	}
-	op->sqe.arg0 = klen;
 	op->sqe.type = type;
 	return 0;
 }
@@ -296,14 +308,9 @@ int jobq_kv_del(jobq_t *q, const char *key)
 {
 	struct jobq_req r = {0};
 	struct jobq__op op;
-	size_t klen;
-	int err = check_key(key, &klen);
+	int err = key_op(&op, &r, JOBQ_OP_KV_DEL, key);
 
-	if (err)
-		return err;
-	jobq__op_init(&op, &r, JOBQ_OP_KV_DEL, key, klen);
-	op.sqe.arg0 = klen;
-	return kv_request(q, &op, NULL);
+	return err ? err : kv_request(q, &op, NULL);
 }
 
 int jobq_kv_incr(jobq_t *q, const char *key, int64_t by, int64_t *out)
@@ -311,13 +318,11 @@ int jobq_kv_incr(jobq_t *q, const char *key, int64_t by, int64_t *out)
 	struct jobq_req r = {0};
 	struct jobq__op op;
 	uint64_t val;
-	size_t klen;
-	int err = check_key(key, &klen);
+	int err = key_op(&op, &r, JOBQ_OP_KV_INCR, key);
 
 	if (err)
 		return err;
-	jobq__op_init(&op, &r, JOBQ_OP_KV_INCR, key, klen);
-	op.sqe.arg0 = (uint64_t)by;
+	op.sqe.arg0 = (uint64_t)by; /* the key's length is the arena's */
 	err = kv_request(q, &op, &val);
 	if (!err && out)
 		*out = (int64_t)val;
@@ -329,8 +334,7 @@ int jobq_kv_cas(jobq_t *q, const char *key, const void *expect, size_t elen,
 {
 	struct jobq_req r = {0};
 	struct jobq__op op;
-	size_t klen;
-	int err = check_key(key, &klen);
+	int err = key_op(&op, &r, JOBQ_OP_KV_CAS, key);
 
 	if (err)
 		return err;
@@ -338,7 +342,6 @@ int jobq_kv_cas(jobq_t *q, const char *key, const void *expect, size_t elen,
 		return -EINVAL;
 	if (len > q->max_object || elen > q->max_object)
 		return -E2BIG;
-	jobq__op_init(&op, &r, JOBQ_OP_KV_CAS, key, klen);
 	if (expect) {
 		op.iov[1].iov_base = (void *)expect;
 		op.iov[1].iov_len = elen;
@@ -349,7 +352,6 @@ int jobq_kv_cas(jobq_t *q, const char *key, const void *expect, size_t elen,
 	op.iov[2].iov_base = (void *)data;
 	op.iov[2].iov_len = len;
 	op.niov = 3;
-	op.sqe.arg0 = klen;
 	op.sqe.arg1 = elen;
 	op.sqe.type = type;
 	return kv_request(q, &op, NULL);

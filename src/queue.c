@@ -68,21 +68,32 @@ static void put_op(struct jobq__op *op, struct jobq_req *r, uint32_t id,
 	op->sqe.timeout_ns = tmo;
 }
 
-int jobq_put(jobq_t *q, const char *queue, uint32_t type, const void *data,
-	     size_t len, double timeout)
+/* The Q_PUT of one object, checked and with its queue resolved: what
+ * jobq_put() and jobq_put_async() send. Returns 0 or -errno. */
+static int put_prepare(jobq_t *q, struct jobq__op *op, struct jobq_req *r,
+		       const char *queue, uint32_t type, const void *data,
+		       size_t len, double timeout)
 {
-	struct jobq_req r = {0};
-	struct jobq__op op;
 	uint32_t id;
 	int err;
 
 	err = check_payload(q, data, len);
 	if (!err)
 		err = jobq__queue_resolve(q, queue, &id);
-	if (err)
-		return err;
-	put_op(&op, &r, id, type, data, len, jobq__timeout_ns(timeout));
-	err = jobq__call(q, &op);
+	if (!err)
+		put_op(op, r, id, type, data, len, jobq__timeout_ns(timeout));
+	return err;
+}
+
+int jobq_put(jobq_t *q, const char *queue, uint32_t type, const void *data,
+	     size_t len, double timeout)
+{
+	struct jobq_req r = {0};
+	struct jobq__op op;
+	int err = put_prepare(q, &op, &r, queue, type, data, len, timeout);
+
+	if (!err)
+		err = jobq__call(q, &op);
 	return err < 0 ? err : 0;
 }
 
@@ -279,20 +290,17 @@ int jobq_put_async(jobq_t *q, const char *queue, uint32_t type,
 		   const void *data, size_t len, double timeout, jobq_cb cb,
 		   void *arg)
 {
-	struct jobq_req *r;
+	struct jobq_req *r = jobq__async_req(cb, arg);
 	struct jobq__op op;
-	uint32_t id;
 	int err;
 
-	err = check_payload(q, data, len);
-	if (!err)
-		err = jobq__queue_resolve(q, queue, &id);
-	if (err)
-		return err;
-	r = jobq__async_req(cb, arg);
 	if (!r)
 		return -ENOMEM;
-	put_op(&op, r, id, type, data, len, jobq__timeout_ns(timeout));
+	err = put_prepare(q, &op, r, queue, type, data, len, timeout);
+	if (err) {
+		free(r);
+		return err;
+	}
 	return jobq__submit_async(q, &op);
 }
 
