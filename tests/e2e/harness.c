@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <linux/io_uring.h>
 
 #include "harness.h"
@@ -1182,4 +1183,22 @@ int jqt_proc_children(pid_t ppid, pid_t *pids, char *states, int max)
 	}
 	closedir(d);
 	return n;
+}
+
+json_t *jqt_json_object(const struct jqt_out *o)
+{
+	json_error_t err;
+	json_t *j = json_loadb(o->out, o->out_len, 0, &err);
+
+	if (!j) {
+		fprintf(stderr, "not JSON (%s at %d): %s\n", err.text,
+			err.position, o->out);
+		return NULL;
+	}
+	if (!json_is_object(j)) {
+		fprintf(stderr, "JSON, but not an object: %s\n", o->out);
+		json_decref(j);
+		return NULL;
+	}
+	return j;
 }

@@ -196,6 +196,19 @@ int jqt_run(const char *prog, const char *const *argv, const void *in,
 int jqt_cli(const struct jqt_mgr *m, struct jqt_out *o, const void *in,
 	    size_t in_len, ...) __attribute__((sentinel));
 
+/* In a test with `m` in scope: run `jobq ARGS...` and assert it ran. */
+#define CLI(o, ...)                                                            \
+	assert_int_equal(jqt_cli(m, (o), NULL, 0, __VA_ARGS__, NULL), 0)
+#define CLI_IN(o, in, len, ...)                                                \
+	assert_int_equal(jqt_cli(m, (o), (in), (len), __VA_ARGS__, NULL), 0)
+
+/*
+ * jqt_json_object - parse stdout of a run as one JSON object (json_decref()
+ * it). Returns NULL, with what was wrong on stderr, when it is not JSON or
+ * not an object.
+ */
+struct json_t *jqt_json_object(const struct jqt_out *o);
+
 void jqt_out_free(struct jqt_out *o);
 
 /* Number of lines in a NUL-terminated text (a final line without \n

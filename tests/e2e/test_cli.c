@@ -23,22 +23,13 @@
 
 #include "harness.h"
 
-#define CLI(o, ...)                                                            \
-	assert_int_equal(jqt_cli(m, (o), NULL, 0, __VA_ARGS__, NULL), 0)
-#define CLI_IN(o, in, len, ...)                                                \
-	assert_int_equal(jqt_cli(m, (o), (in), (len), __VA_ARGS__, NULL), 0)
 
 /* stdout must be one JSON object; returns it (json_decref() it). */
 static json_t *parse_json(const struct jqt_out *o)
 {
-	json_error_t err;
-	json_t *j = json_loadb(o->out, o->out_len, 0, &err);
+	json_t *j = jqt_json_object(o);
 
-	if (!j)
-		print_error("not JSON (%s at %d): %s\n", err.text, err.position,
-			    o->out);
 	assert_non_null(j);
-	assert_true(json_is_object(j));
 	return j;
 }
 
