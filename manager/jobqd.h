@@ -22,21 +22,21 @@
 /* ------------------------------------------------------------------------
  * A small intrusive doubly linked list (circular, with a head node).
  */
-struct jq_list {
-	struct jq_list *next, *prev;
+struct jobq__list {
+	struct jobq__list *next, *prev;
 };
 
-static inline void jq_list_init(struct jq_list *l)
+static inline void jobq__list_init(struct jobq__list *l)
 {
 	l->next = l->prev = l;
 }
 
-static inline bool jq_list_empty(const struct jq_list *l)
+static inline bool jobq__list_empty(const struct jobq__list *l)
 {
 	return l->next == l;
 }
 
-static inline void jq_list_add_tail(struct jq_list *n, struct jq_list *head)
+static inline void jobq__list_add_tail(struct jobq__list *n, struct jobq__list *head)
 {
 	n->prev = head->prev;
 	n->next = head;
@@ -45,20 +45,20 @@ static inline void jq_list_add_tail(struct jq_list *n, struct jq_list *head)
 }
 
 /* Unlinks @n and leaves it as an empty list, so a second del is harmless. */
-static inline void jq_list_del(struct jq_list *n)
+static inline void jobq__list_del(struct jobq__list *n)
 {
 	n->prev->next = n->next;
 	n->next->prev = n->prev;
 	n->next = n->prev = n;
 }
 
-#define jq_entry(p, type, member) \
+#define jobq__entry(p, type, member) \
 	((type *)((char *)(p) - offsetof(type, member)))
 
 /* ------------------------------------------------------------------------
  * Options (main.c fills them, everyone reads them).
  */
-struct jq_opts {
+struct jobq__opts {
 	char dir[PATH_MAX];
 	uint64_t memory;
 	uint64_t max_object;
@@ -82,7 +82,7 @@ struct jq_opts {
 /* ------------------------------------------------------------------------
  * The store (store.c).
  */
-struct jq_store {
+struct jobq__store {
 	int fd;			/* the memfd, read-write */
 	int ro_fd;		/* a read-only reopening, sent to clients */
 	uint8_t *base;
@@ -104,54 +104,54 @@ struct jq_store {
  * list (so a dying client drops them), on the list of the object it waits
  * for (FIFO order), and in the timer heap when it has a deadline.
  */
-enum jq_wait_kind {
-	JQ_W_GET,
-	JQ_W_PUT,
-	JQ_W_JOIN,
-	JQ_W_LOCK,	/* L_ACQUIRE and L_MANY */
-	JQ_W_EVENT,
-	JQ_W_JOB,	/* JOB_WAIT (jobs.c) */
-	JQ_W_RESERVE,	/* W_RESERVE (jobs.c) */
-	JQ_W_TIMER,	/* a module's own timer, never a client's request */
+enum jobq__wait_kind {
+	JOBQ__W_GET,
+	JOBQ__W_PUT,
+	JOBQ__W_JOIN,
+	JOBQ__W_LOCK,	/* L_ACQUIRE and L_MANY */
+	JOBQ__W_EVENT,
+	JOBQ__W_JOB,	/* JOB_WAIT (jobs.c) */
+	JOBQ__W_RESERVE,	/* W_RESERVE (jobs.c) */
+	JOBQ__W_TIMER,	/* a module's own timer, never a client's request */
 };
 
-#define JQ_MANY_MAX 64
+#define JOBQ__MANY_MAX 64
 
-struct jq_client;
+struct jobq__client;
 
-struct jq_waiter {
-	struct jq_list cnode;	/* on the client's waiters */
-	struct jq_list onode;	/* on the queue's, lock table's or event's list */
-	struct jq_client *c;
+struct jobq__waiter {
+	struct jobq__list cnode;	/* on the client's waiters */
+	struct jobq__list onode;	/* on the queue's, lock table's or event's list */
+	struct jobq__client *c;
 	struct jobq_sqe sqe;	/* the request, copied once and validated */
 	uint64_t deadline;	/* CLOCK_MONOTONIC ns; 0: none */
 	int64_t tidx;		/* index in the timer heap, -1: none */
-	int kind;		/* enum jq_wait_kind */
+	int kind;		/* enum jobq__wait_kind */
 	uint32_t nids;		/* locks waited for (sorted, no duplicates) */
-	uint32_t ids[JQ_MANY_MAX];
+	uint32_t ids[JOBQ__MANY_MAX];
 };
 
 /* ------------------------------------------------------------------------
  * Clients (loop.c).
  */
-enum jq_client_state {
-	JQ_C_FREE = 0,
-	JQ_C_HELLO,	/* accepted, waiting for struct jobq_hello */
-	JQ_C_LIVE,
-	JQ_C_DEAD,	/* gone; the slot waits for its io_uring requests */
+enum jobq__client_state {
+	JOBQ__C_FREE = 0,
+	JOBQ__C_HELLO,	/* accepted, waiting for struct jobq_hello */
+	JOBQ__C_LIVE,
+	JOBQ__C_DEAD,	/* gone; the slot waits for its io_uring requests */
 };
 
 /* An object handed out by a get and not yet acknowledged (cq head past). */
-struct jq_handed {
+struct jobq__handed {
 	uint64_t item;		/* store offset of struct jobq_item */
 	uint32_t qid;
 	uint32_t pos;		/* cq position of its completion */
 };
 
-struct jq_client {
+struct jobq__client {
 	uint32_t slot;
 	uint32_t gen;		/* bumped when the slot is freed */
-	int state;		/* enum jq_client_state */
+	int state;		/* enum jobq__client_state */
 	uint32_t inflight;	/* io_uring requests that name this slot */
 	int sock, pidfd, sq_efd, cq_efd, region_fd;
 	pid_t pid;
@@ -171,8 +171,8 @@ struct jq_client {
 	uint32_t cq_tail;	/* ours: what we have published */
 	uint32_t cq_gen;	/* completions made: cq_tail + overflow */
 
-	struct jq_list waiters;
-	struct jq_handed *handed; /* FIFO in [hhead, hhead + nhanded) */
+	struct jobq__list waiters;
+	struct jobq__handed *handed; /* FIFO in [hhead, hhead + nhanded) */
 	uint32_t hhead, nhanded, hcap;
 	struct jobq_cqe *ovf;	/* completions waiting for cq room, FIFO */
 	uint32_t ohead, novf, ocap;
@@ -180,8 +180,8 @@ struct jq_client {
 	bool wake;		/* on the wake list this turn */
 	bool broken;		/* to be dropped at the end of the turn */
 	bool live_link;		/* on the live list */
-	struct jq_list lnode;	/* on the live list */
-	struct jq_list wnode;	/* on the wake list */
+	struct jobq__list lnode;	/* on the live list */
+	struct jobq__list wnode;	/* on the wake list */
 
 	/* Buffers io_uring writes into. */
 	uint64_t efd_buf;
@@ -192,10 +192,10 @@ struct jq_client {
 /* ------------------------------------------------------------------------
  * The manager.
  */
-struct jq_mgr {
-	struct jq_opts o;
-	struct jq_store st;
-	struct jq_client *clients;	/* [o.max_clients] */
+struct jobq__mgr {
+	struct jobq__opts o;
+	struct jobq__store st;
+	struct jobq__client *clients;	/* [o.max_clients] */
 	uint32_t nlive;
 	bool stopping;
 	bool stop_now;
@@ -204,25 +204,25 @@ struct jq_mgr {
 	uint64_t turn;
 };
 
-extern struct jq_mgr jobq__m;
+extern struct jobq__mgr jobq__m;
 
 /* Marks what an op handler returns when it has posted its own completion
  * or parked the request as a waiter. */
-#define JQ_NOREPLY INT32_MIN
+#define JOBQ__NOREPLY INT32_MIN
 
-static inline void *jq_ptr(uint64_t off)
+static inline void *jobq__ptr(uint64_t off)
 {
 	return jobq__m.st.base + off;
 }
 
-static inline struct jobq_store_hdr *jq_hdr(void)
+static inline struct jobq_store_hdr *jobq__hdr(void)
 {
 	return jobq__m.st.hdr;
 }
 
-#define jq_count(field) \
-	store_relaxed(&jq_hdr()->counters.field, \
-		      load_relaxed(&jq_hdr()->counters.field) + 1)
+#define jobq__count(field) \
+	store_relaxed(&jobq__hdr()->counters.field, \
+		      load_relaxed(&jobq__hdr()->counters.field) + 1)
 
 /* loop.c: the event loop. @lfd listens, @sfd is a signalfd for SIGTERM,
  * SIGINT and SIGHUP; @on_hup runs on SIGHUP. init returns 0 or -errno with
@@ -239,46 +239,46 @@ void jobq__log(int level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
 /* store.c */
-int jobq__store_create(const struct jq_opts *o, char *err, size_t errlen);
+int jobq__store_create(const struct jobq__opts *o, char *err, size_t errlen);
 void jobq__store_destroy(void);
 /* Heap through the store: keeps hdr->heap_used current; 0 when full. */
 uint64_t jobq__alloc(uint64_t size);
 void jobq__free(uint64_t off);
 
 /* loop.c: completions and waiters, for the op handlers. */
-void jobq__post(struct jq_client *c, uint64_t user_data, int32_t res,
+void jobq__post(struct jobq__client *c, uint64_t user_data, int32_t res,
 		uint32_t flags, uint64_t val, uint32_t len, uint32_t type);
 /* Hands the object at @item (of queue @qid) to @c in a completion. */
-void jobq__hand(struct jq_client *c, uint64_t user_data, uint32_t qid,
+void jobq__hand(struct jobq__client *c, uint64_t user_data, uint32_t qid,
 		uint64_t item, bool more);
 /*
  * jobq__wait_new - park request @s of @c. Returns the waiter (linked on
  * the client and the timer heap; the caller links onode) or NULL, with
  * *err set: JOBQ_ECLOSED while shutting down, -ENOMEM.
  */
-struct jq_waiter *jobq__wait_new(struct jq_client *c,
+struct jobq__waiter *jobq__wait_new(struct jobq__client *c,
 				 const struct jobq_sqe *s, int kind, int *err);
 /* Completes @w with a result, unlinks it everywhere and frees it. */
-void jobq__wait_done(struct jq_waiter *w, int32_t res, uint64_t val);
+void jobq__wait_done(struct jobq__waiter *w, int32_t res, uint64_t val);
 /* Unlinks and frees @w without a completion (its client is gone). */
-void jobq__wait_free(struct jq_waiter *w);
+void jobq__wait_free(struct jobq__waiter *w);
 /* A pointer into @c's arena at offset @off (validated earlier). The client
  * can change those bytes at any time: copy what you use once, then check
  * the copy. */
-const uint8_t *jobq__arena(struct jq_client *c, uint64_t off);
-bool jobq__client_alive(const struct jq_client *c);
+const uint8_t *jobq__arena(struct jobq__client *c, uint64_t off);
+bool jobq__client_alive(const struct jobq__client *c);
 
 /* queues.c */
-int jobq__op_q_open(struct jq_client *c, const struct jobq_sqe *s);
-int jobq__op_q_put(struct jq_client *c, const struct jobq_sqe *s);
-int jobq__op_q_put_many(struct jq_client *c, const struct jobq_sqe *s);
-int jobq__op_q_get(struct jq_client *c, const struct jobq_sqe *s);
-int jobq__op_q_task_done(struct jq_client *c, const struct jobq_sqe *s);
-int jobq__op_q_join(struct jq_client *c, const struct jobq_sqe *s);
-int jobq__op_q_set(struct jq_client *c, const struct jobq_sqe *s);
+int jobq__op_q_open(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__op_q_put(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__op_q_put_many(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__op_q_get(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__op_q_task_done(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__op_q_join(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__op_q_set(struct jobq__client *c, const struct jobq_sqe *s);
 void jobq__queues_init(uint32_t max_queues);
 /* Detach a queue waiter from its queue (before it is completed/freed). */
-void jobq__queue_wait_detach(struct jq_waiter *w);
+void jobq__queue_wait_detach(struct jobq__waiter *w);
 /* Puts an unacknowledged object back at the head of its queue. */
 void jobq__queue_requeue(uint32_t qid, uint64_t item);
 /* Gives back the memory of a queue object that was consumed. */
@@ -292,32 +292,32 @@ void jobq__queue_serve(uint32_t qid);
 bool jobq__queues_blocked(void);
 
 /* kv.c */
-int jobq__op_kv_set(struct jq_client *c, const struct jobq_sqe *s);
-int jobq__op_kv_del(struct jq_client *c, const struct jobq_sqe *s);
-int jobq__op_kv_incr(struct jq_client *c, const struct jobq_sqe *s);
-int jobq__op_kv_cas(struct jq_client *c, const struct jobq_sqe *s);
+int jobq__op_kv_set(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__op_kv_del(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__op_kv_incr(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__op_kv_cas(struct jobq__client *c, const struct jobq_sqe *s);
 
 /* locks.c */
-int jobq__op_l_open(struct jq_client *c, const struct jobq_sqe *s);
-int jobq__op_l_acquire(struct jq_client *c, const struct jobq_sqe *s);
-int jobq__op_l_release(struct jq_client *c, const struct jobq_sqe *s);
-int jobq__op_l_many(struct jq_client *c, const struct jobq_sqe *s);
-int jobq__op_ev_set(struct jq_client *c, const struct jobq_sqe *s);
-int jobq__op_ev_clear(struct jq_client *c, const struct jobq_sqe *s);
-int jobq__op_ev_wait(struct jq_client *c, const struct jobq_sqe *s);
+int jobq__op_l_open(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__op_l_acquire(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__op_l_release(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__op_l_many(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__op_ev_set(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__op_ev_clear(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__op_ev_wait(struct jobq__client *c, const struct jobq_sqe *s);
 int jobq__locks_init(uint32_t max_locks);
-void jobq__lock_wait_detach(struct jq_waiter *w);
+void jobq__lock_wait_detach(struct jobq__waiter *w);
 /* Releases everything @c holds and grants the freed locks to waiters. */
-void jobq__locks_drop_client(struct jq_client *c);
-bool jobq__locks_held_by(const struct jq_client *c);
+void jobq__locks_drop_client(struct jobq__client *c);
+bool jobq__locks_held_by(const struct jobq__client *c);
 
 /* loop.c: one timer per module in the loop's timer heap. @deadline is
  * CLOCK_MONOTONIC ns; 0 disarms. When it passes, the module's fire
  * function runs once (jobq__jobs_timer(), jobq__supervise_timer()). */
-enum jq_timer_id {
-	JQ_TIMER_JOBS = 0,
-	JQ_TIMER_SUPERVISE,
-	JQ_TIMER__COUNT,
+enum jobq__timer_id {
+	JOBQ__TIMER_JOBS = 0,
+	JOBQ__TIMER_SUPERVISE,
+	JOBQ__TIMER__COUNT,
 };
 void jobq__timer_arm(int which, uint64_t deadline);
 /* loop.c: polls pidfd @fd; jobq__supervise_exited(@idx) runs when it
@@ -326,24 +326,24 @@ void jobq__loop_watch_child(int fd, uint32_t idx);
 
 /* jobs.c: jobs, types and workers. */
 int jobq__jobs_init(void);
-int jobq__op_job_submit(struct jq_client *c, const struct jobq_sqe *s);
-int jobq__op_job_wait(struct jq_client *c, const struct jobq_sqe *s);
-int jobq__op_job_cancel(struct jq_client *c, const struct jobq_sqe *s);
-int jobq__op_job_retry(struct jq_client *c, const struct jobq_sqe *s);
-int jobq__op_job_kick(struct jq_client *c, const struct jobq_sqe *s);
-int jobq__op_q_pause(struct jq_client *c, const struct jobq_sqe *s);
-int jobq__op_q_parallel(struct jq_client *c, const struct jobq_sqe *s);
-int jobq__op_w_register(struct jq_client *c, const struct jobq_sqe *s);
-int jobq__op_w_reserve(struct jq_client *c, const struct jobq_sqe *s);
-int jobq__op_w_done(struct jq_client *c, const struct jobq_sqe *s);
-int jobq__op_w_progress(struct jq_client *c, const struct jobq_sqe *s);
-int jobq__op_w_extend(struct jq_client *c, const struct jobq_sqe *s);
-int jobq__op_w_stopping(struct jq_client *c, const struct jobq_sqe *s);
-/* Unlinks a JQ_W_JOB or JQ_W_RESERVE waiter from the jobs' lists. */
-void jobq__job_wait_detach(struct jq_waiter *w);
+int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__op_job_wait(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__op_job_cancel(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__op_job_retry(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__op_job_kick(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__op_q_pause(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__op_q_parallel(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__op_w_register(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__op_w_reserve(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__op_w_done(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__op_w_progress(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__op_w_extend(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__op_w_stopping(struct jobq__client *c, const struct jobq_sqe *s);
+/* Unlinks a JOBQ__W_JOB or JOBQ__W_RESERVE waiter from the jobs' lists. */
+void jobq__job_wait_detach(struct jobq__waiter *w);
 /* Client @c is gone: its running jobs fail that attempt (or end
  * cancelled), its types lose a worker, its worker record clears. */
-void jobq__jobs_drop_client(struct jq_client *c);
+void jobq__jobs_drop_client(struct jobq__client *c);
 void jobq__jobs_timer(void);
 /* Shutdown: tells every registered worker to stop (JOBQ_NOTICE_STOP). */
 void jobq__jobs_notify_stop(uint64_t grace_ns);
@@ -372,7 +372,7 @@ bool jobq__supervise_drained(void);
  * control characters. Copies into @buf (JOBQ_NAME_MAX + 1 bytes).
  * Returns 0 or -EINVAL.
  */
-int jobq__arena_name(struct jq_client *c, const struct jobq_sqe *s,
+int jobq__arena_name(struct jobq__client *c, const struct jobq_sqe *s,
 		     char *buf);
 
 #endif

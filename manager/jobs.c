@@ -7,16 +7,17 @@
  * seqlock. What only the manager needs lives in this file's memory and is
  * kept small, since a queued job must cost little beyond its args:
  *
- *   P[rec]   20 bytes per record: its position in a ready heap or in the
- *            timer heap (a job is in at most one of them), two list links
- *            (free list, a worker's running list, or the finished list,
- *            again at most one), the count of unfinished dependencies and
- *            the hash of its unique key;
+ *   priv[rec]  16 bytes per record: its position in a ready heap or in
+ *              the timer heap (a job is in at most one of them), two list
+ *              links (free list, a worker's running list, the finished list
+ *              or its lane's in-order run, at most one), the count of
+ *              unfinished dependencies and the hash of its unique key;
  *   lanes    the ready jobs per (type, queue) pair, best first: priority
- *            descending, then id ascending; an in-order run (a ring) plus a
- *            binary heap for the jobs that arrive out of order. A lane is open when its queue is not paused and
- *            below its parallel limit; a reserving worker takes the best
- *            head of the open lanes of the types it registered;
+ *            descending, then id ascending; an in-order run (a list) plus a
+ *            binary heap for the jobs that arrive out of order. A lane is
+ *            open when its queue is not paused and below its parallel
+ *            limit; a reserving worker takes the best head of the open
+ *            lanes of the types it registered;
  *   timers   one min-heap of (deadline, record) for delayed jobs, retry
  *            backoff, leases and the cancel grace period, registered in the
  *            loop as a single timer (its earliest deadline). Finished jobs
@@ -39,12 +40,12 @@
 
 #define NONE UINT32_MAX
 #define NSEC JOBQ__NSEC_PER_SEC
-#define JQ_CANCEL_GRACE_NS (5 * NSEC)
-#define JQ_BACKOFF_MAX_NS (300 * NSEC)
-#define JQ_WORKER_TYPES_MAX 64
-#define JQ_WORKER_CAP_MAX 4096
-#define JQ_NOTE_MAX 1024
-#define JQ_WAIT_BUCKETS 1024u	/* JOB_WAIT waiters, hashed by job id */
+#define JOBQ__CANCEL_GRACE_NS (5 * NSEC)
+#define JOBQ__BACKOFF_MAX_NS (300 * NSEC)
+#define JOBQ__WORKER_TYPES_MAX 64
+#define JOBQ__WORKER_CAP_MAX 4096
+#define JOBQ__NOTE_MAX 1024
+#define JOBQ__WAIT_BUCKETS 1024u	/* JOB_WAIT waiters, hashed by job id */
 #define IDX_TOMB UINT64_MAX
 #define AUX_WAITED (1u << 31)	/* a JOB_WAIT waiter may be parked on it */
 #define AUX_DEPS 0x7fu		/* unfinished dependencies (WAITING), <= 64 */
@@ -71,8 +72,8 @@ _Static_assert((AUX_UKH & (AUX_WAITED | AUX_DEPS)) == 0, "aux fields overlap");
  * job goes to the run when it is worse than the run's last entry (the
  * usual case: equal priorities and growing ids), else to the heap; the
  * best job is the better of the run's first entry and the heap's top.
- * The run is a list through P[].prev/next, which a READY job uses for
- * nothing else, so it costs no memory beyond P: taking the first entry or
+ * The run is a list through priv[].prev/next, which a READY job uses for
+ * nothing else, so it costs no memory beyond priv: taking the first entry or
  * cancelling any costs O(1), and only jobs that come out of order (higher
  * priorities, retries) pay for the heap.
  */
@@ -89,7 +90,7 @@ struct lane {
 	struct lane *next;	/* the type's next lane */
 };
 
-/* P[].pos of a run entry (a heap entry's pos is its index, far below). */
+/* priv[].pos of a run entry (a heap entry's pos is its index, far below). */
 #define LANE_RUN 0x80000000u
 
 struct tent {
@@ -101,9 +102,9 @@ struct tent {
 struct jworker {
 	bool reg, stopping;
 	uint32_t flags, capacity, running, ntypes;
-	uint16_t types[JQ_WORKER_TYPES_MAX];
-	uint32_t run_head;	/* running jobs, linked through P[].prev/next */
-	struct jq_waiter *reserve; /* its parked W_RESERVE */
+	uint16_t types[JOBQ__WORKER_TYPES_MAX];
+	uint32_t run_head;	/* running jobs, linked through priv[].prev/next */
+	struct jobq__waiter *reserve; /* its parked W_RESERVE */
 };
 
 /* A live unique key. */
@@ -127,7 +128,7 @@ struct chash {
 };
 
 static struct {
-	struct jpriv *P;
+	struct jpriv *priv;
 	uint32_t max_jobs, hwm, free_head;
 	uint32_t fin_head, fin_tail;	/* finished, oldest first */
 	struct lane **lanes;		/* [max_types]: each type's lanes */
@@ -137,8 +138,8 @@ static struct {
 	uint32_t tqn, tqcap;
 	uint64_t armed;			/* deadline given to the loop */
 	struct jworker *W;		/* [max_clients] by client slot */
-	struct jq_list reservers;	/* parked W_RESERVE, oldest first */
-	struct jq_list waits[JQ_WAIT_BUCKETS];
+	struct jobq__list reservers;	/* parked W_RESERVE, oldest first */
+	struct jobq__list waits[JOBQ__WAIT_BUCKETS];
 	struct chash uq, deps;
 	uint64_t *finq;			/* ids that became final, for deps */
 	uint8_t *finq_state;
@@ -148,7 +149,7 @@ static struct {
 	uint32_t tombs;			/* tombstones in the job index */
 	uint32_t tombs_kept;		/* tombstones the last sweep kept */
 	uint64_t keep_id, keep_at;	/* oldest finished job, its expiry */
-} S;
+} jobs;
 
 /* ------------------------------------------------------------------------
  * Small helpers.
@@ -183,7 +184,7 @@ static uint64_t clk_mono(void)
 	return clk_mono_ns;
 }
 
-static struct jobq_job_rec *J(uint32_t r)
+static struct jobq_job_rec *job_rec(uint32_t r)
 {
 	return &jobq__m.st.jobs[r];
 }
@@ -197,17 +198,17 @@ static bool is_final(unsigned st)
 static uint64_t rnd(void)
 {
 	/* xorshift64*: jitter needs no more. */
-	S.rng ^= S.rng >> 12;
-	S.rng ^= S.rng << 25;
-	S.rng ^= S.rng >> 27;
-	return S.rng * 0x2545f4914f6cdd1dULL;
+	jobs.rng ^= jobs.rng >> 12;
+	jobs.rng ^= jobs.rng << 25;
+	jobs.rng ^= jobs.rng >> 27;
+	return jobs.rng * 0x2545f4914f6cdd1dULL;
 }
 
 /* Changes a record's state and the per-state counts; inside the record's
  * write section. */
 static void set_state(struct jobq_job_rec *j, unsigned st)
 {
-	_Atomic uint32_t *c = jq_hdr()->jobs_by_state;
+	_Atomic uint32_t *c = jobq__hdr()->jobs_by_state;
 
 	if (j->state)
 		store_relaxed(&c[j->state], load_relaxed(&c[j->state]) - 1);
@@ -241,7 +242,7 @@ static void t_adj(uint32_t tid, int64_t dready, int64_t drun)
  */
 static uint32_t idx_mask(void)
 {
-	return jq_hdr()->jobidx_slots - 1;
+	return jobq__hdr()->jobidx_slots - 1;
 }
 
 static void idx_insert(uint64_t id, uint32_t r)
@@ -255,7 +256,7 @@ static void idx_insert(uint64_t id, uint32_t r)
 		if (v == 0)
 			break;
 		if (v == IDX_TOMB) {
-			S.tombs--;
+			jobs.tombs--;
 			break;
 		}
 		i = (i + 1) & m;
@@ -293,7 +294,7 @@ static uint32_t lookup(uint64_t id)
 	if (i == NONE)
 		return NONE;
 	r = (uint32_t)(load_relaxed(&jobq__m.st.jobidx[i]) & 0xffffff) - 1;
-	if (r >= S.max_jobs || J(r)->id != id)
+	if (r >= jobs.max_jobs || job_rec(r)->id != id)
 		return NONE;
 	return r;
 }
@@ -327,7 +328,7 @@ static void idx_sweep(void)
 		} else if (v == IDX_TOMB) {
 			if (c < 0) {
 				store_release(&x[p], 0);
-				S.tombs--;
+				jobs.tombs--;
 			}
 		} else {
 			int64_t d = (p - jobq__job_hash(v >> 24)) & m;
@@ -338,7 +339,7 @@ static void idx_sweep(void)
 		if (c >= 0)
 			c--;
 	}
-	S.tombs_kept = S.tombs;
+	jobs.tombs_kept = jobs.tombs;
 }
 
 /*
@@ -352,11 +353,11 @@ static void idx_sweep(void)
  */
 static bool idx_wants_sweep(uint32_t m)
 {
-	uint32_t eighth = (m + 1) / 8, limit = S.tombs_kept + eighth;
+	uint32_t eighth = (m + 1) / 8, limit = jobs.tombs_kept + eighth;
 
 	if (limit > 3 * eighth)
 		limit = 3 * eighth;
-	return S.tombs > limit;
+	return jobs.tombs > limit;
 }
 
 /*
@@ -375,7 +376,7 @@ static void idx_delete(uint64_t id)
 		return;
 	if (load_relaxed(&x[(i + 1) & m]) != 0) {
 		store_release(&x[i], IDX_TOMB);
-		S.tombs++;
+		jobs.tombs++;
 		if (idx_wants_sweep(m))
 			idx_sweep();
 		return;
@@ -386,7 +387,7 @@ static void idx_delete(uint64_t id)
 		if (load_relaxed(&x[i]) != IDX_TOMB)
 			break;
 		store_release(&x[i], 0);
-		S.tombs--;
+		jobs.tombs--;
 	}
 }
 
@@ -447,7 +448,7 @@ static uint32_t dep_hash_of(void *p)
 
 static struct uq *uq_find(const char *key, uint32_t len, uint32_t hash)
 {
-	for (struct uq *u = S.uq.b[hash & S.uq.mask]; u; u = u->next)
+	for (struct uq *u = jobs.uq.b[hash & jobs.uq.mask]; u; u = u->next)
 		if (u->hash == hash && u->len == len && !memcmp(u->key, key, len))
 			return u;
 	return NULL;
@@ -455,8 +456,8 @@ static struct uq *uq_find(const char *key, uint32_t len, uint32_t hash)
 
 static void uq_drop(uint32_t r)
 {
-	uint32_t ukh = (S.P[r].aux & AUX_UKH) >> AUX_UKH_SHIFT;
-	struct uq **pp = (struct uq **)&S.uq.b[ukh & S.uq.mask];
+	uint32_t ukh = (jobs.priv[r].aux & AUX_UKH) >> AUX_UKH_SHIFT;
+	struct uq **pp = (struct uq **)&jobs.uq.b[ukh & jobs.uq.mask];
 
 	for (; *pp; pp = &(*pp)->next) {
 		if ((*pp)->rec == r) {
@@ -464,7 +465,7 @@ static void uq_drop(uint32_t r)
 
 			*pp = u->next;
 			free(u);
-			S.uq.n--;
+			jobs.uq.n--;
 			return;
 		}
 	}
@@ -477,9 +478,9 @@ static void free_record(uint32_t r);
 
 static bool evict_one(void)
 {
-	if (S.fin_head == NONE)
+	if (jobs.fin_head == NONE)
 		return false;
-	free_record(S.fin_head);
+	free_record(jobs.fin_head);
 	return true;
 }
 
@@ -491,7 +492,7 @@ static uint64_t item_new(const void *data, uint32_t len, uint32_t type)
 	while (!(off = jobq__alloc(sizeof(*it) + len)))
 		if (!evict_one())
 			return 0;
-	it = jq_ptr(off);
+	it = jobq__ptr(off);
 	it->next = 0;
 	it->len = len;
 	it->type = type;
@@ -514,19 +515,19 @@ static uint64_t args_new(const void *data, uint32_t len)
 	while (!(off = jobq__alloc(len)))
 		if (!evict_one())
 			return 0;
-	memcpy(jq_ptr(off), data, len);
+	memcpy(jobq__ptr(off), data, len);
 	return off;
 }
 
 /* ------------------------------------------------------------------------
- * Lists through P[].prev/next.
+ * Lists through priv[].prev/next.
  */
 static void list_add_tail(uint32_t *head, uint32_t *tail, uint32_t r)
 {
-	S.P[r].next = NONE;
-	S.P[r].prev = *tail;
+	jobs.priv[r].next = NONE;
+	jobs.priv[r].prev = *tail;
 	if (*tail != NONE)
-		S.P[*tail].next = r;
+		jobs.priv[*tail].next = r;
 	else
 		*head = r;
 	*tail = r;
@@ -534,14 +535,14 @@ static void list_add_tail(uint32_t *head, uint32_t *tail, uint32_t r)
 
 static void list_del(uint32_t *head, uint32_t *tail, uint32_t r)
 {
-	struct jpriv *p = &S.P[r];
+	struct jpriv *p = &jobs.priv[r];
 
 	if (p->prev != NONE)
-		S.P[p->prev].next = p->next;
+		jobs.priv[p->prev].next = p->next;
 	else
 		*head = p->next;
 	if (p->next != NONE)
-		S.P[p->next].prev = p->prev;
+		jobs.priv[p->next].prev = p->prev;
 	else if (tail)
 		*tail = p->prev;
 	p->prev = p->next = NONE;
@@ -550,10 +551,10 @@ static void list_del(uint32_t *head, uint32_t *tail, uint32_t r)
 /* A worker's running list has a head only (order does not matter). */
 static void run_add(struct jworker *wk, uint32_t r)
 {
-	S.P[r].prev = NONE;
-	S.P[r].next = wk->run_head;
+	jobs.priv[r].prev = NONE;
+	jobs.priv[r].next = wk->run_head;
 	if (wk->run_head != NONE)
-		S.P[wk->run_head].prev = r;
+		jobs.priv[wk->run_head].prev = r;
 	wk->run_head = r;
 }
 
@@ -562,20 +563,20 @@ static void run_add(struct jworker *wk, uint32_t r)
  */
 static void tq_set(uint32_t i, struct tent e)
 {
-	S.tq[i] = e;
-	S.P[e.rec].pos = i;
+	jobs.tq[i] = e;
+	jobs.priv[e.rec].pos = i;
 }
 
 static void tq_up(uint32_t i)
 {
-	struct tent e = S.tq[i];
+	struct tent e = jobs.tq[i];
 
 	while (i > 0) {
 		uint32_t p = (i - 1) / 2;
 
-		if (S.tq[p].at <= e.at)
+		if (jobs.tq[p].at <= e.at)
 			break;
-		tq_set(i, S.tq[p]);
+		tq_set(i, jobs.tq[p]);
 		i = p;
 	}
 	tq_set(i, e);
@@ -583,21 +584,21 @@ static void tq_up(uint32_t i)
 
 static void tq_down(uint32_t i)
 {
-	struct tent e = S.tq[i];
+	struct tent e = jobs.tq[i];
 
 	for (;;) {
 		uint32_t l = 2 * i + 1, m = i;
 		uint64_t best = e.at;
 
-		if (l < S.tqn && S.tq[l].at < best) {
+		if (l < jobs.tqn && jobs.tq[l].at < best) {
 			m = l;
-			best = S.tq[l].at;
+			best = jobs.tq[l].at;
 		}
-		if (l + 1 < S.tqn && S.tq[l + 1].at < best)
+		if (l + 1 < jobs.tqn && jobs.tq[l + 1].at < best)
 			m = l + 1;
 		if (m == i)
 			break;
-		tq_set(i, S.tq[m]);
+		tq_set(i, jobs.tq[m]);
 		i = m;
 	}
 	tq_set(i, e);
@@ -605,41 +606,41 @@ static void tq_down(uint32_t i)
 
 static void timer_del(uint32_t r)
 {
-	uint32_t i = S.P[r].pos;
+	uint32_t i = jobs.priv[r].pos;
 
-	if (i >= S.tqn || S.tq[i].rec != r)
+	if (i >= jobs.tqn || jobs.tq[i].rec != r)
 		return;
-	S.tqn--;
-	if (i == S.tqn)
+	jobs.tqn--;
+	if (i == jobs.tqn)
 		return;
-	tq_set(i, S.tq[S.tqn]);
+	tq_set(i, jobs.tq[jobs.tqn]);
 	tq_up(i);
-	tq_down(S.P[S.tq[i].rec].pos);
+	tq_down(jobs.priv[jobs.tq[i].rec].pos);
 }
 
 /* Sets (or moves) the timer of record @r. Returns 0 or -ENOMEM. */
 static int timer_set(uint32_t r, uint64_t at)
 {
-	uint32_t i = S.P[r].pos;
+	uint32_t i = jobs.priv[r].pos;
 
-	if (i < S.tqn && S.tq[i].rec == r) {
-		S.tq[i].at = at;
+	if (i < jobs.tqn && jobs.tq[i].rec == r) {
+		jobs.tq[i].at = at;
 		tq_up(i);
-		tq_down(S.P[r].pos);
+		tq_down(jobs.priv[r].pos);
 		return 0;
 	}
-	if (S.tqn == S.tqcap) {
-		uint32_t ncap = S.tqcap ? 2 * S.tqcap : 256;
-		struct tent *n = realloc(S.tq, ncap * sizeof(*n));
+	if (jobs.tqn == jobs.tqcap) {
+		uint32_t ncap = jobs.tqcap ? 2 * jobs.tqcap : 256;
+		struct tent *n = realloc(jobs.tq, ncap * sizeof(*n));
 
 		if (!n)
 			return -ENOMEM;
-		S.tq = n;
-		S.tqcap = ncap;
+		jobs.tq = n;
+		jobs.tqcap = ncap;
 	}
-	S.tq[S.tqn] = (struct tent){ .at = at, .rec = r };
-	S.P[r].pos = S.tqn++;
-	tq_up(S.tqn - 1);
+	jobs.tq[jobs.tqn] = (struct tent){ .at = at, .rec = r };
+	jobs.priv[r].pos = jobs.tqn++;
+	tq_up(jobs.tqn - 1);
 	return 0;
 }
 
@@ -648,7 +649,7 @@ static int timer_set(uint32_t r, uint64_t at)
  */
 static bool better(uint32_t a, uint32_t b)
 {
-	const struct jobq_job_rec *x = J(a), *y = J(b);
+	const struct jobq_job_rec *x = job_rec(a), *y = job_rec(b);
 
 	return x->priority > y->priority ||
 	       (x->priority == y->priority && x->id < y->id);
@@ -657,7 +658,7 @@ static bool better(uint32_t a, uint32_t b)
 static void lane_set(struct lane *l, uint32_t i, uint32_t r)
 {
 	l->h[i] = r;
-	S.P[r].pos = i;
+	jobs.priv[r].pos = i;
 }
 
 static void lane_up(struct lane *l, uint32_t i)
@@ -679,7 +680,7 @@ static struct lane *lane_of(uint32_t type, uint32_t queue, bool create)
 {
 	struct lane *l;
 
-	for (l = S.lanes[type]; l; l = l->next)
+	for (l = jobs.lanes[type]; l; l = l->next)
 		if (l->queue == queue)
 			return l;
 	if (!create)
@@ -690,8 +691,8 @@ static struct lane *lane_of(uint32_t type, uint32_t queue, bool create)
 	l->type = type;
 	l->queue = queue;
 	l->rhead = l->rtail = NONE;
-	l->next = S.lanes[type];
-	S.lanes[type] = l;
+	l->next = jobs.lanes[type];
+	jobs.lanes[type] = l;
 	return l;
 }
 
@@ -714,14 +715,14 @@ static int lane_resize(struct lane *l, uint32_t cap)
 static void run_push(struct lane *l, uint32_t r)
 {
 	list_add_tail(&l->rhead, &l->rtail, r);
-	S.P[r].pos = LANE_RUN;
-	l->fback_prio = J(r)->priority;
-	l->fback_id = J(r)->id;
+	jobs.priv[r].pos = LANE_RUN;
+	l->fback_prio = job_rec(r)->priority;
+	l->fback_id = job_rec(r)->id;
 }
 
 static int lane_push(struct lane *l, uint32_t r)
 {
-	const struct jobq_job_rec *j = J(r);
+	const struct jobq_job_rec *j = job_rec(r);
 
 	/* Worse than the run's last key: the run stays in order. */
 	if (l->rhead == NONE || j->priority < l->fback_prio ||
@@ -780,16 +781,16 @@ static void heap_remove(struct lane *l, uint32_t i)
 		(void)lane_resize(l, l->cap / 2);
 }
 
-/* Whether READY job @r is in lane @l where P[r].pos says. */
+/* Whether READY job @r is in lane @l where priv[r].pos says. */
 static bool lane_has(const struct lane *l, uint32_t r)
 {
-	uint32_t pos = S.P[r].pos;
+	uint32_t pos = jobs.priv[r].pos;
 
 	if (pos == LANE_RUN) {
-		uint32_t p = S.P[r].prev;
+		uint32_t p = jobs.priv[r].prev;
 
 		return p == NONE ? l->rhead == r :
-				   S.P[p].next == r && S.P[p].pos == LANE_RUN;
+				   jobs.priv[p].next == r && jobs.priv[p].pos == LANE_RUN;
 	}
 	return pos < l->hn && l->h[pos] == r;
 }
@@ -797,7 +798,7 @@ static bool lane_has(const struct lane *l, uint32_t r)
 /* Takes job @r (in lane @l, see lane_has()) out of the lane. */
 static void lane_remove(struct lane *l, uint32_t r)
 {
-	uint32_t pos = S.P[r].pos;
+	uint32_t pos = jobs.priv[r].pos;
 
 	if (pos == LANE_RUN) {
 		list_del(&l->rhead, &l->rtail, r);
@@ -805,7 +806,7 @@ static void lane_remove(struct lane *l, uint32_t r)
 		heap_remove(l, pos);
 	}
 	l->n--;
-	S.P[r].pos = NONE;
+	jobs.priv[r].pos = NONE;
 }
 
 static bool lane_open(const struct lane *l)
@@ -822,7 +823,7 @@ static bool lane_open(const struct lane *l)
 /* Job @r (in no heap or list) becomes READY. */
 static void to_ready(uint32_t r)
 {
-	struct jobq_job_rec *j = J(r);
+	struct jobq_job_rec *j = job_rec(r);
 	struct lane *l = lane_of(j->type_id, j->queue_id, true);
 
 	seq_write_begin(&j->seq);
@@ -842,14 +843,14 @@ static void to_ready(uint32_t r)
 	}
 	t_adj(j->type_id, 1, 0);
 	q_adj(j->queue_id, 1, 0);
-	S.need_serve = true;
+	jobs.need_serve = true;
 }
 
 /* Job @r waits until run_at_ns (REALTIME): DELAYED (or FAILED while a
  * retry is pending), or READY when that time has come. */
 static void to_later(uint32_t r, unsigned state, uint64_t run_at)
 {
-	struct jobq_job_rec *j = J(r);
+	struct jobq_job_rec *j = job_rec(r);
 	uint64_t real = clk_real();
 
 	if (run_at <= real && state == JOBQ_JS_DELAYED) {
@@ -866,7 +867,7 @@ static void to_later(uint32_t r, unsigned state, uint64_t run_at)
 /* Removes a READY job from its lane. */
 static void unready(uint32_t r)
 {
-	struct jobq_job_rec *j = J(r);
+	struct jobq_job_rec *j = job_rec(r);
 	struct lane *l = lane_of(j->type_id, j->queue_id, false);
 
 	if (l && lane_has(l, r))
@@ -880,7 +881,7 @@ static void unready(uint32_t r)
  * its dependents. */
 static void finalize(uint32_t r)
 {
-	struct jobq_job_rec *j = J(r);
+	struct jobq_job_rec *j = job_rec(r);
 	uint64_t id = j->id;
 
 	if (j->flags & JOBQ_JF_UNIQUE) {
@@ -889,14 +890,14 @@ static void finalize(uint32_t r)
 		j->flags &= (uint8_t)~JOBQ_JF_UNIQUE;
 		seq_write_end(&j->seq);
 	}
-	list_add_tail(&S.fin_head, &S.fin_tail, r);
-	if (S.P[r].aux & AUX_WAITED) {
-		struct jq_list *b = &S.waits[jobq__job_hash(id) %
-					     JQ_WAIT_BUCKETS];
+	list_add_tail(&jobs.fin_head, &jobs.fin_tail, r);
+	if (jobs.priv[r].aux & AUX_WAITED) {
+		struct jobq__list *b = &jobs.waits[jobq__job_hash(id) %
+					     JOBQ__WAIT_BUCKETS];
 
-		S.P[r].aux &= ~AUX_WAITED;
-		for (struct jq_list *p = b->next, *nx; p != b; p = nx) {
-			struct jq_waiter *w = jq_entry(p, struct jq_waiter,
+		jobs.priv[r].aux &= ~AUX_WAITED;
+		for (struct jobq__list *p = b->next, *nx; p != b; p = nx) {
+			struct jobq__waiter *w = jobq__entry(p, struct jobq__waiter,
 						       onode);
 
 			nx = p->next;
@@ -904,32 +905,32 @@ static void finalize(uint32_t r)
 				jobq__wait_done(w, j->state, id);
 		}
 	}
-	if (S.deps.n) {
-		if (S.finq_n == S.finq_cap) {
-			uint32_t ncap = S.finq_cap ? 2 * S.finq_cap : 64;
-			uint64_t *a = realloc(S.finq, ncap * sizeof(*a));
-			uint8_t *b = a ? realloc(S.finq_state, ncap) : NULL;
+	if (jobs.deps.n) {
+		if (jobs.finq_n == jobs.finq_cap) {
+			uint32_t ncap = jobs.finq_cap ? 2 * jobs.finq_cap : 64;
+			uint64_t *a = realloc(jobs.finq, ncap * sizeof(*a));
+			uint8_t *b = a ? realloc(jobs.finq_state, ncap) : NULL;
 
 			if (a)
-				S.finq = a;
+				jobs.finq = a;
 			if (b)
-				S.finq_state = b;
+				jobs.finq_state = b;
 			if (!a || !b) {
 				jobq__log(0, "job %llu: out of memory for its "
 					  "dependents", (unsigned long long)id);
 				return;
 			}
-			S.finq_cap = ncap;
+			jobs.finq_cap = ncap;
 		}
-		S.finq[S.finq_n] = id;
-		S.finq_state[S.finq_n++] = j->state;
+		jobs.finq[jobs.finq_n] = id;
+		jobs.finq_state[jobs.finq_n++] = j->state;
 	}
 }
 
 /* Sets a final state with @text as the error (0: none). */
 static void to_final(uint32_t r, unsigned state, uint64_t text)
 {
-	struct jobq_job_rec *j = J(r);
+	struct jobq_job_rec *j = job_rec(r);
 	uint64_t old;
 
 	seq_write_begin(&j->seq);
@@ -941,7 +942,7 @@ static void to_final(uint32_t r, unsigned state, uint64_t text)
 	jobq__free(old);
 	seq_write_end(&j->seq);
 	if (state == JOBQ_JS_DEAD)
-		jq_count(dead);
+		jobq__count(dead);
 	finalize(r);
 }
 
@@ -953,12 +954,12 @@ static void to_cancelled(uint32_t r)
 /* Takes RUNNING job @r off its worker and out of the running counts. */
 static void stop_running(uint32_t r)
 {
-	struct jobq_job_rec *j = J(r);
+	struct jobq_job_rec *j = job_rec(r);
 	uint32_t slot = j->worker_client;
 
 	timer_del(r);
-	if (slot < jobq__m.o.max_clients && S.W[slot].reg) {
-		struct jworker *wk = &S.W[slot];
+	if (slot < jobq__m.o.max_clients && jobs.W[slot].reg) {
+		struct jworker *wk = &jobs.W[slot];
 		struct jobq_worker_rec *wr = &jobq__m.st.workers[slot];
 
 		list_del(&wk->run_head, NULL, r);
@@ -970,14 +971,14 @@ static void stop_running(uint32_t r)
 	t_adj(j->type_id, 0, -1);
 	q_adj(j->queue_id, 0, -1);
 	/* A slot on its worker and maybe in its queue's limit came free. */
-	S.need_serve = true;
+	jobs.need_serve = true;
 }
 
 static void worker_count(uint32_t slot, bool ok)
 {
 	struct jobq_worker_rec *wr;
 
-	if (slot >= jobq__m.o.max_clients || !S.W[slot].reg)
+	if (slot >= jobq__m.o.max_clients || !jobs.W[slot].reg)
 		return;
 	wr = &jobq__m.st.workers[slot];
 	seq_write_begin(&wr->seq);
@@ -996,10 +997,10 @@ static uint64_t backoff_ns(uint32_t n, double u)
 {
 	uint64_t b = NSEC;
 
-	for (uint32_t i = 1; i < n && b < JQ_BACKOFF_MAX_NS; i++)
+	for (uint32_t i = 1; i < n && b < JOBQ__BACKOFF_MAX_NS; i++)
 		b *= 2;
-	if (b > JQ_BACKOFF_MAX_NS)
-		b = JQ_BACKOFF_MAX_NS;
+	if (b > JOBQ__BACKOFF_MAX_NS)
+		b = JOBQ__BACKOFF_MAX_NS;
 	return (uint64_t)((double)b * u);
 }
 
@@ -1008,10 +1009,10 @@ static uint64_t backoff_ns(uint32_t n, double u)
  * attempts. */
 static void attempt_failed(uint32_t r, uint64_t text, bool final)
 {
-	struct jobq_job_rec *j = J(r);
+	struct jobq_job_rec *j = job_rec(r);
 	uint64_t wait, old;
 
-	jq_count(failed);
+	jobq__count(failed);
 	worker_count(j->worker_client, false);
 	if (final || j->attempts >= j->max_attempts) {
 		to_final(r, JOBQ_JS_DEAD, text);
@@ -1025,7 +1026,7 @@ static void attempt_failed(uint32_t r, uint64_t text, bool final)
 	j->finished_ns = 0;
 	jobq__free(old);
 	seq_write_end(&j->seq);
-	jq_count(retried);
+	jobq__count(retried);
 	to_later(r, JOBQ_JS_FAILED, clk_real() + wait);
 }
 
@@ -1036,9 +1037,9 @@ static void attempt_failed(uint32_t r, uint64_t text, bool final)
  */
 static void free_record(uint32_t r)
 {
-	struct jobq_job_rec *j = J(r);
+	struct jobq_job_rec *j = job_rec(r);
 
-	list_del(&S.fin_head, &S.fin_tail, r);
+	list_del(&jobs.fin_head, &jobs.fin_tail, r);
 	idx_delete(j->id);
 	seq_write_begin(&j->seq);
 	set_state(j, JOBQ_JS_FREE);
@@ -1050,10 +1051,10 @@ static void free_record(uint32_t r)
 	j->args = j->result = j->note = 0;
 	j->args_len = j->args_type = 0;
 	seq_write_end(&j->seq);
-	S.P[r] = (struct jpriv){ .pos = NONE, .prev = NONE,
-				 .next = S.free_head };
-	S.free_head = r;
-	store_relaxed(&jq_hdr()->njobs, load_relaxed(&jq_hdr()->njobs) - 1);
+	jobs.priv[r] = (struct jpriv){ .pos = NONE, .prev = NONE,
+				 .next = jobs.free_head };
+	jobs.free_head = r;
+	store_relaxed(&jobq__hdr()->njobs, load_relaxed(&jobq__hdr()->njobs) - 1);
 }
 
 /* A free record, evicting the oldest finished job when the table is
@@ -1062,25 +1063,25 @@ static uint32_t record_new(void)
 {
 	uint32_t r;
 
-	if (S.free_head == NONE && S.hwm == S.max_jobs && !evict_one())
+	if (jobs.free_head == NONE && jobs.hwm == jobs.max_jobs && !evict_one())
 		return NONE;
-	if (S.free_head != NONE) {
-		r = S.free_head;
-		S.free_head = S.P[r].next;
+	if (jobs.free_head != NONE) {
+		r = jobs.free_head;
+		jobs.free_head = jobs.priv[r].next;
 	} else {
-		r = S.hwm++;
+		r = jobs.hwm++;
 	}
-	S.P[r] = (struct jpriv){ .pos = NONE, .prev = NONE, .next = NONE };
+	jobs.priv[r] = (struct jpriv){ .pos = NONE, .prev = NONE, .next = NONE };
 	return r;
 }
 
 /* Hands READY job @r (the head of lane @l) to worker @c at @real
  * (CLOCK_REALTIME) / @mono (CLOCK_MONOTONIC). */
-static void hand_out(struct jq_client *c, struct lane *l, uint32_t r,
+static void hand_out(struct jobq__client *c, struct lane *l, uint32_t r,
 		     uint64_t real, uint64_t mono)
 {
-	struct jobq_job_rec *j = J(r);
-	struct jworker *wk = &S.W[c->slot];
+	struct jobq_job_rec *j = job_rec(r);
+	struct jworker *wk = &jobs.W[c->slot];
 	struct jobq_worker_rec *wr = &jobq__m.st.workers[c->slot];
 
 	lane_remove(l, r);
@@ -1113,7 +1114,7 @@ static struct lane *best_lane(const struct jworker *wk)
 	struct lane *best = NULL;
 
 	for (uint32_t i = 0; i < wk->ntypes; i++)
-		for (struct lane *l = S.lanes[wk->types[i]]; l; l = l->next)
+		for (struct lane *l = jobs.lanes[wk->types[i]]; l; l = l->next)
 			if (lane_open(l) &&
 			    (!best || better(lane_top(l), lane_top(best))))
 				best = l;
@@ -1125,9 +1126,9 @@ static struct lane *best_lane(const struct jworker *wk)
  * capacity minus what it runs), one completion each for request @ud, all
  * but the last flagged JOBQ_CQE_MORE. Returns how many.
  */
-static uint32_t give(struct jq_client *c, uint64_t ud, uint64_t max)
+static uint32_t give(struct jobq__client *c, uint64_t ud, uint64_t max)
 {
-	struct jworker *wk = &S.W[c->slot];
+	struct jworker *wk = &jobs.W[c->slot];
 	uint32_t n = 0, prev = NONE;
 	uint64_t real, mono;
 	struct lane *l;
@@ -1145,25 +1146,25 @@ static uint32_t give(struct jq_client *c, uint64_t ud, uint64_t max)
 
 		if (prev != NONE)
 			jobq__post(c, ud, 0, JOBQ_CQE_JOB | JOBQ_CQE_MORE,
-				   J(prev)->id, J(prev)->attempts,
-				   J(prev)->type_id);
+				   job_rec(prev)->id, job_rec(prev)->attempts,
+				   job_rec(prev)->type_id);
 		hand_out(c, l, r, real, mono);
 		prev = r;
 		n++;
 	}
 	if (prev != NONE)
-		jobq__post(c, ud, 0, JOBQ_CQE_JOB, J(prev)->id,
-			   J(prev)->attempts, J(prev)->type_id);
+		jobq__post(c, ud, 0, JOBQ_CQE_JOB, job_rec(prev)->id,
+			   job_rec(prev)->attempts, job_rec(prev)->type_id);
 	return n;
 }
 
 /* Parked reservers take what became available, oldest first. */
 static void serve(void)
 {
-	struct jq_list *p, *nx;
+	struct jobq__list *p, *nx;
 
-	for (p = S.reservers.next; p != &S.reservers; p = nx) {
-		struct jq_waiter *w = jq_entry(p, struct jq_waiter, onode);
+	for (p = jobs.reservers.next; p != &jobs.reservers; p = nx) {
+		struct jobq__waiter *w = jobq__entry(p, struct jobq__waiter, onode);
 
 		nx = p->next;
 		if (give(w->c, w->sqe.user_data, w->sqe.arg0 ? w->sqe.arg0 : 1))
@@ -1174,7 +1175,7 @@ static void serve(void)
 /* Job @r (WAITING) has no unfinished dependency left. */
 static void release_waiting(uint32_t r)
 {
-	struct jobq_job_rec *j = J(r);
+	struct jobq_job_rec *j = job_rec(r);
 
 	if (j->run_at_ns > clk_real())
 		to_later(r, JOBQ_JS_DELAYED, j->run_at_ns);
@@ -1185,11 +1186,11 @@ static void release_waiting(uint32_t r)
 /* Dependents of the jobs that became final. */
 static void settle_deps(void)
 {
-	for (uint32_t k = 0; k < S.finq_n; k++) {
-		uint64_t id = S.finq[k];
-		unsigned st = S.finq_state[k];
-		struct dep **pp = (struct dep **)&S.deps.b[dep_hash(id) &
-							   S.deps.mask];
+	for (uint32_t k = 0; k < jobs.finq_n; k++) {
+		uint64_t id = jobs.finq[k];
+		unsigned st = jobs.finq_state[k];
+		struct dep **pp = (struct dep **)&jobs.deps.b[dep_hash(id) &
+							   jobs.deps.mask];
 
 		while (*pp) {
 			struct dep *d = *pp;
@@ -1201,16 +1202,16 @@ static void settle_deps(void)
 				continue;
 			}
 			*pp = d->next;
-			S.deps.n--;
-			if (J(w)->id != d->waiter ||
-			    J(w)->state != JOBQ_JS_WAITING) {
+			jobs.deps.n--;
+			if (job_rec(w)->id != d->waiter ||
+			    job_rec(w)->state != JOBQ_JS_WAITING) {
 				free(d);
 				continue;
 			}
 			free(d);
 			if (st == JOBQ_JS_SUCCEEDED) {
-				if ((S.P[w].aux & AUX_DEPS) &&
-				    !(--S.P[w].aux & AUX_DEPS))
+				if ((jobs.priv[w].aux & AUX_DEPS) &&
+				    !(--jobs.priv[w].aux & AUX_DEPS))
 					release_waiting(w);
 				continue;
 			}
@@ -1220,27 +1221,27 @@ static void settle_deps(void)
 			to_final(w, JOBQ_JS_DEAD, text_new(msg));
 		}
 	}
-	S.finq_n = 0;
+	jobs.finq_n = 0;
 }
 
 static uint64_t next_deadline(void)
 {
-	uint64_t at = S.tqn ? S.tq[0].at : 0;
+	uint64_t at = jobs.tqn ? jobs.tq[0].at : 0;
 
-	if (S.fin_head != NONE) {
+	if (jobs.fin_head != NONE) {
 		/* Worked out once per oldest finished job: clock reads on
 		 * every request cost more than the rest of a small one. */
-		if (S.keep_id != J(S.fin_head)->id) {
-			uint64_t exp = J(S.fin_head)->finished_ns +
-				       jq_hdr()->keep_ns;
+		if (jobs.keep_id != job_rec(jobs.fin_head)->id) {
+			uint64_t exp = job_rec(jobs.fin_head)->finished_ns +
+				       jobq__hdr()->keep_ns;
 			uint64_t real = clk_real();
 
-			S.keep_id = J(S.fin_head)->id;
-			S.keep_at = clk_mono() +
+			jobs.keep_id = job_rec(jobs.fin_head)->id;
+			jobs.keep_at = clk_mono() +
 				    (exp > real ? exp - real : 0);
 		}
-		if (!at || S.keep_at < at)
-			at = S.keep_at;
+		if (!at || jobs.keep_at < at)
+			at = jobs.keep_at;
 	}
 	return at;
 }
@@ -1250,17 +1251,17 @@ static void settle(void)
 {
 	uint64_t at;
 
-	if (S.finq_n)
+	if (jobs.finq_n)
 		settle_deps();
-	if (S.need_serve) {
-		S.need_serve = false;
-		if (!jq_list_empty(&S.reservers))
+	if (jobs.need_serve) {
+		jobs.need_serve = false;
+		if (!jobq__list_empty(&jobs.reservers))
 			serve();
 	}
 	at = next_deadline();
-	if (at != S.armed) {
-		S.armed = at;
-		jobq__timer_arm(JQ_TIMER_JOBS, at);
+	if (at != jobs.armed) {
+		jobs.armed = at;
+		jobq__timer_arm(JOBQ__TIMER_JOBS, at);
 	}
 }
 
@@ -1273,11 +1274,11 @@ void jobq__jobs_timer(void)
 	now = clk_mono_ns;
 	real = clk_real_ns;
 
-	S.armed = 0;
-	S.keep_id = 0;
-	while (S.tqn && S.tq[0].at <= now) {
-		uint32_t r = S.tq[0].rec;
-		struct jobq_job_rec *j = J(r);
+	jobs.armed = 0;
+	jobs.keep_id = 0;
+	while (jobs.tqn && jobs.tq[0].at <= now) {
+		uint32_t r = jobs.tq[0].rec;
+		struct jobq_job_rec *j = job_rec(r);
 
 		timer_del(r);
 		switch (j->state) {
@@ -1305,9 +1306,9 @@ void jobq__jobs_timer(void)
 			break;
 		}
 	}
-	while (S.fin_head != NONE &&
-	       J(S.fin_head)->finished_ns + jq_hdr()->keep_ns <= real)
-		free_record(S.fin_head);
+	while (jobs.fin_head != NONE &&
+	       job_rec(jobs.fin_head)->finished_ns + jobq__hdr()->keep_ns <= real)
+		free_record(jobs.fin_head);
 	settle();
 }
 
@@ -1332,17 +1333,17 @@ static int check_type_name(const char *s, uint32_t len)
  * JOBQ_ELIMIT when the type table is full. */
 static int type_get(const char *name, uint32_t len)
 {
-	struct jobq_store_hdr *h = jq_hdr();
-	uint32_t m = S.type_hash_mask, i = jobq__hash(name, len) & m;
+	struct jobq_store_hdr *h = jobq__hdr();
+	uint32_t m = jobs.type_hash_mask, i = jobq__hash(name, len) & m;
 	struct jobq_type_rec *t;
 	uint32_t id;
 
-	for (; S.type_hash[i]; i = (i + 1) & m) {
-		t = &jobq__m.st.types[S.type_hash[i] - 1];
+	for (; jobs.type_hash[i]; i = (i + 1) & m) {
+		t = &jobq__m.st.types[jobs.type_hash[i] - 1];
 		/* len < sizeof(t->name) (check_type_name): a plain memcmp,
 		 * the name's end checked apart. */
 		if (t->name[len] == '\0' && !memcmp(t->name, name, len))
-			return S.type_hash[i] - 1;
+			return jobs.type_hash[i] - 1;
 	}
 	id = load_relaxed(&h->ntypes);
 	if (id >= h->max_types)
@@ -1354,14 +1355,14 @@ static int type_get(const char *name, uint32_t len)
 	t->in_use = 1;
 	seq_write_end(&t->seq);
 	store_release(&h->ntypes, id + 1);
-	S.type_hash[i] = (uint16_t)(id + 1);
+	jobs.type_hash[i] = (uint16_t)(id + 1);
 	return (int)id;
 }
 
 /* ------------------------------------------------------------------------
  * Ops.
  */
-int jobq__op_job_submit(struct jq_client *c, const struct jobq_sqe *s)
+int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	const uint8_t *a = jobq__arena(c, s->arena_off);
 	struct jobq_submit_wire wv;
@@ -1389,7 +1390,7 @@ int jobq__op_job_submit(struct jq_client *c, const struct jobq_sqe *s)
 		return jobq__bad(-EINVAL);
 	if (wv.args_len > jobq__m.o.max_object)
 		return -E2BIG;
-	if (wv.queue_id >= load_relaxed(&jq_hdr()->nqueues))
+	if (wv.queue_id >= load_relaxed(&jobq__hdr()->nqueues))
 		return -ENOENT;
 	memcpy(type, a + sizeof(wv), wv.type_len);
 	type[wv.type_len] = '\0';
@@ -1402,8 +1403,8 @@ int jobq__op_job_submit(struct jq_client *c, const struct jobq_sqe *s)
 				       jobq__hash(key, wv.unique_len));
 
 		if (u) {
-			jobq__post(c, s->user_data, 1, 0, J(u->rec)->id, 0, 0);
-			return JQ_NOREPLY;
+			jobq__post(c, s->user_data, 1, 0, job_rec(u->rec)->id, 0, 0);
+			return JOBQ__NOREPLY;
 		}
 	}
 	memcpy(after, a + aoff, 8ull * wv.nafter);
@@ -1412,9 +1413,9 @@ int jobq__op_job_submit(struct jq_client *c, const struct jobq_sqe *s)
 
 		if (d == NONE)
 			return -ENOENT;
-		if (J(d)->state == JOBQ_JS_SUCCEEDED)
+		if (job_rec(d)->state == JOBQ_JS_SUCCEEDED)
 			continue;
-		if (is_final(J(d)->state)) {
+		if (is_final(job_rec(d)->state)) {
 			if (!failed_dep)
 				failed_dep = after[i];
 			continue;
@@ -1430,19 +1431,19 @@ int jobq__op_job_submit(struct jq_client *c, const struct jobq_sqe *s)
 	r = record_new();
 	if (r == NONE)
 		return JOBQ_ELIMIT;
-	/* The ids it waits for live in S.deps while they are unfinished;
+	/* The ids it waits for live in jobs.deps while they are unfinished;
 	 * the record keeps none of them. */
 	if (wv.args_len)
 		args = args_new(a + aoff + 8ull * wv.nafter, wv.args_len);
 	if (wv.args_len && !args) {
-		S.P[r].next = S.free_head;
-		S.free_head = r;
+		jobs.priv[r].next = jobs.free_head;
+		jobs.free_head = r;
 		return JOBQ_EFULL;
 	}
-	id = load_relaxed(&jq_hdr()->next_job_id);
-	store_relaxed(&jq_hdr()->next_job_id, id + 1);
+	id = load_relaxed(&jobq__hdr()->next_job_id);
+	store_relaxed(&jobq__hdr()->next_job_id, id + 1);
 
-	j = J(r);
+	j = job_rec(r);
 	seq_write_begin(&j->seq);
 	j->state = JOBQ_JS_FREE;
 	j->flags = wv.unique_len ? JOBQ_JF_UNIQUE : 0;
@@ -1466,8 +1467,8 @@ int jobq__op_job_submit(struct jq_client *c, const struct jobq_sqe *s)
 	set_state(j, JOBQ_JS_WAITING);
 	seq_write_end(&j->seq);
 	idx_insert(id, r);
-	store_relaxed(&jq_hdr()->njobs, load_relaxed(&jq_hdr()->njobs) + 1);
-	jq_count(submitted);
+	store_relaxed(&jobq__hdr()->njobs, load_relaxed(&jobq__hdr()->njobs) + 1);
+	jobq__count(submitted);
 
 	if (wv.unique_len) {
 		struct uq *u = malloc(sizeof(*u) + wv.unique_len);
@@ -1477,11 +1478,11 @@ int jobq__op_job_submit(struct jq_client *c, const struct jobq_sqe *s)
 			u->len = wv.unique_len;
 			u->hash = jobq__hash(key, wv.unique_len);
 			memcpy(u->key, key, wv.unique_len);
-			u->next = S.uq.b[u->hash & S.uq.mask];
-			S.uq.b[u->hash & S.uq.mask] = u;
-			S.uq.n++;
-			S.P[r].aux |= (u->hash << AUX_UKH_SHIFT) & AUX_UKH;
-			ch_grow(&S.uq, uq_hash_of);
+			u->next = jobs.uq.b[u->hash & jobs.uq.mask];
+			jobs.uq.b[u->hash & jobs.uq.mask] = u;
+			jobs.uq.n++;
+			jobs.priv[r].aux |= (u->hash << AUX_UKH_SHIFT) & AUX_UKH;
+			ch_grow(&jobs.uq, uq_hash_of);
 		} else {
 			seq_write_begin(&j->seq);
 			j->flags = 0;
@@ -1500,7 +1501,7 @@ int jobq__op_job_submit(struct jq_client *c, const struct jobq_sqe *s)
 			uint32_t d = lookup(after[i]);
 			struct dep *dp;
 
-			if (d == NONE || is_final(J(d)->state))
+			if (d == NONE || is_final(job_rec(d)->state))
 				continue;
 			dp = malloc(sizeof(*dp));
 			if (!dp) {
@@ -1510,13 +1511,13 @@ int jobq__op_job_submit(struct jq_client *c, const struct jobq_sqe *s)
 			dp->dep = after[i];
 			dp->waiter = id;
 			dp->wrec = r;
-			dp->next = S.deps.b[dep_hash(after[i]) & S.deps.mask];
-			S.deps.b[dep_hash(after[i]) & S.deps.mask] = dp;
-			S.deps.n++;
-			S.P[r].aux++;
+			dp->next = jobs.deps.b[dep_hash(after[i]) & jobs.deps.mask];
+			jobs.deps.b[dep_hash(after[i]) & jobs.deps.mask] = dp;
+			jobs.deps.n++;
+			jobs.priv[r].aux++;
 		}
-		ch_grow(&S.deps, dep_hash_of);
-		if (!(S.P[r].aux & AUX_DEPS))
+		ch_grow(&jobs.deps, dep_hash_of);
+		if (!(jobs.priv[r].aux & AUX_DEPS))
 			release_waiting(r);
 	} else if (wv.delay_ns) {
 		to_later(r, JOBQ_JS_DELAYED, j->run_at_ns);
@@ -1525,38 +1526,38 @@ int jobq__op_job_submit(struct jq_client *c, const struct jobq_sqe *s)
 	}
 	settle();
 	jobq__post(c, s->user_data, 0, 0, id, 0, 0);
-	return JQ_NOREPLY;
+	return JOBQ__NOREPLY;
 }
 
-int jobq__op_job_wait(struct jq_client *c, const struct jobq_sqe *s)
+int jobq__op_job_wait(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	uint32_t r = lookup(s->arg0);
-	struct jq_waiter *w;
+	struct jobq__waiter *w;
 	int err = -ENOMEM;
 
 	if (r == NONE)
 		return -ENOENT;
-	if (is_final(J(r)->state))
-		return J(r)->state;
+	if (is_final(job_rec(r)->state))
+		return job_rec(r)->state;
 	if (s->timeout_ns == 0)
 		return -EAGAIN;
-	w = jobq__wait_new(c, s, JQ_W_JOB, &err);
+	w = jobq__wait_new(c, s, JOBQ__W_JOB, &err);
 	if (!w)
 		return err;
-	jq_list_add_tail(&w->onode,
-			 &S.waits[jobq__job_hash(s->arg0) % JQ_WAIT_BUCKETS]);
-	S.P[r].aux |= AUX_WAITED;
-	return JQ_NOREPLY;
+	jobq__list_add_tail(&w->onode,
+			 &jobs.waits[jobq__job_hash(s->arg0) % JOBQ__WAIT_BUCKETS]);
+	jobs.priv[r].aux |= AUX_WAITED;
+	return JOBQ__NOREPLY;
 }
 
-int jobq__op_job_cancel(struct jq_client *c, const struct jobq_sqe *s)
+int jobq__op_job_cancel(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	uint32_t r = lookup(s->arg0);
 	struct jobq_job_rec *j;
 
 	if (r == NONE)
 		return -ENOENT;
-	j = J(r);
+	j = job_rec(r);
 	switch (j->state) {
 	case JOBQ_JS_RUNNING: {
 		uint32_t slot = j->worker_client;
@@ -1570,7 +1571,7 @@ int jobq__op_job_cancel(struct jq_client *c, const struct jobq_sqe *s)
 			jobq__post(&jobq__m.clients[slot], JOBQ_UD_NOTICE,
 				   JOBQ_NOTICE_CANCEL, JOBQ_CQE_NOTICE, j->id,
 				   0, 0);
-		timer_set(r, clk_mono() + JQ_CANCEL_GRACE_NS);
+		timer_set(r, clk_mono() + JOBQ__CANCEL_GRACE_NS);
 		settle();
 		return 0;
 	}
@@ -1583,7 +1584,7 @@ int jobq__op_job_cancel(struct jq_client *c, const struct jobq_sqe *s)
 		break;
 	case JOBQ_JS_WAITING:
 		/* Its dependency entries go when their jobs finish. */
-		S.P[r].aux &= ~AUX_DEPS;
+		jobs.priv[r].aux &= ~AUX_DEPS;
 		break;
 	default:
 		return -EALREADY;
@@ -1596,31 +1597,31 @@ int jobq__op_job_cancel(struct jq_client *c, const struct jobq_sqe *s)
 /* Job @r (FAILED, DEAD or CANCELLED) runs again from its first attempt. */
 static void rerun(uint32_t r)
 {
-	struct jobq_job_rec *j = J(r);
+	struct jobq_job_rec *j = job_rec(r);
 
 	if (j->state == JOBQ_JS_FAILED)
 		timer_del(r);
 	else
-		list_del(&S.fin_head, &S.fin_tail, r);
+		list_del(&jobs.fin_head, &jobs.fin_tail, r);
 	/* It finishes again later: its expiry must be worked out anew. */
-	S.keep_id = 0;
+	jobs.keep_id = 0;
 	seq_write_begin(&j->seq);
 	j->attempts = 0;
 	j->finished_ns = 0;
 	j->flags &= (uint8_t)~JOBQ_JF_CANCELLING;
 	seq_write_end(&j->seq);
-	jq_count(retried);
+	jobq__count(retried);
 	to_ready(r);
 }
 
-int jobq__op_job_retry(struct jq_client *c, const struct jobq_sqe *s)
+int jobq__op_job_retry(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	uint32_t r = lookup(s->arg0);
 	unsigned st;
 
 	if (r == NONE)
 		return -ENOENT;
-	st = J(r)->state;
+	st = job_rec(r)->state;
 	if (st != JOBQ_JS_FAILED && st != JOBQ_JS_DEAD &&
 	    st != JOBQ_JS_CANCELLED)
 		return -EALREADY;
@@ -1629,7 +1630,7 @@ int jobq__op_job_retry(struct jq_client *c, const struct jobq_sqe *s)
 	return 0;
 }
 
-int jobq__op_job_kick(struct jq_client *c, const struct jobq_sqe *s)
+int jobq__op_job_kick(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	uint32_t r, n = 0;
 
@@ -1637,16 +1638,16 @@ int jobq__op_job_kick(struct jq_client *c, const struct jobq_sqe *s)
 		r = lookup(s->arg0);
 		if (r == NONE)
 			return -ENOENT;
-		if (J(r)->state != JOBQ_JS_DEAD)
+		if (job_rec(r)->state != JOBQ_JS_DEAD)
 			return -EALREADY;
 		rerun(r);
 		settle();
 		return 1;
 	}
-	for (r = S.fin_head; r != NONE;) {
-		uint32_t nx = S.P[r].next;
+	for (r = jobs.fin_head; r != NONE;) {
+		uint32_t nx = jobs.priv[r].next;
 
-		if (J(r)->state == JOBQ_JS_DEAD) {
+		if (job_rec(r)->state == JOBQ_JS_DEAD) {
 			rerun(r);
 			n++;
 		}
@@ -1656,26 +1657,26 @@ int jobq__op_job_kick(struct jq_client *c, const struct jobq_sqe *s)
 	return (int)(n > INT32_MAX ? INT32_MAX : n);
 }
 
-int jobq__op_q_pause(struct jq_client *c, const struct jobq_sqe *s)
+int jobq__op_q_pause(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	struct jobq_queue_rec *q;
 
-	if (s->id >= load_relaxed(&jq_hdr()->nqueues))
+	if (s->id >= load_relaxed(&jobq__hdr()->nqueues))
 		return -ENOENT;
 	q = &jobq__m.st.queues[s->id];
 	seq_write_begin(&q->seq);
 	q->paused = s->arg0 ? 1 : 0;
 	seq_write_end(&q->seq);
-	S.need_serve = true;
+	jobs.need_serve = true;
 	settle();
 	return 0;
 }
 
-int jobq__op_q_parallel(struct jq_client *c, const struct jobq_sqe *s)
+int jobq__op_q_parallel(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	struct jobq_queue_rec *q;
 
-	if (s->id >= load_relaxed(&jq_hdr()->nqueues))
+	if (s->id >= load_relaxed(&jobq__hdr()->nqueues))
 		return -ENOENT;
 	if (s->arg0 > UINT32_MAX)
 		return -EINVAL;
@@ -1683,19 +1684,19 @@ int jobq__op_q_parallel(struct jq_client *c, const struct jobq_sqe *s)
 	seq_write_begin(&q->seq);
 	q->parallel = (uint32_t)s->arg0;
 	seq_write_end(&q->seq);
-	S.need_serve = true;
+	jobs.need_serve = true;
 	settle();
 	return 0;
 }
 
-int jobq__op_w_register(struct jq_client *c, const struct jobq_sqe *s)
+int jobq__op_w_register(struct jobq__client *c, const struct jobq_sqe *s)
 {
-	struct jworker *wk = &S.W[c->slot];
+	struct jworker *wk = &jobs.W[c->slot];
 	struct jobq_worker_rec *wr = &jobq__m.st.workers[c->slot];
 	const uint8_t *a = jobq__arena(c, s->arena_off);
-	char names[JQ_WORKER_TYPES_MAX * (JOBQ_TYPE_MAX + 1)];
+	char names[JOBQ__WORKER_TYPES_MAX * (JOBQ_TYPE_MAX + 1)];
 	char list[sizeof(wr->types)] = "";
-	uint16_t ids[JQ_WORKER_TYPES_MAX];
+	uint16_t ids[JOBQ__WORKER_TYPES_MAX];
 	uint32_t n = 0, len = s->arena_len, flags, cap, used = 0;
 
 	if (wk->reg)
@@ -1705,15 +1706,15 @@ int jobq__op_w_register(struct jq_client *c, const struct jobq_sqe *s)
 	memcpy(names, a, len);
 	if (names[len - 1] != '\0')
 		return jobq__bad(-EINVAL);
-	cap = s->arg0 ? (uint32_t)(s->arg0 > JQ_WORKER_CAP_MAX ?
-					   JQ_WORKER_CAP_MAX : s->arg0) : 1;
+	cap = s->arg0 ? (uint32_t)(s->arg0 > JOBQ__WORKER_CAP_MAX ?
+					   JOBQ__WORKER_CAP_MAX : s->arg0) : 1;
 	for (uint32_t off = 0; off < len;) {
 		uint32_t l = (uint32_t)strlen(names + off);
 		bool dup = false;
 		int tid;
 
 		if (check_type_name(names + off, l) ||
-		    n == JQ_WORKER_TYPES_MAX)
+		    n == JOBQ__WORKER_TYPES_MAX)
 			return -EINVAL;
 		tid = type_get(names + off, l);
 		if (tid < 0)
@@ -1765,10 +1766,10 @@ int jobq__op_w_register(struct jq_client *c, const struct jobq_sqe *s)
 	return 0;
 }
 
-int jobq__op_w_reserve(struct jq_client *c, const struct jobq_sqe *s)
+int jobq__op_w_reserve(struct jobq__client *c, const struct jobq_sqe *s)
 {
-	struct jworker *wk = &S.W[c->slot];
-	struct jq_waiter *w;
+	struct jworker *wk = &jobs.W[c->slot];
+	struct jobq__waiter *w;
 	int err = -ENOMEM;
 
 	if (!wk->reg)
@@ -1779,35 +1780,35 @@ int jobq__op_w_reserve(struct jq_client *c, const struct jobq_sqe *s)
 		return JOBQ_ECLOSED;
 	if (give(c, s->user_data, s->arg0 ? s->arg0 : 1)) {
 		settle();
-		return JQ_NOREPLY;
+		return JOBQ__NOREPLY;
 	}
 	if (s->timeout_ns == 0)
 		return -EAGAIN;
-	w = jobq__wait_new(c, s, JQ_W_RESERVE, &err);
+	w = jobq__wait_new(c, s, JOBQ__W_RESERVE, &err);
 	if (!w)
 		return err;
-	jq_list_add_tail(&w->onode, &S.reservers);
+	jobq__list_add_tail(&w->onode, &jobs.reservers);
 	wk->reserve = w;
-	return JQ_NOREPLY;
+	return JOBQ__NOREPLY;
 }
 
 /* The RUNNING job @s names (arg0 id, arg1 attempt) if @c holds it. */
-static int held(struct jq_client *c, const struct jobq_sqe *s, uint32_t *rp)
+static int held(struct jobq__client *c, const struct jobq_sqe *s, uint32_t *rp)
 {
 	uint32_t r = lookup(s->arg0);
 	struct jobq_job_rec *j;
 
 	if (r == NONE)
 		return -ENOENT;
-	j = J(r);
-	if (!S.W[c->slot].reg || j->state != JOBQ_JS_RUNNING ||
+	j = job_rec(r);
+	if (!jobs.W[c->slot].reg || j->state != JOBQ_JS_RUNNING ||
 	    j->worker_client != c->slot || j->attempts != s->arg1)
 		return -ESTALE;
 	*rp = r;
 	return 0;
 }
 
-int jobq__op_w_done(struct jq_client *c, const struct jobq_sqe *s)
+int jobq__op_w_done(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	const uint8_t *a = jobq__arena(c, s->arena_off);
 	struct jobq_job_rec *j;
@@ -1817,7 +1818,7 @@ int jobq__op_w_done(struct jq_client *c, const struct jobq_sqe *s)
 
 	if (ret)
 		return ret;
-	j = J(r);
+	j = job_rec(r);
 	if (j->flags & JOBQ_JF_CANCELLING) {
 		stop_running(r);
 		to_cancelled(r);
@@ -1839,7 +1840,7 @@ int jobq__op_w_done(struct jq_client *c, const struct jobq_sqe *s)
 		return JOBQ_EFULL;
 	stop_running(r);
 	worker_count(c->slot, true);
-	jq_count(done);
+	jobq__count(done);
 	seq_write_begin(&j->seq);
 	j->progress = 10000;
 	seq_write_end(&j->seq);
@@ -1848,7 +1849,7 @@ int jobq__op_w_done(struct jq_client *c, const struct jobq_sqe *s)
 	return 0;
 }
 
-int jobq__op_w_progress(struct jq_client *c, const struct jobq_sqe *s)
+int jobq__op_w_progress(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	const uint8_t *a = jobq__arena(c, s->arena_off);
 	struct jobq_job_rec *j;
@@ -1858,9 +1859,9 @@ int jobq__op_w_progress(struct jq_client *c, const struct jobq_sqe *s)
 
 	if (ret)
 		return ret;
-	j = J(r);
+	j = job_rec(r);
 	if (s->arena_len)
-		note = item_new(a, s->arena_len > JQ_NOTE_MAX ? JQ_NOTE_MAX :
+		note = item_new(a, s->arena_len > JOBQ__NOTE_MAX ? JOBQ__NOTE_MAX :
 					s->arena_len, JOBQ_T_TEXT);
 	seq_write_begin(&j->seq);
 	j->progress = s->id > 10000 ? 10000 : s->id;
@@ -1873,7 +1874,7 @@ int jobq__op_w_progress(struct jq_client *c, const struct jobq_sqe *s)
 	return 0;
 }
 
-int jobq__op_w_extend(struct jq_client *c, const struct jobq_sqe *s)
+int jobq__op_w_extend(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	uint32_t r;
 	int ret = held(c, s, &r);
@@ -1883,15 +1884,15 @@ int jobq__op_w_extend(struct jq_client *c, const struct jobq_sqe *s)
 	if (s->timeout_ns <= 0)
 		return -EINVAL;
 	/* A cancel's grace period is not the worker's to extend. */
-	if (!(J(r)->flags & JOBQ_JF_CANCELLING))
+	if (!(job_rec(r)->flags & JOBQ_JF_CANCELLING))
 		timer_set(r, jobq__now_ns() + (uint64_t)s->timeout_ns);
 	settle();
 	return 0;
 }
 
-int jobq__op_w_stopping(struct jq_client *c, const struct jobq_sqe *s)
+int jobq__op_w_stopping(struct jobq__client *c, const struct jobq_sqe *s)
 {
-	struct jworker *wk = &S.W[c->slot];
+	struct jworker *wk = &jobs.W[c->slot];
 
 	if (!wk->reg)
 		return jobq__bad(-EINVAL);
@@ -1901,16 +1902,16 @@ int jobq__op_w_stopping(struct jq_client *c, const struct jobq_sqe *s)
 	return 0;
 }
 
-void jobq__job_wait_detach(struct jq_waiter *w)
+void jobq__job_wait_detach(struct jobq__waiter *w)
 {
-	jq_list_del(&w->onode);
-	if (w->kind == JQ_W_RESERVE && S.W[w->c->slot].reserve == w)
-		S.W[w->c->slot].reserve = NULL;
+	jobq__list_del(&w->onode);
+	if (w->kind == JOBQ__W_RESERVE && jobs.W[w->c->slot].reserve == w)
+		jobs.W[w->c->slot].reserve = NULL;
 }
 
-void jobq__jobs_drop_client(struct jq_client *c)
+void jobq__jobs_drop_client(struct jobq__client *c)
 {
-	struct jworker *wk = &S.W[c->slot];
+	struct jworker *wk = &jobs.W[c->slot];
 	struct jobq_worker_rec *wr = &jobq__m.st.workers[c->slot];
 
 	if (!wk->reg)
@@ -1919,7 +1920,7 @@ void jobq__jobs_drop_client(struct jq_client *c)
 		uint32_t r = wk->run_head;
 
 		stop_running(r);
-		if (J(r)->flags & JOBQ_JF_CANCELLING)
+		if (job_rec(r)->flags & JOBQ_JF_CANCELLING)
 			to_cancelled(r);
 		else
 			attempt_failed(r, text_new("worker died"), false);
@@ -1942,7 +1943,7 @@ void jobq__jobs_drop_client(struct jq_client *c)
 void jobq__jobs_notify_stop(uint64_t grace_ns)
 {
 	for (uint32_t i = 0; i < jobq__m.o.max_clients; i++)
-		if (S.W[i].reg)
+		if (jobs.W[i].reg)
 			jobq__post(&jobq__m.clients[i], JOBQ_UD_NOTICE,
 				   JOBQ_NOTICE_STOP, JOBQ_CQE_NOTICE, grace_ns,
 				   0, 0);
@@ -1953,33 +1954,33 @@ uint32_t jobq__jobs_running_nondaemon(void)
 	uint32_t n = 0;
 
 	for (uint32_t i = 0; i < jobq__m.o.max_clients; i++)
-		if (S.W[i].reg && !(S.W[i].flags & JOBQ_WF_DAEMON))
-			n += S.W[i].running;
+		if (jobs.W[i].reg && !(jobs.W[i].flags & JOBQ_WF_DAEMON))
+			n += jobs.W[i].running;
 	return n;
 }
 
 int jobq__jobs_init(void)
 {
-	struct jobq_store_hdr *h = jq_hdr();
+	struct jobq_store_hdr *h = jobq__hdr();
 
-	memset(&S, 0, sizeof(S));
-	S.max_jobs = h->max_jobs;
-	S.free_head = S.fin_head = S.fin_tail = NONE;
+	memset(&jobs, 0, sizeof(jobs));
+	jobs.max_jobs = h->max_jobs;
+	jobs.free_head = jobs.fin_head = jobs.fin_tail = NONE;
 	/* calloc'd: pages are touched only as records come into use. */
-	S.P = calloc(S.max_jobs, sizeof(*S.P));
-	S.lanes = calloc(h->max_types, sizeof(*S.lanes));
-	S.type_hash_mask = 2 * h->max_types - 1;
-	S.type_hash = calloc(2 * h->max_types, sizeof(*S.type_hash));
-	S.W = calloc(jobq__m.o.max_clients, sizeof(*S.W));
-	if (!S.P || !S.lanes || !S.type_hash || !S.W ||
-	    ch_init(&S.uq, 1024) || ch_init(&S.deps, 1024))
+	jobs.priv = calloc(jobs.max_jobs, sizeof(*jobs.priv));
+	jobs.lanes = calloc(h->max_types, sizeof(*jobs.lanes));
+	jobs.type_hash_mask = 2 * h->max_types - 1;
+	jobs.type_hash = calloc(2 * h->max_types, sizeof(*jobs.type_hash));
+	jobs.W = calloc(jobq__m.o.max_clients, sizeof(*jobs.W));
+	if (!jobs.priv || !jobs.lanes || !jobs.type_hash || !jobs.W ||
+	    ch_init(&jobs.uq, 1024) || ch_init(&jobs.deps, 1024))
 		return -ENOMEM;
 	for (uint32_t i = 0; i < jobq__m.o.max_clients; i++)
-		S.W[i].run_head = NONE;
-	jq_list_init(&S.reservers);
-	for (uint32_t i = 0; i < JQ_WAIT_BUCKETS; i++)
-		jq_list_init(&S.waits[i]);
-	if (getrandom(&S.rng, sizeof(S.rng), 0) != sizeof(S.rng) || !S.rng)
-		S.rng = jobq__now_ns() | 1;
+		jobs.W[i].run_head = NONE;
+	jobq__list_init(&jobs.reservers);
+	for (uint32_t i = 0; i < JOBQ__WAIT_BUCKETS; i++)
+		jobq__list_init(&jobs.waits[i]);
+	if (getrandom(&jobs.rng, sizeof(jobs.rng), 0) != sizeof(jobs.rng) || !jobs.rng)
+		jobs.rng = jobq__now_ns() | 1;
 	return 0;
 }

@@ -30,7 +30,7 @@ static struct jobq_kv_slot *slot_at(uint32_t i)
 
 static struct jobq_kv_blob *blob_at(uint64_t off)
 {
-	return jq_ptr(off);
+	return jobq__ptr(off);
 }
 
 /*
@@ -41,7 +41,7 @@ static struct jobq_kv_blob *blob_at(uint64_t off)
 static int64_t lookup(const uint8_t *key, uint32_t klen, uint32_t hash,
 		      int64_t *ins)
 {
-	uint32_t n = jq_hdr()->kv_slots, mask = n - 1;
+	uint32_t n = jobq__hdr()->kv_slots, mask = n - 1;
 	int64_t tomb = -1;
 
 	for (uint32_t k = 0; k < n; k++) {
@@ -75,7 +75,7 @@ static int64_t lookup(const uint8_t *key, uint32_t klen, uint32_t hash,
  * client writes meanwhile), hashes them into *hash and looks them up, as
  * lookup() does.
  */
-static int64_t lookup_arena_key(struct jq_client *c, const struct jobq_sqe *s,
+static int64_t lookup_arena_key(struct jobq__client *c, const struct jobq_sqe *s,
 				uint32_t klen, uint8_t *key, uint32_t *hash,
 				int64_t *ins)
 {
@@ -113,7 +113,7 @@ static int store_value(int64_t at, int64_t ins, const uint8_t *key,
 		       uint32_t klen, uint32_t hash, const uint8_t *val,
 		       uint32_t vlen, uint32_t type)
 {
-	struct jobq_store_hdr *h = jq_hdr();
+	struct jobq_store_hdr *h = jobq__hdr();
 	struct jobq_kv_slot *sl;
 	uint64_t blob, old = 0;
 
@@ -146,11 +146,11 @@ static int store_value(int64_t at, int64_t ins, const uint8_t *key,
 	seq_write_end(&sl->seq);
 	if (at < 0)
 		store_relaxed(&h->nkeys, load_relaxed(&h->nkeys) + 1);
-	jq_count(kv_sets);
+	jobq__count(kv_sets);
 	return 0;
 }
 
-int jobq__op_kv_set(struct jq_client *c, const struct jobq_sqe *s)
+int jobq__op_kv_set(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	const uint8_t *p = jobq__arena(c, s->arena_off);
 	uint8_t key[JOBQ_KEY_MAX];
@@ -161,15 +161,15 @@ int jobq__op_kv_set(struct jq_client *c, const struct jobq_sqe *s)
 		return jobq__bad(-EINVAL);
 	klen = (uint32_t)s->arg0;
 	vlen = s->arena_len - klen;
-	if (vlen > jq_hdr()->max_object)
+	if (vlen > jobq__hdr()->max_object)
 		return -E2BIG;
 	at = lookup_arena_key(c, s, klen, key, &hash, &ins);
 	return store_value(at, ins, key, klen, hash, p + klen, vlen, s->type);
 }
 
-int jobq__op_kv_del(struct jq_client *c, const struct jobq_sqe *s)
+int jobq__op_kv_del(struct jobq__client *c, const struct jobq_sqe *s)
 {
-	struct jobq_store_hdr *h = jq_hdr();
+	struct jobq_store_hdr *h = jobq__hdr();
 	uint32_t hash, mask = h->kv_slots - 1, i;
 	uint8_t key[JOBQ_KEY_MAX];
 	struct jobq_kv_slot *sl;
@@ -205,7 +205,7 @@ int jobq__op_kv_del(struct jq_client *c, const struct jobq_sqe *s)
 		i = (i - 1) & mask;
 	}
 	store_relaxed(&h->nkeys, load_relaxed(&h->nkeys) - 1);
-	jq_count(kv_dels);
+	jobq__count(kv_dels);
 	return 0;
 }
 
@@ -235,7 +235,7 @@ static int parse_int(const uint8_t *p, uint32_t n, int64_t *out)
 	return 0;
 }
 
-int jobq__op_kv_incr(struct jq_client *c, const struct jobq_sqe *s)
+int jobq__op_kv_incr(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	uint8_t key[JOBQ_KEY_MAX];
 	uint32_t klen = s->arena_len, hash;
@@ -262,10 +262,10 @@ int jobq__op_kv_incr(struct jq_client *c, const struct jobq_sqe *s)
 	if (ret)
 		return ret;
 	jobq__post(c, s->user_data, 0, 0, (uint64_t)nv, 0, 0);
-	return JQ_NOREPLY;
+	return JOBQ__NOREPLY;
 }
 
-int jobq__op_kv_cas(struct jq_client *c, const struct jobq_sqe *s)
+int jobq__op_kv_cas(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	const uint8_t *p = jobq__arena(c, s->arena_off);
 	uint64_t klen = s->arg0, elen = s->arg1;
@@ -280,7 +280,7 @@ int jobq__op_kv_cas(struct jq_client *c, const struct jobq_sqe *s)
 	exp = p + klen;
 	nv = exp + elen;
 	nlen = (uint32_t)(s->arena_len - klen - elen);
-	if (nlen > jq_hdr()->max_object)
+	if (nlen > jobq__hdr()->max_object)
 		return -E2BIG;
 	at = lookup_arena_key(c, s, (uint32_t)klen, key, &hash, &ins);
 	if (s->flags & JOBQ_SQE_ABSENT) {

@@ -24,32 +24,32 @@
 
 #include "jobqd.h"
 
-struct jq_holder {
-	struct jq_client *c;
+struct jobq__holder {
+	struct jobq__client *c;
 	uint64_t owner;
 	uint32_t count;		/* units (RLock: depth) */
 };
 
-struct jq_lock {
-	struct jq_holder *h;	/* in the order they took it */
+struct jobq__lock {
+	struct jobq__holder *h;	/* in the order they took it */
 	uint32_t nh, caph;
 	uint32_t nwait;		/* waiters that name this lock */
 	uint32_t visit;		/* deadlock walk mark */
-	struct jq_list evwait;	/* Event: waiters */
+	struct jobq__list evwait;	/* Event: waiters */
 };
 
-static struct jq_lock *LK;
-static struct jq_list lock_waiters;
+static struct jobq__lock *lock_priv;
+static struct jobq__list lock_waiters;
 static uint32_t epoch;
 
 int jobq__locks_init(uint32_t max_locks)
 {
-	LK = calloc(max_locks, sizeof(*LK));
-	if (!LK)
+	lock_priv = calloc(max_locks, sizeof(*lock_priv));
+	if (!lock_priv)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < max_locks; i++)
-		jq_list_init(&LK[i].evwait);
-	jq_list_init(&lock_waiters);
+		jobq__list_init(&lock_priv[i].evwait);
+	jobq__list_init(&lock_waiters);
 	return 0;
 }
 
@@ -60,11 +60,11 @@ static struct jobq_lock_rec *rec(uint32_t id)
 
 static bool valid_id(uint32_t id)
 {
-	return id < load_relaxed(&jq_hdr()->nlocks);
+	return id < load_relaxed(&jobq__hdr()->nlocks);
 }
 
 /* Units of lock @l held, over all its holders (RLock: the depth). */
-static uint32_t units_held(const struct jq_lock *l)
+static uint32_t units_held(const struct jobq__lock *l)
 {
 	uint32_t held = 0;
 
@@ -77,7 +77,7 @@ static uint32_t units_held(const struct jq_lock *l)
 static void sync_rec(uint32_t id, bool acquired)
 {
 	struct jobq_lock_rec *r = rec(id);
-	struct jq_lock *l = &LK[id];
+	struct jobq__lock *l = &lock_priv[id];
 	uint32_t held = units_held(l);
 
 	seq_write_begin(&r->seq);
@@ -93,7 +93,7 @@ static void sync_rec(uint32_t id, bool acquired)
 	seq_write_end(&r->seq);
 }
 
-static int64_t find_holder(struct jq_lock *l, struct jq_client *c,
+static int64_t find_holder(struct jobq__lock *l, struct jobq__client *c,
 			   uint64_t owner)
 {
 	for (uint32_t i = 0; i < l->nh; i++)
@@ -104,10 +104,10 @@ static int64_t find_holder(struct jq_lock *l, struct jq_client *c,
 
 /* 0: @owner of @c can take a unit of lock @id now; 1: it must wait;
  * -EDEADLK: it already holds this plain lock. */
-static int can_take(uint32_t id, struct jq_client *c, uint64_t owner)
+static int can_take(uint32_t id, struct jobq__client *c, uint64_t owner)
 {
 	struct jobq_lock_rec *r = rec(id);
-	struct jq_lock *l = &LK[id];
+	struct jobq__lock *l = &lock_priv[id];
 
 	switch (r->kind) {
 	case JOBQ_WIRE_LOCK:
@@ -124,11 +124,11 @@ static int can_take(uint32_t id, struct jq_client *c, uint64_t owner)
 	return 1;
 }
 
-static int reserve(struct jq_lock *l)
+static int reserve(struct jobq__lock *l)
 {
 	if (l->nh == l->caph) {
 		uint32_t ncap = l->caph ? 2 * l->caph : 4;
-		struct jq_holder *n = realloc(l->h, ncap * sizeof(*n));
+		struct jobq__holder *n = realloc(l->h, ncap * sizeof(*n));
 
 		if (!n)
 			return -ENOMEM;
@@ -140,9 +140,9 @@ static int reserve(struct jq_lock *l)
 
 /* Takes a unit of lock @id for @owner of @c (can_take() said 0 and
  * reserve() succeeded). */
-static void take(uint32_t id, struct jq_client *c, uint64_t owner)
+static void take(uint32_t id, struct jobq__client *c, uint64_t owner)
 {
-	struct jq_lock *l = &LK[id];
+	struct jobq__lock *l = &lock_priv[id];
 	int64_t i = find_holder(l, c, owner);
 
 	if (i >= 0) {
@@ -154,12 +154,12 @@ static void take(uint32_t id, struct jq_client *c, uint64_t owner)
 		l->nh++;
 	}
 	sync_rec(id, true);
-	jq_count(lock_acquires);
+	jobq__count(lock_acquires);
 }
 
 /* Checks and takes every lock in @ids (sorted) for @owner at once.
  * Returns 0 (all taken), 1 (must wait; nothing taken) or -errno. */
-static int take_all(const uint32_t *ids, uint32_t n, struct jq_client *c,
+static int take_all(const uint32_t *ids, uint32_t n, struct jobq__client *c,
 		    uint64_t owner)
 {
 	int wait = 0;
@@ -171,7 +171,7 @@ static int take_all(const uint32_t *ids, uint32_t n, struct jq_client *c,
 			return r;
 		if (r)
 			wait = 1;
-		else if (reserve(&LK[ids[i]]))
+		else if (reserve(&lock_priv[ids[i]]))
 			return -ENOMEM;
 	}
 	if (wait)
@@ -183,16 +183,16 @@ static int take_all(const uint32_t *ids, uint32_t n, struct jq_client *c,
 
 /* Whether following holders of lock @id (and what they wait for) reaches
  * @owner of @c. */
-static bool reaches(uint32_t id, struct jq_client *c, uint64_t owner,
+static bool reaches(uint32_t id, struct jobq__client *c, uint64_t owner,
 		    bool top)
 {
-	struct jq_lock *l = &LK[id];
+	struct jobq__lock *l = &lock_priv[id];
 
 	if (l->visit == epoch)
 		return false;
 	l->visit = epoch;
 	for (uint32_t i = 0; i < l->nh; i++) {
-		struct jq_holder *hd = &l->h[i];
+		struct jobq__holder *hd = &l->h[i];
 
 		if (hd->c == c && hd->owner == owner) {
 			/*
@@ -204,9 +204,9 @@ static bool reaches(uint32_t id, struct jq_client *c, uint64_t owner,
 				continue;
 			return true;
 		}
-		for (struct jq_list *p = lock_waiters.next;
+		for (struct jobq__list *p = lock_waiters.next;
 		     p != &lock_waiters; p = p->next) {
-			struct jq_waiter *w = jq_entry(p, struct jq_waiter,
+			struct jobq__waiter *w = jobq__entry(p, struct jobq__waiter,
 						       onode);
 
 			if (w->c != hd->c || w->sqe.owner != hd->owner)
@@ -220,7 +220,7 @@ static bool reaches(uint32_t id, struct jq_client *c, uint64_t owner,
 }
 
 static bool would_deadlock(const uint32_t *ids, uint32_t n,
-			   struct jq_client *c, uint64_t owner)
+			   struct jobq__client *c, uint64_t owner)
 {
 	epoch++;
 	for (uint32_t i = 0; i < n; i++) {
@@ -235,7 +235,7 @@ static bool would_deadlock(const uint32_t *ids, uint32_t n,
 static void set_nwait(const uint32_t *ids, uint32_t n, int delta)
 {
 	for (uint32_t i = 0; i < n; i++) {
-		LK[ids[i]].nwait += (uint32_t)delta;
+		lock_priv[ids[i]].nwait += (uint32_t)delta;
 		sync_rec(ids[i], false);
 	}
 }
@@ -243,10 +243,10 @@ static void set_nwait(const uint32_t *ids, uint32_t n, int delta)
 /* Grants waiters, oldest first, whose locks are now all free for them. */
 static void grant(void)
 {
-	struct jq_list *p, *nx;
+	struct jobq__list *p, *nx;
 
 	for (p = lock_waiters.next; p != &lock_waiters; p = nx) {
-		struct jq_waiter *w = jq_entry(p, struct jq_waiter, onode);
+		struct jobq__waiter *w = jobq__entry(p, struct jobq__waiter, onode);
 		int r;
 
 		nx = p->next;
@@ -261,45 +261,45 @@ static void grant(void)
 
 /* Parks a lock request that could not be granted: -EAGAIN for timeout 0,
  * -EDEADLK when waiting would close a cycle. */
-static int lock_wait(struct jq_client *c, const struct jobq_sqe *s,
+static int lock_wait(struct jobq__client *c, const struct jobq_sqe *s,
 		     const uint32_t *ids, uint32_t n)
 {
-	struct jq_waiter *w;
+	struct jobq__waiter *w;
 	int err;
 
 	if (s->timeout_ns == 0)
 		return -EAGAIN;
 	if (would_deadlock(ids, n, c, s->owner)) {
-		jq_count(deadlocks);
+		jobq__count(deadlocks);
 		jobq__log(1, "deadlock refused: pid %d owner %llu", (int)c->pid,
 			  (unsigned long long)s->owner);
 		return -EDEADLK;
 	}
-	w = jobq__wait_new(c, s, JQ_W_LOCK, &err);
+	w = jobq__wait_new(c, s, JOBQ__W_LOCK, &err);
 	if (!w)
 		return err;
 	memcpy(w->ids, ids, n * sizeof(*ids));
 	w->nids = n;
-	jq_list_add_tail(&w->onode, &lock_waiters);
+	jobq__list_add_tail(&w->onode, &lock_waiters);
 	set_nwait(ids, n, 1);
-	return JQ_NOREPLY;
+	return JOBQ__NOREPLY;
 }
 
-void jobq__lock_wait_detach(struct jq_waiter *w)
+void jobq__lock_wait_detach(struct jobq__waiter *w)
 {
-	if (jq_list_empty(&w->onode))
+	if (jobq__list_empty(&w->onode))
 		return;
-	jq_list_del(&w->onode);
-	if (w->kind == JQ_W_EVENT)
+	jobq__list_del(&w->onode);
+	if (w->kind == JOBQ__W_EVENT)
 		set_nwait(&w->sqe.id, 1, -1);
 	else
 		set_nwait(w->ids, w->nids, -1);
 }
 
 /* Removes one unit held by @owner of @c from lock @id. */
-static int release_one(uint32_t id, struct jq_client *c, uint64_t owner)
+static int release_one(uint32_t id, struct jobq__client *c, uint64_t owner)
 {
-	struct jq_lock *l = &LK[id];
+	struct jobq__lock *l = &lock_priv[id];
 	int64_t i = find_holder(l, c, owner);
 
 	if (i < 0)
@@ -313,24 +313,24 @@ static int release_one(uint32_t id, struct jq_client *c, uint64_t owner)
 	return 0;
 }
 
-bool jobq__locks_held_by(const struct jq_client *c)
+bool jobq__locks_held_by(const struct jobq__client *c)
 {
-	uint32_t n = load_relaxed(&jq_hdr()->nlocks);
+	uint32_t n = load_relaxed(&jobq__hdr()->nlocks);
 
 	for (uint32_t id = 0; id < n; id++)
-		for (uint32_t i = 0; i < LK[id].nh; i++)
-			if (LK[id].h[i].c == c)
+		for (uint32_t i = 0; i < lock_priv[id].nh; i++)
+			if (lock_priv[id].h[i].c == c)
 				return true;
 	return false;
 }
 
-void jobq__locks_drop_client(struct jq_client *c)
+void jobq__locks_drop_client(struct jobq__client *c)
 {
-	uint32_t n = load_relaxed(&jq_hdr()->nlocks);
+	uint32_t n = load_relaxed(&jobq__hdr()->nlocks);
 	bool any = false;
 
 	for (uint32_t id = 0; id < n; id++) {
-		struct jq_lock *l = &LK[id];
+		struct jobq__lock *l = &lock_priv[id];
 		uint32_t k = 0;
 
 		for (uint32_t i = 0; i < l->nh; i++)
@@ -346,9 +346,9 @@ void jobq__locks_drop_client(struct jq_client *c)
 		grant();
 }
 
-int jobq__op_l_open(struct jq_client *c, const struct jobq_sqe *s)
+int jobq__op_l_open(struct jobq__client *c, const struct jobq_sqe *s)
 {
-	struct jobq_store_hdr *h = jq_hdr();
+	struct jobq_store_hdr *h = jobq__hdr();
 	uint32_t n = load_relaxed(&h->nlocks), i;
 	char name[JOBQ_NAME_MAX + 1];
 	struct jobq_lock_rec *r;
@@ -379,7 +379,7 @@ int jobq__op_l_open(struct jq_client *c, const struct jobq_sqe *s)
 	return (int)n;
 }
 
-int jobq__op_l_acquire(struct jq_client *c, const struct jobq_sqe *s)
+int jobq__op_l_acquire(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	uint32_t id = s->id;
 	int r;
@@ -394,7 +394,7 @@ int jobq__op_l_acquire(struct jq_client *c, const struct jobq_sqe *s)
 	return lock_wait(c, s, &id, 1);
 }
 
-int jobq__op_l_release(struct jq_client *c, const struct jobq_sqe *s)
+int jobq__op_l_release(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	int r;
 
@@ -415,12 +415,12 @@ static int cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-int jobq__op_l_many(struct jq_client *c, const struct jobq_sqe *s)
+int jobq__op_l_many(struct jobq__client *c, const struct jobq_sqe *s)
 {
-	uint32_t ids[JQ_MANY_MAX], n = s->arena_len / 4;
+	uint32_t ids[JOBQ__MANY_MAX], n = s->arena_len / 4;
 	int r;
 
-	if (s->arena_len % 4 || n < 1 || n > JQ_MANY_MAX)
+	if (s->arena_len % 4 || n < 1 || n > JOBQ__MANY_MAX)
 		return jobq__bad(-EINVAL);
 	memcpy(ids, jobq__arena(c, s->arena_off), n * 4);
 	/* One global order: sorted by id. */
@@ -453,23 +453,23 @@ static void event_store(uint32_t id, uint32_t set)
 	seq_write_end(&r->seq);
 }
 
-int jobq__op_ev_set(struct jq_client *c, const struct jobq_sqe *s)
+int jobq__op_ev_set(struct jobq__client *c, const struct jobq_sqe *s)
 {
-	struct jq_lock *l;
+	struct jobq__lock *l;
 	int r = event_check(s->id);
 
 	if (r)
 		return r;
-	l = &LK[s->id];
+	l = &lock_priv[s->id];
 	event_store(s->id, 1);
-	while (!jq_list_empty(&l->evwait))
-		jobq__wait_done(jq_entry(l->evwait.next, struct jq_waiter,
+	while (!jobq__list_empty(&l->evwait))
+		jobq__wait_done(jobq__entry(l->evwait.next, struct jobq__waiter,
 					 onode),
 				0, 0);
 	return 0;
 }
 
-int jobq__op_ev_clear(struct jq_client *c, const struct jobq_sqe *s)
+int jobq__op_ev_clear(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	int r = event_check(s->id);
 
@@ -479,9 +479,9 @@ int jobq__op_ev_clear(struct jq_client *c, const struct jobq_sqe *s)
 	return 0;
 }
 
-int jobq__op_ev_wait(struct jq_client *c, const struct jobq_sqe *s)
+int jobq__op_ev_wait(struct jobq__client *c, const struct jobq_sqe *s)
 {
-	struct jq_waiter *w;
+	struct jobq__waiter *w;
 	int r = event_check(s->id), err;
 
 	if (r)
@@ -490,10 +490,10 @@ int jobq__op_ev_wait(struct jq_client *c, const struct jobq_sqe *s)
 		return 0;
 	if (s->timeout_ns == 0)
 		return -EAGAIN;
-	w = jobq__wait_new(c, s, JQ_W_EVENT, &err);
+	w = jobq__wait_new(c, s, JOBQ__W_EVENT, &err);
 	if (!w)
 		return err;
-	jq_list_add_tail(&w->onode, &LK[s->id].evwait);
+	jobq__list_add_tail(&w->onode, &lock_priv[s->id].evwait);
 	set_nwait(&s->id, 1, 1);
-	return JQ_NOREPLY;
+	return JOBQ__NOREPLY;
 }

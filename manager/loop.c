@@ -41,13 +41,13 @@
 
 #define ALIGN_UP(x, a) (((x) + (a)-1) & ~((uint64_t)(a)-1))
 
-#define JQ_SQ_ENTRIES 256u
-#define JQ_CQ_ENTRIES 1024u
-#define JQ_OVF_MAX 4096u	/* overflowed completions before we give up */
-#define JQ_SPIN_MIN_NS 10000ull
-#define JQ_SPIN_START_NS 50000ull
-#define JQ_SPIN_MAX_NS 200000ull
-#define JQ_STALL_POLL_NS 1000000ull
+#define JOBQ__SQ_ENTRIES 256u
+#define JOBQ__CQ_ENTRIES 1024u
+#define JOBQ__OVF_MAX 4096u	/* overflowed completions before we give up */
+#define JOBQ__SPIN_MIN_NS 10000ull
+#define JOBQ__SPIN_START_NS 50000ull
+#define JOBQ__SPIN_MAX_NS 200000ull
+#define JOBQ__STALL_POLL_NS 1000000ull
 
 /* What an io_uring request was for: kind in the top byte, then the client
  * slot, then the slot's generation, so a completion that arrives after its
@@ -68,32 +68,32 @@ static inline uint64_t ud_make(unsigned kind, uint32_t slot, uint32_t gen)
 	return (uint64_t)kind << 56 | (uint64_t)(slot & 0xffffff) << 32 | gen;
 }
 
-struct jq_mgr jobq__m;
+struct jobq__mgr jobq__m;
 
 static struct {
 	struct io_uring ring;
 	int lfd;		/* the listening socket */
 	int sfd;		/* signalfd */
 	struct signalfd_siginfo si;
-	struct jq_list live;	/* clients in JQ_C_LIVE */
-	struct jq_list wakes;	/* clients that got completions this turn */
-	struct jq_waiter **th;	/* timer heap, earliest deadline first */
+	struct jobq__list live;	/* clients in JOBQ__C_LIVE */
+	struct jobq__list wakes;	/* clients that got completions this turn */
+	struct jobq__waiter **th;	/* timer heap, earliest deadline first */
 	size_t tn, tcap;
 	uint64_t next_id;
 	void (*on_hup)(void);
 	bool work;		/* something happened this turn */
-} L;
+} loop;
 
 /* ------------------------------------------------------------------------
  * io_uring submission helpers.
  */
 static struct io_uring_sqe *get_sqe(void)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&L.ring);
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&loop.ring);
 
 	if (!sqe) {
-		io_uring_submit(&L.ring);
-		sqe = io_uring_get_sqe(&L.ring);
+		io_uring_submit(&loop.ring);
+		sqe = io_uring_get_sqe(&loop.ring);
 	}
 	if (!sqe) {
 		/* The ring was sized for every client; not reachable. */
@@ -107,7 +107,7 @@ static void arm_accept(void)
 {
 	struct io_uring_sqe *sqe = get_sqe();
 
-	io_uring_prep_accept(sqe, L.lfd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_prep_accept(sqe, loop.lfd, NULL, NULL, SOCK_CLOEXEC);
 	io_uring_sqe_set_data64(sqe, ud_make(UD_ACCEPT, 0, 0));
 }
 
@@ -115,11 +115,11 @@ static void arm_signal(void)
 {
 	struct io_uring_sqe *sqe = get_sqe();
 
-	io_uring_prep_read(sqe, L.sfd, &L.si, sizeof(L.si), 0);
+	io_uring_prep_read(sqe, loop.sfd, &loop.si, sizeof(loop.si), 0);
 	io_uring_sqe_set_data64(sqe, ud_make(UD_SIGNAL, 0, 0));
 }
 
-static void arm_client(struct jq_client *c, unsigned kind)
+static void arm_client(struct jobq__client *c, unsigned kind)
 {
 	struct io_uring_sqe *sqe = get_sqe();
 
@@ -143,7 +143,7 @@ static void arm_client(struct jq_client *c, unsigned kind)
 	c->inflight++;
 }
 
-static void cancel_client(struct jq_client *c, unsigned kind)
+static void cancel_client(struct jobq__client *c, unsigned kind)
 {
 	struct io_uring_sqe *sqe = get_sqe();
 
@@ -154,22 +154,22 @@ static void cancel_client(struct jq_client *c, unsigned kind)
 /* ------------------------------------------------------------------------
  * Timers: a binary min-heap of waiters by deadline.
  */
-static void th_set(size_t i, struct jq_waiter *w)
+static void th_set(size_t i, struct jobq__waiter *w)
 {
-	L.th[i] = w;
+	loop.th[i] = w;
 	w->tidx = (int64_t)i;
 }
 
 static void th_up(size_t i)
 {
-	struct jq_waiter *w = L.th[i];
+	struct jobq__waiter *w = loop.th[i];
 
 	while (i > 0) {
 		size_t p = (i - 1) / 2;
 
-		if (L.th[p]->deadline <= w->deadline)
+		if (loop.th[p]->deadline <= w->deadline)
 			break;
-		th_set(i, L.th[p]);
+		th_set(i, loop.th[p]);
 		i = p;
 	}
 	th_set(i, w);
@@ -177,71 +177,71 @@ static void th_up(size_t i)
 
 static void th_down(size_t i)
 {
-	struct jq_waiter *w = L.th[i];
+	struct jobq__waiter *w = loop.th[i];
 
 	for (;;) {
 		size_t l = 2 * i + 1, m = i;
 		uint64_t best = w->deadline;
 
-		if (l < L.tn && L.th[l]->deadline < best) {
+		if (l < loop.tn && loop.th[l]->deadline < best) {
 			m = l;
-			best = L.th[l]->deadline;
+			best = loop.th[l]->deadline;
 		}
-		if (l + 1 < L.tn && L.th[l + 1]->deadline < best)
+		if (l + 1 < loop.tn && loop.th[l + 1]->deadline < best)
 			m = l + 1;
 		if (m == i)
 			break;
-		th_set(i, L.th[m]);
+		th_set(i, loop.th[m]);
 		i = m;
 	}
 	th_set(i, w);
 }
 
-static int th_push(struct jq_waiter *w)
+static int th_push(struct jobq__waiter *w)
 {
-	if (L.tn == L.tcap) {
-		size_t ncap = L.tcap ? 2 * L.tcap : 64;
-		struct jq_waiter **n = realloc(L.th, ncap * sizeof(*n));
+	if (loop.tn == loop.tcap) {
+		size_t ncap = loop.tcap ? 2 * loop.tcap : 64;
+		struct jobq__waiter **n = realloc(loop.th, ncap * sizeof(*n));
 
 		if (!n)
 			return -ENOMEM;
-		L.th = n;
-		L.tcap = ncap;
+		loop.th = n;
+		loop.tcap = ncap;
 	}
-	L.th[L.tn] = w;
-	w->tidx = (int64_t)L.tn++;
-	th_up(L.tn - 1);
+	loop.th[loop.tn] = w;
+	w->tidx = (int64_t)loop.tn++;
+	th_up(loop.tn - 1);
 	return 0;
 }
 
-static void th_remove(struct jq_waiter *w)
+static void th_remove(struct jobq__waiter *w)
 {
 	size_t i = (size_t)w->tidx;
 
 	if (w->tidx < 0)
 		return;
 	w->tidx = -1;
-	L.tn--;
-	if (i == L.tn)
+	loop.tn--;
+	if (i == loop.tn)
 		return;
-	th_set(i, L.th[L.tn]);
+	th_set(i, loop.th[loop.tn]);
 	th_up(i);
-	th_down((size_t)L.th[i]->tidx);
+	th_down((size_t)loop.th[i]->tidx);
 }
 
 /*
  * Module timers: jobs.c and supervise.c each keep their own deadlines and
- * put only their earliest one here, as a waiter of kind JQ_W_TIMER that no
+ * put only their earliest one here, as a waiter of kind JOBQ__W_TIMER that no
  * client owns.
  */
-static struct jq_waiter mod_timers[JQ_TIMER__COUNT] = {
-	[JQ_TIMER_JOBS] = { .tidx = -1, .kind = JQ_W_TIMER },
-	[JQ_TIMER_SUPERVISE] = { .tidx = -1, .kind = JQ_W_TIMER },
+static struct jobq__waiter mod_timers[JOBQ__TIMER__COUNT] = {
+	[JOBQ__TIMER_JOBS] = { .tidx = -1, .kind = JOBQ__W_TIMER },
+	[JOBQ__TIMER_SUPERVISE] = { .tidx = -1, .kind = JOBQ__W_TIMER },
 };
 
 void jobq__timer_arm(int which, uint64_t deadline)
 {
-	struct jq_waiter *t = &mod_timers[which];
+	struct jobq__waiter *t = &mod_timers[which];
 
 	if (t->tidx >= 0 && t->deadline == deadline)
 		return;
@@ -257,7 +257,7 @@ void jobq__timer_arm(int which, uint64_t deadline)
 
 /* Free cq slots as this client's published head says; 0 when the head is
  * not believable (a client can write anything there). */
-static uint32_t cq_room(struct jq_client *c)
+static uint32_t cq_room(struct jobq__client *c)
 {
 	uint32_t head = load_acquire(&c->hdr->cq.head);
 	uint32_t used = c->cq_tail - head;
@@ -267,11 +267,11 @@ static uint32_t cq_room(struct jq_client *c)
 	return c->cq_entries - used;
 }
 
-static void mark_wake(struct jq_client *c)
+static void mark_wake(struct jobq__client *c)
 {
 	if (!c->wake) {
 		c->wake = true;
-		jq_list_add_tail(&c->wnode, &L.wakes);
+		jobq__list_add_tail(&c->wnode, &loop.wakes);
 	}
 }
 
@@ -305,7 +305,7 @@ static int fifo_grow(void **arr, uint32_t *head, uint32_t n, uint32_t *cap,
 	return 0;
 }
 
-static void flush_overflow(struct jq_client *c)
+static void flush_overflow(struct jobq__client *c)
 {
 	uint32_t room, mask = c->cq_entries - 1;
 	bool moved = false;
@@ -326,11 +326,11 @@ static void flush_overflow(struct jq_client *c)
 	if (moved) {
 		store_release(&c->hdr->cq.tail, c->cq_tail);
 		mark_wake(c);
-		L.work = true;
+		loop.work = true;
 	}
 }
 
-void jobq__post(struct jq_client *c, uint64_t user_data, int32_t res,
+void jobq__post(struct jobq__client *c, uint64_t user_data, int32_t res,
 		uint32_t flags, uint64_t val, uint32_t len, uint32_t type)
 {
 	struct jobq_cqe e = {
@@ -342,7 +342,7 @@ void jobq__post(struct jq_client *c, uint64_t user_data, int32_t res,
 		.type = type,
 	};
 
-	if (c->state != JQ_C_LIVE)
+	if (c->state != JOBQ__C_LIVE)
 		return;
 	c->cq_gen++;
 	if (!c->novf && cq_room(c)) {
@@ -357,9 +357,9 @@ void jobq__post(struct jq_client *c, uint64_t user_data, int32_t res,
 	 * anything overflowed, everything after goes behind it), so each
 	 * completion lands at position cq_gen - 1 as counted above.
 	 */
-	if (c->novf >= JQ_OVF_MAX ||
+	if (c->novf >= JOBQ__OVF_MAX ||
 	    fifo_grow((void **)&c->ovf, &c->ohead, c->novf, &c->ocap,
-		      sizeof(*c->ovf), JQ_OVF_MAX + 1)) {
+		      sizeof(*c->ovf), JOBQ__OVF_MAX + 1)) {
 		if (!c->broken)
 			jobq__log(0, "client %u (pid %d): %u completions "
 				  "not consumed; dropping it",
@@ -370,15 +370,15 @@ void jobq__post(struct jq_client *c, uint64_t user_data, int32_t res,
 	c->ovf[c->ohead + c->novf++] = e;
 }
 
-void jobq__hand(struct jq_client *c, uint64_t user_data, uint32_t qid,
+void jobq__hand(struct jobq__client *c, uint64_t user_data, uint32_t qid,
 		uint64_t item, bool more)
 {
-	const struct jobq_item *it = jq_ptr(item);
-	struct jq_handed *h;
+	const struct jobq_item *it = jobq__ptr(item);
+	struct jobq__handed *h;
 
-	if (c->broken || c->state != JQ_C_LIVE ||
+	if (c->broken || c->state != JOBQ__C_LIVE ||
 	    fifo_grow((void **)&c->handed, &c->hhead, c->nhanded, &c->hcap,
-		      sizeof(*c->handed), JQ_CQ_ENTRIES + 2 * JQ_OVF_MAX)) {
+		      sizeof(*c->handed), JOBQ__CQ_ENTRIES + 2 * JOBQ__OVF_MAX)) {
 		/* Keep the object: back to its queue. */
 		jobq__queue_requeue(qid, item);
 		c->broken = true;
@@ -394,7 +394,7 @@ void jobq__hand(struct jq_client *c, uint64_t user_data, uint32_t qid,
 }
 
 /* Frees the objects whose completions the client has consumed. */
-static void reap_handed(struct jq_client *c)
+static void reap_handed(struct jobq__client *c)
 {
 	uint32_t head;
 
@@ -404,7 +404,7 @@ static void reap_handed(struct jq_client *c)
 	if (c->cq_tail - head > c->cq_entries)
 		return;
 	while (c->nhanded) {
-		struct jq_handed *h = &c->handed[c->hhead];
+		struct jobq__handed *h = &c->handed[c->hhead];
 
 		if ((int32_t)(head - h->pos) <= 0)
 			break;
@@ -419,10 +419,10 @@ static void reap_handed(struct jq_client *c)
 /* ------------------------------------------------------------------------
  * Waiters.
  */
-struct jq_waiter *jobq__wait_new(struct jq_client *c,
+struct jobq__waiter *jobq__wait_new(struct jobq__client *c,
 				 const struct jobq_sqe *s, int kind, int *err)
 {
-	struct jq_waiter *w;
+	struct jobq__waiter *w;
 
 	if (jobq__m.stopping) {
 		*err = JOBQ_ECLOSED;
@@ -437,7 +437,7 @@ struct jq_waiter *jobq__wait_new(struct jq_client *c,
 	w->sqe = *s;
 	w->kind = kind;
 	w->tidx = -1;
-	jq_list_init(&w->onode);
+	jobq__list_init(&w->onode);
 	if (s->timeout_ns > 0) {
 		uint64_t now = jobq__now_ns();
 
@@ -450,20 +450,20 @@ struct jq_waiter *jobq__wait_new(struct jq_client *c,
 			return NULL;
 		}
 	}
-	jq_list_add_tail(&w->cnode, &c->waiters);
+	jobq__list_add_tail(&w->cnode, &c->waiters);
 	return w;
 }
 
-static void wait_detach(struct jq_waiter *w)
+static void wait_detach(struct jobq__waiter *w)
 {
 	switch (w->kind) {
-	case JQ_W_GET:
-	case JQ_W_PUT:
-	case JQ_W_JOIN:
+	case JOBQ__W_GET:
+	case JOBQ__W_PUT:
+	case JOBQ__W_JOIN:
 		jobq__queue_wait_detach(w);
 		break;
-	case JQ_W_JOB:
-	case JQ_W_RESERVE:
+	case JOBQ__W_JOB:
+	case JOBQ__W_RESERVE:
 		jobq__job_wait_detach(w);
 		break;
 	default:
@@ -471,18 +471,18 @@ static void wait_detach(struct jq_waiter *w)
 		break;
 	}
 	th_remove(w);
-	jq_list_del(&w->cnode);
+	jobq__list_del(&w->cnode);
 }
 
-void jobq__wait_free(struct jq_waiter *w)
+void jobq__wait_free(struct jobq__waiter *w)
 {
 	wait_detach(w);
 	free(w);
 }
 
-void jobq__wait_done(struct jq_waiter *w, int32_t res, uint64_t val)
+void jobq__wait_done(struct jobq__waiter *w, int32_t res, uint64_t val)
 {
-	struct jq_client *c = w->c;
+	struct jobq__client *c = w->c;
 	uint64_t ud = w->sqe.user_data;
 
 	wait_detach(w);
@@ -494,25 +494,25 @@ static void timers_run(void)
 {
 	uint64_t now;
 
-	if (!L.tn)
+	if (!loop.tn)
 		return;
 	now = jobq__now_ns();
-	while (L.tn && L.th[0]->deadline <= now) {
-		struct jq_waiter *w = L.th[0];
+	while (loop.tn && loop.th[0]->deadline <= now) {
+		struct jobq__waiter *w = loop.th[0];
 
-		if (w->kind == JQ_W_TIMER) {
+		if (w->kind == JOBQ__W_TIMER) {
 			th_remove(w);
-			if (w == &mod_timers[JQ_TIMER_JOBS])
+			if (w == &mod_timers[JOBQ__TIMER_JOBS])
 				jobq__jobs_timer();
 			else
 				jobq__supervise_timer();
-			L.work = true;
+			loop.work = true;
 			continue;
 		}
-		if (w->kind == JQ_W_LOCK)
-			jq_count(lock_timeouts);
+		if (w->kind == JOBQ__W_LOCK)
+			jobq__count(lock_timeouts);
 		jobq__wait_done(w, -ETIMEDOUT, 0);
-		L.work = true;
+		loop.work = true;
 	}
 }
 
@@ -525,19 +525,19 @@ static void timers_run(void)
  * shared with the client, which may rewrite them at any time, so a handler
  * copies anything it checks before it relies on it.
  */
-const uint8_t *jobq__arena(struct jq_client *c, uint64_t off)
+const uint8_t *jobq__arena(struct jobq__client *c, uint64_t off)
 {
 	return c->region + off;
 }
 
 /* jobq__client_alive - whether completions can still reach @c: it is live
  * and not marked broken (a broken one is dropped at the end of the turn). */
-bool jobq__client_alive(const struct jq_client *c)
+bool jobq__client_alive(const struct jobq__client *c)
 {
-	return c->state == JQ_C_LIVE && !c->broken;
+	return c->state == JOBQ__C_LIVE && !c->broken;
 }
 
-int jobq__arena_name(struct jq_client *c, const struct jobq_sqe *s,
+int jobq__arena_name(struct jobq__client *c, const struct jobq_sqe *s,
 		     char *buf)
 {
 	const uint8_t *p = jobq__arena(c, s->arena_off);
@@ -558,12 +558,12 @@ int jobq__arena_name(struct jq_client *c, const struct jobq_sqe *s,
 	return 0;
 }
 
-static int op_nop(struct jq_client *c, const struct jobq_sqe *s)
+static int op_nop(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	return 0;
 }
 
-static int op_shutdown(struct jq_client *c, const struct jobq_sqe *s)
+static int op_shutdown(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	jobq__log(0, "shutdown requested by pid %d%s", (int)c->pid,
 		  s->arg0 == 1 ? " (now)" : "");
@@ -573,12 +573,12 @@ static int op_shutdown(struct jq_client *c, const struct jobq_sqe *s)
 	return 0;
 }
 
-typedef int (*jq_op_fn)(struct jq_client *c, const struct jobq_sqe *s);
+typedef int (*jobq__op_fn)(struct jobq__client *c, const struct jobq_sqe *s);
 
 /* The dispatch table: later ops (jobs, workers) add a row each. @arena
  * says the op reads the arena, so its reference is bounds-checked first. */
 static const struct {
-	jq_op_fn fn;
+	jobq__op_fn fn;
 	bool arena;
 } ops[JOBQ_OP__COUNT] = {
 	[JOBQ_OP_NOP] = { op_nop, false },
@@ -618,11 +618,11 @@ static const struct {
 
 int jobq__bad(int err)
 {
-	jq_count(bad_requests);
+	jobq__count(bad_requests);
 	return err;
 }
 
-static void dispatch(struct jq_client *c, const struct jobq_sqe *s)
+static void dispatch(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	int res;
 
@@ -637,13 +637,13 @@ static void dispatch(struct jq_client *c, const struct jobq_sqe *s)
 	} else {
 		res = ops[s->op].fn(c, s);
 	}
-	if (res != JQ_NOREPLY)
+	if (res != JOBQ__NOREPLY)
 		jobq__post(c, s->user_data, res, 0, 0, 0, 0);
 }
 
 /* Completions a request can produce at once: it may be consumed only
  * when the cq has that much room. */
-static uint32_t cq_need(const struct jq_client *c, const struct jobq_sqe *s)
+static uint32_t cq_need(const struct jobq__client *c, const struct jobq_sqe *s)
 {
 	if (s->op == JOBQ_OP_Q_GET || s->op == JOBQ_OP_W_RESERVE)
 		return s->arg0 == 0 ? 1 : s->arg0 > c->cq_entries ?
@@ -652,7 +652,7 @@ static uint32_t cq_need(const struct jq_client *c, const struct jobq_sqe *s)
 }
 
 /* Consumes this client's sq. Returns how many entries it took. */
-static unsigned process_sq(struct jq_client *c)
+static unsigned process_sq(struct jobq__client *c)
 {
 	uint32_t tail, mask = c->sq_entries - 1;
 	unsigned n = 0;
@@ -756,10 +756,10 @@ static void send_welcome(int fd, int32_t status, uint32_t client_id,
 		jobq__log(1, "welcome not sent: %s", strerror(errno));
 }
 
-static void slot_release(struct jq_client *c)
+static void slot_release(struct jobq__client *c)
 {
-	if (c->state == JQ_C_DEAD && c->inflight == 0) {
-		c->state = JQ_C_FREE;
+	if (c->state == JOBQ__C_DEAD && c->inflight == 0) {
+		c->state = JOBQ__C_FREE;
 		c->gen++;
 	}
 }
@@ -770,35 +770,35 @@ static void slot_release(struct jq_client *c)
  * their queues in their original order, and free its region. The slot is
  * reused once every io_uring request naming it has completed.
  */
-static void client_drop(struct jq_client *c, bool died)
+static void client_drop(struct jobq__client *c, bool died)
 {
-	struct jq_mgr *m = &jobq__m;
+	struct jobq__mgr *m = &jobq__m;
 
-	if (c->state == JQ_C_FREE || c->state == JQ_C_DEAD)
+	if (c->state == JOBQ__C_FREE || c->state == JOBQ__C_DEAD)
 		return;
-	if (c->state == JQ_C_LIVE) {
+	if (c->state == JOBQ__C_LIVE) {
 		uint32_t n;
 
 		/* What it acknowledged before it went is delivered. */
 		reap_handed(c);
 		n = c->nhanded;
-		while (!jq_list_empty(&c->waiters))
-			jobq__wait_free(jq_entry(c->waiters.next,
-						 struct jq_waiter, cnode));
+		while (!jobq__list_empty(&c->waiters))
+			jobq__wait_free(jobq__entry(c->waiters.next,
+						 struct jobq__waiter, cnode));
 		jobq__locks_drop_client(c);
 		/* Its running jobs fail this attempt; its types lose it. */
 		jobq__jobs_drop_client(c);
 		/* Newest first, each to the head: the oldest ends up first. */
 		for (uint32_t i = n; i-- > 0;) {
-			struct jq_handed *h = &c->handed[c->hhead + i];
+			struct jobq__handed *h = &c->handed[c->hhead + i];
 
 			jobq__queue_requeue(h->qid, h->item);
 		}
 		for (uint32_t i = 0; i < n; i++)
 			jobq__queue_serve(c->handed[c->hhead + i].qid);
 		if (n)
-			store_relaxed(&jq_hdr()->counters.requeued,
-				      load_relaxed(&jq_hdr()->counters.requeued)
+			store_relaxed(&jobq__hdr()->counters.requeued,
+				      load_relaxed(&jobq__hdr()->counters.requeued)
 					      + n);
 		c->nhanded = 0;
 		free(c->handed);
@@ -812,14 +812,14 @@ static void client_drop(struct jq_client *c, bool died)
 		close(c->cq_efd);
 		c->sq_efd = c->cq_efd = -1;
 		if (c->wake) {
-			jq_list_del(&c->wnode);
+			jobq__list_del(&c->wnode);
 			c->wake = false;
 		}
-		jq_list_del(&c->lnode);
+		jobq__list_del(&c->lnode);
 		m->nlive--;
-		store_relaxed(&jq_hdr()->nclients, m->nlive);
+		store_relaxed(&jobq__hdr()->nclients, m->nlive);
 		if (died)
-			jq_count(clients_died);
+			jobq__count(clients_died);
 		jobq__log(1, "client %u (pid %d, %s) %s", c->slot, (int)c->pid,
 			  c->name, died ? "died" : "left");
 		cancel_client(c, UD_SQ);
@@ -832,15 +832,15 @@ static void client_drop(struct jq_client *c, bool died)
 	if (c->pidfd >= 0)
 		close(c->pidfd);
 	c->sock = c->pidfd = -1;
-	c->state = JQ_C_DEAD;
+	c->state = JOBQ__C_DEAD;
 	c->broken = false;
 	slot_release(c);
 }
 
 static void on_accept(int fd)
 {
-	struct jq_mgr *m = &jobq__m;
-	struct jq_client *c = NULL;
+	struct jobq__mgr *m = &jobq__m;
+	struct jobq__client *c = NULL;
 	struct ucred cr;
 	socklen_t crlen = sizeof(cr);
 	char msg[160];
@@ -869,7 +869,7 @@ static void on_accept(int fd)
 		return;
 	}
 	for (uint32_t i = 0; i < m->o.max_clients; i++) {
-		if (m->clients[i].state == JQ_C_FREE) {
+		if (m->clients[i].state == JOBQ__C_FREE) {
 			c = &m->clients[i];
 			break;
 		}
@@ -882,7 +882,7 @@ static void on_accept(int fd)
 		close(fd);
 		return;
 	}
-	c->state = JQ_C_HELLO;
+	c->state = JOBQ__C_HELLO;
 	c->sock = fd;
 	c->pidfd = c->sq_efd = c->cq_efd = c->region_fd = -1;
 	c->pid = cr.pid;
@@ -892,12 +892,12 @@ static void on_accept(int fd)
 }
 
 /* Creates the region memfd and eventfds of @c and maps the region. */
-static int region_create(struct jq_client *c, char *msg, size_t msglen)
+static int region_create(struct jobq__client *c, char *msg, size_t msglen)
 {
 	uint64_t hdr_sz = ALIGN_UP(sizeof(struct jobq_region_hdr), 64);
 	uint64_t sq_off = hdr_sz;
-	uint64_t cq_off = sq_off + JQ_SQ_ENTRIES * sizeof(struct jobq_sqe);
-	uint64_t arena_off = ALIGN_UP(cq_off + JQ_CQ_ENTRIES *
+	uint64_t cq_off = sq_off + JOBQ__SQ_ENTRIES * sizeof(struct jobq_sqe);
+	uint64_t arena_off = ALIGN_UP(cq_off + JOBQ__CQ_ENTRIES *
 					       sizeof(struct jobq_cqe), 4096);
 	uint64_t arena = 2 * jobq__m.o.max_object + (1u << 20);
 	struct jobq_region_hdr *h;
@@ -931,10 +931,10 @@ static int region_create(struct jq_client *c, char *msg, size_t msglen)
 
 	h = c->hdr = (struct jobq_region_hdr *)c->region;
 	h->version = JOBQ_LAYOUT_VERSION;
-	h->client_id = (uint32_t)++L.next_id;
+	h->client_id = (uint32_t)++loop.next_id;
 	h->size = c->region_size;
-	h->sq_entries = JQ_SQ_ENTRIES;
-	h->cq_entries = JQ_CQ_ENTRIES;
+	h->sq_entries = JOBQ__SQ_ENTRIES;
+	h->cq_entries = JOBQ__CQ_ENTRIES;
 	h->sq_off = sq_off;
 	h->cq_off = cq_off;
 	h->arena_off = arena_off;
@@ -944,8 +944,8 @@ static int region_create(struct jq_client *c, char *msg, size_t msglen)
 	c->cq = (struct jobq_cqe *)(c->region + cq_off);
 	c->arena_off = arena_off;
 	c->arena_size = arena;
-	c->sq_entries = JQ_SQ_ENTRIES;
-	c->cq_entries = JQ_CQ_ENTRIES;
+	c->sq_entries = JOBQ__SQ_ENTRIES;
+	c->cq_entries = JOBQ__CQ_ENTRIES;
 	c->sq_head = c->cq_tail = c->cq_gen = 0;
 	return 0;
 fail:
@@ -956,7 +956,7 @@ fail:
 	return -err;
 }
 
-static void region_undo(struct jq_client *c)
+static void region_undo(struct jobq__client *c)
 {
 	if (c->region)
 		munmap(c->region, c->region_size);
@@ -970,9 +970,9 @@ static void region_undo(struct jq_client *c)
 	c->region_fd = c->sq_efd = c->cq_efd = -1;
 }
 
-static void on_hello(struct jq_client *c, int res)
+static void on_hello(struct jobq__client *c, int res)
 {
-	struct jq_mgr *m = &jobq__m;
+	struct jobq__mgr *m = &jobq__m;
 	struct jobq_hello *hl = &c->hello;
 	char msg[160];
 	int fds[4], ret;
@@ -1014,14 +1014,14 @@ static void on_hello(struct jq_client *c, int res)
 	c->region_fd = -1;
 	c->pidfd = (int)syscall(SYS_pidfd_open, c->pid, 0);
 
-	jq_list_init(&c->waiters);
-	c->state = JQ_C_LIVE;
+	jobq__list_init(&c->waiters);
+	c->state = JOBQ__C_LIVE;
 	c->broken = false;
 	c->wake = false;
-	jq_list_add_tail(&c->lnode, &L.live);
+	jobq__list_add_tail(&c->lnode, &loop.live);
 	m->nlive++;
-	store_relaxed(&jq_hdr()->nclients, m->nlive);
-	jq_count(clients_total);
+	store_relaxed(&jobq__hdr()->nclients, m->nlive);
+	jobq__count(clients_total);
 	arm_client(c, UD_SQ);
 	arm_client(c, UD_SOCK);
 	if (c->pidfd >= 0)
@@ -1032,25 +1032,25 @@ static void on_hello(struct jq_client *c, int res)
 
 /* Whether the client left work behind (requests, objects, locks): then its
  * going away is counted as a death. A clean close leaves nothing. */
-static bool client_busy(struct jq_client *c)
+static bool client_busy(struct jobq__client *c)
 {
 	reap_handed(c);
-	return !jq_list_empty(&c->waiters) || c->nhanded ||
+	return !jobq__list_empty(&c->waiters) || c->nhanded ||
 	       load_acquire(&c->hdr->sq.tail) != c->sq_head ||
 	       jobq__locks_held_by(c);
 }
 
 static void on_signal(void)
 {
-	switch (L.si.ssi_signo) {
+	switch (loop.si.ssi_signo) {
 	case SIGTERM:
 	case SIGINT:
-		jobq__log(0, "signal %u: shutting down", L.si.ssi_signo);
+		jobq__log(0, "signal %u: shutting down", loop.si.ssi_signo);
 		jobq__m.stopping = true;
 		break;
 	case SIGHUP:
-		if (L.on_hup)
-			L.on_hup();
+		if (loop.on_hup)
+			loop.on_hup();
 		break;
 	}
 }
@@ -1061,7 +1061,7 @@ static void handle_cqe(const struct io_uring_cqe *cqe)
 	unsigned kind = (unsigned)(ud >> 56);
 	uint32_t slot = (uint32_t)(ud >> 32) & 0xffffff;
 	uint32_t gen = (uint32_t)ud;
-	struct jq_client *c;
+	struct jobq__client *c;
 
 	switch (kind) {
 	case UD_ACCEPT:
@@ -1073,7 +1073,7 @@ static void handle_cqe(const struct io_uring_cqe *cqe)
 			jobq__log(0, "accept: %s", strerror(-cqe->res));
 		return;
 	case UD_SIGNAL:
-		if (cqe->res == (int)sizeof(L.si))
+		if (cqe->res == (int)sizeof(loop.si))
 			on_signal();
 		arm_signal();
 		return;
@@ -1087,18 +1087,18 @@ static void handle_cqe(const struct io_uring_cqe *cqe)
 		return;
 	c = &jobq__m.clients[slot];
 	c->inflight--;
-	if (c->gen != gen || c->state == JQ_C_DEAD || c->state == JQ_C_FREE) {
+	if (c->gen != gen || c->state == JOBQ__C_DEAD || c->state == JOBQ__C_FREE) {
 		slot_release(c);
 		return;
 	}
-	L.work = true;
+	loop.work = true;
 	switch (kind) {
 	case UD_HELLO:
-		if (c->state == JQ_C_HELLO)
+		if (c->state == JOBQ__C_HELLO)
 			on_hello(c, cqe->res);
 		break;
 	case UD_SQ:
-		if (c->state != JQ_C_LIVE)
+		if (c->state != JOBQ__C_LIVE)
 			break;
 		if (cqe->res < 0 && cqe->res != -EINTR) {
 			client_drop(c, true);
@@ -1115,7 +1115,7 @@ static void handle_cqe(const struct io_uring_cqe *cqe)
 		arm_client(c, UD_SQ);
 		break;
 	case UD_SOCK:
-		if (c->state != JQ_C_LIVE)
+		if (c->state != JOBQ__C_LIVE)
 			break;
 		if (cqe->res > 0) {
 			/* Nothing is expected after the hello; ignore it. */
@@ -1125,7 +1125,7 @@ static void handle_cqe(const struct io_uring_cqe *cqe)
 		client_drop(c, client_busy(c));
 		break;
 	case UD_PID:
-		if (c->state == JQ_C_LIVE && cqe->res >= 0)
+		if (c->state == JOBQ__C_LIVE && cqe->res >= 0)
 			client_drop(c, true);
 		break;
 	}
@@ -1137,12 +1137,12 @@ static bool reap_cqes(void)
 	struct io_uring_cqe *cqe;
 	unsigned head, n = 0;
 
-	io_uring_for_each_cqe(&L.ring, head, cqe) {
+	io_uring_for_each_cqe(&loop.ring, head, cqe) {
 		handle_cqe(cqe);
 		n++;
 	}
 	if (n)
-		io_uring_cq_advance(&L.ring, n);
+		io_uring_cq_advance(&loop.ring, n);
 	return n > 0;
 }
 
@@ -1151,11 +1151,11 @@ static bool reap_cqes(void)
  */
 static bool sweep(void)
 {
-	struct jq_list *p, *nx;
+	struct jobq__list *p, *nx;
 	bool work = false;
 
-	for (p = L.live.next; p != &L.live; p = nx) {
-		struct jq_client *c = jq_entry(p, struct jq_client, lnode);
+	for (p = loop.live.next; p != &loop.live; p = nx) {
+		struct jobq__client *c = jobq__entry(p, struct jobq__client, lnode);
 
 		nx = p->next;
 		reap_handed(c);
@@ -1168,34 +1168,34 @@ static bool sweep(void)
 
 static void end_turn(void)
 {
-	struct jq_list *p, *nx;
+	struct jobq__list *p, *nx;
 	uint64_t one = 1;
 
 	if (jobq__m.st.freed) {
 		jobq__m.st.freed = false;
 		jobq__queues_kick();
 	}
-	for (p = L.live.next; p != &L.live; p = nx) {
-		struct jq_client *c = jq_entry(p, struct jq_client, lnode);
+	for (p = loop.live.next; p != &loop.live; p = nx) {
+		struct jobq__client *c = jobq__entry(p, struct jobq__client, lnode);
 
 		nx = p->next;
 		if (c->broken) {
 			/* A dropped client can unlink the next one too when
 			 * requeued objects go to its waiters: restart. */
 			client_drop(c, true);
-			nx = L.live.next;
+			nx = loop.live.next;
 		}
 	}
-	if (jq_list_empty(&L.wakes))
+	if (jobq__list_empty(&loop.wakes))
 		return;
 	/* Pairs with the client's fence between setting NEED_WAKEUP and
 	 * re-checking the cq tail. */
 	full_fence();
-	while (!jq_list_empty(&L.wakes)) {
-		struct jq_client *c = jq_entry(L.wakes.next, struct jq_client,
+	while (!jobq__list_empty(&loop.wakes)) {
+		struct jobq__client *c = jobq__entry(loop.wakes.next, struct jobq__client,
 					       wnode);
 
-		jq_list_del(&c->wnode);
+		jobq__list_del(&c->wnode);
 		c->wake = false;
 		if (load_relaxed(&c->hdr->cq.flags) & JOBQ_RING_NEED_WAKEUP)
 			if (write(c->cq_efd, &one, sizeof(one)) < 0 &&
@@ -1206,8 +1206,8 @@ static void end_turn(void)
 
 static void set_need_wakeup(bool on)
 {
-	for (struct jq_list *p = L.live.next; p != &L.live; p = p->next) {
-		struct jq_client *c = jq_entry(p, struct jq_client, lnode);
+	for (struct jobq__list *p = loop.live.next; p != &loop.live; p = p->next) {
+		struct jobq__client *c = jobq__entry(p, struct jobq__client, lnode);
 		uint32_t f = load_relaxed(&c->hdr->sq.flags);
 
 		store_relaxed(&c->hdr->sq.flags,
@@ -1225,8 +1225,8 @@ static void set_need_wakeup(bool on)
 static bool anything_pending(bool *stalled)
 {
 	*stalled = false;
-	for (struct jq_list *p = L.live.next; p != &L.live; p = p->next) {
-		struct jq_client *c = jq_entry(p, struct jq_client, lnode);
+	for (struct jobq__list *p = loop.live.next; p != &loop.live; p = p->next) {
+		struct jobq__client *c = jobq__entry(p, struct jobq__client, lnode);
 
 		if (c->novf || (c->nhanded && jobq__queues_blocked()))
 			*stalled = true;
@@ -1237,40 +1237,40 @@ static bool anything_pending(bool *stalled)
 				return true;
 		}
 	}
-	return io_uring_cq_ready(&L.ring) > 0;
+	return io_uring_cq_ready(&loop.ring) > 0;
 }
 
 /* Graceful stop: answer what is in flight, fail every waiter, wake all. */
 static void shutdown_clients(void)
 {
-	struct jq_list *p;
+	struct jobq__list *p;
 	uint64_t one = 1;
 
-	store_relaxed(&jq_hdr()->shutting_down, 1);
-	for (p = L.live.next; p != &L.live; p = p->next) {
-		struct jq_client *c = jq_entry(p, struct jq_client, lnode);
+	store_relaxed(&jobq__hdr()->shutting_down, 1);
+	for (p = loop.live.next; p != &loop.live; p = p->next) {
+		struct jobq__client *c = jobq__entry(p, struct jobq__client, lnode);
 
-		while (!jq_list_empty(&c->waiters))
-			jobq__wait_done(jq_entry(c->waiters.next,
-						 struct jq_waiter, cnode),
+		while (!jobq__list_empty(&c->waiters))
+			jobq__wait_done(jobq__entry(c->waiters.next,
+						 struct jobq__waiter, cnode),
 					JOBQ_ECLOSED, 0);
 	}
 	if (!jobq__m.stop_now)
 		sweep();
-	for (p = L.live.next; p != &L.live; p = p->next) {
-		struct jq_client *c = jq_entry(p, struct jq_client, lnode);
+	for (p = loop.live.next; p != &loop.live; p = p->next) {
+		struct jobq__client *c = jobq__entry(p, struct jobq__client, lnode);
 
 		flush_overflow(c);
 	}
 	full_fence();
-	for (p = L.live.next; p != &L.live; p = p->next) {
-		struct jq_client *c = jq_entry(p, struct jq_client, lnode);
+	for (p = loop.live.next; p != &loop.live; p = p->next) {
+		struct jobq__client *c = jobq__entry(p, struct jobq__client, lnode);
 
 		if (write(c->cq_efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 			jobq__log(1, "cq eventfd: %s", strerror(errno));
 	}
-	while (!jq_list_empty(&L.live)) {
-		struct jq_client *c = jq_entry(L.live.next, struct jq_client,
+	while (!jobq__list_empty(&loop.live)) {
+		struct jobq__client *c = jobq__entry(loop.live.next, struct jobq__client,
 					       lnode);
 
 		client_drop(c, false);
@@ -1280,19 +1280,19 @@ static void shutdown_clients(void)
 int jobq__loop_init(int lfd, int sfd, void (*on_hup)(void), char *err,
 		    size_t errlen)
 {
-	struct jq_mgr *m = &jobq__m;
+	struct jobq__mgr *m = &jobq__m;
 	unsigned entries = 4 * m->o.max_clients + 64;
 	int ret;
 
 	if (entries > 32768)
 		entries = 32768;
-	memset(&L, 0, sizeof(L));
-	L.lfd = lfd;
-	L.sfd = sfd;
-	L.on_hup = on_hup;
-	jq_list_init(&L.live);
-	jq_list_init(&L.wakes);
-	ret = io_uring_queue_init(entries, &L.ring, 0);
+	memset(&loop, 0, sizeof(loop));
+	loop.lfd = lfd;
+	loop.sfd = sfd;
+	loop.on_hup = on_hup;
+	jobq__list_init(&loop.live);
+	jobq__list_init(&loop.wakes);
+	ret = io_uring_queue_init(entries, &loop.ring, 0);
 	if (ret < 0) {
 		if (ret == -ENOSYS || ret == -EPERM)
 			snprintf(err, errlen,
@@ -1309,7 +1309,7 @@ int jobq__loop_init(int lfd, int sfd, void (*on_hup)(void), char *err,
 	}
 	m->clients = calloc(m->o.max_clients, sizeof(*m->clients));
 	if (!m->clients) {
-		io_uring_queue_exit(&L.ring);
+		io_uring_queue_exit(&loop.ring);
 		snprintf(err, errlen, "out of memory for %u clients",
 			 m->o.max_clients);
 		return -ENOMEM;
@@ -1322,27 +1322,27 @@ int jobq__loop_init(int lfd, int sfd, void (*on_hup)(void), char *err,
 	}
 	arm_accept();
 	arm_signal();
-	io_uring_submit(&L.ring);
+	io_uring_submit(&loop.ring);
 	return 0;
 }
 
 int jobq__loop_run(void)
 {
-	uint64_t spin = JQ_SPIN_START_NS, last_work = jobq__now_ns();
+	uint64_t spin = JOBQ__SPIN_START_NS, last_work = jobq__now_ns();
 	bool spinning = false;
 
 	for (;;) {
 		bool stalled;
 		uint64_t now;
 
-		L.work = false;
+		loop.work = false;
 		jobq__m.turn++;
-		if (io_uring_sq_ready(&L.ring))
-			io_uring_submit(&L.ring);
+		if (io_uring_sq_ready(&loop.ring))
+			io_uring_submit(&loop.ring);
 		if (reap_cqes())
-			L.work = true;
+			loop.work = true;
 		if (sweep())
-			L.work = true;
+			loop.work = true;
 		timers_run();
 		end_turn();
 		if (jobq__m.stopping) {
@@ -1354,7 +1354,7 @@ int jobq__loop_run(void)
 			end_turn();
 		}
 		now = jobq__now_ns();
-		if (L.work) {
+		if (loop.work) {
 			/*
 			 * Work found while spinning: the window paid off, so
 			 * widen it a little. Misses narrow it below. On a
@@ -1363,7 +1363,7 @@ int jobq__loop_run(void)
 			 * CPU, spins stop paying off and the window shrinks
 			 * to almost nothing by itself.
 			 */
-			if (spinning && spin < JQ_SPIN_MAX_NS)
+			if (spinning && spin < JOBQ__SPIN_MAX_NS)
 				spin += spin / 2;
 			spinning = false;
 			last_work = now;
@@ -1381,7 +1381,7 @@ int jobq__loop_run(void)
 			continue;
 		}
 
-		if (spinning && spin > JQ_SPIN_MIN_NS)
+		if (spinning && spin > JOBQ__SPIN_MIN_NS)
 			spin -= spin / 4;
 		spinning = false;
 
@@ -1398,22 +1398,22 @@ int jobq__loop_run(void)
 			struct io_uring_cqe *cqe;
 			uint64_t wait = UINT64_MAX;
 
-			if (L.tn)
-				wait = L.th[0]->deadline > now ?
-					       L.th[0]->deadline - now : 0;
-			if (stalled && wait > JQ_STALL_POLL_NS)
-				wait = JQ_STALL_POLL_NS;
+			if (loop.tn)
+				wait = loop.th[0]->deadline > now ?
+					       loop.th[0]->deadline - now : 0;
+			if (stalled && wait > JOBQ__STALL_POLL_NS)
+				wait = JOBQ__STALL_POLL_NS;
 			if (wait != UINT64_MAX) {
 				ts.tv_sec = (long long)(wait / JOBQ__NSEC_PER_SEC);
 				ts.tv_nsec = (long long)(wait %
 							 JOBQ__NSEC_PER_SEC);
 				tsp = &ts;
 			}
-			io_uring_submit(&L.ring);
+			io_uring_submit(&loop.ring);
 			if (tsp)
-				io_uring_wait_cqe_timeout(&L.ring, &cqe, tsp);
+				io_uring_wait_cqe_timeout(&loop.ring, &cqe, tsp);
 			else
-				io_uring_wait_cqe(&L.ring, &cqe);
+				io_uring_wait_cqe(&loop.ring, &cqe);
 			set_need_wakeup(false);
 			last_work = jobq__now_ns();
 		}
@@ -1422,20 +1422,20 @@ int jobq__loop_run(void)
 
 void jobq__loop_fini(void)
 {
-	struct jq_mgr *m = &jobq__m;
+	struct jobq__mgr *m = &jobq__m;
 
-	io_uring_queue_exit(&L.ring);
+	io_uring_queue_exit(&loop.ring);
 	for (uint32_t i = 0; m->clients && i < m->o.max_clients; i++) {
-		struct jq_client *c = &m->clients[i];
+		struct jobq__client *c = &m->clients[i];
 
 		if (c->sock >= 0)
 			close(c->sock);
 		if (c->pidfd >= 0)
 			close(c->pidfd);
 	}
-	while (L.tn)
-		th_remove(L.th[0]);
-	free(L.th);
+	while (loop.tn)
+		th_remove(loop.th[0]);
+	free(loop.th);
 	free(m->clients);
 	m->clients = NULL;
 }

@@ -118,7 +118,7 @@ static __attribute__((noreturn)) void bad_usage(const char *fmt,
 	exit(2);
 }
 
-static void parse_opts(int argc, char **argv, struct jq_opts *o)
+static void parse_opts(int argc, char **argv, struct jobq__opts *o)
 {
 	static const struct option lo[] = {
 		{ "dir", required_argument, NULL, 'd' },
@@ -296,7 +296,7 @@ static void parse_opts(int argc, char **argv, struct jq_opts *o)
  * must be ours and closed to others, or someone else's directory could
  * capture our jobs (and ours could expose them).
  */
-static void prepare_dir(const struct jq_opts *o)
+static void prepare_dir(const struct jobq__opts *o)
 {
 	mode_t want = o->group ? 0750 : 0700;
 	struct stat st;
@@ -336,7 +336,7 @@ static void prepare_dir(const struct jq_opts *o)
 }
 
 /* Opens a file in the instance directory with the right mode. */
-static int open_file(const struct jq_opts *o, const char *path, int flags)
+static int open_file(const struct jobq__opts *o, const char *path, int flags)
 {
 	mode_t mode = o->group ? 0660 : 0600;
 	int fd = open(path, flags | O_CLOEXEC | O_NOFOLLOW, mode);
@@ -354,7 +354,7 @@ static int open_file(const struct jq_opts *o, const char *path, int flags)
 }
 
 /* Takes the instance lock, held for life (never closed). */
-static void take_instance_lock(const struct jq_opts *o)
+static void take_instance_lock(const struct jobq__opts *o)
 {
 	char path[PATH_MAX + 16], buf[32] = "";
 	int fd, pfd;
@@ -384,7 +384,7 @@ static void take_instance_lock(const struct jq_opts *o)
 	     buf[0] ? buf : "unknown", o->dir);
 }
 
-static void write_pid_file(const struct jq_opts *o)
+static void write_pid_file(const struct jobq__opts *o)
 {
 	char buf[32];
 	int fd, n;
@@ -398,7 +398,7 @@ static void write_pid_file(const struct jq_opts *o)
 	close(fd);
 }
 
-static int open_socket(const struct jq_opts *o)
+static int open_socket(const struct jobq__opts *o)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int fd;
@@ -425,7 +425,7 @@ static int open_socket(const struct jq_opts *o)
 /* Points the log at --log (or keeps stderr). Returns 0 or -errno. */
 static int open_log(void)
 {
-	const struct jq_opts *o = &jobq__m.o;
+	const struct jobq__opts *o = &jobq__m.o;
 	int fd;
 
 	if (!o->log)
@@ -520,7 +520,7 @@ static void report_ready(void)
 
 int main(int argc, char **argv)
 {
-	struct jq_mgr *m = &jobq__m;
+	struct jobq__mgr *m = &jobq__m;
 	char err[512];
 	sigset_t ss;
 	int lfd, sfd, ret;
@@ -557,8 +557,8 @@ int main(int argc, char **argv)
 	ret = jobq__store_create(&m->o, err, sizeof(err));
 	if (ret)
 		fail("jobqd: store: %s", err);
-	jobq__queues_init(jq_hdr()->max_queues);
-	if (jobq__locks_init(jq_hdr()->max_locks))
+	jobq__queues_init(jobq__hdr()->max_queues);
+	if (jobq__locks_init(jobq__hdr()->max_locks))
 		fail("jobqd: out of memory for the lock table");
 	if (jobq__jobs_init())
 		fail("jobqd: out of memory for the job tables");

@@ -21,24 +21,24 @@
 
 #include "jobqd.h"
 
-struct jq_queue {
-	struct jq_list getters, putters, joiners;
+struct jobq__queue {
+	struct jobq__list getters, putters, joiners;
 };
 
-static struct jq_queue *Q;
+static struct jobq__queue *queue_priv;
 static uint32_t nputwait;	/* putters over all queues */
 
 /* jobq__queues_init - the waiter lists of @max_queues queues; aborts when
  * out of memory (called once at start). */
 void jobq__queues_init(uint32_t max_queues)
 {
-	Q = calloc(max_queues, sizeof(*Q));
-	if (!Q)
+	queue_priv = calloc(max_queues, sizeof(*queue_priv));
+	if (!queue_priv)
 		abort();
 	for (uint32_t i = 0; i < max_queues; i++) {
-		jq_list_init(&Q[i].getters);
-		jq_list_init(&Q[i].putters);
-		jq_list_init(&Q[i].joiners);
+		jobq__list_init(&queue_priv[i].getters);
+		jobq__list_init(&queue_priv[i].putters);
+		jobq__list_init(&queue_priv[i].joiners);
 	}
 }
 
@@ -49,7 +49,7 @@ static struct jobq_queue_rec *rec(uint32_t qid)
 
 static bool valid_qid(uint32_t qid)
 {
-	return qid < load_relaxed(&jq_hdr()->nqueues);
+	return qid < load_relaxed(&jobq__hdr()->nqueues);
 }
 
 /*
@@ -69,24 +69,24 @@ static bool over_limit_at(const struct jobq_queue_rec *r, uint64_t depth,
 
 /* How many objects a get of @c asks for with @arg0: at least one, and no
  * more than its completion ring holds. */
-static uint64_t get_want(const struct jq_client *c, uint64_t arg0)
+static uint64_t get_want(const struct jobq__client *c, uint64_t arg0)
 {
 	if (arg0 == 0)
 		return 1;
 	return arg0 > c->cq_entries ? c->cq_entries : arg0;
 }
 
-static uint64_t getter_want(const struct jq_waiter *w)
+static uint64_t getter_want(const struct jobq__waiter *w)
 {
 	return get_want(w->c, w->sqe.arg0);
 }
 
 /* The oldest getter whose client can still take an object, or NULL. */
-static struct jq_waiter *first_getter(struct jq_queue *q)
+static struct jobq__waiter *first_getter(struct jobq__queue *q)
 {
-	for (struct jq_list *p = q->getters.next; p != &q->getters;
+	for (struct jobq__list *p = q->getters.next; p != &q->getters;
 	     p = p->next) {
-		struct jq_waiter *w = jq_entry(p, struct jq_waiter, onode);
+		struct jobq__waiter *w = jobq__entry(p, struct jobq__waiter, onode);
 
 		if (jobq__client_alive(w->c))
 			return w;
@@ -103,7 +103,7 @@ static void append_locked(struct jobq_queue_rec *r, uint64_t first,
 			  uint64_t last, uint64_t k, uint64_t bytes)
 {
 	if (r->tail)
-		((struct jobq_item *)jq_ptr(r->tail))->next = first;
+		((struct jobq_item *)jobq__ptr(r->tail))->next = first;
 	else
 		r->head = first;
 	r->tail = last;
@@ -115,8 +115,8 @@ static void append_locked(struct jobq_queue_rec *r, uint64_t first,
 static void commit(uint32_t qid, uint64_t item)
 {
 	struct jobq_queue_rec *r = rec(qid);
-	struct jobq_item *it = jq_ptr(item);
-	struct jq_waiter *w = first_getter(&Q[qid]);
+	struct jobq_item *it = jobq__ptr(item);
+	struct jobq__waiter *w = first_getter(&queue_priv[qid]);
 
 	seq_write_begin(&r->seq);
 	r->total_put++;
@@ -128,9 +128,9 @@ static void commit(uint32_t qid, uint64_t item)
 		append_locked(r, item, item, 1, it->len);
 	}
 	seq_write_end(&r->seq);
-	jq_count(puts);
+	jobq__count(puts);
 	if (w) {
-		jq_count(gets);
+		jobq__count(gets);
 		jobq__hand(w->c, w->sqe.user_data, qid, item, false);
 		jobq__wait_free(w);
 	}
@@ -141,7 +141,7 @@ static uint64_t pop(uint32_t qid)
 {
 	struct jobq_queue_rec *r = rec(qid);
 	uint64_t item = r->head;
-	struct jobq_item *it = jq_ptr(item);
+	struct jobq_item *it = jobq__ptr(item);
 
 	seq_write_begin(&r->seq);
 	r->head = it->next;
@@ -151,7 +151,7 @@ static uint64_t pop(uint32_t qid)
 	r->bytes -= it->len;
 	r->total_get++;
 	seq_write_end(&r->seq);
-	jq_count(gets);
+	jobq__count(gets);
 	return item;
 }
 
@@ -202,12 +202,12 @@ static bool block_alloc(const uint32_t *lens, const uint32_t *types, uint32_t k,
 	b = jobq__alloc(size);
 	if (!b)
 		return false;
-	((struct qblock *)jq_ptr(b))->live = k;
+	((struct qblock *)jobq__ptr(b))->live = k;
 	at = b + sizeof(struct qblock);
 	for (uint32_t i = 0; i < k; i++) {
-		struct jobq_item *it = jq_ptr(at + sizeof(uint64_t));
+		struct jobq_item *it = jobq__ptr(at + sizeof(uint64_t));
 
-		*(uint64_t *)jq_ptr(at) = b;
+		*(uint64_t *)jobq__ptr(at) = b;
 		it->next = 0;
 		it->len = lens[i];
 		it->type = types[i];
@@ -221,8 +221,8 @@ static bool block_alloc(const uint32_t *lens, const uint32_t *types, uint32_t k,
  * back to the heap with the last of its objects. */
 void jobq__queue_item_free(uint64_t item)
 {
-	uint64_t b = *(uint64_t *)jq_ptr(item - sizeof(uint64_t));
-	struct qblock *qb = jq_ptr(b);
+	uint64_t b = *(uint64_t *)jobq__ptr(item - sizeof(uint64_t));
+	struct qblock *qb = jobq__ptr(b);
 
 	if (--qb->live == 0)
 		jobq__free(b);
@@ -234,12 +234,12 @@ static int try_put(uint32_t qid, const uint8_t *data, uint32_t len,
 {
 	uint64_t item;
 
-	if (jq_list_empty(&Q[qid].getters) &&
+	if (jobq__list_empty(&queue_priv[qid].getters) &&
 	    over_limit_at(rec(qid), rec(qid)->depth, rec(qid)->bytes, len))
 		return PUT_LIMIT;
 	if (!block_alloc(&len, &type, 1, &item))
 		return PUT_FULL;
-	memcpy((struct jobq_item *)jq_ptr(item) + 1, data, len);
+	memcpy((struct jobq_item *)jobq__ptr(item) + 1, data, len);
 	commit(qid, item);
 	return PUT_OK;
 }
@@ -248,8 +248,8 @@ static int try_put(uint32_t qid, const uint8_t *data, uint32_t len,
  * last. */
 static void serve_getters(uint32_t qid)
 {
-	struct jq_queue *q = &Q[qid];
-	struct jq_waiter *w;
+	struct jobq__queue *q = &queue_priv[qid];
+	struct jobq__waiter *w;
 
 	while (rec(qid)->depth && (w = first_getter(q))) {
 		uint64_t k = getter_want(w);
@@ -301,19 +301,19 @@ static uint32_t run_alloc(const uint32_t *lens, const uint32_t *types,
  * the getter gets them in one answer); a run for the tail is as long as the
  * limits allow. Each run is one write section of the queue's seqlock.
  */
-static uint32_t put_run(struct jq_client *c, uint32_t qid,
+static uint32_t put_run(struct jobq__client *c, uint32_t qid,
 			const struct jobq_sqe *s, int *why)
 {
 	struct jobq_queue_rec *r = rec(qid);
 	const uint8_t *base = jobq__arena(c, s->arena_off);
-	uint64_t pos = 0, end = s->arena_len, max = jq_hdr()->max_object;
+	uint64_t pos = 0, end = s->arena_len, max = jobq__hdr()->max_object;
 	uint32_t lens[RUN_MAX], types[RUN_MAX];
 	uint64_t srcs[RUN_MAX], items[RUN_MAX];
 	uint32_t n = 0;
 
 	*why = PUT_OK;
 	while (n < s->arg0 && *why == PUT_OK) {
-		struct jq_waiter *w = first_getter(&Q[qid]);
+		struct jobq__waiter *w = first_getter(&queue_priv[qid]);
 		uint64_t want = w ? getter_want(w) : UINT64_MAX;
 		uint64_t bytes = 0;
 		uint32_t k = 0, got;
@@ -365,7 +365,7 @@ static uint32_t put_run(struct jq_client *c, uint32_t qid,
 				bytes += lens[i];
 		}
 		for (uint32_t i = 0; i < k; i++) {
-			struct jobq_item *it = jq_ptr(items[i]);
+			struct jobq_item *it = jobq__ptr(items[i]);
 
 			memcpy(it + 1,
 			       base + srcs[i] + sizeof(struct jobq_put_rec),
@@ -381,11 +381,11 @@ static uint32_t put_run(struct jq_client *c, uint32_t qid,
 		else
 			append_locked(r, items[0], items[k - 1], k, bytes);
 		seq_write_end(&r->seq);
-		store_relaxed(&jq_hdr()->counters.puts,
-			      load_relaxed(&jq_hdr()->counters.puts) + k);
+		store_relaxed(&jobq__hdr()->counters.puts,
+			      load_relaxed(&jobq__hdr()->counters.puts) + k);
 		if (w) {
-			store_relaxed(&jq_hdr()->counters.gets,
-				      load_relaxed(&jq_hdr()->counters.gets) +
+			store_relaxed(&jobq__hdr()->counters.gets,
+				      load_relaxed(&jobq__hdr()->counters.gets) +
 					  k);
 			for (uint32_t i = 0; i < k; i++) {
 				if (!jobq__client_alive(w->c)) {
@@ -434,7 +434,7 @@ static void set_waiting(uint32_t qid, int kind, int delta)
 	struct jobq_queue_rec *r = rec(qid);
 
 	seq_write_begin(&r->seq);
-	if (kind == JQ_W_GET)
+	if (kind == JOBQ__W_GET)
 		r->getters += (uint32_t)delta;
 	else
 		r->putters += (uint32_t)delta;
@@ -444,11 +444,11 @@ static void set_waiting(uint32_t qid, int kind, int delta)
 /* Serves the putters of queue @qid in order while their objects fit. */
 static void serve_putters(uint32_t qid)
 {
-	struct jq_queue *q = &Q[qid];
+	struct jobq__queue *q = &queue_priv[qid];
 
-	while (!jq_list_empty(&q->putters)) {
-		struct jq_waiter *w = jq_entry(q->putters.next,
-					       struct jq_waiter, onode);
+	while (!jobq__list_empty(&q->putters)) {
+		struct jobq__waiter *w = jobq__entry(q->putters.next,
+					       struct jobq__waiter, onode);
 
 		if (!jobq__client_alive(w->c)) {
 			/* Dropped at the end of this turn; skip it now. */
@@ -487,7 +487,7 @@ void jobq__queue_serve(uint32_t qid)
 void jobq__queue_requeue(uint32_t qid, uint64_t item)
 {
 	struct jobq_queue_rec *r = rec(qid);
-	struct jobq_item *it = jq_ptr(item);
+	struct jobq_item *it = jobq__ptr(item);
 
 	seq_write_begin(&r->seq);
 	it->next = r->head;
@@ -503,10 +503,10 @@ void jobq__queue_requeue(uint32_t qid, uint64_t item)
  * queue that has some. */
 void jobq__queues_kick(void)
 {
-	uint32_t n = load_relaxed(&jq_hdr()->nqueues);
+	uint32_t n = load_relaxed(&jobq__hdr()->nqueues);
 
 	for (uint32_t i = 0; i < n && nputwait; i++)
-		if (!jq_list_empty(&Q[i].putters))
+		if (!jobq__list_empty(&queue_priv[i].putters))
 			serve_putters(i);
 }
 
@@ -519,17 +519,17 @@ bool jobq__queues_blocked(void)
 
 /* jobq__queue_wait_detach - unlink getter, putter or joiner @w from its
  * queue and fix the record's waiter counts; a no-op when not linked. */
-void jobq__queue_wait_detach(struct jq_waiter *w)
+void jobq__queue_wait_detach(struct jobq__waiter *w)
 {
 	uint32_t qid = w->sqe.id;
 
-	if (jq_list_empty(&w->onode))
+	if (jobq__list_empty(&w->onode))
 		return;
-	jq_list_del(&w->onode);
-	if (w->kind == JQ_W_GET) {
-		set_waiting(qid, JQ_W_GET, -1);
-	} else if (w->kind == JQ_W_PUT) {
-		set_waiting(qid, JQ_W_PUT, -1);
+	jobq__list_del(&w->onode);
+	if (w->kind == JOBQ__W_GET) {
+		set_waiting(qid, JOBQ__W_GET, -1);
+	} else if (w->kind == JOBQ__W_PUT) {
+		set_waiting(qid, JOBQ__W_PUT, -1);
 		nputwait--;
 	}
 }
@@ -552,12 +552,12 @@ static void set_limits(uint32_t qid, const struct jobq_sqe *s)
 /*
  * The op handlers below take a request @s of @c that dispatch() has
  * bounds-checked (arena range only; ids and arguments are checked here)
- * and return the res to post, or JQ_NOREPLY when they answered (objects)
+ * and return the res to post, or JOBQ__NOREPLY when they answered (objects)
  * or parked the request.
  */
-int jobq__op_q_open(struct jq_client *c, const struct jobq_sqe *s)
+int jobq__op_q_open(struct jobq__client *c, const struct jobq_sqe *s)
 {
-	struct jobq_store_hdr *h = jq_hdr();
+	struct jobq_store_hdr *h = jobq__hdr();
 	uint32_t n = load_relaxed(&h->nqueues), i;
 	char name[JOBQ_NAME_MAX + 1];
 	struct jobq_queue_rec *r;
@@ -585,7 +585,7 @@ int jobq__op_q_open(struct jq_client *c, const struct jobq_sqe *s)
 	return (int)i;
 }
 
-int jobq__op_q_set(struct jq_client *c, const struct jobq_sqe *s)
+int jobq__op_q_set(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	if (!valid_qid(s->id))
 		return jobq__bad(-EINVAL);
@@ -598,33 +598,33 @@ int jobq__op_q_set(struct jq_client *c, const struct jobq_sqe *s)
  * waits at the back of its queue's putters, unless its timeout is 0.
  * Returns what the request answers now.
  */
-static int park_putter(struct jq_client *c, const struct jobq_sqe *s, int why)
+static int park_putter(struct jobq__client *c, const struct jobq_sqe *s, int why)
 {
-	struct jq_waiter *w;
+	struct jobq__waiter *w;
 	int err;
 
 	if (s->timeout_ns == 0)
 		return why == PUT_FULL ? JOBQ_EFULL : -EAGAIN;
-	w = jobq__wait_new(c, s, JQ_W_PUT, &err);
+	w = jobq__wait_new(c, s, JOBQ__W_PUT, &err);
 	if (!w)
 		return err;
-	jq_list_add_tail(&w->onode, &Q[s->id].putters);
-	set_waiting(s->id, JQ_W_PUT, 1);
+	jobq__list_add_tail(&w->onode, &queue_priv[s->id].putters);
+	set_waiting(s->id, JOBQ__W_PUT, 1);
 	nputwait++;
-	return JQ_NOREPLY;
+	return JOBQ__NOREPLY;
 }
 
-int jobq__op_q_put(struct jq_client *c, const struct jobq_sqe *s)
+int jobq__op_q_put(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	uint32_t qid = s->id;
 	int why = PUT_LIMIT;
 
 	if (!valid_qid(qid))
 		return jobq__bad(-EINVAL);
-	if (s->arena_len > jq_hdr()->max_object)
+	if (s->arena_len > jobq__hdr()->max_object)
 		return -E2BIG;
 	/* FIFO: a put waits behind the putters already waiting. */
-	if (jq_list_empty(&Q[qid].putters)) {
+	if (jobq__list_empty(&queue_priv[qid].putters)) {
 		why = try_put(qid, jobq__arena(c, s->arena_off), s->arena_len,
 			      s->type);
 		if (why == PUT_OK)
@@ -633,7 +633,7 @@ int jobq__op_q_put(struct jq_client *c, const struct jobq_sqe *s)
 	return park_putter(c, s, why);
 }
 
-int jobq__op_q_put_many(struct jq_client *c, const struct jobq_sqe *s)
+int jobq__op_q_put_many(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	uint32_t qid = s->id;
 	int why = PUT_LIMIT, res;
@@ -641,7 +641,7 @@ int jobq__op_q_put_many(struct jq_client *c, const struct jobq_sqe *s)
 	if (!valid_qid(qid) || s->arg0 == 0 || s->arg0 > INT32_MAX)
 		return jobq__bad(-EINVAL);
 	/* FIFO: a batch waits behind the putters already waiting. */
-	if (jq_list_empty(&Q[qid].putters)) {
+	if (jobq__list_empty(&queue_priv[qid].putters)) {
 		/* put_run sets why: call it before why is read. */
 		uint32_t n = put_run(c, qid, s, &why);
 
@@ -652,11 +652,11 @@ int jobq__op_q_put_many(struct jq_client *c, const struct jobq_sqe *s)
 	return park_putter(c, s, why);
 }
 
-int jobq__op_q_get(struct jq_client *c, const struct jobq_sqe *s)
+int jobq__op_q_get(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	uint32_t qid = s->id;
 	uint64_t want = get_want(c, s->arg0);
-	struct jq_waiter *w;
+	struct jobq__waiter *w;
 	int err;
 
 	if (!valid_qid(qid))
@@ -667,43 +667,43 @@ int jobq__op_q_get(struct jq_client *c, const struct jobq_sqe *s)
 		for (uint64_t i = 0; i < k; i++)
 			jobq__hand(c, s->user_data, qid, pop(qid), i + 1 < k);
 		serve_putters(qid);
-		return JQ_NOREPLY;
+		return JOBQ__NOREPLY;
 	}
 	if (s->timeout_ns == 0)
 		return -EAGAIN;
-	w = jobq__wait_new(c, s, JQ_W_GET, &err);
+	w = jobq__wait_new(c, s, JOBQ__W_GET, &err);
 	if (!w)
 		return err;
-	jq_list_add_tail(&w->onode, &Q[qid].getters);
-	set_waiting(qid, JQ_W_GET, 1);
-	return JQ_NOREPLY;
+	jobq__list_add_tail(&w->onode, &queue_priv[qid].getters);
+	set_waiting(qid, JOBQ__W_GET, 1);
+	return JOBQ__NOREPLY;
 }
 
-int jobq__op_q_task_done(struct jq_client *c, const struct jobq_sqe *s)
+int jobq__op_q_task_done(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	struct jobq_queue_rec *r;
-	struct jq_queue *q;
+	struct jobq__queue *q;
 
 	if (!valid_qid(s->id) || s->arg0 == 0)
 		return jobq__bad(-EINVAL);
 	r = rec(s->id);
-	q = &Q[s->id];
+	q = &queue_priv[s->id];
 	if (s->arg0 > r->unfinished)
 		return -EINVAL;
 	seq_write_begin(&r->seq);
 	r->unfinished -= s->arg0;
 	seq_write_end(&r->seq);
 	if (r->unfinished == 0)
-		while (!jq_list_empty(&q->joiners))
-			jobq__wait_done(jq_entry(q->joiners.next,
-						 struct jq_waiter, onode),
+		while (!jobq__list_empty(&q->joiners))
+			jobq__wait_done(jobq__entry(q->joiners.next,
+						 struct jobq__waiter, onode),
 					0, 0);
 	return 0;
 }
 
-int jobq__op_q_join(struct jq_client *c, const struct jobq_sqe *s)
+int jobq__op_q_join(struct jobq__client *c, const struct jobq_sqe *s)
 {
-	struct jq_waiter *w;
+	struct jobq__waiter *w;
 	int err;
 
 	if (!valid_qid(s->id))
@@ -712,9 +712,9 @@ int jobq__op_q_join(struct jq_client *c, const struct jobq_sqe *s)
 		return 0;
 	if (s->timeout_ns == 0)
 		return -EAGAIN;
-	w = jobq__wait_new(c, s, JQ_W_JOIN, &err);
+	w = jobq__wait_new(c, s, JOBQ__W_JOIN, &err);
 	if (!w)
 		return err;
-	jq_list_add_tail(&w->onode, &Q[s->id].joiners);
-	return JQ_NOREPLY;
+	jobq__list_add_tail(&w->onode, &queue_priv[s->id].joiners);
+	return JOBQ__NOREPLY;
 }

@@ -21,15 +21,15 @@
 
 #define ALIGN_UP(x, a) (((x) + (a)-1) & ~((uint64_t)(a)-1))
 
-#define JQ_MAX_QUEUES 4096
-#define JQ_MAX_LOCKS 4096
-#define JQ_MAX_TYPES 1024
+#define JOBQ__MAX_QUEUES 4096
+#define JOBQ__MAX_LOCKS 4096
+#define JOBQ__MAX_TYPES 1024
 /* An index slot holds the record number + 1 in 24 bits. */
-#define JQ_MAX_JOBS ((1u << 24) - 2)
+#define JOBQ__MAX_JOBS ((1u << 24) - 2)
 
 /* The job table's size: --max-jobs, else one record per KiB of store
  * (a multiple of 1024), at least 1024. */
-static uint32_t max_jobs_of(const struct jq_opts *o)
+static uint32_t max_jobs_of(const struct jobq__opts *o)
 {
 	uint64_t n = o->max_jobs;
 
@@ -37,8 +37,8 @@ static uint32_t max_jobs_of(const struct jq_opts *o)
 		n = (o->memory / 1024) & ~(uint64_t)1023;
 	if (n < 1024)
 		n = 1024;
-	if (n > JQ_MAX_JOBS)
-		n = JQ_MAX_JOBS;
+	if (n > JOBQ__MAX_JOBS)
+		n = JOBQ__MAX_JOBS;
 	return (uint32_t)n;
 }
 
@@ -65,9 +65,9 @@ static uint64_t random64(void)
  * jobq__store_create - create, size, seal and map the store, lay out its
  * tables and start the heap. Returns 0, or -errno with a message in @err.
  */
-int jobq__store_create(const struct jq_opts *o, char *err, size_t errlen)
+int jobq__store_create(const struct jobq__opts *o, char *err, size_t errlen)
 {
-	struct jq_store *st = &jobq__m.st;
+	struct jobq__store *st = &jobq__m.st;
 	struct jobq_store_hdr *h;
 	uint64_t off, kv_slots, max_jobs, jobidx_slots;
 	char path[64];
@@ -125,10 +125,10 @@ int jobq__store_create(const struct jq_opts *o, char *err, size_t errlen)
 	h = st->hdr = (struct jobq_store_hdr *)st->base;
 	off = ALIGN_UP(sizeof(*h), JOBQ_CACHELINE);
 	h->queues_off = off;
-	off = ALIGN_UP(off + JQ_MAX_QUEUES * sizeof(struct jobq_queue_rec),
+	off = ALIGN_UP(off + JOBQ__MAX_QUEUES * sizeof(struct jobq_queue_rec),
 		       JOBQ_CACHELINE);
 	h->locks_off = off;
-	off = ALIGN_UP(off + JQ_MAX_LOCKS * sizeof(struct jobq_lock_rec),
+	off = ALIGN_UP(off + JOBQ__MAX_LOCKS * sizeof(struct jobq_lock_rec),
 		       JOBQ_CACHELINE);
 	h->kv_off = off;
 	off = ALIGN_UP(off + kv_slots * sizeof(struct jobq_kv_slot),
@@ -141,7 +141,7 @@ int jobq__store_create(const struct jq_opts *o, char *err, size_t errlen)
 	h->jobidx_off = off;
 	off = ALIGN_UP(off + jobidx_slots * sizeof(uint64_t), JOBQ_CACHELINE);
 	h->types_off = off;
-	off = ALIGN_UP(off + JQ_MAX_TYPES * sizeof(struct jobq_type_rec),
+	off = ALIGN_UP(off + JOBQ__MAX_TYPES * sizeof(struct jobq_type_rec),
 		       JOBQ_CACHELINE);
 	h->workers_off = off;
 	off = ALIGN_UP(off + (uint64_t)o->max_clients *
@@ -156,12 +156,12 @@ int jobq__store_create(const struct jq_opts *o, char *err, size_t errlen)
 		return -EINVAL;
 	}
 	h->heap_size = st->size - off;
-	h->max_queues = JQ_MAX_QUEUES;
-	h->max_locks = JQ_MAX_LOCKS;
+	h->max_queues = JOBQ__MAX_QUEUES;
+	h->max_locks = JOBQ__MAX_LOCKS;
 	h->kv_slots = (uint32_t)kv_slots;
 	h->max_jobs = (uint32_t)max_jobs;
 	h->jobidx_slots = (uint32_t)jobidx_slots;
-	h->max_types = JQ_MAX_TYPES;
+	h->max_types = JOBQ__MAX_TYPES;
 	h->keep_ns = o->keep_ns;
 	store_relaxed(&h->next_job_id, 1);
 	h->size = st->size;
@@ -195,7 +195,7 @@ int jobq__store_create(const struct jq_opts *o, char *err, size_t errlen)
 
 void jobq__store_destroy(void)
 {
-	struct jq_store *st = &jobq__m.st;
+	struct jobq__store *st = &jobq__m.st;
 
 	if (st->heap)
 		jobq__heap_destroy(st->heap);
@@ -211,7 +211,7 @@ void jobq__store_destroy(void)
 
 uint64_t jobq__alloc(uint64_t size)
 {
-	struct jq_store *st = &jobq__m.st;
+	struct jobq__store *st = &jobq__m.st;
 	uint64_t off = jobq__heap_alloc(st->heap, size);
 
 	if (off)
@@ -222,7 +222,7 @@ uint64_t jobq__alloc(uint64_t size)
 
 void jobq__free(uint64_t off)
 {
-	struct jq_store *st = &jobq__m.st;
+	struct jobq__store *st = &jobq__m.st;
 
 	if (!off)
 		return;

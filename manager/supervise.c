@@ -72,7 +72,7 @@ static struct {
 	uint64_t grace_at;
 	pid_t *groups;		/* groups of ended workers with members left */
 	uint32_t ngroups, cgroups;
-} V;
+} super;
 
 static const char *child_name(const struct child *ch, char *buf, size_t len)
 {
@@ -80,7 +80,7 @@ static const char *child_name(const struct child *ch, char *buf, size_t len)
 		snprintf(buf, len, "worker \"%.60s\"", ch->cmd);
 	else
 		snprintf(buf, len, "built-in worker %u",
-			 (unsigned)(ch - V.ch) + 1);
+			 (unsigned)(ch - super.ch) + 1);
 	return buf;
 }
 
@@ -88,21 +88,21 @@ static void arm(void)
 {
 	uint64_t at = 0;
 
-	for (uint32_t i = 0; i < V.n; i++)
-		if (V.ch[i].restart_at && (!at || V.ch[i].restart_at < at))
-			at = V.ch[i].restart_at;
+	for (uint32_t i = 0; i < super.n; i++)
+		if (super.ch[i].restart_at && (!at || super.ch[i].restart_at < at))
+			at = super.ch[i].restart_at;
 	/* A grace deadline already passed is seen by the next
 	 * jobq__supervise_drained(); armed again it would fire forever. */
-	if (V.stop_started && V.grace_at > jobq__now_ns() &&
-	    (!at || V.grace_at < at))
-		at = V.grace_at;
-	if (V.ngroups) {
+	if (super.stop_started && super.grace_at > jobq__now_ns() &&
+	    (!at || super.grace_at < at))
+		at = super.grace_at;
+	if (super.ngroups) {
 		uint64_t poll = jobq__now_ns() + SV_ORPHAN_POLL_NS;
 
 		if (!at || poll < at)
 			at = poll;
 	}
-	jobq__timer_arm(JQ_TIMER_SUPERVISE, at);
+	jobq__timer_arm(JOBQ__TIMER_SUPERVISE, at);
 }
 
 /* In the child after fork(): becomes the worker. Never returns. */
@@ -182,7 +182,7 @@ static int spawn(struct child *ch)
 	ch->started = jobq__now_ns();
 	ch->served = false;
 	ch->n++;
-	jobq__loop_watch_child(fd, (uint32_t)(ch - V.ch));
+	jobq__loop_watch_child(fd, (uint32_t)(ch - super.ch));
 	jobq__log(1, "started %s: pid %d", child_name(ch, name, sizeof(name)),
 		  (int)pid);
 	return 0;
@@ -216,23 +216,23 @@ static void end_group(pid_t pgid)
 	kill(-pgid, SIGKILL);
 	if (reap_group(pgid, false))
 		return;
-	if (V.ngroups == V.cgroups) {
-		uint32_t nc = V.cgroups ? 2 * V.cgroups : 8;
-		pid_t *n = realloc(V.groups, nc * sizeof(*n));
+	if (super.ngroups == super.cgroups) {
+		uint32_t nc = super.cgroups ? 2 * super.cgroups : 8;
+		pid_t *n = realloc(super.groups, nc * sizeof(*n));
 
 		if (!n)
 			return; /* left to init */
-		V.groups = n;
-		V.cgroups = nc;
+		super.groups = n;
+		super.cgroups = nc;
 	}
-	V.groups[V.ngroups++] = pgid;
+	super.groups[super.ngroups++] = pgid;
 }
 
 static void sweep_groups(bool block)
 {
-	for (uint32_t i = 0; i < V.ngroups;) {
-		if (reap_group(V.groups[i], block))
-			V.groups[i] = V.groups[--V.ngroups];
+	for (uint32_t i = 0; i < super.ngroups;) {
+		if (reap_group(super.groups[i], block))
+			super.groups[i] = super.groups[--super.ngroups];
 		else
 			i++;
 	}
@@ -268,22 +268,22 @@ static void describe_exit(const siginfo_t *si, char *buf, size_t len)
 
 int jobq__supervise_start(void)
 {
-	const struct jq_opts *o = &jobq__m.o;
+	const struct jobq__opts *o = &jobq__m.o;
 	uint32_t n = o->workers + o->nworker_cmds;
 
-	memset(&V, 0, sizeof(V));
+	memset(&super, 0, sizeof(super));
 	if (!n)
 		return 0;
-	V.ch = calloc(n, sizeof(*V.ch));
-	if (!V.ch)
+	super.ch = calloc(n, sizeof(*super.ch));
+	if (!super.ch)
 		return -ENOMEM;
-	V.n = n;
+	super.n = n;
 	/* Orphans of our workers come to us to be reaped (see the top). */
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
 		jobq__log(0, "cannot become a child subreaper: %s; what "
 			  "workers start is reaped by init", strerror(errno));
 	for (uint32_t i = 0; i < n; i++) {
-		struct child *ch = &V.ch[i];
+		struct child *ch = &super.ch[i];
 
 		ch->pidfd = -1;
 		ch->backoff = SV_BACKOFF_MIN;
@@ -307,9 +307,9 @@ void jobq__supervise_exited(uint32_t idx)
 	siginfo_t si;
 	uint64_t now, ran;
 
-	if (idx >= V.n)
+	if (idx >= super.n)
 		return;
-	ch = &V.ch[idx];
+	ch = &super.ch[idx];
 	if (!reap(ch, false, &si))
 		return;
 	/* What it started must not outlive it (the group id stays ours
@@ -354,8 +354,8 @@ void jobq__supervise_timer(void)
 	uint64_t now = jobq__now_ns();
 
 	sweep_groups(false);
-	for (uint32_t i = 0; i < V.n && !jobq__m.stopping; i++) {
-		struct child *ch = &V.ch[i];
+	for (uint32_t i = 0; i < super.n && !jobq__m.stopping; i++) {
+		struct child *ch = &super.ch[i];
 
 		if (ch->restart_at && ch->restart_at <= now && spawn(ch))
 			ch->restart_at = now + ch->backoff;
@@ -380,8 +380,8 @@ void jobq__supervise_registered(pid_t pid, uint32_t *flags)
 				ppid = 0;
 		fclose(f);
 	}
-	for (uint32_t i = 0; i < V.n; i++) {
-		struct child *ch = &V.ch[i];
+	for (uint32_t i = 0; i < super.n; i++) {
+		struct child *ch = &super.ch[i];
 
 		if (!ch->alive || (ch->pid != pid && ch->pid != ppid))
 			continue;
@@ -401,8 +401,8 @@ static void kill_and_reap(bool daemon_only)
 	char name[96], how[96];
 	siginfo_t si;
 
-	for (uint32_t i = 0; i < V.n; i++) {
-		struct child *ch = &V.ch[i];
+	for (uint32_t i = 0; i < super.n; i++) {
+		struct child *ch = &super.ch[i];
 
 		if (!ch->alive || (daemon_only && !ch->daemon))
 			continue;
@@ -418,40 +418,40 @@ static void kill_and_reap(bool daemon_only)
 		reap_group(ch->pid, true);
 	}
 	if (!daemon_only) {
-		for (uint32_t i = 0; i < V.ngroups; i++)
-			kill(-V.groups[i], SIGKILL);
+		for (uint32_t i = 0; i < super.ngroups; i++)
+			kill(-super.groups[i], SIGKILL);
 		sweep_groups(true);
 	}
 }
 
 bool jobq__supervise_drained(void)
 {
-	const struct jq_opts *o = &jobq__m.o;
+	const struct jobq__opts *o = &jobq__m.o;
 	uint64_t now = jobq__now_ns();
 	bool left = false;
 
-	if (!V.stop_started) {
-		V.stop_started = true;
-		V.grace_at = now + o->grace_ns;
-		for (uint32_t i = 0; i < V.n; i++)
-			V.ch[i].restart_at = 0;
+	if (!super.stop_started) {
+		super.stop_started = true;
+		super.grace_at = now + o->grace_ns;
+		for (uint32_t i = 0; i < super.n; i++)
+			super.ch[i].restart_at = 0;
 		jobq__jobs_notify_stop(o->grace_ns);
 		/* Daemon workers do not drain: they go at once. */
 		kill_and_reap(jobq__m.stop_now ? false : true);
-		for (uint32_t i = 0; i < V.n; i++)
-			if (V.ch[i].alive)
-				kill(-V.ch[i].pid, SIGTERM);
+		for (uint32_t i = 0; i < super.n; i++)
+			if (super.ch[i].alive)
+				kill(-super.ch[i].pid, SIGTERM);
 		arm();
 	}
 	if (jobq__m.stop_now) {
 		kill_and_reap(false);
 		return true;
 	}
-	for (uint32_t i = 0; i < V.n; i++)
-		left |= V.ch[i].alive;
+	for (uint32_t i = 0; i < super.n; i++)
+		left |= super.ch[i].alive;
 	if (!left && jobq__jobs_running_nondaemon() == 0)
 		return true;
-	if (now >= V.grace_at) {
+	if (now >= super.grace_at) {
 		if (left)
 			jobq__log(0, "grace period of %.1f s over: killing the "
 				  "workers that are left",

@@ -23,7 +23,7 @@
 /* ------------------------------------------------------------------------
  * Seams: what loop.c, main.c and supervise.c provide to jobs.c.
  */
-struct jq_mgr jobq__m;
+struct jobq__mgr jobq__m;
 
 struct posted {
 	uint32_t slot;
@@ -44,7 +44,7 @@ void jobq__log(int level, const char *fmt, ...)
 	(void)fmt;
 }
 
-void jobq__post(struct jq_client *c, uint64_t user_data, int32_t res,
+void jobq__post(struct jobq__client *c, uint64_t user_data, int32_t res,
 		uint32_t flags, uint64_t val, uint32_t len, uint32_t type)
 {
 	assert_true(nposts < 16384);
@@ -52,46 +52,46 @@ void jobq__post(struct jq_client *c, uint64_t user_data, int32_t res,
 					   val, len, type };
 }
 
-struct jq_waiter *jobq__wait_new(struct jq_client *c,
+struct jobq__waiter *jobq__wait_new(struct jobq__client *c,
 				 const struct jobq_sqe *s, int kind, int *err)
 {
-	struct jq_waiter *w = calloc(1, sizeof(*w));
+	struct jobq__waiter *w = calloc(1, sizeof(*w));
 
 	assert_non_null(w);
 	w->c = c;
 	w->sqe = *s;
 	w->kind = kind;
 	w->tidx = -1;
-	jq_list_init(&w->onode);
-	jq_list_add_tail(&w->cnode, &c->waiters);
+	jobq__list_init(&w->onode);
+	jobq__list_add_tail(&w->cnode, &c->waiters);
 	(void)err;
 	return w;
 }
 
-void jobq__wait_free(struct jq_waiter *w)
+void jobq__wait_free(struct jobq__waiter *w)
 {
 	jobq__job_wait_detach(w);
-	jq_list_del(&w->cnode);
+	jobq__list_del(&w->cnode);
 	free(w);
 }
 
-void jobq__wait_done(struct jq_waiter *w, int32_t res, uint64_t val)
+void jobq__wait_done(struct jobq__waiter *w, int32_t res, uint64_t val)
 {
-	struct jq_client *c = w->c;
+	struct jobq__client *c = w->c;
 	uint64_t ud = w->sqe.user_data;
 
 	jobq__wait_free(w);
 	jobq__post(c, ud, res, 0, val, 0, 0);
 }
 
-const uint8_t *jobq__arena(struct jq_client *c, uint64_t off)
+const uint8_t *jobq__arena(struct jobq__client *c, uint64_t off)
 {
 	return c->region + off;
 }
 
-bool jobq__client_alive(const struct jq_client *c)
+bool jobq__client_alive(const struct jobq__client *c)
 {
-	return c->state == JQ_C_LIVE;
+	return c->state == JOBQ__C_LIVE;
 }
 
 int jobq__bad(int err)
@@ -101,7 +101,7 @@ int jobq__bad(int err)
 
 void jobq__timer_arm(int which, uint64_t deadline)
 {
-	if (which == JQ_TIMER_JOBS)
+	if (which == JOBQ__TIMER_JOBS)
 		timer_deadline = deadline;
 }
 
@@ -115,12 +115,12 @@ void jobq__supervise_registered(pid_t pid, uint32_t *flags)
  * Fixture: a store, a queue "default" (id 0), four clients.
  */
 #define NCLIENTS 4
-static struct jq_client clients[NCLIENTS];
+static struct jobq__client clients[NCLIENTS];
 static uint8_t regions[NCLIENTS][8192];
 
 static int setup(void **state)
 {
-	struct jq_opts *o = &jobq__m.o;
+	struct jobq__opts *o = &jobq__m.o;
 	char err[256];
 
 	memset(&jobq__m, 0, sizeof(jobq__m));
@@ -132,16 +132,16 @@ static int setup(void **state)
 	assert_int_equal(jobq__store_create(o, err, sizeof(err)), 0);
 	strcpy(jobq__m.st.queues[0].name, "default");
 	jobq__m.st.queues[0].in_use = 1;
-	store_relaxed(&jq_hdr()->nqueues, 1);
+	store_relaxed(&jobq__hdr()->nqueues, 1);
 	assert_int_equal(jobq__jobs_init(), 0);
 	jobq__m.clients = clients;
 	for (uint32_t i = 0; i < NCLIENTS; i++) {
 		memset(&clients[i], 0, sizeof(clients[i]));
 		clients[i].slot = i;
-		clients[i].state = JQ_C_LIVE;
+		clients[i].state = JOBQ__C_LIVE;
 		clients[i].pid = 1000 + (pid_t)i;
 		clients[i].region = regions[i];
-		jq_list_init(&clients[i].waiters);
+		jobq__list_init(&clients[i].waiters);
 	}
 	nposts = 0;
 	(void)state;
@@ -151,13 +151,13 @@ static int setup(void **state)
 /* Gives back what jobs.c allocated, so leak checkers see a clean run. */
 static void jobs_free(void)
 {
-	struct chash *hs[] = { &S.uq, &S.deps };
+	struct chash *hs[] = { &jobs.uq, &jobs.deps };
 
-	for (uint32_t t = 0; t < jq_hdr()->max_types; t++) {
-		while (S.lanes[t]) {
-			struct lane *l = S.lanes[t];
+	for (uint32_t t = 0; t < jobq__hdr()->max_types; t++) {
+		while (jobs.lanes[t]) {
+			struct lane *l = jobs.lanes[t];
 
-			S.lanes[t] = l->next;
+			jobs.lanes[t] = l->next;
 			free(l->h);
 			free(l);
 		}
@@ -176,16 +176,16 @@ static void jobs_free(void)
 		free(hs[k]->b);
 	}
 	for (uint32_t i = 0; i < NCLIENTS; i++)
-		while (!jq_list_empty(&clients[i].waiters))
-			jobq__wait_free(jq_entry(clients[i].waiters.next,
-						 struct jq_waiter, cnode));
-	free(S.P);
-	free(S.lanes);
-	free(S.type_hash);
-	free(S.W);
-	free(S.tq);
-	free(S.finq);
-	free(S.finq_state);
+		while (!jobq__list_empty(&clients[i].waiters))
+			jobq__wait_free(jobq__entry(clients[i].waiters.next,
+						 struct jobq__waiter, cnode));
+	free(jobs.priv);
+	free(jobs.lanes);
+	free(jobs.type_hash);
+	free(jobs.W);
+	free(jobs.tq);
+	free(jobs.finq);
+	free(jobs.finq_state);
 }
 
 static int teardown(void **state)
@@ -209,7 +209,7 @@ struct sub {
 /* Submits from client 0; returns the result and the id in *id. */
 static int submit(const struct sub *o, uint64_t *id)
 {
-	struct jq_client *c = &clients[0];
+	struct jobq__client *c = &clients[0];
 	struct jobq_submit_wire w = {
 		.type_len = (uint32_t)strlen(o->type),
 		.unique_len = o->unique ? (uint32_t)strlen(o->unique) : 0,
@@ -238,7 +238,7 @@ static int submit(const struct sub *o, uint64_t *id)
 	memcpy(c->region + off, "args", 4);
 	s.arena_len = (uint32_t)(off + 4);
 	res = jobq__op_job_submit(c, &s);
-	if (res == JQ_NOREPLY) {
+	if (res == JOBQ__NOREPLY) {
 		res = posts[nposts - 1].res;
 		*id = posts[nposts - 1].val;
 	}
@@ -247,13 +247,13 @@ static int submit(const struct sub *o, uint64_t *id)
 
 /* Runs an op that takes no arena for client @slot; a self-posted answer is
  * returned as its res. */
-static int op(int (*fn)(struct jq_client *, const struct jobq_sqe *),
+static int op(int (*fn)(struct jobq__client *, const struct jobq_sqe *),
 	      uint32_t slot, struct jobq_sqe s)
 {
 	unsigned before = nposts;
 	int res = fn(&clients[slot], &s);
 
-	if (res == JQ_NOREPLY && nposts > before)
+	if (res == JOBQ__NOREPLY && nposts > before)
 		res = posts[nposts - 1].res;
 	return res;
 }
@@ -271,7 +271,7 @@ static unsigned state_of(uint64_t id)
 {
 	uint32_t r = lookup(id);
 
-	return r == NONE ? 0 : J(r)->state;
+	return r == NONE ? 0 : job_rec(r)->state;
 }
 
 /* ------------------------------------------------------------------------
@@ -328,7 +328,7 @@ static void test_priority_order(void **state)
 	}
 	assert_int_equal(jobq__m.st.workers[1].running, 6);
 	assert_int_equal(jobq__m.st.queues[0].running, 6);
-	assert_int_equal(jq_hdr()->jobs_by_state[JOBQ_JS_RUNNING], 6);
+	assert_int_equal(jobq__hdr()->jobs_by_state[JOBQ_JS_RUNNING], 6);
 }
 
 /* Random priorities and cancellations: what comes out is every job not
@@ -401,7 +401,7 @@ static void test_capacity_and_parking(void **state)
 			    (struct jobq_sqe){ .op = JOBQ_OP_W_RESERVE,
 					       .arg0 = 1, .user_data = 77,
 					       .timeout_ns = -1 }),
-			 JQ_NOREPLY);
+			 JOBQ__NOREPLY);
 	/* Job 1 done: its slot frees and the parked reserve gets job 2. */
 	first = nposts;
 	assert_int_equal(op(jobq__op_w_done, 1,
@@ -412,7 +412,7 @@ static void test_capacity_and_parking(void **state)
 	assert_int_equal(nposts - first, 1);
 	assert_int_equal(posts[first].ud, 77);
 	assert_int_equal(posts[first].val, 2);
-	assert_int_equal(load_relaxed(&jq_hdr()->counters.done), 1);
+	assert_int_equal(load_relaxed(&jobq__hdr()->counters.done), 1);
 }
 
 static void test_pause_and_parallel(void **state)
@@ -458,14 +458,14 @@ static void test_lease_expiry(void **state)
 	assert_true(timer_deadline != 0);
 	jobq__jobs_timer();
 	assert_int_equal(state_of(id), JOBQ_JS_FAILED);
-	assert_true(J(lookup(id))->run_at_ns > jobq__realtime_ns());
+	assert_true(job_rec(lookup(id))->run_at_ns > jobq__realtime_ns());
 	assert_int_equal(jobq__m.st.workers[1].running, 0);
 	assert_int_equal(op(jobq__op_w_done, 1,
 			    (struct jobq_sqe){ .op = JOBQ_OP_W_DONE,
 					       .arg0 = id, .arg1 = 1 }),
 			 -ESTALE);
-	assert_int_equal(load_relaxed(&jq_hdr()->counters.failed), 1);
-	assert_int_equal(load_relaxed(&jq_hdr()->counters.retried), 1);
+	assert_int_equal(load_relaxed(&jobq__hdr()->counters.failed), 1);
+	assert_int_equal(load_relaxed(&jobq__hdr()->counters.retried), 1);
 }
 
 /* A dying worker fails its running jobs; the last attempt ends dead. */
@@ -482,12 +482,12 @@ static void test_worker_death(void **state)
 	   (struct jobq_sqe){ .op = JOBQ_OP_W_RESERVE, .arg0 = 1 });
 	jobq__jobs_drop_client(&clients[1]);
 	assert_int_equal(state_of(id), JOBQ_JS_DEAD);
-	it = jq_ptr(J(lookup(id))->result);
+	it = jobq__ptr(job_rec(lookup(id))->result);
 	assert_int_equal(it->len, strlen("worker died"));
 	assert_memory_equal(it + 1, "worker died", it->len);
 	assert_int_equal(jobq__m.st.types[0].workers, 0);
 	assert_int_equal(jobq__m.st.workers[1].in_use, 0);
-	assert_int_equal(load_relaxed(&jq_hdr()->counters.dead), 1);
+	assert_int_equal(load_relaxed(&jobq__hdr()->counters.dead), 1);
 }
 
 static void test_cancel_retry_kick(void **state)
@@ -529,7 +529,7 @@ static void test_cancel_retry_kick(void **state)
 			    (struct jobq_sqe){ .op = JOBQ_OP_JOB_KICK }),
 			 1);
 	assert_int_equal(state_of(2), JOBQ_JS_READY);
-	assert_int_equal(J(lookup(2))->attempts, 0);
+	assert_int_equal(job_rec(lookup(2))->attempts, 0);
 	assert_int_equal(op(jobq__op_job_cancel, 0,
 			    (struct jobq_sqe){ .arg0 = 99 }),
 			 -ENOENT);
@@ -554,7 +554,7 @@ static void test_after_and_unique(void **state)
 	op(jobq__op_job_cancel, 0, (struct jobq_sqe){ .arg0 = ida });
 	assert_int_equal(state_of(idb), JOBQ_JS_DEAD);
 	assert_int_equal(state_of(idc), JOBQ_JS_DEAD);
-	it = jq_ptr(J(lookup(idc))->result);
+	it = jobq__ptr(job_rec(lookup(idc))->result);
 	assert_memory_equal(it + 1, "dependency 2 failed", it->len);
 
 	/* A dependency that succeeds releases its dependent. */
@@ -579,7 +579,7 @@ static void test_after_and_unique(void **state)
 /* The index stays exact and short under many inserts and deletes. */
 static void test_index(void **state)
 {
-	uint32_t slots = jq_hdr()->jobidx_slots, live = 0, tombs = 0;
+	uint32_t slots = jobq__hdr()->jobidx_slots, live = 0, tombs = 0;
 	static uint8_t in[200001];
 
 	(void)state;
@@ -606,7 +606,7 @@ static void test_index(void **state)
 	}
 	assert_true(live <= 4000);
 	assert_true(tombs <= slots / 8);
-	assert_int_equal(tombs, S.tombs);
+	assert_int_equal(tombs, jobs.tombs);
 }
 
 int main(void)
