@@ -28,9 +28,9 @@ extern "C" {
 
 #define JOBQ_API __attribute__((visibility("default")))
 
-#define JOBQ_VERSION_MAJOR 0
-#define JOBQ_VERSION_MINOR 1
-#define JOBQ_VERSION_PATCH 0
+#define JOBQ_VERSION_MAJOR  0
+#define JOBQ_VERSION_MINOR  1
+#define JOBQ_VERSION_PATCH  0
 #define JOBQ_VERSION_STRING "0.1.0"
 
 typedef struct jobq jobq_t;
@@ -41,14 +41,19 @@ struct json_t; /* jansson */
  */
 enum {
 	JOBQ_EBASE = -10000,
-	JOBQ_ENOMANAGER = -10001, /* no manager answers in the instance directory */
-	JOBQ_EVERSION = -10002,	  /* client and manager speak different layouts */
-	JOBQ_EMISMATCH = -10003,  /* compare-and-swap: the value was not the expected one */
-	JOBQ_EKIND = -10004,	  /* a lock of that name exists with another kind */
-	JOBQ_ENOTNUM = -10005,	  /* increment of a value that is not a decimal integer */
-	JOBQ_ECLOSED = -10006,	  /* the manager went away or dropped this client */
-	JOBQ_EFULL = -10007,	  /* the store has no room (jobqd --memory) */
-	JOBQ_ELIMIT = -10008,	  /* a table is full: queues, locks, keys or clients */
+	JOBQ_ENOMANAGER =
+	    -10001, /* no manager answers in the instance directory */
+	JOBQ_EVERSION = -10002, /* client and manager speak different layouts */
+	JOBQ_EMISMATCH =
+	    -10003, /* compare-and-swap: the value was not the expected one */
+	JOBQ_EKIND = -10004, /* a lock of that name exists with another kind */
+	JOBQ_ENOTNUM =
+	    -10005, /* increment of a value that is not a decimal integer */
+	JOBQ_ECLOSED =
+	    -10006,	     /* the manager went away or dropped this client */
+	JOBQ_EFULL = -10007, /* the store has no room (jobqd --memory) */
+	JOBQ_ELIMIT =
+	    -10008, /* a table is full: queues, locks, keys or clients */
 	JOBQ_EJOBFAILED = -10009, /* the job ended dead: its attempts failed */
 	JOBQ_ELAST = -10010,
 };
@@ -75,7 +80,8 @@ typedef struct jobq_obj {
 	uint32_t type;	/* enum jobq_type or a user type */
 	uint32_t flags; /* reserved, 0 */
 	size_t len;
-	void *data;	/* malloc'd by the library; NUL-terminated one byte past len */
+	void *data; /* malloc'd by the library; NUL-terminated one byte past len
+		     */
 } jobq_obj_t;
 
 /* jobq_obj_free - free obj->data and clear the object. NULL is fine. */
@@ -204,8 +210,8 @@ JOBQ_API int jobq_put_json(jobq_t *q, const char *queue,
  * Returns how many were put (they are the first ones, in order), or -errno
  * when none was.
  */
-JOBQ_API int jobq_put_many(jobq_t *q, const char *queue,
-			   const jobq_obj_t *objs, size_t n, double timeout);
+JOBQ_API int jobq_put_many(jobq_t *q, const char *queue, const jobq_obj_t *objs,
+			   size_t n, double timeout);
 
 /*
  * jobq_get - take the oldest object off @queue into *out (free it with
@@ -216,8 +222,8 @@ JOBQ_API int jobq_get(jobq_t *q, const char *queue, jobq_obj_t *out,
 
 /* jobq_get_json - jobq_get() and parse; -EINVAL when it is not JSON (the
  * object is consumed all the same). */
-JOBQ_API int jobq_get_json(jobq_t *q, const char *queue,
-			   struct json_t **out, double timeout);
+JOBQ_API int jobq_get_json(jobq_t *q, const char *queue, struct json_t **out,
+			   double timeout);
 
 /*
  * jobq_get_many - take up to @max objects: waits (per @timeout) for the
@@ -306,8 +312,7 @@ JOBQ_API int jobq_kv_del(jobq_t *q, const char *key);
  * Returns 0, JOBQ_ENOTNUM when the value is not a decimal integer,
  * -ERANGE on overflow.
  */
-JOBQ_API int jobq_kv_incr(jobq_t *q, const char *key, int64_t by,
-			  int64_t *out);
+JOBQ_API int jobq_kv_incr(jobq_t *q, const char *key, int64_t by, int64_t *out);
 
 /*
  * jobq_kv_cas - set @key to the new value only if its current value is
@@ -324,8 +329,7 @@ JOBQ_API int jobq_kv_cas(jobq_t *q, const char *key, const void *expect,
  * key and value are valid during the call only. A non-zero return from
  * @cb stops the walk and is returned.
  */
-typedef int (*jobq_kv_cb)(const char *key, const jobq_obj_t *value,
-			  void *arg);
+typedef int (*jobq_kv_cb)(const char *key, const jobq_obj_t *value, void *arg);
 JOBQ_API int jobq_kv_list(jobq_t *q, const char *prefix, jobq_kv_cb cb,
 			  void *arg);
 
@@ -380,9 +384,9 @@ JOBQ_API int jobq_event_wait(jobq_t *q, const char *name, double timeout);
 /* What `jobq locks` shows; read from the store without a round trip. */
 struct jobq_lock_info {
 	char name[64];
-	int kind;		/* enum jobq_lock_kind */
-	unsigned limit;		/* semaphore value, else 1 */
-	unsigned held;		/* units held (RLock: depth) */
+	int kind;	/* enum jobq_lock_kind */
+	unsigned limit; /* semaphore value, else 1 */
+	unsigned held;	/* units held (RLock: depth) */
 	unsigned waiters;
 	pid_t holder;		/* a holder's pid, 0 when free */
 	int is_set;		/* events */
@@ -441,15 +445,15 @@ JOBQ_API const char *jobq_job_state_name(int state);
 
 /* Submit options; a zeroed struct (or NULL) means the defaults. */
 struct jobq_submit_opts {
-	const char *queue;	/* NULL: "default" */
-	int priority;		/* higher runs first; default 0 */
-	double delay;		/* seconds before it becomes ready */
-	double timeout;		/* the lease in seconds; 0: 300 */
-	int retries;		/* attempts after the first; < 0: none; 0: 3 */
-	int no_retry;		/* set: exactly one attempt */
-	const char *unique;	/* a live job with this key is returned instead */
-	const uint64_t *after;	/* run only after these succeeded */
-	size_t nafter;		/* at most 64 */
+	const char *queue;  /* NULL: "default" */
+	int priority;	    /* higher runs first; default 0 */
+	double delay;	    /* seconds before it becomes ready */
+	double timeout;	    /* the lease in seconds; 0: 300 */
+	int retries;	    /* attempts after the first; < 0: none; 0: 3 */
+	int no_retry;	    /* set: exactly one attempt */
+	const char *unique; /* a live job with this key is returned instead */
+	const uint64_t *after; /* run only after these succeeded */
+	size_t nafter;	       /* at most 64 */
 };
 
 /*
@@ -466,7 +470,8 @@ JOBQ_API int jobq_submit(jobq_t *q, const char *type, uint32_t args_type,
 /* jobq_submit_json - jobq_submit() with a JSON value as args. */
 JOBQ_API int jobq_submit_json(jobq_t *q, const char *type,
 			      const struct json_t *args,
-			      const struct jobq_submit_opts *opts, uint64_t *id);
+			      const struct jobq_submit_opts *opts,
+			      uint64_t *id);
 
 /*
  * jobq_submit_many - submit @n jobs of one type in one batch (one wake-up),
@@ -553,14 +558,15 @@ struct jobq_job_info {
 	uint64_t id;
 	char type[48];
 	char queue[64];
-	int state;		/* enum jobq_job_state */
+	int state; /* enum jobq_job_state */
 	int priority;
 	unsigned attempts, max_attempts;
-	pid_t worker;		/* who runs it or ran it last, 0: nobody */
-	double progress;	/* percent */
-	uint64_t created_ns, started_ns, finished_ns, run_at_ns; /* REALTIME, 0: not yet */
-	double lease;		/* seconds */
-	int type_has_worker;	/* a live worker serves this type */
+	pid_t worker;	 /* who runs it or ran it last, 0: nobody */
+	double progress; /* percent */
+	uint64_t created_ns, started_ns, finished_ns,
+	    run_at_ns;	     /* REALTIME, 0: not yet */
+	double lease;	     /* seconds */
+	int type_has_worker; /* a live worker serves this type */
 };
 
 JOBQ_API int jobq_job_info(jobq_t *q, uint64_t id, struct jobq_job_info *out);
@@ -585,8 +591,7 @@ struct jobq_worker_info {
 	int supervised, daemon;
 };
 
-JOBQ_API int jobq_workers(jobq_t *q, struct jobq_worker_info **out,
-			  size_t *n);
+JOBQ_API int jobq_workers(jobq_t *q, struct jobq_worker_info **out, size_t *n);
 
 /* ------------------------------------------------------------------------
  * Workers: register a handler per job type, then run.
@@ -603,8 +608,8 @@ typedef struct jobq_job jobq_job_t;
 typedef int (*jobq_handler)(jobq_job_t *job, void *arg);
 
 struct jobq_worker_opts {
-	unsigned concurrency;	/* jobs at once; 0: 1 */
-	int daemon;		/* dies with the manager */
+	unsigned concurrency; /* jobs at once; 0: 1 */
+	int daemon;	      /* dies with the manager */
 };
 
 /* jobq_worker_new - a worker over handle @q (which it does not own). */
@@ -631,12 +636,12 @@ JOBQ_API uint64_t jobq_job_id(const jobq_job_t *job);
 JOBQ_API const char *jobq_job_type(const jobq_job_t *job);
 JOBQ_API const jobq_obj_t *jobq_job_args(const jobq_job_t *job);
 JOBQ_API unsigned jobq_job_attempt(const jobq_job_t *job);
-JOBQ_API int jobq_job_succeed(jobq_job_t *job, uint32_t type,
-			      const void *data, size_t len);
+JOBQ_API int jobq_job_succeed(jobq_job_t *job, uint32_t type, const void *data,
+			      size_t len);
 /* jobq_job_fail - record the error text (a retry follows unless @final).
  * Returns -EIO, so a handler can end with `return jobq_job_fail(...)`. */
 JOBQ_API int jobq_job_fail(jobq_job_t *job, int final, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 JOBQ_API int jobq_job_progress(jobq_job_t *job, double percent,
 			       const char *msg);
 JOBQ_API int jobq_job_extend(jobq_job_t *job, double seconds);

@@ -36,7 +36,8 @@ static inline bool jobq__list_empty(const struct jobq__list *l)
 	return l->next == l;
 }
 
-static inline void jobq__list_add_tail(struct jobq__list *n, struct jobq__list *head)
+static inline void jobq__list_add_tail(struct jobq__list *n,
+				       struct jobq__list *head)
 {
 	n->prev = head->prev;
 	n->next = head;
@@ -52,8 +53,8 @@ static inline void jobq__list_del(struct jobq__list *n)
 	n->next = n->prev = n;
 }
 
-#define jobq__entry(p, type, member) \
-	((type *)((char *)(p) - offsetof(type, member)))
+#define jobq__entry(p, type, member)                                           \
+	((type *)((char *)(p)-offsetof(type, member)))
 
 /* ------------------------------------------------------------------------
  * Options (main.c fills them, everyone reads them).
@@ -63,7 +64,7 @@ struct jobq__opts {
 	uint64_t memory;
 	uint64_t max_object;
 	uint32_t max_clients;
-	const char *group;	/* NULL: no --group */
+	const char *group; /* NULL: no --group */
 	gid_t gid;
 	bool daemon;
 	const char *log;
@@ -72,19 +73,19 @@ struct jobq__opts {
 	uint32_t max_jobs;	/* 0: memory / 1024 */
 	uint64_t keep_ns;	/* --keep: how long finished jobs stay */
 	uint32_t workers;	/* --workers N: built-in worker processes */
-	bool workers_nondaemon;	/* --workers-nondaemon */
+	bool workers_nondaemon; /* --workers-nondaemon */
 	uint32_t worker_concurrency; /* --worker-concurrency: 0 = 1 */
-	const char **worker_cmds; /* --worker CMD, each run by sh -c */
+	const char **worker_cmds;    /* --worker CMD, each run by sh -c */
 	uint32_t nworker_cmds;
-	uint64_t grace_ns;	/* --grace: shutdown drain period */
+	uint64_t grace_ns; /* --grace: shutdown drain period */
 };
 
 /* ------------------------------------------------------------------------
  * The store (store.c).
  */
 struct jobq__store {
-	int fd;			/* the memfd, read-write */
-	int ro_fd;		/* a read-only reopening, sent to clients */
+	int fd;	   /* the memfd, read-write */
+	int ro_fd; /* a read-only reopening, sent to clients */
 	uint8_t *base;
 	uint64_t size;
 	struct jobq_store_hdr *hdr;
@@ -92,11 +93,11 @@ struct jobq__store {
 	struct jobq_lock_rec *locks;
 	struct jobq_kv_slot *kv;
 	struct jobq__heap *heap;
-	struct jobq_job_rec *jobs;	/* [hdr->max_jobs] */
-	_Atomic uint64_t *jobidx;	/* [hdr->jobidx_slots] */
-	struct jobq_type_rec *types;	/* [hdr->max_types] */
+	struct jobq_job_rec *jobs;	 /* [hdr->max_jobs] */
+	_Atomic uint64_t *jobidx;	 /* [hdr->jobidx_slots] */
+	struct jobq_type_rec *types;	 /* [hdr->max_types] */
 	struct jobq_worker_rec *workers; /* [max_clients], by client slot */
-	bool freed;		/* heap space was given back since last look */
+	bool freed; /* heap space was given back since last look */
 };
 
 /* ------------------------------------------------------------------------
@@ -108,11 +109,11 @@ enum jobq__wait_kind {
 	JOBQ__W_GET,
 	JOBQ__W_PUT,
 	JOBQ__W_JOIN,
-	JOBQ__W_LOCK,	/* L_ACQUIRE and L_MANY */
+	JOBQ__W_LOCK, /* L_ACQUIRE and L_MANY */
 	JOBQ__W_EVENT,
-	JOBQ__W_JOB,	/* JOB_WAIT (jobs.c) */
-	JOBQ__W_RESERVE,	/* W_RESERVE (jobs.c) */
-	JOBQ__W_TIMER,	/* a module's own timer, never a client's request */
+	JOBQ__W_JOB,	 /* JOB_WAIT (jobs.c) */
+	JOBQ__W_RESERVE, /* W_RESERVE (jobs.c) */
+	JOBQ__W_TIMER,	 /* a module's own timer, never a client's request */
 };
 
 #define JOBQ__MANY_MAX 64
@@ -120,14 +121,15 @@ enum jobq__wait_kind {
 struct jobq__client;
 
 struct jobq__waiter {
-	struct jobq__list cnode;	/* on the client's waiters */
-	struct jobq__list onode;	/* on the queue's, lock table's or event's list */
+	struct jobq__list cnode; /* on the client's waiters */
+	struct jobq__list
+	    onode; /* on the queue's, lock table's or event's list */
 	struct jobq__client *c;
-	struct jobq_sqe sqe;	/* the request, copied once and validated */
-	uint64_t deadline;	/* CLOCK_MONOTONIC ns; 0: none */
-	int64_t tidx;		/* index in the timer heap, -1: none */
-	int kind;		/* enum jobq__wait_kind */
-	uint32_t nids;		/* locks waited for (sorted, no duplicates) */
+	struct jobq_sqe sqe; /* the request, copied once and validated */
+	uint64_t deadline;   /* CLOCK_MONOTONIC ns; 0: none */
+	int64_t tidx;	     /* index in the timer heap, -1: none */
+	int kind;	     /* enum jobq__wait_kind */
+	uint32_t nids;	     /* locks waited for (sorted, no duplicates) */
 	uint32_t ids[JOBQ__MANY_MAX];
 };
 
@@ -136,23 +138,23 @@ struct jobq__waiter {
  */
 enum jobq__client_state {
 	JOBQ__C_FREE = 0,
-	JOBQ__C_HELLO,	/* accepted, waiting for struct jobq_hello */
+	JOBQ__C_HELLO, /* accepted, waiting for struct jobq_hello */
 	JOBQ__C_LIVE,
-	JOBQ__C_DEAD,	/* gone; the slot waits for its io_uring requests */
+	JOBQ__C_DEAD, /* gone; the slot waits for its io_uring requests */
 };
 
 /* An object handed out by a get and not yet acknowledged (cq head past). */
 struct jobq__handed {
-	uint64_t item;		/* store offset of struct jobq_item */
+	uint64_t item; /* store offset of struct jobq_item */
 	uint32_t qid;
-	uint32_t pos;		/* cq position of its completion */
+	uint32_t pos; /* cq position of its completion */
 };
 
 struct jobq__client {
 	uint32_t slot;
-	uint32_t gen;		/* bumped when the slot is freed */
-	int state;		/* enum jobq__client_state */
-	uint32_t inflight;	/* io_uring requests that name this slot */
+	uint32_t gen;	   /* bumped when the slot is freed */
+	int state;	   /* enum jobq__client_state */
+	uint32_t inflight; /* io_uring requests that name this slot */
 	int sock, pidfd, sq_efd, cq_efd, region_fd;
 	pid_t pid;
 	uid_t uid;
@@ -167,21 +169,21 @@ struct jobq__client {
 	uint64_t arena_off, arena_size;
 	uint32_t sq_entries, cq_entries;
 
-	uint32_t sq_head;	/* ours: what we have consumed */
-	uint32_t cq_tail;	/* ours: what we have published */
-	uint32_t cq_gen;	/* completions made: cq_tail + overflow */
+	uint32_t sq_head; /* ours: what we have consumed */
+	uint32_t cq_tail; /* ours: what we have published */
+	uint32_t cq_gen;  /* completions made: cq_tail + overflow */
 
 	struct jobq__list waiters;
 	struct jobq__handed *handed; /* FIFO in [hhead, hhead + nhanded) */
 	uint32_t hhead, nhanded, hcap;
-	struct jobq_cqe *ovf;	/* completions waiting for cq room, FIFO */
+	struct jobq_cqe *ovf; /* completions waiting for cq room, FIFO */
 	uint32_t ohead, novf, ocap;
 
-	bool wake;		/* on the wake list this turn */
-	bool broken;		/* to be dropped at the end of the turn */
-	bool live_link;		/* on the live list */
-	struct jobq__list lnode;	/* on the live list */
-	struct jobq__list wnode;	/* on the wake list */
+	bool wake;		 /* on the wake list this turn */
+	bool broken;		 /* to be dropped at the end of the turn */
+	bool live_link;		 /* on the live list */
+	struct jobq__list lnode; /* on the live list */
+	struct jobq__list wnode; /* on the wake list */
 
 	/* Buffers io_uring writes into. */
 	uint64_t efd_buf;
@@ -195,7 +197,7 @@ struct jobq__client {
 struct jobq__mgr {
 	struct jobq__opts o;
 	struct jobq__store st;
-	struct jobq__client *clients;	/* [o.max_clients] */
+	struct jobq__client *clients; /* [o.max_clients] */
 	uint32_t nlive;
 	bool stopping;
 	bool stop_now;
@@ -220,8 +222,8 @@ static inline struct jobq_store_hdr *jobq__hdr(void)
 	return jobq__m.st.hdr;
 }
 
-#define jobq__count(field) \
-	store_relaxed(&jobq__hdr()->counters.field, \
+#define jobq__count(field)                                                     \
+	store_relaxed(&jobq__hdr()->counters.field,                            \
 		      load_relaxed(&jobq__hdr()->counters.field) + 1)
 
 /* loop.c: the event loop. @lfd listens, @sfd is a signalfd for SIGTERM,
@@ -236,7 +238,7 @@ int jobq__bad(int err);
 
 /* main.c: log a line (level 0 always, 1 with --verbose). */
 void jobq__log(int level, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 /* store.c */
 int jobq__store_create(const struct jobq__opts *o, char *err, size_t errlen);
@@ -257,7 +259,8 @@ void jobq__hand(struct jobq__client *c, uint64_t user_data, uint32_t qid,
  * *err set: JOBQ_ECLOSED while shutting down, -ENOMEM.
  */
 struct jobq__waiter *jobq__wait_new(struct jobq__client *c,
-				 const struct jobq_sqe *s, int kind, int *err);
+				    const struct jobq_sqe *s, int kind,
+				    int *err);
 /* Completes @w with a result, unlinks it everywhere and frees it. */
 void jobq__wait_done(struct jobq__waiter *w, int32_t res, uint64_t val);
 /* Unlinks and frees @w without a completion (its client is gone). */

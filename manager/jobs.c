@@ -38,29 +38,29 @@
 
 #include "jobqd.h"
 
-#define NONE UINT32_MAX
-#define NSEC JOBQ__NSEC_PER_SEC
-#define JOBQ__CANCEL_GRACE_NS (5 * NSEC)
-#define JOBQ__BACKOFF_MAX_NS (300 * NSEC)
+#define NONE		       UINT32_MAX
+#define NSEC		       JOBQ__NSEC_PER_SEC
+#define JOBQ__CANCEL_GRACE_NS  (5 * NSEC)
+#define JOBQ__BACKOFF_MAX_NS   (300 * NSEC)
 #define JOBQ__WORKER_TYPES_MAX 64
-#define JOBQ__WORKER_CAP_MAX 4096
-#define JOBQ__NOTE_MAX 1024
-#define JOBQ__WAIT_BUCKETS 1024u	/* JOB_WAIT waiters, hashed by job id */
-#define IDX_TOMB UINT64_MAX
-#define AUX_WAITED (1u << 31)	/* a JOB_WAIT waiter may be parked on it */
-#define AUX_DEPS 0x7fu		/* unfinished dependencies (WAITING), <= 64 */
+#define JOBQ__WORKER_CAP_MAX   4096
+#define JOBQ__NOTE_MAX	       1024
+#define JOBQ__WAIT_BUCKETS     1024u /* JOB_WAIT waiters, hashed by job id */
+#define IDX_TOMB	       UINT64_MAX
+#define AUX_WAITED	       (1u << 31) /* a JOB_WAIT waiter may be parked on it */
+#define AUX_DEPS	       0x7fu /* unfinished dependencies (WAITING), <= 64 */
 /* The low 24 bits of the unique key's hash (JOBQ_JF_UNIQUE): all that its
  * bucket needs, as the key table has at most 2^24 buckets (ch_grow). */
 #define AUX_UKH_SHIFT 7
-#define AUX_UKH (0xffffffu << AUX_UKH_SHIFT)
+#define AUX_UKH	      (0xffffffu << AUX_UKH_SHIFT)
 
 /* Manager-private data of one job record: 16 bytes, paid by every record
  * in use, so fields share a word where their ranges allow. */
 struct jpriv {
-	uint32_t pos;		/* index in its lane or in the timer heap */
-	uint32_t prev, next;	/* free, running or finished list, or the
-				 * run of its lane while READY */
-	uint32_t aux;		/* AUX_* */
+	uint32_t pos;	     /* index in its lane or in the timer heap */
+	uint32_t prev, next; /* free, running or finished list, or the
+			      * run of its lane while READY */
+	uint32_t aux;	     /* AUX_* */
 };
 
 _Static_assert(64 <= AUX_DEPS, "a job waits for at most 64 others");
@@ -78,23 +78,23 @@ _Static_assert((AUX_UKH & (AUX_WAITED | AUX_DEPS)) == 0, "aux fields overlap");
  * priorities, retries) pay for the heap.
  */
 struct lane {
-	uint32_t *h;		/* the heap of record numbers, h[0..cap) */
-	uint32_t hn, cap;	/* heap entries, heap capacity */
-	uint32_t n;		/* ready jobs: heap + run entries */
-	uint32_t rhead, rtail;	/* the run's first and last, NONE: empty */
+	uint32_t *h;	       /* the heap of record numbers, h[0..cap) */
+	uint32_t hn, cap;      /* heap entries, heap capacity */
+	uint32_t n;	       /* ready jobs: heap + run entries */
+	uint32_t rhead, rtail; /* the run's first and last, NONE: empty */
 	/* The key of the entry pushed last to the run (it may have left
 	 * since; every entry still in the run is at least as good). */
 	int32_t fback_prio;
 	uint64_t fback_id;
 	uint32_t type, queue;
-	struct lane *next;	/* the type's next lane */
+	struct lane *next; /* the type's next lane */
 };
 
 /* priv[].pos of a run entry (a heap entry's pos is its index, far below). */
 #define LANE_RUN 0x80000000u
 
 struct tent {
-	uint64_t at;		/* CLOCK_MONOTONIC ns */
+	uint64_t at; /* CLOCK_MONOTONIC ns */
 	uint32_t rec;
 	uint32_t pad;
 };
@@ -103,7 +103,7 @@ struct jworker {
 	bool reg, stopping;
 	uint32_t flags, capacity, running, ntypes;
 	uint16_t types[JOBQ__WORKER_TYPES_MAX];
-	uint32_t run_head;	/* running jobs, linked through priv[].prev/next */
+	uint32_t run_head; /* running jobs, linked through priv[].prev/next */
 	struct jobq__waiter *reserve; /* its parked W_RESERVE */
 };
 
@@ -130,25 +130,25 @@ struct chash {
 static struct {
 	struct jpriv *priv;
 	uint32_t max_jobs, hwm, free_head;
-	uint32_t fin_head, fin_tail;	/* finished, oldest first */
-	struct lane **lanes;		/* [max_types]: each type's lanes */
-	uint16_t *type_hash;		/* type id + 1, open addressing */
+	uint32_t fin_head, fin_tail; /* finished, oldest first */
+	struct lane **lanes;	     /* [max_types]: each type's lanes */
+	uint16_t *type_hash;	     /* type id + 1, open addressing */
 	uint32_t type_hash_mask;
 	struct tent *tq;
 	uint32_t tqn, tqcap;
-	uint64_t armed;			/* deadline given to the loop */
-	struct jworker *W;		/* [max_clients] by client slot */
-	struct jobq__list reservers;	/* parked W_RESERVE, oldest first */
+	uint64_t armed;		     /* deadline given to the loop */
+	struct jworker *W;	     /* [max_clients] by client slot */
+	struct jobq__list reservers; /* parked W_RESERVE, oldest first */
 	struct jobq__list waits[JOBQ__WAIT_BUCKETS];
 	struct chash uq, deps;
-	uint64_t *finq;			/* ids that became final, for deps */
+	uint64_t *finq; /* ids that became final, for deps */
 	uint8_t *finq_state;
 	uint32_t finq_n, finq_cap;
 	bool need_serve;
 	uint64_t rng;
-	uint32_t tombs;			/* tombstones in the job index */
-	uint32_t tombs_kept;		/* tombstones the last sweep kept */
-	uint64_t keep_id, keep_at;	/* oldest finished job, its expiry */
+	uint32_t tombs;		   /* tombstones in the job index */
+	uint32_t tombs_kept;	   /* tombstones the last sweep kept */
+	uint64_t keep_id, keep_at; /* oldest finished job, its expiry */
 } jobs;
 
 /* ------------------------------------------------------------------------
@@ -449,7 +449,8 @@ static uint32_t dep_hash_of(void *p)
 static struct uq *uq_find(const char *key, uint32_t len, uint32_t hash)
 {
 	for (struct uq *u = jobs.uq.b[hash & jobs.uq.mask]; u; u = u->next)
-		if (u->hash == hash && u->len == len && !memcmp(u->key, key, len))
+		if (u->hash == hash && u->len == len &&
+		    !memcmp(u->key, key, len))
 			return u;
 	return NULL;
 }
@@ -638,7 +639,7 @@ static int timer_set(uint32_t r, uint64_t at)
 		jobs.tq = n;
 		jobs.tqcap = ncap;
 	}
-	jobs.tq[jobs.tqn] = (struct tent){ .at = at, .rec = r };
+	jobs.tq[jobs.tqn] = (struct tent){.at = at, .rec = r};
 	jobs.priv[r].pos = jobs.tqn++;
 	tq_up(jobs.tqn - 1);
 	return 0;
@@ -789,8 +790,9 @@ static bool lane_has(const struct lane *l, uint32_t r)
 	if (pos == LANE_RUN) {
 		uint32_t p = jobs.priv[r].prev;
 
-		return p == NONE ? l->rhead == r :
-				   jobs.priv[p].next == r && jobs.priv[p].pos == LANE_RUN;
+		return p == NONE ? l->rhead == r
+				 : jobs.priv[p].next == r &&
+				       jobs.priv[p].pos == LANE_RUN;
 	}
 	return pos < l->hn && l->h[pos] == r;
 }
@@ -892,13 +894,13 @@ static void finalize(uint32_t r)
 	}
 	list_add_tail(&jobs.fin_head, &jobs.fin_tail, r);
 	if (jobs.priv[r].aux & AUX_WAITED) {
-		struct jobq__list *b = &jobs.waits[jobq__job_hash(id) %
-					     JOBQ__WAIT_BUCKETS];
+		struct jobq__list *b =
+		    &jobs.waits[jobq__job_hash(id) % JOBQ__WAIT_BUCKETS];
 
 		jobs.priv[r].aux &= ~AUX_WAITED;
 		for (struct jobq__list *p = b->next, *nx; p != b; p = nx) {
-			struct jobq__waiter *w = jobq__entry(p, struct jobq__waiter,
-						       onode);
+			struct jobq__waiter *w =
+			    jobq__entry(p, struct jobq__waiter, onode);
 
 			nx = p->next;
 			if (w->sqe.arg0 == id)
@@ -916,8 +918,10 @@ static void finalize(uint32_t r)
 			if (b)
 				jobs.finq_state = b;
 			if (!a || !b) {
-				jobq__log(0, "job %llu: out of memory for its "
-					  "dependents", (unsigned long long)id);
+				jobq__log(0,
+					  "job %llu: out of memory for its "
+					  "dependents",
+					  (unsigned long long)id);
 				return;
 			}
 			jobs.finq_cap = ncap;
@@ -1051,10 +1055,11 @@ static void free_record(uint32_t r)
 	j->args = j->result = j->note = 0;
 	j->args_len = j->args_type = 0;
 	seq_write_end(&j->seq);
-	jobs.priv[r] = (struct jpriv){ .pos = NONE, .prev = NONE,
-				 .next = jobs.free_head };
+	jobs.priv[r] =
+	    (struct jpriv){.pos = NONE, .prev = NONE, .next = jobs.free_head};
 	jobs.free_head = r;
-	store_relaxed(&jobq__hdr()->njobs, load_relaxed(&jobq__hdr()->njobs) - 1);
+	store_relaxed(&jobq__hdr()->njobs,
+		      load_relaxed(&jobq__hdr()->njobs) - 1);
 }
 
 /* A free record, evicting the oldest finished job when the table is
@@ -1071,7 +1076,7 @@ static uint32_t record_new(void)
 	} else {
 		r = jobs.hwm++;
 	}
-	jobs.priv[r] = (struct jpriv){ .pos = NONE, .prev = NONE, .next = NONE };
+	jobs.priv[r] = (struct jpriv){.pos = NONE, .prev = NONE, .next = NONE};
 	return r;
 }
 
@@ -1164,7 +1169,8 @@ static void serve(void)
 	struct jobq__list *p, *nx;
 
 	for (p = jobs.reservers.next; p != &jobs.reservers; p = nx) {
-		struct jobq__waiter *w = jobq__entry(p, struct jobq__waiter, onode);
+		struct jobq__waiter *w =
+		    jobq__entry(p, struct jobq__waiter, onode);
 
 		nx = p->next;
 		if (give(w->c, w->sqe.user_data, w->sqe.arg0 ? w->sqe.arg0 : 1))
@@ -1189,8 +1195,8 @@ static void settle_deps(void)
 	for (uint32_t k = 0; k < jobs.finq_n; k++) {
 		uint64_t id = jobs.finq[k];
 		unsigned st = jobs.finq_state[k];
-		struct dep **pp = (struct dep **)&jobs.deps.b[dep_hash(id) &
-							   jobs.deps.mask];
+		struct dep **pp =
+		    (struct dep **)&jobs.deps.b[dep_hash(id) & jobs.deps.mask];
 
 		while (*pp) {
 			struct dep *d = *pp;
@@ -1237,8 +1243,8 @@ static uint64_t next_deadline(void)
 			uint64_t real = clk_real();
 
 			jobs.keep_id = job_rec(jobs.fin_head)->id;
-			jobs.keep_at = clk_mono() +
-				    (exp > real ? exp - real : 0);
+			jobs.keep_at =
+			    clk_mono() + (exp > real ? exp - real : 0);
 		}
 		if (!at || jobs.keep_at < at)
 			at = jobs.keep_at;
@@ -1289,7 +1295,8 @@ void jobq__jobs_timer(void)
 		case JOBQ_JS_RUNNING:
 			if (j->flags & JOBQ_JF_CANCELLING) {
 				/* The worker ignored the cancel. */
-				jobq__log(0, "job %llu: worker pid %d did not "
+				jobq__log(0,
+					  "job %llu: worker pid %d did not "
 					  "stop within 5 s of the cancel; "
 					  "killing it",
 					  (unsigned long long)j->id,
@@ -1307,7 +1314,8 @@ void jobq__jobs_timer(void)
 		}
 	}
 	while (jobs.fin_head != NONE &&
-	       job_rec(jobs.fin_head)->finished_ns + jobq__hdr()->keep_ns <= real)
+	       job_rec(jobs.fin_head)->finished_ns + jobq__hdr()->keep_ns <=
+		   real)
 		free_record(jobs.fin_head);
 	settle();
 }
@@ -1377,8 +1385,8 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 		return jobq__bad(-EINVAL);
 	memcpy(&wv, a, sizeof(wv));
 	if (wv.type_len < 1 || wv.type_len > JOBQ_TYPE_MAX ||
-	    wv.unique_len > JOBQ_KEY_MAX || wv.nafter > 64 ||
-	    wv.delay_ns < 0 || wv.lease_ns <= 0 || wv.max_attempts < 1 ||
+	    wv.unique_len > JOBQ_KEY_MAX || wv.nafter > 64 || wv.delay_ns < 0 ||
+	    wv.lease_ns <= 0 || wv.max_attempts < 1 ||
 	    wv.max_attempts > UINT16_MAX || wv.flags)
 		return jobq__bad(-EINVAL);
 	/* The ids are 8-byte aligned; without ids there is no padding. */
@@ -1399,11 +1407,12 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 	memcpy(key, a + sizeof(wv) + wv.type_len, wv.unique_len);
 	key[wv.unique_len] = '\0';
 	if (wv.unique_len) {
-		struct uq *u = uq_find(key, wv.unique_len,
-				       jobq__hash(key, wv.unique_len));
+		struct uq *u =
+		    uq_find(key, wv.unique_len, jobq__hash(key, wv.unique_len));
 
 		if (u) {
-			jobq__post(c, s->user_data, 1, 0, job_rec(u->rec)->id, 0, 0);
+			jobq__post(c, s->user_data, 1, 0, job_rec(u->rec)->id,
+				   0, 0);
 			return JOBQ__NOREPLY;
 		}
 	}
@@ -1467,7 +1476,8 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 	set_state(j, JOBQ_JS_WAITING);
 	seq_write_end(&j->seq);
 	idx_insert(id, r);
-	store_relaxed(&jobq__hdr()->njobs, load_relaxed(&jobq__hdr()->njobs) + 1);
+	store_relaxed(&jobq__hdr()->njobs,
+		      load_relaxed(&jobq__hdr()->njobs) + 1);
 	jobq__count(submitted);
 
 	if (wv.unique_len) {
@@ -1481,7 +1491,8 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 			u->next = jobs.uq.b[u->hash & jobs.uq.mask];
 			jobs.uq.b[u->hash & jobs.uq.mask] = u;
 			jobs.uq.n++;
-			jobs.priv[r].aux |= (u->hash << AUX_UKH_SHIFT) & AUX_UKH;
+			jobs.priv[r].aux |=
+			    (u->hash << AUX_UKH_SHIFT) & AUX_UKH;
 			ch_grow(&jobs.uq, uq_hash_of);
 		} else {
 			seq_write_begin(&j->seq);
@@ -1511,7 +1522,8 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 			dp->dep = after[i];
 			dp->waiter = id;
 			dp->wrec = r;
-			dp->next = jobs.deps.b[dep_hash(after[i]) & jobs.deps.mask];
+			dp->next =
+			    jobs.deps.b[dep_hash(after[i]) & jobs.deps.mask];
 			jobs.deps.b[dep_hash(after[i]) & jobs.deps.mask] = dp;
 			jobs.deps.n++;
 			jobs.priv[r].aux++;
@@ -1544,8 +1556,9 @@ int jobq__op_job_wait(struct jobq__client *c, const struct jobq_sqe *s)
 	w = jobq__wait_new(c, s, JOBQ__W_JOB, &err);
 	if (!w)
 		return err;
-	jobq__list_add_tail(&w->onode,
-			 &jobs.waits[jobq__job_hash(s->arg0) % JOBQ__WAIT_BUCKETS]);
+	jobq__list_add_tail(
+	    &w->onode,
+	    &jobs.waits[jobq__job_hash(s->arg0) % JOBQ__WAIT_BUCKETS]);
 	jobs.priv[r].aux |= AUX_WAITED;
 	return JOBQ__NOREPLY;
 }
@@ -1706,8 +1719,10 @@ int jobq__op_w_register(struct jobq__client *c, const struct jobq_sqe *s)
 	memcpy(names, a, len);
 	if (names[len - 1] != '\0')
 		return jobq__bad(-EINVAL);
-	cap = s->arg0 ? (uint32_t)(s->arg0 > JOBQ__WORKER_CAP_MAX ?
-					   JOBQ__WORKER_CAP_MAX : s->arg0) : 1;
+	cap = s->arg0 ? (uint32_t)(s->arg0 > JOBQ__WORKER_CAP_MAX
+				       ? JOBQ__WORKER_CAP_MAX
+				       : s->arg0)
+		      : 1;
 	for (uint32_t off = 0; off < len;) {
 		uint32_t l = (uint32_t)strlen(names + off);
 		bool dup = false;
@@ -1861,8 +1876,10 @@ int jobq__op_w_progress(struct jobq__client *c, const struct jobq_sqe *s)
 		return ret;
 	j = job_rec(r);
 	if (s->arena_len)
-		note = item_new(a, s->arena_len > JOBQ__NOTE_MAX ? JOBQ__NOTE_MAX :
-					s->arena_len, JOBQ_T_TEXT);
+		note = item_new(a,
+				s->arena_len > JOBQ__NOTE_MAX ? JOBQ__NOTE_MAX
+							      : s->arena_len,
+				JOBQ_T_TEXT);
 	seq_write_begin(&j->seq);
 	j->progress = s->id > 10000 ? 10000 : s->id;
 	old = j->note;
@@ -1980,7 +1997,8 @@ int jobq__jobs_init(void)
 	jobq__list_init(&jobs.reservers);
 	for (uint32_t i = 0; i < JOBQ__WAIT_BUCKETS; i++)
 		jobq__list_init(&jobs.waits[i]);
-	if (getrandom(&jobs.rng, sizeof(jobs.rng), 0) != sizeof(jobs.rng) || !jobs.rng)
+	if (getrandom(&jobs.rng, sizeof(jobs.rng), 0) != sizeof(jobs.rng) ||
+	    !jobs.rng)
 		jobs.rng = jobq__now_ns() | 1;
 	return 0;
 }

@@ -21,7 +21,7 @@
 
 #include "jobqd.h"
 
-static uint32_t ntombs;		/* slots in JOBQ_KV_TOMB */
+static uint32_t ntombs; /* slots in JOBQ_KV_TOMB */
 
 static struct jobq_kv_slot *slot_at(uint32_t i)
 {
@@ -60,8 +60,7 @@ static int64_t lookup(const uint8_t *key, uint32_t klen, uint32_t hash,
 		if (sl->hash == hash) {
 			struct jobq_kv_blob *b = blob_at(sl->blob);
 
-			if (b->klen == klen &&
-			    !memcmp(b + 1, key, klen))
+			if (b->klen == klen && !memcmp(b + 1, key, klen))
 				return i;
 		}
 	}
@@ -75,9 +74,9 @@ static int64_t lookup(const uint8_t *key, uint32_t klen, uint32_t hash,
  * client writes meanwhile), hashes them into *hash and looks them up, as
  * lookup() does.
  */
-static int64_t lookup_arena_key(struct jobq__client *c, const struct jobq_sqe *s,
-				uint32_t klen, uint8_t *key, uint32_t *hash,
-				int64_t *ins)
+static int64_t lookup_arena_key(struct jobq__client *c,
+				const struct jobq_sqe *s, uint32_t klen,
+				uint8_t *key, uint32_t *hash, int64_t *ins)
 {
 	memcpy(key, jobq__arena(c, s->arena_off), klen);
 	*hash = jobq__hash(key, klen);
@@ -85,11 +84,11 @@ static int64_t lookup_arena_key(struct jobq__client *c, const struct jobq_sqe *s
 }
 
 /* A new blob with @key and @val, or 0 when the heap is full. */
-static uint64_t blob_new(const uint8_t *key, uint32_t klen,
-			 const uint8_t *val, uint32_t vlen, uint32_t type)
+static uint64_t blob_new(const uint8_t *key, uint32_t klen, const uint8_t *val,
+			 uint32_t vlen, uint32_t type)
 {
-	uint64_t off = jobq__alloc(sizeof(struct jobq_kv_blob) +
-				   (uint64_t)klen + vlen);
+	uint64_t off =
+	    jobq__alloc(sizeof(struct jobq_kv_blob) + (uint64_t)klen + vlen);
 	struct jobq_kv_blob *b;
 
 	if (!off)
@@ -123,7 +122,7 @@ static int store_value(int64_t at, int64_t ins, const uint8_t *key,
 		/* A tombstone is reused for free; an empty slot counts. */
 		if (slot_at((uint32_t)ins)->state == JOBQ_KV_EMPTY &&
 		    (uint64_t)load_relaxed(&h->nkeys) + ntombs + 1 >
-			    (uint64_t)h->kv_slots / 8 * 7)
+			(uint64_t)h->kv_slots / 8 * 7)
 			return JOBQ_ELIMIT;
 	}
 	blob = blob_new(key, klen, val, vlen, type);

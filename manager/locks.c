@@ -27,15 +27,15 @@
 struct jobq__holder {
 	struct jobq__client *c;
 	uint64_t owner;
-	uint32_t count;		/* units (RLock: depth) */
+	uint32_t count; /* units (RLock: depth) */
 };
 
 struct jobq__lock {
-	struct jobq__holder *h;	/* in the order they took it */
+	struct jobq__holder *h; /* in the order they took it */
 	uint32_t nh, caph;
-	uint32_t nwait;		/* waiters that name this lock */
-	uint32_t visit;		/* deadlock walk mark */
-	struct jobq__list evwait;	/* Event: waiters */
+	uint32_t nwait;		  /* waiters that name this lock */
+	uint32_t visit;		  /* deadlock walk mark */
+	struct jobq__list evwait; /* Event: waiters */
 };
 
 static struct jobq__lock *lock_priv;
@@ -206,8 +206,8 @@ static bool reaches(uint32_t id, struct jobq__client *c, uint64_t owner,
 		}
 		for (struct jobq__list *p = lock_waiters.next;
 		     p != &lock_waiters; p = p->next) {
-			struct jobq__waiter *w = jobq__entry(p, struct jobq__waiter,
-						       onode);
+			struct jobq__waiter *w =
+			    jobq__entry(p, struct jobq__waiter, onode);
 
 			if (w->c != hd->c || w->sqe.owner != hd->owner)
 				continue;
@@ -246,7 +246,8 @@ static void grant(void)
 	struct jobq__list *p, *nx;
 
 	for (p = lock_waiters.next; p != &lock_waiters; p = nx) {
-		struct jobq__waiter *w = jobq__entry(p, struct jobq__waiter, onode);
+		struct jobq__waiter *w =
+		    jobq__entry(p, struct jobq__waiter, onode);
 		int r;
 
 		nx = p->next;
@@ -463,9 +464,9 @@ int jobq__op_ev_set(struct jobq__client *c, const struct jobq_sqe *s)
 	l = &lock_priv[s->id];
 	event_store(s->id, 1);
 	while (!jobq__list_empty(&l->evwait))
-		jobq__wait_done(jobq__entry(l->evwait.next, struct jobq__waiter,
-					 onode),
-				0, 0);
+		jobq__wait_done(
+		    jobq__entry(l->evwait.next, struct jobq__waiter, onode), 0,
+		    0);
 	return 0;
 }
 

@@ -41,12 +41,12 @@
 
 #define ALIGN_UP(x, a) (((x) + (a)-1) & ~((uint64_t)(a)-1))
 
-#define JOBQ__SQ_ENTRIES 256u
-#define JOBQ__CQ_ENTRIES 1024u
-#define JOBQ__OVF_MAX 4096u	/* overflowed completions before we give up */
-#define JOBQ__SPIN_MIN_NS 10000ull
+#define JOBQ__SQ_ENTRIES    256u
+#define JOBQ__CQ_ENTRIES    1024u
+#define JOBQ__OVF_MAX	    4096u /* overflowed completions before we give up */
+#define JOBQ__SPIN_MIN_NS   10000ull
 #define JOBQ__SPIN_START_NS 50000ull
-#define JOBQ__SPIN_MAX_NS 200000ull
+#define JOBQ__SPIN_MAX_NS   200000ull
 #define JOBQ__STALL_POLL_NS 1000000ull
 
 /* What an io_uring request was for: kind in the top byte, then the client
@@ -55,12 +55,12 @@
 enum {
 	UD_ACCEPT = 1,
 	UD_SIGNAL,
-	UD_HELLO,	/* recv of struct jobq_hello */
-	UD_SQ,		/* poll on the client's sq eventfd */
-	UD_SOCK,	/* recv on the client's socket: returns when it closes */
-	UD_PID,		/* poll on the client's pidfd */
+	UD_HELLO, /* recv of struct jobq_hello */
+	UD_SQ,	  /* poll on the client's sq eventfd */
+	UD_SOCK,  /* recv on the client's socket: returns when it closes */
+	UD_PID,	  /* poll on the client's pidfd */
 	UD_CANCEL,
-	UD_CHILD,	/* poll on a supervised child's pidfd (slot: its index) */
+	UD_CHILD, /* poll on a supervised child's pidfd (slot: its index) */
 };
 
 static inline uint64_t ud_make(unsigned kind, uint32_t slot, uint32_t gen)
@@ -72,16 +72,16 @@ struct jobq__mgr jobq__m;
 
 static struct {
 	struct io_uring ring;
-	int lfd;		/* the listening socket */
-	int sfd;		/* signalfd */
+	int lfd; /* the listening socket */
+	int sfd; /* signalfd */
 	struct signalfd_siginfo si;
-	struct jobq__list live;	/* clients in JOBQ__C_LIVE */
-	struct jobq__list wakes;	/* clients that got completions this turn */
-	struct jobq__waiter **th;	/* timer heap, earliest deadline first */
+	struct jobq__list live;	  /* clients in JOBQ__C_LIVE */
+	struct jobq__list wakes;  /* clients that got completions this turn */
+	struct jobq__waiter **th; /* timer heap, earliest deadline first */
 	size_t tn, tcap;
 	uint64_t next_id;
 	void (*on_hup)(void);
-	bool work;		/* something happened this turn */
+	bool work; /* something happened this turn */
 } loop;
 
 /* ------------------------------------------------------------------------
@@ -235,8 +235,8 @@ static void th_remove(struct jobq__waiter *w)
  * client owns.
  */
 static struct jobq__waiter mod_timers[JOBQ__TIMER__COUNT] = {
-	[JOBQ__TIMER_JOBS] = { .tidx = -1, .kind = JOBQ__W_TIMER },
-	[JOBQ__TIMER_SUPERVISE] = { .tidx = -1, .kind = JOBQ__W_TIMER },
+    [JOBQ__TIMER_JOBS] = {.tidx = -1, .kind = JOBQ__W_TIMER},
+    [JOBQ__TIMER_SUPERVISE] = {.tidx = -1, .kind = JOBQ__W_TIMER},
 };
 
 void jobq__timer_arm(int which, uint64_t deadline)
@@ -334,12 +334,12 @@ void jobq__post(struct jobq__client *c, uint64_t user_data, int32_t res,
 		uint32_t flags, uint64_t val, uint32_t len, uint32_t type)
 {
 	struct jobq_cqe e = {
-		.user_data = user_data,
-		.res = res,
-		.flags = flags,
-		.val = val,
-		.len = len,
-		.type = type,
+	    .user_data = user_data,
+	    .res = res,
+	    .flags = flags,
+	    .val = val,
+	    .len = len,
+	    .type = type,
 	};
 
 	if (c->state != JOBQ__C_LIVE)
@@ -361,7 +361,8 @@ void jobq__post(struct jobq__client *c, uint64_t user_data, int32_t res,
 	    fifo_grow((void **)&c->ovf, &c->ohead, c->novf, &c->ocap,
 		      sizeof(*c->ovf), JOBQ__OVF_MAX + 1)) {
 		if (!c->broken)
-			jobq__log(0, "client %u (pid %d): %u completions "
+			jobq__log(0,
+				  "client %u (pid %d): %u completions "
 				  "not consumed; dropping it",
 				  c->slot, (int)c->pid, c->novf);
 		c->broken = true;
@@ -378,7 +379,8 @@ void jobq__hand(struct jobq__client *c, uint64_t user_data, uint32_t qid,
 
 	if (c->broken || c->state != JOBQ__C_LIVE ||
 	    fifo_grow((void **)&c->handed, &c->hhead, c->nhanded, &c->hcap,
-		      sizeof(*c->handed), JOBQ__CQ_ENTRIES + 2 * JOBQ__OVF_MAX)) {
+		      sizeof(*c->handed),
+		      JOBQ__CQ_ENTRIES + 2 * JOBQ__OVF_MAX)) {
 		/* Keep the object: back to its queue. */
 		jobq__queue_requeue(qid, item);
 		c->broken = true;
@@ -420,7 +422,8 @@ static void reap_handed(struct jobq__client *c)
  * Waiters.
  */
 struct jobq__waiter *jobq__wait_new(struct jobq__client *c,
-				 const struct jobq_sqe *s, int kind, int *err)
+				    const struct jobq_sqe *s, int kind,
+				    int *err)
 {
 	struct jobq__waiter *w;
 
@@ -581,39 +584,39 @@ static const struct {
 	jobq__op_fn fn;
 	bool arena;
 } ops[JOBQ_OP__COUNT] = {
-	[JOBQ_OP_NOP] = { op_nop, false },
-	[JOBQ_OP_Q_OPEN] = { jobq__op_q_open, true },
-	[JOBQ_OP_Q_PUT] = { jobq__op_q_put, true },
-	[JOBQ_OP_Q_GET] = { jobq__op_q_get, false },
-	[JOBQ_OP_Q_TASK_DONE] = { jobq__op_q_task_done, false },
-	[JOBQ_OP_Q_JOIN] = { jobq__op_q_join, false },
-	[JOBQ_OP_Q_SET] = { jobq__op_q_set, false },
-	[JOBQ_OP_KV_SET] = { jobq__op_kv_set, true },
-	[JOBQ_OP_KV_DEL] = { jobq__op_kv_del, true },
-	[JOBQ_OP_KV_INCR] = { jobq__op_kv_incr, true },
-	[JOBQ_OP_KV_CAS] = { jobq__op_kv_cas, true },
-	[JOBQ_OP_L_OPEN] = { jobq__op_l_open, true },
-	[JOBQ_OP_L_ACQUIRE] = { jobq__op_l_acquire, false },
-	[JOBQ_OP_L_RELEASE] = { jobq__op_l_release, false },
-	[JOBQ_OP_L_MANY] = { jobq__op_l_many, true },
-	[JOBQ_OP_EV_SET] = { jobq__op_ev_set, false },
-	[JOBQ_OP_EV_CLEAR] = { jobq__op_ev_clear, false },
-	[JOBQ_OP_EV_WAIT] = { jobq__op_ev_wait, false },
-	[JOBQ_OP_SHUTDOWN] = { op_shutdown, false },
-	[JOBQ_OP_JOB_SUBMIT] = { jobq__op_job_submit, true },
-	[JOBQ_OP_JOB_WAIT] = { jobq__op_job_wait, false },
-	[JOBQ_OP_JOB_CANCEL] = { jobq__op_job_cancel, false },
-	[JOBQ_OP_JOB_RETRY] = { jobq__op_job_retry, false },
-	[JOBQ_OP_JOB_KICK] = { jobq__op_job_kick, false },
-	[JOBQ_OP_Q_PAUSE] = { jobq__op_q_pause, false },
-	[JOBQ_OP_Q_PARALLEL] = { jobq__op_q_parallel, false },
-	[JOBQ_OP_W_REGISTER] = { jobq__op_w_register, true },
-	[JOBQ_OP_W_RESERVE] = { jobq__op_w_reserve, false },
-	[JOBQ_OP_W_DONE] = { jobq__op_w_done, true },
-	[JOBQ_OP_W_PROGRESS] = { jobq__op_w_progress, true },
-	[JOBQ_OP_W_EXTEND] = { jobq__op_w_extend, false },
-	[JOBQ_OP_W_STOPPING] = { jobq__op_w_stopping, false },
-	[JOBQ_OP_Q_PUT_MANY] = { jobq__op_q_put_many, true },
+    [JOBQ_OP_NOP] = {op_nop, false},
+    [JOBQ_OP_Q_OPEN] = {jobq__op_q_open, true},
+    [JOBQ_OP_Q_PUT] = {jobq__op_q_put, true},
+    [JOBQ_OP_Q_GET] = {jobq__op_q_get, false},
+    [JOBQ_OP_Q_TASK_DONE] = {jobq__op_q_task_done, false},
+    [JOBQ_OP_Q_JOIN] = {jobq__op_q_join, false},
+    [JOBQ_OP_Q_SET] = {jobq__op_q_set, false},
+    [JOBQ_OP_KV_SET] = {jobq__op_kv_set, true},
+    [JOBQ_OP_KV_DEL] = {jobq__op_kv_del, true},
+    [JOBQ_OP_KV_INCR] = {jobq__op_kv_incr, true},
+    [JOBQ_OP_KV_CAS] = {jobq__op_kv_cas, true},
+    [JOBQ_OP_L_OPEN] = {jobq__op_l_open, true},
+    [JOBQ_OP_L_ACQUIRE] = {jobq__op_l_acquire, false},
+    [JOBQ_OP_L_RELEASE] = {jobq__op_l_release, false},
+    [JOBQ_OP_L_MANY] = {jobq__op_l_many, true},
+    [JOBQ_OP_EV_SET] = {jobq__op_ev_set, false},
+    [JOBQ_OP_EV_CLEAR] = {jobq__op_ev_clear, false},
+    [JOBQ_OP_EV_WAIT] = {jobq__op_ev_wait, false},
+    [JOBQ_OP_SHUTDOWN] = {op_shutdown, false},
+    [JOBQ_OP_JOB_SUBMIT] = {jobq__op_job_submit, true},
+    [JOBQ_OP_JOB_WAIT] = {jobq__op_job_wait, false},
+    [JOBQ_OP_JOB_CANCEL] = {jobq__op_job_cancel, false},
+    [JOBQ_OP_JOB_RETRY] = {jobq__op_job_retry, false},
+    [JOBQ_OP_JOB_KICK] = {jobq__op_job_kick, false},
+    [JOBQ_OP_Q_PAUSE] = {jobq__op_q_pause, false},
+    [JOBQ_OP_Q_PARALLEL] = {jobq__op_q_parallel, false},
+    [JOBQ_OP_W_REGISTER] = {jobq__op_w_register, true},
+    [JOBQ_OP_W_RESERVE] = {jobq__op_w_reserve, false},
+    [JOBQ_OP_W_DONE] = {jobq__op_w_done, true},
+    [JOBQ_OP_W_PROGRESS] = {jobq__op_w_progress, true},
+    [JOBQ_OP_W_EXTEND] = {jobq__op_w_extend, false},
+    [JOBQ_OP_W_STOPPING] = {jobq__op_w_stopping, false},
+    [JOBQ_OP_Q_PUT_MANY] = {jobq__op_q_put_many, true},
 };
 
 int jobq__bad(int err)
@@ -631,8 +634,8 @@ static void dispatch(struct jobq__client *c, const struct jobq_sqe *s)
 	} else if (ops[s->op].arena &&
 		   (s->arena_off < c->arena_off ||
 		    s->arena_off > c->arena_off + c->arena_size ||
-		    s->arena_len > c->arena_off + c->arena_size -
-					   s->arena_off)) {
+		    s->arena_len >
+			c->arena_off + c->arena_size - s->arena_off)) {
 		res = jobq__bad(-EFAULT);
 	} else {
 		res = ops[s->op].fn(c, s);
@@ -646,8 +649,9 @@ static void dispatch(struct jobq__client *c, const struct jobq_sqe *s)
 static uint32_t cq_need(const struct jobq__client *c, const struct jobq_sqe *s)
 {
 	if (s->op == JOBQ_OP_Q_GET || s->op == JOBQ_OP_W_RESERVE)
-		return s->arg0 == 0 ? 1 : s->arg0 > c->cq_entries ?
-				      c->cq_entries : (uint32_t)s->arg0;
+		return s->arg0 == 0		 ? 1
+		       : s->arg0 > c->cq_entries ? c->cq_entries
+						 : (uint32_t)s->arg0;
 	return 1;
 }
 
@@ -659,9 +663,10 @@ static unsigned process_sq(struct jobq__client *c)
 
 	tail = load_acquire(&c->hdr->sq.tail);
 	if (tail - c->sq_head > c->sq_entries) {
-		jobq__log(0, "client %u (pid %d): sq tail %u is %u ahead of "
-			  "head; dropping it", c->slot, (int)c->pid, tail,
-			  tail - c->sq_head);
+		jobq__log(0,
+			  "client %u (pid %d): sq tail %u is %u ahead of "
+			  "head; dropping it",
+			  c->slot, (int)c->pid, tail, tail - c->sq_head);
 		c->broken = true;
 		return 0;
 	}
@@ -720,23 +725,23 @@ static bool in_group(uid_t uid, gid_t pgid, gid_t want)
 }
 
 static void send_welcome(int fd, int32_t status, uint32_t client_id,
-			 uint64_t region_size, const char *msg,
-			 const int *fds, unsigned nfds)
+			 uint64_t region_size, const char *msg, const int *fds,
+			 unsigned nfds)
 {
 	struct jobq_welcome wl = {
-		.magic = JOBQ_HELLO_MAGIC,
-		.version = JOBQ_LAYOUT_VERSION,
-		.status = status,
-		.client_id = client_id,
-		.store_size = jobq__m.st.size,
-		.region_size = region_size,
+	    .magic = JOBQ_HELLO_MAGIC,
+	    .version = JOBQ_LAYOUT_VERSION,
+	    .status = status,
+	    .client_id = client_id,
+	    .store_size = jobq__m.st.size,
+	    .region_size = region_size,
 	};
 	union {
 		char buf[CMSG_SPACE(4 * sizeof(int))];
 		struct cmsghdr align;
 	} u;
-	struct iovec iov = { .iov_base = &wl, .iov_len = sizeof(wl) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct iovec iov = {.iov_base = &wl, .iov_len = sizeof(wl)};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
 
 	if (msg)
 		snprintf(wl.msg, sizeof(wl.msg), "%s", msg);
@@ -783,8 +788,8 @@ static void client_drop(struct jobq__client *c, bool died)
 		reap_handed(c);
 		n = c->nhanded;
 		while (!jobq__list_empty(&c->waiters))
-			jobq__wait_free(jobq__entry(c->waiters.next,
-						 struct jobq__waiter, cnode));
+			jobq__wait_free(jobq__entry(
+			    c->waiters.next, struct jobq__waiter, cnode));
 		jobq__locks_drop_client(c);
 		/* Its running jobs fail this attempt; its types lose it. */
 		jobq__jobs_drop_client(c);
@@ -797,9 +802,9 @@ static void client_drop(struct jobq__client *c, bool died)
 		for (uint32_t i = 0; i < n; i++)
 			jobq__queue_serve(c->handed[c->hhead + i].qid);
 		if (n)
-			store_relaxed(&jobq__hdr()->counters.requeued,
-				      load_relaxed(&jobq__hdr()->counters.requeued)
-					      + n);
+			store_relaxed(
+			    &jobq__hdr()->counters.requeued,
+			    load_relaxed(&jobq__hdr()->counters.requeued) + n);
 		c->nhanded = 0;
 		free(c->handed);
 		free(c->ovf);
@@ -877,7 +882,8 @@ static void on_accept(int fd)
 	if (!c) {
 		snprintf(msg, sizeof(msg),
 			 "jobqd has %u clients, its limit (jobqd "
-			 "--max-clients)", m->o.max_clients);
+			 "--max-clients)",
+			 m->o.max_clients);
 		send_welcome(fd, JOBQ_ELIMIT, 0, 0, msg, NULL, 0);
 		close(fd);
 		return;
@@ -897,8 +903,8 @@ static int region_create(struct jobq__client *c, char *msg, size_t msglen)
 	uint64_t hdr_sz = ALIGN_UP(sizeof(struct jobq_region_hdr), 64);
 	uint64_t sq_off = hdr_sz;
 	uint64_t cq_off = sq_off + JOBQ__SQ_ENTRIES * sizeof(struct jobq_sqe);
-	uint64_t arena_off = ALIGN_UP(cq_off + JOBQ__CQ_ENTRIES *
-					       sizeof(struct jobq_cqe), 4096);
+	uint64_t arena_off =
+	    ALIGN_UP(cq_off + JOBQ__CQ_ENTRIES * sizeof(struct jobq_cqe), 4096);
 	uint64_t arena = 2 * jobq__m.o.max_object + (1u << 20);
 	struct jobq_region_hdr *h;
 	int fd, err;
@@ -978,11 +984,13 @@ static void on_hello(struct jobq__client *c, int res)
 	int fds[4], ret;
 
 	if (res != (int)sizeof(*hl)) {
-		jobq__log(1, "pid %d: no hello (%d); closing", (int)c->pid, res);
+		jobq__log(1, "pid %d: no hello (%d); closing", (int)c->pid,
+			  res);
 		client_drop(c, false);
 		return;
 	}
-	if (hl->magic != JOBQ_HELLO_MAGIC || hl->version != JOBQ_LAYOUT_VERSION) {
+	if (hl->magic != JOBQ_HELLO_MAGIC ||
+	    hl->version != JOBQ_LAYOUT_VERSION) {
 		snprintf(msg, sizeof(msg),
 			 "client speaks layout version %u, jobqd %s speaks %u",
 			 hl->magic == JOBQ_HELLO_MAGIC ? hl->version : 0,
@@ -1087,7 +1095,8 @@ static void handle_cqe(const struct io_uring_cqe *cqe)
 		return;
 	c = &jobq__m.clients[slot];
 	c->inflight--;
-	if (c->gen != gen || c->state == JOBQ__C_DEAD || c->state == JOBQ__C_FREE) {
+	if (c->gen != gen || c->state == JOBQ__C_DEAD ||
+	    c->state == JOBQ__C_FREE) {
 		slot_release(c);
 		return;
 	}
@@ -1137,7 +1146,8 @@ static bool reap_cqes(void)
 	struct io_uring_cqe *cqe;
 	unsigned head, n = 0;
 
-	io_uring_for_each_cqe(&loop.ring, head, cqe) {
+	io_uring_for_each_cqe(&loop.ring, head, cqe)
+	{
 		handle_cqe(cqe);
 		n++;
 	}
@@ -1155,7 +1165,8 @@ static bool sweep(void)
 	bool work = false;
 
 	for (p = loop.live.next; p != &loop.live; p = nx) {
-		struct jobq__client *c = jobq__entry(p, struct jobq__client, lnode);
+		struct jobq__client *c =
+		    jobq__entry(p, struct jobq__client, lnode);
 
 		nx = p->next;
 		reap_handed(c);
@@ -1176,7 +1187,8 @@ static void end_turn(void)
 		jobq__queues_kick();
 	}
 	for (p = loop.live.next; p != &loop.live; p = nx) {
-		struct jobq__client *c = jobq__entry(p, struct jobq__client, lnode);
+		struct jobq__client *c =
+		    jobq__entry(p, struct jobq__client, lnode);
 
 		nx = p->next;
 		if (c->broken) {
@@ -1192,8 +1204,8 @@ static void end_turn(void)
 	 * re-checking the cq tail. */
 	full_fence();
 	while (!jobq__list_empty(&loop.wakes)) {
-		struct jobq__client *c = jobq__entry(loop.wakes.next, struct jobq__client,
-					       wnode);
+		struct jobq__client *c =
+		    jobq__entry(loop.wakes.next, struct jobq__client, wnode);
 
 		jobq__list_del(&c->wnode);
 		c->wake = false;
@@ -1206,8 +1218,10 @@ static void end_turn(void)
 
 static void set_need_wakeup(bool on)
 {
-	for (struct jobq__list *p = loop.live.next; p != &loop.live; p = p->next) {
-		struct jobq__client *c = jobq__entry(p, struct jobq__client, lnode);
+	for (struct jobq__list *p = loop.live.next; p != &loop.live;
+	     p = p->next) {
+		struct jobq__client *c =
+		    jobq__entry(p, struct jobq__client, lnode);
 		uint32_t f = load_relaxed(&c->hdr->sq.flags);
 
 		store_relaxed(&c->hdr->sq.flags,
@@ -1225,8 +1239,10 @@ static void set_need_wakeup(bool on)
 static bool anything_pending(bool *stalled)
 {
 	*stalled = false;
-	for (struct jobq__list *p = loop.live.next; p != &loop.live; p = p->next) {
-		struct jobq__client *c = jobq__entry(p, struct jobq__client, lnode);
+	for (struct jobq__list *p = loop.live.next; p != &loop.live;
+	     p = p->next) {
+		struct jobq__client *c =
+		    jobq__entry(p, struct jobq__client, lnode);
 
 		if (c->novf || (c->nhanded && jobq__queues_blocked()))
 			*stalled = true;
@@ -1248,30 +1264,33 @@ static void shutdown_clients(void)
 
 	store_relaxed(&jobq__hdr()->shutting_down, 1);
 	for (p = loop.live.next; p != &loop.live; p = p->next) {
-		struct jobq__client *c = jobq__entry(p, struct jobq__client, lnode);
+		struct jobq__client *c =
+		    jobq__entry(p, struct jobq__client, lnode);
 
 		while (!jobq__list_empty(&c->waiters))
 			jobq__wait_done(jobq__entry(c->waiters.next,
-						 struct jobq__waiter, cnode),
+						    struct jobq__waiter, cnode),
 					JOBQ_ECLOSED, 0);
 	}
 	if (!jobq__m.stop_now)
 		sweep();
 	for (p = loop.live.next; p != &loop.live; p = p->next) {
-		struct jobq__client *c = jobq__entry(p, struct jobq__client, lnode);
+		struct jobq__client *c =
+		    jobq__entry(p, struct jobq__client, lnode);
 
 		flush_overflow(c);
 	}
 	full_fence();
 	for (p = loop.live.next; p != &loop.live; p = p->next) {
-		struct jobq__client *c = jobq__entry(p, struct jobq__client, lnode);
+		struct jobq__client *c =
+		    jobq__entry(p, struct jobq__client, lnode);
 
 		if (write(c->cq_efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 			jobq__log(1, "cq eventfd: %s", strerror(errno));
 	}
 	while (!jobq__list_empty(&loop.live)) {
-		struct jobq__client *c = jobq__entry(loop.live.next, struct jobq__client,
-					       lnode);
+		struct jobq__client *c =
+		    jobq__entry(loop.live.next, struct jobq__client, lnode);
 
 		client_drop(c, false);
 	}
@@ -1399,19 +1418,22 @@ int jobq__loop_run(void)
 			uint64_t wait = UINT64_MAX;
 
 			if (loop.tn)
-				wait = loop.th[0]->deadline > now ?
-					       loop.th[0]->deadline - now : 0;
+				wait = loop.th[0]->deadline > now
+					   ? loop.th[0]->deadline - now
+					   : 0;
 			if (stalled && wait > JOBQ__STALL_POLL_NS)
 				wait = JOBQ__STALL_POLL_NS;
 			if (wait != UINT64_MAX) {
-				ts.tv_sec = (long long)(wait / JOBQ__NSEC_PER_SEC);
-				ts.tv_nsec = (long long)(wait %
-							 JOBQ__NSEC_PER_SEC);
+				ts.tv_sec =
+				    (long long)(wait / JOBQ__NSEC_PER_SEC);
+				ts.tv_nsec =
+				    (long long)(wait % JOBQ__NSEC_PER_SEC);
 				tsp = &ts;
 			}
 			io_uring_submit(&loop.ring);
 			if (tsp)
-				io_uring_wait_cqe_timeout(&loop.ring, &cqe, tsp);
+				io_uring_wait_cqe_timeout(&loop.ring, &cqe,
+							  tsp);
 			else
 				io_uring_wait_cqe(&loop.ring, &cqe);
 			set_need_wakeup(false);

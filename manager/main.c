@@ -23,7 +23,7 @@
 #include "jobqd.h"
 
 static int log_fd = 2;
-static int ready_fd = -1;	/* --daemon: the pipe to the waiting parent */
+static int ready_fd = -1; /* --daemon: the pipe to the waiting parent */
 static char sock_path[PATH_MAX + 16];
 static char pid_path[PATH_MAX + 16];
 
@@ -77,36 +77,40 @@ fail(const char *fmt, ...)
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: jobqd [--dir DIR] [--memory SIZE] [--max-object SIZE]\n"
-		"             [--max-clients N] [--group GROUP] [--daemon]\n"
-		"             [--log FILE] [--verbose] [--max-jobs N] [--keep S]\n"
-		"             [--workers N] [--workers-nondaemon] [--worker CMD]...\n"
-		"             [--grace S]\n"
-		"\n"
-		"The jobq manager: owns the shared-memory store, queues, keys\n"
-		"and locks of one instance directory.\n"
-		"\n"
-		"  --dir DIR          instance directory (default: $JOBQ_DIR,\n"
-		"                     $XDG_RUNTIME_DIR/jobq, /tmp/jobq-$UID)\n"
-		"  --memory SIZE      store size (default 256M)\n"
-		"  --max-object SIZE  largest object (default 16M, or memory/8\n"
-		"                     when that is less; < memory/4)\n"
-		"  --max-clients N    most connected clients (default 1024)\n"
-		"  --group GROUP      also serve members of GROUP\n"
-		"  --daemon           run in the background; return once ready\n"
-		"  --log FILE         log here (SIGHUP reopens it)\n"
-		"  --verbose          log every client and object created\n"
-		"  --max-jobs N       job records (default: one per KiB of memory)\n"
-		"  --keep S           keep finished jobs S seconds (default 3600)\n"
-		"  --workers N        start N built-in worker processes (daemon)\n"
-		"  --workers-nondaemon  built-in workers drain on shutdown\n"
-		"  --worker-concurrency C  jobs each built-in worker runs at "
-		"once (1..256,\n"
-		"                     default 1; more for many short jobs)\n"
-		"  --worker CMD       start and supervise `sh -c CMD` (repeatable)\n"
-		"  --grace S          shutdown drain period (default 10)\n"
-		"  --help, --version\n");
+	fprintf(
+	    f,
+	    "usage: jobqd [--dir DIR] [--memory SIZE] [--max-object SIZE]\n"
+	    "             [--max-clients N] [--group GROUP] [--daemon]\n"
+	    "             [--log FILE] [--verbose] [--max-jobs N] [--keep S]\n"
+	    "             [--workers N] [--workers-nondaemon] [--worker "
+	    "CMD]...\n"
+	    "             [--grace S]\n"
+	    "\n"
+	    "The jobq manager: owns the shared-memory store, queues, keys\n"
+	    "and locks of one instance directory.\n"
+	    "\n"
+	    "  --dir DIR          instance directory (default: $JOBQ_DIR,\n"
+	    "                     $XDG_RUNTIME_DIR/jobq, /tmp/jobq-$UID)\n"
+	    "  --memory SIZE      store size (default 256M)\n"
+	    "  --max-object SIZE  largest object (default 16M, or memory/8\n"
+	    "                     when that is less; < memory/4)\n"
+	    "  --max-clients N    most connected clients (default 1024)\n"
+	    "  --group GROUP      also serve members of GROUP\n"
+	    "  --daemon           run in the background; return once ready\n"
+	    "  --log FILE         log here (SIGHUP reopens it)\n"
+	    "  --verbose          log every client and object created\n"
+	    "  --max-jobs N       job records (default: one per KiB of "
+	    "memory)\n"
+	    "  --keep S           keep finished jobs S seconds (default 3600)\n"
+	    "  --workers N        start N built-in worker processes (daemon)\n"
+	    "  --workers-nondaemon  built-in workers drain on shutdown\n"
+	    "  --worker-concurrency C  jobs each built-in worker runs at "
+	    "once (1..256,\n"
+	    "                     default 1; more for many short jobs)\n"
+	    "  --worker CMD       start and supervise `sh -c CMD` "
+	    "(repeatable)\n"
+	    "  --grace S          shutdown drain period (default 10)\n"
+	    "  --help, --version\n");
 }
 
 static __attribute__((noreturn)) void bad_usage(const char *fmt,
@@ -121,24 +125,24 @@ static __attribute__((noreturn)) void bad_usage(const char *fmt,
 static void parse_opts(int argc, char **argv, struct jobq__opts *o)
 {
 	static const struct option lo[] = {
-		{ "dir", required_argument, NULL, 'd' },
-		{ "memory", required_argument, NULL, 'm' },
-		{ "max-object", required_argument, NULL, 'o' },
-		{ "max-clients", required_argument, NULL, 'c' },
-		{ "group", required_argument, NULL, 'g' },
-		{ "daemon", no_argument, NULL, 'D' },
-		{ "log", required_argument, NULL, 'l' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "max-jobs", required_argument, NULL, 'J' },
-		{ "keep", required_argument, NULL, 'K' },
-		{ "workers", required_argument, NULL, 'W' },
-		{ "workers-nondaemon", no_argument, NULL, 'N' },
-		{ "worker-concurrency", required_argument, NULL, 'X' },
-		{ "worker", required_argument, NULL, 'C' },
-		{ "grace", required_argument, NULL, 'G' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ 0 },
+	    {"dir", required_argument, NULL, 'd'},
+	    {"memory", required_argument, NULL, 'm'},
+	    {"max-object", required_argument, NULL, 'o'},
+	    {"max-clients", required_argument, NULL, 'c'},
+	    {"group", required_argument, NULL, 'g'},
+	    {"daemon", no_argument, NULL, 'D'},
+	    {"log", required_argument, NULL, 'l'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"max-jobs", required_argument, NULL, 'J'},
+	    {"keep", required_argument, NULL, 'K'},
+	    {"workers", required_argument, NULL, 'W'},
+	    {"workers-nondaemon", no_argument, NULL, 'N'},
+	    {"worker-concurrency", required_argument, NULL, 'X'},
+	    {"worker", required_argument, NULL, 'C'},
+	    {"grace", required_argument, NULL, 'G'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {0},
 	};
 	const char *dir = NULL;
 	bool max_object_set = false;
@@ -167,8 +171,9 @@ static void parse_opts(int argc, char **argv, struct jobq__opts *o)
 			break;
 		case 'o':
 			if (jobq_parse_size(optarg, &o->max_object))
-				bad_usage("--max-object %s: not a size (1M, 16M)",
-					  optarg);
+				bad_usage(
+				    "--max-object %s: not a size (1M, 16M)",
+				    optarg);
 			max_object_set = true;
 			break;
 		case 'c':
@@ -176,7 +181,8 @@ static void parse_opts(int argc, char **argv, struct jobq__opts *o)
 			v = strtoul(optarg, &end, 10);
 			if (errno || *end || v < 1 || v > 65536)
 				bad_usage("--max-clients %s: not a number "
-					  "from 1 to 65536", optarg);
+					  "from 1 to 65536",
+					  optarg);
 			o->max_clients = (uint32_t)v;
 			break;
 		case 'g':
@@ -196,7 +202,8 @@ static void parse_opts(int argc, char **argv, struct jobq__opts *o)
 			v = strtoul(optarg, &end, 10);
 			if (errno || *end || v < 1 || v > (1ul << 24) - 2)
 				bad_usage("--max-jobs %s: not a number from 1 "
-					  "to 16777214", optarg);
+					  "to 16777214",
+					  optarg);
 			o->max_jobs = (uint32_t)v;
 			break;
 		case 'K':
@@ -205,10 +212,12 @@ static void parse_opts(int argc, char **argv, struct jobq__opts *o)
 			d = strtod(optarg, &end);
 			if (errno || *end || end == optarg || !(d >= 0) ||
 			    d > 1e9)
-				bad_usage(ch == 'K' ? "--keep %s: not a number "
-						      "of seconds" :
-						      "--grace %s: not a number "
-						      "of seconds", optarg);
+				bad_usage(ch == 'K'
+					      ? "--keep %s: not a number "
+						"of seconds"
+					      : "--grace %s: not a number "
+						"of seconds",
+					  optarg);
 			if (ch == 'K')
 				o->keep_ns = (uint64_t)(d * 1e9);
 			else
@@ -219,7 +228,8 @@ static void parse_opts(int argc, char **argv, struct jobq__opts *o)
 			v = strtoul(optarg, &end, 10);
 			if (errno || *end || v > 1024)
 				bad_usage("--workers %s: not a number from 0 "
-					  "to 1024", optarg);
+					  "to 1024",
+					  optarg);
 			o->workers = (uint32_t)v;
 			break;
 		case 'N':
@@ -229,14 +239,15 @@ static void parse_opts(int argc, char **argv, struct jobq__opts *o)
 			errno = 0;
 			v = strtoul(optarg, &end, 10);
 			if (errno || *end || v < 1 || v > 256)
-				bad_usage("--worker-concurrency %s: not a number "
-					  "from 1 to 256", optarg);
+				bad_usage(
+				    "--worker-concurrency %s: not a number "
+				    "from 1 to 256",
+				    optarg);
 			o->worker_concurrency = (uint32_t)v;
 			break;
 		case 'C': {
-			const char **n = realloc(o->worker_cmds,
-						 (o->nworker_cmds + 1) *
-							 sizeof(*n));
+			const char **n = realloc(
+			    o->worker_cmds, (o->nworker_cmds + 1) * sizeof(*n));
 
 			if (!n || !*optarg)
 				bad_usage("--worker %s: needs a command",
@@ -266,10 +277,10 @@ static void parse_opts(int argc, char **argv, struct jobq__opts *o)
 		o->max_object = o->memory / 8;
 	if (o->max_object >= o->memory / 4)
 		bad_usage("--max-object must be less than a quarter of "
-			  "--memory (%s)", "jobqd --memory SIZE --max-object SIZE");
+			  "--memory (%s)",
+			  "jobqd --memory SIZE --max-object SIZE");
 	if (o->max_object > UINT32_MAX - 64)
-		bad_usage("--max-object %s: objects are at most 4 GiB",
-			  "SIZE");
+		bad_usage("--max-object %s: objects are at most 4 GiB", "SIZE");
 	if (o->memory < (8ull << 20))
 		bad_usage("--memory must be at least 8M%s", "");
 	if (jobq__resolve_dir(dir, o->dir, sizeof(o->dir)))
@@ -317,12 +328,12 @@ static void prepare_dir(const struct jobq__opts *o)
 		fail("jobqd: %s is not a directory", o->dir);
 	if (st.st_uid != geteuid())
 		fail("jobqd: refusing instance directory %s: it belongs to "
-		     "uid %u, not to you (uid %u)", o->dir,
-		     (unsigned)st.st_uid, (unsigned)geteuid());
+		     "uid %u, not to you (uid %u)",
+		     o->dir, (unsigned)st.st_uid, (unsigned)geteuid());
 	if (st.st_mode & 002)
 		fail("jobqd: refusing instance directory %s: it is writable "
-		     "by others (mode %04o); chmod 700 it", o->dir,
-		     (unsigned)(st.st_mode & 07777));
+		     "by others (mode %04o); chmod 700 it",
+		     o->dir, (unsigned)(st.st_mode & 07777));
 	if (st.st_mode & 020) {
 		mode_t m = st.st_mode & 0777;
 
@@ -330,8 +341,8 @@ static void prepare_dir(const struct jobq__opts *o)
 		    (m != 0750 && m != 0770))
 			fail("jobqd: refusing instance directory %s: it is "
 			     "writable by its group (mode %04o); chmod 700 it "
-			     "or run with --group", o->dir,
-			     (unsigned)(st.st_mode & 07777));
+			     "or run with --group",
+			     o->dir, (unsigned)(st.st_mode & 07777));
 	}
 }
 
@@ -400,12 +411,13 @@ static void write_pid_file(const struct jobq__opts *o)
 
 static int open_socket(const struct jobq__opts *o)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int fd;
 
 	if (strlen(sock_path) >= sizeof(sa.sun_path))
 		fail("jobqd: socket path %s is too long (at most %zu bytes); "
-		     "use a shorter --dir", sock_path, sizeof(sa.sun_path) - 1);
+		     "use a shorter --dir",
+		     sock_path, sizeof(sa.sun_path) - 1);
 	strcpy(sa.sun_path, sock_path);
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -581,7 +593,7 @@ int main(int argc, char **argv)
 	 * its output. */
 	if (jobq__supervise_start())
 		jobq__log(0, "out of memory for the worker table: no worker "
-			  "processes started");
+			     "processes started");
 
 	ret = jobq__loop_run();
 

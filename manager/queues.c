@@ -26,7 +26,7 @@ struct jobq__queue {
 };
 
 static struct jobq__queue *queue_priv;
-static uint32_t nputwait;	/* putters over all queues */
+static uint32_t nputwait; /* putters over all queues */
 
 /* jobq__queues_init - the waiter lists of @max_queues queues; aborts when
  * out of memory (called once at start). */
@@ -86,7 +86,8 @@ static struct jobq__waiter *first_getter(struct jobq__queue *q)
 {
 	for (struct jobq__list *p = q->getters.next; p != &q->getters;
 	     p = p->next) {
-		struct jobq__waiter *w = jobq__entry(p, struct jobq__waiter, onode);
+		struct jobq__waiter *w =
+		    jobq__entry(p, struct jobq__waiter, onode);
 
 		if (jobq__client_alive(w->c))
 			return w;
@@ -384,9 +385,9 @@ static uint32_t put_run(struct jobq__client *c, uint32_t qid,
 		store_relaxed(&jobq__hdr()->counters.puts,
 			      load_relaxed(&jobq__hdr()->counters.puts) + k);
 		if (w) {
-			store_relaxed(&jobq__hdr()->counters.gets,
-				      load_relaxed(&jobq__hdr()->counters.gets) +
-					  k);
+			store_relaxed(
+			    &jobq__hdr()->counters.gets,
+			    load_relaxed(&jobq__hdr()->counters.gets) + k);
 			for (uint32_t i = 0; i < k; i++) {
 				if (!jobq__client_alive(w->c)) {
 					/* A hand that failed dropped the
@@ -447,8 +448,8 @@ static void serve_putters(uint32_t qid)
 	struct jobq__queue *q = &queue_priv[qid];
 
 	while (!jobq__list_empty(&q->putters)) {
-		struct jobq__waiter *w = jobq__entry(q->putters.next,
-					       struct jobq__waiter, onode);
+		struct jobq__waiter *w =
+		    jobq__entry(q->putters.next, struct jobq__waiter, onode);
 
 		if (!jobq__client_alive(w->c)) {
 			/* Dropped at the end of this turn; skip it now. */
@@ -598,7 +599,8 @@ int jobq__op_q_set(struct jobq__client *c, const struct jobq_sqe *s)
  * waits at the back of its queue's putters, unless its timeout is 0.
  * Returns what the request answers now.
  */
-static int park_putter(struct jobq__client *c, const struct jobq_sqe *s, int why)
+static int park_putter(struct jobq__client *c, const struct jobq_sqe *s,
+		       int why)
 {
 	struct jobq__waiter *w;
 	int err;
@@ -696,7 +698,7 @@ int jobq__op_q_task_done(struct jobq__client *c, const struct jobq_sqe *s)
 	if (r->unfinished == 0)
 		while (!jobq__list_empty(&q->joiners))
 			jobq__wait_done(jobq__entry(q->joiners.next,
-						 struct jobq__waiter, onode),
+						    struct jobq__waiter, onode),
 					0, 0);
 	return 0;
 }

@@ -22,8 +22,8 @@
 #define ALIGN_UP(x, a) (((x) + (a)-1) & ~((uint64_t)(a)-1))
 
 #define JOBQ__MAX_QUEUES 4096
-#define JOBQ__MAX_LOCKS 4096
-#define JOBQ__MAX_TYPES 1024
+#define JOBQ__MAX_LOCKS	 4096
+#define JOBQ__MAX_TYPES	 1024
 /* An index slot holds the record number + 1 in 24 bits. */
 #define JOBQ__MAX_JOBS ((1u << 24) - 2)
 
@@ -93,8 +93,8 @@ int jobq__store_create(const struct jobq__opts *o, char *err, size_t errlen)
 		snprintf(err, errlen, "sealing the store: %s", strerror(errno));
 		return ret;
 	}
-	st->base = mmap(NULL, st->size, PROT_READ | PROT_WRITE, MAP_SHARED,
-			st->fd, 0);
+	st->base =
+	    mmap(NULL, st->size, PROT_READ | PROT_WRITE, MAP_SHARED, st->fd, 0);
 	if (st->base == MAP_FAILED) {
 		ret = -errno;
 		st->base = NULL;
@@ -145,7 +145,8 @@ int jobq__store_create(const struct jobq__opts *o, char *err, size_t errlen)
 		       JOBQ_CACHELINE);
 	h->workers_off = off;
 	off = ALIGN_UP(off + (uint64_t)o->max_clients *
-				     sizeof(struct jobq_worker_rec), 4096);
+				 sizeof(struct jobq_worker_rec),
+		       4096);
 	h->heap_off = off;
 	if (off + (1u << 20) > st->size) {
 		snprintf(err, errlen,
@@ -215,8 +216,7 @@ uint64_t jobq__alloc(uint64_t size)
 	uint64_t off = jobq__heap_alloc(st->heap, size);
 
 	if (off)
-		store_relaxed(&st->hdr->heap_used,
-			      jobq__heap_used(st->heap));
+		store_relaxed(&st->hdr->heap_used, jobq__heap_used(st->heap));
 	return off;
 }
 

@@ -43,26 +43,26 @@
 #define P_PIDFD 3
 #endif
 
-#define NSEC JOBQ__NSEC_PER_SEC
-#define SV_BACKOFF_MIN (1 * NSEC)
-#define SV_BACKOFF_MAX (30 * NSEC)
-#define SV_QUICK_NS (10 * NSEC)	/* a run shorter than this is a quick crash */
-#define SV_QUICK_MAX 5
+#define NSEC		  JOBQ__NSEC_PER_SEC
+#define SV_BACKOFF_MIN	  (1 * NSEC)
+#define SV_BACKOFF_MAX	  (30 * NSEC)
+#define SV_QUICK_NS	  (10 * NSEC) /* a run shorter than this is a quick crash */
+#define SV_QUICK_MAX	  5
 #define SV_ORPHAN_POLL_NS (50 * 1000 * 1000ull)
 
 struct child {
-	const char *cmd;	/* NULL: a built-in worker */
+	const char *cmd; /* NULL: a built-in worker */
 	bool daemon;
 	bool alive;
 	bool given_up;
 	pid_t pid;
 	int pidfd;
-	uint64_t started;	/* CLOCK_MONOTONIC */
-	uint64_t restart_at;	/* 0: no restart pending */
+	uint64_t started;    /* CLOCK_MONOTONIC */
+	uint64_t restart_at; /* 0: no restart pending */
 	uint64_t backoff;
-	unsigned quick;		/* quick crashes in a row */
-	bool served;		/* registered as a worker since its start */
-	unsigned n;		/* starts so far */
+	unsigned quick; /* quick crashes in a row */
+	bool served;	/* registered as a worker since its start */
+	unsigned n;	/* starts so far */
 };
 
 static struct {
@@ -70,7 +70,7 @@ static struct {
 	uint32_t n;
 	bool stop_started;
 	uint64_t grace_at;
-	pid_t *groups;		/* groups of ended workers with members left */
+	pid_t *groups; /* groups of ended workers with members left */
 	uint32_t ngroups, cgroups;
 } super;
 
@@ -89,7 +89,8 @@ static void arm(void)
 	uint64_t at = 0;
 
 	for (uint32_t i = 0; i < super.n; i++)
-		if (super.ch[i].restart_at && (!at || super.ch[i].restart_at < at))
+		if (super.ch[i].restart_at &&
+		    (!at || super.ch[i].restart_at < at))
 			at = super.ch[i].restart_at;
 	/* A grace deadline already passed is seen by the next
 	 * jobq__supervise_drained(); armed again it would fire forever. */
@@ -106,8 +107,8 @@ static void arm(void)
 }
 
 /* In the child after fork(): becomes the worker. Never returns. */
-static void __attribute__((noreturn)) child_exec(const struct child *ch,
-						 pid_t parent)
+static void __attribute__((noreturn))
+child_exec(const struct child *ch, pid_t parent)
 {
 	const char *dir = jobq__m.o.dir;
 	sigset_t ss;
@@ -136,8 +137,9 @@ static void __attribute__((noreturn)) child_exec(const struct child *ch,
 		char conc[16];
 
 		snprintf(conc, sizeof(conc), "%u",
-			 jobq__m.o.worker_concurrency ?
-				 jobq__m.o.worker_concurrency : 1);
+			 jobq__m.o.worker_concurrency
+			     ? jobq__m.o.worker_concurrency
+			     : 1);
 		execl("/proc/self/exe", "jobqd", "--as-worker", "--dir", dir,
 		      "--concurrency", conc,
 		      ch->daemon ? "--daemon" : (char *)NULL, (char *)NULL);
@@ -249,7 +251,7 @@ static bool reap(struct child *ch, bool block, siginfo_t *si)
 		if (errno != ECHILD)
 			return false;
 	} else if (si->si_pid == 0) {
-		return false;	/* not yet */
+		return false; /* not yet */
 	}
 	close(ch->pidfd);
 	ch->pidfd = -1;
@@ -280,8 +282,10 @@ int jobq__supervise_start(void)
 	super.n = n;
 	/* Orphans of our workers come to us to be reaped (see the top). */
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
-		jobq__log(0, "cannot become a child subreaper: %s; what "
-			  "workers start is reaped by init", strerror(errno));
+		jobq__log(0,
+			  "cannot become a child subreaper: %s; what "
+			  "workers start is reaped by init",
+			  strerror(errno));
 	for (uint32_t i = 0; i < n; i++) {
 		struct child *ch = &super.ch[i];
 
@@ -333,14 +337,17 @@ void jobq__supervise_exited(uint32_t idx)
 	}
 	if (ch->quick >= SV_QUICK_MAX) {
 		ch->given_up = true;
-		jobq__log(0, "%s (pid %d) %s; it failed %u times within %llu s "
+		jobq__log(0,
+			  "%s (pid %d) %s; it failed %u times within %llu s "
 			  "of starting, so it is not started again",
 			  name, (int)si.si_pid, how, ch->quick,
 			  (unsigned long long)(SV_QUICK_NS / NSEC));
 		return;
 	}
-	jobq__log(0, "%s (pid %d) %s after %.1f s; starting it again in "
-		  "%.0f s", name, (int)si.si_pid, how, (double)ran / 1e9,
+	jobq__log(0,
+		  "%s (pid %d) %s after %.1f s; starting it again in "
+		  "%.0f s",
+		  name, (int)si.si_pid, how, (double)ran / 1e9,
 		  (double)ch->backoff / 1e9);
 	ch->restart_at = now + ch->backoff;
 	ch->backoff *= 2;
@@ -453,7 +460,8 @@ bool jobq__supervise_drained(void)
 		return true;
 	if (now >= super.grace_at) {
 		if (left)
-			jobq__log(0, "grace period of %.1f s over: killing the "
+			jobq__log(0,
+				  "grace period of %.1f s over: killing the "
 				  "workers that are left",
 				  (double)o->grace_ns / 1e9);
 		kill_and_reap(false);

@@ -2,6 +2,8 @@
 # and configure a build directory. Sourced, not run.
 
 JOBQ_PACKAGES="gcc meson ninja-build pkg-config liburing-dev libjansson-dev libcmocka-dev"
+# Only the test command needs these.
+JOBQ_TEST_PACKAGES="clang-format"
 
 # need_packages: install the packages that are missing (apt-get when root),
 # or print the exact command to run and fail.

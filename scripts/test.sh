@@ -7,7 +7,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 . scripts/lib.sh
 
-need_packages
+need_packages $JOBQ_TEST_PACKAGES
 # The demo's release build first: the optimizer finds warnings (and so
 # errors, with -Werror) that the sanitizer build does not.
 configure build/release --buildtype=release -Dtests=false

@@ -264,7 +264,7 @@ static int recv_welcome(jobq_t *q, struct jobq_welcome *w, int fds[4],
 	 * connection: that is "no manager", like a refused connect. */
 	if (n < 0)
 		return errno == ECONNRESET || errno == EPIPE ? JOBQ_ENOMANAGER
-							      : -errno;
+							     : -errno;
 	for (c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
 		size_t k;
 

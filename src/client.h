@@ -50,8 +50,8 @@ struct jobq_req {
 	struct jobq_cqe *jobs;
 	uint32_t njobs;
 	uint32_t maxjobs;
-	bool keep_res;	/* the callback gets res > 0 as it came (JOB_WAIT) */
-	bool detached;	/* nobody waits: freed when its completion comes */
+	bool keep_res; /* the callback gets res > 0 as it came (JOB_WAIT) */
+	bool detached; /* nobody waits: freed when its completion comes */
 };
 
 /*
@@ -63,8 +63,7 @@ struct jobq_req {
 
 /* Called with q->mu held for every notice reaped; must be short and must
  * not call back into the handle. */
-typedef void (*jobq__notice_fn)(jobq_t *q, const struct jobq_cqe *c,
-				void *arg);
+typedef void (*jobq__notice_fn)(jobq_t *q, const struct jobq_cqe *c, void *arg);
 
 /*
  * A request to submit: the sqe (user_data, arena_off and arena_len are
@@ -284,7 +283,7 @@ int jobq__store_find_lock(jobq_t *q, const char *name, uint32_t *id);
  * record has none), consistent with the record. Returns 0, -ENOENT (unknown,
  * expired, or the job tables are absent), -ENOMEM, -EIO.
  */
-#define JOBQ__ITEM_ARGS 1
+#define JOBQ__ITEM_ARGS	  1
 #define JOBQ__ITEM_RESULT 2
 int jobq__job_lookup(jobq_t *q, uint64_t id, struct jobq_job_rec *copy,
 		     int which, jobq_obj_t *item);
@@ -299,8 +298,7 @@ int jobq__queue_name(jobq_t *q, uint32_t queue_id,
 		     char name[JOBQ_NAME_MAX + 1]);
 /* Worker records, indexed by client id: 0 or -ENOENT (not a worker). */
 uint32_t jobq__worker_records(jobq_t *q);
-int jobq__worker_read(jobq_t *q, uint32_t client,
-		      struct jobq_worker_rec *copy);
+int jobq__worker_read(jobq_t *q, uint32_t client, struct jobq_worker_rec *copy);
 
 /*
  * jobq__queue_resolve - the id of queue @name: from the cache, else the

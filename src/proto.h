@@ -41,8 +41,10 @@
  */
 #define load_acquire(p) atomic_load_explicit((p), memory_order_acquire)
 #define load_relaxed(p) atomic_load_explicit((p), memory_order_relaxed)
-#define store_release(p, v) atomic_store_explicit((p), (v), memory_order_release)
-#define store_relaxed(p, v) atomic_store_explicit((p), (v), memory_order_relaxed)
+#define store_release(p, v)                                                    \
+	atomic_store_explicit((p), (v), memory_order_release)
+#define store_relaxed(p, v)                                                    \
+	atomic_store_explicit((p), (v), memory_order_relaxed)
 #define full_fence() atomic_thread_fence(memory_order_seq_cst)
 
 #define JOBQ_CACHELINE 64
@@ -52,16 +54,16 @@
  * version differs from its own, and the manager refuses a hello whose
  * version differs, each with JOBQ_EVERSION.
  */
-#define JOBQ_STORE_MAGIC 0x4d4f5453514a424aULL /* "JBQJSTOM" */
-#define JOBQ_REGION_MAGIC 0x4e474552514a424aULL /* "JBQJREGN" */
-#define JOBQ_HELLO_MAGIC 0x6f6c6568u
+#define JOBQ_STORE_MAGIC    0x4d4f5453514a424aULL /* "JBQJSTOM" */
+#define JOBQ_REGION_MAGIC   0x4e474552514a424aULL /* "JBQJREGN" */
+#define JOBQ_HELLO_MAGIC    0x6f6c6568u
 #define JOBQ_LAYOUT_VERSION 4u /* 4: job args without an item header */
 
-#define JOBQ_NAME_MAX 63 /* queue and lock names, bytes without the NUL */
-#define JOBQ_KEY_MAX 255 /* key/value keys */
+#define JOBQ_NAME_MAX	 63  /* queue and lock names, bytes without the NUL */
+#define JOBQ_KEY_MAX	 255 /* key/value keys */
 #define JOBQ_SOCKET_NAME "jobqd.sock"
-#define JOBQ_PID_NAME "jobqd.pid"
-#define JOBQ_LOCK_NAME "jobqd.lock"
+#define JOBQ_PID_NAME	 "jobqd.pid"
+#define JOBQ_LOCK_NAME	 "jobqd.lock"
 
 /* ------------------------------------------------------------------------
  * Seqlock on a record. The manager (only writer) calls seq_write_begin(),
@@ -108,10 +110,10 @@ struct jobq_counters {
 	_Atomic uint64_t lock_timeouts;
 	_Atomic uint64_t deadlocks;
 	_Atomic uint64_t clients_total;
-	_Atomic uint64_t clients_died;	/* went away without closing */
-	_Atomic uint64_t requeued;	/* objects put back after a client died */
-	_Atomic uint64_t bad_requests;	/* refused ring entries */
-	_Atomic uint64_t submitted;	/* jobs */
+	_Atomic uint64_t clients_died; /* went away without closing */
+	_Atomic uint64_t requeued; /* objects put back after a client died */
+	_Atomic uint64_t bad_requests; /* refused ring entries */
+	_Atomic uint64_t submitted;    /* jobs */
 	_Atomic uint64_t done;
 	_Atomic uint64_t failed;
 	_Atomic uint64_t retried;
@@ -122,47 +124,49 @@ struct jobq_counters {
 struct jobq_store_hdr {
 	uint64_t magic;
 	uint32_t version;
-	uint32_t hdr_size;	/* sizeof(struct jobq_store_hdr) */
-	uint64_t size;		/* bytes in the whole mapping */
-	uint64_t generation;	/* changes every time a manager starts */
-	uint64_t max_object;	/* --max-object */
+	uint32_t hdr_size;   /* sizeof(struct jobq_store_hdr) */
+	uint64_t size;	     /* bytes in the whole mapping */
+	uint64_t generation; /* changes every time a manager starts */
+	uint64_t max_object; /* --max-object */
 	int32_t manager_pid;
 	uint32_t max_clients;
-	uint64_t started_ns;	/* CLOCK_REALTIME at start */
+	uint64_t started_ns; /* CLOCK_REALTIME at start */
 
-	uint32_t max_queues;	/* records in the queue table */
-	uint32_t max_locks;	/* records in the lock table */
-	uint32_t kv_slots;	/* slots in the key/value table, a power of two */
+	uint32_t max_queues; /* records in the queue table */
+	uint32_t max_locks;  /* records in the lock table */
+	uint32_t kv_slots;   /* slots in the key/value table, a power of two */
 	uint32_t pad0;
-	uint64_t queues_off;	/* struct jobq_queue_rec[max_queues] */
-	uint64_t locks_off;	/* struct jobq_lock_rec[max_locks] */
-	uint64_t kv_off;	/* struct jobq_kv_slot[kv_slots] */
-	uint64_t heap_off;	/* the allocator's range */
+	uint64_t queues_off; /* struct jobq_queue_rec[max_queues] */
+	uint64_t locks_off;  /* struct jobq_lock_rec[max_locks] */
+	uint64_t kv_off;     /* struct jobq_kv_slot[kv_slots] */
+	uint64_t heap_off;   /* the allocator's range */
 	uint64_t heap_size;
 
 	/* Live figures, updated with relaxed stores. */
-	_Atomic uint64_t heap_used;	/* bytes handed out, headers included */
+	_Atomic uint64_t heap_used; /* bytes handed out, headers included */
 	_Atomic uint32_t nclients;
-	_Atomic uint32_t nqueues;	/* records in use: ids 0..nqueues-1 */
-	_Atomic uint32_t nlocks;	/* records in use: ids 0..nlocks-1 */
+	_Atomic uint32_t nqueues; /* records in use: ids 0..nqueues-1 */
+	_Atomic uint32_t nlocks;  /* records in use: ids 0..nlocks-1 */
 	_Atomic uint32_t nkeys;
 	_Atomic uint32_t shutting_down;
 	uint32_t pad1;
 	struct jobq_counters counters;
 
 	/* Jobs (layout version 2). */
-	uint32_t max_jobs;	/* records in the job table */
-	uint32_t jobidx_slots;	/* slots in the job index, a power of two */
-	uint64_t jobs_off;	/* struct jobq_job_rec[max_jobs] */
-	uint64_t jobidx_off;	/* _Atomic uint64_t[jobidx_slots] */
-	uint64_t types_off;	/* struct jobq_type_rec[max_types] */
-	uint64_t workers_off;	/* struct jobq_worker_rec[max_clients] */
+	uint32_t max_jobs;     /* records in the job table */
+	uint32_t jobidx_slots; /* slots in the job index, a power of two */
+	uint64_t jobs_off;     /* struct jobq_job_rec[max_jobs] */
+	uint64_t jobidx_off;   /* _Atomic uint64_t[jobidx_slots] */
+	uint64_t types_off;    /* struct jobq_type_rec[max_types] */
+	uint64_t workers_off;  /* struct jobq_worker_rec[max_clients] */
 	uint32_t max_types;
 	_Atomic uint32_t ntypes; /* records in use: ids 0..ntypes-1 */
-	_Atomic uint64_t njobs;	/* job records in use */
-	_Atomic uint64_t next_job_id; /* the id the next job gets; ids start at 1 */
-	uint64_t keep_ns;	/* jobqd --keep: how long finished jobs stay */
-	_Atomic uint32_t jobs_by_state[16]; /* indexed by enum jobq_job_state_wire */
+	_Atomic uint64_t njobs;	 /* job records in use */
+	_Atomic uint64_t
+	    next_job_id;  /* the id the next job gets; ids start at 1 */
+	uint64_t keep_ns; /* jobqd --keep: how long finished jobs stay */
+	_Atomic uint32_t
+	    jobs_by_state[16]; /* indexed by enum jobq_job_state_wire */
 };
 
 /*
@@ -171,32 +175,32 @@ struct jobq_store_hdr {
  * Objects are items on a singly linked list in the heap, oldest at head.
  */
 struct jobq_queue_rec {
-	_Atomic uint32_t seq;	/* seqlock over everything below */
+	_Atomic uint32_t seq; /* seqlock over everything below */
 	uint32_t in_use;
 	char name[JOBQ_NAME_MAX + 1];
-	uint64_t depth;		/* objects queued */
-	uint64_t bytes;		/* payload bytes queued */
-	uint64_t max_depth;	/* 0: unbounded */
-	uint64_t max_bytes;	/* 0: unbounded */
-	uint32_t getters;	/* clients blocked in get */
-	uint32_t putters;	/* clients blocked in put */
+	uint64_t depth;	    /* objects queued */
+	uint64_t bytes;	    /* payload bytes queued */
+	uint64_t max_depth; /* 0: unbounded */
+	uint64_t max_bytes; /* 0: unbounded */
+	uint32_t getters;   /* clients blocked in get */
+	uint32_t putters;   /* clients blocked in put */
 	uint64_t total_put;
 	uint64_t total_get;
-	uint64_t unfinished;	/* put but not yet task_done (JoinableQueue) */
-	uint64_t head;		/* offset of the first struct jobq_item, 0: empty */
-	uint64_t tail;		/* offset of the last one */
-	uint32_t paused;	/* jobs: not handed out while set */
-	uint32_t parallel;	/* jobs: most running at once, 0: no limit */
-	uint32_t running;	/* jobs of this queue running now */
+	uint64_t unfinished; /* put but not yet task_done (JoinableQueue) */
+	uint64_t head;	   /* offset of the first struct jobq_item, 0: empty */
+	uint64_t tail;	   /* offset of the last one */
+	uint32_t paused;   /* jobs: not handed out while set */
+	uint32_t parallel; /* jobs: most running at once, 0: no limit */
+	uint32_t running;  /* jobs of this queue running now */
 	uint32_t pad;
-	uint64_t ready;		/* jobs of this queue ready to run */
+	uint64_t ready; /* jobs of this queue ready to run */
 };
 
 /* An object on a queue; its payload follows the header. */
 struct jobq_item {
-	uint64_t next;		/* offset of the next item, 0: none */
-	uint32_t len;		/* payload bytes */
-	uint32_t type;		/* enum jobq_type or a user type */
+	uint64_t next; /* offset of the next item, 0: none */
+	uint32_t len;  /* payload bytes */
+	uint32_t type; /* enum jobq_type or a user type */
 };
 
 /*
@@ -214,11 +218,11 @@ enum jobq_kv_state {
 };
 
 struct jobq_kv_slot {
-	_Atomic uint32_t seq;	/* seqlock over state, hash and blob */
-	uint32_t state;		/* enum jobq_kv_state */
-	uint32_t hash;		/* jobq__hash() of the key */
+	_Atomic uint32_t seq; /* seqlock over state, hash and blob */
+	uint32_t state;	      /* enum jobq_kv_state */
+	uint32_t hash;	      /* jobq__hash() of the key */
 	uint32_t pad;
-	uint64_t blob;		/* offset of struct jobq_kv_blob */
+	uint64_t blob; /* offset of struct jobq_kv_blob */
 };
 
 struct jobq_kv_blob {
@@ -240,16 +244,16 @@ enum jobq_lock_kind_wire {
 /* A named lock: what `jobq locks` shows. The manager keeps the holder and
  * waiter lists in its own memory; this record is the public view. */
 struct jobq_lock_rec {
-	_Atomic uint32_t seq;	/* seqlock over everything below */
+	_Atomic uint32_t seq; /* seqlock over everything below */
 	uint32_t in_use;
 	char name[JOBQ_NAME_MAX + 1];
-	uint32_t kind;		/* enum jobq_lock_kind_wire */
-	uint32_t limit;		/* Semaphore: its initial value; else 1 */
-	uint32_t held;		/* units held (RLock: recursion depth) */
+	uint32_t kind;	/* enum jobq_lock_kind_wire */
+	uint32_t limit; /* Semaphore: its initial value; else 1 */
+	uint32_t held;	/* units held (RLock: recursion depth) */
 	uint32_t waiters;
 	int32_t holder_pid;	/* first holder, 0: free */
 	uint32_t is_set;	/* Event */
-	uint64_t held_since_ns;	/* CLOCK_REALTIME when first taken */
+	uint64_t held_since_ns; /* CLOCK_REALTIME when first taken */
 	uint64_t acquires;
 };
 
@@ -266,49 +270,51 @@ struct jobq_lock_rec {
  * and are never reused while the store lives.
  */
 enum jobq_job_state_wire {
-	JOBQ_JS_FREE = 0,	/* record not in use */
-	JOBQ_JS_WAITING = 1,	/* on --after dependencies */
-	JOBQ_JS_DELAYED = 2,	/* until run_at_ns (a --delay, or a retry's backoff) */
+	JOBQ_JS_FREE = 0,    /* record not in use */
+	JOBQ_JS_WAITING = 1, /* on --after dependencies */
+	JOBQ_JS_DELAYED =
+	    2, /* until run_at_ns (a --delay, or a retry's backoff) */
 	JOBQ_JS_READY = 3,
 	JOBQ_JS_RUNNING = 4,
 	JOBQ_JS_SUCCEEDED = 5,
-	JOBQ_JS_FAILED = 6,	/* failed, a retry is pending (goes DELAYED) */
-	JOBQ_JS_DEAD = 7,	/* failed for good: attempts used up or a final error */
+	JOBQ_JS_FAILED = 6, /* failed, a retry is pending (goes DELAYED) */
+	JOBQ_JS_DEAD =
+	    7, /* failed for good: attempts used up or a final error */
 	JOBQ_JS_CANCELLED = 8,
 };
 
 #define JOBQ_JF_CANCELLING (1u << 0) /* cancel asked while running */
-#define JOBQ_JF_UNIQUE (1u << 1)     /* holds a unique key */
+#define JOBQ_JF_UNIQUE	   (1u << 1) /* holds a unique key */
 
 struct jobq_job_rec {
-	_Atomic uint32_t seq;	/* seqlock over everything below */
-	uint8_t state;		/* enum jobq_job_state_wire */
-	uint8_t flags;		/* JOBQ_JF_* */
-	uint16_t type_id;	/* index into the type table */
-	uint64_t id;		/* 0: free */
+	_Atomic uint32_t seq; /* seqlock over everything below */
+	uint8_t state;	      /* enum jobq_job_state_wire */
+	uint8_t flags;	      /* JOBQ_JF_* */
+	uint16_t type_id;     /* index into the type table */
+	uint64_t id;	      /* 0: free */
 	uint32_t queue_id;
-	int32_t priority;	/* higher runs first */
-	uint16_t attempts;	/* handed out so far (counted when handed out) */
+	int32_t priority;  /* higher runs first */
+	uint16_t attempts; /* handed out so far (counted when handed out) */
 	uint16_t max_attempts;
 	int32_t worker_pid;	/* who runs it (or ran it last) */
-	uint32_t worker_client;	/* that worker's index in the worker table
+	uint32_t worker_client; /* that worker's index in the worker table
 				 * (its connection slot, not the region's
 				 * client_id), UINT32_MAX: never run */
 	uint32_t progress;	/* 0..10000: percent * 100 */
 	uint64_t created_ns;	/* CLOCK_REALTIME */
 	uint64_t started_ns;	/* last handed out, 0: never */
 	uint64_t finished_ns;	/* became final, 0: not yet */
-	uint64_t run_at_ns;	/* DELAYED: CLOCK_REALTIME when it becomes ready */
-	uint64_t lease_ns;	/* the lease length (--timeout) */
+	uint64_t run_at_ns; /* DELAYED: CLOCK_REALTIME when it becomes ready */
+	uint64_t lease_ns;  /* the lease length (--timeout) */
 	/* The args: args_len bytes at this offset, a heap block of their own
 	 * without a struct jobq_item header (args are on no list, and every
 	 * queued job pays for the header); 0 when args_len is 0. */
 	uint64_t args;
-	uint64_t result;	/* struct jobq_item: the result, or the error text
-				 * (JOBQ_T_TEXT) of a failed, dead or cancelled job */
-	uint64_t note;		/* struct jobq_item: progress message, 0: none */
+	uint64_t result; /* struct jobq_item: the result, or the error text
+			  * (JOBQ_T_TEXT) of a failed, dead or cancelled job */
+	uint64_t note;	 /* struct jobq_item: progress message, 0: none */
 	uint32_t args_len;
-	uint32_t args_type;	/* enum jobq_type or a user type */
+	uint32_t args_type; /* enum jobq_type or a user type */
 };
 
 _Static_assert(sizeof(struct jobq_job_rec) == 112, "a job record's size");
@@ -319,9 +325,9 @@ struct jobq_type_rec {
 	_Atomic uint32_t seq;
 	uint32_t in_use;
 	char name[JOBQ_TYPE_MAX + 1];
-	uint32_t workers;	/* live workers serving it */
+	uint32_t workers; /* live workers serving it */
 	uint32_t pad;
-	uint64_t ready;		/* jobs of this type ready to run */
+	uint64_t ready; /* jobs of this type ready to run */
 	uint64_t running;
 };
 
@@ -331,33 +337,33 @@ struct jobq_worker_rec {
 	_Atomic uint32_t seq;
 	uint32_t in_use;
 	int32_t pid;
-	uint32_t capacity;	/* jobs it runs at once */
+	uint32_t capacity; /* jobs it runs at once */
 	uint32_t running;
-	uint32_t flags;		/* JOBQ_WF_* */
-	uint64_t started_ns;	/* CLOCK_REALTIME */
+	uint32_t flags;	     /* JOBQ_WF_* */
+	uint64_t started_ns; /* CLOCK_REALTIME */
 	uint64_t done;
 	uint64_t failed;
-	char types[128];	/* comma-separated, cut at a whole name */
+	char types[128]; /* comma-separated, cut at a whole name */
 };
 
 #define JOBQ_WF_SUPERVISED (1u << 0) /* started by jobqd */
-#define JOBQ_WF_DAEMON (1u << 1)     /* dies with the manager */
-#define JOBQ_WF_BUILTIN (1u << 2)    /* serves the built-in types */
+#define JOBQ_WF_DAEMON	   (1u << 1) /* dies with the manager */
+#define JOBQ_WF_BUILTIN	   (1u << 2) /* serves the built-in types */
 
 /* The head of a JOB_SUBMIT arena, followed by the type name, the unique
  * key, nafter uint64_t job ids (8-byte aligned from the arena start of
  * this struct) and the args bytes, in that order. */
 struct jobq_submit_wire {
-	uint32_t type_len;	/* 1..JOBQ_TYPE_MAX */
-	uint32_t unique_len;	/* 0..JOBQ_KEY_MAX */
-	uint32_t nafter;	/* 0..64 */
+	uint32_t type_len;   /* 1..JOBQ_TYPE_MAX */
+	uint32_t unique_len; /* 0..JOBQ_KEY_MAX */
+	uint32_t nafter;     /* 0..64 */
 	uint32_t args_len;
 	int32_t priority;
-	uint32_t max_attempts;	/* >= 1 (retries + 1) */
-	uint32_t queue_id;	/* from Q_OPEN */
-	uint32_t flags;		/* reserved, 0 */
-	int64_t delay_ns;	/* >= 0 */
-	int64_t lease_ns;	/* > 0 */
+	uint32_t max_attempts; /* >= 1 (retries + 1) */
+	uint32_t queue_id;     /* from Q_OPEN */
+	uint32_t flags;	       /* reserved, 0 */
+	int64_t delay_ns;      /* >= 0 */
+	int64_t lease_ns;      /* > 0 */
 };
 
 /* Ids come in order, so eight consecutive ids share one 64-byte line of
@@ -395,23 +401,23 @@ static inline uint32_t jobq__job_hash(uint64_t id)
 #define JOBQ_RING_NEED_WAKEUP (1u << 0)
 
 struct jobq_ring_ctl {
-	_Atomic uint32_t head;	/* consumer writes */
+	_Atomic uint32_t head; /* consumer writes */
 	uint8_t pad0[JOBQ_CACHELINE - 4];
-	_Atomic uint32_t tail;	/* producer writes */
+	_Atomic uint32_t tail; /* producer writes */
 	uint8_t pad1[JOBQ_CACHELINE - 4];
-	_Atomic uint32_t flags;	/* consumer writes: JOBQ_RING_NEED_WAKEUP */
+	_Atomic uint32_t flags; /* consumer writes: JOBQ_RING_NEED_WAKEUP */
 	uint8_t pad2[JOBQ_CACHELINE - 4];
 };
 
 struct jobq_region_hdr {
-	uint64_t magic;		/* manager writes these at creation */
+	uint64_t magic; /* manager writes these at creation */
 	uint32_t version;
 	uint32_t client_id;
 	uint64_t size;
-	uint32_t sq_entries;	/* power of two */
-	uint32_t cq_entries;	/* power of two, >= 2 * sq_entries */
-	uint64_t sq_off;	/* struct jobq_sqe[sq_entries] */
-	uint64_t cq_off;	/* struct jobq_cqe[cq_entries] */
+	uint32_t sq_entries; /* power of two */
+	uint32_t cq_entries; /* power of two, >= 2 * sq_entries */
+	uint64_t sq_off;     /* struct jobq_sqe[sq_entries] */
+	uint64_t cq_off;     /* struct jobq_cqe[cq_entries] */
 	uint64_t arena_off;
 	uint64_t arena_size;
 	/* client produces, manager consumes */
@@ -423,47 +429,65 @@ struct jobq_region_hdr {
 /* Request opcodes. */
 enum jobq_op {
 	JOBQ_OP_NOP = 0,
-	JOBQ_OP_Q_OPEN,		/* arena: name; arg0 max_depth, arg1 max_bytes -> res = queue id */
-	JOBQ_OP_Q_PUT,		/* id, arena: payload, type, timeout */
-	JOBQ_OP_Q_GET,		/* id, timeout, arg0: most objects to take (>= 1) */
-	JOBQ_OP_Q_TASK_DONE,	/* id, arg0: count */
-	JOBQ_OP_Q_JOIN,		/* id, timeout */
-	JOBQ_OP_Q_SET,		/* id, arg0 max_depth, arg1 max_bytes (UINT64_MAX: leave) */
-	JOBQ_OP_KV_SET,		/* arena: key then value, arg0: key length, type */
-	JOBQ_OP_KV_DEL,		/* arena: key */
-	JOBQ_OP_KV_INCR,	/* arena: key, arg0: delta (int64) -> val: new value */
-	JOBQ_OP_KV_CAS,		/* arena: key, expected, new; arg0: key length,
-				 * arg1: expected length, flags: JOBQ_SQE_ABSENT */
-	JOBQ_OP_L_OPEN,		/* arena: name; arg0: kind, arg1: semaphore value -> res = lock id */
-	JOBQ_OP_L_ACQUIRE,	/* id, owner, timeout */
-	JOBQ_OP_L_RELEASE,	/* id, owner */
-	JOBQ_OP_L_MANY,		/* arena: uint32_t ids[], owner, timeout */
-	JOBQ_OP_EV_SET,		/* id */
-	JOBQ_OP_EV_CLEAR,	/* id */
-	JOBQ_OP_EV_WAIT,	/* id, timeout */
-	JOBQ_OP_SHUTDOWN,	/* arg0: 1 = now */
+	JOBQ_OP_Q_OPEN, /* arena: name; arg0 max_depth, arg1 max_bytes -> res =
+			   queue id */
+	JOBQ_OP_Q_PUT,	/* id, arena: payload, type, timeout */
+	JOBQ_OP_Q_GET,	/* id, timeout, arg0: most objects to take (>= 1) */
+	JOBQ_OP_Q_TASK_DONE, /* id, arg0: count */
+	JOBQ_OP_Q_JOIN,	     /* id, timeout */
+	JOBQ_OP_Q_SET, /* id, arg0 max_depth, arg1 max_bytes (UINT64_MAX: leave)
+			*/
+	JOBQ_OP_KV_SET,	 /* arena: key then value, arg0: key length, type */
+	JOBQ_OP_KV_DEL,	 /* arena: key */
+	JOBQ_OP_KV_INCR, /* arena: key, arg0: delta (int64) -> val: new value */
+	JOBQ_OP_KV_CAS,	 /* arena: key, expected, new; arg0: key length,
+			  * arg1: expected length, flags: JOBQ_SQE_ABSENT */
+	JOBQ_OP_L_OPEN, /* arena: name; arg0: kind, arg1: semaphore value -> res
+			   = lock id */
+	JOBQ_OP_L_ACQUIRE, /* id, owner, timeout */
+	JOBQ_OP_L_RELEASE, /* id, owner */
+	JOBQ_OP_L_MANY,	   /* arena: uint32_t ids[], owner, timeout */
+	JOBQ_OP_EV_SET,	   /* id */
+	JOBQ_OP_EV_CLEAR,  /* id */
+	JOBQ_OP_EV_WAIT,   /* id, timeout */
+	JOBQ_OP_SHUTDOWN,  /* arg0: 1 = now */
 	/* Jobs (layout version 2). A "job ref" is arg0 = job id. */
-	JOBQ_OP_JOB_SUBMIT,	/* arena: struct jobq_submit_wire..., type = args type
-				 * -> val = job id; res = 1 when --unique found a live one */
-	JOBQ_OP_JOB_WAIT,	/* arg0 id, timeout -> res = final state (JOBQ_JS_*) */
-	JOBQ_OP_JOB_CANCEL,	/* arg0 id -> 0, -ENOENT, -EALREADY (final already) */
-	JOBQ_OP_JOB_RETRY,	/* arg0 id: a failed, dead or cancelled job runs again */
-	JOBQ_OP_JOB_KICK,	/* arg0 id, or 0: every dead job -> res = how many */
-	JOBQ_OP_Q_PAUSE,	/* id: queue; arg0: 1 pause, 0 resume */
-	JOBQ_OP_Q_PARALLEL,	/* id: queue; arg0: most running jobs, 0: no limit */
-	JOBQ_OP_W_REGISTER,	/* arena: type names, each NUL-terminated; arg0: capacity;
-				 * arg1: JOBQ_WF_* the worker claims (DAEMON, BUILTIN) */
-	JOBQ_OP_W_RESERVE,	/* timeout, arg0: most jobs -> one cqe per job, flags
-				 * JOBQ_CQE_JOB (+ MORE): val = id, len = attempt, type = type id */
-	JOBQ_OP_W_DONE,		/* arg0 id, arg1 attempt; arena: result (type = its type);
-				 * flags JOBQ_SQE_FAIL (arena: error text), JOBQ_SQE_FINAL
-				 * (no retry) -> 0, or -ESTALE when the lease was lost */
-	JOBQ_OP_W_PROGRESS,	/* arg0 id, arg1 attempt, id: percent*100; arena: message */
-	JOBQ_OP_W_EXTEND,	/* arg0 id, arg1 attempt, timeout_ns: new lease from now */
-	JOBQ_OP_W_STOPPING,	/* the worker takes no more jobs (graceful stop) */
-	JOBQ_OP_Q_PUT_MANY,	/* id, timeout, arg0: objects; arena: arg0 records of
-				 * struct jobq_put_rec + payload -> res = how many were
-				 * put (the first ones, >= 1), or -errno when none was */
+
+	/* arena: struct jobq_submit_wire..., type = args type -> val = job id;
+	 * res = 1 when --unique found a live one */
+	JOBQ_OP_JOB_SUBMIT,
+	/* arg0 id, timeout -> res = final state (JOBQ_JS_*) */
+	JOBQ_OP_JOB_WAIT,
+	/* arg0 id -> 0, -ENOENT, -EALREADY (final already) */
+	JOBQ_OP_JOB_CANCEL,
+	/* arg0 id: a failed, dead or cancelled job runs again */
+	JOBQ_OP_JOB_RETRY,
+	/* arg0 id, or 0: every dead job -> res = how many */
+	JOBQ_OP_JOB_KICK,
+	/* id: queue; arg0: 1 pause, 0 resume */
+	JOBQ_OP_Q_PAUSE,
+	/* id: queue; arg0: most running jobs, 0: no limit */
+	JOBQ_OP_Q_PARALLEL,
+	/* arena: type names, each NUL-terminated; arg0: capacity; arg1: the
+	 * JOBQ_WF_* the worker claims (DAEMON, BUILTIN) */
+	JOBQ_OP_W_REGISTER,
+	/* timeout, arg0: most jobs -> one cqe per job, flags JOBQ_CQE_JOB
+	 * (+ MORE): val = id, len = attempt, type = type id */
+	JOBQ_OP_W_RESERVE,
+	/* arg0 id, arg1 attempt; arena: result (type = its type); flags
+	 * JOBQ_SQE_FAIL (arena: error text), JOBQ_SQE_FINAL (no retry) -> 0,
+	 * or -ESTALE when the lease was lost */
+	JOBQ_OP_W_DONE,
+	/* arg0 id, arg1 attempt, id: percent*100; arena: message */
+	JOBQ_OP_W_PROGRESS,
+	/* arg0 id, arg1 attempt, timeout_ns: new lease from now */
+	JOBQ_OP_W_EXTEND,
+	/* the worker takes no more jobs (graceful stop) */
+	JOBQ_OP_W_STOPPING,
+	/* id, timeout, arg0: objects; arena: arg0 records of struct
+	 * jobq_put_rec + payload -> res = how many were put (the first ones,
+	 * at least one), or -errno when none was */
+	JOBQ_OP_Q_PUT_MANY,
 	JOBQ_OP__COUNT,
 };
 
@@ -477,34 +501,35 @@ enum jobq_op {
  * the arena range or is over the object limit ends the run there.
  */
 struct jobq_put_rec {
-	uint32_t len;		/* payload bytes */
-	uint32_t type;		/* object type tag */
+	uint32_t len;  /* payload bytes */
+	uint32_t type; /* object type tag */
 };
 
 #define JOBQ_SQE_ABSENT (1u << 0) /* KV_CAS: expect the key to be absent */
 #define JOBQ_SQE_CREATE (1u << 1) /* Q_OPEN / L_OPEN: create when missing */
-#define JOBQ_SQE_FAIL (1u << 2)	  /* W_DONE: the job failed */
-#define JOBQ_SQE_FINAL (1u << 3)  /* W_DONE: and must not be retried */
+#define JOBQ_SQE_FAIL	(1u << 2) /* W_DONE: the job failed */
+#define JOBQ_SQE_FINAL	(1u << 3) /* W_DONE: and must not be retried */
 
 /* A request. Written by the client; read once by the manager. */
 struct jobq_sqe {
-	uint8_t op;		/* enum jobq_op */
-	uint8_t flags;		/* JOBQ_SQE_* */
+	uint8_t op;    /* enum jobq_op */
+	uint8_t flags; /* JOBQ_SQE_* */
 	uint16_t pad;
-	uint32_t id;		/* queue or lock id */
-	uint64_t user_data;	/* echoed in the completion */
-	uint64_t arena_off;	/* payload, relative to the region start */
+	uint32_t id;	    /* queue or lock id */
+	uint64_t user_data; /* echoed in the completion */
+	uint64_t arena_off; /* payload, relative to the region start */
 	uint32_t arena_len;
-	uint32_t type;		/* object type tag */
-	int64_t timeout_ns;	/* < 0: forever, 0: try once, > 0: relative */
+	uint32_t type;	    /* object type tag */
+	int64_t timeout_ns; /* < 0: forever, 0: try once, > 0: relative */
 	uint64_t arg0;
 	uint64_t arg1;
-	uint64_t owner;		/* lock owner within the client (thread id) */
+	uint64_t owner; /* lock owner within the client (thread id) */
 };
 
-#define JOBQ_CQE_MORE (1u << 0)	/* more completions follow for this request */
-#define JOBQ_CQE_OBJECT (1u << 1) /* val/len/type describe an object in the store */
-#define JOBQ_CQE_JOB (1u << 2)	  /* W_RESERVE: a job handed to this worker */
+#define JOBQ_CQE_MORE (1u << 0) /* more completions follow for this request */
+#define JOBQ_CQE_OBJECT                                                        \
+	(1u << 1) /* val/len/type describe an object in the store */
+#define JOBQ_CQE_JOB	(1u << 2) /* W_RESERVE: a job handed to this worker */
 #define JOBQ_CQE_NOTICE (1u << 3) /* unsolicited (user_data JOBQ_UD_NOTICE) */
 
 /*
@@ -517,16 +542,16 @@ struct jobq_sqe {
  *                      running jobs (val = grace period in ns) and exit
  * A client must leave room in its completion ring for 16 notices.
  */
-#define JOBQ_UD_NOTICE UINT64_MAX
+#define JOBQ_UD_NOTICE	   UINT64_MAX
 #define JOBQ_NOTICE_CANCEL 1
-#define JOBQ_NOTICE_STOP 2
+#define JOBQ_NOTICE_STOP   2
 
 /* A completion. Written by the manager. */
 struct jobq_cqe {
 	uint64_t user_data;
-	int32_t res;		/* 0 or more on success, -errno or JOBQ_E* */
-	uint32_t flags;		/* JOBQ_CQE_* */
-	uint64_t val;		/* store offset of the payload, or a value */
+	int32_t res;	/* 0 or more on success, -errno or JOBQ_E* */
+	uint32_t flags; /* JOBQ_CQE_* */
+	uint64_t val;	/* store offset of the payload, or a value */
 	uint32_t len;
 	uint32_t type;
 };
@@ -538,17 +563,17 @@ _Static_assert(sizeof(struct jobq_cqe) == 32, "cqe is half a cache line");
  * Handshake over the control socket.
  */
 struct jobq_hello {
-	uint32_t magic;		/* JOBQ_HELLO_MAGIC */
-	uint32_t version;	/* JOBQ_LAYOUT_VERSION */
-	int32_t pid;		/* informational; the manager trusts SO_PEERCRED */
+	uint32_t magic;	  /* JOBQ_HELLO_MAGIC */
+	uint32_t version; /* JOBQ_LAYOUT_VERSION */
+	int32_t pid;	  /* informational; the manager trusts SO_PEERCRED */
 	uint32_t flags;
-	char name[32];		/* what `jobq workers` and logs call the client */
+	char name[32]; /* what `jobq workers` and logs call the client */
 };
 
 struct jobq_welcome {
 	uint32_t magic;
 	uint32_t version;
-	int32_t status;		/* 0, or -errno / JOBQ_E* with msg saying why */
+	int32_t status; /* 0, or -errno / JOBQ_E* with msg saying why */
 	uint32_t client_id;
 	uint64_t store_size;
 	uint64_t region_size;

@@ -258,8 +258,8 @@ static int read_job(jobq_t *q, const struct jobq_job_rec *rec,
 	int err;
 
 	for (;;) {
-		struct jobq_item it = { 0 };
-		uint64_t off = 0;	/* of the payload, 0: no object */
+		struct jobq_item it = {0};
+		uint64_t off = 0; /* of the payload, 0: no object */
 
 		err = 0;
 		s = seq_read_begin(&rec->seq);

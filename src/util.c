@@ -14,16 +14,16 @@
 #include "internal.h"
 
 static const char *const jobq_errors[] = {
-	[-(JOBQ_ENOMANAGER - JOBQ_EBASE)] = "no manager is running there",
-	[-(JOBQ_EVERSION - JOBQ_EBASE)] =
-		"client and manager speak different layout versions",
-	[-(JOBQ_EMISMATCH - JOBQ_EBASE)] = "value is not the expected one",
-	[-(JOBQ_EKIND - JOBQ_EBASE)] = "a lock of that name has another kind",
-	[-(JOBQ_ENOTNUM - JOBQ_EBASE)] = "value is not a decimal integer",
-	[-(JOBQ_ECLOSED - JOBQ_EBASE)] = "the manager closed the connection",
-	[-(JOBQ_EFULL - JOBQ_EBASE)] = "the store is full",
-	[-(JOBQ_ELIMIT - JOBQ_EBASE)] = "a table of the manager is full",
-	[-(JOBQ_EJOBFAILED - JOBQ_EBASE)] = "the job failed",
+    [-(JOBQ_ENOMANAGER - JOBQ_EBASE)] = "no manager is running there",
+    [-(JOBQ_EVERSION - JOBQ_EBASE)] =
+	"client and manager speak different layout versions",
+    [-(JOBQ_EMISMATCH - JOBQ_EBASE)] = "value is not the expected one",
+    [-(JOBQ_EKIND - JOBQ_EBASE)] = "a lock of that name has another kind",
+    [-(JOBQ_ENOTNUM - JOBQ_EBASE)] = "value is not a decimal integer",
+    [-(JOBQ_ECLOSED - JOBQ_EBASE)] = "the manager closed the connection",
+    [-(JOBQ_EFULL - JOBQ_EBASE)] = "the store is full",
+    [-(JOBQ_ELIMIT - JOBQ_EBASE)] = "a table of the manager is full",
+    [-(JOBQ_EJOBFAILED - JOBQ_EBASE)] = "the job failed",
 };
 
 const char *jobq_strerror(int err)
@@ -105,11 +105,28 @@ int jobq_parse_size(const char *s, uint64_t *out)
 	if (errno)
 		return -EINVAL;
 	switch (*end) {
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	case 't': case 'T': shift = 40; end++; break;
-	default: break;
+	case 'k':
+	case 'K':
+		shift = 10;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		shift = 20;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		shift = 30;
+		end++;
+		break;
+	case 't':
+	case 'T':
+		shift = 40;
+		end++;
+		break;
+	default:
+		break;
 	}
 	/* Accept "64K", "64KB", "64KiB" and a bare "B" suffix. */
 	if (shift && (*end == 'i' || *end == 'I'))
@@ -138,7 +155,7 @@ void jobq__format_time(uint64_t realtime_ns, char *buf, size_t len)
 
 void jobq__format_size(uint64_t bytes, char *buf, size_t len)
 {
-	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
 	unsigned u = 0;
 	double v = (double)bytes;
 

@@ -23,7 +23,6 @@
 
 #include "harness.h"
 
-
 /* stdout must be one JSON object; returns it (json_decref() it). */
 static json_t *parse_json(const struct jqt_out *o)
 {

@@ -297,14 +297,13 @@ static void test_set_async(void **state)
 			  0);
 	}
 	/* A NULL callback is fine, and a bad key fails at once. */
-	assert_rc(jobq_kv_set_async(q, "quiet", JOBQ_T_TEXT, "x", 1, NULL,
-				    NULL),
-		  0);
+	assert_rc(
+	    jobq_kv_set_async(q, "quiet", JOBQ_T_TEXT, "x", 1, NULL, NULL), 0);
 	memset(key, 'k', sizeof(key) - 1);
 	key[sizeof(key) - 1] = 0;
-	assert_rc(jobq_kv_set_async(q, key, JOBQ_T_TEXT, "x", 1, count_set,
-				    &done),
-		  -EINVAL);
+	assert_rc(
+	    jobq_kv_set_async(q, key, JOBQ_T_TEXT, "x", 1, count_set, &done),
+	    -EINVAL);
 	assert_rc(jobq_wait_idle(q, 30), 0);
 	assert_int_equal(done, n);
 	snprintf(val, sizeof(val), "v%d", n - 1);

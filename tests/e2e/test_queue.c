@@ -371,8 +371,8 @@ static void test_wait_idle_now(void **state)
 	jobq_t *q = open_q(state);
 	int done = 0;
 
-	assert_rc(jobq_put_async(q, "idle", JOBQ_T_BYTES, "x", 1, 0,
-				 count_done, &done),
+	assert_rc(jobq_put_async(q, "idle", JOBQ_T_BYTES, "x", 1, 0, count_done,
+				 &done),
 		  0);
 	jqt_sleep(0.2);
 	assert_rc(jobq_wait_idle(q, 0), 0);
@@ -533,9 +533,9 @@ static void test_listing(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    T(test_fifo),     T(test_empty_and_none), T(test_blocking_get),
-	    T(test_timeouts), T(test_bounded),	      T(test_joinable),
-	    T(test_many),     T(test_async),	      T(test_listing),
+	    T(test_fifo),	 T(test_empty_and_none), T(test_blocking_get),
+	    T(test_timeouts),	 T(test_bounded),	 T(test_joinable),
+	    T(test_many),	 T(test_async),		 T(test_listing),
 	    T(test_many_limits), T(test_wait_idle_now),
 	};
 

@@ -48,12 +48,13 @@ void jobq__post(struct jobq__client *c, uint64_t user_data, int32_t res,
 		uint32_t flags, uint64_t val, uint32_t len, uint32_t type)
 {
 	assert_true(nposts < 16384);
-	posts[nposts++] = (struct posted){ c->slot, user_data, res, flags,
-					   val, len, type };
+	posts[nposts++] =
+	    (struct posted){c->slot, user_data, res, flags, val, len, type};
 }
 
 struct jobq__waiter *jobq__wait_new(struct jobq__client *c,
-				 const struct jobq_sqe *s, int kind, int *err)
+				    const struct jobq_sqe *s, int kind,
+				    int *err)
 {
 	struct jobq__waiter *w = calloc(1, sizeof(*w));
 
@@ -151,7 +152,7 @@ static int setup(void **state)
 /* Gives back what jobs.c allocated, so leak checkers see a clean run. */
 static void jobs_free(void)
 {
-	struct chash *hs[] = { &jobs.uq, &jobs.deps };
+	struct chash *hs[] = {&jobs.uq, &jobs.deps};
 
 	for (uint32_t t = 0; t < jobq__hdr()->max_types; t++) {
 		while (jobs.lanes[t]) {
@@ -178,7 +179,8 @@ static void jobs_free(void)
 	for (uint32_t i = 0; i < NCLIENTS; i++)
 		while (!jobq__list_empty(&clients[i].waiters))
 			jobq__wait_free(jobq__entry(clients[i].waiters.next,
-						 struct jobq__waiter, cnode));
+						    struct jobq__waiter,
+						    cnode));
 	free(jobs.priv);
 	free(jobs.lanes);
 	free(jobs.type_hash);
@@ -211,16 +213,16 @@ static int submit(const struct sub *o, uint64_t *id)
 {
 	struct jobq__client *c = &clients[0];
 	struct jobq_submit_wire w = {
-		.type_len = (uint32_t)strlen(o->type),
-		.unique_len = o->unique ? (uint32_t)strlen(o->unique) : 0,
-		.nafter = o->nafter,
-		.args_len = 4,
-		.priority = o->prio,
-		.max_attempts = o->max_attempts ? o->max_attempts : 4,
-		.delay_ns = o->delay_ns,
-		.lease_ns = o->lease_ns ? o->lease_ns : 300 * (int64_t)NSEC,
+	    .type_len = (uint32_t)strlen(o->type),
+	    .unique_len = o->unique ? (uint32_t)strlen(o->unique) : 0,
+	    .nafter = o->nafter,
+	    .args_len = 4,
+	    .priority = o->prio,
+	    .max_attempts = o->max_attempts ? o->max_attempts : 4,
+	    .delay_ns = o->delay_ns,
+	    .lease_ns = o->lease_ns ? o->lease_ns : 300 * (int64_t)NSEC,
 	};
-	struct jobq_sqe s = { .op = JOBQ_OP_JOB_SUBMIT, .type = JOBQ_T_TEXT };
+	struct jobq_sqe s = {.op = JOBQ_OP_JOB_SUBMIT, .type = JOBQ_T_TEXT};
 	size_t off = sizeof(w);
 	int res;
 
@@ -260,8 +262,8 @@ static int op(int (*fn)(struct jobq__client *, const struct jobq_sqe *),
 
 static void reg(uint32_t slot, const char *names, uint32_t len, uint32_t cap)
 {
-	struct jobq_sqe s = { .op = JOBQ_OP_W_REGISTER, .arena_len = len,
-			      .arg0 = cap };
+	struct jobq_sqe s = {
+	    .op = JOBQ_OP_W_REGISTER, .arena_len = len, .arg0 = cap};
 
 	memcpy(clients[slot].region, names, len);
 	assert_int_equal(jobq__op_w_register(&clients[slot], &s), 0);
@@ -294,14 +296,14 @@ static void test_backoff(void **state)
  * order, every completion but the last flagged MORE. */
 static void test_priority_order(void **state)
 {
-	static const int32_t prio[] = { 0, 5, -1, 5, 0, 10 };
-	static const uint64_t want[] = { 6, 2, 4, 1, 5, 3 };
+	static const int32_t prio[] = {0, 5, -1, 5, 0, 10};
+	static const uint64_t want[] = {6, 2, 4, 1, 5, 3};
 	uint64_t id;
 	unsigned first;
 
 	(void)state;
 	for (unsigned i = 0; i < 6; i++) {
-		struct sub o = { .type = "t", .prio = prio[i] };
+		struct sub o = {.type = "t", .prio = prio[i]};
 
 		assert_int_equal(submit(&o, &id), 0);
 		assert_int_equal(id, i + 1);
@@ -312,10 +314,10 @@ static void test_priority_order(void **state)
 	reg(1, "t", 2, 8);
 	assert_int_equal(jobq__m.st.types[0].workers, 1);
 	first = nposts;
-	assert_int_equal(op(jobq__op_w_reserve, 1,
-			    (struct jobq_sqe){ .op = JOBQ_OP_W_RESERVE,
-					       .arg0 = 8 }),
-			 0);
+	assert_int_equal(
+	    op(jobq__op_w_reserve, 1,
+	       (struct jobq_sqe){.op = JOBQ_OP_W_RESERVE, .arg0 = 8}),
+	    0);
 	assert_int_equal(nposts - first, 6);
 	for (unsigned i = 0; i < 6; i++) {
 		const struct posted *p = &posts[first + i];
@@ -345,7 +347,7 @@ static void test_heap_random(void **state)
 	(void)state;
 	srand(7);
 	for (unsigned i = 1; i <= N; i++) {
-		struct sub o = { .type = "t", .prio = rand() % 7 - 3 };
+		struct sub o = {.type = "t", .prio = rand() % 7 - 3};
 
 		prio[i] = o.prio;
 		assert_int_equal(submit(&o, &id), 0);
@@ -355,19 +357,20 @@ static void test_heap_random(void **state)
 		cancelled[i] = rand() % 4 == 0;
 		if (cancelled[i])
 			op(jobq__op_job_cancel, 0,
-			   (struct jobq_sqe){ .arg0 = i });
+			   (struct jobq_sqe){.arg0 = i});
 		else
 			want++;
 	}
 	reg(1, "t", 2, 4096);
 	first = nposts;
 	op(jobq__op_w_reserve, 1,
-	   (struct jobq_sqe){ .op = JOBQ_OP_W_RESERVE, .arg0 = 4096 });
+	   (struct jobq_sqe){.op = JOBQ_OP_W_RESERVE, .arg0 = 4096});
 	for (unsigned k = first; k < nposts; k++) {
 		uint64_t v = posts[k].val;
 
 		assert_false(cancelled[v]);
-		assert_true(prio[v] < lastp || (prio[v] == lastp && v > lastid));
+		assert_true(prio[v] < lastp ||
+			    (prio[v] == lastp && v > lastid));
 		lastp = prio[v];
 		lastid = v;
 		got++;
@@ -379,7 +382,7 @@ static void test_heap_random(void **state)
  * job comes. */
 static void test_capacity_and_parking(void **state)
 {
-	struct sub o = { .type = "t" };
+	struct sub o = {.type = "t"};
 	uint64_t id;
 	unsigned first;
 
@@ -389,25 +392,26 @@ static void test_capacity_and_parking(void **state)
 	assert_int_equal(submit(&o, &id), 0);
 	first = nposts;
 	op(jobq__op_w_reserve, 1,
-	   (struct jobq_sqe){ .op = JOBQ_OP_W_RESERVE, .arg0 = 5 });
+	   (struct jobq_sqe){.op = JOBQ_OP_W_RESERVE, .arg0 = 5});
 	assert_int_equal(nposts - first, 1);
 	assert_int_equal(posts[first].val, 1);
 	/* Full: try-once says so, a blocking one parks. */
+	assert_int_equal(
+	    op(jobq__op_w_reserve, 1,
+	       (struct jobq_sqe){.op = JOBQ_OP_W_RESERVE, .arg0 = 1}),
+	    -EAGAIN);
 	assert_int_equal(op(jobq__op_w_reserve, 1,
-			    (struct jobq_sqe){ .op = JOBQ_OP_W_RESERVE,
-					       .arg0 = 1 }),
-			 -EAGAIN);
-	assert_int_equal(op(jobq__op_w_reserve, 1,
-			    (struct jobq_sqe){ .op = JOBQ_OP_W_RESERVE,
-					       .arg0 = 1, .user_data = 77,
-					       .timeout_ns = -1 }),
+			    (struct jobq_sqe){.op = JOBQ_OP_W_RESERVE,
+					      .arg0 = 1,
+					      .user_data = 77,
+					      .timeout_ns = -1}),
 			 JOBQ__NOREPLY);
 	/* Job 1 done: its slot frees and the parked reserve gets job 2. */
 	first = nposts;
-	assert_int_equal(op(jobq__op_w_done, 1,
-			    (struct jobq_sqe){ .op = JOBQ_OP_W_DONE,
-					       .arg0 = 1, .arg1 = 1 }),
-			 0);
+	assert_int_equal(
+	    op(jobq__op_w_done, 1,
+	       (struct jobq_sqe){.op = JOBQ_OP_W_DONE, .arg0 = 1, .arg1 = 1}),
+	    0);
 	assert_int_equal(state_of(1), JOBQ_JS_SUCCEEDED);
 	assert_int_equal(nposts - first, 1);
 	assert_int_equal(posts[first].ud, 77);
@@ -417,7 +421,7 @@ static void test_capacity_and_parking(void **state)
 
 static void test_pause_and_parallel(void **state)
 {
-	struct sub o = { .type = "t" };
+	struct sub o = {.type = "t"};
 	uint64_t id;
 	unsigned first;
 
@@ -426,18 +430,18 @@ static void test_pause_and_parallel(void **state)
 		submit(&o, &id);
 	reg(1, "t", 2, 8);
 	op(jobq__op_q_pause, 0,
-	   (struct jobq_sqe){ .op = JOBQ_OP_Q_PAUSE, .id = 0, .arg0 = 1 });
-	assert_int_equal(op(jobq__op_w_reserve, 1,
-			    (struct jobq_sqe){ .op = JOBQ_OP_W_RESERVE,
-					       .arg0 = 8 }),
-			 -EAGAIN);
+	   (struct jobq_sqe){.op = JOBQ_OP_Q_PAUSE, .id = 0, .arg0 = 1});
+	assert_int_equal(
+	    op(jobq__op_w_reserve, 1,
+	       (struct jobq_sqe){.op = JOBQ_OP_W_RESERVE, .arg0 = 8}),
+	    -EAGAIN);
 	op(jobq__op_q_parallel, 0,
-	   (struct jobq_sqe){ .op = JOBQ_OP_Q_PARALLEL, .id = 0, .arg0 = 2 });
+	   (struct jobq_sqe){.op = JOBQ_OP_Q_PARALLEL, .id = 0, .arg0 = 2});
 	op(jobq__op_q_pause, 0,
-	   (struct jobq_sqe){ .op = JOBQ_OP_Q_PAUSE, .id = 0, .arg0 = 0 });
+	   (struct jobq_sqe){.op = JOBQ_OP_Q_PAUSE, .id = 0, .arg0 = 0});
 	first = nposts;
 	op(jobq__op_w_reserve, 1,
-	   (struct jobq_sqe){ .op = JOBQ_OP_W_RESERVE, .arg0 = 8 });
+	   (struct jobq_sqe){.op = JOBQ_OP_W_RESERVE, .arg0 = 8});
 	assert_int_equal(nposts - first, 2);
 	assert_int_equal(jobq__m.st.queues[0].running, 2);
 	assert_int_equal(jobq__m.st.queues[0].ready, 1);
@@ -446,24 +450,24 @@ static void test_pause_and_parallel(void **state)
 /* A lease that runs out fails the attempt; the late answer is refused. */
 static void test_lease_expiry(void **state)
 {
-	struct sub o = { .type = "t", .lease_ns = 1 };
+	struct sub o = {.type = "t", .lease_ns = 1};
 	uint64_t id;
 
 	(void)state;
 	submit(&o, &id);
 	reg(1, "t", 2, 1);
 	op(jobq__op_w_reserve, 1,
-	   (struct jobq_sqe){ .op = JOBQ_OP_W_RESERVE, .arg0 = 1 });
+	   (struct jobq_sqe){.op = JOBQ_OP_W_RESERVE, .arg0 = 1});
 	assert_int_equal(state_of(id), JOBQ_JS_RUNNING);
 	assert_true(timer_deadline != 0);
 	jobq__jobs_timer();
 	assert_int_equal(state_of(id), JOBQ_JS_FAILED);
 	assert_true(job_rec(lookup(id))->run_at_ns > jobq__realtime_ns());
 	assert_int_equal(jobq__m.st.workers[1].running, 0);
-	assert_int_equal(op(jobq__op_w_done, 1,
-			    (struct jobq_sqe){ .op = JOBQ_OP_W_DONE,
-					       .arg0 = id, .arg1 = 1 }),
-			 -ESTALE);
+	assert_int_equal(
+	    op(jobq__op_w_done, 1,
+	       (struct jobq_sqe){.op = JOBQ_OP_W_DONE, .arg0 = id, .arg1 = 1}),
+	    -ESTALE);
 	assert_int_equal(load_relaxed(&jobq__hdr()->counters.failed), 1);
 	assert_int_equal(load_relaxed(&jobq__hdr()->counters.retried), 1);
 }
@@ -471,7 +475,7 @@ static void test_lease_expiry(void **state)
 /* A dying worker fails its running jobs; the last attempt ends dead. */
 static void test_worker_death(void **state)
 {
-	struct sub o = { .type = "t", .max_attempts = 1 };
+	struct sub o = {.type = "t", .max_attempts = 1};
 	struct jobq_item *it;
 	uint64_t id;
 
@@ -479,7 +483,7 @@ static void test_worker_death(void **state)
 	submit(&o, &id);
 	reg(1, "t", 2, 1);
 	op(jobq__op_w_reserve, 1,
-	   (struct jobq_sqe){ .op = JOBQ_OP_W_RESERVE, .arg0 = 1 });
+	   (struct jobq_sqe){.op = JOBQ_OP_W_RESERVE, .arg0 = 1});
 	jobq__jobs_drop_client(&clients[1]);
 	assert_int_equal(state_of(id), JOBQ_JS_DEAD);
 	it = jobq__ptr(job_rec(lookup(id))->result);
@@ -492,8 +496,8 @@ static void test_worker_death(void **state)
 
 static void test_cancel_retry_kick(void **state)
 {
-	struct sub o = { .type = "t", .max_attempts = 1 };
-	struct jobq_sqe s = { .arg0 = 1 };
+	struct sub o = {.type = "t", .max_attempts = 1};
+	struct jobq_sqe s = {.arg0 = 1};
 	uint64_t id;
 
 	(void)state;
@@ -508,41 +512,42 @@ static void test_cancel_retry_kick(void **state)
 	/* Running: the worker is told; its answer makes it cancelled. */
 	reg(1, "t", 2, 1);
 	op(jobq__op_w_reserve, 1,
-	   (struct jobq_sqe){ .op = JOBQ_OP_W_RESERVE, .arg0 = 1 });
+	   (struct jobq_sqe){.op = JOBQ_OP_W_RESERVE, .arg0 = 1});
 	assert_int_equal(op(jobq__op_job_cancel, 0, s), 0);
 	assert_int_equal(posts[nposts - 1].ud, JOBQ_UD_NOTICE);
 	assert_int_equal(posts[nposts - 1].res, JOBQ_NOTICE_CANCEL);
 	assert_int_equal(state_of(1), JOBQ_JS_RUNNING);
 	op(jobq__op_w_done, 1,
-	   (struct jobq_sqe){ .op = JOBQ_OP_W_DONE, .arg0 = 1, .arg1 = 1 });
+	   (struct jobq_sqe){.op = JOBQ_OP_W_DONE, .arg0 = 1, .arg1 = 1});
 	assert_int_equal(state_of(1), JOBQ_JS_CANCELLED);
 	/* Dead ones come back with kick. */
 	submit(&o, &id);
 	submit(&o, &id);
 	op(jobq__op_w_reserve, 1,
-	   (struct jobq_sqe){ .op = JOBQ_OP_W_RESERVE, .arg0 = 1 });
+	   (struct jobq_sqe){.op = JOBQ_OP_W_RESERVE, .arg0 = 1});
 	op(jobq__op_w_done, 1,
-	   (struct jobq_sqe){ .op = JOBQ_OP_W_DONE, .arg0 = 2, .arg1 = 1,
-			      .flags = JOBQ_SQE_FAIL });
+	   (struct jobq_sqe){.op = JOBQ_OP_W_DONE,
+			     .arg0 = 2,
+			     .arg1 = 1,
+			     .flags = JOBQ_SQE_FAIL});
 	assert_int_equal(state_of(2), JOBQ_JS_DEAD);
-	assert_int_equal(op(jobq__op_job_kick, 0,
-			    (struct jobq_sqe){ .op = JOBQ_OP_JOB_KICK }),
-			 1);
+	assert_int_equal(
+	    op(jobq__op_job_kick, 0, (struct jobq_sqe){.op = JOBQ_OP_JOB_KICK}),
+	    1);
 	assert_int_equal(state_of(2), JOBQ_JS_READY);
 	assert_int_equal(job_rec(lookup(2))->attempts, 0);
-	assert_int_equal(op(jobq__op_job_cancel, 0,
-			    (struct jobq_sqe){ .arg0 = 99 }),
-			 -ENOENT);
+	assert_int_equal(
+	    op(jobq__op_job_cancel, 0, (struct jobq_sqe){.arg0 = 99}), -ENOENT);
 }
 
 static void test_after_and_unique(void **state)
 {
-	struct sub a = { .type = "t" };
+	struct sub a = {.type = "t"};
 	uint64_t ida, idb, idc, idu, idu2, bad = 999;
-	struct sub b = { .type = "t", .after = &ida, .nafter = 1 };
-	struct sub c = { .type = "t", .after = &idb, .nafter = 1 };
-	struct sub x = { .type = "t", .after = &bad, .nafter = 1 };
-	struct sub u = { .type = "t", .unique = "key" };
+	struct sub b = {.type = "t", .after = &ida, .nafter = 1};
+	struct sub c = {.type = "t", .after = &idb, .nafter = 1};
+	struct sub x = {.type = "t", .after = &bad, .nafter = 1};
+	struct sub u = {.type = "t", .unique = "key"};
 	struct jobq_item *it;
 
 	(void)state;
@@ -551,7 +556,7 @@ static void test_after_and_unique(void **state)
 	submit(&c, &idc);
 	assert_int_equal(state_of(idb), JOBQ_JS_WAITING);
 	assert_int_equal(submit(&x, &bad), -ENOENT);
-	op(jobq__op_job_cancel, 0, (struct jobq_sqe){ .arg0 = ida });
+	op(jobq__op_job_cancel, 0, (struct jobq_sqe){.arg0 = ida});
 	assert_int_equal(state_of(idb), JOBQ_JS_DEAD);
 	assert_int_equal(state_of(idc), JOBQ_JS_DEAD);
 	it = jobq__ptr(job_rec(lookup(idc))->result);
@@ -562,16 +567,16 @@ static void test_after_and_unique(void **state)
 	submit(&b, &idb);
 	reg(1, "t", 2, 1);
 	op(jobq__op_w_reserve, 1,
-	   (struct jobq_sqe){ .op = JOBQ_OP_W_RESERVE, .arg0 = 1 });
+	   (struct jobq_sqe){.op = JOBQ_OP_W_RESERVE, .arg0 = 1});
 	assert_int_equal(posts[nposts - 1].val, ida);
 	op(jobq__op_w_done, 1,
-	   (struct jobq_sqe){ .op = JOBQ_OP_W_DONE, .arg0 = ida, .arg1 = 1 });
+	   (struct jobq_sqe){.op = JOBQ_OP_W_DONE, .arg0 = ida, .arg1 = 1});
 	assert_int_equal(state_of(idb), JOBQ_JS_READY);
 
 	assert_int_equal(submit(&u, &idu), 0);
 	assert_int_equal(submit(&u, &idu2), 1);
 	assert_int_equal(idu2, idu);
-	op(jobq__op_job_cancel, 0, (struct jobq_sqe){ .arg0 = idu });
+	op(jobq__op_job_cancel, 0, (struct jobq_sqe){.arg0 = idu});
 	assert_int_equal(submit(&u, &idu2), 0);
 	assert_true(idu2 > idu);
 }
@@ -612,24 +617,21 @@ static void test_index(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_backoff),
-		cmocka_unit_test_setup_teardown(test_priority_order, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_heap_random, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_capacity_and_parking,
-						setup, teardown),
-		cmocka_unit_test_setup_teardown(test_pause_and_parallel, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_lease_expiry, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_worker_death, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_cancel_retry_kick, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_after_and_unique, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_index, setup, teardown),
+	    cmocka_unit_test(test_backoff),
+	    cmocka_unit_test_setup_teardown(test_priority_order, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_heap_random, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_capacity_and_parking, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_pause_and_parallel, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_lease_expiry, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_worker_death, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_cancel_retry_kick, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_after_and_unique, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_index, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

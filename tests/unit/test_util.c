@@ -149,8 +149,9 @@ static void test_timeout_ns(void **state)
 static void test_strerror_jobq(void **state)
 {
 	static const int codes[] = {
-	    JOBQ_ENOMANAGER, JOBQ_EVERSION, JOBQ_EMISMATCH, JOBQ_EKIND,
-	    JOBQ_ENOTNUM,    JOBQ_ECLOSED,  JOBQ_EFULL,	    JOBQ_ELIMIT,     JOBQ_EJOBFAILED,
+	    JOBQ_ENOMANAGER, JOBQ_EVERSION, JOBQ_EMISMATCH,
+	    JOBQ_EKIND,	     JOBQ_ENOTNUM,  JOBQ_ECLOSED,
+	    JOBQ_EFULL,	     JOBQ_ELIMIT,   JOBQ_EJOBFAILED,
 	};
 	const size_t n = sizeof(codes) / sizeof(codes[0]);
 
