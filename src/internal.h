@@ -6,6 +6,7 @@
 #ifndef JOBQ_INTERNAL_H
 #define JOBQ_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,6 +43,20 @@ void jobq__format_time(uint64_t realtime_ns, char *buf, size_t len);
  * messages. @buf must hold 32 bytes.
  */
 void jobq__format_size(uint64_t bytes, char *buf, size_t len);
+
+/*
+ * jobq__reserved_zero - whether the @n reserved words of a public options
+ * struct are all 0. They are room to grow: a caller that sets one asks for
+ * something this version does not know, and gets -EINVAL rather than a
+ * silent default.
+ */
+static inline bool jobq__reserved_zero(const uint64_t *w, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (w[i])
+			return false;
+	return true;
+}
 
 /* Validates a queue or lock name: 1..JOBQ_NAME_MAX bytes, no
  * control characters. Returns 0 or -EINVAL. */
