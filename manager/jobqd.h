@@ -240,6 +240,10 @@ int jobq__bad(int err);
 void jobq__log(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* notify.c: send @state ("READY=1", "STOPPING=1") to $NOTIFY_SOCKET, the
+ * service manager's, when there is one. */
+void jobq__notify(const char *state);
+
 /* store.c */
 int jobq__store_create(const struct jobq__opts *o, char *err, size_t errlen);
 void jobq__store_destroy(void);

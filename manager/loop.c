@@ -571,6 +571,7 @@ static int op_shutdown(struct jobq__client *c, const struct jobq_sqe *s)
 	jobq__log(0, "shutdown requested by pid %d%s", (int)c->pid,
 		  s->arg0 == 1 ? " (now)" : "");
 	jobq__m.stopping = true;
+	jobq__notify("STOPPING=1");
 	if (s->arg0 == 1)
 		jobq__m.stop_now = true;
 	return 0;
@@ -1055,6 +1056,7 @@ static void on_signal(void)
 	case SIGINT:
 		jobq__log(0, "signal %u: shutting down", loop.si.ssi_signo);
 		jobq__m.stopping = true;
+		jobq__notify("STOPPING=1");
 		break;
 	case SIGHUP:
 		if (loop.on_hup)

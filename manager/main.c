@@ -585,6 +585,14 @@ int main(int argc, char **argv)
 	/* After the parent is released: a daemon logs to --log or nowhere,
 	 * never to the terminal it was started from. */
 	report_ready();
+	{
+		char state[64];
+
+		/* MAINPID: with --daemon the pid systemd started has left. */
+		snprintf(state, sizeof(state), "READY=1\nMAINPID=%d",
+			 (int)getpid());
+		jobq__notify(state);
+	}
 	jobq__log(0, "ready in %s: pid %d, memory %llu, max-object %llu",
 		  m->o.dir, (int)getpid(), (unsigned long long)m->st.size,
 		  (unsigned long long)m->o.max_object);
