@@ -59,6 +59,7 @@ enum cli_opt {
 	OPT_ALL,
 	OPT_TYPES,
 	OPT_CONCURRENCY,
+	OPT_PROMETHEUS,
 	OPT__COUNT,
 };
 

@@ -59,6 +59,8 @@ const struct cli_optdef cli_opts[OPT__COUNT] = {
     [OPT_TYPES] = {"types", true, "T[,T...]",
 		   "serve only these built-in types (echo, sleep, fail)"},
     [OPT_CONCURRENCY] = {"concurrency", true, "N", "jobs at once (default 1)"},
+    [OPT_PROMETHEUS] = {"prometheus", false, NULL,
+			"print the counters in the Prometheus text format"},
 };
 
 #define T OPT_BIT(OPT_TIMEOUT) | OPT_BIT(OPT_NOWAIT)
@@ -168,8 +170,12 @@ static const struct cli_cmd commands[] = {
      "run a worker for the built-in job types here",
      "Serves until SIGTERM or SIGINT (then finishes its running jobs) or\n"
      "until the manager stops."},
-    {NULL, "stats", cmd_stats, 0, 0, 0, CMD_CONNECT, "",
-     "counters and memory: used, free, clients, queues, locks, keys", NULL},
+    {NULL, "stats", cmd_stats, OPT_BIT(OPT_PROMETHEUS), 0, 0, CMD_CONNECT,
+     "[--prometheus]",
+     "counters and memory: used, free, clients, queues, locks, keys, jobs",
+     "--prometheus prints the counters, every queue and every worker in\n"
+     "the Prometheus text format (version 0.0.4), for a node exporter's\n"
+     "textfile collector or a scrape."},
     {NULL, "shutdown", cmd_shutdown, OPT_BIT(OPT_NOW) | T, 0, 0, CMD_CONNECT,
      "[--now] [--timeout S] [--nowait]", "stop the manager",
      "Gracefully unless --now. Waits until the manager has exited (at\n"

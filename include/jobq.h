@@ -273,6 +273,13 @@ struct jobq_queue_info {
 	uint64_t total_put;
 	uint64_t total_get;
 	uint64_t unfinished;
+	/* The queue's jobs (jobq_submit_opts.queue): */
+	uint64_t jobs_ready;   /* ready to run */
+	uint32_t jobs_running; /* handed to workers */
+	uint32_t parallel;     /* most running at once, 0: no limit */
+	int paused;	       /* jobq_pause(): none is handed out */
+	uint32_t reserved0;
+	uint64_t reserved[4];
 };
 
 /*
@@ -461,6 +468,9 @@ struct jobq_stats {
 	uint64_t lock_acquires, lock_timeouts, deadlocks;
 	uint64_t clients_total, clients_died, requeued, bad_requests;
 	uint64_t submitted, done, failed, retried, dead;
+	/* Jobs in each state now, indexed by enum jobq_job_state (0 unused). */
+	uint64_t jobs_by_state[16];
+	uint64_t reserved[8];
 };
 
 /*

@@ -63,6 +63,16 @@ static inline bool jobq__reserved_zero(const uint64_t *w, size_t n)
 int jobq__check_name(const char *name);
 
 /*
+ * jobq__prometheus - @st, the @nq queues and the @nw workers in the
+ * Prometheus text format: a malloc'd NUL-terminated string (its length in
+ * *len when not NULL), or NULL when out of memory.
+ */
+char *jobq__prometheus(const struct jobq_stats *st,
+		       const struct jobq_queue_info *qs, size_t nq,
+		       const struct jobq_worker_info *ws, size_t nw,
+		       size_t *len);
+
+/*
  * jobq__last_error_msg - why the calling thread's last jobq_open() failed,
  * in one line (the manager's message when it refused the client), or ""
  * when there is nothing to add to jobq_strerror(). Thread-local; valid
