@@ -203,28 +203,6 @@ int cmd_stats(struct cli *c)
 	return cli_flush();
 }
 
-/*
- * gone - has process @pid exited? A zombie counts as gone: a manager that
- * is some shell's unreaped child has stopped all the same.
- */
-static bool gone(pid_t pid)
-{
-	char path[64], buf[256], *p;
-	FILE *f;
-	bool zombie = false;
-
-	if (kill(pid, 0) < 0 && errno == ESRCH)
-		return true;
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		return errno == ENOENT;
-	if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')))
-		zombie = p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
-	fclose(f);
-	return zombie;
-}
-
 int cmd_shutdown(struct cli *c)
 {
 	struct jobq_stats st;
@@ -251,7 +229,7 @@ int cmd_shutdown(struct cli *c)
 	 * Wait for the process to go, so that `jobq shutdown && jobqd ...`
 	 * does not race the old manager for the directory.
 	 */
-	while (!gone(pid)) {
+	while (!cli_pid_gone(pid)) {
 		struct timespec ts = {0, 20 * 1000 * 1000};
 
 		if (waited >= timeout)

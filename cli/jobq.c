@@ -176,6 +176,10 @@ static const struct cli_cmd commands[] = {
      "--prometheus prints the counters, every queue and every worker in\n"
      "the Prometheus text format (version 0.0.4), for a node exporter's\n"
      "textfile collector or a scrape."},
+    {NULL, "top", cmd_top, 0, 0, 0, CMD_CONNECT, "",
+     "a live view of queues, jobs, running jobs and workers",
+     "Redraws every second from the store (no request to the manager);\n"
+     "q quits. Not on a terminal it prints one snapshot and exits."},
     {NULL, "shutdown", cmd_shutdown, OPT_BIT(OPT_NOW) | T, 0, 0, CMD_CONNECT,
      "[--now] [--timeout S] [--nowait]", "stop the manager",
      "Gracefully unless --now. Waits until the manager has exited (at\n"
