@@ -84,7 +84,7 @@ static void usage(FILE *f)
 	    "             [--log FILE] [--verbose] [--max-jobs N] [--keep S]\n"
 	    "             [--workers N] [--workers-nondaemon] [--worker "
 	    "CMD]...\n"
-	    "             [--grace S]\n"
+	    "             [--grace S] [--http [ADDR:]PORT]\n"
 	    "\n"
 	    "The jobq manager: owns the shared-memory store, queues, keys\n"
 	    "and locks of one instance directory.\n"
@@ -110,6 +110,11 @@ static void usage(FILE *f)
 	    "  --worker CMD       start and supervise `sh -c CMD` "
 	    "(repeatable)\n"
 	    "  --grace S          shutdown drain period (default 10)\n"
+	    "  --http [ADDR:]PORT  serve /metrics (Prometheus) and a "
+	    "dashboard at /;\n"
+	    "                     a bare PORT is 127.0.0.1 (0: any free "
+	    "port, see\n"
+	    "                     DIR/jobqd.http)\n"
 	    "  --help, --version\n");
 }
 
@@ -140,6 +145,7 @@ static void parse_opts(int argc, char **argv, struct jobq__opts *o)
 	    {"worker-concurrency", required_argument, NULL, 'X'},
 	    {"worker", required_argument, NULL, 'C'},
 	    {"grace", required_argument, NULL, 'G'},
+	    {"http", required_argument, NULL, 'H'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {0},
@@ -256,6 +262,9 @@ static void parse_opts(int argc, char **argv, struct jobq__opts *o)
 			o->worker_cmds = n;
 			break;
 		}
+		case 'H':
+			o->http = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -575,6 +584,9 @@ int main(int argc, char **argv)
 	if (jobq__jobs_init())
 		fail("jobqd: out of memory for the job tables");
 
+	if (m->o.http &&
+	    jobq__http_listen(m->o.http, m->o.dir, err, sizeof(err)))
+		fail("jobqd: %s", err);
 	lfd = open_socket(&m->o);
 	ret = jobq__loop_init(lfd, sfd, reopen_log, err, sizeof(err));
 	if (ret) {
@@ -602,8 +614,12 @@ int main(int argc, char **argv)
 	if (jobq__supervise_start())
 		jobq__log(0, "out of memory for the worker table: no worker "
 			     "processes started");
+	if ((ret = jobq__http_start()))
+		jobq__log(0, "http: cannot start its thread: %s",
+			  strerror(-ret));
 
 	ret = jobq__loop_run();
+	jobq__http_stop();
 
 	/* Remove the socket first: nobody can connect to a dying manager. */
 	unlink(sock_path);

@@ -3,7 +3,7 @@
 
 JOBQ_PACKAGES="gcc meson ninja-build pkg-config liburing-dev libjansson-dev libcmocka-dev"
 # Only the test command needs these.
-JOBQ_TEST_PACKAGES="clang-format python3-prometheus-client tmux"
+JOBQ_TEST_PACKAGES="clang-format python3-prometheus-client tmux chromium python3-websocket"
 
 # need_packages: install the packages that are missing (apt-get when root),
 # or print the exact command to run and fail.
