@@ -19,6 +19,8 @@ configure "$dir" -Dtests=true -Db_sanitize=address,undefined \
 ninja -C "$dir" -j "$(nproc)"
 
 status=0
+# The install test installs the release build, as a user would.
+export JOBQ_TEST_RELEASE_BUILD="$top/build/release"
 meson test -C "$dir" --num-processes 2 --print-errorlogs "$@" || status=$?
 
 # meson writes one JSON line per test it ran.
