@@ -36,12 +36,22 @@ jobqd=$(find "$dest" -path '*/bin/jobqd' -type f | head -n 1)
 jobq=$(find "$dest" -path '*/bin/jobq' -type f | head -n 1)
 [ -x "$jobqd" ] && [ -x "$jobq" ] || fail "jobqd or jobq not installed"
 libdir=$(dirname "$(find "$dest" -name 'libjobq.so' | head -n 1)")
-for f in include/jobq.h lib/systemd/system/jobqd.service lib/systemd/user/jobqd.service \
+for f in include/jobq.h share/man/man1/jobq.1 share/man/man8/jobqd.8 \
+	share/man/man3/libjobq.3 share/man/man3/jobq_queues.3 \
+	lib/systemd/system/jobqd.service lib/systemd/user/jobqd.service \
 	lib/sysusers.d/jobq.conf share/bash-completion/completions/jobq; do
 	[ -n "$(find "$dest" -path "*/$f" | head -n 1)" ] || fail "$f not installed"
 done
 grep -q "^ExecStart=$(dirname "${jobqd#$dest}")/jobqd" "$(find "$dest" -path '*/system/jobqd.service')" ||
 	fail "the system unit does not start the installed jobqd"
+
+# The man pages render without a warning from groff.
+if command -v man >/dev/null; then
+	for page in $(find "$dest" -path '*/share/man/man*' -type f); do
+		w=$(man --warnings -E UTF-8 -l "$page" 2>&1 >/dev/null)
+		[ -z "$w" ] || fail "man page $(basename "$page"): $w"
+	done
+fi
 
 # Compile an example with nothing but what pkg-config says of the
 # installed tree (the sysroot maps its paths into the destdir).
