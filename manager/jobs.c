@@ -36,9 +36,8 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "jobqd.h"
+#include "jobs.h"
 
-#define NONE		       UINT32_MAX
 #define NSEC		       JOBQ__NSEC_PER_SEC
 #define JOBQ__CANCEL_GRACE_NS  (5 * NSEC)
 #define JOBQ__BACKOFF_MAX_NS   (300 * NSEC)
@@ -46,7 +45,6 @@
 #define JOBQ__WORKER_CAP_MAX   4096
 #define JOBQ__NOTE_MAX	       1024
 #define JOBQ__WAIT_BUCKETS     1024u /* JOB_WAIT waiters, hashed by job id */
-#define IDX_TOMB	       UINT64_MAX
 #define AUX_WAITED	       (1u << 31) /* a JOB_WAIT waiter may be parked on it */
 #define AUX_DEPS	       0x7fu /* unfinished dependencies (WAITING), <= 64 */
 /* The low 24 bits of the unique key's hash (JOBQ_JF_UNIQUE): all that its
@@ -54,15 +52,9 @@
 #define AUX_UKH_SHIFT 7
 #define AUX_UKH	      (0xffffffu << AUX_UKH_SHIFT)
 
-/* Manager-private data of one job record: 16 bytes, paid by every record
- * in use, so fields share a word where their ranges allow. */
-struct jpriv {
-	uint32_t pos;	     /* index in its lane or in the timer heap */
-	uint32_t prev, next; /* free, running or finished list, or the
-			      * run of its lane while READY */
-	uint32_t aux;	     /* AUX_* */
-};
+struct jpriv *jobq__job_priv;
 
+_Static_assert(sizeof(struct jpriv) == 16, "paid by every record");
 _Static_assert(64 <= AUX_DEPS, "a job waits for at most 64 others");
 _Static_assert((AUX_UKH & (AUX_WAITED | AUX_DEPS)) == 0, "aux fields overlap");
 
@@ -128,7 +120,6 @@ struct chash {
 };
 
 static struct {
-	struct jpriv *priv;
 	uint32_t max_jobs, hwm, free_head;
 	uint32_t fin_head, fin_tail; /* finished, oldest first */
 	struct lane **lanes;	     /* [max_types]: each type's lanes */
@@ -146,8 +137,6 @@ static struct {
 	uint32_t finq_n, finq_cap;
 	bool need_serve;
 	uint64_t rng;
-	uint32_t tombs;		   /* tombstones in the job index */
-	uint32_t tombs_kept;	   /* tombstones the last sweep kept */
 	uint64_t keep_id, keep_at; /* oldest finished job, its expiry */
 } jobs;
 
@@ -182,11 +171,6 @@ static uint64_t clk_mono(void)
 	if (!jobq__m.turn || clk_turn != jobq__m.turn)
 		clk_read();
 	return clk_mono_ns;
-}
-
-static struct jobq_job_rec *job_rec(uint32_t r)
-{
-	return &jobq__m.st.jobs[r];
 }
 
 static bool is_final(unsigned st)
@@ -235,160 +219,6 @@ static void t_adj(uint32_t tid, int64_t dready, int64_t drun)
 	t->ready += (uint64_t)dready;
 	t->running += (uint64_t)drun;
 	seq_write_end(&t->seq);
-}
-
-/* ------------------------------------------------------------------------
- * The job index: (id << 24) | (rec + 1) per slot, linear probing.
- */
-static uint32_t idx_mask(void)
-{
-	return jobq__hdr()->jobidx_slots - 1;
-}
-
-static void idx_insert(uint64_t id, uint32_t r)
-{
-	_Atomic uint64_t *x = jobq__m.st.jobidx;
-	uint32_t m = idx_mask(), i = jobq__job_hash(id) & m;
-
-	for (;;) {
-		uint64_t v = load_relaxed(&x[i]);
-
-		if (v == 0)
-			break;
-		if (v == IDX_TOMB) {
-			jobs.tombs--;
-			break;
-		}
-		i = (i + 1) & m;
-	}
-	store_release(&x[i], id << 24 | (uint64_t)(r + 1));
-}
-
-/* The slot of @id, or NONE. */
-static uint32_t idx_slot(uint64_t id)
-{
-	_Atomic uint64_t *x = jobq__m.st.jobidx;
-	uint32_t m = idx_mask(), i = jobq__job_hash(id) & m;
-
-	for (uint32_t k = 0; k <= m; k++) {
-		uint64_t v = load_relaxed(&x[i]);
-
-		if (v == 0)
-			return NONE;
-		if (v != IDX_TOMB && v >> 24 == (id & ((1ull << 40) - 1)))
-			return i;
-		i = (i + 1) & m;
-	}
-	return NONE;
-}
-
-/* The record of a live job @id, or NONE. */
-static uint32_t lookup(uint64_t id)
-{
-	uint32_t i;
-	uint32_t r;
-
-	if (id == 0)
-		return NONE;
-	i = idx_slot(id);
-	if (i == NONE)
-		return NONE;
-	r = (uint32_t)(load_relaxed(&jobq__m.st.jobidx[i]) & 0xffffff) - 1;
-	if (r >= jobs.max_jobs || job_rec(r)->id != id)
-		return NONE;
-	return r;
-}
-
-/*
- * idx_sweep - turn every tombstone that no probe needs back into an empty
- * slot. A live entry at q, d = q - home(q) slots from its home, is found
- * by probes that cross q-d..q, so a tombstone is needed only when such a
- * span covers it. Walking backwards from an empty slot, c is how far the
- * spans of the entries seen since the last empty slot still reach; a
- * tombstone where c < 0 is crossed by no live entry's probe, and emptying
- * it cannot hide an entry from a reader probing at the same time. O(slots),
- * run when tombstones pass an eighth of the slots (there is always an
- * empty slot then: live entries are at most half of them).
- */
-static void idx_sweep(void)
-{
-	_Atomic uint64_t *x = jobq__m.st.jobidx;
-	uint32_t m = idx_mask(), e0 = 0;
-	int64_t c = -1;
-
-	while (load_relaxed(&x[e0]) != 0)
-		if (++e0 > m)
-			return;
-	for (uint32_t k = 1; k <= m; k++) {
-		uint32_t p = (e0 - k) & m;
-		uint64_t v = load_relaxed(&x[p]);
-
-		if (v == 0) {
-			c = -1;
-		} else if (v == IDX_TOMB) {
-			if (c < 0) {
-				store_release(&x[p], 0);
-				jobs.tombs--;
-			}
-		} else {
-			int64_t d = (p - jobq__job_hash(v >> 24)) & m;
-
-			if (d > c)
-				c = d;
-		}
-		if (c >= 0)
-			c--;
-	}
-	jobs.tombs_kept = jobs.tombs;
-}
-
-/*
- * Whether the index wants a sweep: an eighth of the slots in tombstones
- * more than the last sweep had to keep. A full table (live entries at half
- * the slots) keeps about a quarter of the slots in tombstones that probes
- * cross, so a fixed limit of an eighth would sweep all slots at every
- * delete; counting from what was kept makes a sweep cost at most eight
- * slot visits per delete. Tombstones stay under 3/8 of the slots, so with
- * live entries at most half, an eighth or more stays empty and probes end.
- */
-static bool idx_wants_sweep(uint32_t m)
-{
-	uint32_t eighth = (m + 1) / 8, limit = jobs.tombs_kept + eighth;
-
-	if (limit > 3 * eighth)
-		limit = 3 * eighth;
-	return jobs.tombs > limit;
-}
-
-/*
- * idx_delete - remove @id. The slot becomes a tombstone, unless the next
- * slot is empty: then no probe can need it (nothing lies behind it in its
- * cluster), and it and the tombstones right before it become empty again,
- * which keeps probe lengths short without moving live entries under
- * readers.
- */
-static void idx_delete(uint64_t id)
-{
-	_Atomic uint64_t *x = jobq__m.st.jobidx;
-	uint32_t m = idx_mask(), i = idx_slot(id);
-
-	if (i == NONE)
-		return;
-	if (load_relaxed(&x[(i + 1) & m]) != 0) {
-		store_release(&x[i], IDX_TOMB);
-		jobs.tombs++;
-		if (idx_wants_sweep(m))
-			idx_sweep();
-		return;
-	}
-	store_release(&x[i], 0);
-	for (uint32_t k = 0; k < m; k++) {
-		i = (i - 1) & m;
-		if (load_relaxed(&x[i]) != IDX_TOMB)
-			break;
-		store_release(&x[i], 0);
-		jobs.tombs--;
-	}
 }
 
 /* ------------------------------------------------------------------------
@@ -457,7 +287,7 @@ static struct uq *uq_find(const char *key, uint32_t len, uint32_t hash)
 
 static void uq_drop(uint32_t r)
 {
-	uint32_t ukh = (jobs.priv[r].aux & AUX_UKH) >> AUX_UKH_SHIFT;
+	uint32_t ukh = (jobq__job_priv[r].aux & AUX_UKH) >> AUX_UKH_SHIFT;
 	struct uq **pp = (struct uq **)&jobs.uq.b[ukh & jobs.uq.mask];
 
 	for (; *pp; pp = &(*pp)->next) {
@@ -525,10 +355,10 @@ static uint64_t args_new(const void *data, uint32_t len)
  */
 static void list_add_tail(uint32_t *head, uint32_t *tail, uint32_t r)
 {
-	jobs.priv[r].next = NONE;
-	jobs.priv[r].prev = *tail;
+	jobq__job_priv[r].next = NONE;
+	jobq__job_priv[r].prev = *tail;
 	if (*tail != NONE)
-		jobs.priv[*tail].next = r;
+		jobq__job_priv[*tail].next = r;
 	else
 		*head = r;
 	*tail = r;
@@ -536,14 +366,14 @@ static void list_add_tail(uint32_t *head, uint32_t *tail, uint32_t r)
 
 static void list_del(uint32_t *head, uint32_t *tail, uint32_t r)
 {
-	struct jpriv *p = &jobs.priv[r];
+	struct jpriv *p = &jobq__job_priv[r];
 
 	if (p->prev != NONE)
-		jobs.priv[p->prev].next = p->next;
+		jobq__job_priv[p->prev].next = p->next;
 	else
 		*head = p->next;
 	if (p->next != NONE)
-		jobs.priv[p->next].prev = p->prev;
+		jobq__job_priv[p->next].prev = p->prev;
 	else if (tail)
 		*tail = p->prev;
 	p->prev = p->next = NONE;
@@ -552,10 +382,10 @@ static void list_del(uint32_t *head, uint32_t *tail, uint32_t r)
 /* A worker's running list has a head only (order does not matter). */
 static void run_add(struct jworker *wk, uint32_t r)
 {
-	jobs.priv[r].prev = NONE;
-	jobs.priv[r].next = wk->run_head;
+	jobq__job_priv[r].prev = NONE;
+	jobq__job_priv[r].next = wk->run_head;
 	if (wk->run_head != NONE)
-		jobs.priv[wk->run_head].prev = r;
+		jobq__job_priv[wk->run_head].prev = r;
 	wk->run_head = r;
 }
 
@@ -565,7 +395,7 @@ static void run_add(struct jworker *wk, uint32_t r)
 static void tq_set(uint32_t i, struct tent e)
 {
 	jobs.tq[i] = e;
-	jobs.priv[e.rec].pos = i;
+	jobq__job_priv[e.rec].pos = i;
 }
 
 static void tq_up(uint32_t i)
@@ -607,7 +437,7 @@ static void tq_down(uint32_t i)
 
 static void timer_del(uint32_t r)
 {
-	uint32_t i = jobs.priv[r].pos;
+	uint32_t i = jobq__job_priv[r].pos;
 
 	if (i >= jobs.tqn || jobs.tq[i].rec != r)
 		return;
@@ -616,18 +446,18 @@ static void timer_del(uint32_t r)
 		return;
 	tq_set(i, jobs.tq[jobs.tqn]);
 	tq_up(i);
-	tq_down(jobs.priv[jobs.tq[i].rec].pos);
+	tq_down(jobq__job_priv[jobs.tq[i].rec].pos);
 }
 
 /* Sets (or moves) the timer of record @r. Returns 0 or -ENOMEM. */
 static int timer_set(uint32_t r, uint64_t at)
 {
-	uint32_t i = jobs.priv[r].pos;
+	uint32_t i = jobq__job_priv[r].pos;
 
 	if (i < jobs.tqn && jobs.tq[i].rec == r) {
 		jobs.tq[i].at = at;
 		tq_up(i);
-		tq_down(jobs.priv[r].pos);
+		tq_down(jobq__job_priv[r].pos);
 		return 0;
 	}
 	if (jobs.tqn == jobs.tqcap) {
@@ -640,7 +470,7 @@ static int timer_set(uint32_t r, uint64_t at)
 		jobs.tqcap = ncap;
 	}
 	jobs.tq[jobs.tqn] = (struct tent){.at = at, .rec = r};
-	jobs.priv[r].pos = jobs.tqn++;
+	jobq__job_priv[r].pos = jobs.tqn++;
 	tq_up(jobs.tqn - 1);
 	return 0;
 }
@@ -659,7 +489,7 @@ static bool better(uint32_t a, uint32_t b)
 static void lane_set(struct lane *l, uint32_t i, uint32_t r)
 {
 	l->h[i] = r;
-	jobs.priv[r].pos = i;
+	jobq__job_priv[r].pos = i;
 }
 
 static void lane_up(struct lane *l, uint32_t i)
@@ -716,7 +546,7 @@ static int lane_resize(struct lane *l, uint32_t cap)
 static void run_push(struct lane *l, uint32_t r)
 {
 	list_add_tail(&l->rhead, &l->rtail, r);
-	jobs.priv[r].pos = LANE_RUN;
+	jobq__job_priv[r].pos = LANE_RUN;
 	l->fback_prio = job_rec(r)->priority;
 	l->fback_id = job_rec(r)->id;
 }
@@ -785,14 +615,14 @@ static void heap_remove(struct lane *l, uint32_t i)
 /* Whether READY job @r is in lane @l where priv[r].pos says. */
 static bool lane_has(const struct lane *l, uint32_t r)
 {
-	uint32_t pos = jobs.priv[r].pos;
+	uint32_t pos = jobq__job_priv[r].pos;
 
 	if (pos == LANE_RUN) {
-		uint32_t p = jobs.priv[r].prev;
+		uint32_t p = jobq__job_priv[r].prev;
 
 		return p == NONE ? l->rhead == r
-				 : jobs.priv[p].next == r &&
-				       jobs.priv[p].pos == LANE_RUN;
+				 : jobq__job_priv[p].next == r &&
+				       jobq__job_priv[p].pos == LANE_RUN;
 	}
 	return pos < l->hn && l->h[pos] == r;
 }
@@ -800,7 +630,7 @@ static bool lane_has(const struct lane *l, uint32_t r)
 /* Takes job @r (in lane @l, see lane_has()) out of the lane. */
 static void lane_remove(struct lane *l, uint32_t r)
 {
-	uint32_t pos = jobs.priv[r].pos;
+	uint32_t pos = jobq__job_priv[r].pos;
 
 	if (pos == LANE_RUN) {
 		list_del(&l->rhead, &l->rtail, r);
@@ -808,7 +638,7 @@ static void lane_remove(struct lane *l, uint32_t r)
 		heap_remove(l, pos);
 	}
 	l->n--;
-	jobs.priv[r].pos = NONE;
+	jobq__job_priv[r].pos = NONE;
 }
 
 static bool lane_open(const struct lane *l)
@@ -893,11 +723,11 @@ static void finalize(uint32_t r)
 		seq_write_end(&j->seq);
 	}
 	list_add_tail(&jobs.fin_head, &jobs.fin_tail, r);
-	if (jobs.priv[r].aux & AUX_WAITED) {
+	if (jobq__job_priv[r].aux & AUX_WAITED) {
 		struct jobq__list *b =
 		    &jobs.waits[jobq__job_hash(id) % JOBQ__WAIT_BUCKETS];
 
-		jobs.priv[r].aux &= ~AUX_WAITED;
+		jobq__job_priv[r].aux &= ~AUX_WAITED;
 		for (struct jobq__list *p = b->next, *nx; p != b; p = nx) {
 			struct jobq__waiter *w =
 			    jobq__entry(p, struct jobq__waiter, onode);
@@ -1044,7 +874,7 @@ static void free_record(uint32_t r)
 	struct jobq_job_rec *j = job_rec(r);
 
 	list_del(&jobs.fin_head, &jobs.fin_tail, r);
-	idx_delete(j->id);
+	jobq__jobidx_delete(j->id);
 	seq_write_begin(&j->seq);
 	set_state(j, JOBQ_JS_FREE);
 	jobq__free(j->args);
@@ -1055,7 +885,7 @@ static void free_record(uint32_t r)
 	j->args = j->result = j->note = 0;
 	j->args_len = j->args_type = 0;
 	seq_write_end(&j->seq);
-	jobs.priv[r] =
+	jobq__job_priv[r] =
 	    (struct jpriv){.pos = NONE, .prev = NONE, .next = jobs.free_head};
 	jobs.free_head = r;
 	store_relaxed(&jobq__hdr()->njobs,
@@ -1072,11 +902,12 @@ static uint32_t record_new(void)
 		return NONE;
 	if (jobs.free_head != NONE) {
 		r = jobs.free_head;
-		jobs.free_head = jobs.priv[r].next;
+		jobs.free_head = jobq__job_priv[r].next;
 	} else {
 		r = jobs.hwm++;
 	}
-	jobs.priv[r] = (struct jpriv){.pos = NONE, .prev = NONE, .next = NONE};
+	jobq__job_priv[r] =
+	    (struct jpriv){.pos = NONE, .prev = NONE, .next = NONE};
 	return r;
 }
 
@@ -1216,8 +1047,8 @@ static void settle_deps(void)
 			}
 			free(d);
 			if (st == JOBQ_JS_SUCCEEDED) {
-				if ((jobs.priv[w].aux & AUX_DEPS) &&
-				    !(--jobs.priv[w].aux & AUX_DEPS))
+				if ((jobq__job_priv[w].aux & AUX_DEPS) &&
+				    !(--jobq__job_priv[w].aux & AUX_DEPS))
 					release_waiting(w);
 				continue;
 			}
@@ -1418,7 +1249,7 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 	}
 	memcpy(after, a + aoff, 8ull * wv.nafter);
 	for (uint32_t i = 0; i < wv.nafter; i++) {
-		uint32_t d = lookup(after[i]);
+		uint32_t d = jobq__jobidx_lookup(after[i]);
 
 		if (d == NONE)
 			return -ENOENT;
@@ -1445,7 +1276,7 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 	if (wv.args_len)
 		args = args_new(a + aoff + 8ull * wv.nafter, wv.args_len);
 	if (wv.args_len && !args) {
-		jobs.priv[r].next = jobs.free_head;
+		jobq__job_priv[r].next = jobs.free_head;
 		jobs.free_head = r;
 		return JOBQ_EFULL;
 	}
@@ -1475,7 +1306,7 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 	j->args_type = s->type;
 	set_state(j, JOBQ_JS_WAITING);
 	seq_write_end(&j->seq);
-	idx_insert(id, r);
+	jobq__jobidx_insert(id, r);
 	store_relaxed(&jobq__hdr()->njobs,
 		      load_relaxed(&jobq__hdr()->njobs) + 1);
 	jobq__count(submitted);
@@ -1491,7 +1322,7 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 			u->next = jobs.uq.b[u->hash & jobs.uq.mask];
 			jobs.uq.b[u->hash & jobs.uq.mask] = u;
 			jobs.uq.n++;
-			jobs.priv[r].aux |=
+			jobq__job_priv[r].aux |=
 			    (u->hash << AUX_UKH_SHIFT) & AUX_UKH;
 			ch_grow(&jobs.uq, uq_hash_of);
 		} else {
@@ -1509,7 +1340,7 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 		to_final(r, JOBQ_JS_DEAD, text_new(msg));
 	} else if (pending) {
 		for (uint32_t i = 0; i < wv.nafter; i++) {
-			uint32_t d = lookup(after[i]);
+			uint32_t d = jobq__jobidx_lookup(after[i]);
 			struct dep *dp;
 
 			if (d == NONE || is_final(job_rec(d)->state))
@@ -1526,10 +1357,10 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 			    jobs.deps.b[dep_hash(after[i]) & jobs.deps.mask];
 			jobs.deps.b[dep_hash(after[i]) & jobs.deps.mask] = dp;
 			jobs.deps.n++;
-			jobs.priv[r].aux++;
+			jobq__job_priv[r].aux++;
 		}
 		ch_grow(&jobs.deps, dep_hash_of);
-		if (!(jobs.priv[r].aux & AUX_DEPS))
+		if (!(jobq__job_priv[r].aux & AUX_DEPS))
 			release_waiting(r);
 	} else if (wv.delay_ns) {
 		to_later(r, JOBQ_JS_DELAYED, j->run_at_ns);
@@ -1543,7 +1374,7 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 
 int jobq__op_job_wait(struct jobq__client *c, const struct jobq_sqe *s)
 {
-	uint32_t r = lookup(s->arg0);
+	uint32_t r = jobq__jobidx_lookup(s->arg0);
 	struct jobq__waiter *w;
 	int err = -ENOMEM;
 
@@ -1559,13 +1390,13 @@ int jobq__op_job_wait(struct jobq__client *c, const struct jobq_sqe *s)
 	jobq__list_add_tail(
 	    &w->onode,
 	    &jobs.waits[jobq__job_hash(s->arg0) % JOBQ__WAIT_BUCKETS]);
-	jobs.priv[r].aux |= AUX_WAITED;
+	jobq__job_priv[r].aux |= AUX_WAITED;
 	return JOBQ__NOREPLY;
 }
 
 int jobq__op_job_cancel(struct jobq__client *c, const struct jobq_sqe *s)
 {
-	uint32_t r = lookup(s->arg0);
+	uint32_t r = jobq__jobidx_lookup(s->arg0);
 	struct jobq_job_rec *j;
 
 	if (r == NONE)
@@ -1597,7 +1428,7 @@ int jobq__op_job_cancel(struct jobq__client *c, const struct jobq_sqe *s)
 		break;
 	case JOBQ_JS_WAITING:
 		/* Its dependency entries go when their jobs finish. */
-		jobs.priv[r].aux &= ~AUX_DEPS;
+		jobq__job_priv[r].aux &= ~AUX_DEPS;
 		break;
 	default:
 		return -EALREADY;
@@ -1629,7 +1460,7 @@ static void rerun(uint32_t r)
 
 int jobq__op_job_retry(struct jobq__client *c, const struct jobq_sqe *s)
 {
-	uint32_t r = lookup(s->arg0);
+	uint32_t r = jobq__jobidx_lookup(s->arg0);
 	unsigned st;
 
 	if (r == NONE)
@@ -1648,7 +1479,7 @@ int jobq__op_job_kick(struct jobq__client *c, const struct jobq_sqe *s)
 	uint32_t r, n = 0;
 
 	if (s->arg0) {
-		r = lookup(s->arg0);
+		r = jobq__jobidx_lookup(s->arg0);
 		if (r == NONE)
 			return -ENOENT;
 		if (job_rec(r)->state != JOBQ_JS_DEAD)
@@ -1658,7 +1489,7 @@ int jobq__op_job_kick(struct jobq__client *c, const struct jobq_sqe *s)
 		return 1;
 	}
 	for (r = jobs.fin_head; r != NONE;) {
-		uint32_t nx = jobs.priv[r].next;
+		uint32_t nx = jobq__job_priv[r].next;
 
 		if (job_rec(r)->state == JOBQ_JS_DEAD) {
 			rerun(r);
@@ -1810,7 +1641,7 @@ int jobq__op_w_reserve(struct jobq__client *c, const struct jobq_sqe *s)
 /* The RUNNING job @s names (arg0 id, arg1 attempt) if @c holds it. */
 static int held(struct jobq__client *c, const struct jobq_sqe *s, uint32_t *rp)
 {
-	uint32_t r = lookup(s->arg0);
+	uint32_t r = jobq__jobidx_lookup(s->arg0);
 	struct jobq_job_rec *j;
 
 	if (r == NONE)
@@ -1984,12 +1815,13 @@ int jobq__jobs_init(void)
 	jobs.max_jobs = h->max_jobs;
 	jobs.free_head = jobs.fin_head = jobs.fin_tail = NONE;
 	/* calloc'd: pages are touched only as records come into use. */
-	jobs.priv = calloc(jobs.max_jobs, sizeof(*jobs.priv));
+	jobq__job_priv = calloc(jobs.max_jobs, sizeof(*jobq__job_priv));
+	jobq__jobidx_init();
 	jobs.lanes = calloc(h->max_types, sizeof(*jobs.lanes));
 	jobs.type_hash_mask = 2 * h->max_types - 1;
 	jobs.type_hash = calloc(2 * h->max_types, sizeof(*jobs.type_hash));
 	jobs.W = calloc(jobq__m.o.max_clients, sizeof(*jobs.W));
-	if (!jobs.priv || !jobs.lanes || !jobs.type_hash || !jobs.W ||
+	if (!jobq__job_priv || !jobs.lanes || !jobs.type_hash || !jobs.W ||
 	    ch_init(&jobs.uq, 1024) || ch_init(&jobs.deps, 1024))
 		return -ENOMEM;
 	for (uint32_t i = 0; i < jobq__m.o.max_clients; i++)

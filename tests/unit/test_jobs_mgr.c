@@ -18,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include "jobidx.c"
 #include "jobs.c"
 
 /* ------------------------------------------------------------------------
@@ -181,7 +182,7 @@ static void jobs_free(void)
 			jobq__wait_free(jobq__entry(clients[i].waiters.next,
 						    struct jobq__waiter,
 						    cnode));
-	free(jobs.priv);
+	free(jobq__job_priv);
 	free(jobs.lanes);
 	free(jobs.type_hash);
 	free(jobs.W);
@@ -271,7 +272,7 @@ static void reg(uint32_t slot, const char *names, uint32_t len, uint32_t cap)
 
 static unsigned state_of(uint64_t id)
 {
-	uint32_t r = lookup(id);
+	uint32_t r = jobq__jobidx_lookup(id);
 
 	return r == NONE ? 0 : job_rec(r)->state;
 }
@@ -462,7 +463,8 @@ static void test_lease_expiry(void **state)
 	assert_true(timer_deadline != 0);
 	jobq__jobs_timer();
 	assert_int_equal(state_of(id), JOBQ_JS_FAILED);
-	assert_true(job_rec(lookup(id))->run_at_ns > jobq__realtime_ns());
+	assert_true(job_rec(jobq__jobidx_lookup(id))->run_at_ns >
+		    jobq__realtime_ns());
 	assert_int_equal(jobq__m.st.workers[1].running, 0);
 	assert_int_equal(
 	    op(jobq__op_w_done, 1,
@@ -486,7 +488,7 @@ static void test_worker_death(void **state)
 	   (struct jobq_sqe){.op = JOBQ_OP_W_RESERVE, .arg0 = 1});
 	jobq__jobs_drop_client(&clients[1]);
 	assert_int_equal(state_of(id), JOBQ_JS_DEAD);
-	it = jobq__ptr(job_rec(lookup(id))->result);
+	it = jobq__ptr(job_rec(jobq__jobidx_lookup(id))->result);
 	assert_int_equal(it->len, strlen("worker died"));
 	assert_memory_equal(it + 1, "worker died", it->len);
 	assert_int_equal(jobq__m.st.types[0].workers, 0);
@@ -535,7 +537,7 @@ static void test_cancel_retry_kick(void **state)
 	    op(jobq__op_job_kick, 0, (struct jobq_sqe){.op = JOBQ_OP_JOB_KICK}),
 	    1);
 	assert_int_equal(state_of(2), JOBQ_JS_READY);
-	assert_int_equal(job_rec(lookup(2))->attempts, 0);
+	assert_int_equal(job_rec(jobq__jobidx_lookup(2))->attempts, 0);
 	assert_int_equal(
 	    op(jobq__op_job_cancel, 0, (struct jobq_sqe){.arg0 = 99}), -ENOENT);
 }
@@ -559,7 +561,7 @@ static void test_after_and_unique(void **state)
 	op(jobq__op_job_cancel, 0, (struct jobq_sqe){.arg0 = ida});
 	assert_int_equal(state_of(idb), JOBQ_JS_DEAD);
 	assert_int_equal(state_of(idc), JOBQ_JS_DEAD);
-	it = jobq__ptr(job_rec(lookup(idc))->result);
+	it = jobq__ptr(job_rec(jobq__jobidx_lookup(idc))->result);
 	assert_memory_equal(it + 1, "dependency 2 failed", it->len);
 
 	/* A dependency that succeeds releases its dependent. */
@@ -589,14 +591,14 @@ static void test_index(void **state)
 
 	(void)state;
 	for (uint64_t id = 1; id <= 200000; id++) {
-		idx_insert(id, (uint32_t)(id % 4000));
+		jobq__jobidx_insert(id, (uint32_t)(id % 4000));
 		in[id] = 1;
 		/* A window of 3000 live ids, and every seventh step one
 		 * younger id goes early: deletes out of insertion order. */
 		for (uint64_t old = id > 3000 ? id - 3000 : 0; old;
 		     old = (id % 7 == 0 && old + 1000 < id) ? old + 1000 : 0) {
 			if (in[old]) {
-				idx_delete(old);
+				jobq__jobidx_delete(old);
 				in[old] = 0;
 			}
 		}
@@ -611,7 +613,7 @@ static void test_index(void **state)
 	}
 	assert_true(live <= 4000);
 	assert_true(tombs <= slots / 8);
-	assert_int_equal(tombs, jobs.tombs);
+	assert_int_equal(tombs, idx.tombs);
 }
 
 int main(void)

@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * jobs.h - what the files of the job machinery share. jobs.c is the job
+ * state machine and the request handlers; the structures it keeps jobs in
+ * have a file each, with its contract at its top:
+ *
+ *   jobidx.c  the job index in the store: a job's record by its id;
+ *
+ * This header is private to those files (and to the unit test that
+ * includes them). The names below are short and unprefixed, as they were
+ * when all of it was one file: nothing else includes this header.
+ */
+#ifndef JOBQD_JOBS_H
+#define JOBQD_JOBS_H
+
+#include "jobqd.h"
+
+/* No record: the end of a list, an empty slot, a failed lookup. */
+#define NONE UINT32_MAX
+
+/*
+ * Manager-private data of one job record: 16 bytes, paid by every record
+ * in use, so fields share a word where their ranges allow. jobs.c
+ * allocates the array beside the store's job table.
+ */
+struct jpriv {
+	uint32_t pos;	     /* index in its lane or in the timer heap */
+	uint32_t prev, next; /* free, running or finished list, or the
+			      * run of its lane while READY */
+	uint32_t aux;	     /* jobs.c's AUX_* bits */
+};
+
+extern struct jpriv *jobq__job_priv; /* [max_jobs], by record number */
+
+/* The public record of job record @r (written by the manager only,
+ * inside its seqlock). */
+static inline struct jobq_job_rec *job_rec(uint32_t r)
+{
+	return &jobq__m.st.jobs[r];
+}
+
+/* ------------------------------------------------------------------------
+ * jobidx.c: the job index.
+ */
+/* Empties the tombstone counts; the store's index starts empty. */
+void jobq__jobidx_init(void);
+/* Adds live job @id at record @r (not in the index yet). */
+void jobq__jobidx_insert(uint64_t id, uint32_t r);
+/* Removes @id, if present. */
+void jobq__jobidx_delete(uint64_t id);
+/* The record of live job @id, or NONE. */
+uint32_t jobq__jobidx_lookup(uint64_t id);
+
+#endif
