@@ -48,7 +48,7 @@
 #define AUX_WAITED	       (1u << 31) /* a JOB_WAIT waiter may be parked on it */
 #define AUX_DEPS	       0x7fu /* unfinished dependencies (WAITING), <= 64 */
 /* The low 24 bits of the unique key's hash (JOBQ_JF_UNIQUE): all that its
- * bucket needs, as the key table has at most 2^24 buckets (ch_grow). */
+ * bucket needs, as the key table has at most 2^24 buckets (chash.c). */
 #define AUX_UKH_SHIFT 7
 #define AUX_UKH	      (0xffffffu << AUX_UKH_SHIFT)
 
@@ -99,26 +99,6 @@ struct jworker {
 	struct jobq__waiter *reserve; /* its parked W_RESERVE */
 };
 
-/* A live unique key. */
-struct uq {
-	struct uq *next;
-	uint32_t rec, hash, len;
-	char key[];
-};
-
-/* Job @waiter waits for job @dep. */
-struct dep {
-	struct dep *next;
-	uint64_t dep, waiter;
-	uint32_t wrec;
-};
-
-/* A chained hash table of either of the two above, by a 32-bit hash. */
-struct chash {
-	void **b;
-	uint32_t mask, n;
-};
-
 static struct {
 	uint32_t max_jobs, hwm, free_head;
 	uint32_t fin_head, fin_tail; /* finished, oldest first */
@@ -131,7 +111,6 @@ static struct {
 	struct jworker *W;	     /* [max_clients] by client slot */
 	struct jobq__list reservers; /* parked W_RESERVE, oldest first */
 	struct jobq__list waits[JOBQ__WAIT_BUCKETS];
-	struct chash uq, deps;
 	uint64_t *finq; /* ids that became final, for deps */
 	uint8_t *finq_state;
 	uint32_t finq_n, finq_cap;
@@ -219,87 +198,6 @@ static void t_adj(uint32_t tid, int64_t dready, int64_t drun)
 	t->ready += (uint64_t)dready;
 	t->running += (uint64_t)drun;
 	seq_write_end(&t->seq);
-}
-
-/* ------------------------------------------------------------------------
- * Chained hash tables (unique keys, dependencies).
- */
-static int ch_init(struct chash *h, uint32_t n)
-{
-	h->b = calloc(n, sizeof(*h->b));
-	h->mask = n - 1;
-	h->n = 0;
-	return h->b ? 0 : -ENOMEM;
-}
-
-/* Every node starts with its next pointer; @hash_of gives a node's hash.
- * A table never passes 2^24 buckets: uq_drop() keeps 24 bits of a hash. */
-static void ch_grow(struct chash *h, uint32_t (*hash_of)(void *))
-{
-	uint32_t nb = 2 * (h->mask + 1);
-	void **b;
-
-	if (h->n < h->mask + 1 || nb > (1u << 24))
-		return;
-	b = calloc(nb, sizeof(*b));
-	if (!b)
-		return;
-	for (uint32_t i = 0; i <= h->mask; i++) {
-		void *p = h->b[i];
-
-		while (p) {
-			void *nx = *(void **)p;
-			uint32_t k = hash_of(p) & (nb - 1);
-
-			*(void **)p = b[k];
-			b[k] = p;
-			p = nx;
-		}
-	}
-	free(h->b);
-	h->b = b;
-	h->mask = nb - 1;
-}
-
-static uint32_t uq_hash_of(void *p)
-{
-	return ((struct uq *)p)->hash;
-}
-
-static uint32_t dep_hash(uint64_t id)
-{
-	return jobq__job_hash(id);
-}
-
-static uint32_t dep_hash_of(void *p)
-{
-	return dep_hash(((struct dep *)p)->dep);
-}
-
-static struct uq *uq_find(const char *key, uint32_t len, uint32_t hash)
-{
-	for (struct uq *u = jobs.uq.b[hash & jobs.uq.mask]; u; u = u->next)
-		if (u->hash == hash && u->len == len &&
-		    !memcmp(u->key, key, len))
-			return u;
-	return NULL;
-}
-
-static void uq_drop(uint32_t r)
-{
-	uint32_t ukh = (jobq__job_priv[r].aux & AUX_UKH) >> AUX_UKH_SHIFT;
-	struct uq **pp = (struct uq **)&jobs.uq.b[ukh & jobs.uq.mask];
-
-	for (; *pp; pp = &(*pp)->next) {
-		if ((*pp)->rec == r) {
-			struct uq *u = *pp;
-
-			*pp = u->next;
-			free(u);
-			jobs.uq.n--;
-			return;
-		}
-	}
 }
 
 /* ------------------------------------------------------------------------
@@ -717,7 +615,8 @@ static void finalize(uint32_t r)
 	uint64_t id = j->id;
 
 	if (j->flags & JOBQ_JF_UNIQUE) {
-		uq_drop(r);
+		jobq__uq_drop(r, (jobq__job_priv[r].aux & AUX_UKH) >>
+				     AUX_UKH_SHIFT);
 		seq_write_begin(&j->seq);
 		j->flags &= (uint8_t)~JOBQ_JF_UNIQUE;
 		seq_write_end(&j->seq);
@@ -737,7 +636,7 @@ static void finalize(uint32_t r)
 				jobq__wait_done(w, j->state, id);
 		}
 	}
-	if (jobs.deps.n) {
+	if (jobq__deps_any()) {
 		if (jobs.finq_n == jobs.finq_cap) {
 			uint32_t ncap = jobs.finq_cap ? 2 * jobs.finq_cap : 64;
 			uint64_t *a = realloc(jobs.finq, ncap * sizeof(*a));
@@ -1026,26 +925,15 @@ static void settle_deps(void)
 	for (uint32_t k = 0; k < jobs.finq_n; k++) {
 		uint64_t id = jobs.finq[k];
 		unsigned st = jobs.finq_state[k];
-		struct dep **pp =
-		    (struct dep **)&jobs.deps.b[dep_hash(id) & jobs.deps.mask];
+		uint64_t waiter;
+		uint32_t w;
 
-		while (*pp) {
-			struct dep *d = *pp;
-			uint32_t w = d->wrec;
+		while (jobq__dep_take(id, &waiter, &w)) {
 			char msg[64];
 
-			if (d->dep != id) {
-				pp = &d->next;
+			if (job_rec(w)->id != waiter ||
+			    job_rec(w)->state != JOBQ_JS_WAITING)
 				continue;
-			}
-			*pp = d->next;
-			jobs.deps.n--;
-			if (job_rec(w)->id != d->waiter ||
-			    job_rec(w)->state != JOBQ_JS_WAITING) {
-				free(d);
-				continue;
-			}
-			free(d);
 			if (st == JOBQ_JS_SUCCEEDED) {
 				if ((jobq__job_priv[w].aux & AUX_DEPS) &&
 				    !(--jobq__job_priv[w].aux & AUX_DEPS))
@@ -1238,12 +1126,11 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 	memcpy(key, a + sizeof(wv) + wv.type_len, wv.unique_len);
 	key[wv.unique_len] = '\0';
 	if (wv.unique_len) {
-		struct uq *u =
-		    uq_find(key, wv.unique_len, jobq__hash(key, wv.unique_len));
+		uint32_t u = jobq__uq_find(key, wv.unique_len,
+					   jobq__hash(key, wv.unique_len));
 
-		if (u) {
-			jobq__post(c, s->user_data, 1, 0, job_rec(u->rec)->id,
-				   0, 0);
+		if (u != NONE) {
+			jobq__post(c, s->user_data, 1, 0, job_rec(u)->id, 0, 0);
 			return JOBQ__NOREPLY;
 		}
 	}
@@ -1271,8 +1158,8 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 	r = record_new();
 	if (r == NONE)
 		return JOBQ_ELIMIT;
-	/* The ids it waits for live in jobs.deps while they are unfinished;
-	 * the record keeps none of them. */
+	/* The ids it waits for live in the dependency table while they are
+	 * unfinished; the record keeps none of them. */
 	if (wv.args_len)
 		args = args_new(a + aoff + 8ull * wv.nafter, wv.args_len);
 	if (wv.args_len && !args) {
@@ -1312,19 +1199,11 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 	jobq__count(submitted);
 
 	if (wv.unique_len) {
-		struct uq *u = malloc(sizeof(*u) + wv.unique_len);
+		uint32_t hash = jobq__hash(key, wv.unique_len);
 
-		if (u) {
-			u->rec = r;
-			u->len = wv.unique_len;
-			u->hash = jobq__hash(key, wv.unique_len);
-			memcpy(u->key, key, wv.unique_len);
-			u->next = jobs.uq.b[u->hash & jobs.uq.mask];
-			jobs.uq.b[u->hash & jobs.uq.mask] = u;
-			jobs.uq.n++;
+		if (!jobq__uq_add(r, key, wv.unique_len, hash)) {
 			jobq__job_priv[r].aux |=
-			    (u->hash << AUX_UKH_SHIFT) & AUX_UKH;
-			ch_grow(&jobs.uq, uq_hash_of);
+			    (hash << AUX_UKH_SHIFT) & AUX_UKH;
 		} else {
 			seq_write_begin(&j->seq);
 			j->flags = 0;
@@ -1341,25 +1220,15 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 	} else if (pending) {
 		for (uint32_t i = 0; i < wv.nafter; i++) {
 			uint32_t d = jobq__jobidx_lookup(after[i]);
-			struct dep *dp;
 
 			if (d == NONE || is_final(job_rec(d)->state))
 				continue;
-			dp = malloc(sizeof(*dp));
-			if (!dp) {
+			if (jobq__dep_add(after[i], id, r)) {
 				pending--;
 				continue;
 			}
-			dp->dep = after[i];
-			dp->waiter = id;
-			dp->wrec = r;
-			dp->next =
-			    jobs.deps.b[dep_hash(after[i]) & jobs.deps.mask];
-			jobs.deps.b[dep_hash(after[i]) & jobs.deps.mask] = dp;
-			jobs.deps.n++;
 			jobq__job_priv[r].aux++;
 		}
-		ch_grow(&jobs.deps, dep_hash_of);
 		if (!(jobq__job_priv[r].aux & AUX_DEPS))
 			release_waiting(r);
 	} else if (wv.delay_ns) {
@@ -1822,7 +1691,7 @@ int jobq__jobs_init(void)
 	jobs.type_hash = calloc(2 * h->max_types, sizeof(*jobs.type_hash));
 	jobs.W = calloc(jobq__m.o.max_clients, sizeof(*jobs.W));
 	if (!jobq__job_priv || !jobs.lanes || !jobs.type_hash || !jobs.W ||
-	    ch_init(&jobs.uq, 1024) || ch_init(&jobs.deps, 1024))
+	    jobq__chash_init())
 		return -ENOMEM;
 	for (uint32_t i = 0; i < jobq__m.o.max_clients; i++)
 		jobs.W[i].run_head = NONE;

@@ -5,6 +5,7 @@
  * have a file each, with its contract at its top:
  *
  *   jobidx.c  the job index in the store: a job's record by its id;
+ *   chash.c   unique keys and dependencies, in chained hash tables;
  *
  * This header is private to those files (and to the unit test that
  * includes them). The names below are short and unprefixed, as they were
@@ -50,5 +51,27 @@ void jobq__jobidx_insert(uint64_t id, uint32_t r);
 void jobq__jobidx_delete(uint64_t id);
 /* The record of live job @id, or NONE. */
 uint32_t jobq__jobidx_lookup(uint64_t id);
+
+/* ------------------------------------------------------------------------
+ * chash.c: unique keys and dependencies.
+ */
+/* Both tables, empty. 0 or -ENOMEM. */
+int jobq__chash_init(void);
+/* Frees both tables and every entry left in them. */
+void jobq__chash_fini(void);
+/* The record that holds unique key @key (@len bytes, jobq__hash() @hash),
+ * or NONE. */
+uint32_t jobq__uq_find(const char *key, uint32_t len, uint32_t hash);
+/* Record @r holds @key from now on (no other record does). 0 or -ENOMEM. */
+int jobq__uq_add(uint32_t r, const char *key, uint32_t len, uint32_t hash);
+/* Record @r gives up its key, whose hash has @hash24 in its low 24 bits. */
+void jobq__uq_drop(uint32_t r, uint32_t hash24);
+/* Job @waiter (record @wrec) waits for job @dep. 0 or -ENOMEM. */
+int jobq__dep_add(uint64_t dep, uint64_t waiter, uint32_t wrec);
+/* Whether any dependency entry exists. */
+bool jobq__deps_any(void);
+/* Takes out one of the entries that wait for @dep: true with its waiter's
+ * id and record, false when none is left. */
+bool jobq__dep_take(uint64_t dep, uint64_t *waiter, uint32_t *wrec);
 
 #endif

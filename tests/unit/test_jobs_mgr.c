@@ -18,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include "chash.c"
 #include "jobidx.c"
 #include "jobs.c"
 
@@ -153,8 +154,6 @@ static int setup(void **state)
 /* Gives back what jobs.c allocated, so leak checkers see a clean run. */
 static void jobs_free(void)
 {
-	struct chash *hs[] = {&jobs.uq, &jobs.deps};
-
 	for (uint32_t t = 0; t < jobq__hdr()->max_types; t++) {
 		while (jobs.lanes[t]) {
 			struct lane *l = jobs.lanes[t];
@@ -164,19 +163,7 @@ static void jobs_free(void)
 			free(l);
 		}
 	}
-	for (unsigned k = 0; k < 2; k++) {
-		for (uint32_t i = 0; i <= hs[k]->mask; i++) {
-			void *p = hs[k]->b[i];
-
-			while (p) {
-				void *nx = *(void **)p;
-
-				free(p);
-				p = nx;
-			}
-		}
-		free(hs[k]->b);
-	}
+	jobq__chash_fini();
 	for (uint32_t i = 0; i < NCLIENTS; i++)
 		while (!jobq__list_empty(&clients[i].waiters))
 			jobq__wait_free(jobq__entry(clients[i].waiters.next,
