@@ -85,12 +85,6 @@ struct lane {
 /* priv[].pos of a run entry (a heap entry's pos is its index, far below). */
 #define LANE_RUN 0x80000000u
 
-struct tent {
-	uint64_t at; /* CLOCK_MONOTONIC ns */
-	uint32_t rec;
-	uint32_t pad;
-};
-
 struct jworker {
 	bool reg, stopping;
 	uint32_t flags, capacity, running, ntypes;
@@ -105,8 +99,6 @@ static struct {
 	struct lane **lanes;	     /* [max_types]: each type's lanes */
 	uint16_t *type_hash;	     /* type id + 1, open addressing */
 	uint32_t type_hash_mask;
-	struct tent *tq;
-	uint32_t tqn, tqcap;
 	uint64_t armed;		     /* deadline given to the loop */
 	struct jworker *W;	     /* [max_clients] by client slot */
 	struct jobq__list reservers; /* parked W_RESERVE, oldest first */
@@ -285,92 +277,6 @@ static void run_add(struct jworker *wk, uint32_t r)
 	if (wk->run_head != NONE)
 		jobq__job_priv[wk->run_head].prev = r;
 	wk->run_head = r;
-}
-
-/* ------------------------------------------------------------------------
- * The timer heap.
- */
-static void tq_set(uint32_t i, struct tent e)
-{
-	jobs.tq[i] = e;
-	jobq__job_priv[e.rec].pos = i;
-}
-
-static void tq_up(uint32_t i)
-{
-	struct tent e = jobs.tq[i];
-
-	while (i > 0) {
-		uint32_t p = (i - 1) / 2;
-
-		if (jobs.tq[p].at <= e.at)
-			break;
-		tq_set(i, jobs.tq[p]);
-		i = p;
-	}
-	tq_set(i, e);
-}
-
-static void tq_down(uint32_t i)
-{
-	struct tent e = jobs.tq[i];
-
-	for (;;) {
-		uint32_t l = 2 * i + 1, m = i;
-		uint64_t best = e.at;
-
-		if (l < jobs.tqn && jobs.tq[l].at < best) {
-			m = l;
-			best = jobs.tq[l].at;
-		}
-		if (l + 1 < jobs.tqn && jobs.tq[l + 1].at < best)
-			m = l + 1;
-		if (m == i)
-			break;
-		tq_set(i, jobs.tq[m]);
-		i = m;
-	}
-	tq_set(i, e);
-}
-
-static void timer_del(uint32_t r)
-{
-	uint32_t i = jobq__job_priv[r].pos;
-
-	if (i >= jobs.tqn || jobs.tq[i].rec != r)
-		return;
-	jobs.tqn--;
-	if (i == jobs.tqn)
-		return;
-	tq_set(i, jobs.tq[jobs.tqn]);
-	tq_up(i);
-	tq_down(jobq__job_priv[jobs.tq[i].rec].pos);
-}
-
-/* Sets (or moves) the timer of record @r. Returns 0 or -ENOMEM. */
-static int timer_set(uint32_t r, uint64_t at)
-{
-	uint32_t i = jobq__job_priv[r].pos;
-
-	if (i < jobs.tqn && jobs.tq[i].rec == r) {
-		jobs.tq[i].at = at;
-		tq_up(i);
-		tq_down(jobq__job_priv[r].pos);
-		return 0;
-	}
-	if (jobs.tqn == jobs.tqcap) {
-		uint32_t ncap = jobs.tqcap ? 2 * jobs.tqcap : 256;
-		struct tent *n = realloc(jobs.tq, ncap * sizeof(*n));
-
-		if (!n)
-			return -ENOMEM;
-		jobs.tq = n;
-		jobs.tqcap = ncap;
-	}
-	jobs.tq[jobs.tqn] = (struct tent){.at = at, .rec = r};
-	jobq__job_priv[r].pos = jobs.tqn++;
-	tq_up(jobs.tqn - 1);
-	return 0;
 }
 
 /* ------------------------------------------------------------------------
@@ -568,7 +474,7 @@ static void to_ready(uint32_t r)
 		set_state(j, JOBQ_JS_DELAYED);
 		j->run_at_ns = clk_real() + NSEC;
 		seq_write_end(&j->seq);
-		timer_set(r, clk_mono() + NSEC);
+		jobq__timerq_set(r, clk_mono() + NSEC);
 		return;
 	}
 	t_adj(j->type_id, 1, 0);
@@ -591,7 +497,7 @@ static void to_later(uint32_t r, unsigned state, uint64_t run_at)
 	set_state(j, state);
 	j->run_at_ns = run_at;
 	seq_write_end(&j->seq);
-	timer_set(r, clk_mono() + (run_at > real ? run_at - real : 0));
+	jobq__timerq_set(r, clk_mono() + (run_at > real ? run_at - real : 0));
 }
 
 /* Removes a READY job from its lane. */
@@ -690,7 +596,7 @@ static void stop_running(uint32_t r)
 	struct jobq_job_rec *j = job_rec(r);
 	uint32_t slot = j->worker_client;
 
-	timer_del(r);
+	jobq__timerq_del(r);
 	if (slot < jobq__m.o.max_clients && jobs.W[slot].reg) {
 		struct jworker *wk = &jobs.W[slot];
 		struct jobq_worker_rec *wr = &jobq__m.st.workers[slot];
@@ -838,7 +744,7 @@ static void hand_out(struct jobq__client *c, struct lane *l, uint32_t r,
 	seq_write_begin(&wr->seq);
 	wr->running = wk->running;
 	seq_write_end(&wr->seq);
-	if (timer_set(r, mono + j->lease_ns))
+	if (jobq__timerq_set(r, mono + j->lease_ns))
 		jobq__log(0, "job %llu: out of memory for its lease timer",
 			  (unsigned long long)j->id);
 }
@@ -951,7 +857,9 @@ static void settle_deps(void)
 
 static uint64_t next_deadline(void)
 {
-	uint64_t at = jobs.tqn ? jobs.tq[0].at : 0;
+	uint64_t at = 0;
+
+	jobq__timerq_first(&at, NULL);
 
 	if (jobs.fin_head != NONE) {
 		/* Worked out once per oldest finished job: clock reads on
@@ -1001,11 +909,15 @@ void jobq__jobs_timer(void)
 
 	jobs.armed = 0;
 	jobs.keep_id = 0;
-	while (jobs.tqn && jobs.tq[0].at <= now) {
-		uint32_t r = jobs.tq[0].rec;
-		struct jobq_job_rec *j = job_rec(r);
+	for (;;) {
+		struct jobq_job_rec *j;
+		uint64_t at;
+		uint32_t r;
 
-		timer_del(r);
+		if (!jobq__timerq_first(&at, &r) || at > now)
+			break;
+		j = job_rec(r);
+		jobq__timerq_del(r);
 		switch (j->state) {
 		case JOBQ_JS_DELAYED:
 		case JOBQ_JS_FAILED:
@@ -1284,7 +1196,7 @@ int jobq__op_job_cancel(struct jobq__client *c, const struct jobq_sqe *s)
 			jobq__post(&jobq__m.clients[slot], JOBQ_UD_NOTICE,
 				   JOBQ_NOTICE_CANCEL, JOBQ_CQE_NOTICE, j->id,
 				   0, 0);
-		timer_set(r, clk_mono() + JOBQ__CANCEL_GRACE_NS);
+		jobq__timerq_set(r, clk_mono() + JOBQ__CANCEL_GRACE_NS);
 		settle();
 		return 0;
 	}
@@ -1293,7 +1205,7 @@ int jobq__op_job_cancel(struct jobq__client *c, const struct jobq_sqe *s)
 		break;
 	case JOBQ_JS_DELAYED:
 	case JOBQ_JS_FAILED:
-		timer_del(r);
+		jobq__timerq_del(r);
 		break;
 	case JOBQ_JS_WAITING:
 		/* Its dependency entries go when their jobs finish. */
@@ -1313,7 +1225,7 @@ static void rerun(uint32_t r)
 	struct jobq_job_rec *j = job_rec(r);
 
 	if (j->state == JOBQ_JS_FAILED)
-		timer_del(r);
+		jobq__timerq_del(r);
 	else
 		list_del(&jobs.fin_head, &jobs.fin_tail, r);
 	/* It finishes again later: its expiry must be worked out anew. */
@@ -1602,7 +1514,7 @@ int jobq__op_w_extend(struct jobq__client *c, const struct jobq_sqe *s)
 		return -EINVAL;
 	/* A cancel's grace period is not the worker's to extend. */
 	if (!(job_rec(r)->flags & JOBQ_JF_CANCELLING))
-		timer_set(r, jobq__now_ns() + (uint64_t)s->timeout_ns);
+		jobq__timerq_set(r, jobq__now_ns() + (uint64_t)s->timeout_ns);
 	settle();
 	return 0;
 }

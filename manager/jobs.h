@@ -6,6 +6,7 @@
  *
  *   jobidx.c  the job index in the store: a job's record by its id;
  *   chash.c   unique keys and dependencies, in chained hash tables;
+ *   timerq.c  one deadline per record: delays, backoff, leases, cancels;
  *
  * This header is private to those files (and to the unit test that
  * includes them). The names below are short and unprefixed, as they were
@@ -73,5 +74,19 @@ bool jobq__deps_any(void);
 /* Takes out one of the entries that wait for @dep: true with its waiter's
  * id and record, false when none is left. */
 bool jobq__dep_take(uint64_t dep, uint64_t *waiter, uint32_t *wrec);
+
+/* ------------------------------------------------------------------------
+ * timerq.c: the jobs' timer queue.
+ */
+/* Sets (or moves) the deadline of record @r to @at (CLOCK_MONOTONIC ns).
+ * Returns 0, or -ENOMEM when @r had none (it still has none). */
+int jobq__timerq_set(uint32_t r, uint64_t at);
+/* Removes the deadline of record @r, if it has one. */
+void jobq__timerq_del(uint32_t r);
+/* The earliest deadline and its record (either pointer may be NULL).
+ * Returns false when the queue is empty. */
+bool jobq__timerq_first(uint64_t *at, uint32_t *r);
+/* Frees the queue's memory; it is empty afterwards. */
+void jobq__timerq_fini(void);
 
 #endif

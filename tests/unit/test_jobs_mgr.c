@@ -21,6 +21,7 @@
 #include "chash.c"
 #include "jobidx.c"
 #include "jobs.c"
+#include "timerq.c"
 
 /* ------------------------------------------------------------------------
  * Seams: what loop.c, main.c and supervise.c provide to jobs.c.
@@ -173,7 +174,7 @@ static void jobs_free(void)
 	free(jobs.lanes);
 	free(jobs.type_hash);
 	free(jobs.W);
-	free(jobs.tq);
+	jobq__timerq_fini();
 	free(jobs.finq);
 	free(jobs.finq_state);
 }
