@@ -58,33 +58,6 @@ _Static_assert(sizeof(struct jpriv) == 16, "paid by every record");
 _Static_assert(64 <= AUX_DEPS, "a job waits for at most 64 others");
 _Static_assert((AUX_UKH & (AUX_WAITED | AUX_DEPS)) == 0, "aux fields overlap");
 
-/*
- * A lane holds the READY jobs of one type and queue in two parts: a run
- * (in order: each entry worse than the one before) and a binary heap. A
- * job goes to the run when it is worse than the run's last entry (the
- * usual case: equal priorities and growing ids), else to the heap; the
- * best job is the better of the run's first entry and the heap's top.
- * The run is a list through priv[].prev/next, which a READY job uses for
- * nothing else, so it costs no memory beyond priv: taking the first entry or
- * cancelling any costs O(1), and only jobs that come out of order (higher
- * priorities, retries) pay for the heap.
- */
-struct lane {
-	uint32_t *h;	       /* the heap of record numbers, h[0..cap) */
-	uint32_t hn, cap;      /* heap entries, heap capacity */
-	uint32_t n;	       /* ready jobs: heap + run entries */
-	uint32_t rhead, rtail; /* the run's first and last, NONE: empty */
-	/* The key of the entry pushed last to the run (it may have left
-	 * since; every entry still in the run is at least as good). */
-	int32_t fback_prio;
-	uint64_t fback_id;
-	uint32_t type, queue;
-	struct lane *next; /* the type's next lane */
-};
-
-/* priv[].pos of a run entry (a heap entry's pos is its index, far below). */
-#define LANE_RUN 0x80000000u
-
 struct jworker {
 	bool reg, stopping;
 	uint32_t flags, capacity, running, ntypes;
@@ -96,7 +69,6 @@ struct jworker {
 static struct {
 	uint32_t max_jobs, hwm, free_head;
 	uint32_t fin_head, fin_tail; /* finished, oldest first */
-	struct lane **lanes;	     /* [max_types]: each type's lanes */
 	uint16_t *type_hash;	     /* type id + 1, open addressing */
 	uint32_t type_hash_mask;
 	uint64_t armed;		     /* deadline given to the loop */
@@ -240,35 +212,6 @@ static uint64_t args_new(const void *data, uint32_t len)
 	return off;
 }
 
-/* ------------------------------------------------------------------------
- * Lists through priv[].prev/next.
- */
-static void list_add_tail(uint32_t *head, uint32_t *tail, uint32_t r)
-{
-	jobq__job_priv[r].next = NONE;
-	jobq__job_priv[r].prev = *tail;
-	if (*tail != NONE)
-		jobq__job_priv[*tail].next = r;
-	else
-		*head = r;
-	*tail = r;
-}
-
-static void list_del(uint32_t *head, uint32_t *tail, uint32_t r)
-{
-	struct jpriv *p = &jobq__job_priv[r];
-
-	if (p->prev != NONE)
-		jobq__job_priv[p->prev].next = p->next;
-	else
-		*head = p->next;
-	if (p->next != NONE)
-		jobq__job_priv[p->next].prev = p->prev;
-	else if (tail)
-		*tail = p->prev;
-	p->prev = p->next = NONE;
-}
-
 /* A worker's running list has a head only (order does not matter). */
 static void run_add(struct jworker *wk, uint32_t r)
 {
@@ -280,179 +223,6 @@ static void run_add(struct jworker *wk, uint32_t r)
 }
 
 /* ------------------------------------------------------------------------
- * Lanes: the ready heaps.
- */
-static bool better(uint32_t a, uint32_t b)
-{
-	const struct jobq_job_rec *x = job_rec(a), *y = job_rec(b);
-
-	return x->priority > y->priority ||
-	       (x->priority == y->priority && x->id < y->id);
-}
-
-static void lane_set(struct lane *l, uint32_t i, uint32_t r)
-{
-	l->h[i] = r;
-	jobq__job_priv[r].pos = i;
-}
-
-static void lane_up(struct lane *l, uint32_t i)
-{
-	uint32_t r = l->h[i];
-
-	while (i > 0) {
-		uint32_t p = (i - 1) / 2;
-
-		if (!better(r, l->h[p]))
-			break;
-		lane_set(l, i, l->h[p]);
-		i = p;
-	}
-	lane_set(l, i, r);
-}
-
-static struct lane *lane_of(uint32_t type, uint32_t queue, bool create)
-{
-	struct lane *l;
-
-	for (l = jobs.lanes[type]; l; l = l->next)
-		if (l->queue == queue)
-			return l;
-	if (!create)
-		return NULL;
-	l = calloc(1, sizeof(*l));
-	if (!l)
-		return NULL;
-	l->type = type;
-	l->queue = queue;
-	l->rhead = l->rtail = NONE;
-	l->next = jobs.lanes[type];
-	jobs.lanes[type] = l;
-	return l;
-}
-
-/* Moves the heap of lane @l to a block of @cap (at least hn) slots; every
- * entry keeps its index. 0 or -ENOMEM. */
-static int lane_resize(struct lane *l, uint32_t cap)
-{
-	uint32_t *n = malloc((size_t)cap * sizeof(*n));
-
-	if (!n)
-		return -ENOMEM;
-	if (l->hn)
-		memcpy(n, l->h, l->hn * sizeof(*n));
-	free(l->h);
-	l->h = n;
-	l->cap = cap;
-	return 0;
-}
-
-static void run_push(struct lane *l, uint32_t r)
-{
-	list_add_tail(&l->rhead, &l->rtail, r);
-	jobq__job_priv[r].pos = LANE_RUN;
-	l->fback_prio = job_rec(r)->priority;
-	l->fback_id = job_rec(r)->id;
-}
-
-static int lane_push(struct lane *l, uint32_t r)
-{
-	const struct jobq_job_rec *j = job_rec(r);
-
-	/* Worse than the run's last key: the run stays in order. */
-	if (l->rhead == NONE || j->priority < l->fback_prio ||
-	    (j->priority == l->fback_prio && j->id > l->fback_id)) {
-		run_push(l, r);
-		l->n++;
-		return 0;
-	}
-	if (l->hn == l->cap && lane_resize(l, l->cap ? 2 * l->cap : 16))
-		return -ENOMEM;
-	l->h[l->hn++] = r;
-	lane_up(l, l->hn - 1);
-	l->n++;
-	return 0;
-}
-
-/* The best ready job of non-empty lane @l. */
-static uint32_t lane_top(const struct lane *l)
-{
-	uint32_t f = l->rhead;
-
-	if (!l->hn)
-		return f;
-	if (f == NONE || better(l->h[0], f))
-		return l->h[0];
-	return f;
-}
-
-/*
- * heap_remove - take out the heap entry at @i. The hole sinks to a leaf
- * along the better children (one comparison per level, each a record read
- * that likely misses the cache), then the last entry fills it and rises.
- * With ids growing, the last entry is usually among the worst, so it rises
- * little: about half the comparisons of a plain sift-down from the top.
- */
-static void heap_remove(struct lane *l, uint32_t i)
-{
-	uint32_t last = l->h[--l->hn];
-
-	if (i != l->hn) {
-		for (;;) {
-			uint32_t c = 2 * i + 1;
-
-			if (c >= l->hn)
-				break;
-			if (c + 1 < l->hn && better(l->h[c + 1], l->h[c]))
-				c++;
-			lane_set(l, i, l->h[c]);
-			i = c;
-		}
-		lane_set(l, i, last);
-		lane_up(l, i);
-	}
-	/* Give memory back once a big heap has drained. */
-	if (l->cap > 1024 && l->hn < l->cap / 4)
-		(void)lane_resize(l, l->cap / 2);
-}
-
-/* Whether READY job @r is in lane @l where priv[r].pos says. */
-static bool lane_has(const struct lane *l, uint32_t r)
-{
-	uint32_t pos = jobq__job_priv[r].pos;
-
-	if (pos == LANE_RUN) {
-		uint32_t p = jobq__job_priv[r].prev;
-
-		return p == NONE ? l->rhead == r
-				 : jobq__job_priv[p].next == r &&
-				       jobq__job_priv[p].pos == LANE_RUN;
-	}
-	return pos < l->hn && l->h[pos] == r;
-}
-
-/* Takes job @r (in lane @l, see lane_has()) out of the lane. */
-static void lane_remove(struct lane *l, uint32_t r)
-{
-	uint32_t pos = jobq__job_priv[r].pos;
-
-	if (pos == LANE_RUN) {
-		list_del(&l->rhead, &l->rtail, r);
-	} else {
-		heap_remove(l, pos);
-	}
-	l->n--;
-	jobq__job_priv[r].pos = NONE;
-}
-
-static bool lane_open(const struct lane *l)
-{
-	const struct jobq_queue_rec *q = &jobq__m.st.queues[l->queue];
-
-	return l->n && !q->paused && (!q->parallel || q->running < q->parallel);
-}
-
-/* ------------------------------------------------------------------------
  * State changes.
  */
 
@@ -460,13 +230,12 @@ static bool lane_open(const struct lane *l)
 static void to_ready(uint32_t r)
 {
 	struct jobq_job_rec *j = job_rec(r);
-	struct lane *l = lane_of(j->type_id, j->queue_id, true);
 
 	seq_write_begin(&j->seq);
 	set_state(j, JOBQ_JS_READY);
 	j->run_at_ns = 0;
 	seq_write_end(&j->seq);
-	if (!l || lane_push(l, r)) {
+	if (jobq__lane_push(r)) {
 		/* Out of manager memory: try again in a second. */
 		jobq__log(0, "job %llu: out of memory for the ready heap",
 			  (unsigned long long)j->id);
@@ -504,10 +273,8 @@ static void to_later(uint32_t r, unsigned state, uint64_t run_at)
 static void unready(uint32_t r)
 {
 	struct jobq_job_rec *j = job_rec(r);
-	struct lane *l = lane_of(j->type_id, j->queue_id, false);
 
-	if (l && lane_has(l, r))
-		lane_remove(l, r);
+	jobq__lane_remove(r);
 	t_adj(j->type_id, -1, 0);
 	q_adj(j->queue_id, -1, 0);
 }
@@ -725,7 +492,7 @@ static void hand_out(struct jobq__client *c, struct lane *l, uint32_t r,
 	struct jworker *wk = &jobs.W[c->slot];
 	struct jobq_worker_rec *wr = &jobq__m.st.workers[c->slot];
 
-	lane_remove(l, r);
+	jobq__lane_take(l, r);
 	seq_write_begin(&j->seq);
 	set_state(j, JOBQ_JS_RUNNING);
 	j->attempts++;
@@ -749,19 +516,6 @@ static void hand_out(struct jobq__client *c, struct lane *l, uint32_t r,
 			  (unsigned long long)j->id);
 }
 
-/* The best open head over the lanes of @wk's types, or NULL. */
-static struct lane *best_lane(const struct jworker *wk)
-{
-	struct lane *best = NULL;
-
-	for (uint32_t i = 0; i < wk->ntypes; i++)
-		for (struct lane *l = jobs.lanes[wk->types[i]]; l; l = l->next)
-			if (lane_open(l) &&
-			    (!best || better(lane_top(l), lane_top(best))))
-				best = l;
-	return best;
-}
-
 /*
  * give - hand worker @c up to @max ready jobs (never more than its
  * capacity minus what it runs), one completion each for request @ud, all
@@ -770,7 +524,7 @@ static struct lane *best_lane(const struct jworker *wk)
 static uint32_t give(struct jobq__client *c, uint64_t ud, uint64_t max)
 {
 	struct jworker *wk = &jobs.W[c->slot];
-	uint32_t n = 0, prev = NONE;
+	uint32_t n = 0, prev = NONE, r;
 	uint64_t real, mono;
 	struct lane *l;
 
@@ -782,9 +536,7 @@ static uint32_t give(struct jobq__client *c, uint64_t ud, uint64_t max)
 		return 0;
 	real = clk_real();
 	mono = clk_mono();
-	while (n < max && (l = best_lane(wk))) {
-		uint32_t r = lane_top(l);
-
+	while (n < max && (l = jobq__lane_best(wk->types, wk->ntypes, &r))) {
 		if (prev != NONE)
 			jobq__post(c, ud, 0, JOBQ_CQE_JOB | JOBQ_CQE_MORE,
 				   job_rec(prev)->id, job_rec(prev)->attempts,
@@ -1598,12 +1350,11 @@ int jobq__jobs_init(void)
 	/* calloc'd: pages are touched only as records come into use. */
 	jobq__job_priv = calloc(jobs.max_jobs, sizeof(*jobq__job_priv));
 	jobq__jobidx_init();
-	jobs.lanes = calloc(h->max_types, sizeof(*jobs.lanes));
 	jobs.type_hash_mask = 2 * h->max_types - 1;
 	jobs.type_hash = calloc(2 * h->max_types, sizeof(*jobs.type_hash));
 	jobs.W = calloc(jobq__m.o.max_clients, sizeof(*jobs.W));
-	if (!jobq__job_priv || !jobs.lanes || !jobs.type_hash || !jobs.W ||
-	    jobq__chash_init())
+	if (!jobq__job_priv || jobq__lanes_init(h->max_types) ||
+	    !jobs.type_hash || !jobs.W || jobq__chash_init())
 		return -ENOMEM;
 	for (uint32_t i = 0; i < jobq__m.o.max_clients; i++)
 		jobs.W[i].run_head = NONE;

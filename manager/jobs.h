@@ -7,6 +7,7 @@
  *   jobidx.c  the job index in the store: a job's record by its id;
  *   chash.c   unique keys and dependencies, in chained hash tables;
  *   timerq.c  one deadline per record: delays, backoff, leases, cancels;
+ *   lanes.c   the READY jobs, and which one a worker gets next.
  *
  * This header is private to those files (and to the unit test that
  * includes them). The names below are short and unprefixed, as they were
@@ -39,6 +40,38 @@ extern struct jpriv *jobq__job_priv; /* [max_jobs], by record number */
 static inline struct jobq_job_rec *job_rec(uint32_t r)
 {
 	return &jobq__m.st.jobs[r];
+}
+
+/*
+ * Lists of records through priv[].prev/next: @head and @tail are record
+ * numbers, NONE when empty. A record is on one such list at most (the free
+ * list, a worker's running list, the finished list or its lane's run).
+ */
+static inline void list_add_tail(uint32_t *head, uint32_t *tail, uint32_t r)
+{
+	jobq__job_priv[r].next = NONE;
+	jobq__job_priv[r].prev = *tail;
+	if (*tail != NONE)
+		jobq__job_priv[*tail].next = r;
+	else
+		*head = r;
+	*tail = r;
+}
+
+/* Unlinks @r; a list without a tail passes NULL. */
+static inline void list_del(uint32_t *head, uint32_t *tail, uint32_t r)
+{
+	struct jpriv *p = &jobq__job_priv[r];
+
+	if (p->prev != NONE)
+		jobq__job_priv[p->prev].next = p->next;
+	else
+		*head = p->next;
+	if (p->next != NONE)
+		jobq__job_priv[p->next].prev = p->prev;
+	else if (tail)
+		*tail = p->prev;
+	p->prev = p->next = NONE;
 }
 
 /* ------------------------------------------------------------------------
@@ -88,5 +121,27 @@ void jobq__timerq_del(uint32_t r);
 bool jobq__timerq_first(uint64_t *at, uint32_t *r);
 /* Frees the queue's memory; it is empty afterwards. */
 void jobq__timerq_fini(void);
+
+/* ------------------------------------------------------------------------
+ * lanes.c: the READY jobs of each (type, queue) pair.
+ */
+struct lane;
+
+/* Room for the lanes of @max_types types. 0 or -ENOMEM. */
+int jobq__lanes_init(uint32_t max_types);
+/* Frees every lane. */
+void jobq__lanes_fini(uint32_t max_types);
+/* READY job @r joins the lane of its type and queue (made when missing).
+ * 0 or -ENOMEM (then it is in no lane). */
+int jobq__lane_push(uint32_t r);
+/* Takes READY job @r out of its lane, if it is there. */
+void jobq__lane_remove(uint32_t r);
+/* The open lane (queue not paused, below its parallel limit) with the
+ * best head among the lanes of the @ntypes types @types, and that head in
+ * *@r; NULL (and NONE) when no lane is open. */
+struct lane *jobq__lane_best(const uint16_t *types, uint32_t ntypes,
+			     uint32_t *r);
+/* Takes job @r, the head jobq__lane_best() gave with @l, out of @l. */
+void jobq__lane_take(struct lane *l, uint32_t r);
 
 #endif

@@ -21,6 +21,7 @@
 #include "chash.c"
 #include "jobidx.c"
 #include "jobs.c"
+#include "lanes.c"
 #include "timerq.c"
 
 /* ------------------------------------------------------------------------
@@ -155,15 +156,7 @@ static int setup(void **state)
 /* Gives back what jobs.c allocated, so leak checkers see a clean run. */
 static void jobs_free(void)
 {
-	for (uint32_t t = 0; t < jobq__hdr()->max_types; t++) {
-		while (jobs.lanes[t]) {
-			struct lane *l = jobs.lanes[t];
-
-			jobs.lanes[t] = l->next;
-			free(l->h);
-			free(l);
-		}
-	}
+	jobq__lanes_fini(jobq__hdr()->max_types);
 	jobq__chash_fini();
 	for (uint32_t i = 0; i < NCLIENTS; i++)
 		while (!jobq__list_empty(&clients[i].waiters))
@@ -171,7 +164,6 @@ static void jobs_free(void)
 						    struct jobq__waiter,
 						    cnode));
 	free(jobq__job_priv);
-	free(jobs.lanes);
 	free(jobs.type_hash);
 	free(jobs.W);
 	jobq__timerq_fini();
