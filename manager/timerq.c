@@ -9,7 +9,7 @@
  * deadline of the queue, as its one module timer, and handles what is due
  * when that fires. Deadlines are CLOCK_MONOTONIC ns.
  *
- * The queue is a binary min-heap of (deadline, record) pairs. Each record
+ * The queue is a min-heap (pqueue.h) of (deadline, record) pairs. Each record
  * knows its index through priv[].pos, so moving or removing its deadline
  * costs O(log n). A READY job's pos is its place in a lane instead (a job
  * is never in both), so membership is checked against the entry itself.
@@ -18,6 +18,7 @@
 #include <stdlib.h>
 
 #include "jobs.h"
+#include "pqueue.h"
 
 struct tent {
 	uint64_t at; /* CLOCK_MONOTONIC ns */
@@ -30,85 +31,46 @@ static struct {
 	uint32_t tqn, tqcap;
 } timers;
 
-static void tq_set(uint32_t i, struct tent e)
+static inline bool tent_before(const struct tent *a, const struct tent *b)
 {
-	timers.tq[i] = e;
-	jobq__job_priv[e.rec].pos = i;
+	return a->at < b->at;
 }
 
-static void tq_up(uint32_t i)
+static inline void tent_moved(struct tent *e, uint32_t i)
 {
-	struct tent e = timers.tq[i];
-
-	while (i > 0) {
-		uint32_t p = (i - 1) / 2;
-
-		if (timers.tq[p].at <= e.at)
-			break;
-		tq_set(i, timers.tq[p]);
-		i = p;
-	}
-	tq_set(i, e);
+	jobq__job_priv[e->rec].pos = i;
 }
 
-static void tq_down(uint32_t i)
+JOBQ__PQUEUE_DEFINE(tq, struct tent, tent_before, tent_moved)
+
+/* Whether record @r has a deadline: its pos may be a lane's instead. */
+static bool tq_has(uint32_t r)
 {
-	struct tent e = timers.tq[i];
+	uint32_t i = jobq__job_priv[r].pos;
 
-	for (;;) {
-		uint32_t l = 2 * i + 1, m = i;
-		uint64_t best = e.at;
-
-		if (l < timers.tqn && timers.tq[l].at < best) {
-			m = l;
-			best = timers.tq[l].at;
-		}
-		if (l + 1 < timers.tqn && timers.tq[l + 1].at < best)
-			m = l + 1;
-		if (m == i)
-			break;
-		tq_set(i, timers.tq[m]);
-		i = m;
-	}
-	tq_set(i, e);
+	return i < timers.tqn && timers.tq[i].rec == r;
 }
 
 void jobq__timerq_del(uint32_t r)
 {
-	uint32_t i = jobq__job_priv[r].pos;
-
-	if (i >= timers.tqn || timers.tq[i].rec != r)
-		return;
-	timers.tqn--;
-	if (i == timers.tqn)
-		return;
-	tq_set(i, timers.tq[timers.tqn]);
-	tq_up(i);
-	tq_down(jobq__job_priv[timers.tq[i].rec].pos);
+	if (tq_has(r))
+		tq_remove(timers.tq, &timers.tqn, jobq__job_priv[r].pos);
 }
 
 int jobq__timerq_set(uint32_t r, uint64_t at)
 {
-	uint32_t i = jobq__job_priv[r].pos;
+	if (tq_has(r)) {
+		uint32_t i = jobq__job_priv[r].pos;
 
-	if (i < timers.tqn && timers.tq[i].rec == r) {
 		timers.tq[i].at = at;
-		tq_up(i);
-		tq_down(jobq__job_priv[r].pos);
+		tq_update(timers.tq, timers.tqn, i);
 		return 0;
 	}
-	if (timers.tqn == timers.tqcap) {
-		uint32_t ncap = timers.tqcap ? 2 * timers.tqcap : 256;
-		struct tent *n = realloc(timers.tq, ncap * sizeof(*n));
-
-		if (!n)
-			return -ENOMEM;
-		timers.tq = n;
-		timers.tqcap = ncap;
-	}
-	timers.tq[timers.tqn] = (struct tent){.at = at, .rec = r};
-	jobq__job_priv[r].pos = timers.tqn++;
-	tq_up(timers.tqn - 1);
+	if (timers.tqn == timers.tqcap &&
+	    tq_resize(&timers.tq, &timers.tqcap,
+		      timers.tqcap ? 2 * timers.tqcap : 256))
+		return -ENOMEM;
+	tq_push(timers.tq, &timers.tqn, (struct tent){.at = at, .rec = r});
 	return 0;
 }
 
