@@ -141,7 +141,8 @@ void jobq__lane_remove(uint32_t r);
  * *@r; NULL (and NONE) when no lane is open. */
 struct lane *jobq__lane_best(const uint16_t *types, uint32_t ntypes,
 			     uint32_t *r);
-/* Takes job @r, the head jobq__lane_best() gave with @l, out of @l. */
+/* Takes job @r out of lane @l, which holds it (as jobq__lane_best() said
+ * of its head). */
 void jobq__lane_take(struct lane *l, uint32_t r);
 
 #endif

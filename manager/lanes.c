@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "jobs.h"
+#include "pqueue.h"
 
 /*
  * A lane holds the READY jobs of one type and queue in two parts: a run
@@ -33,7 +34,7 @@
  * priorities, retries) pay for the heap.
  */
 struct lane {
-	uint32_t *h;	       /* the heap of record numbers, h[0..cap) */
+	uint32_t *h;	       /* the heap (pqueue.h) of record numbers */
 	uint32_t hn, cap;      /* heap entries, heap capacity */
 	uint32_t n;	       /* ready jobs: heap + run entries */
 	uint32_t rhead, rtail; /* the run's first and last, NONE: empty */
@@ -59,26 +60,17 @@ static bool better(uint32_t a, uint32_t b)
 	       (x->priority == y->priority && x->id < y->id);
 }
 
-static void lane_set(struct lane *l, uint32_t i, uint32_t r)
+static inline bool lheap_before(const uint32_t *a, const uint32_t *b)
 {
-	l->h[i] = r;
-	jobq__job_priv[r].pos = i;
+	return better(*a, *b);
 }
 
-static void lane_up(struct lane *l, uint32_t i)
+static inline void lheap_moved(uint32_t *e, uint32_t i)
 {
-	uint32_t r = l->h[i];
-
-	while (i > 0) {
-		uint32_t p = (i - 1) / 2;
-
-		if (!better(r, l->h[p]))
-			break;
-		lane_set(l, i, l->h[p]);
-		i = p;
-	}
-	lane_set(l, i, r);
+	jobq__job_priv[*e].pos = i;
 }
+
+JOBQ__PQUEUE_DEFINE(lheap, uint32_t, lheap_before, lheap_moved)
 
 static struct lane *lane_of(uint32_t type, uint32_t queue, bool create)
 {
@@ -100,22 +92,6 @@ static struct lane *lane_of(uint32_t type, uint32_t queue, bool create)
 	return l;
 }
 
-/* Moves the heap of lane @l to a block of @cap (at least hn) slots; every
- * entry keeps its index. 0 or -ENOMEM. */
-static int lane_resize(struct lane *l, uint32_t cap)
-{
-	uint32_t *n = malloc((size_t)cap * sizeof(*n));
-
-	if (!n)
-		return -ENOMEM;
-	if (l->hn)
-		memcpy(n, l->h, l->hn * sizeof(*n));
-	free(l->h);
-	l->h = n;
-	l->cap = cap;
-	return 0;
-}
-
 static void run_push(struct lane *l, uint32_t r)
 {
 	list_add_tail(&l->rhead, &l->rtail, r);
@@ -135,10 +111,10 @@ static int lane_push(struct lane *l, uint32_t r)
 		l->n++;
 		return 0;
 	}
-	if (l->hn == l->cap && lane_resize(l, l->cap ? 2 * l->cap : 16))
+	if (l->hn == l->cap &&
+	    lheap_resize(&l->h, &l->cap, l->cap ? 2 * l->cap : 16))
 		return -ENOMEM;
-	l->h[l->hn++] = r;
-	lane_up(l, l->hn - 1);
+	lheap_push(l->h, &l->hn, r);
 	l->n++;
 	return 0;
 }
@@ -153,36 +129,6 @@ static uint32_t lane_top(const struct lane *l)
 	if (f == NONE || better(l->h[0], f))
 		return l->h[0];
 	return f;
-}
-
-/*
- * heap_remove - take out the heap entry at @i. The hole sinks to a leaf
- * along the better children (one comparison per level, each a record read
- * that likely misses the cache), then the last entry fills it and rises.
- * With ids growing, the last entry is usually among the worst, so it rises
- * little: about half the comparisons of a plain sift-down from the top.
- */
-static void heap_remove(struct lane *l, uint32_t i)
-{
-	uint32_t last = l->h[--l->hn];
-
-	if (i != l->hn) {
-		for (;;) {
-			uint32_t c = 2 * i + 1;
-
-			if (c >= l->hn)
-				break;
-			if (c + 1 < l->hn && better(l->h[c + 1], l->h[c]))
-				c++;
-			lane_set(l, i, l->h[c]);
-			i = c;
-		}
-		lane_set(l, i, last);
-		lane_up(l, i);
-	}
-	/* Give memory back once a big heap has drained. */
-	if (l->cap > 1024 && l->hn < l->cap / 4)
-		(void)lane_resize(l, l->cap / 2);
 }
 
 /* Whether READY job @r is in lane @l where priv[r].pos says. */
@@ -201,14 +147,17 @@ static bool lane_has(const struct lane *l, uint32_t r)
 }
 
 /* Takes job @r (in lane @l, see lane_has()) out of the lane. */
-static void lane_remove(struct lane *l, uint32_t r)
+void jobq__lane_take(struct lane *l, uint32_t r)
 {
 	uint32_t pos = jobq__job_priv[r].pos;
 
 	if (pos == LANE_RUN) {
 		list_del(&l->rhead, &l->rtail, r);
 	} else {
-		heap_remove(l, pos);
+		lheap_remove(l->h, &l->hn, pos);
+		/* Give memory back once a big heap has drained. */
+		if (l->cap > 1024 && l->hn < l->cap / 4)
+			(void)lheap_resize(&l->h, &l->cap, l->cap / 2);
 	}
 	l->n--;
 	jobq__job_priv[r].pos = NONE;
@@ -259,12 +208,7 @@ void jobq__lane_remove(uint32_t r)
 	struct lane *l = lane_of(j->type_id, j->queue_id, false);
 
 	if (l && lane_has(l, r))
-		lane_remove(l, r);
-}
-
-void jobq__lane_take(struct lane *l, uint32_t r)
-{
-	lane_remove(l, r);
+		jobq__lane_take(l, r);
 }
 
 int jobq__lanes_init(uint32_t max_types)
