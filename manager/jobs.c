@@ -1,33 +1,36 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * jobs.c - jobs, job types and workers.
+ * jobs.c - jobs, job types and workers: the job state machine and the
+ * request handlers.
  *
  * The public state of a job is its record in the store's job table (found
- * by id through the job index), written here only, inside the record's
- * seqlock. What only the manager needs lives in this file's memory and is
- * kept small, since a queued job must cost little beyond its args:
+ * by id through the job index, jobidx.c), written here only, inside the
+ * record's seqlock. What only the manager needs lives in its own memory and
+ * is kept small, since a queued job must cost little beyond its args:
  *
- *   priv[rec]  16 bytes per record: its position in a ready heap or in
- *              the timer heap (a job is in at most one of them), two list
+ *   priv[rec]  16 bytes per record (jobs.h): its place in its lane or in
+ *              the timer queue (a job is in at most one of them), two list
  *              links (free list, a worker's running list, the finished list
  *              or its lane's in-order run, at most one), the count of
  *              unfinished dependencies and the hash of its unique key;
- *   lanes    the ready jobs per (type, queue) pair, best first: priority
- *            descending, then id ascending; an in-order run (a list) plus a
- *            binary heap for the jobs that arrive out of order. A lane is
- *            open when its queue is not paused and below its parallel
- *            limit; a reserving worker takes the best head of the open
- *            lanes of the types it registered;
- *   timers   one min-heap of (deadline, record) for delayed jobs, retry
- *            backoff, leases and the cancel grace period, registered in the
- *            loop as a single timer (its earliest deadline). Finished jobs
- *            sit on one list in the order they finished, which with one
- *            --keep period is also the order they expire in, and the list
- *            the store evicts from when it is full.
+ *   lanes      the READY jobs per (type, queue) pair, and which one a
+ *              reserving worker gets next (lanes.c);
+ *   timers     one deadline per record for delayed jobs, retry backoff,
+ *              leases and the cancel grace period (timerq.c), registered
+ *              in the loop as a single timer: the earliest deadline, or
+ *              the expiry of the oldest finished job if that comes first;
+ *   keys, deps the unique keys of live jobs and the jobs waiting for each
+ *              unfinished one (chash.c);
+ *   finished   one list in the order jobs finished, which with one --keep
+ *              period is also the order they expire in, and the list the
+ *              store evicts from when it is full.
  *
- * Every entry point ends with settle(): dependents of jobs that became
- * final are released or failed, parked W_RESERVE requests are served when
- * something became ready or a limit was lifted, and the timer is re-armed.
+ * State changes (to_ready(), to_later(), to_final() ...) move a job
+ * between those structures and keep the counts in the queue, type and
+ * worker records. Every entry point ends with settle(): dependents of jobs
+ * that became final are released or failed, parked W_RESERVE requests are
+ * served when something became ready or a limit was lifted, and the timer
+ * is re-armed.
  */
 #include <errno.h>
 #include <signal.h>
@@ -226,7 +229,7 @@ static void run_add(struct jworker *wk, uint32_t r)
  * State changes.
  */
 
-/* Job @r (in no heap or list) becomes READY. */
+/* Job @r (in no lane, timer queue or list) becomes READY. */
 static void to_ready(uint32_t r)
 {
 	struct jobq_job_rec *j = job_rec(r);

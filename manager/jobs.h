@@ -10,8 +10,10 @@
  *   lanes.c   the READY jobs, and which one a worker gets next.
  *
  * This header is private to those files (and to the unit test that
- * includes them). The names below are short and unprefixed, as they were
- * when all of it was one file: nothing else includes this header.
+ * includes them). NONE, struct jpriv, job_rec() and the record lists keep
+ * the short names they had when all of it was one file, since nothing
+ * else includes this header; what a file exports to the others is
+ * jobq__-prefixed, as everywhere in the manager.
  */
 #ifndef JOBQD_JOBS_H
 #define JOBQD_JOBS_H
@@ -27,7 +29,7 @@
  * allocates the array beside the store's job table.
  */
 struct jpriv {
-	uint32_t pos;	     /* index in its lane or in the timer heap */
+	uint32_t pos;	     /* index in its lane or in the timer queue */
 	uint32_t prev, next; /* free, running or finished list, or the
 			      * run of its lane while READY */
 	uint32_t aux;	     /* jobs.c's AUX_* bits */

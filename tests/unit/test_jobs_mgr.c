@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_jobs_mgr.c - the manager's job machinery without a running daemon:
- * a real store (store.c, heap.c) and jobs.c itself, included here so its
- * static pieces (ready heaps, backoff, index) are reachable, with the event
- * loop replaced by the seams below: completions are recorded instead of
- * written to a ring, waiters live on plain lists, and the timer only
+ * a real store (store.c, heap.c) and jobs.c with the files split from it
+ * (jobidx.c, chash.c, timerq.c, lanes.c), included here so their static
+ * pieces (backoff, the index's tombstone count) are reachable, with the
+ * event loop replaced by the seams below: completions are recorded instead
+ * of written to a ring, waiters live on plain lists, and the timer only
  * remembers its deadline.
  */
 #include <errno.h>
