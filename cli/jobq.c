@@ -207,24 +207,39 @@ static void print_cmd_name(FILE *f, const struct cli_cmd *cmd)
 
 static void print_usage_line(FILE *f, const struct cli_cmd *cmd)
 {
+	static const char global[] = "[--dir DIR] [--json] [--quiet]";
+	const char *dashes = strstr(cmd->usage, "-- ");
+
 	fprintf(f, "usage: %s ", prog);
 	print_cmd_name(f, cmd);
-	if (*cmd->usage)
-		fprintf(f, " %s", cmd->usage);
-	fprintf(f, " [--dir DIR] [--json] [--quiet]\n");
+	/* Options stand before "--": what follows it is another command's. */
+	if (dashes)
+		fprintf(f, " %.*s%s %s\n", (int)(dashes - cmd->usage),
+			cmd->usage, global, dashes);
+	else
+		fprintf(f, "%s%s %s\n", *cmd->usage ? " " : "", cmd->usage,
+			global);
 }
 
 static void print_options(FILE *f, uint32_t mask)
 {
+	/* Commands that submit jobs take --timeout as the job's lease, not
+	 * as how long the command waits. */
+	bool submits = mask & OPT_BIT(OPT_PRIORITY);
+
 	for (int i = 0; i < OPT__COUNT; i++) {
 		const struct cli_optdef *o = &cli_opts[i];
+		const char *help = o->help;
 		char left[40];
 
 		if (!(mask & OPT_BIT(i)))
 			continue;
+		if (i == OPT_TIMEOUT && submits)
+			help = "the lease: a job running longer than S seconds "
+			       "is taken back and retried (default 300)";
 		snprintf(left, sizeof(left), "--%s%s%s", o->name,
 			 o->has_arg ? " " : "", o->has_arg ? o->arg : "");
-		fprintf(f, "  %-18s %s\n", left, o->help);
+		fprintf(f, "  %-18s %s\n", left, help);
 	}
 }
 

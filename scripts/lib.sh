@@ -27,6 +27,20 @@ need_packages() {
 	fi
 }
 
+# build DIR: ninja in DIR, quiet unless it fails (then its whole output).
+build() {
+	local log
+	log=$(mktemp) || return 1
+	echo "building $1"
+	if ! ninja -C "$1" -j "$(nproc)" >"$log" 2>&1; then
+		cat "$log"
+		rm -f "$log"
+		echo "build of $1 failed" >&2
+		return 1
+	fi
+	rm -f "$log"
+}
+
 # configure DIR [meson options...]: set up DIR once, reconfigure if it exists.
 configure() {
 	local dir=$1

@@ -11,12 +11,12 @@ need_packages $JOBQ_TEST_PACKAGES
 # The demo's release build first: the optimizer finds warnings (and so
 # errors, with -Werror) that the sanitizer build does not.
 configure build/release --buildtype=release -Dtests=false
-ninja -C build/release -j "$(nproc)"
+build build/release
 
 dir=build/test
 configure "$dir" -Dtests=true -Db_sanitize=address,undefined \
 	-Db_lundef=false --buildtype=debugoptimized
-ninja -C "$dir" -j "$(nproc)"
+build "$dir"
 
 status=0
 # The install test installs the release build, as a user would.
