@@ -180,6 +180,11 @@ struct jobq__client {
 	uint32_t ohead, novf, ocap;
 
 	bool wake;		 /* on the wake list this turn */
+	bool posted;		 /* got completions this turn */
+	bool sq_moved;		 /* we took sq entries this turn */
+	bool sq_stuck;		 /* sq entries wait for cq room */
+	bool want_head;		 /* we sleep with WANT_HEAD set in its cq */
+	uint32_t head_seen;	 /* its cq head as the last sweep read it */
 	bool broken;		 /* to be dropped at the end of the turn */
 	bool live_link;		 /* on the live list */
 	struct jobq__list lnode; /* on the live list */

@@ -724,6 +724,17 @@ static void kick_efd(jobq_t *q)
 	}
 }
 
+/* Makes the submission eventfd readable: the manager wakes and looks. */
+static void wake_manager(jobq_t *q)
+{
+	uint64_t one = 1;
+
+	if (write(q->sq_efd, &one, sizeof(one)) < 0) {
+		/* EAGAIN: the counter is saturated, so already readable;
+		 * other errors surface as a dead socket. */
+	}
+}
+
 /* The manager is gone: every request in flight fails. */
 static void fail_all_locked(jobq_t *q)
 {
@@ -803,6 +814,16 @@ static int reap_locked(jobq_t *q, bool in_process)
 	if (n) {
 		q->cq_head = head;
 		store_release(&q->rh->cq.head, head);
+		/*
+		 * The manager may wait for this head: to post completions
+		 * that did not fit, to take requests that need cq room, or to
+		 * free acknowledged objects for a put that waits for memory.
+		 * Then it set WANT_HEAD before it slept (proto.h); the fence
+		 * pairs with its fence between setting it and reading head.
+		 */
+		full_fence();
+		if (load_relaxed(&q->rh->cq.pflags) & JOBQ_RING_WANT_HEAD)
+			wake_manager(q);
 		pthread_cond_broadcast(&q->cv);
 		/*
 		 * The leader sleeps outside q->mu, so whoever holds it now is
@@ -1013,13 +1034,23 @@ static void publish_locked(jobq_t *q)
 		return;
 	store_release(&q->rh->sq.tail, q->sq_tail);
 	full_fence();
-	if (load_relaxed(&q->rh->sq.flags) & JOBQ_RING_NEED_WAKEUP) {
-		uint64_t one = 1;
+	if (load_relaxed(&q->rh->sq.flags) & JOBQ_RING_NEED_WAKEUP)
+		wake_manager(q);
+}
 
-		if (write(q->sq_efd, &one, sizeof(one)) < 0) {
-			/* EAGAIN: the counter is saturated, so already
-			 * readable; other errors surface as a dead socket. */
-		}
+/*
+ * Asks the manager to write the completion eventfd when it moves sq head
+ * (@on), or stops asking. Under q->mu, so one writer at a time. Setting it
+ * is followed by a full fence: a room check after this call either sees
+ * the manager's new head or the manager sees the flag (proto.h).
+ */
+static void want_sq_head(jobq_t *q, bool on)
+{
+	if (on) {
+		atomic_fetch_or(&q->rh->sq.pflags, JOBQ_RING_WANT_HEAD);
+		full_fence();
+	} else {
+		atomic_fetch_and(&q->rh->sq.pflags, ~JOBQ_RING_WANT_HEAD);
 	}
 }
 
@@ -1081,10 +1112,20 @@ static int submit_one_locked(jobq_t *q, struct jobq__op *op)
 	if (atomic_load(&q->closed))
 		return JOBQ_ECLOSED;
 	if (!room_pred(q, &need)) {
-		/* Entries already written must reach the manager before we
-		 * wait for it, or we could wait for ourselves. */
+		/*
+		 * Entries already written must reach the manager before we
+		 * wait for it, or we could wait for ourselves. Every part of
+		 * the room is announced: a completion frees budget, request
+		 * slots and arena bytes, and room in the submission ring,
+		 * which no completion may come with (a get that blocks), is
+		 * announced by the manager because we ask with WANT_HEAD.
+		 */
 		publish_locked(q);
-		err = wait_locked(q, room_pred, &need, 0, 1000000);
+		q->sq_waiters++;
+		want_sq_head(q, true);
+		err = wait_locked(q, room_pred, &need, 0, UINT64_MAX);
+		if (--q->sq_waiters == 0)
+			want_sq_head(q, false);
 		if (err)
 			return err;
 	}
