@@ -362,6 +362,9 @@ uint32_t jobq__jobs_running_nondaemon(void);
 int jobq__supervise_start(void);
 void jobq__supervise_exited(uint32_t idx);
 void jobq__supervise_timer(void);
+/* jobq__supervise_sigchld - a SIGCHLD came (from the signalfd): reap what
+ * is left of ended workers' process groups. */
+void jobq__supervise_sigchld(void);
 /* A worker @pid registered. If it is one of ours, *flags gets
  * JOBQ_WF_SUPERVISED and JOBQ_WF_DAEMON as we started it, and the child
  * counts as started well (its deaths no longer count as crashing at

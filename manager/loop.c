@@ -1088,6 +1088,9 @@ static void on_signal(void)
 		if (loop.on_hup)
 			loop.on_hup();
 		break;
+	case SIGCHLD:
+		jobq__supervise_sigchld();
+		break;
 	}
 }
 
