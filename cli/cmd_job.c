@@ -431,7 +431,7 @@ int cmd_wait(struct cli *c)
 	struct waiter w = {0};
 	struct jobq_job_info ji;
 	json_t *list = NULL;
-	double timeout, deadline;
+	double timeout, deadline, step;
 	int rc, worst = EXIT_OK;
 
 	if ((rc = cli_timeout(c, -1, &timeout)))
@@ -457,9 +457,13 @@ int cmd_wait(struct cli *c)
 
 	/*
 	 * The jobs are waited for in the order given, so that results print
-	 * in that order. Each wait is cut into slices of 0.1 s, between
-	 * which the progress bar is redrawn from the store.
+	 * in that order. Only while progress is shown is each wait cut into
+	 * slices (a quarter second on a terminal, a second elsewhere),
+	 * between which it is redrawn from the store; otherwise a wait
+	 * sleeps until the job is final or the deadline passes, and costs
+	 * the manager nothing meanwhile.
 	 */
+	step = c->quiet || c->json || w.n < 2 ? INFINITY : w.tty ? 0.25 : 1.0;
 	for (int i = 0; i < w.n; i++) {
 		uint64_t id = w.ids[i];
 		jobq_obj_t o = {0};
@@ -467,7 +471,7 @@ int cmd_wait(struct cli *c)
 
 		for (;;) {
 			double left = deadline - mono_now();
-			double slice = left < 0.1 ? left : 0.1;
+			double slice = left < step ? left : step;
 
 			/* Past the deadline one look is still taken (timeout
 			 * 0), so --nowait reports a job that is final. */
