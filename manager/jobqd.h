@@ -389,6 +389,13 @@ void jobq__supervise_sigchld(void);
  * start). */
 void jobq__supervise_registered(pid_t pid, uint32_t *flags);
 /*
+ * jobq__supervise_kill_worker - SIGKILL the worker process that registered
+ * as @pid if this manager started it (through its pidfd, with its process
+ * group). Returns false, touching nothing, for any other pid: a worker
+ * embedded in someone's application is never signalled.
+ */
+bool jobq__supervise_kill_worker(pid_t pid);
+/*
  * jobq__supervise_drained - called every turn once jobqd is stopping.
  * The first call starts the stop (notices, signals, the grace timer).
  * Returns true when the loop may close every client and exit: every child

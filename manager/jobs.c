@@ -383,6 +383,41 @@ static void stop_running(uint32_t r)
 	jobs.need_serve = true;
 }
 
+/*
+ * ignored_cancel - running job @r was cancelled and its worker did not
+ * stop it within the grace period. A worker this manager started is
+ * killed (through its pidfd: see jobq__supervise_kill_worker()); one that
+ * lives inside an application is not signalled, since a pid taken at
+ * connect time may name the whole application or, by now, another
+ * process: its connection is dropped instead, so its late outcome is
+ * refused and its other jobs go to other workers. The job is cancelled
+ * either way.
+ */
+static void ignored_cancel(uint32_t r)
+{
+	struct jobq_job_rec *j = job_rec(r);
+	uint32_t slot = j->worker_client;
+	pid_t pid = j->worker_pid;
+	struct jobq__client *c =
+	    slot < jobq__m.o.max_clients ? &jobq__m.clients[slot] : NULL;
+
+	if (pid > 0 && jobq__supervise_kill_worker(pid)) {
+		jobq__log(0,
+			  "job %llu: worker pid %d did not stop within 5 s "
+			  "of the cancel; killed it",
+			  (unsigned long long)j->id, (int)pid);
+	} else if (c && c->state == JOBQ__C_LIVE && c->pid == pid) {
+		jobq__log(0,
+			  "job %llu: worker pid %d (not started by jobqd) did "
+			  "not stop within 5 s of the cancel; dropping its "
+			  "connection",
+			  (unsigned long long)j->id, (int)pid);
+		c->broken = true;
+	}
+	stop_running(r);
+	to_cancelled(r);
+}
+
 static void worker_count(uint32_t slot, bool ok)
 {
 	struct jobq_worker_rec *wr;
@@ -680,17 +715,7 @@ void jobq__jobs_timer(void)
 			break;
 		case JOBQ_JS_RUNNING:
 			if (j->flags & JOBQ_JF_CANCELLING) {
-				/* The worker ignored the cancel. */
-				jobq__log(0,
-					  "job %llu: worker pid %d did not "
-					  "stop within 5 s of the cancel; "
-					  "killing it",
-					  (unsigned long long)j->id,
-					  (int)j->worker_pid);
-				if (j->worker_pid > 0)
-					kill(j->worker_pid, SIGKILL);
-				stop_running(r);
-				to_cancelled(r);
+				ignored_cancel(r);
 			} else {
 				stop_running(r);
 				attempt_failed(r, text_new("lease expired"),

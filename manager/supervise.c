@@ -66,6 +66,7 @@ struct child {
 	uint64_t backoff;
 	unsigned quick; /* quick crashes in a row */
 	bool served;	/* registered as a worker since its start */
+	pid_t worker;	/* the pid that registered (it or its child) */
 	unsigned n;	/* starts so far */
 };
 
@@ -397,6 +398,7 @@ void jobq__supervise_registered(pid_t pid, uint32_t *flags)
 		if (!ch->alive || (ch->pid != pid && ch->pid != ppid))
 			continue;
 		ch->served = true;
+		ch->worker = pid;
 		*flags |= JOBQ_WF_SUPERVISED;
 		if (ch->daemon)
 			*flags |= JOBQ_WF_DAEMON;
@@ -404,6 +406,28 @@ void jobq__supervise_registered(pid_t pid, uint32_t *flags)
 			*flags &= ~(uint32_t)JOBQ_WF_DAEMON;
 		return;
 	}
+}
+
+bool jobq__supervise_kill_worker(pid_t pid)
+{
+	for (uint32_t i = 0; i < super.n; i++) {
+		struct child *ch = &super.ch[i];
+
+		if (!ch->alive || !ch->served || ch->worker != pid)
+			continue;
+		/*
+		 * Through the pidfd, which names this child and no later
+		 * process with its pid; and its group, whose id cannot be
+		 * reused while its leader is our unreaped child. Its exit
+		 * comes back through the pidfd as any other.
+		 */
+		if (syscall(SYS_pidfd_send_signal, ch->pidfd, SIGKILL, NULL,
+			    0) < 0)
+			kill(ch->pid, SIGKILL);
+		kill(-ch->pid, SIGKILL);
+		return true;
+	}
+	return false;
 }
 
 /* SIGKILLs every live child matching @daemon_only and reaps it. */

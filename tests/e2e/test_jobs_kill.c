@@ -15,9 +15,12 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -283,6 +286,78 @@ static void test_kill_counted(void **state)
 	free(args);
 }
 
+/* A handler that ignores cancels: it blocks for 30 s whatever happens. */
+static int h_stubborn(jobq_job_t *job, void *arg)
+{
+	struct timespec ts = {30, 0};
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+	return 0;
+}
+
+/* A worker embedded in a program of the test's own (not started by
+ * jobqd): it reports its exit through the pipe when its run ends. */
+static int stubborn_worker(int idx, void *arg)
+{
+	jobq_t *q = jqt_open_or_die(jqt_cur);
+	jobq_worker_t *w;
+
+	CK_RC(jobq_worker_new(&w, q, NULL), 0);
+	CK_RC(jobq_worker_handle(w, "stubborn", h_stubborn, NULL), 0);
+	jobq_worker_run(w);
+	jobq_worker_free(w);
+	jobq_close(q);
+	return 0;
+}
+
+/*
+ * A worker that ignores a cancel is killed only when jobqd started it: an
+ * application that embeds a worker is never signalled (a pid taken at
+ * connect time may be the whole application, or by now someone else).
+ * Its connection is dropped instead; the job ends cancelled.
+ */
+static void test_ignored_cancel_embedded(void **state)
+{
+	struct jqt_mgr *m = *state;
+	struct jobq_worker_info *ws = NULL;
+	size_t nw = 0;
+	uint64_t id;
+	jobq_t *q;
+	pid_t w;
+	int st;
+	double end;
+
+	assert_rc(jobq_open(&q, m->dir), 0);
+	w = jqt_fork(stubborn_worker, 0, NULL);
+	assert_true(w > 0);
+	assert_rc(jobq_submit(q, "stubborn", JOBQ_T_BYTES, "", 0, NULL, &id),
+		  0);
+	for (end = jqt_now() + 10; jqt_job_state(q, id) != JOBQ_JOB_RUNNING;
+	     jqt_sleep(0.02))
+		assert_true(jqt_now() < end);
+	assert_rc(jobq_cancel(q, id), 0);
+	/* The grace period is 5 s; then the manager acts. */
+	assert_rc(jobq_job_wait(q, id, 15), -ECANCELED);
+	/* Not signalled: still running, not a zombie. */
+	assert_int_equal(waitpid(w, &st, WNOHANG), 0);
+	assert_int_equal(kill(w, 0), 0);
+	/* But no longer a worker of this manager. */
+	for (end = jqt_now() + 5;; jqt_sleep(0.05)) {
+		bool listed = false;
+
+		assert_rc(jobq_workers(q, &ws, &nw), 0);
+		for (size_t i = 0; i < nw; i++)
+			listed |= ws[i].pid == w;
+		free(ws);
+		if (!listed)
+			break;
+		assert_true(jqt_now() < end);
+	}
+	jqt_kill_child(w);
+	jobq_close(q);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -290,6 +365,8 @@ int main(void)
 					    jqt_setup_workers, jqt_teardown),
 	    cmocka_unit_test_setup_teardown(test_kill_counted, jqt_setup,
 					    jqt_teardown),
+	    cmocka_unit_test_setup_teardown(test_ignored_cancel_embedded,
+					    jqt_setup, jqt_teardown),
 	};
 
 	jqt_init();

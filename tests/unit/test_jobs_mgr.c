@@ -117,6 +117,11 @@ void jobq__supervise_registered(pid_t pid, uint32_t *flags)
 	(void)flags;
 }
 
+bool jobq__supervise_kill_worker(pid_t pid)
+{
+	return false;
+}
+
 /* ------------------------------------------------------------------------
  * Fixture: a store, a queue "default" (id 0), four clients.
  */
