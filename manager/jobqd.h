@@ -157,6 +157,7 @@ struct jobq__client {
 	int state;	   /* enum jobq__client_state */
 	uint32_t inflight; /* io_uring requests that name this slot */
 	int sock, pidfd, sq_efd, cq_efd, region_fd;
+	uint64_t hello_by; /* HELLO: dropped at this CLOCK_MONOTONIC ns */
 	pid_t pid;
 	uid_t uid;
 	gid_t gid;
@@ -343,6 +344,7 @@ bool jobq__locks_held_by(const struct jobq__client *c);
 enum jobq__timer_id {
 	JOBQ__TIMER_JOBS = 0,
 	JOBQ__TIMER_SUPERVISE,
+	JOBQ__TIMER_HELLO, /* connections that have not said hello */
 	JOBQ__TIMER__COUNT,
 };
 void jobq__timer_arm(int which, uint64_t deadline);

@@ -52,9 +52,11 @@
 
 #define ALIGN_UP(x, a) (((x) + (a)-1) & ~((uint64_t)(a)-1))
 
-#define JOBQ__SQ_ENTRIES    256u
-#define JOBQ__CQ_ENTRIES    1024u
-#define JOBQ__OVF_MAX	    4096u /* overflowed completions before we give up */
+#define JOBQ__SQ_ENTRIES 256u
+#define JOBQ__CQ_ENTRIES 1024u
+#define JOBQ__OVF_MAX	 4096u /* overflowed completions before we give up */
+/* How long a new connection may take to send its hello. */
+#define HELLO_TIMEOUT_NS    (5 * JOBQ__NSEC_PER_SEC)
 #define JOBQ__SPIN_MIN_NS   10000ull
 #define JOBQ__SPIN_START_NS 50000ull
 #define JOBQ__SPIN_MAX_NS   200000ull
@@ -202,6 +204,7 @@ static void th_remove(struct jobq__waiter *w)
 static struct jobq__waiter mod_timers[JOBQ__TIMER__COUNT] = {
     [JOBQ__TIMER_JOBS] = {.tidx = -1, .kind = JOBQ__W_TIMER},
     [JOBQ__TIMER_SUPERVISE] = {.tidx = -1, .kind = JOBQ__W_TIMER},
+    [JOBQ__TIMER_HELLO] = {.tidx = -1, .kind = JOBQ__W_TIMER},
 };
 
 void jobq__timer_arm(int which, uint64_t deadline)
@@ -466,6 +469,38 @@ void jobq__wait_done(struct jobq__waiter *w, int32_t res, uint64_t val)
 	jobq__post(c, ud, res, 0, val, 0, 0);
 }
 
+static void client_drop(struct jobq__client *c, bool died);
+
+/*
+ * A connection must say hello within HELLO_TIMEOUT_NS of its accept, or
+ * it would hold a client slot for ever. The timer is armed only while a
+ * connection is in HELLO, for the earliest such deadline; when it fires,
+ * every connection past its deadline is dropped and it is armed again
+ * for the next, if any.
+ */
+static void hello_timeouts(void)
+{
+	uint64_t now = jobq__now_ns(), next = 0;
+
+	for (uint32_t i = 0; i < jobq__m.o.max_clients; i++) {
+		struct jobq__client *c = &jobq__m.clients[i];
+
+		if (c->state != JOBQ__C_HELLO)
+			continue;
+		if (c->hello_by <= now) {
+			jobq__log(0,
+				  "pid %d: connected but sent no hello "
+				  "within %d s; closing",
+				  (int)c->pid,
+				  (int)(HELLO_TIMEOUT_NS / JOBQ__NSEC_PER_SEC));
+			client_drop(c, false);
+		} else if (!next || c->hello_by < next) {
+			next = c->hello_by;
+		}
+	}
+	jobq__timer_arm(JOBQ__TIMER_HELLO, next);
+}
+
 static void timers_run(void)
 {
 	uint64_t now;
@@ -480,6 +515,8 @@ static void timers_run(void)
 			th_remove(w);
 			if (w == &mod_timers[JOBQ__TIMER_JOBS])
 				jobq__jobs_timer();
+			else if (w == &mod_timers[JOBQ__TIMER_HELLO])
+				hello_timeouts();
 			else
 				jobq__supervise_timer();
 			loop.work = true;
@@ -872,6 +909,9 @@ static void on_accept(int fd)
 		return;
 	}
 	c->state = JOBQ__C_HELLO;
+	c->hello_by = jobq__now_ns() + HELLO_TIMEOUT_NS;
+	if (mod_timers[JOBQ__TIMER_HELLO].tidx < 0)
+		jobq__timer_arm(JOBQ__TIMER_HELLO, c->hello_by);
 	c->sock = fd;
 	c->pidfd = c->sq_efd = c->cq_efd = c->region_fd = -1;
 	c->pid = cr.pid;

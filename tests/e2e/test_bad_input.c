@@ -640,6 +640,59 @@ static void test_bad_hello(void **state)
 }
 
 /*
+ * A connection that never says hello is closed after 5 s instead of
+ * holding a client slot for ever: with --max-clients 2, two silent
+ * connections first fill the table, then go, and a client gets in.
+ */
+static void test_silent_connection(void **state)
+{
+	struct jqt_mgr *m = *state;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fds[2];
+	jobq_t *q;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.*s/%s", 80, m->dir,
+		 JOBQ_SOCKET_NAME);
+	/* The harness's own first client may still hold its slot for a
+	 * moment after it left: a connection refused for that is retried,
+	 * until two silent ones are held. */
+	for (int i = 0, tries = 0; i < 2; tries++) {
+		struct pollfd pf;
+
+		assert_true(tries < 20);
+		fds[i] = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+		assert_true(fds[i] >= 0);
+		assert_int_equal(
+		    connect(fds[i], (struct sockaddr *)&sa, sizeof(sa)), 0);
+		pf = (struct pollfd){.fd = fds[i], .events = POLLIN};
+		if (poll(&pf, 1, 300) == 0)
+			i++; /* held: nothing said, not closed */
+		else
+			close(fds[i]);
+	}
+	assert_rc(jobq_open(&q, m->dir), JOBQ_ELIMIT);
+	for (int i = 0; i < 2; i++) {
+		struct pollfd pf = {.fd = fds[i], .events = POLLIN};
+		char b[8];
+
+		/* Closed by the manager, within its 5 s and some slack. */
+		assert_int_equal(poll(&pf, 1, 15000), 1);
+		assert_true(recv(fds[i], b, sizeof(b), 0) <= 0);
+		close(fds[i]);
+	}
+	assert_rc(jobq_open(&q, m->dir), 0);
+	jobq_close(q);
+}
+
+static int setup_two_clients(void **state)
+{
+	static const char *const args[] = {"--max-clients", "2", NULL};
+
+	*state = &mgr;
+	return start(args);
+}
+
+/*
  * The reserved words of public options structs are room to grow: a caller
  * that sets one gets -EINVAL, and nothing is created or submitted.
  */
@@ -694,6 +747,8 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_reserved_options,
 					    setup_default, teardown),
+	    cmocka_unit_test_setup_teardown(test_silent_connection,
+					    setup_two_clients, teardown),
 	};
 
 	jqt_init_cli();
