@@ -1063,16 +1063,6 @@ static void on_hello(struct jobq__client *c, int res)
 		  (int)c->pid, (unsigned)c->uid, c->name);
 }
 
-/* Whether the client left work behind (requests, objects, locks): then its
- * going away is counted as a death. A clean close leaves nothing. */
-static bool client_busy(struct jobq__client *c)
-{
-	reap_handed(c);
-	return !jobq__list_empty(&c->waiters) || c->nhanded ||
-	       load_acquire(&c->hdr->sq.tail) != c->sq_head ||
-	       jobq__locks_held_by(c);
-}
-
 static void on_signal(void)
 {
 	switch (loop.si.ssi_signo) {
@@ -1155,12 +1145,20 @@ static void handle_cqe(const struct io_uring_cqe *cqe)
 	case UD_SOCK:
 		if (c->state != JOBQ__C_LIVE)
 			break;
+		if (cqe->res == (int)sizeof(uint32_t) &&
+		    !memcmp(c->recv_buf, &(uint32_t){JOBQ_BYE_MAGIC},
+			    sizeof(uint32_t))) {
+			/* jobq_close(): it left, it did not die. */
+			client_drop(c, false);
+			break;
+		}
 		if (cqe->res > 0) {
-			/* Nothing is expected after the hello; ignore it. */
+			/* Nothing else is expected after the hello. */
 			arm_client(c, UD_SOCK);
 			break;
 		}
-		client_drop(c, client_busy(c));
+		/* Gone without jobq_close(): it died. */
+		client_drop(c, true);
 		break;
 	case UD_PID:
 		if (c->state == JOBQ__C_LIVE && cqe->res >= 0)

@@ -585,8 +585,17 @@ fail:
 
 void jobq_close(jobq_t *q)
 {
-	if (q)
-		handle_free(q);
+	uint32_t bye = JOBQ_BYE_MAGIC;
+
+	if (!q)
+		return;
+	/* Say goodbye, so that the manager counts a client that left, not
+	 * one that died. Never waits: a full socket only loses the word. */
+	if (q->sock >= 0 && q->region &&
+	    send(q->sock, &bye, sizeof(bye), MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+		/* The manager is gone or busy: nothing to tell. */
+	}
+	handle_free(q);
 }
 
 const char *jobq_dir(const jobq_t *q)

@@ -54,10 +54,13 @@
  * version differs from its own, and the manager refuses a hello whose
  * version differs, each with JOBQ_EVERSION.
  */
-#define JOBQ_STORE_MAGIC    0x4d4f5453514a424aULL /* "JBQJSTOM" */
-#define JOBQ_REGION_MAGIC   0x4e474552514a424aULL /* "JBQJREGN" */
-#define JOBQ_HELLO_MAGIC    0x6f6c6568u
-#define JOBQ_LAYOUT_VERSION 5u /* 5: ring pflags (WANT_HEAD) */
+#define JOBQ_STORE_MAGIC  0x4d4f5453514a424aULL /* "JBQJSTOM" */
+#define JOBQ_REGION_MAGIC 0x4e474552514a424aULL /* "JBQJREGN" */
+#define JOBQ_HELLO_MAGIC  0x6f6c6568u
+/* What jobq_close() sends on the control socket before it closes it, so
+ * that the manager tells a client that left from one that died. */
+#define JOBQ_BYE_MAGIC	    0x21657962u /* "bye!" */
+#define JOBQ_LAYOUT_VERSION 5u		/* 5: ring pflags (WANT_HEAD) */
 
 #define JOBQ_NAME_MAX	 63  /* queue and lock names, bytes without the NUL */
 #define JOBQ_KEY_MAX	 255 /* key/value keys */

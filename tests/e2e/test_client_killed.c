@@ -359,15 +359,81 @@ static void test_async_getter_killed(void **state)
 	jobq_close(q);
 }
 
+/* A client that closes its handle and exits, and one that dies. */
+static int closes_cleanly(int idx, void *arg)
+{
+	jobq_t *q = jqt_open_or_die(jqt_cur);
+
+	if (jobq_put(q, "bye", JOBQ_T_BYTES, "x", 1, -1))
+		return 1;
+	jobq_close(q);
+	return 0;
+}
+
+static int just_exits(int idx, void *arg)
+{
+	jobq_t *q = jqt_open_or_die(jqt_cur);
+
+	if (jobq_put(q, "bye", JOBQ_T_BYTES, "x", 1, -1))
+		return 1;
+	_exit(0); /* no jobq_close() */
+}
+
+/* jobq_close() is a client that left; only one that went without it is
+ * counted as died. */
+static void test_clean_close_is_not_death(void **state)
+{
+	struct jqt_mgr *m = *state;
+	struct jobq_stats st;
+	uint64_t died0, total0;
+	jobq_t *q;
+	pid_t pids[4];
+	int status[4];
+
+	assert_rc(jobq_open(&q, m->dir), 0);
+	assert_rc(jobq_stats(q, &st), 0);
+	died0 = st.clients_died;
+	total0 = st.clients_total;
+	for (int i = 0; i < 4; i++) {
+		pids[i] = jqt_fork(closes_cleanly, i, NULL);
+		assert_true(pids[i] > 0);
+	}
+	assert_rc(jqt_wait_all(pids, 4, 30, status), 0);
+	for (double end = jqt_now() + 10;; jqt_sleep(0.02)) {
+		assert_rc(jobq_stats(q, &st), 0);
+		if (st.clients == 1 && st.clients_total >= total0 + 4)
+			break;
+		if (jqt_now() >= end)
+			print_error("clients %u, total %llu (from %llu), died "
+				    "%llu\n",
+				    st.clients,
+				    (unsigned long long)st.clients_total,
+				    (unsigned long long)total0,
+				    (unsigned long long)st.clients_died);
+		assert_true(jqt_now() < end);
+	}
+	assert_int_equal(st.clients_died, died0);
+
+	pids[0] = jqt_fork(just_exits, 0, NULL);
+	assert_true(pids[0] > 0);
+	assert_rc(jqt_wait_all(pids, 1, 30, status), 0);
+	for (double end = jqt_now() + 10;; jqt_sleep(0.02)) {
+		assert_rc(jobq_stats(q, &st), 0);
+		if (st.clients_died == died0 + 1)
+			break;
+		assert_true(jqt_now() < end);
+	}
+	jobq_close(q);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, jqt_setup, jqt_teardown)
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    T(test_lock_holder_killed),
-	    T(test_getter_killed),
-	    T(test_undelivered_objects),
-	    T(test_async_getter_killed),
+	    T(test_lock_holder_killed),	      T(test_getter_killed),
+	    T(test_undelivered_objects),      T(test_async_getter_killed),
+	    T(test_clean_close_is_not_death),
 	};
 
 	jqt_init();
