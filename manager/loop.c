@@ -93,7 +93,8 @@ static struct {
 	uint32_t tn, tcap;
 	uint64_t next_id;
 	void (*on_hup)(void);
-	bool work; /* something happened this turn */
+	bool work;	 /* something happened this turn */
+	uint32_t nhello; /* connections in JOBQ__C_HELLO */
 } loop;
 
 /* ------------------------------------------------------------------------
@@ -470,6 +471,14 @@ void jobq__wait_done(struct jobq__waiter *w, int32_t res, uint64_t val)
 }
 
 static void client_drop(struct jobq__client *c, bool died);
+
+/* @c leaves HELLO (welcomed or dropped); the last one out disarms the
+ * timer, so that an idle manager has none armed. */
+static void hello_left(struct jobq__client *c)
+{
+	if (c->state == JOBQ__C_HELLO && !--loop.nhello)
+		jobq__timer_arm(JOBQ__TIMER_HELLO, 0);
+}
 
 /*
  * A connection must say hello within HELLO_TIMEOUT_NS of its accept, or
@@ -850,6 +859,7 @@ static void client_drop(struct jobq__client *c, bool died)
 		cancel_client(c, UD_SQ);
 		cancel_client(c, UD_PID);
 	}
+	hello_left(c);
 	cancel_client(c, UD_HELLO);
 	cancel_client(c, UD_SOCK);
 	if (c->sock >= 0)
@@ -910,7 +920,7 @@ static void on_accept(int fd)
 	}
 	c->state = JOBQ__C_HELLO;
 	c->hello_by = jobq__now_ns() + HELLO_TIMEOUT_NS;
-	if (mod_timers[JOBQ__TIMER_HELLO].tidx < 0)
+	if (!loop.nhello++)
 		jobq__timer_arm(JOBQ__TIMER_HELLO, c->hello_by);
 	c->sock = fd;
 	c->pidfd = c->sq_efd = c->cq_efd = c->region_fd = -1;
@@ -1046,6 +1056,7 @@ static void on_hello(struct jobq__client *c, int res)
 	c->pidfd = (int)syscall(SYS_pidfd_open, c->pid, 0);
 
 	jobq__list_init(&c->waiters);
+	hello_left(c);
 	c->state = JOBQ__C_LIVE;
 	c->broken = false;
 	c->wake = c->posted = c->sq_moved = false;
