@@ -155,8 +155,11 @@ int cli_connect(struct cli *c)
 				 c->dir, JOBQ_VERSION_STRING);
 	case -EACCES:
 	case -EPERM:
-		return cli_error("the manager in %s refuses this user (%s)",
-				 c->dir, jobq_strerror(rc));
+		/* The library says who refused whom: the manager, or we. */
+		if (*jobq__last_error_msg())
+			return cli_error("%s", jobq__last_error_msg());
+		return cli_error("the manager in %s refuses this user (uid %u)",
+				 c->dir, (unsigned)geteuid());
 	case JOBQ_ELIMIT:
 		return cli_error("the manager in %s has no room for another "
 				 "client; try again later",

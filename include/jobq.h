@@ -108,9 +108,17 @@ JOBQ_API int jobq_default_dir(char *buf, size_t len);
 /*
  * jobq_open - connect to the manager of instance directory @dir (NULL: the
  * default directory) and fill *qp with a new handle.
+ * Before it sends anything it checks whom it talks to: the directory must
+ * belong to this user (effective uid) or root and not be writable by
+ * others, and the manager behind its socket (SO_PEERCRED) must run as this
+ * user, root or the directory's owner. A directory of another user is
+ * accepted only when $JOBQ_GROUP names a group (name or number) that the
+ * caller is a member of, the directory has that group and no access for
+ * others (what `jobqd --group` makes).
  * Returns 0; JOBQ_ENOMANAGER when nothing answers there; JOBQ_EVERSION when
  * the manager speaks another layout; -EACCES when the manager refuses this
- * user; JOBQ_ELIMIT when it has no room for another client; other -errno.
+ * user or this library refuses the directory or manager; JOBQ_ELIMIT when
+ * it has no room for another client; other -errno.
  * On failure *qp is untouched.
  */
 JOBQ_API int jobq_open(jobq_t **qp, const char *dir);
