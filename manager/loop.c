@@ -552,13 +552,7 @@ int jobq__arena_name(struct jobq__client *c, const struct jobq_sqe *s,
 		return -EINVAL;
 	memcpy(buf, p, s->arena_len);
 	buf[s->arena_len] = '\0';
-	for (uint32_t i = 0; i < s->arena_len; i++) {
-		unsigned char ch = (unsigned char)buf[i];
-
-		if (ch < 0x20 || ch == 0x7f)
-			return -EINVAL;
-	}
-	return 0;
+	return jobq__check_text(buf, s->arena_len);
 }
 
 static int op_nop(struct jobq__client *c, const struct jobq_sqe *s)

@@ -58,8 +58,25 @@ static inline bool jobq__reserved_zero(const uint64_t *w, size_t n)
 	return true;
 }
 
-/* Validates a queue or lock name: 1..JOBQ_NAME_MAX bytes, no
- * control characters. Returns 0 or -EINVAL. */
+/*
+ * jobq__utf8_char - the length (1..4) of the UTF-8 character that @s (@n
+ * bytes) starts with, its code point in *cp (may be NULL); 0 when @s does
+ * not start with a well-formed one (truncated, overlong, a surrogate,
+ * beyond U+10FFFF) or @n is 0.
+ */
+size_t jobq__utf8_char(const void *s, size_t n, uint32_t *cp);
+
+/*
+ * jobq__check_text - whether @n bytes at @s are a name the store accepts:
+ * valid UTF-8 without control characters (C0 and NUL, DEL, C1). Names of
+ * queues, locks, keys and job types must be, so that every listing and
+ * every JSON output can show them. Used by the library and by jobqd,
+ * which checks again what a raw client sends. Returns 0 or -EINVAL.
+ */
+int jobq__check_text(const void *s, size_t n);
+
+/* Validates a queue or lock name: 1..JOBQ_NAME_MAX bytes of
+ * jobq__check_text(). Returns 0 or -EINVAL. */
 int jobq__check_name(const char *name);
 
 /*

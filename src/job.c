@@ -115,10 +115,8 @@ static int check_type_name(const char *type, size_t *len)
 	if (n < 1 || n > JOBQ_TYPE_MAX)
 		return -EINVAL;
 	/* Workers list their types comma-separated in the store. */
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)type[i] < 0x20 || type[i] == 0x7f ||
-		    type[i] == ',')
-			return -EINVAL;
+	if (jobq__check_text(type, n) || memchr(type, ',', n))
+		return -EINVAL;
 	*len = n;
 	return 0;
 }

@@ -59,7 +59,7 @@ static inline int check_key(const char *key, size_t *klen)
 	if (!key)
 		return -EINVAL;
 	n = strlen(key);
-	if (n == 0 || n > JOBQ_KEY_MAX)
+	if (n == 0 || n > JOBQ_KEY_MAX || jobq__check_text(key, n))
 		return -EINVAL;
 	*klen = n;
 	return 0;
