@@ -120,11 +120,12 @@ static json_t *job_json(struct cli *c, const struct jobq_job_info *ji)
 	json_t *j;
 	int rc;
 
-	j = json_pack("{s:o,s:s,s:s,s:s,s:i,s:i,s:i}", "id",
-		      cli_json_u64(ji->id), "type", ji->type, "queue",
-		      ji->queue, "state", jobq_job_state_name(ji->state),
-		      "priority", ji->priority, "attempts", (int)ji->attempts,
-		      "max_attempts", (int)ji->max_attempts);
+	j = json_pack("{s:o,s:o,s:o,s:s,s:i,s:i,s:i}", "id",
+		      cli_json_u64(ji->id), "type", cli_json_str(ji->type),
+		      "queue", cli_json_str(ji->queue), "state",
+		      jobq_job_state_name(ji->state), "priority", ji->priority,
+		      "attempts", (int)ji->attempts, "max_attempts",
+		      (int)ji->max_attempts);
 	if (!j)
 		return NULL;
 	if (json_object_update_new(
@@ -864,7 +865,7 @@ int cmd_workers(struct cli *c)
 			snprintf(buf, sizeof(buf), "%s", ws[i].types);
 			for (t = strtok_r(buf, ",", &save); types && t;
 			     t = strtok_r(NULL, ",", &save))
-				json_array_append_new(types, json_string(t));
+				json_array_append_new(types, cli_json_str(t));
 			w = json_pack(
 			    "{s:i,s:o,s:i,s:i,s:o,s:o,s:o,s:f,s:b,s:b}", "pid",
 			    (int)ws[i].pid, "types", types, "capacity",

@@ -217,10 +217,11 @@ int cmd_locks(struct cli *c)
 			struct jobq_lock_info *l = &ls[i];
 			bool held = l->held > 0;
 			json_t *o = json_pack(
-			    "{s:s,s:s,s:I,s:I,s:I,s:o,s:o,s:o,s:b}", "name",
-			    l->name, "kind", kind_name(l->kind), "limit",
-			    (json_int_t)l->limit, "held", (json_int_t)l->held,
-			    "waiters", (json_int_t)l->waiters, "holder",
+			    "{s:o,s:s,s:I,s:I,s:I,s:o,s:o,s:o,s:b}", "name",
+			    cli_json_str(l->name), "kind", kind_name(l->kind),
+			    "limit", (json_int_t)l->limit, "held",
+			    (json_int_t)l->held, "waiters",
+			    (json_int_t)l->waiters, "holder",
 			    l->holder ? json_integer(l->holder) : json_null(),
 			    "held_since",
 			    held ? cli_json_time(l->held_since_ns)
@@ -235,15 +236,20 @@ int cmd_locks(struct cli *c)
 		free(ls);
 		return cli_print_json(doc);
 	}
-	for (size_t i = 0; i < n; i++)
-		if ((int)strlen(ls[i].name) > w)
-			w = (int)strlen(ls[i].name);
+	/* Names print escaped: a stored name may hold any byte. */
+	for (size_t i = 0; i < n; i++) {
+		char t[CLI_TEXT_LEN];
+
+		cli_text(ls[i].name, SIZE_MAX, t, sizeof(t));
+		if ((int)strlen(t) > w)
+			w = (int)strlen(t);
+	}
 	if (!c->quiet)
 		printf("%-*s %-9s %8s %10s %8s\n", w, "LOCK", "KIND", "HOLDER",
 		       "HELD(s)", "WAITERS");
 	for (size_t i = 0; i < n; i++) {
 		struct jobq_lock_info *l = &ls[i];
-		char holder[16] = "-", held[24] = "-";
+		char holder[16] = "-", held[24] = "-", t[CLI_TEXT_LEN];
 
 		if (l->kind == JOBQ_EVENT)
 			snprintf(holder, sizeof(holder), "%s",
@@ -253,7 +259,8 @@ int cmd_locks(struct cli *c)
 		if (l->held && l->kind != JOBQ_EVENT)
 			snprintf(held, sizeof(held), "%.1f",
 				 cli_since(l->held_since_ns));
-		printf("%-*s %-9s %8s %10s %8u\n", w, l->name,
+		printf("%-*s %-9s %8s %10s %8u\n", w,
+		       cli_text(l->name, SIZE_MAX, t, sizeof(t)),
 		       kind_name(l->kind), holder, held, l->waiters);
 	}
 	free(ls);
