@@ -1014,7 +1014,7 @@ static void sleep_cq(jobq_t *q, uint64_t max_ns)
 					q->spin_ns += q->spin_ns / 4 + 500;
 				return;
 			}
-			__builtin_ia32_pause();
+			jobq__cpu_relax();
 		}
 		/* The manager (or the process feeding it) may be waiting
 		 * for this CPU: polling must not keep it off. */

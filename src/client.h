@@ -272,6 +272,15 @@ int jobq__copy_object(jobq_t *q, uint64_t off, uint32_t len, uint32_t type,
  * lock called @name, read under each record's seqlock. Return 0 or -ENOENT.
  */
 int jobq__store_find_queue(jobq_t *q, const char *name, uint32_t *id);
+
+/*
+ * jobq__seq_begin - seq_read_begin() for a client, which must not wait
+ * forever on a manager that died inside a write: spins briefly, then
+ * sleeps between looks. Returns 0 with the (even) sequence in *s;
+ * JOBQ_ECLOSED once the manager is gone; -EAGAIN when the record stayed
+ * under write for 5 s (a stopped manager).
+ */
+int jobq__seq_begin(const jobq_t *q, const _Atomic uint32_t *seq, uint32_t *s);
 int jobq__store_find_lock(jobq_t *q, const char *name, uint32_t *id);
 
 /*

@@ -83,12 +83,36 @@ static inline void seq_write_end(_Atomic uint32_t *seq)
 	store_release(seq, load_relaxed(seq) + 1);
 }
 
+/*
+ * jobq__cpu_relax - the pause of a spin-wait: it tells the CPU (and a
+ * sibling hyperthread) that this loop waits for another. Every spin in
+ * jobq uses it, so that it builds and behaves on every architecture: x86
+ * `pause`, aarch64 `yield`, elsewhere a compiler barrier (the loop still
+ * re-reads memory each time).
+ */
+static inline void jobq__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#else
+	__asm__ __volatile__("" ::: "memory");
+#endif
+}
+
+/*
+ * seq_read_begin - waits while a write is in progress, without bound: for
+ * a reader that is the writer's own process. A client must not trust the
+ * manager to finish a write (it may die inside one): libjobq reads through
+ * jobq__seq_begin(), which gives up.
+ */
 static inline uint32_t seq_read_begin(const _Atomic uint32_t *seq)
 {
 	uint32_t s;
 
 	while ((s = load_acquire(seq)) & 1)
-		__builtin_ia32_pause();
+		jobq__cpu_relax();
 	return s;
 }
 
