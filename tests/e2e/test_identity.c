@@ -6,6 +6,7 @@
  * The test runs as root and creates a second, unprivileged user for the
  * other side (useradd; removed again at exit). Elsewhere it is skipped.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -342,6 +344,90 @@ static void group_chosen_by_caller(void **state)
 	jqt_rmtree(top);
 }
 
+/* The descriptors of jobqd @pid that are its store memfd: up to @max
+ * into @fds; returns how many. */
+static int store_fds(pid_t pid, int *fds, int max)
+{
+	char path[64], link[256];
+	struct dirent *e;
+	int n = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return 0;
+	while ((e = readdir(d)) && n < max) {
+		char p[320];
+		ssize_t k;
+
+		snprintf(p, sizeof(p), "%s/%s", path, e->d_name);
+		k = readlink(p, link, sizeof(link) - 1);
+		if (k <= 0)
+			continue;
+		link[k] = '\0';
+		if (strstr(link, "memfd:jobq-store"))
+			fds[n++] = atoi(e->d_name);
+	}
+	closedir(d);
+	return n;
+}
+
+static int reopen_as_user(int idx, void *arg)
+{
+	const struct jqt_mgr *m = arg;
+	int fds[4], n = store_fds(m->pid, fds, 4);
+
+	CK(become_user() == 0);
+	for (int i = 0; i < n; i++) {
+		char p[64];
+
+		snprintf(p, sizeof(p), "/proc/%d/fd/%d", (int)m->pid, fds[i]);
+		CK(open(p, O_RDWR) < 0);
+		CK(open(p, O_WRONLY) < 0);
+	}
+	return 0;
+}
+
+/*
+ * Finding 8: nobody but the manager gets a writable mapping of the store:
+ * not a client through the read-only descriptor it received, not one that
+ * reopens that descriptor read-write (root may: the seal still stops it),
+ * and not another user through /proc/<jobqd>/fd.
+ */
+static void store_not_writable(void **state)
+{
+	struct jqt_mgr *m = *state;
+	struct jqt_raw r;
+	struct stat st;
+	char p[64];
+	void *w;
+	int fd, fds[4], st2;
+	pid_t c;
+
+	assert_int_equal(store_fds(m->pid, fds, 4), 2);
+	assert_int_equal(jqt_raw_open(m->dir, &r), 0);
+	assert_int_equal(fstat(r.store_fd, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0400);
+	w = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, r.store_fd, 0);
+	assert_true(w == MAP_FAILED);
+
+	snprintf(p, sizeof(p), "/proc/self/fd/%d", r.store_fd);
+	fd = open(p, O_RDWR);
+	if (fd >= 0) {
+		w = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		assert_true(w == MAP_FAILED);
+		assert_int_equal(pwrite(fd, "x", 1, 0), -1);
+		close(fd);
+	}
+	jqt_raw_close(&r);
+
+	c = jqt_fork(reopen_as_user, 0, m);
+	assert_true(c > 0);
+	assert_int_equal(jqt_wait_pid(c, 15, &st2), 0);
+	assert_true(jqt_status_ok(st2));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -350,6 +436,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(manager_refuses_other_user,
 					    jqt_setup, jqt_teardown),
 	    cmocka_unit_test(group_chosen_by_caller),
+	    cmocka_unit_test_setup_teardown(store_not_writable, jqt_setup,
+					    jqt_teardown),
 	};
 
 	jqt_init_cli();
