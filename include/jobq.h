@@ -8,12 +8,15 @@
  *
  * Timeouts are in seconds as a double: a negative value waits forever, 0
  * tries once and returns -EAGAIN instead of waiting, a positive value waits
- * at most that long and then returns -ETIMEDOUT.
+ * at most that long and then returns -ETIMEDOUT. NaN is no timeout: -EINVAL.
  *
  * Threads: a handle may be shared by the threads of one process. Requests
  * are serialized by the library and every completion goes to the thread
  * that waits for it. A handle must not be used across fork(): the child
- * opens its own.
+ * opens its own. A request made through a handle that another process
+ * opened (its copy in a forked child) fails with JOBQ_EFORKED instead of
+ * corrupting the parent's rings; the child may jobq_close() its copy,
+ * which leaves the parent's connection alone.
  */
 #ifndef JOBQ_H
 #define JOBQ_H
@@ -55,7 +58,9 @@ enum {
 	JOBQ_ELIMIT =
 	    -10008, /* a table is full: queues, locks, keys or clients */
 	JOBQ_EJOBFAILED = -10009, /* the job ended dead: its attempts failed */
-	JOBQ_ELAST = -10010,
+	JOBQ_EFORKED =
+	    -10010, /* the handle was opened by another process (fork) */
+	JOBQ_ELAST = -10011,
 };
 
 /*
@@ -521,8 +526,10 @@ struct jobq_submit_opts {
  * jobq_submit - submit a job of @type with @args (@len bytes of @args_type)
  * and store its id in *id. Returns 0; 1 when @opts->unique named a live job
  * (its id is stored); -E2BIG for args over jobq_max_object(); -EINVAL for a
- * bad type name (1..47 bytes) or options; -ENOENT when an @after id is
- * unknown; JOBQ_EFULL / JOBQ_ELIMIT when the store or job table is full.
+ * bad type name (1..47 bytes of UTF-8, no control characters or commas),
+ * options, or args of type JOBQ_T_JSON that are not JSON; -ENOENT when an
+ * @after id is unknown; JOBQ_EFULL / JOBQ_ELIMIT when the store or job table is
+ * full.
  */
 JOBQ_API int jobq_submit(jobq_t *q, const char *type, uint32_t args_type,
 			 const void *args, size_t len,

@@ -642,6 +642,7 @@ int jobq_open(jobq_t **qp, const char *dir)
 	if (!q)
 		return -ENOMEM;
 	q->sock = q->sq_efd = q->cq_efd = -1;
+	q->pid = getpid();
 	q->spin_ns = SPIN_START_NS;
 	pthread_mutex_init(&q->mu, NULL);
 	pthread_condattr_init(&ca);
@@ -1276,9 +1277,15 @@ int jobq__submit(jobq_t *q, struct jobq__op *ops, size_t n)
 	size_t i;
 	int err = 0;
 
+	/* A forked child shares our rings' memory but not our bookkeeping:
+	 * one request from it would corrupt both. */
+	if (getpid() != q->pid)
+		return JOBQ_EFORKED;
 	pthread_mutex_lock(&q->mu);
 	for (i = 0; i < n; i++) {
-		err = submit_one_locked(q, &ops[i]);
+		err = ops[i].sqe.timeout_ns == JOBQ__TIMEOUT_BAD
+			  ? -EINVAL
+			  : submit_one_locked(q, &ops[i]);
 		if (err)
 			break;
 	}
@@ -1499,6 +1506,8 @@ int jobq_wait_idle(jobq_t *q, double timeout)
 	uint64_t deadline = t < 0 ? 0 : jobq__now_ns() + (uint64_t)t;
 	int err = 0;
 
+	if (t == JOBQ__TIMEOUT_BAD)
+		return -EINVAL;
 	for (;;) {
 		run_callbacks(q);
 		pthread_mutex_lock(&q->mu);

@@ -103,6 +103,7 @@ struct jobq__chunk {
 
 struct jobq {
 	char dir[PATH_MAX];
+	pid_t pid; /* the process that opened it: only it may submit */
 	int sock;
 	int sq_efd;
 	int cq_efd;

@@ -21,8 +21,11 @@ uint64_t jobq__realtime_ns(void);
 
 /*
  * jobq__timeout_ns - a public timeout in seconds (double) to the wire form:
- * < 0 forever (-1), 0 try once, else nanoseconds (at least 1).
+ * < 0 forever (-1), 0 try once, else nanoseconds (at least 1); NaN, which
+ * is no timeout at all, JOBQ__TIMEOUT_BAD, which jobq__submit() refuses
+ * with -EINVAL (a caller that uses the value itself checks for it).
  */
+#define JOBQ__TIMEOUT_BAD INT64_MIN
 int64_t jobq__timeout_ns(double seconds);
 
 /*

@@ -24,6 +24,8 @@ static const char *const jobq_errors[] = {
     [-(JOBQ_EFULL - JOBQ_EBASE)] = "the store is full",
     [-(JOBQ_ELIMIT - JOBQ_EBASE)] = "a table of the manager is full",
     [-(JOBQ_EJOBFAILED - JOBQ_EBASE)] = "the job failed",
+    [-(JOBQ_EFORKED - JOBQ_EBASE)] =
+	"the handle belongs to another process (use one opened after fork)",
 };
 
 const char *jobq_strerror(int err)
@@ -58,7 +60,9 @@ int64_t jobq__timeout_ns(double seconds)
 {
 	double ns;
 
-	if (seconds < 0 || isnan(seconds))
+	if (isnan(seconds))
+		return JOBQ__TIMEOUT_BAD;
+	if (seconds < 0)
 		return -1;
 	if (seconds == 0)
 		return 0;
