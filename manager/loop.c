@@ -626,10 +626,8 @@ static void dispatch(struct jobq__client *c, const struct jobq_sqe *s)
 	if (s->op >= JOBQ_OP__COUNT || !ops[s->op].fn) {
 		res = jobq__bad(-EOPNOTSUPP);
 	} else if (ops[s->op].arena &&
-		   (s->arena_off < c->arena_off ||
-		    s->arena_off > c->arena_off + c->arena_size ||
-		    s->arena_len >
-			c->arena_off + c->arena_size - s->arena_off)) {
+		   !jobq__arena_ref_ok(s->arena_off, s->arena_len, c->arena_off,
+				       c->arena_size)) {
 		res = jobq__bad(-EFAULT);
 	} else {
 		res = ops[s->op].fn(c, s);

@@ -33,6 +33,7 @@
 #define JOBQ_PROTO_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -120,6 +121,20 @@ static inline int seq_read_retry(const _Atomic uint32_t *seq, uint32_t s)
 {
 	atomic_thread_fence(memory_order_acquire);
 	return load_relaxed(seq) != s;
+}
+
+/*
+ * jobq__arena_ref_ok - whether the bytes [off, off + len) that a ring entry
+ * names lie inside the arena at region offset @arena_off, @arena_size
+ * bytes long. The client chose @off and @len: the test is written so that
+ * no sum can wrap, whatever they are. The manager checks every arena
+ * reference with it before an op reads a byte (tests/fuzz/fuzz_ring.c).
+ */
+static inline bool jobq__arena_ref_ok(uint64_t off, uint64_t len,
+				      uint64_t arena_off, uint64_t arena_size)
+{
+	return off >= arena_off && off - arena_off <= arena_size &&
+	       len <= arena_size - (off - arena_off);
 }
 
 /* ------------------------------------------------------------------------
