@@ -213,7 +213,8 @@ static int check_args(jobq_t *q, const void *args, size_t len)
 static int check_json(const void *args, size_t len)
 {
 	json_error_t e;
-	json_t *v = json_loadb(len ? args : "", len, JSON_DECODE_ANY, &e);
+	json_t *v = json_loadb(len ? args : "", len,
+			       JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
 
 	if (!v)
 		return -EINVAL;
