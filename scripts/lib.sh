@@ -2,8 +2,9 @@
 # and configure a build directory. Sourced, not run.
 
 JOBQ_PACKAGES="gcc meson ninja-build pkg-config liburing-dev libjansson-dev libcmocka-dev"
-# Only the test command needs these.
-JOBQ_TEST_PACKAGES="clang-format"
+# Only the test command needs these: the formatter, and clang with its
+# runtime (libFuzzer, the sanitizers) for the fuzz targets.
+JOBQ_TEST_PACKAGES="clang-format clang libclang-rt-dev"
 
 # need_packages: install the packages that are missing (apt-get when root),
 # or print the exact command to run and fail.
