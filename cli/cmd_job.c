@@ -218,9 +218,14 @@ int cmd_submit(struct cli *c)
 		return cli_usage(c, "--durable returns once the job is on "
 				    "disk, and this manager has no journal "
 				    "yet: submit without --durable");
-	if (!*type || strlen(type) > JOBQ_TYPE_MAX)
-		return cli_usage(c, "job type \"%s\" is invalid: 1 to %d bytes",
-				 type, JOBQ_TYPE_MAX);
+	if (!*type || strlen(type) > JOBQ_TYPE_MAX ||
+	    jobq__check_text(type, strlen(type)))
+		return cli_usage(
+		    c,
+		    "job type \"%s\" is invalid: 1 to %d bytes of "
+		    "UTF-8, no control characters",
+		    cli_text(type, CLI_QUOTE_MAX, what, sizeof(what)),
+		    JOBQ_TYPE_MAX);
 	parsed = json_loads(args, JSON_DECODE_ANY, &jerr);
 	if (!parsed)
 		return cli_usage(c,

@@ -169,6 +169,18 @@ static void cli_refuses(void **state)
 	assert_int_equal(o.code, 2);
 	assert_true(o.err_len < 400);
 	jqt_out_free(&o);
+	/* A job type: the message, not the usage lines after it. */
+	CLI(&o, "submit", name, "{}");
+	assert_int_equal(o.code, 2);
+	assert_true(strchr(o.err, '\n') - o.err < 400);
+	jqt_out_free(&o);
+	CLI(&o, "submit",
+	    "a\x01"
+	    "b",
+	    "{}");
+	assert_int_equal(o.code, 2);
+	assert_non_null(strstr(o.err, "a\\x01b"));
+	jqt_out_free(&o);
 	free(name);
 }
 
