@@ -458,16 +458,29 @@ static int map_fd(int fd, int prot, size_t min, void **p, uint64_t *size)
 
 static int map_store(jobq_t *q, int fd)
 {
-	const struct jobq_store_hdr *h;
 	void *p = NULL;
 	int err;
 
-	err = map_fd(fd, PROT_READ, sizeof(*h), &p, &q->store_mapped);
+	err = map_fd(fd, PROT_READ, sizeof(struct jobq_store_hdr), &p,
+		     &q->store_mapped);
 	if (err)
 		return err;
+	return jobq__store_adopt(q, p, q->store_mapped);
+}
+
+int jobq__store_adopt(jobq_t *q, const void *p, uint64_t size)
+{
+	const struct jobq_store_hdr *h = p;
+
 	q->store = p;
-	q->store_size = q->store_mapped;
-	h = p;
+	q->store_mapped = size;
+	q->store_size = size;
+	if (size < sizeof(*h)) {
+		jobq__set_error_msg("the store of the manager in %s is "
+				    "too small",
+				    q->dir);
+		return -EPROTO;
+	}
 	q->sh = h;
 	if (h->magic != JOBQ_STORE_MAGIC || h->version != JOBQ_LAYOUT_VERSION ||
 	    h->hdr_size != sizeof(*h)) {
@@ -477,7 +490,10 @@ static int map_store(jobq_t *q, int fd)
 		    q->dir, h->version, JOBQ_LAYOUT_VERSION);
 		return JOBQ_EVERSION;
 	}
+	/* Records hold 8-byte fields and atomics: a misplaced table would
+	 * make every read of it a misaligned access. */
 	if (h->size > q->store_size || !pow2(h->kv_slots) ||
+	    h->queues_off % 8 || h->locks_off % 8 || h->kv_off % 8 ||
 	    !in_range(h->queues_off,
 		      (uint64_t)h->max_queues * sizeof(struct jobq_queue_rec),
 		      h->size) ||
@@ -496,7 +512,8 @@ static int map_store(jobq_t *q, int fd)
 	 * every job lookup fail with -ENOENT rather than refuse the store. */
 	q->jobs_ok =
 	    h->max_jobs && pow2(h->jobidx_slots) && !(h->jobs_off % 8) &&
-	    !(h->jobidx_off % 8) &&
+	    !(h->jobidx_off % 8) && !(h->types_off % 8) &&
+	    !(h->workers_off % 8) &&
 	    in_range(h->jobs_off,
 		     (uint64_t)h->max_jobs * sizeof(struct jobq_job_rec),
 		     h->size) &&
