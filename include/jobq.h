@@ -544,7 +544,8 @@ JOBQ_API int jobq_submit_json(jobq_t *q, const char *type,
 /*
  * jobq_submit_many - submit @n jobs of one type in one batch (one wake-up),
  * ids[i] for args[i]. Returns how many were submitted (the first ones), or
- * -errno when none was.
+ * -errno when none was. The batch stops before the first args that
+ * jobq_submit() would refuse (too big, or JOBQ_T_JSON that is not JSON).
  */
 JOBQ_API int jobq_submit_many(jobq_t *q, const char *type,
 			      const jobq_obj_t *args, size_t n,
