@@ -52,6 +52,31 @@ static void remove_user(void)
 		jqt_out_free(&o);
 }
 
+/* Users left by runs that were killed before their exit handler ran
+ * (a timeout): named after a pid that is gone. */
+static void remove_stale_users(void)
+{
+	char names[8][32];
+	struct passwd *pw;
+	int n = 0;
+
+	setpwent();
+	while ((pw = getpwent()) && n < 8) {
+		int pid;
+
+		if (sscanf(pw->pw_name, "jqtid%d", &pid) == 1 && pid > 0 &&
+		    kill(pid, 0) < 0 && errno == ESRCH)
+			snprintf(names[n++], sizeof(names[0]), "%s",
+				 pw->pw_name);
+	}
+	endpwent();
+	for (int i = 0; i < n; i++) {
+		snprintf(user, sizeof(user), "%s", names[i]);
+		remove_user();
+	}
+	user[0] = '\0';
+}
+
 /* Creates the second user (with a group of its own name) or skips. */
 static void make_user(void)
 {
@@ -69,6 +94,7 @@ static void make_user(void)
 		printf("SKIP: /usr/sbin/useradd is not there\n");
 		exit(JQT_SKIP);
 	}
+	remove_stale_users();
 	snprintf(user, sizeof(user), "jqtid%d", (int)getpid());
 	if (jqt_run("/usr/sbin/useradd", add, NULL, 0, 30, &o) || o.code) {
 		printf("SKIP: useradd %s failed: %s\n", user, o.err);
