@@ -204,7 +204,7 @@ static int chosen_group(gid_t *gid)
 {
 	const char *g = getenv("JOBQ_GROUP");
 	struct group gr, *res = NULL;
-	char buf[1024], *end;
+	char buf[16384], *end;
 	unsigned long v;
 
 	if (!g || !*g)
@@ -224,16 +224,23 @@ static int chosen_group(gid_t *gid)
 /* Whether the caller is a member of @gid (effective or supplementary). */
 static bool member_of(gid_t gid)
 {
-	gid_t groups[256];
+	gid_t *groups;
+	bool found = false;
 	int n;
 
 	if (getegid() == gid)
 		return true;
-	n = getgroups(256, groups);
-	for (int i = 0; i < n; i++)
-		if (groups[i] == gid)
-			return true;
-	return false;
+	n = getgroups(0, NULL);
+	if (n <= 0)
+		return false;
+	groups = calloc((size_t)n, sizeof(*groups));
+	if (!groups)
+		return false;
+	n = getgroups(n, groups);
+	for (int i = 0; i < n && !found; i++)
+		found = groups[i] == gid;
+	free(groups);
+	return found;
 }
 
 /*
