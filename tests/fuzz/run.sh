@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the libFuzzer targets with clang in their own build directory and
-# run each one for a bounded time over its seed corpus.
+# run each one for a bounded time over its seed corpus. It is the meson
+# test "fuzz" of the test build, so scripts/test.sh runs it.
 #
 #   tests/fuzz/run.sh [SECONDS]     seconds per target (default 15, or
 #                                   $JOBQ_FUZZ_SECONDS); longer on demand
@@ -9,6 +10,10 @@
 # its input in build/fuzz/ and fails the run.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
+if ! command -v clang >/dev/null; then
+	echo "SKIP: clang is not installed (apt-get install clang libclang-rt-dev)"
+	exit 77
+fi
 dir=${JOBQ_FUZZ_BUILD:-$top/build/fuzz}
 secs=${1:-${JOBQ_FUZZ_SECONDS:-15}}
 targets="fuzz_ring fuzz_store fuzz_json fuzz_parse"
