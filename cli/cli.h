@@ -173,6 +173,25 @@ int cli_check_name(const struct cli *c, const char *what, const char *name);
 /* cli_check_key - a key/value key; EXIT_USAGE with a message or 0. */
 int cli_check_key(const struct cli *c, const char *key);
 
+/* Messages quote at most this many bytes of a name, then "...". */
+#define CLI_QUOTE_MAX 64
+/* A buffer for cli_text() of any key or name (each byte may take 4). */
+#define CLI_TEXT_LEN (4 * JOBQ_KEY_MAX + 8)
+
+/*
+ * cli_text - @s made safe to print on a terminal: backslash, newline and
+ * tab as \\, \n and \t; other control characters and bytes that are not
+ * UTF-8 as \xNN. At most @max bytes of @s are shown, then "...". Writes
+ * into @buf (@len bytes, cut short when it is too small) and returns it.
+ */
+const char *cli_text(const char *s, size_t max, char *buf, size_t len);
+
+/*
+ * cli_json_str - a JSON string of @s, whatever bytes it holds: bytes that
+ * are not UTF-8 become U+FFFD. NULL only when out of memory.
+ */
+json_t *cli_json_str(const char *s);
+
 /* ---- output ----------------------------------------------------------- */
 
 /* cli_read_all - all of @fd to its end into a malloc'd buffer. 0 or -errno. */

@@ -31,9 +31,9 @@ int cmd_ping(struct cli *c)
 	uptime = cli_since(st.started_ns);
 	if (c->json)
 		return cli_print_json(json_pack(
-		    "{s:s,s:s,s:i,s:o,s:f}", "dir", c->dir, "version",
-		    JOBQ_VERSION_STRING, "pid", (int)st.manager_pid, "started",
-		    cli_json_time(st.started_ns), "uptime", uptime));
+		    "{s:o,s:s,s:i,s:o,s:f}", "dir", cli_json_str(c->dir),
+		    "version", JOBQ_VERSION_STRING, "pid", (int)st.manager_pid,
+		    "started", cli_json_time(st.started_ns), "uptime", uptime));
 	if (c->quiet)
 		return EXIT_OK;
 	cli_format_duration(uptime, up, sizeof(up));
@@ -93,8 +93,9 @@ int cmd_stats(struct cli *c)
 			 ? st.memory_total - st.memory_used
 			 : 0;
 	if (c->json) {
-		doc = json_pack("{s:s,s:s,s:i,s:o,s:f,s:o}", "dir", c->dir,
-				"version", JOBQ_VERSION_STRING, "manager_pid",
+		doc = json_pack("{s:o,s:s,s:i,s:o,s:f,s:o}", "dir",
+				cli_json_str(c->dir), "version",
+				JOBQ_VERSION_STRING, "manager_pid",
 				(int)st.manager_pid, "started",
 				cli_json_time(st.started_ns), "uptime", uptime,
 				"generation", json_string(gen));

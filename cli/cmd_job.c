@@ -120,11 +120,12 @@ static json_t *job_json(struct cli *c, const struct jobq_job_info *ji)
 	json_t *j;
 	int rc;
 
-	j = json_pack("{s:o,s:s,s:s,s:s,s:i,s:i,s:i}", "id",
-		      cli_json_u64(ji->id), "type", ji->type, "queue",
-		      ji->queue, "state", jobq_job_state_name(ji->state),
-		      "priority", ji->priority, "attempts", (int)ji->attempts,
-		      "max_attempts", (int)ji->max_attempts);
+	j = json_pack("{s:o,s:o,s:o,s:s,s:i,s:i,s:i}", "id",
+		      cli_json_u64(ji->id), "type", cli_json_str(ji->type),
+		      "queue", cli_json_str(ji->queue), "state",
+		      jobq_job_state_name(ji->state), "priority", ji->priority,
+		      "attempts", (int)ji->attempts, "max_attempts",
+		      (int)ji->max_attempts);
 	if (!j)
 		return NULL;
 	if (json_object_update_new(
@@ -221,9 +222,14 @@ int cmd_submit(struct cli *c)
 		return cli_usage(c, "--durable returns once the job is on "
 				    "disk, and this manager has no journal "
 				    "yet: submit without --durable");
-	if (!*type || strlen(type) > JOBQ_TYPE_MAX)
-		return cli_usage(c, "job type \"%s\" is invalid: 1 to %d bytes",
-				 type, JOBQ_TYPE_MAX);
+	if (!*type || strlen(type) > JOBQ_TYPE_MAX ||
+	    jobq__check_text(type, strlen(type)))
+		return cli_usage(
+		    c,
+		    "job type \"%s\" is invalid: 1 to %d bytes of "
+		    "UTF-8, no control characters",
+		    cli_text(type, CLI_QUOTE_MAX, what, sizeof(what)),
+		    JOBQ_TYPE_MAX);
 	parsed = json_loads(args, JSON_DECODE_ANY, &jerr);
 	if (!parsed)
 		return cli_usage(c,
@@ -1025,7 +1031,7 @@ int cmd_workers(struct cli *c)
 			snprintf(buf, sizeof(buf), "%s", ws[i].types);
 			for (t = strtok_r(buf, ",", &save); types && t;
 			     t = strtok_r(NULL, ",", &save))
-				json_array_append_new(types, json_string(t));
+				json_array_append_new(types, cli_json_str(t));
 			w = json_pack(
 			    "{s:i,s:o,s:i,s:i,s:o,s:o,s:o,s:f,s:b,s:b}", "pid",
 			    (int)ws[i].pid, "types", types, "capacity",

@@ -211,8 +211,13 @@ int cmd_kv_ls(struct cli *c)
 	if (l.n > 1)
 		qsort(l.v, l.n, sizeof(*l.v), cmp_entry);
 	if (!c->json) {
+		char t[CLI_TEXT_LEN];
+
+		/* Escaped: a key is shown, never interpreted by the
+		 * terminal. */
 		for (size_t i = 0; i < l.n; i++)
-			printf("%s\n", l.v[i].key);
+			printf("%s\n",
+			       cli_text(l.v[i].key, SIZE_MAX, t, sizeof(t)));
 		rc = cli_flush();
 		goto out;
 	}

@@ -8,18 +8,34 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "cli.h"
 
-/* The command being run, for the signal handler to pass signals on to. */
+/* The command being run, leader of its own process group, for the signal
+ * handler to pass signals on to. */
 static volatile sig_atomic_t child_pid;
 
 static void forward_signal(int sig)
 {
 	if (child_pid > 0)
-		kill((pid_t)child_pid, sig);
+		kill(-(pid_t)child_pid, sig);
+}
+
+/* tcsetpgrp() from a background group, which would otherwise stop us
+ * with SIGTTOU. */
+static void give_terminal(int tty, pid_t pgrp)
+{
+	sigset_t ttou, old;
+
+	sigemptyset(&ttou);
+	sigaddset(&ttou, SIGTTOU);
+	sigprocmask(SIG_BLOCK, &ttou, &old);
+	tcsetpgrp(tty, pgrp);
+	sigprocmask(SIG_SETMASK, &old, NULL);
 }
 
 static const char *kind_name(int kind)
@@ -58,37 +74,51 @@ static pid_t holder_of(const struct cli *c, const char *name)
  * run_child - fork and exec c->argv; wait for it. Returns the exit code
  * jobq should leave with: the command's status, 128+N for signal N, 127
  * when it cannot be found, 126 when it cannot be run.
+ *
+ * The lock must not outlive the command's hold on it, nor the command the
+ * lock: the manager gives the lock away as soon as this process is gone,
+ * so the command must be gone too. It runs in a process group of its own,
+ * which is killed on every way out of here, and with SIGKILL as its
+ * parent-death signal: when jobq is killed outright (kill -9), the kernel
+ * sends that before it tells anyone (the manager's pidfd included) that
+ * jobq has exited, and a process with SIGKILL pending runs no more of its
+ * code. Only the command itself gets the signal; what it started in the
+ * background is killed with the group on the other ways out.
  */
 static int run_child(const struct cli *c)
 {
 	struct sigaction fwd = {.sa_handler = forward_signal};
-	struct sigaction ign = {.sa_handler = SIG_IGN};
 	struct sigaction old_int, old_quit, old_term, old_hup;
 	sigset_t block, old_mask;
-	int status, err;
-	pid_t pid;
+	pid_t pid, parent = getpid();
+	int status, err, tty = -1;
 
 	fflush(stdout);
 	fflush(stderr);
 	/*
-	 * While the command runs, a terminal's ^C or ^\ goes to it and to us
-	 * alike (one process group): we let it decide and report what it
-	 * did, as system() does. SIGTERM and SIGHUP sent to jobq alone are
-	 * passed on, so killing jobq stops the command too, and jobq exits
-	 * (releasing the lock) once it has.
+	 * A terminal's ^C or ^\ goes to the foreground group: when jobq has
+	 * the terminal, the command's group gets it for as long as it runs,
+	 * so it reads the terminal and decides about ^C itself, as under a
+	 * shell. Signals sent to jobq (SIGINT, SIGQUIT, SIGTERM, SIGHUP) are
+	 * passed on to the command's group, and jobq exits (releasing the
+	 * lock) once the command has.
 	 */
+	if (isatty(STDIN_FILENO) && tcgetpgrp(STDIN_FILENO) == getpgrp())
+		tty = STDIN_FILENO;
 	sigemptyset(&fwd.sa_mask);
-	sigemptyset(&ign.sa_mask);
-	sigaction(SIGINT, &ign, &old_int);
-	sigaction(SIGQUIT, &ign, &old_quit);
+	sigaction(SIGINT, &fwd, &old_int);
+	sigaction(SIGQUIT, &fwd, &old_quit);
 	sigaction(SIGTERM, &fwd, &old_term);
 	sigaction(SIGHUP, &fwd, &old_hup);
 
 	/*
-	 * SIGTERM and SIGHUP stay blocked until child_pid is set, so one that
-	 * arrives around fork() is passed on rather than lost.
+	 * The forwarded signals stay blocked until child_pid is set and its
+	 * group exists, so one that arrives around fork() is passed on
+	 * rather than lost.
 	 */
 	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGQUIT);
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGHUP);
 	sigprocmask(SIG_BLOCK, &block, &old_mask);
@@ -102,6 +132,14 @@ static int run_child(const struct cli *c)
 		goto out;
 	}
 	if (pid == 0) {
+		/* Both sides set the group, so it exists before either goes
+		 * on; then the death signal, and a check that jobq did not
+		 * die before it was set. */
+		setpgid(0, 0);
+		if (tty >= 0)
+			give_terminal(tty, getpid());
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+			_exit(EXIT_ERROR);
 		sigaction(SIGINT, &old_int, NULL);
 		sigaction(SIGQUIT, &old_quit, NULL);
 		sigaction(SIGTERM, &old_term, NULL);
@@ -113,17 +151,33 @@ static int run_child(const struct cli *c)
 			strerror(err));
 		_exit(err == ENOENT ? 127 : 126);
 	}
+	setpgid(pid, pid);
+	if (tty >= 0)
+		give_terminal(tty, pid);
 	child_pid = pid;
 	sigprocmask(SIG_SETMASK, &old_mask, NULL);
-	while (waitpid(pid, &status, 0) < 0) {
+	/*
+	 * Learn that it ended without reaping it: while the leader is a
+	 * zombie its pid cannot name another group, so what it left in its
+	 * group is killed, before the lock goes, and only then reaped.
+	 */
+	for (;;) {
+		siginfo_t si = {0};
+
+		if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT) == 0)
+			break;
 		if (errno != EINTR) {
 			err = errno;
 			cli_error("lock \"%s\": waiting for %s: %s", c->args[0],
 				  c->argv[0], strerror(err));
 			status = EXIT_ERROR;
+			kill(-pid, SIGKILL);
 			goto out;
 		}
 	}
+	kill(-pid, SIGKILL);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
 	if (WIFEXITED(status))
 		status = WEXITSTATUS(status);
 	else if (WIFSIGNALED(status))
@@ -131,6 +185,8 @@ static int run_child(const struct cli *c)
 	else
 		status = EXIT_ERROR;
 out:
+	if (pid > 0 && tty >= 0)
+		give_terminal(tty, getpgrp());
 	child_pid = 0;
 	sigaction(SIGINT, &old_int, NULL);
 	sigaction(SIGQUIT, &old_quit, NULL);
@@ -217,10 +273,11 @@ int cmd_locks(struct cli *c)
 			struct jobq_lock_info *l = &ls[i];
 			bool held = l->held > 0;
 			json_t *o = json_pack(
-			    "{s:s,s:s,s:I,s:I,s:I,s:o,s:o,s:o,s:b}", "name",
-			    l->name, "kind", kind_name(l->kind), "limit",
-			    (json_int_t)l->limit, "held", (json_int_t)l->held,
-			    "waiters", (json_int_t)l->waiters, "holder",
+			    "{s:o,s:s,s:I,s:I,s:I,s:o,s:o,s:o,s:b}", "name",
+			    cli_json_str(l->name), "kind", kind_name(l->kind),
+			    "limit", (json_int_t)l->limit, "held",
+			    (json_int_t)l->held, "waiters",
+			    (json_int_t)l->waiters, "holder",
 			    l->holder ? json_integer(l->holder) : json_null(),
 			    "held_since",
 			    held ? cli_json_time(l->held_since_ns)
@@ -235,15 +292,20 @@ int cmd_locks(struct cli *c)
 		free(ls);
 		return cli_print_json(doc);
 	}
-	for (size_t i = 0; i < n; i++)
-		if ((int)strlen(ls[i].name) > w)
-			w = (int)strlen(ls[i].name);
+	/* Names print escaped: a stored name may hold any byte. */
+	for (size_t i = 0; i < n; i++) {
+		char t[CLI_TEXT_LEN];
+
+		cli_text(ls[i].name, SIZE_MAX, t, sizeof(t));
+		if ((int)strlen(t) > w)
+			w = (int)strlen(t);
+	}
 	if (!c->quiet)
 		printf("%-*s %-9s %8s %10s %8s\n", w, "LOCK", "KIND", "HOLDER",
 		       "HELD(s)", "WAITERS");
 	for (size_t i = 0; i < n; i++) {
 		struct jobq_lock_info *l = &ls[i];
-		char holder[16] = "-", held[24] = "-";
+		char holder[16] = "-", held[24] = "-", t[CLI_TEXT_LEN];
 
 		if (l->kind == JOBQ_EVENT)
 			snprintf(holder, sizeof(holder), "%s",
@@ -253,7 +315,8 @@ int cmd_locks(struct cli *c)
 		if (l->held && l->kind != JOBQ_EVENT)
 			snprintf(held, sizeof(held), "%.1f",
 				 cli_since(l->held_since_ns));
-		printf("%-*s %-9s %8s %10s %8u\n", w, l->name,
+		printf("%-*s %-9s %8s %10s %8u\n", w,
+		       cli_text(l->name, SIZE_MAX, t, sizeof(t)),
 		       kind_name(l->kind), holder, held, l->waiters);
 	}
 	free(ls);

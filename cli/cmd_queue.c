@@ -200,8 +200,9 @@ int cmd_queues(struct cli *c)
 		for (size_t i = 0; doc && i < n; i++) {
 			struct jobq_queue_info *qi = &qs[i];
 			json_t *o = json_pack(
-			    "{s:s,s:o,s:o,s:o,s:o,s:I,s:I,s:o,s:o,s:o}", "name",
-			    qi->name, "depth", cli_json_u64(qi->depth), "bytes",
+			    "{s:o,s:o,s:o,s:o,s:o,s:I,s:I,s:o,s:o,s:o}", "name",
+			    cli_json_str(qi->name), "depth",
+			    cli_json_u64(qi->depth), "bytes",
 			    cli_json_u64(qi->bytes), "max_depth",
 			    cli_json_u64(qi->max_depth), "max_bytes",
 			    cli_json_u64(qi->max_bytes), "getters",
@@ -216,19 +217,26 @@ int cmd_queues(struct cli *c)
 		free(qs);
 		return cli_print_json(doc);
 	}
-	for (size_t i = 0; i < n; i++)
-		if ((int)strlen(qs[i].name) > w)
-			w = (int)strlen(qs[i].name);
+	/* Names print escaped: a stored name may hold any byte. */
+	for (size_t i = 0; i < n; i++) {
+		char t[CLI_TEXT_LEN];
+
+		cli_text(qs[i].name, SIZE_MAX, t, sizeof(t));
+		if ((int)strlen(t) > w)
+			w = (int)strlen(t);
+	}
 	if (!c->quiet)
 		printf("%-*s %10s %12s %8s %8s %12s %12s\n", w, "QUEUE",
 		       "DEPTH", "BYTES", "GETTERS", "PUTTERS", "PUT", "GOT");
 	for (size_t i = 0; i < n; i++) {
 		struct jobq_queue_info *qi = &qs[i];
+		char t[CLI_TEXT_LEN];
 
 		printf("%-*s %10" PRIu64 " %12" PRIu64 " %8u %8u %12" PRIu64
 		       " %12" PRIu64 "\n",
-		       w, qi->name, qi->depth, qi->bytes, qi->getters,
-		       qi->putters, qi->total_put, qi->total_get);
+		       w, cli_text(qi->name, SIZE_MAX, t, sizeof(t)), qi->depth,
+		       qi->bytes, qi->getters, qi->putters, qi->total_put,
+		       qi->total_get);
 	}
 	free(qs);
 	return cli_flush();

@@ -156,8 +156,11 @@ int cli_connect(struct cli *c)
 				 c->dir, JOBQ_VERSION_STRING);
 	case -EACCES:
 	case -EPERM:
-		return cli_error("the manager in %s refuses this user (%s)",
-				 c->dir, jobq_strerror(rc));
+		/* The library says who refused whom: the manager, or we. */
+		if (*jobq__last_error_msg())
+			return cli_error("%s", jobq__last_error_msg());
+		return cli_error("the manager in %s refuses this user (uid %u)",
+				 c->dir, (unsigned)geteuid());
 	case JOBQ_ELIMIT:
 		return cli_error("the manager in %s has no room for another "
 				 "client; try again later",
@@ -238,22 +241,112 @@ int cli_timeout(const struct cli *c, double dflt, double *out)
 
 int cli_check_name(const struct cli *c, const char *what, const char *name)
 {
+	char q[CLI_TEXT_LEN];
+
 	if (jobq__check_name(name))
 		return cli_usage(c,
-				 "%s name \"%s\" is invalid: 1 to %d bytes, no "
-				 "control characters",
-				 what, name, JOBQ_NAME_MAX);
+				 "%s name \"%s\" is invalid: 1 to %d bytes of "
+				 "UTF-8, no control characters",
+				 what,
+				 cli_text(name, CLI_QUOTE_MAX, q, sizeof(q)),
+				 JOBQ_NAME_MAX);
 	return 0;
 }
 
 int cli_check_key(const struct cli *c, const char *key)
 {
 	size_t n = strlen(key);
+	char q[CLI_TEXT_LEN];
 
-	if (n == 0 || n > JOBQ_KEY_MAX)
-		return cli_usage(c, "key \"%s\" is invalid: 1 to %d bytes", key,
+	if (n == 0 || n > JOBQ_KEY_MAX || jobq__check_text(key, n))
+		return cli_usage(c,
+				 "key \"%s\" is invalid: 1 to %d bytes of "
+				 "UTF-8, no control characters",
+				 cli_text(key, CLI_QUOTE_MAX, q, sizeof(q)),
 				 JOBQ_KEY_MAX);
 	return 0;
+}
+
+const char *cli_text(const char *s, size_t max, char *buf, size_t len)
+{
+	size_t n = strlen(s), o = 0, i = 0;
+
+	if (max > n)
+		max = n;
+	while (i < max) {
+		uint32_t cp = 0;
+		size_t k = jobq__utf8_char(s + i, n - i, &cp), el = 0;
+		char esc[16];
+
+		if (i + (k ? k : 1) > max)
+			break; /* no half character before the "..." */
+		if (!k) {
+			/* A byte that is not UTF-8. */
+			k = 1;
+			el = (size_t)snprintf(esc, sizeof(esc), "\\x%02x",
+					      (unsigned char)s[i]);
+		} else if (cp == '\\' || cp == '\n' || cp == '\t') {
+			el = (size_t)snprintf(esc, sizeof(esc), "\\%c",
+					      cp == '\n'   ? 'n'
+					      : cp == '\t' ? 't'
+							   : '\\');
+		} else if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0)) {
+			/* C0, DEL (one byte) and C1 (two) controls. */
+			for (size_t j = 0; j < k; j++)
+				el += (size_t)snprintf(
+				    esc + el, sizeof(esc) - el, "\\x%02x",
+				    (unsigned char)s[i + j]);
+		} else {
+			memcpy(esc, s + i, k);
+			el = k;
+		}
+		if (o + el + 4 > len)
+			break;
+		memcpy(buf + o, esc, el);
+		o += el;
+		i += k;
+	}
+	if (i < n && o + 4 <= len) {
+		memcpy(buf + o, "...", 3);
+		o += 3;
+	}
+	if (len)
+		buf[o < len ? o : len - 1] = '\0';
+	return buf;
+}
+
+json_t *cli_json_str(const char *s)
+{
+	json_t *j = json_string(s);
+	size_t n, o = 0;
+	char *fixed;
+
+	if (j)
+		return j;
+	/* Not UTF-8 (a name from an older store, or bytes): each byte that
+	 * does not start a character becomes U+FFFD, so that the document
+	 * stays valid and still shows the rest of the name. */
+	n = strlen(s);
+	fixed = malloc(n * 3 + 1);
+	if (!fixed)
+		return NULL;
+	for (size_t i = 0; i < n;) {
+		size_t k = jobq__utf8_char(s + i, n - i, NULL);
+
+		if (k) {
+			memcpy(fixed + o, s + i, k);
+			o += k;
+			i += k;
+		} else {
+			memcpy(fixed + o, "\xef\xbf\xbd", 3);
+			o += 3;
+			i++;
+		}
+	}
+	fixed[o] = '\0';
+	j = json_string(fixed);
+	free(fixed);
+	return j;
 }
 
 /* ---- output ------------------------------------------------------------ */

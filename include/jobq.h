@@ -8,12 +8,15 @@
  *
  * Timeouts are in seconds as a double: a negative value waits forever, 0
  * tries once and returns -EAGAIN instead of waiting, a positive value waits
- * at most that long and then returns -ETIMEDOUT.
+ * at most that long and then returns -ETIMEDOUT. NaN is no timeout: -EINVAL.
  *
  * Threads: a handle may be shared by the threads of one process. Requests
  * are serialized by the library and every completion goes to the thread
  * that waits for it. A handle must not be used across fork(): the child
- * opens its own.
+ * opens its own. A request made through a handle that another process
+ * opened (its copy in a forked child) fails with JOBQ_EFORKED instead of
+ * corrupting the parent's rings; the child may jobq_close() its copy,
+ * which leaves the parent's connection alone.
  */
 #ifndef JOBQ_H
 #define JOBQ_H
@@ -55,7 +58,9 @@ enum {
 	JOBQ_ELIMIT =
 	    -10008, /* a table is full: queues, locks, keys or clients */
 	JOBQ_EJOBFAILED = -10009, /* the job ended dead: its attempts failed */
-	JOBQ_ELAST = -10010,
+	JOBQ_EFORKED =
+	    -10010, /* the handle was opened by another process (fork) */
+	JOBQ_ELAST = -10011,
 };
 
 /*
@@ -108,9 +113,17 @@ JOBQ_API int jobq_default_dir(char *buf, size_t len);
 /*
  * jobq_open - connect to the manager of instance directory @dir (NULL: the
  * default directory) and fill *qp with a new handle.
+ * Before it sends anything it checks whom it talks to: the directory must
+ * belong to this user (effective uid) or root and not be writable by
+ * others, and the manager behind its socket (SO_PEERCRED) must run as this
+ * user, root or the directory's owner. A directory of another user is
+ * accepted only when $JOBQ_GROUP names a group (name or number) that the
+ * caller is a member of, the directory has that group and no access for
+ * others (what `jobqd --group` makes).
  * Returns 0; JOBQ_ENOMANAGER when nothing answers there; JOBQ_EVERSION when
  * the manager speaks another layout; -EACCES when the manager refuses this
- * user; JOBQ_ELIMIT when it has no room for another client; other -errno.
+ * user or this library refuses the directory or manager; JOBQ_ELIMIT when
+ * it has no room for another client; other -errno.
  * On failure *qp is untouched.
  */
 JOBQ_API int jobq_open(jobq_t **qp, const char *dir);
@@ -523,8 +536,10 @@ struct jobq_submit_opts {
  * jobq_submit - submit a job of @type with @args (@len bytes of @args_type)
  * and store its id in *id. Returns 0; 1 when @opts->unique named a live job
  * (its id is stored); -E2BIG for args over jobq_max_object(); -EINVAL for a
- * bad type name (1..47 bytes) or options; -ENOENT when an @after id is
- * unknown; JOBQ_EFULL / JOBQ_ELIMIT when the store or job table is full.
+ * bad type name (1..47 bytes of UTF-8, no control characters or commas),
+ * options, or args of type JOBQ_T_JSON that are not JSON; -ENOENT when an
+ * @after id is unknown; JOBQ_EFULL / JOBQ_ELIMIT when the store or job table is
+ * full.
  */
 JOBQ_API int jobq_submit(jobq_t *q, const char *type, uint32_t args_type,
 			 const void *args, size_t len,
@@ -539,7 +554,8 @@ JOBQ_API int jobq_submit_json(jobq_t *q, const char *type,
 /*
  * jobq_submit_many - submit @n jobs of one type in one batch (one wake-up),
  * ids[i] for args[i]. Returns how many were submitted (the first ones), or
- * -errno when none was.
+ * -errno when none was. The batch stops before the first args that
+ * jobq_submit() would refuse (too big, or JOBQ_T_JSON that is not JSON).
  */
 JOBQ_API int jobq_submit_many(jobq_t *q, const char *type,
 			      const jobq_obj_t *args, size_t n,

@@ -736,7 +736,7 @@ void jobq__jobs_timer(void)
  */
 static int check_type_name(const char *s, uint32_t len)
 {
-	if (len < 1 || len > JOBQ_TYPE_MAX)
+	if (len < 1 || len > JOBQ_TYPE_MAX || jobq__check_text(s, len))
 		return -EINVAL;
 	for (uint32_t i = 0; i < len; i++) {
 		unsigned char ch = (unsigned char)s[i];

@@ -117,6 +117,8 @@ static int store_value(int64_t at, int64_t ins, const uint8_t *key,
 	uint64_t blob, old = 0;
 
 	if (at < 0) {
+		if (jobq__check_text(key, klen))
+			return jobq__bad(-EINVAL);
 		if (ins < 0)
 			return JOBQ_ELIMIT;
 		/* A tombstone is reused for free; an empty slot counts. */

@@ -571,13 +571,7 @@ int jobq__arena_name(struct jobq__client *c, const struct jobq_sqe *s,
 		return -EINVAL;
 	memcpy(buf, p, s->arena_len);
 	buf[s->arena_len] = '\0';
-	for (uint32_t i = 0; i < s->arena_len; i++) {
-		unsigned char ch = (unsigned char)buf[i];
-
-		if (ch < 0x20 || ch == 0x7f)
-			return -EINVAL;
-	}
-	return 0;
+	return jobq__check_text(buf, s->arena_len);
 }
 
 static int op_nop(struct jobq__client *c, const struct jobq_sqe *s)
@@ -652,10 +646,8 @@ static void dispatch(struct jobq__client *c, const struct jobq_sqe *s)
 	if (s->op >= JOBQ_OP__COUNT || !ops[s->op].fn) {
 		res = jobq__bad(-EOPNOTSUPP);
 	} else if (ops[s->op].arena &&
-		   (s->arena_off < c->arena_off ||
-		    s->arena_off > c->arena_off + c->arena_size ||
-		    s->arena_len >
-			c->arena_off + c->arena_size - s->arena_off)) {
+		   !jobq__arena_ref_ok(s->arena_off, s->arena_len, c->arena_off,
+				       c->arena_size)) {
 		res = jobq__bad(-EFAULT);
 	} else {
 		res = ops[s->op].fn(c, s);

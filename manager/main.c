@@ -127,6 +127,26 @@ static __attribute__((noreturn)) void bad_usage(const char *fmt,
 	exit(2);
 }
 
+/*
+ * check_memory - --memory between 8M and what this machine has. The store
+ * is backed by memory; one larger than the machine's is accepted by the
+ * kernel (pages come when touched) only to fail much later.
+ */
+static void check_memory(uint64_t memory)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+	char have[32];
+
+	if (memory < (8ull << 20))
+		bad_usage("--memory must be at least 8M (the tables alone "
+			  "take most of that)%s",
+			  "");
+	if (pages <= 0 || psz <= 0 || memory / (uint64_t)psz <= (uint64_t)pages)
+		return;
+	jobq__format_size((uint64_t)pages * (uint64_t)psz, have, sizeof(have));
+	bad_usage("--memory is more than this machine has (%s)", have);
+}
+
 static void parse_opts(int argc, char **argv, struct jobq__opts *o)
 {
 	static const struct option lo[] = {
@@ -280,6 +300,7 @@ static void parse_opts(int argc, char **argv, struct jobq__opts *o)
 	}
 	if (optind < argc)
 		bad_usage("unexpected argument %s", argv[optind]);
+	check_memory(o->memory);
 	/* The default max-object shrinks with a small store; one named on
 	 * the command line is checked as given. */
 	if (!max_object_set && o->max_object >= o->memory / 4)
@@ -290,8 +311,6 @@ static void parse_opts(int argc, char **argv, struct jobq__opts *o)
 			  "jobqd --memory SIZE --max-object SIZE");
 	if (o->max_object > UINT32_MAX - 64)
 		bad_usage("--max-object %s: objects are at most 4 GiB", "SIZE");
-	if (o->memory < (8ull << 20))
-		bad_usage("--memory must be at least 8M%s", "");
 	if (jobq__resolve_dir(dir, o->dir, sizeof(o->dir)))
 		bad_usage("instance directory name too long%s", "");
 	if (o->group) {

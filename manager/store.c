@@ -15,9 +15,15 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "jobqd.h"
+
+/* Linux 5.1; older headers lack the name, the kernel says if it has it. */
+#ifndef F_SEAL_FUTURE_WRITE
+#define F_SEAL_FUTURE_WRITE 0x0010
+#endif
 
 #define ALIGN_UP(x, a) (((x) + (a)-1) & ~((uint64_t)(a)-1))
 
@@ -87,6 +93,18 @@ int jobq__store_create(const struct jobq__opts *o, char *err, size_t errlen)
 			 (unsigned long long)st->size, strerror(errno));
 		return ret;
 	}
+	/*
+	 * memfd_create() makes the file mode 0777, so that anyone who can
+	 * reach the descriptor through /proc could open it read-write. We
+	 * never open it again for writing, and our own read-only reopening
+	 * below needs only the owner's read bit.
+	 */
+	if (fchmod(st->fd, 0400) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "making the store read-only: %s",
+			 strerror(errno));
+		return ret;
+	}
 	/* Sealed against size changes: nobody can truncate it under us. */
 	if (fcntl(st->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0) {
 		ret = -errno;
@@ -103,12 +121,19 @@ int jobq__store_create(const struct jobq__opts *o, char *err, size_t errlen)
 	}
 	/*
 	 * Our mapping exists; from now on no new writable mapping can be
-	 * made, so even a client that reopened its descriptor through /proc
-	 * cannot write. Older kernels lack the seal: not fatal.
+	 * made and write() fails, so even a client that reopened its
+	 * descriptor through /proc (root can, whatever the mode) cannot
+	 * write. That is what makes the manager the only writer: without the
+	 * seal (a kernel older than 5.1) we refuse to start.
 	 */
-#ifdef F_SEAL_FUTURE_WRITE
-	(void)fcntl(st->fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE | F_SEAL_SEAL);
-#endif
+	if (fcntl(st->fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) < 0) {
+		ret = -errno;
+		snprintf(err, errlen,
+			 "sealing the store against writes by clients "
+			 "(F_SEAL_FUTURE_WRITE, Linux 5.1): %s",
+			 strerror(errno));
+		return ret;
+	}
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", st->fd);
 	st->ro_fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (st->ro_fd < 0) {

@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -45,7 +46,7 @@
  */
 #define CHUNKS_PER_CQE 16u
 
-static __thread char errmsg[192];
+static __thread char errmsg[512];
 
 const char *jobq__last_error_msg(void)
 {
@@ -182,6 +183,130 @@ static void name_free(struct jobq__namemap *m)
 }
 
 /* ------------------------------------------------------------------------
+ * Whom we talk to. Anyone can create a directory where ours does not exist
+ * yet (/tmp/jobq-$UID) and start a manager there, which would then read our
+ * objects and hand our workers its jobs. So before anything is sent, the
+ * instance directory and the manager behind the socket must be this user's
+ * own, or root's; or, when the caller chose a group with $JOBQ_GROUP, owned
+ * by a member of that group, of that group and closed to others, as `jobqd
+ * --group` makes it.
+ */
+struct trust {
+	uid_t me;    /* our effective uid */
+	uid_t owner; /* the directory's owner, trusted as a manager too */
+};
+
+/* The gid $JOBQ_GROUP names (a name or a number): 0 and *gid, or -ENOENT. */
+static int chosen_group(gid_t *gid)
+{
+	const char *g = getenv("JOBQ_GROUP");
+	struct group gr, *res = NULL;
+	char buf[16384], *end;
+	unsigned long v;
+
+	if (!g || !*g)
+		return -ENOENT;
+	if (!getgrnam_r(g, &gr, buf, sizeof(buf), &res) && res) {
+		*gid = res->gr_gid;
+		return 0;
+	}
+	errno = 0;
+	v = strtoul(g, &end, 10);
+	if (errno || *end || v > (gid_t)-1)
+		return -ENOENT;
+	*gid = (gid_t)v;
+	return 0;
+}
+
+/* Whether the caller is a member of @gid (effective or supplementary). */
+static bool member_of(gid_t gid)
+{
+	gid_t *groups;
+	bool found = false;
+	int n;
+
+	if (getegid() == gid)
+		return true;
+	n = getgroups(0, NULL);
+	if (n <= 0)
+		return false;
+	groups = calloc((size_t)n, sizeof(*groups));
+	if (!groups)
+		return false;
+	n = getgroups(n, groups);
+	for (int i = 0; i < n && !found; i++)
+		found = groups[i] == gid;
+	free(groups);
+	return found;
+}
+
+/*
+ * check_dir - whether the instance directory may be trusted (see above).
+ * Returns 0 with t filled in; -EACCES with a message naming the directory
+ * and its owner; 0 too when it does not exist (the connect then says that
+ * no manager runs there).
+ */
+static int check_dir(jobq_t *q, struct trust *t)
+{
+	struct stat st;
+	gid_t gid;
+
+	t->me = geteuid();
+	t->owner = t->me;
+	if (stat(q->dir, &st) < 0) {
+		if (errno == ENOENT || errno == ENOTDIR)
+			return 0;
+		jobq__set_error_msg("cannot inspect instance directory %s "
+				    "(this user is uid %u): %s",
+				    q->dir, (unsigned)t->me, strerror(errno));
+		return -errno;
+	}
+	if (st.st_uid == t->me || st.st_uid == 0) {
+		/* Ours, yet anyone may put a socket in it. */
+		if (st.st_mode & S_IWOTH) {
+			jobq__set_error_msg(
+			    "instance directory %s (owner uid %u) is writable "
+			    "by others (mode %04o): refusing it; chmod 700 it",
+			    q->dir, (unsigned)st.st_uid,
+			    (unsigned)(st.st_mode & 07777));
+			return -EACCES;
+		}
+		t->owner = st.st_uid;
+		return 0;
+	}
+	if (!chosen_group(&gid) && st.st_gid == gid && member_of(gid) &&
+	    !(st.st_mode & S_IRWXO)) {
+		t->owner = st.st_uid;
+		return 0;
+	}
+	jobq__set_error_msg("instance directory %s belongs to uid %u, not to "
+			    "this user (uid %u) or root: refusing its manager "
+			    "(to share one, run jobqd --group GROUP and set "
+			    "JOBQ_GROUP=GROUP)",
+			    q->dir, (unsigned)st.st_uid, (unsigned)t->me);
+	return -EACCES;
+}
+
+/* check_peer - the manager on q->sock must run as t->me, root or the
+ * directory's owner. Returns 0 or -EACCES with a message. */
+static int check_peer(jobq_t *q, const struct trust *t)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+
+	if (getsockopt(q->sock, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
+		return -errno;
+	if (cr.uid == t->me || cr.uid == 0 || cr.uid == t->owner)
+		return 0;
+	jobq__set_error_msg("the manager in %s runs as uid %u, not as this "
+			    "user (uid %u), root or the directory's owner "
+			    "(uid %u): refusing it",
+			    q->dir, (unsigned)cr.uid, (unsigned)t->me,
+			    (unsigned)t->owner);
+	return -EACCES;
+}
+
+/* ------------------------------------------------------------------------
  * Handshake.
  */
 static int connect_socket(jobq_t *q)
@@ -209,7 +334,9 @@ static int connect_socket(jobq_t *q)
 					    q->dir, q->dir);
 			return JOBQ_ENOMANAGER;
 		}
-		jobq__set_error_msg("cannot connect to %s: %s", sa.sun_path,
+		jobq__set_error_msg("cannot connect to %s (this user is uid "
+				    "%u): %s",
+				    sa.sun_path, (unsigned)geteuid(),
 				    strerror(err));
 		return -err;
 	}
@@ -257,11 +384,20 @@ static int recv_welcome(jobq_t *q, struct jobq_welcome *w, int fds[4],
 	do
 		n = recvmsg(q->sock, &msg, MSG_CMSG_CLOEXEC);
 	while (n < 0 && errno == EINTR);
+	/*
+	 * A manager that refuses us answers and closes at once; when our
+	 * hello reached it unread, the close leaves ECONNRESET pending ahead
+	 * of its answer. The error is reported once; the answer, if there is
+	 * one, is read next.
+	 */
+	if (n < 0 && errno == ECONNRESET)
+		n = recvmsg(q->sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
 	/* A manager killed between our connect and its accept resets the
 	 * connection: that is "no manager", like a refused connect. */
 	if (n < 0)
-		return errno == ECONNRESET || errno == EPIPE ? JOBQ_ENOMANAGER
-							     : -errno;
+		return errno == ECONNRESET || errno == EPIPE || errno == EAGAIN
+			   ? JOBQ_ENOMANAGER
+			   : -errno;
 	for (c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
 		size_t k;
 
@@ -326,16 +462,29 @@ static int map_fd(int fd, int prot, size_t min, void **p, uint64_t *size)
 
 static int map_store(jobq_t *q, int fd)
 {
-	const struct jobq_store_hdr *h;
 	void *p = NULL;
 	int err;
 
-	err = map_fd(fd, PROT_READ, sizeof(*h), &p, &q->store_mapped);
+	err = map_fd(fd, PROT_READ, sizeof(struct jobq_store_hdr), &p,
+		     &q->store_mapped);
 	if (err)
 		return err;
+	return jobq__store_adopt(q, p, q->store_mapped);
+}
+
+int jobq__store_adopt(jobq_t *q, const void *p, uint64_t size)
+{
+	const struct jobq_store_hdr *h = p;
+
 	q->store = p;
-	q->store_size = q->store_mapped;
-	h = p;
+	q->store_mapped = size;
+	q->store_size = size;
+	if (size < sizeof(*h)) {
+		jobq__set_error_msg("the store of the manager in %s is "
+				    "too small",
+				    q->dir);
+		return -EPROTO;
+	}
 	q->sh = h;
 	if (h->magic != JOBQ_STORE_MAGIC || h->version != JOBQ_LAYOUT_VERSION ||
 	    h->hdr_size != sizeof(*h)) {
@@ -345,7 +494,10 @@ static int map_store(jobq_t *q, int fd)
 		    q->dir, h->version, JOBQ_LAYOUT_VERSION);
 		return JOBQ_EVERSION;
 	}
+	/* Records hold 8-byte fields and atomics: a misplaced table would
+	 * make every read of it a misaligned access. */
 	if (h->size > q->store_size || !pow2(h->kv_slots) ||
+	    h->queues_off % 8 || h->locks_off % 8 || h->kv_off % 8 ||
 	    !in_range(h->queues_off,
 		      (uint64_t)h->max_queues * sizeof(struct jobq_queue_rec),
 		      h->size) ||
@@ -364,7 +516,8 @@ static int map_store(jobq_t *q, int fd)
 	 * every job lookup fail with -ENOENT rather than refuse the store. */
 	q->jobs_ok =
 	    h->max_jobs && pow2(h->jobidx_slots) && !(h->jobs_off % 8) &&
-	    !(h->jobidx_off % 8) &&
+	    !(h->jobidx_off % 8) && !(h->types_off % 8) &&
+	    !(h->workers_off % 8) &&
 	    in_range(h->jobs_off,
 		     (uint64_t)h->max_jobs * sizeof(struct jobq_job_rec),
 		     h->size) &&
@@ -498,6 +651,7 @@ int jobq_open(jobq_t **qp, const char *dir)
 	    .pid = getpid(),
 	};
 	struct jobq_welcome w = {0};
+	struct trust trust;
 	int fds[4] = {-1, -1, -1, -1};
 	int nfds = 0, err;
 	pthread_condattr_t ca;
@@ -509,6 +663,7 @@ int jobq_open(jobq_t **qp, const char *dir)
 	if (!q)
 		return -ENOMEM;
 	q->sock = q->sq_efd = q->cq_efd = -1;
+	q->pid = getpid();
 	q->spin_ns = SPIN_START_NS;
 	pthread_mutex_init(&q->mu, NULL);
 	pthread_condattr_init(&ca);
@@ -519,7 +674,11 @@ int jobq_open(jobq_t **qp, const char *dir)
 	err = jobq__resolve_dir(dir, q->dir, sizeof(q->dir));
 	if (err)
 		goto fail;
-	err = connect_socket(q);
+	err = check_dir(q, &trust);
+	if (!err)
+		err = connect_socket(q);
+	if (!err)
+		err = check_peer(q, &trust);
 	if (err)
 		goto fail;
 
@@ -528,9 +687,10 @@ int jobq_open(jobq_t **qp, const char *dir)
 	do
 		n = send(q->sock, &hello, sizeof(hello), MSG_NOSIGNAL);
 	while (n < 0 && errno == EINTR);
-	if (n < 0) {
-		err = errno == EPIPE || errno == ECONNRESET ? JOBQ_ENOMANAGER
-							    : -errno;
+	/* A manager that refused us may have closed before our hello
+	 * arrived: its answer still waits to be read, and says why. */
+	if (n < 0 && errno != EPIPE && errno != ECONNRESET) {
+		err = -errno;
 		goto fail;
 	}
 
@@ -544,6 +704,13 @@ int jobq_open(jobq_t **qp, const char *dir)
 		    "this library %u",
 		    q->dir, w.version, JOBQ_LAYOUT_VERSION);
 		err = JOBQ_EVERSION;
+		goto fail;
+	}
+	if (w.status == -EACCES || w.status == -EPERM) {
+		jobq__set_error_msg("the manager in %s refuses this user (uid "
+				    "%u): %s",
+				    q->dir, (unsigned)geteuid(), w.msg);
+		err = -EACCES;
 		goto fail;
 	}
 	if (w.status < 0) {
@@ -906,7 +1073,7 @@ static void sleep_cq(jobq_t *q, uint64_t max_ns)
 					q->spin_ns += q->spin_ns / 4 + 500;
 				return;
 			}
-			__builtin_ia32_pause();
+			jobq__cpu_relax();
 		}
 		/* The manager (or the process feeding it) may be waiting
 		 * for this CPU: polling must not keep it off. */
@@ -1194,9 +1361,15 @@ int jobq__submit(jobq_t *q, struct jobq__op *ops, size_t n)
 	size_t i;
 	int err = 0;
 
+	/* A forked child shares our rings' memory but not our bookkeeping:
+	 * one request from it would corrupt both. */
+	if (getpid() != q->pid)
+		return JOBQ_EFORKED;
 	pthread_mutex_lock(&q->mu);
 	for (i = 0; i < n; i++) {
-		err = submit_one_locked(q, &ops[i]);
+		err = ops[i].sqe.timeout_ns == JOBQ__TIMEOUT_BAD
+			  ? -EINVAL
+			  : submit_one_locked(q, &ops[i]);
 		if (err)
 			break;
 	}
@@ -1417,6 +1590,8 @@ int jobq_wait_idle(jobq_t *q, double timeout)
 	uint64_t deadline = t < 0 ? 0 : jobq__now_ns() + (uint64_t)t;
 	int err = 0;
 
+	if (t == JOBQ__TIMEOUT_BAD)
+		return -EINVAL;
 	for (;;) {
 		run_callbacks(q);
 		pthread_mutex_lock(&q->mu);

@@ -103,6 +103,7 @@ struct jobq__chunk {
 
 struct jobq {
 	char dir[PATH_MAX];
+	pid_t pid; /* the process that opened it: only it may submit */
 	int sock;
 	int sq_efd;
 	int cq_efd;
@@ -275,6 +276,25 @@ int jobq__copy_object(jobq_t *q, uint64_t off, uint32_t len, uint32_t type,
  * lock called @name, read under each record's seqlock. Return 0 or -ENOENT.
  */
 int jobq__store_find_queue(jobq_t *q, const char *name, uint32_t *id);
+
+/*
+ * jobq__store_adopt - take the @size bytes at @p (the store, mapped) as
+ * q's store: check its header as untrusted input (magic, layout version,
+ * every table inside the size it claims, which is at most @size) and set
+ * the table pointers and limits of @q from it. Returns 0, -EPROTO or
+ * JOBQ_EVERSION with a message (jobq__last_error_msg()). The job tables
+ * are usable only when q->jobs_ok.
+ */
+int jobq__store_adopt(jobq_t *q, const void *p, uint64_t size);
+
+/*
+ * jobq__seq_begin - seq_read_begin() for a client, which must not wait
+ * forever on a manager that died inside a write: spins briefly, then
+ * sleeps between looks. Returns 0 with the (even) sequence in *s;
+ * JOBQ_ECLOSED once the manager is gone; -EAGAIN when the record stayed
+ * under write for 5 s (a stopped manager).
+ */
+int jobq__seq_begin(const jobq_t *q, const _Atomic uint32_t *seq, uint32_t *s);
 int jobq__store_find_lock(jobq_t *q, const char *name, uint32_t *id);
 
 /*

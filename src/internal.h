@@ -21,8 +21,11 @@ uint64_t jobq__realtime_ns(void);
 
 /*
  * jobq__timeout_ns - a public timeout in seconds (double) to the wire form:
- * < 0 forever (-1), 0 try once, else nanoseconds (at least 1).
+ * < 0 forever (-1), 0 try once, else nanoseconds (at least 1); NaN, which
+ * is no timeout at all, JOBQ__TIMEOUT_BAD, which jobq__submit() refuses
+ * with -EINVAL (a caller that uses the value itself checks for it).
  */
+#define JOBQ__TIMEOUT_BAD INT64_MIN
 int64_t jobq__timeout_ns(double seconds);
 
 /*
@@ -58,8 +61,25 @@ static inline bool jobq__reserved_zero(const uint64_t *w, size_t n)
 	return true;
 }
 
-/* Validates a queue or lock name: 1..JOBQ_NAME_MAX bytes, no
- * control characters. Returns 0 or -EINVAL. */
+/*
+ * jobq__utf8_char - the length (1..4) of the UTF-8 character that @s (@n
+ * bytes) starts with, its code point in *cp (may be NULL); 0 when @s does
+ * not start with a well-formed one (truncated, overlong, a surrogate,
+ * beyond U+10FFFF) or @n is 0.
+ */
+size_t jobq__utf8_char(const void *s, size_t n, uint32_t *cp);
+
+/*
+ * jobq__check_text - whether @n bytes at @s are a name the store accepts:
+ * valid UTF-8 without control characters (C0 and NUL, DEL, C1). Names of
+ * queues, locks, keys and job types must be, so that every listing and
+ * every JSON output can show them. Used by the library and by jobqd,
+ * which checks again what a raw client sends. Returns 0 or -EINVAL.
+ */
+int jobq__check_text(const void *s, size_t n);
+
+/* Validates a queue or lock name: 1..JOBQ_NAME_MAX bytes of
+ * jobq__check_text(). Returns 0 or -EINVAL. */
 int jobq__check_name(const char *name);
 
 /*

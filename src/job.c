@@ -115,10 +115,8 @@ static int check_type_name(const char *type, size_t *len)
 	if (n < 1 || n > JOBQ_TYPE_MAX)
 		return -EINVAL;
 	/* Workers list their types comma-separated in the store. */
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)type[i] < 0x20 || type[i] == 0x7f ||
-		    type[i] == ',')
-			return -EINVAL;
+	if (jobq__check_text(type, n) || memchr(type, ',', n))
+		return -EINVAL;
 	*len = n;
 	return 0;
 }
@@ -210,6 +208,29 @@ static int check_args(jobq_t *q, const void *args, size_t len)
 	return 0;
 }
 
+/* JSON args must be JSON: a worker that parses them must not be the
+ * first to find out. Returns 0 or -EINVAL. */
+static int check_json(const void *args, size_t len)
+{
+	json_error_t e;
+	json_t *v = json_loadb(len ? args : "", len,
+			       JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+
+	if (!v)
+		return -EINVAL;
+	json_decref(v);
+	return 0;
+}
+
+static int check_obj(jobq_t *q, const jobq_obj_t *o)
+{
+	int err = check_args(q, o->data, o->len);
+
+	if (!err && o->type == JOBQ_T_JSON)
+		err = check_json(o->data, o->len);
+	return err;
+}
+
 /* Builds the op of one submit; @w is where its wire head lives until the
  * op is submitted (the payload is copied into the arena then). */
 static void submit_op(struct jobq__op *op, struct jobq_req *r,
@@ -227,9 +248,12 @@ static void submit_op(struct jobq__op *op, struct jobq_req *r,
 	op->sqe.type = args_type;
 }
 
-int jobq_submit(jobq_t *q, const char *type, uint32_t args_type,
-		const void *args, size_t len,
-		const struct jobq_submit_opts *opts, uint64_t *id)
+/* jobq_submit() of args that were checked (@json_ok: or that are JSON,
+ * as jansson wrote them). */
+static int submit(jobq_t *q, const char *type, uint32_t args_type,
+		  const void *args, size_t len,
+		  const struct jobq_submit_opts *opts, uint64_t *id,
+		  bool json_ok)
 {
 	struct jobq_submit_wire w;
 	struct submit_tmpl t;
@@ -238,6 +262,8 @@ int jobq_submit(jobq_t *q, const char *type, uint32_t args_type,
 	int err;
 
 	err = check_args(q, args, len);
+	if (!err && args_type == JOBQ_T_JSON && !json_ok)
+		err = check_json(args, len);
 	if (err)
 		return err;
 	err = tmpl_init(q, type, opts, &t);
@@ -253,6 +279,13 @@ int jobq_submit(jobq_t *q, const char *type, uint32_t args_type,
 	return err > 0 ? 1 : 0;
 }
 
+int jobq_submit(jobq_t *q, const char *type, uint32_t args_type,
+		const void *args, size_t len,
+		const struct jobq_submit_opts *opts, uint64_t *id)
+{
+	return submit(q, type, args_type, args, len, opts, id, false);
+}
+
 int jobq_submit_json(jobq_t *q, const char *type, const struct json_t *args,
 		     const struct jobq_submit_opts *opts, uint64_t *id)
 {
@@ -264,7 +297,7 @@ int jobq_submit_json(jobq_t *q, const char *type, const struct json_t *args,
 	s = json_dumps(args, JSON_COMPACT | JSON_ENCODE_ANY);
 	if (!s)
 		return -ENOMEM;
-	err = jobq_submit(q, type, JOBQ_T_JSON, s, strlen(s), opts, id);
+	err = submit(q, type, JOBQ_T_JSON, s, strlen(s), opts, id, true);
 	free(s);
 	return err;
 }
@@ -287,10 +320,10 @@ int jobq_submit_many(jobq_t *q, const char *type, const jobq_obj_t *args,
 	/* Only a leading run of acceptable jobs is sent, so that what was
 	 * submitted is always "the first ones". */
 	for (ok = 0; ok < n; ok++)
-		if (check_args(q, args[ok].data, args[ok].len))
+		if (check_obj(q, &args[ok]))
 			break;
 	if (!ok)
-		return check_args(q, args[0].data, args[0].len);
+		return check_obj(q, &args[0]);
 	err = tmpl_init(q, type, opts, &t);
 	if (err)
 		return err;
@@ -377,6 +410,8 @@ int jobq_job_wait(jobq_t *q, uint64_t id, double timeout)
 	struct jobq__op op;
 	int state, res;
 
+	if (tmo == JOBQ__TIMEOUT_BAD)
+		return -EINVAL;
 	/* An unknown id still goes to the manager, which has the last word
 	 * (and the store may lack the job tables). */
 	if (!store_state(q, id, &state)) {
@@ -425,7 +460,7 @@ int jobq_wait_any(jobq_t *q, const uint64_t *ids, size_t n, double timeout,
 	struct jobq__op *ops;
 	int err = 0;
 
-	if (!n || !ids)
+	if (!n || !ids || tmo == JOBQ__TIMEOUT_BAD)
 		return -EINVAL;
 	reqs = calloc(n > ANY_MAX ? ANY_MAX : n, sizeof(*reqs));
 	ops = calloc(n > ANY_MAX ? ANY_MAX : n, sizeof(*ops));
@@ -526,7 +561,7 @@ int jobq_wait_all(jobq_t *q, const uint64_t *ids, size_t n, double timeout)
 	int first = 0;
 	size_t i = 0;
 
-	if (n && !ids)
+	if ((n && !ids) || tmo == JOBQ__TIMEOUT_BAD)
 		return -EINVAL;
 	while (i < n) {
 		size_t k = 0;
@@ -957,7 +992,7 @@ int jobq_map(jobq_t *q, const char *type, const jobq_obj_t *inputs, size_t n,
 
 	if (!n)
 		return 0;
-	if (!inputs || !results)
+	if (!inputs || !results || tmo == JOBQ__TIMEOUT_BAD)
 		return -EINVAL;
 	memset(results, 0, n * sizeof(*results));
 	if (!window)

@@ -59,7 +59,7 @@ static inline int check_key(const char *key, size_t *klen)
 	if (!key)
 		return -EINVAL;
 	n = strlen(key);
-	if (n == 0 || n > JOBQ_KEY_MAX)
+	if (n == 0 || n > JOBQ_KEY_MAX || jobq__check_text(key, n))
 		return -EINVAL;
 	*klen = n;
 	return 0;
@@ -81,9 +81,11 @@ static ssize_t kv_lookup(const jobq_t *q, const char *key, size_t klen,
 		struct kv_view v;
 		uint32_t s, state;
 		size_t n;
+		int err;
 
 	again:
-		s = seq_read_begin(&slot->seq);
+		if ((err = jobq__seq_begin(q, &slot->seq, &s)))
+			return err;
 		state = slot->state;
 		if (state == JOBQ_KV_EMPTY) {
 			if (seq_read_retry(&slot->seq, s))
@@ -190,7 +192,8 @@ int jobq_kv_list(jobq_t *q, const char *prefix, jobq_kv_cb cb, void *arg)
 		uint32_t s;
 
 	again:
-		s = seq_read_begin(&slot->seq);
+		if ((ret = jobq__seq_begin(q, &slot->seq, &s)))
+			break;
 		if (slot->state != JOBQ_KV_USED ||
 		    !blob_view(q, slot->blob, &v) || v.klen > JOBQ_KEY_MAX) {
 			if (seq_read_retry(&slot->seq, s))

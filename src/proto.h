@@ -33,6 +33,7 @@
 #define JOBQ_PROTO_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -86,12 +87,36 @@ static inline void seq_write_end(_Atomic uint32_t *seq)
 	store_release(seq, load_relaxed(seq) + 1);
 }
 
+/*
+ * jobq__cpu_relax - the pause of a spin-wait: it tells the CPU (and a
+ * sibling hyperthread) that this loop waits for another. Every spin in
+ * jobq uses it, so that it builds and behaves on every architecture: x86
+ * `pause`, aarch64 `yield`, elsewhere a compiler barrier (the loop still
+ * re-reads memory each time).
+ */
+static inline void jobq__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#else
+	__asm__ __volatile__("" ::: "memory");
+#endif
+}
+
+/*
+ * seq_read_begin - waits while a write is in progress, without bound: for
+ * a reader that is the writer's own process. A client must not trust the
+ * manager to finish a write (it may die inside one): libjobq reads through
+ * jobq__seq_begin(), which gives up.
+ */
 static inline uint32_t seq_read_begin(const _Atomic uint32_t *seq)
 {
 	uint32_t s;
 
 	while ((s = load_acquire(seq)) & 1)
-		__builtin_ia32_pause();
+		jobq__cpu_relax();
 	return s;
 }
 
@@ -99,6 +124,20 @@ static inline int seq_read_retry(const _Atomic uint32_t *seq, uint32_t s)
 {
 	atomic_thread_fence(memory_order_acquire);
 	return load_relaxed(seq) != s;
+}
+
+/*
+ * jobq__arena_ref_ok - whether the bytes [off, off + len) that a ring entry
+ * names lie inside the arena at region offset @arena_off, @arena_size
+ * bytes long. The client chose @off and @len: the test is written so that
+ * no sum can wrap, whatever they are. The manager checks every arena
+ * reference with it before an op reads a byte (tests/fuzz/fuzz_ring.c).
+ */
+static inline bool jobq__arena_ref_ok(uint64_t off, uint64_t len,
+				      uint64_t arena_off, uint64_t arena_size)
+{
+	return off >= arena_off && off - arena_off <= arena_size &&
+	       len <= arena_size - (off - arena_off);
 }
 
 /* ------------------------------------------------------------------------

@@ -9,12 +9,65 @@
  * (names are NUL-terminated here, whatever the store holds).
  */
 #include <errno.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "client.h"
+
+/*
+ * A write section takes the manager well under a microsecond; a reader
+ * spins this many times before it suspects more, then sleeps between
+ * looks, checks that the manager still lives, and gives up after
+ * SEQ_GIVE_UP_NS.
+ */
+#define SEQ_SPINS      2048u
+#define SEQ_SLEEP_NS   100000L
+#define SEQ_GIVE_UP_NS (5 * JOBQ__NSEC_PER_SEC)
+
+/* Whether the manager is gone: its end of our socket closed (that
+ * happens as it exits, even while it lingers as a zombie), or no process
+ * has its pid. Consumes nothing from the socket. */
+static bool manager_gone(const jobq_t *q)
+{
+	struct pollfd p = {.fd = q->sock, .events = POLLRDHUP};
+	pid_t pid = q->sh->manager_pid;
+
+	if (q->sock >= 0 && poll(&p, 1, 0) == 1 &&
+	    (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)))
+		return true;
+	return pid > 0 && kill(pid, 0) < 0 && errno == ESRCH;
+}
+
+int jobq__seq_begin(const jobq_t *q, const _Atomic uint32_t *seq, uint32_t *out)
+{
+	uint64_t start = 0;
+	uint32_t spins = 0, s;
+
+	while ((s = load_acquire(seq)) & 1) {
+		struct timespec ts = {0, SEQ_SLEEP_NS};
+		uint64_t now;
+
+		if (++spins < SEQ_SPINS) {
+			jobq__cpu_relax();
+			continue;
+		}
+		now = jobq__now_ns();
+		if (!start)
+			start = now;
+		if (manager_gone(q))
+			return JOBQ_ECLOSED;
+		if (now - start > SEQ_GIVE_UP_NS)
+			return -EAGAIN;
+		nanosleep(&ts, NULL);
+	}
+	*out = s;
+	return 0;
+}
 
 /* How many records of a table are in use, never more than it holds. */
 static uint32_t used_records(const _Atomic uint32_t *n, uint32_t max)
@@ -29,30 +82,38 @@ static uint32_t used_records(const _Atomic uint32_t *n, uint32_t max)
  * its seqlock word, into @dst (all but that word) in one read section.
  * Every table record in the store starts with its seqlock.
  */
-static void seq_copy(void *dst, const void *src, size_t size)
+static int seq_copy(jobq_t *q, void *dst, const void *src, size_t size)
 {
 	const _Atomic uint32_t *seq = src;
 	uint32_t s;
+	int err;
 
 	do {
-		s = seq_read_begin(seq);
+		err = jobq__seq_begin(q, seq, &s);
+		if (err)
+			return err;
 		memcpy((char *)dst + sizeof(*seq),
 		       (const char *)src + sizeof(*seq), size - sizeof(*seq));
 	} while (seq_read_retry(seq, s));
+	return 0;
 }
 
-static void read_queue(const struct jobq_queue_rec *rec,
-		       struct jobq_queue_rec *copy)
+static int read_queue(jobq_t *q, const struct jobq_queue_rec *rec,
+		      struct jobq_queue_rec *copy)
 {
-	seq_copy(copy, rec, sizeof(*rec));
+	int err = seq_copy(q, copy, rec, sizeof(*rec));
+
 	copy->name[JOBQ_NAME_MAX] = '\0';
+	return err;
 }
 
-static void read_lock(const struct jobq_lock_rec *rec,
-		      struct jobq_lock_rec *copy)
+static int read_lock(jobq_t *q, const struct jobq_lock_rec *rec,
+		     struct jobq_lock_rec *copy)
 {
-	seq_copy(copy, rec, sizeof(*rec));
+	int err = seq_copy(q, copy, rec, sizeof(*rec));
+
 	copy->name[JOBQ_NAME_MAX] = '\0';
+	return err;
 }
 
 /* The head that queue and lock records share: a name lookup copies only
@@ -71,15 +132,19 @@ _Static_assert(offsetof(struct jobq_lock_rec, name) ==
 	       "a lock record starts like struct named_head");
 
 /* The index of the record in use called @name among the first @n records
- * of @table (records of @stride bytes). Returns 0 or -ENOENT. */
-static int find_named(const void *table, size_t stride, uint32_t n,
+ * of @table (records of @stride bytes). Returns 0, -ENOENT, or what
+ * jobq__seq_begin() returns. */
+static int find_named(jobq_t *q, const void *table, size_t stride, uint32_t n,
 		      const char *name, uint32_t *id)
 {
 	struct named_head c;
+	int err;
 
 	for (uint32_t i = 0; i < n; i++) {
-		seq_copy(&c, (const char *)table + (size_t)i * stride,
-			 sizeof(c));
+		err = seq_copy(q, &c, (const char *)table + (size_t)i * stride,
+			       sizeof(c));
+		if (err)
+			return err;
 		c.name[JOBQ_NAME_MAX] = '\0';
 		if (c.in_use && !strcmp(c.name, name)) {
 			*id = i;
@@ -91,14 +156,14 @@ static int find_named(const void *table, size_t stride, uint32_t n,
 
 int jobq__store_find_queue(jobq_t *q, const char *name, uint32_t *id)
 {
-	return find_named(q->queues, sizeof(*q->queues),
+	return find_named(q, q->queues, sizeof(*q->queues),
 			  used_records(&q->sh->nqueues, q->max_queues), name,
 			  id);
 }
 
 int jobq__store_find_lock(jobq_t *q, const char *name, uint32_t *id)
 {
-	return find_named(q->locks, sizeof(*q->locks),
+	return find_named(q, q->locks, sizeof(*q->locks),
 			  used_records(&q->sh->nlocks, q->max_locks), name, id);
 }
 
@@ -135,7 +200,12 @@ int jobq_queues(jobq_t *q, struct jobq_queue_info **out, size_t *n)
 	if (!v)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < max; i++) {
-		read_queue(&q->queues[i], &c);
+		int err = read_queue(q, &q->queues[i], &c);
+
+		if (err) {
+			free(v);
+			return err;
+		}
 		if (c.in_use)
 			queue_info(&c, &v[k++]);
 	}
@@ -155,7 +225,9 @@ int jobq_queue_info(jobq_t *q, const char *name, struct jobq_queue_info *out)
 		return err;
 	if (jobq__name_find(q, &q->qnames, jobq__store_find_queue, name, &id))
 		return -ENOENT;
-	read_queue(&q->queues[id], &c);
+	err = read_queue(q, &q->queues[id], &c);
+	if (err)
+		return err;
 	if (!c.in_use || strcmp(c.name, name))
 		return -ENOENT;
 	queue_info(&c, out);
@@ -173,8 +245,12 @@ int jobq_locks(jobq_t *q, struct jobq_lock_info **out, size_t *n)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < max; i++) {
 		struct jobq_lock_info *li = &v[k];
+		int err = read_lock(q, &q->locks[i], &c);
 
-		read_lock(&q->locks[i], &c);
+		if (err) {
+			free(v);
+			return err;
+		}
 		if (!c.in_use)
 			continue;
 		memcpy(li->name, c.name, sizeof(li->name));
@@ -277,8 +353,11 @@ static int read_job(jobq_t *q, const struct jobq_job_rec *rec,
 		struct jobq_item it = {0};
 		uint64_t off = 0; /* of the payload, 0: no object */
 
-		err = 0;
-		s = seq_read_begin(&rec->seq);
+		err = jobq__seq_begin(q, &rec->seq, &s);
+		if (err) {
+			free(buf);
+			return err;
+		}
 		memcpy((char *)copy + sizeof(copy->seq),
 		       (const char *)rec + sizeof(rec->seq),
 		       sizeof(*rec) - sizeof(rec->seq));
@@ -394,7 +473,8 @@ int jobq__job_scan(jobq_t *q, uint32_t rec, struct jobq_job_rec *copy)
 {
 	if (!q->jobs_ok || rec >= q->sh->max_jobs)
 		return -ENOENT;
-	read_job(q, &job_table(q)[rec], copy, 0, NULL);
+	if (read_job(q, &job_table(q)[rec], copy, 0, NULL))
+		return -ENOENT;
 	return copy->id && copy->state != JOBQ_JS_FREE ? 0 : -ENOENT;
 }
 
@@ -413,7 +493,8 @@ int jobq__type_read(jobq_t *q, uint32_t type_id, char name[JOBQ_TYPE_MAX + 1],
 	    type_id >= load_acquire(&q->sh->ntypes))
 		return -ENOENT;
 	t = (const void *)(q->store + q->sh->types_off);
-	seq_copy(&c, t + type_id, sizeof(c));
+	if (seq_copy(q, &c, t + type_id, sizeof(c)))
+		return -ENOENT;
 	if (!c.in_use)
 		return -ENOENT;
 	c.name[JOBQ_TYPE_MAX] = '\0';
@@ -429,8 +510,7 @@ int jobq__queue_name(jobq_t *q, uint32_t queue_id, char name[JOBQ_NAME_MAX + 1])
 
 	if (queue_id >= used_records(&q->sh->nqueues, q->max_queues))
 		return -ENOENT;
-	read_queue(&q->queues[queue_id], &c);
-	if (!c.in_use)
+	if (read_queue(q, &q->queues[queue_id], &c) || !c.in_use)
 		return -ENOENT;
 	memcpy(name, c.name, JOBQ_NAME_MAX + 1);
 	return 0;
@@ -448,7 +528,8 @@ int jobq__worker_read(jobq_t *q, uint32_t client, struct jobq_worker_rec *copy)
 	if (!q->jobs_ok || client >= q->sh->max_clients)
 		return -ENOENT;
 	w = (const void *)(q->store + q->sh->workers_off);
-	seq_copy(copy, w + client, sizeof(*copy));
+	if (seq_copy(q, copy, w + client, sizeof(*copy)))
+		return -ENOENT;
 	copy->types[sizeof(copy->types) - 1] = '\0';
 	return copy->in_use ? 0 : -ENOENT;
 }

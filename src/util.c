@@ -24,6 +24,8 @@ static const char *const jobq_errors[] = {
     [-(JOBQ_EFULL - JOBQ_EBASE)] = "the store is full",
     [-(JOBQ_ELIMIT - JOBQ_EBASE)] = "a table of the manager is full",
     [-(JOBQ_EJOBFAILED - JOBQ_EBASE)] = "the job failed",
+    [-(JOBQ_EFORKED - JOBQ_EBASE)] =
+	"the handle belongs to another process (use one opened after fork)",
 };
 
 const char *jobq_strerror(int err)
@@ -58,7 +60,9 @@ int64_t jobq__timeout_ns(double seconds)
 {
 	double ns;
 
-	if (seconds < 0 || isnan(seconds))
+	if (isnan(seconds))
+		return JOBQ__TIMEOUT_BAD;
+	if (seconds < 0)
 		return -1;
 	if (seconds == 0)
 		return 0;
@@ -172,6 +176,65 @@ void jobq__format_size(uint64_t bytes, char *buf, size_t len)
 		snprintf(buf, len, "%.1f %s", v, units[u]);
 }
 
+size_t jobq__utf8_char(const void *s, size_t n, uint32_t *cp)
+{
+	const unsigned char *p = s;
+	uint32_t c, min;
+	size_t len;
+
+	if (n == 0)
+		return 0;
+	c = p[0];
+	if (c < 0x80) {
+		len = 1;
+		min = 0;
+	} else if ((c & 0xe0) == 0xc0) {
+		len = 2;
+		c &= 0x1f;
+		min = 0x80;
+	} else if ((c & 0xf0) == 0xe0) {
+		len = 3;
+		c &= 0x0f;
+		min = 0x800;
+	} else if ((c & 0xf8) == 0xf0) {
+		len = 4;
+		c &= 0x07;
+		min = 0x10000;
+	} else {
+		return 0; /* a continuation byte, or 0xf8..0xff */
+	}
+	if (len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		c = c << 6 | (p[i] & 0x3f);
+	}
+	/* Overlong forms, UTF-16 surrogates and values past Unicode are
+	 * not UTF-8 (RFC 3629). */
+	if (c < min || (c >= 0xd800 && c <= 0xdfff) || c > 0x10ffff)
+		return 0;
+	if (cp)
+		*cp = c;
+	return len;
+}
+
+int jobq__check_text(const void *s, size_t n)
+{
+	const unsigned char *p = s;
+
+	for (size_t i = 0; i < n;) {
+		uint32_t c;
+		size_t k = jobq__utf8_char(p + i, n - i, &c);
+
+		/* C0 (NUL included), DEL and C1 controls. */
+		if (!k || c < 0x20 || (c >= 0x7f && c < 0xa0))
+			return -EINVAL;
+		i += k;
+	}
+	return 0;
+}
+
 int jobq__check_name(const char *name)
 {
 	size_t n;
@@ -181,11 +244,5 @@ int jobq__check_name(const char *name)
 	n = strlen(name);
 	if (n == 0 || n > JOBQ_NAME_MAX)
 		return -EINVAL;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)name[i];
-
-		if (c < 0x20 || c == 0x7f)
-			return -EINVAL;
-	}
-	return 0;
+	return jobq__check_text(name, n);
 }

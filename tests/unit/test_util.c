@@ -124,7 +124,8 @@ static void test_timeout_ns(void **state)
 	assert_int_equal(jobq__timeout_ns(-1), -1);
 	assert_int_equal(jobq__timeout_ns(-0.001), -1);
 	assert_int_equal(jobq__timeout_ns(-INFINITY), -1);
-	assert_int_equal(jobq__timeout_ns(NAN), -1);
+	assert_true(jobq__timeout_ns(NAN) == JOBQ__TIMEOUT_BAD);
+	assert_true(jobq__timeout_ns(-NAN) == JOBQ__TIMEOUT_BAD);
 	/* Zero tries once, whatever its sign. */
 	assert_int_equal(jobq__timeout_ns(0), 0);
 	assert_int_equal(jobq__timeout_ns(-0.0), 0);
@@ -149,9 +150,9 @@ static void test_timeout_ns(void **state)
 static void test_strerror_jobq(void **state)
 {
 	static const int codes[] = {
-	    JOBQ_ENOMANAGER, JOBQ_EVERSION, JOBQ_EMISMATCH,
-	    JOBQ_EKIND,	     JOBQ_ENOTNUM,  JOBQ_ECLOSED,
-	    JOBQ_EFULL,	     JOBQ_ELIMIT,   JOBQ_EJOBFAILED,
+	    JOBQ_ENOMANAGER, JOBQ_EVERSION, JOBQ_EMISMATCH, JOBQ_EKIND,
+	    JOBQ_ENOTNUM,    JOBQ_ECLOSED,  JOBQ_EFULL,	    JOBQ_ELIMIT,
+	    JOBQ_EJOBFAILED, JOBQ_EFORKED,
 	};
 	const size_t n = sizeof(codes) / sizeof(codes[0]);
 
@@ -295,6 +296,47 @@ static void test_check_name(void **state)
 	name[JOBQ_NAME_MAX] = 'q';
 	name[JOBQ_NAME_MAX + 1] = '\0';
 	assert_int_equal(jobq__check_name(name), -EINVAL);
+
+	/* Not UTF-8, or a C1 control: refused too. */
+	assert_int_equal(jobq__check_name("bad\xffname"), -EINVAL);
+	assert_int_equal(jobq__check_name("caf\xc3"), -EINVAL);
+	assert_int_equal(jobq__check_name("\xc2\x85next line"), -EINVAL);
+}
+
+/* ------------------------------------------------------------------------
+ * jobq__utf8_char and jobq__check_text
+ */
+static void test_utf8(void **state)
+{
+	uint32_t cp = 0;
+
+	(void)state;
+	assert_int_equal(jobq__utf8_char("a", 1, &cp), 1);
+	assert_int_equal(cp, 'a');
+	assert_int_equal(jobq__utf8_char("\xc3\xa9", 2, &cp), 2);
+	assert_int_equal(cp, 0xe9);
+	assert_int_equal(jobq__utf8_char("\xe2\x82\xac", 3, &cp), 3);
+	assert_int_equal(cp, 0x20ac);
+	assert_int_equal(jobq__utf8_char("\xf0\x9f\x98\x80", 4, &cp), 4);
+	assert_int_equal(cp, 0x1f600);
+
+	assert_int_equal(jobq__utf8_char("", 0, &cp), 0);
+	assert_int_equal(jobq__utf8_char("\xc3\xa9", 1, &cp), 0); /* cut */
+	assert_int_equal(jobq__utf8_char("\x80", 1, &cp), 0);
+	assert_int_equal(jobq__utf8_char("\xff", 1, &cp), 0);
+	assert_int_equal(jobq__utf8_char("\xc0\xaf", 2, &cp), 0); /* overlong */
+	assert_int_equal(jobq__utf8_char("\xe0\x80\xaf", 3, &cp), 0);
+	assert_int_equal(jobq__utf8_char("\xed\xa0\x80", 3, &cp), 0); /* D800 */
+	assert_int_equal(jobq__utf8_char("\xf4\x90\x80\x80", 4, &cp), 0);
+	assert_int_equal(jobq__utf8_char("\xc3\x28", 2, &cp), 0);
+
+	assert_int_equal(jobq__check_text("caf\xc3\xa9 \xe2\x82\xac", 9), 0);
+	assert_int_equal(jobq__check_text("", 0), 0);
+	assert_int_equal(jobq__check_text("a\0b", 3), -EINVAL);
+	assert_int_equal(jobq__check_text("a\x7f", 2), -EINVAL);
+	assert_int_equal(jobq__check_text("\xc2\x9f", 2), -EINVAL);
+	assert_int_equal(jobq__check_text("\xc2\xa0", 2), 0); /* NBSP */
+	assert_int_equal(jobq__check_text("bad\xffname", 8), -EINVAL);
 }
 
 /* ------------------------------------------------------------------------
@@ -451,6 +493,7 @@ int main(void)
 	    cmocka_unit_test(test_format_time),
 	    cmocka_unit_test(test_format_size),
 	    cmocka_unit_test(test_check_name),
+	    cmocka_unit_test(test_utf8),
 	    cmocka_unit_test_setup_teardown(test_default_dir_jobq_dir,
 					    env_clear, env_restore),
 	    cmocka_unit_test_setup_teardown(test_default_dir_xdg, env_clear,
