@@ -757,8 +757,10 @@ void jobq_close(jobq_t *q)
 	if (!q)
 		return;
 	/* Say goodbye, so that the manager counts a client that left, not
-	 * one that died. Never waits: a full socket only loses the word. */
-	if (q->sock >= 0 && q->region &&
+	 * one that died. Never waits: a full socket only loses the word. A
+	 * forked child closing its copy says nothing: the connection is
+	 * its parent's, which goes on. */
+	if (q->sock >= 0 && q->region && getpid() == q->pid &&
 	    send(q->sock, &bye, sizeof(bye), MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
 		/* The manager is gone or busy: nothing to tell. */
 	}
