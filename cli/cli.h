@@ -59,6 +59,8 @@ enum cli_opt {
 	OPT_ALL,
 	OPT_TYPES,
 	OPT_CONCURRENCY,
+	OPT_FROM,   /* jobq run --from FILE */
+	OPT_FOLLOW, /* jobq logs --follow */
 	OPT__COUNT,
 };
 
@@ -84,6 +86,8 @@ extern const struct cli_optdef cli_opts[OPT__COUNT];
  */
 #define CMD_CONNECT (1u << 0)
 #define CMD_ARGV    (1u << 1) /* takes "-- CMD [ARG...]" */
+#define CMD_ARGV_OPTIONAL                                                      \
+	(1u << 2) /* with CMD_ARGV: the command checks that "--" came */
 
 struct cli;
 
@@ -168,6 +172,15 @@ int cli_check_name(const struct cli *c, const char *what, const char *name);
 /* cli_check_key - a key/value key; EXIT_USAGE with a message or 0. */
 int cli_check_key(const struct cli *c, const char *key);
 
+/*
+ * cli_submit_opts - the submit options (--priority, --delay, --timeout,
+ * --retries, --queue, --after, --unique, --durable) into *opts, whose
+ * after list points into @after. Returns 0, or EXIT_USAGE after a message.
+ */
+struct jobq_submit_opts;
+int cli_submit_opts(struct cli *c, struct jobq_submit_opts *opts,
+		    uint64_t after[64]);
+
 /* ---- output ----------------------------------------------------------- */
 
 /* cli_read_all - all of @fd to its end into a malloc'd buffer. 0 or -errno. */
@@ -242,5 +255,7 @@ int cmd_resume(struct cli *c);
 int cmd_queue_set_all(struct cli *c); /* --parallel, then cmd_queue_set() */
 int cmd_workers(struct cli *c);
 int cmd_worker(struct cli *c);
+int cmd_run(struct cli *c);  /* cmd_run.c */
+int cmd_logs(struct cli *c); /* cmd_run.c */
 
 #endif

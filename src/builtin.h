@@ -9,9 +9,11 @@
 #ifndef JOBQ_BUILTIN_H
 #define JOBQ_BUILTIN_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
@@ -179,5 +181,32 @@ int jobq__until_parse(const json_t *v, struct jobq__until *u);
  */
 bool jobq__until_end(const struct jobq__until *u, const char *buf, size_t len,
 		     size_t seen, size_t *end);
+
+/* ---- the table ------------------------------------------------------- */
+
+/*
+ * jobq__builtins_register - serve exec, file.copy, file.read, file.write,
+ * file.checksum, net.request and http.get on worker @w, whose handle is
+ * @q. Called by jobq_worker_builtin(). Returns 0 or what
+ * jobq_worker_handle() returned.
+ */
+int jobq__builtins_register(jobq_worker_t *w, jobq_t *q);
+
+/* ---- exec ---------------------------------------------------------------- */
+
+/*
+ * jobq__exec_log_path - where the whole output of exec job @id is kept:
+ * "DIR/logs/ID.log" under instance directory @dir. The worker writes it
+ * (mode 0600, started again at each attempt); `jobq logs` reads it.
+ * Returns 0 or -ENAMETOOLONG.
+ */
+static inline int jobq__exec_log_path(const char *dir, uint64_t id, char *buf,
+				      size_t len)
+{
+	int n =
+	    snprintf(buf, len, "%s/logs/%llu.log", dir, (unsigned long long)id);
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
 
 #endif
