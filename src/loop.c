@@ -1,0 +1,1385 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * loop.c - the io_uring event loop, fibers on it, and the IO calls.
+ *
+ * Requests. Every IO call fills a struct req and submits one SQE whose
+ * user_data is the req's address with a tag in the low bits (a req is
+ * 8-byte aligned): TAG_MAIN for the operation itself, TAG_TIMEOUT for the
+ * IORING_OP_LINK_TIMEOUT linked behind it when the call has a timeout.
+ * req->pending counts the CQEs still to come (one or two); the req is
+ * finished only when it reaches 0, so a link timeout's CQE can never
+ * arrive for a req that is gone. Requests of the ring that are no req
+ * (IORING_OP_ASYNC_CANCEL) carry user_data 0 and are only counted.
+ *
+ * Ownership. A fiber-form req lives on the calling fiber's stack, and the
+ * fiber does not return from the call before req->pending is 0: even a
+ * cancelled fiber waits for the kernel to finish with its request, so no
+ * buffer or stack is ever freed under a request in flight. A callback-form
+ * req is malloc'd and freed after its callback ran.
+ *
+ * Completions never run user code where they are reaped: reaping only
+ * marks waiting fibers runnable and queues finished callback requests.
+ * So reaping is safe anywhere, including inside a fiber that needs SQ
+ * room, and user code runs only from the scheduler.
+ *
+ * Counting. l->inflight is the number of CQEs the loop still expects
+ * (prepared SQEs included); with l->nfibers (fibers that have not
+ * returned) it decides when jobq_loop_run() has nothing left to do.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "internal.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define JOBQ__ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define JOBQ__ASAN 1
+#endif
+#endif
+#ifdef JOBQ__ASAN
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#endif
+
+#define DEFAULT_ENTRIES 256
+#define MAX_ENTRIES	32768
+/* AddressSanitizer's redzones make frames several times larger. */
+#ifdef JOBQ__ASAN
+#define DEFAULT_STACK (256 * 1024)
+#else
+#define DEFAULT_STACK (64 * 1024)
+#endif
+#define MIN_STACK   (16 * 1024)
+#define STACK_CACHE 32
+#define MAX_IO	    (1U << 30) /* one request moves at most this */
+
+enum { TAG_MAIN = 1, TAG_TIMEOUT = 2, TAG_MASK = 7 };
+
+enum op_kind {
+	OP_READ,
+	OP_WRITE,
+	OP_ACCEPT,
+	OP_CONNECT,
+	OP_SEND,
+	OP_RECV,
+	OP_SLEEP,
+	OP_POLL,
+	OP_OPENAT,
+	OP_CLOSE,
+	OP_FSYNC,
+};
+
+/* What one IO call asks for. */
+struct op {
+	enum op_kind kind;
+	int fd;
+	int flags;
+	void *buf;
+	size_t len;
+	int64_t off;
+	unsigned events;
+	mode_t mode;
+	const char *path;
+	const struct sockaddr *addr;
+	socklen_t alen;
+	socklen_t *alenp;
+	double timeout; /* < 0: none; OP_SLEEP: the sleep itself */
+};
+
+struct req {
+	jobq_loop_t *loop;
+	jobq_fiber_t *fiber; /* waits for it (fiber form) */
+	jobq_io_cb cb;	     /* or this runs (callback form) */
+	void *arg;
+	struct req *prev, *next; /* callback form: in flight, then done */
+	int64_t res;
+	uint8_t pending; /* CQEs still to come */
+	uint8_t kind;	 /* enum op_kind */
+	bool timed_out;	 /* the link timeout fired */
+	bool cancel_sent;
+	struct __kernel_timespec ts; /* read by the kernel at submission */
+} __attribute__((aligned(8)));
+
+enum fiber_state { F_RUNNABLE, F_RUNNING, F_WAITING, F_DONE };
+
+struct jobq_fiber {
+	jobq_loop_t *loop;
+	void (*fn)(void *arg);
+	void *arg;
+	struct jobq__ctx ctx;
+	void *stack; /* the mapping, guard page first */
+	size_t stack_len;
+	enum fiber_state state;
+	bool queued;		   /* on the run queue */
+	bool detached;		   /* frees itself when it returns */
+	bool cancelled;		   /* its IO returns -ECANCELED */
+	struct req *wait;	   /* the request it waits on, or NULL */
+	jobq_fiber_t *joiner;	   /* the fiber waiting in jobq_fiber_join() */
+	jobq_fiber_t *run_next;	   /* run queue */
+	jobq_fiber_t *prev, *next; /* every fiber of the loop */
+};
+
+struct cached_stack {
+	void *base;
+	size_t len;
+};
+
+struct jobq_loop {
+	struct io_uring ring;
+	struct jobq__uring_caps caps;
+	size_t stack_size;
+
+	struct jobq__ctx sched; /* jobq_loop_run()'s context while it runs */
+	jobq_fiber_t *current;	/* the fiber running now, or NULL */
+	jobq_fiber_t *run_head, *run_tail;
+	jobq_fiber_t *fibers;	 /* all, returned-but-unjoined ones included */
+	unsigned nfibers;	 /* not returned yet */
+	unsigned inflight;	 /* CQEs expected */
+	struct req *cb_inflight; /* callback requests in flight */
+	struct req *done_head, *done_tail; /* ... whose callback is due */
+	bool running;
+	bool stop;
+
+	struct cached_stack stacks[STACK_CACHE];
+	unsigned nstacks;
+#ifdef JOBQ__ASAN
+	const void *sched_bottom; /* the scheduler's stack, for ASan */
+	size_t sched_size;
+#endif
+};
+
+/* The loop whose scheduler runs in this thread now (the innermost). */
+static __thread jobq_loop_t *tl_loop;
+/* Where the IO calls of plain code (outside fibers) run. */
+static __thread jobq_loop_t *tl_private;
+static __thread char tl_why[512];
+
+static pthread_once_t private_once = PTHREAD_ONCE_INIT;
+static pthread_key_t private_key;
+
+static int run(jobq_loop_t *l, jobq_fiber_t *until);
+
+/* ------------------------------------------------------------------------
+ * Loops.
+ */
+int jobq_loop_new(jobq_loop_t **lp, const struct jobq_loop_opts *opts)
+{
+	unsigned entries =
+	    opts && opts->entries ? opts->entries : DEFAULT_ENTRIES;
+	size_t stack =
+	    opts && opts->stack_size ? opts->stack_size : DEFAULT_STACK;
+	jobq_loop_t *l;
+	int err;
+
+	tl_why[0] = '\0';
+	if (!lp || entries > MAX_ENTRIES || stack < MIN_STACK ||
+	    (opts && opts->flags)) {
+		snprintf(tl_why, sizeof(tl_why),
+			 "bad loop options: entries at most %u, stack_size at "
+			 "least %u, flags 0",
+			 MAX_ENTRIES, MIN_STACK);
+		return -EINVAL;
+	}
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	err = jobq__uring_init(&l->ring, entries, &l->caps, tl_why,
+			       sizeof(tl_why));
+	if (err) {
+		free(l);
+		return err;
+	}
+	l->stack_size = stack;
+	*lp = l;
+	return 0;
+}
+
+const char *jobq_loop_why(void)
+{
+	return tl_why;
+}
+
+jobq_loop_t *jobq_loop_current(void)
+{
+	return tl_loop;
+}
+
+jobq_fiber_t *jobq_fiber_current(void)
+{
+	return tl_loop ? tl_loop->current : NULL;
+}
+
+void jobq_loop_stop(jobq_loop_t *l)
+{
+	if (l)
+		l->stop = true;
+}
+
+/* ------------------------------------------------------------------------
+ * Completions.
+ */
+static void wake(jobq_fiber_t *f)
+{
+	jobq_loop_t *l = f->loop;
+
+	if (f->state != F_WAITING || f->queued)
+		return;
+	f->state = F_RUNNABLE;
+	f->queued = true;
+	f->run_next = NULL;
+	if (l->run_tail)
+		l->run_tail->run_next = f;
+	else
+		l->run_head = f;
+	l->run_tail = f;
+}
+
+static void cb_unlink(jobq_loop_t *l, struct req *r)
+{
+	if (r->prev)
+		r->prev->next = r->next;
+	else
+		l->cb_inflight = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
+	r->prev = r->next = NULL;
+}
+
+static void done_push(jobq_loop_t *l, struct req *r)
+{
+	r->next = NULL;
+	if (l->done_tail)
+		l->done_tail->next = r;
+	else
+		l->done_head = r;
+	l->done_tail = r;
+}
+
+/* Both CQEs of @r are in: settle its result and hand it on. */
+static void finish(jobq_loop_t *l, struct req *r)
+{
+	int64_t res = r->res;
+
+	if (r->kind == OP_SLEEP) {
+		if (res == -ETIME)
+			res = 0; /* the timer ran its course */
+	} else if (r->timed_out && (res == -ECANCELED || res == -EINTR)) {
+		res = -ETIMEDOUT;
+	}
+	r->res = res;
+	if (r->fiber) {
+		wake(r->fiber);
+	} else if (r->cb) {
+		cb_unlink(l, r);
+		done_push(l, r);
+	}
+}
+
+static void complete(jobq_loop_t *l, uint64_t ud, int res)
+{
+	struct req *r = (struct req *)(uintptr_t)(ud & ~(uint64_t)TAG_MASK);
+
+	if (!r)
+		return; /* an ASYNC_CANCEL: its result does not matter */
+	if ((ud & TAG_MASK) == TAG_TIMEOUT) {
+		if (res == -ETIME)
+			r->timed_out = true;
+	} else {
+		r->res = res;
+	}
+	if (--r->pending == 0)
+		finish(l, r);
+}
+
+/* Moves every CQE there is out of the ring. Returns how many. */
+static unsigned reap(jobq_loop_t *l)
+{
+	struct io_uring_cqe *cqe;
+	unsigned n = 0;
+
+	/* peek also flushes CQEs the kernel kept on its overflow list
+	 * (IORING_FEAT_NODROP) once there is room again. */
+	while (io_uring_peek_cqe(&l->ring, &cqe) == 0) {
+		uint64_t ud = cqe->user_data;
+		int res = cqe->res;
+
+		io_uring_cqe_seen(&l->ring, cqe);
+		l->inflight--;
+		complete(l, ud, res);
+		n++;
+	}
+	return n;
+}
+
+/* -EBUSY (the CQ overflowed and the kernel holds completions back) and
+ * -EAGAIN (no memory for requests right now): make room by reaping, and
+ * failing that, wait a moment. */
+static void backoff(jobq_loop_t *l)
+{
+	struct timespec ts = {0, 1000000};
+
+	if (!reap(l))
+		nanosleep(&ts, NULL);
+}
+
+/* Submits every prepared SQE. Returns 0 or -errno. */
+static int flush(jobq_loop_t *l)
+{
+	for (;;) {
+		int ret = io_uring_submit(&l->ring);
+
+		if (ret >= 0 || ret == -EINTR) {
+			if (ret >= 0 && io_uring_sq_ready(&l->ring))
+				continue; /* stopped at a bad SQE: go on */
+			return 0;
+		}
+		if (ret != -EBUSY && ret != -EAGAIN)
+			return ret;
+		backoff(l);
+	}
+}
+
+/* An SQE, with @n - 1 more free right behind it for a linked request. */
+static struct io_uring_sqe *get_sqe(jobq_loop_t *l, unsigned n)
+{
+	while (io_uring_sq_space_left(&l->ring) < n)
+		if (flush(l))
+			return NULL;
+	return io_uring_get_sqe(&l->ring);
+}
+
+/* Submits, and sleeps in the kernel until at least one CQE is there. */
+static int wait_cqe(jobq_loop_t *l)
+{
+	int ret = io_uring_submit_and_wait(&l->ring, 1);
+
+	if (ret == -EBUSY || ret == -EAGAIN)
+		backoff(l);
+	else if (ret < 0 && ret != -EINTR && ret != -ETIME)
+		return ret;
+	reap(l);
+	return 0;
+}
+
+/* Submits and takes what completed, without sleeping. */
+static int poll_cqe(jobq_loop_t *l)
+{
+	int ret = io_uring_submit_and_get_events(&l->ring);
+
+	if (ret == -EBUSY || ret == -EAGAIN)
+		backoff(l);
+	else if (ret < 0 && ret != -EINTR)
+		return ret;
+	reap(l);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Requests.
+ */
+static void set_ts(struct __kernel_timespec *ts, double s)
+{
+	if (!(s > 0))
+		s = 0;
+	if (s > 1e9)
+		s = 1e9; /* some thirty years: forever enough */
+	ts->tv_sec = (long long)s;
+	ts->tv_nsec = (long long)((s - (double)ts->tv_sec) * 1e9);
+}
+
+static unsigned io_len(size_t len)
+{
+	return len > MAX_IO ? MAX_IO : (unsigned)len;
+}
+
+/* Whether @o goes through the ring (else a plain syscall does it). */
+static bool on_ring(const jobq_loop_t *l, const struct op *o)
+{
+	switch (o->kind) {
+	case OP_OPENAT:
+		return jobq__uring_has(&l->caps, IORING_OP_OPENAT);
+	case OP_CLOSE:
+		return jobq__uring_has(&l->caps, IORING_OP_CLOSE);
+	case OP_FSYNC:
+		return jobq__uring_has(&l->caps, IORING_OP_FSYNC);
+	default:
+		return true;
+	}
+}
+
+/* The syscalls behind the ops that this kernel's io_uring lacks. */
+static ssize_t sync_op(const struct op *o)
+{
+	int r;
+
+	switch (o->kind) {
+	case OP_OPENAT:
+		r = openat(o->fd, o->path, o->flags, o->mode);
+		break;
+	case OP_CLOSE:
+		r = close(o->fd);
+		break;
+	case OP_FSYNC:
+		r = o->flags ? fdatasync(o->fd) : fsync(o->fd);
+		break;
+	default:
+		return -ENOSYS;
+	}
+	return r < 0 ? -errno : r;
+}
+
+/* Prepares @o as @r's SQE(s). Returns 0 or -errno (nothing prepared). */
+static int submit_op(jobq_loop_t *l, struct req *r, const struct op *o)
+{
+	bool linked = o->kind != OP_SLEEP && o->timeout >= 0;
+	struct io_uring_sqe *sqe = get_sqe(l, linked ? 2 : 1);
+	uint64_t off = o->off < 0 ? (uint64_t)-1 : (uint64_t)o->off;
+
+	if (!sqe)
+		return -EBUSY;
+	r->loop = l;
+	r->kind = (uint8_t)o->kind;
+	r->res = 0;
+	r->timed_out = r->cancel_sent = false;
+	switch (o->kind) {
+	case OP_READ:
+		io_uring_prep_read(sqe, o->fd, o->buf, io_len(o->len), off);
+		break;
+	case OP_WRITE:
+		io_uring_prep_write(sqe, o->fd, o->buf, io_len(o->len), off);
+		break;
+	case OP_ACCEPT:
+		io_uring_prep_accept(sqe, o->fd, (struct sockaddr *)o->addr,
+				     o->alenp, o->flags);
+		break;
+	case OP_CONNECT:
+		io_uring_prep_connect(sqe, o->fd, o->addr, o->alen);
+		break;
+	case OP_SEND:
+		io_uring_prep_send(sqe, o->fd, o->buf, io_len(o->len),
+				   o->flags);
+		break;
+	case OP_RECV:
+		io_uring_prep_recv(sqe, o->fd, o->buf, io_len(o->len),
+				   o->flags);
+		break;
+	case OP_SLEEP:
+		set_ts(&r->ts, o->timeout);
+		io_uring_prep_timeout(sqe, &r->ts, 0, 0);
+		break;
+	case OP_POLL:
+		io_uring_prep_poll_add(sqe, o->fd, o->events);
+		break;
+	case OP_OPENAT:
+		io_uring_prep_openat(sqe, o->fd, o->path, o->flags, o->mode);
+		break;
+	case OP_CLOSE:
+		io_uring_prep_close(sqe, o->fd);
+		break;
+	case OP_FSYNC:
+		io_uring_prep_fsync(sqe, o->fd,
+				    o->flags ? IORING_FSYNC_DATASYNC : 0);
+		break;
+	}
+	sqe->user_data = (uint64_t)(uintptr_t)r | TAG_MAIN;
+	r->pending = 1;
+	l->inflight++;
+	if (linked) {
+		struct io_uring_sqe *t = io_uring_get_sqe(&l->ring);
+
+		/* get_sqe() made room for both. */
+		sqe->flags |= IOSQE_IO_LINK;
+		set_ts(&r->ts, o->timeout);
+		io_uring_prep_link_timeout(t, &r->ts, 0);
+		t->user_data = (uint64_t)(uintptr_t)r | TAG_TIMEOUT;
+		r->pending++;
+		l->inflight++;
+	}
+	return 0;
+}
+
+/* Asks the kernel to cancel @r; its CQE(s) still come, with -ECANCELED
+ * unless it finished first. */
+static void cancel_req(jobq_loop_t *l, struct req *r)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!r->pending || r->cancel_sent)
+		return;
+	sqe = get_sqe(l, 1);
+	if (!sqe)
+		return;
+	io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)r | TAG_MAIN, 0);
+	sqe->user_data = 0;
+	l->inflight++;
+	r->cancel_sent = true;
+}
+
+/* ------------------------------------------------------------------------
+ * Switching. Every switch is between the scheduler and one fiber.
+ */
+static void switch_to_fiber(jobq_loop_t *l, jobq_fiber_t *f)
+{
+#ifdef JOBQ__ASAN
+	void *fake = NULL;
+
+	__sanitizer_start_switch_fiber(&fake, f->stack, f->stack_len);
+#endif
+	jobq__ctx_switch(&l->sched, &f->ctx);
+#ifdef JOBQ__ASAN
+	__sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#endif
+}
+
+/* @last: the fiber has returned and will never run again. */
+static void switch_to_sched(jobq_loop_t *l, jobq_fiber_t *f, bool last)
+{
+#ifdef JOBQ__ASAN
+	void *fake = NULL;
+
+	__sanitizer_start_switch_fiber(last ? NULL : &fake, l->sched_bottom,
+				       l->sched_size);
+#else
+	(void)last;
+#endif
+	jobq__ctx_switch(&f->ctx, &l->sched);
+#ifdef JOBQ__ASAN
+	__sanitizer_finish_switch_fiber(fake, &l->sched_bottom, &l->sched_size);
+#endif
+}
+
+/* Suspends the running fiber @f until someone wakes it. */
+static void suspend(jobq_loop_t *l, jobq_fiber_t *f)
+{
+	f->state = F_WAITING;
+	switch_to_sched(l, f, false);
+}
+
+void jobq__fiber_main(jobq_fiber_t *f)
+{
+	jobq_loop_t *l = f->loop;
+
+#ifdef JOBQ__ASAN
+	__sanitizer_finish_switch_fiber(NULL, &l->sched_bottom, &l->sched_size);
+#endif
+	f->fn(f->arg);
+	f->state = F_DONE;
+	l->nfibers--;
+	if (f->joiner)
+		wake(f->joiner);
+	switch_to_sched(l, f, true);
+	abort(); /* a returned fiber is never switched to */
+}
+
+/* Frees fiber @f, which has returned; its stack goes to the cache. */
+static void release(jobq_fiber_t *f)
+{
+	jobq_loop_t *l = f->loop;
+
+	if (f->prev)
+		f->prev->next = f->next;
+	else
+		l->fibers = f->next;
+	if (f->next)
+		f->next->prev = f->prev;
+	if (l->nstacks < STACK_CACHE && f->stack_len) {
+		l->stacks[l->nstacks].base = f->stack;
+		l->stacks[l->nstacks++].len = f->stack_len;
+	} else {
+		jobq__stack_free(f->stack, f->stack_len);
+	}
+	free(f);
+}
+
+/* Runs fiber @f until it suspends or returns. */
+static void resume(jobq_loop_t *l, jobq_fiber_t *f)
+{
+	f->queued = false;
+	f->state = F_RUNNING;
+	l->current = f;
+	switch_to_fiber(l, f);
+	l->current = NULL;
+	if (f->state == F_DONE && f->detached)
+		release(f);
+}
+
+/*
+ * One turn: the fibers that are runnable now (not those they make
+ * runnable: a fiber that yields in a loop must not starve the ring),
+ * then the callbacks that are due.
+ */
+static void run_turn(jobq_loop_t *l)
+{
+	jobq_fiber_t *f, *last = l->run_tail;
+	struct req *r, *rlast = l->done_tail;
+
+	while (last && (f = l->run_head)) {
+		l->run_head = f->run_next;
+		if (!l->run_head)
+			l->run_tail = NULL;
+		resume(l, f);
+		if (f == last)
+			break;
+	}
+	while (rlast && (r = l->done_head)) {
+		l->done_head = r->next;
+		if (!l->done_head)
+			l->done_tail = NULL;
+		r->cb(l, (ssize_t)r->res, r->arg);
+		free(r);
+		if (r == rlast)
+			break;
+	}
+}
+
+/*
+ * The scheduler: runs until nothing is left, until jobq_loop_stop() (when
+ * @until is NULL), or until fiber @until has returned.
+ */
+static int run(jobq_loop_t *l, jobq_fiber_t *until)
+{
+	jobq_loop_t *outer = tl_loop;
+	int ret = 0;
+
+	if (l->running)
+		return -EBUSY;
+	l->running = true;
+	tl_loop = l;
+	for (;;) {
+		run_turn(l);
+		if (until && until->state == F_DONE)
+			break;
+		if (!until && l->stop) {
+			l->stop = false;
+			ret = 1;
+			break;
+		}
+		if (l->run_head || l->done_head) {
+			ret = poll_cqe(l);
+		} else if (l->inflight) {
+			ret = wait_cqe(l);
+		} else if (l->nfibers) {
+			/* Fibers wait, but not on the ring: nothing can
+			 * ever wake them. */
+			ret = -EDEADLK;
+		} else {
+			break;
+		}
+		if (ret)
+			break;
+	}
+	tl_loop = outer;
+	l->running = false;
+	return ret;
+}
+
+int jobq_loop_run(jobq_loop_t *l)
+{
+	if (!l)
+		return -EINVAL;
+	return run(l, NULL);
+}
+
+void jobq_loop_free(jobq_loop_t *l)
+{
+	if (!l || l->running)
+		return;
+	for (jobq_fiber_t *f = l->fibers; f; f = f->next)
+		jobq_fiber_cancel(f);
+	for (struct req *r = l->cb_inflight; r; r = r->next)
+		cancel_req(l, r);
+	l->stop = false;
+	while (run(l, NULL) == 1)
+		;
+	while (l->fibers)
+		release(l->fibers); /* returned, never joined */
+	for (unsigned i = 0; i < l->nstacks; i++)
+		jobq__stack_free(l->stacks[i].base, l->stacks[i].len);
+	io_uring_queue_exit(&l->ring);
+	if (tl_private == l)
+		tl_private = NULL;
+	free(l);
+}
+
+/* ------------------------------------------------------------------------
+ * Fibers.
+ */
+int jobq_spawn(jobq_loop_t *l, void (*fn)(void *arg), void *arg,
+	       jobq_fiber_t **out)
+{
+	jobq_fiber_t *f;
+
+	if (!l)
+		l = tl_loop;
+	if (!l || !fn)
+		return -EINVAL;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	if (l->nstacks) {
+		l->nstacks--;
+		f->stack = l->stacks[l->nstacks].base;
+		f->stack_len = l->stacks[l->nstacks].len;
+#ifdef JOBQ__ASAN
+		/* Frames of the fiber that used it last left their
+		 * redzones poisoned. */
+		__asan_unpoison_memory_region(f->stack, f->stack_len);
+#endif
+	} else {
+		f->stack = jobq__stack_alloc(l->stack_size, &f->stack_len);
+		if (!f->stack) {
+			free(f);
+			return -ENOMEM;
+		}
+	}
+	f->loop = l;
+	f->fn = fn;
+	f->arg = arg;
+	f->detached = out == NULL;
+	jobq__ctx_make(&f->ctx, f->stack, f->stack_len, f);
+	f->next = l->fibers;
+	if (l->fibers)
+		l->fibers->prev = f;
+	l->fibers = f;
+	l->nfibers++;
+	f->state = F_WAITING;
+	wake(f);
+	if (out)
+		*out = f;
+	return 0;
+}
+
+void jobq_fiber_cancel(jobq_fiber_t *f)
+{
+	if (!f || f->state == F_DONE || f->cancelled)
+		return;
+	f->cancelled = true;
+	if (f->wait && f->wait->pending)
+		cancel_req(f->loop, f->wait);
+	else
+		wake(f); /* joining or parked: it looks at the flag */
+}
+
+int jobq_fiber_cancelled(const jobq_fiber_t *f)
+{
+	if (!f)
+		f = jobq_fiber_current();
+	return f && f->cancelled;
+}
+
+int jobq_yield(void)
+{
+	jobq_fiber_t *f = jobq_fiber_current();
+
+	if (!f)
+		return -EINVAL;
+	f->state = F_WAITING;
+	wake(f);
+	switch_to_sched(f->loop, f, false);
+	return f->cancelled ? -ECANCELED : 0;
+}
+
+/* Waits for @r, submitted by the running fiber @f. */
+static ssize_t wait_req(jobq_loop_t *l, jobq_fiber_t *f, struct req *r)
+{
+	f->wait = r;
+	while (r->pending)
+		suspend(l, f);
+	f->wait = NULL;
+	if (f->cancelled &&
+	    (r->res == -ECANCELED || r->res == -EINTR || r->res == -ETIMEDOUT))
+		return -ECANCELED;
+	return (ssize_t)r->res;
+}
+
+int jobq__fiber_park(void)
+{
+	jobq_fiber_t *f = jobq_fiber_current();
+
+	if (!f)
+		return -EINVAL;
+	if (f->cancelled)
+		return -ECANCELED;
+	suspend(f->loop, f);
+	return f->cancelled ? -ECANCELED : 0;
+}
+
+void jobq__fiber_unpark(jobq_fiber_t *f)
+{
+	if (f && f->state == F_WAITING && !f->wait)
+		wake(f);
+}
+
+/* Waits in fiber @cur until @f returns, @timeout passes or @cur is
+ * cancelled. */
+static int join_wait(jobq_fiber_t *cur, jobq_fiber_t *f, double timeout)
+{
+	jobq_loop_t *l = cur->loop;
+	struct req t = {0};
+	struct op o = {.kind = OP_SLEEP, .timeout = timeout};
+	bool timer = timeout >= 0;
+
+	if (cur->cancelled)
+		return -ECANCELED;
+	if (f->joiner && f->joiner != cur)
+		return -EBUSY;
+	t.fiber = cur;
+	if (timer) {
+		if (submit_op(l, &t, &o))
+			return -EBUSY;
+		cur->wait = &t;
+	}
+	f->joiner = cur;
+	while (f->state != F_DONE && !cur->cancelled && !(timer && !t.pending))
+		suspend(l, cur);
+	f->joiner = NULL;
+	if (timer) {
+		cancel_req(l, &t);
+		while (t.pending)
+			suspend(l, cur);
+	}
+	cur->wait = NULL;
+	if (f->state == F_DONE)
+		return 0;
+	return cur->cancelled ? -ECANCELED : -ETIMEDOUT;
+}
+
+struct join_job {
+	jobq_fiber_t *f;
+	double timeout;
+	int res;
+};
+
+static void join_fn(void *arg)
+{
+	struct join_job *j = arg;
+
+	j->res = jobq_fiber_join(j->f, j->timeout);
+}
+
+/* Joins from plain code: a helper fiber joins while the loop runs. */
+static int join_outside(jobq_fiber_t *f, double timeout)
+{
+	jobq_loop_t *l = f->loop;
+	struct join_job j = {.f = f, .timeout = timeout, .res = -EINVAL};
+	jobq_fiber_t *h;
+	int err;
+
+	if (l->running)
+		return -EDEADLK; /* a callback of the loop cannot wait */
+	err = jobq_spawn(l, join_fn, &j, &h);
+	if (err)
+		return err;
+	err = run(l, h);
+	if (h->state != F_DONE) {
+		/* The ring failed: leave the helper to jobq_loop_free(). */
+		h->detached = true;
+		return err ? err : -EIO;
+	}
+	release(h);
+	return j.res;
+}
+
+int jobq_fiber_join(jobq_fiber_t *f, double timeout)
+{
+	jobq_fiber_t *cur = jobq_fiber_current();
+	int err;
+
+	if (f && cur == f)
+		return -EDEADLK;
+	if (!f || f->detached)
+		return -EINVAL;
+	if (f->state != F_DONE) {
+		if (!cur)
+			return join_outside(f, timeout);
+		if (cur->loop != f->loop)
+			return -EINVAL;
+		err = join_wait(cur, f, timeout);
+		if (err)
+			return err;
+	}
+	release(f);
+	return 0;
+}
+
+int jobq_fiber_join_all(jobq_fiber_t **fs, size_t n, double timeout)
+{
+	uint64_t end =
+	    timeout >= 0 ? jobq__now_ns() + (uint64_t)(timeout * 1e9) : 0;
+	int first = 0;
+
+	if (!fs && n)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		double left = -1;
+		int err;
+
+		if (!fs[i])
+			continue;
+		if (first) {
+			/* Past the first failure: free what has returned. */
+			if (fs[i]->state == F_DONE && !fs[i]->detached) {
+				release(fs[i]);
+				fs[i] = NULL;
+			}
+			continue;
+		}
+		if (timeout >= 0) {
+			uint64_t now = jobq__now_ns();
+
+			left = now < end ? (double)(end - now) / 1e9 : 0;
+		}
+		err = jobq_fiber_join(fs[i], left);
+		if (err)
+			first = err;
+		else
+			fs[i] = NULL;
+	}
+	return first;
+}
+
+/* ------------------------------------------------------------------------
+ * The fiber form, and plain code through a private loop.
+ */
+static void private_free(void *p)
+{
+	jobq_loop_free(p);
+}
+
+static void private_key_init(void)
+{
+	if (pthread_key_create(&private_key, private_free))
+		abort();
+}
+
+/* The calling thread's private loop, made on first use (a small ring),
+ * freed when the thread exits. */
+static jobq_loop_t *private_loop(int *err)
+{
+	struct jobq_loop_opts o = {.entries = 8};
+
+	if (tl_private)
+		return tl_private;
+	pthread_once(&private_once, private_key_init);
+	*err = jobq_loop_new(&tl_private, &o);
+	if (*err)
+		return NULL;
+	pthread_setspecific(private_key, tl_private);
+	return tl_private;
+}
+
+static ssize_t do_op(struct op *o);
+
+struct blocking {
+	struct op *o;
+	ssize_t res;
+};
+
+static void blocking_fn(void *arg)
+{
+	struct blocking *b = arg;
+
+	b->res = do_op(b->o);
+}
+
+/* Plain code: @o runs in a fiber of the thread's private loop, which the
+ * calling thread runs until it is done. */
+static ssize_t blocking_op(struct op *o)
+{
+	struct blocking b = {.o = o, .res = -EIO};
+	jobq_loop_t *p;
+	jobq_fiber_t *f;
+	int err = 0;
+
+	p = private_loop(&err);
+	if (!p)
+		return err;
+	if (p->running)
+		return -EDEADLK;
+	err = jobq_spawn(p, blocking_fn, &b, &f);
+	if (err)
+		return err;
+	err = run(p, f);
+	if (f->state != F_DONE) {
+		f->detached = true;
+		return err ? err : -EIO;
+	}
+	release(f);
+	return b.res;
+}
+
+static ssize_t do_op(struct op *o)
+{
+	jobq_fiber_t *f = jobq_fiber_current();
+	struct req r = {0};
+	int err;
+
+	if (!f)
+		return blocking_op(o);
+	if (f->cancelled)
+		return -ECANCELED;
+	if (!on_ring(f->loop, o))
+		return sync_op(o);
+	r.fiber = f;
+	err = submit_op(f->loop, &r, o);
+	if (err)
+		return err;
+	return wait_req(f->loop, f, &r);
+}
+
+ssize_t jobq_io_read(int fd, void *buf, size_t len, int64_t off, double timeout)
+{
+	struct op o = {.kind = OP_READ,
+		       .fd = fd,
+		       .buf = buf,
+		       .len = len,
+		       .off = off,
+		       .timeout = timeout};
+
+	return do_op(&o);
+}
+
+ssize_t jobq_io_write(int fd, const void *buf, size_t len, int64_t off,
+		      double timeout)
+{
+	struct op o = {.kind = OP_WRITE,
+		       .fd = fd,
+		       .buf = (void *)buf,
+		       .len = len,
+		       .off = off,
+		       .timeout = timeout};
+
+	return do_op(&o);
+}
+
+/* What is left of a whole-call timeout that ends at @end (0: none). */
+static double left_of(uint64_t end)
+{
+	uint64_t now;
+
+	if (!end)
+		return -1;
+	now = jobq__now_ns();
+	return now < end ? (double)(end - now) / 1e9 : 0;
+}
+
+static uint64_t deadline(double timeout)
+{
+	if (timeout < 0)
+		return 0;
+	return jobq__now_ns() + (uint64_t)(timeout * 1e9) + 1;
+}
+
+ssize_t jobq_io_read_full(int fd, void *buf, size_t len, int64_t off,
+			  double timeout)
+{
+	uint64_t end = deadline(timeout);
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = jobq_io_read(fd, (char *)buf + done, len - done,
+					 off < 0 ? -1 : off + (int64_t)done,
+					 left_of(end));
+
+		if (n < 0)
+			return n;
+		if (n == 0)
+			break; /* end of file */
+		done += (size_t)n;
+	}
+	return (ssize_t)done;
+}
+
+ssize_t jobq_io_write_all(int fd, const void *buf, size_t len, int64_t off,
+			  double timeout)
+{
+	uint64_t end = deadline(timeout);
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = jobq_io_write(
+		    fd, (const char *)buf + done, len - done,
+		    off < 0 ? -1 : off + (int64_t)done, left_of(end));
+
+		if (n < 0)
+			return n;
+		if (n == 0)
+			return -EIO; /* no progress: would spin forever */
+		done += (size_t)n;
+	}
+	return (ssize_t)done;
+}
+
+int jobq_io_openat(int dirfd, const char *path, int flags, mode_t mode)
+{
+	struct op o = {.kind = OP_OPENAT,
+		       .fd = dirfd,
+		       .path = path,
+		       .flags = flags | O_CLOEXEC,
+		       .mode = mode,
+		       .timeout = -1};
+
+	return (int)do_op(&o);
+}
+
+int jobq_io_close(int fd)
+{
+	struct op o = {.kind = OP_CLOSE, .fd = fd, .timeout = -1};
+
+	return (int)do_op(&o);
+}
+
+int jobq_io_fsync(int fd, int datasync)
+{
+	struct op o = {
+	    .kind = OP_FSYNC, .fd = fd, .flags = datasync != 0, .timeout = -1};
+
+	return (int)do_op(&o);
+}
+
+int jobq_io_accept(int fd, struct sockaddr *addr, socklen_t *len, int flags,
+		   double timeout)
+{
+	struct op o = {.kind = OP_ACCEPT,
+		       .fd = fd,
+		       .addr = addr,
+		       .alenp = len,
+		       .flags = flags,
+		       .timeout = timeout};
+
+	return (int)do_op(&o);
+}
+
+int jobq_io_connect(int fd, const struct sockaddr *addr, socklen_t len,
+		    double timeout)
+{
+	struct op o = {.kind = OP_CONNECT,
+		       .fd = fd,
+		       .addr = addr,
+		       .alen = len,
+		       .timeout = timeout};
+
+	return (int)do_op(&o);
+}
+
+ssize_t jobq_io_send(int fd, const void *buf, size_t len, int flags,
+		     double timeout)
+{
+	struct op o = {.kind = OP_SEND,
+		       .fd = fd,
+		       .buf = (void *)buf,
+		       .len = len,
+		       .flags = flags | MSG_NOSIGNAL,
+		       .timeout = timeout};
+
+	return do_op(&o);
+}
+
+ssize_t jobq_io_recv(int fd, void *buf, size_t len, int flags, double timeout)
+{
+	struct op o = {.kind = OP_RECV,
+		       .fd = fd,
+		       .buf = buf,
+		       .len = len,
+		       .flags = flags,
+		       .timeout = timeout};
+
+	return do_op(&o);
+}
+
+int jobq_io_sleep(double seconds)
+{
+	struct op o = {.kind = OP_SLEEP, .timeout = seconds};
+
+	return (int)do_op(&o);
+}
+
+int jobq_io_poll(int fd, unsigned events, double timeout)
+{
+	struct op o = {
+	    .kind = OP_POLL, .fd = fd, .events = events, .timeout = timeout};
+
+	return (int)do_op(&o);
+}
+
+/*
+ * A child's exit is a pidfd becoming readable (Linux 5.3), which the ring
+ * polls like any fd; waitpid(WNOHANG) then reaps it with its status.
+ */
+int jobq_io_waitpid(pid_t pid, int *status, double timeout)
+{
+	int st = 0, pfd, r;
+	pid_t w;
+
+	if (pid <= 0)
+		return -EINVAL;
+	w = waitpid(pid, &st, WNOHANG);
+	if (w < 0)
+		return -errno;
+	if (w == 0) {
+		pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+		if (pfd < 0)
+			return -errno;
+		r = jobq_io_poll(pfd, POLLIN, timeout);
+		close(pfd);
+		if (r < 0)
+			return r;
+		w = waitpid(pid, &st, WNOHANG);
+		if (w < 0)
+			return -errno;
+		if (w == 0)
+			return -EAGAIN; /* cannot be: the pidfd said it ended */
+	}
+	if (status)
+		*status = st;
+	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * The callback form.
+ */
+static int cb_submit(jobq_loop_t *l, const struct op *o, jobq_io_cb cb,
+		     void *arg)
+{
+	struct req *r;
+	int err;
+
+	if (!l || !cb)
+		return -EINVAL;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->loop = l;
+	r->cb = cb;
+	r->arg = arg;
+	if (!on_ring(l, o)) {
+		r->res = sync_op(o);
+		done_push(l, r);
+		return 0;
+	}
+	err = submit_op(l, r, o);
+	if (err) {
+		free(r);
+		return err;
+	}
+	r->prev = NULL;
+	r->next = l->cb_inflight;
+	if (l->cb_inflight)
+		l->cb_inflight->prev = r;
+	l->cb_inflight = r;
+	return 0;
+}
+
+int jobq_io_read_cb(jobq_loop_t *l, int fd, void *buf, size_t len, int64_t off,
+		    double timeout, jobq_io_cb cb, void *arg)
+{
+	struct op o = {.kind = OP_READ,
+		       .fd = fd,
+		       .buf = buf,
+		       .len = len,
+		       .off = off,
+		       .timeout = timeout};
+
+	return cb_submit(l, &o, cb, arg);
+}
+
+int jobq_io_write_cb(jobq_loop_t *l, int fd, const void *buf, size_t len,
+		     int64_t off, double timeout, jobq_io_cb cb, void *arg)
+{
+	struct op o = {.kind = OP_WRITE,
+		       .fd = fd,
+		       .buf = (void *)buf,
+		       .len = len,
+		       .off = off,
+		       .timeout = timeout};
+
+	return cb_submit(l, &o, cb, arg);
+}
+
+int jobq_io_accept_cb(jobq_loop_t *l, int fd, struct sockaddr *addr,
+		      socklen_t *len, int flags, double timeout, jobq_io_cb cb,
+		      void *arg)
+{
+	struct op o = {.kind = OP_ACCEPT,
+		       .fd = fd,
+		       .addr = addr,
+		       .alenp = len,
+		       .flags = flags,
+		       .timeout = timeout};
+
+	return cb_submit(l, &o, cb, arg);
+}
+
+int jobq_io_connect_cb(jobq_loop_t *l, int fd, const struct sockaddr *addr,
+		       socklen_t len, double timeout, jobq_io_cb cb, void *arg)
+{
+	struct op o = {.kind = OP_CONNECT,
+		       .fd = fd,
+		       .addr = addr,
+		       .alen = len,
+		       .timeout = timeout};
+
+	return cb_submit(l, &o, cb, arg);
+}
+
+int jobq_io_send_cb(jobq_loop_t *l, int fd, const void *buf, size_t len,
+		    int flags, double timeout, jobq_io_cb cb, void *arg)
+{
+	struct op o = {.kind = OP_SEND,
+		       .fd = fd,
+		       .buf = (void *)buf,
+		       .len = len,
+		       .flags = flags | MSG_NOSIGNAL,
+		       .timeout = timeout};
+
+	return cb_submit(l, &o, cb, arg);
+}
+
+int jobq_io_recv_cb(jobq_loop_t *l, int fd, void *buf, size_t len, int flags,
+		    double timeout, jobq_io_cb cb, void *arg)
+{
+	struct op o = {.kind = OP_RECV,
+		       .fd = fd,
+		       .buf = buf,
+		       .len = len,
+		       .flags = flags,
+		       .timeout = timeout};
+
+	return cb_submit(l, &o, cb, arg);
+}
+
+int jobq_io_sleep_cb(jobq_loop_t *l, double seconds, jobq_io_cb cb, void *arg)
+{
+	struct op o = {.kind = OP_SLEEP, .timeout = seconds};
+
+	return cb_submit(l, &o, cb, arg);
+}
+
+int jobq_io_poll_cb(jobq_loop_t *l, int fd, unsigned events, double timeout,
+		    jobq_io_cb cb, void *arg)
+{
+	struct op o = {
+	    .kind = OP_POLL, .fd = fd, .events = events, .timeout = timeout};
+
+	return cb_submit(l, &o, cb, arg);
+}
+
+int jobq_io_close_cb(jobq_loop_t *l, int fd, jobq_io_cb cb, void *arg)
+{
+	struct op o = {.kind = OP_CLOSE, .fd = fd, .timeout = -1};
+
+	return cb_submit(l, &o, cb, arg);
+}
