@@ -45,6 +45,7 @@
 
 #include <jansson.h>
 
+#include "builtin.h"
 #include "client.h"
 
 /* A reservation waits at most this long in the manager before it is sent
@@ -927,6 +928,8 @@ int jobq_worker_builtin(jobq_worker_t *w)
 		err = jobq_worker_handle(w, "sleep", sleep_handler, NULL);
 	if (!err)
 		err = jobq_worker_handle(w, "fail", fail_handler, NULL);
+	if (!err)
+		err = jobq__builtins_register(w, w->q);
 	if (!err)
 		w->builtin = true;
 	return err;
