@@ -187,8 +187,9 @@ bool jobq__until_end(const struct jobq__until *u, const char *buf, size_t len,
 /*
  * jobq__builtins_register - serve exec, file.copy, file.read, file.write,
  * file.checksum, net.request and http.get on worker @w, whose handle is
- * @q. Called by jobq_worker_builtin(). Returns 0 or what
- * jobq_worker_handle() returned.
+ * @q. Called by jobq_worker_builtin(). Makes the process a child
+ * subreaper, so that it can reap what exec jobs leave behind. Returns 0,
+ * what jobq_worker_handle() returned, or -errno from prctl().
  */
 int jobq__builtins_register(jobq_worker_t *w, jobq_t *q);
 

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 
 #include "builtin_impl.h"
@@ -130,6 +131,22 @@ double jobq__deadline_left(const struct jobq__deadline *d)
 	/* 0 would mean "try once": a deadline that passed is a timeout,
 	 * which the smallest positive wait gives. */
 	return left > 1e-6 ? left : 1e-6;
+}
+
+double jobq__slice(const struct jobq__deadline *d)
+{
+	double left = jobq__deadline_left(d);
+
+	return left < 0 || left > JOBQ__SLICE ? JOBQ__SLICE : left;
+}
+
+int jobq__slice_over(jobq_job_t *job, const struct jobq__deadline *d)
+{
+	if (jobq_job_cancelled(job))
+		return -ECANCELED;
+	if (d->at >= 0 && mono() >= d->at)
+		return -ETIMEDOUT;
+	return 0;
 }
 
 /* Whether @p holds valid UTF-8 with no NUL byte (jansson refuses both in
@@ -253,6 +270,10 @@ int jobq__builtins_register(jobq_worker_t *w, jobq_t *q)
 		if (err)
 			return err;
 	}
+	/* Orphans of exec jobs' process groups come to this process, which
+	 * reaps them (builtin_exec.c). */
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
+		return -errno;
 	jobq__exec_sweep_logs(q);
 	return 0;
 }

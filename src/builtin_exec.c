@@ -12,7 +12,8 @@
  *
  *   - the job's fiber starts the child (posix_spawn: its own process group,
  *     default signal dispositions, the job's cwd and environment), then
- *     waits for it to exit by polling a pidfd;
+ *     waits for it to exit by polling a pidfd, in slices between which it
+ *     looks for a cancel;
  *   - one reader fiber per output pipe reads through the engine, keeps the
  *     first "capture" bytes (64 KiB by default) for the result and appends
  *     everything to the job's log file, which `jobq logs` follows;
@@ -29,7 +30,10 @@
  * process the command left behind neither outlives the job nor holds its
  * pipes open. The group is killed while the leader is still a zombie (the
  * pidfd says it exited, it is not reaped yet), so the group id cannot
- * have been reused by then.
+ * have been reused by then. What the group leaves behind is reaped by the
+ * worker, which is a child subreaper for that reason: else the orphans
+ * would go to jobqd (a subreaper for its workers' groups, not for these)
+ * or to an init that may not reap them.
  *
  * A non-zero exit or a death by signal is a failed job (the retry policy
  * of the job decides about another attempt; `jobq run` asks for none);
@@ -292,29 +296,47 @@ static int pidfd_open_(pid_t pid)
  * group id reserved). Returns 0, -ETIMEDOUT, -ECANCELED or -errno; on a
  * kernel without pidfds it reaps it already (*reaped set, status stored).
  */
-static int wait_exit(pid_t pid, double timeout, bool *reaped, int *status)
+static int wait_exit(jobq_job_t *job, pid_t pid, const struct jobq__deadline *d,
+		     bool *reaped, int *status)
 {
 	int pfd = pidfd_open_(pid), r;
 
 	*reaped = false;
-	if (pfd < 0) {
-		r = jobq_io_waitpid(pid, status, timeout);
-		*reaped = r == 0;
-		return r;
-	}
-	r = jobq_io_poll(pfd, POLLIN, timeout);
-	close(pfd);
+	do {
+		if (pfd < 0) {
+			r = jobq_io_waitpid(pid, status, jobq__slice(d));
+			*reaped = r == 0;
+		} else {
+			r = jobq_io_poll(pfd, POLLIN, jobq__slice(d));
+		}
+	} while (r == -ETIMEDOUT && !(r = jobq__slice_over(job, d)));
+	if (pfd >= 0)
+		close(pfd);
 	return r < 0 ? r : 0;
 }
 
-/* Kills the group of @pid and reaps it. A zombie leader is reaped at once;
- * a live one is killed first, which takes a moment. */
+/*
+ * Kills the group of @pid and reaps it: the leader (a zombie already, or
+ * dead a moment after the SIGKILL), then the rest of the group. The worker
+ * is a child subreaper (jobq__builtins_register()), so the members whose
+ * parents died were handed to it, and were handed over before their parent
+ * could be reaped: once the leader is reaped, waiting for the group finds
+ * every one of them that is ours.
+ */
 static void kill_and_reap(pid_t pid, bool reaped, int *status)
 {
 	kill(-pid, SIGKILL);
 	if (!reaped)
 		while (waitpid(pid, status, 0) < 0 && errno == EINTR)
 			;
+	for (;;) {
+		siginfo_t si;
+
+		memset(&si, 0, sizeof(si));
+		if (waitid(P_PGID, (id_t)pid, &si, WEXITED) < 0 &&
+		    errno != EINTR)
+			break; /* ECHILD: none left */
+	}
 }
 
 void jobq__exec_sweep_logs(jobq_t *q)
@@ -600,7 +622,7 @@ static int exec_job(jobq_job_t *job, jobq_t *q)
 	pin[1] = -1;
 
 	jobq__deadline_init(&d, timeout);
-	err = wait_exit(pid, jobq__deadline_left(&d), &reaped, &status);
+	err = wait_exit(job, pid, &d, &reaped, &status);
 	kill_and_reap(pid, reaped, &status);
 	if (err == -ECANCELED) {
 		rc = jobq_job_fail(job, 1,

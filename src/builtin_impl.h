@@ -47,6 +47,19 @@ void jobq__deadline_init(struct jobq__deadline *d, double timeout);
 double jobq__deadline_left(const struct jobq__deadline *d);
 
 /*
+ * A wait cut into slices, for the waits that may be long (a receive, a
+ * command's exit): between slices the job looks whether a cancel came
+ * through jobq_job_cancelled(), which works whether or not the worker
+ * also cancels the job's fiber. jobq__slice() is the timeout for the next
+ * try; after a try returned -ETIMEDOUT, jobq__slice_over() says whether
+ * the wait is over: -ETIMEDOUT (the deadline passed), -ECANCELED, or 0
+ * (try again).
+ */
+#define JOBQ__SLICE 0.25
+double jobq__slice(const struct jobq__deadline *d);
+int jobq__slice_over(jobq_job_t *job, const struct jobq__deadline *d);
+
+/*
  * jobq__json_set_bytes - set @name on @obj to the bytes as a string when
  * they are UTF-8 without NUL, else "<name>_base64" to their base64.
  * Returns 0 or -ENOMEM.

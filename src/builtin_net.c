@@ -187,8 +187,9 @@ int jobq__net_request_handler(jobq_job_t *job, void *arg)
 		 * off the socket. */
 		if (until.kind == JOBQ__UNTIL_BYTES && until.bytes - len < room)
 			room = (size_t)(until.bytes - len);
-		n = jobq_io_recv(fd, buf + len, room, 0,
-				 jobq__deadline_left(&d));
+		n = jobq_io_recv(fd, buf + len, room, 0, jobq__slice(&d));
+		if (n == -ETIMEDOUT && !(n = jobq__slice_over(job, &d)))
+			continue;
 		if (n < 0) {
 			rc = jobq_job_fail(
 			    job, n == -ECANCELED, "%s: receiving from %s: %s%s",
@@ -308,10 +309,12 @@ int jobq__http_get_handler(jobq_job_t *job, void *arg)
 	}
 	jobq__http_init(h, false);
 	while (h->state != JOBQ__HTTP_DONE) {
-		ssize_t n = jobq_io_recv(fd, buf, RECV_CHUNK, 0,
-					 jobq__deadline_left(&d));
+		ssize_t n =
+		    jobq_io_recv(fd, buf, RECV_CHUNK, 0, jobq__slice(&d));
 		size_t at = 0;
 
+		if (n == -ETIMEDOUT && !(n = jobq__slice_over(job, &d)))
+			continue;
 		if (n < 0) {
 			rc = jobq_job_fail(
 			    job, n == -ECANCELED, "%s: receiving from %s: %s",
