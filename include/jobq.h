@@ -883,6 +883,26 @@ JOBQ_API int jobq_io_poll_cb(jobq_loop_t *l, int fd, unsigned events,
 JOBQ_API int jobq_io_close_cb(jobq_loop_t *l, int fd, jobq_io_cb cb, void *arg);
 
 /*
+ * Workers run on the engine. jobq_worker_run() makes a loop in the calling
+ * thread and runs every job as a fiber of it, up to the worker's
+ * concurrency at once; it reserves only as many jobs as it has free
+ * fibers, so a job handed to it starts at once. Each result is sent the
+ * moment its handler returns. While a job's fiber lives its lease is
+ * renewed before it runs out; when the job's own --timeout has passed its
+ * fiber is cancelled (its IO returns -ECANCELED) and the job fails as
+ * timed out. A cancel of a running job cancels its fiber the same way.
+ *
+ * A handler that never yields (pure computation, or blocking syscalls of
+ * its own) still works, but holds back the other jobs of its worker while
+ * it runs, and neither its cancel nor its timeout can interrupt it. Calls
+ * on the worker's handle other than jobq_job_*() block the whole worker
+ * for their round trip.
+ *
+ * A daemon worker whose manager goes away while a handler blocks is
+ * killed (the kernel's SIGIO on the control socket, which the worker
+ * takes over while it runs): a daemon process does not outlive its
+ * manager.
+ *
  * jobq_job_loop - the loop that runs @job's fiber, for a handler that
  * wants to spawn fibers or submit callbacks of its own. Each job runs as a
  * fiber of its worker's loop, so the fiber-form IO calls need no loop

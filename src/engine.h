@@ -93,14 +93,21 @@ void jobq__fiber_main(jobq_fiber_t *f) __attribute__((noreturn));
 
 /*
  * jobq__fiber_park - suspend the calling fiber until jobq__fiber_unpark()
- * or jobq_fiber_cancel() wakes it. Wake-ups may be spurious: the caller
- * re-checks its condition in a loop. Returns 0, -ECANCELED (the fiber is
- * cancelled), -EINVAL outside a fiber.
+ * (or, when @cancellable, jobq_fiber_cancel()) wakes it. Wake-ups may be
+ * spurious: the caller re-checks its condition in a loop. Returns 0;
+ * -ECANCELED when @cancellable and the fiber is cancelled (then without
+ * waiting); -EINVAL outside a fiber. A fiber parked not cancellable stays
+ * parked through a cancel: for waits that must end before the fiber may
+ * go on, like a request whose answer lands in its stack.
  */
-int jobq__fiber_park(void);
+int jobq__fiber_park(bool cancellable);
 
 /* jobq__fiber_unpark - make parked fiber @f runnable; a fiber that is not
  * parked (it runs, or waits on a request) is left alone. */
 void jobq__fiber_unpark(jobq_fiber_t *f);
+
+/* jobq__loop_in_fiber - whether a fiber of @l is running right now (not
+ * the scheduler). Safe from a signal handler of the loop's thread. */
+bool jobq__loop_in_fiber(const jobq_loop_t *l);
 
 #endif

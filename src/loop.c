@@ -126,6 +126,7 @@ struct jobq_fiber {
 	bool queued;		   /* on the run queue */
 	bool detached;		   /* frees itself when it returns */
 	bool cancelled;		   /* its IO returns -ECANCELED */
+	bool parked_hard;	   /* parked, and a cancel must not wake it */
 	struct req *wait;	   /* the request it waits on, or NULL */
 	jobq_fiber_t *joiner;	   /* the fiber waiting in jobq_fiber_join() */
 	jobq_fiber_t *run_next;	   /* run queue */
@@ -769,7 +770,7 @@ void jobq_fiber_cancel(jobq_fiber_t *f)
 	f->cancelled = true;
 	if (f->wait && f->wait->pending)
 		cancel_req(f->loop, f->wait);
-	else
+	else if (!f->parked_hard)
 		wake(f); /* joining or parked: it looks at the flag */
 }
 
@@ -805,22 +806,29 @@ static ssize_t wait_req(jobq_loop_t *l, jobq_fiber_t *f, struct req *r)
 	return (ssize_t)r->res;
 }
 
-int jobq__fiber_park(void)
+int jobq__fiber_park(bool cancellable)
 {
 	jobq_fiber_t *f = jobq_fiber_current();
 
 	if (!f)
 		return -EINVAL;
-	if (f->cancelled)
+	if (cancellable && f->cancelled)
 		return -ECANCELED;
+	f->parked_hard = !cancellable;
 	suspend(f->loop, f);
-	return f->cancelled ? -ECANCELED : 0;
+	f->parked_hard = false;
+	return cancellable && f->cancelled ? -ECANCELED : 0;
 }
 
 void jobq__fiber_unpark(jobq_fiber_t *f)
 {
 	if (f && f->state == F_WAITING && !f->wait)
 		wake(f);
+}
+
+bool jobq__loop_in_fiber(const jobq_loop_t *l)
+{
+	return *(const volatile jobq_fiber_t *const *)&l->current != NULL;
 }
 
 /* Waits in fiber @cur until @f returns, @timeout passes or @cur is
