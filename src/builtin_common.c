@@ -6,7 +6,10 @@
  *
  * Every handler runs as a fiber of its worker's loop, so its IO goes
  * through the jobq_io_*() calls and suspends only that job. A handler
- * keeps big buffers on the heap, not on its (small) fiber stack.
+ * keeps big buffers on the heap, not on its (small) fiber stack, and
+ * closes its descriptors with close(2), not jobq_io_close(): once the
+ * job's fiber is cancelled every IO call of it returns -ECANCELED without
+ * doing anything, and a close that did not happen is a leaked descriptor.
  *
  * The failure rule of every built-in type: a failure is a failed job
  * whose error names the type, the object (path, address, URL, command)

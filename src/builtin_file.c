@@ -104,9 +104,9 @@ int jobq__file_copy_handler(jobq_job_t *job, void *arg)
 out:
 	free(buf);
 	if (in >= 0)
-		jobq_io_close(in);
+		close(in);
 	if (out >= 0)
-		jobq_io_close(out);
+		close(out);
 	json_decref(args);
 	return rc;
 }
@@ -178,7 +178,7 @@ int jobq__file_read_handler(jobq_job_t *job, void *arg)
 out:
 	free(buf);
 	if (fd >= 0)
-		jobq_io_close(fd);
+		close(fd);
 	json_decref(args);
 	return rc;
 }
@@ -225,7 +225,7 @@ int jobq__file_write_handler(jobq_job_t *job, void *arg)
 	    jobq__succeed_json(job, json_pack("{s:I}", "bytes", (json_int_t)w));
 out:
 	if (fd >= 0)
-		jobq_io_close(fd);
+		close(fd);
 	json_decref(args);
 	return rc;
 }
@@ -310,7 +310,7 @@ int jobq__file_checksum_handler(jobq_job_t *job, void *arg)
 out:
 	free(buf);
 	if (fd >= 0)
-		jobq_io_close(fd);
+		close(fd);
 	json_decref(args);
 	return rc;
 }

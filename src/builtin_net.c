@@ -64,7 +64,7 @@ static int dial(jobq_job_t *job, const char *type, const char *what,
 	err = jobq_io_connect(fd, (struct sockaddr *)&a->sa, a->salen,
 			      jobq__deadline_left(d));
 	if (err < 0) {
-		jobq_io_close(fd);
+		close(fd);
 		/* A unix socket path that is not there will not appear by
 		 * retrying; a TCP listener may come back. */
 		*rc = jobq_job_fail(
@@ -226,7 +226,7 @@ int jobq__net_request_handler(jobq_job_t *job, void *arg)
 	rc = jobq_job_succeed(job, JOBQ_T_BYTES, buf, end);
 out:
 	if (fd >= 0)
-		jobq_io_close(fd);
+		close(fd);
 	free(buf);
 	json_decref(args);
 	return rc;
@@ -385,9 +385,9 @@ int jobq__http_get_handler(jobq_job_t *job, void *arg)
 					       "bytes", (json_int_t)written));
 out:
 	if (fd >= 0)
-		jobq_io_close(fd);
+		close(fd);
 	if (out >= 0)
-		jobq_io_close(out);
+		close(out);
 	if (tmp && out >= 0)
 		unlink(tmp);
 	free(tmp);
