@@ -621,7 +621,14 @@ JOBQ_API int jobq_worker_new(jobq_worker_t **wp, jobq_t *q,
 /* jobq_worker_handle - serve @type with @fn; before jobq_worker_run(). */
 JOBQ_API int jobq_worker_handle(jobq_worker_t *w, const char *type,
 				jobq_handler fn, void *arg);
-/* jobq_worker_builtin - serve the built-in types (echo, sleep, fail). */
+/*
+ * jobq_worker_builtin - serve the built-in types: echo, sleep, fail, exec,
+ * file.copy, file.read, file.write, file.checksum, net.request and
+ * http.get (their args and results: CLI.md). Makes the calling process a
+ * child subreaper (prctl PR_SET_CHILD_SUBREAPER), so that what an exec
+ * job's command leaves behind is reaped by the worker when the job's
+ * process group is killed. Returns 0 or -errno.
+ */
 JOBQ_API int jobq_worker_builtin(jobq_worker_t *w);
 /*
  * jobq_worker_run - take and run jobs until jobq_worker_stop() or the
