@@ -627,7 +627,9 @@ JOBQ_API int jobq_worker_handle(jobq_worker_t *w, const char *type,
  * http.get (their args and results: CLI.md). Makes the calling process a
  * child subreaper (prctl PR_SET_CHILD_SUBREAPER), so that what an exec
  * job's command leaves behind is reaped by the worker when the job's
- * process group is killed. Returns 0 or -errno.
+ * process group is killed, and sets SIGPIPE to be ignored unless the
+ * program handles it (a command that does not read its stdin must not
+ * kill the worker). Returns 0 or -errno.
  */
 JOBQ_API int jobq_worker_builtin(jobq_worker_t *w);
 /*

@@ -188,7 +188,8 @@ bool jobq__until_end(const struct jobq__until *u, const char *buf, size_t len,
  * jobq__builtins_register - serve exec, file.copy, file.read, file.write,
  * file.checksum, net.request and http.get on worker @w, whose handle is
  * @q. Called by jobq_worker_builtin(). Makes the process a child
- * subreaper, so that it can reap what exec jobs leave behind. Returns 0,
+ * subreaper, so that it can reap what exec jobs leave behind, and ignore
+ * SIGPIPE unless it has a handler. Returns 0,
  * what jobq_worker_handle() returned, or -errno from prctl().
  */
 int jobq__builtins_register(jobq_worker_t *w, jobq_t *q);

@@ -22,6 +22,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -266,6 +267,7 @@ int jobq__builtins_register(jobq_worker_t *w, jobq_t *q)
 	    {"net.request", jobq__net_request_handler},
 	    {"http.get", jobq__http_get_handler},
 	};
+	struct sigaction old;
 	int err;
 
 	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
@@ -277,6 +279,11 @@ int jobq__builtins_register(jobq_worker_t *w, jobq_t *q)
 	 * reaps them (builtin_exec.c). */
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
 		return -errno;
+	/* A command that does not read its stdin closes the pipe, and a
+	 * write to it raises SIGPIPE in whichever thread issued it: by
+	 * default that kills the worker. A handler the program set stays. */
+	if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL)
+		signal(SIGPIPE, SIG_IGN);
 	jobq__exec_sweep_logs(q);
 	return 0;
 }

@@ -154,7 +154,8 @@ static void writer(void *arg)
 	struct exec_run *r = pf->run;
 
 	/* A command that does not read its input closes the pipe: EPIPE,
-	 * which is no failure of the job (SIGPIPE is ignored by workers). */
+	 * which is no failure of the job (jobq__builtins_register() made sure
+	 * SIGPIPE does not kill the worker). */
 	jobq_io_write_all(pf->fd, r->stdin_data, r->stdin_len, -1, -1);
 	close(pf->fd);
 	run_put(r);

@@ -893,6 +893,18 @@ static void test_exec(void **state)
 	    json_string_value(json_object_get(v, "stdout_base64")), "/wA=");
 	json_decref(v);
 
+	/* A command that does not read its input: the worker lives on. */
+	{
+		char *in = body_make(300000);
+
+		v = ok_json(q, "exec",
+			    "{\"argv\": [\"true\"], \"stdin\": \"%s\"}", in);
+		assert_int_equal(json_integer_value(json_object_get(v, "exit")),
+				 0);
+		json_decref(v);
+		free(in);
+	}
+
 	FAILS(q, "exec",
 	      "{\"argv\": [\"sh\", \"-c\", \"echo bad >&2; exit 3\"]}",
 	      "exited with status 3", "bad", NULL);
