@@ -13,7 +13,9 @@
  *  - a job that outlives its --timeout is cancelled by the engine and
  *    fails as timed out, the worker unharmed;
  *  - a library worker whose handler crashes (SIGSEGV) dies, and the job
- *    goes back to the queue and is run by another worker.
+ *    goes back to the queue and is run by another worker;
+ *  - a library worker at concurrency 1000 runs a thousand half-second
+ *    jobs at once.
  */
 #include <errno.h>
 #include <signal.h>
@@ -237,6 +239,79 @@ static void test_crash_requeues(void **state)
 	jobq_close(q);
 }
 
+/* ------------------------------------------------------------------------
+ * A thousand jobs at once in one library worker.
+ */
+static int h_nap(jobq_job_t *job, void *arg)
+{
+	(void)arg;
+	if (jobq_io_sleep(0.5))
+		return jobq_job_fail(job, 0, "nap interrupted");
+	return jobq_job_succeed(job, JOBQ_T_NONE, NULL, 0);
+}
+
+static int big_worker(int idx, void *arg)
+{
+	struct jobq_worker_opts o = {.concurrency = 1000};
+	jobq_t *q = jqt_open_or_die(jqt_cur);
+	jobq_worker_t *w;
+	int rc;
+
+	(void)idx;
+	(void)arg;
+	CK_RC(jobq_worker_new(&w, q, &o), 0);
+	CK_RC(jobq_worker_handle(w, "nap", h_nap, NULL), 0);
+	the_worker = w;
+	signal(SIGTERM, on_term);
+	rc = jobq_worker_run(w);
+	jobq_worker_free(w);
+	jobq_close(q);
+	return rc == 0 || rc == JOBQ_ECLOSED ? 0 : 1;
+}
+
+static void test_thousand_at_once(void **state)
+{
+	enum { N = 1000 };
+	struct jqt_mgr *m = *state;
+	jobq_t *q = NULL;
+	jobq_obj_t *args = calloc(N, sizeof(*args));
+	uint64_t *ids = calloc(N, sizeof(*ids));
+	uint64_t last_start = 0, first_end = UINT64_MAX;
+	double t0, took;
+	pid_t pid;
+	int st;
+
+	assert_non_null(args);
+	assert_non_null(ids);
+	assert_rc(jobq_open(&q, m->dir), 0);
+	pid = jqt_fork(big_worker, 0, NULL);
+	assert_true(pid > 0);
+	for (int i = 0; i < N; i++)
+		args[i].type = JOBQ_T_NONE;
+	t0 = jqt_now();
+	assert_rc(jobq_submit_many(q, "nap", args, N, NULL, ids), N);
+	assert_rc(jobq_wait_all(q, ids, N, 60), 0);
+	took = jqt_now() - t0;
+	for (int i = 0; i < N; i++) {
+		struct jobq_job_info ji;
+
+		assert_rc(jobq_job_info(q, ids[i], &ji), 0);
+		if (ji.started_ns > last_start)
+			last_start = ji.started_ns;
+		if (ji.finished_ns < first_end)
+			first_end = ji.finished_ns;
+	}
+	print_message("1000 half-second naps in one worker: %.3f s in all\n",
+		      took);
+	assert_true(last_start < first_end);
+	kill(pid, SIGTERM);
+	assert_rc(jqt_wait_pid(pid, 20, &st), 0);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	free(args);
+	free(ids);
+	jobq_close(q);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_c4, jqt_teardown)
 
 int main(void)
@@ -244,7 +319,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    T(test_four_at_once),   T(test_result_while_neighbours_run),
 	    T(test_cancel_running), T(test_timeout_cancels),
-	    T(test_crash_requeues),
+	    T(test_crash_requeues), T(test_thousand_at_once),
 	};
 
 	jqt_init();
