@@ -15,13 +15,21 @@
  *  - a library worker whose handler crashes (SIGSEGV) dies, and the job
  *    goes back to the queue and is run by another worker;
  *  - a library worker at concurrency 1000 runs a thousand half-second
- *    jobs at once.
+ *    jobs at once;
+ *  - where seccomp forbids io_uring, the built-in worker says so, names
+ *    the remedy and exits 1.
  */
 #include <errno.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <setjmp.h>
@@ -312,14 +320,79 @@ static void test_thousand_at_once(void **state)
 	jobq_close(q);
 }
 
+/* ------------------------------------------------------------------------
+ * io_uring forbidden, as a container's default seccomp profile does: the
+ * built-in worker says why and how to allow it, and exits 1 at once.
+ */
+static void test_worker_without_io_uring(void **state)
+{
+	int out[2], st = 0;
+	char msg[2048] = "";
+	size_t len = 0;
+	double t0 = jqt_now();
+	pid_t pid;
+
+	(void)state;
+	assert_int_equal(pipe(out), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct sock_filter filter[] = {
+		    BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+			     offsetof(struct seccomp_data, nr)),
+		    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0,
+			     1),
+		    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		};
+		struct sock_fprog prog = {
+		    .len = sizeof(filter) / sizeof(filter[0]),
+		    .filter = filter,
+		};
+
+		dup2(out[1], 2);
+		close(out[0]);
+		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
+		    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
+			_exit(JQT_SKIP);
+		execl(jqt_jobqd_path(), "jobqd", "--as-worker", "--dir",
+		      "/nonexistent/jobq", (char *)NULL);
+		_exit(127);
+	}
+	close(out[1]);
+	for (;;) {
+		ssize_t n = read(out[0], msg + len, sizeof(msg) - 1 - len);
+
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(out[0]);
+	assert_rc(jqt_wait_pid(pid, 10, &st), 0);
+	if (WIFEXITED(st) && WEXITSTATUS(st) == JQT_SKIP) {
+		skip();
+		return;
+	}
+	msg[len] = '\0';
+	print_message("worker without io_uring (%.3f s): %s", jqt_now() - t0,
+		      msg);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+	assert_non_null(strstr(msg, "seccomp"));
+	assert_non_null(strstr(msg, "io_uring_setup"));
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_c4, jqt_teardown)
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    T(test_four_at_once),   T(test_result_while_neighbours_run),
-	    T(test_cancel_running), T(test_timeout_cancels),
-	    T(test_crash_requeues), T(test_thousand_at_once),
+	    T(test_four_at_once),
+	    T(test_result_while_neighbours_run),
+	    T(test_cancel_running),
+	    T(test_timeout_cancels),
+	    T(test_crash_requeues),
+	    T(test_thousand_at_once),
+	    cmocka_unit_test(test_worker_without_io_uring),
 	};
 
 	jqt_init();
