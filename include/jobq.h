@@ -697,7 +697,9 @@ struct jobq_loop_opts {
 	unsigned entries;     /* submission queue entries; 0: 256 */
 	size_t stack_size;    /* of each fiber, a guard page below; 0: 64 KiB */
 	unsigned flags;	      /* reserved, 0 */
-	uint64_t reserved[6]; /* room to grow; 0 */
+	unsigned buffers;     /* buffers to register (jobq_buffer_get()); 0 */
+	size_t buffer_size;   /* of each; 0: 64 KiB */
+	uint64_t reserved[4]; /* room to grow; 0 */
 };
 
 /*
@@ -711,6 +713,27 @@ struct jobq_loop_opts {
  * kernel). On failure *lp is untouched.
  */
 JOBQ_API int jobq_loop_new(jobq_loop_t **lp, const struct jobq_loop_opts *opts);
+
+/*
+ * Registered buffers. With opts->buffers set, the loop allocates that many
+ * buffers and registers them with the kernel, which then maps them once
+ * instead of on every request: jobq_io_read() and jobq_io_write() (and
+ * their callback forms) into a buffer from jobq_buffer_get() use
+ * IORING_OP_READ_FIXED / WRITE_FIXED by themselves. Registered memory
+ * counts against RLIMIT_MEMLOCK for users without CAP_IPC_LOCK; when the
+ * kernel refuses it, the buffers are plain memory and everything works
+ * the same, a little slower (jobq_loop_buffers_registered() tells).
+ *
+ * jobq_buffer_get - take a free buffer of the loop: *buf and its size in
+ * *size. Returns 0, -ENOBUFS when all are taken, -EINVAL when the loop
+ * has none. jobq_buffer_put - give it back (once no request uses it).
+ */
+JOBQ_API int jobq_buffer_get(jobq_loop_t *l, void **buf, size_t *size);
+JOBQ_API void jobq_buffer_put(jobq_loop_t *l, void *buf);
+
+/* jobq_loop_buffers_registered - 1 when the loop's buffers are registered
+ * with the kernel, 0 when they are plain memory (or there are none). */
+JOBQ_API int jobq_loop_buffers_registered(const jobq_loop_t *l);
 
 /*
  * jobq_loop_why - one line saying why the calling thread's last failed

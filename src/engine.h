@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sys/uio.h>
+
 #include <liburing.h>
 
 #include "jobq.h"
@@ -55,6 +57,14 @@ struct jobq__uring_caps {
  */
 int jobq__uring_init(struct io_uring *ring, unsigned entries,
 		     struct jobq__uring_caps *caps, char *why, size_t whylen);
+
+/*
+ * How buffers are registered: io_uring_register_buffers(), or, in tests,
+ * a stand-in that refuses as a kernel does when RLIMIT_MEMLOCK is too
+ * low (-ENOMEM).
+ */
+extern int (*jobq__uring_register_buffers)(struct io_uring *ring,
+					   const struct iovec *iov, unsigned n);
 
 /* Whether the kernel behind @caps runs opcode @op. */
 static inline bool jobq__uring_has(const struct jobq__uring_caps *caps,

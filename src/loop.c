@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -62,9 +63,11 @@
 #else
 #define DEFAULT_STACK (64 * 1024)
 #endif
-#define MIN_STACK   (16 * 1024)
-#define STACK_CACHE 32
-#define MAX_IO	    (1U << 30) /* one request moves at most this */
+#define MIN_STACK      (16 * 1024)
+#define STACK_CACHE    32
+#define MAX_IO	       (1U << 30) /* one request moves at most this */
+#define DEFAULT_BUFFER (64 * 1024)
+#define MAX_BUFFERS    16384 /* the kernel's limit (IORING_MAX_REG_BUFFERS) */
 
 enum { TAG_MAIN = 1, TAG_TIMEOUT = 2, TAG_MASK = 7 };
 
@@ -154,6 +157,15 @@ struct jobq_loop {
 	bool running;
 	bool stop;
 
+	/* Registered buffers: nbufs of buf_size bytes from bufs, taken and
+	 * given back through the stack buf_free[0..nfree). */
+	char *bufs;
+	size_t buf_size;
+	unsigned nbufs;
+	unsigned *buf_free;
+	unsigned nfree;
+	bool bufs_registered; /* else plain memory: the kernel refused */
+
 	struct cached_stack stacks[STACK_CACHE];
 	unsigned nstacks;
 #ifdef JOBQ__ASAN
@@ -176,6 +188,93 @@ static int run(jobq_loop_t *l, jobq_fiber_t *until);
 /* ------------------------------------------------------------------------
  * Loops.
  */
+
+/*
+ * Allocates @n buffers of @size bytes (0: DEFAULT_BUFFER) and registers
+ * them. Registration is an optimization: when the kernel refuses it
+ * (RLIMIT_MEMLOCK for a user without CAP_IPC_LOCK, or a kernel without
+ * it), the buffers stay plain memory. Returns 0 or -ENOMEM / -EINVAL.
+ */
+static int buffers_init(jobq_loop_t *l, unsigned n, size_t size)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	struct iovec *iov;
+
+	if (!size)
+		size = DEFAULT_BUFFER;
+	if (n > MAX_BUFFERS || size > MAX_IO)
+		return -EINVAL;
+	size = (size + page - 1) / page * page;
+	l->bufs = mmap(NULL, size * n, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (l->bufs == MAP_FAILED) {
+		l->bufs = NULL;
+		return -ENOMEM;
+	}
+	l->buf_free = malloc(n * sizeof(*l->buf_free));
+	iov = malloc(n * sizeof(*iov));
+	if (!l->buf_free || !iov) {
+		free(iov);
+		free(l->buf_free);
+		munmap(l->bufs, size * n);
+		l->bufs = NULL;
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		iov[i].iov_base = l->bufs + (size_t)i * size;
+		iov[i].iov_len = size;
+		l->buf_free[i] = n - 1 - i; /* buffer 0 comes out first */
+	}
+	l->buf_size = size;
+	l->nbufs = l->nfree = n;
+	l->bufs_registered =
+	    jobq__uring_register_buffers(&l->ring, iov, n) == 0;
+	free(iov);
+	return 0;
+}
+
+int jobq_buffer_get(jobq_loop_t *l, void **buf, size_t *size)
+{
+	if (!l || !buf || !l->nbufs)
+		return -EINVAL;
+	if (!l->nfree)
+		return -ENOBUFS;
+	*buf = l->bufs + (size_t)l->buf_free[--l->nfree] * l->buf_size;
+	if (size)
+		*size = l->buf_size;
+	return 0;
+}
+
+void jobq_buffer_put(jobq_loop_t *l, void *buf)
+{
+	size_t at;
+
+	if (!l || !buf || (char *)buf < l->bufs)
+		return;
+	at = (size_t)((char *)buf - l->bufs) / l->buf_size;
+	if (at < l->nbufs && l->nfree < l->nbufs)
+		l->buf_free[l->nfree++] = (unsigned)at;
+}
+
+int jobq_loop_buffers_registered(const jobq_loop_t *l)
+{
+	return l && l->bufs_registered;
+}
+
+/* The registered buffer that holds all of [p, p + len), or -1. */
+static int fixed_index(const jobq_loop_t *l, const void *p, size_t len)
+{
+	size_t at, i;
+
+	if (!l->bufs_registered || (const char *)p < l->bufs)
+		return -1;
+	at = (size_t)((const char *)p - l->bufs);
+	i = at / l->buf_size;
+	if (i >= l->nbufs || at + len > (i + 1) * l->buf_size)
+		return -1;
+	return (int)i;
+}
+
 int jobq_loop_new(jobq_loop_t **lp, const struct jobq_loop_opts *opts)
 {
 	unsigned entries =
@@ -204,6 +303,16 @@ int jobq_loop_new(jobq_loop_t **lp, const struct jobq_loop_opts *opts)
 		return err;
 	}
 	l->stack_size = stack;
+	if (opts && opts->buffers) {
+		err = buffers_init(l, opts->buffers, opts->buffer_size);
+		if (err) {
+			io_uring_queue_exit(&l->ring);
+			free(l);
+			snprintf(tl_why, sizeof(tl_why),
+				 "no memory for %u buffers", opts->buffers);
+			return err;
+		}
+	}
 	*lp = l;
 	return 0;
 }
@@ -448,6 +557,7 @@ static int submit_op(jobq_loop_t *l, struct req *r, const struct op *o)
 	bool linked = o->kind != OP_SLEEP && o->timeout >= 0;
 	struct io_uring_sqe *sqe = get_sqe(l, linked ? 2 : 1);
 	uint64_t off = o->off < 0 ? (uint64_t)-1 : (uint64_t)o->off;
+	int fixed;
 
 	if (!sqe)
 		return -EBUSY;
@@ -457,10 +567,20 @@ static int submit_op(jobq_loop_t *l, struct req *r, const struct op *o)
 	r->timed_out = r->cancel_sent = false;
 	switch (o->kind) {
 	case OP_READ:
-		io_uring_prep_read(sqe, o->fd, o->buf, io_len(o->len), off);
+		if ((fixed = fixed_index(l, o->buf, o->len)) >= 0)
+			io_uring_prep_read_fixed(sqe, o->fd, o->buf,
+						 io_len(o->len), off, fixed);
+		else
+			io_uring_prep_read(sqe, o->fd, o->buf, io_len(o->len),
+					   off);
 		break;
 	case OP_WRITE:
-		io_uring_prep_write(sqe, o->fd, o->buf, io_len(o->len), off);
+		if ((fixed = fixed_index(l, o->buf, o->len)) >= 0)
+			io_uring_prep_write_fixed(sqe, o->fd, o->buf,
+						  io_len(o->len), off, fixed);
+		else
+			io_uring_prep_write(sqe, o->fd, o->buf, io_len(o->len),
+					    off);
 		break;
 	case OP_ACCEPT:
 		io_uring_prep_accept(sqe, o->fd, (struct sockaddr *)o->addr,
@@ -709,7 +829,10 @@ void jobq_loop_free(jobq_loop_t *l)
 		release(l->fibers); /* returned, never joined */
 	for (unsigned i = 0; i < l->nstacks; i++)
 		jobq__stack_free(l->stacks[i].base, l->stacks[i].len);
-	io_uring_queue_exit(&l->ring);
+	io_uring_queue_exit(&l->ring); /* unregisters the buffers too */
+	if (l->bufs)
+		munmap(l->bufs, l->buf_size * l->nbufs);
+	free(l->buf_free);
 	if (tl_private == l)
 		tl_private = NULL;
 	free(l);

@@ -40,6 +40,10 @@ static const unsigned flag_sets[] = {
     0,
 };
 
+int (*jobq__uring_register_buffers)(struct io_uring *ring,
+				    const struct iovec *iov,
+				    unsigned n) = io_uring_register_buffers;
+
 /* The opcodes the engine cannot do without (Linux 5.6 has them all). */
 static const struct {
 	unsigned op;
@@ -111,9 +115,9 @@ static void explain(int err, char *why, size_t len)
 	} else if (err == -ENOMEM) {
 		snprintf(why, len,
 			 "io_uring_setup failed for lack of locked memory "
-			 "(ENOMEM); before Linux 5.12 rings count against "
-			 "RLIMIT_MEMLOCK: raise it (ulimit -l) or use fewer "
-			 "entries");
+			 "(ENOMEM): a ring counts against RLIMIT_MEMLOCK for "
+			 "users without CAP_IPC_LOCK; raise the limit (ulimit "
+			 "-l, LimitMEMLOCK= in a systemd unit)");
 	} else {
 		snprintf(why, len, "io_uring_setup failed: %s", strerror(-err));
 	}

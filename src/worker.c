@@ -62,7 +62,10 @@
 #include "client.h"
 #include "engine.h"
 
-#define MAX_CAPACITY	 4096
+#define MAX_CAPACITY 4096
+/* Each job a W_RESERVE may bring takes a completion entry of the client
+ * ring until it is answered: a bigger worker reserves in several goes. */
+#define MAX_RESERVE	 512
 #define RECENT_CANCELS	 64
 #define DEFAULT_LEASE_NS (300 * JOBQ__NSEC_PER_SEC)
 
@@ -843,7 +846,9 @@ static void coordinator_fn(void *arg)
 			    !w->outstanding && !w->nready)
 				break;
 		} else if (!w->reserving && w->running < w->capacity) {
-			int err = send_reserve(w, w->capacity - w->running);
+			unsigned want = w->capacity - w->running;
+			int err = send_reserve(
+			    w, want < MAX_RESERVE ? want : MAX_RESERVE);
 
 			if (err == JOBQ_ECLOSED)
 				w->closed = true;

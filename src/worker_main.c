@@ -60,10 +60,10 @@ int jobq__worker_main(int argc, char **argv)
 
 			errno = 0;
 			n = strtoul(argv[++i], &end, 10);
-			if (errno || *end || n < 1 || n > 256) {
+			if (errno || *end || n < 1 || n > 1024) {
 				fprintf(stderr,
 					"jobqd worker: --concurrency "
-					"must be 1..256, not '%s'\n",
+					"must be 1..1024, not '%s'\n",
 					argv[i]);
 				return 2;
 			}

@@ -13,13 +13,23 @@
  *  - a job that outlives its --timeout is cancelled by the engine and
  *    fails as timed out, the worker unharmed;
  *  - a library worker whose handler crashes (SIGSEGV) dies, and the job
- *    goes back to the queue and is run by another worker.
+ *    goes back to the queue and is run by another worker;
+ *  - a library worker at concurrency 1000 runs a thousand half-second
+ *    jobs at once;
+ *  - where seccomp forbids io_uring, the built-in worker says so, names
+ *    the remedy and exits 1.
  */
 #include <errno.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <setjmp.h>
@@ -237,14 +247,152 @@ static void test_crash_requeues(void **state)
 	jobq_close(q);
 }
 
+/* ------------------------------------------------------------------------
+ * A thousand jobs at once in one library worker.
+ */
+static int h_nap(jobq_job_t *job, void *arg)
+{
+	(void)arg;
+	if (jobq_io_sleep(0.5))
+		return jobq_job_fail(job, 0, "nap interrupted");
+	return jobq_job_succeed(job, JOBQ_T_NONE, NULL, 0);
+}
+
+static int big_worker(int idx, void *arg)
+{
+	struct jobq_worker_opts o = {.concurrency = 1000};
+	jobq_t *q = jqt_open_or_die(jqt_cur);
+	jobq_worker_t *w;
+	int rc;
+
+	(void)idx;
+	(void)arg;
+	CK_RC(jobq_worker_new(&w, q, &o), 0);
+	CK_RC(jobq_worker_handle(w, "nap", h_nap, NULL), 0);
+	the_worker = w;
+	signal(SIGTERM, on_term);
+	rc = jobq_worker_run(w);
+	jobq_worker_free(w);
+	jobq_close(q);
+	return rc == 0 || rc == JOBQ_ECLOSED ? 0 : 1;
+}
+
+static void test_thousand_at_once(void **state)
+{
+	enum { N = 1000 };
+	struct jqt_mgr *m = *state;
+	jobq_t *q = NULL;
+	jobq_obj_t *args = calloc(N, sizeof(*args));
+	uint64_t *ids = calloc(N, sizeof(*ids));
+	uint64_t last_start = 0, first_end = UINT64_MAX;
+	double t0, took;
+	pid_t pid;
+	int st;
+
+	assert_non_null(args);
+	assert_non_null(ids);
+	assert_rc(jobq_open(&q, m->dir), 0);
+	pid = jqt_fork(big_worker, 0, NULL);
+	assert_true(pid > 0);
+	for (int i = 0; i < N; i++)
+		args[i].type = JOBQ_T_NONE;
+	t0 = jqt_now();
+	assert_rc(jobq_submit_many(q, "nap", args, N, NULL, ids), N);
+	assert_rc(jobq_wait_all(q, ids, N, 60), 0);
+	took = jqt_now() - t0;
+	for (int i = 0; i < N; i++) {
+		struct jobq_job_info ji;
+
+		assert_rc(jobq_job_info(q, ids[i], &ji), 0);
+		if (ji.started_ns > last_start)
+			last_start = ji.started_ns;
+		if (ji.finished_ns < first_end)
+			first_end = ji.finished_ns;
+	}
+	print_message("1000 half-second naps in one worker: %.3f s in all\n",
+		      took);
+	assert_true(last_start < first_end);
+	kill(pid, SIGTERM);
+	assert_rc(jqt_wait_pid(pid, 20, &st), 0);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	free(args);
+	free(ids);
+	jobq_close(q);
+}
+
+/* ------------------------------------------------------------------------
+ * io_uring forbidden, as a container's default seccomp profile does: the
+ * built-in worker says why and how to allow it, and exits 1 at once.
+ */
+static void test_worker_without_io_uring(void **state)
+{
+	int out[2], st = 0;
+	char msg[2048] = "";
+	size_t len = 0;
+	double t0 = jqt_now();
+	pid_t pid;
+
+	(void)state;
+	assert_int_equal(pipe(out), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct sock_filter filter[] = {
+		    BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+			     offsetof(struct seccomp_data, nr)),
+		    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0,
+			     1),
+		    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		};
+		struct sock_fprog prog = {
+		    .len = sizeof(filter) / sizeof(filter[0]),
+		    .filter = filter,
+		};
+
+		dup2(out[1], 2);
+		close(out[0]);
+		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
+		    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
+			_exit(JQT_SKIP);
+		execl(jqt_jobqd_path(), "jobqd", "--as-worker", "--dir",
+		      "/nonexistent/jobq", (char *)NULL);
+		_exit(127);
+	}
+	close(out[1]);
+	for (;;) {
+		ssize_t n = read(out[0], msg + len, sizeof(msg) - 1 - len);
+
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(out[0]);
+	assert_rc(jqt_wait_pid(pid, 10, &st), 0);
+	if (WIFEXITED(st) && WEXITSTATUS(st) == JQT_SKIP) {
+		skip();
+		return;
+	}
+	msg[len] = '\0';
+	print_message("worker without io_uring (%.3f s): %s", jqt_now() - t0,
+		      msg);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+	assert_non_null(strstr(msg, "seccomp"));
+	assert_non_null(strstr(msg, "io_uring_setup"));
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_c4, jqt_teardown)
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    T(test_four_at_once),   T(test_result_while_neighbours_run),
-	    T(test_cancel_running), T(test_timeout_cancels),
+	    T(test_four_at_once),
+	    T(test_result_while_neighbours_run),
+	    T(test_cancel_running),
+	    T(test_timeout_cancels),
 	    T(test_crash_requeues),
+	    T(test_thousand_at_once),
+	    cmocka_unit_test(test_worker_without_io_uring),
 	};
 
 	jqt_init();

@@ -28,6 +28,7 @@
 
 #include <cmocka.h>
 
+#include "engine.h"
 #include "internal.h"
 
 static double now_s(void)
@@ -718,6 +719,129 @@ static void test_seccomp_refused(void **state)
 	assert_non_null(strstr(msg, "io_uring_setup"));
 }
 
+/* ------------------------------------------------------------------------
+ * Registered buffers: fixed reads and writes, and a kernel that refuses
+ * the registration (RLIMIT_MEMLOCK) leaving plain buffers that work.
+ */
+struct fixed_io {
+	jobq_loop_t *l;
+	const char *path;
+	int ok;
+};
+
+static void fixed_fn(void *arg)
+{
+	struct fixed_io *x = arg;
+	void *a, *b;
+	size_t size;
+	int fd;
+
+	assert_int_equal(jobq_buffer_get(x->l, &a, &size), 0);
+	assert_int_equal(size, 64 * 1024);
+	assert_int_equal(jobq_buffer_get(x->l, &b, NULL), 0);
+	{
+		void *c;
+
+		assert_int_equal(jobq_buffer_get(x->l, &c, NULL), -ENOBUFS);
+	}
+	fd =
+	    jobq_io_openat(AT_FDCWD, x->path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	for (size_t i = 0; i < size; i++)
+		((unsigned char *)a)[i] = (unsigned char)(i * 7);
+	assert_int_equal(jobq_io_write_all(fd, a, size, 0, 5), size);
+	/* Half a buffer, at an offset inside it: still that buffer. */
+	assert_int_equal(jobq_io_read_full(fd, (char *)b + 100, size / 2, 0, 5),
+			 size / 2);
+	assert_memory_equal((char *)b + 100, a, size / 2);
+	jobq_io_close(fd);
+	jobq_buffer_put(x->l, a);
+	jobq_buffer_put(x->l, b);
+	x->ok = 1;
+}
+
+static void run_fixed(bool refuse)
+{
+	struct jobq_loop_opts o = {.buffers = 2};
+	char path[] = "/tmp/jobq-test-fixed-XXXXXX";
+	struct fixed_io x = {0};
+	jobq_loop_t *l;
+	void *p;
+	int fd = mkstemp(path);
+
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(jobq_loop_new(&l, &o), 0);
+	print_message("buffers registered: %d%s\n",
+		      jobq_loop_buffers_registered(l),
+		      refuse ? " (refused on purpose)" : "");
+	if (refuse)
+		assert_int_equal(jobq_loop_buffers_registered(l), 0);
+	x.l = l;
+	x.path = path;
+	assert_int_equal(jobq_spawn(l, fixed_fn, &x, NULL), 0);
+	assert_int_equal(jobq_loop_run(l), 0);
+	assert_int_equal(x.ok, 1);
+	/* Both are back. */
+	assert_int_equal(jobq_buffer_get(l, &p, NULL), 0);
+	assert_int_equal(jobq_buffer_get(l, &p, NULL), 0);
+	jobq_loop_free(l);
+	unlink(path);
+}
+
+static int refuse_register(struct io_uring *ring, const struct iovec *iov,
+			   unsigned n)
+{
+	(void)ring;
+	(void)iov;
+	(void)n;
+	return -ENOMEM; /* what RLIMIT_MEMLOCK makes the kernel say */
+}
+
+static void test_fixed_buffers(void **state)
+{
+	int (*real)(struct io_uring *, const struct iovec *, unsigned) =
+	    jobq__uring_register_buffers;
+	jobq_loop_t *l;
+	void *p;
+
+	(void)state;
+	run_fixed(false);
+	jobq__uring_register_buffers = refuse_register;
+	run_fixed(true);
+	jobq__uring_register_buffers = real;
+	assert_int_equal(jobq_loop_new(&l, NULL), 0);
+	assert_int_equal(jobq_buffer_get(l, &p, NULL), -EINVAL);
+	jobq_loop_free(l);
+}
+
+/* ------------------------------------------------------------------------
+ * More completions than the completion queue holds: the kernel keeps the
+ * rest (IORING_FEAT_NODROP) and refuses submissions (-EBUSY) until the
+ * loop has made room; nothing is lost.
+ */
+static void count_cb(jobq_loop_t *l, ssize_t res, void *arg)
+{
+	(void)l;
+	if (res == 0)
+		(*(int *)arg)++;
+}
+
+static void test_cq_overflow(void **state)
+{
+	struct jobq_loop_opts o = {.entries = 2};
+	jobq_loop_t *l;
+	int n = 0;
+
+	(void)state;
+	assert_int_equal(jobq_loop_new(&l, &o), 0);
+	for (int i = 0; i < 2000; i++)
+		assert_int_equal(jobq_io_sleep_cb(l, 0, count_cb, &n), 0);
+	assert_int_equal(jobq_loop_run(l), 0);
+	assert_int_equal(n, 2000);
+	jobq_loop_free(l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -736,6 +860,8 @@ int main(void)
 	    cmocka_unit_test(test_many_fibers),
 	    cmocka_unit_test(test_guard_page),
 	    cmocka_unit_test(test_seccomp_refused),
+	    cmocka_unit_test(test_fixed_buffers),
+	    cmocka_unit_test(test_cq_overflow),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
