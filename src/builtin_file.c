@@ -65,16 +65,39 @@ int jobq__file_copy_handler(jobq_job_t *job, void *arg)
 		rc = open_fail(job, T, "source", src, in);
 		goto out;
 	}
-	if (fstat(in, &st) == 0 && S_ISDIR(st.st_mode)) {
+	if (fstat(in, &st)) {
+		rc = io_fail(job, T, "reading", src, -errno);
+		goto out;
+	}
+	if (S_ISDIR(st.st_mode)) {
 		rc = jobq_job_fail(job, 1, "%s: source \"%s\" is a directory",
 				   T, src);
 		goto out;
 	}
-	out = jobq_io_openat(AT_FDCWD, dst,
-			     O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+	/* Truncated only once it is known not to be the source itself:
+	 * copying a file onto itself must not empty it. */
+	out =
+	    jobq_io_openat(AT_FDCWD, dst, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
 	if (out < 0) {
 		rc = open_fail(job, T, "destination", dst, out);
 		goto out;
+	}
+	{
+		struct stat ost;
+
+		if (fstat(out, &ost) == 0 && ost.st_dev == st.st_dev &&
+		    ost.st_ino == st.st_ino) {
+			rc = jobq_job_fail(job, 1,
+					   "%s: \"%s\" and \"%s\" are the same "
+					   "file",
+					   T, src, dst);
+			goto out;
+		}
+		if (ftruncate(out, 0)) {
+			rc = jobq_job_fail(job, 0, "%s: truncating \"%s\": %s",
+					   T, dst, strerror(errno));
+			goto out;
+		}
 	}
 	buf = malloc(JOBQ__BUF_SIZE);
 	if (!buf) {

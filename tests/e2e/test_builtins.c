@@ -693,6 +693,12 @@ static void test_files(void **state)
 	FAILS(q, "file.copy", args, "no/such/dir", "No such file", NULL);
 	snprintf(args, sizeof(args), "{\"path\": \"%s\"}", tmp);
 	FAILS(q, "file.read", args, "is a directory", NULL);
+	snprintf(args, sizeof(args), "{\"src\": \"%s\", \"dst\": \"%s\"}",
+		 path_of("src"), path_of("src"));
+	FAILS(q, "file.copy", args, "are the same file", NULL);
+	got = read_file(path_of("src"), &len);
+	assert_int_equal(len, 1000000);
+	free(got);
 	snprintf(args, sizeof(args), "{\"path\": \"%s\", \"algo\": \"md5\"}",
 		 path_of("abc"));
 	FAILS(q, "file.checksum", args, "md5", "sha256", NULL);
