@@ -273,6 +273,34 @@ out:
 
 /* ---- logs --------------------------------------------------------------- */
 
+/*
+ * Where logs writes: stdout, or with --json a buffer printed at the end as
+ * {"id", "state", "output"} ("output_base64" when it is not UTF-8).
+ */
+static struct {
+	bool on;
+	char *buf;
+	size_t len, cap;
+} collect;
+
+static int out_write(const void *p, size_t n)
+{
+	if (!collect.on)
+		return cli_write_all(STDOUT_FILENO, p, n);
+	if (collect.len + n > collect.cap) {
+		size_t cap = (collect.len + n) * 2;
+		char *b = realloc(collect.buf, cap);
+
+		if (!b)
+			return -ENOMEM;
+		collect.buf = b;
+		collect.cap = cap;
+	}
+	memcpy(collect.buf + collect.len, p, n);
+	collect.len += n;
+	return 0;
+}
+
 static bool is_final(int state)
 {
 	return state == JOBQ_JOB_SUCCEEDED || state == JOBQ_JOB_DEAD ||
@@ -300,7 +328,7 @@ static int copy_new(int fd, off_t *off)
 			return -errno;
 		if (n == 0)
 			return 0;
-		if (cli_write_all(STDOUT_FILENO, buf, (size_t)n))
+		if (out_write(buf, (size_t)n))
 			return -EPIPE;
 		*off += n;
 	}
@@ -333,8 +361,7 @@ static int print_result_output(struct cli *c, uint64_t id, int state)
 		json_t *v = json_object_get(r, i ? "stderr" : "stdout");
 
 		if (json_is_string(v) &&
-		    cli_write_all(STDOUT_FILENO, json_string_value(v),
-				  json_string_length(v))) {
+		    out_write(json_string_value(v), json_string_length(v))) {
 			rc =
 			    cli_error("writing to stdout: %s", strerror(errno));
 			break;
@@ -345,19 +372,50 @@ static int print_result_output(struct cli *c, uint64_t id, int state)
 	return rc;
 }
 
+static int logs(struct cli *c, uint64_t id, bool follow);
+
+/* The state of the job when logs last looked. */
+static int last_state;
+
 int cmd_logs(struct cli *c)
 {
 	bool follow = c->optval[OPT_FOLLOW] != NULL;
-	struct jobq_job_info ji;
-	char path[PATH_MAX];
 	uint64_t id;
-	off_t off = 0;
-	int fd = -1, rc;
+	int rc;
 
 	if (cli_parse_u64(c->args[0], &id) || !id)
 		return cli_usage(c, "\"%s\" is not a job id", c->args[0]);
 	if ((rc = cli_connect(c)))
 		return rc;
+	collect.on = c->json;
+	rc = logs(c, id, follow);
+	if (collect.on && (rc == EXIT_OK || rc == EXIT_JOB)) {
+		json_t *doc =
+		    json_pack("{s:o,s:s}", "id", cli_json_u64(id), "state",
+			      jobq_job_state_name(last_state));
+		int prc;
+
+		if (doc &&
+		    cli_json_data(doc, "output", collect.buf, collect.len)) {
+			json_decref(doc);
+			doc = NULL;
+		}
+		prc = cli_print_json(doc);
+		if (prc)
+			rc = prc;
+	}
+	free(collect.buf);
+	collect.buf = NULL;
+	return rc;
+}
+
+static int logs(struct cli *c, uint64_t id, bool follow)
+{
+	struct jobq_job_info ji;
+	char path[PATH_MAX];
+	off_t off = 0;
+	int fd = -1, rc;
+
 	if (jobq__exec_log_path(c->dir, id, path, sizeof(path)))
 		return cli_error("logs: instance directory name too long");
 	for (;;) {
@@ -375,6 +433,7 @@ int cmd_logs(struct cli *c)
 					 "exec jobs have logs",
 					 id, ji.type);
 		final = is_final(ji.state);
+		last_state = ji.state;
 		if (fd < 0)
 			fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0 && errno != ENOENT) {

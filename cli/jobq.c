@@ -157,7 +157,8 @@ static const struct cli_cmd commands[] = {
      "With --follow keeps printing while the job runs and returns when it\n"
      "is final (exit as jobq wait: 0 succeeded, 4 failed). When the whole\n"
      "log is gone (the worker's instance directory was cleaned), prints\n"
-     "the output kept in the result."},
+     "the output kept in the result. With --json prints {\"id\", \"state\",\n"
+     "\"output\"} (\"output_base64\" when it is not UTF-8) once done."},
     {NULL, "wait", cmd_wait, T, 1, -1, CMD_CONNECT,
      "ID... [--timeout S] [--nowait]",
      "wait until each job is final; print each result",

@@ -106,6 +106,16 @@ static void test_run_one(void **state)
 	assert_non_null(strstr(o.out, "from the caller\n"));
 	assert_non_null(strstr(o.out, "to-stderr\n"));
 	jqt_out_free(&o);
+	CLI(&o, "logs", id, "--json");
+	assert_int_equal(o.code, 0);
+	r = jqt_json_object(&o);
+	assert_non_null(r);
+	assert_string_equal(json_string_value(json_object_get(r, "state")),
+			    "succeeded");
+	assert_non_null(strstr(json_string_value(json_object_get(r, "output")),
+			       "to-stderr\n"));
+	json_decref(r);
+	jqt_out_free(&o);
 	snprintf(log, sizeof(log), "%s/logs/%s.log", m->dir, id);
 	assert_int_equal(stat(log, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
