@@ -938,6 +938,7 @@ static void test_cancel_exec(void **state)
 	jobq_t *q = jqt_open_or_die(m);
 	pid_t worker = the_worker(q), pgid = 0;
 	char args[PATH_MAX + 256], *got;
+	int fds = count_fds(worker);
 	uint64_t id;
 	size_t len;
 	double end;
@@ -968,6 +969,11 @@ static void test_cancel_exec(void **state)
 		jqt_sleep(0.02);
 	assert_int_equal(kill(-pgid, 0), -1);
 	assert_int_equal(errno, ESRCH);
+	/* Its pipes, pidfd, eventfd and log are closed again. */
+	end = jqt_now() + 5;
+	while (count_fds(worker) != fds && jqt_now() < end)
+		jqt_sleep(0.02);
+	assert_int_equal(count_fds(worker), fds);
 	still_serving(q, worker);
 	jobq_close(q);
 }
