@@ -47,6 +47,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "builtin_impl.h"
@@ -64,8 +66,10 @@ extern char **environ;
 #define READ_CHUNK	(64 * 1024)
 /* After the command ended, how long its output may take to drain. */
 #define DRAIN_SECONDS 5.0
-/* Sweep the logs of expired jobs once every this many exec jobs. */
-#define SWEEP_EVERY 256
+/* Sweep the logs of expired jobs at most this often (seconds): a sweep
+ * reads the whole logs directory, which a busy worker must not do per
+ * job. */
+#define SWEEP_SECONDS 30
 
 struct capture {
 	char *buf;
@@ -413,7 +417,10 @@ static json_t *exec_result(const struct exec_run *r, int status)
 static int exec_job(jobq_job_t *job, jobq_t *q)
 {
 	static const char T[] = "exec";
-	static unsigned sweep_count;
+	/* Shared by the workers of a process, which may run in threads. */
+	static _Atomic long last_sweep;
+	struct timespec now;
+	long last;
 	json_t *args = jobq__bargs(job, T), *argv, *env;
 	const char *cwd, *in, *path = getenv("PATH");
 	char **cargv = NULL, **cenv = NULL, *prog = NULL, what[128];
@@ -560,7 +567,12 @@ static int exec_job(jobq_job_t *job, jobq_t *q)
 		}
 	}
 	r->log_fd = open_log(q, jobq_job_id(job));
-	if (++sweep_count % SWEEP_EVERY == 0)
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	last = atomic_load(&last_sweep);
+	if (!last) /* the worker swept when it started */
+		atomic_compare_exchange_strong(&last_sweep, &last, now.tv_sec);
+	else if (now.tv_sec - last >= SWEEP_SECONDS &&
+		 atomic_compare_exchange_strong(&last_sweep, &last, now.tv_sec))
 		jobq__exec_sweep_logs(q);
 
 	/* The child: stdin, stdout, stderr from the pipes (dup2 clears
