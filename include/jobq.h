@@ -915,6 +915,32 @@ JOBQ_API int jobq_io_poll_cb(jobq_loop_t *l, int fd, unsigned events,
 JOBQ_API int jobq_io_close_cb(jobq_loop_t *l, int fd, jobq_io_cb cb, void *arg);
 
 /*
+ * Stream receive. jobq_io_recv_stream_cb() keeps a multishot receive
+ * (IORING_RECV_MULTISHOT, Linux 6.0) armed on socket @fd: each chunk that
+ * arrives is handed to @cb(l, n, data, arg), n > 0, in one of the loop's
+ * provided buffers (a buffer ring), valid during the call only. One last
+ * call ends the stream, with @data NULL: n == 0 at the end of the stream,
+ * n < 0 on an error, -ECANCELED after jobq_io_stream_stop(); the stream
+ * is freed after it. When the kernel runs out of provided buffers it ends
+ * the multishot receive with -ENOBUFS, and it may end it for its own
+ * reasons (a CQE without IORING_CQE_F_MORE): the stream then submits a new
+ * one, and the callback sees neither. Where the kernel lacks buffer rings
+ * or multishot receive, each chunk comes from an ordinary receive that is
+ * submitted again after the callback: the same calls, one request each.
+ * Returns 0 and the stream in *out (may be NULL), or -EINVAL / -ENOMEM
+ * (then the callback never runs).
+ */
+typedef struct jobq_stream jobq_stream_t;
+typedef void (*jobq_io_data_cb)(jobq_loop_t *l, ssize_t n, const void *data,
+				void *arg);
+JOBQ_API int jobq_io_recv_stream_cb(jobq_loop_t *l, int fd, jobq_io_data_cb cb,
+				    void *arg, jobq_stream_t **out);
+
+/* jobq_io_stream_stop - end stream @s: chunks still queued are dropped
+ * and the last call comes with -ECANCELED. Not after that last call. */
+JOBQ_API void jobq_io_stream_stop(jobq_stream_t *s);
+
+/*
  * Workers run on the engine. jobq_worker_run() makes a loop in the calling
  * thread and runs every job as a fiber of it, up to the worker's
  * concurrency at once; it reserves only as many jobs as it has free

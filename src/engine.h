@@ -116,6 +116,18 @@ int jobq__fiber_park(bool cancellable);
  * parked (it runs, or waits on a request) is left alone. */
 void jobq__fiber_unpark(jobq_fiber_t *f);
 
+/*
+ * Streams (loop.c): the provided-buffer ring a loop sets up with its first
+ * stream has jobq__pbuf_count buffers (a power of two) of jobq__pbuf_size
+ * bytes; tests make it small to run out. jobq__loop_enobufs() counts the
+ * multishot receives the kernel ended for want of buffers;
+ * jobq__loop_multishot() says whether streams use multishot receives.
+ */
+extern unsigned jobq__pbuf_count;
+extern size_t jobq__pbuf_size;
+unsigned jobq__loop_enobufs(const jobq_loop_t *l);
+int jobq__loop_multishot(const jobq_loop_t *l);
+
 /* jobq__loop_in_fiber - whether a fiber of @l is running right now (not
  * the scheduler). Safe from a signal handler of the loop's thread. */
 bool jobq__loop_in_fiber(const jobq_loop_t *l);

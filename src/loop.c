@@ -114,7 +114,35 @@ struct req {
 	bool timed_out;	 /* the link timeout fired */
 	bool cancel_sent;
 	struct __kernel_timespec ts; /* read by the kernel at submission */
+	struct jobq_stream *stream;  /* a stream's receive: many CQEs */
 } __attribute__((aligned(8)));
+
+/*
+ * A stream receive. Its req stays in flight across many CQEs while the
+ * kernel sets IORING_CQE_F_MORE; each CQE becomes a stream_ev, handled by
+ * the scheduler (never where it is reaped, like every completion).
+ */
+struct stream_ev {
+	struct stream_ev *next;
+	struct jobq_stream *s;
+	int res;
+	unsigned flags;
+};
+
+struct jobq_stream {
+	jobq_loop_t *loop;
+	int fd;
+	jobq_io_data_cb cb;
+	void *arg;
+	struct req r;
+	bool armed;		    /* a receive is in flight */
+	bool multishot;		    /* ... and it is a multishot one */
+	bool stopping;		    /* jobq_io_stream_stop() */
+	int err;		    /* ends the stream when the receive ends */
+	char *buf;		    /* single-shot receives: their buffer */
+	jobq_stream_t *prev, *next; /* the loop's streams */
+	struct stream_ev last_ev;   /* for the last CQE of a receive */
+};
 
 enum fiber_state { F_RUNNABLE, F_RUNNING, F_WAITING, F_DONE };
 
@@ -165,6 +193,20 @@ struct jobq_loop {
 	unsigned *buf_free;
 	unsigned nfree;
 	bool bufs_registered; /* else plain memory: the kernel refused */
+
+	/* Provided buffers for the streams' multishot receives: a buffer
+	 * ring of pbuf_count buffers of pbuf_size bytes (group PBUF_GROUP),
+	 * set up with the first stream; pbuf_state 0 not yet, 1 ready, -1
+	 * unavailable (then streams use single-shot receives). */
+	struct io_uring_buf_ring *pbr;
+	char *pbufs;
+	unsigned pbuf_count;
+	size_t pbuf_size;
+	int pbuf_state;
+	bool no_multishot; /* the kernel refused IORING_RECV_MULTISHOT */
+	unsigned enobufs;  /* multishot receives ended for want of buffers */
+	jobq_stream_t *streams;
+	struct stream_ev *ev_head, *ev_tail;
 
 	struct cached_stack stacks[STACK_CACHE];
 	unsigned nstacks;
@@ -398,12 +440,19 @@ static void finish(jobq_loop_t *l, struct req *r)
 	}
 }
 
-static void complete(jobq_loop_t *l, uint64_t ud, int res)
+static void stream_cqe(jobq_loop_t *l, jobq_stream_t *s, int res,
+		       unsigned flags);
+
+static void complete(jobq_loop_t *l, uint64_t ud, int res, unsigned flags)
 {
 	struct req *r = (struct req *)(uintptr_t)(ud & ~(uint64_t)TAG_MASK);
 
 	if (!r)
 		return; /* an ASYNC_CANCEL: its result does not matter */
+	if (r->stream) {
+		stream_cqe(l, r->stream, res, flags);
+		return;
+	}
 	if ((ud & TAG_MASK) == TAG_TIMEOUT) {
 		if (res == -ETIME)
 			r->timed_out = true;
@@ -425,10 +474,13 @@ static unsigned reap(jobq_loop_t *l)
 	while (io_uring_peek_cqe(&l->ring, &cqe) == 0) {
 		uint64_t ud = cqe->user_data;
 		int res = cqe->res;
+		unsigned flags = cqe->flags;
 
 		io_uring_cqe_seen(&l->ring, cqe);
-		l->inflight--;
-		complete(l, ud, res);
+		/* A multishot request is in flight until its last CQE. */
+		if (!(flags & IORING_CQE_F_MORE))
+			l->inflight--;
+		complete(l, ud, res, flags);
 		n++;
 	}
 	return n;
@@ -742,10 +794,13 @@ static void resume(jobq_loop_t *l, jobq_fiber_t *f)
  * runnable: a fiber that yields in a loop must not starve the ring),
  * then the callbacks that are due.
  */
+static void stream_event(jobq_loop_t *l, struct stream_ev *ev);
+
 static void run_turn(jobq_loop_t *l)
 {
 	jobq_fiber_t *f, *last = l->run_tail;
 	struct req *r, *rlast = l->done_tail;
+	struct stream_ev *e, *elast = l->ev_tail;
 
 	while (last && (f = l->run_head)) {
 		l->run_head = f->run_next;
@@ -759,9 +814,23 @@ static void run_turn(jobq_loop_t *l)
 		l->done_head = r->next;
 		if (!l->done_head)
 			l->done_tail = NULL;
+		bool was_last = r == rlast;
+
 		r->cb(l, (ssize_t)r->res, r->arg);
 		free(r);
-		if (r == rlast)
+		if (was_last)
+			break;
+	}
+	while (elast && (e = l->ev_head)) {
+		bool was_last = e == elast, owned = e != &e->s->last_ev;
+
+		l->ev_head = e->next;
+		if (!l->ev_head)
+			l->ev_tail = NULL;
+		stream_event(l, e); /* may free the stream */
+		if (owned)
+			free(e);
+		if (was_last)
 			break;
 	}
 }
@@ -788,7 +857,7 @@ static int run(jobq_loop_t *l, jobq_fiber_t *until)
 			ret = 1;
 			break;
 		}
-		if (l->run_head || l->done_head) {
+		if (l->run_head || l->done_head || l->ev_head) {
 			ret = poll_cqe(l);
 		} else if (l->inflight) {
 			ret = wait_cqe(l);
@@ -822,6 +891,8 @@ void jobq_loop_free(jobq_loop_t *l)
 		jobq_fiber_cancel(f);
 	for (struct req *r = l->cb_inflight; r; r = r->next)
 		cancel_req(l, r);
+	for (jobq_stream_t *s = l->streams; s; s = s->next)
+		jobq_io_stream_stop(s);
 	l->stop = false;
 	while (run(l, NULL) == 1)
 		;
@@ -830,6 +901,10 @@ void jobq_loop_free(jobq_loop_t *l)
 	for (unsigned i = 0; i < l->nstacks; i++)
 		jobq__stack_free(l->stacks[i].base, l->stacks[i].len);
 	io_uring_queue_exit(&l->ring); /* unregisters the buffers too */
+	if (l->pbr) {
+		munmap(l->pbr, l->pbuf_count * sizeof(struct io_uring_buf));
+		munmap(l->pbufs, l->pbuf_count * l->pbuf_size);
+	}
 	if (l->bufs)
 		munmap(l->bufs, l->buf_size * l->nbufs);
 	free(l->buf_free);
@@ -1513,4 +1588,253 @@ int jobq_io_close_cb(jobq_loop_t *l, int fd, jobq_io_cb cb, void *arg)
 	struct op o = {.kind = OP_CLOSE, .fd = fd, .timeout = -1};
 
 	return cb_submit(l, &o, cb, arg);
+}
+
+/* ------------------------------------------------------------------------
+ * Streams: one multishot receive delivering chunk after chunk.
+ */
+unsigned jobq__pbuf_count = 256;
+size_t jobq__pbuf_size = 16 * 1024;
+
+#define PBUF_GROUP 0
+
+/* Sets up the provided-buffer ring (Linux 5.19). Returns whether there
+ * is one. */
+static bool pbufs_ready(jobq_loop_t *l)
+{
+	struct io_uring_buf_reg reg = {0};
+	size_t rlen;
+
+	if (l->pbuf_state)
+		return l->pbuf_state > 0;
+	l->pbuf_state = -1;
+	l->pbuf_count = jobq__pbuf_count;
+	l->pbuf_size = jobq__pbuf_size;
+	if (!l->pbuf_count)
+		return false; /* (tests: as on a kernel without buffer rings) */
+	rlen = l->pbuf_count * sizeof(struct io_uring_buf);
+	l->pbr = mmap(NULL, rlen, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	l->pbufs =
+	    mmap(NULL, l->pbuf_count * l->pbuf_size, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (l->pbr == MAP_FAILED || l->pbufs == MAP_FAILED)
+		goto fail;
+	io_uring_buf_ring_init(l->pbr);
+	reg.ring_addr = (uint64_t)(uintptr_t)l->pbr;
+	reg.ring_entries = l->pbuf_count;
+	reg.bgid = PBUF_GROUP;
+	if (io_uring_register_buf_ring(&l->ring, &reg, 0))
+		goto fail;
+	for (unsigned i = 0; i < l->pbuf_count; i++)
+		io_uring_buf_ring_add(l->pbr, l->pbufs + i * l->pbuf_size,
+				      (unsigned)l->pbuf_size, (unsigned short)i,
+				      io_uring_buf_ring_mask(l->pbuf_count),
+				      (int)i);
+	io_uring_buf_ring_advance(l->pbr, (int)l->pbuf_count);
+	l->pbuf_state = 1;
+	return true;
+fail:
+	if (l->pbr != MAP_FAILED)
+		munmap(l->pbr, rlen);
+	if (l->pbufs != MAP_FAILED)
+		munmap(l->pbufs, l->pbuf_count * l->pbuf_size);
+	l->pbr = NULL;
+	l->pbufs = NULL;
+	return false;
+}
+
+/* Gives buffer @bid back to the kernel. */
+static void pbuf_return(jobq_loop_t *l, unsigned bid)
+{
+	io_uring_buf_ring_add(l->pbr, l->pbufs + bid * l->pbuf_size,
+			      (unsigned)l->pbuf_size, (unsigned short)bid,
+			      io_uring_buf_ring_mask(l->pbuf_count), 0);
+	io_uring_buf_ring_advance(l->pbr, 1);
+}
+
+/* Submits the stream's next receive: multishot where the kernel has it,
+ * else one receive into the stream's own buffer. */
+static int stream_arm(jobq_stream_t *s)
+{
+	jobq_loop_t *l = s->loop;
+	struct io_uring_sqe *sqe;
+
+	if (!l->no_multishot && pbufs_ready(l)) {
+		sqe = get_sqe(l, 1);
+		if (!sqe)
+			return -EBUSY;
+		io_uring_prep_recv_multishot(sqe, s->fd, NULL, 0, 0);
+		sqe->flags |= IOSQE_BUFFER_SELECT;
+		sqe->buf_group = PBUF_GROUP;
+		s->multishot = true;
+	} else {
+		if (!s->buf) {
+			s->buf = malloc(jobq__pbuf_size);
+			if (!s->buf)
+				return -ENOMEM;
+		}
+		sqe = get_sqe(l, 1);
+		if (!sqe)
+			return -EBUSY;
+		io_uring_prep_recv(sqe, s->fd, s->buf,
+				   (unsigned)jobq__pbuf_size, 0);
+		s->multishot = false;
+	}
+	sqe->user_data = (uint64_t)(uintptr_t)&s->r | TAG_MAIN;
+	s->r.pending = 1;
+	s->r.cancel_sent = false;
+	s->armed = true;
+	l->inflight++;
+	return 0;
+}
+
+/*
+ * Reaping: queue the CQE for the scheduler. The last CQE of a receive
+ * (no IORING_CQE_F_MORE) uses the event kept in the stream, so that the
+ * end of a stream never depends on an allocation; a chunk that finds no
+ * memory is dropped and ends the stream with -ENOMEM.
+ */
+static void stream_cqe(jobq_loop_t *l, jobq_stream_t *s, int res,
+		       unsigned flags)
+{
+	struct stream_ev *e;
+
+	if (flags & IORING_CQE_F_MORE) {
+		e = malloc(sizeof(*e));
+		if (!e) {
+			if (flags & IORING_CQE_F_BUFFER)
+				pbuf_return(l,
+					    flags >> IORING_CQE_BUFFER_SHIFT);
+			s->err = -ENOMEM;
+			cancel_req(l, &s->r);
+			return;
+		}
+	} else {
+		s->r.pending = 0; /* that receive is over */
+		e = &s->last_ev;
+	}
+	e->next = NULL;
+	e->s = s;
+	e->res = res;
+	e->flags = flags;
+	if (l->ev_tail)
+		l->ev_tail->next = e;
+	else
+		l->ev_head = e;
+	l->ev_tail = e;
+}
+
+static void stream_end(jobq_loop_t *l, jobq_stream_t *s, int res)
+{
+	s->cb(l, res, NULL, s->arg);
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		l->streams = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	free(s->buf);
+	free(s);
+}
+
+/* The scheduler: one CQE of a stream. */
+static void stream_event(jobq_loop_t *l, struct stream_ev *e)
+{
+	jobq_stream_t *s = e->s;
+	bool more = e->flags & IORING_CQE_F_MORE;
+	int res = e->res, err;
+
+	if (!more)
+		s->armed = false;
+	if (res > 0) {
+		if (e->flags & IORING_CQE_F_BUFFER) {
+			unsigned bid = e->flags >> IORING_CQE_BUFFER_SHIFT;
+
+			if (!s->stopping && !s->err)
+				s->cb(l, res, l->pbufs + bid * l->pbuf_size,
+				      s->arg);
+			pbuf_return(l, bid);
+		} else if (!s->stopping && !s->err) {
+			s->cb(l, res, s->buf, s->arg);
+		}
+	}
+	if (more)
+		return;
+	/* That receive is over: the stream ends, or another goes out. */
+	if (s->stopping) {
+		stream_end(l, s, -ECANCELED);
+		return;
+	}
+	if (s->err) {
+		stream_end(l, s, s->err);
+		return;
+	}
+	if (res == -ENOBUFS) {
+		/* Every provided buffer was in use: they are back now. */
+		l->enobufs++;
+	} else if (res == -EINVAL && s->multishot) {
+		/* A kernel with buffer rings but without multishot
+		 * receive (5.19): single-shot receives from now on. */
+		l->no_multishot = true;
+	} else if (res <= 0) {
+		stream_end(l, s, res);
+		return;
+	}
+	/* res > 0 without F_MORE: the kernel ended the multishot receive
+	 * (or it was a single-shot one): re-arm. */
+	err = stream_arm(s);
+	if (err)
+		stream_end(l, s, err);
+}
+
+int jobq_io_recv_stream_cb(jobq_loop_t *l, int fd, jobq_io_data_cb cb,
+			   void *arg, jobq_stream_t **out)
+{
+	jobq_stream_t *s;
+	int err;
+
+	if (!l || !cb || fd < 0)
+		return -EINVAL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->loop = l;
+	s->fd = fd;
+	s->cb = cb;
+	s->arg = arg;
+	s->r.loop = l;
+	s->r.stream = s;
+	err = stream_arm(s);
+	if (err) {
+		free(s->buf);
+		free(s);
+		return err;
+	}
+	s->next = l->streams;
+	if (l->streams)
+		l->streams->prev = s;
+	l->streams = s;
+	if (out)
+		*out = s;
+	return 0;
+}
+
+void jobq_io_stream_stop(jobq_stream_t *s)
+{
+	if (!s || s->stopping)
+		return;
+	s->stopping = true;
+	if (s->armed)
+		cancel_req(s->loop, &s->r);
+}
+
+unsigned jobq__loop_enobufs(const jobq_loop_t *l)
+{
+	return l->enobufs;
+}
+
+int jobq__loop_multishot(const jobq_loop_t *l)
+{
+	return l->pbuf_state > 0 && !l->no_multishot;
 }

@@ -842,6 +842,134 @@ static void test_cq_overflow(void **state)
 	jobq_loop_free(l);
 }
 
+/* ------------------------------------------------------------------------
+ * Stream receive: a megabyte through a provided-buffer ring of four 4 KiB
+ * buffers, so that the kernel runs out (-ENOBUFS) and the stream re-arms
+ * unseen; then a stream stopped while nothing comes.
+ */
+struct streamed {
+	size_t total;
+	int bad;
+	int ended;
+	ssize_t last;
+	int chunks;
+};
+
+static void on_chunk(jobq_loop_t *l, ssize_t n, const void *data, void *arg)
+{
+	struct streamed *st = arg;
+
+	(void)l;
+	if (n <= 0) {
+		assert_null(data);
+		st->ended++;
+		st->last = n;
+		return;
+	}
+	for (ssize_t i = 0; i < n; i++)
+		if (((const unsigned char *)data)[i] !=
+		    (unsigned char)((st->total + (size_t)i) % 251))
+			st->bad = 1;
+	st->total += (size_t)n;
+	st->chunks++;
+}
+
+static void stream_writer(void *arg)
+{
+	int fd = *(int *)arg;
+	unsigned char buf[65536];
+	size_t sent = 0;
+
+	for (int k = 0; k < 16; k++) {
+		for (size_t i = 0; i < sizeof(buf); i++)
+			buf[i] = (unsigned char)((sent + i) % 251);
+		assert_int_equal(
+		    jobq_io_write_all(fd, buf, sizeof(buf), -1, 10),
+		    sizeof(buf));
+		sent += sizeof(buf);
+	}
+	shutdown(fd, SHUT_WR);
+}
+
+struct stopper {
+	jobq_stream_t *s;
+};
+
+static void stream_stopper(void *arg)
+{
+	struct stopper *x = arg;
+
+	jobq_io_sleep(0.01);
+	jobq_io_stream_stop(x->s);
+}
+
+static void test_stream(void **state)
+{
+	unsigned count = jobq__pbuf_count;
+	size_t size = jobq__pbuf_size;
+	struct streamed st = {0}, idle = {0};
+	struct stopper x;
+	jobq_loop_t *l;
+	int sv[2], sv2[2];
+
+	(void)state;
+	jobq__pbuf_count = 4;
+	jobq__pbuf_size = 4096;
+	assert_int_equal(jobq_loop_new(&l, NULL), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv),
+			 0);
+	assert_int_equal(jobq_io_recv_stream_cb(l, sv[0], on_chunk, &st, NULL),
+			 0);
+	assert_int_equal(jobq_spawn(l, stream_writer, &sv[1], NULL), 0);
+	assert_int_equal(jobq_loop_run(l), 0);
+	print_message("stream: %zu bytes in %d chunks, multishot %d, "
+		      "%u times out of buffers\n",
+		      st.total, st.chunks, jobq__loop_multishot(l),
+		      jobq__loop_enobufs(l));
+	assert_int_equal(st.total, 16 * 65536);
+	assert_int_equal(st.bad, 0);
+	assert_int_equal(st.ended, 1);
+	assert_int_equal(st.last, 0);
+	if (jobq__loop_multishot(l))
+		assert_true(jobq__loop_enobufs(l) > 0);
+
+	assert_int_equal(
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv2), 0);
+	assert_int_equal(
+	    jobq_io_recv_stream_cb(l, sv2[0], on_chunk, &idle, &x.s), 0);
+	assert_int_equal(jobq_spawn(l, stream_stopper, &x, NULL), 0);
+	assert_int_equal(jobq_loop_run(l), 0);
+	assert_int_equal(idle.ended, 1);
+	assert_int_equal(idle.last, -ECANCELED);
+	assert_int_equal(idle.total, 0);
+	jobq_loop_free(l);
+	close(sv[0]);
+	close(sv[1]);
+	close(sv2[0]);
+	close(sv2[1]);
+
+	/* Without a buffer ring: single-shot receives, the same result. */
+	memset(&st, 0, sizeof(st));
+	jobq__pbuf_count = 0;
+	assert_int_equal(jobq_loop_new(&l, NULL), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv),
+			 0);
+	assert_int_equal(jobq_io_recv_stream_cb(l, sv[0], on_chunk, &st, NULL),
+			 0);
+	assert_int_equal(jobq_spawn(l, stream_writer, &sv[1], NULL), 0);
+	assert_int_equal(jobq_loop_run(l), 0);
+	assert_int_equal(jobq__loop_multishot(l), 0);
+	assert_int_equal(st.total, 16 * 65536);
+	assert_int_equal(st.bad, 0);
+	assert_int_equal(st.ended, 1);
+	assert_int_equal(st.last, 0);
+	jobq_loop_free(l);
+	close(sv[0]);
+	close(sv[1]);
+	jobq__pbuf_count = count;
+	jobq__pbuf_size = size;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -862,6 +990,7 @@ int main(void)
 	    cmocka_unit_test(test_seccomp_refused),
 	    cmocka_unit_test(test_fixed_buffers),
 	    cmocka_unit_test(test_cq_overflow),
+	    cmocka_unit_test(test_stream),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
