@@ -414,9 +414,10 @@ static json_t *exec_result(const struct exec_run *r, int status)
 	return o;
 }
 
-static int exec_job(jobq_job_t *job, jobq_t *q)
+int jobq__exec_handler(jobq_job_t *job, void *arg)
 {
 	static const char T[] = "exec";
+	jobq_t *q = arg;
 	/* Shared by the workers of a process, which may run in threads. */
 	static _Atomic long last_sweep;
 	struct timespec now;
@@ -714,41 +715,4 @@ out:
 	free_env(cenv);
 	json_decref(args);
 	return rc;
-}
-
-struct exec_outside {
-	jobq_job_t *job;
-	jobq_t *q;
-	int rc;
-};
-
-static void exec_fiber(void *arg)
-{
-	struct exec_outside *x = arg;
-
-	x->rc = exec_job(x->job, x->q);
-}
-
-int jobq__exec_handler(jobq_job_t *job, void *arg)
-{
-	struct exec_outside x = {.job = job, .q = arg};
-	jobq_loop_t *l;
-	int err;
-
-	if (jobq_fiber_current())
-		return exec_job(job, arg);
-	/* Called outside a fiber (a worker that runs handlers in plain
-	 * code): the readers need a loop, so the job gets one of its own,
-	 * run until the job and its readers are done. */
-	err = jobq_loop_new(&l, NULL);
-	if (err)
-		return jobq_job_fail(job, 0, "exec: %s", jobq_loop_why());
-	err = jobq_spawn(l, exec_fiber, &x, NULL);
-	if (!err)
-		err = jobq_loop_run(l);
-	jobq_loop_free(l);
-	if (err < 0)
-		return jobq_job_fail(job, 0, "exec: the IO loop: %s",
-				     strerror(-err));
-	return x.rc;
 }
