@@ -978,6 +978,41 @@ static void test_cancel_exec(void **state)
 	jobq_close(q);
 }
 
+/* The job's own --timeout (its lease) ends an exec like a cancel does. */
+static void test_exec_lease_timeout(void **state)
+{
+	struct jqt_mgr *m = *state;
+	jobq_t *q = jqt_open_or_die(m);
+	struct jobq_submit_opts o = {.no_retry = 1, .timeout = 0.5};
+	pid_t worker = the_worker(q), pgid;
+	char args[PATH_MAX + 256], *got;
+	jobq_obj_t out = {0};
+	size_t len;
+	double end;
+
+	snprintf(args, sizeof(args),
+		 "{\"argv\": [\"sh\", \"-c\", \"sleep 60 & echo $$ > %s; "
+		 "wait\"]}",
+		 path_of("lease"));
+	assert_rc(jobq_apply(q, "exec", JOBQ_T_JSON, args, strlen(args), &o,
+			     &out, 30),
+		  JOBQ_EJOBFAILED);
+	assert_non_null(strstr(out.data, "timed out"));
+	jobq_obj_free(&out);
+	got = read_file(path_of("lease"), &len);
+	assert_non_null(got);
+	pgid = (pid_t)atoi(got);
+	free(got);
+	assert_true(pgid > 1);
+	end = jqt_now() + 5;
+	while (kill(-pgid, 0) == 0 && jqt_now() < end)
+		jqt_sleep(0.02);
+	assert_int_equal(kill(-pgid, 0), -1);
+	assert_int_equal(errno, ESRCH);
+	still_serving(q, worker);
+	jobq_close(q);
+}
+
 static void test_cancel_net_request(void **state)
 {
 	struct jqt_mgr *m = *state;
@@ -1120,6 +1155,7 @@ int main(void)
 	    cmocka_unit_test(test_http_get),
 	    cmocka_unit_test(test_exec),
 	    cmocka_unit_test(test_cancel_exec),
+	    cmocka_unit_test(test_exec_lease_timeout),
 	    cmocka_unit_test(test_cancel_net_request),
 	    cmocka_unit_test(test_many_at_once),
 	};
