@@ -18,7 +18,7 @@
 
 #include <cmocka.h>
 
-#include "builtin.h"
+#include "builtin_impl.h"
 
 /* ---- SHA-256 ------------------------------------------------------------ */
 
@@ -479,6 +479,37 @@ static void test_until(void **state)
 	json_decref(v);
 }
 
+/* ---- bytes in a JSON result ------------------------------------------------
+ */
+
+static void expect_bytes(const char *p, size_t len, const char *key,
+			 const char *want)
+{
+	json_t *o = json_object();
+
+	assert_int_equal(jobq__json_set_bytes(o, "out", p, len), 0);
+	assert_int_equal(json_object_size(o), 1);
+	assert_non_null(json_object_get(o, key));
+	assert_string_equal(json_string_value(json_object_get(o, key)), want);
+	json_decref(o);
+}
+
+static void test_json_bytes(void **state)
+{
+	(void)state;
+	/* Text stays text; anything jansson would refuse goes as base64. */
+	expect_bytes("plain\n", 6, "out", "plain\n");
+	expect_bytes("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14, "out",
+		     "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+	expect_bytes("", 0, "out", "");
+	expect_bytes("a\0b", 3, "out_base64", "YQBi");
+	expect_bytes("\xc3", 1, "out_base64", "ww==");	       /* cut short */
+	expect_bytes("\xc0\x80", 2, "out_base64", "wIA=");     /* overlong */
+	expect_bytes("\xed\xa0\x80", 3, "out_base64", "7aCA"); /* surrogate */
+	expect_bytes("\xf4\x90\x80\x80", 4, "out_base64", "9JCAgA==");
+	expect_bytes("\xff", 1, "out_base64", "/w==");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -495,6 +526,7 @@ int main(void)
 	    cmocka_unit_test(test_url),
 	    cmocka_unit_test(test_addr),
 	    cmocka_unit_test(test_until),
+	    cmocka_unit_test(test_json_bytes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
