@@ -147,10 +147,13 @@ static const struct cli_cmd commands[] = {
      "`--queue Q` and `jobq wait` this is a task spooler:\n"
      "  jobq queue set build --parallel 4\n"
      "  jobq wait $(jobq run --queue build --from cmds.txt)\n"
-     "runs the commands 4 at a time and names each that failed.\n"
-     "A command that exits non-zero or is killed is a failed job; its\n"
-     "output is kept (up to 64 KiB of each stream) in the result, and all\n"
-     "of it in `jobq logs ID`."},
+     "runs the commands 4 at a time (given workers with room for 4:\n"
+     "jobqd --workers 1 --worker-concurrency 4) and names each that failed.\n"
+     "A command that exits non-zero or is killed is a failed job, whose\n"
+     "error gives the status and the last line of stderr. A succeeded\n"
+     "job's result keeps up to 64 KiB of each stream; `jobq logs ID` has\n"
+     "all of it either way. --timeout S is the lease: a command running\n"
+     "longer is killed with its process group."},
     {NULL, "logs", cmd_logs, OPT_BIT(OPT_FOLLOW), 1, 1, CMD_CONNECT,
      "ID [--follow]", "the output of an exec job",
      "Prints the job's stdout and stderr as they arrived, interleaved.\n"
