@@ -846,8 +846,9 @@ JOBQ_API ssize_t jobq_io_read_full(int fd, void *buf, size_t len, int64_t off,
 JOBQ_API ssize_t jobq_io_write_all(int fd, const void *buf, size_t len,
 				   int64_t off, double timeout);
 
-/* openat(2) (returns the fd), close(2), fsync(2)/fdatasync(2) (@datasync).
- * Close an fd only once no request on it is in flight. */
+/* openat(2) (returns the fd, always close-on-exec: O_CLOEXEC is added),
+ * close(2), fsync(2)/fdatasync(2) (@datasync). Close an fd only once no
+ * request on it is in flight. */
 JOBQ_API int jobq_io_openat(int dirfd, const char *path, int flags,
 			    mode_t mode);
 JOBQ_API int jobq_io_close(int fd);

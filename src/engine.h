@@ -25,8 +25,9 @@
 #include "jobq.h"
 
 /* Hand-written context switches where we have them; ucontext elsewhere
- * (swapcontext() costs a sigprocmask syscall per switch). */
-#if defined(__x86_64__) || defined(__aarch64__)
+ * (swapcontext() costs a sigprocmask syscall per switch), or when built
+ * with -DJOBQ_UCONTEXT, which is how the fallback gets tested. */
+#if (defined(__x86_64__) || defined(__aarch64__)) && !defined(JOBQ_UCONTEXT)
 #define JOBQ__ASM_SWITCH 1
 #else
 #include <ucontext.h>

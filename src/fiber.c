@@ -48,7 +48,7 @@ void jobq__stack_free(void *base, size_t len)
 		munmap(base, len);
 }
 
-#if defined(__x86_64__)
+#if defined(JOBQ__ASM_SWITCH) && defined(__x86_64__)
 /*
  * System V x86-64: rbx, rbp, r12-r15 are callee-saved, and so are the
  * control bits of MXCSR and the x87 control word (a fiber that changes
@@ -98,7 +98,7 @@ __asm__(".text\n"
 #define FRAME_ARG   4 /* r12 */
 #define FRAME_RET   7
 
-#elif defined(__aarch64__)
+#elif defined(JOBQ__ASM_SWITCH) && defined(__aarch64__)
 /*
  * AAPCS64: x19-x28, the frame pointer x29, the link register x30 and the
  * low halves of v8-v15 (d8-d15) are callee-saved. 160 bytes, a multiple

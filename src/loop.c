@@ -504,9 +504,14 @@ static int flush(jobq_loop_t *l)
 		int ret = io_uring_submit(&l->ring);
 
 		if (ret >= 0 || ret == -EINTR) {
-			if (ret >= 0 && io_uring_sq_ready(&l->ring))
-				continue; /* stopped at a bad SQE: go on */
-			return 0;
+			if (ret < 0 || !io_uring_sq_ready(&l->ring))
+				return 0;
+			/* Stopped early (at a bad SQE, without SUBMIT_ALL):
+			 * go on, and if nothing at all went in, make room
+			 * first rather than spin. */
+			if (ret == 0)
+				backoff(l);
+			continue;
 		}
 		if (ret != -EBUSY && ret != -EAGAIN)
 			return ret;

@@ -11,6 +11,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -970,6 +971,48 @@ static void test_stream(void **state)
 	jobq__pbuf_size = size;
 }
 
+/* ------------------------------------------------------------------------
+ * Two threads, a loop each, side by side: nothing is shared.
+ */
+static void *thread_loop(void *arg)
+{
+	struct sleeper s[10] = {0};
+	jobq_fiber_t *f[10];
+	jobq_loop_t *l;
+	int *ok = arg;
+
+	if (jobq_loop_new(&l, NULL))
+		return NULL;
+	for (int i = 0; i < 10; i++)
+		if (jobq_spawn(l, sleeper_fn, &s[i], &f[i]))
+			return NULL;
+	if (jobq_fiber_join_all(f, 10, 10) == 0 && jobq_loop_current() == NULL)
+		*ok = 1;
+	for (int i = 0; i < 10; i++)
+		if (s[i].res != 0)
+			*ok = 0;
+	jobq_loop_free(l);
+	/* The blocking form too, on this thread's private ring. */
+	if (jobq_io_sleep(0.01) != 0)
+		*ok = 0;
+	return NULL;
+}
+
+static void test_threads(void **state)
+{
+	pthread_t t[2];
+	int ok[2] = {0, 0};
+
+	(void)state;
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(
+		    pthread_create(&t[i], NULL, thread_loop, &ok[i]), 0);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+	assert_int_equal(ok[0], 1);
+	assert_int_equal(ok[1], 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -991,6 +1034,7 @@ int main(void)
 	    cmocka_unit_test(test_fixed_buffers),
 	    cmocka_unit_test(test_cq_overflow),
 	    cmocka_unit_test(test_stream),
+	    cmocka_unit_test(test_threads),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
