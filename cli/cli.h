@@ -63,6 +63,8 @@ enum cli_opt {
 	OPT_OLDER, /* the job filters of ls, cancel and retry */
 	OPT_NEWER,
 	OPT_OFFSET,
+	OPT_FROM,   /* jobq run --from FILE */
+	OPT_FOLLOW, /* jobq logs --follow */
 	OPT__COUNT,
 };
 
@@ -89,6 +91,8 @@ extern const struct cli_optdef cli_opts[OPT__COUNT];
  */
 #define CMD_CONNECT (1u << 0)
 #define CMD_ARGV    (1u << 1) /* takes "-- CMD [ARG...]" */
+#define CMD_ARGV_OPTIONAL                                                      \
+	(1u << 2) /* with CMD_ARGV: the command checks that "--" came */
 
 struct cli;
 
@@ -191,6 +195,14 @@ const char *cli_text(const char *s, size_t max, char *buf, size_t len);
  * are not UTF-8 become U+FFFD. NULL only when out of memory.
  */
 json_t *cli_json_str(const char *s);
+/*
+ * cli_submit_opts - the submit options (--priority, --delay, --timeout,
+ * --retries, --queue, --after, --unique, --durable) into *opts, whose
+ * after list points into @after. Returns 0, or EXIT_USAGE after a message.
+ */
+struct jobq_submit_opts;
+int cli_submit_opts(struct cli *c, struct jobq_submit_opts *opts,
+		    uint64_t after[64]);
 
 /* ---- output ----------------------------------------------------------- */
 
@@ -273,5 +285,7 @@ int cmd_resume(struct cli *c);
 int cmd_queue_set_all(struct cli *c); /* --parallel, then cmd_queue_set() */
 int cmd_workers(struct cli *c);
 int cmd_worker(struct cli *c);
+int cmd_run(struct cli *c);  /* cmd_run.c */
+int cmd_logs(struct cli *c); /* cmd_run.c */
 
 #endif

@@ -206,22 +206,84 @@ static int parse_after(const char *s, uint64_t *ids)
 	return n ? n : -EINVAL;
 }
 
-int cmd_submit(struct cli *c)
+int cli_submit_opts(struct cli *c, struct jobq_submit_opts *opts,
+		    uint64_t after[64])
 {
-	const char *type = c->args[0];
-	const char *args = c->nargs > 1 ? c->args[1] : "{}";
-	struct jobq_submit_opts opts = {0};
-	uint64_t after[64], id = 0;
-	json_error_t jerr;
-	json_t *parsed;
 	const char *v;
-	char what[96];
 	int rc;
 
+	memset(opts, 0, sizeof(*opts));
 	if (c->optval[OPT_DURABLE])
 		return cli_usage(c, "--durable returns once the job is on "
 				    "disk, and this manager has no journal "
 				    "yet: submit without --durable");
+	if ((v = c->optval[OPT_PRIORITY])) {
+		int64_t p;
+
+		if (cli_parse_i64(v, &p) || p < INT32_MIN || p > INT32_MAX)
+			return cli_usage(c,
+					 "--priority \"%s\": not a whole "
+					 "number",
+					 v);
+		opts->priority = (int)p;
+	}
+	if ((v = c->optval[OPT_DELAY]) && cli_parse_seconds(v, &opts->delay))
+		return cli_usage(c, "--delay \"%s\": not a number of seconds",
+				 v);
+	if ((v = c->optval[OPT_TIMEOUT])) {
+		if (cli_parse_seconds(v, &opts->timeout) || opts->timeout <= 0)
+			return cli_usage(c,
+					 "--timeout \"%s\": the lease must be "
+					 "a number of seconds above 0",
+					 v);
+	}
+	if ((v = c->optval[OPT_RETRIES])) {
+		uint64_t r;
+
+		if (cli_parse_u64(v, &r) || r > 65534)
+			return cli_usage(c,
+					 "--retries \"%s\": a whole number "
+					 "from 0 to 65534",
+					 v);
+		if (r == 0)
+			opts->no_retry = 1;
+		else
+			opts->retries = (int)r;
+	}
+	if ((v = c->optval[OPT_QUEUE])) {
+		if ((rc = cli_check_name(c, "queue", v)))
+			return rc;
+		opts->queue = v;
+	}
+	if ((v = c->optval[OPT_AFTER])) {
+		rc = parse_after(v, after);
+		if (rc < 0)
+			return cli_usage(c,
+					 "--after \"%s\": job ids separated by "
+					 "commas, at most 64",
+					 v);
+		opts->after = after;
+		opts->nafter = (size_t)rc;
+	}
+	if ((v = c->optval[OPT_UNIQUE])) {
+		if ((rc = cli_check_key(c, v)))
+			return rc;
+		opts->unique = v;
+	}
+	return 0;
+}
+
+int cmd_submit(struct cli *c)
+{
+	const char *type = c->args[0];
+	const char *args = c->nargs > 1 ? c->args[1] : "{}";
+	struct jobq_submit_opts opts;
+	uint64_t after[64], id = 0;
+	json_error_t jerr;
+	json_t *parsed;
+	char what[96];
+	int rc;
+
 	if (!*type || strlen(type) > JOBQ_TYPE_MAX ||
 	    jobq__check_text(type, strlen(type)))
 		return cli_usage(
@@ -238,60 +300,8 @@ int cmd_submit(struct cli *c)
 				 "100}'",
 				 jerr.text, jerr.line, jerr.column);
 	json_decref(parsed);
-
-	if ((v = c->optval[OPT_PRIORITY])) {
-		int64_t p;
-
-		if (cli_parse_i64(v, &p) || p < INT32_MIN || p > INT32_MAX)
-			return cli_usage(c,
-					 "--priority \"%s\": not a whole "
-					 "number",
-					 v);
-		opts.priority = (int)p;
-	}
-	if ((v = c->optval[OPT_DELAY]) && cli_parse_seconds(v, &opts.delay))
-		return cli_usage(c, "--delay \"%s\": not a number of seconds",
-				 v);
-	if ((v = c->optval[OPT_TIMEOUT])) {
-		if (cli_parse_seconds(v, &opts.timeout) || opts.timeout <= 0)
-			return cli_usage(c,
-					 "--timeout \"%s\": the lease must be "
-					 "a number of seconds above 0",
-					 v);
-	}
-	if ((v = c->optval[OPT_RETRIES])) {
-		uint64_t r;
-
-		if (cli_parse_u64(v, &r) || r > 65534)
-			return cli_usage(c,
-					 "--retries \"%s\": a whole number "
-					 "from 0 to 65534",
-					 v);
-		if (r == 0)
-			opts.no_retry = 1;
-		else
-			opts.retries = (int)r;
-	}
-	if ((v = c->optval[OPT_QUEUE])) {
-		if ((rc = cli_check_name(c, "queue", v)))
-			return rc;
-		opts.queue = v;
-	}
-	if ((v = c->optval[OPT_AFTER])) {
-		rc = parse_after(v, after);
-		if (rc < 0)
-			return cli_usage(c,
-					 "--after \"%s\": job ids separated by "
-					 "commas, at most 64",
-					 v);
-		opts.after = after;
-		opts.nafter = (size_t)rc;
-	}
-	if ((v = c->optval[OPT_UNIQUE])) {
-		if ((rc = cli_check_key(c, v)))
-			return rc;
-		opts.unique = v;
-	}
+	if ((rc = cli_submit_opts(c, &opts, after)))
+		return rc;
 
 	if ((rc = cli_connect(c)))
 		return rc;

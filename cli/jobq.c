@@ -67,6 +67,10 @@ const struct cli_optdef cli_opts[OPT__COUNT] = {
 		   "only jobs created in the last S seconds"},
     [OPT_OFFSET] = {"offset", true, "N",
 		    "skip the first N matches (a later page)"},
+    [OPT_FROM] = {"from", true, "FILE",
+		  "one command per line of FILE (- for stdin)"},
+    [OPT_FOLLOW] = {"follow", false, NULL,
+		    "keep printing output as it arrives, until the job ends"},
 };
 
 #define T OPT_BIT(OPT_TIMEOUT) | OPT_BIT(OPT_NOWAIT)
@@ -83,8 +87,7 @@ static int cmd_help(struct cli *c);
 	 OPT_BIT(OPT_UNIQUE) | OPT_BIT(OPT_DURABLE))
 
 /*
- * The commands, in the order --help lists them. `run` and `logs` come with
- * the exec job type.
+ * The commands, in the order --help lists them.
  */
 static const struct cli_cmd commands[] = {
     {NULL, "ping", cmd_ping, 0, 0, 0, CMD_CONNECT, "",
@@ -143,6 +146,34 @@ static const struct cli_cmd commands[] = {
      "printed instead (--json says \"existing\": true).\n"
      "--durable (return once the job is on disk) needs the journal, which\n"
      "this manager does not have yet: it is refused with exit 2."},
+    {NULL, "run", cmd_run, SUBMIT_OPTS | OPT_BIT(OPT_FROM), 0, 0,
+     CMD_CONNECT | CMD_ARGV | CMD_ARGV_OPTIONAL,
+     "[submit options] -- CMD [ARG...] | [submit options] --from FILE",
+     "submit exec jobs: CMD here, or each line of FILE; print their ids",
+     "The job runs CMD with this shell's working directory and\n"
+     "environment, in a process group of its own. With --from FILE (- for\n"
+     "stdin) every non-empty line is one job, run by sh -c, and the ids\n"
+     "print one per line in the order of the lines. The submit options\n"
+     "are those of submit, except that --retries defaults to 0: a command\n"
+     "runs once unless asked. With `jobq queue set Q --parallel N`,\n"
+     "`--queue Q` and `jobq wait` this is a task spooler:\n"
+     "  jobq queue set build --parallel 4\n"
+     "  jobq wait $(jobq run --queue build --from cmds.txt)\n"
+     "runs the commands 4 at a time (given workers with room for 4:\n"
+     "jobqd --workers 1 --worker-concurrency 4) and names each that failed.\n"
+     "A command that exits non-zero or is killed is a failed job, whose\n"
+     "error gives the status and the last line of stderr. A succeeded\n"
+     "job's result keeps up to 64 KiB of each stream; `jobq logs ID` has\n"
+     "all of it either way. --timeout S is the lease: a command running\n"
+     "longer is killed with its process group."},
+    {NULL, "logs", cmd_logs, OPT_BIT(OPT_FOLLOW), 1, 1, CMD_CONNECT,
+     "ID [--follow]", "the output of an exec job",
+     "Prints the job's stdout and stderr as they arrived, interleaved.\n"
+     "With --follow keeps printing while the job runs and returns when it\n"
+     "is final (exit as jobq wait: 0 succeeded, 4 failed). When the whole\n"
+     "log is gone (the worker's instance directory was cleaned), prints\n"
+     "the output kept in the result. With --json prints {\"id\", \"state\",\n"
+     "\"output\"} (\"output_base64\" when it is not UTF-8) once done."},
     {NULL, "wait", cmd_wait, T, 1, -1, CMD_CONNECT,
      "ID... [--timeout S] [--nowait]",
      "wait until each job is final; print each result",
@@ -512,7 +543,7 @@ static int run(struct cli *c, int argc, char **argv, char **words, char **tail)
 	if (c->cmd->flags & CMD_ARGV) {
 		c->argv = tail;
 		c->nargv = ntail;
-		if (ntail == 0)
+		if (ntail == 0 && !(c->cmd->flags & CMD_ARGV_OPTIONAL))
 			return cli_usage(c,
 					 "missing the command to run after --");
 	} else {

@@ -23,6 +23,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #ifdef __cplusplus
@@ -752,8 +753,10 @@ typedef struct jobq_job jobq_job_t;
 typedef int (*jobq_handler)(jobq_job_t *job, void *arg);
 
 struct jobq_worker_opts {
-	unsigned concurrency; /* jobs at once; 0: 1 */
+	unsigned concurrency; /* jobs running at once, each a fiber; 0: 1 */
 	int daemon;	      /* dies with the manager */
+	size_t stack_size;    /* of each job's fiber; 0: the loop's default */
+	uint64_t reserved[6]; /* room to grow; 0 */
 };
 
 /*
@@ -771,8 +774,16 @@ JOBQ_API int jobq_worker_new(jobq_worker_t **wp, jobq_t *q,
  */
 JOBQ_API int jobq_worker_handle(jobq_worker_t *w, const char *type,
 				jobq_handler fn, void *arg);
-/* jobq_worker_builtin - serve the built-in job types (jobq(1) lists them);
- * returns 0 or what jobq_worker_handle() returns. */
+/*
+ * jobq_worker_builtin - serve the built-in types: echo, sleep, fail, exec,
+ * file.copy, file.read, file.write, file.checksum, net.request and
+ * http.get (their args and results: CLI.md). Makes the calling process a
+ * child subreaper (prctl PR_SET_CHILD_SUBREAPER), so that what an exec
+ * job's command leaves behind is reaped by the worker when the job's
+ * process group is killed, and sets SIGPIPE to be ignored unless the
+ * program handles it (a command that does not read its stdin must not
+ * kill the worker). Returns 0 or -errno.
+ */
 JOBQ_API int jobq_worker_builtin(jobq_worker_t *w);
 /*
  * jobq_worker_run - take and run jobs until jobq_worker_stop() or the
@@ -825,6 +836,315 @@ JOBQ_API int jobq_job_extend(jobq_job_t *job, double seconds);
 /* jobq_job_cancelled - non-zero once a cancel of this job arrived: the
  * handler should stop and return soon. */
 JOBQ_API int jobq_job_cancelled(const jobq_job_t *job);
+
+/* ------------------------------------------------------------------------
+ * The IO engine: one io_uring event loop per thread, fibers on top of it.
+ *
+ * A loop owns one io_uring. Code runs on it in two styles, which mix:
+ *
+ *  - fibers: jobq_spawn() starts a function on a stack of its own. Its IO
+ *    calls (jobq_io_read() and the rest) submit one request and suspend
+ *    the fiber; the loop resumes it when the completion arrives, so the
+ *    code reads straight through while thousands of fibers wait at once
+ *    (gevent's greenlets, without monkey-patching);
+ *  - callbacks: the jobq_io_*_cb() calls submit a request and return; the
+ *    loop calls the callback with the result.
+ *
+ * Fibers are cooperative: a fiber runs until it makes an IO call, joins,
+ * sleeps or calls jobq_yield(). A fiber that computes for a long time
+ * without any of these holds back every other fiber of its loop (and, in a
+ * worker, every other job), but it still works.
+ *
+ * The fiber-form IO calls may also be called outside any fiber, from plain
+ * code: then they block the calling thread until the request is done, on
+ * a private ring of that thread, exactly like their blocking syscalls.
+ *
+ * Timeouts of the IO calls are in seconds: negative waits forever,
+ * otherwise the request is cancelled when the time has passed and the call
+ * returns -ETIMEDOUT (0 cancels whatever does not complete at once).
+ *
+ * Loops, fibers and requests belong to the thread that created the loop;
+ * none of these functions may be called on a loop from another thread.
+ */
+typedef struct jobq_loop jobq_loop_t;
+typedef struct jobq_fiber jobq_fiber_t;
+
+/* Loop options; a zeroed struct (or NULL) means the defaults. */
+struct jobq_loop_opts {
+	unsigned entries;     /* submission queue entries; 0: 256 */
+	size_t stack_size;    /* of each fiber, a guard page below; 0: 64 KiB */
+	unsigned flags;	      /* reserved, 0 */
+	unsigned buffers;     /* buffers to register (jobq_buffer_get()); 0 */
+	size_t buffer_size;   /* of each; 0: 64 KiB */
+	uint64_t reserved[4]; /* room to grow; 0 */
+};
+
+/*
+ * jobq_loop_new - set up an io_uring and an empty loop in *lp.
+ * The ring gets the setup flags this kernel accepts (single issuer,
+ * deferred task running, a completion queue four times the submission
+ * queue) and the opcodes it lacks are done by plain syscalls instead.
+ * Returns 0; -EINVAL for bad options; -ENOMEM; -ENOSYS, -EPERM or another
+ * -errno when io_uring is unavailable, and then jobq_loop_why() says why
+ * and how to allow it (kernel.io_uring_disabled, a seccomp profile, an old
+ * kernel). On failure *lp is untouched.
+ */
+JOBQ_API int jobq_loop_new(jobq_loop_t **lp, const struct jobq_loop_opts *opts);
+
+/*
+ * Registered buffers. With opts->buffers set, the loop allocates that many
+ * buffers and registers them with the kernel, which then maps them once
+ * instead of on every request: jobq_io_read() and jobq_io_write() (and
+ * their callback forms) into a buffer from jobq_buffer_get() use
+ * IORING_OP_READ_FIXED / WRITE_FIXED by themselves. Registered memory
+ * counts against RLIMIT_MEMLOCK for users without CAP_IPC_LOCK; when the
+ * kernel refuses it, the buffers are plain memory and everything works
+ * the same, a little slower (jobq_loop_buffers_registered() tells).
+ *
+ * jobq_buffer_get - take a free buffer of the loop: *buf and its size in
+ * *size. Returns 0, -ENOBUFS when all are taken, -EINVAL when the loop
+ * has none. jobq_buffer_put - give it back (once no request uses it).
+ */
+JOBQ_API int jobq_buffer_get(jobq_loop_t *l, void **buf, size_t *size);
+JOBQ_API void jobq_buffer_put(jobq_loop_t *l, void *buf);
+
+/* jobq_loop_buffers_registered - 1 when the loop's buffers are registered
+ * with the kernel, 0 when they are plain memory (or there are none). */
+JOBQ_API int jobq_loop_buffers_registered(const jobq_loop_t *l);
+
+/*
+ * jobq_loop_why - one line saying why the calling thread's last failed
+ * jobq_loop_new() failed, naming the remedy, or "" after a success.
+ * Thread-local; valid until that thread's next jobq_loop_new().
+ */
+JOBQ_API const char *jobq_loop_why(void);
+
+/*
+ * jobq_loop_free - cancel every fiber and request still on the loop, let
+ * the fibers return (their IO calls return -ECANCELED) and the requests
+ * complete (callbacks run with -ECANCELED), then free the loop. Must not be
+ * called from inside the loop (a fiber or callback of it). NULL is fine.
+ */
+JOBQ_API void jobq_loop_free(jobq_loop_t *l);
+
+/*
+ * jobq_loop_run - run fibers and callbacks until no fiber is left and no
+ * request is in flight (returns 0), or until jobq_loop_stop() (returns 1;
+ * running it again carries on where it stopped). Must not be called from
+ * inside the same loop. Returns -errno when the ring fails.
+ */
+JOBQ_API int jobq_loop_run(jobq_loop_t *l);
+
+/*
+ * jobq_loop_stop - make jobq_loop_run() return once the fibers that are
+ * runnable now have had their turn. Fibers and requests stay where they
+ * are. Call it from a fiber or callback of the loop, or between runs.
+ */
+JOBQ_API void jobq_loop_stop(jobq_loop_t *l);
+
+/* jobq_loop_current - the loop running the calling code (a fiber or a
+ * callback of it), or NULL outside any loop. */
+JOBQ_API jobq_loop_t *jobq_loop_current(void);
+
+/* jobq_fiber_current - the calling fiber, or NULL outside any fiber. */
+JOBQ_API jobq_fiber_t *jobq_fiber_current(void);
+
+/*
+ * jobq_spawn - start fn(arg) as a new fiber of loop @l (NULL: the current
+ * loop). The fiber first runs at the loop's next turn, not inside this
+ * call. With @out NULL the fiber is detached and frees itself when fn
+ * returns; otherwise *out is its handle, valid until jobq_fiber_join()
+ * returns 0 for it (a joinable fiber's memory is kept until then).
+ * Returns 0; -EINVAL (no loop); -ENOMEM (no memory for the stack).
+ */
+JOBQ_API int jobq_spawn(jobq_loop_t *l, void (*fn)(void *arg), void *arg,
+			jobq_fiber_t **out);
+
+/*
+ * jobq_fiber_join - wait until fiber @f has returned, then free it
+ * (gevent's join). From a fiber, the caller is suspended; from outside
+ * the loop, the loop is run until then. Returns 0 (f is freed);
+ * -ETIMEDOUT after @timeout seconds (f still runs and is still yours);
+ * -ECANCELED when the calling fiber is cancelled while it waits (f is
+ * still yours); -EDEADLK when f is the caller; -EINVAL for a detached
+ * fiber or NULL.
+ */
+JOBQ_API int jobq_fiber_join(jobq_fiber_t *f, double timeout);
+
+/*
+ * jobq_fiber_join_all - join the @n fibers of @fs (gevent's joinall): each
+ * one that returned is freed and its slot set to NULL (NULL slots are
+ * skipped). Returns 0 when all returned, else what jobq_fiber_join()
+ * returned for the first one still running.
+ */
+JOBQ_API int jobq_fiber_join_all(jobq_fiber_t **fs, size_t n, double timeout);
+
+/*
+ * jobq_fiber_cancel - cancel fiber @f: the request it waits on is
+ * cancelled (IORING_OP_ASYNC_CANCEL) and its IO call returns -ECANCELED,
+ * as does every IO call it makes afterwards. The fiber keeps running until
+ * its function returns; it is never unwound under a request in flight, so
+ * its buffers and fds stay valid until the kernel is done with them.
+ * A fiber that already returned is left alone.
+ */
+JOBQ_API void jobq_fiber_cancel(jobq_fiber_t *f);
+
+/* jobq_fiber_cancelled - whether @f (NULL: the calling fiber) was
+ * cancelled. */
+JOBQ_API int jobq_fiber_cancelled(const jobq_fiber_t *f);
+
+/*
+ * jobq_yield - let the other runnable fibers of the loop run, then carry
+ * on. A long computation calls it now and then to keep its neighbours
+ * going. Returns 0, -ECANCELED when the fiber is cancelled, -EINVAL
+ * outside a fiber.
+ */
+JOBQ_API int jobq_yield(void);
+
+/*
+ * The fiber form. Each call returns what its syscall would return, as a
+ * count or 0, or -errno; -ETIMEDOUT when @timeout passed; -ECANCELED when
+ * the calling fiber is cancelled. @off -1 means the file's current
+ * position (and advances it), as read(2)/write(2) do.
+ */
+JOBQ_API ssize_t jobq_io_read(int fd, void *buf, size_t len, int64_t off,
+			      double timeout);
+JOBQ_API ssize_t jobq_io_write(int fd, const void *buf, size_t len, int64_t off,
+			       double timeout);
+
+/*
+ * jobq_io_read_full / jobq_io_write_all - go on over short reads and
+ * writes until @len bytes are done (or, for a read, end of file), within
+ * @timeout for the whole. Returns the bytes done (less than @len only at
+ * end of file), or -errno; bytes moved before an error are not reported.
+ */
+JOBQ_API ssize_t jobq_io_read_full(int fd, void *buf, size_t len, int64_t off,
+				   double timeout);
+JOBQ_API ssize_t jobq_io_write_all(int fd, const void *buf, size_t len,
+				   int64_t off, double timeout);
+
+/* openat(2) (returns the fd, always close-on-exec: O_CLOEXEC is added),
+ * close(2), fsync(2)/fdatasync(2) (@datasync). Close an fd only once no
+ * request on it is in flight. */
+JOBQ_API int jobq_io_openat(int dirfd, const char *path, int flags,
+			    mode_t mode);
+JOBQ_API int jobq_io_close(int fd);
+JOBQ_API int jobq_io_fsync(int fd, int datasync);
+
+/* accept4(2) (returns the new fd; @addr, @len may be NULL), connect(2),
+ * send(2) and recv(2) (0 at end of stream). */
+JOBQ_API int jobq_io_accept(int fd, struct sockaddr *addr, socklen_t *len,
+			    int flags, double timeout);
+JOBQ_API int jobq_io_connect(int fd, const struct sockaddr *addr, socklen_t len,
+			     double timeout);
+JOBQ_API ssize_t jobq_io_send(int fd, const void *buf, size_t len, int flags,
+			      double timeout);
+JOBQ_API ssize_t jobq_io_recv(int fd, void *buf, size_t len, int flags,
+			      double timeout);
+
+/* jobq_io_sleep - sleep @seconds. Returns 0, or -ECANCELED when the fiber
+ * is cancelled meanwhile. */
+JOBQ_API int jobq_io_sleep(double seconds);
+
+/* jobq_io_poll - wait until @fd has one of @events (POLLIN, ...). Returns
+ * the revents mask (POLLERR, POLLHUP and POLLNVAL count always), or
+ * -errno. */
+JOBQ_API int jobq_io_poll(int fd, unsigned events, double timeout);
+
+/*
+ * jobq_io_waitpid - wait until child @pid exits and reap it, storing its
+ * wait status (as waitpid(2) does) in *status when not NULL. Waits on a
+ * pidfd through the ring. Returns 0, -ECHILD when @pid is not a child of
+ * this process, -ETIMEDOUT (the child is not reaped), -ECANCELED.
+ */
+JOBQ_API int jobq_io_waitpid(pid_t pid, int *status, double timeout);
+
+/*
+ * The callback form: each call submits one request on loop @l and returns
+ * 0; @cb(l, res, arg) then runs exactly once from jobq_loop_run(), never
+ * inside the submitting call, with what the fiber form would have
+ * returned. On an error return (-EINVAL, -ENOMEM) the callback never runs.
+ * The buffers and addresses passed must stay valid until the callback.
+ */
+typedef void (*jobq_io_cb)(jobq_loop_t *l, ssize_t res, void *arg);
+
+JOBQ_API int jobq_io_read_cb(jobq_loop_t *l, int fd, void *buf, size_t len,
+			     int64_t off, double timeout, jobq_io_cb cb,
+			     void *arg);
+JOBQ_API int jobq_io_write_cb(jobq_loop_t *l, int fd, const void *buf,
+			      size_t len, int64_t off, double timeout,
+			      jobq_io_cb cb, void *arg);
+JOBQ_API int jobq_io_accept_cb(jobq_loop_t *l, int fd, struct sockaddr *addr,
+			       socklen_t *len, int flags, double timeout,
+			       jobq_io_cb cb, void *arg);
+JOBQ_API int jobq_io_connect_cb(jobq_loop_t *l, int fd,
+				const struct sockaddr *addr, socklen_t len,
+				double timeout, jobq_io_cb cb, void *arg);
+JOBQ_API int jobq_io_send_cb(jobq_loop_t *l, int fd, const void *buf,
+			     size_t len, int flags, double timeout,
+			     jobq_io_cb cb, void *arg);
+JOBQ_API int jobq_io_recv_cb(jobq_loop_t *l, int fd, void *buf, size_t len,
+			     int flags, double timeout, jobq_io_cb cb,
+			     void *arg);
+JOBQ_API int jobq_io_sleep_cb(jobq_loop_t *l, double seconds, jobq_io_cb cb,
+			      void *arg);
+JOBQ_API int jobq_io_poll_cb(jobq_loop_t *l, int fd, unsigned events,
+			     double timeout, jobq_io_cb cb, void *arg);
+JOBQ_API int jobq_io_close_cb(jobq_loop_t *l, int fd, jobq_io_cb cb, void *arg);
+
+/*
+ * Stream receive. jobq_io_recv_stream_cb() keeps a multishot receive
+ * (IORING_RECV_MULTISHOT, Linux 6.0) armed on socket @fd: each chunk that
+ * arrives is handed to @cb(l, n, data, arg), n > 0, in one of the loop's
+ * provided buffers (a buffer ring), valid during the call only. One last
+ * call ends the stream, with @data NULL: n == 0 at the end of the stream,
+ * n < 0 on an error, -ECANCELED after jobq_io_stream_stop(); the stream
+ * is freed after it. When the kernel runs out of provided buffers it ends
+ * the multishot receive with -ENOBUFS, and it may end it for its own
+ * reasons (a CQE without IORING_CQE_F_MORE): the stream then submits a new
+ * one, and the callback sees neither. Where the kernel lacks buffer rings
+ * or multishot receive, each chunk comes from an ordinary receive that is
+ * submitted again after the callback: the same calls, one request each.
+ * Returns 0 and the stream in *out (may be NULL), or -EINVAL / -ENOMEM
+ * (then the callback never runs).
+ */
+typedef struct jobq_stream jobq_stream_t;
+typedef void (*jobq_io_data_cb)(jobq_loop_t *l, ssize_t n, const void *data,
+				void *arg);
+JOBQ_API int jobq_io_recv_stream_cb(jobq_loop_t *l, int fd, jobq_io_data_cb cb,
+				    void *arg, jobq_stream_t **out);
+
+/* jobq_io_stream_stop - end stream @s: chunks still queued are dropped
+ * and the last call comes with -ECANCELED. Not after that last call. */
+JOBQ_API void jobq_io_stream_stop(jobq_stream_t *s);
+
+/*
+ * Workers run on the engine. jobq_worker_run() makes a loop in the calling
+ * thread and runs every job as a fiber of it, up to the worker's
+ * concurrency at once; it reserves only as many jobs as it has free
+ * fibers, so a job handed to it starts at once. Each result is sent the
+ * moment its handler returns. While a job's fiber lives its lease is
+ * renewed before it runs out; when the job's own --timeout has passed its
+ * fiber is cancelled (its IO returns -ECANCELED) and the job fails as
+ * timed out. A cancel of a running job cancels its fiber the same way.
+ *
+ * A handler that never yields (pure computation, or blocking syscalls of
+ * its own) still works, but holds back the other jobs of its worker while
+ * it runs, and neither its cancel nor its timeout can interrupt it. Calls
+ * on the worker's handle other than jobq_job_*() block the whole worker
+ * for their round trip.
+ *
+ * A daemon worker whose manager goes away while a handler blocks is
+ * killed (the kernel's SIGIO on the control socket, which the worker
+ * takes over while it runs): a daemon process does not outlive its
+ * manager.
+ *
+ * jobq_job_loop - the loop that runs @job's fiber, for a handler that
+ * wants to spawn fibers or submit callbacks of its own. Each job runs as a
+ * fiber of its worker's loop, so the fiber-form IO calls need no loop
+ * argument inside a handler.
+ */
+JOBQ_API jobq_loop_t *jobq_job_loop(jobq_job_t *job);
 
 /* ------------------------------------------------------------------------
  * Helpers shared by the tools.

@@ -105,6 +105,9 @@ def declarations(body):
 
 
 def names_in(decl):
+    if re.match(r"(struct|typedef|enum|union)\b", decl):
+        return []
+    decl = re.sub(r"/\*.*?\*/", "", decl, flags=re.S)
     m = re.search(r"\b(jobq_[a-z0-9_]+)\s*\(", decl)
     if m:
         return [m.group(1)]

@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 
 #include "jobs.h"
 
@@ -1351,11 +1352,20 @@ void jobq__jobs_drop_client(struct jobq__client *c)
 
 void jobq__jobs_notify_stop(uint64_t grace_ns)
 {
-	for (uint32_t i = 0; i < jobq__m.o.max_clients; i++)
-		if (jobs.W[i].reg)
-			jobq__post(&jobq__m.clients[i], JOBQ_UD_NOTICE,
-				   JOBQ_NOTICE_STOP, JOBQ_CQE_NOTICE, grace_ns,
-				   0, 0);
+	for (uint32_t i = 0; i < jobq__m.o.max_clients; i++) {
+		if (!jobs.W[i].reg)
+			continue;
+		jobq__post(&jobq__m.clients[i], JOBQ_UD_NOTICE,
+			   JOBQ_NOTICE_STOP, JOBQ_CQE_NOTICE, grace_ns, 0, 0);
+		/*
+		 * A daemon worker's running jobs stop now, not when they
+		 * are done. One whose handler blocks cannot read the notice
+		 * until it returns; the end of our side of its socket
+		 * reaches it anyway (as SIGIO: see src/worker.c).
+		 */
+		if ((jobs.W[i].flags & JOBQ_WF_DAEMON) && jobs.W[i].running)
+			shutdown(jobq__m.clients[i].sock, SHUT_WR);
+	}
 }
 
 uint32_t jobq__jobs_running_nondaemon(void)

@@ -105,7 +105,7 @@ static void usage(FILE *f)
 	    "  --workers N        start N built-in worker processes (daemon)\n"
 	    "  --workers-nondaemon  built-in workers drain on shutdown\n"
 	    "  --worker-concurrency C  jobs each built-in worker runs at "
-	    "once (1..256,\n"
+	    "once (1..1024,\n"
 	    "                     default 1; more for many short jobs)\n"
 	    "  --worker CMD       start and supervise `sh -c CMD` "
 	    "(repeatable)\n"
@@ -264,10 +264,10 @@ static void parse_opts(int argc, char **argv, struct jobq__opts *o)
 		case 'X':
 			errno = 0;
 			v = strtoul(optarg, &end, 10);
-			if (errno || *end || v < 1 || v > 256)
+			if (errno || *end || v < 1 || v > 1024)
 				bad_usage(
 				    "--worker-concurrency %s: not a number "
-				    "from 1 to 256",
+				    "from 1 to 1024",
 				    optarg);
 			o->worker_concurrency = (uint32_t)v;
 			break;

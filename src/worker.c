@@ -1,62 +1,73 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * worker.c - the worker runtime: register job types, reserve jobs, run
- * their handlers, report the outcome; and the built-in types echo, sleep
- * and fail.
+ * each as a fiber on one io_uring loop, report each outcome the moment
+ * its job ends; and the built-in types echo, sleep and fail.
  *
- * The loop, per round:
+ * Everything a worker does happens in the thread that called
+ * jobq_worker_run(), on its loop:
  *
- *   1. send the outcomes (W_DONE) of the jobs that finished and a W_RESERVE
- *      for the free capacity, in one submission (one wake-up);
- *   2. wait until the reservation is answered or a stop is asked;
- *   3. run each job handed out: read its args from the store (the record
- *      keeps its args item while the job runs), call the handler.
+ *  - the coordinator fiber keeps one W_RESERVE in flight for as many jobs
+ *    as there are free job fibers (capacity minus jobs running), so that a
+ *    job handed out is a job started: none waits in the worker for a
+ *    neighbour, and none can lose its lease before it began;
+ *  - each job runs its handler in a fiber of its own. When the handler
+ *    returns, the fiber submits the job's W_DONE at once and frees its
+ *    place, and the coordinator reserves again;
+ *  - each running job has a keeper fiber that renews the job's lease
+ *    (W_EXTEND) before it runs out while the job's fiber lives, and
+ *    cancels the job's fiber when the job's own --timeout has passed;
+ *  - the handle's completion eventfd (jobq_fd(): the manager signals it
+ *    for every completion) is polled through the ring; when it fires,
+ *    jobq_process() reaps completions and runs their callbacks, which wake
+ *    the fibers waiting for them;
+ *  - the control socket is polled through the ring too (POLLRDHUP): the
+ *    manager's end closing is how a worker learns the manager is gone.
  *
- * A worker never asks for more jobs than it has free slots: a slot is
- * taken from the moment a job is handed out until the manager has
- * answered its W_DONE, so capacity - busy slots is exactly what W_RESERVE
- * may take. Each running job has its own struct jobq_job and nothing
- * about a job lives outside it, so that handlers can later run side by
- * side as fibers; today they run one after another in the calling thread.
+ * So an idle worker sleeps in io_uring_enter() with two polls armed and
+ * wakes for nothing else: no thread, no timer, no reservation sent again
+ * every so often.
  *
  * Notices come through the handle's notice hook, in whichever thread
- * reaps completions: a cancel sets the job's cancelled flag (and is kept
- * in a short list, for a job handed out in the same batch and not started
- * yet); a stop notice is jobq_worker_stop().
+ * reaps: a cancel sets the job's cancelled flag (and is kept in a short
+ * list, for a job whose reservation is still being answered) and makes
+ * the eventfd readable, so that the coordinator cancels the job's fiber;
+ * a stop notice is jobq_worker_stop().
  *
- * A daemon worker dies with the manager, as a daemon process does with
- * its parent: a watcher thread looks for the stop notice and for the
- * manager's end of the socket closing, and if either comes while a
- * handler runs, the process is killed (SIGKILL, as PR_SET_PDEATHSIG would
- * do), the job unfinished; the manager counts that attempt as failed.
- * An idle daemon worker just returns from jobq_worker_run().
+ * A daemon worker dies with the manager. When the manager goes while the
+ * loop is free to notice, the running jobs' fibers are cancelled and the
+ * worker returns JOBQ_ECLOSED. A handler that blocks without yielding
+ * keeps the loop from noticing, so a daemon worker also sets O_ASYNC on
+ * the control socket: the kernel signals the worker's thread when the
+ * manager's end closes, and if a fiber (not the loop) is running at that
+ * moment, the process is killed (SIGKILL, as PR_SET_PDEATHSIG would do),
+ * the job unfinished; the manager counts that attempt as failed.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
 
+#include "builtin.h"
 #include "client.h"
+#include "engine.h"
 
-/* A reservation waits at most this long in the manager before it is sent
- * again. The manager answers a parked one as soon as the worker sends
- * W_STOPPING; the slice only bounds how long a stop would wait for a
- * manager that did not, at the cost of one idle round trip per slice. */
-#define RESERVE_SLICE_NS (10 * JOBQ__NSEC_PER_SEC)
-#define MAX_CAPACITY	 256
+#define MAX_CAPACITY 4096
+/* Each job a W_RESERVE may bring takes a completion entry of the client
+ * ring until it is answered: a bigger worker reserves in several goes. */
+#define MAX_RESERVE	 512
 #define RECENT_CANCELS	 64
-#define SLEEP_SLICE_MS	 10
-/* How often a daemon worker's watcher looks for a stop notice. */
-#define WATCH_MS 100
+#define DEFAULT_LEASE_NS (300 * JOBQ__NSEC_PER_SEC)
 
 struct handler {
 	char type[JOBQ_TYPE_MAX + 1];
@@ -64,20 +75,14 @@ struct handler {
 	void *arg;
 };
 
-enum slot_state {
-	SLOT_FREE,
-	SLOT_RUNNING, /* handed out, handler not finished */
-	SLOT_DONE,    /* outcome ready, W_DONE not sent yet */
-	SLOT_SENT,    /* W_DONE in flight */
-};
-
 /*
  * A W_RESERVE and room for the jobs it brings, in one allocation (the
- * request first): a reservation still in flight when jobq_worker_run()
- * returns is handed to the client, which frees it when it is answered.
+ * request first: the client frees it by that pointer once its callback
+ * ran).
  */
 struct reservation {
 	struct jobq_req r;
+	struct jobq_worker *w;
 	struct jobq_cqe jobs[];
 };
 
@@ -85,24 +90,31 @@ struct jobq_job {
 	struct jobq_worker *w;
 	_Atomic uint64_t id; /* 0 while the slot is free; the hook reads it */
 	_Atomic int cancelled;
-	enum slot_state state;
+	bool busy; /* the slot holds a job whose fiber has not ended */
 	unsigned attempt;
+	uint32_t type_id;
 	const struct handler *h;
 	jobq_obj_t args;
+	uint64_t lease_ns;
+	uint64_t started_ns; /* monotonic */
+
+	jobq_fiber_t *fiber;  /* runs the handler */
+	jobq_fiber_t *keeper; /* renews the lease, enforces the timeout */
+	bool keeper_done;
+	bool timed_out;
 
 	/* The outcome, set through jobq_job_succeed() / jobq_job_fail(). */
 	jobq_obj_t result;
 	char *error;
 	bool failed;
 	bool final;
-
-	struct jobq_req done_req; /* its W_DONE */
 };
 
 struct jobq_worker {
 	jobq_t *q;
 	unsigned capacity;
 	int daemon;
+	size_t stack_size;
 	bool builtin;
 	bool registered;
 
@@ -112,21 +124,30 @@ struct jobq_worker {
 	uint32_t type_map_len;
 
 	struct jobq_job *jobs; /* capacity slots */
+	unsigned running;      /* slots busy */
 
 	_Atomic int stop;
 	_Atomic int stop_notice; /* the manager said stop */
-	_Atomic int in_handler;	 /* a handler runs now */
+	_Atomic int cancel_seen; /* a cancel notice came: look at the flags */
 	uint64_t stale;		 /* outcomes the manager refused (-ESTALE) */
-
-	pthread_t watcher; /* daemon workers only */
-	int watch_efd;	   /* ends the watcher; -1: no watcher */
 
 	pthread_mutex_t mu; /* the recent cancels and slot ids vs the hook */
 	uint64_t cancels[RECENT_CANCELS];
 	unsigned ncancels;
 
-	struct reservation *res; /* the W_RESERVE */
-	bool reserving;		 /* ... is in flight */
+	/* Only the loop's thread touches what follows. */
+	jobq_loop_t *loop;
+	jobq_fiber_t *coord;
+	bool reserving;		/* a W_RESERVE is in flight */
+	bool stopping_sent;	/* W_STOPPING went out */
+	bool stopping_done;	/* ... and was answered */
+	bool closed;		/* the manager is gone */
+	bool finishing;		/* the polls are not armed again */
+	unsigned polls;		/* poll requests in flight */
+	unsigned outstanding;	/* W_DONE, W_EXTEND and the like in flight */
+	int err;		/* what ends jobq_worker_run() */
+	struct jobq_cqe *ready; /* handed out, not started yet */
+	unsigned nready;
 };
 
 /* ------------------------------------------------------------------------
@@ -148,14 +169,17 @@ int jobq_worker_new(jobq_worker_t **wp, jobq_t *q,
 	w->q = q;
 	w->capacity = cap;
 	w->daemon = opts ? opts->daemon : 0;
+	w->stack_size = opts ? opts->stack_size : 0;
 	w->jobs = calloc(cap, sizeof(*w->jobs));
-	if (!w->jobs) {
+	w->ready = calloc(cap, sizeof(*w->ready));
+	if (!w->jobs || !w->ready) {
+		free(w->jobs);
+		free(w->ready);
 		free(w);
 		return -ENOMEM;
 	}
 	for (unsigned i = 0; i < cap; i++)
 		w->jobs[i].w = w;
-	w->watch_efd = -1;
 	pthread_mutex_init(&w->mu, NULL);
 	*wp = w;
 	return 0;
@@ -174,7 +198,7 @@ void jobq_worker_free(jobq_worker_t *w)
 	free(w->handlers);
 	free(w->type_map);
 	free(w->jobs);
-	free(w->res);
+	free(w->ready);
 	free(w);
 }
 
@@ -208,17 +232,23 @@ int jobq_worker_handle(jobq_worker_t *w, const char *type, jobq_handler fn,
 	return 0;
 }
 
-void jobq_worker_stop(jobq_worker_t *w)
+/* Makes the completion eventfd readable, which wakes the worker's loop
+ * (it polls that descriptor). Async-signal-safe. */
+static void kick(struct jobq_worker *w)
 {
 	uint64_t one = 1;
 
-	/* Async-signal-safe: an atomic store and a write(2). The write
-	 * wakes a loop asleep on the completion eventfd; it then finds the
-	 * flag. */
-	atomic_store(&w->stop, 1);
 	if (write(w->q->cq_efd, &one, sizeof(one)) < 0) {
 		/* Saturated counter: readable already. */
 	}
+}
+
+void jobq_worker_stop(jobq_worker_t *w)
+{
+	/* Async-signal-safe: an atomic store and a write(2). The loop wakes
+	 * on the eventfd and finds the flag. */
+	atomic_store(&w->stop, 1);
+	kick(w);
 }
 
 /* ------------------------------------------------------------------------
@@ -293,26 +323,73 @@ int jobq_job_fail(jobq_job_t *job, int final, const char *fmt, ...)
 	return -EIO;
 }
 
+/*
+ * A request to the manager from a fiber: submitted asynchronously, its
+ * callback (run by jobq_process() in the loop) wakes the fiber. The
+ * fiber waits for the answer even when cancelled, since the answer lands
+ * in its stack. Outside a fiber it is an ordinary blocking call.
+ */
+struct fcall {
+	jobq_fiber_t *f;
+	bool done;
+	int res;
+};
+
+static void fcall_cb(jobq_t *q, int res, jobq_obj_t *obj, void *arg)
+{
+	struct fcall *c = arg;
+
+	(void)q;
+	(void)obj;
+	c->res = res;
+	c->done = true;
+	jobq__fiber_unpark(c->f);
+}
+
+static int worker_call(struct jobq_worker *w, uint8_t opcode, uint64_t arg0,
+		       uint64_t arg1, uint32_t id, int64_t timeout_ns,
+		       const void *data, size_t len)
+{
+	struct fcall c = {.f = jobq_fiber_current()};
+	struct jobq_req sync = {0}, *r = &sync;
+	struct jobq__op op;
+	int err;
+
+	if (c.f && w->loop && jobq_loop_current() == w->loop) {
+		r = jobq__async_req(fcall_cb, &c);
+		if (!r)
+			return -ENOMEM;
+	}
+	jobq__op_init(&op, r, opcode, data, len);
+	op.sqe.arg0 = arg0;
+	op.sqe.arg1 = arg1;
+	op.sqe.id = id;
+	op.sqe.timeout_ns = timeout_ns;
+	if (r == &sync) {
+		err = jobq__call(w->q, &op);
+		return err < 0 ? err : 0;
+	}
+	err = jobq__submit_async(w->q, &op);
+	if (err)
+		return err;
+	w->outstanding++;
+	while (!c.done)
+		jobq__fiber_park(false);
+	w->outstanding--;
+	return c.res < 0 ? c.res : 0;
+}
+
 static int job_request(jobq_job_t *job, uint8_t opcode, uint32_t id,
 		       int64_t timeout_ns, const void *data, size_t len)
 {
-	struct jobq_req r = {0};
-	struct jobq__op op;
-	int res;
-
-	jobq__op_init(&op, &r, opcode, data, len);
-	op.sqe.arg0 = atomic_load(&job->id);
-	op.sqe.arg1 = job->attempt;
-	op.sqe.id = id;
-	op.sqe.timeout_ns = timeout_ns;
-	res = jobq__call(job->w->q, &op);
-	return res < 0 ? res : 0;
+	return worker_call(job->w, opcode, atomic_load(&job->id), job->attempt,
+			   id, timeout_ns, data, len);
 }
 
 /*
  * jobq_job_progress - report @percent (0..100) and an optional message.
- * One round trip. Returns 0, -ESTALE when the job is no longer this
- * worker's, or -errno.
+ * One round trip (the job's fiber waits, its neighbours run). Returns 0,
+ * -ESTALE when the job is no longer this worker's, or -errno.
  */
 int jobq_job_progress(jobq_job_t *job, double percent, const char *msg)
 {
@@ -342,10 +419,18 @@ int jobq_job_cancelled(const jobq_job_t *job)
 {
 	jobq_job_t *j = (jobq_job_t *)job;
 
-	/* While a handler runs, nobody else may be reaping: look. */
+	if (j->fiber && jobq_fiber_cancelled(j->fiber))
+		return 1;
+	/* A handler that does not yield keeps the loop from reaping:
+	 * look for notices here. */
 	if (!atomic_load(&j->cancelled))
 		jobq__poll(j->w->q);
 	return atomic_load(&j->cancelled);
+}
+
+jobq_loop_t *jobq_job_loop(jobq_job_t *job)
+{
+	return job ? job->w->loop : NULL;
 }
 
 /* ------------------------------------------------------------------------
@@ -357,10 +442,8 @@ static void on_notice(jobq_t *q, const struct jobq_cqe *c, void *arg)
 
 	(void)q;
 	if (c->res == JOBQ_NOTICE_STOP) {
-		/* The caller reaps and then re-checks what it waits for,
-		 * so the flag alone is enough here. */
 		atomic_store(&w->stop_notice, 1);
-		atomic_store(&w->stop, 1);
+		jobq_worker_stop(w);
 		return;
 	}
 	if (c->res != JOBQ_NOTICE_CANCEL || !c->val)
@@ -371,6 +454,9 @@ static void on_notice(jobq_t *q, const struct jobq_cqe *c, void *arg)
 		if (atomic_load(&w->jobs[i].id) == c->val)
 			atomic_store(&w->jobs[i].cancelled, 1);
 	pthread_mutex_unlock(&w->mu);
+	/* The reaping thread may have drained the eventfd already. */
+	atomic_store(&w->cancel_seen, 1);
+	kick(w);
 }
 
 /* Takes slot @job for job @id; a cancel that came first is kept. */
@@ -397,9 +483,10 @@ static void slot_release(struct jobq_worker *w, jobq_job_t *job)
 	jobq_obj_free(&job->result);
 	free(job->error);
 	job->error = NULL;
-	job->failed = job->final = false;
+	job->failed = job->final = job->timed_out = job->keeper_done = false;
 	job->h = NULL;
-	job->state = SLOT_FREE;
+	job->fiber = job->keeper = NULL;
+	job->busy = false;
 }
 
 /* ------------------------------------------------------------------------
@@ -439,150 +526,464 @@ static const struct handler *find_handler(struct jobq_worker *w,
 	return hi >= 0 ? &w->handlers[hi] : NULL;
 }
 
-/* Runs the job of reservation completion @c in a free slot. */
-static void run_job(struct jobq_worker *w, const struct jobq_cqe *c)
+static void done_cb(jobq_t *q, int res, jobq_obj_t *obj, void *arg)
 {
+	struct jobq_worker *w = arg;
+
+	(void)q;
+	(void)obj;
+	/* -ESTALE: the lease was lost (expired, or the job was taken
+	 * back); another attempt owns the job now. */
+	if (res == -ESTALE)
+		w->stale++;
+	w->outstanding--;
+	jobq__fiber_unpark(w->coord);
+}
+
+/*
+ * Sends the job's W_DONE, without waiting for the answer: the outcome is
+ * copied into the client's arena on submission, so the slot is free at
+ * once. Requests go to the manager in order, so it has the W_DONE before
+ * the W_RESERVE that may follow for the freed place.
+ */
+static void send_done(jobq_job_t *job)
+{
+	struct jobq_worker *w = job->w;
+	struct jobq_req *r = jobq__async_req(done_cb, w);
+	struct jobq__op op;
+
+	if (!r)
+		return; /* the lease runs out: the manager takes it back */
+	if (job->failed) {
+		const char *e = job->error ? job->error : "the job failed";
+
+		jobq__op_init(&op, r, JOBQ_OP_W_DONE, e, strlen(e));
+		op.sqe.type = JOBQ_T_TEXT;
+		op.sqe.flags =
+		    JOBQ_SQE_FAIL | (job->final ? JOBQ_SQE_FINAL : 0);
+	} else {
+		jobq__op_init(&op, r, JOBQ_OP_W_DONE, job->result.data,
+			      job->result.len);
+		op.sqe.type = job->result.data ? job->result.type : JOBQ_T_NONE;
+	}
+	op.sqe.arg0 = atomic_load(&job->id);
+	op.sqe.arg1 = job->attempt;
+	if (jobq__submit_async(w->q, &op) == 0)
+		w->outstanding++;
+}
+
+static int extend(jobq_job_t *job, uint64_t ns)
+{
+	return job_request(job, JOBQ_OP_W_EXTEND, 0, (int64_t)ns, NULL, 0);
+}
+
+/*
+ * The keeper of a running job. The manager takes a job back when its
+ * lease (the job's --timeout) runs out without word from the worker; a
+ * job whose fiber waits behind its neighbours must not lose its lease, so
+ * the keeper renews it ahead of time. When the job's own time is up, the
+ * keeper cancels the job's fiber (its IO returns -ECANCELED, and the job
+ * fails as timed out), and keeps the lease alive while the fiber unwinds.
+ * It ends when the job's fiber cancels it.
+ */
+static void keep_lease(jobq_job_t *job)
+{
+	uint64_t lease = job->lease_ns ? job->lease_ns : DEFAULT_LEASE_NS;
+	/* Renew this long before the lease would end: a round trip plus
+	 * the neighbours' turn, generously. */
+	uint64_t margin =
+	    lease / 4 < JOBQ__NSEC_PER_SEC ? lease / 4 : JOBQ__NSEC_PER_SEC;
+	uint64_t end = job->started_ns + lease, now = jobq__now_ns();
+
+	if (jobq_fiber_cancelled(NULL))
+		return;
+	if (now + margin < end &&
+	    jobq_io_sleep((double)(end - margin - now) / 1e9) < 0)
+		return;
+	/* The lease, through the end of the job's time and a little more,
+	 * so that the W_DONE of a job that ends at its deadline lands. */
+	if (extend(job, 2 * margin) == -ESTALE) {
+		jobq_fiber_cancel(job->fiber);
+		return;
+	}
+	now = jobq__now_ns();
+	if (now < end && jobq_io_sleep((double)(end - now) / 1e9) < 0)
+		return;
+	job->timed_out = true;
+	jobq_fiber_cancel(job->fiber);
+	/* The fiber unwinds; until it has, the job is still ours. */
+	for (;;) {
+		if (extend(job, lease > 2 * margin ? lease : 2 * margin) ==
+		    -ESTALE)
+			return;
+		if (jobq_io_sleep(
+			(double)(lease > 2 * margin ? lease / 2 : margin) /
+			1e9) < 0)
+			return;
+	}
+}
+
+static void keeper_fn(void *arg)
+{
+	jobq_job_t *job = arg;
+
+	keep_lease(job);
+	/* The job's fiber waits for this before it frees the slot. */
+	job->keeper_done = true;
+	jobq__fiber_unpark(job->fiber);
+}
+
+/* The fiber of one job: read its args, run its handler, send W_DONE. */
+static void job_fn(void *arg)
+{
+	jobq_job_t *job = arg;
+	struct jobq_worker *w = job->w;
 	struct jobq_job_rec rec;
-	jobq_job_t *job = NULL;
+	uint64_t id = atomic_load(&job->id);
 	int rc, err;
 
-	for (unsigned i = 0; i < w->capacity; i++)
-		if (w->jobs[i].state == SLOT_FREE) {
-			job = &w->jobs[i];
-			break;
-		}
-	if (!job)
-		return; /* cannot happen: never reserved beyond free slots */
-	slot_take(w, job, c->val);
-	job->attempt = c->len;
-	job->state = SLOT_RUNNING;
-	job->h = find_handler(w, c->type);
-	memset(&job->args, 0, sizeof(job->args));
-
+	job->fiber = jobq_fiber_current();
 	if (!job->h) {
 		char name[JOBQ_TYPE_MAX + 1];
 
-		if (jobq__type_read(w->q, c->type, name, NULL))
-			snprintf(name, sizeof(name), "#%u", c->type);
+		if (jobq__type_read(w->q, job->type_id, name, NULL))
+			snprintf(name, sizeof(name), "#%u", job->type_id);
 		jobq_job_fail(job, 1, "this worker has no handler for type %s",
 			      name);
 		goto done;
 	}
-	err = jobq__job_lookup(w->q, c->val, &rec, JOBQ__ITEM_ARGS, &job->args);
+	err = jobq__job_lookup(w->q, id, &rec, JOBQ__ITEM_ARGS, &job->args);
 	if (err) {
 		jobq_job_fail(job, 0, "cannot read the args of job %llu: %s",
-			      (unsigned long long)c->val, jobq_strerror(err));
+			      (unsigned long long)id, jobq_strerror(err));
 		goto done;
 	}
 	if (atomic_load(&job->cancelled)) {
 		jobq_job_fail(job, 1, "cancelled before it started");
 		goto done;
 	}
-	atomic_store(&w->in_handler, 1);
+	job->lease_ns = rec.lease_ns;
+	if (jobq_spawn(w->loop, keeper_fn, job, &job->keeper))
+		job->keeper = NULL; /* no memory: the lease is not renewed */
 	rc = job->h->fn(job, job->h->arg);
-	atomic_store(&w->in_handler, 0);
-	if (rc < 0 && !job->failed)
+	if (job->timed_out) {
+		uint64_t lease =
+		    job->lease_ns ? job->lease_ns : DEFAULT_LEASE_NS;
+
+		jobq_job_fail(job, 0,
+			      "timed out after %.3g s (the job's --timeout)",
+			      (double)lease / 1e9);
+	} else if (rc < 0 && !job->failed) {
 		jobq_job_fail(job, 0, "%s", jobq_strerror(rc));
-done:
-	job->state = SLOT_DONE;
-}
-
-/* The W_DONE of a finished job. */
-static void done_op(jobq_job_t *job, struct jobq__op *op)
-{
-	memset(&job->done_req, 0, sizeof(job->done_req));
-	if (job->failed) {
-		const char *e = job->error ? job->error : "the job failed";
-
-		jobq__op_init(op, &job->done_req, JOBQ_OP_W_DONE, e, strlen(e));
-		op->sqe.type = JOBQ_T_TEXT;
-		op->sqe.flags =
-		    JOBQ_SQE_FAIL | (job->final ? JOBQ_SQE_FINAL : 0);
-	} else {
-		jobq__op_init(op, &job->done_req, JOBQ_OP_W_DONE,
-			      job->result.data, job->result.len);
-		op->sqe.type =
-		    job->result.data ? job->result.type : JOBQ_T_NONE;
 	}
-	op->sqe.arg0 = atomic_load(&job->id);
-	op->sqe.arg1 = job->attempt;
+	if (job->keeper) {
+		jobq_fiber_cancel(job->keeper);
+		/* The keeper may be waiting for a W_EXTEND answer, which
+		 * lands in its stack: it ends once that came. Parked not
+		 * cancellable, since this fiber may be cancelled itself. */
+		while (!job->keeper_done)
+			jobq__fiber_park(false);
+		jobq_fiber_join(job->keeper, 0);
+		job->keeper = NULL;
+	}
+done:
+	if (!w->closed)
+		send_done(job);
+	slot_release(w, job);
+	w->running--;
+	jobq__fiber_unpark(w->coord);
 }
 
-/*
- * Sends the outcomes of finished jobs, then @extra (a W_RESERVE or
- * W_STOPPING, may be NULL), in one submission. Returns 0 or -errno.
- */
-static int send_round(struct jobq_worker *w, struct jobq__op *extra)
+/* Starts the job of reservation completion @c in a free slot. */
+static void start_job(struct jobq_worker *w, const struct jobq_cqe *c)
 {
-	struct jobq__op ops[MAX_CAPACITY + 1];
-	jobq_job_t *sent[MAX_CAPACITY];
-	size_t n = 0, k = 0;
-	int r;
+	jobq_job_t *job = NULL;
 
 	for (unsigned i = 0; i < w->capacity; i++)
-		if (w->jobs[i].state == SLOT_DONE) {
-			done_op(&w->jobs[i], &ops[n]);
-			sent[k++] = &w->jobs[i];
-			n++;
+		if (!w->jobs[i].busy) {
+			job = &w->jobs[i];
+			break;
 		}
-	if (extra)
-		ops[n++] = *extra;
-	if (!n)
-		return 0;
-	r = jobq__submit(w->q, ops, n);
-	if (r < 0)
-		return r;
-	for (size_t i = 0; i < k && i < (size_t)r; i++)
-		sent[i]->state = SLOT_SENT;
-	return (size_t)r < n ? -EIO : 0;
+	if (!job)
+		return; /* cannot be: never reserved beyond free slots */
+	slot_take(w, job, c->val);
+	job->busy = true;
+	job->attempt = c->len;
+	job->type_id = c->type;
+	job->h = find_handler(w, c->type);
+	job->started_ns = jobq__now_ns();
+	memset(&job->args, 0, sizeof(job->args));
+	w->running++;
+	if (jobq_spawn(w->loop, job_fn, job, NULL)) {
+		/* No memory for a stack: hand the job back as failed. */
+		jobq_job_fail(job, 0, "the worker has no memory for a fiber");
+		send_done(job);
+		slot_release(w, job);
+		w->running--;
+	}
 }
 
-/* Waits for the W_DONE answers in flight and frees their slots. */
-static int collect_done(struct jobq_worker *w)
+/* ------------------------------------------------------------------------
+ * The coordinator.
+ */
+static void reserve_cb(jobq_t *q, int res, jobq_obj_t *obj, void *arg)
 {
-	struct jobq_req *reqs[MAX_CAPACITY];
-	jobq_job_t *jobs[MAX_CAPACITY];
-	size_t n = 0;
+	struct reservation *rv = arg;
+	struct jobq_worker *w = rv->w;
+
+	(void)obj;
+	for (uint32_t i = 0; i < rv->r.njobs && w->nready < w->capacity; i++)
+		w->ready[w->nready++] = rv->jobs[i];
+	w->reserving = false;
+	/* A manager that is shutting down refuses to hand out more
+	 * (JOBQ_ECLOSED as the answer, the connection still up): that is a
+	 * stop too. */
+	if (res == JOBQ_ECLOSED && !atomic_load(&q->closed))
+		atomic_store(&w->stop, 1);
+	else if (res == JOBQ_ECLOSED)
+		w->closed = true;
+	else if (res < 0 && res != -ETIMEDOUT && res != -EAGAIN &&
+		 !w->stopping_sent && !w->err)
+		w->err = res; /* (once we stop, the manager may refuse it) */
+	jobq__fiber_unpark(w->coord);
+}
+
+static int send_reserve(struct jobq_worker *w, unsigned want)
+{
+	struct reservation *rv;
+	struct jobq__op op;
 	int err;
 
-	for (unsigned i = 0; i < w->capacity; i++)
-		if (w->jobs[i].state == SLOT_SENT) {
-			jobs[n] = &w->jobs[i];
-			reqs[n++] = &w->jobs[i].done_req;
-		}
-	if (!n)
-		return 0;
-	err = jobq__wait(w->q, reqs, n);
-	for (size_t i = 0; i < n; i++) {
-		/* -ESTALE: the lease was lost (expired, or the job was
-		 * taken back); another attempt owns the job now. */
-		if (jobs[i]->done_req.res == -ESTALE)
-			w->stale++;
-		slot_release(w, jobs[i]);
-	}
+	rv = calloc(1, sizeof(*rv) + want * sizeof(rv->jobs[0]));
+	if (!rv)
+		return -ENOMEM;
+	rv->w = w;
+	rv->r.async = true;
+	rv->r.cb = reserve_cb;
+	rv->r.arg = rv;
+	rv->r.jobs = rv->jobs;
+	rv->r.maxjobs = want;
+	jobq__op_init(&op, &rv->r, JOBQ_OP_W_RESERVE, NULL, 0);
+	op.sqe.arg0 = want;
+	op.sqe.timeout_ns = -1; /* parked until there is work or a stop */
+	err = jobq__submit_async(w->q, &op);
+	if (!err)
+		w->reserving = true;
 	return err;
 }
 
-static unsigned free_slots(struct jobq_worker *w)
-{
-	unsigned n = 0;
-
-	for (unsigned i = 0; i < w->capacity; i++)
-		if (w->jobs[i].state == SLOT_FREE ||
-		    w->jobs[i].state == SLOT_DONE ||
-		    w->jobs[i].state == SLOT_SENT)
-			n++;
-	return n;
-}
-
-static bool reserved_or_stop(jobq_t *q, void *arg)
+static void stopping_cb(jobq_t *q, int res, jobq_obj_t *obj, void *arg)
 {
 	struct jobq_worker *w = arg;
 
 	(void)q;
-	return w->res->r.done || atomic_load(&w->stop);
+	(void)res;
+	(void)obj;
+	w->stopping_done = true;
+	jobq__fiber_unpark(w->coord);
 }
 
+static void cancel_flagged(struct jobq_worker *w)
+{
+	if (!atomic_exchange(&w->cancel_seen, 0))
+		return;
+	for (unsigned i = 0; i < w->capacity; i++) {
+		jobq_job_t *job = &w->jobs[i];
+
+		if (job->busy && job->fiber && atomic_load(&job->cancelled))
+			jobq_fiber_cancel(job->fiber);
+	}
+}
+
+static void cancel_all(struct jobq_worker *w)
+{
+	for (unsigned i = 0; i < w->capacity; i++)
+		if (w->jobs[i].busy && w->jobs[i].fiber)
+			jobq_fiber_cancel(w->jobs[i].fiber);
+}
+
+static void coordinator_fn(void *arg)
+{
+	struct jobq_worker *w = arg;
+
+	for (;;) {
+		bool stop = atomic_load(&w->stop) != 0;
+
+		cancel_flagged(w);
+		/* Jobs handed out start at once: the reservation asked for
+		 * no more than there are free fibers. */
+		for (unsigned i = 0; i < w->nready; i++)
+			start_job(w, &w->ready[i]);
+		w->nready = 0;
+
+		if (w->closed || w->err) {
+			/* Nobody to report to: the jobs end now. */
+			cancel_all(w);
+			if (!w->running && !w->outstanding)
+				break;
+		} else if (stop) {
+			if (!w->stopping_sent) {
+				struct jobq_req *r =
+				    jobq__async_req(stopping_cb, w);
+				struct jobq__op op;
+
+				if (r) {
+					jobq__op_init(&op, r,
+						      JOBQ_OP_W_STOPPING, NULL,
+						      0);
+					if (!jobq__submit_async(w->q, &op))
+						w->stopping_sent = true;
+				}
+				if (!w->stopping_sent)
+					w->stopping_done = w->stopping_sent =
+					    true;
+			}
+			/* A daemon worker does not finish its jobs: the
+			 * manager that stops is not waiting for them. */
+			if (w->daemon && atomic_load(&w->stop_notice))
+				cancel_all(w);
+			if (w->stopping_done && !w->reserving && !w->running &&
+			    !w->outstanding && !w->nready)
+				break;
+		} else if (!w->reserving && w->running < w->capacity) {
+			unsigned want = w->capacity - w->running;
+			int err = send_reserve(
+			    w, want < MAX_RESERVE ? want : MAX_RESERVE);
+
+			if (err == JOBQ_ECLOSED)
+				w->closed = true;
+			else if (err)
+				w->err = err;
+			if (err)
+				continue;
+		}
+		jobq__fiber_park(false);
+	}
+	jobq_loop_stop(w->loop);
+}
+
+/* ------------------------------------------------------------------------
+ * The two polls: the completion eventfd and the control socket.
+ */
+static void arm_efd(struct jobq_worker *w);
+static void arm_sock(struct jobq_worker *w);
+
+static void after_process(struct jobq_worker *w, int r)
+{
+	if (r == JOBQ_ECLOSED || atomic_load(&w->q->closed))
+		w->closed = true;
+	jobq__fiber_unpark(w->coord);
+}
+
+static void on_efd(jobq_loop_t *l, ssize_t res, void *arg)
+{
+	struct jobq_worker *w = arg;
+
+	(void)l;
+	w->polls--;
+	/* jobq_process() drains the eventfd, reaps and runs the callbacks
+	 * of finished requests (which wake their fibers). */
+	after_process(w, jobq_process(w->q));
+	if (res >= 0 && !w->finishing)
+		arm_efd(w);
+}
+
+static void on_sock(jobq_loop_t *l, ssize_t res, void *arg)
+{
+	struct jobq_worker *w = arg;
+
+	(void)l;
+	w->polls--;
+	if (res < 0 || w->finishing)
+		return;
+	/* Nothing is expected on the socket after the handshake: whatever
+	 * woke us, jobq_process() looks whether it is closed. */
+	after_process(w, jobq_process(w->q));
+	if (!w->closed)
+		arm_sock(w);
+}
+
+static void arm_efd(struct jobq_worker *w)
+{
+	if (jobq_io_poll_cb(w->loop, w->q->cq_efd, POLLIN, -1, on_efd, w) == 0)
+		w->polls++;
+	else
+		w->err = -ENOMEM;
+}
+
+static void arm_sock(struct jobq_worker *w)
+{
+	if (jobq_io_poll_cb(w->loop, w->q->sock, POLLRDHUP, -1, on_sock, w) ==
+	    0)
+		w->polls++;
+	else
+		w->err = -ENOMEM;
+}
+
+/* ------------------------------------------------------------------------
+ * A daemon worker's last resort against a handler that never yields:
+ * SIGIO from the control socket (O_ASYNC) when the manager's end closes.
+ */
+static struct jobq_worker *volatile sigio_worker;
+
+static void on_sigio(int sig, siginfo_t *si, void *uc)
+{
+	struct jobq_worker *w = sigio_worker;
+	char b;
+
+	(void)sig;
+	(void)si;
+	(void)uc;
+	if (!w || !w->loop || !jobq__loop_in_fiber(w->loop))
+		return; /* the loop itself is free to notice */
+	if (recv(w->q->sock, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0)
+		kill(getpid(), SIGKILL);
+}
+
+struct sigio_state {
+	bool on;
+	struct sigaction old;
+	int old_fl;
+};
+
+static void sigio_start(struct jobq_worker *w, struct sigio_state *s)
+{
+	struct sigaction sa = {0};
+	struct f_owner_ex own = {.type = F_OWNER_TID,
+				 .pid = (pid_t)syscall(SYS_gettid)};
+	int fl = fcntl(w->q->sock, F_GETFL);
+
+	s->on = false;
+	if (!w->daemon || sigio_worker || fl < 0)
+		return;
+	sa.sa_sigaction = on_sigio;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGIO, &sa, &s->old))
+		return;
+	sigio_worker = w;
+	s->old_fl = fl;
+	if (fcntl(w->q->sock, F_SETOWN_EX, &own) ||
+	    fcntl(w->q->sock, F_SETFL, fl | O_ASYNC)) {
+		sigio_worker = NULL;
+		sigaction(SIGIO, &s->old, NULL);
+		return;
+	}
+	s->on = true;
+}
+
+static void sigio_end(struct jobq_worker *w, struct sigio_state *s)
+{
+	if (!s->on)
+		return;
+	fcntl(w->q->sock, F_SETFL, s->old_fl);
+	sigio_worker = NULL;
+	sigaction(SIGIO, &s->old, NULL);
+}
+
+/* ------------------------------------------------------------------------
+ * Running.
+ */
 static int do_register(struct jobq_worker *w)
 {
 	struct jobq_req r = {0};
@@ -617,206 +1018,68 @@ static int do_register(struct jobq_worker *w)
 }
 
 /*
- * Runs the jobs the answered reservation handed out. Returns 0, or the
- * error that ended the reservation when it is not the end of its slice.
+ * jobq_worker_run - the loop is made here, in the thread that runs it
+ * (an io_uring set up for a single issuer belongs to the thread that made
+ * it). When io_uring is unavailable this returns its error at once and
+ * jobq_loop_why() says why.
  */
-static int take_reservation(struct jobq_worker *w)
-{
-	int err = collect_done(w), res = w->res->r.res;
-
-	w->reserving = false;
-	if (err)
-		return err;
-	for (uint32_t i = 0; i < w->res->r.njobs; i++)
-		run_job(w, &w->res->jobs[i]);
-	if (res < 0 && res != -ETIMEDOUT && res != -EAGAIN)
-		return res;
-	return 0;
-}
-
-/*
- * A graceful stop: tell the manager, wait for the reservation still out
- * (it ends at the latest after its slice), run what it brought, and send
- * every outcome.
- */
-static int stop_gracefully(struct jobq_worker *w)
-{
-	struct jobq_req r = {0};
-	struct jobq__op op;
-	struct jobq_req *rp = &r;
-	int err;
-
-	jobq__op_init(&op, &r, JOBQ_OP_W_STOPPING, NULL, 0);
-	err = send_round(w, &op);
-	if (err)
-		return err;
-	err = jobq__wait(w->q, &rp, 1);
-	if (!err && w->reserving) {
-		struct jobq_req *rr = &w->res->r;
-
-		err = jobq__wait(w->q, &rr, 1);
-		/* However the reservation ended (the manager may refuse it
-		 * once we stop), the jobs it brought are ours to run. */
-		if (!err)
-			err = take_reservation(w) == JOBQ_ECLOSED ? JOBQ_ECLOSED
-								  : 0;
-		if (!err)
-			err = send_round(w, NULL);
-	}
-	if (!err)
-		err = collect_done(w);
-	return err;
-}
-
-/*
- * The watcher of a daemon worker. While a handler runs nobody else reaps,
- * so it looks for notices itself every WATCH_MS; the socket tells at once
- * when the manager is gone.
- */
-static void *watch(void *arg)
-{
-	struct jobq_worker *w = arg;
-
-	for (;;) {
-		struct pollfd p[2] = {
-		    {.fd = w->watch_efd, .events = POLLIN},
-		    {.fd = w->q->sock, .events = POLLIN},
-		};
-		bool gone = false;
-		int r = poll(p, 2, WATCH_MS);
-
-		if (r > 0 && p[0].revents)
-			return NULL;
-		if (r > 0 && p[1].revents)
-			gone = jobq__socket_dead(w->q);
-		if (!gone)
-			jobq__poll(w->q);
-		if ((gone || atomic_load(&w->stop_notice)) &&
-		    atomic_load(&w->in_handler))
-			kill(getpid(), SIGKILL);
-		if (gone)
-			return NULL; /* the worker's loop sees it too */
-	}
-}
-
-static int watch_start(struct jobq_worker *w)
-{
-	int err;
-
-	w->watch_efd = eventfd(0, EFD_CLOEXEC);
-	if (w->watch_efd < 0)
-		return -errno;
-	err = pthread_create(&w->watcher, NULL, watch, w);
-	if (err) {
-		close(w->watch_efd);
-		w->watch_efd = -1;
-		return -err;
-	}
-	return 0;
-}
-
-static void watch_stop(struct jobq_worker *w)
-{
-	uint64_t one = 1;
-
-	if (w->watch_efd < 0)
-		return;
-	if (write(w->watch_efd, &one, sizeof(one)) < 0) {
-		/* Cannot fail on a fresh eventfd: the thread is joined. */
-	}
-	pthread_join(w->watcher, NULL);
-	close(w->watch_efd);
-	w->watch_efd = -1;
-}
-
-/*
- * Leaves nothing of this worker in the handle's request table: outcomes
- * in flight are waited for (answered at once, or failed when the manager
- * is gone), a reservation in flight is handed over to the client.
- */
-static void finish_run(struct jobq_worker *w)
-{
-	watch_stop(w);
-	collect_done(w);
-	if (w->reserving) {
-		w->reserving = false;
-		if (jobq__detach(w->q, &w->res->r))
-			w->res = NULL;
-	}
-	jobq__set_notice_hook(w->q, NULL, NULL);
-}
-
 int jobq_worker_run(jobq_worker_t *w)
 {
-	int err = 0;
+	struct jobq_loop_opts lo = {.stack_size = 0};
+	struct sigio_state sio;
+	int err;
 
 	if (!w)
 		return -EINVAL;
-	if (!w->res) {
-		w->res = malloc(sizeof(*w->res) +
-				w->capacity * sizeof(w->res->jobs[0]));
-		if (!w->res)
-			return -ENOMEM;
-	}
+	if (w->loop)
+		return -EBUSY;
+	lo.stack_size = w->stack_size;
+	/* Room for every job's request and its link timeout, the keepers,
+	 * the polls and the cancels: the SQ flushes when full anyway. */
+	lo.entries = w->capacity * 4 + 16 < 4096 ? w->capacity * 4 + 16 : 4096;
+	err = jobq_loop_new(&w->loop, &lo);
+	if (err)
+		return err;
 	if (!w->registered) {
 		err = do_register(w);
-		if (err)
-			return err;
-	}
-	jobq__set_notice_hook(w->q, on_notice, w);
-	if (w->daemon && w->watch_efd < 0) {
-		err = watch_start(w);
 		if (err) {
-			jobq__set_notice_hook(w->q, NULL, NULL);
+			jobq_loop_free(w->loop);
+			w->loop = NULL;
 			return err;
 		}
 	}
-	for (;;) {
-		struct jobq__op op;
-		unsigned want;
-
-		if (atomic_load(&w->stop)) {
-			err = stop_gracefully(w);
-			break;
-		}
-		want = free_slots(w);
-		if (!w->reserving && want) {
-			memset(&w->res->r, 0, sizeof(w->res->r));
-			w->res->r.jobs = w->res->jobs;
-			w->res->r.maxjobs = want;
-			jobq__op_init(&op, &w->res->r, JOBQ_OP_W_RESERVE, NULL,
-				      0);
-			op.sqe.arg0 = want;
-			op.sqe.timeout_ns = RESERVE_SLICE_NS;
-			err = send_round(w, &op);
-			if (err)
-				break;
-			w->reserving = true;
-		} else {
-			err = send_round(w, NULL);
-			if (err)
-				break;
-		}
-		err = jobq__wait_until(w->q, reserved_or_stop, w, 0);
-		if (err)
-			break;
-		/* Unless a stop came (its path waits for the reservation
-		 * itself), the predicate saw the reservation done under
-		 * q->mu, in this thread: its jobs can be read. */
-		if (atomic_load(&w->stop))
-			continue;
-		if (w->reserving) {
-			err = take_reservation(w);
-			/* A manager that is shutting down refuses to hand out
-			 * more (JOBQ_ECLOSED as the answer, the connection
-			 * still up): that is a stop too. */
-			if (err == JOBQ_ECLOSED && !atomic_load(&w->q->closed))
-				atomic_store(&w->stop, 1);
-			else if (err)
-				break;
-		}
+	w->err = 0;
+	w->closed = w->finishing = false;
+	w->stopping_sent = w->stopping_done = false;
+	w->reserving = false;
+	w->nready = 0;
+	jobq__set_notice_hook(w->q, on_notice, w);
+	/* From here the manager signals the eventfd for every completion,
+	 * so a poll on it is all the waiting there is. */
+	jobq_fd(w->q);
+	sigio_start(w, &sio);
+	err = jobq_spawn(w->loop, coordinator_fn, w, &w->coord);
+	if (!err) {
+		arm_efd(w);
+		arm_sock(w);
+		err = jobq_loop_run(w->loop);
+		if (err == 1)
+			err = 0;
 	}
-	finish_run(w);
+	w->finishing = true;
+	sigio_end(w, &sio);
+	/* The polls are cancelled (their callbacks see -ECANCELED and do
+	 * not arm again); a coordinator that did not end is cancelled. */
+	if (w->coord)
+		jobq_fiber_cancel(w->coord);
+	jobq_loop_free(w->loop);
+	w->loop = NULL;
+	w->coord = NULL;
+	jobq__set_notice_hook(w->q, NULL, NULL);
+	if (!err)
+		err = w->err;
+	if (!err && w->closed)
+		err = JOBQ_ECLOSED;
 	return err;
 }
 
@@ -853,12 +1116,17 @@ static json_t *args_object(jobq_job_t *job, const char *what)
 	return v;
 }
 
+/*
+ * sleep: {"ms": N}. One timer on the ring, so that a worker sleeps for
+ * many jobs at once; a cancel (or the job's timeout) ends it at once.
+ */
 static int sleep_handler(jobq_job_t *job, void *arg)
 {
+	uint64_t t0 = jobq__now_ns();
 	char out[64];
 	json_t *v, *ms;
-	long long total, left;
-	int n;
+	long long total;
+	int n, r;
 
 	(void)arg;
 	v = args_object(job, "sleep");
@@ -872,25 +1140,15 @@ static int sleep_handler(jobq_job_t *job, void *arg)
 				     "whole number of milliseconds "
 				     ">= 0, as in {\"ms\": 100}");
 	}
-	total = left = json_integer_value(ms);
+	total = json_integer_value(ms);
 	json_decref(v);
-	/* In slices, so that a cancel ends it soon. */
-	while (left > 0) {
-		long long slice = left < SLEEP_SLICE_MS ? left : SLEEP_SLICE_MS;
-		struct timespec ts = {
-		    .tv_sec = 0,
-		    .tv_nsec = (long)slice * 1000000L,
-		};
-
-		if (jobq_job_cancelled(job))
-			return jobq_job_fail(job, 1,
-					     "sleep: cancelled after "
-					     "%lld ms",
-					     total - left);
-		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-			; /* a signal: sleep what is left of the slice */
-		left -= slice;
-	}
+	r = jobq_io_sleep((double)total / 1000);
+	if (r == -ECANCELED)
+		return jobq_job_fail(
+		    job, 1, "sleep: cancelled after %lld ms",
+		    (long long)((jobq__now_ns() - t0) / 1000000));
+	if (r < 0)
+		return jobq_job_fail(job, 0, "sleep: %s", strerror(-r));
 	n = snprintf(out, sizeof(out), "{\"slept_ms\":%lld}", total);
 	return jobq_job_succeed(job, JOBQ_T_JSON, out, (size_t)n);
 }
@@ -916,18 +1174,35 @@ static int fail_handler(jobq_job_t *job, void *arg)
 	return rc;
 }
 
+/*
+ * The built-in job types, served by `jobqd --workers N`. A new built-in
+ * type is one line here (its handler in a builtin_*.c file of its own).
+ */
+static const struct {
+	const char *type;
+	jobq_handler fn;
+} builtins[] = {
+    {"echo", echo_handler},
+    {"sleep", sleep_handler},
+    {"fail", fail_handler},
+};
+
 int jobq_worker_builtin(jobq_worker_t *w)
 {
 	int err;
 
 	if (!w)
 		return -EINVAL;
-	err = jobq_worker_handle(w, "echo", echo_handler, NULL);
-	if (!err)
-		err = jobq_worker_handle(w, "sleep", sleep_handler, NULL);
-	if (!err)
-		err = jobq_worker_handle(w, "fail", fail_handler, NULL);
-	if (!err)
-		w->builtin = true;
-	return err;
+	for (size_t i = 0; i < sizeof(builtins) / sizeof(builtins[0]); i++) {
+		err = jobq_worker_handle(w, builtins[i].type, builtins[i].fn,
+					 NULL);
+		if (err)
+			return err;
+	}
+	/* The IO types (builtin_*.c) take the handle as their arg. */
+	err = jobq__builtins_register(w, w->q);
+	if (err)
+		return err;
+	w->builtin = true;
+	return 0;
 }

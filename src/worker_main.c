@@ -5,9 +5,10 @@
  *   jobqd --as-worker --dir DIR [--concurrency N] [--daemon]
  *
  * It connects to the manager of DIR, serves the built-in job types (echo,
- * sleep, fail) and stops gracefully on SIGTERM or SIGINT, or when the
- * manager tells it to: it takes no more jobs, finishes the running ones
- * and exits 0.
+ * sleep, fail and those registered by jobq_worker_builtin()), N of them
+ * running at once as fibers on one io_uring, and stops gracefully on SIGTERM or
+ * SIGINT, or when the manager tells it to: it takes no more jobs, finishes the
+ * running ones and exits 0.
  */
 #include <errno.h>
 #include <signal.h>
@@ -59,10 +60,10 @@ int jobq__worker_main(int argc, char **argv)
 
 			errno = 0;
 			n = strtoul(argv[++i], &end, 10);
-			if (errno || *end || n < 1 || n > 256) {
+			if (errno || *end || n < 1 || n > 1024) {
 				fprintf(stderr,
 					"jobqd worker: --concurrency "
-					"must be 1..256, not '%s'\n",
+					"must be 1..1024, not '%s'\n",
 					argv[i]);
 				return 2;
 			}
@@ -72,6 +73,20 @@ int jobq__worker_main(int argc, char **argv)
 		} else {
 			return usage();
 		}
+	}
+
+	/* Without io_uring there is no worker: say why, before anything
+	 * else, and how to allow it. */
+	{
+		jobq_loop_t *probe;
+
+		err = jobq_loop_new(&probe, NULL);
+		if (err) {
+			fprintf(stderr, "jobqd worker: cannot run jobs: %s\n",
+				jobq_loop_why());
+			return 1;
+		}
+		jobq_loop_free(probe);
 	}
 
 	err = jobq_open(&q, dir);
@@ -108,7 +123,10 @@ int jobq__worker_main(int argc, char **argv)
 	/* The manager going away ends a worker too; that is no failure of
 	 * the worker's own. */
 	if (err && err != JOBQ_ECLOSED) {
-		fprintf(stderr, "jobqd worker: %s\n", jobq_strerror(err));
+		const char *why = jobq_loop_why();
+
+		fprintf(stderr, "jobqd worker: %s\n",
+			*why ? why : jobq_strerror(err));
 		return 1;
 	}
 	return 0;

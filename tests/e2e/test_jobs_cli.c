@@ -344,7 +344,7 @@ static void test_bad_input(void **state)
 	CLI(&o, "ls", "--state", "sleeping");
 	assert_int_equal(o.code, 2);
 	jqt_out_free(&o);
-	CLI(&o, "run", "--", "true");
+	CLI(&o, "run");
 	assert_int_equal(o.code, 2);
 	jqt_out_free(&o);
 }

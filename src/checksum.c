@@ -1,0 +1,236 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * checksum.c - SHA-256 (FIPS 180-4) and CRC32C (Castagnoli), both
+ * streaming, for file.checksum.
+ *
+ * CRC32C uses the SSE4.2 crc32 instruction where the CPU has it, probed
+ * once at run time (the build may not assume it: a binary built here can
+ * run on an older CPU), and slicing-by-8 tables otherwise. Both paths
+ * compute the same function; the unit test checks them against each other
+ * and against known vectors.
+ */
+#include <pthread.h>
+#include <string.h>
+
+#include "builtin.h"
+
+/* ---- SHA-256 ------------------------------------------------------------ */
+
+static const uint32_t K[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1,
+    0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3,
+    0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786,
+    0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147,
+    0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13,
+    0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+    0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a,
+    0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208,
+    0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+};
+
+static inline uint32_t ror(uint32_t x, unsigned n)
+{
+	return (x >> n) | (x << (32 - n));
+}
+
+static void sha256_block(uint32_t h[8], const uint8_t *p)
+{
+	uint32_t w[64], a, b, c, d, e, f, g, hh;
+
+	for (int i = 0; i < 16; i++)
+		w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
+		       (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+	for (int i = 16; i < 64; i++) {
+		uint32_t s0 =
+		    ror(w[i - 15], 7) ^ ror(w[i - 15], 18) ^ (w[i - 15] >> 3);
+		uint32_t s1 =
+		    ror(w[i - 2], 17) ^ ror(w[i - 2], 19) ^ (w[i - 2] >> 10);
+
+		w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+	}
+	a = h[0], b = h[1], c = h[2], d = h[3];
+	e = h[4], f = h[5], g = h[6], hh = h[7];
+	for (int i = 0; i < 64; i++) {
+		uint32_t s1 = ror(e, 6) ^ ror(e, 11) ^ ror(e, 25);
+		uint32_t ch = (e & f) ^ (~e & g);
+		uint32_t t1 = hh + s1 + ch + K[i] + w[i];
+		uint32_t s0 = ror(a, 2) ^ ror(a, 13) ^ ror(a, 22);
+		uint32_t maj = (a & b) ^ (a & c) ^ (b & c);
+		uint32_t t2 = s0 + maj;
+
+		hh = g, g = f, f = e, e = d + t1;
+		d = c, c = b, b = a, a = t1 + t2;
+	}
+	h[0] += a, h[1] += b, h[2] += c, h[3] += d;
+	h[4] += e, h[5] += f, h[6] += g, h[7] += hh;
+}
+
+void jobq__sha256_init(struct jobq__sha256 *s)
+{
+	static const uint32_t init[8] = {
+	    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+	    0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+	};
+
+	memcpy(s->h, init, sizeof(init));
+	s->len = 0;
+	s->nbuf = 0;
+}
+
+void jobq__sha256_update(struct jobq__sha256 *s, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+
+	s->len += len;
+	if (s->nbuf) {
+		size_t n = 64 - s->nbuf < len ? 64 - s->nbuf : len;
+
+		memcpy(s->buf + s->nbuf, p, n);
+		s->nbuf += n;
+		p += n;
+		len -= n;
+		if (s->nbuf < 64)
+			return;
+		sha256_block(s->h, s->buf);
+		s->nbuf = 0;
+	}
+	for (; len >= 64; p += 64, len -= 64)
+		sha256_block(s->h, p);
+	memcpy(s->buf, p, len);
+	s->nbuf = len;
+}
+
+void jobq__sha256_final(struct jobq__sha256 *s, uint8_t out[32])
+{
+	uint64_t bits = s->len * 8;
+
+	/* The padding: 0x80, zeros up to 56 mod 64, the length in bits. */
+	s->buf[s->nbuf++] = 0x80;
+	if (s->nbuf > 56) {
+		memset(s->buf + s->nbuf, 0, 64 - s->nbuf);
+		sha256_block(s->h, s->buf);
+		s->nbuf = 0;
+	}
+	memset(s->buf + s->nbuf, 0, 56 - s->nbuf);
+	for (int i = 0; i < 8; i++)
+		s->buf[56 + i] = (uint8_t)(bits >> (56 - 8 * i));
+	sha256_block(s->h, s->buf);
+	for (int i = 0; i < 8; i++) {
+		out[4 * i] = (uint8_t)(s->h[i] >> 24);
+		out[4 * i + 1] = (uint8_t)(s->h[i] >> 16);
+		out[4 * i + 2] = (uint8_t)(s->h[i] >> 8);
+		out[4 * i + 3] = (uint8_t)s->h[i];
+	}
+}
+
+void jobq__hex(const uint8_t *p, size_t len, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < len; i++) {
+		out[2 * i] = digits[p[i] >> 4];
+		out[2 * i + 1] = digits[p[i] & 15];
+	}
+	out[2 * len] = '\0';
+}
+
+/* ---- CRC32C ------------------------------------------------------------- */
+
+#define CRC32C_POLY 0x82f63b78u /* reflected Castagnoli polynomial */
+
+/*
+ * table[k][b]: the CRC of byte b followed by k zero bytes, so eight bytes
+ * are folded per step. Built once, on first use.
+ */
+static uint32_t table[8][256];
+static pthread_once_t table_once = PTHREAD_ONCE_INIT;
+
+static void crc32c_tables(void)
+{
+	for (unsigned b = 0; b < 256; b++) {
+		uint32_t c = b;
+
+		for (int i = 0; i < 8; i++)
+			c = c & 1 ? (c >> 1) ^ CRC32C_POLY : c >> 1;
+		table[0][b] = c;
+	}
+	for (unsigned b = 0; b < 256; b++)
+		for (int k = 1; k < 8; k++)
+			table[k][b] = (table[k - 1][b] >> 8) ^
+				      table[0][table[k - 1][b] & 0xff];
+}
+
+uint32_t jobq__crc32c_sw(uint32_t crc, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+
+	pthread_once(&table_once, crc32c_tables);
+	crc = ~crc;
+	while (len >= 8) {
+		uint32_t lo =
+		    crc ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 |
+			   (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
+		uint32_t hi = (uint32_t)p[4] | (uint32_t)p[5] << 8 |
+			      (uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
+
+		crc = table[7][lo & 0xff] ^ table[6][(lo >> 8) & 0xff] ^
+		      table[5][(lo >> 16) & 0xff] ^ table[4][lo >> 24] ^
+		      table[3][hi & 0xff] ^ table[2][(hi >> 8) & 0xff] ^
+		      table[1][(hi >> 16) & 0xff] ^ table[0][hi >> 24];
+		p += 8;
+		len -= 8;
+	}
+	while (len--)
+		crc = (crc >> 8) ^ table[0][(crc ^ *p++) & 0xff];
+	return ~crc;
+}
+
+#if defined(__x86_64__)
+#include <nmmintrin.h>
+
+__attribute__((target("sse4.2"))) static uint32_t
+crc32c_sse42(uint32_t crc, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+	uint64_t c = ~crc;
+
+	while (len && ((uintptr_t)p & 7)) {
+		c = _mm_crc32_u8((uint32_t)c, *p++);
+		len--;
+	}
+	for (; len >= 8; p += 8, len -= 8) {
+		uint64_t v;
+
+		memcpy(&v, p, 8);
+		c = _mm_crc32_u64(c, v);
+	}
+	while (len--)
+		c = _mm_crc32_u8((uint32_t)c, *p++);
+	return ~(uint32_t)c;
+}
+
+bool jobq__crc32c_hw(void)
+{
+	return __builtin_cpu_supports("sse4.2");
+}
+
+uint32_t jobq__crc32c(uint32_t crc, const void *p, size_t len)
+{
+	/* __builtin_cpu_supports reads a table filled before main(). */
+	if (__builtin_cpu_supports("sse4.2"))
+		return crc32c_sse42(crc, p, len);
+	return jobq__crc32c_sw(crc, p, len);
+}
+#else
+bool jobq__crc32c_hw(void)
+{
+	return false;
+}
+
+uint32_t jobq__crc32c(uint32_t crc, const void *p, size_t len)
+{
+	return jobq__crc32c_sw(crc, p, len);
+}
+#endif
