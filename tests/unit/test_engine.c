@@ -1013,6 +1013,52 @@ static void test_threads(void **state)
 	assert_int_equal(ok[1], 1);
 }
 
+/* ------------------------------------------------------------------------
+ * The internal nap: a sleep that an unpark ends early (-EINTR), and that a
+ * cancel ends as usual.
+ */
+struct napper {
+	int res[2];
+	double took;
+};
+
+static void napper_fn(void *arg)
+{
+	struct napper *n = arg;
+	double t0 = now_s();
+
+	n->res[0] = jobq__fiber_nap(10);
+	n->took = now_s() - t0;
+	n->res[1] = jobq__fiber_nap(10);
+}
+
+static void waker_fn(void *arg)
+{
+	jobq_fiber_t *f = arg;
+
+	jobq_io_sleep(0.01);
+	jobq__fiber_unpark(f);
+	jobq_io_sleep(0.01);
+	jobq_fiber_cancel(f);
+}
+
+static void test_nap(void **state)
+{
+	jobq_loop_t *l = loop_new();
+	struct napper n = {{1, 1}, 0};
+	jobq_fiber_t *f;
+
+	(void)state;
+	assert_int_equal(jobq_spawn(l, napper_fn, &n, &f), 0);
+	assert_int_equal(jobq_spawn(l, waker_fn, f, NULL), 0);
+	assert_int_equal(jobq_loop_run(l), 0);
+	assert_int_equal(n.res[0], -EINTR);
+	assert_int_equal(n.res[1], -ECANCELED);
+	assert_true(n.took < 5);
+	assert_int_equal(jobq_fiber_join(f, 0), 0);
+	jobq_loop_free(l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1035,6 +1081,7 @@ int main(void)
 	    cmocka_unit_test(test_cq_overflow),
 	    cmocka_unit_test(test_stream),
 	    cmocka_unit_test(test_threads),
+	    cmocka_unit_test(test_nap),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
