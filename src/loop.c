@@ -221,6 +221,7 @@ struct jobq_loop {
 static __thread jobq_loop_t *tl_loop;
 /* Where the IO calls of plain code (outside fibers) run. */
 static __thread jobq_loop_t *tl_private;
+static __thread pid_t tl_private_pid; /* the process that made it */
 static __thread char tl_why[512];
 
 static pthread_once_t private_once = PTHREAD_ONCE_INIT;
@@ -1209,12 +1210,18 @@ static jobq_loop_t *private_loop(int *err)
 {
 	struct jobq_loop_opts o = {.entries = 8};
 
+	/* A child of fork() shares its parent's rings: it must not touch
+	 * them (and with a single issuer it could not). It makes its own,
+	 * leaving the parent's alone. */
+	if (tl_private && tl_private_pid != getpid())
+		tl_private = NULL;
 	if (tl_private)
 		return tl_private;
 	pthread_once(&private_once, private_key_init);
 	*err = jobq_loop_new(&tl_private, &o);
 	if (*err)
 		return NULL;
+	tl_private_pid = getpid();
 	pthread_setspecific(private_key, tl_private);
 	return tl_private;
 }

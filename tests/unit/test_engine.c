@@ -466,13 +466,23 @@ static void test_blocking_form(void **state)
 	assert_int_equal(jobq_io_recv(sv[1], buf, sizeof(buf), 0, 1), 0);
 	close(sv[1]);
 
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
 	pid = fork();
 	assert_true(pid >= 0);
-	if (pid == 0)
+	if (pid == 0) {
+		/* The child's blocking calls use a ring of its own, not the
+		 * parent's private one. */
+		if (jobq_io_write(p[1], "c", 1, -1, 1) != 1)
+			_exit(1);
 		_exit(7);
+	}
 	assert_int_equal(jobq_io_waitpid(pid, &status, 5), 0);
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 7);
+	assert_int_equal(jobq_io_read(p[0], buf, 1, -1, 1), 1);
+	assert_int_equal(buf[0], 'c');
+	close(p[0]);
+	close(p[1]);
 	assert_int_equal(jobq_io_waitpid(pid, &status, 5), -ECHILD);
 }
 
