@@ -838,6 +838,19 @@ static void count_cb(jobq_loop_t *l, ssize_t res, void *arg)
 		(*(int *)arg)++;
 }
 
+/* The largest ring there is: the completion queue is clamped to the
+ * kernel's limit rather than refused. */
+static void test_big_ring(void **state)
+{
+	struct jobq_loop_opts o = {.entries = 32768};
+	jobq_loop_t *l;
+
+	(void)state;
+	assert_int_equal(jobq_loop_new(&l, &o), 0);
+	assert_int_equal(jobq_io_sleep(0), 0);
+	jobq_loop_free(l);
+}
+
 static void test_cq_overflow(void **state)
 {
 	struct jobq_loop_opts o = {.entries = 2};
@@ -1089,6 +1102,7 @@ int main(void)
 	    cmocka_unit_test(test_seccomp_refused),
 	    cmocka_unit_test(test_fixed_buffers),
 	    cmocka_unit_test(test_cq_overflow),
+	    cmocka_unit_test(test_big_ring),
 	    cmocka_unit_test(test_stream),
 	    cmocka_unit_test(test_threads),
 	    cmocka_unit_test(test_nap),
