@@ -864,7 +864,9 @@ JOBQ_API int jobq_job_cancelled(const jobq_job_t *job);
  * returns -ETIMEDOUT (0 cancels whatever does not complete at once).
  *
  * Loops, fibers and requests belong to the thread that created the loop;
- * none of these functions may be called on a loop from another thread.
+ * none of these functions may be called on a loop from another thread,
+ * nor in a child after fork() (the child makes loops of its own; the
+ * blocking form does that by itself).
  */
 typedef struct jobq_loop jobq_loop_t;
 typedef struct jobq_fiber jobq_fiber_t;

@@ -113,8 +113,9 @@ void jobq__fiber_main(jobq_fiber_t *f) __attribute__((noreturn));
  */
 int jobq__fiber_park(bool cancellable);
 
-/* jobq__fiber_unpark - make parked fiber @f runnable; a fiber that is not
- * parked (it runs, or waits on a request) is left alone. */
+/* jobq__fiber_unpark - make parked fiber @f runnable, or end its
+ * jobq__fiber_nap(); a fiber that runs or waits on a request is left
+ * alone. */
 void jobq__fiber_unpark(jobq_fiber_t *f);
 
 /*
@@ -128,6 +129,13 @@ extern unsigned jobq__pbuf_count;
 extern size_t jobq__pbuf_size;
 unsigned jobq__loop_enobufs(const jobq_loop_t *l);
 int jobq__loop_multishot(const jobq_loop_t *l);
+
+/*
+ * jobq__fiber_nap - sleep @seconds like jobq_io_sleep(), except that
+ * jobq__fiber_unpark() ends the sleep early. Returns 0 (slept it all),
+ * -EINTR (unparked), -ECANCELED, -EINVAL outside a fiber.
+ */
+int jobq__fiber_nap(double seconds);
 
 /* jobq__loop_in_fiber - whether a fiber of @l is running right now (not
  * the scheduler). Safe from a signal handler of the loop's thread. */

@@ -158,6 +158,7 @@ struct jobq_fiber {
 	bool detached;		   /* frees itself when it returns */
 	bool cancelled;		   /* its IO returns -ECANCELED */
 	bool parked_hard;	   /* parked, and a cancel must not wake it */
+	bool napping;		   /* in jobq__fiber_nap(): an unpark ends it */
 	struct req *wait;	   /* the request it waits on, or NULL */
 	jobq_fiber_t *joiner;	   /* the fiber waiting in jobq_fiber_join() */
 	jobq_fiber_t *run_next;	   /* run queue */
@@ -220,6 +221,7 @@ struct jobq_loop {
 static __thread jobq_loop_t *tl_loop;
 /* Where the IO calls of plain code (outside fibers) run. */
 static __thread jobq_loop_t *tl_private;
+static __thread pid_t tl_private_pid; /* the process that made it */
 static __thread char tl_why[512];
 
 static pthread_once_t private_once = PTHREAD_ONCE_INIT;
@@ -1025,8 +1027,34 @@ int jobq__fiber_park(bool cancellable)
 
 void jobq__fiber_unpark(jobq_fiber_t *f)
 {
-	if (f && f->state == F_WAITING && !f->wait)
+	if (!f || f->state != F_WAITING)
+		return;
+	if (!f->wait)
 		wake(f);
+	else if (f->napping)
+		cancel_req(f->loop, f->wait); /* ends the nap: -EINTR */
+}
+
+int jobq__fiber_nap(double seconds)
+{
+	jobq_fiber_t *f = jobq_fiber_current();
+	struct op o = {.kind = OP_SLEEP, .timeout = seconds};
+	struct req r = {0};
+	ssize_t res;
+
+	if (!f)
+		return -EINVAL;
+	if (f->cancelled)
+		return -ECANCELED;
+	r.fiber = f;
+	if (submit_op(f->loop, &r, &o))
+		return -EBUSY;
+	f->napping = true;
+	res = wait_req(f->loop, f, &r);
+	f->napping = false;
+	if (res == -ECANCELED && !f->cancelled)
+		return -EINTR;
+	return (int)res;
 }
 
 bool jobq__loop_in_fiber(const jobq_loop_t *l)
@@ -1182,12 +1210,18 @@ static jobq_loop_t *private_loop(int *err)
 {
 	struct jobq_loop_opts o = {.entries = 8};
 
+	/* A child of fork() shares its parent's rings: it must not touch
+	 * them (and with a single issuer it could not). It makes its own,
+	 * leaving the parent's alone. */
+	if (tl_private && tl_private_pid != getpid())
+		tl_private = NULL;
 	if (tl_private)
 		return tl_private;
 	pthread_once(&private_once, private_key_init);
 	*err = jobq_loop_new(&tl_private, &o);
 	if (*err)
 		return NULL;
+	tl_private_pid = getpid();
 	pthread_setspecific(private_key, tl_private);
 	return tl_private;
 }

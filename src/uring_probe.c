@@ -8,6 +8,7 @@
  *   5.6   IORING_OP_{READ,WRITE,OPENAT,CLOSE,ACCEPT,CONNECT,SEND,RECV},
  *         the opcode probe, IORING_FEAT_RW_CUR_POS (offset -1)
  *   5.5   IORING_SETUP_CQSIZE, IORING_FEAT_NODROP
+ *   5.6   IORING_SETUP_CLAMP
  *   5.18  IORING_SETUP_SUBMIT_ALL
  *   5.19  IORING_SETUP_COOP_TASKRUN, IORING_SETUP_SINGLE_ISSUER (6.0)
  *   6.1   IORING_SETUP_DEFER_TASKRUN (with SINGLE_ISSUER)
@@ -134,8 +135,10 @@ int jobq__uring_init(struct io_uring *ring, unsigned entries,
 		struct io_uring_params p = {0};
 
 		/* A completion queue four times the submission queue: the
-		 * overflow list (IORING_FEAT_NODROP) stays a rare path. */
-		p.flags = flag_sets[i] | IORING_SETUP_CQSIZE;
+		 * overflow list (IORING_FEAT_NODROP) stays a rare path.
+		 * CLAMP: sizes past the kernel's limits are cut to them. */
+		p.flags =
+		    flag_sets[i] | IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
 		p.cq_entries = entries * 4;
 		err = io_uring_queue_init_params(entries, ring, &p);
 		if (err == -EINVAL)

@@ -14,9 +14,9 @@
  *  - each job runs its handler in a fiber of its own. When the handler
  *    returns, the fiber submits the job's W_DONE at once and frees its
  *    place, and the coordinator reserves again;
- *  - each running job has a keeper fiber that renews the job's lease
- *    (W_EXTEND) before it runs out while the job's fiber lives, and
- *    cancels the job's fiber when the job's own --timeout has passed;
+ *  - a keeper fiber renews each running job's lease (W_EXTEND) before it
+ *    runs out while the job's fiber lives, and cancels the job's fiber
+ *    when the job's own --timeout has passed;
  *  - the handle's completion eventfd (jobq_fd(): the manager signals it
  *    for every completion) is polled through the ring; when it fires,
  *    jobq_process() reaps completions and runs their callbacks, which wake
@@ -98,9 +98,9 @@ struct jobq_job {
 	uint64_t lease_ns;
 	uint64_t started_ns; /* monotonic */
 
-	jobq_fiber_t *fiber;  /* runs the handler */
-	jobq_fiber_t *keeper; /* renews the lease, enforces the timeout */
-	bool keeper_done;
+	jobq_fiber_t *fiber; /* runs the handler */
+	uint64_t action_ns;  /* when the keeper acts for it next, 0: never */
+	uint8_t phase;	     /* of its lease: see lease_action() */
 	bool timed_out;
 
 	/* The outcome, set through jobq_job_succeed() / jobq_job_fail(). */
@@ -138,6 +138,8 @@ struct jobq_worker {
 	/* Only the loop's thread touches what follows. */
 	jobq_loop_t *loop;
 	jobq_fiber_t *coord;
+	jobq_fiber_t *keeper;	/* renews leases, enforces timeouts */
+	uint64_t keeper_at;	/* when its nap ends; 0: parked, no job due */
 	bool reserving;		/* a W_RESERVE is in flight */
 	bool stopping_sent;	/* W_STOPPING went out */
 	bool stopping_done;	/* ... and was answered */
@@ -483,9 +485,11 @@ static void slot_release(struct jobq_worker *w, jobq_job_t *job)
 	jobq_obj_free(&job->result);
 	free(job->error);
 	job->error = NULL;
-	job->failed = job->final = job->timed_out = job->keeper_done = false;
+	job->failed = job->final = job->timed_out = false;
+	job->action_ns = 0;
+	job->phase = 0;
 	job->h = NULL;
-	job->fiber = job->keeper = NULL;
+	job->fiber = NULL;
 	job->busy = false;
 }
 
@@ -572,65 +576,146 @@ static void send_done(jobq_job_t *job)
 		w->outstanding++;
 }
 
-static int extend(jobq_job_t *job, uint64_t ns)
+/* ------------------------------------------------------------------------
+ * Leases.
+ *
+ * The manager takes a job back when its lease (the job's --timeout) runs
+ * out without word from the worker. A job whose fiber waits behind its
+ * neighbours must not lose its lease for that, so one keeper fiber per
+ * worker renews the leases ahead of time; and when a job's own time is up
+ * it cancels the job's fiber (its IO returns -ECANCELED and the job fails
+ * as timed out), keeping the lease alive while the fiber unwinds. The
+ * keeper sleeps until the earliest of the running jobs' next actions, and
+ * parks when no job runs: a worker whose jobs are all short arms one timer
+ * for the first of them, and an idle worker none.
+ */
+struct extend_ctx {
+	struct jobq_worker *w;
+	jobq_job_t *job;
+	uint64_t id;
+	unsigned attempt;
+};
+
+static void extend_cb(jobq_t *q, int res, jobq_obj_t *obj, void *arg)
 {
-	return job_request(job, JOBQ_OP_W_EXTEND, 0, (int64_t)ns, NULL, 0);
+	struct extend_ctx *c = arg;
+	jobq_job_t *job = c->job;
+
+	(void)q;
+	(void)obj;
+	/* -ESTALE: the job is no longer ours (taken back, or cancelled
+	 * and its grace over): stop working on it. */
+	if (res == -ESTALE && job->busy && atomic_load(&job->id) == c->id &&
+	    job->attempt == c->attempt && job->fiber)
+		jobq_fiber_cancel(job->fiber);
+	c->w->outstanding--;
+	jobq__fiber_unpark(c->w->coord);
+	free(c);
+}
+
+/* Renews @job's lease to @ns from now, without waiting for the answer. */
+static void send_extend(struct jobq_worker *w, jobq_job_t *job, uint64_t ns)
+{
+	struct extend_ctx *c = malloc(sizeof(*c));
+	struct jobq_req *r = c ? jobq__async_req(extend_cb, c) : NULL;
+	struct jobq__op op;
+
+	if (!r) {
+		free(c);
+		return; /* the next action tries again */
+	}
+	c->w = w;
+	c->job = job;
+	c->id = atomic_load(&job->id);
+	c->attempt = job->attempt;
+	jobq__op_init(&op, r, JOBQ_OP_W_EXTEND, NULL, 0);
+	op.sqe.arg0 = c->id;
+	op.sqe.arg1 = c->attempt;
+	op.sqe.timeout_ns = (int64_t)ns;
+	if (jobq__submit_async(w->q, &op) == 0)
+		w->outstanding++;
+	else
+		free(c);
+}
+
+/* How long before a lease ends the keeper renews it: a round trip plus
+ * the neighbours' turn, generously. */
+static uint64_t lease_margin(uint64_t lease)
+{
+	return lease / 4 < JOBQ__NSEC_PER_SEC ? lease / 4 : JOBQ__NSEC_PER_SEC;
+}
+
+static uint64_t job_lease(const jobq_job_t *job)
+{
+	return job->lease_ns ? job->lease_ns : DEFAULT_LEASE_NS;
 }
 
 /*
- * The keeper of a running job. The manager takes a job back when its
- * lease (the job's --timeout) runs out without word from the worker; a
- * job whose fiber waits behind its neighbours must not lose its lease, so
- * the keeper renews it ahead of time. When the job's own time is up, the
- * keeper cancels the job's fiber (its IO returns -ECANCELED, and the job
- * fails as timed out), and keeps the lease alive while the fiber unwinds.
- * It ends when the job's fiber cancels it.
+ * What the keeper does for @job when its action time came:
+ *   phase 0: the lease is about to run out, the job's time not yet:
+ *            renew it through the end of the job's time and a little more
+ *            (so that the W_DONE of a job ending at its deadline lands);
+ *   phase 1: the job's time is up: cancel its fiber, then as phase 2;
+ *   phase 2: its fiber unwinds: keep the lease alive meanwhile.
  */
-static void keep_lease(jobq_job_t *job)
+static void lease_action(struct jobq_worker *w, jobq_job_t *job, uint64_t now)
 {
-	uint64_t lease = job->lease_ns ? job->lease_ns : DEFAULT_LEASE_NS;
-	/* Renew this long before the lease would end: a round trip plus
-	 * the neighbours' turn, generously. */
-	uint64_t margin =
-	    lease / 4 < JOBQ__NSEC_PER_SEC ? lease / 4 : JOBQ__NSEC_PER_SEC;
-	uint64_t end = job->started_ns + lease, now = jobq__now_ns();
+	uint64_t lease = job_lease(job), margin = lease_margin(lease);
+	uint64_t keep = lease > 2 * margin ? lease : 2 * margin;
 
-	if (jobq_fiber_cancelled(NULL))
+	switch (job->phase) {
+	case 0:
+		send_extend(w, job, 2 * margin);
+		job->action_ns = job->started_ns + lease;
+		job->phase = 1;
 		return;
-	if (now + margin < end &&
-	    jobq_io_sleep((double)(end - margin - now) / 1e9) < 0)
-		return;
-	/* The lease, through the end of the job's time and a little more,
-	 * so that the W_DONE of a job that ends at its deadline lands. */
-	if (extend(job, 2 * margin) == -ESTALE) {
-		jobq_fiber_cancel(job->fiber);
-		return;
-	}
-	now = jobq__now_ns();
-	if (now < end && jobq_io_sleep((double)(end - now) / 1e9) < 0)
-		return;
-	job->timed_out = true;
-	jobq_fiber_cancel(job->fiber);
-	/* The fiber unwinds; until it has, the job is still ours. */
-	for (;;) {
-		if (extend(job, lease > 2 * margin ? lease : 2 * margin) ==
-		    -ESTALE)
-			return;
-		if (jobq_io_sleep(
-			(double)(lease > 2 * margin ? lease / 2 : margin) /
-			1e9) < 0)
-			return;
+	case 1:
+		job->timed_out = true;
+		if (job->fiber)
+			jobq_fiber_cancel(job->fiber);
+		/* fall through */
+	default:
+		send_extend(w, job, keep);
+		job->action_ns = now + keep / 2;
+		job->phase = 2;
 	}
 }
 
 static void keeper_fn(void *arg)
 {
-	jobq_job_t *job = arg;
+	struct jobq_worker *w = arg;
 
-	keep_lease(job);
-	/* The job's fiber waits for this before it frees the slot. */
-	job->keeper_done = true;
-	jobq__fiber_unpark(job->fiber);
+	while (!jobq_fiber_cancelled(NULL)) {
+		uint64_t now = jobq__now_ns(), next = 0;
+		int r;
+
+		for (unsigned i = 0; i < w->capacity; i++) {
+			jobq_job_t *job = &w->jobs[i];
+
+			if (!job->busy || !job->action_ns)
+				continue;
+			if (job->action_ns <= now)
+				lease_action(w, job, now);
+			if (!next || job->action_ns < next)
+				next = job->action_ns;
+		}
+		w->keeper_at = next;
+		if (next)
+			r = jobq__fiber_nap((double)(next - now) / 1e9);
+		else
+			r = jobq__fiber_park(true);
+		if (r == -ECANCELED)
+			break;
+	}
+	w->keeper_at = 0;
+}
+
+/* A job started: the keeper must wake for it if it would sleep past its
+ * first action. */
+static void keeper_note(struct jobq_worker *w, jobq_job_t *job)
+{
+	if (w->keeper && (!w->keeper_at || job->action_ns < w->keeper_at))
+		jobq__fiber_unpark(w->keeper);
 }
 
 /* The fiber of one job: read its args, run its handler, send W_DONE. */
@@ -663,28 +748,16 @@ static void job_fn(void *arg)
 		goto done;
 	}
 	job->lease_ns = rec.lease_ns;
-	if (jobq_spawn(w->loop, keeper_fn, job, &job->keeper))
-		job->keeper = NULL; /* no memory: the lease is not renewed */
+	job->action_ns =
+	    job->started_ns + job_lease(job) - lease_margin(job_lease(job));
+	keeper_note(w, job);
 	rc = job->h->fn(job, job->h->arg);
 	if (job->timed_out) {
-		uint64_t lease =
-		    job->lease_ns ? job->lease_ns : DEFAULT_LEASE_NS;
-
 		jobq_job_fail(job, 0,
 			      "timed out after %.3g s (the job's --timeout)",
-			      (double)lease / 1e9);
+			      (double)job_lease(job) / 1e9);
 	} else if (rc < 0 && !job->failed) {
 		jobq_job_fail(job, 0, "%s", jobq_strerror(rc));
-	}
-	if (job->keeper) {
-		jobq_fiber_cancel(job->keeper);
-		/* The keeper may be waiting for a W_EXTEND answer, which
-		 * lands in its stack: it ends once that came. Parked not
-		 * cancellable, since this fiber may be cancelled itself. */
-		while (!job->keeper_done)
-			jobq__fiber_park(false);
-		jobq_fiber_join(job->keeper, 0);
-		job->keeper = NULL;
 	}
 done:
 	if (!w->closed)
@@ -692,6 +765,9 @@ done:
 	slot_release(w, job);
 	w->running--;
 	jobq__fiber_unpark(w->coord);
+	/* No job left: the keeper parks instead of waking for nothing. */
+	if (!w->running && w->keeper_at)
+		jobq__fiber_unpark(w->keeper);
 }
 
 /* Starts the job of reservation completion @c in a free slot. */
@@ -859,6 +935,7 @@ static void coordinator_fn(void *arg)
 		}
 		jobq__fiber_park(false);
 	}
+	jobq_fiber_cancel(w->keeper);
 	jobq_loop_stop(w->loop);
 }
 
@@ -1059,6 +1136,8 @@ int jobq_worker_run(jobq_worker_t *w)
 	jobq_fd(w->q);
 	sigio_start(w, &sio);
 	err = jobq_spawn(w->loop, coordinator_fn, w, &w->coord);
+	if (!err)
+		err = jobq_spawn(w->loop, keeper_fn, w, &w->keeper);
 	if (!err) {
 		arm_efd(w);
 		arm_sock(w);
@@ -1074,7 +1153,8 @@ int jobq_worker_run(jobq_worker_t *w)
 		jobq_fiber_cancel(w->coord);
 	jobq_loop_free(w->loop);
 	w->loop = NULL;
-	w->coord = NULL;
+	w->coord = w->keeper = NULL;
+	w->keeper_at = 0;
 	jobq__set_notice_hook(w->q, NULL, NULL);
 	if (!err)
 		err = w->err;

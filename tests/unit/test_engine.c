@@ -466,13 +466,23 @@ static void test_blocking_form(void **state)
 	assert_int_equal(jobq_io_recv(sv[1], buf, sizeof(buf), 0, 1), 0);
 	close(sv[1]);
 
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
 	pid = fork();
 	assert_true(pid >= 0);
-	if (pid == 0)
+	if (pid == 0) {
+		/* The child's blocking calls use a ring of its own, not the
+		 * parent's private one. */
+		if (jobq_io_write(p[1], "c", 1, -1, 1) != 1)
+			_exit(1);
 		_exit(7);
+	}
 	assert_int_equal(jobq_io_waitpid(pid, &status, 5), 0);
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 7);
+	assert_int_equal(jobq_io_read(p[0], buf, 1, -1, 1), 1);
+	assert_int_equal(buf[0], 'c');
+	close(p[0]);
+	close(p[1]);
 	assert_int_equal(jobq_io_waitpid(pid, &status, 5), -ECHILD);
 }
 
@@ -828,6 +838,19 @@ static void count_cb(jobq_loop_t *l, ssize_t res, void *arg)
 		(*(int *)arg)++;
 }
 
+/* The largest ring there is: the completion queue is clamped to the
+ * kernel's limit rather than refused. */
+static void test_big_ring(void **state)
+{
+	struct jobq_loop_opts o = {.entries = 32768};
+	jobq_loop_t *l;
+
+	(void)state;
+	assert_int_equal(jobq_loop_new(&l, &o), 0);
+	assert_int_equal(jobq_io_sleep(0), 0);
+	jobq_loop_free(l);
+}
+
 static void test_cq_overflow(void **state)
 {
 	struct jobq_loop_opts o = {.entries = 2};
@@ -1013,6 +1036,52 @@ static void test_threads(void **state)
 	assert_int_equal(ok[1], 1);
 }
 
+/* ------------------------------------------------------------------------
+ * The internal nap: a sleep that an unpark ends early (-EINTR), and that a
+ * cancel ends as usual.
+ */
+struct napper {
+	int res[2];
+	double took;
+};
+
+static void napper_fn(void *arg)
+{
+	struct napper *n = arg;
+	double t0 = now_s();
+
+	n->res[0] = jobq__fiber_nap(10);
+	n->took = now_s() - t0;
+	n->res[1] = jobq__fiber_nap(10);
+}
+
+static void waker_fn(void *arg)
+{
+	jobq_fiber_t *f = arg;
+
+	jobq_io_sleep(0.01);
+	jobq__fiber_unpark(f);
+	jobq_io_sleep(0.01);
+	jobq_fiber_cancel(f);
+}
+
+static void test_nap(void **state)
+{
+	jobq_loop_t *l = loop_new();
+	struct napper n = {{1, 1}, 0};
+	jobq_fiber_t *f;
+
+	(void)state;
+	assert_int_equal(jobq_spawn(l, napper_fn, &n, &f), 0);
+	assert_int_equal(jobq_spawn(l, waker_fn, f, NULL), 0);
+	assert_int_equal(jobq_loop_run(l), 0);
+	assert_int_equal(n.res[0], -EINTR);
+	assert_int_equal(n.res[1], -ECANCELED);
+	assert_true(n.took < 5);
+	assert_int_equal(jobq_fiber_join(f, 0), 0);
+	jobq_loop_free(l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1033,8 +1102,10 @@ int main(void)
 	    cmocka_unit_test(test_seccomp_refused),
 	    cmocka_unit_test(test_fixed_buffers),
 	    cmocka_unit_test(test_cq_overflow),
+	    cmocka_unit_test(test_big_ring),
 	    cmocka_unit_test(test_stream),
 	    cmocka_unit_test(test_threads),
+	    cmocka_unit_test(test_nap),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
