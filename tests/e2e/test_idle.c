@@ -13,8 +13,8 @@
  * Idle must not mean deaf: after the window each put wakes one getter
  * within a few seconds, and with workers a submitted job still runs.
  *
- * The case with `--workers 2` is skipped until the built-in workers stop
- * polling (see WORKERS_POLL below); JOBQ_IDLE_WORKERS=1 runs it anyway.
+ * The case with `--workers 2` counts the two built-in workers' threads
+ * too: they wait for work on their io_uring, with no timer.
  *
  * Sleeping without a timer is only safe when every wake-up arrives, so
  * the other cases make each event that used to be polled for the only
@@ -40,13 +40,6 @@
 #include <cmocka.h>
 
 #include "harness.h"
-
-/*
- * The built-in workers (src/worker.c) still wake on their own: a watcher
- * thread 10 times a second and a re-reserve every 10 s. Set this to 0 once
- * they sleep, so that the --workers case is checked like the other.
- */
-#define WORKERS_POLL 1
 
 #define NGETTERS    3
 #define QUEUE	    "idle"
@@ -361,15 +354,9 @@ static void test_idle_manager(void **state)
 static void test_idle_workers(void **state)
 {
 	static const char *const args[] = {"--workers", "2", NULL};
-	const char *force = getenv("JOBQ_IDLE_WORKERS");
 	unsigned long long sw;
 
 	(void)state;
-	if (WORKERS_POLL && !(force && !strcmp(force, "1"))) {
-		printf("skipped: built-in workers still poll: see "
-		       "src/worker.c (JOBQ_IDLE_WORKERS=1 runs it)\n");
-		skip();
-	}
 	sw = idle_case(args, true);
 	assert_int_equal(sw, 0);
 }
