@@ -1087,134 +1087,37 @@ static void on_stop_signal(int sig)
 		jobq_worker_stop(the_worker);
 }
 
-/*
- * The built-in types, served one by one when --types names a subset (the
- * library's jobq_worker_builtin() serves all three). They follow CLI.md:
- * echo returns its args, sleep {"ms": N} sleeps and returns
- * {"slept_ms": N}, fail {"error": "..."} fails with that error.
- */
-static int h_echo(jobq_job_t *job, void *arg)
-{
-	const jobq_obj_t *a = jobq_job_args(job);
-
-	(void)arg;
-	return jobq_job_succeed(job, a->type, a->data, a->len);
-}
-
-static int h_sleep(jobq_job_t *job, void *arg)
-{
-	const jobq_obj_t *a = jobq_job_args(job);
-	json_t *v = NULL;
-	json_int_t ms = 0;
-	char out[64];
-	double end;
-
-	(void)arg;
-	if (jobq_obj_json(a, &v) == 0) {
-		ms = json_integer_value(json_object_get(v, "ms"));
-		json_decref(v);
-	}
-	if (ms < 0)
-		ms = 0;
-	/* In slices, so that a cancel stops it within 10 ms. */
-	end = mono_now() + (double)ms / 1000;
-	while (mono_now() < end && !jobq_job_cancelled(job)) {
-		double left = end - mono_now();
-		struct timespec ts = {
-		    0, (long)((left < 0.01 ? left : 0.01) * 1e9)};
-
-		nanosleep(&ts, NULL);
-	}
-	if (jobq_job_cancelled(job))
-		return jobq_job_fail(job, 1, "cancelled"), -ECANCELED;
-	snprintf(out, sizeof(out), "{\"slept_ms\":%lld}", (long long)ms);
-	return jobq_job_succeed(job, JOBQ_T_JSON, out, strlen(out));
-}
-
-static int h_fail(jobq_job_t *job, void *arg)
-{
-	const jobq_obj_t *a = jobq_job_args(job);
-	const char *msg = "failed as asked";
-	json_t *v = NULL;
-	int rc;
-
-	(void)arg;
-	if (jobq_obj_json(a, &v) == 0 &&
-	    json_is_string(json_object_get(v, "error")))
-		msg = json_string_value(json_object_get(v, "error"));
-	jobq_job_fail(job, 0, "%s", msg);
-	rc = -EIO;
-	json_decref(v);
-	return rc;
-}
-
 int cmd_worker(struct cli *c)
 {
-	static const struct {
-		const char *name;
-		jobq_handler fn;
-	} builtin[] = {{"echo", h_echo}, {"sleep", h_sleep}, {"fail", h_fail}};
 	struct jobq_worker_opts wo = {0};
 	const char *tv = c->optval[OPT_TYPES], *cv = c->optval[OPT_CONCURRENCY];
 	struct sigaction sa = {0};
 	jobq_worker_t *w = NULL;
 	uint64_t conc = 1;
-	char *types = NULL, *save = NULL, *t;
 	int rc;
 
-	if (cv && (cli_parse_u64(cv, &conc) || conc == 0 || conc > 4096))
+	if (cv && (cli_parse_u64(cv, &conc) || conc == 0 || conc > 1024))
 		return cli_usage(c,
 				 "--concurrency \"%s\": a whole number from "
-				 "1 to 4096",
+				 "1 to 1024",
 				 cv);
 	wo.concurrency = (unsigned)conc;
-	if (tv && !strpbrk(tv, "abcdefghijklmnopqrstuvwxyz"))
-		return cli_usage(c,
-				 "--types: name at least one of echo, sleep, "
-				 "fail");
-	if (tv) {
-		if (!(types = strdup(tv)))
-			return cli_error("out of memory");
-		for (t = strtok_r(types, ",", &save); t;
-		     t = strtok_r(NULL, ",", &save)) {
-			size_t i;
-
-			for (i = 0; i < 3; i++)
-				if (!strcmp(t, builtin[i].name))
-					break;
-			if (i == 3) {
-				rc = cli_usage(c,
-					       "--types: \"%s\" is not a "
-					       "built-in type (echo, sleep, "
-					       "fail)",
-					       t);
-				free(types);
-				return rc;
-			}
-		}
-		free(types);
-		types = NULL;
-	}
 	if ((rc = cli_connect(c)))
 		return rc;
 	rc = jobq_worker_new(&w, c->q, &wo);
 	if (rc)
 		return cli_fail(c, "worker", rc);
-	if (!tv) {
-		rc = jobq_worker_builtin(w);
-	} else {
-		types = strdup(tv);
-		rc = types ? 0 : -ENOMEM;
-		for (t = types ? strtok_r(types, ",", &save) : NULL; t && !rc;
-		     t = strtok_r(NULL, ",", &save))
-			for (size_t i = 0; i < 3; i++)
-				if (!strcmp(t, builtin[i].name))
-					rc = jobq_worker_handle(
-					    w, t, builtin[i].fn, NULL);
-		free(types);
-	}
+	rc = jobq_worker_builtin_types(w, tv);
 	if (rc) {
 		jobq_worker_free(w);
+		if (rc == -EINVAL)
+			return cli_usage(c,
+					 "--types \"%s\": built-in types, "
+					 "comma-separated (echo, sleep, fail, "
+					 "exec, file.copy, file.read, "
+					 "file.write, file.checksum, "
+					 "net.request, http.get)",
+					 tv);
 		return cli_fail(c, "worker", rc);
 	}
 	the_worker = w;
@@ -1224,14 +1127,20 @@ int cmd_worker(struct cli *c)
 	sigaction(SIGINT, &sa, NULL);
 	if (!c->quiet && !c->json)
 		fprintf(stderr, "jobq: worker %d serving %s, %u at once\n",
-			(int)getpid(), tv ? tv : "echo,sleep,fail",
+			(int)getpid(), tv ? tv : "every built-in type",
 			wo.concurrency);
 	rc = jobq_worker_run(w);
 	the_worker = NULL;
 	jobq_worker_free(w);
 	if (rc == JOBQ_ECLOSED)
 		return cli_error("worker: the manager in %s went away", c->dir);
-	if (rc)
+	if (rc) {
+		/* io_uring refused: say why and what to do about it. */
+		const char *why = jobq_loop_why();
+
+		if (*why)
+			return cli_error("worker: %s", why);
 		return cli_fail(c, "worker", rc);
+	}
 	return EXIT_OK;
 }

@@ -57,7 +57,7 @@ const struct cli_optdef cli_opts[OPT__COUNT] = {
     [OPT_LIMIT] = {"limit", true, "N", "at most N jobs"},
     [OPT_ALL] = {"all", false, NULL, "every dead job"},
     [OPT_TYPES] = {"types", true, "T[,T...]",
-		   "serve only these built-in types (echo, sleep, fail)"},
+		   "serve only these built-in types"},
     [OPT_CONCURRENCY] = {"concurrency", true, "N", "jobs at once (default 1)"},
     [OPT_PROMETHEUS] = {"prometheus", false, NULL,
 			"print the counters in the Prometheus text format"},
@@ -217,10 +217,12 @@ static const struct cli_cmd commands[] = {
     {NULL, "workers", cmd_workers, 0, 0, 0, CMD_CONNECT, "",
      "each worker: pid, job types, running jobs, done, failed, uptime", NULL},
     {NULL, "worker", cmd_worker, OPT_BIT(OPT_TYPES) | OPT_BIT(OPT_CONCURRENCY),
-     0, 0, CMD_CONNECT, "[--types echo,sleep,fail] [--concurrency N]",
+     0, 0, CMD_CONNECT, "[--types T[,T...]] [--concurrency N]",
      "run a worker for the built-in job types here",
-     "Serves until SIGTERM or SIGINT (then finishes its running jobs) or\n"
-     "until the manager stops."},
+     "Serves every built-in type, or those --types names (echo, sleep,\n"
+     "fail, exec, file.copy, file.read, file.write, file.checksum,\n"
+     "net.request, http.get), N jobs at once, until SIGTERM or SIGINT (then\n"
+     "it finishes its running jobs) or until the manager stops."},
     {NULL, "stats", cmd_stats, OPT_BIT(OPT_PROMETHEUS), 0, 0, CMD_CONNECT,
      "[--prometheus]",
      "counters and memory: used, free, clients, queues, locks, keys, jobs",

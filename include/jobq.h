@@ -786,6 +786,13 @@ JOBQ_API int jobq_worker_handle(jobq_worker_t *w, const char *type,
  */
 JOBQ_API int jobq_worker_builtin(jobq_worker_t *w);
 /*
+ * jobq_worker_builtin_types - jobq_worker_builtin() for the built-in types
+ * that @types names, comma-separated ("echo,sleep"; NULL: all of them).
+ * Returns 0, -EINVAL when a name is not a built-in type (nothing is then
+ * served), or what jobq_worker_builtin() returns.
+ */
+JOBQ_API int jobq_worker_builtin_types(jobq_worker_t *w, const char *types);
+/*
  * jobq_worker_run - take and run jobs until jobq_worker_stop() or the
  * manager asks it to stop. Returns 0 after a graceful stop, or -errno
  * (JOBQ_ECLOSED when the manager went away).
@@ -1027,7 +1034,9 @@ JOBQ_API ssize_t jobq_io_write_all(int fd, const void *buf, size_t len,
 
 /* openat(2) (returns the fd, always close-on-exec: O_CLOEXEC is added),
  * close(2), fsync(2)/fdatasync(2) (@datasync). Close an fd only once no
- * request on it is in flight. */
+ * request on it is in flight. In a cancelled fiber every call returns
+ * -ECANCELED without acting, except jobq_io_close(), which still closes,
+ * so that a cancelled job can let go of its descriptors. */
 JOBQ_API int jobq_io_openat(int dirfd, const char *path, int flags,
 			    mode_t mode);
 JOBQ_API int jobq_io_close(int fd);

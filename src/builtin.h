@@ -185,14 +185,22 @@ bool jobq__until_end(const struct jobq__until *u, const char *buf, size_t len,
 /* ---- the table ------------------------------------------------------- */
 
 /*
- * jobq__builtins_register - serve exec, file.copy, file.read, file.write,
- * file.checksum, net.request and http.get on worker @w, whose handle is
- * @q. Called by jobq_worker_builtin(). Makes the process a child
- * subreaper, so that it can reap what exec jobs leave behind, and ignore
- * SIGPIPE unless it has a handler. Returns 0,
- * what jobq_worker_handle() returned, or -errno from prctl().
+ * jobq__builtins_register - serve those of exec, file.copy, file.read,
+ * file.write, file.checksum, net.request and http.get that @only names
+ * (a comma-separated list; NULL: all) on worker @w, whose handle is @q.
+ * Called by jobq_worker_builtin_types(). When it serves any, it makes the
+ * process a child subreaper, so that it can reap what exec jobs leave
+ * behind, and ignores SIGPIPE unless the program has a handler. Returns
+ * 0, what jobq_worker_handle() returned, or -errno from prctl().
  */
-int jobq__builtins_register(jobq_worker_t *w, jobq_t *q);
+int jobq__builtins_register(jobq_worker_t *w, jobq_t *q, const char *only);
+
+/* jobq__builtin_io_type - whether @type is one of the IO types above. */
+bool jobq__builtin_io_type(const char *type);
+
+/* jobq__type_listed - whether comma-separated @list names @type (a NULL
+ * list names every type). */
+bool jobq__type_listed(const char *list, const char *type);
 
 /* ---- exec ---------------------------------------------------------------- */
 

@@ -253,28 +253,60 @@ int jobq__succeed_json(jobq_job_t *job, json_t *result)
 	return rc;
 }
 
-int jobq__builtins_register(jobq_worker_t *w, jobq_t *q)
+bool jobq__type_listed(const char *list, const char *type)
 {
-	static const struct {
-		const char *type;
-		jobq_handler fn;
-	} table[] = {
-	    {"exec", jobq__exec_handler},
-	    {"file.copy", jobq__file_copy_handler},
-	    {"file.read", jobq__file_read_handler},
-	    {"file.write", jobq__file_write_handler},
-	    {"file.checksum", jobq__file_checksum_handler},
-	    {"net.request", jobq__net_request_handler},
-	    {"http.get", jobq__http_get_handler},
-	};
-	struct sigaction old;
-	int err;
+	size_t n = strlen(type);
 
-	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
-		err = jobq_worker_handle(w, table[i].type, table[i].fn, q);
+	if (!list)
+		return true;
+	for (const char *p = list; p;) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+
+		if (len == n && !memcmp(p, type, n))
+			return true;
+		p = comma ? comma + 1 : NULL;
+	}
+	return false;
+}
+
+static const struct {
+	const char *type;
+	jobq_handler fn;
+} io_types[] = {
+    {"exec", jobq__exec_handler},
+    {"file.copy", jobq__file_copy_handler},
+    {"file.read", jobq__file_read_handler},
+    {"file.write", jobq__file_write_handler},
+    {"file.checksum", jobq__file_checksum_handler},
+    {"net.request", jobq__net_request_handler},
+    {"http.get", jobq__http_get_handler},
+};
+
+bool jobq__builtin_io_type(const char *type)
+{
+	for (size_t i = 0; i < sizeof(io_types) / sizeof(io_types[0]); i++)
+		if (!strcmp(io_types[i].type, type))
+			return true;
+	return false;
+}
+
+int jobq__builtins_register(jobq_worker_t *w, jobq_t *q, const char *only)
+{
+	struct sigaction old;
+	int err, n = 0;
+
+	for (size_t i = 0; i < sizeof(io_types) / sizeof(io_types[0]); i++) {
+		if (!jobq__type_listed(only, io_types[i].type))
+			continue;
+		err =
+		    jobq_worker_handle(w, io_types[i].type, io_types[i].fn, q);
 		if (err)
 			return err;
+		n++;
 	}
+	if (!n)
+		return 0;
 	/* Orphans of exec jobs' process groups come to this process, which
 	 * reaps them (builtin_exec.c). */
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)

@@ -1274,8 +1274,10 @@ static ssize_t do_op(struct op *o)
 
 	if (!f)
 		return blocking_op(o);
+	/* A cancelled fiber starts nothing new, but it must still be able
+	 * to let go of what it holds: its close is done at once. */
 	if (f->cancelled)
-		return -ECANCELED;
+		return o->kind == OP_CLOSE ? sync_op(o) : -ECANCELED;
 	if (!on_ring(f->loop, o))
 		return sync_op(o);
 	r.fiber = f;

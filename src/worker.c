@@ -1267,22 +1267,53 @@ static const struct {
     {"fail", fail_handler},
 };
 
-int jobq_worker_builtin(jobq_worker_t *w)
+int jobq_worker_builtin_types(jobq_worker_t *w, const char *types)
 {
+	size_t nb = sizeof(builtins) / sizeof(builtins[0]);
 	int err;
 
 	if (!w)
 		return -EINVAL;
-	for (size_t i = 0; i < sizeof(builtins) / sizeof(builtins[0]); i++) {
+	/* Every name must be a built-in type: a typo serves nothing. */
+	if (types) {
+		char *copy = strdup(types), *save = NULL, *t;
+		bool any = false;
+
+		if (!copy)
+			return -ENOMEM;
+		for (t = strtok_r(copy, ",", &save); t;
+		     t = strtok_r(NULL, ",", &save)) {
+			bool known = jobq__builtin_io_type(t);
+
+			for (size_t i = 0; i < nb && !known; i++)
+				known = !strcmp(builtins[i].type, t);
+			if (!known) {
+				free(copy);
+				return -EINVAL;
+			}
+			any = true;
+		}
+		free(copy);
+		if (!any)
+			return -EINVAL;
+	}
+	for (size_t i = 0; i < nb; i++) {
+		if (!jobq__type_listed(types, builtins[i].type))
+			continue;
 		err = jobq_worker_handle(w, builtins[i].type, builtins[i].fn,
 					 NULL);
 		if (err)
 			return err;
 	}
 	/* The IO types (builtin_*.c) take the handle as their arg. */
-	err = jobq__builtins_register(w, w->q);
+	err = jobq__builtins_register(w, w->q, types);
 	if (err)
 		return err;
 	w->builtin = true;
 	return 0;
+}
+
+int jobq_worker_builtin(jobq_worker_t *w)
+{
+	return jobq_worker_builtin_types(w, NULL);
 }

@@ -705,9 +705,13 @@ static void test_filters_and_bulk(void **state)
 /* `jobq worker` serves jobs from a shell and stops on SIGTERM. */
 static int run_cli_worker(int idx, void *arg)
 {
-	const char *argv[] = {
-	    jqt_jobq_path(), "--dir",	   jqt_cur->dir, "worker",
-	    "--types",	     "echo,sleep", NULL};
+	const char *argv[] = {jqt_jobq_path(),
+			      "--dir",
+			      jqt_cur->dir,
+			      "worker",
+			      "--types",
+			      "echo,sleep,file.checksum",
+			      NULL};
 
 	execv(argv[0], (char *const *)argv);
 	return 127;
@@ -730,6 +734,20 @@ static void test_cli_worker(void **state)
 	jqt_out_free(&o);
 	CLI(&o, "workers", "--json");
 	assert_non_null(strstr(o.out, "sleep"));
+	assert_non_null(strstr(o.out, "file.checksum"));
+	assert_null(strstr(o.out, "\"exec\"")); /* not named */
+	jqt_out_free(&o);
+	/* An IO type, served through the engine by the CLI's worker. */
+	idstr(a, SUBMIT("file.checksum",
+			"{\"path\": \"/dev/null\", \"algo\": \"sha256\"}"));
+	CLI(&o, "wait", a, "--timeout", "10");
+	assert_int_equal(o.code, 0);
+	assert_non_null(strstr(o.out, "e3b0c44298fc1c149afbf4c8996fb924"));
+	jqt_out_free(&o);
+	/* A name that is no built-in type is a usage error. */
+	CLI(&o, "worker", "--types", "echo,nosuch");
+	assert_int_equal(o.code, 2);
+	assert_non_null(strstr(o.err, "nosuch"));
 	jqt_out_free(&o);
 	kill(w, SIGTERM);
 	assert_rc(jqt_wait_pid(w, 10, &st), 0);

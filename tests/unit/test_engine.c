@@ -314,6 +314,7 @@ static void test_timeouts(void **state)
 struct victim {
 	int fd;
 	int res, after;
+	int closed, closed_fd;
 	double took;
 };
 
@@ -332,10 +333,14 @@ static void victim_sleep_fn(void *arg)
 {
 	struct victim *v = arg;
 	double t0 = now_s();
+	int mine = dup(v->fd);
 
 	v->res = jobq_io_sleep(30);
 	v->took = now_s() - t0;
 	v->after = (int)jobq_io_write(v->fd, "x", 1, -1, 1);
+	/* Cancelled, it can still let go of what it holds. */
+	v->closed = jobq_io_close(mine);
+	v->closed_fd = mine;
 }
 
 struct killer {
@@ -371,6 +376,8 @@ static void test_cancel(void **state)
 	assert_int_equal(a.after, -ECANCELED);
 	assert_int_equal(b.res, -ECANCELED);
 	assert_int_equal(b.after, -ECANCELED);
+	assert_int_equal(b.closed, 0);
+	assert_int_equal(fcntl(b.closed_fd, F_GETFD), -1); /* really closed */
 	assert_true(jobq_fiber_cancelled(k.a));
 	assert_true(now_s() - t0 < 5);
 	assert_int_equal(jobq_fiber_join(k.a, 0), 0);
