@@ -84,7 +84,7 @@ static void usage(FILE *f)
 	    "             [--log FILE] [--verbose] [--max-jobs N] [--keep S]\n"
 	    "             [--workers N] [--workers-nondaemon] [--worker "
 	    "CMD]...\n"
-	    "             [--grace S]\n"
+	    "             [--grace S] [--journal FILE] [--fsync MODE]\n"
 	    "\n"
 	    "The jobq manager: owns the shared-memory store, queues, keys\n"
 	    "and locks of one instance directory.\n"
@@ -110,6 +110,12 @@ static void usage(FILE *f)
 	    "  --worker CMD       start and supervise `sh -c CMD` "
 	    "(repeatable)\n"
 	    "  --grace S          shutdown drain period (default 10)\n"
+	    "  --journal FILE     the journal of queues and keys (default\n"
+	    "                     DIR/journal; its snapshot is FILE.snap)\n"
+	    "  --fsync MODE       none (default: survives a crash of jobqd,\n"
+	    "                     not of the machine), batch (one fsync\n"
+	    "                     shared by the requests that arrived\n"
+	    "                     meanwhile) or always (one per request)\n"
 	    "  --help, --version\n");
 }
 
@@ -140,6 +146,8 @@ static void parse_opts(int argc, char **argv, struct jobq__opts *o)
 	    {"worker-concurrency", required_argument, NULL, 'X'},
 	    {"worker", required_argument, NULL, 'C'},
 	    {"grace", required_argument, NULL, 'G'},
+	    {"journal", required_argument, NULL, 'j'},
+	    {"fsync", required_argument, NULL, 'F'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {0},
@@ -256,6 +264,23 @@ static void parse_opts(int argc, char **argv, struct jobq__opts *o)
 			o->worker_cmds = n;
 			break;
 		}
+		case 'j':
+			if (!*optarg)
+				bad_usage("--journal needs a file name%s", "");
+			o->journal = optarg;
+			break;
+		case 'F':
+			if (!strcmp(optarg, "none"))
+				o->fsync_mode = JOBQ__FSYNC_NONE;
+			else if (!strcmp(optarg, "batch"))
+				o->fsync_mode = JOBQ__FSYNC_BATCH;
+			else if (!strcmp(optarg, "always"))
+				o->fsync_mode = JOBQ__FSYNC_ALWAYS;
+			else
+				bad_usage("--fsync %s: not none, batch or "
+					  "always",
+					  optarg);
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -574,6 +599,10 @@ int main(int argc, char **argv)
 		fail("jobqd: out of memory for the lock table");
 	if (jobq__jobs_init())
 		fail("jobqd: out of memory for the job tables");
+	/* The state comes back before any client can see it. */
+	ret = jobq__durable_open(err, sizeof(err));
+	if (ret)
+		fail("jobqd: %s", err);
 
 	lfd = open_socket(&m->o);
 	ret = jobq__loop_init(lfd, sfd, reopen_log, err, sizeof(err));
@@ -602,6 +631,7 @@ int main(int argc, char **argv)
 	unlink(pid_path);
 	close(lfd);
 	jobq__loop_fini();
+	jobq__durable_close();
 	jobq__store_destroy();
 	jobq__log(0, "stopped");
 	return ret ? 1 : 0;
