@@ -324,6 +324,8 @@ int jobq__kv_snapshot(struct jobq__journal *j);
  * message in @err. */
 int jobq__durable_open(char *err, size_t errlen);
 void jobq__durable_close(void);
+/* Logs what the replay found (called once the manager is ready). */
+void jobq__durable_log_start(void);
 /*
  * jobq__jlog - journal a record of @type with the @n pieces of @iov. With
  * @ack the answer posted next for this request (not an object) waits for

@@ -35,8 +35,9 @@
 
 static struct {
 	struct jobq__journal j;
-	bool open;	   /* replay is over: records are journaled */
-	int turn_err;	   /* an ALWAYS commit failed earlier in this turn */
+	bool open;    /* replay is over: records are journaled */
+	int turn_err; /* an ALWAYS commit failed earlier in this turn */
+	char start_msg[3][PATH_MAX + 160]; /* what replay found, for the log */
 	uint64_t retry_at; /* CLOCK_MONOTONIC: next snapshot attempt */
 } dur;
 
@@ -98,30 +99,39 @@ int jobq__durable_open(char *err, size_t errlen)
 		jobq__journal_close(&dur.j);
 		return ret;
 	}
+	/* Logged once the manager is ready: a --daemon's parent is still
+	 * waiting now, and the log must not go to its terminal. */
 	if (info.stale_journal)
-		jobq__log(0,
-			  "journal %s: older than its snapshot (a crash during "
-			  "compaction); its records are in the snapshot",
-			  path);
+		snprintf(dur.start_msg[0], sizeof(dur.start_msg[0]),
+			 "journal %s: older than its snapshot (a crash during "
+			 "compaction); its records are in the snapshot",
+			 path);
 	if (info.cut)
-		jobq__log(0,
-			  "journal %s: cut at byte %llu (%s): %llu bytes after "
-			  "the last good record dropped",
-			  path, (unsigned long long)info.cut_offset,
-			  info.cut_why, (unsigned long long)info.cut_bytes);
-	jobq__log(0,
-		  "journal %s (--fsync %s): replayed %llu snapshot and %llu "
-		  "journal records in %.3f s",
-		  path, jobq__fsync_name(o->fsync_mode),
-		  (unsigned long long)info.snap_records,
-		  (unsigned long long)info.journal_records,
-		  (double)(jobq__now_ns() - t0) / 1e9);
+		snprintf(dur.start_msg[1], sizeof(dur.start_msg[1]),
+			 "journal %s: cut at byte %llu (%s): %llu bytes after "
+			 "the last good record dropped",
+			 path, (unsigned long long)info.cut_offset,
+			 info.cut_why, (unsigned long long)info.cut_bytes);
+	snprintf(dur.start_msg[2], sizeof(dur.start_msg[2]),
+		 "journal %s (--fsync %s): replayed %llu snapshot and %llu "
+		 "journal records in %.3f s",
+		 path, jobq__fsync_name(o->fsync_mode),
+		 (unsigned long long)info.snap_records,
+		 (unsigned long long)info.journal_records,
+		 (double)(jobq__now_ns() - t0) / 1e9);
 	dur.open = true;
 	publish_stats();
 	return 0;
 toolong:
 	snprintf(err, errlen, "journal path too long");
 	return -ENAMETOOLONG;
+}
+
+void jobq__durable_log_start(void)
+{
+	for (int i = 0; i < 3; i++)
+		if (dur.start_msg[i][0])
+			jobq__log(0, "%s", dur.start_msg[i]);
 }
 
 void jobq__durable_close(void)

@@ -614,6 +614,7 @@ int main(int argc, char **argv)
 	/* After the parent is released: a daemon logs to --log or nowhere,
 	 * never to the terminal it was started from. */
 	report_ready();
+	jobq__durable_log_start();
 	jobq__log(0, "ready in %s: pid %d, memory %llu, max-object %llu",
 		  m->o.dir, (int)getpid(), (unsigned long long)m->st.size,
 		  (unsigned long long)m->o.max_object);
