@@ -221,6 +221,14 @@ int jobq_stats(jobq_t *q, struct jobq_stats *out)
 	out->failed = load_relaxed(&c->failed);
 	out->retried = load_relaxed(&c->retried);
 	out->dead = load_relaxed(&c->dead);
+	out->journal_mode = (int)load_relaxed(&h->journal_mode);
+	out->journal_error = load_relaxed(&h->journal_error);
+	out->journal_last_error = load_relaxed(&h->journal_last_error);
+	out->journal_size = load_relaxed(&h->journal_size);
+	out->journal_snapshot_size = load_relaxed(&h->journal_snap_size);
+	out->journal_last_sync_ns = load_relaxed(&h->journal_last_sync_ns);
+	out->journal_errors = load_relaxed(&h->journal_errors);
+	out->journal_snapshots = load_relaxed(&h->journal_snapshots);
 	return 0;
 }
 
