@@ -35,8 +35,9 @@
 
 static struct {
 	struct jobq__journal j;
-	bool open;    /* replay is over: records are journaled */
-	int turn_err; /* an ALWAYS commit failed earlier in this turn */
+	bool open;	  /* replay is over: records are journaled */
+	bool replay_full; /* replay ran out of store or table room */
+	int turn_err;	  /* an ALWAYS commit failed earlier in this turn */
 	char start_msg[3][PATH_MAX + 160]; /* what replay found, for the log */
 	uint64_t retry_at; /* CLOCK_MONOTONIC: next snapshot attempt */
 } dur;
@@ -58,12 +59,18 @@ static void publish_stats(void)
 
 static int replay(void *arg, uint16_t type, const uint8_t *p, uint32_t len)
 {
+	int ret = -EPROTO; /* a type a newer manager wrote */
+
 	if (type >= JOBQ__JR_Q_CREATE && type <= JOBQ__JR_Q_DEL)
-		return jobq__queues_replay(type, p, len);
-	if (type == JOBQ__JR_KV_SET || type == JOBQ__JR_KV_DEL)
-		return jobq__kv_replay(type, p, len);
-	/* A type this manager does not know: a newer one wrote it. */
-	return -EPROTO;
+		ret = jobq__queues_replay(type, p, len);
+	else if (type == JOBQ__JR_KV_SET || type == JOBQ__JR_KV_DEL)
+		ret = jobq__kv_replay(type, p, len);
+	if (ret == JOBQ_EFULL || ret == JOBQ_ELIMIT) {
+		/* Said by jobq__durable_open(), in the store's terms. */
+		dur.replay_full = true;
+		ret = -ENOSPC;
+	}
+	return ret;
 }
 
 static int produce(void *arg, struct jobq__journal *j)
@@ -91,6 +98,11 @@ int jobq__durable_open(char *err, size_t errlen)
 	}
 	ret = jobq__journal_open(&dur.j, &jobq__jio_posix, path, o->fsync_mode,
 				 replay, NULL, &info, err, errlen);
+	if (ret && dur.replay_full)
+		snprintf(err, errlen,
+			 "the state in %s does not fit in this store: start "
+			 "jobqd with the --memory it had before, or more",
+			 path);
 	if (ret)
 		return ret;
 	ret = jobq__queues_replay_done();
@@ -138,7 +150,15 @@ void jobq__durable_close(void)
 {
 	if (!dur.open)
 		return;
-	/* What the last turn journaled was committed by that turn. */
+	/*
+	 * The last turn committed its records, but dropping the clients
+	 * after it journaled the takes they had acknowledged: without this
+	 * commit those objects would come back after a graceful stop.
+	 */
+	if (jobq__journal_pending(&dur.j) && jobq__journal_commit(&dur.j))
+		jobq__log(0,
+			  "journal %s: the last records were not written: %s",
+			  dur.j.path, strerror(-dur.j.err));
 	jobq__journal_close(&dur.j);
 	dur.open = false;
 }
