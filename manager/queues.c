@@ -1014,7 +1014,7 @@ int jobq__queues_snapshot(struct jobq__journal *j)
 	if (!ret)
 		jobq__handed_each(live_add, NULL);
 	ret = ret ? ret : live.err;
-	if (!ret)
+	if (!ret && live.n)
 		qsort(live.v, live.n, sizeof(*live.v), by_oid);
 	for (size_t i = 0; i < live.n && !ret; i++) {
 		const struct jobq_item *it = jobq__ptr(live.v[i].item);
