@@ -345,6 +345,76 @@ static void test_torn_tail_and_bad_snapshot(void **state)
 	dmgr_stop(&d);
 }
 
+/* Reads a whole file into a malloc'd buffer; *len gets its size. */
+static uint8_t *slurp(const char *path, size_t *len)
+{
+	struct stat sb;
+	uint8_t *b;
+	int fd = open(path, O_RDONLY);
+
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &sb), 0);
+	b = malloc((size_t)sb.st_size + 1);
+	assert_non_null(b);
+	assert_int_equal(read(fd, b, (size_t)sb.st_size), sb.st_size);
+	close(fd);
+	*len = (size_t)sb.st_size;
+	return b;
+}
+
+static void spew(const char *path, const uint8_t *b, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_TRUNC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, b, len), (ssize_t)len);
+	close(fd);
+}
+
+/*
+ * The journal cut at every byte offset of its last record in turn (a
+ * crash in the middle of its write): the manager starts every time, with
+ * everything before that record and without it.
+ */
+static void test_torn_tail_every_offset(void **state)
+{
+	struct dmgr d;
+	size_t before, full;
+	uint8_t *img;
+	jobq_t *q;
+
+	dmgr_start(&d, NULL, true);
+	assert_rc(jobq_open(&q, d.m.dir), 0);
+	for (int i = 0; i < 5; i++)
+		put_num(q, "tt", i, 0);
+	jobq_close(q);
+	free(slurp(d.jfile, &before));
+	assert_rc(jobq_open(&q, d.m.dir), 0);
+	assert_rc(jobq_kv_set(q, "last", JOBQ_T_TEXT, "x", 1), 0);
+	jobq_close(q);
+	kill(d.m.pid, SIGKILL);
+	assert_int_equal(jqt_mgr_wait_exit(&d.m, 10), 0);
+	img = slurp(d.jfile, &full);
+	assert_true(full > before);
+	for (size_t cut = before; cut < full; cut++) {
+		spew(d.jfile, img, cut);
+		assert_int_equal(jqt_mgr_restart(&d.m, d.args), 0);
+		assert_rc(jobq_open(&q, d.m.dir), 0);
+		assert_int_equal(depth(q, "tt"), 5);
+		expect_kv(q, "last", NULL);
+		jobq_close(q);
+		kill(d.m.pid, SIGKILL);
+		assert_int_equal(jqt_mgr_wait_exit(&d.m, 10), 0);
+	}
+	spew(d.jfile, img, full);
+	assert_int_equal(jqt_mgr_restart(&d.m, d.args), 0);
+	assert_rc(jobq_open(&q, d.m.dir), 0);
+	expect_kv(q, "last", "x");
+	jobq_close(q);
+	free(img);
+	dmgr_stop(&d);
+}
+
 /*
  * Write errors are never swallowed. A file size limit on jobqd
  * (RLIMIT_FSIZE, with SIGXFSZ ignored) makes its journal writes fail with
@@ -611,6 +681,7 @@ int main(void)
 	    cmocka_unit_test(test_restart_always),
 	    cmocka_unit_test(test_compaction),
 	    cmocka_unit_test(test_torn_tail_and_bad_snapshot),
+	    cmocka_unit_test(test_torn_tail_every_offset),
 	    cmocka_unit_test(test_write_errors),
 	    cmocka_unit_test(test_checker_none),
 	    cmocka_unit_test(test_checker_batch),
