@@ -26,8 +26,11 @@
  * request. Submitting them to the loop's io_uring instead is future work.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include "jobqd.h"
 
@@ -37,6 +40,7 @@ static struct {
 	struct jobq__journal j;
 	bool open;	  /* replay is over: records are journaled */
 	bool replay_full; /* replay ran out of store or table room */
+	int lock_fd;	  /* FILE.lock, flocked for life */
 	int turn_err;	  /* an ALWAYS commit failed earlier in this turn */
 	char start_msg[3][PATH_MAX + 160]; /* what replay found, for the log */
 	uint64_t retry_at; /* CLOCK_MONOTONIC: next snapshot attempt */
@@ -80,6 +84,39 @@ static int produce(void *arg, struct jobq__journal *j)
 	return ret ? ret : jobq__kv_snapshot(j);
 }
 
+/*
+ * lock_journal - one manager per journal. The instance lock does not
+ * cover a --journal FILE that two instances might name, and two writers
+ * would interleave records that replay then cuts as corrupt.
+ */
+static int lock_journal(const char *path, char *err, size_t errlen)
+{
+	char lpath[PATH_MAX + 8];
+	int ret;
+
+	snprintf(lpath, sizeof(lpath), "%s.lock", path);
+	dur.lock_fd = open(lpath, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+	if (dur.lock_fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "journal lock %s: %s", lpath,
+			 strerror(-ret));
+		return ret;
+	}
+	if (flock(dur.lock_fd, LOCK_EX | LOCK_NB) == 0)
+		return 0;
+	ret = -errno;
+	if (ret == -EWOULDBLOCK)
+		snprintf(err, errlen,
+			 "journal %s is in use by another jobqd (give each "
+			 "instance its own --journal)",
+			 path);
+	else
+		snprintf(err, errlen, "locking %s: %s", lpath, strerror(-ret));
+	close(dur.lock_fd);
+	dur.lock_fd = -1;
+	return ret;
+}
+
 int jobq__durable_open(char *err, size_t errlen)
 {
 	const struct jobq__opts *o = &jobq__m.o;
@@ -96,6 +133,9 @@ int jobq__durable_open(char *err, size_t errlen)
 		   (int)sizeof(path) - 16) {
 		goto toolong;
 	}
+	ret = lock_journal(path, err, errlen);
+	if (ret)
+		return ret;
 	ret = jobq__journal_open(&dur.j, &jobq__jio_posix, path, o->fsync_mode,
 				 replay, NULL, &info, err, errlen);
 	if (ret && dur.replay_full)
@@ -161,6 +201,9 @@ void jobq__durable_close(void)
 			  dur.j.path, strerror(-dur.j.err));
 	jobq__journal_close(&dur.j);
 	dur.open = false;
+	if (dur.lock_fd >= 0)
+		close(dur.lock_fd);
+	dur.lock_fd = -1;
 }
 
 void jobq__jlog(uint16_t type, const struct iovec *iov, int n, bool ack)
