@@ -212,9 +212,28 @@ static void test_restart_none(void **state)
 	restart_case(NULL, false);
 }
 
+static void run_jobqd(const char *dir, const char *jfile, struct jqt_out *o);
+
 static void test_restart_batch(void **state)
 {
 	restart_case("batch", true);
+}
+
+/* Two managers never share a journal. */
+static void test_journal_in_use(void **state)
+{
+	char dir2[PATH_MAX];
+	struct jqt_out o;
+	struct dmgr d;
+
+	dmgr_start(&d, "batch", true);
+	assert_int_equal(jqt_tmpdir(dir2, sizeof(dir2)), 0);
+	run_jobqd(dir2, d.jfile, &o);
+	assert_int_equal(o.code, 1);
+	assert_non_null(strstr(o.err, "in use by another jobqd"));
+	jqt_out_free(&o);
+	jqt_rmtree(dir2);
+	dmgr_stop(&d);
 }
 
 static void test_restart_always(void **state)
@@ -679,6 +698,7 @@ int main(void)
 	    cmocka_unit_test(test_restart_none),
 	    cmocka_unit_test(test_restart_batch),
 	    cmocka_unit_test(test_restart_always),
+	    cmocka_unit_test(test_journal_in_use),
 	    cmocka_unit_test(test_compaction),
 	    cmocka_unit_test(test_torn_tail_and_bad_snapshot),
 	    cmocka_unit_test(test_torn_tail_every_offset),
