@@ -980,6 +980,14 @@ static int by_oid(const void *a, const void *b)
 	return x->oid < y->oid ? -1 : x->oid > y->oid;
 }
 
+static bool sorted(void)
+{
+	for (size_t i = 1; i < live.n; i++)
+		if (live.v[i - 1].oid > live.v[i].oid)
+			return false;
+	return true;
+}
+
 /*
  * jobq__queues_snapshot - one record per queue (and its limits), then one
  * per live object in oid order: the queued ones and the ones handed out
@@ -1014,7 +1022,9 @@ int jobq__queues_snapshot(struct jobq__journal *j)
 	if (!ret)
 		jobq__handed_each(live_add, NULL);
 	ret = ret ? ret : live.err;
-	if (!ret && live.n)
+	/* Queues hold their objects in put order; only objects handed out
+	 * (listed last) or requeued break it, and only then is a sort due. */
+	if (!ret && live.n && !sorted())
 		qsort(live.v, live.n, sizeof(*live.v), by_oid);
 	for (size_t i = 0; i < live.n && !ret; i++) {
 		const struct jobq_item *it = jobq__ptr(live.v[i].item);
