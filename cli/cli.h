@@ -59,6 +59,7 @@ enum cli_opt {
 	OPT_ALL,
 	OPT_TYPES,
 	OPT_CONCURRENCY,
+	OPT_PROMETHEUS,
 	OPT__COUNT,
 };
 
@@ -211,6 +212,12 @@ const char *cli_type_name(uint32_t type, char *buf, size_t len);
 /* cli_format_duration - "3.2s", "5m03s", "2h10m", "3d04h" into @buf. */
 void cli_format_duration(double seconds, char *buf, size_t len);
 
+/*
+ * cli_pid_gone - has process @pid exited? A zombie counts as gone: a
+ * manager that is some shell's unreaped child has stopped all the same.
+ */
+bool cli_pid_gone(pid_t pid);
+
 /* Seconds since @realtime_ns (0 when it is 0 or in the future). */
 double cli_since(uint64_t realtime_ns);
 
@@ -218,6 +225,7 @@ double cli_since(uint64_t realtime_ns);
 
 int cmd_ping(struct cli *c);
 int cmd_stats(struct cli *c);
+int cmd_top(struct cli *c);
 int cmd_shutdown(struct cli *c);
 int cmd_put(struct cli *c);
 int cmd_get(struct cli *c);

@@ -93,9 +93,38 @@ static void print_journal(const struct jobq_stats *st)
 	       st->journal_last_error ? strerror(-st->journal_last_error) : "");
 }
 
+/* jobq stats --prometheus: the counters, queues and workers as text. */
+static int print_prometheus(struct cli *c, const struct jobq_stats *st)
+{
+	struct jobq_queue_info *qs = NULL;
+	struct jobq_worker_info *ws = NULL;
+	size_t nq = 0, nw = 0, len = 0;
+	char *text = NULL;
+	int rc;
+
+	rc = jobq_queues(c->q, &qs, &nq);
+	if (!rc)
+		rc = jobq_workers(c->q, &ws, &nw);
+	if (!rc) {
+		text = jobq__prometheus(st, qs, nq, ws, nw, &len);
+		if (!text)
+			rc = -ENOMEM;
+	}
+	free(qs);
+	free(ws);
+	if (rc)
+		return cli_fail(c, "stats", rc);
+	rc = cli_write_all(1, text, len);
+	free(text);
+	if (rc)
+		return cli_error("writing the metrics: %s", strerror(-rc));
+	return EXIT_OK;
+}
+
 int cmd_stats(struct cli *c)
 {
 	struct jobq_stats st;
+	char gen[24];
 	uint64_t free_bytes;
 	double uptime;
 	json_t *doc;
@@ -106,7 +135,11 @@ int cmd_stats(struct cli *c)
 	rc = jobq_stats(c->q, &st);
 	if (rc)
 		return cli_fail(c, "stats", rc);
+	if (c->optval[OPT_PROMETHEUS])
+		return print_prometheus(c, &st);
 	uptime = cli_since(st.started_ns);
+	/* A random 64-bit number: hex, as JSON integers are signed. */
+	snprintf(gen, sizeof(gen), "%016" PRIx64, st.generation);
 	free_bytes = st.memory_total > st.memory_used
 			 ? st.memory_total - st.memory_used
 			 : 0;
@@ -115,7 +148,7 @@ int cmd_stats(struct cli *c)
 				"version", JOBQ_VERSION_STRING, "manager_pid",
 				(int)st.manager_pid, "started",
 				cli_json_time(st.started_ns), "uptime", uptime,
-				"generation", cli_json_u64(st.generation));
+				"generation", json_string(gen));
 		if (doc &&
 		    json_object_update_new(
 			doc,
@@ -162,6 +195,23 @@ int cmd_stats(struct cli *c)
 			json_decref(doc);
 			doc = NULL;
 		}
+		if (doc) {
+			json_t *by = json_object();
+
+			for (int s = JOBQ_JOB_WAITING;
+			     by && s <= JOBQ_JOB_CANCELLED; s++)
+				if (json_object_set_new(
+					by, jobq_job_state_name(s),
+					cli_json_u64(st.jobs_by_state[s]))) {
+					json_decref(by);
+					by = NULL;
+				}
+			if (!by ||
+			    json_object_set_new(doc, "jobs_by_state", by)) {
+				json_decref(doc);
+				doc = NULL;
+			}
+		}
 		if (doc &&
 		    json_object_set_new(doc, "journal", journal_json(&st))) {
 			json_decref(doc);
@@ -199,32 +249,15 @@ int cmd_stats(struct cli *c)
 	printf("jobs        %" PRIu64 " submitted, %" PRIu64 " done, %" PRIu64
 	       " failed, %" PRIu64 " retried, %" PRIu64 " dead\n",
 	       st.submitted, st.done, st.failed, st.retried, st.dead);
+	printf("jobs now   ");
+	for (int s = JOBQ_JOB_WAITING; s <= JOBQ_JOB_CANCELLED; s++)
+		printf(" %" PRIu64 " %s%s", st.jobs_by_state[s],
+		       jobq_job_state_name(s),
+		       s < JOBQ_JOB_CANCELLED ? "," : "\n");
 	printf("requests    %" PRIu64 " refused as malformed\n",
 	       st.bad_requests);
 	print_journal(&st);
 	return cli_flush();
-}
-
-/*
- * gone - has process @pid exited? A zombie counts as gone: a manager that
- * is some shell's unreaped child has stopped all the same.
- */
-static bool gone(pid_t pid)
-{
-	char path[64], buf[256], *p;
-	FILE *f;
-	bool zombie = false;
-
-	if (kill(pid, 0) < 0 && errno == ESRCH)
-		return true;
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		return errno == ENOENT;
-	if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')))
-		zombie = p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
-	fclose(f);
-	return zombie;
 }
 
 int cmd_shutdown(struct cli *c)
@@ -253,7 +286,7 @@ int cmd_shutdown(struct cli *c)
 	 * Wait for the process to go, so that `jobq shutdown && jobqd ...`
 	 * does not race the old manager for the directory.
 	 */
-	while (!gone(pid)) {
+	while (!cli_pid_gone(pid)) {
 		struct timespec ts = {0, 20 * 1000 * 1000};
 
 		if (waited >= timeout)

@@ -93,6 +93,11 @@ int cmd_put(struct cli *c)
 		data = c->args[1];
 		len = strlen(c->args[1]);
 	} else {
+		/* A bare `jobq put Q` at a prompt would wait in silence. */
+		if (isatty(STDIN_FILENO) && !c->quiet)
+			fprintf(stderr, "jobq: reading the object from the "
+					"terminal; end it with Ctrl-D (or give "
+					"DATA on the command line)\n");
 		rc = cli_read_all(STDIN_FILENO, &buf, &len);
 		if (rc)
 			return cli_error("queue \"%s\": reading stdin: %s",

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -455,4 +456,22 @@ double cli_since(uint64_t realtime_ns)
 	if (realtime_ns == 0 || realtime_ns >= now)
 		return 0;
 	return (double)(now - realtime_ns) / 1e9;
+}
+
+bool cli_pid_gone(pid_t pid)
+{
+	char path[64], buf[256], *p;
+	FILE *f;
+	bool zombie = false;
+
+	if (kill(pid, 0) < 0 && errno == ESRCH)
+		return true;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return errno == ENOENT;
+	if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')))
+		zombie = p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
+	fclose(f);
+	return zombie;
 }

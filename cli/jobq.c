@@ -59,6 +59,8 @@ const struct cli_optdef cli_opts[OPT__COUNT] = {
     [OPT_TYPES] = {"types", true, "T[,T...]",
 		   "serve only these built-in types (echo, sleep, fail)"},
     [OPT_CONCURRENCY] = {"concurrency", true, "N", "jobs at once (default 1)"},
+    [OPT_PROMETHEUS] = {"prometheus", false, NULL,
+			"print the counters in the Prometheus text format"},
 };
 
 #define T OPT_BIT(OPT_TIMEOUT) | OPT_BIT(OPT_NOWAIT)
@@ -168,8 +170,16 @@ static const struct cli_cmd commands[] = {
      "run a worker for the built-in job types here",
      "Serves until SIGTERM or SIGINT (then finishes its running jobs) or\n"
      "until the manager stops."},
-    {NULL, "stats", cmd_stats, 0, 0, 0, CMD_CONNECT, "",
-     "counters and memory: used, free, clients, queues, locks, keys", NULL},
+    {NULL, "stats", cmd_stats, OPT_BIT(OPT_PROMETHEUS), 0, 0, CMD_CONNECT,
+     "[--prometheus]",
+     "counters and memory: used, free, clients, queues, locks, keys, jobs",
+     "--prometheus prints the counters, every queue and every worker in\n"
+     "the Prometheus text format (version 0.0.4), for a node exporter's\n"
+     "textfile collector or a scrape."},
+    {NULL, "top", cmd_top, 0, 0, 0, CMD_CONNECT, "",
+     "a live view of queues, jobs, running jobs and workers",
+     "Redraws every second from the store (no request to the manager);\n"
+     "q quits. Not on a terminal it prints one snapshot and exits."},
     {NULL, "shutdown", cmd_shutdown, OPT_BIT(OPT_NOW) | T, 0, 0, CMD_CONNECT,
      "[--now] [--timeout S] [--nowait]", "stop the manager",
      "Gracefully unless --now. Waits until the manager has exited (at\n"
@@ -197,24 +207,39 @@ static void print_cmd_name(FILE *f, const struct cli_cmd *cmd)
 
 static void print_usage_line(FILE *f, const struct cli_cmd *cmd)
 {
+	static const char global[] = "[--dir DIR] [--json] [--quiet]";
+	const char *dashes = strstr(cmd->usage, "-- ");
+
 	fprintf(f, "usage: %s ", prog);
 	print_cmd_name(f, cmd);
-	if (*cmd->usage)
-		fprintf(f, " %s", cmd->usage);
-	fprintf(f, " [--dir DIR] [--json] [--quiet]\n");
+	/* Options stand before "--": what follows it is another command's. */
+	if (dashes)
+		fprintf(f, " %.*s%s %s\n", (int)(dashes - cmd->usage),
+			cmd->usage, global, dashes);
+	else
+		fprintf(f, "%s%s %s\n", *cmd->usage ? " " : "", cmd->usage,
+			global);
 }
 
 static void print_options(FILE *f, uint32_t mask)
 {
+	/* Commands that submit jobs take --timeout as the job's lease, not
+	 * as how long the command waits. */
+	bool submits = mask & OPT_BIT(OPT_PRIORITY);
+
 	for (int i = 0; i < OPT__COUNT; i++) {
 		const struct cli_optdef *o = &cli_opts[i];
+		const char *help = o->help;
 		char left[40];
 
 		if (!(mask & OPT_BIT(i)))
 			continue;
+		if (i == OPT_TIMEOUT && submits)
+			help = "the lease: a job running longer than S seconds "
+			       "is taken back and retried (default 300)";
 		snprintf(left, sizeof(left), "--%s%s%s", o->name,
 			 o->has_arg ? " " : "", o->has_arg ? o->arg : "");
-		fprintf(f, "  %-18s %s\n", left, o->help);
+		fprintf(f, "  %-18s %s\n", left, help);
 	}
 }
 

@@ -179,8 +179,9 @@ JOBQ_API int jobq_wait_idle(jobq_t *q, double timeout);
  * Objects come out in the order they went in.
  */
 struct jobq_queue_opts {
-	uint64_t max_depth; /* most objects held; 0: unbounded */
-	uint64_t max_bytes; /* most payload bytes held; 0: unbounded */
+	uint64_t max_depth;   /* most objects held; 0: unbounded */
+	uint64_t max_bytes;   /* most payload bytes held; 0: unbounded */
+	uint64_t reserved[6]; /* room to grow: leave 0 */
 };
 
 /*
@@ -207,8 +208,10 @@ JOBQ_API int jobq_put_json(jobq_t *q, const char *queue,
 
 /*
  * jobq_put_many - put @n objects in one batch (one wake-up of the manager).
- * Returns how many were put (they are the first ones, in order), or -errno
- * when none was.
+ * Waits (per @timeout) only until the first object fits, then puts as many
+ * as fit without waiting. Returns how many were put (always the first ones,
+ * in order), or -errno as jobq_put() when none was. The objects are copied;
+ * the caller keeps @objs.
  */
 JOBQ_API int jobq_put_many(jobq_t *q, const char *queue, const jobq_obj_t *objs,
 			   size_t n, double timeout);
@@ -233,8 +236,14 @@ JOBQ_API int jobq_get_json(jobq_t *q, const char *queue, struct json_t **out,
 JOBQ_API int jobq_get_many(jobq_t *q, const char *queue, jobq_obj_t *out,
 			   size_t max, double timeout);
 
-/* Asynchronous put and get: the callback gets what jobq_put()/jobq_get()
- * would have returned. Returns 0 once submitted, or -errno (no callback). */
+/*
+ * jobq_put_async / jobq_get_async - submit a put or get and return without
+ * waiting. @cb runs from jobq_process(), jobq_wait_idle() or any blocking
+ * call of this handle, with what jobq_put() / jobq_get() would have
+ * returned; a get's object is passed to @cb (see jobq_cb for who frees
+ * it). The put copies @data before it returns. Returns 0 once submitted,
+ * or -errno, and then @cb is never called.
+ */
 JOBQ_API int jobq_put_async(jobq_t *q, const char *queue, uint32_t type,
 			    const void *data, size_t len, double timeout,
 			    jobq_cb cb, void *arg);
@@ -242,9 +251,12 @@ JOBQ_API int jobq_get_async(jobq_t *q, const char *queue, double timeout,
 			    jobq_cb cb, void *arg);
 
 /*
- * JoinableQueue: every put makes one unit of unfinished work; task_done
- * finishes one; join waits until none is unfinished. task_done more often
- * than objects were put returns -EINVAL.
+ * JoinableQueue: every put makes one unit of unfinished work on its queue.
+ * jobq_task_done - finish one unit of @queue. Returns 0, or -EINVAL when
+ * called more often than objects were put.
+ * jobq_join - wait until @queue has no unfinished unit. Returns 0,
+ * -EAGAIN (timeout 0), -ETIMEDOUT.
+ * Both return -EINVAL for a bad queue name.
  */
 JOBQ_API int jobq_task_done(jobq_t *q, const char *queue);
 JOBQ_API int jobq_join(jobq_t *q, const char *queue, double timeout);
@@ -261,11 +273,19 @@ struct jobq_queue_info {
 	uint64_t total_put;
 	uint64_t total_get;
 	uint64_t unfinished;
+	/* The queue's jobs (jobq_submit_opts.queue): */
+	uint64_t jobs_ready;   /* ready to run */
+	uint32_t jobs_running; /* handed to workers */
+	uint32_t parallel;     /* most running at once, 0: no limit */
+	int paused;	       /* jobq_pause(): none is handed out */
+	uint32_t reserved0;
+	uint64_t reserved[4];
 };
 
 /*
- * jobq_queues - fill *out with a malloc'd array of every queue (free() it)
- * and *n with its length. Returns 0 or -ENOMEM.
+ * jobq_queues - fill *out with a malloc'd array of every queue (free() it,
+ * even when *n is 0) and *n with its length. Reads the store: no round
+ * trip. Returns 0 or -ENOMEM (then *out is untouched).
  */
 JOBQ_API int jobq_queues(jobq_t *q, struct jobq_queue_info **out, size_t *n);
 
@@ -275,6 +295,14 @@ JOBQ_API int jobq_queue_info(jobq_t *q, const char *name,
 
 /* ------------------------------------------------------------------------
  * Key/value store. Keys are 1 to 255 bytes; values are objects.
+ */
+
+/*
+ * jobq_kv_set - set @key to a copy of the @len bytes at @data, as an object
+ * of @type (an empty value is fine), replacing any value it had. Returns 0
+ * once the manager has stored it; -EINVAL for a bad key; -E2BIG when @len
+ * exceeds jobq_max_object(); JOBQ_EFULL when the store has no room;
+ * JOBQ_ELIMIT when the key table is full.
  */
 JOBQ_API int jobq_kv_set(jobq_t *q, const char *key, uint32_t type,
 			 const void *data, size_t len);
@@ -303,7 +331,8 @@ JOBQ_API int jobq_kv_get(jobq_t *q, const char *key, jobq_obj_t *out);
 JOBQ_API ssize_t jobq_kv_get_buf(jobq_t *q, const char *key, void *buf,
 				 size_t cap, uint32_t *type);
 
-/* jobq_kv_del - Returns 0 or -ENOENT. */
+/* jobq_kv_del - remove @key and its value. Returns 0, -ENOENT when there
+ * is no such key, -EINVAL for a bad key. */
 JOBQ_API int jobq_kv_del(jobq_t *q, const char *key);
 
 /*
@@ -315,9 +344,12 @@ JOBQ_API int jobq_kv_del(jobq_t *q, const char *key);
 JOBQ_API int jobq_kv_incr(jobq_t *q, const char *key, int64_t by, int64_t *out);
 
 /*
- * jobq_kv_cas - set @key to the new value only if its current value is
- * exactly @expect (@elen bytes), or, when @expect is NULL, only if the key
- * does not exist. Returns 0 or JOBQ_EMISMATCH.
+ * jobq_kv_cas - set @key to the new value (@len bytes at @data, of @type)
+ * only if its current value is exactly @expect (@elen bytes), or, when
+ * @expect is NULL, only if the key does not exist; atomically, in the
+ * manager. Returns 0 when it set the value, JOBQ_EMISMATCH when the value
+ * (or the key's existence) was not as expected, -EINVAL, -E2BIG,
+ * JOBQ_EFULL as jobq_kv_set().
  */
 JOBQ_API int jobq_kv_cas(jobq_t *q, const char *key, const void *expect,
 			 size_t elen, uint32_t type, const void *data,
@@ -357,26 +389,44 @@ JOBQ_API int jobq_lock_create(jobq_t *q, const char *name, int kind,
 			      unsigned value);
 
 /*
- * jobq_lock_acquire - Returns 0, -EAGAIN (timeout 0), -ETIMEDOUT, -EDEADLK
- * (waiting would deadlock), JOBQ_EKIND for an event, or -EDEADLK when the
- * calling thread already holds a JOBQ_LOCK.
+ * jobq_lock_acquire - take lock @name (created as a plain lock when
+ * missing) for the calling thread, waiting per @timeout; an RLock again
+ * by its holder, a semaphore while units are left. Returns 0; -EAGAIN
+ * (timeout 0), -ETIMEDOUT; -EDEADLK when waiting would close a cycle of
+ * waiters, or when the calling thread already holds this plain lock;
+ * JOBQ_EKIND for an event; -EINVAL for a bad name.
  */
 JOBQ_API int jobq_lock_acquire(jobq_t *q, const char *name, double timeout);
 
-/* jobq_lock_release - Returns 0 or -EPERM when the caller does not hold it. */
+/* jobq_lock_release - give back one unit of lock @name held by the calling
+ * thread, waking the next waiter. Returns 0, or -EPERM when the calling
+ * thread does not hold it. */
 JOBQ_API int jobq_lock_release(jobq_t *q, const char *name);
 
 /*
- * jobq_lock_many - take @n locks as one request, in one global order
- * (sorted by the manager), all or none: on failure nothing is held.
+ * jobq_lock_many - take @n plain locks (created when missing) as one
+ * request, in one global order (sorted by the manager, whatever order
+ * @names has), all or none. Returns 0 with all held; -EAGAIN (timeout 0),
+ * -ETIMEDOUT, -EDEADLK (waiting would close a cycle), -EINVAL (a bad name,
+ * or more than 64 locks), JOBQ_EKIND, and then none is held.
  */
 JOBQ_API int jobq_lock_many(jobq_t *q, const char *const *names, size_t n,
 			    double timeout);
 
-/* jobq_unlock_many - release locks taken with jobq_lock_many(). */
+/*
+ * jobq_unlock_many - release @n locks in one batch. Every lock the caller
+ * holds among them is released; returns 0, or the first error in @names
+ * order (-EPERM for one the calling thread does not hold).
+ */
 JOBQ_API int jobq_unlock_many(jobq_t *q, const char *const *names, size_t n);
 
-/* Events: set wakes every waiter; wait returns at once while set. */
+/*
+ * Events (Python's Event), created on first use. jobq_event_set - set the
+ * flag and wake every waiter; jobq_event_clear - clear it; jobq_event_wait
+ * - return at once while set, else wait for a set. Return 0, -EAGAIN
+ * (timeout 0), -ETIMEDOUT, -EINVAL for a bad name, JOBQ_EKIND when @name
+ * is a lock of another kind.
+ */
 JOBQ_API int jobq_event_set(jobq_t *q, const char *name);
 JOBQ_API int jobq_event_clear(jobq_t *q, const char *name);
 JOBQ_API int jobq_event_wait(jobq_t *q, const char *name, double timeout);
@@ -393,6 +443,10 @@ struct jobq_lock_info {
 	uint64_t held_since_ns; /* CLOCK_REALTIME */
 };
 
+/*
+ * jobq_locks - every lock, as jobq_queues() lists queues: a malloc'd array
+ * in *out (free() it) of *n entries. Returns 0 or -ENOMEM.
+ */
 JOBQ_API int jobq_locks(jobq_t *q, struct jobq_lock_info **out, size_t *n);
 
 /* ------------------------------------------------------------------------
@@ -414,6 +468,8 @@ struct jobq_stats {
 	uint64_t lock_acquires, lock_timeouts, deadlocks;
 	uint64_t clients_total, clients_died, requeued, bad_requests;
 	uint64_t submitted, done, failed, retried, dead;
+	/* Jobs in each state now, indexed by enum jobq_job_state (0 unused). */
+	uint64_t jobs_by_state[16];
 	/* The journal (jobqd --fsync, --journal). */
 	int journal_mode;	/* 0 none, 1 batch, 2 always */
 	int journal_error;	/* -errno while changes fail, else 0 */
@@ -423,8 +479,14 @@ struct jobq_stats {
 	uint64_t journal_last_sync_ns; /* CLOCK_REALTIME, 0: never synced */
 	uint64_t journal_errors;       /* failed writes and syncs */
 	uint64_t journal_snapshots;    /* written since the manager started */
+	uint64_t reserved[8];
 };
 
+/*
+ * jobq_stats - fill *out with the manager's counters and memory use, read
+ * from the store without a round trip (each counter is exact; the set is
+ * not one atomic snapshot). Returns 0.
+ */
 JOBQ_API int jobq_stats(jobq_t *q, struct jobq_stats *out);
 
 /* ------------------------------------------------------------------------
@@ -463,6 +525,7 @@ struct jobq_submit_opts {
 	const char *unique; /* a live job with this key is returned instead */
 	const uint64_t *after; /* run only after these succeeded */
 	size_t nafter;	       /* at most 64 */
+	uint64_t reserved[6];  /* room to grow: leave 0 */
 };
 
 /*
@@ -516,8 +579,14 @@ JOBQ_API int jobq_wait_all(jobq_t *q, const uint64_t *ids, size_t n,
  */
 typedef void (*jobq_job_cb)(jobq_t *q, uint64_t id, int res, void *arg);
 
-/* jobq_job_on_done - register @cb for job @id. Returns 0 or -errno (then
- * the callback never runs). */
+/*
+ * jobq_job_on_done - call @cb once job @id is final (a done callback, as
+ * Future.add_done_callback). It runs in the thread that calls
+ * jobq_process(), jobq_wait_idle() or a blocking call of this handle, at
+ * most once, with @res as jobq_job_wait() returns it (-ENOENT for an
+ * unknown id). Returns 0 once registered, or -EINVAL (@cb NULL), -ENOMEM,
+ * JOBQ_ECLOSED, and then the callback never runs.
+ */
 JOBQ_API int jobq_job_on_done(jobq_t *q, uint64_t id, jobq_job_cb cb,
 			      void *arg);
 
@@ -548,15 +617,26 @@ JOBQ_API int jobq_map(jobq_t *q, const char *type, const jobq_obj_t *inputs,
 		      const struct jobq_submit_opts *opts, jobq_obj_t *results,
 		      double timeout);
 
-/* Cancel (queued: removed; running: the worker is told), retry a failed,
- * dead or cancelled job, kick one dead job (id) or all (id 0: returns how
- * many). -ENOENT for an unknown id, -EALREADY when there is nothing to do. */
+/*
+ * jobq_cancel - cancel job @id: a job not yet running becomes cancelled at
+ * once; a running one's worker is told (jobq_job_cancelled() turns true and
+ * its IO returns -ECANCELED) and it is stopped after a grace period.
+ * jobq_retry - run a failed, dead or cancelled job again.
+ * jobq_kick - retry dead job @id, or every dead job when @id is 0.
+ * Return 0 (jobq_kick(q, 0): how many were kicked), -ENOENT for an unknown
+ * id, -EALREADY when there is nothing to do (a final job cancelled, a job
+ * that is not failed, dead or cancelled retried).
+ */
 JOBQ_API int jobq_cancel(jobq_t *q, uint64_t id);
 JOBQ_API int jobq_retry(jobq_t *q, uint64_t id);
 JOBQ_API int jobq_kick(jobq_t *q, uint64_t id);
 
-/* Stop and restart handing out a queue's jobs; limit how many run at once
- * (0: no limit). */
+/*
+ * jobq_pause / jobq_resume - stop and restart handing out @queue's jobs to
+ * workers (running ones go on). jobq_queue_parallel - at most @parallel of
+ * @queue's jobs run at once, over all workers (0: no limit). A queue named
+ * for the first time is created. Return 0 or -EINVAL (a bad name).
+ */
 JOBQ_API int jobq_pause(jobq_t *q, const char *queue);
 JOBQ_API int jobq_resume(jobq_t *q, const char *queue);
 JOBQ_API int jobq_queue_parallel(jobq_t *q, const char *queue,
@@ -578,14 +658,24 @@ struct jobq_job_info {
 	int type_has_worker; /* a live worker serves this type */
 };
 
+/*
+ * jobq_job_info - fill *out with what is known of job @id, read from the
+ * store without a round trip. Returns 0, or -ENOENT for an unknown id or
+ * one whose record expired (jobqd --keep).
+ */
 JOBQ_API int jobq_job_info(jobq_t *q, uint64_t id, struct jobq_job_info *out);
 
-/* jobq_job_args - copy the job's args into *out; -ENOENT. */
+/*
+ * jobq_job_args_of - copy job @id's args into *out (jobq_obj_free() it).
+ * Reads the store. Returns 0 or -ENOENT.
+ */
 JOBQ_API int jobq_job_args_of(jobq_t *q, uint64_t id, jobq_obj_t *out);
 
 /*
  * jobq_jobs - jobs newest first, filtered by @state (0: any) and @type
- * (NULL: any), at most @limit (0: all); a malloc'd array in *out.
+ * (NULL: any), at most @limit (0: all): a malloc'd array in *out (free()
+ * it, even when *n is 0) of *n entries. Reads the store. Returns 0,
+ * -EINVAL, -ENOMEM.
  */
 JOBQ_API int jobq_jobs(jobq_t *q, int state, const char *type, size_t limit,
 		       struct jobq_job_info **out, size_t *n);
@@ -600,6 +690,11 @@ struct jobq_worker_info {
 	int supervised, daemon;
 };
 
+/*
+ * jobq_workers - every registered worker, as jobq_jobs() lists jobs: a
+ * malloc'd array in *out (free() it) of *n entries. Returns 0, -EINVAL,
+ * -ENOMEM.
+ */
 JOBQ_API int jobq_workers(jobq_t *q, struct jobq_worker_info **out, size_t *n);
 
 /* ------------------------------------------------------------------------
@@ -621,13 +716,23 @@ struct jobq_worker_opts {
 	int daemon;	      /* dies with the manager */
 };
 
-/* jobq_worker_new - a worker over handle @q (which it does not own). */
+/*
+ * jobq_worker_new - a worker over handle @q (which it does not own: close
+ * @q after jobq_worker_free()). @opts may be NULL. Returns 0 and the
+ * worker in *wp, -EINVAL or -ENOMEM.
+ */
 JOBQ_API int jobq_worker_new(jobq_worker_t **wp, jobq_t *q,
 			     const struct jobq_worker_opts *opts);
-/* jobq_worker_handle - serve @type with @fn; before jobq_worker_run(). */
+/*
+ * jobq_worker_handle - serve job type @type with @fn, passing it @arg; call
+ * before jobq_worker_run(); a second call for the same type replaces the
+ * handler. Returns 0, -EINVAL (a bad type name: 1..47 bytes, no comma),
+ * -EBUSY (the worker has registered with the manager already), -ENOMEM.
+ */
 JOBQ_API int jobq_worker_handle(jobq_worker_t *w, const char *type,
 				jobq_handler fn, void *arg);
-/* jobq_worker_builtin - serve the built-in types (echo, sleep, fail). */
+/* jobq_worker_builtin - serve the built-in job types (jobq(1) lists them);
+ * returns 0 or what jobq_worker_handle() returns. */
 JOBQ_API int jobq_worker_builtin(jobq_worker_t *w);
 /*
  * jobq_worker_run - take and run jobs until jobq_worker_stop() or the
@@ -635,26 +740,50 @@ JOBQ_API int jobq_worker_builtin(jobq_worker_t *w);
  * (JOBQ_ECLOSED when the manager went away).
  */
 JOBQ_API int jobq_worker_run(jobq_worker_t *w);
-/* jobq_worker_stop - take no more jobs, let running ones finish; safe from
- * a signal handler and from a handler. */
+/*
+ * jobq_worker_stop - ask jobq_worker_run() to take no more jobs and return
+ * once the running ones finished. Async-signal-safe; callable from any
+ * thread and from a handler.
+ */
 JOBQ_API void jobq_worker_stop(jobq_worker_t *w);
+/* jobq_worker_free - free a worker that is not running; NULL is fine. */
 JOBQ_API void jobq_worker_free(jobq_worker_t *w);
 
-/* Inside a handler. The args object is owned by the library. */
+/*
+ * Inside a handler, on its own job. jobq_job_id, _type, _args and _attempt
+ * read the job (the args object and the type string belong to the library
+ * and live until the handler returns; the attempt counts from 1).
+ *
+ * jobq_job_succeed - the job's result: @len bytes at @data of @type,
+ * copied; a later call replaces an earlier one. Returns 0, -E2BIG over
+ * jobq_max_object(), -EINVAL, -ENOMEM.
+ */
 JOBQ_API uint64_t jobq_job_id(const jobq_job_t *job);
 JOBQ_API const char *jobq_job_type(const jobq_job_t *job);
 JOBQ_API const jobq_obj_t *jobq_job_args(const jobq_job_t *job);
 JOBQ_API unsigned jobq_job_attempt(const jobq_job_t *job);
 JOBQ_API int jobq_job_succeed(jobq_job_t *job, uint32_t type, const void *data,
 			      size_t len);
-/* jobq_job_fail - record the error text (a retry follows unless @final).
- * Returns -EIO, so a handler can end with `return jobq_job_fail(...)`. */
+/*
+ * jobq_job_fail - the job fails with the formatted error text, for good
+ * when @final is set, else with a retry if it has attempts left; it fails
+ * whatever the handler then returns. Returns -EIO, so that a handler can
+ * end with `return jobq_job_fail(...)`.
+ */
 JOBQ_API int jobq_job_fail(jobq_job_t *job, int final, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/*
+ * jobq_job_progress - report @percent done (clamped to 0..100) and an
+ * optional message, shown by `jobq show`. jobq_job_extend - the lease now
+ * ends @seconds from now. Each is one round trip; they return 0, -ESTALE
+ * when the job is no longer this worker's (its lease ran out or it was
+ * cancelled), -EINVAL, or -errno.
+ */
 JOBQ_API int jobq_job_progress(jobq_job_t *job, double percent,
 			       const char *msg);
 JOBQ_API int jobq_job_extend(jobq_job_t *job, double seconds);
-/* Whether a cancel of this job arrived: a handler should return soon. */
+/* jobq_job_cancelled - non-zero once a cancel of this job arrived: the
+ * handler should stop and return soon. */
 JOBQ_API int jobq_job_cancelled(const jobq_job_t *job);
 
 /* ------------------------------------------------------------------------

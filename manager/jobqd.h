@@ -79,6 +79,7 @@ struct jobq__opts {
 	const char **worker_cmds;    /* --worker CMD, each run by sh -c */
 	uint32_t nworker_cmds;
 	uint64_t grace_ns; /* --grace: shutdown drain period */
+	const char *http;  /* --http [ADDR:]PORT, NULL: none */
 	/* Durability. */
 	const char *journal; /* --journal FILE; NULL: DIR/journal */
 	int fsync_mode;	     /* --fsync: enum jobq__fsync_mode */
@@ -247,6 +248,23 @@ int jobq__bad(int err);
 /* main.c: log a line (level 0 always, 1 with --verbose). */
 void jobq__log(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/*
+ * http.c: --http. jobq__http_listen binds @spec ("PORT", "ADDR:PORT" or
+ * "[ADDR6]:PORT"; a bare port is loopback) and writes the address to
+ * DIR/jobqd.http; 0, or -errno with a message in @err. jobq__http_start
+ * starts the serving thread (a client of this manager) once the loop can
+ * answer it; jobq__http_stop stops and joins it. Both are no-ops without
+ * --http.
+ */
+int jobq__http_listen(const char *spec, const char *dir, char *err,
+		      size_t errlen);
+int jobq__http_start(void);
+void jobq__http_stop(void);
+
+/* notify.c: send @state ("READY=1", "STOPPING=1") to $NOTIFY_SOCKET, the
+ * service manager's, when there is one. */
+void jobq__notify(const char *state);
 
 /* store.c */
 int jobq__store_create(const struct jobq__opts *o, char *err, size_t errlen);

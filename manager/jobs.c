@@ -1,33 +1,36 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * jobs.c - jobs, job types and workers.
+ * jobs.c - jobs, job types and workers: the job state machine and the
+ * request handlers.
  *
  * The public state of a job is its record in the store's job table (found
- * by id through the job index), written here only, inside the record's
- * seqlock. What only the manager needs lives in this file's memory and is
- * kept small, since a queued job must cost little beyond its args:
+ * by id through the job index, jobidx.c), written here only, inside the
+ * record's seqlock. What only the manager needs lives in its own memory and
+ * is kept small, since a queued job must cost little beyond its args:
  *
- *   priv[rec]  16 bytes per record: its position in a ready heap or in
- *              the timer heap (a job is in at most one of them), two list
+ *   priv[rec]  16 bytes per record (jobs.h): its place in its lane or in
+ *              the timer queue (a job is in at most one of them), two list
  *              links (free list, a worker's running list, the finished list
  *              or its lane's in-order run, at most one), the count of
  *              unfinished dependencies and the hash of its unique key;
- *   lanes    the ready jobs per (type, queue) pair, best first: priority
- *            descending, then id ascending; an in-order run (a list) plus a
- *            binary heap for the jobs that arrive out of order. A lane is
- *            open when its queue is not paused and below its parallel
- *            limit; a reserving worker takes the best head of the open
- *            lanes of the types it registered;
- *   timers   one min-heap of (deadline, record) for delayed jobs, retry
- *            backoff, leases and the cancel grace period, registered in the
- *            loop as a single timer (its earliest deadline). Finished jobs
- *            sit on one list in the order they finished, which with one
- *            --keep period is also the order they expire in, and the list
- *            the store evicts from when it is full.
+ *   lanes      the READY jobs per (type, queue) pair, and which one a
+ *              reserving worker gets next (lanes.c);
+ *   timers     one deadline per record for delayed jobs, retry backoff,
+ *              leases and the cancel grace period (timerq.c), registered
+ *              in the loop as a single timer: the earliest deadline, or
+ *              the expiry of the oldest finished job if that comes first;
+ *   keys, deps the unique keys of live jobs and the jobs waiting for each
+ *              unfinished one (chash.c);
+ *   finished   one list in the order jobs finished, which with one --keep
+ *              period is also the order they expire in, and the list the
+ *              store evicts from when it is full.
  *
- * Every entry point ends with settle(): dependents of jobs that became
- * final are released or failed, parked W_RESERVE requests are served when
- * something became ready or a limit was lifted, and the timer is re-armed.
+ * State changes (to_ready(), to_later(), to_final() ...) move a job
+ * between those structures and keep the counts in the queue, type and
+ * worker records. Every entry point ends with settle(): dependents of jobs
+ * that became final are released or failed, parked W_RESERVE requests are
+ * served when something became ready or a limit was lifted, and the timer
+ * is re-armed.
  */
 #include <errno.h>
 #include <signal.h>
@@ -36,9 +39,8 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "jobqd.h"
+#include "jobs.h"
 
-#define NONE		       UINT32_MAX
 #define NSEC		       JOBQ__NSEC_PER_SEC
 #define JOBQ__CANCEL_GRACE_NS  (5 * NSEC)
 #define JOBQ__BACKOFF_MAX_NS   (300 * NSEC)
@@ -46,58 +48,18 @@
 #define JOBQ__WORKER_CAP_MAX   4096
 #define JOBQ__NOTE_MAX	       1024
 #define JOBQ__WAIT_BUCKETS     1024u /* JOB_WAIT waiters, hashed by job id */
-#define IDX_TOMB	       UINT64_MAX
 #define AUX_WAITED	       (1u << 31) /* a JOB_WAIT waiter may be parked on it */
 #define AUX_DEPS	       0x7fu /* unfinished dependencies (WAITING), <= 64 */
 /* The low 24 bits of the unique key's hash (JOBQ_JF_UNIQUE): all that its
- * bucket needs, as the key table has at most 2^24 buckets (ch_grow). */
+ * bucket needs, as the key table has at most 2^24 buckets (chash.c). */
 #define AUX_UKH_SHIFT 7
 #define AUX_UKH	      (0xffffffu << AUX_UKH_SHIFT)
 
-/* Manager-private data of one job record: 16 bytes, paid by every record
- * in use, so fields share a word where their ranges allow. */
-struct jpriv {
-	uint32_t pos;	     /* index in its lane or in the timer heap */
-	uint32_t prev, next; /* free, running or finished list, or the
-			      * run of its lane while READY */
-	uint32_t aux;	     /* AUX_* */
-};
+struct jpriv *jobq__job_priv;
 
+_Static_assert(sizeof(struct jpriv) == 16, "paid by every record");
 _Static_assert(64 <= AUX_DEPS, "a job waits for at most 64 others");
 _Static_assert((AUX_UKH & (AUX_WAITED | AUX_DEPS)) == 0, "aux fields overlap");
-
-/*
- * A lane holds the READY jobs of one type and queue in two parts: a run
- * (in order: each entry worse than the one before) and a binary heap. A
- * job goes to the run when it is worse than the run's last entry (the
- * usual case: equal priorities and growing ids), else to the heap; the
- * best job is the better of the run's first entry and the heap's top.
- * The run is a list through priv[].prev/next, which a READY job uses for
- * nothing else, so it costs no memory beyond priv: taking the first entry or
- * cancelling any costs O(1), and only jobs that come out of order (higher
- * priorities, retries) pay for the heap.
- */
-struct lane {
-	uint32_t *h;	       /* the heap of record numbers, h[0..cap) */
-	uint32_t hn, cap;      /* heap entries, heap capacity */
-	uint32_t n;	       /* ready jobs: heap + run entries */
-	uint32_t rhead, rtail; /* the run's first and last, NONE: empty */
-	/* The key of the entry pushed last to the run (it may have left
-	 * since; every entry still in the run is at least as good). */
-	int32_t fback_prio;
-	uint64_t fback_id;
-	uint32_t type, queue;
-	struct lane *next; /* the type's next lane */
-};
-
-/* priv[].pos of a run entry (a heap entry's pos is its index, far below). */
-#define LANE_RUN 0x80000000u
-
-struct tent {
-	uint64_t at; /* CLOCK_MONOTONIC ns */
-	uint32_t rec;
-	uint32_t pad;
-};
 
 struct jworker {
 	bool reg, stopping;
@@ -107,47 +69,20 @@ struct jworker {
 	struct jobq__waiter *reserve; /* its parked W_RESERVE */
 };
 
-/* A live unique key. */
-struct uq {
-	struct uq *next;
-	uint32_t rec, hash, len;
-	char key[];
-};
-
-/* Job @waiter waits for job @dep. */
-struct dep {
-	struct dep *next;
-	uint64_t dep, waiter;
-	uint32_t wrec;
-};
-
-/* A chained hash table of either of the two above, by a 32-bit hash. */
-struct chash {
-	void **b;
-	uint32_t mask, n;
-};
-
 static struct {
-	struct jpriv *priv;
 	uint32_t max_jobs, hwm, free_head;
 	uint32_t fin_head, fin_tail; /* finished, oldest first */
-	struct lane **lanes;	     /* [max_types]: each type's lanes */
 	uint16_t *type_hash;	     /* type id + 1, open addressing */
 	uint32_t type_hash_mask;
-	struct tent *tq;
-	uint32_t tqn, tqcap;
 	uint64_t armed;		     /* deadline given to the loop */
 	struct jworker *W;	     /* [max_clients] by client slot */
 	struct jobq__list reservers; /* parked W_RESERVE, oldest first */
 	struct jobq__list waits[JOBQ__WAIT_BUCKETS];
-	struct chash uq, deps;
 	uint64_t *finq; /* ids that became final, for deps */
 	uint8_t *finq_state;
 	uint32_t finq_n, finq_cap;
 	bool need_serve;
 	uint64_t rng;
-	uint32_t tombs;		   /* tombstones in the job index */
-	uint32_t tombs_kept;	   /* tombstones the last sweep kept */
 	uint64_t keep_id, keep_at; /* oldest finished job, its expiry */
 } jobs;
 
@@ -182,11 +117,6 @@ static uint64_t clk_mono(void)
 	if (!jobq__m.turn || clk_turn != jobq__m.turn)
 		clk_read();
 	return clk_mono_ns;
-}
-
-static struct jobq_job_rec *job_rec(uint32_t r)
-{
-	return &jobq__m.st.jobs[r];
 }
 
 static bool is_final(unsigned st)
@@ -238,241 +168,6 @@ static void t_adj(uint32_t tid, int64_t dready, int64_t drun)
 }
 
 /* ------------------------------------------------------------------------
- * The job index: (id << 24) | (rec + 1) per slot, linear probing.
- */
-static uint32_t idx_mask(void)
-{
-	return jobq__hdr()->jobidx_slots - 1;
-}
-
-static void idx_insert(uint64_t id, uint32_t r)
-{
-	_Atomic uint64_t *x = jobq__m.st.jobidx;
-	uint32_t m = idx_mask(), i = jobq__job_hash(id) & m;
-
-	for (;;) {
-		uint64_t v = load_relaxed(&x[i]);
-
-		if (v == 0)
-			break;
-		if (v == IDX_TOMB) {
-			jobs.tombs--;
-			break;
-		}
-		i = (i + 1) & m;
-	}
-	store_release(&x[i], id << 24 | (uint64_t)(r + 1));
-}
-
-/* The slot of @id, or NONE. */
-static uint32_t idx_slot(uint64_t id)
-{
-	_Atomic uint64_t *x = jobq__m.st.jobidx;
-	uint32_t m = idx_mask(), i = jobq__job_hash(id) & m;
-
-	for (uint32_t k = 0; k <= m; k++) {
-		uint64_t v = load_relaxed(&x[i]);
-
-		if (v == 0)
-			return NONE;
-		if (v != IDX_TOMB && v >> 24 == (id & ((1ull << 40) - 1)))
-			return i;
-		i = (i + 1) & m;
-	}
-	return NONE;
-}
-
-/* The record of a live job @id, or NONE. */
-static uint32_t lookup(uint64_t id)
-{
-	uint32_t i;
-	uint32_t r;
-
-	if (id == 0)
-		return NONE;
-	i = idx_slot(id);
-	if (i == NONE)
-		return NONE;
-	r = (uint32_t)(load_relaxed(&jobq__m.st.jobidx[i]) & 0xffffff) - 1;
-	if (r >= jobs.max_jobs || job_rec(r)->id != id)
-		return NONE;
-	return r;
-}
-
-/*
- * idx_sweep - turn every tombstone that no probe needs back into an empty
- * slot. A live entry at q, d = q - home(q) slots from its home, is found
- * by probes that cross q-d..q, so a tombstone is needed only when such a
- * span covers it. Walking backwards from an empty slot, c is how far the
- * spans of the entries seen since the last empty slot still reach; a
- * tombstone where c < 0 is crossed by no live entry's probe, and emptying
- * it cannot hide an entry from a reader probing at the same time. O(slots),
- * run when tombstones pass an eighth of the slots (there is always an
- * empty slot then: live entries are at most half of them).
- */
-static void idx_sweep(void)
-{
-	_Atomic uint64_t *x = jobq__m.st.jobidx;
-	uint32_t m = idx_mask(), e0 = 0;
-	int64_t c = -1;
-
-	while (load_relaxed(&x[e0]) != 0)
-		if (++e0 > m)
-			return;
-	for (uint32_t k = 1; k <= m; k++) {
-		uint32_t p = (e0 - k) & m;
-		uint64_t v = load_relaxed(&x[p]);
-
-		if (v == 0) {
-			c = -1;
-		} else if (v == IDX_TOMB) {
-			if (c < 0) {
-				store_release(&x[p], 0);
-				jobs.tombs--;
-			}
-		} else {
-			int64_t d = (p - jobq__job_hash(v >> 24)) & m;
-
-			if (d > c)
-				c = d;
-		}
-		if (c >= 0)
-			c--;
-	}
-	jobs.tombs_kept = jobs.tombs;
-}
-
-/*
- * Whether the index wants a sweep: an eighth of the slots in tombstones
- * more than the last sweep had to keep. A full table (live entries at half
- * the slots) keeps about a quarter of the slots in tombstones that probes
- * cross, so a fixed limit of an eighth would sweep all slots at every
- * delete; counting from what was kept makes a sweep cost at most eight
- * slot visits per delete. Tombstones stay under 3/8 of the slots, so with
- * live entries at most half, an eighth or more stays empty and probes end.
- */
-static bool idx_wants_sweep(uint32_t m)
-{
-	uint32_t eighth = (m + 1) / 8, limit = jobs.tombs_kept + eighth;
-
-	if (limit > 3 * eighth)
-		limit = 3 * eighth;
-	return jobs.tombs > limit;
-}
-
-/*
- * idx_delete - remove @id. The slot becomes a tombstone, unless the next
- * slot is empty: then no probe can need it (nothing lies behind it in its
- * cluster), and it and the tombstones right before it become empty again,
- * which keeps probe lengths short without moving live entries under
- * readers.
- */
-static void idx_delete(uint64_t id)
-{
-	_Atomic uint64_t *x = jobq__m.st.jobidx;
-	uint32_t m = idx_mask(), i = idx_slot(id);
-
-	if (i == NONE)
-		return;
-	if (load_relaxed(&x[(i + 1) & m]) != 0) {
-		store_release(&x[i], IDX_TOMB);
-		jobs.tombs++;
-		if (idx_wants_sweep(m))
-			idx_sweep();
-		return;
-	}
-	store_release(&x[i], 0);
-	for (uint32_t k = 0; k < m; k++) {
-		i = (i - 1) & m;
-		if (load_relaxed(&x[i]) != IDX_TOMB)
-			break;
-		store_release(&x[i], 0);
-		jobs.tombs--;
-	}
-}
-
-/* ------------------------------------------------------------------------
- * Chained hash tables (unique keys, dependencies).
- */
-static int ch_init(struct chash *h, uint32_t n)
-{
-	h->b = calloc(n, sizeof(*h->b));
-	h->mask = n - 1;
-	h->n = 0;
-	return h->b ? 0 : -ENOMEM;
-}
-
-/* Every node starts with its next pointer; @hash_of gives a node's hash.
- * A table never passes 2^24 buckets: uq_drop() keeps 24 bits of a hash. */
-static void ch_grow(struct chash *h, uint32_t (*hash_of)(void *))
-{
-	uint32_t nb = 2 * (h->mask + 1);
-	void **b;
-
-	if (h->n < h->mask + 1 || nb > (1u << 24))
-		return;
-	b = calloc(nb, sizeof(*b));
-	if (!b)
-		return;
-	for (uint32_t i = 0; i <= h->mask; i++) {
-		void *p = h->b[i];
-
-		while (p) {
-			void *nx = *(void **)p;
-			uint32_t k = hash_of(p) & (nb - 1);
-
-			*(void **)p = b[k];
-			b[k] = p;
-			p = nx;
-		}
-	}
-	free(h->b);
-	h->b = b;
-	h->mask = nb - 1;
-}
-
-static uint32_t uq_hash_of(void *p)
-{
-	return ((struct uq *)p)->hash;
-}
-
-static uint32_t dep_hash(uint64_t id)
-{
-	return jobq__job_hash(id);
-}
-
-static uint32_t dep_hash_of(void *p)
-{
-	return dep_hash(((struct dep *)p)->dep);
-}
-
-static struct uq *uq_find(const char *key, uint32_t len, uint32_t hash)
-{
-	for (struct uq *u = jobs.uq.b[hash & jobs.uq.mask]; u; u = u->next)
-		if (u->hash == hash && u->len == len &&
-		    !memcmp(u->key, key, len))
-			return u;
-	return NULL;
-}
-
-static void uq_drop(uint32_t r)
-{
-	uint32_t ukh = (jobs.priv[r].aux & AUX_UKH) >> AUX_UKH_SHIFT;
-	struct uq **pp = (struct uq **)&jobs.uq.b[ukh & jobs.uq.mask];
-
-	for (; *pp; pp = &(*pp)->next) {
-		if ((*pp)->rec == r) {
-			struct uq *u = *pp;
-
-			*pp = u->next;
-			free(u);
-			jobs.uq.n--;
-			return;
-		}
-	}
-}
-
-/* ------------------------------------------------------------------------
  * Items in the store. When the heap is full the oldest finished jobs go.
  */
 static void free_record(uint32_t r);
@@ -520,319 +215,30 @@ static uint64_t args_new(const void *data, uint32_t len)
 	return off;
 }
 
-/* ------------------------------------------------------------------------
- * Lists through priv[].prev/next.
- */
-static void list_add_tail(uint32_t *head, uint32_t *tail, uint32_t r)
-{
-	jobs.priv[r].next = NONE;
-	jobs.priv[r].prev = *tail;
-	if (*tail != NONE)
-		jobs.priv[*tail].next = r;
-	else
-		*head = r;
-	*tail = r;
-}
-
-static void list_del(uint32_t *head, uint32_t *tail, uint32_t r)
-{
-	struct jpriv *p = &jobs.priv[r];
-
-	if (p->prev != NONE)
-		jobs.priv[p->prev].next = p->next;
-	else
-		*head = p->next;
-	if (p->next != NONE)
-		jobs.priv[p->next].prev = p->prev;
-	else if (tail)
-		*tail = p->prev;
-	p->prev = p->next = NONE;
-}
-
 /* A worker's running list has a head only (order does not matter). */
 static void run_add(struct jworker *wk, uint32_t r)
 {
-	jobs.priv[r].prev = NONE;
-	jobs.priv[r].next = wk->run_head;
+	jobq__job_priv[r].prev = NONE;
+	jobq__job_priv[r].next = wk->run_head;
 	if (wk->run_head != NONE)
-		jobs.priv[wk->run_head].prev = r;
+		jobq__job_priv[wk->run_head].prev = r;
 	wk->run_head = r;
-}
-
-/* ------------------------------------------------------------------------
- * The timer heap.
- */
-static void tq_set(uint32_t i, struct tent e)
-{
-	jobs.tq[i] = e;
-	jobs.priv[e.rec].pos = i;
-}
-
-static void tq_up(uint32_t i)
-{
-	struct tent e = jobs.tq[i];
-
-	while (i > 0) {
-		uint32_t p = (i - 1) / 2;
-
-		if (jobs.tq[p].at <= e.at)
-			break;
-		tq_set(i, jobs.tq[p]);
-		i = p;
-	}
-	tq_set(i, e);
-}
-
-static void tq_down(uint32_t i)
-{
-	struct tent e = jobs.tq[i];
-
-	for (;;) {
-		uint32_t l = 2 * i + 1, m = i;
-		uint64_t best = e.at;
-
-		if (l < jobs.tqn && jobs.tq[l].at < best) {
-			m = l;
-			best = jobs.tq[l].at;
-		}
-		if (l + 1 < jobs.tqn && jobs.tq[l + 1].at < best)
-			m = l + 1;
-		if (m == i)
-			break;
-		tq_set(i, jobs.tq[m]);
-		i = m;
-	}
-	tq_set(i, e);
-}
-
-static void timer_del(uint32_t r)
-{
-	uint32_t i = jobs.priv[r].pos;
-
-	if (i >= jobs.tqn || jobs.tq[i].rec != r)
-		return;
-	jobs.tqn--;
-	if (i == jobs.tqn)
-		return;
-	tq_set(i, jobs.tq[jobs.tqn]);
-	tq_up(i);
-	tq_down(jobs.priv[jobs.tq[i].rec].pos);
-}
-
-/* Sets (or moves) the timer of record @r. Returns 0 or -ENOMEM. */
-static int timer_set(uint32_t r, uint64_t at)
-{
-	uint32_t i = jobs.priv[r].pos;
-
-	if (i < jobs.tqn && jobs.tq[i].rec == r) {
-		jobs.tq[i].at = at;
-		tq_up(i);
-		tq_down(jobs.priv[r].pos);
-		return 0;
-	}
-	if (jobs.tqn == jobs.tqcap) {
-		uint32_t ncap = jobs.tqcap ? 2 * jobs.tqcap : 256;
-		struct tent *n = realloc(jobs.tq, ncap * sizeof(*n));
-
-		if (!n)
-			return -ENOMEM;
-		jobs.tq = n;
-		jobs.tqcap = ncap;
-	}
-	jobs.tq[jobs.tqn] = (struct tent){.at = at, .rec = r};
-	jobs.priv[r].pos = jobs.tqn++;
-	tq_up(jobs.tqn - 1);
-	return 0;
-}
-
-/* ------------------------------------------------------------------------
- * Lanes: the ready heaps.
- */
-static bool better(uint32_t a, uint32_t b)
-{
-	const struct jobq_job_rec *x = job_rec(a), *y = job_rec(b);
-
-	return x->priority > y->priority ||
-	       (x->priority == y->priority && x->id < y->id);
-}
-
-static void lane_set(struct lane *l, uint32_t i, uint32_t r)
-{
-	l->h[i] = r;
-	jobs.priv[r].pos = i;
-}
-
-static void lane_up(struct lane *l, uint32_t i)
-{
-	uint32_t r = l->h[i];
-
-	while (i > 0) {
-		uint32_t p = (i - 1) / 2;
-
-		if (!better(r, l->h[p]))
-			break;
-		lane_set(l, i, l->h[p]);
-		i = p;
-	}
-	lane_set(l, i, r);
-}
-
-static struct lane *lane_of(uint32_t type, uint32_t queue, bool create)
-{
-	struct lane *l;
-
-	for (l = jobs.lanes[type]; l; l = l->next)
-		if (l->queue == queue)
-			return l;
-	if (!create)
-		return NULL;
-	l = calloc(1, sizeof(*l));
-	if (!l)
-		return NULL;
-	l->type = type;
-	l->queue = queue;
-	l->rhead = l->rtail = NONE;
-	l->next = jobs.lanes[type];
-	jobs.lanes[type] = l;
-	return l;
-}
-
-/* Moves the heap of lane @l to a block of @cap (at least hn) slots; every
- * entry keeps its index. 0 or -ENOMEM. */
-static int lane_resize(struct lane *l, uint32_t cap)
-{
-	uint32_t *n = malloc((size_t)cap * sizeof(*n));
-
-	if (!n)
-		return -ENOMEM;
-	if (l->hn)
-		memcpy(n, l->h, l->hn * sizeof(*n));
-	free(l->h);
-	l->h = n;
-	l->cap = cap;
-	return 0;
-}
-
-static void run_push(struct lane *l, uint32_t r)
-{
-	list_add_tail(&l->rhead, &l->rtail, r);
-	jobs.priv[r].pos = LANE_RUN;
-	l->fback_prio = job_rec(r)->priority;
-	l->fback_id = job_rec(r)->id;
-}
-
-static int lane_push(struct lane *l, uint32_t r)
-{
-	const struct jobq_job_rec *j = job_rec(r);
-
-	/* Worse than the run's last key: the run stays in order. */
-	if (l->rhead == NONE || j->priority < l->fback_prio ||
-	    (j->priority == l->fback_prio && j->id > l->fback_id)) {
-		run_push(l, r);
-		l->n++;
-		return 0;
-	}
-	if (l->hn == l->cap && lane_resize(l, l->cap ? 2 * l->cap : 16))
-		return -ENOMEM;
-	l->h[l->hn++] = r;
-	lane_up(l, l->hn - 1);
-	l->n++;
-	return 0;
-}
-
-/* The best ready job of non-empty lane @l. */
-static uint32_t lane_top(const struct lane *l)
-{
-	uint32_t f = l->rhead;
-
-	if (!l->hn)
-		return f;
-	if (f == NONE || better(l->h[0], f))
-		return l->h[0];
-	return f;
-}
-
-/*
- * heap_remove - take out the heap entry at @i. The hole sinks to a leaf
- * along the better children (one comparison per level, each a record read
- * that likely misses the cache), then the last entry fills it and rises.
- * With ids growing, the last entry is usually among the worst, so it rises
- * little: about half the comparisons of a plain sift-down from the top.
- */
-static void heap_remove(struct lane *l, uint32_t i)
-{
-	uint32_t last = l->h[--l->hn];
-
-	if (i != l->hn) {
-		for (;;) {
-			uint32_t c = 2 * i + 1;
-
-			if (c >= l->hn)
-				break;
-			if (c + 1 < l->hn && better(l->h[c + 1], l->h[c]))
-				c++;
-			lane_set(l, i, l->h[c]);
-			i = c;
-		}
-		lane_set(l, i, last);
-		lane_up(l, i);
-	}
-	/* Give memory back once a big heap has drained. */
-	if (l->cap > 1024 && l->hn < l->cap / 4)
-		(void)lane_resize(l, l->cap / 2);
-}
-
-/* Whether READY job @r is in lane @l where priv[r].pos says. */
-static bool lane_has(const struct lane *l, uint32_t r)
-{
-	uint32_t pos = jobs.priv[r].pos;
-
-	if (pos == LANE_RUN) {
-		uint32_t p = jobs.priv[r].prev;
-
-		return p == NONE ? l->rhead == r
-				 : jobs.priv[p].next == r &&
-				       jobs.priv[p].pos == LANE_RUN;
-	}
-	return pos < l->hn && l->h[pos] == r;
-}
-
-/* Takes job @r (in lane @l, see lane_has()) out of the lane. */
-static void lane_remove(struct lane *l, uint32_t r)
-{
-	uint32_t pos = jobs.priv[r].pos;
-
-	if (pos == LANE_RUN) {
-		list_del(&l->rhead, &l->rtail, r);
-	} else {
-		heap_remove(l, pos);
-	}
-	l->n--;
-	jobs.priv[r].pos = NONE;
-}
-
-static bool lane_open(const struct lane *l)
-{
-	const struct jobq_queue_rec *q = &jobq__m.st.queues[l->queue];
-
-	return l->n && !q->paused && (!q->parallel || q->running < q->parallel);
 }
 
 /* ------------------------------------------------------------------------
  * State changes.
  */
 
-/* Job @r (in no heap or list) becomes READY. */
+/* Job @r (in no lane, timer queue or list) becomes READY. */
 static void to_ready(uint32_t r)
 {
 	struct jobq_job_rec *j = job_rec(r);
-	struct lane *l = lane_of(j->type_id, j->queue_id, true);
 
 	seq_write_begin(&j->seq);
 	set_state(j, JOBQ_JS_READY);
 	j->run_at_ns = 0;
 	seq_write_end(&j->seq);
-	if (!l || lane_push(l, r)) {
+	if (jobq__lane_push(r)) {
 		/* Out of manager memory: try again in a second. */
 		jobq__log(0, "job %llu: out of memory for the ready heap",
 			  (unsigned long long)j->id);
@@ -840,7 +246,7 @@ static void to_ready(uint32_t r)
 		set_state(j, JOBQ_JS_DELAYED);
 		j->run_at_ns = clk_real() + NSEC;
 		seq_write_end(&j->seq);
-		timer_set(r, clk_mono() + NSEC);
+		jobq__timerq_set(r, clk_mono() + NSEC);
 		return;
 	}
 	t_adj(j->type_id, 1, 0);
@@ -863,17 +269,15 @@ static void to_later(uint32_t r, unsigned state, uint64_t run_at)
 	set_state(j, state);
 	j->run_at_ns = run_at;
 	seq_write_end(&j->seq);
-	timer_set(r, clk_mono() + (run_at > real ? run_at - real : 0));
+	jobq__timerq_set(r, clk_mono() + (run_at > real ? run_at - real : 0));
 }
 
 /* Removes a READY job from its lane. */
 static void unready(uint32_t r)
 {
 	struct jobq_job_rec *j = job_rec(r);
-	struct lane *l = lane_of(j->type_id, j->queue_id, false);
 
-	if (l && lane_has(l, r))
-		lane_remove(l, r);
+	jobq__lane_remove(r);
 	t_adj(j->type_id, -1, 0);
 	q_adj(j->queue_id, -1, 0);
 }
@@ -887,17 +291,18 @@ static void finalize(uint32_t r)
 	uint64_t id = j->id;
 
 	if (j->flags & JOBQ_JF_UNIQUE) {
-		uq_drop(r);
+		jobq__uq_drop(r, (jobq__job_priv[r].aux & AUX_UKH) >>
+				     AUX_UKH_SHIFT);
 		seq_write_begin(&j->seq);
 		j->flags &= (uint8_t)~JOBQ_JF_UNIQUE;
 		seq_write_end(&j->seq);
 	}
 	list_add_tail(&jobs.fin_head, &jobs.fin_tail, r);
-	if (jobs.priv[r].aux & AUX_WAITED) {
+	if (jobq__job_priv[r].aux & AUX_WAITED) {
 		struct jobq__list *b =
 		    &jobs.waits[jobq__job_hash(id) % JOBQ__WAIT_BUCKETS];
 
-		jobs.priv[r].aux &= ~AUX_WAITED;
+		jobq__job_priv[r].aux &= ~AUX_WAITED;
 		for (struct jobq__list *p = b->next, *nx; p != b; p = nx) {
 			struct jobq__waiter *w =
 			    jobq__entry(p, struct jobq__waiter, onode);
@@ -907,7 +312,7 @@ static void finalize(uint32_t r)
 				jobq__wait_done(w, j->state, id);
 		}
 	}
-	if (jobs.deps.n) {
+	if (jobq__deps_any()) {
 		if (jobs.finq_n == jobs.finq_cap) {
 			uint32_t ncap = jobs.finq_cap ? 2 * jobs.finq_cap : 64;
 			uint64_t *a = realloc(jobs.finq, ncap * sizeof(*a));
@@ -961,7 +366,7 @@ static void stop_running(uint32_t r)
 	struct jobq_job_rec *j = job_rec(r);
 	uint32_t slot = j->worker_client;
 
-	timer_del(r);
+	jobq__timerq_del(r);
 	if (slot < jobq__m.o.max_clients && jobs.W[slot].reg) {
 		struct jworker *wk = &jobs.W[slot];
 		struct jobq_worker_rec *wr = &jobq__m.st.workers[slot];
@@ -1044,7 +449,7 @@ static void free_record(uint32_t r)
 	struct jobq_job_rec *j = job_rec(r);
 
 	list_del(&jobs.fin_head, &jobs.fin_tail, r);
-	idx_delete(j->id);
+	jobq__jobidx_delete(j->id);
 	seq_write_begin(&j->seq);
 	set_state(j, JOBQ_JS_FREE);
 	jobq__free(j->args);
@@ -1055,7 +460,7 @@ static void free_record(uint32_t r)
 	j->args = j->result = j->note = 0;
 	j->args_len = j->args_type = 0;
 	seq_write_end(&j->seq);
-	jobs.priv[r] =
+	jobq__job_priv[r] =
 	    (struct jpriv){.pos = NONE, .prev = NONE, .next = jobs.free_head};
 	jobs.free_head = r;
 	store_relaxed(&jobq__hdr()->njobs,
@@ -1072,11 +477,12 @@ static uint32_t record_new(void)
 		return NONE;
 	if (jobs.free_head != NONE) {
 		r = jobs.free_head;
-		jobs.free_head = jobs.priv[r].next;
+		jobs.free_head = jobq__job_priv[r].next;
 	} else {
 		r = jobs.hwm++;
 	}
-	jobs.priv[r] = (struct jpriv){.pos = NONE, .prev = NONE, .next = NONE};
+	jobq__job_priv[r] =
+	    (struct jpriv){.pos = NONE, .prev = NONE, .next = NONE};
 	return r;
 }
 
@@ -1089,7 +495,7 @@ static void hand_out(struct jobq__client *c, struct lane *l, uint32_t r,
 	struct jworker *wk = &jobs.W[c->slot];
 	struct jobq_worker_rec *wr = &jobq__m.st.workers[c->slot];
 
-	lane_remove(l, r);
+	jobq__lane_take(l, r);
 	seq_write_begin(&j->seq);
 	set_state(j, JOBQ_JS_RUNNING);
 	j->attempts++;
@@ -1108,22 +514,9 @@ static void hand_out(struct jobq__client *c, struct lane *l, uint32_t r,
 	seq_write_begin(&wr->seq);
 	wr->running = wk->running;
 	seq_write_end(&wr->seq);
-	if (timer_set(r, mono + j->lease_ns))
+	if (jobq__timerq_set(r, mono + j->lease_ns))
 		jobq__log(0, "job %llu: out of memory for its lease timer",
 			  (unsigned long long)j->id);
-}
-
-/* The best open head over the lanes of @wk's types, or NULL. */
-static struct lane *best_lane(const struct jworker *wk)
-{
-	struct lane *best = NULL;
-
-	for (uint32_t i = 0; i < wk->ntypes; i++)
-		for (struct lane *l = jobs.lanes[wk->types[i]]; l; l = l->next)
-			if (lane_open(l) &&
-			    (!best || better(lane_top(l), lane_top(best))))
-				best = l;
-	return best;
 }
 
 /*
@@ -1134,7 +527,7 @@ static struct lane *best_lane(const struct jworker *wk)
 static uint32_t give(struct jobq__client *c, uint64_t ud, uint64_t max)
 {
 	struct jworker *wk = &jobs.W[c->slot];
-	uint32_t n = 0, prev = NONE;
+	uint32_t n = 0, prev = NONE, r;
 	uint64_t real, mono;
 	struct lane *l;
 
@@ -1146,9 +539,7 @@ static uint32_t give(struct jobq__client *c, uint64_t ud, uint64_t max)
 		return 0;
 	real = clk_real();
 	mono = clk_mono();
-	while (n < max && (l = best_lane(wk))) {
-		uint32_t r = lane_top(l);
-
+	while (n < max && (l = jobq__lane_best(wk->types, wk->ntypes, &r))) {
 		if (prev != NONE)
 			jobq__post(c, ud, 0, JOBQ_CQE_JOB | JOBQ_CQE_MORE,
 				   job_rec(prev)->id, job_rec(prev)->attempts,
@@ -1195,29 +586,18 @@ static void settle_deps(void)
 	for (uint32_t k = 0; k < jobs.finq_n; k++) {
 		uint64_t id = jobs.finq[k];
 		unsigned st = jobs.finq_state[k];
-		struct dep **pp =
-		    (struct dep **)&jobs.deps.b[dep_hash(id) & jobs.deps.mask];
+		uint64_t waiter;
+		uint32_t w;
 
-		while (*pp) {
-			struct dep *d = *pp;
-			uint32_t w = d->wrec;
+		while (jobq__dep_take(id, &waiter, &w)) {
 			char msg[64];
 
-			if (d->dep != id) {
-				pp = &d->next;
+			if (job_rec(w)->id != waiter ||
+			    job_rec(w)->state != JOBQ_JS_WAITING)
 				continue;
-			}
-			*pp = d->next;
-			jobs.deps.n--;
-			if (job_rec(w)->id != d->waiter ||
-			    job_rec(w)->state != JOBQ_JS_WAITING) {
-				free(d);
-				continue;
-			}
-			free(d);
 			if (st == JOBQ_JS_SUCCEEDED) {
-				if ((jobs.priv[w].aux & AUX_DEPS) &&
-				    !(--jobs.priv[w].aux & AUX_DEPS))
+				if ((jobq__job_priv[w].aux & AUX_DEPS) &&
+				    !(--jobq__job_priv[w].aux & AUX_DEPS))
 					release_waiting(w);
 				continue;
 			}
@@ -1232,7 +612,9 @@ static void settle_deps(void)
 
 static uint64_t next_deadline(void)
 {
-	uint64_t at = jobs.tqn ? jobs.tq[0].at : 0;
+	uint64_t at = 0;
+
+	jobq__timerq_first(&at, NULL);
 
 	if (jobs.fin_head != NONE) {
 		/* Worked out once per oldest finished job: clock reads on
@@ -1282,11 +664,15 @@ void jobq__jobs_timer(void)
 
 	jobs.armed = 0;
 	jobs.keep_id = 0;
-	while (jobs.tqn && jobs.tq[0].at <= now) {
-		uint32_t r = jobs.tq[0].rec;
-		struct jobq_job_rec *j = job_rec(r);
+	for (;;) {
+		struct jobq_job_rec *j;
+		uint64_t at;
+		uint32_t r;
 
-		timer_del(r);
+		if (!jobq__timerq_first(&at, &r) || at > now)
+			break;
+		j = job_rec(r);
+		jobq__timerq_del(r);
 		switch (j->state) {
 		case JOBQ_JS_DELAYED:
 		case JOBQ_JS_FAILED:
@@ -1407,18 +793,17 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 	memcpy(key, a + sizeof(wv) + wv.type_len, wv.unique_len);
 	key[wv.unique_len] = '\0';
 	if (wv.unique_len) {
-		struct uq *u =
-		    uq_find(key, wv.unique_len, jobq__hash(key, wv.unique_len));
+		uint32_t u = jobq__uq_find(key, wv.unique_len,
+					   jobq__hash(key, wv.unique_len));
 
-		if (u) {
-			jobq__post(c, s->user_data, 1, 0, job_rec(u->rec)->id,
-				   0, 0);
+		if (u != NONE) {
+			jobq__post(c, s->user_data, 1, 0, job_rec(u)->id, 0, 0);
 			return JOBQ__NOREPLY;
 		}
 	}
 	memcpy(after, a + aoff, 8ull * wv.nafter);
 	for (uint32_t i = 0; i < wv.nafter; i++) {
-		uint32_t d = lookup(after[i]);
+		uint32_t d = jobq__jobidx_lookup(after[i]);
 
 		if (d == NONE)
 			return -ENOENT;
@@ -1440,12 +825,12 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 	r = record_new();
 	if (r == NONE)
 		return JOBQ_ELIMIT;
-	/* The ids it waits for live in jobs.deps while they are unfinished;
-	 * the record keeps none of them. */
+	/* The ids it waits for live in the dependency table while they are
+	 * unfinished; the record keeps none of them. */
 	if (wv.args_len)
 		args = args_new(a + aoff + 8ull * wv.nafter, wv.args_len);
 	if (wv.args_len && !args) {
-		jobs.priv[r].next = jobs.free_head;
+		jobq__job_priv[r].next = jobs.free_head;
 		jobs.free_head = r;
 		return JOBQ_EFULL;
 	}
@@ -1475,25 +860,17 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 	j->args_type = s->type;
 	set_state(j, JOBQ_JS_WAITING);
 	seq_write_end(&j->seq);
-	idx_insert(id, r);
+	jobq__jobidx_insert(id, r);
 	store_relaxed(&jobq__hdr()->njobs,
 		      load_relaxed(&jobq__hdr()->njobs) + 1);
 	jobq__count(submitted);
 
 	if (wv.unique_len) {
-		struct uq *u = malloc(sizeof(*u) + wv.unique_len);
+		uint32_t hash = jobq__hash(key, wv.unique_len);
 
-		if (u) {
-			u->rec = r;
-			u->len = wv.unique_len;
-			u->hash = jobq__hash(key, wv.unique_len);
-			memcpy(u->key, key, wv.unique_len);
-			u->next = jobs.uq.b[u->hash & jobs.uq.mask];
-			jobs.uq.b[u->hash & jobs.uq.mask] = u;
-			jobs.uq.n++;
-			jobs.priv[r].aux |=
-			    (u->hash << AUX_UKH_SHIFT) & AUX_UKH;
-			ch_grow(&jobs.uq, uq_hash_of);
+		if (!jobq__uq_add(r, key, wv.unique_len, hash)) {
+			jobq__job_priv[r].aux |=
+			    (hash << AUX_UKH_SHIFT) & AUX_UKH;
 		} else {
 			seq_write_begin(&j->seq);
 			j->flags = 0;
@@ -1509,27 +886,17 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 		to_final(r, JOBQ_JS_DEAD, text_new(msg));
 	} else if (pending) {
 		for (uint32_t i = 0; i < wv.nafter; i++) {
-			uint32_t d = lookup(after[i]);
-			struct dep *dp;
+			uint32_t d = jobq__jobidx_lookup(after[i]);
 
 			if (d == NONE || is_final(job_rec(d)->state))
 				continue;
-			dp = malloc(sizeof(*dp));
-			if (!dp) {
+			if (jobq__dep_add(after[i], id, r)) {
 				pending--;
 				continue;
 			}
-			dp->dep = after[i];
-			dp->waiter = id;
-			dp->wrec = r;
-			dp->next =
-			    jobs.deps.b[dep_hash(after[i]) & jobs.deps.mask];
-			jobs.deps.b[dep_hash(after[i]) & jobs.deps.mask] = dp;
-			jobs.deps.n++;
-			jobs.priv[r].aux++;
+			jobq__job_priv[r].aux++;
 		}
-		ch_grow(&jobs.deps, dep_hash_of);
-		if (!(jobs.priv[r].aux & AUX_DEPS))
+		if (!(jobq__job_priv[r].aux & AUX_DEPS))
 			release_waiting(r);
 	} else if (wv.delay_ns) {
 		to_later(r, JOBQ_JS_DELAYED, j->run_at_ns);
@@ -1543,7 +910,7 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 
 int jobq__op_job_wait(struct jobq__client *c, const struct jobq_sqe *s)
 {
-	uint32_t r = lookup(s->arg0);
+	uint32_t r = jobq__jobidx_lookup(s->arg0);
 	struct jobq__waiter *w;
 	int err = -ENOMEM;
 
@@ -1559,13 +926,13 @@ int jobq__op_job_wait(struct jobq__client *c, const struct jobq_sqe *s)
 	jobq__list_add_tail(
 	    &w->onode,
 	    &jobs.waits[jobq__job_hash(s->arg0) % JOBQ__WAIT_BUCKETS]);
-	jobs.priv[r].aux |= AUX_WAITED;
+	jobq__job_priv[r].aux |= AUX_WAITED;
 	return JOBQ__NOREPLY;
 }
 
 int jobq__op_job_cancel(struct jobq__client *c, const struct jobq_sqe *s)
 {
-	uint32_t r = lookup(s->arg0);
+	uint32_t r = jobq__jobidx_lookup(s->arg0);
 	struct jobq_job_rec *j;
 
 	if (r == NONE)
@@ -1584,7 +951,7 @@ int jobq__op_job_cancel(struct jobq__client *c, const struct jobq_sqe *s)
 			jobq__post(&jobq__m.clients[slot], JOBQ_UD_NOTICE,
 				   JOBQ_NOTICE_CANCEL, JOBQ_CQE_NOTICE, j->id,
 				   0, 0);
-		timer_set(r, clk_mono() + JOBQ__CANCEL_GRACE_NS);
+		jobq__timerq_set(r, clk_mono() + JOBQ__CANCEL_GRACE_NS);
 		settle();
 		return 0;
 	}
@@ -1593,11 +960,11 @@ int jobq__op_job_cancel(struct jobq__client *c, const struct jobq_sqe *s)
 		break;
 	case JOBQ_JS_DELAYED:
 	case JOBQ_JS_FAILED:
-		timer_del(r);
+		jobq__timerq_del(r);
 		break;
 	case JOBQ_JS_WAITING:
 		/* Its dependency entries go when their jobs finish. */
-		jobs.priv[r].aux &= ~AUX_DEPS;
+		jobq__job_priv[r].aux &= ~AUX_DEPS;
 		break;
 	default:
 		return -EALREADY;
@@ -1613,7 +980,7 @@ static void rerun(uint32_t r)
 	struct jobq_job_rec *j = job_rec(r);
 
 	if (j->state == JOBQ_JS_FAILED)
-		timer_del(r);
+		jobq__timerq_del(r);
 	else
 		list_del(&jobs.fin_head, &jobs.fin_tail, r);
 	/* It finishes again later: its expiry must be worked out anew. */
@@ -1629,7 +996,7 @@ static void rerun(uint32_t r)
 
 int jobq__op_job_retry(struct jobq__client *c, const struct jobq_sqe *s)
 {
-	uint32_t r = lookup(s->arg0);
+	uint32_t r = jobq__jobidx_lookup(s->arg0);
 	unsigned st;
 
 	if (r == NONE)
@@ -1648,7 +1015,7 @@ int jobq__op_job_kick(struct jobq__client *c, const struct jobq_sqe *s)
 	uint32_t r, n = 0;
 
 	if (s->arg0) {
-		r = lookup(s->arg0);
+		r = jobq__jobidx_lookup(s->arg0);
 		if (r == NONE)
 			return -ENOENT;
 		if (job_rec(r)->state != JOBQ_JS_DEAD)
@@ -1658,7 +1025,7 @@ int jobq__op_job_kick(struct jobq__client *c, const struct jobq_sqe *s)
 		return 1;
 	}
 	for (r = jobs.fin_head; r != NONE;) {
-		uint32_t nx = jobs.priv[r].next;
+		uint32_t nx = jobq__job_priv[r].next;
 
 		if (job_rec(r)->state == JOBQ_JS_DEAD) {
 			rerun(r);
@@ -1810,7 +1177,7 @@ int jobq__op_w_reserve(struct jobq__client *c, const struct jobq_sqe *s)
 /* The RUNNING job @s names (arg0 id, arg1 attempt) if @c holds it. */
 static int held(struct jobq__client *c, const struct jobq_sqe *s, uint32_t *rp)
 {
-	uint32_t r = lookup(s->arg0);
+	uint32_t r = jobq__jobidx_lookup(s->arg0);
 	struct jobq_job_rec *j;
 
 	if (r == NONE)
@@ -1902,7 +1269,7 @@ int jobq__op_w_extend(struct jobq__client *c, const struct jobq_sqe *s)
 		return -EINVAL;
 	/* A cancel's grace period is not the worker's to extend. */
 	if (!(job_rec(r)->flags & JOBQ_JF_CANCELLING))
-		timer_set(r, jobq__now_ns() + (uint64_t)s->timeout_ns);
+		jobq__timerq_set(r, jobq__now_ns() + (uint64_t)s->timeout_ns);
 	settle();
 	return 0;
 }
@@ -1984,13 +1351,13 @@ int jobq__jobs_init(void)
 	jobs.max_jobs = h->max_jobs;
 	jobs.free_head = jobs.fin_head = jobs.fin_tail = NONE;
 	/* calloc'd: pages are touched only as records come into use. */
-	jobs.priv = calloc(jobs.max_jobs, sizeof(*jobs.priv));
-	jobs.lanes = calloc(h->max_types, sizeof(*jobs.lanes));
+	jobq__job_priv = calloc(jobs.max_jobs, sizeof(*jobq__job_priv));
+	jobq__jobidx_init();
 	jobs.type_hash_mask = 2 * h->max_types - 1;
 	jobs.type_hash = calloc(2 * h->max_types, sizeof(*jobs.type_hash));
 	jobs.W = calloc(jobq__m.o.max_clients, sizeof(*jobs.W));
-	if (!jobs.priv || !jobs.lanes || !jobs.type_hash || !jobs.W ||
-	    ch_init(&jobs.uq, 1024) || ch_init(&jobs.deps, 1024))
+	if (!jobq__job_priv || jobq__lanes_init(h->max_types) ||
+	    !jobs.type_hash || !jobs.W || jobq__chash_init())
 		return -ENOMEM;
 	for (uint32_t i = 0; i < jobq__m.o.max_clients; i++)
 		jobs.W[i].run_head = NONE;

@@ -43,6 +43,7 @@
 #include <liburing.h>
 
 #include "jobqd.h"
+#include "pqueue.h"
 
 #define ALIGN_UP(x, a) (((x) + (a)-1) & ~((uint64_t)(a)-1))
 
@@ -83,7 +84,7 @@ static struct {
 	struct jobq__list live;	  /* clients in JOBQ__C_LIVE */
 	struct jobq__list wakes;  /* clients that got completions this turn */
 	struct jobq__waiter **th; /* timer heap, earliest deadline first */
-	size_t tn, tcap;
+	uint32_t tn, tcap;
 	uint64_t next_id;
 	void (*on_hup)(void);
 	bool work; /* something happened this turn */
@@ -163,81 +164,36 @@ static void cancel_client(struct jobq__client *c, unsigned kind)
 }
 
 /* ------------------------------------------------------------------------
- * Timers: a binary min-heap of waiters by deadline.
+ * Timers: a min-heap (pqueue.h) of waiters by deadline.
  */
-static void th_set(size_t i, struct jobq__waiter *w)
+static inline bool th_before(struct jobq__waiter *const *a,
+			     struct jobq__waiter *const *b)
 {
-	loop.th[i] = w;
-	w->tidx = (int64_t)i;
+	return (*a)->deadline < (*b)->deadline;
 }
 
-static void th_up(size_t i)
+static inline void th_moved(struct jobq__waiter **w, uint32_t i)
 {
-	struct jobq__waiter *w = loop.th[i];
-
-	while (i > 0) {
-		size_t p = (i - 1) / 2;
-
-		if (loop.th[p]->deadline <= w->deadline)
-			break;
-		th_set(i, loop.th[p]);
-		i = p;
-	}
-	th_set(i, w);
+	(*w)->tidx = i;
 }
 
-static void th_down(size_t i)
-{
-	struct jobq__waiter *w = loop.th[i];
-
-	for (;;) {
-		size_t l = 2 * i + 1, m = i;
-		uint64_t best = w->deadline;
-
-		if (l < loop.tn && loop.th[l]->deadline < best) {
-			m = l;
-			best = loop.th[l]->deadline;
-		}
-		if (l + 1 < loop.tn && loop.th[l + 1]->deadline < best)
-			m = l + 1;
-		if (m == i)
-			break;
-		th_set(i, loop.th[m]);
-		i = m;
-	}
-	th_set(i, w);
-}
+JOBQ__PQUEUE_DEFINE(theap, struct jobq__waiter *, th_before, th_moved)
 
 static int th_push(struct jobq__waiter *w)
 {
-	if (loop.tn == loop.tcap) {
-		size_t ncap = loop.tcap ? 2 * loop.tcap : 64;
-		struct jobq__waiter **n = realloc(loop.th, ncap * sizeof(*n));
-
-		if (!n)
-			return -ENOMEM;
-		loop.th = n;
-		loop.tcap = ncap;
-	}
-	loop.th[loop.tn] = w;
-	w->tidx = (int64_t)loop.tn++;
-	th_up(loop.tn - 1);
+	if (loop.tn == loop.tcap &&
+	    theap_resize(&loop.th, &loop.tcap, loop.tcap ? 2 * loop.tcap : 64))
+		return -ENOMEM;
+	theap_push(loop.th, &loop.tn, w);
 	return 0;
 }
 
 static void th_remove(struct jobq__waiter *w)
 {
-	size_t i = (size_t)w->tidx;
-
 	if (w->tidx < 0)
 		return;
+	theap_remove(loop.th, &loop.tn, (uint32_t)w->tidx);
 	w->tidx = -1;
-	loop.tn--;
-	if (i == loop.tn)
-		return;
-	th_set(i, loop.th[loop.tn]);
-	th_up(i);
-	th_down((size_t)loop.th[i]->tidx);
 }
 
 /*
@@ -648,6 +604,7 @@ static int op_shutdown(struct jobq__client *c, const struct jobq_sqe *s)
 	jobq__log(0, "shutdown requested by pid %d%s", (int)c->pid,
 		  s->arg0 == 1 ? " (now)" : "");
 	jobq__m.stopping = true;
+	jobq__notify("STOPPING=1");
 	if (s->arg0 == 1)
 		jobq__m.stop_now = true;
 	return 0;
@@ -1135,6 +1092,7 @@ static void on_signal(void)
 	case SIGINT:
 		jobq__log(0, "signal %u: shutting down", loop.si.ssi_signo);
 		jobq__m.stopping = true;
+		jobq__notify("STOPPING=1");
 		break;
 	case SIGHUP:
 		if (loop.on_hup)

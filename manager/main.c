@@ -84,7 +84,8 @@ static void usage(FILE *f)
 	    "             [--log FILE] [--verbose] [--max-jobs N] [--keep S]\n"
 	    "             [--workers N] [--workers-nondaemon] [--worker "
 	    "CMD]...\n"
-	    "             [--grace S] [--journal FILE] [--fsync MODE]\n"
+	    "             [--grace S] [--http [ADDR:]PORT]\n"
+	    "             [--journal FILE] [--fsync MODE]\n"
 	    "\n"
 	    "The jobq manager: owns the shared-memory store, queues, keys\n"
 	    "and locks of one instance directory.\n"
@@ -110,6 +111,11 @@ static void usage(FILE *f)
 	    "  --worker CMD       start and supervise `sh -c CMD` "
 	    "(repeatable)\n"
 	    "  --grace S          shutdown drain period (default 10)\n"
+	    "  --http [ADDR:]PORT  serve /metrics (Prometheus) and a "
+	    "dashboard at /;\n"
+	    "                     a bare PORT is 127.0.0.1 (0: any free "
+	    "port, see\n"
+	    "                     DIR/jobqd.http)\n"
 	    "  --journal FILE     the journal of queues and keys (default\n"
 	    "                     DIR/journal; its snapshot is FILE.snap)\n"
 	    "  --fsync MODE       none (default: survives a crash of jobqd,\n"
@@ -146,6 +152,7 @@ static void parse_opts(int argc, char **argv, struct jobq__opts *o)
 	    {"worker-concurrency", required_argument, NULL, 'X'},
 	    {"worker", required_argument, NULL, 'C'},
 	    {"grace", required_argument, NULL, 'G'},
+	    {"http", required_argument, NULL, 'H'},
 	    {"journal", required_argument, NULL, 'j'},
 	    {"fsync", required_argument, NULL, 'F'},
 	    {"help", no_argument, NULL, 'h'},
@@ -264,6 +271,9 @@ static void parse_opts(int argc, char **argv, struct jobq__opts *o)
 			o->worker_cmds = n;
 			break;
 		}
+		case 'H':
+			o->http = optarg;
+			break;
 		case 'j':
 			if (!*optarg)
 				bad_usage("--journal needs a file name%s", "");
@@ -604,6 +614,9 @@ int main(int argc, char **argv)
 	if (ret)
 		fail("jobqd: %s", err);
 
+	if (m->o.http &&
+	    jobq__http_listen(m->o.http, m->o.dir, err, sizeof(err)))
+		fail("jobqd: %s", err);
 	lfd = open_socket(&m->o);
 	ret = jobq__loop_init(lfd, sfd, reopen_log, err, sizeof(err));
 	if (ret) {
@@ -615,6 +628,14 @@ int main(int argc, char **argv)
 	 * never to the terminal it was started from. */
 	report_ready();
 	jobq__durable_log_start();
+	{
+		char state[64];
+
+		/* MAINPID: with --daemon the pid systemd started has left. */
+		snprintf(state, sizeof(state), "READY=1\nMAINPID=%d",
+			 (int)getpid());
+		jobq__notify(state);
+	}
 	jobq__log(0, "ready in %s: pid %d, memory %llu, max-object %llu",
 		  m->o.dir, (int)getpid(), (unsigned long long)m->st.size,
 		  (unsigned long long)m->o.max_object);
@@ -624,8 +645,12 @@ int main(int argc, char **argv)
 	if (jobq__supervise_start())
 		jobq__log(0, "out of memory for the worker table: no worker "
 			     "processes started");
+	if ((ret = jobq__http_start()))
+		jobq__log(0, "http: cannot start its thread: %s",
+			  strerror(-ret));
 
 	ret = jobq__loop_run();
+	jobq__http_stop();
 
 	/* Remove the socket first: nobody can connect to a dying manager. */
 	unlink(sock_path);

@@ -10,7 +10,7 @@ cd "$top"
 need_packages
 dir=build/release
 configure "$dir" --buildtype=release -Dtests=false
-ninja -C "$dir" -j "$(nproc)" >/dev/null
+build "$dir"
 
 jobqd=$dir/manager/jobqd
 jobq=$dir/cli/jobq

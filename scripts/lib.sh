@@ -3,7 +3,7 @@
 
 JOBQ_PACKAGES="gcc meson ninja-build pkg-config liburing-dev libjansson-dev libcmocka-dev"
 # Only the test command needs these.
-JOBQ_TEST_PACKAGES="clang-format"
+JOBQ_TEST_PACKAGES="clang-format python3-prometheus-client tmux chromium python3-websocket"
 
 # need_packages: install the packages that are missing (apt-get when root),
 # or print the exact command to run and fail.
@@ -25,6 +25,20 @@ need_packages() {
 		echo "  sudo apt-get install -y ${missing[*]}" >&2
 		return 1
 	fi
+}
+
+# build DIR: ninja in DIR, quiet unless it fails (then its whole output).
+build() {
+	local log
+	log=$(mktemp) || return 1
+	echo "building $1"
+	if ! ninja -C "$1" -j "$(nproc)" >"$log" 2>&1; then
+		cat "$log"
+		rm -f "$log"
+		echo "build of $1 failed" >&2
+		return 1
+	fi
+	rm -f "$log"
 }
 
 # configure DIR [meson options...]: set up DIR once, reconfigure if it exists.

@@ -6,6 +6,7 @@
 #ifndef JOBQ_INTERNAL_H
 #define JOBQ_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -43,9 +44,33 @@ void jobq__format_time(uint64_t realtime_ns, char *buf, size_t len);
  */
 void jobq__format_size(uint64_t bytes, char *buf, size_t len);
 
+/*
+ * jobq__reserved_zero - whether the @n reserved words of a public options
+ * struct are all 0. They are room to grow: a caller that sets one asks for
+ * something this version does not know, and gets -EINVAL rather than a
+ * silent default.
+ */
+static inline bool jobq__reserved_zero(const uint64_t *w, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (w[i])
+			return false;
+	return true;
+}
+
 /* Validates a queue or lock name: 1..JOBQ_NAME_MAX bytes, no
  * control characters. Returns 0 or -EINVAL. */
 int jobq__check_name(const char *name);
+
+/*
+ * jobq__prometheus - @st, the @nq queues and the @nw workers in the
+ * Prometheus text format: a malloc'd NUL-terminated string (its length in
+ * *len when not NULL), or NULL when out of memory.
+ */
+char *jobq__prometheus(const struct jobq_stats *st,
+		       const struct jobq_queue_info *qs, size_t nq,
+		       const struct jobq_worker_info *ws, size_t nw,
+		       size_t *len);
 
 /*
  * jobq__last_error_msg - why the calling thread's last jobq_open() failed,

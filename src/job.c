@@ -134,6 +134,8 @@ static int tmpl_init(jobq_t *q, const char *type,
 	memset(t, 0, sizeof(*t));
 	if (!o)
 		o = &none;
+	if (!jobq__reserved_zero(o->reserved, 6))
+		return -EINVAL;
 	err = check_type_name(type, &type_len);
 	if (err)
 		return err;

@@ -284,14 +284,14 @@ struct jobq_lock_rec {
 enum jobq_job_state_wire {
 	JOBQ_JS_FREE = 0,    /* record not in use */
 	JOBQ_JS_WAITING = 1, /* on --after dependencies */
-	JOBQ_JS_DELAYED =
-	    2, /* until run_at_ns (a --delay, or a retry's backoff) */
+	/* until run_at_ns (a --delay, or a retry's backoff) */
+	JOBQ_JS_DELAYED = 2,
 	JOBQ_JS_READY = 3,
 	JOBQ_JS_RUNNING = 4,
 	JOBQ_JS_SUCCEEDED = 5,
 	JOBQ_JS_FAILED = 6, /* failed, a retry is pending (goes DELAYED) */
-	JOBQ_JS_DEAD =
-	    7, /* failed for good: attempts used up or a final error */
+	/* failed for good: attempts used up or a final error */
+	JOBQ_JS_DEAD = 7,
 	JOBQ_JS_CANCELLED = 8,
 };
 
@@ -539,8 +539,8 @@ struct jobq_sqe {
 };
 
 #define JOBQ_CQE_MORE (1u << 0) /* more completions follow for this request */
-#define JOBQ_CQE_OBJECT                                                        \
-	(1u << 1) /* val/len/type describe an object in the store */
+/* val/len/type describe an object in the store */
+#define JOBQ_CQE_OBJECT (1u << 1)
 #define JOBQ_CQE_JOB	(1u << 2) /* W_RESERVE: a job handed to this worker */
 #define JOBQ_CQE_NOTICE (1u << 3) /* unsolicited (user_data JOBQ_UD_NOTICE) */
 

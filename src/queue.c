@@ -46,6 +46,8 @@ int jobq_queue_open(jobq_t *q, const char *name,
 
 	if (err)
 		return err;
+	if (opts && !jobq__reserved_zero(opts->reserved, 6))
+		return -EINVAL;
 	return queue_open(q, name, opts ? opts->max_depth : 0,
 			  opts ? opts->max_bytes : 0, NULL);
 }

@@ -117,6 +117,10 @@ static void queue_info(const struct jobq_queue_rec *c,
 	out->total_put = c->total_put;
 	out->total_get = c->total_get;
 	out->unfinished = c->unfinished;
+	out->jobs_ready = c->ready;
+	out->jobs_running = c->running;
+	out->parallel = c->parallel;
+	out->paused = c->paused != 0;
 }
 
 int jobq_queues(jobq_t *q, struct jobq_queue_info **out, size_t *n)
@@ -221,6 +225,18 @@ int jobq_stats(jobq_t *q, struct jobq_stats *out)
 	out->failed = load_relaxed(&c->failed);
 	out->retried = load_relaxed(&c->retried);
 	out->dead = load_relaxed(&c->dead);
+	/* The wire states are the public ones. */
+	_Static_assert((int)JOBQ_JS_WAITING == (int)JOBQ_JOB_WAITING &&
+			   (int)JOBQ_JS_DELAYED == (int)JOBQ_JOB_DELAYED &&
+			   (int)JOBQ_JS_READY == (int)JOBQ_JOB_READY &&
+			   (int)JOBQ_JS_RUNNING == (int)JOBQ_JOB_RUNNING &&
+			   (int)JOBQ_JS_SUCCEEDED == (int)JOBQ_JOB_SUCCEEDED &&
+			   (int)JOBQ_JS_FAILED == (int)JOBQ_JOB_FAILED &&
+			   (int)JOBQ_JS_DEAD == (int)JOBQ_JOB_DEAD &&
+			   (int)JOBQ_JS_CANCELLED == (int)JOBQ_JOB_CANCELLED,
+		       "wire job states are the public ones");
+	for (int s = 0; s < 16; s++)
+		out->jobs_by_state[s] = load_relaxed(&h->jobs_by_state[s]);
 	out->journal_mode = (int)load_relaxed(&h->journal_mode);
 	out->journal_error = load_relaxed(&h->journal_error);
 	out->journal_last_error = load_relaxed(&h->journal_last_error);

@@ -639,6 +639,36 @@ static void test_bad_hello(void **state)
 	assert_serving(m);
 }
 
+/*
+ * The reserved words of public options structs are room to grow: a caller
+ * that sets one gets -EINVAL, and nothing is created or submitted.
+ */
+static void test_reserved_options(void **state)
+{
+	struct jqt_mgr *m = *state;
+	struct jobq_queue_opts qo = {.max_depth = 4};
+	struct jobq_submit_opts so = {0};
+	struct jobq_queue_info info;
+	uint64_t id = 0;
+	jobq_t *q;
+
+	assert_rc(jobq_open(&q, m->dir), 0);
+	qo.reserved[5] = 1;
+	assert_rc(jobq_queue_open(q, "resv", &qo), -EINVAL);
+	assert_rc(jobq_queue_info(q, "resv", &info), -ENOENT);
+	qo.reserved[5] = 0;
+	assert_rc(jobq_queue_open(q, "resv", &qo), 0);
+
+	so.reserved[0] = 1;
+	assert_rc(jobq_submit(q, "echo", JOBQ_T_BYTES, "x", 1, &so, &id),
+		  -EINVAL);
+	assert_int_equal(id, 0);
+	so.reserved[0] = 0;
+	assert_rc(jobq_submit(q, "echo", JOBQ_T_BYTES, "x", 1, &so, &id), 0);
+	assert_true(id > 0);
+	jobq_close(q);
+}
+
 static int teardown(void **state)
 {
 	return jqt_teardown(state);
@@ -662,6 +692,8 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_hello, setup_default,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_reserved_options,
+					    setup_default, teardown),
 	};
 
 	jqt_init_cli();

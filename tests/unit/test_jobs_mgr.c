@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_jobs_mgr.c - the manager's job machinery without a running daemon:
- * a real store (store.c, heap.c) and jobs.c itself, included here so its
- * static pieces (ready heaps, backoff, index) are reachable, with the event
- * loop replaced by the seams below: completions are recorded instead of
- * written to a ring, waiters live on plain lists, and the timer only
+ * a real store (store.c, heap.c) and jobs.c with the files split from it
+ * (jobidx.c, chash.c, timerq.c, lanes.c), included here so their static
+ * pieces (backoff, the index's tombstone count) are reachable, with the
+ * event loop replaced by the seams below: completions are recorded instead
+ * of written to a ring, waiters live on plain lists, and the timer only
  * remembers its deadline.
  */
 #include <errno.h>
@@ -18,7 +19,11 @@
 
 #include <cmocka.h>
 
+#include "chash.c"
+#include "jobidx.c"
 #include "jobs.c"
+#include "lanes.c"
+#include "timerq.c"
 
 /* ------------------------------------------------------------------------
  * Seams: what loop.c, main.c and supervise.c provide to jobs.c.
@@ -152,40 +157,17 @@ static int setup(void **state)
 /* Gives back what jobs.c allocated, so leak checkers see a clean run. */
 static void jobs_free(void)
 {
-	struct chash *hs[] = {&jobs.uq, &jobs.deps};
-
-	for (uint32_t t = 0; t < jobq__hdr()->max_types; t++) {
-		while (jobs.lanes[t]) {
-			struct lane *l = jobs.lanes[t];
-
-			jobs.lanes[t] = l->next;
-			free(l->h);
-			free(l);
-		}
-	}
-	for (unsigned k = 0; k < 2; k++) {
-		for (uint32_t i = 0; i <= hs[k]->mask; i++) {
-			void *p = hs[k]->b[i];
-
-			while (p) {
-				void *nx = *(void **)p;
-
-				free(p);
-				p = nx;
-			}
-		}
-		free(hs[k]->b);
-	}
+	jobq__lanes_fini(jobq__hdr()->max_types);
+	jobq__chash_fini();
 	for (uint32_t i = 0; i < NCLIENTS; i++)
 		while (!jobq__list_empty(&clients[i].waiters))
 			jobq__wait_free(jobq__entry(clients[i].waiters.next,
 						    struct jobq__waiter,
 						    cnode));
-	free(jobs.priv);
-	free(jobs.lanes);
+	free(jobq__job_priv);
 	free(jobs.type_hash);
 	free(jobs.W);
-	free(jobs.tq);
+	jobq__timerq_fini();
 	free(jobs.finq);
 	free(jobs.finq_state);
 }
@@ -271,7 +253,7 @@ static void reg(uint32_t slot, const char *names, uint32_t len, uint32_t cap)
 
 static unsigned state_of(uint64_t id)
 {
-	uint32_t r = lookup(id);
+	uint32_t r = jobq__jobidx_lookup(id);
 
 	return r == NONE ? 0 : job_rec(r)->state;
 }
@@ -462,7 +444,8 @@ static void test_lease_expiry(void **state)
 	assert_true(timer_deadline != 0);
 	jobq__jobs_timer();
 	assert_int_equal(state_of(id), JOBQ_JS_FAILED);
-	assert_true(job_rec(lookup(id))->run_at_ns > jobq__realtime_ns());
+	assert_true(job_rec(jobq__jobidx_lookup(id))->run_at_ns >
+		    jobq__realtime_ns());
 	assert_int_equal(jobq__m.st.workers[1].running, 0);
 	assert_int_equal(
 	    op(jobq__op_w_done, 1,
@@ -486,7 +469,7 @@ static void test_worker_death(void **state)
 	   (struct jobq_sqe){.op = JOBQ_OP_W_RESERVE, .arg0 = 1});
 	jobq__jobs_drop_client(&clients[1]);
 	assert_int_equal(state_of(id), JOBQ_JS_DEAD);
-	it = jobq__ptr(job_rec(lookup(id))->result);
+	it = jobq__ptr(job_rec(jobq__jobidx_lookup(id))->result);
 	assert_int_equal(it->len, strlen("worker died"));
 	assert_memory_equal(it + 1, "worker died", it->len);
 	assert_int_equal(jobq__m.st.types[0].workers, 0);
@@ -535,7 +518,7 @@ static void test_cancel_retry_kick(void **state)
 	    op(jobq__op_job_kick, 0, (struct jobq_sqe){.op = JOBQ_OP_JOB_KICK}),
 	    1);
 	assert_int_equal(state_of(2), JOBQ_JS_READY);
-	assert_int_equal(job_rec(lookup(2))->attempts, 0);
+	assert_int_equal(job_rec(jobq__jobidx_lookup(2))->attempts, 0);
 	assert_int_equal(
 	    op(jobq__op_job_cancel, 0, (struct jobq_sqe){.arg0 = 99}), -ENOENT);
 }
@@ -559,7 +542,7 @@ static void test_after_and_unique(void **state)
 	op(jobq__op_job_cancel, 0, (struct jobq_sqe){.arg0 = ida});
 	assert_int_equal(state_of(idb), JOBQ_JS_DEAD);
 	assert_int_equal(state_of(idc), JOBQ_JS_DEAD);
-	it = jobq__ptr(job_rec(lookup(idc))->result);
+	it = jobq__ptr(job_rec(jobq__jobidx_lookup(idc))->result);
 	assert_memory_equal(it + 1, "dependency 2 failed", it->len);
 
 	/* A dependency that succeeds releases its dependent. */
@@ -589,14 +572,14 @@ static void test_index(void **state)
 
 	(void)state;
 	for (uint64_t id = 1; id <= 200000; id++) {
-		idx_insert(id, (uint32_t)(id % 4000));
+		jobq__jobidx_insert(id, (uint32_t)(id % 4000));
 		in[id] = 1;
 		/* A window of 3000 live ids, and every seventh step one
 		 * younger id goes early: deletes out of insertion order. */
 		for (uint64_t old = id > 3000 ? id - 3000 : 0; old;
 		     old = (id % 7 == 0 && old + 1000 < id) ? old + 1000 : 0) {
 			if (in[old]) {
-				idx_delete(old);
+				jobq__jobidx_delete(old);
 				in[old] = 0;
 			}
 		}
@@ -611,7 +594,7 @@ static void test_index(void **state)
 	}
 	assert_true(live <= 4000);
 	assert_true(tombs <= slots / 8);
-	assert_int_equal(tombs, jobs.tombs);
+	assert_int_equal(tombs, idx.tombs);
 }
 
 int main(void)

@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * jobs.h - what the files of the job machinery share. jobs.c is the job
+ * state machine and the request handlers; the structures it keeps jobs in
+ * have a file each, with its contract at its top:
+ *
+ *   jobidx.c  the job index in the store: a job's record by its id;
+ *   chash.c   unique keys and dependencies, in chained hash tables;
+ *   timerq.c  one deadline per record: delays, backoff, leases, cancels;
+ *   lanes.c   the READY jobs, and which one a worker gets next.
+ *
+ * This header is private to those files (and to the unit test that
+ * includes them). NONE, struct jpriv, job_rec() and the record lists keep
+ * the short names they had when all of it was one file, since nothing
+ * else includes this header; what a file exports to the others is
+ * jobq__-prefixed, as everywhere in the manager.
+ */
+#ifndef JOBQD_JOBS_H
+#define JOBQD_JOBS_H
+
+#include "jobqd.h"
+
+/* No record: the end of a list, an empty slot, a failed lookup. */
+#define NONE UINT32_MAX
+
+/*
+ * Manager-private data of one job record: 16 bytes, paid by every record
+ * in use, so fields share a word where their ranges allow. jobs.c
+ * allocates the array beside the store's job table.
+ */
+struct jpriv {
+	uint32_t pos;	     /* index in its lane or in the timer queue */
+	uint32_t prev, next; /* free, running or finished list, or the
+			      * run of its lane while READY */
+	uint32_t aux;	     /* jobs.c's AUX_* bits */
+};
+
+extern struct jpriv *jobq__job_priv; /* [max_jobs], by record number */
+
+/* The public record of job record @r (written by the manager only,
+ * inside its seqlock). */
+static inline struct jobq_job_rec *job_rec(uint32_t r)
+{
+	return &jobq__m.st.jobs[r];
+}
+
+/*
+ * Lists of records through priv[].prev/next: @head and @tail are record
+ * numbers, NONE when empty. A record is on one such list at most (the free
+ * list, a worker's running list, the finished list or its lane's run).
+ */
+static inline void list_add_tail(uint32_t *head, uint32_t *tail, uint32_t r)
+{
+	jobq__job_priv[r].next = NONE;
+	jobq__job_priv[r].prev = *tail;
+	if (*tail != NONE)
+		jobq__job_priv[*tail].next = r;
+	else
+		*head = r;
+	*tail = r;
+}
+
+/* Unlinks @r; a list without a tail passes NULL. */
+static inline void list_del(uint32_t *head, uint32_t *tail, uint32_t r)
+{
+	struct jpriv *p = &jobq__job_priv[r];
+
+	if (p->prev != NONE)
+		jobq__job_priv[p->prev].next = p->next;
+	else
+		*head = p->next;
+	if (p->next != NONE)
+		jobq__job_priv[p->next].prev = p->prev;
+	else if (tail)
+		*tail = p->prev;
+	p->prev = p->next = NONE;
+}
+
+/* ------------------------------------------------------------------------
+ * jobidx.c: the job index.
+ */
+/* Empties the tombstone counts; the store's index starts empty. */
+void jobq__jobidx_init(void);
+/* Adds live job @id at record @r (not in the index yet). */
+void jobq__jobidx_insert(uint64_t id, uint32_t r);
+/* Removes @id, if present. */
+void jobq__jobidx_delete(uint64_t id);
+/* The record of live job @id, or NONE. */
+uint32_t jobq__jobidx_lookup(uint64_t id);
+
+/* ------------------------------------------------------------------------
+ * chash.c: unique keys and dependencies.
+ */
+/* Both tables, empty. 0 or -ENOMEM. */
+int jobq__chash_init(void);
+/* Frees both tables and every entry left in them. */
+void jobq__chash_fini(void);
+/* The record that holds unique key @key (@len bytes, jobq__hash() @hash),
+ * or NONE. */
+uint32_t jobq__uq_find(const char *key, uint32_t len, uint32_t hash);
+/* Record @r holds @key from now on (no other record does). 0 or -ENOMEM. */
+int jobq__uq_add(uint32_t r, const char *key, uint32_t len, uint32_t hash);
+/* Record @r gives up its key, whose hash has @hash24 in its low 24 bits. */
+void jobq__uq_drop(uint32_t r, uint32_t hash24);
+/* Job @waiter (record @wrec) waits for job @dep. 0 or -ENOMEM. */
+int jobq__dep_add(uint64_t dep, uint64_t waiter, uint32_t wrec);
+/* Whether any dependency entry exists. */
+bool jobq__deps_any(void);
+/* Takes out one of the entries that wait for @dep: true with its waiter's
+ * id and record, false when none is left. */
+bool jobq__dep_take(uint64_t dep, uint64_t *waiter, uint32_t *wrec);
+
+/* ------------------------------------------------------------------------
+ * timerq.c: the jobs' timer queue.
+ */
+/* Sets (or moves) the deadline of record @r to @at (CLOCK_MONOTONIC ns).
+ * Returns 0, or -ENOMEM when @r had none (it still has none). */
+int jobq__timerq_set(uint32_t r, uint64_t at);
+/* Removes the deadline of record @r, if it has one. */
+void jobq__timerq_del(uint32_t r);
+/* The earliest deadline and its record (either pointer may be NULL).
+ * Returns false when the queue is empty. */
+bool jobq__timerq_first(uint64_t *at, uint32_t *r);
+/* Frees the queue's memory; it is empty afterwards. */
+void jobq__timerq_fini(void);
+
+/* ------------------------------------------------------------------------
+ * lanes.c: the READY jobs of each (type, queue) pair.
+ */
+struct lane;
+
+/* Room for the lanes of @max_types types. 0 or -ENOMEM. */
+int jobq__lanes_init(uint32_t max_types);
+/* Frees every lane. */
+void jobq__lanes_fini(uint32_t max_types);
+/* READY job @r joins the lane of its type and queue (made when missing).
+ * 0 or -ENOMEM (then it is in no lane). */
+int jobq__lane_push(uint32_t r);
+/* Takes READY job @r out of its lane, if it is there. */
+void jobq__lane_remove(uint32_t r);
+/* The open lane (queue not paused, below its parallel limit) with the
+ * best head among the lanes of the @ntypes types @types, and that head in
+ * *@r; NULL (and NONE) when no lane is open. */
+struct lane *jobq__lane_best(const uint16_t *types, uint32_t ntypes,
+			     uint32_t *r);
+/* Takes job @r out of lane @l, which holds it (as jobq__lane_best() said
+ * of its head). */
+void jobq__lane_take(struct lane *l, uint32_t r);
+
+#endif
