@@ -358,7 +358,8 @@ static int scan(const uint8_t *b, uint64_t len, uint64_t seq,
 	}
 	*good_end = off;
 	*next = seq;
-	return 0;
+	/* The caller frees @b next: pointers into it die here. */
+	return fn ? fn(arg, JOBQ__JR_EOF, NULL, 0) : 0;
 }
 
 static void set_paths(struct jobq__journal *j, const char *path)

@@ -74,6 +74,10 @@ enum jobq__fsync_mode {
  * key/value store, 64..127 jobs (reserved: not journaled yet).
  */
 enum jobq__jrec_type {
+	/* Never in a file: replay calls with it (no payload) at the end of
+	 * each file, whose bytes it frees after; what a module kept pointers
+	 * to must be copied by then. */
+	JOBQ__JR_EOF = 0,
 	JOBQ__JR_SNAP_END = 1, /* last of a snapshot: u64 records before it */
 	/* Queues (queues.c). A queue id is its creation order. */
 	JOBQ__JR_Q_CREATE = 16, /* u32 qid, name bytes */
@@ -119,8 +123,10 @@ struct jobq__jio {
 extern const struct jobq__jio jobq__jio_posix;
 
 /*
- * Replay: called once per record, in order, snapshot first. Returns 0, or
- * -errno when the record cannot be applied (the start fails, naming it).
+ * Replay: called once per record, in order, snapshot first, and with
+ * JOBQ__JR_EOF after the last good record of each file. @p is valid until
+ * that call. Returns 0, or -errno when the record cannot be applied (the
+ * start fails, naming it).
  */
 typedef int (*jobq__replay_fn)(void *arg, uint16_t type, const uint8_t *p,
 			       uint32_t len);

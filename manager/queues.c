@@ -262,17 +262,24 @@ static void journal_put(uint32_t qid, uint64_t item)
 
 /* jobq__queue_item_free - an object handed out was consumed: its block goes
  * back to the heap with the last of its objects. */
-void jobq__queue_item_free(uint64_t item)
+/* Gives back @item's share of its block: the block goes with its last. */
+static void item_release(uint64_t item)
 {
 	uint64_t b = *(uint64_t *)jobq__ptr(item - sizeof(uint64_t));
+	struct qblock *qb = jobq__ptr(b);
+
+	if (--qb->live == 0)
+		jobq__free(b);
+}
+
+void jobq__queue_item_free(uint64_t item)
+{
 	uint64_t oid = item_oid(item);
 	struct iovec v = {.iov_base = &oid, .iov_len = sizeof(oid)};
-	struct qblock *qb = jobq__ptr(b);
 
 	/* Taken for good: no answer waits for this record. */
 	jobq__jlog(JOBQ__JR_Q_DEL, &v, 1, false);
-	if (--qb->live == 0)
-		jobq__free(b);
+	item_release(item);
 }
 
 /* Stores a copy of @data as a new object of queue @qid if it fits. */
@@ -845,43 +852,98 @@ static int replay_create(const uint8_t *p, uint32_t len)
 	return 0;
 }
 
+/*
+ * Puts read but not yet stored: replay gathers a run of them and stores
+ * it in blocks of several objects, as put_run() does, so that the state
+ * takes no more heap after a restart than before it (one block an object
+ * would need more). Their payloads point into the file being replayed,
+ * valid until its end (JOBQ__JR_EOF).
+ */
+static struct {
+	uint32_t n;
+	uint64_t bytes;
+	uint32_t lens[RUN_MAX], types[RUN_MAX], qids[RUN_MAX];
+	uint64_t oids[RUN_MAX];
+	const uint8_t *data[RUN_MAX];
+} pend;
+
+static int stage_grow(size_t more)
+{
+	size_t ncap = stg.cap ? stg.cap : 4096;
+	struct staged *nv;
+
+	if (stg.cap - stg.n >= more)
+		return 0;
+	while (ncap - stg.n < more)
+		ncap *= 2;
+	nv = realloc(stg.v, ncap * sizeof(*nv));
+	if (!nv)
+		return -ENOMEM;
+	stg.v = nv;
+	stg.cap = ncap;
+	return 0;
+}
+
+/* Stores the pending puts in as few blocks as fit, and stages them. */
+static int pend_flush(void)
+{
+	uint64_t items[RUN_MAX];
+
+	if (!pend.n)
+		return 0;
+	if (stage_grow(pend.n))
+		return -ENOMEM;
+	if (run_alloc(pend.lens, pend.types, pend.n, items) < pend.n)
+		return JOBQ_EFULL;
+	for (uint32_t i = 0; i < pend.n; i++) {
+		/* block_alloc numbered them afresh: they keep their own. */
+		*(uint64_t *)jobq__ptr(items[i] - 2 * sizeof(uint64_t)) =
+		    pend.oids[i];
+		memcpy((struct jobq_item *)jobq__ptr(items[i]) + 1,
+		       pend.data[i], pend.lens[i]);
+		stg.v[stg.n++] = (struct staged){
+		    .oid = pend.oids[i], .item = items[i], .qid = pend.qids[i]};
+	}
+	next_oid = pend.oids[pend.n - 1] + 1;
+	pend.n = 0;
+	pend.bytes = 0;
+	return 0;
+}
+
 static int replay_put(const uint8_t *p, uint32_t len)
 {
-	uint32_t type;
+	uint64_t last;
 	struct jput h;
-	uint64_t item;
 
 	if (len < sizeof(h))
 		return -EBADMSG;
 	memcpy(&h, p, sizeof(h));
 	len -= (uint32_t)sizeof(h);
-	if (!valid_qid(h.qid) || (stg.n && h.oid <= stg.v[stg.n - 1].oid))
+	last = pend.n  ? pend.oids[pend.n - 1]
+	       : stg.n ? stg.v[stg.n - 1].oid
+		       : 0;
+	if (!valid_qid(h.qid) || h.oid <= last)
 		return -EBADMSG;
-	if (stg.n == stg.cap) {
-		size_t ncap = stg.cap ? 2 * stg.cap : 4096;
-		struct staged *nv = realloc(stg.v, ncap * sizeof(*nv));
+	if (pend.n == RUN_MAX || pend.bytes + len > BLOCK_BYTES) {
+		int ret = pend_flush();
 
-		if (!nv)
-			return -ENOMEM;
-		stg.v = nv;
-		stg.cap = ncap;
+		if (ret)
+			return ret;
 	}
-	type = h.type;
-	next_oid = h.oid;
-	/* One object a block: blocks only batch the objects of one put. */
-	if (!block_alloc(&len, &type, 1, &item))
-		return JOBQ_EFULL;
-	next_oid = h.oid + 1;
-	memcpy((struct jobq_item *)jobq__ptr(item) + 1, p + sizeof(h), len);
-	stg.v[stg.n++] =
-	    (struct staged){.oid = h.oid, .item = item, .qid = h.qid};
+	pend.lens[pend.n] = len;
+	pend.types[pend.n] = h.type;
+	pend.qids[pend.n] = h.qid;
+	pend.oids[pend.n] = h.oid;
+	pend.data[pend.n] = p + sizeof(h);
+	pend.bytes += len;
+	pend.n++;
 	return 0;
 }
 
 static int replay_del(const uint8_t *p, uint32_t len)
 {
 	size_t lo = 0, hi = stg.n;
-	uint64_t oid, b;
+	uint64_t oid;
 
 	if (len != sizeof(oid))
 		return -EBADMSG;
@@ -897,8 +959,7 @@ static int replay_del(const uint8_t *p, uint32_t len)
 	/* A take of an object already gone changes nothing. */
 	if (lo == stg.n || stg.v[lo].oid != oid || !stg.v[lo].item)
 		return 0;
-	b = *(uint64_t *)jobq__ptr(stg.v[lo].item - sizeof(uint64_t));
-	jobq__free(b);
+	item_release(stg.v[lo].item);
 	stg.v[lo].item = 0;
 	return 0;
 }
@@ -906,8 +967,17 @@ static int replay_del(const uint8_t *p, uint32_t len)
 int jobq__queues_replay(uint16_t type, const uint8_t *p, uint32_t len)
 {
 	struct jlimits l;
+	int ret;
 
+	if (type == JOBQ__JR_Q_PUT)
+		return replay_put(p, len);
+	/* Anything else may concern the pending puts: store them first. */
+	ret = pend_flush();
+	if (ret)
+		return ret;
 	switch (type) {
+	case JOBQ__JR_EOF:
+		return 0;
 	case JOBQ__JR_Q_CREATE:
 		return replay_create(p, len);
 	case JOBQ__JR_Q_LIMITS:
@@ -919,8 +989,6 @@ int jobq__queues_replay(uint16_t type, const uint8_t *p, uint32_t len)
 		rec(l.qid)->max_depth = l.max_depth;
 		rec(l.qid)->max_bytes = l.max_bytes;
 		return 0;
-	case JOBQ__JR_Q_PUT:
-		return replay_put(p, len);
 	case JOBQ__JR_Q_DEL:
 		return replay_del(p, len);
 	}
@@ -929,6 +997,10 @@ int jobq__queues_replay(uint16_t type, const uint8_t *p, uint32_t len)
 
 int jobq__queues_replay_done(void)
 {
+	int ret = pend_flush();
+
+	if (ret)
+		return ret;
 	for (size_t i = 0; i < stg.n; i++) {
 		struct staged *o = &stg.v[i];
 		struct jobq_queue_rec *r;

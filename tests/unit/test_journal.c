@@ -382,6 +382,8 @@ static int apply(void *arg, uint16_t type, const uint8_t *p, uint32_t len)
 	struct model *m = arg;
 	uint32_t id;
 
+	if (type == JOBQ__JR_EOF)
+		return 0;
 	if (m->reject)
 		return -EINVAL;
 	assert_int_equal(len, 4 + (type == T_PUT ? 12 : 0));
