@@ -288,6 +288,45 @@ static void test_compaction(void **state)
 	dmgr_stop(&d);
 }
 
+/*
+ * A store filled to the last byte by batches restarts in the same
+ * --memory: replay must not take more heap than the puts did.
+ */
+static void test_full_store_restarts(void **state)
+{
+	const char *args[] = {"--memory", "8M", NULL};
+	jobq_obj_t objs[64];
+	char buf[64][64];
+	struct jqt_mgr m;
+	uint64_t n = 0;
+	jobq_t *q;
+	int rc;
+
+	assert_int_equal(jqt_mgr_start(&m, args), 0);
+	assert_rc(jobq_open(&q, m.dir), 0);
+	for (;;) {
+		for (int i = 0; i < 64; i++) {
+			memset(buf[i], 'a' + i % 26, sizeof(buf[i]));
+			objs[i] = (jobq_obj_t){
+			    .type = JOBQ_T_BYTES, .data = buf[i], .len = 64};
+		}
+		rc = jobq_put_many(q, "full", objs, 64, 0);
+		if (rc <= 0)
+			break;
+		n += (uint64_t)rc;
+	}
+	assert_rc(rc, JOBQ_EFULL);
+	assert_int_equal(depth(q, "full"), n);
+	jobq_close(q);
+	kill(m.pid, SIGKILL);
+	assert_int_equal(jqt_mgr_wait_exit(&m, 10), 0);
+	assert_int_equal(jqt_mgr_restart(&m, args), 0);
+	assert_rc(jobq_open(&q, m.dir), 0);
+	assert_int_equal(depth(q, "full"), n);
+	jobq_close(q);
+	jqt_mgr_stop(&m);
+}
+
 /* Runs `jobqd --dir DIR --journal FILE` in the foreground for a moment
  * and returns what it said (code -1 when it kept running: it started). */
 static void run_jobqd(const char *dir, const char *jfile, struct jqt_out *o)
@@ -700,6 +739,7 @@ int main(void)
 	    cmocka_unit_test(test_restart_always),
 	    cmocka_unit_test(test_journal_in_use),
 	    cmocka_unit_test(test_compaction),
+	    cmocka_unit_test(test_full_store_restarts),
 	    cmocka_unit_test(test_torn_tail_and_bad_snapshot),
 	    cmocka_unit_test(test_torn_tail_every_offset),
 	    cmocka_unit_test(test_write_errors),
