@@ -540,21 +540,20 @@ int jobq__journal_open(struct jobq__journal *j, const struct jobq__jio *io,
 	}
 	if (hdr_check(b, len, KIND_JOURNAL, &jgen, &seq0, &why)) {
 		/*
-		 * A journal without a whole header never held a record: new
-		 * journals are renamed into place complete. Only a damaged
-		 * one gets here, and its records cannot be trusted.
+		 * New journals are renamed into place with their header
+		 * written (and synced, by the mode), so no crash leaves one
+		 * without it: this one is damaged, and which generation its
+		 * records continue is unknown. Starting without them would
+		 * lose every change since the snapshot without a word.
 		 */
-		info->cut = true;
-		info->cut_offset = 0;
-		info->cut_bytes = len;
-		snprintf(info->cut_why, sizeof(info->cut_why), "%s", why);
 		free(b);
 		io->close(io->ctx, fd);
-		ret = new_journal(j, sgen ? sgen : 1, sseq);
-		if (ret)
-			snprintf(err, errlen, "journal %s: %s", j->path,
-				 strerror(-ret));
-		return ret;
+		snprintf(err, errlen,
+			 "journal %s is corrupt: %s; refusing to start from "
+			 "part of the state (restore the file, or move it away "
+			 "to start from the snapshot alone)",
+			 j->path, why);
+		return -EBADMSG;
 	}
 	if (jgen < sgen || (sgen && jgen == sgen && seq0 != sseq)) {
 		/* Written before the snapshot, which holds its records. */

@@ -12,9 +12,10 @@
  *   - a torn or corrupt tail of the journal (a crash in the middle of a
  *     write, a flipped bit) is cut at the last good record; the cut and its
  *     offset are reported, and the manager starts;
- *   - a snapshot that does not verify from its header to its end record is
- *     refused: the manager does not start (an empty queue in place of a
- *     damaged one would lose data silently).
+ *   - a snapshot that does not verify from its header to its end record,
+ *     or a journal whose header does not, is refused: the manager does not
+ *     start (an empty queue in place of a damaged one would lose data
+ *     silently).
  *
  * Files (created 0666 less the umask: jobqd's keeps them to the instance's
  * user, or group). FILE (DIR/journal, or --journal FILE) is the journal;
@@ -173,8 +174,9 @@ struct jobq__journal {
  * replay snapshot and journal through @fn, cut a bad tail, and leave the
  * journal ready for appends (creating the files when there are none).
  * @j is filled from scratch. Returns 0, or -errno with a sentence in @err
- * (-EBADMSG: a snapshot that does not verify, or a journal newer than its
- * snapshot; the error of @fn for a record it refused). @info may be NULL.
+ * (-EBADMSG: a snapshot or a journal header that does not verify, or a
+ * journal newer than its snapshot; the error of @fn for a record it
+ * refused). @info may be NULL.
  */
 int jobq__journal_open(struct jobq__journal *j, const struct jobq__jio *io,
 		       const char *path, int mode, jobq__replay_fn fn,
