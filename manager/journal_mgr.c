@@ -44,6 +44,7 @@ static struct {
 	int turn_err;	  /* an ALWAYS commit failed earlier in this turn */
 	char start_msg[3][PATH_MAX + 160]; /* what replay found, for the log */
 	uint64_t retry_at; /* CLOCK_MONOTONIC: next snapshot attempt */
+	int logged_err;	   /* the snapshot error logged last */
 } dur;
 
 static void publish_stats(void)
@@ -187,6 +188,8 @@ void jobq__durable_log_start(void)
 			jobq__log(0, "%s", dur.start_msg[i]);
 }
 
+static int commit_now(void);
+
 void jobq__durable_close(void)
 {
 	if (!dur.open)
@@ -196,9 +199,9 @@ void jobq__durable_close(void)
 	 * after it journaled the takes they had acknowledged: without this
 	 * commit those objects would come back after a graceful stop.
 	 */
-	if (jobq__journal_pending(&dur.j) && jobq__journal_commit(&dur.j))
+	if ((jobq__journal_pending(&dur.j) || dur.j.err) && commit_now())
 		jobq__log(0,
-			  "journal %s: the last records were not written: %s",
+			  "journal %s: the last changes were not written: %s",
 			  dur.j.path, strerror(-dur.j.err));
 	jobq__journal_close(&dur.j);
 	dur.open = false;
@@ -232,10 +235,14 @@ static int snapshot(void)
 {
 	int ret = jobq__journal_snapshot(&dur.j, produce, NULL);
 
+	/* Said once per cause: the retries twice a second would flood the
+	 * log while a disk stays full. */
 	if (ret)
-		jobq__log(0, "journal %s: snapshot failed: %s", dur.j.path,
+		jobq__log(ret == dur.logged_err ? 1 : 0,
+			  "journal %s: snapshot failed: %s", dur.j.path,
 			  strerror(-ret));
-	else
+	dur.logged_err = ret;
+	if (!ret)
 		jobq__log(1, "journal %s: snapshot of %llu bytes written",
 			  dur.j.path, (unsigned long long)dur.j.snap_size);
 	return ret;
@@ -268,6 +275,13 @@ static int commit(void)
 	if (was_failed)
 		jobq__log(0, "journal %s: recovered by a snapshot", dur.j.path);
 	return 0;
+}
+
+/* At the end: one more try, whatever the retry delay says. */
+static int commit_now(void)
+{
+	dur.retry_at = 0;
+	return commit();
 }
 
 void jobq__durable_request_done(void)
