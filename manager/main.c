@@ -656,8 +656,9 @@ int main(int argc, char **argv)
 	unlink(sock_path);
 	unlink(pid_path);
 	close(lfd);
-	jobq__loop_fini();
+	/* Before the loop's tables go: a last snapshot walks them. */
 	jobq__durable_close();
+	jobq__loop_fini();
 	jobq__store_destroy();
 	jobq__log(0, "stopped");
 	return ret ? 1 : 0;
