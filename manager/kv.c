@@ -114,8 +114,8 @@ struct jset {
 	uint32_t type;
 };
 
-/* Journals the value blob @b now holds; the request's answer waits. No
- * record while replaying (jobq__m.turn 0 and no journal yet). */
+/* Journals the value blob @b now holds; the request's answer waits.
+ * Replay runs through here too, and jobq__jlog() writes nothing then. */
 static void journal_set(const struct jobq_kv_blob *b)
 {
 	struct jset h = {.klen = b->klen, .type = b->type};
