@@ -34,8 +34,9 @@
  *   u32 len  u16 type  u16 flags  u64 seq  payload[len]  u32 crc
  *
  * little-endian, packed, crc the CRC-32C of everything before it in the
- * record. Sequence numbers rise by one from the header's seq0, across the
- * snapshot into its journal, so a stale record that looks whole is caught.
+ * record. Payloads are the owning module's structs in host byte order. Sequence
+ * numbers rise by one from the header's seq0, across the snapshot into its
+ * journal, so a stale record that looks whole is caught.
  *
  * Durability. JOBQ__FSYNC_NONE writes and never syncs: what was written
  * survives the manager's death (the page cache keeps it), not the
