@@ -60,10 +60,14 @@ enum cli_opt {
 	OPT_TYPES,
 	OPT_CONCURRENCY,
 	OPT_PROMETHEUS,
+	OPT_OLDER, /* the job filters of ls, cancel and retry */
+	OPT_NEWER,
+	OPT_OFFSET,
 	OPT__COUNT,
 };
 
-#define OPT_BIT(o) (1u << (o))
+#define OPT_BIT(o) (1ull << (o))
+_Static_assert(OPT__COUNT <= 64, "options are bits of a uint64_t");
 #define OPTS_GLOBAL                                                            \
 	(OPT_BIT(OPT_HELP) | OPT_BIT(OPT_DIR) | OPT_BIT(OPT_JSON) |            \
 	 OPT_BIT(OPT_QUIET))
@@ -92,7 +96,7 @@ struct cli_cmd {
 	const char *group; /* "kv", "queue", or NULL for a one-word command */
 	const char *name;
 	int (*run)(struct cli *c);
-	uint32_t opts; /* OPT_BIT()s accepted besides OPTS_GLOBAL */
+	uint64_t opts; /* OPT_BIT()s accepted besides OPTS_GLOBAL */
 	int min_args;
 	int max_args;	   /* -1: any number */
 	unsigned flags;	   /* CMD_* */

@@ -162,6 +162,10 @@ static json_t *job_json(struct cli *c, const struct jobq_job_info *ji)
 		else
 			rc = cli_json_data(j, "error", o.data, o.len);
 		jobq_obj_free(&o);
+	} else if (jobq_job_last_error(c->q, ji->id, &o) == 0) {
+		/* Not final yet: the error of the last failed attempt. */
+		rc = cli_json_data(j, "last_error", o.data, o.len);
+		jobq_obj_free(&o);
 	} else {
 		rc = 0;
 	}
@@ -321,6 +325,8 @@ struct waiter {
 	bool bar_shown;
 	int last_final;	  /* what the last progress line said */
 	double last_line; /* when it said it (monotonic seconds) */
+	double started;	  /* when the wait began, for the ETA */
+	int first_final;  /* final already then: not part of the rate */
 };
 
 static double mono_now(void)
@@ -331,37 +337,68 @@ static double mono_now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* How many of the jobs are final, from the store. */
-static int count_final(struct cli *c, const struct waiter *w)
+/* How many of the jobs are final, from the store; *ok of them succeeded
+ * (a job that is gone counts as final, not as succeeded). */
+static int count_final(struct cli *c, const struct waiter *w, int *ok)
 {
 	struct jobq_job_info ji;
 	int n = 0;
 
-	for (int i = 0; i < w->n; i++)
-		if (jobq_job_info(c->q, w->ids[i], &ji) ||
-		    state_final(ji.state))
+	*ok = 0;
+	for (int i = 0; i < w->n; i++) {
+		if (jobq_job_info(c->q, w->ids[i], &ji)) {
 			n++;
+		} else if (state_final(ji.state)) {
+			n++;
+			*ok += ji.state == JOBQ_JOB_SUCCEEDED;
+		}
+	}
 	return n;
 }
 
+/* "about 1m05s left" from the rate so far, or "" before there is one. */
+static void eta(const struct waiter *w, int done, double now, char *buf,
+		size_t len)
+{
+	int moved = done - w->first_final;
+	char d[32];
+
+	buf[0] = '\0';
+	if (moved <= 0 || done >= w->n || now <= w->started)
+		return;
+	cli_format_duration((now - w->started) / moved * (w->n - done), d,
+			    sizeof(d));
+	snprintf(buf, len, ", about %s left", d);
+}
+
 /*
- * progress - on a terminal a bar redrawn in place, "[#####.....] 5/10";
- * elsewhere a plain line now and then (at most once a second, and only
- * when the count moved), so that logs stay readable.
+ * progress - on a terminal a bar redrawn in place, "[#####.....] 5/10
+ * done: 4 succeeded, 1 failed, about 12s left"; elsewhere the same words
+ * as a plain line now and then (at most once a second, and only when the
+ * count moved), so that logs stay readable.
  */
 static void progress(struct cli *c, struct waiter *w, bool force)
 {
-	int done, width = 30, fill;
+	int done, ok, width = 30, fill;
 	double now = mono_now();
+	char left[64];
 
 	if (c->quiet || c->json || w->n < 2)
 		return;
 	if (!force && now - w->last_line < (w->tty ? 0.1 : 1.0))
 		return;
-	done = count_final(c, w);
+	done = count_final(c, w, &ok);
+	if (w->last_final < 0) {
+		w->started = now;
+		w->first_final = done;
+	}
+	eta(w, done, now, left, sizeof(left));
 	if (!w->tty) {
 		if (done != w->last_final && done < w->n)
-			fprintf(stderr, "jobq: %d/%d final\n", done, w->n);
+			fprintf(stderr,
+				"waiting: %d of %d jobs done (%d succeeded, "
+				"%d not)%s\n",
+				done, w->n, ok, done - ok, left);
 		w->last_final = done;
 		w->last_line = now;
 		return;
@@ -371,7 +408,8 @@ static void progress(struct cli *c, struct waiter *w, bool force)
 	fputc('[', stderr);
 	for (int i = 0; i < width; i++)
 		fputc(i < fill ? '#' : '.', stderr);
-	fprintf(stderr, "] %d/%d", done, w->n);
+	fprintf(stderr, "] %d/%d done: %d succeeded, %d not%s\033[K", done,
+		w->n, ok, done - ok, left);
 	fflush(stderr);
 	w->bar_shown = true;
 	w->last_final = done;
@@ -393,7 +431,7 @@ int cmd_wait(struct cli *c)
 	struct waiter w = {0};
 	struct jobq_job_info ji;
 	json_t *list = NULL;
-	double timeout, deadline;
+	double timeout, deadline, step;
 	int rc, worst = EXIT_OK;
 
 	if ((rc = cli_timeout(c, -1, &timeout)))
@@ -419,9 +457,13 @@ int cmd_wait(struct cli *c)
 
 	/*
 	 * The jobs are waited for in the order given, so that results print
-	 * in that order. Each wait is cut into slices of 0.1 s, between
-	 * which the progress bar is redrawn from the store.
+	 * in that order. Only while progress is shown is each wait cut into
+	 * slices (a quarter second on a terminal, a second elsewhere),
+	 * between which it is redrawn from the store; otherwise a wait
+	 * sleeps until the job is final or the deadline passes, and costs
+	 * the manager nothing meanwhile.
 	 */
+	step = c->quiet || c->json || w.n < 2 ? INFINITY : w.tty ? 0.25 : 1.0;
 	for (int i = 0; i < w.n; i++) {
 		uint64_t id = w.ids[i];
 		jobq_obj_t o = {0};
@@ -429,7 +471,7 @@ int cmd_wait(struct cli *c)
 
 		for (;;) {
 			double left = deadline - mono_now();
-			double slice = left < 0.1 ? left : 0.1;
+			double slice = left < step ? left : step;
 
 			/* Past the deadline one look is still taken (timeout
 			 * 0), so --nowait reports a job that is final. */
@@ -617,6 +659,9 @@ int cmd_show(struct cli *c)
 		print_field_obj(
 		    ji.state == JOBQ_JOB_SUCCEEDED ? "result" : "error", &o);
 		jobq_obj_free(&o);
+	} else if (jobq_job_last_error(c->q, id, &o) == 0) {
+		print_field_obj("last error", &o);
+		jobq_obj_free(&o);
 	}
 	if (!state_final(ji.state) && !ji.type_has_worker)
 		printf("note:      no worker serves type %s (start one: jobq "
@@ -627,26 +672,57 @@ int cmd_show(struct cli *c)
 
 /* ---- ls ----------------------------------------------------------------- */
 
-int cmd_ls(struct cli *c)
+/*
+ * parse_filter - the job filters on the command line into *f. Returns 0
+ * or EXIT_USAGE after a message; *any says whether one was given.
+ */
+static int parse_filter(struct cli *c, struct jobq_job_filter *f, bool *any)
 {
-	const char *sv = c->optval[OPT_STATE], *type = c->optval[OPT_TYPE];
-	const char *lv = c->optval[OPT_LIMIT];
-	struct jobq_job_info *jobs = NULL;
-	uint64_t limit = 0;
-	size_t n = 0;
-	int state = 0, rc;
+	const char *sv = c->optval[OPT_STATE];
+	const char *older = c->optval[OPT_OLDER], *newer = c->optval[OPT_NEWER];
 
-	if (sv && !(state = parse_state(sv)))
+	memset(f, 0, sizeof(*f));
+	if (sv && !(f->state = parse_state(sv)))
 		return cli_usage(c,
 				 "--state \"%s\": one of waiting, delayed, "
 				 "ready, running, succeeded, failed, dead, "
 				 "cancelled",
 				 sv);
+	if (older && cli_parse_seconds(older, &f->min_age))
+		return cli_usage(c, "--older \"%s\": not a number of seconds",
+				 older);
+	if (newer && (cli_parse_seconds(newer, &f->max_age) || !f->max_age))
+		return cli_usage(c,
+				 "--newer \"%s\": not a number of seconds "
+				 "above 0",
+				 newer);
+	f->type = c->optval[OPT_TYPE];
+	f->queue = c->optval[OPT_QUEUE];
+	if (any)
+		*any = sv || older || newer || f->type || f->queue;
+	return 0;
+}
+
+int cmd_ls(struct cli *c)
+{
+	const char *lv = c->optval[OPT_LIMIT], *ov = c->optval[OPT_OFFSET];
+	struct jobq_job_info *jobs = NULL;
+	struct jobq_job_filter f;
+	uint64_t limit = 0, offset = 0;
+	size_t n = 0, total = 0;
+	int rc;
+
+	if ((rc = parse_filter(c, &f, NULL)))
+		return rc;
 	if (lv && cli_parse_u64(lv, &limit))
 		return cli_usage(c, "--limit \"%s\": not a whole number", lv);
+	if (ov && cli_parse_u64(ov, &offset))
+		return cli_usage(c, "--offset \"%s\": not a whole number", ov);
+	f.limit = (size_t)limit;
+	f.offset = (size_t)offset;
 	if ((rc = cli_connect(c)))
 		return rc;
-	rc = jobq_jobs(c->q, state, type, (size_t)limit, &jobs, &n);
+	rc = jobq_jobs_find(c->q, &f, &jobs, &n, &total);
 	if (rc)
 		return cli_fail(c, "ls", rc);
 	if (c->json) {
@@ -654,6 +730,11 @@ int cmd_ls(struct cli *c)
 
 		for (size_t i = 0; doc && i < n; i++)
 			cli_list_push(&doc, arr, job_json(c, &jobs[i]));
+		if (doc &&
+		    json_object_set_new(doc, "total", cli_json_u64(total))) {
+			json_decref(doc);
+			doc = NULL;
+		}
 		free(jobs);
 		return cli_print_json(doc);
 	}
@@ -672,6 +753,10 @@ int cmd_ls(struct cli *c)
 		       jobs[i].type, jobs[i].queue, jobs[i].priority, att, age);
 	}
 	free(jobs);
+	if (!c->quiet && f.offset + n < total)
+		fprintf(stderr,
+			"(%zu more match; --offset %zu shows the next ones)\n",
+			total - f.offset - n, f.offset + n);
 	return cli_flush();
 }
 
@@ -682,12 +767,15 @@ int cmd_ls(struct cli *c)
  * is already final (or has nothing to retry) is an error with a message
  * that says which state it is in.
  */
+static int per_ids(struct cli *c, uint64_t *ids, size_t n,
+		   int (*op)(jobq_t *, uint64_t), const char *verb,
+		   const char *already);
+
 static int per_id(struct cli *c, int (*op)(jobq_t *, uint64_t),
 		  const char *verb, const char *already)
 {
 	uint64_t *ids;
-	json_t *arr = NULL;
-	int rc, worst = EXIT_OK;
+	int rc;
 
 	if ((rc = parse_ids(c, &ids)))
 		return rc;
@@ -695,9 +783,20 @@ static int per_id(struct cli *c, int (*op)(jobq_t *, uint64_t),
 		free(ids);
 		return rc;
 	}
+	return per_ids(c, ids, (size_t)c->nargs, op, verb, already);
+}
+
+/* per_id() over @n ids (freed here). */
+static int per_ids(struct cli *c, uint64_t *ids, size_t n,
+		   int (*op)(jobq_t *, uint64_t), const char *verb,
+		   const char *already)
+{
+	json_t *arr = NULL;
+	int rc, worst = EXIT_OK;
+
 	if (c->json)
 		arr = json_array();
-	for (int i = 0; i < c->nargs; i++) {
+	for (size_t i = 0; i < n; i++) {
 		struct jobq_job_info ji;
 		const char *res = "ok";
 
@@ -735,15 +834,77 @@ static int per_id(struct cli *c, int (*op)(jobq_t *, uint64_t),
 	return worst;
 }
 
+static bool cancellable(int state)
+{
+	return !state_final(state);
+}
+
+static bool retryable(int state)
+{
+	return state == JOBQ_JOB_FAILED || state == JOBQ_JOB_DEAD ||
+	       state == JOBQ_JOB_CANCELLED;
+}
+
+/*
+ * Bulk cancel and retry: without IDs, @op runs on every job the filters
+ * match that @wanted accepts (a state filter that @wanted refuses is a
+ * usage error, since it could match nothing). Prints how many.
+ */
+static int per_filter(struct cli *c, int (*op)(jobq_t *, uint64_t),
+		      bool (*wanted)(int), const char *verb,
+		      const char *already)
+{
+	struct jobq_job_info *jobs = NULL;
+	struct jobq_job_filter f;
+	size_t n = 0, k = 0;
+	uint64_t *ids;
+	bool any;
+	int rc;
+
+	if ((rc = parse_filter(c, &f, &any)))
+		return rc;
+	if (c->nargs) {
+		if (any)
+			return cli_usage(c, "either job IDs or filters, not "
+					    "both");
+		return per_id(c, op, verb, already);
+	}
+	if (!any)
+		return cli_usage(c, "say which jobs: IDs, or filters such as "
+				    "--state, --type, --queue, --older");
+	if (f.state && !wanted(f.state))
+		return cli_usage(c, "--state %s: %s",
+				 jobq_job_state_name(f.state), already);
+	if ((rc = cli_connect(c)))
+		return rc;
+	rc = jobq_jobs_find(c->q, &f, &jobs, &n, NULL);
+	if (rc)
+		return cli_fail(c, verb, rc);
+	ids = calloc(n + 1, sizeof(*ids));
+	if (!ids) {
+		free(jobs);
+		return cli_error("out of memory");
+	}
+	for (size_t i = 0; i < n; i++)
+		if (wanted(jobs[i].state))
+			ids[k++] = jobs[i].id;
+	free(jobs);
+	rc = per_ids(c, ids, k, op, verb, already);
+	if (!c->json && !c->quiet)
+		printf("%s: %zu job%s\n", verb, k, k == 1 ? "" : "s");
+	return rc;
+}
+
 int cmd_cancel(struct cli *c)
 {
-	return per_id(c, jobq_cancel, "cancel", "nothing to cancel");
+	return per_filter(c, jobq_cancel, cancellable, "cancel",
+			  "nothing to cancel");
 }
 
 int cmd_retry(struct cli *c)
 {
-	return per_id(c, jobq_retry, "retry",
-		      "only failed, dead or cancelled jobs can be retried");
+	return per_filter(c, jobq_retry, retryable, "retry",
+			  "only failed, dead or cancelled jobs can be retried");
 }
 
 int cmd_kick(struct cli *c)

@@ -61,9 +61,19 @@ const struct cli_optdef cli_opts[OPT__COUNT] = {
     [OPT_CONCURRENCY] = {"concurrency", true, "N", "jobs at once (default 1)"},
     [OPT_PROMETHEUS] = {"prometheus", false, NULL,
 			"print the counters in the Prometheus text format"},
+    [OPT_OLDER] = {"older", true, "S",
+		   "only jobs created at least S seconds ago"},
+    [OPT_NEWER] = {"newer", true, "S",
+		   "only jobs created in the last S seconds"},
+    [OPT_OFFSET] = {"offset", true, "N",
+		    "skip the first N matches (a later page)"},
 };
 
 #define T OPT_BIT(OPT_TIMEOUT) | OPT_BIT(OPT_NOWAIT)
+/* The filters of ls, cancel and retry. */
+#define FILTER                                                                 \
+	(OPT_BIT(OPT_STATE) | OPT_BIT(OPT_TYPE) | OPT_BIT(OPT_QUEUE) |         \
+	 OPT_BIT(OPT_OLDER) | OPT_BIT(OPT_NEWER))
 
 static int cmd_help(struct cli *c);
 
@@ -146,17 +156,27 @@ static const struct cli_cmd commands[] = {
      "With --json the job object: id, type, queue, state, priority,\n"
      "attempts, args, result or error, created, started, finished (RFC\n"
      "3339, null when unset) and more."},
-    {NULL, "ls", cmd_ls,
-     OPT_BIT(OPT_STATE) | OPT_BIT(OPT_TYPE) | OPT_BIT(OPT_LIMIT), 0, 0,
-     CMD_CONNECT, "[--state S] [--type T] [--limit N]", "jobs, newest first",
+    {NULL, "ls", cmd_ls, FILTER | OPT_BIT(OPT_LIMIT) | OPT_BIT(OPT_OFFSET), 0,
+     0, CMD_CONNECT,
+     "[--state S] [--type T] [--queue Q] [--older S] [--newer S] "
+     "[--limit N] [--offset N]",
+     "jobs, newest first",
      "States: waiting, delayed, ready, running, succeeded, failed, dead,\n"
-     "cancelled. With --json {\"jobs\": [...]}."},
-    {NULL, "cancel", cmd_cancel, 0, 1, -1, CMD_CONNECT, "ID...",
+     "cancelled. Filters combine; --limit and --offset page through the\n"
+     "matches (when more match than are shown, stderr says how to see the\n"
+     "next page). With --json {\"jobs\": [...], \"total\": N}."},
+    {NULL, "cancel", cmd_cancel, FILTER, 0, -1, CMD_CONNECT,
+     "[ID...] [--state S] [--type T] [--queue Q] [--older S] [--newer S]",
      "cancel queued or running jobs",
      "A queued job is cancelled at once; a running one's worker is told,\n"
-     "and killed when it does not stop within 5 seconds."},
-    {NULL, "retry", cmd_retry, 0, 1, -1, CMD_CONNECT, "ID...",
-     "run failed, dead or cancelled jobs again (attempts from 0)", NULL},
+     "and killed when it does not stop within 5 seconds. Without IDs, every\n"
+     "job the filters match that is not final is cancelled (at least one\n"
+     "filter is needed)."},
+    {NULL, "retry", cmd_retry, FILTER, 0, -1, CMD_CONNECT,
+     "[ID...] [--state S] [--type T] [--queue Q] [--older S] [--newer S]",
+     "run failed, dead or cancelled jobs again (attempts from 0)",
+     "Without IDs, every failed, dead or cancelled job the filters match\n"
+     "(at least one filter is needed)."},
     {NULL, "kick", cmd_kick, OPT_BIT(OPT_ALL), 0, 1, CMD_CONNECT,
      "[ID | --all]", "make a dead job (or every one) ready again", NULL},
     {NULL, "pause", cmd_pause, 0, 1, 1, CMD_CONNECT, "QUEUE",
@@ -190,6 +210,7 @@ static const struct cli_cmd commands[] = {
 
 #undef T
 #undef SUBMIT_OPTS
+#undef FILTER
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -221,7 +242,7 @@ static void print_usage_line(FILE *f, const struct cli_cmd *cmd)
 			global);
 }
 
-static void print_options(FILE *f, uint32_t mask)
+static void print_options(FILE *f, uint64_t mask)
 {
 	/* Commands that submit jobs take --timeout as the job's lease, not
 	 * as how long the command waits. */

@@ -671,6 +671,39 @@ JOBQ_API int jobq_job_info(jobq_t *q, uint64_t id, struct jobq_job_info *out);
  */
 JOBQ_API int jobq_job_args_of(jobq_t *q, uint64_t id, jobq_obj_t *out);
 
+/* Which jobs jobq_jobs_find() lists; a zeroed struct lists every job. */
+struct jobq_job_filter {
+	int state;	   /* enum jobq_job_state; 0: any */
+	const char *type;  /* NULL: any */
+	const char *queue; /* NULL: any */
+	double min_age;	   /* created at least this many seconds ago */
+	double max_age;	   /* created at most this many seconds ago; 0: any */
+	size_t offset;	   /* skip this many matches (a later page) */
+	size_t limit;	   /* at most this many; 0: all */
+	uint64_t reserved[6]; /* room to grow: leave 0 */
+};
+
+/*
+ * jobq_jobs_find - the jobs that match @flt (NULL: all), newest first,
+ * from the @flt->offset-th match on, at most @flt->limit: a malloc'd array
+ * in *out (free() it, even when *n is 0) of *n entries, and in *total
+ * (when not NULL) how many matched before offset and limit applied, so a
+ * caller can page. Reads the store. Returns 0, -EINVAL (a bad filter),
+ * -ENOMEM.
+ */
+JOBQ_API int jobq_jobs_find(jobq_t *q, const struct jobq_job_filter *flt,
+			    struct jobq_job_info **out, size_t *n,
+			    size_t *total);
+
+/*
+ * jobq_job_last_error - the error text of job @id's last failed attempt
+ * while it is not final (failed with a retry pending, or ready or running
+ * again), into *out (jobq_obj_free() it). Returns 0; -ENOENT when no
+ * attempt failed yet, the job succeeded, or the id is unknown. A final
+ * job's error is jobq_job_result()'s.
+ */
+JOBQ_API int jobq_job_last_error(jobq_t *q, uint64_t id, jobq_obj_t *out);
+
 /*
  * jobq_jobs - jobs newest first, filtered by @state (0: any) and @type
  * (NULL: any), at most @limit (0: all): a malloc'd array in *out (free()

@@ -185,6 +185,11 @@ struct jobq__client {
 	uint32_t ohead, novf, ocap;
 
 	bool wake;		 /* on the wake list this turn */
+	bool posted;		 /* got completions this turn */
+	bool sq_moved;		 /* we took sq entries this turn */
+	bool sq_stuck;		 /* sq entries wait for cq room */
+	bool want_head;		 /* we sleep with WANT_HEAD set in its cq */
+	uint32_t head_seen;	 /* its cq head as the last sweep read it */
 	bool broken;		 /* to be dropped at the end of the turn */
 	bool live_link;		 /* on the live list */
 	struct jobq__list lnode; /* on the live list */
@@ -420,6 +425,9 @@ uint32_t jobq__jobs_running_nondaemon(void);
 int jobq__supervise_start(void);
 void jobq__supervise_exited(uint32_t idx);
 void jobq__supervise_timer(void);
+/* jobq__supervise_sigchld - a SIGCHLD came (from the signalfd): reap what
+ * is left of ended workers' process groups. */
+void jobq__supervise_sigchld(void);
 /* A worker @pid registered. If it is one of ours, *flags gets
  * JOBQ_WF_SUPERVISED and JOBQ_WF_DAEMON as we started it, and the child
  * counts as started well (its deaths no longer count as crashing at

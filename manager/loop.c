@@ -23,6 +23,16 @@
  * adaptive spin window, so a busy client pays no system call per request.
  * When the window passes idle it sets NEED_WAKEUP in every sq, fences,
  * checks every sq tail once more and only then sleeps in the kernel.
+ *
+ * The sleep has no bound but the earliest timer: everything that can give
+ * the loop work announces itself through the ring. A client that publishes
+ * requests writes its sq eventfd (NEED_WAKEUP). A client whose progress we
+ * wait for without a request - completions that did not fit in its cq,
+ * requests that need cq room, acknowledgements that free objects a putter
+ * waits for - moves its cq head, and we ask for a wake-up on that with
+ * WANT_HEAD in its cq before we sleep (proto.h). Deaths come as pidfd and
+ * socket completions, signals through the signalfd. An idle manager makes
+ * no system call at all.
  */
 #include <errno.h>
 #include <grp.h>
@@ -53,7 +63,6 @@
 #define JOBQ__SPIN_MIN_NS   10000ull
 #define JOBQ__SPIN_START_NS 50000ull
 #define JOBQ__SPIN_MAX_NS   200000ull
-#define JOBQ__STALL_POLL_NS 1000000ull
 
 /* What an io_uring request was for: kind in the top byte, then the client
  * slot, then the slot's generation, so a completion that arrives after its
@@ -234,12 +243,20 @@ static uint32_t cq_room(struct jobq__client *c)
 	return c->cq_entries - used;
 }
 
-static void mark_wake(struct jobq__client *c)
+/* Puts @c on the list end_turn() looks at for wake-ups. */
+static void wake_link(struct jobq__client *c)
 {
 	if (!c->wake) {
 		c->wake = true;
 		jobq__list_add_tail(&c->wnode, &loop.wakes);
 	}
+}
+
+/* @c got completions: wake it at the end of the turn if it sleeps. */
+static void mark_wake(struct jobq__client *c)
+{
+	c->posted = true;
+	wake_link(c);
 }
 
 /* Grows a FIFO array kept as [head, head + n) of capacity *cap. */
@@ -698,6 +715,7 @@ static unsigned process_sq(struct jobq__client *c)
 	uint32_t tail, mask = c->sq_entries - 1;
 	unsigned n = 0;
 
+	c->sq_stuck = false;
 	tail = load_acquire(&c->hdr->sq.tail);
 	if (tail - c->sq_head > c->sq_entries) {
 		jobq__log(0,
@@ -721,12 +739,20 @@ static unsigned process_sq(struct jobq__client *c)
 		 * point it at the arena's start and skip the check. */
 		if (s.arena_len == 0)
 			s.arena_off = c->arena_off;
-		if (c->novf || cq_room(c) < cq_need(c, &s))
+		if (c->novf || cq_room(c) < cq_need(c, &s)) {
+			/* Until it consumes completions: see sleep_check(). */
+			c->sq_stuck = true;
 			break;
+		}
 		c->sq_head++;
 		dispatch(c, &s);
 		store_release(&c->hdr->sq.head, c->sq_head);
 		n++;
+	}
+	/* A thread of the client may wait for room in its sq. */
+	if (n) {
+		c->sq_moved = true;
+		wake_link(c);
 	}
 	return n;
 }
@@ -855,7 +881,7 @@ static void client_drop(struct jobq__client *c, bool died)
 		c->sq_efd = c->cq_efd = -1;
 		if (c->wake) {
 			jobq__list_del(&c->wnode);
-			c->wake = false;
+			c->wake = c->posted = c->sq_moved = false;
 		}
 		jobq__list_del(&c->lnode);
 		m->nlive--;
@@ -1062,7 +1088,9 @@ static void on_hello(struct jobq__client *c, int res)
 	jobq__list_init(&c->waiters);
 	c->state = JOBQ__C_LIVE;
 	c->broken = false;
-	c->wake = false;
+	c->wake = c->posted = c->sq_moved = false;
+	c->sq_stuck = c->want_head = false;
+	c->head_seen = 0;
 	jobq__list_add_tail(&c->lnode, &loop.live);
 	m->nlive++;
 	store_relaxed(&jobq__hdr()->nclients, m->nlive);
@@ -1097,6 +1125,9 @@ static void on_signal(void)
 	case SIGHUP:
 		if (loop.on_hup)
 			loop.on_hup();
+		break;
+	case SIGCHLD:
+		jobq__supervise_sigchld();
 		break;
 	}
 }
@@ -1207,6 +1238,9 @@ static bool sweep(void)
 		    jobq__entry(p, struct jobq__client, lnode);
 
 		nx = p->next;
+		/* Read before anything below relies on head: a later change
+		 * is then seen by sleep_check(). */
+		c->head_seen = load_acquire(&c->hdr->cq.head);
 		reap_handed(c);
 		flush_overflow(c);
 		if (process_sq(c))
@@ -1238,18 +1272,22 @@ static void publish(void)
 		store_release(&c->hdr->cq.tail, c->cq_tail);
 	}
 	/* Pairs with the client's fence between setting NEED_WAKEUP and
-	 * re-checking the cq tail. */
+	 * re-checking the cq tail, or setting WANT_HEAD in its sq and
+	 * re-checking the sq head. */
 	full_fence();
 	while (!jobq__list_empty(&loop.wakes)) {
 		struct jobq__client *c =
 		    jobq__entry(loop.wakes.next, struct jobq__client, wnode);
+		bool wake = (c->posted && (load_relaxed(&c->hdr->cq.flags) &
+					   JOBQ_RING_NEED_WAKEUP)) ||
+			    (c->sq_moved && (load_relaxed(&c->hdr->sq.pflags) &
+					     JOBQ_RING_WANT_HEAD));
 
 		jobq__list_del(&c->wnode);
-		c->wake = false;
-		if (load_relaxed(&c->hdr->cq.flags) & JOBQ_RING_NEED_WAKEUP)
-			if (write(c->cq_efd, &one, sizeof(one)) < 0 &&
-			    errno != EAGAIN)
-				jobq__log(1, "cq eventfd: %s", strerror(errno));
+		c->wake = c->posted = c->sq_moved = false;
+		if (wake && write(c->cq_efd, &one, sizeof(one)) < 0 &&
+		    errno != EAGAIN)
+			jobq__log(1, "cq eventfd: %s", strerror(errno));
 	}
 }
 
@@ -1276,6 +1314,23 @@ static void end_turn(void)
 	publish();
 }
 
+/*
+ * Whether we wait for @c to move its cq head: completions wait in the
+ * overflow list, sq entries wait for cq room, or objects it has not yet
+ * acknowledged would, once freed, make room for a putter that waits. No
+ * request of its announces that progress, so we ask for it (WANT_HEAD).
+ */
+static bool waits_for_head(const struct jobq__client *c)
+{
+	return c->novf || c->sq_stuck || (c->nhanded && jobq__queues_blocked());
+}
+
+/*
+ * Going to sleep (@on) or awake again: NEED_WAKEUP in every sq, so that
+ * new requests wake us, and WANT_HEAD in the cq of every client we wait
+ * for (see waits_for_head()). Awake, both are cleared, so that a busy
+ * client pays no system call. The caller fences after setting them.
+ */
 static void set_need_wakeup(bool on)
 {
 	for (struct jobq__list *p = loop.live.next; p != &loop.live;
@@ -1283,35 +1338,40 @@ static void set_need_wakeup(bool on)
 		struct jobq__client *c =
 		    jobq__entry(p, struct jobq__client, lnode);
 		uint32_t f = load_relaxed(&c->hdr->sq.flags);
+		bool want = on && waits_for_head(c);
 
 		store_relaxed(&c->hdr->sq.flags,
 			      on ? f | JOBQ_RING_NEED_WAKEUP
 				 : f & ~JOBQ_RING_NEED_WAKEUP);
+		if (want || c->want_head)
+			store_relaxed(&c->hdr->cq.pflags,
+				      want ? JOBQ_RING_WANT_HEAD : 0);
+		c->want_head = want;
 	}
 }
 
 /*
- * Whether sleeping now could miss something: an sq with entries we can
- * take. *stalled is set when a client has entries but no cq room, or
- * objects waiting for acknowledgement while putters wait for space: its
- * progress does not wake us, so the sleep must be short.
+ * sleep_check - after set_need_wakeup(true) and a full fence: whether
+ * sleeping now could miss something. That is an sq with entries we can
+ * take (not stuck on cq room), a cq head that moved since the sweep read
+ * it for a client we wait for, or an io_uring completion. Otherwise every
+ * later change is announced: the client publishes, fences and sees
+ * NEED_WAKEUP, or moves head, fences and sees WANT_HEAD, and writes the sq
+ * eventfd that the ring polls.
  */
-static bool anything_pending(bool *stalled)
+static bool sleep_check(void)
 {
-	*stalled = false;
 	for (struct jobq__list *p = loop.live.next; p != &loop.live;
 	     p = p->next) {
 		struct jobq__client *c =
 		    jobq__entry(p, struct jobq__client, lnode);
 
-		if (c->novf || (c->nhanded && jobq__queues_blocked()))
-			*stalled = true;
-		if (load_acquire(&c->hdr->sq.tail) != c->sq_head) {
-			if (c->novf || !cq_room(c))
-				*stalled = true;
-			else
-				return true;
-		}
+		if (c->want_head &&
+		    load_acquire(&c->hdr->cq.head) != c->head_seen)
+			return true;
+		if (!c->sq_stuck &&
+		    load_acquire(&c->hdr->sq.tail) != c->sq_head)
+			return true;
 	}
 	return io_uring_cq_ready(&loop.ring) > 0;
 }
@@ -1412,7 +1472,6 @@ int jobq__loop_run(void)
 	bool spinning = false;
 
 	for (;;) {
-		bool stalled;
 		uint64_t now;
 
 		loop.work = false;
@@ -1468,7 +1527,7 @@ int jobq__loop_run(void)
 		/* Going to sleep: ask for wake-ups, then look once more. */
 		set_need_wakeup(true);
 		full_fence();
-		if (anything_pending(&stalled)) {
+		if (sleep_check()) {
 			set_need_wakeup(false);
 			last_work = jobq__now_ns();
 			continue;
@@ -1482,8 +1541,6 @@ int jobq__loop_run(void)
 				wait = loop.th[0]->deadline > now
 					   ? loop.th[0]->deadline - now
 					   : 0;
-			if (stalled && wait > JOBQ__STALL_POLL_NS)
-				wait = JOBQ__STALL_POLL_NS;
 			/* A failed journal retries its snapshot by itself. */
 			if (jobq__durable_failed() &&
 			    wait > JOBQ__NSEC_PER_SEC / 2)

@@ -596,6 +596,9 @@ int main(int argc, char **argv)
 	sigaddset(&ss, SIGTERM);
 	sigaddset(&ss, SIGINT);
 	sigaddset(&ss, SIGHUP);
+	/* Orphans of workers die as our children (supervise.c): SIGCHLD says
+	 * when, so they are reaped without polling. */
+	sigaddset(&ss, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &ss, NULL);
 	sfd = signalfd(-1, &ss, SFD_CLOEXEC);
 	if (sfd < 0)

@@ -19,7 +19,12 @@
  * subreaper: what the worker started (`sh -c CMD` may fork CMD) is killed
  * with its group when the worker ends, comes to jobqd when orphaned, and
  * is reaped here by group (waitid(P_PGID)) instead of lingering as a
- * zombie of an init that may not reap.
+ * zombie of an init that may not reap. A killed member is not dead at
+ * once; its group is remembered and reaped on SIGCHLD, which jobqd reads
+ * from its signalfd. That covers every way such a member can end: one of
+ * our children that dies sends SIGCHLD, and so does a zombie re-parented
+ * to us when its parent dies; waitid(P_PGID) sees nothing else. So no
+ * timer polls for them, and a member that never dies costs nothing.
  *
  * A child that exits while jobqd is not stopping is started again after a
  * backoff (1 s, doubling to 30 s; back to 1 s after a run longer than
@@ -43,12 +48,11 @@
 #define P_PIDFD 3
 #endif
 
-#define NSEC		  JOBQ__NSEC_PER_SEC
-#define SV_BACKOFF_MIN	  (1 * NSEC)
-#define SV_BACKOFF_MAX	  (30 * NSEC)
-#define SV_QUICK_NS	  (10 * NSEC) /* a run shorter than this is a quick crash */
-#define SV_QUICK_MAX	  5
-#define SV_ORPHAN_POLL_NS (50 * 1000 * 1000ull)
+#define NSEC	       JOBQ__NSEC_PER_SEC
+#define SV_BACKOFF_MIN (1 * NSEC)
+#define SV_BACKOFF_MAX (30 * NSEC)
+#define SV_QUICK_NS    (10 * NSEC) /* a run shorter than this is a quick crash */
+#define SV_QUICK_MAX   5
 
 struct child {
 	const char *cmd; /* NULL: a built-in worker */
@@ -97,12 +101,6 @@ static void arm(void)
 	if (super.stop_started && super.grace_at > jobq__now_ns() &&
 	    (!at || super.grace_at < at))
 		at = super.grace_at;
-	if (super.ngroups) {
-		uint64_t poll = jobq__now_ns() + SV_ORPHAN_POLL_NS;
-
-		if (!at || poll < at)
-			at = poll;
-	}
 	jobq__timer_arm(JOBQ__TIMER_SUPERVISE, at);
 }
 
@@ -356,11 +354,17 @@ void jobq__supervise_exited(uint32_t idx)
 	arm();
 }
 
+void jobq__supervise_sigchld(void)
+{
+	/* Signals coalesce: one SIGCHLD may stand for many deaths, so every
+	 * remembered group is looked at. */
+	sweep_groups(false);
+}
+
 void jobq__supervise_timer(void)
 {
 	uint64_t now = jobq__now_ns();
 
-	sweep_groups(false);
 	for (uint32_t i = 0; i < super.n && !jobq__m.stopping; i++) {
 		struct child *ch = &super.ch[i];
 

@@ -36,10 +36,7 @@
 #define SPIN_START_NS 30000u
 #define SPIN_MIN_NS   2000u
 #define SPIN_MAX_NS   100000u
-/* A sleeper re-checks at least this often, so that a lost wake-up costs
- * a delay and never a hang. */
-#define MAX_SLEEP_MS 1000
-#define ARENA_ALIGN  8u
+#define ARENA_ALIGN   8u
 /*
  * Chunk records per completion entry. At most cq_entries chunks are live,
  * but chunks are given back in order only: a freed chunk behind a live one
@@ -724,6 +721,17 @@ static void kick_efd(jobq_t *q)
 	}
 }
 
+/* Makes the submission eventfd readable: the manager wakes and looks. */
+static void wake_manager(jobq_t *q)
+{
+	uint64_t one = 1;
+
+	if (write(q->sq_efd, &one, sizeof(one)) < 0) {
+		/* EAGAIN: the counter is saturated, so already readable;
+		 * other errors surface as a dead socket. */
+	}
+}
+
 /* The manager is gone: every request in flight fails. */
 static void fail_all_locked(jobq_t *q)
 {
@@ -803,6 +811,16 @@ static int reap_locked(jobq_t *q, bool in_process)
 	if (n) {
 		q->cq_head = head;
 		store_release(&q->rh->cq.head, head);
+		/*
+		 * The manager may wait for this head: to post completions
+		 * that did not fit, to take requests that need cq room, or to
+		 * free acknowledged objects for a put that waits for memory.
+		 * Then it set WANT_HEAD before it slept (proto.h); the fence
+		 * pairs with its fence between setting it and reading head.
+		 */
+		full_fence();
+		if (load_relaxed(&q->rh->cq.pflags) & JOBQ_RING_WANT_HEAD)
+			wake_manager(q);
 		pthread_cond_broadcast(&q->cv);
 		/*
 		 * The leader sleeps outside q->mu, so whoever holds it now is
@@ -854,16 +872,23 @@ static void drain_efd(jobq_t *q)
 
 /*
  * Waits, without q->mu, until the completion ring has something, the
- * manager dies, or @max_ns passes: polls for a while, then announces that
- * it sleeps (NEED_WAKEUP), fences, checks again and sleeps on the eventfd
- * and the socket. Only the leader calls this, so the flag has one writer
- * at a time; jobq_fd() may set it concurrently, hence atomic updates.
+ * manager dies, the completion eventfd is written for another reason (room
+ * in the submission ring, a kick from another thread) or @max_ns passes
+ * (UINT64_MAX: never): polls for a while, then announces that it sleeps
+ * (NEED_WAKEUP), fences, checks again and sleeps on the eventfd and the
+ * socket. Only the leader calls this, so the flag has one writer at a time;
+ * jobq_fd() may set it concurrently, hence atomic updates.
+ *
+ * The sleep has no bound of its own: every event it waits for writes the
+ * eventfd or closes the socket after the flag or the ring says so (proto.h),
+ * so nothing is lost and an idle client does not wake.
  */
 static void sleep_cq(jobq_t *q, uint64_t max_ns)
 {
 	uint64_t start = jobq__now_ns(), now = start;
+	bool forever = max_ns == UINT64_MAX;
 	struct pollfd p[2];
-	int ms, r;
+	int r;
 
 	while (now - start < q->spin_ns) {
 		for (int i = 0; i < 64; i++) {
@@ -888,14 +913,15 @@ static void sleep_cq(jobq_t *q, uint64_t max_ns)
 	atomic_fetch_or(&q->rh->cq.flags, JOBQ_RING_NEED_WAKEUP);
 	full_fence();
 	if (!cq_ready(q)) {
-		/* Bounded in 64 bits first: a wait "forever" must still
-		 * become a 1 s poll, never a negative (infinite) one. */
-		ms = max_ns / 1000000 >= MAX_SLEEP_MS
-			 ? MAX_SLEEP_MS
-			 : (int)((max_ns + 999999) / 1000000);
+		struct timespec ts = {
+		    .tv_sec = (time_t)(max_ns / JOBQ__NSEC_PER_SEC),
+		    .tv_nsec = (long)(max_ns % JOBQ__NSEC_PER_SEC),
+		};
+
 		p[0] = (struct pollfd){.fd = q->cq_efd, .events = POLLIN};
 		p[1] = (struct pollfd){.fd = q->sock, .events = POLLIN};
-		r = poll(p, 2, ms);
+		/* The exact time left, not rounded to milliseconds. */
+		r = ppoll(p, 2, forever ? NULL : &ts, NULL);
 		if (r > 0 && (p[0].revents & POLLIN))
 			drain_efd(q);
 		if (r > 0 && p[1].revents && jobq__socket_dead(q))
@@ -913,15 +939,19 @@ static void sleep_cq(jobq_t *q, uint64_t max_ns)
 /*
  * Waits with q->mu held until @pred is true, the manager is gone
  * (JOBQ_ECLOSED) or @deadline (monotonic ns, 0: none) passes (-ETIMEDOUT).
- * @max_sleep_ns bounds each sleep, for conditions that no completion
- * announces (room in the submission ring). Completions are reaped on the
- * way, whoever they belong to.
+ * Completions are reaped on the way, whoever they belong to.
+ *
+ * @pred may only depend on what is announced: a completion, the manager's
+ * death, a change made under q->mu (each followed by a broadcast), or an
+ * event that writes the completion eventfd (see submit_one_locked() for
+ * room in the submission ring). Nothing here wakes on a timer but the
+ * deadline, so a condition nobody announces would wait forever.
  */
 static int wait_locked(jobq_t *q, bool (*pred)(jobq_t *, void *), void *arg,
-		       uint64_t deadline, uint64_t max_sleep_ns)
+		       uint64_t deadline)
 {
 	for (;;) {
-		uint64_t now, sleep_ns = max_sleep_ns;
+		uint64_t now, sleep_ns = UINT64_MAX;
 
 		reap_locked(q, false);
 		if (pred(q, arg))
@@ -954,15 +984,16 @@ static int wait_locked(jobq_t *q, bool (*pred)(jobq_t *, void *), void *arg,
 			/* Hand the role over: a follower re-checks and one of
 			 * them becomes the next leader. */
 			pthread_cond_broadcast(&q->cv);
+		} else if (!deadline) {
+			/* The leader broadcasts when it steps down, and so
+			 * does every reap: a follower needs no timer. */
+			pthread_cond_wait(&q->cv, &q->mu);
 		} else {
-			struct timespec ts;
-			uint64_t until;
+			struct timespec ts = {
+			    .tv_sec = (time_t)(deadline / JOBQ__NSEC_PER_SEC),
+			    .tv_nsec = (long)(deadline % JOBQ__NSEC_PER_SEC),
+			};
 
-			if (sleep_ns > (uint64_t)MAX_SLEEP_MS * 1000000)
-				sleep_ns = (uint64_t)MAX_SLEEP_MS * 1000000;
-			until = now + sleep_ns;
-			ts.tv_sec = (time_t)(until / JOBQ__NSEC_PER_SEC);
-			ts.tv_nsec = (long)(until % JOBQ__NSEC_PER_SEC);
 			pthread_cond_timedwait(&q->cv, &q->mu, &ts);
 		}
 	}
@@ -1013,13 +1044,23 @@ static void publish_locked(jobq_t *q)
 		return;
 	store_release(&q->rh->sq.tail, q->sq_tail);
 	full_fence();
-	if (load_relaxed(&q->rh->sq.flags) & JOBQ_RING_NEED_WAKEUP) {
-		uint64_t one = 1;
+	if (load_relaxed(&q->rh->sq.flags) & JOBQ_RING_NEED_WAKEUP)
+		wake_manager(q);
+}
 
-		if (write(q->sq_efd, &one, sizeof(one)) < 0) {
-			/* EAGAIN: the counter is saturated, so already
-			 * readable; other errors surface as a dead socket. */
-		}
+/*
+ * Asks the manager to write the completion eventfd when it moves sq head
+ * (@on), or stops asking. Under q->mu, so one writer at a time. Setting it
+ * is followed by a full fence: a room check after this call either sees
+ * the manager's new head or the manager sees the flag (proto.h).
+ */
+static void want_sq_head(jobq_t *q, bool on)
+{
+	if (on) {
+		atomic_fetch_or(&q->rh->sq.pflags, JOBQ_RING_WANT_HEAD);
+		full_fence();
+	} else {
+		atomic_fetch_and(&q->rh->sq.pflags, ~JOBQ_RING_WANT_HEAD);
 	}
 }
 
@@ -1081,10 +1122,20 @@ static int submit_one_locked(jobq_t *q, struct jobq__op *op)
 	if (atomic_load(&q->closed))
 		return JOBQ_ECLOSED;
 	if (!room_pred(q, &need)) {
-		/* Entries already written must reach the manager before we
-		 * wait for it, or we could wait for ourselves. */
+		/*
+		 * Entries already written must reach the manager before we
+		 * wait for it, or we could wait for ourselves. Every part of
+		 * the room is announced: a completion frees budget, request
+		 * slots and arena bytes, and room in the submission ring,
+		 * which no completion may come with (a get that blocks), is
+		 * announced by the manager because we ask with WANT_HEAD.
+		 */
 		publish_locked(q);
-		err = wait_locked(q, room_pred, &need, 0, 1000000);
+		q->sq_waiters++;
+		want_sq_head(q, true);
+		err = wait_locked(q, room_pred, &need, 0);
+		if (--q->sq_waiters == 0)
+			want_sq_head(q, false);
 		if (err)
 			return err;
 	}
@@ -1189,7 +1240,7 @@ int jobq__wait(jobq_t *q, struct jobq_req **reqs, size_t n)
 	int err;
 
 	pthread_mutex_lock(&q->mu);
-	err = wait_locked(q, reqs_done, &a, 0, UINT64_MAX);
+	err = wait_locked(q, reqs_done, &a, 0);
 	pthread_mutex_unlock(&q->mu);
 	return err;
 }
@@ -1200,7 +1251,7 @@ int jobq__wait_until(jobq_t *q, bool (*pred)(jobq_t *, void *), void *arg,
 	int err;
 
 	pthread_mutex_lock(&q->mu);
-	err = wait_locked(q, pred, arg, deadline, UINT64_MAX);
+	err = wait_locked(q, pred, arg, deadline);
 	pthread_mutex_unlock(&q->mu);
 	return err;
 }
@@ -1375,8 +1426,7 @@ int jobq_wait_idle(jobq_t *q, double timeout)
 				return -ETIMEDOUT;
 			continue;
 		}
-		err = wait_locked(q, idle_or_callbacks, NULL, deadline,
-				  UINT64_MAX);
+		err = wait_locked(q, idle_or_callbacks, NULL, deadline);
 		pthread_mutex_unlock(&q->mu);
 		if (err == JOBQ_ECLOSED) {
 			/* Every request failed: run their callbacks. */

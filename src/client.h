@@ -150,6 +150,9 @@ struct jobq {
 	uint32_t nfree;
 	uint32_t gen;
 	uint32_t reserved; /* completion entries reserved in flight */
+	/* Threads waiting for room to submit: while there are any, sq
+	 * pflags has JOBQ_RING_WANT_HEAD (see submit_one_locked()). */
+	uint32_t sq_waiters;
 
 	/* Arena ring allocator: chunks are handed out at alloc_pos and given
 	 * back in any order; free_pos advances over the oldest freed ones. */

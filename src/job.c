@@ -708,34 +708,53 @@ static int by_id_desc(const void *a, const void *b)
 	return x->id < y->id ? 1 : x->id > y->id ? -1 : 0;
 }
 
-int jobq_jobs(jobq_t *q, int state, const char *type, size_t limit,
-	      struct jobq_job_info **out, size_t *n)
+int jobq_jobs_find(jobq_t *q, const struct jobq_job_filter *flt,
+		   struct jobq_job_info **out, size_t *n, size_t *total)
 {
+	static const struct jobq_job_filter any;
 	uint32_t max = jobq__job_records(q), type_id = UINT32_MAX;
+	uint32_t queue_id = UINT32_MAX;
+	uint64_t now = jobq__realtime_ns(), newest = UINT64_MAX, oldest = 0;
 	struct jobq_job_info *v;
 	struct jobq_job_rec c;
 	struct found *f = NULL;
-	size_t nf = 0, capf = 0, k = 0;
+	size_t nf = 0, capf = 0, k = 0, skip;
 
 	if (!out || !n)
 		return -EINVAL;
-	if (type) {
+	if (!flt)
+		flt = &any;
+	if (!jobq__reserved_zero(flt->reserved, 6) || flt->state < 0 ||
+	    flt->state > JOBQ_JOB_CANCELLED || !(flt->min_age >= 0) ||
+	    !(flt->max_age >= 0))
+		return -EINVAL;
+	if (flt->type) {
 		char name[JOBQ_TYPE_MAX + 1];
 
 		/* Type ids are never reused: find the one of that name. */
 		for (uint32_t t = 0; !jobq__type_read(q, t, name, NULL); t++)
-			if (!strcmp(name, type)) {
+			if (!strcmp(name, flt->type)) {
 				type_id = t;
 				break;
 			}
 		if (type_id == UINT32_MAX)
 			max = 0;
 	}
+	if (flt->queue && jobq__store_find_queue(q, flt->queue, &queue_id))
+		max = 0;
+	/* Ages bound the creation time: at least min_age ago, at most
+	 * max_age ago. */
+	if (flt->min_age > 0)
+		newest = now - (uint64_t)(flt->min_age * 1e9);
+	if (flt->max_age > 0 && (uint64_t)(flt->max_age * 1e9) < now)
+		oldest = now - (uint64_t)(flt->max_age * 1e9);
 	for (uint32_t i = 0; i < max; i++) {
 		if (jobq__job_scan(q, i, &c))
 			continue;
-		if ((state && c.state != state) ||
-		    (type && c.type_id != type_id))
+		if ((flt->state && c.state != flt->state) ||
+		    (flt->type && c.type_id != type_id) ||
+		    (flt->queue && c.queue_id != queue_id) ||
+		    c.created_ns > newest || c.created_ns < oldest)
 			continue;
 		if (nf == capf) {
 			size_t nc = capf ? 2 * capf : 256;
@@ -753,8 +772,12 @@ int jobq_jobs(jobq_t *q, int state, const char *type, size_t limit,
 	}
 	if (nf)
 		qsort(f, nf, sizeof(*f), by_id_desc);
-	if (limit && nf > limit)
-		nf = limit;
+	if (total)
+		*total = nf;
+	skip = flt->offset < nf ? flt->offset : nf;
+	nf -= skip;
+	if (flt->limit && nf > flt->limit)
+		nf = flt->limit;
 	/* One spare element, so that an empty list is still a pointer the
 	 * caller can free(). */
 	v = calloc(nf + 1, sizeof(*v));
@@ -762,7 +785,7 @@ int jobq_jobs(jobq_t *q, int state, const char *type, size_t limit,
 		free(f);
 		return -ENOMEM;
 	}
-	for (size_t i = 0; i < nf; i++) {
+	for (size_t i = skip; i < skip + nf; i++) {
 		/* Read again: a job freed since the scan is left out. */
 		if (jobq__job_scan(q, f[i].rec, &c) || c.id != f[i].id)
 			continue;
@@ -771,6 +794,36 @@ int jobq_jobs(jobq_t *q, int state, const char *type, size_t limit,
 	free(f);
 	*out = v;
 	*n = k;
+	return 0;
+}
+
+int jobq_jobs(jobq_t *q, int state, const char *type, size_t limit,
+	      struct jobq_job_info **out, size_t *n)
+{
+	struct jobq_job_filter flt = {
+	    .state = state, .type = type, .limit = limit};
+
+	return jobq_jobs_find(q, &flt, out, n, NULL);
+}
+
+int jobq_job_last_error(jobq_t *q, uint64_t id, jobq_obj_t *out)
+{
+	struct jobq_job_rec c;
+	jobq_obj_t o = {0};
+	int err;
+
+	if (!out)
+		return -EINVAL;
+	err = jobq__job_lookup(q, id, &c, JOBQ__ITEM_RESULT, &o);
+	if (err)
+		return err;
+	/* Until a job is final its result slot holds the error text of
+	 * the last failed attempt, if any attempt failed. */
+	if (c.state == JOBQ_JS_SUCCEEDED || !o.data || !c.attempts) {
+		jobq_obj_free(&o);
+		return -ENOENT;
+	}
+	*out = o;
 	return 0;
 }
 

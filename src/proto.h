@@ -57,7 +57,7 @@
 #define JOBQ_STORE_MAGIC    0x4d4f5453514a424aULL /* "JBQJSTOM" */
 #define JOBQ_REGION_MAGIC   0x4e474552514a424aULL /* "JBQJREGN" */
 #define JOBQ_HELLO_MAGIC    0x6f6c6568u
-#define JOBQ_LAYOUT_VERSION 4u /* 4: job args without an item header */
+#define JOBQ_LAYOUT_VERSION 5u /* 5: ring pflags (WANT_HEAD) */
 
 #define JOBQ_NAME_MAX	 63  /* queue and lock names, bytes without the NUL */
 #define JOBQ_KEY_MAX	 255 /* key/value keys */
@@ -405,18 +405,30 @@ static inline uint32_t jobq__job_hash(uint64_t id)
  * the producer sees the flag, so no wake-up is lost, and a busy consumer
  * costs its producer no system call.
  *
+ * The same handshake runs the other way for a producer that waits for its
+ * consumer's head (a full ring, or objects waiting to be acknowledged): it
+ * sets WANT_HEAD in the pflags word of the ring it produces, fences, and
+ * reads head again before it sleeps; the consumer publishes head, fences,
+ * and wakes the producer only if it then sees WANT_HEAD. The manager sleeps
+ * on the sq eventfd and the client on the cq eventfd, so a client that moves
+ * cq head past a waiting manager writes the sq eventfd, and the manager,
+ * having consumed sq entries a client waits to reuse, writes the cq eventfd.
+ * Nobody has to poll for room.
+ *
  * Delivery: a completion that hands over an object (a get) carries the
  * object's store offset. The client copies the bytes out and only then moves
  * cq head past the entry; the manager frees the object once it sees that.
  * If the client dies first, the object goes back to the head of its queue.
  */
-#define JOBQ_RING_NEED_WAKEUP (1u << 0)
+#define JOBQ_RING_NEED_WAKEUP (1u << 0) /* in flags */
+#define JOBQ_RING_WANT_HEAD   (1u << 0) /* in pflags */
 
 struct jobq_ring_ctl {
 	_Atomic uint32_t head; /* consumer writes */
 	uint8_t pad0[JOBQ_CACHELINE - 4];
-	_Atomic uint32_t tail; /* producer writes */
-	uint8_t pad1[JOBQ_CACHELINE - 4];
+	_Atomic uint32_t tail;	 /* producer writes */
+	_Atomic uint32_t pflags; /* producer writes: JOBQ_RING_WANT_HEAD */
+	uint8_t pad1[JOBQ_CACHELINE - 8];
 	_Atomic uint32_t flags; /* consumer writes: JOBQ_RING_NEED_WAKEUP */
 	uint8_t pad2[JOBQ_CACHELINE - 4];
 };

@@ -1068,9 +1068,18 @@ int jqt_raw_wait(struct jqt_raw *r, struct jobq_cqe *cqe, double timeout)
 {
 	int rc = jqt_raw_peek(r, 0, cqe, timeout);
 
-	if (rc == 0)
+	if (rc == 0) {
+		uint64_t one = 1;
+
 		store_release(&r->hdr->cq.head,
 			      load_relaxed(&r->hdr->cq.head) + 1);
+		/* The manager may wait for this head: the WANT_HEAD
+		 * handshake of proto.h, followed to the letter so that
+		 * tests see the manager ask for it. */
+		full_fence();
+		if (load_relaxed(&r->hdr->cq.pflags) & JOBQ_RING_WANT_HEAD)
+			(void)!write(r->sq_efd, &one, sizeof(one));
+	}
 	return rc;
 }
 

@@ -254,7 +254,8 @@ int jqt_raw_submit(struct jqt_raw *r, const struct jobq_sqe *sqe);
 int jqt_raw_peek(struct jqt_raw *r, uint32_t nth, struct jobq_cqe *cqe,
 		 double timeout);
 
-/* jqt_raw_wait - jqt_raw_peek(0) and consume the entry. */
+/* jqt_raw_wait - jqt_raw_peek(0) and consume the entry (waking the
+ * manager when it asked for that with WANT_HEAD). */
 int jqt_raw_wait(struct jqt_raw *r, struct jobq_cqe *cqe, double timeout);
 
 /*

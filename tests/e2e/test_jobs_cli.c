@@ -613,6 +613,95 @@ static void test_wait_progress_bar(void **state)
 	assert_non_null(strstr(buf, "[#"));
 }
 
+/* The job filters: ls pages through them, cancel and retry take them in
+ * bulk, and show tells the last error of a job with a retry pending. */
+static void test_filters_and_bulk(void **state)
+{
+	struct jqt_mgr *m = *state;
+	struct jqt_out o;
+	uint64_t failing;
+	char fid[24];
+	json_t *j;
+
+	/* Nobody serves "nobody": these stay ready. */
+	for (int i = 0; i < 5; i++) {
+		CLI(&o, "submit", "nobody", "{}", "--queue", "qa");
+		jqt_out_free(&o);
+	}
+	CLI(&o, "submit", "nobody", "{}", "--queue", "qb");
+	jqt_out_free(&o);
+
+	CLI(&o, "ls", "--queue", "qa", "--limit", "2", "--json");
+	j = parse_json(&o);
+	assert_int_equal(json_array_size(json_object_get(j, "jobs")), 2);
+	assert_int_equal(json_integer_value(json_object_get(j, "total")), 5);
+	json_decref(j);
+	jqt_out_free(&o);
+	CLI(&o, "ls", "--queue", "qa", "--limit", "2", "--offset", "4");
+	assert_int_equal(o.code, 0);
+	assert_int_equal(jqt_count_lines(o.out), 2); /* heading + 1 */
+	jqt_out_free(&o);
+	CLI(&o, "ls", "--queue", "qa", "--limit", "3");
+	assert_non_null(strstr(o.err, "2 more match; --offset 3"));
+	jqt_out_free(&o);
+	CLI(&o, "ls", "--older", "3600", "--quiet");
+	assert_int_equal(jqt_count_lines(o.out), 0);
+	jqt_out_free(&o);
+	CLI(&o, "ls", "--newer", "3600", "--type", "nobody", "--quiet");
+	assert_int_equal(jqt_count_lines(o.out), 6);
+	jqt_out_free(&o);
+
+	/* Bulk: filters needed, not mixed with ids, a state they refuse. */
+	CLI(&o, "cancel");
+	assert_int_equal(o.code, 2);
+	jqt_out_free(&o);
+	CLI(&o, "cancel", "1", "--queue", "qa");
+	assert_int_equal(o.code, 2);
+	jqt_out_free(&o);
+	CLI(&o, "cancel", "--state", "succeeded");
+	assert_int_equal(o.code, 2);
+	jqt_out_free(&o);
+	CLI(&o, "cancel", "--queue", "qa");
+	assert_int_equal(o.code, 0);
+	assert_non_null(strstr(o.out, "cancel: 5 jobs"));
+	jqt_out_free(&o);
+	CLI(&o, "ls", "--state", "cancelled", "--quiet");
+	assert_int_equal(jqt_count_lines(o.out), 5);
+	jqt_out_free(&o);
+	CLI(&o, "ls", "--queue", "qb", "--state", "ready", "--quiet");
+	assert_int_equal(jqt_count_lines(o.out), 1); /* untouched */
+	jqt_out_free(&o);
+	CLI(&o, "retry", "--state", "cancelled", "--json");
+	assert_int_equal(o.code, 0);
+	j = parse_json(&o);
+	assert_int_equal(json_array_size(json_object_get(j, "jobs")), 5);
+	json_decref(j);
+	jqt_out_free(&o);
+	CLI(&o, "ls", "--queue", "qa", "--state", "ready", "--quiet");
+	assert_int_equal(jqt_count_lines(o.out), 5);
+	jqt_out_free(&o);
+
+	/* A failed attempt with a retry pending shows its error. */
+	wait_workers(m, 1);
+	failing = SUBMIT("fail", "{\"error\": \"disk on fire\"}");
+	idstr(fid, failing);
+	for (double end = jqt_now() + 10;; jqt_sleep(0.05)) {
+		CLI(&o, "show", fid, "--json");
+		j = parse_json(&o);
+		jqt_out_free(&o);
+		if (json_object_get(j, "last_error"))
+			break;
+		json_decref(j);
+		assert_true(jqt_now() < end);
+	}
+	assert_string_equal(json_string_value(json_object_get(j, "last_error")),
+			    "disk on fire");
+	json_decref(j);
+	CLI(&o, "show", fid);
+	assert_non_null(strstr(o.out, "last error disk on fire"));
+	jqt_out_free(&o);
+}
+
 /* `jobq worker` serves jobs from a shell and stops on SIGTERM. */
 static int run_cli_worker(int idx, void *arg)
 {
@@ -657,6 +746,7 @@ int main(void)
 	    T(test_bad_input),	       W(test_ls_workers),
 	    W(test_pause_parallel),    W(test_submit_options),
 	    W(test_wait_progress_bar), T(test_cli_worker),
+	    W(test_filters_and_bulk),
 	};
 
 	jqt_init();
