@@ -704,7 +704,7 @@ static int fail(struct jobq__journal *j, int err)
 	return err;
 }
 
-int jobq__journal_commit(struct jobq__journal *j)
+int jobq__journal_commit(struct jobq__journal *j, bool sync)
 {
 	int ret;
 
@@ -721,7 +721,7 @@ int jobq__journal_commit(struct jobq__journal *j)
 	if (!j->len)
 		return 0;
 	ret = write_buf(j->io, j->fd, j->buf, j->len, j->size);
-	if (!ret)
+	if (!ret && sync)
 		ret = maybe_sync(j, j->fd);
 	if (ret) {
 		j->len = 0;

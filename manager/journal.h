@@ -206,12 +206,15 @@ static inline bool jobq__journal_pending(const struct jobq__journal *j)
 
 /*
  * jobq__journal_commit - write the records added since the last commit in
- * one write, and sync it unless the mode is NONE. Returns 0 once they are
- * as durable as the mode promises, or -errno (also when the journal was
- * already failed): the records are then dropped and the journal is failed
- * until a snapshot succeeds.
+ * one write, and with @sync sync it unless the mode is NONE. Without
+ * @sync the records are written, not synced: for records no answer waits
+ * for, whose loss in a power cut costs a duplicate, never a loss (a take);
+ * the next synced commit makes them durable too. Returns 0 once they are
+ * as durable as asked, or -errno (also when the journal was already
+ * failed): the records are then dropped and the journal is failed until a
+ * snapshot succeeds.
  */
-int jobq__journal_commit(struct jobq__journal *j);
+int jobq__journal_commit(struct jobq__journal *j, bool sync);
 
 /*
  * jobq__journal_snapshot - write a snapshot of the live state and start an

@@ -45,6 +45,10 @@ static struct {
 	char start_msg[3][PATH_MAX + 160]; /* what replay found, for the log */
 	uint64_t retry_at; /* CLOCK_MONOTONIC: next snapshot attempt */
 	int logged_err;	   /* the snapshot error logged last */
+	/* An answer waits for a record not yet committed: the commit syncs
+	 * (batch, always). Takes alone are written, not synced: losing one
+	 * to a power cut brings an object back, it loses none. */
+	bool need_sync;
 } dur;
 
 static void publish_stats(void)
@@ -221,8 +225,10 @@ void jobq__jlog(uint16_t type, const struct iovec *iov, int n, bool ack)
 			dur.j.errors++;
 		}
 	}
-	if (ack)
+	if (ack) {
 		jobq__m.jdep = true;
+		dur.need_sync = true;
+	}
 }
 
 bool jobq__durable_failed(void)
@@ -248,13 +254,12 @@ static int snapshot(void)
 	return ret;
 }
 
-static int commit(void)
+static int commit_or_snapshot(bool was_failed)
 {
-	bool was_failed = dur.j.err != 0;
 	int ret = 0;
 
 	if (!dur.j.err && !jobq__journal_want_snapshot(&dur.j)) {
-		ret = jobq__journal_commit(&dur.j);
+		ret = jobq__journal_commit(&dur.j, dur.need_sync);
 		if (!ret)
 			return 0;
 		jobq__log(0,
@@ -265,7 +270,7 @@ static int commit(void)
 	}
 	if (dur.j.err && jobq__now_ns() < dur.retry_at) {
 		/* Not yet: drop the records, the snapshot will hold them. */
-		return jobq__journal_commit(&dur.j);
+		return jobq__journal_commit(&dur.j, dur.need_sync);
 	}
 	ret = snapshot();
 	if (ret) {
@@ -277,10 +282,21 @@ static int commit(void)
 	return 0;
 }
 
+/* Commits (or snapshots) what the turn journaled; syncs only when an
+ * answer waits for it. */
+static int commit(void)
+{
+	int ret = commit_or_snapshot(dur.j.err != 0);
+
+	dur.need_sync = false;
+	return ret;
+}
+
 /* At the end: one more try, whatever the retry delay says. */
 static int commit_now(void)
 {
 	dur.retry_at = 0;
+	dur.need_sync = true;
 	return commit();
 }
 

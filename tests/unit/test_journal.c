@@ -491,9 +491,9 @@ static void test_round_trip(void **state)
 			model_op(live, T_DEL, id / 2);
 		}
 		if (id % 17 == 0)
-			assert_int_equal(jobq__journal_commit(&j), 0);
+			assert_int_equal(jobq__journal_commit(&j, true), 0);
 	}
-	assert_int_equal(jobq__journal_commit(&j), 0);
+	assert_int_equal(jobq__journal_commit(&j, true), 0);
 	jobq__journal_close(&j);
 	assert_int_equal(open_j(&j, JOBQ__FSYNC_BATCH, m, &info), 0);
 	assert_false(info.cut);
@@ -506,7 +506,7 @@ static void test_round_trip(void **state)
 	assert_int_equal(j.size, JOBQ__JHDR_SIZE);
 	assert_int_equal(add(&j, T_PUT, 4000), 0);
 	model_op(live, T_PUT, 4000);
-	assert_int_equal(jobq__journal_commit(&j), 0);
+	assert_int_equal(jobq__journal_commit(&j, true), 0);
 	jobq__journal_close(&j);
 	assert_int_equal(open_j(&j, JOBQ__FSYNC_BATCH, m, &info), 0);
 	assert_int_equal(info.snap_records, live->n - 1);
@@ -527,7 +527,7 @@ static uint64_t build(struct jobq__journal *j, uint32_t n)
 	for (uint32_t id = 0; id < n; id++) {
 		last = j->size;
 		assert_int_equal(add(j, T_PUT, id), 0);
-		assert_int_equal(jobq__journal_commit(j), 0);
+		assert_int_equal(jobq__journal_commit(j, true), 0);
 	}
 	jobq__journal_close(j);
 	free(m);
@@ -559,7 +559,7 @@ static void test_torn_tail_every_offset(void **state)
 		}
 		/* Appends continue right after the last good record. */
 		assert_int_equal(add(&j, T_PUT, 100), 0);
-		assert_int_equal(jobq__journal_commit(&j), 0);
+		assert_int_equal(jobq__journal_commit(&j, true), 0);
 		jobq__journal_close(&j);
 		assert_int_equal(open_j(&j, JOBQ__FSYNC_NONE, m, &info), 0);
 		assert_false(info.cut);
@@ -679,7 +679,7 @@ static void fault_case(bool on_sync, int n, int err)
 	for (uint32_t id = 0; id < 40; id++) {
 		assert_int_equal(add(&j, T_PUT, id), 0);
 		model_op(live, T_PUT, id);
-		ret = jobq__journal_commit(&j);
+		ret = jobq__journal_commit(&j, true);
 		if (ret) {
 			assert_int_equal(ret, -err);
 			assert_int_equal(j.err, -err);
@@ -693,7 +693,7 @@ static void fault_case(bool on_sync, int n, int err)
 	assert_true(failed);
 	/* Still failing: the snapshot cannot be written either. */
 	assert_int_equal(jobq__journal_snapshot(&j, produce, live), -err);
-	assert_int_equal(jobq__journal_commit(&j), -err);
+	assert_int_equal(jobq__journal_commit(&j, true), -err);
 	/* Space is back. */
 	fs.fail_write_at = fs.fail_sync_at = 0;
 	assert_int_equal(jobq__journal_snapshot(&j, produce, live), 0);
@@ -701,7 +701,7 @@ static void fault_case(bool on_sync, int n, int err)
 	assert_int_equal(j.last_err, -err);
 	assert_int_equal(add(&j, T_DEL, 0), 0);
 	model_op(live, T_DEL, 0);
-	assert_int_equal(jobq__journal_commit(&j), 0);
+	assert_int_equal(jobq__journal_commit(&j, true), 0);
 	process_death(&j);
 	power_loss();
 	assert_int_equal(open_j(&j, JOBQ__FSYNC_BATCH, m, NULL), 0);
@@ -749,7 +749,7 @@ static void power_loss_case(int mode, int crash_at)
 				model_op(live, T_DEL, id - 1);
 			}
 		}
-		if (jobq__journal_commit(&j)) {
+		if (jobq__journal_commit(&j, true)) {
 			dead = true;
 			break;
 		}
@@ -780,6 +780,48 @@ static void test_power_loss(void **state)
 	}
 }
 
+/* A commit without sync (takes nobody waits for) is written, survives
+ * the process, and is made durable by the next synced commit. */
+static void test_commit_without_sync(void **state)
+{
+	struct model *m = new_model();
+	struct jobq__journal j;
+	int syncs;
+
+	assert_int_equal(open_j(&j, JOBQ__FSYNC_BATCH, m, NULL), 0);
+	assert_int_equal(add(&j, T_PUT, 1), 0);
+	assert_int_equal(add(&j, T_PUT, 2), 0);
+	assert_int_equal(jobq__journal_commit(&j, true), 0);
+	syncs = fs.sync_n;
+	assert_int_equal(add(&j, T_DEL, 1), 0);
+	assert_int_equal(jobq__journal_commit(&j, false), 0);
+	assert_int_equal(fs.sync_n, syncs);
+	/* The process dies: the take was written. */
+	process_death(&j);
+	assert_int_equal(open_j(&j, JOBQ__FSYNC_BATCH, m, NULL), 0);
+	assert_false(m->has[1]);
+	assert_true(m->has[2]);
+	/* The power goes: a take never synced comes undone, a duplicate. */
+	assert_int_equal(add(&j, T_DEL, 2), 0);
+	assert_int_equal(jobq__journal_commit(&j, false), 0);
+	process_death(&j);
+	power_loss();
+	assert_int_equal(open_j(&j, JOBQ__FSYNC_BATCH, m, NULL), 0);
+	assert_true(m->has[2]);
+	/* A synced commit after it makes it durable too. */
+	assert_int_equal(add(&j, T_DEL, 2), 0);
+	assert_int_equal(jobq__journal_commit(&j, false), 0);
+	assert_int_equal(add(&j, T_PUT, 3), 0);
+	assert_int_equal(jobq__journal_commit(&j, true), 0);
+	process_death(&j);
+	power_loss();
+	assert_int_equal(open_j(&j, JOBQ__FSYNC_BATCH, m, NULL), 0);
+	assert_false(m->has[2]);
+	assert_true(m->has[3]);
+	jobq__journal_close(&j);
+	free(m);
+}
+
 /* kill -9 with --fsync none: what was written survives, unsynced. */
 static void test_process_death_none(void **state)
 {
@@ -789,7 +831,7 @@ static void test_process_death_none(void **state)
 	assert_int_equal(open_j(&j, JOBQ__FSYNC_NONE, m, NULL), 0);
 	for (uint32_t id = 0; id < 50; id++) {
 		assert_int_equal(add(&j, T_PUT, id), 0);
-		assert_int_equal(jobq__journal_commit(&j), 0);
+		assert_int_equal(jobq__journal_commit(&j, true), 0);
 	}
 	assert_int_equal(fs.sync_n, 0);
 	process_death(&j);
@@ -847,6 +889,7 @@ int main(void)
 	    cmocka_unit_test_setup(test_enospc_eio, setup),
 	    cmocka_unit_test_setup(test_power_loss, setup),
 	    cmocka_unit_test_setup(test_process_death_none, setup),
+	    cmocka_unit_test_setup(test_commit_without_sync, setup),
 	    cmocka_unit_test_setup(test_stale_and_refused, setup),
 	};
 	int ret = cmocka_run_group_tests(tests, NULL, NULL);
