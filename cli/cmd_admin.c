@@ -42,6 +42,57 @@ int cmd_ping(struct cli *c)
 	return cli_flush();
 }
 
+static const char *const fsync_names[] = {"none", "batch", "always"};
+
+static const char *fsync_name(int mode)
+{
+	return mode >= 0 && mode <= 2 ? fsync_names[mode] : "?";
+}
+
+/* The journal's part of `jobq stats --json`. */
+static json_t *journal_json(const struct jobq_stats *st)
+{
+	json_t *j = json_pack("{s:s,s:s,s:o,s:o,s:o,s:o}", "fsync",
+			      fsync_name(st->journal_mode), "state",
+			      st->journal_error ? "failing" : "ok", "size",
+			      cli_json_u64(st->journal_size), "snapshot_size",
+			      cli_json_u64(st->journal_snapshot_size), "errors",
+			      cli_json_u64(st->journal_errors), "snapshots",
+			      cli_json_u64(st->journal_snapshots));
+
+	if (!j)
+		return NULL;
+	json_object_set_new(j, "last_fsync",
+			    cli_json_time(st->journal_last_sync_ns));
+	json_object_set_new(j, "error",
+			    st->journal_error
+				? json_string(strerror(-st->journal_error))
+				: json_null());
+	json_object_set_new(j, "last_error",
+			    st->journal_last_error
+				? json_string(strerror(-st->journal_last_error))
+				: json_null());
+	return j;
+}
+
+/* The journal's line of `jobq stats`. */
+static void print_journal(const struct jobq_stats *st)
+{
+	char size[32], snap[32], when[40] = "never";
+
+	jobq__format_size(st->journal_size, size, sizeof(size));
+	jobq__format_size(st->journal_snapshot_size, snap, sizeof(snap));
+	if (st->journal_last_sync_ns)
+		jobq__format_time(st->journal_last_sync_ns, when, sizeof(when));
+	printf("journal     fsync %s, %s, %s (snapshot %s, %" PRIu64
+	       " written), last fsync %s, %" PRIu64 " errors%s%s\n",
+	       fsync_name(st->journal_mode),
+	       st->journal_error ? "FAILING" : "ok", size, snap,
+	       st->journal_snapshots, when, st->journal_errors,
+	       st->journal_last_error ? ", last: " : "",
+	       st->journal_last_error ? strerror(-st->journal_last_error) : "");
+}
+
 /* jobq stats --prometheus: the counters, queues and workers as text. */
 static int print_prometheus(struct cli *c, const struct jobq_stats *st)
 {
@@ -162,6 +213,11 @@ int cmd_stats(struct cli *c)
 				doc = NULL;
 			}
 		}
+		if (doc &&
+		    json_object_set_new(doc, "journal", journal_json(&st))) {
+			json_decref(doc);
+			doc = NULL;
+		}
 		return cli_print_json(doc);
 	}
 
@@ -201,6 +257,7 @@ int cmd_stats(struct cli *c)
 		       s < JOBQ_JOB_CANCELLED ? "," : "\n");
 	printf("requests    %" PRIu64 " refused as malformed\n",
 	       st.bad_requests);
+	print_journal(&st);
 	return cli_flush();
 }
 

@@ -484,6 +484,15 @@ struct jobq_stats {
 	uint64_t submitted, done, failed, retried, dead;
 	/* Jobs in each state now, indexed by enum jobq_job_state (0 unused). */
 	uint64_t jobs_by_state[16];
+	/* The journal (jobqd --fsync, --journal). */
+	int journal_mode;	/* 0 none, 1 batch, 2 always */
+	int journal_error;	/* -errno while changes fail, else 0 */
+	int journal_last_error; /* the latest error ever, 0: none */
+	uint64_t journal_size;	/* bytes of the journal file */
+	uint64_t journal_snapshot_size;
+	uint64_t journal_last_sync_ns; /* CLOCK_REALTIME, 0: never synced */
+	uint64_t journal_errors;       /* failed writes and syncs */
+	uint64_t journal_snapshots;    /* written since the manager started */
 	uint64_t reserved[8];
 };
 

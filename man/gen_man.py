@@ -321,6 +321,16 @@ Held (flock) while a manager runs there.
 .TP
 .I DIR/jobqd.http
 With \fB\-\-http\fP: the address it serves.
+.TP
+.I DIR/journal
+The journal of queues and keys (or \fB\-\-journal\fP \fIFILE\fP): every
+change, checksummed, replayed at start; a torn or corrupt tail is cut and
+the cut logged.
+.TP
+.IR DIR/journal.snap ", " DIR/journal.lock
+The snapshot that compacts the journal (a damaged one is refused: the
+manager does not start), and the lock that keeps a second manager off the
+journal.
 .SH SERVICE
 .PP
 \fBjobqd\fP speaks the systemd notify protocol: with \fB$NOTIFY_SOCKET\fP

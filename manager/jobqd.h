@@ -18,6 +18,7 @@
 
 #include "heap.h"
 #include "internal.h"
+#include "journal.h"
 
 /* ------------------------------------------------------------------------
  * A small intrusive doubly linked list (circular, with a head node).
@@ -79,6 +80,9 @@ struct jobq__opts {
 	uint32_t nworker_cmds;
 	uint64_t grace_ns; /* --grace: shutdown drain period */
 	const char *http;  /* --http [ADDR:]PORT, NULL: none */
+	/* Durability. */
+	const char *journal; /* --journal FILE; NULL: DIR/journal */
+	int fsync_mode;	     /* --fsync: enum jobq__fsync_mode */
 };
 
 /* ------------------------------------------------------------------------
@@ -211,6 +215,10 @@ struct jobq__mgr {
 	/* Turns of the loop so far (0: no loop runs): what a module reads of
 	 * the clocks may be kept for the rest of the turn. */
 	uint64_t turn;
+	/* Set by jobq__jlog(.., true): the next answer that is not an object
+	 * acknowledges what was just journaled, so it waits for the commit
+	 * and fails with it (loop.c reads and clears it). */
+	bool jdep;
 };
 
 extern struct jobq__mgr jobq__m;
@@ -323,6 +331,43 @@ int jobq__op_kv_set(struct jobq__client *c, const struct jobq_sqe *s);
 int jobq__op_kv_del(struct jobq__client *c, const struct jobq_sqe *s);
 int jobq__op_kv_incr(struct jobq__client *c, const struct jobq_sqe *s);
 int jobq__op_kv_cas(struct jobq__client *c, const struct jobq_sqe *s);
+
+/* queues.c: replay and snapshot (journal_mgr.c calls these). */
+int jobq__queues_replay(uint16_t type, const uint8_t *p, uint32_t len);
+/* After the last record: link the objects that were not taken into their
+ * queues, oldest first. Returns 0 or -ENOMEM. */
+int jobq__queues_replay_done(void);
+int jobq__queues_snapshot(struct jobq__journal *j);
+
+/* kv.c: replay and snapshot. */
+int jobq__kv_replay(uint16_t type, const uint8_t *p, uint32_t len);
+int jobq__kv_snapshot(struct jobq__journal *j);
+
+/* journal_mgr.c: the journal of this manager. */
+/* Opens and replays it (before the loop runs). 0, or -errno with a
+ * message in @err. */
+int jobq__durable_open(char *err, size_t errlen);
+void jobq__durable_close(void);
+/* Logs what the replay found (called once the manager is ready). */
+void jobq__durable_log_start(void);
+/*
+ * jobq__jlog - journal a record of @type with the @n pieces of @iov. With
+ * @ack the answer posted next for this request (not an object) waits for
+ * the commit and fails with its error. Never fails by itself: an error
+ * (no memory) fails the journal, and the commit reports it.
+ */
+void jobq__jlog(uint16_t type, const struct iovec *iov, int n, bool ack);
+/* A request was handled (--fsync always commits here). */
+void jobq__durable_request_done(void);
+/* End of a turn: commit (or snapshot). Returns 0 once everything the turn
+ * acknowledges is as durable as promised, else -errno, which those
+ * acknowledgements carry instead. */
+int jobq__durable_commit(void);
+/* Whether the journal is failed (the loop then wakes to retry). */
+bool jobq__durable_failed(void);
+/* loop.c: calls @fn for every object handed out and not acknowledged. */
+void jobq__handed_each(void (*fn)(void *arg, uint32_t qid, uint64_t item),
+		       void *arg);
 
 /* locks.c */
 int jobq__op_l_open(struct jobq__client *c, const struct jobq_sqe *s);

@@ -14,10 +14,15 @@
  * refused with JOBQ_ELIMIT once used + tombstones reach 7/8 of the slots,
  * which keeps every probe ending at an empty slot. A tombstone becomes
  * empty again as soon as the slot after it is empty (see kv_del).
+ *
+ * Durability: every change is journaled as the value it leaves
+ * (JOBQ__JR_KV_SET, for set, incr and cas alike) or as the key's removal
+ * (JOBQ__JR_KV_DEL); replay applies them in order through the same code.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #include "jobqd.h"
 
@@ -103,6 +108,25 @@ static uint64_t blob_new(const uint8_t *key, uint32_t klen, const uint8_t *val,
 	return off;
 }
 
+/* What a JOBQ__JR_KV_SET record holds before the key and the value. */
+struct jset {
+	uint32_t klen;
+	uint32_t type;
+};
+
+/* Journals the value blob @b now holds; the request's answer waits.
+ * Replay runs through here too, and jobq__jlog() writes nothing then. */
+static void journal_set(const struct jobq_kv_blob *b)
+{
+	struct jset h = {.klen = b->klen, .type = b->type};
+	struct iovec v[2] = {
+	    {.iov_base = &h, .iov_len = sizeof(h)},
+	    {.iov_base = (void *)(b + 1), .iov_len = (size_t)b->klen + b->vlen},
+	};
+
+	jobq__jlog(JOBQ__JR_KV_SET, v, 2, true);
+}
+
 /*
  * store_value - set @key to @val: into slot @at if it holds the key (>= 0),
  * else a new key at insert position @ins. Returns 0, JOBQ_EFULL or
@@ -148,6 +172,7 @@ static int store_value(int64_t at, int64_t ins, const uint8_t *key,
 	if (at < 0)
 		store_relaxed(&h->nkeys, load_relaxed(&h->nkeys) + 1);
 	jobq__count(kv_sets);
+	journal_set(blob_at(blob));
 	return 0;
 }
 
@@ -168,21 +193,21 @@ int jobq__op_kv_set(struct jobq__client *c, const struct jobq_sqe *s)
 	return store_value(at, ins, key, klen, hash, p + klen, vlen, s->type);
 }
 
-int jobq__op_kv_del(struct jobq__client *c, const struct jobq_sqe *s)
+/* Removes the key in slot @at (and journals that). */
+static void delete_at(int64_t at)
 {
 	struct jobq_store_hdr *h = jobq__hdr();
-	uint32_t hash, mask = h->kv_slots - 1, i;
-	uint8_t key[JOBQ_KEY_MAX];
+	uint32_t mask = h->kv_slots - 1, i;
 	struct jobq_kv_slot *sl;
-	int64_t at, ins;
 	uint64_t old;
 
-	if (s->arena_len < 1 || s->arena_len > JOBQ_KEY_MAX)
-		return jobq__bad(-EINVAL);
-	at = lookup_arena_key(c, s, s->arena_len, key, &hash, &ins);
-	if (at < 0)
-		return -ENOENT;
 	sl = slot_at((uint32_t)at);
+	{
+		struct jobq_kv_blob *b = blob_at(sl->blob);
+		struct iovec v = {.iov_base = b + 1, .iov_len = b->klen};
+
+		jobq__jlog(JOBQ__JR_KV_DEL, &v, 1, true);
+	}
 	seq_write_begin(&sl->seq);
 	old = sl->blob;
 	sl->state = JOBQ_KV_TOMB;
@@ -207,6 +232,20 @@ int jobq__op_kv_del(struct jobq__client *c, const struct jobq_sqe *s)
 	}
 	store_relaxed(&h->nkeys, load_relaxed(&h->nkeys) - 1);
 	jobq__count(kv_dels);
+}
+
+int jobq__op_kv_del(struct jobq__client *c, const struct jobq_sqe *s)
+{
+	uint8_t key[JOBQ_KEY_MAX];
+	uint32_t hash;
+	int64_t at, ins;
+
+	if (s->arena_len < 1 || s->arena_len > JOBQ_KEY_MAX)
+		return jobq__bad(-EINVAL);
+	at = lookup_arena_key(c, s, s->arena_len, key, &hash, &ins);
+	if (at < 0)
+		return -ENOENT;
+	delete_at(at);
 	return 0;
 }
 
@@ -299,4 +338,63 @@ int jobq__op_kv_cas(struct jobq__client *c, const struct jobq_sqe *s)
 	}
 	return store_value(at, ins, key, (uint32_t)klen, hash, nv, nlen,
 			   s->type);
+}
+
+/* ------------------------------------------------------------------------
+ * Replay and snapshot.
+ */
+int jobq__kv_replay(uint16_t type, const uint8_t *p, uint32_t len)
+{
+	int64_t at, ins;
+	struct jset h;
+
+	if (type == JOBQ__JR_KV_DEL) {
+		if (len < 1 || len > JOBQ_KEY_MAX)
+			return -EBADMSG;
+		at = lookup(p, len, jobq__hash(p, len), &ins);
+		if (at >= 0)
+			delete_at(at);
+		return 0;
+	}
+	if (type != JOBQ__JR_KV_SET || len < sizeof(h))
+		return -EBADMSG;
+	memcpy(&h, p, sizeof(h));
+	p += sizeof(h);
+	len -= (uint32_t)sizeof(h);
+	if (h.klen < 1 || h.klen > JOBQ_KEY_MAX || h.klen > len)
+		return -EBADMSG;
+	{
+		uint32_t hash = jobq__hash(p, h.klen);
+
+		at = lookup(p, h.klen, hash, &ins);
+		return store_value(at, ins, p, h.klen, hash, p + h.klen,
+				   len - h.klen, h.type);
+	}
+}
+
+/* jobq__kv_snapshot - one JOBQ__JR_KV_SET record per key. */
+int jobq__kv_snapshot(struct jobq__journal *j)
+{
+	uint32_t n = jobq__hdr()->kv_slots;
+	int ret = 0;
+
+	for (uint32_t i = 0; i < n && !ret; i++) {
+		const struct jobq_kv_slot *sl = slot_at(i);
+		const struct jobq_kv_blob *b;
+
+		if (sl->state != JOBQ_KV_USED)
+			continue;
+		b = blob_at(sl->blob);
+		{
+			struct jset h = {.klen = b->klen, .type = b->type};
+			struct iovec v[2] = {
+			    {.iov_base = &h, .iov_len = sizeof(h)},
+			    {.iov_base = (void *)(b + 1),
+			     .iov_len = (size_t)b->klen + b->vlen},
+			};
+
+			ret = jobq__journal_add(j, JOBQ__JR_KV_SET, v, 2);
+		}
+	}
+	return ret;
 }

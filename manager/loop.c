@@ -11,8 +11,13 @@
  *   2. sweep every live client: free the objects it has acknowledged, move
  *      overflowed completions into its cq, consume its sq;
  *   3. expire timers; serve putters if heap space came back;
- *   4. drop broken clients; write the cq eventfd of every client that got
- *      completions and asked to be woken.
+ *   4. drop broken clients; commit the journal (journal_mgr.c); only then
+ *      publish the completions of the turn (move each cq tail) and write
+ *      the cq eventfd of every client that got some and asked to be woken.
+ *
+ * Completions are written into the cq as they are made but published only
+ * at the end of the turn, after the journal commit: an answer is never
+ * seen before what it acknowledges is as durable as --fsync promises.
  *
  * After a turn with work the loop keeps sweeping without sleeping for an
  * adaptive spin window, so a busy client pays no system call per request.
@@ -95,6 +100,12 @@ static struct {
 	void (*on_hup)(void);
 	bool work;	 /* something happened this turn */
 	uint32_t nhello; /* connections in JOBQ__C_HELLO */
+	/* Completions of this turn that acknowledge journaled records: they
+	 * carry the commit's error when it fails. */
+	struct jmark {
+		uint32_t slot, gen, pos;
+	} * marks;
+	size_t nmarks, mcap;
 } loop;
 
 /* ------------------------------------------------------------------------
@@ -301,9 +312,54 @@ static void flush_overflow(struct jobq__client *c)
 	if (!c->novf)
 		c->ohead = 0;
 	if (moved) {
-		store_release(&c->hdr->cq.tail, c->cq_tail);
+		/* Published at the end of the turn. */
 		mark_wake(c);
 		loop.work = true;
+	}
+}
+
+/* The completion @c gets next acknowledges journaled records. Without
+ * memory for the mark, the commit this turn must not fail unnoticed: the
+ * journal is failed, so the commit fails and the snapshot repairs it. */
+static void add_mark(struct jobq__client *c)
+{
+	if (loop.nmarks == loop.mcap) {
+		size_t ncap = loop.mcap ? 2 * loop.mcap : 256;
+		struct jmark *n = realloc(loop.marks, ncap * sizeof(*n));
+
+		if (!n) {
+			jobq__log(0, "out of memory for an acknowledgement");
+			return;
+		}
+		loop.marks = n;
+		loop.mcap = ncap;
+	}
+	loop.marks[loop.nmarks++] =
+	    (struct jmark){.slot = c->slot, .gen = c->gen, .pos = c->cq_gen};
+}
+
+/* The commit failed with @err: every marked completion answers it. */
+static void fail_marks(int err)
+{
+	for (size_t i = 0; i < loop.nmarks; i++) {
+		struct jmark *mk = &loop.marks[i];
+		struct jobq__client *c = &jobq__m.clients[mk->slot];
+		struct jobq_cqe *e = NULL;
+		uint32_t ahead;
+
+		if (c->gen != mk->gen || c->state != JOBQ__C_LIVE)
+			continue;
+		/* Position pos is in the cq below cq_tail, else in the
+		 * overflow FIFO (cq_tail + novf == cq_gen). */
+		ahead = mk->pos - c->cq_tail;
+		if ((int32_t)ahead < 0)
+			e = &c->cq[mk->pos & (c->cq_entries - 1)];
+		else if (ahead < c->novf)
+			e = &c->ovf[c->ohead + ahead];
+		if (e && e->res >= 0) {
+			e->res = err;
+			e->val = 0;
+		}
 	}
 }
 
@@ -319,13 +375,20 @@ void jobq__post(struct jobq__client *c, uint64_t user_data, int32_t res,
 	    .type = type,
 	};
 
-	if (c->state != JOBQ__C_LIVE)
+	if (c->state != JOBQ__C_LIVE) {
+		if (!(flags & JOBQ_CQE_OBJECT))
+			jobq__m.jdep = false;
 		return;
+	}
+	if (jobq__m.jdep && !(flags & JOBQ_CQE_OBJECT)) {
+		jobq__m.jdep = false;
+		add_mark(c);
+	}
 	c->cq_gen++;
 	if (!c->novf && cq_room(c)) {
+		/* Published by publish() at the end of the turn. */
 		c->cq[c->cq_tail & (c->cq_entries - 1)] = e;
 		c->cq_tail++;
-		store_release(&c->hdr->cq.tail, c->cq_tail);
 		mark_wake(c);
 		return;
 	}
@@ -393,6 +456,20 @@ static void reap_handed(struct jobq__client *c)
 	}
 	if (!c->nhanded)
 		c->hhead = 0;
+}
+
+void jobq__handed_each(void (*fn)(void *arg, uint32_t qid, uint64_t item),
+		       void *arg)
+{
+	for (struct jobq__list *p = loop.live.next; p != &loop.live;
+	     p = p->next) {
+		struct jobq__client *c =
+		    jobq__entry(p, struct jobq__client, lnode);
+
+		for (uint32_t i = 0; i < c->nhanded; i++)
+			fn(arg, c->handed[c->hhead + i].qid,
+			   c->handed[c->hhead + i].item);
+	}
 }
 
 /* ------------------------------------------------------------------------
@@ -650,10 +727,13 @@ static void dispatch(struct jobq__client *c, const struct jobq_sqe *s)
 				       c->arena_size)) {
 		res = jobq__bad(-EFAULT);
 	} else {
+		jobq__m.jdep = false;
 		res = ops[s->op].fn(c, s);
 	}
 	if (res != JOBQ__NOREPLY)
 		jobq__post(c, s->user_data, res, 0, 0, 0, 0);
+	jobq__m.jdep = false;
+	jobq__durable_request_done();
 }
 
 /* Completions a request can produce at once: it may be consumed only
@@ -1210,29 +1290,28 @@ static bool sweep(void)
 	return work;
 }
 
-static void end_turn(void)
+/*
+ * publish - commit the journal, then make this turn's completions visible:
+ * move each cq tail (release: the entries before the tail) and wake the
+ * clients that asked for it.
+ */
+static void publish(void)
 {
-	struct jobq__list *p, *nx;
 	uint64_t one = 1;
+	int err = jobq__durable_commit();
 
-	if (jobq__m.st.freed) {
-		jobq__m.st.freed = false;
-		jobq__queues_kick();
-	}
-	for (p = loop.live.next; p != &loop.live; p = nx) {
-		struct jobq__client *c =
-		    jobq__entry(p, struct jobq__client, lnode);
-
-		nx = p->next;
-		if (c->broken) {
-			/* A dropped client can unlink the next one too when
-			 * requeued objects go to its waiters: restart. */
-			client_drop(c, true);
-			nx = loop.live.next;
-		}
-	}
+	if (err)
+		fail_marks(err);
+	loop.nmarks = 0;
 	if (jobq__list_empty(&loop.wakes))
 		return;
+	for (struct jobq__list *p = loop.wakes.next; p != &loop.wakes;
+	     p = p->next) {
+		struct jobq__client *c =
+		    jobq__entry(p, struct jobq__client, wnode);
+
+		store_release(&c->hdr->cq.tail, c->cq_tail);
+	}
 	/* Pairs with the client's fence between setting NEED_WAKEUP and
 	 * re-checking the cq tail, or setting WANT_HEAD in its sq and
 	 * re-checking the sq head. */
@@ -1251,6 +1330,29 @@ static void end_turn(void)
 		    errno != EAGAIN)
 			jobq__log(1, "cq eventfd: %s", strerror(errno));
 	}
+}
+
+static void end_turn(void)
+{
+	struct jobq__list *p, *nx;
+
+	if (jobq__m.st.freed) {
+		jobq__m.st.freed = false;
+		jobq__queues_kick();
+	}
+	for (p = loop.live.next; p != &loop.live; p = nx) {
+		struct jobq__client *c =
+		    jobq__entry(p, struct jobq__client, lnode);
+
+		nx = p->next;
+		if (c->broken) {
+			/* A dropped client can unlink the next one too when
+			 * requeued objects go to its waiters: restart. */
+			client_drop(c, true);
+			nx = loop.live.next;
+		}
+	}
+	publish();
 }
 
 /*
@@ -1339,6 +1441,7 @@ static void shutdown_clients(void)
 
 		flush_overflow(c);
 	}
+	publish();
 	full_fence();
 	for (p = loop.live.next; p != &loop.live; p = p->next) {
 		struct jobq__client *c =
@@ -1479,6 +1582,10 @@ int jobq__loop_run(void)
 				wait = loop.th[0]->deadline > now
 					   ? loop.th[0]->deadline - now
 					   : 0;
+			/* A failed journal retries its snapshot by itself. */
+			if (jobq__durable_failed() &&
+			    wait > JOBQ__NSEC_PER_SEC / 2)
+				wait = JOBQ__NSEC_PER_SEC / 2;
 			if (wait != UINT64_MAX) {
 				ts.tv_sec =
 				    (long long)(wait / JOBQ__NSEC_PER_SEC);
@@ -1514,6 +1621,7 @@ void jobq__loop_fini(void)
 	while (loop.tn)
 		th_remove(loop.th[0]);
 	free(loop.th);
+	free(loop.marks);
 	free(m->clients);
 	m->clients = NULL;
 }

@@ -85,6 +85,7 @@ static void usage(FILE *f)
 	    "             [--workers N] [--workers-nondaemon] [--worker "
 	    "CMD]...\n"
 	    "             [--grace S] [--http [ADDR:]PORT]\n"
+	    "             [--journal FILE] [--fsync MODE]\n"
 	    "\n"
 	    "The jobq manager: owns the shared-memory store, queues, keys\n"
 	    "and locks of one instance directory.\n"
@@ -115,6 +116,12 @@ static void usage(FILE *f)
 	    "                     a bare PORT is 127.0.0.1 (0: any free "
 	    "port, see\n"
 	    "                     DIR/jobqd.http)\n"
+	    "  --journal FILE     the journal of queues and keys (default\n"
+	    "                     DIR/journal; its snapshot is FILE.snap)\n"
+	    "  --fsync MODE       none (default: survives a crash of jobqd,\n"
+	    "                     not of the machine), batch (one fsync\n"
+	    "                     shared by the requests that arrived\n"
+	    "                     meanwhile) or always (one per request)\n"
 	    "  --help, --version\n");
 }
 
@@ -166,6 +173,8 @@ static void parse_opts(int argc, char **argv, struct jobq__opts *o)
 	    {"worker", required_argument, NULL, 'C'},
 	    {"grace", required_argument, NULL, 'G'},
 	    {"http", required_argument, NULL, 'H'},
+	    {"journal", required_argument, NULL, 'j'},
+	    {"fsync", required_argument, NULL, 'F'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {0},
@@ -284,6 +293,23 @@ static void parse_opts(int argc, char **argv, struct jobq__opts *o)
 		}
 		case 'H':
 			o->http = optarg;
+			break;
+		case 'j':
+			if (!*optarg)
+				bad_usage("--journal needs a file name%s", "");
+			o->journal = optarg;
+			break;
+		case 'F':
+			if (!strcmp(optarg, "none"))
+				o->fsync_mode = JOBQ__FSYNC_NONE;
+			else if (!strcmp(optarg, "batch"))
+				o->fsync_mode = JOBQ__FSYNC_BATCH;
+			else if (!strcmp(optarg, "always"))
+				o->fsync_mode = JOBQ__FSYNC_ALWAYS;
+			else
+				bad_usage("--fsync %s: not none, batch or "
+					  "always",
+					  optarg);
 			break;
 		case 'h':
 			usage(stdout);
@@ -605,6 +631,10 @@ int main(int argc, char **argv)
 		fail("jobqd: out of memory for the lock table");
 	if (jobq__jobs_init())
 		fail("jobqd: out of memory for the job tables");
+	/* The state comes back before any client can see it. */
+	ret = jobq__durable_open(err, sizeof(err));
+	if (ret)
+		fail("jobqd: %s", err);
 
 	if (m->o.http &&
 	    jobq__http_listen(m->o.http, m->o.dir, err, sizeof(err)))
@@ -619,6 +649,7 @@ int main(int argc, char **argv)
 	/* After the parent is released: a daemon logs to --log or nowhere,
 	 * never to the terminal it was started from. */
 	report_ready();
+	jobq__durable_log_start();
 	{
 		char state[64];
 
@@ -647,6 +678,8 @@ int main(int argc, char **argv)
 	unlink(sock_path);
 	unlink(pid_path);
 	close(lfd);
+	/* Before the loop's tables go: a last snapshot walks them. */
+	jobq__durable_close();
 	jobq__loop_fini();
 	jobq__store_destroy();
 	jobq__log(0, "stopped");

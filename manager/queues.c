@@ -14,10 +14,21 @@
  *             object makes room (a batch then answers with how many of
  *             its objects went in);
  *   joiners - joins waiting for `unfinished` to reach 0.
+ *
+ * Durability. Every object gets an id (oid) that rises with each put and
+ * outlives restarts. The journal holds a queue's creation and limits, each
+ * put (JOBQ__JR_Q_PUT, with the object) and each take (JOBQ__JR_Q_DEL),
+ * journaled only when the getter acknowledged the object (its cq head
+ * passed it): an object handed out and not acknowledged when the manager
+ * dies is still in the journal and comes back on restart, as it comes back
+ * to its queue when its getter dies. Replay collects the objects in oid
+ * order, drops the taken ones and links the rest, so a queue restarts in
+ * put order with every unacknowledged object in it.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #include "jobqd.h"
 
@@ -26,7 +37,8 @@ struct jobq__queue {
 };
 
 static struct jobq__queue *queue_priv;
-static uint32_t nputwait; /* putters over all queues */
+static uint32_t nputwait;     /* putters over all queues */
+static uint64_t next_oid = 1; /* the id of the next object put */
 
 /* jobq__queues_init - the waiter lists of @max_queues queues; aborts when
  * out of memory (called once at start). */
@@ -112,6 +124,8 @@ static void append_locked(struct jobq_queue_rec *r, uint64_t first,
 	r->bytes += bytes;
 }
 
+static void journal_put(uint32_t qid, uint64_t item);
+
 /* A new object enters queue @qid: to the oldest getter, else the tail. */
 static void commit(uint32_t qid, uint64_t item)
 {
@@ -119,6 +133,7 @@ static void commit(uint32_t qid, uint64_t item)
 	struct jobq_item *it = jobq__ptr(item);
 	struct jobq__waiter *w = first_getter(&queue_priv[qid]);
 
+	journal_put(qid, item);
 	seq_write_begin(&r->seq);
 	r->total_put++;
 	r->unfinished++;
@@ -165,7 +180,7 @@ enum { PUT_OK = 0, PUT_LIMIT, PUT_FULL, PUT_BAD, PUT_TOOBIG };
  * that a batch costs one allocation and one free rather than one per object:
  *
  *   [struct qblock][obj 0][obj 1]...
- *   obj: [uint64_t block offset][struct jobq_item][payload]
+ *   obj: [uint64_t oid][uint64_t block offset][struct jobq_item][payload]
  *
  * each obj 8-byte aligned. The item offset is what queues link and clients
  * are handed (its payload follows it, as for any struct jobq_item); the word
@@ -184,7 +199,7 @@ struct qblock {
 
 static uint64_t obj_size(uint32_t len)
 {
-	return sizeof(uint64_t) + sizeof(struct jobq_item) +
+	return 2 * sizeof(uint64_t) + sizeof(struct jobq_item) +
 	       (((uint64_t)len + 7) & ~(uint64_t)7);
 }
 
@@ -206,27 +221,65 @@ static bool block_alloc(const uint32_t *lens, const uint32_t *types, uint32_t k,
 	((struct qblock *)jobq__ptr(b))->live = k;
 	at = b + sizeof(struct qblock);
 	for (uint32_t i = 0; i < k; i++) {
-		struct jobq_item *it = jobq__ptr(at + sizeof(uint64_t));
+		struct jobq_item *it = jobq__ptr(at + 2 * sizeof(uint64_t));
 
-		*(uint64_t *)jobq__ptr(at) = b;
+		*(uint64_t *)jobq__ptr(at) = next_oid++;
+		*(uint64_t *)jobq__ptr(at + sizeof(uint64_t)) = b;
 		it->next = 0;
 		it->len = lens[i];
 		it->type = types[i];
-		items[i] = at + sizeof(uint64_t);
+		items[i] = at + 2 * sizeof(uint64_t);
 		at += obj_size(lens[i]);
 	}
 	return true;
 }
 
+static uint64_t item_oid(uint64_t item)
+{
+	return *(uint64_t *)jobq__ptr(item - 2 * sizeof(uint64_t));
+}
+
+/* What a JOBQ__JR_Q_PUT record holds before the payload. */
+struct jput {
+	uint32_t qid;
+	uint32_t type;
+	uint64_t oid;
+};
+
+/* Journals object @item (payload written) entering queue @qid; the put's
+ * answer waits for it. */
+static void journal_put(uint32_t qid, uint64_t item)
+{
+	const struct jobq_item *it = jobq__ptr(item);
+	struct jput h = {.qid = qid, .type = it->type, .oid = item_oid(item)};
+	struct iovec v[2] = {
+	    {.iov_base = &h, .iov_len = sizeof(h)},
+	    {.iov_base = (void *)(it + 1), .iov_len = it->len},
+	};
+
+	jobq__jlog(JOBQ__JR_Q_PUT, v, 2, true);
+}
+
 /* jobq__queue_item_free - an object handed out was consumed: its block goes
  * back to the heap with the last of its objects. */
-void jobq__queue_item_free(uint64_t item)
+/* Gives back @item's share of its block: the block goes with its last. */
+static void item_release(uint64_t item)
 {
 	uint64_t b = *(uint64_t *)jobq__ptr(item - sizeof(uint64_t));
 	struct qblock *qb = jobq__ptr(b);
 
 	if (--qb->live == 0)
 		jobq__free(b);
+}
+
+void jobq__queue_item_free(uint64_t item)
+{
+	uint64_t oid = item_oid(item);
+	struct iovec v = {.iov_base = &oid, .iov_len = sizeof(oid)};
+
+	/* Taken for good: no answer waits for this record. */
+	jobq__jlog(JOBQ__JR_Q_DEL, &v, 1, false);
+	item_release(item);
 }
 
 /* Stores a copy of @data as a new object of queue @qid if it fits. */
@@ -373,6 +426,7 @@ static uint32_t put_run(struct jobq__client *c, uint32_t qid,
 			       lens[i]);
 			if (i + 1 < k)
 				it->next = items[i + 1];
+			journal_put(qid, items[i]);
 		}
 		seq_write_begin(&r->seq);
 		r->total_put += k;
@@ -535,19 +589,64 @@ void jobq__queue_wait_detach(struct jobq__waiter *w)
 	}
 }
 
+/* What a JOBQ__JR_Q_LIMITS record holds. */
+struct jlimits {
+	uint32_t qid;
+	uint32_t zero;
+	uint64_t max_depth;
+	uint64_t max_bytes;
+};
+
+static void journal_limits(uint32_t qid, uint64_t depth, uint64_t bytes)
+{
+	struct jlimits l = {.qid = qid, .max_depth = depth, .max_bytes = bytes};
+	struct iovec v = {.iov_base = &l, .iov_len = sizeof(l)};
+
+	jobq__jlog(JOBQ__JR_Q_LIMITS, &v, 1, true);
+}
+
 /* Applies limits from arg0/arg1 (UINT64_MAX: leave) to queue @qid. */
 static void set_limits(uint32_t qid, const struct jobq_sqe *s)
 {
 	struct jobq_queue_rec *r = rec(qid);
+	uint64_t depth = s->arg0 != UINT64_MAX ? s->arg0 : r->max_depth;
+	uint64_t bytes = s->arg1 != UINT64_MAX ? s->arg1 : r->max_bytes;
 
+	if (depth != r->max_depth || bytes != r->max_bytes)
+		journal_limits(qid, depth, bytes);
 	seq_write_begin(&r->seq);
-	if (s->arg0 != UINT64_MAX)
-		r->max_depth = s->arg0;
-	if (s->arg1 != UINT64_MAX)
-		r->max_bytes = s->arg1;
+	r->max_depth = depth;
+	r->max_bytes = bytes;
 	seq_write_end(&r->seq);
 	/* Raised limits may let putters in. */
 	serve_putters(qid);
+}
+
+/* Creates the next queue record, named @name (JOBQ_NAME_MAX + 1 bytes,
+ * zero-padded); the caller checked there is room. */
+static void queue_create(const char *name)
+{
+	struct jobq_store_hdr *h = jobq__hdr();
+	uint32_t n = load_relaxed(&h->nqueues);
+	struct jobq_queue_rec *r = rec(n);
+
+	seq_write_begin(&r->seq);
+	r->in_use = 1;
+	memcpy(r->name, name, sizeof(r->name));
+	seq_write_end(&r->seq);
+	/* The record is complete before readers count it. */
+	store_release(&h->nqueues, n + 1);
+	jobq__log(1, "queue %u \"%s\" created", n, name);
+}
+
+static void journal_create(uint32_t qid, const char *name)
+{
+	struct iovec v[2] = {
+	    {.iov_base = &qid, .iov_len = sizeof(qid)},
+	    {.iov_base = (void *)name, .iov_len = strlen(name)},
+	};
+
+	jobq__jlog(JOBQ__JR_Q_CREATE, v, 2, true);
 }
 
 /*
@@ -561,7 +660,6 @@ int jobq__op_q_open(struct jobq__client *c, const struct jobq_sqe *s)
 	struct jobq_store_hdr *h = jobq__hdr();
 	uint32_t n = load_relaxed(&h->nqueues), i;
 	char name[JOBQ_NAME_MAX + 1];
-	struct jobq_queue_rec *r;
 
 	if (jobq__arena_name(c, s, name))
 		return jobq__bad(-EINVAL);
@@ -573,14 +671,8 @@ int jobq__op_q_open(struct jobq__client *c, const struct jobq_sqe *s)
 			return -ENOENT;
 		if (n >= h->max_queues)
 			return JOBQ_ELIMIT;
-		r = rec(n);
-		seq_write_begin(&r->seq);
-		r->in_use = 1;
-		memcpy(r->name, name, sizeof(r->name));
-		seq_write_end(&r->seq);
-		/* The record is complete before readers count it. */
-		store_release(&h->nqueues, n + 1);
-		jobq__log(1, "queue %u \"%s\" created", n, name);
+		queue_create(name);
+		journal_create(n, name);
 	}
 	set_limits(i, s);
 	return (int)i;
@@ -719,4 +811,306 @@ int jobq__op_q_join(struct jobq__client *c, const struct jobq_sqe *s)
 		return err;
 	jobq__list_add_tail(&w->onode, &queue_priv[s->id].joiners);
 	return JOBQ__NOREPLY;
+}
+
+/* ------------------------------------------------------------------------
+ * Replay and snapshot.
+ *
+ * Replay stages every object it reads in oid order (the journal writes
+ * puts in that order, and a snapshot writes its objects sorted, before
+ * the journal that follows it), marks the taken ones, and links the rest
+ * into their queues at the end: a take can name any object of a queue,
+ * not only its head (two getters acknowledge in any order).
+ */
+struct staged {
+	uint64_t oid;
+	uint64_t item; /* 0: taken */
+	uint32_t qid;
+};
+
+static struct {
+	struct staged *v;
+	size_t n, cap;
+} stg;
+
+static int replay_create(const uint8_t *p, uint32_t len)
+{
+	char name[JOBQ_NAME_MAX + 1];
+	uint32_t qid;
+
+	memset(name, 0, sizeof(name));
+	if (len < sizeof(qid) + 1 || len > sizeof(qid) + JOBQ_NAME_MAX)
+		return -EBADMSG;
+	memcpy(&qid, p, sizeof(qid));
+	memcpy(name, p + sizeof(qid), len - sizeof(qid));
+	/* Ids are creation order: the record must name the next one. */
+	if (qid != load_relaxed(&jobq__hdr()->nqueues))
+		return -EBADMSG;
+	if (qid >= jobq__hdr()->max_queues)
+		return JOBQ_ELIMIT;
+	queue_create(name);
+	return 0;
+}
+
+/*
+ * Puts read but not yet stored: replay gathers a run of them and stores
+ * it in blocks of several objects, as put_run() does, so that the state
+ * takes no more heap after a restart than before it (one block an object
+ * would need more). Their payloads point into the file being replayed,
+ * valid until its end (JOBQ__JR_EOF).
+ */
+static struct {
+	uint32_t n;
+	uint64_t bytes;
+	uint32_t lens[RUN_MAX], types[RUN_MAX], qids[RUN_MAX];
+	uint64_t oids[RUN_MAX];
+	const uint8_t *data[RUN_MAX];
+} pend;
+
+static int stage_grow(size_t more)
+{
+	size_t ncap = stg.cap ? stg.cap : 4096;
+	struct staged *nv;
+
+	if (stg.cap - stg.n >= more)
+		return 0;
+	while (ncap - stg.n < more)
+		ncap *= 2;
+	nv = realloc(stg.v, ncap * sizeof(*nv));
+	if (!nv)
+		return -ENOMEM;
+	stg.v = nv;
+	stg.cap = ncap;
+	return 0;
+}
+
+/* Stores the pending puts in as few blocks as fit, and stages them. */
+static int pend_flush(void)
+{
+	uint64_t items[RUN_MAX];
+
+	if (!pend.n)
+		return 0;
+	if (stage_grow(pend.n))
+		return -ENOMEM;
+	if (run_alloc(pend.lens, pend.types, pend.n, items) < pend.n)
+		return JOBQ_EFULL;
+	for (uint32_t i = 0; i < pend.n; i++) {
+		/* block_alloc numbered them afresh: they keep their own. */
+		*(uint64_t *)jobq__ptr(items[i] - 2 * sizeof(uint64_t)) =
+		    pend.oids[i];
+		memcpy((struct jobq_item *)jobq__ptr(items[i]) + 1,
+		       pend.data[i], pend.lens[i]);
+		stg.v[stg.n++] = (struct staged){
+		    .oid = pend.oids[i], .item = items[i], .qid = pend.qids[i]};
+	}
+	next_oid = pend.oids[pend.n - 1] + 1;
+	pend.n = 0;
+	pend.bytes = 0;
+	return 0;
+}
+
+static int replay_put(const uint8_t *p, uint32_t len)
+{
+	uint64_t last;
+	struct jput h;
+
+	if (len < sizeof(h))
+		return -EBADMSG;
+	memcpy(&h, p, sizeof(h));
+	len -= (uint32_t)sizeof(h);
+	last = pend.n  ? pend.oids[pend.n - 1]
+	       : stg.n ? stg.v[stg.n - 1].oid
+		       : 0;
+	if (!valid_qid(h.qid) || h.oid <= last)
+		return -EBADMSG;
+	if (pend.n == RUN_MAX || pend.bytes + len > BLOCK_BYTES) {
+		int ret = pend_flush();
+
+		if (ret)
+			return ret;
+	}
+	pend.lens[pend.n] = len;
+	pend.types[pend.n] = h.type;
+	pend.qids[pend.n] = h.qid;
+	pend.oids[pend.n] = h.oid;
+	pend.data[pend.n] = p + sizeof(h);
+	pend.bytes += len;
+	pend.n++;
+	return 0;
+}
+
+static int replay_del(const uint8_t *p, uint32_t len)
+{
+	size_t lo = 0, hi = stg.n;
+	uint64_t oid;
+
+	if (len != sizeof(oid))
+		return -EBADMSG;
+	memcpy(&oid, p, sizeof(oid));
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (stg.v[mid].oid < oid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	/* A take of an object already gone changes nothing. */
+	if (lo == stg.n || stg.v[lo].oid != oid || !stg.v[lo].item)
+		return 0;
+	item_release(stg.v[lo].item);
+	stg.v[lo].item = 0;
+	return 0;
+}
+
+int jobq__queues_replay(uint16_t type, const uint8_t *p, uint32_t len)
+{
+	struct jlimits l;
+	int ret;
+
+	if (type == JOBQ__JR_Q_PUT)
+		return replay_put(p, len);
+	/* Anything else may concern the pending puts: store them first. */
+	ret = pend_flush();
+	if (ret)
+		return ret;
+	switch (type) {
+	case JOBQ__JR_EOF:
+		return 0;
+	case JOBQ__JR_Q_CREATE:
+		return replay_create(p, len);
+	case JOBQ__JR_Q_LIMITS:
+		if (len != sizeof(l))
+			return -EBADMSG;
+		memcpy(&l, p, sizeof(l));
+		if (!valid_qid(l.qid))
+			return -EBADMSG;
+		rec(l.qid)->max_depth = l.max_depth;
+		rec(l.qid)->max_bytes = l.max_bytes;
+		return 0;
+	case JOBQ__JR_Q_DEL:
+		return replay_del(p, len);
+	}
+	return -EBADMSG;
+}
+
+int jobq__queues_replay_done(void)
+{
+	int ret = pend_flush();
+
+	if (ret)
+		return ret;
+	for (size_t i = 0; i < stg.n; i++) {
+		struct staged *o = &stg.v[i];
+		struct jobq_queue_rec *r;
+		struct jobq_item *it;
+
+		if (!o->item)
+			continue;
+		r = rec(o->qid);
+		it = jobq__ptr(o->item);
+		seq_write_begin(&r->seq);
+		append_locked(r, o->item, o->item, 1, it->len);
+		r->total_put++;
+		r->unfinished++;
+		seq_write_end(&r->seq);
+	}
+	free(stg.v);
+	memset(&stg, 0, sizeof(stg));
+	return 0;
+}
+
+/* The live objects a snapshot writes: queued and handed out. */
+static struct {
+	struct staged *v;
+	size_t n, cap;
+	int err;
+} live;
+
+static void live_add(void *arg, uint32_t qid, uint64_t item)
+{
+	if (live.n == live.cap) {
+		size_t ncap = live.cap ? 2 * live.cap : 4096;
+		struct staged *nv = realloc(live.v, ncap * sizeof(*nv));
+
+		if (!nv) {
+			live.err = -ENOMEM;
+			return;
+		}
+		live.v = nv;
+		live.cap = ncap;
+	}
+	live.v[live.n++] =
+	    (struct staged){.oid = item_oid(item), .item = item, .qid = qid};
+}
+
+static int by_oid(const void *a, const void *b)
+{
+	const struct staged *x = a, *y = b;
+
+	return x->oid < y->oid ? -1 : x->oid > y->oid;
+}
+
+static bool sorted(void)
+{
+	for (size_t i = 1; i < live.n; i++)
+		if (live.v[i - 1].oid > live.v[i].oid)
+			return false;
+	return true;
+}
+
+/*
+ * jobq__queues_snapshot - one record per queue (and its limits), then one
+ * per live object in oid order: the queued ones and the ones handed out
+ * but not acknowledged, which come back on a restart.
+ */
+int jobq__queues_snapshot(struct jobq__journal *j)
+{
+	uint32_t n = load_relaxed(&jobq__hdr()->nqueues);
+	int ret = 0;
+
+	for (uint32_t q = 0; q < n && !ret; q++) {
+		struct jobq_queue_rec *r = rec(q);
+		struct iovec v[2] = {
+		    {.iov_base = &q, .iov_len = sizeof(q)},
+		    {.iov_base = r->name, .iov_len = strlen(r->name)},
+		};
+
+		ret = jobq__journal_add(j, JOBQ__JR_Q_CREATE, v, 2);
+		if (!ret && (r->max_depth || r->max_bytes)) {
+			struct jlimits l = {.qid = q,
+					    .max_depth = r->max_depth,
+					    .max_bytes = r->max_bytes};
+
+			v[0].iov_base = &l;
+			v[0].iov_len = sizeof(l);
+			ret = jobq__journal_add(j, JOBQ__JR_Q_LIMITS, v, 1);
+		}
+		for (uint64_t it = r->head; it && !ret;
+		     it = ((struct jobq_item *)jobq__ptr(it))->next)
+			live_add(NULL, q, it);
+	}
+	if (!ret)
+		jobq__handed_each(live_add, NULL);
+	ret = ret ? ret : live.err;
+	/* Queues hold their objects in put order; only objects handed out
+	 * (listed last) or requeued break it, and only then is a sort due. */
+	if (!ret && live.n && !sorted())
+		qsort(live.v, live.n, sizeof(*live.v), by_oid);
+	for (size_t i = 0; i < live.n && !ret; i++) {
+		const struct jobq_item *it = jobq__ptr(live.v[i].item);
+		struct jput h = {.qid = live.v[i].qid,
+				 .type = it->type,
+				 .oid = live.v[i].oid};
+		struct iovec v[2] = {
+		    {.iov_base = &h, .iov_len = sizeof(h)},
+		    {.iov_base = (void *)(it + 1), .iov_len = it->len},
+		};
+
+		ret = jobq__journal_add(j, JOBQ__JR_Q_PUT, v, 2);
+	}
+	free(live.v);
+	memset(&live, 0, sizeof(live));
+	return ret;
 }

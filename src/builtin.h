@@ -19,6 +19,7 @@
 
 #include <jansson.h>
 
+#include "crc32c.h"
 #include "jobq.h"
 
 /* ---- SHA-256 (FIPS 180-4), streaming ---------------------------------- */
@@ -35,19 +36,7 @@ void jobq__sha256_update(struct jobq__sha256 *s, const void *p, size_t len);
 /* Writes the 32-byte digest; @s must be initialised again before reuse. */
 void jobq__sha256_final(struct jobq__sha256 *s, uint8_t out[32]);
 
-/* ---- CRC32C (Castagnoli), streaming ----------------------------------- */
-
-/*
- * jobq__crc32c - the CRC32C of @len bytes at @p, continuing from @crc (0
- * for a fresh start, else what the previous call returned), so that
- * crc32c(crc32c(0, a), b) == crc32c(0, a b). Uses the SSE4.2 instruction
- * when the CPU has it (probed once), else slicing-by-8 tables.
- */
-uint32_t jobq__crc32c(uint32_t crc, const void *p, size_t len);
-/* The portable path alone, so that tests can compare the two. */
-uint32_t jobq__crc32c_sw(uint32_t crc, const void *p, size_t len);
-/* Whether jobq__crc32c() uses the CPU instruction. */
-bool jobq__crc32c_hw(void);
+/* CRC32C: src/crc32c.h, shared with the journal. */
 
 /* Lower-case hex of @len bytes into @out (2 * len + 1 bytes). */
 void jobq__hex(const uint8_t *p, size_t len, char *out);

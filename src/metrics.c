@@ -191,6 +191,24 @@ char *jobq__prometheus(const struct jobq_stats *st,
 	       "Job attempts scheduled again after a failure.", st->retried);
 	single(f, "jobq_jobs_dead_total", "counter",
 	       "Jobs that failed for good.", st->dead);
+	single(f, "jobq_journal_bytes", "gauge",
+	       "Bytes of the journal file past its snapshot.",
+	       st->journal_size);
+	single(f, "jobq_journal_snapshot_bytes", "gauge",
+	       "Bytes of the journal's latest snapshot.",
+	       st->journal_snapshot_size);
+	single(f, "jobq_journal_failing", "gauge",
+	       "1 while journal writes fail and changes are refused.",
+	       st->journal_error != 0);
+	single(f, "jobq_journal_errors_total", "counter",
+	       "Failed journal writes, syncs and snapshots.",
+	       st->journal_errors);
+	single(f, "jobq_journal_snapshots_total", "counter",
+	       "Snapshots written since the manager started.",
+	       st->journal_snapshots);
+	single(f, "jobq_journal_last_fsync_seconds", "gauge",
+	       "When the journal was last synced (0: never), Unix time.",
+	       st->journal_last_sync_ns / 1000000000u);
 
 	family(f, "jobq_jobs", "gauge", "Jobs in each state now.");
 	for (size_t s = 1; s < sizeof(state_names) / sizeof(*state_names); s++)

@@ -209,6 +209,18 @@ struct jobq_store_hdr {
 	uint64_t keep_ns; /* jobqd --keep: how long finished jobs stay */
 	_Atomic uint32_t
 	    jobs_by_state[16]; /* indexed by enum jobq_job_state_wire */
+
+	/* The journal: jobqd writes these (relaxed stores) after every
+	 * commit and snapshot; `jobq stats` reads them. */
+	_Atomic uint32_t journal_mode;	    /* 0 none, 1 batch, 2 always */
+	_Atomic int32_t journal_error;	    /* -errno while failed, else 0 */
+	_Atomic int32_t journal_last_error; /* the latest error ever, 0: none */
+	uint32_t pad2;
+	_Atomic uint64_t journal_size;	    /* bytes of the journal file */
+	_Atomic uint64_t journal_snap_size; /* bytes of the latest snapshot */
+	_Atomic uint64_t journal_last_sync_ns; /* CLOCK_REALTIME, 0: never */
+	_Atomic uint64_t journal_errors;       /* failed writes and syncs */
+	_Atomic uint64_t journal_snapshots;    /* written since start */
 };
 
 /*

@@ -313,6 +313,14 @@ int jobq_stats(jobq_t *q, struct jobq_stats *out)
 		       "wire job states are the public ones");
 	for (int s = 0; s < 16; s++)
 		out->jobs_by_state[s] = load_relaxed(&h->jobs_by_state[s]);
+	out->journal_mode = (int)load_relaxed(&h->journal_mode);
+	out->journal_error = load_relaxed(&h->journal_error);
+	out->journal_last_error = load_relaxed(&h->journal_last_error);
+	out->journal_size = load_relaxed(&h->journal_size);
+	out->journal_snapshot_size = load_relaxed(&h->journal_snap_size);
+	out->journal_last_sync_ns = load_relaxed(&h->journal_last_sync_ns);
+	out->journal_errors = load_relaxed(&h->journal_errors);
+	out->journal_snapshots = load_relaxed(&h->journal_snapshots);
 	return 0;
 }
 

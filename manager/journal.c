@@ -1,0 +1,817 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * journal.c - the journal's file format, append path, replay and
+ * snapshots. The contract is in journal.h.
+ *
+ * Crash safety rests on three orders:
+ *
+ *   1. a record is written (and, by the mode, synced) before the request
+ *      that made it is acknowledged: the caller commits, then publishes;
+ *   2. a snapshot is complete and synced before it is renamed into place,
+ *      and in place (directory synced) before the new journal replaces the
+ *      old one; a crash in between leaves a snapshot of generation N+1 and
+ *      a journal of N, which replay recognises as stale;
+ *   3. a new journal is a whole file (header synced) renamed over the old,
+ *      never the old one truncated in place, so that no crash can leave a
+ *      snapshot beside a journal that has lost its header.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "crc32c.h"
+#include "journal.h"
+
+static const char magic_journal[8] = "JOBQJNL\n";
+static const char magic_snap[8] = "JOBQSNP\n";
+
+enum { KIND_JOURNAL = 1, KIND_SNAP = 2 };
+
+#define SNAP_CHUNK (1u << 20) /* snapshot bytes buffered per write */
+
+/* ------------------------------------------------------------------------
+ * The default seam: system calls.
+ */
+static int px_open(void *ctx, const char *path, int flags, mode_t mode)
+{
+	int fd = open(path, flags | O_CLOEXEC, mode);
+
+	return fd < 0 ? -errno : fd;
+}
+
+static int px_close(void *ctx, int fd)
+{
+	return close(fd) < 0 ? -errno : 0;
+}
+
+static ssize_t px_pread(void *ctx, int fd, void *buf, size_t len, uint64_t off)
+{
+	ssize_t n = pread(fd, buf, len, (off_t)off);
+
+	return n < 0 ? -errno : n;
+}
+
+static ssize_t px_pwritev(void *ctx, int fd, const struct iovec *iov, int n,
+			  uint64_t off)
+{
+	ssize_t r = pwritev(fd, iov, n, (off_t)off);
+
+	return r < 0 ? -errno : r;
+}
+
+static int px_sync(void *ctx, int fd)
+{
+	return fdatasync(fd) < 0 ? -errno : 0;
+}
+
+static int px_truncate(void *ctx, int fd, uint64_t len)
+{
+	return ftruncate(fd, (off_t)len) < 0 ? -errno : 0;
+}
+
+static int px_size(void *ctx, int fd, uint64_t *len)
+{
+	off_t end = lseek(fd, 0, SEEK_END);
+
+	if (end < 0)
+		return -errno;
+	*len = (uint64_t)end;
+	return 0;
+}
+
+static int px_rename(void *ctx, const char *from, const char *to)
+{
+	return rename(from, to) < 0 ? -errno : 0;
+}
+
+static int px_unlink(void *ctx, const char *path)
+{
+	return unlink(path) < 0 ? -errno : 0;
+}
+
+static int px_sync_dir(void *ctx, const char *path)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	int fd, ret = 0;
+
+	if (!slash) {
+		strcpy(dir, ".");
+	} else if (slash == path) {
+		strcpy(dir, "/");
+	} else {
+		if ((size_t)(slash - path) >= sizeof(dir))
+			return -ENAMETOOLONG;
+		memcpy(dir, path, (size_t)(slash - path));
+		dir[slash - path] = '\0';
+	}
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+const struct jobq__jio jobq__jio_posix = {
+    .open = px_open,
+    .close = px_close,
+    .pread = px_pread,
+    .pwritev = px_pwritev,
+    .sync = px_sync,
+    .truncate = px_truncate,
+    .size = px_size,
+    .rename = px_rename,
+    .unlink = px_unlink,
+    .sync_dir = px_sync_dir,
+};
+
+const char *jobq__fsync_name(int mode)
+{
+	switch (mode) {
+	case JOBQ__FSYNC_BATCH:
+		return "batch";
+	case JOBQ__FSYNC_ALWAYS:
+		return "always";
+	default:
+		return "none";
+	}
+}
+
+static uint64_t realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Little-endian stores and loads (the files are the same on any host). */
+static void put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	put16(p, (uint16_t)v);
+	put16(p + 2, (uint16_t)(v >> 16));
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	put32(p, (uint32_t)v);
+	put32(p + 4, (uint32_t)(v >> 32));
+}
+
+static uint16_t get16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return get16(p) | (uint32_t)get16(p + 2) << 16;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	return get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+static void hdr_make(uint8_t *h, int kind, uint64_t gen, uint64_t seq0)
+{
+	memset(h, 0, JOBQ__JHDR_SIZE);
+	memcpy(h, kind == KIND_SNAP ? magic_snap : magic_journal, 8);
+	put32(h + 8, JOBQ__JOURNAL_VERSION);
+	put32(h + 12, (uint32_t)kind);
+	put64(h + 16, gen);
+	put64(h + 24, seq0);
+	put32(h + 36, jobq__crc32c(0, h, 36));
+}
+
+/* Checks a header; 0, or -EBADMSG with the reason in @why. */
+static int hdr_check(const uint8_t *h, uint64_t len, int kind, uint64_t *gen,
+		     uint64_t *seq0, const char **why)
+{
+	if (len < JOBQ__JHDR_SIZE) {
+		*why = "shorter than its header";
+		return -EBADMSG;
+	}
+	if (memcmp(h, kind == KIND_SNAP ? magic_snap : magic_journal, 8)) {
+		*why = "not a jobq file (bad magic)";
+		return -EBADMSG;
+	}
+	if (get32(h + 36) != jobq__crc32c(0, h, 36)) {
+		*why = "header checksum mismatch";
+		return -EBADMSG;
+	}
+	if (get32(h + 8) != JOBQ__JOURNAL_VERSION) {
+		*why = "written by another format version";
+		return -EBADMSG;
+	}
+	if (get32(h + 12) != (uint32_t)kind) {
+		*why = "wrong kind of file";
+		return -EBADMSG;
+	}
+	*gen = get64(h + 16);
+	*seq0 = get64(h + 24);
+	return 0;
+}
+
+/* Writes all of @iov at @off through the seam, retrying short writes. */
+static int write_all(const struct jobq__jio *io, int fd, struct iovec *iov,
+		     int n, uint64_t off)
+{
+	while (n > 0) {
+		ssize_t w = io->pwritev(io->ctx, fd, iov, n, off);
+
+		if (w < 0) {
+			if (w == -EINTR)
+				continue;
+			return (int)w;
+		}
+		if (w == 0)
+			return -EIO;
+		off += (uint64_t)w;
+		while (n > 0 && (size_t)w >= iov->iov_len) {
+			w -= (ssize_t)iov->iov_len;
+			iov++;
+			n--;
+		}
+		if (n > 0) {
+			iov->iov_base = (uint8_t *)iov->iov_base + w;
+			iov->iov_len -= (size_t)w;
+		}
+	}
+	return 0;
+}
+
+static int write_buf(const struct jobq__jio *io, int fd, const void *p,
+		     size_t len, uint64_t off)
+{
+	struct iovec v = {.iov_base = (void *)p, .iov_len = len};
+
+	return write_all(io, fd, &v, 1, off);
+}
+
+/* Reads a whole file into a malloc'd buffer. */
+static int read_file(const struct jobq__jio *io, int fd, uint8_t **out,
+		     uint64_t *len)
+{
+	uint64_t size, got = 0;
+	uint8_t *b;
+	int ret = io->size(io->ctx, fd, &size);
+
+	if (ret)
+		return ret;
+	if (size > SIZE_MAX - 1)
+		return -EFBIG;
+	b = malloc(size ? size : 1);
+	if (!b)
+		return -ENOMEM;
+	while (got < size) {
+		ssize_t r = io->pread(io->ctx, fd, b + got, size - got, got);
+
+		if (r == -EINTR)
+			continue;
+		if (r < 0) {
+			free(b);
+			return (int)r;
+		}
+		if (r == 0)
+			break;
+		got += (uint64_t)r;
+	}
+	*out = b;
+	*len = got;
+	return 0;
+}
+
+/*
+ * scan - walk the records of @b (@len bytes, after the header) from
+ * sequence @seq. Each good record goes to @fn. Stops at the end, at the
+ * first record that does not verify (*bad gets its offset and *why the
+ * reason), or when @fn refuses one (returned as its error, *bad its
+ * offset). *next gets the sequence number after the last good record,
+ * *nrec how many there were, *last_type the type of the last one.
+ */
+static int scan(const uint8_t *b, uint64_t len, uint64_t seq,
+		jobq__replay_fn fn, void *arg, uint64_t *next, uint64_t *nrec,
+		uint64_t *good_end, const char **why, uint16_t *last_type,
+		const uint8_t **last_payload, uint32_t *last_len)
+{
+	uint64_t off = JOBQ__JHDR_SIZE;
+
+	*why = NULL;
+	*nrec = 0;
+	*last_type = 0;
+	while (off < len) {
+		uint64_t left = len - off;
+		uint32_t rlen;
+		uint16_t type;
+		int ret;
+
+		if (left < JOBQ__JREC_OVERHEAD) {
+			*why = "a record cut short";
+			break;
+		}
+		rlen = get32(b + off);
+		type = get16(b + off + 4);
+		if (rlen > JOBQ__JREC_MAX ||
+		    rlen > left - JOBQ__JREC_OVERHEAD) {
+			*why = rlen > JOBQ__JREC_MAX
+				   ? "a record length out of range"
+				   : "a record cut short";
+			break;
+		}
+		if (get32(b + off + 16 + rlen) !=
+		    jobq__crc32c(0, b + off, 16 + (size_t)rlen)) {
+			*why = "a record checksum mismatch";
+			break;
+		}
+		if (get64(b + off + 8) != seq) {
+			*why = "a record out of sequence";
+			break;
+		}
+		if (type != JOBQ__JR_SNAP_END && fn) {
+			ret = fn(arg, type, b + off + 16, rlen);
+			if (ret) {
+				*good_end = off;
+				*next = seq;
+				*why = "a record that does not apply";
+				return ret;
+			}
+		}
+		*last_type = type;
+		*last_payload = b + off + 16;
+		*last_len = rlen;
+		seq++;
+		(*nrec)++;
+		off += JOBQ__JREC_OVERHEAD + rlen;
+	}
+	*good_end = off;
+	*next = seq;
+	/* The caller frees @b next: pointers into it die here. */
+	return fn ? fn(arg, JOBQ__JR_EOF, NULL, 0) : 0;
+}
+
+static void set_paths(struct jobq__journal *j, const char *path)
+{
+	snprintf(j->path, sizeof(j->path), "%s", path);
+	snprintf(j->snap_path, sizeof(j->snap_path), "%s.snap", path);
+	snprintf(j->tmp_path, sizeof(j->tmp_path), "%s.tmp", path);
+	snprintf(j->snap_tmp_path, sizeof(j->snap_tmp_path), "%s.snap.tmp",
+		 path);
+}
+
+/* Syncs @fd when the mode asks for it. */
+static int maybe_sync(struct jobq__journal *j, int fd)
+{
+	int ret;
+
+	if (j->mode == JOBQ__FSYNC_NONE)
+		return 0;
+	ret = j->io->sync(j->io->ctx, fd);
+	if (!ret)
+		j->last_sync_ns = realtime_ns();
+	return ret;
+}
+
+static int maybe_sync_dir(struct jobq__journal *j)
+{
+	if (j->mode == JOBQ__FSYNC_NONE)
+		return 0;
+	return j->io->sync_dir(j->io->ctx, j->path);
+}
+
+/*
+ * new_journal - write an empty journal of generation @gen starting at
+ * sequence @seq0 as FILE.tmp, sync it, rename it over FILE and make it
+ * the journal appended to. Returns 0 or -errno (the old journal stays).
+ */
+static int new_journal(struct jobq__journal *j, uint64_t gen, uint64_t seq0)
+{
+	const struct jobq__jio *io = j->io;
+	uint8_t h[JOBQ__JHDR_SIZE];
+	int fd, ret;
+
+	fd = io->open(io->ctx, j->tmp_path, O_RDWR | O_CREAT | O_TRUNC, 0666);
+	if (fd < 0)
+		return fd;
+	hdr_make(h, KIND_JOURNAL, gen, seq0);
+	ret = write_buf(io, fd, h, sizeof(h), 0);
+	if (!ret)
+		ret = maybe_sync(j, fd);
+	if (!ret)
+		ret = io->rename(io->ctx, j->tmp_path, j->path);
+	if (!ret)
+		ret = maybe_sync_dir(j);
+	if (ret) {
+		io->close(io->ctx, fd);
+		io->unlink(io->ctx, j->tmp_path);
+		return ret;
+	}
+	if (j->fd >= 0)
+		io->close(io->ctx, j->fd);
+	j->fd = fd;
+	j->gen = gen;
+	j->seq = seq0;
+	j->size = JOBQ__JHDR_SIZE;
+	return 0;
+}
+
+/*
+ * load_snapshot - replay FILE.snap when there is one. *gen and *seq get
+ * its generation and the sequence after it (0 and 1 without a snapshot).
+ */
+static int load_snapshot(struct jobq__journal *j, jobq__replay_fn fn, void *arg,
+			 struct jobq__replay_info *info, uint64_t *gen,
+			 uint64_t *seq, char *err, size_t errlen)
+{
+	const struct jobq__jio *io = j->io;
+	const uint8_t *lp = NULL;
+	uint64_t len, seq0, nrec = 0, end = 0;
+	const char *why = NULL;
+	uint32_t llen = 0;
+	uint16_t ltype;
+	uint8_t *b;
+	int fd, ret;
+
+	*gen = 0;
+	*seq = 1;
+	fd = io->open(io->ctx, j->snap_path, O_RDONLY, 0);
+	if (fd == -ENOENT)
+		return 0;
+	if (fd < 0) {
+		snprintf(err, errlen, "snapshot %s: %s", j->snap_path,
+			 strerror(-fd));
+		return fd;
+	}
+	ret = read_file(io, fd, &b, &len);
+	io->close(io->ctx, fd);
+	if (ret) {
+		snprintf(err, errlen, "snapshot %s: %s", j->snap_path,
+			 strerror(-ret));
+		return ret;
+	}
+	ret = hdr_check(b, len, KIND_SNAP, gen, &seq0, &why);
+	if (!ret)
+		ret = scan(b, len, seq0, fn, arg, seq, &nrec, &end, &why,
+			   &ltype, &lp, &llen);
+	if (!ret && (why || ltype != JOBQ__JR_SNAP_END || llen != 8 ||
+		     get64(lp) != nrec - 1)) {
+		if (!why)
+			why = "no end record (the snapshot is incomplete)";
+		ret = -EBADMSG;
+	}
+	free(b);
+	if (ret) {
+		snprintf(err, errlen,
+			 "snapshot %s is corrupt: %s at byte %llu; refusing to "
+			 "start from a damaged state (restore the file, or "
+			 "move it away to start empty)",
+			 j->snap_path, why ? why : strerror(-ret),
+			 (unsigned long long)end);
+		return ret == -EBADMSG || why ? -EBADMSG : ret;
+	}
+	info->snap_records = nrec - 1;
+	info->snap_bytes = len;
+	j->snap_size = len;
+	return 0;
+}
+
+int jobq__journal_open(struct jobq__journal *j, const struct jobq__jio *io,
+		       const char *path, int mode, jobq__replay_fn fn,
+		       void *arg, struct jobq__replay_info *info, char *err,
+		       size_t errlen)
+{
+	struct jobq__replay_info dummy;
+	uint64_t sgen, sseq, len = 0, jgen = 0, seq0 = 0, next, nrec, end;
+	const uint8_t *lp;
+	const char *why = NULL;
+	uint32_t llen;
+	uint16_t ltype;
+	uint8_t *b = NULL;
+	int fd, ret;
+
+	if (!info)
+		info = &dummy;
+	memset(info, 0, sizeof(*info));
+	memset(j, 0, sizeof(*j));
+	j->io = io;
+	j->mode = mode;
+	j->fd = j->sfd = -1;
+	if (strlen(path) + 16 > sizeof(j->path)) {
+		snprintf(err, errlen, "journal path too long");
+		return -ENAMETOOLONG;
+	}
+	set_paths(j, path);
+	ret = load_snapshot(j, fn, arg, info, &sgen, &sseq, err, errlen);
+	if (ret)
+		return ret;
+
+	fd = io->open(io->ctx, j->path, O_RDWR, 0);
+	if (fd == -ENOENT) {
+		/* First start, or a crash before the first journal was in
+		 * place: begin one after the snapshot. */
+		ret = new_journal(j, sgen ? sgen : 1, sseq);
+		if (ret)
+			snprintf(err, errlen, "journal %s: %s", j->path,
+				 strerror(-ret));
+		return ret;
+	}
+	if (fd < 0) {
+		snprintf(err, errlen, "journal %s: %s", j->path, strerror(-fd));
+		return fd;
+	}
+	ret = read_file(io, fd, &b, &len);
+	if (ret) {
+		io->close(io->ctx, fd);
+		snprintf(err, errlen, "journal %s: %s", j->path,
+			 strerror(-ret));
+		return ret;
+	}
+	if (hdr_check(b, len, KIND_JOURNAL, &jgen, &seq0, &why)) {
+		/*
+		 * New journals are renamed into place with their header
+		 * written (and synced, by the mode), so no crash leaves one
+		 * without it: this one is damaged, and which generation its
+		 * records continue is unknown. Starting without them would
+		 * lose every change since the snapshot without a word.
+		 */
+		free(b);
+		io->close(io->ctx, fd);
+		snprintf(err, errlen,
+			 "journal %s is corrupt: %s; refusing to start from "
+			 "part of the state (restore the file, or move it away "
+			 "to start from the snapshot alone)",
+			 j->path, why);
+		return -EBADMSG;
+	}
+	if (jgen < sgen || (sgen && jgen == sgen && seq0 != sseq)) {
+		/* Written before the snapshot, which holds its records. */
+		info->stale_journal = true;
+		free(b);
+		io->close(io->ctx, fd);
+		ret = new_journal(j, sgen, sseq);
+		if (ret)
+			snprintf(err, errlen, "journal %s: %s", j->path,
+				 strerror(-ret));
+		return ret;
+	}
+	if (jgen > sgen && (sgen || jgen != 1)) {
+		free(b);
+		io->close(io->ctx, fd);
+		snprintf(err, errlen,
+			 "journal %s (generation %llu) continues a snapshot "
+			 "%s of generation %llu that is %s; refusing to start "
+			 "from part of the state",
+			 j->path, (unsigned long long)jgen, j->snap_path,
+			 (unsigned long long)sgen, sgen ? "older" : "missing");
+		return -EBADMSG;
+	}
+	ret = scan(b, len, seq0, fn, arg, &next, &nrec, &end, &why, &ltype, &lp,
+		   &llen);
+	free(b);
+	if (ret) {
+		io->close(io->ctx, fd);
+		snprintf(err, errlen,
+			 "journal %s: the record at byte %llu cannot be "
+			 "applied: %s",
+			 j->path, (unsigned long long)end, strerror(-ret));
+		return ret;
+	}
+	info->journal_records = nrec;
+	if (end < len) {
+		info->cut = true;
+		info->cut_offset = end;
+		info->cut_bytes = len - end;
+		snprintf(info->cut_why, sizeof(info->cut_why), "%s",
+			 why ? why : "garbage");
+		/* Appends go right after the last good record. */
+		ret = io->truncate(io->ctx, fd, end);
+		if (!ret)
+			ret = maybe_sync(j, fd);
+		if (ret) {
+			io->close(io->ctx, fd);
+			snprintf(err, errlen, "journal %s: cutting at %llu: %s",
+				 j->path, (unsigned long long)end,
+				 strerror(-ret));
+			return ret;
+		}
+	}
+	j->fd = fd;
+	j->gen = jgen;
+	j->seq = next;
+	j->size = end;
+	return 0;
+}
+
+void jobq__journal_close(struct jobq__journal *j)
+{
+	if (j->fd >= 0)
+		j->io->close(j->io->ctx, j->fd);
+	if (j->sfd >= 0)
+		j->io->close(j->io->ctx, j->sfd);
+	j->fd = j->sfd = -1;
+	free(j->buf);
+	j->buf = NULL;
+	j->len = j->cap = 0;
+}
+
+static int reserve(struct jobq__journal *j, size_t more)
+{
+	size_t ncap;
+	uint8_t *nb;
+
+	if (j->cap - j->len >= more)
+		return 0;
+	ncap = j->cap ? j->cap : 64 << 10;
+	while (ncap - j->len < more)
+		ncap *= 2;
+	nb = realloc(j->buf, ncap);
+	if (!nb)
+		return -ENOMEM;
+	j->buf = nb;
+	j->cap = ncap;
+	return 0;
+}
+
+/* Writes the buffered snapshot records to the snapshot file. */
+static void snap_flush(struct jobq__journal *j)
+{
+	int ret;
+
+	if (!j->len || j->serr)
+		goto out;
+	ret = write_buf(j->io, j->sfd, j->buf, j->len, j->soff);
+	if (ret)
+		j->serr = ret;
+	else
+		j->soff += j->len;
+out:
+	j->len = 0;
+	j->nbuf = 0;
+}
+
+int jobq__journal_add(struct jobq__journal *j, uint16_t type,
+		      const struct iovec *iov, int n)
+{
+	uint64_t plen = 0;
+	uint8_t *r;
+	size_t at;
+
+	for (int i = 0; i < n; i++)
+		plen += iov[i].iov_len;
+	if (plen > JOBQ__JREC_MAX)
+		return -E2BIG;
+	if (reserve(j, JOBQ__JREC_OVERHEAD + (size_t)plen))
+		return -ENOMEM;
+	r = j->buf + j->len;
+	put32(r, (uint32_t)plen);
+	put16(r + 4, type);
+	put16(r + 6, 0);
+	put64(r + 8, j->seq++);
+	at = 16;
+	for (int i = 0; i < n; i++) {
+		memcpy(r + at, iov[i].iov_base, iov[i].iov_len);
+		at += iov[i].iov_len;
+	}
+	put32(r + at, jobq__crc32c(0, r, at));
+	j->len += at + 4;
+	j->nbuf++;
+	if (j->sfd >= 0) {
+		j->srecs++;
+		if (j->len >= SNAP_CHUNK)
+			snap_flush(j);
+	}
+	return 0;
+}
+
+/* Marks the journal failed with @err; returns @err. */
+static int fail(struct jobq__journal *j, int err)
+{
+	j->err = err;
+	j->last_err = err;
+	j->errors++;
+	return err;
+}
+
+int jobq__journal_commit(struct jobq__journal *j, bool sync)
+{
+	int ret;
+
+	if (j->err) {
+		/*
+		 * The file lost records: appending after the gap would make
+		 * replay skip it silently. These go too; the caller's
+		 * snapshot will hold their effect.
+		 */
+		j->len = 0;
+		j->nbuf = 0;
+		return j->err;
+	}
+	if (!j->len)
+		return 0;
+	ret = write_buf(j->io, j->fd, j->buf, j->len, j->size);
+	if (!ret && sync)
+		ret = maybe_sync(j, j->fd);
+	if (ret) {
+		j->len = 0;
+		j->nbuf = 0;
+		return fail(j, ret);
+	}
+	j->size += j->len;
+	j->len = 0;
+	j->nbuf = 0;
+	return 0;
+}
+
+bool jobq__journal_want_snapshot(const struct jobq__journal *j)
+{
+	uint64_t floor = 4u << 20;
+
+	if (j->err)
+		return true;
+	return j->size > floor && j->size > 2 * j->snap_size;
+}
+
+int jobq__journal_snapshot(struct jobq__journal *j,
+			   int (*produce)(void *arg, struct jobq__journal *j),
+			   void *arg)
+{
+	const struct jobq__jio *io = j->io;
+	uint64_t gen = j->gen + 1, seq_before = j->seq, seq0, nrec;
+	uint8_t h[JOBQ__JHDR_SIZE], cnt[8];
+	struct iovec v = {.iov_base = cnt, .iov_len = sizeof(cnt)};
+	int ret;
+
+	/* The live state already holds what these records say. */
+	j->seq -= j->nbuf;
+	j->len = 0;
+	j->nbuf = 0;
+	seq0 = j->seq;
+	ret = io->open(io->ctx, j->snap_tmp_path, O_RDWR | O_CREAT | O_TRUNC,
+		       0666);
+	if (ret < 0)
+		return fail(j, ret);
+	j->sfd = ret;
+	j->soff = JOBQ__JHDR_SIZE;
+	j->srecs = 0;
+	j->serr = 0;
+	hdr_make(h, KIND_SNAP, gen, seq0);
+	ret = write_buf(io, j->sfd, h, sizeof(h), 0);
+	if (ret)
+		j->serr = ret;
+	ret = produce(arg, j);
+	if (!ret && !j->serr) {
+		nrec = j->srecs;
+		put64(cnt, nrec);
+		ret = jobq__journal_add(j, JOBQ__JR_SNAP_END, &v, 1);
+	}
+	if (!ret)
+		snap_flush(j);
+	if (!ret)
+		ret = j->serr;
+	if (!ret)
+		ret = maybe_sync(j, j->sfd);
+	io->close(io->ctx, j->sfd);
+	j->sfd = -1;
+	j->len = 0;
+	j->nbuf = 0;
+	if (!ret)
+		ret = io->rename(io->ctx, j->snap_tmp_path, j->snap_path);
+	if (!ret)
+		ret = maybe_sync_dir(j);
+	if (ret) {
+		io->unlink(io->ctx, j->snap_tmp_path);
+		/*
+		 * The numbers the snapshot used are spent on nothing; keep
+		 * sequence numbers rising past them anyway, so a retried
+		 * snapshot never reuses one with other contents.
+		 */
+		if (j->seq < seq_before)
+			j->seq = seq_before;
+		return fail(j, ret);
+	}
+	j->snap_size = j->soff;
+	j->snapshots++;
+	/*
+	 * The snapshot of gen is in place: the old journal (gen - 1) is
+	 * stale from here on, whether or not the new one follows.
+	 */
+	ret = new_journal(j, gen, j->seq);
+	if (ret) {
+		j->gen = gen;
+		return fail(j, ret);
+	}
+	j->err = 0;
+	return 0;
+}

@@ -1,0 +1,238 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * journal.h - the manager's write-ahead journal and its snapshots.
+ *
+ * Contract. Every change to durable state (queues, the key/value store;
+ * jobs next) is a record appended to the journal before the request that
+ * made it is acknowledged. A snapshot is a file of records that rebuild
+ * the live state; after one is written the journal starts again empty, so
+ * the files stay proportional to the live state, not to its history. On
+ * start the manager replays the snapshot, then the journal:
+ *
+ *   - a torn or corrupt tail of the journal (a crash in the middle of a
+ *     write, a flipped bit) is cut at the last good record; the cut and its
+ *     offset are reported, and the manager starts;
+ *   - a snapshot that does not verify from its header to its end record,
+ *     or a journal whose header does not, is refused: the manager does not
+ *     start (an empty queue in place of a damaged one would lose data
+ *     silently).
+ *
+ * Files (created 0666 less the umask: jobqd's keeps them to the instance's
+ * user, or group). FILE (DIR/journal, or --journal FILE) is the journal;
+ * FILE.snap the snapshot; FILE.tmp and FILE.snap.tmp are being written and mean
+ * nothing after a crash. Both files start with a header:
+ *
+ *   magic[8] u32 version  u32 kind  u64 generation  u64 seq0  u32 0  u32 crc
+ *
+ * crc is the CRC-32C of the 36 bytes before it. A snapshot of generation N
+ * holds the state as of its writing; the journal of generation N holds what
+ * changed after it. A journal of an older generation than the snapshot is
+ * stale (a crash came between writing the snapshot and starting the new
+ * journal) and is ignored: the snapshot already holds its records. After
+ * the header come records, each
+ *
+ *   u32 len  u16 type  u16 flags  u64 seq  payload[len]  u32 crc
+ *
+ * little-endian, packed, crc the CRC-32C of everything before it in the
+ * record. Payloads are the owning module's structs in host byte order. Sequence
+ * numbers rise by one from the header's seq0, across the snapshot into its
+ * journal, so a stale record that looks whole is caught.
+ *
+ * Durability. JOBQ__FSYNC_NONE writes and never syncs: what was written
+ * survives the manager's death (the page cache keeps it), not the
+ * machine's. BATCH and ALWAYS sync the journal after each write, and the
+ * files and their directory around every rename. The caller decides how
+ * many requests share one commit (one turn of the loop for BATCH, one
+ * request for ALWAYS).
+ *
+ * Errors. A failed write or sync is never hidden: commit returns it, the
+ * journal is marked failed and takes no more appends (the records lost
+ * would make the file a lie), and the only way back is a snapshot of the
+ * live state, which the caller retries until it succeeds.
+ *
+ * All file access goes through struct jobq__jio, so that tests can fail
+ * the nth write or sync and drop what was never synced (a power loss).
+ * This header needs nothing of the rest of the manager.
+ */
+#ifndef JOBQ_JOURNAL_H
+#define JOBQ_JOURNAL_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+enum jobq__fsync_mode {
+	JOBQ__FSYNC_NONE = 0,
+	JOBQ__FSYNC_BATCH = 1,
+	JOBQ__FSYNC_ALWAYS = 2,
+};
+
+/*
+ * Record types. Ranges by owner, so that a module adds types without
+ * touching another's: 1..15 the journal itself, 16..31 queues, 32..47 the
+ * key/value store, 64..127 jobs (reserved: not journaled yet).
+ */
+enum jobq__jrec_type {
+	/* Never in a file: replay calls with it (no payload) at the end of
+	 * each file, whose bytes it frees after; what a module kept pointers
+	 * to must be copied by then. */
+	JOBQ__JR_EOF = 0,
+	JOBQ__JR_SNAP_END = 1, /* last of a snapshot: u64 records before it */
+	/* Queues (queues.c). A queue id is its creation order. */
+	JOBQ__JR_Q_CREATE = 16, /* u32 qid, name bytes */
+	JOBQ__JR_Q_LIMITS = 17, /* u32 qid, u32 0, u64 max_depth, max_bytes */
+	JOBQ__JR_Q_PUT = 18,	/* u32 qid, u32 type, u64 oid, payload */
+	JOBQ__JR_Q_DEL = 19,	/* u64 oid: the object was taken */
+	/* The key/value store (kv.c). */
+	JOBQ__JR_KV_SET = 32, /* u32 klen, u32 type, key, value */
+	JOBQ__JR_KV_DEL = 33, /* key */
+	/* Jobs: 64..127, reserved. */
+	JOBQ__JR_JOB_FIRST = 64,
+	JOBQ__JR_JOB_LAST = 127,
+};
+
+#define JOBQ__JOURNAL_VERSION 1u
+#define JOBQ__JHDR_SIZE	      40u
+#define JOBQ__JREC_OVERHEAD   20u /* header 16 + crc 4 */
+#define JOBQ__JREC_MAX	      (1u << 30)
+
+/*
+ * The IO seam. Every function returns 0 (or a count) or -errno; @ctx is the
+ * table's own. open() takes open(2) flags and returns an fd. sync() is
+ * fdatasync(2); sync_dir() syncs the directory that holds @path, so that a
+ * rename or a creation there is durable.
+ */
+struct jobq__jio {
+	void *ctx;
+	int (*open)(void *ctx, const char *path, int flags, mode_t mode);
+	int (*close)(void *ctx, int fd);
+	ssize_t (*pread)(void *ctx, int fd, void *buf, size_t len,
+			 uint64_t off);
+	ssize_t (*pwritev)(void *ctx, int fd, const struct iovec *iov, int n,
+			   uint64_t off);
+	int (*sync)(void *ctx, int fd);
+	int (*truncate)(void *ctx, int fd, uint64_t len);
+	int (*size)(void *ctx, int fd, uint64_t *len);
+	int (*rename)(void *ctx, const char *from, const char *to);
+	int (*unlink)(void *ctx, const char *path);
+	int (*sync_dir)(void *ctx, const char *path);
+};
+
+/* Plain system calls (pwritev, fdatasync). */
+extern const struct jobq__jio jobq__jio_posix;
+
+/*
+ * Replay: called once per record, in order, snapshot first, and with
+ * JOBQ__JR_EOF after the last good record of each file. @p is valid until
+ * that call. Returns 0, or -errno when the record cannot be applied (the
+ * start fails, naming it).
+ */
+typedef int (*jobq__replay_fn)(void *arg, uint16_t type, const uint8_t *p,
+			       uint32_t len);
+
+/* What a start found (jobq__journal_open fills it). */
+struct jobq__replay_info {
+	uint64_t snap_records, journal_records;
+	uint64_t snap_bytes;
+	bool stale_journal;  /* an older journal was ignored */
+	bool cut;	     /* the journal's tail was cut */
+	uint64_t cut_offset; /* where: the first byte not replayed */
+	uint64_t cut_bytes;  /* how many bytes were dropped */
+	char cut_why[64];
+};
+
+struct jobq__journal {
+	const struct jobq__jio *io;
+	int mode; /* enum jobq__fsync_mode */
+	char path[PATH_MAX];
+	char snap_path[PATH_MAX + 8];
+	char tmp_path[PATH_MAX + 8];
+	char snap_tmp_path[PATH_MAX + 16];
+	int fd;		       /* the journal, -1 when none is open */
+	uint64_t gen;	       /* generation of the journal and its snapshot */
+	uint64_t size;	       /* bytes of the journal file written */
+	uint64_t seq;	       /* the next record's sequence number */
+	uint8_t *buf;	       /* records appended, not yet written */
+	size_t len, cap;       /* bytes in buf, its size */
+	uint32_t nbuf;	       /* records in buf */
+	int err;	       /* 0, or why the journal is failed */
+	int last_err;	       /* the latest error ever, 0: none */
+	uint64_t errors;       /* failed writes, syncs and snapshots */
+	uint64_t last_sync_ns; /* CLOCK_REALTIME of the last good sync */
+	uint64_t snap_size;    /* bytes of the latest snapshot */
+	uint64_t snapshots;    /* written since start */
+	/* While a snapshot is written: its fd, offset, records, error. */
+	int sfd;
+	uint64_t soff, srecs;
+	int serr;
+};
+
+/*
+ * jobq__journal_open - open the journal at @path (FILE.snap beside it),
+ * replay snapshot and journal through @fn, cut a bad tail, and leave the
+ * journal ready for appends (creating the files when there are none).
+ * @j is filled from scratch. Returns 0, or -errno with a sentence in @err
+ * (-EBADMSG: a snapshot or a journal header that does not verify, or a
+ * journal newer than its snapshot; the error of @fn for a record it
+ * refused). @info may be NULL.
+ */
+int jobq__journal_open(struct jobq__journal *j, const struct jobq__jio *io,
+		       const char *path, int mode, jobq__replay_fn fn,
+		       void *arg, struct jobq__replay_info *info, char *err,
+		       size_t errlen);
+
+/* Closes the files and frees the buffer; what was not committed is lost. */
+void jobq__journal_close(struct jobq__journal *j);
+
+/*
+ * jobq__journal_add - append a record of @type whose payload is the @n
+ * pieces of @iov, to be written by the next commit (or into the snapshot
+ * being written). Returns 0, -E2BIG (over JOBQ__JREC_MAX), -ENOMEM. A
+ * failed journal still takes records: they are dropped by the next commit,
+ * which fails, and the snapshot that repairs the journal holds their
+ * effect.
+ */
+int jobq__journal_add(struct jobq__journal *j, uint16_t type,
+		      const struct iovec *iov, int n);
+
+/* Whether anything waits for jobq__journal_commit(). */
+static inline bool jobq__journal_pending(const struct jobq__journal *j)
+{
+	return j->len > 0;
+}
+
+/*
+ * jobq__journal_commit - write the records added since the last commit in
+ * one write, and with @sync sync it unless the mode is NONE. Without
+ * @sync the records are written, not synced: for records no answer waits
+ * for, whose loss in a power cut costs a duplicate, never a loss (a take);
+ * the next synced commit makes them durable too. Returns 0 once they are
+ * as durable as asked, or -errno (also when the journal was already
+ * failed): the records are then dropped and the journal is failed until a
+ * snapshot succeeds.
+ */
+int jobq__journal_commit(struct jobq__journal *j, bool sync);
+
+/*
+ * jobq__journal_snapshot - write a snapshot of the live state and start an
+ * empty journal after it. @produce adds one record per piece of live state
+ * with jobq__journal_add() and returns 0 or -errno. Records added before
+ * and not committed are dropped: the live state holds their effect. On
+ * success the journal is no longer failed. Returns 0 or -errno; on error
+ * the files are as before (the old snapshot and journal still replay to
+ * the state they held) and the journal is failed.
+ */
+int jobq__journal_snapshot(struct jobq__journal *j,
+			   int (*produce)(void *arg, struct jobq__journal *j),
+			   void *arg);
+
+/* Whether the journal has grown enough past the live state that a
+ * snapshot should compact it. */
+bool jobq__journal_want_snapshot(const struct jobq__journal *j);
+
+const char *jobq__fsync_name(int mode);
+
+#endif
