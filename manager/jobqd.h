@@ -251,7 +251,17 @@ void jobq__loop_fini(void);
 /* Counts a refused ring entry and returns @err. */
 int jobq__bad(int err);
 
-/* main.c: log a line (level 0 always, 1 with --verbose). */
+/*
+ * main.c: log a line at @level, shown when --log-level (default info;
+ * --verbose is debug) admits it. Levels are ordered so that the calls
+ * written as 0 (info) and 1 (debug) keep their meaning.
+ */
+enum {
+	JOBQ__LOG_ERROR = -2, /* the manager cannot do what it promised */
+	JOBQ__LOG_WARN = -1,  /* something was refused, dropped or retried */
+	JOBQ__LOG_INFO = 0,   /* start, stop, clients that died, workers */
+	JOBQ__LOG_DEBUG = 1,  /* every client and object */
+};
 void jobq__log(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

@@ -17,8 +17,11 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include "jobqd.h"
 
@@ -27,21 +30,46 @@ static int ready_fd = -1; /* --daemon: the pipe to the waiting parent */
 static char sock_path[PATH_MAX + 16];
 static char pid_path[PATH_MAX + 16];
 
+/* --log-level; --verbose raises it to debug. */
+static int log_level = JOBQ__LOG_INFO;
+/* Lines go to syslog: --log syslog, or a --daemon without --log. */
+static bool log_syslog;
+
+static const char *level_name(int level)
+{
+	return level <= JOBQ__LOG_ERROR	 ? "error"
+	       : level == JOBQ__LOG_WARN ? "warn"
+	       : level == JOBQ__LOG_INFO ? "info"
+					 : "debug";
+}
+
 void jobq__log(int level, const char *fmt, ...)
 {
 	char line[1024], ts[32];
 	va_list ap;
-	int n;
+	int n, start;
 
-	if (level > 0 && !jobq__m.o.verbose)
+	if (level > log_level &&
+	    !(level <= JOBQ__LOG_DEBUG && jobq__m.o.verbose))
 		return;
 	jobq__format_time(jobq__realtime_ns(), ts, sizeof(ts));
-	n = snprintf(line, sizeof(line), "%s jobqd[%d]: ", ts, (int)getpid());
+	n = snprintf(line, sizeof(line), "%s jobqd[%d] %s: ", ts, (int)getpid(),
+		     level_name(level));
+	start = n;
 	va_start(ap, fmt);
 	n += vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
 	va_end(ap);
 	if (n > (int)sizeof(line) - 2)
 		n = (int)sizeof(line) - 2;
+	if (log_syslog) {
+		line[n] = '\0';
+		syslog(level <= JOBQ__LOG_ERROR	 ? LOG_ERR
+		       : level == JOBQ__LOG_WARN ? LOG_WARNING
+		       : level == JOBQ__LOG_INFO ? LOG_INFO
+						 : LOG_DEBUG,
+		       "%s", line + start);
+		return;
+	}
 	line[n++] = '\n';
 	if (write(log_fd, line, (size_t)n) < 0) {
 		/* Nowhere left to say it. */
@@ -122,13 +150,29 @@ static void usage(FILE *f)
 	    "                     not of the machine), batch (one fsync\n"
 	    "                     shared by the requests that arrived\n"
 	    "                     meanwhile) or always (one per request)\n"
+	    "  --log-level LEVEL  error, warn, info (default) or debug\n"
+	    "                     (--verbose is debug); --log syslog logs\n"
+	    "                     to syslog, as a --daemon without --log does\n"
+	    "  --config FILE      options from a JSON file (default\n"
+	    "                     DIR/jobqd.json when it exists): keys are\n"
+	    "                     the long options, {\"memory\": \"1G\",\n"
+	    "                     \"workers\": 2, \"worker\": [\"cmd\"]};\n"
+	    "                     the command line wins\n"
 	    "  --help, --version\n");
 }
+
+/* While options from the configuration file are parsed: its path and the
+ * key at hand, so that a bad value is reported against the file. */
+static const char *config_path;
+static const char *config_key;
 
 static __attribute__((noreturn)) void bad_usage(const char *fmt,
 						const char *arg)
 {
 	fprintf(stderr, "jobqd: ");
+	if (config_path)
+		fprintf(stderr, "config %s, key \"%s\": ", config_path,
+			config_key ? config_key : "?");
 	fprintf(stderr, fmt, arg);
 	fprintf(stderr, "\n(jobqd --help lists the options)\n");
 	exit(2);
@@ -154,34 +198,204 @@ static void check_memory(uint64_t memory)
 	bad_usage("--memory is more than this machine has (%s)", have);
 }
 
+/*
+ * Options come from the command line and from a configuration file. The
+ * file is turned into more command-line words, put before the real ones
+ * and parsed by the one getopt loop below, so both are checked by the same
+ * code and a later (command-line) value replaces an earlier one; a
+ * --config-end word between them marks where the file's options end.
+ */
+static const struct option long_opts[] = {
+    {"dir", required_argument, NULL, 'd'},
+    {"memory", required_argument, NULL, 'm'},
+    {"max-object", required_argument, NULL, 'o'},
+    {"max-clients", required_argument, NULL, 'c'},
+    {"group", required_argument, NULL, 'g'},
+    {"daemon", no_argument, NULL, 'D'},
+    {"log", required_argument, NULL, 'l'},
+    {"log-level", required_argument, NULL, 'L'},
+    {"verbose", no_argument, NULL, 'v'},
+    {"max-jobs", required_argument, NULL, 'J'},
+    {"keep", required_argument, NULL, 'K'},
+    {"workers", required_argument, NULL, 'W'},
+    {"workers-nondaemon", no_argument, NULL, 'N'},
+    {"worker-concurrency", required_argument, NULL, 'X'},
+    {"worker", required_argument, NULL, 'C'},
+    {"grace", required_argument, NULL, 'G'},
+    {"http", required_argument, NULL, 'H'},
+    {"journal", required_argument, NULL, 'j'},
+    {"fsync", required_argument, NULL, 'F'},
+    {"config", required_argument, NULL, 'f'},
+    {"config-end", no_argument, NULL, 'E'},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {0},
+};
+
+/* The value of option --@name on the command line (either "--name V" or
+ * "--name=V"), the last one given, or NULL. */
+static const char *cli_value(int argc, char **argv, const char *name)
+{
+	const char *v = NULL;
+	size_t n = strlen(name);
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (a[0] != '-' || a[1] != '-' || strncmp(a + 2, name, n))
+			continue;
+		if (a[2 + n] == '=')
+			v = a + 3 + n;
+		else if (!a[2 + n] && i + 1 < argc)
+			v = argv[++i];
+	}
+	return v;
+}
+
+/* The words getopt parses and the file's name; they live as long as the
+ * process, since the options point into them. Volatile: written and never
+ * read, the stores would be dropped, and a leak checker would see the
+ * words as lost. */
+static char **volatile all_words;
+static char *volatile config_name;
+/* The parsed file while its keys are turned into words (a bad one exits
+ * from the middle of that). */
+static json_t *config_doc;
+
+/* Appends one word to the growing argument list; exits when out of
+ * memory (this runs before anything else). */
+static void push_word(char ***words, int *n, char *w)
+{
+	char **nw = realloc(*words, (size_t)(*n + 2) * sizeof(*nw));
+
+	if (!nw || !w) {
+		fprintf(stderr, "jobqd: out of memory reading options\n");
+		exit(1);
+	}
+	nw[(*n)++] = w;
+	nw[*n] = NULL;
+	*words = all_words = nw;
+}
+
+/* One key of the configuration file as command-line words. */
+static void config_words(const char *path, const char *key, json_t *v,
+			 char ***words, int *n)
+{
+	const struct option *o;
+	char buf[64], *flag;
+
+	config_path = path;
+	config_key = key;
+	for (o = long_opts; o->name; o++)
+		if (!strcmp(o->name, key))
+			break;
+	if (!o->name || !strcmp(key, "config") || !strcmp(key, "config-end") ||
+	    !strcmp(key, "help") || !strcmp(key, "version"))
+		bad_usage("no such option (the keys are jobqd's long options, "
+			  "as jobqd --help lists them)%s",
+			  "");
+	if (asprintf(&flag, "--%s", key) < 0)
+		flag = NULL;
+	if (o->has_arg == no_argument) {
+		if (!json_is_boolean(v))
+			bad_usage("a flag: true or false%s", "");
+		if (json_is_true(v))
+			push_word(words, n, flag);
+		else
+			free(flag);
+		return;
+	}
+	if (json_is_array(v) && !strcmp(key, "worker")) {
+		size_t i;
+		json_t *e;
+
+		json_array_foreach(v, i, e)
+		{
+			if (!json_is_string(e))
+				bad_usage("a list of commands (strings)%s", "");
+			push_word(words, n, strdup(flag));
+			push_word(words, n, strdup(json_string_value(e)));
+		}
+		free(flag);
+		return;
+	}
+	push_word(words, n, flag);
+	if (json_is_string(v)) {
+		push_word(words, n, strdup(json_string_value(v)));
+	} else if (json_is_integer(v)) {
+		snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT,
+			 json_integer_value(v));
+		push_word(words, n, strdup(buf));
+	} else if (json_is_real(v)) {
+		snprintf(buf, sizeof(buf), "%.17g", json_real_value(v));
+		push_word(words, n, strdup(buf));
+	} else {
+		bad_usage("a string or a number%s", "");
+	}
+}
+
+/*
+ * with_config - the words to parse: the configuration file's options
+ * (--config FILE, else DIR/jobqd.json when it exists), --config-end, then
+ * the command line's. A missing --config FILE, JSON that does not parse,
+ * an unknown key or a value of the wrong kind ends the program with a
+ * message naming the file and the key.
+ */
+static char **with_config(int argc, char **argv, int *nout)
+{
+	const char *explicit = cli_value(argc, argv, "config");
+	char dir[PATH_MAX], def[PATH_MAX + 16], **words = NULL;
+	const char *path = explicit;
+	json_error_t jerr;
+	const char *key;
+	json_t *doc, *v;
+	int n = 0;
+
+	push_word(&words, &n, argv[0]);
+	if (!path && !jobq__resolve_dir(cli_value(argc, argv, "dir"), dir,
+					sizeof(dir))) {
+		snprintf(def, sizeof(def), "%s/jobqd.json", dir);
+		if (access(def, F_OK) == 0)
+			path = def;
+	}
+	if (path) {
+		doc = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+		if (!doc) {
+			fprintf(stderr, "jobqd: config %s: %s%s\n", path,
+				jerr.text,
+				access(path, F_OK) ? "" : " (not valid JSON)");
+			exit(2);
+		}
+		if (!json_is_object(doc)) {
+			json_decref(doc);
+			fprintf(stderr,
+				"jobqd: config %s: not a JSON object of "
+				"options\n",
+				path);
+			exit(2);
+		}
+		config_doc = doc;
+		json_object_foreach(doc, key, v)
+		    config_words(path, key, v, &words, &n);
+		json_decref(config_doc);
+		config_doc = NULL;
+		config_path = config_name = strdup(path);
+		config_key = NULL;
+		/* The file's words stay: optarg points into them. */
+	}
+	push_word(&words, &n, "--config-end");
+	for (int i = 1; i < argc; i++)
+		push_word(&words, &n, argv[i]);
+	*nout = n;
+	return words;
+}
+
 static void parse_opts(int argc, char **argv, struct jobq__opts *o)
 {
-	static const struct option lo[] = {
-	    {"dir", required_argument, NULL, 'd'},
-	    {"memory", required_argument, NULL, 'm'},
-	    {"max-object", required_argument, NULL, 'o'},
-	    {"max-clients", required_argument, NULL, 'c'},
-	    {"group", required_argument, NULL, 'g'},
-	    {"daemon", no_argument, NULL, 'D'},
-	    {"log", required_argument, NULL, 'l'},
-	    {"verbose", no_argument, NULL, 'v'},
-	    {"max-jobs", required_argument, NULL, 'J'},
-	    {"keep", required_argument, NULL, 'K'},
-	    {"workers", required_argument, NULL, 'W'},
-	    {"workers-nondaemon", no_argument, NULL, 'N'},
-	    {"worker-concurrency", required_argument, NULL, 'X'},
-	    {"worker", required_argument, NULL, 'C'},
-	    {"grace", required_argument, NULL, 'G'},
-	    {"http", required_argument, NULL, 'H'},
-	    {"journal", required_argument, NULL, 'j'},
-	    {"fsync", required_argument, NULL, 'F'},
-	    {"help", no_argument, NULL, 'h'},
-	    {"version", no_argument, NULL, 'V'},
-	    {0},
-	};
 	const char *dir = NULL;
 	bool max_object_set = false;
-	int ch;
+	uint32_t from_file = 0; /* --worker commands the file gave */
+	int ch, li = -1;
 
 	o->memory = 256ull << 20;
 	o->max_object = 16ull << 20;
@@ -189,12 +403,39 @@ static void parse_opts(int argc, char **argv, struct jobq__opts *o)
 	o->keep_ns = 3600 * JOBQ__NSEC_PER_SEC;
 	o->grace_ns = 10 * JOBQ__NSEC_PER_SEC;
 	opterr = 0;
-	while ((ch = getopt_long(argc, argv, ":", lo, NULL)) != -1) {
+	argv = with_config(argc, argv, &argc);
+	while ((ch = getopt_long(argc, argv, ":", long_opts, &li)) != -1) {
 		char *end;
 		unsigned long v;
 		double d;
 
+		/* Until --config-end the words are the file's: a bad value
+		 * is reported with the file and its key. */
+		if (config_path)
+			config_key = li >= 0 ? long_opts[li].name : NULL;
+		li = -1;
 		switch (ch) {
+		case 'E':
+			config_path = config_key = NULL;
+			from_file = o->nworker_cmds;
+			break;
+		case 'f':
+			break; /* read by with_config() */
+		case 'L':
+			if (!strcmp(optarg, "error"))
+				log_level = JOBQ__LOG_ERROR;
+			else if (!strcmp(optarg, "warn"))
+				log_level = JOBQ__LOG_WARN;
+			else if (!strcmp(optarg, "info"))
+				log_level = JOBQ__LOG_INFO;
+			else if (!strcmp(optarg, "debug"))
+				log_level = JOBQ__LOG_DEBUG;
+			else
+				bad_usage(
+				    "--log-level %s: error, warn, info or "
+				    "debug",
+				    optarg);
+			break;
 		case 'd':
 			dir = optarg;
 			break;
@@ -228,6 +469,9 @@ static void parse_opts(int argc, char **argv, struct jobq__opts *o)
 			break;
 		case 'l':
 			o->log = optarg;
+			log_syslog = !strcmp(optarg, "syslog");
+			if (log_syslog)
+				openlog("jobqd", LOG_PID, LOG_DAEMON);
 			break;
 		case 'v':
 			o->verbose = true;
@@ -281,8 +525,16 @@ static void parse_opts(int argc, char **argv, struct jobq__opts *o)
 			o->worker_concurrency = (uint32_t)v;
 			break;
 		case 'C': {
-			const char **n = realloc(
-			    o->worker_cmds, (o->nworker_cmds + 1) * sizeof(*n));
+			const char **n;
+
+			/* The command line's --worker list replaces the
+			 * file's, as every other option does. */
+			if (!config_path && from_file) {
+				o->nworker_cmds = 0;
+				from_file = 0;
+			}
+			n = realloc(o->worker_cmds,
+				    (o->nworker_cmds + 1) * sizeof(*n));
 
 			if (!n || !*optarg)
 				bad_usage("--worker %s: needs a command",
@@ -494,7 +746,7 @@ static int open_log(void)
 	const struct jobq__opts *o = &jobq__m.o;
 	int fd;
 
-	if (!o->log)
+	if (!o->log || log_syslog)
 		return 0;
 	fd = open(o->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	if (fd < 0)
@@ -573,6 +825,10 @@ static void report_ready(void)
 		if (!jobq__m.o.log) {
 			dup2(fd, 1);
 			dup2(fd, 2);
+			/* A daemon without --log logs to syslog, not to
+			 * nowhere. */
+			log_syslog = true;
+			openlog("jobqd", LOG_PID, LOG_DAEMON);
 		}
 		if (fd > 2)
 			close(fd);
