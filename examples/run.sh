@@ -10,7 +10,9 @@ shift
 top=$(mktemp -d "${TMPDIR:-/tmp}/jobq-example.XXXXXX") || exit 1
 dir=$top/jobq
 
-if ! "$jobqd" --dir "$dir" --daemon >"$top/jobqd.log" 2>&1; then
+# JOBQD_ARGS: more options for the manager, for examples that need them.
+# shellcheck disable=SC2086
+if ! "$jobqd" --dir "$dir" --daemon ${JOBQD_ARGS:-} >"$top/jobqd.log" 2>&1; then
 	echo "run.sh: jobqd did not start:" >&2
 	cat "$top/jobqd.log" >&2
 	rm -rf "$top"

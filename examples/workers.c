@@ -2,13 +2,15 @@
 /*
  * workers.c - daemon and non-daemon workers, as Process.daemon has them.
  *
- * The idea: when the manager shuts down gracefully, a non-daemon worker
- * finishes the job it is running (within the grace period) and is waited
- * for; a daemon worker is stopped at once, its job unfinished. Two worker
- * processes serve the job type "slow" (each job takes a second), one
- * non-daemon and one daemon. Once both run a job, the example asks the
- * manager to shut down and reports how each worker ended: its exit status
- * is the number of jobs it finished.
+ * The idea: when the manager shuts down gracefully, every worker takes no
+ * more jobs and lets its running ones finish. A daemon worker gets the
+ * grace period for that (jobqd --grace) and is then ended with the
+ * manager, its job unfinished; a non-daemon worker is waited for however
+ * long its job takes. Two worker processes serve the job type "slow"
+ * (each job takes three seconds), one non-daemon and one daemon; the
+ * manager runs with --grace 1 (examples/meson.build). Once both run a
+ * job, the example asks the manager to shut down and reports how each
+ * worker ended: its exit status is the number of jobs it finished.
  *
  *   workers [--dir DIR]
  *
@@ -29,10 +31,10 @@ static int finished;
 
 static int slow(jobq_job_t *job, void *arg)
 {
-	struct timespec second = {1, 0};
+	struct timespec three = {3, 0};
 
 	(void)arg;
-	nanosleep(&second, NULL);
+	nanosleep(&three, NULL);
 	finished++;
 	return jobq_job_succeed(job, JOBQ_T_TEXT, "done", 4);
 }

@@ -428,10 +428,14 @@ void jobq__job_wait_detach(struct jobq__waiter *w);
  * cancelled), its types lose a worker, its worker record clears. */
 void jobq__jobs_drop_client(struct jobq__client *c);
 void jobq__jobs_timer(void);
-/* Shutdown: tells every registered worker to stop (JOBQ_NOTICE_STOP). */
+/* Shutdown: tells every registered worker to take no more jobs and end
+ * once its running ones are done (JOBQ_NOTICE_STOP). */
 void jobq__jobs_notify_stop(uint64_t grace_ns);
-/* Jobs running on workers that are not daemon workers. */
-uint32_t jobq__jobs_running_nondaemon(void);
+/* The grace period is over: daemon workers still running jobs are told
+ * the manager is going (their end of the socket closes). */
+void jobq__jobs_end_daemons(void);
+/* Jobs running on workers, daemon workers' included or not. */
+uint32_t jobq__jobs_running(bool daemon_too);
 
 /* supervise.c: built-in and --worker processes. */
 int jobq__supervise_start(void);

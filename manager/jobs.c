@@ -1357,23 +1357,30 @@ void jobq__jobs_notify_stop(uint64_t grace_ns)
 			continue;
 		jobq__post(&jobq__m.clients[i], JOBQ_UD_NOTICE,
 			   JOBQ_NOTICE_STOP, JOBQ_CQE_NOTICE, grace_ns, 0, 0);
-		/*
-		 * A daemon worker's running jobs stop now, not when they
-		 * are done. One whose handler blocks cannot read the notice
-		 * until it returns; the end of our side of its socket
-		 * reaches it anyway (as SIGIO: see src/worker.c).
-		 */
-		if ((jobs.W[i].flags & JOBQ_WF_DAEMON) && jobs.W[i].running)
-			shutdown(jobq__m.clients[i].sock, SHUT_WR);
 	}
 }
 
-uint32_t jobq__jobs_running_nondaemon(void)
+void jobq__jobs_end_daemons(void)
+{
+	for (uint32_t i = 0; i < jobq__m.o.max_clients; i++)
+		/*
+		 * A daemon worker dies with its manager. One whose handler
+		 * blocks cannot read a notice until it returns; the end of
+		 * our side of its socket reaches it anyway (as SIGIO: see
+		 * src/worker.c).
+		 */
+		if (jobs.W[i].reg && (jobs.W[i].flags & JOBQ_WF_DAEMON) &&
+		    jobs.W[i].running)
+			shutdown(jobq__m.clients[i].sock, SHUT_WR);
+}
+
+uint32_t jobq__jobs_running(bool daemon_too)
 {
 	uint32_t n = 0;
 
 	for (uint32_t i = 0; i < jobq__m.o.max_clients; i++)
-		if (jobs.W[i].reg && !(jobs.W[i].flags & JOBQ_WF_DAEMON))
+		if (jobs.W[i].reg &&
+		    (daemon_too || !(jobs.W[i].flags & JOBQ_WF_DAEMON)))
 			n += jobs.W[i].running;
 	return n;
 }

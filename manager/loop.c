@@ -481,7 +481,9 @@ struct jobq__waiter *jobq__wait_new(struct jobq__client *c,
 {
 	struct jobq__waiter *w;
 
-	if (jobq__m.stopping) {
+	/* While the manager drains, a wait for a job may still be answered
+	 * (with the job's end); nothing else waits on a stopping manager. */
+	if (jobq__m.stopping && kind != JOBQ__W_JOB) {
 		*err = JOBQ_ECLOSED;
 		return NULL;
 	}
@@ -1151,6 +1153,13 @@ static void on_signal(void)
 	switch (loop.si.ssi_signo) {
 	case SIGTERM:
 	case SIGINT:
+		if (jobq__m.stopping && !jobq__m.stop_now) {
+			/* A second one: do not wait for the drain. */
+			jobq__log(0, "signal %u again: stopping now",
+				  loop.si.ssi_signo);
+			jobq__m.stop_now = true;
+			break;
+		}
 		jobq__log(0, "signal %u: shutting down", loop.si.ssi_signo);
 		jobq__m.stopping = true;
 		jobq__notify("STOPPING=1");

@@ -74,6 +74,7 @@ static struct {
 	struct child *ch;
 	uint32_t n;
 	bool stop_started;
+	bool grace_over; /* daemon workers were ended */
 	uint64_t grace_at;
 	pid_t *groups; /* groups of ended workers with members left */
 	uint32_t ngroups, cgroups;
@@ -465,14 +466,20 @@ bool jobq__supervise_drained(void)
 	uint64_t now = jobq__now_ns();
 	bool left = false;
 
+	/*
+	 * A graceful stop: every worker takes no more jobs and its running
+	 * ones finish. Daemon workers get --grace for that, then die with
+	 * the manager (their unfinished jobs run again when one is back);
+	 * non-daemon workers are waited for however long their jobs take,
+	 * as a program waits for its non-daemon children. A stop --now (or
+	 * a second signal) kills them all at once.
+	 */
 	if (!super.stop_started) {
 		super.stop_started = true;
 		super.grace_at = now + o->grace_ns;
 		for (uint32_t i = 0; i < super.n; i++)
 			super.ch[i].restart_at = 0;
 		jobq__jobs_notify_stop(o->grace_ns);
-		/* Daemon workers do not drain: they go at once. */
-		kill_and_reap(jobq__m.stop_now ? false : true);
 		for (uint32_t i = 0; i < super.n; i++)
 			if (super.ch[i].alive)
 				kill(-super.ch[i].pid, SIGTERM);
@@ -482,18 +489,17 @@ bool jobq__supervise_drained(void)
 		kill_and_reap(false);
 		return true;
 	}
+	if (now >= super.grace_at && !super.grace_over) {
+		super.grace_over = true;
+		if (jobq__jobs_running(true) > jobq__jobs_running(false))
+			jobq__log(0,
+				  "grace period of %.1f s over: ending the "
+				  "daemon workers' jobs",
+				  (double)o->grace_ns / 1e9);
+		kill_and_reap(true);
+		jobq__jobs_end_daemons();
+	}
 	for (uint32_t i = 0; i < super.n; i++)
 		left |= super.ch[i].alive;
-	if (!left && jobq__jobs_running_nondaemon() == 0)
-		return true;
-	if (now >= super.grace_at) {
-		if (left)
-			jobq__log(0,
-				  "grace period of %.1f s over: killing the "
-				  "workers that are left",
-				  (double)o->grace_ns / 1e9);
-		kill_and_reap(false);
-		return true;
-	}
-	return false;
+	return !left && jobq__jobs_running(!super.grace_over) == 0;
 }

@@ -914,10 +914,9 @@ static void coordinator_fn(void *arg)
 					w->stopping_done = w->stopping_sent =
 					    true;
 			}
-			/* A daemon worker does not finish its jobs: the
-			 * manager that stops is not waiting for them. */
-			if (w->daemon && atomic_load(&w->stop_notice))
-				cancel_all(w);
+			/* Daemon or not, a stop notice lets the running jobs
+			 * finish: the manager waits --grace for them, then
+			 * closes its end, and a daemon worker ends them. */
 			if (w->stopping_done && !w->reserving && !w->running &&
 			    !w->outstanding && !w->nready)
 				break;

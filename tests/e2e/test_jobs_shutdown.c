@@ -2,17 +2,22 @@
 /*
  * test_jobs_shutdown.c - stopping a manager that has workers.
  *
- * On SIGTERM a non-daemon worker finishes the job it runs (within the
- * grace period) and exits; a daemon worker is stopped at once, its job
- * unfinished. The manager's own workers (--workers 2) are stopped and
+ * On SIGTERM every worker takes no more jobs and its running ones finish:
+ * a daemon worker's within the grace period (then it is ended, its job
+ * unfinished), a non-daemon worker's however long they take; a client
+ * waiting on a job that finishes meanwhile gets its result. A second
+ * SIGTERM stops at once. The manager's own workers (--workers 2) are
+ * stopped and
  * reaped: this test process makes itself a child subreaper, so whatever
  * the manager leaves behind (a running or a zombie child) is re-parented
  * here and seen in /proc. When the manager is SIGKILLed, its workers die
  * with it.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,6 +129,8 @@ static int gone(pid_t pid, double timeout)
 
 static void test_graceful(void **state)
 {
+	static const char *const args[] = {"--workers", "2", "--grace", "2",
+					   NULL};
 	struct jqt_mgr *m = *state;
 	jobq_t *q = NULL;
 	pid_t w[2], builtin[2];
@@ -133,6 +140,9 @@ static void test_graceful(void **state)
 	pid_t pids[16];
 
 	sh = jqt_shared(sizeof(*sh));
+	/* A grace period shorter than the daemon worker's 5 s job. */
+	jqt_mgr_stop(m);
+	assert_int_equal(jqt_mgr_start(m, args), 0);
 	assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
 	assert_rc(jobq_open(&q, m->dir), 0);
 	assert_int_equal(wait_supervised(q, builtin, 2), 2);
@@ -179,7 +189,8 @@ static void test_graceful(void **state)
 	/* teardown expects a manager to stop. */
 	assert_int_equal(jqt_mgr_restart(m, NULL), 0);
 	/* Checked last, so that the checks above tell their own story: the
-	 * daemon worker was stopped at once, its 5 s job unfinished. */
+	 * daemon worker was ended when the 2 s grace period was over, its
+	 * 5 s job unfinished. */
 	assert_int_equal(sh->finished[1], 0);
 }
 
@@ -205,18 +216,21 @@ static void test_manager_killed(void **state)
 }
 
 /*
- * The manager's own workers: daemon ones (the default) are killed at once
- * on SIGTERM, their sleep unfinished; with --workers-nondaemon the manager
- * waits for the running sleep to end. The time to exit tells which.
+ * The manager's own workers, SIGTERM while a sleep of @ms runs: returns
+ * how long the manager took to exit, and in *waited what a `jobq wait`
+ * on that sleep, started before the signal, exited with (0: it got the
+ * result). @twice sends a second SIGTERM half a second after the first.
  */
-static double builtin_shutdown(const char *const *args, int ms)
+static double builtin_shutdown(const char *const *args, int ms, bool twice,
+			       int *waited)
 {
 	struct jqt_mgr m;
 	jobq_t *q = NULL;
-	char json[32];
-	pid_t pid;
+	char json[32], idbuf[24];
+	pid_t pid, waiter;
 	uint64_t id;
 	double t0, took;
+	int st;
 
 	assert_int_equal(jqt_mgr_start(&m, args), 0);
 	assert_rc(jobq_open(&q, m.dir), 0);
@@ -227,37 +241,95 @@ static double builtin_shutdown(const char *const *args, int ms)
 	    0);
 	assert_rc(jqt_job_wait_state(q, id, JOBQ_JOB_RUNNING, 10), 0);
 	jobq_close(q);
+	snprintf(idbuf, sizeof(idbuf), "%llu", (unsigned long long)id);
+	waiter = fork();
+	assert_true(waiter >= 0);
+	if (waiter == 0) {
+		int null = open("/dev/null", O_WRONLY);
+
+		dup2(null, 1);
+		execl(jqt_jobq_path(), "jobq", "--dir", m.dir, "wait", idbuf,
+		      "--timeout", "30", (char *)NULL);
+		_exit(127);
+	}
+	jqt_track_pid(waiter);
+	jqt_sleep(0.3); /* the wait is parked in the manager */
 	t0 = jqt_now();
 	assert_int_equal(kill(m.pid, SIGTERM), 0);
-	assert_rc(jqt_mgr_wait_exit(&m, 20), 0);
+	if (twice) {
+		jqt_sleep(0.5);
+		kill(m.pid, SIGTERM);
+	}
+	assert_rc(jqt_mgr_wait_exit(&m, 30), 0);
 	took = jqt_now() - t0;
 	assert_true(jqt_status_ok(m.exit_status));
 	assert_true(gone(pid, 2));
+	assert_rc(jqt_wait_pid(waiter, 30, &st), 0);
+	jqt_untrack_pid(waiter);
+	*waited = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 	jqt_mgr_stop(&m);
 	return took;
 }
 
-static void test_builtin_daemon(void **state)
+/* Default built-in (daemon) workers: a running job finishes within the
+ * grace period, and the client waiting on it gets its result. */
+static void test_builtin_daemon_drains(void **state)
 {
 	static const char *const args[] = {"--workers", "1", NULL};
-	double took = builtin_shutdown(args, 5000);
+	int waited;
+	double took = builtin_shutdown(args, 1500, false, &waited);
 
-	print_message("daemon built-in worker: manager gone %.3f s after "
-		      "SIGTERM, a 5 s sleep running\n",
-		      took);
-	assert_true(took < 2);
+	print_message("daemon built-in worker, a 1.5 s sleep: manager gone "
+		      "%.3f s after SIGTERM; jobq wait exited %d\n",
+		      took, waited);
+	assert_true(took >= 1.0);
+	assert_int_equal(waited, 0);
 }
 
+/* ... but not beyond it: a job longer than --grace is ended. */
+static void test_builtin_daemon_grace(void **state)
+{
+	static const char *const args[] = {"--workers", "1", "--grace", "1",
+					   NULL};
+	int waited;
+	double took = builtin_shutdown(args, 8000, false, &waited);
+
+	print_message("daemon built-in worker, an 8 s sleep, --grace 1: "
+		      "manager gone %.3f s after SIGTERM; jobq wait exited "
+		      "%d\n",
+		      took, waited);
+	assert_true(took >= 0.8 && took < 5);
+	assert_int_not_equal(waited, 0); /* the job did not succeed */
+}
+
+/* Non-daemon workers are waited for past the grace period. */
 static void test_builtin_nondaemon(void **state)
+{
+	static const char *const args[] = {
+	    "--workers", "1", "--workers-nondaemon", "--grace", "0.5", NULL};
+	int waited;
+	double took = builtin_shutdown(args, 2500, false, &waited);
+
+	print_message("non-daemon built-in worker, a 2.5 s sleep, --grace "
+		      "0.5: manager gone %.3f s after SIGTERM; jobq wait "
+		      "exited %d\n",
+		      took, waited);
+	assert_true(took >= 2.0);
+	assert_int_equal(waited, 0);
+}
+
+/* A second SIGTERM does not wait for the drain. */
+static void test_second_signal(void **state)
 {
 	static const char *const args[] = {"--workers", "1",
 					   "--workers-nondaemon", NULL};
-	double took = builtin_shutdown(args, 1500);
+	int waited;
+	double took = builtin_shutdown(args, 20000, true, &waited);
 
-	print_message("non-daemon built-in worker: manager gone %.3f s after "
-		      "SIGTERM, a 1.5 s sleep running\n",
+	print_message("a 20 s sleep, SIGTERM twice: manager gone %.3f s after "
+		      "the first\n",
 		      took);
-	assert_true(took >= 1.0);
+	assert_true(took < 5);
 }
 
 /*
@@ -298,8 +370,10 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    W(test_graceful),
 	    W(test_manager_killed),
-	    cmocka_unit_test(test_builtin_daemon),
+	    cmocka_unit_test(test_builtin_daemon_drains),
+	    cmocka_unit_test(test_builtin_daemon_grace),
 	    cmocka_unit_test(test_builtin_nondaemon),
+	    cmocka_unit_test(test_second_signal),
 	    cmocka_unit_test(test_crash_at_start),
 	};
 
