@@ -90,12 +90,36 @@ show "$jobq" show "$c"
 show "$jobq" workers
 show "$jobq" ls
 
+step "shell commands as jobs: a spooler running 6 commands, 2 at a time"
+show "$jobq" queue set builds --parallel 2
+printf '%s\n' 'echo one' 'sleep 0.3' 'false' 'echo four' 'sleep 0.2' 'true' >"$inst/cmds.txt"
+echo "\$ $jobq run --queue builds --from $inst/cmds.txt"
+ids=$("$jobq" run --queue builds --from "$inst/cmds.txt")
+echo "$ids"
+show "$jobq" wait $ids >/dev/null || echo "(exit $?: the one that ran false failed, as asked)"
+show "$jobq" logs "$(echo "$ids" | head -n 1)"
+
+step "file jobs through the workers' io_uring: write a file, checksum it"
+show "$jobq" wait "$("$jobq" submit file.write "{\"path\": \"$inst/note.txt\", \"data\": \"hello\"}")"
+show "$jobq" wait "$("$jobq" submit file.checksum "{\"path\": \"$inst/note.txt\", \"algo\": \"sha256\"}")"
+
+step "the manager crashes: kill -9, start again, the queue and the store are still there"
+show "$jobq" put orders "order 1"
+show "$jobq" kv set stock 12
+kill -9 "$pid"
+for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+show "$jobqd" --dir "$inst/jobq" --memory 128M --workers 2 --daemon
+pid=$(cat "$inst/jobq/jobqd.pid")
+show "$jobq" get orders; echo
+show "$jobq" kv get stock; echo
+
 step "jobs from C: apply and apply_async with callbacks, then map over a range"
 show "$ex/apply" --dir "$JOBQ_DIR"
 show "$ex/map" --dir "$JOBQ_DIR"
 
-step "what the manager counted"
+step "what the manager counted, and a snapshot of jobq top"
 show "$jobq" stats
+show "$jobq" top
 
 step "stop the manager"
 show "$jobq" shutdown
@@ -105,3 +129,7 @@ if kill -0 "$pid" 2>/dev/null; then
 	exit 1
 fi
 echo "manager $pid stopped; demo done"
+echo
+echo "The programs are in $dir: put them on PATH with"
+echo "  export PATH=\"$top/$dir/manager:$top/$dir/cli:\$PATH\""
+echo "or install them (and jobq.h, libjobq, the man pages): meson install -C $dir"
