@@ -13,7 +13,13 @@
  * The table never fills: a new key that would take an EMPTY slot is
  * refused with JOBQ_ELIMIT once used + tombstones reach 7/8 of the slots,
  * which keeps every probe ending at an empty slot. A tombstone becomes
- * empty again as soon as the slot after it is empty (see kv_del).
+ * empty again as soon as the slot after it is empty (see kv_del); the
+ * others are swept by rehashing the table in place once they are more
+ * than an eighth of it (compact()), so a table whose live keys stay far
+ * below its size takes new keys for ever. Keys move then, which a reader
+ * probing at that moment could miss: the rehash happens inside the
+ * header's kv_gen sequence count, and a lookup that saw kv_gen change
+ * (src/kv.c) looks again.
  *
  * Durability: every change is journaled as the value it leaves
  * (JOBQ__JR_KV_SET, for set, incr and cas alike) or as the key's removal
@@ -21,6 +27,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
 
@@ -193,6 +200,54 @@ int jobq__op_kv_set(struct jobq__client *c, const struct jobq_sqe *s)
 	return store_value(at, ins, key, klen, hash, p + klen, vlen, s->type);
 }
 
+/*
+ * compact - rehash the table in place, dropping every tombstone: each
+ * used slot's key goes back to the first free slot of its probe. Costs
+ * one pass over the table per kv_slots / 8 deletes at least, so a delete
+ * stays O(1) on average.
+ */
+static void compact(void)
+{
+	struct jobq_store_hdr *h = jobq__hdr();
+	uint32_t n = h->kv_slots, mask = n - 1, k = 0;
+	struct moved {
+		uint32_t hash;
+		uint64_t blob;
+	} *keys = malloc(((size_t)load_relaxed(&h->nkeys) + 1) * sizeof(*keys));
+
+	if (!keys)
+		return; /* tried again at the next delete */
+	seq_write_begin(&h->kv_gen);
+	for (uint32_t i = 0; i < n; i++) {
+		struct jobq_kv_slot *sl = slot_at(i);
+
+		if (sl->state == JOBQ_KV_EMPTY)
+			continue;
+		seq_write_begin(&sl->seq);
+		if (sl->state == JOBQ_KV_USED)
+			keys[k++] = (struct moved){sl->hash, sl->blob};
+		sl->state = JOBQ_KV_EMPTY;
+		sl->blob = 0;
+		seq_write_end(&sl->seq);
+	}
+	for (uint32_t j = 0; j < k; j++) {
+		uint32_t i = keys[j].hash & mask;
+
+		while (slot_at(i)->state != JOBQ_KV_EMPTY)
+			i = (i + 1) & mask;
+		seq_write_begin(&slot_at(i)->seq);
+		slot_at(i)->state = JOBQ_KV_USED;
+		slot_at(i)->hash = keys[j].hash;
+		slot_at(i)->blob = keys[j].blob;
+		seq_write_end(&slot_at(i)->seq);
+	}
+	seq_write_end(&h->kv_gen);
+	jobq__log(1, "kv: table rehashed: %u keys, %u tombstones dropped", k,
+		  ntombs);
+	ntombs = 0;
+	free(keys);
+}
+
 /* Removes the key in slot @at (and journals that). */
 static void delete_at(int64_t at)
 {
@@ -232,6 +287,8 @@ static void delete_at(int64_t at)
 	}
 	store_relaxed(&h->nkeys, load_relaxed(&h->nkeys) - 1);
 	jobq__count(kv_dels);
+	if (ntombs > 64 && ntombs > h->kv_slots / 8)
+		compact();
 }
 
 int jobq__op_kv_del(struct jobq__client *c, const struct jobq_sqe *s)

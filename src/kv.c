@@ -70,8 +70,33 @@ static inline int check_key(const char *key, size_t *klen)
  * the value's length and its type in *type, or -ENOENT. The copy is one
  * consistent version of the value.
  */
+static ssize_t kv_probe(const jobq_t *q, const char *key, size_t klen,
+			void *buf, size_t cap, uint32_t *type);
+
+/*
+ * kv_lookup - kv_probe() inside the table's kv_gen sequence count: jobqd
+ * rehashes the table in place now and then (manager/kv.c), and a key that
+ * moved behind a probe would be missed, so an answer given while the
+ * count changed is looked up again.
+ */
 static ssize_t kv_lookup(const jobq_t *q, const char *key, size_t klen,
 			 void *buf, size_t cap, uint32_t *type)
+{
+	for (;;) {
+		uint32_t g;
+		ssize_t r;
+		int err = jobq__seq_begin(q, &q->sh->kv_gen, &g);
+
+		if (err)
+			return err;
+		r = kv_probe(q, key, klen, buf, cap, type);
+		if (!seq_read_retry(&q->sh->kv_gen, g))
+			return r;
+	}
+}
+
+static ssize_t kv_probe(const jobq_t *q, const char *key, size_t klen,
+			void *buf, size_t cap, uint32_t *type)
 {
 	uint32_t h = jobq__hash(key, klen), mask = q->kv_mask;
 

@@ -60,8 +60,9 @@
 #define JOBQ_HELLO_MAGIC  0x6f6c6568u
 /* What jobq_close() sends on the control socket before it closes it, so
  * that the manager tells a client that left from one that died. */
-#define JOBQ_BYE_MAGIC	    0x21657962u /* "bye!" */
-#define JOBQ_LAYOUT_VERSION 5u		/* 5: ring pflags (WANT_HEAD) */
+#define JOBQ_BYE_MAGIC 0x21657962u /* "bye!" */
+/* 5: ring pflags (WANT_HEAD); 6: kv_gen, the journal's fields */
+#define JOBQ_LAYOUT_VERSION 6u
 
 #define JOBQ_NAME_MAX	 63  /* queue and lock names, bytes without the NUL */
 #define JOBQ_KEY_MAX	 255 /* key/value keys */
@@ -215,7 +216,10 @@ struct jobq_store_hdr {
 	_Atomic uint32_t journal_mode;	    /* 0 none, 1 batch, 2 always */
 	_Atomic int32_t journal_error;	    /* -errno while failed, else 0 */
 	_Atomic int32_t journal_last_error; /* the latest error ever, 0: none */
-	uint32_t pad2;
+	/* A sequence count over the whole key/value table, written by jobqd:
+	 * odd while it rehashes the table in place (keys move then), so a
+	 * lookup that saw it change looks again. */
+	_Atomic uint32_t kv_gen;
 	_Atomic uint64_t journal_size;	    /* bytes of the journal file */
 	_Atomic uint64_t journal_snap_size; /* bytes of the latest snapshot */
 	_Atomic uint64_t journal_last_sync_ns; /* CLOCK_REALTIME, 0: never */

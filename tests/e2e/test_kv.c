@@ -312,13 +312,94 @@ static void test_set_async(void **state)
 	jobq_close(q);
 }
 
+/*
+ * The table does not wear out: a rolling window of 3,000 live keys (set
+ * the newest, delete the oldest) on a 16M store, for 100,000 cycles. Its
+ * tombstones used to fill the table after about 76,000 cycles, and then
+ * most new keys were refused until a restart. Meanwhile another process
+ * reads a key that never changes: the rehashes that sweep the tombstones
+ * move keys, and a reader must never miss one.
+ */
+struct reader_state {
+	_Atomic int stop;
+	_Atomic long reads, misses;
+};
+
+static int steady_reader(int idx, void *arg)
+{
+	struct reader_state *rs = arg;
+	jobq_t *q = jqt_open_or_die(jqt_cur);
+	char buf[16];
+
+	while (!atomic_load(&rs->stop)) {
+		ssize_t n =
+		    jobq_kv_get_buf(q, "steady", buf, sizeof(buf), NULL);
+
+		atomic_fetch_add(&rs->reads, 1);
+		if (n != 6 || memcmp(buf, "always", 6))
+			atomic_fetch_add(&rs->misses, 1);
+	}
+	jobq_close(q);
+	return 0;
+}
+
+static void test_rolling_window(void **state)
+{
+	struct jqt_mgr m;
+	static const char *const args[] = {"--memory", "16M", NULL};
+	struct reader_state *rs = jqt_shared(sizeof(*rs));
+	enum { WINDOW = 3000, CYCLES = 100000 };
+	pid_t reader;
+	int st;
+	jobq_t *q;
+
+	assert_int_equal(jqt_mgr_start(&m, args), 0);
+	jqt_cur = &m;
+	assert_rc(jobq_open(&q, m.dir), 0);
+	assert_rc(jobq_kv_set(q, "steady", JOBQ_T_TEXT, "always", 6), 0);
+	reader = jqt_fork(steady_reader, 0, rs);
+	assert_true(reader > 0);
+	for (int i = 0; i < CYCLES + WINDOW; i++) {
+		char key[32];
+
+		snprintf(key, sizeof(key), "k%d", i);
+		if (i < CYCLES)
+			assert_rc(jobq_kv_set_async(q, key, JOBQ_T_TEXT, "v", 1,
+						    NULL, NULL),
+				  0);
+		if (i >= WINDOW) {
+			snprintf(key, sizeof(key), "k%d", i - WINDOW);
+			assert_rc(jobq_kv_del(q, key), 0);
+		}
+	}
+	{
+		struct jobq_stats s;
+
+		assert_rc(jobq_stats(q, &s), 0);
+		assert_int_equal(s.keys, 1); /* only "steady" is left */
+	}
+	atomic_store(&rs->stop, 1);
+	assert_rc(jqt_wait_pid(reader, 10, &st), 0);
+	print_message("%d cycles; the steady key read %ld times, missed %ld\n",
+		      CYCLES, atomic_load(&rs->reads),
+		      atomic_load(&rs->misses));
+	assert_int_equal(atomic_load(&rs->misses), 0);
+	jobq_close(q);
+	jqt_mgr_stop(&m);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, jqt_setup, jqt_teardown)
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    T(test_set_get_del), T(test_incr),		 T(test_cas),
-	    T(test_list),	 T(test_incr_processes), T(test_set_async),
+	    cmocka_unit_test(test_rolling_window),
+	    T(test_set_get_del),
+	    T(test_incr),
+	    T(test_cas),
+	    T(test_list),
+	    T(test_incr_processes),
+	    T(test_set_async),
 	};
 
 	jqt_init();
