@@ -65,6 +65,7 @@ enum cli_opt {
 	OPT_OFFSET,
 	OPT_FROM,   /* jobq run --from FILE */
 	OPT_FOLLOW, /* jobq logs --follow */
+	OPT_LEASE,  /* jobq lock --lease S */
 	OPT__COUNT,
 };
 

@@ -198,17 +198,24 @@ out:
 int cmd_lock(struct cli *c)
 {
 	const char *name = c->args[0];
+	const char *lv = c->optval[OPT_LEASE];
 	char what[96];
-	double timeout;
+	double timeout, lease = 0;
 	int rc, status;
 
 	if ((rc = cli_check_name(c, "lock", name)) ||
 	    (rc = cli_timeout(c, -1, &timeout)))
 		return rc;
+	if (lv && (cli_parse_seconds(lv, &lease) || !(lease > 0)))
+		return cli_usage(c,
+				 "--lease \"%s\": a number of seconds above "
+				 "0",
+				 lv);
 	snprintf(what, sizeof(what), "lock \"%s\"", name);
 	if ((rc = cli_connect(c)))
 		return rc;
-	rc = jobq_lock_acquire(c->q, name, timeout);
+	rc = lv ? jobq_lock_acquire_lease(c->q, name, timeout, lease)
+		: jobq_lock_acquire(c->q, name, timeout);
 	switch (rc) {
 	case 0:
 		break;
@@ -240,6 +247,11 @@ int cmd_lock(struct cli *c)
 	status = run_child(c);
 
 	rc = jobq_lock_release(c->q, name);
+	if (rc == -EPERM && lv)
+		return cli_error("%s: the lease of %gs ran out while the "
+				 "command ran: the lock was given to others "
+				 "meanwhile",
+				 what, lease);
 	if (rc && !c->quiet)
 		cli_error("%s: releasing: %s (the manager frees it when this "
 			  "process exits)",

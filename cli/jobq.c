@@ -69,6 +69,8 @@ const struct cli_optdef cli_opts[OPT__COUNT] = {
 		    "skip the first N matches (a later page)"},
     [OPT_FROM] = {"from", true, "FILE",
 		  "one command per line of FILE (- for stdin)"},
+    [OPT_LEASE] = {"lease", true, "S",
+		   "the manager takes the lock back after S seconds"},
     [OPT_FOLLOW] = {"follow", false, NULL,
 		    "keep printing output as it arrives, until the job ends"},
 };
@@ -126,13 +128,17 @@ static const struct cli_cmd commands[] = {
      "A missing key counts as 0. BY may be negative."},
     {"kv", "ls", cmd_kv_ls, 0, 0, 1, CMD_CONNECT, "[PREFIX]",
      "list keys (that start with PREFIX)", NULL},
-    {NULL, "lock", cmd_lock, T, 1, 1, CMD_CONNECT | CMD_ARGV,
-     "NAME [--timeout S] [--nowait] -- CMD [ARG...]",
+    {NULL, "lock", cmd_lock, T | OPT_BIT(OPT_LEASE), 1, 1,
+     CMD_CONNECT | CMD_ARGV,
+     "NAME [--timeout S] [--nowait] [--lease S] -- CMD [ARG...]",
      "run CMD while holding the named lock",
      "Takes the lock (exit 3 when --timeout passes first), runs CMD,\n"
      "releases the lock and exits with CMD's status (128+N when a signal\n"
      "N ended it; 127 when CMD cannot be found). The lock belongs to this\n"
-     "jobq process: if it is killed, the manager releases the lock."},
+     "jobq process: if it is killed, the manager releases the lock, and\n"
+     "CMD dies with it. With --lease S the manager also takes the lock back\n"
+     "S seconds after it was given, even if CMD still runs: for a holder\n"
+     "that may be stopped or stuck (then jobq exits 1 and says so)."},
     {NULL, "locks", cmd_locks, 0, 0, 0, CMD_CONNECT, "",
      "each lock: kind, holder (pid), how long held, waiters", NULL},
     {NULL, "submit", cmd_submit, SUBMIT_OPTS, 1, 2, CMD_CONNECT,

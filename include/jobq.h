@@ -412,6 +412,18 @@ JOBQ_API int jobq_lock_create(jobq_t *q, const char *name, int kind,
  */
 JOBQ_API int jobq_lock_acquire(jobq_t *q, const char *name, double timeout);
 
+/*
+ * jobq_lock_acquire_lease - jobq_lock_acquire() with a lease: if the
+ * calling thread has not released the unit @lease seconds after it got
+ * it, the manager takes it back and gives it to the next waiter, so that
+ * a holder that is stopped (SIGSTOP, a debugger) or stuck does not stop
+ * everyone else for ever. A release after the lease ran out returns
+ * -EPERM. Returns what jobq_lock_acquire() returns, or -EINVAL for a
+ * lease that is not a positive number of seconds.
+ */
+JOBQ_API int jobq_lock_acquire_lease(jobq_t *q, const char *name,
+				     double timeout, double lease);
+
 /* jobq_lock_release - give back one unit of lock @name held by the calling
  * thread, waking the next waiter. Returns 0, or -EPERM when the calling
  * thread does not hold it. */

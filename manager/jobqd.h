@@ -391,6 +391,8 @@ int jobq__locks_init(uint32_t max_locks);
 void jobq__lock_wait_detach(struct jobq__waiter *w);
 /* Releases everything @c holds and grants the freed locks to waiters. */
 void jobq__locks_drop_client(struct jobq__client *c);
+/* The lock timer fired: holders whose lease ran out lose their units. */
+void jobq__locks_timer(void);
 bool jobq__locks_held_by(const struct jobq__client *c);
 
 /* loop.c: one timer per module in the loop's timer heap. @deadline is
@@ -400,6 +402,7 @@ enum jobq__timer_id {
 	JOBQ__TIMER_JOBS = 0,
 	JOBQ__TIMER_SUPERVISE,
 	JOBQ__TIMER_HELLO, /* connections that have not said hello */
+	JOBQ__TIMER_LOCKS, /* lock leases */
 	JOBQ__TIMER__COUNT,
 };
 void jobq__timer_arm(int which, uint64_t deadline);

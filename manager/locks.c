@@ -13,6 +13,12 @@
  * locks are released the list is walked in order and every waiter whose
  * locks are now all free for it is granted.
  *
+ * Leases: a unit can be taken with a lease (arg1), which the manager
+ * ends if the holder has not released it by then, so that a holder that
+ * is stopped (SIGSTOP, a debugger) or stuck does not stop everyone else
+ * for ever. One module timer is armed for the earliest lease, and only
+ * while some lease is held: an idle manager keeps none.
+ *
  * Deadlock detection: before a request waits, follow the wait-for graph
  * from the locks it would wait for to their holders, to the locks those
  * holders wait for, and so on. Reaching the requesting owner means that
@@ -27,7 +33,8 @@
 struct jobq__holder {
 	struct jobq__client *c;
 	uint64_t owner;
-	uint32_t count; /* units (RLock: depth) */
+	uint32_t count;	      /* units (RLock: depth) */
+	uint64_t lease_until; /* CLOCK_MONOTONIC ns; 0: no lease */
 };
 
 struct jobq__lock {
@@ -138,21 +145,41 @@ static int reserve(struct jobq__lock *l)
 	return 0;
 }
 
+/* The earliest lease held, 0: none. */
+static uint64_t next_lease(void)
+{
+	uint32_t n = load_relaxed(&jobq__hdr()->nlocks);
+	uint64_t at = 0;
+
+	for (uint32_t id = 0; id < n; id++)
+		for (uint32_t i = 0; i < lock_priv[id].nh; i++) {
+			uint64_t u = lock_priv[id].h[i].lease_until;
+
+			if (u && (!at || u < at))
+				at = u;
+		}
+	return at;
+}
+
 /* Takes a unit of lock @id for @owner of @c (can_take() said 0 and
- * reserve() succeeded). */
-static void take(uint32_t id, struct jobq__client *c, uint64_t owner)
+ * reserve() succeeded), with a lease of @lease_ns (0: none). The latest
+ * take sets the holder's lease. */
+static void take(uint32_t id, struct jobq__client *c, uint64_t owner,
+		 uint64_t lease_ns)
 {
 	struct jobq__lock *l = &lock_priv[id];
 	int64_t i = find_holder(l, c, owner);
 
-	if (i >= 0) {
-		l->h[i].count++;
-	} else {
-		l->h[l->nh].c = c;
-		l->h[l->nh].owner = owner;
-		l->h[l->nh].count = 1;
-		l->nh++;
+	if (i < 0) {
+		i = l->nh++;
+		l->h[i].c = c;
+		l->h[i].owner = owner;
+		l->h[i].count = 0;
 	}
+	l->h[i].count++;
+	l->h[i].lease_until = lease_ns ? jobq__now_ns() + lease_ns : 0;
+	if (lease_ns)
+		jobq__timer_arm(JOBQ__TIMER_LOCKS, next_lease());
 	sync_rec(id, true);
 	jobq__count(lock_acquires);
 }
@@ -160,7 +187,7 @@ static void take(uint32_t id, struct jobq__client *c, uint64_t owner)
 /* Checks and takes every lock in @ids (sorted) for @owner at once.
  * Returns 0 (all taken), 1 (must wait; nothing taken) or -errno. */
 static int take_all(const uint32_t *ids, uint32_t n, struct jobq__client *c,
-		    uint64_t owner)
+		    uint64_t owner, uint64_t lease_ns)
 {
 	int wait = 0;
 
@@ -177,7 +204,7 @@ static int take_all(const uint32_t *ids, uint32_t n, struct jobq__client *c,
 	if (wait)
 		return 1;
 	for (uint32_t i = 0; i < n; i++)
-		take(ids[i], c, owner);
+		take(ids[i], c, owner, lease_ns);
 	return 0;
 }
 
@@ -253,7 +280,7 @@ static void grant(void)
 		nx = p->next;
 		if (!jobq__client_alive(w->c))
 			continue;
-		r = take_all(w->ids, w->nids, w->c, w->sqe.owner);
+		r = take_all(w->ids, w->nids, w->c, w->sqe.owner, w->sqe.arg1);
 		if (r == 1)
 			continue;
 		jobq__wait_done(w, r, 0);
@@ -325,6 +352,39 @@ bool jobq__locks_held_by(const struct jobq__client *c)
 	return false;
 }
 
+void jobq__locks_timer(void)
+{
+	uint32_t n = load_relaxed(&jobq__hdr()->nlocks);
+	uint64_t now = jobq__now_ns();
+	bool any = false;
+
+	for (uint32_t id = 0; id < n; id++) {
+		struct jobq__lock *l = &lock_priv[id];
+		uint32_t k = 0;
+
+		for (uint32_t i = 0; i < l->nh; i++) {
+			struct jobq__holder *hd = &l->h[i];
+
+			if (hd->lease_until && hd->lease_until <= now) {
+				jobq__log(JOBQ__LOG_WARN,
+					  "lock \"%.64s\": the lease of pid %d "
+					  "ran out; released",
+					  rec(id)->name, (int)hd->c->pid);
+				continue;
+			}
+			l->h[k++] = *hd;
+		}
+		if (k != l->nh) {
+			l->nh = k;
+			sync_rec(id, false);
+			any = true;
+		}
+	}
+	jobq__timer_arm(JOBQ__TIMER_LOCKS, next_lease());
+	if (any)
+		grant();
+}
+
 void jobq__locks_drop_client(struct jobq__client *c)
 {
 	uint32_t n = load_relaxed(&jobq__hdr()->nlocks);
@@ -389,7 +449,7 @@ int jobq__op_l_acquire(struct jobq__client *c, const struct jobq_sqe *s)
 		return jobq__bad(-EINVAL);
 	if (rec(id)->kind == JOBQ_WIRE_EVENT)
 		return JOBQ_EKIND;
-	r = take_all(&id, 1, c, s->owner);
+	r = take_all(&id, 1, c, s->owner, s->arg1);
 	if (r <= 0)
 		return r;
 	return lock_wait(c, s, &id, 1);
@@ -432,7 +492,7 @@ int jobq__op_l_many(struct jobq__client *c, const struct jobq_sqe *s)
 		if (rec(ids[i])->kind == JOBQ_WIRE_EVENT)
 			return JOBQ_EKIND;
 	}
-	r = take_all(ids, n, c, s->owner);
+	r = take_all(ids, n, c, s->owner, s->arg1);
 	if (r <= 0)
 		return r;
 	return lock_wait(c, s, ids, n);

@@ -217,6 +217,7 @@ static struct jobq__waiter mod_timers[JOBQ__TIMER__COUNT] = {
     [JOBQ__TIMER_JOBS] = {.tidx = -1, .kind = JOBQ__W_TIMER},
     [JOBQ__TIMER_SUPERVISE] = {.tidx = -1, .kind = JOBQ__W_TIMER},
     [JOBQ__TIMER_HELLO] = {.tidx = -1, .kind = JOBQ__W_TIMER},
+    [JOBQ__TIMER_LOCKS] = {.tidx = -1, .kind = JOBQ__W_TIMER},
 };
 
 void jobq__timer_arm(int which, uint64_t deadline)
@@ -605,6 +606,8 @@ static void timers_run(void)
 				jobq__jobs_timer();
 			else if (w == &mod_timers[JOBQ__TIMER_HELLO])
 				hello_timeouts();
+			else if (w == &mod_timers[JOBQ__TIMER_LOCKS])
+				jobq__locks_timer();
 			else
 				jobq__supervise_timer();
 			loop.work = true;

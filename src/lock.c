@@ -52,7 +52,8 @@ int jobq_lock_create(jobq_t *q, const char *name, int kind, unsigned value)
 	return lock_open(q, name, kind, value, NULL);
 }
 
-static int lock_call(jobq_t *q, uint8_t opcode, uint32_t id, int64_t tmo)
+static int lock_call(jobq_t *q, uint8_t opcode, uint32_t id, int64_t tmo,
+		     int64_t lease)
 {
 	struct jobq_req r = {0};
 	struct jobq__op op;
@@ -62,6 +63,7 @@ static int lock_call(jobq_t *q, uint8_t opcode, uint32_t id, int64_t tmo)
 	op.sqe.id = id;
 	op.sqe.owner = (uint64_t)gettid();
 	op.sqe.timeout_ns = tmo;
+	op.sqe.arg1 = (uint64_t)(lease > 0 ? lease : 0);
 	res = jobq__call(q, &op);
 	return res < 0 ? res : 0;
 }
@@ -73,7 +75,24 @@ int jobq_lock_acquire(jobq_t *q, const char *name, double timeout)
 
 	if (err)
 		return err;
-	return lock_call(q, JOBQ_OP_L_ACQUIRE, id, jobq__timeout_ns(timeout));
+	return lock_call(q, JOBQ_OP_L_ACQUIRE, id, jobq__timeout_ns(timeout),
+			 0);
+}
+
+int jobq_lock_acquire_lease(jobq_t *q, const char *name, double timeout,
+			    double lease)
+{
+	uint32_t id;
+	int64_t l = jobq__timeout_ns(lease);
+	int err;
+
+	if (!(lease > 0) || l < 0)
+		return -EINVAL;
+	err = lock_resolve(q, name, JOBQ_LOCK, &id);
+	if (err)
+		return err;
+	return lock_call(q, JOBQ_OP_L_ACQUIRE, id, jobq__timeout_ns(timeout),
+			 l);
 }
 
 int jobq_lock_release(jobq_t *q, const char *name)
@@ -84,7 +103,7 @@ int jobq_lock_release(jobq_t *q, const char *name)
 	/* A lock that does not exist is not held by the caller. */
 	if (err)
 		return err == -ENOENT ? -EPERM : err;
-	return lock_call(q, JOBQ_OP_L_RELEASE, id, 0);
+	return lock_call(q, JOBQ_OP_L_RELEASE, id, 0, 0);
 }
 
 int jobq_lock_many(jobq_t *q, const char *const *names, size_t n,
@@ -179,7 +198,7 @@ static int event_call(jobq_t *q, const char *name, uint8_t opcode, int64_t tmo)
 
 	if (err)
 		return err;
-	return lock_call(q, opcode, id, tmo);
+	return lock_call(q, opcode, id, tmo, 0);
 }
 
 int jobq_event_set(jobq_t *q, const char *name)

@@ -514,13 +514,13 @@ enum jobq_op {
 			  * arg1: expected length, flags: JOBQ_SQE_ABSENT */
 	JOBQ_OP_L_OPEN, /* arena: name; arg0: kind, arg1: semaphore value -> res
 			   = lock id */
-	JOBQ_OP_L_ACQUIRE, /* id, owner, timeout */
+	JOBQ_OP_L_ACQUIRE, /* id, owner, timeout; arg1: lease ns (0: none) */
 	JOBQ_OP_L_RELEASE, /* id, owner */
-	JOBQ_OP_L_MANY,	   /* arena: uint32_t ids[], owner, timeout */
-	JOBQ_OP_EV_SET,	   /* id */
-	JOBQ_OP_EV_CLEAR,  /* id */
-	JOBQ_OP_EV_WAIT,   /* id, timeout */
-	JOBQ_OP_SHUTDOWN,  /* arg0: 1 = now */
+	JOBQ_OP_L_MANY, /* arena: uint32_t ids[], owner, timeout, arg1 lease */
+	JOBQ_OP_EV_SET, /* id */
+	JOBQ_OP_EV_CLEAR, /* id */
+	JOBQ_OP_EV_WAIT,  /* id, timeout */
+	JOBQ_OP_SHUTDOWN, /* arg0: 1 = now */
 	/* Jobs (layout version 2). A "job ref" is arg0 = job id. */
 
 	/* arena: struct jobq_submit_wire..., type = args type -> val = job id;

@@ -5,6 +5,7 @@
  * who may release what.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -301,11 +302,89 @@ static void test_many_locks(void **state)
 
 #define T(f) cmocka_unit_test_setup_teardown(f, jqt_setup, jqt_teardown)
 
+/* Units of lock @name held now, from the store (0 when there is none). */
+static unsigned lock_held(jobq_t *q, const char *name)
+{
+	struct jobq_lock_info *ls = NULL;
+	unsigned held = 0;
+	size_t n = 0;
+
+	if (jobq_locks(q, &ls, &n))
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(ls[i].name, name))
+			held = ls[i].held;
+	free(ls);
+	return held;
+}
+
+/* Takes "res" (with a lease of @arg seconds, or none for 0) and stops
+ * itself, as a debugger or a SIGSTOP would; released only if continued. */
+static int stopped_holder(int idx, void *arg)
+{
+	double lease = *(double *)arg;
+	jobq_t *q = jqt_open_or_die(jqt_cur);
+	int rc = lease > 0 ? jobq_lock_acquire_lease(q, "res", -1, lease)
+			   : jobq_lock_acquire(q, "res", -1);
+
+	if (rc)
+		return 1;
+	raise(SIGSTOP);
+	/* Continued: the lease ran out meanwhile, so it is not ours. */
+	rc = jobq_lock_release(q, "res");
+	jobq_close(q);
+	return lease > 0 ? (rc == -EPERM ? 0 : 2) : (rc == 0 ? 0 : 3);
+}
+
+/*
+ * A holder stopped with SIGSTOP does not stop the others for ever when it
+ * took the lock with a lease: the manager takes the lock back when the
+ * lease ends. Without a lease the lock stays held (it is the holder's).
+ */
+static void test_lease(void **state)
+{
+	struct jqt_mgr *m = *state;
+	static double no_lease = 0, one_second = 1;
+	double t0, took;
+	jobq_t *q;
+	pid_t h;
+	int st;
+
+	assert_rc(jobq_open(&q, m->dir), 0);
+	assert_rc(jobq_lock_acquire_lease(q, "res", 0, 0), -EINVAL);
+
+	h = jqt_fork(stopped_holder, 0, &no_lease);
+	assert_true(h > 0);
+	while (lock_held(q, "res") == 0)
+		jqt_sleep(0.01);
+	assert_rc(jobq_lock_acquire(q, "res", 1.5), -ETIMEDOUT);
+	kill(h, SIGCONT);
+	assert_rc(jqt_wait_pid(h, 10, &st), 0);
+	assert_true(jqt_status_ok(st));
+
+	h = jqt_fork(stopped_holder, 0, &one_second);
+	assert_true(h > 0);
+	while (lock_held(q, "res") == 0)
+		jqt_sleep(0.01);
+	t0 = jqt_now();
+	assert_rc(jobq_lock_acquire(q, "res", 10), 0);
+	took = jqt_now() - t0;
+	print_message("a stopped holder's 1 s lease ended; the lock came "
+		      "after %.2f s\n",
+		      took);
+	assert_true(took < 5);
+	kill(h, SIGCONT);
+	assert_rc(jqt_wait_pid(h, 10, &st), 0);
+	assert_true(jqt_status_ok(st)); /* its release was refused */
+	assert_rc(jobq_lock_release(q, "res"), 0);
+	jobq_close(q);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    T(test_plain_lock), T(test_rlock),	    T(test_semaphore),
-	    T(test_event),	T(test_many_locks),
+	    T(test_event),	T(test_many_locks), T(test_lease),
 	};
 
 	jqt_init();
