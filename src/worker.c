@@ -59,6 +59,7 @@
 #include <jansson.h>
 
 #include "builtin.h"
+#include "builtin_impl.h"
 #include "client.h"
 #include "engine.h"
 
@@ -1173,28 +1174,6 @@ static int echo_handler(jobq_job_t *job, void *arg)
 	return jobq_job_succeed(job, a->type, a->data, a->len);
 }
 
-/* Parses the args as a JSON object; on failure the job fails for good with
- * a message that says what @what expects. */
-static json_t *args_object(jobq_job_t *job, const char *what)
-{
-	const jobq_obj_t *a = jobq_job_args(job);
-	json_error_t e;
-	json_t *v;
-
-	v = json_loadb(a->data ? a->data : "", a->len, 0, &e);
-	if (!v) {
-		jobq_job_fail(job, 1, "%s: args are not JSON (%s at %d:%d)",
-			      what, e.text, e.line, e.column);
-		return NULL;
-	}
-	if (!json_is_object(v)) {
-		jobq_job_fail(job, 1, "%s: args must be a JSON object", what);
-		json_decref(v);
-		return NULL;
-	}
-	return v;
-}
-
 /*
  * sleep: {"ms": N}. One timer on the ring, so that a worker sleeps for
  * many jobs at once; a cancel (or the job's timeout) ends it at once.
@@ -1208,7 +1187,7 @@ static int sleep_handler(jobq_job_t *job, void *arg)
 	int n, r;
 
 	(void)arg;
-	v = args_object(job, "sleep");
+	v = jobq__bargs(job, "sleep");
 	if (!v)
 		return -EINVAL;
 	ms = json_object_get(v, "ms");
@@ -1238,7 +1217,7 @@ static int fail_handler(jobq_job_t *job, void *arg)
 	int rc;
 
 	(void)arg;
-	v = args_object(job, "fail");
+	v = jobq__bargs(job, "fail");
 	if (!v)
 		return -EINVAL;
 	e = json_object_get(v, "error");
