@@ -419,7 +419,8 @@ static void *run(void *arg)
 	/* The manager's loop answers our hello once it runs. */
 	err = jobq_open(&http.q, http.dir);
 	if (err) {
-		jobq__log(0, "http %s: cannot open the instance: %s", http.addr,
+		jobq__log(JOBQ__LOG_ERROR,
+			  "http %s: cannot open the instance: %s", http.addr,
 			  jobq_strerror(err));
 		return NULL;
 	}

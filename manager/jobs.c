@@ -241,7 +241,8 @@ static void to_ready(uint32_t r)
 	seq_write_end(&j->seq);
 	if (jobq__lane_push(r)) {
 		/* Out of manager memory: try again in a second. */
-		jobq__log(0, "job %llu: out of memory for the ready heap",
+		jobq__log(JOBQ__LOG_ERROR,
+			  "job %llu: out of memory for the ready heap",
 			  (unsigned long long)j->id);
 		seq_write_begin(&j->seq);
 		set_state(j, JOBQ_JS_DELAYED);
@@ -403,12 +404,12 @@ static void ignored_cancel(uint32_t r)
 	    slot < jobq__m.o.max_clients ? &jobq__m.clients[slot] : NULL;
 
 	if (pid > 0 && jobq__supervise_kill_worker(pid)) {
-		jobq__log(0,
+		jobq__log(JOBQ__LOG_WARN,
 			  "job %llu: worker pid %d did not stop within 5 s "
 			  "of the cancel; killed it",
 			  (unsigned long long)j->id, (int)pid);
 	} else if (c && c->state == JOBQ__C_LIVE && c->pid == pid) {
-		jobq__log(0,
+		jobq__log(JOBQ__LOG_WARN,
 			  "job %llu: worker pid %d (not started by jobqd) did "
 			  "not stop within 5 s of the cancel; dropping its "
 			  "connection",
@@ -551,7 +552,8 @@ static void hand_out(struct jobq__client *c, struct lane *l, uint32_t r,
 	wr->running = wk->running;
 	seq_write_end(&wr->seq);
 	if (jobq__timerq_set(r, mono + j->lease_ns))
-		jobq__log(0, "job %llu: out of memory for its lease timer",
+		jobq__log(JOBQ__LOG_ERROR,
+			  "job %llu: out of memory for its lease timer",
 			  (unsigned long long)j->id);
 }
 

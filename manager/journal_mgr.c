@@ -204,7 +204,7 @@ void jobq__durable_close(void)
 	 * commit those objects would come back after a graceful stop.
 	 */
 	if ((jobq__journal_pending(&dur.j) || dur.j.err) && commit_now())
-		jobq__log(0,
+		jobq__log(JOBQ__LOG_ERROR,
 			  "journal %s: the last changes were not written: %s",
 			  dur.j.path, strerror(-dur.j.err));
 	jobq__journal_close(&dur.j);
@@ -244,7 +244,8 @@ static int snapshot(void)
 	/* Said once per cause: the retries twice a second would flood the
 	 * log while a disk stays full. */
 	if (ret)
-		jobq__log(ret == dur.logged_err ? 1 : 0,
+		jobq__log(ret == dur.logged_err ? JOBQ__LOG_DEBUG
+						: JOBQ__LOG_ERROR,
 			  "journal %s: snapshot failed: %s", dur.j.path,
 			  strerror(-ret));
 	dur.logged_err = ret;
@@ -262,7 +263,7 @@ static int commit_or_snapshot(bool was_failed)
 		ret = jobq__journal_commit(&dur.j, dur.need_sync);
 		if (!ret)
 			return 0;
-		jobq__log(0,
+		jobq__log(JOBQ__LOG_ERROR,
 			  "journal %s: %s; changes fail until a snapshot "
 			  "succeeds",
 			  dur.j.path, strerror(-ret));

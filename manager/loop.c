@@ -121,7 +121,7 @@ static struct io_uring_sqe *get_sqe(void)
 	}
 	if (!sqe) {
 		/* The ring was sized for every client; not reachable. */
-		jobq__log(0, "io_uring submission queue full");
+		jobq__log(JOBQ__LOG_ERROR, "io_uring submission queue full");
 		abort();
 	}
 	return sqe;
@@ -229,7 +229,7 @@ void jobq__timer_arm(int which, uint64_t deadline)
 	th_remove(t);
 	t->deadline = deadline;
 	if (deadline && th_push(t))
-		jobq__log(0, "out of memory for a timer");
+		jobq__log(JOBQ__LOG_ERROR, "out of memory for a timer");
 }
 
 /* ------------------------------------------------------------------------
@@ -329,7 +329,8 @@ static void add_mark(struct jobq__client *c)
 		struct jmark *n = realloc(loop.marks, ncap * sizeof(*n));
 
 		if (!n) {
-			jobq__log(0, "out of memory for an acknowledgement");
+			jobq__log(JOBQ__LOG_ERROR,
+				  "out of memory for an acknowledgement");
 			return;
 		}
 		loop.marks = n;
@@ -402,7 +403,7 @@ void jobq__post(struct jobq__client *c, uint64_t user_data, int32_t res,
 	    fifo_grow((void **)&c->ovf, &c->ohead, c->novf, &c->ocap,
 		      sizeof(*c->ovf), JOBQ__OVF_MAX + 1)) {
 		if (!c->broken)
-			jobq__log(0,
+			jobq__log(JOBQ__LOG_WARN,
 				  "client %u (pid %d): %u completions "
 				  "not consumed; dropping it",
 				  c->slot, (int)c->pid, c->novf);
@@ -577,7 +578,7 @@ static void hello_timeouts(void)
 		if (c->state != JOBQ__C_HELLO)
 			continue;
 		if (c->hello_by <= now) {
-			jobq__log(0,
+			jobq__log(JOBQ__LOG_WARN,
 				  "pid %d: connected but sent no hello "
 				  "within %d s; closing",
 				  (int)c->pid,
@@ -761,7 +762,7 @@ static unsigned process_sq(struct jobq__client *c)
 	c->sq_stuck = false;
 	tail = load_acquire(&c->hdr->sq.tail);
 	if (tail - c->sq_head > c->sq_entries) {
-		jobq__log(0,
+		jobq__log(JOBQ__LOG_WARN,
 			  "client %u (pid %d): sq tail %u is %u ahead of "
 			  "head; dropping it",
 			  c->slot, (int)c->pid, tail, tail - c->sq_head);
@@ -969,8 +970,8 @@ static void on_accept(int fd)
 			 m->o.group ? " and group " : "",
 			 m->o.group ? m->o.group : "", (unsigned)cr.uid);
 		send_welcome(fd, -EACCES, 0, 0, msg, NULL, 0);
-		jobq__log(0, "refused pid %d: uid %u not allowed", (int)cr.pid,
-			  (unsigned)cr.uid);
+		jobq__log(JOBQ__LOG_WARN, "refused pid %d: uid %u not allowed",
+			  (int)cr.pid, (unsigned)cr.uid);
 		close(fd);
 		return;
 	}
@@ -1192,7 +1193,8 @@ static void handle_cqe(const struct io_uring_cqe *cqe)
 		if (cqe->res >= 0)
 			on_accept(cqe->res);
 		else if (cqe->res != -ECANCELED)
-			jobq__log(0, "accept: %s", strerror(-cqe->res));
+			jobq__log(JOBQ__LOG_ERROR, "accept: %s",
+				  strerror(-cqe->res));
 		return;
 	case UD_SIGNAL:
 		if (cqe->res == (int)sizeof(loop.si))

@@ -777,7 +777,8 @@ static void reopen_log(void)
 	int ret = open_log();
 
 	if (ret)
-		jobq__log(0, "reopening %s: %s", jobq__m.o.log, strerror(-ret));
+		jobq__log(JOBQ__LOG_ERROR, "reopening %s: %s", jobq__m.o.log,
+			  strerror(-ret));
 	else
 		jobq__log(0, "log reopened");
 }
@@ -929,10 +930,11 @@ int main(int argc, char **argv)
 	 * they must not hold its terminal or the pipe of whoever waits for
 	 * its output. */
 	if (jobq__supervise_start())
-		jobq__log(0, "out of memory for the worker table: no worker "
-			     "processes started");
+		jobq__log(JOBQ__LOG_ERROR,
+			  "out of memory for the worker table: no worker "
+			  "processes started");
 	if ((ret = jobq__http_start()))
-		jobq__log(0, "http: cannot start its thread: %s",
+		jobq__log(JOBQ__LOG_ERROR, "http: cannot start its thread: %s",
 			  strerror(-ret));
 
 	ret = jobq__loop_run();

@@ -159,7 +159,7 @@ static int spawn(struct child *ch)
 	if (pid < 0) {
 		int e = errno;
 
-		jobq__log(0, "starting %s: fork: %s",
+		jobq__log(JOBQ__LOG_ERROR, "starting %s: fork: %s",
 			  child_name(ch, name, sizeof(name)), strerror(e));
 		return -e;
 	}
@@ -170,7 +170,7 @@ static int spawn(struct child *ch)
 		int e = errno;
 
 		/* Without a pidfd we could not notice its exit: undo. */
-		jobq__log(0, "starting %s: pidfd_open: %s",
+		jobq__log(JOBQ__LOG_ERROR, "starting %s: pidfd_open: %s",
 			  child_name(ch, name, sizeof(name)), strerror(e));
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
@@ -337,14 +337,14 @@ void jobq__supervise_exited(uint32_t idx)
 	}
 	if (ch->quick >= SV_QUICK_MAX) {
 		ch->given_up = true;
-		jobq__log(0,
+		jobq__log(JOBQ__LOG_ERROR,
 			  "%s (pid %d) %s; it failed %u times within %llu s "
 			  "of starting, so it is not started again",
 			  name, (int)si.si_pid, how, ch->quick,
 			  (unsigned long long)(SV_QUICK_NS / NSEC));
 		return;
 	}
-	jobq__log(0,
+	jobq__log(JOBQ__LOG_WARN,
 		  "%s (pid %d) %s after %.1f s; starting it again in "
 		  "%.0f s",
 		  name, (int)si.si_pid, how, (double)ran / 1e9,
