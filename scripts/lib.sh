@@ -3,7 +3,7 @@
 
 JOBQ_PACKAGES="gcc meson ninja-build pkg-config liburing-dev libjansson-dev libcmocka-dev"
 # Only the test command needs these.
-JOBQ_TEST_PACKAGES="clang-format"
+JOBQ_TEST_PACKAGES="clang-format python3-dev python3-pytest"
 
 # need_packages: install the packages that are missing (apt-get when root),
 # or print the exact command to run and fail.
