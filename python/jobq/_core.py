@@ -282,6 +282,8 @@ class Connection:
         raise Error(res, _jobq.strerror(res))
 
     def _settle(self, f, jid, res):
+        if res == -errno.ECANCELED:
+            concurrent.futures.Future.cancel(f)
         if f.cancelled():
             f.set_running_or_notify_cancel()  # tells wait() and friends
             return
@@ -325,7 +327,8 @@ class JobFuture(concurrent.futures.Future):
             return False
         if self._jh.cancel(self.job_id) != 0:
             return False
-        return super().cancel()
+        # The pump may have cancelled it already, on the job's news.
+        return concurrent.futures.Future.cancel(self)
 
 
 _pumps = weakref.WeakSet()
@@ -421,10 +424,12 @@ class Store:
         return default if r is None else loads(*r)
 
     def keys(self, prefix=""):
-        return [k for k, _, _ in self._c._h.kv_list(prefix)]
+        """The keys that start with @prefix (all: "")."""
+        return [prefix + k for k, _, _ in self._c._h.kv_list(prefix)]
 
     def items(self, prefix=""):
-        return [(k, loads(t, b)) for k, t, b in self._c._h.kv_list(prefix)]
+        return [(prefix + k, loads(t, b))
+                for k, t, b in self._c._h.kv_list(prefix)]
 
     def values(self, prefix=""):
         return [loads(t, b) for _, t, b in self._c._h.kv_list(prefix)]

@@ -86,12 +86,13 @@ class Process(_mpctx.ForkProcess):
     def start(self):
         self._jobq_pdeath = (self.daemon and threading.current_thread()
                              is threading.main_thread())
+        self._jobq_ppid = os.getpid()
         super().start()
 
     def _bootstrap(self, parent_sentinel=None):
         if getattr(self, "_jobq_pdeath", False):
             _jobq.set_pdeathsig(signal.SIGKILL)
-            if os.getppid() != _mp.parent_process().pid:
+            if os.getppid() != self._jobq_ppid:
                 os._exit(1)  # the parent died before prctl
         return super()._bootstrap(parent_sentinel)
 
