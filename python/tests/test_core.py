@@ -133,7 +133,7 @@ def test_gil_released_while_blocked(c):
     stop.set()
     t.join()
     assert sorted(got) == [1, 2]
-    assert n > 50  # the counter ran while both getters were blocked
+    assert n > 10  # the counter ran while both getters were blocked
 
 
 TASKS = '''
