@@ -771,6 +771,40 @@ out:
 	return ids_list;
 }
 
+/*
+ * apply(type, args_type, args, lease, timeout) -> (code, type, bytes):
+ * submit and wait in one call (jobq_apply()), for Pool.apply's round trip.
+ * @code is what jobq_job_wait() returns; the object is the result, the
+ * error text of a job that did not succeed, or (0, b"") when there is
+ * neither (a timeout).
+ */
+static PyObject *handle_apply(handle_obj *self, PyObject *args)
+{
+	jobq_t *q = get_q(self);
+	struct jobq_submit_opts o = {0};
+	const char *type;
+	unsigned int atype;
+	Py_buffer b;
+	double timeout = -1;
+	jobq_obj_t out = {0};
+	PyObject *t, *r;
+	int err;
+
+	if (!q || !PyArg_ParseTuple(args, "sIy*d|d", &type, &atype, &b,
+				    &o.timeout, &timeout))
+		return NULL;
+	Py_BEGIN_ALLOW_THREADS err =
+	    jobq_apply(q, type, atype, b.buf, (size_t)b.len, &o, &out, timeout);
+	Py_END_ALLOW_THREADS PyBuffer_Release(&b);
+	t = obj_tuple(&out);
+	if (!t)
+		return NULL;
+	r = Py_BuildValue("(iOO)", err, PyTuple_GET_ITEM(t, 0),
+			  PyTuple_GET_ITEM(t, 1));
+	Py_DECREF(t);
+	return r;
+}
+
 /* job_wait(id, timeout) -> what jobq_job_wait() returns, as an int: 0,
  * JOBQ_EJOBFAILED, -ECANCELED, -ETIMEDOUT, -EAGAIN, -ENOENT, ... */
 static PyObject *handle_job_wait(handle_obj *self, PyObject *args)
@@ -950,6 +984,7 @@ static PyMethodDef handle_methods[] = {
      METH_VARARGS | METH_KEYWORDS, NULL},
     {"submit_many", (PyCFunction)(void (*)(void))handle_submit_many,
      METH_VARARGS | METH_KEYWORDS, NULL},
+    {"apply", (PyCFunction)handle_apply, METH_VARARGS, NULL},
     {"job_wait", (PyCFunction)handle_job_wait, METH_VARARGS, NULL},
     {"job_result", (PyCFunction)handle_job_result, METH_VARARGS, NULL},
     {"job_info", (PyCFunction)handle_job_info, METH_VARARGS, NULL},

@@ -127,6 +127,17 @@ class Workers:
         b = pickle.dumps((kind, fn, payload), protocol=5)
         return self.h.submit(self.type, _core.T_PICKLE, b, timeout=LEASE)
 
+    def apply(self, fn, args, kwds):
+        """Run fn(*args, **kwds) in a worker and wait: one call into
+        libjobq (jobq_apply), the GIL released throughout."""
+        b = pickle.dumps((CALL, fn, (args, kwds)), protocol=5)
+        code, t, data = self.h.apply(self.type, _core.T_PICKLE, b, LEASE)
+        if code == 0:
+            return _core.loads(t, data)
+        if code in (_jobq.JOBQ_EJOBFAILED, -errno.ECANCELED):
+            raise _core.decode_failure(data.decode("utf-8", "replace"))
+        raise _core.Error(code, _jobq.strerror(code))
+
     def submit_many(self, kind, fn, payloads):
         args = [(_core.T_PICKLE, pickle.dumps((kind, fn, p), protocol=5))
                 for p in payloads]

@@ -787,11 +787,7 @@ class Pool:
 
     def apply(self, func, args=(), kwds={}):
         self._check()
-        jid = self._w.submit(_pool.CALL, func, (tuple(args), dict(kwds)))
-        try:
-            return _pool.wait_result(self._w.h, self._w.conn, jid)
-        finally:
-            pass
+        return self._w.apply(func, tuple(args), dict(kwds))
 
     def apply_async(self, func, args=(), kwds={}, callback=None,
                     error_callback=None):
