@@ -118,6 +118,17 @@ def handle():
         return _handle
 
 
+def flush(timeout=10.0):
+    """Wait until this process's unanswered puts (Queue.put) reached
+    jobqd."""
+    h = _handle
+    if h is not None and _handle_pid == os.getpid():
+        try:
+            h.flush(timeout)
+        except _jobq.Error:
+            pass
+
+
 def at_exit(fn):
     """Run fn() at exit, before the private manager stops (last first)."""
     _exit_hooks.append(fn)
@@ -138,6 +149,7 @@ os.register_at_fork(after_in_child=_after_fork_child)
 
 def _exit():
     from . import _core
+    flush()
     while _exit_hooks:
         fn = _exit_hooks.pop()
         try:

@@ -25,11 +25,13 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jobq.h>
@@ -40,6 +42,12 @@ static PyObject *jobq_py_error;
 typedef struct {
 	PyObject_HEAD jobq_t *q;
 	pid_t pid; /* the process that opened q */
+	/* Puts sent by put_async() and not answered yet, and the first
+	 * error one of them met (reported by the next put_async()). Written
+	 * by put_cb() in whichever thread runs callbacks, hence atomics. */
+	atomic_int inflight;
+	atomic_int async_err;
+	unsigned int since_process; /* put_async() calls since a reap */
 } handle_obj;
 
 typedef struct {
@@ -217,6 +225,97 @@ static PyObject *handle_put(handle_obj *self, PyObject *args)
 	Py_END_ALLOW_THREADS PyBuffer_Release(&b);
 	if (err == -EAGAIN || err == -ETIMEDOUT || err == JOBQ_EFULL)
 		Py_RETURN_FALSE;
+	if (err < 0)
+		return raise_code(err);
+	Py_RETURN_TRUE;
+}
+
+static void put_cb(jobq_t *q, int res, jobq_obj_t *obj, void *arg)
+{
+	handle_obj *self = arg;
+	int zero = 0;
+
+	if (res < 0)
+		atomic_compare_exchange_strong(&self->async_err, &zero, res);
+	atomic_fetch_sub(&self->inflight, 1);
+}
+
+/*
+ * put_async(queue, type, data): put without waiting for the manager's
+ * answer (jobq_put_async(), waiting forever on a full store), as the
+ * standard Queue.put hands its object to a feeder thread. The puts of a
+ * handle are applied in order. A put that failed raises from the next
+ * put_async(); flush() waits until every one was answered. Every 64 puts
+ * it reaps what was answered, so that finished requests do not pile up in
+ * a process that never waits.
+ */
+static PyObject *handle_put_async(handle_obj *self, PyObject *args)
+{
+	jobq_t *q = get_q(self);
+	const char *name;
+	unsigned int type;
+	Py_buffer b;
+	int err, reap;
+
+	if (!q || !PyArg_ParseTuple(args, "sIy*", &name, &type, &b))
+		return NULL;
+	err = atomic_exchange(&self->async_err, 0);
+	if (err < 0) {
+		PyBuffer_Release(&b);
+		return raise_code(err);
+	}
+	reap = ++self->since_process >= 64;
+	if (reap)
+		self->since_process = 0;
+	atomic_fetch_add(&self->inflight, 1);
+	Py_BEGIN_ALLOW_THREADS err = jobq_put_async(
+	    q, name, type, b.buf, (size_t)b.len, -1, put_cb, self);
+	if (err < 0)
+		atomic_fetch_sub(&self->inflight, 1);
+	else if (reap)
+		(void)jobq_process(q);
+	Py_END_ALLOW_THREADS PyBuffer_Release(&b);
+	if (err < 0)
+		return raise_code(err);
+	Py_RETURN_NONE;
+}
+
+/* flush(timeout) -> True once every put_async() was answered (then the
+ * first error among them raises), False when @timeout passed first. */
+static PyObject *handle_flush(handle_obj *self, PyObject *args)
+{
+	jobq_t *q = get_q(self);
+	double timeout = -1;
+	struct timespec t0, t;
+	int err = 0;
+
+	if (!q || !PyArg_ParseTuple(args, "|d", &timeout))
+		return NULL;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	Py_BEGIN_ALLOW_THREADS while (atomic_load(&self->inflight) > 0)
+	{
+		double left = 0.05;
+
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if (timeout >= 0) {
+			left = timeout - (double)(t.tv_sec - t0.tv_sec) -
+			       (double)(t.tv_nsec - t0.tv_nsec) / 1e9;
+			if (left <= 0)
+				break;
+			if (left > 0.05)
+				left = 0.05;
+		}
+		/* Runs due callbacks; other outstanding requests (done
+		 * callbacks of jobs) only bound the slice. */
+		err = jobq_wait_idle(q, left);
+		if (err < 0 && err != -ETIMEDOUT)
+			break;
+		err = 0;
+	}
+	Py_END_ALLOW_THREADS if (err < 0) return raise_code(err);
+	if (atomic_load(&self->inflight) > 0)
+		Py_RETURN_FALSE;
+	err = atomic_exchange(&self->async_err, 0);
 	if (err < 0)
 		return raise_code(err);
 	Py_RETURN_TRUE;
@@ -962,6 +1061,8 @@ static PyMethodDef handle_methods[] = {
     {"shutdown", (PyCFunction)handle_shutdown, METH_VARARGS, NULL},
     {"queue_open", (PyCFunction)handle_queue_open, METH_VARARGS, NULL},
     {"put", (PyCFunction)handle_put, METH_VARARGS, NULL},
+    {"put_async", (PyCFunction)handle_put_async, METH_VARARGS, NULL},
+    {"flush", (PyCFunction)handle_flush, METH_VARARGS, NULL},
     {"put_many", (PyCFunction)handle_put_many, METH_VARARGS, NULL},
     {"get", (PyCFunction)handle_get, METH_VARARGS, NULL},
     {"get_many", (PyCFunction)handle_get_many, METH_VARARGS, NULL},

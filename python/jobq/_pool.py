@@ -57,6 +57,7 @@ def _child_main(jtype, initializer, initargs):
     w = _jobq.Worker(h, concurrency=1, daemon=True)
     w.handle(jtype, _run_call)
     w.run()
+    _instance.flush()
 
 
 class Workers:

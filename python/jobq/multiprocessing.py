@@ -94,7 +94,12 @@ class Process(_mpctx.ForkProcess):
             _jobq.set_pdeathsig(signal.SIGKILL)
             if os.getppid() != self._jobq_ppid:
                 os._exit(1)  # the parent died before prctl
-        return super()._bootstrap(parent_sentinel)
+        try:
+            return super()._bootstrap(parent_sentinel)
+        finally:
+            # The child ends with os._exit(): puts still in flight must
+            # reach jobqd first, as the standard Queue joins its feeder.
+            _instance.flush()
 
 
 # ------------------------------------------------------------------------
@@ -338,8 +343,14 @@ class Queue(_Named):
         self._name, self._maxsize = st
 
     def put(self, obj, block=True, timeout=None):
+        """Put @obj. On an unbounded queue, with no timeout, the put does
+        not wait for jobqd's answer (the standard Queue hands it to a
+        feeder thread); the process's puts arrive in order, and a process
+        flushes them before it ends."""
         t, b = dumps(obj)
-        if not _h().put(self._name, t, b, _timeout(block, timeout)):
+        if not self._maxsize and block and timeout is None:
+            _h().put_async(self._name, t, b)
+        elif not _h().put(self._name, t, b, _timeout(block, timeout)):
             raise _stdqueue.Full
 
     def get(self, block=True, timeout=None):
@@ -362,7 +373,9 @@ class Queue(_Named):
         return _core.connect_default().get_many(self._name, max, timeout)
 
     def qsize(self):
-        i = _h().queue_info(self._name)
+        h = _h()
+        h.flush(10.0)  # this process's own puts count
+        i = h.queue_info(self._name)
         return i[0] if i else 0
 
     def empty(self):
@@ -398,6 +411,12 @@ class JoinableQueue(Queue):
 class SimpleQueue(Queue):
     def __init__(self, *, ctx=None):
         super().__init__()
+
+    def put(self, obj):
+        """Put @obj and return once jobqd has it, as the standard
+        SimpleQueue writes its pipe before returning."""
+        t, b = dumps(obj)
+        _h().put(self._name, t, b, -1.0)
 
 
 # ------------------------------------------------------------------------
