@@ -24,6 +24,7 @@ import pickle
 import signal
 import sys
 import threading
+import time
 import traceback
 
 from . import _core, _instance, _jobq
@@ -149,9 +150,9 @@ class Workers:
             if self._state == "run":
                 self._state = "closing"
 
-    def stop(self, sig=signal.SIGTERM, timeout=None):
+    def stop(self, sig=signal.SIGTERM, timeout=10.0):
         """Signal every worker (SIGTERM: finish the running job, then exit)
-        and reap them."""
+        and reap them; one still there after @timeout seconds is killed."""
         with self._lock:
             self._state = "stopped"
             pids = list(self._pids)
@@ -160,11 +161,20 @@ class Workers:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
+        end = time.monotonic() + timeout
         for pid in pids:
-            try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
+            while True:
+                try:
+                    p, _ = os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if p:
+                    break
+                if time.monotonic() >= end:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    break
+                time.sleep(0.005)
             self._pids.discard(pid)
 
     def kill(self):
