@@ -3,9 +3,10 @@
 
 JOBQ_PACKAGES="gcc meson ninja-build pkg-config liburing-dev libjansson-dev libcmocka-dev"
 # Only the test command needs these: the formatter; clang with its runtime
-# (libFuzzer, the sanitizers) for the fuzz targets; and what the tests
-# drive the service with (a Prometheus parser, tmux, headless Chromium).
-JOBQ_TEST_PACKAGES="clang-format clang libclang-rt-dev python3-prometheus-client tmux chromium python3-websocket"
+# (libFuzzer, the sanitizers) for the fuzz targets; the Python binding's
+# headers and pytest; and what the tests drive the service with (a
+# Prometheus parser, tmux, headless Chromium).
+JOBQ_TEST_PACKAGES="clang-format clang libclang-rt-dev python3-dev python3-pytest python3-prometheus-client tmux chromium python3-websocket"
 
 # need_packages: install the packages that are missing (apt-get when root),
 # or print the exact command to run and fail.

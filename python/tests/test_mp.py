@@ -1,0 +1,346 @@
+"""jobq.multiprocessing against the standard module's documented
+behaviour."""
+
+import os
+import queue
+import signal
+import threading
+import time
+
+import pytest
+
+import jobq
+import jobq.multiprocessing as mp
+
+
+def _sleep_then(q, secs, v):
+    time.sleep(secs)
+    q.put(v)
+
+
+def _exit_with(code):
+    os._exit(code) if code else None
+
+
+def test_process_start_join_exitcode():
+    q = mp.Queue()
+    p = mp.Process(target=_sleep_then, args=(q, 0.1, "hi"))
+    assert p.exitcode is None and not p.is_alive()
+    p.start()
+    assert p.is_alive() and p.pid
+    p.join(10)
+    assert not p.is_alive() and p.exitcode == 0
+    assert q.get(timeout=5) == "hi"
+    p = mp.Process(target=_exit_with, args=(3,))
+    p.start()
+    p.join(10)
+    assert p.exitcode == 3
+
+
+def test_process_terminate_and_join_timeout():
+    p = mp.Process(target=time.sleep, args=(30,), daemon=True)
+    p.start()
+    t = time.monotonic()
+    p.join(0.2)
+    assert p.is_alive() and time.monotonic() - t >= 0.15
+    p.terminate()
+    p.join(10)
+    assert p.exitcode == -signal.SIGTERM
+    assert p not in mp.active_children()
+
+
+def test_cpu_count_current_process():
+    assert mp.cpu_count() == os.cpu_count()
+    assert mp.current_process().name == "MainProcess"
+
+
+def _hold(lock, started, secs):
+    with lock:
+        started.set()
+        time.sleep(secs)
+
+
+def test_lock_between_processes_and_timeout():
+    lock = mp.Lock()
+    ev = mp.Event()
+    p = mp.Process(target=_hold, args=(lock, ev, 0.6))
+    p.start()
+    assert ev.wait(10)
+    t = time.monotonic()
+    assert not lock.acquire(timeout=0.2)
+    assert 0.15 <= time.monotonic() - t < 5
+    assert not lock.acquire(False)
+    assert lock.acquire(timeout=10)
+    lock.release()
+    p.join(10)
+
+
+def test_lock_of_a_dead_holder_is_released():
+    lock = mp.Lock()
+    ev = mp.Event()
+    p = mp.Process(target=_hold, args=(lock, ev, 30))
+    p.start()
+    assert ev.wait(10)
+    p.kill()
+    p.join(10)
+    assert lock.acquire(timeout=10)
+    lock.release()
+
+
+def test_rlock_reentrant():
+    r = mp.RLock()
+    assert r.acquire() and r.acquire(timeout=1)
+    r.release()
+    r.release()
+    with pytest.raises(ValueError):
+        r.release()
+
+
+def test_semaphores():
+    s = mp.Semaphore(2)
+    assert s.acquire() and s.acquire(timeout=0.1)
+    t = time.monotonic()
+    assert not s.acquire(timeout=0.2)
+    assert time.monotonic() - t >= 0.15
+    s.release()
+    assert s.get_value() == 1
+    b = mp.BoundedSemaphore(1)
+    with pytest.raises(ValueError):
+        b.release()
+    with b:
+        assert not b.acquire(False)
+
+
+def _set_later(ev, secs):
+    time.sleep(secs)
+    ev.set()
+
+
+def test_event():
+    ev = mp.Event()
+    assert not ev.is_set()
+    assert not ev.wait(0.1)
+    p = mp.Process(target=_set_later, args=(ev, 0.2))
+    p.start()
+    assert ev.wait(10) and ev.is_set()
+    p.join(10)
+    ev.clear()
+    assert not ev.is_set()
+
+
+def _notify_after(cond, box, secs):
+    time.sleep(secs)
+    with cond:
+        box.append(1)
+        cond.notify_all()
+
+
+def test_condition():
+    cond = mp.Condition()
+    box = mp.Manager().list()
+    with cond:
+        assert not cond.wait(0.1)
+    p = mp.Process(target=_notify_after, args=(cond, box, 0.2))
+    p.start()
+    with cond:
+        assert cond.wait_for(lambda: len(box) == 1, timeout=10)
+    p.join(10)
+    with pytest.raises(RuntimeError):
+        cond.wait(0)
+
+
+def _producer(q, n):
+    for i in range(n):
+        q.put(("item", i))
+    q.put(None)
+
+
+def test_queue_between_processes():
+    q = mp.Queue()
+    p = mp.Process(target=_producer, args=(q, 200))
+    p.start()
+    got = []
+    while True:
+        v = q.get(timeout=10)
+        if v is None:
+            break
+        got.append(v)
+    p.join(10)
+    assert got == [("item", i) for i in range(200)]
+    assert q.empty() and q.qsize() == 0
+
+
+def test_queue_full_empty_timeouts():
+    q = mp.Queue(2)
+    q.put(1)
+    q.put_nowait(2)
+    assert q.full() and q.qsize() == 2
+    with pytest.raises(queue.Full):
+        q.put(3, timeout=0.1)
+    with pytest.raises(queue.Full):
+        q.put_nowait(3)
+    assert q.get() == 1 and q.get_nowait() == 2
+    with pytest.raises(queue.Empty):
+        q.get(timeout=0.1)
+    with pytest.raises(queue.Empty):
+        q.get(False)
+
+
+def _consume(q):
+    while True:
+        v = q.get()
+        q.task_done()
+        if v is None:
+            return
+
+
+def test_joinable_and_simple_queue():
+    q = mp.JoinableQueue()
+    for i in range(20):
+        q.put(i)
+    q.put(None)
+    p = mp.Process(target=_consume, args=(q,))
+    p.start()
+    q.join()
+    p.join(10)
+    with pytest.raises(ValueError):
+        q.task_done()
+    s = mp.SimpleQueue()
+    assert s.empty()
+    s.put([1, "x"])
+    assert not s.empty() and s.get() == [1, "x"]
+
+
+def _bump(d, l, v, ns, n):
+    for _ in range(n):
+        l.append(1)
+    with v.get_lock():
+        v.value += 1
+    d[os.getpid()] = "seen"
+    ns.count = 5
+
+
+def test_manager_objects():
+    with mp.Manager() as m:
+        d, l = m.dict(a=1), m.list([0])
+        v, ns = m.Value("i", 0), m.Namespace(x=1)
+        ps = [mp.Process(target=_bump, args=(d, l, v, ns, 25))
+              for _ in range(4)]
+        for p in ps:
+            p.start()
+        for p in ps:
+            p.join(30)
+        assert len(l) == 101 and v.value == 4
+        assert d["a"] == 1 and len(d) == 5
+        assert sorted(k for k in d if k != "a") == sorted(p.pid for p in ps)
+        assert ns.x == 1 and ns.count == 5
+        d[(1, 2)] = {"t": 1}
+        assert d[(1, 2)] == {"t": 1} and (1, 2) in d
+        del d[(1, 2)]
+        assert d.get((1, 2)) is None
+        with pytest.raises(KeyError):
+            d["nope"]
+        l[0] = 9
+        assert l[0] == 9 and l.pop() == 1 and len(l) == 100
+        with pytest.raises(AttributeError):
+            ns.nope
+
+
+def sq(x):
+    return x * x
+
+
+def slow_sq(x):
+    time.sleep(0.05)
+    return x * x
+
+
+def boom(x):
+    raise ValueError("bad %s" % x)
+
+
+def test_pool_methods():
+    with mp.Pool(2) as p:
+        assert p.apply(sq, (7,)) == 49
+        assert p.map(sq, range(20)) == [x * x for x in range(20)]
+        assert p.map(sq, range(20), chunksize=3) == [x * x for x in range(20)]
+        assert p.map_async(sq, range(5)).get(10) == [0, 1, 4, 9, 16]
+        assert list(p.imap(sq, range(7), chunksize=2)) == \
+            [x * x for x in range(7)]
+        assert sorted(p.imap_unordered(sq, range(7))) == \
+            [x * x for x in range(7)]
+        assert p.starmap(pow, [(2, 3), (3, 2)]) == [8, 9]
+        assert p.starmap_async(pow, [(2, 2)]).get(10) == [4]
+        assert p.map(sq, []) == []
+
+
+def test_pool_callbacks_run_in_the_caller():
+    where, errs = [], []
+    done = threading.Event()
+    with mp.Pool(2) as p:
+        r = p.apply_async(sq, (3,), callback=lambda v: where.append(
+            (v, os.getpid())))
+        e = p.apply_async(boom, (1,), error_callback=lambda ex: (
+            errs.append((type(ex), os.getpid())), done.set()))
+        assert r.get(10) == 9
+        assert done.wait(10)
+        with pytest.raises(ValueError):
+            e.get(10)
+        assert r.ready() and r.successful() and not e.successful()
+        m = p.map_async(sq, range(4), callback=lambda v: where.append(
+            (v, os.getpid())))
+        m.wait(10)
+    assert where == [(9, os.getpid()), ([0, 1, 4, 9], os.getpid())]
+    assert errs == [(ValueError, os.getpid())]
+
+
+def test_pool_exception_has_remote_traceback():
+    with mp.Pool(1) as p:
+        with pytest.raises(ValueError) as ei:
+            p.apply(boom, (5,))
+        assert str(ei.value) == "bad 5"
+        assert isinstance(ei.value.__cause__, mp.RemoteTraceback)
+        assert "boom" in str(ei.value.__cause__)
+        with pytest.raises(ValueError):
+            p.map(boom, [1, 2])
+
+
+def test_pool_timeout_close_join_terminate():
+    p = mp.Pool(1)
+    r = p.apply_async(time.sleep, (0.5,))
+    with pytest.raises(mp.TimeoutError):
+        r.get(0.05)
+    with pytest.raises(ValueError):
+        p.join()  # still running
+    p.close()
+    with pytest.raises(ValueError):
+        p.apply(sq, (1,))
+    p.join()
+    assert r.ready()
+    p = mp.Pool(2)
+    pids = p._w.pids()
+    p.apply_async(time.sleep, (30,))
+    t = time.monotonic()
+    p.terminate()
+    p.join()
+    assert time.monotonic() - t < 10
+    assert not any(os.path.exists("/proc/%d" % pid) for pid in pids)
+
+
+def _report_pid_then_sleep(q, secs):
+    q.put(os.getpid())
+    time.sleep(secs)
+    return "survived"
+
+
+def test_pool_worker_killed_mid_job_is_retried():
+    q = mp.Queue()
+    with mp.Pool(1) as p:
+        r = p.apply_async(_report_pid_then_sleep, (q, 0.5))
+        pid = q.get(timeout=20)
+        os.kill(pid, signal.SIGKILL)
+        assert r.get(30) == "survived"
+        again = q.get(timeout=5)
+        assert again != pid
+        info = p._w.h.job_info(r._jids[0])
+        assert info[1] == 2  # attempts
