@@ -339,6 +339,14 @@ int jobq__queues_replay(uint16_t type, const uint8_t *p, uint32_t len);
 int jobq__queues_replay_done(void);
 int jobq__queues_snapshot(struct jobq__journal *j);
 
+/* jobs.c: replay and snapshot. After the last record, replay_done
+ * places every job as its state says (running ones go back to ready);
+ * jobs_start, once the loop runs, arms the jobs' timer. */
+int jobq__jobs_replay(uint16_t type, const uint8_t *p, uint32_t len);
+int jobq__jobs_replay_done(void);
+void jobq__jobs_start(void);
+int jobq__jobs_snapshot(struct jobq__journal *j);
+
 /* kv.c: replay and snapshot. */
 int jobq__kv_replay(uint16_t type, const uint8_t *p, uint32_t len);
 int jobq__kv_snapshot(struct jobq__journal *j);

@@ -75,6 +75,8 @@ static int replay(void *arg, uint16_t type, const uint8_t *p, uint32_t len)
 		ret = jobq__queues_replay(type, p, len);
 	else if (type == JOBQ__JR_KV_SET || type == JOBQ__JR_KV_DEL)
 		ret = jobq__kv_replay(type, p, len);
+	else if (type >= JOBQ__JR_JOB_FIRST && type <= JOBQ__JR_JOB_LAST)
+		ret = jobq__jobs_replay(type, p, len);
 	if (ret == JOBQ_EFULL || ret == JOBQ_ELIMIT) {
 		/* Said by jobq__durable_open(), in the store's terms. */
 		dur.replay_full = true;
@@ -87,7 +89,9 @@ static int produce(void *arg, struct jobq__journal *j)
 {
 	int ret = jobq__queues_snapshot(j);
 
-	return ret ? ret : jobq__kv_snapshot(j);
+	if (!ret)
+		ret = jobq__kv_snapshot(j);
+	return ret ? ret : jobq__jobs_snapshot(j);
 }
 
 /*
@@ -152,6 +156,8 @@ int jobq__durable_open(char *err, size_t errlen)
 	if (ret)
 		return ret;
 	ret = jobq__queues_replay_done();
+	if (!ret)
+		ret = jobq__jobs_replay_done();
 	if (ret) {
 		snprintf(err, errlen, "out of memory replaying %s", path);
 		jobq__journal_close(&dur.j);

@@ -645,6 +645,8 @@ int main(int argc, char **argv)
 		unlink(sock_path);
 		fail("jobqd: %s", err);
 	}
+	/* The replayed jobs' deadlines go to the loop's timer. */
+	jobq__jobs_start();
 	write_pid_file(&m->o);
 	/* After the parent is released: a daemon logs to --log or nowhere,
 	 * never to the terminal it was started from. */

@@ -122,6 +122,18 @@ bool jobq__supervise_kill_worker(pid_t pid)
 	return false;
 }
 
+/* The journal: records are counted by type, not kept. */
+static unsigned jlogged[128];
+
+void jobq__jlog(uint16_t type, const struct iovec *iov, int n, bool ack)
+{
+	(void)iov;
+	(void)n;
+	(void)ack;
+	if (type < 128)
+		jlogged[type]++;
+}
+
 /* ------------------------------------------------------------------------
  * Fixture: a store, a queue "default" (id 0), four clients.
  */
