@@ -371,6 +371,14 @@ void jobq__durable_request_done(void);
  * acknowledges is as durable as promised, else -errno, which those
  * acknowledgements carry instead. */
 int jobq__durable_commit(void);
+/*
+ * jobq__durable_want_sync - the request being handled is --durable: its
+ * answer waits for a sync of the journal, whatever --fsync says. Call it
+ * before the request changes anything. Returns 0, -EOPNOTSUPP when the
+ * journal is on tmpfs (a sync reaches no disk), or the journal's error
+ * while it is failed.
+ */
+int jobq__durable_want_sync(void);
 /* Whether the journal is failed (the loop then wakes to retry). */
 bool jobq__durable_failed(void);
 /* loop.c: calls @fn for every object handed out and not acknowledged. */

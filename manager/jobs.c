@@ -998,7 +998,7 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 	if (wv.type_len < 1 || wv.type_len > JOBQ_TYPE_MAX ||
 	    wv.unique_len > JOBQ_KEY_MAX || wv.nafter > 64 || wv.delay_ns < 0 ||
 	    wv.lease_ns <= 0 || wv.max_attempts < 1 ||
-	    wv.max_attempts > UINT16_MAX || wv.flags)
+	    wv.max_attempts > UINT16_MAX || (wv.flags & ~JOBQ_SUBMIT_DURABLE))
 		return jobq__bad(-EINVAL);
 	/* The ids are 8-byte aligned; without ids there is no padding. */
 	aoff = sizeof(wv) + (uint64_t)wv.type_len + wv.unique_len;
@@ -1015,6 +1015,13 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 	type[wv.type_len] = '\0';
 	if (check_type_name(type, wv.type_len))
 		return -EINVAL;
+	/* Before anything changes; a --unique answer waits for it too. */
+	if (wv.flags & JOBQ_SUBMIT_DURABLE) {
+		int err = jobq__durable_want_sync();
+
+		if (err)
+			return err;
+	}
 	memcpy(key, a + sizeof(wv) + wv.type_len, wv.unique_len);
 	key[wv.unique_len] = '\0';
 	if (wv.unique_len) {

@@ -43,7 +43,8 @@
  * machine's. BATCH and ALWAYS sync the journal after each write, and the
  * files and their directory around every rename. The caller decides how
  * many requests share one commit (one turn of the loop for BATCH, one
- * request for ALWAYS).
+ * request for ALWAYS). With @force set (a --durable request) commits and
+ * snapshots sync in any mode, until the caller clears it.
  *
  * Errors. A failed write or sync is never hidden: commit returns it, the
  * journal is marked failed and takes no more appends (the records lost
@@ -167,6 +168,7 @@ struct jobq__journal {
 	uint8_t *buf;	       /* records appended, not yet written */
 	size_t len, cap;       /* bytes in buf, its size */
 	uint32_t nbuf;	       /* records in buf */
+	bool force;	       /* the next commit syncs in any mode */
 	int err;	       /* 0, or why the journal is failed */
 	int last_err;	       /* the latest error ever, 0: none */
 	uint64_t errors;       /* failed writes, syncs and snapshots */

@@ -132,7 +132,7 @@ static int tmpl_init(jobq_t *q, const char *type,
 	memset(t, 0, sizeof(*t));
 	if (!o)
 		o = &none;
-	if (!jobq__reserved_zero(o->reserved, 6))
+	if (!jobq__reserved_zero(o->reserved, 5) || o->reserved0)
 		return -EINVAL;
 	err = check_type_name(type, &type_len);
 	if (err)
@@ -167,6 +167,7 @@ static int tmpl_init(jobq_t *q, const char *type,
 	t->w.priority = o->priority;
 	t->w.max_attempts = (uint32_t)attempts;
 	t->w.queue_id = qid;
+	t->w.flags = o->durable ? JOBQ_SUBMIT_DURABLE : 0;
 	t->w.delay_ns = o->delay > 0 ? jobq__timeout_ns(o->delay) : 0;
 	if (t->w.delay_ns < 0)
 		return -EINVAL; /* beyond what 64-bit nanoseconds hold */
