@@ -633,7 +633,9 @@ JOBQ_API int jobq_job_result(jobq_t *q, uint64_t id, jobq_obj_t *out);
 
 /*
  * jobq_apply - submit and wait; the result (or error text) goes to *out.
- * Returns what jobq_job_wait() returns.
+ * Returns what jobq_job_wait() returns, or -ENODATA when the job succeeded
+ * but was gone before its result could be read (jobqd --keep ran out):
+ * never 0 with an empty result.
  */
 JOBQ_API int jobq_apply(jobq_t *q, const char *type, uint32_t args_type,
 			const void *args, size_t len,
