@@ -22,8 +22,8 @@
  *   keys, deps the unique keys of live jobs and the jobs waiting for each
  *              unfinished one (chash.c);
  *   finished   one list in the order jobs finished, which with one --keep
- *              period is also the order they expire in, and the list the
- *              store evicts from when it is full.
+ *              period is also the order they expire in; a full store
+ *              evicts from it only jobs whose --keep ran out.
  *
  * State changes (to_ready(), to_later(), to_final() ...) move a job
  * between those structures and keep the counts in the queue, type and
@@ -31,6 +31,12 @@
  * that became final are released or failed, parked W_RESERVE requests are
  * served when something became ready or a limit was lifted, and the timer
  * is re-armed.
+ *
+ * Durability. The records and what they reference are the state; the
+ * structures above are rebuilt from them. Every change that cannot be
+ * worked out again is journaled before its answer is seen ("The journal"
+ * below), and a start replays the journal into the records, then places
+ * each job by its state ("Replay and snapshot", at the end).
  */
 #include <errno.h>
 #include <signal.h>
