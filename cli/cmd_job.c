@@ -520,6 +520,16 @@ int cmd_wait(struct cli *c)
 		if (res != 0)
 			worst = EXIT_JOB;
 		rc = jobq_job_result(c->q, id, &o);
+		if (rc == -ENOENT && res == 0) {
+			/* Expired between its end and this read: an empty
+			 * result must not pass for its result. */
+			progress_end(&w);
+			rc = cli_error("job %" PRIu64 " succeeded, but its "
+				       "result is gone (kept for jobqd "
+				       "--keep)",
+				       id);
+			goto out;
+		}
 		if (rc && rc != -ENOENT) {
 			progress_end(&w);
 			rc = cli_fail(c, "wait", rc);
