@@ -213,10 +213,7 @@ int cli_submit_opts(struct cli *c, struct jobq_submit_opts *opts,
 	int rc;
 
 	memset(opts, 0, sizeof(*opts));
-	if (c->optval[OPT_DURABLE])
-		return cli_usage(c, "--durable returns once the job is on "
-				    "disk, and this manager has no journal "
-				    "yet: submit without --durable");
+	opts->durable = c->optval[OPT_DURABLE] != NULL;
 	if ((v = c->optval[OPT_PRIORITY])) {
 		int64_t p;
 
@@ -323,6 +320,12 @@ int cmd_submit(struct cli *c)
 	if (rc == JOBQ_ELIMIT)
 		return cli_error("%s: the job table of the manager is full",
 				 what);
+	if (rc == -EOPNOTSUPP && opts.durable)
+		return cli_error(
+		    "%s: --durable: the manager's journal is on "
+		    "tmpfs, in memory, so there is no disk to sync "
+		    "(start jobqd with --journal FILE on a disk)",
+		    what);
 	if (rc < 0)
 		return cli_fail(c, what, rc);
 	if (c->json)
@@ -517,6 +520,16 @@ int cmd_wait(struct cli *c)
 		if (res != 0)
 			worst = EXIT_JOB;
 		rc = jobq_job_result(c->q, id, &o);
+		if (rc == -ENOENT && res == 0) {
+			/* Expired between its end and this read: an empty
+			 * result must not pass for its result. */
+			progress_end(&w);
+			rc = cli_error("job %" PRIu64 " succeeded, but its "
+				       "result is gone (kept for jobqd "
+				       "--keep)",
+				       id);
+			goto out;
+		}
 		if (rc && rc != -ENOENT) {
 			progress_end(&w);
 			rc = cli_fail(c, "wait", rc);

@@ -108,9 +108,20 @@ int cmd_put(struct cli *c)
 		rc = too_big(c, queue, len);
 		goto out;
 	}
-	rc = jobq_put(c->q, queue, JOBQ_T_BYTES, data, len, timeout);
+	if (c->optval[OPT_DURABLE])
+		rc = jobq_put_durable(c->q, queue, JOBQ_T_BYTES, data, len,
+				      timeout);
+	else
+		rc = jobq_put(c->q, queue, JOBQ_T_BYTES, data, len, timeout);
 	switch (rc) {
 	case 0:
+		break;
+	case -EOPNOTSUPP:
+		qwhat(what, sizeof(what), queue);
+		rc = cli_error("%s: --durable: the manager's journal is on "
+			       "tmpfs, in memory, so there is no disk to sync "
+			       "(start jobqd with --journal FILE on a disk)",
+			       what);
 		break;
 	case -E2BIG:
 		rc = too_big(c, queue, len);

@@ -51,7 +51,7 @@ const struct cli_optdef cli_opts[OPT__COUNT] = {
     [OPT_UNIQUE] = {"unique", true, "KEY",
 		    "while a job with KEY is not final, return its id"},
     [OPT_DURABLE] = {"durable", false, NULL,
-		     "return once the job is on disk (needs the journal)"},
+		     "answer once it is synced to disk (not on tmpfs)"},
     [OPT_STATE] = {"state", true, "S", "only jobs in state S"},
     [OPT_TYPE] = {"type", true, "T", "only jobs of type T"},
     [OPT_LIMIT] = {"limit", true, "N", "at most N jobs"},
@@ -94,12 +94,15 @@ static int cmd_help(struct cli *c);
 static const struct cli_cmd commands[] = {
     {NULL, "ping", cmd_ping, 0, 0, 0, CMD_CONNECT, "",
      "is a manager there: version, pid, uptime", NULL},
-    {NULL, "put", cmd_put, T, 1, 2, CMD_CONNECT,
-     "QUEUE [DATA] [--timeout S] [--nowait]", "put one object on a queue",
+    {NULL, "put", cmd_put, T | OPT_BIT(OPT_DURABLE), 1, 2, CMD_CONNECT,
+     "QUEUE [DATA] [--timeout S] [--nowait] [--durable]",
+     "put one object on a queue",
      "Puts DATA when given ('' is the empty object), else everything read\n"
      "from stdin, as bytes. Waits while the queue is at its limits or the\n"
      "store is full. Exit 3 when that lasts past --timeout (or at once\n"
-     "with --nowait)."},
+     "with --nowait). --durable returns only once the manager's journal\n"
+     "is synced to disk, whatever jobqd --fsync says; with the journal on\n"
+     "tmpfs there is no disk, and the put fails saying so."},
     {NULL, "get", cmd_get, T, 1, 1, CMD_CONNECT,
      "QUEUE [--timeout S] [--nowait]",
      "take one object and write its bytes to stdout",
@@ -150,8 +153,9 @@ static const struct cli_cmd commands[] = {
      "taken back and counts as a failed attempt. --retries 0: one attempt\n"
      "only. With --unique KEY, while a job with KEY is not final its id is\n"
      "printed instead (--json says \"existing\": true).\n"
-     "--durable (return once the job is on disk) needs the journal, which\n"
-     "this manager does not have yet: it is refused with exit 2."},
+     "--durable returns only once the manager's journal is synced to\n"
+     "disk, whatever jobqd --fsync says; with the journal on tmpfs there\n"
+     "is no disk, and the submit fails saying so."},
     {NULL, "run", cmd_run, SUBMIT_OPTS | OPT_BIT(OPT_FROM), 0, 0,
      CMD_CONNECT | CMD_ARGV | CMD_ARGV_OPTIONAL,
      "[submit options] -- CMD [ARG...] | [submit options] --from FILE",

@@ -216,6 +216,18 @@ JOBQ_API int jobq_queue_open(jobq_t *q, const char *name,
 JOBQ_API int jobq_put(jobq_t *q, const char *queue, uint32_t type,
 		      const void *data, size_t len, double timeout);
 
+/*
+ * jobq_put_durable - jobq_put() acknowledged only once the manager's
+ * journal is synced to disk (fdatasync), even when jobqd runs with the
+ * default --fsync none: the object survives a crash of the machine, not
+ * only of jobqd. Returns what jobq_put() returns, -EOPNOTSUPP when the
+ * journal is on tmpfs (there is no disk to sync; give jobqd a --journal
+ * on a disk), or the journal's write error (-ENOSPC, -EIO) while it has
+ * one.
+ */
+JOBQ_API int jobq_put_durable(jobq_t *q, const char *queue, uint32_t type,
+			      const void *data, size_t len, double timeout);
+
 /* jobq_put_json - jobq_put() of a JSON value as JOBQ_T_JSON. */
 JOBQ_API int jobq_put_json(jobq_t *q, const char *queue,
 			   const struct json_t *value, double timeout);
@@ -551,7 +563,11 @@ struct jobq_submit_opts {
 	const char *unique; /* a live job with this key is returned instead */
 	const uint64_t *after; /* run only after these succeeded */
 	size_t nafter;	       /* at most 64 */
-	uint64_t reserved[6];  /* room to grow: leave 0 */
+	/* Set: acknowledged only once the journal is synced to disk, as
+	 * jobq_put_durable() (-EOPNOTSUPP when it is on tmpfs). */
+	int durable;
+	int reserved0;	      /* leave 0 */
+	uint64_t reserved[5]; /* room to grow: leave 0 */
 };
 
 /*
@@ -561,7 +577,8 @@ struct jobq_submit_opts {
  * bad type name (1..47 bytes of UTF-8, no control characters or commas),
  * options, or args of type JOBQ_T_JSON that are not JSON; -ENOENT when an
  * @after id is unknown; JOBQ_EFULL / JOBQ_ELIMIT when the store or job table is
- * full.
+ * full (finished jobs inside jobqd --keep are never dropped to make room);
+ * with @opts->durable, -EOPNOTSUPP when the journal is on tmpfs.
  */
 JOBQ_API int jobq_submit(jobq_t *q, const char *type, uint32_t args_type,
 			 const void *args, size_t len,
@@ -628,7 +645,9 @@ JOBQ_API int jobq_job_result(jobq_t *q, uint64_t id, jobq_obj_t *out);
 
 /*
  * jobq_apply - submit and wait; the result (or error text) goes to *out.
- * Returns what jobq_job_wait() returns.
+ * Returns what jobq_job_wait() returns, or -ENODATA when the job succeeded
+ * but was gone before its result could be read (jobqd --keep ran out):
+ * never 0 with an empty result.
  */
 JOBQ_API int jobq_apply(jobq_t *q, const char *type, uint32_t args_type,
 			const void *args, size_t len,

@@ -217,3 +217,20 @@ bool jobq__dep_take(uint64_t dep, uint64_t *waiter, uint32_t *wrec)
 	}
 	return false;
 }
+
+void jobq__uq_each(void (*fn)(void *arg, uint32_t rec, const char *key,
+			      uint32_t len),
+		   void *arg)
+{
+	for (uint32_t i = 0; uq.b && i <= uq.mask; i++)
+		for (struct uq *u = uq.b[i]; u; u = u->next)
+			fn(arg, u->rec, u->key, u->len);
+}
+
+void jobq__dep_each(void (*fn)(void *arg, uint64_t dep, uint64_t waiter),
+		    void *arg)
+{
+	for (uint32_t i = 0; deps.b && i <= deps.mask; i++)
+		for (struct dep *d = deps.b[i]; d; d = d->next)
+			fn(arg, d->dep, d->waiter);
+}

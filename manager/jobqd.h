@@ -349,6 +349,14 @@ int jobq__queues_replay(uint16_t type, const uint8_t *p, uint32_t len);
 int jobq__queues_replay_done(void);
 int jobq__queues_snapshot(struct jobq__journal *j);
 
+/* jobs.c: replay and snapshot. After the last record, replay_done
+ * places every job as its state says (running ones go back to ready);
+ * jobs_start, once the loop runs, arms the jobs' timer. */
+int jobq__jobs_replay(uint16_t type, const uint8_t *p, uint32_t len);
+int jobq__jobs_replay_done(void);
+void jobq__jobs_start(void);
+int jobq__jobs_snapshot(struct jobq__journal *j);
+
 /* kv.c: replay and snapshot. */
 int jobq__kv_replay(uint16_t type, const uint8_t *p, uint32_t len);
 int jobq__kv_snapshot(struct jobq__journal *j);
@@ -373,6 +381,14 @@ void jobq__durable_request_done(void);
  * acknowledges is as durable as promised, else -errno, which those
  * acknowledgements carry instead. */
 int jobq__durable_commit(void);
+/*
+ * jobq__durable_want_sync - the request being handled is --durable: its
+ * answer waits for a sync of the journal, whatever --fsync says. Call it
+ * before the request changes anything. Returns 0, -EOPNOTSUPP when the
+ * journal is on tmpfs (a sync reaches no disk), or the journal's error
+ * while it is failed.
+ */
+int jobq__durable_want_sync(void);
 /* Whether the journal is failed (the loop then wakes to retry). */
 bool jobq__durable_failed(void);
 /* loop.c: calls @fn for every object handed out and not acknowledged. */

@@ -22,8 +22,8 @@
  *   keys, deps the unique keys of live jobs and the jobs waiting for each
  *              unfinished one (chash.c);
  *   finished   one list in the order jobs finished, which with one --keep
- *              period is also the order they expire in, and the list the
- *              store evicts from when it is full.
+ *              period is also the order they expire in; a full store
+ *              evicts from it only jobs whose --keep ran out.
  *
  * State changes (to_ready(), to_later(), to_final() ...) move a job
  * between those structures and keep the counts in the queue, type and
@@ -31,6 +31,12 @@
  * that became final are released or failed, parked W_RESERVE requests are
  * served when something became ready or a limit was lifted, and the timer
  * is re-armed.
+ *
+ * Durability. The records and what they reference are the state; the
+ * structures above are rebuilt from them. Every change that cannot be
+ * worked out again is journaled before its answer is seen ("The journal"
+ * below), and a start replays the journal into the records, then places
+ * each job by its state ("Replay and snapshot", at the end).
  */
 #include <errno.h>
 #include <signal.h>
@@ -85,6 +91,8 @@ static struct {
 	bool need_serve;
 	uint64_t rng;
 	uint64_t keep_id, keep_at; /* oldest finished job, its expiry */
+	/* This request journaled a change its answer acknowledges. */
+	bool jacked;
 } jobs;
 
 /* ------------------------------------------------------------------------
@@ -169,15 +177,203 @@ static void t_adj(uint32_t tid, int64_t dready, int64_t drun)
 }
 
 /* ------------------------------------------------------------------------
- * Items in the store. When the heap is full the oldest finished jobs go.
+ * The journal. A job's record is journaled whole when it is submitted
+ * (JOBQ__JR_JOB_NEW, with its key and dependencies as records of their
+ * own), then as updates (JOBQ__JR_JOB_UPD) at each change that replay
+ * cannot work out by itself: hand-out (the attempt counted), a retry
+ * scheduled, a final state with its result, a rerun, a cancel asked of a
+ * running job. What follows from those and the clock is not journaled: a
+ * delay or backoff that ran out, dependents released, are done again at
+ * replay. Answers that acknowledge a change wait for its commit (@ack);
+ * a hand-out does not: lost with a crash, the job runs again.
+ */
+
+/* What a JOBQ__JR_JOB_NEW record holds before the args and the result. */
+struct jjob {
+	uint64_t id;
+	uint64_t created_ns, started_ns, finished_ns, run_at_ns, lease_ns;
+	int32_t priority;
+	uint32_t queue_id;
+	uint16_t type_id, attempts, max_attempts;
+	uint8_t state, flags; /* flags: JOBQ_JF_CANCELLING only */
+	uint32_t args_type, args_len;
+	uint32_t res_type, res_len;
+	uint32_t has_result; /* 1: res_len bytes of result follow the args */
+	uint32_t zero;
+};
+
+/* What a JOBQ__JR_JOB_UPD record holds before the result. */
+struct jupd {
+	uint64_t id;
+	uint64_t started_ns, finished_ns, run_at_ns;
+	uint16_t attempts;
+	uint8_t state, flags;
+	uint32_t res; /* JRES_* */
+	uint32_t res_type, res_len;
+};
+
+enum { JRES_KEEP = 0, JRES_NONE = 1, JRES_BYTES = 2 };
+
+_Static_assert(sizeof(struct jjob) == 88, "a record's layout");
+_Static_assert(sizeof(struct jupd) == 48, "a record's layout");
+
+/* What an empty piece of a record points to (never NULL: memcpy). */
+static uint8_t jnothing[1];
+
+/* Journals the state of job @r, and its result with @result. */
+static void jlog_upd(uint32_t r, bool result, bool ack)
+{
+	const struct jobq_job_rec *j = job_rec(r);
+	const struct jobq_item *it =
+	    result && j->result ? jobq__ptr(j->result) : NULL;
+	struct jupd u = {
+	    .id = j->id,
+	    .started_ns = j->started_ns,
+	    .finished_ns = j->finished_ns,
+	    .run_at_ns = j->run_at_ns,
+	    .attempts = j->attempts,
+	    .state = j->state,
+	    .flags = j->flags & JOBQ_JF_CANCELLING,
+	    .res = !result ? JRES_KEEP
+		   : it	   ? JRES_BYTES
+			   : JRES_NONE,
+	    .res_type = it ? it->type : 0,
+	    .res_len = it ? it->len : 0,
+	};
+	struct iovec v[2] = {
+	    {.iov_base = &u, .iov_len = sizeof(u)},
+	    {.iov_base = it ? (void *)(it + 1) : jnothing,
+	     .iov_len = it ? it->len : 0},
+	};
+
+	jobq__jlog(JOBQ__JR_JOB_UPD, v, it ? 2 : 1, ack);
+	jobs.jacked |= ack;
+}
+
+/*
+ * answer - what an op returns, @res, acknowledges the changes it
+ * journaled. jobq__jlog() marks the next answer posted, and completions
+ * posted on the way (a hand-out to a worker, a waiter told) may have
+ * taken the mark: the request's own answer must wait for the commit too.
+ */
+static int answer(int res)
+{
+	if (jobs.jacked)
+		jobq__m.jdep = true;
+	jobs.jacked = false;
+	return res;
+}
+
+/* Adds the whole of job @r to @jn (a snapshot), or journals it (@jn
+ * NULL: a submit, whose answer waits for it). */
+static int jlog_new(struct jobq__journal *jn, uint32_t r)
+{
+	const struct jobq_job_rec *j = job_rec(r);
+	const struct jobq_item *it = j->result ? jobq__ptr(j->result) : NULL;
+	struct jjob h = {
+	    .id = j->id,
+	    .created_ns = j->created_ns,
+	    .started_ns = j->started_ns,
+	    .finished_ns = j->finished_ns,
+	    .run_at_ns = j->run_at_ns,
+	    .lease_ns = j->lease_ns,
+	    .priority = j->priority,
+	    .queue_id = j->queue_id,
+	    .type_id = j->type_id,
+	    .attempts = j->attempts,
+	    .max_attempts = j->max_attempts,
+	    .state = j->state,
+	    .flags = j->flags & JOBQ_JF_CANCELLING,
+	    .args_type = j->args_type,
+	    .args_len = j->args_len,
+	    .res_type = it ? it->type : 0,
+	    .res_len = it ? it->len : 0,
+	    .has_result = it != NULL,
+	};
+	struct iovec v[3] = {
+	    {.iov_base = &h, .iov_len = sizeof(h)},
+	    {.iov_base = j->args_len ? jobq__ptr(j->args) : jnothing,
+	     .iov_len = j->args_len},
+	    {.iov_base = it ? (void *)(it + 1) : jnothing,
+	     .iov_len = it ? it->len : 0},
+	};
+
+	if (jn)
+		return jobq__journal_add(jn, JOBQ__JR_JOB_NEW, v, 3);
+	jobq__jlog(JOBQ__JR_JOB_NEW, v, 3, true);
+	jobs.jacked = true;
+	return 0;
+}
+
+static void jlog_key(struct jobq__journal *jn, uint64_t id, const char *key,
+		     uint32_t len, int *err)
+{
+	struct iovec v[2] = {
+	    {.iov_base = &id, .iov_len = sizeof(id)},
+	    {.iov_base = (void *)key, .iov_len = len},
+	};
+
+	if (!jn)
+		jobq__jlog(JOBQ__JR_JOB_KEY, v, 2, true);
+	else if (!*err)
+		*err = jobq__journal_add(jn, JOBQ__JR_JOB_KEY, v, 2);
+}
+
+static void jlog_dep(struct jobq__journal *jn, uint64_t dep, uint64_t waiter,
+		     int *err)
+{
+	uint64_t p[2] = {dep, waiter};
+	struct iovec v = {.iov_base = p, .iov_len = sizeof(p)};
+
+	if (!jn)
+		jobq__jlog(JOBQ__JR_JOB_DEP, &v, 1, true);
+	else if (!*err)
+		*err = jobq__journal_add(jn, JOBQ__JR_JOB_DEP, &v, 1);
+}
+
+static void jlog_queue(struct jobq__journal *jn, uint32_t qid, int *err)
+{
+	const struct jobq_queue_rec *q = &jobq__m.st.queues[qid];
+	uint32_t p[3] = {qid, q->paused, q->parallel};
+	struct iovec v = {.iov_base = p, .iov_len = sizeof(p)};
+
+	if (!jn) {
+		jobq__jlog(JOBQ__JR_JOB_QUEUE, &v, 1, true);
+		jobs.jacked = true;
+	} else if (!*err)
+		*err = jobq__journal_add(jn, JOBQ__JR_JOB_QUEUE, &v, 1);
+}
+
+static void jlog_type(struct jobq__journal *jn, uint32_t tid, int *err)
+{
+	const struct jobq_type_rec *t = &jobq__m.st.types[tid];
+	struct iovec v[2] = {
+	    {.iov_base = &tid, .iov_len = sizeof(tid)},
+	    {.iov_base = (void *)t->name, .iov_len = strlen(t->name)},
+	};
+
+	if (!jn)
+		jobq__jlog(JOBQ__JR_JOB_TYPE, v, 2, false);
+	else if (!*err)
+		*err = jobq__journal_add(jn, JOBQ__JR_JOB_TYPE, v, 2);
+}
+
+/* ------------------------------------------------------------------------
+ * Items in the store. A finished job is kept for --keep: its result is
+ * acknowledged data, so a full store refuses new work (JOBQ_EFULL) rather
+ * than drop it. Only a finished job whose --keep ran out may make room
+ * (the timer frees those too, but a full store may come first).
  */
 static void free_record(uint32_t r);
 
 static bool evict_one(void)
 {
-	if (jobs.fin_head == NONE)
+	uint32_t r = jobs.fin_head;
+
+	if (r == NONE ||
+	    job_rec(r)->finished_ns + jobq__hdr()->keep_ns > clk_real())
 		return false;
-	free_record(jobs.fin_head);
+	free_record(r);
 	return true;
 }
 
@@ -354,6 +550,7 @@ static void to_final(uint32_t r, unsigned state, uint64_t text)
 	seq_write_end(&j->seq);
 	if (state == JOBQ_JS_DEAD)
 		jobq__count(dead);
+	jlog_upd(r, true, true);
 	finalize(r);
 }
 
@@ -474,6 +671,7 @@ static void attempt_failed(uint32_t r, uint64_t text, bool final)
 	seq_write_end(&j->seq);
 	jobq__count(retried);
 	to_later(r, JOBQ_JS_FAILED, clk_real() + wait);
+	jlog_upd(r, true, true);
 }
 
 /*
@@ -487,6 +685,11 @@ static void free_record(uint32_t r)
 
 	list_del(&jobs.fin_head, &jobs.fin_tail, r);
 	jobq__jobidx_delete(j->id);
+	{
+		struct iovec v = {.iov_base = &j->id, .iov_len = sizeof(j->id)};
+
+		jobq__jlog(JOBQ__JR_JOB_FREE, &v, 1, false);
+	}
 	seq_write_begin(&j->seq);
 	set_state(j, JOBQ_JS_FREE);
 	jobq__free(j->args);
@@ -555,6 +758,7 @@ static void hand_out(struct jobq__client *c, struct lane *l, uint32_t r,
 		jobq__log(JOBQ__LOG_ERROR,
 			  "job %llu: out of memory for its lease timer",
 			  (unsigned long long)j->id);
+	jlog_upd(r, false, false);
 }
 
 /*
@@ -778,6 +982,7 @@ static int type_get(const char *name, uint32_t len)
 	seq_write_end(&t->seq);
 	store_release(&h->ntypes, id + 1);
 	jobs.type_hash[i] = (uint16_t)(id + 1);
+	jlog_type(NULL, id, NULL);
 	return (int)id;
 }
 
@@ -801,7 +1006,7 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 	if (wv.type_len < 1 || wv.type_len > JOBQ_TYPE_MAX ||
 	    wv.unique_len > JOBQ_KEY_MAX || wv.nafter > 64 || wv.delay_ns < 0 ||
 	    wv.lease_ns <= 0 || wv.max_attempts < 1 ||
-	    wv.max_attempts > UINT16_MAX || wv.flags)
+	    wv.max_attempts > UINT16_MAX || (wv.flags & ~JOBQ_SUBMIT_DURABLE))
 		return jobq__bad(-EINVAL);
 	/* The ids are 8-byte aligned; without ids there is no padding. */
 	aoff = sizeof(wv) + (uint64_t)wv.type_len + wv.unique_len;
@@ -818,6 +1023,13 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 	type[wv.type_len] = '\0';
 	if (check_type_name(type, wv.type_len))
 		return -EINVAL;
+	/* Before anything changes; a --unique answer waits for it too. */
+	if (wv.flags & JOBQ_SUBMIT_DURABLE) {
+		int err = jobq__durable_want_sync();
+
+		if (err)
+			return err;
+	}
 	memcpy(key, a + sizeof(wv) + wv.type_len, wv.unique_len);
 	key[wv.unique_len] = '\0';
 	if (wv.unique_len) {
@@ -893,12 +1105,14 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 		      load_relaxed(&jobq__hdr()->njobs) + 1);
 	jobq__count(submitted);
 
+	jlog_new(NULL, r);
 	if (wv.unique_len) {
 		uint32_t hash = jobq__hash(key, wv.unique_len);
 
 		if (!jobq__uq_add(r, key, wv.unique_len, hash)) {
 			jobq__job_priv[r].aux |=
 			    (hash << AUX_UKH_SHIFT) & AUX_UKH;
+			jlog_key(NULL, id, key, wv.unique_len, NULL);
 		} else {
 			seq_write_begin(&j->seq);
 			j->flags = 0;
@@ -922,6 +1136,7 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 				pending--;
 				continue;
 			}
+			jlog_dep(NULL, after[i], id, NULL);
 			jobq__job_priv[r].aux++;
 		}
 		if (!(jobq__job_priv[r].aux & AUX_DEPS))
@@ -932,6 +1147,7 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 		to_ready(r);
 	}
 	settle();
+	answer(0);
 	jobq__post(c, s->user_data, 0, 0, id, 0, 0);
 	return JOBQ__NOREPLY;
 }
@@ -975,13 +1191,14 @@ int jobq__op_job_cancel(struct jobq__client *c, const struct jobq_sqe *s)
 		seq_write_begin(&j->seq);
 		j->flags |= JOBQ_JF_CANCELLING;
 		seq_write_end(&j->seq);
+		jlog_upd(r, false, true);
 		if (slot < jobq__m.o.max_clients)
 			jobq__post(&jobq__m.clients[slot], JOBQ_UD_NOTICE,
 				   JOBQ_NOTICE_CANCEL, JOBQ_CQE_NOTICE, j->id,
 				   0, 0);
 		jobq__timerq_set(r, clk_mono() + JOBQ__CANCEL_GRACE_NS);
 		settle();
-		return 0;
+		return answer(0);
 	}
 	case JOBQ_JS_READY:
 		unready(r);
@@ -999,7 +1216,7 @@ int jobq__op_job_cancel(struct jobq__client *c, const struct jobq_sqe *s)
 	}
 	to_cancelled(r);
 	settle();
-	return 0;
+	return answer(0);
 }
 
 /* Job @r (FAILED, DEAD or CANCELLED) runs again from its first attempt. */
@@ -1020,6 +1237,7 @@ static void rerun(uint32_t r)
 	seq_write_end(&j->seq);
 	jobq__count(retried);
 	to_ready(r);
+	jlog_upd(r, false, true);
 }
 
 int jobq__op_job_retry(struct jobq__client *c, const struct jobq_sqe *s)
@@ -1035,7 +1253,7 @@ int jobq__op_job_retry(struct jobq__client *c, const struct jobq_sqe *s)
 		return -EALREADY;
 	rerun(r);
 	settle();
-	return 0;
+	return answer(0);
 }
 
 int jobq__op_job_kick(struct jobq__client *c, const struct jobq_sqe *s)
@@ -1050,7 +1268,7 @@ int jobq__op_job_kick(struct jobq__client *c, const struct jobq_sqe *s)
 			return -EALREADY;
 		rerun(r);
 		settle();
-		return 1;
+		return answer(1);
 	}
 	for (r = jobs.fin_head; r != NONE;) {
 		uint32_t nx = jobq__job_priv[r].next;
@@ -1062,7 +1280,7 @@ int jobq__op_job_kick(struct jobq__client *c, const struct jobq_sqe *s)
 		r = nx;
 	}
 	settle();
-	return (int)(n > INT32_MAX ? INT32_MAX : n);
+	return answer((int)(n > INT32_MAX ? INT32_MAX : n));
 }
 
 int jobq__op_q_pause(struct jobq__client *c, const struct jobq_sqe *s)
@@ -1075,9 +1293,10 @@ int jobq__op_q_pause(struct jobq__client *c, const struct jobq_sqe *s)
 	seq_write_begin(&q->seq);
 	q->paused = s->arg0 ? 1 : 0;
 	seq_write_end(&q->seq);
+	jlog_queue(NULL, s->id, NULL);
 	jobs.need_serve = true;
 	settle();
-	return 0;
+	return answer(0);
 }
 
 int jobq__op_q_parallel(struct jobq__client *c, const struct jobq_sqe *s)
@@ -1092,9 +1311,10 @@ int jobq__op_q_parallel(struct jobq__client *c, const struct jobq_sqe *s)
 	seq_write_begin(&q->seq);
 	q->parallel = (uint32_t)s->arg0;
 	seq_write_end(&q->seq);
+	jlog_queue(NULL, s->id, NULL);
 	jobs.need_serve = true;
 	settle();
-	return 0;
+	return answer(0);
 }
 
 int jobq__op_w_register(struct jobq__client *c, const struct jobq_sqe *s)
@@ -1233,7 +1453,7 @@ int jobq__op_w_done(struct jobq__client *c, const struct jobq_sqe *s)
 		stop_running(r);
 		to_cancelled(r);
 		settle();
-		return 0;
+		return answer(0);
 	}
 	if (s->arena_len > jobq__m.o.max_object)
 		return -E2BIG;
@@ -1243,7 +1463,7 @@ int jobq__op_w_done(struct jobq__client *c, const struct jobq_sqe *s)
 		stop_running(r);
 		attempt_failed(r, item, s->flags & JOBQ_SQE_FINAL);
 		settle();
-		return 0;
+		return answer(0);
 	}
 	item = item_new(a, s->arena_len, s->type);
 	if (!item)
@@ -1256,7 +1476,7 @@ int jobq__op_w_done(struct jobq__client *c, const struct jobq_sqe *s)
 	seq_write_end(&j->seq);
 	to_final(r, JOBQ_JS_SUCCEEDED, item);
 	settle();
-	return 0;
+	return answer(0);
 }
 
 int jobq__op_w_progress(struct jobq__client *c, const struct jobq_sqe *s)
@@ -1412,4 +1632,444 @@ int jobq__jobs_init(void)
 	    !jobs.rng)
 		jobs.rng = jobq__now_ns() | 1;
 	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Replay and snapshot.
+ *
+ * Replay puts each job's record back in the store as the records say,
+ * and leaves it in no lane, timer or list; the unique keys and
+ * dependencies wait beside it. jobq__jobs_replay_done() then places every
+ * job as its state says: RUNNING ones lost their worker with the old
+ * manager and go back to READY (the attempt stays counted), DELAYED and
+ * FAILED ones wait for their time, WAITING ones for the dependencies
+ * still unfinished, final ones join the finished list in the order they
+ * finished.
+ */
+static struct {
+	char **key;	    /* [max_jobs] by record: its unique key, or NULL */
+	uint32_t *keylen;   /* [max_jobs] */
+	uint64_t (*dep)[2]; /* dependency, waiter */
+	size_t ndep, depcap;
+} rp;
+
+static int replay_type(const uint8_t *p, uint32_t len)
+{
+	uint32_t tid;
+
+	if (len <= sizeof(tid) || len > sizeof(tid) + JOBQ_TYPE_MAX)
+		return -EBADMSG;
+	memcpy(&tid, p, sizeof(tid));
+	if (tid != load_relaxed(&jobq__hdr()->ntypes))
+		return -EBADMSG;
+	if (check_type_name((const char *)p + sizeof(tid),
+			    len - (uint32_t)sizeof(tid)))
+		return -EBADMSG;
+	return type_get((const char *)p + sizeof(tid),
+			len - (uint32_t)sizeof(tid)) < 0
+		   ? JOBQ_ELIMIT
+		   : 0;
+}
+
+static void next_id_past(uint64_t id)
+{
+	if (load_relaxed(&jobq__hdr()->next_job_id) <= id)
+		store_relaxed(&jobq__hdr()->next_job_id, id + 1);
+}
+
+static int replay_new(const uint8_t *p, uint32_t len)
+{
+	struct jobq_job_rec *j;
+	uint64_t args = 0, res = 0;
+	struct jjob h;
+	uint32_t r;
+
+	if (len < sizeof(h))
+		return -EBADMSG;
+	memcpy(&h, p, sizeof(h));
+	if (len != sizeof(h) + (uint64_t)h.args_len + h.res_len || !h.id ||
+	    h.type_id >= load_relaxed(&jobq__hdr()->ntypes) ||
+	    h.queue_id >= load_relaxed(&jobq__hdr()->nqueues) ||
+	    h.state < JOBQ_JS_WAITING || h.state > JOBQ_JS_CANCELLED ||
+	    jobq__jobidx_lookup(h.id) != NONE)
+		return -EBADMSG;
+	r = record_new();
+	if (r == NONE)
+		return JOBQ_ELIMIT;
+	if (h.args_len)
+		args = args_new(p + sizeof(h), h.args_len);
+	if (h.has_result)
+		res =
+		    item_new(p + sizeof(h) + h.args_len, h.res_len, h.res_type);
+	if ((h.args_len && !args) || (h.has_result && !res)) {
+		jobq__free(args);
+		jobq__job_priv[r].next = jobs.free_head;
+		jobs.free_head = r;
+		return JOBQ_EFULL;
+	}
+	j = job_rec(r);
+	seq_write_begin(&j->seq);
+	j->state = JOBQ_JS_FREE;
+	j->flags = h.flags & JOBQ_JF_CANCELLING;
+	j->type_id = h.type_id;
+	j->id = h.id;
+	j->queue_id = h.queue_id;
+	j->priority = h.priority;
+	j->attempts = h.attempts;
+	j->max_attempts = h.max_attempts;
+	j->worker_pid = 0;
+	j->worker_client = UINT32_MAX;
+	j->progress = h.state == JOBQ_JS_SUCCEEDED ? 10000 : 0;
+	j->created_ns = h.created_ns;
+	j->started_ns = h.started_ns;
+	j->finished_ns = h.finished_ns;
+	j->run_at_ns = h.run_at_ns;
+	j->lease_ns = h.lease_ns;
+	j->args = args;
+	j->result = res;
+	j->note = 0;
+	j->args_len = h.args_len;
+	j->args_type = h.args_type;
+	set_state(j, h.state);
+	seq_write_end(&j->seq);
+	jobq__jobidx_insert(h.id, r);
+	store_relaxed(&jobq__hdr()->njobs,
+		      load_relaxed(&jobq__hdr()->njobs) + 1);
+	next_id_past(h.id);
+	return 0;
+}
+
+static int replay_upd(const uint8_t *p, uint32_t len)
+{
+	struct jobq_job_rec *j;
+	uint64_t res = 0;
+	struct jupd u;
+	uint32_t r;
+
+	if (len < sizeof(u))
+		return -EBADMSG;
+	memcpy(&u, p, sizeof(u));
+	if (len != sizeof(u) + (u.res == JRES_BYTES ? u.res_len : 0) ||
+	    u.res > JRES_BYTES || u.state < JOBQ_JS_WAITING ||
+	    u.state > JOBQ_JS_CANCELLED)
+		return -EBADMSG;
+	r = jobq__jobidx_lookup(u.id);
+	if (r == NONE)
+		return -EBADMSG;
+	if (u.res == JRES_BYTES) {
+		res = item_new(p + sizeof(u), u.res_len, u.res_type);
+		if (!res)
+			return JOBQ_EFULL;
+	}
+	j = job_rec(r);
+	seq_write_begin(&j->seq);
+	set_state(j, u.state);
+	j->flags = u.flags & JOBQ_JF_CANCELLING;
+	j->attempts = u.attempts;
+	j->started_ns = u.started_ns;
+	j->finished_ns = u.finished_ns;
+	j->run_at_ns = u.run_at_ns;
+	j->progress = u.state == JOBQ_JS_SUCCEEDED ? 10000 : 0;
+	if (u.res != JRES_KEEP) {
+		jobq__free(j->result);
+		j->result = res;
+	}
+	seq_write_end(&j->seq);
+	return 0;
+}
+
+static void rp_forget_key(uint32_t r)
+{
+	if (rp.key && rp.key[r]) {
+		free(rp.key[r]);
+		rp.key[r] = NULL;
+	}
+}
+
+static int replay_key(const uint8_t *p, uint32_t len)
+{
+	uint64_t id;
+	uint32_t r;
+
+	if (len <= sizeof(id) || len > sizeof(id) + JOBQ_KEY_MAX)
+		return -EBADMSG;
+	memcpy(&id, p, sizeof(id));
+	r = jobq__jobidx_lookup(id);
+	if (r == NONE)
+		return -EBADMSG;
+	if (!rp.key) {
+		rp.key = calloc(jobs.max_jobs, sizeof(*rp.key));
+		rp.keylen = calloc(jobs.max_jobs, sizeof(*rp.keylen));
+		if (!rp.key || !rp.keylen)
+			return -ENOMEM;
+	}
+	rp_forget_key(r);
+	rp.key[r] = malloc(len - sizeof(id) + 1);
+	if (!rp.key[r])
+		return -ENOMEM;
+	memcpy(rp.key[r], p + sizeof(id), len - sizeof(id));
+	rp.key[r][len - sizeof(id)] = '\0';
+	rp.keylen[r] = len - (uint32_t)sizeof(id);
+	return 0;
+}
+
+static int replay_dep(const uint8_t *p, uint32_t len)
+{
+	if (len != sizeof(rp.dep[0]))
+		return -EBADMSG;
+	if (rp.ndep == rp.depcap) {
+		size_t ncap = rp.depcap ? 2 * rp.depcap : 256;
+		void *n = realloc(rp.dep, ncap * sizeof(rp.dep[0]));
+
+		if (!n)
+			return -ENOMEM;
+		rp.dep = n;
+		rp.depcap = ncap;
+	}
+	memcpy(rp.dep[rp.ndep++], p, sizeof(rp.dep[0]));
+	return 0;
+}
+
+static int replay_queue(const uint8_t *p, uint32_t len)
+{
+	struct jobq_queue_rec *q;
+	uint32_t v[3];
+
+	if (len != sizeof(v))
+		return -EBADMSG;
+	memcpy(v, p, sizeof(v));
+	if (v[0] >= load_relaxed(&jobq__hdr()->nqueues))
+		return -EBADMSG;
+	q = &jobq__m.st.queues[v[0]];
+	seq_write_begin(&q->seq);
+	q->paused = v[1] ? 1 : 0;
+	q->parallel = v[2];
+	seq_write_end(&q->seq);
+	return 0;
+}
+
+int jobq__jobs_replay(uint16_t type, const uint8_t *p, uint32_t len)
+{
+	uint64_t id;
+	uint32_t r;
+
+	switch (type) {
+	case JOBQ__JR_JOB_TYPE:
+		return replay_type(p, len);
+	case JOBQ__JR_JOB_NEW:
+		return replay_new(p, len);
+	case JOBQ__JR_JOB_KEY:
+		return replay_key(p, len);
+	case JOBQ__JR_JOB_DEP:
+		return replay_dep(p, len);
+	case JOBQ__JR_JOB_UPD:
+		return replay_upd(p, len);
+	case JOBQ__JR_JOB_FREE:
+		if (len != sizeof(id))
+			return -EBADMSG;
+		memcpy(&id, p, sizeof(id));
+		r = jobq__jobidx_lookup(id);
+		if (r == NONE)
+			return 0;
+		rp_forget_key(r);
+		/* On no list yet: free_record's unlink finds it alone. */
+		free_record(r);
+		return 0;
+	case JOBQ__JR_JOB_NEXTID:
+		if (len != sizeof(id))
+			return -EBADMSG;
+		memcpy(&id, p, sizeof(id));
+		if (id)
+			next_id_past(id - 1);
+		return 0;
+	case JOBQ__JR_JOB_QUEUE:
+		return replay_queue(p, len);
+	}
+	return -EBADMSG;
+}
+
+static int by_finish(const void *a, const void *b)
+{
+	const struct jobq_job_rec *x = job_rec(*(const uint32_t *)a);
+	const struct jobq_job_rec *y = job_rec(*(const uint32_t *)b);
+
+	if (x->finished_ns != y->finished_ns)
+		return x->finished_ns < y->finished_ns ? -1 : 1;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* Job @r, replayed in state @st, is placed in the structures of it. */
+static void place(uint32_t r, unsigned st)
+{
+	struct jobq_job_rec *j = job_rec(r);
+
+	switch (st) {
+	case JOBQ_JS_RUNNING:
+		/* Its worker was a client of the manager that died. */
+		if (j->flags & JOBQ_JF_CANCELLING) {
+			to_cancelled(r);
+		} else if (j->attempts >= j->max_attempts) {
+			to_final(r, JOBQ_JS_DEAD,
+				 text_new("jobqd stopped while it ran"));
+		} else {
+			jobq__count(retried);
+			to_ready(r);
+		}
+		break;
+	case JOBQ_JS_READY:
+		to_ready(r);
+		break;
+	case JOBQ_JS_DELAYED:
+	case JOBQ_JS_FAILED:
+		to_later(r, st, j->run_at_ns);
+		break;
+	}
+}
+
+int jobq__jobs_replay_done(void)
+{
+	uint32_t *fin = NULL, nfin = 0, nlive = 0;
+	int ret = 0;
+
+	for (uint32_t r = 0; r < jobs.hwm; r++)
+		if (job_rec(r)->id)
+			nlive++;
+	if (nlive && !(fin = malloc(nlive * sizeof(*fin))))
+		ret = -ENOMEM;
+	/* Final jobs first, in the order they finished: the finished list
+	 * is also the order they expire in. */
+	for (uint32_t r = 0; r < jobs.hwm && !ret; r++) {
+		struct jobq_job_rec *j = job_rec(r);
+
+		if (j->id && is_final(j->state)) {
+			fin[nfin++] = r;
+			rp_forget_key(r);
+		}
+	}
+	if (nfin)
+		qsort(fin, nfin, sizeof(*fin), by_finish);
+	for (uint32_t i = 0; i < nfin; i++)
+		list_add_tail(&jobs.fin_head, &jobs.fin_tail, fin[i]);
+	free(fin);
+	/* Unique keys of the live jobs. */
+	for (uint32_t r = 0; rp.key && r < jobs.hwm && !ret; r++) {
+		struct jobq_job_rec *j = job_rec(r);
+		uint32_t hash;
+
+		if (!rp.key[r])
+			continue;
+		hash = jobq__hash(rp.key[r], rp.keylen[r]);
+		if (jobq__uq_find(rp.key[r], rp.keylen[r], hash) == NONE &&
+		    !jobq__uq_add(r, rp.key[r], rp.keylen[r], hash)) {
+			jobq__job_priv[r].aux |=
+			    (hash << AUX_UKH_SHIFT) & AUX_UKH;
+			seq_write_begin(&j->seq);
+			j->flags |= JOBQ_JF_UNIQUE;
+			seq_write_end(&j->seq);
+		}
+		rp_forget_key(r);
+	}
+	/* Dependencies still unfinished; one that failed fails its waiter
+	 * (done at once by the manager that died, unless it died first). */
+	for (size_t i = 0; i < rp.ndep && !ret; i++) {
+		uint64_t dep = rp.dep[i][0], waiter = rp.dep[i][1];
+		uint32_t w = jobq__jobidx_lookup(waiter);
+		uint32_t d = jobq__jobidx_lookup(dep);
+		unsigned st;
+
+		if (w == NONE || job_rec(w)->state != JOBQ_JS_WAITING)
+			continue;
+		st = d == NONE ? JOBQ_JS_SUCCEEDED : job_rec(d)->state;
+		if (st == JOBQ_JS_SUCCEEDED)
+			continue;
+		if (is_final(st)) {
+			char msg[64];
+
+			snprintf(msg, sizeof(msg), "dependency %llu failed",
+				 (unsigned long long)dep);
+			jobq__job_priv[w].aux &= ~AUX_DEPS;
+			to_final(w, JOBQ_JS_DEAD, text_new(msg));
+			continue;
+		}
+		if ((jobq__job_priv[w].aux & AUX_DEPS) < AUX_DEPS &&
+		    !jobq__dep_add(dep, waiter, w))
+			jobq__job_priv[w].aux++;
+	}
+	/* Everything else where its state says. */
+	for (uint32_t r = 0; r < jobs.hwm && !ret; r++) {
+		struct jobq_job_rec *j = job_rec(r);
+		unsigned st = j->state;
+
+		if (!j->id || is_final(st))
+			continue;
+		if (st == JOBQ_JS_WAITING) {
+			if (!(jobq__job_priv[r].aux & AUX_DEPS))
+				release_waiting(r);
+			continue;
+		}
+		seq_write_begin(&j->seq);
+		set_state(j, JOBQ_JS_FREE);
+		seq_write_end(&j->seq);
+		place(r, st);
+	}
+	free(rp.key);
+	free(rp.keylen);
+	free(rp.dep);
+	memset(&rp, 0, sizeof(rp));
+	return ret;
+}
+
+void jobq__jobs_start(void)
+{
+	jobs.jacked = false;
+	settle();
+}
+
+/* The snapshot being written and its first error. */
+struct snap_arg {
+	struct jobq__journal *j;
+	int err;
+};
+
+static void snap_key(void *arg, uint32_t r, const char *key, uint32_t len)
+{
+	struct snap_arg *a = arg;
+
+	jlog_key(a->j, job_rec(r)->id, key, len, &a->err);
+}
+
+static void snap_dep(void *arg, uint64_t dep, uint64_t waiter)
+{
+	struct snap_arg *a = arg;
+	uint32_t w = jobq__jobidx_lookup(waiter);
+
+	if (w != NONE && job_rec(w)->state == JOBQ_JS_WAITING)
+		jlog_dep(a->j, dep, waiter, &a->err);
+}
+
+int jobq__jobs_snapshot(struct jobq__journal *jn)
+{
+	struct jobq_store_hdr *h = jobq__hdr();
+	uint32_t nt = load_relaxed(&h->ntypes), nq = load_relaxed(&h->nqueues);
+	uint64_t next = load_relaxed(&h->next_job_id);
+	struct iovec v = {.iov_base = &next, .iov_len = sizeof(next)};
+	struct snap_arg da = {.j = jn};
+	int err = 0;
+
+	for (uint32_t t = 0; t < nt; t++)
+		jlog_type(jn, t, &err);
+	if (!err)
+		err = jobq__journal_add(jn, JOBQ__JR_JOB_NEXTID, &v, 1);
+	for (uint32_t q = 0; q < nq; q++)
+		if (jobq__m.st.queues[q].paused ||
+		    jobq__m.st.queues[q].parallel)
+			jlog_queue(jn, q, &err);
+	for (uint32_t r = 0; r < jobs.hwm && !err; r++)
+		if (job_rec(r)->id)
+			err = jlog_new(jn, r);
+	if (err)
+		return err;
+	jobq__uq_each(snap_key, &da);
+	jobq__dep_each(snap_dep, &da);
+	return da.err;
 }

@@ -109,6 +109,13 @@ bool jobq__deps_any(void);
 /* Takes out one of the entries that wait for @dep: true with its waiter's
  * id and record, false when none is left. */
 bool jobq__dep_take(uint64_t dep, uint64_t *waiter, uint32_t *wrec);
+/* Calls @fn for every unique key (its record) and for every dependency
+ * entry; @fn must not change the table it walks (snapshots). */
+void jobq__uq_each(void (*fn)(void *arg, uint32_t rec, const char *key,
+			      uint32_t len),
+		   void *arg);
+void jobq__dep_each(void (*fn)(void *arg, uint64_t dep, uint64_t waiter),
+		    void *arg);
 
 /* ------------------------------------------------------------------------
  * timerq.c: the jobs' timer queue.

@@ -376,7 +376,7 @@ static int maybe_sync(struct jobq__journal *j, int fd)
 {
 	int ret;
 
-	if (j->mode == JOBQ__FSYNC_NONE)
+	if (j->mode == JOBQ__FSYNC_NONE && !j->force)
 		return 0;
 	ret = j->io->sync(j->io->ctx, fd);
 	if (!ret)
@@ -386,7 +386,7 @@ static int maybe_sync(struct jobq__journal *j, int fd)
 
 static int maybe_sync_dir(struct jobq__journal *j)
 {
-	if (j->mode == JOBQ__FSYNC_NONE)
+	if (j->mode == JOBQ__FSYNC_NONE && !j->force)
 		return 0;
 	return j->io->sync_dir(j->io->ctx, j->path);
 }
@@ -718,9 +718,10 @@ int jobq__journal_commit(struct jobq__journal *j, bool sync)
 		j->nbuf = 0;
 		return j->err;
 	}
-	if (!j->len)
+	/* A forced sync also covers what earlier commits only wrote. */
+	if (!j->len && !(sync && j->force))
 		return 0;
-	ret = write_buf(j->io, j->fd, j->buf, j->len, j->size);
+	ret = j->len ? write_buf(j->io, j->fd, j->buf, j->len, j->size) : 0;
 	if (!ret && sync)
 		ret = maybe_sync(j, j->fd);
 	if (ret) {

@@ -2,8 +2,8 @@
 /*
  * journal.h - the manager's write-ahead journal and its snapshots.
  *
- * Contract. Every change to durable state (queues, the key/value store;
- * jobs next) is a record appended to the journal before the request that
+ * Contract. Every change to durable state (queues, the key/value store,
+ * jobs) is a record appended to the journal before the request that
  * made it is acknowledged. A snapshot is a file of records that rebuild
  * the live state; after one is written the journal starts again empty, so
  * the files stay proportional to the live state, not to its history. On
@@ -43,7 +43,8 @@
  * machine's. BATCH and ALWAYS sync the journal after each write, and the
  * files and their directory around every rename. The caller decides how
  * many requests share one commit (one turn of the loop for BATCH, one
- * request for ALWAYS).
+ * request for ALWAYS). With @force set (a --durable request) commits and
+ * snapshots sync in any mode, until the caller clears it.
  *
  * Errors. A failed write or sync is never hidden: commit returns it, the
  * journal is marked failed and takes no more appends (the records lost
@@ -73,7 +74,7 @@ enum jobq__fsync_mode {
 /*
  * Record types. Ranges by owner, so that a module adds types without
  * touching another's: 1..15 the journal itself, 16..31 queues, 32..47 the
- * key/value store, 64..127 jobs (reserved: not journaled yet).
+ * key/value store, 64..127 jobs.
  */
 enum jobq__jrec_type {
 	/* Never in a file: replay calls with it (no payload) at the end of
@@ -89,8 +90,17 @@ enum jobq__jrec_type {
 	/* The key/value store (kv.c). */
 	JOBQ__JR_KV_SET = 32, /* u32 klen, u32 type, key, value */
 	JOBQ__JR_KV_DEL = 33, /* key */
-	/* Jobs: 64..127, reserved. */
+	/* Jobs (jobs.c): 64..127. A job is named by its id, a type by its
+	 * creation order, as a queue is. */
 	JOBQ__JR_JOB_FIRST = 64,
+	JOBQ__JR_JOB_TYPE = 64,	  /* u32 tid, name bytes */
+	JOBQ__JR_JOB_NEW = 65,	  /* struct jjob, args, result */
+	JOBQ__JR_JOB_KEY = 66,	  /* u64 id, unique key bytes */
+	JOBQ__JR_JOB_DEP = 67,	  /* u64 dependency id, u64 waiter id */
+	JOBQ__JR_JOB_UPD = 68,	  /* struct jupd, result when it has one */
+	JOBQ__JR_JOB_FREE = 69,	  /* u64 id: the record went */
+	JOBQ__JR_JOB_NEXTID = 70, /* u64: the next job id (snapshots) */
+	JOBQ__JR_JOB_QUEUE = 71,  /* u32 qid, u32 paused, u32 parallel */
 	JOBQ__JR_JOB_LAST = 127,
 };
 
@@ -158,6 +168,7 @@ struct jobq__journal {
 	uint8_t *buf;	       /* records appended, not yet written */
 	size_t len, cap;       /* bytes in buf, its size */
 	uint32_t nbuf;	       /* records in buf */
+	bool force;	       /* the next commit syncs in any mode */
 	int err;	       /* 0, or why the journal is failed */
 	int last_err;	       /* the latest error ever, 0: none */
 	uint64_t errors;       /* failed writes, syncs and snapshots */

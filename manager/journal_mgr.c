@@ -27,9 +27,11 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "jobqd.h"
@@ -49,6 +51,9 @@ static struct {
 	 * (batch, always). Takes alone are written, not synced: losing one
 	 * to a power cut brings an object back, it loses none. */
 	bool need_sync;
+	/* The journal is on a file system in memory (tmpfs, ramfs): a sync
+	 * reaches no disk, so a --durable request is refused. */
+	bool in_memory;
 } dur;
 
 static void publish_stats(void)
@@ -75,6 +80,8 @@ static int replay(void *arg, uint16_t type, const uint8_t *p, uint32_t len)
 		ret = jobq__queues_replay(type, p, len);
 	else if (type == JOBQ__JR_KV_SET || type == JOBQ__JR_KV_DEL)
 		ret = jobq__kv_replay(type, p, len);
+	else if (type >= JOBQ__JR_JOB_FIRST && type <= JOBQ__JR_JOB_LAST)
+		ret = jobq__jobs_replay(type, p, len);
 	if (ret == JOBQ_EFULL || ret == JOBQ_ELIMIT) {
 		/* Said by jobq__durable_open(), in the store's terms. */
 		dur.replay_full = true;
@@ -87,7 +94,9 @@ static int produce(void *arg, struct jobq__journal *j)
 {
 	int ret = jobq__queues_snapshot(j);
 
-	return ret ? ret : jobq__kv_snapshot(j);
+	if (!ret)
+		ret = jobq__kv_snapshot(j);
+	return ret ? ret : jobq__jobs_snapshot(j);
 }
 
 /*
@@ -152,6 +161,8 @@ int jobq__durable_open(char *err, size_t errlen)
 	if (ret)
 		return ret;
 	ret = jobq__queues_replay_done();
+	if (!ret)
+		ret = jobq__jobs_replay_done();
 	if (ret) {
 		snprintf(err, errlen, "out of memory replaying %s", path);
 		jobq__journal_close(&dur.j);
@@ -177,6 +188,13 @@ int jobq__durable_open(char *err, size_t errlen)
 		 (unsigned long long)info.snap_records,
 		 (unsigned long long)info.journal_records,
 		 (double)(jobq__now_ns() - t0) / 1e9);
+	{
+		struct statfs sf;
+
+		dur.in_memory =
+		    fstatfs(dur.j.fd, &sf) == 0 &&
+		    (sf.f_type == TMPFS_MAGIC || sf.f_type == RAMFS_MAGIC);
+	}
 	dur.open = true;
 	publish_stats();
 	return 0;
@@ -229,6 +247,19 @@ void jobq__jlog(uint16_t type, const struct iovec *iov, int n, bool ack)
 		jobq__m.jdep = true;
 		dur.need_sync = true;
 	}
+}
+
+int jobq__durable_want_sync(void)
+{
+	if (!dur.open)
+		return -EOPNOTSUPP;
+	if (dur.in_memory)
+		return -EOPNOTSUPP;
+	if (dur.j.err)
+		return dur.j.err;
+	dur.j.force = true;
+	dur.need_sync = true;
+	return 0;
 }
 
 bool jobq__durable_failed(void)
@@ -290,6 +321,7 @@ static int commit(void)
 	int ret = commit_or_snapshot(dur.j.err != 0);
 
 	dur.need_sync = false;
+	dur.j.force = false;
 	return ret;
 }
 
@@ -319,7 +351,7 @@ int jobq__durable_commit(void)
 
 	if (!dur.open)
 		return 0;
-	if (jobq__journal_pending(&dur.j) || dur.j.err ||
+	if (jobq__journal_pending(&dur.j) || dur.j.err || dur.j.force ||
 	    jobq__journal_want_snapshot(&dur.j))
 		ret = commit();
 	/* A failure earlier in the turn fails its answers even when a later

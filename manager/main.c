@@ -152,8 +152,9 @@ static void usage(FILE *f)
 	    "                     a bare PORT is 127.0.0.1 (0: any free "
 	    "port, see\n"
 	    "                     DIR/jobqd.http)\n"
-	    "  --journal FILE     the journal of queues and keys (default\n"
-	    "                     DIR/journal; its snapshot is FILE.snap)\n"
+	    "  --journal FILE     the journal of queues, keys and jobs\n"
+	    "                     (default DIR/journal; its snapshot is\n"
+	    "                     FILE.snap)\n"
 	    "  --fsync MODE       none (default: survives a crash of jobqd,\n"
 	    "                     not of the machine), batch (one fsync\n"
 	    "                     shared by the requests that arrived\n"
@@ -910,6 +911,8 @@ int main(int argc, char **argv)
 		unlink(sock_path);
 		fail("jobqd: %s", err);
 	}
+	/* The replayed jobs' deadlines go to the loop's timer. */
+	jobq__jobs_start();
 	write_pid_file(&m->o);
 	/* After the parent is released: a daemon logs to --log or nowhere,
 	 * never to the terminal it was started from. */

@@ -525,6 +525,10 @@ static void serve_putters(uint32_t qid)
 		if (try_put(qid, jobq__arena(w->c, w->sqe.arena_off),
 			    w->sqe.arena_len, w->sqe.type) != PUT_OK)
 			break;
+		/* A --durable put parked in an earlier turn: sync this one
+		 * (it was checked possible when it came). */
+		if (w->sqe.flags & JOBQ_SQE_DURABLE)
+			jobq__durable_want_sync();
 		jobq__wait_done(w, 0, 0);
 	}
 }
@@ -717,6 +721,12 @@ int jobq__op_q_put(struct jobq__client *c, const struct jobq_sqe *s)
 		return jobq__bad(-EINVAL);
 	if (s->arena_len > jobq__hdr()->max_object)
 		return -E2BIG;
+	if (s->flags & JOBQ_SQE_DURABLE) {
+		int err = jobq__durable_want_sync();
+
+		if (err)
+			return err;
+	}
 	/* FIFO: a put waits behind the putters already waiting. */
 	if (jobq__list_empty(&queue_priv[qid].putters)) {
 		why = try_put(qid, jobq__arena(c, s->arena_off), s->arena_len,

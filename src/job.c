@@ -132,7 +132,7 @@ static int tmpl_init(jobq_t *q, const char *type,
 	memset(t, 0, sizeof(*t));
 	if (!o)
 		o = &none;
-	if (!jobq__reserved_zero(o->reserved, 6))
+	if (!jobq__reserved_zero(o->reserved, 5) || o->reserved0)
 		return -EINVAL;
 	err = check_type_name(type, &type_len);
 	if (err)
@@ -167,6 +167,7 @@ static int tmpl_init(jobq_t *q, const char *type,
 	t->w.priority = o->priority;
 	t->w.max_attempts = (uint32_t)attempts;
 	t->w.queue_id = qid;
+	t->w.flags = o->durable ? JOBQ_SUBMIT_DURABLE : 0;
 	t->w.delay_ns = o->delay > 0 ? jobq__timeout_ns(o->delay) : 0;
 	if (t->w.delay_ns < 0)
 		return -EINVAL; /* beyond what 64-bit nanoseconds hold */
@@ -901,10 +902,17 @@ int jobq_workers(jobq_t *q, struct jobq_worker_info **out, size_t *n)
 
 /* A final job's result or error text into *out; an empty object when it
  * cannot be read (expired meanwhile). */
-static void take_result(jobq_t *q, uint64_t id, jobq_obj_t *out)
+/*
+ * take_result - the result of job @id, final with @res, into *out.
+ * Returns @res, or -ENODATA when the job is gone before its result was
+ * read (jobqd --keep ran out): an empty result must not pass for one.
+ */
+static int take_result(jobq_t *q, uint64_t id, jobq_obj_t *out, int res)
 {
-	if (jobq_job_result(q, id, out))
-		memset(out, 0, sizeof(*out));
+	if (!jobq_job_result(q, id, out))
+		return res;
+	memset(out, 0, sizeof(*out));
+	return res ? res : -ENODATA;
 }
 
 static bool has_result(int res)
@@ -927,7 +935,7 @@ int jobq_apply(jobq_t *q, const char *type, uint32_t args_type,
 		return err;
 	err = jobq_job_wait(q, id, timeout);
 	if (out && has_result(err))
-		take_result(q, id, out);
+		err = take_result(q, id, out, err);
 	return err;
 }
 
@@ -1126,7 +1134,8 @@ int jobq_map(jobq_t *q, const char *type, const jobq_obj_t *inputs, size_t n,
 			if (m->phase != M_DONE)
 				continue;
 			if (m->id && has_result(codes[m->idx]))
-				take_result(q, m->id, &results[m->idx]);
+				codes[m->idx] = take_result(
+				    q, m->id, &results[m->idx], codes[m->idx]);
 			else
 				text_obj(&results[m->idx], codes[m->idx]);
 			m->phase = M_IDLE;

@@ -419,7 +419,7 @@ struct jobq_submit_wire {
 	int32_t priority;
 	uint32_t max_attempts; /* >= 1 (retries + 1) */
 	uint32_t queue_id;     /* from Q_OPEN */
-	uint32_t flags;	       /* reserved, 0 */
+	uint32_t flags;	       /* JOBQ_SUBMIT_DURABLE, else 0 */
 	int64_t delay_ns;      /* >= 0 */
 	int64_t lease_ns;      /* > 0 */
 };
@@ -579,6 +579,10 @@ struct jobq_put_rec {
 #define JOBQ_SQE_CREATE (1u << 1) /* Q_OPEN / L_OPEN: create when missing */
 #define JOBQ_SQE_FAIL	(1u << 2) /* W_DONE: the job failed */
 #define JOBQ_SQE_FINAL	(1u << 3) /* W_DONE: and must not be retried */
+/* Q_PUT: answer once the journal is synced, whatever --fsync says. */
+#define JOBQ_SQE_DURABLE (1u << 4)
+/* jobq_submit_wire.flags: the same for a JOB_SUBMIT. */
+#define JOBQ_SUBMIT_DURABLE (1u << 0)
 
 /* A request. Written by the client; read once by the manager. */
 struct jobq_sqe {

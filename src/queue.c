@@ -99,6 +99,20 @@ int jobq_put(jobq_t *q, const char *queue, uint32_t type, const void *data,
 	return err < 0 ? err : 0;
 }
 
+int jobq_put_durable(jobq_t *q, const char *queue, uint32_t type,
+		     const void *data, size_t len, double timeout)
+{
+	struct jobq_req r = {0};
+	struct jobq__op op;
+	int err = put_prepare(q, &op, &r, queue, type, data, len, timeout);
+
+	if (err)
+		return err;
+	op.sqe.flags |= JOBQ_SQE_DURABLE;
+	err = jobq__call(q, &op);
+	return err < 0 ? err : 0;
+}
+
 int jobq_put_json(jobq_t *q, const char *queue, const struct json_t *value,
 		  double timeout)
 {

@@ -5,7 +5,7 @@
  * show, ls, cancel, retry, kick, pause, resume, queue set --parallel,
  * workers and worker, with and without --json; and bad input: an unknown
  * job type, args that are not JSON, unknown ids, waiting on a cancelled
- * job, --durable without a journal.
+ * job. (--durable: test_jobs_durable.c.)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -308,10 +308,6 @@ static void test_bad_input(void **state)
 	jqt_out_free(&o);
 	CLI(&o, "submit", "echo", "hello");
 	assert_int_equal(o.code, 2);
-	jqt_out_free(&o);
-	CLI(&o, "submit", "echo", "{}", "--durable");
-	assert_int_equal(o.code, 2);
-	assert_non_null(strstr(o.err, "journal"));
 	jqt_out_free(&o);
 	CLI(&o, "submit", "echo", "{}", "--priority", "high");
 	assert_int_equal(o.code, 2);
