@@ -10,10 +10,11 @@
  * is opened on right after fork() is still the child's.
  *
  * Daemon workers (the built-in ones unless --workers-nondaemon) die with
- * the manager even when it is killed: PR_SET_PDEATHSIG. On shutdown they
- * are killed at once; non-daemon workers get JOBQ_NOTICE_STOP and SIGTERM
- * and are waited for up to the grace period while the loop goes on serving
- * their W_DONE, then killed.
+ * the manager even when it is killed: PR_SET_PDEATHSIG. On a graceful stop
+ * every worker gets JOBQ_NOTICE_STOP and SIGTERM and its running jobs
+ * finish while the loop goes on serving their W_DONE: a daemon worker's
+ * for up to --grace (then it is killed), a non-daemon worker's however
+ * long they take (jobq__supervise_drained()).
  *
  * A worker runs in a process group of its own, and jobqd is a child
  * subreaper: what the worker started (`sh -c CMD` may fork CMD) is killed
@@ -118,6 +119,15 @@ child_exec(const struct child *ch, pid_t parent)
 	sigemptyset(&ss);
 	sigprocmask(SIG_SETMASK, &ss, NULL);
 	signal(SIGPIPE, SIG_DFL);
+	/*
+	 * Nothing of the manager's is the worker's: above all not the
+	 * instance and journal locks, which a child that outlived a killed
+	 * manager (until exec, or PR_SET_PDEATHSIG, ends it) would hold
+	 * against the next manager. Close-on-exec acts too late for that.
+	 */
+	if (syscall(SYS_close_range, 3u, ~0u, 0u) < 0)
+		for (int fd = 3; fd < 1024; fd++)
+			close(fd);
 	/* A group of its own: `sh -c CMD` may fork CMD, and signals to the
 	 * worker go to the whole group so nothing it started is left. */
 	setpgid(0, 0);
