@@ -205,6 +205,9 @@ struct jobq__client {
 /* ------------------------------------------------------------------------
  * The manager.
  */
+/* Jobs a built-in worker runs at once without --worker-concurrency. */
+#define JOBQ__BUILTIN_CONCURRENCY 16
+
 struct jobq__mgr {
 	struct jobq__opts o;
 	struct jobq__store st;

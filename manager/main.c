@@ -136,7 +136,7 @@ static void usage(FILE *f)
 	    "                     running jobs however long they take\n"
 	    "  --worker-concurrency C  jobs each built-in worker runs at "
 	    "once (1..1024,\n"
-	    "                     default 1; more for many short jobs)\n"
+	    "                     default 16: the built-in types wait on IO)\n"
 	    "  --worker CMD       start and supervise `sh -c CMD` "
 	    "(repeatable)\n"
 	    "  --grace S          a graceful stop (SIGTERM, SIGINT, jobq\n"

@@ -142,14 +142,16 @@ child_exec(const struct child *ch, pid_t parent)
 	if (ch->cmd)
 		execl("/bin/sh", "sh", "-c", ch->cmd, (char *)NULL);
 	else {
-		/* --worker-concurrency: each built-in worker reserves that
-		 * many jobs at once (the manager never hands it more). */
+		/* --worker-concurrency: jobs each built-in worker runs at
+		 * once, as fibers. The built-in types wait on IO, so the
+		 * default lets a worker overlap a few of them; one at a time
+		 * would pay a round trip to the manager per job. */
 		char conc[16];
 
 		snprintf(conc, sizeof(conc), "%u",
 			 jobq__m.o.worker_concurrency
 			     ? jobq__m.o.worker_concurrency
-			     : 1);
+			     : JOBQ__BUILTIN_CONCURRENCY);
 		execl("/proc/self/exe", "jobqd", "--as-worker", "--dir", dir,
 		      "--concurrency", conc,
 		      ch->daemon ? "--daemon" : (char *)NULL, (char *)NULL);
