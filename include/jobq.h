@@ -82,9 +82,13 @@ enum jobq_type {
 	JOBQ_T_USER = 256 /* the first type number free for applications */
 };
 
+/* In jobq_obj_t.flags: data points into a buffer the caller owns
+ * (jobq_get_many_into()); jobq_obj_free() does not free it. */
+#define JOBQ_OBJ_BORROWED (1u << 0)
+
 typedef struct jobq_obj {
 	uint32_t type;	/* enum jobq_type or a user type */
-	uint32_t flags; /* reserved, 0 */
+	uint32_t flags; /* JOBQ_OBJ_BORROWED, else 0 */
 	size_t len;
 	void *data; /* malloc'd by the library; NUL-terminated one byte past len
 		     */
@@ -261,6 +265,23 @@ JOBQ_API int jobq_get_json(jobq_t *q, const char *queue, struct json_t **out,
  */
 JOBQ_API int jobq_get_many(jobq_t *q, const char *queue, jobq_obj_t *out,
 			   size_t max, double timeout);
+
+/*
+ * jobq_get_many_into - jobq_get_many() that copies the payloads into the
+ * caller's @buf of @buflen bytes instead of a malloc'd block each, so a
+ * consumer that takes batches of large objects costs no malloc, free or
+ * heap trim per object. Each out[i].data that fits points into @buf
+ * (8-byte aligned, NUL-terminated one byte past len) and has
+ * JOBQ_OBJ_BORROWED in out[i].flags: it is valid while @buf is, and
+ * jobq_obj_free() only clears it. An object that does not fit in what is
+ * left of @buf is malloc'd as in jobq_get_many() (flags 0). Every object
+ * is taken either way; nothing is lost for want of room. Returns how many
+ * were stored in out[0..], or -errno as jobq_get_many(); -EINVAL when @buf
+ * is NULL and @buflen is not 0.
+ */
+JOBQ_API int jobq_get_many_into(jobq_t *q, const char *queue, jobq_obj_t *out,
+				size_t max, void *buf, size_t buflen,
+				double timeout);
 
 /*
  * jobq_put_async / jobq_get_async - submit a put or get and return without

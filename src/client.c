@@ -862,6 +862,34 @@ int jobq__copy_object(jobq_t *q, uint64_t off, uint32_t len, uint32_t type,
 	return 0;
 }
 
+/*
+ * Copies the object of completion @c out for request @r: into the
+ * caller's buffer while it has room (jobq_get_many_into(), so that a
+ * batch costs no malloc and no free, and glibc has no heap top to trim
+ * after every batch), else into a malloc'd block. Under q->mu.
+ */
+static int copy_object_req(jobq_t *q, struct jobq_req *r,
+			   const struct jobq_cqe *c)
+{
+	jobq_obj_t *out = &r->objs[r->nobj];
+	size_t at = (r->bufused + 7) & ~(size_t)7;
+	uint8_t *p;
+
+	if (!r->buf || at > r->buflen || r->buflen - at < (size_t)c->len + 1)
+		return jobq__copy_object(q, c->val, c->len, c->type, out);
+	if (!in_range(c->val, c->len, q->store_size) || (c->len && !c->val))
+		return -EIO;
+	p = r->buf + at;
+	memcpy(p, q->store + c->val, c->len);
+	p[c->len] = '\0';
+	r->bufused = at + c->len + 1;
+	out->type = c->type;
+	out->flags = JOBQ_OBJ_BORROWED;
+	out->len = c->len;
+	out->data = p;
+	return 0;
+}
+
 static void finish_req(jobq_t *q, struct jobq_req *r, int res, uint64_t val)
 {
 	uint32_t slot = (uint32_t)r->user_data;
@@ -961,8 +989,7 @@ static int reap_locked(jobq_t *q, bool in_process)
 			r = q->slots[slot];
 		if (r && (c.flags & JOBQ_CQE_OBJECT)) {
 			if (r->nobj < r->maxobj) {
-				int err = jobq__copy_object(
-				    q, c.val, c.len, c.type, &r->objs[r->nobj]);
+				int err = copy_object_req(q, r, &c);
 
 				/* Out of memory: stop here, leaving the
 				 * object unacknowledged, and retry later. */

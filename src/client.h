@@ -40,6 +40,11 @@ struct jobq_req {
 	jobq_obj_t *objs; /* where delivered objects go */
 	uint32_t nobj;
 	uint32_t maxobj;
+	/* jobq_get_many_into(): the caller's buffer that objects are copied
+	 * into while they fit (NULL: each is malloc'd). */
+	uint8_t *buf;
+	size_t buflen;
+	size_t bufused;
 	int copy_err;	 /* an object could not be copied out */
 	jobq_obj_t obj1; /* storage for an asynchronous get */
 	jobq_cb cb;

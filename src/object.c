@@ -15,7 +15,10 @@ void jobq_obj_free(jobq_obj_t *obj)
 {
 	if (!obj)
 		return;
-	free(obj->data);
+	/* A borrowed payload lives in the caller's buffer
+	 * (jobq_get_many_into()). */
+	if (!(obj->flags & JOBQ_OBJ_BORROWED))
+		free(obj->data);
 	memset(obj, 0, sizeof(*obj));
 }
 

@@ -251,15 +251,16 @@ static size_t get_cap(jobq_t *q)
 	return q->cq_entries / 2 ? q->cq_entries / 2 : 1;
 }
 
-int jobq_get_many(jobq_t *q, const char *queue, jobq_obj_t *out, size_t max,
-		  double timeout)
+/* jobq_get_many() and jobq_get_many_into(): @buf may be NULL. */
+static int get_many(jobq_t *q, const char *queue, jobq_obj_t *out, size_t max,
+		    void *buf, size_t buflen, double timeout)
 {
 	struct jobq_req r = {0};
 	struct jobq__op op;
 	uint32_t id;
 	int err;
 
-	if (!out || !max)
+	if (!out || !max || (!buf && buflen))
 		return -EINVAL;
 	err = jobq__queue_resolve(q, queue, &id);
 	if (err)
@@ -268,6 +269,8 @@ int jobq_get_many(jobq_t *q, const char *queue, jobq_obj_t *out, size_t max,
 		max = get_cap(q);
 	memset(out, 0, max * sizeof(*out));
 	r.objs = out;
+	r.buf = buf;
+	r.buflen = buflen;
 	get_op(&op, &r, id, max, jobq__timeout_ns(timeout));
 	err = jobq__call(q, &op);
 	if (r.nobj)
@@ -277,6 +280,18 @@ int jobq_get_many(jobq_t *q, const char *queue, jobq_obj_t *out, size_t max,
 	/* Success without an object: the manager broke the contract, or
 	 * the object was outside the store. */
 	return r.copy_err ? r.copy_err : -EPROTO;
+}
+
+int jobq_get_many(jobq_t *q, const char *queue, jobq_obj_t *out, size_t max,
+		  double timeout)
+{
+	return get_many(q, queue, out, max, NULL, 0, timeout);
+}
+
+int jobq_get_many_into(jobq_t *q, const char *queue, jobq_obj_t *out,
+		       size_t max, void *buf, size_t buflen, double timeout)
+{
+	return get_many(q, queue, out, max, buf, buflen, timeout);
 }
 
 int jobq_get(jobq_t *q, const char *queue, jobq_obj_t *out, double timeout)
