@@ -150,7 +150,8 @@ static inline uint64_t bench_pct(const uint64_t *v, size_t n, double p)
 
 /*
  * bench_report_latency - sort @n samples (ns) and print p50_us, p99_us,
- * max_us and mean_us, each with @extra appended.
+ * p999_us, max_us and mean_us, each with @extra appended. p999 needs about
+ * 10,000 samples or more to mean anything; n= is printed beside it.
  */
 static inline void bench_report_latency(uint64_t *v, size_t n,
 					const char *extra)
@@ -164,6 +165,8 @@ static inline void bench_report_latency(uint64_t *v, size_t n,
 	       (double)bench_pct(v, n, 50) / 1e3, n, extra);
 	printf("RESULT metric=p99_us value=%.2f n=%zu %s\n",
 	       (double)bench_pct(v, n, 99) / 1e3, n, extra);
+	printf("RESULT metric=p999_us value=%.2f n=%zu %s\n",
+	       (double)bench_pct(v, n, 99.9) / 1e3, n, extra);
 	printf("RESULT metric=max_us value=%.2f n=%zu %s\n",
 	       n ? (double)v[n - 1] / 1e3 : 0.0, n, extra);
 	printf("RESULT metric=mean_us value=%.2f n=%zu %s\n",

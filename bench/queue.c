@@ -19,6 +19,11 @@
  *
  * -b 1 uses jobq_put()/jobq_get(), one request per message; -b B > 1 uses
  * jobq_put_many()/jobq_get_many() with batches of B.
+ *
+ * -q D bounds the queue at D objects (jobq_queue_opts.max_depth), so that
+ * it can stand beside a bounded anchor such as a POSIX message queue of
+ * depth 10: a full queue makes the producer wait, as mq_send() does.
+ * Without -q the queue is unbounded.
  */
 #include <getopt.h>
 #include <stdatomic.h>
@@ -35,6 +40,7 @@ struct cfg {
 	int producers;
 	int consumers;
 	int batch;
+	long depth;  /* -q: the queue's max_depth; 0: unbounded */
 	double wait; /* timeout of every put and get; < 0: none */
 };
 
@@ -187,14 +193,16 @@ static void usage(void)
 	fprintf(stderr, "usage: jobq-bench-queue [--dir DIR] [-n MSGS] [-s "
 			"BYTES] [-p PRODUCERS]\n"
 			"                        [-c CONSUMERS] [-b BATCH] [-k "
-			"QUEUE] [-W SECS] [-T SECS]\n"
+			"QUEUE] [-q DEPTH] [-W SECS]\n"
+			"                        [-T SECS]\n"
 			"Puts MSGS objects of BYTES through one queue of the "
 			"jobqd in DIR and\n"
 			"prints RESULT lines (msgs_per_s, MiB_per_s). -b 1: "
 			"jobq_put/jobq_get;\n"
 			"-b N: jobq_put_many/jobq_get_many with batches of N. "
 			"-W: the timeout of\n"
-			"every put and get (default: none).\n");
+			"every put and get (default: none). -q: bound the "
+			"queue at DEPTH objects.\n");
 	exit(2);
 }
 
@@ -221,7 +229,7 @@ int main(int argc, char **argv)
 	jobq_t *q;
 	double secs;
 
-	while ((opt = getopt_long(argc, argv, "d:n:s:p:c:b:k:W:T:h", longopts,
+	while ((opt = getopt_long(argc, argv, "d:n:s:p:c:b:k:q:W:T:h", longopts,
 				  NULL)) != -1) {
 		switch (opt) {
 		case 'd':
@@ -244,6 +252,9 @@ int main(int argc, char **argv)
 			break;
 		case 'k':
 			c.queue = optarg;
+			break;
+		case 'q':
+			c.depth = bench_arg_long(optarg, 'q');
 			break;
 		case 'W':
 			c.wait = (double)bench_arg_long(optarg, 'W');
@@ -275,7 +286,11 @@ int main(int argc, char **argv)
 	/* Create the queue before anyone forks; a handle must not cross a
 	 * fork, so the parent closes its own first. */
 	q = bench_open(c.dir);
-	r = jobq_queue_open(q, c.queue, NULL);
+	{
+		struct jobq_queue_opts qo = {.max_depth = (uint64_t)c.depth};
+
+		r = jobq_queue_open(q, c.queue, c.depth ? &qo : NULL);
+	}
 	if (r < 0)
 		bench_die(r, "jobq_queue_open \"%s\"", c.queue);
 	jobq_close(q);
@@ -331,9 +346,9 @@ int main(int argc, char **argv)
 
 	secs = (double)(t_end - t0) / 1e9;
 	printf("RESULT metric=msgs_per_s value=%.1f n=%ld size=%zu p=%d c=%d "
-	       "batch=%d secs=%.3f\n",
+	       "batch=%d depth=%ld secs=%.3f\n",
 	       (double)c.n / secs, c.n, c.size, c.producers, c.consumers,
-	       c.batch, secs);
+	       c.batch, c.depth, secs);
 	printf("RESULT metric=MiB_per_s value=%.1f n=%ld size=%zu p=%d c=%d "
 	       "batch=%d secs=%.3f\n",
 	       (double)c.n * (double)c.size / secs / 1048576.0, c.n, c.size,

@@ -9,6 +9,15 @@
  *                process hand-offs per sample; what a job round trip with a
  *                worker in between costs at least.
  *   -m ping      jobq_ping(): one empty request, the floor of the above.
+ *   -m pipe      no jobq: two processes bounce the same object through two
+ *                pipes. The kernel's floor for a hand-off between two
+ *                processes, sampled exactly as pingpong is.
+ *   -m futex     no jobq: two processes bounce a sequence number through
+ *                two words of shared memory; a side that finds nothing new
+ *                checks again for up to -S ns, then sleeps in FUTEX_WAIT.
+ *                -S 0 sleeps at once; -S 50000 spins about as long as the
+ *                clients and jobqd do before they sleep, so that a spinning
+ *                baseline stands beside jobq's spinning sides.
  *   -m block     no measurement: block in jobq_get() with no timeout on an
  *                empty queue until an object comes or the process is
  *                killed, so that bench/run can see what a waiting client
@@ -20,12 +29,16 @@
  * the sequence number it carries).
  */
 #include <getopt.h>
+#include <linux/futex.h>
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "bench.h"
 
-enum mode { M_LOCAL, M_PINGPONG, M_PING, M_BLOCK };
+enum mode { M_LOCAL, M_PINGPONG, M_PING, M_BLOCK, M_PIPE, M_FUTEX };
 
 /* The timeout of every put and get (-W); negative: wait without a bound,
  * as a worker waits for work. */
@@ -38,8 +51,135 @@ struct cfg {
 	long warmup;
 	size_t size;
 	double max_secs;
+	uint64_t spin_ns; /* futex: how long a waiter spins before it sleeps */
 	char ping[64], pong[64];
 };
+
+/*
+ * The futex floor's shared page. word[0] is written by the timing side
+ * only (the sequence number it sends), word[1] by the echo side only (the
+ * last one it echoed). sleeping[i] is set by the reader of word[i] before
+ * it sleeps and cleared after, so that a writer makes the FUTEX_WAKE
+ * system call only when someone may sleep; both are seq_cst so that the
+ * flag store and the word load on one side cannot pass the word store and
+ * the flag load on the other (no lost wake-up).
+ */
+struct ff {
+	_Alignas(64) _Atomic uint32_t word[2];
+	_Alignas(64) _Atomic uint32_t sleeping[2];
+};
+
+static void ff_wait(struct ff *f, int which, uint32_t until, uint64_t spin_ns)
+{
+	uint64_t t0 = spin_ns ? bench_now_ns() : 0;
+
+	while (spin_ns) {
+		for (int k = 0; k < 64; k++) {
+			if (atomic_load_explicit(&f->word[which],
+						 memory_order_acquire) == until)
+				return;
+			__builtin_ia32_pause();
+		}
+		if (bench_now_ns() - t0 >= spin_ns)
+			break;
+	}
+	for (;;) {
+		uint32_t v;
+
+		atomic_store(&f->sleeping[which], 1);
+		v = atomic_load(&f->word[which]);
+		if (v == until)
+			break;
+		syscall(SYS_futex, (uint32_t *)&f->word[which], FUTEX_WAIT, v,
+			NULL, NULL, 0);
+	}
+	atomic_store(&f->sleeping[which], 0);
+}
+
+static void ff_post(struct ff *f, int which, uint32_t v)
+{
+	atomic_store(&f->word[which], v);
+	if (atomic_load(&f->sleeping[which]))
+		syscall(SYS_futex, (uint32_t *)&f->word[which], FUTEX_WAKE, 1,
+			NULL, NULL, 0);
+}
+
+/* The two floors share one channel: pipes or the futex page. */
+struct floor {
+	int to_echo[2], to_main[2];
+	struct ff *ff;
+};
+
+static void read_full(int fd, char *buf, size_t size)
+{
+	size_t got = 0;
+
+	while (got < size) {
+		ssize_t r = read(fd, buf + got, size - got);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			bench_die(r < 0 ? -errno : 0, "pipe read");
+		got += (size_t)r;
+	}
+}
+
+static void write_full(int fd, const char *buf, size_t size)
+{
+	size_t done = 0;
+
+	while (done < size) {
+		ssize_t r = write(fd, buf + done, size - done);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			bench_die(-errno, "pipe write");
+		done += (size_t)r;
+	}
+}
+
+/* The far side of a floor: echo until the quit value (sequence -1). */
+static void floor_echo(const struct cfg *c, struct floor *fl)
+{
+	char *buf = calloc(1, c->size);
+	long seq;
+
+	if (!buf)
+		bench_die(-ENOMEM, "echo");
+	if (c->mode == M_FUTEX) {
+		for (uint32_t i = 1;; i++) {
+			ff_wait(fl->ff, 0, i, c->spin_ns);
+			ff_post(fl->ff, 1, i);
+		}
+	}
+	do {
+		read_full(fl->to_echo[0], buf, c->size);
+		write_full(fl->to_main[1], buf, c->size);
+		memcpy(&seq, buf, sizeof(seq));
+	} while (seq != -1);
+	_exit(0);
+}
+
+/* One sample of a floor: send @seq and wait for it to come back. */
+static long floor_round(const struct cfg *c, struct floor *fl, char *buf,
+			long seq)
+{
+	if (c->mode == M_FUTEX) {
+		/* Sequence numbers count from 1 on the futex page. */
+		uint32_t v = (uint32_t)(seq + 1);
+
+		ff_post(fl->ff, 0, v);
+		ff_wait(fl->ff, 1, v, c->spin_ns);
+		return seq;
+	}
+	memcpy(buf, &seq, sizeof(seq));
+	write_full(fl->to_echo[1], buf, c->size);
+	read_full(fl->to_main[0], buf, c->size);
+	memcpy(&seq, buf, sizeof(seq));
+	return seq;
+}
 
 /* Gets one object from @queue and checks that it is @seq of @size bytes.
  * Returns its sequence number (-1 for the quit object of pingpong). */
@@ -93,12 +233,15 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: jobq-bench-rtt [--dir DIR] [-m "
-		"local|pingpong|ping|block] [-n SAMPLES]\n"
-		"                      [-w WARMUP] [-s BYTES] [-D MAX_SECS] "
-		"[-W SECS] [-T SECS]\n"
+		"local|pingpong|ping|block|pipe|futex]\n"
+		"                      [-n SAMPLES] [-w WARMUP] [-s BYTES] "
+		"[-D MAX_SECS]\n"
+		"                      [-W SECS] [-T SECS] [-S SPIN_NS]\n"
 		"-W: the timeout of every put and get (default: none).\n"
-		"Prints RESULT lines p50_us, p99_us, max_us, mean_us, "
-		"rtt_per_s.\n");
+		"-S: -m futex only, how long a waiter spins before it sleeps "
+		"(default 0).\n"
+		"Prints RESULT lines p50_us, p99_us, p999_us, max_us, "
+		"mean_us, rtt_per_s.\n");
 	exit(2);
 }
 
@@ -110,22 +253,23 @@ int main(int argc, char **argv)
 	    {0},
 	};
 	static const char *const names[] = {"local", "pingpong", "ping",
-					    "block"};
+					    "block", "pipe",	 "futex"};
 	struct cfg c = {.mode = M_LOCAL,
 			.n = 100000,
 			.warmup = 2000,
 			.size = 64,
 			.max_secs = 5};
 	struct bench_barrier bar;
+	struct floor fl = {0};
 	unsigned limit = 20;
 	uint64_t *lat, deadline;
 	char *buf, extra[128];
 	long i, got = 0;
 	bool counting = false;
-	jobq_t *q;
+	jobq_t *q = NULL;
 	int opt, r;
 
-	while ((opt = getopt_long(argc, argv, "d:m:n:w:s:D:W:T:h", longopts,
+	while ((opt = getopt_long(argc, argv, "d:m:n:w:s:D:W:T:S:h", longopts,
 				  NULL)) != -1) {
 		switch (opt) {
 		case 'd':
@@ -140,6 +284,10 @@ int main(int argc, char **argv)
 				c.mode = M_PING;
 			else if (!strcmp(optarg, "block"))
 				c.mode = M_BLOCK;
+			else if (!strcmp(optarg, "pipe"))
+				c.mode = M_PIPE;
+			else if (!strcmp(optarg, "futex"))
+				c.mode = M_FUTEX;
 			else
 				usage();
 			break;
@@ -160,6 +308,12 @@ int main(int argc, char **argv)
 			break;
 		case 'T':
 			limit = (unsigned)bench_arg_long(optarg, 'T');
+			break;
+		case 'S':
+			/* 0 is meaningful here: sleep at once. */
+			c.spin_ns = strcmp(optarg, "0")
+					? (uint64_t)bench_arg_long(optarg, 'S')
+					: 0;
 			break;
 		default:
 			usage();
@@ -191,7 +345,32 @@ int main(int argc, char **argv)
 	if (!lat || !buf)
 		bench_die(-ENOMEM, "allocating %ld samples", c.n);
 
-	if (c.mode == M_PINGPONG) {
+	if (c.mode == M_PIPE || c.mode == M_FUTEX) {
+		pid_t pid;
+
+		if (c.mode == M_FUTEX) {
+			fl.ff =
+			    mmap(NULL, sizeof(*fl.ff), PROT_READ | PROT_WRITE,
+				 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+			if (fl.ff == MAP_FAILED)
+				bench_die(-errno, "mmap");
+		} else if (pipe(fl.to_echo) || pipe(fl.to_main)) {
+			bench_die(-errno, "pipe");
+		}
+		bench_barrier_init(&bar);
+		pid = fork();
+		if (pid < 0)
+			bench_die(-errno, "fork");
+		if (pid == 0) {
+			bench_barrier_child(&bar);
+			bench_barrier_wait(&bar);
+			floor_echo(&c, &fl);
+		}
+		bench_kids[bench_nkids++] = pid;
+		if (!bench_barrier_release(&bar, 1))
+			bench_die(0,
+				  "the echo process died before it was ready");
+	} else if (c.mode == M_PINGPONG) {
 		pid_t pid;
 
 		/* Queues exist before the echo side starts waiting on one. */
@@ -244,6 +423,10 @@ int main(int argc, char **argv)
 			put_seq(q, c.ping, buf, c.size, i);
 			seq = get_checked(q, c.ping, c.size);
 			break;
+		case M_PIPE:
+		case M_FUTEX:
+			seq = floor_round(&c, &fl, buf, i);
+			break;
 		case M_PINGPONG:
 		default:
 			put_seq(q, c.ping, buf, c.size, i);
@@ -265,12 +448,25 @@ int main(int argc, char **argv)
 		    WEXITSTATUS(st) != 0)
 			bench_die(0, "the echo process failed");
 		bench_kids[0] = 0;
+	} else if (c.mode == M_PIPE || c.mode == M_FUTEX) {
+		int st;
+
+		/* The futex echo never ends by itself: its CPU time is
+		 * counted by the runner once it is reaped, so reap it. */
+		if (c.mode == M_PIPE)
+			floor_round(&c, &fl, buf, -1);
+		else
+			kill(bench_kids[0], SIGKILL);
+		while (waitpid(bench_kids[0], &st, 0) < 0 && errno == EINTR)
+			;
+		bench_kids[0] = 0;
 	}
-	jobq_close(q);
+	if (q)
+		jobq_close(q);
 	alarm(0);
 
-	snprintf(extra, sizeof(extra), "mode=%s size=%zu", names[c.mode],
-		 c.size);
+	snprintf(extra, sizeof(extra), "mode=%s size=%zu spin_ns=%llu",
+		 names[c.mode], c.size, (unsigned long long)c.spin_ns);
 	bench_report_latency(lat, (size_t)got, extra);
 	{
 		double sum = 0;
