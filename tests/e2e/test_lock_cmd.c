@@ -65,9 +65,10 @@ static void comm_of(pid_t pid, char *buf, size_t len)
 }
 
 /*
- * Whether @pid can run no more of its code: gone, a zombie, or with
- * SIGKILL pending for the whole process (ShdPnd), which it dies of before
- * it returns to user space.
+ * Whether @pid can run no more of its code: gone, a zombie, or with a
+ * fatal signal pending (SIGKILL, or SIGTERM for a process that, like the
+ * sleep these tests run, does not handle it), which it dies of before it
+ * returns to user space.
  */
 static int doomed(pid_t pid)
 {
@@ -85,8 +86,12 @@ static int doomed(pid_t pid)
 		if (!strncmp(line, "State:", 6) && !strchr(line, 'Z') &&
 		    !strchr(line, 'X'))
 			dead = 0;
-		if (sscanf(line, "ShdPnd: %llx", &pend) == 1 &&
-		    (pend & (1ull << (SIGKILL - 1))))
+		/* A fatal signal already sent and not yet acted on (the
+		 * process has not run since): as good as dead. */
+		if ((sscanf(line, "ShdPnd: %llx", &pend) == 1 ||
+		     sscanf(line, "SigPnd: %llx", &pend) == 1) &&
+		    (pend &
+		     ((1ull << (SIGKILL - 1)) | (1ull << (SIGTERM - 1)))))
 			dead = 2;
 	}
 	fclose(f);
