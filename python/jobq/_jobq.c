@@ -111,9 +111,10 @@ static int handle_init(handle_obj *self, PyObject *args, PyObject *kw)
 		PyErr_SetString(PyExc_RuntimeError, "handle already open");
 		return -1;
 	}
-	Py_BEGIN_ALLOW_THREADS err = jobq_open(&q, dir);
-	Py_END_ALLOW_THREADS if (err < 0)
-	{
+	Py_BEGIN_ALLOW_THREADS
+	err = jobq_open(&q, dir);
+	Py_END_ALLOW_THREADS
+	if (err < 0) {
 		raise_code(err);
 		return -1;
 	}
@@ -129,7 +130,8 @@ static void handle_close_q(handle_obj *self)
 	self->q = NULL;
 	if (!q || self->pid != getpid())
 		return; /* the parent's connection: not ours to close */
-	Py_BEGIN_ALLOW_THREADS jobq_close(q);
+	Py_BEGIN_ALLOW_THREADS
+	jobq_close(q);
 	Py_END_ALLOW_THREADS
 }
 
@@ -170,8 +172,11 @@ static PyObject *handle_ping(handle_obj *self, PyObject *unused)
 
 	if (!q)
 		return NULL;
-	Py_BEGIN_ALLOW_THREADS err = jobq_ping(q);
-	Py_END_ALLOW_THREADS if (err < 0) return raise_code(err);
+	Py_BEGIN_ALLOW_THREADS
+	err = jobq_ping(q);
+	Py_END_ALLOW_THREADS
+	if (err < 0)
+		return raise_code(err);
 	Py_RETURN_NONE;
 }
 
@@ -182,8 +187,11 @@ static PyObject *handle_shutdown(handle_obj *self, PyObject *args)
 
 	if (!q || !PyArg_ParseTuple(args, "|p", &now))
 		return NULL;
-	Py_BEGIN_ALLOW_THREADS err = jobq_shutdown(q, now);
-	Py_END_ALLOW_THREADS if (err < 0) return raise_code(err);
+	Py_BEGIN_ALLOW_THREADS
+	err = jobq_shutdown(q, now);
+	Py_END_ALLOW_THREADS
+	if (err < 0)
+		return raise_code(err);
 	Py_RETURN_NONE;
 }
 
@@ -202,8 +210,11 @@ static PyObject *handle_queue_open(handle_obj *self, PyObject *args)
 		return NULL;
 	o.max_depth = depth;
 	o.max_bytes = bytes;
-	Py_BEGIN_ALLOW_THREADS err = jobq_queue_open(q, name, &o);
-	Py_END_ALLOW_THREADS if (err < 0) return raise_code(err);
+	Py_BEGIN_ALLOW_THREADS
+	err = jobq_queue_open(q, name, &o);
+	Py_END_ALLOW_THREADS
+	if (err < 0)
+		return raise_code(err);
 	Py_RETURN_NONE;
 }
 
@@ -220,9 +231,10 @@ static PyObject *handle_put(handle_obj *self, PyObject *args)
 
 	if (!q || !PyArg_ParseTuple(args, "sIy*|d", &name, &type, &b, &timeout))
 		return NULL;
-	Py_BEGIN_ALLOW_THREADS err =
-	    jobq_put(q, name, type, b.buf, (size_t)b.len, timeout);
-	Py_END_ALLOW_THREADS PyBuffer_Release(&b);
+	Py_BEGIN_ALLOW_THREADS
+	err = jobq_put(q, name, type, b.buf, (size_t)b.len, timeout);
+	Py_END_ALLOW_THREADS
+	PyBuffer_Release(&b);
 	if (err == -EAGAIN || err == -ETIMEDOUT || err == JOBQ_EFULL)
 		Py_RETURN_FALSE;
 	if (err < 0)
@@ -268,13 +280,15 @@ static PyObject *handle_put_async(handle_obj *self, PyObject *args)
 	if (reap)
 		self->since_process = 0;
 	atomic_fetch_add(&self->inflight, 1);
-	Py_BEGIN_ALLOW_THREADS err = jobq_put_async(
-	    q, name, type, b.buf, (size_t)b.len, -1, put_cb, self);
+	Py_BEGIN_ALLOW_THREADS
+	err = jobq_put_async(q, name, type, b.buf, (size_t)b.len, -1, put_cb,
+			     self);
 	if (err < 0)
 		atomic_fetch_sub(&self->inflight, 1);
 	else if (reap)
 		(void)jobq_process(q);
-	Py_END_ALLOW_THREADS PyBuffer_Release(&b);
+	Py_END_ALLOW_THREADS
+	PyBuffer_Release(&b);
 	if (err < 0)
 		return raise_code(err);
 	Py_RETURN_NONE;
@@ -292,8 +306,8 @@ static PyObject *handle_flush(handle_obj *self, PyObject *args)
 	if (!q || !PyArg_ParseTuple(args, "|d", &timeout))
 		return NULL;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	Py_BEGIN_ALLOW_THREADS while (atomic_load(&self->inflight) > 0)
-	{
+	Py_BEGIN_ALLOW_THREADS
+	while (atomic_load(&self->inflight) > 0) {
 		double left = 0.05;
 
 		clock_gettime(CLOCK_MONOTONIC, &t);
@@ -312,7 +326,9 @@ static PyObject *handle_flush(handle_obj *self, PyObject *args)
 			break;
 		err = 0;
 	}
-	Py_END_ALLOW_THREADS if (err < 0) return raise_code(err);
+	Py_END_ALLOW_THREADS
+	if (err < 0)
+		return raise_code(err);
 	if (atomic_load(&self->inflight) > 0)
 		Py_RETURN_FALSE;
 	err = atomic_exchange(&self->async_err, 0);
@@ -363,9 +379,10 @@ static PyObject *handle_put_many(handle_obj *self, PyObject *args)
 		objs[i].data = (void *)data;
 		objs[i].len = (size_t)len;
 	}
-	Py_BEGIN_ALLOW_THREADS err =
-	    jobq_put_many(q, name, objs, (size_t)n, timeout);
-	Py_END_ALLOW_THREADS PyMem_Free(objs);
+	Py_BEGIN_ALLOW_THREADS
+	err = jobq_put_many(q, name, objs, (size_t)n, timeout);
+	Py_END_ALLOW_THREADS
+	PyMem_Free(objs);
 	Py_DECREF(fast);
 	if (err == -EAGAIN || err == -ETIMEDOUT || err == JOBQ_EFULL)
 		return PyLong_FromLong(0);
@@ -385,9 +402,11 @@ static PyObject *handle_get(handle_obj *self, PyObject *args)
 
 	if (!q || !PyArg_ParseTuple(args, "s|d", &name, &timeout))
 		return NULL;
-	Py_BEGIN_ALLOW_THREADS err = jobq_get(q, name, &o, timeout);
-	Py_END_ALLOW_THREADS if (err == -EAGAIN || err == -ETIMEDOUT)
-	    Py_RETURN_NONE;
+	Py_BEGIN_ALLOW_THREADS
+	err = jobq_get(q, name, &o, timeout);
+	Py_END_ALLOW_THREADS
+	if (err == -EAGAIN || err == -ETIMEDOUT)
+		Py_RETURN_NONE;
 	if (err < 0)
 		return raise_code(err);
 	return obj_tuple(&o);
@@ -411,9 +430,11 @@ static PyObject *handle_get_many(handle_obj *self, PyObject *args)
 	objs = PyMem_Calloc((size_t)max, sizeof(*objs));
 	if (!objs)
 		return PyErr_NoMemory();
-	Py_BEGIN_ALLOW_THREADS n =
-	    jobq_get_many(q, name, objs, (size_t)max, timeout);
-	Py_END_ALLOW_THREADS if (n == -EAGAIN || n == -ETIMEDOUT) n = 0;
+	Py_BEGIN_ALLOW_THREADS
+	n = jobq_get_many(q, name, objs, (size_t)max, timeout);
+	Py_END_ALLOW_THREADS
+	if (n == -EAGAIN || n == -ETIMEDOUT)
+		n = 0;
 	if (n < 0) {
 		PyMem_Free(objs);
 		return raise_code(n);
@@ -442,8 +463,11 @@ static PyObject *handle_task_done(handle_obj *self, PyObject *args)
 
 	if (!q || !PyArg_ParseTuple(args, "s", &name))
 		return NULL;
-	Py_BEGIN_ALLOW_THREADS err = jobq_task_done(q, name);
-	Py_END_ALLOW_THREADS if (err < 0) return raise_code(err);
+	Py_BEGIN_ALLOW_THREADS
+	err = jobq_task_done(q, name);
+	Py_END_ALLOW_THREADS
+	if (err < 0)
+		return raise_code(err);
 	Py_RETURN_NONE;
 }
 
@@ -458,9 +482,11 @@ static PyObject *handle_join(handle_obj *self, PyObject *args)
 
 	if (!q || !PyArg_ParseTuple(args, "s|d", &name, &timeout))
 		return NULL;
-	Py_BEGIN_ALLOW_THREADS err = jobq_join(q, name, timeout);
-	Py_END_ALLOW_THREADS if (err == -EAGAIN || err == -ETIMEDOUT)
-	    Py_RETURN_FALSE;
+	Py_BEGIN_ALLOW_THREADS
+	err = jobq_join(q, name, timeout);
+	Py_END_ALLOW_THREADS
+	if (err == -EAGAIN || err == -ETIMEDOUT)
+		Py_RETURN_FALSE;
 	if (err < 0)
 		return raise_code(err);
 	Py_RETURN_TRUE;
@@ -477,8 +503,11 @@ static PyObject *handle_queue_info(handle_obj *self, PyObject *args)
 
 	if (!q || !PyArg_ParseTuple(args, "s", &name))
 		return NULL;
-	Py_BEGIN_ALLOW_THREADS err = jobq_queue_info(q, name, &i);
-	Py_END_ALLOW_THREADS if (err == -ENOENT) Py_RETURN_NONE;
+	Py_BEGIN_ALLOW_THREADS
+	err = jobq_queue_info(q, name, &i);
+	Py_END_ALLOW_THREADS
+	if (err == -ENOENT)
+		Py_RETURN_NONE;
 	if (err < 0)
 		return raise_code(err);
 	return Py_BuildValue(
@@ -501,9 +530,10 @@ static PyObject *handle_kv_set(handle_obj *self, PyObject *args)
 
 	if (!q || !PyArg_ParseTuple(args, "sIy*", &key, &type, &b))
 		return NULL;
-	Py_BEGIN_ALLOW_THREADS err =
-	    jobq_kv_set(q, key, type, b.buf, (size_t)b.len);
-	Py_END_ALLOW_THREADS PyBuffer_Release(&b);
+	Py_BEGIN_ALLOW_THREADS
+	err = jobq_kv_set(q, key, type, b.buf, (size_t)b.len);
+	Py_END_ALLOW_THREADS
+	PyBuffer_Release(&b);
 	if (err < 0)
 		return raise_code(err);
 	Py_RETURN_NONE;
@@ -519,8 +549,11 @@ static PyObject *handle_kv_get(handle_obj *self, PyObject *args)
 
 	if (!q || !PyArg_ParseTuple(args, "s", &key))
 		return NULL;
-	Py_BEGIN_ALLOW_THREADS err = jobq_kv_get(q, key, &o);
-	Py_END_ALLOW_THREADS if (err == -ENOENT) Py_RETURN_NONE;
+	Py_BEGIN_ALLOW_THREADS
+	err = jobq_kv_get(q, key, &o);
+	Py_END_ALLOW_THREADS
+	if (err == -ENOENT)
+		Py_RETURN_NONE;
 	if (err < 0)
 		return raise_code(err);
 	return obj_tuple(&o);
@@ -535,8 +568,11 @@ static PyObject *handle_kv_del(handle_obj *self, PyObject *args)
 
 	if (!q || !PyArg_ParseTuple(args, "s", &key))
 		return NULL;
-	Py_BEGIN_ALLOW_THREADS err = jobq_kv_del(q, key);
-	Py_END_ALLOW_THREADS if (err == -ENOENT) Py_RETURN_FALSE;
+	Py_BEGIN_ALLOW_THREADS
+	err = jobq_kv_del(q, key);
+	Py_END_ALLOW_THREADS
+	if (err == -ENOENT)
+		Py_RETURN_FALSE;
 	if (err < 0)
 		return raise_code(err);
 	Py_RETURN_TRUE;
@@ -552,8 +588,11 @@ static PyObject *handle_kv_incr(handle_obj *self, PyObject *args)
 
 	if (!q || !PyArg_ParseTuple(args, "s|L", &key, &by))
 		return NULL;
-	Py_BEGIN_ALLOW_THREADS err = jobq_kv_incr(q, key, by, &out);
-	Py_END_ALLOW_THREADS if (err < 0) return raise_code(err);
+	Py_BEGIN_ALLOW_THREADS
+	err = jobq_kv_incr(q, key, by, &out);
+	Py_END_ALLOW_THREADS
+	if (err < 0)
+		return raise_code(err);
 	return PyLong_FromLongLong(out);
 }
 
@@ -574,10 +613,12 @@ static PyObject *handle_kv_cas(handle_obj *self, PyObject *args)
 		PyBuffer_Release(&b);
 		return NULL;
 	}
-	Py_BEGIN_ALLOW_THREADS err = jobq_kv_cas(
-	    q, key, expect == Py_None ? NULL : e.buf,
-	    expect == Py_None ? 0 : (size_t)e.len, type, b.buf, (size_t)b.len);
-	Py_END_ALLOW_THREADS PyBuffer_Release(&b);
+	Py_BEGIN_ALLOW_THREADS
+	err = jobq_kv_cas(q, key, expect == Py_None ? NULL : e.buf,
+			  expect == Py_None ? 0 : (size_t)e.len, type, b.buf,
+			  (size_t)b.len);
+	Py_END_ALLOW_THREADS
+	PyBuffer_Release(&b);
 	if (expect != Py_None)
 		PyBuffer_Release(&e);
 	if (err == JOBQ_EMISMATCH)
@@ -623,9 +664,10 @@ static PyObject *handle_kv_list(handle_obj *self, PyObject *args)
 	if (!k.list)
 		return NULL;
 	k.skip = strlen(prefix);
-	Py_BEGIN_ALLOW_THREADS err = jobq_kv_list(q, prefix, kv_list_cb, &k);
-	Py_END_ALLOW_THREADS if (k.failed)
-	{
+	Py_BEGIN_ALLOW_THREADS
+	err = jobq_kv_list(q, prefix, kv_list_cb, &k);
+	Py_END_ALLOW_THREADS
+	if (k.failed) {
 		Py_DECREF(k.list);
 		return NULL;
 	}
@@ -649,8 +691,11 @@ static PyObject *handle_lock_create(handle_obj *self, PyObject *args)
 
 	if (!q || !PyArg_ParseTuple(args, "si|I", &name, &kind, &value))
 		return NULL;
-	Py_BEGIN_ALLOW_THREADS err = jobq_lock_create(q, name, kind, value);
-	Py_END_ALLOW_THREADS if (err < 0) return raise_code(err);
+	Py_BEGIN_ALLOW_THREADS
+	err = jobq_lock_create(q, name, kind, value);
+	Py_END_ALLOW_THREADS
+	if (err < 0)
+		return raise_code(err);
 	Py_RETURN_NONE;
 }
 
@@ -664,9 +709,11 @@ static PyObject *handle_lock_acquire(handle_obj *self, PyObject *args)
 
 	if (!q || !PyArg_ParseTuple(args, "s|d", &name, &timeout))
 		return NULL;
-	Py_BEGIN_ALLOW_THREADS err = jobq_lock_acquire(q, name, timeout);
-	Py_END_ALLOW_THREADS if (err == -EAGAIN || err == -ETIMEDOUT)
-	    Py_RETURN_FALSE;
+	Py_BEGIN_ALLOW_THREADS
+	err = jobq_lock_acquire(q, name, timeout);
+	Py_END_ALLOW_THREADS
+	if (err == -EAGAIN || err == -ETIMEDOUT)
+		Py_RETURN_FALSE;
 	if (err < 0)
 		return raise_code(err);
 	Py_RETURN_TRUE;
@@ -680,8 +727,11 @@ static PyObject *handle_lock_release(handle_obj *self, PyObject *args)
 
 	if (!q || !PyArg_ParseTuple(args, "s", &name))
 		return NULL;
-	Py_BEGIN_ALLOW_THREADS err = jobq_lock_release(q, name);
-	Py_END_ALLOW_THREADS if (err < 0) return raise_code(err);
+	Py_BEGIN_ALLOW_THREADS
+	err = jobq_lock_release(q, name);
+	Py_END_ALLOW_THREADS
+	if (err < 0)
+		return raise_code(err);
 	Py_RETURN_NONE;
 }
 
@@ -693,9 +743,11 @@ static PyObject *handle_event_set(handle_obj *self, PyObject *args)
 
 	if (!q || !PyArg_ParseTuple(args, "s|p", &name, &clear))
 		return NULL;
-	Py_BEGIN_ALLOW_THREADS err =
-	    clear ? jobq_event_clear(q, name) : jobq_event_set(q, name);
-	Py_END_ALLOW_THREADS if (err < 0) return raise_code(err);
+	Py_BEGIN_ALLOW_THREADS
+	err = clear ? jobq_event_clear(q, name) : jobq_event_set(q, name);
+	Py_END_ALLOW_THREADS
+	if (err < 0)
+		return raise_code(err);
 	Py_RETURN_NONE;
 }
 
@@ -709,9 +761,11 @@ static PyObject *handle_event_wait(handle_obj *self, PyObject *args)
 
 	if (!q || !PyArg_ParseTuple(args, "s|d", &name, &timeout))
 		return NULL;
-	Py_BEGIN_ALLOW_THREADS err = jobq_event_wait(q, name, timeout);
-	Py_END_ALLOW_THREADS if (err == -EAGAIN || err == -ETIMEDOUT)
-	    Py_RETURN_FALSE;
+	Py_BEGIN_ALLOW_THREADS
+	err = jobq_event_wait(q, name, timeout);
+	Py_END_ALLOW_THREADS
+	if (err == -EAGAIN || err == -ETIMEDOUT)
+		Py_RETURN_FALSE;
 	if (err < 0)
 		return raise_code(err);
 	Py_RETURN_TRUE;
@@ -729,7 +783,8 @@ static PyObject *handle_lock_info(handle_obj *self, PyObject *args)
 
 	if (!q || !PyArg_ParseTuple(args, "s", &name))
 		return NULL;
-	Py_BEGIN_ALLOW_THREADS err = jobq_locks(q, &all, &n);
+	Py_BEGIN_ALLOW_THREADS
+	err = jobq_locks(q, &all, &n);
 	if (err == 0)
 		for (size_t i = 0; i < n && !hit; i++)
 			if (!strcmp(all[i].name, name)) {
@@ -737,7 +792,9 @@ static PyObject *handle_lock_info(handle_obj *self, PyObject *args)
 				hit = 1;
 			}
 	free(all);
-	Py_END_ALLOW_THREADS if (err < 0) return raise_code(err);
+	Py_END_ALLOW_THREADS
+	if (err < 0)
+		return raise_code(err);
 	if (!hit)
 		Py_RETURN_NONE;
 	return Py_BuildValue("(iIIIii)", found.kind, found.limit, found.held,
@@ -791,9 +848,10 @@ static PyObject *handle_submit(handle_obj *self, PyObject *args, PyObject *kw)
 		PyBuffer_Release(&b);
 		return NULL;
 	}
-	Py_BEGIN_ALLOW_THREADS err =
-	    jobq_submit(q, type, atype, b.buf, (size_t)b.len, &o, &id);
-	Py_END_ALLOW_THREADS PyBuffer_Release(&b);
+	Py_BEGIN_ALLOW_THREADS
+	err = jobq_submit(q, type, atype, b.buf, (size_t)b.len, &o, &id);
+	Py_END_ALLOW_THREADS
+	PyBuffer_Release(&b);
 	if (err < 0)
 		return raise_code(err);
 	return PyLong_FromUnsignedLongLong(id);
@@ -840,16 +898,16 @@ static PyObject *handle_submit_many(handle_obj *self, PyObject *args,
 		objs[i].data = (void *)data;
 		objs[i].len = (size_t)len;
 	}
-	Py_BEGIN_ALLOW_THREADS while (done < n)
-	{
+	Py_BEGIN_ALLOW_THREADS
+	while (done < n) {
 		err = jobq_submit_many(q, type, objs + done, (size_t)(n - done),
 				       &o, ids + done);
 		if (err <= 0)
 			break;
 		done += err;
 	}
-	Py_END_ALLOW_THREADS if (done < n && err < 0)
-	{
+	Py_END_ALLOW_THREADS
+	if (done < n && err < 0) {
 		raise_code(err);
 		goto out;
 	}
@@ -892,9 +950,11 @@ static PyObject *handle_apply(handle_obj *self, PyObject *args)
 	if (!q || !PyArg_ParseTuple(args, "sIy*d|d", &type, &atype, &b,
 				    &o.timeout, &timeout))
 		return NULL;
-	Py_BEGIN_ALLOW_THREADS err =
+	Py_BEGIN_ALLOW_THREADS
+	err =
 	    jobq_apply(q, type, atype, b.buf, (size_t)b.len, &o, &out, timeout);
-	Py_END_ALLOW_THREADS PyBuffer_Release(&b);
+	Py_END_ALLOW_THREADS
+	PyBuffer_Release(&b);
 	t = obj_tuple(&out);
 	if (!t)
 		return NULL;
@@ -915,8 +975,10 @@ static PyObject *handle_job_wait(handle_obj *self, PyObject *args)
 
 	if (!q || !PyArg_ParseTuple(args, "K|d", &id, &timeout))
 		return NULL;
-	Py_BEGIN_ALLOW_THREADS err = jobq_job_wait(q, id, timeout);
-	Py_END_ALLOW_THREADS return PyLong_FromLong(err);
+	Py_BEGIN_ALLOW_THREADS
+	err = jobq_job_wait(q, id, timeout);
+	Py_END_ALLOW_THREADS
+	return PyLong_FromLong(err);
 }
 
 /* job_result(id) -> (type, bytes): the result, or the error text of a job
@@ -930,8 +992,11 @@ static PyObject *handle_job_result(handle_obj *self, PyObject *args)
 
 	if (!q || !PyArg_ParseTuple(args, "K", &id))
 		return NULL;
-	Py_BEGIN_ALLOW_THREADS err = jobq_job_result(q, id, &o);
-	Py_END_ALLOW_THREADS if (err < 0) return raise_code(err);
+	Py_BEGIN_ALLOW_THREADS
+	err = jobq_job_result(q, id, &o);
+	Py_END_ALLOW_THREADS
+	if (err < 0)
+		return raise_code(err);
 	return obj_tuple(&o);
 }
 
@@ -945,8 +1010,11 @@ static PyObject *handle_job_info(handle_obj *self, PyObject *args)
 
 	if (!q || !PyArg_ParseTuple(args, "K", &id))
 		return NULL;
-	Py_BEGIN_ALLOW_THREADS err = jobq_job_info(q, id, &i);
-	Py_END_ALLOW_THREADS if (err == -ENOENT) Py_RETURN_NONE;
+	Py_BEGIN_ALLOW_THREADS
+	err = jobq_job_info(q, id, &i);
+	Py_END_ALLOW_THREADS
+	if (err == -ENOENT)
+		Py_RETURN_NONE;
 	if (err < 0)
 		return raise_code(err);
 	return Py_BuildValue("(iIIi)", i.state, i.attempts, i.max_attempts,
@@ -962,8 +1030,10 @@ static PyObject *handle_cancel(handle_obj *self, PyObject *args)
 
 	if (!q || !PyArg_ParseTuple(args, "K", &id))
 		return NULL;
-	Py_BEGIN_ALLOW_THREADS err = jobq_cancel(q, id);
-	Py_END_ALLOW_THREADS return PyLong_FromLong(err);
+	Py_BEGIN_ALLOW_THREADS
+	err = jobq_cancel(q, id);
+	Py_END_ALLOW_THREADS
+	return PyLong_FromLong(err);
 }
 
 /*
@@ -997,9 +1067,10 @@ static PyObject *handle_on_done(handle_obj *self, PyObject *args)
 	if (!q || !PyArg_ParseTuple(args, "KO", &id, &fn))
 		return NULL;
 	Py_INCREF(fn);
-	Py_BEGIN_ALLOW_THREADS err = jobq_job_on_done(q, id, done_cb, fn);
-	Py_END_ALLOW_THREADS if (err < 0)
-	{
+	Py_BEGIN_ALLOW_THREADS
+	err = jobq_job_on_done(q, id, done_cb, fn);
+	Py_END_ALLOW_THREADS
+	if (err < 0) {
 		Py_DECREF(fn);
 		return raise_code(err);
 	}
@@ -1022,7 +1093,8 @@ static PyObject *handle_pump(handle_obj *self, PyObject *args)
 
 	if (!q || !PyArg_ParseTuple(args, "i|d", &wake, &timeout))
 		return NULL;
-	Py_BEGIN_ALLOW_THREADS err = jobq_wait_idle(q, timeout);
+	Py_BEGIN_ALLOW_THREADS
+	err = jobq_wait_idle(q, timeout);
 	if (err == 0) {
 		struct pollfd p = {.fd = wake, .events = POLLIN};
 
@@ -1032,8 +1104,9 @@ static PyObject *handle_pump(handle_obj *self, PyObject *args)
 			(void)eventfd_read(wake, &v);
 		}
 	}
-	Py_END_ALLOW_THREADS if (err < 0 &&
-				 err != -ETIMEDOUT) return raise_code(err);
+	Py_END_ALLOW_THREADS
+	if (err < 0 && err != -ETIMEDOUT)
+		return raise_code(err);
 	Py_RETURN_NONE;
 }
 
@@ -1044,8 +1117,10 @@ static PyObject *handle_stats(handle_obj *self, PyObject *unused)
 
 	if (!q)
 		return NULL;
-	Py_BEGIN_ALLOW_THREADS jobq_stats(q, &s);
-	Py_END_ALLOW_THREADS return Py_BuildValue(
+	Py_BEGIN_ALLOW_THREADS
+	jobq_stats(q, &s);
+	Py_END_ALLOW_THREADS
+	return Py_BuildValue(
 	    "{s:i,s:I,s:I,s:I,s:I,s:K,s:K,s:K,s:K,s:K}", "manager_pid",
 	    (int)s.manager_pid, "clients", s.clients, "queues", s.queues,
 	    "locks", s.locks, "keys", s.keys, "memory_used",
@@ -1283,9 +1358,10 @@ static PyObject *worker_run(worker_obj *self, PyObject *args)
 		sigaction(SIGTERM, &sa, &old_term);
 		sigaction(SIGINT, &sa, &old_int);
 	}
-	Py_BEGIN_ALLOW_THREADS err = jobq_worker_run(self->w);
-	Py_END_ALLOW_THREADS if (sigs)
-	{
+	Py_BEGIN_ALLOW_THREADS
+	err = jobq_worker_run(self->w);
+	Py_END_ALLOW_THREADS
+	if (sigs) {
 		sigaction(SIGTERM, &old_term, NULL);
 		sigaction(SIGINT, &old_int, NULL);
 		stop_target = NULL;
