@@ -94,24 +94,12 @@ static void print_journal(const struct jobq_stats *st)
 }
 
 /* jobq stats --prometheus: the counters, queues and workers as text. */
-static int print_prometheus(struct cli *c, const struct jobq_stats *st)
+static int print_prometheus(struct cli *c)
 {
-	struct jobq_queue_info *qs = NULL;
-	struct jobq_worker_info *ws = NULL;
-	size_t nq = 0, nw = 0, len = 0;
-	char *text = NULL;
-	int rc;
+	size_t len = 0;
+	char *text;
+	int rc = jobq__prometheus(c->q, &text, &len);
 
-	rc = jobq_queues(c->q, &qs, &nq);
-	if (!rc)
-		rc = jobq_workers(c->q, &ws, &nw);
-	if (!rc) {
-		text = jobq__prometheus(st, qs, nq, ws, nw, &len);
-		if (!text)
-			rc = -ENOMEM;
-	}
-	free(qs);
-	free(ws);
 	if (rc)
 		return cli_fail(c, "stats", rc);
 	rc = cli_write_all(1, text, len);
@@ -136,7 +124,7 @@ int cmd_stats(struct cli *c)
 	if (rc)
 		return cli_fail(c, "stats", rc);
 	if (c->optval[OPT_PROMETHEUS])
-		return print_prometheus(c, &st);
+		return print_prometheus(c);
 	uptime = cli_since(st.started_ns);
 	/* A random 64-bit number: hex, as JSON integers are signed. */
 	snprintf(gen, sizeof(gen), "%016" PRIx64, st.generation);

@@ -374,19 +374,9 @@ static void serve(int fd)
 		return;
 	}
 	if (!strcmp(target, "/metrics")) {
-		struct jobq_stats st;
-		struct jobq_queue_info *qs = NULL;
-		struct jobq_worker_info *ws = NULL;
-		size_t nq = 0, nw = 0, len = 0;
+		size_t len = 0;
 
-		text = NULL;
-		if (!jobq_stats(http.q, &st) &&
-		    !jobq_queues(http.q, &qs, &nq) &&
-		    !jobq_workers(http.q, &ws, &nw))
-			text = jobq__prometheus(&st, qs, nq, ws, nw, &len);
-		free(qs);
-		free(ws);
-		if (text)
+		if (!jobq__prometheus(http.q, &text, &len))
 			respond(fd, 200, "OK", "text/plain; version=0.0.4",
 				text, len);
 		else

@@ -83,14 +83,12 @@ int jobq__check_text(const void *s, size_t n);
 int jobq__check_name(const char *name);
 
 /*
- * jobq__prometheus - @st, the @nq queues and the @nw workers in the
- * Prometheus text format: a malloc'd NUL-terminated string (its length in
- * *len when not NULL), or NULL when out of memory.
+ * jobq__prometheus - the counters, queues and workers of @q's manager,
+ * read from the store, in the Prometheus text format: a malloc'd
+ * NUL-terminated string in *out (its length in *len when not NULL).
+ * Returns 0 or -errno (-ENOMEM, or what the store reads returned).
  */
-char *jobq__prometheus(const struct jobq_stats *st,
-		       const struct jobq_queue_info *qs, size_t nq,
-		       const struct jobq_worker_info *ws, size_t nw,
-		       size_t *len);
+int jobq__prometheus(jobq_t *q, char **out, size_t *len);
 
 /*
  * jobq__last_error_msg - why the calling thread's last jobq_open() failed,

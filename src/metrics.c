@@ -3,9 +3,10 @@
  * metrics.c - a manager's counters, queues and workers in the Prometheus
  * text exposition format (version 0.0.4), for `jobq stats --prometheus`.
  *
- * It formats what the caller read (jobq_stats(), jobq_queues(),
- * jobq_workers()); it reads nothing itself, so any reader of a manager's
- * state can serve the same text. Every family gets one HELP and one TYPE
+ * It reads what it formats from the store (jobq_stats(), jobq_queues(),
+ * jobq_workers()), so `jobq stats --prometheus` and jobqd --http's
+ * /metrics, both clients of the manager, serve the same text from one
+ * place. Every family gets one HELP and one TYPE
  * line before its samples, as the format asks. Label values are escaped
  * (backslash, double quote, newline), and bytes that are not UTF-8 are
  * replaced by U+FFFD, since the format is UTF-8 and a queue name in the
@@ -126,10 +127,9 @@ static const char *const state_names[] = {
 		}                                                              \
 	} while (0)
 
-char *jobq__prometheus(const struct jobq_stats *st,
-		       const struct jobq_queue_info *qs, size_t nq,
-		       const struct jobq_worker_info *ws, size_t nw,
-		       size_t *len)
+static char *format(const struct jobq_stats *st,
+		    const struct jobq_queue_info *qs, size_t nq,
+		    const struct jobq_worker_info *ws, size_t nw, size_t *len)
 {
 	char *buf = NULL;
 	size_t size = 0;
@@ -250,4 +250,22 @@ char *jobq__prometheus(const struct jobq_stats *st,
 	if (len)
 		*len = size;
 	return buf;
+}
+
+int jobq__prometheus(jobq_t *q, char **out, size_t *len)
+{
+	struct jobq_queue_info *qs = NULL;
+	struct jobq_worker_info *ws = NULL;
+	struct jobq_stats st;
+	size_t nq = 0, nw = 0;
+	int err;
+
+	*out = NULL;
+	if (!(err = jobq_stats(q, &st)) && !(err = jobq_queues(q, &qs, &nq)) &&
+	    !(err = jobq_workers(q, &ws, &nw)) &&
+	    !(*out = format(&st, qs, nq, ws, nw, len)))
+		err = -ENOMEM;
+	free(qs);
+	free(ws);
+	return err;
 }
