@@ -120,14 +120,45 @@ static int become_user(void)
 	return 0;
 }
 
+/*
+ * The jobqd the second user runs: a copy in a folder anyone may enter,
+ * since the build's may lie under a folder only root can (a checkout in
+ * a mktemp -d directory is mode 0700).
+ */
+static char user_jobqd[PATH_MAX];
+static char user_bin[PATH_MAX];
+
+static void remove_user_jobqd(void)
+{
+	if (user_bin[0])
+		jqt_rmtree(user_bin);
+}
+
+static void copy_jobqd(void)
+{
+	const char *cp[] = {"cp", jqt_jobqd_path(), user_jobqd, NULL};
+	struct jqt_out o;
+
+	if (jqt_tmpdir(user_bin, sizeof(user_bin)) || chmod(user_bin, 0755))
+		fail_msg("cannot make a folder for the second user's jobqd");
+	atexit(remove_user_jobqd);
+	snprintf(user_jobqd, sizeof(user_jobqd), "%.*s/jobqd",
+		 (int)sizeof(user_jobqd) - 8, user_bin);
+	if (jqt_run("/bin/cp", cp, NULL, 0, 30, &o) || o.code ||
+	    chmod(user_jobqd, 0755))
+		fail_msg("cannot copy jobqd for the second user");
+	jqt_out_free(&o);
+}
+
 /* Starts `jobqd --dir DIR [--group USER]` as the second user. */
 static pid_t start_user_jobqd(const char *dir, bool group)
 {
 	pid_t pid = fork();
 
 	if (pid == 0) {
-		const char *argv[] = {jqt_jobqd_path(),		"--dir", dir,
-				      group ? "--group" : NULL, user,	 NULL};
+		const char *argv[] = {user_jobqd, "--dir",
+				      dir,	  group ? "--group" : NULL,
+				      user,	  NULL};
 
 		setpgid(0, 0);
 		signal(SIGPIPE, SIG_DFL);
@@ -468,5 +499,6 @@ int main(void)
 
 	jqt_init_cli();
 	make_user();
+	copy_jobqd();
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
