@@ -29,9 +29,17 @@ struct jobq__sha256 {
 	uint64_t len; /* bytes fed so far */
 	uint8_t buf[64];
 	size_t nbuf; /* bytes of buf in use, < 64 between calls */
+	/* Compresses @n 64-byte blocks: the SHA-NI or the portable code. */
+	void (*blocks)(uint32_t h[8], const uint8_t *p, size_t n);
 };
 
+/* Starts a digest with the fastest code this CPU runs. */
 void jobq__sha256_init(struct jobq__sha256 *s);
+/* Starts a digest that uses the portable code whatever the CPU (tests,
+ * and to measure the difference). */
+void jobq__sha256_init_sw(struct jobq__sha256 *s);
+/* Whether jobq__sha256_init() picks the SHA extensions on this CPU. */
+bool jobq__sha256_hw(void);
 void jobq__sha256_update(struct jobq__sha256 *s, const void *p, size_t len);
 /* Writes the 32-byte digest; @s must be initialised again before reuse. */
 void jobq__sha256_final(struct jobq__sha256 *s, uint8_t out[32]);

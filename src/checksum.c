@@ -3,14 +3,21 @@
  * checksum.c - SHA-256 (FIPS 180-4) and CRC32C (Castagnoli), both
  * streaming, for file.checksum.
  *
- * CRC32C uses the SSE4.2 crc32 instruction where the CPU has it, probed
- * once at run time (the build may not assume it: a binary built here can
- * run on an older CPU), and slicing-by-8 tables otherwise. Both paths
- * compute the same function; the unit test checks them against each other
- * and against known vectors.
+ * SHA-256 uses the CPU's SHA extensions (SHA-NI: sha256rnds2, sha256msg1,
+ * sha256msg2) where it has them and portable C otherwise; CRC32C uses the
+ * SSE4.2 crc32 instruction where the CPU has it and slicing-by-8 tables
+ * otherwise. Each is probed once at run time (the build may not assume
+ * it: a binary built here can run on an older CPU). Both paths of each
+ * compute the same function; the unit tests check them against each other
+ * and against published vectors.
  */
-#include <pthread.h>
 #include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#include <immintrin.h>
+#define HAVE_SHA_NI 1
+#endif
 
 #include "builtin.h"
 
@@ -67,7 +74,103 @@ static void sha256_block(uint32_t h[8], const uint8_t *p)
 	h[4] += e, h[5] += f, h[6] += g, h[7] += hh;
 }
 
-void jobq__sha256_init(struct jobq__sha256 *s)
+static void sha256_blocks_sw(uint32_t h[8], const uint8_t *p, size_t n)
+{
+	for (; n; n--, p += 64)
+		sha256_block(h, p);
+}
+
+#ifdef HAVE_SHA_NI
+/*
+ * The same compression with the SHA extensions, four rounds per group.
+ *
+ * The instructions keep the eight working variables in two registers,
+ * ABEF and CDGH (lane 3 first: A, B, E, F), not in the order of h[];
+ * sha256rnds2 does two rounds with the two message+constant words in the
+ * low lanes of its third operand, and returns the new ABEF, while the old
+ * ABEF becomes the new CDGH. sha256msg1 and sha256msg2 compute the
+ * sigma0 and sigma1 parts of the message schedule, four words at a time:
+ * W[i..i+3] = msg2(msg1(W[i-16..], W[i-12..]) + W[i-7..i-4], W[i-4..]).
+ */
+__attribute__((target("sha,sse4.1"))) static void
+sha256_blocks_ni(uint32_t h[8], const uint8_t *p, size_t n)
+{
+	/* Big-endian words: reverse the bytes of each 32-bit lane. */
+	const __m128i bswap =
+	    _mm_set_epi64x(0x0c0d0e0f08090a0bll, 0x0405060700010203ll);
+	__m128i abef, cdgh, t;
+
+	t = _mm_loadu_si128((const __m128i *)&h[0]);	/* D C B A */
+	cdgh = _mm_loadu_si128((const __m128i *)&h[4]); /* H G F E */
+	t = _mm_shuffle_epi32(t, 0xb1);			/* C D A B */
+	cdgh = _mm_shuffle_epi32(cdgh, 0x1b);		/* E F G H */
+	abef = _mm_alignr_epi8(t, cdgh, 8);		/* A B E F */
+	cdgh = _mm_blend_epi16(cdgh, t, 0xf0);		/* C D G H */
+
+	for (; n; n--, p += 64) {
+		__m128i save_abef = abef, save_cdgh = cdgh, m[4], k;
+
+		for (int g = 0; g < 16; g++) {
+			__m128i *w = &m[g & 3];
+
+			if (g < 4) {
+				*w = _mm_shuffle_epi8(
+				    _mm_loadu_si128(
+					(const __m128i *)(p + 16 * g)),
+				    bswap);
+			} else {
+				/* m[g-4] is *w itself, m[g-3] the next,
+				 * m[g-2] and m[g-1] the two before. */
+				__m128i w1 = m[(g - 1) & 3];
+				__m128i w2 = m[(g - 2) & 3];
+				__m128i w3 = m[(g - 3) & 3];
+
+				t = _mm_sha256msg1_epu32(*w, w3);
+				t = _mm_add_epi32(t,
+						  _mm_alignr_epi8(w1, w2, 4));
+				*w = _mm_sha256msg2_epu32(t, w1);
+			}
+			k = _mm_add_epi32(
+			    *w, _mm_loadu_si128((const __m128i *)&K[4 * g]));
+			cdgh = _mm_sha256rnds2_epu32(cdgh, abef, k);
+			k = _mm_shuffle_epi32(k, 0x0e);
+			abef = _mm_sha256rnds2_epu32(abef, cdgh, k);
+		}
+		abef = _mm_add_epi32(abef, save_abef);
+		cdgh = _mm_add_epi32(cdgh, save_cdgh);
+	}
+
+	t = _mm_shuffle_epi32(abef, 0x1b);     /* F E B A */
+	cdgh = _mm_shuffle_epi32(cdgh, 0xb1);  /* D C H G */
+	abef = _mm_blend_epi16(t, cdgh, 0xf0); /* D C B A */
+	cdgh = _mm_alignr_epi8(cdgh, t, 8);    /* H G F E */
+	_mm_storeu_si128((__m128i *)&h[0], abef);
+	_mm_storeu_si128((__m128i *)&h[4], cdgh);
+}
+
+bool jobq__sha256_hw(void)
+{
+	static int have = -1; /* a race here only computes it twice */
+	unsigned a, b, c, d;
+	int v = have;
+
+	if (v >= 0)
+		return v;
+	/* SHA: leaf 7 EBX bit 29; SSSE3 and SSE4.1: leaf 1 ECX bits 9, 19. */
+	v = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_SSSE3) &&
+	    (c & bit_SSE4_1) && __get_cpuid_count(7, 0, &a, &b, &c, &d) &&
+	    (b & (1u << 29));
+	have = v;
+	return v;
+}
+#else
+bool jobq__sha256_hw(void)
+{
+	return false;
+}
+#endif
+
+void jobq__sha256_init_sw(struct jobq__sha256 *s)
 {
 	static const uint32_t init[8] = {
 	    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
@@ -77,6 +180,16 @@ void jobq__sha256_init(struct jobq__sha256 *s)
 	memcpy(s->h, init, sizeof(init));
 	s->len = 0;
 	s->nbuf = 0;
+	s->blocks = sha256_blocks_sw;
+}
+
+void jobq__sha256_init(struct jobq__sha256 *s)
+{
+	jobq__sha256_init_sw(s);
+#ifdef HAVE_SHA_NI
+	if (jobq__sha256_hw())
+		s->blocks = sha256_blocks_ni;
+#endif
 }
 
 void jobq__sha256_update(struct jobq__sha256 *s, const void *data, size_t len)
@@ -93,11 +206,14 @@ void jobq__sha256_update(struct jobq__sha256 *s, const void *data, size_t len)
 		len -= n;
 		if (s->nbuf < 64)
 			return;
-		sha256_block(s->h, s->buf);
+		s->blocks(s->h, s->buf, 1);
 		s->nbuf = 0;
 	}
-	for (; len >= 64; p += 64, len -= 64)
-		sha256_block(s->h, p);
+	if (len >= 64) {
+		s->blocks(s->h, p, len / 64);
+		p += len & ~(size_t)63;
+		len &= 63;
+	}
 	memcpy(s->buf, p, len);
 	s->nbuf = len;
 }
@@ -110,13 +226,13 @@ void jobq__sha256_final(struct jobq__sha256 *s, uint8_t out[32])
 	s->buf[s->nbuf++] = 0x80;
 	if (s->nbuf > 56) {
 		memset(s->buf + s->nbuf, 0, 64 - s->nbuf);
-		sha256_block(s->h, s->buf);
+		s->blocks(s->h, s->buf, 1);
 		s->nbuf = 0;
 	}
 	memset(s->buf + s->nbuf, 0, 56 - s->nbuf);
 	for (int i = 0; i < 8; i++)
 		s->buf[56 + i] = (uint8_t)(bits >> (56 - 8 * i));
-	sha256_block(s->h, s->buf);
+	s->blocks(s->h, s->buf, 1);
 	for (int i = 0; i < 8; i++) {
 		out[4 * i] = (uint8_t)(s->h[i] >> 24);
 		out[4 * i + 1] = (uint8_t)(s->h[i] >> 16);

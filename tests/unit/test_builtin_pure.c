@@ -22,12 +22,21 @@
 
 /* ---- SHA-256 ------------------------------------------------------------ */
 
-static void sha_hex(const void *p, size_t len, char out[65])
+/*
+ * Both SHA-256 paths run every test: the one jobq__sha256_init() picks
+ * (SHA-NI where the CPU has it) and the portable one.
+ */
+typedef void (*sha_init_fn)(struct jobq__sha256 *);
+
+static const sha_init_fn sha_inits[2] = {jobq__sha256_init,
+					 jobq__sha256_init_sw};
+
+static void sha_hex(sha_init_fn init, const void *p, size_t len, char out[65])
 {
 	struct jobq__sha256 s;
 	uint8_t d[32];
 
-	jobq__sha256_init(&s);
+	init(&s);
 	jobq__sha256_update(&s, p, len);
 	jobq__sha256_final(&s, d);
 	jobq__hex(d, 32, out);
@@ -35,28 +44,89 @@ static void sha_hex(const void *p, size_t len, char out[65])
 
 static void test_sha256_vectors(void **state)
 {
-	/* FIPS 180-4 examples and the NIST one-million-'a' vector. */
+	/* FIPS 180-4 examples (one block, two blocks, and the 896-bit
+	 * message) and the NIST one-million-'a' vector. */
 	static const char *abc56 =
 	    "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+	static const char *abc112 =
+	    "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmn"
+	    "hijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu";
 	char hex[65];
 	char *million = malloc(1000000);
 
 	(void)state;
-	sha_hex("", 0, hex);
-	assert_string_equal(hex, "e3b0c44298fc1c149afbf4c8996fb924"
-				 "27ae41e4649b934ca495991b7852b855");
-	sha_hex("abc", 3, hex);
-	assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223"
-				 "b00361a396177a9cb410ff61f20015ad");
-	sha_hex(abc56, strlen(abc56), hex);
-	assert_string_equal(hex, "248d6a61d20638b8e5c026930c3e6039"
-				 "a33ce45964ff2167f6ecedd419db06c1");
 	assert_non_null(million);
 	memset(million, 'a', 1000000);
-	sha_hex(million, 1000000, hex);
-	assert_string_equal(hex, "cdc76e5c9914fb9281a1c7e284d73e67"
-				 "f1809a48a497200e046d39ccc7112cd0");
+	for (int f = 0; f < 2; f++) {
+		sha_hex(sha_inits[f], "", 0, hex);
+		assert_string_equal(hex, "e3b0c44298fc1c149afbf4c8996fb924"
+					 "27ae41e4649b934ca495991b7852b855");
+		sha_hex(sha_inits[f], "abc", 3, hex);
+		assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223"
+					 "b00361a396177a9cb410ff61f20015ad");
+		sha_hex(sha_inits[f], abc56, strlen(abc56), hex);
+		assert_string_equal(hex, "248d6a61d20638b8e5c026930c3e6039"
+					 "a33ce45964ff2167f6ecedd419db06c1");
+		sha_hex(sha_inits[f], abc112, strlen(abc112), hex);
+		assert_string_equal(hex, "cf5b16a778af8380036ce59e7b049237"
+					 "0b249b11e8f07a51afac45037afee9d1");
+		sha_hex(sha_inits[f], million, 1000000, hex);
+		assert_string_equal(hex, "cdc76e5c9914fb9281a1c7e284d73e67"
+					 "f1809a48a497200e046d39ccc7112cd0");
+	}
 	free(million);
+	printf("sha256: the SHA extensions are %s\n",
+	       jobq__sha256_hw() ? "used"
+				 : "not available: portable code only");
+}
+
+static void test_sha256_block_edges(void **state)
+{
+	/* Lengths on both sides of the padding edges (55/56 bytes: the
+	 * length still fits in the last block or not) and of one and two
+	 * blocks, over the bytes (i * 7 + 3) mod 256. The digests were
+	 * computed with an independent implementation (OpenSSL's, through
+	 * Python's hashlib). */
+	static const struct {
+		size_t len;
+		const char *hex;
+	} v[] = {
+	    {55, "e7313d333c272e639f790978283f9eb392e843d0f29b7016828bb1daa4aac"
+		 "70b"},
+	    {56, "4324d65f3c103567f5589c710bc08f8523f929a9272e3af36fc968e52abc6"
+		 "c27"},
+	    {57, "35df609437dcfea3279283ab79fd554e2bf78f8f7ae2de532d8ee300b09e8"
+		 "f73"},
+	    {63, "81c80242132f230c3bd41b3e63bbcff16107339549214a99614ff26664625"
+		 "055"},
+	    {64, "39e3d7b6b5d075d37d053ad89b24b41bef4f3c29760c84447cab3f3be1882"
+		 "241"},
+	    {65, "aacca6ff74fdbb296d165a45cecfa04e5127bc008770fbbdd48006f2d2fae"
+		 "95e"},
+	    {119, "9ce7368e4daf32341631b492e80359dc9f594b48453cd0dd5bf0b19279cc"
+		  "177e"},
+	    {120, "7836b787757e95e58b3ca5aec90b1b004e8deba1e50e9675af9cabf1a13a"
+		  "04b5"},
+	    {127, "a8d23e75d936f303d248888d9b165ee543f4cbafcad3c9dd2a79bd84faa1"
+		  "1d07"},
+	    {128, "d2742f1f4ac6bb7ca2b239ee18402ba8b3f9f8e652d2a72973c2b9ba11c0"
+		  "8cf6"},
+	    {129, "307f8fc2c1622b92762e818d39a185d4d667ad49a4b07ceae1f4afa008a9"
+		  "3ec4"},
+	    {1000, "1e9bc38cbf860b9ec31918b065f9b52476c549a782e0e7990bed8ce3868"
+		   "d2371"},
+	};
+	uint8_t data[1000];
+	char hex[65];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 7 + 3);
+	for (int f = 0; f < 2; f++)
+		for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+			sha_hex(sha_inits[f], data, v[i].len, hex);
+			assert_string_equal(hex, v[i].hex);
+		}
 }
 
 static void test_sha256_streaming(void **state)
@@ -69,26 +139,75 @@ static void test_sha256_streaming(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(data); i++)
 		data[i] = (uint8_t)(i * 7 + 3);
-	for (size_t len = 0; len <= sizeof(data); len++) {
-		jobq__sha256_init(&s);
-		jobq__sha256_update(&s, data, len);
-		jobq__sha256_final(&s, whole);
-		for (size_t cut = 0; cut <= len; cut += (len > 70 ? 13 : 1)) {
-			jobq__sha256_init(&s);
-			jobq__sha256_update(&s, data, cut);
-			jobq__sha256_update(&s, data + cut, len - cut);
-			jobq__sha256_final(&s, d);
-			assert_memory_equal(d, whole, 32);
+	for (int f = 0; f < 2; f++) {
+		sha_init_fn init = sha_inits[f];
+
+		for (size_t len = 0; len <= sizeof(data); len++) {
+			init(&s);
+			jobq__sha256_update(&s, data, len);
+			jobq__sha256_final(&s, whole);
+			for (size_t cut = 0; cut <= len;
+			     cut += (len > 70 ? 13 : 1)) {
+				init(&s);
+				jobq__sha256_update(&s, data, cut);
+				jobq__sha256_update(&s, data + cut, len - cut);
+				jobq__sha256_final(&s, d);
+				assert_memory_equal(d, whole, 32);
+			}
 		}
+		init(&s);
+		for (size_t i = 0; i < sizeof(data); i++)
+			jobq__sha256_update(&s, data + i, 1);
+		jobq__sha256_final(&s, d);
+		init(&s);
+		jobq__sha256_update(&s, data, sizeof(data));
+		jobq__sha256_final(&s, whole);
+		assert_memory_equal(d, whole, 32);
 	}
-	jobq__sha256_init(&s);
-	for (size_t i = 0; i < sizeof(data); i++)
-		jobq__sha256_update(&s, data + i, 1);
-	jobq__sha256_final(&s, d);
-	jobq__sha256_init(&s);
-	jobq__sha256_update(&s, data, sizeof(data));
-	jobq__sha256_final(&s, whole);
-	assert_memory_equal(d, whole, 32);
+}
+
+static void test_sha256_paths_agree(void **state)
+{
+	/* Random contents, lengths, alignments and pieces: the SHA-NI path
+	 * and the portable one give the same digest every time. (Without
+	 * the SHA extensions both are the portable code, and this passes
+	 * trivially.) */
+	static uint8_t data[70000 + 16];
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(data); i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		data[i] = (uint8_t)(x >> 24);
+	}
+	for (int round = 0; round < 300; round++) {
+		struct jobq__sha256 a, b;
+		uint8_t da[32], db[32];
+		size_t off, len, at = 0;
+
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		off = x % 16;
+		/* Mostly short, some long: the edges are in the short ones. */
+		len = round % 4 ? (x >> 8) % 300 : (x >> 8) % 70000;
+		jobq__sha256_init(&a);
+		jobq__sha256_init_sw(&b);
+		while (at < len) {
+			size_t piece = 1 + (size_t)((x >> (at % 40)) % 200);
+
+			if (piece > len - at)
+				piece = len - at;
+			jobq__sha256_update(&a, data + off + at, piece);
+			jobq__sha256_update(&b, data + off + at, piece);
+			at += piece;
+		}
+		jobq__sha256_final(&a, da);
+		jobq__sha256_final(&b, db);
+		assert_memory_equal(da, db, 32);
+	}
 }
 
 /* ---- CRC32C ------------------------------------------------------------- */
@@ -514,7 +633,9 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_sha256_vectors),
+	    cmocka_unit_test(test_sha256_block_edges),
 	    cmocka_unit_test(test_sha256_streaming),
+	    cmocka_unit_test(test_sha256_paths_agree),
 	    cmocka_unit_test(test_crc32c_vectors),
 	    cmocka_unit_test(test_crc32c_streaming),
 	    cmocka_unit_test(test_http_content_length),
