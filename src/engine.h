@@ -137,6 +137,23 @@ int jobq__loop_multishot(const jobq_loop_t *l);
  */
 int jobq__fiber_nap(double seconds);
 
+/*
+ * jobq__loop_set_turn_hook - @fn runs in the scheduler after every turn,
+ * before the loop enters the kernel: with @idle false after a turn, and
+ * once more with @idle true when nothing is runnable and the loop is about
+ * to sleep until a completion. With @idle true it returns whether it made
+ * something runnable (then the loop does not sleep); the return value of
+ * the other calls is ignored. It may submit requests, wake fibers and run
+ * code that reaps; it must not switch fibers. @fn NULL removes the hook.
+ *
+ * This is what lets a worker batch what the jobs of one turn send (one
+ * publish and at most one wake-up of the manager for all of them), and
+ * ask the manager for a wake-up only when it is about to sleep.
+ */
+void jobq__loop_set_turn_hook(jobq_loop_t *l,
+			      bool (*fn)(jobq_loop_t *l, void *arg, bool idle),
+			      void *arg);
+
 /* jobq__loop_in_fiber - whether a fiber of @l is running right now (not
  * the scheduler). Safe from a signal handler of the loop's thread. */
 bool jobq__loop_in_fiber(const jobq_loop_t *l);

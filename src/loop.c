@@ -218,6 +218,10 @@ struct jobq_loop {
 
 	struct cached_stack stacks[STACK_CACHE];
 	unsigned nstacks;
+
+	/* jobq__loop_set_turn_hook() */
+	bool (*turn_hook)(jobq_loop_t *l, void *arg, bool idle);
+	void *turn_arg;
 #ifdef JOBQ__ASAN
 	const void *sched_bottom; /* the scheduler's stack, for ASan */
 	size_t sched_size;
@@ -864,6 +868,8 @@ static int run(jobq_loop_t *l, jobq_fiber_t *until)
 	tl_loop = l;
 	for (;;) {
 		run_turn(l);
+		if (l->turn_hook)
+			l->turn_hook(l, l->turn_arg, false);
 		if (until && until->state == F_DONE)
 			break;
 		if (!until && l->stop) {
@@ -872,6 +878,9 @@ static int run(jobq_loop_t *l, jobq_fiber_t *until)
 			break;
 		}
 		if (l->run_head || l->done_head || l->ev_head) {
+			ret = poll_cqe(l);
+		} else if (l->turn_hook && l->turn_hook(l, l->turn_arg, true)) {
+			/* The hook found work at the last moment: no sleep. */
 			ret = poll_cqe(l);
 		} else if (l->inflight) {
 			ret = wait_cqe(l);
@@ -888,6 +897,14 @@ static int run(jobq_loop_t *l, jobq_fiber_t *until)
 	tl_loop = outer;
 	l->running = false;
 	return ret;
+}
+
+void jobq__loop_set_turn_hook(jobq_loop_t *l,
+			      bool (*fn)(jobq_loop_t *l, void *arg, bool idle),
+			      void *arg)
+{
+	l->turn_hook = fn;
+	l->turn_arg = arg;
 }
 
 int jobq_loop_run(jobq_loop_t *l)
