@@ -1040,7 +1040,8 @@ static int reap_locked(jobq_t *q, bool in_process)
 		 * whose callbacks are due: make the descriptor readable so the
 		 * loop comes to run them. */
 		else if (async_done && !in_process &&
-			 atomic_load(&q->always_wake))
+			 (atomic_load(&q->always_wake) ||
+			  atomic_load(&q->wake_holds)))
 			kick_efd(q);
 	}
 	return n;
@@ -1049,6 +1050,35 @@ static int reap_locked(jobq_t *q, bool in_process)
 static bool cq_ready(jobq_t *q)
 {
 	return load_acquire(&q->rh->cq.tail) != load_relaxed(&q->rh->cq.head);
+}
+
+bool jobq__cq_ready(jobq_t *q)
+{
+	return cq_ready(q);
+}
+
+void jobq__wake_hold(jobq_t *q)
+{
+	atomic_fetch_add(&q->wake_holds, 1);
+	atomic_fetch_or(&q->rh->cq.flags, JOBQ_RING_NEED_WAKEUP);
+	full_fence();
+}
+
+void jobq__wake_release(jobq_t *q)
+{
+	if (atomic_fetch_sub(&q->wake_holds, 1) != 1)
+		return;
+	atomic_fetch_and(&q->rh->cq.flags, ~JOBQ_RING_NEED_WAKEUP);
+	/* A hold taken meanwhile may have set the flag just before that
+	 * clear, and its sleeper may be asleep already: set it again, and
+	 * since completions posted while it was clear announced nothing,
+	 * make the eventfd readable if there are any. */
+	if (atomic_load(&q->wake_holds)) {
+		atomic_fetch_or(&q->rh->cq.flags, JOBQ_RING_NEED_WAKEUP);
+		full_fence();
+		if (cq_ready(q))
+			kick_efd(q);
+	}
 }
 
 bool jobq__socket_dead(jobq_t *q)
@@ -1115,8 +1145,7 @@ static void sleep_cq(jobq_t *q, uint64_t max_ns)
 		return;
 	max_ns -= now - start;
 
-	atomic_fetch_or(&q->rh->cq.flags, JOBQ_RING_NEED_WAKEUP);
-	full_fence();
+	jobq__wake_hold(q);
 	if (!cq_ready(q)) {
 		struct timespec ts = {
 		    .tv_sec = (time_t)(max_ns / JOBQ__NSEC_PER_SEC),
@@ -1132,13 +1161,7 @@ static void sleep_cq(jobq_t *q, uint64_t max_ns)
 		if (r > 0 && p[1].revents && jobq__socket_dead(q))
 			atomic_store(&q->closed, true);
 	}
-	if (!atomic_load(&q->always_wake)) {
-		atomic_fetch_and(&q->rh->cq.flags, ~JOBQ_RING_NEED_WAKEUP);
-		/* jobq_fd() may have raced with the clear above. */
-		if (atomic_load(&q->always_wake))
-			atomic_fetch_or(&q->rh->cq.flags,
-					JOBQ_RING_NEED_WAKEUP);
-	}
+	jobq__wake_release(q);
 }
 
 /*
@@ -1184,7 +1207,8 @@ static int wait_locked(jobq_t *q, bool (*pred)(jobq_t *, void *), void *arg,
 			q->leader = false;
 			/* The leader drained the eventfd; an event loop that
 			 * polls jobq_fd() must still see callbacks due. */
-			if (q->done_head && atomic_load(&q->always_wake))
+			if (q->done_head && (atomic_load(&q->always_wake) ||
+					     atomic_load(&q->wake_holds)))
 				kick_efd(q);
 			/* Hand the role over: a follower re-checks and one of
 			 * them becomes the next leader. */
@@ -1534,9 +1558,10 @@ int jobq_shutdown(jobq_t *q, int now)
 
 int jobq_fd(jobq_t *q)
 {
-	atomic_store(&q->always_wake, true);
-	atomic_fetch_or(&q->rh->cq.flags, JOBQ_RING_NEED_WAKEUP);
-	full_fence();
+	/* One hold for good: whoever polls the descriptor may sleep at any
+	 * time. */
+	if (!atomic_exchange(&q->always_wake, true))
+		jobq__wake_hold(q);
 	/* Completions posted before the flag was visible announced nothing;
 	 * make the descriptor readable so that they are not overlooked. */
 	if (cq_ready(q))
@@ -1605,6 +1630,16 @@ int jobq_process(jobq_t *q)
 	if (!ran && atomic_load(&q->closed))
 		return JOBQ_ECLOSED;
 	return ran;
+}
+
+int jobq__process_ready(jobq_t *q)
+{
+	if (cq_ready(q)) {
+		pthread_mutex_lock(&q->mu);
+		reap_locked(q, true);
+		pthread_mutex_unlock(&q->mu);
+	}
+	return run_callbacks(q);
 }
 
 static bool idle_or_callbacks(jobq_t *q, void *arg)

@@ -147,7 +147,9 @@ struct jobq {
 	bool leader;	     /* a thread sleeps on the eventfd */
 	_Atomic bool closed; /* the manager went away: nothing more comes */
 	_Atomic bool always_wake; /* jobq_fd() was called */
-	uint32_t spin_ns;	  /* adaptive polling before sleeping */
+	/* Sleepers that need cq NEED_WAKEUP set: see jobq__wake_hold(). */
+	_Atomic unsigned wake_holds;
+	uint32_t spin_ns; /* adaptive polling before sleeping */
 
 	/* Request table: at most cq_entries requests are in flight, since
 	 * each reserves at least one completion entry. */
@@ -244,6 +246,30 @@ void jobq__poll(jobq_t *q);
  * when it already finished: the caller frees it.
  */
 bool jobq__detach(jobq_t *q, struct jobq_req *r);
+
+/*
+ * jobq__wake_hold - ask the manager to write the completion eventfd when
+ * it posts (cq NEED_WAKEUP), until the matching jobq__wake_release(). For
+ * whoever is about to sleep on that eventfd: a thread in a blocking call, a
+ * worker's loop, or for good after jobq_fd(). Holds are counted, so one
+ * sleeper waking does not take the flag from another still asleep, and
+ * with none held the manager writes nothing for a client that is awake
+ * anyway. The hold ends with a full fence: a ring check after it either
+ * sees the manager's completions or the manager sees the flag.
+ */
+void jobq__wake_hold(jobq_t *q);
+void jobq__wake_release(jobq_t *q);
+
+/* jobq__cq_ready - whether the manager posted completions not yet reaped. */
+bool jobq__cq_ready(jobq_t *q);
+
+/*
+ * jobq__process_ready - what jobq_process() does with completions (reap
+ * them, run the callbacks due), without reading the eventfd or looking at
+ * the socket: for an event loop that looks at the ring on every turn.
+ * Returns how many callbacks ran.
+ */
+int jobq__process_ready(jobq_t *q);
 
 /* jobq__set_notice_hook - route notices to @fn (NULL: drop them). */
 void jobq__set_notice_hook(jobq_t *q, jobq__notice_fn fn, void *arg);
