@@ -12,15 +12,19 @@
  *    job handed out is a job started: none waits in the worker for a
  *    neighbour, and none can lose its lease before it began;
  *  - each job runs its handler in a fiber of its own. When the handler
- *    returns, the fiber submits the job's W_DONE at once and frees its
- *    place, and the coordinator reserves again;
+ *    returns, the fiber queues the job's W_DONE and frees its place; the
+ *    W_DONEs of every job that ended in one turn of the loop go to the
+ *    manager together at the end of that turn (one publish, at most one
+ *    wake-up of the manager), and the coordinator reserves again;
  *  - a keeper fiber renews each running job's lease (W_EXTEND) before it
  *    runs out while the job's fiber lives, and cancels the job's fiber
  *    when the job's own --timeout has passed;
- *  - the handle's completion eventfd (jobq_fd(): the manager signals it
- *    for every completion) is polled through the ring; when it fires,
- *    jobq_process() reaps completions and runs their callbacks, which wake
- *    the fibers waiting for them;
+ *  - after every turn the loop reaps what the manager posted and runs the
+ *    callbacks, which wake the fibers waiting for them. Only when the loop
+ *    is about to sleep does it ask the manager to signal the completion
+ *    eventfd (a wake hold), which is polled through the ring: a busy
+ *    worker costs the manager no write(2) per turn, and itself no poll
+ *    completion and no read(2) of the eventfd;
  *  - the control socket is polled through the ring too (POLLRDHUP): the
  *    manager's end closing is how a worker learns the manager is gone.
  *
@@ -151,6 +155,13 @@ struct jobq_worker {
 	int err;		/* what ends jobq_worker_run() */
 	struct jobq_cqe *ready; /* handed out, not started yet */
 	unsigned nready;
+	/* W_DONEs of jobs that ended and are not sent yet (flush_dones()),
+	 * and the bytes each payload points to, owned here until then. At
+	 * most one per slot: a slot is taken again only after a flush. */
+	struct jobq__op *pend;
+	char **pend_buf;
+	unsigned npend;
+	bool wake_held; /* the loop sleeps, or is about to: jobq__wake_hold() */
 };
 
 /* ------------------------------------------------------------------------
@@ -175,9 +186,13 @@ int jobq_worker_new(jobq_worker_t **wp, jobq_t *q,
 	w->stack_size = opts ? opts->stack_size : 0;
 	w->jobs = calloc(cap, sizeof(*w->jobs));
 	w->ready = calloc(cap, sizeof(*w->ready));
-	if (!w->jobs || !w->ready) {
+	w->pend = calloc(cap, sizeof(*w->pend));
+	w->pend_buf = calloc(cap, sizeof(*w->pend_buf));
+	if (!w->jobs || !w->ready || !w->pend || !w->pend_buf) {
 		free(w->jobs);
 		free(w->ready);
+		free(w->pend);
+		free(w->pend_buf);
 		free(w);
 		return -ENOMEM;
 	}
@@ -202,6 +217,8 @@ void jobq_worker_free(jobq_worker_t *w)
 	free(w->type_map);
 	free(w->jobs);
 	free(w->ready);
+	free(w->pend);
+	free(w->pend_buf);
 	free(w);
 }
 
@@ -546,35 +563,79 @@ static void done_cb(jobq_t *q, int res, jobq_obj_t *obj, void *arg)
 }
 
 /*
- * Sends the job's W_DONE, without waiting for the answer: the outcome is
- * copied into the client's arena on submission, so the slot is free at
- * once. Requests go to the manager in order, so it has the W_DONE before
- * the W_RESERVE that may follow for the freed place.
+ * Sends the W_DONEs queued so far, in one submission: one lock of the
+ * handle, one publish and at most one wake-up of the manager for all of
+ * them. The outcomes are copied into the client's arena on submission, so
+ * their bytes are freed at once and nobody waits for the answers. Called
+ * at the end of every turn of the loop (so each result goes out in the
+ * turn its job ended) and before the coordinator sends anything: requests
+ * go to the manager in order, so it has the W_DONEs before the W_RESERVE
+ * that may follow for the freed places.
  */
-static void send_done(jobq_job_t *job)
+static void flush_dones(struct jobq_worker *w)
+{
+	unsigned n = w->npend, i = 0;
+
+	if (!n)
+		return;
+	w->npend = 0;
+	while (i < n) {
+		int sent = jobq__submit(w->q, &w->pend[i], n - i);
+
+		if (sent > 0) {
+			w->outstanding += (unsigned)sent;
+			i += (unsigned)sent;
+			continue;
+		}
+		/* That one cannot go (too big, the manager gone): its lease
+		 * runs out and the manager takes the job back. The rest
+		 * are tried still. */
+		free(w->pend[i].req);
+		i++;
+	}
+	for (i = 0; i < n; i++) {
+		free(w->pend_buf[i]);
+		w->pend_buf[i] = NULL;
+	}
+}
+
+/*
+ * Queues the job's W_DONE for flush_dones(), taking its outcome's bytes
+ * from the slot, so that the slot is free at once.
+ */
+static void queue_done(jobq_job_t *job)
 {
 	struct jobq_worker *w = job->w;
-	struct jobq_req *r = jobq__async_req(done_cb, w);
-	struct jobq__op op;
+	struct jobq_req *r;
+	struct jobq__op *op;
 
+	if (w->npend == w->capacity)
+		flush_dones(w); /* cannot be: one per slot between flushes */
+	r = jobq__async_req(done_cb, w);
 	if (!r)
 		return; /* the lease runs out: the manager takes it back */
+	op = &w->pend[w->npend];
 	if (job->failed) {
 		const char *e = job->error ? job->error : "the job failed";
 
-		jobq__op_init(&op, r, JOBQ_OP_W_DONE, e, strlen(e));
-		op.sqe.type = JOBQ_T_TEXT;
-		op.sqe.flags =
+		jobq__op_init(op, r, JOBQ_OP_W_DONE, e, strlen(e));
+		op->sqe.type = JOBQ_T_TEXT;
+		op->sqe.flags =
 		    JOBQ_SQE_FAIL | (job->final ? JOBQ_SQE_FINAL : 0);
+		w->pend_buf[w->npend] = job->error;
+		job->error = NULL;
 	} else {
-		jobq__op_init(&op, r, JOBQ_OP_W_DONE, job->result.data,
+		jobq__op_init(op, r, JOBQ_OP_W_DONE, job->result.data,
 			      job->result.len);
-		op.sqe.type = job->result.data ? job->result.type : JOBQ_T_NONE;
+		op->sqe.type =
+		    job->result.data ? job->result.type : JOBQ_T_NONE;
+		w->pend_buf[w->npend] = job->result.data;
+		job->result.data = NULL;
+		job->result.len = 0;
 	}
-	op.sqe.arg0 = atomic_load(&job->id);
-	op.sqe.arg1 = job->attempt;
-	if (jobq__submit_async(w->q, &op) == 0)
-		w->outstanding++;
+	op->sqe.arg0 = atomic_load(&job->id);
+	op->sqe.arg1 = job->attempt;
+	w->npend++;
 }
 
 /* ------------------------------------------------------------------------
@@ -762,7 +823,7 @@ static void job_fn(void *arg)
 	}
 done:
 	if (!w->closed)
-		send_done(job);
+		queue_done(job);
 	slot_release(w, job);
 	w->running--;
 	jobq__fiber_unpark(w->coord);
@@ -794,7 +855,7 @@ static void start_job(struct jobq_worker *w, const struct jobq_cqe *c)
 	if (jobq_spawn(w->loop, job_fn, job, NULL)) {
 		/* No memory for a stack: hand the job back as failed. */
 		jobq_job_fail(job, 0, "the worker has no memory for a fiber");
-		send_done(job);
+		queue_done(job);
 		slot_release(w, job);
 		w->running--;
 	}
@@ -831,6 +892,7 @@ static int send_reserve(struct jobq_worker *w, unsigned want)
 	struct jobq__op op;
 	int err;
 
+	flush_dones(w); /* they free the places this asks to fill */
 	rv = calloc(1, sizeof(*rv) + want * sizeof(rv->jobs[0]));
 	if (!rv)
 		return -ENOMEM;
@@ -886,6 +948,7 @@ static void coordinator_fn(void *arg)
 	for (;;) {
 		bool stop = atomic_load(&w->stop) != 0;
 
+		flush_dones(w);
 		cancel_flagged(w);
 		/* Jobs handed out start at once: the reservation asked for
 		 * no more than there are free fibers. */
@@ -995,6 +1058,40 @@ static void arm_sock(struct jobq_worker *w)
 		w->polls++;
 	else
 		w->err = -ENOMEM;
+}
+
+/*
+ * After every turn of the loop: send the W_DONEs of the jobs that ended in
+ * it, then take what the manager posted and run the callbacks (they wake
+ * the fibers waiting for answers). While the worker is busy this is all:
+ * the manager sees no NEED_WAKEUP and writes no eventfd. When the loop is
+ * about to sleep (@idle), take a wake hold and look once more: completions
+ * posted before the manager could see the hold are found here, those
+ * after it write the eventfd that the ring polls (on_efd()).
+ */
+static bool turn_hook(jobq_loop_t *l, void *arg, bool idle)
+{
+	struct jobq_worker *w = arg;
+
+	(void)l;
+	if (!idle) {
+		if (w->wake_held) {
+			w->wake_held = false;
+			jobq__wake_release(w->q);
+		}
+		flush_dones(w);
+		jobq__process_ready(w->q);
+		if (atomic_load(&w->q->closed) && !w->closed) {
+			w->closed = true;
+			jobq__fiber_unpark(w->coord);
+		}
+		return false;
+	}
+	if (!w->wake_held) {
+		w->wake_held = true;
+		jobq__wake_hold(w->q);
+	}
+	return jobq__cq_ready(w->q) && jobq__process_ready(w->q) > 0;
 }
 
 /* ------------------------------------------------------------------------
@@ -1131,9 +1228,8 @@ int jobq_worker_run(jobq_worker_t *w)
 	w->reserving = false;
 	w->nready = 0;
 	jobq__set_notice_hook(w->q, on_notice, w);
-	/* From here the manager signals the eventfd for every completion,
-	 * so a poll on it is all the waiting there is. */
-	jobq_fd(w->q);
+	w->wake_held = false;
+	jobq__loop_set_turn_hook(w->loop, turn_hook, w);
 	sigio_start(w, &sio);
 	err = jobq_spawn(w->loop, coordinator_fn, w, &w->coord);
 	if (!err)
@@ -1151,7 +1247,18 @@ int jobq_worker_run(jobq_worker_t *w)
 	 * not arm again); a coordinator that did not end is cancelled. */
 	if (w->coord)
 		jobq_fiber_cancel(w->coord);
+	jobq__loop_set_turn_hook(w->loop, NULL, NULL);
 	jobq_loop_free(w->loop);
+	/* W_DONEs that could not go before the end: their leases run out. */
+	for (unsigned i = 0; i < w->npend; i++) {
+		free(w->pend[i].req);
+		free(w->pend_buf[i]);
+	}
+	w->npend = 0;
+	if (w->wake_held) {
+		w->wake_held = false;
+		jobq__wake_release(w->q);
+	}
 	w->loop = NULL;
 	w->coord = w->keeper = NULL;
 	w->keeper_at = 0;
