@@ -77,6 +77,35 @@ static void on_sent(jobq_loop_t *l, ssize_t res, void *arg)
 	read_more(l, c);
 }
 
+/*
+ * Upper-cases ASCII letters in place, eight bytes at a time: for each byte
+ * b below 0x80, (b + 0x1f) has its top bit set when b >= 'a', and
+ * (b + 0x05) when b > 'z'; the bytes where the first is set and the second
+ * not get 0x20 taken away. toupper() per byte costs more than the rest of
+ * a 4 KiB round trip together, and (in the C locale it implements) does
+ * the same.
+ */
+static void upcase(char *p, size_t len)
+{
+	const uint64_t ones = 0x0101010101010101ull, high = ones * 0x80;
+	size_t i = 0;
+
+	for (; i + 8 <= len; i += 8) {
+		uint64_t w, ascii, ge_a, gt_z;
+
+		memcpy(&w, p + i, 8);
+		ascii = ~w & high;
+		/* Adding to the low 7 bits alone cannot carry across bytes. */
+		ge_a = ((w & ~high) + ones * (0x80 - 'a')) & ascii;
+		gt_z = ((w & ~high) + ones * (0x7f - 'z')) & ascii;
+		w -= (ge_a & ~gt_z) >> 2;
+		memcpy(p + i, &w, 8);
+	}
+	for (; i < len; i++)
+		if (p[i] >= 'a' && p[i] <= 'z')
+			p[i] = (char)(p[i] - 0x20);
+}
+
 /* selectors' read(conn, mask): data, or the peer closed. */
 static void on_recv(jobq_loop_t *l, ssize_t res, void *arg)
 {
@@ -86,8 +115,7 @@ static void on_recv(jobq_loop_t *l, ssize_t res, void *arg)
 		conn_close(l, c);
 		return;
 	}
-	for (ssize_t i = 0; i < res; i++)
-		c->buf[i] = (char)toupper((unsigned char)c->buf[i]);
+	upcase(c->buf, (size_t)res);
 	c->len = (size_t)res;
 	c->sent = 0;
 	if (jobq_io_send_cb(l, c->fd, c->buf, c->len, 0, -1, on_sent, c))
