@@ -8,6 +8,9 @@
  *    started before any of them finished (the jobs' own times), and in
  *    about 1.5 s in all;
  *  - a short job's result comes back while its long neighbour runs;
+ *  - thousands of short jobs, some failing, whose results leave the
+ *    worker several to a submission: each job gets its own result or its
+ *    own error text, none lost or swapped;
  *  - cancelling a running sleep ends it at once, and the worker serves
  *    the next job;
  *  - a job that outlives its --timeout is cancelled by the engine and
@@ -117,6 +120,78 @@ static void test_result_while_neighbours_run(void **state)
 	assert_non_null(strstr(res.data, "\"slept_ms\":50"));
 	jobq_obj_free(&res);
 	assert_rc(jobq_job_wait(q, slow, 20), 0);
+	jobq_close(q);
+}
+
+/*
+ * The W_DONEs of the jobs that end in one turn of the worker's loop go out
+ * together: every result must still be the one of its own job, failures
+ * carry their own text, and nothing is lost on the way.
+ */
+static void test_many_results_each_their_own(void **state)
+{
+	enum { N = 3000, FAIL_EVERY = 7 };
+	struct jqt_mgr *m = *state;
+	struct jobq_submit_opts once = {.retries = -1};
+	jobq_obj_t *echo = calloc(N, sizeof(*echo));
+	jobq_obj_t *fail = calloc(N, sizeof(*fail));
+	uint64_t *ids = calloc(N, sizeof(*ids));
+	char(*text)[48] = calloc(N, sizeof(*text));
+	size_t ne = 0, nf = 0;
+	jobq_t *q = NULL;
+
+	assert_non_null(echo);
+	assert_non_null(fail);
+	assert_non_null(ids);
+	assert_non_null(text);
+	assert_rc(jobq_open(&q, m->dir), 0);
+	for (int i = 0; i < N; i++) {
+		if (i % FAIL_EVERY == 0) {
+			snprintf(text[i], sizeof(text[i]),
+				 "{\"error\": \"failure %d\"}", i);
+			fail[nf].type = JOBQ_T_JSON;
+			fail[nf].data = text[i];
+			fail[nf++].len = strlen(text[i]);
+		} else {
+			snprintf(text[i], sizeof(text[i]), "echo %d", i);
+			echo[ne].type = JOBQ_T_TEXT;
+			echo[ne].data = text[i];
+			echo[ne++].len = strlen(text[i]);
+		}
+	}
+	/* Failures first, so that they end among the echoes. */
+	assert_rc(jobq_submit_many(q, "fail", fail, nf, &once, ids), (int)nf);
+	assert_rc(jobq_submit_many(q, "echo", echo, ne, NULL, ids + nf),
+		  (int)ne);
+	jobq_wait_all(q, ids, N, 60);
+	for (size_t k = 0; k < nf + ne; k++) {
+		jobq_obj_t res = {0};
+		const jobq_obj_t *a = k < nf ? &fail[k] : &echo[k - nf];
+		char want[64];
+		int st = jqt_job_state(q, ids[k]);
+
+		assert_rc(jobq_job_result(q, ids[k], &res), 0);
+		if (k < nf) {
+			int i;
+
+			assert_true(st == JOBQ_JOB_FAILED ||
+				    st == JOBQ_JOB_DEAD);
+			assert_int_equal(
+			    sscanf(a->data, "{\"error\": \"failure %d", &i), 1);
+			snprintf(want, sizeof(want), "failure %d", i);
+			assert_non_null(res.data);
+			assert_string_equal(res.data, want);
+		} else {
+			assert_int_equal(st, JOBQ_JOB_SUCCEEDED);
+			assert_int_equal(res.len, a->len);
+			assert_memory_equal(res.data, a->data, a->len);
+		}
+		jobq_obj_free(&res);
+	}
+	free(echo);
+	free(fail);
+	free(ids);
+	free(text);
 	jobq_close(q);
 }
 
@@ -388,6 +463,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    T(test_four_at_once),
 	    T(test_result_while_neighbours_run),
+	    T(test_many_results_each_their_own),
 	    T(test_cancel_running),
 	    T(test_timeout_cancels),
 	    T(test_crash_requeues),
