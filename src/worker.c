@@ -1249,12 +1249,9 @@ int jobq_worker_run(jobq_worker_t *w)
 		jobq_fiber_cancel(w->coord);
 	jobq__loop_set_turn_hook(w->loop, NULL, NULL);
 	jobq_loop_free(w->loop);
-	/* W_DONEs that could not go before the end: their leases run out. */
-	for (unsigned i = 0; i < w->npend; i++) {
-		free(w->pend[i].req);
-		free(w->pend_buf[i]);
-	}
-	w->npend = 0;
+	/* Jobs that ended while the loop was freed (an error ended it):
+	 * their outcomes still go, unless the manager is gone. */
+	flush_dones(w);
 	if (w->wake_held) {
 		w->wake_held = false;
 		jobq__wake_release(w->q);
