@@ -1,0 +1,316 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_reconnect.c - a handle survives the manager's restart:
+ *
+ *  - a get blocked on an empty queue across kill -9 and a restart
+ *    receives the object put after the restart;
+ *  - a jobq_job_wait() across a restart returns the job's end;
+ *  - an incr whose manager died after journaling it and before answering
+ *    (the JOBQD_TEST_CRASH_AFTER seam) is resent and applied once, and
+ *    returns the value of its first application;
+ *  - a manager that does not come back: JOBQ_ECLOSED after the window,
+ *    with a message that says so;
+ *  - a lock held across a restart is lost: the holder's release fails,
+ *    and an acquire takes the lock of the new manager.
+ *
+ * A manager of another user on reconnect runs the same checks as
+ * jobq_open() (the same handshake function); test_identity covers them.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "internal.h"
+
+static jobq_t *open_window(const struct jqt_mgr *m, double window)
+{
+	struct jobq_open_opts o = {.reconnect = window};
+	jobq_t *q = NULL;
+
+	assert_rc(jobq_open_ex(&q, m->dir, &o), 0);
+	return q;
+}
+
+static void crash_restart(struct jqt_mgr *m)
+{
+	kill(m->pid, SIGKILL);
+	assert_int_equal(jqt_mgr_wait_exit(m, 10), 0);
+	assert_int_equal(jqt_mgr_restart(m, NULL), 0);
+}
+
+/* ------------------------------------------------------------------------
+ * A blocked get.
+ */
+struct getter {
+	jobq_t *q;
+	int rc;
+	jobq_obj_t o;
+};
+
+static void *get_thread(void *arg)
+{
+	struct getter *g = arg;
+
+	g->rc = jobq_get(g->q, "rq", &g->o, 30);
+	return NULL;
+}
+
+static void test_blocked_get(void **state)
+{
+	struct jqt_mgr m;
+	struct getter g = {0};
+	pthread_t t;
+	jobq_t *p;
+
+	assert_int_equal(jqt_mgr_start(&m, NULL), 0);
+	g.q = open_window(&m, 20);
+	assert_rc(jobq_queue_open(g.q, "rq", NULL), 0);
+	assert_int_equal(pthread_create(&t, NULL, get_thread, &g), 0);
+	jqt_sleep(0.3);
+	crash_restart(&m);
+	jqt_sleep(0.3);
+	p = open_window(&m, 20);
+	assert_rc(jobq_put(p, "rq", JOBQ_T_TEXT, "after", 5, 5), 0);
+	pthread_join(t, NULL);
+	assert_rc(g.rc, 0);
+	assert_int_equal(g.o.len, 5);
+	assert_memory_equal(g.o.data, "after", 5);
+	jobq_obj_free(&g.o);
+	/* The handle works on after the reconnect. */
+	assert_rc(jobq_put(g.q, "rq", JOBQ_T_TEXT, "x", 1, 5), 0);
+	assert_rc(jobq_get(p, "rq", &g.o, 5), 0);
+	jobq_obj_free(&g.o);
+	jobq_close(p);
+	jobq_close(g.q);
+	jqt_mgr_stop(&m);
+}
+
+/* ------------------------------------------------------------------------
+ * A job wait.
+ */
+struct waiter {
+	jobq_t *q;
+	uint64_t id;
+	int rc;
+};
+
+static void *wait_thread(void *arg)
+{
+	struct waiter *w = arg;
+
+	w->rc = jobq_job_wait(w->q, w->id, 30);
+	return NULL;
+}
+
+static void test_job_wait(void **state)
+{
+	struct jqt_mgr m;
+	struct waiter w = {0};
+	pthread_t t;
+	jobq_t *p;
+
+	assert_int_equal(jqt_mgr_start(&m, NULL), 0);
+	w.q = open_window(&m, 20);
+	/* A type nobody serves: the job stays ready across the restart. */
+	assert_rc(jobq_submit(w.q, "nobody", JOBQ_T_TEXT, "a", 1, NULL, &w.id),
+		  0);
+	assert_int_equal(pthread_create(&t, NULL, wait_thread, &w), 0);
+	jqt_sleep(0.3);
+	crash_restart(&m);
+	jqt_sleep(0.3);
+	p = open_window(&m, 20);
+	assert_rc(jobq_cancel(p, w.id), 0);
+	pthread_join(t, NULL);
+	assert_rc(w.rc, -ECANCELED);
+	jobq_close(p);
+	jobq_close(w.q);
+	jqt_mgr_stop(&m);
+}
+
+/* ------------------------------------------------------------------------
+ * Applied once. The request runs in a thread; the main thread restarts
+ * the manager (a child must be started by a thread that outlives it: the
+ * harness ties a manager's life to the thread that forked it).
+ */
+struct once {
+	jobq_t *q;
+	int rc;
+	int64_t out;
+	uint64_t id;
+};
+
+static void *incr_thread(void *arg)
+{
+	struct once *o = arg;
+
+	o->rc = jobq_kv_incr(o->q, "n", 1, &o->out);
+	return NULL;
+}
+
+static void *submit_thread(void *arg)
+{
+	struct once *o = arg;
+
+	o->rc = jobq_submit(o->q, "nobody", JOBQ_T_TEXT, "a", 1, NULL, &o->id);
+	return NULL;
+}
+
+/* The manager dies by the seam; another one starts. */
+static void seam_restart(struct jqt_mgr *m)
+{
+	assert_int_equal(jqt_mgr_wait_exit(m, 20), 0);
+	/* It died by the seam, not otherwise. */
+	assert_true(WIFEXITED(m->exit_status) &&
+		    WEXITSTATUS(m->exit_status) == 86);
+	jqt_sleep(0.2);
+	assert_int_equal(jqt_mgr_restart(m, NULL), 0);
+}
+
+static void test_incr_once(void **state)
+{
+	struct jqt_mgr m;
+	struct once o = {0};
+	jobq_obj_t v = {0};
+	pthread_t t;
+
+	/* Changing requests: the set (1), then the incr (2), whose answer
+	 * the manager journals and then dies without publishing. */
+	setenv("JOBQD_TEST_CRASH_AFTER", "2", 1);
+	assert_int_equal(jqt_mgr_start(&m, NULL), 0);
+	unsetenv("JOBQD_TEST_CRASH_AFTER");
+	o.q = open_window(&m, 20);
+	assert_rc(jobq_kv_set(o.q, "n", JOBQ_T_TEXT, "41", 2), 0);
+	assert_int_equal(pthread_create(&t, NULL, incr_thread, &o), 0);
+	seam_restart(&m);
+	pthread_join(t, NULL);
+	assert_rc(o.rc, 0);
+	assert_int_equal(o.out, 42);
+	assert_rc(jobq_kv_get(o.q, "n", &v), 0);
+	assert_int_equal(v.len, 2);
+	assert_memory_equal(v.data, "42", 2);
+	jobq_obj_free(&v);
+	/* And the next one is a new request. */
+	assert_rc(jobq_kv_incr(o.q, "n", 1, &o.out), 0);
+	assert_int_equal(o.out, 43);
+	jobq_close(o.q);
+	jqt_mgr_stop(&m);
+}
+
+/* A submit resent after the same kind of crash returns the same job id,
+ * and there is one job, not two. */
+static void test_submit_once(void **state)
+{
+	struct jqt_mgr m;
+	struct once o = {0};
+	struct jobq_job_info info;
+	uint64_t id2 = 0;
+	pthread_t t;
+
+	setenv("JOBQD_TEST_CRASH_AFTER", "1", 1);
+	assert_int_equal(jqt_mgr_start(&m, NULL), 0);
+	unsetenv("JOBQD_TEST_CRASH_AFTER");
+	o.q = open_window(&m, 20);
+	assert_int_equal(pthread_create(&t, NULL, submit_thread, &o), 0);
+	seam_restart(&m);
+	pthread_join(t, NULL);
+	assert_rc(o.rc, 0);
+	assert_rc(jobq_job_info(o.q, o.id, &info), 0);
+	assert_rc(jobq_submit(o.q, "nobody", JOBQ_T_TEXT, "b", 1, NULL, &id2),
+		  0);
+	assert_int_equal(id2, o.id + 1);
+	jobq_close(o.q);
+	jqt_mgr_stop(&m);
+}
+
+/* ------------------------------------------------------------------------
+ * Gone for good.
+ */
+static void test_no_comeback(void **state)
+{
+	struct jqt_mgr m;
+	double t0;
+	jobq_t *q;
+	int rc;
+
+	assert_int_equal(jqt_mgr_start(&m, NULL), 0);
+	q = open_window(&m, 0.5);
+	assert_rc(jobq_ping(q), 0);
+	kill(m.pid, SIGKILL);
+	assert_int_equal(jqt_mgr_wait_exit(&m, 10), 0);
+	t0 = jqt_now();
+	rc = jobq_ping(q);
+	assert_rc(rc, JOBQ_ECLOSED);
+	assert_true(jqt_now() - t0 >= 0.4);
+	assert_true(jqt_now() - t0 < 5);
+	assert_non_null(strstr(jobq__last_error_msg(), "did not come back"));
+	/* Every later call fails at once. */
+	t0 = jqt_now();
+	assert_rc(jobq_ping(q), JOBQ_ECLOSED);
+	assert_true(jqt_now() - t0 < 0.2);
+	jobq_close(q);
+	jqt_mgr_stop(&m);
+}
+
+/* With the window 0 (the test suite's default), no reconnect at all. */
+static void test_disabled(void **state)
+{
+	struct jqt_mgr m;
+	jobq_t *q;
+
+	assert_int_equal(jqt_mgr_start(&m, NULL), 0);
+	q = open_window(&m, -1);
+	kill(m.pid, SIGKILL);
+	assert_int_equal(jqt_mgr_wait_exit(&m, 10), 0);
+	assert_rc(jobq_ping(q), JOBQ_ECLOSED);
+	jobq_close(q);
+	jqt_mgr_stop(&m);
+}
+
+/* ------------------------------------------------------------------------
+ * Locks are lost.
+ */
+static void test_lock_lost(void **state)
+{
+	struct jqt_mgr m;
+	jobq_t *q;
+
+	assert_int_equal(jqt_mgr_start(&m, NULL), 0);
+	q = open_window(&m, 20);
+	assert_rc(jobq_lock_acquire(q, "l", 5), 0);
+	crash_restart(&m);
+	/* The new manager never gave it: the release is refused. */
+	assert_true(jobq_lock_release(q, "l") < 0);
+	assert_rc(jobq_lock_acquire(q, "l", 5), 0);
+	assert_rc(jobq_lock_release(q, "l"), 0);
+	jobq_close(q);
+	jqt_mgr_stop(&m);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_blocked_get),
+	    cmocka_unit_test(test_job_wait),
+	    cmocka_unit_test(test_incr_once),
+	    cmocka_unit_test(test_submit_once),
+	    cmocka_unit_test(test_no_comeback),
+	    cmocka_unit_test(test_disabled),
+	    cmocka_unit_test(test_lock_lost),
+	};
+
+	jqt_init();
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
