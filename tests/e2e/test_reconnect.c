@@ -299,6 +299,62 @@ static void test_lock_lost(void **state)
 	jqt_mgr_stop(&m);
 }
 
+/* ------------------------------------------------------------------------
+ * A worker keeps serving.
+ */
+struct wk {
+	jobq_t *q;
+	jobq_worker_t *w;
+	int rc;
+};
+
+static void *worker_thread(void *arg)
+{
+	struct wk *k = arg;
+
+	k->rc = jobq_worker_run(k->w);
+	return NULL;
+}
+
+static void test_worker(void **state)
+{
+	const char *sleep_args = "{\"ms\": 600}";
+	struct jqt_mgr m;
+	struct wk k = {0};
+	struct jobq_job_info info;
+	uint64_t a, b;
+	pthread_t t;
+	jobq_t *p;
+
+	assert_int_equal(jqt_mgr_start(&m, NULL), 0);
+	k.q = open_window(&m, 20);
+	assert_rc(jobq_worker_new(&k.w, k.q, NULL), 0);
+	assert_rc(jobq_worker_builtin_types(k.w, "sleep"), 0);
+	assert_int_equal(pthread_create(&t, NULL, worker_thread, &k), 0);
+	p = open_window(&m, 20);
+	/* Running when the manager dies: it runs again, and ends well. */
+	assert_rc(jobq_submit(p, "sleep", JOBQ_T_JSON, sleep_args,
+			      strlen(sleep_args), NULL, &a),
+		  0);
+	jqt_sleep(0.3);
+	assert_rc(jobq_job_info(p, a, &info), 0);
+	assert_int_equal(info.state, JOBQ_JOB_RUNNING);
+	crash_restart(&m);
+	assert_rc(jobq_job_wait(p, a, 20), 0);
+	/* And a job submitted after the restart is served too. */
+	assert_rc(
+	    jobq_submit(p, "sleep", JOBQ_T_JSON, "{\"ms\": 1}", 9, NULL, &b),
+	    0);
+	assert_rc(jobq_job_wait(p, b, 20), 0);
+	jobq_worker_stop(k.w);
+	pthread_join(t, NULL);
+	assert_rc(k.rc, 0);
+	jobq_worker_free(k.w);
+	jobq_close(p);
+	jobq_close(k.q);
+	jqt_mgr_stop(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -309,6 +365,7 @@ int main(void)
 	    cmocka_unit_test(test_no_comeback),
 	    cmocka_unit_test(test_disabled),
 	    cmocka_unit_test(test_lock_lost),
+	    cmocka_unit_test(test_worker),
 	};
 
 	jqt_init();
