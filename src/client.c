@@ -1912,6 +1912,16 @@ int jobq__submit_locked(jobq_t *q, struct jobq__op *op)
 	return err;
 }
 
+uint32_t jobq__reconnects(jobq_t *q)
+{
+	uint32_t n;
+
+	pthread_mutex_lock(&q->mu);
+	n = q->reconnects;
+	pthread_mutex_unlock(&q->mu);
+	return n;
+}
+
 void jobq__set_reconnect_hook(jobq_t *q, void (*fn)(jobq_t *, void *),
 			      void *arg)
 {

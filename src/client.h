@@ -283,6 +283,9 @@ int jobq__submit_locked(jobq_t *q, struct jobq__op *op);
 void jobq__set_reconnect_hook(jobq_t *q, void (*fn)(jobq_t *, void *),
 			      void *arg);
 
+/* jobq__reconnects - how many times @q connected again (0: never). */
+uint32_t jobq__reconnects(jobq_t *q);
+
 /* jobq__set_notice_hook - route notices to @fn (NULL: drop them). */
 void jobq__set_notice_hook(jobq_t *q, jobq__notice_fn fn, void *arg);
 

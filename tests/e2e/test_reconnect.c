@@ -10,8 +10,11 @@
  *    returns the value of its first application;
  *  - a manager that does not come back: JOBQ_ECLOSED after the window,
  *    with a message that says so;
- *  - a lock held across a restart is lost: the holder's release fails,
- *    and an acquire takes the lock of the new manager.
+ *  - a lock held across a restart is lost: the holder's release fails
+ *    with JOBQ_ELOST, an acquire that waited is made again in the new
+ *    manager and gets the lock;
+ *  - a worker with a job running across a restart: the job runs again
+ *    and succeeds, and the worker serves the jobs submitted after.
  *
  * A manager of another user on reconnect runs the same checks as
  * jobq_open() (the same handshake function); test_identity covers them.
@@ -282,17 +285,44 @@ static void test_disabled(void **state)
 /* ------------------------------------------------------------------------
  * Locks are lost.
  */
+struct locker {
+	jobq_t *q;
+	int rc, rc2;
+};
+
+/* A lock's owner is the thread: it releases what it took. */
+static void *lock_thread(void *arg)
+{
+	struct locker *l = arg;
+
+	l->rc = jobq_lock_acquire(l->q, "l", 30);
+	if (!l->rc)
+		l->rc2 = jobq_lock_release(l->q, "l");
+	return NULL;
+}
+
 static void test_lock_lost(void **state)
 {
 	struct jqt_mgr m;
+	struct locker b = {0};
+	pthread_t t;
 	jobq_t *q;
 
 	assert_int_equal(jqt_mgr_start(&m, NULL), 0);
 	q = open_window(&m, 20);
+	b.q = open_window(&m, 20);
 	assert_rc(jobq_lock_acquire(q, "l", 5), 0);
+	/* A second handle waits for it across the restart: its acquire is
+	 * made again in the new manager, where the lock is free. */
+	assert_int_equal(pthread_create(&t, NULL, lock_thread, &b), 0);
+	jqt_sleep(0.3);
 	crash_restart(&m);
-	/* The new manager never gave it: the release is refused. */
-	assert_true(jobq_lock_release(q, "l") < 0);
+	pthread_join(t, NULL);
+	assert_rc(b.rc, 0);
+	assert_rc(b.rc2, 0);
+	jobq_close(b.q);
+	/* The new manager never gave it: the release says it was lost. */
+	assert_rc(jobq_lock_release(q, "l"), JOBQ_ELOST);
 	assert_rc(jobq_lock_acquire(q, "l", 5), 0);
 	assert_rc(jobq_lock_release(q, "l"), 0);
 	jobq_close(q);
