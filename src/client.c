@@ -1402,8 +1402,14 @@ static int resend_locked(jobq_t *q, struct jobq_req **rs, uint8_t **saved,
 			/* Reset above: every chunk is free; these fit, as
 			 * they all fitted at once in an arena as large. */
 			err = arena_alloc(q, r->sqe.arena_len, &off, &r->chunk);
-			if (err)
-				return -EPROTO;
+			if (err) {
+				jobq__set_error_msg(
+				    "the manager in %s came back with a "
+				    "smaller arena than the requests in "
+				    "flight need",
+				    q->dir);
+				return -E2BIG;
+			}
 			memcpy(q->arena + off, saved[i], r->sqe.arena_len);
 		}
 		sqe = &q->sqes[q->sq_tail & (q->sq_entries - 1)];
@@ -1450,20 +1456,25 @@ static int reconnect_once(jobq_t *q, struct jobq_req **rs, uint8_t **saved,
 	}
 	err = map_fd(fds[1], PROT_READ | PROT_WRITE,
 		     sizeof(struct jobq_region_hdr), &p, &size);
-	if (!err && size != old_size) {
-		/* The rings and the request table were sized for the old
-		 * region: another size is another manager build. */
-		munmap(p, size);
+	/* The request table was sized for the old completion ring, and a
+	 * request names its slot in it: the new ring must be as large. The
+	 * arena may differ (another --max-object). */
+	if (!err &&
+	    ((struct jobq_region_hdr *)p)->cq_entries != q->cq_entries) {
 		jobq__set_error_msg("the manager in %s came back with a "
-				    "client region of another size",
+				    "completion ring of another size",
 				    q->dir);
 		err = JOBQ_EVERSION;
 	}
 	if (!err)
 		err = remap_store(q, fds[0]);
+	if (!err)
+		err = region_adopt(q, p, size);
 	if (err) {
-		if (p && size == old_size)
+		if (p)
 			munmap(p, size);
+		if (q->region != old_region)
+			region_adopt(q, old_region, old_size);
 		for (int i = 0; i < 4; i++)
 			close(fds[i]);
 		close(sock);
@@ -1472,17 +1483,6 @@ static int reconnect_once(jobq_t *q, struct jobq_req **rs, uint8_t **saved,
 	}
 	close(fds[0]);
 	close(fds[1]);
-	err = region_adopt(q, p, size);
-	if (err || q->cq_entries !=
-		       ((struct jobq_region_hdr *)old_region)->cq_entries) {
-		*fatal = true;
-		close(fds[2]);
-		close(fds[3]);
-		close(sock);
-		munmap(p, size);
-		region_adopt(q, old_region, old_size);
-		return err ? err : JOBQ_EVERSION;
-	}
 	munmap(old_region, old_size);
 	move_fd(sock, q->sock);
 	move_fd(fds[2], q->sq_efd);
@@ -1511,7 +1511,9 @@ static int reconnect_once(jobq_t *q, struct jobq_req **rs, uint8_t **saved,
 	kick_efd(q);
 	pthread_cond_broadcast(&q->cv);
 	if (err == JOBQ_ECLOSED)
-		atomic_store(&q->closed, true);
+		atomic_store(&q->closed, true); /* it went again: try again */
+	else if (err)
+		*fatal = true;
 	return err;
 }
 
