@@ -4,6 +4,8 @@
  *
  *  - a get blocked on an empty queue across kill -9 and a restart
  *    receives the object put after the restart;
+ *  - the same across a stop and a start (systemctl restart); a manager
+ *    stopped for good fails the calls after 5 s, whatever the window;
  *  - a jobq_job_wait() across a restart returns the job's end;
  *  - an incr whose manager died after journaling it and before answering
  *    (the JOBQD_TEST_CRASH_AFTER seam) is resent and applied once, and
@@ -98,6 +100,56 @@ static void test_blocked_get(void **state)
 	jobq_obj_free(&g.o);
 	jobq_close(p);
 	jobq_close(g.q);
+	jqt_mgr_stop(&m);
+}
+
+/* A manager stopped on purpose and started again (what systemctl restart
+ * does): the get it failed with JOBQ_ECLOSED while stopping is sent
+ * again to the new one. */
+static void test_stop_start(void **state)
+{
+	struct jqt_mgr m;
+	struct getter g = {0};
+	pthread_t t;
+	jobq_t *p;
+
+	assert_int_equal(jqt_mgr_start(&m, NULL), 0);
+	g.q = open_window(&m, 20);
+	assert_rc(jobq_queue_open(g.q, "rq", NULL), 0);
+	assert_int_equal(pthread_create(&t, NULL, get_thread, &g), 0);
+	jqt_sleep(0.3);
+	kill(m.pid, SIGTERM);
+	assert_int_equal(jqt_mgr_wait_exit(&m, 10), 0);
+	assert_int_equal(jqt_mgr_restart(&m, NULL), 0);
+	p = open_window(&m, 20);
+	assert_rc(jobq_put(p, "rq", JOBQ_T_TEXT, "again", 5, 5), 0);
+	pthread_join(t, NULL);
+	assert_rc(g.rc, 0);
+	assert_int_equal(g.o.len, 5);
+	jobq_obj_free(&g.o);
+	jobq_close(p);
+	jobq_close(g.q);
+	jqt_mgr_stop(&m);
+}
+
+/* Stopped for good: the window is cut to 5 s, not the 20 asked. */
+static void test_stopped_for_good(void **state)
+{
+	struct jqt_mgr m;
+	double t0;
+	jobq_t *q;
+
+	assert_int_equal(jqt_mgr_start(&m, NULL), 0);
+	q = open_window(&m, 20);
+	assert_rc(jobq_ping(q), 0);
+	kill(m.pid, SIGTERM);
+	assert_int_equal(jqt_mgr_wait_exit(&m, 10), 0);
+	t0 = jqt_now();
+	assert_rc(jobq_ping(q), JOBQ_ECLOSED);
+	assert_true(jqt_now() - t0 >= 4);
+	assert_true(jqt_now() - t0 < 10);
+	assert_non_null(strstr(jobq__last_error_msg(), "was stopped"));
+	jobq_close(q);
 	jqt_mgr_stop(&m);
 }
 
@@ -389,6 +441,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_blocked_get),
+	    cmocka_unit_test(test_stop_start),
+	    cmocka_unit_test(test_stopped_for_good),
 	    cmocka_unit_test(test_job_wait),
 	    cmocka_unit_test(test_incr_once),
 	    cmocka_unit_test(test_submit_once),
