@@ -228,6 +228,9 @@ JOBQ_API int jobq_fd(jobq_t *q);
 /*
  * jobq_process - run the callbacks of finished requests without blocking.
  * Returns how many ran, or -errno (JOBQ_ECLOSED when the manager is gone).
+ * The one exception to "without blocking": when it finds the manager gone,
+ * it reconnects (see "Reconnecting" above), which may take up to the
+ * window; the descriptor of jobq_fd() stays the same across it.
  */
 JOBQ_API int jobq_process(jobq_t *q);
 
