@@ -677,7 +677,9 @@ static int handshake(jobq_t *q, bool again, uint64_t floor, int *sock,
 	    .version = JOBQ_LAYOUT_VERSION,
 	    .pid = getpid(),
 	    .flags = again ? JOBQ_HELLO_RECONNECT : 0,
-	    .session = q->session,
+	    /* A handle that never reconnects never resends: the manager
+	     * need not keep its answers. */
+	    .session = q->reconnect_ns ? q->session : 0,
 	    .floor = floor,
 	};
 	uint64_t keep_ms = q->reconnect_ns / 1000000;
