@@ -478,6 +478,7 @@ int jobq__op_w_done(struct jobq__client *c, const struct jobq_sqe *s);
 int jobq__op_w_progress(struct jobq__client *c, const struct jobq_sqe *s);
 int jobq__op_w_extend(struct jobq__client *c, const struct jobq_sqe *s);
 int jobq__op_w_stopping(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__op_w_claim(struct jobq__client *c, const struct jobq_sqe *s);
 /* Unlinks a JOBQ__W_JOB or JOBQ__W_RESERVE waiter from the jobs' lists. */
 void jobq__job_wait_detach(struct jobq__waiter *w);
 /* Client @c is gone: its running jobs fail that attempt (or end

@@ -741,6 +741,7 @@ static const struct {
     [JOBQ_OP_W_EXTEND] = {jobq__op_w_extend, false},
     [JOBQ_OP_W_STOPPING] = {jobq__op_w_stopping, false},
     [JOBQ_OP_Q_PUT_MANY] = {jobq__op_q_put_many, true},
+    [JOBQ_OP_W_CLAIM] = {jobq__op_w_claim, true},
 };
 
 int jobq__bad(int err)

@@ -559,6 +559,12 @@ enum jobq_op {
 	 * jobq_put_rec + payload -> res = how many were put (the first ones,
 	 * at least one), or -errno when none was */
 	JOBQ_OP_Q_PUT_MANY,
+	/* A worker that reconnected takes back the jobs it still runs:
+	 * arena: pairs of uint64_t (job id, attempt). A job is taken back
+	 * while it is ready with that attempt, not yet handed to anyone
+	 * else (a restarted manager puts running jobs back to ready) -> res
+	 * = how many were taken back */
+	JOBQ_OP_W_CLAIM,
 	JOBQ_OP__COUNT,
 };
 

@@ -1126,13 +1126,40 @@ static void on_reconnect(jobq_t *q, void *arg)
 	struct jobq_req *r = jobq__async_req(NULL, NULL);
 	struct jobq__op op;
 	char *names = NULL;
+	uint64_t *held;
+	unsigned n = 0;
 
 	atomic_store(&w->rearm_efd, true);
 	if (!r)
 		return;
-	if (register_op(w, &op, r, &names) || jobq__submit_locked(q, &op))
+	if (register_op(w, &op, r, &names) || jobq__submit_locked(q, &op)) {
 		free(r);
+		free(names);
+		return;
+	}
 	free(names);
+	/* Then the jobs it runs, to take them back (JOBQ_OP_W_CLAIM). */
+	held = calloc(2 * (size_t)w->capacity, sizeof(*held));
+	r = held ? jobq__async_req(NULL, NULL) : NULL;
+	if (!r) {
+		free(held);
+		return;
+	}
+	pthread_mutex_lock(&w->mu);
+	for (unsigned i = 0; i < w->capacity; i++) {
+		uint64_t id = atomic_load(&w->jobs[i].id);
+
+		if (id && w->jobs[i].busy) {
+			held[2 * n] = id;
+			held[2 * n + 1] = w->jobs[i].attempt;
+			n++;
+		}
+	}
+	pthread_mutex_unlock(&w->mu);
+	jobq__op_init(&op, r, JOBQ_OP_W_CLAIM, held, n * 2 * sizeof(*held));
+	if (!n || jobq__submit_locked(q, &op))
+		free(r);
+	free(held);
 }
 
 /*
