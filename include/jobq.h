@@ -151,7 +151,9 @@ JOBQ_API int jobq_open(jobq_t **qp, const char *dir);
  * gave then (the same job id, the value an incr returned the first time).
  * What may come twice: an object that a get received just before the
  * manager died, before the manager had journaled its taking, comes back
- * on the queue (gets are at least once, never lost). Locks do not survive
+ * on the queue (gets are at least once, never lost); a job that was
+ * running runs again unless its worker reconnects and takes it back
+ * before another worker takes it (jobq_worker_run() does). Locks do not survive
  * a restart: a lock request in flight fails with JOBQ_ELOST (jobq_lock*()
  * acquire again by name by themselves) and a lock held is no longer held.
  *
