@@ -57,8 +57,12 @@ struct jobq__session {
 	uint32_t uid;
 	uint32_t keep_ms;
 	struct jobq__client *c; /* attached client, NULL: away */
-	uint64_t away_until;	/* CLOCK_MONOTONIC, while away */
-	struct sres *r;		/* FIFO [head, head + n) of cap */
+	/* Its SESS_OPEN is in the files: a session is journaled only once it
+	 * has an answer to keep, so that clients that change nothing (jobq
+	 * stats, a reader) cost the journal nothing. */
+	bool journaled;
+	uint64_t away_until; /* CLOCK_MONOTONIC, while away */
+	struct sres *r;	     /* FIFO [head, head + n) of cap */
 	uint32_t head, n, cap;
 };
 
@@ -128,13 +132,14 @@ static void destroy(struct jobq__session *s)
 	free(s);
 }
 
-static void journal_open(const struct jobq__session *s)
+static void journal_open(struct jobq__session *s)
 {
 	struct jsess_open o = {
 	    .sid = s->sid, .uid = s->uid, .keep_ms = s->keep_ms};
 	struct iovec v = {.iov_base = &o, .iov_len = sizeof(o)};
 
 	jobq__jlog(JOBQ__JR_SESS_OPEN, &v, 1, false);
+	s->journaled = true;
 }
 
 static void journal_end(const struct jobq__session *s)
@@ -142,7 +147,8 @@ static void journal_end(const struct jobq__session *s)
 	struct iovec v = {.iov_base = (void *)&s->sid,
 			  .iov_len = sizeof(s->sid)};
 
-	jobq__jlog(JOBQ__JR_SESS_END, &v, 1, false);
+	if (s->journaled)
+		jobq__jlog(JOBQ__JR_SESS_END, &v, 1, false);
 }
 
 /* Appends an answer; the oldest goes when KEEP_MAX are kept. */
@@ -225,7 +231,6 @@ int jobq__session_attach(struct jobq__client *c, const struct jobq_hello *h,
 			snprintf(msg, msglen, "jobqd: out of memory");
 			return -ENOMEM;
 		}
-		journal_open(s);
 	} else {
 		if (s->c)
 			s->c->sess = NULL; /* a stale connection of it */
@@ -330,6 +335,8 @@ void jobq__session_answered(struct jobq__client *c, uint64_t rid, int32_t res,
 			  c->slot);
 		return;
 	}
+	if (!s->journaled)
+		journal_open(s);
 	jr.sid = s->sid;
 	jr.rid = rid;
 	jr.res = res;
@@ -373,8 +380,9 @@ int jobq__sessions_replay(uint16_t type, const uint8_t *p, uint32_t len)
 			return -EBADMSG;
 		memcpy(&o, p, sizeof(o));
 		s = find(o.sid);
-		if (!s && !create(o.sid, o.uid, o.keep_ms))
+		if (!s && !(s = create(o.sid, o.uid, o.keep_ms)))
 			return -ENOMEM;
+		s->journaled = true;
 		return 0;
 	}
 	case JOBQ__JR_SESS_RES: {
@@ -418,11 +426,17 @@ void jobq__sessions_replay_done(void)
 int jobq__sessions_snapshot(struct jobq__journal *j)
 {
 	for (uint32_t i = 0; i < sess.n; i++) {
-		const struct jobq__session *s = sess.s[i];
+		struct jobq__session *s = sess.s[i];
 		struct jsess_open o = {
 		    .sid = s->sid, .uid = s->uid, .keep_ms = s->keep_ms};
 		struct iovec v = {.iov_base = &o, .iov_len = sizeof(o)};
-		int ret = jobq__journal_add(j, JOBQ__JR_SESS_OPEN, &v, 1);
+		int ret;
+
+		/* Nothing to keep: the next answer journals it again. */
+		s->journaled = s->n > 0;
+		if (!s->n)
+			continue;
+		ret = jobq__journal_add(j, JOBQ__JR_SESS_OPEN, &v, 1);
 
 		for (uint32_t k = 0; !ret && k < s->n; k++) {
 			const struct sres *e = &s->r[s->head + k];
