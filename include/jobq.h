@@ -61,7 +61,9 @@ enum {
 	JOBQ_EJOBFAILED = -10009, /* the job ended dead: its attempts failed */
 	JOBQ_EFORKED =
 	    -10010, /* the handle was opened by another process (fork) */
-	JOBQ_ELAST = -10011,
+	JOBQ_ELOST = -10011, /* the manager restarted: a lock request or a
+			      * lock held was lost with it */
+	JOBQ_ELAST = -10012,
 };
 
 /*
@@ -134,6 +136,52 @@ JOBQ_API int jobq_default_dir(char *buf, size_t len);
 JOBQ_API int jobq_open(jobq_t **qp, const char *dir);
 
 /*
+ * Reconnecting. When the manager goes away (it died, or was stopped) a
+ * handle does not fail at once: the library connects again, with a
+ * backoff from 10 ms doubling to 1 s, to the manager that starts in the
+ * same directory, runs every check of jobq_open() again (a manager of
+ * another user is refused, and the calls waiting fail with -EACCES), and
+ * resends every request that had no answer yet, in its original order.
+ * Blocked calls (a get on an empty queue, jobq_wait(), a join) simply
+ * keep waiting; their timeouts count from the first sending.
+ *
+ * What applies once: every request that changes something (put, kv
+ * set/del/incr/cas, submit, a job's result, cancel, ...) carries an id,
+ * and the manager answers a resent one it had applied with the answer it
+ * gave then (the same job id, the value an incr returned the first time).
+ * What may come twice: an object that a get received just before the
+ * manager died, before the manager had journaled its taking, comes back
+ * on the queue (gets are at least once, never lost); a job that was
+ * running runs again unless its worker reconnects and takes it back
+ * before another worker takes it (jobq_worker_run() does). Locks do not survive
+ * a restart: a lock request in flight fails with JOBQ_ELOST (jobq_lock*()
+ * acquire again by name by themselves) and a lock held is no longer held.
+ *
+ * The window: a manager that has not come back within it fails the calls
+ * with JOBQ_ECLOSED (the message says the manager in DIR went away and did
+ * not come back within N s), and so does every later call on the handle.
+ * It is jobq_open_opts.reconnect, else $JOBQ_RECONNECT (seconds; 0:
+ * never reconnect), else 30 s. A manager stopped on purpose (jobq
+ * shutdown, SIGTERM) gets at most 5 s: enough for a restart (systemctl
+ * restart is a stop and a start), short enough that a manager stopped
+ * for good does not keep every program waiting for the whole window.
+ */
+struct jobq_open_opts {
+	/* Seconds to keep reconnecting; 0: $JOBQ_RECONNECT, else 30;
+	 * < 0: never (JOBQ_ECLOSED as soon as the manager goes). */
+	double reconnect;
+	uint64_t reserved[7]; /* room to grow: leave 0 */
+};
+
+/*
+ * jobq_open_ex - jobq_open() with options (@opts may be NULL: the
+ * defaults). Returns what jobq_open() returns; -EINVAL when a reserved
+ * field is not 0.
+ */
+JOBQ_API int jobq_open_ex(jobq_t **qp, const char *dir,
+			  const struct jobq_open_opts *opts);
+
+/*
  * jobq_close - disconnect and free the handle. Requests still in flight are
  * abandoned: their callbacks never run. Locks the handle holds are released
  * by the manager; objects it was being handed go back to their queues.
@@ -182,6 +230,9 @@ JOBQ_API int jobq_fd(jobq_t *q);
 /*
  * jobq_process - run the callbacks of finished requests without blocking.
  * Returns how many ran, or -errno (JOBQ_ECLOSED when the manager is gone).
+ * The one exception to "without blocking": when it finds the manager gone,
+ * it reconnects (see "Reconnecting" above), which may take up to the
+ * window; the descriptor of jobq_fd() stays the same across it.
  */
 JOBQ_API int jobq_process(jobq_t *q);
 

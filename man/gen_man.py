@@ -233,6 +233,11 @@ CLI_TAIL = r""".SH ENVIRONMENT
 .B JOBQ_DIR
 The instance directory when \fB\-\-dir\fP is not given. Without either,
 \fB$XDG_RUNTIME_DIR/jobq\fP, else \fB/tmp/jobq\-$UID\fP.
+.TP
+.B JOBQ_RECONNECT
+Seconds a command (and any program using libjobq) keeps reconnecting when
+its manager goes away while it waits, resending what had no answer; 0
+never reconnects. Default 30; a manager stopped on purpose gets at most 5.
 .SH EXIT STATUS
 .TP
 .B 0

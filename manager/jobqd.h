@@ -196,6 +196,9 @@ struct jobq__client {
 	struct jobq__list lnode; /* on the live list */
 	struct jobq__list wnode; /* on the wake list */
 
+	struct jobq__session *sess; /* session.c: its requests' answers */
+	bool said_bye;		    /* it closed its handle: no reconnect */
+
 	/* Buffers io_uring writes into. */
 	uint64_t efd_buf;
 	uint8_t recv_buf[16];
@@ -398,6 +401,37 @@ bool jobq__durable_failed(void);
 void jobq__handed_each(void (*fn)(void *arg, uint32_t qid, uint64_t item),
 		       void *arg);
 
+/*
+ * session.c: answers of changing requests, so that a resent request
+ * (JOBQ_SQE_RESENT) applies once.
+ *
+ * jobq__session_attach - the hello of @c names session h->session (0:
+ * none): find or create it, drop the answers below h->floor. Returns 0,
+ * or -errno with a message (another user's session, no memory).
+ * jobq__session_detach - @c went away: with @left (it said bye) the
+ * session ends, else it waits for a reconnect for its window.
+ * jobq__session_lookup - the answer to request @rid of @c's session, if
+ * one is kept: true with *res and *val.
+ * jobq__session_answered - @c is being answered @res/@val for request
+ * @rid, an op of jobq__session_op_changes(), in completion @pos: keep and
+ * journal it (successes only).
+ * jobq__session_reap - @c consumed completions up to @head: forget their
+ * answers.
+ */
+int jobq__session_attach(struct jobq__client *c, const struct jobq_hello *h,
+			 char *msg, size_t msglen);
+void jobq__session_detach(struct jobq__client *c, bool left);
+bool jobq__session_op_changes(uint8_t op);
+bool jobq__session_lookup(struct jobq__client *c, uint64_t rid, int32_t *res,
+			  uint64_t *val);
+void jobq__session_answered(struct jobq__client *c, uint64_t rid, int32_t res,
+			    uint64_t val, uint64_t pos);
+void jobq__session_reap(struct jobq__client *c, uint32_t head);
+int jobq__sessions_replay(uint16_t type, const uint8_t *p, uint32_t len);
+void jobq__sessions_replay_done(void);
+int jobq__sessions_snapshot(struct jobq__journal *j);
+void jobq__sessions_fini(void);
+
 /* locks.c */
 int jobq__op_l_open(struct jobq__client *c, const struct jobq_sqe *s);
 int jobq__op_l_acquire(struct jobq__client *c, const struct jobq_sqe *s);
@@ -444,6 +478,7 @@ int jobq__op_w_done(struct jobq__client *c, const struct jobq_sqe *s);
 int jobq__op_w_progress(struct jobq__client *c, const struct jobq_sqe *s);
 int jobq__op_w_extend(struct jobq__client *c, const struct jobq_sqe *s);
 int jobq__op_w_stopping(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__op_w_claim(struct jobq__client *c, const struct jobq_sqe *s);
 /* Unlinks a JOBQ__W_JOB or JOBQ__W_RESERVE waiter from the jobs' lists. */
 void jobq__job_wait_detach(struct jobq__waiter *w);
 /* Client @c is gone: its running jobs fail that attempt (or end

@@ -1422,6 +1422,67 @@ int jobq__op_w_reserve(struct jobq__client *c, const struct jobq_sqe *s)
 	return JOBQ__NOREPLY;
 }
 
+/*
+ * A worker that reconnected to a manager that restarted takes back the
+ * jobs it still runs. The restart put them back to ready (their attempt
+ * counted when they were handed out); one still ready with the attempt
+ * the worker holds was handed to nobody since, so it runs on where it ran
+ * and the worker's result for it is accepted. One handed out again meanwhile
+ * has a newer attempt: the old worker's result for it stays stale.
+ */
+int jobq__op_w_claim(struct jobq__client *c, const struct jobq_sqe *s)
+{
+	const uint8_t *a = jobq__arena(c, s->arena_off);
+	struct jworker *wk = &jobs.W[c->slot];
+	struct jobq_worker_rec *wr = &jobq__m.st.workers[c->slot];
+	uint32_t n = s->arena_len / 16, got = 0;
+	uint64_t mono = clk_mono();
+
+	if (!wk->reg)
+		return -EPERM;
+	if (s->arena_len % 16)
+		return jobq__bad(-EINVAL);
+	for (uint32_t i = 0; i < n && wk->running < wk->capacity; i++) {
+		uint64_t pair[2];
+		struct jobq_job_rec *j;
+		bool serves = false;
+		uint32_t r;
+
+		memcpy(pair, a + 16 * (size_t)i, sizeof(pair));
+		r = jobq__jobidx_lookup(pair[0]);
+		if (r == NONE)
+			continue;
+		j = job_rec(r);
+		if (j->state != JOBQ_JS_READY || !j->attempts ||
+		    j->attempts != pair[1])
+			continue;
+		for (uint32_t t = 0; t < wk->ntypes && !serves; t++)
+			serves = wk->types[t] == j->type_id;
+		if (!serves)
+			continue;
+		unready(r);
+		seq_write_begin(&j->seq);
+		set_state(j, JOBQ_JS_RUNNING);
+		j->worker_pid = c->pid;
+		j->worker_client = c->slot;
+		seq_write_end(&j->seq);
+		t_adj(j->type_id, 0, 1);
+		q_adj(j->queue_id, 0, 1);
+		run_add(wk, r);
+		wk->running++;
+		seq_write_begin(&wr->seq);
+		wr->running = wk->running;
+		seq_write_end(&wr->seq);
+		if (jobq__timerq_set(r, mono + j->lease_ns))
+			jobq__log(JOBQ__LOG_ERROR,
+				  "job %llu: out of memory for its lease timer",
+				  (unsigned long long)j->id);
+		jlog_upd(r, false, false);
+		got++;
+	}
+	return (int)got;
+}
+
 /* The RUNNING job @s names (arg0 id, arg1 attempt) if @c holds it. */
 static int held(struct jobq__client *c, const struct jobq_sqe *s, uint32_t *rp)
 {

@@ -74,7 +74,7 @@ enum jobq__fsync_mode {
 /*
  * Record types. Ranges by owner, so that a module adds types without
  * touching another's: 1..15 the journal itself, 16..31 queues, 32..47 the
- * key/value store, 64..127 jobs.
+ * key/value store, 48..63 sessions, 64..127 jobs.
  */
 enum jobq__jrec_type {
 	/* Never in a file: replay calls with it (no payload) at the end of
@@ -90,6 +90,10 @@ enum jobq__jrec_type {
 	/* The key/value store (kv.c). */
 	JOBQ__JR_KV_SET = 32, /* u32 klen, u32 type, key, value */
 	JOBQ__JR_KV_DEL = 33, /* key */
+	/* Sessions (session.c): the answers a resent request gets. */
+	JOBQ__JR_SESS_OPEN = 48, /* u64 sid, u32 uid, u32 keep_ms */
+	JOBQ__JR_SESS_RES = 49,	 /* u64 sid, rid, val, i32 res, u32 0 */
+	JOBQ__JR_SESS_END = 50,	 /* u64 sid */
 	/* Jobs (jobs.c): 64..127. A job is named by its id, a type by its
 	 * creation order, as a queue is. */
 	JOBQ__JR_JOB_FIRST = 64,

@@ -82,6 +82,8 @@ static int replay(void *arg, uint16_t type, const uint8_t *p, uint32_t len)
 		ret = jobq__kv_replay(type, p, len);
 	else if (type >= JOBQ__JR_JOB_FIRST && type <= JOBQ__JR_JOB_LAST)
 		ret = jobq__jobs_replay(type, p, len);
+	else if (type >= JOBQ__JR_SESS_OPEN && type <= JOBQ__JR_SESS_END)
+		ret = jobq__sessions_replay(type, p, len);
 	if (ret == JOBQ_EFULL || ret == JOBQ_ELIMIT) {
 		/* Said by jobq__durable_open(), in the store's terms. */
 		dur.replay_full = true;
@@ -96,7 +98,9 @@ static int produce(void *arg, struct jobq__journal *j)
 
 	if (!ret)
 		ret = jobq__kv_snapshot(j);
-	return ret ? ret : jobq__jobs_snapshot(j);
+	if (!ret)
+		ret = jobq__jobs_snapshot(j);
+	return ret ? ret : jobq__sessions_snapshot(j);
 }
 
 /*
@@ -160,6 +164,7 @@ int jobq__durable_open(char *err, size_t errlen)
 			 path);
 	if (ret)
 		return ret;
+	jobq__sessions_replay_done();
 	ret = jobq__queues_replay_done();
 	if (!ret)
 		ret = jobq__jobs_replay_done();

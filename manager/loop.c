@@ -106,6 +106,20 @@ static struct {
 		uint32_t slot, gen, pos;
 	} * marks;
 	size_t nmarks, mcap;
+	/* The request being answered (dispatch, a waiter's end): its final
+	 * completion is what session.c keeps for a resend. */
+	struct jobq__client *cur_c;
+	uint64_t cur_ud;
+	uint8_t cur_op;
+	/*
+	 * Test seam, not a feature: with $JOBQD_TEST_CRASH_AFTER=N the
+	 * manager _exit()s right after the journal commit of the turn that
+	 * answered the Nth changing request, before that answer is
+	 * published: the moment between "applied" and "acknowledged" that a
+	 * resent request must survive (tests/e2e/test_reconnect.c).
+	 */
+	uint64_t crash_after;
+	bool crash_now;
 } loop;
 
 /* ------------------------------------------------------------------------
@@ -386,6 +400,14 @@ void jobq__post(struct jobq__client *c, uint64_t user_data, int32_t res,
 		jobq__m.jdep = false;
 		add_mark(c);
 	}
+	if (c == loop.cur_c && user_data == loop.cur_ud &&
+	    !(flags & JOBQ_CQE_MORE) && c->sess &&
+	    jobq__session_op_changes(loop.cur_op)) {
+		jobq__session_answered(c, jobq_ud_rid(user_data), res, val,
+				       c->cq_gen);
+		if (loop.crash_after && !--loop.crash_after)
+			loop.crash_now = true;
+	}
 	c->cq_gen++;
 	if (!c->novf && cq_room(c)) {
 		/* Published by publish() at the end of the turn. */
@@ -545,10 +567,15 @@ void jobq__wait_done(struct jobq__waiter *w, int32_t res, uint64_t val)
 {
 	struct jobq__client *c = w->c;
 	uint64_t ud = w->sqe.user_data;
+	uint8_t op = w->sqe.op;
 
 	wait_detach(w);
 	free(w);
+	loop.cur_c = c;
+	loop.cur_ud = ud;
+	loop.cur_op = op;
 	jobq__post(c, ud, res, 0, val, 0, 0);
+	loop.cur_c = NULL;
 }
 
 static void client_drop(struct jobq__client *c, bool died);
@@ -714,6 +741,7 @@ static const struct {
     [JOBQ_OP_W_EXTEND] = {jobq__op_w_extend, false},
     [JOBQ_OP_W_STOPPING] = {jobq__op_w_stopping, false},
     [JOBQ_OP_Q_PUT_MANY] = {jobq__op_q_put_many, true},
+    [JOBQ_OP_W_CLAIM] = {jobq__op_w_claim, true},
 };
 
 int jobq__bad(int err)
@@ -722,10 +750,26 @@ int jobq__bad(int err)
 	return err;
 }
 
-static void dispatch(struct jobq__client *c, const struct jobq_sqe *s)
+static void dispatch(struct jobq__client *c, const struct jobq_sqe *sqe)
 {
-	int res;
+	struct jobq_sqe cp = *sqe;
+	const struct jobq_sqe *s = &cp;
+	int32_t res;
+	uint64_t val = 0;
 
+	/* Read here alone; no op sees it. */
+	cp.flags &= (uint8_t)~JOBQ_SQE_RESENT;
+	loop.cur_c = c;
+	loop.cur_ud = s->user_data;
+	loop.cur_op = s->op;
+	if ((sqe->flags & JOBQ_SQE_RESENT) && jobq__session_op_changes(s->op) &&
+	    jobq__session_lookup(c, jobq_ud_rid(s->user_data), &res, &val)) {
+		/* Applied before the client lost its answer: the answer
+		 * again, not the change. */
+		jobq__post(c, s->user_data, res, 0, val, 0, 0);
+		loop.cur_c = NULL;
+		return;
+	}
 	if (s->op >= JOBQ_OP__COUNT || !ops[s->op].fn) {
 		res = jobq__bad(-EOPNOTSUPP);
 	} else if (ops[s->op].arena &&
@@ -738,6 +782,7 @@ static void dispatch(struct jobq__client *c, const struct jobq_sqe *s)
 	}
 	if (res != JOBQ__NOREPLY)
 		jobq__post(c, s->user_data, res, 0, 0, 0, 0);
+	loop.cur_c = NULL;
 	jobq__m.jdep = false;
 	jobq__durable_request_done();
 }
@@ -893,6 +938,8 @@ static void client_drop(struct jobq__client *c, bool died)
 
 		/* What it acknowledged before it went is delivered. */
 		reap_handed(c);
+		jobq__session_detach(c, c->said_bye);
+		c->said_bye = false;
 		n = c->nhanded;
 		while (!jobq__list_empty(&c->waiters))
 			jobq__wait_free(jobq__entry(
@@ -1094,7 +1141,11 @@ static void on_hello(struct jobq__client *c, int res)
 	char msg[160];
 	int fds[4], ret;
 
-	if (res != (int)sizeof(*hl)) {
+	/* An older library's hello is shorter: its version is still read,
+	 * so that it hears why it is refused. */
+	if (res < 8 ||
+	    (res != (int)sizeof(*hl) && (hl->magic != JOBQ_HELLO_MAGIC ||
+					 hl->version == JOBQ_LAYOUT_VERSION))) {
 		jobq__log(1, "pid %d: no hello (%d); closing", (int)c->pid,
 			  res);
 		client_drop(c, false);
@@ -1116,6 +1167,8 @@ static void on_hello(struct jobq__client *c, int res)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			*p = '?';
 	ret = region_create(c, msg, sizeof(msg));
+	if (!ret)
+		ret = jobq__session_attach(c, hl, msg, sizeof(msg));
 	if (ret) {
 		send_welcome(c->sock, ret, 0, 0, msg, NULL, 0);
 		region_undo(c);
@@ -1246,6 +1299,7 @@ static void handle_cqe(const struct io_uring_cqe *cqe)
 		    !memcmp(c->recv_buf, &(uint32_t){JOBQ_BYE_MAGIC},
 			    sizeof(uint32_t))) {
 			/* jobq_close(): it left, it did not die. */
+			c->said_bye = true;
 			client_drop(c, false);
 			break;
 		}
@@ -1297,6 +1351,7 @@ static bool sweep(void)
 		 * is then seen by sleep_check(). */
 		c->head_seen = load_acquire(&c->hdr->cq.head);
 		reap_handed(c);
+		jobq__session_reap(c, c->head_seen);
 		flush_overflow(c);
 		if (process_sq(c))
 			work = true;
@@ -1314,6 +1369,8 @@ static void publish(void)
 	uint64_t one = 1;
 	int err = jobq__durable_commit();
 
+	if (loop.crash_now)
+		_exit(86); /* the test seam above */
 	if (err)
 		fail_marks(err);
 	loop.nmarks = 0;
@@ -1482,6 +1539,9 @@ int jobq__loop_init(int lfd, int sfd, void (*on_hup)(void), char *err,
 	if (entries > 32768)
 		entries = 32768;
 	memset(&loop, 0, sizeof(loop));
+	if (getenv("JOBQD_TEST_CRASH_AFTER"))
+		loop.crash_after =
+		    strtoull(getenv("JOBQD_TEST_CRASH_AFTER"), NULL, 10);
 	loop.lfd = lfd;
 	loop.sfd = sfd;
 	loop.on_hup = on_hup;
@@ -1634,6 +1694,7 @@ void jobq__loop_fini(void)
 	}
 	while (loop.tn)
 		th_remove(loop.th[0]);
+	jobq__sessions_fini();
 	free(loop.th);
 	free(loop.marks);
 	free(m->clients);

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -289,12 +290,12 @@ static int check_dir(jobq_t *q, struct trust *t)
 
 /* check_peer - the manager on q->sock must run as t->me, root or the
  * directory's owner. Returns 0 or -EACCES with a message. */
-static int check_peer(jobq_t *q, const struct trust *t)
+static int check_peer(jobq_t *q, int fd, const struct trust *t)
 {
 	struct ucred cr;
 	socklen_t len = sizeof(cr);
 
-	if (getsockopt(q->sock, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
 		return -errno;
 	if (cr.uid == t->me || cr.uid == 0 || cr.uid == t->owner)
 		return 0;
@@ -309,7 +310,7 @@ static int check_peer(jobq_t *q, const struct trust *t)
 /* ------------------------------------------------------------------------
  * Handshake.
  */
-static int connect_socket(jobq_t *q)
+static int connect_socket(jobq_t *q, int *out)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int n, fd;
@@ -340,12 +341,12 @@ static int connect_socket(jobq_t *q)
 				    strerror(err));
 		return -err;
 	}
-	q->sock = fd;
+	*out = fd;
 	return 0;
 }
 
 /* Receives the welcome and its descriptors, waiting at most 5 s in all. */
-static int recv_welcome(jobq_t *q, struct jobq_welcome *w, int fds[4],
+static int recv_welcome(jobq_t *q, int sock, struct jobq_welcome *w, int fds[4],
 			int *nfds)
 {
 	union {
@@ -365,7 +366,7 @@ static int recv_welcome(jobq_t *q, struct jobq_welcome *w, int fds[4],
 
 	*nfds = 0;
 	for (;;) {
-		struct pollfd p = {.fd = q->sock, .events = POLLIN};
+		struct pollfd p = {.fd = sock, .events = POLLIN};
 		uint64_t now = jobq__now_ns();
 		int r;
 
@@ -382,7 +383,7 @@ static int recv_welcome(jobq_t *q, struct jobq_welcome *w, int fds[4],
 			break;
 	}
 	do
-		n = recvmsg(q->sock, &msg, MSG_CMSG_CLOEXEC);
+		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
 	while (n < 0 && errno == EINTR);
 	/*
 	 * A manager that refuses us answers and closes at once; when our
@@ -391,7 +392,7 @@ static int recv_welcome(jobq_t *q, struct jobq_welcome *w, int fds[4],
 	 * one, is read next.
 	 */
 	if (n < 0 && errno == ECONNRESET)
-		n = recvmsg(q->sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
 	/* A manager killed between our connect and its accept resets the
 	 * connection: that is "no manager", like a refused connect. */
 	if (n < 0)
@@ -542,18 +543,18 @@ int jobq__store_adopt(jobq_t *q, const void *p, uint64_t size)
 	return 0;
 }
 
-static int map_region(jobq_t *q, int fd)
+/*
+ * region_adopt - take the @size bytes at @p (a client region, mapped
+ * read-write) as q's region: check its header as untrusted input and set
+ * the ring and arena fields of @q from it. Returns 0 or JOBQ_EVERSION
+ * with a message.
+ */
+static int region_adopt(jobq_t *q, void *p, uint64_t size)
 {
-	struct jobq_region_hdr *h;
-	void *p = NULL;
-	int err;
+	struct jobq_region_hdr *h = p;
 
-	err =
-	    map_fd(fd, PROT_READ | PROT_WRITE, sizeof(*h), &p, &q->region_size);
-	if (err)
-		return err;
 	q->region = p;
-	h = p;
+	q->region_size = size;
 	q->rh = h;
 	if (h->magic != JOBQ_REGION_MAGIC ||
 	    h->version != JOBQ_LAYOUT_VERSION) {
@@ -562,9 +563,11 @@ static int map_region(jobq_t *q, int fd)
 				    q->dir);
 		return JOBQ_EVERSION;
 	}
+	/* A completion names its request by a slot below 1 << 16. */
 	if (h->size > q->region_size || !pow2(h->sq_entries) ||
 	    !pow2(h->cq_entries) || h->cq_entries < h->sq_entries ||
-	    h->sq_off % 8 || h->cq_off % 8 ||
+	    h->cq_entries > JOBQ_UD_SLOT_MASK + 1u || h->sq_off % 8 ||
+	    h->cq_off % 8 ||
 	    !in_range(h->sq_off,
 		      (uint64_t)h->sq_entries * sizeof(struct jobq_sqe),
 		      h->size) ||
@@ -588,6 +591,19 @@ static int map_region(jobq_t *q, int fd)
 	q->sq_tail = load_relaxed(&h->sq.tail);
 	q->cq_head = load_relaxed(&h->cq.head);
 	return 0;
+}
+
+static int map_region(jobq_t *q, int fd)
+{
+	void *p = NULL;
+	uint64_t size;
+	int err;
+
+	err = map_fd(fd, PROT_READ | PROT_WRITE, sizeof(struct jobq_region_hdr),
+		     &p, &size);
+	if (err)
+		return err;
+	return region_adopt(q, p, size);
 }
 
 static int init_tables(jobq_t *q)
@@ -625,6 +641,9 @@ static void handle_free(jobq_t *q)
 			}
 	if (q->store)
 		munmap((void *)q->store, (size_t)q->store_mapped);
+	for (uint32_t i = 0; i < q->nretired; i++)
+		munmap(q->retired[i].p, q->retired[i].len);
+	free(q->retired);
 	if (q->region)
 		munmap(q->region, q->region_size);
 	if (q->sock >= 0)
@@ -643,49 +662,45 @@ static void handle_free(jobq_t *q)
 	free(q);
 }
 
-int jobq_open(jobq_t **qp, const char *dir)
+/*
+ * handshake - connect to the manager of q->dir, check it (the directory,
+ * the peer's uid), say hello (with @floor, the lowest request id still
+ * waiting, and JOBQ_HELLO_RECONNECT when @again) and receive the welcome
+ * and its four descriptors. Returns 0 with the socket in *sock and the
+ * descriptors in @fds; else an error with a message, nothing left open.
+ */
+static int handshake(jobq_t *q, bool again, uint64_t floor, int *sock,
+		     int fds[4])
 {
 	struct jobq_hello hello = {
 	    .magic = JOBQ_HELLO_MAGIC,
 	    .version = JOBQ_LAYOUT_VERSION,
 	    .pid = getpid(),
+	    .flags = again ? JOBQ_HELLO_RECONNECT : 0,
+	    /* A handle that never reconnects never resends: the manager
+	     * need not keep its answers. */
+	    .session = q->reconnect_ns ? q->session : 0,
+	    .floor = floor,
 	};
+	uint64_t keep_ms = q->reconnect_ns / 1000000;
 	struct jobq_welcome w = {0};
 	struct trust trust;
-	int fds[4] = {-1, -1, -1, -1};
-	int nfds = 0, err;
-	pthread_condattr_t ca;
-	jobq_t *q;
+	int nfds = 0, fd = -1, err;
 	ssize_t n;
 
-	errmsg[0] = '\0';
-	q = calloc(1, sizeof(*q));
-	if (!q)
-		return -ENOMEM;
-	q->sock = q->sq_efd = q->cq_efd = -1;
-	q->pid = getpid();
-	q->spin_ns = SPIN_START_NS;
-	pthread_mutex_init(&q->mu, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&q->cv, &ca);
-	pthread_condattr_destroy(&ca);
-
-	err = jobq__resolve_dir(dir, q->dir, sizeof(q->dir));
-	if (err)
-		goto fail;
+	hello.keep_ms = keep_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)keep_ms;
 	err = check_dir(q, &trust);
 	if (!err)
-		err = connect_socket(q);
+		err = connect_socket(q, &fd);
 	if (!err)
-		err = check_peer(q, &trust);
+		err = check_peer(q, fd, &trust);
 	if (err)
 		goto fail;
 
 	snprintf(hello.name, sizeof(hello.name), "%s",
 		 program_invocation_short_name);
 	do
-		n = send(q->sock, &hello, sizeof(hello), MSG_NOSIGNAL);
+		n = send(fd, &hello, sizeof(hello), MSG_NOSIGNAL);
 	while (n < 0 && errno == EINTR);
 	/* A manager that refused us may have closed before our hello
 	 * arrived: its answer still waits to be read, and says why. */
@@ -694,7 +709,7 @@ int jobq_open(jobq_t **qp, const char *dir)
 		goto fail;
 	}
 
-	err = recv_welcome(q, &w, fds, &nfds);
+	err = recv_welcome(q, fd, &w, fds, &nfds);
 	if (err)
 		goto fail;
 	w.msg[sizeof(w.msg) - 1] = '\0';
@@ -725,17 +740,92 @@ int jobq_open(jobq_t **qp, const char *dir)
 		err = -EPROTO;
 		goto fail;
 	}
+	*sock = fd;
+	return 0;
+
+fail:
+	for (int i = 0; i < nfds; i++)
+		close(fds[i]);
+	if (fd >= 0)
+		close(fd);
+	return err;
+}
+
+/* The reconnect window: @opts, else $JOBQ_RECONNECT, else 30 s. */
+static uint64_t reconnect_window(const struct jobq_open_opts *opts)
+{
+	const char *env = getenv("JOBQ_RECONNECT");
+	double s = 30;
+
+	if (opts && opts->reconnect != 0) {
+		s = opts->reconnect;
+	} else if (env && *env) {
+		char *end;
+		double v = strtod(env, &end);
+
+		if (end != env && !*end)
+			s = v;
+	}
+	if (!(s > 0))
+		return 0;
+	if (s > 86400.0 * 365)
+		s = 86400.0 * 365;
+	return (uint64_t)(s * 1e9);
+}
+
+/* A session id no other handle has: 64 random bits (never 0). */
+static uint64_t new_session(void)
+{
+	uint64_t v = 0;
+
+	if (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v))
+		v = jobq__now_ns() ^ ((uint64_t)getpid() << 40) ^
+		    (uint64_t)(uintptr_t)&v;
+	return v ? v : 1;
+}
+
+int jobq_open_ex(jobq_t **qp, const char *dir,
+		 const struct jobq_open_opts *opts)
+{
+	int fds[4] = {-1, -1, -1, -1};
+	pthread_condattr_t ca;
+	jobq_t *q;
+	int err;
+
+	errmsg[0] = '\0';
+	if (opts && !jobq__reserved_zero(opts->reserved, 7))
+		return -EINVAL;
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	q->sock = q->sq_efd = q->cq_efd = -1;
+	q->pid = getpid();
+	q->spin_ns = SPIN_START_NS;
+	q->session = new_session();
+	q->next_rid = 1;
+	q->reconnect_ns = reconnect_window(opts);
+	pthread_mutex_init(&q->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&q->cv, &ca);
+	pthread_condattr_destroy(&ca);
+
+	err = jobq__resolve_dir(dir, q->dir, sizeof(q->dir));
+	if (!err)
+		err = handshake(q, false, 1, &q->sock, fds);
+	if (err)
+		goto fail;
 	err = map_store(q, fds[0]);
 	if (!err)
 		err = map_region(q, fds[1]);
 	if (!err)
 		err = init_tables(q);
-	if (err)
-		goto fail;
 	close(fds[0]);
 	close(fds[1]);
 	q->sq_efd = fds[2];
 	q->cq_efd = fds[3];
+	if (err)
+		goto fail;
 	/* Reads of the completion eventfd must never block: several threads
 	 * (a sleeping leader, jobq_process) may drain it. */
 	fcntl(q->cq_efd, F_SETFL, fcntl(q->cq_efd, F_GETFL) | O_NONBLOCK);
@@ -743,11 +833,13 @@ int jobq_open(jobq_t **qp, const char *dir)
 	return 0;
 
 fail:
-	for (int i = 0; i < nfds; i++)
-		if (fds[i] >= 0 && fds[i] != q->sq_efd && fds[i] != q->cq_efd)
-			close(fds[i]);
 	handle_free(q);
 	return err;
+}
+
+int jobq_open(jobq_t **qp, const char *dir)
+{
+	return jobq_open_ex(qp, dir, NULL);
 }
 
 void jobq_close(jobq_t *q)
@@ -892,7 +984,7 @@ static int copy_object_req(jobq_t *q, struct jobq_req *r,
 
 static void finish_req(jobq_t *q, struct jobq_req *r, int res, uint64_t val)
 {
-	uint32_t slot = (uint32_t)r->user_data;
+	uint32_t slot = (uint32_t)(r->user_data & JOBQ_UD_SLOT_MASK);
 
 	r->res = res;
 	r->val = val;
@@ -938,19 +1030,45 @@ static void wake_manager(jobq_t *q)
 	}
 }
 
-/* The manager is gone: every request in flight fails. */
-static void fail_all_locked(jobq_t *q)
+/* The manager is gone for good: every request in flight fails. */
+static void fail_all_locked(jobq_t *q, int err)
 {
 	for (uint32_t i = 0; i < q->cq_entries; i++)
 		if (q->slots[i])
-			finish_req(q, q->slots[i], JOBQ_ECLOSED, 0);
+			finish_req(q, q->slots[i], err, 0);
 	pthread_cond_broadcast(&q->cv);
 }
 
 static void mark_closed_locked(jobq_t *q)
 {
 	atomic_store(&q->closed, true);
-	fail_all_locked(q);
+	if (!q->gone) {
+		q->gone = true;
+		q->gone_err = JOBQ_ECLOSED;
+	}
+	fail_all_locked(q, q->gone_err);
+}
+
+/*
+ * A request the manager answered JOBQ_ECLOSED because it is stopping (a
+ * wait it will not start or finish): with reconnecting on, the request
+ * stays in flight and is sent again to the manager that comes back.
+ * Worker reservations are not held: a worker told to stop stops.
+ */
+static bool held_over_stop(const jobq_t *q, const struct jobq_req *r)
+{
+	if (!q->reconnect_ns || q->gone)
+		return false;
+	switch (r->sqe.op) {
+	case JOBQ_OP_Q_GET:
+	case JOBQ_OP_Q_PUT:
+	case JOBQ_OP_Q_PUT_MANY:
+	case JOBQ_OP_Q_JOIN:
+	case JOBQ_OP_JOB_WAIT:
+		return true;
+	default:
+		return false;
+	}
 }
 
 /*
@@ -974,7 +1092,7 @@ static int reap_locked(jobq_t *q, bool in_process)
 	}
 	while (head != tail) {
 		struct jobq_cqe c = q->cqes[head & mask];
-		uint32_t slot = (uint32_t)c.user_data;
+		uint32_t slot = (uint32_t)(c.user_data & JOBQ_UD_SLOT_MASK);
 		struct jobq_req *r = NULL;
 
 		if (c.user_data == JOBQ_UD_NOTICE) {
@@ -1003,6 +1121,9 @@ static int reap_locked(jobq_t *q, bool in_process)
 		}
 		if (r && (c.flags & JOBQ_CQE_JOB) && r->njobs < r->maxjobs)
 			r->jobs[r->njobs++] = c;
+		if (r && !(c.flags & JOBQ_CQE_MORE) && c.res == JOBQ_ECLOSED &&
+		    !r->nobj && !r->njobs && held_over_stop(q, r))
+			r = NULL; /* sent again after the reconnect */
 		if (r && !(c.flags & JOBQ_CQE_MORE)) {
 			bool was_async = r->async;
 
@@ -1164,6 +1285,364 @@ static void sleep_cq(jobq_t *q, uint64_t max_ns)
 	jobq__wake_release(q);
 }
 
+/* ------------------------------------------------------------------------
+ * Reconnecting (jobq.h says what a caller sees).
+ *
+ * Everything happens under q->mu, with no thread asleep on the old
+ * descriptors (the leader steps down first: its socket is dead, so its
+ * poll returns). The old region stays mapped until the requests in flight
+ * are copied out of it: their entries are kept in each request (r->sqe),
+ * their payloads are still in the old arena (a chunk lives until its
+ * request's final completion). The new socket and eventfds take the old
+ * descriptor numbers (dup3), so that an event loop polling jobq_fd() goes
+ * on polling the right one; the new store takes the old store's address
+ * when it fits, so that readers outside q->mu keep a valid mapping.
+ */
+#define BACKOFF_MIN_NS (10 * 1000000ull)
+#define BACKOFF_MAX_NS JOBQ__NSEC_PER_SEC
+/* A manager stopped on purpose gets this long to come back (a restart). */
+#define STOPPED_GRACE_NS (5 * JOBQ__NSEC_PER_SEC)
+
+static void publish_locked(jobq_t *q);
+static bool sq_has_room(jobq_t *q);
+
+static int cmp_rid(const void *a, const void *b)
+{
+	const struct jobq_req *x = *(struct jobq_req *const *)a;
+	const struct jobq_req *y = *(struct jobq_req *const *)b;
+
+	return x->user_data < y->user_data ? -1 : x->user_data > y->user_data;
+}
+
+/* The new store @fd replaces the old one: at its address when it fits. */
+static int remap_store(jobq_t *q, int fd)
+{
+	struct stat st;
+	void *p;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if ((uint64_t)st.st_size < sizeof(struct jobq_store_hdr))
+		return -EPROTO;
+	if ((uint64_t)st.st_size <= q->store_mapped) {
+		p = mmap((void *)q->store, (size_t)st.st_size, PROT_READ,
+			 MAP_SHARED | MAP_FIXED, fd, 0);
+		if (p == MAP_FAILED)
+			return -errno;
+		/* The rest of the old mapping stays: a reader racing the
+		 * switch may still look there, and the header's sizes keep
+		 * every later offset inside the new store. */
+		return jobq__store_adopt(q, p, (uint64_t)st.st_size);
+	}
+	p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	{
+		struct jobq__retired *nr =
+		    realloc(q->retired, (q->nretired + 1) * sizeof(*nr));
+
+		if (!nr) {
+			munmap(p, (size_t)st.st_size);
+			return -ENOMEM;
+		}
+		q->retired = nr;
+		nr[q->nretired].p = (void *)q->store;
+		nr[q->nretired].len = (size_t)q->store_mapped;
+		q->nretired++;
+	}
+	return jobq__store_adopt(q, p, (uint64_t)st.st_size);
+}
+
+/* Moves descriptor @from to number @to (closing what @to was). */
+static int move_fd(int from, int to)
+{
+	int r = dup3(from, to, O_CLOEXEC);
+
+	close(from);
+	return r < 0 ? -errno : 0;
+}
+
+/*
+ * Waits (q->mu held) until the new sq has room for one more entry.
+ * Returns 0, or JOBQ_ECLOSED when the new manager went away too.
+ */
+static int resend_room(jobq_t *q)
+{
+	while (!sq_has_room(q)) {
+		struct pollfd p = {.fd = q->sock, .events = POLLIN};
+
+		publish_locked(q);
+		atomic_fetch_or(&q->rh->sq.pflags, JOBQ_RING_WANT_HEAD);
+		full_fence();
+		if (sq_has_room(q))
+			break;
+		if (poll(&p, 1, 1) > 0 && jobq__socket_dead(q))
+			return JOBQ_ECLOSED;
+	}
+	if (!q->sq_waiters)
+		atomic_fetch_and(&q->rh->sq.pflags, ~JOBQ_RING_WANT_HEAD);
+	return 0;
+}
+
+/*
+ * Sends the requests in flight again, oldest first, each with its
+ * payload from @saved (the copies of the old arena's bytes) and what is
+ * left of its timeout. A get that had received objects before the
+ * manager went is finished with them instead. Lock requests fail with
+ * JOBQ_ELOST: their ids name nothing in the new manager.
+ */
+static int resend_locked(jobq_t *q, struct jobq_req **rs, uint8_t **saved,
+			 uint32_t n)
+{
+	uint64_t now = jobq__now_ns();
+
+	for (uint32_t i = 0; i < n; i++) {
+		struct jobq_req *r = rs[i];
+		struct jobq_sqe *sqe;
+		uint64_t off = 0;
+		int err;
+
+		if (!r || r->done)
+			continue;
+		if (r->nobj || r->njobs) {
+			rs[i] = r->detached ? NULL : r; /* freed by finish */
+			finish_req(q, r, 0, 0);
+			continue;
+		}
+		switch (r->sqe.op) {
+		case JOBQ_OP_L_ACQUIRE:
+		case JOBQ_OP_L_RELEASE:
+		case JOBQ_OP_L_MANY:
+		case JOBQ_OP_EV_SET:
+		case JOBQ_OP_EV_CLEAR:
+		case JOBQ_OP_EV_WAIT:
+			rs[i] = r->detached ? NULL : r;
+			finish_req(q, r, JOBQ_ELOST, 0);
+			continue;
+		}
+		err = resend_room(q);
+		if (err)
+			return err;
+		if (saved[i]) {
+			/* Reset above: every chunk is free; these fit, as
+			 * they all fitted at once in an arena as large. */
+			err = arena_alloc(q, r->sqe.arena_len, &off, &r->chunk);
+			if (err) {
+				jobq__set_error_msg(
+				    "the manager in %s came back with a "
+				    "smaller arena than the requests in "
+				    "flight need",
+				    q->dir);
+				return -E2BIG;
+			}
+			memcpy(q->arena + off, saved[i], r->sqe.arena_len);
+		}
+		sqe = &q->sqes[q->sq_tail & (q->sq_entries - 1)];
+		*sqe = r->sqe;
+		sqe->arena_off = q->arena_off + off;
+		sqe->flags |= JOBQ_SQE_RESENT;
+		if (r->deadline)
+			sqe->timeout_ns = r->deadline > now
+					      ? (int64_t)(r->deadline - now)
+					      : 1;
+		r->sqe.arena_off = sqe->arena_off;
+		q->sq_tail++;
+	}
+	publish_locked(q);
+	return 0;
+}
+
+/*
+ * One attempt: connect, map, switch the handle over and resend. Returns
+ * 0, a transient error (nobody answers yet), or one that ends the
+ * handle (*fatal: a manager of another user, another layout).
+ */
+static int reconnect_once(jobq_t *q, struct jobq_req **rs, uint8_t **saved,
+			  uint32_t n, bool *fatal)
+{
+	uint64_t floor = q->next_rid;
+	int fds[4], sock, err;
+	uint8_t *old_region = q->region;
+	uint64_t old_size = q->region_size;
+	void *p = NULL;
+	uint64_t size = 0;
+
+	*fatal = false;
+	for (uint32_t i = 0; i < n; i++) {
+		if (rs[i] && !rs[i]->done) {
+			floor = jobq_ud_rid(rs[i]->user_data);
+			break;
+		}
+	}
+	err = handshake(q, true, floor, &sock, fds);
+	if (err) {
+		*fatal = err == -EACCES || err == JOBQ_EVERSION;
+		return err;
+	}
+	err = map_fd(fds[1], PROT_READ | PROT_WRITE,
+		     sizeof(struct jobq_region_hdr), &p, &size);
+	/* The request table was sized for the old completion ring, and a
+	 * request names its slot in it: the new ring must be as large. The
+	 * arena may differ (another --max-object). */
+	if (!err &&
+	    ((struct jobq_region_hdr *)p)->cq_entries != q->cq_entries) {
+		jobq__set_error_msg("the manager in %s came back with a "
+				    "completion ring of another size",
+				    q->dir);
+		err = JOBQ_EVERSION;
+	}
+	if (!err)
+		err = remap_store(q, fds[0]);
+	if (!err)
+		err = region_adopt(q, p, size);
+	if (err) {
+		if (p)
+			munmap(p, size);
+		if (q->region != old_region)
+			region_adopt(q, old_region, old_size);
+		for (int i = 0; i < 4; i++)
+			close(fds[i]);
+		close(sock);
+		*fatal = true;
+		return err;
+	}
+	close(fds[0]);
+	close(fds[1]);
+	munmap(old_region, old_size);
+	move_fd(sock, q->sock);
+	move_fd(fds[2], q->sq_efd);
+	move_fd(fds[3], q->cq_efd);
+	fcntl(q->cq_efd, F_SETFL, fcntl(q->cq_efd, F_GETFL) | O_NONBLOCK);
+
+	/* A fresh arena and fresh rings. */
+	q->chunk_head = q->chunk_tail = 0;
+	q->alloc_pos = q->free_pos = 0;
+	for (uint32_t i = 0; i < q->nchunks; i++)
+		q->chunks[i].live = false;
+	for (uint32_t i = 0; i < n; i++)
+		if (rs[i] && !rs[i]->done)
+			rs[i]->chunk = -1;
+	if (q->sq_waiters)
+		atomic_fetch_or(&q->rh->sq.pflags, JOBQ_RING_WANT_HEAD);
+	/* Whoever holds a wake (a sleeper, a jobq_fd() user) must be woken
+	 * by the new manager too. */
+	if (atomic_load(&q->wake_holds))
+		atomic_fetch_or(&q->rh->cq.flags, JOBQ_RING_NEED_WAKEUP);
+	/* Lock ids are the new manager's own; queue ids are replayed. */
+	name_free(&q->lnames);
+	atomic_store(&q->closed, false);
+	q->reconnects++;
+	if (q->reconnect_fn)
+		q->reconnect_fn(q, q->reconnect_arg);
+	err = resend_locked(q, rs, saved, n);
+	kick_efd(q);
+	pthread_cond_broadcast(&q->cv);
+	if (err == JOBQ_ECLOSED)
+		atomic_store(&q->closed, true); /* it went again: try again */
+	else if (err)
+		*fatal = true;
+	return err;
+}
+
+/*
+ * reconnect_locked - the manager went away (q->closed): connect again
+ * within the window and resend what had no answer. Returns 0 when the
+ * handle works again; otherwise the handle is gone for good and every
+ * request in flight has failed with the returned error. Called with
+ * q->mu held; may sleep (with it held) for the whole window.
+ */
+static int reconnect_locked(jobq_t *q)
+{
+	struct jobq_req **rs = NULL;
+	uint8_t **saved = NULL;
+	uint64_t now, deadline, window, backoff = BACKOFF_MIN_NS;
+	uint32_t n = 0;
+	bool stopped;
+	int err = JOBQ_ECLOSED;
+
+	while (q->leader && atomic_load(&q->closed))
+		pthread_cond_wait(&q->cv, &q->mu);
+	if (!atomic_load(&q->closed))
+		return 0; /* another thread reconnected meanwhile */
+	if (q->gone || !q->reconnect_ns || getpid() != q->pid)
+		goto gone;
+	/* Stopped on purpose (jobq shutdown, SIGTERM): the store says so. */
+	stopped = load_relaxed(&q->sh->shutting_down) != 0;
+	window = q->reconnect_ns;
+	if (stopped && window > STOPPED_GRACE_NS)
+		window = STOPPED_GRACE_NS;
+
+	/* The requests in flight, oldest first, and their payloads. */
+	rs = calloc(q->cq_entries, sizeof(*rs));
+	saved = calloc(q->cq_entries, sizeof(*saved));
+	if (!rs || !saved)
+		goto gone;
+	for (uint32_t i = 0; i < q->cq_entries; i++)
+		if (q->slots[i])
+			rs[n++] = q->slots[i];
+	qsort(rs, n, sizeof(*rs), cmp_rid);
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t len = rs[i]->sqe.arena_len;
+
+		if (!len || rs[i]->chunk < 0)
+			continue;
+		saved[i] = malloc(len);
+		if (!saved[i])
+			goto gone;
+		memcpy(saved[i], q->region + rs[i]->sqe.arena_off, len);
+	}
+
+	deadline = jobq__now_ns() + window;
+	for (;;) {
+		bool fatal;
+		struct timespec ts;
+
+		err = reconnect_once(q, rs, saved, n, &fatal);
+		if (!err)
+			break;
+		if (fatal)
+			goto gone;
+		now = jobq__now_ns();
+		if (now >= deadline) {
+			jobq__set_error_msg(
+			    "the manager in %s %s and did not come back "
+			    "within %.3g s",
+			    q->dir, stopped ? "was stopped" : "went away",
+			    (double)window / 1e9);
+			err = JOBQ_ECLOSED;
+			goto gone;
+		}
+		if (backoff > deadline - now)
+			backoff = deadline - now;
+		ts.tv_sec = (time_t)(backoff / JOBQ__NSEC_PER_SEC);
+		ts.tv_nsec = (long)(backoff % JOBQ__NSEC_PER_SEC);
+		nanosleep(&ts, NULL);
+		backoff *= 2;
+		if (backoff > BACKOFF_MAX_NS)
+			backoff = BACKOFF_MAX_NS;
+		/* The requests that finished meanwhile (a reconnect that
+		 * resent them and broke again) are not sent twice. */
+	}
+	for (uint32_t i = 0; i < n; i++)
+		free(saved[i]);
+	free(saved);
+	free(rs);
+	return 0;
+
+gone:
+	for (uint32_t i = 0; saved && i < n; i++)
+		free(saved[i]);
+	free(saved);
+	free(rs);
+	atomic_store(&q->closed, true);
+	if (!q->gone) {
+		q->gone = true;
+		q->gone_err = err < 0 ? err : JOBQ_ECLOSED;
+	}
+	fail_all_locked(q, q->gone_err);
+	return q->gone_err;
+}
+
 /*
  * Waits with q->mu held until @pred is true, the manager is gone
  * (JOBQ_ECLOSED) or @deadline (monotonic ns, 0: none) passes (-ETIMEDOUT).
@@ -1185,12 +1664,16 @@ static int wait_locked(jobq_t *q, bool (*pred)(jobq_t *, void *), void *arg,
 		if (pred(q, arg))
 			return 0;
 		if (atomic_load(&q->closed)) {
+			int err;
+
 			/* Take what the manager posted before it went. */
 			reap_locked(q, false);
 			if (pred(q, arg))
 				return 0;
-			mark_closed_locked(q);
-			return JOBQ_ECLOSED;
+			err = reconnect_locked(q);
+			if (err)
+				return err;
+			continue;
 		}
 		now = jobq__now_ns();
 		if (deadline) {
@@ -1348,8 +1831,12 @@ static int submit_one_locked(jobq_t *q, struct jobq__op *op)
 		return -E2BIG;
 	if (need.reserve > cq_budget(q))
 		return -EINVAL;
-	if (atomic_load(&q->closed))
-		return JOBQ_ECLOSED;
+	if (atomic_load(&q->closed)) {
+		reap_locked(q, false);
+		err = reconnect_locked(q);
+		if (err)
+			return err;
+	}
 	if (!room_pred(q, &need)) {
 		/*
 		 * Entries already written must reach the manager before we
@@ -1388,8 +1875,7 @@ static int submit_one_locked(jobq_t *q, struct jobq__op *op)
 		}
 	}
 	slot = q->free_slots[--q->nfree];
-	q->gen++;
-	r->user_data = (uint64_t)q->gen << 32 | slot;
+	r->user_data = q->next_rid++ << JOBQ_UD_SLOT_BITS | slot;
 	r->reserve = need.reserve;
 	r->done = false;
 	q->slots[slot] = r;
@@ -1405,6 +1891,13 @@ static int submit_one_locked(jobq_t *q, struct jobq__op *op)
 	 * (it checks the range only when arena_len is not 0). */
 	sqe->arena_off = q->arena_off + off;
 	sqe->arena_len = (uint32_t)need.bytes;
+	r->sqe = *sqe;
+	r->deadline = 0;
+	if (sqe->timeout_ns > 0) {
+		r->deadline = jobq__now_ns() + (uint64_t)sqe->timeout_ns;
+		if (r->deadline < (uint64_t)sqe->timeout_ns)
+			r->deadline = UINT64_MAX;
+	}
 	q->sq_tail++;
 	return 0;
 }
@@ -1429,6 +1922,43 @@ int jobq__submit(jobq_t *q, struct jobq__op *ops, size_t n)
 	publish_locked(q);
 	pthread_mutex_unlock(&q->mu);
 	return i ? (int)i : err;
+}
+
+int jobq__submit_locked(jobq_t *q, struct jobq__op *op)
+{
+	struct room_need need = {
+	    .reserve = op->req->maxobj > 1 ? op->req->maxobj : 1,
+	    .bytes = op_bytes(op),
+	};
+	int err;
+
+	if (op->req->maxjobs > need.reserve)
+		need.reserve = op->req->maxjobs;
+	if (atomic_load(&q->closed) || !room_pred(q, &need))
+		return -EAGAIN;
+	err = submit_one_locked(q, op);
+	if (!err)
+		publish_locked(q);
+	return err;
+}
+
+uint32_t jobq__reconnects(jobq_t *q)
+{
+	uint32_t n;
+
+	pthread_mutex_lock(&q->mu);
+	n = q->reconnects;
+	pthread_mutex_unlock(&q->mu);
+	return n;
+}
+
+void jobq__set_reconnect_hook(jobq_t *q, void (*fn)(jobq_t *, void *),
+			      void *arg)
+{
+	pthread_mutex_lock(&q->mu);
+	q->reconnect_fn = fn;
+	q->reconnect_arg = arg;
+	pthread_mutex_unlock(&q->mu);
 }
 
 struct jobq_req *jobq__async_req(jobq_cb cb, void *arg)
@@ -1623,7 +2153,7 @@ int jobq_process(jobq_t *q)
 		atomic_store(&q->closed, true);
 	if (atomic_load(&q->closed)) {
 		reap_locked(q, true);
-		mark_closed_locked(q);
+		reconnect_locked(q);
 	}
 	pthread_mutex_unlock(&q->mu);
 	ran = run_callbacks(q);

@@ -30,9 +30,14 @@
  * callback ran. All fields are guarded by q->mu.
  */
 struct jobq_req {
-	uint64_t user_data; /* slot index | generation << 32 */
-	uint32_t reserve;   /* completion entries reserved for it */
-	int32_t chunk;	    /* arena chunk index, -1: none */
+	uint64_t user_data; /* request id << JOBQ_UD_SLOT_BITS | slot index */
+	/* The entry as sent (arena_off as it was), so that it can be sent
+	 * again after a reconnect, and when its timeout ends (monotonic ns,
+	 * 0: none), so that a resend waits only for what is left. */
+	struct jobq_sqe sqe;
+	uint64_t deadline;
+	uint32_t reserve; /* completion entries reserved for it */
+	int32_t chunk;	  /* arena chunk index, -1: none */
 	bool done;
 	bool async;
 	int res;	  /* res of the final completion */
@@ -156,7 +161,6 @@ struct jobq {
 	struct jobq_req **slots;
 	uint32_t *free_slots;
 	uint32_t nfree;
-	uint32_t gen;
 	uint32_t reserved; /* completion entries reserved in flight */
 	/* Threads waiting for room to submit: while there are any, sq
 	 * pflags has JOBQ_RING_WANT_HEAD (see submit_one_locked()). */
@@ -181,6 +185,28 @@ struct jobq {
 
 	jobq__notice_fn notice_fn; /* guarded by q->mu */
 	void *notice_arg;
+
+	/* Reconnecting (client.c). All guarded by q->mu. */
+	uint64_t session;      /* random, for the handle's life */
+	uint64_t next_rid;     /* the next request's id, from 1 */
+	uint64_t reconnect_ns; /* the window; 0: never reconnect */
+	uint32_t reconnects;   /* how many times it connected again */
+	/* The manager did not come back, or refused us: every call fails
+	 * with gone_err from now on. */
+	bool gone;
+	int gone_err;
+	/* Store mappings replaced by a larger store: other threads may still
+	 * read them, so they are unmapped with the handle. */
+	struct jobq__retired {
+		void *p;
+		size_t len;
+	} * retired;
+	uint32_t nretired;
+	/* Called under q->mu after a reconnect, before the requests in
+	 * flight are sent again: a worker registers again there
+	 * (jobq__submit_locked()). */
+	void (*reconnect_fn)(jobq_t *q, void *arg);
+	void *reconnect_arg;
 };
 
 /*
@@ -270,6 +296,21 @@ bool jobq__cq_ready(jobq_t *q);
  * Returns how many callbacks ran.
  */
 int jobq__process_ready(jobq_t *q);
+
+/*
+ * jobq__submit_locked - jobq__submit() for one op with q->mu held, for a
+ * reconnect hook: fails with -EAGAIN instead of waiting for room. The
+ * request's completion comes as any other's.
+ */
+int jobq__submit_locked(jobq_t *q, struct jobq__op *op);
+
+/* jobq__set_reconnect_hook - run @fn (under q->mu) after every reconnect,
+ * before the requests in flight are sent again. */
+void jobq__set_reconnect_hook(jobq_t *q, void (*fn)(jobq_t *, void *),
+			      void *arg);
+
+/* jobq__reconnects - how many times @q connected again (0: never). */
+uint32_t jobq__reconnects(jobq_t *q);
 
 /* jobq__set_notice_hook - route notices to @fn (NULL: drop them). */
 void jobq__set_notice_hook(jobq_t *q, jobq__notice_fn fn, void *arg);

@@ -68,31 +68,49 @@ static int lock_call(jobq_t *q, uint8_t opcode, uint32_t id, int64_t tmo,
 	return res < 0 ? res : 0;
 }
 
+/*
+ * An acquire of lock @name (as @kind) with @lease: when the manager
+ * restarts meanwhile, the request fails with JOBQ_ELOST (its id names
+ * nothing in the new manager), and it is made again by name, for what is
+ * left of the timeout.
+ */
+static int acquire(jobq_t *q, const char *name, int kind, int64_t tmo,
+		   int64_t lease)
+{
+	uint64_t deadline = tmo > 0 ? jobq__now_ns() + (uint64_t)tmo : 0;
+
+	for (;;) {
+		uint32_t id;
+		int err = lock_resolve(q, name, kind, &id);
+
+		if (err)
+			return err;
+		err = lock_call(q, JOBQ_OP_L_ACQUIRE, id, tmo, lease);
+		if (err != JOBQ_ELOST)
+			return err;
+		if (deadline) {
+			uint64_t now = jobq__now_ns();
+
+			/* 1 ns, not 0: past the deadline the answer is
+			 * -ETIMEDOUT, not try-once's -EAGAIN. */
+			tmo = now < deadline ? (int64_t)(deadline - now) : 1;
+		}
+	}
+}
+
 int jobq_lock_acquire(jobq_t *q, const char *name, double timeout)
 {
-	uint32_t id;
-	int err = lock_resolve(q, name, JOBQ_LOCK, &id);
-
-	if (err)
-		return err;
-	return lock_call(q, JOBQ_OP_L_ACQUIRE, id, jobq__timeout_ns(timeout),
-			 0);
+	return acquire(q, name, JOBQ_LOCK, jobq__timeout_ns(timeout), 0);
 }
 
 int jobq_lock_acquire_lease(jobq_t *q, const char *name, double timeout,
 			    double lease)
 {
-	uint32_t id;
 	int64_t l = jobq__timeout_ns(lease);
-	int err;
 
 	if (!(lease > 0) || l < 0)
 		return -EINVAL;
-	err = lock_resolve(q, name, JOBQ_LOCK, &id);
-	if (err)
-		return err;
-	return lock_call(q, JOBQ_OP_L_ACQUIRE, id, jobq__timeout_ns(timeout),
-			 l);
+	return acquire(q, name, JOBQ_LOCK, jobq__timeout_ns(timeout), l);
 }
 
 int jobq_lock_release(jobq_t *q, const char *name)
@@ -101,9 +119,15 @@ int jobq_lock_release(jobq_t *q, const char *name)
 	int err = lock_resolve(q, name, 0, &id);
 
 	/* A lock that does not exist is not held by the caller. */
-	if (err)
-		return err == -ENOENT ? -EPERM : err;
-	return lock_call(q, JOBQ_OP_L_RELEASE, id, 0, 0);
+	if (!err)
+		err = lock_call(q, JOBQ_OP_L_RELEASE, id, 0, 0);
+	else if (err == -ENOENT)
+		err = -EPERM;
+	/* Not held, by a handle that reconnected: the lock it took went
+	 * with the manager that gave it. */
+	if (err == -EPERM && jobq__reconnects(q))
+		err = JOBQ_ELOST;
+	return err;
 }
 
 int jobq_lock_many(jobq_t *q, const char *const *names, size_t n,
@@ -191,14 +215,27 @@ out:
 	return err;
 }
 
+/* Events are lost with a manager that restarts, as locks are: a request
+ * in flight then is made again, by name, in the new manager. */
 static int event_call(jobq_t *q, const char *name, uint8_t opcode, int64_t tmo)
 {
-	uint32_t id;
-	int err = lock_resolve(q, name, JOBQ_EVENT, &id);
+	uint64_t deadline = tmo > 0 ? jobq__now_ns() + (uint64_t)tmo : 0;
 
-	if (err)
-		return err;
-	return lock_call(q, opcode, id, tmo, 0);
+	for (;;) {
+		uint32_t id;
+		int err = lock_resolve(q, name, JOBQ_EVENT, &id);
+
+		if (err)
+			return err;
+		err = lock_call(q, opcode, id, tmo, 0);
+		if (err != JOBQ_ELOST)
+			return err;
+		if (deadline) {
+			uint64_t now = jobq__now_ns();
+
+			tmo = now < deadline ? (int64_t)(deadline - now) : 1;
+		}
+	}
 }
 
 int jobq_event_set(jobq_t *q, const char *name)

@@ -61,8 +61,9 @@
 /* What jobq_close() sends on the control socket before it closes it, so
  * that the manager tells a client that left from one that died. */
 #define JOBQ_BYE_MAGIC 0x21657962u /* "bye!" */
-/* 5: ring pflags (WANT_HEAD); 6: kv_gen, the journal's fields */
-#define JOBQ_LAYOUT_VERSION 6u
+/* 5: ring pflags (WANT_HEAD); 6: kv_gen, the journal's fields; 7: sessions
+ * in the hello, request ids in user_data */
+#define JOBQ_LAYOUT_VERSION 7u
 
 #define JOBQ_NAME_MAX	 63  /* queue and lock names, bytes without the NUL */
 #define JOBQ_KEY_MAX	 255 /* key/value keys */
@@ -558,6 +559,12 @@ enum jobq_op {
 	 * jobq_put_rec + payload -> res = how many were put (the first ones,
 	 * at least one), or -errno when none was */
 	JOBQ_OP_Q_PUT_MANY,
+	/* A worker that reconnected takes back the jobs it still runs:
+	 * arena: pairs of uint64_t (job id, attempt). A job is taken back
+	 * while it is ready with that attempt, not yet handed to anyone
+	 * else (a restarted manager puts running jobs back to ready) -> res
+	 * = how many were taken back */
+	JOBQ_OP_W_CLAIM,
 	JOBQ_OP__COUNT,
 };
 
@@ -581,8 +588,33 @@ struct jobq_put_rec {
 #define JOBQ_SQE_FINAL	(1u << 3) /* W_DONE: and must not be retried */
 /* Q_PUT: answer once the journal is synced, whatever --fsync says. */
 #define JOBQ_SQE_DURABLE (1u << 4)
+/*
+ * Any op: the request was sent before, to a manager that went away before
+ * the client saw its answer (the client reconnected). The manager answers
+ * a resent request that it had applied with the result it gave then,
+ * without applying it again (manager/session.c). It strips the flag before
+ * the op sees the entry.
+ */
+#define JOBQ_SQE_RESENT (1u << 7)
 /* jobq_submit_wire.flags: the same for a JOB_SUBMIT. */
 #define JOBQ_SUBMIT_DURABLE (1u << 0)
+
+/*
+ * Request ids. user_data is (request id << JOBQ_UD_SLOT_BITS) | the
+ * client's slot for the request: the request id rises by one with every
+ * request of a handle, from 1, and is kept across reconnects, so that
+ * (session, request id) names one request for the handle's life. The
+ * manager reads the id from user_data (jobq_ud_rid()) and otherwise only
+ * echoes user_data. A client has fewer than 1 << JOBQ_UD_SLOT_BITS
+ * requests in flight (its completion ring is no larger).
+ */
+#define JOBQ_UD_SLOT_BITS 16
+#define JOBQ_UD_SLOT_MASK ((1u << JOBQ_UD_SLOT_BITS) - 1)
+
+static inline uint64_t jobq_ud_rid(uint64_t user_data)
+{
+	return user_data >> JOBQ_UD_SLOT_BITS;
+}
 
 /* A request. Written by the client; read once by the manager. */
 struct jobq_sqe {
@@ -636,12 +668,29 @@ _Static_assert(sizeof(struct jobq_cqe) == 32, "cqe is half a cache line");
 /* ------------------------------------------------------------------------
  * Handshake over the control socket.
  */
+/*
+ * Sessions (layout version 7). A handle picks a random session id at
+ * jobq_open() and keeps it across reconnects; the manager remembers, per
+ * session, the results of the changing requests it answered and the
+ * client has not yet seen, so that a resent request applies once
+ * (manager/session.c). @floor is the lowest request id the client still
+ * waits for: results below it are forgotten. @keep_ms is how long the
+ * manager keeps a session whose connection went away (the client's
+ * reconnect window). A session id of 0 asks for none.
+ */
+#define JOBQ_HELLO_RECONNECT (1u << 0) /* in flags: a reconnect */
+
 struct jobq_hello {
 	uint32_t magic;	  /* JOBQ_HELLO_MAGIC */
 	uint32_t version; /* JOBQ_LAYOUT_VERSION */
 	int32_t pid;	  /* informational; the manager trusts SO_PEERCRED */
-	uint32_t flags;
-	char name[32]; /* what `jobq workers` and logs call the client */
+	uint32_t flags;	  /* JOBQ_HELLO_* */
+	char name[32];	  /* what `jobq workers` and logs call the client */
+	uint64_t session;
+	uint64_t floor;
+	uint32_t keep_ms;
+	uint32_t pad;
+	uint64_t reserved[4]; /* 0 */
 };
 
 struct jobq_welcome {

@@ -26,6 +26,8 @@ static const char *const jobq_errors[] = {
     [-(JOBQ_EJOBFAILED - JOBQ_EBASE)] = "the job failed",
     [-(JOBQ_EFORKED - JOBQ_EBASE)] =
 	"the handle belongs to another process (use one opened after fork)",
+    [-(JOBQ_ELOST - JOBQ_EBASE)] =
+	"the manager restarted and the lock was lost with it",
 };
 
 const char *jobq_strerror(int err)

@@ -143,12 +143,15 @@ struct jobq_worker {
 	/* Only the loop's thread touches what follows. */
 	jobq_loop_t *loop;
 	jobq_fiber_t *coord;
-	jobq_fiber_t *keeper;	/* renews leases, enforces timeouts */
-	uint64_t keeper_at;	/* when its nap ends; 0: parked, no job due */
-	bool reserving;		/* a W_RESERVE is in flight */
-	bool stopping_sent;	/* W_STOPPING went out */
-	bool stopping_done;	/* ... and was answered */
-	bool closed;		/* the manager is gone */
+	jobq_fiber_t *keeper; /* renews leases, enforces timeouts */
+	uint64_t keeper_at;   /* when its nap ends; 0: parked, no job due */
+	bool reserving;	      /* a W_RESERVE is in flight */
+	bool stopping_sent;   /* W_STOPPING went out */
+	bool stopping_done;   /* ... and was answered */
+	bool closed;	      /* the manager is gone */
+	/* The handle reconnected: the poll on the old completion eventfd
+	 * will never fire, so after_process() arms one on the new. */
+	_Atomic bool rearm_efd;
 	bool finishing;		/* the polls are not armed again */
 	unsigned polls;		/* poll requests in flight */
 	unsigned outstanding;	/* W_DONE, W_EXTEND and the like in flight */
@@ -1012,6 +1015,9 @@ static void after_process(struct jobq_worker *w, int r)
 {
 	if (r == JOBQ_ECLOSED || atomic_load(&w->q->closed))
 		w->closed = true;
+	if (atomic_exchange(&w->rearm_efd, false) && !w->finishing &&
+	    !w->closed)
+		arm_efd(w);
 	jobq__fiber_unpark(w->coord);
 }
 
@@ -1158,37 +1164,99 @@ static void sigio_end(struct jobq_worker *w, struct sigio_state *s)
 /* ------------------------------------------------------------------------
  * Running.
  */
-static int do_register(struct jobq_worker *w)
+/* The W_REGISTER request of @w into @op (its names in *names, which the
+ * caller frees once the op is submitted). Returns 0 or -errno. */
+static int register_op(struct jobq_worker *w, struct jobq__op *op,
+		       struct jobq_req *r, char **names)
 {
-	struct jobq_req r = {0};
-	struct jobq__op op;
 	size_t len = 0, at = 0;
-	char *names;
-	int res;
 
 	if (!w->nhandlers)
 		return -EINVAL;
 	for (size_t i = 0; i < w->nhandlers; i++)
 		len += strlen(w->handlers[i].type) + 1;
-	names = malloc(len);
-	if (!names)
+	*names = malloc(len);
+	if (!*names)
 		return -ENOMEM;
 	for (size_t i = 0; i < w->nhandlers; i++) {
 		size_t n = strlen(w->handlers[i].type) + 1;
 
-		memcpy(names + at, w->handlers[i].type, n);
+		memcpy(*names + at, w->handlers[i].type, n);
 		at += n;
 	}
-	jobq__op_init(&op, &r, JOBQ_OP_W_REGISTER, names, len);
-	op.sqe.arg0 = w->capacity;
-	op.sqe.arg1 = (w->daemon ? JOBQ_WF_DAEMON : 0) |
-		      (w->builtin ? JOBQ_WF_BUILTIN : 0);
+	jobq__op_init(op, r, JOBQ_OP_W_REGISTER, *names, len);
+	op->sqe.arg0 = w->capacity;
+	op->sqe.arg1 = (w->daemon ? JOBQ_WF_DAEMON : 0) |
+		       (w->builtin ? JOBQ_WF_BUILTIN : 0);
+	return 0;
+}
+
+static int do_register(struct jobq_worker *w)
+{
+	struct jobq_req r = {0};
+	struct jobq__op op;
+	char *names = NULL;
+	int res;
+
+	res = register_op(w, &op, &r, &names);
+	if (res)
+		return res;
 	res = jobq__call(w->q, &op);
 	free(names);
 	if (res < 0)
 		return res;
 	w->registered = true;
 	return 0;
+}
+
+/*
+ * The handle reconnected to a manager that came back (under q->mu, before
+ * the requests in flight are resent): the new manager knows no worker of
+ * ours, so the registration goes first, and the reservation resent after
+ * it finds a worker. Jobs that were running went back to ready in the new
+ * manager (their attempt counted); the results sent for them now are
+ * refused as stale, and they run again.
+ */
+static void on_reconnect(jobq_t *q, void *arg)
+{
+	struct jobq_worker *w = arg;
+	struct jobq_req *r = jobq__async_req(NULL, NULL);
+	struct jobq__op op;
+	char *names = NULL;
+	uint64_t *held;
+	unsigned n = 0;
+
+	atomic_store(&w->rearm_efd, true);
+	if (!r)
+		return;
+	if (register_op(w, &op, r, &names) || jobq__submit_locked(q, &op)) {
+		free(r);
+		free(names);
+		return;
+	}
+	free(names);
+	/* Then the jobs it runs, to take them back (JOBQ_OP_W_CLAIM). */
+	held = calloc(2 * (size_t)w->capacity, sizeof(*held));
+	r = held ? jobq__async_req(NULL, NULL) : NULL;
+	if (!r) {
+		free(held);
+		return;
+	}
+	pthread_mutex_lock(&w->mu);
+	for (unsigned i = 0; i < w->capacity; i++) {
+		uint64_t id = atomic_load(&w->jobs[i].id);
+
+		if (id && w->jobs[i].busy) {
+			held[2 * n] = id;
+			held[2 * n + 1] = w->jobs[i].attempt;
+			n++;
+		}
+	}
+	pthread_mutex_unlock(&w->mu);
+	jobq__op_init(&op, r, JOBQ_OP_W_CLAIM, held, n * 2 * sizeof(*held));
+	if (!n || jobq__submit_locked(q, &op))
+		free(r);
+	free(held);
 }
 
 /*
@@ -1230,6 +1298,7 @@ int jobq_worker_run(jobq_worker_t *w)
 	jobq__set_notice_hook(w->q, on_notice, w);
 	w->wake_held = false;
 	jobq__loop_set_turn_hook(w->loop, turn_hook, w);
+	jobq__set_reconnect_hook(w->q, on_reconnect, w);
 	sigio_start(w, &sio);
 	err = jobq_spawn(w->loop, coordinator_fn, w, &w->coord);
 	if (!err)
@@ -1260,6 +1329,7 @@ int jobq_worker_run(jobq_worker_t *w)
 	w->coord = w->keeper = NULL;
 	w->keeper_at = 0;
 	jobq__set_notice_hook(w->q, NULL, NULL);
+	jobq__set_reconnect_hook(w->q, NULL, NULL);
 	if (!err)
 		err = w->err;
 	if (!err && w->closed)

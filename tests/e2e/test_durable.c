@@ -13,7 +13,11 @@
  *    them, the manager is killed with SIGKILL at random moments 20+ times
  *    and restarted; every acknowledged put is received (lost must be 0),
  *    nothing is received that was never put, duplicates are reported.
- *    Producers and consumers reconnect by opening a new handle.
+ *    Producers and consumers reconnect by opening a new handle; and again
+ *    with handles that reconnect by themselves (jobq_open_ex()), the
+ *    producers and consumers just calling on: then no call may fail, and
+ *    a put is never doubled (request ids): duplicates come from gets
+ *    alone, an object received whose taking had not reached the journal.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -578,16 +582,19 @@ struct checker {
 	_Atomic uint32_t received[NPROD][MAXSEQ];
 	_Atomic uint32_t bogus; /* received, never put */
 	_Atomic uint64_t reconnects;
+	_Atomic uint32_t failed; /* calls that failed in the automatic mode */
+	bool autoreconnect;
 	char dir[PATH_MAX];
 };
 
 /* Opens a handle, retrying while the manager is away (at most 30 s). */
 static jobq_t *reopen(struct checker *k)
 {
+	struct jobq_open_opts o = {.reconnect = 30};
 	double end = jqt_now() + 30;
 	jobq_t *q = NULL;
 
-	while (jobq_open(&q, k->dir)) {
+	while (jobq_open_ex(&q, k->dir, k->autoreconnect ? &o : NULL)) {
 		if (jqt_now() > end)
 			return NULL;
 		jqt_sleep(0.01);
@@ -613,6 +620,12 @@ static int producer(int idx, void *arg)
 			k->acked[idx] = ++seq;
 			continue;
 		}
+		if (k->autoreconnect) {
+			fprintf(stderr, "producer %d: put %u: %s\n", idx, seq,
+				jobq_strerror(rc));
+			k->failed++;
+			continue;
+		}
 		/* The manager went away mid-put: the put may or may not have
 		 * happened. Sent again, it may be received twice. */
 		jobq_close(q);
@@ -636,6 +649,13 @@ static int consumer(int idx, void *arg)
 
 		if (rc == -ETIMEDOUT || rc == -EAGAIN)
 			continue;
+		if (rc && k->autoreconnect) {
+			fprintf(stderr, "consumer %d: get: %s\n", idx,
+				jobq_strerror(rc));
+			k->failed++;
+			jqt_sleep(0.01);
+			continue;
+		}
 		if (rc) {
 			jobq_close(q);
 			q = reopen(k);
@@ -662,7 +682,7 @@ static bool all_received(struct checker *k)
 	return true;
 }
 
-static void checker_case(const char *fsync, bool file)
+static void checker_case(const char *fsync, bool file, bool autoreconnect)
 {
 	struct checker *k = jqt_shared(sizeof(*k));
 	pid_t prod[NPROD], cons[NCONS];
@@ -675,6 +695,7 @@ static void checker_case(const char *fsync, bool file)
 		      (unsigned long long)seed);
 	dmgr_start(&d, fsync, file);
 	snprintf(k->dir, sizeof(k->dir), "%s", d.m.dir);
+	k->autoreconnect = autoreconnect;
 	for (int i = 0; i < NPROD; i++)
 		prod[i] = jqt_fork(producer, i, k);
 	for (int i = 0; i < NCONS; i++)
@@ -703,14 +724,16 @@ static void checker_case(const char *fsync, bool file)
 			total += r;
 		}
 	}
-	print_message("checker --fsync %s: %d kills, %u + %u puts "
+	print_message("checker --fsync %s%s: %d kills, %u + %u puts "
 		      "acknowledged, %llu received, lost %llu, duplicated "
-		      "%llu, never put %u, %llu reconnects\n",
-		      fsync ? fsync : "none", KILLS, k->acked[0], k->acked[1],
-		      (unsigned long long)total, (unsigned long long)lost,
-		      (unsigned long long)dups, k->bogus,
-		      (unsigned long long)k->reconnects);
+		      "%llu, never put %u, %llu opens, %u failed calls\n",
+		      fsync ? fsync : "none",
+		      autoreconnect ? " (reconnecting handles)" : "", KILLS,
+		      k->acked[0], k->acked[1], (unsigned long long)total,
+		      (unsigned long long)lost, (unsigned long long)dups,
+		      k->bogus, (unsigned long long)k->reconnects, k->failed);
 	assert_int_equal(lost, 0);
+	assert_int_equal(k->failed, 0);
 	assert_int_equal(k->bogus, 0);
 	assert_true(k->acked[0] > 0 && k->acked[1] > 0);
 	dmgr_stop(&d);
@@ -718,17 +741,32 @@ static void checker_case(const char *fsync, bool file)
 
 static void test_checker_none(void **state)
 {
-	checker_case(NULL, false);
+	checker_case(NULL, false, false);
 }
 
 static void test_checker_batch(void **state)
 {
-	checker_case("batch", true);
+	checker_case("batch", true, false);
 }
 
 static void test_checker_always(void **state)
 {
-	checker_case("always", true);
+	checker_case("always", true, false);
+}
+
+static void test_checker_auto_none(void **state)
+{
+	checker_case(NULL, false, true);
+}
+
+static void test_checker_auto_batch(void **state)
+{
+	checker_case("batch", true, true);
+}
+
+static void test_checker_auto_always(void **state)
+{
+	checker_case("always", true, true);
 }
 
 int main(void)
@@ -746,6 +784,9 @@ int main(void)
 	    cmocka_unit_test(test_checker_none),
 	    cmocka_unit_test(test_checker_batch),
 	    cmocka_unit_test(test_checker_always),
+	    cmocka_unit_test(test_checker_auto_none),
+	    cmocka_unit_test(test_checker_auto_batch),
+	    cmocka_unit_test(test_checker_auto_always),
 	};
 
 	jqt_init();

@@ -16,7 +16,10 @@
  *    at random moments 20+ times and restarted; in the end every
  *    acknowledged submit ends succeeded with its args as result, and no
  *    id was given twice. In each --fsync mode; producers reconnect by
- *    opening a new handle;
+ *    opening a new handle. And again with handles that reconnect by
+ *    themselves, and workers that are the checker's own processes
+ *    (reconnecting too) instead of jobqd's: no call fails, and no submit
+ *    made two jobs (request ids);
  *  - --durable: refused, saying so, when the journal is on tmpfs; on a
  *    disk the put and the submit are answered and survive a kill -9;
  *  - a full store (jobqd --memory 8M): results inside --keep stay, a
@@ -287,15 +290,18 @@ struct checker {
 	_Atomic uint32_t acked[NPROD]; /* submits acknowledged: 0..acked-1 */
 	_Atomic uint64_t ids[NPROD][MAXSEQ];
 	_Atomic uint64_t reconnects;
+	_Atomic uint32_t failed; /* calls that failed in the automatic mode */
+	bool autoreconnect;
 	char dir[PATH_MAX];
 };
 
 static jobq_t *reopen(struct checker *k)
 {
+	struct jobq_open_opts o = {.reconnect = 30};
 	double end = jqt_now() + 30;
 	jobq_t *q = NULL;
 
-	while (jobq_open(&q, k->dir)) {
+	while (jobq_open_ex(&q, k->dir, k->autoreconnect ? &o : NULL)) {
 		if (jqt_now() > end)
 			return NULL;
 		jqt_sleep(0.01);
@@ -326,12 +332,37 @@ static int producer(int idx, void *arg)
 			jqt_sleep(0.001);
 			continue;
 		}
+		if (k->autoreconnect) {
+			fprintf(stderr, "producer %d: submit %u: %s\n", idx,
+				seq, jobq_strerror(rc));
+			k->failed++;
+			continue;
+		}
 		jobq_close(q);
 		q = reopen(k);
 		CK(q);
 	}
 	jobq_close(q);
 	return 0;
+}
+
+/* A worker of the checker's own: serves echo through every restart. */
+static int worker(int idx, void *arg)
+{
+	struct checker *k = arg;
+	jobq_worker_t *w = NULL;
+	jobq_t *q = reopen(k);
+	int rc;
+
+	CK(q);
+	CK(jobq_worker_new(&w, q, NULL) == 0);
+	CK(jobq_worker_builtin_types(w, "echo") == 0);
+	rc = jobq_worker_run(w);
+	if (rc)
+		fprintf(stderr, "worker %d: %s\n", idx, jobq_strerror(rc));
+	jobq_worker_free(w);
+	jobq_close(q);
+	return rc ? 1 : 0;
 }
 
 static int by_u64(const void *a, const void *b)
@@ -341,9 +372,11 @@ static int by_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static void checker_case(const char *fsync, bool file)
+static void checker_case(const char *fsync, bool file, bool autoreconnect)
 {
 	struct checker *k = jqt_shared(sizeof(*k));
+	uint64_t extra = 0, maxid = 0;
+	pid_t wk[2];
 	uint64_t seed = (uint64_t)getpid() * 2654435761u ^ (uint64_t)time(NULL);
 	uint64_t lost = 0, failed = 0, reused = 0, n = 0, *all;
 	pid_t prod[NPROD];
@@ -352,8 +385,12 @@ static void checker_case(const char *fsync, bool file)
 
 	print_message("jobs checker --fsync %s: seed %llu\n",
 		      fsync ? fsync : "none", (unsigned long long)seed);
-	dmgr_start(&d, fsync, file, "2");
+	dmgr_start(&d, fsync, file, autoreconnect ? "0" : "2");
 	snprintf(k->dir, sizeof(k->dir), "%s", d.m.dir);
+	k->autoreconnect = autoreconnect;
+	if (autoreconnect)
+		for (int i = 0; i < 2; i++)
+			wk[i] = jqt_fork(worker, i, k);
 	for (int i = 0; i < NPROD; i++)
 		prod[i] = jqt_fork(producer, i, k);
 	for (int kill_no = 0; kill_no < KILLS; kill_no++) {
@@ -397,16 +434,36 @@ static void checker_case(const char *fsync, bool file)
 	for (uint64_t i = 1; i < n; i++)
 		if (all[i] == all[i - 1])
 			reused++;
+	/* Jobs nobody was told of: a submit applied twice. */
+	maxid = n ? all[n - 1] : 0;
+	for (uint64_t id = 1, i = 0; autoreconnect && id <= maxid; id++) {
+		struct jobq_job_info info;
+
+		while (i < n && all[i] < id)
+			i++;
+		if (i < n && all[i] == id)
+			continue;
+		if (jobq_job_info(q, id, &info) == 0)
+			extra++;
+	}
 	free(all);
+	if (autoreconnect)
+		for (int i = 0; i < 2; i++)
+			jqt_kill_child(wk[i]);
 	jobq_close(q);
-	print_message("jobs checker --fsync %s: %d kills, %u + %u submits "
+	print_message("jobs checker --fsync %s%s: %d kills, %u + %u submits "
 		      "acknowledged, lost %llu, not succeeded %llu, ids given "
-		      "twice %llu, %llu reconnects\n",
-		      fsync ? fsync : "none", KILLS, k->acked[0], k->acked[1],
-		      (unsigned long long)lost, (unsigned long long)failed,
-		      (unsigned long long)reused,
-		      (unsigned long long)k->reconnects);
+		      "twice %llu, jobs submitted twice %llu, %llu opens, %u "
+		      "failed calls\n",
+		      fsync ? fsync : "none",
+		      autoreconnect ? " (reconnecting handles)" : "", KILLS,
+		      k->acked[0], k->acked[1], (unsigned long long)lost,
+		      (unsigned long long)failed, (unsigned long long)reused,
+		      (unsigned long long)extra,
+		      (unsigned long long)k->reconnects, k->failed);
 	assert_int_equal(lost, 0);
+	assert_int_equal(k->failed, 0);
+	assert_int_equal(extra, 0);
 	assert_int_equal(failed, 0);
 	assert_int_equal(reused, 0);
 	assert_true(k->acked[0] > 0 && k->acked[1] > 0);
@@ -415,17 +472,32 @@ static void checker_case(const char *fsync, bool file)
 
 static void test_checker_none(void **state)
 {
-	checker_case(NULL, false);
+	checker_case(NULL, false, false);
+}
+
+static void test_checker_auto_none(void **state)
+{
+	checker_case(NULL, false, true);
+}
+
+static void test_checker_auto_batch(void **state)
+{
+	checker_case("batch", true, true);
+}
+
+static void test_checker_auto_always(void **state)
+{
+	checker_case("always", true, true);
 }
 
 static void test_checker_batch(void **state)
 {
-	checker_case("batch", true);
+	checker_case("batch", true, false);
 }
 
 static void test_checker_always(void **state)
 {
-	checker_case("always", true);
+	checker_case("always", true, false);
 }
 
 /* ------------------------------------------------------------------------
@@ -607,6 +679,9 @@ int main(void)
 	    cmocka_unit_test(test_checker_none),
 	    cmocka_unit_test(test_checker_batch),
 	    cmocka_unit_test(test_checker_always),
+	    cmocka_unit_test(test_checker_auto_none),
+	    cmocka_unit_test(test_checker_auto_batch),
+	    cmocka_unit_test(test_checker_auto_always),
 	};
 
 	jqt_init();

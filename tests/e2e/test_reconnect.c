@@ -1,0 +1,465 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_reconnect.c - a handle survives the manager's restart:
+ *
+ *  - a get blocked on an empty queue across kill -9 and a restart
+ *    receives the object put after the restart;
+ *  - the same across a stop and a start (systemctl restart); a manager
+ *    stopped for good fails the calls after 5 s, whatever the window;
+ *  - a jobq_job_wait() across a restart returns the job's end;
+ *  - an incr whose manager died after journaling it and before answering
+ *    (the JOBQD_TEST_CRASH_AFTER seam) is resent and applied once, and
+ *    returns the value of its first application;
+ *  - a manager that does not come back: JOBQ_ECLOSED after the window,
+ *    with a message that says so;
+ *  - a lock held across a restart is lost: the holder's release fails
+ *    with JOBQ_ELOST, an acquire that waited is made again in the new
+ *    manager and gets the lock;
+ *  - a worker with a job running across a restart takes it back: its
+ *    result is accepted (one attempt), and it serves the jobs submitted
+ *    after.
+ *
+ * A manager of another user on reconnect runs the same checks as
+ * jobq_open() (the same handshake function); test_identity covers them.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "internal.h"
+
+static jobq_t *open_window(const struct jqt_mgr *m, double window)
+{
+	struct jobq_open_opts o = {.reconnect = window};
+	jobq_t *q = NULL;
+
+	assert_rc(jobq_open_ex(&q, m->dir, &o), 0);
+	return q;
+}
+
+static void crash_restart(struct jqt_mgr *m)
+{
+	kill(m->pid, SIGKILL);
+	assert_int_equal(jqt_mgr_wait_exit(m, 10), 0);
+	assert_int_equal(jqt_mgr_restart(m, NULL), 0);
+}
+
+/* ------------------------------------------------------------------------
+ * A blocked get.
+ */
+struct getter {
+	jobq_t *q;
+	int rc;
+	jobq_obj_t o;
+};
+
+static void *get_thread(void *arg)
+{
+	struct getter *g = arg;
+
+	g->rc = jobq_get(g->q, "rq", &g->o, 30);
+	return NULL;
+}
+
+static void test_blocked_get(void **state)
+{
+	struct jqt_mgr m;
+	struct getter g = {0};
+	pthread_t t;
+	jobq_t *p;
+
+	assert_int_equal(jqt_mgr_start(&m, NULL), 0);
+	g.q = open_window(&m, 20);
+	assert_rc(jobq_queue_open(g.q, "rq", NULL), 0);
+	assert_int_equal(pthread_create(&t, NULL, get_thread, &g), 0);
+	jqt_sleep(0.3);
+	crash_restart(&m);
+	jqt_sleep(0.3);
+	p = open_window(&m, 20);
+	assert_rc(jobq_put(p, "rq", JOBQ_T_TEXT, "after", 5, 5), 0);
+	pthread_join(t, NULL);
+	assert_rc(g.rc, 0);
+	assert_int_equal(g.o.len, 5);
+	assert_memory_equal(g.o.data, "after", 5);
+	jobq_obj_free(&g.o);
+	/* The handle works on after the reconnect. */
+	assert_rc(jobq_put(g.q, "rq", JOBQ_T_TEXT, "x", 1, 5), 0);
+	assert_rc(jobq_get(p, "rq", &g.o, 5), 0);
+	jobq_obj_free(&g.o);
+	jobq_close(p);
+	jobq_close(g.q);
+	jqt_mgr_stop(&m);
+}
+
+/* A manager stopped on purpose and started again (what systemctl restart
+ * does): the get it failed with JOBQ_ECLOSED while stopping is sent
+ * again to the new one. */
+static void test_stop_start(void **state)
+{
+	struct jqt_mgr m;
+	struct getter g = {0};
+	pthread_t t;
+	jobq_t *p;
+
+	assert_int_equal(jqt_mgr_start(&m, NULL), 0);
+	g.q = open_window(&m, 20);
+	assert_rc(jobq_queue_open(g.q, "rq", NULL), 0);
+	assert_int_equal(pthread_create(&t, NULL, get_thread, &g), 0);
+	jqt_sleep(0.3);
+	kill(m.pid, SIGTERM);
+	assert_int_equal(jqt_mgr_wait_exit(&m, 10), 0);
+	assert_int_equal(jqt_mgr_restart(&m, NULL), 0);
+	p = open_window(&m, 20);
+	assert_rc(jobq_put(p, "rq", JOBQ_T_TEXT, "again", 5, 5), 0);
+	pthread_join(t, NULL);
+	assert_rc(g.rc, 0);
+	assert_int_equal(g.o.len, 5);
+	jobq_obj_free(&g.o);
+	jobq_close(p);
+	jobq_close(g.q);
+	jqt_mgr_stop(&m);
+}
+
+/* Stopped for good: the window is cut to 5 s, not the 20 asked. */
+static void test_stopped_for_good(void **state)
+{
+	struct jqt_mgr m;
+	double t0;
+	jobq_t *q;
+
+	assert_int_equal(jqt_mgr_start(&m, NULL), 0);
+	q = open_window(&m, 20);
+	assert_rc(jobq_ping(q), 0);
+	kill(m.pid, SIGTERM);
+	assert_int_equal(jqt_mgr_wait_exit(&m, 10), 0);
+	t0 = jqt_now();
+	assert_rc(jobq_ping(q), JOBQ_ECLOSED);
+	assert_true(jqt_now() - t0 >= 4);
+	assert_true(jqt_now() - t0 < 10);
+	assert_non_null(strstr(jobq__last_error_msg(), "was stopped"));
+	jobq_close(q);
+	jqt_mgr_stop(&m);
+}
+
+/* ------------------------------------------------------------------------
+ * A job wait.
+ */
+struct waiter {
+	jobq_t *q;
+	uint64_t id;
+	int rc;
+};
+
+static void *wait_thread(void *arg)
+{
+	struct waiter *w = arg;
+
+	w->rc = jobq_job_wait(w->q, w->id, 30);
+	return NULL;
+}
+
+static void test_job_wait(void **state)
+{
+	struct jqt_mgr m;
+	struct waiter w = {0};
+	pthread_t t;
+	jobq_t *p;
+
+	assert_int_equal(jqt_mgr_start(&m, NULL), 0);
+	w.q = open_window(&m, 20);
+	/* A type nobody serves: the job stays ready across the restart. */
+	assert_rc(jobq_submit(w.q, "nobody", JOBQ_T_TEXT, "a", 1, NULL, &w.id),
+		  0);
+	assert_int_equal(pthread_create(&t, NULL, wait_thread, &w), 0);
+	jqt_sleep(0.3);
+	crash_restart(&m);
+	jqt_sleep(0.3);
+	p = open_window(&m, 20);
+	assert_rc(jobq_cancel(p, w.id), 0);
+	pthread_join(t, NULL);
+	assert_rc(w.rc, -ECANCELED);
+	jobq_close(p);
+	jobq_close(w.q);
+	jqt_mgr_stop(&m);
+}
+
+/* ------------------------------------------------------------------------
+ * Applied once. The request runs in a thread; the main thread restarts
+ * the manager (a child must be started by a thread that outlives it: the
+ * harness ties a manager's life to the thread that forked it).
+ */
+struct once {
+	jobq_t *q;
+	int rc;
+	int64_t out;
+	uint64_t id;
+};
+
+static void *incr_thread(void *arg)
+{
+	struct once *o = arg;
+
+	o->rc = jobq_kv_incr(o->q, "n", 1, &o->out);
+	return NULL;
+}
+
+static void *submit_thread(void *arg)
+{
+	struct once *o = arg;
+
+	o->rc = jobq_submit(o->q, "nobody", JOBQ_T_TEXT, "a", 1, NULL, &o->id);
+	return NULL;
+}
+
+/* The manager dies by the seam; another one starts. */
+static void seam_restart(struct jqt_mgr *m)
+{
+	assert_int_equal(jqt_mgr_wait_exit(m, 20), 0);
+	/* It died by the seam, not otherwise. */
+	assert_true(WIFEXITED(m->exit_status) &&
+		    WEXITSTATUS(m->exit_status) == 86);
+	jqt_sleep(0.2);
+	assert_int_equal(jqt_mgr_restart(m, NULL), 0);
+}
+
+static void test_incr_once(void **state)
+{
+	struct jqt_mgr m;
+	struct once o = {0};
+	jobq_obj_t v = {0};
+	pthread_t t;
+
+	/* Changing requests: the set (1), then the incr (2), whose answer
+	 * the manager journals and then dies without publishing. */
+	setenv("JOBQD_TEST_CRASH_AFTER", "2", 1);
+	assert_int_equal(jqt_mgr_start(&m, NULL), 0);
+	unsetenv("JOBQD_TEST_CRASH_AFTER");
+	o.q = open_window(&m, 20);
+	assert_rc(jobq_kv_set(o.q, "n", JOBQ_T_TEXT, "41", 2), 0);
+	assert_int_equal(pthread_create(&t, NULL, incr_thread, &o), 0);
+	seam_restart(&m);
+	pthread_join(t, NULL);
+	assert_rc(o.rc, 0);
+	assert_int_equal(o.out, 42);
+	assert_rc(jobq_kv_get(o.q, "n", &v), 0);
+	assert_int_equal(v.len, 2);
+	assert_memory_equal(v.data, "42", 2);
+	jobq_obj_free(&v);
+	/* And the next one is a new request. */
+	assert_rc(jobq_kv_incr(o.q, "n", 1, &o.out), 0);
+	assert_int_equal(o.out, 43);
+	jobq_close(o.q);
+	jqt_mgr_stop(&m);
+}
+
+/* A submit resent after the same kind of crash returns the same job id,
+ * and there is one job, not two. */
+static void test_submit_once(void **state)
+{
+	struct jqt_mgr m;
+	struct once o = {0};
+	struct jobq_job_info info;
+	uint64_t id2 = 0;
+	pthread_t t;
+
+	setenv("JOBQD_TEST_CRASH_AFTER", "1", 1);
+	assert_int_equal(jqt_mgr_start(&m, NULL), 0);
+	unsetenv("JOBQD_TEST_CRASH_AFTER");
+	o.q = open_window(&m, 20);
+	assert_int_equal(pthread_create(&t, NULL, submit_thread, &o), 0);
+	seam_restart(&m);
+	pthread_join(t, NULL);
+	assert_rc(o.rc, 0);
+	assert_rc(jobq_job_info(o.q, o.id, &info), 0);
+	assert_rc(jobq_submit(o.q, "nobody", JOBQ_T_TEXT, "b", 1, NULL, &id2),
+		  0);
+	assert_int_equal(id2, o.id + 1);
+	jobq_close(o.q);
+	jqt_mgr_stop(&m);
+}
+
+/* ------------------------------------------------------------------------
+ * Gone for good.
+ */
+static void test_no_comeback(void **state)
+{
+	struct jqt_mgr m;
+	double t0;
+	jobq_t *q;
+	int rc;
+
+	assert_int_equal(jqt_mgr_start(&m, NULL), 0);
+	q = open_window(&m, 0.5);
+	assert_rc(jobq_ping(q), 0);
+	kill(m.pid, SIGKILL);
+	assert_int_equal(jqt_mgr_wait_exit(&m, 10), 0);
+	t0 = jqt_now();
+	rc = jobq_ping(q);
+	assert_rc(rc, JOBQ_ECLOSED);
+	assert_true(jqt_now() - t0 >= 0.4);
+	assert_true(jqt_now() - t0 < 5);
+	assert_non_null(strstr(jobq__last_error_msg(), "did not come back"));
+	/* Every later call fails at once. */
+	t0 = jqt_now();
+	assert_rc(jobq_ping(q), JOBQ_ECLOSED);
+	assert_true(jqt_now() - t0 < 0.2);
+	jobq_close(q);
+	jqt_mgr_stop(&m);
+}
+
+/* With the window 0 (the test suite's default), no reconnect at all. */
+static void test_disabled(void **state)
+{
+	struct jqt_mgr m;
+	jobq_t *q;
+
+	assert_int_equal(jqt_mgr_start(&m, NULL), 0);
+	q = open_window(&m, -1);
+	kill(m.pid, SIGKILL);
+	assert_int_equal(jqt_mgr_wait_exit(&m, 10), 0);
+	assert_rc(jobq_ping(q), JOBQ_ECLOSED);
+	jobq_close(q);
+	jqt_mgr_stop(&m);
+}
+
+/* ------------------------------------------------------------------------
+ * Locks are lost.
+ */
+struct locker {
+	jobq_t *q;
+	int rc, rc2;
+};
+
+/* A lock's owner is the thread: it releases what it took. */
+static void *lock_thread(void *arg)
+{
+	struct locker *l = arg;
+
+	l->rc = jobq_lock_acquire(l->q, "l", 30);
+	if (!l->rc)
+		l->rc2 = jobq_lock_release(l->q, "l");
+	return NULL;
+}
+
+static void test_lock_lost(void **state)
+{
+	struct jqt_mgr m;
+	struct locker b = {0};
+	pthread_t t;
+	jobq_t *q;
+
+	assert_int_equal(jqt_mgr_start(&m, NULL), 0);
+	q = open_window(&m, 20);
+	b.q = open_window(&m, 20);
+	assert_rc(jobq_lock_acquire(q, "l", 5), 0);
+	/* A second handle waits for it across the restart: its acquire is
+	 * made again in the new manager, where the lock is free. */
+	assert_int_equal(pthread_create(&t, NULL, lock_thread, &b), 0);
+	jqt_sleep(0.3);
+	crash_restart(&m);
+	pthread_join(t, NULL);
+	assert_rc(b.rc, 0);
+	assert_rc(b.rc2, 0);
+	jobq_close(b.q);
+	/* The new manager never gave it: the release says it was lost. */
+	assert_rc(jobq_lock_release(q, "l"), JOBQ_ELOST);
+	assert_rc(jobq_lock_acquire(q, "l", 5), 0);
+	assert_rc(jobq_lock_release(q, "l"), 0);
+	jobq_close(q);
+	jqt_mgr_stop(&m);
+}
+
+/* ------------------------------------------------------------------------
+ * A worker keeps serving.
+ */
+struct wk {
+	jobq_t *q;
+	jobq_worker_t *w;
+	int rc;
+};
+
+static void *worker_thread(void *arg)
+{
+	struct wk *k = arg;
+
+	k->rc = jobq_worker_run(k->w);
+	return NULL;
+}
+
+static void test_worker(void **state)
+{
+	static const char *const no_workers[] = {"--workers", "0", NULL};
+	const char *sleep_args = "{\"ms\": 600}";
+	struct jqt_mgr m;
+	struct wk k = {0};
+	struct jobq_job_info info;
+	uint64_t a, b;
+	pthread_t t;
+	jobq_t *p;
+
+	assert_int_equal(jqt_mgr_start(&m, no_workers), 0);
+	k.q = open_window(&m, 20);
+	assert_rc(jobq_worker_new(&k.w, k.q, NULL), 0);
+	assert_rc(jobq_worker_builtin_types(k.w, "sleep"), 0);
+	assert_int_equal(pthread_create(&t, NULL, worker_thread, &k), 0);
+	p = open_window(&m, 20);
+	/* Running when the manager dies: it runs again, and ends well. */
+	assert_rc(jobq_submit(p, "sleep", JOBQ_T_JSON, sleep_args,
+			      strlen(sleep_args), NULL, &a),
+		  0);
+	jqt_sleep(0.3);
+	assert_rc(jobq_job_info(p, a, &info), 0);
+	assert_int_equal(info.state, JOBQ_JOB_RUNNING);
+	kill(m.pid, SIGKILL);
+	assert_int_equal(jqt_mgr_wait_exit(&m, 10), 0);
+	assert_int_equal(jqt_mgr_restart(&m, no_workers), 0);
+	assert_rc(jobq_job_wait(p, a, 20), 0);
+	/* Taken back by the worker that ran it: its first attempt's
+	 * result was accepted, it did not run again. */
+	assert_rc(jobq_job_info(p, a, &info), 0);
+	assert_int_equal(info.attempts, 1);
+	/* And a job submitted after the restart is served too. */
+	assert_rc(
+	    jobq_submit(p, "sleep", JOBQ_T_JSON, "{\"ms\": 1}", 9, NULL, &b),
+	    0);
+	assert_rc(jobq_job_wait(p, b, 20), 0);
+	jobq_worker_stop(k.w);
+	pthread_join(t, NULL);
+	assert_rc(k.rc, 0);
+	jobq_worker_free(k.w);
+	jobq_close(p);
+	jobq_close(k.q);
+	jqt_mgr_stop(&m);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_blocked_get),
+	    cmocka_unit_test(test_stop_start),
+	    cmocka_unit_test(test_stopped_for_good),
+	    cmocka_unit_test(test_job_wait),
+	    cmocka_unit_test(test_incr_once),
+	    cmocka_unit_test(test_submit_once),
+	    cmocka_unit_test(test_no_comeback),
+	    cmocka_unit_test(test_disabled),
+	    cmocka_unit_test(test_lock_lost),
+	    cmocka_unit_test(test_worker),
+	};
+
+	jqt_init();
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
