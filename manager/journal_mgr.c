@@ -5,13 +5,31 @@
  * always), compaction by snapshots, and recovery from write errors.
  *
  * Contract with the loop (loop.c). Op handlers journal what they change
- * with jobq__jlog(). The loop keeps every completion of a turn unpublished
- * (written to the client's cq, its tail not yet moved) until
- * jobq__durable_commit() returned at the end of the turn; the answers
- * that acknowledge journaled records then carry its error instead of their
- * success when it failed. So nothing is acknowledged before it is as
- * durable as the mode promises, and no client sees an object whose put is
- * not yet in the journal.
+ * with jobq__jlog(). At the end of a turn jobq__durable_commit() begins a
+ * commit of what was journaled, unless one is in flight: then the records
+ * wait, and every record that arrives while that commit's write and sync
+ * run shares the next one (group commit). The loop keeps each completion
+ * unpublished (written to the client's cq, its tail not moved) until the
+ * commit that holds everything journaled before it has ended, which
+ * jobq__loop_committed() tells it; jobq__durable_need() names that
+ * commit. The answers that acknowledge journaled records carry the
+ * commit's error instead of their success when it failed. So nothing is
+ * acknowledged before it is as durable as the mode promises, no client
+ * sees an object whose put is not yet in the journal, and the loop serves
+ * requests while a sync runs.
+ *
+ * IO. A commit is one write SQE on the loop's io_uring, linked to an
+ * fdatasync when an answer waits for one (batch, always, --durable); with
+ * --fsync always, one write and one sync per request, in one link chain.
+ * A short write breaks the chain; journal.c hands out the rest again. A
+ * commit that does not sync (--fsync none, takes alone) is a copy into
+ * the page cache: on a file system that cannot take it without blocking
+ * (ext4, tmpfs) io_uring would run it on a worker thread, and the answers
+ * would wait 5-10 us a turn for it, so it is written with pwritev() from
+ * the loop's thread (see ring_writes). If the kernel's io_uring cannot
+ * write or sync files, every commit runs through pwritev()/fdatasync()
+ * from the loop's thread, said once at start. Replay and snapshots are
+ * synchronous.
  *
  * Errors. A failed write or sync fails the journal (journal.c). The live
  * state is then ahead of the files, and only a snapshot brings them level
@@ -20,10 +38,6 @@
  * that comes back is noticed without any request. Until one succeeds,
  * every request that changes durable state answers the error; reads and
  * everything else keep working.
- *
- * Writes are plain pwritev()/fdatasync() from the loop's thread: one write
- * a turn, so the default mode costs one system call per turn, not per
- * request. Submitting them to the loop's io_uring instead is future work.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,6 +45,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/uio.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
@@ -43,7 +58,16 @@ static struct {
 	bool open;	  /* replay is over: records are journaled */
 	bool replay_full; /* replay ran out of store or table room */
 	int lock_fd;	  /* FILE.lock, flocked for life */
-	int turn_err;	  /* an ALWAYS commit failed earlier in this turn */
+	bool ring;	  /* commits go through the loop's io_uring */
+	/* The file system takes a write without blocking (RWF_NOWAIT), so
+	 * io_uring does it inline: commits that do not sync use the ring
+	 * too. Otherwise (ext4, tmpfs) the ring would hand each one to a
+	 * worker thread, 5-10 us a turn for a copy into the page cache that
+	 * pwritev() does in 1: those are written from the loop's thread. */
+	bool ring_writes;
+	/* Commits are numbered from 1: the next to begin, the one in flight
+	 * (0: none), the last that ended. They end in order. */
+	uint64_t next_id, busy_id, done_id;
 	char start_msg[3][PATH_MAX + 160]; /* what replay found, for the log */
 	uint64_t retry_at; /* CLOCK_MONOTONIC: next snapshot attempt */
 	int logged_err;	   /* the snapshot error logged last */
@@ -132,6 +156,21 @@ static int lock_journal(const char *path, char *err, size_t errlen)
 	return ret;
 }
 
+/*
+ * nowait_writes - whether the file system of @fd takes buffered writes
+ * with RWF_NOWAIT (xfs, btrfs do; ext4 and tmpfs answer EOPNOTSUPP). The
+ * probe writes the header over itself with the same bytes.
+ */
+static bool nowait_writes(int fd)
+{
+	uint8_t h[JOBQ__JHDR_SIZE];
+	struct iovec v = {.iov_base = h, .iov_len = sizeof(h)};
+
+	if (pread(fd, h, sizeof(h), 0) != (ssize_t)sizeof(h))
+		return false;
+	return pwritev2(fd, &v, 1, 0, RWF_NOWAIT) == (ssize_t)sizeof(h);
+}
+
 int jobq__durable_open(char *err, size_t errlen)
 {
 	const struct jobq__opts *o = &jobq__m.o;
@@ -195,6 +234,8 @@ int jobq__durable_open(char *err, size_t errlen)
 		    fstatfs(dur.j.fd, &sf) == 0 &&
 		    (sf.f_type == TMPFS_MAGIC || sf.f_type == RAMFS_MAGIC);
 	}
+	dur.ring_writes = nowait_writes(dur.j.fd);
+	dur.next_id = 1;
 	dur.open = true;
 	publish_stats();
 	return 0;
@@ -205,12 +246,24 @@ toolong:
 
 void jobq__durable_log_start(void)
 {
+	if (dur.open && !dur.ring)
+		jobq__log(JOBQ__LOG_WARN,
+			  "journal %s: this kernel's io_uring cannot write and "
+			  "sync files (Linux 5.6 can); commits use pwritev() "
+			  "and fdatasync(), and requests wait while they run",
+			  dur.j.path);
+	else if (dur.open && !dur.ring_writes)
+		jobq__log(1,
+			  "journal %s: commits without a sync are written with "
+			  "pwritev(): io_uring would hand each to a worker "
+			  "thread on this file system",
+			  dur.j.path);
 	for (int i = 0; i < 3; i++)
 		if (dur.start_msg[i][0])
 			jobq__log(0, "%s", dur.start_msg[i]);
 }
 
-static int commit_now(void);
+static int commit_sync(void);
 
 void jobq__durable_close(void)
 {
@@ -219,9 +272,10 @@ void jobq__durable_close(void)
 	/*
 	 * The last turn committed its records, but dropping the clients
 	 * after it journaled the takes they had acknowledged: without this
-	 * commit those objects would come back after a graceful stop.
+	 * commit those objects would come back after a graceful stop. The
+	 * loop waited for the commit in flight (jobq__durable_busy()).
 	 */
-	if ((jobq__journal_pending(&dur.j) || dur.j.err) && commit_now())
+	if ((jobq__journal_pending(&dur.j) || dur.j.err) && commit_sync())
 		jobq__log(JOBQ__LOG_ERROR,
 			  "journal %s: the last changes were not written: %s",
 			  dur.j.path, strerror(-dur.j.err));
@@ -286,24 +340,18 @@ static int snapshot(void)
 	return ret;
 }
 
-static int commit_or_snapshot(bool was_failed)
+/*
+ * repair - snapshot a failed journal (or compact a grown one). While a
+ * failed one waits for its next try, what the turn journaled is dropped
+ * and fails: the snapshot will hold its effect.
+ */
+static int repair(void)
 {
-	int ret = 0;
+	bool was_failed = dur.j.err != 0;
+	int ret;
 
-	if (!dur.j.err && !jobq__journal_want_snapshot(&dur.j)) {
-		ret = jobq__journal_commit(&dur.j, dur.need_sync);
-		if (!ret)
-			return 0;
-		jobq__log(JOBQ__LOG_ERROR,
-			  "journal %s: %s; changes fail until a snapshot "
-			  "succeeds",
-			  dur.j.path, strerror(-ret));
-		dur.retry_at = 0;
-	}
-	if (dur.j.err && jobq__now_ns() < dur.retry_at) {
-		/* Not yet: drop the records, the snapshot will hold them. */
-		return jobq__journal_commit(&dur.j, dur.need_sync);
-	}
+	if (was_failed && jobq__now_ns() < dur.retry_at)
+		return jobq__journal_commit(&dur.j, false);
 	ret = snapshot();
 	if (ret) {
 		dur.retry_at = jobq__now_ns() + RETRY_NS;
@@ -314,52 +362,147 @@ static int commit_or_snapshot(bool was_failed)
 	return 0;
 }
 
-/* Commits (or snapshots) what the turn journaled; syncs only when an
- * answer waits for it. */
-static int commit(void)
+/* Commit @id ended with @err: its answers can go. */
+static void ended(uint64_t id, int err)
 {
-	int ret = commit_or_snapshot(dur.j.err != 0);
+	dur.done_id = id;
+	dur.busy_id = 0;
+	publish_stats();
+	jobq__loop_committed(id, err);
+}
 
+/* A commit's write or sync failed: the journal is failed, and the
+ * snapshot that repairs it is tried at the next turn. */
+static void commit_failed(int err)
+{
+	jobq__log(JOBQ__LOG_ERROR,
+		  "journal %s: %s; changes fail until a snapshot succeeds",
+		  dur.j.path, strerror(-err));
+	dur.retry_at = 0;
+}
+
+/* Hands the IO of the commit in flight to the loop's ring. */
+static void submit_io(void)
+{
+	struct jobq__jop op[32];
+	int n = jobq__journal_ops(&dur.j, op, 32);
+
+	if (n)
+		jobq__loop_journal_io(op, n);
+}
+
+/* Runs what is journaled to its end, now, through the seam. */
+static int commit_sync(void)
+{
+	int ret;
+
+	dur.retry_at = 0;
+	if (dur.j.err || jobq__journal_want_snapshot(&dur.j))
+		ret = repair();
+	else
+		ret = jobq__journal_commit(&dur.j, true);
 	dur.need_sync = false;
 	dur.j.force = false;
 	return ret;
 }
 
-/* At the end: one more try, whatever the retry delay says. */
-static int commit_now(void)
+void jobq__durable_request_done(void)
 {
-	dur.retry_at = 0;
-	dur.need_sync = true;
-	return commit();
+	/* --fsync always: each request's records are a unit of their own,
+	 * written and synced before the next request's. */
+	if (!dur.open || dur.j.mode != JOBQ__FSYNC_ALWAYS)
+		return;
+	jobq__journal_cut(&dur.j, dur.need_sync);
+	dur.need_sync = false;
+	dur.j.force = false;
 }
 
-void jobq__durable_request_done(void)
+void jobq__durable_commit(void)
+{
+	uint64_t id;
+	int ret;
+
+	jobq__m.jdep = false;
+	if (!dur.open || dur.j.busy)
+		return;
+	if (!jobq__journal_pending(&dur.j) && !dur.j.force &&
+	    !(dur.j.err && jobq__now_ns() >= dur.retry_at) &&
+	    !jobq__journal_want_snapshot(&dur.j))
+		return;
+	id = dur.next_id++;
+	if (dur.j.err || jobq__journal_want_snapshot(&dur.j)) {
+		ret = repair();
+		dur.need_sync = false;
+		dur.j.force = false;
+		ended(id, ret);
+		return;
+	}
+	if (!dur.ring || (!dur.ring_writes &&
+			  !jobq__journal_will_sync(&dur.j, dur.need_sync))) {
+		ret = jobq__journal_commit(&dur.j, dur.need_sync);
+		dur.need_sync = false;
+		dur.j.force = false;
+		if (ret)
+			commit_failed(ret);
+		ended(id, ret);
+		return;
+	}
+	ret = jobq__journal_begin(&dur.j, dur.need_sync);
+	dur.need_sync = false;
+	dur.j.force = false;
+	if (ret) {
+		if (ret < 0)
+			commit_failed(ret);
+		ended(id, ret > 0 ? 0 : ret);
+		return;
+	}
+	dur.busy_id = id;
+	submit_io();
+}
+
+void jobq__durable_io_done(uint32_t tag, int res)
 {
 	int ret;
 
-	if (!dur.open || dur.j.mode != JOBQ__FSYNC_ALWAYS ||
-	    !jobq__journal_pending(&dur.j))
+	if (!dur.open || !dur.j.busy)
 		return;
-	ret = commit();
-	if (ret && !dur.turn_err)
-		dur.turn_err = ret;
+	ret = jobq__journal_done(&dur.j, tag, res);
+	if (ret == -EINPROGRESS) {
+		submit_io();
+		return;
+	}
+	if (ret)
+		commit_failed(ret);
+	ended(dur.busy_id, ret);
 }
 
-int jobq__durable_commit(void)
+void jobq__durable_use_ring(bool on)
 {
-	int ret = 0;
+	dur.ring = on;
+}
 
+bool jobq__durable_busy(void)
+{
+	return dur.open && dur.j.busy;
+}
+
+uint64_t jobq__durable_next_id(void)
+{
+	return dur.next_id;
+}
+
+uint64_t jobq__durable_need(void)
+{
 	if (!dur.open)
 		return 0;
-	if (jobq__journal_pending(&dur.j) || dur.j.err || dur.j.force ||
-	    jobq__journal_want_snapshot(&dur.j))
-		ret = commit();
-	/* A failure earlier in the turn fails its answers even when a later
-	 * snapshot succeeded: they were answered with it in mind. */
-	if (dur.turn_err && !ret)
-		ret = dur.turn_err;
-	dur.turn_err = 0;
-	jobq__m.jdep = false;
-	publish_stats();
-	return ret;
+	if (jobq__journal_pending(&dur.j) || dur.j.force)
+		return dur.next_id;
+	if (dur.j.busy)
+		return dur.busy_id;
+	return dur.done_id;
+}
+
+uint64_t jobq__durable_done_id(void)
+{
+	return dur.done_id;
 }
