@@ -381,14 +381,65 @@ static void commit_failed(int err)
 	dur.retry_at = 0;
 }
 
-/* Hands the IO of the commit in flight to the loop's ring. */
+static void io_result(int ret);
+
+/*
+ * submit_io - hand the IO of the commit in flight to the loop's ring. The
+ * syncs always go there (they wait for the disk). The writes too where the
+ * file system takes them without blocking (ring_writes); elsewhere a write
+ * is a copy into the page cache that io_uring would run on a worker
+ * thread, a hand-off that costs more than the copy and delays the sync
+ * behind it, so it is done here, now, through the seam. Every write of
+ * the batch is done before any of its syncs is submitted, which keeps
+ * each unit written before the sync that its answers wait for.
+ */
 static void submit_io(void)
 {
-	struct jobq__jop op[32];
-	int n = jobq__journal_ops(&dur.j, op, 32);
+	const struct jobq__jio *io = dur.j.io;
+	struct jobq__jop op[32], ring[32];
+	int n, ret = -EINPROGRESS;
 
-	if (n)
-		jobq__loop_journal_io(op, n);
+	while ((n = jobq__journal_ops(&dur.j, op, 32)) > 0) {
+		bool broken = false;
+		int k = 0;
+
+		for (int i = 0; i < n; i++) {
+			struct iovec v = {.iov_base = (void *)op[i].buf,
+					  .iov_len = op[i].len};
+			ssize_t r = -ECANCELED;
+
+			if (dur.ring_writes || op[i].kind != JOBQ__JOP_WRITE) {
+				if (!broken) {
+					ring[k++] = op[i];
+					continue;
+				}
+			} else if (!broken) {
+				r = io->pwritev(io->ctx, op[i].fd, &v, 1,
+						op[i].off);
+			}
+			/* As in a link chain: a failed or short write
+			 * cancels what comes after it. */
+			if (r != (ssize_t)op[i].len)
+				broken = true;
+			ret = jobq__journal_done(&dur.j, op[i].tag, r);
+		}
+		if (k) {
+			jobq__loop_journal_io(ring, k);
+			return;
+		}
+		if (ret != -EINPROGRESS)
+			break;
+	}
+	if (ret != -EINPROGRESS)
+		io_result(ret);
+}
+
+/* The commit in flight ended with @ret (0 or -errno). */
+static void io_result(int ret)
+{
+	if (ret)
+		commit_failed(ret);
+	ended(dur.busy_id, ret);
 }
 
 /* Runs what is journaled to its end, now, through the seam. */
@@ -419,6 +470,7 @@ void jobq__durable_request_done(void)
 
 void jobq__durable_commit(void)
 {
+	bool syncs, repair_now;
 	uint64_t id;
 	int ret;
 
@@ -429,16 +481,17 @@ void jobq__durable_commit(void)
 	    !(dur.j.err && jobq__now_ns() >= dur.retry_at) &&
 	    !jobq__journal_want_snapshot(&dur.j))
 		return;
+	repair_now = dur.j.err || jobq__journal_want_snapshot(&dur.j);
+	syncs = jobq__journal_will_sync(&dur.j, dur.need_sync);
 	id = dur.next_id++;
-	if (dur.j.err || jobq__journal_want_snapshot(&dur.j)) {
+	if (repair_now) {
 		ret = repair();
 		dur.need_sync = false;
 		dur.j.force = false;
 		ended(id, ret);
 		return;
 	}
-	if (!dur.ring || (!dur.ring_writes &&
-			  !jobq__journal_will_sync(&dur.j, dur.need_sync))) {
+	if (!dur.ring || (!dur.ring_writes && !syncs)) {
 		ret = jobq__journal_commit(&dur.j, dur.need_sync);
 		dur.need_sync = false;
 		dur.j.force = false;
@@ -467,13 +520,10 @@ void jobq__durable_io_done(uint32_t tag, int res)
 	if (!dur.open || !dur.j.busy)
 		return;
 	ret = jobq__journal_done(&dur.j, tag, res);
-	if (ret == -EINPROGRESS) {
+	if (ret == -EINPROGRESS)
 		submit_io();
-		return;
-	}
-	if (ret)
-		commit_failed(ret);
-	ended(dur.busy_id, ret);
+	else
+		io_result(ret);
 }
 
 void jobq__durable_use_ring(bool on)
