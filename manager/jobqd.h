@@ -450,8 +450,9 @@ bool jobq__locks_held_by(const struct jobq__client *c);
 enum jobq__timer_id {
 	JOBQ__TIMER_JOBS = 0,
 	JOBQ__TIMER_SUPERVISE,
-	JOBQ__TIMER_HELLO, /* connections that have not said hello */
-	JOBQ__TIMER_LOCKS, /* lock leases */
+	JOBQ__TIMER_HELLO,   /* connections that have not said hello */
+	JOBQ__TIMER_LOCKS,   /* lock leases */
+	JOBQ__TIMER_JOURNAL, /* a batch commit waits for its group */
 	JOBQ__TIMER__COUNT,
 };
 void jobq__timer_arm(int which, uint64_t deadline);

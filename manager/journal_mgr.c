@@ -52,6 +52,8 @@
 #include "jobqd.h"
 
 #define RETRY_NS (500 * 1000000ull)
+/* The longest a batch commit waits for its group (see gather()). */
+#define GATHER_MAX_NS (2 * 1000 * 1000ull)
 
 static struct {
 	struct jobq__journal j;
@@ -68,6 +70,11 @@ static struct {
 	/* Commits are numbered from 1: the next to begin, the one in flight
 	 * (0: none), the last that ended. They end in order. */
 	uint64_t next_id, busy_id, done_id;
+	/* Group commit (gather()): answers journaled since the last commit
+	 * began that wait for a sync, and as many in the last synced one;
+	 * when that one began and ended. */
+	uint32_t acks, acks_last;
+	uint64_t begun_ns, ended_ns, sync_ns;
 	char start_msg[3][PATH_MAX + 160]; /* what replay found, for the log */
 	uint64_t retry_at; /* CLOCK_MONOTONIC: next snapshot attempt */
 	int logged_err;	   /* the snapshot error logged last */
@@ -300,6 +307,7 @@ void jobq__jlog(uint16_t type, const struct iovec *iov, int n, bool ack)
 	if (ack) {
 		jobq__m.jdep = true;
 		dur.need_sync = true;
+		dur.acks++;
 	}
 }
 
@@ -365,6 +373,11 @@ static int repair(void)
 /* Commit @id ended with @err: its answers can go. */
 static void ended(uint64_t id, int err)
 {
+	if (id == dur.busy_id && dur.begun_ns) {
+		dur.ended_ns = jobq__now_ns();
+		dur.sync_ns = dur.ended_ns - dur.begun_ns;
+		dur.begun_ns = 0;
+	}
 	dur.done_id = id;
 	dur.busy_id = 0;
 	publish_stats();
@@ -468,6 +481,41 @@ void jobq__durable_request_done(void)
 	dur.j.force = false;
 }
 
+/*
+ * gather - whether a --fsync batch commit should wait a little before it
+ * begins. When a synced commit ends, it releases every client whose answer
+ * it held, at once; each then needs a moment (a wake-up, a request) before
+ * its next record is here. Begun at once, the next commit would carry the
+ * one or two records that made it in time, and the rest would wait a
+ * whole sync for the one after: groups alternate between small and
+ * large, and the disk does about twice the syncs (16 producers, one put
+ * at a time each: 8 answers a sync instead of 16). So a synced commit
+ * waits until as many answers as the last one carried are journaled
+ * again, but never longer after the last one ended than that one's sync
+ * took (GATHER_MAX_NS at most): a request that comes just after a commit
+ * began waits as long already. A lone client, whose group is one, never
+ * waits. The loop serves meanwhile; a timer ends the wait when nothing
+ * else does. (Measured, 16 producers on a disk syncing in 0.2-0.3 ms:
+ * 8.4 answers a sync without the wait, 16 with it, and 1.3x the puts/s;
+ * a quarter of a sync was too short to gather them.)
+ */
+static bool gather(void)
+{
+	uint64_t until, wait = dur.sync_ns, now;
+
+	if (dur.j.mode != JOBQ__FSYNC_BATCH || dur.acks >= dur.acks_last ||
+	    dur.j.force)
+		return false;
+	if (wait > GATHER_MAX_NS)
+		wait = GATHER_MAX_NS;
+	until = dur.ended_ns + wait;
+	now = jobq__now_ns();
+	if (now >= until)
+		return false;
+	jobq__timer_arm(JOBQ__TIMER_JOURNAL, until);
+	return true;
+}
+
 void jobq__durable_commit(void)
 {
 	bool syncs, repair_now;
@@ -483,6 +531,8 @@ void jobq__durable_commit(void)
 		return;
 	repair_now = dur.j.err || jobq__journal_want_snapshot(&dur.j);
 	syncs = jobq__journal_will_sync(&dur.j, dur.need_sync);
+	if (!repair_now && dur.ring && syncs && gather())
+		return;
 	id = dur.next_id++;
 	if (repair_now) {
 		ret = repair();
@@ -510,6 +560,12 @@ void jobq__durable_commit(void)
 		return;
 	}
 	dur.busy_id = id;
+	if (syncs) {
+		dur.begun_ns = jobq__now_ns();
+		dur.acks_last = dur.acks;
+		jobq__timer_arm(JOBQ__TIMER_JOURNAL, 0);
+	}
+	dur.acks = 0;
 	submit_io();
 }
 

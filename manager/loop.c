@@ -220,6 +220,7 @@ static struct jobq__waiter mod_timers[JOBQ__TIMER__COUNT] = {
     [JOBQ__TIMER_SUPERVISE] = {.tidx = -1, .kind = JOBQ__W_TIMER},
     [JOBQ__TIMER_HELLO] = {.tidx = -1, .kind = JOBQ__W_TIMER},
     [JOBQ__TIMER_LOCKS] = {.tidx = -1, .kind = JOBQ__W_TIMER},
+    [JOBQ__TIMER_JOURNAL] = {.tidx = -1, .kind = JOBQ__W_TIMER},
 };
 
 void jobq__timer_arm(int which, uint64_t deadline)
@@ -636,6 +637,8 @@ static void timers_run(void)
 				hello_timeouts();
 			else if (w == &mod_timers[JOBQ__TIMER_LOCKS])
 				jobq__locks_timer();
+			else if (w == &mod_timers[JOBQ__TIMER_JOURNAL])
+				; /* the turn's end begins the commit */
 			else
 				jobq__supervise_timer();
 			loop.work = true;
