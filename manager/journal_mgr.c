@@ -18,18 +18,21 @@
  * sees an object whose put is not yet in the journal, and the loop serves
  * requests while a sync runs.
  *
- * IO. A commit is one write SQE on the loop's io_uring, linked to an
- * fdatasync when an answer waits for one (batch, always, --durable); with
- * --fsync always, one write and one sync per request, in one link chain.
- * A short write breaks the chain; journal.c hands out the rest again. A
- * commit that does not sync (--fsync none, takes alone) is a copy into
- * the page cache: on a file system that cannot take it without blocking
- * (ext4, tmpfs) io_uring would run it on a worker thread, and the answers
- * would wait 5-10 us a turn for it, so it is written with pwritev() from
- * the loop's thread (see ring_writes). If the kernel's io_uring cannot
- * write or sync files, every commit runs through pwritev()/fdatasync()
- * from the loop's thread, said once at start. Replay and snapshots are
- * synchronous.
+ * IO. The syncs of a commit go to the loop's io_uring: one fdatasync SQE
+ * when an answer waits for one (batch, always, --durable); with --fsync
+ * always one per request, in one link chain. Its writes go there too,
+ * each linked before its sync, where the file system takes a buffered
+ * write without blocking (xfs, btrfs: io_uring then does it inline). On
+ * ext4 and tmpfs io_uring would run each write on a worker thread, 5-10
+ * us a turn for a copy into the page cache that pwritev() does in 1, and
+ * the sync behind it would start later: there the writes are done from
+ * the loop's thread, all of a batch before any of its syncs is submitted
+ * (see submit_io() and ring_writes). A commit that does not sync (--fsync
+ * none, takes alone) is then a pwritev() and nothing else. A short write
+ * is continued: journal.c hands out the rest again. If the kernel's
+ * io_uring cannot write or sync files, every commit runs through
+ * pwritev()/fdatasync() from the loop's thread, said once at start.
+ * Replay and snapshots are synchronous.
  *
  * Errors. A failed write or sync fails the journal (journal.c). The live
  * state is then ahead of the files, and only a snapshot brings them level
@@ -62,10 +65,10 @@ static struct {
 	int lock_fd;	  /* FILE.lock, flocked for life */
 	bool ring;	  /* commits go through the loop's io_uring */
 	/* The file system takes a write without blocking (RWF_NOWAIT), so
-	 * io_uring does it inline: commits that do not sync use the ring
-	 * too. Otherwise (ext4, tmpfs) the ring would hand each one to a
-	 * worker thread, 5-10 us a turn for a copy into the page cache that
-	 * pwritev() does in 1: those are written from the loop's thread. */
+	 * io_uring does it inline: writes go to the ring too. Otherwise
+	 * (ext4, tmpfs) the ring would hand each one to a worker thread, 5-10
+	 * us for a copy into the page cache that pwritev() does in 1: they
+	 * are done from the loop's thread. */
 	bool ring_writes;
 	/* Commits are numbered from 1: the next to begin, the one in flight
 	 * (0: none), the last that ended. They end in order. */
