@@ -46,6 +46,7 @@
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/uio.h>
@@ -167,6 +168,71 @@ static int lock_journal(const char *path, char *err, size_t errlen)
 }
 
 /*
+ * The test seam (JOBQD_TEST_JOURNAL_FAULT=FILE in jobqd's environment):
+ * while FILE exists, journal writes and syncs fail with the error it
+ * names (EIO, ENOSPC; EIO when it names none), only the syncs when it
+ * says "sync", only the writes when it says "write": on the ring's
+ * completions (the seam's complete()) and on the synchronous path alike,
+ * snapshots included. An end-to-end test makes the disk fail and heal
+ * with it, through the same code as a real failure.
+ */
+static const char *fault_file;
+
+static int fault(int kind)
+{
+	char b[32] = "";
+	ssize_t n;
+	int fd = open(fault_file, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return 0;
+	n = read(fd, b, sizeof(b) - 1);
+	close(fd);
+	b[n > 0 ? n : 0] = '\0';
+	if ((kind == JOBQ__JOP_WRITE && strstr(b, "sync")) ||
+	    (kind == JOBQ__JOP_SYNC && strstr(b, "write")))
+		return 0;
+	return strstr(b, "ENOSPC") ? -ENOSPC : -EIO;
+}
+
+static ssize_t ft_pwritev(void *ctx, int fd, const struct iovec *iov, int n,
+			  uint64_t off)
+{
+	int err = fault(JOBQ__JOP_WRITE);
+
+	return err ? err : jobq__jio_posix.pwritev(ctx, fd, iov, n, off);
+}
+
+static int ft_sync(void *ctx, int fd)
+{
+	int err = fault(JOBQ__JOP_SYNC);
+
+	return err ? err : jobq__jio_posix.sync(ctx, fd);
+}
+
+static ssize_t ft_complete(void *ctx, const struct jobq__jop *op, ssize_t res)
+{
+	int err = res >= 0 ? fault(op->kind) : 0;
+
+	return err ? err : res;
+}
+
+static struct jobq__jio fault_io;
+
+/* The seam jobqd uses: the system calls, or the test's. */
+static const struct jobq__jio *journal_io(void)
+{
+	fault_file = getenv("JOBQD_TEST_JOURNAL_FAULT");
+	if (!fault_file || !*fault_file)
+		return &jobq__jio_posix;
+	fault_io = jobq__jio_posix;
+	fault_io.pwritev = ft_pwritev;
+	fault_io.sync = ft_sync;
+	fault_io.complete = ft_complete;
+	return &fault_io;
+}
+
+/*
  * nowait_writes - whether the file system of @fd takes buffered writes
  * with RWF_NOWAIT (xfs, btrfs do; ext4 and tmpfs answer EOPNOTSUPP). The
  * probe writes the header over itself with the same bytes.
@@ -200,7 +266,7 @@ int jobq__durable_open(char *err, size_t errlen)
 	ret = lock_journal(path, err, errlen);
 	if (ret)
 		return ret;
-	ret = jobq__journal_open(&dur.j, &jobq__jio_posix, path, o->fsync_mode,
+	ret = jobq__journal_open(&dur.j, journal_io(), path, o->fsync_mode,
 				 replay, NULL, &info, err, errlen);
 	if (ret && dur.replay_full)
 		snprintf(err, errlen,
