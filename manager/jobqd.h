@@ -176,8 +176,16 @@ struct jobq__client {
 	uint32_t sq_entries, cq_entries;
 
 	uint32_t sq_head; /* ours: what we have consumed */
-	uint32_t cq_tail; /* ours: what we have published */
+	uint32_t cq_tail; /* ours: what we have made (pub_tail: published) */
 	uint32_t cq_gen;  /* completions made: cq_tail + overflow */
+	/* What its cq tail says: entries below cq_tail wait for the journal
+	 * commits in hold (at most two: the one in flight, the next). */
+	uint32_t pub_tail;
+	uint32_t nhold;
+	struct {
+		uint32_t tail; /* entries below it wait for commit id */
+		uint64_t id;
+	} hold[2];
 
 	struct jobq__list waiters;
 	struct jobq__handed *handed; /* FIFO in [hhead, hhead + nhanded) */
@@ -381,12 +389,34 @@ void jobq__durable_log_start(void);
  * (no memory) fails the journal, and the commit reports it.
  */
 void jobq__jlog(uint16_t type, const struct iovec *iov, int n, bool ack);
-/* A request was handled (--fsync always commits here). */
+/* A request was handled (--fsync always cuts a unit of its records). */
 void jobq__durable_request_done(void);
-/* End of a turn: commit (or snapshot). Returns 0 once everything the turn
- * acknowledges is as durable as promised, else -errno, which those
- * acknowledgements carry instead. */
-int jobq__durable_commit(void);
+/*
+ * jobq__durable_commit - end of a turn: begin a commit of what was
+ * journaled (or the snapshot that repairs or compacts the journal) unless
+ * one is in flight. jobq__loop_committed() says when it ended.
+ */
+void jobq__durable_commit(void);
+/* Whether a commit is in flight. */
+bool jobq__durable_busy(void);
+/* The commit that will hold the records journaled now. */
+uint64_t jobq__durable_next_id(void);
+/* The commit that must end before a completion made now is published;
+ * at most jobq__durable_done_id() when none must. */
+uint64_t jobq__durable_need(void);
+/* The last commit that ended (they end in order). */
+uint64_t jobq__durable_done_id(void);
+/* Whether commits go through the loop's io_uring (else pwritev(), now). */
+void jobq__durable_use_ring(bool on);
+/* The IO tagged @tag of the commit in flight completed with @res. */
+void jobq__durable_io_done(uint32_t tag, int res);
+/* loop.c: submit @n linked journal IOs; their results go to
+ * jobq__durable_io_done(). */
+void jobq__loop_journal_io(const struct jobq__jop *op, int n);
+/* loop.c: commit @id ended with @err (0 or -errno): the completions that
+ * waited for it are published, those that acknowledge its records failed
+ * with @err. */
+void jobq__loop_committed(uint64_t id, int err);
 /*
  * jobq__durable_want_sync - the request being handled is --durable: its
  * answer waits for a sync of the journal, whatever --fsync says. Call it
@@ -454,8 +484,9 @@ bool jobq__locks_held_by(const struct jobq__client *c);
 enum jobq__timer_id {
 	JOBQ__TIMER_JOBS = 0,
 	JOBQ__TIMER_SUPERVISE,
-	JOBQ__TIMER_HELLO, /* connections that have not said hello */
-	JOBQ__TIMER_LOCKS, /* lock leases */
+	JOBQ__TIMER_HELLO,   /* connections that have not said hello */
+	JOBQ__TIMER_LOCKS,   /* lock leases */
+	JOBQ__TIMER_JOURNAL, /* a batch commit waits for its group */
 	JOBQ__TIMER__COUNT,
 };
 void jobq__timer_arm(int which, uint64_t deadline);

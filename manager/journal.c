@@ -32,6 +32,9 @@ static const char magic_snap[8] = "JOBQSNP\n";
 enum { KIND_JOURNAL = 1, KIND_SNAP = 2 };
 
 #define SNAP_CHUNK (1u << 20) /* snapshot bytes buffered per write */
+/* At most this much per write: an io_uring write takes a 32-bit length;
+ * the rest of a unit goes in the next write. */
+#define JOBQ__JOP_MAX (1u << 30)
 
 /* ------------------------------------------------------------------------
  * The default seam: system calls.
@@ -622,8 +625,14 @@ void jobq__journal_close(struct jobq__journal *j)
 		j->io->close(j->io->ctx, j->sfd);
 	j->fd = j->sfd = -1;
 	free(j->buf);
-	j->buf = NULL;
-	j->len = j->cap = 0;
+	free(j->ibuf);
+	free(j->units);
+	free(j->iunits);
+	j->buf = j->ibuf = NULL;
+	j->units = j->iunits = NULL;
+	j->len = j->cap = j->ilen = j->icap = 0;
+	j->nunits = j->ucap = j->niunits = j->iucap = 0;
+	j->busy = false;
 }
 
 static int reserve(struct jobq__journal *j, size_t more)
@@ -704,35 +713,238 @@ static int fail(struct jobq__journal *j, int err)
 	return err;
 }
 
-int jobq__journal_commit(struct jobq__journal *j, bool sync)
+/* Drops every record added and not committed. */
+static void drop_added(struct jobq__journal *j)
 {
-	int ret;
+	j->len = 0;
+	j->nbuf = 0;
+	j->nunits = 0;
+}
 
+/* Whether a unit asking for @sync syncs in this mode. */
+static bool unit_syncs(const struct jobq__journal *j, bool sync)
+{
+	return sync && (j->mode != JOBQ__FSYNC_NONE || j->force);
+}
+
+int jobq__journal_cut(struct jobq__journal *j, bool sync)
+{
+	size_t from = j->nunits ? j->units[j->nunits - 1].off +
+				      j->units[j->nunits - 1].len
+				: 0;
+	struct jobq__junit *u;
+
+	/* An empty unit is only worth a forced sync: it makes durable what
+	 * earlier commits only wrote. */
+	if (j->len == from && !(sync && j->force))
+		return 0;
+	if (j->nunits == j->ucap) {
+		uint32_t ncap = j->ucap ? 2 * j->ucap : 16;
+
+		u = realloc(j->units, ncap * sizeof(*u));
+		if (!u) {
+			if (!j->err)
+				fail(j, -ENOMEM);
+			return -ENOMEM;
+		}
+		j->units = u;
+		j->ucap = ncap;
+	}
+	j->units[j->nunits++] = (struct jobq__junit){
+	    .off = from,
+	    .len = j->len - from,
+	    .sync = unit_syncs(j, sync),
+	};
+	return 0;
+}
+
+int jobq__journal_begin(struct jobq__journal *j, bool sync)
+{
+	struct jobq__junit *tu;
+	uint8_t *tb;
+	size_t tc;
+	uint32_t tn;
+
+	if (j->busy)
+		return -EBUSY;
 	if (j->err) {
 		/*
 		 * The file lost records: appending after the gap would make
 		 * replay skip it silently. These go too; the caller's
 		 * snapshot will hold their effect.
 		 */
-		j->len = 0;
-		j->nbuf = 0;
+		drop_added(j);
 		return j->err;
 	}
-	/* A forced sync also covers what earlier commits only wrote. */
-	if (!j->len && !(sync && j->force))
-		return 0;
-	ret = j->len ? write_buf(j->io, j->fd, j->buf, j->len, j->size) : 0;
-	if (!ret && sync)
-		ret = maybe_sync(j, j->fd);
-	if (ret) {
-		j->len = 0;
-		j->nbuf = 0;
-		return fail(j, ret);
-	}
-	j->size += j->len;
+	if (jobq__journal_cut(j, sync))
+		return j->err;
+	if (!j->nunits)
+		return 1;
+	/* Swap the buffers: records added from here on go to the other. */
+	tb = j->ibuf;
+	tc = j->icap;
+	j->ibuf = j->buf;
+	j->icap = j->cap;
+	j->ilen = j->len;
+	j->buf = tb;
+	j->cap = tc;
+	tu = j->iunits;
+	tn = j->iucap;
+	j->iunits = j->units;
+	j->iucap = j->ucap;
+	j->niunits = j->nunits;
+	j->units = tu;
+	j->ucap = tn;
 	j->len = 0;
 	j->nbuf = 0;
+	j->nunits = 0;
+	j->ibase = j->size;
+	j->icur = 0;
+	j->iops = 0;
+	j->ierr = 0;
+	j->busy = true;
 	return 0;
+}
+
+/* Tags: the unit's index, then the kind in the low bit. */
+static uint32_t op_tag(uint32_t unit, int kind)
+{
+	return unit << 1 | (kind == JOBQ__JOP_SYNC);
+}
+
+int jobq__journal_ops(struct jobq__journal *j, struct jobq__jop *op, int max)
+{
+	int n = 0;
+
+	if (!j->busy || j->iops || j->ierr)
+		return 0;
+	for (uint32_t i = j->icur; i < j->niunits && n < max; i++) {
+		struct jobq__junit *u = &j->iunits[i];
+
+		if (u->done < u->len)
+			op[n++] = (struct jobq__jop){
+			    .kind = JOBQ__JOP_WRITE,
+			    .fd = j->fd,
+			    .buf = j->ibuf + u->off + u->done,
+			    .len = u->len - u->done < JOBQ__JOP_MAX
+				       ? u->len - u->done
+				       : JOBQ__JOP_MAX,
+			    .off = j->ibase + u->off + u->done,
+			    .tag = op_tag(i, JOBQ__JOP_WRITE),
+			};
+		if (u->sync && !u->synced && n < max)
+			op[n++] = (struct jobq__jop){
+			    .kind = JOBQ__JOP_SYNC,
+			    .fd = j->fd,
+			    .tag = op_tag(i, JOBQ__JOP_SYNC),
+			};
+	}
+	j->iops = (uint32_t)n;
+	return n;
+}
+
+int jobq__journal_done(struct jobq__journal *j, uint32_t tag, ssize_t res)
+{
+	uint32_t i = tag >> 1;
+	struct jobq__junit *u;
+
+	if (!j->busy || i >= j->niunits || !j->iops)
+		return -EINVAL; /* not ours: a bug of the caller */
+	u = &j->iunits[i];
+	if (j->io->complete) {
+		struct jobq__jop op = {
+		    .kind = tag & 1 ? JOBQ__JOP_SYNC : JOBQ__JOP_WRITE,
+		    .fd = j->fd,
+		    .buf = j->ibuf + u->off + u->done,
+		    .len = u->len - u->done,
+		    .off = j->ibase + u->off + u->done,
+		    .tag = tag,
+		};
+
+		res = j->io->complete(j->io->ctx, &op, res);
+	}
+	j->iops--;
+	if (res == -ECANCELED || res == -EINTR || res == -EAGAIN) {
+		/* A link broken before it, or a retry: submitted again. */
+	} else if (res < 0) {
+		if (!j->ierr)
+			j->ierr = (int)res;
+	} else if (!(tag & 1)) {
+		/* A write that makes no progress would loop for ever. */
+		if (res == 0 || (size_t)res > u->len - u->done) {
+			if (!j->ierr)
+				j->ierr = -EIO;
+		} else {
+			u->done += (size_t)res;
+		}
+	} else if (u->done == u->len) {
+		u->synced = true;
+		j->last_sync_ns = realtime_ns();
+	}
+	if (j->iops)
+		return -EINPROGRESS;
+	while (j->icur < j->niunits && !j->ierr) {
+		u = &j->iunits[j->icur];
+		if (u->done < u->len || (u->sync && !u->synced))
+			return -EINPROGRESS;
+		j->icur++;
+	}
+	j->busy = false;
+	if (j->ierr)
+		return fail(j, j->ierr);
+	j->size = j->ibase + j->ilen;
+	return 0;
+}
+
+/* Runs the commit in flight to its end through the seam, now. */
+static int run_now(struct jobq__journal *j)
+{
+	const struct jobq__jio *io = j->io;
+	struct jobq__jop op[16];
+	int ret;
+
+	do {
+		int n = jobq__journal_ops(j, op, 16);
+		bool broken = false;
+
+		if (!n) /* not reachable: a commit in flight has IO left */
+			return -EIO;
+
+		ret = -EINPROGRESS;
+		for (int k = 0; k < n; k++) {
+			ssize_t r;
+
+			if (broken) {
+				r = -ECANCELED;
+			} else if (op[k].kind == JOBQ__JOP_WRITE) {
+				struct iovec v = {.iov_base = (void *)op[k].buf,
+						  .iov_len = op[k].len};
+
+				r = io->pwritev(io->ctx, op[k].fd, &v, 1,
+						op[k].off);
+			} else {
+				r = io->sync(io->ctx, op[k].fd);
+			}
+			/* As a link chain does: a failure or a short write
+			 * cancels the rest. */
+			if (r < 0 || (op[k].kind == JOBQ__JOP_WRITE &&
+				      (size_t)r != op[k].len))
+				broken = true;
+			ret = jobq__journal_done(j, op[k].tag, r);
+		}
+	} while (ret == -EINPROGRESS);
+	return ret;
+}
+
+int jobq__journal_commit(struct jobq__journal *j, bool sync)
+{
+	int ret = jobq__journal_begin(j, sync);
+
+	if (ret == 1)
+		return 0;
+	if (ret)
+		return ret;
+	return run_now(j);
 }
 
 bool jobq__journal_want_snapshot(const struct jobq__journal *j)
@@ -754,10 +966,11 @@ int jobq__journal_snapshot(struct jobq__journal *j,
 	struct iovec v = {.iov_base = cnt, .iov_len = sizeof(cnt)};
 	int ret;
 
+	if (j->busy)
+		return -EBUSY;
 	/* The live state already holds what these records say. */
 	j->seq -= j->nbuf;
-	j->len = 0;
-	j->nbuf = 0;
+	drop_added(j);
 	seq0 = j->seq;
 	ret = io->open(io->ctx, j->snap_tmp_path, O_RDWR | O_CREAT | O_TRUNC,
 		       0666);

@@ -42,17 +42,30 @@
  * survives the manager's death (the page cache keeps it), not the
  * machine's. BATCH and ALWAYS sync the journal after each write, and the
  * files and their directory around every rename. The caller decides how
- * many requests share one commit (one turn of the loop for BATCH, one
- * request for ALWAYS). With @force set (a --durable request) commits and
- * snapshots sync in any mode, until the caller clears it.
+ * many requests share one sync (for BATCH, all that arrived while the
+ * previous commit ran; for ALWAYS one, a unit each). With @force set (a
+ * --durable request) commits and snapshots sync in any mode, until the
+ * caller clears it.
  *
  * Errors. A failed write or sync is never hidden: commit returns it, the
  * journal is marked failed and takes no more appends (the records lost
  * would make the file a lie), and the only way back is a snapshot of the
  * live state, which the caller retries until it succeeds.
  *
+ * Asynchronous commits. jobq__journal_begin() takes the records added so
+ * far as one commit and jobq__journal_ops() hands out its IO (writes and
+ * syncs, to be run in order, each linked to the one before) for the caller
+ * to submit, to an io_uring for jobqd; the results come back through
+ * jobq__journal_done(). Records added meanwhile wait for the next commit:
+ * one commit is in flight at a time, so everything that arrives while its
+ * sync runs shares the next one (group commit). A commit is cut into units
+ * (jobq__journal_cut(): one per request for ALWAYS), each written and, when
+ * it asks, synced before the next unit's write. jobq__journal_commit()
+ * runs one commit to its end through the seam's pwritev() and sync().
+ *
  * All file access goes through struct jobq__jio, so that tests can fail
- * the nth write or sync and drop what was never synced (a power loss).
+ * the nth write or sync and drop what was never synced (a power loss); the
+ * results of asynchronous IO pass through its complete() as well.
  * This header needs nothing of the rest of the manager.
  */
 #ifndef JOBQ_JOURNAL_H
@@ -114,6 +127,22 @@ enum jobq__jrec_type {
 #define JOBQ__JREC_MAX	      (1u << 30)
 
 /*
+ * One IO of an asynchronous commit. A WRITE writes @len bytes of @buf at
+ * @off of @fd; a SYNC is fdatasync(2) of @fd. @tag goes back to
+ * jobq__journal_done() with the result.
+ */
+enum { JOBQ__JOP_WRITE = 1, JOBQ__JOP_SYNC = 2 };
+
+struct jobq__jop {
+	int kind;
+	int fd;
+	const void *buf;
+	size_t len;
+	uint64_t off;
+	uint32_t tag;
+};
+
+/*
  * The IO seam. Every function returns 0 (or a count) or -errno; @ctx is the
  * table's own. open() takes open(2) flags and returns an fd. sync() is
  * fdatasync(2); sync_dir() syncs the directory that holds @path, so that a
@@ -133,6 +162,12 @@ struct jobq__jio {
 	int (*rename)(void *ctx, const char *from, const char *to);
 	int (*unlink)(void *ctx, const char *path);
 	int (*sync_dir)(void *ctx, const char *path);
+	/*
+	 * Optional: sees the result @res of an asynchronous write or sync
+	 * (@op) before the journal does and returns the one to use, so that
+	 * a test injects its faults into the ring's completions too.
+	 */
+	ssize_t (*complete)(void *ctx, const struct jobq__jop *op, ssize_t res);
 };
 
 /* Plain system calls (pwritev, fdatasync). */
@@ -156,6 +191,13 @@ struct jobq__replay_info {
 	uint64_t cut_offset; /* where: the first byte not replayed */
 	uint64_t cut_bytes;  /* how many bytes were dropped */
 	char cut_why[64];
+};
+
+/* A unit of a commit: bytes [off, off + len) of its buffer, written up to
+ * done; synced before the next unit when sync is set. */
+struct jobq__junit {
+	size_t off, len, done;
+	bool sync, synced;
 };
 
 struct jobq__journal {
@@ -183,6 +225,22 @@ struct jobq__journal {
 	int sfd;
 	uint64_t soff, srecs;
 	int serr;
+	/* Units cut in buf so far (jobq__journal_cut()). */
+	struct jobq__junit *units;
+	uint32_t nunits, ucap;
+	/*
+	 * The commit in flight: its records (ibuf, ilen bytes, to be written
+	 * at ibase), its units, the first unit not yet done, the IO submitted
+	 * and not completed, its first error. busy from begin to the last
+	 * result.
+	 */
+	bool busy;
+	uint8_t *ibuf;
+	size_t ilen, icap;
+	uint64_t ibase;
+	struct jobq__junit *iunits;
+	uint32_t niunits, iucap, icur, iops;
+	int ierr;
 };
 
 /*
@@ -213,15 +271,73 @@ void jobq__journal_close(struct jobq__journal *j);
 int jobq__journal_add(struct jobq__journal *j, uint16_t type,
 		      const struct iovec *iov, int n);
 
-/* Whether anything waits for jobq__journal_commit(). */
+/* Whether anything waits for a commit. */
 static inline bool jobq__journal_pending(const struct jobq__journal *j)
 {
-	return j->len > 0;
+	return j->len > 0 || j->nunits > 0;
+}
+
+/* Whether a commit is in flight (begun, its last result not yet in). */
+static inline bool jobq__journal_busy(const struct jobq__journal *j)
+{
+	return j->busy;
 }
 
 /*
- * jobq__journal_commit - write the records added since the last commit in
- * one write, and with @sync sync it unless the mode is NONE. Without
+ * jobq__journal_cut - close a unit over the records added since the last
+ * cut: the next commit writes it, and with @sync syncs it (unless the mode
+ * is NONE and no sync is forced) before the units after it. With nothing
+ * added, a forced @sync makes a unit that only syncs. Returns 0 or
+ * -ENOMEM (the journal is then failed).
+ */
+int jobq__journal_cut(struct jobq__journal *j, bool sync);
+
+/* Whether a commit begun now with @sync would sync. */
+static inline bool jobq__journal_will_sync(const struct jobq__journal *j,
+					   bool sync)
+{
+	if (sync && (j->mode != JOBQ__FSYNC_NONE || j->force))
+		return true;
+	for (uint32_t i = 0; i < j->nunits; i++)
+		if (j->units[i].sync)
+			return true;
+	return false;
+}
+
+/*
+ * jobq__journal_begin - make the records added so far (the units cut, and
+ * the rest as one more unit synced as @sync asks) the commit in flight.
+ * Returns 0 (get its IO from jobq__journal_ops()), 1 when there was
+ * nothing to write or sync, -EBUSY while another commit is in flight, or
+ * the journal's error when it is failed (the records are dropped, as by
+ * jobq__journal_commit()).
+ */
+int jobq__journal_begin(struct jobq__journal *j, bool sync);
+
+/*
+ * jobq__journal_ops - the IO of the commit in flight to submit now, at
+ * most @max of them into @op, in order: each must run after the one
+ * before it has completed whole (an io_uring link chain; a short write
+ * breaks the chain, and what was cancelled comes back later). Returns how
+ * many; 0 while IO handed out earlier has not all completed.
+ */
+int jobq__journal_ops(struct jobq__journal *j, struct jobq__jop *op, int max);
+
+/*
+ * jobq__journal_done - the IO tagged @tag completed with @res (bytes
+ * written, 0 for a sync, or -errno; -ECANCELED for one cancelled by a
+ * broken chain). Returns -EINPROGRESS while the commit goes on (IO still
+ * in flight, or more to submit: ask jobq__journal_ops() again), 0 once
+ * every record of it is written and synced as asked, or -errno when it
+ * failed: the journal is then failed, as by jobq__journal_commit().
+ */
+int jobq__journal_done(struct jobq__journal *j, uint32_t tag, ssize_t res);
+
+/*
+ * jobq__journal_commit - write the records added since the last commit
+ * (one write per unit, through the seam, now), and with @sync sync them
+ * unless the mode is NONE. -EBUSY while an asynchronous commit is in
+ * flight. Without
  * @sync the records are written, not synced: for records no answer waits
  * for, whose loss in a power cut costs a duplicate, never a loss (a take);
  * the next synced commit makes them durable too. Returns 0 once they are
@@ -236,7 +352,8 @@ int jobq__journal_commit(struct jobq__journal *j, bool sync);
  * empty journal after it. @produce adds one record per piece of live state
  * with jobq__journal_add() and returns 0 or -errno. Records added before
  * and not committed are dropped: the live state holds their effect. On
- * success the journal is no longer failed. Returns 0 or -errno; on error
+ * success the journal is no longer failed. Returns 0 or -errno (-EBUSY
+ * while a commit is in flight); on error
  * the files are as before (the old snapshot and journal still replay to
  * the state they held) and the journal is failed.
  */

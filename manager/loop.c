@@ -77,7 +77,8 @@ enum {
 	UD_SOCK,  /* recv on the client's socket: returns when it closes */
 	UD_PID,	  /* poll on the client's pidfd */
 	UD_CANCEL,
-	UD_CHILD, /* poll on a supervised child's pidfd (slot: its index) */
+	UD_CHILD,   /* poll on a supervised child's pidfd (slot: its index) */
+	UD_JOURNAL, /* a journal write or sync (slot: its tag) */
 };
 
 static inline uint64_t ud_make(unsigned kind, uint32_t slot, uint32_t gen)
@@ -104,6 +105,7 @@ static struct {
 	 * carry the commit's error when it fails. */
 	struct jmark {
 		uint32_t slot, gen, pos;
+		uint64_t id; /* the commit that holds its records */
 	} * marks;
 	size_t nmarks, mcap;
 	/* The request being answered (dispatch, a waiter's end): its final
@@ -232,6 +234,7 @@ static struct jobq__waiter mod_timers[JOBQ__TIMER__COUNT] = {
     [JOBQ__TIMER_SUPERVISE] = {.tidx = -1, .kind = JOBQ__W_TIMER},
     [JOBQ__TIMER_HELLO] = {.tidx = -1, .kind = JOBQ__W_TIMER},
     [JOBQ__TIMER_LOCKS] = {.tidx = -1, .kind = JOBQ__W_TIMER},
+    [JOBQ__TIMER_JOURNAL] = {.tidx = -1, .kind = JOBQ__W_TIMER},
 };
 
 void jobq__timer_arm(int which, uint64_t deadline)
@@ -351,22 +354,32 @@ static void add_mark(struct jobq__client *c)
 		loop.mcap = ncap;
 	}
 	loop.marks[loop.nmarks++] =
-	    (struct jmark){.slot = c->slot, .gen = c->gen, .pos = c->cq_gen};
+	    (struct jmark){.slot = c->slot,
+			   .gen = c->gen,
+			   .pos = c->cq_gen,
+			   .id = jobq__durable_next_id()};
 }
 
-/* The commit failed with @err: every marked completion answers it. */
-static void fail_marks(int err)
+/*
+ * jobq__loop_committed - commit @id ended. Its marked completions answer
+ * @err when it failed; they sit unpublished in the cq below cq_tail, or
+ * in the overflow FIFO (cq_tail + novf == cq_gen). Marks are in commit
+ * order, since commits begin in the order records are journaled. Then
+ * every client that holds completions for it is woken: publish() moves
+ * their tails at the end of this turn.
+ */
+void jobq__loop_committed(uint64_t id, int err)
 {
-	for (size_t i = 0; i < loop.nmarks; i++) {
+	size_t i;
+
+	for (i = 0; i < loop.nmarks && loop.marks[i].id <= id; i++) {
 		struct jmark *mk = &loop.marks[i];
 		struct jobq__client *c = &jobq__m.clients[mk->slot];
 		struct jobq_cqe *e = NULL;
 		uint32_t ahead;
 
-		if (c->gen != mk->gen || c->state != JOBQ__C_LIVE)
+		if (!err || c->gen != mk->gen || c->state != JOBQ__C_LIVE)
 			continue;
-		/* Position pos is in the cq below cq_tail, else in the
-		 * overflow FIFO (cq_tail + novf == cq_gen). */
 		ahead = mk->pos - c->cq_tail;
 		if ((int32_t)ahead < 0)
 			e = &c->cq[mk->pos & (c->cq_entries - 1)];
@@ -377,6 +390,21 @@ static void fail_marks(int err)
 			e->val = 0;
 		}
 	}
+	if (i) {
+		memmove(loop.marks, loop.marks + i,
+			(loop.nmarks - i) * sizeof(*loop.marks));
+		loop.nmarks -= i;
+	}
+	for (struct jobq__list *p = loop.live.next; p != &loop.live;
+	     p = p->next) {
+		struct jobq__client *c =
+		    jobq__entry(p, struct jobq__client, lnode);
+
+		if (c->nhold && c->hold[0].id <= id)
+			mark_wake(c);
+	}
+	/* A failed journal is repaired by a snapshot next turn. */
+	loop.work = true;
 }
 
 void jobq__post(struct jobq__client *c, uint64_t user_data, int32_t res,
@@ -636,6 +664,8 @@ static void timers_run(void)
 				hello_timeouts();
 			else if (w == &mod_timers[JOBQ__TIMER_LOCKS])
 				jobq__locks_timer();
+			else if (w == &mod_timers[JOBQ__TIMER_JOURNAL])
+				; /* the turn's end begins the commit */
 			else
 				jobq__supervise_timer();
 			loop.work = true;
@@ -1110,7 +1140,8 @@ static int region_create(struct jobq__client *c, char *msg, size_t msglen)
 	c->arena_size = arena;
 	c->sq_entries = JOBQ__SQ_ENTRIES;
 	c->cq_entries = JOBQ__CQ_ENTRIES;
-	c->sq_head = c->cq_tail = c->cq_gen = 0;
+	c->sq_head = c->cq_tail = c->cq_gen = c->pub_tail = 0;
+	c->nhold = 0;
 	return 0;
 fail:
 	/* errno first: snprintf() may change it. */
@@ -1259,6 +1290,10 @@ static void handle_cqe(const struct io_uring_cqe *cqe)
 	case UD_CHILD:
 		jobq__supervise_exited(slot);
 		return;
+	case UD_JOURNAL:
+		loop.work = true;
+		jobq__durable_io_done(slot, cqe->res);
+		return;
 	}
 	if (slot >= jobq__m.o.max_clients)
 		return;
@@ -1360,28 +1395,80 @@ static bool sweep(void)
 }
 
 /*
- * publish - commit the journal, then make this turn's completions visible:
- * move each cq tail (release: the entries before the tail) and wake the
- * clients that asked for it.
+ * release - move @c's cq tail as far as the journal allows: past the
+ * completions whose commits have ended, and past those made since the
+ * last turn when nothing they could depend on is still to be written.
+ * Otherwise they are held for commit @need (jobq__durable_need()).
+ * Returns whether the tail moved.
+ */
+static bool release(struct jobq__client *c, uint64_t need, uint64_t done)
+{
+	uint32_t to = c->pub_tail;
+	uint32_t held = c->nhold ? c->hold[c->nhold - 1].tail : c->pub_tail;
+
+	while (c->nhold && c->hold[0].id <= done) {
+		to = c->hold[0].tail;
+		c->hold[0] = c->hold[1];
+		c->nhold--;
+	}
+	if (c->cq_tail != held) {
+		if (!c->nhold && need <= done) {
+			to = c->cq_tail;
+		} else if (c->nhold && c->hold[c->nhold - 1].id >= need) {
+			/* Behind entries that wait anyway: wait with them. */
+			c->hold[c->nhold - 1].tail = c->cq_tail;
+		} else if (c->nhold < 2) {
+			c->hold[c->nhold].tail = c->cq_tail;
+			c->hold[c->nhold].id = need;
+			c->nhold++;
+		} else {
+			/* Not reached (two commits at most are open); waiting
+			 * for the later one is right anyway. */
+			c->hold[1].tail = c->cq_tail;
+			c->hold[1].id = need;
+		}
+	}
+	if (to == c->pub_tail)
+		return false;
+	c->pub_tail = to;
+	store_release(&c->hdr->cq.tail, to);
+	return true;
+}
+
+/*
+ * publish - begin the journal commit of this turn, then make visible what
+ * can be: move each cq tail (release: the entries before the tail) as far
+ * as the journal allows and wake the clients that asked for it.
  */
 static void publish(void)
 {
-	uint64_t one = 1;
-	int err = jobq__durable_commit();
+	uint64_t one = 1, need, done;
 
-	if (loop.crash_now)
-		_exit(86); /* the test seam above */
-	if (err)
-		fail_marks(err);
-	loop.nmarks = 0;
+	jobq__durable_commit();
+	if (loop.crash_now) {
+		/* The test seam above: once the commit is on disk, before
+		 * any answer it holds goes out. */
+		while (jobq__durable_busy()) {
+			io_uring_submit_and_wait(&loop.ring, 1);
+			reap_cqes();
+		}
+		_exit(86);
+	}
+	/* A write to the page cache may have completed already: its answers
+	 * then go this turn, not the next. */
+	if (jobq__durable_busy() && io_uring_cq_ready(&loop.ring))
+		reap_cqes();
 	if (jobq__list_empty(&loop.wakes))
 		return;
+	need = jobq__durable_need();
+	done = jobq__durable_done_id();
 	for (struct jobq__list *p = loop.wakes.next; p != &loop.wakes;
 	     p = p->next) {
 		struct jobq__client *c =
 		    jobq__entry(p, struct jobq__client, wnode);
 
-		store_release(&c->hdr->cq.tail, c->cq_tail);
+		if (!release(c, need, done))
+			c->posted = false;
 	}
 	/* Pairs with the client's fence between setting NEED_WAKEUP and
 	 * re-checking the cq tail, or setting WANT_HEAD in its sq and
@@ -1401,6 +1488,40 @@ static void publish(void)
 		    errno != EAGAIN)
 			jobq__log(1, "cq eventfd: %s", strerror(errno));
 	}
+}
+
+/* Waits for the journal commit in flight, and the one after it, to end,
+ * and publishes what they held. */
+static void journal_drain(void)
+{
+	for (int i = 0; i < 2; i++) {
+		while (jobq__durable_busy()) {
+			io_uring_submit_and_wait(&loop.ring, 1);
+			reap_cqes();
+		}
+		publish();
+	}
+}
+
+void jobq__loop_journal_io(const struct jobq__jop *op, int n)
+{
+	/* A link chain must go in one submission. */
+	if (io_uring_sq_space_left(&loop.ring) < (unsigned)n)
+		io_uring_submit(&loop.ring);
+	for (int i = 0; i < n; i++) {
+		struct io_uring_sqe *sqe = get_sqe();
+
+		if (op[i].kind == JOBQ__JOP_WRITE)
+			io_uring_prep_write(sqe, op[i].fd, op[i].buf,
+					    (unsigned)op[i].len, op[i].off);
+		else
+			io_uring_prep_fsync(sqe, op[i].fd,
+					    IORING_FSYNC_DATASYNC);
+		io_uring_sqe_set_data64(sqe, ud_make(UD_JOURNAL, op[i].tag, 0));
+		if (i + 1 < n)
+			sqe->flags |= IOSQE_IO_LINK;
+	}
+	io_uring_submit(&loop.ring);
 }
 
 static void end_turn(void)
@@ -1513,6 +1634,8 @@ static void shutdown_clients(void)
 		flush_overflow(c);
 	}
 	publish();
+	/* Every answer out, the ones the journal held included. */
+	journal_drain();
 	full_fence();
 	for (p = loop.live.next; p != &loop.live; p = p->next) {
 		struct jobq__client *c =
@@ -1561,6 +1684,17 @@ int jobq__loop_init(int lfd, int sfd, void (*on_hup)(void), char *err,
 			snprintf(err, errlen, "io_uring_queue_init: %s",
 				 strerror(-ret));
 		return ret;
+	}
+	{
+		/* Journal commits go through this ring when it can write and
+		 * sync files (Linux 5.6); journal_mgr.c says so otherwise. */
+		struct io_uring_probe *pr = io_uring_get_probe_ring(&loop.ring);
+
+		jobq__durable_use_ring(
+		    pr && io_uring_opcode_supported(pr, IORING_OP_WRITE) &&
+		    io_uring_opcode_supported(pr, IORING_OP_FSYNC));
+		if (pr)
+			io_uring_free_probe(pr);
 	}
 	m->clients = calloc(m->o.max_clients, sizeof(*m->clients));
 	if (!m->clients) {

@@ -2,7 +2,9 @@
 /*
  * test_journal.c - the journal module through its IO seam: round trips,
  * torn tails cut at every byte, bit flips, ENOSPC and EIO at the nth write
- * and sync, and power losses that keep only what was synced.
+ * and sync, and power losses that keep only what was synced. Asynchronous
+ * commits are driven as the manager's ring drives them (link chains, short
+ * writes, faults injected into the completions).
  *
  * The seam here is a small in-memory file system. Each file has its
  * current bytes and its synced bytes; names have a current table and a
@@ -338,7 +340,11 @@ static void process_death(struct jobq__journal *j)
 		ino_gc(ino);
 	}
 	free(j->buf);
-	j->buf = NULL;
+	free(j->ibuf);
+	free(j->units);
+	free(j->iunits);
+	j->buf = j->ibuf = NULL;
+	j->units = j->iunits = NULL;
 	fs.crash_at = 0;
 }
 
@@ -879,6 +885,208 @@ static void test_stale_and_refused(void **state)
 	free(live);
 }
 
+/* ------------------------------------------------------------------------
+ * Asynchronous commits, driven here as the manager's ring drives them.
+ */
+
+/* Results the "ring" gives: the nth write (1-based, counting from the
+ * test's start) comes back short, with @short_by bytes missing. */
+static struct {
+	int writes, short_at;
+	size_t short_by;
+	int syncs, fail_sync_at, err; /* through complete() */
+} ring;
+
+static ssize_t m_complete(void *ctx, const struct jobq__jop *op, ssize_t res)
+{
+	if (op->kind == JOBQ__JOP_SYNC && res == 0 &&
+	    ++ring.syncs == ring.fail_sync_at)
+		return -ring.err;
+	return res;
+}
+
+static struct jobq__jio mio_async;
+
+/*
+ * Runs the IO handed out as a link chain would: in order, a failure or a
+ * short write cancelling the rest. Returns what the last done() said.
+ */
+static int ring_round(struct jobq__journal *j, int *nops)
+{
+	struct jobq__jop op[8];
+	int n = jobq__journal_ops(j, op, 8), ret = -EINPROGRESS;
+	bool broken = false;
+
+	*nops = n;
+	for (int k = 0; k < n; k++) {
+		ssize_t r = -ECANCELED;
+
+		if (!broken && op[k].kind == JOBQ__JOP_WRITE) {
+			struct iovec v = {.iov_base = (void *)op[k].buf,
+					  .iov_len = op[k].len};
+
+			if (++ring.writes == ring.short_at)
+				v.iov_len -= ring.short_by;
+			r = m_pwritev(NULL, op[k].fd, &v, 1, op[k].off);
+			if (r != (ssize_t)op[k].len)
+				broken = true;
+		} else if (!broken) {
+			r = m_sync(NULL, op[k].fd);
+			if (r)
+				broken = true;
+		}
+		ret = jobq__journal_done(j, op[k].tag, r);
+	}
+	return ret;
+}
+
+static int ring_run(struct jobq__journal *j)
+{
+	int ret, n;
+
+	do
+		ret = ring_round(j, &n);
+	while (ret == -EINPROGRESS && n);
+	return ret;
+}
+
+/*
+ * Records added while a commit is in flight go to the next one; a short
+ * write is continued and the sync linked to it comes again; power loss
+ * keeps exactly the commits that ended.
+ */
+static void test_async_group_commit(void **state)
+{
+	struct model *m = new_model(), *acked = new_model();
+	struct jobq__journal j;
+	int n, syncs;
+
+	memset(&ring, 0, sizeof(ring));
+	mio_async = mio;
+	mio_async.complete = m_complete;
+	assert_int_equal(jobq__journal_open(&j, &mio_async, "/d/journal",
+					    JOBQ__FSYNC_BATCH, apply, m, NULL,
+					    (char[256]){0}, 256),
+			 0);
+	for (uint32_t id = 0; id < 10; id++)
+		assert_int_equal(add(&j, T_PUT, id), 0);
+	assert_int_equal(jobq__journal_begin(&j, true), 0);
+	assert_true(jobq__journal_busy(&j));
+	assert_int_equal(jobq__journal_begin(&j, true), -EBUSY);
+	/* Meanwhile: the next commit's records. */
+	for (uint32_t id = 10; id < 15; id++)
+		assert_int_equal(add(&j, T_PUT, id), 0);
+	assert_true(jobq__journal_pending(&j));
+	/* The write comes back short: the linked sync is cancelled, and
+	 * the next round writes the rest and syncs. */
+	ring.short_at = 1;
+	ring.short_by = 7;
+	syncs = fs.sync_n;
+	assert_int_equal(ring_round(&j, &n), -EINPROGRESS);
+	assert_int_equal(n, 2);
+	assert_int_equal(fs.sync_n, syncs);
+	assert_int_equal(ring_run(&j), 0);
+	assert_int_equal(fs.sync_n, syncs + 1);
+	assert_false(jobq__journal_busy(&j));
+	for (uint32_t id = 0; id < 10; id++)
+		model_op(acked, T_PUT, id);
+	/* The second commit begins, and the power goes while it runs. */
+	assert_int_equal(jobq__journal_begin(&j, true), 0);
+	process_death(&j);
+	power_loss();
+	assert_int_equal(open_j(&j, JOBQ__FSYNC_BATCH, m, NULL), 0);
+	assert_true(same(m, acked));
+	jobq__journal_close(&j);
+	free(m);
+	free(acked);
+}
+
+/* --fsync always: a unit per request, each written and synced before
+ * the next; a sync that fails (injected into the completion) fails the
+ * commit and the journal, and a snapshot repairs it. */
+static void test_async_units_and_faults(void **state)
+{
+	struct model *m = new_model(), *live = new_model();
+	struct jobq__journal j;
+	int syncs, n;
+
+	memset(&ring, 0, sizeof(ring));
+	mio_async = mio;
+	mio_async.complete = m_complete;
+	assert_int_equal(jobq__journal_open(&j, &mio_async, "/d/journal",
+					    JOBQ__FSYNC_ALWAYS, apply, m, NULL,
+					    (char[256]){0}, 256),
+			 0);
+	for (uint32_t id = 0; id < 3; id++) {
+		assert_int_equal(add(&j, T_PUT, id), 0);
+		model_op(live, T_PUT, id);
+		assert_int_equal(jobq__journal_cut(&j, true), 0);
+	}
+	/* Nothing added since the last cut: no unit. */
+	assert_int_equal(jobq__journal_cut(&j, true), 0);
+	assert_true(jobq__journal_will_sync(&j, false));
+	syncs = fs.sync_n;
+	assert_int_equal(jobq__journal_begin(&j, false), 0);
+	assert_int_equal(ring_round(&j, &n), 0);
+	assert_int_equal(n, 6);
+	assert_int_equal(fs.sync_n, syncs + 3);
+
+	/* The second sync of the next commit fails. */
+	for (uint32_t id = 3; id < 6; id++) {
+		assert_int_equal(add(&j, T_PUT, id), 0);
+		model_op(live, T_PUT, id);
+		assert_int_equal(jobq__journal_cut(&j, true), 0);
+	}
+	ring.syncs = 0;
+	ring.fail_sync_at = 2;
+	ring.err = EIO;
+	assert_int_equal(jobq__journal_begin(&j, false), 0);
+	assert_int_equal(ring_run(&j), -EIO);
+	assert_int_equal(j.err, -EIO);
+	assert_false(jobq__journal_busy(&j));
+	/* Failed: no more commits until a snapshot. */
+	assert_int_equal(add(&j, T_PUT, 6), 0);
+	model_op(live, T_PUT, 6);
+	assert_int_equal(jobq__journal_begin(&j, true), -EIO);
+	assert_int_equal(jobq__journal_snapshot(&j, produce, live), 0);
+	assert_int_equal(j.err, 0);
+	process_death(&j);
+	power_loss();
+	assert_int_equal(open_j(&j, JOBQ__FSYNC_ALWAYS, m, NULL), 0);
+	assert_true(same(m, live));
+	jobq__journal_close(&j);
+	free(m);
+	free(live);
+}
+
+/* --fsync none: a commit writes, never syncs, even when asked. */
+static void test_async_none_writes_only(void **state)
+{
+	struct model *m = new_model();
+	struct jobq__journal j;
+	int n;
+
+	assert_int_equal(open_j(&j, JOBQ__FSYNC_NONE, m, NULL), 0);
+	assert_int_equal(add(&j, T_PUT, 1), 0);
+	assert_false(jobq__journal_will_sync(&j, true));
+	assert_int_equal(jobq__journal_begin(&j, true), 0);
+	assert_int_equal(ring_round(&j, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(fs.sync_n, 0);
+	/* Forced (a --durable request), it syncs, even with nothing new. */
+	j.force = true;
+	assert_true(jobq__journal_will_sync(&j, true));
+	assert_int_equal(jobq__journal_begin(&j, true), 0);
+	assert_int_equal(ring_round(&j, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(fs.sync_n, 1);
+	j.force = false;
+	/* Nothing to do: 1. */
+	assert_int_equal(jobq__journal_begin(&j, true), 1);
+	jobq__journal_close(&j);
+	free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -891,6 +1099,9 @@ int main(void)
 	    cmocka_unit_test_setup(test_process_death_none, setup),
 	    cmocka_unit_test_setup(test_commit_without_sync, setup),
 	    cmocka_unit_test_setup(test_stale_and_refused, setup),
+	    cmocka_unit_test_setup(test_async_group_commit, setup),
+	    cmocka_unit_test_setup(test_async_units_and_faults, setup),
+	    cmocka_unit_test_setup(test_async_none_writes_only, setup),
 	};
 	int ret = cmocka_run_group_tests(tests, NULL, NULL);
 
