@@ -146,6 +146,8 @@ int cli_timeout_msg(const struct cli *c, const char *fmt, ...)
  * Returns the exit code for it (EXIT_ERROR).
  */
 int cli_fail(const struct cli *c, const char *what, int err);
+/* cli_fail(), but a full queue table is said with its size and remedy. */
+int cli_queue_fail(const struct cli *c, const char *what, int err);
 
 /* ---- connection ------------------------------------------------------- */
 
@@ -284,6 +286,7 @@ int cmd_kick(struct cli *c);
 int cmd_pause(struct cli *c);
 int cmd_resume(struct cli *c);
 int cmd_queue_set_all(struct cli *c); /* --parallel, then cmd_queue_set() */
+int cmd_queue_rm(struct cli *c);
 int cmd_workers(struct cli *c);
 int cmd_worker(struct cli *c);
 int cmd_run(struct cli *c);  /* cmd_run.c */

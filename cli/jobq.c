@@ -119,6 +119,11 @@ static const struct cli_cmd commands[] = {
      "A limit left out keeps its value; 0 means unbounded. SIZE takes\n"
      "the suffixes K, M, G. --parallel N: at most N of the queue's jobs\n"
      "run at once."},
+    {"queue", "rm", cmd_queue_rm, 0, 1, 1, CMD_CONNECT, "QUEUE",
+     "remove a queue and the objects it holds",
+     "Frees the queue's record for other queues. Its blocked getters and\n"
+     "putters fail; naming it again makes a new, empty queue. Refused\n"
+     "while jobs belong to it. --json prints {\"queue\",\"dropped\"}."},
     {"kv", "set", cmd_kv_set, 0, 1, 2, CMD_CONNECT, "KEY [VALUE]",
      "store VALUE (else stdin) under KEY", NULL},
     {"kv", "get", cmd_kv_get, 0, 1, 1, CMD_CONNECT, "KEY",

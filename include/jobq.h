@@ -308,6 +308,18 @@ JOBQ_API int jobq_get_async(jobq_t *q, const char *queue, double timeout,
 JOBQ_API int jobq_task_done(jobq_t *q, const char *queue);
 JOBQ_API int jobq_join(jobq_t *q, const char *queue, double timeout);
 
+/*
+ * jobq_queue_remove - remove queue @name and the objects it holds, so that
+ * its record serves another queue. Getters, putters and joiners blocked on
+ * it fail with -EIDRM; a request that names it by an id cached before the
+ * removal fails with -ESTALE (naming it again makes a new, empty queue).
+ * Objects handed to a getter and not yet received are dropped too.
+ * Returns how many objects were dropped (>= 0), -ENOENT when no queue has
+ * that name, -EBUSY while jobs (of any state, finished ones until jobqd
+ * --keep lets them go) belong to it, -EINVAL for a bad name.
+ */
+JOBQ_API int jobq_queue_remove(jobq_t *q, const char *name);
+
 /* What `jobq queues` shows; read from the store without a round trip. */
 struct jobq_queue_info {
 	char name[64];
@@ -538,7 +550,9 @@ struct jobq_stats {
 	uint64_t journal_last_sync_ns; /* CLOCK_REALTIME, 0: never synced */
 	uint64_t journal_errors;       /* failed writes and syncs */
 	uint64_t journal_snapshots;    /* written since the manager started */
-	uint64_t reserved[8];
+	/* The sizes of the tables (jobqd --max-queues, --max-locks). */
+	uint32_t max_queues, max_locks;
+	uint64_t reserved[7];
 };
 
 /*

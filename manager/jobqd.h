@@ -72,6 +72,8 @@ struct jobq__opts {
 	bool verbose;
 	/* Jobs and supervision. */
 	uint32_t max_jobs;	/* 0: memory / 1024 */
+	uint32_t max_queues;	/* --max-queues; 0: the default */
+	uint32_t max_locks;	/* --max-locks; 0: the default */
 	uint64_t keep_ns;	/* --keep: how long finished jobs stay */
 	uint32_t workers;	/* --workers N: built-in worker processes */
 	bool workers_nondaemon; /* --workers-nondaemon */
@@ -324,13 +326,18 @@ int jobq__op_q_get(struct jobq__client *c, const struct jobq_sqe *s);
 int jobq__op_q_task_done(struct jobq__client *c, const struct jobq_sqe *s);
 int jobq__op_q_join(struct jobq__client *c, const struct jobq_sqe *s);
 int jobq__op_q_set(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__op_q_remove(struct jobq__client *c, const struct jobq_sqe *s);
 void jobq__queues_init(uint32_t max_queues);
+void jobq__queues_fini(void);
+/* The record of the queue clients call @id: 0, -EINVAL (no such record) or
+ * -ESTALE (the queue was removed). */
+int jobq__queue_index(uint32_t id, uint32_t *qid);
 /* Detach a queue waiter from its queue (before it is completed/freed). */
 void jobq__queue_wait_detach(struct jobq__waiter *w);
 /* Puts an unacknowledged object back at the head of its queue. */
 void jobq__queue_requeue(uint32_t qid, uint64_t item);
-/* Gives back the memory of a queue object that was consumed. */
-void jobq__queue_item_free(uint64_t item);
+/* Gives back the memory of an object of queue @qid that was consumed. */
+void jobq__queue_item_free(uint32_t qid, uint64_t item);
 /* Serve waiting putters of every queue after heap space came back. */
 void jobq__queues_kick(void);
 /* Serve queue @qid's waiters: objects to its getters and room to its
@@ -444,6 +451,8 @@ int jobq__op_w_done(struct jobq__client *c, const struct jobq_sqe *s);
 int jobq__op_w_progress(struct jobq__client *c, const struct jobq_sqe *s);
 int jobq__op_w_extend(struct jobq__client *c, const struct jobq_sqe *s);
 int jobq__op_w_stopping(struct jobq__client *c, const struct jobq_sqe *s);
+/* Whether a job (of any state) names queue record @qid. */
+bool jobq__jobs_use_queue(uint32_t qid);
 /* Unlinks a JOBQ__W_JOB or JOBQ__W_RESERVE waiter from the jobs' lists. */
 void jobq__job_wait_detach(struct jobq__waiter *w);
 /* Client @c is gone: its running jobs fail that attempt (or end

@@ -452,7 +452,7 @@ static void reap_handed(struct jobq__client *c)
 
 		if ((int32_t)(head - h->pos) <= 0)
 			break;
-		jobq__queue_item_free(h->item);
+		jobq__queue_item_free(h->qid, h->item);
 		c->hhead++;
 		c->nhanded--;
 	}
@@ -714,6 +714,7 @@ static const struct {
     [JOBQ_OP_W_EXTEND] = {jobq__op_w_extend, false},
     [JOBQ_OP_W_STOPPING] = {jobq__op_w_stopping, false},
     [JOBQ_OP_Q_PUT_MANY] = {jobq__op_q_put_many, true},
+    [JOBQ_OP_Q_REMOVE] = {jobq__op_q_remove, true},
 };
 
 int jobq__bad(int err)

@@ -27,6 +27,7 @@
 
 #define ALIGN_UP(x, a) (((x) + (a)-1) & ~((uint64_t)(a)-1))
 
+/* The defaults of --max-queues and --max-locks. */
 #define JOBQ__MAX_QUEUES 4096
 #define JOBQ__MAX_LOCKS	 4096
 #define JOBQ__MAX_TYPES	 1024
@@ -76,6 +77,8 @@ int jobq__store_create(const struct jobq__opts *o, char *err, size_t errlen)
 	struct jobq__store *st = &jobq__m.st;
 	struct jobq_store_hdr *h;
 	uint64_t off, kv_slots, max_jobs, jobidx_slots;
+	uint32_t max_queues = o->max_queues ? o->max_queues : JOBQ__MAX_QUEUES;
+	uint32_t max_locks = o->max_locks ? o->max_locks : JOBQ__MAX_LOCKS;
 	char path[64];
 	int ret;
 
@@ -150,10 +153,11 @@ int jobq__store_create(const struct jobq__opts *o, char *err, size_t errlen)
 	h = st->hdr = (struct jobq_store_hdr *)st->base;
 	off = ALIGN_UP(sizeof(*h), JOBQ_CACHELINE);
 	h->queues_off = off;
-	off = ALIGN_UP(off + JOBQ__MAX_QUEUES * sizeof(struct jobq_queue_rec),
-		       JOBQ_CACHELINE);
+	off =
+	    ALIGN_UP(off + (uint64_t)max_queues * sizeof(struct jobq_queue_rec),
+		     JOBQ_CACHELINE);
 	h->locks_off = off;
-	off = ALIGN_UP(off + JOBQ__MAX_LOCKS * sizeof(struct jobq_lock_rec),
+	off = ALIGN_UP(off + (uint64_t)max_locks * sizeof(struct jobq_lock_rec),
 		       JOBQ_CACHELINE);
 	h->kv_off = off;
 	off = ALIGN_UP(off + kv_slots * sizeof(struct jobq_kv_slot),
@@ -182,8 +186,8 @@ int jobq__store_create(const struct jobq__opts *o, char *err, size_t errlen)
 		return -EINVAL;
 	}
 	h->heap_size = st->size - off;
-	h->max_queues = JOBQ__MAX_QUEUES;
-	h->max_locks = JOBQ__MAX_LOCKS;
+	h->max_queues = max_queues;
+	h->max_locks = max_locks;
 	h->kv_slots = (uint32_t)kv_slots;
 	h->max_jobs = (uint32_t)max_jobs;
 	h->jobidx_slots = (uint32_t)jobidx_slots;

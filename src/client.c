@@ -101,15 +101,21 @@ static void name_insert(struct jobq__namemap *m, char *name, uint32_t h,
 	m->n++;
 }
 
-/* Caches @name -> @id in @m unless it is there; a failed allocation only
+/* Caches @name -> @id in @m, replacing an id cached before (a queue that
+ * was removed and made again has a new id); a failed allocation only
  * costs a later lookup. Under q->mu. */
 static void name_put(struct jobq__namemap *m, const char *name, uint32_t id)
 {
-	uint32_t old;
+	uint32_t h = name_hash(name);
 	char *copy;
 
-	if (!name_get(m, name, &old))
-		return;
+	for (uint32_t i = m->cap ? h & (m->cap - 1) : 0;
+	     m->cap && m->ents[i].name; i = (i + 1) & (m->cap - 1)) {
+		if (m->ents[i].hash == h && !strcmp(m->ents[i].name, name)) {
+			m->ents[i].id = id;
+			return;
+		}
+	}
 	if ((m->n + 1) * 2 > m->cap) {
 		struct jobq__namemap bigger = {0};
 
@@ -164,7 +170,8 @@ int jobq__name_open(jobq_t *q, struct jobq__namemap *m, uint32_t max,
 	res = jobq__call(q, &op);
 	if (res < 0)
 		return res;
-	if ((uint32_t)res >= max)
+	/* A queue id carries a generation above its record (proto.h). */
+	if (((uint32_t)res & JOBQ_QID_MASK) >= max)
 		return -EPROTO;
 	pthread_mutex_lock(&q->mu);
 	name_put(m, name, (uint32_t)res);

@@ -86,8 +86,9 @@ struct jobq__op {
 	struct jobq_req *req;
 };
 
-/* A name -> id cache (queues, locks). Ids are never reused while the
- * manager lives, so entries never go stale within one connection. */
+/* A name -> id cache (queues, locks). A lock id is never reused while the
+ * manager lives; a queue id may go stale when the queue is removed, and
+ * jobq__queue_resolve() checks it in the store before it is used. */
 struct jobq__name_ent {
 	char *name;
 	uint32_t hash;
@@ -281,6 +282,8 @@ int jobq__copy_object(jobq_t *q, uint64_t off, uint32_t len, uint32_t type,
  * lock called @name, read under each record's seqlock. Return 0 or -ENOENT.
  */
 int jobq__store_find_queue(jobq_t *q, const char *name, uint32_t *id);
+/* Whether queue id @id (generation and record) still names a queue. */
+bool jobq__store_queue_live(jobq_t *q, uint32_t id);
 
 /*
  * jobq__store_adopt - take the @size bytes at @p (the store, mapped) as

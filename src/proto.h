@@ -61,8 +61,9 @@
 /* What jobq_close() sends on the control socket before it closes it, so
  * that the manager tells a client that left from one that died. */
 #define JOBQ_BYE_MAGIC 0x21657962u /* "bye!" */
-/* 5: ring pflags (WANT_HEAD); 6: kv_gen, the journal's fields */
-#define JOBQ_LAYOUT_VERSION 6u
+/* 5: ring pflags (WANT_HEAD); 6: kv_gen, the journal's fields; 7: queue
+ * records are reused (gen, queues_live) */
+#define JOBQ_LAYOUT_VERSION 7u
 
 #define JOBQ_NAME_MAX	 63  /* queue and lock names, bytes without the NUL */
 #define JOBQ_KEY_MAX	 255 /* key/value keys */
@@ -188,11 +189,13 @@ struct jobq_store_hdr {
 	/* Live figures, updated with relaxed stores. */
 	_Atomic uint64_t heap_used; /* bytes handed out, headers included */
 	_Atomic uint32_t nclients;
-	_Atomic uint32_t nqueues; /* records in use: ids 0..nqueues-1 */
-	_Atomic uint32_t nlocks;  /* records in use: ids 0..nlocks-1 */
+	/* Queue records ever used: those past it are free and were never
+	 * used; those below it may be free too (in_use 0: removed). */
+	_Atomic uint32_t nqueues;
+	_Atomic uint32_t nlocks; /* records in use: ids 0..nlocks-1 */
 	_Atomic uint32_t nkeys;
 	_Atomic uint32_t shutting_down;
-	uint32_t pad1;
+	_Atomic uint32_t queues_live; /* queue records in use */
 	struct jobq_counters counters;
 
 	/* Jobs (layout version 2). */
@@ -228,10 +231,22 @@ struct jobq_store_hdr {
 };
 
 /*
- * A queue. Records are handed out in order and never reused, so a queue id
- * is the record's index and stays valid for the manager's lifetime.
+ * A queue. A removed queue's record is reused by a later one, so the id
+ * a client is given names both the record and its generation:
+ *
+ *   id = gen << JOBQ_QID_BITS | index
+ *
+ * and a request with an id whose generation is not the record's fails
+ * with -ESTALE: a client that cached the id of a removed queue can never
+ * reach the queue that took its record. The generation has 15 bits (ids
+ * are positive in a completion's res) and wraps; freed records are reused
+ * oldest first, so an id aliases only after 32,768 reuses of every record.
  * Objects are items on a singly linked list in the heap, oldest at head.
  */
+#define JOBQ_QID_BITS  16
+#define JOBQ_QID_MASK  ((1u << JOBQ_QID_BITS) - 1)
+#define JOBQ_QGEN_MASK 0x7fffu
+
 struct jobq_queue_rec {
 	_Atomic uint32_t seq; /* seqlock over everything below */
 	uint32_t in_use;
@@ -250,8 +265,8 @@ struct jobq_queue_rec {
 	uint32_t paused;   /* jobs: not handed out while set */
 	uint32_t parallel; /* jobs: most running at once, 0: no limit */
 	uint32_t running;  /* jobs of this queue running now */
-	uint32_t pad;
-	uint64_t ready; /* jobs of this queue ready to run */
+	uint32_t gen;	   /* bumped when the queue is removed */
+	uint64_t ready;	   /* jobs of this queue ready to run */
 };
 
 /* An object on a queue; its payload follows the header. */
@@ -558,6 +573,9 @@ enum jobq_op {
 	 * jobq_put_rec + payload -> res = how many were put (the first ones,
 	 * at least one), or -errno when none was */
 	JOBQ_OP_Q_PUT_MANY,
+	/* arena: name -> res = objects dropped with it; -ENOENT, -EBUSY
+	 * while jobs name it */
+	JOBQ_OP_Q_REMOVE,
 	JOBQ_OP__COUNT,
 };
 

@@ -156,9 +156,40 @@ static int find_named(jobq_t *q, const void *table, size_t stride, uint32_t n,
 
 int jobq__store_find_queue(jobq_t *q, const char *name, uint32_t *id)
 {
-	return find_named(q, q->queues, sizeof(*q->queues),
-			  used_records(&q->sh->nqueues, q->max_queues), name,
-			  id);
+	struct jobq_queue_rec c;
+	uint32_t i;
+	int err;
+
+	err =
+	    find_named(q, q->queues, sizeof(*q->queues),
+		       used_records(&q->sh->nqueues, q->max_queues), name, &i);
+	if (err)
+		return err;
+	/* The id names the record's generation too (proto.h). */
+	err = read_queue(q, &q->queues[i], &c);
+	if (err)
+		return err;
+	if (!c.in_use || strcmp(c.name, name))
+		return -ENOENT;
+	*id = (c.gen & JOBQ_QGEN_MASK) << JOBQ_QID_BITS | i;
+	return 0;
+}
+
+bool jobq__store_queue_live(jobq_t *q, uint32_t id)
+{
+	uint32_t i = id & JOBQ_QID_MASK, s, in_use, gen;
+	const struct jobq_queue_rec *r;
+
+	if (i >= used_records(&q->sh->nqueues, q->max_queues))
+		return false;
+	r = &q->queues[i];
+	do {
+		if (jobq__seq_begin(q, &r->seq, &s))
+			return false;
+		in_use = r->in_use;
+		gen = r->gen;
+	} while (seq_read_retry(&r->seq, s));
+	return in_use && gen == id >> JOBQ_QID_BITS;
 }
 
 int jobq__store_find_lock(jobq_t *q, const char *name, uint32_t *id)
@@ -225,7 +256,7 @@ int jobq_queue_info(jobq_t *q, const char *name, struct jobq_queue_info *out)
 		return err;
 	if (jobq__name_find(q, &q->qnames, jobq__store_find_queue, name, &id))
 		return -ENOENT;
-	err = read_queue(q, &q->queues[id], &c);
+	err = read_queue(q, &q->queues[id & JOBQ_QID_MASK], &c);
 	if (err)
 		return err;
 	if (!c.in_use || strcmp(c.name, name))
@@ -282,7 +313,9 @@ int jobq_stats(jobq_t *q, struct jobq_stats *out)
 	out->memory_used = load_relaxed(&h->heap_used);
 	out->max_object = h->max_object;
 	out->clients = load_relaxed(&h->nclients);
-	out->queues = load_relaxed(&h->nqueues);
+	out->queues = load_relaxed(&h->queues_live);
+	out->max_queues = q->max_queues;
+	out->max_locks = q->max_locks;
 	out->locks = load_relaxed(&h->nlocks);
 	out->keys = load_relaxed(&h->nkeys);
 	out->puts = load_relaxed(&c->puts);
