@@ -63,9 +63,10 @@ enum cli_opt {
 	OPT_OLDER, /* the job filters of ls, cancel and retry */
 	OPT_NEWER,
 	OPT_OFFSET,
-	OPT_FROM,   /* jobq run --from FILE */
-	OPT_FOLLOW, /* jobq logs --follow */
-	OPT_LEASE,  /* jobq lock --lease S */
+	OPT_FROM,    /* jobq run --from FILE */
+	OPT_FOLLOW,  /* jobq logs --follow */
+	OPT_LEASE,   /* jobq lock --lease S */
+	OPT_CLIENTS, /* jobq stats --clients */
 	OPT__COUNT,
 };
 

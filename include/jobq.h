@@ -61,7 +61,9 @@ enum {
 	JOBQ_EJOBFAILED = -10009, /* the job ended dead: its attempts failed */
 	JOBQ_EFORKED =
 	    -10010, /* the handle was opened by another process (fork) */
-	JOBQ_ELAST = -10011,
+	JOBQ_EQUOTA = -10011, /* this client is at one of its quotas (jobq stats
+				 --clients) */
+	JOBQ_ELAST = -10012,
 };
 
 /*
@@ -554,6 +556,32 @@ struct jobq_stats {
 	uint32_t max_queues, max_locks;
 	uint64_t reserved[7];
 };
+
+/* One connected client, as `jobq stats --clients` shows it. */
+struct jobq_client_info {
+	pid_t pid;
+	uint32_t uid;
+	char name[32];
+	uint64_t connected_ns; /* CLOCK_REALTIME */
+	uint64_t requests;     /* requests it sent */
+	uint64_t bad;	       /* of those, refused as malformed */
+	uint64_t refused;      /* refused by one of its quotas */
+	uint32_t waits;	       /* requests parked now (blocked gets, ...) */
+	uint32_t queues;       /* queues it made and did not remove */
+	uint32_t locks;	       /* locks it made */
+	uint32_t quota_waits, quota_queues, quota_locks; /* 0: none */
+	uint64_t reserved[4];
+};
+
+/*
+ * jobq_clients - fill *out with a malloc'd array of every connected
+ * client (free() it, even when *n is 0) and *n with its length. Reads the
+ * store: no round trip. A client has quotas: requests parked at once,
+ * queues made, locks made; a request past one fails with JOBQ_EQUOTA
+ * (the counts below show which), and a client that sends too many
+ * malformed requests is dropped. Returns 0 or -ENOMEM.
+ */
+JOBQ_API int jobq_clients(jobq_t *q, struct jobq_client_info **out, size_t *n);
 
 /*
  * jobq_stats - fill *out with the manager's counters and memory use, read

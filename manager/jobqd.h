@@ -104,6 +104,7 @@ struct jobq__store {
 	_Atomic uint64_t *jobidx;	 /* [hdr->jobidx_slots] */
 	struct jobq_type_rec *types;	 /* [hdr->max_types] */
 	struct jobq_worker_rec *workers; /* [max_clients], by client slot */
+	struct jobq_client_rec *clients; /* [max_clients], by client slot */
 	bool freed; /* heap space was given back since last look */
 };
 
@@ -420,6 +421,30 @@ void jobq__locks_drop_client(struct jobq__client *c);
 /* The lock timer fired: holders whose lease ran out lose their units. */
 void jobq__locks_timer(void);
 bool jobq__locks_held_by(const struct jobq__client *c);
+
+/*
+ * clients.c: each connection's record in the store, its counts against
+ * the quotas (struct jobq_store_hdr), and its refused entries.
+ * attach: @c is accepted (before its welcome); detach: it is gone.
+ * request: @c sent an entry, @bad when it was refused as malformed;
+ * returns true when @c has now sent too many bad ones and must be
+ * dropped (logged here). quota_take: @c makes one more of @which
+ * (enum jobq_quota_wire): 0, or JOBQ_EQUOTA when it is at its quota;
+ * quota_give: one of them went. owner/owns name a connection beyond the
+ * life of its slot.
+ */
+void jobq__clients_attach(struct jobq__client *c);
+void jobq__clients_detach(struct jobq__client *c);
+bool jobq__clients_request(struct jobq__client *c, bool bad);
+int jobq__quota_take(struct jobq__client *c, int which);
+void jobq__quota_give(struct jobq__client *c, int which);
+/* A handle on connection @c that outlives it: slot and client id. */
+uint64_t jobq__client_ref(const struct jobq__client *c);
+/* queues.c, locks.c: what process @pid made of each, still there. */
+uint32_t jobq__queues_made_by(pid_t pid);
+uint32_t jobq__locks_made_by(pid_t pid);
+/* The live connection @ref names, or NULL once it is gone. */
+struct jobq__client *jobq__client_of(uint64_t ref);
 
 /* loop.c: one timer per module in the loop's timer heap. @deadline is
  * CLOCK_MONOTONIC ns; 0 disarms. When it passes, the module's fire

@@ -42,6 +42,7 @@ struct jobq__lock {
 	uint32_t nh, caph;
 	uint32_t nwait;		  /* waiters that name this lock */
 	uint32_t visit;		  /* deadlock walk mark */
+	pid_t maker;		  /* the pid that made it, 0: none */
 	struct jobq__list evwait; /* Event: waiters */
 };
 
@@ -63,6 +64,18 @@ int jobq__locks_init(uint32_t max_locks)
 static struct jobq_lock_rec *rec(uint32_t id)
 {
 	return &jobq__m.st.locks[id];
+}
+
+/* jobq__locks_made_by - how many locks process @pid made (the quota
+ * count a new connection of that process starts at). */
+uint32_t jobq__locks_made_by(pid_t pid)
+{
+	uint32_t n = load_relaxed(&jobq__hdr()->nlocks), k = 0;
+
+	for (uint32_t i = 0; i < n; i++)
+		if (lock_priv[i].maker == pid)
+			k++;
+	return k;
 }
 
 static bool valid_id(uint32_t id)
@@ -428,6 +441,10 @@ int jobq__op_l_open(struct jobq__client *c, const struct jobq_sqe *s)
 		return -ENOENT;
 	if (n >= h->max_locks)
 		return JOBQ_ELIMIT;
+	/* Lock records are not reused: a lock counts for good. */
+	if (jobq__quota_take(c, JOBQ_QUOTA_LOCKS))
+		return JOBQ_EQUOTA;
+	lock_priv[n].maker = c->pid;
 	r = rec(n);
 	seq_write_begin(&r->seq);
 	r->in_use = 1;

@@ -489,8 +489,12 @@ struct jobq__waiter *jobq__wait_new(struct jobq__client *c,
 		*err = JOBQ_ECLOSED;
 		return NULL;
 	}
+	*err = jobq__quota_take(c, JOBQ_QUOTA_WAITS);
+	if (*err)
+		return NULL;
 	w = calloc(1, sizeof(*w));
 	if (!w) {
+		jobq__quota_give(c, JOBQ_QUOTA_WAITS);
 		*err = -ENOMEM;
 		return NULL;
 	}
@@ -507,6 +511,7 @@ struct jobq__waiter *jobq__wait_new(struct jobq__client *c,
 			w->deadline = UINT64_MAX;
 		if (th_push(w)) {
 			free(w);
+			jobq__quota_give(c, JOBQ_QUOTA_WAITS);
 			*err = -ENOMEM;
 			return NULL;
 		}
@@ -533,6 +538,7 @@ static void wait_detach(struct jobq__waiter *w)
 	}
 	th_remove(w);
 	jobq__list_del(&w->cnode);
+	jobq__quota_give(w->c, JOBQ_QUOTA_WAITS);
 }
 
 void jobq__wait_free(struct jobq__waiter *w)
@@ -725,6 +731,7 @@ int jobq__bad(int err)
 
 static void dispatch(struct jobq__client *c, const struct jobq_sqe *s)
 {
+	uint64_t bad = load_relaxed(&jobq__hdr()->counters.bad_requests);
 	int res;
 
 	if (s->op >= JOBQ_OP__COUNT || !ops[s->op].fn) {
@@ -741,6 +748,10 @@ static void dispatch(struct jobq__client *c, const struct jobq_sqe *s)
 		jobq__post(c, s->user_data, res, 0, 0, 0, 0);
 	jobq__m.jdep = false;
 	jobq__durable_request_done();
+	/* Every refusal goes through jobq__bad(): the counter says it. */
+	if (jobq__clients_request(
+		c, load_relaxed(&jobq__hdr()->counters.bad_requests) != bad))
+		c->broken = true;
 }
 
 /* Completions a request can produce at once: it may be consumed only
@@ -929,6 +940,7 @@ static void client_drop(struct jobq__client *c, bool died)
 			c->wake = c->posted = c->sq_moved = false;
 		}
 		jobq__list_del(&c->lnode);
+		jobq__clients_detach(c);
 		m->nlive--;
 		store_relaxed(&jobq__hdr()->nclients, m->nlive);
 		if (died)
@@ -1123,6 +1135,7 @@ static void on_hello(struct jobq__client *c, int res)
 		client_drop(c, false);
 		return;
 	}
+	jobq__clients_attach(c);
 	fds[0] = m->st.ro_fd;
 	fds[1] = c->region_fd;
 	fds[2] = c->sq_efd;

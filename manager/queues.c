@@ -47,6 +47,8 @@
 struct jobq__queue {
 	struct jobq__list getters, putters, joiners;
 	uint64_t handed; /* objects handed out and not yet acknowledged */
+	uint64_t owner;	 /* jobq__client_ref() of its maker, 0: none */
+	pid_t owner_pid; /* its maker's pid, 0: none (made by replay) */
 	bool zombie;	 /* removed; free once handed is 0 */
 };
 
@@ -127,6 +129,19 @@ static int op_qid(uint32_t id, uint32_t *qid)
 	int err = jobq__queue_index(id, qid);
 
 	return err == -EINVAL ? jobq__bad(err) : err;
+}
+
+/* jobq__queues_made_by - how many queues that exist process @pid made:
+ * what a new connection of that process starts its quota count at, so
+ * that reconnecting does not reset it. */
+uint32_t jobq__queues_made_by(pid_t pid)
+{
+	uint32_t n = load_relaxed(&jobq__hdr()->nqueues), k = 0;
+
+	for (uint32_t i = 0; i < n; i++)
+		if (rec(i)->in_use && queue_priv[i].owner_pid == pid)
+			k++;
+	return k;
 }
 
 /* Record @qid is free: to the back of the free ring. */
@@ -855,10 +870,17 @@ int jobq__op_q_open(struct jobq__client *c, const struct jobq_sqe *s)
 	if (i == UINT32_MAX) {
 		if (!(s->flags & JOBQ_SQE_CREATE))
 			return -ENOENT;
-		err = queue_slot(&i);
+		err = jobq__quota_take(c, JOBQ_QUOTA_QUEUES);
 		if (err)
 			return err;
+		err = queue_slot(&i);
+		if (err) {
+			jobq__quota_give(c, JOBQ_QUOTA_QUEUES);
+			return err;
+		}
 		queue_create(i, rec(i)->gen, name);
+		queue_priv[i].owner = jobq__client_ref(c);
+		queue_priv[i].owner_pid = c->pid;
 		journal_create(i, name);
 	}
 	set_limits(i, s);
@@ -886,6 +908,7 @@ static void journal_remove(uint32_t qid)
 
 int jobq__op_q_remove(struct jobq__client *c, const struct jobq_sqe *s)
 {
+	struct jobq__client *maker;
 	struct jobq__queue *q;
 	char name[JOBQ_NAME_MAX + 1];
 	uint64_t dropped;
@@ -907,6 +930,12 @@ int jobq__op_q_remove(struct jobq__client *c, const struct jobq_sqe *s)
 	fail_all(&q->joiners);
 	dropped = drop_objects(qid);
 	queue_clear(qid);
+	/* Its maker, still connected, may make another. */
+	maker = jobq__client_of(q->owner);
+	if (maker)
+		jobq__quota_give(maker, JOBQ_QUOTA_QUEUES);
+	q->owner = 0;
+	q->owner_pid = 0;
 	if (q->handed)
 		q->zombie = true;
 	else

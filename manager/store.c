@@ -3,7 +3,7 @@
  * store.c - the shared-memory store: one sealed memfd laid out as
  *
  *   [struct jobq_store_hdr][queue table][lock table][kv table]
- *   [job table][job index][type table][worker table][heap]
+ *   [job table][job index][type table][worker table][client table][heap]
  *
  * jobqd maps it read-write and is its only writer. Clients get a separate
  * read-only descriptor (a reopening of the memfd through /proc/self/fd), so
@@ -31,6 +31,11 @@
 #define JOBQ__MAX_QUEUES 4096
 #define JOBQ__MAX_LOCKS	 4096
 #define JOBQ__MAX_TYPES	 1024
+/* Requests one client may have parked at once (each costs the manager a
+ * few hundred bytes), and malformed entries it may send before it is
+ * dropped: far more than any working client meets. */
+#define JOBQ__QUOTA_WAITS 16384
+#define JOBQ__QUOTA_BAD	  1000
 /* An index slot holds the record number + 1 in 24 bits. */
 #define JOBQ__MAX_JOBS ((1u << 24) - 2)
 
@@ -175,6 +180,10 @@ int jobq__store_create(const struct jobq__opts *o, char *err, size_t errlen)
 	h->workers_off = off;
 	off = ALIGN_UP(off + (uint64_t)o->max_clients *
 				 sizeof(struct jobq_worker_rec),
+		       JOBQ_CACHELINE);
+	h->clients_off = off;
+	off = ALIGN_UP(off + (uint64_t)o->max_clients *
+				 sizeof(struct jobq_client_rec),
 		       4096);
 	h->heap_off = off;
 	if (off + (1u << 20) > st->size) {
@@ -210,6 +219,14 @@ int jobq__store_create(const struct jobq__opts *o, char *err, size_t errlen)
 	st->jobidx = (_Atomic uint64_t *)(st->base + h->jobidx_off);
 	st->types = (struct jobq_type_rec *)(st->base + h->types_off);
 	st->workers = (struct jobq_worker_rec *)(st->base + h->workers_off);
+	st->clients = (struct jobq_client_rec *)(st->base + h->clients_off);
+	/* Quotas: one client may take a quarter of a table, so that a few
+	 * runaway ones leave room for the others; a client that sends this
+	 * many malformed entries is broken or hostile, and is dropped. */
+	h->quota_queues = max_queues / 4;
+	h->quota_locks = max_locks / 4;
+	h->quota_waits = JOBQ__QUOTA_WAITS;
+	h->quota_bad = JOBQ__QUOTA_BAD;
 	st->heap = jobq__heap_create(st->base, h->heap_off, h->heap_size);
 	if (!st->heap) {
 		snprintf(err, errlen, "cannot start the heap over %llu bytes",

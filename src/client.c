@@ -536,6 +536,13 @@ int jobq__store_adopt(jobq_t *q, const void *p, uint64_t size)
 	    in_range(h->workers_off,
 		     (uint64_t)h->max_clients * sizeof(struct jobq_worker_rec),
 		     h->size);
+	q->clients_ok =
+	    h->hdr_size >= offsetof(struct jobq_store_hdr, quota_bad) +
+			       sizeof(h->quota_bad) &&
+	    !(h->clients_off % 8) &&
+	    in_range(h->clients_off,
+		     (uint64_t)h->max_clients * sizeof(struct jobq_client_rec),
+		     h->size);
 	/* Offsets read from the store are checked against the size the
 	 * header promises, never beyond what is mapped. */
 	q->store_size = h->size;
@@ -1510,6 +1517,8 @@ int jobq__call(jobq_t *q, struct jobq__op *op)
 	if (err < 0)
 		return err;
 	jobq__wait(q, &r, 1);
+	if (r->res == JOBQ_EQUOTA)
+		jobq__quota_msg(q);
 	return r->res;
 }
 

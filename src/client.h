@@ -133,6 +133,7 @@ struct jobq {
 	uint8_t *region;
 	uint64_t region_size;
 	struct jobq_region_hdr *rh;
+	bool clients_ok; /* the store has a client table (layout 7) */
 	struct jobq_sqe *sqes;
 	struct jobq_cqe *cqes;
 	uint32_t sq_entries;
@@ -282,6 +283,9 @@ int jobq__copy_object(jobq_t *q, uint64_t off, uint32_t len, uint32_t type,
  * lock called @name, read under each record's seqlock. Return 0 or -ENOENT.
  */
 int jobq__store_find_queue(jobq_t *q, const char *name, uint32_t *id);
+/* A request was refused with JOBQ_EQUOTA: say which quota in the
+ * last-error text, from this client's record in the store. */
+void jobq__quota_msg(jobq_t *q);
 /* Whether queue id @id (generation and record) still names a queue. */
 bool jobq__store_queue_live(jobq_t *q, uint32_t id);
 

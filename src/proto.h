@@ -228,6 +228,45 @@ struct jobq_store_hdr {
 	_Atomic uint64_t journal_last_sync_ns; /* CLOCK_REALTIME, 0: never */
 	_Atomic uint64_t journal_errors;       /* failed writes and syncs */
 	_Atomic uint64_t journal_snapshots;    /* written since start */
+
+	/* Clients (layout version 7): what each connection uses of the
+	 * manager, and how much one may (0: no quota). */
+	uint64_t clients_off;  /* struct jobq_client_rec[max_clients] */
+	uint32_t quota_waits;  /* requests parked at once */
+	uint32_t quota_queues; /* queues made and not removed */
+	uint32_t quota_locks;  /* locks made */
+	uint32_t quota_bad;    /* refused entries before it is dropped */
+};
+
+/* The quotas, in struct jobq_client_rec.quota_hit. */
+enum jobq_quota_wire {
+	JOBQ_QUOTA_NONE = 0,
+	JOBQ_QUOTA_WAITS = 1,
+	JOBQ_QUOTA_QUEUES = 2,
+	JOBQ_QUOTA_LOCKS = 3,
+};
+
+/*
+ * A connected client, indexed by its connection slot (a later client may
+ * reuse the slot: client_id tells them apart). Every field is written by
+ * the manager, inside the seqlock.
+ */
+struct jobq_client_rec {
+	_Atomic uint32_t seq;
+	uint32_t in_use;
+	uint32_t client_id; /* as in its welcome and region */
+	int32_t pid;
+	uint32_t uid;
+	uint32_t waits;	    /* requests parked now */
+	uint32_t queues;    /* queues it made that still exist */
+	uint32_t locks;	    /* locks it made */
+	uint32_t quota_hit; /* enum jobq_quota_wire: the last one it met */
+	uint32_t pad;
+	uint64_t connected_ns; /* CLOCK_REALTIME */
+	uint64_t requests;     /* ring entries it sent */
+	uint64_t bad;	       /* of those, refused as malformed */
+	uint64_t refused;      /* requests refused by a quota */
+	char name[32];
 };
 
 /*

@@ -574,3 +574,71 @@ int jobq__worker_read(jobq_t *q, uint32_t client, struct jobq_worker_rec *copy)
 	copy->types[sizeof(copy->types) - 1] = '\0';
 	return copy->in_use ? 0 : -ENOENT;
 }
+
+static const struct jobq_client_rec *client_table(jobq_t *q)
+{
+	if (!q->clients_ok)
+		return NULL;
+	return (const void *)(q->store + q->sh->clients_off);
+}
+
+int jobq_clients(jobq_t *q, struct jobq_client_info **out, size_t *n)
+{
+	const struct jobq_client_rec *t = client_table(q);
+	uint32_t max = t ? q->sh->max_clients : 0, k = 0;
+	struct jobq_client_info *v = calloc((size_t)max + 1, sizeof(*v));
+	struct jobq_client_rec c;
+
+	if (!v)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < max; i++) {
+		struct jobq_client_info *ci = &v[k];
+
+		if (seq_copy(q, &c, t + i, sizeof(c)) || !c.in_use)
+			continue;
+		ci->pid = c.pid;
+		ci->uid = c.uid;
+		memcpy(ci->name, c.name, sizeof(ci->name) - 1);
+		ci->connected_ns = c.connected_ns;
+		ci->requests = c.requests;
+		ci->bad = c.bad;
+		ci->refused = c.refused;
+		ci->waits = c.waits;
+		ci->queues = c.queues;
+		ci->locks = c.locks;
+		ci->quota_waits = q->sh->quota_waits;
+		ci->quota_queues = q->sh->quota_queues;
+		ci->quota_locks = q->sh->quota_locks;
+		k++;
+	}
+	*out = v;
+	*n = k;
+	return 0;
+}
+
+void jobq__quota_msg(jobq_t *q)
+{
+	static const char *const what[] = {
+	    [JOBQ_QUOTA_WAITS] = "requests waiting at once",
+	    [JOBQ_QUOTA_QUEUES] = "queues made",
+	    [JOBQ_QUOTA_LOCKS] = "locks made",
+	};
+	const struct jobq_client_rec *t = client_table(q);
+	uint32_t id = q->rh ? q->rh->client_id : 0;
+	struct jobq_client_rec c;
+
+	for (uint32_t i = 0; t && i < q->sh->max_clients; i++) {
+		uint32_t limit;
+
+		if (seq_copy(q, &c, t + i, sizeof(c)) || !c.in_use ||
+		    c.client_id != id || !c.quota_hit || c.quota_hit > 3)
+			continue;
+		limit = c.quota_hit == JOBQ_QUOTA_WAITS	   ? q->sh->quota_waits
+			: c.quota_hit == JOBQ_QUOTA_QUEUES ? q->sh->quota_queues
+							   : q->sh->quota_locks;
+		jobq__set_error_msg("client quota exceeded: %s (%u)",
+				    what[c.quota_hit], limit);
+		return;
+	}
+	jobq__set_error_msg("client quota exceeded");
+}
