@@ -971,6 +971,7 @@ int main(int argc, char **argv)
 	/* Before the loop's tables go: a last snapshot walks them. */
 	jobq__durable_close();
 	jobq__loop_fini();
+	jobq__queues_fini();
 	jobq__store_destroy();
 	jobq__log(0, "stopped");
 	return ret ? 1 : 0;
