@@ -415,6 +415,7 @@ int jobq__op_ev_set(struct jobq__client *c, const struct jobq_sqe *s);
 int jobq__op_ev_clear(struct jobq__client *c, const struct jobq_sqe *s);
 int jobq__op_ev_wait(struct jobq__client *c, const struct jobq_sqe *s);
 int jobq__locks_init(uint32_t max_locks);
+void jobq__locks_fini(void);
 void jobq__lock_wait_detach(struct jobq__waiter *w);
 /* Releases everything @c holds and grants the freed locks to waiters. */
 void jobq__locks_drop_client(struct jobq__client *c);

@@ -972,6 +972,7 @@ int main(int argc, char **argv)
 	jobq__durable_close();
 	jobq__loop_fini();
 	jobq__queues_fini();
+	jobq__locks_fini();
 	jobq__store_destroy();
 	jobq__log(0, "stopped");
 	return ret ? 1 : 0;

@@ -155,6 +155,14 @@ int jobq__name_find(jobq_t *q, struct jobq__namemap *m,
 	return 0;
 }
 
+void jobq__name_cache(jobq_t *q, struct jobq__namemap *m, const char *name,
+		      uint32_t id)
+{
+	pthread_mutex_lock(&q->mu);
+	name_put(m, name, id);
+	pthread_mutex_unlock(&q->mu);
+}
+
 int jobq__name_open(jobq_t *q, struct jobq__namemap *m, uint32_t max,
 		    uint8_t opcode, const char *name, uint64_t arg0,
 		    uint64_t arg1, uint32_t *id)

@@ -86,9 +86,9 @@ struct jobq__op {
 	struct jobq_req *req;
 };
 
-/* A name -> id cache (queues, locks). A lock id is never reused while the
- * manager lives; a queue id may go stale when the queue is removed, and
- * jobq__queue_resolve() checks it in the store before it is used. */
+/* A name -> id cache (queues, locks). An id goes stale when its queue is
+ * removed or its lock freed (proto.h): the resolvers check a cached id in
+ * the store before they use it. */
 struct jobq__name_ent {
 	char *name;
 	uint32_t hash;
@@ -263,6 +263,11 @@ int jobq__name_find(jobq_t *q, struct jobq__namemap *m,
 		    int (*find)(jobq_t *, const char *, uint32_t *),
 		    const char *name, uint32_t *id);
 
+/* jobq__name_cache - caches @name -> @id in @m, replacing a stale id.
+ * Called without q->mu. */
+void jobq__name_cache(jobq_t *q, struct jobq__namemap *m, const char *name,
+		      uint32_t id);
+
 /*
  * jobq__name_open - send Q_OPEN or L_OPEN (@opcode, with JOBQ_SQE_CREATE)
  * for @name with @arg0/@arg1, check the id against @max (the table's size)
@@ -286,6 +291,8 @@ int jobq__store_find_queue(jobq_t *q, const char *name, uint32_t *id);
 /* A request was refused with JOBQ_EQUOTA: say which quota in the
  * last-error text, from this client's record in the store. */
 void jobq__quota_msg(jobq_t *q);
+/* Whether lock id @id (generation and record) still names a lock. */
+bool jobq__store_lock_live(jobq_t *q, uint32_t id);
 /* Whether queue id @id (generation and record) still names a queue. */
 bool jobq__store_queue_live(jobq_t *q, uint32_t id);
 

@@ -3,9 +3,10 @@
  * lock.c - named locks, semaphores and events.
  *
  * The manager keeps holders and waiters; the library only names the lock
- * (by its id, the index of its record in the store, cached per handle like
- * queue ids) and the owner: the calling thread's id, so that a lock taken
- * by one thread of a handle is not released by another by mistake.
+ * (by its id, its record in the store and the record's generation, cached
+ * per handle like queue ids) and the owner: the calling thread's id, so
+ * that a lock taken by one thread of a handle is not released by another
+ * by mistake.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -32,8 +33,15 @@ static int lock_resolve(jobq_t *q, const char *name, int kind, uint32_t *id)
 
 	if (err)
 		return err;
-	if (!jobq__name_find(q, &q->lnames, jobq__store_find_lock, name, id))
+	/* A lock nobody used any more may have been freed: a cached id is
+	 * checked in the store, and the name looked up again if it went. */
+	if (!jobq__name_find(q, &q->lnames, jobq__store_find_lock, name, id) &&
+	    jobq__store_lock_live(q, *id))
 		return 0;
+	if (!jobq__store_find_lock(q, name, id)) {
+		jobq__name_cache(q, &q->lnames, name, *id);
+		return 0;
+	}
 	if (!kind)
 		return -ENOENT;
 	return lock_open(q, name, kind, 1, id);
@@ -68,31 +76,41 @@ static int lock_call(jobq_t *q, uint8_t opcode, uint32_t id, int64_t tmo,
 	return res < 0 ? res : 0;
 }
 
+/*
+ * Resolves lock @name (creating it as @kind unless 0) and sends @opcode
+ * for it. A lock that nobody used may be freed between the lookup and the
+ * request (-ESTALE): then it is looked up, or made, again.
+ */
+static int named_call(jobq_t *q, const char *name, int kind, uint8_t opcode,
+		      int64_t tmo, int64_t lease)
+{
+	for (int tries = 0;; tries++) {
+		uint32_t id;
+		int err = lock_resolve(q, name, kind, &id);
+
+		if (err)
+			return err;
+		err = lock_call(q, opcode, id, tmo, lease);
+		if (err != -ESTALE || tries == 8)
+			return err;
+	}
+}
+
 int jobq_lock_acquire(jobq_t *q, const char *name, double timeout)
 {
-	uint32_t id;
-	int err = lock_resolve(q, name, JOBQ_LOCK, &id);
-
-	if (err)
-		return err;
-	return lock_call(q, JOBQ_OP_L_ACQUIRE, id, jobq__timeout_ns(timeout),
-			 0);
+	return named_call(q, name, JOBQ_LOCK, JOBQ_OP_L_ACQUIRE,
+			  jobq__timeout_ns(timeout), 0);
 }
 
 int jobq_lock_acquire_lease(jobq_t *q, const char *name, double timeout,
 			    double lease)
 {
-	uint32_t id;
 	int64_t l = jobq__timeout_ns(lease);
-	int err;
 
 	if (!(lease > 0) || l < 0)
 		return -EINVAL;
-	err = lock_resolve(q, name, JOBQ_LOCK, &id);
-	if (err)
-		return err;
-	return lock_call(q, JOBQ_OP_L_ACQUIRE, id, jobq__timeout_ns(timeout),
-			 l);
+	return named_call(q, name, JOBQ_LOCK, JOBQ_OP_L_ACQUIRE,
+			  jobq__timeout_ns(timeout), l);
 }
 
 int jobq_lock_release(jobq_t *q, const char *name)
@@ -100,10 +118,11 @@ int jobq_lock_release(jobq_t *q, const char *name)
 	uint32_t id;
 	int err = lock_resolve(q, name, 0, &id);
 
-	/* A lock that does not exist is not held by the caller. */
-	if (err)
-		return err == -ENOENT ? -EPERM : err;
-	return lock_call(q, JOBQ_OP_L_RELEASE, id, 0, 0);
+	/* A lock that does not exist (or was freed: nobody held it) is not
+	 * held by the caller. */
+	if (!err)
+		err = lock_call(q, JOBQ_OP_L_RELEASE, id, 0, 0);
+	return err == -ENOENT || err == -ESTALE ? -EPERM : err;
 }
 
 int jobq_lock_many(jobq_t *q, const char *const *names, size_t n,
@@ -112,7 +131,7 @@ int jobq_lock_many(jobq_t *q, const char *const *names, size_t n,
 	struct jobq_req r = {0};
 	struct jobq__op op;
 	uint32_t *ids;
-	int err = 0;
+	int err = 0, tries = 0;
 
 	if (!n)
 		return 0;
@@ -121,6 +140,7 @@ int jobq_lock_many(jobq_t *q, const char *const *names, size_t n,
 	ids = calloc(n, sizeof(*ids));
 	if (!ids)
 		return -ENOMEM;
+again:
 	for (size_t i = 0; i < n && !err; i++)
 		err = lock_resolve(q, names[i], JOBQ_LOCK, &ids[i]);
 	if (!err) {
@@ -132,6 +152,11 @@ int jobq_lock_many(jobq_t *q, const char *const *names, size_t n,
 		err = jobq__call(q, &op);
 		if (err > 0)
 			err = 0;
+		/* One of them was freed meanwhile: name them again. */
+		if (err == -ESTALE && tries++ < 8) {
+			err = 0;
+			goto again;
+		}
 	}
 	free(ids);
 	return err;
@@ -183,7 +208,7 @@ int jobq_unlock_many(jobq_t *q, const char *const *names, size_t n)
 	jobq__wait(q, rp, (size_t)sent);
 	for (int i = 0; i < sent; i++)
 		if (reqs[i].res < 0 && !err)
-			err = reqs[i].res;
+			err = reqs[i].res == -ESTALE ? -EPERM : reqs[i].res;
 out:
 	free(reqs);
 	free(ops);
@@ -193,12 +218,7 @@ out:
 
 static int event_call(jobq_t *q, const char *name, uint8_t opcode, int64_t tmo)
 {
-	uint32_t id;
-	int err = lock_resolve(q, name, JOBQ_EVENT, &id);
-
-	if (err)
-		return err;
-	return lock_call(q, opcode, id, tmo, 0);
+	return named_call(q, name, JOBQ_EVENT, opcode, tmo, 0);
 }
 
 int jobq_event_set(jobq_t *q, const char *name)

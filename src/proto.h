@@ -192,7 +192,8 @@ struct jobq_store_hdr {
 	/* Queue records ever used: those past it are free and were never
 	 * used; those below it may be free too (in_use 0: removed). */
 	_Atomic uint32_t nqueues;
-	_Atomic uint32_t nlocks; /* records in use: ids 0..nlocks-1 */
+	/* Lock records ever used; as nqueues, those below may be free. */
+	_Atomic uint32_t nlocks;
 	_Atomic uint32_t nkeys;
 	_Atomic uint32_t shutting_down;
 	_Atomic uint32_t queues_live; /* queue records in use */
@@ -231,11 +232,13 @@ struct jobq_store_hdr {
 
 	/* Clients (layout version 7): what each connection uses of the
 	 * manager, and how much one may (0: no quota). */
-	uint64_t clients_off;  /* struct jobq_client_rec[max_clients] */
-	uint32_t quota_waits;  /* requests parked at once */
-	uint32_t quota_queues; /* queues made and not removed */
-	uint32_t quota_locks;  /* locks made */
-	uint32_t quota_bad;    /* refused entries before it is dropped */
+	uint64_t clients_off;	     /* struct jobq_client_rec[max_clients] */
+	uint32_t quota_waits;	     /* requests parked at once */
+	uint32_t quota_queues;	     /* queues made and not removed */
+	uint32_t quota_locks;	     /* locks made */
+	uint32_t quota_bad;	     /* refused entries before it is dropped */
+	_Atomic uint32_t locks_live; /* lock records in use */
+	uint32_t pad2;
 };
 
 /* The quotas, in struct jobq_client_rec.quota_hit. */
@@ -354,7 +357,11 @@ enum jobq_lock_kind_wire {
 };
 
 /* A named lock: what `jobq locks` shows. The manager keeps the holder and
- * waiter lists in its own memory; this record is the public view. */
+ * waiter lists in its own memory; this record is the public view. Its id
+ * is built as a queue's (gen << JOBQ_QID_BITS | index): a lock that no
+ * client holds, waits for or has used since it connected, and that is
+ * not a set Event, is freed when the last client that used it goes, and
+ * its record serves a later lock. */
 struct jobq_lock_rec {
 	_Atomic uint32_t seq; /* seqlock over everything below */
 	uint32_t in_use;
@@ -367,6 +374,8 @@ struct jobq_lock_rec {
 	uint32_t is_set;	/* Event */
 	uint64_t held_since_ns; /* CLOCK_REALTIME when first taken */
 	uint64_t acquires;
+	uint32_t gen; /* bumped when the record is freed */
+	uint32_t pad;
 };
 
 /* ------------------------------------------------------------------------

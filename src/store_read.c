@@ -194,8 +194,39 @@ bool jobq__store_queue_live(jobq_t *q, uint32_t id)
 
 int jobq__store_find_lock(jobq_t *q, const char *name, uint32_t *id)
 {
-	return find_named(q, q->locks, sizeof(*q->locks),
-			  used_records(&q->sh->nlocks, q->max_locks), name, id);
+	struct jobq_lock_rec c;
+	uint32_t i;
+	int err;
+
+	err = find_named(q, q->locks, sizeof(*q->locks),
+			 used_records(&q->sh->nlocks, q->max_locks), name, &i);
+	if (err)
+		return err;
+	/* The id names the record's generation too (proto.h). */
+	err = read_lock(q, &q->locks[i], &c);
+	if (err)
+		return err;
+	if (!c.in_use || strcmp(c.name, name))
+		return -ENOENT;
+	*id = (c.gen & JOBQ_QGEN_MASK) << JOBQ_QID_BITS | i;
+	return 0;
+}
+
+bool jobq__store_lock_live(jobq_t *q, uint32_t id)
+{
+	uint32_t i = id & JOBQ_QID_MASK, s, in_use, gen;
+	const struct jobq_lock_rec *r;
+
+	if (i >= used_records(&q->sh->nlocks, q->max_locks))
+		return false;
+	r = &q->locks[i];
+	do {
+		if (jobq__seq_begin(q, &r->seq, &s))
+			return false;
+		in_use = r->in_use;
+		gen = r->gen;
+	} while (seq_read_retry(&r->seq, s));
+	return in_use && gen == id >> JOBQ_QID_BITS;
 }
 
 static void queue_info(const struct jobq_queue_rec *c,
@@ -316,7 +347,8 @@ int jobq_stats(jobq_t *q, struct jobq_stats *out)
 	out->queues = load_relaxed(&h->queues_live);
 	out->max_queues = q->max_queues;
 	out->max_locks = q->max_locks;
-	out->locks = load_relaxed(&h->nlocks);
+	out->locks = q->clients_ok ? load_relaxed(&h->locks_live)
+				   : load_relaxed(&h->nlocks);
 	out->keys = load_relaxed(&h->nkeys);
 	out->puts = load_relaxed(&c->puts);
 	out->gets = load_relaxed(&c->gets);

@@ -2,7 +2,8 @@
 /*
  * test_tables.c - the queue table does not wear out: `jobq queue rm` and
  * jobq_queue_remove() free a queue's record for the next queue, 20,000
- * distinct names come and go on a default instance, an id cached before a
+ * distinct names come and go on a default instance (and 20,000 locks,
+ * freed when nobody uses them any more), an id cached before a
  * removal never reaches the queue that took the record, blocked getters
  * are told the queue went, a removal survives a restart, and a table that
  * is truly full says which table, its size and the option that raises it.
@@ -52,6 +53,37 @@ static void churn(void **state)
 	assert_int_equal(st.max_queues, 4096);
 	/* What was dropped went back to the heap. */
 	assert_true(st.memory_used < (1u << 20));
+	jobq_close(q);
+}
+
+/* 20,000 distinct locks, a thousand a connection, each taken and
+ * released: a lock nobody uses any more is freed with its last user, so
+ * the table (4,096) never fills. A set Event keeps its state. */
+static void lock_churn(void **state)
+{
+	struct jqt_mgr *m = *state;
+	struct jobq_stats st;
+	jobq_t *q = NULL;
+	char name[32];
+
+	for (int i = 0; i < 20000;) {
+		assert_rc(jobq_open(&q, m->dir), 0);
+		for (int k = 0; k < 1000; k++, i++) {
+			snprintf(name, sizeof(name), "lk-%d", i);
+			assert_rc(jobq_lock_acquire(q, name, 5), 0);
+			assert_rc(jobq_lock_release(q, name), 0);
+		}
+		if (i == 1000)
+			assert_rc(jobq_event_set(q, "flag"), 0);
+		jobq_close(q);
+	}
+	assert_rc(jobq_open(&q, m->dir), 0);
+	assert_rc(jobq_stats(q, &st), 0);
+	assert_int_equal(st.max_locks, 4096);
+	/* The Event, and the locks of the connection that just went, if
+	 * the manager has not seen it go yet. */
+	assert_true(st.locks >= 1 && st.locks <= 1001);
+	assert_rc(jobq_event_wait(q, "flag", 0), 0);
 	jobq_close(q);
 }
 
@@ -265,6 +297,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(churn, jqt_setup, jqt_teardown),
+	    cmocka_unit_test_setup_teardown(lock_churn, jqt_setup,
+					    jqt_teardown),
 	    cmocka_unit_test_setup_teardown(stale_ids, jqt_setup, jqt_teardown),
 	    cmocka_unit_test_setup_teardown(waiters_fail, jqt_setup,
 					    jqt_teardown),
