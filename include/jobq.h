@@ -570,14 +570,19 @@ struct jobq_client_info {
 	uint32_t queues;       /* queues it made and did not remove */
 	uint32_t locks;	       /* locks it made */
 	uint32_t quota_waits, quota_queues, quota_locks; /* 0: none */
-	uint64_t reserved[4];
+	uint64_t bytes;	      /* payload bytes of its puts still queued */
+	uint64_t quota_bytes; /* 0: none */
+	uint64_t reserved[2];
 };
 
 /*
  * jobq_clients - fill *out with a malloc'd array of every connected
  * client (free() it, even when *n is 0) and *n with its length. Reads the
  * store: no round trip. A client has quotas: requests parked at once,
- * queues made, locks made; a request past one fails with JOBQ_EQUOTA
+ * queues made, locks made, bytes of its puts still queued (only with
+ * jobqd --client-max-bytes; objects handed straight to a getter do not
+ * count); a request past one
+ * fails with JOBQ_EQUOTA
  * (the counts below show which), and a client that sends too many
  * malformed requests is dropped. Returns 0 or -ENOMEM.
  */

@@ -7,9 +7,11 @@
  * that makes names without end (a bug, or random bytes that happen to be
  * valid entries) would leave nothing for the others. Each connection
  * therefore has quotas: queues it made and did not remove, locks it made,
- * requests it has parked at once. A request over a quota fails with
- * JOBQ_EQUOTA and changes nothing; the client's record says which quota it
- * met, so that libjobq and `jobq stats --clients` can name it. The
+ * requests it has parked at once, and with jobqd --client-max-bytes the
+ * payload bytes of its puts still queued (objects handed straight to a
+ * getter never count). A request over a quota
+ * fails with JOBQ_EQUOTA and changes nothing; the client's record says which
+ * quota it met, so that libjobq and `jobq stats --clients` can name it. The
  * defaults (store.c) are a quarter of a table, so that a few runaway
  * clients still leave room, and far above what a working client uses.
  * What a process made on earlier connections counts against a new one
@@ -133,6 +135,36 @@ void jobq__quota_give(struct jobq__client *c, int which)
 		return;
 	seq_write_begin(&r->seq);
 	(*n)--;
+	seq_write_end(&r->seq);
+}
+
+int jobq__quota_bytes_room(struct jobq__client *c, uint64_t len)
+{
+	struct jobq_client_rec *r = crec(c);
+	uint64_t limit = jobq__hdr()->quota_bytes;
+
+	if (!limit || (r->bytes <= limit && len <= limit - r->bytes))
+		return 0;
+	seq_write_begin(&r->seq);
+	r->refused++;
+	r->quota_hit = JOBQ_QUOTA_BYTES;
+	seq_write_end(&r->seq);
+	return JOBQ_EQUOTA;
+}
+
+void jobq__quota_bytes_add(uint64_t ref, int64_t delta)
+{
+	struct jobq__client *c = jobq__client_of(ref);
+	struct jobq_client_rec *r;
+
+	if (!c || !delta)
+		return;
+	r = crec(c);
+	seq_write_begin(&r->seq);
+	if (delta < 0 && (uint64_t)-delta > r->bytes)
+		r->bytes = 0;
+	else
+		r->bytes += (uint64_t)delta;
 	seq_write_end(&r->seq);
 }
 

@@ -71,12 +71,13 @@ struct jobq__opts {
 	const char *log;
 	bool verbose;
 	/* Jobs and supervision. */
-	uint32_t max_jobs;	/* 0: memory / 1024 */
-	uint32_t max_queues;	/* --max-queues; 0: the default */
-	uint32_t max_locks;	/* --max-locks; 0: the default */
-	uint64_t keep_ns;	/* --keep: how long finished jobs stay */
-	uint32_t workers;	/* --workers N: built-in worker processes */
-	bool workers_nondaemon; /* --workers-nondaemon */
+	uint32_t max_jobs;	   /* 0: memory / 1024 */
+	uint32_t max_queues;	   /* --max-queues; 0: the default */
+	uint32_t max_locks;	   /* --max-locks; 0: the default */
+	uint64_t client_max_bytes; /* --client-max-bytes; 0: no quota */
+	uint64_t keep_ns;	   /* --keep: how long finished jobs stay */
+	uint32_t workers;	   /* --workers N: built-in worker processes */
+	bool workers_nondaemon;	   /* --workers-nondaemon */
 	uint32_t worker_concurrency; /* --worker-concurrency: 0 = 1 */
 	const char **worker_cmds;    /* --worker CMD, each run by sh -c */
 	uint32_t nworker_cmds;
@@ -439,6 +440,11 @@ void jobq__clients_detach(struct jobq__client *c);
 bool jobq__clients_request(struct jobq__client *c, bool bad);
 int jobq__quota_take(struct jobq__client *c, int which);
 void jobq__quota_give(struct jobq__client *c, int which);
+/* Whether @c may have @len more bytes queued: 0 or JOBQ_EQUOTA (counted).
+ * bytes_add: what connection @ref has queued changed by @delta (nothing
+ * once it is gone). */
+int jobq__quota_bytes_room(struct jobq__client *c, uint64_t len);
+void jobq__quota_bytes_add(uint64_t ref, int64_t delta);
 /* A handle on connection @c that outlives it: slot and client id. */
 uint64_t jobq__client_ref(const struct jobq__client *c);
 /* queues.c, locks.c: what process @pid made of each, still there. */

@@ -110,7 +110,8 @@ static void usage(FILE *f)
 	    "usage: jobqd [--dir DIR] [--memory SIZE] [--max-object SIZE]\n"
 	    "             [--max-clients N] [--group GROUP] [--daemon]\n"
 	    "             [--log FILE] [--verbose] [--max-jobs N] [--keep S]\n"
-	    "             [--max-queues N] [--max-locks N]\n"
+	    "             [--max-queues N] [--max-locks N] [--client-max-bytes "
+	    "SIZE]\n"
 	    "             [--workers N] [--workers-nondaemon] [--worker "
 	    "CMD]...\n"
 	    "             [--grace S] [--http [ADDR:]PORT]\n"
@@ -134,6 +135,8 @@ static void usage(FILE *f)
 	    "  --keep S           keep finished jobs S seconds (default 3600)\n"
 	    "  --max-queues N     queue records (default 4096, at most 65536)\n"
 	    "  --max-locks N      lock records (default 4096)\n"
+	    "  --client-max-bytes SIZE  most payload bytes one client's puts\n"
+	    "                     may have queued (default: no limit)\n"
 	    "  --workers N        start N built-in worker processes (daemon)\n"
 	    "  --workers-nondaemon  a stop waits for the built-in workers'\n"
 	    "                     running jobs however long they take\n"
@@ -229,6 +232,7 @@ static const struct option long_opts[] = {
     {"verbose", no_argument, NULL, 'v'},
     {"max-jobs", required_argument, NULL, 'J'},
     {"max-queues", required_argument, NULL, 'Q'},
+    {"client-max-bytes", required_argument, NULL, 'B'},
     {"max-locks", required_argument, NULL, 'T'},
     {"keep", required_argument, NULL, 'K'},
     {"workers", required_argument, NULL, 'W'},
@@ -498,6 +502,12 @@ static void parse_opts(int argc, char **argv, struct jobq__opts *o)
 					  "to 16777214",
 					  optarg);
 			o->max_jobs = (uint32_t)v;
+			break;
+		case 'B':
+			if (jobq_parse_size(optarg, &o->client_max_bytes))
+				bad_usage("--client-max-bytes %s: not a size "
+					  "(64M, 1G)",
+					  optarg);
 			break;
 		case 'Q':
 		case 'T':

@@ -233,6 +233,7 @@ static void append_locked(struct jobq_queue_rec *r, uint64_t first,
 }
 
 static void journal_put(uint32_t qid, uint64_t item);
+static void owner_bytes(uint64_t item, uint32_t len, int sign);
 
 /* A new object enters queue @qid: to the oldest getter, else the tail. */
 static void commit(uint32_t qid, uint64_t item)
@@ -252,6 +253,8 @@ static void commit(uint32_t qid, uint64_t item)
 		append_locked(r, item, item, 1, it->len);
 	}
 	seq_write_end(&r->seq);
+	if (!w)
+		owner_bytes(item, it->len, 1);
 	jobq__count(puts);
 	if (w) {
 		jobq__count(gets);
@@ -276,12 +279,14 @@ static uint64_t pop(uint32_t qid)
 	r->total_get++;
 	seq_write_end(&r->seq);
 	jobq__count(gets);
+	owner_bytes(item, it->len, -1);
 	return item;
 }
 
 /* Why a put stopped: PUT_BAD and PUT_TOOBIG only come from a Q_PUT_MANY
- * record that is out of its arena range or over the object limit. */
-enum { PUT_OK = 0, PUT_LIMIT, PUT_FULL, PUT_BAD, PUT_TOOBIG };
+ * record that is out of its arena range or over the object limit;
+ * PUT_QUOTA when the putter has its quota of bytes queued. */
+enum { PUT_OK = 0, PUT_LIMIT, PUT_FULL, PUT_BAD, PUT_TOOBIG, PUT_QUOTA };
 
 /*
  * Object blocks. The objects that one put brings share one heap block, so
@@ -298,8 +303,8 @@ enum { PUT_OK = 0, PUT_LIMIT, PUT_FULL, PUT_BAD, PUT_TOOBIG };
  * the store, so these words cannot be tampered with.
  */
 struct qblock {
-	uint64_t live; /* objects of this block not yet freed */
-	uint64_t pad;
+	uint64_t live;	/* objects of this block not yet freed */
+	uint64_t owner; /* jobq__client_ref() of the putter, 0: replay */
 };
 
 #define BLOCK_BYTES (64u << 10) /* a block of several objects at most */
@@ -317,7 +322,7 @@ static uint64_t obj_size(uint32_t len)
  * has no room for it.
  */
 static bool block_alloc(const uint32_t *lens, const uint32_t *types, uint32_t k,
-			uint64_t *items)
+			uint64_t *items, uint64_t owner)
 {
 	uint64_t size = sizeof(struct qblock), b, at;
 
@@ -327,6 +332,7 @@ static bool block_alloc(const uint32_t *lens, const uint32_t *types, uint32_t k,
 	if (!b)
 		return false;
 	((struct qblock *)jobq__ptr(b))->live = k;
+	((struct qblock *)jobq__ptr(b))->owner = owner;
 	at = b + sizeof(struct qblock);
 	for (uint32_t i = 0; i < k; i++) {
 		struct jobq_item *it = jobq__ptr(at + 2 * sizeof(uint64_t));
@@ -345,6 +351,16 @@ static bool block_alloc(const uint32_t *lens, const uint32_t *types, uint32_t k,
 static uint64_t item_oid(uint64_t item)
 {
 	return *(uint64_t *)jobq__ptr(item - 2 * sizeof(uint64_t));
+}
+
+/* Object @item (@len bytes) entered (@sign 1) or left (-1) its queue:
+ * its putter's queued bytes follow, while the putter is connected. */
+static void owner_bytes(uint64_t item, uint32_t len, int sign)
+{
+	uint64_t b = *(uint64_t *)jobq__ptr(item - sizeof(uint64_t));
+
+	jobq__quota_bytes_add(((struct qblock *)jobq__ptr(b))->owner,
+			      sign * (int64_t)len);
 }
 
 /* What a JOBQ__JR_Q_PUT record holds before the payload. */
@@ -392,15 +408,19 @@ void jobq__queue_item_free(uint32_t qid, uint64_t item)
 }
 
 /* Stores a copy of @data as a new object of queue @qid if it fits. */
-static int try_put(uint32_t qid, const uint8_t *data, uint32_t len,
-		   uint32_t type)
+static int try_put(struct jobq__client *c, uint32_t qid, const uint8_t *data,
+		   uint32_t len, uint32_t type)
 {
 	uint64_t item;
 
-	if (jobq__list_empty(&queue_priv[qid].getters) &&
-	    over_limit_at(rec(qid), rec(qid)->depth, rec(qid)->bytes, len))
-		return PUT_LIMIT;
-	if (!block_alloc(&len, &type, 1, &item))
+	if (jobq__list_empty(&queue_priv[qid].getters)) {
+		if (over_limit_at(rec(qid), rec(qid)->depth, rec(qid)->bytes,
+				  len))
+			return PUT_LIMIT;
+		if (jobq__quota_bytes_room(c, len))
+			return PUT_QUOTA;
+	}
+	if (!block_alloc(&len, &type, 1, &item, jobq__client_ref(c)))
 		return PUT_FULL;
 	memcpy((struct jobq_item *)jobq__ptr(item) + 1, data, len);
 	commit(qid, item);
@@ -432,7 +452,7 @@ static void serve_getters(uint32_t qid)
  * a bigger one. Returns how many objects got memory: a leading run.
  */
 static uint32_t run_alloc(const uint32_t *lens, const uint32_t *types,
-			  uint32_t k, uint64_t *items)
+			  uint32_t k, uint64_t *items, uint64_t owner)
 {
 	uint32_t i = 0;
 
@@ -442,7 +462,7 @@ static uint32_t run_alloc(const uint32_t *lens, const uint32_t *types,
 
 		while (i + j < k && size + obj_size(lens[i + j]) <= BLOCK_BYTES)
 			size += obj_size(lens[i + j++]);
-		while (!block_alloc(lens + i, types + i, j, items + i)) {
+		while (!block_alloc(lens + i, types + i, j, items + i, owner)) {
 			if (j == 1)
 				return i;
 			j /= 2;
@@ -506,6 +526,10 @@ static uint32_t put_run(struct jobq__client *c, uint32_t qid,
 				*why = PUT_LIMIT;
 				break;
 			}
+			if (!w && jobq__quota_bytes_room(c, bytes + h.len)) {
+				*why = PUT_QUOTA;
+				break;
+			}
 			lens[k] = h.len;
 			types[k] = h.type;
 			srcs[k] = pos;
@@ -515,7 +539,7 @@ static uint32_t put_run(struct jobq__client *c, uint32_t qid,
 		}
 		if (!k)
 			break;
-		got = run_alloc(lens, types, k, items);
+		got = run_alloc(lens, types, k, items, jobq__client_ref(c));
 		if (got < k) {
 			/* The heap is full: the rest is not put now. */
 			*why = PUT_FULL;
@@ -544,6 +568,9 @@ static uint32_t put_run(struct jobq__client *c, uint32_t qid,
 		else
 			append_locked(r, items[0], items[k - 1], k, bytes);
 		seq_write_end(&r->seq);
+		if (!w)
+			jobq__quota_bytes_add(jobq__client_ref(c),
+					      (int64_t)bytes);
 		store_relaxed(&jobq__hdr()->counters.puts,
 			      load_relaxed(&jobq__hdr()->counters.puts) + k);
 		if (w) {
@@ -589,6 +616,8 @@ static int batch_answer(uint32_t n, int why)
 		return jobq__bad(-EINVAL);
 	if (why == PUT_TOOBIG)
 		return -E2BIG;
+	if (why == PUT_QUOTA)
+		return JOBQ_EQUOTA;
 	return 0;
 }
 
@@ -612,6 +641,7 @@ static void serve_putters(uint32_t qid)
 	while (!jobq__list_empty(&q->putters)) {
 		struct jobq__waiter *w =
 		    jobq__entry(q->putters.next, struct jobq__waiter, onode);
+		int put;
 
 		if (!jobq__client_alive(w->c)) {
 			/* Dropped at the end of this turn; skip it now. */
@@ -630,8 +660,14 @@ static void serve_putters(uint32_t qid)
 				break;
 			continue;
 		}
-		if (try_put(qid, jobq__arena(w->c, w->sqe.arena_off),
-			    w->sqe.arena_len, w->sqe.type) != PUT_OK)
+		put = try_put(w->c, qid, jobq__arena(w->c, w->sqe.arena_off),
+			      w->sqe.arena_len, w->sqe.type);
+		if (put == PUT_QUOTA) {
+			/* Its own quota, not the queue, holds it back. */
+			jobq__wait_done(w, JOBQ_EQUOTA, 0);
+			continue;
+		}
+		if (put != PUT_OK)
 			break;
 		/* A --durable put parked in an earlier turn: sync this one
 		 * (it was checked possible when it came). */
@@ -662,6 +698,7 @@ void jobq__queue_requeue(uint32_t qid, uint64_t item)
 		return;
 	}
 	unhand(qid);
+	owner_bytes(item, it->len, 1);
 	seq_write_begin(&r->seq);
 	it->next = r->head;
 	r->head = item;
@@ -821,6 +858,7 @@ static uint64_t drop_objects(uint32_t qid)
 	while (it) {
 		uint64_t next = ((struct jobq_item *)jobq__ptr(it))->next;
 
+		owner_bytes(it, ((struct jobq_item *)jobq__ptr(it))->len, -1);
 		item_release(it);
 		it = next;
 		n++;
@@ -987,10 +1025,12 @@ int jobq__op_q_put(struct jobq__client *c, const struct jobq_sqe *s)
 	}
 	/* FIFO: a put waits behind the putters already waiting. */
 	if (jobq__list_empty(&queue_priv[qid].putters)) {
-		why = try_put(qid, jobq__arena(c, s->arena_off), s->arena_len,
-			      s->type);
+		why = try_put(c, qid, jobq__arena(c, s->arena_off),
+			      s->arena_len, s->type);
 		if (why == PUT_OK)
 			return 0;
+		if (why == PUT_QUOTA)
+			return JOBQ_EQUOTA;
 	}
 	return park_putter(c, s, qid, why);
 }
@@ -1194,7 +1234,7 @@ static int pend_flush(void)
 		return 0;
 	if (stage_grow(pend.n))
 		return -ENOMEM;
-	if (run_alloc(pend.lens, pend.types, pend.n, items) < pend.n)
+	if (run_alloc(pend.lens, pend.types, pend.n, items, 0) < pend.n)
 		return JOBQ_EFULL;
 	for (uint32_t i = 0; i < pend.n; i++) {
 		/* block_alloc numbered them afresh: they keep their own. */

@@ -226,6 +226,9 @@ int jobq__store_create(const struct jobq__opts *o, char *err, size_t errlen)
 	h->quota_queues = max_queues / 4;
 	h->quota_locks = max_locks / 4;
 	h->quota_waits = JOBQ__QUOTA_WAITS;
+	/* Off unless asked: one producer filling the store is a normal use
+	 * (a blocking put then waits for room). */
+	h->quota_bytes = o->client_max_bytes;
 	h->quota_bad = JOBQ__QUOTA_BAD;
 	st->heap = jobq__heap_create(st->base, h->heap_off, h->heap_size);
 	if (!st->heap) {

@@ -239,6 +239,7 @@ struct jobq_store_hdr {
 	uint32_t quota_bad;	     /* refused entries before it is dropped */
 	_Atomic uint32_t locks_live; /* lock records in use */
 	uint32_t pad2;
+	uint64_t quota_bytes; /* payload bytes of its puts still queued */
 };
 
 /* The quotas, in struct jobq_client_rec.quota_hit. */
@@ -247,6 +248,7 @@ enum jobq_quota_wire {
 	JOBQ_QUOTA_WAITS = 1,
 	JOBQ_QUOTA_QUEUES = 2,
 	JOBQ_QUOTA_LOCKS = 3,
+	JOBQ_QUOTA_BYTES = 4,
 };
 
 /*
@@ -270,6 +272,7 @@ struct jobq_client_rec {
 	uint64_t bad;	       /* of those, refused as malformed */
 	uint64_t refused;      /* requests refused by a quota */
 	char name[32];
+	uint64_t bytes; /* payload bytes of its puts still queued */
 };
 
 /*

@@ -641,6 +641,8 @@ int jobq_clients(jobq_t *q, struct jobq_client_info **out, size_t *n)
 		ci->quota_waits = q->sh->quota_waits;
 		ci->quota_queues = q->sh->quota_queues;
 		ci->quota_locks = q->sh->quota_locks;
+		ci->bytes = c.bytes;
+		ci->quota_bytes = q->sh->quota_bytes;
 		k++;
 	}
 	*out = v;
@@ -654,22 +656,26 @@ void jobq__quota_msg(jobq_t *q)
 	    [JOBQ_QUOTA_WAITS] = "requests waiting at once",
 	    [JOBQ_QUOTA_QUEUES] = "queues made",
 	    [JOBQ_QUOTA_LOCKS] = "locks made",
+	    [JOBQ_QUOTA_BYTES] = "bytes of its puts queued",
 	};
 	const struct jobq_client_rec *t = client_table(q);
 	uint32_t id = q->rh ? q->rh->client_id : 0;
 	struct jobq_client_rec c;
 
 	for (uint32_t i = 0; t && i < q->sh->max_clients; i++) {
-		uint32_t limit;
+		uint64_t limit;
 
 		if (seq_copy(q, &c, t + i, sizeof(c)) || !c.in_use ||
-		    c.client_id != id || !c.quota_hit || c.quota_hit > 3)
+		    c.client_id != id || !c.quota_hit ||
+		    c.quota_hit > JOBQ_QUOTA_BYTES)
 			continue;
 		limit = c.quota_hit == JOBQ_QUOTA_WAITS	   ? q->sh->quota_waits
 			: c.quota_hit == JOBQ_QUOTA_QUEUES ? q->sh->quota_queues
-							   : q->sh->quota_locks;
-		jobq__set_error_msg("client quota exceeded: %s (%u)",
-				    what[c.quota_hit], limit);
+			: c.quota_hit == JOBQ_QUOTA_LOCKS  ? q->sh->quota_locks
+							   : q->sh->quota_bytes;
+		jobq__set_error_msg("client quota exceeded: %s (%llu)",
+				    what[c.quota_hit],
+				    (unsigned long long)limit);
 		return;
 	}
 	jobq__set_error_msg("client quota exceeded");

@@ -144,6 +144,49 @@ static void remove_gives_back(void **state)
 	assert_true(jqt_status_ok(jqt_mgr_stop(&mm)));
 }
 
+/* With --client-max-bytes, past it a client's puts fail with JOBQ_EQUOTA,
+ * the others' go in, and a get gives it room again. */
+static void bytes_queued(void **state)
+{
+	static const char *const args[] = {"--memory", "16M",
+					   "--client-max-bytes", "6M", NULL};
+	struct jqt_mgr mm;
+	struct jobq_client_info *ci;
+	jobq_t *hogq = NULL, *q = NULL;
+	static char mib[1 << 20];
+	jobq_obj_t o;
+	size_t n;
+	int put = 0, rc;
+
+	(void)state;
+	assert_int_equal(jqt_mgr_start(&mm, args), 0);
+	assert_rc(jobq_open(&hogq, mm.dir), 0);
+	assert_rc(jobq_open(&q, mm.dir), 0);
+	while ((rc = jobq_put(hogq, "big", JOBQ_T_BYTES, mib, sizeof(mib),
+			      0)) == 0)
+		put++;
+	assert_rc(rc, JOBQ_EQUOTA);
+	assert_non_null(strstr(jobq__last_error_msg(), "bytes of its puts"));
+	assert_int_equal(put, 6);
+	/* The others still have room. */
+	assert_rc(jobq_put(q, "big", JOBQ_T_BYTES, mib, sizeof(mib), 0), 0);
+	assert_rc(jobq_clients(q, &ci, &n), 0);
+	for (size_t i = 0; i < n; i++)
+		if (ci[i].bytes > sizeof(mib))
+			assert_int_equal(ci[i].bytes,
+					 (uint64_t)put * sizeof(mib));
+	free(ci);
+	/* A get takes one of the hog's (put first): room for one more. */
+	assert_rc(jobq_get(q, "big", &o, 0), 0);
+	jobq_obj_free(&o);
+	assert_rc(jobq_put(hogq, "big", JOBQ_T_BYTES, mib, sizeof(mib), 0), 0);
+	assert_rc(jobq_put(hogq, "big", JOBQ_T_BYTES, mib, sizeof(mib), 0),
+		  JOBQ_EQUOTA);
+	jobq_close(hogq);
+	jobq_close(q);
+	assert_true(jqt_status_ok(jqt_mgr_stop(&mm)));
+}
+
 /* Sends @n entries of an op that does not exist through @r. */
 static void send_garbage(struct jqt_raw *r, int n, uint64_t *ud)
 {
@@ -221,6 +264,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(hog_is_stopped, jqt_setup,
 					    jqt_teardown),
 	    cmocka_unit_test(remove_gives_back),
+	    cmocka_unit_test(bytes_queued),
 	    cmocka_unit_test_setup_teardown(garbage_counted_then_dropped,
 					    jqt_setup, jqt_teardown),
 	};
