@@ -187,6 +187,55 @@ static void bytes_queued(void **state)
 	assert_true(jqt_status_ok(jqt_mgr_stop(&mm)));
 }
 
+/* A client may have 16,384 requests waiting at once: the next one is
+ * refused with JOBQ_EQUOTA at once, and the others' gets still wait. */
+static void waits_quota(void **state)
+{
+	struct jqt_mgr *m = *state;
+	struct jobq_client_info *ci;
+	struct jqt_raw r;
+	struct jobq_sqe sqe;
+	struct jobq_cqe cqe;
+	jobq_t *q = NULL;
+	jobq_obj_t o;
+	int64_t id;
+	size_t n;
+	bool seen = false;
+
+	assert_int_equal(jqt_raw_open(m->dir, &r), 0);
+	id = jqt_raw_q_open(&r, "waited");
+	assert_true(id >= 0);
+	memset(&sqe, 0, sizeof(sqe));
+	sqe.op = JOBQ_OP_Q_GET;
+	sqe.id = (uint32_t)id;
+	sqe.timeout_ns = 60ll * 1000000000;
+	for (uint32_t i = 0; i <= 16384; i++) {
+		double end = jqt_now() + 10;
+
+		sqe.user_data = i + 1;
+		while (jqt_raw_submit(&r, &sqe) == -EBUSY && jqt_now() < end)
+			jqt_sleep(0.001);
+	}
+	/* The one past the quota is the only one answered. */
+	assert_int_equal(jqt_raw_wait(&r, &cqe, 10), 0);
+	assert_int_equal(cqe.user_data, 16385);
+	assert_rc(cqe.res, JOBQ_EQUOTA);
+
+	assert_rc(jobq_open(&q, m->dir), 0);
+	assert_rc(jobq_clients(q, &ci, &n), 0);
+	for (size_t i = 0; i < n; i++)
+		if (ci[i].waits == 16384 && ci[i].refused == 1)
+			seen = true;
+	free(ci);
+	assert_true(seen);
+	assert_rc(jobq_get(q, "mine", &o, 0.05), -ETIMEDOUT);
+	assert_rc(jobq_put(q, "waited", JOBQ_T_BYTES, "x", 1, 0), 0);
+	assert_int_equal(jqt_raw_wait(&r, &cqe, 10), 0);
+	assert_int_equal(cqe.user_data, 1);
+	jqt_raw_close(&r);
+	jobq_close(q);
+}
+
 /* Sends @n entries of an op that does not exist through @r. */
 static void send_garbage(struct jqt_raw *r, int n, uint64_t *ud)
 {
@@ -265,6 +314,8 @@ int main(void)
 					    jqt_teardown),
 	    cmocka_unit_test(remove_gives_back),
 	    cmocka_unit_test(bytes_queued),
+	    cmocka_unit_test_setup_teardown(waits_quota, jqt_setup,
+					    jqt_teardown),
 	    cmocka_unit_test_setup_teardown(garbage_counted_then_dropped,
 					    jqt_setup, jqt_teardown),
 	};
