@@ -63,9 +63,10 @@ enum cli_opt {
 	OPT_OLDER, /* the job filters of ls, cancel and retry */
 	OPT_NEWER,
 	OPT_OFFSET,
-	OPT_FROM,   /* jobq run --from FILE */
-	OPT_FOLLOW, /* jobq logs --follow */
-	OPT_LEASE,  /* jobq lock --lease S */
+	OPT_FROM,    /* jobq run --from FILE */
+	OPT_FOLLOW,  /* jobq logs --follow */
+	OPT_LEASE,   /* jobq lock --lease S */
+	OPT_CLIENTS, /* jobq stats --clients */
 	OPT__COUNT,
 };
 
@@ -146,6 +147,8 @@ int cli_timeout_msg(const struct cli *c, const char *fmt, ...)
  * Returns the exit code for it (EXIT_ERROR).
  */
 int cli_fail(const struct cli *c, const char *what, int err);
+/* cli_fail(), but a full queue table is said with its size and remedy. */
+int cli_queue_fail(const struct cli *c, const char *what, int err);
 
 /* ---- connection ------------------------------------------------------- */
 
@@ -284,6 +287,7 @@ int cmd_kick(struct cli *c);
 int cmd_pause(struct cli *c);
 int cmd_resume(struct cli *c);
 int cmd_queue_set_all(struct cli *c); /* --parallel, then cmd_queue_set() */
+int cmd_queue_rm(struct cli *c);
 int cmd_workers(struct cli *c);
 int cmd_worker(struct cli *c);
 int cmd_run(struct cli *c);  /* cmd_run.c */

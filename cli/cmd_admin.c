@@ -109,6 +109,65 @@ static int print_prometheus(struct cli *c)
 	return EXIT_OK;
 }
 
+/* jobq stats --clients: each connected client, its requests, refused
+ * entries and what it holds against its quotas. */
+static int print_clients(struct cli *c)
+{
+	struct jobq_client_info *v = NULL;
+	json_t *doc, *arr;
+	size_t n;
+	int rc = jobq_clients(c->q, &v, &n);
+
+	if (rc)
+		return cli_fail(c, "clients", rc);
+	if (c->json) {
+		arr = json_array();
+		for (size_t i = 0; arr && i < n; i++)
+			json_array_append_new(
+			    arr,
+			    json_pack(
+				"{s:i,s:i,s:o,s:o,s:I,s:I,s:I,s:i,s:i,s:i,s:I,"
+				"s:{"
+				"s:i,s:i,s:i,s:I}}",
+				"pid", (int)v[i].pid, "uid", (int)v[i].uid,
+				"name", cli_json_str(v[i].name), "connected",
+				cli_json_time(v[i].connected_ns), "requests",
+				(json_int_t)v[i].requests, "bad",
+				(json_int_t)v[i].bad, "refused",
+				(json_int_t)v[i].refused, "waits",
+				(int)v[i].waits, "queues", (int)v[i].queues,
+				"locks", (int)v[i].locks, "bytes",
+				(json_int_t)v[i].bytes, "quotas", "waits",
+				(int)v[i].quota_waits, "queues",
+				(int)v[i].quota_queues, "locks",
+				(int)v[i].quota_locks, "bytes",
+				(json_int_t)v[i].quota_bytes));
+		doc = arr ? json_pack("{s:o}", "clients", arr) : NULL;
+		free(v);
+		return cli_print_json(doc);
+	}
+	printf("%-8s %-6s %-16s %10s %6s %7s %6s %6s %6s %10s\n", "PID", "UID",
+	       "NAME", "REQUESTS", "BAD", "REFUSED", "WAITS", "QUEUES", "LOCKS",
+	       "BYTES");
+	for (size_t i = 0; i < n; i++) {
+		char name[CLI_TEXT_LEN];
+
+		cli_text(v[i].name, 16, name, sizeof(name));
+		printf("%-8d %-6u %-16s %10" PRIu64 " %6" PRIu64 " %7" PRIu64
+		       " %6u %6u %6u %10" PRIu64 "\n",
+		       (int)v[i].pid, v[i].uid, name, v[i].requests, v[i].bad,
+		       v[i].refused, v[i].waits, v[i].queues, v[i].locks,
+		       v[i].bytes);
+	}
+	if (n)
+		printf("quotas per client: %u waiting requests, %u queues, %u "
+		       "locks, %" PRIu64 " bytes queued\n",
+		       v[0].quota_waits, v[0].quota_queues, v[0].quota_locks,
+		       v[0].quota_bytes);
+	free(v);
+	return cli_flush();
+}
+
 int cmd_stats(struct cli *c)
 {
 	struct jobq_stats st;
@@ -125,6 +184,8 @@ int cmd_stats(struct cli *c)
 		return cli_fail(c, "stats", rc);
 	if (c->optval[OPT_PROMETHEUS])
 		return print_prometheus(c);
+	if (c->optval[OPT_CLIENTS])
+		return print_clients(c);
 	uptime = cli_since(st.started_ns);
 	/* A random 64-bit number: hex, as JSON integers are signed. */
 	snprintf(gen, sizeof(gen), "%016" PRIx64, st.generation);

@@ -133,7 +133,7 @@ int cmd_put(struct cli *c)
 		break;
 	default:
 		qwhat(what, sizeof(what), queue);
-		rc = cli_fail(c, what, rc);
+		rc = cli_queue_fail(c, what, rc);
 		break;
 	}
 out:
@@ -163,7 +163,7 @@ int cmd_get(struct cli *c)
 		    c, "queue \"%s\": nothing arrived in %gs", queue, timeout);
 	if (rc) {
 		qwhat(what, sizeof(what), queue);
-		return cli_fail(c, what, rc);
+		return cli_queue_fail(c, what, rc);
 	}
 	if (!c->json) {
 		/* The object is taken: it must reach stdout or be reported. */
@@ -292,10 +292,37 @@ int cmd_queue_set(struct cli *c)
 		return cli_fail(c, what, rc);
 	}
 	rc = jobq_queue_open(c->q, queue, &opts);
-	if (rc == JOBQ_ELIMIT)
-		return cli_error("%s: the queue table of the manager is full",
-				 what);
 	if (rc)
+		return cli_queue_fail(c, what, rc);
+	return EXIT_OK;
+}
+
+int cmd_queue_rm(struct cli *c)
+{
+	const char *queue = c->args[0];
+	char what[96];
+	int rc;
+
+	if ((rc = cli_check_name(c, "queue", queue)))
+		return rc;
+	if ((rc = cli_connect(c)))
+		return rc;
+	qwhat(what, sizeof(what), queue);
+	rc = jobq_queue_remove(c->q, queue);
+	if (rc == -ENOENT)
+		return cli_error("%s: no such queue", what);
+	if (rc == -EBUSY)
+		return cli_error("%s: jobs belong to it (removable once they "
+				 "are finished and gone: jobq ls --queue, "
+				 "jobqd --keep)",
+				 what);
+	if (rc < 0)
 		return cli_fail(c, what, rc);
+	if (c->json)
+		return cli_print_json(
+		    json_pack("{s:s,s:i}", "queue", queue, "dropped", rc));
+	if (rc && !c->quiet)
+		fprintf(stderr, "jobq: %s removed with %d object%s\n", what, rc,
+			rc == 1 ? "" : "s");
 	return EXIT_OK;
 }

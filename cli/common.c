@@ -65,6 +65,19 @@ int cli_fail(const struct cli *c, const char *what, int err)
 	}
 }
 
+int cli_queue_fail(const struct cli *c, const char *what, int err)
+{
+	struct jobq_stats st = {0};
+
+	if (err != JOBQ_ELIMIT)
+		return cli_fail(c, what, err);
+	jobq_stats(c->q, &st);
+	return cli_error("%s: the queue table of the manager is full (%u "
+			 "queues; jobq queue rm frees one, jobqd --max-queues "
+			 "N raises it)",
+			 what, st.max_queues);
+}
+
 /* ---- connection -------------------------------------------------------- */
 
 struct fdset {

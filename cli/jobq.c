@@ -59,6 +59,8 @@ const struct cli_optdef cli_opts[OPT__COUNT] = {
     [OPT_TYPES] = {"types", true, "T[,T...]",
 		   "serve only these built-in types"},
     [OPT_CONCURRENCY] = {"concurrency", true, "N", "jobs at once (default 1)"},
+    [OPT_CLIENTS] = {"clients", false, NULL,
+		     "each connected client: requests, refused, quotas"},
     [OPT_PROMETHEUS] = {"prometheus", false, NULL,
 			"print the counters in the Prometheus text format"},
     [OPT_OLDER] = {"older", true, "S",
@@ -119,6 +121,11 @@ static const struct cli_cmd commands[] = {
      "A limit left out keeps its value; 0 means unbounded. SIZE takes\n"
      "the suffixes K, M, G. --parallel N: at most N of the queue's jobs\n"
      "run at once."},
+    {"queue", "rm", cmd_queue_rm, 0, 1, 1, CMD_CONNECT, "QUEUE",
+     "remove a queue and the objects it holds",
+     "Frees the queue's record for other queues. Its blocked getters and\n"
+     "putters fail; naming it again makes a new, empty queue. Refused\n"
+     "while jobs belong to it. --json prints {\"queue\",\"dropped\"}."},
     {"kv", "set", cmd_kv_set, 0, 1, 2, CMD_CONNECT, "KEY [VALUE]",
      "store VALUE (else stdin) under KEY", NULL},
     {"kv", "get", cmd_kv_get, 0, 1, 1, CMD_CONNECT, "KEY",
@@ -233,12 +240,15 @@ static const struct cli_cmd commands[] = {
      "fail, exec, file.copy, file.read, file.write, file.checksum,\n"
      "net.request, http.get), N jobs at once, until SIGTERM or SIGINT (then\n"
      "it finishes its running jobs) or until the manager stops."},
-    {NULL, "stats", cmd_stats, OPT_BIT(OPT_PROMETHEUS), 0, 0, CMD_CONNECT,
-     "[--prometheus]",
+    {NULL, "stats", cmd_stats, OPT_BIT(OPT_PROMETHEUS) | OPT_BIT(OPT_CLIENTS),
+     0, 0, CMD_CONNECT, "[--prometheus] [--clients]",
      "counters and memory: used, free, clients, queues, locks, keys, jobs",
      "--prometheus prints the counters, every queue and every worker in\n"
      "the Prometheus text format (version 0.0.4), for a node exporter's\n"
-     "textfile collector or a scrape."},
+     "textfile collector or a scrape. --clients lists each connected\n"
+     "client: pid, uid, name, requests, malformed ones (BAD), requests\n"
+     "refused by a quota, and its waiting requests, queues and locks\n"
+     "against its quotas (--json: {\"clients\": [...]})."},
     {NULL, "top", cmd_top, 0, 0, 0, CMD_CONNECT, "",
      "a live view of queues, jobs, running jobs and workers",
      "Redraws every second from the store (no request to the manager);\n"

@@ -63,7 +63,9 @@ enum {
 	    -10010, /* the handle was opened by another process (fork) */
 	JOBQ_ELOST = -10011, /* the manager restarted: a lock request or a
 			      * lock held was lost with it */
-	JOBQ_ELAST = -10012,
+	JOBQ_EQUOTA = -10012, /* this client is at one of its quotas (jobq stats
+				 --clients) */
+	JOBQ_ELAST = -10013,
 };
 
 /*
@@ -359,6 +361,18 @@ JOBQ_API int jobq_get_async(jobq_t *q, const char *queue, double timeout,
 JOBQ_API int jobq_task_done(jobq_t *q, const char *queue);
 JOBQ_API int jobq_join(jobq_t *q, const char *queue, double timeout);
 
+/*
+ * jobq_queue_remove - remove queue @name and the objects it holds, so that
+ * its record serves another queue. Getters, putters and joiners blocked on
+ * it fail with -EIDRM; a request that names it by an id cached before the
+ * removal fails with -ESTALE (naming it again makes a new, empty queue).
+ * Objects handed to a getter and not yet received are dropped too.
+ * Returns how many objects were dropped (>= 0), -ENOENT when no queue has
+ * that name, -EBUSY while jobs (of any state, finished ones until jobqd
+ * --keep lets them go) belong to it, -EINVAL for a bad name.
+ */
+JOBQ_API int jobq_queue_remove(jobq_t *q, const char *name);
+
 /* What `jobq queues` shows; read from the store without a round trip. */
 struct jobq_queue_info {
 	char name[64];
@@ -589,8 +603,41 @@ struct jobq_stats {
 	uint64_t journal_last_sync_ns; /* CLOCK_REALTIME, 0: never synced */
 	uint64_t journal_errors;       /* failed writes and syncs */
 	uint64_t journal_snapshots;    /* written since the manager started */
-	uint64_t reserved[8];
+	/* The sizes of the tables (jobqd --max-queues, --max-locks). */
+	uint32_t max_queues, max_locks;
+	uint64_t reserved[7];
 };
+
+/* One connected client, as `jobq stats --clients` shows it. */
+struct jobq_client_info {
+	pid_t pid;
+	uint32_t uid;
+	char name[32];
+	uint64_t connected_ns; /* CLOCK_REALTIME */
+	uint64_t requests;     /* requests it sent */
+	uint64_t bad;	       /* of those, refused as malformed */
+	uint64_t refused;      /* refused by one of its quotas */
+	uint32_t waits;	       /* requests parked now (blocked gets, ...) */
+	uint32_t queues;       /* queues it made and did not remove */
+	uint32_t locks;	       /* locks it made */
+	uint32_t quota_waits, quota_queues, quota_locks; /* 0: none */
+	uint64_t bytes;	      /* payload bytes of its puts still queued */
+	uint64_t quota_bytes; /* 0: none */
+	uint64_t reserved[2];
+};
+
+/*
+ * jobq_clients - fill *out with a malloc'd array of every connected
+ * client (free() it, even when *n is 0) and *n with its length. Reads the
+ * store: no round trip. A client has quotas: requests parked at once,
+ * queues made, locks made, bytes of its puts still queued (only with
+ * jobqd --client-max-bytes; objects handed straight to a getter do not
+ * count); a request past one
+ * fails with JOBQ_EQUOTA
+ * (the counts below show which), and a client that sends too many
+ * malformed requests is dropped. Returns 0 or -ENOMEM.
+ */
+JOBQ_API int jobq_clients(jobq_t *q, struct jobq_client_info **out, size_t *n);
 
 /*
  * jobq_stats - fill *out with the manager's counters and memory use, read

@@ -71,10 +71,13 @@ struct jobq__opts {
 	const char *log;
 	bool verbose;
 	/* Jobs and supervision. */
-	uint32_t max_jobs;	/* 0: memory / 1024 */
-	uint64_t keep_ns;	/* --keep: how long finished jobs stay */
-	uint32_t workers;	/* --workers N: built-in worker processes */
-	bool workers_nondaemon; /* --workers-nondaemon */
+	uint32_t max_jobs;	   /* 0: memory / 1024 */
+	uint32_t max_queues;	   /* --max-queues; 0: the default */
+	uint32_t max_locks;	   /* --max-locks; 0: the default */
+	uint64_t client_max_bytes; /* --client-max-bytes; 0: no quota */
+	uint64_t keep_ns;	   /* --keep: how long finished jobs stay */
+	uint32_t workers;	   /* --workers N: built-in worker processes */
+	bool workers_nondaemon;	   /* --workers-nondaemon */
 	uint32_t worker_concurrency; /* --worker-concurrency: 0 = 1 */
 	const char **worker_cmds;    /* --worker CMD, each run by sh -c */
 	uint32_t nworker_cmds;
@@ -102,6 +105,7 @@ struct jobq__store {
 	_Atomic uint64_t *jobidx;	 /* [hdr->jobidx_slots] */
 	struct jobq_type_rec *types;	 /* [hdr->max_types] */
 	struct jobq_worker_rec *workers; /* [max_clients], by client slot */
+	struct jobq_client_rec *clients; /* [max_clients], by client slot */
 	bool freed; /* heap space was given back since last look */
 };
 
@@ -335,13 +339,18 @@ int jobq__op_q_get(struct jobq__client *c, const struct jobq_sqe *s);
 int jobq__op_q_task_done(struct jobq__client *c, const struct jobq_sqe *s);
 int jobq__op_q_join(struct jobq__client *c, const struct jobq_sqe *s);
 int jobq__op_q_set(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__op_q_remove(struct jobq__client *c, const struct jobq_sqe *s);
 void jobq__queues_init(uint32_t max_queues);
+void jobq__queues_fini(void);
+/* The record of the queue clients call @id: 0, -EINVAL (no such record) or
+ * -ESTALE (the queue was removed). */
+int jobq__queue_index(uint32_t id, uint32_t *qid);
 /* Detach a queue waiter from its queue (before it is completed/freed). */
 void jobq__queue_wait_detach(struct jobq__waiter *w);
 /* Puts an unacknowledged object back at the head of its queue. */
 void jobq__queue_requeue(uint32_t qid, uint64_t item);
-/* Gives back the memory of a queue object that was consumed. */
-void jobq__queue_item_free(uint64_t item);
+/* Gives back the memory of an object of queue @qid that was consumed. */
+void jobq__queue_item_free(uint32_t qid, uint64_t item);
 /* Serve waiting putters of every queue after heap space came back. */
 void jobq__queues_kick(void);
 /* Serve queue @qid's waiters: objects to its getters and room to its
@@ -471,12 +480,42 @@ int jobq__op_ev_set(struct jobq__client *c, const struct jobq_sqe *s);
 int jobq__op_ev_clear(struct jobq__client *c, const struct jobq_sqe *s);
 int jobq__op_ev_wait(struct jobq__client *c, const struct jobq_sqe *s);
 int jobq__locks_init(uint32_t max_locks);
+void jobq__locks_fini(void);
 void jobq__lock_wait_detach(struct jobq__waiter *w);
 /* Releases everything @c holds and grants the freed locks to waiters. */
 void jobq__locks_drop_client(struct jobq__client *c);
 /* The lock timer fired: holders whose lease ran out lose their units. */
 void jobq__locks_timer(void);
 bool jobq__locks_held_by(const struct jobq__client *c);
+
+/*
+ * clients.c: each connection's record in the store, its counts against
+ * the quotas (struct jobq_store_hdr), and its refused entries.
+ * attach: @c is accepted (before its welcome); detach: it is gone.
+ * request: @c sent an entry, @bad when it was refused as malformed;
+ * returns true when @c has now sent too many bad ones and must be
+ * dropped (logged here). quota_take: @c makes one more of @which
+ * (enum jobq_quota_wire): 0, or JOBQ_EQUOTA when it is at its quota;
+ * quota_give: one of them went. owner/owns name a connection beyond the
+ * life of its slot.
+ */
+void jobq__clients_attach(struct jobq__client *c);
+void jobq__clients_detach(struct jobq__client *c);
+bool jobq__clients_request(struct jobq__client *c, bool bad);
+int jobq__quota_take(struct jobq__client *c, int which);
+void jobq__quota_give(struct jobq__client *c, int which);
+/* Whether @c may have @len more bytes queued: 0 or JOBQ_EQUOTA (counted).
+ * bytes_add: what connection @ref has queued changed by @delta (nothing
+ * once it is gone). */
+int jobq__quota_bytes_room(struct jobq__client *c, uint64_t len);
+void jobq__quota_bytes_add(uint64_t ref, int64_t delta);
+/* A handle on connection @c that outlives it: slot and client id. */
+uint64_t jobq__client_ref(const struct jobq__client *c);
+/* queues.c, locks.c: what process @pid made of each, still there. */
+uint32_t jobq__queues_made_by(pid_t pid);
+uint32_t jobq__locks_made_by(pid_t pid);
+/* The live connection @ref names, or NULL once it is gone. */
+struct jobq__client *jobq__client_of(uint64_t ref);
 
 /* loop.c: one timer per module in the loop's timer heap. @deadline is
  * CLOCK_MONOTONIC ns; 0 disarms. When it passes, the module's fire
@@ -510,6 +549,8 @@ int jobq__op_w_progress(struct jobq__client *c, const struct jobq_sqe *s);
 int jobq__op_w_extend(struct jobq__client *c, const struct jobq_sqe *s);
 int jobq__op_w_stopping(struct jobq__client *c, const struct jobq_sqe *s);
 int jobq__op_w_claim(struct jobq__client *c, const struct jobq_sqe *s);
+/* Whether a job (of any state) names queue record @qid. */
+bool jobq__jobs_use_queue(uint32_t qid);
 /* Unlinks a JOBQ__W_JOB or JOBQ__W_RESERVE waiter from the jobs' lists. */
 void jobq__job_wait_detach(struct jobq__waiter *w);
 /* Client @c is gone: its running jobs fail that attempt (or end

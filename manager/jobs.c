@@ -989,6 +989,16 @@ static int type_get(const char *name, uint32_t len)
 /* ------------------------------------------------------------------------
  * Ops.
  */
+/* jobq__jobs_use_queue - whether a job record, of any state, names queue
+ * record @qid: such a queue cannot be removed (queues.c). */
+bool jobq__jobs_use_queue(uint32_t qid)
+{
+	for (uint32_t r = 0; r < jobs.hwm; r++)
+		if (job_rec(r)->id && job_rec(r)->queue_id == qid)
+			return true;
+	return false;
+}
+
 int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	const uint8_t *a = jobq__arena(c, s->arena_off);
@@ -998,7 +1008,7 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 	uint64_t real = clk_real(), failed_dep = 0;
 	uint32_t pending = 0, r;
 	struct jobq_job_rec *j;
-	int tid;
+	int tid, qerr;
 
 	if (s->arena_len < sizeof(wv))
 		return jobq__bad(-EINVAL);
@@ -1017,8 +1027,10 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 		return jobq__bad(-EINVAL);
 	if (wv.args_len > jobq__m.o.max_object)
 		return -E2BIG;
-	if (wv.queue_id >= load_relaxed(&jobq__hdr()->nqueues))
-		return -ENOENT;
+	/* From here on wv.queue_id is the queue's record. */
+	qerr = jobq__queue_index(wv.queue_id, &wv.queue_id);
+	if (qerr)
+		return qerr == -ESTALE ? qerr : -ENOENT;
 	memcpy(type, a + sizeof(wv), wv.type_len);
 	type[wv.type_len] = '\0';
 	if (check_type_name(type, wv.type_len))
@@ -1286,14 +1298,16 @@ int jobq__op_job_kick(struct jobq__client *c, const struct jobq_sqe *s)
 int jobq__op_q_pause(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	struct jobq_queue_rec *q;
+	uint32_t qid;
+	int err = jobq__queue_index(s->id, &qid);
 
-	if (s->id >= load_relaxed(&jobq__hdr()->nqueues))
-		return -ENOENT;
-	q = &jobq__m.st.queues[s->id];
+	if (err)
+		return err == -ESTALE ? err : -ENOENT;
+	q = &jobq__m.st.queues[qid];
 	seq_write_begin(&q->seq);
 	q->paused = s->arg0 ? 1 : 0;
 	seq_write_end(&q->seq);
-	jlog_queue(NULL, s->id, NULL);
+	jlog_queue(NULL, qid, NULL);
 	jobs.need_serve = true;
 	settle();
 	return answer(0);
@@ -1302,16 +1316,18 @@ int jobq__op_q_pause(struct jobq__client *c, const struct jobq_sqe *s)
 int jobq__op_q_parallel(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	struct jobq_queue_rec *q;
+	uint32_t qid;
+	int err = jobq__queue_index(s->id, &qid);
 
-	if (s->id >= load_relaxed(&jobq__hdr()->nqueues))
-		return -ENOENT;
+	if (err)
+		return err == -ESTALE ? err : -ENOENT;
 	if (s->arg0 > UINT32_MAX)
 		return -EINVAL;
-	q = &jobq__m.st.queues[s->id];
+	q = &jobq__m.st.queues[qid];
 	seq_write_begin(&q->seq);
 	q->parallel = (uint32_t)s->arg0;
 	seq_write_end(&q->seq);
-	jlog_queue(NULL, s->id, NULL);
+	jlog_queue(NULL, qid, NULL);
 	jobs.need_serve = true;
 	settle();
 	return answer(0);

@@ -95,11 +95,15 @@ enum jobq__jrec_type {
 	 * to must be copied by then. */
 	JOBQ__JR_EOF = 0,
 	JOBQ__JR_SNAP_END = 1, /* last of a snapshot: u64 records before it */
-	/* Queues (queues.c). A queue id is its creation order. */
+	/* Queues (queues.c). Q_CREATE and Q_REMOVE name a queue by the id
+	 * clients get (generation and record index); the others by the
+	 * record index, which names the queue created there last. */
 	JOBQ__JR_Q_CREATE = 16, /* u32 qid, name bytes */
 	JOBQ__JR_Q_LIMITS = 17, /* u32 qid, u32 0, u64 max_depth, max_bytes */
 	JOBQ__JR_Q_PUT = 18,	/* u32 qid, u32 type, u64 oid, payload */
 	JOBQ__JR_Q_DEL = 19,	/* u64 oid: the object was taken */
+	/* Types of the queue range are added from its end, down. */
+	JOBQ__JR_Q_REMOVE = 31, /* u32 qid: removed, with its objects */
 	/* The key/value store (kv.c). */
 	JOBQ__JR_KV_SET = 32, /* u32 klen, u32 type, key, value */
 	JOBQ__JR_KV_DEL = 33, /* key */

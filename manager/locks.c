@@ -23,6 +23,13 @@
  * from the locks it would wait for to their holders, to the locks those
  * holders wait for, and so on. Reaching the requesting owner means that
  * waiting would close a cycle, so the request fails with -EDEADLK instead.
+ *
+ * Reuse. Every client that opens or uses a lock is counted as its user
+ * (a bit per lock and client slot) until it goes. A lock whose last user
+ * went, that nobody holds or waits for and that is not a set Event, has
+ * no state anyone could see: its record is freed (its generation moves
+ * on, so a cached id fails with -ESTALE) and serves a later lock, oldest
+ * freed first. libjobq checks a cached id in the store before it uses it.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -42,18 +49,32 @@ struct jobq__lock {
 	uint32_t nh, caph;
 	uint32_t nwait;		  /* waiters that name this lock */
 	uint32_t visit;		  /* deadlock walk mark */
+	uint32_t users;		  /* clients that opened or used it */
+	pid_t maker;		  /* the pid that made it, 0: none */
+	uint64_t maker_ref;	  /* jobq__client_ref() of its maker */
 	struct jobq__list evwait; /* Event: waiters */
 };
 
 static struct jobq__lock *lock_priv;
 static struct jobq__list lock_waiters;
 static uint32_t epoch;
+/* Which locks each client slot uses: a bitmap of max_locks bits each,
+ * made at its first use. */
+static uint8_t **used_by;
+/* Free records below nlocks, oldest first: a ring of max_locks. */
+static struct {
+	uint32_t *v;
+	uint32_t head, n, cap;
+} freel;
 
 int jobq__locks_init(uint32_t max_locks)
 {
 	lock_priv = calloc(max_locks, sizeof(*lock_priv));
-	if (!lock_priv)
+	used_by = calloc(jobq__m.o.max_clients, sizeof(*used_by));
+	freel.v = calloc(max_locks, sizeof(*freel.v));
+	if (!lock_priv || !used_by || !freel.v)
 		return -ENOMEM;
+	freel.cap = max_locks;
 	for (uint32_t i = 0; i < max_locks; i++)
 		jobq__list_init(&lock_priv[i].evwait);
 	jobq__list_init(&lock_waiters);
@@ -65,9 +86,119 @@ static struct jobq_lock_rec *rec(uint32_t id)
 	return &jobq__m.st.locks[id];
 }
 
-static bool valid_id(uint32_t id)
+/* jobq__locks_made_by - how many locks process @pid made (the quota
+ * count a new connection of that process starts at). */
+uint32_t jobq__locks_made_by(pid_t pid)
 {
-	return id < load_relaxed(&jobq__hdr()->nlocks);
+	uint32_t n = load_relaxed(&jobq__hdr()->nlocks), k = 0;
+
+	for (uint32_t i = 0; i < n; i++)
+		if (lock_priv[i].maker == pid)
+			k++;
+	return k;
+}
+
+/*
+ * The record of the lock a client calls @wire: 0 and *id, -EINVAL (counted
+ * as a bad entry) for an id no lock ever had, -ESTALE for a lock whose
+ * record was freed.
+ */
+static int lock_index(uint32_t wire, uint32_t *id)
+{
+	uint32_t i = wire & JOBQ_QID_MASK;
+
+	*id = 0; /* set on every path: callers test only the result */
+	if (i >= load_relaxed(&jobq__hdr()->nlocks))
+		return jobq__bad(-EINVAL);
+	if (!rec(i)->in_use || rec(i)->gen != wire >> JOBQ_QID_BITS)
+		return -ESTALE;
+	*id = i;
+	return 0;
+}
+
+static uint32_t wire_id(uint32_t id)
+{
+	return rec(id)->gen << JOBQ_QID_BITS | id;
+}
+
+/* @c uses lock @id: it counts among the lock's users until it goes. */
+static void mark_used(struct jobq__client *c, uint32_t id)
+{
+	uint8_t **b = &used_by[c->slot];
+
+	if (!*b) {
+		*b = calloc((jobq__hdr()->max_locks + 7) / 8, 1);
+		if (!*b)
+			return; /* not counted: the lock is then never freed */
+	}
+	if ((*b)[id / 8] & (1u << (id % 8)))
+		return;
+	(*b)[id / 8] |= (uint8_t)(1u << (id % 8));
+	lock_priv[id].users++;
+}
+
+/* Frees lock @id if nobody can see its state any more. */
+static void try_free(uint32_t id)
+{
+	struct jobq_lock_rec *r = rec(id);
+	struct jobq__lock *l = &lock_priv[id];
+	struct jobq__client *maker;
+	uint32_t gen;
+
+	if (!r->in_use || l->users || l->nh || l->nwait ||
+	    !jobq__list_empty(&l->evwait) ||
+	    (r->kind == JOBQ_WIRE_EVENT && r->is_set))
+		return;
+	gen = (r->gen + 1) & JOBQ_QGEN_MASK;
+	seq_write_begin(&r->seq);
+	memset((char *)r + sizeof(r->seq), 0, sizeof(*r) - sizeof(r->seq));
+	r->gen = gen;
+	seq_write_end(&r->seq);
+	maker = jobq__client_of(l->maker_ref);
+	if (maker)
+		jobq__quota_give(maker, JOBQ_QUOTA_LOCKS);
+	l->maker = 0;
+	l->maker_ref = 0;
+	freel.v[(freel.head + freel.n++) % freel.cap] = id;
+	store_relaxed(&jobq__hdr()->locks_live,
+		      load_relaxed(&jobq__hdr()->locks_live) - 1);
+}
+
+/* Client @c is gone: it uses no lock any more. */
+static void drop_uses(struct jobq__client *c)
+{
+	uint8_t *b = used_by[c->slot];
+	uint32_t n = load_relaxed(&jobq__hdr()->nlocks);
+
+	if (!b)
+		return;
+	used_by[c->slot] = NULL;
+	for (uint32_t id = 0; id < n; id++) {
+		if (!(b[id / 8] & (1u << (id % 8))))
+			continue;
+		if (lock_priv[id].users)
+			lock_priv[id].users--;
+		try_free(id);
+	}
+	free(b);
+}
+
+/* jobq__locks_fini - gives back what jobq__locks_init() and the locks
+ * took (a clean stop). */
+void jobq__locks_fini(void)
+{
+	uint32_t max = jobq__hdr()->max_locks;
+
+	for (uint32_t i = 0; lock_priv && i < max; i++)
+		free(lock_priv[i].h);
+	for (uint32_t i = 0; used_by && i < jobq__m.o.max_clients; i++)
+		free(used_by[i]);
+	free(lock_priv);
+	free(used_by);
+	free(freel.v);
+	lock_priv = NULL;
+	used_by = NULL;
+	memset(&freel, 0, sizeof(freel));
 }
 
 /* Units of lock @l held, over all its holders (RLock: the depth). */
@@ -405,6 +536,7 @@ void jobq__locks_drop_client(struct jobq__client *c)
 	}
 	if (any)
 		grant();
+	drop_uses(c);
 }
 
 int jobq__op_l_open(struct jobq__client *c, const struct jobq_sqe *s)
@@ -421,32 +553,57 @@ int jobq__op_l_open(struct jobq__client *c, const struct jobq_sqe *s)
 	    (s->arg1 < 1 || s->arg1 > UINT32_MAX))
 		return jobq__bad(-EINVAL);
 	for (i = 0; i < n; i++) {
-		if (!strcmp(rec(i)->name, name))
-			return rec(i)->kind == s->arg0 ? (int)i : JOBQ_EKIND;
+		if (!rec(i)->in_use || strcmp(rec(i)->name, name))
+			continue;
+		if (rec(i)->kind != s->arg0)
+			return JOBQ_EKIND;
+		mark_used(c, i);
+		return (int)wire_id(i);
 	}
 	if (!(s->flags & JOBQ_SQE_CREATE))
 		return -ENOENT;
-	if (n >= h->max_locks)
+	if (n >= h->max_locks && !freel.n) {
+		jobq__log(JOBQ__LOG_WARN,
+			  "the lock table is full: %u locks (jobqd --max-locks "
+			  "raises it)",
+			  h->max_locks);
 		return JOBQ_ELIMIT;
-	r = rec(n);
+	}
+	/* A lock counts against its maker's quota until it is freed. */
+	if (jobq__quota_take(c, JOBQ_QUOTA_LOCKS))
+		return JOBQ_EQUOTA;
+	if (n < h->max_locks) {
+		i = n;
+	} else {
+		i = freel.v[freel.head];
+		freel.head = (freel.head + 1) % freel.cap;
+		freel.n--;
+	}
+	lock_priv[i].maker = c->pid;
+	lock_priv[i].maker_ref = jobq__client_ref(c);
+	r = rec(i);
 	seq_write_begin(&r->seq);
 	r->in_use = 1;
 	memcpy(r->name, name, sizeof(r->name));
 	r->kind = (uint32_t)s->arg0;
 	r->limit = s->arg0 == JOBQ_WIRE_SEMAPHORE ? (uint32_t)s->arg1 : 1;
 	seq_write_end(&r->seq);
-	store_release(&h->nlocks, n + 1);
-	jobq__log(1, "lock %u \"%s\" created (kind %u)", n, name, r->kind);
-	return (int)n;
+	if (i == n)
+		store_release(&h->nlocks, n + 1);
+	store_relaxed(&h->locks_live, load_relaxed(&h->locks_live) + 1);
+	mark_used(c, i);
+	jobq__log(1, "lock %u \"%s\" created (kind %u)", i, name, r->kind);
+	return (int)wire_id(i);
 }
 
 int jobq__op_l_acquire(struct jobq__client *c, const struct jobq_sqe *s)
 {
-	uint32_t id = s->id;
-	int r;
+	uint32_t id;
+	int r = lock_index(s->id, &id);
 
-	if (!valid_id(id))
-		return jobq__bad(-EINVAL);
+	if (r)
+		return r;
+	mark_used(c, id);
 	if (rec(id)->kind == JOBQ_WIRE_EVENT)
 		return JOBQ_EKIND;
 	r = take_all(&id, 1, c, s->owner, s->arg1);
@@ -457,13 +614,14 @@ int jobq__op_l_acquire(struct jobq__client *c, const struct jobq_sqe *s)
 
 int jobq__op_l_release(struct jobq__client *c, const struct jobq_sqe *s)
 {
-	int r;
+	uint32_t id;
+	int r = lock_index(s->id, &id);
 
-	if (!valid_id(s->id))
-		return jobq__bad(-EINVAL);
-	if (rec(s->id)->kind == JOBQ_WIRE_EVENT)
+	if (r)
+		return r;
+	if (rec(id)->kind == JOBQ_WIRE_EVENT)
 		return JOBQ_EKIND;
-	r = release_one(s->id, c, s->owner);
+	r = release_one(id, c, s->owner);
 	if (r == 0)
 		grant();
 	return r;
@@ -484,25 +642,37 @@ int jobq__op_l_many(struct jobq__client *c, const struct jobq_sqe *s)
 	if (s->arena_len % 4 || n < 1 || n > JOBQ__MANY_MAX)
 		return jobq__bad(-EINVAL);
 	memcpy(ids, jobq__arena(c, s->arena_off), n * 4);
-	/* One global order: sorted by id. */
+	/* From the copy: each id to its record, then one global order,
+	 * sorted by record. */
+	for (uint32_t i = 0; i < n; i++) {
+		r = lock_index(ids[i], &ids[i]);
+		if (r)
+			return r;
+	}
 	qsort(ids, n, sizeof(*ids), cmp_u32);
 	for (uint32_t i = 0; i < n; i++) {
-		if (!valid_id(ids[i]) || (i && ids[i] == ids[i - 1]))
+		if (i && ids[i] == ids[i - 1])
 			return jobq__bad(-EINVAL);
 		if (rec(ids[i])->kind == JOBQ_WIRE_EVENT)
 			return JOBQ_EKIND;
 	}
+	for (uint32_t i = 0; i < n; i++)
+		mark_used(c, ids[i]);
 	r = take_all(ids, n, c, s->owner, s->arg1);
 	if (r <= 0)
 		return r;
 	return lock_wait(c, s, ids, n);
 }
 
-static int event_check(uint32_t id)
+/* The record of Event @wire, used by @c: 0 and *id, or an error. */
+static int event_check(struct jobq__client *c, uint32_t wire, uint32_t *id)
 {
-	if (!valid_id(id))
-		return jobq__bad(-EINVAL);
-	return rec(id)->kind == JOBQ_WIRE_EVENT ? 0 : JOBQ_EKIND;
+	int r = lock_index(wire, id);
+
+	if (r)
+		return r;
+	mark_used(c, *id);
+	return rec(*id)->kind == JOBQ_WIRE_EVENT ? 0 : JOBQ_EKIND;
 }
 
 static void event_store(uint32_t id, uint32_t set)
@@ -517,12 +687,13 @@ static void event_store(uint32_t id, uint32_t set)
 int jobq__op_ev_set(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	struct jobq__lock *l;
-	int r = event_check(s->id);
+	uint32_t id;
+	int r = event_check(c, s->id, &id);
 
 	if (r)
 		return r;
-	l = &lock_priv[s->id];
-	event_store(s->id, 1);
+	l = &lock_priv[id];
+	event_store(id, 1);
 	while (!jobq__list_empty(&l->evwait))
 		jobq__wait_done(
 		    jobq__entry(l->evwait.next, struct jobq__waiter, onode), 0,
@@ -532,29 +703,33 @@ int jobq__op_ev_set(struct jobq__client *c, const struct jobq_sqe *s)
 
 int jobq__op_ev_clear(struct jobq__client *c, const struct jobq_sqe *s)
 {
-	int r = event_check(s->id);
+	uint32_t id;
+	int r = event_check(c, s->id, &id);
 
 	if (r)
 		return r;
-	event_store(s->id, 0);
+	event_store(id, 0);
 	return 0;
 }
 
 int jobq__op_ev_wait(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	struct jobq__waiter *w;
-	int r = event_check(s->id), err;
+	uint32_t id;
+	int r = event_check(c, s->id, &id), err;
 
 	if (r)
 		return r;
-	if (rec(s->id)->is_set)
+	if (rec(id)->is_set)
 		return 0;
 	if (s->timeout_ns == 0)
 		return -EAGAIN;
 	w = jobq__wait_new(c, s, JOBQ__W_EVENT, &err);
 	if (!w)
 		return err;
-	jobq__list_add_tail(&w->onode, &lock_priv[s->id].evwait);
-	set_nwait(&s->id, 1, 1);
+	/* The waiter's copy names the record (jobq__lock_wait_detach). */
+	w->sqe.id = id;
+	jobq__list_add_tail(&w->onode, &lock_priv[id].evwait);
+	set_nwait(&id, 1, 1);
 	return JOBQ__NOREPLY;
 }

@@ -502,7 +502,7 @@ static void reap_handed(struct jobq__client *c)
 
 		if ((int32_t)(head - h->pos) <= 0)
 			break;
-		jobq__queue_item_free(h->item);
+		jobq__queue_item_free(h->qid, h->item);
 		c->hhead++;
 		c->nhanded--;
 	}
@@ -539,8 +539,12 @@ struct jobq__waiter *jobq__wait_new(struct jobq__client *c,
 		*err = JOBQ_ECLOSED;
 		return NULL;
 	}
+	*err = jobq__quota_take(c, JOBQ_QUOTA_WAITS);
+	if (*err)
+		return NULL;
 	w = calloc(1, sizeof(*w));
 	if (!w) {
+		jobq__quota_give(c, JOBQ_QUOTA_WAITS);
 		*err = -ENOMEM;
 		return NULL;
 	}
@@ -557,6 +561,7 @@ struct jobq__waiter *jobq__wait_new(struct jobq__client *c,
 			w->deadline = UINT64_MAX;
 		if (th_push(w)) {
 			free(w);
+			jobq__quota_give(c, JOBQ_QUOTA_WAITS);
 			*err = -ENOMEM;
 			return NULL;
 		}
@@ -583,6 +588,7 @@ static void wait_detach(struct jobq__waiter *w)
 	}
 	th_remove(w);
 	jobq__list_del(&w->cnode);
+	jobq__quota_give(w->c, JOBQ_QUOTA_WAITS);
 }
 
 void jobq__wait_free(struct jobq__waiter *w)
@@ -772,6 +778,7 @@ static const struct {
     [JOBQ_OP_W_STOPPING] = {jobq__op_w_stopping, false},
     [JOBQ_OP_Q_PUT_MANY] = {jobq__op_q_put_many, true},
     [JOBQ_OP_W_CLAIM] = {jobq__op_w_claim, true},
+    [JOBQ_OP_Q_REMOVE] = {jobq__op_q_remove, true},
 };
 
 int jobq__bad(int err)
@@ -786,6 +793,7 @@ static void dispatch(struct jobq__client *c, const struct jobq_sqe *sqe)
 	const struct jobq_sqe *s = &cp;
 	int32_t res;
 	uint64_t val = 0;
+	uint64_t bad = load_relaxed(&jobq__hdr()->counters.bad_requests);
 
 	/* Read here alone; no op sees it. */
 	cp.flags &= (uint8_t)~JOBQ_SQE_RESENT;
@@ -815,6 +823,10 @@ static void dispatch(struct jobq__client *c, const struct jobq_sqe *sqe)
 	loop.cur_c = NULL;
 	jobq__m.jdep = false;
 	jobq__durable_request_done();
+	/* Every refusal goes through jobq__bad(): the counter says it. */
+	if (jobq__clients_request(
+		c, load_relaxed(&jobq__hdr()->counters.bad_requests) != bad))
+		c->broken = true;
 }
 
 /* Completions a request can produce at once: it may be consumed only
@@ -1005,6 +1017,7 @@ static void client_drop(struct jobq__client *c, bool died)
 			c->wake = c->posted = c->sq_moved = false;
 		}
 		jobq__list_del(&c->lnode);
+		jobq__clients_detach(c);
 		m->nlive--;
 		store_relaxed(&jobq__hdr()->nclients, m->nlive);
 		if (died)
@@ -1206,6 +1219,7 @@ static void on_hello(struct jobq__client *c, int res)
 		client_drop(c, false);
 		return;
 	}
+	jobq__clients_attach(c);
 	fds[0] = m->st.ro_fd;
 	fds[1] = c->region_fd;
 	fds[2] = c->sq_efd;

@@ -110,6 +110,8 @@ static void usage(FILE *f)
 	    "usage: jobqd [--dir DIR] [--memory SIZE] [--max-object SIZE]\n"
 	    "             [--max-clients N] [--group GROUP] [--daemon]\n"
 	    "             [--log FILE] [--verbose] [--max-jobs N] [--keep S]\n"
+	    "             [--max-queues N] [--max-locks N] [--client-max-bytes "
+	    "SIZE]\n"
 	    "             [--workers N] [--workers-nondaemon] [--worker "
 	    "CMD]...\n"
 	    "             [--grace S] [--http [ADDR:]PORT]\n"
@@ -131,6 +133,10 @@ static void usage(FILE *f)
 	    "  --max-jobs N       job records (default: one per KiB of "
 	    "memory)\n"
 	    "  --keep S           keep finished jobs S seconds (default 3600)\n"
+	    "  --max-queues N     queue records (default 4096, at most 65536)\n"
+	    "  --max-locks N      lock records (default 4096)\n"
+	    "  --client-max-bytes SIZE  most payload bytes one client's puts\n"
+	    "                     may have queued (default: no limit)\n"
 	    "  --workers N        start N built-in worker processes (daemon)\n"
 	    "  --workers-nondaemon  a stop waits for the built-in workers'\n"
 	    "                     running jobs however long they take\n"
@@ -225,6 +231,9 @@ static const struct option long_opts[] = {
     {"log-level", required_argument, NULL, 'L'},
     {"verbose", no_argument, NULL, 'v'},
     {"max-jobs", required_argument, NULL, 'J'},
+    {"max-queues", required_argument, NULL, 'Q'},
+    {"client-max-bytes", required_argument, NULL, 'B'},
+    {"max-locks", required_argument, NULL, 'T'},
     {"keep", required_argument, NULL, 'K'},
     {"workers", required_argument, NULL, 'W'},
     {"workers-nondaemon", no_argument, NULL, 'N'},
@@ -493,6 +502,28 @@ static void parse_opts(int argc, char **argv, struct jobq__opts *o)
 					  "to 16777214",
 					  optarg);
 			o->max_jobs = (uint32_t)v;
+			break;
+		case 'B':
+			if (jobq_parse_size(optarg, &o->client_max_bytes))
+				bad_usage("--client-max-bytes %s: not a size "
+					  "(64M, 1G)",
+					  optarg);
+			break;
+		case 'Q':
+		case 'T':
+			/* A queue id holds its record in 16 bits (proto.h). */
+			errno = 0;
+			v = strtoul(optarg, &end, 10);
+			if (errno || *end || v < 16 || v > 65536)
+				bad_usage(ch == 'Q' ? "--max-queues %s: not a "
+						      "number from 16 to 65536"
+						    : "--max-locks %s: not a "
+						      "number from 16 to 65536",
+					  optarg);
+			if (ch == 'Q')
+				o->max_queues = (uint32_t)v;
+			else
+				o->max_locks = (uint32_t)v;
 			break;
 		case 'K':
 		case 'G':
@@ -950,6 +981,8 @@ int main(int argc, char **argv)
 	/* Before the loop's tables go: a last snapshot walks them. */
 	jobq__durable_close();
 	jobq__loop_fini();
+	jobq__queues_fini();
+	jobq__locks_fini();
 	jobq__store_destroy();
 	jobq__log(0, "stopped");
 	return ret ? 1 : 0;

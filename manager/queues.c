@@ -24,6 +24,18 @@
  * to its queue when its getter dies. Replay collects the objects in oid
  * order, drops the taken ones and links the rest, so a queue restarts in
  * put order with every unacknowledged object in it.
+ *
+ * Removal (`jobq queue rm`, Q_REMOVE). A queue that no job names is
+ * removed with the objects it holds (they are dropped, and the answer says
+ * how many); its blocked getters, putters and joiners fail with -EIDRM. Its
+ * record's generation moves on, so the id clients cached for it fails with
+ * -ESTALE from then on (libjobq then looks the name up again), and the
+ * record goes to the back of the free list, to be reused by a later queue.
+ * Objects of the queue that were handed out and not yet acknowledged keep
+ * the record from reuse until they are acknowledged (and dropped) or come
+ * back (and are dropped then): a queue that took the record must never
+ * receive them. The journal says JOBQ__JR_Q_REMOVE; replay drops the
+ * objects of the queue it names then.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -34,19 +46,31 @@
 
 struct jobq__queue {
 	struct jobq__list getters, putters, joiners;
+	uint64_t handed; /* objects handed out and not yet acknowledged */
+	uint64_t owner;	 /* jobq__client_ref() of its maker, 0: none */
+	pid_t owner_pid; /* its maker's pid, 0: none (made by replay) */
+	bool zombie;	 /* removed; free once handed is 0 */
 };
 
 static struct jobq__queue *queue_priv;
 static uint32_t nputwait;     /* putters over all queues */
 static uint64_t next_oid = 1; /* the id of the next object put */
 
+/* Free records below nqueues, oldest first: a ring of max_queues. */
+static struct {
+	uint32_t *v;
+	uint32_t head, n, cap;
+} freeq;
+
 /* jobq__queues_init - the waiter lists of @max_queues queues; aborts when
  * out of memory (called once at start). */
 void jobq__queues_init(uint32_t max_queues)
 {
 	queue_priv = calloc(max_queues, sizeof(*queue_priv));
-	if (!queue_priv)
+	freeq.v = calloc(max_queues, sizeof(*freeq.v));
+	if (!queue_priv || !freeq.v)
 		abort();
+	freeq.cap = max_queues;
 	for (uint32_t i = 0; i < max_queues; i++) {
 		jobq__list_init(&queue_priv[i].getters);
 		jobq__list_init(&queue_priv[i].putters);
@@ -54,14 +78,98 @@ void jobq__queues_init(uint32_t max_queues)
 	}
 }
 
+/* jobq__queues_fini - gives back what jobq__queues_init() took. */
+void jobq__queues_fini(void)
+{
+	free(queue_priv);
+	free(freeq.v);
+	queue_priv = NULL;
+	memset(&freeq, 0, sizeof(freeq));
+}
+
 static struct jobq_queue_rec *rec(uint32_t qid)
 {
 	return &jobq__m.st.queues[qid];
 }
 
+/* Whether record @qid holds a queue (the journal names records so). */
 static bool valid_qid(uint32_t qid)
 {
-	return qid < load_relaxed(&jobq__hdr()->nqueues);
+	return qid < load_relaxed(&jobq__hdr()->nqueues) && rec(qid)->in_use;
+}
+
+/* The id clients know the queue in record @qid by. */
+static uint32_t wire_id(uint32_t qid)
+{
+	return rec(qid)->gen << JOBQ_QID_BITS | qid;
+}
+
+/*
+ * jobq__queue_index - the record of the queue a client calls @id: 0 and
+ * *qid, -EINVAL for an id no queue ever had, -ESTALE for a queue that
+ * was removed (its record may hold another queue now).
+ */
+int jobq__queue_index(uint32_t id, uint32_t *qid)
+{
+	uint32_t i = id & JOBQ_QID_MASK;
+
+	*qid = 0; /* set on every path: callers test only the result */
+	if (i >= load_relaxed(&jobq__hdr()->nqueues))
+		return -EINVAL;
+	if (!rec(i)->in_use || rec(i)->gen != id >> JOBQ_QID_BITS)
+		return -ESTALE;
+	*qid = i;
+	return 0;
+}
+
+/* jobq__queue_index() for an op of this file: an id out of every range is
+ * a bad entry; a stale one is what a client may have cached. */
+static int op_qid(uint32_t id, uint32_t *qid)
+{
+	int err = jobq__queue_index(id, qid);
+
+	return err == -EINVAL ? jobq__bad(err) : err;
+}
+
+/* jobq__queues_made_by - how many queues that exist process @pid made:
+ * what a new connection of that process starts its quota count at, so
+ * that reconnecting does not reset it. */
+uint32_t jobq__queues_made_by(pid_t pid)
+{
+	uint32_t n = load_relaxed(&jobq__hdr()->nqueues), k = 0;
+
+	for (uint32_t i = 0; i < n; i++)
+		if (rec(i)->in_use && queue_priv[i].owner_pid == pid)
+			k++;
+	return k;
+}
+
+/* Record @qid is free: to the back of the free ring. */
+static void free_push(uint32_t qid)
+{
+	freeq.v[(freeq.head + freeq.n++) % freeq.cap] = qid;
+}
+
+/* Hands @item of queue @qid to @c, counting it as the queue's until it
+ * is acknowledged or comes back. */
+static void hand(struct jobq__client *c, uint64_t user_data, uint32_t qid,
+		 uint64_t item, bool more)
+{
+	queue_priv[qid].handed++;
+	jobq__hand(c, user_data, qid, item, more);
+}
+
+/* An object of queue @qid handed out was acknowledged or came back. */
+static void unhand(uint32_t qid)
+{
+	struct jobq__queue *q = &queue_priv[qid];
+
+	if (q->handed)
+		q->handed--;
+	if (q->zombie && !q->handed) {
+		q->zombie = false;
+		free_push(qid);
+	}
 }
 
 /*
@@ -125,6 +233,7 @@ static void append_locked(struct jobq_queue_rec *r, uint64_t first,
 }
 
 static void journal_put(uint32_t qid, uint64_t item);
+static void owner_bytes(uint64_t item, uint32_t len, int sign);
 
 /* A new object enters queue @qid: to the oldest getter, else the tail. */
 static void commit(uint32_t qid, uint64_t item)
@@ -144,10 +253,12 @@ static void commit(uint32_t qid, uint64_t item)
 		append_locked(r, item, item, 1, it->len);
 	}
 	seq_write_end(&r->seq);
+	if (!w)
+		owner_bytes(item, it->len, 1);
 	jobq__count(puts);
 	if (w) {
 		jobq__count(gets);
-		jobq__hand(w->c, w->sqe.user_data, qid, item, false);
+		hand(w->c, w->sqe.user_data, qid, item, false);
 		jobq__wait_free(w);
 	}
 }
@@ -168,12 +279,14 @@ static uint64_t pop(uint32_t qid)
 	r->total_get++;
 	seq_write_end(&r->seq);
 	jobq__count(gets);
+	owner_bytes(item, it->len, -1);
 	return item;
 }
 
 /* Why a put stopped: PUT_BAD and PUT_TOOBIG only come from a Q_PUT_MANY
- * record that is out of its arena range or over the object limit. */
-enum { PUT_OK = 0, PUT_LIMIT, PUT_FULL, PUT_BAD, PUT_TOOBIG };
+ * record that is out of its arena range or over the object limit;
+ * PUT_QUOTA when the putter has its quota of bytes queued. */
+enum { PUT_OK = 0, PUT_LIMIT, PUT_FULL, PUT_BAD, PUT_TOOBIG, PUT_QUOTA };
 
 /*
  * Object blocks. The objects that one put brings share one heap block, so
@@ -190,8 +303,8 @@ enum { PUT_OK = 0, PUT_LIMIT, PUT_FULL, PUT_BAD, PUT_TOOBIG };
  * the store, so these words cannot be tampered with.
  */
 struct qblock {
-	uint64_t live; /* objects of this block not yet freed */
-	uint64_t pad;
+	uint64_t live;	/* objects of this block not yet freed */
+	uint64_t owner; /* jobq__client_ref() of the putter, 0: replay */
 };
 
 #define BLOCK_BYTES (64u << 10) /* a block of several objects at most */
@@ -209,7 +322,7 @@ static uint64_t obj_size(uint32_t len)
  * has no room for it.
  */
 static bool block_alloc(const uint32_t *lens, const uint32_t *types, uint32_t k,
-			uint64_t *items)
+			uint64_t *items, uint64_t owner)
 {
 	uint64_t size = sizeof(struct qblock), b, at;
 
@@ -219,6 +332,7 @@ static bool block_alloc(const uint32_t *lens, const uint32_t *types, uint32_t k,
 	if (!b)
 		return false;
 	((struct qblock *)jobq__ptr(b))->live = k;
+	((struct qblock *)jobq__ptr(b))->owner = owner;
 	at = b + sizeof(struct qblock);
 	for (uint32_t i = 0; i < k; i++) {
 		struct jobq_item *it = jobq__ptr(at + 2 * sizeof(uint64_t));
@@ -237,6 +351,16 @@ static bool block_alloc(const uint32_t *lens, const uint32_t *types, uint32_t k,
 static uint64_t item_oid(uint64_t item)
 {
 	return *(uint64_t *)jobq__ptr(item - 2 * sizeof(uint64_t));
+}
+
+/* Object @item (@len bytes) entered (@sign 1) or left (-1) its queue:
+ * its putter's queued bytes follow, while the putter is connected. */
+static void owner_bytes(uint64_t item, uint32_t len, int sign)
+{
+	uint64_t b = *(uint64_t *)jobq__ptr(item - sizeof(uint64_t));
+
+	jobq__quota_bytes_add(((struct qblock *)jobq__ptr(b))->owner,
+			      sign * (int64_t)len);
 }
 
 /* What a JOBQ__JR_Q_PUT record holds before the payload. */
@@ -260,8 +384,6 @@ static void journal_put(uint32_t qid, uint64_t item)
 	jobq__jlog(JOBQ__JR_Q_PUT, v, 2, true);
 }
 
-/* jobq__queue_item_free - an object handed out was consumed: its block goes
- * back to the heap with the last of its objects. */
 /* Gives back @item's share of its block: the block goes with its last. */
 static void item_release(uint64_t item)
 {
@@ -272,7 +394,9 @@ static void item_release(uint64_t item)
 		jobq__free(b);
 }
 
-void jobq__queue_item_free(uint64_t item)
+/* jobq__queue_item_free - object @item of queue @qid handed out was
+ * consumed: its block goes back to the heap with the last of its objects. */
+void jobq__queue_item_free(uint32_t qid, uint64_t item)
 {
 	uint64_t oid = item_oid(item);
 	struct iovec v = {.iov_base = &oid, .iov_len = sizeof(oid)};
@@ -280,18 +404,23 @@ void jobq__queue_item_free(uint64_t item)
 	/* Taken for good: no answer waits for this record. */
 	jobq__jlog(JOBQ__JR_Q_DEL, &v, 1, false);
 	item_release(item);
+	unhand(qid);
 }
 
 /* Stores a copy of @data as a new object of queue @qid if it fits. */
-static int try_put(uint32_t qid, const uint8_t *data, uint32_t len,
-		   uint32_t type)
+static int try_put(struct jobq__client *c, uint32_t qid, const uint8_t *data,
+		   uint32_t len, uint32_t type)
 {
 	uint64_t item;
 
-	if (jobq__list_empty(&queue_priv[qid].getters) &&
-	    over_limit_at(rec(qid), rec(qid)->depth, rec(qid)->bytes, len))
-		return PUT_LIMIT;
-	if (!block_alloc(&len, &type, 1, &item))
+	if (jobq__list_empty(&queue_priv[qid].getters)) {
+		if (over_limit_at(rec(qid), rec(qid)->depth, rec(qid)->bytes,
+				  len))
+			return PUT_LIMIT;
+		if (jobq__quota_bytes_room(c, len))
+			return PUT_QUOTA;
+	}
+	if (!block_alloc(&len, &type, 1, &item, jobq__client_ref(c)))
 		return PUT_FULL;
 	memcpy((struct jobq_item *)jobq__ptr(item) + 1, data, len);
 	commit(qid, item);
@@ -312,8 +441,7 @@ static void serve_getters(uint32_t qid)
 		if (k > rec(qid)->depth)
 			k = rec(qid)->depth;
 		for (uint64_t i = 0; i < k; i++)
-			jobq__hand(w->c, w->sqe.user_data, qid, pop(qid),
-				   i + 1 < k);
+			hand(w->c, w->sqe.user_data, qid, pop(qid), i + 1 < k);
 		jobq__wait_free(w);
 	}
 }
@@ -324,7 +452,7 @@ static void serve_getters(uint32_t qid)
  * a bigger one. Returns how many objects got memory: a leading run.
  */
 static uint32_t run_alloc(const uint32_t *lens, const uint32_t *types,
-			  uint32_t k, uint64_t *items)
+			  uint32_t k, uint64_t *items, uint64_t owner)
 {
 	uint32_t i = 0;
 
@@ -334,7 +462,7 @@ static uint32_t run_alloc(const uint32_t *lens, const uint32_t *types,
 
 		while (i + j < k && size + obj_size(lens[i + j]) <= BLOCK_BYTES)
 			size += obj_size(lens[i + j++]);
-		while (!block_alloc(lens + i, types + i, j, items + i)) {
+		while (!block_alloc(lens + i, types + i, j, items + i, owner)) {
 			if (j == 1)
 				return i;
 			j /= 2;
@@ -398,6 +526,10 @@ static uint32_t put_run(struct jobq__client *c, uint32_t qid,
 				*why = PUT_LIMIT;
 				break;
 			}
+			if (!w && jobq__quota_bytes_room(c, bytes + h.len)) {
+				*why = PUT_QUOTA;
+				break;
+			}
 			lens[k] = h.len;
 			types[k] = h.type;
 			srcs[k] = pos;
@@ -407,7 +539,7 @@ static uint32_t put_run(struct jobq__client *c, uint32_t qid,
 		}
 		if (!k)
 			break;
-		got = run_alloc(lens, types, k, items);
+		got = run_alloc(lens, types, k, items, jobq__client_ref(c));
 		if (got < k) {
 			/* The heap is full: the rest is not put now. */
 			*why = PUT_FULL;
@@ -436,6 +568,9 @@ static uint32_t put_run(struct jobq__client *c, uint32_t qid,
 		else
 			append_locked(r, items[0], items[k - 1], k, bytes);
 		seq_write_end(&r->seq);
+		if (!w)
+			jobq__quota_bytes_add(jobq__client_ref(c),
+					      (int64_t)bytes);
 		store_relaxed(&jobq__hdr()->counters.puts,
 			      load_relaxed(&jobq__hdr()->counters.puts) + k);
 		if (w) {
@@ -453,8 +588,8 @@ static uint32_t put_run(struct jobq__client *c, uint32_t qid,
 					requeued = true;
 					break;
 				}
-				jobq__hand(w->c, w->sqe.user_data, qid,
-					   items[i], i + 1 < k);
+				hand(w->c, w->sqe.user_data, qid, items[i],
+				     i + 1 < k);
 			}
 			jobq__wait_free(w);
 			/* Other getters take those before anything newer,
@@ -481,6 +616,8 @@ static int batch_answer(uint32_t n, int why)
 		return jobq__bad(-EINVAL);
 	if (why == PUT_TOOBIG)
 		return -E2BIG;
+	if (why == PUT_QUOTA)
+		return JOBQ_EQUOTA;
 	return 0;
 }
 
@@ -504,6 +641,7 @@ static void serve_putters(uint32_t qid)
 	while (!jobq__list_empty(&q->putters)) {
 		struct jobq__waiter *w =
 		    jobq__entry(q->putters.next, struct jobq__waiter, onode);
+		int put;
 
 		if (!jobq__client_alive(w->c)) {
 			/* Dropped at the end of this turn; skip it now. */
@@ -522,8 +660,14 @@ static void serve_putters(uint32_t qid)
 				break;
 			continue;
 		}
-		if (try_put(qid, jobq__arena(w->c, w->sqe.arena_off),
-			    w->sqe.arena_len, w->sqe.type) != PUT_OK)
+		put = try_put(w->c, qid, jobq__arena(w->c, w->sqe.arena_off),
+			      w->sqe.arena_len, w->sqe.type);
+		if (put == PUT_QUOTA) {
+			/* Its own quota, not the queue, holds it back. */
+			jobq__wait_done(w, JOBQ_EQUOTA, 0);
+			continue;
+		}
+		if (put != PUT_OK)
 			break;
 		/* A --durable put parked in an earlier turn: sync this one
 		 * (it was checked possible when it came). */
@@ -548,6 +692,13 @@ void jobq__queue_requeue(uint32_t qid, uint64_t item)
 	struct jobq_queue_rec *r = rec(qid);
 	struct jobq_item *it = jobq__ptr(item);
 
+	if (queue_priv[qid].zombie) {
+		/* Its queue was removed meanwhile: it goes with it. */
+		jobq__queue_item_free(qid, item);
+		return;
+	}
+	unhand(qid);
+	owner_bytes(item, it->len, 1);
 	seq_write_begin(&r->seq);
 	it->next = r->head;
 	r->head = item;
@@ -577,7 +728,8 @@ bool jobq__queues_blocked(void)
 }
 
 /* jobq__queue_wait_detach - unlink getter, putter or joiner @w from its
- * queue and fix the record's waiter counts; a no-op when not linked. */
+ * queue and fix the record's waiter counts; a no-op when not linked. A
+ * queue waiter's sqe.id holds the record index (set when it was parked). */
 void jobq__queue_wait_detach(struct jobq__waiter *w)
 {
 	uint32_t qid = w->sqe.id;
@@ -626,31 +778,116 @@ static void set_limits(uint32_t qid, const struct jobq_sqe *s)
 	serve_putters(qid);
 }
 
-/* Creates the next queue record, named @name (JOBQ_NAME_MAX + 1 bytes,
- * zero-padded); the caller checked there is room. */
-static void queue_create(const char *name)
+/*
+ * The record a new queue takes: one never used while there are, else the
+ * free one removed longest ago. Returns 0 and *qid, or JOBQ_ELIMIT when
+ * every record holds a queue (or one handed out objects not yet back).
+ */
+static int queue_slot(uint32_t *qid)
 {
 	struct jobq_store_hdr *h = jobq__hdr();
 	uint32_t n = load_relaxed(&h->nqueues);
-	struct jobq_queue_rec *r = rec(n);
+
+	if (n < h->max_queues) {
+		*qid = n;
+		return 0;
+	}
+	if (!freeq.n) {
+		jobq__log(JOBQ__LOG_WARN,
+			  "the queue table is full: %u queues (jobq queue rm "
+			  "frees one; jobqd --max-queues raises it)",
+			  h->max_queues);
+		return JOBQ_ELIMIT;
+	}
+	*qid = freeq.v[freeq.head];
+	freeq.head = (freeq.head + 1) % freeq.cap;
+	freeq.n--;
+	return 0;
+}
+
+/* Makes record @qid (free) queue @name (JOBQ_NAME_MAX + 1 bytes,
+ * zero-padded) of generation @gen. */
+static void queue_create(uint32_t qid, uint32_t gen, const char *name)
+{
+	struct jobq_store_hdr *h = jobq__hdr();
+	struct jobq_queue_rec *r = rec(qid);
 
 	seq_write_begin(&r->seq);
+	/* Everything but the seqlock goes: nothing of the queue that had
+	 * the record before may show. */
+	memset((char *)r + sizeof(r->seq), 0, sizeof(*r) - sizeof(r->seq));
 	r->in_use = 1;
+	r->gen = gen;
 	memcpy(r->name, name, sizeof(r->name));
 	seq_write_end(&r->seq);
 	/* The record is complete before readers count it. */
-	store_release(&h->nqueues, n + 1);
-	jobq__log(1, "queue %u \"%s\" created", n, name);
+	if (qid >= load_relaxed(&h->nqueues))
+		store_release(&h->nqueues, qid + 1);
+	store_relaxed(&h->queues_live, load_relaxed(&h->queues_live) + 1);
+	jobq__log(1, "queue %u \"%s\" created", qid, name);
 }
 
 static void journal_create(uint32_t qid, const char *name)
 {
+	uint32_t id = wire_id(qid);
 	struct iovec v[2] = {
-	    {.iov_base = &qid, .iov_len = sizeof(qid)},
+	    {.iov_base = &id, .iov_len = sizeof(id)},
 	    {.iov_base = (void *)name, .iov_len = strlen(name)},
 	};
 
 	jobq__jlog(JOBQ__JR_Q_CREATE, v, 2, true);
+}
+
+/* The record of the queue called @name, or UINT32_MAX. */
+static uint32_t queue_find(const char *name)
+{
+	uint32_t n = load_relaxed(&jobq__hdr()->nqueues);
+
+	for (uint32_t i = 0; i < n; i++)
+		if (rec(i)->in_use && !strcmp(rec(i)->name, name))
+			return i;
+	return UINT32_MAX;
+}
+
+/* Drops every object queued in @qid; returns how many there were. */
+static uint64_t drop_objects(uint32_t qid)
+{
+	struct jobq_queue_rec *r = rec(qid);
+	uint64_t n = 0, it = r->head;
+
+	while (it) {
+		uint64_t next = ((struct jobq_item *)jobq__ptr(it))->next;
+
+		owner_bytes(it, ((struct jobq_item *)jobq__ptr(it))->len, -1);
+		item_release(it);
+		it = next;
+		n++;
+	}
+	return n;
+}
+
+/* Frees record @qid, its objects dropped (in the heap and the journal
+ * already), and moves its generation on. */
+static void queue_clear(uint32_t qid)
+{
+	struct jobq_store_hdr *h = jobq__hdr();
+	struct jobq_queue_rec *r = rec(qid);
+	uint32_t gen = (r->gen + 1) & JOBQ_QGEN_MASK;
+
+	seq_write_begin(&r->seq);
+	memset((char *)r + sizeof(r->seq), 0, sizeof(*r) - sizeof(r->seq));
+	r->gen = gen;
+	seq_write_end(&r->seq);
+	store_relaxed(&h->queues_live, load_relaxed(&h->queues_live) - 1);
+}
+
+/* Fails every waiter on @l with -EIDRM. */
+static void fail_all(struct jobq__list *l)
+{
+	while (!jobq__list_empty(l))
+		jobq__wait_done(
+		    jobq__entry(l->next, struct jobq__waiter, onode), -EIDRM,
+		    0);
 }
 
 /*
@@ -661,33 +898,92 @@ static void journal_create(uint32_t qid, const char *name)
  */
 int jobq__op_q_open(struct jobq__client *c, const struct jobq_sqe *s)
 {
-	struct jobq_store_hdr *h = jobq__hdr();
-	uint32_t n = load_relaxed(&h->nqueues), i;
 	char name[JOBQ_NAME_MAX + 1];
+	uint32_t i;
+	int err;
 
 	if (jobq__arena_name(c, s, name))
 		return jobq__bad(-EINVAL);
-	for (i = 0; i < n; i++)
-		if (!strcmp(rec(i)->name, name))
-			break;
-	if (i == n) {
+	i = queue_find(name);
+	if (i == UINT32_MAX) {
 		if (!(s->flags & JOBQ_SQE_CREATE))
 			return -ENOENT;
-		if (n >= h->max_queues)
-			return JOBQ_ELIMIT;
-		queue_create(name);
-		journal_create(n, name);
+		err = jobq__quota_take(c, JOBQ_QUOTA_QUEUES);
+		if (err)
+			return err;
+		err = queue_slot(&i);
+		if (err) {
+			jobq__quota_give(c, JOBQ_QUOTA_QUEUES);
+			return err;
+		}
+		queue_create(i, rec(i)->gen, name);
+		queue_priv[i].owner = jobq__client_ref(c);
+		queue_priv[i].owner_pid = c->pid;
+		journal_create(i, name);
 	}
 	set_limits(i, s);
-	return (int)i;
+	return (int)wire_id(i);
 }
 
 int jobq__op_q_set(struct jobq__client *c, const struct jobq_sqe *s)
 {
-	if (!valid_qid(s->id))
-		return jobq__bad(-EINVAL);
-	set_limits(s->id, s);
+	uint32_t qid;
+	int err = op_qid(s->id, &qid);
+
+	if (err)
+		return err;
+	set_limits(qid, s);
 	return 0;
+}
+
+static void journal_remove(uint32_t qid)
+{
+	uint32_t id = wire_id(qid);
+	struct iovec v = {.iov_base = &id, .iov_len = sizeof(id)};
+
+	jobq__jlog(JOBQ__JR_Q_REMOVE, &v, 1, true);
+}
+
+int jobq__op_q_remove(struct jobq__client *c, const struct jobq_sqe *s)
+{
+	struct jobq__client *maker;
+	struct jobq__queue *q;
+	char name[JOBQ_NAME_MAX + 1];
+	uint64_t dropped;
+	uint32_t qid;
+
+	if (jobq__arena_name(c, s, name))
+		return jobq__bad(-EINVAL);
+	qid = queue_find(name);
+	if (qid == UINT32_MAX)
+		return -ENOENT;
+	/* Jobs name their queue by its record: it stays while any does
+	 * (finished ones until --keep lets them go). */
+	if (rec(qid)->ready || rec(qid)->running || jobq__jobs_use_queue(qid))
+		return -EBUSY;
+	q = &queue_priv[qid];
+	journal_remove(qid);
+	fail_all(&q->getters);
+	fail_all(&q->putters);
+	fail_all(&q->joiners);
+	dropped = drop_objects(qid);
+	queue_clear(qid);
+	/* Its maker, still connected, may make another. */
+	maker = jobq__client_of(q->owner);
+	if (maker)
+		jobq__quota_give(maker, JOBQ_QUOTA_QUEUES);
+	q->owner = 0;
+	q->owner_pid = 0;
+	if (q->handed)
+		q->zombie = true;
+	else
+		free_push(qid);
+	jobq__log(1, "queue %u \"%s\" removed by pid %d, %llu objects dropped",
+		  qid, name, (int)c->pid, (unsigned long long)dropped);
+	/* The heap space that came back may let putters in elsewhere. */
+	if (dropped)
+		jobq__queues_kick();
+	return dropped > INT32_MAX ? INT32_MAX : (int)dropped;
 }
 
 /*
@@ -696,7 +992,7 @@ int jobq__op_q_set(struct jobq__client *c, const struct jobq_sqe *s)
  * Returns what the request answers now.
  */
 static int park_putter(struct jobq__client *c, const struct jobq_sqe *s,
-		       int why)
+		       uint32_t qid, int why)
 {
 	struct jobq__waiter *w;
 	int err;
@@ -706,43 +1002,47 @@ static int park_putter(struct jobq__client *c, const struct jobq_sqe *s,
 	w = jobq__wait_new(c, s, JOBQ__W_PUT, &err);
 	if (!w)
 		return err;
-	jobq__list_add_tail(&w->onode, &queue_priv[s->id].putters);
-	set_waiting(s->id, JOBQ__W_PUT, 1);
+	w->sqe.id = qid;
+	jobq__list_add_tail(&w->onode, &queue_priv[qid].putters);
+	set_waiting(qid, JOBQ__W_PUT, 1);
 	nputwait++;
 	return JOBQ__NOREPLY;
 }
 
 int jobq__op_q_put(struct jobq__client *c, const struct jobq_sqe *s)
 {
-	uint32_t qid = s->id;
-	int why = PUT_LIMIT;
+	uint32_t qid;
+	int why = PUT_LIMIT, err = op_qid(s->id, &qid);
 
-	if (!valid_qid(qid))
-		return jobq__bad(-EINVAL);
+	if (err)
+		return err;
 	if (s->arena_len > jobq__hdr()->max_object)
 		return -E2BIG;
 	if (s->flags & JOBQ_SQE_DURABLE) {
-		int err = jobq__durable_want_sync();
-
+		err = jobq__durable_want_sync();
 		if (err)
 			return err;
 	}
 	/* FIFO: a put waits behind the putters already waiting. */
 	if (jobq__list_empty(&queue_priv[qid].putters)) {
-		why = try_put(qid, jobq__arena(c, s->arena_off), s->arena_len,
-			      s->type);
+		why = try_put(c, qid, jobq__arena(c, s->arena_off),
+			      s->arena_len, s->type);
 		if (why == PUT_OK)
 			return 0;
+		if (why == PUT_QUOTA)
+			return JOBQ_EQUOTA;
 	}
-	return park_putter(c, s, why);
+	return park_putter(c, s, qid, why);
 }
 
 int jobq__op_q_put_many(struct jobq__client *c, const struct jobq_sqe *s)
 {
-	uint32_t qid = s->id;
-	int why = PUT_LIMIT, res;
+	uint32_t qid;
+	int why = PUT_LIMIT, res = op_qid(s->id, &qid);
 
-	if (!valid_qid(qid) || s->arg0 == 0 || s->arg0 > INT32_MAX)
+	if (res)
+		return res;
+	if (s->arg0 == 0 || s->arg0 > INT32_MAX)
 		return jobq__bad(-EINVAL);
 	/* FIFO: a batch waits behind the putters already waiting. */
 	if (jobq__list_empty(&queue_priv[qid].putters)) {
@@ -753,23 +1053,23 @@ int jobq__op_q_put_many(struct jobq__client *c, const struct jobq_sqe *s)
 		if (res)
 			return res;
 	}
-	return park_putter(c, s, why);
+	return park_putter(c, s, qid, why);
 }
 
 int jobq__op_q_get(struct jobq__client *c, const struct jobq_sqe *s)
 {
-	uint32_t qid = s->id;
 	uint64_t want = get_want(c, s->arg0);
 	struct jobq__waiter *w;
-	int err;
+	uint32_t qid;
+	int err = op_qid(s->id, &qid);
 
-	if (!valid_qid(qid))
-		return jobq__bad(-EINVAL);
+	if (err)
+		return err;
 	if (rec(qid)->depth) {
 		uint64_t k = rec(qid)->depth < want ? rec(qid)->depth : want;
 
 		for (uint64_t i = 0; i < k; i++)
-			jobq__hand(c, s->user_data, qid, pop(qid), i + 1 < k);
+			hand(c, s->user_data, qid, pop(qid), i + 1 < k);
 		serve_putters(qid);
 		return JOBQ__NOREPLY;
 	}
@@ -778,6 +1078,7 @@ int jobq__op_q_get(struct jobq__client *c, const struct jobq_sqe *s)
 	w = jobq__wait_new(c, s, JOBQ__W_GET, &err);
 	if (!w)
 		return err;
+	w->sqe.id = qid;
 	jobq__list_add_tail(&w->onode, &queue_priv[qid].getters);
 	set_waiting(qid, JOBQ__W_GET, 1);
 	return JOBQ__NOREPLY;
@@ -787,11 +1088,15 @@ int jobq__op_q_task_done(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	struct jobq_queue_rec *r;
 	struct jobq__queue *q;
+	uint32_t qid;
+	int err = op_qid(s->id, &qid);
 
-	if (!valid_qid(s->id) || s->arg0 == 0)
+	if (err)
+		return err;
+	if (s->arg0 == 0)
 		return jobq__bad(-EINVAL);
-	r = rec(s->id);
-	q = &queue_priv[s->id];
+	r = rec(qid);
+	q = &queue_priv[qid];
 	if (s->arg0 > r->unfinished)
 		return -EINVAL;
 	seq_write_begin(&r->seq);
@@ -808,18 +1113,20 @@ int jobq__op_q_task_done(struct jobq__client *c, const struct jobq_sqe *s)
 int jobq__op_q_join(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	struct jobq__waiter *w;
-	int err;
+	uint32_t qid;
+	int err = op_qid(s->id, &qid);
 
-	if (!valid_qid(s->id))
-		return jobq__bad(-EINVAL);
-	if (rec(s->id)->unfinished == 0)
+	if (err)
+		return err;
+	if (rec(qid)->unfinished == 0)
 		return 0;
 	if (s->timeout_ns == 0)
 		return -EAGAIN;
 	w = jobq__wait_new(c, s, JOBQ__W_JOIN, &err);
 	if (!w)
 		return err;
-	jobq__list_add_tail(&w->onode, &queue_priv[s->id].joiners);
+	w->sqe.id = qid;
+	jobq__list_add_tail(&w->onode, &queue_priv[qid].joiners);
 	return JOBQ__NOREPLY;
 }
 
@@ -846,19 +1153,43 @@ static struct {
 static int replay_create(const uint8_t *p, uint32_t len)
 {
 	char name[JOBQ_NAME_MAX + 1];
-	uint32_t qid;
+	uint32_t id, qid;
 
 	memset(name, 0, sizeof(name));
-	if (len < sizeof(qid) + 1 || len > sizeof(qid) + JOBQ_NAME_MAX)
+	if (len < sizeof(id) + 1 || len > sizeof(id) + JOBQ_NAME_MAX)
 		return -EBADMSG;
-	memcpy(&qid, p, sizeof(qid));
-	memcpy(name, p + sizeof(qid), len - sizeof(qid));
-	/* Ids are creation order: the record must name the next one. */
-	if (qid != load_relaxed(&jobq__hdr()->nqueues))
-		return -EBADMSG;
+	memcpy(&id, p, sizeof(id));
+	memcpy(name, p + sizeof(id), len - sizeof(id));
+	qid = id & JOBQ_QID_MASK;
 	if (qid >= jobq__hdr()->max_queues)
 		return JOBQ_ELIMIT;
-	queue_create(name);
+	/* The record must be free and the name new: a journal says each
+	 * removal before the record or the name is used again. */
+	if (rec(qid)->in_use || id >> JOBQ_QID_BITS > JOBQ_QGEN_MASK ||
+	    queue_find(name) != UINT32_MAX)
+		return -EBADMSG;
+	queue_create(qid, id >> JOBQ_QID_BITS, name);
+	return 0;
+}
+
+static int replay_remove(const uint8_t *p, uint32_t len)
+{
+	uint32_t id, qid;
+
+	if (len != sizeof(id))
+		return -EBADMSG;
+	memcpy(&id, p, sizeof(id));
+	if (jobq__queue_index(id, &qid))
+		return -EBADMSG;
+	/* Its objects read so far go with it (the pending ones are staged:
+	 * every record but a put flushes them first). */
+	for (size_t i = 0; i < stg.n; i++) {
+		if (stg.v[i].item && stg.v[i].qid == qid) {
+			item_release(stg.v[i].item);
+			stg.v[i].item = 0;
+		}
+	}
+	queue_clear(qid);
 	return 0;
 }
 
@@ -903,7 +1234,7 @@ static int pend_flush(void)
 		return 0;
 	if (stage_grow(pend.n))
 		return -ENOMEM;
-	if (run_alloc(pend.lens, pend.types, pend.n, items) < pend.n)
+	if (run_alloc(pend.lens, pend.types, pend.n, items, 0) < pend.n)
 		return JOBQ_EFULL;
 	for (uint32_t i = 0; i < pend.n; i++) {
 		/* block_alloc numbered them afresh: they keep their own. */
@@ -1001,16 +1332,24 @@ int jobq__queues_replay(uint16_t type, const uint8_t *p, uint32_t len)
 		return 0;
 	case JOBQ__JR_Q_DEL:
 		return replay_del(p, len);
+	case JOBQ__JR_Q_REMOVE:
+		return replay_remove(p, len);
 	}
 	return -EBADMSG;
 }
 
 int jobq__queues_replay_done(void)
 {
+	uint32_t n = load_relaxed(&jobq__hdr()->nqueues);
 	int ret = pend_flush();
 
 	if (ret)
 		return ret;
+	/* The records freed by removals, lowest first. */
+	freeq.head = freeq.n = 0;
+	for (uint32_t i = 0; i < n; i++)
+		if (!rec(i)->in_use)
+			free_push(i);
 	for (size_t i = 0; i < stg.n; i++) {
 		struct staged *o = &stg.v[i];
 		struct jobq_queue_rec *r;
@@ -1040,6 +1379,9 @@ static struct {
 
 static void live_add(void *arg, uint32_t qid, uint64_t item)
 {
+	/* An object of a removed queue, handed out: it went with it. */
+	if (!rec(qid)->in_use)
+		return;
 	if (live.n == live.cap) {
 		size_t ncap = live.cap ? 2 * live.cap : 4096;
 		struct staged *nv = realloc(live.v, ncap * sizeof(*nv));
@@ -1082,11 +1424,14 @@ int jobq__queues_snapshot(struct jobq__journal *j)
 
 	for (uint32_t q = 0; q < n && !ret; q++) {
 		struct jobq_queue_rec *r = rec(q);
+		uint32_t id = wire_id(q);
 		struct iovec v[2] = {
-		    {.iov_base = &q, .iov_len = sizeof(q)},
+		    {.iov_base = &id, .iov_len = sizeof(id)},
 		    {.iov_base = r->name, .iov_len = strlen(r->name)},
 		};
 
+		if (!r->in_use)
+			continue;
 		ret = jobq__journal_add(j, JOBQ__JR_Q_CREATE, v, 2);
 		if (!ret && (r->max_depth || r->max_bytes)) {
 			struct jlimits l = {.qid = q,

@@ -276,6 +276,7 @@ bool jobq__session_op_changes(uint8_t op)
 	case JOBQ_OP_Q_PUT_MANY:
 	case JOBQ_OP_Q_TASK_DONE:
 	case JOBQ_OP_Q_SET:
+	case JOBQ_OP_Q_REMOVE:
 	case JOBQ_OP_KV_SET:
 	case JOBQ_OP_KV_DEL:
 	case JOBQ_OP_KV_INCR:

@@ -3,7 +3,7 @@
  * store.c - the shared-memory store: one sealed memfd laid out as
  *
  *   [struct jobq_store_hdr][queue table][lock table][kv table]
- *   [job table][job index][type table][worker table][heap]
+ *   [job table][job index][type table][worker table][client table][heap]
  *
  * jobqd maps it read-write and is its only writer. Clients get a separate
  * read-only descriptor (a reopening of the memfd through /proc/self/fd), so
@@ -27,9 +27,15 @@
 
 #define ALIGN_UP(x, a) (((x) + (a)-1) & ~((uint64_t)(a)-1))
 
+/* The defaults of --max-queues and --max-locks. */
 #define JOBQ__MAX_QUEUES 4096
 #define JOBQ__MAX_LOCKS	 4096
 #define JOBQ__MAX_TYPES	 1024
+/* Requests one client may have parked at once (each costs the manager a
+ * few hundred bytes), and malformed entries it may send before it is
+ * dropped: far more than any working client meets. */
+#define JOBQ__QUOTA_WAITS 16384
+#define JOBQ__QUOTA_BAD	  1000
 /* An index slot holds the record number + 1 in 24 bits. */
 #define JOBQ__MAX_JOBS ((1u << 24) - 2)
 
@@ -76,6 +82,8 @@ int jobq__store_create(const struct jobq__opts *o, char *err, size_t errlen)
 	struct jobq__store *st = &jobq__m.st;
 	struct jobq_store_hdr *h;
 	uint64_t off, kv_slots, max_jobs, jobidx_slots;
+	uint32_t max_queues = o->max_queues ? o->max_queues : JOBQ__MAX_QUEUES;
+	uint32_t max_locks = o->max_locks ? o->max_locks : JOBQ__MAX_LOCKS;
 	char path[64];
 	int ret;
 
@@ -150,10 +158,11 @@ int jobq__store_create(const struct jobq__opts *o, char *err, size_t errlen)
 	h = st->hdr = (struct jobq_store_hdr *)st->base;
 	off = ALIGN_UP(sizeof(*h), JOBQ_CACHELINE);
 	h->queues_off = off;
-	off = ALIGN_UP(off + JOBQ__MAX_QUEUES * sizeof(struct jobq_queue_rec),
-		       JOBQ_CACHELINE);
+	off =
+	    ALIGN_UP(off + (uint64_t)max_queues * sizeof(struct jobq_queue_rec),
+		     JOBQ_CACHELINE);
 	h->locks_off = off;
-	off = ALIGN_UP(off + JOBQ__MAX_LOCKS * sizeof(struct jobq_lock_rec),
+	off = ALIGN_UP(off + (uint64_t)max_locks * sizeof(struct jobq_lock_rec),
 		       JOBQ_CACHELINE);
 	h->kv_off = off;
 	off = ALIGN_UP(off + kv_slots * sizeof(struct jobq_kv_slot),
@@ -171,6 +180,10 @@ int jobq__store_create(const struct jobq__opts *o, char *err, size_t errlen)
 	h->workers_off = off;
 	off = ALIGN_UP(off + (uint64_t)o->max_clients *
 				 sizeof(struct jobq_worker_rec),
+		       JOBQ_CACHELINE);
+	h->clients_off = off;
+	off = ALIGN_UP(off + (uint64_t)o->max_clients *
+				 sizeof(struct jobq_client_rec),
 		       4096);
 	h->heap_off = off;
 	if (off + (1u << 20) > st->size) {
@@ -182,8 +195,8 @@ int jobq__store_create(const struct jobq__opts *o, char *err, size_t errlen)
 		return -EINVAL;
 	}
 	h->heap_size = st->size - off;
-	h->max_queues = JOBQ__MAX_QUEUES;
-	h->max_locks = JOBQ__MAX_LOCKS;
+	h->max_queues = max_queues;
+	h->max_locks = max_locks;
 	h->kv_slots = (uint32_t)kv_slots;
 	h->max_jobs = (uint32_t)max_jobs;
 	h->jobidx_slots = (uint32_t)jobidx_slots;
@@ -206,6 +219,17 @@ int jobq__store_create(const struct jobq__opts *o, char *err, size_t errlen)
 	st->jobidx = (_Atomic uint64_t *)(st->base + h->jobidx_off);
 	st->types = (struct jobq_type_rec *)(st->base + h->types_off);
 	st->workers = (struct jobq_worker_rec *)(st->base + h->workers_off);
+	st->clients = (struct jobq_client_rec *)(st->base + h->clients_off);
+	/* Quotas: one client may take a quarter of a table, so that a few
+	 * runaway ones leave room for the others; a client that sends this
+	 * many malformed entries is broken or hostile, and is dropped. */
+	h->quota_queues = max_queues / 4;
+	h->quota_locks = max_locks / 4;
+	h->quota_waits = JOBQ__QUOTA_WAITS;
+	/* Off unless asked: one producer filling the store is a normal use
+	 * (a blocking put then waits for room). */
+	h->quota_bytes = o->client_max_bytes;
+	h->quota_bad = JOBQ__QUOTA_BAD;
 	st->heap = jobq__heap_create(st->base, h->heap_off, h->heap_size);
 	if (!st->heap) {
 		snprintf(err, errlen, "cannot start the heap over %llu bytes",

@@ -102,15 +102,21 @@ static void name_insert(struct jobq__namemap *m, char *name, uint32_t h,
 	m->n++;
 }
 
-/* Caches @name -> @id in @m unless it is there; a failed allocation only
+/* Caches @name -> @id in @m, replacing an id cached before (a queue that
+ * was removed and made again has a new id); a failed allocation only
  * costs a later lookup. Under q->mu. */
 static void name_put(struct jobq__namemap *m, const char *name, uint32_t id)
 {
-	uint32_t old;
+	uint32_t h = name_hash(name);
 	char *copy;
 
-	if (!name_get(m, name, &old))
-		return;
+	for (uint32_t i = m->cap ? h & (m->cap - 1) : 0;
+	     m->cap && m->ents[i].name; i = (i + 1) & (m->cap - 1)) {
+		if (m->ents[i].hash == h && !strcmp(m->ents[i].name, name)) {
+			m->ents[i].id = id;
+			return;
+		}
+	}
 	if ((m->n + 1) * 2 > m->cap) {
 		struct jobq__namemap bigger = {0};
 
@@ -150,6 +156,14 @@ int jobq__name_find(jobq_t *q, struct jobq__namemap *m,
 	return 0;
 }
 
+void jobq__name_cache(jobq_t *q, struct jobq__namemap *m, const char *name,
+		      uint32_t id)
+{
+	pthread_mutex_lock(&q->mu);
+	name_put(m, name, id);
+	pthread_mutex_unlock(&q->mu);
+}
+
 int jobq__name_open(jobq_t *q, struct jobq__namemap *m, uint32_t max,
 		    uint8_t opcode, const char *name, uint64_t arg0,
 		    uint64_t arg1, uint32_t *id)
@@ -165,7 +179,8 @@ int jobq__name_open(jobq_t *q, struct jobq__namemap *m, uint32_t max,
 	res = jobq__call(q, &op);
 	if (res < 0)
 		return res;
-	if ((uint32_t)res >= max)
+	/* A queue id carries a generation above its record (proto.h). */
+	if (((uint32_t)res & JOBQ_QID_MASK) >= max)
 		return -EPROTO;
 	pthread_mutex_lock(&q->mu);
 	name_put(m, name, (uint32_t)res);
@@ -529,6 +544,13 @@ int jobq__store_adopt(jobq_t *q, const void *p, uint64_t size)
 		     h->size) &&
 	    in_range(h->workers_off,
 		     (uint64_t)h->max_clients * sizeof(struct jobq_worker_rec),
+		     h->size);
+	q->clients_ok =
+	    h->hdr_size >= offsetof(struct jobq_store_hdr, quota_bad) +
+			       sizeof(h->quota_bad) &&
+	    !(h->clients_off % 8) &&
+	    in_range(h->clients_off,
+		     (uint64_t)h->max_clients * sizeof(struct jobq_client_rec),
 		     h->size);
 	/* Offsets read from the store are checked against the size the
 	 * header promises, never beyond what is mapped. */
@@ -2057,6 +2079,8 @@ int jobq__call(jobq_t *q, struct jobq__op *op)
 	if (err < 0)
 		return err;
 	jobq__wait(q, &r, 1);
+	if (r->res == JOBQ_EQUOTA)
+		jobq__quota_msg(q);
 	return r->res;
 }
 

@@ -91,8 +91,9 @@ struct jobq__op {
 	struct jobq_req *req;
 };
 
-/* A name -> id cache (queues, locks). Ids are never reused while the
- * manager lives, so entries never go stale within one connection. */
+/* A name -> id cache (queues, locks). An id goes stale when its queue is
+ * removed or its lock freed (proto.h): the resolvers check a cached id in
+ * the store before they use it. */
 struct jobq__name_ent {
 	char *name;
 	uint32_t hash;
@@ -137,6 +138,7 @@ struct jobq {
 	uint8_t *region;
 	uint64_t region_size;
 	struct jobq_region_hdr *rh;
+	bool clients_ok; /* the store has a client table (layout 7) */
 	struct jobq_sqe *sqes;
 	struct jobq_cqe *cqes;
 	uint32_t sq_entries;
@@ -328,6 +330,11 @@ int jobq__name_find(jobq_t *q, struct jobq__namemap *m,
 		    int (*find)(jobq_t *, const char *, uint32_t *),
 		    const char *name, uint32_t *id);
 
+/* jobq__name_cache - caches @name -> @id in @m, replacing a stale id.
+ * Called without q->mu. */
+void jobq__name_cache(jobq_t *q, struct jobq__namemap *m, const char *name,
+		      uint32_t id);
+
 /*
  * jobq__name_open - send Q_OPEN or L_OPEN (@opcode, with JOBQ_SQE_CREATE)
  * for @name with @arg0/@arg1, check the id against @max (the table's size)
@@ -348,6 +355,13 @@ int jobq__copy_object(jobq_t *q, uint64_t off, uint32_t len, uint32_t type,
  * lock called @name, read under each record's seqlock. Return 0 or -ENOENT.
  */
 int jobq__store_find_queue(jobq_t *q, const char *name, uint32_t *id);
+/* A request was refused with JOBQ_EQUOTA: say which quota in the
+ * last-error text, from this client's record in the store. */
+void jobq__quota_msg(jobq_t *q);
+/* Whether lock id @id (generation and record) still names a lock. */
+bool jobq__store_lock_live(jobq_t *q, uint32_t id);
+/* Whether queue id @id (generation and record) still names a queue. */
+bool jobq__store_queue_live(jobq_t *q, uint32_t id);
 
 /*
  * jobq__store_adopt - take the @size bytes at @p (the store, mapped) as

@@ -93,8 +93,9 @@ int jobq__prometheus(jobq_t *q, char **out, size_t *len);
 /*
  * jobq__last_error_msg - why the calling thread's last jobq_open() failed,
  * in one line (the manager's message when it refused the client), or ""
- * when there is nothing to add to jobq_strerror(). Thread-local; valid
- * until the thread's next jobq_open().
+ * when there is nothing to add to jobq_strerror(); after a request that
+ * failed with JOBQ_EQUOTA, which quota it met. Thread-local; valid until
+ * the thread's next jobq_open() or quota refusal.
  */
 const char *jobq__last_error_msg(void);
 

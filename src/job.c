@@ -789,7 +789,7 @@ int jobq_jobs_find(jobq_t *q, const struct jobq_job_filter *flt,
 			continue;
 		if ((flt->state && c.state != flt->state) ||
 		    (flt->type && c.type_id != type_id) ||
-		    (flt->queue && c.queue_id != queue_id) ||
+		    (flt->queue && c.queue_id != (queue_id & JOBQ_QID_MASK)) ||
 		    c.created_ns > newest || c.created_ns < oldest)
 			continue;
 		if (nf == capf) {

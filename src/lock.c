@@ -3,9 +3,10 @@
  * lock.c - named locks, semaphores and events.
  *
  * The manager keeps holders and waiters; the library only names the lock
- * (by its id, the index of its record in the store, cached per handle like
- * queue ids) and the owner: the calling thread's id, so that a lock taken
- * by one thread of a handle is not released by another by mistake.
+ * (by its id, its record in the store and the record's generation, cached
+ * per handle like queue ids) and the owner: the calling thread's id, so
+ * that a lock taken by one thread of a handle is not released by another
+ * by mistake.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -32,8 +33,15 @@ static int lock_resolve(jobq_t *q, const char *name, int kind, uint32_t *id)
 
 	if (err)
 		return err;
-	if (!jobq__name_find(q, &q->lnames, jobq__store_find_lock, name, id))
+	/* A lock nobody used any more may have been freed: a cached id is
+	 * checked in the store, and the name looked up again if it went. */
+	if (!jobq__name_find(q, &q->lnames, jobq__store_find_lock, name, id) &&
+	    jobq__store_lock_live(q, *id))
 		return 0;
+	if (!jobq__store_find_lock(q, name, id)) {
+		jobq__name_cache(q, &q->lnames, name, *id);
+		return 0;
+	}
 	if (!kind)
 		return -ENOENT;
 	return lock_open(q, name, kind, 1, id);
@@ -69,23 +77,27 @@ static int lock_call(jobq_t *q, uint8_t opcode, uint32_t id, int64_t tmo,
 }
 
 /*
- * An acquire of lock @name (as @kind) with @lease: when the manager
- * restarts meanwhile, the request fails with JOBQ_ELOST (its id names
- * nothing in the new manager), and it is made again by name, for what is
- * left of the timeout.
+ * Resolves lock @name (creating it as @kind unless 0) and sends @opcode
+ * for it. Two answers make it try again, by name:
+ *   - JOBQ_ELOST: the manager restarted meanwhile (its id names nothing
+ *     in the new manager); made again for what is left of the timeout;
+ *   - -ESTALE: a lock nobody used was freed between the lookup and the
+ *     request; looked up, or made, again (a few times at most).
  */
-static int acquire(jobq_t *q, const char *name, int kind, int64_t tmo,
-		   int64_t lease)
+static int named_call(jobq_t *q, const char *name, int kind, uint8_t opcode,
+		      int64_t tmo, int64_t lease)
 {
 	uint64_t deadline = tmo > 0 ? jobq__now_ns() + (uint64_t)tmo : 0;
 
-	for (;;) {
+	for (int stale = 0;;) {
 		uint32_t id;
 		int err = lock_resolve(q, name, kind, &id);
 
 		if (err)
 			return err;
-		err = lock_call(q, JOBQ_OP_L_ACQUIRE, id, tmo, lease);
+		err = lock_call(q, opcode, id, tmo, lease);
+		if (err == -ESTALE && stale++ < 8)
+			continue;
 		if (err != JOBQ_ELOST)
 			return err;
 		if (deadline) {
@@ -100,7 +112,8 @@ static int acquire(jobq_t *q, const char *name, int kind, int64_t tmo,
 
 int jobq_lock_acquire(jobq_t *q, const char *name, double timeout)
 {
-	return acquire(q, name, JOBQ_LOCK, jobq__timeout_ns(timeout), 0);
+	return named_call(q, name, JOBQ_LOCK, JOBQ_OP_L_ACQUIRE,
+			  jobq__timeout_ns(timeout), 0);
 }
 
 int jobq_lock_acquire_lease(jobq_t *q, const char *name, double timeout,
@@ -110,7 +123,8 @@ int jobq_lock_acquire_lease(jobq_t *q, const char *name, double timeout,
 
 	if (!(lease > 0) || l < 0)
 		return -EINVAL;
-	return acquire(q, name, JOBQ_LOCK, jobq__timeout_ns(timeout), l);
+	return named_call(q, name, JOBQ_LOCK, JOBQ_OP_L_ACQUIRE,
+			  jobq__timeout_ns(timeout), l);
 }
 
 int jobq_lock_release(jobq_t *q, const char *name)
@@ -118,10 +132,11 @@ int jobq_lock_release(jobq_t *q, const char *name)
 	uint32_t id;
 	int err = lock_resolve(q, name, 0, &id);
 
-	/* A lock that does not exist is not held by the caller. */
+	/* A lock that does not exist (or was freed: nobody held it) is not
+	 * held by the caller. */
 	if (!err)
 		err = lock_call(q, JOBQ_OP_L_RELEASE, id, 0, 0);
-	else if (err == -ENOENT)
+	if (err == -ENOENT || err == -ESTALE)
 		err = -EPERM;
 	/* Not held, by a handle that reconnected: the lock it took went
 	 * with the manager that gave it. */
@@ -136,7 +151,7 @@ int jobq_lock_many(jobq_t *q, const char *const *names, size_t n,
 	struct jobq_req r = {0};
 	struct jobq__op op;
 	uint32_t *ids;
-	int err = 0;
+	int err = 0, tries = 0;
 
 	if (!n)
 		return 0;
@@ -145,6 +160,7 @@ int jobq_lock_many(jobq_t *q, const char *const *names, size_t n,
 	ids = calloc(n, sizeof(*ids));
 	if (!ids)
 		return -ENOMEM;
+again:
 	for (size_t i = 0; i < n && !err; i++)
 		err = lock_resolve(q, names[i], JOBQ_LOCK, &ids[i]);
 	if (!err) {
@@ -156,6 +172,11 @@ int jobq_lock_many(jobq_t *q, const char *const *names, size_t n,
 		err = jobq__call(q, &op);
 		if (err > 0)
 			err = 0;
+		/* One of them was freed meanwhile: name them again. */
+		if (err == -ESTALE && tries++ < 8) {
+			err = 0;
+			goto again;
+		}
 	}
 	free(ids);
 	return err;
@@ -207,7 +228,7 @@ int jobq_unlock_many(jobq_t *q, const char *const *names, size_t n)
 	jobq__wait(q, rp, (size_t)sent);
 	for (int i = 0; i < sent; i++)
 		if (reqs[i].res < 0 && !err)
-			err = reqs[i].res;
+			err = reqs[i].res == -ESTALE ? -EPERM : reqs[i].res;
 out:
 	free(reqs);
 	free(ops);
@@ -216,26 +237,11 @@ out:
 }
 
 /* Events are lost with a manager that restarts, as locks are: a request
- * in flight then is made again, by name, in the new manager. */
+ * in flight then is made again, by name, in the new manager
+ * (named_call()). */
 static int event_call(jobq_t *q, const char *name, uint8_t opcode, int64_t tmo)
 {
-	uint64_t deadline = tmo > 0 ? jobq__now_ns() + (uint64_t)tmo : 0;
-
-	for (;;) {
-		uint32_t id;
-		int err = lock_resolve(q, name, JOBQ_EVENT, &id);
-
-		if (err)
-			return err;
-		err = lock_call(q, opcode, id, tmo, 0);
-		if (err != JOBQ_ELOST)
-			return err;
-		if (deadline) {
-			uint64_t now = jobq__now_ns();
-
-			tmo = now < deadline ? (int64_t)(deadline - now) : 1;
-		}
-	}
+	return named_call(q, name, JOBQ_EVENT, opcode, tmo, 0);
 }
 
 int jobq_event_set(jobq_t *q, const char *name)

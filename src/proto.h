@@ -62,8 +62,9 @@
  * that the manager tells a client that left from one that died. */
 #define JOBQ_BYE_MAGIC 0x21657962u /* "bye!" */
 /* 5: ring pflags (WANT_HEAD); 6: kv_gen, the journal's fields; 7: sessions
- * in the hello, request ids in user_data */
-#define JOBQ_LAYOUT_VERSION 7u
+ * in the hello, request ids in user_data; 8: queue and lock records are
+ * reused (gen, queues_live), the client table */
+#define JOBQ_LAYOUT_VERSION 8u
 
 #define JOBQ_NAME_MAX	 63  /* queue and lock names, bytes without the NUL */
 #define JOBQ_KEY_MAX	 255 /* key/value keys */
@@ -189,11 +190,14 @@ struct jobq_store_hdr {
 	/* Live figures, updated with relaxed stores. */
 	_Atomic uint64_t heap_used; /* bytes handed out, headers included */
 	_Atomic uint32_t nclients;
-	_Atomic uint32_t nqueues; /* records in use: ids 0..nqueues-1 */
-	_Atomic uint32_t nlocks;  /* records in use: ids 0..nlocks-1 */
+	/* Queue records ever used: those past it are free and were never
+	 * used; those below it may be free too (in_use 0: removed). */
+	_Atomic uint32_t nqueues;
+	/* Lock records ever used; as nqueues, those below may be free. */
+	_Atomic uint32_t nlocks;
 	_Atomic uint32_t nkeys;
 	_Atomic uint32_t shutting_down;
-	uint32_t pad1;
+	_Atomic uint32_t queues_live; /* queue records in use */
 	struct jobq_counters counters;
 
 	/* Jobs (layout version 2). */
@@ -226,13 +230,69 @@ struct jobq_store_hdr {
 	_Atomic uint64_t journal_last_sync_ns; /* CLOCK_REALTIME, 0: never */
 	_Atomic uint64_t journal_errors;       /* failed writes and syncs */
 	_Atomic uint64_t journal_snapshots;    /* written since start */
+
+	/* Clients (layout version 7): what each connection uses of the
+	 * manager, and how much one may (0: no quota). */
+	uint64_t clients_off;	     /* struct jobq_client_rec[max_clients] */
+	uint32_t quota_waits;	     /* requests parked at once */
+	uint32_t quota_queues;	     /* queues made and not removed */
+	uint32_t quota_locks;	     /* locks made */
+	uint32_t quota_bad;	     /* refused entries before it is dropped */
+	_Atomic uint32_t locks_live; /* lock records in use */
+	uint32_t pad2;
+	uint64_t quota_bytes; /* payload bytes of its puts still queued */
+};
+
+/* The quotas, in struct jobq_client_rec.quota_hit. */
+enum jobq_quota_wire {
+	JOBQ_QUOTA_NONE = 0,
+	JOBQ_QUOTA_WAITS = 1,
+	JOBQ_QUOTA_QUEUES = 2,
+	JOBQ_QUOTA_LOCKS = 3,
+	JOBQ_QUOTA_BYTES = 4,
 };
 
 /*
- * A queue. Records are handed out in order and never reused, so a queue id
- * is the record's index and stays valid for the manager's lifetime.
+ * A connected client, indexed by its connection slot (a later client may
+ * reuse the slot: client_id tells them apart). Every field is written by
+ * the manager, inside the seqlock.
+ */
+struct jobq_client_rec {
+	_Atomic uint32_t seq;
+	uint32_t in_use;
+	uint32_t client_id; /* as in its welcome and region */
+	int32_t pid;
+	uint32_t uid;
+	uint32_t waits;	    /* requests parked now */
+	uint32_t queues;    /* queues it made that still exist */
+	uint32_t locks;	    /* locks it made */
+	uint32_t quota_hit; /* enum jobq_quota_wire: the last one it met */
+	uint32_t pad;
+	uint64_t connected_ns; /* CLOCK_REALTIME */
+	uint64_t requests;     /* ring entries it sent */
+	uint64_t bad;	       /* of those, refused as malformed */
+	uint64_t refused;      /* requests refused by a quota */
+	char name[32];
+	uint64_t bytes; /* payload bytes of its puts still queued */
+};
+
+/*
+ * A queue. A removed queue's record is reused by a later one, so the id
+ * a client is given names both the record and its generation:
+ *
+ *   id = gen << JOBQ_QID_BITS | index
+ *
+ * and a request with an id whose generation is not the record's fails
+ * with -ESTALE: a client that cached the id of a removed queue can never
+ * reach the queue that took its record. The generation has 15 bits (ids
+ * are positive in a completion's res) and wraps; freed records are reused
+ * oldest first, so an id aliases only after 32,768 reuses of every record.
  * Objects are items on a singly linked list in the heap, oldest at head.
  */
+#define JOBQ_QID_BITS  16
+#define JOBQ_QID_MASK  ((1u << JOBQ_QID_BITS) - 1)
+#define JOBQ_QGEN_MASK 0x7fffu
+
 struct jobq_queue_rec {
 	_Atomic uint32_t seq; /* seqlock over everything below */
 	uint32_t in_use;
@@ -251,8 +311,8 @@ struct jobq_queue_rec {
 	uint32_t paused;   /* jobs: not handed out while set */
 	uint32_t parallel; /* jobs: most running at once, 0: no limit */
 	uint32_t running;  /* jobs of this queue running now */
-	uint32_t pad;
-	uint64_t ready; /* jobs of this queue ready to run */
+	uint32_t gen;	   /* bumped when the queue is removed */
+	uint64_t ready;	   /* jobs of this queue ready to run */
 };
 
 /* An object on a queue; its payload follows the header. */
@@ -301,7 +361,11 @@ enum jobq_lock_kind_wire {
 };
 
 /* A named lock: what `jobq locks` shows. The manager keeps the holder and
- * waiter lists in its own memory; this record is the public view. */
+ * waiter lists in its own memory; this record is the public view. Its id
+ * is built as a queue's (gen << JOBQ_QID_BITS | index): a lock that no
+ * client holds, waits for or has used since it connected, and that is
+ * not a set Event, is freed when the last client that used it goes, and
+ * its record serves a later lock. */
 struct jobq_lock_rec {
 	_Atomic uint32_t seq; /* seqlock over everything below */
 	uint32_t in_use;
@@ -314,6 +378,8 @@ struct jobq_lock_rec {
 	uint32_t is_set;	/* Event */
 	uint64_t held_since_ns; /* CLOCK_REALTIME when first taken */
 	uint64_t acquires;
+	uint32_t gen; /* bumped when the record is freed */
+	uint32_t pad;
 };
 
 /* ------------------------------------------------------------------------
@@ -565,6 +631,9 @@ enum jobq_op {
 	 * else (a restarted manager puts running jobs back to ready) -> res
 	 * = how many were taken back */
 	JOBQ_OP_W_CLAIM,
+	/* arena: name -> res = objects dropped with it; -ENOENT, -EBUSY
+	 * while jobs name it */
+	JOBQ_OP_Q_REMOVE,
 	JOBQ_OP__COUNT,
 };
 

@@ -3,9 +3,11 @@
  * queue.c - named queues: put and get, blocking, batched and asynchronous,
  * and the JoinableQueue counters.
  *
- * A queue is named by the caller and known to the manager by its id, the
- * index of its record in the store. Ids are never reused while the manager
- * lives, so each handle caches name -> id after the first lookup.
+ * A queue is named by the caller and known to the manager by its id: the
+ * index of its record in the store and the record's generation. A removed
+ * queue's id is never given to another queue (proto.h), so each handle
+ * caches name -> id after the first lookup and checks in the store, without
+ * a round trip, that the queue is still there before it uses the id.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -31,7 +33,10 @@ int jobq__queue_resolve(jobq_t *q, const char *name, uint32_t *id)
 	err = jobq__check_name(name);
 	if (err)
 		return err;
-	if (!jobq__name_find(q, &q->qnames, jobq__store_find_queue, name, id))
+	/* A cached id whose queue was removed must not be sent: it would
+	 * fail with -ESTALE. The name is looked up (or made) again. */
+	if (!jobq__name_find(q, &q->qnames, jobq__store_find_queue, name, id) &&
+	    jobq__store_queue_live(q, *id))
 		return 0;
 	/* Not there yet: create it, unbounded. If another client made it
 	 * meanwhile, this returns its id and leaves its limits alone
@@ -50,6 +55,18 @@ int jobq_queue_open(jobq_t *q, const char *name,
 		return -EINVAL;
 	return queue_open(q, name, opts ? opts->max_depth : 0,
 			  opts ? opts->max_bytes : 0, NULL);
+}
+
+int jobq_queue_remove(jobq_t *q, const char *name)
+{
+	struct jobq_req r = {0};
+	struct jobq__op op;
+	int err = jobq__check_name(name);
+
+	if (err)
+		return err;
+	jobq__op_init(&op, &r, JOBQ_OP_Q_REMOVE, name, strlen(name));
+	return jobq__call(q, &op);
 }
 
 static int check_payload(jobq_t *q, const void *data, size_t len)

@@ -156,15 +156,77 @@ static int find_named(jobq_t *q, const void *table, size_t stride, uint32_t n,
 
 int jobq__store_find_queue(jobq_t *q, const char *name, uint32_t *id)
 {
-	return find_named(q, q->queues, sizeof(*q->queues),
-			  used_records(&q->sh->nqueues, q->max_queues), name,
-			  id);
+	struct jobq_queue_rec c;
+	uint32_t i;
+	int err;
+
+	err =
+	    find_named(q, q->queues, sizeof(*q->queues),
+		       used_records(&q->sh->nqueues, q->max_queues), name, &i);
+	if (err)
+		return err;
+	/* The id names the record's generation too (proto.h). */
+	err = read_queue(q, &q->queues[i], &c);
+	if (err)
+		return err;
+	if (!c.in_use || strcmp(c.name, name))
+		return -ENOENT;
+	*id = (c.gen & JOBQ_QGEN_MASK) << JOBQ_QID_BITS | i;
+	return 0;
+}
+
+bool jobq__store_queue_live(jobq_t *q, uint32_t id)
+{
+	uint32_t i = id & JOBQ_QID_MASK, s, in_use, gen;
+	const struct jobq_queue_rec *r;
+
+	if (i >= used_records(&q->sh->nqueues, q->max_queues))
+		return false;
+	r = &q->queues[i];
+	do {
+		if (jobq__seq_begin(q, &r->seq, &s))
+			return false;
+		in_use = r->in_use;
+		gen = r->gen;
+	} while (seq_read_retry(&r->seq, s));
+	return in_use && gen == id >> JOBQ_QID_BITS;
 }
 
 int jobq__store_find_lock(jobq_t *q, const char *name, uint32_t *id)
 {
-	return find_named(q, q->locks, sizeof(*q->locks),
-			  used_records(&q->sh->nlocks, q->max_locks), name, id);
+	struct jobq_lock_rec c;
+	uint32_t i;
+	int err;
+
+	err = find_named(q, q->locks, sizeof(*q->locks),
+			 used_records(&q->sh->nlocks, q->max_locks), name, &i);
+	if (err)
+		return err;
+	/* The id names the record's generation too (proto.h). */
+	err = read_lock(q, &q->locks[i], &c);
+	if (err)
+		return err;
+	if (!c.in_use || strcmp(c.name, name))
+		return -ENOENT;
+	*id = (c.gen & JOBQ_QGEN_MASK) << JOBQ_QID_BITS | i;
+	return 0;
+}
+
+bool jobq__store_lock_live(jobq_t *q, uint32_t id)
+{
+	uint32_t i = id & JOBQ_QID_MASK, s, in_use, gen;
+	const struct jobq_lock_rec *r;
+
+	if (i >= used_records(&q->sh->nlocks, q->max_locks))
+		return false;
+	r = &q->locks[i];
+	do {
+		if (jobq__seq_begin(q, &r->seq, &s))
+			return false;
+		in_use = r->in_use;
+		gen = r->gen;
+	} while (seq_read_retry(&r->seq, s));
+	return in_use && gen == id >> JOBQ_QID_BITS;
 }
 
 static void queue_info(const struct jobq_queue_rec *c,
@@ -225,7 +287,7 @@ int jobq_queue_info(jobq_t *q, const char *name, struct jobq_queue_info *out)
 		return err;
 	if (jobq__name_find(q, &q->qnames, jobq__store_find_queue, name, &id))
 		return -ENOENT;
-	err = read_queue(q, &q->queues[id], &c);
+	err = read_queue(q, &q->queues[id & JOBQ_QID_MASK], &c);
 	if (err)
 		return err;
 	if (!c.in_use || strcmp(c.name, name))
@@ -282,8 +344,11 @@ int jobq_stats(jobq_t *q, struct jobq_stats *out)
 	out->memory_used = load_relaxed(&h->heap_used);
 	out->max_object = h->max_object;
 	out->clients = load_relaxed(&h->nclients);
-	out->queues = load_relaxed(&h->nqueues);
-	out->locks = load_relaxed(&h->nlocks);
+	out->queues = load_relaxed(&h->queues_live);
+	out->max_queues = q->max_queues;
+	out->max_locks = q->max_locks;
+	out->locks = q->clients_ok ? load_relaxed(&h->locks_live)
+				   : load_relaxed(&h->nlocks);
 	out->keys = load_relaxed(&h->nkeys);
 	out->puts = load_relaxed(&c->puts);
 	out->gets = load_relaxed(&c->gets);
@@ -540,4 +605,78 @@ int jobq__worker_read(jobq_t *q, uint32_t client, struct jobq_worker_rec *copy)
 		return -ENOENT;
 	copy->types[sizeof(copy->types) - 1] = '\0';
 	return copy->in_use ? 0 : -ENOENT;
+}
+
+static const struct jobq_client_rec *client_table(jobq_t *q)
+{
+	if (!q->clients_ok)
+		return NULL;
+	return (const void *)(q->store + q->sh->clients_off);
+}
+
+int jobq_clients(jobq_t *q, struct jobq_client_info **out, size_t *n)
+{
+	const struct jobq_client_rec *t = client_table(q);
+	uint32_t max = t ? q->sh->max_clients : 0, k = 0;
+	struct jobq_client_info *v = calloc((size_t)max + 1, sizeof(*v));
+	struct jobq_client_rec c;
+
+	if (!v)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < max; i++) {
+		struct jobq_client_info *ci = &v[k];
+
+		if (seq_copy(q, &c, t + i, sizeof(c)) || !c.in_use)
+			continue;
+		ci->pid = c.pid;
+		ci->uid = c.uid;
+		memcpy(ci->name, c.name, sizeof(ci->name) - 1);
+		ci->connected_ns = c.connected_ns;
+		ci->requests = c.requests;
+		ci->bad = c.bad;
+		ci->refused = c.refused;
+		ci->waits = c.waits;
+		ci->queues = c.queues;
+		ci->locks = c.locks;
+		ci->quota_waits = q->sh->quota_waits;
+		ci->quota_queues = q->sh->quota_queues;
+		ci->quota_locks = q->sh->quota_locks;
+		ci->bytes = c.bytes;
+		ci->quota_bytes = q->sh->quota_bytes;
+		k++;
+	}
+	*out = v;
+	*n = k;
+	return 0;
+}
+
+void jobq__quota_msg(jobq_t *q)
+{
+	static const char *const what[] = {
+	    [JOBQ_QUOTA_WAITS] = "requests waiting at once",
+	    [JOBQ_QUOTA_QUEUES] = "queues made",
+	    [JOBQ_QUOTA_LOCKS] = "locks made",
+	    [JOBQ_QUOTA_BYTES] = "bytes of its puts queued",
+	};
+	const struct jobq_client_rec *t = client_table(q);
+	uint32_t id = q->rh ? q->rh->client_id : 0;
+	struct jobq_client_rec c;
+
+	for (uint32_t i = 0; t && i < q->sh->max_clients; i++) {
+		uint64_t limit;
+
+		if (seq_copy(q, &c, t + i, sizeof(c)) || !c.in_use ||
+		    c.client_id != id || !c.quota_hit ||
+		    c.quota_hit > JOBQ_QUOTA_BYTES)
+			continue;
+		limit = c.quota_hit == JOBQ_QUOTA_WAITS	   ? q->sh->quota_waits
+			: c.quota_hit == JOBQ_QUOTA_QUEUES ? q->sh->quota_queues
+			: c.quota_hit == JOBQ_QUOTA_LOCKS  ? q->sh->quota_locks
+							   : q->sh->quota_bytes;
+		jobq__set_error_msg("client quota exceeded: %s (%llu)",
+				    what[c.quota_hit],
+				    (unsigned long long)limit);
+		return;
+	}
+	jobq__set_error_msg("client quota exceeded");
 }

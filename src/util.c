@@ -23,6 +23,7 @@ static const char *const jobq_errors[] = {
     [-(JOBQ_ECLOSED - JOBQ_EBASE)] = "the manager closed the connection",
     [-(JOBQ_EFULL - JOBQ_EBASE)] = "the store is full",
     [-(JOBQ_ELIMIT - JOBQ_EBASE)] = "a table of the manager is full",
+    [-(JOBQ_EQUOTA - JOBQ_EBASE)] = "client quota exceeded",
     [-(JOBQ_EJOBFAILED - JOBQ_EBASE)] = "the job failed",
     [-(JOBQ_EFORKED - JOBQ_EBASE)] =
 	"the handle belongs to another process (use one opened after fork)",

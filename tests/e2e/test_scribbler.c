@@ -179,12 +179,6 @@ static void test_scribbler(void **state)
 	assert_rc(jobq_open(&q, m->dir), 0);
 	snprintf(n, sizeof(n), "%d", TICKETS);
 	assert_rc(jobq_kv_set(q, "tickets_left", JOBQ_T_TEXT, n, strlen(n)), 0);
-	/* The well-behaved clients' lock and queue exist before the
-	 * scribbling starts: random entries can create names until a table
-	 * is full (per-client quotas, which would stop that, are not built
-	 * yet), and that is not what this test is about. */
-	assert_rc(jobq_lock_create(q, "tickets", JOBQ_LOCK, 1), 0);
-	assert_rc(jobq_queue_open(q, "work", NULL), 0);
 	assert_rc(jqt_fork_n(SCRIBBLERS, scribbler, NULL, scrib), 0);
 	jqt_sleep(0.2); /* let them start scribbling first */
 	assert_rc(jqt_fork_n(CONSUMERS, consumer, NULL, cons), 0);
