@@ -907,6 +907,122 @@ static void connection_cut_and_restart(void **state)
 	ans_clear(&t.b);
 }
 
+/* ------------------------------------------------------------------------
+ * jobqd itself: --migrate, the refusals, --backend from the config file,
+ * and its connection in the loop coming back after a cut.
+ */
+static int run_jobqd(struct jqt_out *o, const char *conninfo, bool migrate)
+{
+	const char *argv[] = {"jobqd", "--backend", conninfo,
+			      migrate ? "--migrate" : NULL, NULL};
+
+	return jqt_run(jqt_jobqd_path(), argv, NULL, 0, 60, o);
+}
+
+static void jobqd_migrate(void **state)
+{
+	char conninfo[PATH_MAX], want[64];
+	struct jqt_out o;
+
+	assert_int_equal(
+	    jqt_pg_createdb(&server, "mig", conninfo, sizeof(conninfo)), 0);
+	assert_int_equal(run_jobqd(&o, conninfo, true), 0);
+	assert_int_equal(o.code, 0);
+	assert_non_null(strstr(o.out, "created the jobq schema"));
+	jqt_out_free(&o);
+	assert_int_equal(run_jobqd(&o, conninfo, true), 0);
+	assert_int_equal(o.code, 0);
+	assert_non_null(strstr(o.out, "already"));
+	jqt_out_free(&o);
+	free(jqt_pg_exec(conninfo,
+			 "INSERT INTO jobq_schema (version) VALUES (42)"));
+	assert_int_equal(run_jobqd(&o, conninfo, true), 0);
+	assert_int_equal(o.code, 1);
+	assert_non_null(strstr(o.err, "version 42"));
+	snprintf(want, sizeof(want), "jobqd's %d", JOBQ__PG_SCHEMA_VERSION);
+	assert_non_null(strstr(o.err, want));
+	jqt_out_free(&o);
+	/* A bad connection string is named as one. */
+	assert_int_equal(run_jobqd(&o, "nonsense=1", true), 0);
+	assert_int_equal(o.code, 1);
+	assert_non_null(strstr(o.err, "connection string"));
+	jqt_out_free(&o);
+}
+
+/* Lines of @path that contain @what. */
+static int count_lines(const char *path, const char *what)
+{
+	char line[1024];
+	FILE *f = fopen(path, "r");
+	int n = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		n += strstr(line, what) != NULL;
+	fclose(f);
+	return n;
+}
+
+static void jobqd_backend_reconnects(void **state)
+{
+	char conninfo[PATH_MAX], dir[PATH_MAX], cfg[PATH_MAX + 16];
+	char log[PATH_MAX + 16], sql[256];
+	const char *args[] = {"--config", cfg, "--log", log, NULL};
+	struct jqt_mgr m;
+	double end;
+	FILE *f;
+
+	assert_int_equal(
+	    jqt_pg_createdb(&server, "mgr", conninfo, sizeof(conninfo)), 0);
+	assert_int_equal(jqt_tmpdir(dir, sizeof(dir)), 0);
+	snprintf(log, sizeof(log), "%s/log", dir);
+	snprintf(cfg, sizeof(cfg), "%s/jobqd.json", dir);
+	f = fopen(cfg, "w");
+	assert_non_null(f);
+	fprintf(f, "{\"backend\": \"%s\"}\n", conninfo);
+	fclose(f);
+	/* Started on an empty database: it creates the schema. */
+	assert_int_equal(jqt_mgr_start(&m, args), 0);
+	{
+		struct ctx y = {0};
+
+		snprintf(y.conninfo, sizeof(y.conninfo), "%s", conninfo);
+		assert_string_equal(
+		    peek(&y, "SELECT max(version) FROM jobq_schema"), "1");
+		assert_int_equal(count_lines(log, "connected to PostgreSQL"),
+				 1);
+		/* Cut its session: the loop sees it and reconnects. */
+		snprintf(sql, sizeof(sql),
+			 "SELECT count(pg_terminate_backend(pid)) FROM "
+			 "pg_stat_activity WHERE datname = 'mgr' AND pid <> "
+			 "pg_backend_pid()");
+		assert_string_equal(peek(&y, "%s", sql), "1");
+		end = jqt_now() + 20;
+		while (count_lines(log, "connected to PostgreSQL") < 2 &&
+		       jqt_now() < end)
+			jqt_sleep(0.05);
+		assert_int_equal(count_lines(log, "connected to PostgreSQL"),
+				 2);
+		assert_true(count_lines(log, "connection lost") >= 1);
+		/* Its timer runs the maintenance through the loop: a job
+		 * whose lease ended (its host died) goes back to ready. */
+		free(jqt_pg_exec(
+		    conninfo,
+		    "INSERT INTO jobq_jobs (type, state, attempts, "
+		    "lease_token, lease_until) VALUES ('orphan', 4, 1, 1, "
+		    "now() - interval '1 second')"));
+		end = jqt_now() + 20;
+		while (strcmp(peek(&y, "SELECT state FROM jobq_jobs"), "3") &&
+		       jqt_now() < end)
+			jqt_sleep(0.05);
+		assert_string_equal(peek(&y, "SELECT state FROM jobq_jobs"),
+				    "3");
+	}
+	assert_true(jqt_status_ok(jqt_mgr_stop(&m)));
+	jqt_rmtree(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -933,6 +1049,8 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(connection_cut_and_restart, setup,
 					    teardown),
+	    cmocka_unit_test(jobqd_migrate),
+	    cmocka_unit_test(jobqd_backend_reconnects),
 	};
 	int ret;
 
