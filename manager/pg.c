@@ -41,6 +41,9 @@
 
 #define BACKOFF_MIN_NS (100ull * 1000 * 1000)
 #define BACKOFF_MAX_NS (5000ull * 1000 * 1000)
+/* libpq's connect_timeout applies to its blocking connect only: a
+ * non-blocking one that hangs (a host that drops packets) is ended here. */
+#define CONNECT_TIMEOUT_NS (10000ull * 1000 * 1000)
 
 enum { ST_DOWN, ST_CONNECTING, ST_OPEN };
 
@@ -73,6 +76,7 @@ struct jobq__pg {
 	struct pgq *sent_head, *sent_tail;
 	uint32_t nwait, nsent;
 	uint64_t retry_at, backoff_ns;
+	uint64_t connect_by; /* CONNECTING: given up at this time */
 };
 
 static uint64_t now_ns(void)
@@ -325,6 +329,7 @@ static void start_connect(struct jobq__pg *pg)
 		return;
 	}
 	pg->st = ST_CONNECTING;
+	pg->connect_by = now_ns() + CONNECT_TIMEOUT_NS;
 	pg->fd = PQsocket(pg->conn);
 	pg->gen++;
 	/* libpq: behave as if the first poll had said WRITING. */
@@ -490,6 +495,7 @@ short jobq__pg_events(struct jobq__pg *pg, int *fd, uint64_t *deadline_ns,
 		return 0;
 	case ST_CONNECTING:
 		*fd = pg->fd;
+		*deadline_ns = pg->connect_by;
 		return pg->cpoll == PGRES_POLLING_READING ? POLLIN : POLLOUT;
 	default:
 		*fd = pg->fd;
@@ -530,8 +536,12 @@ void jobq__pg_ready(struct jobq__pg *pg, short revents)
 
 void jobq__pg_tick(struct jobq__pg *pg)
 {
-	if (pg->st == ST_DOWN && now_ns() >= pg->retry_at)
+	uint64_t now = now_ns();
+
+	if (pg->st == ST_DOWN && now >= pg->retry_at)
 		start_connect(pg);
+	else if (pg->st == ST_CONNECTING && now >= pg->connect_by)
+		conn_drop(pg, "no answer to the connection within 10 s");
 }
 
 bool jobq__pg_up(const struct jobq__pg *pg)

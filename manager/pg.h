@@ -90,9 +90,9 @@ int jobq__pg_query(struct jobq__pg *pg, const char *sql, int n,
  * jobq__pg_events - what to wait for: returns POLLIN and/or POLLOUT for
  * the socket in *@fd (-1 and 0 while no socket is open), and in
  * *@deadline_ns the CLOCK_MONOTONIC time at which jobq__pg_tick() is due
- * (0: none). The fd changes across reconnects: a poll armed on an older
- * one must be cancelled before the connection is replaced, so the owner
- * compares *@gen with the one it armed for (pg.c closes a socket only
+ * (0: none; a time past is due now). The fd changes across reconnects: a poll
+ * armed on an older one must be cancelled before the connection is replaced, so
+ * the owner compares *@gen with the one it armed for (pg.c closes a socket only
  * through jobq__pg_ready() or jobq__pg_tick(), and bumps *@gen then).
  */
 short jobq__pg_events(struct jobq__pg *pg, int *fd, uint64_t *deadline_ns,
@@ -103,7 +103,8 @@ short jobq__pg_events(struct jobq__pg *pg, int *fd, uint64_t *deadline_ns,
  * callbacks, writes what is queued. */
 void jobq__pg_ready(struct jobq__pg *pg, short revents);
 
-/* Time-driven work: a reconnect whose backoff ran out. */
+/* Time-driven work: a reconnect whose backoff ran out, a connection
+ * attempt that took too long (10 s). */
 void jobq__pg_tick(struct jobq__pg *pg);
 
 /* Whether the connection is up (LISTEN done). */
