@@ -20,6 +20,33 @@
  * lost; a callback that says -ECONNRESET means the outcome is unknown (the
  * connection was cut after the query left), and the caller retries with a
  * statement that is safe to run twice or reports the error.
+ *
+ * Wiring the job handlers of jobs.c (the next step; pg_mgr.c owns the
+ * connection, jobq__backend_*() in jobqd.h): each handler, when
+ * jobq__m.o.backend is set, sends its statement and returns
+ * JOBQ__NOREPLY; the callback posts the completion (if the client's slot
+ * still has the generation it had) once the statement committed.
+ *   submit   jobq__pg_submit(); val = id, res = 1 when !created. After
+ *            -ECONNRESET a --unique submit is sent again (exact); any
+ *            other needs an idempotency key to be retried without a
+ *            duplicate: the client's request id (the reconnecting
+ *            client's), stored in a column with a unique index in a
+ *            migration 2.
+ *   reserve  jobq__pg_reserve(owner "host:pid:slot", the worker's type
+ *            names, capacity - running). Each row becomes a local mirror
+ *            record (RUNNING, this worker, attempts from the row, args
+ *            copied into the store), so that the worker reads its job as
+ *            today; the mirror keeps the row's id and lease token. No row:
+ *            park the reserver; a NOTIFY naming one of its types (or '')
+ *            or the jobq__pg_next_run() timer sends the reserve again.
+ *   done     held() as today, then jobq__pg_complete()/jobq__pg_fail()
+ *            with the mirror's token; no row means -ESTALE.
+ *   progress, extend, cancel, pause, parallel: one call each.
+ *   wait, show, ls, stats: read the rows (jobq__pg_show()); a waiter is
+ *            woken by a NOTIFY on a channel for finished jobs, to be sent
+ *            by complete, fail, cancel and expire.
+ * A host that dies leaves its leases to end: any host's maintenance
+ * (jobq__pg_expire()) puts those jobs back to ready.
  */
 #ifndef JOBQD_PG_H
 #define JOBQD_PG_H
