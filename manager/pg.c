@@ -363,12 +363,16 @@ int jobq__pg_open(struct jobq__pg **out, const char *conninfo,
 		 * all the same. */
 		size_t len = strlen(channels[i]) + 16;
 
+		if (strchr(channels[i], '"')) {
+			snprintf(err, errlen, "channel name %s: no quotes",
+				 channels[i]);
+			jobq__pg_close(pg);
+			return -EINVAL;
+		}
 		pg->listen_sql[i] = malloc(len);
 		if (!pg->listen_sql[i])
 			goto nomem;
 		pg->nch++;
-		if (strchr(channels[i], '"'))
-			goto nomem;
 		snprintf(pg->listen_sql[i], len, "LISTEN \"%s\"", channels[i]);
 	}
 	if (hooks)

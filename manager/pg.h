@@ -171,7 +171,8 @@ enum jobq__pg_schema_mode {
  * version found before, 0 for none), or -errno with a message in @err:
  * -EPROTONOSUPPORT for a schema newer than this binary (both versions
  * named), -ESTALE for an older one without --migrate, -ETIMEDOUT, -EIO
- * for a server error. Migrations hold an advisory lock, so managers
+ * for a server error, -ECONNRESET when the connection was cut five times
+ * in a row. Migrations hold an advisory lock, so managers
  * starting together migrate once.
  */
 int jobq__pg_schema(struct jobq__pg *pg, int mode, int timeout_ms, int *found,

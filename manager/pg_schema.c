@@ -161,9 +161,16 @@ static bool step_done(void *arg)
 static int run_step(struct jobq__pg *pg, const char *sql, struct step *s,
 		    int timeout_ms, char *err, size_t errlen)
 {
-	for (;;) {
+	/* A connection that keeps being cut gets as long as one answer. */
+	for (int tries = 0;; tries++) {
 		int ret;
 
+		if (tries == 5) {
+			snprintf(err, errlen,
+				 "the connection was cut %d times in a row",
+				 tries);
+			return -ECONNRESET;
+		}
 		memset(s, 0, sizeof(*s));
 		ret = jobq__pg_query(pg, sql, 0, NULL, step_cb, s);
 		if (ret) {
