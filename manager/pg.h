@@ -43,8 +43,8 @@
  *            with the mirror's token; no row means -ESTALE.
  *   progress, extend, cancel, pause, parallel: one call each.
  *   wait, show, ls, stats: read the rows (jobq__pg_show()); a waiter is
- *            woken by a NOTIFY on a channel for finished jobs, to be sent
- *            by complete, fail, cancel and expire.
+ *            woken by the NOTIFY on JOBQ__PG_DONE_CHANNEL that complete,
+ *            fail, cancel and expire send for each job made final.
  * A host that dies leaves its leases to end: any host's maintenance
  * (jobq__pg_expire()) puts those jobs back to ready.
  */
@@ -190,6 +190,8 @@ int jobq__pg_schema(struct jobq__pg *pg, int mode, int timeout_ms, int *found,
  * ready, so it is sent exactly when that commits.
  */
 #define JOBQ__PG_CHANNEL "jobq_ready"
+/* Jobs that became final (succeeded, dead, cancelled): payload the id. */
+#define JOBQ__PG_DONE_CHANNEL "jobq_done"
 
 struct jobq__pg_submit {
 	const char *type;

@@ -29,7 +29,10 @@
  * NOTIFY (pg_notify) is issued inside the statement that made jobs
  * runnable, so it is delivered exactly when that commits, and never for
  * work that rolled back. Its payload is the job's type, or '' for "look
- * again" (a slot was freed, a queue resumed).
+ * again" (a slot was freed, a queue resumed). Jobs that became final are
+ * announced the same way on JOBQ__PG_DONE_CHANNEL, for `jobq wait` on
+ * any host. A NOTIFY CTE is a SELECT, run only when referenced, hence
+ * the counts of wake and fin in each final SELECT.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -47,30 +50,36 @@
 
 /* Gives the queue slots of the runs in @src back. */
 #define FREE_SLOTS(src)                                                        \
-	"freed AS (UPDATE jobq_queue_settings s"                               \
+	" freed AS (UPDATE jobq_queue_settings s"                              \
 	" SET running = greatest(s.running - x.n, 0)"                          \
 	" FROM (SELECT queue, count(*) AS n FROM " src " WHERE slot"           \
-	" GROUP BY queue) x WHERE s.queue = x.queue RETURNING 1)"
+	" GROUP BY queue) x WHERE s.queue = x.queue RETURNING 1),"
 
 /* Jobs waiting (directly or through others) on a job of @src that became
  * dead or cancelled are dead: they can never run. */
 #define KILL_DEPENDENTS(src)                                                   \
-	"down (id, root) AS (SELECT d.job, x.id FROM jobq_deps d JOIN " src    \
+	" down (id, root) AS (SELECT d.job, x.id FROM jobq_deps d JOIN " src   \
 	" x ON d.dep = x.id WHERE x.state IN (7, 8)"                           \
 	" UNION SELECT d.job, down.root FROM jobq_deps d"                      \
 	" JOIN down ON d.dep = down.id),"                                      \
 	" killed AS (UPDATE jobq_jobs w SET state = 7,"                        \
 	" error = 'dependency ' || down.root || ' failed',"                    \
 	" finished_at = now() FROM down WHERE w.id = down.id"                  \
-	" AND w.state = 1 RETURNING w.id)"
+	" AND w.state = 1 RETURNING w.id),"
 
 /* Wakes the workers of other hosts: one notification per type made
  * runnable (@types: a CTE with a column type), one '' when slots came
  * back. */
 #define WAKE(types)                                                            \
-	"wake AS (SELECT pg_notify('" JOBQ__PG_CHANNEL "', t)"                 \
+	" wake AS (SELECT pg_notify('" JOBQ__PG_CHANNEL "', t)"                \
 	" FROM (SELECT DISTINCT type AS t FROM " types                         \
-	" UNION SELECT '' FROM freed) z)"
+	" UNION SELECT '' FROM freed) z) "
+
+/* Tells every host's waiters that the jobs of @ids (a FROM item with a
+ * column id) are final: one notification a job, its id as text. */
+#define FINISHED(ids)                                                          \
+	" fin AS (SELECT pg_notify('" JOBQ__PG_DONE_CHANNEL "', id::text)"     \
+	" FROM " ids "),"
 
 /* Backoff before retry n (attempts so far): min(1 s * 2^(n-1), 300 s),
  * times a jitter from [0.5, 1.5), as the local manager (jobs.c). */
@@ -273,24 +282,27 @@ int jobq__pg_reserve(struct jobq__pg *pg, const char *owner,
 /* ------------------------------------------------------------------------
  * The end of a run: complete, fail.
  */
+/* One clause a line, which clang-format would run together. */
+/* clang-format off */
 static const char sql_complete[] =
     "WITH RECURSIVE done AS (UPDATE jobq_jobs SET state = 5,"
     " result = $3::bytea, finished_at = now(), progress = 1,"
     " lease_token = NULL, lease_until = NULL"
     " WHERE id = $1 AND state = 4 AND lease_token = $2"
     " RETURNING id, queue, slot, state, type),"
-    " " FREE_SLOTS(
-	"done") ","
-		/* Dependents with no other unfinished dependency. This
-		 * statement's snapshot still shows the job running, hence "p.id
-		 * <> done.id". */
-		" rel AS (UPDATE jobq_jobs w SET state = 3, run_at = now()"
-		" FROM done, jobq_deps d WHERE d.dep = done.id AND w.id = d.job"
-		" AND w.state = 1 AND NOT EXISTS (SELECT 1 FROM jobq_deps d2"
-		" JOIN jobq_jobs p ON p.id = d2.dep WHERE d2.job = w.id"
-		" AND p.id <> done.id AND p.state <> 5) RETURNING w.type),"
-		" " WAKE("rel") " SELECT done.state,"
-				" (SELECT count(*) FROM wake) FROM done";
+    FREE_SLOTS("done")
+    /* Dependents with no other unfinished dependency. This statement's
+     * snapshot still shows the job running, hence "p.id <> done.id". */
+    " rel AS (UPDATE jobq_jobs w SET state = 3, run_at = now()"
+    " FROM done, jobq_deps d WHERE d.dep = done.id AND w.id = d.job"
+    " AND w.state = 1 AND NOT EXISTS (SELECT 1 FROM jobq_deps d2"
+    " JOIN jobq_jobs p ON p.id = d2.dep WHERE d2.job = w.id"
+    " AND p.id <> done.id AND p.state <> 5) RETURNING w.type),"
+    FINISHED("(SELECT id FROM done) z")
+    WAKE("rel")
+    "SELECT done.state, (SELECT count(*) FROM wake)"
+    " + (SELECT count(*) FROM fin) FROM done";
+/* clang-format on */
 
 int jobq__pg_complete(struct jobq__pg *pg, uint64_t id, uint64_t token,
 		      const uint8_t *result, size_t len, jobq__pg_cb cb,
@@ -311,6 +323,8 @@ int jobq__pg_complete(struct jobq__pg *pg, uint64_t id, uint64_t token,
 	return ret;
 }
 
+/* One clause a line, which clang-format would run together. */
+/* clang-format off */
 static const char sql_fail[] =
     "WITH RECURSIVE f AS (UPDATE jobq_jobs SET"
     " state = CASE WHEN attempts >= max_attempts THEN 7 ELSE 6 END,"
@@ -320,14 +334,15 @@ static const char sql_fail[] =
     " error = $3, lease_token = NULL, lease_until = NULL"
     " WHERE id = $1 AND state = 4 AND lease_token = $2"
     " RETURNING id, queue, slot, state, type),"
-    " " FREE_SLOTS("f") ", " KILL_DEPENDENTS(
-	"f") ","
-	     " " WAKE(
-		 "(SELECT type FROM f WHERE false) e") " SELECT f.state,"
-						       " (SELECT count(*) FROM "
-						       "wake) + (SELECT "
-						       "count(*) FROM killed)"
-						       " FROM f";
+    FREE_SLOTS("f")
+    KILL_DEPENDENTS("f")
+    FINISHED("(SELECT id FROM f WHERE state = 7"
+             " UNION ALL SELECT id FROM killed) z")
+    /* A retry waits for its backoff: no type is runnable now. */
+    WAKE("(SELECT type FROM f WHERE false) e")
+    "SELECT f.state, (SELECT count(*) FROM wake)"
+    " + (SELECT count(*) FROM fin) FROM f";
+/* clang-format on */
 
 int jobq__pg_fail(struct jobq__pg *pg, uint64_t id, uint64_t token,
 		  const char *error, jobq__pg_cb cb, void *arg)
@@ -341,6 +356,8 @@ int jobq__pg_fail(struct jobq__pg *pg, uint64_t id, uint64_t token,
 /* ------------------------------------------------------------------------
  * Cancel, progress, lease extension.
  */
+/* One clause a line, which clang-format would run together. */
+/* clang-format off */
 static const char sql_cancel[] =
     /* pre locks the row and reads it as committed: whether the run held
      * a slot is decided by the state it had, which RETURNING (the new
@@ -352,17 +369,14 @@ static const char sql_cancel[] =
     " FROM pre WHERE j.id = pre.id AND pre.old IN (1, 2, 3, 4, 6)"
     " RETURNING j.id, j.queue, pre.old = 4 AND pre.slot AS slot,"
     " j.state, j.type),"
-    " " FREE_SLOTS("c") ", " KILL_DEPENDENTS(
-	"c") ","
-	     " " WAKE(
-		 "(SELECT type FROM c WHERE false) e") ""
-						       " SELECT "
-						       "coalesce((SELECT state "
-						       "FROM c), pre.old),"
-						       " (SELECT count(*) FROM "
-						       "wake) + (SELECT "
-						       "count(*) FROM killed)"
-						       " FROM pre";
+    FREE_SLOTS("c")
+    KILL_DEPENDENTS("c")
+    FINISHED("(SELECT id FROM c UNION ALL SELECT id FROM killed) z")
+    WAKE("(SELECT type FROM c WHERE false) e")
+    "SELECT coalesce((SELECT state FROM c), pre.old),"
+    " (SELECT count(*) FROM wake) + (SELECT count(*) FROM fin)"
+    " FROM pre";
+/* clang-format on */
 
 int jobq__pg_cancel(struct jobq__pg *pg, uint64_t id, jobq__pg_cb cb, void *arg)
 {
@@ -405,6 +419,8 @@ int jobq__pg_extend(struct jobq__pg *pg, uint64_t id, uint64_t token,
 /* ------------------------------------------------------------------------
  * Timers: expiry of leases, release of waiting jobs, retention.
  */
+/* One clause a line, which clang-format would run together. */
+/* clang-format off */
 static const char sql_expire[] =
     "WITH RECURSIVE x AS (UPDATE jobq_jobs j SET"
     " state = CASE WHEN attempts >= max_attempts THEN 7 ELSE 3 END,"
@@ -415,15 +431,14 @@ static const char sql_expire[] =
     " AND lease_until < now() FOR UPDATE SKIP LOCKED)"
     " AND j.state = 4 AND j.lease_until < now()"
     " RETURNING j.id, j.queue, j.slot, j.state, j.type),"
-    " " FREE_SLOTS(
-	"x") ", " KILL_DEPENDENTS("x") ","
-				       " " WAKE(
-					   "(SELECT type FROM x WHERE state = "
-					   "3) e") ""
-						   " SELECT x.id, (SELECT "
-						   "count(*) FROM wake),"
-						   " (SELECT count(*) FROM "
-						   "killed) FROM x";
+    FREE_SLOTS("x")
+    KILL_DEPENDENTS("x")
+    FINISHED("(SELECT id FROM x WHERE state = 7"
+             " UNION ALL SELECT id FROM killed) z")
+    WAKE("(SELECT type FROM x WHERE state = 3) e")
+    "SELECT x.id, (SELECT count(*) FROM wake),"
+    " (SELECT count(*) FROM fin) FROM x";
+/* clang-format on */
 
 int jobq__pg_expire(struct jobq__pg *pg, jobq__pg_cb cb, void *arg)
 {

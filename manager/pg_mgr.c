@@ -62,8 +62,11 @@ static void on_state(void *ctx, bool up, const char *why)
 
 static void on_notify(void *ctx, const char *channel, const char *payload)
 {
-	jobq__log(JOBQ__LOG_DEBUG, "backend: work on another host (%s)",
-		  *payload ? payload : "any type");
+	if (!strcmp(channel, JOBQ__PG_DONE_CHANNEL))
+		jobq__log(JOBQ__LOG_DEBUG, "backend: job %s is final", payload);
+	else
+		jobq__log(JOBQ__LOG_DEBUG, "backend: work ready (%s)",
+			  *payload ? payload : "any type");
 }
 
 static bool is_up(void *arg)
@@ -76,12 +79,13 @@ static bool is_up(void *arg)
 static int connect_and_check(const char *url, int mode, int *found, char *err,
 			     size_t errlen)
 {
-	static const char *const channels[] = {JOBQ__PG_CHANNEL};
+	static const char *const channels[] = {JOBQ__PG_CHANNEL,
+					       JOBQ__PG_DONE_CHANNEL};
 	struct jobq__pg_hooks h = {on_notify, on_state, NULL};
 	char m[512];
 	int ret;
 
-	ret = jobq__pg_open(&b.pg, url, channels, 1, &h, m, sizeof(m));
+	ret = jobq__pg_open(&b.pg, url, channels, 2, &h, m, sizeof(m));
 	if (ret) {
 		snprintf(err, errlen, "--backend: %s", m);
 		return ret;
