@@ -128,8 +128,8 @@ struct ctx {
 	char conninfo[PATH_MAX];
 	struct jobq__pg *pg;
 	struct jobq__pg *pg2; /* a second "host", when a case opens it */
-	int ups, downs, notes;
-	char last_note[64];
+	int ups, downs, notes, dones;
+	char last_note[64], last_done[32];
 };
 
 static void on_state(void *c, bool up, const char *why)
@@ -146,19 +146,25 @@ static void on_notify(void *c, const char *ch, const char *payload)
 {
 	struct ctx *x = c;
 
+	if (!strcmp(ch, JOBQ__PG_DONE_CHANNEL)) {
+		x->dones++;
+		snprintf(x->last_done, sizeof(x->last_done), "%s", payload);
+		return;
+	}
 	x->notes++;
 	snprintf(x->last_note, sizeof(x->last_note), "%s", payload);
 }
 
 static struct jobq__pg *open_pg(struct ctx *x)
 {
-	static const char *const ch[] = {JOBQ__PG_CHANNEL};
+	static const char *const ch[] = {JOBQ__PG_CHANNEL,
+					 JOBQ__PG_DONE_CHANNEL};
 	struct jobq__pg_hooks h = {on_notify, on_state, x};
 	struct jobq__pg *pg;
 	char err[256];
 
 	assert_int_equal(
-	    jobq__pg_open(&pg, x->conninfo, ch, 1, &h, err, sizeof(err)), 0);
+	    jobq__pg_open(&pg, x->conninfo, ch, 2, &h, err, sizeof(err)), 0);
 	return pg;
 }
 
@@ -829,6 +835,16 @@ static bool never(void *arg)
 	return false;
 }
 
+static bool got_dones(void *arg)
+{
+	return ((struct ctx *)arg)->dones >= 1;
+}
+
+static bool got_dones4(void *arg)
+{
+	return ((struct ctx *)arg)->dones >= 4;
+}
+
 /* A submit through one connection wakes the other with one NOTIFY that
  * names the type; a delayed job wakes nobody. */
 static void listen_notify_wakes(void **state)
@@ -855,6 +871,37 @@ static void listen_notify_wakes(void **state)
 	/* And no more: one notification per submit and listener. */
 	assert_int_equal(drive(both, 2, never, NULL, 300), -ETIMEDOUT);
 	assert_int_equal(x->notes, 2);
+
+	/* A job made final is announced by its id, for waiters anywhere;
+	 * a dependent that dies with it too. */
+	{
+		uint64_t id, tok, dep;
+		struct jobq__pg_submit s = {.type = "wakeme",
+					    .max_attempts = 1};
+		char want[32];
+
+		assert_int_equal(reserve(x->pg, "wakeme", 1, &id, &tok), 1);
+		SYNC(x->pg,
+		     jobq__pg_complete(x->pg, id, tok, NULL, 0, ans_cb, &A));
+		assert_int_equal(drive(both, 2, got_dones, x, 20000), 0);
+		snprintf(want, sizeof(want), "%" PRIu64, id);
+		assert_string_equal(x->last_done, want);
+		/* Once to each listener. */
+		assert_int_equal(drive(both, 2, never, NULL, 300), -ETIMEDOUT);
+		assert_int_equal(x->dones, 2);
+		x->dones = 0;
+		id = submit(x, &s);
+		s.after = &id;
+		s.nafter = 1;
+		dep = submit(x, &s);
+		assert_int_equal(reserve(x->pg, "wakeme", 1, &id, &tok), 1);
+		SYNC(x->pg, jobq__pg_fail(x->pg, id, tok, "no", ans_cb, &A));
+		assert_int_equal(job_state(x, dep), 7);
+		/* Two jobs, two listeners. */
+		while (x->dones < 4 && !drive(both, 2, got_dones4, x, 20000))
+			;
+		assert_int_equal(x->dones, 4);
+	}
 }
 
 struct two {
