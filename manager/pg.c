@@ -419,7 +419,7 @@ int jobq__pg_query(struct jobq__pg *pg, const char *sql, int n,
 	if (!q)
 		return -ENOMEM;
 	/* Sent by the next jobq__pg_ready(): a turn's queries go out
-	 * together. */
+	 * together, none waiting for another's answer. */
 	q_push(&pg->wait_head, &pg->wait_tail, q);
 	pg->nwait++;
 	return 0;

@@ -9,8 +9,10 @@
  * jobq__pg_ready() when it is ready and jobq__pg_tick() at the deadline
  * jobq__pg_events() names; a test or `jobqd --migrate` drives it with
  * jobq__pg_run(), a poll(2) loop. Every query goes through the same
- * pipeline, so a turn's queries leave in one write and their answers come
- * back in order.
+ * pipeline: a turn's queries are sent together without waiting for each
+ * other's answers, which come back in order. (libpq 15's PQpipelineSync
+ * flushes, so each query is still one write(2); the round trips are what
+ * the pipeline saves.)
  *
  * The promise every caller builds on: a query's callback says 0 only once
  * PostgreSQL has committed it. Each query is its own implicit transaction

@@ -6,9 +6,9 @@
  * the release of --after dependents, retention).
  *
  * How the loop drives the connection: at the end of every turn
- * jobq__backend_turn() lets pg.c write what the turn queued (one write
- * for all of it: the pipeline) and states what pg.c waits for as a
- * one-shot io_uring poll on its socket (loop.c's UD_WATCH); the poll's
+ * jobq__backend_turn() lets pg.c send what the turn queued (all of it
+ * into the pipeline, no query waiting for another) and states what pg.c waits
+ * for as a one-shot io_uring poll on its socket (loop.c's UD_WATCH); the poll's
  * completion comes back as jobq__backend_event(). A poll is tagged, and
  * re-armed under a new tag whenever pg.c's socket (its generation) or
  * the events it wants change, the old one being cancelled first: io_uring
