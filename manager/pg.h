@@ -209,8 +209,9 @@ struct jobq__pg_submit {
 	uint32_t nafter;
 };
 
-/* Submit: one row (id bigint, created boolean): created false means the
- * unique key was held by live job id, which is returned instead. A
+/* Submit: one row (id bigint, created boolean, notified bigint, state
+ * smallint): created false means the unique key was held by live job id,
+ * which is returned instead, with its state. A
  * dependency that is already dead or cancelled makes the job dead at
  * once ("dependency N failed"); one that does not exist fails with
  * SQLSTATE 23503. */
@@ -293,6 +294,21 @@ int jobq__pg_queue_set(struct jobq__pg *pg, const char *queue, int paused,
  * args, result, error, progress, lease_owner, created_at, finished_at),
  * none when @id is unknown. */
 int jobq__pg_show(struct jobq__pg *pg, uint64_t id, jobq__pg_cb cb, void *arg);
+
+/* Unreserve: job @id, reserved under @token and never handed to a worker,
+ * goes back to ready without the attempt counting. Rows: one (id) when it
+ * was, none when @token is stale. */
+int jobq__pg_unreserve(struct jobq__pg *pg, uint64_t id, uint64_t token,
+		       jobq__pg_cb cb, void *arg);
+
+/* Sync: the rows a manager mirrors into its own store: every job with an
+ * id above @after, and the @nids jobs @ids, by id, at most @limit. Columns:
+ * 0 id, 1 type, 2 queue, 3 state, 4 priority, 5 attempts, 6 max_attempts,
+ * 7 args, 8 result, 9 error, 10 progress, 11 lease_token, 12 created,
+ * 13 started, 14 finished, 15 run_at (times in microseconds since the
+ * epoch, NULL when unset), 16 timeout_ms. */
+int jobq__pg_sync(struct jobq__pg *pg, uint64_t after, const uint64_t *ids,
+		  uint32_t nids, uint32_t limit, jobq__pg_cb cb, void *arg);
 
 /* Key/value: set, incr (one row: the new value as bigint; a missing key
  * counts from 0; -EPROTO with SQLSTATE 22P02 when the value is not an

@@ -187,7 +187,8 @@ static const char sql_submit[] =
     " WHERE ins.created AND ins.state = 1),"
     " wake AS (SELECT pg_notify('" JOBQ__PG_CHANNEL "', type) FROM ins"
     " WHERE ins.created AND ins.state = 3)"
-    " SELECT ins.id, ins.created, (SELECT count(*) FROM wake) FROM ins";
+    " SELECT ins.id, ins.created, (SELECT count(*) FROM wake), ins.state"
+    " FROM ins";
 
 int jobq__pg_submit(struct jobq__pg *pg, const struct jobq__pg_submit *s,
 		    jobq__pg_cb cb, void *arg)
@@ -538,6 +539,60 @@ int jobq__pg_show(struct jobq__pg *pg, uint64_t id, jobq__pg_cb cb, void *arg)
 	const char *v[1] = {NUM(a, id)};
 
 	return jobq__pg_query(pg, sql_show, 1, v, cb, arg);
+}
+
+/* Give back: a reservation nobody took (its reserver went before the
+ * answer came) returns to ready as if never handed out. */
+/* One clause a line, which clang-format would run together. */
+/* clang-format off */
+static const char sql_unreserve[] =
+    "WITH u AS (UPDATE jobq_jobs SET state = 3, run_at = now(),"
+    " attempts = greatest(attempts - 1, 0), lease_owner = NULL,"
+    " lease_token = NULL, lease_until = NULL, started_at = NULL"
+    " WHERE id = $1 AND state = 4 AND lease_token = $2"
+    " RETURNING id, queue, slot, type),"
+    FREE_SLOTS("u")
+    WAKE("u")
+    "SELECT u.id, (SELECT count(*) FROM wake) FROM u";
+/* clang-format on */
+
+int jobq__pg_unreserve(struct jobq__pg *pg, uint64_t id, uint64_t token,
+		       jobq__pg_cb cb, void *arg)
+{
+	char a[24], b[24];
+	const char *v[2] = {NUM(a, id), NUM(b, token)};
+
+	return jobq__pg_query(pg, sql_unreserve, 2, v, cb, arg);
+}
+
+/* Times as microseconds since the epoch, so that a row reads without a
+ * date parser; NULL stays NULL (0 through jobq__pg_int()). */
+#define US(col) " (extract(epoch FROM " col ") * 1000000)::bigint"
+
+static const char sql_sync[] =
+    "SELECT id, type, queue, state, priority, attempts, max_attempts,"
+    " args, result, error, progress, lease_token," US("created_at") "," US(
+	"started_at") "," US("finished_at") "," US("run_at") ","
+							     " timeout_ms FROM "
+							     "jobq_jobs WHERE "
+							     "id > $1 OR id = "
+							     "ANY "
+							     "($2::bigint[])"
+							     " ORDER BY id "
+							     "LIMIT $3";
+
+int jobq__pg_sync(struct jobq__pg *pg, uint64_t after, const uint64_t *ids,
+		  uint32_t nids, uint32_t limit, jobq__pg_cb cb, void *arg)
+{
+	char a[24], l[24], *arr = int_array(ids, nids);
+	const char *v[3] = {NUM(a, after), arr, NUM(l, limit)};
+	int ret;
+
+	if (!arr)
+		return -ENOMEM;
+	ret = jobq__pg_query(pg, sql_sync, 3, v, cb, arg);
+	free(arr);
+	return ret;
 }
 
 static const char sql_kv_set[] =
