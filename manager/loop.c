@@ -1565,6 +1565,9 @@ int jobq__loop_run(void)
 		end_turn();
 		/* After the turn's requests: its queries leave together. */
 		jobq__backend_turn();
+		/* Answers read on the way complete requests: publish them. */
+		if (!jobq__list_empty(&loop.wakes))
+			end_turn();
 		if (jobq__m.stopping) {
 			/* Workers drain first, served by this loop. */
 			if (jobq__supervise_drained()) {

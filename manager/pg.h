@@ -326,4 +326,15 @@ int jobq__pg_kv_cas(struct jobq__pg *pg, const char *key, const char *expect,
 int64_t jobq__pg_int(const PGresult *res, int row, int col);
 bool jobq__pg_sqlstate(const PGresult *res, const char *state);
 
+/* ------------------------------------------------------------------------
+ * Between pg_mgr.c (the connection) and jobs_pg.c (the job handlers).
+ */
+/* The manager's connection; NULL without --backend. */
+struct jobq__pg *jobq__backend_pg(void);
+/* A notification on JOBQ__PG_CHANNEL or JOBQ__PG_DONE_CHANNEL. */
+void jobq__jobs_pg_notify(const char *channel, const char *payload);
+/* Every second, and when the connection comes up: the mirrors are
+ * refreshed and parked reservers ask again. */
+void jobq__jobs_pg_tick(void);
+
 #endif

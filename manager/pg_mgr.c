@@ -52,6 +52,9 @@ static void on_state(void *ctx, bool up, const char *why)
 {
 	if (up) {
 		jobq__log(0, "backend: connected to PostgreSQL");
+		/* What changed while it was down is read now. */
+		if (jobq__m.turn)
+			jobq__jobs_pg_tick();
 		return;
 	}
 	snprintf(b.why, sizeof(b.why), "%s", why ? why : "closed");
@@ -67,6 +70,8 @@ static void on_notify(void *ctx, const char *channel, const char *payload)
 	else
 		jobq__log(JOBQ__LOG_DEBUG, "backend: work ready (%s)",
 			  *payload ? payload : "any type");
+	if (jobq__m.turn)
+		jobq__jobs_pg_notify(channel, payload);
 }
 
 static bool is_up(void *arg)
@@ -156,6 +161,11 @@ int jobq__backend_open(char *err, size_t errlen)
 	return 0;
 }
 
+struct jobq__pg *jobq__backend_pg(void)
+{
+	return b.pg;
+}
+
 void jobq__backend_close(void)
 {
 	if (!b.pg)
@@ -191,6 +201,8 @@ static void maintain(uint64_t now)
 
 	if (now >= b.maint_at) {
 		b.maint_at = now + MAINT_NS;
+		if (up)
+			jobq__jobs_pg_tick();
 		if (up && !b.maint_busy &&
 		    !jobq__pg_expire(b.pg, maint_done, &b.maint_busy)) {
 			b.maint_busy = true;
