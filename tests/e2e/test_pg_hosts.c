@@ -20,6 +20,7 @@
 #include <stddef.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "harness.h"
 #include "pg_server.h"
@@ -153,10 +154,212 @@ static void submit_run_wait(void **state)
 	host_stop(&c);
 }
 
+/* `jobq show ID --json` on host @h: the job's state. */
+static char *state_on(struct host *h, uint64_t id, char *buf, size_t len)
+{
+	char ids[24];
+	struct jqt_out o;
+	json_t *j;
+
+	snprintf(ids, sizeof(ids), "%" PRIu64, id);
+	HCLI(h, &o, "show", ids, "--json");
+	assert_int_equal(o.code, 0);
+	j = jqt_json_object(&o);
+	assert_non_null(j);
+	snprintf(buf, len, "%s",
+		 json_string_value(json_object_get(j, "state"))
+		     ? json_string_value(json_object_get(j, "state"))
+		     : "?");
+	json_decref(j);
+	jqt_out_free(&o);
+	return buf;
+}
+
+/* Waits (at most @timeout s) until host @h shows job @id in @state. */
+static void until_state(struct host *h, uint64_t id, const char *state,
+			double timeout)
+{
+	double end = jqt_now() + timeout;
+	char st[32];
+
+	while (strcmp(state_on(h, id, st, sizeof(st)), state) &&
+	       jqt_now() < end)
+		jqt_sleep(0.05);
+	assert_string_equal(state_on(h, id, st, sizeof(st)), state);
+}
+
+struct race {
+	struct host *h[2];
+	uint64_t id[2];
+};
+
+static int race_one(int idx, void *arg)
+{
+	struct race *r = arg;
+	struct jqt_out o;
+
+	if (jqt_cli(&r->h[idx]->m, &o, NULL, 0, "submit", "noone", "{}",
+		    "--unique", "the-key", NULL) ||
+	    o.code)
+		return 1;
+	r->id[idx] = strtoull(o.out, NULL, 10);
+	jqt_out_free(&o);
+	return 0;
+}
+
+/* The same --unique key submitted from two hosts at once, many times over:
+ * one job each time. */
+static void unique_across_hosts(void **state)
+{
+	struct host a = {0}, b = {0};
+	struct race *r = jqt_shared(sizeof(*r));
+	char ids[24];
+	struct jqt_out o;
+
+	host_start(&a, conninfo, 0);
+	host_start(&b, conninfo, 0);
+	r->h[0] = &a;
+	r->h[1] = &b;
+	for (int round = 0; round < 5; round++) {
+		pid_t pids[2];
+		int st[2];
+
+		assert_int_equal(jqt_fork_n(2, race_one, r, pids), 0);
+		assert_int_equal(jqt_wait_all(pids, 2, 30, st), 0);
+		assert_true(jqt_status_ok(st[0]) && jqt_status_ok(st[1]));
+		assert_true(r->id[0] > 0);
+		assert_int_equal(r->id[0], r->id[1]);
+		/* Its key is free again once it is final. */
+		snprintf(ids, sizeof(ids), "%" PRIu64, r->id[0]);
+		HCLI(&a, &o, "cancel", ids);
+		assert_int_equal(o.code, 0);
+		jqt_out_free(&o);
+	}
+	host_stop(&a);
+	host_stop(&b);
+}
+
+/* B's manager is killed while its worker runs the job: the lease ends and
+ * D's worker runs it again; A sees it succeed. */
+static void worker_host_killed(void **state)
+{
+	struct host a = {0}, b = {0}, d = {0};
+	char dir[PATH_MAX], flag[PATH_MAX + 8], cmd[2 * PATH_MAX + 128];
+	char ids[24];
+	struct jqt_out o;
+	uint64_t id;
+	double end;
+
+	assert_int_equal(jqt_tmpdir(dir, sizeof(dir)), 0);
+	snprintf(flag, sizeof(flag), "%s/flag", dir);
+	/* The first run marks that it started and hangs; the second one
+	 * finishes. */
+	snprintf(cmd, sizeof(cmd),
+		 "if [ -e %s ]; then echo second-run; else touch %s; "
+		 "sleep 60; fi",
+		 flag, flag);
+	host_start(&a, conninfo, 0);
+	host_start(&b, conninfo, 1);
+	/* `run` retries nothing unless asked. */
+	HCLI(&a, &o, "run", "--timeout", "2", "--retries", "1", "--", "sh",
+	     "-c", cmd);
+	id = to_id(&o);
+	jqt_out_free(&o);
+	snprintf(ids, sizeof(ids), "%" PRIu64, id);
+	end = jqt_now() + 20;
+	while (access(flag, F_OK) && jqt_now() < end)
+		jqt_sleep(0.05);
+	assert_int_equal(access(flag, F_OK), 0);
+	kill(b.m.pid, SIGKILL);
+	host_start(&d, conninfo, 1);
+	HCLI(&a, &o, "wait", ids, "--timeout", "30");
+	if (o.code)
+		fprintf(stderr, "wait: %s%s\n", o.out, o.err);
+	assert_int_equal(o.code, 0);
+	assert_non_null(strstr(o.out, "second-run"));
+	jqt_out_free(&o);
+	host_stop(&a);
+	host_stop(&b);
+	host_stop(&d);
+	jqt_rmtree(dir);
+}
+
+/* A job that always fails, run on B, is retried and ends dead; C sees
+ * each step. */
+static void retries_and_dead(void **state)
+{
+	struct host a = {0}, b = {0}, c = {0};
+	char ids[24], st[32];
+	struct jqt_out o;
+	uint64_t id;
+	json_t *j;
+
+	host_start(&a, conninfo, 0);
+	host_start(&b, conninfo, 1);
+	host_start(&c, conninfo, 0);
+	HCLI(&a, &o, "run", "--retries", "1", "--", "false");
+	id = to_id(&o);
+	jqt_out_free(&o);
+	snprintf(ids, sizeof(ids), "%" PRIu64, id);
+	seen(&c, id);
+	HCLI(&c, &o, "wait", ids, "--timeout", "30");
+	assert_int_equal(o.code, 4);
+	jqt_out_free(&o);
+	assert_string_equal(state_on(&c, id, st, sizeof(st)), "dead");
+	until_state(&a, id, "dead", 10);
+	HCLI(&a, &o, "show", ids, "--json");
+	j = jqt_json_object(&o);
+	assert_non_null(j);
+	assert_int_equal(json_integer_value(json_object_get(j, "attempts")), 2);
+	json_decref(j);
+	jqt_out_free(&o);
+	host_stop(&a);
+	host_stop(&b);
+	host_stop(&c);
+}
+
+/* A job running on B is cancelled from C: B's worker stops it, A's wait
+ * says cancelled. */
+static void cancel_from_another_host(void **state)
+{
+	struct host a = {0}, b = {0}, c = {0};
+	char ids[24];
+	struct jqt_out o;
+	uint64_t id;
+	double t0;
+
+	host_start(&a, conninfo, 0);
+	host_start(&b, conninfo, 1);
+	host_start(&c, conninfo, 0);
+	HCLI(&a, &o, "run", "--", "sleep", "60");
+	id = to_id(&o);
+	jqt_out_free(&o);
+	snprintf(ids, sizeof(ids), "%" PRIu64, id);
+	seen(&c, id);
+	until_state(&c, id, "running", 20);
+	HCLI(&c, &o, "cancel", ids);
+	assert_int_equal(o.code, 0);
+	jqt_out_free(&o);
+	t0 = jqt_now();
+	HCLI(&a, &o, "wait", ids, "--timeout", "20");
+	assert_int_equal(o.code, 4);
+	jqt_out_free(&o);
+	/* Well before the sleep would have ended. */
+	assert_true(jqt_now() - t0 < 15);
+	until_state(&b, id, "cancelled", 10);
+	host_stop(&a);
+	host_stop(&b);
+	host_stop(&c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup(submit_run_wait, setup),
+	    cmocka_unit_test_setup(unique_across_hosts, setup),
+	    cmocka_unit_test_setup(worker_host_killed, setup),
+	    cmocka_unit_test_setup(retries_and_dead, setup),
+	    cmocka_unit_test_setup(cancel_from_another_host, setup),
 	};
 	int ret;
 
