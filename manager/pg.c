@@ -57,6 +57,9 @@ struct pgq {
 	PGresult *res; /* the statement's result, kept until the sync */
 	int err;
 	bool got_null; /* PQgetResult said NULL once since the last result */
+	bool last;     /* a pipeline sync follows it: its batch ends here */
+	bool solo;     /* sent in a batch of its own (see batching) */
+	bool aborted;  /* skipped: an earlier statement of its batch failed */
 };
 
 struct jobq__pg {
@@ -74,7 +77,10 @@ struct jobq__pg {
 	int listens_left; /* LISTENs of this connection not answered yet */
 	struct pgq *wait_head, *wait_tail;
 	struct pgq *sent_head, *sent_tail;
+	struct pgq *cur; /* on "sent": the query the next result is for */
 	uint32_t nwait, nsent;
+	bool batching; /* jobq__pg_batching() */
+	bool sending;  /* a batch is half written: its sync is to come */
 	uint64_t retry_at, backoff_ns;
 	uint64_t connect_by; /* CONNECTING: given up at this time */
 };
@@ -185,7 +191,8 @@ static void conn_drop(struct jobq__pg *pg, const char *why)
 	pg->gen++;
 	pg->up = false;
 	pg->want_write = false;
-	pg->sent_head = pg->sent_tail = NULL;
+	pg->sent_head = pg->sent_tail = pg->cur = NULL;
+	pg->sending = false;
 	pg->nsent = 0;
 	pg->retry_at = now_ns() + pg->backoff_ns;
 	pg->backoff_ns = pg->backoff_ns * 2 > BACKOFF_MAX_NS
@@ -250,18 +257,32 @@ static void send_waiting(struct jobq__pg *pg)
 
 	if (pg->st != ST_OPEN)
 		return;
-	while ((q = pg->wait_head)) {
+	/* Batching: the next batch leaves when the last one is answered,
+	 * and takes everything that came meanwhile (a group commit: the
+	 * busier, the larger the batches, one WAL flush each). */
+	while ((q = pg->wait_head) && !(pg->batching && pg->nsent && !q->solo &&
+					q->cb != listen_done && !pg->sending)) {
+		struct pgq *nx = q->next;
+
+		/* Batching: a sync after the last of a run of queries, so
+		 * that they commit together; LISTENs and queries sent again
+		 * after their batch failed go alone. */
+		q->last = !pg->batching || q->solo || !nx || nx->solo ||
+			  q->cb == listen_done || nx->cb == listen_done;
 		if (!PQsendQueryParams(pg->conn, q->sql, q->n, NULL,
 				       (const char *const *)q->vals, NULL, NULL,
 				       0) ||
-		    !PQpipelineSync(pg->conn)) {
+		    (q->last && !PQpipelineSync(pg->conn))) {
 			conn_fail(pg);
 			return;
 		}
 		q_pop(&pg->wait_head, &pg->wait_tail);
 		pg->nwait--;
 		q_push(&pg->sent_head, &pg->sent_tail, q);
+		if (!pg->cur)
+			pg->cur = q;
 		pg->nsent++;
+		pg->sending = !q->last;
 	}
 	r = PQflush(pg->conn);
 	if (r < 0) {
@@ -425,13 +446,58 @@ int jobq__pg_query(struct jobq__pg *pg, const char *sql, int n,
 	return 0;
 }
 
+/*
+ * batch_done - the sync after a batch (the queries on "sent" up to and
+ * including @last) was answered. Without an error the batch committed and
+ * every callback runs with its answer. With one, the transaction rolled
+ * back: the statement that failed gets its error, and the others, which
+ * either ran and were undone or never ran, go back to the head of
+ * "waiting" to be sent again each alone, in their order.
+ */
+static void batch_done(struct jobq__pg *pg, struct pgq *last)
+{
+	struct pgq *q, *redo_head = NULL, *redo_tail = NULL;
+	bool failed = false, more = true;
+
+	for (q = pg->sent_head; q; q = q->next) {
+		failed |= q->err && !q->aborted;
+		if (q == last)
+			break;
+	}
+	while (more && (q = q_pop(&pg->sent_head, &pg->sent_tail))) {
+		more = q != last;
+		pg->nsent--;
+		if (failed && (q->aborted || !q->err)) {
+			PQclear(q->res);
+			q->res = NULL;
+			q->err = 0;
+			q->aborted = q->got_null = false;
+			q->solo = true;
+			q_push(&redo_head, &redo_tail, q);
+			continue;
+		}
+		q_finish(q, q->err);
+		if (pg->st != ST_OPEN)
+			break;
+	}
+	pg->cur = pg->sent_head;
+	if (redo_head) {
+		redo_tail->next = pg->wait_head;
+		pg->wait_head = redo_head;
+		if (!pg->wait_tail)
+			pg->wait_tail = redo_tail;
+		for (q = redo_head; q != redo_tail->next; q = q->next)
+			pg->nwait++;
+	}
+}
+
 /* Takes every answer that has arrived, in order. */
 static void read_results(struct jobq__pg *pg)
 {
 	PGnotify *nt;
 
-	while (pg->sent_head && !PQisBusy(pg->conn)) {
-		struct pgq *q = pg->sent_head;
+	while (pg->cur && !PQisBusy(pg->conn)) {
+		struct pgq *q = pg->cur;
 		PGresult *r = PQgetResult(pg->conn);
 
 		if (!r) {
@@ -440,15 +506,20 @@ static void read_results(struct jobq__pg *pg)
 			if (q->got_null)
 				break;
 			q->got_null = true;
+			/* A statement inside a batch: the next one's
+			 * results follow, the sync comes after the last. */
+			if (!q->last && q->next)
+				pg->cur = q->next;
 			continue;
 		}
 		q->got_null = false;
 		switch (PQresultStatus(r)) {
 		case PGRES_PIPELINE_SYNC:
 			PQclear(r);
-			q_pop(&pg->sent_head, &pg->sent_tail);
-			pg->nsent--;
-			q_finish(q, q->err);
+			/* The batch is the oldest sent, up to its last. */
+			for (q = pg->sent_head; q && !q->last; q = q->next)
+				;
+			batch_done(pg, q ? q : pg->sent_tail);
 			break;
 		case PGRES_FATAL_ERROR:
 		case PGRES_NONFATAL_ERROR:
@@ -458,15 +529,18 @@ static void read_results(struct jobq__pg *pg)
 			q->err = -EPROTO;
 			break;
 		case PGRES_PIPELINE_ABORTED:
-			/* Not reached with one statement per sync; kept as
-			 * an error should it be. */
+			/* An earlier statement of its batch failed: this one
+			 * did not run. */
 			if (!q->err) {
 				PQclear(q->res);
 				q->res = r;
 				q->err = -EPROTO;
+				q->aborted = true;
 			} else {
 				PQclear(r);
 			}
+			/* Which skipped statement it names matters not: all
+			 * but the one that failed are sent again. */
 			break;
 		default:
 			if (q->err) {
@@ -485,6 +559,11 @@ static void read_results(struct jobq__pg *pg)
 			pg->h.notify(pg->h.ctx, nt->relname, nt->extra);
 		PQfreemem(nt);
 	}
+}
+
+void jobq__pg_batching(struct jobq__pg *pg, bool on)
+{
+	pg->batching = on;
 }
 
 short jobq__pg_events(struct jobq__pg *pg, int *fd, uint64_t *deadline_ns,

@@ -136,6 +136,18 @@ void jobq__pg_ready(struct jobq__pg *pg, short revents);
  * attempt that took too long (10 s). */
 void jobq__pg_tick(struct jobq__pg *pg);
 
+/*
+ * jobq__pg_batching - with @on, the queries sent together (a turn's) form
+ * one transaction: one sync after the last, so one commit, and one flush
+ * of the server's WAL, for all of them. Each callback still says 0 only
+ * after that commit. When one statement fails, its callback gets the
+ * error and the others (undone with it) are sent again, each alone, so
+ * that another's error never becomes theirs. Statements of one batch must
+ * not depend on each other's effects being separately committed. Off by
+ * default: one query, one transaction.
+ */
+void jobq__pg_batching(struct jobq__pg *pg, bool on);
+
 /* Whether the connection is up (LISTEN done). */
 bool jobq__pg_up(const struct jobq__pg *pg);
 

@@ -151,6 +151,9 @@ int jobq__backend_open(char *err, size_t errlen)
 	if (!found)
 		jobq__log(0, "backend: created the jobq schema, version %d",
 			  JOBQ__PG_SCHEMA_VERSION);
+	/* A turn's statements commit together: one WAL flush for a burst of
+	 * submits or results instead of one each. */
+	jobq__pg_batching(b.pg, true);
 	jobq__log(JOBQ__LOG_WARN,
 		  "backend: connected (schema version %d), but this jobqd "
 		  "still keeps its jobs, queues and keys in its own store: "

@@ -794,6 +794,52 @@ static void kv_atomic(void **state)
 	assert_string_equal(A.state, "22P02");
 }
 
+static bool all4(void *arg)
+{
+	struct ans *a = arg;
+
+	return a[0].done && a[1].done && a[2].done && a[3].done;
+}
+
+/* Batching: queries sent together commit together; one that fails gets
+ * its error alone, and the others of its batch, undone with it, are sent
+ * again and take effect once. */
+static void batching_commits_together(void **state)
+{
+	struct ctx *x = *state;
+	struct ans a[4] = {0};
+
+	jobq__pg_batching(x->pg, true);
+	assert_int_equal(jobq__pg_kv_set(x->pg, "a", "1", ans_cb, &a[0]), 0);
+	assert_int_equal(jobq__pg_kv_incr(x->pg, "n", 1, ans_cb, &a[1]), 0);
+	assert_int_equal(
+	    jobq__pg_query(x->pg, "SELECT 1 / 0", 0, NULL, ans_cb, &a[2]), 0);
+	assert_int_equal(jobq__pg_kv_incr(x->pg, "n", 1, ans_cb, &a[3]), 0);
+	assert_int_equal(jobq__pg_run(x->pg, all4, a, 20000), 0);
+	assert_int_equal(a[0].err, 0);
+	assert_int_equal(a[1].err, 0);
+	assert_int_equal(a[2].err, -EPROTO);
+	assert_string_equal(a[2].state, "22012");
+	assert_int_equal(a[3].err, 0);
+	/* Each increment once, though the first ran twice. */
+	assert_string_equal(
+	    peek(x, "SELECT value FROM jobq_kv WHERE key = 'n'"), "2");
+	assert_string_equal(
+	    peek(x, "SELECT value FROM jobq_kv WHERE key = 'a'"), "1");
+	for (int i = 0; i < 4; i++)
+		ans_clear(&a[i]);
+	/* Without an error: one transaction, every answer committed. */
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(jobq__pg_kv_incr(x->pg, "m", 1, ans_cb, &a[i]),
+				 0);
+	assert_int_equal(jobq__pg_run(x->pg, all4, a, 20000), 0);
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(a[i].err, 0);
+		assert_int_equal(jobq__pg_int(a[i].res, 0, 0), i + 1);
+		ans_clear(&a[i]);
+	}
+}
+
 static void retention(void **state)
 {
 	struct ctx *x = *state;
@@ -1102,6 +1148,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(parallel_limit_and_pause, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(kv_atomic, setup, teardown),
+	    cmocka_unit_test_setup_teardown(batching_commits_together, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(retention, setup, teardown),
 	    cmocka_unit_test_setup_teardown(listen_notify_wakes, setup,
 					    teardown),
