@@ -446,6 +446,18 @@ int jobq__pg_query(struct jobq__pg *pg, const char *sql, int n,
 	return 0;
 }
 
+/* A statement that failed only for meeting another transaction (a
+ * deadlock, which batches of two hosts can run into, or a serialization
+ * failure): it is sent again, alone. */
+static bool transient(const struct pgq *q)
+{
+	const char *st = q->res && !q->aborted
+			     ? PQresultErrorField(q->res, PG_DIAG_SQLSTATE)
+			     : NULL;
+
+	return st && (!strcmp(st, "40P01") || !strcmp(st, "40001"));
+}
+
 /*
  * batch_done - the sync after a batch (the queries on "sent" up to and
  * including @last) was answered. Without an error the batch committed and
@@ -467,7 +479,7 @@ static void batch_done(struct jobq__pg *pg, struct pgq *last)
 	while (more && (q = q_pop(&pg->sent_head, &pg->sent_tail))) {
 		more = q != last;
 		pg->nsent--;
-		if (failed && (q->aborted || !q->err)) {
+		if (failed && (q->aborted || !q->err || transient(q))) {
 			PQclear(q->res);
 			q->res = NULL;
 			q->err = 0;
