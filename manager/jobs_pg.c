@@ -286,7 +286,7 @@ static void sync_cb(void *arg, int err, const PGresult *res)
 	n = PQntuples(res);
 	for (int i = 0; i < n; i++)
 		mirror_row(res, i);
-	if (n == SYNC_ROWS)
+	if (n >= SYNC_ROWS)
 		g.again = true;
 	if (g.again) {
 		bool all = g.again_all;
@@ -690,8 +690,8 @@ static void reserve_cb(void *arg, int err, const PGresult *res)
 		}
 		jobq__jobs_mirror_hold(r, c);
 		g.tok[r] = token;
-		/* Its priority, limits and times come with the next sync. */
-		sync_id(id);
+		/* Its priority, limits and times come with the tick's
+		 * sync, which reads every mirror not final. */
 		got++;
 		/* All but the last with MORE, as a local hand-out. */
 		if (prev != NONE)

@@ -313,8 +313,9 @@ int jobq__pg_show(struct jobq__pg *pg, uint64_t id, jobq__pg_cb cb, void *arg);
 int jobq__pg_unreserve(struct jobq__pg *pg, uint64_t id, uint64_t token,
 		       jobq__pg_cb cb, void *arg);
 
-/* Sync: the rows a manager mirrors into its own store: every job with an
- * id above @after, and the @nids jobs @ids, by id, at most @limit. Columns:
+/* Sync: the rows a manager mirrors into its own store: the @limit jobs
+ * with the smallest ids above @after, then those of the @nids jobs @ids
+ * not above it. Columns:
  * 0 id, 1 type, 2 queue, 3 state, 4 priority, 5 attempts, 6 max_attempts,
  * 7 args, 8 result, 9 error, 10 progress, 11 lease_token, 12 created,
  * 13 started, 14 finished, 15 run_at (times in microseconds since the

@@ -569,17 +569,18 @@ int jobq__pg_unreserve(struct jobq__pg *pg, uint64_t id, uint64_t token,
  * date parser; NULL stays NULL (0 through jobq__pg_int()). */
 #define US(col) " (extract(epoch FROM " col ") * 1000000)::bigint"
 
+/* Two index scans: one condition with OR would walk the whole index. */
+#define SYNC_COLS                                                               \
+	"SELECT id, type, queue, state, priority, attempts, max_attempts,"      \
+	" args, result, error, progress, lease_token," US("created_at") "," US( \
+	    "started_at") "," US("finished_at") "," US("run_at") ","            \
+								 " timeout_"    \
+								 "ms FROM "     \
+								 "jobq_jobs"
+
 static const char sql_sync[] =
-    "SELECT id, type, queue, state, priority, attempts, max_attempts,"
-    " args, result, error, progress, lease_token," US("created_at") "," US(
-	"started_at") "," US("finished_at") "," US("run_at") ","
-							     " timeout_ms FROM "
-							     "jobq_jobs WHERE "
-							     "id > $1 OR id = "
-							     "ANY "
-							     "($2::bigint[])"
-							     " ORDER BY id "
-							     "LIMIT $3";
+    "(" SYNC_COLS " WHERE id > $1 ORDER BY id LIMIT $3) UNION ALL"
+    " (" SYNC_COLS " WHERE id = ANY ($2::bigint[]) AND id <= $1)";
 
 int jobq__pg_sync(struct jobq__pg *pg, uint64_t after, const uint64_t *ids,
 		  uint32_t nids, uint32_t limit, jobq__pg_cb cb, void *arg)
