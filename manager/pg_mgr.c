@@ -16,10 +16,9 @@
  * closed would keep that connection open. Time-driven work (reconnect
  * backoff, maintenance) runs from the loop's JOBQ__TIMER_BACKEND.
  *
- * The job handlers (jobs.c) do not call pg_jobs.c yet: with --backend
- * the manager connects, checks or creates the schema, keeps the
- * connection and runs the maintenance, and says at start that jobs are
- * still kept in its own store.
+ * The job handlers go through the backend (jobs_pg.c): jobs are shared
+ * by every host's manager. Queues of objects, the key/value store and
+ * locks stay with each host for now, which the log line at start says.
  */
 #include <errno.h>
 #include <poll.h>
@@ -154,10 +153,10 @@ int jobq__backend_open(char *err, size_t errlen)
 	/* A turn's statements commit together: one WAL flush for a burst of
 	 * submits or results instead of one each. */
 	jobq__pg_batching(b.pg, true);
-	jobq__log(JOBQ__LOG_WARN,
-		  "backend: connected (schema version %d), but this jobqd "
-		  "still keeps its jobs, queues and keys in its own store: "
-		  "the job handlers do not use the backend yet",
+	jobq__log(0,
+		  "backend: schema version %d; jobs are shared with every "
+		  "host on this database, queues, keys and locks stay with "
+		  "this host",
 		  JOBQ__PG_SCHEMA_VERSION);
 	b.maint_at = jobq__now_ns() + MAINT_NS;
 	b.retain_at = jobq__now_ns() + RETAIN_NS;
