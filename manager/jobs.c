@@ -1904,6 +1904,11 @@ int jobq__jobs_replay(uint16_t type, const uint8_t *p, uint32_t len)
 	uint64_t id;
 	uint32_t r;
 
+	/* With --backend the jobs are PostgreSQL's rows, mirrored afresh
+	 * once connected: the journal keeps types and queue settings. */
+	if (jobq__m.o.backend && type != JOBQ__JR_JOB_TYPE &&
+	    type != JOBQ__JR_JOB_QUEUE)
+		return 0;
 	switch (type) {
 	case JOBQ__JR_JOB_TYPE:
 		return replay_type(p, len);
@@ -2115,7 +2120,8 @@ int jobq__jobs_snapshot(struct jobq__journal *jn)
 		if (jobq__m.st.queues[q].paused ||
 		    jobq__m.st.queues[q].parallel)
 			jlog_queue(jn, q, &err);
-	for (uint32_t r = 0; r < jobs.hwm && !err; r++)
+	/* Mirrors of a --backend's rows are not this journal's to keep. */
+	for (uint32_t r = 0; r < jobs.hwm && !err && !jobq__m.o.backend; r++)
 		if (job_rec(r)->id)
 			err = jlog_new(jn, r);
 	if (err)
@@ -2133,18 +2139,22 @@ int jobq__jobs_snapshot(struct jobq__journal *jn)
 static void mirror_count(uint32_t r, int64_t sign)
 {
 	struct jobq_job_rec *j = job_rec(r);
+	bool q = j->queue_id < load_relaxed(&jobq__hdr()->nqueues);
 
 	if (j->state == JOBQ_JS_READY) {
 		t_adj(j->type_id, sign, 0);
-		q_adj(j->queue_id, sign, 0);
+		if (q)
+			q_adj(j->queue_id, sign, 0);
 	} else if (j->state == JOBQ_JS_RUNNING) {
 		t_adj(j->type_id, 0, sign);
-		q_adj(j->queue_id, 0, (int32_t)sign);
+		if (q)
+			q_adj(j->queue_id, 0, (int32_t)sign);
 	}
 }
 
-/* The local queue named @name, or 0 (the default queue) when this host
- * has none of that name: its records name the queue by number. */
+/* The local queue named @name, or UINT32_MAX when this host has none of
+ * that name (no client here opened it): its records name the queue by
+ * number, and readers show no name for one out of range. */
 static uint32_t mirror_queue(const char *name)
 {
 	uint32_t n = load_relaxed(&jobq__hdr()->nqueues);
@@ -2152,7 +2162,7 @@ static uint32_t mirror_queue(const char *name)
 	for (uint32_t i = 0; name && i < n; i++)
 		if (!strcmp(jobq__m.st.queues[i].name, name))
 			return i;
-	return 0;
+	return UINT32_MAX;
 }
 
 static uint64_t mirror_item(const void *data, uint32_t len, uint32_t type)

@@ -162,7 +162,8 @@ void jobq__lane_take(struct lane *l, uint32_t r);
  */
 struct jobq__mirror {
 	uint64_t id;
-	const char *type, *queue; /* names; an unknown queue is "default" */
+	const char *type, *queue; /* names; a queue this host has not opened
+				   * is numbered UINT32_MAX (no name) */
 	unsigned state;		  /* JOBQ_JS_* */
 	int32_t priority;
 	uint32_t attempts, max_attempts;

@@ -178,7 +178,9 @@ static void from_rec(struct jobq__mirror *m, uint32_t r)
 	memset(m, 0, sizeof(*m));
 	m->id = j->id;
 	m->type = jobq__m.st.types[j->type_id].name;
-	m->queue = jobq__m.st.queues[j->queue_id].name;
+	m->queue = j->queue_id < load_relaxed(&jobq__hdr()->nqueues)
+		       ? jobq__m.st.queues[j->queue_id].name
+		       : NULL;
 	m->state = j->state;
 	m->priority = j->priority;
 	m->attempts = j->attempts;
