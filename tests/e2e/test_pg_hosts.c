@@ -352,6 +352,38 @@ static void cancel_from_another_host(void **state)
 	host_stop(&c);
 }
 
+/* A manager killed and started again mirrors the jobs afresh from the
+ * database, its journal keeping none of them. */
+static void restarted_host_sees_jobs(void **state)
+{
+	struct host a = {0}, b = {0};
+	const char *args[] = {"--config", a.cfg, "--log", a.log, NULL};
+	char ids[24];
+	struct jqt_out o;
+	uint64_t id;
+
+	host_start(&a, conninfo, 0);
+	host_start(&b, conninfo, 1);
+	HCLI(&a, &o, "submit", "echo", "{\"x\": 1}", "--queue", "q1");
+	id = to_id(&o);
+	jqt_out_free(&o);
+	snprintf(ids, sizeof(ids), "%" PRIu64, id);
+	HCLI(&a, &o, "wait", ids, "--timeout", "20");
+	assert_int_equal(o.code, 0);
+	jqt_out_free(&o);
+	kill(a.m.pid, SIGKILL);
+	assert_int_equal(jqt_mgr_wait_exit(&a.m, 10), 0);
+	assert_int_equal(jqt_mgr_restart(&a.m, args), 0);
+	seen(&a, id);
+	until_state(&a, id, "succeeded", 10);
+	HCLI(&a, &o, "wait", ids, "--timeout", "5");
+	assert_int_equal(o.code, 0);
+	assert_non_null(strstr(o.out, "\"x\""));
+	jqt_out_free(&o);
+	host_stop(&a);
+	host_stop(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -360,6 +392,7 @@ int main(void)
 	    cmocka_unit_test_setup(worker_host_killed, setup),
 	    cmocka_unit_test_setup(retries_and_dead, setup),
 	    cmocka_unit_test_setup(cancel_from_another_host, setup),
+	    cmocka_unit_test_setup(restarted_host_sees_jobs, setup),
 	};
 	int ret;
 
