@@ -69,6 +69,7 @@ struct preq {
 	 * its parking number, the ready notifications seen when sent. */
 	struct jobq__waiter *w;
 	uint64_t park, ready_seq;
+	bool final; /* K_FAIL: no retry (JOBQ_SQE_FINAL) */
 	/* K_QUEUE */
 	int paused;
 	int64_t parallel;
@@ -822,8 +823,9 @@ static void done_cb(void *arg, int err, const PGresult *res)
 
 	if (err == -ECONNRESET && p->tries++ < 5) {
 		/* Safe twice: the token makes a second run find no row. */
-		if (!(fail ? jobq__pg_fail(jobq__backend_pg(), p->id, p->token,
-					   (const char *)p->data, done_cb, p)
+		if (!(fail ? jobq__pg_fail_final(
+				 jobq__backend_pg(), p->id, p->token,
+				 (const char *)p->data, p->final, done_cb, p)
 			   : jobq__pg_complete(jobq__backend_pg(), p->id,
 					       p->token, p->data, p->len,
 					       done_cb, p)))
@@ -897,8 +899,10 @@ int jobq__jobs_pg_done(struct jobq__client *c, const struct jobq_sqe *s,
 	p->rec = r;
 	p->id = j->id;
 	p->token = g.tok[r];
-	ret = fail ? jobq__pg_fail(jobq__backend_pg(), p->id, p->token,
-				   (const char *)p->data, done_cb, p)
+	p->final = s->flags & JOBQ_SQE_FINAL;
+	ret = fail ? jobq__pg_fail_final(jobq__backend_pg(), p->id, p->token,
+					 (const char *)p->data, p->final,
+					 done_cb, p)
 		   : jobq__pg_complete(jobq__backend_pg(), p->id, p->token,
 				       p->data, p->len, done_cb, p);
 	if (ret) {

@@ -256,6 +256,11 @@ int jobq__pg_complete(struct jobq__pg *pg, uint64_t id, uint64_t token,
  * Rows as complete. */
 int jobq__pg_fail(struct jobq__pg *pg, uint64_t id, uint64_t token,
 		  const char *error, jobq__pg_cb cb, void *arg);
+/* The same, with @final: dead at once, whatever attempts remain (a worker
+ * that says its job must not be retried). */
+int jobq__pg_fail_final(struct jobq__pg *pg, uint64_t id, uint64_t token,
+			const char *error, bool final, jobq__pg_cb cb,
+			void *arg);
 
 /* Cancel: a job not final becomes CANCELLED (a running one's token stops
  * matching, so its worker's result is refused); dependents go dead. Rows:

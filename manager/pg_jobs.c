@@ -328,10 +328,11 @@ int jobq__pg_complete(struct jobq__pg *pg, uint64_t id, uint64_t token,
 /* clang-format off */
 static const char sql_fail[] =
     "WITH RECURSIVE f AS (UPDATE jobq_jobs SET"
-    " state = CASE WHEN attempts >= max_attempts THEN 7 ELSE 6 END,"
-    " run_at = CASE WHEN attempts >= max_attempts THEN run_at"
+    " state = CASE WHEN $4 OR attempts >= max_attempts THEN 7 ELSE 6 END,"
+    " run_at = CASE WHEN $4 OR attempts >= max_attempts THEN run_at"
     " ELSE now() + " BACKOFF " END,"
-    " finished_at = CASE WHEN attempts >= max_attempts THEN now() END,"
+    " finished_at = CASE WHEN $4 OR attempts >= max_attempts"
+    " THEN now() END,"
     " error = $3, lease_token = NULL, lease_until = NULL"
     " WHERE id = $1 AND state = 4 AND lease_token = $2"
     " RETURNING id, queue, slot, state, type),"
@@ -345,13 +346,21 @@ static const char sql_fail[] =
     " + (SELECT count(*) FROM fin) FROM f";
 /* clang-format on */
 
+int jobq__pg_fail_final(struct jobq__pg *pg, uint64_t id, uint64_t token,
+			const char *error, bool final, jobq__pg_cb cb,
+			void *arg)
+{
+	char a[24], b[24];
+	const char *v[4] = {NUM(a, id), NUM(b, token), error ? error : "",
+			    final ? "true" : "false"};
+
+	return jobq__pg_query(pg, sql_fail, 4, v, cb, arg);
+}
+
 int jobq__pg_fail(struct jobq__pg *pg, uint64_t id, uint64_t token,
 		  const char *error, jobq__pg_cb cb, void *arg)
 {
-	char a[24], b[24];
-	const char *v[3] = {NUM(a, id), NUM(b, token), error ? error : ""};
-
-	return jobq__pg_query(pg, sql_fail, 3, v, cb, arg);
+	return jobq__pg_fail_final(pg, id, token, error, false, cb, arg);
 }
 
 /* ------------------------------------------------------------------------
