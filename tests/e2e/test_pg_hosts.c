@@ -313,6 +313,23 @@ static void retries_and_dead(void **state)
 	assert_int_equal(json_integer_value(json_object_get(j, "attempts")), 2);
 	json_decref(j);
 	jqt_out_free(&o);
+	/* A worker that says "no retry" (args a built-in type refuses) makes
+	 * it dead at its first attempt, retries left or not. */
+	HCLI(&a, &o, "submit", "sleep", "[1]", "--retries", "3");
+	id = to_id(&o);
+	jqt_out_free(&o);
+	snprintf(ids, sizeof(ids), "%" PRIu64, id);
+	HCLI(&a, &o, "wait", ids, "--timeout", "30");
+	assert_int_equal(o.code, 4);
+	jqt_out_free(&o);
+	HCLI(&a, &o, "show", ids, "--json");
+	j = jqt_json_object(&o);
+	assert_non_null(j);
+	assert_string_equal(json_string_value(json_object_get(j, "state")),
+			    "dead");
+	assert_int_equal(json_integer_value(json_object_get(j, "attempts")), 1);
+	json_decref(j);
+	jqt_out_free(&o);
 	host_stop(&a);
 	host_stop(&b);
 	host_stop(&c);
