@@ -44,8 +44,10 @@
 
 /* Rows a sync reads at once; a full answer sends the next at once. */
 #define SYNC_ROWS 2000
-/* Mirrors not final that one periodic sync refreshes at most. */
-#define SYNC_IDS 10000
+/* Ids one periodic sync reads at most. */
+#define SYNC_IDS 2000
+/* Ticks (seconds) between two refreshes of the mirrors not final. */
+#define REFRESH_TICKS 3
 
 enum { K_SUBMIT, K_RESERVE, K_DONE, K_FAIL, K_EXTEND, K_CANCEL, K_QUEUE };
 
@@ -85,6 +87,8 @@ static struct {
 	uint64_t ready_seq; /* jobq_ready notifications so far */
 	uint64_t after;	    /* highest id mirrored */
 	uint64_t lo[2];	    /* g.after at the last two ticks */
+	uint64_t ticks;
+	uint32_t scan; /* the record the next refresh of mirrors starts at */
 	bool busy, again, again_all;
 	uint64_t *ids; /* named by jobq_done, to be read by the next sync */
 	uint32_t nids, cap;
@@ -299,13 +303,34 @@ static void sync_cb(void *arg, int err, const PGresult *res)
 	}
 }
 
-/* Reads new rows and those named since the last sync; with @all also
- * every mirror not final and the ids of the last two ticks. */
+/* Adds @id to the ids the next sync reads; false when out of memory. */
+static bool ids_add(uint32_t *n, uint64_t id)
+{
+	if (*n == g.cap) {
+		uint32_t nc = g.cap ? 2 * g.cap : 256;
+		uint64_t *v = realloc(g.ids, nc * sizeof(*v));
+
+		if (!v)
+			return false;
+		g.ids = v;
+		g.cap = nc;
+	}
+	g.ids[(*n)++] = id;
+	return true;
+}
+
+/*
+ * Reads new rows and those named since the last sync. With @all (every
+ * REFRESH_TICKS ticks) also up to SYNC_IDS mirrors not final, from where
+ * the last such sync stopped (their hand-outs and progress elsewhere come
+ * without a notification), and the ids of the last two ticks that have no
+ * mirror: an id drawn before a larger one may commit after the larger one
+ * was read.
+ */
 static void sync_send(bool all)
 {
 	struct jobq__pg *pg = jobq__backend_pg();
-	uint32_t hwm = jobq__jobs_hwm(), n = g.nids;
-	uint64_t after = g.after;
+	uint32_t hwm = jobq__jobs_hwm(), n = g.nids, seen = 0;
 
 	if (!pg || init())
 		return;
@@ -315,43 +340,30 @@ static void sync_send(bool all)
 		return;
 	}
 	if (all) {
-		after = g.lo[0];
-		for (uint32_t r = 0; r < hwm && n < SYNC_IDS; r++) {
-			const struct jobq_job_rec *j = job_rec(r);
+		for (uint64_t id = g.lo[0] + 1; id <= g.after && n < SYNC_IDS;
+		     id++)
+			if (jobq__jobidx_lookup(id) == NONE && !ids_add(&n, id))
+				break;
+		if (g.scan >= hwm)
+			g.scan = 0;
+		for (; seen < hwm && n < SYNC_IDS; seen++) {
+			const struct jobq_job_rec *j = job_rec(g.scan);
 
-			if (!j->id || is_final(j->state))
-				continue;
-			if (n == g.cap) {
-				uint32_t nc = g.cap ? 2 * g.cap : 256;
-				uint64_t *v = realloc(g.ids, nc * sizeof(*v));
-
-				if (!v)
-					break;
-				g.ids = v;
-				g.cap = nc;
-			}
-			g.ids[n++] = j->id;
+			g.scan = g.scan + 1 < hwm ? g.scan + 1 : 0;
+			if (j->id && !is_final(j->state) && !ids_add(&n, j->id))
+				break;
 		}
 	}
-	if (!jobq__pg_sync(pg, after, g.ids, n, SYNC_ROWS, sync_cb, NULL)) {
+	if (!jobq__pg_sync(pg, g.after, g.ids, n, SYNC_ROWS, sync_cb, NULL)) {
 		g.busy = true;
 		g.nids = 0;
 	}
 }
 
-/* Job @id is to be read by the next sync. */
+/* Job @id is to be read by the next sync (without memory: by a tick's). */
 static void sync_id(uint64_t id)
 {
-	if (g.nids == g.cap) {
-		uint32_t nc = g.cap ? 2 * g.cap : 256;
-		uint64_t *v = realloc(g.ids, nc * sizeof(*v));
-
-		if (!v)
-			return; /* the tick's sync reads it */
-		g.ids = v;
-		g.cap = nc;
-	}
-	g.ids[g.nids++] = id;
+	ids_add(&g.nids, id);
 }
 
 /* ------------------------------------------------------------------------
@@ -986,7 +998,7 @@ void jobq__jobs_pg_tick(void)
 {
 	if (init())
 		return;
-	sync_send(true);
+	sync_send(++g.ticks % REFRESH_TICKS == 0);
 	g.lo[0] = g.lo[1];
 	g.lo[1] = g.after;
 	poke();
