@@ -226,16 +226,21 @@ int jobq__pg_submit(struct jobq__pg *pg, const struct jobq__pg_submit *s,
  * Reserve.
  */
 static const char sql_reserve[] =
-    "WITH cand AS (SELECT j.id, j.queue, j.priority, j.run_at,"
-    " coalesce(s.parallel, 0) > 0 AS limited"
-    " FROM jobq_jobs j LEFT JOIN jobq_queue_settings s"
-    " ON s.queue = j.queue"
-    " WHERE j.state IN (2, 3, 6) AND j.run_at <= now()"
-    " AND j.type = ANY ($2::text[])"
-    " AND NOT coalesce(s.paused, false)"
-    " AND (coalesce(s.parallel, 0) = 0 OR s.running < s.parallel)"
+    /* One ordered scan of the runnable index per type (a condition on
+     * ANY of the types would read and sort every runnable row), then the
+     * best of them. */
+    "WITH cand AS (SELECT c.* FROM unnest($2::text[]) t (type)"
+    " CROSS JOIN LATERAL (SELECT j.id, j.queue, j.priority, j.run_at,"
+    " EXISTS (SELECT 1 FROM jobq_queue_settings s WHERE s.queue = j.queue"
+    " AND s.parallel > 0) AS limited"
+    " FROM jobq_jobs j WHERE j.type = t.type AND j.state IN (2, 3, 6)"
+    " AND j.run_at <= now()"
+    " AND NOT EXISTS (SELECT 1 FROM jobq_queue_settings s"
+    " WHERE s.queue = j.queue AND (s.paused"
+    " OR (s.parallel > 0 AND s.running >= s.parallel)))"
     " ORDER BY j.priority DESC, j.run_at, j.id LIMIT $3"
-    " FOR UPDATE OF j SKIP LOCKED),"
+    " FOR UPDATE OF j SKIP LOCKED) c"
+    " ORDER BY c.priority DESC, c.run_at, c.id LIMIT $3),"
     " want AS (SELECT queue, count(*) AS n FROM cand WHERE limited"
     " GROUP BY queue),"
     /* The slots of limited queues: the UPDATE re-reads the settings row
