@@ -60,7 +60,12 @@ struct pgq {
 	bool last;     /* a pipeline sync follows it: its batch ends here */
 	bool solo;     /* sent in a batch of its own (see batching) */
 	bool aborted;  /* skipped: an earlier statement of its batch failed */
+	bool prep;     /* the preparation of @sql, not a query of a caller */
 };
+
+/* Statements prepared on one connection, by their text's address (a
+ * string literal: pg.h), so that the server plans each once. */
+#define MAX_PREPARED 64
 
 struct jobq__pg {
 	char *conninfo;
@@ -81,6 +86,8 @@ struct jobq__pg {
 	uint32_t nwait, nsent;
 	bool batching; /* jobq__pg_batching() */
 	bool sending;  /* a batch is half written: its sync is to come */
+	const char *prepared[MAX_PREPARED]; /* on this connection */
+	int nprepared;
 	uint64_t retry_at, backoff_ns;
 	uint64_t connect_by; /* CONNECTING: given up at this time */
 };
@@ -193,6 +200,7 @@ static void conn_drop(struct jobq__pg *pg, const char *why)
 	pg->want_write = false;
 	pg->sent_head = pg->sent_tail = pg->cur = NULL;
 	pg->sending = false;
+	pg->nprepared = 0;
 	pg->nsent = 0;
 	pg->retry_at = now_ns() + pg->backoff_ns;
 	pg->backoff_ns = pg->backoff_ns * 2 > BACKOFF_MAX_NS
@@ -249,12 +257,81 @@ static void listen_done(void *arg, int err, const PGresult *res)
 		pg->h.state(pg->h.ctx, true, NULL);
 }
 
+/* The name statement @sql is prepared under on this connection, or NULL
+ * when it is not (yet). */
+static const char *prepared_name(struct jobq__pg *pg, const char *sql,
+				 char *buf, size_t len)
+{
+	for (int i = 0; i < pg->nprepared; i++)
+		if (pg->prepared[i] == sql) {
+			snprintf(buf, len, "jobq%d", i);
+			return buf;
+		}
+	return NULL;
+}
+
+/*
+ * prepare_waiting - prepares the statements of the waiting queries that
+ * this connection has not prepared, each with a sync of its own, ahead of
+ * them (never inside a batch: a sync there would end its transaction).
+ * A statement is taken as prepared once its preparation is sent: the
+ * server handles the pipeline in order. LISTENs and queries with an empty
+ * text are sent as they are.
+ */
+static void prepare_waiting(struct jobq__pg *pg)
+{
+	char name[16];
+
+	for (struct pgq *w = pg->wait_head; w; w = w->next) {
+		struct pgq *q;
+
+		if (w->cb == listen_done || pg->nprepared == MAX_PREPARED ||
+		    prepared_name(pg, w->sql, name, sizeof(name)))
+			continue;
+		q = q_new(w->sql, 0, NULL, NULL, NULL);
+		if (!q)
+			return; /* sent unprepared */
+		snprintf(name, sizeof(name), "jobq%d", pg->nprepared);
+		if (!PQsendPrepare(pg->conn, name, w->sql, w->n, NULL) ||
+		    !PQpipelineSync(pg->conn)) {
+			free(q);
+			conn_fail(pg);
+			return;
+		}
+		pg->prepared[pg->nprepared++] = w->sql;
+		q->prep = q->last = q->solo = true;
+		q_push(&pg->sent_head, &pg->sent_tail, q);
+		if (!pg->cur)
+			pg->cur = q;
+		pg->nsent++;
+	}
+}
+
+/* Writes query @q into the pipeline, prepared when it can be. */
+static int send_one(struct jobq__pg *pg, const struct pgq *q)
+{
+	char buf[16];
+	const char *name = q->cb == listen_done
+			       ? NULL
+			       : prepared_name(pg, q->sql, buf, sizeof(buf));
+
+	if (name)
+		return PQsendQueryPrepared(pg->conn, name, q->n,
+					   (const char *const *)q->vals, NULL,
+					   NULL, 0);
+	return PQsendQueryParams(pg->conn, q->sql, q->n, NULL,
+				 (const char *const *)q->vals, NULL, NULL, 0);
+}
+
 /* Writes the waiting queries into the pipeline and pushes them out. */
 static void send_waiting(struct jobq__pg *pg)
 {
 	struct pgq *q;
 	int r;
 
+	if (pg->st != ST_OPEN)
+		return;
+	prepare_waiting(pg);
 	if (pg->st != ST_OPEN)
 		return;
 	/* Batching: the next batch leaves when the last one is answered,
@@ -269,9 +346,7 @@ static void send_waiting(struct jobq__pg *pg)
 		 * after their batch failed go alone. */
 		q->last = !pg->batching || q->solo || !nx || nx->solo ||
 			  q->cb == listen_done || nx->cb == listen_done;
-		if (!PQsendQueryParams(pg->conn, q->sql, q->n, NULL,
-				       (const char *const *)q->vals, NULL, NULL,
-				       0) ||
+		if (!send_one(pg, q) ||
 		    (q->last && !PQpipelineSync(pg->conn))) {
 			conn_fail(pg);
 			return;
