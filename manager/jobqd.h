@@ -86,6 +86,9 @@ struct jobq__opts {
 	/* Durability. */
 	const char *journal; /* --journal FILE; NULL: DIR/journal */
 	int fsync_mode;	     /* --fsync: enum jobq__fsync_mode */
+	/* More than one machine. */
+	const char *backend; /* --backend URL (libpq); NULL: none */
+	bool migrate;	     /* --migrate: migrate the backend and exit */
 };
 
 /* ------------------------------------------------------------------------
@@ -526,12 +529,45 @@ enum jobq__timer_id {
 	JOBQ__TIMER_HELLO,   /* connections that have not said hello */
 	JOBQ__TIMER_LOCKS,   /* lock leases */
 	JOBQ__TIMER_JOURNAL, /* a batch commit waits for its group */
+	JOBQ__TIMER_BACKEND, /* --backend: reconnects, maintenance */
 	JOBQ__TIMER__COUNT,
 };
 void jobq__timer_arm(int which, uint64_t deadline);
 /* loop.c: polls pidfd @fd; jobq__supervise_exited(@idx) runs when it
  * becomes readable (the child exited). */
 void jobq__loop_watch_child(int fd, uint32_t idx);
+/* loop.c: a one-shot poll of @fd for @events; jobq__backend_event(@tag,
+ * revents or -errno) runs when it completes. unwatch cancels the poll of
+ * @tag (its event then says -ECANCELED, or never comes). */
+void jobq__loop_watch_fd(int fd, short events, uint32_t tag);
+void jobq__loop_unwatch_fd(uint32_t tag);
+
+/*
+ * pg_mgr.c: --backend (built with libpq; without it these do nothing and
+ * main.c refuses the option). migrate runs --migrate and returns the
+ * exit status; open connects and checks the schema before the loop runs
+ * (0, or -errno with a message in @err); turn runs at the end of every
+ * loop turn, timer at JOBQ__TIMER_BACKEND, event on a poll of
+ * jobq__loop_watch_fd().
+ */
+#ifdef JOBQ_HAVE_PG
+int jobq__backend_migrate(const char *url);
+int jobq__backend_open(char *err, size_t errlen);
+void jobq__backend_close(void);
+void jobq__backend_turn(void);
+void jobq__backend_timer(void);
+void jobq__backend_event(uint32_t tag, int res);
+#else
+static inline void jobq__backend_turn(void)
+{
+}
+static inline void jobq__backend_timer(void)
+{
+}
+static inline void jobq__backend_event(uint32_t tag, int res)
+{
+}
+#endif
 
 /* jobs.c: jobs, types and workers. */
 int jobq__jobs_init(void);

@@ -1010,6 +1010,10 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 	struct jobq_job_rec *j;
 	int tid, qerr;
 
+#ifdef JOBQ_HAVE_PG
+	if (jobq__m.o.backend)
+		return jobq__jobs_pg_submit(c, s);
+#endif
 	if (s->arena_len < sizeof(wv))
 		return jobq__bad(-EINVAL);
 	memcpy(&wv, a, sizeof(wv));
@@ -1170,6 +1174,10 @@ int jobq__op_job_wait(struct jobq__client *c, const struct jobq_sqe *s)
 	struct jobq__waiter *w;
 	int err = -ENOMEM;
 
+#ifdef JOBQ_HAVE_PG
+	if (r == NONE && jobq__m.o.backend)
+		return jobq__jobs_pg_wait(c, s);
+#endif
 	if (r == NONE)
 		return -ENOENT;
 	if (is_final(job_rec(r)->state))
@@ -1191,6 +1199,10 @@ int jobq__op_job_cancel(struct jobq__client *c, const struct jobq_sqe *s)
 	uint32_t r = jobq__jobidx_lookup(s->arg0);
 	struct jobq_job_rec *j;
 
+#ifdef JOBQ_HAVE_PG
+	if (jobq__m.o.backend)
+		return jobq__jobs_pg_cancel(c, s);
+#endif
 	if (r == NONE)
 		return -ENOENT;
 	j = job_rec(r);
@@ -1257,6 +1269,9 @@ int jobq__op_job_retry(struct jobq__client *c, const struct jobq_sqe *s)
 	uint32_t r = jobq__jobidx_lookup(s->arg0);
 	unsigned st;
 
+	/* Not offered over a backend yet: its rows are not rerun. */
+	if (jobq__m.o.backend)
+		return -EOPNOTSUPP;
 	if (r == NONE)
 		return -ENOENT;
 	st = job_rec(r)->state;
@@ -1272,6 +1287,8 @@ int jobq__op_job_kick(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	uint32_t r, n = 0;
 
+	if (jobq__m.o.backend)
+		return -EOPNOTSUPP;
 	if (s->arg0) {
 		r = jobq__jobidx_lookup(s->arg0);
 		if (r == NONE)
@@ -1303,6 +1320,10 @@ int jobq__op_q_pause(struct jobq__client *c, const struct jobq_sqe *s)
 
 	if (err)
 		return err == -ESTALE ? err : -ENOENT;
+#ifdef JOBQ_HAVE_PG
+	if (jobq__m.o.backend)
+		return jobq__jobs_pg_queue(c, s, qid, s->arg0 ? 1 : 0, -1);
+#endif
 	q = &jobq__m.st.queues[qid];
 	seq_write_begin(&q->seq);
 	q->paused = s->arg0 ? 1 : 0;
@@ -1321,8 +1342,12 @@ int jobq__op_q_parallel(struct jobq__client *c, const struct jobq_sqe *s)
 
 	if (err)
 		return err == -ESTALE ? err : -ENOENT;
-	if (s->arg0 > UINT32_MAX)
+	if (s->arg0 > UINT32_MAX || (jobq__m.o.backend && s->arg0 > INT32_MAX))
 		return -EINVAL;
+#ifdef JOBQ_HAVE_PG
+	if (jobq__m.o.backend)
+		return jobq__jobs_pg_queue(c, s, qid, -1, (int64_t)s->arg0);
+#endif
 	q = &jobq__m.st.queues[qid];
 	seq_write_begin(&q->seq);
 	q->parallel = (uint32_t)s->arg0;
@@ -1424,6 +1449,10 @@ int jobq__op_w_reserve(struct jobq__client *c, const struct jobq_sqe *s)
 		return -EBUSY;
 	if (wk->stopping || jobq__m.stopping)
 		return JOBQ_ECLOSED;
+#ifdef JOBQ_HAVE_PG
+	if (jobq__m.o.backend)
+		return jobq__jobs_pg_reserve(c, s);
+#endif
 	if (give(c, s->user_data, s->arg0 ? s->arg0 : 1)) {
 		settle();
 		return JOBQ__NOREPLY;
@@ -1525,6 +1554,10 @@ int jobq__op_w_done(struct jobq__client *c, const struct jobq_sqe *s)
 
 	if (ret)
 		return ret;
+#ifdef JOBQ_HAVE_PG
+	if (jobq__m.o.backend)
+		return jobq__jobs_pg_done(c, s, r);
+#endif
 	j = job_rec(r);
 	if (j->flags & JOBQ_JF_CANCELLING) {
 		stop_running(r);
@@ -1566,6 +1599,10 @@ int jobq__op_w_progress(struct jobq__client *c, const struct jobq_sqe *s)
 
 	if (ret)
 		return ret;
+#ifdef JOBQ_HAVE_PG
+	if (jobq__m.o.backend)
+		jobq__jobs_pg_progress(c, s, r);
+#endif
 	j = job_rec(r);
 	if (s->arena_len)
 		note = item_new(a,
@@ -1592,6 +1629,11 @@ int jobq__op_w_extend(struct jobq__client *c, const struct jobq_sqe *s)
 		return ret;
 	if (s->timeout_ns <= 0)
 		return -EINVAL;
+#ifdef JOBQ_HAVE_PG
+	if (jobq__m.o.backend)
+		return jobq__jobs_pg_extend(c, s, r);
+#endif
+
 	/* A cancel's grace period is not the worker's to extend. */
 	if (!(job_rec(r)->flags & JOBQ_JF_CANCELLING))
 		jobq__timerq_set(r, jobq__now_ns() + (uint64_t)s->timeout_ns);
@@ -1625,6 +1667,15 @@ void jobq__jobs_drop_client(struct jobq__client *c)
 
 	if (!wk->reg)
 		return;
+#ifdef JOBQ_HAVE_PG
+	/* Its jobs' rows are failed (or cancelled) through the backend. */
+	while (jobq__m.o.backend && wk->run_head != NONE) {
+		uint32_t r = wk->run_head;
+
+		jobq__jobs_pg_lost(r);
+		jobq__jobs_mirror_unhold(r);
+	}
+#endif
 	while (wk->run_head != NONE) {
 		uint32_t r = wk->run_head;
 
@@ -1930,6 +1981,11 @@ int jobq__jobs_replay(uint16_t type, const uint8_t *p, uint32_t len)
 	uint64_t id;
 	uint32_t r;
 
+	/* With --backend the jobs are PostgreSQL's rows, mirrored afresh
+	 * once connected: the journal keeps types and queue settings. */
+	if (jobq__m.o.backend && type != JOBQ__JR_JOB_TYPE &&
+	    type != JOBQ__JR_JOB_QUEUE)
+		return 0;
 	switch (type) {
 	case JOBQ__JR_JOB_TYPE:
 		return replay_type(p, len);
@@ -2141,7 +2197,8 @@ int jobq__jobs_snapshot(struct jobq__journal *jn)
 		if (jobq__m.st.queues[q].paused ||
 		    jobq__m.st.queues[q].parallel)
 			jlog_queue(jn, q, &err);
-	for (uint32_t r = 0; r < jobs.hwm && !err; r++)
+	/* Mirrors of a --backend's rows are not this journal's to keep. */
+	for (uint32_t r = 0; r < jobs.hwm && !err && !jobq__m.o.backend; r++)
 		if (job_rec(r)->id)
 			err = jlog_new(jn, r);
 	if (err)
@@ -2149,4 +2206,192 @@ int jobq__jobs_snapshot(struct jobq__journal *jn)
 	jobq__uq_each(snap_key, &da);
 	jobq__dep_each(snap_dep, &da);
 	return da.err;
+}
+
+/* ------------------------------------------------------------------------
+ * Mirrors of the rows of a --backend (jobs.h). The counts of each type
+ * and queue follow a mirror's state as they follow a local job's: READY
+ * counts as ready, RUNNING as running, whoever runs it.
+ */
+static void mirror_count(uint32_t r, int64_t sign)
+{
+	struct jobq_job_rec *j = job_rec(r);
+	bool q = j->queue_id < load_relaxed(&jobq__hdr()->nqueues);
+
+	if (j->state == JOBQ_JS_READY) {
+		t_adj(j->type_id, sign, 0);
+		if (q)
+			q_adj(j->queue_id, sign, 0);
+	} else if (j->state == JOBQ_JS_RUNNING) {
+		t_adj(j->type_id, 0, sign);
+		if (q)
+			q_adj(j->queue_id, 0, (int32_t)sign);
+	}
+}
+
+/* The local queue named @name, or UINT32_MAX when this host has none of
+ * that name (no client here opened it): its records name the queue by
+ * number, and readers show no name for one out of range. */
+static uint32_t mirror_queue(const char *name)
+{
+	uint32_t n = load_relaxed(&jobq__hdr()->nqueues);
+
+	for (uint32_t i = 0; name && i < n; i++)
+		if (!strcmp(jobq__m.st.queues[i].name, name))
+			return i;
+	return UINT32_MAX;
+}
+
+static uint64_t mirror_item(const void *data, uint32_t len, uint32_t type)
+{
+	return len || type ? item_new(data, len, type) : 0;
+}
+
+uint32_t jobq__jobs_mirror(const struct jobq__mirror *m)
+{
+	uint32_t r = jobq__jobidx_lookup(m->id), len;
+	struct jobq_job_rec *j;
+	uint64_t args = 0, res = 0;
+	bool fresh = r == NONE, was_final;
+	int tid;
+
+	len = (uint32_t)strnlen(m->type, JOBQ_TYPE_MAX + 1);
+	if (check_type_name(m->type, len) || (tid = type_get(m->type, len)) < 0)
+		return NONE;
+	if (fresh) {
+		r = record_new();
+		if (r == NONE)
+			return NONE;
+	}
+	/* Allocated before the write section: an eviction may run. */
+	if (m->args && m->args_len)
+		args = args_new(m->args, m->args_len);
+	if (m->result)
+		res = mirror_item(m->result, m->result_len, m->result_type);
+	j = job_rec(r);
+	was_final = !fresh && is_final(j->state);
+	if (fresh) {
+		seq_write_begin(&j->seq);
+		memset((char *)j + sizeof(j->seq), 0,
+		       sizeof(*j) - sizeof(j->seq));
+		j->id = m->id;
+		j->worker_client = UINT32_MAX;
+		seq_write_end(&j->seq);
+		jobq__jobidx_insert(m->id, r);
+		store_relaxed(&jobq__hdr()->njobs,
+			      load_relaxed(&jobq__hdr()->njobs) + 1);
+	} else {
+		mirror_count(r, -1);
+		if (was_final && !is_final(m->state))
+			list_del(&jobs.fin_head, &jobs.fin_tail, r);
+	}
+	seq_write_begin(&j->seq);
+	set_state(j, m->state);
+	j->type_id = (uint16_t)tid;
+	j->queue_id = mirror_queue(m->queue);
+	j->priority = m->priority;
+	j->attempts = (uint16_t)m->attempts;
+	j->max_attempts = (uint16_t)m->max_attempts;
+	if (m->progress >= 0)
+		j->progress = (uint32_t)m->progress;
+	j->created_ns = m->created_ns;
+	j->started_ns = m->started_ns;
+	j->finished_ns = m->finished_ns;
+	j->run_at_ns = m->run_at_ns;
+	j->lease_ns = m->lease_ns;
+	if (m->args) {
+		jobq__free(j->args);
+		j->args = args;
+		j->args_len = args ? m->args_len : 0;
+		j->args_type = m->args_type;
+	}
+	if (m->result) {
+		jobq__free(j->result);
+		j->result = res;
+	}
+	seq_write_end(&j->seq);
+	mirror_count(r, 1);
+	if (is_final(m->state) && (fresh || !was_final)) {
+		/* A record held by a local worker stays held until its worker
+		 * answers; only the count of what it runs is settled then. */
+		if (m->state == JOBQ_JS_DEAD)
+			jobq__count(dead);
+		finalize(r);
+	}
+	return r;
+}
+
+void jobq__jobs_mirror_hold(uint32_t r, struct jobq__client *c)
+{
+	struct jobq_job_rec *j = job_rec(r);
+	struct jworker *wk = &jobs.W[c->slot];
+	struct jobq_worker_rec *wr = &jobq__m.st.workers[c->slot];
+
+	seq_write_begin(&j->seq);
+	j->worker_pid = c->pid;
+	j->worker_client = c->slot;
+	j->flags &= (uint8_t)~JOBQ_JF_CANCELLING;
+	seq_write_end(&j->seq);
+	run_add(wk, r);
+	wk->running++;
+	seq_write_begin(&wr->seq);
+	wr->running = wk->running;
+	seq_write_end(&wr->seq);
+}
+
+void jobq__jobs_mirror_unhold(uint32_t r)
+{
+	struct jobq_job_rec *j = job_rec(r);
+	uint32_t slot = j->worker_client;
+
+	if (slot >= jobq__m.o.max_clients || !jobs.W[slot].reg)
+		return;
+	list_del(&jobs.W[slot].run_head, NULL, r);
+	jobs.W[slot].running--;
+	seq_write_begin(&jobq__m.st.workers[slot].seq);
+	jobq__m.st.workers[slot].running = jobs.W[slot].running;
+	seq_write_end(&jobq__m.st.workers[slot].seq);
+	seq_write_begin(&j->seq);
+	j->worker_client = UINT32_MAX;
+	seq_write_end(&j->seq);
+}
+
+bool jobq__jobs_worker(uint32_t slot, uint32_t *free_slots, bool *stopping,
+		       const char **names, uint32_t *ntypes)
+{
+	struct jworker *wk = &jobs.W[slot];
+
+	if (slot >= jobq__m.o.max_clients || !wk->reg)
+		return false;
+	*free_slots = wk->capacity - wk->running;
+	*stopping = wk->stopping || jobq__m.stopping;
+	for (uint32_t i = 0; i < wk->ntypes; i++)
+		names[i] = jobq__m.st.types[wk->types[i]].name;
+	*ntypes = wk->ntypes;
+	return true;
+}
+
+int jobq__jobs_park_reserve(struct jobq__client *c, const struct jobq_sqe *s)
+{
+	struct jobq__waiter *w;
+	int err = -ENOMEM;
+
+	if (s->timeout_ns == 0)
+		return -EAGAIN;
+	w = jobq__wait_new(c, s, JOBQ__W_RESERVE, &err);
+	if (!w)
+		return err;
+	jobq__list_add_tail(&w->onode, &jobs.reservers);
+	jobs.W[c->slot].reserve = w;
+	return JOBQ__NOREPLY;
+}
+
+struct jobq__waiter *jobq__jobs_parked(uint32_t slot)
+{
+	return slot < jobq__m.o.max_clients ? jobs.W[slot].reserve : NULL;
+}
+
+uint32_t jobq__jobs_hwm(void)
+{
+	return jobs.hwm;
 }

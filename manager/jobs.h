@@ -154,4 +154,71 @@ struct lane *jobq__lane_best(const uint16_t *types, uint32_t ntypes,
  * of its head). */
 void jobq__lane_take(struct lane *l, uint32_t r);
 
+/* ------------------------------------------------------------------------
+ * jobs.c: mirrors. With --backend the jobs live in PostgreSQL and a record
+ * of the store is a copy of a row (jobs_pg.c writes them through these),
+ * so that clients read jobs as they always do. A mirror is in no lane,
+ * timer or dependency table: the backend decides what runs when.
+ */
+struct jobq__mirror {
+	uint64_t id;
+	const char *type, *queue; /* names; a queue this host has not opened
+				   * is numbered UINT32_MAX (no name) */
+	unsigned state;		  /* JOBQ_JS_* */
+	int32_t priority;
+	uint32_t attempts, max_attempts;
+	const void *args; /* NULL: keep the record's (a new one: none) */
+	uint32_t args_len, args_type;
+	/* The result of a job that succeeded, or the error text. NULL: keep
+	 * the record's. */
+	const void *result;
+	uint32_t result_len, result_type;
+	int32_t progress; /* 0..10000, -1: keep */
+	uint64_t created_ns, started_ns, finished_ns, run_at_ns, lease_ns;
+};
+
+/* Makes or updates the record of row @m and returns it (NONE when the
+ * table is full of live jobs). A record that becomes final joins the
+ * finished list and wakes its JOB_WAIT waiters; a record held by a local
+ * worker keeps its worker. */
+uint32_t jobq__jobs_mirror(const struct jobq__mirror *m);
+/* Record @r (RUNNING) is run by worker @c from now on / no longer. */
+void jobq__jobs_mirror_hold(uint32_t r, struct jobq__client *c);
+void jobq__jobs_mirror_unhold(uint32_t r);
+/* What jobs_pg.c needs of worker @slot: false when it is not registered.
+ * @names receives its type names (at most 64). */
+bool jobq__jobs_worker(uint32_t slot, uint32_t *free_slots, bool *stopping,
+		       const char **names, uint32_t *ntypes);
+/* Parks W_RESERVE @s of @c (no job now); JOBQ__NOREPLY or -errno. */
+int jobq__jobs_park_reserve(struct jobq__client *c, const struct jobq_sqe *s);
+/* The parked W_RESERVE of worker @slot, or NULL. */
+struct jobq__waiter *jobq__jobs_parked(uint32_t slot);
+/* The largest record number in use plus one. */
+uint32_t jobq__jobs_hwm(void);
+
+/* ------------------------------------------------------------------------
+ * jobs_pg.c: the job handlers of jobqd --backend (see pg.h, "Wiring the
+ * job handlers"). Each handler of jobs.c calls its own here first when
+ * jobq__m.o.backend is set.
+ */
+#ifdef JOBQ_HAVE_PG
+int jobq__jobs_pg_submit(struct jobq__client *c, const struct jobq_sqe *s);
+/* JOB_WAIT for a job this host has no record of yet. */
+int jobq__jobs_pg_wait(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__jobs_pg_cancel(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__jobs_pg_queue(struct jobq__client *c, const struct jobq_sqe *s,
+			uint32_t qid, int paused, int64_t parallel);
+int jobq__jobs_pg_reserve(struct jobq__client *c, const struct jobq_sqe *s);
+/* DONE, PROGRESS, EXTEND of held job record @r. */
+int jobq__jobs_pg_done(struct jobq__client *c, const struct jobq_sqe *s,
+		       uint32_t r);
+/* Progress is sent and not waited for: the handler goes on as locally. */
+void jobq__jobs_pg_progress(struct jobq__client *c, const struct jobq_sqe *s,
+			    uint32_t r);
+int jobq__jobs_pg_extend(struct jobq__client *c, const struct jobq_sqe *s,
+			 uint32_t r);
+/* Held job record @r lost its worker (the client went). */
+void jobq__jobs_pg_lost(uint32_t r);
+#endif
+
 #endif

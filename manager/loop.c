@@ -79,6 +79,7 @@ enum {
 	UD_CANCEL,
 	UD_CHILD,   /* poll on a supervised child's pidfd (slot: its index) */
 	UD_JOURNAL, /* a journal write or sync (slot: its tag) */
+	UD_WATCH,   /* jobq__loop_watch_fd() (gen: its tag) */
 };
 
 static inline uint64_t ud_make(unsigned kind, uint32_t slot, uint32_t gen)
@@ -235,6 +236,7 @@ static struct jobq__waiter mod_timers[JOBQ__TIMER__COUNT] = {
     [JOBQ__TIMER_HELLO] = {.tidx = -1, .kind = JOBQ__W_TIMER},
     [JOBQ__TIMER_LOCKS] = {.tidx = -1, .kind = JOBQ__W_TIMER},
     [JOBQ__TIMER_JOURNAL] = {.tidx = -1, .kind = JOBQ__W_TIMER},
+    [JOBQ__TIMER_BACKEND] = {.tidx = -1, .kind = JOBQ__W_TIMER},
 };
 
 void jobq__timer_arm(int which, uint64_t deadline)
@@ -672,6 +674,8 @@ static void timers_run(void)
 				jobq__locks_timer();
 			else if (w == &mod_timers[JOBQ__TIMER_JOURNAL])
 				; /* the turn's end begins the commit */
+			else if (w == &mod_timers[JOBQ__TIMER_BACKEND])
+				jobq__backend_timer();
 			else
 				jobq__supervise_timer();
 			loop.work = true;
@@ -894,6 +898,22 @@ void jobq__loop_watch_child(int fd, uint32_t idx)
 
 	io_uring_prep_poll_add(sqe, fd, POLLIN);
 	io_uring_sqe_set_data64(sqe, ud_make(UD_CHILD, idx, 0));
+}
+
+void jobq__loop_watch_fd(int fd, short events, uint32_t tag)
+{
+	struct io_uring_sqe *sqe = get_sqe();
+
+	io_uring_prep_poll_add(sqe, fd, (unsigned)events);
+	io_uring_sqe_set_data64(sqe, ud_make(UD_WATCH, 0, tag));
+}
+
+void jobq__loop_unwatch_fd(uint32_t tag)
+{
+	struct io_uring_sqe *sqe = get_sqe();
+
+	io_uring_prep_poll_remove(sqe, ud_make(UD_WATCH, 0, tag));
+	io_uring_sqe_set_data64(sqe, ud_make(UD_CANCEL, 0, 0));
 }
 
 /* ------------------------------------------------------------------------
@@ -1307,6 +1327,10 @@ static void handle_cqe(const struct io_uring_cqe *cqe)
 	case UD_JOURNAL:
 		loop.work = true;
 		jobq__durable_io_done(slot, cqe->res);
+		return;
+	case UD_WATCH:
+		loop.work = true;
+		jobq__backend_event(gen, cqe->res);
 		return;
 	}
 	if (slot >= jobq__m.o.max_clients)
@@ -1747,6 +1771,11 @@ int jobq__loop_run(void)
 			loop.work = true;
 		timers_run();
 		end_turn();
+		/* After the turn's requests: its queries leave together. */
+		jobq__backend_turn();
+		/* Answers read on the way complete requests: publish them. */
+		if (!jobq__list_empty(&loop.wakes))
+			end_turn();
 		if (jobq__m.stopping) {
 			/* Workers drain first, served by this loop. */
 			if (jobq__supervise_drained()) {

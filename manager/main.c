@@ -116,6 +116,7 @@ static void usage(FILE *f)
 	    "CMD]...\n"
 	    "             [--grace S] [--http [ADDR:]PORT]\n"
 	    "             [--journal FILE] [--fsync MODE]\n"
+	    "             [--backend URL [--migrate]]\n"
 	    "\n"
 	    "The jobq manager: owns the shared-memory store, queues, keys\n"
 	    "and locks of one instance directory.\n"
@@ -165,6 +166,15 @@ static void usage(FILE *f)
 	    "                     not of the machine), batch (one fsync\n"
 	    "                     shared by the requests that arrived\n"
 	    "                     meanwhile) or always (one per request)\n"
+	    "  --backend URL      the PostgreSQL database that hosts share\n"
+	    "                     (a libpq connection string or\n"
+	    "                     postgresql://...): jobs are shared with\n"
+	    "                     every host on it; queues, keys and locks\n"
+	    "                     stay with this host. Creates the schema\n"
+	    "                     in an empty database, refuses an older or\n"
+	    "                     newer one, naming both versions\n"
+	    "  --migrate          with --backend: create or migrate the\n"
+	    "                     schema, then exit\n"
 	    "  --log-level LEVEL  error, warn, info (default) or debug\n"
 	    "                     (--verbose is debug); --log syslog logs\n"
 	    "                     to syslog, as a --daemon without --log does\n"
@@ -243,6 +253,8 @@ static const struct option long_opts[] = {
     {"http", required_argument, NULL, 'H'},
     {"journal", required_argument, NULL, 'j'},
     {"fsync", required_argument, NULL, 'F'},
+    {"backend", required_argument, NULL, 'B'},
+    {"migrate", no_argument, NULL, 'M'},
     {"config", required_argument, NULL, 'f'},
     {"config-end", no_argument, NULL, 'E'},
     {"help", no_argument, NULL, 'h'},
@@ -603,6 +615,16 @@ static void parse_opts(int argc, char **argv, struct jobq__opts *o)
 					  "always",
 					  optarg);
 			break;
+		case 'B':
+			if (!*optarg)
+				bad_usage("--backend needs a PostgreSQL "
+					  "connection string%s",
+					  "");
+			o->backend = optarg;
+			break;
+		case 'M':
+			o->migrate = true;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -618,6 +640,15 @@ static void parse_opts(int argc, char **argv, struct jobq__opts *o)
 	}
 	if (optind < argc)
 		bad_usage("unexpected argument %s", argv[optind]);
+	if (o->migrate && !o->backend)
+		bad_usage("--migrate needs --backend URL%s", "");
+#ifndef JOBQ_HAVE_PG
+	if (o->backend)
+		bad_usage("--backend: this jobqd was built without libpq "
+			  "(install libpq-dev, then meson setup "
+			  "-Dpostgresql=enabled)%s",
+			  "");
+#endif
 	check_memory(o->memory);
 	/* The default max-object shrinks with a small store; one named on
 	 * the command line is checked as given. */
@@ -893,6 +924,11 @@ int main(int argc, char **argv)
 		return jobq__worker_main(argc, argv);
 	}
 	parse_opts(argc, argv, &m->o);
+#ifdef JOBQ_HAVE_PG
+	/* Needs no instance directory: it acts on the database only. */
+	if (m->o.migrate)
+		return jobq__backend_migrate(m->o.backend);
+#endif
 	umask(m->o.group ? 007 : 077);
 	signal(SIGPIPE, SIG_IGN);
 	if (m->o.daemon)
@@ -932,6 +968,10 @@ int main(int argc, char **argv)
 	ret = jobq__durable_open(err, sizeof(err));
 	if (ret)
 		fail("jobqd: %s", err);
+#ifdef JOBQ_HAVE_PG
+	if (jobq__backend_open(err, sizeof(err)))
+		fail("jobqd: %s", err);
+#endif
 
 	if (m->o.http &&
 	    jobq__http_listen(m->o.http, m->o.dir, err, sizeof(err)))
@@ -980,6 +1020,10 @@ int main(int argc, char **argv)
 	close(lfd);
 	/* Before the loop's tables go: a last snapshot walks them. */
 	jobq__durable_close();
+#ifdef JOBQ_HAVE_PG
+	/* Before the ring goes: its poll is cancelled through it. */
+	jobq__backend_close();
+#endif
 	jobq__loop_fini();
 	jobq__queues_fini();
 	jobq__locks_fini();

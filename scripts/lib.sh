@@ -1,12 +1,13 @@
 # Shared by scripts/demo.sh and scripts/test.sh: install what the build needs
 # and configure a build directory. Sourced, not run.
 
-JOBQ_PACKAGES="gcc meson ninja-build pkg-config liburing-dev libjansson-dev libcmocka-dev"
+JOBQ_PACKAGES="gcc meson ninja-build pkg-config liburing-dev libjansson-dev libcmocka-dev libpq-dev"
 # Only the test command needs these: the formatter; clang with its runtime
 # (libFuzzer, the sanitizers) for the fuzz targets; the Python binding's
 # headers and pytest; and what the tests drive the service with (a
-# Prometheus parser, tmux, headless Chromium).
-JOBQ_TEST_PACKAGES="clang-format clang libclang-rt-dev python3-dev python3-pytest python3-prometheus-client tmux chromium python3-websocket"
+# Prometheus parser, tmux, headless Chromium); and a PostgreSQL 15 server
+# with pgbench for the --backend tests and their baseline.
+JOBQ_TEST_PACKAGES="clang-format clang libclang-rt-dev python3-dev python3-pytest python3-prometheus-client tmux chromium python3-websocket postgresql-15 postgresql-contrib"
 
 # need_packages: install the packages that are missing (apt-get when root),
 # or print the exact command to run and fail.

@@ -31,93 +31,31 @@
 
 #include "harness.h"
 #include "internal.h"
+#include "users.h"
 
-static char user[32];
+static struct jqt_user second;
+static const char *const user = second.name;
 static uid_t uid;
 static gid_t gid;
 
-static void remove_user(void)
-{
-	const char *del[] = {"userdel", user, NULL};
-	const char *gdel[] = {"groupdel", user, NULL};
-	struct jqt_out o;
-
-	if (!user[0] || jqt_run("/usr/sbin/userdel", del, NULL, 0, 30, &o))
-		return;
-	jqt_out_free(&o);
-	/* userdel removes the user's own group; this is for the odd
-	 * configuration that keeps it. */
-	if (getgrnam(user) &&
-	    !jqt_run("/usr/sbin/groupdel", gdel, NULL, 0, 30, &o))
-		jqt_out_free(&o);
-}
-
-/* Users left by runs that were killed before their exit handler ran
- * (a timeout): named after a pid that is gone. */
-static void remove_stale_users(void)
-{
-	char names[8][32];
-	struct passwd *pw;
-	int n = 0;
-
-	setpwent();
-	while ((pw = getpwent()) && n < 8) {
-		int pid;
-
-		if (sscanf(pw->pw_name, "jqtid%d", &pid) == 1 && pid > 0 &&
-		    kill(pid, 0) < 0 && errno == ESRCH)
-			snprintf(names[n++], sizeof(names[0]), "%s",
-				 pw->pw_name);
-	}
-	endpwent();
-	for (int i = 0; i < n; i++) {
-		snprintf(user, sizeof(user), "%s", names[i]);
-		remove_user();
-	}
-	user[0] = '\0';
-}
-
-/* Creates the second user (with a group of its own name) or skips. */
+/* Creates the second user (with a group of its own name; removed at
+ * exit) or skips. */
 static void make_user(void)
 {
-	const char *add[] = {"useradd",		  "-M", "-U", "-s",
-			     "/usr/sbin/nologin", user, NULL};
-	struct passwd *pw;
-	struct jqt_out o;
+	char why[256];
 
-	if (geteuid() != 0) {
-		printf("SKIP: identity tests need root, to create a second "
-		       "user with useradd\n");
+	if (jqt_user_make(&second, "jqtid", why, sizeof(why))) {
+		printf("SKIP: identity tests: %s\n", why);
 		exit(JQT_SKIP);
 	}
-	if (access("/usr/sbin/useradd", X_OK) < 0) {
-		printf("SKIP: /usr/sbin/useradd is not there\n");
-		exit(JQT_SKIP);
-	}
-	remove_stale_users();
-	snprintf(user, sizeof(user), "jqtid%d", (int)getpid());
-	if (jqt_run("/usr/sbin/useradd", add, NULL, 0, 30, &o) || o.code) {
-		printf("SKIP: useradd %s failed: %s\n", user, o.err);
-		user[0] = '\0';
-		exit(JQT_SKIP);
-	}
-	jqt_out_free(&o);
-	atexit(remove_user);
-	pw = getpwnam(user);
-	if (!pw) {
-		printf("SKIP: user %s not found after useradd\n", user);
-		exit(JQT_SKIP);
-	}
-	uid = pw->pw_uid;
-	gid = pw->pw_gid;
+	uid = second.uid;
+	gid = second.gid;
 }
 
 /* In a child: become the second user, with no supplementary groups. */
 static int become_user(void)
 {
-	if (setgroups(0, NULL) || setgid(gid) || setuid(uid))
-		return -1;
-	return 0;
+	return jqt_user_become(&second);
 }
 
 /*

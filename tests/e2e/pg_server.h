@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pg_server.h - a PostgreSQL 15 server of a test's own: initdb in a fresh
+ * temporary directory, the postmaster on a unix socket in that directory
+ * and no TCP (listen_addresses ''), stopped by its pid.
+ *
+ * initdb and the server refuse to run as root, and CI runs as root: then
+ * they run as an unprivileged user made for the test (users.h), who owns
+ * the directory. Where the server's programs are missing the test is
+ * skipped with the reason (under CI=true scripts/summary.py counts that
+ * skip as a failure: CI installs postgresql-15).
+ */
+#ifndef JOBQ_TEST_PG_SERVER_H
+#define JOBQ_TEST_PG_SERVER_H
+
+#include <limits.h>
+#include <sys/types.h>
+
+#include "users.h"
+
+/* Debian's postgresql-15. $JOBQ_TEST_PG_BIN names another directory. */
+#define JQT_PG_BIN "/usr/lib/postgresql/15/bin"
+
+struct jqt_pg {
+	char top[108];	    /* the directory (short: the socket lives in it) */
+	char conninfo[256]; /* for the database "postgres" */
+	pid_t pid;	    /* the postmaster, leader of its group */
+	struct jqt_user user; /* who runs it, when we are root */
+	int as_user;
+};
+
+/*
+ * jqt_pg_start - make the directory, initdb and start the server; wait
+ * (at most 30 s) until it answers. Exits JQT_SKIP, with the reason,
+ * when the programs are missing or no user can be made; returns 0, or -1
+ * with the server's log on stderr.
+ */
+int jqt_pg_start(struct jqt_pg *pg);
+
+/* jqt_pg_stop_server - stop the postmaster (fast shutdown, SIGKILL of
+ * its group after 20 s) and keep the directory: jqt_pg_restart() starts
+ * it again on the same data. */
+void jqt_pg_stop_server(struct jqt_pg *pg);
+int jqt_pg_restart(struct jqt_pg *pg);
+
+/* jqt_pg_stop - stop the server and remove the directory. */
+void jqt_pg_stop(struct jqt_pg *pg);
+
+/*
+ * jqt_pg_createdb - create database @name (dropped first if it exists)
+ * and write its connection string to @out. 0 or -1 (message on stderr).
+ */
+int jqt_pg_createdb(struct jqt_pg *pg, const char *name, char *out,
+		    size_t outlen);
+
+/* jqt_pg_exec - run @sql on @conninfo in a connection of its own,
+ * blocking; the first column of the first row (malloc'd, "" when none) or
+ * NULL on an error (message on stderr). */
+char *jqt_pg_exec(const char *conninfo, const char *sql);
+
+#endif

@@ -1,0 +1,425 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_pg_hosts.c - jobqd --backend as hosts use it: several managers,
+ * each in an instance directory of its own (a "host"), on one database of
+ * a PostgreSQL 15 of the test's own (pg_server.h), driven through the
+ * jobq CLI and built-in workers as a user would: submitted on one host,
+ * run on another, waited for on a third; --unique racing across hosts; a
+ * worker's host killed mid-job; retries, dead and cancel across hosts.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "harness.h"
+#include "pg_server.h"
+
+static struct jqt_pg server;
+
+/* A host: a manager on the case's database, with @workers built-in
+ * workers (0: none). */
+struct host {
+	struct jqt_mgr m;
+	char dir[PATH_MAX], cfg[PATH_MAX + 16], log[PATH_MAX + 16];
+	int started;
+};
+
+static void host_start(struct host *h, const char *conninfo, int workers)
+{
+	char nw[16];
+	const char *args[] = {"--config",  h->cfg, "--log", h->log,
+			      "--workers", nw,	   NULL};
+	FILE *f;
+
+	/* The config and log live beside the instance directory. */
+	assert_int_equal(jqt_tmpdir(h->dir, sizeof(h->dir)), 0);
+	snprintf(h->cfg, sizeof(h->cfg), "%s/jobqd.json", h->dir);
+	snprintf(h->log, sizeof(h->log), "%s/log", h->dir);
+	snprintf(nw, sizeof(nw), "%d", workers);
+	f = fopen(h->cfg, "w");
+	assert_non_null(f);
+	fprintf(f, "{\"backend\": \"%s\"}\n", conninfo);
+	fclose(f);
+	if (!workers)
+		args[4] = NULL;
+	assert_int_equal(jqt_mgr_start(&h->m, args), 0);
+	h->started = 1;
+}
+
+static void host_stop(struct host *h)
+{
+	if (h->started) {
+		jqt_mgr_stop(&h->m);
+		jqt_rmtree(h->dir);
+	}
+	h->started = 0;
+}
+
+/* `jobq --dir HOST ARGS...`, asserted to have run. */
+#define HCLI(h, o, ...)                                                        \
+	assert_int_equal(jqt_cli(&(h)->m, (o), NULL, 0, __VA_ARGS__, NULL), 0)
+
+static uint64_t to_id(const struct jqt_out *o)
+{
+	if (o->code != 0)
+		fprintf(stderr, "jobq: %s%s\n", o->out, o->err);
+	assert_int_equal(o->code, 0);
+	return strtoull(o->out, NULL, 10);
+}
+
+/* Waits (at most 10 s) until host @h sees job @id: the job's row reaches
+ * other hosts with the notification of its commit. */
+static void seen(struct host *h, uint64_t id)
+{
+	char ids[24];
+	struct jqt_out o;
+	double end = jqt_now() + 10;
+
+	snprintf(ids, sizeof(ids), "%" PRIu64, id);
+	for (;;) {
+		HCLI(h, &o, "show", ids);
+		if (o.code == 0 || jqt_now() > end)
+			break;
+		jqt_out_free(&o);
+		jqt_sleep(0.02);
+	}
+	if (o.code)
+		fprintf(stderr, "show %s: %s%s\n", ids, o.out, o.err);
+	assert_int_equal(o.code, 0);
+	jqt_out_free(&o);
+}
+
+static char conninfo[256];
+
+static int setup(void **state)
+{
+	static int n;
+	char name[32];
+
+	snprintf(name, sizeof(name), "h%d", ++n);
+	return jqt_pg_createdb(&server, name, conninfo, sizeof(conninfo));
+}
+
+/* Submitted on A, run by B's worker, waited for on C; show and ls on
+ * every host see it. */
+static void submit_run_wait(void **state)
+{
+	struct host a = {0}, b = {0}, c = {0};
+	struct jqt_out o;
+	char ids[24];
+	uint64_t id;
+
+	host_start(&a, conninfo, 0);
+	host_start(&c, conninfo, 0);
+	HCLI(&a, &o, "run", "--", "echo", "from-b");
+	id = to_id(&o);
+	jqt_out_free(&o);
+	snprintf(ids, sizeof(ids), "%" PRIu64, id);
+	seen(&c, id);
+	/* Nobody runs it yet: no host has a worker. */
+	HCLI(&c, &o, "wait", ids, "--timeout", "0.3");
+	assert_int_equal(o.code, 3);
+	jqt_out_free(&o);
+	host_start(&b, conninfo, 1);
+	HCLI(&c, &o, "wait", ids, "--timeout", "20");
+	if (o.code)
+		fprintf(stderr, "wait: %s%s\n", o.out, o.err);
+	assert_int_equal(o.code, 0);
+	assert_non_null(strstr(o.out, "from-b"));
+	jqt_out_free(&o);
+	HCLI(&a, &o, "wait", ids, "--timeout", "20");
+	assert_int_equal(o.code, 0);
+	jqt_out_free(&o);
+	HCLI(&b, &o, "show", ids);
+	assert_int_equal(o.code, 0);
+	assert_non_null(strstr(o.out, "succeeded"));
+	jqt_out_free(&o);
+	HCLI(&a, &o, "ls");
+	assert_int_equal(o.code, 0);
+	assert_non_null(strstr(o.out, ids));
+	jqt_out_free(&o);
+	host_stop(&a);
+	host_stop(&b);
+	host_stop(&c);
+}
+
+/* `jobq show ID --json` on host @h: the job's state. */
+static char *state_on(struct host *h, uint64_t id, char *buf, size_t len)
+{
+	char ids[24];
+	struct jqt_out o;
+	json_t *j;
+
+	snprintf(ids, sizeof(ids), "%" PRIu64, id);
+	HCLI(h, &o, "show", ids, "--json");
+	assert_int_equal(o.code, 0);
+	j = jqt_json_object(&o);
+	assert_non_null(j);
+	snprintf(buf, len, "%s",
+		 json_string_value(json_object_get(j, "state"))
+		     ? json_string_value(json_object_get(j, "state"))
+		     : "?");
+	json_decref(j);
+	jqt_out_free(&o);
+	return buf;
+}
+
+/* Waits (at most @timeout s) until host @h shows job @id in @state. */
+static void until_state(struct host *h, uint64_t id, const char *state,
+			double timeout)
+{
+	double end = jqt_now() + timeout;
+	char st[32];
+
+	while (strcmp(state_on(h, id, st, sizeof(st)), state) &&
+	       jqt_now() < end)
+		jqt_sleep(0.05);
+	assert_string_equal(state_on(h, id, st, sizeof(st)), state);
+}
+
+struct race {
+	struct host *h[2];
+	uint64_t id[2];
+};
+
+static int race_one(int idx, void *arg)
+{
+	struct race *r = arg;
+	struct jqt_out o;
+
+	if (jqt_cli(&r->h[idx]->m, &o, NULL, 0, "submit", "noone", "{}",
+		    "--unique", "the-key", NULL) ||
+	    o.code)
+		return 1;
+	r->id[idx] = strtoull(o.out, NULL, 10);
+	jqt_out_free(&o);
+	return 0;
+}
+
+/* The same --unique key submitted from two hosts at once, many times over:
+ * one job each time. */
+static void unique_across_hosts(void **state)
+{
+	struct host a = {0}, b = {0};
+	struct race *r = jqt_shared(sizeof(*r));
+	char ids[24];
+	struct jqt_out o;
+
+	host_start(&a, conninfo, 0);
+	host_start(&b, conninfo, 0);
+	r->h[0] = &a;
+	r->h[1] = &b;
+	for (int round = 0; round < 5; round++) {
+		pid_t pids[2];
+		int st[2];
+
+		assert_int_equal(jqt_fork_n(2, race_one, r, pids), 0);
+		assert_int_equal(jqt_wait_all(pids, 2, 30, st), 0);
+		assert_true(jqt_status_ok(st[0]) && jqt_status_ok(st[1]));
+		assert_true(r->id[0] > 0);
+		assert_int_equal(r->id[0], r->id[1]);
+		/* Its key is free again once it is final. */
+		snprintf(ids, sizeof(ids), "%" PRIu64, r->id[0]);
+		HCLI(&a, &o, "cancel", ids);
+		assert_int_equal(o.code, 0);
+		jqt_out_free(&o);
+	}
+	host_stop(&a);
+	host_stop(&b);
+}
+
+/* B's manager is killed while its worker runs the job: the lease ends and
+ * D's worker runs it again; A sees it succeed. */
+static void worker_host_killed(void **state)
+{
+	struct host a = {0}, b = {0}, d = {0};
+	char dir[PATH_MAX], flag[PATH_MAX + 8], cmd[2 * PATH_MAX + 128];
+	char ids[24];
+	struct jqt_out o;
+	uint64_t id;
+	double end;
+
+	assert_int_equal(jqt_tmpdir(dir, sizeof(dir)), 0);
+	snprintf(flag, sizeof(flag), "%s/flag", dir);
+	/* The first run marks that it started and hangs; the second one
+	 * finishes. */
+	snprintf(cmd, sizeof(cmd),
+		 "if [ -e %s ]; then echo second-run; else touch %s; "
+		 "sleep 60; fi",
+		 flag, flag);
+	host_start(&a, conninfo, 0);
+	host_start(&b, conninfo, 1);
+	/* `run` retries nothing unless asked. */
+	HCLI(&a, &o, "run", "--timeout", "2", "--retries", "1", "--", "sh",
+	     "-c", cmd);
+	id = to_id(&o);
+	jqt_out_free(&o);
+	snprintf(ids, sizeof(ids), "%" PRIu64, id);
+	end = jqt_now() + 20;
+	while (access(flag, F_OK) && jqt_now() < end)
+		jqt_sleep(0.05);
+	assert_int_equal(access(flag, F_OK), 0);
+	kill(b.m.pid, SIGKILL);
+	host_start(&d, conninfo, 1);
+	HCLI(&a, &o, "wait", ids, "--timeout", "30");
+	if (o.code)
+		fprintf(stderr, "wait: %s%s\n", o.out, o.err);
+	assert_int_equal(o.code, 0);
+	assert_non_null(strstr(o.out, "second-run"));
+	jqt_out_free(&o);
+	host_stop(&a);
+	host_stop(&b);
+	host_stop(&d);
+	jqt_rmtree(dir);
+}
+
+/* A job that always fails, run on B, is retried and ends dead; C sees
+ * each step. */
+static void retries_and_dead(void **state)
+{
+	struct host a = {0}, b = {0}, c = {0};
+	char ids[24], st[32];
+	struct jqt_out o;
+	uint64_t id;
+	json_t *j;
+
+	host_start(&a, conninfo, 0);
+	host_start(&b, conninfo, 1);
+	host_start(&c, conninfo, 0);
+	HCLI(&a, &o, "run", "--retries", "1", "--", "false");
+	id = to_id(&o);
+	jqt_out_free(&o);
+	snprintf(ids, sizeof(ids), "%" PRIu64, id);
+	seen(&c, id);
+	HCLI(&c, &o, "wait", ids, "--timeout", "30");
+	assert_int_equal(o.code, 4);
+	jqt_out_free(&o);
+	assert_string_equal(state_on(&c, id, st, sizeof(st)), "dead");
+	until_state(&a, id, "dead", 10);
+	HCLI(&a, &o, "show", ids, "--json");
+	j = jqt_json_object(&o);
+	assert_non_null(j);
+	assert_int_equal(json_integer_value(json_object_get(j, "attempts")), 2);
+	json_decref(j);
+	jqt_out_free(&o);
+	/* A worker that says "no retry" (args a built-in type refuses) makes
+	 * it dead at its first attempt, retries left or not. */
+	HCLI(&a, &o, "submit", "sleep", "[1]", "--retries", "3");
+	id = to_id(&o);
+	jqt_out_free(&o);
+	snprintf(ids, sizeof(ids), "%" PRIu64, id);
+	HCLI(&a, &o, "wait", ids, "--timeout", "30");
+	assert_int_equal(o.code, 4);
+	jqt_out_free(&o);
+	HCLI(&a, &o, "show", ids, "--json");
+	j = jqt_json_object(&o);
+	assert_non_null(j);
+	assert_string_equal(json_string_value(json_object_get(j, "state")),
+			    "dead");
+	assert_int_equal(json_integer_value(json_object_get(j, "attempts")), 1);
+	json_decref(j);
+	jqt_out_free(&o);
+	host_stop(&a);
+	host_stop(&b);
+	host_stop(&c);
+}
+
+/* A job running on B is cancelled from C: B's worker stops it, A's wait
+ * says cancelled. */
+static void cancel_from_another_host(void **state)
+{
+	struct host a = {0}, b = {0}, c = {0};
+	char ids[24];
+	struct jqt_out o;
+	uint64_t id;
+	double t0;
+
+	host_start(&a, conninfo, 0);
+	host_start(&b, conninfo, 1);
+	host_start(&c, conninfo, 0);
+	HCLI(&a, &o, "run", "--", "sleep", "60");
+	id = to_id(&o);
+	jqt_out_free(&o);
+	snprintf(ids, sizeof(ids), "%" PRIu64, id);
+	seen(&c, id);
+	until_state(&c, id, "running", 20);
+	HCLI(&c, &o, "cancel", ids);
+	assert_int_equal(o.code, 0);
+	jqt_out_free(&o);
+	t0 = jqt_now();
+	HCLI(&a, &o, "wait", ids, "--timeout", "20");
+	assert_int_equal(o.code, 4);
+	jqt_out_free(&o);
+	/* Well before the sleep would have ended. */
+	assert_true(jqt_now() - t0 < 15);
+	until_state(&b, id, "cancelled", 10);
+	host_stop(&a);
+	host_stop(&b);
+	host_stop(&c);
+}
+
+/* A manager killed and started again mirrors the jobs afresh from the
+ * database, its journal keeping none of them. */
+static void restarted_host_sees_jobs(void **state)
+{
+	struct host a = {0}, b = {0};
+	const char *args[] = {"--config", a.cfg, "--log", a.log, NULL};
+	char ids[24];
+	struct jqt_out o;
+	uint64_t id;
+
+	host_start(&a, conninfo, 0);
+	host_start(&b, conninfo, 1);
+	HCLI(&a, &o, "submit", "echo", "{\"x\": 1}", "--queue", "q1");
+	id = to_id(&o);
+	jqt_out_free(&o);
+	snprintf(ids, sizeof(ids), "%" PRIu64, id);
+	HCLI(&a, &o, "wait", ids, "--timeout", "20");
+	assert_int_equal(o.code, 0);
+	jqt_out_free(&o);
+	kill(a.m.pid, SIGKILL);
+	assert_int_equal(jqt_mgr_wait_exit(&a.m, 10), 0);
+	assert_int_equal(jqt_mgr_restart(&a.m, args), 0);
+	seen(&a, id);
+	until_state(&a, id, "succeeded", 10);
+	HCLI(&a, &o, "wait", ids, "--timeout", "5");
+	assert_int_equal(o.code, 0);
+	assert_non_null(strstr(o.out, "\"x\""));
+	jqt_out_free(&o);
+	host_stop(&a);
+	host_stop(&b);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup(submit_run_wait, setup),
+	    cmocka_unit_test_setup(unique_across_hosts, setup),
+	    cmocka_unit_test_setup(worker_host_killed, setup),
+	    cmocka_unit_test_setup(retries_and_dead, setup),
+	    cmocka_unit_test_setup(cancel_from_another_host, setup),
+	    cmocka_unit_test_setup(restarted_host_sees_jobs, setup),
+	};
+	int ret;
+
+	jqt_init();
+	jqt_init_cli();
+	if (jqt_pg_start(&server)) {
+		jqt_pg_stop(&server);
+		return 1;
+	}
+	ret = cmocka_run_group_tests(tests, NULL, NULL);
+	jqt_pg_stop(&server);
+	return ret;
+}
