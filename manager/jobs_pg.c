@@ -610,9 +610,9 @@ int jobq__jobs_pg_queue(struct jobq__client *c, const struct jobq_sqe *s,
 	p->rec = qid;
 	p->paused = paused;
 	p->parallel = parallel;
-	ret = jobq__pg_queue_set(jobq__backend_pg(),
-				 jobq__m.st.queues[qid].name, paused,
-				 (int32_t)parallel, queue_cb, p);
+	ret =
+	    jobq__pg_queue_set(jobq__backend_pg(), jobq__m.st.queues[qid].name,
+			       paused, (int32_t)parallel, queue_cb, p);
 	if (ret) {
 		free(p);
 		return ret;

@@ -242,7 +242,7 @@ static const struct option long_opts[] = {
     {"verbose", no_argument, NULL, 'v'},
     {"max-jobs", required_argument, NULL, 'J'},
     {"max-queues", required_argument, NULL, 'Q'},
-    {"client-max-bytes", required_argument, NULL, 'B'},
+    {"client-max-bytes", required_argument, NULL, 'b'},
     {"max-locks", required_argument, NULL, 'T'},
     {"keep", required_argument, NULL, 'K'},
     {"workers", required_argument, NULL, 'W'},
@@ -515,7 +515,7 @@ static void parse_opts(int argc, char **argv, struct jobq__opts *o)
 					  optarg);
 			o->max_jobs = (uint32_t)v;
 			break;
-		case 'B':
+		case 'b':
 			if (jobq_parse_size(optarg, &o->client_max_bytes))
 				bad_usage("--client-max-bytes %s: not a size "
 					  "(64M, 1G)",
