@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -674,6 +675,8 @@ static void handle_free(jobq_t *q)
 		close(q->sq_efd);
 	if (q->cq_efd >= 0)
 		close(q->cq_efd);
+	if (q->lead_efd >= 0)
+		close(q->lead_efd);
 	free(q->slots);
 	free(q->free_slots);
 	free(q->chunks);
@@ -821,6 +824,12 @@ int jobq_open_ex(jobq_t **qp, const char *dir,
 	if (!q)
 		return -ENOMEM;
 	q->sock = q->sq_efd = q->cq_efd = -1;
+	q->lead_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (q->lead_efd < 0) {
+		err = -errno;
+		free(q);
+		return err;
+	}
 	q->pid = getpid();
 	q->spin_ns = SPIN_START_NS;
 	q->session = new_session();
@@ -1041,6 +1050,16 @@ static void kick_efd(jobq_t *q)
 	}
 }
 
+/* Wakes the leader asleep in sleep_cq(). */
+static void kick_leader(jobq_t *q)
+{
+	uint64_t one = 1;
+
+	if (write(q->lead_efd, &one, sizeof(one)) < 0) {
+		/* EAGAIN: saturated, so already readable. */
+	}
+}
+
 /* Makes the submission eventfd readable: the manager wakes and looks. */
 static void wake_manager(jobq_t *q)
 {
@@ -1174,11 +1193,13 @@ static int reap_locked(jobq_t *q, bool in_process)
 		 * The leader sleeps outside q->mu, so whoever holds it now is
 		 * not the leader. Those completions may include the leader's
 		 * own, and the leader, having seen an empty ring, may already
-		 * sleep on the eventfd with nothing left to announce them:
-		 * kick it so that it looks again.
+		 * sleep with nothing left to announce them: kick it so that
+		 * it looks again. Through its own doorbell: a thread polling
+		 * jobq_fd() would drain the shared eventfd before the leader
+		 * saw it, and the leader would sleep for good.
 		 */
 		if (q->leader)
-			kick_efd(q);
+			kick_leader(q);
 		/* A thread other than the event loop's consumed completions
 		 * whose callbacks are due: make the descriptor readable so the
 		 * loop comes to run them. */
@@ -1265,7 +1286,7 @@ static void sleep_cq(jobq_t *q, uint64_t max_ns)
 {
 	uint64_t start = jobq__now_ns(), now = start;
 	bool forever = max_ns == UINT64_MAX;
-	struct pollfd p[2];
+	struct pollfd p[3];
 	int r;
 
 	while (now - start < q->spin_ns) {
@@ -1297,10 +1318,18 @@ static void sleep_cq(jobq_t *q, uint64_t max_ns)
 
 		p[0] = (struct pollfd){.fd = q->cq_efd, .events = POLLIN};
 		p[1] = (struct pollfd){.fd = q->sock, .events = POLLIN};
+		p[2] = (struct pollfd){.fd = q->lead_efd, .events = POLLIN};
 		/* The exact time left, not rounded to milliseconds. */
-		r = ppoll(p, 2, forever ? NULL : &ts, NULL);
+		r = ppoll(p, 3, forever ? NULL : &ts, NULL);
 		if (r > 0 && (p[0].revents & POLLIN))
 			drain_efd(q);
+		if (r > 0 && (p[2].revents & POLLIN)) {
+			uint64_t v;
+
+			if (read(q->lead_efd, &v, sizeof(v)) < 0) {
+				/* EAGAIN: nothing to take. */
+			}
+		}
 		if (r > 0 && p[1].revents && jobq__socket_dead(q))
 			atomic_store(&q->closed, true);
 	}

@@ -118,6 +118,11 @@ struct jobq {
 	int sock;
 	int sq_efd;
 	int cq_efd;
+	/* The leader's own doorbell (an eventfd of this process): cq_efd is
+	 * shared with whoever polls jobq_fd() and drains it in
+	 * jobq_process(), so a reap by another thread wakes the leader
+	 * here, where nobody else reads. */
+	int lead_efd;
 
 	/* The store, read-only. Everything but the live figures and the
 	 * records' contents is constant, so it is copied here at open. */
