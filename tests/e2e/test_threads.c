@@ -5,7 +5,9 @@
  * handles side by side in one process.
  */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -209,6 +211,73 @@ static void test_two_handles(void **state)
 	jobq_close(b);
 }
 
+/*
+ * One thread runs an event loop on jobq_fd() (poll, then jobq_process())
+ * while another makes blocking calls on the same handle. Both wait on the
+ * completion eventfd; the loop's jobq_process() drains it, so a blocked
+ * caller woken only through it could sleep for good after the loop took
+ * its wake-up. Every call must return, and the loop must still see the
+ * callbacks of asynchronous requests.
+ */
+struct poller {
+	jobq_t *q;
+	atomic_bool stop;
+	atomic_int ran;
+};
+
+static void *poll_loop(void *arg)
+{
+	struct poller *p = arg;
+	struct pollfd pf = {.fd = jobq_fd(p->q), .events = POLLIN};
+
+	while (!atomic_load(&p->stop)) {
+		if (poll(&pf, 1, 50) > 0) {
+			int n = jobq_process(p->q);
+
+			if (n > 0)
+				atomic_fetch_add(&p->ran, n);
+		}
+	}
+	return NULL;
+}
+
+static void count_cb(jobq_t *q, int res, jobq_obj_t *obj, void *arg)
+{
+	(void)q;
+	(void)obj;
+	(void)arg;
+	assert_int_equal(res, 0);
+}
+
+static void test_fd_loop_beside_blocking_calls(void **state)
+{
+	struct jqt_mgr *m = *state;
+	struct poller p = {0};
+	pthread_t t;
+	char v[16];
+
+	assert_rc(jobq_open(&p.q, m->dir), 0);
+	assert_int_equal(pthread_create(&t, NULL, poll_loop, &p), 0);
+	for (int i = 0; i < 3000; i++) {
+		int n = snprintf(v, sizeof(v), "%d", i);
+
+		assert_rc(jobq_kv_set(p.q, "fdloop", JOBQ_T_TEXT, v, (size_t)n),
+			  0);
+		if (i % 100 == 0)
+			assert_rc(jobq_kv_set_async(p.q, "fdloop-async",
+						    JOBQ_T_TEXT, v, (size_t)n,
+						    count_cb, NULL),
+				  0);
+	}
+	/* The 30 callbacks run on the loop's thread. */
+	for (int i = 0; i < 500 && atomic_load(&p.ran) < 30; i++)
+		usleep(10000);
+	assert_int_equal(atomic_load(&p.ran), 30);
+	atomic_store(&p.stop, true);
+	pthread_join(t, NULL);
+	jobq_close(p.q);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, jqt_setup, jqt_teardown)
 
 int main(void)
@@ -216,6 +285,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    T(test_shared_handle),
 	    T(test_two_handles),
+	    T(test_fd_loop_beside_blocking_calls),
 	};
 
 	jqt_init();
