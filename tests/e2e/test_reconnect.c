@@ -532,7 +532,9 @@ static void test_worker_held(void **state)
 static void test_worker_gone(void **state)
 {
 	static const char *const args[] = {"--workers", "0", "--rejoin-grace",
-					   "2", NULL};
+					   "3", NULL};
+	struct jqt_out o;
+	char ids[24];
 	const char *sleep_args = "{\"ms\": 1500}";
 	struct jqt_mgr m;
 	struct wk b = {0};
@@ -580,6 +582,15 @@ static void test_worker_gone(void **state)
 		assert_int_equal(info.worker, 0);
 		assert_int_equal(info.attempts, 1);
 	}
+	/* And `jobq show` says so. */
+	snprintf(ids, sizeof(ids), "%llu", (unsigned long long)id);
+	assert_int_equal(jqt_cli(&m, &o, NULL, 0, "show", ids, NULL), 0);
+	if (jqt_now() - restarted < 2.5) {
+		assert_int_equal(o.code, 0);
+		assert_non_null(strstr(o.out, "running"));
+		assert_non_null(strstr(o.out, "awaiting its worker"));
+	}
+	jqt_out_free(&o);
 	/* Then the second worker runs it: its second attempt. */
 	assert_rc(jobq_job_wait(p, id, 30), 0);
 	assert_rc(jobq_job_info(p, id, &info), 0);
