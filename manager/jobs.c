@@ -223,8 +223,8 @@ static uint8_t jnothing[1];
 /*
  * The flags journaled with job @j: JOBQ_JF_CANCELLING, and JOBQ_JF_AWAY
  * when it runs under a worker that may outlive this manager (one not
- * flagged JOBQ_WF_DAEMON: a program linking libjobq, or a --worker CMD
- * with --workers-nondaemon), or still waits for such a worker to come
+ * flagged JOBQ_WF_DAEMON: a program linking libjobq, a --worker CMD, a
+ * built-in one under --workers-nondaemon), or still waits for one to come
  * back. Replay reads the bit as "wait for the worker" (place()); a daemon
  * worker dies with the manager, so its jobs run again at once.
  */
@@ -1765,7 +1765,8 @@ int jobq__jobs_init(void)
  * and leaves it in no lane, timer or list; the unique keys and
  * dependencies wait beside it. jobq__jobs_replay_done() then places every
  * job as its state says: RUNNING ones lost their worker with the old
- * manager and go back to READY (the attempt stays counted), DELAYED and
+ * manager and go back to READY (the attempt stays counted), or first wait
+ * the rejoin grace for a worker that may have outlived it (away()), DELAYED and
  * FAILED ones wait for their time, WAITING ones for the dependencies
  * still unfinished, final ones join the finished list in the order they
  * finished.
