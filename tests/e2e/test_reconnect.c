@@ -24,6 +24,7 @@
  *  - a worker killed with the manager does not come back: its job waits
  *    out the grace, shown running with no worker, then the second worker
  *    runs it (two attempts);
+ *  - a job awaiting its worker is cancelled at once;
  *  - a built-in (daemon) worker's job runs again at once after a restart,
  *    whatever the grace.
  *
@@ -529,6 +530,24 @@ static void test_worker_held(void **state)
 	jqt_mgr_stop(&m);
 }
 
+/* A worker of the sleep type in a child process, to be killed. */
+static pid_t worker_process(const struct jqt_mgr *m)
+{
+	pid_t child = fork();
+
+	assert_true(child >= 0);
+	if (child == 0) {
+		struct wk a = {0};
+
+		if (jobq_open(&a.q, m->dir) ||
+		    jobq_worker_new(&a.w, a.q, NULL) ||
+		    jobq_worker_builtin_types(a.w, "sleep"))
+			_exit(1);
+		_exit(jobq_worker_run(a.w) ? 1 : 0);
+	}
+	return child;
+}
+
 static void test_worker_gone(void **state)
 {
 	static const char *const args[] = {"--workers", "0", "--rejoin-grace",
@@ -548,17 +567,7 @@ static void test_worker_gone(void **state)
 
 	assert_int_equal(jqt_mgr_start(&m, args), 0);
 	/* The first worker is a process of its own, killed with jobqd. */
-	child = fork();
-	assert_true(child >= 0);
-	if (child == 0) {
-		struct wk a = {0};
-
-		if (jobq_open(&a.q, m.dir) ||
-		    jobq_worker_new(&a.w, a.q, NULL) ||
-		    jobq_worker_builtin_types(a.w, "sleep"))
-			_exit(1);
-		_exit(jobq_worker_run(a.w) ? 1 : 0);
-	}
+	child = worker_process(&m);
 	p = open_window(&m, 20);
 	assert_rc(jobq_submit(p, "sleep", JOBQ_T_JSON, sleep_args,
 			      strlen(sleep_args), NULL, &id),
@@ -597,6 +606,44 @@ static void test_worker_gone(void **state)
 	assert_int_equal(info.state, JOBQ_JOB_SUCCEEDED);
 	assert_int_equal(info.attempts, 2);
 	worker_end(&b, tb);
+	jobq_close(p);
+	jqt_mgr_stop(&m);
+}
+
+/* A job awaiting its worker is cancelled at once: nobody is there to be
+ * told, and the worker, should it come back, finds it gone. */
+static void test_cancel_away(void **state)
+{
+	static const char *const args[] = {"--workers", "0", "--rejoin-grace",
+					   "60", NULL};
+	const char *sleep_args = "{\"ms\": 5000}";
+	struct jqt_mgr m;
+	struct jobq_job_info info;
+	double restarted;
+	uint64_t id;
+	pid_t child;
+	jobq_t *p;
+	int st;
+
+	assert_int_equal(jqt_mgr_start(&m, args), 0);
+	child = worker_process(&m);
+	p = open_window(&m, 20);
+	assert_rc(jobq_submit(p, "sleep", JOBQ_T_JSON, sleep_args,
+			      strlen(sleep_args), NULL, &id),
+		  0);
+	wait_running(p, id);
+	kill(child, SIGKILL);
+	kill(m.pid, SIGKILL);
+	assert_int_equal(waitpid(child, &st, 0), child);
+	assert_int_equal(jqt_mgr_wait_exit(&m, 10), 0);
+	assert_int_equal(jqt_mgr_restart(&m, args), 0);
+	restarted = jqt_now();
+	assert_rc(jobq_cancel(p, id), 0);
+	assert_rc(jobq_job_wait(p, id, 30), -ECANCELED);
+	/* Well before the grace would have ended. */
+	assert_true(jqt_now() - restarted < 30);
+	assert_rc(jobq_job_info(p, id, &info), 0);
+	assert_int_equal(info.state, JOBQ_JOB_CANCELLED);
 	jobq_close(p);
 	jqt_mgr_stop(&m);
 }
@@ -649,6 +696,7 @@ int main(void)
 	    cmocka_unit_test(test_worker),
 	    cmocka_unit_test(test_worker_held),
 	    cmocka_unit_test(test_worker_gone),
+	    cmocka_unit_test(test_cancel_away),
 	    cmocka_unit_test(test_builtin_worker),
 	};
 
