@@ -651,7 +651,12 @@ int cmd_show(struct cli *c)
 	if (c->json) {
 		json_t *j = job_json(c, &ji);
 
-		if (j && !state_final(ji.state) && !ji.type_has_worker) {
+		if (j && ji.state == JOBQ_JOB_RUNNING && !ji.worker)
+			json_object_set_new(
+			    j, "note",
+			    json_string("awaiting its worker since jobqd "
+					"restarted"));
+		else if (j && !state_final(ji.state) && !ji.type_has_worker) {
 			char note[128];
 
 			snprintf(note, sizeof(note), "no worker serves type %s",
@@ -672,6 +677,11 @@ int cmd_show(struct cli *c)
 	printf("%-10s %gs\n", "lease", ji.lease);
 	if (ji.worker)
 		printf("%-10s pid %d\n", "worker", (int)ji.worker);
+	else if (ji.state == JOBQ_JOB_RUNNING)
+		/* Running when jobqd died; its worker may take it back within
+		 * jobqd --rejoin-grace, else it runs again. */
+		printf("%-10s - (awaiting its worker since jobqd restarted)\n",
+		       "worker");
 	else
 		printf("%-10s -\n", "worker");
 	if (ji.state == JOBQ_JOB_RUNNING)

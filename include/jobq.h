@@ -153,9 +153,17 @@ JOBQ_API int jobq_open(jobq_t **qp, const char *dir);
  * gave then (the same job id, the value an incr returned the first time).
  * What may come twice: an object that a get received just before the
  * manager died, before the manager had journaled its taking, comes back
- * on the queue (gets are at least once, never lost); a job that was
- * running runs again unless its worker reconnects and takes it back
- * before another worker takes it (jobq_worker_run() does). Locks do not survive
+ * on the queue (gets are at least once, never lost). A job that was
+ * running under a worker that is not a daemon (jobq_worker_opts.daemon 0)
+ * stays running with no worker (jobq_job_info.worker 0) for the rejoin
+ * grace, jobqd --rejoin-grace (default 5 s, never past the end of its
+ * lease), handed to nobody: its worker reconnects and takes it back
+ * (jobq_worker_run() does), and its result is accepted with the attempt it
+ * had. When the grace ends first, the job goes back to ready, the attempt
+ * counted, and runs again; a result of the old worker for it is then
+ * refused as stale (-ESTALE) once another worker took it. A daemon
+ * worker's job, whose worker died with the manager, goes back to ready at
+ * once. Locks do not survive
  * a restart: a lock request in flight fails with JOBQ_ELOST (jobq_lock*()
  * acquire again by name by themselves) and a lock held is no longer held.
  *
@@ -817,7 +825,10 @@ struct jobq_job_info {
 	int state; /* enum jobq_job_state */
 	int priority;
 	unsigned attempts, max_attempts;
-	pid_t worker;	 /* who runs it or ran it last, 0: nobody */
+	/* who runs it or ran it last, 0: nobody (a RUNNING job with 0 waits
+	 * for its worker after a manager restart: see "Reconnecting" above
+	 * jobq_open_ex()) */
+	pid_t worker;
 	double progress; /* percent */
 	uint64_t created_ns, started_ns, finished_ns,
 	    run_at_ns;	     /* REALTIME, 0: not yet */
@@ -913,7 +924,9 @@ typedef int (*jobq_handler)(jobq_job_t *job, void *arg);
 
 struct jobq_worker_opts {
 	unsigned concurrency; /* jobs running at once, each a fiber; 0: 1 */
-	int daemon;	      /* dies with the manager */
+	/* dies with the manager: after a manager restart its running jobs go
+	 * back to ready at once instead of waiting --rejoin-grace for it */
+	int daemon;
 	size_t stack_size;    /* of each job's fiber; 0: the loop's default */
 	uint64_t reserved[6]; /* room to grow; 0 */
 };

@@ -82,7 +82,10 @@ struct jobq__opts {
 	const char **worker_cmds;    /* --worker CMD, each run by sh -c */
 	uint32_t nworker_cmds;
 	uint64_t grace_ns; /* --grace: shutdown drain period */
-	const char *http;  /* --http [ADDR:]PORT, NULL: none */
+	/* --rejoin-grace: how long a job running when the manager died
+	 * waits for its worker to come back (see jobs.c's place()) */
+	uint64_t rejoin_grace_ns;
+	const char *http; /* --http [ADDR:]PORT, NULL: none */
 	/* Durability. */
 	const char *journal; /* --journal FILE; NULL: DIR/journal */
 	int fsync_mode;	     /* --fsync: enum jobq__fsync_mode */

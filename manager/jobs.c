@@ -195,7 +195,7 @@ struct jjob {
 	int32_t priority;
 	uint32_t queue_id;
 	uint16_t type_id, attempts, max_attempts;
-	uint8_t state, flags; /* flags: JOBQ_JF_CANCELLING only */
+	uint8_t state, flags; /* flags: jflags() */
 	uint32_t args_type, args_len;
 	uint32_t res_type, res_len;
 	uint32_t has_result; /* 1: res_len bytes of result follow the args */
@@ -220,6 +220,27 @@ _Static_assert(sizeof(struct jupd) == 48, "a record's layout");
 /* What an empty piece of a record points to (never NULL: memcpy). */
 static uint8_t jnothing[1];
 
+/*
+ * The flags journaled with job @j: JOBQ_JF_CANCELLING, and JOBQ_JF_AWAY
+ * when it runs under a worker that may outlive this manager (one not
+ * flagged JOBQ_WF_DAEMON: a program linking libjobq, a --worker CMD, a
+ * built-in one under --workers-nondaemon), or still waits for one to come
+ * back. Replay reads the bit as "wait for the worker" (place()); a daemon
+ * worker dies with the manager, so its jobs run again at once.
+ */
+static uint8_t jflags(const struct jobq_job_rec *j)
+{
+	uint8_t f = j->flags & (JOBQ_JF_CANCELLING | JOBQ_JF_AWAY);
+	uint32_t slot = j->worker_client;
+
+	if (j->state != JOBQ_JS_RUNNING)
+		return f & JOBQ_JF_CANCELLING;
+	if (slot < jobq__m.o.max_clients && jobs.W[slot].reg &&
+	    !(jobs.W[slot].flags & JOBQ_WF_DAEMON))
+		f |= JOBQ_JF_AWAY;
+	return f;
+}
+
 /* Journals the state of job @r, and its result with @result. */
 static void jlog_upd(uint32_t r, bool result, bool ack)
 {
@@ -233,7 +254,7 @@ static void jlog_upd(uint32_t r, bool result, bool ack)
 	    .run_at_ns = j->run_at_ns,
 	    .attempts = j->attempts,
 	    .state = j->state,
-	    .flags = j->flags & JOBQ_JF_CANCELLING,
+	    .flags = jflags(j),
 	    .res = !result ? JRES_KEEP
 		   : it	   ? JRES_BYTES
 			   : JRES_NONE,
@@ -283,7 +304,7 @@ static int jlog_new(struct jobq__journal *jn, uint32_t r)
 	    .attempts = j->attempts,
 	    .max_attempts = j->max_attempts,
 	    .state = j->state,
-	    .flags = j->flags & JOBQ_JF_CANCELLING,
+	    .flags = jflags(j),
 	    .args_type = j->args_type,
 	    .args_len = j->args_len,
 	    .res_type = it ? it->type : 0,
@@ -566,7 +587,12 @@ static void stop_running(uint32_t r)
 	uint32_t slot = j->worker_client;
 
 	jobq__timerq_del(r);
-	if (slot < jobq__m.o.max_clients && jobs.W[slot].reg) {
+	if (j->flags & JOBQ_JF_AWAY) {
+		/* Waiting for its worker after a restart: it has none. */
+		seq_write_begin(&j->seq);
+		j->flags &= (uint8_t)~JOBQ_JF_AWAY;
+		seq_write_end(&j->seq);
+	} else if (slot < jobq__m.o.max_clients && jobs.W[slot].reg) {
 		struct jworker *wk = &jobs.W[slot];
 		struct jobq_worker_rec *wr = &jobq__m.st.workers[slot];
 
@@ -895,6 +921,22 @@ static void settle(void)
 	}
 }
 
+/* Job @r (running when its manager died, in no structure now) lost its
+ * worker: back to READY with its attempt counted, or DEAD when that was
+ * the last one. */
+static void worker_gone(uint32_t r)
+{
+	struct jobq_job_rec *j = job_rec(r);
+
+	if (j->attempts >= j->max_attempts) {
+		to_final(r, JOBQ_JS_DEAD,
+			 text_new("jobqd stopped while it ran"));
+	} else {
+		jobq__count(retried);
+		to_ready(r);
+	}
+}
+
 void jobq__jobs_timer(void)
 {
 	uint64_t now, real;
@@ -923,6 +965,9 @@ void jobq__jobs_timer(void)
 		case JOBQ_JS_RUNNING:
 			if (j->flags & JOBQ_JF_CANCELLING) {
 				ignored_cancel(r);
+			} else if (j->flags & JOBQ_JF_AWAY) {
+				stop_running(r);
+				worker_gone(r);
 			} else {
 				stop_running(r);
 				attempt_failed(r, text_new("lease expired"),
@@ -1212,6 +1257,13 @@ int jobq__op_job_cancel(struct jobq__client *c, const struct jobq_sqe *s)
 
 		if (j->flags & JOBQ_JF_CANCELLING)
 			return 0;
+		if (j->flags & JOBQ_JF_AWAY) {
+			/* Nobody to tell: cancelled at once. Its worker, if
+			 * it comes back, finds it gone (a claim skips it, a
+			 * result is stale). */
+			stop_running(r);
+			break;
+		}
 		seq_write_begin(&j->seq);
 		j->flags |= JOBQ_JF_CANCELLING;
 		seq_write_end(&j->seq);
@@ -1469,11 +1521,13 @@ int jobq__op_w_reserve(struct jobq__client *c, const struct jobq_sqe *s)
 
 /*
  * A worker that reconnected to a manager that restarted takes back the
- * jobs it still runs. The restart put them back to ready (their attempt
- * counted when they were handed out); one still ready with the attempt
- * the worker holds was handed to nobody since, so it runs on where it ran
- * and the worker's result for it is accepted. One handed out again meanwhile
- * has a newer attempt: the old worker's result for it stays stale.
+ * jobs it still runs. The restart kept each of them RUNNING with no
+ * worker (JOBQ_JF_AWAY) for the rejoin grace, or put it back to READY
+ * (a daemon worker's job, or the grace ended; the attempt stays counted
+ * either way). One in either state with the attempt the worker holds was
+ * handed to nobody since, so it runs on where it ran and the worker's
+ * result for it is accepted. One handed out again meanwhile has a newer
+ * attempt: the old worker's result for it stays stale.
  */
 int jobq__op_w_claim(struct jobq__client *c, const struct jobq_sqe *s)
 {
@@ -1490,7 +1544,7 @@ int jobq__op_w_claim(struct jobq__client *c, const struct jobq_sqe *s)
 	for (uint32_t i = 0; i < n && wk->running < wk->capacity; i++) {
 		uint64_t pair[2];
 		struct jobq_job_rec *j;
-		bool serves = false;
+		bool serves = false, away;
 		uint32_t r;
 
 		memcpy(pair, a + 16 * (size_t)i, sizeof(pair));
@@ -1498,21 +1552,30 @@ int jobq__op_w_claim(struct jobq__client *c, const struct jobq_sqe *s)
 		if (r == NONE)
 			continue;
 		j = job_rec(r);
-		if (j->state != JOBQ_JS_READY || !j->attempts ||
+		away = j->state == JOBQ_JS_RUNNING &&
+		       (j->flags & JOBQ_JF_AWAY) &&
+		       !(j->flags & JOBQ_JF_CANCELLING);
+		if ((j->state != JOBQ_JS_READY && !away) || !j->attempts ||
 		    j->attempts != pair[1])
 			continue;
 		for (uint32_t t = 0; t < wk->ntypes && !serves; t++)
 			serves = wk->types[t] == j->type_id;
 		if (!serves)
 			continue;
-		unready(r);
+		if (away) {
+			/* Already in the running counts (place()). */
+			jobq__timerq_del(r);
+		} else {
+			unready(r);
+			t_adj(j->type_id, 0, 1);
+			q_adj(j->queue_id, 0, 1);
+		}
 		seq_write_begin(&j->seq);
 		set_state(j, JOBQ_JS_RUNNING);
+		j->flags &= (uint8_t)~JOBQ_JF_AWAY;
 		j->worker_pid = c->pid;
 		j->worker_client = c->slot;
 		seq_write_end(&j->seq);
-		t_adj(j->type_id, 0, 1);
-		q_adj(j->queue_id, 0, 1);
 		run_add(wk, r);
 		wk->running++;
 		seq_write_begin(&wr->seq);
@@ -1769,7 +1832,8 @@ int jobq__jobs_init(void)
  * and leaves it in no lane, timer or list; the unique keys and
  * dependencies wait beside it. jobq__jobs_replay_done() then places every
  * job as its state says: RUNNING ones lost their worker with the old
- * manager and go back to READY (the attempt stays counted), DELAYED and
+ * manager and go back to READY (the attempt stays counted), or first wait
+ * the rejoin grace for a worker that may have outlived it (away()), DELAYED and
  * FAILED ones wait for their time, WAITING ones for the dependencies
  * still unfinished, final ones join the finished list in the order they
  * finished.
@@ -1838,7 +1902,7 @@ static int replay_new(const uint8_t *p, uint32_t len)
 	j = job_rec(r);
 	seq_write_begin(&j->seq);
 	j->state = JOBQ_JS_FREE;
-	j->flags = h.flags & JOBQ_JF_CANCELLING;
+	j->flags = h.flags & (JOBQ_JF_CANCELLING | JOBQ_JF_AWAY);
 	j->type_id = h.type_id;
 	j->id = h.id;
 	j->queue_id = h.queue_id;
@@ -1892,7 +1956,7 @@ static int replay_upd(const uint8_t *p, uint32_t len)
 	j = job_rec(r);
 	seq_write_begin(&j->seq);
 	set_state(j, u.state);
-	j->flags = u.flags & JOBQ_JF_CANCELLING;
+	j->flags = u.flags & (JOBQ_JF_CANCELLING | JOBQ_JF_AWAY);
 	j->attempts = u.attempts;
 	j->started_ns = u.started_ns;
 	j->finished_ns = u.finished_ns;
@@ -2031,6 +2095,44 @@ static int by_finish(const void *a, const void *b)
 	return x->id < y->id ? -1 : x->id > y->id;
 }
 
+/*
+ * away - replayed job @r ran under a worker that may have outlived the
+ * manager that died (JOBQ_JF_AWAY, see jflags()). It stays RUNNING with
+ * no worker, handed to nobody, for the rejoin grace: --rejoin-grace, and
+ * never past the end of its lease (a worker that kept it longer would
+ * have lost it anyway). A worker that comes back within it claims it
+ * (jobq__op_w_claim()) and its result is accepted; when the grace ends
+ * first, the timer sends it back to READY as a restart always did
+ * (worker_gone()). The bit stays journaled with the state, so a second
+ * crash within the grace waits again: the job is handed to nobody else
+ * until the grace ends, and a hand-out after that journals a new attempt,
+ * which the old worker's claim no longer matches.
+ */
+static void away(uint32_t r)
+{
+	struct jobq_job_rec *j = job_rec(r);
+	uint64_t real = clk_real(), grace = jobq__m.o.rejoin_grace_ns;
+	uint64_t end = j->started_ns + j->lease_ns;
+
+	if (end <= real)
+		grace = 0;
+	else if (end - real < grace)
+		grace = end - real;
+	if (!grace || jobq__timerq_set(r, clk_mono() + grace)) {
+		seq_write_begin(&j->seq);
+		j->flags &= (uint8_t)~JOBQ_JF_AWAY;
+		seq_write_end(&j->seq);
+		worker_gone(r);
+		return;
+	}
+	/* In the running counts, as it was; stop_running() takes it out. */
+	seq_write_begin(&j->seq);
+	set_state(j, JOBQ_JS_RUNNING);
+	seq_write_end(&j->seq);
+	t_adj(j->type_id, 0, 1);
+	q_adj(j->queue_id, 0, 1);
+}
+
 /* Job @r, replayed in state @st, is placed in the structures of it. */
 static void place(uint32_t r, unsigned st)
 {
@@ -2040,13 +2142,14 @@ static void place(uint32_t r, unsigned st)
 	case JOBQ_JS_RUNNING:
 		/* Its worker was a client of the manager that died. */
 		if (j->flags & JOBQ_JF_CANCELLING) {
+			seq_write_begin(&j->seq);
+			j->flags &= (uint8_t)~JOBQ_JF_AWAY;
+			seq_write_end(&j->seq);
 			to_cancelled(r);
-		} else if (j->attempts >= j->max_attempts) {
-			to_final(r, JOBQ_JS_DEAD,
-				 text_new("jobqd stopped while it ran"));
+		} else if (j->flags & JOBQ_JF_AWAY) {
+			away(r);
 		} else {
-			jobq__count(retried);
-			to_ready(r);
+			worker_gone(r);
 		}
 		break;
 	case JOBQ_JS_READY:

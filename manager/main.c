@@ -114,7 +114,7 @@ static void usage(FILE *f)
 	    "SIZE]\n"
 	    "             [--workers N] [--workers-nondaemon] [--worker "
 	    "CMD]...\n"
-	    "             [--grace S] [--http [ADDR:]PORT]\n"
+	    "             [--grace S] [--rejoin-grace S] [--http [ADDR:]PORT]\n"
 	    "             [--journal FILE] [--fsync MODE]\n"
 	    "             [--backend URL [--migrate]]\n"
 	    "\n"
@@ -154,6 +154,12 @@ static void usage(FILE *f)
 	    "                     next start; a second signal or jobq "
 	    "shutdown\n"
 	    "                     --now stops at once\n"
+	    "  --rejoin-grace S   a job that was running when jobqd died\n"
+	    "                     waits up to S seconds (default 5, never\n"
+	    "                     past its lease) for its worker to\n"
+	    "                     reconnect and take it back, then runs\n"
+	    "                     again; jobs of daemon workers, which die\n"
+	    "                     with jobqd, run again at once\n"
 	    "  --http [ADDR:]PORT  serve /metrics (Prometheus) and a "
 	    "dashboard at /;\n"
 	    "                     a bare PORT is 127.0.0.1 (0: any free "
@@ -250,6 +256,7 @@ static const struct option long_opts[] = {
     {"worker-concurrency", required_argument, NULL, 'X'},
     {"worker", required_argument, NULL, 'C'},
     {"grace", required_argument, NULL, 'G'},
+    {"rejoin-grace", required_argument, NULL, 'R'},
     {"http", required_argument, NULL, 'H'},
     {"journal", required_argument, NULL, 'j'},
     {"fsync", required_argument, NULL, 'F'},
@@ -432,6 +439,7 @@ static void parse_opts(int argc, char **argv, struct jobq__opts *o)
 	o->max_clients = 1024;
 	o->keep_ns = 3600 * JOBQ__NSEC_PER_SEC;
 	o->grace_ns = 10 * JOBQ__NSEC_PER_SEC;
+	o->rejoin_grace_ns = 5 * JOBQ__NSEC_PER_SEC;
 	opterr = 0;
 	argv = with_config(argc, argv, &argc);
 	while ((ch = getopt_long(argc, argv, ":", long_opts, &li)) != -1) {
@@ -539,20 +547,25 @@ static void parse_opts(int argc, char **argv, struct jobq__opts *o)
 			break;
 		case 'K':
 		case 'G':
+		case 'R':
 			errno = 0;
 			d = strtod(optarg, &end);
 			if (errno || *end || end == optarg || !(d >= 0) ||
 			    d > 1e9)
-				bad_usage(ch == 'K'
-					      ? "--keep %s: not a number "
+				bad_usage(ch == 'K' ? "--keep %s: not a number "
+						      "of seconds"
+					  : ch == 'G'
+					      ? "--grace %s: not a number "
 						"of seconds"
-					      : "--grace %s: not a number "
-						"of seconds",
+					      : "--rejoin-grace %s: not a "
+						"number of seconds",
 					  optarg);
 			if (ch == 'K')
 				o->keep_ns = (uint64_t)(d * 1e9);
-			else
+			else if (ch == 'G')
 				o->grace_ns = (uint64_t)(d * 1e9);
+			else
+				o->rejoin_grace_ns = (uint64_t)(d * 1e9);
 			break;
 		case 'W':
 			errno = 0;

@@ -410,6 +410,10 @@ enum jobq_job_state_wire {
 
 #define JOBQ_JF_CANCELLING (1u << 0) /* cancel asked while running */
 #define JOBQ_JF_UNIQUE	   (1u << 1) /* holds a unique key */
+/* RUNNING, and its worker, which may have outlived a manager that died,
+ * has not come back since the restart: the job waits for it (no worker,
+ * worker_pid 0) for the rejoin grace, then goes back to READY. */
+#define JOBQ_JF_AWAY (1u << 2)
 
 struct jobq_job_rec {
 	_Atomic uint32_t seq; /* seqlock over everything below */

@@ -17,7 +17,16 @@
  *    manager and gets the lock;
  *  - a worker with a job running across a restart takes it back: its
  *    result is accepted (one attempt), and it serves the jobs submitted
- *    after.
+ *    after;
+ *  - the same with a second worker already waiting for jobs: the job is
+ *    not handed to it while its own worker may come back (--rejoin-grace),
+ *    even when the manager dies again within the grace;
+ *  - a worker killed with the manager does not come back: its job waits
+ *    out the grace, shown running with no worker, then the second worker
+ *    runs it (two attempts);
+ *  - a job awaiting its worker is cancelled at once;
+ *  - a built-in (daemon) worker's job runs again at once after a restart,
+ *    whatever the grace.
  *
  * A manager of another user on reconnect runs the same checks as
  * jobq_open() (the same handshake function); test_identity covers them.
@@ -445,6 +454,233 @@ static void test_worker(void **state)
 	jqt_mgr_stop(&m);
 }
 
+/* A worker of the sleep type over a handle of its own, in a thread. */
+static void worker_start(struct wk *k, const struct jqt_mgr *m, pthread_t *t)
+{
+	k->q = open_window(m, 20);
+	assert_rc(jobq_worker_new(&k->w, k->q, NULL), 0);
+	assert_rc(jobq_worker_builtin_types(k->w, "sleep"), 0);
+	assert_int_equal(pthread_create(t, NULL, worker_thread, k), 0);
+}
+
+static void worker_end(struct wk *k, pthread_t t)
+{
+	jobq_worker_stop(k->w);
+	pthread_join(t, NULL);
+	assert_rc(k->rc, 0);
+	jobq_worker_free(k->w);
+	jobq_close(k->q);
+}
+
+/* Waits (at most 10 s) until job @id runs. */
+static void wait_running(jobq_t *p, uint64_t id)
+{
+	struct jobq_job_info info;
+	double end = jqt_now() + 10;
+
+	do {
+		assert_rc(jobq_job_info(p, id, &info), 0);
+		if (info.state == JOBQ_JOB_RUNNING)
+			return;
+		jqt_sleep(0.02);
+	} while (jqt_now() < end);
+	fail_msg("job %llu never ran", (unsigned long long)id);
+}
+
+static void test_worker_held(void **state)
+{
+	static const char *const args[] = {"--workers", "0", "--rejoin-grace",
+					   "5", NULL};
+	const char *sleep_args = "{\"ms\": 1500}";
+	struct jqt_mgr m;
+	struct wk a = {0}, b = {0};
+	struct jobq_job_info info;
+	pthread_t ta, tb;
+	uint64_t id;
+	jobq_t *p;
+
+	assert_int_equal(jqt_mgr_start(&m, args), 0);
+	worker_start(&a, &m, &ta);
+	p = open_window(&m, 20);
+	assert_rc(jobq_submit(p, "sleep", JOBQ_T_JSON, sleep_args,
+			      strlen(sleep_args), NULL, &id),
+		  0);
+	wait_running(p, id);
+	/* The second worker waits for jobs from now on, across the
+	 * restart: its reservation is resent as soon as it reconnects. */
+	worker_start(&b, &m, &tb);
+	jqt_sleep(0.1);
+	/* Twice: the second crash comes within the grace the first restart
+	 * gave, and the job must still wait for its worker. */
+	for (int i = 0; i < 2; i++) {
+		kill(m.pid, SIGKILL);
+		assert_int_equal(jqt_mgr_wait_exit(&m, 10), 0);
+		assert_int_equal(jqt_mgr_restart(&m, args), 0);
+		jqt_sleep(0.2);
+	}
+	assert_rc(jobq_job_wait(p, id, 20), 0);
+	/* Not handed to the second worker (that would be a second
+	 * attempt): the first finished it and its result was accepted. */
+	assert_rc(jobq_job_info(p, id, &info), 0);
+	assert_int_equal(info.state, JOBQ_JOB_SUCCEEDED);
+	assert_int_equal(info.attempts, 1);
+	worker_end(&b, tb);
+	worker_end(&a, ta);
+	jobq_close(p);
+	jqt_mgr_stop(&m);
+}
+
+/* A worker of the sleep type in a child process, to be killed. */
+static pid_t worker_process(const struct jqt_mgr *m)
+{
+	pid_t child = fork();
+
+	assert_true(child >= 0);
+	if (child == 0) {
+		struct wk a = {0};
+
+		if (jobq_open(&a.q, m->dir) ||
+		    jobq_worker_new(&a.w, a.q, NULL) ||
+		    jobq_worker_builtin_types(a.w, "sleep"))
+			_exit(1);
+		_exit(jobq_worker_run(a.w) ? 1 : 0);
+	}
+	return child;
+}
+
+static void test_worker_gone(void **state)
+{
+	static const char *const args[] = {"--workers", "0", "--rejoin-grace",
+					   "3", NULL};
+	struct jqt_out o;
+	char ids[24];
+	const char *sleep_args = "{\"ms\": 1500}";
+	struct jqt_mgr m;
+	struct wk b = {0};
+	struct jobq_job_info info;
+	double restarted;
+	pthread_t tb;
+	uint64_t id;
+	pid_t child;
+	jobq_t *p;
+	int st;
+
+	assert_int_equal(jqt_mgr_start(&m, args), 0);
+	/* The first worker is a process of its own, killed with jobqd. */
+	child = worker_process(&m);
+	p = open_window(&m, 20);
+	assert_rc(jobq_submit(p, "sleep", JOBQ_T_JSON, sleep_args,
+			      strlen(sleep_args), NULL, &id),
+		  0);
+	wait_running(p, id);
+	worker_start(&b, &m, &tb);
+	jqt_sleep(0.1);
+	kill(child, SIGKILL);
+	kill(m.pid, SIGKILL);
+	assert_int_equal(waitpid(child, &st, 0), child);
+	assert_int_equal(jqt_mgr_wait_exit(&m, 10), 0);
+	assert_int_equal(jqt_mgr_restart(&m, args), 0);
+	restarted = jqt_now();
+	/* Within the grace it waits for its worker, handed to nobody (a
+	 * round trip first: the handle reads the records of the manager
+	 * it is connected to, the new one once it reconnected). */
+	assert_rc(jobq_ping(p), 0);
+	assert_rc(jobq_job_info(p, id, &info), 0);
+	if (jqt_now() - restarted < 1.5) {
+		assert_int_equal(info.state, JOBQ_JOB_RUNNING);
+		assert_int_equal(info.worker, 0);
+		assert_int_equal(info.attempts, 1);
+	}
+	/* And `jobq show` says so. */
+	snprintf(ids, sizeof(ids), "%llu", (unsigned long long)id);
+	assert_int_equal(jqt_cli(&m, &o, NULL, 0, "show", ids, NULL), 0);
+	if (jqt_now() - restarted < 2.5) {
+		assert_int_equal(o.code, 0);
+		assert_non_null(strstr(o.out, "running"));
+		assert_non_null(strstr(o.out, "awaiting its worker"));
+	}
+	jqt_out_free(&o);
+	/* Then the second worker runs it: its second attempt. */
+	assert_rc(jobq_job_wait(p, id, 30), 0);
+	assert_rc(jobq_job_info(p, id, &info), 0);
+	assert_int_equal(info.state, JOBQ_JOB_SUCCEEDED);
+	assert_int_equal(info.attempts, 2);
+	worker_end(&b, tb);
+	jobq_close(p);
+	jqt_mgr_stop(&m);
+}
+
+/* A job awaiting its worker is cancelled at once: nobody is there to be
+ * told, and the worker, should it come back, finds it gone. */
+static void test_cancel_away(void **state)
+{
+	static const char *const args[] = {"--workers", "0", "--rejoin-grace",
+					   "60", NULL};
+	const char *sleep_args = "{\"ms\": 5000}";
+	struct jqt_mgr m;
+	struct jobq_job_info info;
+	double restarted;
+	uint64_t id;
+	pid_t child;
+	jobq_t *p;
+	int st;
+
+	assert_int_equal(jqt_mgr_start(&m, args), 0);
+	child = worker_process(&m);
+	p = open_window(&m, 20);
+	assert_rc(jobq_submit(p, "sleep", JOBQ_T_JSON, sleep_args,
+			      strlen(sleep_args), NULL, &id),
+		  0);
+	wait_running(p, id);
+	kill(child, SIGKILL);
+	kill(m.pid, SIGKILL);
+	assert_int_equal(waitpid(child, &st, 0), child);
+	assert_int_equal(jqt_mgr_wait_exit(&m, 10), 0);
+	assert_int_equal(jqt_mgr_restart(&m, args), 0);
+	restarted = jqt_now();
+	assert_rc(jobq_cancel(p, id), 0);
+	assert_rc(jobq_job_wait(p, id, 30), -ECANCELED);
+	/* Well before the grace would have ended. */
+	assert_true(jqt_now() - restarted < 30);
+	assert_rc(jobq_job_info(p, id, &info), 0);
+	assert_int_equal(info.state, JOBQ_JOB_CANCELLED);
+	jobq_close(p);
+	jqt_mgr_stop(&m);
+}
+
+static void test_builtin_worker(void **state)
+{
+	/* A grace far longer than the test may take: a daemon worker's job
+	 * must not wait for it. */
+	static const char *const args[] = {"--workers", "1", "--rejoin-grace",
+					   "60", NULL};
+	const char *sleep_args = "{\"ms\": 1000}";
+	struct jqt_mgr m;
+	struct jobq_job_info info;
+	double restarted;
+	uint64_t id;
+	jobq_t *p;
+
+	assert_int_equal(jqt_mgr_start(&m, args), 0);
+	p = open_window(&m, 30);
+	assert_rc(jobq_submit(p, "sleep", JOBQ_T_JSON, sleep_args,
+			      strlen(sleep_args), NULL, &id),
+		  0);
+	wait_running(p, id);
+	kill(m.pid, SIGKILL);
+	assert_int_equal(jqt_mgr_wait_exit(&m, 10), 0);
+	assert_int_equal(jqt_mgr_restart(&m, args), 0);
+	restarted = jqt_now();
+	assert_rc(jobq_job_wait(p, id, 50), 0);
+	/* Far sooner than the grace: it ran again at once. */
+	assert_true(jqt_now() - restarted < 30);
+	assert_rc(jobq_job_info(p, id, &info), 0);
+	assert_int_equal(info.state, JOBQ_JOB_SUCCEEDED);
+	assert_int_equal(info.attempts, 2);
+	jobq_close(p);
+	jqt_mgr_stop(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -458,6 +694,10 @@ int main(void)
 	    cmocka_unit_test(test_disabled),
 	    cmocka_unit_test(test_lock_lost),
 	    cmocka_unit_test(test_worker),
+	    cmocka_unit_test(test_worker_held),
+	    cmocka_unit_test(test_worker_gone),
+	    cmocka_unit_test(test_cancel_away),
+	    cmocka_unit_test(test_builtin_worker),
 	};
 
 	jqt_init();
