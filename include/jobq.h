@@ -572,6 +572,9 @@ struct jobq_client_info {
 	uint32_t quota_waits, quota_queues, quota_locks; /* 0: none */
 	uint64_t bytes;	      /* payload bytes of its puts still queued */
 	uint64_t quota_bytes; /* 0: none */
+	uint32_t jobs;	      /* jobs it submitted that are not final yet */
+	uint32_t held;	      /* locks it holds now */
+	uint32_t quota_jobs, quota_held; /* 0: none */
 	uint64_t reserved[2];
 };
 
@@ -581,7 +584,9 @@ struct jobq_client_info {
  * store: no round trip. A client has quotas: requests parked at once,
  * queues made, locks made, bytes of its puts still queued (only with
  * jobqd --client-max-bytes; objects handed straight to a getter do not
- * count); a request past one
+ * count), jobs it submitted that are not final yet (counted on the
+ * connection that submitted them: they stop counting when it closes, and
+ * live on), locks it holds at once; a request past one
  * fails with JOBQ_EQUOTA
  * (the counts below show which), and a client that sends too many
  * malformed requests is dropped. Returns 0 or -ENOMEM.

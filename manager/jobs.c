@@ -85,6 +85,10 @@ static struct {
 	struct jworker *W;	     /* [max_clients] by client slot */
 	struct jobq__list reservers; /* parked W_RESERVE, oldest first */
 	struct jobq__list waits[JOBQ__WAIT_BUCKETS];
+	/* [max_jobs] by record: jobq__client_ref() of the connection that
+	 * submitted the job while it counts against that client's quota
+	 * (until it is final), else 0. Replayed jobs count for nobody. */
+	uint64_t *owner;
 	uint64_t *finq; /* ids that became final, for deps */
 	uint8_t *finq_state;
 	uint32_t finq_n, finq_cap;
@@ -480,6 +484,16 @@ static void unready(uint32_t r)
 	q_adj(j->queue_id, -1, 0);
 }
 
+/* Job @r stops counting against its submitter's quota (a no-op once the
+ * submitter has gone: the count went with its record). */
+static void owner_drop(uint32_t r)
+{
+	if (!jobs.owner[r])
+		return;
+	jobq__quota_ref_add(jobs.owner[r], JOBQ_QUOTA_JOBS, -1);
+	jobs.owner[r] = 0;
+}
+
 /* Job @r reached a final state (set by the caller): keep it on the
  * finished list, drop its unique key, answer its waiters and note it for
  * its dependents. */
@@ -488,6 +502,7 @@ static void finalize(uint32_t r)
 	struct jobq_job_rec *j = job_rec(r);
 	uint64_t id = j->id;
 
+	owner_drop(r);
 	if (j->flags & JOBQ_JF_UNIQUE) {
 		jobq__uq_drop(r, (jobq__job_priv[r].aux & AUX_UKH) >>
 				     AUX_UKH_SHIFT);
@@ -684,6 +699,7 @@ static void free_record(uint32_t r)
 	struct jobq_job_rec *j = job_rec(r);
 
 	list_del(&jobs.fin_head, &jobs.fin_tail, r);
+	owner_drop(r);
 	jobq__jobidx_delete(j->id);
 	{
 		struct iovec v = {.iov_base = &j->id, .iov_len = sizeof(j->id)};
@@ -1068,6 +1084,9 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 		}
 		pending++;
 	}
+	/* A unique key that is already there made no job; this one would. */
+	if (jobq__quota_room(c, JOBQ_QUOTA_JOBS, 1))
+		return JOBQ_EQUOTA;
 	tid = type_get(type, wv.type_len);
 	if (tid < 0)
 		return tid;
@@ -1116,6 +1135,8 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 	store_relaxed(&jobq__hdr()->njobs,
 		      load_relaxed(&jobq__hdr()->njobs) + 1);
 	jobq__count(submitted);
+	jobs.owner[r] = jobq__client_ref(c);
+	jobq__quota_ref_add(jobs.owner[r], JOBQ_QUOTA_JOBS, 1);
 
 	jlog_new(NULL, r);
 	if (wv.unique_len) {
@@ -1632,11 +1653,12 @@ int jobq__jobs_init(void)
 	jobs.free_head = jobs.fin_head = jobs.fin_tail = NONE;
 	/* calloc'd: pages are touched only as records come into use. */
 	jobq__job_priv = calloc(jobs.max_jobs, sizeof(*jobq__job_priv));
+	jobs.owner = calloc(jobs.max_jobs, sizeof(*jobs.owner));
 	jobq__jobidx_init();
 	jobs.type_hash_mask = 2 * h->max_types - 1;
 	jobs.type_hash = calloc(2 * h->max_types, sizeof(*jobs.type_hash));
 	jobs.W = calloc(jobq__m.o.max_clients, sizeof(*jobs.W));
-	if (!jobq__job_priv || jobq__lanes_init(h->max_types) ||
+	if (!jobq__job_priv || !jobs.owner || jobq__lanes_init(h->max_types) ||
 	    !jobs.type_hash || !jobs.W || jobq__chash_init())
 		return -ENOMEM;
 	for (uint32_t i = 0; i < jobq__m.o.max_clients; i++)

@@ -229,6 +229,13 @@ int jobq__store_create(const struct jobq__opts *o, char *err, size_t errlen)
 	/* Off unless asked: one producer filling the store is a normal use
 	 * (a blocking put then waits for room). */
 	h->quota_bytes = o->client_max_bytes;
+	/* Half the job table: a client that submits a big batch (jobq run
+	 * --from) meets it only when the batch alone would leave the others
+	 * less than half. Held locks: as many as it may make. */
+	h->quota_jobs =
+	    o->client_max_jobs ? o->client_max_jobs : (uint32_t)(max_jobs / 2);
+	h->quota_held =
+	    o->client_max_held ? o->client_max_held : h->quota_locks;
 	h->quota_bad = JOBQ__QUOTA_BAD;
 	st->heap = jobq__heap_create(st->base, h->heap_off, h->heap_size);
 	if (!st->heap) {

@@ -240,6 +240,8 @@ struct jobq_store_hdr {
 	_Atomic uint32_t locks_live; /* lock records in use */
 	uint32_t pad2;
 	uint64_t quota_bytes; /* payload bytes of its puts still queued */
+	uint32_t quota_jobs;  /* jobs it submitted that are not final */
+	uint32_t quota_held;  /* locks it holds at once */
 };
 
 /* The quotas, in struct jobq_client_rec.quota_hit. */
@@ -249,6 +251,8 @@ enum jobq_quota_wire {
 	JOBQ_QUOTA_QUEUES = 2,
 	JOBQ_QUOTA_LOCKS = 3,
 	JOBQ_QUOTA_BYTES = 4,
+	JOBQ_QUOTA_JOBS = 5,
+	JOBQ_QUOTA_HELD = 6,
 };
 
 /*
@@ -273,6 +277,10 @@ struct jobq_client_rec {
 	uint64_t refused;      /* requests refused by a quota */
 	char name[32];
 	uint64_t bytes; /* payload bytes of its puts still queued */
+	/* Jobs it submitted on this connection that are not final yet: a job
+	 * outlives its submitter, the count goes with this record. */
+	uint32_t jobs;
+	uint32_t held; /* locks its owners hold now (one per lock and owner) */
 };
 
 /*
