@@ -554,7 +554,10 @@ struct jobq_stats {
 	uint64_t journal_snapshots;    /* written since the manager started */
 	/* The sizes of the tables (jobqd --max-queues, --max-locks). */
 	uint32_t max_queues, max_locks;
-	uint64_t reserved[7];
+	/* Job types named by a job or a worker now, and the size of their
+	 * table (jobqd --max-types). */
+	uint32_t types, max_types;
+	uint64_t reserved[6];
 };
 
 /* One connected client, as `jobq stats --clients` shows it. */

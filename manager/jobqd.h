@@ -74,6 +74,7 @@ struct jobq__opts {
 	uint32_t max_jobs;	   /* 0: memory / 1024 */
 	uint32_t max_queues;	   /* --max-queues; 0: the default */
 	uint32_t max_locks;	   /* --max-locks; 0: the default */
+	uint32_t max_types;	   /* --max-types; 0: the default */
 	uint64_t client_max_bytes; /* --client-max-bytes; 0: no quota */
 	uint32_t client_max_jobs;  /* --client-max-jobs; 0: the default */
 	uint32_t client_max_held;  /* --client-max-locks-held; 0: default */

@@ -113,6 +113,7 @@ static void usage(FILE *f)
 	    "             [--max-queues N] [--max-locks N] [--client-max-bytes "
 	    "SIZE]\n"
 	    "             [--client-max-jobs N] [--client-max-locks-held N]\n"
+	    "             [--max-types N]\n"
 	    "             [--workers N] [--workers-nondaemon] [--worker "
 	    "CMD]...\n"
 	    "             [--grace S] [--http [ADDR:]PORT]\n"
@@ -136,6 +137,8 @@ static void usage(FILE *f)
 	    "  --keep S           keep finished jobs S seconds (default 3600)\n"
 	    "  --max-queues N     queue records (default 4096, at most 65536)\n"
 	    "  --max-locks N      lock records (default 4096)\n"
+	    "  --max-types N      job type records (default 1024, at most "
+	    "65535)\n"
 	    "  --client-max-bytes SIZE  most payload bytes one client's puts\n"
 	    "                     may have queued (default: no limit)\n"
 	    "  --client-max-jobs N  most jobs one client may have submitted\n"
@@ -227,7 +230,7 @@ static void check_memory(uint64_t memory)
  * --config-end word between them marks where the file's options end.
  */
 /* Options without a short letter. */
-enum { OPT_CLIENT_MAX_JOBS = 0x200, OPT_CLIENT_MAX_HELD };
+enum { OPT_CLIENT_MAX_JOBS = 0x200, OPT_CLIENT_MAX_HELD, OPT_MAX_TYPES };
 
 static const struct option long_opts[] = {
     {"dir", required_argument, NULL, 'd'},
@@ -244,6 +247,7 @@ static const struct option long_opts[] = {
     {"client-max-bytes", required_argument, NULL, 'B'},
     {"client-max-jobs", required_argument, NULL, OPT_CLIENT_MAX_JOBS},
     {"client-max-locks-held", required_argument, NULL, OPT_CLIENT_MAX_HELD},
+    {"max-types", required_argument, NULL, OPT_MAX_TYPES},
     {"max-locks", required_argument, NULL, 'T'},
     {"keep", required_argument, NULL, 'K'},
     {"workers", required_argument, NULL, 'W'},
@@ -519,6 +523,16 @@ static void parse_opts(int argc, char **argv, struct jobq__opts *o)
 				bad_usage("--client-max-bytes %s: not a size "
 					  "(64M, 1G)",
 					  optarg);
+			break;
+		case OPT_MAX_TYPES:
+			/* A job names its type in 16 bits (proto.h). */
+			errno = 0;
+			v = strtoul(optarg, &end, 10);
+			if (errno || *end || v < 16 || v > 65535)
+				bad_usage("--max-types %s: not a number from "
+					  "16 to 65535",
+					  optarg);
+			o->max_types = (uint32_t)v;
 			break;
 		case OPT_CLIENT_MAX_JOBS:
 		case OPT_CLIENT_MAX_HELD:

@@ -347,6 +347,8 @@ int jobq_stats(jobq_t *q, struct jobq_stats *out)
 	out->queues = load_relaxed(&h->queues_live);
 	out->max_queues = q->max_queues;
 	out->max_locks = q->max_locks;
+	out->max_types = q->jobs_ok ? q->sh->max_types : 0;
+	out->types = q->clients_ok ? load_relaxed(&h->types_live) : 0;
 	out->locks = q->clients_ok ? load_relaxed(&h->locks_live)
 				   : load_relaxed(&h->nlocks);
 	out->keys = load_relaxed(&h->nkeys);

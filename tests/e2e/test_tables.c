@@ -8,6 +8,8 @@
  * are told the queue went, a removal survives a restart (also one made
  * while consumers held objects they had not acknowledged), and a table that
  * is truly full says which table, its size and the option that raises it.
+ * Job type records are reused too (type_churn), and a reused record does
+ * not confuse a replay.
  */
 #include <errno.h>
 #include <signal.h>
@@ -405,6 +407,136 @@ static void rm_while_handed(void **state)
 	assert_true(jqt_status_ok(jqt_mgr_stop(m)));
 }
 
+static jobq_worker_t *type_worker;
+
+/* Runs one job and stops its worker. */
+static int run_once(jobq_job_t *job, void *arg)
+{
+	(void)job;
+	(void)arg;
+	jobq_worker_stop(type_worker);
+	return 0;
+}
+
+/* Submits a job of @type through @q, waiting while the type table is
+ * full (finished jobs free their types once --keep lets them go).
+ * Returns jobq_submit()'s answer; *waits counts the waits. */
+static int submit_type(jobq_t *q, const char *type, uint64_t *id, int *waits)
+{
+	double end = jqt_now() + 30;
+	int rc;
+
+	while ((rc = jobq_submit(q, type, JOBQ_T_BYTES, "x", 1, NULL, id)) ==
+		   JOBQ_ELIMIT &&
+	       jqt_now() < end) {
+		(*waits)++;
+		jqt_sleep(0.01);
+	}
+	return rc;
+}
+
+/*
+ * 20,000 distinct job type names on a table of 1,024: each job is
+ * cancelled, or run by a worker made for its type (one in a hundred), and
+ * forgotten after --keep; its type record is then free for the next name.
+ * A kill -9 and a restart after all that reuse, with live jobs whose
+ * types sit in reused records, gives each job back its own type name.
+ */
+static void type_churn(void **state)
+{
+	static const char *const args[] = {"--keep", "0.05", NULL};
+	struct jqt_mgr mm, *m = &mm;
+	struct jobq_job_info ji;
+	struct jobq_stats st;
+	uint64_t id, live[3];
+	int waits = 0;
+	char name[48];
+	jobq_t *q = NULL;
+
+	(void)state;
+	assert_int_equal(jqt_mgr_start(m, args), 0);
+	assert_rc(jobq_open(&q, m->dir), 0);
+	for (int i = 0; i < 20000; i++) {
+		snprintf(name, sizeof(name), "type-%d", i);
+		assert_rc(submit_type(q, name, &id, &waits), 0);
+		if (i % 100 == 0) {
+			jobq_t *wq = NULL;
+
+			assert_rc(jobq_open(&wq, m->dir), 0);
+			assert_rc(jobq_worker_new(&type_worker, wq, NULL), 0);
+			assert_rc(jobq_worker_handle(type_worker, name,
+						     run_once, NULL),
+				  0);
+			assert_rc(jobq_worker_run(type_worker), 0);
+			jobq_worker_free(type_worker);
+			jobq_close(wq);
+			assert_rc(jobq_job_wait(q, id, 10), 0);
+		} else {
+			assert_rc(jobq_cancel(q, id), 0);
+		}
+	}
+	/* Every name went its way: the table is empty again. */
+	for (double end = jqt_now() + 10; jqt_now() < end; jqt_sleep(0.01)) {
+		assert_rc(jobq_stats(q, &st), 0);
+		if (!st.types)
+			break;
+	}
+	assert_int_equal(st.types, 0);
+	assert_int_equal(st.max_types, 1024);
+	fprintf(stderr, "type_churn: waited %d times for a free type record\n",
+		waits);
+
+	/* Jobs whose types took reused records, then a crash. */
+	for (int i = 0; i < 3; i++) {
+		snprintf(name, sizeof(name), "live-%d", i);
+		assert_rc(submit_type(q, name, &live[i], &waits), 0);
+	}
+	jobq_close(q);
+	kill(m->pid, SIGKILL);
+	assert_int_equal(jqt_mgr_wait_exit(m, 10), 0);
+	assert_int_equal(jqt_mgr_restart(m, args), 0);
+	assert_rc(jobq_open(&q, m->dir), 0);
+	for (int i = 0; i < 3; i++) {
+		snprintf(name, sizeof(name), "live-%d", i);
+		assert_rc(jobq_job_info(q, live[i], &ji), 0);
+		assert_string_equal(ji.type, name);
+		assert_int_equal(ji.state, JOBQ_JOB_READY);
+	}
+	assert_rc(jobq_stats(q, &st), 0);
+	assert_int_equal(st.types, 3);
+	/* New names after the restart take free records too. */
+	assert_rc(jobq_submit(q, "after", JOBQ_T_BYTES, "x", 1, NULL, &id), 0);
+	assert_rc(jobq_job_info(q, id, &ji), 0);
+	assert_string_equal(ji.type, "after");
+	jobq_close(q);
+	assert_true(jqt_status_ok(jqt_mgr_stop(m)));
+}
+
+/* A full job type table says so: its size and the option. */
+static void full_type_table(void **state)
+{
+	static const char *const args[] = {"--max-types", "16", NULL};
+	struct jqt_mgr mm, *m = &mm;
+	struct jqt_out o;
+	char name[32];
+
+	(void)state;
+	assert_int_equal(jqt_mgr_start(m, args), 0);
+	for (int i = 0; i < 16; i++) {
+		snprintf(name, sizeof(name), "t%d", i);
+		CLI(&o, "submit", name, "{}");
+		assert_int_equal(o.code, 0);
+		jqt_out_free(&o);
+	}
+	CLI(&o, "submit", "one-more", "{}");
+	assert_int_equal(o.code, 1);
+	assert_non_null(strstr(o.err, "job type table"));
+	assert_non_null(strstr(o.err, "16 types"));
+	assert_non_null(strstr(o.err, "jobqd --max-types"));
+	jqt_out_free(&o);
+	assert_true(jqt_status_ok(jqt_mgr_stop(m)));
+}
+
 /* A table that is full says which, its size and the option. */
 static void full_table_message(void **state)
 {
@@ -450,6 +582,8 @@ int main(void)
 	    cmocka_unit_test(survives_restart),
 	    cmocka_unit_test(full_table_message),
 	    cmocka_unit_test(rm_while_handed),
+	    cmocka_unit_test(type_churn),
+	    cmocka_unit_test(full_type_table),
 	};
 
 	jqt_init_cli();

@@ -239,6 +239,8 @@ static void jobs_free(void)
 	free(jobq__job_priv);
 	free(jobs.type_hash);
 	free(jobs.owner);
+	free(jobs.tjobs);
+	free(jobs.tfree);
 	free(jobs.W);
 	jobq__timerq_fini();
 	free(jobs.finq);
