@@ -87,6 +87,10 @@ static struct {
 	uint32_t *tjobs;
 	uint16_t *tfree;
 	uint32_t tfree_head, tfree_n;
+	/* Replaying: no type is freed before jobq__jobs_replay_done(), as
+	 * replay cannot see the workers that kept a type alive between its
+	 * jobs (the next job of it comes with no JOBQ__JR_JOB_TYPE). */
+	bool replaying;
 	uint64_t armed;		     /* deadline given to the loop */
 	struct jworker *W;	     /* [max_clients] by client slot */
 	struct jobq__list reservers; /* parked W_RESERVE, oldest first */
@@ -1061,7 +1065,7 @@ static void type_maybe_free(uint32_t tid)
 {
 	const struct jobq_type_rec *t = &jobq__m.st.types[tid];
 
-	if (t->in_use && !jobs.tjobs[tid] && !t->workers)
+	if (t->in_use && !jobs.tjobs[tid] && !t->workers && !jobs.replaying)
 		type_free(tid, true);
 }
 
@@ -2044,6 +2048,7 @@ int jobq__jobs_replay(uint16_t type, const uint8_t *p, uint32_t len)
 	uint64_t id;
 	uint32_t r;
 
+	jobs.replaying = true;
 	switch (type) {
 	case JOBQ__JR_JOB_TYPE:
 		return replay_type(p, len);
@@ -2125,6 +2130,7 @@ int jobq__jobs_replay_done(void)
 
 	/* No worker is registered yet: a type no job names is free, and the
 	 * free ring is made afresh (replay freed records without it). */
+	jobs.replaying = false;
 	jobs.tfree_head = jobs.tfree_n = 0;
 	for (uint32_t t = 0; t < nt; t++) {
 		if (jobq__m.st.types[t].in_use && !jobs.tjobs[t])

@@ -512,6 +512,58 @@ static void type_churn(void **state)
 	assert_true(jqt_status_ok(jqt_mgr_stop(m)));
 }
 
+/*
+ * A type that a worker keeps while its only job is forgotten stays, and
+ * the next job of it is journaled without a new type record: a replay,
+ * which sees no workers, must not free the type in between.
+ */
+static void type_kept_by_worker(void **state)
+{
+	static const char *const args[] = {"--keep", "0.05", NULL};
+	static const char names[] = "kept";
+	struct jqt_mgr mm, *m = &mm;
+	struct jobq_job_info ji;
+	struct jqt_raw r;
+	struct jobq_sqe sqe;
+	struct jobq_cqe cqe;
+	jobq_t *q = NULL;
+	uint64_t first, second;
+
+	(void)state;
+	assert_int_equal(jqt_mgr_start(m, args), 0);
+	assert_int_equal(jqt_raw_open(m->dir, &r), 0);
+	memset(&sqe, 0, sizeof(sqe));
+	sqe.op = JOBQ_OP_W_REGISTER;
+	sqe.arena_off = jqt_raw_arena_put(&r, 0, names, sizeof(names));
+	sqe.arena_len = sizeof(names);
+	sqe.arg0 = 1;
+	sqe.user_data = 1;
+	assert_int_equal(jqt_raw_submit(&r, &sqe), 0);
+	assert_int_equal(jqt_raw_wait(&r, &cqe, 10), 0);
+	assert_rc(cqe.res, 0);
+
+	assert_rc(jobq_open(&q, m->dir), 0);
+	assert_rc(jobq_submit(q, "kept", JOBQ_T_BYTES, "x", 1, NULL, &first),
+		  0);
+	assert_rc(jobq_cancel(q, first), 0);
+	for (double end = jqt_now() + 10; jqt_now() < end; jqt_sleep(0.01))
+		if (jobq_job_info(q, first, &ji) == -ENOENT)
+			break;
+	assert_rc(jobq_job_info(q, first, &ji), -ENOENT);
+	assert_rc(jobq_submit(q, "kept", JOBQ_T_BYTES, "x", 1, NULL, &second),
+		  0);
+	jobq_close(q);
+	kill(m->pid, SIGKILL);
+	assert_int_equal(jqt_mgr_wait_exit(m, 10), 0);
+	jqt_raw_close(&r);
+	assert_int_equal(jqt_mgr_restart(m, args), 0);
+	assert_rc(jobq_open(&q, m->dir), 0);
+	assert_rc(jobq_job_info(q, second, &ji), 0);
+	assert_string_equal(ji.type, "kept");
+	jobq_close(q);
+	assert_true(jqt_status_ok(jqt_mgr_stop(m)));
+}
+
 /* A full job type table says so: its size and the option. */
 static void full_type_table(void **state)
 {
@@ -583,6 +635,7 @@ int main(void)
 	    cmocka_unit_test(full_table_message),
 	    cmocka_unit_test(rm_while_handed),
 	    cmocka_unit_test(type_churn),
+	    cmocka_unit_test(type_kept_by_worker),
 	    cmocka_unit_test(full_type_table),
 	};
 
