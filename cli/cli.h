@@ -149,6 +149,9 @@ int cli_timeout_msg(const struct cli *c, const char *fmt, ...)
 int cli_fail(const struct cli *c, const char *what, int err);
 /* cli_fail(), but a full queue table is said with its size and remedy. */
 int cli_queue_fail(const struct cli *c, const char *what, int err);
+/* A submit got JOBQ_ELIMIT: says whether the job type table or the job
+ * table is full, with its size and what helps. Returns 1. */
+int cli_jobs_full(const struct cli *c, const char *what);
 
 /* ---- connection ------------------------------------------------------- */
 

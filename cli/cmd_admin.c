@@ -127,8 +127,8 @@ static int print_clients(struct cli *c)
 			    arr,
 			    json_pack(
 				"{s:i,s:i,s:o,s:o,s:I,s:I,s:I,s:i,s:i,s:i,s:I,"
-				"s:{"
-				"s:i,s:i,s:i,s:I}}",
+				"s:I,s:I,s:{"
+				"s:i,s:i,s:i,s:I,s:I,s:I}}",
 				"pid", (int)v[i].pid, "uid", (int)v[i].uid,
 				"name", cli_json_str(v[i].name), "connected",
 				cli_json_time(v[i].connected_ns), "requests",
@@ -137,33 +137,38 @@ static int print_clients(struct cli *c)
 				(json_int_t)v[i].refused, "waits",
 				(int)v[i].waits, "queues", (int)v[i].queues,
 				"locks", (int)v[i].locks, "bytes",
-				(json_int_t)v[i].bytes, "quotas", "waits",
+				(json_int_t)v[i].bytes, "jobs",
+				(json_int_t)v[i].jobs, "held",
+				(json_int_t)v[i].held, "quotas", "waits",
 				(int)v[i].quota_waits, "queues",
 				(int)v[i].quota_queues, "locks",
 				(int)v[i].quota_locks, "bytes",
-				(json_int_t)v[i].quota_bytes));
+				(json_int_t)v[i].quota_bytes, "jobs",
+				(json_int_t)v[i].quota_jobs, "held",
+				(json_int_t)v[i].quota_held));
 		doc = arr ? json_pack("{s:o}", "clients", arr) : NULL;
 		free(v);
 		return cli_print_json(doc);
 	}
-	printf("%-8s %-6s %-16s %10s %6s %7s %6s %6s %6s %10s\n", "PID", "UID",
-	       "NAME", "REQUESTS", "BAD", "REFUSED", "WAITS", "QUEUES", "LOCKS",
-	       "BYTES");
+	printf("%-8s %-6s %-16s %10s %6s %7s %6s %6s %6s %10s %7s %6s\n", "PID",
+	       "UID", "NAME", "REQUESTS", "BAD", "REFUSED", "WAITS", "QUEUES",
+	       "LOCKS", "BYTES", "JOBS", "HELD");
 	for (size_t i = 0; i < n; i++) {
 		char name[CLI_TEXT_LEN];
 
 		cli_text(v[i].name, 16, name, sizeof(name));
 		printf("%-8d %-6u %-16s %10" PRIu64 " %6" PRIu64 " %7" PRIu64
-		       " %6u %6u %6u %10" PRIu64 "\n",
+		       " %6u %6u %6u %10" PRIu64 " %7u %6u\n",
 		       (int)v[i].pid, v[i].uid, name, v[i].requests, v[i].bad,
 		       v[i].refused, v[i].waits, v[i].queues, v[i].locks,
-		       v[i].bytes);
+		       v[i].bytes, v[i].jobs, v[i].held);
 	}
 	if (n)
 		printf("quotas per client: %u waiting requests, %u queues, %u "
-		       "locks, %" PRIu64 " bytes queued\n",
+		       "locks, %" PRIu64 " bytes queued, %u jobs unfinished, "
+		       "%u locks held\n",
 		       v[0].quota_waits, v[0].quota_queues, v[0].quota_locks,
-		       v[0].quota_bytes);
+		       v[0].quota_bytes, v[0].quota_jobs, v[0].quota_held);
 	free(v);
 	return cli_flush();
 }

@@ -318,8 +318,7 @@ int cmd_submit(struct cli *c)
 				 "makes a larger store)",
 				 what);
 	if (rc == JOBQ_ELIMIT)
-		return cli_error("%s: the job table of the manager is full",
-				 what);
+		return cli_jobs_full(c, what);
 	if (rc == -EOPNOTSUPP && opts.durable)
 		return cli_error(
 		    "%s: --durable: the manager's journal is on "

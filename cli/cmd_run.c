@@ -102,7 +102,7 @@ static int run_fail(struct cli *c, int rc, size_t args_len)
 		return cli_error("run: the store is full (jobqd --memory SIZE "
 				 "makes a larger store)");
 	if (rc == JOBQ_ELIMIT)
-		return cli_error("run: the job table of the manager is full");
+		return cli_jobs_full(c, "run");
 	if (rc == -ENOENT)
 		return cli_error("run: a job named in --after does not exist "
 				 "(or has expired)");

@@ -78,6 +78,20 @@ int cli_queue_fail(const struct cli *c, const char *what, int err)
 			 what, st.max_queues);
 }
 
+int cli_jobs_full(const struct cli *c, const char *what)
+{
+	struct jobq_stats st = {0};
+
+	jobq_stats(c->q, &st);
+	if (st.max_types && st.types >= st.max_types)
+		return cli_error("%s: the job type table of the manager is "
+				 "full (%u types; a type no job or worker "
+				 "names is freed, jobqd --max-types N raises "
+				 "it)",
+				 what, st.max_types);
+	return cli_error("%s: the job table of the manager is full", what);
+}
+
 /* ---- connection -------------------------------------------------------- */
 
 struct fdset {

@@ -613,7 +613,10 @@ struct jobq_stats {
 	uint64_t journal_snapshots;    /* written since the manager started */
 	/* The sizes of the tables (jobqd --max-queues, --max-locks). */
 	uint32_t max_queues, max_locks;
-	uint64_t reserved[7];
+	/* Job types named by a job or a worker now, and the size of their
+	 * table (jobqd --max-types). */
+	uint32_t types, max_types;
+	uint64_t reserved[6];
 };
 
 /* One connected client, as `jobq stats --clients` shows it. */
@@ -631,6 +634,9 @@ struct jobq_client_info {
 	uint32_t quota_waits, quota_queues, quota_locks; /* 0: none */
 	uint64_t bytes;	      /* payload bytes of its puts still queued */
 	uint64_t quota_bytes; /* 0: none */
+	uint32_t jobs;	      /* jobs it submitted that are not final yet */
+	uint32_t held;	      /* locks it holds now */
+	uint32_t quota_jobs, quota_held; /* 0: none */
 	uint64_t reserved[2];
 };
 
@@ -640,7 +646,9 @@ struct jobq_client_info {
  * store: no round trip. A client has quotas: requests parked at once,
  * queues made, locks made, bytes of its puts still queued (only with
  * jobqd --client-max-bytes; objects handed straight to a getter do not
- * count); a request past one
+ * count), jobs it submitted that are not final yet (counted on the
+ * connection that submitted them: they stop counting when it closes, and
+ * live on), locks it holds at once; a request past one
  * fails with JOBQ_EQUOTA
  * (the counts below show which), and a client that sends too many
  * malformed requests is dropped. Returns 0 or -ENOMEM.

@@ -7,15 +7,19 @@
  * that makes names without end (a bug, or random bytes that happen to be
  * valid entries) would leave nothing for the others. Each connection
  * therefore has quotas: queues it made and did not remove, locks it made,
- * requests it has parked at once, and with jobqd --client-max-bytes the
- * payload bytes of its puts still queued (objects handed straight to a
- * getter never count). A request over a quota
+ * requests it has parked at once, jobs it submitted that are not final
+ * (jobs.c), locks its owners hold at once (locks.c), and with jobqd
+ * --client-max-bytes the payload bytes of its puts still queued (objects
+ * handed straight to a getter never count). A request over a quota
  * fails with JOBQ_EQUOTA and changes nothing; the client's record says which
  * quota it met, so that libjobq and `jobq stats --clients` can name it. The
  * defaults (store.c) are a quarter of a table, so that a few runaway
  * clients still leave room, and far above what a working client uses.
  * What a process made on earlier connections counts against a new one
- * (by pid), so that reconnecting does not reset a quota. Only the client
+ * (by pid), so that reconnecting does not reset a quota. Jobs and held
+ * locks are counted on the connection alone: a job lives on after its
+ * submitter closes (a `jobq submit` closes at once) and a closed
+ * connection holds no lock, so both counts go with the record. Only the client
  * over its quota is refused: the others are not slowed.
  *
  * A connection's refused entries are counted in its record (and in the
@@ -98,6 +102,12 @@ static uint32_t *quota_count(struct jobq_client_rec *r, int which,
 	case JOBQ_QUOTA_QUEUES:
 		*limit = h->quota_queues;
 		return &r->queues;
+	case JOBQ_QUOTA_JOBS:
+		*limit = h->quota_jobs;
+		return &r->jobs;
+	case JOBQ_QUOTA_HELD:
+		*limit = h->quota_held;
+		return &r->held;
 	default:
 		*limit = h->quota_locks;
 		return &r->locks;
@@ -135,6 +145,38 @@ void jobq__quota_give(struct jobq__client *c, int which)
 		return;
 	seq_write_begin(&r->seq);
 	(*n)--;
+	seq_write_end(&r->seq);
+}
+
+int jobq__quota_room(struct jobq__client *c, int which, uint32_t more)
+{
+	struct jobq_client_rec *r = crec(c);
+	uint32_t limit, *n = quota_count(r, which, &limit);
+
+	if (!limit || (*n <= limit && more <= limit - *n))
+		return 0;
+	seq_write_begin(&r->seq);
+	r->refused++;
+	r->quota_hit = (uint32_t)which;
+	seq_write_end(&r->seq);
+	return JOBQ_EQUOTA;
+}
+
+void jobq__quota_ref_add(uint64_t ref, int which, int delta)
+{
+	struct jobq__client *c = jobq__client_of(ref);
+	struct jobq_client_rec *r;
+	uint32_t limit, *n;
+
+	if (!c || !delta)
+		return;
+	r = crec(c);
+	n = quota_count(r, which, &limit);
+	seq_write_begin(&r->seq);
+	if (delta < 0 && (uint32_t)-delta > *n)
+		*n = 0;
+	else
+		*n += (uint32_t)delta;
 	seq_write_end(&r->seq);
 }
 

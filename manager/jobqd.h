@@ -74,7 +74,10 @@ struct jobq__opts {
 	uint32_t max_jobs;	   /* 0: memory / 1024 */
 	uint32_t max_queues;	   /* --max-queues; 0: the default */
 	uint32_t max_locks;	   /* --max-locks; 0: the default */
+	uint32_t max_types;	   /* --max-types; 0: the default */
 	uint64_t client_max_bytes; /* --client-max-bytes; 0: no quota */
+	uint32_t client_max_jobs;  /* --client-max-jobs; 0: the default */
+	uint32_t client_max_held;  /* --client-max-locks-held; 0: default */
 	uint64_t keep_ns;	   /* --keep: how long finished jobs stay */
 	uint32_t workers;	   /* --workers N: built-in worker processes */
 	bool workers_nondaemon;	   /* --workers-nondaemon */
@@ -515,6 +518,11 @@ void jobq__quota_give(struct jobq__client *c, int which);
  * once it is gone). */
 int jobq__quota_bytes_room(struct jobq__client *c, uint64_t len);
 void jobq__quota_bytes_add(uint64_t ref, int64_t delta);
+/* Whether @c may have @more of @which (enum jobq_quota_wire) on top of
+ * what it has: 0 or JOBQ_EQUOTA (counted as refused). ref_add: connection
+ * @ref has @delta more of @which (nothing once it is gone). */
+int jobq__quota_room(struct jobq__client *c, int which, uint32_t more);
+void jobq__quota_ref_add(uint64_t ref, int which, int delta);
 /* A handle on connection @c that outlives it: slot and client id. */
 uint64_t jobq__client_ref(const struct jobq__client *c);
 /* queues.c, locks.c: what process @pid made of each, still there. */

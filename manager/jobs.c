@@ -81,10 +81,24 @@ static struct {
 	uint32_t fin_head, fin_tail; /* finished, oldest first */
 	uint16_t *type_hash;	     /* type id + 1, open addressing */
 	uint32_t type_hash_mask;
+	/* Type records: how many job records name each one ([max_types]);
+	 * and the free ones below ntypes, freed longest ago first (a ring
+	 * of max_types). */
+	uint32_t *tjobs;
+	uint16_t *tfree;
+	uint32_t tfree_head, tfree_n;
+	/* Replaying: no type is freed before jobq__jobs_replay_done(), as
+	 * replay cannot see the workers that kept a type alive between its
+	 * jobs (the next job of it comes with no JOBQ__JR_JOB_TYPE). */
+	bool replaying;
 	uint64_t armed;		     /* deadline given to the loop */
 	struct jworker *W;	     /* [max_clients] by client slot */
 	struct jobq__list reservers; /* parked W_RESERVE, oldest first */
 	struct jobq__list waits[JOBQ__WAIT_BUCKETS];
+	/* [max_jobs] by record: jobq__client_ref() of the connection that
+	 * submitted the job while it counts against that client's quota
+	 * (until it is final), else 0. Replayed jobs count for nobody. */
+	uint64_t *owner;
 	uint64_t *finq; /* ids that became final, for deps */
 	uint8_t *finq_state;
 	uint32_t finq_n, finq_cap;
@@ -386,6 +400,7 @@ static void jlog_type(struct jobq__journal *jn, uint32_t tid, int *err)
  * (the timer frees those too, but a full store may come first).
  */
 static void free_record(uint32_t r);
+static void type_maybe_free(uint32_t tid);
 
 static bool evict_one(void)
 {
@@ -501,6 +516,16 @@ static void unready(uint32_t r)
 	q_adj(j->queue_id, -1, 0);
 }
 
+/* Job @r stops counting against its submitter's quota (a no-op once the
+ * submitter has gone: the count went with its record). */
+static void owner_drop(uint32_t r)
+{
+	if (!jobs.owner[r])
+		return;
+	jobq__quota_ref_add(jobs.owner[r], JOBQ_QUOTA_JOBS, -1);
+	jobs.owner[r] = 0;
+}
+
 /* Job @r reached a final state (set by the caller): keep it on the
  * finished list, drop its unique key, answer its waiters and note it for
  * its dependents. */
@@ -509,6 +534,7 @@ static void finalize(uint32_t r)
 	struct jobq_job_rec *j = job_rec(r);
 	uint64_t id = j->id;
 
+	owner_drop(r);
 	if (j->flags & JOBQ_JF_UNIQUE) {
 		jobq__uq_drop(r, (jobq__job_priv[r].aux & AUX_UKH) >>
 				     AUX_UKH_SHIFT);
@@ -710,6 +736,9 @@ static void free_record(uint32_t r)
 	struct jobq_job_rec *j = job_rec(r);
 
 	list_del(&jobs.fin_head, &jobs.fin_tail, r);
+	owner_drop(r);
+	jobs.tjobs[j->type_id]--;
+	type_maybe_free(j->type_id);
 	jobq__jobidx_delete(j->id);
 	{
 		struct iovec v = {.iov_base = &j->id, .iov_len = sizeof(j->id)};
@@ -1000,33 +1029,135 @@ static int check_type_name(const char *s, uint32_t len)
 	return 0;
 }
 
-/* The id of type @name (checked), created when missing. Returns the id or
- * JOBQ_ELIMIT when the type table is full. */
-static int type_get(const char *name, uint32_t len)
+/*
+ * Type records are reused: a type that no job record (of any state still
+ * kept) and no worker names is freed (type_maybe_free()), and its record
+ * goes to the back of the free ring, so that distinct names do not wear
+ * the table out. Nothing outside names a type by its record for longer
+ * than that: job records and workers hold it, and clients read a name
+ * through a job's record. The journal says JOBQ__JR_JOB_TYPE when a
+ * record takes a name, never when it is freed: replay_type() frees what a
+ * record held before, which no job can still name then (its jobs' FREE
+ * records came first).
+ */
+static uint32_t type_slot(const char *name, uint32_t len)
 {
-	struct jobq_store_hdr *h = jobq__hdr();
-	uint32_t m = jobs.type_hash_mask, i = jobq__hash(name, len) & m;
-	struct jobq_type_rec *t;
-	uint32_t id;
+	return jobq__hash(name, len) & jobs.type_hash_mask;
+}
+
+/* The id of type @name, or -1. */
+static int type_find(const char *name, uint32_t len)
+{
+	uint32_t m = jobs.type_hash_mask, i = type_slot(name, len);
 
 	for (; jobs.type_hash[i]; i = (i + 1) & m) {
-		t = &jobq__m.st.types[jobs.type_hash[i] - 1];
+		const struct jobq_type_rec *t =
+		    &jobq__m.st.types[jobs.type_hash[i] - 1];
+
 		/* len < sizeof(t->name) (check_type_name): a plain memcmp,
 		 * the name's end checked apart. */
 		if (t->name[len] == '\0' && !memcmp(t->name, name, len))
 			return jobs.type_hash[i] - 1;
 	}
-	id = load_relaxed(&h->ntypes);
-	if (id >= h->max_types)
-		return JOBQ_ELIMIT;
-	t = &jobq__m.st.types[id];
+	return -1;
+}
+
+/* Takes type @tid out of the hash: linear probing, so the entries after
+ * it in its run move back where their probe would look for them. */
+static void type_hash_del(uint32_t tid)
+{
+	const char *name = jobq__m.st.types[tid].name;
+	uint32_t m = jobs.type_hash_mask, i = type_slot(name, strlen(name));
+
+	while (jobs.type_hash[i] != tid + 1)
+		i = (i + 1) & m;
+	for (uint32_t k = (i + 1) & m; jobs.type_hash[k]; k = (k + 1) & m) {
+		const char *o = jobq__m.st.types[jobs.type_hash[k] - 1].name;
+		uint32_t home = type_slot(o, (uint32_t)strlen(o));
+
+		/* It stays when its home is cyclically in (i, k]. */
+		if (i <= k ? (i < home && home <= k) : (i < home || home <= k))
+			continue;
+		jobs.type_hash[i] = jobs.type_hash[k];
+		i = k;
+	}
+	jobs.type_hash[i] = 0;
+}
+
+/* Frees type record @tid, which nothing names; @ring: to the free ring
+ * (replay builds the ring at its end instead). */
+static void type_free(uint32_t tid, bool ring)
+{
+	struct jobq_type_rec *t = &jobq__m.st.types[tid];
+	struct jobq_store_hdr *h = jobq__hdr();
+
+	type_hash_del(tid);
+	jobq__lanes_type_free(tid);
+	seq_write_begin(&t->seq);
+	t->in_use = 0;
+	memset(t->name, 0, sizeof(t->name));
+	t->workers = 0;
+	t->ready = t->running = 0;
+	seq_write_end(&t->seq);
+	store_relaxed(&h->types_live, load_relaxed(&h->types_live) - 1);
+	if (ring)
+		jobs.tfree[(jobs.tfree_head + jobs.tfree_n++) % h->max_types] =
+		    (uint16_t)tid;
+}
+
+/* Frees type @tid if no job record and no worker names it any more. */
+static void type_maybe_free(uint32_t tid)
+{
+	const struct jobq_type_rec *t = &jobq__m.st.types[tid];
+
+	if (t->in_use && !jobs.tjobs[tid] && !t->workers && !jobs.replaying)
+		type_free(tid, true);
+}
+
+/* Gives free type record @tid the name @name (checked, not in the hash). */
+static void type_claim(uint32_t tid, const char *name, uint32_t len)
+{
+	struct jobq_store_hdr *h = jobq__hdr();
+	struct jobq_type_rec *t = &jobq__m.st.types[tid];
+	uint32_t m = jobs.type_hash_mask, i = type_slot(name, len);
+
 	seq_write_begin(&t->seq);
 	memset(t->name, 0, sizeof(t->name));
 	memcpy(t->name, name, len);
+	t->workers = 0;
+	t->ready = t->running = 0;
 	t->in_use = 1;
 	seq_write_end(&t->seq);
-	store_release(&h->ntypes, id + 1);
-	jobs.type_hash[i] = (uint16_t)(id + 1);
+	if (tid >= load_relaxed(&h->ntypes))
+		store_release(&h->ntypes, tid + 1);
+	store_relaxed(&h->types_live, load_relaxed(&h->types_live) + 1);
+	while (jobs.type_hash[i])
+		i = (i + 1) & m;
+	jobs.type_hash[i] = (uint16_t)(tid + 1);
+}
+
+/* The id of type @name (checked), created when missing: in the record
+ * freed longest ago, else a new one. Returns the id or JOBQ_ELIMIT when
+ * every record holds a type. A new type that nothing comes to name is
+ * freed again by the caller (type_maybe_free()). */
+static int type_get(const char *name, uint32_t len)
+{
+	struct jobq_store_hdr *h = jobq__hdr();
+	int found = type_find(name, len);
+	uint32_t id;
+
+	if (found >= 0)
+		return found;
+	if (jobs.tfree_n) {
+		id = jobs.tfree[jobs.tfree_head];
+		jobs.tfree_head = (jobs.tfree_head + 1) % h->max_types;
+		jobs.tfree_n--;
+	} else {
+		id = load_relaxed(&h->ntypes);
+		if (id >= h->max_types)
+			return JOBQ_ELIMIT;
+	}
+	type_claim(id, name, len);
 	jlog_type(NULL, id, NULL);
 	return (int)id;
 }
@@ -1117,6 +1248,9 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 		}
 		pending++;
 	}
+	/* A unique key that is already there made no job; this one would. */
+	if (jobq__quota_room(c, JOBQ_QUOTA_JOBS, 1))
+		return JOBQ_EQUOTA;
 	tid = type_get(type, wv.type_len);
 	if (tid < 0)
 		return tid;
@@ -1124,8 +1258,10 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 	/* Allocations may evict finished jobs, dependencies among them:
 	 * from here on only the ids gathered above are used. */
 	r = record_new();
-	if (r == NONE)
+	if (r == NONE) {
+		type_maybe_free((uint32_t)tid);
 		return JOBQ_ELIMIT;
+	}
 	/* The ids it waits for live in the dependency table while they are
 	 * unfinished; the record keeps none of them. */
 	if (wv.args_len)
@@ -1133,8 +1269,10 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 	if (wv.args_len && !args) {
 		jobq__job_priv[r].next = jobs.free_head;
 		jobs.free_head = r;
+		type_maybe_free((uint32_t)tid);
 		return JOBQ_EFULL;
 	}
+	jobs.tjobs[tid]++;
 	id = load_relaxed(&jobq__hdr()->next_job_id);
 	store_relaxed(&jobq__hdr()->next_job_id, id + 1);
 
@@ -1165,6 +1303,8 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 	store_relaxed(&jobq__hdr()->njobs,
 		      load_relaxed(&jobq__hdr()->njobs) + 1);
 	jobq__count(submitted);
+	jobs.owner[r] = jobq__client_ref(c);
+	jobq__quota_ref_add(jobs.owner[r], JOBQ_QUOTA_JOBS, 1);
 
 	jlog_new(NULL, r);
 	if (wv.unique_len) {
@@ -1419,6 +1559,7 @@ int jobq__op_w_register(struct jobq__client *c, const struct jobq_sqe *s)
 	char list[sizeof(wr->types)] = "";
 	uint16_t ids[JOBQ__WORKER_TYPES_MAX];
 	uint32_t n = 0, len = s->arena_len, flags, cap, used = 0;
+	int err;
 
 	if (wk->reg)
 		return -EALREADY;
@@ -1437,11 +1578,15 @@ int jobq__op_w_register(struct jobq__client *c, const struct jobq_sqe *s)
 		int tid;
 
 		if (check_type_name(names + off, l) ||
-		    n == JOBQ__WORKER_TYPES_MAX)
-			return -EINVAL;
+		    n == JOBQ__WORKER_TYPES_MAX) {
+			err = -EINVAL;
+			goto unmade;
+		}
 		tid = type_get(names + off, l);
-		if (tid < 0)
-			return tid;
+		if (tid < 0) {
+			err = tid;
+			goto unmade;
+		}
 		for (uint32_t i = 0; i < n; i++)
 			dup |= ids[i] == tid;
 		if (!dup) {
@@ -1487,6 +1632,11 @@ int jobq__op_w_register(struct jobq__client *c, const struct jobq_sqe *s)
 	jobq__log(1, "worker pid %d registered: %s (capacity %u)", (int)c->pid,
 		  list, cap);
 	return 0;
+unmade:
+	/* The types made for it so far serve nobody. */
+	for (uint32_t i = 0; i < n; i++)
+		type_maybe_free(ids[i]);
+	return err;
 }
 
 int jobq__op_w_reserve(struct jobq__client *c, const struct jobq_sqe *s)
@@ -1754,6 +1904,7 @@ void jobq__jobs_drop_client(struct jobq__client *c)
 		seq_write_begin(&t->seq);
 		t->workers--;
 		seq_write_end(&t->seq);
+		type_maybe_free(wk->types[i]);
 	}
 	memset(wk, 0, sizeof(*wk));
 	wk->run_head = NONE;
@@ -1807,12 +1958,20 @@ int jobq__jobs_init(void)
 	jobs.free_head = jobs.fin_head = jobs.fin_tail = NONE;
 	/* calloc'd: pages are touched only as records come into use. */
 	jobq__job_priv = calloc(jobs.max_jobs, sizeof(*jobq__job_priv));
+	jobs.owner = calloc(jobs.max_jobs, sizeof(*jobs.owner));
 	jobq__jobidx_init();
-	jobs.type_hash_mask = 2 * h->max_types - 1;
-	jobs.type_hash = calloc(2 * h->max_types, sizeof(*jobs.type_hash));
+	/* At most half full: a power of two, at least twice the table. */
+	jobs.type_hash_mask = 1;
+	while (jobs.type_hash_mask < 2 * h->max_types - 1)
+		jobs.type_hash_mask = 2 * jobs.type_hash_mask + 1;
+	jobs.type_hash =
+	    calloc(jobs.type_hash_mask + 1, sizeof(*jobs.type_hash));
+	jobs.tjobs = calloc(h->max_types, sizeof(*jobs.tjobs));
+	jobs.tfree = calloc(h->max_types, sizeof(*jobs.tfree));
 	jobs.W = calloc(jobq__m.o.max_clients, sizeof(*jobs.W));
-	if (!jobq__job_priv || jobq__lanes_init(h->max_types) ||
-	    !jobs.type_hash || !jobs.W || jobq__chash_init())
+	if (!jobq__job_priv || !jobs.owner || jobq__lanes_init(h->max_types) ||
+	    !jobs.type_hash || !jobs.tjobs || !jobs.tfree || !jobs.W ||
+	    jobq__chash_init())
 		return -ENOMEM;
 	for (uint32_t i = 0; i < jobq__m.o.max_clients; i++)
 		jobs.W[i].run_head = NONE;
@@ -1845,22 +2004,40 @@ static struct {
 	size_t ndep, depcap;
 } rp;
 
+/*
+ * Record @tid takes a name. A record is freed without a journal record,
+ * so what it held before, and the record that held this name before, are
+ * let go here; no job may name either then (their jobs were freed first,
+ * and said so), else the journal is not one the manager wrote.
+ */
 static int replay_type(const uint8_t *p, uint32_t len)
 {
-	uint32_t tid;
+	const char *name = (const char *)p + sizeof(uint32_t);
+	uint32_t tid, nlen = len - (uint32_t)sizeof(tid);
+	int had;
 
 	if (len <= sizeof(tid) || len > sizeof(tid) + JOBQ_TYPE_MAX)
 		return -EBADMSG;
 	memcpy(&tid, p, sizeof(tid));
-	if (tid != load_relaxed(&jobq__hdr()->ntypes))
+	if (tid >= jobq__hdr()->max_types)
+		return JOBQ_ELIMIT;
+	if (check_type_name(name, nlen))
 		return -EBADMSG;
-	if (check_type_name((const char *)p + sizeof(tid),
-			    len - (uint32_t)sizeof(tid)))
-		return -EBADMSG;
-	return type_get((const char *)p + sizeof(tid),
-			len - (uint32_t)sizeof(tid)) < 0
-		   ? JOBQ_ELIMIT
-		   : 0;
+	had = type_find(name, nlen);
+	if (had == (int)tid)
+		return 0;
+	if (had >= 0) {
+		if (jobs.tjobs[had])
+			return -EBADMSG;
+		type_free((uint32_t)had, false);
+	}
+	if (jobq__m.st.types[tid].in_use) {
+		if (jobs.tjobs[tid])
+			return -EBADMSG;
+		type_free(tid, false);
+	}
+	type_claim(tid, name, nlen);
+	return 0;
 }
 
 static void next_id_past(uint64_t id)
@@ -1881,6 +2058,7 @@ static int replay_new(const uint8_t *p, uint32_t len)
 	memcpy(&h, p, sizeof(h));
 	if (len != sizeof(h) + (uint64_t)h.args_len + h.res_len || !h.id ||
 	    h.type_id >= load_relaxed(&jobq__hdr()->ntypes) ||
+	    !jobq__m.st.types[h.type_id].in_use ||
 	    h.queue_id >= load_relaxed(&jobq__hdr()->nqueues) ||
 	    h.state < JOBQ_JS_WAITING || h.state > JOBQ_JS_CANCELLED ||
 	    jobq__jobidx_lookup(h.id) != NONE)
@@ -1904,6 +2082,7 @@ static int replay_new(const uint8_t *p, uint32_t len)
 	j->state = JOBQ_JS_FREE;
 	j->flags = h.flags & (JOBQ_JF_CANCELLING | JOBQ_JF_AWAY);
 	j->type_id = h.type_id;
+	jobs.tjobs[h.type_id]++;
 	j->id = h.id;
 	j->queue_id = h.queue_id;
 	j->priority = h.priority;
@@ -2045,6 +2224,7 @@ int jobq__jobs_replay(uint16_t type, const uint8_t *p, uint32_t len)
 	uint64_t id;
 	uint32_t r;
 
+	jobs.replaying = true;
 	/* With --backend the jobs are PostgreSQL's rows, mirrored afresh
 	 * once connected: the journal keeps types and queue settings. */
 	if (jobq__m.o.backend && type != JOBQ__JR_JOB_TYPE &&
@@ -2165,7 +2345,19 @@ static void place(uint32_t r, unsigned st)
 int jobq__jobs_replay_done(void)
 {
 	uint32_t *fin = NULL, nfin = 0, nlive = 0;
+	uint32_t nt = load_relaxed(&jobq__hdr()->ntypes);
 	int ret = 0;
+
+	/* No worker is registered yet: a type no job names is free, and the
+	 * free ring is made afresh (replay freed records without it). */
+	jobs.replaying = false;
+	jobs.tfree_head = jobs.tfree_n = 0;
+	for (uint32_t t = 0; t < nt; t++) {
+		if (jobq__m.st.types[t].in_use && !jobs.tjobs[t])
+			type_free(t, false);
+		if (!jobq__m.st.types[t].in_use)
+			jobs.tfree[jobs.tfree_n++] = (uint16_t)t;
+	}
 
 	for (uint32_t r = 0; r < jobs.hwm; r++)
 		if (job_rec(r)->id)
@@ -2292,8 +2484,10 @@ int jobq__jobs_snapshot(struct jobq__journal *jn)
 	struct snap_arg da = {.j = jn};
 	int err = 0;
 
+	/* Free type records are left out: a record's name comes with it. */
 	for (uint32_t t = 0; t < nt; t++)
-		jlog_type(jn, t, &err);
+		if (jobq__m.st.types[t].in_use)
+			jlog_type(jn, t, &err);
 	if (!err)
 		err = jobq__journal_add(jn, JOBQ__JR_JOB_NEXTID, &v, 1);
 	for (uint32_t q = 0; q < nq; q++)
@@ -2387,6 +2581,16 @@ uint32_t jobq__jobs_mirror(const struct jobq__mirror *m)
 		mirror_count(r, -1);
 		if (was_final && !is_final(m->state))
 			list_del(&jobs.fin_head, &jobs.fin_tail, r);
+	}
+	/* A type is freed when no record names it: count this one. */
+	if (fresh || j->type_id != tid) {
+		uint32_t had = j->type_id;
+
+		jobs.tjobs[tid]++;
+		if (!fresh) {
+			jobs.tjobs[had]--;
+			type_maybe_free(had);
+		}
 	}
 	seq_write_begin(&j->seq);
 	set_state(j, m->state);

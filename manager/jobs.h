@@ -140,6 +140,8 @@ struct lane;
 int jobq__lanes_init(uint32_t max_types);
 /* Frees every lane. */
 void jobq__lanes_fini(uint32_t max_types);
+/* Frees the lanes of type @type, which holds no READY job. */
+void jobq__lanes_type_free(uint32_t type);
 /* READY job @r joins the lane of its type and queue (made when missing).
  * 0 or -ENOMEM (then it is in no lane). */
 int jobq__lane_push(uint32_t r);

@@ -11,7 +11,8 @@
  * it asked for and has room for.
  *
  * Each type keeps a list of its lanes, made when a job of that queue first
- * becomes READY and kept for the life of the manager. Lanes are in the
+ * becomes READY and kept while the type is (jobs.c frees a type, and its
+ * lanes, empty by then, once no job or worker names it). Lanes are in the
  * manager's memory only; what clients see are the ready and running counts
  * that jobs.c keeps in the queue and type records.
  */
@@ -217,17 +218,21 @@ int jobq__lanes_init(uint32_t max_types)
 	return lanes ? 0 : -ENOMEM;
 }
 
+void jobq__lanes_type_free(uint32_t type)
+{
+	while (lanes[type]) {
+		struct lane *l = lanes[type];
+
+		lanes[type] = l->next;
+		free(l->h);
+		free(l);
+	}
+}
+
 void jobq__lanes_fini(uint32_t max_types)
 {
-	for (uint32_t t = 0; lanes && t < max_types; t++) {
-		while (lanes[t]) {
-			struct lane *l = lanes[t];
-
-			lanes[t] = l->next;
-			free(l->h);
-			free(l);
-		}
-	}
+	for (uint32_t t = 0; lanes && t < max_types; t++)
+		jobq__lanes_type_free(t);
 	free(lanes);
 	lanes = NULL;
 }

@@ -292,6 +292,13 @@ static uint64_t next_lease(void)
 	return at;
 }
 
+/* @c holds @delta more locks (a holder entry, one per lock and owner,
+ * came or went): its quota of locks held follows. */
+static void held_add(struct jobq__client *c, int delta)
+{
+	jobq__quota_ref_add(jobq__client_ref(c), JOBQ_QUOTA_HELD, delta);
+}
+
 /* Takes a unit of lock @id for @owner of @c (can_take() said 0 and
  * reserve() succeeded), with a lease of @lease_ns (0: none). The latest
  * take sets the holder's lease. */
@@ -306,6 +313,7 @@ static void take(uint32_t id, struct jobq__client *c, uint64_t owner,
 		l->h[i].c = c;
 		l->h[i].owner = owner;
 		l->h[i].count = 0;
+		held_add(c, 1);
 	}
 	l->h[i].count++;
 	l->h[i].lease_until = lease_ns ? jobq__now_ns() + lease_ns : 0;
@@ -316,10 +324,14 @@ static void take(uint32_t id, struct jobq__client *c, uint64_t owner,
 }
 
 /* Checks and takes every lock in @ids (sorted) for @owner at once.
- * Returns 0 (all taken), 1 (must wait; nothing taken) or -errno. */
+ * Returns 0 (all taken), 1 (must wait; nothing taken) or -errno, and
+ * JOBQ_EQUOTA when taking them would put @c past its quota of locks held:
+ * checked before it would wait too, so that a client at its quota is
+ * told at once rather than when the locks come free. */
 static int take_all(const uint32_t *ids, uint32_t n, struct jobq__client *c,
 		    uint64_t owner, uint64_t lease_ns)
 {
+	uint32_t more = 0;
 	int wait = 0;
 
 	for (uint32_t i = 0; i < n; i++) {
@@ -327,11 +339,15 @@ static int take_all(const uint32_t *ids, uint32_t n, struct jobq__client *c,
 
 		if (r < 0)
 			return r;
+		if (find_holder(&lock_priv[ids[i]], c, owner) < 0)
+			more++;
 		if (r)
 			wait = 1;
 		else if (reserve(&lock_priv[ids[i]]))
 			return -ENOMEM;
 	}
+	if (more && jobq__quota_room(c, JOBQ_QUOTA_HELD, more))
+		return JOBQ_EQUOTA;
 	if (wait)
 		return 1;
 	for (uint32_t i = 0; i < n; i++)
@@ -467,6 +483,7 @@ static int release_one(uint32_t id, struct jobq__client *c, uint64_t owner)
 		memmove(&l->h[i], &l->h[i + 1],
 			(l->nh - (uint32_t)i - 1) * sizeof(*l->h));
 		l->nh--;
+		held_add(c, -1);
 	}
 	sync_rec(id, false);
 	return 0;
@@ -501,6 +518,7 @@ void jobq__locks_timer(void)
 					  "lock \"%.64s\": the lease of pid %d "
 					  "ran out; released",
 					  rec(id)->name, (int)hd->c->pid);
+				held_add(hd->c, -1);
 				continue;
 			}
 			l->h[k++] = *hd;

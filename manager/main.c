@@ -112,6 +112,8 @@ static void usage(FILE *f)
 	    "             [--log FILE] [--verbose] [--max-jobs N] [--keep S]\n"
 	    "             [--max-queues N] [--max-locks N] [--client-max-bytes "
 	    "SIZE]\n"
+	    "             [--client-max-jobs N] [--client-max-locks-held N]\n"
+	    "             [--max-types N]\n"
 	    "             [--workers N] [--workers-nondaemon] [--worker "
 	    "CMD]...\n"
 	    "             [--grace S] [--rejoin-grace S] [--http [ADDR:]PORT]\n"
@@ -136,8 +138,15 @@ static void usage(FILE *f)
 	    "  --keep S           keep finished jobs S seconds (default 3600)\n"
 	    "  --max-queues N     queue records (default 4096, at most 65536)\n"
 	    "  --max-locks N      lock records (default 4096)\n"
+	    "  --max-types N      job type records (default 1024, at most "
+	    "65535)\n"
 	    "  --client-max-bytes SIZE  most payload bytes one client's puts\n"
 	    "                     may have queued (default: no limit)\n"
+	    "  --client-max-jobs N  most jobs one client may have submitted\n"
+	    "                     and not finished (default: half the job "
+	    "table)\n"
+	    "  --client-max-locks-held N  most locks one client may hold at\n"
+	    "                     once (default: a quarter of --max-locks)\n"
 	    "  --workers N        start N built-in worker processes (daemon)\n"
 	    "  --workers-nondaemon  a stop waits for the built-in workers'\n"
 	    "                     running jobs however long they take\n"
@@ -236,6 +245,9 @@ static void check_memory(uint64_t memory)
  * code and a later (command-line) value replaces an earlier one; a
  * --config-end word between them marks where the file's options end.
  */
+/* Options without a short letter. */
+enum { OPT_CLIENT_MAX_JOBS = 0x200, OPT_CLIENT_MAX_HELD, OPT_MAX_TYPES };
+
 static const struct option long_opts[] = {
     {"dir", required_argument, NULL, 'd'},
     {"memory", required_argument, NULL, 'm'},
@@ -249,6 +261,9 @@ static const struct option long_opts[] = {
     {"max-jobs", required_argument, NULL, 'J'},
     {"max-queues", required_argument, NULL, 'Q'},
     {"client-max-bytes", required_argument, NULL, 'b'},
+    {"client-max-jobs", required_argument, NULL, OPT_CLIENT_MAX_JOBS},
+    {"client-max-locks-held", required_argument, NULL, OPT_CLIENT_MAX_HELD},
+    {"max-types", required_argument, NULL, OPT_MAX_TYPES},
     {"max-locks", required_argument, NULL, 'T'},
     {"keep", required_argument, NULL, 'K'},
     {"workers", required_argument, NULL, 'W'},
@@ -528,6 +543,33 @@ static void parse_opts(int argc, char **argv, struct jobq__opts *o)
 				bad_usage("--client-max-bytes %s: not a size "
 					  "(64M, 1G)",
 					  optarg);
+			break;
+		case OPT_MAX_TYPES:
+			/* A job names its type in 16 bits (proto.h). */
+			errno = 0;
+			v = strtoul(optarg, &end, 10);
+			if (errno || *end || v < 16 || v > 65535)
+				bad_usage("--max-types %s: not a number from "
+					  "16 to 65535",
+					  optarg);
+			o->max_types = (uint32_t)v;
+			break;
+		case OPT_CLIENT_MAX_JOBS:
+		case OPT_CLIENT_MAX_HELD:
+			errno = 0;
+			v = strtoul(optarg, &end, 10);
+			if (errno || *end || v < 1 || v > UINT32_MAX)
+				bad_usage(ch == OPT_CLIENT_MAX_JOBS
+					      ? "--client-max-jobs %s: not a "
+						"number from 1 to 4294967295"
+					      : "--client-max-locks-held %s: "
+						"not a number from 1 to "
+						"4294967295",
+					  optarg);
+			if (ch == OPT_CLIENT_MAX_JOBS)
+				o->client_max_jobs = (uint32_t)v;
+			else
+				o->client_max_held = (uint32_t)v;
 			break;
 		case 'Q':
 		case 'T':

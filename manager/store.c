@@ -84,6 +84,7 @@ int jobq__store_create(const struct jobq__opts *o, char *err, size_t errlen)
 	uint64_t off, kv_slots, max_jobs, jobidx_slots;
 	uint32_t max_queues = o->max_queues ? o->max_queues : JOBQ__MAX_QUEUES;
 	uint32_t max_locks = o->max_locks ? o->max_locks : JOBQ__MAX_LOCKS;
+	uint32_t max_types = o->max_types ? o->max_types : JOBQ__MAX_TYPES;
 	char path[64];
 	int ret;
 
@@ -175,7 +176,7 @@ int jobq__store_create(const struct jobq__opts *o, char *err, size_t errlen)
 	h->jobidx_off = off;
 	off = ALIGN_UP(off + jobidx_slots * sizeof(uint64_t), JOBQ_CACHELINE);
 	h->types_off = off;
-	off = ALIGN_UP(off + JOBQ__MAX_TYPES * sizeof(struct jobq_type_rec),
+	off = ALIGN_UP(off + (uint64_t)max_types * sizeof(struct jobq_type_rec),
 		       JOBQ_CACHELINE);
 	h->workers_off = off;
 	off = ALIGN_UP(off + (uint64_t)o->max_clients *
@@ -200,7 +201,7 @@ int jobq__store_create(const struct jobq__opts *o, char *err, size_t errlen)
 	h->kv_slots = (uint32_t)kv_slots;
 	h->max_jobs = (uint32_t)max_jobs;
 	h->jobidx_slots = (uint32_t)jobidx_slots;
-	h->max_types = JOBQ__MAX_TYPES;
+	h->max_types = max_types;
 	h->keep_ns = o->keep_ns;
 	store_relaxed(&h->next_job_id, 1);
 	h->size = st->size;
@@ -229,6 +230,13 @@ int jobq__store_create(const struct jobq__opts *o, char *err, size_t errlen)
 	/* Off unless asked: one producer filling the store is a normal use
 	 * (a blocking put then waits for room). */
 	h->quota_bytes = o->client_max_bytes;
+	/* Half the job table: a client that submits a big batch (jobq run
+	 * --from) meets it only when the batch alone would leave the others
+	 * less than half. Held locks: as many as it may make. */
+	h->quota_jobs =
+	    o->client_max_jobs ? o->client_max_jobs : (uint32_t)(max_jobs / 2);
+	h->quota_held =
+	    o->client_max_held ? o->client_max_held : h->quota_locks;
 	h->quota_bad = JOBQ__QUOTA_BAD;
 	st->heap = jobq__heap_create(st->base, h->heap_off, h->heap_size);
 	if (!st->heap) {

@@ -208,8 +208,10 @@ struct jobq_store_hdr {
 	uint64_t types_off;    /* struct jobq_type_rec[max_types] */
 	uint64_t workers_off;  /* struct jobq_worker_rec[max_clients] */
 	uint32_t max_types;
-	_Atomic uint32_t ntypes; /* records in use: ids 0..ntypes-1 */
-	_Atomic uint64_t njobs;	 /* job records in use */
+	/* Type records ever used: those past it are free and were never
+	 * used; those below it may be free too (in_use 0), and are reused. */
+	_Atomic uint32_t ntypes;
+	_Atomic uint64_t njobs; /* job records in use */
 	_Atomic uint64_t
 	    next_job_id;  /* the id the next job gets; ids start at 1 */
 	uint64_t keep_ns; /* jobqd --keep: how long finished jobs stay */
@@ -241,6 +243,10 @@ struct jobq_store_hdr {
 	_Atomic uint32_t locks_live; /* lock records in use */
 	uint32_t pad2;
 	uint64_t quota_bytes; /* payload bytes of its puts still queued */
+	uint32_t quota_jobs;  /* jobs it submitted that are not final */
+	uint32_t quota_held;  /* locks it holds at once */
+	_Atomic uint32_t types_live; /* type records in use */
+	uint32_t pad3;
 };
 
 /* The quotas, in struct jobq_client_rec.quota_hit. */
@@ -250,6 +256,8 @@ enum jobq_quota_wire {
 	JOBQ_QUOTA_QUEUES = 2,
 	JOBQ_QUOTA_LOCKS = 3,
 	JOBQ_QUOTA_BYTES = 4,
+	JOBQ_QUOTA_JOBS = 5,
+	JOBQ_QUOTA_HELD = 6,
 };
 
 /*
@@ -274,6 +282,10 @@ struct jobq_client_rec {
 	uint64_t refused;      /* requests refused by a quota */
 	char name[32];
 	uint64_t bytes; /* payload bytes of its puts still queued */
+	/* Jobs it submitted on this connection that are not final yet: a job
+	 * outlives its submitter, the count goes with this record. */
+	uint32_t jobs;
+	uint32_t held; /* locks its owners hold now (one per lock and owner) */
 };
 
 /*

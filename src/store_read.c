@@ -347,6 +347,8 @@ int jobq_stats(jobq_t *q, struct jobq_stats *out)
 	out->queues = load_relaxed(&h->queues_live);
 	out->max_queues = q->max_queues;
 	out->max_locks = q->max_locks;
+	out->max_types = q->jobs_ok ? q->sh->max_types : 0;
+	out->types = q->clients_ok ? load_relaxed(&h->types_live) : 0;
 	out->locks = q->clients_ok ? load_relaxed(&h->locks_live)
 				   : load_relaxed(&h->nlocks);
 	out->keys = load_relaxed(&h->nkeys);
@@ -643,6 +645,10 @@ int jobq_clients(jobq_t *q, struct jobq_client_info **out, size_t *n)
 		ci->quota_locks = q->sh->quota_locks;
 		ci->bytes = c.bytes;
 		ci->quota_bytes = q->sh->quota_bytes;
+		ci->jobs = c.jobs;
+		ci->held = c.held;
+		ci->quota_jobs = q->sh->quota_jobs;
+		ci->quota_held = q->sh->quota_held;
 		k++;
 	}
 	*out = v;
@@ -657,6 +663,8 @@ void jobq__quota_msg(jobq_t *q)
 	    [JOBQ_QUOTA_QUEUES] = "queues made",
 	    [JOBQ_QUOTA_LOCKS] = "locks made",
 	    [JOBQ_QUOTA_BYTES] = "bytes of its puts queued",
+	    [JOBQ_QUOTA_JOBS] = "jobs submitted and not finished",
+	    [JOBQ_QUOTA_HELD] = "locks held at once",
 	};
 	const struct jobq_client_rec *t = client_table(q);
 	uint32_t id = q->rh ? q->rh->client_id : 0;
@@ -667,12 +675,28 @@ void jobq__quota_msg(jobq_t *q)
 
 		if (seq_copy(q, &c, t + i, sizeof(c)) || !c.in_use ||
 		    c.client_id != id || !c.quota_hit ||
-		    c.quota_hit > JOBQ_QUOTA_BYTES)
+		    c.quota_hit > JOBQ_QUOTA_HELD)
 			continue;
-		limit = c.quota_hit == JOBQ_QUOTA_WAITS	   ? q->sh->quota_waits
-			: c.quota_hit == JOBQ_QUOTA_QUEUES ? q->sh->quota_queues
-			: c.quota_hit == JOBQ_QUOTA_LOCKS  ? q->sh->quota_locks
-							   : q->sh->quota_bytes;
+		switch (c.quota_hit) {
+		case JOBQ_QUOTA_WAITS:
+			limit = q->sh->quota_waits;
+			break;
+		case JOBQ_QUOTA_QUEUES:
+			limit = q->sh->quota_queues;
+			break;
+		case JOBQ_QUOTA_LOCKS:
+			limit = q->sh->quota_locks;
+			break;
+		case JOBQ_QUOTA_BYTES:
+			limit = q->sh->quota_bytes;
+			break;
+		case JOBQ_QUOTA_JOBS:
+			limit = q->sh->quota_jobs;
+			break;
+		default:
+			limit = q->sh->quota_held;
+			break;
+		}
 		jobq__set_error_msg("client quota exceeded: %s (%llu)",
 				    what[c.quota_hit],
 				    (unsigned long long)limit);

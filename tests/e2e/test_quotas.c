@@ -5,6 +5,8 @@
  * JOBQ_EQUOTA and a message naming the quota, connecting again does not
  * reset it for the queues it made (its unused locks go with it), and a
  * well-behaved client still makes its own meanwhile.
+ * Jobs submitted and not final, and locks held at once, have quotas too
+ * (jobs_unfinished, locks_held).
  * Refused entries are counted per client in `jobq stats --clients`, and a
  * client that keeps sending garbage is dropped.
  */
@@ -236,6 +238,137 @@ static void waits_quota(void **state)
 	jobq_close(q);
 }
 
+/* This process's connection @q in jobq_clients(): its record, copied. */
+static struct jobq_client_info mine(jobq_t *q)
+{
+	struct jobq_client_info *ci, me = {0};
+	size_t n;
+
+	assert_rc(jobq_clients(q, &ci, &n), 0);
+	/* The newest connection of this process is the one asked about:
+	 * the tests below keep one open at a time. */
+	for (size_t i = 0; i < n; i++)
+		if (ci[i].pid == getpid() &&
+		    ci[i].connected_ns >= me.connected_ns)
+			me = ci[i];
+	free(ci);
+	assert_int_equal(me.pid, getpid());
+	return me;
+}
+
+/* With --client-max-jobs, a client's jobs count until they are final:
+ * past the quota a submit fails with JOBQ_EQUOTA and a message naming
+ * it, the others still submit, a cancel gives room back, and when the
+ * submitter closes its jobs live on and a new connection starts from 0. */
+static void jobs_unfinished(void **state)
+{
+	static const char *const args[] = {"--client-max-jobs", "5", NULL};
+	struct jqt_mgr mm;
+	struct jobq_client_info me;
+	struct jobq_stats st;
+	jobq_t *q = NULL, *other = NULL;
+	uint64_t ids[5], id;
+
+	(void)state;
+	assert_int_equal(jqt_mgr_start(&mm, args), 0);
+	/* mine() finds the newest: q. */
+	assert_rc(jobq_open(&other, mm.dir), 0);
+	jqt_sleep(0.01);
+	assert_rc(jobq_open(&q, mm.dir), 0);
+	/* No worker serves "nobody": its jobs stay ready. */
+	for (int i = 0; i < 5; i++)
+		assert_rc(jobq_submit(q, "nobody", JOBQ_T_BYTES, "x", 1, NULL,
+				      &ids[i]),
+			  0);
+	assert_rc(jobq_submit(q, "nobody", JOBQ_T_BYTES, "x", 1, NULL, &id),
+		  JOBQ_EQUOTA);
+	assert_non_null(strstr(jobq__last_error_msg(),
+			       "jobs submitted and not finished (5)"));
+	me = mine(q);
+	assert_int_equal(me.jobs, 5);
+	assert_int_equal(me.quota_jobs, 5);
+	assert_int_equal(me.refused, 1);
+	/* Another client is not held back. */
+	assert_rc(jobq_submit(other, "nobody", JOBQ_T_BYTES, "x", 1, NULL, &id),
+		  0);
+	/* A final job stops counting. */
+	assert_rc(jobq_cancel(q, ids[0]), 0);
+	assert_int_equal(mine(q).jobs, 4);
+	assert_rc(jobq_submit(q, "nobody", JOBQ_T_BYTES, "x", 1, NULL, &ids[0]),
+		  0);
+	assert_rc(jobq_submit(q, "nobody", JOBQ_T_BYTES, "x", 1, NULL, &id),
+		  JOBQ_EQUOTA);
+	/* The submitter goes; its jobs stay, and its count went with it. */
+	jobq_close(q);
+	q = NULL;
+	assert_rc(jobq_stats(other, &st), 0);
+	assert_int_equal(st.jobs_by_state[JOBQ_JOB_READY], 6);
+	assert_rc(jobq_open(&q, mm.dir), 0);
+	assert_int_equal(mine(q).jobs, 0);
+	for (int i = 0; i < 5; i++)
+		assert_rc(
+		    jobq_submit(q, "nobody", JOBQ_T_BYTES, "x", 1, NULL, &id),
+		    0);
+	/* Cancelling a job of the closed connection changes nobody's
+	 * count. */
+	assert_rc(jobq_cancel(q, ids[1]), 0);
+	assert_int_equal(mine(q).jobs, 5);
+	jobq_close(q);
+	jobq_close(other);
+	assert_true(jqt_status_ok(jqt_mgr_stop(&mm)));
+}
+
+/* With --client-max-locks-held, a client holding that many locks is
+ * refused one more at once (JOBQ_EQUOTA, naming the quota), waiting or
+ * not; taking one it holds again and the others' locks are not
+ * affected, and a release gives room back. */
+static void locks_held(void **state)
+{
+	static const char *const args[] = {"--client-max-locks-held", "3",
+					   NULL};
+	static const char *const two[] = {"m1", "m2"};
+	struct jqt_mgr mm;
+	struct jobq_client_info me;
+	jobq_t *q = NULL, *other = NULL;
+
+	(void)state;
+	assert_int_equal(jqt_mgr_start(&mm, args), 0);
+	/* mine() finds the newest: q. */
+	assert_rc(jobq_open(&other, mm.dir), 0);
+	jqt_sleep(0.01);
+	assert_rc(jobq_open(&q, mm.dir), 0);
+	assert_rc(jobq_lock_create(q, "r", JOBQ_RLOCK, 1), 0);
+	assert_rc(jobq_lock_acquire(q, "a", 0), 0);
+	assert_rc(jobq_lock_acquire(q, "b", 0), 0);
+	assert_rc(jobq_lock_acquire(q, "r", 0), 0);
+	/* Again by its holder: no new lock held. */
+	assert_rc(jobq_lock_acquire(q, "r", 0), 0);
+	assert_rc(jobq_lock_acquire(q, "c", 0), JOBQ_EQUOTA);
+	assert_non_null(
+	    strstr(jobq__last_error_msg(), "locks held at once (3)"));
+	/* Refused before it would wait, too. */
+	assert_rc(jobq_lock_acquire(other, "d", 0), 0);
+	assert_rc(jobq_lock_acquire(q, "d", 5), JOBQ_EQUOTA);
+	assert_rc(jobq_lock_many(q, two, 2, 0), JOBQ_EQUOTA);
+	me = mine(q);
+	assert_int_equal(me.held, 3);
+	assert_int_equal(me.quota_held, 3);
+	assert_int_equal(me.refused, 3);
+	/* The other client holds its own. */
+	assert_rc(jobq_lock_acquire(other, "c", 0), 0);
+	assert_rc(jobq_lock_release(q, "r"), 0);
+	assert_int_equal(mine(q).held, 3);
+	assert_rc(jobq_lock_release(q, "r"), 0);
+	assert_int_equal(mine(q).held, 2);
+	assert_rc(jobq_lock_acquire(q, "e", 0), 0);
+	assert_rc(jobq_unlock_many(q, (const char *const[]){"a", "b"}, 2), 0);
+	assert_rc(jobq_lock_many(q, two, 2, 0), 0);
+	assert_int_equal(mine(q).held, 3);
+	jobq_close(q);
+	jobq_close(other);
+	assert_true(jqt_status_ok(jqt_mgr_stop(&mm)));
+}
+
 /* Sends @n entries of an op that does not exist through @r. */
 static void send_garbage(struct jqt_raw *r, int n, uint64_t *ud)
 {
@@ -314,6 +447,8 @@ int main(void)
 					    jqt_teardown),
 	    cmocka_unit_test(remove_gives_back),
 	    cmocka_unit_test(bytes_queued),
+	    cmocka_unit_test(jobs_unfinished),
+	    cmocka_unit_test(locks_held),
 	    cmocka_unit_test_setup_teardown(waits_quota, jqt_setup,
 					    jqt_teardown),
 	    cmocka_unit_test_setup_teardown(garbage_counted_then_dropped,
