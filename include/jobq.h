@@ -61,8 +61,8 @@ enum {
 	JOBQ_EJOBFAILED = -10009, /* the job ended dead: its attempts failed */
 	JOBQ_EFORKED =
 	    -10010, /* the handle was opened by another process (fork) */
-	JOBQ_ELOST = -10011, /* the manager restarted: a lock request or a
-			      * lock held was lost with it */
+	JOBQ_ELOST = -10011,  /* the manager restarted: a lock request or a
+			       * lock held was lost with it */
 	JOBQ_EQUOTA = -10012, /* this client is at one of its quotas (jobq stats
 				 --clients) */
 	JOBQ_ELAST = -10013,

@@ -33,7 +33,9 @@ static int on_key(const char *key, const jobq_obj_t *v, void *arg)
 }
 
 /* Clears the low bit of the seqlock words of @n records of @stride bytes
- * at @off, as far as they lie inside the store. */
+ * at @off, as far as they lie inside the store and outside its header: the
+ * header is what the library checked at adopt, and a manager never writes
+ * its constants again. */
 static void make_even(uint8_t *store, uint64_t size, uint64_t off, uint64_t n,
 		      size_t stride)
 {
@@ -43,6 +45,8 @@ static void make_even(uint8_t *store, uint64_t size, uint64_t off, uint64_t n,
 
 		if (at > size || size - at < sizeof(s))
 			return;
+		if (at < sizeof(struct jobq_store_hdr))
+			continue;
 		memcpy(&s, store + at, sizeof(s));
 		s &= ~1u;
 		memcpy(store + at, &s, sizeof(s));
@@ -51,7 +55,6 @@ static void make_even(uint8_t *store, uint64_t size, uint64_t off, uint64_t n,
 
 static void read_all(jobq_t *q)
 {
-	const struct jobq_store_hdr *h = q->sh;
 	struct jobq_queue_info *qs = NULL;
 	struct jobq_lock_info *ls = NULL;
 	struct jobq_job_info *js = NULL, ji;
@@ -86,13 +89,15 @@ static void read_all(jobq_t *q)
 			jobq_obj_free(&o);
 		jobq_job_info(q, id, &ji);
 	}
-	/* An object reference, as a completion gives one. */
-	if (h->size >= 12) {
+	/* An object reference, as a completion gives one. The size the
+	 * library adopted, not the header's: a table that overlaps the
+	 * header (make_even() wrote to it) may have changed that. */
+	if (q->store_size >= 12) {
 		uint64_t off;
 		uint32_t len;
 
-		memcpy(&off, q->store + h->size - 12, sizeof(off));
-		memcpy(&len, q->store + h->size - 4, sizeof(len));
+		memcpy(&off, q->store + q->store_size - 12, sizeof(off));
+		memcpy(&len, q->store + q->store_size - 4, sizeof(len));
 		if (!jobq__copy_object(q, off, len, JOBQ_T_BYTES, &o))
 			jobq_obj_free(&o);
 	}

@@ -152,7 +152,7 @@ static void test_strerror_jobq(void **state)
 	static const int codes[] = {
 	    JOBQ_ENOMANAGER, JOBQ_EVERSION, JOBQ_EMISMATCH, JOBQ_EKIND,
 	    JOBQ_ENOTNUM,    JOBQ_ECLOSED,  JOBQ_EFULL,	    JOBQ_ELIMIT,
-	    JOBQ_EJOBFAILED, JOBQ_EFORKED,  JOBQ_ELOST,	JOBQ_EQUOTA,
+	    JOBQ_EJOBFAILED, JOBQ_EFORKED,  JOBQ_ELOST,	    JOBQ_EQUOTA,
 	};
 	const size_t n = sizeof(codes) / sizeof(codes[0]);
 
