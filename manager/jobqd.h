@@ -407,6 +407,13 @@ void jobq__durable_log_start(void);
  * (no memory) fails the journal, and the commit reports it.
  */
 void jobq__jlog(uint16_t type, const struct iovec *iov, int n, bool ack);
+/*
+ * jobq__jlog_lazy - journal a record that no answer waits for (a take the
+ * getter acknowledged): it goes to the file with the next commit that
+ * something else asks for, before the loop sleeps, or once enough such
+ * records wait; meanwhile answers are not held for it.
+ */
+void jobq__jlog_lazy(uint16_t type, const struct iovec *iov, int n);
 /* A request was handled (--fsync always cuts a unit of its records). */
 void jobq__durable_request_done(void);
 /*
@@ -415,6 +422,9 @@ void jobq__durable_request_done(void);
  * one is in flight. jobq__loop_committed() says when it ended.
  */
 void jobq__durable_commit(void);
+/* The loop goes to sleep: begin a commit of the lazy records that wait.
+ * Returns whether one began (a turn then publishes what it released). */
+bool jobq__durable_flush(void);
 /* Whether a commit is in flight. */
 bool jobq__durable_busy(void);
 /* The commit that will hold the records journaled now. */

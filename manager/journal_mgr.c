@@ -18,6 +18,17 @@
  * sees an object whose put is not yet in the journal, and the loop serves
  * requests while a sync runs.
  *
+ * Lazy records. A take is journaled once its getter acknowledged the
+ * object (queues.c), and no answer depends on its record: lost, it brings
+ * the object back, as a getter that had not acknowledged it yet would.
+ * Such records (jobq__jlog_lazy()) begin no commit of their own and hold
+ * no answer: they go with the next commit that something else begins,
+ * with the one the loop begins before it sleeps (jobq__durable_flush()),
+ * or once LAZY_MAX bytes wait. One producer and one consumer, one object
+ * at a time, otherwise pay two writes per object (the put's turn and the
+ * turn that sees the take), each about 1 us of the manager's time on the
+ * path of both clients' round trips; with takes lazy, one.
+ *
  * IO. The syncs of a commit go to the loop's io_uring: one fdatasync SQE
  * when an answer waits for one (batch, always, --durable); with --fsync
  * always one per request, in one link chain. Its writes go there too,
@@ -58,6 +69,9 @@
 #define RETRY_NS (500 * 1000000ull)
 /* The longest a batch commit waits for its group (see gather()). */
 #define GATHER_MAX_NS (2 * 1000 * 1000ull)
+/* Lazy records waiting beyond this begin a commit by themselves: a getter
+ * that drains a long queue gets its takes written in pieces this size. */
+#define LAZY_MAX (64 * 1024u)
 
 static struct {
 	struct jobq__journal j;
@@ -86,6 +100,11 @@ static struct {
 	 * (batch, always). Takes alone are written, not synced: losing one
 	 * to a power cut brings an object back, it loses none. */
 	bool need_sync;
+	/* A record journaled since the last commit began is not lazy: the
+	 * turn's end begins a commit, and answers made meanwhile wait. */
+	bool urgent;
+	/* The loop goes to sleep: lazy records are committed now. */
+	bool flush;
 	/* The journal is on a file system in memory (tmpfs, ramfs): a sync
 	 * reaches no disk, so a --durable request is refused. */
 	bool in_memory;
@@ -367,10 +386,8 @@ void jobq__durable_close(void)
 	dur.lock_fd = -1;
 }
 
-void jobq__jlog(uint16_t type, const struct iovec *iov, int n, bool ack)
+static void add(uint16_t type, const struct iovec *iov, int n)
 {
-	if (!dur.open)
-		return;
 	if (jobq__journal_add(&dur.j, type, iov, n)) {
 		/* A record lost: the file would lie from here on. */
 		if (!dur.j.err) {
@@ -378,6 +395,20 @@ void jobq__jlog(uint16_t type, const struct iovec *iov, int n, bool ack)
 			dur.j.errors++;
 		}
 	}
+}
+
+void jobq__jlog_lazy(uint16_t type, const struct iovec *iov, int n)
+{
+	if (dur.open)
+		add(type, iov, n);
+}
+
+void jobq__jlog(uint16_t type, const struct iovec *iov, int n, bool ack)
+{
+	if (!dur.open)
+		return;
+	add(type, iov, n);
+	dur.urgent = true;
 	if (ack) {
 		jobq__m.jdep = true;
 		dur.need_sync = true;
@@ -540,6 +571,7 @@ static int commit_sync(void)
 	else
 		ret = jobq__journal_commit(&dur.j, true);
 	dur.need_sync = false;
+	dur.urgent = dur.flush = false;
 	dur.j.force = false;
 	return ret;
 }
@@ -604,10 +636,16 @@ void jobq__durable_commit(void)
 	    !jobq__journal_want_snapshot(&dur.j))
 		return;
 	repair_now = dur.j.err || jobq__journal_want_snapshot(&dur.j);
+	/* Only lazy records wait: they go with a later commit. */
+	if (!repair_now && !dur.urgent && !dur.flush && !dur.j.force &&
+	    dur.j.len < LAZY_MAX)
+		return;
 	syncs = jobq__journal_will_sync(&dur.j, dur.need_sync);
 	if (!repair_now && dur.ring && syncs && gather())
 		return;
 	id = dur.next_id++;
+	/* Whatever begins now takes every record journaled so far. */
+	dur.urgent = dur.flush = false;
 	if (repair_now) {
 		ret = repair();
 		dur.need_sync = false;
@@ -671,11 +709,23 @@ uint64_t jobq__durable_next_id(void)
 	return dur.next_id;
 }
 
+bool jobq__durable_flush(void)
+{
+	uint64_t id = dur.next_id;
+
+	if (!dur.open || dur.j.busy || !jobq__journal_pending(&dur.j))
+		return false;
+	dur.flush = true;
+	jobq__durable_commit();
+	return dur.next_id != id;
+}
+
 uint64_t jobq__durable_need(void)
 {
 	if (!dur.open)
 		return 0;
-	if (jobq__journal_pending(&dur.j) || dur.j.force)
+	/* Lazy records alone hold no answer. */
+	if ((jobq__journal_pending(&dur.j) && dur.urgent) || dur.j.force)
 		return dur.next_id;
 	if (dur.j.busy)
 		return dur.busy_id;

@@ -14,6 +14,7 @@
  *   4. drop broken clients; commit the journal (journal_mgr.c); only then
  *      publish the completions of the turn (move each cq tail) and write
  *      the cq eventfd of every client that got some and asked to be woken.
+ *      Takes wait for a later commit (lazy records) and hold no answer.
  *
  * Completions are written into the cq as they are made but published only
  * at the end of the turn, after the journal commit: an answer is never
@@ -1815,6 +1816,15 @@ int jobq__loop_run(void)
 		if (spinning && spin > JOBQ__SPIN_MIN_NS)
 			spin -= spin / 4;
 		spinning = false;
+
+		/*
+		 * The takes journaled lazily go to the file before we sleep,
+		 * so that an idle manager has nothing unwritten. The turn
+		 * after it publishes what the commit released (nothing waits
+		 * for lazy records alone) and finds us here again.
+		 */
+		if (jobq__durable_flush())
+			continue;
 
 		/* Going to sleep: ask for wake-ups, then look once more. */
 		set_need_wakeup(true);

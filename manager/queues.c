@@ -401,8 +401,9 @@ void jobq__queue_item_free(uint32_t qid, uint64_t item)
 	uint64_t oid = item_oid(item);
 	struct iovec v = {.iov_base = &oid, .iov_len = sizeof(oid)};
 
-	/* Taken for good: no answer waits for this record. */
-	jobq__jlog(JOBQ__JR_Q_DEL, &v, 1, false);
+	/* Taken for good: no answer waits for this record, which goes
+	 * with the next commit (journal_mgr.c, lazy records). */
+	jobq__jlog_lazy(JOBQ__JR_Q_DEL, &v, 1);
 	item_release(item);
 	unhand(qid);
 }

@@ -160,11 +160,18 @@ static int push(struct jobq__session *s, uint64_t rid, int32_t res,
 		s->n--;
 	}
 	if (s->head + s->n == s->cap) {
-		if (s->head) {
+		/*
+		 * Slide down only when at least half the array is free, else
+		 * grow it (to 2 * KEEP_MAX at most): a full session takes one
+		 * answer in and one out per push, and a slide on every push
+		 * moved KEEP_MAX entries each time, seconds of replay for a
+		 * journal of 100k answers.
+		 */
+		if (s->head && s->head >= s->n) {
 			memmove(s->r, s->r + s->head, s->n * sizeof(*s->r));
 			s->head = 0;
 		}
-		if (s->n == s->cap) {
+		if (s->head + s->n == s->cap) {
 			uint32_t ncap = s->cap ? 2 * s->cap : 64;
 			struct sres *nr = realloc(s->r, ncap * sizeof(*nr));
 
