@@ -122,11 +122,11 @@ def handle():
 
 def flush(timeout=10.0):
     """Wait until this process's unanswered puts (Queue.put) reached
-    jobqd."""
+    jobqd, at most @timeout seconds (None: as long as it takes)."""
     h = _handle
     if h is not None and _handle_pid == os.getpid():
         try:
-            h.flush(timeout)
+            h.flush(-1.0 if timeout is None else timeout)
         except _jobq.Error:
             pass
 
