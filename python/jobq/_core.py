@@ -103,7 +103,17 @@ def dumps(obj):
         return T_NONE, b""
     if t is bytearray or t is memoryview:
         return T_BYTES, bytes(obj)
-    if t is int or t is float or t is bool or t is list or t is dict:
+    if t is int:
+        # The common scalars without json.dumps (3 us against 0.1 us):
+        # int's and float's repr are the JSON text json.dumps writes.
+        if -_INT64 <= obj < _INT64:
+            return T_JSON, b"%d" % obj
+    elif t is bool:
+        return T_JSON, b"true" if obj else b"false"
+    elif t is float:
+        if math.isfinite(obj):
+            return T_JSON, repr(obj).encode()
+    elif t is list or t is dict:
         if _json_exact(obj):
             return T_JSON, json.dumps(obj, separators=(",", ":"),
                                       ensure_ascii=False).encode()
@@ -119,6 +129,11 @@ def loads(type, data):
     if type == T_TEXT:
         return data.decode("utf-8", "surrogatepass")
     if type == T_JSON:
+        # An integer without json.loads: only what the JSON grammar
+        # calls an integer (-?(0|[1-9][0-9]*)), which int() reads alike.
+        d = data[1:] if data[:1] == b"-" else data
+        if d.isdigit() and (d[:1] != b"0" or len(d) == 1):
+            return int(data)
         return json.loads(data)
     if type == T_NONE:
         return None

@@ -108,8 +108,10 @@ def handle():
     """The process's shared handle, opened on first use (and again in a
     forked child: a handle does not survive fork)."""
     global _handle, _handle_pid
+    # Every call of the binding comes here: no getpid() (a system call)
+    # on this path, since _after_fork_child() clears the handle in a child.
     h = _handle
-    if h is not None and _handle_pid == os.getpid():
+    if h is not None:
         return h
     with _lock:
         if _handle is None or _handle_pid != os.getpid():
@@ -120,11 +122,11 @@ def handle():
 
 def flush(timeout=10.0):
     """Wait until this process's unanswered puts (Queue.put) reached
-    jobqd."""
+    jobqd, at most @timeout seconds (None: as long as it takes)."""
     h = _handle
     if h is not None and _handle_pid == os.getpid():
         try:
-            h.flush(timeout)
+            h.flush(-1.0 if timeout is None else timeout)
         except _jobq.Error:
             pass
 

@@ -343,10 +343,25 @@ class Queue(_Named):
         self._name, self._maxsize = st
 
     def put(self, obj, block=True, timeout=None):
-        """Put @obj. On an unbounded queue, with no timeout, the put does
-        not wait for jobqd's answer (the standard Queue hands it to a
-        feeder thread); the process's puts arrive in order, and a process
-        flushes them before it ends."""
+        """Put @obj.
+
+        On an unbounded queue with block=True and no timeout, put() returns
+        once @obj is pickled and its request is in this process's ring to
+        jobqd, before jobqd has applied it (the standard Queue.put returns
+        once a feeder thread has the object, before it is in the pipe).
+        What still holds: the puts of one process are applied in the order
+        they were made, and before any later request of the same process
+        (its own get() sees them, and so does a process it signals through
+        a jobq Lock, Event, Queue or job), unless jobqd's store is out of
+        room and the put waits for some; join_thread(), qsize(), empty(),
+        full() and the end of the process (also a Process child's) wait
+        until every put of this process was applied. A put that failed
+        (a store out of memory) raises from the next put() of the process.
+        A process killed with SIGKILL can lose its puts not yet applied,
+        as a standard Queue loses what its feeder had not written.
+
+        On a bounded queue, or with block=False or a timeout, put()
+        returns once jobqd has the object, or raises queue.Full."""
         t, b = dumps(obj)
         if not self._maxsize and block and timeout is None:
             _h().put_async(self._name, t, b)
@@ -388,7 +403,9 @@ class Queue(_Named):
         pass
 
     def join_thread(self):
-        pass
+        """Wait until every put of this process was applied (the standard
+        Queue joins its feeder thread)."""
+        _instance.flush(None)
 
     def cancel_join_thread(self):
         pass

@@ -170,6 +170,43 @@ def test_queue_between_processes():
     assert q.empty() and q.qsize() == 0
 
 
+def _put_join_thread_signal(q, n, w, r2):
+    for i in range(n):
+        q.put(i)
+    q.join_thread()
+    os.write(w, b"x")
+    os.read(r2, 1)  # stay alive: the exit's own flush must not count
+
+
+def test_queue_join_thread_waits_for_the_puts():
+    # Told through a pipe, which jobqd does not see: the puts were applied
+    # when join_thread() returned, not only when the process ended.
+    q = mp.Queue()
+    r, w = os.pipe()
+    r2, w2 = os.pipe()
+    p = mp.Process(target=_put_join_thread_signal, args=(q, 500, w, r2))
+    p.start()
+    try:
+        assert os.read(r, 1) == b"x"
+        assert q.qsize() == 500
+    finally:
+        os.write(w2, b"x")
+        p.join(10)
+    assert [q.get(timeout=5) for _ in range(500)] == list(range(500))
+    for fd in (r, w, r2, w2):
+        os.close(fd)
+
+
+def test_scalars_keep_their_types():
+    with mp.Manager() as m:
+        d = m.dict()
+        for v in (0, -5, 2**63 - 1, -2**63, 2**63, True, False, 1.5,
+                  -0.0, 1e16, float("inf"), None, "7", b"7"):
+            d["v"] = v
+            got = d["v"]
+            assert got == v and type(got) is type(v), (v, got)
+
+
 def test_queue_full_empty_timeouts():
     q = mp.Queue(2)
     q.put(1)
