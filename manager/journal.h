@@ -104,6 +104,9 @@ enum jobq__jrec_type {
 	JOBQ__JR_Q_DEL = 19,	/* u64 oid: the object was taken */
 	/* Types of the queue range are added from its end, down. */
 	JOBQ__JR_Q_REMOVE = 31, /* u32 qid: removed, with its objects */
+	/* A run of a batched put: u32 count, then per object u32 len and
+	 * what a Q_PUT holds (len counts both). */
+	JOBQ__JR_Q_PUTS = 30,
 	/* The key/value store (kv.c). */
 	JOBQ__JR_KV_SET = 32, /* u32 klen, u32 type, key, value */
 	JOBQ__JR_KV_DEL = 33, /* key */

@@ -130,7 +130,8 @@ static int replay(void *arg, uint16_t type, const uint8_t *p, uint32_t len)
 	int ret = -EPROTO; /* a type a newer manager wrote */
 
 	if ((type >= JOBQ__JR_Q_CREATE && type <= JOBQ__JR_Q_DEL) ||
-	    type == JOBQ__JR_Q_REMOVE || type == JOBQ__JR_EOF)
+	    type == JOBQ__JR_Q_PUTS || type == JOBQ__JR_Q_REMOVE ||
+	    type == JOBQ__JR_EOF)
 		ret = jobq__queues_replay(type, p, len);
 	else if (type == JOBQ__JR_KV_SET || type == JOBQ__JR_KV_DEL)
 		ret = jobq__kv_replay(type, p, len);

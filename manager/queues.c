@@ -384,6 +384,48 @@ static void journal_put(uint32_t qid, uint64_t item)
 	jobq__jlog(JOBQ__JR_Q_PUT, v, 2, true);
 }
 
+/* A run bigger than this is journaled an object a record: the copy then
+ * costs more than the records' headers, and a record stays far below
+ * JOBQ__JREC_MAX. */
+#define PUTS_MAX_BYTES (1u << 20)
+
+/*
+ * Journals the @k objects of @items (payloads written) entering queue
+ * @qid in one JOBQ__JR_Q_PUTS record: one header, one checksum and one
+ * call for the run instead of one per object, which is most of what a
+ * batched put costs the manager beyond the copy of its bytes. The put's
+ * answer waits for it.
+ */
+static void journal_puts(uint32_t qid, const uint64_t *items, uint32_t k,
+			 uint64_t bytes)
+{
+	uint32_t lens[RUN_MAX], count = k;
+	struct jput hs[RUN_MAX];
+	struct iovec v[1 + 3 * RUN_MAX];
+	int n = 0;
+
+	if (k == 1 || bytes > PUTS_MAX_BYTES) {
+		for (uint32_t i = 0; i < k; i++)
+			journal_put(qid, items[i]);
+		return;
+	}
+	v[n++] = (struct iovec){.iov_base = &count, .iov_len = sizeof(count)};
+	for (uint32_t i = 0; i < k; i++) {
+		const struct jobq_item *it = jobq__ptr(items[i]);
+
+		hs[i] = (struct jput){
+		    .qid = qid, .type = it->type, .oid = item_oid(items[i])};
+		lens[i] = (uint32_t)sizeof(hs[i]) + it->len;
+		v[n++] = (struct iovec){.iov_base = &lens[i],
+					.iov_len = sizeof(lens[i])};
+		v[n++] = (struct iovec){.iov_base = &hs[i],
+					.iov_len = sizeof(hs[i])};
+		v[n++] = (struct iovec){.iov_base = (void *)(it + 1),
+					.iov_len = it->len};
+	}
+	jobq__jlog(JOBQ__JR_Q_PUTS, v, n, true);
+}
+
 /* Gives back @item's share of its block: the block goes with its last. */
 static void item_release(uint64_t item)
 {
@@ -559,8 +601,8 @@ static uint32_t put_run(struct jobq__client *c, uint32_t qid,
 			       lens[i]);
 			if (i + 1 < k)
 				it->next = items[i + 1];
-			journal_put(qid, items[i]);
 		}
+		journal_puts(qid, items, k, bytes);
 		seq_write_begin(&r->seq);
 		r->total_put += k;
 		r->unfinished += k;
@@ -1282,6 +1324,34 @@ static int replay_put(const uint8_t *p, uint32_t len)
 	return 0;
 }
 
+/* A JOBQ__JR_Q_PUTS record: each of its objects as a Q_PUT of its own. */
+static int replay_puts(const uint8_t *p, uint32_t len)
+{
+	uint32_t count, olen;
+	int ret;
+
+	if (len < sizeof(count))
+		return -EBADMSG;
+	memcpy(&count, p, sizeof(count));
+	p += sizeof(count);
+	len -= (uint32_t)sizeof(count);
+	for (uint32_t i = 0; i < count; i++) {
+		if (len < sizeof(olen))
+			return -EBADMSG;
+		memcpy(&olen, p, sizeof(olen));
+		p += sizeof(olen);
+		len -= (uint32_t)sizeof(olen);
+		if (olen > len)
+			return -EBADMSG;
+		ret = replay_put(p, olen);
+		if (ret)
+			return ret;
+		p += olen;
+		len -= olen;
+	}
+	return len ? -EBADMSG : 0;
+}
+
 static int replay_del(const uint8_t *p, uint32_t len)
 {
 	size_t lo = 0, hi = stg.n;
@@ -1313,6 +1383,8 @@ int jobq__queues_replay(uint16_t type, const uint8_t *p, uint32_t len)
 
 	if (type == JOBQ__JR_Q_PUT)
 		return replay_put(p, len);
+	if (type == JOBQ__JR_Q_PUTS)
+		return replay_puts(p, len);
 	/* Anything else may concern the pending puts: store them first. */
 	ret = pend_flush();
 	if (ret)
