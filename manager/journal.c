@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,6 +33,9 @@ static const char magic_snap[8] = "JOBQSNP\n";
 enum { KIND_JOURNAL = 1, KIND_SNAP = 2 };
 
 #define SNAP_CHUNK (1u << 20) /* snapshot bytes buffered per write */
+/* A mapped journal grows by this much at a time: one fallocate() and one
+ * new mapping per megabyte of records, none per commit. */
+#define MAP_CHUNK (1u << 20)
 /* At most this much per write: an io_uring write takes a 32-bit length;
  * the rest of a unit goes in the next write. */
 #define JOBQ__JOP_MAX (1u << 30)
@@ -86,6 +90,30 @@ static int px_size(void *ctx, int fd, uint64_t *len)
 	return 0;
 }
 
+static int px_allocate(void *ctx, int fd, uint64_t off, uint64_t len)
+{
+	/* Not posix_fallocate(): where the file system cannot reserve
+	 * blocks it would write zeros, and a sparse range would make a full
+	 * disk a SIGBUS in the middle of a copy instead of an error here. */
+	return fallocate(fd, 0, (off_t)off, (off_t)len) < 0 ? -errno : 0;
+}
+
+static int px_map(void *ctx, int fd, uint64_t len, void **p)
+{
+	void *m = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_POPULATE, fd, 0);
+
+	if (m == MAP_FAILED)
+		return -errno;
+	*p = m;
+	return 0;
+}
+
+static void px_unmap(void *ctx, void *p, uint64_t len)
+{
+	munmap(p, len);
+}
+
 static int px_rename(void *ctx, const char *from, const char *to)
 {
 	return rename(from, to) < 0 ? -errno : 0;
@@ -132,6 +160,9 @@ const struct jobq__jio jobq__jio_posix = {
     .rename = px_rename,
     .unlink = px_unlink,
     .sync_dir = px_sync_dir,
+    .allocate = px_allocate,
+    .map = px_map,
+    .unmap = px_unmap,
 };
 
 const char *jobq__fsync_name(int mode)
@@ -304,8 +335,21 @@ static int read_file(const struct jobq__jio *io, int fd, uint8_t **out,
  * reason), or when @fn refuses one (returned as its error, *bad its
  * offset). *next gets the sequence number after the last good record,
  * *nrec how many there were, *last_type the type of the last one.
+ * With @zero_end, bytes that are all zero from a record's start to the
+ * end of the file are the end (*why stays NULL): the unwritten rest of a
+ * mapped journal's last chunk. A torn copy is not taken for it: every
+ * record's header holds a nonzero sequence number, and a copy cut short
+ * leaves some of its bytes.
  */
-static int scan(const uint8_t *b, uint64_t len, uint64_t seq,
+static bool all_zero(const uint8_t *p, uint64_t len)
+{
+	for (uint64_t i = 0; i < len; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+static int scan(const uint8_t *b, uint64_t len, uint64_t seq, bool zero_end,
 		jobq__replay_fn fn, void *arg, uint64_t *next, uint64_t *nrec,
 		uint64_t *good_end, const char **why, uint16_t *last_type,
 		const uint8_t **last_payload, uint32_t *last_len)
@@ -321,6 +365,8 @@ static int scan(const uint8_t *b, uint64_t len, uint64_t seq,
 		uint16_t type;
 		int ret;
 
+		if (zero_end && !b[off] && all_zero(b + off, left))
+			break;
 		if (left < JOBQ__JREC_OVERHEAD) {
 			*why = "a record cut short";
 			break;
@@ -394,6 +440,15 @@ static int maybe_sync_dir(struct jobq__journal *j)
 	return j->io->sync_dir(j->io->ctx, j->path);
 }
 
+/* Drops the mapping of the journal, if any. */
+static void unmap(struct jobq__journal *j)
+{
+	if (j->map)
+		j->io->unmap(j->io->ctx, j->map, j->map_len);
+	j->map = NULL;
+	j->map_len = 0;
+}
+
 /*
  * new_journal - write an empty journal of generation @gen starting at
  * sequence @seq0 as FILE.tmp, sync it, rename it over FILE and make it
@@ -421,6 +476,8 @@ static int new_journal(struct jobq__journal *j, uint64_t gen, uint64_t seq0)
 		io->unlink(io->ctx, j->tmp_path);
 		return ret;
 	}
+	/* The old file is gone from its name; its mapping goes with it. */
+	unmap(j);
 	if (j->fd >= 0)
 		io->close(io->ctx, j->fd);
 	j->fd = fd;
@@ -466,7 +523,7 @@ static int load_snapshot(struct jobq__journal *j, jobq__replay_fn fn, void *arg,
 	}
 	ret = hdr_check(b, len, KIND_SNAP, gen, &seq0, &why);
 	if (!ret)
-		ret = scan(b, len, seq0, fn, arg, seq, &nrec, &end, &why,
+		ret = scan(b, len, seq0, false, fn, arg, seq, &nrec, &end, &why,
 			   &ltype, &lp, &llen);
 	if (!ret && (why || ltype != JOBQ__JR_SNAP_END || llen != 8 ||
 		     get64(lp) != nrec - 1)) {
@@ -580,8 +637,8 @@ int jobq__journal_open(struct jobq__journal *j, const struct jobq__jio *io,
 			 (unsigned long long)sgen, sgen ? "older" : "missing");
 		return -EBADMSG;
 	}
-	ret = scan(b, len, seq0, fn, arg, &next, &nrec, &end, &why, &ltype, &lp,
-		   &llen);
+	ret = scan(b, len, seq0, true, fn, arg, &next, &nrec, &end, &why,
+		   &ltype, &lp, &llen);
 	free(b);
 	if (ret) {
 		io->close(io->ctx, fd);
@@ -592,7 +649,19 @@ int jobq__journal_open(struct jobq__journal *j, const struct jobq__jio *io,
 		return ret;
 	}
 	info->journal_records = nrec;
-	if (end < len) {
+	if (end < len && !why) {
+		/* A mapped journal's unwritten zeros, not a cut: the file is
+		 * trimmed to its records, and a mapping allocates again as it
+		 * needs. */
+		ret = io->truncate(io->ctx, fd, end);
+		if (ret) {
+			io->close(io->ctx, fd);
+			snprintf(err, errlen,
+				 "journal %s: trimming at %llu: %s", j->path,
+				 (unsigned long long)end, strerror(-ret));
+			return ret;
+		}
+	} else if (end < len) {
 		info->cut = true;
 		info->cut_offset = end;
 		info->cut_bytes = len - end;
@@ -619,6 +688,12 @@ int jobq__journal_open(struct jobq__journal *j, const struct jobq__jio *io,
 
 void jobq__journal_close(struct jobq__journal *j)
 {
+	if (j->map) {
+		/* A stopped instance leaves no zero tail: the file ends
+		 * with its last record, as a written one does. */
+		unmap(j);
+		j->io->truncate(j->io->ctx, j->fd, j->size);
+	}
 	if (j->fd >= 0)
 		j->io->close(j->io->ctx, j->fd);
 	if (j->sfd >= 0)
@@ -936,9 +1011,71 @@ static int run_now(struct jobq__journal *j)
 	return ret;
 }
 
+/*
+ * Makes room for @need bytes of records in the mapping: allocates the
+ * file up to the next MAP_CHUNK past them (through the seam, so a full
+ * disk is an error here, never a fault in the copy) and maps it again.
+ */
+static int map_grow(struct jobq__journal *j, uint64_t need)
+{
+	const struct jobq__jio *io = j->io;
+	uint64_t len = (need + MAP_CHUNK) / MAP_CHUNK * MAP_CHUNK;
+	void *p;
+	int ret;
+
+	if (len > SIZE_MAX)
+		return -EFBIG;
+	ret = io->allocate(io->ctx, j->fd, j->map_len, len - j->map_len);
+	if (ret)
+		return ret;
+	ret = io->map(io->ctx, j->fd, len, &p);
+	if (ret)
+		return ret;
+	unmap(j);
+	j->map = p;
+	j->map_len = len;
+	return 0;
+}
+
+/*
+ * A commit that syncs nothing, in NONE mode: the records are copied into
+ * the mapping, and the page cache holds them from there. Appends go in
+ * order after j->size, as a write's would.
+ */
+static int map_commit(struct jobq__journal *j)
+{
+	int ret;
+
+	if (j->err) {
+		drop_added(j);
+		return j->err;
+	}
+	if (!j->len) {
+		drop_added(j);
+		return 0;
+	}
+	if (j->size + j->len > j->map_len) {
+		ret = map_grow(j, j->size + j->len);
+		if (ret) {
+			drop_added(j);
+			return fail(j, ret);
+		}
+	}
+	memcpy(j->map + j->size, j->buf, j->len);
+	j->size += j->len;
+	drop_added(j);
+	return 0;
+}
+
 int jobq__journal_commit(struct jobq__journal *j, bool sync)
 {
-	int ret = jobq__journal_begin(j, sync);
+	int ret;
+
+	if (j->busy)
+		return -EBUSY;
+	if (jobq__journal_maps(j) && !jobq__journal_will_sync(j, sync))
+		return map_commit(j);
+	ret = jobq__journal_begin(j, sync);
 
 	if (ret == 1)
 		return 0;

@@ -40,10 +40,14 @@
  *
  * Durability. JOBQ__FSYNC_NONE writes and never syncs: what was written
  * survives the manager's death (the page cache keeps it), not the
- * machine's. BATCH and ALWAYS sync the journal after each write, and the
- * files and their directory around every rename. The caller decides how
- * many requests share one sync (for BATCH, all that arrived while the
- * previous commit ran; for ALWAYS one, a unit each). With @force set (a
+ * machine's. It writes by copying into a shared mapping of the journal,
+ * allocated ahead in chunks, so a journal killed in NONE mode may end in
+ * zeros: replay takes a zero tail as the clean end it is, and a clean
+ * close or a new journal leaves the file at its records' length. BATCH and
+ * ALWAYS sync the journal after each write, and the files and their directory
+ * around every rename. The caller decides how many requests share one sync (for
+ * BATCH, all that arrived while the previous commit ran; for ALWAYS one, a unit
+ * each). With @force set (a
  * --durable request) commits and snapshots sync in any mode, until the
  * caller clears it.
  *
@@ -170,6 +174,16 @@ struct jobq__jio {
 	int (*unlink)(void *ctx, const char *path);
 	int (*sync_dir)(void *ctx, const char *path);
 	/*
+	 * Optional, both or neither (without them every commit is a
+	 * write): allocate() reserves the blocks of [@off, @off + @len) of
+	 * @fd, growing the file (fallocate(2): after it no store into a
+	 * mapping of that range can fail for want of space); map() maps
+	 * @len bytes of @fd shared and writable (*@p), unmap() undoes it.
+	 */
+	int (*allocate)(void *ctx, int fd, uint64_t off, uint64_t len);
+	int (*map)(void *ctx, int fd, uint64_t len, void **p);
+	void (*unmap)(void *ctx, void *p, uint64_t len);
+	/*
 	 * Optional: sees the result @res of an asynchronous write or sync
 	 * (@op) before the journal does and returns the one to use, so that
 	 * a test injects its faults into the ring's completions too.
@@ -214,9 +228,18 @@ struct jobq__journal {
 	char snap_path[PATH_MAX + 8];
 	char tmp_path[PATH_MAX + 8];
 	char snap_tmp_path[PATH_MAX + 16];
-	int fd;		       /* the journal, -1 when none is open */
-	uint64_t gen;	       /* generation of the journal and its snapshot */
-	uint64_t size;	       /* bytes of the journal file written */
+	int fd;	       /* the journal, -1 when none is open */
+	uint64_t gen;  /* generation of the journal and its snapshot */
+	uint64_t size; /* bytes of the journal file written */
+	/*
+	 * --fsync none: the journal file mapped shared, its first map_len
+	 * bytes (allocated; zeros past size). Commits that sync nothing
+	 * copy their records here instead of writing them: the page cache
+	 * holds them once copied, which is all NONE promises. NULL until
+	 * the first such commit, and in the other modes.
+	 */
+	uint8_t *map;
+	uint64_t map_len;
 	uint64_t seq;	       /* the next record's sequence number */
 	uint8_t *buf;	       /* records appended, not yet written */
 	size_t len, cap;       /* bytes in buf, its size */
@@ -282,6 +305,13 @@ int jobq__journal_add(struct jobq__journal *j, uint16_t type,
 static inline bool jobq__journal_pending(const struct jobq__journal *j)
 {
 	return j->len > 0 || j->nunits > 0;
+}
+
+/* Whether commits that sync nothing copy into a mapping of the file
+ * (NONE, with a seam that can map): they need no IO to hand out. */
+static inline bool jobq__journal_maps(const struct jobq__journal *j)
+{
+	return j->mode == JOBQ__FSYNC_NONE && j->io->map && j->io->allocate;
 }
 
 /* Whether a commit is in flight (begun, its last result not yet in). */

@@ -39,7 +39,11 @@
  * the sync behind it would start later: there the writes are done from
  * the loop's thread, all of a batch before any of its syncs is submitted
  * (see submit_io() and ring_writes). A commit that does not sync (--fsync
- * none, takes alone) is then a pwritev() and nothing else. A short write
+ * none, takes alone) is then a pwritev() and nothing else; with --fsync
+ * none not even that: it is a copy into a shared mapping of the journal
+ * (journal.c), on any file system, and a system call only when the file
+ * grows by a chunk. A --durable request's commit still writes and syncs
+ * through the file, whose page cache the mapping shares. A short write
  * is continued: journal.c hands out the rest again. If the kernel's
  * io_uring cannot write or sync files, every commit runs through
  * pwritev()/fdatasync() from the loop's thread, said once at start.
@@ -234,6 +238,14 @@ static int ft_sync(void *ctx, int fd)
 	return err ? err : jobq__jio_posix.sync(ctx, fd);
 }
 
+/* A mapped journal's growth stands for its writes (--fsync none). */
+static int ft_allocate(void *ctx, int fd, uint64_t off, uint64_t len)
+{
+	int err = fault(JOBQ__JOP_WRITE);
+
+	return err ? err : jobq__jio_posix.allocate(ctx, fd, off, len);
+}
+
 static ssize_t ft_complete(void *ctx, const struct jobq__jop *op, ssize_t res)
 {
 	int err = res >= 0 ? fault(op->kind) : 0;
@@ -252,6 +264,7 @@ static const struct jobq__jio *journal_io(void)
 	fault_io = jobq__jio_posix;
 	fault_io.pwritev = ft_pwritev;
 	fault_io.sync = ft_sync;
+	fault_io.allocate = ft_allocate;
 	fault_io.complete = ft_complete;
 	return &fault_io;
 }
@@ -654,7 +667,8 @@ void jobq__durable_commit(void)
 		ended(id, ret);
 		return;
 	}
-	if (!dur.ring || (!dur.ring_writes && !syncs)) {
+	if (!dur.ring || (!dur.ring_writes && !syncs) ||
+	    (jobq__journal_maps(&dur.j) && !syncs)) {
 		ret = jobq__journal_commit(&dur.j, dur.need_sync);
 		dur.need_sync = false;
 		dur.j.force = false;

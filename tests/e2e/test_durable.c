@@ -472,14 +472,41 @@ static void spew(const char *path, const uint8_t *b, size_t len)
 }
 
 /*
+ * The length of the records of journal image @b (@len bytes): a journal
+ * in --fsync none mode is a mapping allocated ahead, so a killed manager
+ * leaves zeros after its last record. Walks the records' lengths (u32 at
+ * each record's start, 20 bytes of header and crc around the payload)
+ * from the 40-byte header to the first that is zero or runs past the end.
+ */
+static size_t records_len(const uint8_t *b, size_t len)
+{
+	size_t off = 40;
+
+	while (off + 20 <= len) {
+		uint32_t rlen = (uint32_t)b[off] | (uint32_t)b[off + 1] << 8 |
+				(uint32_t)b[off + 2] << 16 |
+				(uint32_t)b[off + 3] << 24;
+
+		if ((!rlen && !b[off + 4] && !b[off + 8]) ||
+		    rlen > len - off - 20)
+			break;
+		off += 20 + rlen;
+	}
+	return off;
+}
+
+/*
  * The journal cut at every byte offset of its last record in turn (a
- * crash in the middle of its write): the manager starts every time, with
- * everything before that record and without it.
+ * crash in the middle of its write or copy): the manager starts every
+ * time, with everything before that record and without it. The image is
+ * cut after the records: a zero tail after them is tested elsewhere.
  */
 static void test_torn_tail_every_offset(void **state)
 {
+	char dir2[PATH_MAX];
 	struct dmgr d;
-	size_t before, full;
+	struct jqt_out o;
+	size_t before, full, whole;
 	uint8_t *img;
 	jobq_t *q;
 
@@ -488,13 +515,16 @@ static void test_torn_tail_every_offset(void **state)
 	for (int i = 0; i < 5; i++)
 		put_num(q, "tt", i, 0);
 	jobq_close(q);
-	free(slurp(d.jfile, &before));
+	img = slurp(d.jfile, &before);
+	before = records_len(img, before);
+	free(img);
 	assert_rc(jobq_open(&q, d.m.dir), 0);
 	assert_rc(jobq_kv_set(q, "last", JOBQ_T_TEXT, "x", 1), 0);
 	jobq_close(q);
 	kill(d.m.pid, SIGKILL);
 	assert_int_equal(jqt_mgr_wait_exit(&d.m, 10), 0);
-	img = slurp(d.jfile, &full);
+	img = slurp(d.jfile, &whole);
+	full = records_len(img, whole);
 	assert_true(full > before);
 	for (size_t cut = before; cut < full; cut++) {
 		spew(d.jfile, img, cut);
@@ -506,13 +536,27 @@ static void test_torn_tail_every_offset(void **state)
 		kill(d.m.pid, SIGKILL);
 		assert_int_equal(jqt_mgr_wait_exit(&d.m, 10), 0);
 	}
-	spew(d.jfile, img, full);
+	/* The file as the kill left it, zeros after the records in
+	 * --fsync none: a clean end, not a cut. */
+	spew(d.jfile, img, whole);
+	assert_int_equal(jqt_tmpdir(dir2, sizeof(dir2)), 0);
+	run_jobqd(dir2, d.jfile, &o);
+	assert_null(strstr(o.err, "cut at byte"));
+	jqt_out_free(&o);
+	jqt_rmtree(dir2);
+	spew(d.jfile, img, whole);
 	assert_int_equal(jqt_mgr_restart(&d.m, d.args), 0);
 	assert_rc(jobq_open(&q, d.m.dir), 0);
 	expect_kv(q, "last", "x");
 	jobq_close(q);
 	free(img);
-	dmgr_stop(&d);
+	/* A manager stopped cleanly leaves its records and nothing after. */
+	jqt_mgr_stop(&d.m);
+	img = slurp(d.jfile, &whole);
+	assert_int_equal(records_len(img, whole), whole);
+	free(img);
+	if (d.jdir[0])
+		jqt_rmtree(d.jdir);
 }
 
 /*
