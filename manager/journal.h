@@ -233,13 +233,14 @@ struct jobq__journal {
 	uint64_t size; /* bytes of the journal file written */
 	/*
 	 * --fsync none: the journal file mapped shared, its first map_len
-	 * bytes (allocated; zeros past size). Commits that sync nothing
+	 * bytes allocated (zeros past size). Commits that sync nothing
 	 * copy their records here instead of writing them: the page cache
 	 * holds them once copied, which is all NONE promises. NULL until
 	 * the first such commit, and in the other modes.
 	 */
 	uint8_t *map;
-	uint64_t map_len;
+	uint64_t map_len;      /* bytes of the file allocated */
+	uint64_t map_cap;      /* bytes of address space mapped */
 	uint64_t seq;	       /* the next record's sequence number */
 	uint8_t *buf;	       /* records appended, not yet written */
 	size_t len, cap;       /* bytes in buf, its size */
