@@ -21,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -847,6 +849,81 @@ static void test_process_death_none(void **state)
 	free(m);
 }
 
+/*
+ * --fsync none with the system calls on a real file: commits copy into a
+ * mapping allocated a chunk ahead, so a manager that dies leaves zeros
+ * after its records. Replay takes them as the clean end (no cut), a torn
+ * record before zeros is still cut, and a clean close leaves the file at
+ * its records' length.
+ */
+static void test_mapped_none_real_file(void **state)
+{
+	char dir[] = "/tmp/jobq-jmap-XXXXXX", path[64];
+	struct model *m = new_model(), *m2 = new_model();
+	struct jobq__replay_info info;
+	struct jobq__journal j, j2;
+	uint8_t torn[256] = {0x30, 0, 0, 0, 0x12, 0};
+	char err[PATH_MAX + 256];
+	struct stat sb;
+	uint64_t used;
+	int fd;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/journal", dir);
+	assert_int_equal(jobq__journal_open(&j, &jobq__jio_posix, path,
+					    JOBQ__FSYNC_NONE, apply, m, NULL,
+					    err, sizeof(err)),
+			 0);
+	for (uint32_t id = 0; id < 50; id++) {
+		assert_int_equal(add(&j, T_PUT, id), 0);
+		assert_int_equal(jobq__journal_commit(&j, true), 0);
+	}
+	assert_non_null(j.map);
+	used = j.size;
+	assert_int_equal(stat(path, &sb), 0);
+	assert_true((uint64_t)sb.st_size > used);
+
+	/* The manager died: its mapping is left as it was. */
+	assert_int_equal(jobq__journal_open(&j2, &jobq__jio_posix, path,
+					    JOBQ__FSYNC_NONE, apply, m2, &info,
+					    err, sizeof(err)),
+			 0);
+	assert_int_equal(m2->n, 50);
+	assert_false(info.cut);
+	assert_int_equal(j2.size, used);
+	jobq__journal_close(&j2);
+	jobq__journal_close(&j);
+
+	/* A copy cut short, then zeros: cut and reported. */
+	fd = open(path, O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, torn, sizeof(torn), (off_t)used),
+			 (ssize_t)sizeof(torn));
+	close(fd);
+	memset(m2, 0, sizeof(*m2));
+	assert_int_equal(jobq__journal_open(&j2, &jobq__jio_posix, path,
+					    JOBQ__FSYNC_NONE, apply, m2, &info,
+					    err, sizeof(err)),
+			 0);
+	assert_int_equal(m2->n, 50);
+	assert_true(info.cut);
+	assert_int_equal(info.cut_offset, used);
+
+	/* A clean close trims the zeros the mapping allocated. */
+	assert_int_equal(add(&j2, T_PUT, 50), 0);
+	assert_int_equal(jobq__journal_commit(&j2, true), 0);
+	assert_non_null(j2.map);
+	used = j2.size;
+	jobq__journal_close(&j2);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal((uint64_t)sb.st_size, used);
+
+	unlink(path);
+	rmdir(dir);
+	free(m);
+	free(m2);
+}
+
 /* A stale journal beside a newer snapshot (a crash between the two) is
  * ignored; a record replay refuses stops the start. */
 static void test_stale_and_refused(void **state)
@@ -1097,6 +1174,7 @@ int main(void)
 	    cmocka_unit_test_setup(test_enospc_eio, setup),
 	    cmocka_unit_test_setup(test_power_loss, setup),
 	    cmocka_unit_test_setup(test_process_death_none, setup),
+	    cmocka_unit_test_setup(test_mapped_none_real_file, setup),
 	    cmocka_unit_test_setup(test_commit_without_sync, setup),
 	    cmocka_unit_test_setup(test_stale_and_refused, setup),
 	    cmocka_unit_test_setup(test_async_group_commit, setup),
