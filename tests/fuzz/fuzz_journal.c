@@ -53,7 +53,8 @@ static int add(const char *path, const uint8_t *p, size_t len)
 		files[i].data = malloc(len ? len : 1);
 		if (!files[i].data)
 			return -ENOMEM;
-		memcpy(files[i].data, p, len);
+		if (len)
+			memcpy(files[i].data, p, len);
 		files[i].len = len;
 		files[i].used = true;
 		strncpy(files[i].name, path, sizeof(files[i].name) - 1);
