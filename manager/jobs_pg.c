@@ -653,7 +653,11 @@ static void reserve_cb(void *arg, int err, const PGresult *res)
 	uint32_t prev = NONE;
 	const char *names[64];
 	bool stopping = true, waits = reserver_waits(p);
-	uint64_t ud = p->w ? p->w->sqe.user_data : p->sqe.user_data;
+	/* A parked waiter is freed with its client: read only while it
+	 * still waits (its user_data is used only then). */
+	uint64_t ud = !p->w   ? p->sqe.user_data
+		      : waits ? p->w->sqe.user_data
+			      : 0;
 
 	g.rsv_busy[slot] = false;
 	if (waits &&
