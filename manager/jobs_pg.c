@@ -374,11 +374,17 @@ static void submit_cb(void *arg, int err, const PGresult *res)
 	struct preq *p = arg;
 	struct jobq__mirror m = {0};
 	uint64_t id, real = jobq__realtime_ns();
-	bool created;
+	bool created, again;
 
-	if (err == -ECONNRESET && p->sub.unique && p->tries++ < 5 &&
+	/* Exact when sent again: a key returns the job holding it, a
+	 * request id the job this request made. A unique violation on the
+	 * request index is this request's other copy committing first. */
+	if ((err == -ECONNRESET ||
+	     (err == -EPROTO && jobq__pg_sqlstate(res, "23505") &&
+	      p->sub.session)) &&
+	    (p->sub.unique || p->sub.session) && p->tries++ < 5 &&
 	    !jobq__pg_submit(jobq__backend_pg(), &p->sub, submit_cb, p))
-		return; /* exact with a key: sent again */
+		return;
 	if (err) {
 		reply(p,
 		      jobq__pg_sqlstate(res, "23503")
@@ -395,6 +401,7 @@ static void submit_cb(void *arg, int err, const PGresult *res)
 	}
 	id = (uint64_t)jobq__pg_int(res, 0, 0);
 	created = !strcmp(PQgetvalue(res, 0, 1), "t");
+	again = !strcmp(PQgetvalue(res, 0, 4), "t");
 	if (created) {
 		m.id = id;
 		m.type = p->type;
@@ -424,7 +431,10 @@ static void submit_cb(void *arg, int err, const PGresult *res)
 	 * mirror. */
 	sync_id(id);
 	sync_send(false);
-	reply(p, created ? 0 : 1, id);
+	/* A request made again answers as it did the first time: it made
+	 * the job (a --unique one that found a holder made none, and its
+	 * key answers for it). */
+	reply(p, created || again ? 0 : 1, id);
 	free(p);
 }
 
@@ -487,6 +497,10 @@ int jobq__jobs_pg_submit(struct jobq__client *c, const struct jobq_sqe *s)
 	    .unique = wv.unique_len ? p->key : NULL,
 	    .after = p->after,
 	    .nafter = wv.nafter,
+	    /* The pair names this request on every host for the handle's
+	     * life (proto.h); a handle without a session sends none. */
+	    .session = c->sess ? c->hello.session : 0,
+	    .rid = jobq_ud_rid(s->user_data),
 	};
 	ret = jobq__pg_submit(jobq__backend_pg(), &p->sub, submit_cb, p);
 	if (ret) {
