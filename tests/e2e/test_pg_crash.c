@@ -12,9 +12,13 @@
  * more than once (a worker killed mid-job, or a manager killed between a
  * run and the commit of its result) is counted and printed, not hidden.
  *
- * Submits carry a --unique key of their number: a submit whose answer
- * was lost with a manager is sent again with the same key and gets the
- * first job back, which is exact while that job is not final.
+ * A submit whose answer was lost with a manager (or with a cut
+ * connection to PostgreSQL) is sent again by the handle, and must find
+ * the job it made: host 0's producer gives each submit a --unique key of
+ * its number, host 1's none, so that only the (session, request id)
+ * stored on the row tells a resend from a new submit. The table must
+ * hold no job beyond the acknowledged ones, but for submits that failed
+ * (their handle given up and opened anew: a new session).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -140,7 +144,8 @@ static int producer(int idx, void *arg)
 	char buf[64], key[64];
 
 	CK(q);
-	o.unique = key;
+	if (idx == 0)
+		o.unique = key;
 	while (!k->stop && seq < MAXSEQ) {
 		int n = snprintf(buf, sizeof(buf), "[%d,%u]", idx, seq), rc;
 		uint64_t id = 0;
@@ -320,11 +325,33 @@ static void test_checker(void **state)
 			wrong++;
 	free(all);
 	count_runs(k->runs, runs);
-	/* Jobs nobody was told of: a submit applied twice. */
+	/* Jobs nobody was told of: a submit applied twice, or one whose
+	 * answer never came (counted in resent). */
 	v = jqt_pg_exec(conninfo, "SELECT count(*) FROM jobq_jobs");
 	if (v)
 		rows = atoll(v);
 	free(v);
+	if (failed) {
+		v = jqt_pg_exec(
+		    conninfo, "SELECT string_agg(id || ':' || state || ':' || "
+			      "attempts || ':' || coalesce(lease_owner, '-') "
+			      "|| ':' || coalesce((lease_until < now())::text, "
+			      "'-') || ':' || run_at::time, ' ') FROM "
+			      "jobq_jobs WHERE state <> 5");
+		print_message("not succeeded (id:state:attempts:owner:lease "
+			      "over:run at): %s\n",
+			      v ? v : "?");
+		free(v);
+		/* What the managers said last. */
+		for (int i = 0; i < NHOST; i++) {
+			char cmd[PATH_MAX + 64];
+
+			snprintf(cmd, sizeof(cmd), "tail -n 25 '%s' >&2",
+				 h[i].log);
+			if (system(cmd))
+				print_message("no log at %s\n", h[i].log);
+		}
+	}
 	for (int p = 0; p < NHOST; p++)
 		for (uint32_t s = 0; s < k->acked[p]; s++) {
 			if (!runs[p][s])
@@ -346,6 +373,7 @@ static void test_checker(void **state)
 	assert_int_equal(wrong, 0);
 	assert_int_equal(never_ran, 0);
 	assert_true(rows >= (long long)n);
+	assert_true(rows - (long long)n <= (long long)k->resent);
 	assert_true(k->acked[0] > 0 && k->acked[1] > 0);
 	free(runs);
 	for (int i = 0; i < NHOST; i++)
