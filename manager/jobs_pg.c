@@ -49,7 +49,17 @@
 /* Ticks (seconds) between two refreshes of the mirrors not final. */
 #define REFRESH_TICKS 3
 
-enum { K_SUBMIT, K_RESERVE, K_DONE, K_FAIL, K_EXTEND, K_CANCEL, K_QUEUE };
+enum {
+	K_SUBMIT,
+	K_RESERVE,
+	K_DONE,
+	K_FAIL,
+	K_EXTEND,
+	K_CANCEL,
+	K_QUEUE,
+	K_RETRY,
+	K_KICK
+};
 
 /* A request waiting for its statement's answer. */
 struct preq {
@@ -233,9 +243,10 @@ static void mirror_row(const PGresult *res, int i)
 		if (st != JOBQ_JS_RUNNING || token != g.tok[r])
 			return;
 	}
-	/* Final rows do not change (a rerun is not offered over a backend),
-	 * and a client may be reading the record's result. */
-	if (r != NONE && is_final(job_rec(r)->state))
+	/* A final row changes only when it runs again (retry, kick), which
+	 * this read may see at any later state, final too; a final record
+	 * still in its state keeps the result a client may be reading. */
+	if (r != NONE && is_final(job_rec(r)->state) && job_rec(r)->state == st)
 		return;
 	args = r == NONE ? col_bytes(res, i, 7, &alen) : NULL;
 	m.id = id;
@@ -585,6 +596,51 @@ int jobq__jobs_pg_cancel(struct jobq__client *c, const struct jobq_sqe *s)
 	if (!p)
 		return -ENOMEM;
 	ret = jobq__pg_cancel(jobq__backend_pg(), s->arg0, cancel_cb, p);
+	if (ret) {
+		free(p);
+		return ret;
+	}
+	return JOBQ__NOREPLY;
+}
+
+/* Retry, kick of one job (K_RETRY, K_KICK) and of every dead one
+ * (K_KICK with arg0 0). */
+static void retry_cb(void *arg, int err, const PGresult *res)
+{
+	struct preq *p = arg;
+	int n = err ? 0 : PQntuples(res);
+
+	if (err) {
+		reply(p, sql_error("retry", err, res), 0);
+	} else if (p->kind == K_KICK && !p->sqe.arg0) {
+		for (int i = 0; i < n; i++)
+			sync_id((uint64_t)jobq__pg_int(res, i, 0));
+		reply(p, n, 0);
+	} else if (n < 1) {
+		reply(p, -ENOENT, 0);
+	} else if (jobq__pg_int(res, 0, 0) < 1) {
+		reply(p, -EALREADY, 0);
+	} else {
+		sync_id(p->sqe.arg0);
+		reply(p, p->kind == K_KICK ? 1 : 0, 0);
+	}
+	sync_send(false);
+	free(p);
+}
+
+int jobq__jobs_pg_retry(struct jobq__client *c, const struct jobq_sqe *s,
+			bool kick)
+{
+	struct preq *p = preq_new(c, s, kick ? K_KICK : K_RETRY, 0);
+	int ret;
+
+	if (!p)
+		return -ENOMEM;
+	if (kick && !s->arg0)
+		ret = jobq__pg_kick_all(jobq__backend_pg(), retry_cb, p);
+	else
+		ret = jobq__pg_retry(jobq__backend_pg(), s->arg0, kick,
+				     retry_cb, p);
 	if (ret) {
 		free(p);
 		return ret;

@@ -273,6 +273,19 @@ int jobq__pg_fail_final(struct jobq__pg *pg, uint64_t id, uint64_t token,
 int jobq__pg_cancel(struct jobq__pg *pg, uint64_t id, jobq__pg_cb cb,
 		    void *arg);
 
+/* Retry: job @id, when failed, dead or cancelled (@kick: only dead), runs
+ * again from its first attempt, ready now. Rows: one (rerun bigint, old
+ * smallint): rerun 1 when it was made ready, 0 when its state @old did not
+ * allow it; none when @id is unknown. Its id is announced on
+ * JOBQ__PG_DONE_CHANNEL too, so that every host reads its row again. */
+int jobq__pg_retry(struct jobq__pg *pg, uint64_t id, bool kick, jobq__pg_cb cb,
+		   void *arg);
+
+/* Kick: every dead job runs again as retry does, but for one whose
+ * --unique key a live job holds now (it stays dead). Rows: the ids made
+ * ready (id bigint). */
+int jobq__pg_kick_all(struct jobq__pg *pg, jobq__pg_cb cb, void *arg);
+
 /* Progress of a running job, 0..1, while @token holds. Rows as complete. */
 int jobq__pg_progress(struct jobq__pg *pg, uint64_t id, uint64_t token,
 		      double progress, jobq__pg_cb cb, void *arg);

@@ -414,6 +414,60 @@ int jobq__pg_cancel(struct jobq__pg *pg, uint64_t id, jobq__pg_cb cb, void *arg)
 	return jobq__pg_query(pg, sql_cancel, 1, v, cb, arg);
 }
 
+/* ------------------------------------------------------------------------
+ * Retry and kick: a final or failed job back to ready, from its first
+ * attempt, as jobs.c's rerun().
+ */
+#define RERUN                                                                  \
+	" SET state = 3, attempts = 0, run_at = now(), finished_at = NULL,"    \
+	" error = NULL, result = NULL, progress = NULL, lease_owner = NULL,"   \
+	" lease_token = NULL, lease_until = NULL, slot = false"
+
+/* Hosts that mirror the job read its row again on the done channel; the
+ * ready channel wakes the workers of its type. */
+#define ANNOUNCE(src)                                                          \
+	" fin AS (SELECT pg_notify('" JOBQ__PG_DONE_CHANNEL "', id::text)"     \
+	" FROM " src "),"                                                      \
+	" wake AS (SELECT pg_notify('" JOBQ__PG_CHANNEL "', t)"                \
+	" FROM (SELECT DISTINCT type AS t FROM " src ") z)"
+
+/* clang-format off */
+static const char sql_retry[] =
+    "WITH pre AS (SELECT id, state AS old FROM jobq_jobs"
+    " WHERE id = $1 FOR UPDATE),"
+    " r AS (UPDATE jobq_jobs j" RERUN
+    " FROM pre WHERE j.id = pre.id"
+    " AND (pre.old = 7 OR (NOT $2 AND pre.old IN (6, 8)))"
+    " RETURNING j.id, j.type),"
+    ANNOUNCE("r")
+    " SELECT (SELECT count(*) FROM r), pre.old,"
+    " (SELECT count(*) FROM fin) + (SELECT count(*) FROM wake) FROM pre";
+
+static const char sql_kick_all[] =
+    "WITH r AS (UPDATE jobq_jobs j" RERUN
+    " WHERE j.state = 7 AND (j.unique_key IS NULL OR NOT EXISTS"
+    " (SELECT 1 FROM jobq_jobs o WHERE o.unique_key = j.unique_key"
+    " AND o.state IN (1, 2, 3, 4, 6)))"
+    " RETURNING j.id, j.type),"
+    ANNOUNCE("r")
+    " SELECT id, (SELECT count(*) FROM fin) + (SELECT count(*) FROM wake)"
+    " FROM r";
+/* clang-format on */
+
+int jobq__pg_retry(struct jobq__pg *pg, uint64_t id, bool kick, jobq__pg_cb cb,
+		   void *arg)
+{
+	char a[24];
+	const char *v[2] = {NUM(a, id), kick ? "true" : "false"};
+
+	return jobq__pg_query(pg, sql_retry, 2, v, cb, arg);
+}
+
+int jobq__pg_kick_all(struct jobq__pg *pg, jobq__pg_cb cb, void *arg)
+{
+	return jobq__pg_query(pg, sql_kick_all, 0, NULL, cb, arg);
+}
+
 static const char sql_progress[] =
     "UPDATE jobq_jobs SET progress = $3"
     " WHERE id = $1 AND state = 4 AND lease_token = $2 RETURNING state";
