@@ -189,20 +189,24 @@ static int ck_run(jobq_job_t *job, void *arg)
 	return jobq_job_succeed(job, JOBQ_T_JSON, a->data, a->len);
 }
 
-/* A worker on host @idx: runs until killed, opening the host again if
- * its handle gives up. */
+/* A worker on host @idx: runs until killed (the producers' stop is not
+ * its: the jobs must still be run), opening the host again if its run
+ * ends. */
 static int worker(int idx, void *arg)
 {
 	struct checker *k = arg;
 
-	while (!k->stop) {
+	for (;;) {
 		jobq_worker_t *w = NULL;
 		jobq_t *q = open_host(k, idx);
+		int rc;
 
 		CK(q);
 		CK(jobq_worker_new(&w, q, NULL) == 0);
 		CK(jobq_worker_handle(w, "ck", ck_run, k) == 0);
-		jobq_worker_run(w);
+		rc = jobq_worker_run(w);
+		fprintf(stderr, "worker %d: run ended: %s\n", idx,
+			jobq_strerror(rc));
 		jobq_worker_free(w);
 		jobq_close(q);
 	}
@@ -296,7 +300,7 @@ static void test_checker(void **state)
 			int rc;
 
 			all[n++] = id;
-			rc = jobq_job_wait(q, id, left > 1 ? left : 1);
+			rc = jobq_job_wait(q, id, left > 0.2 ? left : 0.2);
 			if (rc == -ENOENT) {
 				lost++;
 				continue;
@@ -342,7 +346,28 @@ static void test_checker(void **state)
 			      "over:run at): %s\n",
 			      v ? v : "?");
 		free(v);
-		/* What the managers said last. */
+		/* Who serves each host now, and what the managers said
+		 * last. */
+		for (int i = 0; i < NHOST; i++) {
+			struct jobq_worker_info *wi = NULL;
+			jobq_t *hq = NULL;
+			size_t nw = 0;
+
+			print_message("host %d: manager %s\n", i,
+				      jqt_mgr_alive(&h[i].m) ? "alive"
+							     : "gone");
+			if (jobq_open_ex(&hq, h[i].m.dir, NULL) == 0 &&
+			    jobq_workers(hq, &wi, &nw) == 0)
+				for (size_t w = 0; w < nw; w++)
+					print_message(
+					    "host %d: worker %d running %u of "
+					    "%u, done %llu\n",
+					    i, (int)wi[w].pid, wi[w].running,
+					    wi[w].capacity,
+					    (unsigned long long)wi[w].done);
+			free(wi);
+			jobq_close(hq);
+		}
 		for (int i = 0; i < NHOST; i++) {
 			char cmd[PATH_MAX + 64];
 
