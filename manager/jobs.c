@@ -1461,9 +1461,10 @@ int jobq__op_job_retry(struct jobq__client *c, const struct jobq_sqe *s)
 	uint32_t r = jobq__jobidx_lookup(s->arg0);
 	unsigned st;
 
-	/* Not offered over a backend yet: its rows are not rerun. */
+#ifdef JOBQ_HAVE_PG
 	if (jobq__m.o.backend)
-		return -EOPNOTSUPP;
+		return jobq__jobs_pg_retry(c, s, false);
+#endif
 	if (r == NONE)
 		return -ENOENT;
 	st = job_rec(r)->state;
@@ -1479,8 +1480,10 @@ int jobq__op_job_kick(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	uint32_t r, n = 0;
 
+#ifdef JOBQ_HAVE_PG
 	if (jobq__m.o.backend)
-		return -EOPNOTSUPP;
+		return jobq__jobs_pg_retry(c, s, true);
+#endif
 	if (s->arg0) {
 		r = jobq__jobidx_lookup(s->arg0);
 		if (r == NONE)

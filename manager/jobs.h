@@ -208,6 +208,9 @@ int jobq__jobs_pg_submit(struct jobq__client *c, const struct jobq_sqe *s);
 /* JOB_WAIT for a job this host has no record of yet. */
 int jobq__jobs_pg_wait(struct jobq__client *c, const struct jobq_sqe *s);
 int jobq__jobs_pg_cancel(struct jobq__client *c, const struct jobq_sqe *s);
+/* JOB_RETRY, or JOB_KICK with @kick (arg0 0: every dead job). */
+int jobq__jobs_pg_retry(struct jobq__client *c, const struct jobq_sqe *s,
+			bool kick);
 int jobq__jobs_pg_queue(struct jobq__client *c, const struct jobq_sqe *s,
 			uint32_t qid, int paused, int64_t parallel);
 int jobq__jobs_pg_reserve(struct jobq__client *c, const struct jobq_sqe *s);
