@@ -197,6 +197,10 @@ int jobq__jobs_park_reserve(struct jobq__client *c, const struct jobq_sqe *s);
 struct jobq__waiter *jobq__jobs_parked(uint32_t slot);
 /* The largest record number in use plus one. */
 uint32_t jobq__jobs_hwm(void);
+/* The submit request @s (arena bytes @a) read once into @wv and checked;
+ * *@aoff is where the ids of --after begin (jobs.c). */
+int jobq__submit_read(const struct jobq_sqe *s, const uint8_t *a,
+		      struct jobq_submit_wire *wv, uint64_t *aoff);
 
 /* ------------------------------------------------------------------------
  * jobs_pg.c: the job handlers of jobqd --backend (see pg.h, "Wiring the

@@ -453,30 +453,13 @@ int jobq__jobs_pg_submit(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	const uint8_t *a = jobq__arena(c, s->arena_off);
 	struct jobq_submit_wire wv;
-	uint64_t aoff, need;
+	uint64_t aoff;
 	struct preq *p;
 	int ret;
 
-	if (s->arena_len < sizeof(wv))
-		return jobq__bad(-EINVAL);
-	memcpy(&wv, a, sizeof(wv));
-	if (wv.type_len < 1 || wv.type_len > JOBQ_TYPE_MAX ||
-	    wv.unique_len > JOBQ_KEY_MAX || wv.nafter > 64 || wv.delay_ns < 0 ||
-	    wv.lease_ns <= 0 || wv.max_attempts < 1 ||
-	    wv.max_attempts > UINT16_MAX || (wv.flags & ~JOBQ_SUBMIT_DURABLE))
-		return jobq__bad(-EINVAL);
-	aoff = sizeof(wv) + (uint64_t)wv.type_len + wv.unique_len;
-	if (wv.nafter)
-		aoff = (aoff + 7) & ~7ull;
-	need = aoff + 8ull * wv.nafter + wv.args_len;
-	if (need > s->arena_len)
-		return jobq__bad(-EINVAL);
-	if (wv.args_len > jobq__m.o.max_object)
-		return -E2BIG;
-	/* From here on wv.queue_id is the queue's record. */
-	ret = jobq__queue_index(wv.queue_id, &wv.queue_id);
+	ret = jobq__submit_read(s, a, &wv, &aoff);
 	if (ret)
-		return ret == -ESTALE ? ret : -ENOENT;
+		return ret;
 	p = preq_new(c, s, K_SUBMIT, wv.args_len);
 	if (!p)
 		return -ENOMEM;
