@@ -58,7 +58,7 @@ static inline void jobq__list_del(struct jobq__list *n)
 	((type *)((char *)(p)-offsetof(type, member)))
 
 /* ------------------------------------------------------------------------
- * Options (main.c fills them, everyone reads them).
+ * Options (options.c fills them, everyone reads them).
  */
 struct jobq__opts {
 	char dir[PATH_MAX];
@@ -69,6 +69,8 @@ struct jobq__opts {
 	gid_t gid;
 	bool daemon;
 	const char *log;
+	bool log_syslog; /* --log syslog */
+	int log_level;	 /* --log-level: JOBQ__LOG_* */
 	bool verbose;
 	/* Jobs and supervision. */
 	uint32_t max_jobs;	   /* 0: memory / 1024 */
@@ -96,6 +98,13 @@ struct jobq__opts {
 	const char *backend; /* --backend URL (libpq); NULL: none */
 	bool migrate;	     /* --migrate: migrate the backend and exit */
 };
+
+/* jobq__parse_opts - @o from the configuration file and the command line
+ * (options.c says how); a bad one ends the program through
+ * jobq__opts_exit(2), --help and --version through jobq__opts_exit(0). */
+void jobq__parse_opts(int argc, char **argv, struct jobq__opts *o);
+/* exit(@status), unless a test links its own. */
+__attribute__((noreturn)) void jobq__opts_exit(int status);
 
 /* ------------------------------------------------------------------------
  * The store (store.c).

@@ -1165,6 +1165,41 @@ static int type_get(const char *name, uint32_t len)
 /* ------------------------------------------------------------------------
  * Ops.
  */
+
+/*
+ * jobq__submit_read - the submit request @s (arena bytes @a) read once
+ * into @wv and checked: lengths, limits, that its pieces fit the arena
+ * (*@aoff: where the ids of --after begin, 8-byte aligned, then the args).
+ * wv->queue_id comes back as the queue's record. Returns 0, -EINVAL
+ * (counted as a bad entry), -E2BIG, -ENOENT or -ESTALE (a queue removed).
+ */
+int jobq__submit_read(const struct jobq_sqe *s, const uint8_t *a,
+		      struct jobq_submit_wire *wv, uint64_t *aoff)
+{
+	int err;
+
+	if (s->arena_len < sizeof(*wv))
+		return jobq__bad(-EINVAL);
+	memcpy(wv, a, sizeof(*wv));
+	if (wv->type_len < 1 || wv->type_len > JOBQ_TYPE_MAX ||
+	    wv->unique_len > JOBQ_KEY_MAX || wv->nafter > 64 ||
+	    wv->delay_ns < 0 || wv->lease_ns <= 0 || wv->max_attempts < 1 ||
+	    wv->max_attempts > UINT16_MAX || (wv->flags & ~JOBQ_SUBMIT_DURABLE))
+		return jobq__bad(-EINVAL);
+	/* The ids are 8-byte aligned; without ids there is no padding. */
+	*aoff = sizeof(*wv) + (uint64_t)wv->type_len + wv->unique_len;
+	if (wv->nafter)
+		*aoff = (*aoff + 7) & ~7ull;
+	if (*aoff + 8ull * wv->nafter + wv->args_len > s->arena_len)
+		return jobq__bad(-EINVAL);
+	if (wv->args_len > jobq__m.o.max_object)
+		return -E2BIG;
+	err = jobq__queue_index(wv->queue_id, &wv->queue_id);
+	if (err)
+		return err == -ESTALE ? err : -ENOENT;
+	return 0;
+}
+
 /* jobq__jobs_use_queue - whether a job record, of any state, names queue
  * record @qid: such a queue cannot be removed (queues.c). */
 bool jobq__jobs_use_queue(uint32_t qid)
@@ -1180,7 +1215,7 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 	const uint8_t *a = jobq__arena(c, s->arena_off);
 	struct jobq_submit_wire wv;
 	char type[JOBQ_TYPE_MAX + 1], key[JOBQ_KEY_MAX + 1];
-	uint64_t after[64], aoff, need, args = 0, id;
+	uint64_t after[64], aoff, args = 0, id;
 	uint64_t real = clk_real(), failed_dep = 0;
 	uint32_t pending = 0, r;
 	struct jobq_job_rec *j;
@@ -1190,27 +1225,9 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 	if (jobq__m.o.backend)
 		return jobq__jobs_pg_submit(c, s);
 #endif
-	if (s->arena_len < sizeof(wv))
-		return jobq__bad(-EINVAL);
-	memcpy(&wv, a, sizeof(wv));
-	if (wv.type_len < 1 || wv.type_len > JOBQ_TYPE_MAX ||
-	    wv.unique_len > JOBQ_KEY_MAX || wv.nafter > 64 || wv.delay_ns < 0 ||
-	    wv.lease_ns <= 0 || wv.max_attempts < 1 ||
-	    wv.max_attempts > UINT16_MAX || (wv.flags & ~JOBQ_SUBMIT_DURABLE))
-		return jobq__bad(-EINVAL);
-	/* The ids are 8-byte aligned; without ids there is no padding. */
-	aoff = sizeof(wv) + (uint64_t)wv.type_len + wv.unique_len;
-	if (wv.nafter)
-		aoff = (aoff + 7) & ~7ull;
-	need = aoff + 8ull * wv.nafter + wv.args_len;
-	if (need > s->arena_len)
-		return jobq__bad(-EINVAL);
-	if (wv.args_len > jobq__m.o.max_object)
-		return -E2BIG;
-	/* From here on wv.queue_id is the queue's record. */
-	qerr = jobq__queue_index(wv.queue_id, &wv.queue_id);
+	qerr = jobq__submit_read(s, a, &wv, &aoff);
 	if (qerr)
-		return qerr == -ESTALE ? qerr : -ENOENT;
+		return qerr;
 	memcpy(type, a + sizeof(wv), wv.type_len);
 	type[wv.type_len] = '\0';
 	if (check_type_name(type, wv.type_len))
@@ -1461,9 +1478,10 @@ int jobq__op_job_retry(struct jobq__client *c, const struct jobq_sqe *s)
 	uint32_t r = jobq__jobidx_lookup(s->arg0);
 	unsigned st;
 
-	/* Not offered over a backend yet: its rows are not rerun. */
+#ifdef JOBQ_HAVE_PG
 	if (jobq__m.o.backend)
-		return -EOPNOTSUPP;
+		return jobq__jobs_pg_retry(c, s, false);
+#endif
 	if (r == NONE)
 		return -ENOENT;
 	st = job_rec(r)->state;
@@ -1479,8 +1497,10 @@ int jobq__op_job_kick(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	uint32_t r, n = 0;
 
+#ifdef JOBQ_HAVE_PG
 	if (jobq__m.o.backend)
-		return -EOPNOTSUPP;
+		return jobq__jobs_pg_retry(c, s, true);
+#endif
 	if (s->arg0) {
 		r = jobq__jobidx_lookup(s->arg0);
 		if (r == NONE)

@@ -197,6 +197,10 @@ int jobq__jobs_park_reserve(struct jobq__client *c, const struct jobq_sqe *s);
 struct jobq__waiter *jobq__jobs_parked(uint32_t slot);
 /* The largest record number in use plus one. */
 uint32_t jobq__jobs_hwm(void);
+/* The submit request @s (arena bytes @a) read once into @wv and checked;
+ * *@aoff is where the ids of --after begin (jobs.c). */
+int jobq__submit_read(const struct jobq_sqe *s, const uint8_t *a,
+		      struct jobq_submit_wire *wv, uint64_t *aoff);
 
 /* ------------------------------------------------------------------------
  * jobs_pg.c: the job handlers of jobqd --backend (see pg.h, "Wiring the
@@ -208,6 +212,9 @@ int jobq__jobs_pg_submit(struct jobq__client *c, const struct jobq_sqe *s);
 /* JOB_WAIT for a job this host has no record of yet. */
 int jobq__jobs_pg_wait(struct jobq__client *c, const struct jobq_sqe *s);
 int jobq__jobs_pg_cancel(struct jobq__client *c, const struct jobq_sqe *s);
+/* JOB_RETRY, or JOB_KICK with @kick (arg0 0: every dead job). */
+int jobq__jobs_pg_retry(struct jobq__client *c, const struct jobq_sqe *s,
+			bool kick);
 int jobq__jobs_pg_queue(struct jobq__client *c, const struct jobq_sqe *s,
 			uint32_t qid, int paused, int64_t parallel);
 int jobq__jobs_pg_reserve(struct jobq__client *c, const struct jobq_sqe *s);

@@ -49,7 +49,17 @@
 /* Ticks (seconds) between two refreshes of the mirrors not final. */
 #define REFRESH_TICKS 3
 
-enum { K_SUBMIT, K_RESERVE, K_DONE, K_FAIL, K_EXTEND, K_CANCEL, K_QUEUE };
+enum {
+	K_SUBMIT,
+	K_RESERVE,
+	K_DONE,
+	K_FAIL,
+	K_EXTEND,
+	K_CANCEL,
+	K_QUEUE,
+	K_RETRY,
+	K_KICK
+};
 
 /* A request waiting for its statement's answer. */
 struct preq {
@@ -233,9 +243,10 @@ static void mirror_row(const PGresult *res, int i)
 		if (st != JOBQ_JS_RUNNING || token != g.tok[r])
 			return;
 	}
-	/* Final rows do not change (a rerun is not offered over a backend),
-	 * and a client may be reading the record's result. */
-	if (r != NONE && is_final(job_rec(r)->state))
+	/* A final row changes only when it runs again (retry, kick), which
+	 * this read may see at any later state, final too; a final record
+	 * still in its state keeps the result a client may be reading. */
+	if (r != NONE && is_final(job_rec(r)->state) && job_rec(r)->state == st)
 		return;
 	args = r == NONE ? col_bytes(res, i, 7, &alen) : NULL;
 	m.id = id;
@@ -374,11 +385,17 @@ static void submit_cb(void *arg, int err, const PGresult *res)
 	struct preq *p = arg;
 	struct jobq__mirror m = {0};
 	uint64_t id, real = jobq__realtime_ns();
-	bool created;
+	bool created, again;
 
-	if (err == -ECONNRESET && p->sub.unique && p->tries++ < 5 &&
+	/* Exact when sent again: a key returns the job holding it, a
+	 * request id the job this request made. A unique violation on the
+	 * request index is this request's other copy committing first. */
+	if ((err == -ECONNRESET ||
+	     (err == -EPROTO && jobq__pg_sqlstate(res, "23505") &&
+	      p->sub.session)) &&
+	    (p->sub.unique || p->sub.session) && p->tries++ < 5 &&
 	    !jobq__pg_submit(jobq__backend_pg(), &p->sub, submit_cb, p))
-		return; /* exact with a key: sent again */
+		return;
 	if (err) {
 		reply(p,
 		      jobq__pg_sqlstate(res, "23503")
@@ -395,6 +412,7 @@ static void submit_cb(void *arg, int err, const PGresult *res)
 	}
 	id = (uint64_t)jobq__pg_int(res, 0, 0);
 	created = !strcmp(PQgetvalue(res, 0, 1), "t");
+	again = !strcmp(PQgetvalue(res, 0, 4), "t");
 	if (created) {
 		m.id = id;
 		m.type = p->type;
@@ -424,7 +442,10 @@ static void submit_cb(void *arg, int err, const PGresult *res)
 	 * mirror. */
 	sync_id(id);
 	sync_send(false);
-	reply(p, created ? 0 : 1, id);
+	/* A request made again answers as it did the first time: it made
+	 * the job (a --unique one that found a holder made none, and its
+	 * key answers for it). */
+	reply(p, created || again ? 0 : 1, id);
 	free(p);
 }
 
@@ -432,30 +453,13 @@ int jobq__jobs_pg_submit(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	const uint8_t *a = jobq__arena(c, s->arena_off);
 	struct jobq_submit_wire wv;
-	uint64_t aoff, need;
+	uint64_t aoff;
 	struct preq *p;
 	int ret;
 
-	if (s->arena_len < sizeof(wv))
-		return jobq__bad(-EINVAL);
-	memcpy(&wv, a, sizeof(wv));
-	if (wv.type_len < 1 || wv.type_len > JOBQ_TYPE_MAX ||
-	    wv.unique_len > JOBQ_KEY_MAX || wv.nafter > 64 || wv.delay_ns < 0 ||
-	    wv.lease_ns <= 0 || wv.max_attempts < 1 ||
-	    wv.max_attempts > UINT16_MAX || (wv.flags & ~JOBQ_SUBMIT_DURABLE))
-		return jobq__bad(-EINVAL);
-	aoff = sizeof(wv) + (uint64_t)wv.type_len + wv.unique_len;
-	if (wv.nafter)
-		aoff = (aoff + 7) & ~7ull;
-	need = aoff + 8ull * wv.nafter + wv.args_len;
-	if (need > s->arena_len)
-		return jobq__bad(-EINVAL);
-	if (wv.args_len > jobq__m.o.max_object)
-		return -E2BIG;
-	/* From here on wv.queue_id is the queue's record. */
-	ret = jobq__queue_index(wv.queue_id, &wv.queue_id);
+	ret = jobq__submit_read(s, a, &wv, &aoff);
 	if (ret)
-		return ret == -ESTALE ? ret : -ENOENT;
+		return ret;
 	p = preq_new(c, s, K_SUBMIT, wv.args_len);
 	if (!p)
 		return -ENOMEM;
@@ -487,6 +491,10 @@ int jobq__jobs_pg_submit(struct jobq__client *c, const struct jobq_sqe *s)
 	    .unique = wv.unique_len ? p->key : NULL,
 	    .after = p->after,
 	    .nafter = wv.nafter,
+	    /* The pair names this request on every host for the handle's
+	     * life (proto.h); a handle without a session sends none. */
+	    .session = c->sess ? c->hello.session : 0,
+	    .rid = jobq_ud_rid(s->user_data),
 	};
 	ret = jobq__pg_submit(jobq__backend_pg(), &p->sub, submit_cb, p);
 	if (ret) {
@@ -578,6 +586,51 @@ int jobq__jobs_pg_cancel(struct jobq__client *c, const struct jobq_sqe *s)
 	return JOBQ__NOREPLY;
 }
 
+/* Retry, kick of one job (K_RETRY, K_KICK) and of every dead one
+ * (K_KICK with arg0 0). */
+static void retry_cb(void *arg, int err, const PGresult *res)
+{
+	struct preq *p = arg;
+	int n = err ? 0 : PQntuples(res);
+
+	if (err) {
+		reply(p, sql_error("retry", err, res), 0);
+	} else if (p->kind == K_KICK && !p->sqe.arg0) {
+		for (int i = 0; i < n; i++)
+			sync_id((uint64_t)jobq__pg_int(res, i, 0));
+		reply(p, n, 0);
+	} else if (n < 1) {
+		reply(p, -ENOENT, 0);
+	} else if (jobq__pg_int(res, 0, 0) < 1) {
+		reply(p, -EALREADY, 0);
+	} else {
+		sync_id(p->sqe.arg0);
+		reply(p, p->kind == K_KICK ? 1 : 0, 0);
+	}
+	sync_send(false);
+	free(p);
+}
+
+int jobq__jobs_pg_retry(struct jobq__client *c, const struct jobq_sqe *s,
+			bool kick)
+{
+	struct preq *p = preq_new(c, s, kick ? K_KICK : K_RETRY, 0);
+	int ret;
+
+	if (!p)
+		return -ENOMEM;
+	if (kick && !s->arg0)
+		ret = jobq__pg_kick_all(jobq__backend_pg(), retry_cb, p);
+	else
+		ret = jobq__pg_retry(jobq__backend_pg(), s->arg0, kick,
+				     retry_cb, p);
+	if (ret) {
+		free(p);
+		return ret;
+	}
+	return JOBQ__NOREPLY;
+}
+
 static void queue_cb(void *arg, int err, const PGresult *res)
 {
 	struct preq *p = arg;
@@ -653,7 +706,11 @@ static void reserve_cb(void *arg, int err, const PGresult *res)
 	uint32_t prev = NONE;
 	const char *names[64];
 	bool stopping = true, waits = reserver_waits(p);
-	uint64_t ud = p->w ? p->w->sqe.user_data : p->sqe.user_data;
+	/* A parked waiter is freed with its client: read only while it
+	 * still waits (its user_data is used only then). */
+	uint64_t ud = !p->w   ? p->sqe.user_data
+		      : waits ? p->w->sqe.user_data
+			      : 0;
 
 	g.rsv_busy[slot] = false;
 	if (waits &&

@@ -976,12 +976,28 @@ static void send_welcome(int fd, int32_t status, uint32_t client_id,
 		jobq__log(1, "welcome not sent: %s", strerror(errno));
 }
 
+/*
+ * The slot of a dropped client is freed once no io_uring request names it
+ * any more. Its socket, sq eventfd and pidfd are closed only then, not
+ * when it is dropped: a request armed on one of them may still sit in our
+ * submission queue, and the kernel looks a descriptor up by its number
+ * when the request is submitted. Closed earlier, the number can be handed
+ * to a connection accepted meanwhile, and a recv armed for the dead
+ * client would read the newcomer's hello, which then never reaches us.
+ */
 static void slot_release(struct jobq__client *c)
 {
-	if (c->state == JOBQ__C_DEAD && c->inflight == 0) {
-		c->state = JOBQ__C_FREE;
-		c->gen++;
-	}
+	if (c->state != JOBQ__C_DEAD || c->inflight)
+		return;
+	if (c->sock >= 0)
+		close(c->sock);
+	if (c->sq_efd >= 0)
+		close(c->sq_efd);
+	if (c->pidfd >= 0)
+		close(c->pidfd);
+	c->sock = c->sq_efd = c->pidfd = -1;
+	c->state = JOBQ__C_FREE;
+	c->gen++;
 }
 
 /*
@@ -1030,9 +1046,10 @@ static void client_drop(struct jobq__client *c, bool died)
 		c->hcap = c->ocap = c->novf = c->hhead = c->ohead = 0;
 		munmap(c->region, c->region_size);
 		c->region = NULL;
-		close(c->sq_efd);
+		/* No request names the cq eventfd; the sq eventfd waits for
+		 * slot_release(). */
 		close(c->cq_efd);
-		c->sq_efd = c->cq_efd = -1;
+		c->cq_efd = -1;
 		if (c->wake) {
 			jobq__list_del(&c->wnode);
 			c->wake = c->posted = c->sq_moved = false;
@@ -1051,11 +1068,10 @@ static void client_drop(struct jobq__client *c, bool died)
 	hello_left(c);
 	cancel_client(c, UD_HELLO);
 	cancel_client(c, UD_SOCK);
+	/* The peer hears of it now; the descriptors are closed by
+	 * slot_release(), once no request names them. */
 	if (c->sock >= 0)
-		close(c->sock);
-	if (c->pidfd >= 0)
-		close(c->pidfd);
-	c->sock = c->pidfd = -1;
+		shutdown(c->sock, SHUT_RDWR);
 	c->state = JOBQ__C_DEAD;
 	c->broken = false;
 	slot_release(c);
@@ -1876,6 +1892,8 @@ void jobq__loop_fini(void)
 
 		if (c->sock >= 0)
 			close(c->sock);
+		if (c->sq_efd >= 0)
+			close(c->sq_efd);
 		if (c->pidfd >= 0)
 			close(c->pidfd);
 	}

@@ -29,11 +29,11 @@
  * JOBQ__NOREPLY; the callback posts the completion (if the client's slot
  * still has the generation it had) once the statement committed.
  *   submit   jobq__pg_submit(); val = id, res = 1 when !created. After
- *            -ECONNRESET a --unique submit is sent again (exact); any
- *            other needs an idempotency key to be retried without a
- *            duplicate: the client's request id (the reconnecting
- *            client's), stored in a column with a unique index in a
- *            migration 2.
+ *            -ECONNRESET a submit is sent again, exact: a --unique one
+ *            by its key, any other by the client's (session, request
+ *            id), stored on the row under a unique index (migration 2),
+ *            which also makes a resend from the client after a manager
+ *            restart return the first job.
  *   reserve  jobq__pg_reserve(owner "host:pid:slot", the worker's type
  *            names, capacity - running). Each row becomes a local mirror
  *            record (RUNNING, this worker, attempts from the row, args
@@ -170,7 +170,7 @@ int jobq__pg_run(struct jobq__pg *pg, bool (*done)(void *arg), void *arg,
  * pg_schema.c: the schema and its migrations.
  */
 /* The schema this binary writes and reads. */
-#define JOBQ__PG_SCHEMA_VERSION 1
+#define JOBQ__PG_SCHEMA_VERSION 2
 
 enum jobq__pg_schema_mode {
 	JOBQ__PG_CHECK,	  /* refuse any schema but ours */
@@ -219,11 +219,16 @@ struct jobq__pg_submit {
 	const char *unique;    /* NULL: none */
 	const uint64_t *after; /* jobs that must succeed first */
 	uint32_t nafter;
+	/* The client's session and request id (0: none): a second submit
+	 * with the same pair returns the job the first one made. */
+	uint64_t session, rid;
 };
 
 /* Submit: one row (id bigint, created boolean, notified bigint, state
- * smallint): created false means the unique key was held by live job id,
- * which is returned instead, with its state. A
+ * smallint, again boolean): created false means the unique key was held
+ * by live job id, which is returned instead, with its state; again true
+ * means this (session, request id) made job id before: the request was
+ * sent again after its answer was lost, and made nothing now. A
  * dependency that is already dead or cancelled makes the job dead at
  * once ("dependency N failed"); one that does not exist fails with
  * SQLSTATE 23503. */
@@ -267,6 +272,19 @@ int jobq__pg_fail_final(struct jobq__pg *pg, uint64_t id, uint64_t token,
  * one (state smallint) with the state after, none when @id is unknown. */
 int jobq__pg_cancel(struct jobq__pg *pg, uint64_t id, jobq__pg_cb cb,
 		    void *arg);
+
+/* Retry: job @id, when failed, dead or cancelled (@kick: only dead), runs
+ * again from its first attempt, ready now. Rows: one (rerun bigint, old
+ * smallint): rerun 1 when it was made ready, 0 when its state @old did not
+ * allow it; none when @id is unknown. Its id is announced on
+ * JOBQ__PG_DONE_CHANNEL too, so that every host reads its row again. */
+int jobq__pg_retry(struct jobq__pg *pg, uint64_t id, bool kick, jobq__pg_cb cb,
+		   void *arg);
+
+/* Kick: every dead job runs again as retry does, but for one whose
+ * --unique key a live job holds now (it stays dead). Rows: the ids made
+ * ready (id bigint). */
+int jobq__pg_kick_all(struct jobq__pg *pg, jobq__pg_cb cb, void *arg);
 
 /* Progress of a running job, 0..1, while @token holds. Rows as complete. */
 int jobq__pg_progress(struct jobq__pg *pg, uint64_t id, uint64_t token,

@@ -157,7 +157,13 @@ static char *int_array(const uint64_t *v, uint32_t n)
  * Submit.
  */
 static const char sql_submit[] =
-    "WITH deps AS (SELECT id, state FROM jobq_jobs"
+    /* The job this request made already, when it is a resend whose first
+     * answer was lost. Two copies of one request racing (the first still
+     * running on a dead manager's connection) both miss it: the loser
+     * fails on jobq_jobs_request and is sent again, and then finds it. */
+    "WITH prev AS (SELECT id, state FROM jobq_jobs"
+    " WHERE req_session = $10 AND req_id = $11),"
+    " deps AS (SELECT id, state FROM jobq_jobs"
     " WHERE id = ANY ($9::bigint[]) FOR SHARE),"
     /* FOR SHARE: a dependency finishing now waits for this commit, or
      * this statement sees it finished (a locking read sees the newest
@@ -166,16 +172,18 @@ static const char sql_submit[] =
     " min(id) FILTER (WHERE state IN (7, 8)) AS failed,"
     " count(*) AS found FROM deps),"
     " ins AS (INSERT INTO jobq_jobs (type, queue, args, priority, run_at,"
-    " max_attempts, timeout_ms, unique_key, state, error, finished_at)"
+    " max_attempts, timeout_ms, unique_key, state, error, finished_at,"
+    " req_session, req_id)"
     " SELECT $1, $2, $3::bytea, $4, now() + $5 * interval '1 millisecond',"
     " $6, $7, $8,"
     " CASE WHEN chk.failed IS NOT NULL THEN 7 WHEN chk.pending > 0 THEN 1"
     " WHEN $5 > 0 THEN 2 ELSE 3 END,"
     " CASE WHEN chk.failed IS NOT NULL THEN"
     " 'dependency ' || chk.failed || ' failed' END,"
-    " CASE WHEN chk.failed IS NOT NULL THEN now() END"
+    " CASE WHEN chk.failed IS NOT NULL THEN now() END, $10, $11"
     " FROM chk WHERE chk.found ="
     " (SELECT count(DISTINCT d) FROM unnest($9::bigint[]) d)"
+    " AND NOT EXISTS (SELECT 1 FROM prev)"
     " ON CONFLICT (unique_key)"
     " WHERE unique_key IS NOT NULL AND state IN (1, 2, 3, 4, 6)"
     " DO UPDATE SET unique_key = EXCLUDED.unique_key"
@@ -187,15 +195,16 @@ static const char sql_submit[] =
     " WHERE ins.created AND ins.state = 1),"
     " wake AS (SELECT pg_notify('" JOBQ__PG_CHANNEL "', type) FROM ins"
     " WHERE ins.created AND ins.state = 3)"
-    " SELECT ins.id, ins.created, (SELECT count(*) FROM wake), ins.state"
-    " FROM ins";
+    " SELECT ins.id, ins.created, (SELECT count(*) FROM wake), ins.state,"
+    " false FROM ins"
+    " UNION ALL SELECT prev.id, false, 0, prev.state, true FROM prev";
 
 int jobq__pg_submit(struct jobq__pg *pg, const struct jobq__pg_submit *s,
 		    jobq__pg_cb cb, void *arg)
 {
-	char prio[24], delay[24], att[24], tmo[24];
+	char prio[24], delay[24], att[24], tmo[24], sess[24], rid[24];
 	char *args = NULL, *after;
-	const char *v[9];
+	const char *v[11];
 	int ret;
 
 	if (!s->type || !*s->type)
@@ -216,7 +225,11 @@ int jobq__pg_submit(struct jobq__pg *pg, const struct jobq__pg_submit *s,
 	v[6] = NUM(tmo, s->timeout_ms > 0 ? s->timeout_ms : 60000);
 	v[7] = s->unique;
 	v[8] = after;
-	ret = jobq__pg_query(pg, sql_submit, 9, v, cb, arg);
+	/* Session ids are random 64-bit numbers: stored as bigint, the same
+	 * bits. */
+	v[9] = s->session ? NUM(sess, s->session) : NULL;
+	v[10] = s->session ? NUM(rid, s->rid) : NULL;
+	ret = jobq__pg_query(pg, sql_submit, 11, v, cb, arg);
 	free(args);
 	free(after);
 	return ret;
@@ -399,6 +412,60 @@ int jobq__pg_cancel(struct jobq__pg *pg, uint64_t id, jobq__pg_cb cb, void *arg)
 	const char *v[1] = {NUM(a, id)};
 
 	return jobq__pg_query(pg, sql_cancel, 1, v, cb, arg);
+}
+
+/* ------------------------------------------------------------------------
+ * Retry and kick: a final or failed job back to ready, from its first
+ * attempt, as jobs.c's rerun().
+ */
+#define RERUN                                                                  \
+	" SET state = 3, attempts = 0, run_at = now(), finished_at = NULL,"    \
+	" error = NULL, result = NULL, progress = NULL, lease_owner = NULL,"   \
+	" lease_token = NULL, lease_until = NULL, slot = false"
+
+/* Hosts that mirror the job read its row again on the done channel; the
+ * ready channel wakes the workers of its type. */
+#define ANNOUNCE(src)                                                          \
+	" fin AS (SELECT pg_notify('" JOBQ__PG_DONE_CHANNEL "', id::text)"     \
+	" FROM " src "),"                                                      \
+	" wake AS (SELECT pg_notify('" JOBQ__PG_CHANNEL "', t)"                \
+	" FROM (SELECT DISTINCT type AS t FROM " src ") z)"
+
+/* clang-format off */
+static const char sql_retry[] =
+    "WITH pre AS (SELECT id, state AS old FROM jobq_jobs"
+    " WHERE id = $1 FOR UPDATE),"
+    " r AS (UPDATE jobq_jobs j" RERUN
+    " FROM pre WHERE j.id = pre.id"
+    " AND (pre.old = 7 OR (NOT $2 AND pre.old IN (6, 8)))"
+    " RETURNING j.id, j.type),"
+    ANNOUNCE("r")
+    " SELECT (SELECT count(*) FROM r), pre.old,"
+    " (SELECT count(*) FROM fin) + (SELECT count(*) FROM wake) FROM pre";
+
+static const char sql_kick_all[] =
+    "WITH r AS (UPDATE jobq_jobs j" RERUN
+    " WHERE j.state = 7 AND (j.unique_key IS NULL OR NOT EXISTS"
+    " (SELECT 1 FROM jobq_jobs o WHERE o.unique_key = j.unique_key"
+    " AND o.state IN (1, 2, 3, 4, 6)))"
+    " RETURNING j.id, j.type),"
+    ANNOUNCE("r")
+    " SELECT id, (SELECT count(*) FROM fin) + (SELECT count(*) FROM wake)"
+    " FROM r";
+/* clang-format on */
+
+int jobq__pg_retry(struct jobq__pg *pg, uint64_t id, bool kick, jobq__pg_cb cb,
+		   void *arg)
+{
+	char a[24];
+	const char *v[2] = {NUM(a, id), kick ? "true" : "false"};
+
+	return jobq__pg_query(pg, sql_retry, 2, v, cb, arg);
+}
+
+int jobq__pg_kick_all(struct jobq__pg *pg, jobq__pg_cb cb, void *arg)
+{
+	return jobq__pg_query(pg, sql_kick_all, 0, NULL, cb, arg);
 }
 
 static const char sql_progress[] =

@@ -116,6 +116,23 @@ static const char *const migrations[] = {
     "  version bigint NOT NULL DEFAULT 1);\n"
     "INSERT INTO jobq_schema (version) VALUES (1);\n"
     "END $m$",
+    /* 2: the request that made a job: the client's session id and its
+     * request id (the reconnecting client's, proto.h), so that a submit
+     * resent after its answer was lost (a cut connection, a manager
+     * killed after the commit) finds the job it made instead of making
+     * a second. NULL for jobs submitted before, or by a client without
+     * a session. */
+    "DO $m$ BEGIN\n"
+    "PERFORM pg_advisory_xact_lock(" SCHEMA_LOCK ");\n"
+    "IF EXISTS (SELECT 1 FROM jobq_schema WHERE version >= 2) THEN\n"
+    "  RETURN;\n"
+    "END IF;\n"
+    "ALTER TABLE jobq_jobs ADD COLUMN req_session bigint,\n"
+    "  ADD COLUMN req_id bigint;\n"
+    "CREATE UNIQUE INDEX jobq_jobs_request ON jobq_jobs\n"
+    "  (req_session, req_id) WHERE req_session IS NOT NULL;\n"
+    "INSERT INTO jobq_schema (version) VALUES (2);\n"
+    "END $m$",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) ==

@@ -512,9 +512,12 @@ int jobq__store_adopt(jobq_t *q, const void *p, uint64_t size)
 		return JOBQ_EVERSION;
 	}
 	/* Records hold 8-byte fields and atomics: a misplaced table would
-	 * make every read of it a misaligned access. */
+	 * make every read of it a misaligned access; and no table lies over
+	 * the header. */
 	if (h->size > q->store_size || !pow2(h->kv_slots) ||
 	    h->queues_off % 8 || h->locks_off % 8 || h->kv_off % 8 ||
+	    h->queues_off < sizeof(*h) || h->locks_off < sizeof(*h) ||
+	    h->kv_off < sizeof(*h) ||
 	    !in_range(h->queues_off,
 		      (uint64_t)h->max_queues * sizeof(struct jobq_queue_rec),
 		      h->size) ||
@@ -533,6 +536,8 @@ int jobq__store_adopt(jobq_t *q, const void *p, uint64_t size)
 	 * every job lookup fail with -ENOENT rather than refuse the store. */
 	q->jobs_ok =
 	    h->max_jobs && pow2(h->jobidx_slots) && !(h->jobs_off % 8) &&
+	    h->jobs_off >= sizeof(*h) && h->jobidx_off >= sizeof(*h) &&
+	    h->types_off >= sizeof(*h) && h->workers_off >= sizeof(*h) &&
 	    !(h->jobidx_off % 8) && !(h->types_off % 8) &&
 	    !(h->workers_off % 8) &&
 	    in_range(h->jobs_off,
@@ -549,7 +554,7 @@ int jobq__store_adopt(jobq_t *q, const void *p, uint64_t size)
 	q->clients_ok =
 	    h->hdr_size >= offsetof(struct jobq_store_hdr, quota_bad) +
 			       sizeof(h->quota_bad) &&
-	    !(h->clients_off % 8) &&
+	    !(h->clients_off % 8) && h->clients_off >= sizeof(*h) &&
 	    in_range(h->clients_off,
 		     (uint64_t)h->max_clients * sizeof(struct jobq_client_rec),
 		     h->size);

@@ -70,8 +70,11 @@
 #define MAX_CAPACITY 4096
 /* Each job a W_RESERVE may bring takes a completion entry of the client
  * ring until it is answered: a bigger worker reserves in several goes. */
-#define MAX_RESERVE	 512
-#define RECENT_CANCELS	 64
+#define MAX_RESERVE    512
+#define RECENT_CANCELS 64
+/* Registrations (or reserves refused as from an unknown worker) in a row
+ * before jobq_worker_run() gives up with the error. */
+#define REGISTER_TRIES	 16
 #define DEFAULT_LEASE_NS (300 * JOBQ__NSEC_PER_SEC)
 
 struct handler {
@@ -152,6 +155,13 @@ struct jobq_worker {
 	/* The handle reconnected: the poll on the old completion eventfd
 	 * will never fire, so after_process() arms one on the new. */
 	_Atomic bool rearm_efd;
+	/* The manager does not know this worker (its registration after a
+	 * reconnect failed, was not sent, or a reserve was refused as from
+	 * nobody): the coordinator registers again before it reserves.
+	 * Set from the reconnect hook and the answers' callbacks. */
+	_Atomic bool need_register;
+	bool registering;	/* the coordinator's W_REGISTER is in flight */
+	unsigned reg_failures;	/* registrations refused in a row */
 	bool finishing;		/* the polls are not armed again */
 	unsigned polls;		/* poll requests in flight */
 	unsigned outstanding;	/* W_DONE, W_EXTEND and the like in flight */
@@ -879,10 +889,17 @@ static void reserve_cb(jobq_t *q, int res, jobq_obj_t *obj, void *arg)
 	/* A manager that is shutting down refuses to hand out more
 	 * (JOBQ_ECLOSED as the answer, the connection still up): that is a
 	 * stop too. */
+	if (res >= 0)
+		w->reg_failures = 0;
 	if (res == JOBQ_ECLOSED && !atomic_load(&q->closed))
 		atomic_store(&w->stop, 1);
 	else if (res == JOBQ_ECLOSED)
 		w->closed = true;
+	else if (res == -EINVAL && !w->stopping_sent &&
+		 ++w->reg_failures <= REGISTER_TRIES)
+		/* The manager knows no worker on this connection: one that
+		 * restarted and lost (or never got) our registration. */
+		atomic_store(&w->need_register, true);
 	else if (res < 0 && res != -ETIMEDOUT && res != -EAGAIN &&
 		 !w->stopping_sent && !w->err)
 		w->err = res; /* (once we stop, the manager may refuse it) */
@@ -913,6 +930,8 @@ static int send_reserve(struct jobq_worker *w, unsigned want)
 		w->reserving = true;
 	return err;
 }
+
+static int send_register(struct jobq_worker *w);
 
 static void stopping_cb(jobq_t *q, int res, jobq_obj_t *obj, void *arg)
 {
@@ -987,7 +1006,26 @@ static void coordinator_fn(void *arg)
 			if (w->stopping_done && !w->reserving && !w->running &&
 			    !w->outstanding && !w->nready)
 				break;
-		} else if (!w->reserving && w->running < w->capacity) {
+		} else if (atomic_load(&w->need_register)) {
+			/* Before any reserve: one sent now would be refused.
+			 * The answer (register_cb) clears the flag or sets it
+			 * again; a parked reserve stays as it is. */
+			int err = 0;
+
+			if (!w->registering) {
+				atomic_store(&w->need_register, false);
+				err = send_register(w);
+				if (!err)
+					w->registering = true;
+			}
+			if (err == JOBQ_ECLOSED)
+				w->closed = true;
+			else if (err)
+				w->err = err;
+			if (err)
+				continue;
+		} else if (!w->reserving && !w->registering &&
+			   w->running < w->capacity) {
 			unsigned want = w->capacity - w->running;
 			int err = send_reserve(
 			    w, want < MAX_RESERVE ? want : MAX_RESERVE);
@@ -1191,6 +1229,50 @@ static int register_op(struct jobq_worker *w, struct jobq__op *op,
 	return 0;
 }
 
+/*
+ * The answer to a registration sent after a reconnect (by the hook or the
+ * coordinator). The manager answers -EALREADY when it knows the worker
+ * already (a copy resent after another reconnect came first). Anything
+ * else that is an error leaves the worker unknown there: the coordinator
+ * registers again, REGISTER_TRIES times in a row at most.
+ */
+static void register_cb(jobq_t *q, int res, jobq_obj_t *obj, void *arg)
+{
+	struct jobq_worker *w = arg;
+
+	(void)q;
+	(void)obj;
+	w->registering = false;
+	if (res < 0 && res != -EALREADY) {
+		if (res != JOBQ_ECLOSED && ++w->reg_failures > REGISTER_TRIES) {
+			if (!w->err)
+				w->err = res;
+		} else {
+			atomic_store(&w->need_register, true);
+		}
+	}
+	jobq__fiber_unpark(w->coord);
+}
+
+/* Sends W_REGISTER without waiting; register_cb() reads the answer. */
+static int send_register(struct jobq_worker *w)
+{
+	struct jobq_req *r = jobq__async_req(register_cb, w);
+	struct jobq__op op;
+	char *names = NULL;
+	int err;
+
+	if (!r)
+		return -ENOMEM;
+	err = register_op(w, &op, r, &names);
+	if (!err)
+		err = jobq__submit_async(w->q, &op);
+	if (err)
+		free(r);
+	free(names);
+	return err;
+}
+
 static int do_register(struct jobq_worker *w)
 {
 	struct jobq_req r = {0};
@@ -1220,18 +1302,20 @@ static int do_register(struct jobq_worker *w)
 static void on_reconnect(jobq_t *q, void *arg)
 {
 	struct jobq_worker *w = arg;
-	struct jobq_req *r = jobq__async_req(NULL, NULL);
+	struct jobq_req *r = jobq__async_req(register_cb, w);
 	struct jobq__op op;
 	char *names = NULL;
 	uint64_t *held;
 	unsigned n = 0;
 
 	atomic_store(&w->rearm_efd, true);
-	if (!r)
-		return;
-	if (register_op(w, &op, r, &names) || jobq__submit_locked(q, &op)) {
+	/* Not sent (no memory, a full ring): the coordinator sends it, and
+	 * the reserve resent meanwhile is refused and sent again after. */
+	if (!r || register_op(w, &op, r, &names) ||
+	    jobq__submit_locked(q, &op)) {
 		free(r);
 		free(names);
+		atomic_store(&w->need_register, true);
 		return;
 	}
 	free(names);
@@ -1294,6 +1378,9 @@ int jobq_worker_run(jobq_worker_t *w)
 	w->closed = w->finishing = false;
 	w->stopping_sent = w->stopping_done = false;
 	w->reserving = false;
+	w->registering = false;
+	w->reg_failures = 0;
+	atomic_store(&w->need_register, false);
 	w->nready = 0;
 	jobq__set_notice_hook(w->q, on_notice, w);
 	w->wake_held = false;

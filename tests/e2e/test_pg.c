@@ -310,12 +310,15 @@ static void schema_versions(void **state)
 	{
 		pid_t pids[3];
 		int st[3];
+		char rows[16];
 
 		assert_int_equal(jqt_fork_n(3, create_schema, y.conninfo, pids),
 				 0);
 		assert_int_equal(jqt_wait_all(pids, 3, 60, st), 0);
+		/* One row per migration, each applied once. */
+		snprintf(rows, sizeof(rows), "%d", JOBQ__PG_SCHEMA_VERSION);
 		assert_string_equal(
-		    peek(&y, "SELECT count(*) FROM jobq_schema"), "1");
+		    peek(&y, "SELECT count(*) FROM jobq_schema"), rows);
 	}
 
 	/* A newer schema is refused, naming both versions. */
@@ -397,6 +400,71 @@ static void unique_exact_across_connections(void **state)
 		     jobq__pg_complete(x->pg, got, tok, NULL, 0, ans_cb, &A));
 		id2 = submit(x, &s);
 		assert_true(id2 != id);
+	}
+}
+
+/* The same (session, request id) sent on two connections at once, as a
+ * resend racing its first copy on a dead manager's connection: one job,
+ * both answers name it, and the loser of the race, refused by the
+ * request index, finds it when sent again. */
+static void request_id_once(void **state)
+{
+	struct ctx *x = *state;
+	struct jobq__pg *both[2];
+
+	x->pg2 = open_pg(x);
+	both[0] = x->pg;
+	both[1] = x->pg2;
+	for (int k = 1; k <= 20; k++) {
+		struct jobq__pg_submit s = {
+		    .type = "r", .session = 77, .rid = k};
+		struct race r = {0};
+		int created = 0, again = 0;
+
+		assert_int_equal(jobq__pg_submit(x->pg, &s, ans_cb, &r.a[0]),
+				 0);
+		assert_int_equal(jobq__pg_submit(x->pg2, &s, ans_cb, &r.a[1]),
+				 0);
+		assert_int_equal(drive(both, 2, race_done, &r, 20000), 0);
+		for (int i = 0; i < 2; i++) {
+			if (r.a[i].err == -EPROTO &&
+			    !strcmp(r.a[i].state, "23505")) {
+				ans_clear(&r.a[i]);
+				assert_int_equal(jobq__pg_submit(both[i], &s,
+								 ans_cb,
+								 &r.a[i]),
+						 0);
+				assert_int_equal(
+				    drive(both, 2, race_done, &r, 20000), 0);
+			}
+			assert_int_equal(r.a[i].err, 0);
+			assert_int_equal(PQntuples(r.a[i].res), 1);
+			created += !strcmp(PQgetvalue(r.a[i].res, 0, 1), "t");
+			again += !strcmp(PQgetvalue(r.a[i].res, 0, 4), "t");
+		}
+		assert_int_equal(jobq__pg_int(r.a[0].res, 0, 0),
+				 jobq__pg_int(r.a[1].res, 0, 0));
+		assert_int_equal(created, 1);
+		assert_int_equal(again, 1);
+		ans_clear(&r.a[0]);
+		ans_clear(&r.a[1]);
+	}
+	assert_string_equal(peek(x, "SELECT count(*) FROM jobq_jobs"), "20");
+
+	/* Unlike a key, a request id keeps naming its job once it is
+	 * final; another session's same number is another request. */
+	{
+		struct jobq__pg_submit s = {
+		    .type = "u", .session = 78, .rid = 1};
+		uint64_t id = submit(x, &s), got, tok;
+
+		assert_int_equal(reserve(x->pg, "u", 1, &got, &tok), 1);
+		assert_int_equal(got, id);
+		SYNC(x->pg,
+		     jobq__pg_complete(x->pg, got, tok, NULL, 0, ans_cb, &A));
+		assert_int_equal(submit(x, &s), id);
+		s.session = 79;
+		assert_true(submit(x, &s) != id);
 	}
 }
 
@@ -1015,6 +1083,12 @@ static void connection_cut_and_restart(void **state)
  * jobqd itself: --migrate, the refusals, --backend from the config file,
  * and its connection in the loop coming back after a cut.
  */
+/* Undoes migration 2: a database as a version-1 jobqd left it. */
+#define DOWN_TO_1                                                              \
+	"DROP INDEX jobq_jobs_request; ALTER TABLE jobq_jobs DROP COLUMN "     \
+	"req_session, DROP COLUMN req_id; DELETE FROM jobq_schema WHERE "      \
+	"version = 2"
+
 static int run_jobqd(struct jqt_out *o, const char *conninfo, bool migrate)
 {
 	const char *argv[] = {"jobqd", "--backend", conninfo,
@@ -1038,6 +1112,39 @@ static void jobqd_migrate(void **state)
 	assert_int_equal(o.code, 0);
 	assert_non_null(strstr(o.out, "already"));
 	jqt_out_free(&o);
+	/* A database left at version 1 by an older jobqd: refused by a
+	 * plain start, naming both versions, and moved to 2 by --migrate. */
+	{
+		char *v = jqt_pg_exec(conninfo, DOWN_TO_1);
+		char err[512];
+		struct ctx y = {0};
+		int found;
+
+		assert_non_null(v);
+		free(v);
+		snprintf(y.conninfo, sizeof(y.conninfo), "%s", conninfo);
+		y.pg = open_pg(&y);
+		assert_int_equal(jobq__pg_schema(y.pg, JOBQ__PG_CREATE, 20000,
+						 &found, err, sizeof(err)),
+				 -ESTALE);
+		assert_int_equal(found, 1);
+		assert_non_null(strstr(err, "version 1"));
+		assert_non_null(strstr(err, "--migrate"));
+		jobq__pg_close(y.pg);
+	}
+	assert_int_equal(run_jobqd(&o, conninfo, true), 0);
+	assert_int_equal(o.code, 0);
+	assert_non_null(strstr(o.out, "from version 1 to 2"));
+	jqt_out_free(&o);
+	{
+		char *v = jqt_pg_exec(conninfo,
+				      "SELECT count(*) FROM pg_indexes WHERE "
+				      "indexname = 'jobq_jobs_request'");
+
+		assert_non_null(v);
+		assert_string_equal(v, "1");
+		free(v);
+	}
 	free(jqt_pg_exec(conninfo,
 			 "INSERT INTO jobq_schema (version) VALUES (42)"));
 	assert_int_equal(run_jobqd(&o, conninfo, true), 0);
@@ -1093,7 +1200,7 @@ static void jobqd_backend_reconnects(void **state)
 
 		snprintf(y.conninfo, sizeof(y.conninfo), "%s", conninfo);
 		assert_string_equal(
-		    peek(&y, "SELECT max(version) FROM jobq_schema"), "1");
+		    peek(&y, "SELECT max(version) FROM jobq_schema"), "2");
 		assert_int_equal(count_lines(log, "connected to PostgreSQL"),
 				 1);
 		/* Cut its session: the loop sees it and reconnects. */
@@ -1131,6 +1238,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(schema_versions, setup, teardown),
+	    cmocka_unit_test_setup_teardown(request_id_once, setup, teardown),
 	    cmocka_unit_test_setup_teardown(unique_exact_across_connections,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(skip_locked_batches, setup,

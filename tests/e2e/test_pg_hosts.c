@@ -335,6 +335,85 @@ static void retries_and_dead(void **state)
 	host_stop(&c);
 }
 
+/* Jobs that end dead on B's worker are run again from another host:
+ * `jobq retry` on C, `jobq kick ID` and `jobq kick --all` on A; each
+ * second run succeeds, and every host sees it from its first attempt
+ * again. */
+static void retry_and_kick_across_hosts(void **state)
+{
+	struct host a = {0}, b = {0}, c = {0};
+	char dir[PATH_MAX], cmd[PATH_MAX + 128], ids[3][24], st[32];
+	struct jqt_out o;
+	uint64_t id[3];
+	json_t *j;
+
+	assert_int_equal(jqt_tmpdir(dir, sizeof(dir)), 0);
+	host_start(&a, conninfo, 0);
+	host_start(&b, conninfo, 1);
+	host_start(&c, conninfo, 0);
+	for (int i = 0; i < 3; i++) {
+		/* Fails the first time, succeeds once its flag exists. */
+		snprintf(cmd, sizeof(cmd),
+			 "f=%s/flag%d; if [ -e $f ]; then echo again-%d; "
+			 "else touch $f; exit 1; fi",
+			 dir, i, i);
+		HCLI(&a, &o, "run", "--", "sh", "-c", cmd);
+		id[i] = to_id(&o);
+		jqt_out_free(&o);
+		snprintf(ids[i], sizeof(ids[i]), "%" PRIu64, id[i]);
+		HCLI(&a, &o, "wait", ids[i], "--timeout", "30");
+		assert_int_equal(o.code, 4);
+		jqt_out_free(&o);
+		until_state(&c, id[i], "dead", 10);
+	}
+	/* Not dead, not failed, not cancelled: nothing to do. */
+	HCLI(&c, &o, "retry", "999999");
+	assert_int_not_equal(o.code, 0);
+	jqt_out_free(&o);
+
+	HCLI(&c, &o, "retry", ids[0]);
+	assert_int_equal(o.code, 0);
+	jqt_out_free(&o);
+	HCLI(&a, &o, "wait", ids[0], "--timeout", "30");
+	assert_int_equal(o.code, 0);
+	assert_non_null(strstr(o.out, "again-0"));
+	jqt_out_free(&o);
+	until_state(&c, id[0], "succeeded", 10);
+	HCLI(&c, &o, "show", ids[0], "--json");
+	j = jqt_json_object(&o);
+	assert_non_null(j);
+	assert_int_equal(json_integer_value(json_object_get(j, "attempts")), 1);
+	json_decref(j);
+	jqt_out_free(&o);
+	/* A job that succeeded is not dead: kick refuses it. */
+	HCLI(&a, &o, "kick", ids[0]);
+	assert_int_not_equal(o.code, 0);
+	jqt_out_free(&o);
+
+	HCLI(&a, &o, "kick", ids[1]);
+	assert_int_equal(o.code, 0);
+	jqt_out_free(&o);
+	HCLI(&c, &o, "wait", ids[1], "--timeout", "30");
+	assert_int_equal(o.code, 0);
+	assert_non_null(strstr(o.out, "again-1"));
+	jqt_out_free(&o);
+
+	HCLI(&a, &o, "kick", "--all");
+	assert_int_equal(o.code, 0);
+	assert_non_null(strstr(o.out, "1 dead job ready again"));
+	jqt_out_free(&o);
+	HCLI(&c, &o, "wait", ids[2], "--timeout", "30");
+	assert_int_equal(o.code, 0);
+	assert_non_null(strstr(o.out, "again-2"));
+	jqt_out_free(&o);
+	until_state(&a, id[2], "succeeded", 10);
+	assert_string_equal(state_on(&b, id[1], st, sizeof(st)), "succeeded");
+	host_stop(&a);
+	host_stop(&b);
+	host_stop(&c);
+	jqt_rmtree(dir);
+}
+
 /* A job running on B is cancelled from C: B's worker stops it, A's wait
  * says cancelled. */
 static void cancel_from_another_host(void **state)
@@ -408,6 +487,7 @@ int main(void)
 	    cmocka_unit_test_setup(unique_across_hosts, setup),
 	    cmocka_unit_test_setup(worker_host_killed, setup),
 	    cmocka_unit_test_setup(retries_and_dead, setup),
+	    cmocka_unit_test_setup(retry_and_kick_across_hosts, setup),
 	    cmocka_unit_test_setup(cancel_from_another_host, setup),
 	    cmocka_unit_test_setup(restarted_host_sees_jobs, setup),
 	};

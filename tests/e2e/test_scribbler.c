@@ -45,6 +45,7 @@ enum {
 struct shared {
 	_Atomic int stop;
 	_Atomic int drops; /* scribbler connections the manager ended */
+	_Atomic int lost;  /* hellos the manager never answered */
 	_Atomic int received[PRODUCERS * PER_PRODUCER];
 	_Atomic int sold[TICKETS];
 	_Atomic int sellers_done;
@@ -319,6 +320,77 @@ static void test_churn(void **state)
 	assert_true(jqt_mgr_alive(m));
 }
 
+/*
+ * Connections dropped while others connect. A breaker says hello, then
+ * sends one more message (the manager arms its socket's recv again) and
+ * a garbage sq tail at once, so that it is dropped in the turn that saw
+ * both; meanwhile joiners connect and close as fast as they can. The
+ * descriptors of a dropped client must stay its own until no request
+ * names them: once a recv armed for it read a joiner's hello, and that
+ * joiner's jobq_open() timed out.
+ */
+enum { BREAKERS = 2, JOINERS = 2, JOINS = 400 };
+
+static int breaker(int idx, void *arg)
+{
+	while (!atomic_load(&sh->stop)) {
+		struct jqt_raw r;
+		uint32_t junk = 0x6a756e6b;
+		uint64_t one = 1;
+		char b;
+		int rc = jqt_raw_open(jqt_cur->dir, &r);
+
+		if (rc == -ETIMEDOUT)
+			atomic_fetch_add(&sh->lost, 1);
+		if (rc)
+			continue;
+		(void)!send(r.sock, &junk, sizeof(junk), MSG_NOSIGNAL);
+		r.hdr->sq.tail = 0x80000000u + (uint32_t)idx;
+		(void)!write(r.sq_efd, &one, sizeof(one));
+		if (recv(r.sock, &b, 1, 0) == 0)
+			atomic_fetch_add(&sh->drops, 1);
+		jqt_raw_close(&r);
+	}
+	return 0;
+}
+
+static int joiner(int idx, void *arg)
+{
+	for (int i = 0; i < JOINS; i++) {
+		jobq_t *q;
+		int rc = jobq_open(&q, jqt_cur->dir);
+
+		if (rc) {
+			fprintf(stderr, "joiner %d: open %d: %s\n", idx, i,
+				jobq_strerror(rc));
+			return 1;
+		}
+		jobq_close(q);
+	}
+	return 0;
+}
+
+static void test_drop_while_connecting(void **state)
+{
+	struct jqt_mgr *m = *state;
+	pid_t brk[BREAKERS], join[JOINERS];
+	int st[JOINERS];
+
+	sh = jqt_shared(sizeof(*sh));
+	assert_rc(jqt_fork_n(BREAKERS, breaker, NULL, brk), 0);
+	assert_rc(jqt_fork_n(JOINERS, joiner, NULL, join), 0);
+	assert_rc(jqt_wait_all(join, JOINERS, 120, st), 0);
+	atomic_store(&sh->stop, 1);
+	assert_rc(jqt_wait_all(brk, BREAKERS, 30, NULL), 0);
+	for (int i = 0; i < JOINERS; i++)
+		assert_true(jqt_status_ok(st[i]));
+	print_message("breaker connections dropped: %d\n",
+		      atomic_load(&sh->drops));
+	assert_int_equal(atomic_load(&sh->lost), 0);
+	assert_true(atomic_load(&sh->drops) >= BREAKERS);
+	assert_true(jqt_mgr_alive(m));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -326,6 +398,8 @@ int main(void)
 					    jqt_teardown),
 	    cmocka_unit_test_setup_teardown(test_churn, jqt_setup,
 					    jqt_teardown),
+	    cmocka_unit_test_setup_teardown(test_drop_while_connecting,
+					    jqt_setup, jqt_teardown),
 	};
 
 	jqt_init();
