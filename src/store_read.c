@@ -154,79 +154,79 @@ static int find_named(jobq_t *q, const void *table, size_t stride, uint32_t n,
 	return -ENOENT;
 }
 
-int jobq__store_find_queue(jobq_t *q, const char *name, uint32_t *id)
+/* A record's id: its index, with its generation (the uint32_t at @gen_off
+ * of the record) in the high bits (proto.h). The record is read whole
+ * once found: it may have been freed or renamed since the lookup. */
+static int find_id(jobq_t *q, const void *table, size_t stride, uint32_t n,
+		   size_t gen_off, const char *name, uint32_t *id)
 {
-	struct jobq_queue_rec c;
-	uint32_t i;
+	union {
+		struct jobq_queue_rec q;
+		struct jobq_lock_rec l;
+	} c;
+	const struct named_head *h = (const void *)&c;
+	uint32_t i, gen;
 	int err;
 
-	err =
-	    find_named(q, q->queues, sizeof(*q->queues),
-		       used_records(&q->sh->nqueues, q->max_queues), name, &i);
+	err = find_named(q, table, stride, n, name, &i);
 	if (err)
 		return err;
-	/* The id names the record's generation too (proto.h). */
-	err = read_queue(q, &q->queues[i], &c);
+	err = seq_copy(q, &c, (const char *)table + (size_t)i * stride, stride);
 	if (err)
 		return err;
-	if (!c.in_use || strcmp(c.name, name))
+	if (!h->in_use || strncmp(h->name, name, sizeof(h->name)))
 		return -ENOENT;
-	*id = (c.gen & JOBQ_QGEN_MASK) << JOBQ_QID_BITS | i;
+	memcpy(&gen, (const char *)&c + gen_off, sizeof(gen));
+	*id = (gen & JOBQ_QGEN_MASK) << JOBQ_QID_BITS | i;
 	return 0;
+}
+
+/* Whether record @id of @table (as find_id() made it) is still in use
+ * with the same generation. */
+static bool id_live(jobq_t *q, const void *table, size_t stride, uint32_t n,
+		    size_t gen_off, uint32_t id)
+{
+	uint32_t i = id & JOBQ_QID_MASK, s, in_use, gen;
+	const char *r = (const char *)table + (size_t)i * stride;
+	const struct named_head *h = (const void *)r;
+
+	if (i >= n)
+		return false;
+	do {
+		if (jobq__seq_begin(q, &h->seq, &s))
+			return false;
+		in_use = h->in_use;
+		memcpy(&gen, r + gen_off, sizeof(gen));
+	} while (seq_read_retry(&h->seq, s));
+	return in_use && gen == id >> JOBQ_QID_BITS;
+}
+
+int jobq__store_find_queue(jobq_t *q, const char *name, uint32_t *id)
+{
+	return find_id(q, q->queues, sizeof(*q->queues),
+		       used_records(&q->sh->nqueues, q->max_queues),
+		       offsetof(struct jobq_queue_rec, gen), name, id);
 }
 
 bool jobq__store_queue_live(jobq_t *q, uint32_t id)
 {
-	uint32_t i = id & JOBQ_QID_MASK, s, in_use, gen;
-	const struct jobq_queue_rec *r;
-
-	if (i >= used_records(&q->sh->nqueues, q->max_queues))
-		return false;
-	r = &q->queues[i];
-	do {
-		if (jobq__seq_begin(q, &r->seq, &s))
-			return false;
-		in_use = r->in_use;
-		gen = r->gen;
-	} while (seq_read_retry(&r->seq, s));
-	return in_use && gen == id >> JOBQ_QID_BITS;
+	return id_live(q, q->queues, sizeof(*q->queues),
+		       used_records(&q->sh->nqueues, q->max_queues),
+		       offsetof(struct jobq_queue_rec, gen), id);
 }
 
 int jobq__store_find_lock(jobq_t *q, const char *name, uint32_t *id)
 {
-	struct jobq_lock_rec c;
-	uint32_t i;
-	int err;
-
-	err = find_named(q, q->locks, sizeof(*q->locks),
-			 used_records(&q->sh->nlocks, q->max_locks), name, &i);
-	if (err)
-		return err;
-	/* The id names the record's generation too (proto.h). */
-	err = read_lock(q, &q->locks[i], &c);
-	if (err)
-		return err;
-	if (!c.in_use || strcmp(c.name, name))
-		return -ENOENT;
-	*id = (c.gen & JOBQ_QGEN_MASK) << JOBQ_QID_BITS | i;
-	return 0;
+	return find_id(q, q->locks, sizeof(*q->locks),
+		       used_records(&q->sh->nlocks, q->max_locks),
+		       offsetof(struct jobq_lock_rec, gen), name, id);
 }
 
 bool jobq__store_lock_live(jobq_t *q, uint32_t id)
 {
-	uint32_t i = id & JOBQ_QID_MASK, s, in_use, gen;
-	const struct jobq_lock_rec *r;
-
-	if (i >= used_records(&q->sh->nlocks, q->max_locks))
-		return false;
-	r = &q->locks[i];
-	do {
-		if (jobq__seq_begin(q, &r->seq, &s))
-			return false;
-		in_use = r->in_use;
-		gen = r->gen;
-	} while (seq_read_retry(&r->seq, s));
-	return in_use && gen == id >> JOBQ_QID_BITS;
+	return id_live(q, q->locks, sizeof(*q->locks),
+		       used_records(&q->sh->nlocks, q->max_locks),
+		       offsetof(struct jobq_lock_rec, gen), id);
 }
 
 static void queue_info(const struct jobq_queue_rec *c,
