@@ -321,8 +321,6 @@ static void test_checker(void **state)
 		}
 	}
 	jobq_close(q);
-	for (int i = 0; i < NHOST; i++)
-		jqt_kill_child(wk[i]);
 	qsort(all, n, sizeof(*all), by_u64);
 	for (uint64_t i = 1; i < n; i++)
 		if (all[i] == all[i - 1])
@@ -356,6 +354,8 @@ static void test_checker(void **state)
 			print_message("host %d: manager %s\n", i,
 				      jqt_mgr_alive(&h[i].m) ? "alive"
 							     : "gone");
+			print_message("host %d: the test's worker is pid %d\n",
+				      i, (int)wk[i]);
 			if (jobq_open_ex(&hq, h[i].m.dir, NULL) == 0 &&
 			    jobq_workers(hq, &wi, &nw) == 0)
 				for (size_t w = 0; w < nw; w++)
@@ -377,6 +377,9 @@ static void test_checker(void **state)
 				print_message("no log at %s\n", h[i].log);
 		}
 	}
+	/* Only now: the list of workers above is of the live ones. */
+	for (int i = 0; i < NHOST; i++)
+		jqt_kill_child(wk[i]);
 	for (int p = 0; p < NHOST; p++)
 		for (uint32_t s = 0; s < k->acked[p]; s++) {
 			if (!runs[p][s])
