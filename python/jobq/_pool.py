@@ -55,29 +55,48 @@ def _run_call(jid, attempt, atype, data):
         return (False, True, _core.encode_exception(e))
 
 
-def _child_main(jtype, initializer, initargs):
+def _child_main(jtype, initializer, initargs, maxtasks=None):
+    """Serve pool type @jtype until stopped, or until @maxtasks jobs ran
+    (multiprocessing's maxtasksperchild): then the worker takes no more
+    and returns once the last one's result is reported, so the process
+    exits holding no job and the pool starts another in its place."""
     h = _instance.handle()  # a new connection: this is a fresh fork
     if initializer is not None:
         initializer(*initargs)
     w = _jobq.Worker(h, concurrency=1, daemon=True)
-    w.handle(jtype, _run_call)
+    if maxtasks:
+        left = [maxtasks]
+
+        def run(jid, attempt, atype, data):
+            try:
+                return _run_call(jid, attempt, atype, data)
+            finally:
+                left[0] -= 1
+                if left[0] == 0:
+                    w.stop()
+
+        w.handle(jtype, run)
+    else:
+        w.handle(jtype, _run_call)
     w.run()
     _instance.flush()
 
 
 class Workers:
-    """@n forked processes serving one private job type."""
+    """@n forked processes serving one private job type. With @maxtasks,
+    each one exits after that many jobs and is replaced."""
 
-    def __init__(self, n, initializer=None, initargs=()):
+    def __init__(self, n, initializer=None, initargs=(), maxtasks=None):
         if n is None:
             n = os.cpu_count() or 1
         if n < 1:
             raise ValueError("Number of processes must be at least 1")
         self.n = n
+        self._maxtasks = maxtasks
         self.type = _core.unique_name("pool")[:47]
         self.conn = _core.connect_default()
         self.h = self.conn._h
-        self._init = (initializer, initargs)
+        self._init = (initializer, initargs, maxtasks)
         self._pids = set()
         self._lock = threading.Lock()
         self._state = "run"  # run, closing (no respawn), stopped

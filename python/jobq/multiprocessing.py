@@ -798,11 +798,18 @@ ApplyResult = MapResult = AsyncResult
 class Pool:
     """multiprocessing.Pool over jobq: calls are jobs of a private type,
     served by @processes forked workers (jobq._pool). A worker killed in a
-    call loses nothing: jobqd runs the call again on another one."""
+    call loses nothing: jobqd runs the call again on another one. With
+    @maxtasksperchild, a worker exits after that many calls or map chunks
+    and the pool starts another in its place."""
 
     def __init__(self, processes=None, initializer=None, initargs=(),
                  maxtasksperchild=None, context=None):
-        self._w = _pool.Workers(processes, initializer, initargs)
+        if maxtasksperchild is not None and (
+                type(maxtasksperchild) is not int or maxtasksperchild <= 0):
+            raise ValueError("maxtasksperchild must be a positive int or "
+                             "None")
+        self._w = _pool.Workers(processes, initializer, initargs,
+                                maxtasksperchild)
         self._processes = self._w.n
         self._state = "RUN"
         self._jobs = set()

@@ -381,3 +381,26 @@ def test_pool_worker_killed_mid_job_is_retried():
         assert again != pid
         info = p._w.h.job_info(r._jids[0])
         assert info[1] == 2  # attempts
+
+
+def _pid_of(x):
+    return (x, os.getpid())
+
+
+def test_pool_maxtasksperchild_replaces_workers():
+    # Each worker serves at most two calls (a chunk of one item is one
+    # call), then exits; the pool starts others and no call is lost.
+    with mp.Pool(2, maxtasksperchild=2) as pool:
+        got = pool.map(_pid_of, range(12), chunksize=1)
+        assert [x for x, _ in got] == list(range(12))
+        per_pid = {}
+        for _, pid in got:
+            per_pid[pid] = per_pid.get(pid, 0) + 1
+        assert max(per_pid.values()) <= 2
+        assert len(per_pid) >= 6
+        assert os.getpid() not in per_pid
+        pids = {pool.apply(os.getpid) for _ in range(6)}
+        assert len(pids) >= 3
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ValueError):
+            mp.Pool(1, maxtasksperchild=bad)
