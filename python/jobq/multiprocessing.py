@@ -3,11 +3,12 @@
     import jobq.multiprocessing as multiprocessing
 
 Locks, semaphores, events, conditions, queues and the manager's objects
-live in jobqd, under names; pickling one sends its name, so they work
-between processes that did not fork from each other too. Process is the
-standard fork Process (children reaped, daemon children terminated at exit
-and, when started from the main thread, killed if the parent dies). Pool
-runs calls as jobq jobs in worker processes it forks (see jobq._pool).
+live in jobqd, under names, and so do Value and Array; pickling one sends
+its name, so they work between processes that did not fork from each
+other too. Process is the standard fork Process (children reaped, daemon
+children terminated at exit and, when started from the main thread,
+killed if the parent dies). Pool runs calls as jobq jobs in worker
+processes it forks (see jobq._pool).
 
 Differences from the standard module, all of them jobq's rules: a Lock or
 RLock belongs to the thread that took it, so releasing it from another
@@ -20,6 +21,7 @@ import collections.abc
 import errno
 import itertools
 import multiprocessing as _mp
+import multiprocessing.sharedctypes as _mpshared
 import multiprocessing.context as _mpctx
 import os
 import queue as _stdqueue
@@ -37,7 +39,7 @@ __all__ = [
     "Manager", "Pool", "Value", "TimeoutError", "AuthenticationError",
     "ProcessError", "BufferTooShort", "DeadlockError", "RemoteTraceback",
     "freeze_support", "get_start_method", "set_start_method",
-    "get_context",
+    "get_context", "Array", "RawArray", "RawValue",
 ]
 
 TimeoutError = _mp.TimeoutError
@@ -590,7 +592,7 @@ class ValueProxy(_Named):
     def __init__(self, typecode, value, lock=True):
         self._name = _core.unique_name("v")
         self._typecode = typecode
-        self._lock = RLock() if lock else None
+        self._lock = None if lock is False else _make_lock(lock)
         self.set(value)
 
     def _state(self):
@@ -620,9 +622,160 @@ class ValueProxy(_Named):
                                self.get())
 
 
+def _make_lock(lock):
+    """The lock of a synchronized Value or Array, as the standard module
+    chooses it: a new RLock for True or None, else the object given."""
+    if lock is True or lock is None:
+        return RLock()
+    if not hasattr(lock, "acquire"):
+        raise AttributeError("%r has no method 'acquire'" % (lock,))
+    return lock
+
+
+def _ctype_of(typecode_or_type):
+    types = _mpshared.typecode_to_type
+    return types.get(typecode_or_type, typecode_or_type)
+
+
 def Value(typecode_or_type, *args, lock=True, ctx=None):
-    """A shared value (in jobq's store) with get_lock()."""
-    return ValueProxy(typecode_or_type, args[0] if args else 0, lock)
+    """A shared value (in jobq's store) with get_lock(); with no value,
+    the type's zero, as the standard module's."""
+    if args:
+        v = args[0]
+    else:
+        try:
+            v = _ctype_of(typecode_or_type)().value
+        except Exception:
+            v = 0
+    return ValueProxy(typecode_or_type, v,
+                      False if lock is False else _make_lock(lock))
+
+
+def RawValue(typecode_or_type, *args):
+    """Value without a lock."""
+    return Value(typecode_or_type, *args, lock=False)
+
+
+class RawArrayProxy(_Named):
+    """RawArray, and Array's contents: a ctypes array of fixed length kept
+    in one key of jobq's store as its bytes (T_BYTES, so a C program reads
+    it as the C array). A read is one read of the store, a slice or
+    iteration a copy of the whole array at one moment; each change is a
+    compare-and-swap of the whole array, so changes of different elements
+    by many processes at once are never lost. A read-modify-write of an
+    element (a[i] += 1) takes get_lock(), as with the standard Array."""
+
+    def __init__(self, typecode_or_type, size_or_initializer):
+        ctype = _ctype_of(typecode_or_type)
+        if isinstance(size_or_initializer, int):
+            arr = (ctype * size_or_initializer)()
+        else:
+            arr = (ctype * len(size_or_initializer))(*size_or_initializer)
+        self._name = _core.unique_name("a")
+        self._ctype = ctype
+        self._len = len(arr)
+        _h().kv_set(self._name, _core.T_BYTES, bytes(arr))
+
+    def _state(self):
+        return (self._name, self._ctype, self._len)
+
+    def _restore(self, st):
+        self._name, self._ctype, self._len = st
+
+    def _get(self):
+        r = _h().kv_get(self._name)
+        return (self._ctype * self._len).from_buffer_copy(r[1])
+
+    def _update(self, fn):
+        h = _h()
+        while True:
+            r = h.kv_get(self._name)
+            a = (self._ctype * self._len).from_buffer_copy(r[1])
+            res = fn(a)
+            if h.kv_cas(self._name, r[1], _core.T_BYTES, bytes(a)):
+                return res
+
+    def __len__(self):
+        return self._len
+
+    def __getitem__(self, i):
+        return self._get()[i]
+
+    def __setitem__(self, i, v):
+        self._update(lambda a: a.__setitem__(i, v))
+
+    def __iter__(self):
+        return iter(self._get()[:])
+
+    @property
+    def value(self):
+        """A char array's contents up to its first NUL."""
+        return self._get().value
+
+    @value.setter
+    def value(self, v):
+        self._update(lambda a: setattr(a, "value", v))
+
+    @property
+    def raw(self):
+        """A c_char array's bytes, all of them."""
+        return self._get().raw
+
+    @raw.setter
+    def raw(self, v):
+        self._update(lambda a: setattr(a, "raw", v))
+
+    def __repr__(self):
+        return "<%s(%s, %r)>" % (type(self).__name__, self._ctype.__name__,
+                                 self._get()[:])
+
+
+class ArrayProxy(RawArrayProxy):
+    """Array: RawArrayProxy with the lock that get_lock() returns (also
+    taken by the object as a context manager, as the standard one)."""
+
+    def __init__(self, typecode_or_type, size_or_initializer, lock=True):
+        self._lock = _make_lock(lock)
+        super().__init__(typecode_or_type, size_or_initializer)
+
+    def _state(self):
+        return (super()._state(), self._lock)
+
+    def _restore(self, st):
+        super()._restore(st[0])
+        self._lock = st[1]
+
+    def get_lock(self):
+        return self._lock
+
+    def get_obj(self):
+        return self
+
+    def acquire(self, *args, **kw):
+        return self._lock.acquire(*args, **kw)
+
+    def release(self):
+        return self._lock.release()
+
+    def __enter__(self):
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc):
+        return self._lock.__exit__(*exc)
+
+
+def Array(typecode_or_type, size_or_initializer, *, lock=True, ctx=None):
+    """A shared array (in jobq's store) of a ctypes type or an array
+    typecode, of a length or made of an initializer; with get_lock()
+    unless @lock is False."""
+    if lock is False:
+        return RawArrayProxy(typecode_or_type, size_or_initializer)
+    return ArrayProxy(typecode_or_type, size_or_initializer, lock)
+
+
+def RawArray(typecode_or_type, size_or_initializer):
+    """Array without a lock."""
+    return RawArrayProxy(typecode_or_type, size_or_initializer)
 
 
 class NamespaceProxy:
