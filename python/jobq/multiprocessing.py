@@ -5,10 +5,12 @@
 Locks, semaphores, events, conditions, queues and the manager's objects
 live in jobqd, under names, and so do Value and Array; pickling one sends
 its name, so they work between processes that did not fork from each
-other too. Process is the standard fork Process (children reaped, daemon
+other too. Process is the standard Process (children reaped, daemon
 children terminated at exit and, when started from the main thread,
 killed if the parent dies). Pool runs calls as jobq jobs in worker
-processes it forks (see jobq._pool).
+processes (see jobq._pool). Both start their processes by fork, the
+default as on Linux, or by spawn (set_start_method, get_context; see
+jobq._spawn); forkserver is not offered.
 
 Differences from the standard module, all of them jobq's rules: a Lock or
 RLock belongs to the thread that took it, so releasing it from another
@@ -22,7 +24,6 @@ import errno
 import itertools
 import multiprocessing as _mp
 import multiprocessing.sharedctypes as _mpshared
-import multiprocessing.context as _mpctx
 import os
 import queue as _stdqueue
 import signal
@@ -39,7 +40,8 @@ __all__ = [
     "Manager", "Pool", "Value", "TimeoutError", "AuthenticationError",
     "ProcessError", "BufferTooShort", "DeadlockError", "RemoteTraceback",
     "freeze_support", "get_start_method", "set_start_method",
-    "get_context", "Array", "RawArray", "RawValue",
+    "get_context", "get_all_start_methods", "Array", "RawArray",
+    "RawValue",
 ]
 
 TimeoutError = _mp.TimeoutError
@@ -58,18 +60,59 @@ def cpu_count():
     return os.cpu_count() or 1
 
 
+# ------------------------------------------------------------------------
+# Start methods and contexts. fork is the default, as the standard
+# module's on Linux; spawn starts a fresh interpreter (jobq._spawn).
+# Locks, queues and the rest live in jobqd, so only Process and Pool
+# depend on the method.
+
+_METHODS = ("fork", "spawn")
+_default_method = None  # None until set or first asked, as the standard
+
+
+def _check_method(method):
+    if method == "forkserver":
+        raise ValueError("jobq.multiprocessing: the 'forkserver' start "
+                         "method is not supported; use 'fork' or 'spawn'")
+    if method not in _METHODS:
+        raise ValueError("cannot find context for %r" % (method,))
+
+
+def get_all_start_methods():
+    return list(_METHODS)
+
+
 def get_start_method(allow_none=False):
-    return "fork"
+    """The default start method: None with @allow_none while none was set
+    or used, else the one set (fork when none was)."""
+    global _default_method
+    if _default_method is None:
+        if allow_none:
+            return None
+        _default_method = "fork"
+    return _default_method
 
 
 def set_start_method(method, force=False):
-    if method != "fork":
-        raise ValueError("jobq.multiprocessing starts processes by fork")
+    """Set the default start method ("fork" or "spawn"), once, as the
+    standard module: again raises RuntimeError unless @force."""
+    global _default_method
+    if _default_method is not None and not force:
+        raise RuntimeError("context has already been set")
+    if method is None and force:
+        _default_method = None
+        return
+    _check_method(method)
+    _default_method = method
 
 
 def get_context(method=None):
-    import sys
-    return sys.modules[__name__]
+    """A context whose Process and Pool start processes by @method (the
+    default one when None); its other names are this module's."""
+    if method is None:
+        method = get_start_method()
+    _check_method(method)
+    return _contexts[method]
 
 
 def _h():
@@ -80,9 +123,9 @@ def _h():
 # Process
 
 
-class Process(_mpctx.ForkProcess):
-    """multiprocessing.Process, started by fork. A daemon child started
-    from the main thread also gets SIGKILL when its parent dies (prctl
+class _JobqProcess(_mp.process.BaseProcess):
+    """multiprocessing's Process. A daemon child started from the main
+    thread also gets SIGKILL when its parent dies (prctl
     PR_SET_PDEATHSIG), not only the standard SIGTERM at a normal exit."""
 
     def start(self):
@@ -99,9 +142,40 @@ class Process(_mpctx.ForkProcess):
         try:
             return super()._bootstrap(parent_sentinel)
         finally:
-            # The child ends with os._exit(): puts still in flight must
-            # reach jobqd first, as the standard Queue joins its feeder.
+            # A forked child ends with os._exit(): puts still in flight
+            # must reach jobqd first, as the standard Queue joins its
+            # feeder.
             _instance.flush()
+
+
+class ForkProcess(_JobqProcess):
+    """A Process started by fork."""
+    _start_method = "fork"
+
+    @staticmethod
+    def _Popen(process_obj):
+        from multiprocessing.popen_fork import Popen
+        return Popen(process_obj)
+
+
+class SpawnProcess(_JobqProcess):
+    """A Process started as a fresh interpreter: its target and arguments
+    travel pickled, the target by reference (see jobq._spawn)."""
+    _start_method = "spawn"
+
+    @staticmethod
+    def _Popen(process_obj):
+        from . import _spawn
+        return _spawn.Popen(process_obj)
+
+
+class Process(_JobqProcess):
+    """A Process started by the default start method at start()."""
+    _start_method = None
+
+    @staticmethod
+    def _Popen(process_obj):
+        return get_context().Process._Popen(process_obj)
 
 
 # ------------------------------------------------------------------------
@@ -950,7 +1024,8 @@ ApplyResult = MapResult = AsyncResult
 
 class Pool:
     """multiprocessing.Pool over jobq: calls are jobs of a private type,
-    served by @processes forked workers (jobq._pool). A worker killed in a
+    served by @processes workers (jobq._pool), forked or spawned as
+    @context (else the default start method) says. A worker killed in a
     call loses nothing: jobqd runs the call again on another one. With
     @maxtasksperchild, a worker exits after that many calls or map chunks
     and the pool starts another in its place."""
@@ -961,8 +1036,9 @@ class Pool:
                 type(maxtasksperchild) is not int or maxtasksperchild <= 0):
             raise ValueError("maxtasksperchild must be a positive int or "
                              "None")
+        method = (context or get_context()).get_start_method()
         self._w = _pool.Workers(processes, initializer, initargs,
-                                maxtasksperchild)
+                                maxtasksperchild, method)
         self._processes = self._w.n
         self._state = "RUN"
         self._jobs = set()
@@ -1128,3 +1204,43 @@ class _IMapUnordered(_IMap):
         return self._buf.pop(0)
 
     __next__ = next
+
+
+# ------------------------------------------------------------------------
+# Contexts
+
+
+class _Context:
+    """What get_context(method) returns: this module's names, with
+    Process and Pool starting processes by @method; names this module
+    does not have (Pipe, get_logger, ...) are the standard module's."""
+
+    def __init__(self, method):
+        self._method = method
+        self.Process = SpawnProcess if method == "spawn" else ForkProcess
+
+    def get_start_method(self, allow_none=False):
+        return self._method
+
+    def set_start_method(self, method, force=False):
+        raise ValueError("cannot set start method of concrete context")
+
+    def get_context(self, method=None):
+        return self if method is None else get_context(method)
+
+    def Pool(self, processes=None, initializer=None, initargs=(),
+             maxtasksperchild=None):
+        return Pool(processes, initializer, initargs, maxtasksperchild,
+                    context=self)
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        g = globals()
+        return g[name] if name in g else getattr(_mp, name)
+
+    def __repr__(self):
+        return "<jobq.multiprocessing context %r>" % self._method
+
+
+_contexts = {m: _Context(m) for m in _METHODS}

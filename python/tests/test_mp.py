@@ -450,12 +450,15 @@ def test_array_shared_between_processes_under_its_lock():
     a = mp.Array("i", 3)
     procs = [mp.Process(target=_add_under_lock, args=(a, 25))
              for _ in range(3)]
+    # One more that did not fork from this process: a fresh interpreter.
+    procs.append(mp.get_context("spawn").Process(target=_add_under_lock,
+                                                 args=(a, 25)))
     for p in procs:
         p.start()
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
-    assert a[:] == [75, 75, 75]
+    assert a[:] == [100, 100, 100]
 
 
 def test_array_in_an_unrelated_program(tmp_path):
