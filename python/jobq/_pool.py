@@ -1,12 +1,14 @@
 """Worker processes for Pool and ProcessPoolExecutor.
 
 A pool is a private job type ("py.pool.PID.N.RANDOM") and N processes
-forked from the caller that serve it through libjobq's worker runtime, as
-multiprocessing.Pool forks its workers. A call is one job whose args are
+that serve it through libjobq's worker runtime, forked from the caller or,
+with the spawn start method, fresh interpreters (jobq._spawn), as
+multiprocessing.Pool starts its workers. A call is one job whose args are
 (kind, function, payload) pickled, and whose result is pickled too:
 functions travel by reference, as the standard module sends them, so
-functions of __main__ work (the workers are forks of __main__). A chunk
-of map() is one job.
+functions of __main__ work (forked workers have __main__; spawned ones
+import the main script again as __mp_main__). A chunk of map() is one
+job.
 
 jobqd does the rest: it hands jobs out, and a job whose worker dies goes
 back and runs again (the default three retries, after a backoff), so a
@@ -55,29 +57,55 @@ def _run_call(jid, attempt, atype, data):
         return (False, True, _core.encode_exception(e))
 
 
-def _child_main(jtype, initializer, initargs):
-    h = _instance.handle()  # a new connection: this is a fresh fork
+def _child_main(jtype, initializer, initargs, maxtasks=None):
+    """Serve pool type @jtype until stopped, or until @maxtasks jobs ran
+    (multiprocessing's maxtasksperchild): then the worker takes no more
+    and returns once the last one's result is reported, so the process
+    exits holding no job and the pool starts another in its place."""
+    h = _instance.handle()  # a new connection: a fresh fork or interpreter
     if initializer is not None:
         initializer(*initargs)
     w = _jobq.Worker(h, concurrency=1, daemon=True)
-    w.handle(jtype, _run_call)
+    if maxtasks:
+        left = [maxtasks]
+
+        def run(jid, attempt, atype, data):
+            try:
+                return _run_call(jid, attempt, atype, data)
+            finally:
+                left[0] -= 1
+                if left[0] == 0:
+                    w.stop()
+
+        w.handle(jtype, run)
+    else:
+        w.handle(jtype, _run_call)
     w.run()
     _instance.flush()
 
 
 class Workers:
-    """@n forked processes serving one private job type."""
+    """@n processes serving one private job type: forks of this one, or
+    fresh interpreters with @method "spawn" (see jobq._spawn). With
+    @maxtasks, each one exits after that many jobs and is replaced."""
 
-    def __init__(self, n, initializer=None, initargs=()):
+    def __init__(self, n, initializer=None, initargs=(), maxtasks=None,
+                 method="fork"):
         if n is None:
             n = os.cpu_count() or 1
         if n < 1:
             raise ValueError("Number of processes must be at least 1")
+        if method not in ("fork", "spawn"):
+            raise ValueError("jobq: start method %r is not supported for "
+                             "pool workers (fork or spawn)" % (method,))
         self.n = n
+        self.method = method
+        self._maxtasks = maxtasks
+        self._count = 0
         self.type = _core.unique_name("pool")[:47]
         self.conn = _core.connect_default()
         self.h = self.conn._h
-        self._init = (initializer, initargs)
+        self._init = (initializer, initargs, maxtasks)
         self._pids = set()
         self._lock = threading.Lock()
         self._state = "run"  # run, closing (no respawn), stopped
@@ -87,6 +115,13 @@ class Workers:
         _instance.at_exit(self.kill)
 
     def _spawn(self):
+        self._count += 1
+        if self.method == "spawn":
+            from . import _spawn
+            name = "SpawnPoolWorker-%d" % self._count
+            self._pids.add(_spawn.start_pool_worker(
+                name, (self.type, *self._init)))
+            return
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()

@@ -3,7 +3,9 @@
     from jobq.futures import ProcessPoolExecutor
 
 Each submit() is a jobq job of the executor's private type, served by
-max_workers processes it forks (see jobq._pool); its Future is a real
+max_workers processes it forks, or spawns when mp_context's start method
+is spawn (see jobq._pool); each exits after max_tasks_per_child calls
+when that is given, and another takes its place. Its Future is a real
 concurrent.futures.Future, so as_completed(), wait() and
 add_done_callback() work unchanged, and callbacks run in this process.
 """
@@ -29,7 +31,15 @@ class ProcessPoolExecutor(_cf.Executor):
                  initargs=(), *, max_tasks_per_child=None):
         if max_workers is not None and max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
-        self._w = _pool.Workers(max_workers, initializer, initargs)
+        if max_tasks_per_child is not None:
+            if not isinstance(max_tasks_per_child, int):
+                raise TypeError("max_tasks_per_child must be an integer")
+            if max_tasks_per_child <= 0:
+                raise ValueError("max_tasks_per_child must be >= 1")
+        method = "fork" if mp_context is None else \
+            mp_context.get_start_method()
+        self._w = _pool.Workers(max_workers, initializer, initargs,
+                                max_tasks_per_child, method)
         self._max_workers = self._w.n
         self._futures = set()
         self._lock = threading.Lock()

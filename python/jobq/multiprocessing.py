@@ -3,11 +3,14 @@
     import jobq.multiprocessing as multiprocessing
 
 Locks, semaphores, events, conditions, queues and the manager's objects
-live in jobqd, under names; pickling one sends its name, so they work
-between processes that did not fork from each other too. Process is the
-standard fork Process (children reaped, daemon children terminated at exit
-and, when started from the main thread, killed if the parent dies). Pool
-runs calls as jobq jobs in worker processes it forks (see jobq._pool).
+live in jobqd, under names, and so do Value and Array; pickling one sends
+its name, so they work between processes that did not fork from each
+other too. Process is the standard Process (children reaped, daemon
+children terminated at exit and, when started from the main thread,
+killed if the parent dies). Pool runs calls as jobq jobs in worker
+processes (see jobq._pool). Both start their processes by fork, the
+default as on Linux, or by spawn (set_start_method, get_context; see
+jobq._spawn); forkserver is not offered.
 
 Differences from the standard module, all of them jobq's rules: a Lock or
 RLock belongs to the thread that took it, so releasing it from another
@@ -20,7 +23,7 @@ import collections.abc
 import errno
 import itertools
 import multiprocessing as _mp
-import multiprocessing.context as _mpctx
+import multiprocessing.sharedctypes as _mpshared
 import os
 import queue as _stdqueue
 import signal
@@ -37,7 +40,8 @@ __all__ = [
     "Manager", "Pool", "Value", "TimeoutError", "AuthenticationError",
     "ProcessError", "BufferTooShort", "DeadlockError", "RemoteTraceback",
     "freeze_support", "get_start_method", "set_start_method",
-    "get_context",
+    "get_context", "get_all_start_methods", "Array", "RawArray",
+    "RawValue",
 ]
 
 TimeoutError = _mp.TimeoutError
@@ -56,18 +60,59 @@ def cpu_count():
     return os.cpu_count() or 1
 
 
+# ------------------------------------------------------------------------
+# Start methods and contexts. fork is the default, as the standard
+# module's on Linux; spawn starts a fresh interpreter (jobq._spawn).
+# Locks, queues and the rest live in jobqd, so only Process and Pool
+# depend on the method.
+
+_METHODS = ("fork", "spawn")
+_default_method = None  # None until set or first asked, as the standard
+
+
+def _check_method(method):
+    if method == "forkserver":
+        raise ValueError("jobq.multiprocessing: the 'forkserver' start "
+                         "method is not supported; use 'fork' or 'spawn'")
+    if method not in _METHODS:
+        raise ValueError("cannot find context for %r" % (method,))
+
+
+def get_all_start_methods():
+    return list(_METHODS)
+
+
 def get_start_method(allow_none=False):
-    return "fork"
+    """The default start method: None with @allow_none while none was set
+    or used, else the one set (fork when none was)."""
+    global _default_method
+    if _default_method is None:
+        if allow_none:
+            return None
+        _default_method = "fork"
+    return _default_method
 
 
 def set_start_method(method, force=False):
-    if method != "fork":
-        raise ValueError("jobq.multiprocessing starts processes by fork")
+    """Set the default start method ("fork" or "spawn"), once, as the
+    standard module: again raises RuntimeError unless @force."""
+    global _default_method
+    if _default_method is not None and not force:
+        raise RuntimeError("context has already been set")
+    if method is None and force:
+        _default_method = None
+        return
+    _check_method(method)
+    _default_method = method
 
 
 def get_context(method=None):
-    import sys
-    return sys.modules[__name__]
+    """A context whose Process and Pool start processes by @method (the
+    default one when None); its other names are this module's."""
+    if method is None:
+        method = get_start_method()
+    _check_method(method)
+    return _contexts[method]
 
 
 def _h():
@@ -78,9 +123,9 @@ def _h():
 # Process
 
 
-class Process(_mpctx.ForkProcess):
-    """multiprocessing.Process, started by fork. A daemon child started
-    from the main thread also gets SIGKILL when its parent dies (prctl
+class _JobqProcess(_mp.process.BaseProcess):
+    """multiprocessing's Process. A daemon child started from the main
+    thread also gets SIGKILL when its parent dies (prctl
     PR_SET_PDEATHSIG), not only the standard SIGTERM at a normal exit."""
 
     def start(self):
@@ -97,9 +142,40 @@ class Process(_mpctx.ForkProcess):
         try:
             return super()._bootstrap(parent_sentinel)
         finally:
-            # The child ends with os._exit(): puts still in flight must
-            # reach jobqd first, as the standard Queue joins its feeder.
+            # A forked child ends with os._exit(): puts still in flight
+            # must reach jobqd first, as the standard Queue joins its
+            # feeder.
             _instance.flush()
+
+
+class ForkProcess(_JobqProcess):
+    """A Process started by fork."""
+    _start_method = "fork"
+
+    @staticmethod
+    def _Popen(process_obj):
+        from multiprocessing.popen_fork import Popen
+        return Popen(process_obj)
+
+
+class SpawnProcess(_JobqProcess):
+    """A Process started as a fresh interpreter: its target and arguments
+    travel pickled, the target by reference (see jobq._spawn)."""
+    _start_method = "spawn"
+
+    @staticmethod
+    def _Popen(process_obj):
+        from . import _spawn
+        return _spawn.Popen(process_obj)
+
+
+class Process(_JobqProcess):
+    """A Process started by the default start method at start()."""
+    _start_method = None
+
+    @staticmethod
+    def _Popen(process_obj):
+        return get_context().Process._Popen(process_obj)
 
 
 # ------------------------------------------------------------------------
@@ -590,7 +666,7 @@ class ValueProxy(_Named):
     def __init__(self, typecode, value, lock=True):
         self._name = _core.unique_name("v")
         self._typecode = typecode
-        self._lock = RLock() if lock else None
+        self._lock = None if lock is False else _make_lock(lock)
         self.set(value)
 
     def _state(self):
@@ -620,9 +696,160 @@ class ValueProxy(_Named):
                                self.get())
 
 
+def _make_lock(lock):
+    """The lock of a synchronized Value or Array, as the standard module
+    chooses it: a new RLock for True or None, else the object given."""
+    if lock is True or lock is None:
+        return RLock()
+    if not hasattr(lock, "acquire"):
+        raise AttributeError("%r has no method 'acquire'" % (lock,))
+    return lock
+
+
+def _ctype_of(typecode_or_type):
+    types = _mpshared.typecode_to_type
+    return types.get(typecode_or_type, typecode_or_type)
+
+
 def Value(typecode_or_type, *args, lock=True, ctx=None):
-    """A shared value (in jobq's store) with get_lock()."""
-    return ValueProxy(typecode_or_type, args[0] if args else 0, lock)
+    """A shared value (in jobq's store) with get_lock(); with no value,
+    the type's zero, as the standard module's."""
+    if args:
+        v = args[0]
+    else:
+        try:
+            v = _ctype_of(typecode_or_type)().value
+        except Exception:
+            v = 0
+    return ValueProxy(typecode_or_type, v,
+                      False if lock is False else _make_lock(lock))
+
+
+def RawValue(typecode_or_type, *args):
+    """Value without a lock."""
+    return Value(typecode_or_type, *args, lock=False)
+
+
+class RawArrayProxy(_Named):
+    """RawArray, and Array's contents: a ctypes array of fixed length kept
+    in one key of jobq's store as its bytes (T_BYTES, so a C program reads
+    it as the C array). A read is one read of the store, a slice or
+    iteration a copy of the whole array at one moment; each change is a
+    compare-and-swap of the whole array, so changes of different elements
+    by many processes at once are never lost. A read-modify-write of an
+    element (a[i] += 1) takes get_lock(), as with the standard Array."""
+
+    def __init__(self, typecode_or_type, size_or_initializer):
+        ctype = _ctype_of(typecode_or_type)
+        if isinstance(size_or_initializer, int):
+            arr = (ctype * size_or_initializer)()
+        else:
+            arr = (ctype * len(size_or_initializer))(*size_or_initializer)
+        self._name = _core.unique_name("a")
+        self._ctype = ctype
+        self._len = len(arr)
+        _h().kv_set(self._name, _core.T_BYTES, bytes(arr))
+
+    def _state(self):
+        return (self._name, self._ctype, self._len)
+
+    def _restore(self, st):
+        self._name, self._ctype, self._len = st
+
+    def _get(self):
+        r = _h().kv_get(self._name)
+        return (self._ctype * self._len).from_buffer_copy(r[1])
+
+    def _update(self, fn):
+        h = _h()
+        while True:
+            r = h.kv_get(self._name)
+            a = (self._ctype * self._len).from_buffer_copy(r[1])
+            res = fn(a)
+            if h.kv_cas(self._name, r[1], _core.T_BYTES, bytes(a)):
+                return res
+
+    def __len__(self):
+        return self._len
+
+    def __getitem__(self, i):
+        return self._get()[i]
+
+    def __setitem__(self, i, v):
+        self._update(lambda a: a.__setitem__(i, v))
+
+    def __iter__(self):
+        return iter(self._get()[:])
+
+    @property
+    def value(self):
+        """A char array's contents up to its first NUL."""
+        return self._get().value
+
+    @value.setter
+    def value(self, v):
+        self._update(lambda a: setattr(a, "value", v))
+
+    @property
+    def raw(self):
+        """A c_char array's bytes, all of them."""
+        return self._get().raw
+
+    @raw.setter
+    def raw(self, v):
+        self._update(lambda a: setattr(a, "raw", v))
+
+    def __repr__(self):
+        return "<%s(%s, %r)>" % (type(self).__name__, self._ctype.__name__,
+                                 self._get()[:])
+
+
+class ArrayProxy(RawArrayProxy):
+    """Array: RawArrayProxy with the lock that get_lock() returns (also
+    taken by the object as a context manager, as the standard one)."""
+
+    def __init__(self, typecode_or_type, size_or_initializer, lock=True):
+        self._lock = _make_lock(lock)
+        super().__init__(typecode_or_type, size_or_initializer)
+
+    def _state(self):
+        return (super()._state(), self._lock)
+
+    def _restore(self, st):
+        super()._restore(st[0])
+        self._lock = st[1]
+
+    def get_lock(self):
+        return self._lock
+
+    def get_obj(self):
+        return self
+
+    def acquire(self, *args, **kw):
+        return self._lock.acquire(*args, **kw)
+
+    def release(self):
+        return self._lock.release()
+
+    def __enter__(self):
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc):
+        return self._lock.__exit__(*exc)
+
+
+def Array(typecode_or_type, size_or_initializer, *, lock=True, ctx=None):
+    """A shared array (in jobq's store) of a ctypes type or an array
+    typecode, of a length or made of an initializer; with get_lock()
+    unless @lock is False."""
+    if lock is False:
+        return RawArrayProxy(typecode_or_type, size_or_initializer)
+    return ArrayProxy(typecode_or_type, size_or_initializer, lock)
+
+
+def RawArray(typecode_or_type, size_or_initializer):
+    """Array without a lock."""
+    return RawArrayProxy(typecode_or_type, size_or_initializer)
 
 
 class NamespaceProxy:
@@ -797,12 +1024,21 @@ ApplyResult = MapResult = AsyncResult
 
 class Pool:
     """multiprocessing.Pool over jobq: calls are jobs of a private type,
-    served by @processes forked workers (jobq._pool). A worker killed in a
-    call loses nothing: jobqd runs the call again on another one."""
+    served by @processes workers (jobq._pool), forked or spawned as
+    @context (else the default start method) says. A worker killed in a
+    call loses nothing: jobqd runs the call again on another one. With
+    @maxtasksperchild, a worker exits after that many calls or map chunks
+    and the pool starts another in its place."""
 
     def __init__(self, processes=None, initializer=None, initargs=(),
                  maxtasksperchild=None, context=None):
-        self._w = _pool.Workers(processes, initializer, initargs)
+        if maxtasksperchild is not None and (
+                type(maxtasksperchild) is not int or maxtasksperchild <= 0):
+            raise ValueError("maxtasksperchild must be a positive int or "
+                             "None")
+        method = (context or get_context()).get_start_method()
+        self._w = _pool.Workers(processes, initializer, initargs,
+                                maxtasksperchild, method)
         self._processes = self._w.n
         self._state = "RUN"
         self._jobs = set()
@@ -968,3 +1204,43 @@ class _IMapUnordered(_IMap):
         return self._buf.pop(0)
 
     __next__ = next
+
+
+# ------------------------------------------------------------------------
+# Contexts
+
+
+class _Context:
+    """What get_context(method) returns: this module's names, with
+    Process and Pool starting processes by @method; names this module
+    does not have (Pipe, get_logger, ...) are the standard module's."""
+
+    def __init__(self, method):
+        self._method = method
+        self.Process = SpawnProcess if method == "spawn" else ForkProcess
+
+    def get_start_method(self, allow_none=False):
+        return self._method
+
+    def set_start_method(self, method, force=False):
+        raise ValueError("cannot set start method of concrete context")
+
+    def get_context(self, method=None):
+        return self if method is None else get_context(method)
+
+    def Pool(self, processes=None, initializer=None, initargs=(),
+             maxtasksperchild=None):
+        return Pool(processes, initializer, initargs, maxtasksperchild,
+                    context=self)
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        g = globals()
+        return g[name] if name in g else getattr(_mp, name)
+
+    def __repr__(self):
+        return "<jobq.multiprocessing context %r>" % self._method
+
+
+_contexts = {m: _Context(m) for m in _METHODS}

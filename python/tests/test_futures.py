@@ -108,3 +108,17 @@ def test_worker_killed_mid_job_future_still_completes():
         pid = q.get(timeout=20)
         os.kill(pid, signal.SIGKILL)
         assert f.result(timeout=30) == "survived"
+
+
+def _pid(x):
+    return os.getpid()
+
+
+def test_max_tasks_per_child_replaces_workers():
+    with ProcessPoolExecutor(2, max_tasks_per_child=1) as ex:
+        pids = list(ex.map(_pid, range(6)))
+    assert len(set(pids)) == 6 and os.getpid() not in pids
+    with pytest.raises(ValueError):
+        ProcessPoolExecutor(1, max_tasks_per_child=0)
+    with pytest.raises(TypeError):
+        ProcessPoolExecutor(1, max_tasks_per_child="2")

@@ -1,9 +1,13 @@
 """jobq.multiprocessing against the standard module's documented
 behaviour."""
 
+import ctypes
 import os
+import pickle
 import queue
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -381,3 +385,93 @@ def test_pool_worker_killed_mid_job_is_retried():
         assert again != pid
         info = p._w.h.job_info(r._jids[0])
         assert info[1] == 2  # attempts
+
+
+def _pid_of(x):
+    return (x, os.getpid())
+
+
+def test_pool_maxtasksperchild_replaces_workers():
+    # Each worker serves at most two calls (a chunk of one item is one
+    # call), then exits; the pool starts others and no call is lost.
+    with mp.Pool(2, maxtasksperchild=2) as pool:
+        got = pool.map(_pid_of, range(12), chunksize=1)
+        assert [x for x, _ in got] == list(range(12))
+        per_pid = {}
+        for _, pid in got:
+            per_pid[pid] = per_pid.get(pid, 0) + 1
+        assert max(per_pid.values()) <= 2
+        assert len(per_pid) >= 6
+        assert os.getpid() not in per_pid
+        pids = {pool.apply(os.getpid) for _ in range(6)}
+        assert len(pids) >= 3
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ValueError):
+            mp.Pool(1, maxtasksperchild=bad)
+
+
+def _add_under_lock(arr, rounds):
+    for _ in range(rounds):
+        with arr.get_lock():
+            for i in range(len(arr)):
+                arr[i] += 1
+
+
+def test_array_indexing_slicing_and_kinds():
+    a = mp.Array("i", 4)
+    assert len(a) == 4 and a[:] == [0, 0, 0, 0] and list(a) == a[:]
+    a[1] = 7
+    a[2:4] = [8, 9]
+    assert a[1] == 7 and a[-1] == 9 and a[1:3] == [7, 8]
+    assert list(a) == [0, 7, 8, 9] and a[::2] == [0, 8]
+    with pytest.raises(IndexError):
+        a[4]
+    with pytest.raises(ValueError):
+        a[0:2] = [1, 2, 3]  # an array keeps its length
+    d = mp.Array(ctypes.c_double, [1.5, 2.5])
+    assert d[:] == [1.5, 2.5] and d.get_obj()[0] == 1.5
+    c = mp.Array("c", b"hi\0\0")
+    assert c.value == b"hi" and c.raw == b"hi\0\0"
+    c.value = b"hey"
+    assert c[:] == b"hey\0"
+    r = mp.Array("i", [1, 2], lock=False)
+    assert not hasattr(r, "get_lock") and r[:] == [1, 2]
+    raw = mp.RawArray("b", 3)
+    raw[0] = -1
+    assert raw[:] == [-1, 0, 0]
+    assert mp.Value("d").value == 0.0 and mp.RawValue("i", 5).value == 5
+    lock = mp.Lock()
+    assert mp.Array("i", 1, lock=lock).get_lock() is lock
+    with pytest.raises(AttributeError):
+        mp.Array("i", 1, lock="no lock")
+
+
+def test_array_shared_between_processes_under_its_lock():
+    a = mp.Array("i", 3)
+    procs = [mp.Process(target=_add_under_lock, args=(a, 25))
+             for _ in range(3)]
+    # One more that did not fork from this process: a fresh interpreter.
+    procs.append(mp.get_context("spawn").Process(target=_add_under_lock,
+                                                 args=(a, 25)))
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    assert a[:] == [100, 100, 100]
+
+
+def test_array_in_an_unrelated_program(tmp_path):
+    # Only the pickled array travels; the other program finds it in the
+    # same jobqd through $JOBQ_DIR.
+    a = mp.Array("i", [1, 2, 3])
+    src = ("import pickle, sys\n"
+           "import jobq.multiprocessing\n"
+           "a = pickle.loads(bytes.fromhex(sys.argv[1]))\n"
+           "with a.get_lock():\n"
+           "    a[0:3] = [x * 10 for x in a]\n")
+    r = subprocess.run([sys.executable, "-c", src,
+                        pickle.dumps(a).hex()], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert a[:] == [10, 20, 30]
