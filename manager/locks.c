@@ -206,6 +206,7 @@ static void try_free(uint32_t id)
 		jobq__quota_give(maker, JOBQ_QUOTA_LOCKS);
 	l->maker = 0;
 	l->maker_ref = 0;
+	l->pg_blocked = false;
 	freel.v[(freel.head + freel.n++) % freel.cap] = id;
 	store_relaxed(&jobq__hdr()->locks_live,
 		      load_relaxed(&jobq__hdr()->locks_live) - 1);
@@ -1016,6 +1017,10 @@ static void pg_try_done(void *arg, int err, const PGresult *res)
 	struct jobq__lock *l = &lock_priv[id];
 
 	l->pg_trying--;
+	/* The connection is being closed (the manager stops): nothing may
+	 * be sent any more. */
+	if (err == -ECANCELED)
+		return;
 	if (!err && PQntuples(res) == 1) {
 		uint32_t u = (uint32_t)jobq__pg_int(res, 0, 0);
 		bool known = false;
@@ -1095,15 +1100,29 @@ static void pg_sync(void)
 			continue;
 		/* Later statements run after these: a unit let go here is
 		 * free before any try sent after it. */
-		while (l->npgu > l->pg_want)
-			jobq__pg_lock_unlock(pg, rec(id)->name,
-					     l->pgu[--l->npgu], pg_unlock_done,
-					     NULL);
-		if (!l->pg_trying && !l->pg_blocked && l->npgu < l->pg_want &&
-		    !jobq__pg_lock_try(pg, rec(id)->name, rec(id)->limit,
-				       l->pgu, l->npgu, pg_try_done,
-				       (void *)(uintptr_t)id))
-			l->pg_trying++;
+		while (l->npgu > l->pg_want) {
+			/* One that cannot be queued is kept, and let go by
+			 * the poll's pg_sync(). */
+			if (jobq__pg_lock_unlock(pg, rec(id)->name,
+						 l->pgu[l->npgu - 1],
+						 pg_unlock_done, NULL)) {
+				blocked = true;
+				break;
+			}
+			l->npgu--;
+		}
+		if (!l->pg_trying && !l->pg_blocked && l->npgu < l->pg_want) {
+			/* A try that cannot be queued (out of memory, too
+			 * many queries waiting) is made again by the poll. */
+			if (jobq__pg_lock_try(pg, rec(id)->name, rec(id)->limit,
+					      l->pgu, l->npgu, pg_try_done,
+					      (void *)(uintptr_t)id)) {
+				l->pg_blocked = true;
+				blocked = true;
+			} else {
+				l->pg_trying++;
+			}
+		}
 		try_free(id);
 	}
 	if (blocked && !pgl.poll_at) {
