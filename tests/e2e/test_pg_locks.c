@@ -7,8 +7,9 @@
  * (handed over through the NOTIFY of the release), its holder dies, its
  * lease ends, or its host's manager dies (the poll); mutual exclusion
  * holds over hundreds of hand-overs; a semaphore's units are counted
- * across hosts; a cut connection to PostgreSQL loses the locks held on
- * that host (JOBQ_ELOST) and its waiters go on after the reconnect.
+ * across hosts, and an RLock's depth and a lock_many() set are honoured;
+ * a cut connection to PostgreSQL loses the locks held on that host
+ * (JOBQ_ELOST) and its waiters go on after the reconnect.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -420,6 +421,69 @@ static void semaphore_across_hosts(void **state)
 	host_stop(&b);
 }
 
+static int many_on_b(int idx, void *arg)
+{
+	static const char *const names[] = {"x", "y"};
+	struct handover *x = arg;
+	jobq_t *q = child_open(x->b);
+
+	x->rc = jobq_lock_many(q, names, 2, 20);
+	x->got = jqt_now();
+	if (!x->rc)
+		x->rc = jobq_unlock_many(q, names, 2);
+	jobq_close(q);
+	return 0;
+}
+
+/*
+ * An RLock taken twice on A is free for B only after both releases.
+ * lock_many on B for {x, y} while A holds x: B holds no part of the set
+ * meanwhile (A can take y and give it back), and has both once A lets x
+ * go.
+ */
+static void rlock_and_many(void **state)
+{
+	struct host a = {0}, b = {0};
+	struct handover *x = jqt_shared(sizeof(*x));
+	jobq_t *qa, *qb;
+	pid_t pid;
+	int st;
+
+	host_start(&a);
+	host_start(&b);
+	qa = host_open(&a);
+	qb = host_open(&b);
+	assert_rc(jobq_lock_create(qa, "R", JOBQ_RLOCK, 1), 0);
+	assert_rc(jobq_lock_create(qb, "R", JOBQ_RLOCK, 1), 0);
+	assert_rc(jobq_lock_acquire(qa, "R", 5), 0);
+	assert_rc(jobq_lock_acquire(qa, "R", 5), 0);
+	assert_rc(jobq_lock_acquire(qb, "R", 0), -EAGAIN);
+	assert_rc(jobq_lock_release(qa, "R"), 0);
+	assert_rc(jobq_lock_acquire(qb, "R", 0.2), -ETIMEDOUT);
+	assert_rc(jobq_lock_release(qa, "R"), 0);
+	assert_rc(jobq_lock_acquire(qb, "R", 5), 0);
+	assert_rc(jobq_lock_release(qb, "R"), 0);
+
+	assert_rc(jobq_lock_acquire(qa, "x", 5), 0);
+	x->b = &b;
+	x->rc = -1;
+	pid = jqt_fork(many_on_b, 0, x);
+	assert_true(pid > 0);
+	wait_waiters(qb, "y", 1);
+	/* B's try for y may have come first: it gives y up once it learns
+	 * that x is held, so A gets y within a try or two. */
+	assert_rc(jobq_lock_acquire(qa, "y", 5), 0);
+	assert_rc(jobq_lock_release(qa, "y"), 0);
+	assert_rc(jobq_lock_release(qa, "x"), 0);
+	assert_int_equal(jqt_wait_pid(pid, 20, &st), 0);
+	assert_true(jqt_status_ok(st));
+	assert_rc(x->rc, 0);
+	jobq_close(qa);
+	jobq_close(qb);
+	host_stop(&a);
+	host_stop(&b);
+}
+
 static int wait_on_a(int idx, void *arg)
 {
 	struct handover *x = arg;
@@ -489,6 +553,7 @@ int main(void)
 	    cmocka_unit_test_setup(manager_killed, setup),
 	    cmocka_unit_test_setup(mutual_exclusion, setup),
 	    cmocka_unit_test_setup(semaphore_across_hosts, setup),
+	    cmocka_unit_test_setup(rlock_and_many, setup),
 	    cmocka_unit_test_setup(connection_cut, setup),
 	};
 	int ret;
