@@ -544,6 +544,30 @@ static void grant(void)
 	pgl.dirty = true;
 }
 
+/*
+ * Whether a try-once request (timeout 0) that cannot be granted now is
+ * parked all the same: with --backend, when it lacks only the advisory
+ * units, it waits for PostgreSQL's answer (no deadline; the answer ends
+ * it: pg_try_done()).
+ */
+static bool try_once_waits(struct jobq__client *c, uint64_t owner,
+			   const uint32_t *ids, uint32_t n)
+{
+#ifdef JOBQ_HAVE_PG
+	struct jobq__waiter t;
+
+	if (!backend() || !jobq__pg_up(jobq__backend_pg()))
+		return false;
+	t.c = c;
+	t.sqe.owner = owner;
+	t.nids = n;
+	memcpy(t.ids, ids, n * sizeof(*ids));
+	return locally_free(&t);
+#else
+	return false;
+#endif
+}
+
 /* Parks a lock request that could not be granted: -EAGAIN for timeout 0,
  * -EDEADLK when waiting would close a cycle. */
 static int lock_wait(struct jobq__client *c, const struct jobq_sqe *s,
@@ -552,24 +576,8 @@ static int lock_wait(struct jobq__client *c, const struct jobq_sqe *s,
 	struct jobq__waiter *w;
 	int err;
 
-	/*
-	 * Try once: with --backend, a request that lacks only the advisory
-	 * units waits for PostgreSQL's answer (no deadline; the answer ends
-	 * it: pg_try_done()).
-	 */
-	if (s->timeout_ns == 0) {
-		struct jobq__waiter t = {.c = c, .nids = n};
-
-		t.sqe.owner = s->owner;
-		memcpy(t.ids, ids, n * sizeof(*ids));
-#ifdef JOBQ_HAVE_PG
-		if (!backend() || !jobq__pg_up(jobq__backend_pg()) ||
-		    !locally_free(&t))
-			return -EAGAIN;
-#else
+	if (s->timeout_ns == 0 && !try_once_waits(c, s->owner, ids, n))
 		return -EAGAIN;
-#endif
-	}
 	if (would_deadlock(ids, n, c, s->owner)) {
 		jobq__count(deadlocks);
 		jobq__log(1, "deadlock refused: pid %d owner %llu", (int)c->pid,
@@ -604,9 +612,9 @@ void jobq__lock_wait_detach(struct jobq__waiter *w)
 	}
 }
 
-/* Removes one unit held by @owner of @c from lock @id. */
 static bool lost_take(uint32_t id, struct jobq__client *c, uint64_t owner);
 
+/* Removes one unit held by @owner of @c from lock @id. */
 static int release_one(uint32_t id, struct jobq__client *c, uint64_t owner)
 {
 	struct jobq__lock *l = &lock_priv[id];
