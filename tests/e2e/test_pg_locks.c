@@ -159,6 +159,7 @@ static void release_hands_over(void **state)
 {
 	struct host a = {0}, b = {0};
 	struct handover *x = jqt_shared(sizeof(*x));
+	struct jqt_out o;
 	jobq_t *qa, *qb;
 	int fast = 0;
 
@@ -169,6 +170,13 @@ static void release_hands_over(void **state)
 	assert_rc(jobq_lock_acquire(qa, "L", 5), 0);
 	assert_rc(jobq_lock_acquire(qb, "L", 0.3), -ETIMEDOUT);
 	assert_rc(jobq_lock_acquire(qb, "L", 0), -EAGAIN);
+	/* The command line on B: held, exit 3. */
+	assert_int_equal(jqt_cli(&b.m, &o, NULL, 0, "lock", "L", "--timeout",
+				 "0", "--", "true", NULL),
+			 0);
+	assert_int_equal(o.code, 3);
+	assert_non_null(strstr(o.err, "held"));
+	jqt_out_free(&o);
 	/* Held on this host: a second taker here waits too. */
 	assert_rc(jobq_lock_release(qa, "L"), 0);
 	assert_rc(jobq_lock_acquire(qb, "L", 5), 0);
@@ -198,6 +206,11 @@ static void release_hands_over(void **state)
 		fast += x->got - t0 < 0.1;
 	}
 	assert_true(fast >= 4);
+	/* Free everywhere: a try-once on either host has it. */
+	assert_rc(jobq_lock_acquire(qb, "L", 0), 0);
+	assert_rc(jobq_lock_release(qb, "L"), 0);
+	assert_rc(jobq_lock_acquire(qa, "L", 0), 0);
+	assert_rc(jobq_lock_release(qa, "L"), 0);
 	jobq_close(qa);
 	jobq_close(qb);
 	host_stop(&a);
@@ -559,6 +572,7 @@ int main(void)
 	int ret;
 
 	jqt_init();
+	jqt_init_cli();
 	if (jqt_pg_start(&server)) {
 		jqt_pg_stop(&server);
 		return 1;
