@@ -68,12 +68,13 @@ struct jobq__lock {
 	uint64_t maker_ref;	  /* jobq__client_ref() of its maker */
 	struct jobq__list evwait; /* Event: waiters */
 	/* --backend: the units whose advisory lock this manager holds (at
-	 * least one per unit held here), the tries in flight, and whether
-	 * the last try found every other unit held by other hosts. A record
-	 * with units or tries is not freed: the answers name it. */
+	 * least one per unit held here), the tries and unlocks in flight,
+	 * and whether the last try found every other unit held by other
+	 * hosts. A record with units, tries or unlocks is not freed: the
+	 * answers name it. */
 	uint32_t *pgu;
 	uint32_t npgu, cappgu;
-	uint32_t pg_trying;
+	uint32_t pg_trying, pg_unlocking;
 	bool pg_blocked;
 	uint32_t pg_want; /* pg_sync()'s scratch */
 };
@@ -193,7 +194,7 @@ static void try_free(uint32_t id)
 	uint32_t gen;
 
 	if (!r->in_use || l->users || l->nh || l->nwait || l->npgu ||
-	    l->pg_trying || !jobq__list_empty(&l->evwait) ||
+	    l->pg_trying || l->pg_unlocking || !jobq__list_empty(&l->evwait) ||
 	    (r->kind == JOBQ_WIRE_EVENT && r->is_set))
 		return;
 	gen = (r->gen + 1) & JOBQ_QGEN_MASK;
@@ -990,9 +991,30 @@ static void pg_sync(void);
 
 static void pg_unlock_done(void *arg, int err, const PGresult *res)
 {
+	uint32_t id = (uint32_t)(uintptr_t)arg;
+
+	lock_priv[id].pg_unlocking--;
+	if (err == -ECANCELED)
+		return; /* as in pg_try_done() */
 	if (err == -EPROTO)
-		jobq__log(JOBQ__LOG_WARN, "backend: lock release: %s",
-			  PQresultErrorMessage(res));
+		jobq__log(JOBQ__LOG_WARN, "backend: lock \"%.64s\": %s",
+			  rec(id)->name, PQresultErrorMessage(res));
+	/* A try this unlock held back may go now. */
+	pgl.dirty = true;
+	pg_sync();
+	try_free(id);
+}
+
+/* Lets go of unit @u of lock @id: 0, or -errno when it cannot be queued
+ * (the unit is then still held). */
+static int pg_unlock(uint32_t id, uint32_t u)
+{
+	int ret = jobq__pg_lock_unlock(jobq__backend_pg(), rec(id)->name, u,
+				       pg_unlock_done, (void *)(uintptr_t)id);
+
+	if (!ret)
+		lock_priv[id].pg_unlocking++;
+	return ret;
 }
 
 /* Fails the try-once waiters for lock @id (ANY_ID: all) with -EAGAIN. */
@@ -1040,9 +1062,7 @@ static void pg_try_done(void *arg, int err, const PGresult *res)
 			uint32_t *n = realloc(l->pgu, ncap * sizeof(*n));
 
 			if (!n) {
-				jobq__pg_lock_unlock(jobq__backend_pg(),
-						     rec(id)->name, u,
-						     pg_unlock_done, NULL);
+				pg_unlock(id, u);
 				goto out;
 			}
 			l->pgu = n;
@@ -1106,20 +1126,23 @@ static void pg_sync(void)
 
 		if (!l->npgu && l->pg_want <= l->pg_trying)
 			continue;
-		/* Later statements run after these: a unit let go here is
-		 * free before any try sent after it. */
 		while (l->npgu > l->pg_want) {
 			/* One that cannot be queued is kept, and let go by
 			 * the poll's pg_sync(). */
-			if (jobq__pg_lock_unlock(pg, rec(id)->name,
-						 l->pgu[l->npgu - 1],
-						 pg_unlock_done, NULL)) {
+			if (pg_unlock(id, l->pgu[l->npgu - 1])) {
 				blocked = true;
 				break;
 			}
 			l->npgu--;
 		}
-		if (!l->pg_trying && !l->pg_blocked && l->npgu < l->pg_want) {
+		/*
+		 * No try while an unlock of the lock is unanswered. pg.c may
+		 * run an unlock twice (a batch that failed for another
+		 * statement is sent again), and a try that ran between the
+		 * two would have its unit taken away by the second.
+		 */
+		if (!l->pg_trying && !l->pg_unlocking && !l->pg_blocked &&
+		    l->npgu < l->pg_want) {
 			/* A try that cannot be queued (out of memory, too
 			 * many queries waiting) is made again by the poll. */
 			if (jobq__pg_lock_try(pg, rec(id)->name, rec(id)->limit,

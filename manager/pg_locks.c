@@ -34,6 +34,9 @@
  * does not know of (a try that ran before) instead of taking a new one,
  * and an unlock of a unit the session does not hold does nothing. Thus
  * the session holds each key at most once, and one unlock lets it go.
+ * An unlock run twice could still let go of a unit that a try took
+ * between the two runs: locks.c sends no try for a lock while an unlock
+ * of it is unanswered (its answer comes after the last run).
  */
 #include <errno.h>
 #include <inttypes.h>
