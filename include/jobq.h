@@ -500,7 +500,10 @@ JOBQ_API int jobq_kv_list(jobq_t *q, const char *prefix, jobq_kv_cb cb,
  * same timeouts) until that host releases it, which wakes the waiters of
  * every host through a notification, or until that host dies or loses its
  * connection, which the others notice within 300 ms. A host's own waiters
- * go before other hosts'. When this host's manager loses its connection to
+ * go before other hosts'. A release is answered before PostgreSQL has let
+ * the advisory lock go: another host's waiter has the lock within a round
+ * trip to PostgreSQL, and a try-once there just after the release may
+ * still say -EAGAIN. When this host's manager loses its connection to
  * PostgreSQL, the locks held here are lost (PostgreSQL let the advisory
  * locks go): a holder's jobq_lock_release() returns JOBQ_ELOST, as after a
  * manager restart, and requests waiting go on once it reconnects. Deadlock
