@@ -9,7 +9,8 @@
  * holds over hundreds of hand-overs; a semaphore's units are counted
  * across hosts, and an RLock's depth and a lock_many() set are honoured;
  * a cut connection to PostgreSQL loses the locks held on that host
- * (JOBQ_ELOST) and its waiters go on after the reconnect.
+ * (JOBQ_ELOST) and its waiters go on after the reconnect. First, the
+ * statements themselves (manager/pg_locks.c) run twice by pg.c's batching.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +27,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "pg.h"
 #include "pg_server.h"
 
 static struct jqt_pg server;
@@ -206,10 +208,20 @@ static void release_hands_over(void **state)
 		fast += x->got - t0 < 0.1;
 	}
 	assert_true(fast >= 4);
-	/* Free everywhere: a try-once on either host has it. */
+	/* Free everywhere: a try-once on either host has it. On B at
+	 * once (its manager tries once its own unlock is answered); on A
+	 * once B's unlock, sent after qb's release returned, has run. */
 	assert_rc(jobq_lock_acquire(qb, "L", 0), 0);
 	assert_rc(jobq_lock_release(qb, "L"), 0);
-	assert_rc(jobq_lock_acquire(qa, "L", 0), 0);
+	{
+		double end = jqt_now() + 5;
+		int rc;
+
+		while ((rc = jobq_lock_acquire(qa, "L", 0)) == -EAGAIN &&
+		       jqt_now() < end)
+			jqt_sleep(0.01);
+		assert_rc(rc, 0);
+	}
 	assert_rc(jobq_lock_release(qa, "L"), 0);
 	jobq_close(qa);
 	jobq_close(qb);
@@ -266,9 +278,9 @@ static void holder_killed_or_lease_ends(void **state)
 	assert_true(jqt_now() - t0 < 5);
 	assert_rc(jobq_lock_release(qb, "L"), 0);
 
-	/* A lease of 0.5 s on A: B waits for its end, not for ever. */
+	/* A lease of 1 s on A: B waits for its end, not for ever. */
 	x->ready = 0;
-	x->lease = 0.5;
+	x->lease = 1;
 	pid = jqt_fork(hold_forever, 0, x);
 	assert_true(pid > 0);
 	end = jqt_now() + 10;
@@ -558,9 +570,168 @@ static void connection_cut(void **state)
 	host_stop(&a);
 }
 
+/* ------------------------------------------------------------------------
+ * The statements, without a manager: one connection with batching on,
+ * driven by jobq__pg_run().
+ */
+struct ans {
+	bool done;
+	int err;
+	int rows;
+	char first[32];
+};
+
+static void ans_cb(void *arg, int err, const PGresult *res)
+{
+	struct ans *a = arg;
+
+	a->done = true;
+	a->err = err;
+	if (!err) {
+		a->rows = PQntuples(res);
+		if (a->rows)
+			snprintf(a->first, sizeof(a->first), "%s",
+				 PQgetvalue(res, 0, 0));
+	}
+}
+
+static bool both_done(void *arg)
+{
+	struct ans *a = arg;
+
+	return a[0].done && a[1].done;
+}
+
+static bool is_up(void *arg)
+{
+	return jobq__pg_up(arg);
+}
+
+/* Whether another session can take unit 0 of lock @name now. It lets
+ * go at once, not as it closes: the server ends a session after the
+ * client has gone, and a try right after could still find it there. */
+static bool free_elsewhere(const char *name)
+{
+	char sql[256], *r;
+	bool ok;
+
+	snprintf(sql, sizeof(sql),
+		 "SELECT CASE WHEN pg_try_advisory_lock(%1$lld) THEN "
+		 "pg_advisory_unlock(%1$lld) ELSE false END",
+		 (long long)jobq__pg_lock_key(name));
+	r = jqt_pg_exec(conninfo, sql);
+	assert_non_null(r);
+	ok = !strcmp(r, "t");
+	free(r);
+	return ok;
+}
+
+static const char sql_fails[] = "SELECT 1 / 0";
+
+/*
+ * A try and an unlock, each in one batch with a statement that fails:
+ * the batch rolls back, which does not undo an advisory lock, and pg.c
+ * sends the try (or unlock) again alone. The session must still hold
+ * the unit once (one unlock frees it), and an unlock run twice must do
+ * no harm.
+ */
+static void statements_run_twice(void **state)
+{
+	struct jobq__pg *pg = NULL;
+	struct ans a[2];
+	char err[256];
+	uint32_t held = 0;
+
+	assert_int_equal(
+	    jobq__pg_open(&pg, conninfo, NULL, 0, NULL, err, sizeof(err)), 0);
+	assert_int_equal(jobq__pg_run(pg, is_up, pg, 20000), 0);
+	jobq__pg_batching(pg, true);
+
+	memset(a, 0, sizeof(a));
+	assert_int_equal(jobq__pg_lock_try(pg, "L", 1, NULL, 0, ans_cb, &a[0]),
+			 0);
+	assert_int_equal(jobq__pg_query(pg, sql_fails, 0, NULL, ans_cb, &a[1]),
+			 0);
+	assert_int_equal(jobq__pg_run(pg, both_done, a, 20000), 0);
+	assert_int_equal(a[0].err, 0);
+	assert_int_equal(a[0].rows, 1);
+	assert_string_equal(a[0].first, "0");
+	assert_int_equal(a[1].err, -EPROTO);
+	assert_false(free_elsewhere("L"));
+	/* Held: a try knowing it takes nothing more (one unit only). */
+	memset(a, 0, sizeof(a));
+	assert_int_equal(jobq__pg_lock_try(pg, "L", 1, &held, 1, ans_cb, &a[0]),
+			 0);
+	a[1].done = true;
+	assert_int_equal(jobq__pg_run(pg, both_done, a, 20000), 0);
+	assert_int_equal(a[0].err, 0);
+	assert_int_equal(a[0].rows, 0);
+	/* One unlock frees it: the try ran twice but took it once. */
+	memset(a, 0, sizeof(a));
+	a[1].done = true;
+	assert_int_equal(jobq__pg_lock_unlock(pg, "L", 0, ans_cb, &a[0]), 0);
+	assert_int_equal(jobq__pg_run(pg, both_done, a, 20000), 0);
+	assert_int_equal(a[0].err, 0);
+	assert_true(free_elsewhere("L"));
+
+	/* Taken alone, then let go in a batch that fails. */
+	memset(a, 0, sizeof(a));
+	a[1].done = true;
+	assert_int_equal(jobq__pg_lock_try(pg, "L", 1, NULL, 0, ans_cb, &a[0]),
+			 0);
+	assert_int_equal(jobq__pg_run(pg, both_done, a, 20000), 0);
+	assert_int_equal(a[0].rows, 1);
+	assert_false(free_elsewhere("L"));
+	memset(a, 0, sizeof(a));
+	assert_int_equal(jobq__pg_lock_unlock(pg, "L", 0, ans_cb, &a[0]), 0);
+	assert_int_equal(jobq__pg_query(pg, sql_fails, 0, NULL, ans_cb, &a[1]),
+			 0);
+	assert_int_equal(jobq__pg_run(pg, both_done, a, 20000), 0);
+	assert_int_equal(a[0].err, 0);
+	assert_int_equal(a[1].err, -EPROTO);
+	assert_true(free_elsewhere("L"));
+
+	/* A semaphore of 3 whose unit 0 another session holds: units 1
+	 * and 2, then none. */
+	{
+		char sql[128];
+		PGconn *other = PQconnectdb(conninfo);
+		PGresult *r;
+		uint32_t units[2];
+
+		assert_int_equal(PQstatus(other), CONNECTION_OK);
+		snprintf(sql, sizeof(sql), "SELECT pg_advisory_lock(%lld)",
+			 (long long)jobq__pg_lock_key("S"));
+		r = PQexec(other, sql);
+		assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+		PQclear(r);
+		for (int i = 0; i < 3; i++) {
+			memset(a, 0, sizeof(a));
+			a[1].done = true;
+			assert_int_equal(jobq__pg_lock_try(pg, "S", 3, units,
+							   (uint32_t)i, ans_cb,
+							   &a[0]),
+					 0);
+			assert_int_equal(jobq__pg_run(pg, both_done, a, 20000),
+					 0);
+			assert_int_equal(a[0].err, 0);
+			if (i == 2) {
+				assert_int_equal(a[0].rows, 0);
+				break;
+			}
+			assert_int_equal(a[0].rows, 1);
+			units[i] = (uint32_t)atoi(a[0].first);
+			assert_int_equal(units[i], i + 1);
+		}
+		PQfinish(other);
+	}
+	jobq__pg_close(pg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup(statements_run_twice, setup),
 	    cmocka_unit_test_setup(release_hands_over, setup),
 	    cmocka_unit_test_setup(holder_killed_or_lease_ends, setup),
 	    cmocka_unit_test_setup(manager_killed, setup),
