@@ -61,8 +61,9 @@ enum {
 	JOBQ_EJOBFAILED = -10009, /* the job ended dead: its attempts failed */
 	JOBQ_EFORKED =
 	    -10010, /* the handle was opened by another process (fork) */
-	JOBQ_ELOST = -10011,  /* the manager restarted: a lock request or a
-			       * lock held was lost with it */
+	JOBQ_ELOST = -10011,  /* the manager restarted, or with --backend lost
+			       * PostgreSQL: a lock request or a lock held
+			       * was lost with it */
 	JOBQ_EQUOTA = -10012, /* this client is at one of its quotas (jobq stats
 				 --clients) */
 	JOBQ_ELAST = -10013,
@@ -491,6 +492,24 @@ JOBQ_API int jobq_kv_list(jobq_t *q, const char *prefix, jobq_kv_cb cb,
  * releases everything it held. The manager sees every holder and waiter:
  * a request that would close a cycle of processes waiting on each other
  * fails at once with -EDEADLK instead of hanging.
+ *
+ * With jobqd --backend, Locks, RLocks and Semaphores are shared by every
+ * host on the database: each unit held here is also held by this host's
+ * manager as a PostgreSQL session advisory lock, and is granted only once
+ * PostgreSQL said so. A unit held on another host is waited for (with the
+ * same timeouts) until that host releases it, which wakes the waiters of
+ * every host through a notification, or until that host dies or loses its
+ * connection, which the others notice within 300 ms. A host's own waiters
+ * go before other hosts'. A release is answered before PostgreSQL has let
+ * the advisory lock go: another host's waiter has the lock within a round
+ * trip to PostgreSQL, and a try-once there just after the release may
+ * still say -EAGAIN. When this host's manager loses its connection to
+ * PostgreSQL, the locks held here are lost (PostgreSQL let the advisory
+ * locks go): a holder's jobq_lock_release() returns JOBQ_ELOST, as after a
+ * manager restart, and requests waiting go on once it reconnects. Deadlock
+ * detection sees this host's holders and waiters only, and Events stay
+ * with each host. A semaphore must be created with the same value on
+ * every host (each host counts its own value; the units are shared).
  */
 enum jobq_lock_kind {
 	JOBQ_LOCK = 1,	    /* one holder */
@@ -531,8 +550,9 @@ JOBQ_API int jobq_lock_acquire_lease(jobq_t *q, const char *name,
 				     double timeout, double lease);
 
 /* jobq_lock_release - give back one unit of lock @name held by the calling
- * thread, waking the next waiter. Returns 0, or -EPERM when the calling
- * thread does not hold it. */
+ * thread, waking the next waiter. Returns 0, -EPERM when the calling
+ * thread does not hold it, or JOBQ_ELOST when it held it and lost it to a
+ * manager restart or (--backend) a lost connection to PostgreSQL. */
 JOBQ_API int jobq_lock_release(jobq_t *q, const char *name);
 
 /*
@@ -577,7 +597,9 @@ struct jobq_lock_info {
 
 /*
  * jobq_locks - every lock, as jobq_queues() lists queues: a malloc'd array
- * in *out (free() it) of *n entries. Returns 0 or -ENOMEM.
+ * in *out (free() it) of *n entries. Returns 0 or -ENOMEM. With jobqd
+ * --backend, held, holder and waiters are this host's: a lock held on
+ * another host shows as free here.
  */
 JOBQ_API int jobq_locks(jobq_t *q, struct jobq_lock_info **out, size_t *n);
 

@@ -515,6 +515,15 @@ void jobq__locks_drop_client(struct jobq__client *c);
 /* The lock timer fired: holders whose lease ran out lose their units. */
 void jobq__locks_timer(void);
 bool jobq__locks_held_by(const struct jobq__client *c);
+#ifdef JOBQ_HAVE_PG
+/* --backend (pg_mgr.c calls these): the connection came up or went down
+ * (every lock held here is lost with it), a NOTIFY on
+ * JOBQ__PG_LOCK_CHANNEL named lock @name, the end of a loop turn (the
+ * advisory locks follow the table: locks.c). */
+void jobq__locks_pg_state(bool up);
+void jobq__locks_pg_notify(const char *name);
+void jobq__locks_pg_turn(void);
+#endif
 
 /*
  * clients.c: each connection's record in the store, its counts against

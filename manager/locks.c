@@ -30,12 +30,26 @@
  * no state anyone could see: its record is freed (its generation moves
  * on, so a cached id fails with -ESTALE) and serves a later lock, oldest
  * freed first. libjobq checks a cached id in the store before it uses it.
+ *
+ * With --backend, locks are shared by every host on the database: a unit
+ * held by a client here is also held by this manager as a PostgreSQL
+ * session advisory lock on its connection (pg_locks.c has the key). The
+ * table here still arbitrates between this host's clients; the advisory
+ * lock says "this host holds it". A unit is granted only once PostgreSQL
+ * said its advisory lock is this manager's: can_take() asks for one per
+ * unit held (one for a Lock or RLock, whatever the depth), and
+ * pg_sync() tries for the units that waiters lack and lets go of those
+ * nobody here holds or waits for. The section at the end of this file
+ * has the rest: retries, losing the connection, and try-once requests.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "jobqd.h"
+#ifdef JOBQ_HAVE_PG
+#include "pg.h"
+#endif
 
 struct jobq__holder {
 	struct jobq__client *c;
@@ -53,11 +67,45 @@ struct jobq__lock {
 	pid_t maker;		  /* the pid that made it, 0: none */
 	uint64_t maker_ref;	  /* jobq__client_ref() of its maker */
 	struct jobq__list evwait; /* Event: waiters */
+	/* --backend: the units whose advisory lock this manager holds (at
+	 * least one per unit held here), the tries and unlocks in flight,
+	 * and whether the last try found every other unit held by other
+	 * hosts. A record with units, tries or unlocks is not freed: the
+	 * answers name it. */
+	uint32_t *pgu;
+	uint32_t npgu, cappgu;
+	uint32_t pg_trying, pg_unlocking;
+	bool pg_blocked;
+	uint32_t pg_want; /* pg_sync()'s scratch */
 };
 
 static struct jobq__lock *lock_priv;
 static struct jobq__list lock_waiters;
 static uint32_t epoch;
+
+/* --backend: a unit held by (client, owner) that went with the connection
+ * to PostgreSQL; its release says JOBQ_ELOST, as after a manager restart. */
+struct lost {
+	uint32_t id;
+	uint64_t ref; /* jobq__client_ref() */
+	uint64_t owner;
+};
+
+static struct {
+	bool dirty;	  /* something pg_sync() looks at changed */
+	uint64_t poll_at; /* when blocked units are tried again, 0: never */
+	struct lost *lost;
+	uint32_t nlost, caplost;
+} pgl;
+
+static bool backend(void)
+{
+#ifdef JOBQ_HAVE_PG
+	return jobq__m.o.backend != NULL;
+#else
+	return false;
+#endif
+}
 /* Which locks each client slot uses: a bitmap of max_locks bits each,
  * made at its first use. */
 static uint8_t **used_by;
@@ -145,8 +193,8 @@ static void try_free(uint32_t id)
 	struct jobq__client *maker;
 	uint32_t gen;
 
-	if (!r->in_use || l->users || l->nh || l->nwait ||
-	    !jobq__list_empty(&l->evwait) ||
+	if (!r->in_use || l->users || l->nh || l->nwait || l->npgu ||
+	    l->pg_trying || l->pg_unlocking || !jobq__list_empty(&l->evwait) ||
 	    (r->kind == JOBQ_WIRE_EVENT && r->is_set))
 		return;
 	gen = (r->gen + 1) & JOBQ_QGEN_MASK;
@@ -159,6 +207,7 @@ static void try_free(uint32_t id)
 		jobq__quota_give(maker, JOBQ_QUOTA_LOCKS);
 	l->maker = 0;
 	l->maker_ref = 0;
+	l->pg_blocked = false;
 	freel.v[(freel.head + freel.n++) % freel.cap] = id;
 	store_relaxed(&jobq__hdr()->locks_live,
 		      load_relaxed(&jobq__hdr()->locks_live) - 1);
@@ -189,8 +238,12 @@ void jobq__locks_fini(void)
 {
 	uint32_t max = jobq__hdr()->max_locks;
 
-	for (uint32_t i = 0; lock_priv && i < max; i++)
+	for (uint32_t i = 0; lock_priv && i < max; i++) {
 		free(lock_priv[i].h);
+		free(lock_priv[i].pgu);
+	}
+	free(pgl.lost);
+	memset(&pgl, 0, sizeof(pgl));
 	for (uint32_t i = 0; used_by && i < jobq__m.o.max_clients; i++)
 		free(used_by[i]);
 	free(lock_priv);
@@ -240,9 +293,10 @@ static int64_t find_holder(struct jobq__lock *l, struct jobq__client *c,
 	return -1;
 }
 
-/* 0: @owner of @c can take a unit of lock @id now; 1: it must wait;
- * -EDEADLK: it already holds this plain lock. */
-static int can_take(uint32_t id, struct jobq__client *c, uint64_t owner)
+/* 0: @owner of @c can take a unit of lock @id as far as this host's
+ * holders go; 1: it must wait; -EDEADLK: it already holds this plain
+ * lock. */
+static int can_take_local(uint32_t id, struct jobq__client *c, uint64_t owner)
 {
 	struct jobq_lock_rec *r = rec(id);
 	struct jobq__lock *l = &lock_priv[id];
@@ -260,6 +314,34 @@ static int can_take(uint32_t id, struct jobq__client *c, uint64_t owner)
 		return units_held(l) < r->limit ? 0 : 1;
 	}
 	return 1;
+}
+
+/* --backend: the advisory units lock @id needs for its holders here, and
+ * with one more unit taken (a Lock or RLock needs one, whatever holds
+ * it; a Semaphore one per unit). */
+static uint32_t pg_need(uint32_t id)
+{
+	const struct jobq__lock *l = &lock_priv[id];
+
+	if (rec(id)->kind == JOBQ_WIRE_SEMAPHORE)
+		return units_held(l);
+	return l->nh ? 1 : 0;
+}
+
+static uint32_t pg_need_more(uint32_t id)
+{
+	return rec(id)->kind == JOBQ_WIRE_SEMAPHORE ? pg_need(id) + 1 : 1;
+}
+
+/* can_take_local(), and with --backend only once this host holds the
+ * advisory units that taking it needs. */
+static int can_take(uint32_t id, struct jobq__client *c, uint64_t owner)
+{
+	int r = can_take_local(id, c, owner);
+
+	if (r == 0 && backend() && lock_priv[id].npgu < pg_need_more(id))
+		return 1;
+	return r;
 }
 
 static int reserve(struct jobq__lock *l)
@@ -292,6 +374,20 @@ static uint64_t next_lease(void)
 	return at;
 }
 
+/* The lock timer: the earliest lease, or the backend's poll before it. */
+static void arm_timer(void)
+{
+	uint64_t at = next_lease();
+
+	if (pgl.poll_at && (!at || pgl.poll_at < at))
+		at = pgl.poll_at;
+	jobq__timer_arm(JOBQ__TIMER_LOCKS, at);
+}
+
+/* lost_forget()'s "every lock". */
+#define ANY_ID UINT32_MAX
+static void lost_forget(uint32_t id, struct jobq__client *c, uint64_t owner);
+
 /* @c holds @delta more locks (a holder entry, one per lock and owner,
  * came or went): its quota of locks held follows. */
 static void held_add(struct jobq__client *c, int delta)
@@ -318,7 +414,9 @@ static void take(uint32_t id, struct jobq__client *c, uint64_t owner,
 	l->h[i].count++;
 	l->h[i].lease_until = lease_ns ? jobq__now_ns() + lease_ns : 0;
 	if (lease_ns)
-		jobq__timer_arm(JOBQ__TIMER_LOCKS, next_lease());
+		arm_timer();
+	if (pgl.nlost)
+		lost_forget(id, c, owner);
 	sync_rec(id, true);
 	jobq__count(lock_acquires);
 }
@@ -414,6 +512,16 @@ static void set_nwait(const uint32_t *ids, uint32_t n, int delta)
 	}
 }
 
+/* Whether every lock @w waits for is free for it here: what it lacks is
+ * only the advisory units. */
+static bool locally_free(const struct jobq__waiter *w)
+{
+	for (uint32_t k = 0; k < w->nids; k++)
+		if (can_take_local(w->ids[k], w->c, w->sqe.owner))
+			return false;
+	return true;
+}
+
 /* Grants waiters, oldest first, whose locks are now all free for them. */
 static void grant(void)
 {
@@ -428,10 +536,37 @@ static void grant(void)
 		if (!jobq__client_alive(w->c))
 			continue;
 		r = take_all(w->ids, w->nids, w->c, w->sqe.owner, w->sqe.arg1);
-		if (r == 1)
+		/* A try-once request (only with --backend: lock_wait())
+		 * that a client here got ahead of fails as it would have. */
+		if (r == 1 && (w->sqe.timeout_ns || locally_free(w)))
 			continue;
-		jobq__wait_done(w, r, 0);
+		jobq__wait_done(w, r == 1 ? -EAGAIN : r, 0);
 	}
+	pgl.dirty = true;
+}
+
+/*
+ * Whether a try-once request (timeout 0) that cannot be granted now is
+ * parked all the same: with --backend, when it lacks only the advisory
+ * units, it waits for PostgreSQL's answer (no deadline; the answer ends
+ * it: pg_try_done()).
+ */
+static bool try_once_waits(struct jobq__client *c, uint64_t owner,
+			   const uint32_t *ids, uint32_t n)
+{
+#ifdef JOBQ_HAVE_PG
+	struct jobq__waiter t;
+
+	if (!backend() || !jobq__pg_up(jobq__backend_pg()))
+		return false;
+	t.c = c;
+	t.sqe.owner = owner;
+	t.nids = n;
+	memcpy(t.ids, ids, n * sizeof(*ids));
+	return locally_free(&t);
+#else
+	return false;
+#endif
 }
 
 /* Parks a lock request that could not be granted: -EAGAIN for timeout 0,
@@ -442,7 +577,7 @@ static int lock_wait(struct jobq__client *c, const struct jobq_sqe *s,
 	struct jobq__waiter *w;
 	int err;
 
-	if (s->timeout_ns == 0)
+	if (s->timeout_ns == 0 && !try_once_waits(c, s->owner, ids, n))
 		return -EAGAIN;
 	if (would_deadlock(ids, n, c, s->owner)) {
 		jobq__count(deadlocks);
@@ -457,6 +592,11 @@ static int lock_wait(struct jobq__client *c, const struct jobq_sqe *s,
 	w->nids = n;
 	jobq__list_add_tail(&w->onode, &lock_waiters);
 	set_nwait(ids, n, 1);
+	/* A new request tries PostgreSQL at once, whatever an older one
+	 * was told. */
+	for (uint32_t i = 0; i < n; i++)
+		lock_priv[ids[i]].pg_blocked = false;
+	pgl.dirty = true;
 	return JOBQ__NOREPLY;
 }
 
@@ -465,11 +605,15 @@ void jobq__lock_wait_detach(struct jobq__waiter *w)
 	if (jobq__list_empty(&w->onode))
 		return;
 	jobq__list_del(&w->onode);
-	if (w->kind == JOBQ__W_EVENT)
+	if (w->kind == JOBQ__W_EVENT) {
 		set_nwait(&w->sqe.id, 1, -1);
-	else
+	} else {
 		set_nwait(w->ids, w->nids, -1);
+		pgl.dirty = true; /* units tried for it may not be wanted */
+	}
 }
+
+static bool lost_take(uint32_t id, struct jobq__client *c, uint64_t owner);
 
 /* Removes one unit held by @owner of @c from lock @id. */
 static int release_one(uint32_t id, struct jobq__client *c, uint64_t owner)
@@ -478,7 +622,8 @@ static int release_one(uint32_t id, struct jobq__client *c, uint64_t owner)
 	int64_t i = find_holder(l, c, owner);
 
 	if (i < 0)
-		return -EPERM;
+		return pgl.nlost && lost_take(id, c, owner) ? JOBQ_ELOST
+							    : -EPERM;
 	if (--l->h[i].count == 0) {
 		memmove(&l->h[i], &l->h[i + 1],
 			(l->nh - (uint32_t)i - 1) * sizeof(*l->h));
@@ -506,6 +651,14 @@ void jobq__locks_timer(void)
 	uint64_t now = jobq__now_ns();
 	bool any = false;
 
+	if (pgl.poll_at && pgl.poll_at <= now) {
+		/* The backend's poll: units held elsewhere are tried again. */
+		pgl.poll_at = 0;
+		for (uint32_t id = 0; id < n; id++)
+			lock_priv[id].pg_blocked = false;
+		pgl.dirty = true;
+	}
+
 	for (uint32_t id = 0; id < n; id++) {
 		struct jobq__lock *l = &lock_priv[id];
 		uint32_t k = 0;
@@ -529,7 +682,7 @@ void jobq__locks_timer(void)
 			any = true;
 		}
 	}
-	jobq__timer_arm(JOBQ__TIMER_LOCKS, next_lease());
+	arm_timer();
 	if (any)
 		grant();
 }
@@ -554,6 +707,8 @@ void jobq__locks_drop_client(struct jobq__client *c)
 	}
 	if (any)
 		grant();
+	if (pgl.nlost)
+		lost_forget(ANY_ID, c, 0);
 	drop_uses(c);
 }
 
@@ -751,3 +906,318 @@ int jobq__op_ev_wait(struct jobq__client *c, const struct jobq_sqe *s)
 	set_nwait(&id, 1, 1);
 	return JOBQ__NOREPLY;
 }
+
+/* ------------------------------------------------------------------------
+ * --backend: the advisory locks behind the table.
+ *
+ * pg_sync() runs at the end of a loop turn in which anything it looks at
+ * changed (pgl.dirty), and after each answer. It works out, per lock,
+ * the units this host wants: one per unit its clients hold, plus one per
+ * waiter that lacks only advisory units (a Lock or RLock wants one in
+ * all). It lets go of units beyond that (an unlock and a NOTIFY each) and
+ * sends one try at a time for a lock that wants more. Units a waiter's
+ * try brings are granted by grant(), this host's waiters first: a host
+ * keeps a lock its own clients queue for.
+ *
+ * A try that finds the unit held elsewhere marks the lock blocked: its
+ * waiters wait (their timeouts run as ever) and no try is sent for it
+ * until the other host's release NOTIFYs JOBQ__PG_LOCK_CHANNEL with its
+ * name (one notification, no poll interval), or a new request for it
+ * comes. A host that dies, or whose connection is cut, releases its
+ * advisory locks without any NOTIFY, so while some waiter is blocked
+ * the lock timer also tries again every PG_POLL_NS. lock_many() across
+ * hosts takes the units of its set as they come and lets them go while
+ * one of them is blocked (such a waiter wants none), so two hosts taking
+ * overlapping sets back off rather than hold parts of them against each
+ * other.
+ *
+ * The connection lost: PostgreSQL ended the session and with it every
+ * advisory lock, so every unit held here is lost. Its holders are
+ * dropped, and each learns it when it releases: JOBQ_ELOST, as after a
+ * manager restart (struct lost). Waiters stay and try again when the
+ * connection is back; try-once requests fail with -EAGAIN.
+ */
+#define PG_POLL_NS (300 * 1000 * 1000ull)
+
+static void lost_forget(uint32_t id, struct jobq__client *c, uint64_t owner)
+{
+	uint64_t ref = jobq__client_ref(c);
+	uint32_t k = 0;
+
+	for (uint32_t i = 0; i < pgl.nlost; i++) {
+		struct lost *x = &pgl.lost[i];
+
+		if (x->ref == ref &&
+		    (id == ANY_ID || (x->id == id && x->owner == owner)))
+			continue;
+		pgl.lost[k++] = *x;
+	}
+	pgl.nlost = k;
+}
+
+/* Whether @owner of @c lost a unit of lock @id with the connection (the
+ * entry is taken: JOBQ_ELOST is said once). */
+static bool lost_take(uint32_t id, struct jobq__client *c, uint64_t owner)
+{
+	uint64_t ref = jobq__client_ref(c);
+
+	for (uint32_t i = 0; i < pgl.nlost; i++) {
+		struct lost *x = &pgl.lost[i];
+
+		if (x->ref == ref && x->id == id && x->owner == owner) {
+			*x = pgl.lost[--pgl.nlost];
+			return true;
+		}
+	}
+	return false;
+}
+
+#ifdef JOBQ_HAVE_PG
+static void lost_add(uint32_t id, struct jobq__client *c, uint64_t owner)
+{
+	if (pgl.nlost == pgl.caplost) {
+		uint32_t ncap = pgl.caplost ? 2 * pgl.caplost : 16;
+		struct lost *n = realloc(pgl.lost, ncap * sizeof(*n));
+
+		if (!n)
+			return; /* its release then says -EPERM */
+		pgl.lost = n;
+		pgl.caplost = ncap;
+	}
+	pgl.lost[pgl.nlost++] = (struct lost){id, jobq__client_ref(c), owner};
+}
+
+static void pg_sync(void);
+
+static void pg_unlock_done(void *arg, int err, const PGresult *res)
+{
+	uint32_t id = (uint32_t)(uintptr_t)arg;
+
+	lock_priv[id].pg_unlocking--;
+	if (err == -ECANCELED)
+		return; /* as in pg_try_done() */
+	if (err == -EPROTO)
+		jobq__log(JOBQ__LOG_WARN, "backend: lock \"%.64s\": %s",
+			  rec(id)->name, PQresultErrorMessage(res));
+	/* A try this unlock held back may go now. */
+	pgl.dirty = true;
+	pg_sync();
+	try_free(id);
+}
+
+/* Lets go of unit @u of lock @id: 0, or -errno when it cannot be queued
+ * (the unit is then still held). */
+static int pg_unlock(uint32_t id, uint32_t u)
+{
+	int ret = jobq__pg_lock_unlock(jobq__backend_pg(), rec(id)->name, u,
+				       pg_unlock_done, (void *)(uintptr_t)id);
+
+	if (!ret)
+		lock_priv[id].pg_unlocking++;
+	return ret;
+}
+
+/* Fails the try-once waiters for lock @id (ANY_ID: all) with -EAGAIN. */
+static void fail_try_once(uint32_t id)
+{
+	struct jobq__list *p, *nx;
+
+	for (p = lock_waiters.next; p != &lock_waiters; p = nx) {
+		struct jobq__waiter *w =
+		    jobq__entry(p, struct jobq__waiter, onode);
+		bool names = id == ANY_ID;
+
+		nx = p->next;
+		for (uint32_t k = 0; k < w->nids && !names; k++)
+			names = w->ids[k] == id;
+		if (names && w->sqe.timeout_ns == 0)
+			jobq__wait_done(w, -EAGAIN, 0);
+	}
+}
+
+/*
+ * A try's answer. A unit in the answer is this session's whatever the
+ * connection went through since the try was sent (an answer comes only
+ * over the connection that is up), so it is kept; pg_sync() lets it go
+ * if nobody wants it any more.
+ */
+static void pg_try_done(void *arg, int err, const PGresult *res)
+{
+	uint32_t id = (uint32_t)(uintptr_t)arg;
+	struct jobq__lock *l = &lock_priv[id];
+
+	l->pg_trying--;
+	/* The connection is being closed (the manager stops): nothing may
+	 * be sent any more. */
+	if (err == -ECANCELED)
+		return;
+	if (!err && PQntuples(res) == 1) {
+		uint32_t u = (uint32_t)jobq__pg_int(res, 0, 0);
+		bool known = false;
+
+		for (uint32_t i = 0; i < l->npgu; i++)
+			known |= l->pgu[i] == u;
+		if (!known && l->npgu == l->cappgu) {
+			uint32_t ncap = l->cappgu ? 2 * l->cappgu : 1;
+			uint32_t *n = realloc(l->pgu, ncap * sizeof(*n));
+
+			if (!n) {
+				pg_unlock(id, u);
+				goto out;
+			}
+			l->pgu = n;
+			l->cappgu = ncap;
+		}
+		if (!known)
+			l->pgu[l->npgu++] = u;
+		grant();
+	} else if (!err) {
+		l->pg_blocked = true;
+		fail_try_once(id);
+	} else if (err == -EPROTO) {
+		jobq__log(JOBQ__LOG_WARN, "backend: lock \"%.64s\": %s",
+			  rec(id)->name, PQresultErrorMessage(res));
+	}
+out:
+	pgl.dirty = true;
+	pg_sync();
+	try_free(id);
+}
+
+static void pg_sync(void)
+{
+	struct jobq__pg *pg = jobq__backend_pg();
+	uint32_t n = load_relaxed(&jobq__hdr()->nlocks);
+	bool blocked = false;
+	struct jobq__list *p;
+
+	if (!pgl.dirty || !pg || !jobq__pg_up(pg))
+		return;
+	pgl.dirty = false;
+	for (uint32_t id = 0; id < n; id++)
+		lock_priv[id].pg_want = rec(id)->in_use ? pg_need(id) : 0;
+	for (p = lock_waiters.next; p != &lock_waiters; p = p->next) {
+		struct jobq__waiter *w =
+		    jobq__entry(p, struct jobq__waiter, onode);
+		bool wants = jobq__client_alive(w->c) && locally_free(w);
+
+		for (uint32_t k = 0; k < w->nids && wants; k++) {
+			struct jobq__lock *l = &lock_priv[w->ids[k]];
+
+			if (l->pg_blocked && l->npgu < pg_need_more(w->ids[k]))
+				wants = false;
+		}
+		if (!wants) {
+			blocked |= jobq__client_alive(w->c) && locally_free(w);
+			continue;
+		}
+		for (uint32_t k = 0; k < w->nids; k++) {
+			uint32_t id = w->ids[k];
+			struct jobq__lock *l = &lock_priv[id];
+
+			if (rec(id)->kind != JOBQ_WIRE_SEMAPHORE)
+				l->pg_want = 1;
+			else if (l->pg_want < rec(id)->limit)
+				l->pg_want++;
+		}
+	}
+	for (uint32_t id = 0; id < n; id++) {
+		struct jobq__lock *l = &lock_priv[id];
+
+		if (!l->npgu && l->pg_want <= l->pg_trying)
+			continue;
+		while (l->npgu > l->pg_want) {
+			/* One that cannot be queued is kept, and let go by
+			 * the poll's pg_sync(). */
+			if (pg_unlock(id, l->pgu[l->npgu - 1])) {
+				blocked = true;
+				break;
+			}
+			l->npgu--;
+		}
+		/*
+		 * No try while an unlock of the lock is unanswered. pg.c may
+		 * run an unlock twice (a batch that failed for another
+		 * statement is sent again), and a try that ran between the
+		 * two would have its unit taken away by the second.
+		 */
+		if (!l->pg_trying && !l->pg_unlocking && !l->pg_blocked &&
+		    l->npgu < l->pg_want) {
+			/* A try that cannot be queued (out of memory, too
+			 * many queries waiting) is made again by the poll. */
+			if (jobq__pg_lock_try(pg, rec(id)->name, rec(id)->limit,
+					      l->pgu, l->npgu, pg_try_done,
+					      (void *)(uintptr_t)id)) {
+				l->pg_blocked = true;
+				blocked = true;
+			} else {
+				l->pg_trying++;
+			}
+		}
+		try_free(id);
+	}
+	if (blocked && !pgl.poll_at) {
+		pgl.poll_at = jobq__now_ns() + PG_POLL_NS;
+		arm_timer();
+	} else if (!blocked && pgl.poll_at) {
+		pgl.poll_at = 0;
+		arm_timer();
+	}
+}
+
+void jobq__locks_pg_turn(void)
+{
+	pg_sync();
+}
+
+void jobq__locks_pg_notify(const char *name)
+{
+	uint32_t n = load_relaxed(&jobq__hdr()->nlocks);
+
+	for (uint32_t id = 0; id < n; id++) {
+		if (!rec(id)->in_use || strcmp(rec(id)->name, name))
+			continue;
+		if (lock_priv[id].pg_blocked) {
+			lock_priv[id].pg_blocked = false;
+			pgl.dirty = true;
+			pg_sync();
+		}
+		return;
+	}
+}
+
+void jobq__locks_pg_state(bool up)
+{
+	uint32_t n = load_relaxed(&jobq__hdr()->nlocks), lost = 0;
+
+	if (up) {
+		for (uint32_t id = 0; id < n; id++)
+			lock_priv[id].pg_blocked = false;
+		pgl.dirty = true;
+		pg_sync();
+		return;
+	}
+	for (uint32_t id = 0; id < n; id++) {
+		struct jobq__lock *l = &lock_priv[id];
+
+		l->npgu = 0;
+		l->pg_blocked = false;
+		if (!l->nh)
+			continue;
+		for (uint32_t i = 0; i < l->nh; i++) {
+			lost_add(id, l->h[i].c, l->h[i].owner);
+			held_add(l->h[i].c, -1);
+		}
+		lost += l->nh;
+		l->nh = 0;
+		sync_rec(id, false);
+	}
+	if (lost)
+		jobq__log(JOBQ__LOG_WARN,
+			  "backend: %u lock holders lost their locks with the "
+			  "connection to PostgreSQL",
+			  lost);
+	fail_try_once(ANY_ID);
+	arm_timer();
+}
+#endif

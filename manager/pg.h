@@ -357,6 +357,30 @@ int jobq__pg_kv_incr(struct jobq__pg *pg, const char *key, int64_t by,
 int jobq__pg_kv_cas(struct jobq__pg *pg, const char *key, const char *expect,
 		    const char *val, jobq__pg_cb cb, void *arg);
 
+/* ------------------------------------------------------------------------
+ * pg_locks.c: named locks as session advisory locks of this connection
+ * (the key and why the statements look as they do: pg_locks.c).
+ */
+/* Released units are announced here: payload the lock's name. */
+#define JOBQ__PG_LOCK_CHANNEL "jobq_lock"
+
+/* The advisory key of unit 0 of lock @name; unit u's is this XOR u. */
+int64_t jobq__pg_lock_key(const char *name);
+
+/* Try: take one unit of lock @name (of @units units) that this session
+ * holds neither in @held (@nheld units the caller knows it holds) nor
+ * otherwise, without waiting. One row (u int), the unit now held, or
+ * none when every other unit is held by another session. */
+int jobq__pg_lock_try(struct jobq__pg *pg, const char *name, uint32_t units,
+		      const uint32_t *held, uint32_t nheld, jobq__pg_cb cb,
+		      void *arg);
+
+/* Unlock: let go of unit @unit of lock @name (nothing when this session
+ * does not hold it) and NOTIFY JOBQ__PG_LOCK_CHANNEL with @name. One
+ * row. */
+int jobq__pg_lock_unlock(struct jobq__pg *pg, const char *name, uint32_t unit,
+			 jobq__pg_cb cb, void *arg);
+
 /* Small helpers for callbacks: a column of row @row as an integer (0 for
  * NULL), and whether the answer is a SQL error with SQLSTATE @state. */
 int64_t jobq__pg_int(const PGresult *res, int row, int col);

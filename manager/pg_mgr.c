@@ -17,8 +17,9 @@
  * backoff, maintenance) runs from the loop's JOBQ__TIMER_BACKEND.
  *
  * The job handlers go through the backend (jobs_pg.c): jobs are shared
- * by every host's manager. Queues of objects, the key/value store and
- * locks stay with each host for now, which the log line at start says.
+ * by every host's manager, and so are locks, as advisory locks of this
+ * connection (locks.c, pg_locks.c). Queues of objects and the key/value
+ * store stay with each host for now, which the log line at start says.
  */
 #include <errno.h>
 #include <poll.h>
@@ -52,18 +53,27 @@ static void on_state(void *ctx, bool up, const char *why)
 	if (up) {
 		jobq__log(0, "backend: connected to PostgreSQL");
 		/* What changed while it was down is read now. */
-		if (jobq__m.turn)
+		if (jobq__m.turn) {
 			jobq__jobs_pg_tick();
+			jobq__locks_pg_state(true);
+		}
 		return;
 	}
 	snprintf(b.why, sizeof(b.why), "%s", why ? why : "closed");
-	if (jobq__m.turn)
+	if (jobq__m.turn) {
 		jobq__log(JOBQ__LOG_WARN,
 			  "backend: connection lost (%s); reconnecting", b.why);
+		jobq__locks_pg_state(false);
+	}
 }
 
 static void on_notify(void *ctx, const char *channel, const char *payload)
 {
+	if (!strcmp(channel, JOBQ__PG_LOCK_CHANNEL)) {
+		if (jobq__m.turn)
+			jobq__locks_pg_notify(payload);
+		return;
+	}
 	if (!strcmp(channel, JOBQ__PG_DONE_CHANNEL))
 		jobq__log(JOBQ__LOG_DEBUG, "backend: job %s is final", payload);
 	else
@@ -83,13 +93,13 @@ static bool is_up(void *arg)
 static int connect_and_check(const char *url, int mode, int *found, char *err,
 			     size_t errlen)
 {
-	static const char *const channels[] = {JOBQ__PG_CHANNEL,
-					       JOBQ__PG_DONE_CHANNEL};
+	static const char *const channels[] = {
+	    JOBQ__PG_CHANNEL, JOBQ__PG_DONE_CHANNEL, JOBQ__PG_LOCK_CHANNEL};
 	struct jobq__pg_hooks h = {on_notify, on_state, NULL};
 	char m[512];
 	int ret;
 
-	ret = jobq__pg_open(&b.pg, url, channels, 2, &h, m, sizeof(m));
+	ret = jobq__pg_open(&b.pg, url, channels, 3, &h, m, sizeof(m));
 	if (ret) {
 		snprintf(err, errlen, "--backend: %s", m);
 		return ret;
@@ -154,9 +164,9 @@ int jobq__backend_open(char *err, size_t errlen)
 	 * submits or results instead of one each. */
 	jobq__pg_batching(b.pg, true);
 	jobq__log(0,
-		  "backend: schema version %d; jobs are shared with every "
-		  "host on this database, queues, keys and locks stay with "
-		  "this host",
+		  "backend: schema version %d; jobs and locks are shared "
+		  "with every host on this database, queues and keys stay "
+		  "with this host",
 		  JOBQ__PG_SCHEMA_VERSION);
 	b.maint_at = jobq__now_ns() + MAINT_NS;
 	b.retain_at = jobq__now_ns() + RETAIN_NS;
@@ -250,6 +260,7 @@ void jobq__backend_turn(void)
 
 	if (!b.pg)
 		return;
+	jobq__locks_pg_turn();
 	jobq__pg_ready(b.pg, 0);
 	ev = jobq__pg_events(b.pg, &fd, &dl, &gen);
 	if (b.armed && (gen != b.armed_gen || ev != b.armed_ev || fd < 0)) {

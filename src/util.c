@@ -28,7 +28,8 @@ static const char *const jobq_errors[] = {
     [-(JOBQ_EFORKED - JOBQ_EBASE)] =
 	"the handle belongs to another process (use one opened after fork)",
     [-(JOBQ_ELOST - JOBQ_EBASE)] =
-	"the manager restarted and the lock was lost with it",
+	"the manager restarted, or lost its database, and the lock was "
+	"lost with it",
 };
 
 const char *jobq_strerror(int err)
