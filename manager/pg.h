@@ -170,7 +170,7 @@ int jobq__pg_run(struct jobq__pg *pg, bool (*done)(void *arg), void *arg,
  * pg_schema.c: the schema and its migrations.
  */
 /* The schema this binary writes and reads. */
-#define JOBQ__PG_SCHEMA_VERSION 2
+#define JOBQ__PG_SCHEMA_VERSION 3
 
 enum jobq__pg_schema_mode {
 	JOBQ__PG_CHECK,	  /* refuse any schema but ours */
@@ -346,16 +346,36 @@ int jobq__pg_unreserve(struct jobq__pg *pg, uint64_t id, uint64_t token,
 int jobq__pg_sync(struct jobq__pg *pg, uint64_t after, const uint64_t *ids,
 		  uint32_t nids, uint32_t limit, jobq__pg_cb cb, void *arg);
 
-/* Key/value: set, incr (one row: the new value as bigint; a missing key
- * counts from 0; -EPROTO with SQLSTATE 22P02 when the value is not an
- * integer) and cas (one row when @expect matched and @val was stored, none
- * otherwise; @expect NULL means "absent"). Values are text. */
-int jobq__pg_kv_set(struct jobq__pg *pg, const char *key, const char *val,
-		    jobq__pg_cb cb, void *arg);
+/*
+ * Key/value (the table jobq_kv: key, type, value bytea, version). Each
+ * change is one statement that also sends "VERSION KEY" on
+ * JOBQ__PG_KV_CHANNEL ("0 KEY" for a delete) when it commits; versions
+ * come from one sequence, so a larger one is a later change of the key.
+ *   set    one row (version).
+ *   incr   one row (n bigint, version): the new value, stored as decimal
+ *          text of @type; a missing key counts from 0; -EPROTO with
+ *          SQLSTATE 22P02 when the value is not an optional '-' and
+ *          digits, 22003 when the sum or the value is out of bigint.
+ *   cas    one row (version) when the value was exactly the @elen bytes
+ *          at @expect (@expect NULL: when the key was absent) and @val is
+ *          stored now, none otherwise.
+ *   del    one row (version) when the key was there, none otherwise.
+ *   fetch  rows (key, type, value bytea, version) of the @n keys that
+ *          exist; load: of every key.
+ */
+#define JOBQ__PG_KV_CHANNEL "jobq_kv"
+int jobq__pg_kv_set(struct jobq__pg *pg, const char *key, uint32_t type,
+		    const uint8_t *val, size_t len, jobq__pg_cb cb, void *arg);
 int jobq__pg_kv_incr(struct jobq__pg *pg, const char *key, int64_t by,
-		     jobq__pg_cb cb, void *arg);
-int jobq__pg_kv_cas(struct jobq__pg *pg, const char *key, const char *expect,
-		    const char *val, jobq__pg_cb cb, void *arg);
+		     uint32_t type, jobq__pg_cb cb, void *arg);
+int jobq__pg_kv_cas(struct jobq__pg *pg, const char *key, const uint8_t *expect,
+		    size_t elen, uint32_t type, const uint8_t *val, size_t len,
+		    jobq__pg_cb cb, void *arg);
+int jobq__pg_kv_del(struct jobq__pg *pg, const char *key, jobq__pg_cb cb,
+		    void *arg);
+int jobq__pg_kv_fetch(struct jobq__pg *pg, const char *const *keys, uint32_t n,
+		      jobq__pg_cb cb, void *arg);
+int jobq__pg_kv_load(struct jobq__pg *pg, jobq__pg_cb cb, void *arg);
 
 /* Small helpers for callbacks: a column of row @row as an integer (0 for
  * NULL), and whether the answer is a SQL error with SQLSTATE @state. */

@@ -677,55 +677,131 @@ int jobq__pg_sync(struct jobq__pg *pg, uint64_t after, const uint64_t *ids,
 	return ret;
 }
 
+/* ------------------------------------------------------------------------
+ * Key/value (kv_pg.c says how a host uses them). Every change draws a
+ * new version from jobq_kv_version and announces "version key" on
+ * JOBQ__PG_KV_CHANNEL ("0 key" for a delete) in the same statement, so
+ * the NOTIFY goes out exactly when the change commits. The version is
+ * drawn in the SET, after the row lock is taken: a change that waited for
+ * another gets a larger version than the one it waited for.
+ */
+#define KV_NOTIFY(ver)                                                         \
+	" pg_notify('" JOBQ__PG_KV_CHANNEL "', " ver " || ' ' || key) FROM w"
+
 static const char sql_kv_set[] =
-    "INSERT INTO jobq_kv (key, value) VALUES ($1, $2)"
-    " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value,"
-    " version = jobq_kv.version + 1 RETURNING version";
+    "WITH w AS (INSERT INTO jobq_kv (key, type, value) VALUES ($1, $2, $3)"
+    " ON CONFLICT (key) DO UPDATE SET type = EXCLUDED.type,"
+    " value = EXCLUDED.value, version = nextval('jobq_kv_version')"
+    " RETURNING key, version) SELECT version," KV_NOTIFY("version");
 
 /* ON CONFLICT DO UPDATE works on the row as committed, locked: two incrs
- * from two hosts both count. */
+ * from two hosts both count. The value must be what the local manager's
+ * incr accepts, an optional '-' and digits (bigint's own input would take
+ * blanks and '+' too); anything else is made to fail bigint's input with
+ * 22P02. encode(escape) turns any bytes into text without failing. */
+#define KV_OLD "encode(jobq_kv.value, 'escape')"
 static const char sql_kv_incr[] =
-    "INSERT INTO jobq_kv (key, value) VALUES ($1, $2::bigint::text)"
-    " ON CONFLICT (key) DO UPDATE SET"
-    " value = (jobq_kv.value::bigint + $2::bigint)::text,"
-    " version = jobq_kv.version + 1 RETURNING value::bigint";
+    "WITH w AS (INSERT INTO jobq_kv (key, type, value)"
+    " VALUES ($1, $3, convert_to($2::bigint::text, 'UTF8'))"
+    " ON CONFLICT (key) DO UPDATE SET type = EXCLUDED.type,"
+    " value = convert_to(((CASE WHEN " KV_OLD " ~ '^-?[0-9]+$' THEN " KV_OLD
+    " ELSE 'not a number: ' || " KV_OLD " END)::bigint + $2::bigint)::text,"
+    " 'UTF8'), version = nextval('jobq_kv_version')"
+    " RETURNING key, version, value)"
+    " SELECT convert_from(value, 'UTF8')::bigint, version," KV_NOTIFY(
+	"version");
 
 static const char sql_kv_cas_absent[] =
-    "INSERT INTO jobq_kv (key, value) VALUES ($1, $2)"
-    " ON CONFLICT (key) DO NOTHING RETURNING version";
+    "WITH w AS (INSERT INTO jobq_kv (key, type, value) VALUES ($1, $2, $3)"
+    " ON CONFLICT (key) DO NOTHING RETURNING key, version)"
+    " SELECT version," KV_NOTIFY("version");
 
 /* The WHERE is re-checked on the row as committed (EvalPlanQual): of two
- * racing swaps from the same value, one matches. */
+ * racing swaps from the same value, one matches. bytea compares bytes. */
 static const char sql_kv_cas[] =
-    "UPDATE jobq_kv SET value = $3, version = version + 1"
-    " WHERE key = $1 AND value = $2 RETURNING version";
+    "WITH w AS (UPDATE jobq_kv SET type = $2, value = $3,"
+    " version = nextval('jobq_kv_version') WHERE key = $1 AND value = $4"
+    " RETURNING key, version) SELECT version," KV_NOTIFY("version");
 
-int jobq__pg_kv_set(struct jobq__pg *pg, const char *key, const char *val,
-		    jobq__pg_cb cb, void *arg)
+static const char sql_kv_del[] =
+    "WITH w AS (DELETE FROM jobq_kv WHERE key = $1 RETURNING key, version)"
+    " SELECT version," KV_NOTIFY("'0'");
+
+#define KV_COLS "SELECT key, type, value, version FROM jobq_kv"
+static const char sql_kv_fetch[] = KV_COLS " WHERE key = ANY ($1::text[])";
+static const char sql_kv_load[] = KV_COLS;
+
+int jobq__pg_kv_set(struct jobq__pg *pg, const char *key, uint32_t type,
+		    const uint8_t *val, size_t len, jobq__pg_cb cb, void *arg)
 {
-	const char *v[2] = {key, val};
+	char t[24], *hex = hex_bytea(val, len);
+	const char *v[3] = {key, NUM(t, type), hex};
+	int ret;
 
-	return jobq__pg_query(pg, sql_kv_set, 2, v, cb, arg);
+	if (!hex)
+		return -ENOMEM;
+	ret = jobq__pg_query(pg, sql_kv_set, 3, v, cb, arg);
+	free(hex);
+	return ret;
 }
 
 int jobq__pg_kv_incr(struct jobq__pg *pg, const char *key, int64_t by,
-		     jobq__pg_cb cb, void *arg)
+		     uint32_t type, jobq__pg_cb cb, void *arg)
 {
-	char b[24];
-	const char *v[2] = {key, NUM(b, by)};
+	char b[24], t[24];
+	const char *v[3] = {key, NUM(b, by), NUM(t, type)};
 
-	return jobq__pg_query(pg, sql_kv_incr, 2, v, cb, arg);
+	return jobq__pg_query(pg, sql_kv_incr, 3, v, cb, arg);
 }
 
-int jobq__pg_kv_cas(struct jobq__pg *pg, const char *key, const char *expect,
-		    const char *val, jobq__pg_cb cb, void *arg)
+int jobq__pg_kv_cas(struct jobq__pg *pg, const char *key, const uint8_t *expect,
+		    size_t elen, uint32_t type, const uint8_t *val, size_t len,
+		    jobq__pg_cb cb, void *arg)
 {
-	if (!expect) {
-		const char *v[2] = {key, val};
+	char t[24], *hex = hex_bytea(val, len), *ehex = NULL;
+	const char *v[4] = {key, NUM(t, type), hex, NULL};
+	int ret;
 
-		return jobq__pg_query(pg, sql_kv_cas_absent, 2, v, cb, arg);
+	if (expect)
+		ehex = hex_bytea(expect, elen);
+	if (!hex || (expect && !ehex)) {
+		free(hex);
+		free(ehex);
+		return -ENOMEM;
 	}
-	const char *v[3] = {key, expect, val};
+	v[3] = ehex;
+	if (expect)
+		ret = jobq__pg_query(pg, sql_kv_cas, 4, v, cb, arg);
+	else
+		ret = jobq__pg_query(pg, sql_kv_cas_absent, 3, v, cb, arg);
+	free(hex);
+	free(ehex);
+	return ret;
+}
 
-	return jobq__pg_query(pg, sql_kv_cas, 3, v, cb, arg);
+int jobq__pg_kv_del(struct jobq__pg *pg, const char *key, jobq__pg_cb cb,
+		    void *arg)
+{
+	const char *v[1] = {key};
+
+	return jobq__pg_query(pg, sql_kv_del, 1, v, cb, arg);
+}
+
+int jobq__pg_kv_fetch(struct jobq__pg *pg, const char *const *keys, uint32_t n,
+		      jobq__pg_cb cb, void *arg)
+{
+	char *arr = text_array(keys, n);
+	const char *v[1] = {arr};
+	int ret;
+
+	if (!arr)
+		return -ENOMEM;
+	ret = jobq__pg_query(pg, sql_kv_fetch, 1, v, cb, arg);
+	free(arr);
+	return ret;
+}
+
+int jobq__pg_kv_load(struct jobq__pg *pg, jobq__pg_cb cb, void *arg)
+{
+	return jobq__pg_query(pg, sql_kv_load, 0, NULL, cb, arg);
 }
