@@ -413,6 +413,14 @@ uint64_t jobq__kv_blob(const uint8_t *key, uint32_t klen, const uint8_t *val,
 int jobq__kv_room(const uint8_t *key, uint32_t klen);
 int jobq__kv_install(uint64_t blob);
 int jobq__kv_remove(const uint8_t *key, uint32_t klen);
+#ifdef JOBQ_HAVE_PG
+/* kv_pg.c: the kv requests with --backend (kv.c's handlers hand them
+ * over), and what pg_mgr.c tells it. */
+int jobq__kv_pg_set(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__kv_pg_del(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__kv_pg_incr(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__kv_pg_cas(struct jobq__client *c, const struct jobq_sqe *s);
+#endif
 
 /* journal_mgr.c: the journal of this manager. */
 /* Opens and replays it (before the loop runs). 0, or -errno with a

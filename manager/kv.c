@@ -217,6 +217,11 @@ int jobq__op_kv_set(struct jobq__client *c, const struct jobq_sqe *s)
 	uint32_t klen, vlen, hash;
 	int64_t at, ins;
 
+#ifdef JOBQ_HAVE_PG
+	/* The shared table's change, copied here once committed. */
+	if (jobq__m.o.backend)
+		return jobq__kv_pg_set(c, s);
+#endif
 	if (s->arg0 < 1 || s->arg0 > JOBQ_KEY_MAX || s->arg0 > s->arena_len)
 		return jobq__bad(-EINVAL);
 	klen = (uint32_t)s->arg0;
@@ -324,6 +329,11 @@ int jobq__op_kv_del(struct jobq__client *c, const struct jobq_sqe *s)
 	uint32_t hash;
 	int64_t at, ins;
 
+#ifdef JOBQ_HAVE_PG
+	/* The shared table's change, copied here once committed. */
+	if (jobq__m.o.backend)
+		return jobq__kv_pg_del(c, s);
+#endif
 	if (s->arena_len < 1 || s->arena_len > JOBQ_KEY_MAX)
 		return jobq__bad(-EINVAL);
 	at = lookup_arena_key(c, s, s->arena_len, key, &hash, &ins);
@@ -367,6 +377,11 @@ int jobq__op_kv_incr(struct jobq__client *c, const struct jobq_sqe *s)
 	char text[24];
 	int ret, n;
 
+#ifdef JOBQ_HAVE_PG
+	/* The shared table's change, copied here once committed. */
+	if (jobq__m.o.backend)
+		return jobq__kv_pg_incr(c, s);
+#endif
 	if (klen < 1 || klen > JOBQ_KEY_MAX)
 		return jobq__bad(-EINVAL);
 	at = lookup_arena_key(c, s, klen, key, &hash, &ins);
@@ -398,6 +413,11 @@ int jobq__op_kv_cas(struct jobq__client *c, const struct jobq_sqe *s)
 	uint32_t hash, nlen;
 	int64_t at, ins;
 
+#ifdef JOBQ_HAVE_PG
+	/* The shared table's change, copied here once committed. */
+	if (jobq__m.o.backend)
+		return jobq__kv_pg_cas(c, s);
+#endif
 	if (klen < 1 || klen > JOBQ_KEY_MAX || elen > s->arena_len ||
 	    klen + elen > s->arena_len)
 		return jobq__bad(-EINVAL);

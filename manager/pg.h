@@ -393,4 +393,15 @@ void jobq__jobs_pg_notify(const char *channel, const char *payload);
  * refreshed and parked reservers ask again. */
 void jobq__jobs_pg_tick(void);
 
+/* Between pg_mgr.c and kv_pg.c (the key/value store). A notification on
+ * JOBQ__PG_KV_CHANNEL; at every turn, before the connection is flushed
+ * (true when a fetch was sent); the whole table read again (the
+ * connection came back); and read at start, blocking at most @timeout_ms
+ * (0, or -errno with a message in @err). */
+void jobq__kv_pg_notify(const char *payload);
+bool jobq__kv_pg_turn(void);
+void jobq__kv_pg_load(void);
+int jobq__kv_pg_start(struct jobq__pg *pg, int timeout_ms, char *err,
+		      size_t errlen);
+
 #endif
