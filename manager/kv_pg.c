@@ -62,6 +62,8 @@
 
 /* Keys one fetch names at most; the rest go in the next. */
 #define FETCH_KEYS 1000
+/* Keys wanted that a notification's key is compared with. */
+#define WANT_SCAN 64
 /* Room kept in an incr's blob for the value: "-9223372036854775808" and
  * the NUL that snprintf writes after it. */
 #define INCR_ROOM 21
@@ -360,7 +362,11 @@ void jobq__kv_pg_notify(const char *payload)
 	/* Deleted, and not here (every key here has its version). */
 	if (version <= 0 && !v)
 		return;
-	for (uint32_t j = 0; j < k.nwant; j++)
+	/* A key changed again and again is named once: the newest keys
+	 * wanted are compared (all of them would cost a burst of distinct
+	 * keys a quadratic time; a key fetched twice costs a row). */
+	for (uint32_t j = k.nwant > WANT_SCAN ? k.nwant - WANT_SCAN : 0;
+	     j < k.nwant; j++)
 		if (!strcmp(k.want[j], key))
 			return;
 	if (k.nwant == k.capwant) {
