@@ -52,13 +52,23 @@ static void host_config(struct host *h, const char *user)
 	fclose(f);
 }
 
-static void host_start_as(struct host *h, const char *user)
+/* With @memory (NULL: the default) as --memory. */
+static void host_start_with(struct host *h, const char *user,
+			    const char *memory)
 {
-	const char *args[] = {"--config", h->cfg, "--log", h->log, NULL};
+	const char *args[] = {"--config", h->cfg, "--log", h->log,
+			      "--memory", memory, NULL};
 
 	host_config(h, user);
+	if (!memory)
+		args[4] = NULL;
 	assert_int_equal(jqt_mgr_start(&h->m, args), 0);
 	h->started = 1;
+}
+
+static void host_start_as(struct host *h, const char *user)
+{
+	host_start_with(h, user, NULL);
 }
 
 static void host_start(struct host *h)
@@ -534,6 +544,57 @@ static void cut_off_and_restarted(void **state)
 	host_stop(&b);
 }
 
+/* A host whose store is full refuses a write before it is sent, as
+ * without a backend: the table gets no row for it. */
+static void full_store_refuses_first(void **state)
+{
+	struct host a = {0};
+	char key[32], *v, q[128];
+	size_t big;
+	char *val;
+	jobq_t *qa;
+	int ret = 0, i, stored = 0;
+
+	host_start_with(&a, NULL, "8M");
+	qa = jqt_open_or_die(&a.m);
+	big = jobq_max_object(qa);
+	val = calloc(1, big);
+	assert_non_null(val);
+	for (i = 0; i < 64 && !ret; i++) {
+		snprintf(key, sizeof(key), "big-%d", i);
+		ret = jobq_kv_set(qa, key, JOBQ_T_BYTES, val, big);
+		stored += !ret;
+	}
+	free(val);
+	assert_int_equal(ret, JOBQ_EFULL);
+	snprintf(q, sizeof(q), "SELECT count(*) FROM jobq_kv WHERE key = '%s'",
+		 key);
+	v = jqt_pg_exec(conninfo, q);
+	assert_non_null(v);
+	assert_string_equal(v, "0");
+	free(v);
+	/* Room again once keys go; then the key table's limit. */
+	for (i = 0; i < stored; i++) {
+		snprintf(key, sizeof(key), "big-%d", i);
+		assert_int_equal(jobq_kv_del(qa, key), 0);
+	}
+	ret = 0;
+	for (i = 0; i < 20000 && !ret; i++) {
+		snprintf(key, sizeof(key), "n-%d", i);
+		ret = set(qa, key, "1");
+	}
+	assert_int_equal(ret, JOBQ_ELIMIT);
+	snprintf(q, sizeof(q), "%d", i - 1);
+	v = jqt_pg_exec(conninfo, "SELECT count(*) FROM jobq_kv");
+	assert_non_null(v);
+	assert_string_equal(v, q);
+	free(v);
+	/* A key it holds still changes. */
+	assert_int_equal(set(qa, "n-0", "2"), 0);
+	jobq_close(qa);
+	host_stop(&a);
+}
+
 /* `jobq kv` against the backend, as a user types it. */
 static void cli_kv(void **state)
 {
@@ -585,6 +646,7 @@ int main(void)
 	    cmocka_unit_test_setup(cas_across_hosts, setup),
 	    cmocka_unit_test_setup(late_host_loads, setup),
 	    cmocka_unit_test_setup(cut_off_and_restarted, setup),
+	    cmocka_unit_test_setup(full_store_refuses_first, setup),
 	    cmocka_unit_test_setup(cli_kv, setup),
 	};
 	int ret;
