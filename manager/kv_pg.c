@@ -47,15 +47,22 @@
  *
  * Faults. A write waits in pg.c's queue while the connection is down and
  * is sent when it is back (the client's own timeout bounds the wait).
- * Cut with the statement sent, its outcome is unknown: set and del, which
- * leave the same state when run twice, are sent again; incr and cas, which
- * do not, fail with -EIO and a log line (read the key to learn).
+ * Cut with its statement sent, its outcome is unknown, and it is sent
+ * again: exact, since every change carries a request id, the client's
+ * session and request id (which a client also sends again to a manager
+ * restarted under it), or this manager's own for a client without a
+ * session; the statement records its answer under that id in the same
+ * transaction and a copy that finds one returns it instead of changing
+ * anything (pg_jobs.c). Answers are kept KEEP_ANSWERS_MS. After five cuts
+ * in a row the client gets -EIO.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
 
 #include "jobqd.h"
 #include "pg.h"
@@ -67,6 +74,11 @@
 /* Room kept in an incr's blob for the value: "-9223372036854775808" and
  * the NUL that snprintf writes after it. */
 #define INCR_ROOM 21
+
+/* How long answers to changes are kept for a request sent again, and how
+ * often older ones are deleted. */
+#define KEEP_ANSWERS_MS (10 * 60 * 1000)
+#define FORGET_EVERY_NS (60 * JOBQ__NSEC_PER_SEC)
 
 enum { K_SET, K_DEL, K_INCR, K_CAS };
 
@@ -81,9 +93,11 @@ struct kreq {
 	 * from the heap before the statement was sent; 0 once installed. */
 	uint64_t blob;
 	uint32_t type;
-	int64_t by;	 /* incr */
-	uint8_t *expect; /* cas: NULL means "absent" */
-	uint32_t elen;	 /* cas */
+	uint64_t session, rid; /* the client's (0: none), proto.h */
+	int64_t by;	       /* incr */
+	int64_t n;	       /* incr: its answer, when sent again */
+	uint8_t *expect;       /* cas: NULL means "absent" */
+	uint32_t elen;	       /* cas */
 	char key[JOBQ_KEY_MAX + 1];
 	uint32_t klen;
 };
@@ -106,6 +120,10 @@ static struct {
 	uint32_t ninflight;
 	bool fetching;
 	bool loading, load_again;
+	bool forgetting;
+	uint64_t forget_at;
+	/* Request ids of this manager for clients without a session. */
+	uint64_t nonce, nreq;
 	uint64_t load; /* loads answered so far */
 } k;
 
@@ -383,11 +401,29 @@ void jobq__kv_pg_notify(const char *payload)
 		k.want[k.nwant++] = key;
 }
 
+static void forget_cb(void *arg, int err, const PGresult *res)
+{
+	k.forgetting = false;
+	if (err == -EPROTO)
+		jobq__log(JOBQ__LOG_WARN, "backend: kv requests: %s",
+			  PQresultErrorMessage(res));
+}
+
 bool jobq__kv_pg_turn(void)
 {
+	struct jobq__pg *pg = jobq__backend_pg();
 	bool was = k.fetching;
+	uint64_t now = jobq__now_ns();
 
 	fetch_send();
+	/* The answers kept for requests sent again: a client sends again
+	 * within its reconnect window (30 s by default), far less. */
+	if (now >= k.forget_at && pg && jobq__pg_up(pg)) {
+		k.forget_at = now + FORGET_EVERY_NS;
+		if (!k.forgetting &&
+		    !jobq__pg_kv_forget(pg, KEEP_ANSWERS_MS, forget_cb, NULL))
+			k.forgetting = true;
+	}
 	return k.fetching && !was;
 }
 
@@ -523,6 +559,19 @@ static struct kreq *kreq_new(struct jobq__client *c, const struct jobq_sqe *s,
 	r->user_data = s->user_data;
 	r->op = op;
 	r->type = s->type;
+	/* What makes it exact when sent again (pg.h): the client's
+	 * session and request id, which it sends again after a manager
+	 * restart too; else ours, for our own sending again after a cut. */
+	if (c->sess) {
+		r->session = c->hello.session;
+		r->rid = jobq_ud_rid(s->user_data);
+	} else {
+		while (!k.nonce)
+			if (getrandom(&k.nonce, sizeof(k.nonce), 0) < 0)
+				k.nonce = jobq__now_ns() ^ (uint64_t)getpid();
+		r->session = k.nonce;
+		r->rid = ++k.nreq;
+	}
 	memcpy(r->key, key, klen);
 	r->key[klen] = '\0';
 	r->klen = klen;
@@ -554,16 +603,18 @@ static int write_send(struct kreq *r)
 		return JOBQ_ECLOSED;
 	switch (r->op) {
 	case K_SET:
-		return jobq__pg_kv_set(pg, r->key, r->type, val, b->vlen,
-				       write_cb, r);
-	case K_DEL:
-		return jobq__pg_kv_del(pg, r->key, write_cb, r);
-	case K_INCR:
-		return jobq__pg_kv_incr(pg, r->key, r->by, JOBQ_T_TEXT,
-					write_cb, r);
-	default:
-		return jobq__pg_kv_cas(pg, r->key, r->expect, r->elen, r->type,
+		return jobq__pg_kv_set(pg, r->session, r->rid, r->key, r->type,
 				       val, b->vlen, write_cb, r);
+	case K_DEL:
+		return jobq__pg_kv_del(pg, r->session, r->rid, r->key, write_cb,
+				       r);
+	case K_INCR:
+		return jobq__pg_kv_incr(pg, r->session, r->rid, r->key, r->by,
+					JOBQ_T_TEXT, write_cb, r);
+	default:
+		return jobq__pg_kv_cas(pg, r->session, r->rid, r->key,
+				       r->expect, r->elen, r->type, val,
+				       b->vlen, write_cb, r);
 	}
 }
 
@@ -582,12 +633,32 @@ static int write_error(const struct kreq *r, int err, const PGresult *res)
 	if (err == -ECONNRESET) {
 		jobq__log(JOBQ__LOG_WARN,
 			  "backend: key \"%s\": the connection to PostgreSQL "
-			  "was cut with the %s sent; whether it applied is "
-			  "unknown",
-			  r->key, r->op == K_INCR ? "incr" : "cas");
+			  "was cut with the change sent, five times in a row; "
+			  "whether it applied is unknown",
+			  r->key);
 		return -EIO;
 	}
 	return err == -ECANCELED ? JOBQ_ECLOSED : err;
+}
+
+/*
+ * A change sent again whose first copy had committed: the answer is the
+ * first's. This host's copy of the key is read again before it is given,
+ * since the first copy's answer and notification may have been lost with
+ * its connection, so that the client still reads its own write.
+ */
+static void again_cb(void *arg, int err, const PGresult *res)
+{
+	struct kreq *r = arg;
+
+	if (!err) {
+		if (PQntuples(res))
+			put_row(res, 0);
+		else
+			drop(r->key, r->klen);
+	}
+	answer(r, 0, r->op == K_INCR ? (uint64_t)r->n : 0);
+	kreq_free(r);
 }
 
 static void write_cb(void *arg, int err, const PGresult *res)
@@ -597,8 +668,10 @@ static void write_cb(void *arg, int err, const PGresult *res)
 	struct jobq_kv_blob *b;
 	int n;
 
-	/* Safe to run twice: sent again on the new connection. */
-	if (err == -ECONNRESET && (r->op == K_SET || r->op == K_DEL) &&
+	/* Sent again after a cut, or after the copy that raced it committed
+	 * first (23505): exact through its request id (pg.h). */
+	if ((err == -ECONNRESET ||
+	     (err == -EPROTO && jobq__pg_sqlstate(res, "23505"))) &&
 	    r->tries++ < 5 && !write_send(r))
 		return;
 	if (err) {
@@ -607,12 +680,20 @@ static void write_cb(void *arg, int err, const PGresult *res)
 		return;
 	}
 	n = PQntuples(res);
+	if (n && !strcmp(PQgetvalue(res, 0, r->op == K_INCR ? 2 : 1), "t")) {
+		const char *keys[1] = {r->key};
+
+		r->n = jobq__pg_int(res, 0, 0);
+		if (!jobq__pg_kv_fetch(jobq__backend_pg(), keys, 1, again_cb,
+				       r))
+			return;
+		again_cb(r, -ENOMEM, NULL);
+		return;
+	}
 	switch (r->op) {
 	case K_DEL:
-		/* Gone either way; a resend finds nothing when the first
-		 * copy committed. */
 		drop(r->key, r->klen);
-		answer(r, n || r->tries ? 0 : -ENOENT, 0);
+		answer(r, n ? 0 : -ENOENT, 0);
 		break;
 	case K_CAS:
 		if (!n) {

@@ -351,28 +351,40 @@ int jobq__pg_sync(struct jobq__pg *pg, uint64_t after, const uint64_t *ids,
  * change is one statement that also sends "VERSION KEY" on
  * JOBQ__PG_KV_CHANNEL ("0 KEY" for a delete) when it commits; versions
  * come from one sequence, so a larger one is a later change of the key.
- *   set    one row (version).
- *   incr   one row (n bigint, version): the new value, stored as decimal
+ * A change names the client's @session and request id @rid (0: none):
+ * one sent again finds the answer of the first (kept ten minutes by the
+ * caller's jobq__pg_kv_forget()) and changes nothing; a copy that raced
+ * the first fails with SQLSTATE 23505 and finds it when sent again.
+ * Every change answers one row (..., again boolean, ...) or none:
+ *   set    (version, again, _).
+ *   incr   (n bigint, version, again, _): the new value, stored as decimal
  *          text of @type; a missing key counts from 0; -EPROTO with
  *          SQLSTATE 22P02 when the value is not an optional '-' and
  *          digits, 22003 when the sum or the value is out of bigint.
- *   cas    one row (version) when the value was exactly the @elen bytes
+ *   cas    (version, again, _) when the value was exactly the @elen bytes
  *          at @expect (@expect NULL: when the key was absent) and @val is
- *          stored now, none otherwise.
- *   del    one row (version) when the key was there, none otherwise.
- *   fetch  rows (key, type, value bytea, version) of the @n keys that
- *          exist; load: of every key.
+ *          stored now; none otherwise.
+ *   del    (version, again, _) when the key was there; none otherwise.
+ * version is the row's after the change (a delete's: the row's before);
+ * with again, the first change's. fetch: rows (key, type, value bytea,
+ * version) of the @n keys that exist; load: of every key. forget: the
+ * answers older than @keep_ms go.
  */
 #define JOBQ__PG_KV_CHANNEL "jobq_kv"
-int jobq__pg_kv_set(struct jobq__pg *pg, const char *key, uint32_t type,
-		    const uint8_t *val, size_t len, jobq__pg_cb cb, void *arg);
-int jobq__pg_kv_incr(struct jobq__pg *pg, const char *key, int64_t by,
-		     uint32_t type, jobq__pg_cb cb, void *arg);
-int jobq__pg_kv_cas(struct jobq__pg *pg, const char *key, const uint8_t *expect,
-		    size_t elen, uint32_t type, const uint8_t *val, size_t len,
+int jobq__pg_kv_set(struct jobq__pg *pg, uint64_t session, uint64_t rid,
+		    const char *key, uint32_t type, const uint8_t *val,
+		    size_t len, jobq__pg_cb cb, void *arg);
+int jobq__pg_kv_incr(struct jobq__pg *pg, uint64_t session, uint64_t rid,
+		     const char *key, int64_t by, uint32_t type, jobq__pg_cb cb,
+		     void *arg);
+int jobq__pg_kv_cas(struct jobq__pg *pg, uint64_t session, uint64_t rid,
+		    const char *key, const uint8_t *expect, size_t elen,
+		    uint32_t type, const uint8_t *val, size_t len,
 		    jobq__pg_cb cb, void *arg);
-int jobq__pg_kv_del(struct jobq__pg *pg, const char *key, jobq__pg_cb cb,
-		    void *arg);
+int jobq__pg_kv_del(struct jobq__pg *pg, uint64_t session, uint64_t rid,
+		    const char *key, jobq__pg_cb cb, void *arg);
+int jobq__pg_kv_forget(struct jobq__pg *pg, int64_t keep_ms, jobq__pg_cb cb,
+		       void *arg);
 int jobq__pg_kv_fetch(struct jobq__pg *pg, const char *const *keys, uint32_t n,
 		      jobq__pg_cb cb, void *arg);
 int jobq__pg_kv_load(struct jobq__pg *pg, jobq__pg_cb cb, void *arg);

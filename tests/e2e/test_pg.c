@@ -814,20 +814,20 @@ static void parallel_limit_and_pause(void **state)
 static int kv_set(struct jobq__pg *pg, const char *key, const char *val,
 		  jobq__pg_cb cb, void *arg)
 {
-	return jobq__pg_kv_set(pg, key, JOBQ_T_TEXT, (const uint8_t *)val,
+	return jobq__pg_kv_set(pg, 0, 0, key, JOBQ_T_TEXT, (const uint8_t *)val,
 			       strlen(val), cb, arg);
 }
 
 static int kv_incr(struct jobq__pg *pg, const char *key, int64_t by,
 		   jobq__pg_cb cb, void *arg)
 {
-	return jobq__pg_kv_incr(pg, key, by, JOBQ_T_TEXT, cb, arg);
+	return jobq__pg_kv_incr(pg, 0, 0, key, by, JOBQ_T_TEXT, cb, arg);
 }
 
 static int kv_cas(struct jobq__pg *pg, const char *key, const char *expect,
 		  const char *val, jobq__pg_cb cb, void *arg)
 {
-	return jobq__pg_kv_cas(pg, key, (const uint8_t *)expect,
+	return jobq__pg_kv_cas(pg, 0, 0, key, (const uint8_t *)expect,
 			       expect ? strlen(expect) : 0, JOBQ_T_TEXT,
 			       (const uint8_t *)val, strlen(val), cb, arg);
 }
@@ -898,15 +898,15 @@ static void kv_atomic(void **state)
 
 	/* Bytes, not text: a NUL and a byte that is not UTF-8 go through,
 	 * and cas compares them exactly. */
-	SYNC(x->pg, jobq__pg_kv_set(x->pg, "b", JOBQ_T_BYTES,
+	SYNC(x->pg, jobq__pg_kv_set(x->pg, 0, 0, "b", JOBQ_T_BYTES,
 				    (const uint8_t *)"a\0\xff", 3, ans_cb, &A));
-	SYNC(x->pg, jobq__pg_kv_cas(x->pg, "b", (const uint8_t *)"a\0", 2,
+	SYNC(x->pg, jobq__pg_kv_cas(x->pg, 0, 0, "b", (const uint8_t *)"a\0", 2,
 				    JOBQ_T_BYTES, (const uint8_t *)"x", 1,
 				    ans_cb, &A));
 	assert_int_equal(PQntuples(A.res), 0);
-	SYNC(x->pg, jobq__pg_kv_cas(x->pg, "b", (const uint8_t *)"a\0\xff", 3,
-				    JOBQ_T_BYTES, (const uint8_t *)"x", 1,
-				    ans_cb, &A));
+	SYNC(x->pg, jobq__pg_kv_cas(x->pg, 0, 0, "b",
+				    (const uint8_t *)"a\0\xff", 3, JOBQ_T_BYTES,
+				    (const uint8_t *)"x", 1, ans_cb, &A));
 	assert_int_equal(PQntuples(A.res), 1);
 	{
 		const char *keys[] = {"b", "c", "none", "q\"uo\\te"};
@@ -914,9 +914,9 @@ static void kv_atomic(void **state)
 		SYNC(x->pg, jobq__pg_kv_fetch(x->pg, keys, 4, ans_cb, &A));
 		assert_int_equal(PQntuples(A.res), 2);
 	}
-	SYNC(x->pg, jobq__pg_kv_del(x->pg, "b", ans_cb, &A));
+	SYNC(x->pg, jobq__pg_kv_del(x->pg, 0, 0, "b", ans_cb, &A));
 	assert_int_equal(PQntuples(A.res), 1);
-	SYNC(x->pg, jobq__pg_kv_del(x->pg, "b", ans_cb, &A));
+	SYNC(x->pg, jobq__pg_kv_del(x->pg, 0, 0, "b", ans_cb, &A));
 	assert_int_equal(PQntuples(A.res), 0);
 	/* Versions grow across a delete and a new set of the key. */
 	SYNC(x->pg, kv_set(x->pg, "b", "1", ans_cb, &A));
@@ -925,6 +925,53 @@ static void kv_atomic(void **state)
 				  "WHERE key <> 'b'")));
 	SYNC(x->pg, jobq__pg_kv_load(x->pg, ans_cb, &A));
 	assert_int_equal(PQntuples(A.res), 4);
+
+	/* A request sent again finds its first answer and changes nothing:
+	 * incr's value, a set that a later set replaced, a delete. */
+	SYNC(x->pg,
+	     jobq__pg_kv_incr(x->pg, 7, 1, "r", 5, JOBQ_T_TEXT, ans_cb, &A));
+	assert_int_equal(jobq__pg_int(A.res, 0, 0), 5);
+	assert_string_equal(PQgetvalue(A.res, 0, 2), "f");
+	SYNC(x->pg,
+	     jobq__pg_kv_incr(x->pg, 7, 2, "r", 1, JOBQ_T_TEXT, ans_cb, &A));
+	SYNC(x->pg,
+	     jobq__pg_kv_incr(x->pg, 7, 1, "r", 5, JOBQ_T_TEXT, ans_cb, &A));
+	assert_int_equal(jobq__pg_int(A.res, 0, 0), 5);
+	assert_string_equal(PQgetvalue(A.res, 0, 2), "t");
+	assert_string_equal(
+	    peek(x, "SELECT convert_from(value, 'UTF8') FROM jobq_kv "
+		    "WHERE key = 'r'"),
+	    "6");
+	/* Another session's request 1 is another request. */
+	SYNC(x->pg,
+	     jobq__pg_kv_incr(x->pg, 8, 1, "r", 1, JOBQ_T_TEXT, ans_cb, &A));
+	assert_int_equal(jobq__pg_int(A.res, 0, 0), 7);
+	SYNC(x->pg, jobq__pg_kv_set(x->pg, 7, 3, "r", JOBQ_T_TEXT,
+				    (const uint8_t *)"x", 1, ans_cb, &A));
+	SYNC(x->pg, kv_set(x->pg, "r", "y", ans_cb, &A));
+	SYNC(x->pg, jobq__pg_kv_set(x->pg, 7, 3, "r", JOBQ_T_TEXT,
+				    (const uint8_t *)"x", 1, ans_cb, &A));
+	assert_string_equal(PQgetvalue(A.res, 0, 1), "t");
+	assert_string_equal(
+	    peek(x, "SELECT convert_from(value, 'UTF8') FROM jobq_kv "
+		    "WHERE key = 'r'"),
+	    "y");
+	SYNC(x->pg, jobq__pg_kv_del(x->pg, 7, 4, "r", ans_cb, &A));
+	assert_string_equal(PQgetvalue(A.res, 0, 1), "f");
+	SYNC(x->pg, jobq__pg_kv_del(x->pg, 7, 4, "r", ans_cb, &A));
+	assert_int_equal(PQntuples(A.res), 1);
+	assert_string_equal(PQgetvalue(A.res, 0, 1), "t");
+	/* A cas that succeeded, sent again, succeeded: though the key it
+	 * required absent exists now. */
+	SYNC(x->pg, jobq__pg_kv_cas(x->pg, 7, 5, "r", NULL, 0, JOBQ_T_TEXT,
+				    (const uint8_t *)"z", 1, ans_cb, &A));
+	assert_int_equal(PQntuples(A.res), 1);
+	SYNC(x->pg, jobq__pg_kv_cas(x->pg, 7, 5, "r", NULL, 0, JOBQ_T_TEXT,
+				    (const uint8_t *)"w", 1, ans_cb, &A));
+	assert_string_equal(PQgetvalue(A.res, 0, 1), "t");
+	SYNC(x->pg, jobq__pg_kv_forget(x->pg, 0, ans_cb, &A));
+	assert_string_equal(peek(x, "SELECT count(*) FROM jobq_kv_requests"),
+			    "0");
 }
 
 static bool all4(void *arg)
@@ -1151,6 +1198,7 @@ static void connection_cut_and_restart(void **state)
  */
 /* Undoes migrations 3 and 2: a database as a version-1 jobqd left it. */
 #define DOWN_TO_1                                                              \
+	"DROP TABLE jobq_kv_requests; "                                        \
 	"ALTER TABLE jobq_kv DROP COLUMN type, ALTER COLUMN version SET "      \
 	"DEFAULT 1, ALTER COLUMN value TYPE text USING "                       \
 	"convert_from(value, 'UTF8'); DROP SEQUENCE jobq_kv_version; "         \
