@@ -474,9 +474,9 @@ JOBQ_API int jobq_kv_del(jobq_t *q, const char *key);
  * jobq_kv_incr - atomically add @by to the decimal integer stored at @key
  * (a missing key counts as 0) and store the new value in *out if not NULL.
  * Returns 0, JOBQ_ENOTNUM when the value is not a decimal integer,
- * -ERANGE on overflow. With jobqd --backend, -EIO when the manager's
- * connection to PostgreSQL was cut with the incr sent: whether it counted
- * is unknown (it is not sent twice).
+ * -ERANGE on overflow. With jobqd --backend, counted once even when the
+ * manager's connection to PostgreSQL is cut with it sent (it is sent
+ * again under its request id); -EIO after five such cuts in a row.
  */
 JOBQ_API int jobq_kv_incr(jobq_t *q, const char *key, int64_t by, int64_t *out);
 
@@ -487,7 +487,7 @@ JOBQ_API int jobq_kv_incr(jobq_t *q, const char *key, int64_t by, int64_t *out);
  * manager. Returns 0 when it set the value, JOBQ_EMISMATCH when the value
  * (or the key's existence) was not as expected, -EINVAL, -E2BIG,
  * JOBQ_EFULL as jobq_kv_set(). With jobqd --backend, atomic in PostgreSQL
- * across hosts; -EIO as jobq_kv_incr() says.
+ * across hosts, and applied once as jobq_kv_incr() says.
  */
 JOBQ_API int jobq_kv_cas(jobq_t *q, const char *key, const void *expect,
 			 size_t elen, uint32_t type, const void *data,
