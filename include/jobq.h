@@ -416,6 +416,19 @@ JOBQ_API int jobq_queue_info(jobq_t *q, const char *name,
 
 /* ------------------------------------------------------------------------
  * Key/value store. Keys are 1 to 255 bytes; values are objects.
+ *
+ * With jobqd --backend (PostgreSQL) the store is shared by every host's
+ * manager on the database. Each host keeps a copy that reads come from,
+ * with no round trip as always. A write is one atomic statement in
+ * PostgreSQL, answered once it committed and once this host's copy holds
+ * it: a host reads its own writes at once, and incr and cas are atomic
+ * across hosts (two hosts' incrs both count; of racing cas from one value
+ * exactly one succeeds). Other hosts read a write once its notification
+ * reached them (eventually consistent: a millisecond or so on a LAN), and
+ * a host whose connection was down reads the whole table when it is back.
+ * While PostgreSQL cannot be reached, writes wait for it. A value over
+ * jobq_max_object() or a full local store is refused before anything is
+ * sent, as without a backend.
  */
 
 /*
@@ -439,7 +452,9 @@ JOBQ_API int jobq_kv_set_async(jobq_t *q, const char *key, uint32_t type,
 
 /*
  * jobq_kv_get - copy the value of @key into *out (jobq_obj_free() it).
- * Reads the store directly: no round trip to the manager.
+ * Reads the store directly: no round trip to the manager (with jobqd
+ * --backend, this host's copy: another host's write shows once its
+ * notification arrived).
  * Returns 0 or -ENOENT.
  */
 JOBQ_API int jobq_kv_get(jobq_t *q, const char *key, jobq_obj_t *out);
@@ -460,7 +475,9 @@ JOBQ_API int jobq_kv_del(jobq_t *q, const char *key);
  * jobq_kv_incr - atomically add @by to the decimal integer stored at @key
  * (a missing key counts as 0) and store the new value in *out if not NULL.
  * Returns 0, JOBQ_ENOTNUM when the value is not a decimal integer,
- * -ERANGE on overflow.
+ * -ERANGE on overflow. With jobqd --backend, counted once even when the
+ * manager's connection to PostgreSQL is cut with it sent (it is sent
+ * again under its request id); -EIO after five such cuts in a row.
  */
 JOBQ_API int jobq_kv_incr(jobq_t *q, const char *key, int64_t by, int64_t *out);
 
@@ -470,7 +487,8 @@ JOBQ_API int jobq_kv_incr(jobq_t *q, const char *key, int64_t by, int64_t *out);
  * @expect is NULL, only if the key does not exist; atomically, in the
  * manager. Returns 0 when it set the value, JOBQ_EMISMATCH when the value
  * (or the key's existence) was not as expected, -EINVAL, -E2BIG,
- * JOBQ_EFULL as jobq_kv_set().
+ * JOBQ_EFULL as jobq_kv_set(). With jobqd --backend, atomic in PostgreSQL
+ * across hosts, and applied once as jobq_kv_incr() says.
  */
 JOBQ_API int jobq_kv_cas(jobq_t *q, const char *key, const void *expect,
 			 size_t elen, uint32_t type, const void *data,

@@ -401,6 +401,26 @@ int jobq__jobs_snapshot(struct jobq__journal *j);
 /* kv.c: replay and snapshot. */
 int jobq__kv_replay(uint16_t type, const uint8_t *p, uint32_t len);
 int jobq__kv_snapshot(struct jobq__journal *j);
+/*
+ * kv.c for kv_pg.c (--backend): a blob with @key and @val (0 when the
+ * heap is full; jobq__free() it unless installed); whether @key may be
+ * stored (0, -EINVAL, JOBQ_ELIMIT); install @blob as its key's value (0,
+ * or -EINVAL or JOBQ_ELIMIT and the blob is still the caller's); remove
+ * @key (0, -ENOENT).
+ */
+uint64_t jobq__kv_blob(const uint8_t *key, uint32_t klen, const uint8_t *val,
+		       uint32_t vlen, uint32_t type);
+int jobq__kv_room(const uint8_t *key, uint32_t klen);
+int jobq__kv_install(uint64_t blob);
+int jobq__kv_remove(const uint8_t *key, uint32_t klen);
+#ifdef JOBQ_HAVE_PG
+/* kv_pg.c: the kv requests with --backend (kv.c's handlers hand them
+ * over), and what pg_mgr.c tells it. */
+int jobq__kv_pg_set(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__kv_pg_del(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__kv_pg_incr(struct jobq__client *c, const struct jobq_sqe *s);
+int jobq__kv_pg_cas(struct jobq__client *c, const struct jobq_sqe *s);
+#endif
 
 /* journal_mgr.c: the journal of this manager. */
 /* Opens and replays it (before the loop runs). 0, or -errno with a

@@ -135,32 +135,36 @@ static void journal_set(const struct jobq_kv_blob *b)
 }
 
 /*
- * store_value - set @key to @val: into slot @at if it holds the key (>= 0),
- * else a new key at insert position @ins. Returns 0, JOBQ_EFULL or
- * JOBQ_ELIMIT.
+ * room - whether @key may be stored at insert position @ins when it is new
+ * (@at < 0). Returns 0, -EINVAL or JOBQ_ELIMIT.
  */
-static int store_value(int64_t at, int64_t ins, const uint8_t *key,
-		       uint32_t klen, uint32_t hash, const uint8_t *val,
-		       uint32_t vlen, uint32_t type)
+static int room(int64_t at, int64_t ins, const uint8_t *key, uint32_t klen)
+{
+	struct jobq_store_hdr *h = jobq__hdr();
+
+	if (at >= 0)
+		return 0;
+	if (jobq__check_text(key, klen))
+		return jobq__bad(-EINVAL);
+	if (ins < 0)
+		return JOBQ_ELIMIT;
+	/* A tombstone is reused for free; an empty slot counts. */
+	if (slot_at((uint32_t)ins)->state == JOBQ_KV_EMPTY &&
+	    (uint64_t)load_relaxed(&h->nkeys) + ntombs + 1 >
+		(uint64_t)h->kv_slots / 8 * 7)
+		return JOBQ_ELIMIT;
+	return 0;
+}
+
+/* install - make @blob (key and value) the key's: into slot @at if it
+ * holds the key (>= 0), else a new key at insert position @ins, which
+ * room() allowed. */
+static void install(int64_t at, int64_t ins, uint32_t hash, uint64_t blob)
 {
 	struct jobq_store_hdr *h = jobq__hdr();
 	struct jobq_kv_slot *sl;
-	uint64_t blob, old = 0;
+	uint64_t old = 0;
 
-	if (at < 0) {
-		if (jobq__check_text(key, klen))
-			return jobq__bad(-EINVAL);
-		if (ins < 0)
-			return JOBQ_ELIMIT;
-		/* A tombstone is reused for free; an empty slot counts. */
-		if (slot_at((uint32_t)ins)->state == JOBQ_KV_EMPTY &&
-		    (uint64_t)load_relaxed(&h->nkeys) + ntombs + 1 >
-			(uint64_t)h->kv_slots / 8 * 7)
-			return JOBQ_ELIMIT;
-	}
-	blob = blob_new(key, klen, val, vlen, type);
-	if (!blob)
-		return JOBQ_EFULL;
 	sl = slot_at((uint32_t)(at >= 0 ? at : ins));
 	seq_write_begin(&sl->seq);
 	if (at >= 0) {
@@ -179,7 +183,30 @@ static int store_value(int64_t at, int64_t ins, const uint8_t *key,
 	if (at < 0)
 		store_relaxed(&h->nkeys, load_relaxed(&h->nkeys) + 1);
 	jobq__count(kv_sets);
-	journal_set(blob_at(blob));
+	/* With --backend the table is a copy of PostgreSQL's, read afresh
+	 * at every start (kv_pg.c): not this journal's to keep. */
+	if (!jobq__m.o.backend)
+		journal_set(blob_at(blob));
+}
+
+/*
+ * store_value - set @key to @val: into slot @at if it holds the key (>= 0),
+ * else a new key at insert position @ins. Returns 0, JOBQ_EFULL or
+ * JOBQ_ELIMIT.
+ */
+static int store_value(int64_t at, int64_t ins, const uint8_t *key,
+		       uint32_t klen, uint32_t hash, const uint8_t *val,
+		       uint32_t vlen, uint32_t type)
+{
+	uint64_t blob;
+	int ret = room(at, ins, key, klen);
+
+	if (ret)
+		return ret;
+	blob = blob_new(key, klen, val, vlen, type);
+	if (!blob)
+		return JOBQ_EFULL;
+	install(at, ins, hash, blob);
 	return 0;
 }
 
@@ -190,6 +217,11 @@ int jobq__op_kv_set(struct jobq__client *c, const struct jobq_sqe *s)
 	uint32_t klen, vlen, hash;
 	int64_t at, ins;
 
+#ifdef JOBQ_HAVE_PG
+	/* The shared table's change, copied here once committed. */
+	if (jobq__m.o.backend)
+		return jobq__kv_pg_set(c, s);
+#endif
 	if (s->arg0 < 1 || s->arg0 > JOBQ_KEY_MAX || s->arg0 > s->arena_len)
 		return jobq__bad(-EINVAL);
 	klen = (uint32_t)s->arg0;
@@ -257,7 +289,7 @@ static void delete_at(int64_t at)
 	uint64_t old;
 
 	sl = slot_at((uint32_t)at);
-	{
+	if (!jobq__m.o.backend) {
 		struct jobq_kv_blob *b = blob_at(sl->blob);
 		struct iovec v = {.iov_base = b + 1, .iov_len = b->klen};
 
@@ -297,6 +329,11 @@ int jobq__op_kv_del(struct jobq__client *c, const struct jobq_sqe *s)
 	uint32_t hash;
 	int64_t at, ins;
 
+#ifdef JOBQ_HAVE_PG
+	/* The shared table's change, copied here once committed. */
+	if (jobq__m.o.backend)
+		return jobq__kv_pg_del(c, s);
+#endif
 	if (s->arena_len < 1 || s->arena_len > JOBQ_KEY_MAX)
 		return jobq__bad(-EINVAL);
 	at = lookup_arena_key(c, s, s->arena_len, key, &hash, &ins);
@@ -340,6 +377,11 @@ int jobq__op_kv_incr(struct jobq__client *c, const struct jobq_sqe *s)
 	char text[24];
 	int ret, n;
 
+#ifdef JOBQ_HAVE_PG
+	/* The shared table's change, copied here once committed. */
+	if (jobq__m.o.backend)
+		return jobq__kv_pg_incr(c, s);
+#endif
 	if (klen < 1 || klen > JOBQ_KEY_MAX)
 		return jobq__bad(-EINVAL);
 	at = lookup_arena_key(c, s, klen, key, &hash, &ins);
@@ -371,6 +413,11 @@ int jobq__op_kv_cas(struct jobq__client *c, const struct jobq_sqe *s)
 	uint32_t hash, nlen;
 	int64_t at, ins;
 
+#ifdef JOBQ_HAVE_PG
+	/* The shared table's change, copied here once committed. */
+	if (jobq__m.o.backend)
+		return jobq__kv_pg_cas(c, s);
+#endif
 	if (klen < 1 || klen > JOBQ_KEY_MAX || elen > s->arena_len ||
 	    klen + elen > s->arena_len)
 		return jobq__bad(-EINVAL);
@@ -439,6 +486,9 @@ int jobq__kv_snapshot(struct jobq__journal *j)
 	uint32_t left = load_relaxed(&jobq__hdr()->nkeys);
 	int ret = 0;
 
+	if (jobq__m.o.backend)
+		return 0; /* PostgreSQL's rows, not this journal's */
+
 	for (uint32_t i = 0; i < n && left && !ret; i++) {
 		const struct jobq_kv_slot *sl = slot_at(i);
 		const struct jobq_kv_blob *b;
@@ -459,4 +509,48 @@ int jobq__kv_snapshot(struct jobq__journal *j)
 		}
 	}
 	return ret;
+}
+
+/* ------------------------------------------------------------------------
+ * For kv_pg.c (--backend), which keeps this table as a copy of
+ * PostgreSQL's and changes it from committed rows, not from requests.
+ */
+uint64_t jobq__kv_blob(const uint8_t *key, uint32_t klen, const uint8_t *val,
+		       uint32_t vlen, uint32_t type)
+{
+	return blob_new(key, klen, val, vlen, type);
+}
+
+int jobq__kv_room(const uint8_t *key, uint32_t klen)
+{
+	int64_t at, ins;
+
+	at = lookup(key, klen, jobq__hash(key, klen), &ins);
+	return room(at, ins, key, klen);
+}
+
+int jobq__kv_install(uint64_t blob)
+{
+	const struct jobq_kv_blob *b = blob_at(blob);
+	const uint8_t *key = (const uint8_t *)(b + 1);
+	uint32_t hash = jobq__hash(key, b->klen);
+	int64_t at, ins;
+	int ret;
+
+	at = lookup(key, b->klen, hash, &ins);
+	ret = room(at, ins, key, b->klen);
+	if (!ret)
+		install(at, ins, hash, blob);
+	return ret;
+}
+
+int jobq__kv_remove(const uint8_t *key, uint32_t klen)
+{
+	int64_t at, ins;
+
+	at = lookup(key, klen, jobq__hash(key, klen), &ins);
+	if (at < 0)
+		return -ENOENT;
+	delete_at(at);
+	return 0;
 }

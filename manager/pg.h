@@ -170,7 +170,7 @@ int jobq__pg_run(struct jobq__pg *pg, bool (*done)(void *arg), void *arg,
  * pg_schema.c: the schema and its migrations.
  */
 /* The schema this binary writes and reads. */
-#define JOBQ__PG_SCHEMA_VERSION 2
+#define JOBQ__PG_SCHEMA_VERSION 3
 
 enum jobq__pg_schema_mode {
 	JOBQ__PG_CHECK,	  /* refuse any schema but ours */
@@ -346,16 +346,48 @@ int jobq__pg_unreserve(struct jobq__pg *pg, uint64_t id, uint64_t token,
 int jobq__pg_sync(struct jobq__pg *pg, uint64_t after, const uint64_t *ids,
 		  uint32_t nids, uint32_t limit, jobq__pg_cb cb, void *arg);
 
-/* Key/value: set, incr (one row: the new value as bigint; a missing key
- * counts from 0; -EPROTO with SQLSTATE 22P02 when the value is not an
- * integer) and cas (one row when @expect matched and @val was stored, none
- * otherwise; @expect NULL means "absent"). Values are text. */
-int jobq__pg_kv_set(struct jobq__pg *pg, const char *key, const char *val,
+/*
+ * Key/value (the table jobq_kv: key, type, value bytea, version). Each
+ * change is one statement that also sends "VERSION KEY" on
+ * JOBQ__PG_KV_CHANNEL ("0 KEY" for a delete) when it commits; versions
+ * come from one sequence, so a larger one is a later change of the key.
+ * A change names the client's @session and request id @rid (0: none):
+ * one sent again finds the answer of the first (kept ten minutes by the
+ * caller's jobq__pg_kv_forget()) and changes nothing; a copy that raced
+ * the first fails with SQLSTATE 23505 and finds it when sent again.
+ * Every change answers one row (..., again boolean, ...) or none:
+ *   set    (version, again, _).
+ *   incr   (n bigint, version, again, _): the new value, stored as decimal
+ *          text of @type; a missing key counts from 0; -EPROTO with
+ *          SQLSTATE 22P02 when the value is not an optional '-' and
+ *          digits, 22003 when the sum or the value is out of bigint.
+ *   cas    (version, again, _) when the value was exactly the @elen bytes
+ *          at @expect (@expect NULL: when the key was absent) and @val is
+ *          stored now; none otherwise.
+ *   del    (version, again, _) when the key was there; none otherwise.
+ * version is the row's after the change (a delete's: the row's before);
+ * with again, the first change's. fetch: rows (key, type, value bytea,
+ * version) of the @n keys that exist; load: of every key. forget: the
+ * answers older than @keep_ms go.
+ */
+#define JOBQ__PG_KV_CHANNEL "jobq_kv"
+int jobq__pg_kv_set(struct jobq__pg *pg, uint64_t session, uint64_t rid,
+		    const char *key, uint32_t type, const uint8_t *val,
+		    size_t len, jobq__pg_cb cb, void *arg);
+int jobq__pg_kv_incr(struct jobq__pg *pg, uint64_t session, uint64_t rid,
+		     const char *key, int64_t by, uint32_t type, jobq__pg_cb cb,
+		     void *arg);
+int jobq__pg_kv_cas(struct jobq__pg *pg, uint64_t session, uint64_t rid,
+		    const char *key, const uint8_t *expect, size_t elen,
+		    uint32_t type, const uint8_t *val, size_t len,
 		    jobq__pg_cb cb, void *arg);
-int jobq__pg_kv_incr(struct jobq__pg *pg, const char *key, int64_t by,
-		     jobq__pg_cb cb, void *arg);
-int jobq__pg_kv_cas(struct jobq__pg *pg, const char *key, const char *expect,
-		    const char *val, jobq__pg_cb cb, void *arg);
+int jobq__pg_kv_del(struct jobq__pg *pg, uint64_t session, uint64_t rid,
+		    const char *key, jobq__pg_cb cb, void *arg);
+int jobq__pg_kv_forget(struct jobq__pg *pg, int64_t keep_ms, jobq__pg_cb cb,
+		       void *arg);
+int jobq__pg_kv_fetch(struct jobq__pg *pg, const char *const *keys, uint32_t n,
+		      jobq__pg_cb cb, void *arg);
+int jobq__pg_kv_load(struct jobq__pg *pg, jobq__pg_cb cb, void *arg);
 
 /* ------------------------------------------------------------------------
  * pg_locks.c: named locks as session advisory locks of this connection
@@ -396,5 +428,16 @@ void jobq__jobs_pg_notify(const char *channel, const char *payload);
 /* Every second, and when the connection comes up: the mirrors are
  * refreshed and parked reservers ask again. */
 void jobq__jobs_pg_tick(void);
+
+/* Between pg_mgr.c and kv_pg.c (the key/value store). A notification on
+ * JOBQ__PG_KV_CHANNEL; at every turn, before the connection is flushed
+ * (true when a fetch was sent); the whole table read again (the
+ * connection came back); and read at start, blocking at most @timeout_ms
+ * (0, or -errno with a message in @err). */
+void jobq__kv_pg_notify(const char *payload);
+bool jobq__kv_pg_turn(void);
+void jobq__kv_pg_load(void);
+int jobq__kv_pg_start(struct jobq__pg *pg, int timeout_ms, char *err,
+		      size_t errlen);
 
 #endif

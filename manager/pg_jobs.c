@@ -677,55 +677,182 @@ int jobq__pg_sync(struct jobq__pg *pg, uint64_t after, const uint64_t *ids,
 	return ret;
 }
 
+/* ------------------------------------------------------------------------
+ * Key/value (kv_pg.c says how a host uses them). Every change draws a
+ * new version from jobq_kv_version and announces "version key" on
+ * JOBQ__PG_KV_CHANNEL ("0 key" for a delete) in the same statement, so
+ * the NOTIFY goes out exactly when the change commits. The version is
+ * drawn in the SET, after the row lock is taken: a change that waited for
+ * another gets a larger version than the one it waited for.
+ *
+ * Each statement is made exact for a request sent again ($1 session, $2
+ * request id; NULL for none): prev is the answer recorded for it, and the
+ * change runs only without one and records its own in the same
+ * transaction. Two copies racing both find none; the second to commit
+ * breaks jobq_kv_requests' primary key (23505) and is undone, and sent
+ * again it finds the first's answer. Parameters read by INSERT ... SELECT
+ * are cast: a SELECT list would take them as text.
+ */
+#define KV_PREV                                                                \
+	"WITH prev AS (SELECT n, version FROM jobq_kv_requests"                \
+	" WHERE session = $1 AND rid = $2),"
+#define KV_NEW " NOT EXISTS (SELECT 1 FROM prev)"
+/* Records the answer of w (n: @n) and notifies; @ver is the version the
+ * notification names. */
+#define KV_DONE(n, ver)                                                        \
+	" r AS (INSERT INTO jobq_kv_requests (session, rid, n, version)"       \
+	" SELECT $1, $2, " n ", version FROM w WHERE $1 IS NOT NULL),"         \
+	" nt AS (SELECT pg_notify('" JOBQ__PG_KV_CHANNEL "', " ver             \
+	" || ' ' || key) FROM w)"
+#define KV_ANSWER                                                              \
+	" SELECT version, false, (SELECT count(*) FROM nt) FROM w"             \
+	" UNION ALL SELECT version, true, 0 FROM prev"
+
 static const char sql_kv_set[] =
-    "INSERT INTO jobq_kv (key, value) VALUES ($1, $2)"
-    " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value,"
-    " version = jobq_kv.version + 1 RETURNING version";
+    KV_PREV " w AS (INSERT INTO jobq_kv (key, type, value)"
+	    " SELECT $3::text, $4::integer, $5::bytea WHERE" KV_NEW
+	    " ON CONFLICT (key) DO UPDATE SET type = EXCLUDED.type,"
+	    " value = EXCLUDED.value, version = nextval('jobq_kv_version')"
+	    " RETURNING key, version)," KV_DONE("0", "version") KV_ANSWER;
 
 /* ON CONFLICT DO UPDATE works on the row as committed, locked: two incrs
- * from two hosts both count. */
-static const char sql_kv_incr[] =
-    "INSERT INTO jobq_kv (key, value) VALUES ($1, $2::bigint::text)"
-    " ON CONFLICT (key) DO UPDATE SET"
-    " value = (jobq_kv.value::bigint + $2::bigint)::text,"
-    " version = jobq_kv.version + 1 RETURNING value::bigint";
+ * from two hosts both count. The value must be what the local manager's
+ * incr accepts, an optional '-' and digits (bigint's own input would take
+ * blanks and '+' too); anything else is made to fail bigint's input with
+ * 22P02. encode(escape) turns any bytes into text without failing. */
+#define KV_OLD "encode(jobq_kv.value, 'escape')"
+static const char sql_kv_incr[] = KV_PREV
+    " w AS (INSERT INTO jobq_kv (key, type, value)"
+    " SELECT $3::text, $5::integer,"
+    " convert_to($4::bigint::text, 'UTF8') WHERE" KV_NEW
+    " ON CONFLICT (key) DO UPDATE SET type = EXCLUDED.type,"
+    " value = convert_to(((CASE WHEN " KV_OLD " ~ '^-?[0-9]+$' THEN " KV_OLD
+    " ELSE 'not a number: ' || " KV_OLD
+    " END)::bigint + $4::bigint)::text, 'UTF8'),"
+    " version = nextval('jobq_kv_version')"
+    " RETURNING key, version,"
+    " convert_from(value, 'UTF8')::bigint AS n)," KV_DONE(
+	"n", "version") " SELECT n, version, false,"
+			" (SELECT count(*) FROM nt) FROM w"
+			" UNION ALL SELECT n, version, true, 0 FROM prev";
 
 static const char sql_kv_cas_absent[] =
-    "INSERT INTO jobq_kv (key, value) VALUES ($1, $2)"
-    " ON CONFLICT (key) DO NOTHING RETURNING version";
+    KV_PREV " w AS (INSERT INTO jobq_kv (key, type, value)"
+	    " SELECT $3::text, $4::integer, $5::bytea WHERE" KV_NEW
+	    " ON CONFLICT (key) DO NOTHING RETURNING key, version)," KV_DONE(
+		"0", "version") KV_ANSWER;
 
 /* The WHERE is re-checked on the row as committed (EvalPlanQual): of two
- * racing swaps from the same value, one matches. */
+ * racing swaps from the same value, one matches. bytea compares bytes. */
 static const char sql_kv_cas[] =
-    "UPDATE jobq_kv SET value = $3, version = version + 1"
-    " WHERE key = $1 AND value = $2 RETURNING version";
+    KV_PREV " w AS (UPDATE jobq_kv SET type = $4, value = $5,"
+	    " version = nextval('jobq_kv_version')"
+	    " WHERE key = $3 AND value = $6 AND" KV_NEW
+	    " RETURNING key, version)," KV_DONE("0", "version") KV_ANSWER;
 
-int jobq__pg_kv_set(struct jobq__pg *pg, const char *key, const char *val,
+static const char sql_kv_del[] =
+    KV_PREV " w AS (DELETE FROM jobq_kv WHERE key = $3 AND" KV_NEW
+	    " RETURNING key, version)," KV_DONE("0", "'0'") KV_ANSWER;
+
+static const char sql_kv_forget[] =
+    "DELETE FROM jobq_kv_requests WHERE done_at < now() - $1::bigint *"
+    " interval '1 millisecond'";
+
+#define KV_COLS "SELECT key, type, value, version FROM jobq_kv"
+static const char sql_kv_fetch[] = KV_COLS " WHERE key = ANY ($1::text[])";
+static const char sql_kv_load[] = KV_COLS;
+
+/* The request's two parameters: NULL without a session. */
+#define KV_REQ(sb, rb, session, rid)                                           \
+	(session) ? NUM(sb, session) : NULL, (session) ? NUM(rb, rid) : NULL
+
+int jobq__pg_kv_set(struct jobq__pg *pg, uint64_t session, uint64_t rid,
+		    const char *key, uint32_t type, const uint8_t *val,
+		    size_t len, jobq__pg_cb cb, void *arg)
+{
+	char sb[24], rb[24], t[24], *hex = hex_bytea(val, len);
+	const char *v[5] = {KV_REQ(sb, rb, session, rid), key, NUM(t, type),
+			    hex};
+	int ret;
+
+	if (!hex)
+		return -ENOMEM;
+	ret = jobq__pg_query(pg, sql_kv_set, 5, v, cb, arg);
+	free(hex);
+	return ret;
+}
+
+int jobq__pg_kv_incr(struct jobq__pg *pg, uint64_t session, uint64_t rid,
+		     const char *key, int64_t by, uint32_t type, jobq__pg_cb cb,
+		     void *arg)
+{
+	char sb[24], rb[24], b[24], t[24];
+	const char *v[5] = {KV_REQ(sb, rb, session, rid), key, NUM(b, by),
+			    NUM(t, type)};
+
+	return jobq__pg_query(pg, sql_kv_incr, 5, v, cb, arg);
+}
+
+int jobq__pg_kv_cas(struct jobq__pg *pg, uint64_t session, uint64_t rid,
+		    const char *key, const uint8_t *expect, size_t elen,
+		    uint32_t type, const uint8_t *val, size_t len,
 		    jobq__pg_cb cb, void *arg)
 {
-	const char *v[2] = {key, val};
+	char sb[24], rb[24], t[24], *hex = hex_bytea(val, len), *ehex = NULL;
+	const char *v[6] = {KV_REQ(sb, rb, session, rid), key, NUM(t, type),
+			    hex, NULL};
+	int ret;
 
-	return jobq__pg_query(pg, sql_kv_set, 2, v, cb, arg);
-}
-
-int jobq__pg_kv_incr(struct jobq__pg *pg, const char *key, int64_t by,
-		     jobq__pg_cb cb, void *arg)
-{
-	char b[24];
-	const char *v[2] = {key, NUM(b, by)};
-
-	return jobq__pg_query(pg, sql_kv_incr, 2, v, cb, arg);
-}
-
-int jobq__pg_kv_cas(struct jobq__pg *pg, const char *key, const char *expect,
-		    const char *val, jobq__pg_cb cb, void *arg)
-{
-	if (!expect) {
-		const char *v[2] = {key, val};
-
-		return jobq__pg_query(pg, sql_kv_cas_absent, 2, v, cb, arg);
+	if (expect)
+		ehex = hex_bytea(expect, elen);
+	if (!hex || (expect && !ehex)) {
+		free(hex);
+		free(ehex);
+		return -ENOMEM;
 	}
-	const char *v[3] = {key, expect, val};
+	v[5] = ehex;
+	if (expect)
+		ret = jobq__pg_query(pg, sql_kv_cas, 6, v, cb, arg);
+	else
+		ret = jobq__pg_query(pg, sql_kv_cas_absent, 5, v, cb, arg);
+	free(hex);
+	free(ehex);
+	return ret;
+}
 
-	return jobq__pg_query(pg, sql_kv_cas, 3, v, cb, arg);
+int jobq__pg_kv_del(struct jobq__pg *pg, uint64_t session, uint64_t rid,
+		    const char *key, jobq__pg_cb cb, void *arg)
+{
+	char sb[24], rb[24];
+	const char *v[3] = {KV_REQ(sb, rb, session, rid), key};
+
+	return jobq__pg_query(pg, sql_kv_del, 3, v, cb, arg);
+}
+
+int jobq__pg_kv_forget(struct jobq__pg *pg, int64_t keep_ms, jobq__pg_cb cb,
+		       void *arg)
+{
+	char k[24];
+	const char *v[1] = {NUM(k, keep_ms)};
+
+	return jobq__pg_query(pg, sql_kv_forget, 1, v, cb, arg);
+}
+
+int jobq__pg_kv_fetch(struct jobq__pg *pg, const char *const *keys, uint32_t n,
+		      jobq__pg_cb cb, void *arg)
+{
+	char *arr = text_array(keys, n);
+	const char *v[1] = {arr};
+	int ret;
+
+	if (!arr)
+		return -ENOMEM;
+	ret = jobq__pg_query(pg, sql_kv_fetch, 1, v, cb, arg);
+	free(arr);
+	return ret;
+}
+
+int jobq__pg_kv_load(struct jobq__pg *pg, jobq__pg_cb cb, void *arg)
+{
+	return jobq__pg_query(pg, sql_kv_load, 0, NULL, cb, arg);
 }

@@ -2,8 +2,9 @@
 /*
  * pg_mgr.c - jobqd --backend: the manager's one PostgreSQL connection
  * (pg.c) inside its io_uring loop, the schema check at start, --migrate,
- * and the maintenance every manager runs from its timer (lease expiry,
- * the release of --after dependents, retention).
+ * the first read of the key/value table, and the maintenance every manager
+ * runs from its timer (lease expiry, the release of --after dependents,
+ * retention).
  *
  * How the loop drives the connection: at the end of every turn
  * jobq__backend_turn() lets pg.c send what the turn queued (all of it
@@ -17,9 +18,10 @@
  * backoff, maintenance) runs from the loop's JOBQ__TIMER_BACKEND.
  *
  * The job handlers go through the backend (jobs_pg.c): jobs are shared
- * by every host's manager, and so are locks, as advisory locks of this
- * connection (locks.c, pg_locks.c). Queues of objects and the key/value
- * store stay with each host for now, which the log line at start says.
+ * by every host's manager; so is the key/value store (kv_pg.c), of which
+ * each host keeps a copy that notifications keep fresh, and so are locks,
+ * as advisory locks of this connection (locks.c, pg_locks.c). Queues of
+ * objects stay with each host for now, which the log line at start says.
  */
 #include <errno.h>
 #include <poll.h>
@@ -56,6 +58,7 @@ static void on_state(void *ctx, bool up, const char *why)
 		if (jobq__m.turn) {
 			jobq__jobs_pg_tick();
 			jobq__locks_pg_state(true);
+			jobq__kv_pg_load();
 		}
 		return;
 	}
@@ -72,6 +75,11 @@ static void on_notify(void *ctx, const char *channel, const char *payload)
 	if (!strcmp(channel, JOBQ__PG_LOCK_CHANNEL)) {
 		if (jobq__m.turn)
 			jobq__locks_pg_notify(payload);
+		return;
+	}
+	if (!strcmp(channel, JOBQ__PG_KV_CHANNEL)) {
+		if (jobq__m.turn)
+			jobq__kv_pg_notify(payload);
 		return;
 	}
 	if (!strcmp(channel, JOBQ__PG_DONE_CHANNEL))
@@ -94,12 +102,15 @@ static int connect_and_check(const char *url, int mode, int *found, char *err,
 			     size_t errlen)
 {
 	static const char *const channels[] = {
-	    JOBQ__PG_CHANNEL, JOBQ__PG_DONE_CHANNEL, JOBQ__PG_LOCK_CHANNEL};
+	    JOBQ__PG_CHANNEL, JOBQ__PG_DONE_CHANNEL, JOBQ__PG_LOCK_CHANNEL,
+	    JOBQ__PG_KV_CHANNEL};
 	struct jobq__pg_hooks h = {on_notify, on_state, NULL};
 	char m[512];
 	int ret;
 
-	ret = jobq__pg_open(&b.pg, url, channels, 3, &h, m, sizeof(m));
+	ret = jobq__pg_open(&b.pg, url, channels,
+			    (int)(sizeof(channels) / sizeof(channels[0])), &h,
+			    m, sizeof(m));
 	if (ret) {
 		snprintf(err, errlen, "--backend: %s", m);
 		return ret;
@@ -152,6 +163,9 @@ int jobq__backend_open(char *err, size_t errlen)
 	if (!url)
 		return 0;
 	ret = connect_and_check(url, JOBQ__PG_CREATE, &found, err, errlen);
+	/* Before any client reads a key: the store becomes the table. */
+	if (!ret)
+		ret = jobq__kv_pg_start(b.pg, START_TIMEOUT_MS, err, errlen);
 	if (ret) {
 		jobq__pg_close(b.pg);
 		b.pg = NULL;
@@ -164,9 +178,9 @@ int jobq__backend_open(char *err, size_t errlen)
 	 * submits or results instead of one each. */
 	jobq__pg_batching(b.pg, true);
 	jobq__log(0,
-		  "backend: schema version %d; jobs and locks are shared "
-		  "with every host on this database, queues and keys stay "
-		  "with this host",
+		  "backend: schema version %d; jobs, keys and locks are "
+		  "shared with every host on this database, queues of "
+		  "objects stay with this host",
 		  JOBQ__PG_SCHEMA_VERSION);
 	b.maint_at = jobq__now_ns() + MAINT_NS;
 	b.retain_at = jobq__now_ns() + RETAIN_NS;
@@ -261,7 +275,11 @@ void jobq__backend_turn(void)
 	if (!b.pg)
 		return;
 	jobq__locks_pg_turn();
+	jobq__kv_pg_turn();
 	jobq__pg_ready(b.pg, 0);
+	/* Keys notified in what that flush read are fetched now too. */
+	if (jobq__kv_pg_turn())
+		jobq__pg_ready(b.pg, 0);
 	ev = jobq__pg_events(b.pg, &fd, &dl, &gen);
 	if (b.armed && (gen != b.armed_gen || ev != b.armed_ev || fd < 0)) {
 		jobq__loop_unwatch_fd(b.tag);

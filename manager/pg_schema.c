@@ -133,6 +133,37 @@ static const char *const migrations[] = {
     "  (req_session, req_id) WHERE req_session IS NOT NULL;\n"
     "INSERT INTO jobq_schema (version) VALUES (2);\n"
     "END $m$",
+    /* 3: the key/value store shared by every host (kv_pg.c): values are
+     * bytes with the object type of the local store (3, JOBQ_T_TEXT, for
+     * the text values before), and every change draws its version from
+     * one sequence, so that versions grow across a key's delete and
+     * re-creation and a host can tell an older row from a newer one.
+     * jobq_kv_requests: the changes made by clients' requests (session,
+     * request id) and their answers, so that a change sent again after
+     * its answer was lost is answered, not made twice; kept ten
+     * minutes. */
+    "DO $m$ BEGIN\n"
+    "PERFORM pg_advisory_xact_lock(" SCHEMA_LOCK ");\n"
+    "IF EXISTS (SELECT 1 FROM jobq_schema WHERE version >= 3) THEN\n"
+    "  RETURN;\n"
+    "END IF;\n"
+    "CREATE SEQUENCE jobq_kv_version;\n"
+    "PERFORM setval('jobq_kv_version',\n"
+    "  greatest((SELECT max(version) FROM jobq_kv), 1));\n"
+    "ALTER TABLE jobq_kv\n"
+    "  ALTER COLUMN value TYPE bytea USING convert_to(value, 'UTF8'),\n"
+    "  ALTER COLUMN version SET DEFAULT nextval('jobq_kv_version'),\n"
+    "  ADD COLUMN type integer NOT NULL DEFAULT 3;\n"
+    "CREATE TABLE jobq_kv_requests (\n"
+    "  session bigint NOT NULL,\n"
+    "  rid bigint NOT NULL,\n"
+    "  n bigint NOT NULL DEFAULT 0,\n"
+    "  version bigint NOT NULL,\n"
+    "  done_at timestamptz NOT NULL DEFAULT now(),\n"
+    "  PRIMARY KEY (session, rid));\n"
+    "CREATE INDEX jobq_kv_requests_done ON jobq_kv_requests (done_at);\n"
+    "INSERT INTO jobq_schema (version) VALUES (3);\n"
+    "END $m$",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) ==

@@ -810,6 +810,28 @@ static void parallel_limit_and_pause(void **state)
 /* ------------------------------------------------------------------------
  * Key/value, retention.
  */
+/* Text values, as most of these cases use. */
+static int kv_set(struct jobq__pg *pg, const char *key, const char *val,
+		  jobq__pg_cb cb, void *arg)
+{
+	return jobq__pg_kv_set(pg, 0, 0, key, JOBQ_T_TEXT, (const uint8_t *)val,
+			       strlen(val), cb, arg);
+}
+
+static int kv_incr(struct jobq__pg *pg, const char *key, int64_t by,
+		   jobq__pg_cb cb, void *arg)
+{
+	return jobq__pg_kv_incr(pg, 0, 0, key, by, JOBQ_T_TEXT, cb, arg);
+}
+
+static int kv_cas(struct jobq__pg *pg, const char *key, const char *expect,
+		  const char *val, jobq__pg_cb cb, void *arg)
+{
+	return jobq__pg_kv_cas(pg, 0, 0, key, (const uint8_t *)expect,
+			       expect ? strlen(expect) : 0, JOBQ_T_TEXT,
+			       (const uint8_t *)val, strlen(val), cb, arg);
+}
+
 struct incrs {
 	struct ans a[2];
 	int left[2];
@@ -826,9 +848,8 @@ static bool incr_step(void *arg)
 		assert_int_equal(n->a[i].err, 0);
 		ans_clear(&n->a[i]);
 		if (n->left[i]-- > 0)
-			assert_int_equal(jobq__pg_kv_incr(n->pgs[i], "n", 1,
-							  ans_cb, &n->a[i]),
-					 0);
+			assert_int_equal(
+			    kv_incr(n->pgs[i], "n", 1, ans_cb, &n->a[i]), 0);
 	}
 	return n->left[0] < 0 && n->left[1] < 0;
 }
@@ -844,22 +865,113 @@ static void kv_atomic(void **state)
 	n.left[0] = n.left[1] = 100;
 	n.a[0].done = n.a[1].done = true;
 	assert_int_equal(drive(n.pgs, 2, incr_step, &n, 60000), 0);
-	assert_string_equal(peek(x, "SELECT value FROM jobq_kv"), "200");
+	assert_string_equal(
+	    peek(x, "SELECT convert_from(value, 'UTF8') FROM jobq_kv"), "200");
 
-	SYNC(x->pg, jobq__pg_kv_cas(x->pg, "c", NULL, "1", ans_cb, &A));
+	SYNC(x->pg, kv_cas(x->pg, "c", NULL, "1", ans_cb, &A));
 	assert_int_equal(PQntuples(A.res), 1);
-	SYNC(x->pg, jobq__pg_kv_cas(x->pg, "c", NULL, "2", ans_cb, &A));
+	SYNC(x->pg, kv_cas(x->pg, "c", NULL, "2", ans_cb, &A));
 	assert_int_equal(PQntuples(A.res), 0);
-	SYNC(x->pg, jobq__pg_kv_cas(x->pg, "c", "9", "2", ans_cb, &A));
+	SYNC(x->pg, kv_cas(x->pg, "c", "9", "2", ans_cb, &A));
 	assert_int_equal(PQntuples(A.res), 0);
-	SYNC(x->pg, jobq__pg_kv_cas(x->pg, "c", "1", "2", ans_cb, &A));
+	SYNC(x->pg, kv_cas(x->pg, "c", "1", "2", ans_cb, &A));
 	assert_int_equal(PQntuples(A.res), 1);
-	SYNC(x->pg, jobq__pg_kv_set(x->pg, "s", "text", ans_cb, &A));
+	SYNC(x->pg, kv_set(x->pg, "s", "text", ans_cb, &A));
 	ans_clear(&A);
-	assert_int_equal(jobq__pg_kv_incr(x->pg, "s", 1, ans_cb, &A), 0);
+	assert_int_equal(kv_incr(x->pg, "s", 1, ans_cb, &A), 0);
 	assert_int_equal(jobq__pg_run(x->pg, ans_done, &A, 20000), 0);
 	assert_int_equal(A.err, -EPROTO);
 	assert_string_equal(A.state, "22P02");
+	/* What bigint would read but the local store's incr refuses. */
+	SYNC(x->pg, kv_set(x->pg, "s", " +7", ans_cb, &A));
+	ans_clear(&A);
+	assert_int_equal(kv_incr(x->pg, "s", 1, ans_cb, &A), 0);
+	assert_int_equal(jobq__pg_run(x->pg, ans_done, &A, 20000), 0);
+	assert_string_equal(A.state, "22P02");
+	SYNC(x->pg, kv_set(x->pg, "s", "9223372036854775807", ans_cb, &A));
+	ans_clear(&A);
+	assert_int_equal(kv_incr(x->pg, "s", 1, ans_cb, &A), 0);
+	assert_int_equal(jobq__pg_run(x->pg, ans_done, &A, 20000), 0);
+	assert_string_equal(A.state, "22003");
+	SYNC(x->pg, kv_incr(x->pg, "s", -7, ans_cb, &A));
+	assert_int_equal(jobq__pg_int(A.res, 0, 0), INT64_MAX - 7);
+
+	/* Bytes, not text: a NUL and a byte that is not UTF-8 go through,
+	 * and cas compares them exactly. */
+	SYNC(x->pg, jobq__pg_kv_set(x->pg, 0, 0, "b", JOBQ_T_BYTES,
+				    (const uint8_t *)"a\0\xff", 3, ans_cb, &A));
+	SYNC(x->pg, jobq__pg_kv_cas(x->pg, 0, 0, "b", (const uint8_t *)"a\0", 2,
+				    JOBQ_T_BYTES, (const uint8_t *)"x", 1,
+				    ans_cb, &A));
+	assert_int_equal(PQntuples(A.res), 0);
+	SYNC(x->pg, jobq__pg_kv_cas(x->pg, 0, 0, "b",
+				    (const uint8_t *)"a\0\xff", 3, JOBQ_T_BYTES,
+				    (const uint8_t *)"x", 1, ans_cb, &A));
+	assert_int_equal(PQntuples(A.res), 1);
+	{
+		const char *keys[] = {"b", "c", "none", "q\"uo\\te"};
+
+		SYNC(x->pg, jobq__pg_kv_fetch(x->pg, keys, 4, ans_cb, &A));
+		assert_int_equal(PQntuples(A.res), 2);
+	}
+	SYNC(x->pg, jobq__pg_kv_del(x->pg, 0, 0, "b", ans_cb, &A));
+	assert_int_equal(PQntuples(A.res), 1);
+	SYNC(x->pg, jobq__pg_kv_del(x->pg, 0, 0, "b", ans_cb, &A));
+	assert_int_equal(PQntuples(A.res), 0);
+	/* Versions grow across a delete and a new set of the key. */
+	SYNC(x->pg, kv_set(x->pg, "b", "1", ans_cb, &A));
+	assert_true(jobq__pg_int(A.res, 0, 0) >
+		    atoll(peek(x, "SELECT max(version) FROM jobq_kv "
+				  "WHERE key <> 'b'")));
+	SYNC(x->pg, jobq__pg_kv_load(x->pg, ans_cb, &A));
+	assert_int_equal(PQntuples(A.res), 4);
+
+	/* A request sent again finds its first answer and changes nothing:
+	 * incr's value, a set that a later set replaced, a delete. */
+	SYNC(x->pg,
+	     jobq__pg_kv_incr(x->pg, 7, 1, "r", 5, JOBQ_T_TEXT, ans_cb, &A));
+	assert_int_equal(jobq__pg_int(A.res, 0, 0), 5);
+	assert_string_equal(PQgetvalue(A.res, 0, 2), "f");
+	SYNC(x->pg,
+	     jobq__pg_kv_incr(x->pg, 7, 2, "r", 1, JOBQ_T_TEXT, ans_cb, &A));
+	SYNC(x->pg,
+	     jobq__pg_kv_incr(x->pg, 7, 1, "r", 5, JOBQ_T_TEXT, ans_cb, &A));
+	assert_int_equal(jobq__pg_int(A.res, 0, 0), 5);
+	assert_string_equal(PQgetvalue(A.res, 0, 2), "t");
+	assert_string_equal(
+	    peek(x, "SELECT convert_from(value, 'UTF8') FROM jobq_kv "
+		    "WHERE key = 'r'"),
+	    "6");
+	/* Another session's request 1 is another request. */
+	SYNC(x->pg,
+	     jobq__pg_kv_incr(x->pg, 8, 1, "r", 1, JOBQ_T_TEXT, ans_cb, &A));
+	assert_int_equal(jobq__pg_int(A.res, 0, 0), 7);
+	SYNC(x->pg, jobq__pg_kv_set(x->pg, 7, 3, "r", JOBQ_T_TEXT,
+				    (const uint8_t *)"x", 1, ans_cb, &A));
+	SYNC(x->pg, kv_set(x->pg, "r", "y", ans_cb, &A));
+	SYNC(x->pg, jobq__pg_kv_set(x->pg, 7, 3, "r", JOBQ_T_TEXT,
+				    (const uint8_t *)"x", 1, ans_cb, &A));
+	assert_string_equal(PQgetvalue(A.res, 0, 1), "t");
+	assert_string_equal(
+	    peek(x, "SELECT convert_from(value, 'UTF8') FROM jobq_kv "
+		    "WHERE key = 'r'"),
+	    "y");
+	SYNC(x->pg, jobq__pg_kv_del(x->pg, 7, 4, "r", ans_cb, &A));
+	assert_string_equal(PQgetvalue(A.res, 0, 1), "f");
+	SYNC(x->pg, jobq__pg_kv_del(x->pg, 7, 4, "r", ans_cb, &A));
+	assert_int_equal(PQntuples(A.res), 1);
+	assert_string_equal(PQgetvalue(A.res, 0, 1), "t");
+	/* A cas that succeeded, sent again, succeeded: though the key it
+	 * required absent exists now. */
+	SYNC(x->pg, jobq__pg_kv_cas(x->pg, 7, 5, "r", NULL, 0, JOBQ_T_TEXT,
+				    (const uint8_t *)"z", 1, ans_cb, &A));
+	assert_int_equal(PQntuples(A.res), 1);
+	SYNC(x->pg, jobq__pg_kv_cas(x->pg, 7, 5, "r", NULL, 0, JOBQ_T_TEXT,
+				    (const uint8_t *)"w", 1, ans_cb, &A));
+	assert_string_equal(PQgetvalue(A.res, 0, 1), "t");
+	SYNC(x->pg, jobq__pg_kv_forget(x->pg, 0, ans_cb, &A));
+	assert_string_equal(peek(x, "SELECT count(*) FROM jobq_kv_requests"),
+			    "0");
 }
 
 static bool all4(void *arg)
@@ -878,11 +990,11 @@ static void batching_commits_together(void **state)
 	struct ans a[4] = {0};
 
 	jobq__pg_batching(x->pg, true);
-	assert_int_equal(jobq__pg_kv_set(x->pg, "a", "1", ans_cb, &a[0]), 0);
-	assert_int_equal(jobq__pg_kv_incr(x->pg, "n", 1, ans_cb, &a[1]), 0);
+	assert_int_equal(kv_set(x->pg, "a", "1", ans_cb, &a[0]), 0);
+	assert_int_equal(kv_incr(x->pg, "n", 1, ans_cb, &a[1]), 0);
 	assert_int_equal(
 	    jobq__pg_query(x->pg, "SELECT 1 / 0", 0, NULL, ans_cb, &a[2]), 0);
-	assert_int_equal(jobq__pg_kv_incr(x->pg, "n", 1, ans_cb, &a[3]), 0);
+	assert_int_equal(kv_incr(x->pg, "n", 1, ans_cb, &a[3]), 0);
 	assert_int_equal(jobq__pg_run(x->pg, all4, a, 20000), 0);
 	assert_int_equal(a[0].err, 0);
 	assert_int_equal(a[1].err, 0);
@@ -890,16 +1002,17 @@ static void batching_commits_together(void **state)
 	assert_string_equal(a[2].state, "22012");
 	assert_int_equal(a[3].err, 0);
 	/* Each increment once, though the first ran twice. */
-	assert_string_equal(
-	    peek(x, "SELECT value FROM jobq_kv WHERE key = 'n'"), "2");
-	assert_string_equal(
-	    peek(x, "SELECT value FROM jobq_kv WHERE key = 'a'"), "1");
+	assert_string_equal(peek(x, "SELECT convert_from(value, 'UTF8') FROM "
+				    "jobq_kv WHERE key = 'n'"),
+			    "2");
+	assert_string_equal(peek(x, "SELECT convert_from(value, 'UTF8') FROM "
+				    "jobq_kv WHERE key = 'a'"),
+			    "1");
 	for (int i = 0; i < 4; i++)
 		ans_clear(&a[i]);
 	/* Without an error: one transaction, every answer committed. */
 	for (int i = 0; i < 4; i++)
-		assert_int_equal(jobq__pg_kv_incr(x->pg, "m", 1, ans_cb, &a[i]),
-				 0);
+		assert_int_equal(kv_incr(x->pg, "m", 1, ans_cb, &a[i]), 0);
 	assert_int_equal(jobq__pg_run(x->pg, all4, a, 20000), 0);
 	for (int i = 0; i < 4; i++) {
 		assert_int_equal(a[i].err, 0);
@@ -1053,28 +1166,28 @@ static void connection_cut_and_restart(void **state)
 	assert_true(x->downs >= 1);
 	ups = x->ups;
 	/* Queued while down: sent once it is back. */
-	SYNC(x->pg, jobq__pg_kv_set(x->pg, "after-cut", "1", ans_cb, &A));
+	SYNC(x->pg, kv_set(x->pg, "after-cut", "1", ans_cb, &A));
 	assert_true(x->ups > ups || jobq__pg_up(x->pg));
 	assert_true(jobq__pg_backend_pid(x->pg) != pid);
 
 	/* PostgreSQL restarts with a query waiting. */
 	jqt_pg_stop_server(&server);
 	ans_clear(&t.b);
-	assert_int_equal(jobq__pg_kv_set(x->pg, "restart", "1", ans_cb, &t.b),
-			 0);
+	assert_int_equal(kv_set(x->pg, "restart", "1", ans_cb, &t.b), 0);
 	/* While it is gone the query waits (or, had it been sent before the
 	 * cut was seen, fails with -ECONNRESET: then send it again). */
 	jobq__pg_run(x->pg, NULL, NULL, 500);
 	if (t.b.done) {
 		assert_int_equal(t.b.err, -ECONNRESET);
 		ans_clear(&t.b);
-		assert_int_equal(
-		    jobq__pg_kv_set(x->pg, "restart", "1", ans_cb, &t.b), 0);
+		assert_int_equal(kv_set(x->pg, "restart", "1", ans_cb, &t.b),
+				 0);
 	}
 	assert_int_equal(jqt_pg_restart(&server), 0);
 	wait_ok(x->pg, &t.b);
-	assert_string_equal(
-	    peek(x, "SELECT value FROM jobq_kv WHERE key = 'restart'"), "1");
+	assert_string_equal(peek(x, "SELECT convert_from(value, 'UTF8') FROM "
+				    "jobq_kv WHERE key = 'restart'"),
+			    "1");
 	ans_clear(&t.a);
 	ans_clear(&t.b);
 }
@@ -1083,11 +1196,15 @@ static void connection_cut_and_restart(void **state)
  * jobqd itself: --migrate, the refusals, --backend from the config file,
  * and its connection in the loop coming back after a cut.
  */
-/* Undoes migration 2: a database as a version-1 jobqd left it. */
+/* Undoes migrations 3 and 2: a database as a version-1 jobqd left it. */
 #define DOWN_TO_1                                                              \
+	"DROP TABLE jobq_kv_requests; "                                        \
+	"ALTER TABLE jobq_kv DROP COLUMN type, ALTER COLUMN version SET "      \
+	"DEFAULT 1, ALTER COLUMN value TYPE text USING "                       \
+	"convert_from(value, 'UTF8'); DROP SEQUENCE jobq_kv_version; "         \
 	"DROP INDEX jobq_jobs_request; ALTER TABLE jobq_jobs DROP COLUMN "     \
 	"req_session, DROP COLUMN req_id; DELETE FROM jobq_schema WHERE "      \
-	"version = 2"
+	"version IN (2, 3)"
 
 static int run_jobqd(struct jqt_out *o, const char *conninfo, bool migrate)
 {
@@ -1113,9 +1230,12 @@ static void jobqd_migrate(void **state)
 	assert_non_null(strstr(o.out, "already"));
 	jqt_out_free(&o);
 	/* A database left at version 1 by an older jobqd: refused by a
-	 * plain start, naming both versions, and moved to 2 by --migrate. */
+	 * plain start, naming both versions, and moved on by --migrate. */
 	{
-		char *v = jqt_pg_exec(conninfo, DOWN_TO_1);
+		char *v = jqt_pg_exec(conninfo,
+				      DOWN_TO_1 "; INSERT INTO "
+						"jobq_kv (key, value) VALUES "
+						"('old', '41')");
 		char err[512];
 		struct ctx y = {0};
 		int found;
@@ -1134,7 +1254,9 @@ static void jobqd_migrate(void **state)
 	}
 	assert_int_equal(run_jobqd(&o, conninfo, true), 0);
 	assert_int_equal(o.code, 0);
-	assert_non_null(strstr(o.out, "from version 1 to 2"));
+	snprintf(want, sizeof(want), "from version 1 to %d",
+		 JOBQ__PG_SCHEMA_VERSION);
+	assert_non_null(strstr(o.out, want));
 	jqt_out_free(&o);
 	{
 		char *v = jqt_pg_exec(conninfo,
@@ -1143,6 +1265,13 @@ static void jobqd_migrate(void **state)
 
 		assert_non_null(v);
 		assert_string_equal(v, "1");
+		free(v);
+		/* A text value of version 1 is its bytes now, of type text. */
+		v = jqt_pg_exec(conninfo,
+				"SELECT convert_from(value, 'UTF8') || ' ' || "
+				"type FROM jobq_kv WHERE key = 'old'");
+		assert_non_null(v);
+		assert_string_equal(v, "41 3");
 		free(v);
 	}
 	free(jqt_pg_exec(conninfo,
@@ -1197,10 +1326,12 @@ static void jobqd_backend_reconnects(void **state)
 	assert_int_equal(jqt_mgr_start(&m, args), 0);
 	{
 		struct ctx y = {0};
+		char v[16];
 
 		snprintf(y.conninfo, sizeof(y.conninfo), "%s", conninfo);
+		snprintf(v, sizeof(v), "%d", JOBQ__PG_SCHEMA_VERSION);
 		assert_string_equal(
-		    peek(&y, "SELECT max(version) FROM jobq_schema"), "2");
+		    peek(&y, "SELECT max(version) FROM jobq_schema"), v);
 		assert_int_equal(count_lines(log, "connected to PostgreSQL"),
 				 1);
 		/* Cut its session: the loop sees it and reconnects. */
