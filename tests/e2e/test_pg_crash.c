@@ -344,6 +344,17 @@ static void test_checker(void **state)
 			      "over:run at): %s\n",
 			      v ? v : "?");
 		free(v);
+		/* A transaction left open holds the rows it locked, which
+		 * every reserve then skips. */
+		v = jqt_pg_exec(
+		    conninfo,
+		    "SELECT string_agg(pid || ' ' || state || ' since ' || "
+		    "coalesce((now() - xact_start)::text, '-') || ': ' || "
+		    "left(query, 60), E'\\n') FROM pg_stat_activity WHERE "
+		    "datname = current_database() AND pid <> "
+		    "pg_backend_pid()");
+		print_message("sessions:\n%s\n", v ? v : "?");
+		free(v);
 		/* Who serves each host now, and what the managers said
 		 * last. */
 		for (int i = 0; i < NHOST; i++) {
