@@ -684,6 +684,7 @@ static void ignore_cb(void *arg, int err, const PGresult *res)
 }
 
 static int reserve_send(struct preq *p, uint64_t want);
+static void poke_slot(uint32_t slot);
 
 /* Whether @p's reserver still waits for what its statement brings. */
 static bool reserver_waits(const struct preq *p)
@@ -786,10 +787,15 @@ static void reserve_cb(void *arg, int err, const PGresult *res)
 	if (err && err != -ECONNRESET && err != -ECANCELED)
 		(void)sql_error("reserve", err, res);
 	if (!waits) {
-		if (!p->w && asker_alive(p))
+		bool gone = !asker_alive(p);
+
+		if (!p->w && !gone)
 			jobq__post(c, ud, stopping ? JOBQ_ECLOSED : -EAGAIN, 0,
 				   0, 0, 0);
 		free(p);
+		/* The slot's new client may have parked behind this one. */
+		if (gone)
+			poke_slot(slot);
 		return;
 	}
 	if (err == -ECANCELED) {
@@ -846,41 +852,44 @@ int jobq__jobs_pg_reserve(struct jobq__client *c, const struct jobq_sqe *s)
 
 	if (!p)
 		return -ENOMEM;
-	if (g.rsv_busy[c->slot]) {
-		free(p);
-		return -EBUSY;
-	}
 	ret = reserve_send(p, 0);
 	if (!ret)
 		return JOBQ__NOREPLY;
 	free(p);
 	if (ret != -EBUSY)
 		return ret;
-	/* No free slot: it waits, as on a local manager. */
+	/* No free slot: it waits, as on a local manager. Or the statement
+	 * of the slot's previous client is still out (it went with a
+	 * reserve unanswered): it waits for that answer (reserve_cb()). */
 	ret = jobq__jobs_park_reserve(c, s);
 	if (ret == JOBQ__NOREPLY)
 		g.park[c->slot]++;
 	return ret;
 }
 
+/* The reserver parked on @slot, if any, asks again. */
+static void poke_slot(uint32_t slot)
+{
+	struct jobq__waiter *w = jobq__jobs_parked(slot);
+	struct preq *p;
+
+	if (!w || g.rsv_busy[slot])
+		return;
+	p = preq_new(w->c, &w->sqe, K_RESERVE, 0);
+	if (!p)
+		return;
+	p->w = w;
+	p->park = g.park[slot];
+	if (reserve_send(p, 0))
+		free(p);
+}
+
 /* Every parked reserver asks again (work was announced, or a second
  * passed: delays and backoffs end without a notification). */
 static void poke(void)
 {
-	for (uint32_t slot = 0; slot < jobq__m.o.max_clients; slot++) {
-		struct jobq__waiter *w = jobq__jobs_parked(slot);
-		struct preq *p;
-
-		if (!w || g.rsv_busy[slot])
-			continue;
-		p = preq_new(w->c, &w->sqe, K_RESERVE, 0);
-		if (!p)
-			return;
-		p->w = w;
-		p->park = g.park[slot];
-		if (reserve_send(p, 0))
-			free(p);
-	}
+	for (uint32_t slot = 0; slot < jobq__m.o.max_clients; slot++)
+		poke_slot(slot);
 }
 
 /* ------------------------------------------------------------------------
@@ -932,6 +941,11 @@ static void done_cb(void *arg, int err, const PGresult *res)
 	if (PQntuples(res) < 1 || !is_final(job_rec(r)->state))
 		sync_id(p->id);
 	reply(p, PQntuples(res) > 0 ? 0 : -ESTALE, 0);
+	/* Its worker's next reserve, sent with this result, found no free
+	 * slot and parked: it asks now, not at the next tick (no
+	 * notification comes once the submitters are quiet). */
+	if (asker_alive(p))
+		poke_slot(p->c->slot);
 	free(p);
 }
 
