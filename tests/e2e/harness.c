@@ -845,6 +845,20 @@ int jqt_count_lines(const char *s)
 	return n;
 }
 
+int jqt_file_count(const char *path, const char *what)
+{
+	char line[1024];
+	FILE *f = fopen(path, "r");
+	int n = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		n += strstr(line, what) != NULL;
+	fclose(f);
+	return n;
+}
+
 void jqt_fill(void *buf, size_t len, uint64_t seed)
 {
 	uint8_t *p = buf;

@@ -215,6 +215,10 @@ void jqt_out_free(struct jqt_out *o);
  * counts). */
 int jqt_count_lines(const char *s);
 
+/* Number of lines of file @path (lines up to 1 KiB) that contain @what;
+ * 0 when it cannot be read. */
+int jqt_file_count(const char *path, const char *what);
+
 /* ------------------------------------------------------------------------
  * A raw connection, made the way the library makes one: the handshake of
  * proto.h over the control socket, the store mapped read-only and the

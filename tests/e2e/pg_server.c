@@ -232,3 +232,51 @@ int jqt_pg_createdb(struct jqt_pg *pg, const char *name, char *out,
 		 pg->top, name);
 	return 0;
 }
+
+int jqt_pg_host_start(struct jqt_pg_host *h, const char *conninfo,
+		      const char *const *extra)
+{
+	size_t n = 0;
+	FILE *f;
+
+	memset(h, 0, sizeof(*h));
+	if (jqt_tmpdir(h->dir, sizeof(h->dir)))
+		return -1;
+	snprintf(h->cfg, sizeof(h->cfg), "%s/jobqd.json", h->dir);
+	snprintf(h->log, sizeof(h->log), "%s/log", h->dir);
+	f = fopen(h->cfg, "w");
+	if (!f) {
+		perror(h->cfg);
+		return -1;
+	}
+	fprintf(f, "{\"backend\": \"%s\"}\n", conninfo);
+	if (fclose(f)) {
+		perror(h->cfg);
+		return -1;
+	}
+	h->args[n++] = "--config";
+	h->args[n++] = h->cfg;
+	h->args[n++] = "--log";
+	h->args[n++] = h->log;
+	for (; extra && *extra; extra++) {
+		if (n == sizeof(h->args) / sizeof(h->args[0]) - 1) {
+			fprintf(stderr, "jqt_pg_host_start: too many args\n");
+			return -1;
+		}
+		h->args[n++] = *extra;
+	}
+	h->args[n] = NULL;
+	if (jqt_mgr_start(&h->m, h->args))
+		return -1;
+	h->started = 1;
+	return 0;
+}
+
+void jqt_pg_host_stop(struct jqt_pg_host *h)
+{
+	if (h->started) {
+		jqt_mgr_stop(&h->m);
+		jqt_rmtree(h->dir);
+	}
+	h->started = 0;
+}

@@ -16,6 +16,7 @@
 #include <limits.h>
 #include <sys/types.h>
 
+#include "harness.h"
 #include "users.h"
 
 /* Debian's postgresql-15. $JOBQ_TEST_PG_BIN names another directory. */
@@ -57,5 +58,30 @@ int jqt_pg_createdb(struct jqt_pg *pg, const char *name, char *out,
  * blocking; the first column of the first row (malloc'd, "" when none) or
  * NULL on an error (message on stderr). */
 char *jqt_pg_exec(const char *conninfo, const char *sql);
+
+/*
+ * A "host" of the tests of more than one machine: a jobqd in an instance
+ * directory of its own whose config file names its --backend, with its
+ * log in a file beside it. Hosts on one database stand for machines.
+ */
+struct jqt_pg_host {
+	struct jqt_mgr m;
+	char dir[PATH_MAX], cfg[PATH_MAX + 16], log[PATH_MAX + 16];
+	const char *args[16]; /* jobqd's arguments, kept for a restart */
+	int started;
+};
+
+/*
+ * jqt_pg_host_start - make @h's directory and config (the backend
+ * @conninfo) and start its manager with --config, --log and the
+ * arguments @extra (NULL-terminated, at most 10; NULL: none), which must
+ * outlive a jqt_mgr_restart() of h->args. 0 or -1 (message on stderr).
+ */
+int jqt_pg_host_start(struct jqt_pg_host *h, const char *conninfo,
+		      const char *const *extra);
+
+/* jqt_pg_host_stop - stop @h's manager, if started, and remove its
+ * directory. */
+void jqt_pg_host_stop(struct jqt_pg_host *h);
 
 #endif

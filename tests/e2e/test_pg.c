@@ -1289,21 +1289,6 @@ static void jobqd_migrate(void **state)
 	jqt_out_free(&o);
 }
 
-/* Lines of @path that contain @what. */
-static int count_lines(const char *path, const char *what)
-{
-	char line[1024];
-	FILE *f = fopen(path, "r");
-	int n = 0;
-
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		n += strstr(line, what) != NULL;
-	fclose(f);
-	return n;
-}
-
 static void jobqd_backend_reconnects(void **state)
 {
 	char conninfo[PATH_MAX], dir[PATH_MAX], cfg[PATH_MAX + 16];
@@ -1332,7 +1317,7 @@ static void jobqd_backend_reconnects(void **state)
 		snprintf(v, sizeof(v), "%d", JOBQ__PG_SCHEMA_VERSION);
 		assert_string_equal(
 		    peek(&y, "SELECT max(version) FROM jobq_schema"), v);
-		assert_int_equal(count_lines(log, "connected to PostgreSQL"),
+		assert_int_equal(jqt_file_count(log, "connected to PostgreSQL"),
 				 1);
 		/* Cut its session: the loop sees it and reconnects. */
 		snprintf(sql, sizeof(sql),
@@ -1341,12 +1326,12 @@ static void jobqd_backend_reconnects(void **state)
 			 "pg_backend_pid()");
 		assert_string_equal(peek(&y, "%s", sql), "1");
 		end = jqt_now() + 20;
-		while (count_lines(log, "connected to PostgreSQL") < 2 &&
+		while (jqt_file_count(log, "connected to PostgreSQL") < 2 &&
 		       jqt_now() < end)
 			jqt_sleep(0.05);
-		assert_int_equal(count_lines(log, "connected to PostgreSQL"),
+		assert_int_equal(jqt_file_count(log, "connected to PostgreSQL"),
 				 2);
-		assert_true(count_lines(log, "connection lost") >= 1);
+		assert_true(jqt_file_count(log, "connection lost") >= 1);
 		/* Its timer runs the maintenance through the loop: a job
 		 * whose lease ended (its host died) goes back to ready. */
 		free(jqt_pg_exec(

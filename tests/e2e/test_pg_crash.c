@@ -50,12 +50,6 @@
 static struct jqt_pg server;
 static char conninfo[256];
 
-struct host {
-	struct jqt_mgr m;
-	char dir[PATH_MAX], cfg[PATH_MAX + 16], log[PATH_MAX + 16];
-	const char *args[8];
-};
-
 /* Shared by the test and its children (jqt_shared()). */
 struct checker {
 	_Atomic int stop;
@@ -66,26 +60,13 @@ struct checker {
 	char runs[PATH_MAX + 16]; /* a line "P S" appended for each run */
 };
 
-static void host_start(struct host *h)
+/* A host: a manager on the test's database, without built-in
+ * workers. */
+static void host_start(struct jqt_pg_host *h)
 {
-	FILE *f;
+	static const char *const extra[] = {"--workers", "0", NULL};
 
-	memset(h, 0, sizeof(*h));
-	assert_int_equal(jqt_tmpdir(h->dir, sizeof(h->dir)), 0);
-	snprintf(h->cfg, sizeof(h->cfg), "%s/jobqd.json", h->dir);
-	snprintf(h->log, sizeof(h->log), "%s/log", h->dir);
-	f = fopen(h->cfg, "w");
-	assert_non_null(f);
-	fprintf(f, "{\"backend\": \"%s\"}\n", conninfo);
-	fclose(f);
-	h->args[0] = "--config";
-	h->args[1] = h->cfg;
-	h->args[2] = "--log";
-	h->args[3] = h->log;
-	h->args[4] = "--workers";
-	h->args[5] = "0";
-	h->args[6] = NULL;
-	assert_int_equal(jqt_mgr_start(&h->m, h->args), 0);
+	assert_int_equal(jqt_pg_host_start(h, conninfo, extra), 0);
 }
 
 /* The instance lock is free (at most 10 s) once the killed manager is
@@ -105,18 +86,12 @@ static void await_lock_free(const char *dir)
 	close(fd);
 }
 
-static void host_crash_restart(struct host *h)
+static void host_crash_restart(struct jqt_pg_host *h)
 {
 	kill(h->m.pid, SIGKILL);
 	assert_int_equal(jqt_mgr_wait_exit(&h->m, 10), 0);
 	await_lock_free(h->m.dir);
 	assert_int_equal(jqt_mgr_restart(&h->m, h->args), 0);
-}
-
-static void host_stop(struct host *h)
-{
-	jqt_mgr_stop(&h->m);
-	jqt_rmtree(h->dir);
 }
 
 static jobq_t *open_host(struct checker *k, int idx)
@@ -243,7 +218,7 @@ static void test_checker(void **state)
 	unsigned mkills = 0, wkills = 0, never_ran = 0;
 	long long rows = -1;
 	char *v;
-	struct host h[NHOST];
+	struct jqt_pg_host h[NHOST];
 	pid_t prod[NHOST], wk[NHOST];
 	char rdir[PATH_MAX];
 	double end;
@@ -416,7 +391,7 @@ static void test_checker(void **state)
 	assert_true(k->acked[0] > 0 && k->acked[1] > 0);
 	free(runs);
 	for (int i = 0; i < NHOST; i++)
-		host_stop(&h[i]);
+		jqt_pg_host_stop(&h[i]);
 	jqt_rmtree(rdir);
 }
 

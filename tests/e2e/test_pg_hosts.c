@@ -29,41 +29,14 @@ static struct jqt_pg server;
 
 /* A host: a manager on the case's database, with @workers built-in
  * workers (0: none). */
-struct host {
-	struct jqt_mgr m;
-	char dir[PATH_MAX], cfg[PATH_MAX + 16], log[PATH_MAX + 16];
-	int started;
-};
-
-static void host_start(struct host *h, const char *conninfo, int workers)
+static void host_start(struct jqt_pg_host *h, const char *conninfo, int workers)
 {
 	char nw[16];
-	const char *args[] = {"--config",  h->cfg, "--log", h->log,
-			      "--workers", nw,	   NULL};
-	FILE *f;
+	const char *extra[] = {"--workers", nw, NULL};
 
-	/* The config and log live beside the instance directory. */
-	assert_int_equal(jqt_tmpdir(h->dir, sizeof(h->dir)), 0);
-	snprintf(h->cfg, sizeof(h->cfg), "%s/jobqd.json", h->dir);
-	snprintf(h->log, sizeof(h->log), "%s/log", h->dir);
 	snprintf(nw, sizeof(nw), "%d", workers);
-	f = fopen(h->cfg, "w");
-	assert_non_null(f);
-	fprintf(f, "{\"backend\": \"%s\"}\n", conninfo);
-	fclose(f);
-	if (!workers)
-		args[4] = NULL;
-	assert_int_equal(jqt_mgr_start(&h->m, args), 0);
-	h->started = 1;
-}
-
-static void host_stop(struct host *h)
-{
-	if (h->started) {
-		jqt_mgr_stop(&h->m);
-		jqt_rmtree(h->dir);
-	}
-	h->started = 0;
+	assert_int_equal(jqt_pg_host_start(h, conninfo, workers ? extra : NULL),
+			 0);
 }
 
 /* `jobq --dir HOST ARGS...`, asserted to have run. */
@@ -80,7 +53,7 @@ static uint64_t to_id(const struct jqt_out *o)
 
 /* Waits (at most 10 s) until host @h sees job @id: the job's row reaches
  * other hosts with the notification of its commit. */
-static void seen(struct host *h, uint64_t id)
+static void seen(struct jqt_pg_host *h, uint64_t id)
 {
 	char ids[24];
 	struct jqt_out o;
@@ -115,7 +88,7 @@ static int setup(void **state)
  * every host see it. */
 static void submit_run_wait(void **state)
 {
-	struct host a = {0}, b = {0}, c = {0};
+	struct jqt_pg_host a = {0}, b = {0}, c = {0};
 	struct jqt_out o;
 	char ids[24];
 	uint64_t id;
@@ -149,13 +122,13 @@ static void submit_run_wait(void **state)
 	assert_int_equal(o.code, 0);
 	assert_non_null(strstr(o.out, ids));
 	jqt_out_free(&o);
-	host_stop(&a);
-	host_stop(&b);
-	host_stop(&c);
+	jqt_pg_host_stop(&a);
+	jqt_pg_host_stop(&b);
+	jqt_pg_host_stop(&c);
 }
 
 /* `jobq show ID --json` on host @h: the job's state. */
-static char *state_on(struct host *h, uint64_t id, char *buf, size_t len)
+static char *state_on(struct jqt_pg_host *h, uint64_t id, char *buf, size_t len)
 {
 	char ids[24];
 	struct jqt_out o;
@@ -176,7 +149,7 @@ static char *state_on(struct host *h, uint64_t id, char *buf, size_t len)
 }
 
 /* Waits (at most @timeout s) until host @h shows job @id in @state. */
-static void until_state(struct host *h, uint64_t id, const char *state,
+static void until_state(struct jqt_pg_host *h, uint64_t id, const char *state,
 			double timeout)
 {
 	double end = jqt_now() + timeout;
@@ -189,7 +162,7 @@ static void until_state(struct host *h, uint64_t id, const char *state,
 }
 
 struct race {
-	struct host *h[2];
+	struct jqt_pg_host *h[2];
 	uint64_t id[2];
 };
 
@@ -211,7 +184,7 @@ static int race_one(int idx, void *arg)
  * one job each time. */
 static void unique_across_hosts(void **state)
 {
-	struct host a = {0}, b = {0};
+	struct jqt_pg_host a = {0}, b = {0};
 	struct race *r = jqt_shared(sizeof(*r));
 	char ids[24];
 	struct jqt_out o;
@@ -235,15 +208,15 @@ static void unique_across_hosts(void **state)
 		assert_int_equal(o.code, 0);
 		jqt_out_free(&o);
 	}
-	host_stop(&a);
-	host_stop(&b);
+	jqt_pg_host_stop(&a);
+	jqt_pg_host_stop(&b);
 }
 
 /* B's manager is killed while its worker runs the job: the lease ends and
  * D's worker runs it again; A sees it succeed. */
 static void worker_host_killed(void **state)
 {
-	struct host a = {0}, b = {0}, d = {0};
+	struct jqt_pg_host a = {0}, b = {0}, d = {0};
 	char dir[PATH_MAX], flag[PATH_MAX + 8], cmd[2 * PATH_MAX + 128];
 	char ids[24];
 	struct jqt_out o;
@@ -278,9 +251,9 @@ static void worker_host_killed(void **state)
 	assert_int_equal(o.code, 0);
 	assert_non_null(strstr(o.out, "second-run"));
 	jqt_out_free(&o);
-	host_stop(&a);
-	host_stop(&b);
-	host_stop(&d);
+	jqt_pg_host_stop(&a);
+	jqt_pg_host_stop(&b);
+	jqt_pg_host_stop(&d);
 	jqt_rmtree(dir);
 }
 
@@ -288,7 +261,7 @@ static void worker_host_killed(void **state)
  * each step. */
 static void retries_and_dead(void **state)
 {
-	struct host a = {0}, b = {0}, c = {0};
+	struct jqt_pg_host a = {0}, b = {0}, c = {0};
 	char ids[24], st[32];
 	struct jqt_out o;
 	uint64_t id;
@@ -330,9 +303,9 @@ static void retries_and_dead(void **state)
 	assert_int_equal(json_integer_value(json_object_get(j, "attempts")), 1);
 	json_decref(j);
 	jqt_out_free(&o);
-	host_stop(&a);
-	host_stop(&b);
-	host_stop(&c);
+	jqt_pg_host_stop(&a);
+	jqt_pg_host_stop(&b);
+	jqt_pg_host_stop(&c);
 }
 
 /* Jobs that end dead on B's worker are run again from another host:
@@ -341,7 +314,7 @@ static void retries_and_dead(void **state)
  * again. */
 static void retry_and_kick_across_hosts(void **state)
 {
-	struct host a = {0}, b = {0}, c = {0};
+	struct jqt_pg_host a = {0}, b = {0}, c = {0};
 	char dir[PATH_MAX], cmd[PATH_MAX + 128], ids[3][24], st[32];
 	struct jqt_out o;
 	uint64_t id[3];
@@ -408,9 +381,9 @@ static void retry_and_kick_across_hosts(void **state)
 	jqt_out_free(&o);
 	until_state(&a, id[2], "succeeded", 10);
 	assert_string_equal(state_on(&b, id[1], st, sizeof(st)), "succeeded");
-	host_stop(&a);
-	host_stop(&b);
-	host_stop(&c);
+	jqt_pg_host_stop(&a);
+	jqt_pg_host_stop(&b);
+	jqt_pg_host_stop(&c);
 	jqt_rmtree(dir);
 }
 
@@ -418,7 +391,7 @@ static void retry_and_kick_across_hosts(void **state)
  * says cancelled. */
 static void cancel_from_another_host(void **state)
 {
-	struct host a = {0}, b = {0}, c = {0};
+	struct jqt_pg_host a = {0}, b = {0}, c = {0};
 	char ids[24];
 	struct jqt_out o;
 	uint64_t id;
@@ -443,16 +416,16 @@ static void cancel_from_another_host(void **state)
 	/* Well before the sleep would have ended. */
 	assert_true(jqt_now() - t0 < 15);
 	until_state(&b, id, "cancelled", 10);
-	host_stop(&a);
-	host_stop(&b);
-	host_stop(&c);
+	jqt_pg_host_stop(&a);
+	jqt_pg_host_stop(&b);
+	jqt_pg_host_stop(&c);
 }
 
 /* A manager killed and started again mirrors the jobs afresh from the
  * database, its journal keeping none of them. */
 static void restarted_host_sees_jobs(void **state)
 {
-	struct host a = {0}, b = {0};
+	struct jqt_pg_host a = {0}, b = {0};
 	const char *args[] = {"--config", a.cfg, "--log", a.log, NULL};
 	char ids[24];
 	struct jqt_out o;
@@ -476,8 +449,8 @@ static void restarted_host_sees_jobs(void **state)
 	assert_int_equal(o.code, 0);
 	assert_non_null(strstr(o.out, "\"x\""));
 	jqt_out_free(&o);
-	host_stop(&a);
-	host_stop(&b);
+	jqt_pg_host_stop(&a);
+	jqt_pg_host_stop(&b);
 }
 
 int main(void)

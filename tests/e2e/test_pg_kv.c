@@ -29,60 +29,28 @@
 static struct jqt_pg server;
 static char conninfo[256];
 
-/* A host: a manager on the case's database, as @user when not NULL. */
-struct host {
-	struct jqt_mgr m;
-	char dir[PATH_MAX], cfg[PATH_MAX + 16], log[PATH_MAX + 16];
-	const char *const *args;
-	int started;
-};
-
-static void host_config(struct host *h, const char *user)
-{
-	FILE *f;
-
-	assert_int_equal(jqt_tmpdir(h->dir, sizeof(h->dir)), 0);
-	snprintf(h->cfg, sizeof(h->cfg), "%s/jobqd.json", h->dir);
-	snprintf(h->log, sizeof(h->log), "%s/log", h->dir);
-	f = fopen(h->cfg, "w");
-	assert_non_null(f);
-	/* A later user= of a connection string wins. */
-	fprintf(f, "{\"backend\": \"%s%s%s\"}\n", conninfo,
-		user ? " user=" : "", user ? user : "");
-	fclose(f);
-}
-
-/* With @memory (NULL: the default) as --memory. */
-static void host_start_with(struct host *h, const char *user,
+/* A host: a manager on the case's database, as @user when not NULL,
+ * with @memory (NULL: the default) as --memory. */
+static void host_start_with(struct jqt_pg_host *h, const char *user,
 			    const char *memory)
 {
-	const char *args[] = {"--config", h->cfg, "--log", h->log,
-			      "--memory", memory, NULL};
+	const char *extra[] = {"--memory", memory, NULL};
+	char ci[sizeof(conninfo) + 64];
 
-	host_config(h, user);
-	if (!memory)
-		args[4] = NULL;
-	assert_int_equal(jqt_mgr_start(&h->m, args), 0);
-	h->started = 1;
+	/* A later user= of a connection string wins. */
+	snprintf(ci, sizeof(ci), "%s%s%s", conninfo, user ? " user=" : "",
+		 user ? user : "");
+	assert_int_equal(jqt_pg_host_start(h, ci, memory ? extra : NULL), 0);
 }
 
-static void host_start_as(struct host *h, const char *user)
+static void host_start_as(struct jqt_pg_host *h, const char *user)
 {
 	host_start_with(h, user, NULL);
 }
 
-static void host_start(struct host *h)
+static void host_start(struct jqt_pg_host *h)
 {
 	host_start_as(h, NULL);
-}
-
-static void host_stop(struct host *h)
-{
-	if (h->started) {
-		jqt_mgr_stop(&h->m);
-		jqt_rmtree(h->dir);
-	}
-	h->started = 0;
 }
 
 /* `jobq --dir HOST ARGS...`. */
@@ -142,7 +110,7 @@ static int set(jobq_t *q, const char *key, const char *val)
  * follow; each host reads its own write at once. */
 static void set_here_read_there(void **state)
 {
-	struct host a = {0}, b = {0};
+	struct jqt_pg_host a = {0}, b = {0};
 	static const char bin[] = {'x', 0, (char)0xff, 'y'};
 	jobq_t *qa, *qb;
 	char buf[16];
@@ -206,11 +174,11 @@ static void set_here_read_there(void **state)
 	}
 	jobq_close(qa);
 	jobq_close(qb);
-	host_stop(&a);
-	host_stop(&b);
+	jqt_pg_host_stop(&a);
+	jqt_pg_host_stop(&b);
 }
 
-static void show_warnings(const struct host *h);
+static void show_warnings(const struct jqt_pg_host *h);
 
 /* Two processes on each of two hosts, 500 incrs each on one key: every
  * answer is a different number of 1..2000, and both hosts end at 2000. */
@@ -218,7 +186,7 @@ static void show_warnings(const struct host *h);
 #define INCRS	   500
 
 struct incr_run {
-	struct host *h[2];
+	struct jqt_pg_host *h[2];
 	struct jqt_barrier bar;
 	int per; /* incrs per process */
 	_Atomic uint32_t seen[INCR_PROCS * INCRS + 1];
@@ -251,7 +219,7 @@ static int incr_child(int idx, void *arg)
 
 static void incr_across_hosts(void **state)
 {
-	struct host a = {0}, b = {0};
+	struct jqt_pg_host a = {0}, b = {0};
 	struct incr_run *r = jqt_shared(sizeof(*r));
 	pid_t pids[INCR_PROCS];
 	int st[INCR_PROCS];
@@ -281,8 +249,8 @@ static void incr_across_hosts(void **state)
 	until_value(qb, "count", want, 10);
 	jobq_close(qa);
 	jobq_close(qb);
-	host_stop(&a);
-	host_stop(&b);
+	jqt_pg_host_stop(&a);
+	jqt_pg_host_stop(&b);
 }
 
 /*
@@ -293,7 +261,7 @@ static void incr_across_hosts(void **state)
  */
 static void incr_under_cuts(void **state)
 {
-	struct host a = {0}, b = {0};
+	struct jqt_pg_host a = {0}, b = {0};
 	struct incr_run *r = jqt_shared(sizeof(*r));
 	pid_t pids[INCR_PROCS];
 	int st[INCR_PROCS], cuts = 0, cut = 0;
@@ -342,8 +310,8 @@ static void incr_under_cuts(void **state)
 	until_value(qb, "count", want, 20);
 	jobq_close(qa);
 	jobq_close(qb);
-	host_stop(&a);
-	host_stop(&b);
+	jqt_pg_host_stop(&a);
+	jqt_pg_host_stop(&b);
 }
 
 /* Rounds of cas from two processes on each of two hosts, all swapping
@@ -352,7 +320,7 @@ static void incr_under_cuts(void **state)
 #define CAS_ROUNDS 40
 
 struct cas_run {
-	struct host *h[2];
+	struct jqt_pg_host *h[2];
 	struct jqt_barrier bar;
 	_Atomic uint32_t wins[CAS_ROUNDS + 1];
 };
@@ -400,7 +368,7 @@ static int cas_child(int idx, void *arg)
 
 static void cas_across_hosts(void **state)
 {
-	struct host a = {0}, b = {0};
+	struct jqt_pg_host a = {0}, b = {0};
 	struct cas_run *r = jqt_shared(sizeof(*r));
 	pid_t pids[4];
 	int st[4];
@@ -425,8 +393,8 @@ static void cas_across_hosts(void **state)
 	q = jqt_open_or_die(&b.m);
 	until_value(q, "turn", want, 10);
 	jobq_close(q);
-	host_stop(&a);
-	host_stop(&b);
+	jqt_pg_host_stop(&a);
+	jqt_pg_host_stop(&b);
 }
 
 /* A host started after the writes reads the table before its first
@@ -434,7 +402,7 @@ static void cas_across_hosts(void **state)
  * forgets what was deleted meanwhile and reads what changed. */
 static void late_host_loads(void **state)
 {
-	struct host a = {0}, c = {0};
+	struct jqt_pg_host a = {0}, c = {0};
 	const char *args[] = {"--config", c.cfg, "--log", c.log, NULL};
 	jobq_t *qa, *qc;
 	char key[32], val[32], buf[32];
@@ -477,8 +445,8 @@ static void late_host_loads(void **state)
 	assert_int_equal(get(qc, "key-5", buf, sizeof(buf)), 0);
 	jobq_close(qc);
 	jobq_close(qa);
-	host_stop(&a);
-	host_stop(&c);
+	jqt_pg_host_stop(&a);
+	jqt_pg_host_stop(&c);
 }
 
 /* A write that waits for PostgreSQL, in a child: exits 0 when it got 0. */
@@ -508,7 +476,7 @@ static char *sql(const char *fmt, const char *arg)
 }
 
 /* The warnings in @h's log, on stderr: why a case failed. */
-static void show_warnings(const struct host *h)
+static void show_warnings(const struct jqt_pg_host *h)
 {
 	char line[1024];
 	FILE *f = fopen(h->log, "r");
@@ -521,21 +489,6 @@ static void show_warnings(const struct host *h)
 	fclose(f);
 }
 
-/* Lines of @path that contain @what. */
-static int count_lines(const char *path, const char *what)
-{
-	char line[1024];
-	FILE *f = fopen(path, "r");
-	int n = 0;
-
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		n += strstr(line, what) != NULL;
-	fclose(f);
-	return n;
-}
-
 /*
  * A's connection is cut and kept from coming back (its role may not log
  * in) while B writes and deletes: A reads B's changes once it is back,
@@ -545,7 +498,7 @@ static int count_lines(const char *path, const char *what)
  */
 static void cut_off_and_restarted(void **state)
 {
-	struct host a = {0}, b = {0};
+	struct jqt_pg_host a = {0}, b = {0};
 	struct late_write w;
 	jobq_t *qa, *qb;
 	char buf[32];
@@ -570,10 +523,10 @@ static void cut_off_and_restarted(void **state)
 	{
 		double end = jqt_now() + 10;
 
-		while (!count_lines(a.log, "connection lost") &&
+		while (!jqt_file_count(a.log, "connection lost") &&
 		       jqt_now() < end)
 			jqt_sleep(0.02);
-		assert_true(count_lines(a.log, "connection lost") >= 1);
+		assert_true(jqt_file_count(a.log, "connection lost") >= 1);
 	}
 	/* A write on A waits for the connection. */
 	w.m = &a.m;
@@ -613,15 +566,15 @@ static void cut_off_and_restarted(void **state)
 	until_value(qa, "after", "2", 10);
 	jobq_close(qa);
 	jobq_close(qb);
-	host_stop(&a);
-	host_stop(&b);
+	jqt_pg_host_stop(&a);
+	jqt_pg_host_stop(&b);
 }
 
 /* A host whose store is full refuses a write before it is sent, as
  * without a backend: the table gets no row for it. */
 static void full_store_refuses_first(void **state)
 {
-	struct host a = {0};
+	struct jqt_pg_host a = {0};
 	char key[32], *v, q[128];
 	size_t big;
 	char *val;
@@ -665,13 +618,13 @@ static void full_store_refuses_first(void **state)
 	/* A key it holds still changes. */
 	assert_int_equal(set(qa, "n-0", "2"), 0);
 	jobq_close(qa);
-	host_stop(&a);
+	jqt_pg_host_stop(&a);
 }
 
 /* `jobq kv` against the backend, as a user types it. */
 static void cli_kv(void **state)
 {
-	struct host a = {0}, b = {0};
+	struct jqt_pg_host a = {0}, b = {0};
 	struct jqt_out o;
 	double end;
 
@@ -707,8 +660,8 @@ static void cli_kv(void **state)
 	HCLI(&b, &o, "kv", "get", "nothing");
 	assert_int_equal(o.code, 3);
 	jqt_out_free(&o);
-	host_stop(&a);
-	host_stop(&b);
+	jqt_pg_host_stop(&a);
+	jqt_pg_host_stop(&b);
 }
 
 int main(void)

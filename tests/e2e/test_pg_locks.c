@@ -33,39 +33,14 @@
 static struct jqt_pg server;
 static char conninfo[256], dbname[32];
 
-struct host {
-	struct jqt_mgr m;
-	char dir[PATH_MAX], cfg[PATH_MAX + 16], log[PATH_MAX + 16];
-	int started;
-};
-
-static void host_start(struct host *h)
+/* A host: a manager on the case's database. */
+static void host_start(struct jqt_pg_host *h)
 {
-	const char *args[] = {"--config", h->cfg, "--log", h->log, NULL};
-	FILE *f;
-
-	assert_int_equal(jqt_tmpdir(h->dir, sizeof(h->dir)), 0);
-	snprintf(h->cfg, sizeof(h->cfg), "%s/jobqd.json", h->dir);
-	snprintf(h->log, sizeof(h->log), "%s/log", h->dir);
-	f = fopen(h->cfg, "w");
-	assert_non_null(f);
-	fprintf(f, "{\"backend\": \"%s\"}\n", conninfo);
-	fclose(f);
-	assert_int_equal(jqt_mgr_start(&h->m, args), 0);
-	h->started = 1;
-}
-
-static void host_stop(struct host *h)
-{
-	if (h->started) {
-		jqt_mgr_stop(&h->m);
-		jqt_rmtree(h->dir);
-	}
-	h->started = 0;
+	assert_int_equal(jqt_pg_host_start(h, conninfo, NULL), 0);
 }
 
 /* A handle on host @h that gives up at once when its manager goes. */
-static jobq_t *host_open(const struct host *h)
+static jobq_t *host_open(const struct jqt_pg_host *h)
 {
 	struct jobq_open_opts o = {.reconnect = -1};
 	jobq_t *q = NULL;
@@ -75,7 +50,7 @@ static jobq_t *host_open(const struct host *h)
 }
 
 /* The same, in a forked child (no cmocka there). */
-static jobq_t *child_open(const struct host *h)
+static jobq_t *child_open(const struct jqt_pg_host *h)
 {
 	struct jobq_open_opts o = {.reconnect = -1};
 	jobq_t *q = NULL;
@@ -85,20 +60,6 @@ static jobq_t *child_open(const struct host *h)
 		_exit(99);
 	}
 	return q;
-}
-
-static int count_lines(const char *path, const char *what)
-{
-	char line[1024];
-	FILE *f = fopen(path, "r");
-	int n = 0;
-
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		n += strstr(line, what) != NULL;
-	fclose(f);
-	return n;
 }
 
 /* Waits (at most 10 s) until lock @name on @q's host has @n waiters. */
@@ -133,7 +94,7 @@ static int setup(void **state)
 
 /* What a child waiting on host B tells the test. */
 struct handover {
-	const struct host *b;
+	const struct jqt_pg_host *b;
 	double got; /* jqt_now() when its acquire returned */
 	int rc;
 };
@@ -159,7 +120,7 @@ static int wait_on_b(int idx, void *arg)
  */
 static void release_hands_over(void **state)
 {
-	struct host a = {0}, b = {0};
+	struct jqt_pg_host a = {0}, b = {0};
 	struct handover *x = jqt_shared(sizeof(*x));
 	struct jqt_out o;
 	jobq_t *qa, *qb;
@@ -225,12 +186,12 @@ static void release_hands_over(void **state)
 	assert_rc(jobq_lock_release(qa, "L"), 0);
 	jobq_close(qa);
 	jobq_close(qb);
-	host_stop(&a);
-	host_stop(&b);
+	jqt_pg_host_stop(&a);
+	jqt_pg_host_stop(&b);
 }
 
 struct holder {
-	const struct host *h;
+	const struct jqt_pg_host *h;
 	_Atomic int ready;
 	double lease;
 };
@@ -255,7 +216,7 @@ static int hold_forever(int idx, void *arg)
  * ends: B gets it then. */
 static void holder_killed_or_lease_ends(void **state)
 {
-	struct host a = {0}, b = {0};
+	struct jqt_pg_host a = {0}, b = {0};
 	struct holder *x = jqt_shared(sizeof(*x));
 	double end, t0;
 	jobq_t *qb;
@@ -292,15 +253,15 @@ static void holder_killed_or_lease_ends(void **state)
 	assert_rc(jobq_lock_release(qb, "L"), 0);
 	jqt_kill_child(pid);
 	jobq_close(qb);
-	host_stop(&a);
-	host_stop(&b);
+	jqt_pg_host_stop(&a);
+	jqt_pg_host_stop(&b);
 }
 
 /* A's manager killed with SIGKILL: its session ends without a NOTIFY,
  * and B's poll finds the lock free. */
 static void manager_killed(void **state)
 {
-	struct host a = {0}, b = {0};
+	struct jqt_pg_host a = {0}, b = {0};
 	jobq_t *qa, *qb;
 	double t0;
 
@@ -319,12 +280,12 @@ static void manager_killed(void **state)
 	assert_rc(jobq_lock_release(qb, "L"), 0);
 	jobq_close(qa);
 	jobq_close(qb);
-	host_stop(&a);
-	host_stop(&b);
+	jqt_pg_host_stop(&a);
+	jqt_pg_host_stop(&b);
 }
 
 struct excl {
-	const struct host *h[2];
+	const struct jqt_pg_host *h[2];
 	char path[PATH_MAX + 16];
 };
 
@@ -372,7 +333,7 @@ static int take_turns(int idx, void *arg)
  * pid" strictly alternate in a file both append to. */
 static void mutual_exclusion(void **state)
 {
-	struct host a = {0}, b = {0};
+	struct jqt_pg_host a = {0}, b = {0};
 	struct excl *x = jqt_shared(sizeof(*x));
 	char line[64], in[64] = "";
 	int n = 0, fd, switches = 0;
@@ -408,14 +369,14 @@ static void mutual_exclusion(void **state)
 	assert_int_equal(n, 4 * ROUNDS);
 	fprintf(stderr, "%d turns, %d hand-overs between hosts\n", n / 2,
 		switches);
-	host_stop(&a);
-	host_stop(&b);
+	jqt_pg_host_stop(&a);
+	jqt_pg_host_stop(&b);
 }
 
 /* A semaphore of value 2 on two hosts: two units in all. */
 static void semaphore_across_hosts(void **state)
 {
-	struct host a = {0}, b = {0};
+	struct jqt_pg_host a = {0}, b = {0};
 	jobq_t *qa, *qa2, *qb, *qb2;
 
 	host_start(&a);
@@ -442,8 +403,8 @@ static void semaphore_across_hosts(void **state)
 	jobq_close(qa2);
 	jobq_close(qb);
 	jobq_close(qb2);
-	host_stop(&a);
-	host_stop(&b);
+	jqt_pg_host_stop(&a);
+	jqt_pg_host_stop(&b);
 }
 
 static int many_on_b(int idx, void *arg)
@@ -468,7 +429,7 @@ static int many_on_b(int idx, void *arg)
  */
 static void rlock_and_many(void **state)
 {
-	struct host a = {0}, b = {0};
+	struct jqt_pg_host a = {0}, b = {0};
 	struct handover *x = jqt_shared(sizeof(*x));
 	jobq_t *qa, *qb;
 	pid_t pid;
@@ -505,8 +466,8 @@ static void rlock_and_many(void **state)
 	assert_rc(x->rc, 0);
 	jobq_close(qa);
 	jobq_close(qb);
-	host_stop(&a);
-	host_stop(&b);
+	jqt_pg_host_stop(&a);
+	jqt_pg_host_stop(&b);
 }
 
 static int wait_on_a(int idx, void *arg)
@@ -527,7 +488,7 @@ static int wait_on_a(int idx, void *arg)
  * reconnect. */
 static void connection_cut(void **state)
 {
-	struct host a = {0};
+	struct jqt_pg_host a = {0};
 	struct handover *x = jqt_shared(sizeof(*x));
 	char sql[256], *r;
 	jobq_t *qa;
@@ -553,21 +514,21 @@ static void connection_cut(void **state)
 	assert_string_equal(r, "1");
 	free(r);
 	end = jqt_now() + 20;
-	while (count_lines(a.log, "connected to PostgreSQL") < 2 &&
+	while (jqt_file_count(a.log, "connected to PostgreSQL") < 2 &&
 	       jqt_now() < end)
 		jqt_sleep(0.05);
-	assert_int_equal(count_lines(a.log, "connected to PostgreSQL"), 2);
+	assert_int_equal(jqt_file_count(a.log, "connected to PostgreSQL"), 2);
 	assert_int_equal(jqt_wait_pid(pid, 20, &st), 0);
 	assert_true(jqt_status_ok(st));
 	assert_rc(x->rc, 0);
-	assert_true(count_lines(a.log, "lost their locks") >= 1);
+	assert_true(jqt_file_count(a.log, "lost their locks") >= 1);
 	assert_rc(jobq_lock_release(qa, "L"), JOBQ_ELOST);
 	assert_rc(jobq_lock_release(qa, "L"), -EPERM);
 	/* The lock works again. */
 	assert_rc(jobq_lock_acquire(qa, "L", 5), 0);
 	assert_rc(jobq_lock_release(qa, "L"), 0);
 	jobq_close(qa);
-	host_stop(&a);
+	jqt_pg_host_stop(&a);
 }
 
 /* ------------------------------------------------------------------------
