@@ -164,6 +164,36 @@ static const char *const migrations[] = {
     "CREATE INDEX jobq_kv_requests_done ON jobq_kv_requests (done_at);\n"
     "INSERT INTO jobq_schema (version) VALUES (3);\n"
     "END $m$",
+    /* 4: queues of objects shared by every host (queues_pg.c). A get
+     * moves its rows from jobq_queue_items to jobq_queue_taken in one
+     * statement, under the name of that fetch, and an acknowledgement
+     * deletes them there: an answer lost with a cut connection is read
+     * again by that name, and objects whose getter died go back with
+     * their ids, so in their place. Version 1's jobq_queue_items (by
+     * queue id, never written by any version) is replaced. */
+    "DO $m$ BEGIN\n"
+    "PERFORM pg_advisory_xact_lock(" SCHEMA_LOCK ");\n"
+    "IF EXISTS (SELECT 1 FROM jobq_schema WHERE version >= 4) THEN\n"
+    "  RETURN;\n"
+    "END IF;\n"
+    "DROP TABLE jobq_queue_items;\n"
+    "CREATE TABLE jobq_queue_items (\n"
+    "  id bigserial PRIMARY KEY,\n"
+    "  queue text NOT NULL,\n"
+    "  type integer NOT NULL,\n"
+    "  data bytea NOT NULL);\n"
+    "CREATE INDEX jobq_queue_items_queue ON jobq_queue_items (queue, id);\n"
+    "CREATE TABLE jobq_queue_taken (\n"
+    "  id bigint PRIMARY KEY,\n"
+    "  fetched_by text NOT NULL,\n"
+    "  queue text NOT NULL,\n"
+    "  type integer NOT NULL,\n"
+    "  data bytea NOT NULL,\n"
+    "  taken_at timestamptz NOT NULL DEFAULT now());\n"
+    "CREATE INDEX jobq_queue_taken_fetch ON jobq_queue_taken (fetched_by);\n"
+    "CREATE INDEX jobq_queue_taken_at ON jobq_queue_taken (taken_at);\n"
+    "INSERT INTO jobq_schema (version) VALUES (4);\n"
+    "END $m$",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) ==
