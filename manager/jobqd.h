@@ -420,6 +420,39 @@ int jobq__kv_pg_set(struct jobq__client *c, const struct jobq_sqe *s);
 int jobq__kv_pg_del(struct jobq__client *c, const struct jobq_sqe *s);
 int jobq__kv_pg_incr(struct jobq__client *c, const struct jobq_sqe *s);
 int jobq__kv_pg_cas(struct jobq__client *c, const struct jobq_sqe *s);
+
+/*
+ * queues_pg.c: queues of objects with --backend (queues.c's put, put_many
+ * and get hand them over, with the record @qid of the request's queue).
+ * put answers from the statement's callback; fetch asks PostgreSQL for
+ * objects for queue @qid's getters (parked already); acked: the object
+ * of row @id was consumed here; settle: queue @qid's objects that no
+ * getter here took go back.
+ */
+int jobq__queues_pg_put(struct jobq__client *c, const struct jobq_sqe *s,
+			uint32_t qid);
+void jobq__queues_pg_fetch(uint32_t qid);
+void jobq__queues_pg_acked(uint64_t id);
+void jobq__queues_pg_settle(uint32_t qid);
+/* pg_mgr.c tells it: a notification on JOBQ__PG_QUEUE_CHANNEL (the
+ * queue's name), the connection came up, a turn ends, a second passed. */
+#define JOBQ__PG_QUEUE_CHANNEL "jobq_queue"
+void jobq__queues_pg_notify(const char *name);
+void jobq__queues_pg_up(void);
+void jobq__queues_pg_turn(void);
+void jobq__queues_pg_tick(void);
+/* queues.c for queues_pg.c: the record of queue @name (UINT32_MAX: none);
+ * what queue @qid's live getters ask for in all; answer its getters that
+ * asked with timeout 0 (-EAGAIN); link @k objects (row ids @ids) at its
+ * tail, returning how many the heap took; unlink up to @max objects from
+ * its head (their ids into @ids, their memory freed). */
+uint32_t jobq__queue_by_name(const char *name);
+uint64_t jobq__queue_getters_want(uint32_t qid);
+void jobq__queue_getters_once(uint32_t qid);
+uint32_t jobq__queue_inject(uint32_t qid, uint32_t k, const uint32_t *lens,
+			    const uint32_t *types, const uint8_t *const *datas,
+			    const int64_t *ids);
+uint32_t jobq__queue_take_back(uint32_t qid, int64_t *ids, uint32_t max);
 #endif
 
 /* journal_mgr.c: the journal of this manager. */

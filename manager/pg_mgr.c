@@ -20,8 +20,10 @@
  * The job handlers go through the backend (jobs_pg.c): jobs are shared
  * by every host's manager; so is the key/value store (kv_pg.c), of which
  * each host keeps a copy that notifications keep fresh, and so are locks,
- * as advisory locks of this connection (locks.c, pg_locks.c). Queues of
- * objects stay with each host for now, which the log line at start says.
+ * as advisory locks of this connection (locks.c, pg_locks.c), and so
+ * are queues of objects (queues_pg.c: each host's queue records hold only
+ * the objects fetched for its getters), which the log line at start
+ * says.
  */
 #include <errno.h>
 #include <poll.h>
@@ -59,6 +61,7 @@ static void on_state(void *ctx, bool up, const char *why)
 			jobq__jobs_pg_tick();
 			jobq__locks_pg_state(true);
 			jobq__kv_pg_load();
+			jobq__queues_pg_up();
 		}
 		return;
 	}
@@ -82,6 +85,11 @@ static void on_notify(void *ctx, const char *channel, const char *payload)
 			jobq__kv_pg_notify(payload);
 		return;
 	}
+	if (!strcmp(channel, JOBQ__PG_QUEUE_CHANNEL)) {
+		if (jobq__m.turn)
+			jobq__queues_pg_notify(payload);
+		return;
+	}
 	if (!strcmp(channel, JOBQ__PG_DONE_CHANNEL))
 		jobq__log(JOBQ__LOG_DEBUG, "backend: job %s is final", payload);
 	else
@@ -103,7 +111,7 @@ static int connect_and_check(const char *url, int mode, int *found, char *err,
 {
 	static const char *const channels[] = {
 	    JOBQ__PG_CHANNEL, JOBQ__PG_DONE_CHANNEL, JOBQ__PG_LOCK_CHANNEL,
-	    JOBQ__PG_KV_CHANNEL};
+	    JOBQ__PG_KV_CHANNEL, JOBQ__PG_QUEUE_CHANNEL};
 	struct jobq__pg_hooks h = {on_notify, on_state, NULL};
 	char m[512];
 	int ret;
@@ -178,9 +186,9 @@ int jobq__backend_open(char *err, size_t errlen)
 	 * submits or results instead of one each. */
 	jobq__pg_batching(b.pg, true);
 	jobq__log(0,
-		  "backend: schema version %d; jobs, keys and locks are "
-		  "shared with every host on this database, queues of "
-		  "objects stay with this host",
+		  "backend: schema version %d; jobs, queues of objects, "
+		  "keys and locks are shared with every host on this "
+		  "database",
 		  JOBQ__PG_SCHEMA_VERSION);
 	b.maint_at = jobq__now_ns() + MAINT_NS;
 	b.retain_at = jobq__now_ns() + RETAIN_NS;
@@ -229,6 +237,7 @@ static void maintain(uint64_t now)
 		b.maint_at = now + MAINT_NS;
 		if (up)
 			jobq__jobs_pg_tick();
+		jobq__queues_pg_tick();
 		if (up && !b.maint_busy &&
 		    !jobq__pg_expire(b.pg, maint_done, &b.maint_busy)) {
 			b.maint_busy = true;
@@ -276,6 +285,7 @@ void jobq__backend_turn(void)
 		return;
 	jobq__locks_pg_turn();
 	jobq__kv_pg_turn();
+	jobq__queues_pg_turn();
 	jobq__pg_ready(b.pg, 0);
 	/* Keys notified in what that flush read are fetched now too. */
 	if (jobq__kv_pg_turn())

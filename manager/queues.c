@@ -443,9 +443,16 @@ void jobq__queue_item_free(uint32_t qid, uint64_t item)
 	uint64_t oid = item_oid(item);
 	struct iovec v = {.iov_base = &oid, .iov_len = sizeof(oid)};
 
-	/* Taken for good: no answer waits for this record, which goes
-	 * with the next commit (journal_mgr.c, lazy records). */
-	jobq__jlog_lazy(JOBQ__JR_Q_DEL, &v, 1);
+#ifdef JOBQ_HAVE_PG
+	/* With --backend the object is PostgreSQL's, not the journal's: its
+	 * row of jobq_queue_taken goes (queues_pg.c). */
+	if (jobq__m.o.backend)
+		jobq__queues_pg_acked(oid);
+	else
+#endif
+		/* Taken for good: no answer waits for this record, which
+		 * goes with the next commit (journal_mgr.c, lazy records). */
+		jobq__jlog_lazy(JOBQ__JR_Q_DEL, &v, 1);
 	item_release(item);
 	unhand(qid);
 }
@@ -726,6 +733,11 @@ void jobq__queue_serve(uint32_t qid)
 {
 	serve_getters(qid);
 	serve_putters(qid);
+#ifdef JOBQ_HAVE_PG
+	/* What no getter here took goes back to PostgreSQL, for any host. */
+	if (jobq__m.o.backend)
+		jobq__queues_pg_settle(qid);
+#endif
 }
 
 /* jobq__queue_requeue - put @item (an object of queue @qid that was handed
@@ -1061,6 +1073,10 @@ int jobq__op_q_put(struct jobq__client *c, const struct jobq_sqe *s)
 		return err;
 	if (s->arena_len > jobq__hdr()->max_object)
 		return -E2BIG;
+#ifdef JOBQ_HAVE_PG
+	if (jobq__m.o.backend)
+		return jobq__queues_pg_put(c, s, qid);
+#endif
 	if (s->flags & JOBQ_SQE_DURABLE) {
 		err = jobq__durable_want_sync();
 		if (err)
@@ -1087,6 +1103,10 @@ int jobq__op_q_put_many(struct jobq__client *c, const struct jobq_sqe *s)
 		return res;
 	if (s->arg0 == 0 || s->arg0 > INT32_MAX)
 		return jobq__bad(-EINVAL);
+#ifdef JOBQ_HAVE_PG
+	if (jobq__m.o.backend)
+		return jobq__queues_pg_put(c, s, qid);
+#endif
 	/* FIFO: a batch waits behind the putters already waiting. */
 	if (jobq__list_empty(&queue_priv[qid].putters)) {
 		/* put_run sets why: call it before why is read. */
@@ -1116,16 +1136,127 @@ int jobq__op_q_get(struct jobq__client *c, const struct jobq_sqe *s)
 		serve_putters(qid);
 		return JOBQ__NOREPLY;
 	}
+#ifdef JOBQ_HAVE_PG
+	/* With --backend an empty queue here asks PostgreSQL: the getter
+	 * waits (even with timeout 0) for that answer (queues_pg.c). */
+	if (s->timeout_ns == 0 && !jobq__m.o.backend)
+		return -EAGAIN;
+#else
 	if (s->timeout_ns == 0)
 		return -EAGAIN;
+#endif
 	w = jobq__wait_new(c, s, JOBQ__W_GET, &err);
 	if (!w)
 		return err;
 	w->sqe.id = qid;
 	jobq__list_add_tail(&w->onode, &queue_priv[qid].getters);
 	set_waiting(qid, JOBQ__W_GET, 1);
+#ifdef JOBQ_HAVE_PG
+	if (jobq__m.o.backend)
+		jobq__queues_pg_fetch(qid);
+#endif
 	return JOBQ__NOREPLY;
 }
+
+#ifdef JOBQ_HAVE_PG
+/* ------------------------------------------------------------------------
+ * For queues_pg.c (--backend): this host's queue records hold only the
+ * objects fetched from PostgreSQL for its getters (and those that came
+ * back from a getter that died), each object's oid being its row's id.
+ */
+uint32_t jobq__queue_by_name(const char *name)
+{
+	return queue_find(name);
+}
+
+uint64_t jobq__queue_getters_want(uint32_t qid)
+{
+	struct jobq__queue *q = &queue_priv[qid];
+	uint64_t want = 0;
+
+	for (struct jobq__list *p = q->getters.next; p != &q->getters;
+	     p = p->next) {
+		struct jobq__waiter *w =
+		    jobq__entry(p, struct jobq__waiter, onode);
+
+		if (jobq__client_alive(w->c))
+			want += getter_want(w);
+	}
+	return want;
+}
+
+void jobq__queue_getters_once(uint32_t qid)
+{
+	struct jobq__queue *q = &queue_priv[qid];
+	struct jobq__list *p = q->getters.next;
+
+	while (p != &q->getters) {
+		struct jobq__waiter *w =
+		    jobq__entry(p, struct jobq__waiter, onode);
+
+		p = p->next;
+		if (w->sqe.timeout_ns == 0)
+			jobq__wait_done(w, -EAGAIN, 0);
+	}
+}
+
+uint32_t jobq__queue_inject(uint32_t qid, uint32_t k, const uint32_t *lens,
+			    const uint32_t *types, const uint8_t *const *datas,
+			    const int64_t *ids)
+{
+	struct jobq_queue_rec *r = rec(qid);
+	uint64_t items[RUN_MAX], bytes = 0;
+	uint32_t got;
+
+	if (k > RUN_MAX)
+		k = RUN_MAX;
+	got = run_alloc(lens, types, k, items, 0);
+	if (!got)
+		return 0;
+	for (uint32_t i = 0; i < got; i++) {
+		struct jobq_item *it = jobq__ptr(items[i]);
+
+		/* The oid is the row's id: what an acknowledgement or a
+		 * give-back names to PostgreSQL. */
+		*(uint64_t *)jobq__ptr(items[i] - 2 * sizeof(uint64_t)) =
+		    (uint64_t)ids[i];
+		memcpy(it + 1, datas[i], lens[i]);
+		it->next = i + 1 < got ? items[i + 1] : 0;
+		bytes += lens[i];
+	}
+	seq_write_begin(&r->seq);
+	r->total_put += got;
+	r->unfinished += got;
+	append_locked(r, items[0], items[got - 1], got, bytes);
+	seq_write_end(&r->seq);
+	return got;
+}
+
+uint32_t jobq__queue_take_back(uint32_t qid, int64_t *ids, uint32_t max)
+{
+	struct jobq_queue_rec *r = rec(qid);
+	uint32_t n = 0;
+
+	while (n < max && r->head) {
+		uint64_t item = r->head;
+		struct jobq_item *it = jobq__ptr(item);
+
+		seq_write_begin(&r->seq);
+		r->head = it->next;
+		if (!r->head)
+			r->tail = 0;
+		r->depth--;
+		r->bytes -= it->len;
+		r->total_put--;
+		if (r->unfinished)
+			r->unfinished--;
+		seq_write_end(&r->seq);
+		ids[n++] = (int64_t)item_oid(item);
+		item_release(item);
+	}
+	return n;
+}
+#endif
 
 int jobq__op_q_task_done(struct jobq__client *c, const struct jobq_sqe *s)
 {
