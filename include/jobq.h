@@ -257,6 +257,17 @@ JOBQ_API int jobq_wait_idle(jobq_t *q, double timeout);
 /* ------------------------------------------------------------------------
  * Queues. Naming a queue that does not exist creates it, unbounded.
  * Objects come out in the order they went in.
+ *
+ * With jobqd --backend the objects are kept in PostgreSQL and shared by
+ * every host's manager on the database: a put is answered once committed,
+ * and a get on any host takes the oldest object (each object goes to one
+ * getter; a put on another host wakes a blocked get within a
+ * notification). Delivery is at least once: a put sent again after its
+ * manager's connection was cut may store its object twice, and an object
+ * handed out on a host killed before its client read it comes back after
+ * five minutes. The limits of jobq_queue_opts are not shared (a put
+ * never waits for room there), nor task_done/join; depth and jobq_queues()
+ * show this host's objects fetched and not yet handed.
  */
 struct jobq_queue_opts {
 	uint64_t max_depth;   /* most objects held; 0: unbounded */
