@@ -64,6 +64,26 @@ static long rows(const char *name)
 	return n;
 }
 
+/* Waits (at most 10 s) until no object is taken and unacknowledged:
+ * every object a client read was acknowledged to PostgreSQL. */
+static void until_none_taken(void)
+{
+	double end = jqt_now() + 10;
+	char *v;
+
+	for (;;) {
+		v = jqt_pg_exec(conninfo,
+				"SELECT count(*) FROM jobq_queue_taken");
+		assert_non_null(v);
+		if (!strcmp(v, "0") || jqt_now() > end)
+			break;
+		free(v);
+		jqt_sleep(0.05);
+	}
+	assert_string_equal(v, "0");
+	free(v);
+}
+
 /* Put on A, get on B, with type and bytes; the queue is then empty on
  * both; put_many on B comes out of get_many on A in order. */
 static void put_here_get_there(void **state)
@@ -115,6 +135,7 @@ static void put_here_get_there(void **state)
 		}
 	}
 	assert_int_equal(rows("many"), 0);
+	until_none_taken();
 	jobq_close(qa);
 	jobq_close(qb);
 	jqt_pg_host_stop(&a);
@@ -252,6 +273,7 @@ static void exactly_once(void **state)
 	assert_int_equal(once, 2 * PER_PRODUCER);
 	assert_int_equal(seen->disorder, 0);
 	assert_int_equal(rows("work"), 0);
+	until_none_taken();
 	jqt_pg_host_stop(&a);
 	jqt_pg_host_stop(&b);
 }
@@ -302,6 +324,7 @@ static void killed_consumer(void **state)
 		jobq_obj_free(&o);
 	}
 	assert_int_equal(rows("k"), 0);
+	until_none_taken();
 	jobq_close(qa);
 	jobq_close(qb);
 	jqt_pg_host_stop(&a);
