@@ -263,19 +263,28 @@ static void commit(uint32_t qid, uint64_t item)
 	}
 }
 
-/* Takes the head object off queue @qid (which must not be empty). */
-static uint64_t pop(uint32_t qid)
+/* Unlinks the head object of @r (not empty), inside its write section. */
+static struct jobq_item *unlink_head(struct jobq_queue_rec *r)
 {
-	struct jobq_queue_rec *r = rec(qid);
-	uint64_t item = r->head;
-	struct jobq_item *it = jobq__ptr(item);
+	struct jobq_item *it = jobq__ptr(r->head);
 
-	seq_write_begin(&r->seq);
 	r->head = it->next;
 	if (!r->head)
 		r->tail = 0;
 	r->depth--;
 	r->bytes -= it->len;
+	return it;
+}
+
+/* Takes the head object off queue @qid (which must not be empty). */
+static uint64_t pop(uint32_t qid)
+{
+	struct jobq_queue_rec *r = rec(qid);
+	uint64_t item = r->head;
+	struct jobq_item *it;
+
+	seq_write_begin(&r->seq);
+	it = unlink_head(r);
 	r->total_get++;
 	seq_write_end(&r->seq);
 	jobq__count(gets);
@@ -1239,14 +1248,9 @@ uint32_t jobq__queue_take_back(uint32_t qid, int64_t *ids, uint32_t max)
 
 	while (n < max && r->head) {
 		uint64_t item = r->head;
-		struct jobq_item *it = jobq__ptr(item);
 
 		seq_write_begin(&r->seq);
-		r->head = it->next;
-		if (!r->head)
-			r->tail = 0;
-		r->depth--;
-		r->bytes -= it->len;
+		unlink_head(r);
 		r->total_put--;
 		if (r->unfinished)
 			r->unfinished--;
