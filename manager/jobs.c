@@ -781,14 +781,31 @@ static uint32_t record_new(void)
 	return r;
 }
 
+/* Job @r, just made RUNNING on worker @c: on the worker's running list
+ * and count, its lease timer armed from @mono, the change journaled. */
+static void run_begin(struct jobq__client *c, uint32_t r, uint64_t mono)
+{
+	struct jworker *wk = &jobs.W[c->slot];
+	struct jobq_worker_rec *wr = &jobq__m.st.workers[c->slot];
+
+	run_add(wk, r);
+	wk->running++;
+	seq_write_begin(&wr->seq);
+	wr->running = wk->running;
+	seq_write_end(&wr->seq);
+	if (jobq__timerq_set(r, mono + job_rec(r)->lease_ns))
+		jobq__log(JOBQ__LOG_ERROR,
+			  "job %llu: out of memory for its lease timer",
+			  (unsigned long long)job_rec(r)->id);
+	jlog_upd(r, false, false);
+}
+
 /* Hands READY job @r (the head of lane @l) to worker @c at @real
  * (CLOCK_REALTIME) / @mono (CLOCK_MONOTONIC). */
 static void hand_out(struct jobq__client *c, struct lane *l, uint32_t r,
 		     uint64_t real, uint64_t mono)
 {
 	struct jobq_job_rec *j = job_rec(r);
-	struct jworker *wk = &jobs.W[c->slot];
-	struct jobq_worker_rec *wr = &jobq__m.st.workers[c->slot];
 
 	jobq__lane_take(l, r);
 	seq_write_begin(&j->seq);
@@ -804,16 +821,7 @@ static void hand_out(struct jobq__client *c, struct lane *l, uint32_t r,
 	seq_write_end(&j->seq);
 	t_adj(j->type_id, -1, 1);
 	q_adj(j->queue_id, -1, 1);
-	run_add(wk, r);
-	wk->running++;
-	seq_write_begin(&wr->seq);
-	wr->running = wk->running;
-	seq_write_end(&wr->seq);
-	if (jobq__timerq_set(r, mono + j->lease_ns))
-		jobq__log(JOBQ__LOG_ERROR,
-			  "job %llu: out of memory for its lease timer",
-			  (unsigned long long)j->id);
-	jlog_upd(r, false, false);
+	run_begin(c, r, mono);
 }
 
 /*
@@ -1703,7 +1711,6 @@ int jobq__op_w_claim(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	const uint8_t *a = jobq__arena(c, s->arena_off);
 	struct jworker *wk = &jobs.W[c->slot];
-	struct jobq_worker_rec *wr = &jobq__m.st.workers[c->slot];
 	uint32_t n = s->arena_len / 16, got = 0;
 	uint64_t mono = clk_mono();
 
@@ -1746,16 +1753,7 @@ int jobq__op_w_claim(struct jobq__client *c, const struct jobq_sqe *s)
 		j->worker_pid = c->pid;
 		j->worker_client = c->slot;
 		seq_write_end(&j->seq);
-		run_add(wk, r);
-		wk->running++;
-		seq_write_begin(&wr->seq);
-		wr->running = wk->running;
-		seq_write_end(&wr->seq);
-		if (jobq__timerq_set(r, mono + j->lease_ns))
-			jobq__log(JOBQ__LOG_ERROR,
-				  "job %llu: out of memory for its lease timer",
-				  (unsigned long long)j->id);
-		jlog_upd(r, false, false);
+		run_begin(c, r, mono);
 		got++;
 	}
 	return (int)got;
