@@ -963,6 +963,17 @@ static void cancel_all(struct jobq_worker *w)
 			jobq_fiber_cancel(w->jobs[i].fiber);
 }
 
+/* Whether sending a request failed with @err (0: it did not): the
+ * manager closing, or an error that ends the run. */
+static bool send_failed(struct jobq_worker *w, int err)
+{
+	if (err == JOBQ_ECLOSED)
+		w->closed = true;
+	else if (err)
+		w->err = err;
+	return err != 0;
+}
+
 static void coordinator_fn(void *arg)
 {
 	struct jobq_worker *w = arg;
@@ -1018,11 +1029,7 @@ static void coordinator_fn(void *arg)
 				if (!err)
 					w->registering = true;
 			}
-			if (err == JOBQ_ECLOSED)
-				w->closed = true;
-			else if (err)
-				w->err = err;
-			if (err)
+			if (send_failed(w, err))
 				continue;
 		} else if (!w->reserving && !w->registering &&
 			   w->running < w->capacity) {
@@ -1030,11 +1037,7 @@ static void coordinator_fn(void *arg)
 			int err = send_reserve(
 			    w, want < MAX_RESERVE ? want : MAX_RESERVE);
 
-			if (err == JOBQ_ECLOSED)
-				w->closed = true;
-			else if (err)
-				w->err = err;
-			if (err)
+			if (send_failed(w, err))
 				continue;
 		}
 		jobq__fiber_park(false);
