@@ -1670,8 +1670,6 @@ unmade:
 int jobq__op_w_reserve(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	struct jworker *wk = &jobs.W[c->slot];
-	struct jobq__waiter *w;
-	int err = -ENOMEM;
 
 	if (!wk->reg)
 		return jobq__bad(-EINVAL);
@@ -1687,14 +1685,7 @@ int jobq__op_w_reserve(struct jobq__client *c, const struct jobq_sqe *s)
 		settle();
 		return JOBQ__NOREPLY;
 	}
-	if (s->timeout_ns == 0)
-		return -EAGAIN;
-	w = jobq__wait_new(c, s, JOBQ__W_RESERVE, &err);
-	if (!w)
-		return err;
-	jobq__list_add_tail(&w->onode, &jobs.reservers);
-	wk->reserve = w;
-	return JOBQ__NOREPLY;
+	return jobq__jobs_park_reserve(c, s);
 }
 
 /*
