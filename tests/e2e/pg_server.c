@@ -19,6 +19,12 @@
 
 #include <libpq-fe.h>
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
 #include "harness.h"
 #include "pg_server.h"
 
@@ -279,4 +285,18 @@ void jqt_pg_host_stop(struct jqt_pg_host *h)
 		jqt_rmtree(h->dir);
 	}
 	h->started = 0;
+}
+
+int jqt_pg_run(struct jqt_pg *pg, const char *name,
+	       const struct CMUnitTest *tests, size_t n)
+{
+	int ret;
+
+	if (jqt_pg_start(pg)) {
+		jqt_pg_stop(pg);
+		return 1;
+	}
+	ret = _cmocka_run_group_tests(name, tests, n, NULL, NULL);
+	jqt_pg_stop(pg);
+	return ret;
 }

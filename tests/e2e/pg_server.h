@@ -59,6 +59,18 @@ int jqt_pg_createdb(struct jqt_pg *pg, const char *name, char *out,
  * NULL on an error (message on stderr). */
 char *jqt_pg_exec(const char *conninfo, const char *sql);
 
+struct CMUnitTest;
+
+/*
+ * jqt_pg_run - start @pg (jqt_pg_start()), run the cmocka group @tests
+ * of @n cases called @name, stop it; a test's main() returns this.
+ * jqt_pg_run_tests() names the array and counts it.
+ */
+int jqt_pg_run(struct jqt_pg *pg, const char *name,
+	       const struct CMUnitTest *tests, size_t n);
+#define jqt_pg_run_tests(pg, tests)                                            \
+	jqt_pg_run((pg), #tests, (tests), sizeof(tests) / sizeof((tests)[0]))
+
 /*
  * A "host" of the tests of more than one machine: a jobqd in an instance
  * directory of its own whose config file names its --backend, with its

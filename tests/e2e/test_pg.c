@@ -1388,14 +1388,7 @@ int main(void)
 	    cmocka_unit_test(jobqd_migrate),
 	    cmocka_unit_test(jobqd_backend_reconnects),
 	};
-	int ret;
 
 	jqt_init();
-	if (jqt_pg_start(&server)) {
-		jqt_pg_stop(&server);
-		return 1;
-	}
-	ret = cmocka_run_group_tests(tests, NULL, NULL);
-	jqt_pg_stop(&server);
-	return ret;
+	return jqt_pg_run_tests(&server, tests);
 }

@@ -405,14 +405,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup(test_checker, setup),
 	};
-	int ret;
 
 	jqt_init();
-	if (jqt_pg_start(&server)) {
-		jqt_pg_stop(&server);
-		return 1;
-	}
-	ret = cmocka_run_group_tests(tests, NULL, NULL);
-	jqt_pg_stop(&server);
-	return ret;
+	return jqt_pg_run_tests(&server, tests);
 }

@@ -464,15 +464,8 @@ int main(void)
 	    cmocka_unit_test_setup(cancel_from_another_host, setup),
 	    cmocka_unit_test_setup(restarted_host_sees_jobs, setup),
 	};
-	int ret;
 
 	jqt_init();
 	jqt_init_cli();
-	if (jqt_pg_start(&server)) {
-		jqt_pg_stop(&server);
-		return 1;
-	}
-	ret = cmocka_run_group_tests(tests, NULL, NULL);
-	jqt_pg_stop(&server);
-	return ret;
+	return jqt_pg_run_tests(&server, tests);
 }

@@ -701,15 +701,8 @@ int main(void)
 	    cmocka_unit_test_setup(rlock_and_many, setup),
 	    cmocka_unit_test_setup(connection_cut, setup),
 	};
-	int ret;
 
 	jqt_init();
 	jqt_init_cli();
-	if (jqt_pg_start(&server)) {
-		jqt_pg_stop(&server);
-		return 1;
-	}
-	ret = cmocka_run_group_tests(tests, NULL, NULL);
-	jqt_pg_stop(&server);
-	return ret;
+	return jqt_pg_run_tests(&server, tests);
 }

@@ -429,15 +429,8 @@ int main(void)
 	    cmocka_unit_test_setup(restart_under_consumers, setup),
 	    cmocka_unit_test_setup(cli_put_get, setup),
 	};
-	int ret;
 
 	jqt_init();
 	jqt_init_cli();
-	if (jqt_pg_start(&server)) {
-		jqt_pg_stop(&server);
-		return 1;
-	}
-	ret = cmocka_run_group_tests(tests, NULL, NULL);
-	jqt_pg_stop(&server);
-	return ret;
+	return jqt_pg_run_tests(&server, tests);
 }
