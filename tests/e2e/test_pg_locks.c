@@ -94,17 +94,19 @@ static int setup(void **state)
 
 /* What a child waiting on host B tells the test. */
 struct handover {
-	const struct jqt_pg_host *b;
-	double got; /* jqt_now() when its acquire returned */
+	const struct jqt_pg_host *b; /* the waiter's host */
+	double timeout;		     /* of its acquire */
+	double got;		     /* jqt_now() when its acquire returned */
 	int rc;
 };
 
-static int wait_on_b(int idx, void *arg)
+/* Waits for "L" on host x->b, then lets it go. */
+static int waiter(int idx, void *arg)
 {
 	struct handover *x = arg;
 	jobq_t *q = child_open(x->b);
 
-	x->rc = jobq_lock_acquire(q, "L", 20);
+	x->rc = jobq_lock_acquire(q, "L", x->timeout);
 	x->got = jqt_now();
 	if (!x->rc)
 		x->rc = jobq_lock_release(q, "L");
@@ -152,9 +154,10 @@ static void release_hands_over(void **state)
 
 		assert_rc(jobq_lock_acquire(qa, "L", 5), 0);
 		x->b = &b;
+		x->timeout = 20;
 		x->got = 0;
 		x->rc = -1;
-		pid = jqt_fork(wait_on_b, 0, x);
+		pid = jqt_fork(waiter, 0, x);
 		assert_true(pid > 0);
 		wait_waiters(qb, "L", 1);
 		/* Past the first try: the waiter is blocked on A. */
@@ -470,19 +473,6 @@ static void rlock_and_many(void **state)
 	jqt_pg_host_stop(&b);
 }
 
-static int wait_on_a(int idx, void *arg)
-{
-	struct handover *x = arg;
-	jobq_t *q = child_open(x->b);
-
-	x->rc = jobq_lock_acquire(q, "L", 30);
-	x->got = jqt_now();
-	if (!x->rc)
-		x->rc = jobq_lock_release(q, "L");
-	jobq_close(q);
-	return 0;
-}
-
 /* The connection of A's manager cut (pg_terminate_backend): its holder
  * gets JOBQ_ELOST on release, and a waiter on A goes on after the
  * reconnect. */
@@ -500,8 +490,9 @@ static void connection_cut(void **state)
 	qa = host_open(&a);
 	assert_rc(jobq_lock_acquire(qa, "L", 5), 0);
 	x->b = &a;
+	x->timeout = 30;
 	x->rc = -1;
-	pid = jqt_fork(wait_on_a, 0, x);
+	pid = jqt_fork(waiter, 0, x);
 	assert_true(pid > 0);
 	wait_waiters(qa, "L", 1);
 	snprintf(sql, sizeof(sql),
