@@ -59,11 +59,12 @@ static jobq_t *open_window(const struct jqt_mgr *m, double window)
 	return q;
 }
 
-static void crash_restart(struct jqt_mgr *m)
+/* Kills @m's manager and starts it again with @args (NULL: none). */
+static void crash_restart(struct jqt_mgr *m, const char *const *args)
 {
 	kill(m->pid, SIGKILL);
 	assert_int_equal(jqt_mgr_wait_exit(m, 10), 0);
-	assert_int_equal(jqt_mgr_restart(m, NULL), 0);
+	assert_int_equal(jqt_mgr_restart(m, args), 0);
 }
 
 /* ------------------------------------------------------------------------
@@ -95,7 +96,7 @@ static void test_blocked_get(void **state)
 	assert_rc(jobq_queue_open(g.q, "rq", NULL), 0);
 	assert_int_equal(pthread_create(&t, NULL, get_thread, &g), 0);
 	jqt_sleep(0.3);
-	crash_restart(&m);
+	crash_restart(&m, NULL);
 	jqt_sleep(0.3);
 	p = open_window(&m, 20);
 	assert_rc(jobq_put(p, "rq", JOBQ_T_TEXT, "after", 5, 5), 0);
@@ -194,7 +195,7 @@ static void test_job_wait(void **state)
 		  0);
 	assert_int_equal(pthread_create(&t, NULL, wait_thread, &w), 0);
 	jqt_sleep(0.3);
-	crash_restart(&m);
+	crash_restart(&m, NULL);
 	jqt_sleep(0.3);
 	p = open_window(&m, 20);
 	assert_rc(jobq_cancel(p, w.id), 0);
@@ -378,7 +379,7 @@ static void test_lock_lost(void **state)
 	 * made again in the new manager, where the lock is free. */
 	assert_int_equal(pthread_create(&t, NULL, lock_thread, &b), 0);
 	jqt_sleep(0.3);
-	crash_restart(&m);
+	crash_restart(&m, NULL);
 	pthread_join(t, NULL);
 	assert_rc(b.rc, 0);
 	assert_rc(b.rc2, 0);
@@ -432,9 +433,7 @@ static void test_worker(void **state)
 	jqt_sleep(0.3);
 	assert_rc(jobq_job_info(p, a, &info), 0);
 	assert_int_equal(info.state, JOBQ_JOB_RUNNING);
-	kill(m.pid, SIGKILL);
-	assert_int_equal(jqt_mgr_wait_exit(&m, 10), 0);
-	assert_int_equal(jqt_mgr_restart(&m, no_workers), 0);
+	crash_restart(&m, no_workers);
 	assert_rc(jobq_job_wait(p, a, 20), 0);
 	/* Taken back by the worker that ran it: its first attempt's
 	 * result was accepted, it did not run again. */
@@ -473,18 +472,24 @@ static void worker_end(struct wk *k, pthread_t t)
 }
 
 /* Waits (at most 10 s) until job @id runs. */
-static void wait_running(jobq_t *p, uint64_t id)
+/* Submits a "sleep" job of @sleep_args and waits until it runs. */
+static uint64_t submit_running(jobq_t *p, const char *sleep_args)
 {
 	struct jobq_job_info info;
 	double end = jqt_now() + 10;
+	uint64_t id;
 
+	assert_rc(jobq_submit(p, "sleep", JOBQ_T_JSON, sleep_args,
+			      strlen(sleep_args), NULL, &id),
+		  0);
 	do {
 		assert_rc(jobq_job_info(p, id, &info), 0);
 		if (info.state == JOBQ_JOB_RUNNING)
-			return;
+			return id;
 		jqt_sleep(0.02);
 	} while (jqt_now() < end);
 	fail_msg("job %llu never ran", (unsigned long long)id);
+	return 0;
 }
 
 static void test_worker_held(void **state)
@@ -502,10 +507,7 @@ static void test_worker_held(void **state)
 	assert_int_equal(jqt_mgr_start(&m, args), 0);
 	worker_start(&a, &m, &ta);
 	p = open_window(&m, 20);
-	assert_rc(jobq_submit(p, "sleep", JOBQ_T_JSON, sleep_args,
-			      strlen(sleep_args), NULL, &id),
-		  0);
-	wait_running(p, id);
+	id = submit_running(p, sleep_args);
 	/* The second worker waits for jobs from now on, across the
 	 * restart: its reservation is resent as soon as it reconnects. */
 	worker_start(&b, &m, &tb);
@@ -513,9 +515,7 @@ static void test_worker_held(void **state)
 	/* Twice: the second crash comes within the grace the first restart
 	 * gave, and the job must still wait for its worker. */
 	for (int i = 0; i < 2; i++) {
-		kill(m.pid, SIGKILL);
-		assert_int_equal(jqt_mgr_wait_exit(&m, 10), 0);
-		assert_int_equal(jqt_mgr_restart(&m, args), 0);
+		crash_restart(&m, args);
 		jqt_sleep(0.2);
 	}
 	assert_rc(jobq_job_wait(p, id, 20), 0);
@@ -569,17 +569,12 @@ static void test_worker_gone(void **state)
 	/* The first worker is a process of its own, killed with jobqd. */
 	child = worker_process(&m);
 	p = open_window(&m, 20);
-	assert_rc(jobq_submit(p, "sleep", JOBQ_T_JSON, sleep_args,
-			      strlen(sleep_args), NULL, &id),
-		  0);
-	wait_running(p, id);
+	id = submit_running(p, sleep_args);
 	worker_start(&b, &m, &tb);
 	jqt_sleep(0.1);
 	kill(child, SIGKILL);
-	kill(m.pid, SIGKILL);
+	crash_restart(&m, args);
 	assert_int_equal(waitpid(child, &st, 0), child);
-	assert_int_equal(jqt_mgr_wait_exit(&m, 10), 0);
-	assert_int_equal(jqt_mgr_restart(&m, args), 0);
 	restarted = jqt_now();
 	/* Within the grace it waits for its worker, handed to nobody (a
 	 * round trip first: the handle reads the records of the manager
@@ -628,15 +623,10 @@ static void test_cancel_away(void **state)
 	assert_int_equal(jqt_mgr_start(&m, args), 0);
 	child = worker_process(&m);
 	p = open_window(&m, 20);
-	assert_rc(jobq_submit(p, "sleep", JOBQ_T_JSON, sleep_args,
-			      strlen(sleep_args), NULL, &id),
-		  0);
-	wait_running(p, id);
+	id = submit_running(p, sleep_args);
 	kill(child, SIGKILL);
-	kill(m.pid, SIGKILL);
+	crash_restart(&m, args);
 	assert_int_equal(waitpid(child, &st, 0), child);
-	assert_int_equal(jqt_mgr_wait_exit(&m, 10), 0);
-	assert_int_equal(jqt_mgr_restart(&m, args), 0);
 	restarted = jqt_now();
 	assert_rc(jobq_cancel(p, id), 0);
 	assert_rc(jobq_job_wait(p, id, 30), -ECANCELED);
@@ -663,13 +653,8 @@ static void test_builtin_worker(void **state)
 
 	assert_int_equal(jqt_mgr_start(&m, args), 0);
 	p = open_window(&m, 30);
-	assert_rc(jobq_submit(p, "sleep", JOBQ_T_JSON, sleep_args,
-			      strlen(sleep_args), NULL, &id),
-		  0);
-	wait_running(p, id);
-	kill(m.pid, SIGKILL);
-	assert_int_equal(jqt_mgr_wait_exit(&m, 10), 0);
-	assert_int_equal(jqt_mgr_restart(&m, args), 0);
+	id = submit_running(p, sleep_args);
+	crash_restart(&m, args);
 	restarted = jqt_now();
 	assert_rc(jobq_job_wait(p, id, 50), 0);
 	/* Far sooner than the grace: it ran again at once. */
