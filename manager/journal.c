@@ -122,6 +122,12 @@ static int px_rename(void *ctx, const char *from, const char *to)
 	return rename(from, to) < 0 ? -errno : 0;
 }
 
+static int px_exchange(void *ctx, const char *a, const char *b)
+{
+	return renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE) < 0 ? -errno
+									: 0;
+}
+
 static int px_unlink(void *ctx, const char *path)
 {
 	return unlink(path) < 0 ? -errno : 0;
@@ -166,6 +172,7 @@ const struct jobq__jio jobq__jio_posix = {
     .allocate = px_allocate,
     .map = px_map,
     .unmap = px_unmap,
+    .exchange = px_exchange,
 };
 
 const char *jobq__fsync_name(int mode)
@@ -338,12 +345,15 @@ static int read_file(const struct jobq__jio *io, int fd, uint8_t **out,
  * reason), or when @fn refuses one (returned as its error, *bad its
  * offset). *next gets the sequence number after the last good record,
  * *nrec how many there were, *last_type the type of the last one.
- * With @zero_end, bytes that are all zero from a record's start to the
- * end of the file are the end (*why stays NULL): the unwritten rest of a
- * mapped journal's last chunk. A torn copy is not taken for it: every
- * record's header holds a nonzero sequence number, and a copy cut short
- * leaves some of its bytes.
+ * With @zero_end, a record header of zeros (or zeros to the end of the
+ * file, when fewer bytes are left) is the end (*why stays NULL): the
+ * unwritten rest of a mapped journal's last chunk, or the end mark before
+ * a recycled file's older records. A torn copy is not taken for it unless
+ * it left its header unwritten: every record's header holds a nonzero
+ * sequence number.
  */
+#define JEND 16u /* an end mark: a record header of zeros */
+
 static bool all_zero(const uint8_t *p, uint64_t len)
 {
 	for (uint64_t i = 0; i < len; i++)
@@ -368,7 +378,8 @@ static int scan(const uint8_t *b, uint64_t len, uint64_t seq, bool zero_end,
 		uint16_t type;
 		int ret;
 
-		if (zero_end && !b[off] && all_zero(b + off, left))
+		if (zero_end && !b[off] &&
+		    all_zero(b + off, left < JEND ? left : JEND))
 			break;
 		if (left < JOBQ__JREC_OVERHEAD) {
 			*why = "a record cut short";
@@ -421,6 +432,7 @@ static void set_paths(struct jobq__journal *j, const char *path)
 	snprintf(j->tmp_path, sizeof(j->tmp_path), "%s.tmp", path);
 	snprintf(j->snap_tmp_path, sizeof(j->snap_tmp_path), "%s.snap.tmp",
 		 path);
+	snprintf(j->spare_path, sizeof(j->spare_path), "%s.spare", path);
 }
 
 /* Syncs @fd when the mode asks for it. */
@@ -453,41 +465,119 @@ static void unmap(struct jobq__journal *j)
 }
 
 /*
- * new_journal - write an empty journal of generation @gen starting at
- * sequence @seq0 as FILE.tmp, sync it, rename it over FILE and make it
- * the journal appended to. Returns 0 or -errno (the old journal stays).
+ * Zeroes the record header's worth of bytes at @off of a mapped journal,
+ * before records are written up to it: a recycled file holds an older
+ * journal's bytes there, which replay must not read on from. Past the
+ * bytes allocated the file ends, or a write extends it.
+ */
+static void mark_end(struct jobq__journal *j, uint64_t off)
+{
+	if (j->map && off + JEND <= j->map_len)
+		memset(j->map + off, 0, JEND);
+}
+
+/* Whether new journals recycle the file of the one before the last. */
+static bool recycles(const struct jobq__journal *j)
+{
+	return jobq__journal_maps(j) && j->io->exchange && !j->no_exchange;
+}
+
+/* Drops the spare journal file, if any, and its name. */
+static void drop_spare(struct jobq__journal *j)
+{
+	const struct jobq__jio *io = j->io;
+
+	if (j->spare_map)
+		io->unmap(io->ctx, j->spare_map, j->spare_cap);
+	if (j->spare_fd >= 0) {
+		io->close(io->ctx, j->spare_fd);
+		io->unlink(io->ctx, j->spare_path);
+	}
+	j->spare_fd = -1;
+	j->spare_map = NULL;
+	j->spare_len = j->spare_cap = 0;
+}
+
+/*
+ * new_journal - make an empty journal of generation @gen starting at
+ * sequence @seq0 the one appended to: its header written (and synced, by
+ * the mode) in another file, then that file given the name FILE in one
+ * step. Usually the file is new (FILE.tmp, renamed over FILE). When
+ * journals are recycled and there is a journal now, the file is FILE.spare
+ * (the spare, or a new one the first time) and it swaps names with FILE:
+ * the old journal becomes the spare, its pages kept for the next time. A
+ * spare's older records stay after the new header, behind an end mark.
+ * Returns 0 or -errno (the old journal stays, unless only the directory's
+ * sync failed).
  */
 static int new_journal(struct jobq__journal *j, uint64_t gen, uint64_t seq0)
 {
 	const struct jobq__jio *io = j->io;
-	uint8_t h[JOBQ__JHDR_SIZE];
+	bool swap = recycles(j) && j->fd >= 0;
+	const char *at = swap ? j->spare_path : j->tmp_path;
+	bool reuse = swap && j->spare_fd >= 0;
+	uint8_t h[JOBQ__JHDR_SIZE + JEND] = {0};
 	int fd, ret;
 
-	fd = io->open(io->ctx, j->tmp_path, O_RDWR | O_CREAT | O_TRUNC, 0666);
+	fd = reuse ? j->spare_fd
+		   : io->open(io->ctx, at, O_RDWR | O_CREAT | O_TRUNC, 0666);
 	if (fd < 0)
 		return fd;
 	hdr_make(h, KIND_JOURNAL, gen, seq0);
-	ret = write_buf(io, fd, h, sizeof(h), 0);
+	ret = write_buf(io, fd, h, reuse ? sizeof(h) : JOBQ__JHDR_SIZE, 0);
 	if (!ret)
 		ret = maybe_sync(j, fd);
-	if (!ret)
-		ret = io->rename(io->ctx, j->tmp_path, j->path);
-	if (!ret)
-		ret = maybe_sync_dir(j);
+	if (!ret && swap) {
+		ret = io->exchange(io->ctx, at, j->path);
+		if (ret == -EINVAL || ret == -ENOSYS || ret == -EOPNOTSUPP) {
+			/* The file system cannot swap: new files from now. */
+			j->no_exchange = true;
+			swap = false;
+			ret = 0;
+		}
+	}
+	if (!ret && !swap)
+		ret = io->rename(io->ctx, at, j->path);
 	if (ret) {
-		io->close(io->ctx, fd);
-		io->unlink(io->ctx, j->tmp_path);
+		if (!reuse) {
+			io->close(io->ctx, fd);
+			io->unlink(io->ctx, at);
+		}
 		return ret;
 	}
-	/* The old file is gone from its name; its mapping goes with it. */
-	unmap(j);
-	if (j->fd >= 0)
-		io->close(io->ctx, j->fd);
+	/* FILE is the new journal from here: its state becomes the
+	 * journal's, the old one's the spare's, or goes. */
+	if (swap) {
+		int ofd = j->fd;
+		uint8_t *omap = j->map;
+		uint64_t olen = j->map_len, ocap = j->map_cap;
+
+		j->map = reuse ? j->spare_map : NULL;
+		j->map_len = reuse ? j->spare_len : 0;
+		j->map_cap = reuse ? j->spare_cap : 0;
+		j->spare_fd = ofd;
+		j->spare_map = omap;
+		j->spare_len = olen;
+		j->spare_cap = ocap;
+	} else {
+		unmap(j);
+		if (j->fd >= 0)
+			io->close(io->ctx, j->fd);
+		if (reuse) {
+			/* Renamed over FILE: the spare is the journal. */
+			j->map = j->spare_map;
+			j->map_len = j->spare_len;
+			j->map_cap = j->spare_cap;
+			j->spare_fd = -1;
+			j->spare_map = NULL;
+			j->spare_len = j->spare_cap = 0;
+		}
+	}
 	j->fd = fd;
 	j->gen = gen;
 	j->seq = seq0;
 	j->size = JOBQ__JHDR_SIZE;
-	return 0;
+	return maybe_sync_dir(j);
 }
 
 /*
@@ -570,12 +660,14 @@ int jobq__journal_open(struct jobq__journal *j, const struct jobq__jio *io,
 	memset(j, 0, sizeof(*j));
 	j->io = io;
 	j->mode = mode;
-	j->fd = j->sfd = -1;
+	j->fd = j->sfd = j->spare_fd = -1;
 	if (strlen(path) + 16 > sizeof(j->path)) {
 		snprintf(err, errlen, "journal path too long");
 		return -ENAMETOOLONG;
 	}
 	set_paths(j, path);
+	/* An older journal kept for recycling: nothing to replay. */
+	io->unlink(io->ctx, j->spare_path);
 	ret = load_snapshot(j, fn, arg, info, &sgen, &sseq, err, errlen);
 	if (ret)
 		return ret;
@@ -697,6 +789,7 @@ void jobq__journal_close(struct jobq__journal *j)
 		unmap(j);
 		j->io->truncate(j->io->ctx, j->fd, j->size);
 	}
+	drop_spare(j);
 	if (j->fd >= 0)
 		j->io->close(j->io->ctx, j->fd);
 	if (j->sfd >= 0)
@@ -877,6 +970,7 @@ int jobq__journal_begin(struct jobq__journal *j, bool sync)
 	j->nbuf = 0;
 	j->nunits = 0;
 	j->ibase = j->size;
+	mark_end(j, j->ibase + j->ilen);
 	j->icur = 0;
 	j->iops = 0;
 	j->ierr = 0;
@@ -1074,6 +1168,7 @@ static int map_commit(struct jobq__journal *j)
 			return fail(j, ret);
 		}
 	}
+	mark_end(j, j->size + j->len);
 	memcpy(j->map + j->size, j->buf, j->len);
 	j->size += j->len;
 	drop_added(j);

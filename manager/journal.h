@@ -42,8 +42,15 @@
  * survives the manager's death (the page cache keeps it), not the
  * machine's. It writes by copying into a shared mapping of the journal,
  * allocated ahead in chunks, so a journal killed in NONE mode may end in
- * zeros: replay takes a zero tail as the clean end it is, and a clean
- * close or a new journal leaves the file at its records' length. BATCH and
+ * zeros. Where names can be swapped at once, NONE also recycles: a new
+ * journal is the file of the one before the last, its header rewritten,
+ * so what follows its records is an older journal's. Each copy therefore
+ * zeroes a record header's worth of bytes after itself (the end mark),
+ * and replay takes a record header of zeros as the clean end: a tail of
+ * zeros or an end mark, never a cut. A copy cut short by the manager's
+ * death was never acknowledged; one that left some bytes of its header is
+ * a cut, as a torn write is. A clean close or a start leaves the file at
+ * its records' length. BATCH and
  * ALWAYS sync the journal after each write, and the files and their directory
  * around every rename. The caller decides how many requests share one sync (for
  * BATCH, all that arrived while the previous commit ran; for ALWAYS one, a unit
@@ -184,6 +191,12 @@ struct jobq__jio {
 	int (*map)(void *ctx, int fd, uint64_t len, void **p);
 	void (*unmap)(void *ctx, void *p, uint64_t len);
 	/*
+	 * Optional: swaps the names @a and @b, both of which exist, in
+	 * one step (renameat2(2) RENAME_EXCHANGE). -EINVAL where the file
+	 * system cannot. A mapped journal with it recycles its files.
+	 */
+	int (*exchange)(void *ctx, const char *a, const char *b);
+	/*
 	 * Optional: sees the result @res of an asynchronous write or sync
 	 * (@op) before the journal does and returns the one to use, so that
 	 * a test injects its faults into the ring's completions too.
@@ -228,6 +241,7 @@ struct jobq__journal {
 	char snap_path[PATH_MAX + 8];
 	char tmp_path[PATH_MAX + 8];
 	char snap_tmp_path[PATH_MAX + 16];
+	char spare_path[PATH_MAX + 8];
 	int fd;	       /* the journal, -1 when none is open */
 	uint64_t gen;  /* generation of the journal and its snapshot */
 	uint64_t size; /* bytes of the journal file written */
@@ -239,8 +253,21 @@ struct jobq__journal {
 	 * the first such commit, and in the other modes.
 	 */
 	uint8_t *map;
-	uint64_t map_len;      /* bytes of the file allocated */
-	uint64_t map_cap;      /* bytes of address space mapped */
+	uint64_t map_len; /* bytes of the file allocated */
+	uint64_t map_cap; /* bytes of address space mapped */
+	/*
+	 * The journal before the current one, kept as FILE.spare with its
+	 * pages allocated, cached and mapped, to be the next journal after
+	 * the next snapshot (NONE with a seam that can map and exchange):
+	 * a new file would cost a page allocation and a fault per 4 KiB of
+	 * records, the old one's pages freed when it is deleted, which is
+	 * most of what journaling a batched put costs. -1 and NULL when
+	 * there is none; no_exchange once the file system refused the swap.
+	 */
+	int spare_fd;
+	uint8_t *spare_map;
+	uint64_t spare_len, spare_cap;
+	bool no_exchange;
 	uint64_t seq;	       /* the next record's sequence number */
 	uint8_t *buf;	       /* records appended, not yet written */
 	size_t len, cap;       /* bytes in buf, its size */

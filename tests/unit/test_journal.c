@@ -924,6 +924,87 @@ static void test_mapped_none_real_file(void **state)
 	free(m2);
 }
 
+/*
+ * --fsync none recycles journal files where names can be swapped: after
+ * a snapshot the old journal becomes FILE.spare, and the next snapshot
+ * makes that file the journal again, its header rewritten and an older
+ * journal's records left after an end mark. A manager that dies then
+ * replays exactly what was written since (no cut, none of the older
+ * records); a clean close trims the file and drops the spare.
+ */
+static void test_recycled_none_real_file(void **state)
+{
+	char dir[] = "/tmp/jobq-jrec-XXXXXX", path[64], spare[80];
+	struct model *m = new_model(), *live = new_model();
+	struct jobq__replay_info info;
+	struct jobq__journal j, j2;
+	char err[PATH_MAX + 256];
+	struct stat sb, first;
+	uint32_t id = 0;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/journal", dir);
+	snprintf(spare, sizeof(spare), "%s.spare", path);
+	assert_int_equal(jobq__journal_open(&j, &jobq__jio_posix, path,
+					    JOBQ__FSYNC_NONE, apply, m, NULL,
+					    err, sizeof(err)),
+			 0);
+	assert_int_equal(stat(path, &first), 0);
+	/* Three journals: the first two long, the third short, so that
+	 * the third's file (the first's) holds older records after its
+	 * own. */
+	for (int round = 0; round < 3; round++) {
+		uint32_t n = round < 2 ? 600 : 40;
+
+		for (uint32_t k = 0; k < n; k++, id++) {
+			assert_int_equal(add(&j, T_PUT, id % MAXID), 0);
+			model_op(live, T_PUT, id % MAXID);
+			if (k % 4 == 0) {
+				assert_int_equal(add(&j, T_DEL, id / 2), 0);
+				model_op(live, T_DEL, id / 2);
+			}
+			assert_int_equal(jobq__journal_commit(&j, true), 0);
+		}
+		if (round < 2)
+			assert_int_equal(
+			    jobq__journal_snapshot(&j, produce, live), 0);
+		if (round == 0) {
+			/* The first journal is the spare now. */
+			assert_int_equal(stat(spare, &sb), 0);
+			assert_int_equal(sb.st_ino, first.st_ino);
+		}
+	}
+	/* The third journal is the first's file again. */
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_ino, first.st_ino);
+	assert_true((uint64_t)sb.st_size > j.size);
+
+	/* The manager died: replay stops at the end mark. */
+	assert_int_equal(jobq__journal_open(&j2, &jobq__jio_posix, path,
+					    JOBQ__FSYNC_NONE, apply, m, &info,
+					    err, sizeof(err)),
+			 0);
+	assert_false(info.cut);
+	assert_false(info.stale_journal);
+	assert_int_equal(info.journal_records, 50);
+	assert_true(same(m, live));
+	/* A start trims the older records and drops the spare. */
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal((uint64_t)sb.st_size, j2.size);
+	assert_int_equal(stat(spare, &sb), -1);
+	jobq__journal_close(&j2);
+	jobq__journal_close(&j);
+	assert_int_equal(stat(spare, &sb), -1);
+
+	unlink(path);
+	unlink(spare);
+	snprintf(path, sizeof(path), "%s/journal.snap", dir);
+	unlink(path);
+	rmdir(dir);
+	free(m);
+	free(live);
+}
+
 /* A stale journal beside a newer snapshot (a crash between the two) is
  * ignored; a record replay refuses stops the start. */
 static void test_stale_and_refused(void **state)
@@ -1175,6 +1256,7 @@ int main(void)
 	    cmocka_unit_test_setup(test_power_loss, setup),
 	    cmocka_unit_test_setup(test_process_death_none, setup),
 	    cmocka_unit_test_setup(test_mapped_none_real_file, setup),
+	    cmocka_unit_test_setup(test_recycled_none_real_file, setup),
 	    cmocka_unit_test_setup(test_commit_without_sync, setup),
 	    cmocka_unit_test_setup(test_stale_and_refused, setup),
 	    cmocka_unit_test_setup(test_async_group_commit, setup),
