@@ -367,8 +367,11 @@ int jobq__queue_index(uint32_t id, uint32_t *qid);
 void jobq__queue_wait_detach(struct jobq__waiter *w);
 /* Puts an unacknowledged object back at the head of its queue. */
 void jobq__queue_requeue(uint32_t qid, uint64_t item);
-/* Gives back the memory of an object of queue @qid that was consumed. */
+/* Gives back the memory of an object of queue @qid that was consumed;
+ * its take is journaled by the next jobq__queue_takes_flush(), which the
+ * caller makes before its turn ends. */
 void jobq__queue_item_free(uint32_t qid, uint64_t item);
+void jobq__queue_takes_flush(void);
 /* Serve waiting putters of every queue after heap space came back. */
 void jobq__queues_kick(void);
 /* Serve queue @qid's waiters: objects to its getters and room to its

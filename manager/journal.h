@@ -112,7 +112,7 @@ enum jobq__jrec_type {
 	JOBQ__JR_Q_CREATE = 16, /* u32 qid, name bytes */
 	JOBQ__JR_Q_LIMITS = 17, /* u32 qid, u32 0, u64 max_depth, max_bytes */
 	JOBQ__JR_Q_PUT = 18,	/* u32 qid, u32 type, u64 oid, payload */
-	JOBQ__JR_Q_DEL = 19,	/* u64 oid: the object was taken */
+	JOBQ__JR_Q_DEL = 19,	/* u64 oid...: the objects were taken */
 	/* Types of the queue range are added from its end, down. */
 	JOBQ__JR_Q_REMOVE = 31, /* u32 qid: removed, with its objects */
 	/* A run of a batched put: u32 count, then per object u32 len and

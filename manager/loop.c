@@ -509,6 +509,7 @@ static void reap_handed(struct jobq__client *c)
 		c->hhead++;
 		c->nhanded--;
 	}
+	jobq__queue_takes_flush();
 	if (!c->nhanded)
 		c->hhead = 0;
 }

@@ -17,13 +17,13 @@
  *
  * Durability. Every object gets an id (oid) that rises with each put and
  * outlives restarts. The journal holds a queue's creation and limits, each
- * put (JOBQ__JR_Q_PUT, with the object) and each take (JOBQ__JR_Q_DEL),
- * journaled only when the getter acknowledged the object (its cq head
- * passed it): an object handed out and not acknowledged when the manager
- * dies is still in the journal and comes back on restart, as it comes back
- * to its queue when its getter dies. Replay collects the objects in oid
- * order, drops the taken ones and links the rest, so a queue restarts in
- * put order with every unacknowledged object in it.
+ * put (JOBQ__JR_Q_PUT, with the object) and each take (JOBQ__JR_Q_DEL, the
+ * takes a turn saw in one record), journaled only when the getter
+ * acknowledged the object (its cq head passed it): an object handed out and not
+ * acknowledged when the manager dies is still in the journal and comes back on
+ * restart, as it comes back to its queue when its getter dies. Replay collects
+ * the objects in oid order, drops the taken ones and links the rest, so a queue
+ * restarts in put order with every unacknowledged object in it.
  *
  * Removal (`jobq queue rm`, Q_REMOVE). A queue that no job names is
  * removed with the objects it holds (they are dropped, and the answer says
@@ -445,12 +445,36 @@ static void item_release(uint64_t item)
 		jobq__free(b);
 }
 
+/*
+ * The takes not yet journaled: one Q_DEL record holds them all, so that a
+ * getter's batch costs one record header, one checksum and one call, not
+ * one per object. Oids are never reused, so a take journaled later in the
+ * turn than it happened cannot meet a newer object of the same oid; a
+ * snapshot taken meanwhile holds the state without those objects, and a
+ * take of an object replay does not have changes nothing.
+ */
+static struct {
+	uint64_t oid[256];
+	uint32_t n;
+} takes;
+
+void jobq__queue_takes_flush(void)
+{
+	struct iovec v = {.iov_base = takes.oid,
+			  .iov_len = takes.n * sizeof(takes.oid[0])};
+
+	/* Taken for good: no answer waits for this record, which goes with
+	 * the next commit (journal_mgr.c, lazy records). */
+	if (takes.n)
+		jobq__jlog_lazy(JOBQ__JR_Q_DEL, &v, 1);
+	takes.n = 0;
+}
+
 /* jobq__queue_item_free - object @item of queue @qid handed out was
  * consumed: its block goes back to the heap with the last of its objects. */
 void jobq__queue_item_free(uint32_t qid, uint64_t item)
 {
 	uint64_t oid = item_oid(item);
-	struct iovec v = {.iov_base = &oid, .iov_len = sizeof(oid)};
 
 #ifdef JOBQ_HAVE_PG
 	/* With --backend the object is PostgreSQL's, not the journal's: its
@@ -459,9 +483,11 @@ void jobq__queue_item_free(uint32_t qid, uint64_t item)
 		jobq__queues_pg_acked(oid);
 	else
 #endif
-		/* Taken for good: no answer waits for this record, which
-		 * goes with the next commit (journal_mgr.c, lazy records). */
-		jobq__jlog_lazy(JOBQ__JR_Q_DEL, &v, 1);
+	{
+		if (takes.n == sizeof(takes.oid) / sizeof(takes.oid[0]))
+			jobq__queue_takes_flush();
+		takes.oid[takes.n++] = oid;
+	}
 	item_release(item);
 	unhand(qid);
 }
@@ -759,6 +785,7 @@ void jobq__queue_requeue(uint32_t qid, uint64_t item)
 	if (queue_priv[qid].zombie) {
 		/* Its queue was removed meanwhile: it goes with it. */
 		jobq__queue_item_free(qid, item);
+		jobq__queue_takes_flush();
 		return;
 	}
 	unhand(qid);
@@ -1487,14 +1514,10 @@ static int replay_puts(const uint8_t *p, uint32_t len)
 	return len ? -EBADMSG : 0;
 }
 
-static int replay_del(const uint8_t *p, uint32_t len)
+static void replay_del(uint64_t oid)
 {
 	size_t lo = 0, hi = stg.n;
-	uint64_t oid;
 
-	if (len != sizeof(oid))
-		return -EBADMSG;
-	memcpy(&oid, p, sizeof(oid));
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 
@@ -1505,9 +1528,22 @@ static int replay_del(const uint8_t *p, uint32_t len)
 	}
 	/* A take of an object already gone changes nothing. */
 	if (lo == stg.n || stg.v[lo].oid != oid || !stg.v[lo].item)
-		return 0;
+		return;
 	item_release(stg.v[lo].item);
 	stg.v[lo].item = 0;
+}
+
+/* A JOBQ__JR_Q_DEL record: the oids of objects taken. */
+static int replay_dels(const uint8_t *p, uint32_t len)
+{
+	uint64_t oid;
+
+	if (!len || len % sizeof(oid))
+		return -EBADMSG;
+	for (; len; p += sizeof(oid), len -= (uint32_t)sizeof(oid)) {
+		memcpy(&oid, p, sizeof(oid));
+		replay_del(oid);
+	}
 	return 0;
 }
 
@@ -1539,7 +1575,7 @@ int jobq__queues_replay(uint16_t type, const uint8_t *p, uint32_t len)
 		rec(l.qid)->max_bytes = l.max_bytes;
 		return 0;
 	case JOBQ__JR_Q_DEL:
-		return replay_del(p, len);
+		return replay_dels(p, len);
 	case JOBQ__JR_Q_REMOVE:
 		return replay_remove(p, len);
 	}
