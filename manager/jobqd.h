@@ -473,6 +473,15 @@ void jobq__durable_log_start(void);
  */
 void jobq__jlog(uint16_t type, const struct iovec *iov, int n, bool ack);
 /*
+ * jobq__jlog_reserve - the same, built in place: a record of @type with
+ * @plen bytes of payload for the caller to write at the pointer returned,
+ * then jobq__jlog_seal() (@ack as for jobq__jlog()) before anything else
+ * is journaled. NULL when there is no journal, or the record could not be
+ * made (the journal is then failed, as by jobq__jlog()).
+ */
+uint8_t *jobq__jlog_reserve(uint16_t type, uint64_t plen);
+void jobq__jlog_seal(bool ack);
+/*
  * jobq__jlog_lazy - journal a record that no answer waits for (a take the
  * getter acknowledged): it goes to the file with the next commit that
  * something else asks for, before the loop sleeps, or once enough such

@@ -841,29 +841,32 @@ out:
 	j->nbuf = 0;
 }
 
-int jobq__journal_add(struct jobq__journal *j, uint16_t type,
-		      const struct iovec *iov, int n)
+uint8_t *jobq__journal_reserve(struct jobq__journal *j, uint16_t type,
+			       uint64_t plen, int *err)
 {
-	uint64_t plen = 0;
 	uint8_t *r;
-	size_t at;
 
-	for (int i = 0; i < n; i++)
-		plen += iov[i].iov_len;
-	if (plen > JOBQ__JREC_MAX)
-		return -E2BIG;
-	if (reserve(j, JOBQ__JREC_OVERHEAD + (size_t)plen))
-		return -ENOMEM;
+	if (plen > JOBQ__JREC_MAX) {
+		*err = -E2BIG;
+		return NULL;
+	}
+	if (reserve(j, JOBQ__JREC_OVERHEAD + (size_t)plen)) {
+		*err = -ENOMEM;
+		return NULL;
+	}
 	r = j->buf + j->len;
 	put32(r, (uint32_t)plen);
 	put16(r + 4, type);
 	put16(r + 6, 0);
 	put64(r + 8, j->seq++);
-	at = 16;
-	for (int i = 0; i < n; i++) {
-		memcpy(r + at, iov[i].iov_base, iov[i].iov_len);
-		at += iov[i].iov_len;
-	}
+	return r + 16;
+}
+
+void jobq__journal_seal(struct jobq__journal *j)
+{
+	uint8_t *r = j->buf + j->len;
+	size_t at = 16 + (size_t)get32(r);
+
 	put32(r + at, jobq__crc32c(0, r, at));
 	j->len += at + 4;
 	j->nbuf++;
@@ -872,6 +875,25 @@ int jobq__journal_add(struct jobq__journal *j, uint16_t type,
 		if (j->len >= SNAP_CHUNK)
 			snap_flush(j);
 	}
+}
+
+int jobq__journal_add(struct jobq__journal *j, uint16_t type,
+		      const struct iovec *iov, int n)
+{
+	uint64_t plen = 0;
+	uint8_t *p;
+	int err;
+
+	for (int i = 0; i < n; i++)
+		plen += iov[i].iov_len;
+	p = jobq__journal_reserve(j, type, plen, &err);
+	if (!p)
+		return err;
+	for (int i = 0; i < n; i++) {
+		memcpy(p, iov[i].iov_base, iov[i].iov_len);
+		p += iov[i].iov_len;
+	}
+	jobq__journal_seal(j);
 	return 0;
 }
 

@@ -329,6 +329,16 @@ void jobq__journal_close(struct jobq__journal *j);
 int jobq__journal_add(struct jobq__journal *j, uint16_t type,
 		      const struct iovec *iov, int n);
 
+/*
+ * jobq__journal_reserve - begin a record of @type with @plen bytes of
+ * payload that the caller writes at the pointer returned, then seals with
+ * jobq__journal_seal() before any other call on @j: a record built in
+ * place, without gathering pieces. NULL on -E2BIG or -ENOMEM (*@err).
+ */
+uint8_t *jobq__journal_reserve(struct jobq__journal *j, uint16_t type,
+			       uint64_t plen, int *err);
+void jobq__journal_seal(struct jobq__journal *j);
+
 /* Whether anything waits for a commit. */
 static inline bool jobq__journal_pending(const struct jobq__journal *j)
 {

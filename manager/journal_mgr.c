@@ -400,14 +400,31 @@ void jobq__durable_close(void)
 	dur.lock_fd = -1;
 }
 
+/* A record lost: the file would lie from here on. */
+static void lost(int err)
+{
+	if (!dur.j.err) {
+		dur.j.err = dur.j.last_err = err;
+		dur.j.errors++;
+	}
+}
+
 static void add(uint16_t type, const struct iovec *iov, int n)
 {
-	if (jobq__journal_add(&dur.j, type, iov, n)) {
-		/* A record lost: the file would lie from here on. */
-		if (!dur.j.err) {
-			dur.j.err = dur.j.last_err = -ENOMEM;
-			dur.j.errors++;
-		}
+	int err = jobq__journal_add(&dur.j, type, iov, n);
+
+	if (err)
+		lost(err);
+}
+
+/* What a record an answer may wait for asks of the next commit. */
+static void added(bool ack)
+{
+	dur.urgent = true;
+	if (ack) {
+		jobq__m.jdep = true;
+		dur.need_sync = true;
+		dur.acks++;
 	}
 }
 
@@ -422,12 +439,26 @@ void jobq__jlog(uint16_t type, const struct iovec *iov, int n, bool ack)
 	if (!dur.open)
 		return;
 	add(type, iov, n);
-	dur.urgent = true;
-	if (ack) {
-		jobq__m.jdep = true;
-		dur.need_sync = true;
-		dur.acks++;
-	}
+	added(ack);
+}
+
+uint8_t *jobq__jlog_reserve(uint16_t type, uint64_t plen)
+{
+	uint8_t *p;
+	int err;
+
+	if (!dur.open)
+		return NULL;
+	p = jobq__journal_reserve(&dur.j, type, plen, &err);
+	if (!p)
+		lost(err);
+	return p;
+}
+
+void jobq__jlog_seal(bool ack)
+{
+	jobq__journal_seal(&dur.j);
+	added(ack);
 }
 
 int jobq__durable_want_sync(void)

@@ -408,31 +408,35 @@ static void journal_put(uint32_t qid, uint64_t item)
 static void journal_puts(uint32_t qid, const uint64_t *items, uint32_t k,
 			 uint64_t bytes)
 {
-	uint32_t lens[RUN_MAX], count = k;
-	struct jput hs[RUN_MAX];
-	struct iovec v[1 + 3 * RUN_MAX];
-	int n = 0;
+	uint32_t count = k, len;
+	struct jput h = {.qid = qid};
+	uint8_t *p;
 
 	if (k == 1 || bytes > PUTS_MAX_BYTES) {
 		for (uint32_t i = 0; i < k; i++)
 			journal_put(qid, items[i]);
 		return;
 	}
-	v[n++] = (struct iovec){.iov_base = &count, .iov_len = sizeof(count)};
+	/* Built in place: each object's bytes are copied once, here. */
+	p = jobq__jlog_reserve(JOBQ__JR_Q_PUTS,
+			       sizeof(count) + k * (sizeof(len) + sizeof(h)) +
+				   bytes);
+	if (!p)
+		return;
+	memcpy(p, &count, sizeof(count));
+	p += sizeof(count);
 	for (uint32_t i = 0; i < k; i++) {
 		const struct jobq_item *it = jobq__ptr(items[i]);
 
-		hs[i] = (struct jput){
-		    .qid = qid, .type = it->type, .oid = item_oid(items[i])};
-		lens[i] = (uint32_t)sizeof(hs[i]) + it->len;
-		v[n++] = (struct iovec){.iov_base = &lens[i],
-					.iov_len = sizeof(lens[i])};
-		v[n++] = (struct iovec){.iov_base = &hs[i],
-					.iov_len = sizeof(hs[i])};
-		v[n++] = (struct iovec){.iov_base = (void *)(it + 1),
-					.iov_len = it->len};
+		h.type = it->type;
+		h.oid = item_oid(items[i]);
+		len = (uint32_t)sizeof(h) + it->len;
+		memcpy(p, &len, sizeof(len));
+		memcpy(p + sizeof(len), &h, sizeof(h));
+		memcpy(p + sizeof(len) + sizeof(h), it + 1, it->len);
+		p += sizeof(len) + len;
 	}
-	jobq__jlog(JOBQ__JR_Q_PUTS, v, n, true);
+	jobq__jlog_seal(true);
 }
 
 /* Gives back @item's share of its block: the block goes with its last. */
