@@ -781,6 +781,11 @@ int jobq__journal_open(struct jobq__journal *j, const struct jobq__jio *io,
 	return 0;
 }
 
+static int map_grow(struct jobq__journal *j, uint64_t need);
+static int fail(struct jobq__journal *j, int err);
+static int reserve(struct jobq__journal *j, size_t more);
+static int leave_inplace(struct jobq__journal *j);
+
 void jobq__journal_close(struct jobq__journal *j)
 {
 	if (j->map) {
@@ -789,6 +794,7 @@ void jobq__journal_close(struct jobq__journal *j)
 		unmap(j);
 		j->io->truncate(j->io->ctx, j->fd, j->size);
 	}
+	leave_inplace(j);
 	drop_spare(j);
 	if (j->fd >= 0)
 		j->io->close(j->io->ctx, j->fd);
@@ -806,11 +812,76 @@ void jobq__journal_close(struct jobq__journal *j)
 	j->busy = false;
 }
 
+/* Records are built in the mapping from here (see journal.h); the
+ * caller has none pending. */
+static void enter_inplace(struct jobq__journal *j)
+{
+	if (j->inplace || j->len || j->nunits || j->busy || j->sfd >= 0 ||
+	    j->err || !j->map || !jobq__journal_maps(j))
+		return;
+	j->hbuf = j->buf;
+	j->hcap = j->cap;
+	j->buf = j->map + j->size;
+	j->cap = j->map_len - j->size;
+	j->inplace = true;
+}
+
+/*
+ * Back to the heap buffer, with the records pending copied into it; the
+ * file ends at size again (they are still to be written, or dropped).
+ * Returns 0 or -ENOMEM (the journal is then failed and they are lost, as
+ * a record that could not be added is).
+ */
+static int leave_inplace(struct jobq__journal *j)
+{
+	uint8_t *p = j->buf;
+	size_t len = j->len;
+
+	if (!j->inplace)
+		return 0;
+	j->inplace = false;
+	j->buf = j->hbuf;
+	j->cap = j->hcap;
+	j->hbuf = NULL;
+	j->hcap = 0;
+	j->len = 0;
+	if (len && reserve(j, len)) {
+		j->nbuf = 0;
+		mark_end(j, j->size);
+		return fail(j, -ENOMEM);
+	}
+	memcpy(j->buf, p, len);
+	j->len = len;
+	mark_end(j, j->size);
+	return 0;
+}
+
+/* Room for @more bytes of records and an end mark in the mapping. */
+static int reserve_inplace(struct jobq__journal *j, size_t more)
+{
+	uint64_t need = j->size + j->len + more + JEND;
+	int ret;
+
+	if (need > j->map_len) {
+		ret = map_grow(j, need);
+		if (ret) {
+			leave_inplace(j);
+			return fail(j, ret);
+		}
+		j->buf = j->map + j->size;
+		j->cap = j->map_len - j->size;
+	}
+	mark_end(j, j->size + j->len + more);
+	return 0;
+}
+
 static int reserve(struct jobq__journal *j, size_t more)
 {
 	size_t ncap;
 	uint8_t *nb;
 
+	if (j->inplace)
+		return reserve_inplace(j, more);
 	if (j->cap - j->len >= more)
 		return 0;
 	ncap = j->cap ? j->cap : 64 << 10;
@@ -850,10 +921,9 @@ uint8_t *jobq__journal_reserve(struct jobq__journal *j, uint16_t type,
 		*err = -E2BIG;
 		return NULL;
 	}
-	if (reserve(j, JOBQ__JREC_OVERHEAD + (size_t)plen)) {
-		*err = -ENOMEM;
+	*err = reserve(j, JOBQ__JREC_OVERHEAD + (size_t)plen);
+	if (*err)
 		return NULL;
-	}
 	r = j->buf + j->len;
 	put32(r, (uint32_t)plen);
 	put16(r + 4, type);
@@ -900,6 +970,7 @@ int jobq__journal_add(struct jobq__journal *j, uint16_t type,
 /* Marks the journal failed with @err; returns @err. */
 static int fail(struct jobq__journal *j, int err)
 {
+	leave_inplace(j);
 	j->err = err;
 	j->last_err = err;
 	j->errors++;
@@ -912,6 +983,8 @@ static void drop_added(struct jobq__journal *j)
 	j->len = 0;
 	j->nbuf = 0;
 	j->nunits = 0;
+	if (j->inplace)
+		mark_end(j, j->size);
 }
 
 /* Whether a unit asking for @sync syncs in this mode. */
@@ -927,6 +1000,8 @@ int jobq__journal_cut(struct jobq__journal *j, bool sync)
 				: 0;
 	struct jobq__junit *u;
 
+	if (leave_inplace(j))
+		return j->err;
 	/* An empty unit is only worth a forced sync: it makes durable what
 	 * earlier commits only wrote. */
 	if (j->len == from && !(sync && j->force))
@@ -1179,8 +1254,18 @@ static int map_commit(struct jobq__journal *j)
 		drop_added(j);
 		return j->err;
 	}
+	if (j->inplace) {
+		/* Written where they stay, the end mark after them. */
+		j->size += j->len;
+		j->len = 0;
+		j->nbuf = 0;
+		j->buf = j->map + j->size;
+		j->cap = j->map_len - j->size;
+		return 0;
+	}
 	if (!j->len) {
 		drop_added(j);
+		enter_inplace(j);
 		return 0;
 	}
 	if (j->size + j->len > j->map_len) {
@@ -1194,6 +1279,7 @@ static int map_commit(struct jobq__journal *j)
 	memcpy(j->map + j->size, j->buf, j->len);
 	j->size += j->len;
 	drop_added(j);
+	enter_inplace(j);
 	return 0;
 }
 
@@ -1238,6 +1324,7 @@ int jobq__journal_snapshot(struct jobq__journal *j,
 	/* The live state already holds what these records say. */
 	j->seq -= j->nbuf;
 	drop_added(j);
+	leave_inplace(j);
 	seq0 = j->seq;
 	ret = io->open(io->ctx, j->snap_tmp_path, O_RDWR | O_CREAT | O_TRUNC,
 		       0666);

@@ -268,9 +268,22 @@ struct jobq__journal {
 	uint8_t *spare_map;
 	uint64_t spare_len, spare_cap;
 	bool no_exchange;
-	uint64_t seq;	       /* the next record's sequence number */
-	uint8_t *buf;	       /* records appended, not yet written */
-	size_t len, cap;       /* bytes in buf, its size */
+	uint64_t seq;	 /* the next record's sequence number */
+	uint8_t *buf;	 /* records appended, not yet written */
+	size_t len, cap; /* bytes in buf, its size */
+	/*
+	 * In place (NONE, mapped, nothing else going on): buf is the
+	 * mapping at size, so records are built where they stay and a
+	 * commit only moves size past them; the heap buffer waits in hbuf.
+	 * Records there before their commit are in the file already, as
+	 * an unacknowledged request's effect may be after a crash; each is
+	 * followed by an end mark, and one dropped gets the mark back at
+	 * size. Left (the records copied to the heap buffer) before a
+	 * write, a cut, a snapshot or a failure.
+	 */
+	bool inplace;
+	uint8_t *hbuf;
+	size_t hcap;
 	uint32_t nbuf;	       /* records in buf */
 	bool force;	       /* the next commit syncs in any mode */
 	int err;	       /* 0, or why the journal is failed */

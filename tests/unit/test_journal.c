@@ -924,6 +924,20 @@ static void test_mapped_none_real_file(void **state)
 	free(m2);
 }
 
+/* Removes a real journal's files and their directory @dir. */
+static void rm_journal_dir(const char *dir)
+{
+	static const char *const names[] = {"journal", "journal.snap",
+					    "journal.spare", "journal.tmp"};
+	char path[256];
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+		unlink(path);
+	}
+	rmdir(dir);
+}
+
 /*
  * --fsync none recycles journal files where names can be swapped: after
  * a snapshot the old journal becomes FILE.spare, and the next snapshot
@@ -996,11 +1010,65 @@ static void test_recycled_none_real_file(void **state)
 	jobq__journal_close(&j);
 	assert_int_equal(stat(spare, &sb), -1);
 
-	unlink(path);
-	unlink(spare);
-	snprintf(path, sizeof(path), "%s/journal.snap", dir);
-	unlink(path);
-	rmdir(dir);
+	rm_journal_dir(dir);
+	free(m);
+	free(live);
+}
+
+/*
+ * In place: with --fsync none on a mapped file, records are built in the
+ * mapping. A forced (--durable) commit among them writes and syncs the
+ * same bytes; records a snapshot drops before their commit never replay;
+ * and the end mark keeps replay from reading past the last record.
+ */
+static void test_inplace_none_real_file(void **state)
+{
+	char dir[] = "/tmp/jobq-jinp-XXXXXX", path[64];
+	struct model *m = new_model(), *live = new_model();
+	struct jobq__replay_info info;
+	struct jobq__journal j, j2;
+	char err[PATH_MAX + 256];
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/journal", dir);
+	assert_int_equal(jobq__journal_open(&j, &jobq__jio_posix, path,
+					    JOBQ__FSYNC_NONE, apply, m, NULL,
+					    err, sizeof(err)),
+			 0);
+	for (uint32_t id = 0; id < 100; id++) {
+		assert_int_equal(add(&j, T_PUT, id), 0);
+		model_op(live, T_PUT, id);
+		if (id == 50) {
+			/* A --durable request: written and synced. */
+			j.force = true;
+			assert_int_equal(jobq__journal_commit(&j, true), 0);
+			j.force = false;
+			assert_false(j.inplace);
+		} else {
+			assert_int_equal(jobq__journal_commit(&j, true), 0);
+			assert_true(j.inplace);
+		}
+	}
+	/* Added, then dropped by a snapshot that holds the live state. */
+	for (uint32_t id = 100; id < 110; id++)
+		assert_int_equal(add(&j, T_PUT, id), 0);
+	assert_int_equal(jobq__journal_snapshot(&j, produce, live), 0);
+	for (uint32_t id = 200; id < 210; id++) {
+		assert_int_equal(add(&j, T_PUT, id), 0);
+		model_op(live, T_PUT, id);
+		assert_int_equal(jobq__journal_commit(&j, true), 0);
+	}
+	/* The manager died. */
+	assert_int_equal(jobq__journal_open(&j2, &jobq__jio_posix, path,
+					    JOBQ__FSYNC_NONE, apply, m, &info,
+					    err, sizeof(err)),
+			 0);
+	assert_false(info.cut);
+	assert_int_equal(info.journal_records, 10);
+	assert_true(same(m, live));
+	jobq__journal_close(&j2);
+	jobq__journal_close(&j);
+	rm_journal_dir(dir);
 	free(m);
 	free(live);
 }
@@ -1257,6 +1325,7 @@ int main(void)
 	    cmocka_unit_test_setup(test_process_death_none, setup),
 	    cmocka_unit_test_setup(test_mapped_none_real_file, setup),
 	    cmocka_unit_test_setup(test_recycled_none_real_file, setup),
+	    cmocka_unit_test_setup(test_inplace_none_real_file, setup),
 	    cmocka_unit_test_setup(test_commit_without_sync, setup),
 	    cmocka_unit_test_setup(test_stale_and_refused, setup),
 	    cmocka_unit_test_setup(test_async_group_commit, setup),
