@@ -849,6 +849,17 @@ static void test_process_death_none(void **state)
 	free(m);
 }
 
+/* Opens the real journal at @path with --fsync none, replaying into @m. */
+static void open_real(struct jobq__journal *j, const char *path,
+		      struct model *m, struct jobq__replay_info *info)
+{
+	char err[PATH_MAX + 256];
+
+	if (jobq__journal_open(j, &jobq__jio_posix, path, JOBQ__FSYNC_NONE,
+			       apply, m, info, err, sizeof(err)))
+		fail_msg("open %s: %s", path, err);
+}
+
 /*
  * --fsync none with the system calls on a real file: commits copy into a
  * mapping allocated a chunk ahead, so a manager that dies leaves zeros
@@ -863,17 +874,13 @@ static void test_mapped_none_real_file(void **state)
 	struct jobq__replay_info info;
 	struct jobq__journal j, j2;
 	uint8_t torn[256] = {0x30, 0, 0, 0, 0x12, 0};
-	char err[PATH_MAX + 256];
 	struct stat sb;
 	uint64_t used;
 	int fd;
 
 	assert_non_null(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/journal", dir);
-	assert_int_equal(jobq__journal_open(&j, &jobq__jio_posix, path,
-					    JOBQ__FSYNC_NONE, apply, m, NULL,
-					    err, sizeof(err)),
-			 0);
+	open_real(&j, path, m, NULL);
 	for (uint32_t id = 0; id < 50; id++) {
 		assert_int_equal(add(&j, T_PUT, id), 0);
 		assert_int_equal(jobq__journal_commit(&j, true), 0);
@@ -884,10 +891,7 @@ static void test_mapped_none_real_file(void **state)
 	assert_true((uint64_t)sb.st_size > used);
 
 	/* The manager died: its mapping is left as it was. */
-	assert_int_equal(jobq__journal_open(&j2, &jobq__jio_posix, path,
-					    JOBQ__FSYNC_NONE, apply, m2, &info,
-					    err, sizeof(err)),
-			 0);
+	open_real(&j2, path, m2, &info);
 	assert_int_equal(m2->n, 50);
 	assert_false(info.cut);
 	assert_int_equal(j2.size, used);
@@ -901,10 +905,7 @@ static void test_mapped_none_real_file(void **state)
 			 (ssize_t)sizeof(torn));
 	close(fd);
 	memset(m2, 0, sizeof(*m2));
-	assert_int_equal(jobq__journal_open(&j2, &jobq__jio_posix, path,
-					    JOBQ__FSYNC_NONE, apply, m2, &info,
-					    err, sizeof(err)),
-			 0);
+	open_real(&j2, path, m2, &info);
 	assert_int_equal(m2->n, 50);
 	assert_true(info.cut);
 	assert_int_equal(info.cut_offset, used);
@@ -952,17 +953,13 @@ static void test_recycled_none_real_file(void **state)
 	struct model *m = new_model(), *live = new_model();
 	struct jobq__replay_info info;
 	struct jobq__journal j, j2;
-	char err[PATH_MAX + 256];
 	struct stat sb, first;
 	uint32_t id = 0;
 
 	assert_non_null(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/journal", dir);
 	snprintf(spare, sizeof(spare), "%s.spare", path);
-	assert_int_equal(jobq__journal_open(&j, &jobq__jio_posix, path,
-					    JOBQ__FSYNC_NONE, apply, m, NULL,
-					    err, sizeof(err)),
-			 0);
+	open_real(&j, path, m, NULL);
 	assert_int_equal(stat(path, &first), 0);
 	/* Three journals: the first two long, the third short, so that
 	 * the third's file (the first's) holds older records after its
@@ -994,10 +991,7 @@ static void test_recycled_none_real_file(void **state)
 	assert_true((uint64_t)sb.st_size > j.size);
 
 	/* The manager died: replay stops at the end mark. */
-	assert_int_equal(jobq__journal_open(&j2, &jobq__jio_posix, path,
-					    JOBQ__FSYNC_NONE, apply, m, &info,
-					    err, sizeof(err)),
-			 0);
+	open_real(&j2, path, m, &info);
 	assert_false(info.cut);
 	assert_false(info.stale_journal);
 	assert_int_equal(info.journal_records, 50);
@@ -1027,14 +1021,10 @@ static void test_inplace_none_real_file(void **state)
 	struct model *m = new_model(), *live = new_model();
 	struct jobq__replay_info info;
 	struct jobq__journal j, j2;
-	char err[PATH_MAX + 256];
 
 	assert_non_null(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/journal", dir);
-	assert_int_equal(jobq__journal_open(&j, &jobq__jio_posix, path,
-					    JOBQ__FSYNC_NONE, apply, m, NULL,
-					    err, sizeof(err)),
-			 0);
+	open_real(&j, path, m, NULL);
 	for (uint32_t id = 0; id < 100; id++) {
 		assert_int_equal(add(&j, T_PUT, id), 0);
 		model_op(live, T_PUT, id);
@@ -1059,10 +1049,7 @@ static void test_inplace_none_real_file(void **state)
 		assert_int_equal(jobq__journal_commit(&j, true), 0);
 	}
 	/* The manager died. */
-	assert_int_equal(jobq__journal_open(&j2, &jobq__jio_posix, path,
-					    JOBQ__FSYNC_NONE, apply, m, &info,
-					    err, sizeof(err)),
-			 0);
+	open_real(&j2, path, m, &info);
 	assert_false(info.cut);
 	assert_int_equal(info.journal_records, 10);
 	assert_true(same(m, live));
