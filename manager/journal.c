@@ -94,12 +94,40 @@ static int px_size(void *ctx, int fd, uint64_t *len)
 	return 0;
 }
 
+/*
+ * Writes zeros. fallocate(2) would reserve the blocks without writing, but
+ * its unwritten extents cost more when the mapping faults them in (ext4:
+ * a read of each page through readahead, then a conversion; 4.8 us a 4 KiB
+ * page here, against 1.3 for pages written with zeros first), and the
+ * journal writes each page at once anyway. A written page holds its space
+ * (allocated, or reserved by delayed allocation), so a full disk is an
+ * error here, never a SIGBUS in the middle of a copy.
+ */
 static int px_allocate(void *ctx, int fd, uint64_t off, uint64_t len)
 {
-	/* Not posix_fallocate(): where the file system cannot reserve
-	 * blocks it would write zeros, and a sparse range would make a full
-	 * disk a SIGBUS in the middle of a copy instead of an error here. */
-	return fallocate(fd, 0, (off_t)off, (off_t)len) < 0 ? -errno : 0;
+	static const uint8_t zeros[64 << 10];
+	struct iovec v[16];
+	ssize_t n;
+
+	for (int i = 0; i < 16; i++)
+		v[i] = (struct iovec){.iov_base = (void *)zeros,
+				      .iov_len = sizeof(zeros)};
+	while (len) {
+		uint64_t want =
+		    len < 16 * sizeof(zeros) ? len : 16 * sizeof(zeros);
+		int nv = (int)((want + sizeof(zeros) - 1) / sizeof(zeros));
+
+		v[nv - 1].iov_len = want - (uint64_t)(nv - 1) * sizeof(zeros);
+		n = pwritev(fd, v, nv, (off_t)off);
+		v[nv - 1].iov_len = sizeof(zeros);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		off += (uint64_t)n;
+		len -= (uint64_t)n;
+	}
+	return 0;
 }
 
 static int px_map(void *ctx, int fd, uint64_t len, void **p)
@@ -1216,13 +1244,20 @@ static int run_now(struct jobq__journal *j)
 static int map_grow(struct jobq__journal *j, uint64_t need)
 {
 	const struct jobq__jio *io = j->io;
-	uint64_t len = (need + MAP_CHUNK) / MAP_CHUNK * MAP_CHUNK, cap;
+	uint64_t len = (need + MAP_CHUNK) / MAP_CHUNK * MAP_CHUNK, cap, from;
 	void *p;
 	int ret;
 
 	if (len > SIZE_MAX / 2)
 		return -EFBIG;
-	ret = io->allocate(io->ctx, j->fd, j->map_len, len - j->map_len);
+	/* Past the bytes allocated, and past any a write put there. */
+	ret = io->size(io->ctx, j->fd, &from);
+	if (ret)
+		return ret;
+	if (from < j->map_len)
+		from = j->map_len;
+	if (from < len)
+		ret = io->allocate(io->ctx, j->fd, from, len - from);
 	if (ret)
 		return ret;
 	if (len > j->map_cap) {

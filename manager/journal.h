@@ -182,9 +182,10 @@ struct jobq__jio {
 	int (*sync_dir)(void *ctx, const char *path);
 	/*
 	 * Optional, both or neither (without them every commit is a
-	 * write): allocate() reserves the blocks of [@off, @off + @len) of
-	 * @fd, growing the file (fallocate(2): after it no store into a
-	 * mapping of that range can fail for want of space); map() maps
+	 * write): allocate() makes [@off, @off + @len) of @fd, past its
+	 * data, zeros that hold their space, growing the file (after it no
+	 * store into a mapping of that range can fail for want of space);
+	 * map() maps
 	 * @len bytes of @fd shared and writable (*@p), unmap() undoes it.
 	 */
 	int (*allocate)(void *ctx, int fd, uint64_t off, uint64_t len);
