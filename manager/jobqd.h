@@ -479,7 +479,9 @@ uint32_t jobq__queue_take_back(uint32_t qid, int64_t *ids, uint32_t max);
  * (JOBQ__W_JOIN) of queue @qid, with @timeout_ns instead of its own (0 or
  * -errno); the oldest putter whose client lives, or NULL; whether joiners
  * wait; answer every joiner @res; remove queue @name as a removal on
- * another host asks (0, -ENOENT, or -EBUSY while jobs name it).
+ * another host asks (0, -ENOENT, or -EBUSY while jobs name it); the
+ * record of queue @name, made for it (owned by no client) when there is
+ * none and at least half the table is free, else UINT32_MAX.
  */
 int jobq__queue_park(struct jobq__client *c, const struct jobq_sqe *s,
 		     uint32_t qid, int kind, int64_t timeout_ns, bool front);
@@ -487,6 +489,7 @@ struct jobq__waiter *jobq__queue_first_putter(uint32_t qid);
 bool jobq__queue_has_joiners(uint32_t qid);
 void jobq__queue_joined(uint32_t qid, int32_t res);
 int jobq__queue_drop(const char *name);
+uint32_t jobq__queue_adopt(const char *name);
 #endif
 
 /* journal_mgr.c: the journal of this manager. */

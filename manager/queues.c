@@ -1335,6 +1335,28 @@ void jobq__queue_joined(uint32_t qid, int32_t res)
 		    res, 0);
 }
 
+uint32_t jobq__queue_adopt(const char *name)
+{
+	struct jobq_store_hdr *h = jobq__hdr();
+	char n[JOBQ_NAME_MAX + 1];
+	size_t len = strlen(name);
+	uint32_t qid = queue_find(name);
+
+	if (qid != UINT32_MAX)
+		return qid;
+	/* Half the table stays for the queues clients here name: queues
+	 * of other hosts only show here, and must not crowd those out. */
+	if (!len || len > JOBQ_NAME_MAX ||
+	    load_relaxed(&h->queues_live) >= h->max_queues / 2 ||
+	    queue_slot(&qid))
+		return UINT32_MAX;
+	memset(n, 0, sizeof(n));
+	memcpy(n, name, len);
+	queue_create(qid, rec(qid)->gen, n);
+	journal_create(qid, n);
+	return qid;
+}
+
 int jobq__queue_drop(const char *name)
 {
 	uint32_t qid = queue_find(name);

@@ -79,8 +79,9 @@
  *    POLL_NS and writes the counts into its records (shared_depth,
  *    shared_bytes, which libjobq adds to depth and bytes; the limits;
  *    unfinished): `jobq queues` on any host shows the queue as a second
- *    ago at most, without asking the manager. A host lists only the
- *    queues some client of it named. The count reads every waiting row
+ *    ago at most, without asking the manager. A queue of another host
+ *    gets a record here (owned by no client) while at least half the
+ *    table is free, so that it is listed too. The count reads every waiting row
  *    once a second per host: cheap for queues that are drained, not for
  *    millions of rows waiting.
  */
@@ -989,7 +990,7 @@ int jobq__queues_pg_join(struct jobq__client *c, const struct jobq_sqe *s,
 static void counts_cb(void *arg, int err, const PGresult *res)
 {
 	struct qreq *r = arg;
-	uint32_t n = load_relaxed(&jobq__hdr()->nqueues);
+	uint32_t n;
 	bool *seen;
 
 	q.counting = false;
@@ -997,12 +998,13 @@ static void counts_cb(void *arg, int err, const PGresult *res)
 		req_free(r);
 		return;
 	}
-	seen = calloc(n ? n : 1, sizeof(*seen));
+	seen = calloc(jobq__hdr()->max_queues, sizeof(*seen));
 	for (int i = 0; seen && i < PQntuples(res); i++) {
-		uint32_t qid = jobq__queue_by_name(PQgetvalue(res, i, 0));
+		/* Another host's queue gets a record here, to be listed. */
+		uint32_t qid = jobq__queue_adopt(PQgetvalue(res, i, 0));
 		struct jobq_queue_rec *x;
 
-		if (qid == UINT32_MAX || qid >= n)
+		if (qid == UINT32_MAX)
 			continue;
 		x = rec(qid);
 		seen[qid] = true;
@@ -1015,6 +1017,7 @@ static void counts_cb(void *arg, int err, const PGresult *res)
 		seq_write_end(&x->seq);
 	}
 	/* A queue PostgreSQL has no row of holds nothing there. */
+	n = load_relaxed(&jobq__hdr()->nqueues);
 	for (uint32_t i = 0; seen && i < n; i++) {
 		struct jobq_queue_rec *x = rec(i);
 
@@ -1033,7 +1036,7 @@ static void counts_send(void)
 {
 	struct qreq *r;
 
-	if (q.counting || !load_relaxed(&jobq__hdr()->queues_live))
+	if (q.counting)
 		return;
 	r = calloc(1, sizeof(*r));
 	if (!r)
@@ -1066,6 +1069,8 @@ void jobq__queues_pg_event(const char *payload)
 		colon = strchr(name, ':');
 		if (!colon)
 			return;
+		/* A count sent before it would make its record again. */
+		q.changes++;
 		snprintf(me, sizeof(me), "%016" PRIx64, q.nonce);
 		if (!q.nonce || (size_t)(colon - name) != strlen(me) ||
 		    memcmp(name, me, strlen(me)))
