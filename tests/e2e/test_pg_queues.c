@@ -80,19 +80,23 @@ static long peek_num(const char *sql)
 }
 
 /* Waits (at most 10 s) until queue @name on @q shows @depth objects of
- * @bytes (the counts are refreshed each second). */
+ * @bytes (the counts are refreshed each second; a queue of another host
+ * is listed from its first count). */
 static void until_depth(jobq_t *q, const char *name, uint64_t depth,
 			uint64_t bytes)
 {
 	double end = jqt_now() + 10;
 	struct jobq_queue_info qi = {0};
+	int ret;
 
 	for (;;) {
-		assert_int_equal(jobq_queue_info(q, name, &qi), 0);
-		if ((qi.depth == depth && qi.bytes == bytes) || jqt_now() > end)
+		ret = jobq_queue_info(q, name, &qi);
+		if ((!ret && qi.depth == depth && qi.bytes == bytes) ||
+		    jqt_now() > end)
 			break;
 		jqt_sleep(0.05);
 	}
+	assert_int_equal(ret, 0);
 	assert_int_equal(qi.depth, depth);
 	assert_int_equal(qi.bytes, bytes);
 }
@@ -466,7 +470,8 @@ static void cli_put_get(void **state)
 }
 
 /* The depth of a queue, as `jobq queues` on another host shows it: the
- * rows waiting in PostgreSQL, and what a get there leaves. */
+ * rows waiting in PostgreSQL, and what a get there leaves. B lists the
+ * queue though none of its clients named it. */
 static void depth_seen_elsewhere(void **state)
 {
 	struct jqt_pg_host a = {0}, b = {0};
@@ -481,7 +486,6 @@ static void depth_seen_elsewhere(void **state)
 	host_start(&b);
 	qa = jqt_open_or_die(&a.m);
 	qb = jqt_open_or_die(&b.m);
-	assert_int_equal(jobq_queue_open(qb, "d", NULL), 0);
 	assert_int_equal(jobq_put(qa, "d", JOBQ_T_TEXT, "a", 1, 5), 0);
 	assert_int_equal(jobq_put(qa, "d", JOBQ_T_TEXT, "bb", 2, 5), 0);
 	assert_int_equal(jobq_put(qa, "d", JOBQ_T_TEXT, "ccc", 3, 5), 0);
@@ -546,6 +550,7 @@ static void bounded_across_hosts(void **state)
 	struct jqt_pg_host a = {0}, b = {0};
 	struct jobq_queue_opts opts = {.max_depth = BOUND};
 	struct jobq_queue_info qi = {0};
+	struct jqt_out out;
 	jobq_obj_t o = {0};
 	long most = 0;
 	int got = 0, st;
@@ -607,6 +612,19 @@ static void bounded_across_hosts(void **state)
 		BOUND);
 	assert_true(most <= BOUND);
 	assert_int_equal(rows("b"), 0);
+
+	/* Full again; `jobq queue set --max-depth` on B lets A's put in. */
+	for (int i = 0; i < BOUND; i++)
+		assert_int_equal(jobq_put(qb, "b", JOBQ_T_TEXT, "f", 1, 5), 0);
+	pids[0] = jqt_fork(put_waiting, 0, NULL);
+	assert_true(pids[0] > 0);
+	jqt_sleep(0.3);
+	assert_int_equal(jqt_wait_pid(pids[0], 0, &st), -ETIMEDOUT);
+	HCLI(&b, &out, "queue", "set", "b", "--max-depth", "4");
+	assert_int_equal(out.code, 0);
+	jqt_out_free(&out);
+	assert_int_equal(jqt_wait_all(pids, 1, 10, NULL), 0);
+	assert_int_equal(rows("b"), BOUND + 1);
 	jobq_close(qa);
 	jobq_close(qb);
 	jqt_pg_host_stop(&a);
