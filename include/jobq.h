@@ -270,7 +270,8 @@ JOBQ_API int jobq_wait_idle(jobq_t *q, double timeout);
  * makes, and a join returns once task_done (on any host) finished every
  * object put on any. jobq_queue_remove() removes the queue on every host
  * (its waiters everywhere fail with -EIDRM). jobq_queues() shows the
- * objects waiting in PostgreSQL as counted within the last second.
+ * objects waiting in PostgreSQL as counted within the last second, and
+ * lists the queues of other hosts too.
  */
 struct jobq_queue_opts {
 	uint64_t max_depth;   /* most objects held; 0: unbounded */
