@@ -582,6 +582,24 @@ static void bounded_across_hosts(void **state)
 	assert_int_equal(jobq_queue_info(qb, "b", &qi), 0);
 	assert_int_equal(qi.max_depth, BOUND);
 
+	/* Bytes, and a batch that half fits: its leading objects go in. */
+	{
+		struct jobq_queue_opts bytes = {.max_bytes = 4};
+		jobq_obj_t two[3] = {
+		    {.type = JOBQ_T_TEXT, .len = 1, .data = "x"},
+		    {.type = JOBQ_T_TEXT, .len = 1, .data = "y"},
+		    {.type = JOBQ_T_TEXT, .len = 1, .data = "z"}};
+
+		assert_int_equal(jobq_queue_open(qa, "mb", &bytes), 0);
+		assert_int_equal(jobq_put(qb, "mb", JOBQ_T_TEXT, "abc", 3, 5),
+				 0);
+		assert_int_equal(jobq_put(qa, "mb", JOBQ_T_TEXT, "de", 2, 0),
+				 -EAGAIN);
+		assert_int_equal(jobq_put_many(qa, "mb", two, 3, 5), 1);
+		assert_int_equal(jobq_put_many(qb, "mb", two, 3, 0), -EAGAIN);
+		assert_int_equal(rows("mb"), 2);
+	}
+
 	/* A put blocked on A waits; a get on B lets it in. */
 	pids[0] = jqt_fork(put_waiting, 0, NULL);
 	assert_true(pids[0] > 0);
