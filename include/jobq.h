@@ -265,9 +265,13 @@ JOBQ_API int jobq_wait_idle(jobq_t *q, double timeout);
  * notification). Delivery is at least once: a put sent again after its
  * manager's connection was cut may store its object twice, and an object
  * handed out on a host killed before its client read it comes back after
- * five minutes. The limits of jobq_queue_opts are not shared (a put
- * never waits for room there), nor task_done/join; depth and jobq_queues()
- * show this host's objects fetched and not yet handed.
+ * five minutes. The limits of jobq_queue_opts, task_done and join are
+ * every host's: a put on any host waits for room that a get on any host
+ * makes, and a join returns once task_done (on any host) finished every
+ * object put on any. jobq_queue_remove() removes the queue on every host
+ * (its waiters everywhere fail with -EIDRM). jobq_queues() shows the
+ * objects waiting in PostgreSQL as counted within the last second, and
+ * lists the queues of other hosts too.
  */
 struct jobq_queue_opts {
 	uint64_t max_depth;   /* most objects held; 0: unbounded */

@@ -437,10 +437,30 @@ int jobq__queues_pg_put(struct jobq__client *c, const struct jobq_sqe *s,
 void jobq__queues_pg_fetch(uint32_t qid);
 void jobq__queues_pg_acked(uint64_t id);
 void jobq__queues_pg_settle(uint32_t qid);
+/* Room may have come in queue @qid: its oldest putter here is sent again.
+ * The rest hand over requests as put does (with the record @qid of the
+ * request's queue, and what queues.c did already): task_done and join
+ * count in PostgreSQL; limits answers @res once PostgreSQL holds the
+ * record's new limits; remove deletes the rows of queue @name, whose
+ * record here is gone with @dropped objects, and answers how many in
+ * all. */
+void jobq__queues_pg_room(uint32_t qid);
+int jobq__queues_pg_task_done(struct jobq__client *c, const struct jobq_sqe *s,
+			      uint32_t qid);
+int jobq__queues_pg_join(struct jobq__client *c, const struct jobq_sqe *s,
+			 uint32_t qid);
+int jobq__queues_pg_limits(struct jobq__client *c, const struct jobq_sqe *s,
+			   uint32_t qid, int32_t res);
+int jobq__queues_pg_remove(struct jobq__client *c, const struct jobq_sqe *s,
+			   const char *name, uint64_t dropped);
 /* pg_mgr.c tells it: a notification on JOBQ__PG_QUEUE_CHANNEL (the
  * queue's name), the connection came up, a turn ends, a second passed. */
 #define JOBQ__PG_QUEUE_CHANNEL "jobq_queue"
 void jobq__queues_pg_notify(const char *name);
+/* A notification on JOBQ__PG_QEVENT_CHANNEL: a letter, then the queue's
+ * name (queues_pg.c says which letters). */
+#define JOBQ__PG_QEVENT_CHANNEL "jobq_queue_event"
+void jobq__queues_pg_event(const char *payload);
 void jobq__queues_pg_up(void);
 void jobq__queues_pg_turn(void);
 void jobq__queues_pg_tick(void);
@@ -456,6 +476,23 @@ uint32_t jobq__queue_inject(uint32_t qid, uint32_t k, const uint32_t *lens,
 			    const uint32_t *types, const uint8_t *const *datas,
 			    const int64_t *ids);
 uint32_t jobq__queue_take_back(uint32_t qid, int64_t *ids, uint32_t max);
+/*
+ * And for its putters and joiners: park request @s of @c as a putter
+ * (@kind JOBQ__W_PUT; first in line with @front) or a joiner
+ * (JOBQ__W_JOIN) of queue @qid, with @timeout_ns instead of its own (0 or
+ * -errno); the oldest putter whose client lives, or NULL; whether joiners
+ * wait; answer every joiner @res; remove queue @name as a removal on
+ * another host asks (0, -ENOENT, or -EBUSY while jobs name it); the
+ * record of queue @name, made for it (owned by no client) when there is
+ * none and at least half the table is free, else UINT32_MAX.
+ */
+int jobq__queue_park(struct jobq__client *c, const struct jobq_sqe *s,
+		     uint32_t qid, int kind, int64_t timeout_ns, bool front);
+struct jobq__waiter *jobq__queue_first_putter(uint32_t qid);
+bool jobq__queue_has_joiners(uint32_t qid);
+void jobq__queue_joined(uint32_t qid, int32_t res);
+int jobq__queue_drop(const char *name);
+uint32_t jobq__queue_adopt(const char *name);
 #endif
 
 /* journal_mgr.c: the journal of this manager. */

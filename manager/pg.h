@@ -170,7 +170,7 @@ int jobq__pg_run(struct jobq__pg *pg, bool (*done)(void *arg), void *arg,
  * pg_schema.c: the schema and its migrations.
  */
 /* The schema this binary writes and reads. */
-#define JOBQ__PG_SCHEMA_VERSION 4
+#define JOBQ__PG_SCHEMA_VERSION 5
 
 enum jobq__pg_schema_mode {
 	JOBQ__PG_CHECK,	  /* refuse any schema but ours */

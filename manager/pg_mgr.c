@@ -90,6 +90,11 @@ static void on_notify(void *ctx, const char *channel, const char *payload)
 			jobq__queues_pg_notify(payload);
 		return;
 	}
+	if (!strcmp(channel, JOBQ__PG_QEVENT_CHANNEL)) {
+		if (jobq__m.turn)
+			jobq__queues_pg_event(payload);
+		return;
+	}
 	if (!strcmp(channel, JOBQ__PG_DONE_CHANNEL))
 		jobq__log(JOBQ__LOG_DEBUG, "backend: job %s is final", payload);
 	else
@@ -110,8 +115,9 @@ static int connect_and_check(const char *url, int mode, int *found, char *err,
 			     size_t errlen)
 {
 	static const char *const channels[] = {
-	    JOBQ__PG_CHANNEL, JOBQ__PG_DONE_CHANNEL, JOBQ__PG_LOCK_CHANNEL,
-	    JOBQ__PG_KV_CHANNEL, JOBQ__PG_QUEUE_CHANNEL};
+	    JOBQ__PG_CHANNEL,	    JOBQ__PG_DONE_CHANNEL,
+	    JOBQ__PG_LOCK_CHANNEL,  JOBQ__PG_KV_CHANNEL,
+	    JOBQ__PG_QUEUE_CHANNEL, JOBQ__PG_QEVENT_CHANNEL};
 	struct jobq__pg_hooks h = {on_notify, on_state, NULL};
 	char m[512];
 	int ret;

@@ -194,6 +194,65 @@ static const char *const migrations[] = {
     "CREATE INDEX jobq_queue_taken_at ON jobq_queue_taken (taken_at);\n"
     "INSERT INTO jobq_schema (version) VALUES (4);\n"
     "END $m$",
+    /* 5: what every host must agree on about a queue of objects
+     * (queues_pg.c): its limits and its count of unfinished objects
+     * (put and not yet task_done), one row a queue. A put goes through
+     * jobq_queue_put(), which locks that row and counts the queue's rows
+     * in a statement of its own, after the lock: a single statement
+     * would count in the snapshot it took before it waited for the lock,
+     * missing the rows of the put it waited for, and two hosts could
+     * both fill the last place. It returns how many of the leading
+     * objects fit (all of them in a queue without limits). */
+    "DO $m$ BEGIN\n"
+    "PERFORM pg_advisory_xact_lock(" SCHEMA_LOCK ");\n"
+    "IF EXISTS (SELECT 1 FROM jobq_schema WHERE version >= 5) THEN\n"
+    "  RETURN;\n"
+    "END IF;\n"
+    "CREATE TABLE jobq_object_queues (\n"
+    "  queue text PRIMARY KEY,\n"
+    "  max_depth bigint NOT NULL DEFAULT 0 CHECK (max_depth >= 0),\n"
+    "  max_bytes bigint NOT NULL DEFAULT 0 CHECK (max_bytes >= 0),\n"
+    "  unfinished bigint NOT NULL DEFAULT 0 CHECK (unfinished >= 0));\n"
+    "CREATE FUNCTION jobq_queue_put(q text, ts integer[], ls integer[],\n"
+    "  d bytea, chan text) RETURNS integer LANGUAGE plpgsql AS $f$\n"
+    "DECLARE\n"
+    "  md bigint; mb bigint; have bigint; hb bigint;\n"
+    "  n integer := coalesce(array_length(ls, 1), 0); k integer := 0;\n"
+    "BEGIN\n"
+    "  SELECT max_depth, max_bytes INTO md, mb FROM jobq_object_queues\n"
+    "    WHERE queue = q FOR UPDATE;\n"
+    "  IF NOT FOUND THEN\n"
+    "    INSERT INTO jobq_object_queues (queue) VALUES (q)\n"
+    "      ON CONFLICT (queue) DO NOTHING;\n"
+    "    SELECT max_depth, max_bytes INTO md, mb FROM jobq_object_queues\n"
+    "      WHERE queue = q FOR UPDATE;\n"
+    "  END IF;\n"
+    "  IF md > 0 OR mb > 0 THEN\n"
+    /* A new snapshot: it sees every put committed before the lock. An
+     * empty queue takes any object, as without a backend. */
+    "    SELECT count(*), coalesce(sum(octet_length(data)), 0)\n"
+    "      INTO have, hb FROM jobq_queue_items WHERE queue = q;\n"
+    "    WHILE k < n AND NOT ((md > 0 AND have >= md) OR\n"
+    "        (mb > 0 AND have > 0 AND hb + ls[k + 1] > mb)) LOOP\n"
+    "      have := have + 1; hb := hb + ls[k + 1]; k := k + 1;\n"
+    "    END LOOP;\n"
+    "    n := k;\n"
+    "  END IF;\n"
+    "  IF n = 0 THEN\n"
+    "    RETURN 0;\n"
+    "  END IF;\n"
+    "  INSERT INTO jobq_queue_items (queue, type, data)\n"
+    "    SELECT q, t, substring(d FROM (o + 1)::integer FOR l)\n"
+    "    FROM (SELECT i, t, l, sum(l) OVER (ORDER BY i) - l AS o\n"
+    "      FROM unnest(ts, ls) WITH ORDINALITY AS u(t, l, i)) r\n"
+    "    WHERE i <= n ORDER BY i;\n"
+    "  UPDATE jobq_object_queues SET unfinished = unfinished + n\n"
+    "    WHERE queue = q;\n"
+    "  PERFORM pg_notify(chan, q);\n"
+    "  RETURN n;\n"
+    "END $f$;\n"
+    "INSERT INTO jobq_schema (version) VALUES (5);\n"
+    "END $m$",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) ==

@@ -727,6 +727,15 @@ static void serve_putters(uint32_t qid)
 {
 	struct jobq__queue *q = &queue_priv[qid];
 
+#ifdef JOBQ_HAVE_PG
+	/* With --backend they wait for room in PostgreSQL: the oldest is
+	 * sent again (queues_pg.c). */
+	if (jobq__m.o.backend) {
+		if (!jobq__list_empty(&q->putters))
+			jobq__queues_pg_room(qid);
+		return;
+	}
+#endif
 	while (!jobq__list_empty(&q->putters)) {
 		struct jobq__waiter *w =
 		    jobq__entry(q->putters.next, struct jobq__waiter, onode);
@@ -1017,6 +1026,12 @@ int jobq__op_q_open(struct jobq__client *c, const struct jobq_sqe *s)
 		journal_create(i, name);
 	}
 	set_limits(i, s);
+#ifdef JOBQ_HAVE_PG
+	/* Limits given are every host's: answered once PostgreSQL has them. */
+	if (jobq__m.o.backend &&
+	    (s->arg0 != UINT64_MAX || s->arg1 != UINT64_MAX))
+		return jobq__queues_pg_limits(c, s, i, (int)wire_id(i));
+#endif
 	return (int)wire_id(i);
 }
 
@@ -1028,6 +1043,10 @@ int jobq__op_q_set(struct jobq__client *c, const struct jobq_sqe *s)
 	if (err)
 		return err;
 	set_limits(qid, s);
+#ifdef JOBQ_HAVE_PG
+	if (jobq__m.o.backend)
+		return jobq__queues_pg_limits(c, s, qid, 0);
+#endif
 	return 0;
 }
 
@@ -1039,24 +1058,24 @@ static void journal_remove(uint32_t qid)
 	jobq__jlog(JOBQ__JR_Q_REMOVE, &v, 1, true);
 }
 
-int jobq__op_q_remove(struct jobq__client *c, const struct jobq_sqe *s)
+/* Jobs name their queue by its record: it stays while any does (finished
+ * ones until --keep lets them go). */
+static bool queue_busy(uint32_t qid)
 {
+	return rec(qid)->ready || rec(qid)->running ||
+	       jobq__jobs_use_queue(qid);
+}
+
+/* Removes queue @qid (not busy), asked by process @pid (0: another host);
+ * returns how many objects it held. */
+static uint64_t queue_remove(uint32_t qid, pid_t pid)
+{
+	struct jobq__queue *q = &queue_priv[qid];
 	struct jobq__client *maker;
-	struct jobq__queue *q;
 	char name[JOBQ_NAME_MAX + 1];
 	uint64_t dropped;
-	uint32_t qid;
 
-	if (jobq__arena_name(c, s, name))
-		return jobq__bad(-EINVAL);
-	qid = queue_find(name);
-	if (qid == UINT32_MAX)
-		return -ENOENT;
-	/* Jobs name their queue by its record: it stays while any does
-	 * (finished ones until --keep lets them go). */
-	if (rec(qid)->ready || rec(qid)->running || jobq__jobs_use_queue(qid))
-		return -EBUSY;
-	q = &queue_priv[qid];
+	memcpy(name, rec(qid)->name, sizeof(name));
 	journal_remove(qid);
 	fail_all(&q->getters);
 	fail_all(&q->putters);
@@ -1074,10 +1093,32 @@ int jobq__op_q_remove(struct jobq__client *c, const struct jobq_sqe *s)
 	else
 		free_push(qid);
 	jobq__log(1, "queue %u \"%s\" removed by pid %d, %llu objects dropped",
-		  qid, name, (int)c->pid, (unsigned long long)dropped);
+		  qid, name, (int)pid, (unsigned long long)dropped);
 	/* The heap space that came back may let putters in elsewhere. */
 	if (dropped)
 		jobq__queues_kick();
+	return dropped;
+}
+
+int jobq__op_q_remove(struct jobq__client *c, const struct jobq_sqe *s)
+{
+	char name[JOBQ_NAME_MAX + 1];
+	uint64_t dropped;
+	uint32_t qid;
+
+	if (jobq__arena_name(c, s, name))
+		return jobq__bad(-EINVAL);
+	qid = queue_find(name);
+	if (qid == UINT32_MAX)
+		return -ENOENT;
+	if (queue_busy(qid))
+		return -EBUSY;
+	dropped = queue_remove(qid, c->pid);
+#ifdef JOBQ_HAVE_PG
+	/* Its rows go too, on every host's behalf (queues_pg.c). */
+	if (jobq__m.o.backend)
+		return jobq__queues_pg_remove(c, s, name, dropped);
+#endif
 	return dropped > INT32_MAX ? INT32_MAX : (int)dropped;
 }
 
@@ -1264,12 +1305,99 @@ uint32_t jobq__queue_inject(uint32_t qid, uint32_t k, const uint32_t *lens,
 		it->next = i + 1 < got ? items[i + 1] : 0;
 		bytes += lens[i];
 	}
+	/* unfinished is the count kept in PostgreSQL (queues_pg.c). */
 	seq_write_begin(&r->seq);
 	r->total_put += got;
-	r->unfinished += got;
 	append_locked(r, items[0], items[got - 1], got, bytes);
 	seq_write_end(&r->seq);
 	return got;
+}
+
+int jobq__queue_park(struct jobq__client *c, const struct jobq_sqe *s,
+		     uint32_t qid, int kind, int64_t timeout_ns, bool front)
+{
+	struct jobq__queue *q = &queue_priv[qid];
+	struct jobq_sqe t = *s;
+	struct jobq__list *l = kind == JOBQ__W_PUT ? &q->putters : &q->joiners;
+	struct jobq__waiter *w;
+	int err;
+
+	t.timeout_ns = timeout_ns;
+	w = jobq__wait_new(c, &t, kind, &err);
+	if (!w)
+		return err;
+	w->sqe.id = qid;
+	/* Before the first, or after the last. */
+	jobq__list_add_tail(&w->onode, front ? l->next : l);
+	if (kind == JOBQ__W_PUT) {
+		set_waiting(qid, JOBQ__W_PUT, 1);
+		nputwait++;
+	}
+	return 0;
+}
+
+struct jobq__waiter *jobq__queue_first_putter(uint32_t qid)
+{
+	struct jobq__queue *q = &queue_priv[qid];
+
+	while (!jobq__list_empty(&q->putters)) {
+		struct jobq__waiter *w =
+		    jobq__entry(q->putters.next, struct jobq__waiter, onode);
+
+		if (jobq__client_alive(w->c))
+			return w;
+		jobq__wait_free(w);
+	}
+	return NULL;
+}
+
+bool jobq__queue_has_joiners(uint32_t qid)
+{
+	return !jobq__list_empty(&queue_priv[qid].joiners);
+}
+
+void jobq__queue_joined(uint32_t qid, int32_t res)
+{
+	struct jobq__queue *q = &queue_priv[qid];
+
+	while (!jobq__list_empty(&q->joiners))
+		jobq__wait_done(
+		    jobq__entry(q->joiners.next, struct jobq__waiter, onode),
+		    res, 0);
+}
+
+uint32_t jobq__queue_adopt(const char *name)
+{
+	struct jobq_store_hdr *h = jobq__hdr();
+	char n[JOBQ_NAME_MAX + 1];
+	size_t len = strlen(name);
+	uint32_t qid = queue_find(name);
+
+	if (qid != UINT32_MAX)
+		return qid;
+	/* Half the table stays for the queues clients here name: queues
+	 * of other hosts only show here, and must not crowd those out. */
+	if (!len || len > JOBQ_NAME_MAX ||
+	    load_relaxed(&h->queues_live) >= h->max_queues / 2 ||
+	    queue_slot(&qid))
+		return UINT32_MAX;
+	memset(n, 0, sizeof(n));
+	memcpy(n, name, len);
+	queue_create(qid, rec(qid)->gen, n);
+	journal_create(qid, n);
+	return qid;
+}
+
+int jobq__queue_drop(const char *name)
+{
+	uint32_t qid = queue_find(name);
+
+	if (qid == UINT32_MAX)
+		return -ENOENT;
+	if (queue_busy(qid))
+		return -EBUSY;
+	queue_remove(qid, 0);
+	return 0;
 }
 
 uint32_t jobq__queue_take_back(uint32_t qid, int64_t *ids, uint32_t max)
@@ -1283,8 +1411,6 @@ uint32_t jobq__queue_take_back(uint32_t qid, int64_t *ids, uint32_t max)
 		seq_write_begin(&r->seq);
 		unlink_head(r);
 		r->total_put--;
-		if (r->unfinished)
-			r->unfinished--;
 		seq_write_end(&r->seq);
 		ids[n++] = (int64_t)item_oid(item);
 		item_release(item);
@@ -1304,6 +1430,10 @@ int jobq__op_q_task_done(struct jobq__client *c, const struct jobq_sqe *s)
 		return err;
 	if (s->arg0 == 0)
 		return jobq__bad(-EINVAL);
+#ifdef JOBQ_HAVE_PG
+	if (jobq__m.o.backend)
+		return jobq__queues_pg_task_done(c, s, qid);
+#endif
 	r = rec(qid);
 	q = &queue_priv[qid];
 	if (s->arg0 > r->unfinished)
@@ -1327,6 +1457,10 @@ int jobq__op_q_join(struct jobq__client *c, const struct jobq_sqe *s)
 
 	if (err)
 		return err;
+#ifdef JOBQ_HAVE_PG
+	if (jobq__m.o.backend)
+		return jobq__queues_pg_join(c, s, qid);
+#endif
 	if (rec(qid)->unfinished == 0)
 		return 0;
 	if (s->timeout_ns == 0)

@@ -3,9 +3,9 @@
  * queues_pg.c - queues of objects with jobqd --backend: every host's
  * manager keeps the objects of every named queue in PostgreSQL
  * (jobq_queue_items, migration 4), so that an object put on one host is
- * got on any. A queue's record in this host's store (its name, limits,
+ * got on any. A queue's record in this host's store (its name, its
  * waiters) stays this host's; it holds only the objects fetched for this
- * host's getters.
+ * host's getters, and a copy of what PostgreSQL holds for the listing.
  *
  * Put, put_many. One INSERT of every object of the request (one row each,
  * in order, ids from one sequence, so FIFO across hosts is by id), which
@@ -44,11 +44,46 @@
  * objects come back then (at-least-once: an object whose acknowledgement
  * was lost with its host is got again).
  *
- * Not shared (yet): the limits of bounded queues (each host's record has
- * its own and they are not checked against PostgreSQL's rows: a put with
- * --backend never waits for room), task_done/join counts, and the depth
- * `jobq queues` shows, which is this host's record (objects fetched and
- * not yet handed), not the rows waiting in PostgreSQL.
+ * Shared too (migration 5, one row of jobq_object_queues a queue):
+ *
+ *  - Limits. `jobq queue set --max-depth`, jobq_queue_open() with limits:
+ *    answered once the row holds them, for every host. A put goes
+ *    through jobq_queue_put(), which locks the row and counts the queue's
+ *    rows waiting (jobq_queue_items; objects fetched for getters do not
+ *    count, as a local queue does not count objects handed out) after
+ *    the lock, so that puts of two hosts never pass a bound together.
+ *    Every put adds to the row's unfinished count, so puts of one queue
+ *    take turns on that row's lock until they commit, over all hosts.
+ *    What does not fit waits as without a backend: timeout 0 answers
+ *    -EAGAIN; else the put parks as a putter here and its oldest putter
+ *    is sent again when room may have come: a fetch that took rows from
+ *    a bounded queue, or new limits, notify 'r' on
+ *    JOBQ__PG_QEVENT_CHANNEL; the poll covers a lost notification.
+ *  - task_done and join. The row counts the queue's unfinished objects
+ *    (put adds, task_done takes away, never below 0: -EINVAL as without
+ *    a backend). A join reads it and, when not 0, parks; a task_done
+ *    that brings it to 0 notifies 'j', on which every host's joiners
+ *    read it again. They return only on a 0 they read: a put that
+ *    follows the last task_done at once may keep them waiting where a
+ *    local queue would have let them go. A task_done
+ *    cut with its statement sent is not sent again (twice would let a
+ *    join return early): its client gets -EIO.
+ *  - Removal. `jobq queue rm` on a host removes its record as without a
+ *    backend (waiters -EIDRM) and deletes the queue's rows of the three
+ *    tables, answering how many objects went; it notifies 'x', on which
+ *    every other host removes its record of the queue too, its getters,
+ *    putters and joiners failing with -EIDRM, unless jobs of that host
+ *    name it (then the record stays there). A put on another host that
+ *    races the removal may make the queue again, as a put after it does.
+ *  - The listing. Each host counts every queue's rows in PostgreSQL each
+ *    POLL_NS and writes the counts into its records (shared_depth,
+ *    shared_bytes, which libjobq adds to depth and bytes; the limits;
+ *    unfinished): `jobq queues` on any host shows the queue as a second
+ *    ago at most, without asking the manager. A queue of another host
+ *    gets a record here (owned by no client) while at least half the
+ *    table is free, so that it is listed too. The count reads every waiting row
+ *    once a second per host: cheap for queues that are drained, not for
+ *    millions of rows waiting.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -72,15 +107,11 @@
 /* Tries of a statement cut with its answer unknown. */
 #define TRIES 5
 
+/* How many of the leading objects went in (migration 5 says why this is
+ * a function). */
 static const char sql_put[] =
-    "WITH r AS (SELECT i, t, l, sum(l) OVER (ORDER BY i) - l AS o"
-    " FROM unnest($2::integer[], $3::integer[]) WITH ORDINALITY"
-    " AS u(t, l, i)),"
-    " w AS (INSERT INTO jobq_queue_items (queue, type, data)"
-    " SELECT $1::text, t, substring($4::bytea FROM (o + 1)::integer FOR l)"
-    " FROM r ORDER BY i RETURNING id)"
-    " SELECT count(*), pg_notify('" JOBQ__PG_QUEUE_CHANNEL "', $1::text)"
-    " FROM w";
+    "SELECT jobq_queue_put($1::text, $2::integer[], $3::integer[],"
+    " $4::bytea, '" JOBQ__PG_QUEUE_CHANNEL "')";
 
 static const char sql_fetch[] =
     "WITH d AS (DELETE FROM jobq_queue_items WHERE id IN"
@@ -88,8 +119,13 @@ static const char sql_fetch[] =
     " ORDER BY id LIMIT $2::integer FOR UPDATE SKIP LOCKED)"
     " RETURNING id, queue, type, data),"
     " k AS (INSERT INTO jobq_queue_taken (id, fetched_by, queue, type, data)"
-    " SELECT id, $3::text, queue, type, data FROM d)"
-    " SELECT id, type, data FROM d ORDER BY id";
+    " SELECT id, $3::text, queue, type, data FROM d),"
+    /* Rows taken from a bounded queue make room: its putters on every
+     * host are told (evaluated once, and only when d has rows). */
+    " r AS (SELECT pg_notify('" JOBQ__PG_QEVENT_CHANNEL "', 'r' || $1::text)"
+    " FROM jobq_object_queues WHERE queue = $1::text"
+    " AND (max_depth > 0 OR max_bytes > 0))"
+    " SELECT id, type, data, (SELECT count(*) FROM r) FROM d ORDER BY id";
 
 static const char sql_recover[] =
     "SELECT id, type, data FROM jobq_queue_taken WHERE fetched_by = $1::text"
@@ -112,26 +148,99 @@ static const char sql_back[] = BACK("id = ANY($1::bigint[])");
 static const char sql_sweep[] =
     BACK("taken_at < now() - $1::integer * interval '1 millisecond'");
 
-/* Per queue record: its fetch. */
+/* Limits: NULL leaves one as it is. Putters may fit now. */
+static const char sql_limits[] =
+    "WITH u AS (INSERT INTO jobq_object_queues (queue, max_depth, max_bytes)"
+    " VALUES ($1::text, coalesce($2::bigint, 0), coalesce($3::bigint, 0))"
+    " ON CONFLICT (queue) DO UPDATE SET"
+    " max_depth = coalesce($2::bigint, jobq_object_queues.max_depth),"
+    " max_bytes = coalesce($3::bigint, jobq_object_queues.max_bytes)"
+    " RETURNING 1)"
+    " SELECT count(*), pg_notify('" JOBQ__PG_QEVENT_CHANNEL
+    "', 'r' || $1::text)"
+    " FROM u";
+
+/* task_done: no row when it would go below 0 (or no object was ever put);
+ * at 0 the joiners of every host are told. */
+static const char sql_done[] =
+    "WITH u AS (UPDATE jobq_object_queues SET unfinished = unfinished -"
+    " $2::bigint WHERE queue = $1::text AND unfinished >= $2::bigint"
+    " RETURNING unfinished),"
+    " n AS (SELECT pg_notify('" JOBQ__PG_QEVENT_CHANNEL "', 'j' || $1::text)"
+    " FROM u WHERE unfinished = 0)"
+    " SELECT unfinished, (SELECT count(*) FROM n) FROM u";
+
+static const char sql_unfinished[] =
+    "SELECT coalesce((SELECT unfinished FROM jobq_object_queues"
+    " WHERE queue = $1::text), 0)";
+
+/* Every row of the queue goes (data-modifying CTEs run whether read or
+ * not); $2 names this host, which knows already. */
+static const char sql_remove[] =
+    "WITH a AS (DELETE FROM jobq_queue_items WHERE queue = $1::text"
+    " RETURNING 1),"
+    " b AS (DELETE FROM jobq_queue_taken WHERE queue = $1::text RETURNING 1),"
+    " s AS (DELETE FROM jobq_object_queues WHERE queue = $1::text"
+    " RETURNING 1)"
+    " SELECT (SELECT count(*) FROM a), pg_notify('" JOBQ__PG_QEVENT_CHANNEL
+    "', 'x' || $2::text || ':' || $1::text)";
+
+/* What every queue holds in PostgreSQL, for the records' shared_depth,
+ * shared_bytes, limits and unfinished. */
+static const char sql_counts[] =
+    "SELECT coalesce(s.queue, i.queue), coalesce(i.n, 0), coalesce(i.b, 0),"
+    " coalesce(s.max_depth, 0), coalesce(s.max_bytes, 0),"
+    " coalesce(s.unfinished, 0)"
+    " FROM jobq_object_queues s FULL JOIN (SELECT queue, count(*) AS n,"
+    " sum(octet_length(data)) AS b FROM jobq_queue_items GROUP BY queue) i"
+    " ON i.queue = s.queue";
+
+/* Per queue record: its fetch, its putters' and joiners' statements. */
 struct qf {
-	bool busy;  /* a fetch is in flight */
-	bool again; /* fetch again once it is answered */
+	bool busy;	 /* a fetch is in flight */
+	bool again;	 /* fetch again once it is answered */
+	bool putting;	 /* a parked putter is sent again */
+	bool joining;	 /* its joiners' check is in flight */
+	uint64_t room;	 /* room notifications so far */
+	uint64_t joined; /* "unfinished is 0" notifications so far */
 };
 
 /* A statement in flight and what it needs when answered. */
 struct qreq {
-	struct jobq__client *c; /* put: the client to answer */
+	struct jobq__client *c; /* the client to answer, NULL: none */
 	uint32_t gen;		/* c->gen when it asked */
 	uint64_t user_data;
 	int op; /* R_* */
 	int tries;
-	uint32_t qid, qgen; /* fetch: the record and its generation */
+	uint32_t qid, qgen; /* the record and its generation */
 	uint32_t n;	    /* put: objects; fetch: asked for */
 	char *p[4];	    /* the statement's parameters */
 	int np;
+	/* Put and join: the request, to park it when it must wait; its
+	 * deadline (CLOCK_MONOTONIC, 0: none); a put of a parked putter;
+	 * the record's notifications when it was sent. */
+	struct jobq_sqe sqe;
+	uint64_t deadline, seen;
+	bool retry;
+	int32_t res; /* limits: what the client is answered */
+	uint64_t dropped;
 };
 
-enum { R_PUT, R_PUT_MANY, R_FETCH, R_RECOVER, R_ACKED, R_BACK, R_SWEEP };
+enum {
+	R_PUT,
+	R_PUT_MANY,
+	R_FETCH,
+	R_RECOVER,
+	R_ACKED,
+	R_BACK,
+	R_SWEEP,
+	R_LIMITS,
+	R_DONE,
+	R_JOIN,
+	R_JCHECK,
+	R_REMOVE,
+	R_COUNTS,
+};
 
 static struct {
 	struct qf *qf; /* max_queues of them */
@@ -140,7 +249,10 @@ static struct {
 	int64_t *acked;
 	uint32_t nacked, capacked;
 	uint64_t poll_at, sweep_at;
-	bool sweeping;
+	bool sweeping, counting;
+	/* Changes this host sent to the counts (limits, task_done,
+	 * removal): a count sent before one of them is not written. */
+	uint64_t changes;
 } q;
 
 static struct jobq_queue_rec *rec(uint32_t qid)
@@ -190,31 +302,165 @@ static char *int_array(const int64_t *v, uint32_t n)
 	return s;
 }
 
+/* Whether the record still holds the queue @r was sent for. */
+static bool rec_valid(const struct qreq *r)
+{
+	return rec(r->qid)->in_use && rec(r->qid)->gen == r->qgen;
+}
+
+/* Whether @r's client still waits for its answer. */
+static bool waiting(const struct qreq *r)
+{
+	return r->c && r->c->gen == r->gen && jobq__client_alive(r->c);
+}
+
+/* A statement that met another transaction (a deadlock between two hosts'
+ * batches, a serialization failure) was undone: sent again, alone. */
+static bool resend(struct qreq *r, int err, const PGresult *res)
+{
+	if (err != -EPROTO || r->tries >= TRIES ||
+	    !(jobq__pg_sqlstate(res, "40P01") ||
+	      jobq__pg_sqlstate(res, "40001")))
+		return false;
+	r->tries++;
+	return !req_send(r);
+}
+
+/* What is left of @r's timeout: -1 for none, 0 when it is over. */
+static int64_t time_left(const struct qreq *r)
+{
+	uint64_t now = jobq__now_ns();
+
+	if (!r->deadline)
+		return -1;
+	return now >= r->deadline ? 0 : (int64_t)(r->deadline - now);
+}
+
 /* ------------------------------------------------------------------------
- * Puts.
+ * Puts. A put that finds its queue at a limit in PostgreSQL (nothing of
+ * it went in) waits here as a putter of the record (queues.c), first in
+ * line when it was first already; the oldest putter is sent again when
+ * room may have come (a get anywhere, limits changed: a notification; or
+ * the poll), one at a time, so in order. While sent it is no waiter: its
+ * timeout cannot answer it while its rows may be committing; it is
+ * parked again with what is left of it.
  */
+static int put_send(struct jobq__client *c, const struct jobq_sqe *s,
+		    uint32_t qid, uint64_t deadline, bool retry);
+
+/* @r put nothing: the queue is at a limit. */
+static void put_full(struct qreq *r)
+{
+	struct qf *f = qf_of(r->qid);
+	int64_t left = time_left(r);
+	int ret;
+
+	if (!waiting(r))
+		return;
+	if (!rec_valid(r)) {
+		/* Removed meanwhile, as its parked putters were. */
+		answer(r, -EIDRM);
+		return;
+	}
+	if (r->sqe.timeout_ns == 0 || left == 0) {
+		answer(r, r->sqe.timeout_ns == 0 ? -EAGAIN : -ETIMEDOUT);
+		return;
+	}
+	ret = jobq__queue_park(r->c, &r->sqe, r->qid, JOBQ__W_PUT, left,
+			       r->retry);
+	if (ret)
+		answer(r, ret);
+	else if (f && f->room != r->seen)
+		/* Room came while it was sent: not waited for again. */
+		jobq__queues_pg_room(r->qid);
+}
+
 static void put_cb(void *arg, int err, const PGresult *res)
 {
 	struct qreq *r = arg;
+	struct qf *f = qf_of(r->qid);
+	int64_t k = -1;
 
 	/* Cut with the answer unknown: sent again (at-least-once). */
 	if (err == -ECONNRESET && r->tries++ < TRIES && !req_send(r))
 		return;
-	if (!err)
-		answer(r, r->op == R_PUT_MANY ? (int32_t)r->n : 0);
-	else if (err == -EPROTO) {
+	if (resend(r, err, res))
+		return;
+	if (r->retry && f)
+		f->putting = false;
+	if (!err) {
+		k = jobq__pg_int(res, 0, 0);
+		if (k > 0)
+			answer(r, r->op == R_PUT_MANY ? (int32_t)k : 0);
+		else
+			put_full(r);
+	} else if (err == -EPROTO) {
 		jobq__log(JOBQ__LOG_WARN, "backend: put: %s",
 			  PQresultErrorMessage(res));
 		answer(r, -EIO);
-	} else
+	} else {
 		answer(r, err == -ECANCELED ? JOBQ_ECLOSED : -EIO);
+	}
+	/* The next putter's turn, once this one went in. */
+	if (r->retry && k > 0 && rec_valid(r))
+		jobq__queues_pg_room(r->qid);
 	req_free(r);
+}
+
+void jobq__queues_pg_room(uint32_t qid)
+{
+	struct qf *f = qf_of(qid);
+	struct jobq__waiter *w;
+
+	if (!f)
+		return;
+	f->room++;
+	if (f->putting)
+		return; /* put_cb looks at f->room */
+	while ((w = jobq__queue_first_putter(qid))) {
+		struct jobq__client *c = w->c;
+		struct jobq_sqe sqe = w->sqe;
+		uint64_t deadline = w->deadline;
+		int ret;
+
+		jobq__wait_free(w);
+		ret = put_send(c, &sqe, qid, deadline, true);
+		if (ret == JOBQ__NOREPLY) {
+			f->putting = true;
+			return;
+		}
+		jobq__post(c, sqe.user_data, ret, 0, 0, 0, 0);
+	}
+}
+
+int jobq__queues_pg_put(struct jobq__client *c, const struct jobq_sqe *s,
+			uint32_t qid)
+{
+	struct qf *f = qf_of(qid);
+	uint64_t deadline = 0;
+	int ret;
+
+	if (!jobq__backend_pg())
+		return JOBQ_ECLOSED;
+	/* FIFO: behind the putters waiting here. */
+	if (f && (f->putting || jobq__queue_first_putter(qid))) {
+		if (s->timeout_ns == 0)
+			return -EAGAIN;
+		ret = jobq__queue_park(c, s, qid, JOBQ__W_PUT, s->timeout_ns,
+				       false);
+		return ret ? ret : JOBQ__NOREPLY;
+	}
+	if (s->timeout_ns > 0)
+		deadline = jobq__now_ns() + (uint64_t)s->timeout_ns;
+	return put_send(c, s, qid, deadline, false);
 }
 
 static const char hexd[] = "0123456789abcdef";
 
-int jobq__queues_pg_put(struct jobq__client *c, const struct jobq_sqe *s,
-			uint32_t qid)
+/* Sends put or put_many @s of @c to queue @qid: JOBQ__NOREPLY (put_cb
+ * answers) or what the client is answered now. */
+static int put_send(struct jobq__client *c, const struct jobq_sqe *s,
+		    uint32_t qid, uint64_t deadline, bool retry)
 {
 	const uint8_t *base = jobq__arena(c, s->arena_off);
 	uint64_t max = jobq__hdr()->max_object, pos = 0, end = s->arena_len;
@@ -225,8 +471,6 @@ int jobq__queues_pg_put(struct jobq__client *c, const struct jobq_sqe *s,
 	char *hex;
 	int ret = 0;
 
-	if (!jobq__backend_pg())
-		return JOBQ_ECLOSED;
 	types = calloc(want, sizeof(*types));
 	lens = calloc(want, sizeof(*lens));
 	r = calloc(1, sizeof(*r));
@@ -311,6 +555,12 @@ int jobq__queues_pg_put(struct jobq__client *c, const struct jobq_sqe *s,
 	r->user_data = s->user_data;
 	r->op = s->op == JOBQ_OP_Q_PUT_MANY ? R_PUT_MANY : R_PUT;
 	r->n = n;
+	r->qid = qid;
+	r->qgen = rec(qid)->gen;
+	r->sqe = *s;
+	r->deadline = deadline;
+	r->retry = retry;
+	r->seen = qf_of(qid) ? qf_of(qid)->room : 0;
 	ret = req_send(r);
 	if (!ret) {
 		r = NULL;
@@ -483,6 +733,362 @@ void jobq__queues_pg_up(void)
 }
 
 /* ------------------------------------------------------------------------
+ * What every host shares about a queue (migration 5's jobq_object_queues):
+ * its limits, its unfinished count, and what the listing shows.
+ */
+static struct qreq *req_new(int op, uint32_t qid, struct jobq__client *c,
+			    const struct jobq_sqe *s)
+{
+	struct qreq *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return NULL;
+	r->op = op;
+	r->qid = qid;
+	r->qgen = rec(qid)->gen;
+	if (c) {
+		r->c = c;
+		r->gen = c->gen;
+		r->user_data = s->user_data;
+		r->sqe = *s;
+		if (s->timeout_ns > 0)
+			r->deadline = jobq__now_ns() + (uint64_t)s->timeout_ns;
+	}
+	return r;
+}
+
+/* Sends @r with its @n parameters set: JOBQ__NOREPLY, or -ENOMEM or
+ * -EAGAIN (@r freed). */
+static int req_go(struct qreq *r, int n)
+{
+	int ret = -ENOMEM;
+
+	r->np = n;
+	for (int i = 0; i < n; i++)
+		if (!r->p[i] && !(r->op == R_LIMITS && i > 0))
+			goto fail;
+	ret = req_send(r);
+	if (!ret)
+		return JOBQ__NOREPLY;
+	if (ret == -E2BIG)
+		ret = -EAGAIN;
+fail:
+	req_free(r);
+	return ret;
+}
+
+static char *u64_str(uint64_t v)
+{
+	char b[24];
+
+	snprintf(b, sizeof(b), "%" PRIu64, v);
+	return strdup(b);
+}
+
+/* Writes the record's unfinished count as PostgreSQL said it. */
+static void set_unfinished(uint32_t qid, uint64_t v)
+{
+	struct jobq_queue_rec *x = rec(qid);
+
+	seq_write_begin(&x->seq);
+	x->unfinished = v;
+	seq_write_end(&x->seq);
+}
+
+/* Answers of statements that only change rows: answered once committed;
+ * what was undone for meeting another transaction is sent again. */
+static void change_cb(void *arg, int err, const PGresult *res)
+{
+	struct qreq *r = arg;
+
+	if ((err == -ECONNRESET && r->op != R_DONE && r->tries++ < TRIES &&
+	     !req_send(r)) ||
+	    resend(r, err, res))
+		return;
+	if (err == -EPROTO)
+		jobq__log(JOBQ__LOG_WARN, "backend: queue \"%s\": %s", r->p[0],
+			  PQresultErrorMessage(res));
+	if (err) {
+		/* A task_done cut with its statement sent is not sent
+		 * again: it may have counted, and twice would let a join
+		 * return early. Its client is told -EIO. */
+		answer(r, err == -ECANCELED ? JOBQ_ECLOSED : -EIO);
+	} else if (r->op == R_DONE) {
+		if (PQntuples(res) != 1) {
+			answer(r, -EINVAL);
+		} else {
+			uint64_t v = (uint64_t)jobq__pg_int(res, 0, 0);
+
+			if (rec_valid(r)) {
+				set_unfinished(r->qid, v);
+				if (!v)
+					jobq__queue_joined(r->qid, 0);
+			}
+			answer(r, 0);
+		}
+	} else if (r->op == R_REMOVE) {
+		uint64_t n = r->dropped + (uint64_t)jobq__pg_int(res, 0, 0);
+
+		answer(r, n > INT32_MAX ? INT32_MAX : (int32_t)n);
+	} else {
+		answer(r, r->res);
+	}
+	req_free(r);
+}
+
+int jobq__queues_pg_limits(struct jobq__client *c, const struct jobq_sqe *s,
+			   uint32_t qid, int32_t res)
+{
+	struct qreq *r = req_new(R_LIMITS, qid, c, s);
+
+	if (!r)
+		return -ENOMEM;
+	r->res = res;
+	r->p[0] = strdup(rec(qid)->name);
+	/* UINT64_MAX leaves a limit as it is: NULL. */
+	if (s->arg0 != UINT64_MAX)
+		r->p[1] = u64_str(s->arg0);
+	if (s->arg1 != UINT64_MAX)
+		r->p[2] = u64_str(s->arg1);
+	if ((s->arg0 != UINT64_MAX && !r->p[1]) ||
+	    (s->arg1 != UINT64_MAX && !r->p[2])) {
+		req_free(r);
+		return -ENOMEM;
+	}
+	q.changes++;
+	return req_go(r, 3);
+}
+
+int jobq__queues_pg_task_done(struct jobq__client *c, const struct jobq_sqe *s,
+			      uint32_t qid)
+{
+	struct qreq *r = req_new(R_DONE, qid, c, s);
+
+	if (!r)
+		return -ENOMEM;
+	r->p[0] = strdup(rec(qid)->name);
+	r->p[1] = u64_str(s->arg0);
+	q.changes++;
+	return req_go(r, 2);
+}
+
+int jobq__queues_pg_remove(struct jobq__client *c, const struct jobq_sqe *s,
+			   const char *name, uint64_t dropped)
+{
+	struct qreq *r = calloc(1, sizeof(*r));
+	char me[24];
+
+	if (!r)
+		return -ENOMEM;
+	while (!q.nonce)
+		if (getrandom(&q.nonce, sizeof(q.nonce), 0) < 0)
+			q.nonce = jobq__now_ns() ^ (uint64_t)getpid();
+	snprintf(me, sizeof(me), "%016" PRIx64, q.nonce);
+	r->op = R_REMOVE;
+	r->c = c;
+	r->gen = c->gen;
+	r->user_data = s->user_data;
+	r->dropped = dropped;
+	r->p[0] = strdup(name);
+	r->p[1] = strdup(me);
+	q.changes++;
+	return req_go(r, 2);
+}
+
+/*
+ * Join. A join asks for the queue's unfinished count and, when it is not
+ * 0, waits as a joiner of the record; the joiners of a queue are
+ * answered when a check (one at a time, sent on a 'j' notification and
+ * by the poll) finds 0. A notification that came while the join's own
+ * statement was out sends a check once it is parked.
+ */
+static void join_check(uint32_t qid)
+{
+	struct qf *f = qf_of(qid);
+	struct qreq *r;
+
+	if (!f || f->joining || !jobq__queue_has_joiners(qid))
+		return;
+	r = req_new(R_JCHECK, qid, NULL, NULL);
+	if (!r)
+		return; /* the poll tries again */
+	r->p[0] = strdup(rec(qid)->name);
+	r->seen = f->joined;
+	if (req_go(r, 1) == JOBQ__NOREPLY)
+		f->joining = true;
+}
+
+static void join_cb(void *arg, int err, const PGresult *res)
+{
+	struct qreq *r = arg;
+	struct qf *f = qf_of(r->qid);
+	int64_t left = time_left(r);
+	uint64_t v;
+
+	/* A read: safe to send again. */
+	if ((err == -ECONNRESET && r->tries++ < TRIES && !req_send(r)) ||
+	    resend(r, err, res))
+		return;
+	if (r->op == R_JCHECK && f)
+		f->joining = false;
+	if (err) {
+		if (err == -EPROTO)
+			jobq__log(JOBQ__LOG_WARN, "backend: join \"%s\": %s",
+				  r->p[0], PQresultErrorMessage(res));
+		answer(r, err == -ECANCELED ? JOBQ_ECLOSED : -EIO);
+		req_free(r);
+		return;
+	}
+	v = (uint64_t)jobq__pg_int(res, 0, 0);
+	if (!rec_valid(r)) {
+		answer(r, -EIDRM);
+	} else {
+		set_unfinished(r->qid, v);
+		if (!v) {
+			jobq__queue_joined(r->qid, 0);
+			answer(r, 0);
+		} else if (r->op == R_JOIN && waiting(r)) {
+			int ret =
+			    r->sqe.timeout_ns == 0 ? -EAGAIN
+			    : left == 0
+				? -ETIMEDOUT
+				: jobq__queue_park(r->c, &r->sqe, r->qid,
+						   JOBQ__W_JOIN, left, false);
+
+			if (ret)
+				answer(r, ret);
+		}
+		if (v && f && f->joined != r->seen)
+			join_check(r->qid);
+	}
+	req_free(r);
+}
+
+int jobq__queues_pg_join(struct jobq__client *c, const struct jobq_sqe *s,
+			 uint32_t qid)
+{
+	struct qreq *r = req_new(R_JOIN, qid, c, s);
+	struct qf *f = qf_of(qid);
+
+	if (!r)
+		return -ENOMEM;
+	r->p[0] = strdup(rec(qid)->name);
+	r->seen = f ? f->joined : 0;
+	return req_go(r, 1);
+}
+
+/*
+ * The listing. Every POLL_NS this host counts what every queue holds in
+ * PostgreSQL, in one statement, and writes it into the records it has:
+ * shared_depth and shared_bytes (the rows waiting, which the library adds
+ * to the objects fetched here), the limits and the unfinished count. So
+ * `jobq queues` reads the store as without a backend, at most a second
+ * and a round trip behind. A count sent before a change of this host
+ * (limits, task_done, removal) is not written: it would show the state
+ * before it for a second.
+ */
+static void counts_cb(void *arg, int err, const PGresult *res)
+{
+	struct qreq *r = arg;
+	uint32_t n;
+	bool *seen;
+
+	q.counting = false;
+	if (err || r->seen != q.changes) {
+		req_free(r);
+		return;
+	}
+	seen = calloc(jobq__hdr()->max_queues, sizeof(*seen));
+	for (int i = 0; seen && i < PQntuples(res); i++) {
+		/* Another host's queue gets a record here, to be listed. */
+		uint32_t qid = jobq__queue_adopt(PQgetvalue(res, i, 0));
+		struct jobq_queue_rec *x;
+
+		if (qid == UINT32_MAX)
+			continue;
+		x = rec(qid);
+		seen[qid] = true;
+		seq_write_begin(&x->seq);
+		x->shared_depth = (uint64_t)jobq__pg_int(res, i, 1);
+		x->shared_bytes = (uint64_t)jobq__pg_int(res, i, 2);
+		x->max_depth = (uint64_t)jobq__pg_int(res, i, 3);
+		x->max_bytes = (uint64_t)jobq__pg_int(res, i, 4);
+		x->unfinished = (uint64_t)jobq__pg_int(res, i, 5);
+		seq_write_end(&x->seq);
+	}
+	/* A queue PostgreSQL has no row of holds nothing there. */
+	n = load_relaxed(&jobq__hdr()->nqueues);
+	for (uint32_t i = 0; seen && i < n; i++) {
+		struct jobq_queue_rec *x = rec(i);
+
+		if (seen[i] || !x->in_use)
+			continue;
+		seq_write_begin(&x->seq);
+		x->shared_depth = x->shared_bytes = 0;
+		x->max_depth = x->max_bytes = x->unfinished = 0;
+		seq_write_end(&x->seq);
+	}
+	free(seen);
+	req_free(r);
+}
+
+static void counts_send(void)
+{
+	struct qreq *r;
+
+	if (q.counting)
+		return;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return;
+	r->op = R_COUNTS;
+	r->seen = q.changes;
+	if (!req_send(r))
+		q.counting = true;
+	else
+		req_free(r);
+}
+
+/*
+ * jobq__queues_pg_event - a notification on JOBQ__PG_QEVENT_CHANNEL:
+ *   r NAME       room may have come in queue NAME (a get of a bounded
+ *                queue, limits set): its oldest putter here is sent again;
+ *   j NAME       its unfinished count reached 0: its joiners check;
+ *   x HOST:NAME  host HOST removed it: unless HOST is this one, its record
+ *                here goes too, its waiters answered -EIDRM, as on HOST.
+ */
+void jobq__queues_pg_event(const char *payload)
+{
+	const char *name = payload + 1, *colon;
+	struct qf *f;
+	uint32_t qid;
+
+	if (payload[0] == 'x') {
+		char me[24];
+
+		colon = strchr(name, ':');
+		if (!colon)
+			return;
+		/* A count sent before it would make its record again. */
+		q.changes++;
+		snprintf(me, sizeof(me), "%016" PRIx64, q.nonce);
+		if (!q.nonce || (size_t)(colon - name) != strlen(me) ||
+		    memcmp(name, me, strlen(me)))
+			jobq__queue_drop(colon + 1);
+		return;
+	}
+	qid = jobq__queue_by_name(name);
+	if (qid == UINT32_MAX || !(f = qf_of(qid)))
+		return;
+	if (payload[0] == 'r') {
+		jobq__queues_pg_room(qid);
+	} else if (payload[0] == 'j') {
+		f->joined++;
+		join_check(qid);
+	}
+}
+
+/* ------------------------------------------------------------------------
  * Acknowledgements and objects going back.
  */
 static void plain_cb(void *arg, int err, const PGresult *res)
@@ -576,8 +1182,20 @@ void jobq__queues_pg_tick(void)
 	if (!pg || !jobq__pg_up(pg))
 		return;
 	if (now >= q.poll_at) {
+		uint32_t n = load_relaxed(&jobq__hdr()->nqueues);
+
 		q.poll_at = now + POLL_NS;
 		fetch_all();
+		/* Notifications lost (a reconnect, a host that died) cost
+		 * putters and joiners a second at most. */
+		for (uint32_t i = 0; i < n; i++) {
+			if (!rec(i)->in_use)
+				continue;
+			if (rec(i)->putters)
+				jobq__queues_pg_room(i);
+			join_check(i);
+		}
+		counts_send();
 	}
 	if (now >= q.sweep_at && !q.sweeping) {
 		struct qreq *r = calloc(1, sizeof(*r));
@@ -629,8 +1247,29 @@ static int req_send(struct qreq *r)
 	case R_BACK:
 		sql = sql_back;
 		break;
-	default:
+	case R_SWEEP:
 		sql = sql_sweep;
+		break;
+	case R_LIMITS:
+		sql = sql_limits;
+		cb = change_cb;
+		break;
+	case R_DONE:
+		sql = sql_done;
+		cb = change_cb;
+		break;
+	case R_REMOVE:
+		sql = sql_remove;
+		cb = change_cb;
+		break;
+	case R_JOIN:
+	case R_JCHECK:
+		sql = sql_unfinished;
+		cb = join_cb;
+		break;
+	default:
+		sql = sql_counts;
+		cb = counts_cb;
 		break;
 	}
 	for (int i = 0; i < n; i++)

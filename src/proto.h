@@ -63,8 +63,9 @@
 #define JOBQ_BYE_MAGIC 0x21657962u /* "bye!" */
 /* 5: ring pflags (WANT_HEAD); 6: kv_gen, the journal's fields; 7: sessions
  * in the hello, request ids in user_data; 8: queue and lock records are
- * reused (gen, queues_live), the client table */
-#define JOBQ_LAYOUT_VERSION 8u
+ * reused (gen, queues_live), the client table; 9: a queue's shared_depth
+ * and shared_bytes */
+#define JOBQ_LAYOUT_VERSION 9u
 
 #define JOBQ_NAME_MAX	 63  /* queue and lock names, bytes without the NUL */
 #define JOBQ_KEY_MAX	 255 /* key/value keys */
@@ -325,6 +326,12 @@ struct jobq_queue_rec {
 	uint32_t running;  /* jobs of this queue running now */
 	uint32_t gen;	   /* bumped when the queue is removed */
 	uint64_t ready;	   /* jobs of this queue ready to run */
+	/* jobqd --backend: the queue's objects waiting in PostgreSQL at its
+	 * last count (queues_pg.c, each second), which depth and bytes above
+	 * (this host's objects fetched and not yet handed) do not include.
+	 * Always 0 without a backend. */
+	uint64_t shared_depth;
+	uint64_t shared_bytes;
 };
 
 /* An object on a queue; its payload follows the header. */

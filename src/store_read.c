@@ -235,8 +235,9 @@ static void queue_info(const struct jobq_queue_rec *c,
 	memset(out, 0, sizeof(*out));
 	memcpy(out->name, c->name, sizeof(out->name));
 	out->name[sizeof(out->name) - 1] = '\0';
-	out->depth = c->depth;
-	out->bytes = c->bytes;
+	/* With jobqd --backend, what waits in PostgreSQL as well. */
+	out->depth = c->depth + c->shared_depth;
+	out->bytes = c->bytes + c->shared_bytes;
 	out->max_depth = c->max_depth;
 	out->max_bytes = c->max_bytes;
 	out->getters = c->getters;
