@@ -1209,8 +1209,8 @@ static void connection_cut_and_restart(void **state)
 	"DEFAULT 1, ALTER COLUMN value TYPE text USING "                       \
 	"convert_from(value, 'UTF8'); DROP SEQUENCE jobq_kv_version; "         \
 	"DROP INDEX jobq_jobs_request; ALTER TABLE jobq_jobs DROP COLUMN "     \
-	"req_session, DROP COLUMN req_id; DELETE FROM jobq_schema WHERE "      \
-	"version IN (2, 3, 4)"
+	"req_session, DROP COLUMN req_id; DROP TABLE jobq_lock_holders; "      \
+	"DELETE FROM jobq_schema WHERE version >= 2"
 
 static int run_jobqd(struct jqt_out *o, const char *conninfo, bool migrate)
 {
