@@ -23,6 +23,10 @@
  * from the locks it would wait for to their holders, to the locks those
  * holders wait for, and so on. Reaching the requesting owner means that
  * waiting would close a cycle, so the request fails with -EDEADLK instead.
+ * With --backend, a wait that this host's graph lets park is checked
+ * again against every host's (pg_locks.c, once the wait is published),
+ * and fails with -EDEADLK when that answer finds a cycle: later, and
+ * missing what other hosts had not committed yet (pg_locks.c says what).
  *
  * Reuse. Every client that opens or uses a lock is counted as its user
  * (a bit per lock and client slot) until it goes. A lock whose last user
@@ -125,6 +129,12 @@ static struct {
 	 * records holding remote rows now. */
 	bool list_due, listing;
 	uint32_t mirrored;
+	/* Waits parked here that the walk across hosts is still to check
+	 * (sent by pg_sync() after the publish of the wait). */
+	struct cycle_check {
+		uint64_t ref, ud, owner;
+	} * checks;
+	uint32_t nchecks, capchecks;
 } pgl;
 
 /* This manager's name in the listing: "hostname:pid" (several managers
@@ -285,6 +295,7 @@ void jobq__locks_fini(void)
 		free(lock_priv[i].pgu);
 	}
 	free(pgl.lost);
+	free(pgl.checks);
 	memset(&pgl, 0, sizeof(pgl));
 	for (uint32_t i = 0; used_by && i < jobq__m.o.max_clients; i++)
 		free(used_by[i]);
@@ -633,6 +644,25 @@ static bool try_once_waits(struct jobq__client *c, uint64_t owner,
 #endif
 }
 
+/* --backend: @w, parked, is checked for a cycle across hosts (a check
+ * that cannot be recorded is skipped: the wait then relies on its
+ * timeout, as a cycle no host sees does). */
+static void check_later(const struct jobq__waiter *w)
+{
+	if (pgl.nchecks == pgl.capchecks) {
+		uint32_t ncap = pgl.capchecks ? 2 * pgl.capchecks : 8;
+		struct cycle_check *n = realloc(pgl.checks, ncap * sizeof(*n));
+
+		if (!n)
+			return;
+		pgl.checks = n;
+		pgl.capchecks = ncap;
+	}
+	pgl.checks[pgl.nchecks++] = (struct cycle_check){
+	    jobq__client_ref(w->c), w->sqe.user_data, w->sqe.owner};
+	pgl.dirty = true;
+}
+
 /* Parks a lock request that could not be granted: -EAGAIN for timeout 0,
  * -EDEADLK when waiting would close a cycle. */
 static int lock_wait(struct jobq__client *c, const struct jobq_sqe *s,
@@ -656,6 +686,8 @@ static int lock_wait(struct jobq__client *c, const struct jobq_sqe *s,
 	w->nids = n;
 	jobq__list_add_tail(&w->onode, &lock_waiters);
 	set_nwait(ids, n, 1);
+	if (backend())
+		check_later(w);
 	/* A new request tries PostgreSQL at once, whatever an older one
 	 * was told. */
 	for (uint32_t i = 0; i < n; i++)
@@ -1169,6 +1201,36 @@ out:
 
 static void pg_list_done(void *arg, int err, const PGresult *res);
 
+/* A walk's answer: the wait it checked, if still parked, fails when it
+ * closes a cycle. */
+static void pg_cycle_done(void *arg, int err, const PGresult *res)
+{
+	struct cycle_check *x = arg;
+	struct jobq__list *p;
+
+	if (!err && PQntuples(res) == 1 && !strcmp(PQgetvalue(res, 0, 0), "t"))
+		for (p = lock_waiters.next; p != &lock_waiters; p = p->next) {
+			struct jobq__waiter *w =
+			    jobq__entry(p, struct jobq__waiter, onode);
+
+			if (w->sqe.user_data != x->ud ||
+			    jobq__client_ref(w->c) != x->ref)
+				continue;
+			jobq__count(deadlocks);
+			jobq__log(1,
+				  "deadlock across hosts refused: pid %d "
+				  "owner %llu",
+				  (int)w->c->pid,
+				  (unsigned long long)w->sqe.owner);
+			jobq__wait_done(w, -EDEADLK, 0);
+			break;
+		}
+	else if (err == -EPROTO)
+		jobq__log(JOBQ__LOG_WARN, "backend: deadlock check: %s",
+			  PQresultErrorMessage(res));
+	free(x);
+}
+
 /* A publish's answer: nothing to do but say why one failed (the next
  * change, or the next connection, publishes the lock again). */
 static void pg_publish_done(void *arg, int err, const PGresult *res)
@@ -1303,6 +1365,19 @@ static void pg_sync(void)
 		}
 		try_free(id);
 	}
+	/* After the publishes: each walk sees its own wait. */
+	for (uint32_t i = 0; i < pgl.nchecks; i++) {
+		struct cycle_check *x = malloc(sizeof(*x));
+
+		/* One not sent is not checked: see check_later(). */
+		if (!x)
+			continue;
+		*x = pgl.checks[i];
+		if (jobq__pg_lock_cycle(pg, host_id, x->ref, x->owner,
+					pg_cycle_done, x))
+			free(x);
+	}
+	pgl.nchecks = 0;
 	if (pgl.list_due && !pgl.listing) {
 		if (jobq__pg_lock_list(pg, host_id, pg_list_done, NULL)) {
 			blocked = true;

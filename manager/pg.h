@@ -446,6 +446,10 @@ int jobq__pg_lock_forget(struct jobq__pg *pg, const char *host, jobq__pg_cb cb,
 			 void *arg);
 int jobq__pg_lock_list(struct jobq__pg *pg, const char *host, jobq__pg_cb cb,
 		       void *arg);
+/* Cycle: one row (boolean), whether the published waits of @owner of
+ * client @client on @host close a cycle of waits across hosts. */
+int jobq__pg_lock_cycle(struct jobq__pg *pg, const char *host, uint64_t client,
+			uint64_t owner, jobq__pg_cb cb, void *arg);
 
 /* Small helpers for callbacks: a column of row @row as an integer (0 for
  * NULL), and whether the answer is a SQL error with SQLSTATE @state. */

@@ -60,6 +60,18 @@
  * backend_start of sessions of other roles: for those the pid alone
  * decides. A death sends no NOTIFY, so a manager that mirrors rows of
  * other hosts reads again every second (locks.c) until it mirrors none.
+ *
+ * Deadlocks across hosts. The same rows are the wait-for graph of every
+ * host: a waiter row (host, client, owner) points at a lock's name, whose
+ * holder rows point at their owners, who may wait in turn. A wait parked
+ * here is published, and then sql_cycle walks that graph from it (one
+ * recursive statement); when the walk comes back to the waiter, locks.c
+ * fails the wait with -EDEADLK as a local cycle would have. What it does
+ * not see it cannot refuse: rows not yet committed (a grant or wait on
+ * another host in the same few milliseconds). Two hosts closing one cycle
+ * at once each publish before they walk, on one connection each, so the
+ * later walk sees both waits: at least one of them is refused, and both
+ * may be.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -248,7 +260,7 @@ int jobq__pg_lock_publish(struct jobq__pg *pg, const char *host,
 	for (uint32_t i = 0; i < n; i++) {
 		const struct jobq__pg_lock_row *r = &rows[i];
 
-		snprintf(v, sizeof(v), "%" PRIu64, r->client);
+		snprintf(v, sizeof(v), "%" PRId64, (int64_t)r->client);
 		arr_add(&a[0], v);
 		snprintf(v, sizeof(v), "%" PRId64, (int64_t)r->owner);
 		arr_add(&a[1], v);
@@ -290,4 +302,33 @@ int jobq__pg_lock_list(struct jobq__pg *pg, const char *host, jobq__pg_cb cb,
 	const char *v[1] = {host};
 
 	return jobq__pg_query(pg, sql_list, 1, v, cb, arg);
+}
+
+/* $1 host, $2 client, $3 owner: whether following the locks that owner
+ * waits for to their holders, and what those wait for, comes back to it.
+ * Its own holding of a lock it waits for (more units of a semaphore) is
+ * not an edge. */
+static const char sql_cycle[] =
+    "WITH RECURSIVE live AS (SELECT h.host, h.client, h.owner, h.name, "
+    "h.waiting FROM jobq_lock_holders h WHERE " LIVE(
+	"h") "), walk (host, client, owner) AS (SELECT hd.host, hd.client, "
+	     "hd.owner FROM live w JOIN live hd ON hd.name = w.name AND NOT "
+	     "hd.waiting WHERE w.waiting AND w.host = $1 AND w.client = "
+	     "$2::bigint AND w.owner = $3::bigint AND NOT (hd.host = $1 AND "
+	     "hd.client = $2::bigint AND hd.owner = $3::bigint) UNION SELECT "
+	     "hd.host, hd.client, hd.owner FROM walk k JOIN live w ON "
+	     "w.waiting AND w.host = k.host AND w.client = k.client AND "
+	     "w.owner = k.owner JOIN live hd ON hd.name = w.name AND NOT "
+	     "hd.waiting) SELECT EXISTS (SELECT 1 FROM walk WHERE host = $1 "
+	     "AND client = $2::bigint AND owner = $3::bigint)";
+
+int jobq__pg_lock_cycle(struct jobq__pg *pg, const char *host, uint64_t client,
+			uint64_t owner, jobq__pg_cb cb, void *arg)
+{
+	char c[24], o[24];
+	const char *v[3] = {host, c, o};
+
+	snprintf(c, sizeof(c), "%" PRId64, (int64_t)client);
+	snprintf(o, sizeof(o), "%" PRId64, (int64_t)owner);
+	return jobq__pg_query(pg, sql_cycle, 3, v, cb, arg);
 }
