@@ -890,6 +890,79 @@ static void listed_on_every_host(void **state)
 	jqt_pg_host_stop(&b);
 }
 
+/* What the child on host A of deadlock_across_hosts does and says. */
+struct cross {
+	const struct jqt_pg_host *a;
+	_Atomic int ready, go;
+	int rc;
+};
+
+/* Holds D1 on A, then waits for D2 (held on B). */
+static int hold_d1_want_d2(int idx, void *arg)
+{
+	struct cross *x = arg;
+	jobq_t *q = child_open(x->a);
+	double end = jqt_now() + 20;
+
+	if (jobq_lock_acquire(q, "D1", 5))
+		return 1;
+	x->ready = 1;
+	while (!x->go && jqt_now() < end)
+		jqt_sleep(0.01);
+	x->rc = jobq_lock_acquire(q, "D2", 20);
+	if (!x->rc)
+		jobq_lock_release(q, "D2");
+	jobq_lock_release(q, "D1");
+	jobq_close(q);
+	return 0;
+}
+
+/*
+ * A cycle through two hosts: D1 held on A, D2 on B, A's holder waits for
+ * D2; B's holder asking for D1 would close the cycle and is refused with
+ * -EDEADLK, as on one host, instead of waiting out its timeout. A's wait
+ * then has D2 once B lets it go.
+ */
+static void deadlock_across_hosts(void **state)
+{
+	struct jqt_pg_host a = {0}, b = {0};
+	struct cross *x = jqt_shared(sizeof(*x));
+	char hb[96];
+	double end, t0;
+	jobq_t *qb;
+	pid_t pid;
+	int st;
+
+	host_start(&a);
+	host_start(&b);
+	host_name(&b, hb, sizeof(hb));
+	qb = host_open(&b);
+	assert_rc(jobq_lock_acquire(qb, "D2", 5), 0);
+	x->a = &a;
+	pid = jqt_fork(hold_d1_want_d2, 0, x);
+	assert_true(pid > 0);
+	end = jqt_now() + 10;
+	while (!x->ready && jqt_now() < end)
+		jqt_sleep(0.01);
+	assert_true(x->ready);
+	x->go = 1;
+	/* A's wait for D2 is published: B lists it. */
+	wait_listed(&b, "D2", getpid(), hb, 1);
+	t0 = jqt_now();
+	assert_rc(jobq_lock_acquire(qb, "D1", 10), -EDEADLK);
+	assert_true(jqt_now() - t0 < 5);
+	assert_rc(jobq_lock_release(qb, "D2"), 0);
+	assert_int_equal(jqt_wait_pid(pid, 20, &st), 0);
+	assert_true(jqt_status_ok(st));
+	assert_rc(x->rc, 0);
+	/* Not a cycle: B waits for D1 no more than A holds it. */
+	assert_rc(jobq_lock_acquire(qb, "D1", 10), 0);
+	assert_rc(jobq_lock_release(qb, "D1"), 0);
+	jobq_close(qb);
+	jqt_pg_host_stop(&a);
+	jqt_pg_host_stop(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -902,6 +975,7 @@ int main(void)
 	    cmocka_unit_test_setup(rlock_and_many, setup),
 	    cmocka_unit_test_setup(connection_cut, setup),
 	    cmocka_unit_test_setup(listed_on_every_host, setup),
+	    cmocka_unit_test_setup(deadlock_across_hosts, setup),
 	};
 
 	jqt_init();
