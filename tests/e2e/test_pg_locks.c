@@ -11,7 +11,8 @@
  * a cut connection to PostgreSQL loses the locks held on that host
  * (JOBQ_ELOST) and its waiters go on after the reconnect. `jobq locks`
  * on either host lists the holders and waiters of both, with their host,
- * and forgets them when they let go or their manager dies. First, the
+ * and forgets them when they let go or their manager dies; a cycle of
+ * waits through both hosts is refused with -EDEADLK. First, the
  * statements themselves (manager/pg_locks.c) run twice by pg.c's batching.
  */
 #include <errno.h>
