@@ -167,6 +167,9 @@ int jobq__locks_init(uint32_t max_locks)
 			snprintf(h, sizeof(h), "host");
 		h[40] = '\0'; /* room for ":pid" */
 		snprintf(host_id, sizeof(host_id), "%s:%d", h, (int)getpid());
+		/* What the other hosts held before this one started. */
+		pgl.list_due = true;
+		pgl.dirty = true;
 	}
 	lock_priv = calloc(max_locks, sizeof(*lock_priv));
 	used_by = calloc(jobq__m.o.max_clients, sizeof(*used_by));
