@@ -833,13 +833,14 @@ static int wait_a_while(int idx, void *arg)
  * The two hosts' managers run in network namespaces of their own (where
  * the test may make them), neither the test's. `jobq locks` on B lists a
  * lock held on A, with A's host and the holder's pid; both list the
- * waiter on B. Released, both list it free and no rows are left; held
+ * waiter on B; so does a host started after it was taken. Released,
+ * both list it free and no rows are left; held
  * again and A's manager killed, B forgets it within seconds and A's rows
  * are deleted.
  */
 static void listed_on_every_host(void **state)
 {
-	struct jqt_pg_host a = {0}, b = {0};
+	struct jqt_pg_host a = {0}, b = {0}, c = {0};
 	struct holder *x = jqt_shared(sizeof(*x));
 	char ha[96], hb[96];
 	jobq_t *qa, *qb;
@@ -864,6 +865,10 @@ static void listed_on_every_host(void **state)
 	assert_rc(jobq_lock_acquire(qa, "L", 5), 0);
 	wait_listed(&b, "L", getpid(), ha, 0);
 	wait_listed(&a, "L", getpid(), ha, 0);
+	/* A host started since lists it too. */
+	host_start(&c);
+	wait_listed(&c, "L", getpid(), ha, 0);
+	jqt_pg_host_stop(&c);
 	/* A waiter on B: both list it beside A's holder. */
 	x->h = &b;
 	x->lease = 20;
