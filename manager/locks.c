@@ -1245,6 +1245,15 @@ static void pg_publish_done(void *arg, int err, const PGresult *res)
 			  PQresultErrorMessage(res));
 }
 
+static void pg_forget_done(void *arg, int err, const PGresult *res)
+{
+	if (err == -EPROTO)
+		jobq__log(JOBQ__LOG_WARN,
+			  "backend: the listing of locks could not be reset: "
+			  "%s",
+			  PQresultErrorMessage(res));
+}
+
 /* Sends this host's holders and waiters of lock @id: 0 or -errno. */
 static int pg_publish(struct jobq__pg *pg, uint32_t id)
 {
@@ -1544,8 +1553,7 @@ void jobq__locks_pg_state(bool up)
 		/* The rows of an older session go before this one's: they
 		 * are sent in this order on one connection. */
 		if (jobq__pg_lock_forget(jobq__backend_pg(), host_id,
-					 pg_publish_done,
-					 (void *)(uintptr_t)UINT32_MAX))
+					 pg_forget_done, NULL))
 			jobq__log(JOBQ__LOG_WARN,
 				  "backend: the listing of locks could not be "
 				  "reset");
