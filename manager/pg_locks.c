@@ -164,8 +164,8 @@ int jobq__pg_lock_unlock(struct jobq__pg *pg, const char *name, uint32_t unit,
  * connected. */
 #define LIVE(h)                                                                \
 	"EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = " h            \
-	".session AND (a.backend_start IS NULL OR h.session_start IS NULL "    \
-	"OR a.backend_start = " h ".session_start))"
+	".session AND (a.backend_start IS NULL OR " h ".session_start IS "     \
+	"NULL OR a.backend_start = " h ".session_start))"
 
 /* $1 host, $2 name, $3 kind, $4 limit, then the rows as arrays: $5
  * client, $6 owner, $7 pid, $8 waiting, $9 units, $10 since (us since
@@ -200,13 +200,16 @@ static const char sql_list[] =
 	     "FROM jobq_lock_holders h WHERE h.host <> $1 AND " LIVE(
 		 "h") " GROUP BY h.name";
 
-/* Appends @v to the array text *@b (grown as needed): '{' first, ',' then. */
+/* A PostgreSQL array literal being built ("{1,2}"), for a parameter;
+ * err is set once a step ran out of memory. */
 struct arr {
 	char *p;
 	size_t len, cap;
 	int err;
 };
 
+/* Appends element @v (grown as needed): '{' before the first, ','
+ * before the others. */
 static void arr_add(struct arr *a, const char *v)
 {
 	size_t need = a->len + strlen(v) + 3;
