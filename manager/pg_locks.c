@@ -71,7 +71,10 @@
  * another host in the same few milliseconds). Two hosts closing one cycle
  * at once each publish before they walk, on one connection each, so the
  * later walk sees both waits: at least one of them is refused, and both
- * may be.
+ * may be. Rows lag the other way too: a cycle that another host is just
+ * breaking (its release not yet published) is still refused. A refusal
+ * comes a round trip after the wait was parked, not at once as a local
+ * one does.
  */
 #include <errno.h>
 #include <inttypes.h>
