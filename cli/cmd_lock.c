@@ -269,7 +269,7 @@ int cmd_locks(struct cli *c)
 {
 	struct jobq_lock_info *ls = NULL;
 	size_t n = 0;
-	int rc, w = 4;
+	int rc, w = 4, hw = 0;
 
 	if ((rc = cli_connect(c)))
 		return rc;
@@ -285,7 +285,7 @@ int cmd_locks(struct cli *c)
 			struct jobq_lock_info *l = &ls[i];
 			bool held = l->held > 0;
 			json_t *o = json_pack(
-			    "{s:o,s:s,s:I,s:I,s:I,s:o,s:o,s:o,s:b}", "name",
+			    "{s:o,s:s,s:I,s:I,s:I,s:o,s:o,s:o,s:b,s:o}", "name",
 			    cli_json_str(l->name), "kind", kind_name(l->kind),
 			    "limit", (json_int_t)l->limit, "held",
 			    (json_int_t)l->held, "waiters",
@@ -297,7 +297,9 @@ int cmd_locks(struct cli *c)
 			    "held_for",
 			    held ? json_real(cli_since(l->held_since_ns))
 				 : json_null(),
-			    "is_set", l->is_set != 0);
+			    "is_set", l->is_set != 0, "host",
+			    l->holder && l->host[0] ? cli_json_str(l->host)
+						    : json_null());
 
 			cli_list_push(&doc, arr, o);
 		}
@@ -311,13 +313,21 @@ int cmd_locks(struct cli *c)
 		cli_text(ls[i].name, SIZE_MAX, t, sizeof(t));
 		if ((int)strlen(t) > w)
 			w = (int)strlen(t);
+		/* With --backend, the holder's host beside its pid. */
+		cli_text(ls[i].host, SIZE_MAX, t, sizeof(t));
+		if (ls[i].holder && (int)strlen(t) > hw)
+			hw = (int)strlen(t) < 4 ? 4 : (int)strlen(t);
 	}
-	if (!c->quiet)
+	if (!c->quiet && hw)
+		printf("%-*s %-9s %8s %-*s %10s %8s\n", w, "LOCK", "KIND",
+		       "HOLDER", hw, "HOST", "HELD(s)", "WAITERS");
+	else if (!c->quiet)
 		printf("%-*s %-9s %8s %10s %8s\n", w, "LOCK", "KIND", "HOLDER",
 		       "HELD(s)", "WAITERS");
 	for (size_t i = 0; i < n; i++) {
 		struct jobq_lock_info *l = &ls[i];
-		char holder[16] = "-", held[24] = "-", t[CLI_TEXT_LEN];
+		char holder[16] = "-", held[24] = "-", t[CLI_TEXT_LEN],
+		     ht[CLI_TEXT_LEN] = "-";
 
 		if (l->kind == JOBQ_EVENT)
 			snprintf(holder, sizeof(holder), "%s",
@@ -327,9 +337,16 @@ int cmd_locks(struct cli *c)
 		if (l->held && l->kind != JOBQ_EVENT)
 			snprintf(held, sizeof(held), "%.1f",
 				 cli_since(l->held_since_ns));
-		printf("%-*s %-9s %8s %10s %8u\n", w,
-		       cli_text(l->name, SIZE_MAX, t, sizeof(t)),
-		       kind_name(l->kind), holder, held, l->waiters);
+		cli_text(l->name, SIZE_MAX, t, sizeof(t));
+		if (l->holder && l->host[0] && l->kind != JOBQ_EVENT)
+			cli_text(l->host, SIZE_MAX, ht, sizeof(ht));
+		if (hw)
+			printf("%-*s %-9s %8s %-*s %10s %8u\n", w, t,
+			       kind_name(l->kind), holder, hw, ht, held,
+			       l->waiters);
+		else
+			printf("%-*s %-9s %8s %10s %8u\n", w, t,
+			       kind_name(l->kind), holder, held, l->waiters);
 	}
 	free(ls);
 	return cli_flush();

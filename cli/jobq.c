@@ -150,7 +150,9 @@ static const struct cli_cmd commands[] = {
      "S seconds after it was given, even if CMD still runs: for a holder\n"
      "that may be stopped or stuck (then jobq exits 1 and says so)."},
     {NULL, "locks", cmd_locks, 0, 0, 0, CMD_CONNECT, "",
-     "each lock: kind, holder (pid), how long held, waiters", NULL},
+     "each lock: kind, holder (pid), how long held, waiters",
+     "With jobqd --backend, every host's holders and waiters, each holder's\n"
+     "host (hostname:jobqd pid) beside its pid."},
     {NULL, "submit", cmd_submit, SUBMIT_OPTS, 1, 2, CMD_CONNECT,
      "TYPE [ARGS_JSON] [--priority N] [--delay S] [--timeout S] [--retries "
      "N] [--queue Q] [--after ID[,ID...]] [--unique KEY]",

@@ -626,13 +626,18 @@ struct jobq_lock_info {
 	pid_t holder;		/* a holder's pid, 0 when free */
 	int is_set;		/* events */
 	uint64_t held_since_ns; /* CLOCK_REALTIME */
+	/* With jobqd --backend: the host of holder, "hostname:jobqd pid";
+	 * "" when free or without a backend. */
+	char host[64];
 };
 
 /*
  * jobq_locks - every lock, as jobq_queues() lists queues: a malloc'd array
  * in *out (free() it) of *n entries. Returns 0 or -ENOMEM. With jobqd
- * --backend, held, holder and waiters are this host's: a lock held on
- * another host shows as free here.
+ * --backend, held, waiters and holder count every host on the database
+ * (what other hosts hold reaches this host's manager asynchronously,
+ * usually within milliseconds, within about a second of a host's death),
+ * and a lock that only another host uses is listed too.
  */
 JOBQ_API int jobq_locks(jobq_t *q, struct jobq_lock_info **out, size_t *n);
 

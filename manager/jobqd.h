@@ -624,6 +624,12 @@ bool jobq__locks_held_by(const struct jobq__client *c);
  * advisory locks follow the table: locks.c). */
 void jobq__locks_pg_state(bool up);
 void jobq__locks_pg_notify(const char *name);
+/* A host published its holders and waiters (JOBQ__PG_LOCK_LIST_CHANNEL;
+ * @host its id): this host reads them again. */
+void jobq__locks_pg_listed(const char *host);
+/* Every second while connected: other hosts' holders are read again while
+ * any is mirrored here (a host that dies sends no notification). */
+void jobq__locks_pg_tick(void);
 void jobq__locks_pg_turn(void);
 #endif
 

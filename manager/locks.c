@@ -23,6 +23,10 @@
  * from the locks it would wait for to their holders, to the locks those
  * holders wait for, and so on. Reaching the requesting owner means that
  * waiting would close a cycle, so the request fails with -EDEADLK instead.
+ * With --backend, a wait that this host's graph lets park is checked
+ * again against every host's (pg_locks.c, once the wait is published),
+ * and fails with -EDEADLK when that answer finds a cycle: later, and
+ * missing what other hosts had not committed yet (pg_locks.c says what).
  *
  * Reuse. Every client that opens or uses a lock is counted as its user
  * (a bit per lock and client slot) until it goes. A lock whose last user
@@ -41,10 +45,22 @@
  * pg_sync() tries for the units that waiters lack and lets go of those
  * nobody here holds or waits for. The section at the end of this file
  * has the rest: retries, losing the connection, and try-once requests.
+ *
+ * The listing with --backend: each lock's holders and waiters here are
+ * published to PostgreSQL once per turn in which they changed, and those
+ * of the other hosts are mirrored into struct remote (pg_locks.c has the
+ * table and how dead hosts' rows go). The record then shows both: held
+ * and waiters summed, the holder this host's first one when it has one,
+ * else the other hosts' earliest, with its host in holder_host. A lock
+ * only other hosts use gets a record here (no maker, no quota), freed
+ * with the last remote row as any unused lock is. The mirror never
+ * decides a grant: the advisory locks do.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "jobqd.h"
 #ifdef JOBQ_HAVE_PG
@@ -77,6 +93,19 @@ struct jobq__lock {
 	uint32_t pg_trying, pg_unlocking;
 	bool pg_blocked;
 	uint32_t pg_want; /* pg_sync()'s scratch */
+	/* The listing: when this host's first holder took it
+	 * (CLOCK_REALTIME; 0 when none holds it here), whether its rows
+	 * must be published again, and the other hosts' (held, waiters,
+	 * earliest holder) as last read. A record with rows to publish or
+	 * remote ones is not freed. */
+	uint64_t since_ns;
+	bool pub;
+	struct remote {
+		uint32_t held, waiters;
+		int32_t pid;
+		uint64_t since_ns;
+		char host[JOBQ_HOST_MAX + 1];
+	} rem;
 };
 
 static struct jobq__lock *lock_priv;
@@ -96,7 +125,21 @@ static struct {
 	uint64_t poll_at; /* when blocked units are tried again, 0: never */
 	struct lost *lost;
 	uint32_t nlost, caplost;
+	/* The listing: a read of the other hosts' rows is due, or in flight;
+	 * records holding remote rows now. */
+	bool list_due, listing;
+	uint32_t mirrored;
+	/* Waits parked here that the walk across hosts is still to check
+	 * (sent by pg_sync() after the publish of the wait). */
+	struct cycle_check {
+		uint64_t ref, ud, owner;
+	} * checks;
+	uint32_t nchecks, capchecks;
 } pgl;
+
+/* This manager's name in the listing: "hostname:pid" (several managers
+ * may share a machine); "" without --backend. */
+static char host_id[JOBQ_HOST_MAX + 1];
 
 static bool backend(void)
 {
@@ -117,6 +160,17 @@ static struct {
 
 int jobq__locks_init(uint32_t max_locks)
 {
+	if (backend()) {
+		char h[JOBQ_HOST_MAX + 1] = "";
+
+		if (gethostname(h, sizeof(h) - 1))
+			snprintf(h, sizeof(h), "host");
+		h[40] = '\0'; /* room for ":pid" */
+		snprintf(host_id, sizeof(host_id), "%s:%d", h, (int)getpid());
+		/* What the other hosts held before this one started. */
+		pgl.list_due = true;
+		pgl.dirty = true;
+	}
 	lock_priv = calloc(max_locks, sizeof(*lock_priv));
 	used_by = calloc(jobq__m.o.max_clients, sizeof(*used_by));
 	freel.v = calloc(max_locks, sizeof(*freel.v));
@@ -194,7 +248,8 @@ static void try_free(uint32_t id)
 	uint32_t gen;
 
 	if (!r->in_use || l->users || l->nh || l->nwait || l->npgu ||
-	    l->pg_trying || l->pg_unlocking || !jobq__list_empty(&l->evwait) ||
+	    l->pg_trying || l->pg_unlocking || l->pub || l->rem.held ||
+	    l->rem.waiters || !jobq__list_empty(&l->evwait) ||
 	    (r->kind == JOBQ_WIRE_EVENT && r->is_set))
 		return;
 	gen = (r->gen + 1) & JOBQ_QGEN_MASK;
@@ -243,6 +298,7 @@ void jobq__locks_fini(void)
 		free(lock_priv[i].pgu);
 	}
 	free(pgl.lost);
+	free(pgl.checks);
 	memset(&pgl, 0, sizeof(pgl));
 	for (uint32_t i = 0; used_by && i < jobq__m.o.max_clients; i++)
 		free(used_by[i]);
@@ -264,24 +320,46 @@ static uint32_t units_held(const struct jobq__lock *l)
 	return held;
 }
 
-/* Publishes the holders and waiters of lock @id in its record. */
-static void sync_rec(uint32_t id, bool acquired)
+/* Writes the view of lock @id to its record: this host's holders and
+ * waiters and, with --backend, the other hosts' as last read. */
+static void write_rec(uint32_t id, bool acquired)
 {
 	struct jobq_lock_rec *r = rec(id);
 	struct jobq__lock *l = &lock_priv[id];
-	uint32_t held = units_held(l);
+	const struct remote *m = &l->rem;
+	uint64_t since = l->since_ns;
 
+	if (m->held && m->since_ns && (!since || m->since_ns < since))
+		since = m->since_ns;
 	seq_write_begin(&r->seq);
-	if (held && !r->held)
-		r->held_since_ns = jobq__realtime_ns();
-	else if (!held)
-		r->held_since_ns = 0;
-	r->held = held;
-	r->waiters = l->nwait;
-	r->holder_pid = l->nh ? l->h[0].c->pid : 0;
+	r->held = units_held(l) + m->held;
+	r->waiters = l->nwait + m->waiters;
+	r->held_since_ns = r->held ? since : 0;
+	r->holder_pid = l->nh ? l->h[0].c->pid : m->held ? m->pid : 0;
+	snprintf(r->holder_host, sizeof(r->holder_host), "%s",
+		 l->nh	   ? host_id
+		 : m->held ? m->host
+			   : "");
 	if (acquired)
 		r->acquires++;
 	seq_write_end(&r->seq);
+}
+
+/* Lock @id's holders or waiters here changed: its record shows it, and
+ * with --backend the other hosts learn it (pg_sync()). */
+static void sync_rec(uint32_t id, bool acquired)
+{
+	struct jobq__lock *l = &lock_priv[id];
+
+	if (l->nh && !l->since_ns)
+		l->since_ns = jobq__realtime_ns();
+	else if (!l->nh)
+		l->since_ns = 0;
+	if (backend() && rec(id)->kind != JOBQ_WIRE_EVENT) {
+		l->pub = true;
+		pgl.dirty = true;
+	}
+	write_rec(id, acquired);
 }
 
 static int64_t find_holder(struct jobq__lock *l, struct jobq__client *c,
@@ -569,6 +647,25 @@ static bool try_once_waits(struct jobq__client *c, uint64_t owner,
 #endif
 }
 
+/* --backend: @w, parked, is checked for a cycle across hosts (a check
+ * that cannot be recorded is skipped: the wait then relies on its
+ * timeout, as a cycle no host sees does). */
+static void check_later(const struct jobq__waiter *w)
+{
+	if (pgl.nchecks == pgl.capchecks) {
+		uint32_t ncap = pgl.capchecks ? 2 * pgl.capchecks : 8;
+		struct cycle_check *n = realloc(pgl.checks, ncap * sizeof(*n));
+
+		if (!n)
+			return;
+		pgl.checks = n;
+		pgl.capchecks = ncap;
+	}
+	pgl.checks[pgl.nchecks++] = (struct cycle_check){
+	    jobq__client_ref(w->c), w->sqe.user_data, w->sqe.owner};
+	pgl.dirty = true;
+}
+
 /* Parks a lock request that could not be granted: -EAGAIN for timeout 0,
  * -EDEADLK when waiting would close a cycle. */
 static int lock_wait(struct jobq__client *c, const struct jobq_sqe *s,
@@ -592,6 +689,8 @@ static int lock_wait(struct jobq__client *c, const struct jobq_sqe *s,
 	w->nids = n;
 	jobq__list_add_tail(&w->onode, &lock_waiters);
 	set_nwait(ids, n, 1);
+	if (backend())
+		check_later(w);
 	/* A new request tries PostgreSQL at once, whatever an older one
 	 * was told. */
 	for (uint32_t i = 0; i < n; i++)
@@ -712,12 +811,46 @@ void jobq__locks_drop_client(struct jobq__client *c)
 	drop_uses(c);
 }
 
+/* Makes lock @name (JOBQ_NAME_MAX + 1 bytes) of @kind and @limit in a
+ * free record, which there is (the caller checked): its index. */
+static uint32_t alloc_rec(const char *name, uint32_t kind, uint32_t limit)
+{
+	struct jobq_store_hdr *h = jobq__hdr();
+	uint32_t n = load_relaxed(&h->nlocks), i;
+	struct jobq_lock_rec *r;
+
+	if (n < h->max_locks) {
+		i = n;
+	} else {
+		i = freel.v[freel.head];
+		freel.head = (freel.head + 1) % freel.cap;
+		freel.n--;
+	}
+	r = rec(i);
+	seq_write_begin(&r->seq);
+	r->in_use = 1;
+	memcpy(r->name, name, sizeof(r->name));
+	r->kind = kind;
+	r->limit = limit;
+	seq_write_end(&r->seq);
+	if (i == n)
+		store_release(&h->nlocks, n + 1);
+	store_relaxed(&h->locks_live, load_relaxed(&h->locks_live) + 1);
+	return i;
+}
+
+/* Whether a record is free for alloc_rec(). */
+static bool rec_room(void)
+{
+	return load_relaxed(&jobq__hdr()->nlocks) < jobq__hdr()->max_locks ||
+	       freel.n;
+}
+
 int jobq__op_l_open(struct jobq__client *c, const struct jobq_sqe *s)
 {
 	struct jobq_store_hdr *h = jobq__hdr();
 	uint32_t n = load_relaxed(&h->nlocks), i;
 	char name[JOBQ_NAME_MAX + 1];
-	struct jobq_lock_rec *r;
 
 	if (jobq__arena_name(c, s, name) || s->arg0 < JOBQ_WIRE_LOCK ||
 	    s->arg0 > JOBQ_WIRE_EVENT)
@@ -735,7 +868,7 @@ int jobq__op_l_open(struct jobq__client *c, const struct jobq_sqe *s)
 	}
 	if (!(s->flags & JOBQ_SQE_CREATE))
 		return -ENOENT;
-	if (n >= h->max_locks && !freel.n) {
+	if (!rec_room()) {
 		jobq__log(JOBQ__LOG_WARN,
 			  "the lock table is full: %u locks (jobqd --max-locks "
 			  "raises it)",
@@ -745,27 +878,12 @@ int jobq__op_l_open(struct jobq__client *c, const struct jobq_sqe *s)
 	/* A lock counts against its maker's quota until it is freed. */
 	if (jobq__quota_take(c, JOBQ_QUOTA_LOCKS))
 		return JOBQ_EQUOTA;
-	if (n < h->max_locks) {
-		i = n;
-	} else {
-		i = freel.v[freel.head];
-		freel.head = (freel.head + 1) % freel.cap;
-		freel.n--;
-	}
+	i = alloc_rec(name, (uint32_t)s->arg0,
+		      s->arg0 == JOBQ_WIRE_SEMAPHORE ? (uint32_t)s->arg1 : 1);
 	lock_priv[i].maker = c->pid;
 	lock_priv[i].maker_ref = jobq__client_ref(c);
-	r = rec(i);
-	seq_write_begin(&r->seq);
-	r->in_use = 1;
-	memcpy(r->name, name, sizeof(r->name));
-	r->kind = (uint32_t)s->arg0;
-	r->limit = s->arg0 == JOBQ_WIRE_SEMAPHORE ? (uint32_t)s->arg1 : 1;
-	seq_write_end(&r->seq);
-	if (i == n)
-		store_release(&h->nlocks, n + 1);
-	store_relaxed(&h->locks_live, load_relaxed(&h->locks_live) + 1);
 	mark_used(c, i);
-	jobq__log(1, "lock %u \"%s\" created (kind %u)", i, name, r->kind);
+	jobq__log(1, "lock %u \"%s\" created (kind %u)", i, name, rec(i)->kind);
 	return (int)wire_id(i);
 }
 
@@ -1084,6 +1202,101 @@ out:
 	try_free(id);
 }
 
+static void pg_list_done(void *arg, int err, const PGresult *res);
+
+/* A walk's answer: the wait it checked, if still parked, fails when it
+ * closes a cycle. */
+static void pg_cycle_done(void *arg, int err, const PGresult *res)
+{
+	struct cycle_check *x = arg;
+	struct jobq__list *p;
+
+	if (!err && PQntuples(res) == 1 && !strcmp(PQgetvalue(res, 0, 0), "t"))
+		for (p = lock_waiters.next; p != &lock_waiters; p = p->next) {
+			struct jobq__waiter *w =
+			    jobq__entry(p, struct jobq__waiter, onode);
+
+			if (w->sqe.user_data != x->ud ||
+			    jobq__client_ref(w->c) != x->ref)
+				continue;
+			jobq__count(deadlocks);
+			jobq__log(1,
+				  "deadlock across hosts refused: pid %d "
+				  "owner %llu",
+				  (int)w->c->pid,
+				  (unsigned long long)w->sqe.owner);
+			jobq__wait_done(w, -EDEADLK, 0);
+			break;
+		}
+	else if (err == -EPROTO)
+		jobq__log(JOBQ__LOG_WARN, "backend: deadlock check: %s",
+			  PQresultErrorMessage(res));
+	free(x);
+}
+
+/* A publish's answer: nothing to do but say why one failed (the next
+ * change, or the next connection, publishes the lock again). */
+static void pg_publish_done(void *arg, int err, const PGresult *res)
+{
+	uint32_t id = (uint32_t)(uintptr_t)arg;
+
+	if (err == -EPROTO)
+		jobq__log(JOBQ__LOG_WARN, "backend: listing lock %u: %s", id,
+			  PQresultErrorMessage(res));
+}
+
+static void pg_forget_done(void *arg, int err, const PGresult *res)
+{
+	if (err == -EPROTO)
+		jobq__log(JOBQ__LOG_WARN,
+			  "backend: the listing of locks could not be reset: "
+			  "%s",
+			  PQresultErrorMessage(res));
+}
+
+/* Sends this host's holders and waiters of lock @id: 0 or -errno. */
+static int pg_publish(struct jobq__pg *pg, uint32_t id)
+{
+	struct jobq__lock *l = &lock_priv[id];
+	struct jobq__pg_lock_row *rows;
+	uint64_t now = jobq__realtime_ns();
+	uint32_t n = 0;
+	struct jobq__list *p;
+	int ret;
+
+	rows = calloc((size_t)l->nh + l->nwait + 1, sizeof(*rows));
+	if (!rows)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < l->nh; i++)
+		rows[n++] = (struct jobq__pg_lock_row){
+		    .client = jobq__client_ref(l->h[i].c),
+		    .owner = l->h[i].owner,
+		    .pid = l->h[i].c->pid,
+		    .units = l->h[i].count,
+		    .since_ns = l->since_ns,
+		};
+	for (p = lock_waiters.next; p != &lock_waiters && n < l->nh + l->nwait;
+	     p = p->next) {
+		struct jobq__waiter *w =
+		    jobq__entry(p, struct jobq__waiter, onode);
+
+		for (uint32_t k = 0; k < w->nids; k++)
+			if (w->ids[k] == id)
+				rows[n++] = (struct jobq__pg_lock_row){
+				    .client = jobq__client_ref(w->c),
+				    .owner = w->sqe.owner,
+				    .pid = w->c->pid,
+				    .waiting = true,
+				    .since_ns = now,
+				};
+	}
+	ret = jobq__pg_lock_publish(pg, host_id, rec(id)->name, rec(id)->kind,
+				    rec(id)->limit, rows, n, pg_publish_done,
+				    (void *)(uintptr_t)id);
+	free(rows);
+	return ret;
+}
+
 static void pg_sync(void)
 {
 	struct jobq__pg *pg = jobq__backend_pg();
@@ -1124,7 +1337,7 @@ static void pg_sync(void)
 	for (uint32_t id = 0; id < n; id++) {
 		struct jobq__lock *l = &lock_priv[id];
 
-		if (!l->npgu && l->pg_want <= l->pg_trying)
+		if (!l->npgu && l->pg_want <= l->pg_trying && !l->pub)
 			continue;
 		while (l->npgu > l->pg_want) {
 			/* One that cannot be queued is kept, and let go by
@@ -1154,7 +1367,36 @@ static void pg_sync(void)
 				l->pg_trying++;
 			}
 		}
+		/* After the try and unlocks: the listing follows what the
+		 * table here says, not the advisory units. */
+		if (l->pub) {
+			if (pg_publish(pg, id))
+				blocked = true; /* the poll sends it again */
+			else
+				l->pub = false;
+		}
 		try_free(id);
+	}
+	/* After the publishes: each walk sees its own wait. */
+	for (uint32_t i = 0; i < pgl.nchecks; i++) {
+		struct cycle_check *x = malloc(sizeof(*x));
+
+		/* One not sent is not checked: see check_later(). */
+		if (!x)
+			continue;
+		*x = pgl.checks[i];
+		if (jobq__pg_lock_cycle(pg, host_id, x->ref, x->owner,
+					pg_cycle_done, x))
+			free(x);
+	}
+	pgl.nchecks = 0;
+	if (pgl.list_due && !pgl.listing) {
+		if (jobq__pg_lock_list(pg, host_id, pg_list_done, NULL)) {
+			blocked = true;
+		} else {
+			pgl.list_due = false;
+			pgl.listing = true;
+		}
 	}
 	if (blocked && !pgl.poll_at) {
 		pgl.poll_at = jobq__now_ns() + PG_POLL_NS;
@@ -1162,6 +1404,123 @@ static void pg_sync(void)
 	} else if (!blocked && pgl.poll_at) {
 		pgl.poll_at = 0;
 		arm_timer();
+	}
+}
+
+/* The record of lock @name for the other hosts' rows: this host's, or
+ * one made for them (UINT32_MAX when the table is full or the name
+ * unusable: that lock is then not listed here). */
+static uint32_t remote_rec(const char *name, int64_t kind, int64_t limit)
+{
+	uint32_t n = load_relaxed(&jobq__hdr()->nlocks);
+	char nm[JOBQ_NAME_MAX + 1] = {0};
+
+	for (uint32_t id = 0; id < n; id++)
+		if (rec(id)->in_use && !strcmp(rec(id)->name, name))
+			return id;
+	if (!*name || strlen(name) > JOBQ_NAME_MAX || kind < JOBQ_WIRE_LOCK ||
+	    kind > JOBQ_WIRE_SEMAPHORE || limit < 1 || limit > UINT32_MAX ||
+	    !rec_room())
+		return UINT32_MAX;
+	memcpy(nm, name, strlen(name));
+	return alloc_rec(nm, (uint32_t)kind, (uint32_t)limit);
+}
+
+/* Sets lock @id's mirror of the other hosts to @m, and its record. */
+static void remote_set(uint32_t id, const struct remote *m)
+{
+	struct jobq__lock *l = &lock_priv[id];
+	bool had = l->rem.held || l->rem.waiters;
+	bool has = m->held || m->waiters;
+
+	if (!memcmp(&l->rem, m, sizeof(*m)))
+		return;
+	l->rem = *m;
+	pgl.mirrored += (uint32_t)has - (uint32_t)had;
+	write_rec(id, false);
+	try_free(id);
+}
+
+/* Drops the whole mirror (the connection went down: it is read again
+ * when it is back). */
+static void remote_clear(void)
+{
+	uint32_t n = load_relaxed(&jobq__hdr()->nlocks);
+	struct remote none = {0};
+
+	for (uint32_t id = 0; id < n; id++)
+		if (rec(id)->in_use)
+			remote_set(id, &none);
+}
+
+/* The other hosts' rows: each lock's mirror becomes what they say, and
+ * a lock they no longer name has none. */
+static void pg_list_done(void *arg, int err, const PGresult *res)
+{
+	uint32_t n, rows;
+	bool *seen;
+
+	pgl.listing = false;
+	if (err == -ECANCELED)
+		return;
+	if (err) {
+		if (err == -EPROTO)
+			jobq__log(JOBQ__LOG_WARN, "backend: reading locks: %s",
+				  PQresultErrorMessage(res));
+		pgl.list_due = true; /* the next turn with a connection */
+		return;
+	}
+	seen = calloc(jobq__hdr()->max_locks, sizeof(*seen));
+	if (!seen) {
+		pgl.list_due = true;
+		return;
+	}
+	rows = (uint32_t)PQntuples(res);
+	for (uint32_t i = 0; i < rows; i++) {
+		struct remote m = {0};
+		uint32_t id = remote_rec(PQgetvalue(res, (int)i, 0),
+					 jobq__pg_int(res, (int)i, 1),
+					 jobq__pg_int(res, (int)i, 2));
+
+		if (id == UINT32_MAX)
+			continue;
+		m.held = (uint32_t)jobq__pg_int(res, (int)i, 3);
+		m.waiters = (uint32_t)jobq__pg_int(res, (int)i, 4);
+		if (m.held) {
+			m.pid = (int32_t)jobq__pg_int(res, (int)i, 5);
+			snprintf(m.host, sizeof(m.host), "%s",
+				 PQgetvalue(res, (int)i, 6));
+			m.since_ns =
+			    (uint64_t)jobq__pg_int(res, (int)i, 7) * 1000;
+		}
+		seen[id] = true;
+		remote_set(id, &m);
+	}
+	n = load_relaxed(&jobq__hdr()->nlocks);
+	for (uint32_t id = 0; id < n && pgl.mirrored; id++) {
+		struct remote none = {0};
+
+		if (!seen[id] && rec(id)->in_use)
+			remote_set(id, &none);
+	}
+	free(seen);
+	pgl.dirty = true;
+	pg_sync();
+}
+
+void jobq__locks_pg_listed(const char *host)
+{
+	if (!strcmp(host, host_id))
+		return; /* our own publish */
+	pgl.list_due = true;
+	pgl.dirty = true;
+}
+
+void jobq__locks_pg_tick(void)
+{
+	if (pgl.mirrored) {
+		pgl.list_due = true;
+		pgl.dirty = true;
 	}
 }
 
@@ -1191,12 +1550,26 @@ void jobq__locks_pg_state(bool up)
 	uint32_t n = load_relaxed(&jobq__hdr()->nlocks), lost = 0;
 
 	if (up) {
-		for (uint32_t id = 0; id < n; id++)
+		/* The rows of an older session go before this one's: they
+		 * are sent in this order on one connection. */
+		if (jobq__pg_lock_forget(jobq__backend_pg(), host_id,
+					 pg_forget_done, NULL))
+			jobq__log(JOBQ__LOG_WARN,
+				  "backend: the listing of locks could not be "
+				  "reset");
+		for (uint32_t id = 0; id < n; id++) {
 			lock_priv[id].pg_blocked = false;
+			lock_priv[id].pub =
+			    rec(id)->in_use &&
+			    rec(id)->kind != JOBQ_WIRE_EVENT &&
+			    (lock_priv[id].nh || lock_priv[id].nwait);
+		}
+		pgl.list_due = true;
 		pgl.dirty = true;
 		pg_sync();
 		return;
 	}
+	remote_clear();
 	for (uint32_t id = 0; id < n; id++) {
 		struct jobq__lock *l = &lock_priv[id];
 

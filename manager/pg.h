@@ -170,7 +170,7 @@ int jobq__pg_run(struct jobq__pg *pg, bool (*done)(void *arg), void *arg,
  * pg_schema.c: the schema and its migrations.
  */
 /* The schema this binary writes and reads. */
-#define JOBQ__PG_SCHEMA_VERSION 5
+#define JOBQ__PG_SCHEMA_VERSION 6
 
 enum jobq__pg_schema_mode {
 	JOBQ__PG_CHECK,	  /* refuse any schema but ours */
@@ -412,6 +412,44 @@ int jobq__pg_lock_try(struct jobq__pg *pg, const char *name, uint32_t units,
  * row. */
 int jobq__pg_lock_unlock(struct jobq__pg *pg, const char *name, uint32_t unit,
 			 jobq__pg_cb cb, void *arg);
+
+/*
+ * Who holds and waits for each lock on each host (jobq_lock_holders;
+ * pg_locks.c says why it looks as it does). @host is this manager's
+ * "hostname:jobqd pid".
+ *   publish  this host's rows of lock @name become the @n @rows; NOTIFYs
+ *            JOBQ__PG_LOCK_LIST_CHANNEL with @host. One row.
+ *   forget   deletes this host's rows of every session and the rows of
+ *            every session gone (a manager that connected again
+ *            publishes what it has after this). One row.
+ *   list     the other hosts' live rows, one row a lock: (name text, kind
+ *            smallint, lim int, held bigint, waiters bigint, pid int,
+ *            host text, since bigint), pid, host and since being the
+ *            earliest holder's (NULL when only waited for), since in
+ *            microseconds since the epoch. Deletes the rows of sessions
+ *            gone.
+ */
+#define JOBQ__PG_LOCK_LIST_CHANNEL "jobq_lock_list"
+struct jobq__pg_lock_row {
+	uint64_t client; /* jobq__client_ref() */
+	uint64_t owner;
+	int32_t pid;
+	bool waiting;	   /* a waiter, else a holder */
+	uint32_t units;	   /* held (RLock: depth); 0 for a waiter */
+	uint64_t since_ns; /* CLOCK_REALTIME */
+};
+int jobq__pg_lock_publish(struct jobq__pg *pg, const char *host,
+			  const char *name, uint32_t kind, uint32_t limit,
+			  const struct jobq__pg_lock_row *rows, uint32_t n,
+			  jobq__pg_cb cb, void *arg);
+int jobq__pg_lock_forget(struct jobq__pg *pg, const char *host, jobq__pg_cb cb,
+			 void *arg);
+int jobq__pg_lock_list(struct jobq__pg *pg, const char *host, jobq__pg_cb cb,
+		       void *arg);
+/* Cycle: one row (boolean), whether the published waits of @owner of
+ * client @client on @host close a cycle of waits across hosts. */
+int jobq__pg_lock_cycle(struct jobq__pg *pg, const char *host, uint64_t client,
+			uint64_t owner, jobq__pg_cb cb, void *arg);
 
 /* Small helpers for callbacks: a column of row @row as an integer (0 for
  * NULL), and whether the answer is a SQL error with SQLSTATE @state. */

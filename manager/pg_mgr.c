@@ -80,6 +80,11 @@ static void on_notify(void *ctx, const char *channel, const char *payload)
 			jobq__locks_pg_notify(payload);
 		return;
 	}
+	if (!strcmp(channel, JOBQ__PG_LOCK_LIST_CHANNEL)) {
+		if (jobq__m.turn)
+			jobq__locks_pg_listed(payload);
+		return;
+	}
 	if (!strcmp(channel, JOBQ__PG_KV_CHANNEL)) {
 		if (jobq__m.turn)
 			jobq__kv_pg_notify(payload);
@@ -115,9 +120,10 @@ static int connect_and_check(const char *url, int mode, int *found, char *err,
 			     size_t errlen)
 {
 	static const char *const channels[] = {
-	    JOBQ__PG_CHANNEL,	    JOBQ__PG_DONE_CHANNEL,
-	    JOBQ__PG_LOCK_CHANNEL,  JOBQ__PG_KV_CHANNEL,
-	    JOBQ__PG_QUEUE_CHANNEL, JOBQ__PG_QEVENT_CHANNEL};
+	    JOBQ__PG_CHANNEL,	       JOBQ__PG_DONE_CHANNEL,
+	    JOBQ__PG_LOCK_CHANNEL,     JOBQ__PG_KV_CHANNEL,
+	    JOBQ__PG_QUEUE_CHANNEL,    JOBQ__PG_QEVENT_CHANNEL,
+	    JOBQ__PG_LOCK_LIST_CHANNEL};
 	struct jobq__pg_hooks h = {on_notify, on_state, NULL};
 	char m[512];
 	int ret;
@@ -241,8 +247,10 @@ static void maintain(uint64_t now)
 
 	if (now >= b.maint_at) {
 		b.maint_at = now + MAINT_NS;
-		if (up)
+		if (up) {
 			jobq__jobs_pg_tick();
+			jobq__locks_pg_tick();
+		}
 		jobq__queues_pg_tick();
 		if (up && !b.maint_busy &&
 		    !jobq__pg_expire(b.pg, maint_done, &b.maint_busy)) {

@@ -253,6 +253,31 @@ static const char *const migrations[] = {
     "END $f$;\n"
     "INSERT INTO jobq_schema (version) VALUES (5);\n"
     "END $m$",
+    /* 6: who holds and waits for each named lock on each host, so that
+     * `jobq locks` on any host lists them all (pg_locks.c). Touches
+     * nothing earlier migrations made. */
+    "DO $m$ BEGIN\n"
+    "PERFORM pg_advisory_xact_lock(" SCHEMA_LOCK ");\n"
+    "IF EXISTS (SELECT 1 FROM jobq_schema WHERE version >= 6) THEN\n"
+    "  RETURN;\n"
+    "END IF;\n"
+    "CREATE TABLE jobq_lock_holders (\n"
+    "  host text NOT NULL,\n"
+    "  session integer NOT NULL,\n"
+    "  session_start timestamptz,\n"
+    "  name text NOT NULL,\n"
+    "  kind smallint NOT NULL,\n"
+    "  lim integer NOT NULL,\n"
+    "  client bigint NOT NULL,\n"
+    "  owner bigint NOT NULL,\n"
+    "  pid integer NOT NULL,\n"
+    "  waiting boolean NOT NULL,\n"
+    "  units integer NOT NULL,\n"
+    "  since timestamptz NOT NULL);\n"
+    "CREATE INDEX jobq_lock_holders_name ON jobq_lock_holders (host, "
+    "name);\n"
+    "INSERT INTO jobq_schema (version) VALUES (6);\n"
+    "END $m$",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) ==

@@ -64,10 +64,11 @@
 /* 5: ring pflags (WANT_HEAD); 6: kv_gen, the journal's fields; 7: sessions
  * in the hello, request ids in user_data; 8: queue and lock records are
  * reused (gen, queues_live), the client table; 9: a queue's shared_depth
- * and shared_bytes */
-#define JOBQ_LAYOUT_VERSION 9u
+ * and shared_bytes; 10: a lock's holder_host */
+#define JOBQ_LAYOUT_VERSION 10u
 
 #define JOBQ_NAME_MAX	 63  /* queue and lock names, bytes without the NUL */
+#define JOBQ_HOST_MAX	 63  /* a lock holder's host, bytes without the NUL */
 #define JOBQ_KEY_MAX	 255 /* key/value keys */
 #define JOBQ_SOCKET_NAME "jobqd.sock"
 #define JOBQ_PID_NAME	 "jobqd.pid"
@@ -399,6 +400,11 @@ struct jobq_lock_rec {
 	uint64_t acquires;
 	uint32_t gen; /* bumped when the record is freed */
 	uint32_t pad;
+	/* With jobqd --backend, held, waiters, holder_pid and held_since_ns
+	 * count every host on the database, and this names the host of
+	 * holder_pid ("hostname:jobqd pid"); "" when free or without a
+	 * backend. */
+	char holder_host[JOBQ_HOST_MAX + 1];
 };
 
 /* ------------------------------------------------------------------------

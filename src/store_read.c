@@ -325,6 +325,10 @@ int jobq_locks(jobq_t *q, struct jobq_lock_info **out, size_t *n)
 		li->holder = c.holder_pid;
 		li->is_set = c.is_set ? 1 : 0;
 		li->held_since_ns = c.held_since_ns;
+		_Static_assert(sizeof(li->host) == sizeof(c.holder_host),
+			       "the host fits");
+		memcpy(li->host, c.holder_host, sizeof(li->host));
+		li->host[sizeof(li->host) - 1] = '\0';
 		k++;
 	}
 	*out = v;

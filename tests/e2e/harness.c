@@ -356,6 +356,10 @@ static int spawn(struct jqt_mgr *m, const char *const *args)
 	if (pid == 0) {
 		setpgid(0, 0);
 		reset_signals_in_child();
+		if ((m->flags & JQT_MGR_NETNS) && unshare(CLONE_NEWNET)) {
+			perror("jqt: unshare(CLONE_NEWNET)");
+			_exit(127);
+		}
 		execv(argv[0], (char *const *)argv);
 		perror("jqt: exec jobqd");
 		_exit(127);
@@ -404,7 +408,13 @@ static int spawn(struct jqt_mgr *m, const char *const *args)
 
 int jqt_mgr_start(struct jqt_mgr *m, const char *const *args)
 {
+	return jqt_mgr_start_ex(m, args, 0);
+}
+
+int jqt_mgr_start_ex(struct jqt_mgr *m, const char *const *args, int flags)
+{
 	memset(m, 0, sizeof(*m));
+	m->flags = flags;
 	if (jqt_tmpdir(m->top, sizeof(m->top)) < 0) {
 		perror("jqt: mkdtemp");
 		return -1;

@@ -35,7 +35,12 @@ struct jqt_mgr {
 	char top[PATH_MAX]; /* the mkdtemp directory holding dir */
 	pid_t pid;	    /* jobqd, leader of its own process group */
 	int exit_status;    /* wait status once it is gone, else -1 */
+	int flags;	    /* JQT_MGR_*, kept for a restart */
 };
+
+/* jobqd runs in a network namespace of its own (unshare(CLONE_NEWNET)
+ * in the child before exec; the caller checked that it may). */
+#define JQT_MGR_NETNS 1
 
 /* Seconds on CLOCK_MONOTONIC, for deadlines and elapsed times. */
 double jqt_now(void);
@@ -66,6 +71,8 @@ const char *jqt_jobq_path(void);
  * then stopped and its directory removed).
  */
 int jqt_mgr_start(struct jqt_mgr *m, const char *const *args);
+/* The same with @flags (JQT_MGR_*). */
+int jqt_mgr_start_ex(struct jqt_mgr *m, const char *const *args, int flags);
 
 /*
  * jqt_mgr_restart - start a manager again in the same directory, once the

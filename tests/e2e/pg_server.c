@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -239,6 +240,30 @@ int jqt_pg_createdb(struct jqt_pg *pg, const char *name, char *out,
 	return 0;
 }
 
+int jqt_pg_netns(void)
+{
+	static int ok = -1;
+	pid_t pid;
+	int st;
+
+	if (ok >= 0)
+		return ok;
+	ok = 0;
+	pid = fork();
+	if (pid == 0)
+		_exit(unshare(CLONE_NEWNET) ? errno & 0x7f : 0);
+	if (pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st)) {
+		ok = WEXITSTATUS(st) == 0;
+		if (!ok)
+			fprintf(
+			    stderr,
+			    "note: hosts share the test's network namespace "
+			    "(unshare(CLONE_NEWNET): %s)\n",
+			    strerror(WEXITSTATUS(st)));
+	}
+	return ok;
+}
+
 int jqt_pg_host_start(struct jqt_pg_host *h, const char *conninfo,
 		      const char *const *extra)
 {
@@ -272,7 +297,8 @@ int jqt_pg_host_start(struct jqt_pg_host *h, const char *conninfo,
 		h->args[n++] = *extra;
 	}
 	h->args[n] = NULL;
-	if (jqt_mgr_start(&h->m, h->args))
+	if (jqt_mgr_start_ex(&h->m, h->args,
+			     jqt_pg_netns() ? JQT_MGR_NETNS : 0))
 		return -1;
 	h->started = 1;
 	return 0;

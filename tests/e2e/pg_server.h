@@ -87,10 +87,19 @@ struct jqt_pg_host {
  * jqt_pg_host_start - make @h's directory and config (the backend
  * @conninfo) and start its manager with --config, --log and the
  * arguments @extra (NULL-terminated, at most 10; NULL: none), which must
- * outlive a jqt_mgr_restart() of h->args. 0 or -1 (message on stderr).
+ * outlive a jqt_mgr_restart() of h->args. Where jqt_pg_netns() says so,
+ * the manager runs in a network namespace of its own, as on a machine of
+ * its own: it reaches PostgreSQL by its unix socket (a path, which no
+ * network namespace hides) and its clients reach it by theirs. 0 or -1
+ * (message on stderr).
  */
 int jqt_pg_host_start(struct jqt_pg_host *h, const char *conninfo,
 		      const char *const *extra);
+
+/* jqt_pg_netns - 1 when managers can get network namespaces of their
+ * own (root, or a kernel that lets this user unshare one), else 0, with
+ * a note why on stderr the first time. */
+int jqt_pg_netns(void);
 
 /* jqt_pg_host_stop - stop @h's manager, if started, and remove its
  * directory. */

@@ -1196,7 +1196,7 @@ static void connection_cut_and_restart(void **state)
  * jobqd itself: --migrate, the refusals, --backend from the config file,
  * and its connection in the loop coming back after a cut.
  */
-/* Undoes migrations 5, 4, 3 and 2: a database as a version-1 jobqd left
+/* Undoes migrations 6, 5, 4, 3 and 2: a database as a version-1 jobqd left
  * it. */
 #define DOWN_TO_1                                                              \
 	"DROP FUNCTION jobq_queue_put; DROP TABLE jobq_object_queues; "        \
@@ -1210,8 +1210,8 @@ static void connection_cut_and_restart(void **state)
 	"DEFAULT 1, ALTER COLUMN value TYPE text USING "                       \
 	"convert_from(value, 'UTF8'); DROP SEQUENCE jobq_kv_version; "         \
 	"DROP INDEX jobq_jobs_request; ALTER TABLE jobq_jobs DROP COLUMN "     \
-	"req_session, DROP COLUMN req_id; DELETE FROM jobq_schema WHERE "      \
-	"version IN (2, 3, 4, 5)"
+	"req_session, DROP COLUMN req_id; DROP TABLE jobq_lock_holders; "      \
+	"DELETE FROM jobq_schema WHERE version >= 2"
 
 static int run_jobqd(struct jqt_out *o, const char *conninfo, bool migrate)
 {

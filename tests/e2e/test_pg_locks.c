@@ -9,7 +9,10 @@
  * holds over hundreds of hand-overs; a semaphore's units are counted
  * across hosts, and an RLock's depth and a lock_many() set are honoured;
  * a cut connection to PostgreSQL loses the locks held on that host
- * (JOBQ_ELOST) and its waiters go on after the reconnect. First, the
+ * (JOBQ_ELOST) and its waiters go on after the reconnect. `jobq locks`
+ * on either host lists the holders and waiters of both, with their host,
+ * and forgets them when they let go or their manager dies; a cycle of
+ * waits through both hosts is refused with -EDEADLK. First, the
  * statements themselves (manager/pg_locks.c) run twice by pg.c's batching.
  */
 #include <errno.h>
@@ -18,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <setjmp.h>
@@ -25,6 +29,7 @@
 #include <stddef.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "harness.h"
 #include "pg.h"
@@ -680,6 +685,298 @@ static void statements_run_twice(void **state)
 	jobq__pg_close(pg);
 }
 
+/* What `jobq locks --json` on @h says of lock @name: the holder's pid (0
+ * when free or not listed), its host in @host, the waiters. */
+struct listed {
+	long pid;
+	char host[64];
+	long waiters;
+};
+
+static struct listed listed(const struct jqt_pg_host *h, const char *name)
+{
+	struct listed r = {0};
+	struct jqt_out o;
+	json_t *doc, *arr, *l;
+	size_t i;
+
+	assert_int_equal(jqt_cli(&h->m, &o, NULL, 0, "locks", "--json", NULL),
+			 0);
+	assert_int_equal(o.code, 0);
+	doc = jqt_json_object(&o);
+	assert_non_null(doc);
+	arr = json_object_get(doc, "locks");
+	assert_true(json_is_array(arr));
+	json_array_foreach(arr, i, l)
+	{
+		json_t *host = json_object_get(l, "host");
+
+		if (strcmp(json_string_value(json_object_get(l, "name")), name))
+			continue;
+		/* The fields of a local listing are all there. */
+		assert_non_null(json_object_get(l, "kind"));
+		assert_non_null(json_object_get(l, "held_for"));
+		assert_non_null(host);
+		r.pid = (long)json_integer_value(json_object_get(l, "holder"));
+		r.waiters =
+		    (long)json_integer_value(json_object_get(l, "waiters"));
+		if (json_is_string(host))
+			snprintf(r.host, sizeof(r.host), "%s",
+				 json_string_value(host));
+		else
+			assert_int_equal(r.pid, 0);
+	}
+	json_decref(doc);
+	jqt_out_free(&o);
+	return r;
+}
+
+/* The text listing on @h shows @host beside @pid (a state that holds
+ * while the caller looks). */
+static void text_lists(const struct jqt_pg_host *h, long pid, const char *host)
+{
+	struct jqt_out o;
+	char want[96];
+
+	assert_int_equal(jqt_cli(&h->m, &o, NULL, 0, "locks", NULL), 0);
+	assert_int_equal(o.code, 0);
+	assert_non_null(strstr(o.out, "HOST"));
+	snprintf(want, sizeof(want), " %ld %s ", pid, host);
+	if (!strstr(o.out, want))
+		fprintf(stderr, "no \"%s\" in:\n%s", want, o.out);
+	assert_non_null(strstr(o.out, want));
+	jqt_out_free(&o);
+}
+
+/* Waits (at most 10 s) until `jobq locks` on @h says @pid holds @name
+ * on @host (@pid 0: nobody holds it) with @waiters waiters (-1: any). */
+static void wait_listed(const struct jqt_pg_host *h, const char *name, long pid,
+			const char *host, long waiters)
+{
+	double end = jqt_now() + 10;
+	struct listed r;
+
+	for (;;) {
+		r = listed(h, name);
+		if (r.pid == pid && (!pid || !strcmp(r.host, host)) &&
+		    (waiters < 0 || r.waiters == waiters)) {
+			if (pid)
+				text_lists(h, pid, host);
+			return;
+		}
+		if (jqt_now() > end)
+			break;
+		jqt_sleep(0.05);
+	}
+	fprintf(stderr,
+		"lock %s: listed pid %ld host %s waiters %ld, want "
+		"pid %ld host %s waiters %ld\n",
+		name, r.pid, r.host, r.waiters, pid, host ? host : "-",
+		waiters);
+	fail();
+}
+
+/* The rows host @host has in jobq_lock_holders. */
+static int rows_of(const char *host)
+{
+	char sql[256], *v;
+	int n;
+
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) FROM jobq_lock_holders WHERE host = '%s'",
+		 host);
+	v = jqt_pg_exec(conninfo, sql);
+	assert_non_null(v);
+	n = atoi(v);
+	free(v);
+	return n;
+}
+
+/* The name a host's manager goes by in the listing. */
+static void host_name(const struct jqt_pg_host *h, char *out, size_t len)
+{
+	char n[64] = "";
+
+	assert_int_equal(gethostname(n, sizeof(n) - 1), 0);
+	n[40] = '\0';
+	snprintf(out, len, "%s:%d", n, (int)h->m.pid);
+}
+
+/* The network namespace of process @pid (0: this one), as an inode. */
+static unsigned long netns_of(pid_t pid)
+{
+	char path[64];
+	struct stat st;
+
+	if (pid)
+		snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
+	else
+		snprintf(path, sizeof(path), "/proc/self/ns/net");
+	assert_int_equal(stat(path, &st), 0);
+	return (unsigned long)st.st_ino;
+}
+
+/* A child on host x->h that waits for "L" up to x->lease seconds. */
+static int wait_a_while(int idx, void *arg)
+{
+	struct holder *x = arg;
+	jobq_t *q = child_open(x->h);
+	int rc = jobq_lock_acquire(q, "L", x->lease);
+
+	if (!rc)
+		jobq_lock_release(q, "L");
+	jobq_close(q);
+	return 0;
+}
+
+/*
+ * The two hosts' managers run in network namespaces of their own (where
+ * the test may make them), neither the test's. `jobq locks` on B lists a
+ * lock held on A, with A's host and the holder's pid; both list the
+ * waiter on B; so does a host started after it was taken. Released,
+ * both list it free and no rows are left; held
+ * again and A's manager killed, B forgets it within seconds and A's rows
+ * are deleted.
+ */
+static void listed_on_every_host(void **state)
+{
+	struct jqt_pg_host a = {0}, b = {0}, c = {0};
+	struct holder *x = jqt_shared(sizeof(*x));
+	char ha[96], hb[96];
+	jobq_t *qa, *qb;
+	pid_t pid;
+	int st;
+
+	host_start(&a);
+	host_start(&b);
+	host_name(&a, ha, sizeof(ha));
+	host_name(&b, hb, sizeof(hb));
+	if (jqt_pg_netns()) {
+		assert_true(netns_of(a.m.pid) != netns_of(b.m.pid));
+		assert_true(netns_of(a.m.pid) != netns_of(0));
+		assert_true(netns_of(b.m.pid) != netns_of(0));
+	} else {
+		fprintf(stderr, "note: no network namespaces to compare\n");
+	}
+	qa = host_open(&a);
+	qb = host_open(&b);
+	/* Free: B lists nothing held (its record may not exist). */
+	assert_int_equal(listed(&b, "L").pid, 0);
+	assert_rc(jobq_lock_acquire(qa, "L", 5), 0);
+	wait_listed(&b, "L", getpid(), ha, 0);
+	wait_listed(&a, "L", getpid(), ha, 0);
+	/* A host started since lists it too. */
+	host_start(&c);
+	wait_listed(&c, "L", getpid(), ha, 0);
+	jqt_pg_host_stop(&c);
+	/* A waiter on B: both list it beside A's holder. */
+	x->h = &b;
+	x->lease = 20;
+	pid = jqt_fork(wait_a_while, 0, x);
+	assert_true(pid > 0);
+	wait_listed(&a, "L", getpid(), ha, 1);
+	wait_listed(&b, "L", getpid(), ha, 1);
+	/* Released: B's waiter has it, and A lists it on B. */
+	assert_rc(jobq_lock_release(qa, "L"), 0);
+	assert_int_equal(jqt_wait_pid(pid, 20, &st), 0);
+	assert_true(jqt_status_ok(st));
+	wait_listed(&a, "L", 0, NULL, 0);
+	wait_listed(&b, "L", 0, NULL, 0);
+	assert_int_equal(rows_of(ha), 0);
+	assert_int_equal(rows_of(hb), 0);
+
+	/* Held on A again; A's manager dies: B forgets it. */
+	assert_rc(jobq_lock_acquire(qa, "L", 5), 0);
+	wait_listed(&b, "L", getpid(), ha, 0);
+	assert_int_equal(rows_of(ha), 1);
+	assert_int_equal(kill(a.m.pid, SIGKILL), 0);
+	wait_listed(&b, "L", 0, NULL, 0);
+	{
+		double end = jqt_now() + 10;
+
+		while (rows_of(ha) && jqt_now() < end)
+			jqt_sleep(0.05);
+		assert_int_equal(rows_of(ha), 0);
+	}
+	jobq_close(qa);
+	jobq_close(qb);
+	jqt_pg_host_stop(&a);
+	jqt_pg_host_stop(&b);
+}
+
+/* What the child on host A of deadlock_across_hosts does and says. */
+struct cross {
+	const struct jqt_pg_host *a;
+	_Atomic int ready, go;
+	int rc;
+};
+
+/* Holds D1 on A, then waits for D2 (held on B). */
+static int hold_d1_want_d2(int idx, void *arg)
+{
+	struct cross *x = arg;
+	jobq_t *q = child_open(x->a);
+	double end = jqt_now() + 20;
+
+	if (jobq_lock_acquire(q, "D1", 5))
+		return 1;
+	x->ready = 1;
+	while (!x->go && jqt_now() < end)
+		jqt_sleep(0.01);
+	x->rc = jobq_lock_acquire(q, "D2", 20);
+	if (!x->rc)
+		jobq_lock_release(q, "D2");
+	jobq_lock_release(q, "D1");
+	jobq_close(q);
+	return 0;
+}
+
+/*
+ * A cycle through two hosts: D1 held on A, D2 on B, A's holder waits for
+ * D2; B's holder asking for D1 would close the cycle and is refused with
+ * -EDEADLK, as on one host, instead of waiting out its timeout. A's wait
+ * then has D2 once B lets it go.
+ */
+static void deadlock_across_hosts(void **state)
+{
+	struct jqt_pg_host a = {0}, b = {0};
+	struct cross *x = jqt_shared(sizeof(*x));
+	char hb[96];
+	double end, t0;
+	jobq_t *qb;
+	pid_t pid;
+	int st;
+
+	host_start(&a);
+	host_start(&b);
+	host_name(&b, hb, sizeof(hb));
+	qb = host_open(&b);
+	assert_rc(jobq_lock_acquire(qb, "D2", 5), 0);
+	x->a = &a;
+	pid = jqt_fork(hold_d1_want_d2, 0, x);
+	assert_true(pid > 0);
+	end = jqt_now() + 10;
+	while (!x->ready && jqt_now() < end)
+		jqt_sleep(0.01);
+	assert_true(x->ready);
+	x->go = 1;
+	/* A's wait for D2 is published: B lists it. */
+	wait_listed(&b, "D2", getpid(), hb, 1);
+	t0 = jqt_now();
+	assert_rc(jobq_lock_acquire(qb, "D1", 10), -EDEADLK);
+	assert_true(jqt_now() - t0 < 5);
+	assert_rc(jobq_lock_release(qb, "D2"), 0);
+	assert_int_equal(jqt_wait_pid(pid, 20, &st), 0);
+	assert_true(jqt_status_ok(st));
+	assert_rc(x->rc, 0);
+	/* Not a cycle: B waits for D1 no more than A holds it. */
+	assert_rc(jobq_lock_acquire(qb, "D1", 10), 0);
+	assert_rc(jobq_lock_release(qb, "D1"), 0);
+	jobq_close(qb);
+	jqt_pg_host_stop(&a);
+	jqt_pg_host_stop(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -691,6 +988,8 @@ int main(void)
 	    cmocka_unit_test_setup(semaphore_across_hosts, setup),
 	    cmocka_unit_test_setup(rlock_and_many, setup),
 	    cmocka_unit_test_setup(connection_cut, setup),
+	    cmocka_unit_test_setup(listed_on_every_host, setup),
+	    cmocka_unit_test_setup(deadlock_across_hosts, setup),
 	};
 
 	jqt_init();
