@@ -20,7 +20,9 @@
  * Files (created 0666 less the umask: jobqd's keeps them to the instance's
  * user, or group). FILE (DIR/journal, or --journal FILE) is the journal;
  * FILE.snap the snapshot; FILE.tmp and FILE.snap.tmp are being written and mean
- * nothing after a crash. Both files start with a header:
+ * nothing after a crash; FILE.spare (--fsync none) is an older journal kept
+ * to be the next one, and means nothing either. Both files start with a
+ * header:
  *
  *   magic[8] u32 version  u32 kind  u64 generation  u64 seq0  u32 0  u32 crc
  *
