@@ -462,7 +462,11 @@ int cmd_wait(struct cli *c)
 	if ((rc = cli_connect(c)))
 		goto out;
 	for (int i = 0; i < w.n; i++) {
-		if (jobq_job_info(c->q, w.ids[i], &ji)) {
+		/* Not in the store yet may still be known to jobqd (with a
+		 * backend, a job another host submitted): it has the last
+		 * word. */
+		if (jobq_job_info(c->q, w.ids[i], &ji) &&
+		    jobq_job_wait(c->q, w.ids[i], 0) == -ENOENT) {
 			rc = no_job(w.ids[i]);
 			goto out;
 		}
@@ -642,6 +646,11 @@ int cmd_show(struct cli *c)
 		return rc;
 	if ((rc = cli_connect(c)))
 		return rc;
+	/* One look first: it costs nothing for a job in the store that is
+	 * not final, and with jobqd --backend it brings the job's row into
+	 * the store when it is missing or final there, so that a job
+	 * another host submitted, retried or kicked shows as it is now. */
+	(void)jobq_job_wait(c->q, id, 0);
 	rc = jobq_job_info(c->q, id, &ji);
 	if (rc == -ENOENT)
 		return no_job(id);

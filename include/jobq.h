@@ -799,7 +799,12 @@ JOBQ_API int jobq_submit_many(jobq_t *q, const char *type,
 /*
  * jobq_job_wait - wait until job @id is final. Returns 0 when it
  * succeeded, JOBQ_EJOBFAILED when it is dead, -ECANCELED when cancelled,
- * -ENOENT for an unknown (or expired) id, -ETIMEDOUT / -EAGAIN.
+ * -ENOENT for an unknown (or expired) id, -ETIMEDOUT / -EAGAIN. Without
+ * a backend a job already final is answered from the store, with no
+ * round trip. With jobqd --backend the manager confirms a final state
+ * against PostgreSQL first (one read), so a wait begun after a retry or
+ * kick of the job answered, on any host, waits for the new run; the
+ * store (jobq_job_result(), jobq_job_info()) then shows what it confirmed.
  */
 JOBQ_API int jobq_job_wait(jobq_t *q, uint64_t id, double timeout);
 

@@ -1380,14 +1380,22 @@ int jobq__op_job_submit(struct jobq__client *c, const struct jobq_sqe *s)
 
 int jobq__op_job_wait(struct jobq__client *c, const struct jobq_sqe *s)
 {
+#ifdef JOBQ_HAVE_PG
+	/* With a backend the record is this host's copy of the job's row,
+	 * which may be behind PostgreSQL: jobs_pg.c decides whether the row
+	 * is read before the wait is answered or parked here. */
+	if (jobq__m.o.backend)
+		return jobq__jobs_pg_wait(c, s);
+#endif
+	return jobq__job_wait_here(c, s);
+}
+
+int jobq__job_wait_here(struct jobq__client *c, const struct jobq_sqe *s)
+{
 	uint32_t r = jobq__jobidx_lookup(s->arg0);
 	struct jobq__waiter *w;
 	int err = -ENOMEM;
 
-#ifdef JOBQ_HAVE_PG
-	if (r == NONE && jobq__m.o.backend)
-		return jobq__jobs_pg_wait(c, s);
-#endif
 	if (r == NONE)
 		return -ENOENT;
 	if (is_final(job_rec(r)->state))

@@ -195,6 +195,11 @@ bool jobq__jobs_worker(uint32_t slot, uint32_t *free_slots, bool *stopping,
 int jobq__jobs_park_reserve(struct jobq__client *c, const struct jobq_sqe *s);
 /* The parked W_RESERVE of worker @slot, or NULL. */
 struct jobq__waiter *jobq__jobs_parked(uint32_t slot);
+/* JOB_WAIT @s of @c answered from this host's record of the job as it is
+ * now: its final state, -ENOENT, -EAGAIN (a timeout of 0), or parked
+ * until the record is final (JOBQ__NOREPLY). jobs_pg.c calls it once the
+ * record holds the row it read for the wait. */
+int jobq__job_wait_here(struct jobq__client *c, const struct jobq_sqe *s);
 /* The largest record number in use plus one. */
 uint32_t jobq__jobs_hwm(void);
 /* The submit request @s (arena bytes @a) read once into @wv and checked;
@@ -209,7 +214,8 @@ int jobq__submit_read(const struct jobq_sqe *s, const uint8_t *a,
  */
 #ifdef JOBQ_HAVE_PG
 int jobq__jobs_pg_submit(struct jobq__client *c, const struct jobq_sqe *s);
-/* JOB_WAIT for a job this host has no record of yet. */
+/* JOB_WAIT (every one, with a backend): answered or parked at once when
+ * that is safe, else once the job's row was read (jobs_pg.c says when). */
 int jobq__jobs_pg_wait(struct jobq__client *c, const struct jobq_sqe *s);
 int jobq__jobs_pg_cancel(struct jobq__client *c, const struct jobq_sqe *s);
 /* JOB_RETRY, or JOB_KICK with @kick (arg0 0: every dead job). */

@@ -58,7 +58,8 @@ enum {
 	K_CANCEL,
 	K_QUEUE,
 	K_RETRY,
-	K_KICK
+	K_KICK,
+	K_WAIT
 };
 
 /* A request waiting for its statement's answer. */
@@ -505,13 +506,49 @@ int jobq__jobs_pg_submit(struct jobq__client *c, const struct jobq_sqe *s)
 }
 
 /* ------------------------------------------------------------------------
- * Wait for a job this host has not mirrored yet: read its row first.
+ * Wait.
+ *
+ * A wait must not be answered from a copy older than what its client has
+ * seen: after `jobq retry ID` answered on host C, `jobq wait ID` on host
+ * A waits for the new run, even when A has not heard of the retry yet
+ * (its notification may still be on its way). So a wait is answered or
+ * parked only from a copy at least as new as a row read after the wait
+ * arrived:
+ *
+ *  - A job this host has no record of, or holds as final, is read first
+ *    (one statement through the pipeline; the loop goes on meanwhile).
+ *    A final copy cannot be trusted on its own, even one this host's
+ *    worker finished and no retry was heard of since: nothing local
+ *    tells a retry that was not heard of yet from none.
+ *  - A job not final parks at once, with no statement, when none is in
+ *    flight on the connection: the copy is then made final only by the
+ *    answer of a statement sent after the wait arrived (the connection
+ *    answers in the order it sends). With statements in flight, one of
+ *    them may carry a row read before the retry (a sync) and make the
+ *    copy final from it: the row is read first then too.
+ *
+ * The common wait stays free: one for a job running or queued, on an
+ * idle connection. Costs: one pipelined read for a wait on a final job,
+ * or on a busy connection. With a backend the client does not answer a
+ * wait from a final state in its store either, but asks (src/job.c,
+ * jobs_shared). Still open: a worker of this host that answers a job
+ * cancelled meanwhile makes its copy cancelled without a statement
+ * (jobq__jobs_pg_done()), so a wait parked on it after a retry of the
+ * cancelled job gets "cancelled".
  */
+static void wait_send(struct preq *p);
+
 static void wait_cb(void *arg, int err, const PGresult *res)
 {
 	struct preq *p = arg;
 	int ret;
 
+	/* A read is safe to send again; a wait must not fail for a cut
+	 * that the reconnect mends. */
+	if (err == -ECONNRESET && p->tries++ < 5 && asker_alive(p)) {
+		wait_send(p);
+		return;
+	}
 	if (err) {
 		reply(p, sql_error("wait", err, res), 0);
 		free(p);
@@ -523,30 +560,42 @@ static void wait_cb(void *arg, int err, const PGresult *res)
 		free(p);
 		return;
 	}
-	if (jobq__jobidx_lookup(p->sqe.arg0) == NONE)
-		ret = -ENOENT;
-	else
-		ret = jobq__op_job_wait(p->c, &p->sqe);
+	ret = jobq__job_wait_here(p->c, &p->sqe);
 	if (ret != JOBQ__NOREPLY)
 		jobq__post(p->c, p->sqe.user_data, ret, 0, 0, 0, 0);
 	free(p);
 }
 
-int jobq__jobs_pg_wait(struct jobq__client *c, const struct jobq_sqe *s)
+/* Sends @p's read of its job's row; without a statement, @p is answered
+ * with the error. */
+static void wait_send(struct preq *p)
 {
-	struct preq *p = preq_new(c, s, K_SUBMIT, 0);
-	uint64_t id = s->arg0;
+	uint64_t id = p->sqe.arg0;
 	int ret;
 
-	if (!p)
-		return -ENOMEM;
 	/* Above every id: only the one named is read. */
 	ret =
 	    jobq__pg_sync(jobq__backend_pg(), INT64_MAX, &id, 1, 1, wait_cb, p);
 	if (ret) {
+		reply(p, ret, 0);
 		free(p);
-		return ret;
 	}
+}
+
+int jobq__jobs_pg_wait(struct jobq__client *c, const struct jobq_sqe *s)
+{
+	uint32_t r = jobq__jobidx_lookup(s->arg0);
+	struct jobq__pg *pg = jobq__backend_pg();
+	struct preq *p;
+
+	if (!pg)
+		return JOBQ_ECLOSED;
+	if (r != NONE && !is_final(job_rec(r)->state) && !jobq__pg_pending(pg))
+		return jobq__job_wait_here(c, s);
+	p = preq_new(c, s, K_WAIT, 0);
+	if (!p)
+		return -ENOMEM;
+	wait_send(p);
 	return JOBQ__NOREPLY;
 }
 

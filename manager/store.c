@@ -238,6 +238,7 @@ int jobq__store_create(const struct jobq__opts *o, char *err, size_t errlen)
 	h->quota_held =
 	    o->client_max_held ? o->client_max_held : h->quota_locks;
 	h->quota_bad = JOBQ__QUOTA_BAD;
+	h->jobs_shared = o->backend ? 1 : 0;
 	st->heap = jobq__heap_create(st->base, h->heap_off, h->heap_size);
 	if (!st->heap) {
 		snprintf(err, errlen, "cannot start the heap over %llu bytes",

@@ -396,6 +396,19 @@ static int store_state(jobq_t *q, uint64_t id, int *state)
 	return err;
 }
 
+/*
+ * Whether final @state, read from the store, answers a wait. Not with
+ * jobqd --backend (jobs_shared): the record is this host's copy, and
+ * another host may have retried or kicked the job since; a caller that
+ * saw that retry answered must wait for the new run, not get the old
+ * outcome. The wait goes to jobqd then, which confirms a final copy
+ * against PostgreSQL before it answers.
+ */
+static bool store_final(jobq_t *q, int state)
+{
+	return is_final(state) && !q->sh->jobs_shared;
+}
+
 static void wait_op(struct jobq__op *op, struct jobq_req *r, uint64_t id,
 		    int64_t tmo)
 {
@@ -416,9 +429,9 @@ int jobq_job_wait(jobq_t *q, uint64_t id, double timeout)
 	/* An unknown id still goes to the manager, which has the last word
 	 * (and the store may lack the job tables). */
 	if (!store_state(q, id, &state)) {
-		if (is_final(state))
+		if (store_final(q, state))
 			return final_res(state);
-		if (tmo == 0)
+		if (tmo == 0 && !is_final(state))
 			return -EAGAIN;
 	}
 	wait_op(&op, &r, id, tmo);
@@ -457,37 +470,46 @@ int jobq_wait_any(jobq_t *q, const uint64_t *ids, size_t n, double timeout,
 {
 	int64_t tmo = jobq__timeout_ns(timeout);
 	uint64_t deadline = tmo > 0 ? jobq__now_ns() + (uint64_t)tmo : 0;
+	size_t cap = n > ANY_MAX ? ANY_MAX : n;
 	struct jobq_req **reqs;
 	struct jobq__op *ops;
+	size_t *idx;
 	int err = 0;
 
 	if (!n || !ids || tmo == JOBQ__TIMEOUT_BAD)
 		return -EINVAL;
-	reqs = calloc(n > ANY_MAX ? ANY_MAX : n, sizeof(*reqs));
-	ops = calloc(n > ANY_MAX ? ANY_MAX : n, sizeof(*ops));
-	if (!reqs || !ops) {
+	reqs = calloc(cap, sizeof(*reqs));
+	ops = calloc(cap, sizeof(*ops));
+	/* The ids watched, then (cap more) the final copies to confirm. */
+	idx = calloc(2 * cap, sizeof(*idx));
+	if (!reqs || !ops || !idx) {
 		free(reqs);
 		free(ops);
+		free(idx);
 		return -ENOMEM;
 	}
 	for (;;) {
 		struct any_arg a = {reqs, 0};
 		int64_t slice = n > ANY_MAX ? ANY_SHORT_SLICE_NS : ANY_SLICE_NS;
-		size_t i, k = 0, watched = n > ANY_MAX ? ANY_MAX : n;
+		size_t i, k = 0, nconf = 0, c = 0, others;
+		size_t *conf = idx + cap;
 		int sent;
 
 		for (i = 0; i < n; i++) {
 			int state;
 
-			if (!store_state(q, ids[i], &state) &&
-			    is_final(state)) {
+			if (store_state(q, ids[i], &state) || !is_final(state))
+				continue;
+			if (store_final(q, state)) {
 				if (which)
 					*which = i;
 				err = final_res(state);
 				goto out;
 			}
+			if (nconf < cap)
+				conf[nconf++] = i;
 		}
-		if (tmo == 0) {
+		if (tmo == 0 && !nconf) {
 			err = -EAGAIN;
 			goto out;
 		}
@@ -501,14 +523,28 @@ int jobq_wait_any(jobq_t *q, const uint64_t *ids, size_t n, double timeout,
 			if (deadline - now < (uint64_t)slice)
 				slice = (int64_t)(deadline - now);
 		}
-		for (i = 0; i < watched; i++) {
+		/* Watched, in input order: the final copies jobqd is to
+		 * confirm (jobs_shared), and the first of the others; only
+		 * the copies when the caller takes one look. */
+		others = tmo == 0 ? 0 : cap - nconf;
+		for (i = 0; i < n && k < cap; i++) {
+			if (c < nconf && conf[c] == i) {
+				idx[k++] = i;
+				c++;
+			} else if (others) {
+				idx[k++] = i;
+				others--;
+			}
+		}
+		for (i = 0; i < k; i++) {
 			reqs[i] = calloc(1, sizeof(*reqs[i]));
 			if (!reqs[i]) {
+				k = i;
 				err = -ENOMEM;
 				break;
 			}
-			wait_op(&ops[i], reqs[i], ids[i], slice);
-			k++;
+			wait_op(&ops[i], reqs[i], ids[idx[i]],
+				tmo == 0 ? 0 : slice);
 		}
 		sent = k ? jobq__submit(q, ops, k) : err;
 		if (sent < 0) {
@@ -541,7 +577,7 @@ int jobq_wait_any(jobq_t *q, const uint64_t *ids, size_t n, double timeout,
 		release_reqs(q, reqs, a.n);
 		if (i < a.n) {
 			if (which)
-				*which = i;
+				*which = idx[i];
 			goto out;
 		}
 		err = 0;
@@ -549,6 +585,7 @@ int jobq_wait_any(jobq_t *q, const uint64_t *ids, size_t n, double timeout,
 out:
 	free(reqs);
 	free(ops);
+	free(idx);
 	return err;
 }
 
@@ -575,12 +612,12 @@ int jobq_wait_all(jobq_t *q, const uint64_t *ids, size_t n, double timeout)
 			int state;
 
 			if (!store_state(q, ids[i], &state)) {
-				if (is_final(state)) {
+				if (store_final(q, state)) {
 					if (!first)
 						first = final_res(state);
 					continue;
 				}
-				if (tmo == 0) {
+				if (tmo == 0 && !is_final(state)) {
 					if (!first)
 						first = -EAGAIN;
 					continue;

@@ -248,7 +248,13 @@ struct jobq_store_hdr {
 	uint32_t quota_jobs;  /* jobs it submitted that are not final */
 	uint32_t quota_held;  /* locks it holds at once */
 	_Atomic uint32_t types_live; /* type records in use */
-	uint32_t pad3;
+	/* Written once by jobqd before the magic: 1 when the jobs live in
+	 * PostgreSQL (jobqd --backend) and the job records are this host's
+	 * copies of them. A copy's final state may be stale (another host
+	 * may have retried the job since): clients ask jobqd, which confirms
+	 * it, instead of answering a wait from the record. 0: the records
+	 * are the jobs (a manager of an older build leaves it 0 too). */
+	uint32_t jobs_shared;
 };
 
 /* The quotas, in struct jobq_client_rec.quota_hit. */

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <setjmp.h>
@@ -21,6 +22,7 @@
 
 #include <cmocka.h>
 #include <jansson.h>
+#include <libpq-fe.h>
 
 #include "harness.h"
 #include "pg_server.h"
@@ -387,6 +389,93 @@ static void retry_and_kick_across_hosts(void **state)
 	jqt_rmtree(dir);
 }
 
+/* The pid of the one client session on the case's database besides
+ * @watch's own, once a session just closed (still listed until its
+ * server process exits) has gone: at most 10 s. */
+static pid_t only_session(PGconn *watch)
+{
+	double end = jqt_now() + 10;
+	pid_t pid = 0;
+
+	for (;;) {
+		PGresult *r = PQexec(
+		    watch, "SELECT pid FROM pg_stat_activity WHERE datname = "
+			   "current_database() AND backend_type = 'client "
+			   "backend' AND pid <> pg_backend_pid()");
+
+		assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+		if (PQntuples(r) == 1)
+			pid = (pid_t)atoi(PQgetvalue(r, 0, 0));
+		PQclear(r);
+		if (pid || jqt_now() > end)
+			break;
+		jqt_sleep(0.05);
+	}
+	assert_true(pid > 0);
+	return pid;
+}
+
+/* A child: the stopped server process *@arg goes on a second later. */
+static int cont_later(int idx, void *arg)
+{
+	(void)idx;
+	jqt_sleep(1);
+	return kill(*(pid_t *)arg, SIGCONT) ? 1 : 0;
+}
+
+/* A wait on a host that has not heard of a retry yet still waits for
+ * the new run: A's PostgreSQL session is stopped while C retries the
+ * job, so the retry's notification cannot reach A, whose copy of the job
+ * says dead when the wait arrives. The wait must not answer that. */
+static void wait_after_retry_not_heard_of(void **state)
+{
+	struct jqt_pg_host a = {0}, b = {0}, c = {0};
+	char dir[PATH_MAX], cmd[PATH_MAX + 128], ids[24];
+	PGconn *watch = PQconnectdb(conninfo);
+	struct jqt_out o;
+	pid_t spid, helper;
+	uint64_t id;
+	int st;
+
+	assert_int_equal(PQstatus(watch), CONNECTION_OK);
+	assert_int_equal(jqt_tmpdir(dir, sizeof(dir)), 0);
+	host_start(&a, conninfo, 0);
+	spid = only_session(watch);
+	PQfinish(watch);
+	host_start(&b, conninfo, 1);
+	host_start(&c, conninfo, 0);
+	snprintf(cmd, sizeof(cmd),
+		 "f=%s/flag; if [ -e $f ]; then echo again; "
+		 "else touch $f; exit 1; fi",
+		 dir);
+	HCLI(&a, &o, "run", "--", "sh", "-c", cmd);
+	id = to_id(&o);
+	jqt_out_free(&o);
+	snprintf(ids, sizeof(ids), "%" PRIu64, id);
+	HCLI(&a, &o, "wait", ids, "--timeout", "30");
+	assert_int_equal(o.code, 4);
+	jqt_out_free(&o);
+	until_state(&c, id, "dead", 10);
+
+	/* Stopped with a child to continue it whatever happens here. */
+	assert_int_equal(kill(spid, SIGSTOP), 0);
+	helper = jqt_fork(cont_later, 0, &spid);
+	assert_true(helper > 0);
+	HCLI(&c, &o, "retry", ids);
+	assert_int_equal(o.code, 0);
+	jqt_out_free(&o);
+	HCLI(&a, &o, "wait", ids, "--timeout", "30");
+	assert_int_equal(jqt_wait_pid(helper, 10, &st), 0);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_int_equal(o.code, 0);
+	assert_non_null(strstr(o.out, "again"));
+	jqt_out_free(&o);
+	jqt_pg_host_stop(&a);
+	jqt_pg_host_stop(&b);
+	jqt_pg_host_stop(&c);
+	jqt_rmtree(dir);
+}
+
 /* A job running on B is cancelled from C: B's worker stops it, A's wait
  * says cancelled. */
 static void cancel_from_another_host(void **state)
@@ -461,6 +550,7 @@ int main(void)
 	    cmocka_unit_test_setup(worker_host_killed, setup),
 	    cmocka_unit_test_setup(retries_and_dead, setup),
 	    cmocka_unit_test_setup(retry_and_kick_across_hosts, setup),
+	    cmocka_unit_test_setup(wait_after_retry_not_heard_of, setup),
 	    cmocka_unit_test_setup(cancel_from_another_host, setup),
 	    cmocka_unit_test_setup(restarted_host_sees_jobs, setup),
 	};
