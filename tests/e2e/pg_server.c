@@ -219,6 +219,52 @@ char *jqt_pg_exec(const char *conninfo, const char *sql)
 	return v;
 }
 
+/* The first column of the first row of @sql on @c, as a number; -1 on an
+ * error. */
+static int count_on(PGconn *c, const char *sql)
+{
+	PGresult *r = PQexec(c, sql);
+	int v = -1;
+
+	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0)
+		v = atoi(PQgetvalue(r, 0, 0));
+	else
+		fprintf(stderr, "%s: %s", sql, PQresultErrorMessage(r));
+	PQclear(r);
+	return v;
+}
+
+int jqt_pg_cut_sessions(const char *conninfo, int n, double timeout)
+{
+	static const char others[] =
+	    "pg_stat_activity WHERE datname = current_database() AND "
+	    "backend_type = 'client backend' AND pid <> pg_backend_pid()";
+	char sql[256];
+	PGconn *c = PQconnectdb(conninfo);
+	double end = jqt_now() + timeout;
+	int v;
+
+	if (PQstatus(c) != CONNECTION_OK) {
+		fprintf(stderr, "connect %s: %s", conninfo, PQerrorMessage(c));
+		PQfinish(c);
+		return -1;
+	}
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", others);
+	while ((v = count_on(c, sql)) != n && v >= 0 && jqt_now() < end)
+		jqt_sleep(0.05);
+	if (v == n) {
+		snprintf(sql, sizeof(sql),
+			 "SELECT count(pg_terminate_backend(pid)) FROM %s",
+			 others);
+		v = count_on(c, sql);
+	} else {
+		fprintf(stderr, "%d sessions listed, not %d\n", v, n);
+		v = -1;
+	}
+	PQfinish(c);
+	return v;
+}
+
 int jqt_pg_createdb(struct jqt_pg *pg, const char *name, char *out,
 		    size_t outlen)
 {

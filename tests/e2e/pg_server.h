@@ -59,6 +59,17 @@ int jqt_pg_createdb(struct jqt_pg *pg, const char *name, char *out,
  * NULL on an error (message on stderr). */
 char *jqt_pg_exec(const char *conninfo, const char *sql);
 
+/*
+ * jqt_pg_cut_sessions - terminate the client sessions on the database of
+ * @conninfo but the caller's, once exactly @n are listed: a session just
+ * closed (each jqt_pg_exec()'s) stays in pg_stat_activity until its server
+ * process has exited, so a count taken at once may hold it too. Watched
+ * and cut from one connection, which opens no other meanwhile. Returns
+ * how many were cut, or -1 when the count did not come to @n within
+ * @timeout seconds (or on an error, printed).
+ */
+int jqt_pg_cut_sessions(const char *conninfo, int n, double timeout);
+
 struct CMUnitTest;
 
 /*

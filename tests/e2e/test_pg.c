@@ -224,20 +224,6 @@ static char *peek(struct ctx *x, const char *fmt, ...)
 	return buf;
 }
 
-/* peek() on a connection the caller holds: a check that must open no
- * session of its own while it watches the others. */
-static char *peek_on(PGconn *conn, const char *sql)
-{
-	static char buf[256];
-	PGresult *r = PQexec(conn, sql);
-
-	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
-	snprintf(buf, sizeof(buf), "%s",
-		 PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "");
-	PQclear(r);
-	return buf;
-}
-
 static int job_state(struct ctx *x, uint64_t id)
 {
 	return atoi(
@@ -1313,7 +1299,7 @@ static void jobqd_migrate(void **state)
 static void jobqd_backend_reconnects(void **state)
 {
 	char conninfo[PATH_MAX], dir[PATH_MAX], cfg[PATH_MAX + 16];
-	char log[PATH_MAX + 16], sql[256];
+	char log[PATH_MAX + 16];
 	const char *args[] = {"--config", cfg, "--log", log, NULL};
 	struct jqt_mgr m;
 	double end;
@@ -1333,10 +1319,6 @@ static void jobqd_backend_reconnects(void **state)
 	{
 		struct ctx y = {0};
 		char v[16];
-		const char *others =
-		    "pg_stat_activity WHERE datname = 'mgr' AND backend_type "
-		    "= 'client backend' AND pid <> pg_backend_pid()";
-		PGconn *watch;
 
 		snprintf(y.conninfo, sizeof(y.conninfo), "%s", conninfo);
 		snprintf(v, sizeof(v), "%d", JOBQ__PG_SCHEMA_VERSION);
@@ -1344,26 +1326,9 @@ static void jobqd_backend_reconnects(void **state)
 		    peek(&y, "SELECT max(version) FROM jobq_schema"), v);
 		assert_int_equal(jqt_file_count(log, "connected to PostgreSQL"),
 				 1);
-		/* Cut its session: the loop sees it and reconnects. The
-		 * manager holds one session; a session just closed (a
-		 * peek()'s, each in a connection of its own) stays listed
-		 * until its server process has exited, and may still be
-		 * when the manager's is cut. Watched from one connection,
-		 * which opens no other meanwhile: the client sessions but
-		 * this one go down to the manager's alone, and that one is
-		 * cut. */
-		watch = PQconnectdb(conninfo);
-		assert_int_equal(PQstatus(watch), CONNECTION_OK);
-		snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", others);
-		end = jqt_now() + 20;
-		while (strcmp(peek_on(watch, sql), "1") && jqt_now() < end)
-			jqt_sleep(0.05);
-		assert_string_equal(peek_on(watch, sql), "1");
-		snprintf(sql, sizeof(sql),
-			 "SELECT count(pg_terminate_backend(pid)) FROM %s",
-			 others);
-		assert_string_equal(peek_on(watch, sql), "1");
-		PQfinish(watch);
+		/* Cut its session, the one it holds (a peek()'s may still
+		 * be listed as it closes): the loop sees it and reconnects. */
+		assert_int_equal(jqt_pg_cut_sessions(conninfo, 1, 20), 1);
 		end = jqt_now() + 20;
 		while (jqt_file_count(log, "connected to PostgreSQL") < 2 &&
 		       jqt_now() < end)
