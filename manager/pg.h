@@ -222,10 +222,23 @@ struct jobq__pg_submit {
 	/* The client's session and request id (0: none): a second submit
 	 * with the same pair returns the job the first one made. */
 	uint64_t session, rid;
+	/* A worker of this host that waits for work (NULL: none), its owner
+	 * string as jobq__pg_reserve() takes it, and its @ntypes types
+	 * @types: the job is made RUNNING for it at once, as that worker's
+	 * reserve would, when such a reserve committed now would take it
+	 * (the conditions: pg_jobs.c). */
+	const char *owner;
+	const char *const *types;
+	uint32_t ntypes;
 };
 
 /* Submit: one row (id bigint, created boolean, notified bigint, state
- * smallint, again boolean): created false means the unique key was held
+ * smallint, again boolean, token bigint): token, not NULL only with an
+ * owner, is the lease token of the job's run reserved for that owner
+ * (state RUNNING, attempts 1, lease_owner and lease_until set as a reserve
+ * sets them): a job this statement made, or the one a request sent again
+ * made, when that is still the run the owner was given. Created false
+ * means the unique key was held
  * by live job id, which is returned instead, with its state; again true
  * means this (session, request id) made job id before: the request was
  * sent again after its answer was lost, and made nothing now. A
