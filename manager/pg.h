@@ -233,14 +233,13 @@ struct jobq__pg_submit {
 };
 
 /* Submit: one row (id bigint, created boolean, notified bigint, state
- * smallint, again boolean, token bigint): token, not NULL only with an
- * owner, is the lease token of the job's run reserved for that owner
- * (state RUNNING, attempts 1, lease_owner and lease_until set as a reserve
- * sets them): a job this statement made, or the one a request sent again
- * made, when that is still the run the owner was given. Created false
- * means the unique key was held
- * by live job id, which is returned instead, with its state; again true
- * means this (session, request id) made job id before: the request was
+ * smallint, again boolean, token bigint): token, never NULL but with an
+ * owner, is the lease token of job id when it is RUNNING for that owner:
+ * this statement reserved it (attempts 1, lease as a reserve sets it), or
+ * the first copy of a request sent again did, or (created false) the key's
+ * holder runs for that owner already. Created false means the unique key
+ * was held by live job id, which is returned instead, with its state; again
+ * true means this (session, request id) made job id before: the request was
  * sent again after its answer was lost, and made nothing now. A
  * dependency that is already dead or cancelled makes the job dead at
  * once ("dependency N failed"); one that does not exist fails with

@@ -808,6 +808,150 @@ static void parallel_limit_and_pause(void **state)
 }
 
 /* ------------------------------------------------------------------------
+ * A submit that reserves for a waiting worker of its host (an owner).
+ */
+/* Submits @s; returns the job's id and its lease token (0: not reserved)
+ * in *@token. */
+static uint64_t submit_tok(struct ctx *x, const struct jobq__pg_submit *s,
+			   uint64_t *token)
+{
+	uint64_t id = submit(x, s);
+
+	*token = (uint64_t)jobq__pg_int(A.res, 0, 5);
+	return id;
+}
+
+static void submit_reserves_for_owner(void **state)
+{
+	struct ctx *x = *state;
+	const char *types[] = {"h", "h2"};
+	struct jobq__pg_submit s = {.type = "h",
+				    .timeout_ms = 5000,
+				    .owner = "me:1:0",
+				    .types = types,
+				    .ntypes = 2};
+	struct jobq__pg_submit plain = {.type = "h2", .priority = 5};
+	uint64_t id, id2, hi, tok, tok2, got, dep;
+
+	/* Nothing waits: running for its owner, in the submit's own
+	 * transaction, with its first attempt and a lease of its timeout,
+	 * as a reserve makes it. No notification: no host need look. */
+	id = submit_tok(x, &s, &tok);
+	assert_true(tok > 0);
+	assert_int_equal(jobq__pg_int(A.res, 0, 2), 0);
+	assert_int_equal(job_state(x, id), 4);
+	assert_string_equal(
+	    peek(x,
+		 "SELECT attempts || ' ' || lease_owner || ' '"
+		 " || (lease_until - started_at) || ' '"
+		 " || (started_at = created_at) || ' ' || NOT slot"
+		 " FROM jobq_jobs WHERE id = %" PRIu64,
+		 id),
+	    "1 me:1:0 00:00:05 true true");
+	assert_string_equal(
+	    peek(x, "SELECT lease_token FROM jobq_jobs WHERE id = %" PRIu64,
+		 id),
+	    peek(x, "SELECT %" PRIu64, tok));
+	/* Its token is the run's: the result is taken. */
+	SYNC(x->pg, jobq__pg_complete(x->pg, id, tok, NULL, 0, ans_cb, &A));
+	assert_int_equal(PQntuples(A.res), 1);
+	assert_int_equal(job_state(x, id), 5);
+
+	/* Its lease ends as any run's: ready again, the attempt counted, and
+	 * the first token refused once another run holds the job. */
+	s.timeout_ms = 50;
+	id = submit_tok(x, &s, &tok);
+	assert_true(tok > 0);
+	jqt_sleep(0.2);
+	SYNC(x->pg, jobq__pg_expire(x->pg, ans_cb, &A));
+	assert_int_equal(PQntuples(A.res), 1);
+	assert_int_equal(job_state(x, id), 3);
+	assert_int_equal(reserve(x->pg, "h", 1, &got, &tok2), 1);
+	assert_int_equal(got, id);
+	assert_string_equal(
+	    peek(x, "SELECT attempts FROM jobq_jobs WHERE id = %" PRIu64, id),
+	    "2");
+	SYNC(x->pg, jobq__pg_complete(x->pg, id, tok, NULL, 0, ans_cb, &A));
+	assert_int_equal(PQntuples(A.res), 0);
+	SYNC(x->pg, jobq__pg_complete(x->pg, id, tok2, NULL, 0, ans_cb, &A));
+	assert_int_equal(PQntuples(A.res), 1);
+	s.timeout_ms = 5000;
+
+	/* A runnable job of another of the owner's types, of a higher
+	 * priority or as high (older first), goes first: no hand-out. */
+	hi = submit(x, &plain);
+	id = submit_tok(x, &s, &tok);
+	assert_int_equal(tok, 0);
+	assert_int_equal(job_state(x, id), 3);
+	s.priority = 5;
+	id2 = submit_tok(x, &s, &tok);
+	assert_int_equal(tok, 0);
+	/* A reserve takes them best first. */
+	assert_int_equal(reserve(x->pg, "h2", 1, &got, NULL), 1);
+	assert_int_equal(got, hi);
+	assert_int_equal(reserve(x->pg, "h", 1, &got, NULL), 1);
+	assert_int_equal(got, id2);
+	assert_int_equal(reserve(x->pg, "h", 1, &got, NULL), 1);
+	assert_int_equal(got, id);
+	/* One of a higher priority than every runnable one overtakes
+	 * nothing. */
+	submit(x, &plain);
+	s.priority = 6;
+	id = submit_tok(x, &s, &tok);
+	assert_true(tok > 0);
+	assert_int_equal(job_state(x, id), 4);
+	assert_int_equal(reserve(x->pg, "h2", 1, NULL, NULL), 1);
+	s.priority = 0;
+
+	/* Paused or limited queues, delays and dependencies: never. */
+	SYNC(x->pg, jobq__pg_queue_set(x->pg, "paused", 1, -1, ans_cb, &A));
+	SYNC(x->pg, jobq__pg_queue_set(x->pg, "limited", -1, 3, ans_cb, &A));
+	s.queue = "paused";
+	id = submit_tok(x, &s, &tok);
+	assert_int_equal(tok, 0);
+	assert_int_equal(job_state(x, id), 3);
+	assert_int_equal(reserve(x->pg, "h", 1, NULL, NULL), 0);
+	SYNC(x->pg, jobq__pg_queue_set(x->pg, "paused", 0, -1, ans_cb, &A));
+	assert_int_equal(reserve(x->pg, "h", 1, NULL, NULL), 1);
+	s.queue = "limited";
+	id = submit_tok(x, &s, &tok);
+	assert_int_equal(tok, 0);
+	assert_int_equal(job_state(x, id), 3);
+	assert_string_equal(peek(x, "SELECT running FROM jobq_queue_settings"
+				    " WHERE queue = 'limited'"),
+			    "0");
+	assert_int_equal(reserve(x->pg, "h", 1, NULL, NULL), 1);
+	s.queue = NULL;
+	s.delay_ms = 1000;
+	id = submit_tok(x, &s, &tok);
+	assert_int_equal(tok, 0);
+	assert_int_equal(job_state(x, id), 2);
+	s.delay_ms = 0;
+	dep = submit_simple(x, "nobody");
+	s.after = &dep;
+	s.nafter = 1;
+	id = submit_tok(x, &s, &tok);
+	assert_int_equal(tok, 0);
+	assert_int_equal(job_state(x, id), 1);
+	s.after = NULL;
+	s.nafter = 0;
+
+	/* Sent again after a lost answer: the same job and run. */
+	s.session = 77;
+	s.rid = 1;
+	id = submit_tok(x, &s, &tok);
+	assert_true(tok > 0);
+	assert_int_equal(submit_tok(x, &s, &tok2), id);
+	assert_string_equal(PQgetvalue(A.res, 0, 4), "t");
+	assert_int_equal(tok2, tok);
+	/* Without an owner, a submit reserves nothing. */
+	plain.priority = 100;
+	id = submit_tok(x, &plain, &tok);
+	assert_int_equal(tok, 0);
+	assert_int_equal(job_state(x, id), 3);
+}
+
+/* ------------------------------------------------------------------------
  * Key/value, retention.
  */
 /* Text values, as most of these cases use. */
@@ -1377,6 +1521,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(after_dependencies, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(parallel_limit_and_pause, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(submit_reserves_for_owner, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(kv_atomic, setup, teardown),
 	    cmocka_unit_test_setup_teardown(batching_commits_together, setup,
