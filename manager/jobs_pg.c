@@ -506,6 +506,36 @@ static void handout(struct preq *p, struct jobq__mirror *m, uint64_t token)
 	p->w = NULL;
 }
 
+/* The mirror of job @id, made in state @st by @p's submit. */
+static void mirror_new(const struct preq *p, uint64_t id, unsigned st)
+{
+	struct jobq__mirror m = {0};
+	uint64_t real = jobq__realtime_ns();
+
+	m.id = id;
+	m.type = p->type;
+	m.queue = p->queue;
+	m.state = st;
+	m.priority = p->sub.priority;
+	m.max_attempts = (uint32_t)p->sub.max_attempts;
+	m.args = p->data;
+	m.args_len = p->len;
+	m.args_type = p->dtype;
+	m.progress = 0;
+	m.created_ns = real;
+	m.run_at_ns =
+	    p->sub.delay_ms ? real + (uint64_t)p->sub.delay_ms * 1000000 : 0;
+	m.lease_ns = p->lease_ns;
+	if (m.state == JOBQ_JS_DEAD) {
+		m.result = "dependency failed";
+		m.result_len = (uint32_t)strlen(m.result);
+		m.result_type = JOBQ_T_TEXT;
+		m.finished_ns = real;
+	}
+	jobq__jobs_mirror(&m);
+	jobq__count(submitted);
+}
+
 static void submit_cb(void *arg, int err, const PGresult *res)
 {
 	struct preq *p = arg;
@@ -561,31 +591,8 @@ static void submit_cb(void *arg, int err, const PGresult *res)
 			jobq__count(submitted);
 		mirrored = true;
 	}
-	if (created && !mirrored) {
-		m.id = id;
-		m.type = p->type;
-		m.queue = p->queue;
-		m.state = (unsigned)jobq__pg_int(res, 0, 3);
-		m.priority = p->sub.priority;
-		m.max_attempts = (uint32_t)p->sub.max_attempts;
-		m.args = p->data;
-		m.args_len = p->len;
-		m.args_type = p->dtype;
-		m.progress = 0;
-		m.created_ns = real;
-		m.run_at_ns = p->sub.delay_ms
-				  ? real + (uint64_t)p->sub.delay_ms * 1000000
-				  : 0;
-		m.lease_ns = p->lease_ns;
-		if (m.state == JOBQ_JS_DEAD) {
-			m.result = "dependency failed";
-			m.result_len = (uint32_t)strlen(m.result);
-			m.result_type = JOBQ_T_TEXT;
-			m.finished_ns = real;
-		}
-		jobq__jobs_mirror(&m);
-		jobq__count(submitted);
-	}
+	if (created && !mirrored)
+		mirror_new(p, id, (unsigned)jobq__pg_int(res, 0, 3));
 	/* The sync makes the whole row (or the holder of the key) a
 	 * mirror. */
 	sync_id(id);
@@ -596,6 +603,114 @@ static void submit_cb(void *arg, int err, const PGresult *res)
 	reply(p, created || again ? 0 : 1, id);
 	handout_end(p);
 	free(p);
+}
+
+/*
+ * Plain submits (no key, no dependency, no hand-out) gathered in a turn
+ * leave together at its end (jobq__jobs_pg_turn()) as one statement
+ * (jobq__pg_submit_many()); any other submit sends them first, so that
+ * ids keep the order requests came in. A request the statement made
+ * nothing for (its request id made a job before), or whose statement
+ * failed, is sent again alone, which is exact as submit_cb() says.
+ */
+#define SUBMIT_BATCH 512
+
+static struct {
+	struct preq *v[SUBMIT_BATCH];
+	uint32_t n;
+} sb;
+
+struct sbatch {
+	uint32_t n;
+	struct preq *p[];
+};
+
+/* Sends @p's submit alone; on failure answers it. */
+static void submit_alone(struct preq *p)
+{
+	int ret = jobq__pg_submit(jobq__backend_pg(), &p->sub, submit_cb, p);
+
+	if (ret) {
+		reply(p, ret, 0);
+		handout_end(p);
+		free(p);
+	}
+}
+
+static void submit_many_cb(void *arg, int err, const PGresult *res)
+{
+	struct sbatch *b = arg;
+	uint32_t row = 0, n = err ? 0 : (uint32_t)PQntuples(res);
+
+	if (err == -EPROTO)
+		jobq__log(JOBQ__LOG_WARN, "backend: submit: %s",
+			  PQresultErrorMessage(res));
+	for (uint32_t i = 0; i < b->n; i++) {
+		struct preq *p = b->p[i];
+		uint64_t id;
+
+		if (row < n &&
+		    jobq__pg_int(res, (int)row, 0) == (int64_t)i + 1) {
+			id = (uint64_t)jobq__pg_int(res, (int)row, 1);
+			mirror_new(p, id,
+				   (unsigned)jobq__pg_int(res, (int)row, 2));
+			row++;
+			sync_id(id);
+			reply(p, 0, id);
+			free(p);
+			continue;
+		}
+		/* Made before, or rolled back: alone it is exact. Cut: only
+		 * a request id finds what the statement may have made. */
+		if (!err || err == -EPROTO ||
+		    (err == -ECONNRESET && p->sub.session)) {
+			submit_alone(p);
+			continue;
+		}
+		reply(p, sql_error("submit", err, res), 0);
+		free(p);
+	}
+	sync_send(false);
+	free(b);
+}
+
+/* Sends the submits gathered so far. */
+static void submit_flush(void)
+{
+	const struct jobq__pg_submit *subs[SUBMIT_BATCH];
+	struct sbatch *b;
+	uint32_t n = sb.n;
+	int ret = -ENOMEM;
+
+	if (!n)
+		return;
+	sb.n = 0;
+	if (n == 1) {
+		submit_alone(sb.v[0]);
+		return;
+	}
+	b = malloc(sizeof(*b) + n * sizeof(b->p[0]));
+	if (b) {
+		b->n = n;
+		for (uint32_t i = 0; i < n; i++) {
+			b->p[i] = sb.v[i];
+			subs[i] = &sb.v[i]->sub;
+		}
+		ret = jobq__pg_submit_many(jobq__backend_pg(), subs, n,
+					   submit_many_cb, b);
+		if (!ret)
+			return;
+		free(b);
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		reply(sb.v[i], ret, 0);
+		free(sb.v[i]);
+	}
+}
+
+void jobq__jobs_pg_turn(void)
+{
+	submit_flush();
 }
 
 int jobq__jobs_pg_submit(struct jobq__client *c, const struct jobq_sqe *s)
@@ -661,6 +776,13 @@ int jobq__jobs_pg_submit(struct jobq__client *c, const struct jobq_sqe *s)
 			p->sub.ntypes = ntypes;
 		}
 	}
+	if (p->hslot == NONE && !p->sub.unique && !p->sub.nafter) {
+		sb.v[sb.n++] = p;
+		if (sb.n == SUBMIT_BATCH)
+			submit_flush();
+		return JOBQ__NOREPLY;
+	}
+	submit_flush();
 	ret = jobq__pg_submit(jobq__backend_pg(), &p->sub, submit_cb, p);
 	if (ret) {
 		free(p);

@@ -248,6 +248,18 @@ int jobq__pg_submit(struct jobq__pg *pg, const struct jobq__pg_submit *s,
 		    jobq__pg_cb cb, void *arg);
 
 /*
+ * Submit many: the @n plain submits @s (no unique key, no dependency, no
+ * owner: -EINVAL) in one statement, ids drawn in their order. Rows (o
+ * bigint, id bigint, state smallint, notified bigint), ordered by o, the
+ * 1-based index of the request in @s, one for each job made; a request
+ * without a row is one whose (session, request id) made a job before:
+ * send it again alone with jobq__pg_submit(), which returns that job.
+ */
+int jobq__pg_submit_many(struct jobq__pg *pg,
+			 const struct jobq__pg_submit *const *s, uint32_t n,
+			 jobq__pg_cb cb, void *arg);
+
+/*
  * Reserve: up to @max jobs of the @ntypes types @types for worker @owner,
  * highest priority then oldest first, skipping jobs other hosts have
  * locked, paused queues and queues at their parallel limit; each becomes
@@ -478,6 +490,9 @@ void jobq__jobs_pg_notify(const char *channel, const char *payload);
 /* Every second, and when the connection comes up: the mirrors are
  * refreshed and parked reservers ask again. */
 void jobq__jobs_pg_tick(void);
+/* At every turn, before the connection is flushed: the submits the turn
+ * gathered leave, in one statement. */
+void jobq__jobs_pg_turn(void);
 
 /* Between pg_mgr.c and kv_pg.c (the key/value store). A notification on
  * JOBQ__PG_KV_CHANNEL; at every turn, before the connection is flushed

@@ -269,6 +269,133 @@ int jobq__pg_submit(struct jobq__pg *pg, const struct jobq__pg_submit *s,
 	return ret;
 }
 
+/*
+ * Many plain submits in one statement: a statement's fixed cost (bind,
+ * plan, executor start, the CTEs of a single submit) is most of a plain
+ * submit's, so a turn's submits cost about one. Ids are drawn in the
+ * requests' order before the insert, so that jobs of one priority run in
+ * the order they came, and each answer row names its request (o). A
+ * (session, request id) pair that made a job already is skipped (DO
+ * NOTHING): the caller sends that one alone, and jobq__pg_submit() finds
+ * the first job.
+ */
+static const char sql_submit_many[] =
+    "WITH u AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[],"
+    " $4::int[], $5::bigint[], $6::int[], $7::bigint[], $8::bigint[],"
+    " $9::bigint[]) WITH ORDINALITY AS u (type, queue, args, priority,"
+    " delay_ms, max_attempts, timeout_ms, sess, rid, o)),"
+    " ids AS (SELECT x.o, nextval('jobq_jobs_id_seq') AS id"
+    " FROM (SELECT o FROM u ORDER BY o) x),"
+    " ins AS (INSERT INTO jobq_jobs (id, type, queue, args, priority, run_at,"
+    " max_attempts, timeout_ms, state, req_session, req_id)"
+    " SELECT ids.id, u.type, u.queue, u.args, u.priority,"
+    " now() + u.delay_ms * interval '1 millisecond', u.max_attempts,"
+    " u.timeout_ms, CASE WHEN u.delay_ms > 0 THEN 2 ELSE 3 END, u.sess,"
+    " u.rid FROM u JOIN ids ON ids.o = u.o ORDER BY ids.id"
+    " ON CONFLICT (req_session, req_id) WHERE req_session IS NOT NULL"
+    " DO NOTHING RETURNING id, state, type),"
+    " wake AS (SELECT pg_notify('" JOBQ__PG_CHANNEL "', t)"
+    " FROM (SELECT DISTINCT type AS t FROM ins WHERE state = 3) z)"
+    " SELECT ids.o, ins.id, ins.state, (SELECT count(*) FROM wake)"
+    " FROM ins JOIN ids ON ids.id = ins.id ORDER BY ids.o";
+
+/* A bigint[] literal of @n values, NULL where @null[i]. */
+static char *num_array(const int64_t *v, const bool *null, uint32_t n)
+{
+	size_t len = 3 + (size_t)n * 22;
+	char *s = malloc(len), *o = s;
+
+	if (!s)
+		return NULL;
+	*o++ = '{';
+	for (uint32_t i = 0; i < n; i++) {
+		if (i)
+			*o++ = ',';
+		if (null && null[i])
+			o += sprintf(o, "NULL");
+		else
+			o += sprintf(o, "%" PRId64, v[i]);
+	}
+	*o++ = '}';
+	*o = '\0';
+	return s;
+}
+
+int jobq__pg_submit_many(struct jobq__pg *pg,
+			 const struct jobq__pg_submit *const *s, uint32_t n,
+			 jobq__pg_cb cb, void *arg)
+{
+	const char **txt = NULL;
+	char *arr[9] = {0};
+	int64_t *num = NULL;
+	bool *null = NULL;
+	int ret = -ENOMEM;
+
+	if (!n)
+		return -EINVAL;
+	for (uint32_t i = 0; i < n; i++)
+		if (!s[i]->type || !*s[i]->type || s[i]->unique ||
+		    s[i]->nafter || s[i]->owner)
+			return -EINVAL;
+	txt = calloc(n, sizeof(*txt));
+	num = calloc(n, sizeof(*num));
+	null = calloc(n, sizeof(*null));
+	if (!txt || !num || !null)
+		goto out;
+	for (uint32_t i = 0; i < n; i++)
+		txt[i] = s[i]->type;
+	arr[0] = text_array(txt, n);
+	for (uint32_t i = 0; i < n; i++)
+		txt[i] = s[i]->queue ? s[i]->queue : "default";
+	arr[1] = text_array(txt, n);
+	/* Hex bytea text as array elements: text_array() escapes the
+	 * backslash. */
+	for (uint32_t i = 0; i < n; i++) {
+		txt[i] = s[i]->args_len ? hex_bytea(s[i]->args, s[i]->args_len)
+					: strdup("\\x");
+		if (!txt[i]) {
+			for (uint32_t k = 0; k < i; k++)
+				free((char *)txt[k]);
+			goto out;
+		}
+	}
+	arr[2] = text_array(txt, n);
+	for (uint32_t i = 0; i < n; i++)
+		free((char *)txt[i]);
+	for (uint32_t i = 0; i < n; i++)
+		num[i] = s[i]->priority;
+	arr[3] = num_array(num, NULL, n);
+	for (uint32_t i = 0; i < n; i++)
+		num[i] = s[i]->delay_ms > 0 ? s[i]->delay_ms : 0;
+	arr[4] = num_array(num, NULL, n);
+	for (uint32_t i = 0; i < n; i++)
+		num[i] = s[i]->max_attempts > 0 ? s[i]->max_attempts : 4;
+	arr[5] = num_array(num, NULL, n);
+	for (uint32_t i = 0; i < n; i++)
+		num[i] = s[i]->timeout_ms > 0 ? s[i]->timeout_ms : 60000;
+	arr[6] = num_array(num, NULL, n);
+	for (uint32_t i = 0; i < n; i++) {
+		num[i] = (int64_t)s[i]->session;
+		null[i] = !s[i]->session;
+	}
+	arr[7] = num_array(num, null, n);
+	for (uint32_t i = 0; i < n; i++)
+		num[i] = (int64_t)s[i]->rid;
+	arr[8] = num_array(num, null, n);
+	for (int k = 0; k < 9; k++)
+		if (!arr[k])
+			goto out;
+	ret = jobq__pg_query(pg, sql_submit_many, 9, (const char *const *)arr,
+			     cb, arg);
+out:
+	for (int k = 0; k < 9; k++)
+		free(arr[k]);
+	free(txt);
+	free(num);
+	free(null);
+	return ret;
+}
+
 /* ------------------------------------------------------------------------
  * Reserve.
  */

@@ -807,6 +807,63 @@ static void parallel_limit_and_pause(void **state)
 	assert_int_equal(reserve(x->pg, "q", 10, NULL, NULL), 4);
 }
 
+/* Many plain submits in one statement: ids in the requests' order, each
+ * row naming its request, delays and args kept, and a request id that
+ * made a job before skipped (its submit alone returns that job). */
+static void submit_many_in_order(void **state)
+{
+	struct ctx *x = *state;
+	static const uint8_t args[] = {'{', '}'};
+	struct jobq__pg_submit s[4] = {
+	    {.type = "m", .priority = 1, .args = args, .args_len = 2},
+	    {.type = "m", .session = 9, .rid = 1},
+	    {.type = "m2", .queue = "q", .delay_ms = 60000},
+	    {.type = "m", .session = 9, .rid = 2},
+	};
+	const struct jobq__pg_submit *v[4] = {&s[0], &s[1], &s[2], &s[3]};
+	uint64_t first, id[4];
+
+	first = submit(x, &s[1]);
+	SYNC(x->pg, jobq__pg_submit_many(x->pg, v, 4, ans_cb, &A));
+	assert_int_equal(PQntuples(A.res), 3);
+	assert_int_equal(jobq__pg_int(A.res, 0, 0), 1);
+	assert_int_equal(jobq__pg_int(A.res, 1, 0), 3);
+	assert_int_equal(jobq__pg_int(A.res, 2, 0), 4);
+	for (int i = 0; i < 3; i++)
+		id[i] = (uint64_t)jobq__pg_int(A.res, i, 1);
+	assert_true(first < id[0] && id[0] < id[1] && id[1] < id[2]);
+	assert_int_equal(jobq__pg_int(A.res, 0, 2), 3);
+	assert_int_equal(jobq__pg_int(A.res, 1, 2), 2);
+	/* One notification: one type made ready. */
+	assert_int_equal(jobq__pg_int(A.res, 0, 3), 1);
+	assert_string_equal(
+	    peek(x,
+		 "SELECT priority || ' ' || convert_from(args, 'UTF8')"
+		 " FROM jobq_jobs WHERE id = %" PRIu64,
+		 id[0]),
+	    "1 {}");
+	assert_string_equal(
+	    peek(x,
+		 "SELECT queue || ' ' || (run_at > now() + interval '50 s')"
+		 " FROM jobq_jobs WHERE id = %" PRIu64,
+		 id[1]),
+	    "q true");
+	assert_string_equal(
+	    peek(x,
+		 "SELECT req_session || ' ' || req_id FROM jobq_jobs"
+		 " WHERE id = %" PRIu64,
+		 id[2]),
+	    "9 2");
+	/* The one skipped, sent alone, is the first job. */
+	SYNC(x->pg, jobq__pg_submit(x->pg, &s[1], ans_cb, &A));
+	assert_int_equal(jobq__pg_int(A.res, 0, 0), first);
+	assert_string_equal(PQgetvalue(A.res, 0, 4), "t");
+	/* Keys, dependencies and owners go alone. */
+	s[0].unique = "k";
+	assert_int_equal(jobq__pg_submit_many(x->pg, v, 1, ans_cb, &A),
+			 -EINVAL);
+}
+
 /* ------------------------------------------------------------------------
  * A submit that reserves for a waiting worker of its host (an owner).
  */
@@ -1521,6 +1578,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(after_dependencies, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(parallel_limit_and_pause, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(submit_many_in_order, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(submit_reserves_for_owner, setup,
 					    teardown),
