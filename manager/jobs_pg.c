@@ -31,6 +31,11 @@
  * sends the reserve again for every parked worker (one statement in flight
  * per worker). Rows that come back for a reserver that left meanwhile are
  * given back (jobq__pg_unreserve()), their attempt uncounted.
+ *
+ * Submits. A turn's plain submits leave together as one statement; a
+ * submit made while a worker of this host waits for its type may be
+ * reserved for that worker by its own statement and handed to it when it
+ * commits, without a reserve of its own (both under "Submit" below).
  */
 #include <errno.h>
 #include <inttypes.h>
