@@ -619,10 +619,15 @@ static void submit_cb(void *arg, int err, const PGresult *res)
  * failed, is sent again alone, which is exact as submit_cb() says.
  */
 #define SUBMIT_BATCH 512
+/* Args bytes of one such statement at most (sent as hex, twice that): a
+ * submit with more goes alone, and the batch leaves before it grows past
+ * this, far below PostgreSQL's 1 GB a message. */
+#define SUBMIT_BATCH_BYTES (1u << 20)
 
 static struct {
 	struct preq *v[SUBMIT_BATCH];
 	uint32_t n;
+	size_t bytes;
 } sb;
 
 struct sbatch {
@@ -690,6 +695,7 @@ static void submit_flush(void)
 	if (!n)
 		return;
 	sb.n = 0;
+	sb.bytes = 0;
 	if (n == 1) {
 		submit_alone(sb.v[0]);
 		return;
@@ -781,8 +787,12 @@ int jobq__jobs_pg_submit(struct jobq__client *c, const struct jobq_sqe *s)
 			p->sub.ntypes = ntypes;
 		}
 	}
-	if (p->hslot == NONE && !p->sub.unique && !p->sub.nafter) {
+	if (p->hslot == NONE && !p->sub.unique && !p->sub.nafter &&
+	    p->len <= SUBMIT_BATCH_BYTES) {
+		if (sb.bytes + p->len > SUBMIT_BATCH_BYTES)
+			submit_flush();
 		sb.v[sb.n++] = p;
+		sb.bytes += p->len;
 		if (sb.n == SUBMIT_BATCH)
 			submit_flush();
 		return JOBQ__NOREPLY;
