@@ -31,6 +31,11 @@
  * sends the reserve again for every parked worker (one statement in flight
  * per worker). Rows that come back for a reserver that left meanwhile are
  * given back (jobq__pg_unreserve()), their attempt uncounted.
+ *
+ * Submits. A turn's plain submits leave together as one statement; a
+ * submit made while a worker of this host waits for its type may be
+ * reserved for that worker by its own statement and handed to it when it
+ * commits, without a reserve of its own (both under "Submit" below).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -79,9 +84,15 @@ struct preq {
 	uint64_t after[64];
 	uint64_t lease_ns;
 	/* K_RESERVE: the parked waiter served (NULL: the request itself),
-	 * its parking number, the ready notifications seen when sent. */
+	 * its parking number, the ready notifications seen when sent.
+	 * K_SUBMIT with a hand-out: the parked waiter of worker @hslot
+	 * (NONE: no hand-out), its client as it was when asked. */
 	struct jobq__waiter *w;
 	uint64_t park, ready_seq;
+	uint32_t hslot, hgen;
+	struct jobq__client *hc;
+	const char *names[64];
+	char owner[128];
 	bool final; /* K_FAIL: no retry (JOBQ_SQE_FINAL) */
 	/* K_QUEUE */
 	int paused;
@@ -105,6 +116,9 @@ static struct {
 	uint32_t nids, cap;
 	char host[64];
 } g;
+
+static void poke_slot(uint32_t slot);
+static void ignore_cb(void *arg, int err, const PGresult *res);
 
 static bool is_final(unsigned st)
 {
@@ -146,7 +160,14 @@ static struct preq *preq_new(struct jobq__client *c, const struct jobq_sqe *s,
 	p->gen = c->gen;
 	p->kind = kind;
 	p->sqe = *s;
+	p->hslot = NONE;
 	return p;
+}
+
+/* The owner string of worker @slot's leases: "host:pid:slot". */
+static void owner_of(char *buf, size_t len, uint32_t slot)
+{
+	snprintf(buf, len, "%s:%d:%u", g.host, (int)getpid(), slot);
 }
 
 /* Whether the client that asked still holds its slot. */
@@ -380,13 +401,153 @@ static void sync_id(uint64_t id)
 
 /* ------------------------------------------------------------------------
  * Submit.
+ *
+ * The hand-out with the submit. A job submitted here while a worker of
+ * this host waits in its reserve for that type is inserted already
+ * reserved for it, in the submit's own statement, when a reserve of that
+ * worker would take it (pg_jobs.c: no dependency, no delay, a queue
+ * neither paused nor limited, no runnable job of its types as good or
+ * better), and handed to it when that commits: one commit and one
+ * notification between hosts fewer a job. The worker is chosen when the
+ * submit is sent and marked as having a statement out (rsv_busy), so no
+ * reserve of its own races the hand-out and no other submit picks it
+ * meanwhile. When the answer comes and the worker no longer waits (it
+ * left, stopped, or filled its slots), the run is given back
+ * (jobq__pg_unreserve()), as a reserve's rows are. A submit whose outcome
+ * a cut connection made unknown and that cannot be sent again (no session,
+ * no key) leaves its run as a reserve's lost answer does: it returns to
+ * ready when its lease ends.
  */
+/* A worker of this host parked in its reserve with a free slot and no
+ * statement out that takes jobs of @type: its slot with its types in
+ * @names (*@ntypes), or NONE. Workers take turns. */
+static uint32_t parked_worker(const char *type, const char **names,
+			      uint32_t *ntypes)
+{
+	static uint32_t next;
+	uint32_t max = jobq__m.o.max_clients, free_slots;
+	bool stopping;
+
+	for (uint32_t i = 0; i < max; i++) {
+		uint32_t slot = (next + i) % max;
+		struct jobq__waiter *w = jobq__jobs_parked(slot);
+
+		if (!w || g.rsv_busy[slot] || !jobq__client_alive(w->c) ||
+		    !jobq__jobs_worker(slot, &free_slots, &stopping, names,
+				       ntypes) ||
+		    stopping || !free_slots)
+			continue;
+		for (uint32_t t = 0; t < *ntypes; t++) {
+			if (!strcmp(names[t], type)) {
+				next = slot + 1;
+				return slot;
+			}
+		}
+	}
+	return NONE;
+}
+
+/* The hand-out of @p is over: its worker may reserve again. */
+static void handout_end(struct preq *p)
+{
+	uint32_t slot = p->hslot;
+
+	if (slot == NONE)
+		return;
+	p->hslot = NONE;
+	g.rsv_busy[slot] = false;
+	/* Its worker may have parked again, or a notification passed it by
+	 * while the submit was out. */
+	poke_slot(slot);
+}
+
+/* Whether @p's worker still waits for the job its submit reserved. */
+static bool handout_waits(const struct preq *p)
+{
+	uint32_t slot = p->hslot, free_slots, ntypes;
+	const char *names[64];
+	bool stopping;
+
+	return p->hc->gen == p->hgen && jobq__client_alive(p->hc) &&
+	       jobq__jobs_parked(slot) == p->w && g.park[slot] == p->park &&
+	       jobq__jobs_worker(slot, &free_slots, &stopping, names,
+				 &ntypes) &&
+	       !stopping && free_slots;
+}
+
+/*
+ * Job @id was reserved by @p's statement for its worker with lease
+ * @token: gives it to that worker as reserve_cb() would, or back to ready
+ * when the worker no longer waits. @m is the job's mirror as submitted.
+ */
+static void handout(struct preq *p, struct jobq__mirror *m, uint64_t token)
+{
+	uint32_t r = jobq__jobidx_lookup(m->id);
+	uint64_t ud;
+
+	if (r != NONE && g.tok[r])
+		return; /* held already: this run is its */
+	if (!handout_waits(p)) {
+		jobq__pg_unreserve(jobq__backend_pg(), m->id, token, ignore_cb,
+				   NULL);
+		m->state = JOBQ_JS_READY;
+		jobq__jobs_mirror(m);
+		return;
+	}
+	m->state = JOBQ_JS_RUNNING;
+	m->attempts = 1;
+	m->started_ns = jobq__realtime_ns();
+	r = jobq__jobs_mirror(m);
+	if (r == NONE) {
+		jobq__pg_unreserve(jobq__backend_pg(), m->id, token, ignore_cb,
+				   NULL);
+		return;
+	}
+	jobq__jobs_mirror_hold(r, p->hc);
+	g.tok[r] = token;
+	ud = p->w->sqe.user_data;
+	jobq__post(p->hc, ud, 0, JOBQ_CQE_JOB, m->id, job_rec(r)->attempts,
+		   job_rec(r)->type_id);
+	jobq__wait_free(p->w);
+	p->w = NULL;
+}
+
+/* The mirror of job @id, made in state @st by @p's submit. */
+static void mirror_new(const struct preq *p, uint64_t id, unsigned st)
+{
+	struct jobq__mirror m = {0};
+	uint64_t real = jobq__realtime_ns();
+
+	m.id = id;
+	m.type = p->type;
+	m.queue = p->queue;
+	m.state = st;
+	m.priority = p->sub.priority;
+	m.max_attempts = (uint32_t)p->sub.max_attempts;
+	m.args = p->data;
+	m.args_len = p->len;
+	m.args_type = p->dtype;
+	m.progress = 0;
+	m.created_ns = real;
+	m.run_at_ns =
+	    p->sub.delay_ms ? real + (uint64_t)p->sub.delay_ms * 1000000 : 0;
+	m.lease_ns = p->lease_ns;
+	if (m.state == JOBQ_JS_DEAD) {
+		m.result = "dependency failed";
+		m.result_len = (uint32_t)strlen(m.result);
+		m.result_type = JOBQ_T_TEXT;
+		m.finished_ns = real;
+	}
+	jobq__jobs_mirror(&m);
+	jobq__count(submitted);
+}
+
 static void submit_cb(void *arg, int err, const PGresult *res)
 {
 	struct preq *p = arg;
 	struct jobq__mirror m = {0};
-	uint64_t id, real = jobq__realtime_ns();
-	bool created, again;
+	uint64_t id, token, real = jobq__realtime_ns();
+	bool created, again, mirrored = false;
 
 	/* Exact when sent again: a key returns the job holding it, a
 	 * request id the job this request made. A unique violation on the
@@ -403,42 +564,41 @@ static void submit_cb(void *arg, int err, const PGresult *res)
 			  ? -ENOENT
 			  : sql_error("submit", err, res),
 		      0);
+		handout_end(p);
 		free(p);
 		return;
 	}
 	if (PQntuples(res) < 1) {
 		reply(p, -ENOENT, 0); /* a dependency does not exist */
+		handout_end(p);
 		free(p);
 		return;
 	}
 	id = (uint64_t)jobq__pg_int(res, 0, 0);
 	created = !strcmp(PQgetvalue(res, 0, 1), "t");
 	again = !strcmp(PQgetvalue(res, 0, 4), "t");
-	if (created) {
+	token = (uint64_t)jobq__pg_int(res, 0, 5);
+	/* Reserved for our worker by this request: by this statement, or by
+	 * its first copy when this one was sent again (a key's holder that
+	 * another request made is not ours to hand out). */
+	if (token && p->hslot != NONE && (created || p->tries)) {
 		m.id = id;
 		m.type = p->type;
 		m.queue = p->queue;
-		m.state = (unsigned)jobq__pg_int(res, 0, 3);
 		m.priority = p->sub.priority;
 		m.max_attempts = (uint32_t)p->sub.max_attempts;
 		m.args = p->data;
 		m.args_len = p->len;
 		m.args_type = p->dtype;
-		m.progress = 0;
 		m.created_ns = real;
-		m.run_at_ns = p->sub.delay_ms
-				  ? real + (uint64_t)p->sub.delay_ms * 1000000
-				  : 0;
 		m.lease_ns = p->lease_ns;
-		if (m.state == JOBQ_JS_DEAD) {
-			m.result = "dependency failed";
-			m.result_len = (uint32_t)strlen(m.result);
-			m.result_type = JOBQ_T_TEXT;
-			m.finished_ns = real;
-		}
-		jobq__jobs_mirror(&m);
-		jobq__count(submitted);
+		handout(p, &m, token);
+		if (created)
+			jobq__count(submitted);
+		mirrored = true;
 	}
+	if (created && !mirrored)
+		mirror_new(p, id, (unsigned)jobq__pg_int(res, 0, 3));
 	/* The sync makes the whole row (or the holder of the key) a
 	 * mirror. */
 	sync_id(id);
@@ -447,7 +607,122 @@ static void submit_cb(void *arg, int err, const PGresult *res)
 	 * the job (a --unique one that found a holder made none, and its
 	 * key answers for it). */
 	reply(p, created || again ? 0 : 1, id);
+	handout_end(p);
 	free(p);
+}
+
+/*
+ * Plain submits (no key, no dependency, no hand-out) gathered in a turn
+ * leave together at its end (jobq__jobs_pg_turn()) as one statement
+ * (jobq__pg_submit_many()); any other submit sends them first, so that
+ * ids keep the order requests came in. A request the statement made
+ * nothing for (its request id made a job before), or whose statement
+ * failed, is sent again alone, which is exact as submit_cb() says.
+ */
+#define SUBMIT_BATCH 512
+/* Args bytes of one such statement at most (sent as hex, twice that): a
+ * submit with more goes alone, and the batch leaves before it grows past
+ * this, far below PostgreSQL's 1 GB a message. */
+#define SUBMIT_BATCH_BYTES (1u << 20)
+
+static struct {
+	struct preq *v[SUBMIT_BATCH];
+	uint32_t n;
+	size_t bytes;
+} sb;
+
+struct sbatch {
+	uint32_t n;
+	struct preq *p[];
+};
+
+/* Sends @p's submit alone; on failure answers it. */
+static void submit_alone(struct preq *p)
+{
+	int ret = jobq__pg_submit(jobq__backend_pg(), &p->sub, submit_cb, p);
+
+	if (ret) {
+		reply(p, ret, 0);
+		handout_end(p);
+		free(p);
+	}
+}
+
+static void submit_many_cb(void *arg, int err, const PGresult *res)
+{
+	struct sbatch *b = arg;
+	uint32_t row = 0, n = err ? 0 : (uint32_t)PQntuples(res);
+
+	if (err == -EPROTO)
+		jobq__log(JOBQ__LOG_WARN, "backend: submit: %s",
+			  PQresultErrorMessage(res));
+	for (uint32_t i = 0; i < b->n; i++) {
+		struct preq *p = b->p[i];
+		uint64_t id;
+
+		if (row < n &&
+		    jobq__pg_int(res, (int)row, 0) == (int64_t)i + 1) {
+			id = (uint64_t)jobq__pg_int(res, (int)row, 1);
+			mirror_new(p, id,
+				   (unsigned)jobq__pg_int(res, (int)row, 2));
+			row++;
+			sync_id(id);
+			reply(p, 0, id);
+			free(p);
+			continue;
+		}
+		/* Made before, or rolled back: alone it is exact. Cut: only
+		 * a request id finds what the statement may have made. */
+		if (!err || err == -EPROTO ||
+		    (err == -ECONNRESET && p->sub.session)) {
+			submit_alone(p);
+			continue;
+		}
+		reply(p, sql_error("submit", err, res), 0);
+		free(p);
+	}
+	sync_send(false);
+	free(b);
+}
+
+/* Sends the submits gathered so far. */
+static void submit_flush(void)
+{
+	const struct jobq__pg_submit *subs[SUBMIT_BATCH];
+	struct sbatch *b;
+	uint32_t n = sb.n;
+	int ret = -ENOMEM;
+
+	if (!n)
+		return;
+	sb.n = 0;
+	sb.bytes = 0;
+	if (n == 1) {
+		submit_alone(sb.v[0]);
+		return;
+	}
+	b = malloc(sizeof(*b) + n * sizeof(b->p[0]));
+	if (b) {
+		b->n = n;
+		for (uint32_t i = 0; i < n; i++) {
+			b->p[i] = sb.v[i];
+			subs[i] = &sb.v[i]->sub;
+		}
+		ret = jobq__pg_submit_many(jobq__backend_pg(), subs, n,
+					   submit_many_cb, b);
+		if (!ret)
+			return;
+		free(b);
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		reply(sb.v[i], ret, 0);
+		free(sb.v[i]);
+	}
+}
+
+void jobq__jobs_pg_turn(void)
+{
+	submit_flush();
 }
 
 int jobq__jobs_pg_submit(struct jobq__client *c, const struct jobq_sqe *s)
@@ -497,11 +772,40 @@ int jobq__jobs_pg_submit(struct jobq__client *c, const struct jobq_sqe *s)
 	    .session = c->sess ? c->hello.session : 0,
 	    .rid = jobq_ud_rid(s->user_data),
 	};
+	if (!wv.nafter && !p->sub.delay_ms) {
+		uint32_t ntypes = 0,
+			 slot = parked_worker(p->type, p->names, &ntypes);
+
+		if (slot != NONE) {
+			p->hslot = slot;
+			p->w = jobq__jobs_parked(slot);
+			p->park = g.park[slot];
+			p->hc = p->w->c;
+			p->hgen = p->hc->gen;
+			owner_of(p->owner, sizeof(p->owner), slot);
+			p->sub.owner = p->owner;
+			p->sub.types = p->names;
+			p->sub.ntypes = ntypes;
+		}
+	}
+	if (p->hslot == NONE && !p->sub.unique && !p->sub.nafter &&
+	    p->len <= SUBMIT_BATCH_BYTES) {
+		if (sb.bytes + p->len > SUBMIT_BATCH_BYTES)
+			submit_flush();
+		sb.v[sb.n++] = p;
+		sb.bytes += p->len;
+		if (sb.n == SUBMIT_BATCH)
+			submit_flush();
+		return JOBQ__NOREPLY;
+	}
+	submit_flush();
 	ret = jobq__pg_submit(jobq__backend_pg(), &p->sub, submit_cb, p);
 	if (ret) {
 		free(p);
 		return ret;
 	}
+	if (p->hslot != NONE)
+		g.rsv_busy[p->hslot] = true;
 	return JOBQ__NOREPLY;
 }
 
@@ -885,7 +1189,7 @@ static int reserve_send(struct preq *p, uint64_t want)
 		want = free_slots;
 	if (stopping || !want || g.rsv_busy[slot])
 		return -EBUSY;
-	snprintf(owner, sizeof(owner), "%s:%d:%u", g.host, (int)getpid(), slot);
+	owner_of(owner, sizeof(owner), slot);
 	p->ready_seq = g.ready_seq;
 	ret = jobq__pg_reserve(jobq__backend_pg(), owner, names, ntypes,
 			       (uint32_t)want, reserve_cb, p);

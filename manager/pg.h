@@ -222,18 +222,42 @@ struct jobq__pg_submit {
 	/* The client's session and request id (0: none): a second submit
 	 * with the same pair returns the job the first one made. */
 	uint64_t session, rid;
+	/* A worker of this host that waits for work (NULL: none), its owner
+	 * string as jobq__pg_reserve() takes it, and its @ntypes types
+	 * @types: the job is made RUNNING for it at once, as that worker's
+	 * reserve would, when such a reserve committed now would take it
+	 * (the conditions: pg_jobs.c). */
+	const char *owner;
+	const char *const *types;
+	uint32_t ntypes;
 };
 
 /* Submit: one row (id bigint, created boolean, notified bigint, state
- * smallint, again boolean): created false means the unique key was held
- * by live job id, which is returned instead, with its state; again true
- * means this (session, request id) made job id before: the request was
+ * smallint, again boolean, token bigint): token, never NULL but with an
+ * owner, is the lease token of job id when it is RUNNING for that owner:
+ * this statement reserved it (attempts 1, lease as a reserve sets it), or
+ * the first copy of a request sent again did, or (created false) the key's
+ * holder runs for that owner already. Created false means the unique key
+ * was held by live job id, which is returned instead, with its state; again
+ * true means this (session, request id) made job id before: the request was
  * sent again after its answer was lost, and made nothing now. A
  * dependency that is already dead or cancelled makes the job dead at
  * once ("dependency N failed"); one that does not exist fails with
  * SQLSTATE 23503. */
 int jobq__pg_submit(struct jobq__pg *pg, const struct jobq__pg_submit *s,
 		    jobq__pg_cb cb, void *arg);
+
+/*
+ * Submit many: the @n plain submits @s (no unique key, no dependency, no
+ * owner: -EINVAL) in one statement, ids drawn in their order. Rows (o
+ * bigint, id bigint, state smallint, notified bigint), ordered by o, the
+ * 1-based index of the request in @s, one for each job made; a request
+ * without a row is one whose (session, request id) made a job before:
+ * send it again alone with jobq__pg_submit(), which returns that job.
+ */
+int jobq__pg_submit_many(struct jobq__pg *pg,
+			 const struct jobq__pg_submit *const *s, uint32_t n,
+			 jobq__pg_cb cb, void *arg);
 
 /*
  * Reserve: up to @max jobs of the @ntypes types @types for worker @owner,
@@ -466,6 +490,9 @@ void jobq__jobs_pg_notify(const char *channel, const char *payload);
 /* Every second, and when the connection comes up: the mirrors are
  * refreshed and parked reservers ask again. */
 void jobq__jobs_pg_tick(void);
+/* At every turn, before the connection is flushed: the submits the turn
+ * gathered leave, in one statement. */
+void jobq__jobs_pg_turn(void);
 
 /* Between pg_mgr.c and kv_pg.c (the key/value store). A notification on
  * JOBQ__PG_KV_CHANNEL; at every turn, before the connection is flushed

@@ -161,8 +161,9 @@ static const char sql_submit[] =
      * answer was lost. Two copies of one request racing (the first still
      * running on a dead manager's connection) both miss it: the loser
      * fails on jobq_jobs_request and is sent again, and then finds it. */
-    "WITH prev AS (SELECT id, state FROM jobq_jobs"
-    " WHERE req_session = $10 AND req_id = $11),"
+    "WITH prev AS (SELECT id, state,"
+    " CASE WHEN state = 4 AND lease_owner = $12 THEN lease_token END AS token"
+    " FROM jobq_jobs WHERE req_session = $10 AND req_id = $11),"
     " deps AS (SELECT id, state FROM jobq_jobs"
     " WHERE id = ANY ($9::bigint[]) FOR SHARE),"
     /* FOR SHARE: a dependency finishing now waits for this commit, or
@@ -171,17 +172,39 @@ static const char sql_submit[] =
     " chk AS (SELECT count(*) FILTER (WHERE state <> 5) AS pending,"
     " min(id) FILTER (WHERE state IN (7, 8)) AS failed,"
     " count(*) AS found FROM deps),"
+    /* The hand-out to a worker of the submitting host ($12 its owner,
+     * $13 its types), when a reserve of that worker now would take this
+     * job: no dependency or delay, a queue neither paused nor limited
+     * (its slot counter is left to reserve), and no runnable job of the
+     * worker's types that a reserve would take first (priority as high
+     * or higher: among equals the older goes first). Jobs of paused
+     * queues count too, which only costs the hand-out. */
+    " sc AS (SELECT $12::text IS NOT NULL AND $5::float8 <= 0"
+    " AND cardinality($9::bigint[]) = 0"
+    " AND NOT EXISTS (SELECT 1 FROM jobq_queue_settings s"
+    " WHERE s.queue = $2 AND (s.paused OR s.parallel > 0))"
+    " AND NOT EXISTS (SELECT 1 FROM unnest($13::text[]) t (type)"
+    " CROSS JOIN LATERAL (SELECT 1 FROM jobq_jobs j WHERE j.type = t.type"
+    " AND j.state IN (2, 3, 6) AND j.run_at <= now()"
+    " AND j.priority >= $4 LIMIT 1) x) AS ok),"
     " ins AS (INSERT INTO jobq_jobs (type, queue, args, priority, run_at,"
     " max_attempts, timeout_ms, unique_key, state, error, finished_at,"
-    " req_session, req_id)"
+    " req_session, req_id, attempts, lease_owner, lease_token,"
+    " lease_until, started_at)"
     " SELECT $1, $2, $3::bytea, $4, now() + $5 * interval '1 millisecond',"
     " $6, $7, $8,"
     " CASE WHEN chk.failed IS NOT NULL THEN 7 WHEN chk.pending > 0 THEN 1"
-    " WHEN $5 > 0 THEN 2 ELSE 3 END,"
+    " WHEN $5 > 0 THEN 2 WHEN sc.ok THEN 4 ELSE 3 END,"
     " CASE WHEN chk.failed IS NOT NULL THEN"
     " 'dependency ' || chk.failed || ' failed' END,"
-    " CASE WHEN chk.failed IS NOT NULL THEN now() END, $10, $11"
-    " FROM chk WHERE chk.found ="
+    " CASE WHEN chk.failed IS NOT NULL THEN now() END, $10, $11,"
+    /* As jobq__pg_reserve() sets them. */
+    " CASE WHEN sc.ok THEN 1 ELSE 0 END,"
+    " CASE WHEN sc.ok THEN $12 END,"
+    " CASE WHEN sc.ok THEN nextval('jobq_lease_token') END,"
+    " CASE WHEN sc.ok THEN now() + $7::bigint * interval '1 millisecond' END,"
+    " CASE WHEN sc.ok THEN now() END"
+    " FROM chk, sc WHERE chk.found ="
     " (SELECT count(DISTINCT d) FROM unnest($9::bigint[]) d)"
     " AND NOT EXISTS (SELECT 1 FROM prev)"
     " ON CONFLICT (unique_key)"
@@ -189,31 +212,39 @@ static const char sql_submit[] =
     " DO UPDATE SET unique_key = EXCLUDED.unique_key"
     /* xmax is 0 in a row this statement inserted, ours in one it
      * updated: the usual test for which arm of ON CONFLICT ran. */
-    " RETURNING id, xmax = 0 AS created, state, type),"
+    " RETURNING id, xmax = 0 AS created, state, type,"
+    " CASE WHEN state = 4 AND lease_owner = $12 THEN lease_token END"
+    " AS token),"
     " dl AS (INSERT INTO jobq_deps (job, dep)"
     " SELECT DISTINCT ins.id, d FROM ins, unnest($9::bigint[]) d"
     " WHERE ins.created AND ins.state = 1),"
     " wake AS (SELECT pg_notify('" JOBQ__PG_CHANNEL "', type) FROM ins"
     " WHERE ins.created AND ins.state = 3)"
     " SELECT ins.id, ins.created, (SELECT count(*) FROM wake), ins.state,"
-    " false FROM ins"
-    " UNION ALL SELECT prev.id, false, 0, prev.state, true FROM prev";
+    " false, ins.token FROM ins"
+    " UNION ALL SELECT prev.id, false, 0, prev.state, true, prev.token"
+    " FROM prev";
 
 int jobq__pg_submit(struct jobq__pg *pg, const struct jobq__pg_submit *s,
 		    jobq__pg_cb cb, void *arg)
 {
 	char prio[24], delay[24], att[24], tmo[24], sess[24], rid[24];
-	char *args = NULL, *after;
-	const char *v[11];
+	char *args = NULL, *after, *types = NULL;
+	const char *v[13];
 	int ret;
 
 	if (!s->type || !*s->type)
 		return -EINVAL;
-	if (s->args_len && !(args = hex_bytea(s->args, s->args_len)))
+	if (s->owner && !(types = text_array(s->types, s->ntypes)))
 		return -ENOMEM;
+	if (s->args_len && !(args = hex_bytea(s->args, s->args_len))) {
+		free(types);
+		return -ENOMEM;
+	}
 	after = int_array(s->after, s->nafter);
 	if (!after) {
 		free(args);
+		free(types);
 		return -ENOMEM;
 	}
 	v[0] = s->type;
@@ -229,9 +260,139 @@ int jobq__pg_submit(struct jobq__pg *pg, const struct jobq__pg_submit *s,
 	 * bits. */
 	v[9] = s->session ? NUM(sess, s->session) : NULL;
 	v[10] = s->session ? NUM(rid, s->rid) : NULL;
-	ret = jobq__pg_query(pg, sql_submit, 11, v, cb, arg);
+	v[11] = s->owner;
+	v[12] = types;
+	ret = jobq__pg_query(pg, sql_submit, 13, v, cb, arg);
 	free(args);
 	free(after);
+	free(types);
+	return ret;
+}
+
+/*
+ * Many plain submits in one statement: a statement's fixed cost (bind,
+ * plan, executor start, the CTEs of a single submit) is most of a plain
+ * submit's, so a turn's submits cost about one. Ids are drawn in the
+ * requests' order before the insert, so that jobs of one priority run in
+ * the order they came, and each answer row names its request (o). A
+ * (session, request id) pair that made a job already is skipped (DO
+ * NOTHING): the caller sends that one alone, and jobq__pg_submit() finds
+ * the first job.
+ */
+static const char sql_submit_many[] =
+    "WITH u AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[],"
+    " $4::int[], $5::bigint[], $6::int[], $7::bigint[], $8::bigint[],"
+    " $9::bigint[]) WITH ORDINALITY AS u (type, queue, args, priority,"
+    " delay_ms, max_attempts, timeout_ms, sess, rid, o)),"
+    " ids AS (SELECT x.o, nextval('jobq_jobs_id_seq') AS id"
+    " FROM (SELECT o FROM u ORDER BY o) x),"
+    " ins AS (INSERT INTO jobq_jobs (id, type, queue, args, priority, run_at,"
+    " max_attempts, timeout_ms, state, req_session, req_id)"
+    " SELECT ids.id, u.type, u.queue, u.args, u.priority,"
+    " now() + u.delay_ms * interval '1 millisecond', u.max_attempts,"
+    " u.timeout_ms, CASE WHEN u.delay_ms > 0 THEN 2 ELSE 3 END, u.sess,"
+    " u.rid FROM u JOIN ids ON ids.o = u.o ORDER BY ids.id"
+    " ON CONFLICT (req_session, req_id) WHERE req_session IS NOT NULL"
+    " DO NOTHING RETURNING id, state, type),"
+    " wake AS (SELECT pg_notify('" JOBQ__PG_CHANNEL "', t)"
+    " FROM (SELECT DISTINCT type AS t FROM ins WHERE state = 3) z)"
+    " SELECT ids.o, ins.id, ins.state, (SELECT count(*) FROM wake)"
+    " FROM ins JOIN ids ON ids.id = ins.id ORDER BY ids.o";
+
+/* A bigint[] literal of @n values, NULL where @null[i]. */
+static char *num_array(const int64_t *v, const bool *null, uint32_t n)
+{
+	size_t len = 3 + (size_t)n * 22;
+	char *s = malloc(len), *o = s;
+
+	if (!s)
+		return NULL;
+	*o++ = '{';
+	for (uint32_t i = 0; i < n; i++) {
+		if (i)
+			*o++ = ',';
+		if (null && null[i])
+			o += sprintf(o, "NULL");
+		else
+			o += sprintf(o, "%" PRId64, v[i]);
+	}
+	*o++ = '}';
+	*o = '\0';
+	return s;
+}
+
+int jobq__pg_submit_many(struct jobq__pg *pg,
+			 const struct jobq__pg_submit *const *s, uint32_t n,
+			 jobq__pg_cb cb, void *arg)
+{
+	const char **txt = NULL;
+	char *arr[9] = {0};
+	int64_t *num = NULL;
+	bool *null = NULL;
+	int ret = -ENOMEM;
+
+	if (!n)
+		return -EINVAL;
+	for (uint32_t i = 0; i < n; i++)
+		if (!s[i]->type || !*s[i]->type || s[i]->unique ||
+		    s[i]->nafter || s[i]->owner)
+			return -EINVAL;
+	txt = calloc(n, sizeof(*txt));
+	num = calloc(n, sizeof(*num));
+	null = calloc(n, sizeof(*null));
+	if (!txt || !num || !null)
+		goto out;
+	for (uint32_t i = 0; i < n; i++)
+		txt[i] = s[i]->type;
+	arr[0] = text_array(txt, n);
+	for (uint32_t i = 0; i < n; i++)
+		txt[i] = s[i]->queue ? s[i]->queue : "default";
+	arr[1] = text_array(txt, n);
+	/* Hex bytea text as array elements: text_array() escapes the
+	 * backslash. */
+	for (uint32_t i = 0; i < n; i++) {
+		txt[i] = s[i]->args_len ? hex_bytea(s[i]->args, s[i]->args_len)
+					: strdup("\\x");
+		if (!txt[i]) {
+			for (uint32_t k = 0; k < i; k++)
+				free((char *)txt[k]);
+			goto out;
+		}
+	}
+	arr[2] = text_array(txt, n);
+	for (uint32_t i = 0; i < n; i++)
+		free((char *)txt[i]);
+	for (uint32_t i = 0; i < n; i++)
+		num[i] = s[i]->priority;
+	arr[3] = num_array(num, NULL, n);
+	for (uint32_t i = 0; i < n; i++)
+		num[i] = s[i]->delay_ms > 0 ? s[i]->delay_ms : 0;
+	arr[4] = num_array(num, NULL, n);
+	for (uint32_t i = 0; i < n; i++)
+		num[i] = s[i]->max_attempts > 0 ? s[i]->max_attempts : 4;
+	arr[5] = num_array(num, NULL, n);
+	for (uint32_t i = 0; i < n; i++)
+		num[i] = s[i]->timeout_ms > 0 ? s[i]->timeout_ms : 60000;
+	arr[6] = num_array(num, NULL, n);
+	for (uint32_t i = 0; i < n; i++) {
+		num[i] = (int64_t)s[i]->session;
+		null[i] = !s[i]->session;
+	}
+	arr[7] = num_array(num, null, n);
+	for (uint32_t i = 0; i < n; i++)
+		num[i] = (int64_t)s[i]->rid;
+	arr[8] = num_array(num, null, n);
+	for (int k = 0; k < 9; k++)
+		if (!arr[k])
+			goto out;
+	ret = jobq__pg_query(pg, sql_submit_many, 9, (const char *const *)arr,
+			     cb, arg);
+out:
+	for (int k = 0; k < 9; k++)
+		free(arr[k]);
+	free(txt);
+	free(num);
+	free(null);
 	return ret;
 }
 

@@ -298,6 +298,7 @@ void jobq__backend_turn(void)
 	if (!b.pg)
 		return;
 	jobq__locks_pg_turn();
+	jobq__jobs_pg_turn();
 	jobq__kv_pg_turn();
 	jobq__queues_pg_turn();
 	jobq__pg_ready(b.pg, 0);

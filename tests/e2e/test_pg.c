@@ -807,6 +807,207 @@ static void parallel_limit_and_pause(void **state)
 	assert_int_equal(reserve(x->pg, "q", 10, NULL, NULL), 4);
 }
 
+/* Many plain submits in one statement: ids in the requests' order, each
+ * row naming its request, delays and args kept, and a request id that
+ * made a job before skipped (its submit alone returns that job). */
+static void submit_many_in_order(void **state)
+{
+	struct ctx *x = *state;
+	static const uint8_t args[] = {'{', '}'};
+	struct jobq__pg_submit s[4] = {
+	    {.type = "m", .priority = 1, .args = args, .args_len = 2},
+	    {.type = "m", .session = 9, .rid = 1},
+	    {.type = "m2", .queue = "q", .delay_ms = 60000},
+	    {.type = "m", .session = 9, .rid = 2},
+	};
+	const struct jobq__pg_submit *v[4] = {&s[0], &s[1], &s[2], &s[3]};
+	uint64_t first, id[4];
+
+	first = submit(x, &s[1]);
+	SYNC(x->pg, jobq__pg_submit_many(x->pg, v, 4, ans_cb, &A));
+	assert_int_equal(PQntuples(A.res), 3);
+	assert_int_equal(jobq__pg_int(A.res, 0, 0), 1);
+	assert_int_equal(jobq__pg_int(A.res, 1, 0), 3);
+	assert_int_equal(jobq__pg_int(A.res, 2, 0), 4);
+	for (int i = 0; i < 3; i++)
+		id[i] = (uint64_t)jobq__pg_int(A.res, i, 1);
+	assert_true(first < id[0] && id[0] < id[1] && id[1] < id[2]);
+	assert_int_equal(jobq__pg_int(A.res, 0, 2), 3);
+	assert_int_equal(jobq__pg_int(A.res, 1, 2), 2);
+	/* One notification: one type made ready. */
+	assert_int_equal(jobq__pg_int(A.res, 0, 3), 1);
+	assert_string_equal(
+	    peek(x,
+		 "SELECT priority || ' ' || convert_from(args, 'UTF8')"
+		 " FROM jobq_jobs WHERE id = %" PRIu64,
+		 id[0]),
+	    "1 {}");
+	assert_string_equal(
+	    peek(x,
+		 "SELECT queue || ' ' || (run_at > now() + interval '50 s')"
+		 " FROM jobq_jobs WHERE id = %" PRIu64,
+		 id[1]),
+	    "q true");
+	assert_string_equal(
+	    peek(x,
+		 "SELECT req_session || ' ' || req_id FROM jobq_jobs"
+		 " WHERE id = %" PRIu64,
+		 id[2]),
+	    "9 2");
+	/* The one skipped, sent alone, is the first job. */
+	SYNC(x->pg, jobq__pg_submit(x->pg, &s[1], ans_cb, &A));
+	assert_int_equal(jobq__pg_int(A.res, 0, 0), first);
+	assert_string_equal(PQgetvalue(A.res, 0, 4), "t");
+	/* Keys, dependencies and owners go alone. */
+	s[0].unique = "k";
+	assert_int_equal(jobq__pg_submit_many(x->pg, v, 1, ans_cb, &A),
+			 -EINVAL);
+}
+
+/* ------------------------------------------------------------------------
+ * A submit that reserves for a waiting worker of its host (an owner).
+ */
+/* Submits @s; returns the job's id and its lease token (0: not reserved)
+ * in *@token. */
+static uint64_t submit_tok(struct ctx *x, const struct jobq__pg_submit *s,
+			   uint64_t *token)
+{
+	uint64_t id = submit(x, s);
+
+	*token = (uint64_t)jobq__pg_int(A.res, 0, 5);
+	return id;
+}
+
+static void submit_reserves_for_owner(void **state)
+{
+	struct ctx *x = *state;
+	const char *types[] = {"h", "h2"};
+	struct jobq__pg_submit s = {.type = "h",
+				    .timeout_ms = 5000,
+				    .owner = "me:1:0",
+				    .types = types,
+				    .ntypes = 2};
+	struct jobq__pg_submit plain = {.type = "h2", .priority = 5};
+	uint64_t id, id2, hi, tok, tok2, got, dep;
+
+	/* Nothing waits: running for its owner, in the submit's own
+	 * transaction, with its first attempt and a lease of its timeout,
+	 * as a reserve makes it. No notification: no host need look. */
+	id = submit_tok(x, &s, &tok);
+	assert_true(tok > 0);
+	assert_int_equal(jobq__pg_int(A.res, 0, 2), 0);
+	assert_int_equal(job_state(x, id), 4);
+	assert_string_equal(
+	    peek(x,
+		 "SELECT attempts || ' ' || lease_owner || ' '"
+		 " || (lease_until - started_at) || ' '"
+		 " || (started_at = created_at) || ' ' || NOT slot"
+		 " FROM jobq_jobs WHERE id = %" PRIu64,
+		 id),
+	    "1 me:1:0 00:00:05 true true");
+	assert_string_equal(
+	    peek(x, "SELECT lease_token FROM jobq_jobs WHERE id = %" PRIu64,
+		 id),
+	    peek(x, "SELECT %" PRIu64, tok));
+	/* Its token is the run's: the result is taken. */
+	SYNC(x->pg, jobq__pg_complete(x->pg, id, tok, NULL, 0, ans_cb, &A));
+	assert_int_equal(PQntuples(A.res), 1);
+	assert_int_equal(job_state(x, id), 5);
+
+	/* Its lease ends as any run's: ready again, the attempt counted, and
+	 * the first token refused once another run holds the job. */
+	s.timeout_ms = 50;
+	id = submit_tok(x, &s, &tok);
+	assert_true(tok > 0);
+	jqt_sleep(0.2);
+	SYNC(x->pg, jobq__pg_expire(x->pg, ans_cb, &A));
+	assert_int_equal(PQntuples(A.res), 1);
+	assert_int_equal(job_state(x, id), 3);
+	assert_int_equal(reserve(x->pg, "h", 1, &got, &tok2), 1);
+	assert_int_equal(got, id);
+	assert_string_equal(
+	    peek(x, "SELECT attempts FROM jobq_jobs WHERE id = %" PRIu64, id),
+	    "2");
+	SYNC(x->pg, jobq__pg_complete(x->pg, id, tok, NULL, 0, ans_cb, &A));
+	assert_int_equal(PQntuples(A.res), 0);
+	SYNC(x->pg, jobq__pg_complete(x->pg, id, tok2, NULL, 0, ans_cb, &A));
+	assert_int_equal(PQntuples(A.res), 1);
+	s.timeout_ms = 5000;
+
+	/* A runnable job of another of the owner's types, of a higher
+	 * priority or as high (older first), goes first: no hand-out. */
+	hi = submit(x, &plain);
+	id = submit_tok(x, &s, &tok);
+	assert_int_equal(tok, 0);
+	assert_int_equal(job_state(x, id), 3);
+	s.priority = 5;
+	id2 = submit_tok(x, &s, &tok);
+	assert_int_equal(tok, 0);
+	/* A reserve takes them best first. */
+	assert_int_equal(reserve(x->pg, "h2", 1, &got, NULL), 1);
+	assert_int_equal(got, hi);
+	assert_int_equal(reserve(x->pg, "h", 1, &got, NULL), 1);
+	assert_int_equal(got, id2);
+	assert_int_equal(reserve(x->pg, "h", 1, &got, NULL), 1);
+	assert_int_equal(got, id);
+	/* One of a higher priority than every runnable one overtakes
+	 * nothing. */
+	submit(x, &plain);
+	s.priority = 6;
+	id = submit_tok(x, &s, &tok);
+	assert_true(tok > 0);
+	assert_int_equal(job_state(x, id), 4);
+	assert_int_equal(reserve(x->pg, "h2", 1, NULL, NULL), 1);
+	s.priority = 0;
+
+	/* Paused or limited queues, delays and dependencies: never. */
+	SYNC(x->pg, jobq__pg_queue_set(x->pg, "paused", 1, -1, ans_cb, &A));
+	SYNC(x->pg, jobq__pg_queue_set(x->pg, "limited", -1, 3, ans_cb, &A));
+	s.queue = "paused";
+	id = submit_tok(x, &s, &tok);
+	assert_int_equal(tok, 0);
+	assert_int_equal(job_state(x, id), 3);
+	assert_int_equal(reserve(x->pg, "h", 1, NULL, NULL), 0);
+	SYNC(x->pg, jobq__pg_queue_set(x->pg, "paused", 0, -1, ans_cb, &A));
+	assert_int_equal(reserve(x->pg, "h", 1, NULL, NULL), 1);
+	s.queue = "limited";
+	id = submit_tok(x, &s, &tok);
+	assert_int_equal(tok, 0);
+	assert_int_equal(job_state(x, id), 3);
+	assert_string_equal(peek(x, "SELECT running FROM jobq_queue_settings"
+				    " WHERE queue = 'limited'"),
+			    "0");
+	assert_int_equal(reserve(x->pg, "h", 1, NULL, NULL), 1);
+	s.queue = NULL;
+	s.delay_ms = 1000;
+	id = submit_tok(x, &s, &tok);
+	assert_int_equal(tok, 0);
+	assert_int_equal(job_state(x, id), 2);
+	s.delay_ms = 0;
+	dep = submit_simple(x, "nobody");
+	s.after = &dep;
+	s.nafter = 1;
+	id = submit_tok(x, &s, &tok);
+	assert_int_equal(tok, 0);
+	assert_int_equal(job_state(x, id), 1);
+	s.after = NULL;
+	s.nafter = 0;
+
+	/* Sent again after a lost answer: the same job and run. */
+	s.session = 77;
+	s.rid = 1;
+	id = submit_tok(x, &s, &tok);
+	assert_true(tok > 0);
+	assert_int_equal(submit_tok(x, &s, &tok2), id);
+	assert_string_equal(PQgetvalue(A.res, 0, 4), "t");
+	assert_int_equal(tok2, tok);
+	/* Without an owner, a submit reserves nothing. */
+	plain.priority = 100;
+	id = submit_tok(x, &plain, &tok);
+	assert_int_equal(tok, 0);
+	assert_int_equal(job_state(x, id), 3);
+}
+
 /* ------------------------------------------------------------------------
  * Key/value, retention.
  */
@@ -1374,6 +1575,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(after_dependencies, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(parallel_limit_and_pause, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(submit_many_in_order, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(submit_reserves_for_owner, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(kv_atomic, setup, teardown),
 	    cmocka_unit_test_setup_teardown(batching_commits_together, setup,

@@ -542,6 +542,210 @@ static void restarted_host_sees_jobs(void **state)
 	jqt_pg_host_stop(&b);
 }
 
+/* The first column of the first row of @fmt's query on the case's
+ * database (a static buffer). */
+static char *ask(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *ask(const char *fmt, ...)
+{
+	static char buf[256];
+	char sql[1024], *v;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(sql, sizeof(sql), fmt, ap);
+	va_end(ap);
+	v = jqt_pg_exec(conninfo, sql);
+	assert_non_null(v);
+	snprintf(buf, sizeof(buf), "%s", v);
+	free(v);
+	return buf;
+}
+
+/* Whether job @id, started, was reserved by its submit's own statement
+ * (now() is the transaction's start: a reserve of its own starts later). */
+static bool handed_with_submit(uint64_t id)
+{
+	return !strcmp(ask("SELECT started_at = created_at FROM jobq_jobs"
+			   " WHERE id = %" PRIu64,
+			   id),
+		       "t");
+}
+
+/* `jobq wait ID` on @h, asserted to end with @code; its output in @o. */
+static void wait_code(struct jqt_pg_host *h, uint64_t id, int code,
+		      struct jqt_out *o)
+{
+	char ids[24];
+
+	snprintf(ids, sizeof(ids), "%" PRIu64, id);
+	HCLI(h, o, "wait", ids, "--timeout", "30");
+	if (o->code != code)
+		fprintf(stderr, "wait %s: %s%s\n", ids, o->out, o->err);
+	assert_int_equal(o->code, code);
+}
+
+/* A job submitted on a host whose worker waits for its type is reserved
+ * for that worker by the submit's own statement and run by it, with its
+ * first attempt and the lease of its timeout; priorities, a paused queue
+ * and a parallel limit hold as for any reserve; and killed right after
+ * such a hand-out, the host leaves the job to its lease, after which
+ * another host runs it. */
+static void handout_with_submit(void **state)
+{
+	struct jqt_pg_host a = {0}, d = {0};
+	char dir[PATH_MAX], flag[PATH_MAX + 8], cmd[2 * PATH_MAX + 128];
+	char ids[24];
+	struct jqt_out o;
+	uint64_t id = 0, hi, lo, first, second;
+	bool handed = false;
+
+	assert_int_equal(jqt_tmpdir(dir, sizeof(dir)), 0);
+	host_start(&a, conninfo, 1);
+	/* Its worker waits once it has registered and found nothing; a
+	 * submit while its reserve is out takes the usual way. */
+	for (int i = 0; i < 50 && !handed; i++) {
+		HCLI(&a, &o, "submit", "echo", "{\"n\": 1}", "--timeout", "7");
+		id = to_id(&o);
+		jqt_out_free(&o);
+		wait_code(&a, id, 0, &o);
+		assert_non_null(strstr(o.out, "\"n\""));
+		jqt_out_free(&o);
+		handed = handed_with_submit(id);
+		if (!handed)
+			jqt_sleep(0.1);
+	}
+	assert_true(handed);
+	assert_string_equal(
+	    ask("SELECT attempts || ' ' || (lease_owner LIKE '%%:%%:%%')"
+		" FROM jobq_jobs WHERE id = %" PRIu64,
+		id),
+	    "1 true");
+	until_state(&a, id, "succeeded", 10);
+
+	/* A better job runnable (made behind the managers' backs, so that
+	 * no notification tells of it): the next submit is not handed out
+	 * before it, and the worker takes the better one first. */
+	hi = strtoull(ask("INSERT INTO jobq_jobs (type, queue, args, priority,"
+			  " state, run_at) VALUES ('echo', 'default',"
+			  " convert_to('{\"hi\": 1}', 'UTF8'), 10, 3, now())"
+			  " RETURNING id"),
+		      NULL, 10);
+	assert_true(hi > 0);
+	HCLI(&a, &o, "submit", "echo", "{\"lo\": 1}");
+	lo = to_id(&o);
+	jqt_out_free(&o);
+	wait_code(&a, lo, 0, &o);
+	jqt_out_free(&o);
+	seen(&a, hi);
+	wait_code(&a, hi, 0, &o);
+	jqt_out_free(&o);
+	assert_false(handed_with_submit(lo));
+	assert_string_equal(ask("SELECT h.started_at <= l.started_at"
+				" FROM jobq_jobs h, jobq_jobs l"
+				" WHERE h.id = %" PRIu64 " AND l.id = %" PRIu64,
+				hi, lo),
+			    "t");
+
+	/* A paused queue: nothing runs until it is resumed. */
+	HCLI(&a, &o, "pause", "pq");
+	assert_int_equal(o.code, 0);
+	jqt_out_free(&o);
+	jqt_sleep(0.3);
+	HCLI(&a, &o, "submit", "echo", "{}", "--queue", "pq");
+	id = to_id(&o);
+	jqt_out_free(&o);
+	jqt_sleep(0.5);
+	assert_string_equal(
+	    ask("SELECT state FROM jobq_jobs WHERE id = %" PRIu64, id), "3");
+	HCLI(&a, &o, "resume", "pq");
+	assert_int_equal(o.code, 0);
+	jqt_out_free(&o);
+	wait_code(&a, id, 0, &o);
+	jqt_out_free(&o);
+
+	/* A parallel limit of 1: the second job waits for the first. */
+	HCLI(&a, &o, "queue", "set", "lq", "--parallel", "1");
+	assert_int_equal(o.code, 0);
+	jqt_out_free(&o);
+	snprintf(flag, sizeof(flag), "%s/go", dir);
+	snprintf(cmd, sizeof(cmd),
+		 "while [ ! -e %s ]; do sleep 0.05; done; echo first", flag);
+	jqt_sleep(0.3);
+	HCLI(&a, &o, "run", "--queue", "lq", "--", "sh", "-c", cmd);
+	first = to_id(&o);
+	jqt_out_free(&o);
+	until_state(&a, first, "running", 20);
+	HCLI(&a, &o, "run", "--queue", "lq", "--", "echo", "second");
+	second = to_id(&o);
+	jqt_out_free(&o);
+	jqt_sleep(0.5);
+	assert_string_equal(
+	    ask("SELECT state FROM jobq_jobs WHERE id = %" PRIu64, second),
+	    "3");
+	{
+		FILE *f = fopen(flag, "w");
+
+		assert_non_null(f);
+		fclose(f);
+	}
+	wait_code(&a, first, 0, &o);
+	jqt_out_free(&o);
+	wait_code(&a, second, 0, &o);
+	assert_non_null(strstr(o.out, "second"));
+	jqt_out_free(&o);
+	assert_string_equal(ask("SELECT s.started_at >= f.finished_at"
+				" FROM jobq_jobs f, jobq_jobs s"
+				" WHERE f.id = %" PRIu64 " AND s.id = %" PRIu64,
+				first, second),
+			    "t");
+
+	/* Killed right after a hand-out: the job returns to ready when its
+	 * lease (2 s) ends, its attempt counted, and D's worker runs it. */
+	snprintf(flag, sizeof(flag), "%s/started", dir);
+	snprintf(cmd, sizeof(cmd),
+		 "if [ -e %s ]; then echo second-run; else touch %s; "
+		 "sleep 60; fi",
+		 flag, flag);
+	handed = false;
+	for (int i = 0; i < 50 && !handed; i++) {
+		double end = jqt_now() + 20;
+
+		jqt_sleep(0.2);
+		HCLI(&a, &o, "run", "--timeout", "2", "--retries", "1", "--",
+		     "sh", "-c", cmd);
+		id = to_id(&o);
+		jqt_out_free(&o);
+		while (access(flag, F_OK) && jqt_now() < end)
+			jqt_sleep(0.02);
+		assert_int_equal(access(flag, F_OK), 0);
+		handed = handed_with_submit(id);
+		if (!handed) {
+			/* Reserved the usual way: not the case wanted. */
+			snprintf(ids, sizeof(ids), "%" PRIu64, id);
+			HCLI(&a, &o, "cancel", ids);
+			jqt_out_free(&o);
+			wait_code(&a, id, 4, &o);
+			jqt_out_free(&o);
+			unlink(flag);
+		}
+	}
+	assert_true(handed);
+	kill(a.m.pid, SIGKILL);
+	host_start(&d, conninfo, 1);
+	seen(&d, id);
+	wait_code(&d, id, 0, &o);
+	assert_non_null(strstr(o.out, "second-run"));
+	jqt_out_free(&o);
+	assert_string_equal(
+	    ask("SELECT attempts || ' ' || (started_at >= created_at"
+		" + interval '2 seconds') FROM jobq_jobs WHERE id = %" PRIu64,
+		id),
+	    "2 true");
+	jqt_pg_host_stop(&a);
+	jqt_pg_host_stop(&d);
+	jqt_rmtree(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -553,6 +757,7 @@ int main(void)
 	    cmocka_unit_test_setup(wait_after_retry_not_heard_of, setup),
 	    cmocka_unit_test_setup(cancel_from_another_host, setup),
 	    cmocka_unit_test_setup(restarted_host_sees_jobs, setup),
+	    cmocka_unit_test_setup(handout_with_submit, setup),
 	};
 
 	jqt_init();
