@@ -720,9 +720,12 @@ static void submit_flush(void)
 	}
 }
 
+static void waits_flush(void);
+
 void jobq__jobs_pg_turn(void)
 {
 	submit_flush();
+	waits_flush();
 }
 
 int jobq__jobs_pg_submit(struct jobq__client *c, const struct jobq_sqe *s)
@@ -832,57 +835,113 @@ int jobq__jobs_pg_submit(struct jobq__client *c, const struct jobq_sqe *s)
  *    copy final from it: the row is read first then too.
  *
  * The common wait stays free: one for a job running or queued, on an
- * idle connection. Costs: one pipelined read for a wait on a final job,
- * or on a busy connection. With a backend the client does not answer a
+ * idle connection. Costs: a read for a wait on a final job, or on a busy
+ * connection, shared by every such wait of the turn (one statement a
+ * turn, below). With a backend the client does not answer a
  * wait from a final state in its store either, but asks (src/job.c,
  * jobs_shared). Still open: a worker of this host that answers a job
  * cancelled meanwhile makes its copy cancelled without a statement
  * (jobq__jobs_pg_done()), so a wait parked on it after a retry of the
  * cancelled job gets "cancelled".
+ *
+ * The waits whose rows are to be read: gathered during a turn and read in
+ * one statement at its end (jobq__jobs_pg_turn()), so that a client
+ * waiting for thousands of finished jobs costs one statement a turn, not
+ * one a job, and a wait does not queue one read behind another.
  */
-static void wait_send(struct preq *p);
+static struct {
+	struct preq **v;
+	uint32_t n, cap;
+} waitq;
 
-static void wait_cb(void *arg, int err, const PGresult *res)
-{
-	struct preq *p = arg;
-	int ret;
+/* A statement's worth of waits. */
+struct wbatch {
+	uint32_t n;
+	struct preq *p[];
+};
 
-	/* A read is safe to send again; a wait must not fail for a cut
-	 * that the reconnect mends. */
-	if (err == -ECONNRESET && p->tries++ < 5 && asker_alive(p)) {
-		wait_send(p);
-		return;
-	}
-	if (err) {
-		reply(p, sql_error("wait", err, res), 0);
-		free(p);
-		return;
-	}
-	for (int i = 0; i < PQntuples(res); i++)
-		mirror_row(res, i);
-	if (!asker_alive(p)) {
-		free(p);
-		return;
-	}
-	ret = jobq__job_wait_here(p->c, &p->sqe);
-	if (ret != JOBQ__NOREPLY)
-		jobq__post(p->c, p->sqe.user_data, ret, 0, 0, 0, 0);
-	free(p);
-}
-
-/* Sends @p's read of its job's row; without a statement, @p is answered
- * with the error. */
 static void wait_send(struct preq *p)
 {
-	uint64_t id = p->sqe.arg0;
-	int ret;
+	if (waitq.n == waitq.cap) {
+		uint32_t ncap = waitq.cap ? 2 * waitq.cap : 64;
+		struct preq **nv = realloc(waitq.v, ncap * sizeof(*nv));
 
-	/* Above every id: only the one named is read. */
-	ret =
-	    jobq__pg_sync(jobq__backend_pg(), INT64_MAX, &id, 1, 1, wait_cb, p);
-	if (ret) {
-		reply(p, ret, 0);
+		if (!nv) {
+			reply(p, -ENOMEM, 0);
+			free(p);
+			return;
+		}
+		waitq.v = nv;
+		waitq.cap = ncap;
+	}
+	waitq.v[waitq.n++] = p;
+}
+
+static void waits_cb(void *arg, int err, const PGresult *res)
+{
+	struct wbatch *b = arg;
+
+	if (!err)
+		for (int i = 0; i < PQntuples(res); i++)
+			mirror_row(res, i);
+	for (uint32_t i = 0; i < b->n; i++) {
+		struct preq *p = b->p[i];
+		int ret;
+
+		/* A read is safe to send again; a wait must not fail for a
+		 * cut that the reconnect mends. */
+		if (err == -ECONNRESET && p->tries++ < 5 && asker_alive(p)) {
+			wait_send(p);
+			continue;
+		}
+		if (err) {
+			reply(p, sql_error("wait", err, res), 0);
+			free(p);
+			continue;
+		}
+		if (asker_alive(p)) {
+			ret = jobq__job_wait_here(p->c, &p->sqe);
+			if (ret != JOBQ__NOREPLY)
+				jobq__post(p->c, p->sqe.user_data, ret, 0, 0, 0,
+					   0);
+		}
 		free(p);
+	}
+	free(b);
+}
+
+/* Sends one read of the rows of every wait gathered. */
+static void waits_flush(void)
+{
+	uint32_t n = waitq.n;
+	struct wbatch *b;
+	uint64_t *ids;
+	int ret = -ENOMEM;
+
+	if (!n)
+		return;
+	waitq.n = 0;
+	b = malloc(sizeof(*b) + n * sizeof(b->p[0]));
+	ids = malloc(n * sizeof(*ids));
+	if (b && ids) {
+		b->n = n;
+		for (uint32_t i = 0; i < n; i++) {
+			b->p[i] = waitq.v[i];
+			ids[i] = waitq.v[i]->sqe.arg0;
+		}
+		/* Above every id: only the ones named are read. */
+		ret = jobq__pg_sync(jobq__backend_pg(), INT64_MAX, ids, n, n,
+				    waits_cb, b);
+	}
+	free(ids);
+	if (ret) {
+		for (uint32_t i = 0; i < n; i++) {
+			struct preq *p = b ? b->p[i] : waitq.v[i];
+
+			reply(p, ret, 0);
+			free(p);
+		}
+		free(b);
 	}
 }
 
