@@ -219,6 +219,23 @@ char *jqt_pg_exec(const char *conninfo, const char *sql)
 	return v;
 }
 
+char *jqt_pg_ask(const char *conninfo, const char *fmt, ...)
+{
+	static char buf[256];
+	char sql[1024], *v;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(sql, sizeof(sql), fmt, ap);
+	va_end(ap);
+	v = jqt_pg_exec(conninfo, sql);
+	if (!v)
+		fail_msg("query failed: %s", sql);
+	snprintf(buf, sizeof(buf), "%s", v);
+	free(v);
+	return buf;
+}
+
 /* The first column of the first row of @sql on @c, as a number; -1 on an
  * error. */
 static int count_on(PGconn *c, const char *sql)

@@ -60,6 +60,14 @@ int jqt_pg_createdb(struct jqt_pg *pg, const char *name, char *out,
 char *jqt_pg_exec(const char *conninfo, const char *sql);
 
 /*
+ * jqt_pg_ask - jqt_pg_exec() of the query @fmt formats, for checks: the
+ * first column of the first row in a static buffer, valid until the next
+ * call. A query that fails fails the test case.
+ */
+char *jqt_pg_ask(const char *conninfo, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/*
  * jqt_pg_cut_sessions - terminate the client sessions on the database of
  * @conninfo but the caller's, once exactly @n are listed: a session just
  * closed (each jqt_pg_exec()'s) stays in pg_stat_activity until its server

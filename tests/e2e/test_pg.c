@@ -204,30 +204,22 @@ static int teardown(void **state)
 	return 0;
 }
 
-/* A blocking look at the database, for checks: the first column of the
- * first row of @fmt. */
-static char *peek(struct ctx *x, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static char *peek(struct ctx *x, const char *fmt, ...)
+/* Column @col of job @id's row, as a number. */
+static int job_col(struct ctx *x, const char *col, uint64_t id)
 {
-	static char buf[256];
-	char sql[512], *v;
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(sql, sizeof(sql), fmt, ap);
-	va_end(ap);
-	v = jqt_pg_exec(x->conninfo, sql);
-	assert_non_null(v);
-	snprintf(buf, sizeof(buf), "%s", v);
-	free(v);
-	return buf;
+	return atoi(jqt_pg_ask(x->conninfo,
+			       "SELECT %s FROM jobq_jobs WHERE id = %" PRIu64,
+			       col, id));
 }
 
 static int job_state(struct ctx *x, uint64_t id)
 {
-	return atoi(
-	    peek(x, "SELECT state FROM jobq_jobs WHERE id = %" PRIu64, id));
+	return job_col(x, "state", id);
+}
+
+static int job_attempts(struct ctx *x, uint64_t id)
+{
+	return job_col(x, "attempts", id);
 }
 
 static uint64_t submit(struct ctx *x, const struct jobq__pg_submit *s)
@@ -318,7 +310,8 @@ static void schema_versions(void **state)
 		/* One row per migration, each applied once. */
 		snprintf(rows, sizeof(rows), "%d", JOBQ__PG_SCHEMA_VERSION);
 		assert_string_equal(
-		    peek(&y, "SELECT count(*) FROM jobq_schema"), rows);
+		    jqt_pg_ask(y.conninfo, "SELECT count(*) FROM jobq_schema"),
+		    rows);
 	}
 
 	/* A newer schema is refused, naming both versions. */
@@ -386,7 +379,8 @@ static void unique_exact_across_connections(void **state)
 		ans_clear(&r.a[0]);
 		ans_clear(&r.a[1]);
 	}
-	assert_string_equal(peek(x, "SELECT count(*) FROM jobq_jobs"), "40");
+	assert_string_equal(
+	    jqt_pg_ask(x->conninfo, "SELECT count(*) FROM jobq_jobs"), "40");
 
 	/* The key is free again once its job finished. */
 	{
@@ -449,7 +443,8 @@ static void request_id_once(void **state)
 		ans_clear(&r.a[0]);
 		ans_clear(&r.a[1]);
 	}
-	assert_string_equal(peek(x, "SELECT count(*) FROM jobq_jobs"), "20");
+	assert_string_equal(
+	    jqt_pg_ask(x->conninfo, "SELECT count(*) FROM jobq_jobs"), "20");
 
 	/* Unlike a key, a request id keeps naming its job once it is
 	 * final; another session's same number is another request. */
@@ -551,7 +546,9 @@ static void skip_locked_batches(void **state)
 	assert_int_equal(g.dup, 0);
 	assert_int_equal(g.nseen, 300);
 	assert_string_equal(
-	    peek(x, "SELECT count(*) FROM jobq_jobs WHERE state = 4"), "300");
+	    jqt_pg_ask(x->conninfo,
+		       "SELECT count(*) FROM jobq_jobs WHERE state = 4"),
+	    "300");
 	free(g.seen);
 }
 
@@ -608,9 +605,7 @@ static void lease_expiry_and_stale_result(void **state)
 	assert_int_equal(reserve(x->pg, "l", 1, &got, &t2), 1);
 	assert_int_equal(got, id);
 	assert_true(t2 != t1);
-	assert_string_equal(
-	    peek(x, "SELECT attempts FROM jobq_jobs WHERE id = %" PRIu64, id),
-	    "2");
+	assert_int_equal(job_attempts(x, id), 2);
 	/* The first worker's answers are refused. */
 	SYNC(x->pg, jobq__pg_complete(x->pg, id, t1, res, 4, ans_cb, &A));
 	assert_int_equal(PQntuples(A.res), 0);
@@ -660,10 +655,10 @@ static void retries_backoff_dead(void **state)
 	SYNC(x->pg, jobq__pg_fail(x->pg, id, tok, "boom", ans_cb, &A));
 	assert_int_equal(jobq__pg_int(A.res, 0, 0), 6);
 	/* First retry: 1 s with jitter in [0.5, 1.5). */
-	wait = atof(peek(x,
-			 "SELECT extract(epoch FROM run_at - now()) FROM "
-			 "jobq_jobs WHERE id = %" PRIu64,
-			 id));
+	wait = atof(jqt_pg_ask(x->conninfo,
+			       "SELECT extract(epoch FROM run_at - now()) FROM "
+			       "jobq_jobs WHERE id = %" PRIu64,
+			       id));
 	assert_true(wait > 0.3 && wait < 1.6);
 	assert_int_equal(reserve(x->pg, "r", 1, NULL, NULL), 0);
 	free(jqt_pg_exec(x->conninfo, "UPDATE jobq_jobs SET run_at = now()"));
@@ -671,10 +666,11 @@ static void retries_backoff_dead(void **state)
 	SYNC(x->pg, jobq__pg_fail(x->pg, id, tok, "boom again", ans_cb, &A));
 	assert_int_equal(jobq__pg_int(A.res, 0, 0), 7);
 	assert_string_equal(
-	    peek(x,
-		 "SELECT error || ' ' || attempts || ' ' || (finished_at IS "
-		 "NOT NULL) FROM jobq_jobs WHERE id = %" PRIu64,
-		 id),
+	    jqt_pg_ask(
+		x->conninfo,
+		"SELECT error || ' ' || attempts || ' ' || (finished_at IS "
+		"NOT NULL) FROM jobq_jobs WHERE id = %" PRIu64,
+		id),
 	    "boom again 2 true");
 }
 
@@ -743,8 +739,9 @@ static void after_dependencies(void **state)
 		assert_int_equal(job_state(x, e), 7);
 		snprintf(msg, sizeof(msg), "dependency %" PRIu64 " failed", d);
 		assert_string_equal(
-		    peek(x, "SELECT error FROM jobq_jobs WHERE id = %" PRIu64,
-			 c),
+		    jqt_pg_ask(
+			x->conninfo,
+			"SELECT error FROM jobq_jobs WHERE id = %" PRIu64, c),
 		    msg);
 	}
 	/* After a dead job: dead at once. After no job: refused. */
@@ -798,8 +795,9 @@ static void parallel_limit_and_pause(void **state)
 	assert_int_equal(reserve(x->pg2, "q", 10, NULL, NULL), 0);
 	SYNC(x->pg, jobq__pg_queue_set(x->pg, "lim", 0, -1, ans_cb, &A));
 	assert_int_equal(reserve(x->pg2, "q", 10, NULL, NULL), 1);
-	assert_string_equal(peek(x, "SELECT running FROM jobq_queue_settings"),
-			    "2");
+	assert_string_equal(
+	    jqt_pg_ask(x->conninfo, "SELECT running FROM jobq_queue_settings"),
+	    "2");
 	/* Other queues are not limited. */
 	s.queue = "free";
 	for (int i = 0; i < 4; i++)
@@ -837,22 +835,23 @@ static void submit_many_in_order(void **state)
 	/* One notification: one type made ready. */
 	assert_int_equal(jobq__pg_int(A.res, 0, 3), 1);
 	assert_string_equal(
-	    peek(x,
-		 "SELECT priority || ' ' || convert_from(args, 'UTF8')"
-		 " FROM jobq_jobs WHERE id = %" PRIu64,
-		 id[0]),
+	    jqt_pg_ask(x->conninfo,
+		       "SELECT priority || ' ' || convert_from(args, 'UTF8')"
+		       " FROM jobq_jobs WHERE id = %" PRIu64,
+		       id[0]),
 	    "1 {}");
 	assert_string_equal(
-	    peek(x,
-		 "SELECT queue || ' ' || (run_at > now() + interval '50 s')"
-		 " FROM jobq_jobs WHERE id = %" PRIu64,
-		 id[1]),
+	    jqt_pg_ask(
+		x->conninfo,
+		"SELECT queue || ' ' || (run_at > now() + interval '50 s')"
+		" FROM jobq_jobs WHERE id = %" PRIu64,
+		id[1]),
 	    "q true");
 	assert_string_equal(
-	    peek(x,
-		 "SELECT req_session || ' ' || req_id FROM jobq_jobs"
-		 " WHERE id = %" PRIu64,
-		 id[2]),
+	    jqt_pg_ask(x->conninfo,
+		       "SELECT req_session || ' ' || req_id FROM jobq_jobs"
+		       " WHERE id = %" PRIu64,
+		       id[2]),
 	    "9 2");
 	/* The one skipped, sent alone, is the first job. */
 	SYNC(x->pg, jobq__pg_submit(x->pg, &s[1], ans_cb, &A));
@@ -898,17 +897,18 @@ static void submit_reserves_for_owner(void **state)
 	assert_int_equal(jobq__pg_int(A.res, 0, 2), 0);
 	assert_int_equal(job_state(x, id), 4);
 	assert_string_equal(
-	    peek(x,
-		 "SELECT attempts || ' ' || lease_owner || ' '"
-		 " || (lease_until - started_at) || ' '"
-		 " || (started_at = created_at) || ' ' || NOT slot"
-		 " FROM jobq_jobs WHERE id = %" PRIu64,
-		 id),
+	    jqt_pg_ask(x->conninfo,
+		       "SELECT attempts || ' ' || lease_owner || ' '"
+		       " || (lease_until - started_at) || ' '"
+		       " || (started_at = created_at) || ' ' || NOT slot"
+		       " FROM jobq_jobs WHERE id = %" PRIu64,
+		       id),
 	    "1 me:1:0 00:00:05 true true");
 	assert_string_equal(
-	    peek(x, "SELECT lease_token FROM jobq_jobs WHERE id = %" PRIu64,
-		 id),
-	    peek(x, "SELECT %" PRIu64, tok));
+	    jqt_pg_ask(x->conninfo,
+		       "SELECT lease_token FROM jobq_jobs WHERE id = %" PRIu64,
+		       id),
+	    jqt_pg_ask(x->conninfo, "SELECT %" PRIu64, tok));
 	/* Its token is the run's: the result is taken. */
 	SYNC(x->pg, jobq__pg_complete(x->pg, id, tok, NULL, 0, ans_cb, &A));
 	assert_int_equal(PQntuples(A.res), 1);
@@ -925,9 +925,7 @@ static void submit_reserves_for_owner(void **state)
 	assert_int_equal(job_state(x, id), 3);
 	assert_int_equal(reserve(x->pg, "h", 1, &got, &tok2), 1);
 	assert_int_equal(got, id);
-	assert_string_equal(
-	    peek(x, "SELECT attempts FROM jobq_jobs WHERE id = %" PRIu64, id),
-	    "2");
+	assert_int_equal(job_attempts(x, id), 2);
 	SYNC(x->pg, jobq__pg_complete(x->pg, id, tok, NULL, 0, ans_cb, &A));
 	assert_int_equal(PQntuples(A.res), 0);
 	SYNC(x->pg, jobq__pg_complete(x->pg, id, tok2, NULL, 0, ans_cb, &A));
@@ -974,8 +972,9 @@ static void submit_reserves_for_owner(void **state)
 	id = submit_tok(x, &s, &tok);
 	assert_int_equal(tok, 0);
 	assert_int_equal(job_state(x, id), 3);
-	assert_string_equal(peek(x, "SELECT running FROM jobq_queue_settings"
-				    " WHERE queue = 'limited'"),
+	assert_string_equal(jqt_pg_ask(x->conninfo,
+				       "SELECT running FROM jobq_queue_settings"
+				       " WHERE queue = 'limited'"),
 			    "0");
 	assert_int_equal(reserve(x->pg, "h", 1, NULL, NULL), 1);
 	s.queue = NULL;
@@ -1067,7 +1066,9 @@ static void kv_atomic(void **state)
 	n.a[0].done = n.a[1].done = true;
 	assert_int_equal(drive(n.pgs, 2, incr_step, &n, 60000), 0);
 	assert_string_equal(
-	    peek(x, "SELECT convert_from(value, 'UTF8') FROM jobq_kv"), "200");
+	    jqt_pg_ask(x->conninfo,
+		       "SELECT convert_from(value, 'UTF8') FROM jobq_kv"),
+	    "200");
 
 	SYNC(x->pg, kv_cas(x->pg, "c", NULL, "1", ans_cb, &A));
 	assert_int_equal(PQntuples(A.res), 1);
@@ -1121,9 +1122,10 @@ static void kv_atomic(void **state)
 	assert_int_equal(PQntuples(A.res), 0);
 	/* Versions grow across a delete and a new set of the key. */
 	SYNC(x->pg, kv_set(x->pg, "b", "1", ans_cb, &A));
-	assert_true(jobq__pg_int(A.res, 0, 0) >
-		    atoll(peek(x, "SELECT max(version) FROM jobq_kv "
-				  "WHERE key <> 'b'")));
+	assert_true(
+	    jobq__pg_int(A.res, 0, 0) >
+	    atoll(jqt_pg_ask(x->conninfo, "SELECT max(version) FROM jobq_kv "
+					  "WHERE key <> 'b'")));
 	SYNC(x->pg, jobq__pg_kv_load(x->pg, ans_cb, &A));
 	assert_int_equal(PQntuples(A.res), 4);
 
@@ -1140,8 +1142,9 @@ static void kv_atomic(void **state)
 	assert_int_equal(jobq__pg_int(A.res, 0, 0), 5);
 	assert_string_equal(PQgetvalue(A.res, 0, 2), "t");
 	assert_string_equal(
-	    peek(x, "SELECT convert_from(value, 'UTF8') FROM jobq_kv "
-		    "WHERE key = 'r'"),
+	    jqt_pg_ask(x->conninfo,
+		       "SELECT convert_from(value, 'UTF8') FROM jobq_kv "
+		       "WHERE key = 'r'"),
 	    "6");
 	/* Another session's request 1 is another request. */
 	SYNC(x->pg,
@@ -1154,8 +1157,9 @@ static void kv_atomic(void **state)
 				    (const uint8_t *)"x", 1, ans_cb, &A));
 	assert_string_equal(PQgetvalue(A.res, 0, 1), "t");
 	assert_string_equal(
-	    peek(x, "SELECT convert_from(value, 'UTF8') FROM jobq_kv "
-		    "WHERE key = 'r'"),
+	    jqt_pg_ask(x->conninfo,
+		       "SELECT convert_from(value, 'UTF8') FROM jobq_kv "
+		       "WHERE key = 'r'"),
 	    "y");
 	SYNC(x->pg, jobq__pg_kv_del(x->pg, 7, 4, "r", ans_cb, &A));
 	assert_string_equal(PQgetvalue(A.res, 0, 1), "f");
@@ -1171,8 +1175,9 @@ static void kv_atomic(void **state)
 				    (const uint8_t *)"w", 1, ans_cb, &A));
 	assert_string_equal(PQgetvalue(A.res, 0, 1), "t");
 	SYNC(x->pg, jobq__pg_kv_forget(x->pg, 0, ans_cb, &A));
-	assert_string_equal(peek(x, "SELECT count(*) FROM jobq_kv_requests"),
-			    "0");
+	assert_string_equal(
+	    jqt_pg_ask(x->conninfo, "SELECT count(*) FROM jobq_kv_requests"),
+	    "0");
 }
 
 static bool all4(void *arg)
@@ -1203,12 +1208,14 @@ static void batching_commits_together(void **state)
 	assert_string_equal(a[2].state, "22012");
 	assert_int_equal(a[3].err, 0);
 	/* Each increment once, though the first ran twice. */
-	assert_string_equal(peek(x, "SELECT convert_from(value, 'UTF8') FROM "
+	assert_string_equal(
+	    jqt_pg_ask(x->conninfo, "SELECT convert_from(value, 'UTF8') FROM "
 				    "jobq_kv WHERE key = 'n'"),
-			    "2");
-	assert_string_equal(peek(x, "SELECT convert_from(value, 'UTF8') FROM "
+	    "2");
+	assert_string_equal(
+	    jqt_pg_ask(x->conninfo, "SELECT convert_from(value, 'UTF8') FROM "
 				    "jobq_kv WHERE key = 'a'"),
-			    "1");
+	    "1");
 	for (int i = 0; i < 4; i++)
 		ans_clear(&a[i]);
 	/* Without an error: one transaction, every answer committed. */
@@ -1238,9 +1245,11 @@ static void retention(void **state)
 	SYNC(x->pg, jobq__pg_retain(x->pg, 3600000, 100, ans_cb, &A));
 	assert_string_equal(PQcmdTuples(A.res), "1");
 	assert_string_equal(
-	    peek(x, "SELECT count(*) FROM jobq_jobs WHERE id = %" PRIu64, a),
+	    jqt_pg_ask(x->conninfo,
+		       "SELECT count(*) FROM jobq_jobs WHERE id = %" PRIu64, a),
 	    "0");
-	assert_string_equal(peek(x, "SELECT count(*) FROM jobq_jobs"), "1");
+	assert_string_equal(
+	    jqt_pg_ask(x->conninfo, "SELECT count(*) FROM jobq_jobs"), "1");
 }
 
 /* ------------------------------------------------------------------------
@@ -1361,7 +1370,7 @@ static void connection_cut_and_restart(void **state)
 	jobq__pg_ready(x->pg, 0);
 	jqt_sleep(0.2);
 	snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%d)", pid);
-	assert_string_equal(peek(x, "%s", sql), "t");
+	assert_string_equal(jqt_pg_ask(x->conninfo, "%s", sql), "t");
 	assert_int_equal(jobq__pg_run(x->pg, first_done, &t, 20000), 0);
 	assert_int_equal(t.a.err, -ECONNRESET);
 	assert_true(x->downs >= 1);
@@ -1386,9 +1395,10 @@ static void connection_cut_and_restart(void **state)
 	}
 	assert_int_equal(jqt_pg_restart(&server), 0);
 	wait_ok(x->pg, &t.b);
-	assert_string_equal(peek(x, "SELECT convert_from(value, 'UTF8') FROM "
+	assert_string_equal(
+	    jqt_pg_ask(x->conninfo, "SELECT convert_from(value, 'UTF8') FROM "
 				    "jobq_kv WHERE key = 'restart'"),
-			    "1");
+	    "1");
 	ans_clear(&t.a);
 	ans_clear(&t.b);
 }
@@ -1524,10 +1534,12 @@ static void jobqd_backend_reconnects(void **state)
 		snprintf(y.conninfo, sizeof(y.conninfo), "%s", conninfo);
 		snprintf(v, sizeof(v), "%d", JOBQ__PG_SCHEMA_VERSION);
 		assert_string_equal(
-		    peek(&y, "SELECT max(version) FROM jobq_schema"), v);
+		    jqt_pg_ask(y.conninfo,
+			       "SELECT max(version) FROM jobq_schema"),
+		    v);
 		assert_int_equal(jqt_file_count(log, "connected to PostgreSQL"),
 				 1);
-		/* Cut its session, the one it holds (a peek()'s may still
+		/* Cut its session, the one it holds (a check's may still
 		 * be listed as it closes): the loop sees it and reconnects. */
 		assert_int_equal(jqt_pg_cut_sessions(conninfo, 1, 20), 1);
 		end = jqt_now() + 20;
@@ -1545,11 +1557,13 @@ static void jobqd_backend_reconnects(void **state)
 		    "lease_token, lease_until) VALUES ('orphan', 4, 1, 1, "
 		    "now() - interval '1 second')"));
 		end = jqt_now() + 20;
-		while (strcmp(peek(&y, "SELECT state FROM jobq_jobs"), "3") &&
+		while (strcmp(jqt_pg_ask(y.conninfo,
+					 "SELECT state FROM jobq_jobs"),
+			      "3") &&
 		       jqt_now() < end)
 			jqt_sleep(0.05);
-		assert_string_equal(peek(&y, "SELECT state FROM jobq_jobs"),
-				    "3");
+		assert_string_equal(
+		    jqt_pg_ask(y.conninfo, "SELECT state FROM jobq_jobs"), "3");
 	}
 	assert_true(jqt_status_ok(jqt_mgr_stop(&m)));
 	jqt_rmtree(dir);

@@ -150,6 +150,19 @@ static char *state_on(struct jqt_pg_host *h, uint64_t id, char *buf, size_t len)
 	return buf;
 }
 
+/* `jobq wait ID` on @h, asserted to end with @code; its output in @o. */
+static void wait_code(struct jqt_pg_host *h, uint64_t id, int code,
+		      struct jqt_out *o)
+{
+	char ids[24];
+
+	snprintf(ids, sizeof(ids), "%" PRIu64, id);
+	HCLI(h, o, "wait", ids, "--timeout", "30");
+	if (o->code != code)
+		fprintf(stderr, "wait %s: %s%s\n", ids, o->out, o->err);
+	assert_int_equal(o->code, code);
+}
+
 /* Waits (at most @timeout s) until host @h shows job @id in @state. */
 static void until_state(struct jqt_pg_host *h, uint64_t id, const char *state,
 			double timeout)
@@ -220,7 +233,6 @@ static void worker_host_killed(void **state)
 {
 	struct jqt_pg_host a = {0}, b = {0}, d = {0};
 	char dir[PATH_MAX], flag[PATH_MAX + 8], cmd[2 * PATH_MAX + 128];
-	char ids[24];
 	struct jqt_out o;
 	uint64_t id;
 	double end;
@@ -240,17 +252,13 @@ static void worker_host_killed(void **state)
 	     "-c", cmd);
 	id = to_id(&o);
 	jqt_out_free(&o);
-	snprintf(ids, sizeof(ids), "%" PRIu64, id);
 	end = jqt_now() + 20;
 	while (access(flag, F_OK) && jqt_now() < end)
 		jqt_sleep(0.05);
 	assert_int_equal(access(flag, F_OK), 0);
 	kill(b.m.pid, SIGKILL);
 	host_start(&d, conninfo, 1);
-	HCLI(&a, &o, "wait", ids, "--timeout", "30");
-	if (o.code)
-		fprintf(stderr, "wait: %s%s\n", o.out, o.err);
-	assert_int_equal(o.code, 0);
+	wait_code(&a, id, 0, &o);
 	assert_non_null(strstr(o.out, "second-run"));
 	jqt_out_free(&o);
 	jqt_pg_host_stop(&a);
@@ -277,8 +285,7 @@ static void retries_and_dead(void **state)
 	jqt_out_free(&o);
 	snprintf(ids, sizeof(ids), "%" PRIu64, id);
 	seen(&c, id);
-	HCLI(&c, &o, "wait", ids, "--timeout", "30");
-	assert_int_equal(o.code, 4);
+	wait_code(&c, id, 4, &o);
 	jqt_out_free(&o);
 	assert_string_equal(state_on(&c, id, st, sizeof(st)), "dead");
 	until_state(&a, id, "dead", 10);
@@ -294,8 +301,7 @@ static void retries_and_dead(void **state)
 	id = to_id(&o);
 	jqt_out_free(&o);
 	snprintf(ids, sizeof(ids), "%" PRIu64, id);
-	HCLI(&a, &o, "wait", ids, "--timeout", "30");
-	assert_int_equal(o.code, 4);
+	wait_code(&a, id, 4, &o);
 	jqt_out_free(&o);
 	HCLI(&a, &o, "show", ids, "--json");
 	j = jqt_json_object(&o);
@@ -452,8 +458,7 @@ static void wait_after_retry_not_heard_of(void **state)
 	id = to_id(&o);
 	jqt_out_free(&o);
 	snprintf(ids, sizeof(ids), "%" PRIu64, id);
-	HCLI(&a, &o, "wait", ids, "--timeout", "30");
-	assert_int_equal(o.code, 4);
+	wait_code(&a, id, 4, &o);
 	jqt_out_free(&o);
 	until_state(&c, id, "dead", 10);
 
@@ -542,46 +547,16 @@ static void restarted_host_sees_jobs(void **state)
 	jqt_pg_host_stop(&b);
 }
 
-/* The first column of the first row of @fmt's query on the case's
- * database (a static buffer). */
-static char *ask(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *ask(const char *fmt, ...)
-{
-	static char buf[256];
-	char sql[1024], *v;
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(sql, sizeof(sql), fmt, ap);
-	va_end(ap);
-	v = jqt_pg_exec(conninfo, sql);
-	assert_non_null(v);
-	snprintf(buf, sizeof(buf), "%s", v);
-	free(v);
-	return buf;
-}
-
 /* Whether job @id, started, was reserved by its submit's own statement
  * (now() is the transaction's start: a reserve of its own starts later). */
 static bool handed_with_submit(uint64_t id)
 {
-	return !strcmp(ask("SELECT started_at = created_at FROM jobq_jobs"
-			   " WHERE id = %" PRIu64,
-			   id),
-		       "t");
-}
-
-/* `jobq wait ID` on @h, asserted to end with @code; its output in @o. */
-static void wait_code(struct jqt_pg_host *h, uint64_t id, int code,
-		      struct jqt_out *o)
-{
-	char ids[24];
-
-	snprintf(ids, sizeof(ids), "%" PRIu64, id);
-	HCLI(h, o, "wait", ids, "--timeout", "30");
-	if (o->code != code)
-		fprintf(stderr, "wait %s: %s%s\n", ids, o->out, o->err);
-	assert_int_equal(o->code, code);
+	return !strcmp(
+	    jqt_pg_ask(conninfo,
+		       "SELECT started_at = created_at FROM jobq_jobs"
+		       " WHERE id = %" PRIu64,
+		       id),
+	    "t");
 }
 
 /* A job submitted on a host whose worker waits for its type is reserved
@@ -616,20 +591,23 @@ static void handout_with_submit(void **state)
 	}
 	assert_true(handed);
 	assert_string_equal(
-	    ask("SELECT attempts || ' ' || (lease_owner LIKE '%%:%%:%%')"
-		" FROM jobq_jobs WHERE id = %" PRIu64,
-		id),
+	    jqt_pg_ask(conninfo,
+		       "SELECT attempts || ' ' || (lease_owner LIKE '%%:%%:%%')"
+		       " FROM jobq_jobs WHERE id = %" PRIu64,
+		       id),
 	    "1 true");
 	until_state(&a, id, "succeeded", 10);
 
 	/* A better job runnable (made behind the managers' backs, so that
 	 * no notification tells of it): the next submit is not handed out
 	 * before it, and the worker takes the better one first. */
-	hi = strtoull(ask("INSERT INTO jobq_jobs (type, queue, args, priority,"
-			  " state, run_at) VALUES ('echo', 'default',"
-			  " convert_to('{\"hi\": 1}', 'UTF8'), 10, 3, now())"
-			  " RETURNING id"),
-		      NULL, 10);
+	hi = strtoull(
+	    jqt_pg_ask(conninfo,
+		       "INSERT INTO jobq_jobs (type, queue, args, priority,"
+		       " state, run_at) VALUES ('echo', 'default',"
+		       " convert_to('{\"hi\": 1}', 'UTF8'), 10, 3, now())"
+		       " RETURNING id"),
+	    NULL, 10);
 	assert_true(hi > 0);
 	HCLI(&a, &o, "submit", "echo", "{\"lo\": 1}");
 	lo = to_id(&o);
@@ -640,10 +618,12 @@ static void handout_with_submit(void **state)
 	wait_code(&a, hi, 0, &o);
 	jqt_out_free(&o);
 	assert_false(handed_with_submit(lo));
-	assert_string_equal(ask("SELECT h.started_at <= l.started_at"
-				" FROM jobq_jobs h, jobq_jobs l"
-				" WHERE h.id = %" PRIu64 " AND l.id = %" PRIu64,
-				hi, lo),
+	assert_string_equal(jqt_pg_ask(conninfo,
+				       "SELECT h.started_at <= l.started_at"
+				       " FROM jobq_jobs h, jobq_jobs l"
+				       " WHERE h.id = %" PRIu64
+				       " AND l.id = %" PRIu64,
+				       hi, lo),
 			    "t");
 
 	/* A paused queue: nothing runs until it is resumed. */
@@ -656,7 +636,9 @@ static void handout_with_submit(void **state)
 	jqt_out_free(&o);
 	jqt_sleep(0.5);
 	assert_string_equal(
-	    ask("SELECT state FROM jobq_jobs WHERE id = %" PRIu64, id), "3");
+	    jqt_pg_ask(conninfo,
+		       "SELECT state FROM jobq_jobs WHERE id = %" PRIu64, id),
+	    "3");
 	HCLI(&a, &o, "resume", "pq");
 	assert_int_equal(o.code, 0);
 	jqt_out_free(&o);
@@ -680,7 +662,9 @@ static void handout_with_submit(void **state)
 	jqt_out_free(&o);
 	jqt_sleep(0.5);
 	assert_string_equal(
-	    ask("SELECT state FROM jobq_jobs WHERE id = %" PRIu64, second),
+	    jqt_pg_ask(conninfo,
+		       "SELECT state FROM jobq_jobs WHERE id = %" PRIu64,
+		       second),
 	    "3");
 	{
 		FILE *f = fopen(flag, "w");
@@ -693,10 +677,12 @@ static void handout_with_submit(void **state)
 	wait_code(&a, second, 0, &o);
 	assert_non_null(strstr(o.out, "second"));
 	jqt_out_free(&o);
-	assert_string_equal(ask("SELECT s.started_at >= f.finished_at"
-				" FROM jobq_jobs f, jobq_jobs s"
-				" WHERE f.id = %" PRIu64 " AND s.id = %" PRIu64,
-				first, second),
+	assert_string_equal(jqt_pg_ask(conninfo,
+				       "SELECT s.started_at >= f.finished_at"
+				       " FROM jobq_jobs f, jobq_jobs s"
+				       " WHERE f.id = %" PRIu64
+				       " AND s.id = %" PRIu64,
+				       first, second),
 			    "t");
 
 	/* Killed right after a hand-out: the job returns to ready when its
@@ -737,7 +723,9 @@ static void handout_with_submit(void **state)
 	assert_non_null(strstr(o.out, "second-run"));
 	jqt_out_free(&o);
 	assert_string_equal(
-	    ask("SELECT attempts || ' ' || (started_at >= created_at"
+	    jqt_pg_ask(
+		conninfo,
+		"SELECT attempts || ' ' || (started_at >= created_at"
 		" + interval '2 seconds') FROM jobq_jobs WHERE id = %" PRIu64,
 		id),
 	    "2 true");

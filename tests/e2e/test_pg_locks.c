@@ -772,17 +772,9 @@ static void wait_listed(const struct jqt_pg_host *h, const char *name, long pid,
 /* The rows host @host has in jobq_lock_holders. */
 static int rows_of(const char *host)
 {
-	char sql[256], *v;
-	int n;
-
-	snprintf(sql, sizeof(sql),
-		 "SELECT count(*) FROM jobq_lock_holders WHERE host = '%s'",
-		 host);
-	v = jqt_pg_exec(conninfo, sql);
-	assert_non_null(v);
-	n = atoi(v);
-	free(v);
-	return n;
+	return atoi(jqt_pg_ask(
+	    conninfo,
+	    "SELECT count(*) FROM jobq_lock_holders WHERE host = '%s'", host));
 }
 
 /* The name a host's manager goes by in the listing. */

@@ -54,17 +54,12 @@ static int setup(void **state)
 /* Rows of queue @name waiting in PostgreSQL. */
 static long rows(const char *name)
 {
-	char sql[128], *v;
-	long n;
-
-	snprintf(sql, sizeof(sql),
-		 "SELECT count(*) FROM jobq_queue_items WHERE queue = '%s'",
-		 name);
-	v = jqt_pg_exec(conninfo, sql);
-	assert_non_null(v);
-	n = strtol(v, NULL, 10);
-	free(v);
-	return n;
+	return strtol(
+	    jqt_pg_ask(
+		conninfo,
+		"SELECT count(*) FROM jobq_queue_items WHERE queue = '%s'",
+		name),
+	    NULL, 10);
 }
 
 /* The first column of @sql's first row, as a number. */
