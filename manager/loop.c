@@ -55,6 +55,7 @@
 
 #include "jobqd.h"
 #include "pqueue.h"
+#include "spin.h"
 
 #define ALIGN_UP(x, a) (((x) + (a)-1) & ~((uint64_t)(a)-1))
 
@@ -62,10 +63,7 @@
 #define JOBQ__CQ_ENTRIES 1024u
 #define JOBQ__OVF_MAX	 4096u /* overflowed completions before we give up */
 /* How long a new connection may take to send its hello. */
-#define HELLO_TIMEOUT_NS    (5 * JOBQ__NSEC_PER_SEC)
-#define JOBQ__SPIN_MIN_NS   10000ull
-#define JOBQ__SPIN_START_NS 50000ull
-#define JOBQ__SPIN_MAX_NS   200000ull
+#define HELLO_TIMEOUT_NS (5 * JOBQ__NSEC_PER_SEC)
 
 /* What an io_uring request was for: kind in the top byte, then the client
  * slot, then the slot's generation, so a completion that arrives after its
@@ -1773,14 +1771,21 @@ int jobq__loop_init(int lfd, int sfd, void (*on_hup)(void), char *err,
 
 int jobq__loop_run(void)
 {
-	uint64_t spin = JOBQ__SPIN_START_NS, last_work = jobq__now_ns();
+	struct jobq__spin spin;
+	uint64_t last_work = jobq__now_ns(), last_turn = last_work;
 	bool spinning = false;
 
+	/* Polls for new requests for half to four times what a wake-up
+	 * costs (spin.h), starting at twice. */
+	jobq__spin_init(&spin, jobq__hdr()->wake_ns, 2, 8, 16);
 	for (;;) {
 		uint64_t now;
+		bool preempted;
 
 		loop.work = false;
 		jobq__m.turn++;
+		/* Clients that poll for an answer watch it move. */
+		store_relaxed(&jobq__hdr()->beat, jobq__m.turn);
 		if (io_uring_sq_ready(&loop.ring))
 			io_uring_submit(&loop.ring);
 		if (reap_cqes())
@@ -1803,35 +1808,32 @@ int jobq__loop_run(void)
 			end_turn();
 		}
 		now = jobq__now_ns();
+		/* An idle turn takes well under a microsecond: a gap this long
+		 * since the last one means another process had our CPU. */
+		preempted = spinning && now - last_turn > JOBQ__SPIN_GAP_NS;
+		last_turn = now;
 		if (loop.work) {
-			/*
-			 * Work found while spinning: the window paid off, so
-			 * widen it a little. Misses narrow it below. On a
-			 * machine with more busy processes than cores our
-			 * spinning keeps the very client we wait for off the
-			 * CPU, spins stop paying off and the window shrinks
-			 * to almost nothing by itself.
-			 */
-			if (spinning && spin < JOBQ__SPIN_MAX_NS)
-				spin += spin / 2;
+			/* Work found while polling: the window paid off. */
+			if (spinning)
+				jobq__spin_paid(&spin);
 			spinning = false;
 			last_work = now;
 			continue;
 		}
-		if (now - last_work < spin) {
+		if (!preempted && now - last_work < spin.ns) {
 			/*
-			 * Give the CPU away while we poll: with more busy
-			 * processes than cores (clients that spin too), the
-			 * client we wait for may be runnable on this very CPU.
-			 * With nothing else runnable this returns at once.
+			 * Poll without giving the CPU away: a sched_yield()
+			 * here costs a system call per turn when the CPU is
+			 * ours, and hands it round in a circle when it is
+			 * not. Being kept off it ends the polling instead.
 			 */
 			spinning = true;
-			sched_yield();
+			for (int i = 0; i < 16; i++)
+				jobq__cpu_relax();
 			continue;
 		}
-
-		if (spinning && spin > JOBQ__SPIN_MIN_NS)
-			spin -= spin / 4;
+		if (spinning)
+			jobq__spin_missed(&spin, preempted);
 		spinning = false;
 
 		/*

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "jobqd.h"
+#include "spin.h"
 
 /* Linux 5.1; older headers lack the name, the kernel says if it has it. */
 #ifndef F_SEAL_FUTURE_WRITE
@@ -210,6 +211,7 @@ int jobq__store_create(const struct jobq__opts *o, char *err, size_t errlen)
 	h->manager_pid = getpid();
 	h->max_clients = o->max_clients;
 	h->started_ns = jobq__realtime_ns();
+	h->wake_ns = jobq__wake_cost_ns(64);
 	h->hdr_size = sizeof(*h);
 	h->version = JOBQ_LAYOUT_VERSION;
 

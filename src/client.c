@@ -35,11 +35,8 @@
 
 #include "client.h"
 
-#define HANDSHAKE_NS  (5 * JOBQ__NSEC_PER_SEC)
-#define SPIN_START_NS 30000u
-#define SPIN_MIN_NS   2000u
-#define SPIN_MAX_NS   100000u
-#define ARENA_ALIGN   8u
+#define HANDSHAKE_NS (5 * JOBQ__NSEC_PER_SEC)
+#define ARENA_ALIGN  8u
 /*
  * Chunk records per completion entry. At most cq_entries chunks are live,
  * but chunks are given back in order only: a freed chunk behind a live one
@@ -511,6 +508,9 @@ int jobq__store_adopt(jobq_t *q, const void *p, uint64_t size)
 		    q->dir, h->version, JOBQ_LAYOUT_VERSION);
 		return JOBQ_EVERSION;
 	}
+	/* Polls for an answer from a quarter to three times what a wake-up
+	 * costs there (spin.h), starting at once. */
+	jobq__spin_init(&q->spin, h->wake_ns, 1, 4, 12);
 	/* Records hold 8-byte fields and atomics: a misplaced table would
 	 * make every read of it a misaligned access; and no table lies over
 	 * the header. */
@@ -835,8 +835,7 @@ int jobq_open_ex(jobq_t **qp, const char *dir,
 		free(q);
 		return err;
 	}
-	q->pid = getpid();
-	q->spin_ns = SPIN_START_NS;
+	q->pid = jobq__pid();
 	q->session = new_session();
 	q->next_rid = 1;
 	q->reconnect_ns = reconnect_window(opts);
@@ -1274,14 +1273,83 @@ static void drain_efd(jobq_t *q)
 	}
 }
 
+/* How poll_cq() ended. */
+enum poll_end {
+	POLL_READY,	/* a completion is there */
+	POLL_TIMEOUT,	/* the window ran out */
+	POLL_PREEMPTED, /* this thread was kept off its CPU */
+	POLL_OFFCPU,	/* jobqd is awake but its turns stand still */
+	POLL_PARKED,	/* jobqd took every request and holds them */
+};
+
+/*
+ * Polls for a completion for up to q->spin.ns (spin.h), and stops early
+ * when polling cannot pay:
+ *
+ *  - This thread was kept off its CPU: someone else needs it.
+ *  - jobqd is awake but its turn count stands still: jobqd is off its CPU
+ *    (or in a turn far longer than usual); a wake-up will bring the answer.
+ *  - jobqd has taken every request of ours and turned twice since without
+ *    answering: they wait for another process (a get on an empty queue, a
+ *    job's result, a lock), which may need this very CPU. We give it the
+ *    CPU once (one sched_yield(), never a loop of them: a directed hand-off
+ *    to a process that may be queued behind us), poll a little more, and
+ *    then sleep, so that a producer that runs ahead fills the queue while
+ *    its consumer sleeps and wakes it once for the lot.
+ */
+static enum poll_end poll_cq(jobq_t *q, uint64_t start, uint64_t *now)
+{
+	const struct jobq_store_hdr *h = q->sh;
+	uint64_t beat = load_relaxed(&h->beat), last = start, beat_at = start;
+	uint64_t taken_at = 0; /* jobqd's turn when it had taken them all */
+	bool yielded = false;
+
+	while (*now - start < q->spin.ns) {
+		uint64_t b;
+
+		for (int i = 0; i < 32; i++) {
+			if (cq_ready(q))
+				return POLL_READY;
+			jobq__cpu_relax();
+		}
+		*now = jobq__now_ns();
+		if (*now - last > JOBQ__SPIN_GAP_NS)
+			return POLL_PREEMPTED;
+		last = *now;
+		b = load_relaxed(&h->beat);
+		if (b != beat) {
+			beat = b;
+			beat_at = *now;
+		} else if (*now - beat_at > JOBQ__SPIN_GAP_NS &&
+			   !(load_relaxed(&q->rh->sq.flags) &
+			     JOBQ_RING_NEED_WAKEUP)) {
+			return POLL_OFFCPU;
+		}
+		if (load_acquire(&q->rh->sq.head) != q->sq_tail) {
+			taken_at = 0;
+		} else if (!taken_at) {
+			taken_at = b;
+		} else if (b - taken_at >= 2) {
+			if (yielded)
+				return POLL_PARKED;
+			yielded = true;
+			sched_yield();
+			/* Whoever ran meanwhile was asked for: not a sign
+			 * that polling keeps anyone off this CPU. */
+			last = *now = jobq__now_ns();
+		}
+	}
+	return POLL_TIMEOUT;
+}
+
 /*
  * Waits, without q->mu, until the completion ring has something, the
  * manager dies, the completion eventfd is written for another reason (room
  * in the submission ring, a kick from another thread) or @max_ns passes
- * (UINT64_MAX: never): polls for a while, then announces that it sleeps
- * (NEED_WAKEUP), fences, checks again and sleeps on the eventfd and the
- * socket. Only the leader calls this, so the flag has one writer at a time;
- * jobq_fd() may set it concurrently, hence atomic updates.
+ * (UINT64_MAX: never): polls for a while (poll_cq()), then announces that
+ * it sleeps (NEED_WAKEUP), fences, checks again and sleeps on the eventfd
+ * and the socket. Only the leader calls this, so the flag has one writer
+ * at a time; jobq_fd() may set it concurrently, hence atomic updates.
  *
  * The sleep has no bound of its own: every event it waits for writes the
  * eventfd or closes the socket after the flag or the ring says so (proto.h),
@@ -1294,22 +1362,22 @@ static void sleep_cq(jobq_t *q, uint64_t max_ns)
 	struct pollfd p[3];
 	int r;
 
-	while (now - start < q->spin_ns) {
-		for (int i = 0; i < 64; i++) {
-			if (cq_ready(q)) {
-				if (q->spin_ns < SPIN_MAX_NS)
-					q->spin_ns += q->spin_ns / 4 + 500;
-				return;
-			}
-			jobq__cpu_relax();
-		}
-		/* The manager (or the process feeding it) may be waiting
-		 * for this CPU: polling must not keep it off. */
-		sched_yield();
-		now = jobq__now_ns();
+	switch (poll_cq(q, start, &now)) {
+	case POLL_READY:
+		jobq__spin_paid(&q->spin);
+		return;
+	case POLL_TIMEOUT:
+		jobq__spin_missed(&q->spin, false);
+		break;
+	case POLL_PREEMPTED:
+		jobq__spin_missed(&q->spin, true);
+		break;
+	case POLL_OFFCPU:
+	case POLL_PARKED:
+		/* Says nothing of the window: what we wait for is not
+		 * jobqd's answer to come while it runs. */
+		break;
 	}
-	if (q->spin_ns > SPIN_MIN_NS)
-		q->spin_ns -= q->spin_ns / 4;
 	if (max_ns <= now - start)
 		return;
 	max_ns -= now - start;
@@ -1965,7 +2033,7 @@ int jobq__submit(jobq_t *q, struct jobq__op *ops, size_t n)
 
 	/* A forked child shares our rings' memory but not our bookkeeping:
 	 * one request from it would corrupt both. */
-	if (getpid() != q->pid)
+	if (jobq__pid() != q->pid)
 		return JOBQ_EFORKED;
 	pthread_mutex_lock(&q->mu);
 	for (i = 0; i < n; i++) {

@@ -23,6 +23,7 @@
 #include <sys/uio.h>
 
 #include "internal.h"
+#include "spin.h"
 
 /*
  * One request in flight. For a blocking call it lives on the caller's
@@ -161,7 +162,7 @@ struct jobq {
 	_Atomic bool always_wake; /* jobq_fd() was called */
 	/* Sleepers that need cq NEED_WAKEUP set: see jobq__wake_hold(). */
 	_Atomic unsigned wake_holds;
-	uint32_t spin_ns; /* adaptive polling before sleeping */
+	struct jobq__spin spin; /* polling before sleeping (spin.h) */
 
 	/* Request table: at most cq_entries requests are in flight, since
 	 * each reserves at least one completion entry. */

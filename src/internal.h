@@ -18,6 +18,10 @@
 /* CLOCK_MONOTONIC and CLOCK_REALTIME in nanoseconds. */
 uint64_t jobq__now_ns(void);
 uint64_t jobq__realtime_ns(void);
+/* getpid() without a system call: the value is kept, and a fork() child
+ * (pthread_atfork) takes its own. The request path checks it on every
+ * submission, to refuse a handle inherited across fork(). */
+pid_t jobq__pid(void);
 
 /*
  * jobq__timeout_ns - a public timeout in seconds (double) to the wire form:

@@ -65,7 +65,7 @@
  * in the hello, request ids in user_data; 8: queue and lock records are
  * reused (gen, queues_live), the client table; 9: a queue's shared_depth
  * and shared_bytes; 10: a lock's holder_host */
-#define JOBQ_LAYOUT_VERSION 10u
+#define JOBQ_LAYOUT_VERSION 11u
 
 #define JOBQ_NAME_MAX	 63  /* queue and lock names, bytes without the NUL */
 #define JOBQ_HOST_MAX	 63  /* a lock holder's host, bytes without the NUL */
@@ -255,6 +255,14 @@ struct jobq_store_hdr {
 	 * it, instead of answering a wait from the record. 0: the records
 	 * are the jobs (a manager of an older build leaves it 0 too). */
 	uint32_t jobs_shared;
+
+	/* Polling (layout version 11, spin.h). What one wake-up costs on
+	 * this machine, measured by jobqd at start and written before the
+	 * magic; and jobqd's turn count, on a cache line of its own since it
+	 * moves on every turn of jobqd's loop: a client that polls for an
+	 * answer stops when it stands still while jobqd is awake. */
+	uint64_t wake_ns;
+	_Alignas(JOBQ_CACHELINE) _Atomic uint64_t beat;
 };
 
 /* The quotas, in struct jobq_client_rec.quota_hit. */

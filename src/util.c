@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,26 @@ uint64_t jobq__now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * JOBQ__NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
+static pid_t self_pid;
+static pthread_once_t self_once = PTHREAD_ONCE_INIT;
+
+static void self_pid_read(void)
+{
+	self_pid = getpid();
+}
+
+static void self_pid_init(void)
+{
+	self_pid_read();
+	pthread_atfork(NULL, NULL, self_pid_read);
+}
+
+pid_t jobq__pid(void)
+{
+	pthread_once(&self_once, self_pid_init);
+	return self_pid;
 }
 
 uint64_t jobq__realtime_ns(void)
