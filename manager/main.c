@@ -426,9 +426,12 @@ int main(int argc, char **argv)
 			 (int)getpid());
 		jobq__notify(state);
 	}
-	jobq__log(0, "ready in %s: pid %d, memory %llu, max-object %llu",
+	jobq__log(0,
+		  "ready in %s: pid %d, memory %llu, max-object %llu, "
+		  "wake-up %.1f us",
 		  m->o.dir, (int)getpid(), (unsigned long long)m->st.size,
-		  (unsigned long long)m->o.max_object);
+		  (unsigned long long)m->o.max_object,
+		  (double)jobq__hdr()->wake_ns / 1e3);
 	/* Workers start once the parent of a --daemon manager is released:
 	 * they must not hold its terminal or the pipe of whoever waits for
 	 * its output. */
