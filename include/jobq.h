@@ -181,7 +181,14 @@ struct jobq_open_opts {
 	/* Seconds to keep reconnecting; 0: $JOBQ_RECONNECT, else 30;
 	 * < 0: never (JOBQ_ECLOSED as soon as the manager goes). */
 	double reconnect;
-	uint64_t reserved[7]; /* room to grow: leave 0 */
+	/* 1: a call that waits for the manager polls for the answer and never
+	 * sleeps, the lowest latency for a whole CPU per waiting thread (for
+	 * the lowest latency end to end, run jobqd --busy-poll too); 0:
+	 * $JOBQ_BUSY_POLL when it is 1, else poll about as long as a wake-up
+	 * costs on this machine, then sleep. */
+	uint32_t busy_poll;
+	uint32_t reserved0;   /* leave 0 */
+	uint64_t reserved[6]; /* room to grow: leave 0 */
 };
 
 /*

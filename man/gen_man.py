@@ -238,6 +238,10 @@ The instance directory when \fB\-\-dir\fP is not given. Without either,
 Seconds a command (and any program using libjobq) keeps reconnecting when
 its manager goes away while it waits, resending what had no answer; 0
 never reconnects. Default 30; a manager stopped on purpose gets at most 5.
+.TP
+.B JOBQ_BUSY_POLL
+When 1, a command (and any program using libjobq) polls for its answers
+without ever sleeping: the lowest latency, for a whole CPU while it waits.
 .SH EXIT STATUS
 .TP
 .B 0

@@ -83,6 +83,7 @@ struct jobq__opts {
 	uint64_t keep_ns;	   /* --keep: how long finished jobs stay */
 	uint32_t workers;	   /* --workers N: built-in worker processes */
 	bool workers_nondaemon;	   /* --workers-nondaemon */
+	bool busy_poll;		   /* --busy-poll */
 	uint32_t worker_concurrency; /* --worker-concurrency: 0 = 1 */
 	const char **worker_cmds;    /* --worker CMD, each run by sh -c */
 	uint32_t nworker_cmds;

@@ -1773,7 +1773,7 @@ int jobq__loop_run(void)
 {
 	struct jobq__spin spin;
 	uint64_t last_work = jobq__now_ns(), last_turn = last_work;
-	bool spinning = false;
+	bool spinning = false, busy = jobq__m.o.busy_poll, flushed = false;
 
 	/* Polls for new requests for half to four times what a wake-up
 	 * costs (spin.h), starting at twice. */
@@ -1817,7 +1817,19 @@ int jobq__loop_run(void)
 			if (spinning)
 				jobq__spin_paid(&spin);
 			spinning = false;
+			flushed = false;
 			last_work = now;
+			continue;
+		}
+		if (busy) {
+			/* --busy-poll: never sleep. What would be written
+			 * before a sleep is written once the work stops. */
+			if (!flushed) {
+				flushed = true;
+				if (jobq__durable_flush())
+					continue;
+			}
+			jobq__cpu_relax();
 			continue;
 		}
 		if (!preempted && now - last_work < spin.ns) {

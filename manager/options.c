@@ -42,7 +42,7 @@ static void usage(FILE *f)
 	    "CMD]...\n"
 	    "             [--grace S] [--rejoin-grace S] [--http [ADDR:]PORT]\n"
 	    "             [--journal FILE] [--fsync MODE]\n"
-	    "             [--backend URL [--migrate]]\n"
+	    "             [--backend URL [--migrate]] [--busy-poll]\n"
 	    "\n"
 	    "The jobq manager: owns the shared-memory store, queues, keys\n"
 	    "and locks of one instance directory.\n"
@@ -115,6 +115,10 @@ static void usage(FILE *f)
 	    "                     versions\n"
 	    "  --migrate          with --backend: create or migrate the\n"
 	    "                     schema, then exit\n"
+	    "  --busy-poll        poll for requests without ever sleeping:\n"
+	    "                     the lowest latency, for a whole CPU\n"
+	    "                     (default: poll about as long as a\n"
+	    "                     wake-up costs here, then sleep)\n"
 	    "  --log-level LEVEL  error, warn, info (default) or debug\n"
 	    "                     (--verbose is debug); --log syslog logs\n"
 	    "                     to syslog, as a --daemon without --log does\n"
@@ -171,7 +175,12 @@ static void check_memory(uint64_t memory)
  * --config-end word between them marks where the file's options end.
  */
 /* Options without a short letter. */
-enum { OPT_CLIENT_MAX_JOBS = 0x200, OPT_CLIENT_MAX_HELD, OPT_MAX_TYPES };
+enum {
+	OPT_CLIENT_MAX_JOBS = 0x200,
+	OPT_CLIENT_MAX_HELD,
+	OPT_MAX_TYPES,
+	OPT_BUSY_POLL,
+};
 
 static const struct option long_opts[] = {
     {"dir", required_argument, NULL, 'd'},
@@ -202,6 +211,7 @@ static const struct option long_opts[] = {
     {"fsync", required_argument, NULL, 'F'},
     {"backend", required_argument, NULL, 'B'},
     {"migrate", no_argument, NULL, 'M'},
+    {"busy-poll", no_argument, NULL, OPT_BUSY_POLL},
     {"config", required_argument, NULL, 'f'},
     {"config-end", no_argument, NULL, 'E'},
     {"help", no_argument, NULL, 'h'},
@@ -544,6 +554,9 @@ void jobq__parse_opts(int argc, char **argv, struct jobq__opts *o)
 			break;
 		case 'N':
 			o->workers_nondaemon = true;
+			break;
+		case OPT_BUSY_POLL:
+			o->busy_poll = true;
 			break;
 		case 'X':
 			errno = 0;

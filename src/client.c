@@ -823,7 +823,8 @@ int jobq_open_ex(jobq_t **qp, const char *dir,
 	int err;
 
 	errmsg[0] = '\0';
-	if (opts && !jobq__reserved_zero(opts->reserved, 7))
+	if (opts && (!jobq__reserved_zero(opts->reserved, 6) ||
+		     opts->reserved0 || opts->busy_poll > 1))
 		return -EINVAL;
 	q = calloc(1, sizeof(*q));
 	if (!q)
@@ -839,6 +840,10 @@ int jobq_open_ex(jobq_t **qp, const char *dir,
 	q->session = new_session();
 	q->next_rid = 1;
 	q->reconnect_ns = reconnect_window(opts);
+	q->busy_poll = opts && opts->busy_poll
+			   ? true
+			   : getenv("JOBQ_BUSY_POLL") &&
+				 !strcmp(getenv("JOBQ_BUSY_POLL"), "1");
 	pthread_mutex_init(&q->mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -1273,6 +1278,9 @@ static void drain_efd(jobq_t *q)
 	}
 }
 
+/* How long a busy poll goes before it looks at anything else. */
+#define BUSY_SLICE_NS 1000000u
+
 /* How poll_cq() ended. */
 enum poll_end {
 	POLL_READY,	/* a completion is there */
@@ -1343,6 +1351,30 @@ static enum poll_end poll_cq(jobq_t *q, uint64_t start, uint64_t *now)
 }
 
 /*
+ * jobq_open_opts.busy_poll: polls without sleeping until a completion
+ * comes, @max_ns pass or a millisecond has; then returns, so that the
+ * caller looks at what else it waits for (room in the submission ring, a
+ * kick from another thread), having checked that the manager lives.
+ */
+static void busy_poll_cq(jobq_t *q, uint64_t start, uint64_t max_ns)
+{
+	uint64_t now = start;
+
+	if (max_ns > BUSY_SLICE_NS)
+		max_ns = BUSY_SLICE_NS;
+	while (now - start < max_ns) {
+		for (int i = 0; i < 32; i++) {
+			if (cq_ready(q))
+				return;
+			jobq__cpu_relax();
+		}
+		now = jobq__now_ns();
+	}
+	if (jobq__socket_dead(q))
+		atomic_store(&q->closed, true);
+}
+
+/*
  * Waits, without q->mu, until the completion ring has something, the
  * manager dies, the completion eventfd is written for another reason (room
  * in the submission ring, a kick from another thread) or @max_ns passes
@@ -1362,6 +1394,10 @@ static void sleep_cq(jobq_t *q, uint64_t max_ns)
 	struct pollfd p[3];
 	int r;
 
+	if (q->busy_poll) {
+		busy_poll_cq(q, start, max_ns);
+		return;
+	}
 	switch (poll_cq(q, start, &now)) {
 	case POLL_READY:
 		jobq__spin_paid(&q->spin);

@@ -163,6 +163,7 @@ struct jobq {
 	/* Sleepers that need cq NEED_WAKEUP set: see jobq__wake_hold(). */
 	_Atomic unsigned wake_holds;
 	struct jobq__spin spin; /* polling before sleeping (spin.h) */
+	bool busy_poll;		/* jobq_open_opts.busy_poll */
 
 	/* Request table: at most cq_entries requests are in flight, since
 	 * each reserves at least one completion entry. */

@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <setjmp.h>
@@ -593,9 +594,126 @@ static void test_orphans_reaped(void **state)
 	jqt_rmtree(dir);
 }
 
+/* Voluntary context switches of @pid's main thread and its CPU time in
+ * clock ticks (user + system), from /proc. */
+static void proc_sleeps_cpu(pid_t pid, unsigned long long *vol,
+			    unsigned long long *ticks)
+{
+	char path[64], line[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "re");
+	assert_non_null(f);
+	*vol = ~0ull;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "voluntary_ctxt_switches: %llu", vol) == 1)
+			break;
+	fclose(f);
+	assert_true(*vol != ~0ull);
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "re");
+	assert_non_null(f);
+	assert_non_null(fgets(line, sizeof(line), f));
+	fclose(f);
+	{
+		unsigned long long ut, st;
+		const char *p = strrchr(line, ')');
+
+		assert_non_null(p);
+		/* Fields 14 and 15, counted from the state (field 3). */
+		assert_int_equal(sscanf(p + 2,
+					"%*c %*d %*d %*d %*d %*d %*u %*u %*u "
+					"%*u %*u %llu %llu",
+					&ut, &st),
+				 2);
+		*ticks = ut + st;
+	}
+}
+
+static double thread_cpu_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/*
+ * jobqd --busy-poll polls and never sleeps, even with nothing to do; a
+ * client opened with busy_poll polls through a wait instead of sleeping,
+ * gets its answers and keeps its deadlines; a busy_poll other than 0 or 1
+ * is refused. Without the options, an idle manager uses no CPU and a
+ * waiting client sleeps (the tests above, and the control here).
+ */
+static void test_busy_poll(void **state)
+{
+	const char *busy[] = {"--busy-poll", NULL};
+	struct jobq_open_opts o = {.busy_poll = 2};
+	unsigned long long v0, v1, t0, t1;
+	jobq_obj_t obj;
+	struct jqt_mgr m;
+	double w0, c0;
+	jobq_t *q;
+
+	(void)state;
+	assert_int_equal(jqt_mgr_start(&m, busy), 0);
+	assert_int_equal(jobq_open_ex(&q, m.dir, &o), -EINVAL);
+	o.busy_poll = 1;
+	assert_rc(jobq_open_ex(&q, m.dir, &o), 0);
+	for (int i = 0; i < 1000; i++) {
+		char b[16];
+		int n = snprintf(b, sizeof(b), "%d", i);
+
+		assert_rc(jobq_put(q, QUEUE, JOBQ_T_BYTES, b, (size_t)n, -1),
+			  0);
+		assert_rc(jobq_get(q, QUEUE, &obj, 5), 0);
+		assert_int_equal(obj.len, n);
+		assert_memory_equal(obj.data, b, (size_t)n);
+		jobq_obj_free(&obj);
+	}
+	/* A get on an empty queue polls until its deadline. */
+	w0 = jqt_now();
+	c0 = thread_cpu_s();
+	assert_int_equal(jobq_get(q, QUEUE, &obj, 0.3), -ETIMEDOUT);
+	printf("a busy 0.3 s get: %.3f s, %.3f s of CPU\n", jqt_now() - w0,
+	       thread_cpu_s() - c0);
+	assert_true(jqt_now() - w0 >= 0.29);
+	assert_true(thread_cpu_s() - c0 >= 0.3 * 0.25);
+
+	/* The idle manager polls: CPU time, and no sleep. */
+	proc_sleeps_cpu(m.pid, &v0, &t0);
+	jqt_sleep(0.5);
+	proc_sleeps_cpu(m.pid, &v1, &t1);
+	printf("idle --busy-poll jobqd over 0.5 s: %llu sleeps, %llu ticks\n",
+	       v1 - v0, t1 - t0);
+	assert_true(v1 - v0 <= 2);
+	assert_true(t1 - t0 >= 5);
+	jobq_close(q);
+	assert_true(jqt_status_ok(jqt_mgr_stop(&m)));
+
+	/* The control: neither option, and both sides sleep. */
+	assert_int_equal(jqt_mgr_start(&m, NULL), 0);
+	assert_rc(jobq_open(&q, m.dir), 0);
+	c0 = thread_cpu_s();
+	assert_int_equal(jobq_get(q, QUEUE, &obj, 0.3), -ETIMEDOUT);
+	printf("a 0.3 s get: %.3f s of CPU\n", thread_cpu_s() - c0);
+	assert_true(thread_cpu_s() - c0 < 0.3 * 0.25);
+	jqt_sleep(0.2);
+	proc_sleeps_cpu(m.pid, &v0, &t0);
+	jqt_sleep(0.5);
+	proc_sleeps_cpu(m.pid, &v1, &t1);
+	printf("idle jobqd over 0.5 s: %llu sleeps, %llu ticks\n", v1 - v0,
+	       t1 - t0);
+	assert_true(t1 - t0 <= 2);
+	jobq_close(q);
+	assert_true(jqt_status_ok(jqt_mgr_stop(&m)));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_busy_poll),
 	    cmocka_unit_test(test_ack_wakes_manager),
 	    cmocka_unit_test(test_cq_room_wakes_manager),
 	    cmocka_unit_test(test_sq_room_wakes_client),
