@@ -1333,7 +1333,8 @@ static enum poll_end poll_cq(jobq_t *q, uint64_t start, uint64_t *now)
 			     JOBQ_RING_NEED_WAKEUP)) {
 			return POLL_OFFCPU;
 		}
-		if (load_acquire(&q->rh->sq.head) != q->sq_tail) {
+		if (load_acquire(&q->rh->sq.head) !=
+		    load_relaxed(&q->rh->sq.tail)) {
 			taken_at = 0;
 		} else if (!taken_at) {
 			taken_at = b;
