@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -431,7 +432,7 @@ static int scan(const uint8_t *b, uint64_t len, uint64_t seq, bool zero_end,
 			*why = "a record out of sequence";
 			break;
 		}
-		if (type != JOBQ__JR_SNAP_END && fn) {
+		if (type != JOBQ__JR_SNAP_END && type != JOBQ__JR_TURN && fn) {
 			ret = fn(arg, type, b + off + 16, rlen);
 			if (ret) {
 				*good_end = off;
@@ -440,11 +441,14 @@ static int scan(const uint8_t *b, uint64_t len, uint64_t seq, bool zero_end,
 				return ret;
 			}
 		}
-		*last_type = type;
-		*last_payload = b + off + 16;
-		*last_len = rlen;
+		/* A JR_TURN frames records; it is not one of them. */
+		if (type != JOBQ__JR_TURN) {
+			*last_type = type;
+			*last_payload = b + off + 16;
+			*last_len = rlen;
+			(*nrec)++;
+		}
 		seq++;
-		(*nrec)++;
 		off += JOBQ__JREC_OVERHEAD + rlen;
 	}
 	*good_end = off;
@@ -816,13 +820,15 @@ static int leave_inplace(struct jobq__journal *j);
 
 void jobq__journal_close(struct jobq__journal *j)
 {
+	/* Records built in the mapping and not committed leave it first:
+	 * they are not the file's (the truncation below drops them). */
+	leave_inplace(j);
 	if (j->map) {
 		/* A stopped instance leaves no zero tail: the file ends
 		 * with its last record, as a written one does. */
 		unmap(j);
 		j->io->truncate(j->io->ctx, j->fd, j->size);
 	}
-	leave_inplace(j);
 	drop_spare(j);
 	if (j->fd >= 0)
 		j->io->close(j->io->ctx, j->fd);
@@ -838,6 +844,31 @@ void jobq__journal_close(struct jobq__journal *j)
 	j->len = j->cap = j->ilen = j->icap = 0;
 	j->nunits = j->ucap = j->niunits = j->iucap = 0;
 	j->busy = false;
+}
+
+/*
+ * Writes the JR_TURN record at the start of the records built in the
+ * mapping, which makes them part of the file for a replay. Last, after
+ * every record of the turn is sealed (journal.h).
+ */
+static void seal_turn(struct jobq__journal *j)
+{
+	uint8_t h[JOBQ__JREC_OVERHEAD];
+
+	if (!j->turn_open)
+		return;
+	j->turn_open = false;
+	put32(h, 0);
+	put16(h + 4, JOBQ__JR_TURN);
+	put16(h + 6, 0);
+	put64(h + 8, j->turn_seq);
+	put32(h + 16, jobq__crc32c(0, h, 16));
+	/* The checksum first, outside the header that replay reads as an
+	 * end mark while it is zeros; the header last, after every byte of
+	 * the records it shows. */
+	memcpy(j->buf + 16, h + 16, 4);
+	atomic_signal_fence(memory_order_seq_cst);
+	memcpy(j->buf, h, 16);
 }
 
 /* Records are built in the mapping from here (see journal.h); the
@@ -867,6 +898,8 @@ static int leave_inplace(struct jobq__journal *j)
 
 	if (!j->inplace)
 		return 0;
+	/* Copied, they are written as one piece: the JR_TURN with them. */
+	seal_turn(j);
 	j->inplace = false;
 	j->buf = j->hbuf;
 	j->cap = j->hcap;
@@ -943,15 +976,25 @@ out:
 uint8_t *jobq__journal_reserve(struct jobq__journal *j, uint16_t type,
 			       uint64_t plen, int *err)
 {
+	bool open;
 	uint8_t *r;
 
 	if (plen > JOBQ__JREC_MAX) {
 		*err = -E2BIG;
 		return NULL;
 	}
-	*err = reserve(j, JOBQ__JREC_OVERHEAD + (size_t)plen);
+	/* The first record built in the mapping since the last commit comes
+	 * after a JR_TURN left zero until the commit (seal_turn()). */
+	open = j->inplace && !j->len;
+	*err = reserve(j, JOBQ__JREC_OVERHEAD * (open ? 2 : 1) + (size_t)plen);
 	if (*err)
 		return NULL;
+	if (open && j->inplace) {
+		memset(j->buf, 0, JOBQ__JREC_OVERHEAD);
+		j->turn_seq = j->seq++;
+		j->turn_open = true;
+		j->len = JOBQ__JREC_OVERHEAD;
+	}
 	r = j->buf + j->len;
 	put32(r, (uint32_t)plen);
 	put16(r + 4, type);
@@ -1008,6 +1051,7 @@ static int fail(struct jobq__journal *j, int err)
 /* Drops every record added and not committed. */
 static void drop_added(struct jobq__journal *j)
 {
+	j->turn_open = false;
 	j->len = 0;
 	j->nbuf = 0;
 	j->nunits = 0;
@@ -1290,7 +1334,9 @@ static int map_commit(struct jobq__journal *j)
 		return j->err;
 	}
 	if (j->inplace) {
-		/* Written where they stay, the end mark after them. */
+		/* Written where they stay, the end mark after them; the
+		 * JR_TURN before them makes them the file's. */
+		seal_turn(j);
 		j->size += j->len;
 		j->len = 0;
 		j->nbuf = 0;

@@ -108,6 +108,13 @@ enum jobq__jrec_type {
 	 * to must be copied by then. */
 	JOBQ__JR_EOF = 0,
 	JOBQ__JR_SNAP_END = 1, /* last of a snapshot: u64 records before it */
+	/* No payload: the first record of a turn's records built in the
+	 * mapping, written last, at their commit. Until then its header is
+	 * zeros, an end mark, so that a crash in the middle of a turn leaves
+	 * none of the turn's records to replay: a request's effect and its
+	 * answer (a job and the session record that makes a resend apply
+	 * once) come back together or not at all. */
+	JOBQ__JR_TURN = 2,
 	/* Queues (queues.c). Q_CREATE and Q_REMOVE name a queue by the id
 	 * clients get (generation and record index); the others by the
 	 * record index, which names the queue created there last. */
@@ -285,6 +292,8 @@ struct jobq__journal {
 	 * write, a cut, a snapshot or a failure.
 	 */
 	bool inplace;
+	bool turn_open;	   /* buf starts with a JR_TURN still zero */
+	uint64_t turn_seq; /* its sequence number */
 	uint8_t *hbuf;
 	size_t hcap;
 	uint32_t nbuf;	       /* records in buf */
