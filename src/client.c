@@ -1278,6 +1278,18 @@ static void drain_efd(jobq_t *q)
 	}
 }
 
+/* Looks for a completion 32 times, pausing between looks: about a
+ * microsecond, between two reads of the clock. */
+static bool cq_ready_soon(jobq_t *q)
+{
+	for (int i = 0; i < 32; i++) {
+		if (cq_ready(q))
+			return true;
+		jobq__cpu_relax();
+	}
+	return false;
+}
+
 /* How long a busy poll goes before it looks at anything else. */
 #define BUSY_SLICE_NS 1000000u
 
@@ -1315,11 +1327,8 @@ static enum poll_end poll_cq(jobq_t *q, uint64_t start, uint64_t *now)
 	while (*now - start < q->spin.ns) {
 		uint64_t b;
 
-		for (int i = 0; i < 32; i++) {
-			if (cq_ready(q))
-				return POLL_READY;
-			jobq__cpu_relax();
-		}
+		if (cq_ready_soon(q))
+			return POLL_READY;
 		*now = jobq__now_ns();
 		if (*now - last > JOBQ__SPIN_GAP_NS)
 			return POLL_PREEMPTED;
@@ -1364,11 +1373,8 @@ static void busy_poll_cq(jobq_t *q, uint64_t start, uint64_t max_ns)
 	if (max_ns > BUSY_SLICE_NS)
 		max_ns = BUSY_SLICE_NS;
 	while (now - start < max_ns) {
-		for (int i = 0; i < 32; i++) {
-			if (cq_ready(q))
-				return;
-			jobq__cpu_relax();
-		}
+		if (cq_ready_soon(q))
+			return;
 		now = jobq__now_ns();
 	}
 	if (jobq__socket_dead(q))
