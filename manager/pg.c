@@ -31,6 +31,7 @@
  *    work once", which covers it.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -770,6 +771,28 @@ int64_t jobq__pg_int(const PGresult *res, int row, int col)
 	    PQgetisnull(res, row, col))
 		return 0;
 	return strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+char *jobq__pg_int_array(const int64_t *v, const bool *null, uint32_t n)
+{
+	size_t cap = 3 + (size_t)n * 21, at = 0;
+	char *s = malloc(cap);
+
+	if (!s)
+		return NULL;
+	s[at++] = '{';
+	for (uint32_t i = 0; i < n; i++) {
+		const char *sep = i ? "," : "";
+
+		if (null && null[i])
+			at += (size_t)snprintf(s + at, cap - at, "%sNULL", sep);
+		else
+			at += (size_t)snprintf(s + at, cap - at, "%s%" PRId64,
+					       sep, v[i]);
+	}
+	s[at++] = '}';
+	s[at] = '\0';
+	return s;
 }
 
 bool jobq__pg_sqlstate(const PGresult *res, const char *state)

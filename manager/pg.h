@@ -479,6 +479,9 @@ int jobq__pg_lock_cycle(struct jobq__pg *pg, const char *host, uint64_t client,
  * NULL), and whether the answer is a SQL error with SQLSTATE @state. */
 int64_t jobq__pg_int(const PGresult *res, int row, int col);
 bool jobq__pg_sqlstate(const PGresult *res, const char *state);
+/* A bigint[] parameter in text form, "{1,2,NULL}": the @n values @v, NULL
+ * where @null (may be NULL) says so. malloc'd; NULL when out of memory. */
+char *jobq__pg_int_array(const int64_t *v, const bool *null, uint32_t n);
 
 /* ------------------------------------------------------------------------
  * Between pg_mgr.c (the connection) and jobs_pg.c (the job handlers).

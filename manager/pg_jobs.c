@@ -136,21 +136,6 @@ static char *text_array(const char *const *v, uint32_t n)
 	return s;
 }
 
-static char *int_array(const uint64_t *v, uint32_t n)
-{
-	size_t len = 3 + (size_t)n * 21;
-	char *s = malloc(len), *o = s;
-
-	if (!s)
-		return NULL;
-	*o++ = '{';
-	for (uint32_t i = 0; i < n; i++)
-		o += sprintf(o, "%s%" PRIu64, i ? "," : "", v[i]);
-	*o++ = '}';
-	*o = '\0';
-	return s;
-}
-
 #define NUM(buf, v) (snprintf(buf, sizeof(buf), "%" PRId64, (int64_t)(v)), buf)
 
 /* ------------------------------------------------------------------------
@@ -241,7 +226,7 @@ int jobq__pg_submit(struct jobq__pg *pg, const struct jobq__pg_submit *s,
 		free(types);
 		return -ENOMEM;
 	}
-	after = int_array(s->after, s->nafter);
+	after = jobq__pg_int_array((const int64_t *)s->after, NULL, s->nafter);
 	if (!after) {
 		free(args);
 		free(types);
@@ -299,28 +284,6 @@ static const char sql_submit_many[] =
     " SELECT ids.o, ins.id, ins.state, (SELECT count(*) FROM wake)"
     " FROM ins JOIN ids ON ids.id = ins.id ORDER BY ids.o";
 
-/* A bigint[] literal of @n values, NULL where @null[i]. */
-static char *num_array(const int64_t *v, const bool *null, uint32_t n)
-{
-	size_t len = 3 + (size_t)n * 22;
-	char *s = malloc(len), *o = s;
-
-	if (!s)
-		return NULL;
-	*o++ = '{';
-	for (uint32_t i = 0; i < n; i++) {
-		if (i)
-			*o++ = ',';
-		if (null && null[i])
-			o += sprintf(o, "NULL");
-		else
-			o += sprintf(o, "%" PRId64, v[i]);
-	}
-	*o++ = '}';
-	*o = '\0';
-	return s;
-}
-
 int jobq__pg_submit_many(struct jobq__pg *pg,
 			 const struct jobq__pg_submit *const *s, uint32_t n,
 			 jobq__pg_cb cb, void *arg)
@@ -364,24 +327,24 @@ int jobq__pg_submit_many(struct jobq__pg *pg,
 		free((char *)txt[i]);
 	for (uint32_t i = 0; i < n; i++)
 		num[i] = s[i]->priority;
-	arr[3] = num_array(num, NULL, n);
+	arr[3] = jobq__pg_int_array(num, NULL, n);
 	for (uint32_t i = 0; i < n; i++)
 		num[i] = s[i]->delay_ms > 0 ? s[i]->delay_ms : 0;
-	arr[4] = num_array(num, NULL, n);
+	arr[4] = jobq__pg_int_array(num, NULL, n);
 	for (uint32_t i = 0; i < n; i++)
 		num[i] = s[i]->max_attempts > 0 ? s[i]->max_attempts : 4;
-	arr[5] = num_array(num, NULL, n);
+	arr[5] = jobq__pg_int_array(num, NULL, n);
 	for (uint32_t i = 0; i < n; i++)
 		num[i] = s[i]->timeout_ms > 0 ? s[i]->timeout_ms : 60000;
-	arr[6] = num_array(num, NULL, n);
+	arr[6] = jobq__pg_int_array(num, NULL, n);
 	for (uint32_t i = 0; i < n; i++) {
 		num[i] = (int64_t)s[i]->session;
 		null[i] = !s[i]->session;
 	}
-	arr[7] = num_array(num, null, n);
+	arr[7] = jobq__pg_int_array(num, null, n);
 	for (uint32_t i = 0; i < n; i++)
 		num[i] = (int64_t)s[i]->rid;
-	arr[8] = num_array(num, null, n);
+	arr[8] = jobq__pg_int_array(num, null, n);
 	for (int k = 0; k < 9; k++)
 		if (!arr[k])
 			goto out;
@@ -827,7 +790,8 @@ static const char sql_sync[] =
 int jobq__pg_sync(struct jobq__pg *pg, uint64_t after, const uint64_t *ids,
 		  uint32_t nids, uint32_t limit, jobq__pg_cb cb, void *arg)
 {
-	char a[24], l[24], *arr = int_array(ids, nids);
+	char a[24], l[24],
+	    *arr = jobq__pg_int_array((const int64_t *)ids, NULL, nids);
 	const char *v[3] = {NUM(a, after), arr, NUM(l, limit)};
 	int ret;
 

@@ -285,23 +285,6 @@ static void answer(struct qreq *r, int32_t res)
 		jobq__post(r->c, r->user_data, res, 0, 0, 0, 0);
 }
 
-/* "{1,2,3}" for a text array parameter. */
-static char *int_array(const int64_t *v, uint32_t n)
-{
-	size_t cap = 3 + (size_t)n * 21, at = 0;
-	char *s = malloc(cap);
-
-	if (!s)
-		return NULL;
-	s[at++] = '{';
-	for (uint32_t i = 0; i < n; i++)
-		at += (size_t)snprintf(s + at, cap - at, "%s%" PRId64,
-				       i ? "," : "", v[i]);
-	s[at++] = '}';
-	s[at] = '\0';
-	return s;
-}
-
 /* Whether the record still holds the queue @r was sent for. */
 static bool rec_valid(const struct qreq *r)
 {
@@ -543,8 +526,8 @@ static int put_send(struct jobq__client *c, const struct jobq_sqe *s,
 	}
 	r->p[3] = hex;
 	r->p[0] = strdup(rec(qid)->name);
-	r->p[1] = int_array(types, n);
-	r->p[2] = int_array(lens, n);
+	r->p[1] = jobq__pg_int_array(types, NULL, n);
+	r->p[2] = jobq__pg_int_array(lens, NULL, n);
 	r->np = 4;
 	if (!r->p[0] || !r->p[1] || !r->p[2]) {
 		ret = -ENOMEM;
@@ -1118,7 +1101,7 @@ static void ids_send(int op, const int64_t *ids, uint32_t n)
 	if (!r)
 		goto fail;
 	r->op = op;
-	r->p[0] = int_array(ids, n);
+	r->p[0] = jobq__pg_int_array(ids, NULL, n);
 	r->np = 1;
 	if (r->p[0] && !req_send(r))
 		return;

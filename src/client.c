@@ -819,6 +819,7 @@ int jobq_open_ex(jobq_t **qp, const char *dir,
 {
 	int fds[4] = {-1, -1, -1, -1};
 	pthread_condattr_t ca;
+	const char *busy;
 	jobq_t *q;
 	int err;
 
@@ -840,10 +841,9 @@ int jobq_open_ex(jobq_t **qp, const char *dir,
 	q->session = new_session();
 	q->next_rid = 1;
 	q->reconnect_ns = reconnect_window(opts);
-	q->busy_poll = opts && opts->busy_poll
-			   ? true
-			   : getenv("JOBQ_BUSY_POLL") &&
-				 !strcmp(getenv("JOBQ_BUSY_POLL"), "1");
+	busy = getenv("JOBQ_BUSY_POLL");
+	q->busy_poll =
+	    (opts && opts->busy_poll) || (busy && !strcmp(busy, "1"));
 	pthread_mutex_init(&q->mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

@@ -68,9 +68,10 @@ static double window_s(void)
 	return w > 0 ? w : 60;
 }
 
-/* voluntary + nonvoluntary context switches of @tid, and its name. */
+/* voluntary + nonvoluntary context switches of @tid, the voluntary ones
+ * alone (its sleeps) in @vol when not NULL, and its name. */
 static int thread_switches(pid_t pid, pid_t tid, unsigned long long *sw,
-			   char *comm, size_t commlen)
+			   unsigned long long *vol, char *comm, size_t commlen)
 {
 	char path[96], line[256];
 	unsigned long long v = 0, nv = 0;
@@ -99,6 +100,8 @@ static int thread_switches(pid_t pid, pid_t tid, unsigned long long *sw,
 	if (got != 3)
 		return -EIO;
 	*sw = v + nv;
+	if (vol)
+		*vol = v;
 	return 0;
 }
 
@@ -124,7 +127,7 @@ static void take_snap(const pid_t *pids, int n, struct snap *s)
 			t = &s->t[s->n];
 			t->pid = pids[i];
 			t->tid = tid;
-			if (thread_switches(pids[i], tid, &t->sw, t->comm,
+			if (thread_switches(pids[i], tid, &t->sw, NULL, t->comm,
 					    sizeof(t->comm)))
 				continue; /* exited meanwhile: seen below */
 			s->n++;
@@ -599,36 +602,27 @@ static void test_orphans_reaped(void **state)
 static void proc_sleeps_cpu(pid_t pid, unsigned long long *vol,
 			    unsigned long long *ticks)
 {
-	char path[64], line[256];
+	unsigned long long sw, ut, st;
+	char path[64], line[256], comm[32];
+	const char *p;
 	FILE *f;
 
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	f = fopen(path, "re");
-	assert_non_null(f);
-	*vol = ~0ull;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "voluntary_ctxt_switches: %llu", vol) == 1)
-			break;
-	fclose(f);
-	assert_true(*vol != ~0ull);
+	assert_int_equal(
+	    thread_switches(pid, pid, &sw, vol, comm, sizeof(comm)), 0);
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	f = fopen(path, "re");
 	assert_non_null(f);
 	assert_non_null(fgets(line, sizeof(line), f));
 	fclose(f);
-	{
-		unsigned long long ut, st;
-		const char *p = strrchr(line, ')');
-
-		assert_non_null(p);
-		/* Fields 14 and 15, counted from the state (field 3). */
-		assert_int_equal(sscanf(p + 2,
-					"%*c %*d %*d %*d %*d %*d %*u %*u %*u "
-					"%*u %*u %llu %llu",
-					&ut, &st),
-				 2);
-		*ticks = ut + st;
-	}
+	p = strrchr(line, ')');
+	assert_non_null(p);
+	/* Fields 14 and 15, counted from the state (field 3). */
+	assert_int_equal(sscanf(p + 2,
+				"%*c %*d %*d %*d %*d %*d %*u %*u %*u "
+				"%*u %*u %llu %llu",
+				&ut, &st),
+			 2);
+	*ticks = ut + st;
 }
 
 static double thread_cpu_s(void)
