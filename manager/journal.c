@@ -1384,10 +1384,20 @@ int jobq__journal_commit(struct jobq__journal *j, bool sync)
 bool jobq__journal_want_snapshot(const struct jobq__journal *j)
 {
 	uint64_t floor = 4u << 20;
+	double live = (double)j->snap_size;
 
 	if (j->err)
 		return true;
-	return j->size > floor && j->size > 2 * j->snap_size;
+	/*
+	 * A journal that holds mostly the growth of the state since the
+	 * latest snapshot (a backlog building up) has little to compact: a
+	 * snapshot now would be about as big, and a synchronous write of the
+	 * whole state on every doubling stalls the loop for nothing. A state
+	 * that shrank compacts sooner instead.
+	 */
+	if (j->live_at_snap && j->live_now)
+		live = live * (double)j->live_now / (double)j->live_at_snap;
+	return j->size > floor && (double)j->size > 2 * live;
 }
 
 int jobq__journal_snapshot(struct jobq__journal *j,
@@ -1451,6 +1461,7 @@ int jobq__journal_snapshot(struct jobq__journal *j,
 		return fail(j, ret);
 	}
 	j->snap_size = j->soff;
+	j->live_at_snap = j->live_now;
 	j->snapshots++;
 	/*
 	 * The snapshot of gen is in place: the old journal (gen - 1) is

@@ -303,7 +303,12 @@ struct jobq__journal {
 	uint64_t errors;       /* failed writes, syncs and snapshots */
 	uint64_t last_sync_ns; /* CLOCK_REALTIME of the last good sync */
 	uint64_t snap_size;    /* bytes of the latest snapshot */
-	uint64_t snapshots;    /* written since start */
+	/* The live state's size as the manager measures it (the store's
+	 * heap in use), now and when the latest snapshot was written (0: not
+	 * known, as after a start): jobq__journal_want_snapshot() scales
+	 * snap_size by their ratio to tell what a snapshot would take now. */
+	uint64_t live_now, live_at_snap;
+	uint64_t snapshots; /* written since start */
 	/* While a snapshot is written: its fd, offset, records, error. */
 	int sfd;
 	uint64_t soff, srecs;
@@ -461,8 +466,13 @@ int jobq__journal_snapshot(struct jobq__journal *j,
 			   int (*produce)(void *arg, struct jobq__journal *j),
 			   void *arg);
 
-/* Whether the journal has grown enough past the live state that a
- * snapshot should compact it. */
+/*
+ * Whether the journal has grown enough past the live state that a
+ * snapshot should compact it: to twice what a snapshot would take now
+ * (and past a floor of 4 MiB). What a snapshot would take is the latest
+ * snapshot's size, scaled by how the live state grew or shrank since
+ * (live_now / live_at_snap) when both are known.
+ */
 bool jobq__journal_want_snapshot(const struct jobq__journal *j);
 
 const char *jobq__fsync_name(int mode);

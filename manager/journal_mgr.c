@@ -479,10 +479,21 @@ bool jobq__durable_failed(void)
 	return dur.open && dur.j.err;
 }
 
+/* Whether the journal should be compacted, judged against the live
+ * state's size now (the store's heap in use). */
+static bool want_snapshot(void)
+{
+	dur.j.live_now = load_relaxed(&jobq__hdr()->heap_used);
+	return jobq__journal_want_snapshot(&dur.j);
+}
+
 /* Tries the snapshot that repairs a failed journal (or compacts one). */
 static int snapshot(void)
 {
-	int ret = jobq__journal_snapshot(&dur.j, produce, NULL);
+	int ret;
+
+	dur.j.live_now = load_relaxed(&jobq__hdr()->heap_used);
+	ret = jobq__journal_snapshot(&dur.j, produce, NULL);
 
 	/* Said once per cause: the retries twice a second would flood the
 	 * log while a disk stays full. */
@@ -611,7 +622,7 @@ static int commit_sync(void)
 	int ret;
 
 	dur.retry_at = 0;
-	if (dur.j.err || jobq__journal_want_snapshot(&dur.j))
+	if (dur.j.err || want_snapshot())
 		ret = repair();
 	else
 		ret = jobq__journal_commit(&dur.j, true);
@@ -677,10 +688,9 @@ void jobq__durable_commit(void)
 	if (!dur.open || dur.j.busy)
 		return;
 	if (!jobq__journal_pending(&dur.j) && !dur.j.force &&
-	    !(dur.j.err && jobq__now_ns() >= dur.retry_at) &&
-	    !jobq__journal_want_snapshot(&dur.j))
+	    !(dur.j.err && jobq__now_ns() >= dur.retry_at) && !want_snapshot())
 		return;
-	repair_now = dur.j.err || jobq__journal_want_snapshot(&dur.j);
+	repair_now = dur.j.err || want_snapshot();
 	/* Only lazy records wait: they go with a later commit. */
 	if (!repair_now && !dur.urgent && !dur.flush && !dur.j.force &&
 	    dur.j.len < LAZY_MAX)

@@ -525,6 +525,37 @@ static void test_round_trip(void **state)
 	free(live);
 }
 
+/*
+ * When compaction is due: at twice what a snapshot would take now, which
+ * is the latest snapshot's size scaled by how the live state changed since
+ * it was written. A backlog that doubled the state leaves nothing to
+ * compact; a state that emptied compacts past the floor.
+ */
+static void test_want_snapshot(void **state)
+{
+	struct jobq__journal j = {0};
+
+	(void)state;
+	j.snap_size = 10 << 20;
+	j.size = (20 << 20) + 1;
+	assert_true(jobq__journal_want_snapshot(&j)); /* live not known */
+	j.live_at_snap = 100 << 20;
+	j.live_now = 100 << 20;
+	assert_true(jobq__journal_want_snapshot(&j));
+	j.live_now = 200 << 20; /* grew to twice: a snapshot of 20 MiB */
+	assert_false(jobq__journal_want_snapshot(&j));
+	j.size = (40 << 20) + 1;
+	assert_true(jobq__journal_want_snapshot(&j));
+	j.live_now = 1 << 20; /* shrank: a snapshot of 100 KiB */
+	j.size = 3 << 20;
+	assert_false(jobq__journal_want_snapshot(&j)); /* under the floor */
+	j.size = (4 << 20) + 1;
+	assert_true(jobq__journal_want_snapshot(&j));
+	j.live_now = 200 << 20;
+	j.err = -EIO; /* a failed journal is repaired by a snapshot */
+	assert_true(jobq__journal_want_snapshot(&j));
+}
+
 /* Builds a journal of @n puts; returns the offset of the last record. */
 static uint64_t build(struct jobq__journal *j, uint32_t n)
 {
@@ -1307,6 +1338,7 @@ static void test_async_none_writes_only(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_want_snapshot),
 	    cmocka_unit_test_setup(test_round_trip, setup),
 	    cmocka_unit_test_setup(test_torn_tail_every_offset, setup),
 	    cmocka_unit_test_setup(test_bit_flips_journal, setup),
