@@ -977,6 +977,7 @@ static bool send_failed(struct jobq_worker *w, int err)
 static void coordinator_fn(void *arg)
 {
 	struct jobq_worker *w = arg;
+	bool yielded = false;
 
 	for (;;) {
 		bool stop = atomic_load(&w->stop) != 0;
@@ -1033,10 +1034,18 @@ static void coordinator_fn(void *arg)
 				continue;
 		} else if (!w->reserving && !w->registering &&
 			   w->running < w->capacity) {
-			unsigned want = w->capacity - w->running;
-			int err = send_reserve(
-			    w, want < MAX_RESERVE ? want : MAX_RESERVE);
+			unsigned want;
+			int err;
 
+			if (!yielded) {
+				yielded = true;
+				jobq_yield();
+				continue;
+			}
+			yielded = false;
+			want = w->capacity - w->running;
+			err = send_reserve(w, want < MAX_RESERVE ? want
+								 : MAX_RESERVE);
 			if (send_failed(w, err))
 				continue;
 		}
