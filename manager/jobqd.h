@@ -84,6 +84,8 @@ struct jobq__opts {
 	uint32_t workers;	   /* --workers N: built-in worker processes */
 	bool workers_nondaemon;	   /* --workers-nondaemon */
 	bool busy_poll;		   /* --busy-poll */
+	uint64_t compact_min;	   /* --compact-min: bytes of journal before
+				    * a snapshot compacts it */
 	uint32_t worker_concurrency; /* --worker-concurrency: 0 = 1 */
 	const char **worker_cmds;    /* --worker CMD, each run by sh -c */
 	uint32_t nworker_cmds;

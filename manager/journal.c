@@ -1383,7 +1383,7 @@ int jobq__journal_commit(struct jobq__journal *j, bool sync)
 
 bool jobq__journal_want_snapshot(const struct jobq__journal *j)
 {
-	uint64_t floor = 4u << 20;
+	uint64_t floor = j->compact_min ? j->compact_min : JOBQ__COMPACT_MIN;
 	double live = (double)j->snap_size;
 
 	if (j->err)

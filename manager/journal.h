@@ -303,6 +303,7 @@ struct jobq__journal {
 	uint64_t errors;       /* failed writes, syncs and snapshots */
 	uint64_t last_sync_ns; /* CLOCK_REALTIME of the last good sync */
 	uint64_t snap_size;    /* bytes of the latest snapshot */
+	uint64_t compact_min;  /* no snapshot below this (0: the default) */
 	/* The live state's size as the manager measures it (the store's
 	 * heap in use), now and when the latest snapshot was written (0: not
 	 * known, as after a start): jobq__journal_want_snapshot() scales
@@ -466,10 +467,15 @@ int jobq__journal_snapshot(struct jobq__journal *j,
 			   int (*produce)(void *arg, struct jobq__journal *j),
 			   void *arg);
 
+/* What jobqd --compact-min is by default. A snapshot rewrites the whole
+ * live state, so a small state that changes fast would be rewritten very
+ * often under a small floor (Redis's auto-aof-rewrite-min-size is 64 MB). */
+#define JOBQ__COMPACT_MIN (16ull << 20)
+
 /*
  * Whether the journal has grown enough past the live state that a
  * snapshot should compact it: to twice what a snapshot would take now
- * (and past a floor of 4 MiB). What a snapshot would take is the latest
+ * (and past compact_min). What a snapshot would take is the latest
  * snapshot's size, scaled by how the live state grew or shrank since
  * (live_now / live_at_snap) when both are known.
  */

@@ -305,6 +305,7 @@ int jobq__durable_open(char *err, size_t errlen)
 		return ret;
 	ret = jobq__journal_open(&dur.j, journal_io(), path, o->fsync_mode,
 				 replay, NULL, &info, err, errlen);
+	dur.j.compact_min = o->compact_min;
 	if (ret && dur.replay_full)
 		snprintf(err, errlen,
 			 "the state in %s does not fit in this store: start "

@@ -41,7 +41,8 @@ static void usage(FILE *f)
 	    "             [--workers N] [--workers-nondaemon] [--worker "
 	    "CMD]...\n"
 	    "             [--grace S] [--rejoin-grace S] [--http [ADDR:]PORT]\n"
-	    "             [--journal FILE] [--fsync MODE]\n"
+	    "             [--journal FILE] [--fsync MODE] [--compact-min "
+	    "SIZE]\n"
 	    "             [--backend URL [--migrate]] [--busy-poll]\n"
 	    "\n"
 	    "The jobq manager: owns the shared-memory store, queues, keys\n"
@@ -105,6 +106,9 @@ static void usage(FILE *f)
 	    "                     not of the machine), batch (one fsync\n"
 	    "                     shared by the requests that arrived\n"
 	    "                     meanwhile) or always (one per request)\n"
+	    "  --compact-min SIZE  a snapshot compacts the journal once it\n"
+	    "                     passes both SIZE (default 16M) and twice\n"
+	    "                     what a snapshot of the live state takes\n"
 	    "  --backend URL      the PostgreSQL database that hosts share\n"
 	    "                     (a libpq connection string or\n"
 	    "                     postgresql://...): jobs, queues of\n"
@@ -180,6 +184,7 @@ enum {
 	OPT_CLIENT_MAX_HELD,
 	OPT_MAX_TYPES,
 	OPT_BUSY_POLL,
+	OPT_COMPACT_MIN,
 };
 
 static const struct option long_opts[] = {
@@ -209,6 +214,7 @@ static const struct option long_opts[] = {
     {"http", required_argument, NULL, 'H'},
     {"journal", required_argument, NULL, 'j'},
     {"fsync", required_argument, NULL, 'F'},
+    {"compact-min", required_argument, NULL, OPT_COMPACT_MIN},
     {"backend", required_argument, NULL, 'B'},
     {"migrate", no_argument, NULL, 'M'},
     {"busy-poll", no_argument, NULL, OPT_BUSY_POLL},
@@ -391,6 +397,7 @@ void jobq__parse_opts(int argc, char **argv, struct jobq__opts *o)
 	o->keep_ns = 3600 * JOBQ__NSEC_PER_SEC;
 	o->grace_ns = 10 * JOBQ__NSEC_PER_SEC;
 	o->rejoin_grace_ns = 5 * JOBQ__NSEC_PER_SEC;
+	o->compact_min = JOBQ__COMPACT_MIN;
 	opterr = 0;
 	argv = with_config(argc, argv, &argc);
 	while ((ch = getopt_long(argc, argv, ":", long_opts, &li)) != -1) {
@@ -594,6 +601,13 @@ void jobq__parse_opts(int argc, char **argv, struct jobq__opts *o)
 			if (!*optarg)
 				bad_usage("--journal needs a file name%s", "");
 			o->journal = optarg;
+			break;
+		case OPT_COMPACT_MIN:
+			if (jobq_parse_size(optarg, &o->compact_min) ||
+			    o->compact_min < (64u << 10))
+				bad_usage("--compact-min %s: not a size of 64K "
+					  "or more",
+					  optarg);
 			break;
 		case 'F':
 			if (!strcmp(optarg, "none"))

@@ -56,6 +56,8 @@ static void test_refusals(void **state)
 	    {"{\"workers\": -3}", "key \"workers\""},
 	    {"{\"daemon\": \"yes\"}", "key \"daemon\": a flag"},
 	    {"{\"worker\": [1, 2]}", "key \"worker\": a list of commands"},
+	    {"{\"compact-min\": \"1K\"}",
+	     "key \"compact-min\": --compact-min 1K: not a size of 64K"},
 	    {"{\"memory\": 64", "not valid JSON"},
 	    {"[\"memory\", \"64M\"]", "not a JSON object"},
 	};

@@ -47,7 +47,7 @@ struct dmgr {
 	struct jqt_mgr m;
 	char jdir[PATH_MAX];
 	char jfile[PATH_MAX + 16];
-	const char *args[8];
+	const char *args[10];
 };
 
 static void dmgr_start(struct dmgr *d, const char *fsync, bool file)
@@ -65,6 +65,9 @@ static void dmgr_start(struct dmgr *d, const char *fsync, bool file)
 		d->args[n++] = "--fsync";
 		d->args[n++] = fsync;
 	}
+	/* Compaction after a few MB of records, not the default 16. */
+	d->args[n++] = "--compact-min";
+	d->args[n++] = "4M";
 	d->args[n] = NULL;
 	assert_int_equal(jqt_mgr_start(&d->m, d->args), 0);
 	if (!file)

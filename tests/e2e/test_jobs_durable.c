@@ -73,6 +73,9 @@ static void dmgr_start(struct dmgr *d, const char *fsync, bool file,
 		d->args[n++] = "--fsync";
 		d->args[n++] = fsync;
 	}
+	/* Compaction after a few MB of records, not the default 16. */
+	d->args[n++] = "--compact-min";
+	d->args[n++] = "4M";
 	d->args[n++] = "--workers";
 	d->args[n++] = workers;
 	d->args[n] = NULL;
@@ -236,7 +239,7 @@ static void test_restart_always(void **state)
 	restart_case("always", true);
 }
 
-/* Past 4 MiB of journal a snapshot compacts it. */
+/* Past 4 MiB of journal (--compact-min) a snapshot compacts it. */
 static void test_snapshot(void **state)
 {
 	enum { N = 120, ARGS = 60000 };

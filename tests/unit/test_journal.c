@@ -536,6 +536,12 @@ static void test_want_snapshot(void **state)
 	struct jobq__journal j = {0};
 
 	(void)state;
+	j.snap_size = 1 << 20;
+	j.size = 15 << 20;
+	assert_false(jobq__journal_want_snapshot(&j)); /* under the default */
+	j.size = (16 << 20) + 1;
+	assert_true(jobq__journal_want_snapshot(&j));
+	j.compact_min = 4 << 20;
 	j.snap_size = 10 << 20;
 	j.size = (20 << 20) + 1;
 	assert_true(jobq__journal_want_snapshot(&j)); /* live not known */
