@@ -480,11 +480,18 @@ bool jobq__durable_failed(void)
 	return dur.open && dur.j.err;
 }
 
-/* Whether the journal should be compacted, judged against the live
- * state's size now (the store's heap in use). */
-static bool want_snapshot(void)
+/* Tells the journal the live state's size now: the store's heap in use,
+ * which it sets beside its latest snapshot's size (journal.h). */
+static void see_live(void)
 {
 	dur.j.live_now = load_relaxed(&jobq__hdr()->heap_used);
+}
+
+/* Whether the journal should be compacted, judged against the live
+ * state's size now. */
+static bool want_snapshot(void)
+{
+	see_live();
 	return jobq__journal_want_snapshot(&dur.j);
 }
 
@@ -493,7 +500,7 @@ static int snapshot(void)
 {
 	int ret;
 
-	dur.j.live_now = load_relaxed(&jobq__hdr()->heap_used);
+	see_live();
 	ret = jobq__journal_snapshot(&dur.j, produce, NULL);
 
 	/* Said once per cause: the retries twice a second would flood the
