@@ -72,33 +72,35 @@ def test_map_chunksize_and_timeout():
             list(ex.map(boom, [1]))
 
 
+def _report_pid_then_sleep(q, secs):
+    q.put(os.getpid())
+    time.sleep(secs)
+    return "survived"
+
+
 def test_shutdown_cancel_futures():
+    q = mp.Queue()
     ex = ProcessPoolExecutor(1)
-    first = ex.submit(time.sleep, 0.5)
-    time.sleep(0.2)  # taken by the only worker
+    first = ex.submit(_report_pid_then_sleep, q, 0.5)
+    q.get(timeout=30)  # taken by the only worker, and running
     rest = [ex.submit(sq, i) for i in range(5)]
     ex.shutdown(wait=True, cancel_futures=True)
-    assert first.result() is None
+    assert first.result() == "survived"
     assert all(f.cancelled() for f in rest)
     with pytest.raises(RuntimeError):
         ex.submit(sq, 1)
 
 
 def test_cancel_pending_future():
+    q = mp.Queue()
     with ProcessPoolExecutor(1) as ex:
-        a = ex.submit(time.sleep, 0.5)
-        time.sleep(0.2)
+        a = ex.submit(_report_pid_then_sleep, q, 0.5)
+        q.get(timeout=30)  # running in the only worker
         b = ex.submit(sq, 2)
         assert b.cancel() and b.cancelled()
         assert not a.cancel()
         done, _ = cf.wait([a, b], timeout=10)
         assert done == {a, b}
-
-
-def _report_pid_then_sleep(q, secs):
-    q.put(os.getpid())
-    time.sleep(secs)
-    return "survived"
 
 
 def test_worker_killed_mid_job_future_still_completes():
