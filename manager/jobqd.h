@@ -186,7 +186,9 @@ struct jobq__client {
 	int state;	   /* enum jobq__client_state */
 	uint32_t inflight; /* io_uring requests that name this slot */
 	int sock, pidfd, sq_efd, cq_efd, region_fd;
-	uint64_t hello_by; /* HELLO: dropped at this CLOCK_MONOTONIC ns */
+	uint64_t hello_by; /* HELLO, or LIVE with sock_gone: dropped at this
+			    * CLOCK_MONOTONIC ns */
+	bool sock_gone;	   /* LIVE: its socket ended, its pidfd not yet */
 	pid_t pid;
 	uid_t uid;
 	gid_t gid;

@@ -64,6 +64,8 @@
 #define JOBQ__OVF_MAX	 4096u /* overflowed completions before we give up */
 /* How long a new connection may take to send its hello. */
 #define HELLO_TIMEOUT_NS (5 * JOBQ__NSEC_PER_SEC)
+/* How long a client whose socket ended may take to exit (sock_gone()). */
+#define GONE_GRACE_NS (JOBQ__NSEC_PER_SEC / 2)
 
 /* What an io_uring request was for: kind in the top byte, then the client
  * slot, then the slot's generation, so a completion that arrives after its
@@ -101,6 +103,7 @@ static struct {
 	void (*on_hup)(void);
 	bool work;	 /* something happened this turn */
 	uint32_t nhello; /* connections in JOBQ__C_HELLO */
+	uint32_t ngone;	 /* live clients with sock_gone */
 	/* Completions of this turn that acknowledge journaled records: they
 	 * carry the commit's error when it fails. */
 	struct jmark {
@@ -620,16 +623,18 @@ static void client_drop(struct jobq__client *c, bool died);
  * timer, so that an idle manager has none armed. */
 static void hello_left(struct jobq__client *c)
 {
-	if (c->state == JOBQ__C_HELLO && !--loop.nhello)
+	if (c->state == JOBQ__C_HELLO && !--loop.nhello && !loop.ngone)
 		jobq__timer_arm(JOBQ__TIMER_HELLO, 0);
 }
 
 /*
  * A connection must say hello within HELLO_TIMEOUT_NS of its accept, or
- * it would hold a client slot for ever. The timer is armed only while a
- * connection is in HELLO, for the earliest such deadline; when it fires,
- * every connection past its deadline is dropped and it is armed again
- * for the next, if any.
+ * it would hold a client slot for ever; and a client whose socket ended
+ * is dropped when its pidfd says it exited, or GONE_GRACE_NS after the
+ * socket ended (sock_gone()), whichever comes first. One timer serves
+ * both, armed only while such a deadline exists, for the earliest; when
+ * it fires, every connection past its deadline is dropped and it is
+ * armed again for the next, if any.
  */
 static void hello_timeouts(void)
 {
@@ -638,6 +643,13 @@ static void hello_timeouts(void)
 	for (uint32_t i = 0; i < jobq__m.o.max_clients; i++) {
 		struct jobq__client *c = &jobq__m.clients[i];
 
+		if (c->state == JOBQ__C_LIVE && c->sock_gone) {
+			if (c->hello_by <= now)
+				client_drop(c, true);
+			else if (!next || c->hello_by < next)
+				next = c->hello_by;
+			continue;
+		}
 		if (c->state != JOBQ__C_HELLO)
 			continue;
 		if (c->hello_by <= now) {
@@ -652,6 +664,23 @@ static void hello_timeouts(void)
 		}
 	}
 	jobq__timer_arm(JOBQ__TIMER_HELLO, next);
+}
+
+/*
+ * A live client's socket ended without a goodbye: it died, or is dying.
+ * Its exit is complete when its pidfd says so, and only then has the
+ * kernel sent its children their parent-death signals (`jobq lock CMD`
+ * gives its command SIGKILL so); the socket closes earlier in the exit.
+ * So the drop, which gives its locks to the next waiter, waits for the
+ * pidfd (UD_PID), or GONE_GRACE_NS for a process that closed its socket
+ * and lives on.
+ */
+static void sock_gone(struct jobq__client *c)
+{
+	c->sock_gone = true;
+	loop.ngone++;
+	c->hello_by = jobq__now_ns() + GONE_GRACE_NS;
+	hello_timeouts(); /* arms the timer for the earliest deadline */
 }
 
 static void timers_run(void)
@@ -1011,6 +1040,11 @@ static void client_drop(struct jobq__client *c, bool died)
 
 	if (c->state == JOBQ__C_FREE || c->state == JOBQ__C_DEAD)
 		return;
+	if (c->sock_gone) {
+		/* Its deadline may stay armed: the scan finds nothing. */
+		c->sock_gone = false;
+		loop.ngone--;
+	}
 	if (c->state == JOBQ__C_LIVE) {
 		uint32_t n;
 
@@ -1123,6 +1157,7 @@ static void on_accept(int fd)
 		return;
 	}
 	c->state = JOBQ__C_HELLO;
+	c->sock_gone = false;
 	c->hello_by = jobq__now_ns() + HELLO_TIMEOUT_NS;
 	if (!loop.nhello++)
 		jobq__timer_arm(JOBQ__TIMER_HELLO, c->hello_by);
@@ -1397,8 +1432,11 @@ static void handle_cqe(const struct io_uring_cqe *cqe)
 			arm_client(c, UD_SOCK);
 			break;
 		}
-		/* Gone without jobq_close(): it died. */
-		client_drop(c, true);
+		/* Gone without jobq_close(): it died, or is dying. */
+		if (c->pidfd >= 0)
+			sock_gone(c);
+		else
+			client_drop(c, true);
 		break;
 	case UD_PID:
 		if (c->state == JOBQ__C_LIVE && cqe->res >= 0)
