@@ -186,9 +186,9 @@ struct jobq__client {
 	int state;	   /* enum jobq__client_state */
 	uint32_t inflight; /* io_uring requests that name this slot */
 	int sock, pidfd, sq_efd, cq_efd, region_fd;
-	uint64_t hello_by; /* HELLO, or LIVE with sock_gone: dropped at this
-			    * CLOCK_MONOTONIC ns */
-	bool sock_gone;	   /* LIVE: its socket ended, its pidfd not yet */
+	uint64_t drop_by; /* HELLO, or LIVE with sock_gone: dropped at this
+			   * CLOCK_MONOTONIC ns */
+	bool sock_gone;	  /* LIVE: its socket ended, its pidfd not yet */
 	pid_t pid;
 	uid_t uid;
 	gid_t gid;
@@ -678,10 +678,10 @@ struct jobq__client *jobq__client_of(uint64_t ref);
 enum jobq__timer_id {
 	JOBQ__TIMER_JOBS = 0,
 	JOBQ__TIMER_SUPERVISE,
-	JOBQ__TIMER_HELLO,   /* connections that have not said hello */
-	JOBQ__TIMER_LOCKS,   /* lock leases */
-	JOBQ__TIMER_JOURNAL, /* a batch commit waits for its group */
-	JOBQ__TIMER_BACKEND, /* --backend: reconnects, maintenance */
+	JOBQ__TIMER_DEADLINES, /* connections with a drop_by */
+	JOBQ__TIMER_LOCKS,     /* lock leases */
+	JOBQ__TIMER_JOURNAL,   /* a batch commit waits for its group */
+	JOBQ__TIMER_BACKEND,   /* --backend: reconnects, maintenance */
 	JOBQ__TIMER__COUNT,
 };
 void jobq__timer_arm(int which, uint64_t deadline);

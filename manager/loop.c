@@ -101,9 +101,10 @@ static struct {
 	uint32_t tn, tcap;
 	uint64_t next_id;
 	void (*on_hup)(void);
-	bool work;	 /* something happened this turn */
-	uint32_t nhello; /* connections in JOBQ__C_HELLO */
-	uint32_t ngone;	 /* live clients with sock_gone */
+	bool work; /* something happened this turn */
+	/* Connections with a drop deadline (drop_by): in HELLO, or live
+	 * with sock_gone. */
+	uint32_t ndeadlines;
 	/* Completions of this turn that acknowledge journaled records: they
 	 * carry the commit's error when it fails. */
 	struct jmark {
@@ -235,7 +236,7 @@ static void th_remove(struct jobq__waiter *w)
 static struct jobq__waiter mod_timers[JOBQ__TIMER__COUNT] = {
     [JOBQ__TIMER_JOBS] = {.tidx = -1, .kind = JOBQ__W_TIMER},
     [JOBQ__TIMER_SUPERVISE] = {.tidx = -1, .kind = JOBQ__W_TIMER},
-    [JOBQ__TIMER_HELLO] = {.tidx = -1, .kind = JOBQ__W_TIMER},
+    [JOBQ__TIMER_DEADLINES] = {.tidx = -1, .kind = JOBQ__W_TIMER},
     [JOBQ__TIMER_LOCKS] = {.tidx = -1, .kind = JOBQ__W_TIMER},
     [JOBQ__TIMER_JOURNAL] = {.tidx = -1, .kind = JOBQ__W_TIMER},
     [JOBQ__TIMER_BACKEND] = {.tidx = -1, .kind = JOBQ__W_TIMER},
@@ -619,12 +620,14 @@ void jobq__wait_done(struct jobq__waiter *w, int32_t res, uint64_t val)
 
 static void client_drop(struct jobq__client *c, bool died);
 
-/* @c leaves HELLO (welcomed or dropped); the last one out disarms the
- * timer, so that an idle manager has none armed. */
-static void hello_left(struct jobq__client *c)
+/* @c's drop deadline is over: it left HELLO (welcomed or dropped), or
+ * its wait after its socket ended did (dropped). The last one out disarms
+ * the timer, so that an idle manager has none armed. */
+static void deadline_left(struct jobq__client *c)
 {
-	if (c->state == JOBQ__C_HELLO && !--loop.nhello && !loop.ngone)
-		jobq__timer_arm(JOBQ__TIMER_HELLO, 0);
+	if ((c->state == JOBQ__C_HELLO || c->sock_gone) && !--loop.ndeadlines)
+		jobq__timer_arm(JOBQ__TIMER_DEADLINES, 0);
+	c->sock_gone = false;
 }
 
 /*
@@ -636,34 +639,30 @@ static void hello_left(struct jobq__client *c)
  * it fires, every connection past its deadline is dropped and it is
  * armed again for the next, if any.
  */
-static void hello_timeouts(void)
+static void drop_deadlines(void)
 {
 	uint64_t now = jobq__now_ns(), next = 0;
 
 	for (uint32_t i = 0; i < jobq__m.o.max_clients; i++) {
 		struct jobq__client *c = &jobq__m.clients[i];
+		bool gone = c->state == JOBQ__C_LIVE && c->sock_gone;
 
-		if (c->state == JOBQ__C_LIVE && c->sock_gone) {
-			if (c->hello_by <= now)
-				client_drop(c, true);
-			else if (!next || c->hello_by < next)
-				next = c->hello_by;
+		if (!gone && c->state != JOBQ__C_HELLO)
+			continue;
+		if (c->drop_by > now) {
+			if (!next || c->drop_by < next)
+				next = c->drop_by;
 			continue;
 		}
-		if (c->state != JOBQ__C_HELLO)
-			continue;
-		if (c->hello_by <= now) {
+		if (!gone)
 			jobq__log(JOBQ__LOG_WARN,
 				  "pid %d: connected but sent no hello "
 				  "within %d s; closing",
 				  (int)c->pid,
 				  (int)(HELLO_TIMEOUT_NS / JOBQ__NSEC_PER_SEC));
-			client_drop(c, false);
-		} else if (!next || c->hello_by < next) {
-			next = c->hello_by;
-		}
+		client_drop(c, gone);
 	}
-	jobq__timer_arm(JOBQ__TIMER_HELLO, next);
+	jobq__timer_arm(JOBQ__TIMER_DEADLINES, next);
 }
 
 /*
@@ -678,9 +677,9 @@ static void hello_timeouts(void)
 static void sock_gone(struct jobq__client *c)
 {
 	c->sock_gone = true;
-	loop.ngone++;
-	c->hello_by = jobq__now_ns() + GONE_GRACE_NS;
-	hello_timeouts(); /* arms the timer for the earliest deadline */
+	loop.ndeadlines++;
+	c->drop_by = jobq__now_ns() + GONE_GRACE_NS;
+	drop_deadlines(); /* arms the timer for the earliest deadline */
 }
 
 static void timers_run(void)
@@ -697,8 +696,8 @@ static void timers_run(void)
 			th_remove(w);
 			if (w == &mod_timers[JOBQ__TIMER_JOBS])
 				jobq__jobs_timer();
-			else if (w == &mod_timers[JOBQ__TIMER_HELLO])
-				hello_timeouts();
+			else if (w == &mod_timers[JOBQ__TIMER_DEADLINES])
+				drop_deadlines();
 			else if (w == &mod_timers[JOBQ__TIMER_LOCKS])
 				jobq__locks_timer();
 			else if (w == &mod_timers[JOBQ__TIMER_JOURNAL])
@@ -1040,11 +1039,6 @@ static void client_drop(struct jobq__client *c, bool died)
 
 	if (c->state == JOBQ__C_FREE || c->state == JOBQ__C_DEAD)
 		return;
-	if (c->sock_gone) {
-		/* Its deadline may stay armed: the scan finds nothing. */
-		c->sock_gone = false;
-		loop.ngone--;
-	}
 	if (c->state == JOBQ__C_LIVE) {
 		uint32_t n;
 
@@ -1098,7 +1092,7 @@ static void client_drop(struct jobq__client *c, bool died)
 		cancel_client(c, UD_SQ);
 		cancel_client(c, UD_PID);
 	}
-	hello_left(c);
+	deadline_left(c);
 	cancel_client(c, UD_HELLO);
 	cancel_client(c, UD_SOCK);
 	/* The peer hears of it now; the descriptors are closed by
@@ -1158,9 +1152,9 @@ static void on_accept(int fd)
 	}
 	c->state = JOBQ__C_HELLO;
 	c->sock_gone = false;
-	c->hello_by = jobq__now_ns() + HELLO_TIMEOUT_NS;
-	if (!loop.nhello++)
-		jobq__timer_arm(JOBQ__TIMER_HELLO, c->hello_by);
+	c->drop_by = jobq__now_ns() + HELLO_TIMEOUT_NS;
+	if (!loop.ndeadlines++)
+		jobq__timer_arm(JOBQ__TIMER_DEADLINES, c->drop_by);
 	c->sock = fd;
 	c->pidfd = c->sq_efd = c->cq_efd = c->region_fd = -1;
 	c->pid = cr.pid;
@@ -1303,7 +1297,7 @@ static void on_hello(struct jobq__client *c, int res)
 	c->pidfd = (int)syscall(SYS_pidfd_open, c->pid, 0);
 
 	jobq__list_init(&c->waiters);
-	hello_left(c);
+	deadline_left(c);
 	c->state = JOBQ__C_LIVE;
 	c->broken = false;
 	c->wake = c->posted = c->sq_moved = false;
