@@ -546,6 +546,8 @@ const char *cli_type_name(uint32_t type, char *buf, size_t len)
 		return "json";
 	case JOBQ_T_TEXT:
 		return "text";
+	case JOBQ_T_CHUNK:
+		return "chunk";
 	default:
 		snprintf(buf, len, "%" PRIu32, type);
 		return buf;

@@ -9,6 +9,12 @@
  * jobq_worker_handle(), and the manager hands it the jobs. Two worker
  * processes share the work.
  *
+ * Then the same inputs again with jobq_map_chunked(), 100 per job, as
+ * pool.map(square, range(n), chunksize=100) sends them: one job, one
+ * reservation and one result for 100 squares, which is what makes a map
+ * of many tiny inputs fast. The handler is the same; the worker library
+ * runs it on each input of a chunk in turn.
+ *
  *   map [--dir DIR] [--count N]
  *
  * Exits 0 when every result is the square of its input, 1 otherwise, 2 on
@@ -106,17 +112,26 @@ int main(int argc, char **argv)
 		in[i].data = text[i];
 	}
 
-	/* results[i] for inputs[i], at most 64 jobs in flight. */
-	rc = jobq_map(q, "square", in, (size_t)count, 64, NULL, out, 60);
-	for (long i = 0; i < count; i++) {
-		long long want = (long long)i * i;
+	/* results[i] for inputs[i], at most 64 jobs in flight; then in
+	 * chunks of 100 inputs, at most 8 chunks in flight. */
+	for (int pass = 0; pass < 2; pass++) {
+		size_t chunk = pass ? 100 : 1;
+		int wrong = 0;
 
-		if (!out[i].data || strtoll(out[i].data, NULL, 10) != want)
-			bad++;
-		jobq_obj_free(&out[i]);
+		rc = jobq_map_chunked(q, "square", in, (size_t)count, chunk,
+				      pass ? 8 : 64, NULL, out, 60);
+		for (long i = 0; i < count; i++) {
+			long long want = (long long)i * i;
+
+			if (!out[i].data ||
+			    strtoll(out[i].data, NULL, 10) != want)
+				wrong++;
+			jobq_obj_free(&out[i]);
+		}
+		printf("map over range(%ld), %zu per job: %s, %d wrong\n",
+		       count, chunk, jobq_strerror(rc), wrong);
+		bad += wrong + (rc != 0);
 	}
-	printf("map over range(%ld): %s, %d wrong\n", count, jobq_strerror(rc),
-	       bad);
 
 	jobq_close(q);
 	for (int i = 0; i < 2; i++) {
@@ -130,5 +145,5 @@ int main(int argc, char **argv)
 	free(in);
 	free(out);
 	free(text);
-	return rc == 0 && bad == 0 ? 0 : 1;
+	return bad == 0 ? 0 : 1;
 }

@@ -84,6 +84,7 @@ enum jobq_type {
 	JOBQ_T_BYTES = 1, /* opaque bytes */
 	JOBQ_T_JSON = 2,  /* UTF-8 JSON text */
 	JOBQ_T_TEXT = 3,  /* UTF-8 text */
+	JOBQ_T_CHUNK = 4, /* many objects in one: jobq_map_chunked()'s jobs */
 	JOBQ_T_USER = 256 /* the first type number free for applications */
 };
 
@@ -871,6 +872,30 @@ JOBQ_API int jobq_map(jobq_t *q, const char *type, const jobq_obj_t *inputs,
 		      size_t n, size_t window,
 		      const struct jobq_submit_opts *opts, jobq_obj_t *results,
 		      double timeout);
+
+/*
+ * jobq_map_chunked - jobq_map() that sends its inputs @chunk at a time, as
+ * ProcessPoolExecutor.map(chunksize=) does: one job of @type carries up to
+ * @chunk inputs (fewer when more would pass jobq_max_object()) as one
+ * object of type JOBQ_T_CHUNK; the worker runs its handler on each input
+ * in turn, in the same job, and returns their results together; @window
+ * counts such jobs. Small jobs then cost one submit, reservation and
+ * result for @chunk inputs, not one each.
+ *
+ * What a chunk changes: the inputs of one chunk share its job (its id,
+ * attempt, lease and --timeout, which must cover the whole chunk), and
+ * each input is tried once inside it: a handler that fails one input
+ * fails that input's result (JOBQ_EJOBFAILED, its error text), not the
+ * chunk, and it is not retried. A chunk whose worker dies, or whose lease
+ * runs out, runs again as a whole (every input again), as any job does.
+ * Any worker of this library serves chunks of the types it handles.
+ * Returns as jobq_map(); @chunk 0 or 1 is jobq_map().
+ */
+JOBQ_API int jobq_map_chunked(jobq_t *q, const char *type,
+			      const jobq_obj_t *inputs, size_t n, size_t chunk,
+			      size_t window,
+			      const struct jobq_submit_opts *opts,
+			      jobq_obj_t *results, double timeout);
 
 /*
  * jobq_cancel - cancel job @id: a job not yet running becomes cancelled at

@@ -16,6 +16,7 @@
 
 #include <jansson.h>
 
+#include "chunk.h"
 #include "client.h"
 
 #define DEFAULT_QUEUE	 "default"
@@ -1022,24 +1023,25 @@ static bool map_any_done(jobq_t *q, void *arg)
 	return false;
 }
 
-int jobq_map(jobq_t *q, const char *type, const jobq_obj_t *inputs, size_t n,
-	     size_t window, const struct jobq_submit_opts *opts,
-	     jobq_obj_t *results, double timeout)
+/*
+ * map_run - jobq_map() with the outcome of each job in codes[i] (0 or a
+ * failure, whose results[i] is then its error text). Returns 0, or -errno
+ * when it could not start (nothing is then in flight).
+ */
+static int map_run(jobq_t *q, const char *type, const jobq_obj_t *inputs,
+		   size_t n, size_t window, const struct jobq_submit_opts *opts,
+		   jobq_obj_t *results, int64_t tmo, int *codes)
 {
-	int64_t tmo = jobq__timeout_ns(timeout);
 	uint64_t deadline = tmo > 0 ? jobq__now_ns() + (uint64_t)tmo : 0;
 	struct submit_tmpl t;
 	struct mslot *s = NULL, **order = NULL;
 	struct jobq__op *ops = NULL;
 	size_t next = 0, busy = 0;
-	int *codes = NULL, err, first = 0;
+	int err;
 	bool closed = false;
 
-	if (!n)
-		return 0;
-	if (!inputs || !results || tmo == JOBQ__TIMEOUT_BAD)
-		return -EINVAL;
 	memset(results, 0, n * sizeof(*results));
+	memset(codes, 0, n * sizeof(*codes));
 	if (!window)
 		window = DEFAULT_WINDOW;
 	if (window > n)
@@ -1054,8 +1056,7 @@ int jobq_map(jobq_t *q, const char *type, const jobq_obj_t *inputs, size_t n,
 	s = calloc(window, sizeof(*s));
 	order = calloc(window, sizeof(*order));
 	ops = calloc(window, sizeof(*ops));
-	codes = calloc(n, sizeof(*codes));
-	if (!s || !order || !ops || !codes) {
+	if (!s || !order || !ops) {
 		err = -ENOMEM;
 		goto out;
 	}
@@ -1179,14 +1180,217 @@ int jobq_map(jobq_t *q, const char *type, const jobq_obj_t *inputs, size_t n,
 			busy--;
 		}
 	}
-	for (size_t i = 0; i < n && !first; i++)
-		first = codes[i];
-	err = first;
+	err = 0;
 out:
 	tmpl_free(&t);
 	free(s);
 	free(order);
 	free(ops);
+	return err;
+}
+
+/* The first failure in input order, or 0. */
+static int first_code(const int *codes, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (codes[i])
+			return codes[i];
+	return 0;
+}
+
+int jobq_map(jobq_t *q, const char *type, const jobq_obj_t *inputs, size_t n,
+	     size_t window, const struct jobq_submit_opts *opts,
+	     jobq_obj_t *results, double timeout)
+{
+	int64_t tmo = jobq__timeout_ns(timeout);
+	int *codes, err;
+
+	if (!n)
+		return 0;
+	if (!inputs || !results || tmo == JOBQ__TIMEOUT_BAD)
+		return -EINVAL;
+	codes = calloc(n, sizeof(*codes));
+	if (!codes)
+		return -ENOMEM;
+	err = map_run(q, type, inputs, n, window, opts, results, tmo, codes);
+	if (!err)
+		err = first_code(codes, n);
+	free(codes);
+	return err;
+}
+
+/* A copy of @len bytes at @data as an object of @type that the caller
+ * frees; NUL-terminated as every object the library hands out. */
+static int obj_copy(jobq_obj_t *o, uint32_t type, const void *data, size_t len)
+{
+	o->data = malloc(len + 1);
+	if (!o->data)
+		return -ENOMEM;
+	if (len)
+		memcpy(o->data, data, len);
+	((char *)o->data)[len] = '\0';
+	o->len = len;
+	o->type = type;
+	o->flags = 0;
+	return 0;
+}
+
+/*
+ * Packs inputs[from..] into @b until it holds @chunk of them or the next
+ * would take it past @max bytes; an input refused by check_args() gets
+ * its code at once and owner SIZE_MAX. Returns the index after the last
+ * input looked at, or -ENOMEM.
+ */
+static ssize_t pack_chunk(jobq_t *q, const jobq_obj_t *inputs, size_t n,
+			  size_t from, size_t chunk, size_t max, size_t c,
+			  struct jobq__chunk_buf *b, size_t *owner, int *codes,
+			  jobq_obj_t *results)
+{
+	size_t i;
+
+	for (i = from; i < n && b->count < chunk; i++) {
+		const jobq_obj_t *in = &inputs[i];
+		size_t len = b->len ? b->len : JOBQ__CHUNK_HEAD;
+		int err = check_args(q, in->data, in->len);
+
+		if (!err && jobq__chunk_size(in->len) > max - len) {
+			if (b->count)
+				break; /* the next chunk takes it */
+			err = -E2BIG;
+		}
+		if (err) {
+			codes[i] = err;
+			owner[i] = SIZE_MAX;
+			text_obj(&results[i], err);
+			continue;
+		}
+		if (jobq__chunk_add(b, 0, in->type, in->data, in->len))
+			return -ENOMEM;
+		owner[i] = c;
+	}
+	return (ssize_t)i;
+}
+
+/* Hands chunk result @res (code @code) out to the inputs @owner gives
+ * chunk @c, from input @from on; returns the index after them. */
+static size_t unpack_chunk(size_t c, int code, const jobq_obj_t *res,
+			   size_t from, size_t n, const size_t *owner,
+			   int *codes, jobq_obj_t *results)
+{
+	struct jobq__chunk_iter it;
+	int bad = code;
+	size_t i;
+
+	if (!bad && (res->type != JOBQ_T_CHUNK ||
+		     jobq__chunk_open(&it, res->data, res->len)))
+		bad = -EPROTO; /* a worker that does not know chunks */
+	for (i = from; i < n && (owner[i] == c || owner[i] == SIZE_MAX); i++) {
+		jobq_obj_t item;
+		int32_t icode;
+		int r;
+
+		if (owner[i] != c)
+			continue;
+		if (!bad) {
+			r = jobq__chunk_next(&it, &icode, &item);
+			if (r != 1)
+				bad = -EPROTO;
+		}
+		if (bad) {
+			codes[i] = bad;
+			/* A chunk that failed as a whole: its error text
+			 * for each of its inputs. */
+			if (!code || !res->data ||
+			    obj_copy(&results[i], res->type, res->data,
+				     res->len))
+				text_obj(&results[i], bad);
+			continue;
+		}
+		codes[i] = icode;
+		if (obj_copy(&results[i], item.type, item.data, item.len)) {
+			codes[i] = -ENOMEM;
+			memset(&results[i], 0, sizeof(results[i]));
+		}
+	}
+	return i;
+}
+
+int jobq_map_chunked(jobq_t *q, const char *type, const jobq_obj_t *inputs,
+		     size_t n, size_t chunk, size_t window,
+		     const struct jobq_submit_opts *opts, jobq_obj_t *results,
+		     double timeout)
+{
+	int64_t tmo = jobq__timeout_ns(timeout);
+	size_t max = q->max_object < UINT32_MAX ? q->max_object : UINT32_MAX;
+	size_t *owner = NULL, nchunks = 0, cap = 0, next = 0;
+	jobq_obj_t *chunks = NULL, *cres = NULL;
+	int *codes = NULL, *ccodes = NULL, err = -ENOMEM;
+
+	if (chunk <= 1)
+		return jobq_map(q, type, inputs, n, window, opts, results,
+				timeout);
+	if (!n)
+		return 0;
+	if (!inputs || !results || tmo == JOBQ__TIMEOUT_BAD)
+		return -EINVAL;
+	memset(results, 0, n * sizeof(*results));
+	owner = calloc(n, sizeof(*owner));
+	codes = calloc(n, sizeof(*codes));
+	if (!owner || !codes)
+		goto out;
+	while (next < n) {
+		struct jobq__chunk_buf b = {0};
+		ssize_t end;
+
+		if (nchunks == cap) {
+			size_t ncap = cap ? 2 * cap : n / chunk + 1;
+			jobq_obj_t *p = realloc(chunks, ncap * sizeof(*p));
+
+			if (!p)
+				goto out;
+			chunks = p;
+			cap = ncap;
+		}
+		end = pack_chunk(q, inputs, n, next, chunk, max, nchunks, &b,
+				 owner, codes, results);
+		if (end < 0 || (b.count && jobq__chunk_finish(&b))) {
+			jobq__chunk_buf_free(&b);
+			goto out;
+		}
+		next = (size_t)end;
+		if (!b.count)
+			continue; /* only refused inputs: no chunk */
+		chunks[nchunks++] = (jobq_obj_t){
+		    .type = JOBQ_T_CHUNK, .len = b.len, .data = b.data};
+	}
+	if (nchunks) {
+		cres = calloc(nchunks, sizeof(*cres));
+		ccodes = calloc(nchunks, sizeof(*ccodes));
+		if (!cres || !ccodes)
+			goto out;
+		err = map_run(q, type, chunks, nchunks, window, opts, cres, tmo,
+			      ccodes);
+		if (err)
+			goto out;
+		for (size_t c = 0, i = 0; c < nchunks; c++)
+			i = unpack_chunk(c, ccodes[c], &cres[c], i, n, owner,
+					 codes, results);
+	}
+	err = first_code(codes, n);
+	goto done;
+out: /* nothing went out, or nothing came back: no result at all */
+	for (size_t i = 0; i < n; i++)
+		jobq_obj_free(&results[i]);
+done:
+	for (size_t c = 0; c < nchunks; c++) {
+		free(chunks[c].data);
+		if (cres)
+			jobq_obj_free(&cres[c]);
+	}
+	free(chunks);
+	free(cres);
+	free(ccodes);
+	free(owner);
 	free(codes);
 	return err;
 }

@@ -64,6 +64,7 @@
 
 #include "builtin.h"
 #include "builtin_impl.h"
+#include "chunk.h"
 #include "client.h"
 #include "engine.h"
 
@@ -793,6 +794,112 @@ static void keeper_note(struct jobq_worker *w, jobq_job_t *job)
 		jobq__fiber_unpark(w->keeper);
 }
 
+/* Whether the job must stop: cancelled, or its lease ran out. */
+static bool job_stopped(const jobq_job_t *job)
+{
+	return job->timed_out || atomic_load(&job->cancelled);
+}
+
+/* Adds the outcome of the handler on one object of a chunk to @out and
+ * clears it from @job for the next. */
+static int chunk_outcome(jobq_job_t *job, int rc, struct jobq__chunk_buf *out)
+{
+	int err;
+
+	if (job->failed || rc < 0) {
+		const char *e =
+		    job->error ? job->error : jobq_strerror(rc < 0 ? rc : -EIO);
+
+		err = jobq__chunk_add(out, JOBQ_EJOBFAILED, JOBQ_T_TEXT, e,
+				      strlen(e));
+	} else {
+		err = jobq__chunk_add(out, 0, job->result.type,
+				      job->result.data, job->result.len);
+	}
+	jobq_obj_free(&job->result);
+	free(job->error);
+	job->error = NULL;
+	job->failed = false;
+	job->final = false;
+	return err;
+}
+
+/*
+ * run_chunk - a job whose args are a chunk (jobq_map_chunked()): the
+ * handler runs on each object of it in turn, each seen as the job's args
+ * (a NUL-terminated copy, as any args), and their outcomes go back
+ * together as the job's result. An object's failure is its own: its error
+ * text takes its place, and the chunk goes on. A cancel or the lease
+ * running out stops it between objects, and the chunk fails as a whole.
+ */
+static int run_chunk(jobq_job_t *job)
+{
+	const jobq_obj_t whole = job->args;
+	struct jobq__chunk_buf out = {0};
+	struct jobq__chunk_iter it;
+	char *copy = NULL;
+	size_t cap = 0;
+	jobq_obj_t item;
+	int32_t code;
+	int r = 0, rc = 0;
+
+	if (jobq__chunk_open(&it, whole.data, whole.len))
+		return jobq_job_fail(job, 1,
+				     "its args are marked a chunk "
+				     "but are not one");
+	while (!job_stopped(job) &&
+	       (r = jobq__chunk_next(&it, &code, &item)) == 1) {
+		if (item.len >= cap) {
+			char *p = realloc(copy, item.len + 1);
+
+			if (!p) {
+				rc = -ENOMEM;
+				break;
+			}
+			copy = p;
+			cap = item.len + 1;
+		}
+		memcpy(copy, item.data, item.len);
+		copy[item.len] = '\0';
+		item.data = copy;
+		item.flags = JOBQ_OBJ_BORROWED;
+		job->args = item;
+		rc = job->h->fn(job, job->h->arg);
+		if (job_stopped(job))
+			break;
+		rc = chunk_outcome(job, rc, &out);
+		if (rc)
+			break;
+	}
+	job->args = whole;
+	free(copy);
+	if (job_stopped(job) || rc) {
+		jobq__chunk_buf_free(&out);
+		return rc ? rc : -ECANCELED;
+	}
+	if (r < 0) {
+		jobq__chunk_buf_free(&out);
+		return jobq_job_fail(job, 1,
+				     "its chunk of args is malformed: "
+				     "an object runs past its end");
+	}
+	rc = jobq__chunk_finish(&out);
+	if (!rc && out.len > job->w->q->max_object)
+		rc = jobq_job_fail(
+		    job, 1,
+		    "the results of its %u objects take %zu bytes, over the "
+		    "largest object (%zu bytes): use smaller chunks",
+		    out.count, out.len, (size_t)job->w->q->max_object);
+	if (!rc) {
+		jobq_obj_free(&job->result);
+		job->result = (jobq_obj_t){
+		    .type = JOBQ_T_CHUNK, .len = out.len, .data = out.data};
+		return 0;
+	}
+	jobq__chunk_buf_free(&out);
+	return rc;
+}
+
 /* The fiber of one job: read its args, run its handler, send W_DONE. */
 static void job_fn(void *arg)
 {
@@ -826,7 +933,10 @@ static void job_fn(void *arg)
 	job->action_ns =
 	    job->started_ns + job_lease(job) - lease_margin(job_lease(job));
 	keeper_note(w, job);
-	rc = job->h->fn(job, job->h->arg);
+	if (job->args.type == JOBQ_T_CHUNK)
+		rc = run_chunk(job);
+	else
+		rc = job->h->fn(job, job->h->arg);
 	if (job->timed_out) {
 		jobq_job_fail(job, 0,
 			      "timed out after %.3g s (the job's --timeout)",

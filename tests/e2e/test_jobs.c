@@ -5,7 +5,8 @@
  * protocol directly: priorities, delays, --after, cancel of queued,
  * running and deaf jobs, retry and kick, a job that crashes its
  * worker every time (poison pill), and lease expiry with the first
- * worker's late answer refused (-ESTALE).
+ * worker's late answer refused (-ESTALE); jobq_map() and
+ * jobq_map_chunked().
  */
 #include <errno.h>
 #include <signal.h>
@@ -627,15 +628,225 @@ static void test_lease_expiry(void **state)
 	jobq_close(q);
 }
 
+/* ---- jobq_map() and jobq_map_chunked() --------------------------------- */
+
+/* Args "N": fails input N when N % 7 == 3, else the result "N*2"; records
+ * the job id each input ran in. With N < 0 the result is -N bytes. */
+static int h_double(jobq_job_t *job, void *arg)
+{
+	const jobq_obj_t *a = jobq_job_args(job);
+	long n = strtol(a->data, NULL, 10);
+	uint32_t i = atomic_fetch_add(&rec->n, 1);
+	char buf[32];
+	int len;
+
+	if (i < 256 && n >= 0 && n < 256)
+		rec->ids[n] = jobq_job_id(job);
+	if (n < 0) {
+		char *big = calloc(1, (size_t)-n);
+		int rc = jobq_job_succeed(job, JOBQ_T_BYTES, big, (size_t)-n);
+
+		free(big);
+		return rc;
+	}
+	if (n % 7 == 3)
+		return jobq_job_fail(job, 0, "input %ld refused", n);
+	len = snprintf(buf, sizeof(buf), "%ld", n * 2);
+	return jobq_job_succeed(job, JOBQ_T_TEXT, buf, (size_t)len);
+}
+
+struct map_in {
+	jobq_obj_t *in;
+	char (*text)[24];
+};
+
+static struct map_in map_inputs(size_t n)
+{
+	struct map_in m = {calloc(n, sizeof(*m.in)),
+			   calloc(n, sizeof(*m.text))};
+
+	assert_non_null(m.in);
+	assert_non_null(m.text);
+	for (size_t i = 0; i < n; i++) {
+		m.in[i].type = JOBQ_T_TEXT;
+		m.in[i].len =
+		    (size_t)snprintf(m.text[i], sizeof(m.text[i]), "%zu", i);
+		m.in[i].data = m.text[i];
+	}
+	return m;
+}
+
+/* Every result of h_double over 0..n-1 in @out, input @big excepted. */
+static void check_doubled(jobq_obj_t *out, size_t n, size_t big)
+{
+	for (size_t i = 0; i < n; i++) {
+		char want[64];
+
+		if (i == big) {
+			assert_int_equal(out[i].type, JOBQ_T_TEXT);
+			assert_string_equal(out[i].data, jobq_strerror(-E2BIG));
+		} else if (i % 7 == 3) {
+			snprintf(want, sizeof(want), "input %zu refused", i);
+			assert_int_equal(out[i].type, JOBQ_T_TEXT);
+			assert_string_equal(out[i].data, want);
+		} else {
+			snprintf(want, sizeof(want), "%zu", 2 * i);
+			assert_int_equal(out[i].type, JOBQ_T_TEXT);
+			assert_string_equal(out[i].data, want);
+		}
+		jobq_obj_free(&out[i]);
+	}
+}
+
+/* Inputs in chunks: results in input order, a failed input fails alone
+ * (the first failure in input order is the answer), an input over the
+ * largest object fails alone, and each chunk is one job. */
+static void test_map_chunked(void **state)
+{
+	jobq_t *q = open_q(state);
+	size_t n = 1000, big = 500;
+	struct map_in m = map_inputs(n);
+	jobq_obj_t *out = calloc(n, sizeof(*out));
+	size_t maxo = jobq_max_object(q);
+	char *huge = calloc(1, maxo + 1);
+	struct jobq_submit_opts once = {.no_retry = 1};
+	pid_t w[2];
+
+	rec = jqt_shared(sizeof(*rec));
+	w[0] = start_worker(0, "double", h_double, 4);
+	w[1] = start_worker(1, "double", h_double, 4);
+	wait_served(q, "double", 2);
+	m.in[big] =
+	    (jobq_obj_t){.type = JOBQ_T_BYTES, .len = maxo + 1, .data = huge};
+
+	assert_rc(jobq_map_chunked(q, "double", m.in, n, 64, 4, NULL, out, 30),
+		  JOBQ_EJOBFAILED);
+	check_doubled(out, n, big);
+	assert_int_equal(atomic_load(&rec->n), n - 1);
+	/* Inputs 0..63 ran in one job, 64 in the next. */
+	for (int i = 1; i < 64; i++)
+		assert_int_equal(rec->ids[i], rec->ids[0]);
+	assert_int_not_equal(rec->ids[64], rec->ids[0]);
+	for (int i = 65; i < 128; i++)
+		assert_int_equal(rec->ids[i], rec->ids[64]);
+
+	/* The same without chunks, jobq_map() itself, and chunk 1. */
+	atomic_store(&rec->n, 0);
+	assert_rc(jobq_map(q, "double", m.in, n, 16, &once, out, 30),
+		  JOBQ_EJOBFAILED);
+	check_doubled(out, n, big);
+	assert_int_not_equal(rec->ids[1], rec->ids[0]);
+	assert_rc(jobq_map_chunked(q, "double", m.in, 3, 1, 0, NULL, out, 30),
+		  0);
+	for (int i = 0; i < 3; i++)
+		jobq_obj_free(&out[i]);
+
+	/* Every input refused: no job at all. */
+	m.in[0] = m.in[big];
+	assert_rc(jobq_map_chunked(q, "double", m.in, 1, 8, 0, NULL, out, 30),
+		  -E2BIG);
+	jobq_obj_free(&out[0]);
+
+	/* Results of one chunk over the largest object: the chunk fails,
+	 * for good, saying so, for each of its inputs. */
+	for (int i = 0; i < 4; i++)
+		m.in[i].len = (size_t)snprintf(m.text[i], sizeof(m.text[i]),
+					       "-%zu", maxo / 3);
+	m.in[0].data = m.text[0];
+	assert_rc(jobq_map_chunked(q, "double", m.in, 4, 4, 0, NULL, out, 30),
+		  JOBQ_EJOBFAILED);
+	for (int i = 0; i < 4; i++) {
+		assert_non_null(strstr(out[i].data, "use smaller chunks"));
+		jobq_obj_free(&out[i]);
+	}
+
+	stop_worker(w[0]);
+	stop_worker(w[1]);
+	free(huge);
+	free(out);
+	free(m.in);
+	free(m.text);
+	jobq_close(q);
+}
+
+/* Chunks of a built-in type, served by the built-in workers. */
+static void test_map_chunked_builtin(void **state)
+{
+	jobq_t *q = open_q(state);
+	size_t n = 300;
+	jobq_obj_t *in = calloc(n, sizeof(*in)), *out = calloc(n, sizeof(*out));
+	char(*text)[32] = calloc(n, sizeof(*text));
+	pid_t w = start_worker(0, NULL, NULL, 8);
+
+	wait_served(q, "echo", 1);
+	for (size_t i = 0; i < n; i++) {
+		in[i].type = JOBQ_T_JSON;
+		in[i].len = (size_t)snprintf(text[i], sizeof(text[i]),
+					     "{\"i\": %zu}", i);
+		in[i].data = text[i];
+	}
+	assert_rc(jobq_map_chunked(q, "echo", in, n, 50, 0, NULL, out, 30), 0);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(out[i].type, JOBQ_T_JSON);
+		assert_memory_equal(out[i].data, text[i], in[i].len);
+		jobq_obj_free(&out[i]);
+	}
+	stop_worker(w);
+	free(in);
+	free(out);
+	free(text);
+	jobq_close(q);
+}
+
+/* A job whose args say chunk but are not one fails for good, saying so,
+ * and the worker goes on serving. */
+static void test_chunk_malformed(void **state)
+{
+	static const uint8_t truncated[] = {'J', 'Q', 'C', '1', 2, 0, 0,
+					    0,	 0,   0,   0,	0, 3, 0,
+					    0,	 0,   1,   0,	0, 0, '7'};
+	jobq_t *q = open_q(state);
+	uint64_t a, b, c;
+	char *t;
+	pid_t w;
+
+	rec = jqt_shared(sizeof(*rec));
+	w = start_worker(0, "double", h_double, 2);
+	assert_rc(jobq_submit(q, "double", JOBQ_T_CHUNK, "junk", 4, NULL, &a),
+		  0);
+	assert_rc(jobq_submit(q, "double", JOBQ_T_CHUNK, truncated,
+			      sizeof(truncated), NULL, &b),
+		  0);
+	c = submit(q, "double", "8", NULL);
+	assert_int_equal(jobq_job_wait(q, a, 10), JOBQ_EJOBFAILED);
+	assert_int_equal(jobq_job_wait(q, b, 10), JOBQ_EJOBFAILED);
+	assert_rc(jobq_job_wait(q, c, 10), 0);
+	assert_int_equal(info(q, a).attempts, 1);
+	t = result_text(q, a);
+	assert_non_null(strstr(t, "not one"));
+	free(t);
+	t = result_text(q, b);
+	assert_non_null(strstr(t, "malformed"));
+	free(t);
+	t = result_text(q, c);
+	assert_string_equal(t, "16");
+	free(t);
+	stop_worker(w);
+	jobq_close(q);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, jqt_setup, jqt_teardown)
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    T(test_priority),	   T(test_delay),	   T(test_after),
-	    T(test_cancel_queued), T(test_cancel_running), T(test_cancel_deaf),
-	    T(test_retry_kick),	   T(test_poison_pill),	   T(test_lease_expiry),
-	    T(test_unknown_type),
+	    T(test_priority),	     T(test_delay),
+	    T(test_after),	     T(test_cancel_queued),
+	    T(test_cancel_running),  T(test_cancel_deaf),
+	    T(test_retry_kick),	     T(test_poison_pill),
+	    T(test_lease_expiry),    T(test_unknown_type),
+	    T(test_map_chunked),     T(test_map_chunked_builtin),
+	    T(test_chunk_malformed),
 	};
 
 	jqt_init();
