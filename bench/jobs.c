@@ -11,7 +11,9 @@
  *              jobs_per_s = n / (first submit -> last result checked).
  *              The library cuts the batch into ring-sized pieces itself:
  *              the program does not chunk anything.
- *   -m map     jobq_map() of -n inputs with a window of -w jobs in flight.
+ *   -m map     jobq_map() of -n inputs with a window of -w jobs in flight;
+ *              with -c CHUNK, jobq_map_chunked(): CHUNK inputs per job, as
+ *              ProcessPoolExecutor.map(chunksize=CHUNK) sends them.
  *   -m fill    no worker: submit -n jobs of -s bytes with submit_many in
  *              batches of -b and leave them queued; rss_bytes_per_job is
  *              the growth of jobqd's VmRSS (its pid from jobq_stats())
@@ -44,6 +46,7 @@ struct cfg {
 	long warmup;
 	long batch;  /* fill: jobs per submit_many */
 	long window; /* map: jobs in flight */
+	long chunk;  /* map: inputs per job (jobq_map_chunked()) */
 	int workers;
 	unsigned concurrency; /* own workers: jobs per reservation */
 	size_t size;	      /* args bytes, >= 8 (the sequence number) */
@@ -327,8 +330,8 @@ static void run_many(jobq_t *q, const struct cfg *c, char *extra)
 static void map_round(jobq_t *q, const struct cfg *c, long n, long first,
 		      const jobq_obj_t *args, jobq_obj_t *res)
 {
-	int r = jobq_map(q, c->type, args, (size_t)n, (size_t)c->window, NULL,
-			 res, 15);
+	int r = jobq_map_chunked(q, c->type, args, (size_t)n, (size_t)c->chunk,
+				 (size_t)c->window, NULL, res, 15);
 
 	if (r < 0)
 		bench_die(r, "jobq_map of %ld jobs", n);
@@ -353,9 +356,9 @@ static void run_map(jobq_t *q, const struct cfg *c, char *extra)
 	map_round(q, c, c->n, w, args, res);
 	t1 = bench_now_ns();
 	printf("RESULT metric=jobs_per_s value=%.1f n=%ld secs=%.3f "
-	       "window=%ld %s\n",
+	       "window=%ld chunk=%ld %s\n",
 	       (double)c->n * 1e9 / (double)(t1 - t0), c->n,
-	       (double)(t1 - t0) / 1e9, c->window, extra);
+	       (double)(t1 - t0) / 1e9, c->window, c->chunk, extra);
 	free(res);
 	free_args(args);
 	free_args(wargs);
@@ -431,7 +434,7 @@ static void usage(void)
 	    "usage: jobq-bench-jobs [--dir DIR] [-m apply|many|map|fill] "
 	    "[-k own|builtin]\n"
 	    "       [-n JOBS] [-s ARGS_BYTES] [-W WORKERS] [-C CONCURRENCY]\n"
-	    "       [-w WINDOW] [-b BATCH] [-u WARMUP] [-D SECS]\n");
+	    "       [-w WINDOW] [-c CHUNK] [-b BATCH] [-u WARMUP] [-D SECS]\n");
 	exit(2);
 }
 
@@ -456,7 +459,7 @@ int main(int argc, char **argv)
 	jobq_t *q;
 	int opt;
 
-	while ((opt = getopt_long(argc, argv, "d:m:k:n:s:W:C:w:b:u:D:h", lo,
+	while ((opt = getopt_long(argc, argv, "d:m:k:n:s:W:C:w:c:b:u:D:h", lo,
 				  NULL)) != -1) {
 		switch (opt) {
 		case 'd':
@@ -494,6 +497,9 @@ int main(int argc, char **argv)
 			break;
 		case 'w':
 			c.window = bench_arg_long(optarg, 'w');
+			break;
+		case 'c':
+			c.chunk = bench_arg_long(optarg, 'c');
 			break;
 		case 'b':
 			c.batch = bench_arg_long(optarg, 'b');
