@@ -16,7 +16,7 @@ if ! command -v clang >/dev/null; then
 fi
 dir=${JOBQ_FUZZ_BUILD:-$top/build/fuzz}
 secs=${1:-${JOBQ_FUZZ_SECONDS:-15}}
-targets="fuzz_ring fuzz_store fuzz_json fuzz_parse fuzz_journal fuzz_config"
+targets="fuzz_ring fuzz_store fuzz_json fuzz_parse fuzz_journal fuzz_config fuzz_chunk"
 
 if [ ! -f "$dir/build.ninja" ]; then
 	CC=clang meson setup "$dir" "$top" -Dfuzz=true -Dtests=false \
