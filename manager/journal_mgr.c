@@ -498,6 +498,7 @@ static bool want_snapshot(void)
 /* Tries the snapshot that repairs a failed journal (or compacts one). */
 static int snapshot(void)
 {
+	uint64_t t0 = jobq__now_ns();
 	int ret;
 
 	see_live();
@@ -512,8 +513,10 @@ static int snapshot(void)
 			  strerror(-ret));
 	dur.logged_err = ret;
 	if (!ret)
-		jobq__log(1, "journal %s: snapshot of %llu bytes written",
-			  dur.j.path, (unsigned long long)dur.j.snap_size);
+		jobq__log(
+		    1, "journal %s: snapshot of %llu bytes written in %.3f s",
+		    dur.j.path, (unsigned long long)dur.j.snap_size,
+		    (double)(jobq__now_ns() - t0) / 1e9);
 	return ret;
 }
 
