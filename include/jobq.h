@@ -889,6 +889,10 @@ JOBQ_API int jobq_map(jobq_t *q, const char *type, const jobq_obj_t *inputs,
  * chunk, and it is not retried. A chunk whose worker dies, or whose lease
  * runs out, runs again as a whole (every input again), as any job does.
  * Any worker of this library serves chunks of the types it handles.
+ * A chunk takes 8 bytes more than its inputs, and 12 an input: an input
+ * within 20 bytes of jobq_max_object() fails with -E2BIG here (jobq_map()
+ * would take it), and the results of one chunk must fit in
+ * jobq_max_object() as well, or the chunk fails for good, saying so.
  * Returns as jobq_map(); @chunk 0 or 1 is jobq_map().
  */
 JOBQ_API int jobq_map_chunked(jobq_t *q, const char *type,
