@@ -636,11 +636,11 @@ static int h_double(jobq_job_t *job, void *arg)
 {
 	const jobq_obj_t *a = jobq_job_args(job);
 	long n = strtol(a->data, NULL, 10);
-	uint32_t i = atomic_fetch_add(&rec->n, 1);
 	char buf[32];
 	int len;
 
-	if (i < 256 && n >= 0 && n < 256)
+	atomic_fetch_add(&rec->n, 1);
+	if (n >= 0 && n < 256)
 		rec->ids[n] = jobq_job_id(job);
 	if (n < 0) {
 		char *big = calloc(1, (size_t)-n);
@@ -798,6 +798,97 @@ static void test_map_chunked_builtin(void **state)
 	jobq_close(q);
 }
 
+/* Args "N": counts the input, kills its worker on input 2 of a first
+ * attempt, else the result "N*2". */
+static int h_crash_once(jobq_job_t *job, void *arg)
+{
+	const jobq_obj_t *a = jobq_job_args(job);
+	long n = strtol(a->data, NULL, 10);
+	char buf[32];
+	int len;
+
+	atomic_fetch_add(&rec->n, 1);
+	if (n == 2 && jobq_job_attempt(job) == 1)
+		abort();
+	len = snprintf(buf, sizeof(buf), "%ld", n * 2);
+	return jobq_job_succeed(job, JOBQ_T_TEXT, buf, (size_t)len);
+}
+
+/* Counts the input, then sleeps 0.4 s on the engine. */
+static int h_slow(jobq_job_t *job, void *arg)
+{
+	int rc;
+
+	atomic_fetch_add(&rec->n, 1);
+	rc = jobq_io_sleep(0.4);
+	if (!rc)
+		atomic_fetch_add(&rec->finished, 1);
+	return rc ? rc : jobq_job_succeed(job, JOBQ_T_TEXT, "ok", 2);
+}
+
+/* A chunk whose worker dies runs again whole, on the other worker, and
+ * the map still gets every result. */
+static void test_chunk_worker_dies(void **state)
+{
+	jobq_t *q = open_q(state);
+	struct map_in m = map_inputs(4);
+	jobq_obj_t out[4] = {0};
+	pid_t w[2];
+
+	rec = jqt_shared(sizeof(*rec));
+	w[0] = start_worker(0, "crash-once", h_crash_once, 1);
+	w[1] = start_worker(1, "crash-once", h_crash_once, 1);
+	wait_served(q, "crash-once", 2);
+	assert_rc(
+	    jobq_map_chunked(q, "crash-once", m.in, 4, 4, 1, NULL, out, 30), 0);
+	for (int i = 0; i < 4; i++) {
+		char want[8];
+
+		snprintf(want, sizeof(want), "%d", 2 * i);
+		assert_string_equal(out[i].data, want);
+		jobq_obj_free(&out[i]);
+	}
+	/* Inputs 0, 1 and 2 on the first attempt, all four on the second. */
+	assert_int_equal(atomic_load(&rec->n), 7);
+	stop_worker(w[0]);
+	stop_worker(w[1]);
+	free(m.in);
+	free(m.text);
+	jobq_close(q);
+}
+
+/* The --timeout covers the whole chunk: when it runs out the chunk
+ * stops between inputs and fails as a whole, for each of its inputs. */
+static void test_chunk_timeout(void **state)
+{
+	jobq_t *q = open_q(state);
+	struct map_in m = map_inputs(4);
+	struct jobq_submit_opts o = {.timeout = 1, .no_retry = 1};
+	jobq_obj_t out[4] = {0};
+	double t0;
+	pid_t w;
+
+	rec = jqt_shared(sizeof(*rec));
+	w = start_worker(0, "slow", h_slow, 1);
+	wait_served(q, "slow", 1);
+	t0 = jqt_now();
+	assert_rc(jobq_map_chunked(q, "slow", m.in, 4, 4, 1, &o, out, 30),
+		  JOBQ_EJOBFAILED);
+	print_message("chunk timed out after %.2f s\n", jqt_now() - t0);
+	for (int i = 0; i < 4; i++) {
+		assert_non_null(strstr(out[i].data, "timed out"));
+		jobq_obj_free(&out[i]);
+	}
+	/* The third input's sleep was cut short (the second's, on a slow
+	 * machine) and the fourth never began. */
+	assert_in_range(atomic_load(&rec->n), 2, 3);
+	assert_int_equal(atomic_load(&rec->finished), atomic_load(&rec->n) - 1);
+	stop_worker(w);
+	free(m.in);
+	free(m.text);
+	jobq_close(q);
+}
+
 /* A job whose args say chunk but are not one fails for good, saying so,
  * and the worker goes on serving. */
 static void test_chunk_malformed(void **state)
@@ -846,7 +937,8 @@ int main(void)
 	    T(test_retry_kick),	     T(test_poison_pill),
 	    T(test_lease_expiry),    T(test_unknown_type),
 	    T(test_map_chunked),     T(test_map_chunked_builtin),
-	    T(test_chunk_malformed),
+	    T(test_chunk_malformed), T(test_chunk_worker_dies),
+	    T(test_chunk_timeout),
 	};
 
 	jqt_init();
