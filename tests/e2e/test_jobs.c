@@ -632,12 +632,23 @@ static void test_lease_expiry(void **state)
 
 /* Args "N": fails input N when N % 7 == 3, else the result "N*2"; records
  * the job id each input ran in. With N < 0 the result is -N bytes. */
+static long args_n(jobq_job_t *job)
+{
+	return strtol(jobq_job_args(job)->data, NULL, 10);
+}
+
+/* The result "N*2". */
+static int succeed_doubled(jobq_job_t *job, long n)
+{
+	char buf[32];
+	int len = snprintf(buf, sizeof(buf), "%ld", n * 2);
+
+	return jobq_job_succeed(job, JOBQ_T_TEXT, buf, (size_t)len);
+}
+
 static int h_double(jobq_job_t *job, void *arg)
 {
-	const jobq_obj_t *a = jobq_job_args(job);
-	long n = strtol(a->data, NULL, 10);
-	char buf[32];
-	int len;
+	long n = args_n(job);
 
 	atomic_fetch_add(&rec->n, 1);
 	if (n >= 0 && n < 256)
@@ -651,8 +662,7 @@ static int h_double(jobq_job_t *job, void *arg)
 	}
 	if (n % 7 == 3)
 		return jobq_job_fail(job, 0, "input %ld refused", n);
-	len = snprintf(buf, sizeof(buf), "%ld", n * 2);
-	return jobq_job_succeed(job, JOBQ_T_TEXT, buf, (size_t)len);
+	return succeed_doubled(job, n);
 }
 
 struct map_in {
@@ -802,16 +812,12 @@ static void test_map_chunked_builtin(void **state)
  * attempt, else the result "N*2". */
 static int h_crash_once(jobq_job_t *job, void *arg)
 {
-	const jobq_obj_t *a = jobq_job_args(job);
-	long n = strtol(a->data, NULL, 10);
-	char buf[32];
-	int len;
+	long n = args_n(job);
 
 	atomic_fetch_add(&rec->n, 1);
 	if (n == 2 && jobq_job_attempt(job) == 1)
 		abort();
-	len = snprintf(buf, sizeof(buf), "%ld", n * 2);
-	return jobq_job_succeed(job, JOBQ_T_TEXT, buf, (size_t)len);
+	return succeed_doubled(job, n);
 }
 
 /* Counts the input, then sleeps 0.4 s on the engine. */
