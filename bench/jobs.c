@@ -23,7 +23,8 @@
  * type "bench.noop" with a handler returning its args unchanged (each a
  * jobq_worker of concurrency -C, default 256: that many jobs per
  * reservation); "builtin" uses the built-in type "echo" of the workers
- * `jobqd --workers N` started (concurrency 1). Either way the
+ * `jobqd --workers N` started (their --worker-concurrency, 16 by
+ * default). Either way the
  * run starts once -W workers serving the type are registered, and after a
  * warm-up that is not counted. Every result is checked against its args
  * (each carries its job's sequence number).
