@@ -17,7 +17,12 @@
  *   -m fill    no worker: submit -n jobs of -s bytes with submit_many in
  *              batches of -b and leave them queued; rss_bytes_per_job is
  *              the growth of jobqd's VmRSS (its pid from jobq_stats())
- *              divided by n, rss_beyond_args_per_job the same minus -s.
+ *              divided by n. Of it, file_bytes_per_job is the journal's
+ *              pages mapped from a file system on disk (page cache the
+ *              kernel may write back and drop), owned_bytes_per_job the
+ *              rest: jobqd's own memory and the store (RssAnon +
+ *              RssShmem; a journal on tmpfs counts here), and
+ *              owned_beyond_args_per_job that minus -s.
  *
  * Workers (-k): "own" forks -W processes of this program that serve the
  * type "bench.noop" with a handler returning its args unchanged (each a
@@ -365,24 +370,42 @@ static void run_map(jobq_t *q, const struct cfg *c, char *extra)
 	free_args(wargs);
 }
 
-/* VmRSS of process @pid in bytes. */
-static uint64_t rss_of(pid_t pid)
+/* Resident memory of a process, in bytes, from /proc/PID/status. */
+struct rss {
+	uint64_t all;	/* VmRSS */
+	uint64_t file;	/* RssFile: mapped pages of files on disk */
+	uint64_t owned; /* RssAnon + RssShmem: its own memory and the store */
+};
+
+static struct rss rss_of(pid_t pid)
 {
 	char path[64], line[256];
-	uint64_t kib = 0;
+	unsigned long kib;
+	struct rss r = {0};
 	FILE *f;
 
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
 	f = fopen(path, "r");
 	if (!f)
 		bench_die(-errno, "%s", path);
-	while (fgets(line, sizeof(line), f))
+	while (fgets(line, sizeof(line), f)) {
 		if (sscanf(line, "VmRSS: %lu kB", &kib) == 1)
-			break;
+			r.all = (uint64_t)kib * 1024;
+		else if (sscanf(line, "RssFile: %lu kB", &kib) == 1)
+			r.file = (uint64_t)kib * 1024;
+		else if (sscanf(line, "RssAnon: %lu kB", &kib) == 1 ||
+			 sscanf(line, "RssShmem: %lu kB", &kib) == 1)
+			r.owned += (uint64_t)kib * 1024;
+	}
 	fclose(f);
-	if (!kib)
+	if (!r.all)
 		bench_die(0, "no VmRSS in %s", path);
-	return kib * 1024;
+	return r;
+}
+
+static double per_job(uint64_t before, uint64_t after, long n)
+{
+	return ((double)after - (double)before) / (double)n;
 }
 
 static void run_fill(jobq_t *q, const struct cfg *c, char *extra)
@@ -390,7 +413,8 @@ static void run_fill(jobq_t *q, const struct cfg *c, char *extra)
 	jobq_obj_t *args = make_args(c, c->batch, 0);
 	uint64_t *ids = calloc((size_t)c->batch, sizeof(*ids));
 	struct jobq_stats st;
-	uint64_t r0, r1, t0, t1;
+	struct rss r0, r1;
+	uint64_t t0, t1;
 	int r;
 
 	if (!ids)
@@ -414,16 +438,21 @@ static void run_fill(jobq_t *q, const struct cfg *c, char *extra)
 	snprintf(extra + strlen(extra), 128,
 		 " rss_before_kib=%lu "
 		 "rss_after_kib=%lu",
-		 (unsigned long)(r0 / 1024), (unsigned long)(r1 / 1024));
+		 (unsigned long)(r0.all / 1024),
+		 (unsigned long)(r1.all / 1024));
 	printf("RESULT metric=fill_jobs_per_s value=%.1f n=%ld batch=%ld %s\n",
 	       (double)c->n * 1e9 / (double)(t1 - t0), c->n, c->batch, extra);
 	printf("RESULT metric=rss_bytes_per_job value=%.1f n=%ld %s\n",
-	       ((double)r1 - (double)r0) / (double)c->n, c->n, extra);
-	printf("RESULT metric=rss_beyond_args_per_job value=%.1f n=%ld %s\n",
-	       ((double)r1 - (double)r0) / (double)c->n - (double)c->size, c->n,
+	       per_job(r0.all, r1.all, c->n), c->n, extra);
+	printf("RESULT metric=file_bytes_per_job value=%.1f n=%ld %s\n",
+	       per_job(r0.file, r1.file, c->n), c->n, extra);
+	printf("RESULT metric=owned_bytes_per_job value=%.1f n=%ld %s\n",
+	       per_job(r0.owned, r1.owned, c->n), c->n, extra);
+	printf("RESULT metric=owned_beyond_args_per_job value=%.1f n=%ld %s\n",
+	       per_job(r0.owned, r1.owned, c->n) - (double)c->size, c->n,
 	       extra);
 	printf("RESULT metric=rss_after_MiB value=%.1f n=%ld %s\n",
-	       (double)r1 / 1048576.0, c->n, extra);
+	       (double)r1.all / 1048576.0, c->n, extra);
 	free(ids);
 	free_args(args);
 }
