@@ -82,6 +82,14 @@ size_t jobq__utf8_char(const void *s, size_t n, uint32_t *cp);
  */
 int jobq__check_text(const void *s, size_t n);
 
+/*
+ * jobq__obj_set - make *o a copy of @len bytes at @data, of @type, as every
+ * object the library hands out: malloc'd, NUL-terminated one byte past
+ * @len, freed with jobq_obj_free(). Returns 0, or -ENOMEM with *o as it
+ * was.
+ */
+int jobq__obj_set(jobq_obj_t *o, uint32_t type, const void *data, size_t len);
+
 /* Validates a queue or lock name: 1..JOBQ_NAME_MAX bytes of
  * jobq__check_text(). Returns 0 or -EINVAL. */
 int jobq__check_name(const char *name);

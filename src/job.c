@@ -977,18 +977,12 @@ int jobq_apply(jobq_t *q, const char *type, uint32_t args_type,
 	return err;
 }
 
+/* The text of @err as a result; without memory, none. */
 static void text_obj(jobq_obj_t *o, int err)
 {
 	const char *s = jobq_strerror(err);
-	size_t n = strlen(s);
 
-	o->data = malloc(n + 1);
-	if (!o->data)
-		return;
-	memcpy(o->data, s, n + 1);
-	o->len = n;
-	o->type = JOBQ_T_TEXT;
-	o->flags = 0;
+	jobq__obj_set(o, JOBQ_T_TEXT, s, strlen(s));
 }
 
 /*
@@ -1219,22 +1213,6 @@ int jobq_map(jobq_t *q, const char *type, const jobq_obj_t *inputs, size_t n,
 	return err;
 }
 
-/* A copy of @len bytes at @data as an object of @type that the caller
- * frees; NUL-terminated as every object the library hands out. */
-static int obj_copy(jobq_obj_t *o, uint32_t type, const void *data, size_t len)
-{
-	o->data = malloc(len + 1);
-	if (!o->data)
-		return -ENOMEM;
-	if (len)
-		memcpy(o->data, data, len);
-	((char *)o->data)[len] = '\0';
-	o->len = len;
-	o->type = type;
-	o->flags = 0;
-	return 0;
-}
-
 /*
  * Packs inputs[from..] into @b until it holds @chunk of them or the next
  * would take it past @max bytes; an input refused by check_args() gets
@@ -1301,16 +1279,14 @@ static size_t unpack_chunk(size_t c, int code, const jobq_obj_t *res,
 			/* A chunk that failed as a whole: its error text
 			 * for each of its inputs. */
 			if (!code || !res->data ||
-			    obj_copy(&results[i], res->type, res->data,
-				     res->len))
+			    jobq__obj_set(&results[i], res->type, res->data,
+					  res->len))
 				text_obj(&results[i], bad);
 			continue;
 		}
 		codes[i] = icode;
-		if (obj_copy(&results[i], item.type, item.data, item.len)) {
-			codes[i] = -ENOMEM;
-			memset(&results[i], 0, sizeof(results[i]));
-		}
+		if (jobq__obj_set(&results[i], item.type, item.data, item.len))
+			codes[i] = -ENOMEM; /* results[i] stays empty */
 	}
 	return i;
 }

@@ -22,6 +22,19 @@ void jobq_obj_free(jobq_obj_t *obj)
 	memset(obj, 0, sizeof(*obj));
 }
 
+int jobq__obj_set(jobq_obj_t *o, uint32_t type, const void *data, size_t len)
+{
+	char *p = malloc(len + 1);
+
+	if (!p)
+		return -ENOMEM;
+	if (len)
+		memcpy(p, data, len);
+	p[len] = '\0';
+	*o = (jobq_obj_t){.type = type, .len = len, .data = p};
+	return 0;
+}
+
 int jobq_obj_json(const jobq_obj_t *obj, struct json_t **out)
 {
 	json_error_t jerr;

@@ -316,22 +316,18 @@ unsigned jobq_job_attempt(const jobq_job_t *job)
 int jobq_job_succeed(jobq_job_t *job, uint32_t type, const void *data,
 		     size_t len)
 {
-	char *p;
+	jobq_obj_t o;
+	int err;
 
 	if (len && !data)
 		return -EINVAL;
 	if (len > job->w->q->max_object || len > UINT32_MAX)
 		return -E2BIG;
-	p = malloc(len + 1);
-	if (!p)
-		return -ENOMEM;
-	if (len)
-		memcpy(p, data, len);
-	p[len] = '\0';
+	err = jobq__obj_set(&o, type, data, len);
+	if (err)
+		return err;
 	jobq_obj_free(&job->result);
-	job->result.type = type;
-	job->result.len = len;
-	job->result.data = p;
+	job->result = o;
 	return 0;
 }
 
