@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "crc32c.h"
+#include "internal.h"
 #include "journal.h"
 
 static const char magic_journal[8] = "JOBQJNL\n";
@@ -938,22 +939,14 @@ static int reserve_inplace(struct jobq__journal *j, size_t more)
 
 static int reserve(struct jobq__journal *j, size_t more)
 {
-	size_t ncap;
-	uint8_t *nb;
-
 	if (j->inplace)
 		return reserve_inplace(j, more);
 	if (j->cap - j->len >= more)
 		return 0;
-	ncap = j->cap ? j->cap : 64 << 10;
-	while (ncap - j->len < more)
-		ncap *= 2;
-	nb = realloc(j->buf, ncap);
-	if (!nb)
+	if (more > SIZE_MAX - j->len)
 		return -ENOMEM;
-	j->buf = nb;
-	j->cap = ncap;
-	return 0;
+	return jobq__grow((void **)&j->buf, &j->cap, j->len + more, 1,
+			  64 << 10);
 }
 
 /* Writes the buffered snapshot records to the snapshot file. */

@@ -1553,19 +1553,8 @@ static struct {
 
 static int stage_grow(size_t more)
 {
-	size_t ncap = stg.cap ? stg.cap : 4096;
-	struct staged *nv;
-
-	if (stg.cap - stg.n >= more)
-		return 0;
-	while (ncap - stg.n < more)
-		ncap *= 2;
-	nv = realloc(stg.v, ncap * sizeof(*nv));
-	if (!nv)
-		return -ENOMEM;
-	stg.v = nv;
-	stg.cap = ncap;
-	return 0;
+	return jobq__grow((void **)&stg.v, &stg.cap, stg.n + more,
+			  sizeof(*stg.v), 4096);
 }
 
 /* Stores the pending puts in as few blocks as fit, and stages them. */

@@ -7,26 +7,15 @@
 #include <string.h>
 
 #include "chunk.h"
+#include "internal.h"
 
 static int reserve(struct jobq__chunk_buf *b, size_t more)
 {
-	size_t cap = b->cap ? b->cap : 256;
-	uint8_t *p;
-
 	if (!b->len)
 		more += JOBQ__CHUNK_HEAD;
 	if (more > UINT32_MAX || b->len > UINT32_MAX - more)
 		return -E2BIG;
-	if (b->len + more <= b->cap)
-		return 0;
-	while (cap < b->len + more)
-		cap *= 2;
-	p = realloc(b->data, cap);
-	if (!p)
-		return -ENOMEM;
-	b->data = p;
-	b->cap = cap;
-	return 0;
+	return jobq__grow((void **)&b->data, &b->cap, b->len + more, 1, 256);
 }
 
 static void put32(uint8_t *p, uint32_t v)

@@ -90,6 +90,14 @@ int jobq__check_text(const void *s, size_t n);
  */
 int jobq__obj_set(jobq_obj_t *o, uint32_t type, const void *data, size_t len);
 
+/*
+ * jobq__grow - make the array at *p, of *cap elements of @size bytes, hold
+ * at least @need: its capacity doubles, from *cap or from @first when it
+ * is 0, until it does. Returns 0, or -ENOMEM (no memory, or a size past
+ * SIZE_MAX) with *p and *cap as they were.
+ */
+int jobq__grow(void **p, size_t *cap, size_t need, size_t size, size_t first);
+
 /* Validates a queue or lock name: 1..JOBQ_NAME_MAX bytes of
  * jobq__check_text(). Returns 0 or -EINVAL. */
 int jobq__check_name(const char *name);

@@ -479,9 +479,38 @@ static void test_clocks(void **state)
 	assert_true(wall <= (uint64_t)time(NULL));
 }
 
+/* ------------------------------------------------------------------------
+ * jobq__grow
+ */
+static void test_grow(void **state)
+{
+	uint32_t *v = NULL;
+	size_t cap = 0;
+
+	(void)state;
+	assert_int_equal(jobq__grow((void **)&v, &cap, 3, sizeof(*v), 4), 0);
+	assert_int_equal(cap, 4);
+	v[3] = 7;
+	assert_int_equal(jobq__grow((void **)&v, &cap, 4, sizeof(*v), 4), 0);
+	assert_int_equal(cap, 4);
+	assert_int_equal(jobq__grow((void **)&v, &cap, 9, sizeof(*v), 4), 0);
+	assert_int_equal(cap, 16);
+	assert_int_equal(v[3], 7);
+	/* Past SIZE_MAX, in elements or in bytes: refused, nothing moved. */
+	assert_int_equal(jobq__grow((void **)&v, &cap, SIZE_MAX, 1, 4),
+			 -ENOMEM);
+	assert_int_equal(
+	    jobq__grow((void **)&v, &cap, SIZE_MAX / 4, sizeof(*v), 4),
+	    -ENOMEM);
+	assert_int_equal(cap, 16);
+	assert_int_equal(v[3], 7);
+	free(v);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_grow),
 	    cmocka_unit_test(test_parse_size_plain),
 	    cmocka_unit_test(test_parse_size_suffixes),
 	    cmocka_unit_test(test_parse_size_overflow),
